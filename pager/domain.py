@@ -1,0 +1,250 @@
+"""The rules of paging, as a pure state machine.
+
+`decide(state, event, now, policy)` is the whole of what pagerd decides: given one service's
+state, one event and the current time, it returns the service's next state and the
+notifications to send. It performs no I/O and reads no clock, so the same inputs always give the
+same outputs; the daemon around it persists the result before acting on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final, TypeAlias
+
+import attrs
+
+DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
+MAX_SERVICE_NAME: Final = 128
+SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
+CHANNELS: Final = ("email", "sms")
+
+_EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def is_service_name(name: str) -> bool:
+    return SERVICE_NAME_RE.fullmatch(name) is not None
+
+
+@attrs.frozen
+class Target:
+    """Somebody to notify, on one channel: `email:alice@example.com`, `sms:+14155550100`."""
+
+    channel: str
+    address: str
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """Parse `CHANNEL:ADDRESS`; a `ValueError` says what is wrong in words an operator reads."""
+        channel, sep, address = text.partition(":")
+        if not sep or not address:
+            raise ValueError(f"expected CHANNEL:ADDRESS with CHANNEL one of {', '.join(CHANNELS)}")
+        if channel == "email":
+            if _EMAIL_RE.fullmatch(address) is None:
+                raise ValueError("not an email address")
+        elif channel == "sms":
+            if _E164_RE.fullmatch(address) is None:
+                raise ValueError("not an E.164 phone number")
+        else:
+            raise ValueError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})")
+        return cls(channel, address)
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.address}"
+
+
+def _unique(targets: Iterable[Target]) -> tuple[Target, ...]:
+    # A target listed twice in one level is one person: notify them once for that step.
+    return tuple(dict.fromkeys(targets))
+
+
+@attrs.frozen
+class Level:
+    targets: tuple[Target, ...] = attrs.field(converter=_unique)
+    ack_timeout: float = DEFAULT_ACK_TIMEOUT
+
+
+@attrs.frozen
+class Policy:
+    """Who is notified, in which order: levels tried one after another, `repeat` more rounds."""
+
+    levels: tuple[Level, ...]
+    repeat: int = 0
+
+
+@attrs.frozen
+class Incident:
+    """An open incident: the service went unhealthy and has not recovered yet.
+
+    `round` and `level` (both 1-based) name the last escalation step notified; `deadline` is when
+    that step's acknowledgement timeout passes, `None` once nothing more will be sent.
+    """
+
+    number: int
+    opened_at: float
+    message: str
+    alerts: int = 1
+    round: int = 1
+    level: int = 1
+    deadline: float | None = None
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    exhausted: bool = False
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledged_at is not None
+
+
+def incident_id(service: str, number: int) -> str:
+    return f"{service}#{number}"
+
+
+@attrs.frozen
+class ServiceState:
+    """One service as the pager knows it. Healthy exactly when `incident` is None.
+
+    `last_incident` counts the service's incidents so that each gets a new number, open or not.
+    """
+
+    name: str
+    last_incident: int = 0
+    incident: Incident | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.incident is None
+
+
+# Events -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Alert:
+    message: str = ""
+
+
+@attrs.frozen
+class Ack:
+    by: str | None = None
+
+
+@attrs.frozen
+class Healthy:
+    pass
+
+
+@attrs.frozen
+class Timeout:
+    """The acknowledgement timeout of one escalation step passed.
+
+    It names the step it was set for, so that a timer outliving its step (acked, recovered, or
+    already escalated) is recognised as stale and pages nobody.
+    """
+
+    incident: int
+    round: int
+    level: int
+
+
+Event: TypeAlias = Alert | Ack | Healthy | Timeout
+
+
+# Commands -----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Notify:
+    """Notify one target for one escalation step; one per (incident, round, level, target)."""
+
+    service: str
+    incident: int
+    round: int
+    level: int
+    target: Target
+    message: str
+    opened_at: float
+
+    @property
+    def id(self) -> str:
+        """Stable across restarts: the idempotency key of this notification everywhere."""
+        return f"{incident_id(self.service, self.incident)}/{self.round}/{self.level}/{self.target}"
+
+    @property
+    def incident_id(self) -> str:
+        return incident_id(self.service, self.incident)
+
+
+class Rejected(Exception):
+    """The event cannot apply to this state; nothing changed. `code` is the protocol's code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+Decision: TypeAlias = tuple[ServiceState, tuple[Notify, ...]]
+
+
+def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Decision:
+    """Apply one event to one service at time `now` (seconds since the epoch).
+
+    Raises `Rejected` when the event is refused; the state is then unchanged.
+    """
+    incident = state.incident
+    match event:
+        case Alert(message=message):
+            if incident is None:
+                number = state.last_incident + 1
+                opened = Incident(number=number, opened_at=now, message=message)
+                return _page(attrs.evolve(state, last_incident=number), opened, 1, 1, now, policy)
+            counted = attrs.evolve(incident, alerts=incident.alerts + 1)
+            return attrs.evolve(state, incident=counted), ()
+        case Ack(by=by):
+            if incident is None:
+                raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
+            if incident.acknowledged:
+                return state, ()
+            acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
+            return attrs.evolve(state, incident=acked), ()
+        case Healthy():
+            return attrs.evolve(state, incident=None), ()
+        case Timeout():
+            if incident is None or incident.deadline is None or now < incident.deadline:
+                return state, ()
+            if (event.incident, event.round, event.level) != (
+                incident.number,
+                incident.round,
+                incident.level,
+            ):
+                return state, ()
+            if incident.level < len(policy.levels):
+                return _page(state, incident, incident.round, incident.level + 1, now, policy)
+            if incident.round <= policy.repeat:
+                return _page(state, incident, incident.round + 1, 1, now, policy)
+            exhausted = attrs.evolve(incident, deadline=None, exhausted=True)
+            return attrs.evolve(state, incident=exhausted), ()
+    raise TypeError(f"not an event: {event!r}")
+
+
+def _page(
+    state: ServiceState, incident: Incident, round: int, level: int, now: float, policy: Policy
+) -> Decision:
+    """Notify every target of `level` and start its acknowledgement timeout."""
+    step = policy.levels[level - 1]
+    paged = attrs.evolve(incident, round=round, level=level, deadline=now + step.ack_timeout)
+    notes = tuple(
+        Notify(
+            service=state.name,
+            incident=incident.number,
+            round=round,
+            level=level,
+            target=target,
+            message=incident.message,
+            opened_at=incident.opened_at,
+        )
+        for target in step.targets
+    )
+    return attrs.evolve(state, incident=paged), notes

@@ -1,0 +1,146 @@
+"""The wire protocol: one JSON object per line each way, over a Unix stream socket.
+
+Shared by the daemon and the `pager` client; pure (no sockets here), so both sides agree on one
+definition of what is a valid request and what a reply looks like.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import attrs
+
+from pager.domain import ServiceState, incident_id, is_service_name
+from pager.timefmt import isoformat
+
+MAX_LINE: Final = 64 * 1024
+MAX_TEXT: Final = 4096
+MAX_BY: Final = 256
+
+EVENT_OPS: Final = frozenset({"alert", "ack", "healthy"})
+OPS: Final = EVENT_OPS | {"status", "ping"}
+
+# Fields each op accepts besides "op"; anything else is a bad request, so a typo is not silent.
+_FIELDS: Final[dict[str, frozenset[str]]] = {
+    "alert": frozenset({"service", "message"}),
+    "ack": frozenset({"service", "by"}),
+    "healthy": frozenset({"service"}),
+    "status": frozenset({"service"}),
+    "ping": frozenset(),
+}
+
+
+class ProtocolError(Exception):
+    """A request that cannot be served, with the stable `code` clients match on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@attrs.frozen
+class Request:
+    op: str
+    service: str | None = None
+    message: str | None = None
+    by: str | None = None
+
+
+def parse_request(line: bytes) -> Request:
+    """Decode one request line (without its newline); raises `ProtocolError` on bad input."""
+    if len(line) > MAX_LINE:
+        raise ProtocolError("too_large", f"request line is over {MAX_LINE} bytes")
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("bad_request", "request is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_request", "request is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_request", "request must be a JSON object")
+    op = data.get("op")
+    if not isinstance(op, str):
+        raise ProtocolError("bad_request", 'request needs "op", a string')
+    if op not in OPS:
+        raise ProtocolError("unknown_op", f"unknown op {op[:64]!r} (expected one of {_ops()})")
+    extra = sorted(set(data) - _FIELDS[op] - {"op"})
+    if extra:
+        raise ProtocolError("bad_request", f"{op} does not take {', '.join(map(repr, extra))}")
+    service = _text(data, "service", MAX_TEXT, required=op in EVENT_OPS)
+    if service is not None and not is_service_name(service):
+        raise ProtocolError(
+            "bad_request",
+            '"service" must be 1 to 128 letters, digits, ".", "_" or "-"',
+        )
+    return Request(
+        op=op,
+        service=service,
+        message=_text(data, "message", MAX_TEXT),
+        by=_text(data, "by", MAX_BY),
+    )
+
+
+def _ops() -> str:
+    return ", ".join(sorted(OPS))
+
+
+def _text(data: dict[str, Any], key: str, limit: int, *, required: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ProtocolError("bad_request", f'request needs "{key}", a string')
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError("bad_request", f'"{key}" must be a string')
+    if len(value) > limit:
+        raise ProtocolError("bad_request", f'"{key}" is longer than {limit} characters')
+    if "\x00" in value:
+        raise ProtocolError("bad_request", f'"{key}" must not contain NUL')
+    return value
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """One line of compact JSON, newline-terminated."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def request_line(op: str, **fields: str | None) -> bytes:
+    return encode({"op": op, **{k: v for k, v in fields.items() if v is not None}})
+
+
+def ok_reply(**fields: Any) -> bytes:
+    return encode({"ok": True, **fields})
+
+
+def error_reply(code: str, message: str) -> bytes:
+    return encode({"ok": False, "error": {"code": code, "message": message}})
+
+
+def service_status(state: ServiceState) -> dict[str, Any]:
+    """The status object of one service, as `pager status --json SERVICE` prints it."""
+    incident = state.incident
+    if incident is None:
+        return {"service": state.name, "state": "healthy", "incident": None}
+    return {
+        "service": state.name,
+        "state": "unhealthy",
+        "incident": {
+            "id": incident_id(state.name, incident.number),
+            "level": incident.level,
+            "round": incident.round,
+            "acknowledged": incident.acknowledged,
+            "acknowledged_by": incident.acknowledged_by,
+            "acknowledged_at": _iso(incident.acknowledged_at),
+            "alerts": incident.alerts,
+            "message": incident.message,
+            "opened_at": isoformat(incident.opened_at),
+            "next_escalation_at": _iso(incident.deadline),
+            "exhausted": incident.exhausted,
+        },
+    }
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else isoformat(ts)

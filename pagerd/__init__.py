@@ -1,0 +1,1 @@
+"""pagerd: the daemon: actors, socket server, store, outbox and transports."""

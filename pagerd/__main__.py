@@ -1,0 +1,5 @@
+import sys
+
+from pagerd.main import main
+
+sys.exit(main())

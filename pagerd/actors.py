@@ -1,0 +1,233 @@
+"""One actor per service: the only task that changes that service's state.
+
+An actor exists only while its service has events to handle. It is created, with its bounded
+inbox, the moment an event is routed to an idle service, and ends as soon as its inbox is empty;
+checking the inbox and leaving the registry happen with no checkpoint between them, so a service
+never has two actors and no event is left in a closed inbox. Escalation deadlines are held by the
+`Scheduler`, which routes a `Timeout` here like any other event. That is what lets 100,000
+configured services cost only their state, not 100,000 parked tasks.
+
+An actor takes every event waiting in its inbox, decides each in turn with the pure core, commits
+all of them together, and only then replies and hands notifications to the outbox: a client hears
+"ok" only for what is on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Final
+
+import attrs
+import trio
+
+from pager.domain import (
+    Event,
+    Notify,
+    Rejected,
+    ServiceState,
+    Timeout,
+    decide,
+    incident_id,
+)
+from pager.protocol import error_reply, ok_reply, service_status
+from pagerd.clock import Clock
+from pagerd.commits import Committer
+from pagerd.config import Config
+from pagerd.outbox import Outbox
+from pagerd.scheduler import Scheduler
+from pagerd.store import StoreError, Transition
+
+log = logging.getLogger(__name__)
+
+INBOX_SIZE: Final = 64
+
+
+class Reply:
+    """Where one request's answer goes: set once by an actor, awaited by the connection."""
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._line = b""
+
+    def set(self, line: bytes) -> None:
+        self._line = line
+        self._done.set()
+
+    async def wait(self) -> bytes:
+        await self._done.wait()
+        return self._line
+
+
+@attrs.frozen
+class Envelope:
+    event: Event
+    reply: Reply | None
+
+
+class Services:
+    def __init__(
+        self,
+        config: Config,
+        states: dict[str, ServiceState],
+        committer: Committer,
+        scheduler: Scheduler,
+        outbox: Outbox,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self._states = states
+        self._committer = committer
+        self._scheduler = scheduler
+        self._outbox = outbox
+        self._clock = clock
+        self._inboxes: dict[str, trio.MemorySendChannel[Envelope]] = {}
+        self._nursery: trio.Nursery | None = None
+
+    def state(self, name: str) -> ServiceState:
+        """The last committed state of `name`."""
+        return self._states.get(name) or ServiceState(name)
+
+    def live_actors(self) -> int:
+        return len(self._inboxes)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the actors' nursery until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for state in self._states.values():
+                self._scheduler.schedule(state)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def submit(self, service: str, event: Event, reply: Reply | None) -> None:
+        """Route `event` to `service`'s actor, waiting while its inbox is full (back-pressure)."""
+        envelope = Envelope(event, reply)
+        while True:
+            inbox = self._inboxes.get(service) or self._start(service)
+            try:
+                await inbox.send(envelope)
+                return
+            except trio.BrokenResourceError:
+                continue  # that actor went idle and ended while we waited: start a new one
+
+    def offer(self, service: str, event: Timeout) -> bool:
+        """Route a timeout without waiting; False if the inbox is full (the scheduler retries)."""
+        if service not in self.config.services:
+            return True  # no longer configured: nothing to escalate
+        inbox = self._inboxes.get(service) or self._start(service)
+        try:
+            inbox.send_nowait(Envelope(event, None))
+        except trio.WouldBlock:
+            return False
+        return True
+
+    def _start(self, service: str) -> trio.MemorySendChannel[Envelope]:
+        # The inbox is registered before the task runs, so nothing can be routed to no one.
+        assert self._nursery is not None, "Services.run() has not started"
+        send, receive = trio.open_memory_channel[Envelope](INBOX_SIZE)
+        self._inboxes[service] = send
+        self._nursery.start_soon(self._actor, service, receive, name=f"actor {service}")
+        return send
+
+    async def _actor(self, service: str, inbox: trio.MemoryReceiveChannel[Envelope]) -> None:
+        with inbox:
+            while True:
+                batch: list[Envelope] = []
+                while len(batch) < INBOX_SIZE:
+                    try:
+                        batch.append(inbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                if not batch:
+                    # Idle: leave the registry with no checkpoint since the inbox was seen empty.
+                    del self._inboxes[service]
+                    return
+                try:
+                    await self._handle(service, batch)
+                except Exception:
+                    # A bug in one service must not take the daemon down: contain and report it.
+                    log.exception("actor failed service=%s", service)
+                    for envelope in batch:
+                        if envelope.reply is not None:
+                            envelope.reply.set(error_reply("internal", "internal error"))
+
+    async def _handle(self, service: str, batch: list[Envelope]) -> None:
+        policy = self.config.policy_of(service)
+        now = self._clock.now()
+        state = self.state(service)
+        transitions: list[Transition] = []
+        outcomes: list[tuple[Reply | None, ServiceState | Rejected]] = []
+        for envelope in batch:
+            try:
+                after, notes = decide(state, envelope.event, now, policy)
+            except Rejected as rejected:
+                outcomes.append((envelope.reply, rejected))
+                continue
+            if after != state:
+                transitions.append(Transition(state, after, notes, now))
+            state = after
+            outcomes.append((envelope.reply, after))
+        if transitions:
+            try:
+                await self._committer.commit(transitions)
+            except StoreError as exc:
+                for reply, outcome in outcomes:
+                    if reply is not None:
+                        reply.set(
+                            _rejected(outcome)
+                            if isinstance(outcome, Rejected)
+                            else error_reply("unavailable", str(exc))
+                        )
+                return
+            self._states[service] = state
+            for t in transitions:
+                _log_transition(t)
+                if _deadline(t.after) != _deadline(t.before):
+                    self._scheduler.schedule(t.after)
+            self._outbox.add(_notifications(transitions))
+        else:
+            await trio.lowlevel.checkpoint()
+        for reply, outcome in outcomes:
+            if reply is not None:
+                reply.set(
+                    _rejected(outcome)
+                    if isinstance(outcome, Rejected)
+                    else ok_reply(**service_status(outcome))
+                )
+
+
+def _rejected(rejected: Rejected) -> bytes:
+    return error_reply(rejected.code, rejected.message)
+
+
+def _deadline(state: ServiceState) -> float | None:
+    return state.incident.deadline if state.incident is not None else None
+
+
+def _notifications(transitions: Iterable[Transition]) -> Iterable[Notify]:
+    for t in transitions:
+        yield from t.notifications
+
+
+def _log_transition(t: Transition) -> None:
+    before, after, name = t.before.incident, t.after.incident, t.after.name
+    if after is None:
+        if before is not None:
+            log.info("closed service=%s incident=%s", name, incident_id(name, before.number))
+        return
+    iid = incident_id(name, after.number)
+    if before is None or before.number != after.number:
+        log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
+    elif after.acknowledged and not before.acknowledged:
+        log.info("acknowledged service=%s incident=%s by=%s", name, iid, after.acknowledged_by)
+    elif (after.round, after.level) != (before.round, before.level):
+        log.warning(
+            "escalated service=%s incident=%s level=%d round=%d",
+            name,
+            iid,
+            after.level,
+            after.round,
+        )
+    elif after.exhausted and not before.exhausted:
+        log.warning("exhausted service=%s incident=%s: no level left to notify", name, iid)

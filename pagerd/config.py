@@ -1,0 +1,326 @@
+"""The configuration file: TOML, structured with cattrs, validated before anything starts.
+
+Every problem is reported at once, each with the key path an operator can find in the file
+(`policies.payments-oncall.levels[0].targets[1]: not an E.164 phone number`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Final, NewType
+
+import attrs
+import cattrs
+from cattrs.cols import is_mutable_sequence, list_structure_factory
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+
+from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
+
+EX_CONFIG: Final = 78
+TRANSPORTS: Final = ("log",)
+
+Duration = NewType("Duration", float)
+
+
+class Invalid(ValueError):
+    """A value that is the right type but wrong; its text is the whole explanation."""
+
+
+class ConfigError(Exception):
+    def __init__(self, path: Path, errors: list[str]) -> None:
+        super().__init__(f"{path}: {len(errors)} error(s)")
+        self.path = path
+        self.errors = errors
+
+    def report(self) -> str:
+        lines = [f"pagerd: invalid config {self.path}:"]
+        lines += [f"  {error}" for error in self.errors]
+        return "\n".join(lines)
+
+
+_DURATION_RE: Final = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
+
+
+def parse_duration(text: str) -> float:
+    """`500ms`, `30s`, `15m`, `1h`, `1h30m` -> seconds."""
+    match = _DURATION_RE.fullmatch(text)
+    if not text or match is None:
+        raise Invalid(f"not a duration: {text!r} (examples: 500ms, 30s, 15m, 1h30m)")
+    h, m, s, ms = (int(part or 0) for part in match.groups())
+    seconds = h * 3600 + m * 60 + s + ms / 1000
+    if seconds <= 0:
+        raise Invalid("a duration must be more than zero")
+    return seconds
+
+
+# The file's shape, as written. ------------------------------------------------------------
+
+
+@attrs.frozen
+class DaemonSection:
+    socket: str = "/run/pager/pager.sock"
+    state_dir: str = "/var/lib/pager"
+
+
+@attrs.frozen
+class ChannelSection:
+    transport: str
+
+
+@attrs.frozen
+class LogSection:
+    path: str | None = None
+
+
+@attrs.frozen
+class ChannelsSection:
+    email: ChannelSection | None = None
+    sms: ChannelSection | None = None
+    log: LogSection = LogSection()
+
+
+@attrs.frozen
+class LevelSection:
+    targets: list[Target]
+    ack_timeout: Duration = Duration(DEFAULT_ACK_TIMEOUT)
+
+
+@attrs.frozen
+class PolicySection:
+    levels: list[LevelSection]
+    repeat: int = 0
+
+
+@attrs.frozen
+class ServiceSection:
+    policy: str
+
+
+@attrs.frozen
+class ConfigFile:
+    daemon: DaemonSection = DaemonSection()
+    channels: ChannelsSection = ChannelsSection()
+    policies: dict[str, PolicySection] = attrs.Factory(dict)
+    services: dict[str, ServiceSection] = attrs.Factory(dict)
+
+
+# What the daemon runs on. ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Config:
+    path: Path
+    socket: Path
+    state_dir: Path
+    log_path: Path
+    transports: dict[str, str]
+    policies: dict[str, Policy]
+    services: dict[str, str]
+    """Each configured service, with the name of its policy."""
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "pager.db"
+
+    def policy_of(self, service: str) -> Policy:
+        return self.policies[self.services[service]]
+
+
+def _strict(kind: type, noun: str) -> Any:
+    def structure(value: Any, _: type) -> Any:
+        # TOML has real types; a number where a string belongs is a mistake, not a conversion.
+        if type(value) is not kind:
+            raise Invalid(f"expected {noun}, got {_toml_type(value)}")
+        return value
+
+    return structure
+
+
+def _toml_type(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _target(value: Any, _: type) -> Target:
+    if not isinstance(value, str):
+        raise Invalid(f"expected a string like email:ADDRESS or sms:+E164, got {_toml_type(value)}")
+    try:
+        return Target.parse(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _duration(value: Any, _: type) -> Duration:
+    if not isinstance(value, str):
+        raise Invalid(f'expected a duration string like "15m", got {_toml_type(value)}')
+    return Duration(parse_duration(value))
+
+
+def _strict_list(kind: type, converter: cattrs.BaseConverter) -> Any:
+    structure_items = list_structure_factory(kind, converter)
+
+    def structure(value: Any, _: type) -> Any:
+        # Without this, a string where an array belongs would be split into characters.
+        if not isinstance(value, list):
+            raise Invalid(f"expected an array, got {_toml_type(value)}")
+        return structure_items(value, kind)
+
+    return structure
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+_converter.register_structure_hook(str, _strict(str, "a string"))
+_converter.register_structure_hook(int, _strict(int, "an integer"))
+_converter.register_structure_hook(Target, _target)
+_converter.register_structure_hook(Duration, _duration)
+_converter.register_structure_hook_factory(is_mutable_sequence, _strict_list)
+
+
+def _errors(exc: BaseException, path: str) -> list[str]:
+    """Flatten cattrs' exception groups into `key.path: message` lines."""
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return [f"{_join(path, key)}: unknown key" for key in sorted(exc.extra_fields)]
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        found: list[str] = []
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            step = note.name if hasattr(note, "name") else note.index
+            found += _errors(sub, _join(path, step))
+        for sub in without:
+            found += _errors(sub, path)
+        return found
+    return [f"{path or '(top level)'}: {_message(exc)}"]
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, Invalid):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    if isinstance(exc, AttributeError | TypeError):
+        return "expected a table"
+    return f"invalid value ({exc})"
+
+
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _join(path: str, step: object) -> str:
+    if isinstance(step, int):
+        return f"{path}[{step}]"
+    key = str(step)
+    if _BARE_KEY.fullmatch(key) is None:
+        key = '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{path}.{key}" if path else key
+
+
+def load(path: Path) -> Config:
+    """Read and validate the config file at `path`; raise `ConfigError` listing every problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, ["not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"invalid TOML: {exc}"]) from None
+    return from_dict(data, path)
+
+
+def from_dict(data: dict[str, Any], path: Path) -> Config:
+    try:
+        raw = _converter.structure(data, ConfigFile)
+    except Exception as exc:  # cattrs reports every problem as one exception group
+        raise ConfigError(path, _errors(exc, "")) from None
+    errors = _check(raw)
+    if errors:
+        raise ConfigError(path, errors)
+    return _build(raw, path)
+
+
+def _check(raw: ConfigFile) -> list[str]:
+    """What the types alone cannot say: names, references between sections, ranges."""
+    errors: list[str] = []
+    configured = {
+        name: section.transport
+        for name, section in (("email", raw.channels.email), ("sms", raw.channels.sms))
+        if section is not None
+    }
+    for channel, transport in configured.items():
+        if transport not in TRANSPORTS:
+            errors.append(
+                f"channels.{channel}.transport: unknown transport {transport!r} "
+                f"(expected one of {', '.join(map(repr, TRANSPORTS))})"
+            )
+    for name, policy in raw.policies.items():
+        at = _join("policies", name)
+        if not is_service_name(name):
+            errors.append(f"{at}: a policy name is 1 to 128 letters, digits, '.', '_' or '-'")
+        if not policy.levels:
+            errors.append(f"{at}.levels: a policy needs at least one level")
+        if policy.repeat < 0:
+            errors.append(f"{at}.repeat: must be 0 or more")
+        for i, level in enumerate(policy.levels):
+            if not level.targets:
+                errors.append(f"{at}.levels[{i}].targets: a level needs at least one target")
+            for j, target in enumerate(level.targets):
+                if target.channel not in configured:
+                    errors.append(
+                        f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
+                        f"configured (add a [channels.{target.channel}] section)"
+                    )
+    for name, service in raw.services.items():
+        at = _join("services", name)
+        if not is_service_name(name):
+            errors.append(f"{at}: a service name is 1 to 128 letters, digits, '.', '_' or '-'")
+        if service.policy not in raw.policies:
+            errors.append(f"{at}.policy: no policy named {service.policy!r}")
+    return errors
+
+
+def _build(raw: ConfigFile, path: Path) -> Config:
+    base = path.resolve().parent
+
+    def resolve(relative: str) -> Path:
+        return Path(os.path.normpath(base / relative))
+
+    state_dir = resolve(raw.daemon.state_dir)
+    log_path = (
+        resolve(raw.channels.log.path)
+        if raw.channels.log.path is not None
+        else state_dir / "notifications.jsonl"
+    )
+    transports = {
+        channel: section.transport
+        for channel, section in zip(CHANNELS, (raw.channels.email, raw.channels.sms), strict=True)
+        if section is not None
+    }
+    policies = {
+        name: Policy(
+            levels=tuple(Level(tuple(lv.targets), float(lv.ack_timeout)) for lv in p.levels),
+            repeat=p.repeat,
+        )
+        for name, p in raw.policies.items()
+    }
+    return Config(
+        path=path.resolve(),
+        socket=resolve(raw.daemon.socket),
+        state_dir=state_dir,
+        log_path=log_path,
+        transports=transports,
+        policies=policies,
+        services={name: service.policy for name, service in raw.services.items()},
+    )

@@ -1,0 +1,88 @@
+"""`pagerd`: the daemon's command line.
+
+Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not start,
+78 invalid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from pager import __version__
+from pagerd import app
+from pagerd.config import EX_CONFIG, ConfigError, load
+
+DEFAULT_CONFIG: Final = "/etc/pager/pager.toml"
+EXIT_CANNOT_START: Final = 1
+
+log = logging.getLogger("pagerd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pagerd", description="The on-call pager daemon.")
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
+    )
+    parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the least severe messages logged (default info)",
+    )
+    parser.add_argument("--version", action="version", version=f"pagerd {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    path = Path(args.config)
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EX_CONFIG
+    if args.check:
+        print(
+            f"pagerd: {path}: ok ({len(config.services)} services, {len(config.policies)} policies)"
+        )
+        return 0
+    try:
+        trio.run(_run, config)
+    except app.StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_CANNOT_START
+    log.info("stopped")
+    return 0
+
+
+async def _run(config: app.Config) -> None:
+    stop = trio.Event()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("received %s", signal.Signals(signum).name)
+                    stop.set()
+
+            nursery.start_soon(stop_on_signal)
+            await app.serve(config, stop)
+            nursery.cancel_scope.cancel()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Adapters from the `Transport` port to the places notifications go."""
