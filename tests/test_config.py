@@ -1,0 +1,194 @@
+"""The config file: what loads, and every error an operator can make, named by its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pagerd.config import ConfigError, load, parse_duration
+from pagerd.main import main
+
+GOOD = """
+[daemon]
+socket = "run/pager.sock"
+state_dir = "state"
+
+[channels.email]
+transport = "log"
+[channels.sms]
+transport = "log"
+[channels.log]
+path = "notifications.jsonl"
+
+[policies.payments-oncall]
+repeat = 2
+[[policies.payments-oncall.levels]]
+targets = ["email:alice@example.com", "sms:+14155550100"]
+ack_timeout = "1h30m"
+[[policies.payments-oncall.levels]]
+targets = ["email:payments-lead@example.com"]
+
+[services.payments-api]
+policy = "payments-oncall"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pager.toml"
+    path.write_text(text)
+    return path
+
+
+def errors_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as excinfo:
+        load(write(tmp_path, text))
+    return excinfo.value.errors
+
+
+def test_good_config_loads_with_paths_relative_to_its_folder(tmp_path: Path) -> None:
+    config = load(write(tmp_path, GOOD))
+    assert config.socket == tmp_path / "run/pager.sock"
+    assert config.database == tmp_path / "state/pager.db"
+    assert config.log_path == tmp_path / "notifications.jsonl"
+    policy = config.policy_of("payments-api")
+    assert policy.repeat == 2
+    assert [lv.ack_timeout for lv in policy.levels] == [5400.0, 900.0]
+    assert [str(t) for t in policy.levels[0].targets] == [
+        "email:alice@example.com",
+        "sms:+14155550100",
+    ]
+
+
+def test_bundled_example_config_is_valid() -> None:
+    example = Path(__file__).parent.parent / "config" / "pager.example.toml"
+    assert load(example).services
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30s", 30), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("1m5s", 65)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15", "15x", "m", "0s", "1.5h", "-1m", "15 m", "1s1h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        (
+            '"sms:+14155550100"]',
+            '"sms:4155550100"]',
+            "policies.payments-oncall.levels[0].targets[1]: not an E.164 phone number",
+        ),
+        (
+            '"email:alice@example.com",',
+            '"email:alice",',
+            "policies.payments-oncall.levels[0].targets[0]: not an email address",
+        ),
+        (
+            'ack_timeout = "1h30m"',
+            'ack_timeout = "90 minutes"',
+            "policies.payments-oncall.levels[0].ack_timeout: not a duration",
+        ),
+        (
+            'ack_timeout = "1h30m"',
+            "ack_timeout = 90",
+            "policies.payments-oncall.levels[0].ack_timeout: expected a duration string",
+        ),
+        (
+            'policy = "payments-oncall"',
+            'policy = "nobody"',
+            "services.payments-api.policy: no policy named 'nobody'",
+        ),
+        (
+            'targets = ["email:payments-lead@example.com"]',
+            "targets = []",
+            "policies.payments-oncall.levels[1].targets: a level needs at least one target",
+        ),
+        (
+            'targets = ["email:payments-lead@example.com"]',
+            'targets = "email:payments-lead@example.com"',
+            "policies.payments-oncall.levels[1].targets: expected an array, got a string",
+        ),
+        ("repeat = 2", 'repeat = "2"', "policies.payments-oncall.repeat: expected an integer"),
+        ("repeat = 2", "repeat = -1", "policies.payments-oncall.repeat: must be 0 or more"),
+        ('state_dir = "state"', 'state_dir = "state"\nsockets = 1', "daemon.sockets: unknown key"),
+        (
+            '[services.payments-api]\npolicy = "payments-oncall"',
+            '[services.payments-api]\npolicy = "payments-oncall"\nowner = "me"',
+            "services.payments-api.owner: unknown key",
+        ),
+        (
+            "[services.payments-api]",
+            '[services."payments api"]',
+            'services."payments api": a service name is 1 to 128 letters',
+        ),
+        (
+            "[services.payments-api]",
+            "[services." + "x" * 129 + "]",
+            "services." + "x" * 129 + ": a service name is 1 to 128 letters",
+        ),
+        (
+            '[channels.email]\ntransport = "log"',
+            '[channels.email]\ntransport = "carrier-pigeon"',
+            "channels.email.transport: unknown transport 'carrier-pigeon'",
+        ),
+        (
+            '[channels.sms]\ntransport = "log"',
+            "",
+            "policies.payments-oncall.levels[0].targets[1]: channel 'sms' is not configured",
+        ),
+        (
+            '[services.payments-api]\npolicy = "payments-oncall"',
+            "[services.payments-api]",
+            "services.payments-api.policy: required key missing",
+        ),
+        ("[daemon]", "daemon = 3\n[daemonx]", "daemon: expected a table"),
+    ],
+)
+def test_each_error_names_its_key_path(tmp_path: Path, old: str, new: str, error: str) -> None:
+    assert old in GOOD
+    errors = errors_of(tmp_path, GOOD.replace(old, new, 1))
+    assert any(e.startswith(error) for e in errors), errors
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace('"sms:+14155550100"', '"sms:1"').replace('"1h30m"', '"soon"')
+    assert len(errors_of(tmp_path, text)) == 2
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    (error,) = errors_of(tmp_path, "[daemon\n")
+    assert error.startswith("invalid TOML")
+
+
+def test_check_exits_0_on_a_good_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(write(tmp_path, GOOD)), "--check"]) == 0
+    assert "ok (1 services, 1 policies)" in capsys.readouterr().out
+
+
+def test_check_exits_78_and_prints_every_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD.replace('"sms:+14155550100"', '"sms:1"'))
+    assert main(["--config", str(path), "--check"]) == 78
+    err = capsys.readouterr().err
+    assert str(path) in err
+    assert "policies.payments-oncall.levels[0].targets[1]: not an E.164 phone number" in err
+
+
+def test_missing_config_file_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "missing.toml"), "--check"]) == 78
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_daemon_refuses_to_start_on_an_invalid_config(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("repeat = 2", "repeat = true"))
+    assert main(["--config", str(path)]) == 78

@@ -1,0 +1,171 @@
+"""The core against a plain model, over any sequence of events and time passing.
+
+The model is written differently from `decide` on purpose: it walks a precomputed list of
+escalation steps instead of computing the next level and round, so the two agreeing means
+something.
+"""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from pager.domain import (
+    Ack,
+    Alert,
+    Event,
+    Healthy,
+    Policy,
+    Rejected,
+    ServiceState,
+    Timeout,
+    decide,
+)
+from tests import strategies
+
+T0 = 1_800_000_000.0
+Step = tuple[int, int]  # (round, level)
+Sent = tuple[int, int, int, str]  # (incident, round, level, target)
+
+
+class Model:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.steps: list[Step] = [
+            (r, lv)
+            for r in range(1, policy.repeat + 2)
+            for lv in range(1, len(policy.levels) + 1)
+        ]
+        self.incident = 0
+        self.open = False
+        self.acked = False
+        self.step = 0
+        self.due = 0.0
+        self.alerts = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.step >= len(self.steps)
+
+    def notify(self, now: float) -> list[Sent]:
+        round_, level = self.steps[self.step]
+        self.due = now + self.policy.levels[level - 1].ack_timeout
+        seen: list[str] = []
+        for target in self.policy.levels[level - 1].targets:
+            if str(target) not in seen:
+                seen.append(str(target))
+        return [(self.incident, round_, level, t) for t in seen]
+
+    def apply(self, event: Event, now: float) -> list[Sent] | str:
+        if isinstance(event, Alert):
+            if self.open:
+                self.alerts += 1
+                return []
+            self.incident += 1
+            self.open, self.acked, self.step, self.alerts = True, False, 0, 1
+            return self.notify(now)
+        if isinstance(event, Ack):
+            if not self.open:
+                return "no_open_incident"
+            self.acked = True
+            return []
+        if isinstance(event, Healthy):
+            self.open = False
+            return []
+        assert isinstance(event, Timeout)
+        if not self.open or self.acked or self.exhausted or now < self.due:
+            return []
+        if (event.incident, event.round, event.level) != (self.incident, *self.steps[self.step]):
+            return []
+        self.step += 1
+        return [] if self.exhausted else self.notify(now)
+
+
+class PagerMachine(RuleBasedStateMachine):
+    @initialize(policy=strategies.policies)
+    def start(self, policy: Policy) -> None:
+        self.policy = policy
+        self.model = Model(policy)
+        self.state = ServiceState("svc")
+        self.now = T0
+        self.sent: set[Sent] = set()
+
+    def feed(self, event: Event) -> None:
+        expected = self.model.apply(event, self.now)
+        try:
+            self.state, notes = decide(self.state, event, self.now, self.policy)
+        except Rejected as rejected:
+            assert expected == rejected.code
+            return
+        got = [(n.incident, n.round, n.level, str(n.target)) for n in notes]
+        assert got == expected
+        for step in got:
+            assert step not in self.sent, f"notified twice: {step}"
+            self.sent.add(step)
+
+    @rule(message=strategies.messages)
+    def alert(self, message: str) -> None:
+        self.feed(Alert(message))
+
+    @rule(by=st.none() | st.sampled_from(["bob", "carol"]))
+    def ack(self, by: str | None) -> None:
+        self.feed(Ack(by))
+
+    @rule()
+    def healthy(self) -> None:
+        self.feed(Healthy())
+
+    @rule(seconds=st.floats(min_value=0, max_value=3000, allow_nan=False))
+    def time_passes(self, seconds: float) -> None:
+        """Time passes as in the daemon: each deadline reached fires its own timeout, on time."""
+        until = self.now + seconds
+        while (
+            (incident := self.state.incident) is not None
+            and incident.deadline is not None
+            and incident.deadline <= until
+        ):
+            self.now = incident.deadline
+            self.feed(Timeout(incident.number, incident.round, incident.level))
+        self.now = until
+
+    @rule(
+        incident=st.integers(0, 3),
+        round_=st.integers(1, 3),
+        level=st.integers(1, 3),
+        seconds=st.floats(min_value=0, max_value=1000, allow_nan=False),
+    )
+    def any_timeout(self, incident: int, round_: int, level: int, seconds: float) -> None:
+        """A timer from any step, stale or not, early or late: only the due, current one pages."""
+        self.now += seconds
+        self.feed(Timeout(incident, round_, level))
+
+    @precondition(lambda self: self.state.incident is not None)
+    @rule()
+    def current_timeout_too_early(self) -> None:
+        incident = self.state.incident
+        assert incident is not None
+        self.feed(Timeout(incident.number, incident.round, incident.level))
+
+    @invariant()
+    def agrees_with_model(self) -> None:
+        incident = self.state.incident
+        assert (incident is not None) == self.model.open
+        assert self.state.healthy == (incident is None)
+        if incident is None:
+            return
+        assert incident.number == self.model.incident
+        assert incident.alerts == self.model.alerts
+        assert incident.acknowledged == self.model.acked
+        assert incident.exhausted == self.model.exhausted
+
+    @invariant()
+    def timeout_pending_exactly_when_unhealthy_unacked_not_exhausted(self) -> None:
+        incident = self.state.incident
+        pending = incident is not None and incident.deadline is not None
+        expected = incident is not None and not incident.acknowledged and not incident.exhausted
+        assert pending == expected
+
+
+PagerMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+TestPagerMachine = PagerMachine.TestCase
