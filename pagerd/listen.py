@@ -42,17 +42,24 @@ async def open_unix_listener(path: Path, mode: int = 0o660) -> UnixListener:
         if await _answers(path):
             raise SocketInUse(f"another pagerd is already listening on {path}")
         os.unlink(path)  # stale: left by a daemon that died
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # Created with the final mode: no window in which the socket is open to everybody.
-    old_umask = os.umask(0o777 & ~mode)
+    # A plain socket, bound here rather than by Trio, which would use a worker thread for the
+    # path lookup: binding a local path is quick, and a thread would let MockClock jump meanwhile.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        await sock.bind(str(path))
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, mode)
-    sock.listen(BACKLOG)
+        # Created with the final mode: no window in which the socket is open to everybody.
+        old_umask = os.umask(0o777 & ~mode)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, mode)
+        sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
     st = os.lstat(path)
-    return UnixListener(trio.SocketListener(sock), path, (st.st_dev, st.st_ino))
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    return UnixListener(listener, path, (st.st_dev, st.st_ino))
 
 
 def _socket_file_exists(path: Path) -> bool:

@@ -33,9 +33,7 @@ class Model:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.steps: list[Step] = [
-            (r, lv)
-            for r in range(1, policy.repeat + 2)
-            for lv in range(1, len(policy.levels) + 1)
+            (r, lv) for r in range(1, policy.repeat + 2) for lv in range(1, len(policy.levels) + 1)
         ]
         self.incident = 0
         self.open = False

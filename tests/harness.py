@@ -1,0 +1,148 @@
+"""Running the real daemon code in-process, over its real Unix socket, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+import trio.testing
+
+from pagerd import app
+from pagerd.clock import Clock
+from pagerd.config import Config, load
+from pagerd.offload import inline
+
+T0: Final = 1_800_000_000.0  # 2027-01-15T08:00:00Z: every test starts at the same wall time
+
+CHANNELS: Final = """
+[daemon]
+socket = "pager.sock"
+state_dir = "state"
+
+[channels.email]
+transport = "log"
+[channels.sms]
+transport = "log"
+[channels.log]
+path = "state/notifications.jsonl"
+"""
+
+ONCALL: Final = """
+[policies.oncall]
+repeat = 0
+[[policies.oncall.levels]]
+targets = ["email:alice@example.com", "sms:+14155550100", "email:alice@example.com"]
+ack_timeout = "5m"
+[[policies.oncall.levels]]
+targets = ["email:lead@example.com"]
+ack_timeout = "15m"
+"""
+
+
+def write_config(
+    folder: Path, policies: str = ONCALL, services: dict[str, str] | None = None
+) -> Config:
+    services = services if services is not None else {"api": "oncall", "web": "oncall"}
+    text = CHANNELS + policies
+    for name, policy in services.items():
+        text += f'\n[services."{name}"]\npolicy = "{policy}"\n'
+    path = folder / "pager.toml"
+    path.write_text(text)
+    return load(path)
+
+
+def notifications(config: Config) -> list[dict[str, Any]]:
+    """Every notification the `log` transport wrote, in order."""
+    try:
+        text = config.log_path.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def steps(config: Config) -> list[tuple[str, int, int, str]]:
+    """(incident, round, level, target) of each notification written, in order."""
+    return [
+        (n["incident"], n["round"], n["level"], f"{n['channel']}:{n['target']}")
+        for n in notifications(config)
+    ]
+
+
+async def settle() -> None:
+    """Wait until every task is blocked: replies sent, commits done, notifications delivered."""
+    await trio.testing.wait_all_tasks_blocked()
+
+
+@asynccontextmanager
+async def running(
+    config: Config, clock: Clock | None = None, **kwargs: Any
+) -> AsyncIterator[app.Daemon]:
+    """The daemon, started and recovered; stopped cleanly on exit.
+
+    Blocking calls run inline on the loop, so no time passes under `MockClock` while SQLite works.
+    """
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        daemon: app.Daemon = await nursery.start(
+            partial(app.serve, config, stop, clock=clock or Clock(T0), offload=inline, **kwargs)
+        )
+        try:
+            yield daemon
+        finally:
+            stop.set()
+
+
+class Connection:
+    """A client connection speaking the line protocol, as any program would."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self._buffer = bytearray()
+
+    @classmethod
+    async def open(cls, path: Path) -> Connection:
+        return cls(await trio.open_unix_socket(str(path)))
+
+    async def send(self, line: bytes) -> None:
+        await self.stream.send_all(line)
+
+    async def send_json(self, obj: object) -> None:
+        await self.send(json.dumps(obj).encode() + b"\n")
+
+    async def receive_line(self) -> bytes | None:
+        """The next reply line, or None if the daemon closed the connection."""
+        while (end := self._buffer.find(b"\n")) < 0:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return None
+            self._buffer += data
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line
+
+    async def receive(self) -> dict[str, Any]:
+        line = await self.receive_line()
+        assert line is not None, "the daemon closed the connection"
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        await self.send_json({"op": op, **fields})
+        return await self.receive()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+@asynccontextmanager
+async def connect(path: Path) -> AsyncIterator[Connection]:
+    conn = await Connection.open(path)
+    try:
+        yield conn
+    finally:
+        await conn.aclose()

@@ -1,0 +1,427 @@
+"""The daemon over its real Unix socket, under Trio's MockClock: hours pass in milliseconds."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from pagerd.app import StartupError
+from pagerd.clock import Clock
+from pagerd.config import Config
+from tests.harness import (
+    T0,
+    Connection,
+    connect,
+    notifications,
+    running,
+    settle,
+    steps,
+    write_config,
+)
+
+LEVEL1 = ["email:alice@example.com", "sms:+14155550100"]
+LEVEL2 = ["email:lead@example.com"]
+DAY = 24 * 3600
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return write_config(tmp_path)
+
+
+async def test_alert_opens_incident_and_notifies_each_level_1_target_once(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            reply = await conn.request("alert", service="api", message="p99 > 2s")
+            await settle()
+    assert reply["ok"] is True
+    assert reply["state"] == "unhealthy"
+    incident = reply["incident"]
+    assert incident["id"] == "api#1"
+    assert incident["level"] == 1
+    assert incident["alerts"] == 1
+    assert incident["acknowledged"] is False
+    assert incident["opened_at"] == "2027-01-15T08:00:00.000Z"
+    assert incident["next_escalation_at"] == "2027-01-15T08:05:00.000Z"
+    written = notifications(config)
+    assert [f"{n['channel']}:{n['target']}" for n in written] == LEVEL1
+    first = written[0]
+    assert first["service"] == "api"
+    assert first["incident"] == "api#1"
+    assert first["level"] == 1
+    assert first["time"] == "2027-01-15T08:00:00.000Z"
+    assert "p99 > 2s" in first["message"] and "pager ack api" in first["message"]
+
+
+async def test_unacknowledged_incident_escalates_on_time_for_hours(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    policies = """
+[policies.oncall]
+repeat = 2
+[[policies.oncall.levels]]
+targets = ["email:alice@example.com"]
+ack_timeout = "30m"
+[[policies.oncall.levels]]
+targets = ["email:lead@example.com"]
+ack_timeout = "1h"
+"""
+    config = write_config(tmp_path, policies, {"api": "oncall"})
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api")
+            await trio.sleep(10 * 3600)
+            status = await conn.request("status", service="api")
+    assert [(n["round"], n["level"], n["time"][11:19]) for n in notifications(config)] == [
+        (1, 1, "08:00:00"),
+        (1, 2, "08:30:00"),
+        (2, 1, "09:30:00"),
+        (2, 2, "10:00:00"),
+        (3, 1, "11:00:00"),
+        (3, 2, "11:30:00"),
+    ]
+    assert status["incident"]["exhausted"] is True
+    assert status["incident"]["next_escalation_at"] is None
+    assert status["state"] == "unhealthy"
+
+
+async def test_ack_stops_escalation(autojump_clock: trio.testing.MockClock, config: Config) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api")
+            await trio.sleep(60)
+            reply = await conn.request("ack", service="api", by="bob")
+            await trio.sleep(3 * 3600)
+            again = await conn.request("ack", service="api", by="carol")
+    assert reply["incident"]["acknowledged"] is True
+    assert reply["incident"]["acknowledged_by"] == "bob"
+    assert reply["incident"]["next_escalation_at"] is None
+    assert again["ok"] is True and again["incident"]["acknowledged_by"] == "bob"
+    assert [s[3] for s in steps(config)] == LEVEL1
+
+
+async def test_healthy_closes_incident_and_nothing_more_is_sent(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api")
+            reply = await conn.request("healthy", service="api")
+            await trio.sleep(3 * 3600)
+            again = await conn.request("healthy", service="api")
+            reopened = await conn.request("alert", service="api")
+            await settle()
+    assert reply == {"ok": True, "service": "api", "state": "healthy", "incident": None}
+    assert again["ok"] is True
+    assert reopened["incident"]["id"] == "api#2"
+    assert [s[0] for s in steps(config)] == ["api#1", "api#1", "api#2", "api#2"]
+
+
+async def test_alerts_while_unhealthy_are_counted_and_page_nobody(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            for _ in range(5):
+                reply = await conn.request("alert", service="api")
+            await settle()
+    assert reply["incident"]["alerts"] == 5
+    assert [s[3] for s in steps(config)] == LEVEL1
+
+
+async def test_refusals_change_nothing(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            unknown = await conn.request("alert", service="nope")
+            no_incident = await conn.request("ack", service="api")
+            status = await conn.request("status", service="api")
+            unknown_status = await conn.request("status", service="nope")
+    assert unknown["error"]["code"] == "unknown_service"
+    assert no_incident["error"]["code"] == "no_open_incident"
+    assert status["state"] == "healthy"
+    assert unknown_status["error"]["code"] == "unknown_service"
+    assert notifications(config) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"not json", "bad_request"),
+        (b"", "bad_request"),
+        (b"[1, 2]", "bad_request"),
+        (b'{"op": 3}', "bad_request"),
+        (b'{"service": "api"}', "bad_request"),
+        (b'{"op": "explode"}', "unknown_op"),
+        (b'{"op": "alert"}', "bad_request"),
+        (b'{"op": "alert", "service": 7}', "bad_request"),
+        (b'{"op": "alert", "service": "api", "message": ["x"]}', "bad_request"),
+        (b'{"op": "alert", "service": "api", "mesage": "typo"}', "bad_request"),
+        (b'{"op": "alert", "service": "a b"}', "bad_request"),
+        (b'{"op": "ack", "service": "api", "by": 1}', "bad_request"),
+        (b'{"op": "alert", "service": "api\\u0000"}', "bad_request"),
+        (b"\xff\xfe", "bad_request"),
+        (b"[" * 100_000, "too_large"),
+        (b"[" * 60_000, "bad_request"),
+        (b'{"op": "alert", "service": "api", "message": 1e999999}', "bad_request"),
+    ],
+)
+async def test_bad_requests_get_their_code_and_change_nothing(
+    autojump_clock: trio.testing.MockClock, config: Config, line: bytes, code: str
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.send(line + b"\n")
+            reply = await conn.receive()
+            if code != "too_large":
+                status = await conn.request("status", service="api")
+                assert status["state"] == "healthy"
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == code
+    assert reply["error"]["message"]
+    assert notifications(config) == []
+
+
+async def test_too_large_line_is_answered_then_the_connection_closed(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config):
+            async with connect(config.socket) as conn:
+                await conn.send(b"x" * (64 * 1024 + 1))  # no newline yet: still too large
+                reply = await conn.receive()
+                assert await conn.receive_line() is None
+            async with connect(config.socket) as other:
+                assert (await other.request("ping"))["ok"] is True
+    assert reply["error"]["code"] == "too_large"
+
+
+async def test_pipelined_requests_are_answered_in_order(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    ops = [
+        {"op": "alert", "service": "api"},
+        {"op": "ack", "service": "web"},
+        {"op": "ping"},
+        {"op": "alert", "service": "web"},
+        {"op": "nope"},
+        {"op": "ack", "service": "api"},
+        {"op": "status"},
+    ]
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.send(b"".join(f"{_json(op)}\n".encode() for op in ops))
+            replies = [await conn.receive() for _ in ops]
+    assert [r["ok"] for r in replies] == [True, False, True, True, False, True, True]
+    assert replies[1]["error"]["code"] == "no_open_incident"
+    assert replies[2]["pong"] is True
+    assert replies[4]["error"]["code"] == "unknown_op"
+    assert replies[5]["incident"]["acknowledged"] is True
+    assert [s["service"] for s in replies[6]["services"]] == ["api", "web"]
+
+
+def _json(obj: object) -> str:
+    return json.dumps(obj)
+
+
+async def test_client_vanishing_mid_request_changes_nothing(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config):
+            async with connect(config.socket) as conn:
+                await conn.send(b'{"op": "alert", "serv')
+            async with connect(config.socket) as conn:
+                await conn.send(b'{"op": "alert", "service": "web"}\n{"op": "ping"}\n')
+            await settle()
+            async with connect(config.socket) as conn:
+                api = await conn.request("status", service="api")
+                web = await conn.request("status", service="web")
+    assert api["state"] == "healthy"
+    # A complete request is served even if its client left before the reply.
+    assert web["state"] == "unhealthy"
+
+
+async def test_alert_storm_on_one_service_pages_each_target_once(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    replies: list[dict[str, object]] = []
+
+    async def client() -> None:
+        async with connect(config.socket) as conn:
+            for _ in range(5):
+                replies.append(await conn.request("alert", service="api", message="down"))
+
+    with trio.fail_after(DAY):
+        async with running(config):
+            async with trio.open_nursery() as nursery:
+                for _ in range(40):
+                    nursery.start_soon(client)
+            await settle()
+            async with connect(config.socket) as conn:
+                status = await conn.request("status", service="api")
+    assert len(replies) == 200 and all(r["ok"] for r in replies)
+    assert status["incident"]["alerts"] == 200
+    assert [s[3] for s in steps(config)] == LEVEL1
+
+
+async def test_a_client_that_never_reads_does_not_stall_others(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    line = b'{"op": "alert", "service": "api"}\n'
+    with trio.fail_after(DAY):
+        async with (
+            running(config),
+            connect(config.socket) as greedy,
+            trio.open_nursery() as nursery,
+        ):
+
+            async def flood() -> None:
+                for _ in range(5000):
+                    await greedy.send(line)
+
+            nursery.start_soon(flood)
+            await settle()  # the flood is now blocked: pagerd stopped reading it
+            async with connect(config.socket) as other:
+                reply = await other.request("alert", service="web")
+            nursery.cancel_scope.cancel()
+    assert reply["ok"] is True
+
+
+async def test_restart_keeps_incidents_and_fires_deadlines_missed_while_down(
+    autojump_clock: trio.testing.MockClock,
+    config: Config,
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api", message="down")
+            await conn.request("alert", service="web")
+            await conn.request("ack", service="web")
+            await settle()
+        # Down for an hour: api's level-2 deadline (08:05) passed meanwhile.
+        async with running(config, Clock(T0 + 3600)), connect(config.socket) as conn:
+            await settle()
+            api = await conn.request("status", service="api")
+            web = await conn.request("status", service="web")
+            await trio.sleep(3 * 3600)
+    assert [(s[0], s[2]) for s in steps(config)] == [
+        ("api#1", 1),
+        ("api#1", 1),
+        ("web#1", 1),
+        ("web#1", 1),
+        ("api#1", 2),  # at once on start, and level 1 not again
+    ]
+    assert notifications(config)[-1]["time"] == "2027-01-15T09:00:00.000Z"
+    assert api["incident"]["level"] == 2
+    assert api["incident"]["alerts"] == 1
+    assert api["incident"]["next_escalation_at"] == "2027-01-15T09:15:00.000Z"
+    assert web["incident"]["acknowledged"] is True
+
+
+async def test_undelivered_notifications_are_delivered_after_restart(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    config.log_path.mkdir(parents=True)  # a folder where the log belongs: every delivery fails
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            reply = await conn.request("alert", service="api")
+            await trio.sleep(10)  # retried, still failing
+        config.log_path.rmdir()
+        async with running(config, Clock(T0 + 60)):
+            await settle()
+    assert reply["ok"] is True  # decided and committed: delivery is the outbox's job
+    assert [s[3] for s in steps(config)] == LEVEL1
+
+
+async def test_delivery_failure_is_retried_until_it_succeeds(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    config.log_path.mkdir(parents=True)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api")
+            await trio.sleep(5)
+            config.log_path.rmdir()
+            await trio.sleep(120)
+    assert [s[3] for s in steps(config)] == LEVEL1
+
+
+async def test_status_lists_every_configured_service(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="web", message="5xx")
+            reply = await conn.request("status")
+    assert reply["ok"] is True
+    assert [(s["service"], s["state"]) for s in reply["services"]] == [
+        ("api", "healthy"),
+        ("web", "unhealthy"),
+    ]
+
+
+async def test_second_daemon_on_the_same_socket_or_state_refuses_to_start(
+    autojump_clock: trio.testing.MockClock, config: Config, tmp_path: Path
+) -> None:
+    (tmp_path / "other").mkdir()
+    other = write_config(tmp_path / "other")
+    clash = attrs.evolve(other, socket=config.socket)
+    same_state = attrs.evolve(config, socket=tmp_path / "other.sock")
+    with trio.fail_after(DAY):
+        async with running(config):
+            with pytest.RaisesGroup(
+                pytest.RaisesExc(StartupError, match="already listening"), flatten_subgroups=True
+            ):
+                async with running(clash):
+                    pass
+            with pytest.RaisesGroup(
+                pytest.RaisesExc(StartupError, match="another pagerd is using"),
+                flatten_subgroups=True,
+            ):
+                async with running(same_state):
+                    pass
+            async with connect(config.socket) as conn:
+                assert (await conn.request("ping"))["ok"] is True
+
+
+async def test_stale_socket_file_is_replaced(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(config.socket))
+    stale.close()  # the file stays, nobody listens: what a killed daemon leaves
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            assert (await conn.request("ping"))["ok"] is True
+    assert not config.socket.exists()  # removed on a clean stop
+
+
+async def test_socket_is_not_open_to_everyone(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config):
+            mode = config.socket.stat().st_mode & 0o777
+    assert mode == 0o660
+
+
+async def test_connection_closed_cleanly_after_eof(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config):
+            conn = await Connection.open(config.socket)
+            await conn.send(b'{"op": "ping"}\n')
+            await conn.stream.send_eof()
+            assert (await conn.receive())["ok"] is True
+            assert await conn.receive_line() is None
+            await conn.aclose()
