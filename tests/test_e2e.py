@@ -1,0 +1,180 @@
+"""End to end: the real `pagerd` process driven by the real `pager` command, killed with -9.
+
+These run on the real clock (a separate process cannot share a MockClock), with acknowledgement
+timeouts of a few seconds, and wait by polling with a deadline, never by a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.processes import PAGER, PAGERD, Pagerd, pager, read_jsonl, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """
+[daemon]
+socket = "run/pager.sock"
+state_dir = "state"
+
+[channels.email]
+transport = "log"
+[channels.sms]
+transport = "log"
+
+[policies.fast]
+[[policies.fast.levels]]
+targets = ["email:alice@example.com", "sms:+14155550100"]
+ack_timeout = "2s"
+[[policies.fast.levels]]
+targets = ["email:lead@example.com"]
+ack_timeout = "2s"
+
+[services.api]
+policy = "fast"
+[services.web]
+policy = "fast"
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Pagerd]:
+    config = tmp_path / "pager.toml"
+    config.write_text(CONFIG)
+    d = Pagerd(config, tmp_path / "run" / "pager.sock", tmp_path / "pagerd.log")
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def log_of(d: Pagerd) -> list[dict[str, object]]:
+    return read_jsonl(d.config.parent / "state" / "notifications.jsonl")
+
+
+def steps(d: Pagerd, service: str) -> list[tuple[int, int, str]]:
+    return [
+        (int(str(n["round"])), int(str(n["level"])), f"{n['channel']}:{n['target']}")
+        for n in log_of(d)
+        if n["service"] == service
+    ]
+
+
+def seconds(iso: object) -> float:
+    return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+
+
+LEVEL1 = [(1, 1, "email:alice@example.com"), (1, 1, "sms:+14155550100")]
+LEVEL2 = [(1, 2, "email:lead@example.com")]
+
+
+def test_kill_9_mid_incident_then_escalation_continues_on_time(daemon: Pagerd) -> None:
+    daemon.start()
+    assert pager(daemon.socket, "alert", "api", "p99 > 2s").returncode == 0
+    wait_for(lambda: len(steps(daemon, "api")) == 2, 10, "level 1 of api notified")
+    daemon.kill()
+    daemon.start()  # back before api's deadline: level 2 must come at the deadline, not before
+    wait_for(lambda: len(steps(daemon, "api")) == 3, 10, "level 2 of api notified")
+    assert steps(daemon, "api") == LEVEL1 + LEVEL2
+    notes = log_of(daemon)
+    late = seconds(notes[2]["time"]) - (seconds(notes[0]["opened_at"]) + 2.0)
+    assert 0 <= late < 1.5, f"level 2 was {late:.3f}s late"
+
+    assert pager(daemon.socket, "alert", "web").returncode == 0
+    wait_for(lambda: len(steps(daemon, "web")) == 2, 10, "level 1 of web notified")
+    daemon.kill()
+    time.sleep(2.5)  # the real process is down while web's deadline passes: that is the test
+    started = time.time()
+    daemon.start()
+    wait_for(lambda: len(steps(daemon, "web")) == 3, 10, "overdue level 2 of web notified")
+    assert steps(daemon, "web") == LEVEL1 + LEVEL2
+    assert seconds(log_of(daemon)[-1]["time"]) - started < 2.0  # at once on start
+
+    status = pager(daemon.socket, "--json", "status", "api")
+    assert status.returncode == 0, status.stderr
+    incident = json.loads(status.stdout)["incident"]
+    assert incident["level"] == 2 and incident["alerts"] == 1
+    assert steps(daemon, "api") == LEVEL1 + LEVEL2  # nothing sent twice across two kills
+
+
+def test_sigterm_stops_cleanly_and_state_survives(daemon: Pagerd) -> None:
+    daemon.start()
+    assert pager(daemon.socket, "alert", "api").returncode == 0
+    assert pager(daemon.socket, "ack", "api", "--by", "bob").returncode == 0
+    assert daemon.terminate() == 0
+    assert not daemon.socket.exists()
+    assert "stopped" in daemon.stderr()
+    daemon.start()
+    status = json.loads(pager(daemon.socket, "status", "--json", "api").stdout)
+    assert status["incident"]["acknowledged"] is True
+    assert status["incident"]["acknowledged_by"] == "bob"
+
+
+def test_pager_exit_codes_and_output(daemon: Pagerd) -> None:
+    down = pager(daemon.socket, "ping")
+    assert down.returncode == 69
+    assert "cannot reach pagerd" in down.stderr
+
+    daemon.start()
+    usage = subprocess.run([*PAGER, "alert"], capture_output=True, text=True, check=False)
+    assert usage.returncode == 2
+    refused = pager(daemon.socket, "ack", "api")
+    assert refused.returncode == 1
+    assert "no_open_incident" in refused.stderr
+    unknown = pager(daemon.socket, "alert", "nope")
+    assert unknown.returncode == 1 and "unknown_service" in unknown.stderr
+
+    opened = pager(daemon.socket, "alert", "api", "disk full")
+    assert opened.returncode == 0
+    assert "api: unhealthy, incident api#1" in opened.stdout
+    table = pager(daemon.socket, "status")
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["SERVICE", "STATE", "INCIDENT"]
+    assert lines[1].split()[:3] == ["api", "unhealthy", "api#1"]
+    assert lines[2].split()[:2] == ["web", "healthy"]
+
+    every = json.loads(pager(daemon.socket, "status", "--json").stdout)
+    assert [s["service"] for s in every["services"]] == ["api", "web"]
+    one = json.loads(pager(daemon.socket, "--json", "status", "api").stdout)
+    assert set(one) == {"service", "state", "incident"}
+    assert set(one["incident"]) >= {
+        "id",
+        "level",
+        "acknowledged",
+        "alerts",
+        "opened_at",
+        "next_escalation_at",
+        "exhausted",
+    }
+
+
+def test_pagerd_refuses_a_second_instance(daemon: Pagerd) -> None:
+    daemon.start()
+    second = subprocess.run(
+        [*PAGERD, "--config", str(daemon.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "another pagerd" in second.stderr
+    assert pager(daemon.socket, "ping").returncode == 0
+
+
+def test_pagerd_check_exits_78_on_a_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG.replace('"sms:+14155550100"', '"sms:555"'))
+    result = subprocess.run(
+        [*PAGERD, "--config", str(bad), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 78
+    assert "policies.fast.levels[0].targets[1]: not an E.164 phone number" in result.stderr
