@@ -425,3 +425,31 @@ async def test_connection_closed_cleanly_after_eof(
             assert (await conn.receive())["ok"] is True
             assert await conn.receive_line() is None
             await conn.aclose()
+
+
+async def test_full_database_answers_unavailable_and_recovers(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config) as daemon, connect(config.socket) as conn:
+            # Fault injection: cap the database at its current size, as a full disk would.
+            db = daemon.store._conn
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {pages}")
+            replies = [
+                await conn.request("alert", service="api", message="x" * 4000) for _ in range(3)
+            ]
+            status = await conn.request("status", service="api")
+            db.execute("PRAGMA max_page_count = 1073741823")  # space is back
+            after = await conn.request("alert", service="api")
+            await settle()
+    refused = [r for r in replies if not r["ok"]]
+    assert refused, "the capped database accepted every write"
+    assert all(r["error"]["code"] == "unavailable" for r in refused)
+    accepted = sum(1 for r in replies if r["ok"])
+    if accepted == 0:
+        assert status["state"] == "healthy"
+    else:
+        assert status["incident"]["alerts"] == accepted  # exactly what was told "ok"
+    assert after["ok"] is True
+    assert [s[3] for s in steps(config)] == LEVEL1

@@ -1,0 +1,80 @@
+"""The `pager` client on its own: fast to start, and exit codes without a daemon."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pager import cli
+
+
+def test_client_does_not_import_trio_or_the_daemon() -> None:
+    code = (
+        "import sys, pager.cli; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('trio', 'pagerd', 'cattrs')]; "
+        "sys.exit(', '.join(bad) or None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_unreachable_daemon_exits_69(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--socket", str(tmp_path / "none.sock"), "alert", "api"]) == 69
+    assert "cannot reach pagerd" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["frobnicate"])
+    assert excinfo.value.code == 2
+
+
+def test_socket_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PAGER_SOCKET", str(tmp_path / "from-env.sock"))
+    assert cli.main(["ping"]) == 69
+    assert "from-env.sock" in capsys.readouterr().err
+
+
+def test_table_of_statuses() -> None:
+    text = cli.render(
+        "status",
+        {
+            "services": [
+                {"service": "api", "state": "healthy", "incident": None},
+                {
+                    "service": "web",
+                    "state": "unhealthy",
+                    "incident": {
+                        "id": "web#2",
+                        "level": 2,
+                        "acknowledged": True,
+                        "acknowledged_by": "bob",
+                        "alerts": 3,
+                        "opened_at": "2027-01-15T08:00:00.000Z",
+                        "next_escalation_at": None,
+                        "exhausted": False,
+                    },
+                },
+            ]
+        },
+    )
+    rows = [line.split() for line in text.splitlines()]
+    assert rows[0] == ["SERVICE", "STATE", "INCIDENT", "LEVEL", "ACK", "ALERTS", "OPENED", "NEXT"]
+    assert rows[1] == ["api", "healthy", "-", "-", "-", "-", "-", "-"]
+    assert rows[2] == [
+        "web",
+        "unhealthy",
+        "web#2",
+        "2",
+        "bob",
+        "3",
+        "2027-01-15T08:00:00.000Z",
+        "-",
+    ]
