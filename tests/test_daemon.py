@@ -453,3 +453,25 @@ async def test_full_database_answers_unavailable_and_recovers(
         assert status["incident"]["alerts"] == accepted  # exactly what was told "ok"
     assert after["ok"] is True
     assert [s[3] for s in steps(config)] == LEVEL1
+
+
+async def test_events_of_many_services_share_commits(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    names = [f"svc-{i}" for i in range(50)]
+    config = write_config(tmp_path, services={n: "oncall" for n in names})
+    with trio.fail_after(DAY):
+        async with running(config) as daemon:
+            before = daemon.committer.statistics()
+
+            async def alert(name: str) -> None:
+                async with connect(config.socket) as conn:
+                    assert (await conn.request("alert", service=name))["ok"] is True
+
+            async with trio.open_nursery() as nursery:
+                for name in names:
+                    nursery.start_soon(alert, name)
+            stats = daemon.committer.statistics()
+    transitions = stats.writes - before.writes
+    assert transitions >= 50
+    assert stats.commits - before.commits < 50  # group commit: fewer transactions than events
