@@ -8,6 +8,7 @@ same outputs; the daemon around it persists the result before acting on it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from typing import Final, TypeAlias
@@ -17,10 +18,11 @@ import attrs
 DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
-CHANNELS: Final = ("email", "sms")
+CHANNELS: Final = ("email", "sms", "slack", "webhook")
 
 _EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
+_URL_RE: Final = re.compile(r"https?://[^/\s?#]+(?:[/?#]\S*)?")
 
 
 def is_service_name(name: str) -> bool:
@@ -46,11 +48,21 @@ class Target:
         elif channel == "sms":
             if _E164_RE.fullmatch(address) is None:
                 raise ValueError("not an E.164 phone number")
+        elif channel in ("slack", "webhook"):
+            if _URL_RE.fullmatch(address) is None:
+                raise ValueError("not an http:// or https:// URL")
         else:
             raise ValueError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})")
         return cls(channel, address)
 
     def __str__(self) -> str:
+        """The target as it may be shown: logs, ids, status. A webhook URL is a secret (whoever
+        has it can post), so it is shown as its host and a digest, never whole."""
+        if self.channel in ("slack", "webhook"):
+            scheme, _, rest = self.address.partition("://")
+            host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+            digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
+            return f"{self.channel}:{scheme}://{host}/...#{digest}"
         return f"{self.channel}:{self.address}"
 
 

@@ -118,12 +118,20 @@ def error_reply(code: str, message: str) -> bytes:
     return encode({"ok": False, "error": {"code": code, "message": message}})
 
 
-def service_status(state: ServiceState) -> dict[str, Any]:
-    """The status object of one service, as `pager status --json SERVICE` prints it."""
+def service_status(
+    state: ServiceState,
+    failed_deliveries: int = 0,
+    deliveries: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The status object of one service, as `pager status --json SERVICE` prints it.
+
+    `failed_deliveries` counts notifications of the open incident that could not be delivered;
+    `deliveries`, when given, lists each notification of the open incident and where it stands.
+    """
     incident = state.incident
     if incident is None:
         return {"service": state.name, "state": "healthy", "incident": None}
-    return {
+    status: dict[str, Any] = {
         "service": state.name,
         "state": "unhealthy",
         "incident": {
@@ -138,8 +146,12 @@ def service_status(state: ServiceState) -> dict[str, Any]:
             "opened_at": isoformat(incident.opened_at),
             "next_escalation_at": _iso(incident.deadline),
             "exhausted": incident.exhausted,
+            "failed_deliveries": failed_deliveries,
         },
     }
+    if deliveries is not None:
+        status["incident"]["notifications"] = deliveries
+    return status
 
 
 def _iso(ts: float | None) -> str | None:

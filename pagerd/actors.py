@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import trio
@@ -87,6 +87,14 @@ class Services:
     def state(self, name: str) -> ServiceState:
         """The last committed state of `name`."""
         return self._states.get(name) or ServiceState(name)
+
+    def status(self, state: ServiceState) -> dict[str, Any]:
+        """`state` as a status object, with its open incident's failed deliveries counted."""
+        incident = state.incident
+        failed = (
+            0 if incident is None else self._outbox.failed_deliveries(state.name, incident.number)
+        )
+        return service_status(state, failed)
 
     def live_actors(self) -> int:
         return len(self._inboxes)
@@ -193,7 +201,7 @@ class Services:
                 reply.set(
                     _rejected(outcome)
                     if isinstance(outcome, Rejected)
-                    else ok_reply(**service_status(outcome))
+                    else ok_reply(**self.status(outcome))
                 )
 
 

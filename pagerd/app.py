@@ -7,14 +7,24 @@ import fcntl
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Final
 
 import attrs
 import trio
 
+from pager.domain import CHANNELS
+from pager.ports import Transport
 from pagerd.actors import Services
+from pagerd.channels import (
+    Channel,
+    SlackSettings,
+    SmtpSettings,
+    TwilioSettings,
+    WebhookSettings,
+    unconfigured_channel,
+)
 from pagerd.clock import Clock
 from pagerd.commits import Committer
 from pagerd.config import Config
@@ -26,7 +36,13 @@ from pagerd.outbox import Outbox
 from pagerd.scheduler import Scheduler
 from pagerd.server import Server
 from pagerd.store import Store, StoreError
+from pagerd.transports.http import open_client
 from pagerd.transports.log import LogTransport
+from pagerd.transports.slack import SlackTransport
+from pagerd.transports.smtp import SmtpTransport
+from pagerd.transports.twilio import TwilioTransport
+from pagerd.transports.unconfigured import UnconfiguredTransport
+from pagerd.transports.webhook import WebhookTransport
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +112,38 @@ async def serve(
                 await store_offload(store.close)
 
 
+async def _open_transports(
+    config: Config, clock: Clock, file_offload: Offload, resources: AsyncExitStack
+) -> dict[str, tuple[Channel, Transport]]:
+    """A transport for every channel; HTTP clients are closed when `resources` is."""
+    log_transport = LogTransport(config.log_path, file_offload, clock)
+    lanes: dict[str, tuple[Channel, Transport]] = {}
+    for name in CHANNELS:
+        channel = config.channels.get(name)
+        if channel is None:
+            lanes[name] = (unconfigured_channel(name), UnconfiguredTransport(name))
+            continue
+        transport: Transport
+        settings = channel.settings
+        if channel.transport == "log":
+            transport = log_transport
+        elif isinstance(settings, SmtpSettings):
+            transport = SmtpTransport(settings, channel.timeout, channel.concurrency, clock)
+        else:
+            assert isinstance(settings, TwilioSettings | SlackSettings | WebhookSettings)
+            client = await resources.enter_async_context(
+                open_client(channel.timeout, channel.concurrency, settings.ca_file)
+            )
+            if isinstance(settings, TwilioSettings):
+                transport = TwilioTransport(settings, client)
+            elif isinstance(settings, SlackSettings):
+                transport = SlackTransport(client)
+            else:
+                transport = WebhookTransport(settings, client)
+        lanes[name] = (channel, transport)
+    return lanes
+
+
 async def _run(
     config: Config,
     stop: trio.Event,
@@ -119,12 +167,12 @@ async def _run(
         raise StartupError(f"cannot listen on {config.socket}: {exc}") from None
     committer = Committer(store, store_offload)
     scheduler = Scheduler(clock)
-    transport = LogTransport(config.log_path, file_offload)
-    outbox = Outbox(store, committer, transport, store_offload, clock)
-    services = Services(config, states, committer, scheduler, outbox, clock)
-    server = Server(services)
     try:
-        async with trio.open_nursery() as core:
+        async with AsyncExitStack() as resources, trio.open_nursery() as core:
+            lanes = await _open_transports(config, clock, file_offload, resources)
+            outbox = Outbox(store, committer, lanes, store_offload, clock)
+            services = Services(config, states, committer, scheduler, outbox, clock)
+            server = Server(services, outbox)
             core.start_soon(committer.run, name="committer")
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")

@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Final, NewType
+from typing import Any, Final
 
 import attrs
 import cattrs
@@ -22,15 +22,12 @@ from cattrs.errors import (
 )
 
 from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
+from pagerd.channels import Channel, ChannelSection, build_channel
+from pagerd.durations import Duration, Invalid, parse_duration
+
+__all__ = ["EX_CONFIG", "Config", "ConfigError", "Invalid", "load", "parse_duration"]
 
 EX_CONFIG: Final = 78
-TRANSPORTS: Final = ("log",)
-
-Duration = NewType("Duration", float)
-
-
-class Invalid(ValueError):
-    """A value that is the right type but wrong; its text is the whole explanation."""
 
 
 class ConfigError(Exception):
@@ -45,19 +42,7 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-_DURATION_RE: Final = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
-
-
-def parse_duration(text: str) -> float:
-    """`500ms`, `30s`, `15m`, `1h`, `1h30m` -> seconds."""
-    match = _DURATION_RE.fullmatch(text)
-    if not text or match is None:
-        raise Invalid(f"not a duration: {text!r} (examples: 500ms, 30s, 15m, 1h30m)")
-    h, m, s, ms = (int(part or 0) for part in match.groups())
-    seconds = h * 3600 + m * 60 + s + ms / 1000
-    if seconds <= 0:
-        raise Invalid("a duration must be more than zero")
-    return seconds
+_DEFAULT_ACK: Final = Duration(DEFAULT_ACK_TIMEOUT)
 
 
 # The file's shape, as written. ------------------------------------------------------------
@@ -70,11 +55,6 @@ class DaemonSection:
 
 
 @attrs.frozen
-class ChannelSection:
-    transport: str
-
-
-@attrs.frozen
 class LogSection:
     path: str | None = None
 
@@ -83,13 +63,15 @@ class LogSection:
 class ChannelsSection:
     email: ChannelSection | None = None
     sms: ChannelSection | None = None
+    slack: ChannelSection | None = None
+    webhook: ChannelSection | None = None
     log: LogSection = LogSection()
 
 
 @attrs.frozen
 class LevelSection:
     targets: list[Target]
-    ack_timeout: Duration = Duration(DEFAULT_ACK_TIMEOUT)
+    ack_timeout: Duration = _DEFAULT_ACK
 
 
 @attrs.frozen
@@ -120,7 +102,7 @@ class Config:
     socket: Path
     state_dir: Path
     log_path: Path
-    transports: dict[str, str]
+    channels: dict[str, Channel]
     policies: dict[str, Policy]
     services: dict[str, str]
     """Each configured service, with the name of its policy."""
@@ -245,26 +227,25 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         raw = _converter.structure(data, ConfigFile)
     except Exception as exc:  # cattrs reports every problem as one exception group
         raise ConfigError(path, _errors(exc, "")) from None
-    errors = _check(raw)
+    channels, errors = _check(raw, path.resolve().parent)
     if errors:
         raise ConfigError(path, errors)
-    return _build(raw, path)
+    return _build(raw, path, channels)
 
 
-def _check(raw: ConfigFile) -> list[str]:
+def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
     """What the types alone cannot say: names, references between sections, ranges."""
     errors: list[str] = []
-    configured = {
-        name: section.transport
-        for name, section in (("email", raw.channels.email), ("sms", raw.channels.sms))
-        if section is not None
-    }
-    for channel, transport in configured.items():
-        if transport not in TRANSPORTS:
-            errors.append(
-                f"channels.{channel}.transport: unknown transport {transport!r} "
-                f"(expected one of {', '.join(map(repr, TRANSPORTS))})"
-            )
+    channels: dict[str, Channel] = {}
+    for name in CHANNELS:
+        section = getattr(raw.channels, name)
+        if section is None:
+            continue
+        channel, found = build_channel(name, section, base)
+        errors += found
+        if channel is not None:
+            channels[name] = channel
+    configured = {name for name in CHANNELS if getattr(raw.channels, name) is not None}
     for name, policy in raw.policies.items():
         at = _join("policies", name)
         if not is_service_name(name):
@@ -288,10 +269,10 @@ def _check(raw: ConfigFile) -> list[str]:
             errors.append(f"{at}: a service name is 1 to 128 letters, digits, '.', '_' or '-'")
         if service.policy not in raw.policies:
             errors.append(f"{at}.policy: no policy named {service.policy!r}")
-    return errors
+    return channels, errors
 
 
-def _build(raw: ConfigFile, path: Path) -> Config:
+def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
     base = path.resolve().parent
 
     def resolve(relative: str) -> Path:
@@ -303,11 +284,6 @@ def _build(raw: ConfigFile, path: Path) -> Config:
         if raw.channels.log.path is not None
         else state_dir / "notifications.jsonl"
     )
-    transports = {
-        channel: section.transport
-        for channel, section in zip(CHANNELS, (raw.channels.email, raw.channels.sms), strict=True)
-        if section is not None
-    }
     policies = {
         name: Policy(
             levels=tuple(Level(tuple(lv.targets), float(lv.ack_timeout)) for lv in p.levels),
@@ -320,7 +296,7 @@ def _build(raw: ConfigFile, path: Path) -> Config:
         socket=resolve(raw.daemon.socket),
         state_dir=state_dir,
         log_path=log_path,
-        transports=transports,
+        channels=channels,
         policies=policies,
         services={name: service.policy for name, service in raw.services.items()},
     )

@@ -1,35 +1,74 @@
 """Delivery of committed notifications, apart from the actors so that no actor waits on it.
 
-Every notification is first an outbox row written with the decision that made it. This task
-hands pending rows to the transport, then marks them sent. A crash after the transport took a
-notification and before the mark is committed re-delivers it on restart: at least once, never
-zero times; once in every other case.
+Every notification is first an outbox row, written in the same transaction as the decision that
+made it. Here, each channel has its own workers (at most `concurrency` sends at once) and its own
+rate limit; a worker takes a notification, sends it through the channel's transport, and records
+the attempt durably before taking the next one. A transient failure is retried later with
+exponential back-off and jitter (or after the provider's `Retry-After`), a permanent one is not.
+A retry waits in a timer heap, not in a worker, so one failing target never holds up another.
 
-Memory is bounded: past `capacity` queued notifications, new ones stay only in the database and
-are read back from there once the queue has drained.
+A crash after a provider took a notification and before its attempt is recorded re-sends it on
+restart: at least once, never zero times; exactly once in every other case.
+
+Memory is bounded: past `capacity` notifications in hand, new ones stay only in the database and
+are read back from there once the backlog has halved.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
-from collections import deque
-from collections.abc import Iterable
-from typing import Final
+import math
+import random
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from typing import Final, Literal
 
+import attrs
 import trio
 
 from pager.domain import Notify
-from pager.ports import Transport
+from pager.ports import DeliveryError, PermanentError, TransientError, Transport
+from pagerd.channels import Channel
 from pagerd.clock import Clock
 from pagerd.commits import Committer
 from pagerd.offload import Offload
-from pagerd.store import Delivered, Store, StoreError
+from pagerd.ratelimit import TokenBucket
+from pagerd.store import Attempt, Delivery, Store, StoreError, Undelivered
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH: Final = 256
-RETRY_MIN: Final = 0.5
-RETRY_MAX: Final = 60.0
+RECORD_RETRY_MIN: Final = 0.5
+RECORD_RETRY_MAX: Final = 30.0
+# Beyond the transport's own timeout: a send that still has not returned is abandoned as failed.
+SEND_GRACE: Final = 5.0
+
+
+@attrs.define
+class _Pending:
+    notify: Notify
+    attempts: int = 0
+
+
+@attrs.define
+class _Lane:
+    """One channel's settings, transport, rate limit and queue of notifications ready to send."""
+
+    channel: Channel
+    transport: Transport
+    bucket: TokenBucket
+    ready: deque[_Pending] = attrs.Factory(deque)
+    waiting: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+
+
+@attrs.frozen
+class OutboxStatistics:
+    in_hand: int
+    ready: int
+    retrying: int
+    sent: int
+    retried: int
+    failed: int
 
 
 class Outbox:
@@ -37,94 +76,218 @@ class Outbox:
         self,
         store: Store,
         committer: Committer,
-        transport: Transport,
+        channels: Mapping[str, tuple[Channel, Transport]],
         offload: Offload,
         clock: Clock,
         capacity: int = 10_000,
+        rng: random.Random | None = None,
     ) -> None:
         self._store = store
         self._committer = committer
-        self._transport = transport
         self._offload = offload
         self._clock = clock
         self._capacity = capacity
-        self._queue: deque[Notify] = deque()
-        self._known: set[str] = set()  # queued or being delivered: never queued twice
-        self._in_database_only = True  # at start, whatever is pending is only in the database
-        self._wake = trio.Event()
-        self.delivered = 0
+        self._rng = rng or random.Random()
+        self._lanes = {
+            name: _Lane(channel, transport, TokenBucket(channel.rate, channel.burst))
+            for name, (channel, transport) in channels.items()
+        }
+        self._later: list[tuple[float, int, _Pending]] = []  # (due, seq, ...) retries
+        self._later_seq = 0
+        self._later_changed = trio.Event()
+        self._known: set[str] = set()  # in hand (ready, sending or waiting): never taken twice
+        self._in_database_only = True  # at start, whatever is undelivered is only in the database
+        self._reading = False
+        self._finished_while_reading: set[str] = set()
+        self._read_back_wanted = trio.Event()
+        self._failed: Counter[tuple[str, int]] = Counter()
+        self._sent = self._retried = self._failed_total = 0
+
+    # What the rest of the daemon calls. -------------------------------------------------
 
     def add(self, notifications: Iterable[Notify]) -> None:
-        """Queue committed notifications for delivery; never blocks."""
+        """Take committed notifications for delivery; never blocks."""
         for n in notifications:
-            if n.id in self._known:
-                continue
-            if len(self._queue) >= self._capacity:
-                self._in_database_only = True
-                continue
-            self._queue.append(n)
-            self._known.add(n.id)
-        self._wake.set()
+            self._take(_Pending(n))
+
+    def failed_deliveries(self, service: str, incident: int) -> int:
+        return self._failed[(service, incident)]
+
+    async def deliveries(self, service: str, incident: int) -> list[Delivery]:
+        return await self._offload(lambda: self._store.deliveries(service, incident))
+
+    def statistics(self) -> OutboxStatistics:
+        return OutboxStatistics(
+            in_hand=len(self._known),
+            ready=sum(len(lane.ready) for lane in self._lanes.values()),
+            retrying=len(self._later),
+            sent=self._sent,
+            retried=self._retried,
+            failed=self._failed_total,
+        )
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        backoff = _Backoff()
-        while True:
-            if not self._queue and self._in_database_only:
-                await self._read_back()
-            if not self._queue:
-                self._wake = trio.Event()
-                await self._wake.wait()
-                continue
-            batch = [self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))]
-            now = self._clock.now()
-            try:
-                await self._transport.deliver(batch, now)
-            except Exception as exc:
-                log.error("delivery of %d notification(s) failed: %s", len(batch), exc)
-                await backoff.wait()
-                continue
-            backoff.reset()
-            for n in batch:
-                log.info(
-                    "notified service=%s incident=%s level=%d round=%d target=%s",
-                    n.service,
-                    n.incident_id,
-                    n.level,
-                    n.round,
-                    n.target,
-                )
-            await self._mark_sent(batch, now)
-            for _ in batch:
-                self._known.discard(self._queue.popleft().id)
-            self.delivered += len(batch)
+        self._failed.update(await self._offload(self._store.failed_counts))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_back_loop, name="outbox read-back")
+            nursery.start_soon(self._retry_loop, name="outbox retries")
+            for name, lane in self._lanes.items():
+                for i in range(lane.channel.concurrency):
+                    nursery.start_soon(self._worker, lane, name=f"outbox {name} {i}")
 
-    async def _mark_sent(self, batch: list[Notify], now: float) -> None:
-        # Delivered already: retry only the mark, or a failing disk would double every page.
-        backoff = _Backoff()
+    # Intake. ----------------------------------------------------------------------------
+
+    def _take(self, pending: _Pending, due: float | None = None) -> None:
+        n = pending.notify
+        if n.id in self._known:
+            return
+        if len(self._known) >= self._capacity:
+            self._in_database_only = True
+            return
+        self._known.add(n.id)
+        if due is not None and due > self._clock.now():
+            self._wait_until(due, pending)
+        else:
+            self._ready(pending)
+
+    def _ready(self, pending: _Pending) -> None:
+        lane = self._lanes[pending.notify.target.channel]
+        lane.ready.append(pending)
+        lane.waiting.unpark()
+
+    def _wait_until(self, due: float, pending: _Pending) -> None:
+        self._later_seq += 1
+        earliest = self._later[0][0] if self._later else math.inf
+        heapq.heappush(self._later, (due, self._later_seq, pending))
+        if due < earliest:
+            self._later_changed.set()
+
+    # Delivery. --------------------------------------------------------------------------
+
+    async def _worker(self, lane: _Lane) -> None:
+        while True:
+            while not lane.ready:
+                await lane.waiting.park()
+            pending = lane.ready.popleft()
+            await lane.bucket.acquire()
+            await self._attempt(lane, pending)
+
+    async def _attempt(self, lane: _Lane, pending: _Pending) -> None:
+        n = pending.notify
+        channel = lane.channel
+        try:
+            with trio.fail_after(channel.timeout + SEND_GRACE):
+                provider_id = await lane.transport.send(n)
+        except trio.TooSlowError:
+            error: DeliveryError = TransientError(f"no answer within {channel.timeout:g}s")
+        except DeliveryError as exc:
+            error = exc
+        except Exception as exc:  # a bug in a transport: log it, keep the page alive
+            log.exception("transport %s failed unexpectedly", channel.transport)
+            error = TransientError(f"internal error in transport: {type(exc).__name__}")
+        else:
+            log.info(
+                "notified service=%s incident=%s level=%d round=%d target=%s provider_id=%s",
+                n.service, n.incident_id, n.level, n.round, n.target, provider_id,
+            )  # fmt: skip
+            await self._finish(pending, "sent", provider_id, None)
+            return
+        attempts = pending.attempts + 1
+        if isinstance(error, PermanentError) or attempts >= channel.max_attempts:
+            reason = error.reason
+            if not isinstance(error, PermanentError):
+                reason = f"gave up after {attempts} attempts: {reason}"
+            log.error(
+                "delivery failed service=%s incident=%s level=%d target=%s: %s",
+                n.service, n.incident_id, n.level, n.target, reason,
+            )  # fmt: skip
+            await self._finish(pending, "failed", None, reason)
+            return
+        delay = self._backoff(channel, attempts, error)
+        log.warning(
+            "delivery will be retried in %.1fs service=%s incident=%s level=%d target=%s: %s",
+            delay, n.service, n.incident_id, n.level, n.target, error.reason,
+        )  # fmt: skip
+        due = self._clock.now() + delay
+        await self._record(Attempt(n.id, self._clock.now(), "retrying", None, error.reason, due))
+        self._retried += 1
+        pending.attempts = attempts
+        self._wait_until(due, pending)
+
+    def _backoff(self, channel: Channel, attempts: int, error: DeliveryError) -> float:
+        ceiling = min(channel.retry_max, channel.retry_initial * 2 ** (attempts - 1))
+        delay = self._rng.uniform(ceiling / 2, ceiling)  # jitter: a storm's retries spread out
+        if isinstance(error, TransientError) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return delay
+
+    async def _finish(
+        self,
+        pending: _Pending,
+        outcome: Literal["sent", "failed"],
+        provider_id: str | None,
+        error: str | None,
+    ) -> None:
+        n = pending.notify
+        await self._record(Attempt(n.id, self._clock.now(), outcome, provider_id, error))
+        if outcome == "sent":
+            self._sent += 1
+        else:
+            self._failed_total += 1
+            self._failed[(n.service, n.incident)] += 1
+        self._known.discard(n.id)
+        if self._reading:
+            self._finished_while_reading.add(n.id)
+        if self._in_database_only and len(self._known) <= self._capacity // 2:
+            self._read_back_wanted.set()
+
+    async def _record(self, attempt: Attempt) -> None:
+        # The send already happened: retry only the record, or a failing disk would send twice.
+        delay = RECORD_RETRY_MIN
         while True:
             try:
-                await self._committer.commit([Delivered(tuple(n.id for n in batch), now)])
+                await self._committer.commit([attempt])
                 return
             except StoreError as exc:
-                log.error("cannot mark %d notification(s) sent: %s", len(batch), exc)
-                await backoff.wait()
+                log.error("cannot record delivery of %s, retrying: %s", attempt.id, exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            now = self._clock.now()
+            while self._later and self._later[0][0] <= now:
+                _, _, pending = heapq.heappop(self._later)
+                self._ready(pending)
+            self._later_changed = trio.Event()
+            wake = self._clock.trio_deadline(self._later[0][0]) if self._later else math.inf
+            with trio.move_on_at(wake):
+                await self._later_changed.wait()
+
+    # Reading back what is only in the database. ------------------------------------------
+
+    async def _read_back_loop(self) -> None:
+        while True:
+            if self._in_database_only and len(self._known) <= self._capacity // 2:
+                await self._read_back()
+            else:
+                self._read_back_wanted = trio.Event()
+                await self._read_back_wanted.wait()
 
     async def _read_back(self) -> None:
-        # Only ever runs with the queue empty and nothing being delivered, so a row it reads is
-        # either new to us or was queued by an actor meanwhile (skipped by `_known`).
-        rows = await self._offload(lambda: self._store.pending(0, self._capacity))
-        self._in_database_only = len(rows) >= self._capacity
-        self.add(n for _, n in rows)
-
-
-class _Backoff:
-    def __init__(self) -> None:
-        self._delay = RETRY_MIN
-
-    async def wait(self) -> None:
-        await trio.sleep(self._delay)
-        self._delay = min(self._delay * 2, RETRY_MAX)
-
-    def reset(self) -> None:
-        self._delay = RETRY_MIN
+        # A row finished (sent or failed) while the query ran may be in its snapshot as still
+        # undelivered: such rows are remembered and skipped rather than sent twice.
+        self._reading = True
+        self._finished_while_reading.clear()
+        room = self._capacity - len(self._known)
+        try:
+            rows: list[Undelivered] = await self._offload(lambda: self._store.undelivered(room))
+        finally:
+            self._reading = False
+        self._in_database_only = len(rows) >= room
+        for row in rows:
+            if row.notify.id in self._finished_while_reading:
+                continue
+            self._take(_Pending(row.notify, row.attempts), row.next_attempt_at)
+        self._finished_while_reading.clear()

@@ -9,7 +9,7 @@ commits, or that never reads its replies, is simply not read from until it catch
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -22,9 +22,11 @@ from pager.protocol import (
     error_reply,
     ok_reply,
     parse_request,
-    service_status,
 )
+from pager.timefmt import isoformat
 from pagerd.actors import Reply, Services
+from pagerd.outbox import Outbox
+from pagerd.store import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,9 @@ def _done(line: bytes) -> Reply:
 
 
 class Server:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, outbox: Outbox) -> None:
         self._services = services
+        self._outbox = outbox
         self._accepting = trio.CancelScope()
         self._readers: set[trio.CancelScope] = set()
         self._draining = False
@@ -133,7 +136,7 @@ class Server:
         if request.op == "ping":
             return _done(ok_reply(pong=True, version=__version__))
         if request.op == "status":
-            return _done(self._status(request.service))
+            return _done(await self._status(request.service))
         assert request.service is not None  # parse_request requires it of events
         if request.service not in self._services.config.services:
             return _done(_unknown(request.service))
@@ -141,15 +144,37 @@ class Server:
         await self._services.submit(request.service, _event(request), reply)
         return reply
 
-    def _status(self, service: str | None) -> bytes:
+    async def _status(self, service: str | None) -> bytes:
         services = self._services
         if service is None:
             return ok_reply(
-                services=[service_status(services.state(name)) for name in services.config.services]
+                services=[
+                    services.status(services.state(name)) for name in services.config.services
+                ]
             )
         if service not in services.config.services:
             return _unknown(service)
-        return ok_reply(**service_status(services.state(service)))
+        state = services.state(service)
+        status = services.status(state)
+        if state.incident is not None:
+            deliveries = await self._outbox.deliveries(service, state.incident.number)
+            status["incident"]["notifications"] = [_delivery(d) for d in deliveries]
+        return ok_reply(**status)
+
+
+def _delivery(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "channel": d.channel,
+        "target": d.target,
+        "round": d.round,
+        "level": d.level,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "provider_id": d.provider_id,
+        "sent_at": None if d.sent_at is None else isoformat(d.sent_at),
+    }
 
 
 def _event(request: Request) -> Event:

@@ -6,10 +6,11 @@ database is in WAL mode with `synchronous=FULL`, so a returned `write()` is on d
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import attrs
 
@@ -46,11 +47,25 @@ CREATE TABLE IF NOT EXISTS notifications (
     message TEXT NOT NULL,
     opened_at REAL NOT NULL,
     created_at REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
+    state TEXT NOT NULL DEFAULT 'pending',  -- pending, retrying, sent, failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    last_error TEXT,
+    provider_id TEXT,
     sent_at REAL,
     UNIQUE (service, incident, round, level, channel, address)
 );
-CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_undelivered ON notifications (seq)
+    WHERE state IN ('pending', 'retrying');
+CREATE INDEX IF NOT EXISTS notifications_incident ON notifications (service, incident);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    notification TEXT NOT NULL,
+    at REAL NOT NULL,
+    outcome TEXT NOT NULL,  -- sent, retrying, failed
+    provider_id TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_notification ON delivery_attempts (notification);
 """
 
 
@@ -69,14 +84,43 @@ class Transition:
 
 
 @attrs.frozen
-class Delivered:
-    """Notifications handed to their transport, to be marked sent."""
+class Attempt:
+    """The outcome of one delivery attempt of notification `id`."""
 
-    ids: tuple[str, ...]
+    id: str
     at: float
+    outcome: Literal["sent", "retrying", "failed"]
+    provider_id: str | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None
 
 
-Write: TypeAlias = Transition | Delivered
+@attrs.frozen
+class Undelivered:
+    """A notification not yet delivered, as read back from the outbox."""
+
+    notify: Notify
+    attempts: int
+    next_attempt_at: float | None
+
+
+@attrs.frozen
+class Delivery:
+    """Where one notification stands, for `pager status SERVICE`."""
+
+    id: str
+    channel: str
+    target: str
+    round: int
+    level: int
+    state: str
+    attempts: int
+    last_error: str | None
+    provider_id: str | None
+    sent_at: float | None
+
+
+Write: TypeAlias = Transition | Attempt
 
 
 class Store:
@@ -89,6 +133,8 @@ class Store:
         """Open (creating if new) the database at `path`, refusing one it cannot trust."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # It holds addresses and webhook URLs: readable by pagerd alone.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
@@ -144,28 +190,64 @@ class Store:
             states[row[0]] = attrs.evolve(states[row[0]], incident=incident)
         return states
 
-    def pending(self, after_seq: int, limit: int) -> list[tuple[int, Notify]]:
-        """Up to `limit` undelivered notifications after `after_seq`, oldest first."""
+    def undelivered(self, limit: int) -> list[Undelivered]:
+        """Up to `limit` notifications not yet delivered (pending or retrying), oldest first."""
         rows = self._conn.execute(
-            "SELECT seq, service, incident, round, level, channel, address, message, opened_at"
-            " FROM notifications WHERE state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
+            "SELECT service, incident, round, level, channel, address, message, opened_at,"
+            " attempts, next_attempt_at FROM notifications"
+            " WHERE state IN ('pending', 'retrying') ORDER BY seq LIMIT ?",
+            (limit,),
         )
         return [
-            (
-                row[0],
+            Undelivered(
                 Notify(
-                    service=row[1],
-                    incident=row[2],
-                    round=row[3],
-                    level=row[4],
-                    target=Target(row[5], row[6]),
-                    message=row[7],
-                    opened_at=row[8],
+                    service=row[0],
+                    incident=row[1],
+                    round=row[2],
+                    level=row[3],
+                    target=Target(row[4], row[5]),
+                    message=row[6],
+                    opened_at=row[7],
                 ),
+                attempts=row[8],
+                next_attempt_at=row[9],
             )
             for row in rows
         ]
+
+    def deliveries(self, service: str, incident: int) -> list[Delivery]:
+        """Every notification of one incident with its delivery state, in the order decided."""
+        rows = self._conn.execute(
+            "SELECT id, channel, address, round, level, state, attempts, last_error, provider_id,"
+            " sent_at FROM notifications WHERE service = ? AND incident = ? ORDER BY seq",
+            (service, incident),
+        )
+        return [
+            Delivery(
+                id=row[0],
+                channel=row[1],
+                target=str(Target(row[1], row[2])),
+                round=row[3],
+                level=row[4],
+                state=row[5],
+                attempts=row[6],
+                last_error=row[7],
+                provider_id=row[8],
+                sent_at=row[9],
+            )
+            for row in rows
+        ]
+
+    def failed_counts(self) -> dict[tuple[str, int], int]:
+        """(service, incident) -> notifications that failed for good, for open incidents."""
+        return {
+            (service, incident): count
+            for service, incident, count in self._conn.execute(
+                "SELECT n.service, n.incident, COUNT(*) FROM notifications n JOIN incidents i"
+                " ON i.service = n.service AND i.number = n.incident"
+                " WHERE n.state = 'failed' AND i.closed_at IS NULL GROUP BY 1, 2"
+            )
+        }
 
     def write(self, batch: Sequence[Write]) -> None:
         """Apply `batch` in one transaction, durable on return; on error, none of it."""
@@ -176,10 +258,7 @@ class Store:
                 if isinstance(item, Transition):
                     _apply_transition(cur, item)
                 else:
-                    cur.executemany(
-                        "UPDATE notifications SET state = 'sent', sent_at = ? WHERE id = ?",
-                        ((item.at, id) for id in item.ids),
-                    )
+                    _apply_attempt(cur, item)
             cur.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
@@ -188,13 +267,19 @@ class Store:
         finally:
             cur.close()
 
-    def notifications(self, service: str) -> list[tuple[str, str]]:
-        """(id, state) of every notification of `service`, oldest first; for tests and tools."""
-        return list(
-            self._conn.execute(
-                "SELECT id, state FROM notifications WHERE service = ? ORDER BY seq", (service,)
-            )
-        )
+
+def _apply_attempt(cur: sqlite3.Cursor, a: Attempt) -> None:
+    cur.execute(
+        "INSERT INTO delivery_attempts (notification, at, outcome, provider_id, error)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (a.id, a.at, a.outcome, a.provider_id, a.error),
+    )
+    cur.execute(
+        "UPDATE notifications SET state = ?, attempts = attempts + 1, next_attempt_at = ?,"
+        " last_error = ?, provider_id = COALESCE(?, provider_id),"
+        " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+        (a.outcome, a.next_attempt_at, a.error, a.provider_id, a.outcome, a.at, a.id),
+    )
 
 
 def _apply_transition(cur: sqlite3.Cursor, t: Transition) -> None:

@@ -82,9 +82,9 @@ def test_kill_9_mid_incident_then_escalation_continues_on_time(daemon: Pagerd) -
     daemon.kill()
     daemon.start()  # back before api's deadline: level 2 must come at the deadline, not before
     wait_for(lambda: len(steps(daemon, "api")) == 3, 10, "level 2 of api notified")
-    assert steps(daemon, "api") == LEVEL1 + LEVEL2
-    notes = log_of(daemon)
-    late = seconds(notes[2]["time"]) - (seconds(notes[0]["opened_at"]) + 2.0)
+    assert sorted(steps(daemon, "api")) == LEVEL1 + LEVEL2
+    (level2,) = [n for n in log_of(daemon) if n["level"] == 2]
+    late = seconds(level2["time"]) - (seconds(level2["opened_at"]) + 2.0)
     assert 0 <= late < 1.5, f"level 2 was {late:.3f}s late"
 
     assert pager(daemon.socket, "alert", "web").returncode == 0
@@ -94,14 +94,14 @@ def test_kill_9_mid_incident_then_escalation_continues_on_time(daemon: Pagerd) -
     started = time.time()
     daemon.start()
     wait_for(lambda: len(steps(daemon, "web")) == 3, 10, "overdue level 2 of web notified")
-    assert steps(daemon, "web") == LEVEL1 + LEVEL2
+    assert sorted(steps(daemon, "web")) == LEVEL1 + LEVEL2
     assert seconds(log_of(daemon)[-1]["time"]) - started < 2.0  # at once on start
 
     status = pager(daemon.socket, "--json", "status", "api")
     assert status.returncode == 0, status.stderr
     incident = json.loads(status.stdout)["incident"]
     assert incident["level"] == 2 and incident["alerts"] == 1
-    assert steps(daemon, "api") == LEVEL1 + LEVEL2  # nothing sent twice across two kills
+    assert sorted(steps(daemon, "api")) == LEVEL1 + LEVEL2  # nothing sent twice, two kills
 
 
 def test_sigterm_stops_cleanly_and_state_survives(daemon: Pagerd) -> None:

@@ -1,0 +1,28 @@
+"""Durations as the config writes them: `500ms`, `30s`, `15m`, `1h`, `1h30m`."""
+
+from __future__ import annotations
+
+import re
+from typing import Final, NewType
+
+Duration = NewType("Duration", float)
+"""Seconds, written in the config as a duration string."""
+
+
+class Invalid(ValueError):
+    """A config value that is the right type but wrong; its text is the whole explanation."""
+
+
+_DURATION_RE: Final = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
+
+
+def parse_duration(text: str) -> float:
+    """`500ms`, `30s`, `15m`, `1h`, `1h30m` -> seconds."""
+    match = _DURATION_RE.fullmatch(text)
+    if not text or match is None:
+        raise Invalid(f"not a duration: {text!r} (examples: 500ms, 30s, 15m, 1h30m)")
+    h, m, s, ms = (int(part or 0) for part in match.groups())
+    seconds = h * 3600 + m * 60 + s + ms / 1000
+    if seconds <= 0:
+        raise Invalid("a duration must be more than zero")
+    return seconds
