@@ -124,7 +124,7 @@ def render(command: str, reply: dict[str, Any]) -> str:
     if "services" in reply:
         return _table(reply["services"])
     if command == "status":
-        return _table([reply])
+        return _table([reply]) + _notifications(reply)
     return _summary(reply)
 
 
@@ -139,7 +139,17 @@ def _summary(status: dict[str, Any]) -> str:
     )
 
 
-_COLUMNS: Final = ("SERVICE", "STATE", "INCIDENT", "LEVEL", "ACK", "ALERTS", "OPENED", "NEXT")
+_COLUMNS: Final = (
+    "SERVICE",
+    "STATE",
+    "INCIDENT",
+    "LEVEL",
+    "ACK",
+    "ALERTS",
+    "OPENED",
+    "NEXT",
+    "DELIVERY",
+)
 
 
 def _table(statuses: list[dict[str, Any]]) -> str:
@@ -147,7 +157,7 @@ def _table(statuses: list[dict[str, Any]]) -> str:
     for status in statuses:
         incident = status.get("incident")
         if incident is None:
-            rows.append((status["service"], status["state"], "-", "-", "-", "-", "-", "-"))
+            rows.append((status["service"], status["state"], *["-"] * (len(_COLUMNS) - 2)))
             continue
         nxt = incident["next_escalation_at"] or ("exhausted" if incident["exhausted"] else "-")
         rows.append(
@@ -160,13 +170,37 @@ def _table(statuses: list[dict[str, Any]]) -> str:
                 str(incident["alerts"]),
                 incident["opened_at"],
                 nxt,
+                f"{failed} FAILED" if (failed := incident.get("failed_deliveries")) else "ok",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    return _columns(rows)
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+def _notifications(status: dict[str, Any]) -> str:
+    notes = (status.get("incident") or {}).get("notifications")
+    if not notes:
+        return ""
+    rows = [("  NOTIFIED", "ROUND", "LEVEL", "STATE", "ATTEMPTS", "LAST ERROR")]
+    for n in notes:
+        rows.append(
+            (
+                f"  {n['target']}",
+                str(n["round"]),
+                str(n["level"]),
+                n["state"],
+                str(n["attempts"]),
+                n["last_error"] or "",
+            )
+        )
+    return "\n\n" + _columns(rows)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Final
@@ -47,6 +47,7 @@ from pagerd.transports.webhook import WebhookTransport
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE: Final = 5.0
+OUTBOX_CAPACITY: Final = 10_000
 
 
 class StartupError(Exception):
@@ -90,12 +91,15 @@ async def serve(
     *,
     clock: Clock | None = None,
     offload: Offload | None = None,
+    transports: Mapping[str, Transport] | None = None,
+    outbox_capacity: int = OUTBOX_CAPACITY,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
     already read finish (for up to `SHUTDOWN_GRACE` seconds), stop the rest, close the database.
 
     `task_status.started()` is called once the database is recovered and the socket listens.
+    `transports` replaces the configured transport of some channels (tests, dry runs).
     """
     clock = clock or Clock()
     store_offload = offload or in_thread(trio.CapacityLimiter(1))
@@ -106,7 +110,17 @@ async def serve(
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
-            await _run(config, stop, clock, store, store_offload, file_offload, task_status)
+            await _run(
+                config,
+                stop,
+                clock,
+                store,
+                store_offload,
+                file_offload,
+                transports or {},
+                outbox_capacity,
+                task_status,
+            )
         finally:
             with trio.CancelScope(shield=True):
                 await store_offload(store.close)
@@ -151,6 +165,8 @@ async def _run(
     store: Store,
     store_offload: Offload,
     file_offload: Offload,
+    transports: Mapping[str, Transport],
+    outbox_capacity: int,
     task_status: trio.TaskStatus[Daemon],
 ) -> None:
     states = await store_offload(store.load_states)
@@ -170,7 +186,9 @@ async def _run(
     try:
         async with AsyncExitStack() as resources, trio.open_nursery() as core:
             lanes = await _open_transports(config, clock, file_offload, resources)
-            outbox = Outbox(store, committer, lanes, store_offload, clock)
+            for name, transport in transports.items():
+                lanes[name] = (lanes[name][0], transport)
+            outbox = Outbox(store, committer, lanes, store_offload, clock, outbox_capacity)
             services = Services(config, states, committer, scheduler, outbox, clock)
             server = Server(services, outbox)
             core.start_soon(committer.run, name="committer")

@@ -41,7 +41,16 @@ SMTP_PORTS: Final = {"none": 25, "starttls": 587, "tls": 465}
 
 # Keys every channel takes, and those of each transport.
 COMMON_KEYS: Final = frozenset(
-    {"transport", "timeout", "concurrency", "rate_limit", "burst", "max_attempts"}
+    {
+        "transport",
+        "timeout",
+        "concurrency",
+        "rate_limit",
+        "burst",
+        "max_attempts",
+        "retry_initial",
+        "retry_max",
+    }
 )
 TRANSPORT_KEYS: Final[dict[str, frozenset[str]]] = {
     "log": frozenset(),
@@ -168,6 +177,8 @@ class ChannelSection:
     rate_limit: str | None = None
     burst: int | None = None
     max_attempts: int | None = None
+    retry_initial: Duration | None = None
+    retry_max: Duration | None = None
     host: str | None = None
     port: int | None = None
     sender: str | None = None
@@ -333,6 +344,8 @@ def build_channel(
             rate=rate,
             burst=counts["burst"],
             max_attempts=counts["max_attempts"],
+            retry_initial=section.retry_initial or RETRY_INITIAL,
+            retry_max=section.retry_max or RETRY_MAX,
             settings=settings,
         ),
         [],

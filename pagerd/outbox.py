@@ -276,16 +276,18 @@ class Outbox:
                 await self._read_back_wanted.wait()
 
     async def _read_back(self) -> None:
+        # The oldest `capacity` undelivered rows: those in hand are skipped by `_take`, and since
+        # at most half the capacity is in hand, each read brings at least as many new ones.
         # A row finished (sent or failed) while the query ran may be in its snapshot as still
         # undelivered: such rows are remembered and skipped rather than sent twice.
         self._reading = True
         self._finished_while_reading.clear()
-        room = self._capacity - len(self._known)
+        limit = self._capacity
         try:
-            rows: list[Undelivered] = await self._offload(lambda: self._store.undelivered(room))
+            rows: list[Undelivered] = await self._offload(lambda: self._store.undelivered(limit))
         finally:
             self._reading = False
-        self._in_database_only = len(rows) >= room
+        self._in_database_only = len(rows) >= limit
         for row in rows:
             if row.notify.id in self._finished_while_reading:
                 continue

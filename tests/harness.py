@@ -84,12 +84,14 @@ async def running(
 ) -> AsyncIterator[app.Daemon]:
     """The daemon, started and recovered; stopped cleanly on exit.
 
-    Blocking calls run inline on the loop, so no time passes under `MockClock` while SQLite works.
+    Blocking calls run inline on the loop, so no time passes under `MockClock` while SQLite works;
+    `offload=None` runs them in threads as the real daemon does (for tests on the real clock).
     """
     stop = trio.Event()
+    options: dict[str, Any] = {"offload": inline, **kwargs}
     async with trio.open_nursery() as nursery:
         daemon: app.Daemon = await nursery.start(
-            partial(app.serve, config, stop, clock=clock or Clock(T0), offload=inline, **kwargs)
+            partial(app.serve, config, stop, clock=clock or Clock(T0), **options)
         )
         try:
             yield daemon

@@ -60,21 +60,18 @@ def test_table_of_statuses() -> None:
                         "opened_at": "2027-01-15T08:00:00.000Z",
                         "next_escalation_at": None,
                         "exhausted": False,
+                        "failed_deliveries": 1,
                     },
                 },
             ]
         },
     )
     rows = [line.split() for line in text.splitlines()]
-    assert rows[0] == ["SERVICE", "STATE", "INCIDENT", "LEVEL", "ACK", "ALERTS", "OPENED", "NEXT"]
-    assert rows[1] == ["api", "healthy", "-", "-", "-", "-", "-", "-"]
-    assert rows[2] == [
-        "web",
-        "unhealthy",
-        "web#2",
-        "2",
-        "bob",
-        "3",
-        "2027-01-15T08:00:00.000Z",
-        "-",
-    ]
+    header, api, web = rows
+    assert header == [
+        "SERVICE", "STATE", "INCIDENT", "LEVEL", "ACK", "ALERTS", "OPENED", "NEXT", "DELIVERY"
+    ]  # fmt: skip
+    assert api == ["api", "healthy", "-", "-", "-", "-", "-", "-", "-"]
+    assert web == [
+        "web", "unhealthy", "web#2", "2", "bob", "3", "2027-01-15T08:00:00.000Z", "-", "1", "FAILED"
+    ]  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import PAGER, PAGERD, Pagerd, pager, read_jsonl, wait_for
+from tests.servers import Answer, HttpServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -178,3 +179,92 @@ def test_pagerd_check_exits_78_on_a_bad_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 78
     assert "policies.fast.levels[0].targets[1]: not an E.164 phone number" in result.stderr
+
+
+TWILIO = """
+[daemon]
+socket = "run/pager.sock"
+state_dir = "state"
+
+[channels.sms]
+transport = "twilio"
+account_sid = "AC123"
+auth_token_file = "token"
+sender = "+14155550199"
+api_base = "http://127.0.0.1:{port}"
+timeout = "1s"
+retry_initial = "200ms"
+retry_max = "500ms"
+
+[policies.sms]
+[[policies.sms.levels]]
+targets = ["sms:+14155550100", "sms:+14155550101"]
+ack_timeout = "1h"
+
+[services.api]
+policy = "sms"
+"""
+
+
+def twilio_daemon(tmp_path: Path, port: int) -> Pagerd:
+    (tmp_path / "token").write_text("secret-token")
+    config = tmp_path / "pager.toml"
+    config.write_text(TWILIO.replace("{port}", str(port)))
+    return Pagerd(config, tmp_path / "run" / "pager.sock", tmp_path / "pagerd.log")
+
+
+def test_kill_9_before_delivery_then_delivered_once_after_restart(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there yet: the provider is down
+    daemon = twilio_daemon(tmp_path, port)
+    try:
+        daemon.start()
+        assert pager(daemon.socket, "alert", "api", "down").returncode == 0
+        wait_for(
+            lambda: "retrying" in pager(daemon.socket, "status", "api").stdout,
+            10,
+            "a failed attempt recorded",
+        )
+        daemon.kill()  # decided and committed, not delivered
+        with HttpServer(port) as provider:
+            daemon.start()
+            wait_for(lambda: len(provider.requests) >= 2, 10, "both SMS delivered")
+            status = json.loads(pager(daemon.socket, "--json", "status", "api").stdout)
+            wait_for(
+                lambda: all(
+                    n["state"] == "sent"
+                    for n in json.loads(pager(daemon.socket, "--json", "status", "api").stdout)[
+                        "incident"
+                    ]["notifications"]
+                ),
+                10,
+                "both marked sent",
+            )
+            time.sleep(1.0)  # any duplicate would have been sent by now (retries are 200ms)
+        assert sorted(r.form()["To"] for r in provider.requests) == [
+            "+14155550100",
+            "+14155550101",
+        ]
+        assert status["incident"]["failed_deliveries"] == 0
+    finally:
+        daemon.stop()
+
+
+def test_permanent_failure_shows_in_pager_status(tmp_path: Path) -> None:
+    with HttpServer() as provider:
+        provider.default = Answer(400, {"code": 21211, "message": "not a valid phone number"})
+        daemon = twilio_daemon(tmp_path, provider.port)
+        try:
+            daemon.start()
+            assert pager(daemon.socket, "alert", "api").returncode == 0
+            wait_for(
+                lambda: "2 FAILED" in pager(daemon.socket, "status").stdout,
+                10,
+                "failures flagged in the status table",
+            )
+            detail = pager(daemon.socket, "status", "api").stdout
+            time.sleep(0.5)
+        finally:
+            daemon.stop()
+    assert len(provider.requests) == 2  # not retried
+    assert "failed" in detail and "21211" in detail
+    assert "secret-token" not in detail

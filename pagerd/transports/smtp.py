@@ -76,6 +76,7 @@ class SmtpTransport:
             else:
                 smtp = smtplib.SMTP(s.host, s.port, timeout=self._timeout)
             with smtp:
+                smtp.ehlo_or_helo_if_needed()
                 if s.security == "starttls":
                     smtp.starttls(context=self._tls)
                 if s.username is not None and s.password is not None:

@@ -1,0 +1,101 @@
+"""Delivery end to end in the daemon, on the real clock, to real servers on loopback: an SMTP
+server and a Twilio-shaped HTTP server. Providers go down and come back; storms hit one service."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import trio
+
+from pagerd.config import Config, load
+from tests.harness import connect, running
+from tests.servers import HttpServer, SmtpServer
+
+
+def write(folder: Path, smtp_port: int, api_base: str, services: list[str]) -> Config:
+    (folder / "token").write_text("secret-token\n")
+    text = f"""
+[daemon]
+socket = "pager.sock"
+state_dir = "state"
+
+[channels.email]
+transport = "smtp"
+host = "127.0.0.1"
+port = {smtp_port}
+sender = "pager@example.com"
+security = "none"
+timeout = "2s"
+retry_initial = "100ms"
+retry_max = "200ms"
+[channels.sms]
+transport = "twilio"
+account_sid = "AC123"
+auth_token_file = "token"
+sender = "+14155550199"
+api_base = "{api_base}"
+timeout = "2s"
+retry_initial = "100ms"
+retry_max = "200ms"
+rate_limit = "100/s"
+
+[policies.oncall]
+[[policies.oncall.levels]]
+targets = ["email:alice@example.com", "sms:+14155550100", "email:bob@example.com"]
+ack_timeout = "1h"
+"""
+    text += "".join(f'\n[services.{s}]\npolicy = "oncall"\n' for s in services)
+    (folder / "pager.toml").write_text(text)
+    return load(folder / "pager.toml")
+
+
+async def wait_until_sent(config: Config, service: str, count: int) -> dict[str, object]:
+    while True:
+        async with connect(config.socket) as conn:
+            status = await conn.request("status", service=service)
+        notes = status["incident"]["notifications"]
+        if sum(1 for n in notes if n["state"] == "sent") >= count:
+            return status
+        await trio.sleep(0.05)
+
+
+async def test_provider_down_then_up_delivers_exactly_once(tmp_path: Path) -> None:
+    smtp = SmtpServer()
+    with HttpServer() as http, trio.fail_after(30):
+        config = write(tmp_path, smtp.port, http.url, ["api"])
+        async with running(config, offload=None):
+            async with connect(config.socket) as conn:
+                assert (await conn.request("alert", service="api", message="down"))["ok"]
+            await trio.sleep(0.5)  # the SMTP server is not up yet: attempts fail and are retried
+            with smtp:
+                status = await wait_until_sent(config, "api", 3)
+                received = smtp.wait_for(2)
+                await trio.sleep(0.5)  # nothing more may arrive
+                assert len(smtp.received) == 2
+    assert sorted(r.recipients[0] for r in received) == ["alice@example.com", "bob@example.com"]
+    assert len(http.requests) == 1
+    email = [n for n in status["incident"]["notifications"] if n["channel"] == "email"]  # type: ignore[index]
+    assert all(n["attempts"] >= 2 and n["provider_id"].startswith("Q") for n in email)
+
+
+async def test_alert_storm_on_real_channels_sends_one_message_per_target(tmp_path: Path) -> None:
+    with SmtpServer() as smtp, HttpServer() as http, trio.fail_after(60):
+        config = write(tmp_path, smtp.port, http.url, ["api"])
+        async with running(config, offload=None):
+
+            async def client() -> None:
+                async with connect(config.socket) as conn:
+                    for _ in range(5):
+                        assert (await conn.request("alert", service="api"))["ok"]
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(30):
+                    nursery.start_soon(client)
+            await wait_until_sent(config, "api", 3)
+            await trio.sleep(0.5)
+    assert Counter(r.recipients[0] for r in smtp.received) == {
+        "alice@example.com": 1,
+        "bob@example.com": 1,
+    }
+    assert [r.form()["To"] for r in http.requests] == ["+14155550100"]

@@ -1,0 +1,280 @@
+"""Each transport against a real server on loopback: what goes on the wire, and how each of the
+provider's answers is read (sent, try again, give up). Real clock: the servers are real."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from pager.domain import Notify, Target
+from pager.ports import PermanentError, TransientError
+from pagerd.channels import Secret, SmtpSettings, TwilioSettings, WebhookSettings
+from pagerd.clock import Clock
+from pagerd.transports.http import open_client
+from pagerd.transports.slack import SlackTransport
+from pagerd.transports.smtp import SmtpTransport
+from pagerd.transports.twilio import TwilioTransport
+from pagerd.transports.webhook import WebhookTransport, signature
+from tests.servers import Answer, HttpServer, SmtpServer, make_ca
+
+T0 = 1_800_000_000.0
+SID = "AC0123456789abcdef0123456789abcdef"
+TOKEN = "twilio-auth-token-0123456789"
+
+
+def notify(target: str, message: str = "p99 > 2s") -> Notify:
+    return Notify(
+        service="payments-api",
+        incident=3,
+        round=1,
+        level=2,
+        target=Target.parse(target),
+        message=message,
+        opened_at=T0,
+    )
+
+
+def smtp_settings(port: int, **kwargs: object) -> SmtpSettings:
+    return SmtpSettings(
+        host="127.0.0.1",
+        port=port,
+        sender="pager@example.com",
+        security=str(kwargs.pop("security", "none")),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def http() -> Iterator[HttpServer]:
+    with HttpServer() as server:
+        yield server
+
+
+# Email ---------------------------------------------------------------------------------
+
+
+async def test_smtp_delivers_a_readable_message_with_a_stable_message_id() -> None:
+    with SmtpServer() as server, trio.fail_after(10):
+        transport = SmtpTransport(smtp_settings(server.port), 5.0, 2, Clock(T0))
+        queue_id = await transport.send(notify("email:alice@example.com"))
+    (got,) = server.received
+    assert queue_id == "Q0001"
+    assert got.sender == "pager@example.com"
+    assert got.recipients == ["alice@example.com"]
+    msg = got.message
+    assert msg["To"] == "alice@example.com"
+    assert msg["Subject"] == "[pager] payments-api unhealthy (level 2): p99 > 2s"
+    assert msg["Message-ID"] == "<payments-api#3/1/2/email%3Aalice%40example.com@pagerd>"
+    payload = msg.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    text = payload.decode()
+    for expected in (
+        "Service:   payments-api",
+        "Incident:  payments-api#3",
+        "Level:     2",
+        "Alert:     p99 > 2s",
+        "Opened at: 2027-01-15T08:00:00.000Z",
+        "pager ack payments-api",
+    ):
+        assert expected in text
+
+
+async def test_smtp_starttls_with_auth_from_a_password_file(tmp_path: Path) -> None:
+    with (
+        make_ca(tmp_path) as ca,
+        SmtpServer("starttls", ca.server, login=("pager", "s3cret")) as server,
+        trio.fail_after(10),
+    ):
+        settings = smtp_settings(
+            server.port,
+            security="starttls",
+            username="pager",
+            password=Secret("s3cret"),
+            ca_file=ca.ca_file,
+        )
+        await SmtpTransport(settings, 5.0, 1, Clock(T0)).send(notify("email:bob@example.com"))
+    assert [r.recipients for r in server.received] == [["bob@example.com"]]
+    assert server.logins == ["pager"]
+
+
+async def test_smtp_implicit_tls(tmp_path: Path) -> None:
+    with make_ca(tmp_path) as ca, SmtpServer("tls", ca.server) as server, trio.fail_after(10):
+        settings = smtp_settings(server.port, security="tls", ca_file=ca.ca_file)
+        await SmtpTransport(settings, 5.0, 1, Clock(T0)).send(notify("email:bob@example.com"))
+    assert len(server.received) == 1
+
+
+async def test_smtp_wrong_password_is_permanent_and_does_not_show_it(tmp_path: Path) -> None:
+    with (
+        make_ca(tmp_path) as ca,
+        SmtpServer("starttls", ca.server, login=("pager", "right")) as server,
+        trio.fail_after(10),
+    ):
+        settings = smtp_settings(
+            server.port,
+            security="starttls",
+            username="pager",
+            password=Secret("wrong-password"),
+            ca_file=ca.ca_file,
+        )
+        with pytest.raises(PermanentError) as excinfo:
+            await SmtpTransport(settings, 5.0, 1, Clock(T0)).send(notify("email:b@example.com"))
+    assert "535" in excinfo.value.reason
+    assert "wrong-password" not in excinfo.value.reason
+
+
+async def test_smtp_untrusted_certificate_is_refused(tmp_path: Path) -> None:
+    with make_ca(tmp_path) as ca, SmtpServer("tls", ca.server) as server, trio.fail_after(10):
+        settings = smtp_settings(server.port, security="tls")  # no ca_file: system CAs only
+        with pytest.raises(TransientError, match="SSL"):
+            await SmtpTransport(settings, 5.0, 1, Clock(T0)).send(notify("email:b@example.com"))
+    assert server.received == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [("451 4.3.0 try again later", TransientError), ("550 5.1.1 no such user", PermanentError)],
+)
+async def test_smtp_4xx_is_transient_and_5xx_permanent(reply: str, error: type[Exception]) -> None:
+    with SmtpServer() as server, trio.fail_after(10):
+        server.rcpt_reply = reply
+        with pytest.raises(error, match=reply.split()[0]):
+            await SmtpTransport(smtp_settings(server.port), 5.0, 1, Clock(T0)).send(
+                notify("email:alice@example.com")
+            )
+
+
+async def test_smtp_server_down_is_transient() -> None:
+    with SmtpServer() as server:
+        port = server.port
+    with trio.fail_after(10), pytest.raises(TransientError):
+        await SmtpTransport(smtp_settings(port), 2.0, 1, Clock(T0)).send(
+            notify("email:a@b.example")
+        )
+
+
+# SMS over Twilio -----------------------------------------------------------------------
+
+
+def twilio(http: HttpServer, timeout: float = 5.0, **kwargs: str) -> TwilioTransport:
+    settings = TwilioSettings(
+        account_sid=SID,
+        auth_token=Secret(TOKEN),
+        sender=kwargs.get("sender", "+14155550199"),
+        messaging_service_sid=kwargs.get("messaging_service_sid"),
+        api_base=http.url,
+    )
+    if settings.messaging_service_sid is not None:
+        settings = TwilioSettings(
+            SID, Secret(TOKEN), None, settings.messaging_service_sid, http.url
+        )
+    return TwilioTransport(settings, open_client(timeout, 2, None))
+
+
+async def test_twilio_request_shape_and_sid(http: HttpServer) -> None:
+    with trio.fail_after(10):
+        sid = await twilio(http).send(notify("sms:+14155550100"))
+    (request,) = http.requests
+    assert request.method == "POST"
+    assert request.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
+    assert request.basic_auth() == (SID, TOKEN)
+    form = request.form()
+    assert form["To"] == "+14155550100"
+    assert form["From"] == "+14155550199"
+    assert "payments-api" in form["Body"] and "pager ack payments-api" in form["Body"]
+    assert len(form["Body"]) <= 160
+    assert request.headers["i-twilio-idempotency-token"] == "payments-api#3/1/2/sms:+14155550100"
+    assert sid == "SM" + "1".zfill(32)
+
+
+async def test_twilio_messaging_service(http: HttpServer) -> None:
+    with trio.fail_after(10):
+        await twilio(http, messaging_service_sid="MG123").send(notify("sms:+14155550100"))
+    form = http.requests[0].form()
+    assert form["MessagingServiceSid"] == "MG123" and "From" not in form
+
+
+async def test_twilio_429_is_transient_with_retry_after(http: HttpServer) -> None:
+    http.answers.append(
+        Answer(429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "7"})
+    )
+    with trio.fail_after(10), pytest.raises(TransientError) as excinfo:
+        await twilio(http).send(notify("sms:+14155550100"))
+    assert excinfo.value.retry_after == 7.0
+    assert "429" in excinfo.value.reason
+
+
+async def test_twilio_500_is_transient(http: HttpServer) -> None:
+    http.answers.append(Answer(500, {"message": "oops"}))
+    with trio.fail_after(10), pytest.raises(TransientError, match="500"):
+        await twilio(http).send(notify("sms:+14155550100"))
+
+
+async def test_twilio_400_is_permanent_with_twilio_s_reason(http: HttpServer) -> None:
+    http.answers.append(
+        Answer(400, {"code": 21211, "message": "The 'To' number is not a valid phone number."})
+    )
+    with trio.fail_after(10), pytest.raises(PermanentError) as excinfo:
+        await twilio(http).send(notify("sms:+14155550100"))
+    assert "21211" in excinfo.value.reason
+    assert TOKEN not in excinfo.value.reason
+
+
+async def test_twilio_hanging_past_the_timeout_is_transient(http: HttpServer) -> None:
+    http.answers.append(Answer(201, {"sid": "SMlate"}, hang=2.0))
+    with trio.fail_after(10), pytest.raises(TransientError, match="timed out"):
+        await twilio(http, timeout=0.5).send(notify("sms:+14155550100"))
+
+
+# Slack and webhooks --------------------------------------------------------------------
+
+
+async def test_slack_posts_text_and_keeps_the_url_secret(http: HttpServer) -> None:
+    url = f"{http.url}/services/T000/B000/XXXXSECRET"
+    with trio.fail_after(10):
+        provider_id = await SlackTransport(open_client(5, 1, None)).send(notify(f"slack:{url}"))
+        http.answers.append(Answer(404, "no_service"))
+        with pytest.raises(PermanentError) as excinfo:
+            await SlackTransport(open_client(5, 1, None)).send(notify(f"slack:{url}"))
+    body = http.requests[0].json()
+    assert "payments-api" in body["text"] and "pager ack payments-api" in body["text"]
+    assert provider_id == "HTTP 201"
+    assert "XXXXSECRET" not in excinfo.value.reason
+    assert "XXXXSECRET" not in str(notify(f"slack:{url}").id)
+
+
+async def test_slack_unreachable_is_transient_without_the_url(http: HttpServer) -> None:
+    url = f"{http.url}/services/T000/B000/XXXXSECRET"
+    http.__exit__()
+    with trio.fail_after(10), pytest.raises(TransientError) as excinfo:
+        await SlackTransport(open_client(2, 1, None)).send(notify(f"slack:{url}"))
+    assert "XXXXSECRET" not in excinfo.value.reason
+
+
+async def test_webhook_body_headers_and_signature(http: HttpServer) -> None:
+    settings = WebhookSettings(headers={"X-Team": "payments"}, secret=Secret("hmac-key"))
+    with trio.fail_after(10):
+        await WebhookTransport(settings, open_client(5, 1, None)).send(
+            notify(f"webhook:{http.url}/hook")
+        )
+    (request,) = http.requests
+    assert request.path == "/hook"
+    assert request.json() == {
+        "id": "payments-api#3/1/2/webhook:http://127.0.0.1:"
+        + str(http.port)
+        + "/...#"
+        + str(Target.parse(f"webhook:{http.url}/hook")).rpartition("#")[2],
+        "service": "payments-api",
+        "incident": "payments-api#3",
+        "round": 1,
+        "level": 2,
+        "message": "p99 > 2s",
+        "opened_at": "2027-01-15T08:00:00.000Z",
+        "text": "[pager] payments-api level 2: p99 > 2s -- ack: pager ack payments-api",
+    }
+    assert request.headers["x-team"] == "payments"
+    assert request.headers["idempotency-key"] == request.json()["id"]
+    assert request.headers["x-pager-signature"] == signature("hmac-key", request.body)
