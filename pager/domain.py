@@ -29,7 +29,7 @@ def is_service_name(name: str) -> bool:
     return SERVICE_NAME_RE.fullmatch(name) is not None
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Target:
     """Somebody to notify, on one channel: `email:alice@example.com`, `sms:+14155550100`."""
 
@@ -64,6 +64,9 @@ class Target:
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
             return f"{self.channel}:{scheme}://{host}/...#{digest}"
         return f"{self.channel}:{self.address}"
+
+    def __repr__(self) -> str:
+        return f"Target({str(self)!r})"
 
 
 def _unique(targets: Iterable[Target]) -> tuple[Target, ...]:

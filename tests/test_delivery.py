@@ -3,14 +3,17 @@ server and a Twilio-shaped HTTP server. Providers go down and come back; storms 
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import trio
 
 from pagerd.config import Config, load
 from tests.harness import connect, running
-from tests.servers import HttpServer, SmtpServer
+from tests.servers import Answer, HttpServer, SmtpServer
 
 
 def write(folder: Path, smtp_port: int, api_base: str, services: list[str]) -> Config:
@@ -99,3 +102,37 @@ async def test_alert_storm_on_real_channels_sends_one_message_per_target(tmp_pat
         "bob@example.com": 1,
     }
     assert [r.form()["To"] for r in http.requests] == ["+14155550100"]
+
+
+async def test_webhook_urls_never_reach_the_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with HttpServer() as http, trio.fail_after(30):
+        http.answers.append(Answer(500, "try later"))
+        secret_url = f"{http.url}/services/T0/B0/XOXB-SECRET"
+        (tmp_path / "pager.toml").write_text(
+            f"""
+[daemon]
+socket = "pager.sock"
+state_dir = "state"
+[channels.slack]
+transport = "slack"
+retry_initial = "100ms"
+[policies.p]
+[[policies.p.levels]]
+targets = ["slack:{secret_url}"]
+[services.api]
+policy = "p"
+"""
+        )
+        config = load(tmp_path / "pager.toml")
+        async with running(config, offload=None):
+            async with connect(config.socket) as conn:
+                await conn.request("alert", service="api")
+            await wait_until_sent(config, "api", 1)
+            async with connect(config.socket) as conn:
+                status = await conn.request("status", service="api")
+    assert len(http.requests) == 2
+    assert "XOXB-SECRET" not in caplog.text
+    assert "XOXB-SECRET" not in json.dumps(status)

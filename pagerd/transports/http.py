@@ -3,6 +3,7 @@ reading of a provider's answer into sent / try again / give up."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
 from email.utils import parsedate_to_datetime
@@ -17,6 +18,9 @@ MAX_RETRY_AFTER: Final = 3600.0
 
 
 def open_client(timeout: float, concurrency: int, ca_file: Path | None) -> httpx.AsyncClient:
+    # httpx logs every request's URL at INFO; a webhook URL is a secret, so keep them quiet.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     verify: ssl.SSLContext | bool = True
     if ca_file is not None:
         verify = ssl.create_default_context(cafile=str(ca_file))
