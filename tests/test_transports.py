@@ -11,7 +11,14 @@ import trio
 
 from pager.domain import Notify, Target
 from pager.ports import PermanentError, TransientError
-from pagerd.channels import Secret, SmtpSettings, TwilioSettings, WebhookSettings
+from pagerd.channels import (
+    ChannelSection,
+    Secret,
+    SmtpSettings,
+    TwilioSettings,
+    WebhookSettings,
+    build_channel,
+)
 from pagerd.clock import Clock
 from pagerd.transports.http import open_client
 from pagerd.transports.slack import SlackTransport
@@ -83,19 +90,28 @@ async def test_smtp_delivers_a_readable_message_with_a_stable_message_id() -> No
 
 
 async def test_smtp_starttls_with_auth_from_a_password_file(tmp_path: Path) -> None:
+    (tmp_path / "smtp-password").write_text("s3cret\n")
     with (
         make_ca(tmp_path) as ca,
         SmtpServer("starttls", ca.server, login=("pager", "s3cret")) as server,
         trio.fail_after(10),
     ):
-        settings = smtp_settings(
-            server.port,
+        section = ChannelSection(
+            transport="smtp",
+            host="127.0.0.1",
+            port=server.port,
+            sender="pager@example.com",
             security="starttls",
             username="pager",
-            password=Secret("s3cret"),
-            ca_file=ca.ca_file,
+            password_file="smtp-password",
+            ca_file="test-ca.pem",
         )
-        await SmtpTransport(settings, 5.0, 1, Clock(T0)).send(notify("email:bob@example.com"))
+        channel, errors = build_channel("email", section, tmp_path)
+        assert channel is not None, errors
+        assert isinstance(channel.settings, SmtpSettings)
+        await SmtpTransport(channel.settings, 5.0, 1, Clock(T0)).send(
+            notify("email:bob@example.com")
+        )
     assert [r.recipients for r in server.received] == [["bob@example.com"]]
     assert server.logins == ["pager"]
 
