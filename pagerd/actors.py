@@ -96,6 +96,18 @@ class Services:
         )
         return service_status(state, failed)
 
+    def reconfigure(self, config: Config) -> None:
+        """Serve `config` from now on. An actor takes the policy afresh for each batch, so open
+        incidents keep their state and follow the new policy from their next escalation step;
+        a removed service gets `unknown_service` and its timers are ignored."""
+        self.config = config
+        for state in self._states.values():
+            if state.incident is not None and state.name in config.services:
+                self._scheduler.schedule(state)  # a service added back escalates again
+
+    def open_incidents(self) -> int:
+        return sum(1 for s in self._states.values() if s.incident is not None)
+
     def live_actors(self) -> int:
         return len(self._inboxes)
 

@@ -1,52 +1,40 @@
 """The composition root: builds the store, actors, scheduler, outbox and server from the config,
-wires them together, and runs them until asked to stop."""
+wires them together, runs them until asked to stop, and applies a new config on reload."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
 import os
+import socket
 from collections.abc import Iterator, Mapping
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
 import attrs
 import trio
 
-from pager.domain import CHANNELS
 from pager.ports import Transport
 from pagerd.actors import Services
-from pagerd.channels import (
-    Channel,
-    SlackSettings,
-    SmtpSettings,
-    TwilioSettings,
-    WebhookSettings,
-    unconfigured_channel,
-)
 from pagerd.clock import Clock
 from pagerd.commits import Committer
-from pagerd.config import Config
-
-__all__ = ["Config", "Daemon", "StartupError", "serve"]
-from pagerd.listen import SocketInUse, open_unix_listener
+from pagerd.config import Config, ConfigError, load
+from pagerd.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.offload import Offload, in_thread
 from pagerd.outbox import Outbox
 from pagerd.scheduler import Scheduler
 from pagerd.server import Server
 from pagerd.store import Store, StoreError
-from pagerd.transports.http import open_client
-from pagerd.transports.log import LogTransport
-from pagerd.transports.slack import SlackTransport
-from pagerd.transports.smtp import SmtpTransport
-from pagerd.transports.twilio import TwilioTransport
-from pagerd.transports.unconfigured import UnconfiguredTransport
-from pagerd.transports.webhook import WebhookTransport
+from pagerd.systemd import Notifier
+from pagerd.wiring import build_lanes
+
+__all__ = ["Config", "Daemon", "StartupError", "serve"]
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE: Final = 5.0
+CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
 
 
@@ -54,17 +42,63 @@ class StartupError(Exception):
     """pagerd cannot start; the message says why, for the operator."""
 
 
-@attrs.frozen
+@attrs.define
 class Daemon:
-    """A running daemon's parts, for status, tests and benchmarks to look into."""
+    """A running daemon: its parts, for status, tests and benchmarks to look into, and reload."""
 
-    config: Config
     services: Services
     scheduler: Scheduler
     outbox: Outbox
     committer: Committer
     store: Store
     server: Server
+    notifier: Notifier
+    clock: Clock
+    file_offload: Offload
+    store_offload: Offload
+
+    @property
+    def config(self) -> Config:
+        return self.services.config
+
+    async def reload(self) -> bool:
+        """Read the config file again and apply it; on any error keep running the old one.
+
+        Open incidents keep their state; a changed policy applies from the next escalation step.
+        """
+        self.notifier.reloading()
+        try:
+            path = self.config.path
+            try:
+                new = await self.file_offload(lambda: load(path))
+            except ConfigError as exc:
+                log.error("reload rejected, still running the previous config:\n%s", exc.report())
+                return False
+            self.apply(new)
+            return True
+        finally:
+            self.notifier.ready(self.status_line())
+
+    def apply(self, new: Config) -> None:
+        old = self.config
+        for what in ("socket", "state_dir"):
+            if getattr(new, what) != getattr(old, what):
+                log.warning("reload: daemon.%s changed; it takes effect on restart", what)
+        new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
+        self.outbox.replace_lanes(
+            build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
+        )
+        added = new.services.keys() - old.services.keys()
+        removed = old.services.keys() - new.services.keys()
+        self.services.reconfigure(new)
+        log.info(
+            "reloaded config=%s services=%d added=%d removed=%d",
+            new.path, len(new.services), len(added), len(removed),
+        )  # fmt: skip
+
+    def status_line(self) -> str:
+        open_incidents = self.services.open_incidents()
+        return f"{len(self.config.services)} services, {open_incidents} open incidents"
 
 
 @contextmanager
@@ -93,15 +127,19 @@ async def serve(
     offload: Offload | None = None,
     transports: Mapping[str, Transport] | None = None,
     outbox_capacity: int = OUTBOX_CAPACITY,
+    notifier: Notifier | None = None,
+    activated: socket.socket | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
     already read finish (for up to `SHUTDOWN_GRACE` seconds), stop the rest, close the database.
 
-    `task_status.started()` is called once the database is recovered and the socket listens.
-    `transports` replaces the configured transport of some channels (tests, dry runs).
+    `task_status.started()` is called, and systemd told READY=1, once the database is recovered
+    and the socket listens. `activated` is a listening socket passed by systemd; otherwise the
+    configured path is bound. `transports` replaces some channels' transports (tests, dry runs).
     """
     clock = clock or Clock()
+    notifier = notifier or Notifier(None, None)
     store_offload = offload or in_thread(trio.CapacityLimiter(1))
     file_offload = offload or in_thread(trio.CapacityLimiter(1))
     with _exclusive(config.state_dir):
@@ -113,10 +151,7 @@ async def serve(
             await _run(
                 config,
                 stop,
-                clock,
-                store,
-                store_offload,
-                file_offload,
+                _Parts(clock, store, store_offload, file_offload, notifier, activated),
                 transports or {},
                 outbox_capacity,
                 task_status,
@@ -126,50 +161,37 @@ async def serve(
                 await store_offload(store.close)
 
 
-async def _open_transports(
-    config: Config, clock: Clock, file_offload: Offload, resources: AsyncExitStack
-) -> dict[str, tuple[Channel, Transport]]:
-    """A transport for every channel; HTTP clients are closed when `resources` is."""
-    log_transport = LogTransport(config.log_path, file_offload, clock)
-    lanes: dict[str, tuple[Channel, Transport]] = {}
-    for name in CHANNELS:
-        channel = config.channels.get(name)
-        if channel is None:
-            lanes[name] = (unconfigured_channel(name), UnconfiguredTransport(name))
-            continue
-        transport: Transport
-        settings = channel.settings
-        if channel.transport == "log":
-            transport = log_transport
-        elif isinstance(settings, SmtpSettings):
-            transport = SmtpTransport(settings, channel.timeout, channel.concurrency, clock)
-        else:
-            assert isinstance(settings, TwilioSettings | SlackSettings | WebhookSettings)
-            client = await resources.enter_async_context(
-                open_client(channel.timeout, channel.concurrency, settings.ca_file)
-            )
-            if isinstance(settings, TwilioSettings):
-                transport = TwilioTransport(settings, client)
-            elif isinstance(settings, SlackSettings):
-                transport = SlackTransport(client)
-            else:
-                transport = WebhookTransport(settings, client)
-        lanes[name] = (channel, transport)
-    return lanes
+@attrs.frozen
+class _Parts:
+    clock: Clock
+    store: Store
+    store_offload: Offload
+    file_offload: Offload
+    notifier: Notifier
+    activated: socket.socket | None
+
+
+async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
+    """The listener: systemd's socket if it passed one (then it is not ours to remove)."""
+    if activated is not None:
+        log.info("using the socket passed by systemd")
+        return None
+    try:
+        return await open_unix_listener(config.socket)
+    except (SocketInUse, OSError) as exc:
+        raise StartupError(f"cannot listen on {config.socket}: {exc}") from None
 
 
 async def _run(
     config: Config,
     stop: trio.Event,
-    clock: Clock,
-    store: Store,
-    store_offload: Offload,
-    file_offload: Offload,
+    parts: _Parts,
     transports: Mapping[str, Transport],
     outbox_capacity: int,
     task_status: trio.TaskStatus[Daemon],
 ) -> None:
-    states = await store_offload(store.load_states)
+    store, clock = parts.store, parts.clock
+    states = await parts.store_offload(store.load_states)
     for name, state in states.items():
         if state.incident is not None and name not in config.services:
             log.warning(
@@ -177,41 +199,73 @@ async def _run(
                 "escalate until it is configured again",
                 name,
             )
-    try:
-        bound = await open_unix_listener(config.socket)
-    except (SocketInUse, OSError) as exc:
-        raise StartupError(f"cannot listen on {config.socket}: {exc}") from None
-    committer = Committer(store, store_offload)
+    bound = await _listen(config, parts.activated)
+    if bound is not None:
+        listener = bound.listener
+    else:
+        assert parts.activated is not None
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(parts.activated))
+    committer = Committer(store, parts.store_offload)
     scheduler = Scheduler(clock)
+    lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+    outbox = Outbox(store, committer, lanes, parts.store_offload, clock, outbox_capacity)
+    services = Services(config, states, committer, scheduler, outbox, clock)
+    server = Server(services, outbox)
+    daemon = Daemon(
+        services,
+        scheduler,
+        outbox,
+        committer,
+        store,
+        server,
+        parts.notifier,
+        clock,
+        parts.file_offload,
+        parts.store_offload,
+    )
     try:
-        async with AsyncExitStack() as resources, trio.open_nursery() as core:
-            lanes = await _open_transports(config, clock, file_offload, resources)
-            for name, transport in transports.items():
-                lanes[name] = (lanes[name][0], transport)
-            outbox = Outbox(store, committer, lanes, store_offload, clock, outbox_capacity)
-            services = Services(config, states, committer, scheduler, outbox, clock)
-            server = Server(services, outbox)
+        async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")
             core.start_soon(outbox.run, name="outbox")
-            await core.start(server.serve, bound.listener)
-            open_incidents = sum(1 for s in states.values() if s.incident is not None)
+            await core.start(server.serve, listener)
+            if parts.notifier.watchdog_interval is not None:
+                core.start_soon(_watchdog, daemon, parts.notifier.watchdog_interval)
             log.info(
                 "ready socket=%s services=%d open_incidents=%d",
-                config.socket,
-                len(config.services),
-                open_incidents,
-            )
-            task_status.started(
-                Daemon(config, services, scheduler, outbox, committer, store, server)
-            )
+                config.socket, len(config.services), services.open_incidents(),
+            )  # fmt: skip
+            parts.notifier.ready(daemon.status_line())
+            task_status.started(daemon)
             await stop.wait()
             log.info("stopping")
+            parts.notifier.stopping()
             server.drain()
-            bound.remove()
+            if bound is not None:
+                bound.remove()
             with trio.move_on_after(SHUTDOWN_GRACE):
                 await server.closed.wait()
             core.cancel_scope.cancel()
     finally:
-        bound.remove()
+        if bound is not None:
+            bound.remove()
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            for spec in outbox.lanes().values():
+                if spec.close is not None:
+                    await spec.close()
+
+
+async def _watchdog(daemon: Daemon, interval: float) -> None:
+    """Tell systemd we are alive only when we are: the store answered within the interval.
+
+    A wedged database or a blocked event loop stops the pings, and systemd restarts us.
+    """
+    store = daemon.store
+    while True:
+        due = trio.current_time() + interval
+        with trio.move_on_at(due) as probe:
+            await daemon.store_offload(store.ping)
+        if not probe.cancelled_caught:
+            daemon.notifier.watchdog()
+        await trio.sleep_until(due)

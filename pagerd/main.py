@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -19,6 +20,7 @@ import trio
 from pager import __version__
 from pagerd import app
 from pagerd.config import EX_CONFIG, ConfigError, load
+from pagerd.systemd import Notifier, listen_fds
 
 DEFAULT_CONFIG: Final = "/etc/pager/pager.toml"
 EXIT_CANNOT_START: Final = 1
@@ -60,10 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"pagerd: {path}: ok ({len(config.services)} services, {len(config.policies)} policies)"
         )
         return 0
+    failed: list[BaseException] = []
     try:
         trio.run(_run, config)
-    except app.StartupError as exc:
-        log.error("cannot start: %s", exc)
+    except* app.StartupError as group:
+        failed += group.exceptions
+    if failed:
+        for exc in failed:
+            log.error("cannot start: %s", exc)
         return EXIT_CANNOT_START
     log.info("stopped")
     return 0
@@ -71,17 +77,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _run(config: app.Config) -> None:
     stop = trio.Event()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    notifier = Notifier.from_environ()
+    activated = listen_fds()
+    with (
+        notifier,
+        trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals,
+    ):
         async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    log.info("received %s", signal.Signals(signum).name)
+            daemon: app.Daemon = await nursery.start(
+                partial(
+                    app.serve,
+                    config,
+                    stop,
+                    notifier=notifier,
+                    activated=activated[0] if activated else None,
+                )
+            )
+            async for signum in signals:
+                log.info("received %s", signal.Signals(signum).name)
+                if signum == signal.SIGHUP:
+                    await daemon.reload()
+                else:
                     stop.set()
-
-            nursery.start_soon(stop_on_signal)
-            await app.serve(config, stop)
-            nursery.cancel_scope.cancel()
+                    break
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import logging
 import math
 import random
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final, Literal
 
 import attrs
@@ -50,15 +50,29 @@ class _Pending:
     attempts: int = 0
 
 
-@attrs.define
-class _Lane:
-    """One channel's settings, transport, rate limit and queue of notifications ready to send."""
+@attrs.frozen
+class LaneSpec:
+    """How one channel is delivered: its settings, its transport, and how to release it."""
 
     channel: Channel
     transport: Transport
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+@attrs.define
+class _Lane:
+    """One channel's transport, rate limit and queue of notifications ready to send."""
+
+    spec: LaneSpec
     bucket: TokenBucket
     ready: deque[_Pending] = attrs.Factory(deque)
     waiting: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+    workers: int = 0
+    retired: bool = False  # replaced by a reload: its workers finish their send and leave
+
+    @property
+    def channel(self) -> Channel:
+        return self.spec.channel
 
 
 @attrs.frozen
@@ -76,7 +90,7 @@ class Outbox:
         self,
         store: Store,
         committer: Committer,
-        channels: Mapping[str, tuple[Channel, Transport]],
+        lanes: Mapping[str, LaneSpec],
         offload: Offload,
         clock: Clock,
         capacity: int = 10_000,
@@ -88,10 +102,8 @@ class Outbox:
         self._clock = clock
         self._capacity = capacity
         self._rng = rng or random.Random()
-        self._lanes = {
-            name: _Lane(channel, transport, TokenBucket(channel.rate, channel.burst))
-            for name, (channel, transport) in channels.items()
-        }
+        self._lanes = {name: _lane(spec) for name, spec in lanes.items()}
+        self._nursery: trio.Nursery | None = None
         self._later: list[tuple[float, int, _Pending]] = []  # (due, seq, ...) retries
         self._later_seq = 0
         self._later_changed = trio.Event()
@@ -130,11 +142,41 @@ class Outbox:
         """Deliver until cancelled."""
         self._failed.update(await self._offload(self._store.failed_counts))
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._read_back_loop, name="outbox read-back")
             nursery.start_soon(self._retry_loop, name="outbox retries")
-            for name, lane in self._lanes.items():
-                for i in range(lane.channel.concurrency):
-                    nursery.start_soon(self._worker, lane, name=f"outbox {name} {i}")
+            for lane in self._lanes.values():
+                self._start_workers(lane)
+
+    def lanes(self) -> dict[str, LaneSpec]:
+        return {name: lane.spec for name, lane in self._lanes.items()}
+
+    def replace_lanes(self, lanes: Mapping[str, LaneSpec]) -> None:
+        """Deliver through new lanes from now on (a reload). Notifications waiting in a replaced
+        lane move to its successor; a send in progress finishes first, then the old lane's
+        transport is closed."""
+        for name, spec in lanes.items():
+            old = self._lanes[name]
+            if old.spec == spec:
+                continue
+            new = _lane(spec)
+            new.ready, old.ready = old.ready, deque()
+            old.retired = True
+            old.waiting.unpark_all()
+            self._lanes[name] = new
+            self._start_workers(new)
+            if old.workers == 0:
+                self._close(old)
+
+    def _start_workers(self, lane: _Lane) -> None:
+        assert self._nursery is not None
+        for i in range(lane.channel.concurrency):
+            lane.workers += 1
+            self._nursery.start_soon(self._worker, lane, name=f"outbox {lane.channel.name} {i}")
+
+    def _close(self, lane: _Lane) -> None:
+        if lane.spec.close is not None and self._nursery is not None:
+            self._nursery.start_soon(lane.spec.close)
 
     # Intake. ----------------------------------------------------------------------------
 
@@ -166,19 +208,25 @@ class Outbox:
     # Delivery. --------------------------------------------------------------------------
 
     async def _worker(self, lane: _Lane) -> None:
-        while True:
-            while not lane.ready:
-                await lane.waiting.park()
-            pending = lane.ready.popleft()
-            await lane.bucket.acquire()
-            await self._attempt(lane, pending)
+        try:
+            while not lane.retired:
+                if not lane.ready:
+                    await lane.waiting.park()
+                    continue
+                pending = lane.ready.popleft()
+                await lane.bucket.acquire()
+                await self._attempt(lane, pending)
+        finally:
+            lane.workers -= 1
+        if lane.workers == 0:
+            self._close(lane)
 
     async def _attempt(self, lane: _Lane, pending: _Pending) -> None:
         n = pending.notify
         channel = lane.channel
         try:
             with trio.fail_after(channel.timeout + SEND_GRACE):
-                provider_id = await lane.transport.send(n)
+                provider_id = await lane.spec.transport.send(n)
         except trio.TooSlowError:
             error: DeliveryError = TransientError(f"no answer within {channel.timeout:g}s")
         except DeliveryError as exc:
@@ -293,3 +341,7 @@ class Outbox:
                 continue
             self._take(_Pending(row.notify, row.attempts), row.next_attempt_at)
         self._finished_while_reading.clear()
+
+
+def _lane(spec: LaneSpec) -> _Lane:
+    return _Lane(spec, TokenBucket(spec.channel.rate, spec.channel.burst))

@@ -163,6 +163,10 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
+    def ping(self) -> None:
+        """A trivial query: the database answers (the watchdog's proof of progress)."""
+        self._conn.execute("SELECT 1").fetchone()
+
     def load_states(self) -> dict[str, ServiceState]:
         """Every service that has had an incident, with its open incident if any."""
         states = {

@@ -168,6 +168,7 @@ def test_pagerd_refuses_a_second_instance(daemon: Pagerd) -> None:
     )
     assert second.returncode == 1
     assert "another pagerd" in second.stderr
+    assert "Traceback" not in second.stderr
     assert pager(daemon.socket, "ping").returncode == 0
 
 
