@@ -58,9 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.report(), file=sys.stderr)
         return EX_CONFIG
     if args.check:
-        print(
-            f"pagerd: {path}: ok ({len(config.services)} services, {len(config.policies)} policies)"
-        )
+        counts = f"{len(config.services)} services, {len(config.policies)} policies"
+        print(f"pagerd: {path}: ok ({counts})")
         return 0
     failed: list[BaseException] = []
     try:
@@ -68,8 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except* app.StartupError as group:
         failed += group.exceptions
     if failed:
-        for exc in failed:
-            log.error("cannot start: %s", exc)
+        for reason in failed:
+            log.error("cannot start: %s", reason)
         return EXIT_CANNOT_START
     log.info("stopped")
     return 0
