@@ -7,6 +7,7 @@ definition of what is a valid request and what a reply looks like.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 import attrs
@@ -19,7 +20,7 @@ MAX_TEXT: Final = 4096
 MAX_BY: Final = 256
 
 EVENT_OPS: Final = frozenset({"alert", "ack", "healthy"})
-OPS: Final = EVENT_OPS | {"status", "ping"}
+OPS: Final = EVENT_OPS | {"status", "ping", "history", "metrics"}
 
 # Fields each op accepts besides "op"; anything else is a bad request, so a typo is not silent.
 _FIELDS: Final[dict[str, frozenset[str]]] = {
@@ -28,6 +29,8 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "healthy": frozenset({"service"}),
     "status": frozenset({"service"}),
     "ping": frozenset(),
+    "history": frozenset({"service", "incident"}),
+    "metrics": frozenset(),
 }
 
 
@@ -46,6 +49,7 @@ class Request:
     service: str | None = None
     message: str | None = None
     by: str | None = None
+    incident: tuple[str, int] | None = None  # (service, number), from "NAME#N"
 
 
 def parse_request(line: bytes) -> Request:
@@ -74,12 +78,33 @@ def parse_request(line: bytes) -> Request:
             "bad_request",
             '"service" must be 1 to 128 letters, digits, ".", "_" or "-"',
         )
+    incident = _incident(_text(data, "incident", MAX_TEXT))
+    if op == "history" and (service is None) == (incident is None):
+        raise ProtocolError("bad_request", 'history needs "service" or "incident", not both')
     return Request(
         op=op,
         service=service,
         message=_text(data, "message", MAX_TEXT),
         by=_text(data, "by", MAX_BY),
+        incident=incident,
     )
+
+
+def parse_incident_id(text: str) -> tuple[str, int] | None:
+    """`payments-api#3` -> ("payments-api", 3); None if it is not an incident id."""
+    service, sep, number = text.rpartition("#")
+    if not sep or not is_service_name(service) or re.fullmatch(r"[0-9]{1,18}", number) is None:
+        return None
+    return service, int(number)
+
+
+def _incident(text: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    parsed = parse_incident_id(text)
+    if parsed is None:
+        raise ProtocolError("bad_request", '"incident" must be an incident id like "api#3"')
+    return parsed
 
 
 def _ops() -> str:

@@ -22,6 +22,8 @@ import attrs
 import trio
 
 from pager.domain import (
+    Ack,
+    Alert,
     Event,
     Notify,
     Rejected,
@@ -35,8 +37,9 @@ from pagerd.clock import Clock
 from pagerd.commits import Committer
 from pagerd.config import Config
 from pagerd.outbox import Outbox
+from pagerd.peers import Peer
 from pagerd.scheduler import Scheduler
-from pagerd.store import StoreError, Transition
+from pagerd.store import EventRecord, StoreError, Transition
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +47,20 @@ INBOX_SIZE: Final = 64
 
 
 class Reply:
-    """Where one request's answer goes: set once by an actor, awaited by the connection."""
+    """Where one request's answer goes: set once by an actor, awaited by the connection.
 
-    def __init__(self) -> None:
+    `op` and `result` (`ok` or the error code) are what the metrics count.
+    """
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+        self.result = ""
         self._done = trio.Event()
         self._line = b""
 
-    def set(self, line: bytes) -> None:
+    def set(self, line: bytes, result: str = "ok") -> None:
         self._line = line
+        self.result = result
         self._done.set()
 
     async def wait(self) -> bytes:
@@ -63,6 +72,7 @@ class Reply:
 class Envelope:
     event: Event
     reply: Reply | None
+    peer: Peer | None = None
 
 
 class Services:
@@ -108,6 +118,13 @@ class Services:
     def open_incidents(self) -> int:
         return sum(1 for s in self._states.values() if s.incident is not None)
 
+    def unacknowledged_incidents(self) -> int:
+        return sum(
+            1
+            for s in self._states.values()
+            if s.incident is not None and not s.incident.acknowledged
+        )
+
     def live_actors(self) -> int:
         return len(self._inboxes)
 
@@ -120,9 +137,11 @@ class Services:
             task_status.started()
             await trio.sleep_forever()
 
-    async def submit(self, service: str, event: Event, reply: Reply | None) -> None:
+    async def submit(
+        self, service: str, event: Event, reply: Reply | None, peer: Peer | None = None
+    ) -> None:
         """Route `event` to `service`'s actor, waiting while its inbox is full (back-pressure)."""
-        envelope = Envelope(event, reply)
+        envelope = Envelope(event, reply, peer)
         while True:
             inbox = self._inboxes.get(service) or self._start(service)
             try:
@@ -170,7 +189,9 @@ class Services:
                     log.exception("actor failed service=%s", service)
                     for envelope in batch:
                         if envelope.reply is not None:
-                            envelope.reply.set(error_reply("internal", "internal error"))
+                            envelope.reply.set(
+                                error_reply("internal", "internal error"), "internal"
+                            )
 
     async def _handle(self, service: str, batch: list[Envelope]) -> None:
         policy = self.config.policy_of(service)
@@ -184,8 +205,9 @@ class Services:
             except Rejected as rejected:
                 outcomes.append((envelope.reply, rejected))
                 continue
-            if after != state:
-                transitions.append(Transition(state, after, notes, now))
+            record = _record(envelope, state, after)
+            if after != state or record is not None:
+                transitions.append(Transition(state, after, notes, now, record))
             state = after
             outcomes.append((envelope.reply, after))
         if transitions:
@@ -193,12 +215,12 @@ class Services:
                 await self._committer.commit(transitions)
             except StoreError as exc:
                 for reply, outcome in outcomes:
-                    if reply is not None:
-                        reply.set(
-                            _rejected(outcome)
-                            if isinstance(outcome, Rejected)
-                            else error_reply("unavailable", str(exc))
-                        )
+                    if reply is None:
+                        continue
+                    if isinstance(outcome, Rejected):
+                        reply.set(_rejected(outcome), outcome.code)
+                    else:
+                        reply.set(error_reply("unavailable", str(exc)), "unavailable")
                 return
             self._states[service] = state
             for t in transitions:
@@ -209,12 +231,31 @@ class Services:
         else:
             await trio.lowlevel.checkpoint()
         for reply, outcome in outcomes:
-            if reply is not None:
-                reply.set(
-                    _rejected(outcome)
-                    if isinstance(outcome, Rejected)
-                    else ok_reply(**self.status(outcome))
-                )
+            if reply is None:
+                continue
+            if isinstance(outcome, Rejected):
+                reply.set(_rejected(outcome), outcome.code)
+            else:
+                reply.set(ok_reply(**self.status(outcome)))
+
+
+def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
+    """The event as the incident's history keeps it; None if it concerns no incident."""
+    event, peer = envelope.event, envelope.peer
+    if isinstance(event, Timeout):
+        incident = after.incident
+        if after == before or incident is None:
+            return None
+        if incident.exhausted:
+            return EventRecord("timeout", "no level left to notify: exhausted")
+        return EventRecord("timeout", f"escalated to level {incident.level} round {incident.round}")
+    if before.incident is None and after.incident is None:
+        return None
+    if isinstance(event, Alert):
+        return EventRecord("alert", event.message or None, None, peer)
+    if isinstance(event, Ack):
+        return EventRecord("ack", None, event.by, peer)
+    return EventRecord("healthy", None, None, peer)
 
 
 def _rejected(rejected: Rejected) -> bytes:

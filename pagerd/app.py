@@ -21,6 +21,8 @@ from pagerd.clock import Clock
 from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError, load
 from pagerd.listen import SocketInUse, UnixListener, open_unix_listener
+from pagerd.metrics import Metrics
+from pagerd.metrics_http import serve_metrics
 from pagerd.offload import Offload, in_thread
 from pagerd.outbox import Outbox
 from pagerd.scheduler import Scheduler
@@ -91,6 +93,9 @@ class Daemon:
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
         self.services.reconfigure(new)
+        self.server.access = new.access
+        if new.metrics_listen != old.metrics_listen:
+            log.warning("reload: metrics.listen changed; it takes effect on restart")
         log.info(
             "reloaded config=%s services=%d added=%d removed=%d",
             new.path, len(new.services), len(added), len(removed),
@@ -205,12 +210,18 @@ async def _run(
     else:
         assert parts.activated is not None
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(parts.activated))
-    committer = Committer(store, parts.store_offload)
+    metrics = Metrics()
+    committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
     lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
-    outbox = Outbox(store, committer, lanes, parts.store_offload, clock, outbox_capacity)
+    outbox = Outbox(
+        store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
+    )
     services = Services(config, states, committer, scheduler, outbox, clock)
-    server = Server(services, outbox)
+    server = Server(
+        services, store, parts.store_offload, config.access, parts.file_offload, metrics
+    )
+    _gauges(metrics, services, scheduler, outbox)
     daemon = Daemon(
         services,
         scheduler,
@@ -230,6 +241,12 @@ async def _run(
             core.start_soon(scheduler.run, services.offer, name="scheduler")
             core.start_soon(outbox.run, name="outbox")
             await core.start(server.serve, listener)
+            if config.metrics_listen is not None:
+                host, port = config.metrics_listen
+                try:
+                    await core.start(serve_metrics, host, port, metrics.render)
+                except OSError as exc:
+                    raise StartupError(f"cannot serve metrics on {host}:{port}: {exc}") from None
             if parts.notifier.watchdog_interval is not None:
                 core.start_soon(_watchdog, daemon, parts.notifier.watchdog_interval)
             log.info(
@@ -254,6 +271,25 @@ async def _run(
             for spec in outbox.lanes().values():
                 if spec.close is not None:
                     await spec.close()
+
+
+def _gauges(metrics: Metrics, services: Services, scheduler: Scheduler, outbox: Outbox) -> None:
+    metrics.gauge("pagerd_services", "Configured services.", lambda: len(services.config.services))
+    metrics.gauge("pagerd_open_incidents", "Open incidents.", services.open_incidents)
+    metrics.gauge(
+        "pagerd_unacknowledged_incidents",
+        "Open incidents nobody acknowledged yet.",
+        services.unacknowledged_incidents,
+    )
+    metrics.gauge("pagerd_actors", "Service actors running now.", services.live_actors)
+    metrics.gauge(
+        "pagerd_scheduled_timeouts", "Acknowledgement timeouts waiting.", lambda: len(scheduler)
+    )
+    metrics.gauge(
+        "pagerd_outbox_in_hand",
+        "Notifications being delivered or waiting to be.",
+        lambda: outbox.statistics().in_hand,
+    )
 
 
 async def _watchdog(daemon: Daemon, interval: float) -> None:

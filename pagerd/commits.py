@@ -15,6 +15,7 @@ from typing import Final
 import attrs
 import trio
 
+from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.store import Store, StoreError, Write
 
@@ -39,9 +40,16 @@ class CommitStatistics:
 
 
 class Committer:
-    def __init__(self, store: Store, offload: Offload, queue_size: int = 1024) -> None:
+    def __init__(
+        self,
+        store: Store,
+        offload: Offload,
+        metrics: Metrics | None = None,
+        queue_size: int = 1024,
+    ) -> None:
         self._store = store
         self._offload = offload
+        self._metrics = metrics or Metrics()
         self._send, self._receive = trio.open_memory_channel[_Waiter](queue_size)
         self._commits = 0
         self._writes = 0
@@ -70,6 +78,7 @@ class Committer:
 
     async def _write(self, batch: list[_Waiter]) -> None:
         writes = [w for waiter in batch for w in waiter.writes]
+        started = trio.current_time()
         try:
             await self._offload(lambda: self._store.write(writes))
         except sqlite3.Error as exc:
@@ -84,6 +93,8 @@ class Committer:
             self._commits += 1
             self._writes += len(writes)
             self._last_batch = len(batch)
+            self._metrics.commit_seconds.observe(trio.current_time() - started)
+            self._metrics.commit_batch.observe(len(writes))
         for waiter in batch:
             waiter.done.set()
 

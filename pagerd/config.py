@@ -24,6 +24,7 @@ from cattrs.errors import (
 from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
 from pagerd.channels import Channel, ChannelSection, build_channel
 from pagerd.durations import Duration, Invalid, parse_duration
+from pagerd.peers import Access
 
 __all__ = ["EX_CONFIG", "Config", "ConfigError", "Invalid", "load", "parse_duration"]
 
@@ -52,6 +53,8 @@ _DEFAULT_ACK: Final = Duration(DEFAULT_ACK_TIMEOUT)
 class DaemonSection:
     socket: str = "/run/pager/pager.sock"
     state_dir: str = "/var/lib/pager"
+    allow_users: list[str] | None = None
+    allow_groups: list[str] | None = None
 
 
 @attrs.frozen
@@ -86,8 +89,14 @@ class ServiceSection:
 
 
 @attrs.frozen
+class MetricsSection:
+    listen: str | None = None
+
+
+@attrs.frozen
 class ConfigFile:
     daemon: DaemonSection = DaemonSection()
+    metrics: MetricsSection = MetricsSection()
     channels: ChannelsSection = ChannelsSection()
     policies: dict[str, PolicySection] = attrs.Factory(dict)
     services: dict[str, ServiceSection] = attrs.Factory(dict)
@@ -106,6 +115,9 @@ class Config:
     policies: dict[str, Policy]
     services: dict[str, str]
     """Each configured service, with the name of its policy."""
+    access: Access = attrs.Factory(Access)
+    metrics_listen: tuple[str, int] | None = None
+    """Where `GET /metrics` is served; None (the default) serves it nowhere."""
 
     @property
     def database(self) -> Path:
@@ -263,6 +275,8 @@ def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
                         f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
                         f"configured (add a [channels.{target.channel}] section)"
                     )
+    if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
+        errors.append('metrics.listen: expected HOST:PORT, like "127.0.0.1:9464"')
     for name, service in raw.services.items():
         at = _join("services", name)
         if not is_service_name(name):
@@ -299,4 +313,22 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
         channels=channels,
         policies=policies,
         services={name: service.policy for name, service in raw.services.items()},
+        access=Access(
+            users=_names(raw.daemon.allow_users),
+            groups=_names(raw.daemon.allow_groups),
+        ),
+        metrics_listen=None if raw.metrics.listen is None else _host_port(raw.metrics.listen),
     )
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isascii() or not port.isdigit():
+        return None
+    number = int(port)
+    return (host, number) if 0 < number < 65536 else None
+
+
+def _names(names: list[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(names)

@@ -32,9 +32,10 @@ from pager.ports import DeliveryError, PermanentError, TransientError, Transport
 from pagerd.channels import Channel
 from pagerd.clock import Clock
 from pagerd.commits import Committer
+from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.ratelimit import TokenBucket
-from pagerd.store import Attempt, Delivery, Store, StoreError, Undelivered
+from pagerd.store import Attempt, Store, StoreError, Undelivered
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ SEND_GRACE: Final = 5.0
 @attrs.define
 class _Pending:
     notify: Notify
+    decided_at: float
     attempts: int = 0
 
 
@@ -95,6 +97,7 @@ class Outbox:
         clock: Clock,
         capacity: int = 10_000,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._committer = committer
@@ -102,6 +105,7 @@ class Outbox:
         self._clock = clock
         self._capacity = capacity
         self._rng = rng or random.Random()
+        self._metrics = metrics or Metrics()
         self._lanes = {name: _lane(spec) for name, spec in lanes.items()}
         self._nursery: trio.Nursery | None = None
         self._later: list[tuple[float, int, _Pending]] = []  # (due, seq, ...) retries
@@ -119,14 +123,12 @@ class Outbox:
 
     def add(self, notifications: Iterable[Notify]) -> None:
         """Take committed notifications for delivery; never blocks."""
+        now = self._clock.now()
         for n in notifications:
-            self._take(_Pending(n))
+            self._take(_Pending(n, now))
 
     def failed_deliveries(self, service: str, incident: int) -> int:
         return self._failed[(service, incident)]
-
-    async def deliveries(self, service: str, incident: int) -> list[Delivery]:
-        return await self._offload(lambda: self._store.deliveries(service, incident))
 
     def statistics(self) -> OutboxStatistics:
         return OutboxStatistics(
@@ -260,6 +262,7 @@ class Outbox:
         due = self._clock.now() + delay
         await self._record(Attempt(n.id, self._clock.now(), "retrying", None, error.reason, due))
         self._retried += 1
+        self._metrics.notifications.inc(channel.name, "retrying")
         pending.attempts = attempts
         self._wait_until(due, pending)
 
@@ -278,9 +281,12 @@ class Outbox:
         error: str | None,
     ) -> None:
         n = pending.notify
-        await self._record(Attempt(n.id, self._clock.now(), outcome, provider_id, error))
+        now = self._clock.now()
+        await self._record(Attempt(n.id, now, outcome, provider_id, error))
+        self._metrics.notifications.inc(n.target.channel, outcome)
         if outcome == "sent":
             self._sent += 1
+            self._metrics.delivery_seconds.observe(now - pending.decided_at)
         else:
             self._failed_total += 1
             self._failed[(n.service, n.incident)] += 1
@@ -339,7 +345,7 @@ class Outbox:
         for row in rows:
             if row.notify.id in self._finished_while_reading:
                 continue
-            self._take(_Pending(row.notify, row.attempts), row.next_attempt_at)
+            self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
         self._finished_while_reading.clear()
 
 

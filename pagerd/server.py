@@ -14,7 +14,7 @@ from typing import Any, Final
 import trio
 
 from pager import __version__
-from pager.domain import Ack, Alert, Event, Healthy
+from pager.domain import Ack, Alert, Event, Healthy, incident_id
 from pager.protocol import (
     MAX_LINE,
     ProtocolError,
@@ -25,8 +25,10 @@ from pager.protocol import (
 )
 from pager.timefmt import isoformat
 from pagerd.actors import Reply, Services
-from pagerd.outbox import Outbox
-from pagerd.store import Delivery
+from pagerd.metrics import Metrics
+from pagerd.offload import Offload
+from pagerd.peers import Access, Peer, peer_credentials, resolve
+from pagerd.store import Delivery, Store
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +36,29 @@ MAX_PENDING: Final = 256
 RECEIVE_SIZE: Final = 65536
 
 
-def _done(line: bytes) -> Reply:
-    reply = Reply()
-    reply.set(line)
+def _done(op: str, line: bytes, result: str = "ok") -> Reply:
+    reply = Reply(op)
+    reply.set(line, result)
     return reply
 
 
 class Server:
-    def __init__(self, services: Services, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        services: Services,
+        store: Store,
+        store_offload: Offload,
+        access: Access,
+        resolve_offload: Offload,
+        metrics: Metrics,
+    ) -> None:
         self._services = services
-        self._outbox = outbox
+        self._store = store
+        self._store_offload = store_offload
+        self.access = access
+        self._resolve_offload = resolve_offload
+        self._metrics = metrics
+        self._render_metrics = metrics.render
         self._accepting = trio.CancelScope()
         self._readers: set[trio.CancelScope] = set()
         self._draining = False
@@ -83,13 +98,42 @@ class Server:
                 nursery.start_soon(self._write_replies, stream, receive, nursery.cancel_scope)
                 async with send:
                     with reading:
-                        await self._read_requests(stream, send)
+                        peer = await self._peer(stream)
+                        if peer is None or not self.access.allows(peer):
+                            await self._refuse(stream, send, peer)
+                        else:
+                            await self._read_requests(stream, send, peer)
         finally:
             self.connections -= 1
             self._readers.discard(reading)
 
+    async def _peer(self, stream: trio.SocketStream) -> Peer | None:
+        try:
+            peer = peer_credentials(stream.socket)
+        except OSError as exc:
+            log.warning("cannot read the peer's credentials: %s", exc)
+            return None
+        with_groups = self.access.groups is not None
+        return await self._resolve_offload(lambda: resolve(peer, with_groups))
+
+    async def _refuse(
+        self, stream: trio.SocketStream, replies: trio.MemorySendChannel[Reply], peer: Peer | None
+    ) -> None:
+        """Answer the first request with `forbidden`, then close: nothing it sends is read."""
+        who = peer.describe() if peer is not None else "unknown peer"
+        log.warning("refused connection from %s", who)
+        while True:
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data or b"\n" in data:
+                break
+        message = f"{who} may not use this pagerd (see allow_users, allow_groups)"
+        await replies.send(_done("refused", error_reply("forbidden", message), "forbidden"))
+
     async def _read_requests(
-        self, stream: trio.SocketStream, replies: trio.MemorySendChannel[Reply]
+        self, stream: trio.SocketStream, replies: trio.MemorySendChannel[Reply], peer: Peer
     ) -> None:
         buffer = bytearray()
         while True:
@@ -107,7 +151,7 @@ class Server:
                 if len(line) > MAX_LINE:
                     await replies.send(_too_large())
                     return
-                await replies.send(await self._request(line.removesuffix(b"\r")))
+                await replies.send(await self._request(line.removesuffix(b"\r"), peer))
             del buffer[:start]
             if len(buffer) > MAX_LINE:
                 await replies.send(_too_large())
@@ -122,44 +166,75 @@ class Server:
         async with replies:
             async for reply in replies:
                 line = await reply.wait()
+                self._metrics.events.inc(reply.op, reply.result)
                 try:
                     await stream.send_all(line)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     connection.cancel()  # the client is gone: stop reading from it too
                     return
 
-    async def _request(self, line: bytes) -> Reply:
+    async def _request(self, line: bytes, peer: Peer) -> Reply:
         try:
             request = parse_request(line)
         except ProtocolError as exc:
-            return _done(error_reply(exc.code, exc.message))
-        if request.op == "ping":
-            return _done(ok_reply(pong=True, version=__version__))
-        if request.op == "status":
-            return _done(await self._status(request.service))
+            return _done("invalid", error_reply(exc.code, exc.message), exc.code)
+        op = request.op
+        if op == "ping":
+            return _done(op, ok_reply(pong=True, version=__version__))
+        if op == "metrics":
+            return _done(op, ok_reply(text=self._render_metrics()))
+        if op == "status":
+            return _done(op, *await self._status(request.service))
+        if op == "history":
+            return _done(op, *await self._history(request))
         assert request.service is not None  # parse_request requires it of events
         if request.service not in self._services.config.services:
-            return _done(_unknown(request.service))
-        reply = Reply()
-        await self._services.submit(request.service, _event(request), reply)
+            return _done(op, _unknown(request.service), "unknown_service")
+        reply = Reply(op)
+        await self._services.submit(request.service, _event(request), reply, peer)
         return reply
 
-    async def _status(self, service: str | None) -> bytes:
+    async def _status(self, service: str | None) -> tuple[bytes, str]:
         services = self._services
         if service is None:
-            return ok_reply(
-                services=[
-                    services.status(services.state(name)) for name in services.config.services
-                ]
-            )
+            names = services.config.services
+            statuses = [services.status(services.state(name)) for name in names]
+            return ok_reply(services=statuses), "ok"
         if service not in services.config.services:
-            return _unknown(service)
+            return _unknown(service), "unknown_service"
         state = services.state(service)
         status = services.status(state)
         if state.incident is not None:
-            deliveries = await self._outbox.deliveries(service, state.incident.number)
+            number = state.incident.number
+            deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
             status["incident"]["notifications"] = [_delivery(d) for d in deliveries]
-        return ok_reply(**status)
+        return ok_reply(**status), "ok"
+
+    async def _history(self, request: Request) -> tuple[bytes, str]:
+        store = self._store
+        if request.incident is not None:
+            service, number = request.incident
+        else:
+            assert request.service is not None
+            service = request.service
+            found = await self._store_offload(lambda: store.latest_incident(service))
+            if found is None:
+                return error_reply("not_found", f"{service} has had no incident"), "not_found"
+            number = found
+        history = await self._store_offload(lambda: store.history(service, number))
+        if history is None:
+            return error_reply(
+                "not_found", f"no incident {incident_id(service, number)}"
+            ), "not_found"
+        reply = ok_reply(
+            service=service,
+            incident=incident_id(service, number),
+            message=history.message,
+            opened_at=isoformat(history.opened_at),
+            closed_at=None if history.closed_at is None else isoformat(history.closed_at),
+            timeline=[{"at": isoformat(at), **entry} for at, entry in history.timeline],
+        )
+        return reply, "ok"
 
 
 def _delivery(d: Delivery) -> dict[str, Any]:
@@ -190,4 +265,5 @@ def _unknown(service: str) -> bytes:
 
 
 def _too_large() -> Reply:
-    return _done(error_reply("too_large", f"request line is over {MAX_LINE} bytes; closing"))
+    message = f"request line is over {MAX_LINE} bytes; closing"
+    return _done("invalid", error_reply("too_large", message), "too_large")

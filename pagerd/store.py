@@ -15,6 +15,7 @@ from typing import Final, Literal, TypeAlias
 import attrs
 
 from pager.domain import Incident, Notify, ServiceState, Target
+from pagerd.peers import Peer
 
 SCHEMA_VERSION: Final = 1
 
@@ -66,6 +67,19 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS delivery_attempts_notification ON delivery_attempts (notification);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    incident INTEGER NOT NULL,
+    at REAL NOT NULL,
+    op TEXT NOT NULL,  -- alert, ack, healthy, timeout
+    detail TEXT,
+    by TEXT,
+    peer_uid INTEGER,
+    peer_user TEXT,
+    peer_pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_incident ON events (service, incident);
 """
 
 
@@ -74,13 +88,25 @@ class StoreError(Exception):
 
 
 @attrs.frozen
+class EventRecord:
+    """An event as the incident's history keeps it: what, when, and who sent it."""
+
+    op: str
+    detail: str | None = None
+    by: str | None = None
+    peer: Peer | None = None
+
+
+@attrs.frozen
 class Transition:
-    """One decided event: the service's state before and after, and what to notify."""
+    """One decided event: the service's state before and after, what to notify, and the event
+    for the incident's history."""
 
     before: ServiceState
     after: ServiceState
     notifications: tuple[Notify, ...]
     at: float
+    event: EventRecord | None = None
 
 
 @attrs.frozen
@@ -100,6 +126,7 @@ class Undelivered:
     """A notification not yet delivered, as read back from the outbox."""
 
     notify: Notify
+    created_at: float
     attempts: int
     next_attempt_at: float | None
 
@@ -118,6 +145,14 @@ class Delivery:
     last_error: str | None
     provider_id: str | None
     sent_at: float | None
+
+
+@attrs.frozen
+class History:
+    opened_at: float
+    closed_at: float | None
+    message: str
+    timeline: list[tuple[float, dict[str, object]]]
 
 
 Write: TypeAlias = Transition | Attempt
@@ -198,7 +233,7 @@ class Store:
         """Up to `limit` notifications not yet delivered (pending or retrying), oldest first."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
-            " attempts, next_attempt_at FROM notifications"
+            " created_at, attempts, next_attempt_at FROM notifications"
             " WHERE state IN ('pending', 'retrying') ORDER BY seq LIMIT ?",
             (limit,),
         )
@@ -213,8 +248,9 @@ class Store:
                     message=row[6],
                     opened_at=row[7],
                 ),
-                attempts=row[8],
-                next_attempt_at=row[9],
+                created_at=row[8],
+                attempts=row[9],
+                next_attempt_at=row[10],
             )
             for row in rows
         ]
@@ -241,6 +277,65 @@ class Store:
             )
             for row in rows
         ]
+
+    def latest_incident(self, service: str) -> int | None:
+        row = self._conn.execute(
+            "SELECT MAX(number) FROM incidents WHERE service = ?", (service,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def history(self, service: str, incident: int) -> History | None:
+        """Everything that happened to one incident, in order; None if there is no such one."""
+        row = self._conn.execute(
+            "SELECT opened_at, closed_at, message FROM incidents WHERE service = ? AND number = ?",
+            (service, incident),
+        ).fetchone()
+        if row is None:
+            return None
+        entries: list[tuple[float, int, dict[str, object]]] = []
+        for at, op, detail, by, uid, user, pid in self._conn.execute(
+            "SELECT at, op, detail, by, peer_uid, peer_user, peer_pid FROM events"
+            " WHERE service = ? AND incident = ? ORDER BY seq",
+            (service, incident),
+        ):
+            entry: dict[str, object] = {"event": op}
+            if detail is not None:
+                entry["detail"] = detail
+            if by is not None:
+                entry["by"] = by
+            if uid is not None:
+                entry["peer"] = {"uid": uid, "user": user, "pid": pid}
+            entries.append((at, 0, entry))
+        rows = self._conn.execute(
+            "SELECT a.at, n.id, n.channel, n.address, n.round, n.level, a.outcome,"
+            " a.provider_id, a.error FROM delivery_attempts a JOIN notifications n"
+            " ON n.id = a.notification WHERE n.service = ? AND n.incident = ?"
+            " UNION ALL SELECT created_at, id, channel, address, round, level, 'decided',"
+            " NULL, NULL FROM notifications WHERE service = ? AND incident = ?",
+            (service, incident, service, incident),
+        )
+        for at, nid, channel, address, round_, level, outcome, provider, error in rows:
+            entry = {
+                "event": "notification" if outcome == "decided" else "delivery",
+                "notification": nid,
+                "target": str(Target(channel, address)),
+                "round": round_,
+                "level": level,
+            }
+            if outcome != "decided":
+                entry["outcome"] = outcome
+                entry["provider_id"] = provider
+                entry["error"] = error
+            entries.append((at, 1 if outcome == "decided" else 2, entry))
+        if row[1] is not None:
+            entries.append((row[1], 3, {"event": "closed"}))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        return History(
+            opened_at=row[0],
+            closed_at=row[1],
+            message=row[2],
+            timeline=[(at, entry) for at, _, entry in entries],
+        )
 
     def failed_counts(self) -> dict[tuple[str, int], int]:
         """(service, incident) -> notifications that failed for good, for open incidents."""
@@ -314,6 +409,24 @@ def _apply_transition(cur: sqlite3.Cursor, t: Transition) -> None:
                 after.acknowledged_at,
                 after.acknowledged_by,
                 after.exhausted,
+            ),
+        )
+    incident = after or before
+    if t.event is not None and incident is not None:
+        peer = t.event.peer
+        cur.execute(
+            "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user,"
+            " peer_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                t.after.name,
+                incident.number,
+                t.at,
+                t.event.op,
+                t.event.detail,
+                t.event.by,
+                None if peer is None else peer.uid,
+                None if peer is None else peer.user,
+                None if peer is None else peer.pid,
             ),
         )
     cur.executemany(

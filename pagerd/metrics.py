@@ -1,0 +1,116 @@
+"""Metrics in the Prometheus text format, kept in memory and rendered on demand.
+
+Counters and histograms are updated where things happen; gauges (open incidents, actors, ...)
+are read from their owners at scrape time, so they can never drift from the truth.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable
+from typing import Final
+
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
+    pairs = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        pairs.append(extra)
+    return "{" + ",".join(pairs) + "}" if pairs else ""
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+class Counter:
+    def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
+        self.name, self.help, self.labels = name, help, labels
+        self._values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *values: str, by: float = 1.0) -> None:
+        self._values[values] = self._values.get(values, 0.0) + by
+
+    def value(self, *values: str) -> float:
+        return self._values.get(values, 0.0)
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} counter"
+        for values, value in sorted(self._values.items()):
+            yield f"{self.name}{_labels(self.labels, values)} {_number(value)}"
+
+
+class Histogram:
+    def __init__(self, name: str, help: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.help, self.buckets = name, help, buckets
+        self._counts = [0] * (len(buckets) + 1)
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self.buckets, value)] += 1
+        self._sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self._counts)
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} histogram"
+        running = 0
+        for bound, count in zip((*self.buckets, math.inf), self._counts, strict=True):
+            running += count
+            yield f'{self.name}_bucket{{le="{_number(bound)}"}} {running}'
+        yield f"{self.name}_sum {_number(self._sum)}"
+        yield f"{self.name}_count {running}"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.events = Counter(
+            "pagerd_events_total", "Requests received, by op and result.", ("op", "result")
+        )
+        self.notifications = Counter(
+            "pagerd_notifications_total",
+            "Delivery attempts, by channel and outcome (sent, retrying, failed).",
+            ("channel", "outcome"),
+        )
+        self.commit_seconds = Histogram(
+            "pagerd_store_commit_seconds", "Time to commit one group of writes.", LATENCY_BUCKETS
+        )
+        self.commit_batch = Histogram(
+            "pagerd_store_commit_batch_size", "Writes committed together.", SIZE_BUCKETS
+        )
+        self.delivery_seconds = Histogram(
+            "pagerd_delivery_latency_seconds",
+            "From the decision to notify to the provider's acceptance.",
+            LATENCY_BUCKETS,
+        )
+        self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+
+    def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
+        self._gauges.append((name, help, read))
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name, help, read in self._gauges:
+            lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {_number(read())}"]
+        for metric in (
+            self.events,
+            self.notifications,
+            self.commit_seconds,
+            self.commit_batch,
+            self.delivery_seconds,
+        ):
+            lines += metric.render()
+        return "\n".join(lines) + "\n"
