@@ -1,7 +1,8 @@
 """`pager`: the command-line client of pagerd.
 
 It imports neither trio nor the daemon, so that it starts fast from scripts and monitoring hooks.
-Exit codes: 0 ok, 1 the daemon refused the request, 2 usage, 69 the daemon cannot be reached.
+Exit codes: 0 ok, 1 the daemon refused the request, 2 usage, 69 the daemon cannot be reached,
+77 the daemon does not let this user in.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_UNAVAILABLE: Final = 69
+EXIT_FORBIDDEN: Final = 77
 
 
 class Unreachable(Exception):
@@ -89,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="show services and incidents")
     status.add_argument("service", nargs="?")
     commands.add_parser("ping", parents=[common], help="check that pagerd answers")
+    history = commands.add_parser(
+        "history", parents=[common], help="the timeline of an incident (the latest by default)"
+    )
+    history.add_argument("target", metavar="SERVICE|INCIDENT", help="a service, or an id: api#3")
+    commands.add_parser("metrics", parents=[common], help="print pagerd's metrics")
     return parser
 
 
@@ -100,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "message": getattr(args, "message", None),
         "by": getattr(args, "by", None),
     }
+    if args.command == "history":
+        key = "incident" if "#" in args.target else "service"
+        fields[key] = args.target
     try:
         reply = call(path, request_line(args.command, **fields), args.timeout)
     except Unreachable as exc:
@@ -107,8 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
     if not reply.get("ok"):
         error = reply.get("error") or {}
-        print(f"pager: {error.get('code', 'error')}: {error.get('message', '')}", file=sys.stderr)
-        return EXIT_REFUSED
+        code = error.get("code", "error")
+        print(f"pager: {code}: {error.get('message', '')}", file=sys.stderr)
+        return EXIT_FORBIDDEN if code == "forbidden" else EXIT_REFUSED
     reply.pop("ok", None)
     if args.json:
         print(json.dumps(reply, indent=2))
@@ -121,11 +132,49 @@ def render(command: str, reply: dict[str, Any]) -> str:
     """Human-readable output of a successful reply."""
     if command == "ping":
         return f"pagerd {reply.get('version', '?')} is up"
+    if command == "metrics":
+        return str(reply.get("text", "")).rstrip("\n")
+    if command == "history":
+        return _history(reply)
     if "services" in reply:
         return _table(reply["services"])
     if command == "status":
         return _table([reply]) + _notifications(reply)
     return _summary(reply)
+
+
+def _history(reply: dict[str, Any]) -> str:
+    closed = f", closed {reply['closed_at']}" if reply.get("closed_at") else ", open"
+    lines = [f"{reply['incident']}: {reply.get('message') or '(no message)'}{closed}"]
+    for entry in reply.get("timeline", []):
+        lines.append(f"  {entry['at']}  {_entry(entry)}")
+    return "\n".join(lines)
+
+
+def _entry(entry: dict[str, Any]) -> str:
+    event = entry["event"]
+    peer = entry.get("peer")
+    who = (
+        f" from {peer.get('user') or 'uid ' + str(peer['uid'])} (pid {peer['pid']})" if peer else ""
+    )
+    if event == "alert":
+        return f"alert{who}: {entry.get('detail') or '(no message)'}"
+    if event == "ack":
+        by = f" by {entry['by']}" if entry.get("by") else ""
+        return f"acknowledged{by}{who}"
+    if event == "healthy":
+        return f"healthy{who}"
+    if event == "timeout":
+        return f"acknowledgement timeout: {entry.get('detail', '')}"
+    if event == "notification":
+        return f"notify {entry['target']} (level {entry['level']}, round {entry['round']})"
+    if event == "delivery":
+        outcome = entry.get("outcome")
+        extra = entry.get("error") or entry.get("provider_id") or ""
+        return f"  {outcome} {entry['target']}" + (f": {extra}" if extra else "")
+    if event == "closed":
+        return "closed"
+    return str(event)
 
 
 def _summary(status: dict[str, Any]) -> str:
