@@ -18,7 +18,7 @@ from typing import Final
 import trio
 
 from pager import __version__
-from pagerd import app
+from pagerd import app, logs
 from pagerd.config import EX_CONFIG, ConfigError, load
 from pagerd.systemd import Notifier, listen_fds
 
@@ -46,11 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(args.log_level)
     path = Path(args.config)
     try:
         config = load(path)
