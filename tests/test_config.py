@@ -60,9 +60,9 @@ def test_good_config_loads_with_paths_relative_to_its_folder(tmp_path: Path) -> 
     ]
 
 
-def test_bundled_example_config_is_valid() -> None:
-    example = Path(__file__).parent.parent / "config" / "pager.example.toml"
-    assert load(example).services
+@pytest.mark.parametrize("name", ["pager.example.toml", "pager.container.toml"])
+def test_bundled_log_transport_configs_are_valid(name: str) -> None:
+    assert load(Path(__file__).parent.parent / "config" / name).services
 
 
 @pytest.mark.parametrize(
