@@ -1,0 +1,541 @@
+"""pagerd's benchmark: starts the real `pagerd` process on generated configs and measures it, next
+to the ceilings of the same work on the same machine (`ceilings.py`), and prints a table.
+
+    .venv/bin/python bench/bench.py                 # the full run (several minutes)
+    .venv/bin/python bench/bench.py --quick         # small sizes: seconds (the test suite runs it)
+    .venv/bin/python bench/bench.py --json out.json --only ingest latency
+
+A measurement, not a test: it never fails on a figure. Figures on shared machines drift from
+run to run; the ratios to the ceilings, measured in the same run, drift much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
+from pagerd.store import Store, Transition  # noqa: E402
+
+PYTHON = sys.executable
+TWO_LEVELS = Policy(
+    levels=(
+        Level((Target("email", "first@example.com"),), 900.0),
+        Level((Target("email", "second@example.com"),), 900.0),
+    )
+)
+
+
+# Processes --------------------------------------------------------------------------------
+
+
+def write_config(folder: Path, services: int, ack_timeout: str = "15m") -> Path:
+    lines = [
+        "[daemon]",
+        'socket = "pager.sock"',
+        'state_dir = "state"',
+        "[channels.email]",
+        'transport = "log"',
+        "[policies.two-levels]",
+        "[[policies.two-levels.levels]]",
+        'targets = ["email:first@example.com"]',
+        f'ack_timeout = "{ack_timeout}"',
+        "[[policies.two-levels.levels]]",
+        'targets = ["email:second@example.com"]',
+        f'ack_timeout = "{ack_timeout}"',
+    ]
+    for i in range(services):
+        lines += [f"[services.svc-{i}]", 'policy = "two-levels"']
+    path = folder / "pager.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def pagerd(config: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (config.parent / "pagerd.log").open("ab")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pagerd", "--config", str(config), "--log-level", "error"],
+        stdout=log,
+        stderr=log,
+        cwd=ROOT,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@contextmanager
+def ceiling(mode: str, folder: Path) -> Iterator[Path]:
+    sock = folder / f"{mode}.sock"
+    args = [PYTHON, str(ROOT / "bench" / "ceilings.py"), mode, str(sock)]
+    if mode == "groupcommit":
+        args.append(str(folder / f"{mode}.db"))
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(sock, proc)
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def wait_ready(sock: Path, proc: subprocess.Popen[bytes], within: float = 60.0) -> float:
+    """Seconds until `sock` answers a ping (any line gets a reply)."""
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            trio.run(_ping, sock)
+            return time.monotonic() - start
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"{sock} not answering within {within}s")
+
+
+async def _ping(sock: Path) -> None:
+    stream = await trio.open_unix_socket(str(sock))
+    async with stream:
+        await stream.send_all(b'{"op":"ping","service":"svc-0"}\n')
+        if not await stream.receive_some(65536):
+            raise OSError("closed")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+# Load -------------------------------------------------------------------------------------
+
+
+def alert_line(i: int, services: int) -> bytes:
+    return b'{"op":"alert","service":"svc-%d","message":"load"}\n' % (i % services)
+
+
+async def pipelined(sock: Path, lines: list[bytes]) -> tuple[float, int]:
+    """Send every line without waiting, read every reply: (seconds, replies that were ok)."""
+    stream = await trio.open_unix_socket(str(sock))
+    ok = 0
+    start = trio.current_time()
+
+    async def write() -> None:
+        for i in range(0, len(lines), 512):
+            await stream.send_all(b"".join(lines[i : i + 512]))
+
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(write)
+        seen = 0
+        rest = b""
+        while seen < len(lines):
+            data = await stream.receive_some(1 << 20)
+            if not data:
+                raise RuntimeError("connection closed early")
+            chunks = (rest + data).split(b"\n")
+            rest = chunks.pop()
+            seen += len(chunks)
+            ok += sum(1 for c in chunks if c.startswith(b'{"ok":true'))
+    return trio.current_time() - start, ok
+
+
+async def request_response(
+    sock: Path, connections: int, seconds: float, line: Callable[[int], bytes]
+) -> float:
+    """Requests per second from `connections` clients, each waiting for every reply."""
+    done = 0
+
+    async def client(k: int) -> None:
+        nonlocal done
+        stream = await trio.open_unix_socket(str(sock))
+        async with stream:
+            i = k
+            with trio.move_on_at(deadline):
+                while True:
+                    await stream.send_all(line(i))
+                    reply = b""
+                    while not reply.endswith(b"\n"):
+                        reply += await stream.receive_some(65536)
+                    done += 1
+                    i += connections
+
+    deadline = trio.current_time() + seconds
+    async with trio.open_nursery() as nursery:
+        for k in range(connections):
+            nursery.start_soon(client, k)
+    return done / seconds
+
+
+async def paced(sock: Path, schedule: list[tuple[float, bytes]]) -> list[float]:
+    """Send each line at its time (seconds from now) on one connection; the wall-clock send
+    times, in order."""
+    stream = await trio.open_unix_socket(str(sock))
+    sent: list[float] = []
+    start = trio.current_time()
+
+    async def drain() -> None:
+        seen = 0
+        while seen < len(schedule):
+            data = await stream.receive_some(1 << 20)
+            if not data:
+                return
+            seen += data.count(b"\n")
+
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(drain)
+        for at, line in schedule:
+            await trio.sleep_until(start + at)
+            sent.append(time.time())
+            await stream.send_all(line)
+    return sent
+
+
+# Databases prepared offline ---------------------------------------------------------------
+
+
+def prepare_open_incidents(db: Path, count: int, deadline: Callable[[int], float]) -> None:
+    """`count` services with an open incident at level 1, written as pagerd writes them."""
+    store = Store.open(db)
+    now = time.time()
+    try:
+        batch = []
+        for i in range(count):
+            before = ServiceState(f"svc-{i}")
+            after, notes = decide(before, Alert("prepared"), now, TWO_LEVELS)
+            assert after.incident is not None
+            after = attrs.evolve(after, incident=attrs.evolve(after.incident, deadline=deadline(i)))
+            batch.append(Transition(before, after, notes, now))
+            if len(batch) == 10_000:
+                store.write(batch)
+                batch = []
+        store.write(batch)
+        # Level 1 was delivered before the "crash": only escalations are left to do.
+        store._conn.execute("UPDATE notifications SET state = 'sent', sent_at = ?", (now,))
+    finally:
+        store.close()
+
+
+def count_level2(db: Path) -> int:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM notifications WHERE level = 2").fetchone()[0])
+    finally:
+        conn.close()
+
+
+# Sections ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def section_ingest(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    services, events, seconds = sizes["ingest_services"], sizes["ingest_events"], sizes["reqresp"]
+    lines = [alert_line(i, services) for i in range(events)]
+    result: dict[str, Any] = {"services": services, "events": events}
+    with ceiling("groupcommit", folder) as sock:
+        elapsed, ok = trio.run(pipelined, sock, lines)
+        result["ceiling_pipelined"] = ok / elapsed
+    with ceiling("echo", folder) as sock:
+        for n in (1, 8, 64):
+            rate = trio.run(request_response, sock, n, seconds, lambda i: alert_line(i, services))
+            result[f"ceiling_reqresp_{n}"] = rate
+    (folder / "ingest").mkdir()
+    config = write_config(folder / "ingest", services)
+    with pagerd(config) as proc:
+        wait_ready(config.parent / "pager.sock", proc)
+        elapsed, ok = trio.run(pipelined, config.parent / "pager.sock", lines)
+        result["pipelined"] = ok / elapsed
+        result["pipelined_ok"] = ok
+        for n in (1, 8, 64):
+            rate = trio.run(
+                request_response,
+                config.parent / "pager.sock",
+                n,
+                seconds,
+                lambda i: alert_line(i, services),
+            )
+            result[f"reqresp_{n}"] = rate
+    return result
+
+
+def section_latency(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    services, rate, seconds = sizes["latency_services"], sizes["latency_rate"], sizes["latency_s"]
+    (folder / "latency").mkdir()
+    config = write_config(folder / "latency", services)
+    # Alert a service, and report it healthy half a second later: every alert opens an incident.
+    schedule: list[tuple[float, bytes]] = []
+    for k in range(int(rate * seconds) // 2):
+        at = k * 2 / rate
+        name = f"svc-{k % services}".encode()
+        schedule.append((at, b'{"op":"alert","service":"%s"}\n' % name))
+        schedule.append((at + 0.5, b'{"op":"healthy","service":"%s"}\n' % name))
+    schedule.sort(key=lambda item: item[0])
+    with pagerd(config) as proc:
+        wait_ready(config.parent / "pager.sock", proc)
+        sent = trio.run(paced, config.parent / "pager.sock", schedule)
+        time.sleep(1.0)
+    sent_alerts: dict[tuple[str, int], float] = {}
+    per_service: dict[str, int] = {}
+    for i, (_, line) in enumerate(schedule):
+        if b'"alert"' in line:
+            name = json.loads(line)["service"]
+            per_service[name] = per_service.get(name, 0) + 1
+            sent_alerts[(name, per_service[name])] = sent[i]
+    conn = sqlite3.connect(config.parent / "state" / "pager.db")
+    latencies = []
+    for service, incident, at in conn.execute(
+        "SELECT n.service, n.incident, a.at FROM notifications n JOIN delivery_attempts a"
+        " ON a.notification = n.id WHERE a.outcome = 'sent' AND n.level = 1"
+    ):
+        if (service, incident) in sent_alerts:
+            latencies.append((at - sent_alerts[(service, incident)]) * 1000)
+    conn.close()
+    return {
+        "services": services,
+        "rate": rate,
+        "notifications": len(latencies),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies) if latencies else float("nan"),
+    }
+
+
+def section_memory(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for n in sizes["memory_services"]:
+        sub = folder / f"memory-{n}"
+        sub.mkdir()
+        config = write_config(sub, n)
+        with pagerd(config) as proc:
+            wait_ready(sub / "pager.sock", proc)
+            time.sleep(0.5)
+            result[f"idle_{n}_mb"] = rss_mb(proc.pid)
+            lines = [alert_line(i, n) for i in range(0, n, 10)]
+            trio.run(pipelined, sub / "pager.sock", lines)
+            time.sleep(1.0)
+            result[f"open10pct_{n}_mb"] = rss_mb(proc.pid)
+    return result
+
+
+def section_restart(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for n in sizes["restart_incidents"]:
+        sub = folder / f"restart-{n}"
+        (sub / "state").mkdir(parents=True)
+        config = write_config(sub, n)
+        overdue = time.time() - 60
+        prepare_open_incidents(sub / "state" / "pager.db", n, lambda i, at=overdue: at)
+        start = time.monotonic()
+        with pagerd(config) as proc:
+            ready = wait_ready(sub / "pager.sock", proc, within=120)
+            result[f"ping_{n}_s"] = ready
+            deadline = time.monotonic() + 300
+            while count_level2(sub / "state" / "pager.db") < n and time.monotonic() < deadline:
+                time.sleep(0.1)
+            result[f"all_overdue_fired_{n}_s"] = time.monotonic() - start
+    return result
+
+
+def section_timers(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    n, window, lead = sizes["timer_escalations"], sizes["timer_window_s"], sizes["timer_lead_s"]
+    sub = folder / "timers"
+    (sub / "state").mkdir(parents=True)
+    config = write_config(sub, n)
+    base = time.time() + lead
+    rng = random.Random(1)
+    deadlines = [base + rng.uniform(0, window) for _ in range(n)]
+    prepare_open_incidents(sub / "state" / "pager.db", n, lambda i: deadlines[i])
+    db = sub / "state" / "pager.db"
+    conn = sqlite3.connect(db)
+    due = {
+        (s, num): d for s, num, d in conn.execute("SELECT service, number, deadline FROM incidents")
+    }
+    conn.close()
+    with pagerd(config) as proc:
+        wait_ready(sub / "pager.sock", proc, within=120)
+        finish = time.monotonic() + lead + window + 120
+        while count_level2(db) < n and time.monotonic() < finish:
+            time.sleep(0.2)
+    conn = sqlite3.connect(db)
+    late = [
+        (created - due[(service, incident)]) * 1000
+        for service, incident, created in conn.execute(
+            "SELECT service, incident, created_at FROM notifications WHERE level = 2"
+        )
+    ]
+    conn.close()
+    return {
+        "escalations": n,
+        "fired": len(late),
+        "p50_ms": percentile(late, 50),
+        "p99_ms": percentile(late, 99),
+        "max_ms": max(late) if late else float("nan"),
+    }
+
+
+SIZES = {
+    "full": {
+        "ingest_services": 10_000,
+        "ingest_events": 50_000,
+        "reqresp": 5.0,
+        "latency_services": 10_000,
+        "latency_rate": 1000,
+        "latency_s": 10.0,
+        "memory_services": [1_000, 10_000, 100_000],
+        "restart_incidents": [10_000, 100_000],
+        "timer_escalations": 100_000,
+        "timer_window_s": 60.0,
+        "timer_lead_s": 15.0,
+    },
+    "quick": {
+        "ingest_services": 200,
+        "ingest_events": 2_000,
+        "reqresp": 0.5,
+        "latency_services": 200,
+        "latency_rate": 200,
+        "latency_s": 1.0,
+        "memory_services": [100],
+        "restart_incidents": [500],
+        "timer_escalations": 300,
+        "timer_window_s": 2.0,
+        "timer_lead_s": 3.0,
+    },
+}
+
+SECTIONS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
+    "ingest": section_ingest,
+    "latency": section_latency,
+    "memory": section_memory,
+    "restart": section_restart,
+    "timers": section_timers,
+}
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [("measure", "pagerd", "ceiling", "ratio", "target")]
+    ingest = results.get("ingest")
+    if ingest:
+        rows.append(
+            (
+                f"pipelined alerts/s ({ingest['services']} services)",
+                f"{ingest['pipelined']:,.0f}",
+                f"{ingest['ceiling_pipelined']:,.0f}",
+                f"{ingest['pipelined'] / ingest['ceiling_pipelined']:.0%}",
+                ">= 50%",
+            )
+        )
+        for n in (1, 8, 64):
+            rows.append(
+                (
+                    f"request/response/s, {n} connections",
+                    f"{ingest[f'reqresp_{n}']:,.0f}",
+                    f"{ingest[f'ceiling_reqresp_{n}']:,.0f}",
+                    f"{ingest[f'reqresp_{n}'] / ingest[f'ceiling_reqresp_{n}']:.0%}",
+                    ">= 50%" if n == 64 else "",
+                )
+            )
+    latency = results.get("latency")
+    if latency:
+        rows.append(
+            (
+                f"alert->transport ms p50/p99/max @ {latency['rate']}/s",
+                f"{latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} / {latency['max_ms']:.1f}",
+                "",
+                "",
+                "p99 < 5",
+            )
+        )
+    memory = results.get("memory")
+    if memory:
+        for key, value in memory.items():
+            target = "< 150" if key == "idle_100000_mb" else ""
+            rows.append((f"RSS MB, {key[:-3].replace('_', ' ')}", f"{value:.0f}", "", "", target))
+    restart = results.get("restart")
+    if restart:
+        for key, value in restart.items():
+            target = "< 3" if key == "ping_100000_s" else ""
+            rows.append(
+                (f"restart s, {key[:-2].replace('_', ' ')}", f"{value:.2f}", "", "", target)
+            )
+    timers = results.get("timers")
+    if timers:
+        rows.append(
+            (
+                f"timer lateness ms p50/p99/max ({timers['fired']}/{timers['escalations']})",
+                f"{timers['p50_ms']:.1f} / {timers['p99_ms']:.1f} / {timers['max_ms']:.1f}",
+                "",
+                "",
+                "p99 < 100",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="these sections")
+    args = parser.parse_args()
+    sizes = SIZES["quick" if args.quick else "full"]
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="pagerd-bench-") as tmp:
+        for name in args.only or list(SECTIONS):
+            folder = Path(tmp) / name
+            folder.mkdir()
+            started = time.monotonic()
+            results[name] = SECTIONS[name](sizes, folder)
+            print(f"[{name}] {time.monotonic() - started:.1f}s", file=sys.stderr)
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mode": "quick" if args.quick else "full",
+    }
+    print(
+        f"pagerd benchmark, {machine['mode']} run: {machine['cpus']} CPUs, "
+        f"Python {machine['python']}, {machine['platform']}"
+    )
+    print(table(results))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

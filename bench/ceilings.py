@@ -1,0 +1,112 @@
+"""The ceilings pagerd is measured against, run as their own processes on the same machine:
+
+- `groupcommit SOCKET DB`: a bare Trio server that parses the same request lines and writes each
+  to SQLite (WAL, synchronous=FULL) in group-committed transactions, replying after the commit.
+- `echo SOCKET`: a bare Trio line echo server, for request/response.
+
+Nothing here is pagerd: these are what the hardware and the stack allow for the same work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+
+async def _serve(path: str, handle: Callable[[trio.SocketStream], Awaitable[None]]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(1024)
+
+    async def guarded(stream: trio.SocketStream) -> None:
+        # The client may leave mid-request: the benchmark's clients stop on a deadline.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await handle(stream)
+
+    await trio.serve_listeners(guarded, [trio.SocketListener(sock)])
+
+
+async def _lines(stream: trio.SocketStream) -> AsyncIterator[list[bytearray]]:
+    buffer = bytearray()
+    while True:
+        data = await stream.receive_some(65536)
+        if not data:
+            return
+        buffer += data
+        *lines, rest = buffer.split(b"\n")
+        buffer = bytearray(rest)
+        if lines:
+            yield lines
+
+
+async def echo(path: str) -> None:
+    async def handle(stream: trio.SocketStream) -> None:
+        async for lines in _lines(stream):
+            await stream.send_all(b"".join(line + b"\n" for line in lines))
+
+    await _serve(path, handle)
+
+
+async def groupcommit(path: str, db: str) -> None:
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS events (service TEXT, op TEXT, message TEXT)")
+    send, receive = trio.open_memory_channel[tuple[list[tuple[str, str, str]], trio.Event]](1024)
+    limiter = trio.CapacityLimiter(1)
+
+    def write(rows: list[tuple[str, str, str]]) -> None:
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?)", rows)
+        conn.execute("COMMIT")
+
+    async def writer() -> None:
+        while True:
+            batch = [await receive.receive()]
+            while True:
+                try:
+                    batch.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            rows = [row for items, _ in batch for row in items]
+            await trio.to_thread.run_sync(write, rows, limiter=limiter)
+            for _, done in batch:
+                done.set()
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async for lines in _lines(stream):
+            rows = []
+            for line in lines:
+                request = json.loads(line)
+                rows.append((request["service"], request["op"], request.get("message", "")))
+            done = trio.Event()
+            await send.send((rows, done))
+            await done.wait()
+            await stream.send_all(b'{"ok":true}\n' * len(lines))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        await _serve(path, handle)
+
+
+def main() -> None:
+    mode, path = sys.argv[1], sys.argv[2]
+    if mode == "echo":
+        trio.run(echo, path)
+    elif mode == "groupcommit":
+        trio.run(groupcommit, path, str(Path(sys.argv[3])))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main()

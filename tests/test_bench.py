@@ -1,0 +1,29 @@
+"""The benchmark's quick mode, so that the script itself cannot rot. It checks that every
+section produced its figures, never the figures' values: performance is measured, not asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"ingest", "latency", "memory", "restart", "timers"}
+    assert results["ingest"]["pipelined_ok"] == results["ingest"]["events"]
+    assert results["latency"]["notifications"] > 0
+    assert results["timers"]["fired"] == results["timers"]["escalations"]
+    assert "pipelined alerts/s" in result.stdout
