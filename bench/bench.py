@@ -349,14 +349,17 @@ def section_memory(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     return result
 
 
+def overdue_by_a_minute(_: int) -> float:
+    return time.time() - 60
+
+
 def section_restart(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for n in sizes["restart_incidents"]:
         sub = folder / f"restart-{n}"
         (sub / "state").mkdir(parents=True)
         config = write_config(sub, n)
-        overdue = time.time() - 60
-        prepare_open_incidents(sub / "state" / "pager.db", n, lambda i, at=overdue: at)
+        prepare_open_incidents(sub / "state" / "pager.db", n, overdue_by_a_minute)
         start = time.monotonic()
         with pagerd(config) as proc:
             ready = wait_ready(sub / "pager.sock", proc, within=120)
