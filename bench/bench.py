@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
-from pagerd.store import Store, Transition  # noqa: E402
+from pagerd.store import Store  # noqa: E402
+from pagerd.writes import Transition  # noqa: E402
 
 PYTHON = sys.executable
 TWO_LEVELS = Policy(

@@ -39,7 +39,8 @@ from pagerd.config import Config
 from pagerd.outbox import Outbox
 from pagerd.peers import Peer
 from pagerd.scheduler import Scheduler
-from pagerd.store import EventRecord, StoreError, Transition
+from pagerd.store import StoreError
+from pagerd.writes import EventRecord, Transition
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class Reply:
         self._line = line
         self.result = result
         self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
 
     async def wait(self) -> bytes:
         await self._done.wait()
@@ -164,7 +169,11 @@ class Services:
     def _start(self, service: str) -> trio.MemorySendChannel[Envelope]:
         # The inbox is registered before the task runs, so nothing can be routed to no one.
         assert self._nursery is not None, "Services.run() has not started"
-        send, receive = trio.open_memory_channel[Envelope](INBOX_SIZE)
+        # Not `open_memory_channel[Envelope]`: subscripting builds a typing alias on every call,
+        # and a storm starts an actor for nearly every event.
+        send: trio.MemorySendChannel[Envelope]
+        receive: trio.MemoryReceiveChannel[Envelope]
+        send, receive = trio.open_memory_channel(INBOX_SIZE)
         self._inboxes[service] = send
         self._nursery.start_soon(self._actor, service, receive, name=f"actor {service}")
         return send

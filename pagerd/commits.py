@@ -17,7 +17,8 @@ import trio
 
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
-from pagerd.store import Store, StoreError, Write
+from pagerd.store import Store, StoreError
+from pagerd.writes import Write
 
 log = logging.getLogger(__name__)
 

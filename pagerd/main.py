@@ -7,6 +7,9 @@ Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import logging
 import signal
 import sys
@@ -70,6 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _settle_memory() -> None:
+    """After start-up: what the config parse left is garbage, and what remains lives for good.
+
+    Freezing the survivors takes them out of every future collection (a storm allocates a lot,
+    and scanning 100,000 services' state on each collection took close to half its time), and
+    a higher threshold makes collections rarer. Freed memory goes back to the OS.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: reused by this process
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 async def _run(config: app.Config) -> None:
     stop = trio.Event()
     notifier = Notifier.from_environ()
@@ -88,6 +105,7 @@ async def _run(config: app.Config) -> None:
                     activated=activated[0] if activated else None,
                 )
             )
+            _settle_memory()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
                 if signum == signal.SIGHUP:

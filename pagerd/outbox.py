@@ -35,7 +35,8 @@ from pagerd.commits import Committer
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.ratelimit import TokenBucket
-from pagerd.store import Attempt, Store, StoreError, Undelivered
+from pagerd.store import Store, StoreError, Undelivered
+from pagerd.writes import Attempt
 
 log = logging.getLogger(__name__)
 

@@ -164,11 +164,31 @@ class Server:
         connection: trio.CancelScope,
     ) -> None:
         async with replies:
-            async for reply in replies:
-                line = await reply.wait()
+            held: Reply | None = None
+            while True:
+                if held is not None:
+                    reply, held = held, None
+                else:
+                    try:
+                        reply = await replies.receive()
+                    except trio.EndOfChannel:
+                        return
+                lines = [await reply.wait()]
                 self._metrics.events.inc(reply.op, reply.result)
+                # Every reply already decided goes out in the same write: far fewer syscalls
+                # for a client that pipelines, and order is kept.
+                while len(lines) < MAX_PENDING:
+                    try:
+                        following = replies.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    if not following.done:
+                        held = following
+                        break
+                    lines.append(await following.wait())
+                    self._metrics.events.inc(following.op, following.result)
                 try:
-                    await stream.send_all(line)
+                    await stream.send_all(b"".join(lines))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     connection.cancel()  # the client is gone: stop reading from it too
                     return

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Literal, TypeAlias
+from typing import Final
 
 import attrs
 
 from pager.domain import Incident, Notify, ServiceState, Target
-from pagerd.peers import Peer
+from pagerd import bulk
+from pagerd.writes import Write
 
 SCHEMA_VERSION: Final = 1
 
@@ -88,40 +89,6 @@ class StoreError(Exception):
 
 
 @attrs.frozen
-class EventRecord:
-    """An event as the incident's history keeps it: what, when, and who sent it."""
-
-    op: str
-    detail: str | None = None
-    by: str | None = None
-    peer: Peer | None = None
-
-
-@attrs.frozen
-class Transition:
-    """One decided event: the service's state before and after, what to notify, and the event
-    for the incident's history."""
-
-    before: ServiceState
-    after: ServiceState
-    notifications: tuple[Notify, ...]
-    at: float
-    event: EventRecord | None = None
-
-
-@attrs.frozen
-class Attempt:
-    """The outcome of one delivery attempt of notification `id`."""
-
-    id: str
-    at: float
-    outcome: Literal["sent", "retrying", "failed"]
-    provider_id: str | None = None
-    error: str | None = None
-    next_attempt_at: float | None = None
-
-
-@attrs.frozen
 class Undelivered:
     """A notification not yet delivered, as read back from the outbox."""
 
@@ -153,9 +120,6 @@ class History:
     closed_at: float | None
     message: str
     timeline: list[tuple[float, dict[str, object]]]
-
-
-Write: TypeAlias = Transition | Attempt
 
 
 class Store:
@@ -353,11 +317,7 @@ class Store:
         cur = self._conn.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                if isinstance(item, Transition):
-                    _apply_transition(cur, item)
-                else:
-                    _apply_attempt(cur, item)
+            bulk.write(self._conn, batch)
             cur.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
@@ -365,90 +325,3 @@ class Store:
             raise
         finally:
             cur.close()
-
-
-def _apply_attempt(cur: sqlite3.Cursor, a: Attempt) -> None:
-    cur.execute(
-        "INSERT INTO delivery_attempts (notification, at, outcome, provider_id, error)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (a.id, a.at, a.outcome, a.provider_id, a.error),
-    )
-    cur.execute(
-        "UPDATE notifications SET state = ?, attempts = attempts + 1, next_attempt_at = ?,"
-        " last_error = ?, provider_id = COALESCE(?, provider_id),"
-        " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
-        (a.outcome, a.next_attempt_at, a.error, a.provider_id, a.outcome, a.at, a.id),
-    )
-
-
-def _apply_transition(cur: sqlite3.Cursor, t: Transition) -> None:
-    before, after = t.before.incident, t.after.incident
-    if before is not None and (after is None or after.number != before.number):
-        cur.execute(
-            "UPDATE incidents SET closed_at = ?, deadline = NULL WHERE service = ? AND number = ?",
-            (t.at, t.before.name, before.number),
-        )
-    if after is not None and after != before:
-        cur.execute(
-            "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
-            " deadline, acknowledged_at, acknowledged_by, exhausted)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
-            " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
-            " acknowledged_at = excluded.acknowledged_at,"
-            " acknowledged_by = excluded.acknowledged_by, exhausted = excluded.exhausted",
-            (
-                t.after.name,
-                after.number,
-                after.opened_at,
-                after.message,
-                after.alerts,
-                after.round,
-                after.level,
-                after.deadline,
-                after.acknowledged_at,
-                after.acknowledged_by,
-                after.exhausted,
-            ),
-        )
-    incident = after or before
-    if t.event is not None and incident is not None:
-        peer = t.event.peer
-        cur.execute(
-            "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user,"
-            " peer_pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                t.after.name,
-                incident.number,
-                t.at,
-                t.event.op,
-                t.event.detail,
-                t.event.by,
-                None if peer is None else peer.uid,
-                None if peer is None else peer.user,
-                None if peer is None else peer.pid,
-            ),
-        )
-    cur.executemany(
-        "INSERT INTO notifications (id, service, incident, round, level, channel, address,"
-        " message, opened_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        _notification_rows(t.notifications, t.at),
-    )
-
-
-def _notification_rows(
-    notes: Iterable[Notify], at: float
-) -> Iterable[tuple[str, str, int, int, int, str, str, str, float, float]]:
-    for n in notes:
-        yield (
-            n.id,
-            n.service,
-            n.incident,
-            n.round,
-            n.level,
-            n.target.channel,
-            n.target.address,
-            n.message,
-            n.opened_at,
-            at,
-        )
