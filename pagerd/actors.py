@@ -45,6 +45,7 @@ from pagerd.writes import EventRecord, Transition
 log = logging.getLogger(__name__)
 
 INBOX_SIZE: Final = 64
+MAX_ACTORS_FOR_TIMEOUTS: Final = 512
 
 
 class Reply:
@@ -156,10 +157,17 @@ class Services:
                 continue  # that actor went idle and ended while we waited: start a new one
 
     def offer(self, service: str, event: Timeout) -> bool:
-        """Route a timeout without waiting; False if the inbox is full (the scheduler retries)."""
+        """Route a timeout without waiting; False if it cannot be taken now (the scheduler
+        retries): the service's inbox is full, or too many actors run already. The cap keeps a
+        restart that finds 100,000 escalations overdue from flooding the run queue, so that
+        clients are still answered while they are worked through."""
         if service not in self.config.services:
             return True  # no longer configured: nothing to escalate
-        inbox = self._inboxes.get(service) or self._start(service)
+        inbox = self._inboxes.get(service)
+        if inbox is None:
+            if len(self._inboxes) >= MAX_ACTORS_FOR_TIMEOUTS:
+                return False
+            inbox = self._start(service)
         try:
             inbox.send_nowait(Envelope(event, None))
         except trio.WouldBlock:

@@ -57,15 +57,21 @@ class Scheduler:
         while True:
             now = self._clock.now()
             handed = 0
+            refused = False
             while self._heap and self._heap[0][0] <= now:
-                _, _, service, timeout = heapq.heappop(self._heap)
+                _, _, service, timeout = self._heap[0]
                 if not deliver(service, timeout):
-                    self._push(now + RETRY_DELAY, service, timeout)
+                    refused = True  # busy: leave it (and everything after it) for a moment
+                    break
+                heapq.heappop(self._heap)
                 handed += 1
                 if handed % 256 == 0:
                     # A restart can find thousands overdue: let the actors and clients run too.
                     await trio.lowlevel.checkpoint()
                     now = self._clock.now()
+            if refused:
+                await trio.sleep(RETRY_DELAY)
+                continue
             self._changed = trio.Event()
             wake = self._clock.trio_deadline(self._heap[0][0]) if self._heap else math.inf
             with trio.move_on_at(wake):
