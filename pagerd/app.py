@@ -94,6 +94,7 @@ class Daemon:
         removed = old.services.keys() - new.services.keys()
         self.services.reconfigure(new)
         self.server.access = new.access
+        self.server.limits = new.limits
         if new.metrics_listen != old.metrics_listen:
             log.warning("reload: metrics.listen changed; it takes effect on restart")
         log.info(
@@ -219,7 +220,13 @@ async def _run(
     )
     services = Services(config, states, committer, scheduler, outbox, clock)
     server = Server(
-        services, store, parts.store_offload, config.access, parts.file_offload, metrics
+        services,
+        store,
+        parts.store_offload,
+        config.access,
+        parts.file_offload,
+        metrics,
+        config.limits,
     )
     _gauges(metrics, services, scheduler, outbox)
     daemon = Daemon(

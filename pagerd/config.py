@@ -44,6 +44,8 @@ class ConfigError(Exception):
 
 
 _DEFAULT_ACK: Final = Duration(DEFAULT_ACK_TIMEOUT)
+_IDLE_TIMEOUT: Final = Duration(300.0)
+_WRITE_TIMEOUT: Final = Duration(30.0)
 
 
 # The file's shape, as written. ------------------------------------------------------------
@@ -55,6 +57,9 @@ class DaemonSection:
     state_dir: str = "/var/lib/pager"
     allow_users: list[str] | None = None
     allow_groups: list[str] | None = None
+    max_connections: int = 1024
+    idle_timeout: Duration = _IDLE_TIMEOUT
+    write_timeout: Duration = _WRITE_TIMEOUT
 
 
 @attrs.frozen
@@ -106,6 +111,17 @@ class ConfigFile:
 
 
 @attrs.frozen
+class Limits:
+    """What one client may take: past `max_connections` new ones get `busy`; a connection that
+    sends nothing for `idle_timeout`, or does not read its replies for `write_timeout`, is
+    closed."""
+
+    max_connections: int = 1024
+    idle_timeout: float = 300.0
+    write_timeout: float = 30.0
+
+
+@attrs.frozen
 class Config:
     path: Path
     socket: Path
@@ -118,6 +134,7 @@ class Config:
     access: Access = attrs.Factory(Access)
     metrics_listen: tuple[str, int] | None = None
     """Where `GET /metrics` is served; None (the default) serves it nowhere."""
+    limits: Limits = attrs.Factory(Limits)
 
     @property
     def database(self) -> Path:
@@ -306,6 +323,8 @@ def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
                         f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
                         f"configured (add a [channels.{target.channel}] section)"
                     )
+    if raw.daemon.max_connections < 1:
+        errors.append("daemon.max_connections: must be 1 or more")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
         errors.append('metrics.listen: expected HOST:PORT, like "127.0.0.1:9464"')
     for name, service in raw.services.items():
@@ -351,6 +370,11 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
             groups=_names(raw.daemon.allow_groups),
         ),
         metrics_listen=None if raw.metrics.listen is None else _host_port(raw.metrics.listen),
+        limits=Limits(
+            max_connections=raw.daemon.max_connections,
+            idle_timeout=float(raw.daemon.idle_timeout),
+            write_timeout=float(raw.daemon.write_timeout),
+        ),
     )
 
 

@@ -8,6 +8,7 @@ commits, or that never reads its replies, is simply not read from until it catch
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Final
 
@@ -25,6 +26,7 @@ from pager.protocol import (
 )
 from pager.timefmt import isoformat
 from pagerd.actors import Reply, Services
+from pagerd.config import Limits
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.peers import Access, Peer, peer_credentials, resolve
@@ -51,6 +53,7 @@ class Server:
         access: Access,
         resolve_offload: Offload,
         metrics: Metrics,
+        limits: Limits,
     ) -> None:
         self._services = services
         self._store = store
@@ -59,6 +62,7 @@ class Server:
         self._resolve_offload = resolve_offload
         self._metrics = metrics
         self._render_metrics = metrics.render
+        self.limits = limits
         self._accepting = trio.CancelScope()
         self._readers: set[trio.CancelScope] = set()
         self._draining = False
@@ -87,6 +91,9 @@ class Server:
             reading.cancel()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        if self.connections >= self.limits.max_connections:
+            await self._busy(stream)
+            return
         reading = trio.CancelScope()
         if self._draining:
             reading.cancel()
@@ -106,6 +113,14 @@ class Server:
         finally:
             self.connections -= 1
             self._readers.discard(reading)
+
+    async def _busy(self, stream: trio.SocketStream) -> None:
+        """Too many connections: say so at once and close; the ones already open go on."""
+        self._metrics.events.inc("refused", "busy")
+        message = f"too many connections (limit {self.limits.max_connections}); try again"
+        async with stream:
+            with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
+                await stream.send_all(error_reply("busy", message))
 
     async def _peer(self, stream: trio.SocketStream) -> Peer | None:
         try:
@@ -137,10 +152,13 @@ class Server:
     ) -> None:
         buffer = bytearray()
         while True:
-            try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+            with trio.move_on_after(self.limits.idle_timeout) as idle:
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            if idle.cancelled_caught:
+                return  # nothing (or half a line) for too long: its replies go out, then close
             if not data:
                 return  # EOF: a trailing partial line was never a request, so it is not acted on
             buffer += data
@@ -187,10 +205,14 @@ class Server:
                         break
                     lines.append(await following.wait())
                     self._metrics.events.inc(following.op, following.result)
-                try:
-                    await stream.send_all(b"".join(lines))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    connection.cancel()  # the client is gone: stop reading from it too
+                with trio.move_on_after(self.limits.write_timeout) as stuck:
+                    try:
+                        await stream.send_all(b"".join(lines))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        stuck.cancel()  # the client is gone: stop reading from it too
+                if stuck.cancel_called:
+                    # Gone, or not reading its replies: unsent replies would only pile up.
+                    connection.cancel()
                     return
 
     async def _request(self, line: bytes, peer: Peer) -> Reply:

@@ -475,3 +475,64 @@ async def test_events_of_many_services_share_commits(
     transitions = stats.writes - before.writes
     assert transitions >= 50
     assert stats.commits - before.commits < 50  # group commit: fewer transactions than events
+
+
+async def test_past_the_connection_limit_new_clients_get_busy(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path)
+    config = attrs.evolve(config, limits=attrs.evolve(config.limits, max_connections=3))
+    with trio.fail_after(DAY):
+        async with running(config):
+            first = [await Connection.open(config.socket) for _ in range(3)]
+            for conn in first:
+                assert (await conn.request("ping"))["ok"] is True
+            extra = await Connection.open(config.socket)
+            refused = await extra.receive()
+            assert await extra.receive_line() is None  # and closed
+            assert (await first[0].request("alert", service="api"))["ok"] is True
+            await first[1].aclose()
+            await settle()
+            again = await Connection.open(config.socket)
+            assert (await again.request("ping"))["ok"] is True
+            for conn in (first[0], first[2], extra, again):
+                await conn.aclose()
+    assert refused["error"]["code"] == "busy"
+
+
+async def test_idle_and_half_line_clients_are_closed_without_harm(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config):
+            silent = await Connection.open(config.socket)
+            half = await Connection.open(config.socket)
+            await half.send(b'{"op": "alert", "service": "a')
+            await trio.sleep(config.limits.idle_timeout + 1)
+            assert await silent.receive_line() is None
+            assert await half.receive_line() is None
+            async with connect(config.socket) as other:
+                status = await other.request("status", service="api")
+            await silent.aclose()
+            await half.aclose()
+    assert status["state"] == "healthy"
+
+
+async def test_a_client_that_never_reads_is_closed_after_the_write_timeout(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    line = b'{"op": "status"}\n'
+    with trio.fail_after(DAY):
+        async with running(config) as daemon:
+            greedy = await Connection.open(config.socket)
+            sent = 0
+            with pytest.raises(trio.BrokenResourceError):  # pagerd closed it
+                while True:  # send until pagerd stops reading, never read a reply
+                    await greedy.send(line * 100)
+                    sent += 100
+            await settle()
+            assert daemon.server.connections == 0
+            async with connect(config.socket) as other:
+                assert (await other.request("ping"))["ok"] is True
+            await greedy.aclose()
+    assert sent > 0
