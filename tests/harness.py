@@ -23,6 +23,7 @@ CHANNELS: Final = """
 [daemon]
 socket = "pager.sock"
 state_dir = "state"
+idle_timeout = "48h"  # tests keep a connection open while hours pass on the mock clock
 
 [channels.email]
 transport = "log"

@@ -503,6 +503,7 @@ async def test_past_the_connection_limit_new_clients_get_busy(
 async def test_idle_and_half_line_clients_are_closed_without_harm(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
+    config = attrs.evolve(config, limits=attrs.evolve(config.limits, idle_timeout=300.0))
     with trio.fail_after(DAY):
         async with running(config):
             silent = await Connection.open(config.socket)
