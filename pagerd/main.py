@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Start-up builds 100,000s of objects that live for good: collecting while it does (the
     # default runs a collection every 700 allocations) multiplies the start-up time.
     gc.set_threshold(*GC_THRESHOLDS)
+    # A file size limit (RLIMIT_FSIZE) must fail a write, not kill the daemon: a full disk is
+    # an error pagerd reports and recovers from.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     path = Path(args.config)
     try:
         config = load(path)

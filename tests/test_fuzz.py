@@ -3,6 +3,7 @@ input with an error code or an error list, never a crash, and change nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from functools import partial
@@ -135,10 +136,8 @@ def test_any_config_document_gives_a_config_or_errors_never_a_traceback(
             load(path)
         except ConfigError as exc:
             assert exc.errors and all(isinstance(e, str) and e for e in exc.errors)
-        try:
+        with contextlib.suppress(ConfigError):  # the same document, given as a dict
             from_dict(document, path)
-        except ConfigError:
-            pass
 
 
 @settings(max_examples=200, deadline=None)
