@@ -409,6 +409,46 @@ def section_timers(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     }
 
 
+def section_storm(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """RSS under a sustained storm: 8 connections pipelining as fast as pagerd takes them."""
+    services, seconds = sizes["storm_services"], sizes["storm_s"]
+    (folder / "storm").mkdir()
+    config = write_config(folder / "storm", services)
+    samples: list[float] = []
+
+    async def storm(pid: int) -> int:
+        sent = 0
+
+        async def flood(k: int) -> None:
+            nonlocal sent
+            lines = [alert_line(i, services) for i in range(k, k + 2000)]
+            while True:
+                await pipelined(config.parent / "pager.sock", lines)
+                sent += len(lines)
+
+        async with trio.open_nursery() as nursery:
+            for k in range(8):
+                nursery.start_soon(flood, k * 2000)
+            for _ in range(int(seconds)):
+                await trio.sleep(1.0)
+                samples.append(rss_mb(pid))
+            nursery.cancel_scope.cancel()
+        return sent
+
+    with pagerd(config) as proc:
+        wait_ready(config.parent / "pager.sock", proc)
+        start = rss_mb(proc.pid)
+        events = trio.run(storm, proc.pid)
+    return {
+        "seconds": seconds,
+        "events": events,
+        "rss_start_mb": start,
+        "rss_min_mb": min(samples),
+        "rss_max_mb": max(samples),
+        "rss_last_mb": samples[-1],
+    }
+
+
 SIZES = {
     "full": {
         "ingest_services": 10_000,
@@ -422,6 +462,8 @@ SIZES = {
         "timer_escalations": 100_000,
         "timer_window_s": 60.0,
         "timer_lead_s": 15.0,
+        "storm_services": 10_000,
+        "storm_s": 30.0,
     },
     "quick": {
         "ingest_services": 200,
@@ -435,6 +477,8 @@ SIZES = {
         "timer_escalations": 300,
         "timer_window_s": 2.0,
         "timer_lead_s": 3.0,
+        "storm_services": 200,
+        "storm_s": 2.0,
     },
 }
 
@@ -444,6 +488,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "memory": section_memory,
     "restart": section_restart,
     "timers": section_timers,
+    "storm": section_storm,
 }
 
 
@@ -502,6 +547,18 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 "",
                 "",
                 "p99 < 100",
+            )
+        )
+    storm = results.get("storm")
+    if storm:
+        rows.append(
+            (
+                f"RSS MB in a {storm['seconds']:.0f}s storm: start/min/max/last",
+                f"{storm['rss_start_mb']:.0f} / {storm['rss_min_mb']:.0f} / "
+                f"{storm['rss_max_mb']:.0f} / {storm['rss_last_mb']:.0f}",
+                "",
+                "",
+                "flat",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]

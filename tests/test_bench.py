@@ -22,7 +22,7 @@ def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"ingest", "latency", "memory", "restart", "timers"}
+    assert set(results) == {"ingest", "latency", "memory", "restart", "timers", "storm"}
     assert results["ingest"]["pipelined_ok"] == results["ingest"]["events"]
     assert results["latency"]["notifications"] > 0
     assert results["timers"]["fired"] == results["timers"]["escalations"]
