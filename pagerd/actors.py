@@ -231,13 +231,7 @@ class Services:
             try:
                 await self._committer.commit(transitions)
             except StoreError as exc:
-                for reply, outcome in outcomes:
-                    if reply is None:
-                        continue
-                    if isinstance(outcome, Rejected):
-                        reply.set(_rejected(outcome), outcome.code)
-                    else:
-                        reply.set(error_reply("unavailable", str(exc)), "unavailable")
+                self._answer(outcomes, failure=str(exc))
                 return
             self._states[service] = state
             for t in transitions:
@@ -247,11 +241,21 @@ class Services:
             self._outbox.add(_notifications(transitions))
         else:
             await trio.lowlevel.checkpoint()
+        self._answer(outcomes)
+
+    def _answer(
+        self,
+        outcomes: list[tuple[Reply | None, ServiceState | Rejected]],
+        failure: str | None = None,
+    ) -> None:
+        """Reply to each event: its refusal, or `unavailable` if the commit failed, or ok."""
         for reply, outcome in outcomes:
             if reply is None:
                 continue
             if isinstance(outcome, Rejected):
                 reply.set(_rejected(outcome), outcome.code)
+            elif failure is not None:
+                reply.set(error_reply("unavailable", failure), "unavailable")
             else:
                 reply.set(ok_reply(**self.status(outcome)))
 

@@ -13,6 +13,31 @@ from typing import Any
 
 BIN = Path(sys.executable).parent
 
+# Two services, two levels of two seconds: escalation within a test's patience.
+CONFIG = """
+[daemon]
+socket = "run/pager.sock"
+state_dir = "state"
+
+[channels.email]
+transport = "log"
+[channels.sms]
+transport = "log"
+
+[policies.fast]
+[[policies.fast.levels]]
+targets = ["email:alice@example.com", "sms:+14155550100"]
+ack_timeout = "2s"
+[[policies.fast.levels]]
+targets = ["email:lead@example.com"]
+ack_timeout = "2s"
+
+[services.api]
+policy = "fast"
+[services.web]
+policy = "fast"
+"""
+
 
 def _program(name: str, module: str) -> list[str]:
     # The installed console script when there is one: that is what operators run.

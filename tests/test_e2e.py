@@ -9,51 +9,15 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.processes import PAGER, PAGERD, Pagerd, pager, read_jsonl, wait_for
+from tests.processes import CONFIG, PAGER, PAGERD, Pagerd, pager, read_jsonl, wait_for
 from tests.servers import Answer, HttpServer, free_port
 
 pytestmark = pytest.mark.e2e
-
-CONFIG = """
-[daemon]
-socket = "run/pager.sock"
-state_dir = "state"
-
-[channels.email]
-transport = "log"
-[channels.sms]
-transport = "log"
-
-[policies.fast]
-[[policies.fast.levels]]
-targets = ["email:alice@example.com", "sms:+14155550100"]
-ack_timeout = "2s"
-[[policies.fast.levels]]
-targets = ["email:lead@example.com"]
-ack_timeout = "2s"
-
-[services.api]
-policy = "fast"
-[services.web]
-policy = "fast"
-"""
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Pagerd]:
-    config = tmp_path / "pager.toml"
-    config.write_text(CONFIG)
-    d = Pagerd(config, tmp_path / "run" / "pager.sock", tmp_path / "pagerd.log")
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 def log_of(d: Pagerd) -> list[dict[str, object]]:

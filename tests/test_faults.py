@@ -7,7 +7,6 @@ import resource
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,7 @@ import trio.testing
 
 from pagerd.config import Config
 from tests.harness import connect, running, steps, write_config
-from tests.processes import PAGERD, Pagerd, pager
-from tests.test_e2e import CONFIG
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Pagerd]:
-    config = tmp_path / "pager.toml"
-    config.write_text(CONFIG)
-    d = Pagerd(config, tmp_path / "run" / "pager.sock", tmp_path / "pagerd.log")
-    try:
-        yield d
-    finally:
-        d.stop()
+from tests.processes import CONFIG, PAGERD, Pagerd, pager
 
 
 def status(d: Pagerd, service: str) -> dict[str, object]:
