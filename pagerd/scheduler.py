@@ -49,9 +49,6 @@ class Scheduler:
         if at < earliest:
             self._changed.set()
 
-    def next_deadline(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
-
     async def run(self, deliver: Deliver) -> None:
         """Hand each timeout to `deliver` when its deadline passes; runs until cancelled."""
         while True:
