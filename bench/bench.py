@@ -377,14 +377,19 @@ def section_timers(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     sub = folder / "timers"
     (sub / "state").mkdir(parents=True)
     config = write_config(sub, n)
-    base = time.time() + lead
     rng = random.Random(1)
-    deadlines = [base + rng.uniform(0, window) for _ in range(n)]
-    prepare_open_incidents(sub / "state" / "pager.db", n, lambda i: deadlines[i])
+    offsets = [rng.uniform(0, window) for _ in range(n)]
     db = sub / "state" / "pager.db"
+    prepare_open_incidents(db, n, lambda i: offsets[i])
+    # Preparing 100,000 incidents takes a while: the clock starts only now, `lead` seconds
+    # before the first deadline, time enough for pagerd to start.
+    base = time.time() + lead
     conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE incidents SET deadline = deadline + ?", (base,))
     due = {
-        (s, num): d for s, num, d in conn.execute("SELECT service, number, deadline FROM incidents")
+        (s, num): d
+        for s, num, d in conn.execute("SELECT service, number, deadline FROM incidents")
     }
     conn.close()
     with pagerd(config) as proc:
