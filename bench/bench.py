@@ -388,8 +388,7 @@ def section_timers(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     with conn:
         conn.execute("UPDATE incidents SET deadline = deadline + ?", (base,))
     due = {
-        (s, num): d
-        for s, num, d in conn.execute("SELECT service, number, deadline FROM incidents")
+        (s, num): d for s, num, d in conn.execute("SELECT service, number, deadline FROM incidents")
     }
     conn.close()
     with pagerd(config) as proc:

@@ -116,9 +116,10 @@ class Services:
         """Serve `config` from now on. An actor takes the policy afresh for each batch, so open
         incidents keep their state and follow the new policy from their next escalation step;
         a removed service gets `unknown_service` and its timers are ignored."""
-        self.config = config
+        before, self.config = self.config.services, config
         for state in self._states.values():
-            if state.incident is not None and state.name in config.services:
+            back = state.name in config.services and state.name not in before
+            if back and state.incident is not None:
                 self._scheduler.schedule(state)  # a service added back escalates again
 
     def open_incidents(self) -> int:
