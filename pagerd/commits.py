@@ -82,11 +82,14 @@ class Committer:
         started = trio.current_time()
         try:
             await self._offload(lambda: self._store.write(writes))
-        except sqlite3.Error as exc:
-            # Disk full, I/O error, a lock held too long: nothing of the batch was written, and
-            # every waiter is told so rather than "ok". The next batch tries again.
+        except Exception as exc:
+            # Disk full, I/O error, a lock held too long (or a bug): nothing of the batch was
+            # written, and every waiter is told so rather than "ok". The next batch tries again.
             self._failures += 1
-            log.error("commit of %d write(s) failed: %s", len(writes), exc)
+            if isinstance(exc, sqlite3.Error):
+                log.error("commit of %d write(s) failed: %s", len(writes), exc)
+            else:
+                log.exception("commit of %d write(s) failed", len(writes))
             error = StoreError(f"the database could not record this: {exc}")
             for waiter in batch:
                 waiter.error = error

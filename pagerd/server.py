@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from typing import Any, Final
 
 import trio
@@ -220,6 +221,18 @@ class Server:
             request = parse_request(line)
         except ProtocolError as exc:
             return _done("invalid", error_reply(exc.code, exc.message), exc.code)
+        try:
+            return await self._serve(request, peer)
+        except sqlite3.Error as exc:
+            # A read failed (an I/O error on a failing disk): this request, not the daemon.
+            log.error("%s failed: %s", request.op, exc)
+            message = f"the database could not be read: {exc}"
+            return _done(request.op, error_reply("unavailable", message), "unavailable")
+        except Exception:
+            log.exception("%s failed", request.op)
+            return _done(request.op, error_reply("internal", "internal error"), "internal")
+
+    async def _serve(self, request: Request, peer: Peer) -> Reply:
         op = request.op
         if op == "ping":
             return _done(op, ok_reply(pong=True, version=__version__))

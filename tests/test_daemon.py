@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 from pathlib import Path
 
 import attrs
@@ -537,3 +538,20 @@ async def test_a_client_that_never_reads_is_closed_after_the_write_timeout(
                 assert (await other.request("ping"))["ok"] is True
             await greedy.aclose()
     assert sent > 0
+
+
+async def test_a_failing_read_fails_that_request_not_the_daemon(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> list[object]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with trio.fail_after(DAY):
+        async with running(config) as daemon, connect(config.socket) as conn:
+            await conn.request("alert", service="api")
+            monkeypatch.setattr(daemon.store, "deliveries", broken)  # fault injection
+            failed = await conn.request("status", service="api")
+            alive = await conn.request("ping")
+    assert failed["error"]["code"] == "unavailable"
+    assert "disk I/O error" in failed["error"]["message"]
+    assert alive["ok"] is True
