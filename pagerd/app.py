@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import socket
+import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -307,8 +308,13 @@ async def _watchdog(daemon: Daemon, interval: float) -> None:
     store = daemon.store
     while True:
         due = trio.current_time() + interval
-        with trio.move_on_at(due) as probe:
-            await daemon.store_offload(store.ping)
-        if not probe.cancelled_caught:
+        answered = False
+        with trio.move_on_at(due):
+            try:
+                await daemon.store_offload(store.ping)
+                answered = True
+            except sqlite3.Error as exc:
+                log.error("watchdog: the database does not answer: %s", exc)
+        if answered:
             daemon.notifier.watchdog()
         await trio.sleep_until(due)

@@ -20,6 +20,7 @@ import heapq
 import logging
 import math
 import random
+import sqlite3
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final, Literal
@@ -323,9 +324,17 @@ class Outbox:
     # Reading back what is only in the database. ------------------------------------------
 
     async def _read_back_loop(self) -> None:
+        delay = RECORD_RETRY_MIN
         while True:
             if self._in_database_only and len(self._known) <= self._capacity // 2:
-                await self._read_back()
+                try:
+                    await self._read_back()
+                    delay = RECORD_RETRY_MIN
+                except sqlite3.Error as exc:
+                    # The rows stay in the database: read them when it answers again.
+                    log.error("cannot read undelivered notifications, retrying: %s", exc)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RECORD_RETRY_MAX)
             else:
                 self._read_back_wanted = trio.Event()
                 await self._read_back_wanted.wait()
