@@ -16,9 +16,7 @@ are read back from there once the backlog has halved.
 
 from __future__ import annotations
 
-import heapq
 import logging
-import math
 import random
 import sqlite3
 from collections import Counter, deque
@@ -37,6 +35,7 @@ from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.ratelimit import TokenBucket
 from pagerd.store import Store, StoreError, Undelivered
+from pagerd.timers import Timers
 from pagerd.writes import Attempt
 
 log = logging.getLogger(__name__)
@@ -110,9 +109,7 @@ class Outbox:
         self._metrics = metrics or Metrics()
         self._lanes = {name: _lane(spec) for name, spec in lanes.items()}
         self._nursery: trio.Nursery | None = None
-        self._later: list[tuple[float, int, _Pending]] = []  # (due, seq, ...) retries
-        self._later_seq = 0
-        self._later_changed = trio.Event()
+        self._later: Timers[_Pending] = Timers(clock)  # retries, waiting for their time
         self._known: set[str] = set()  # in hand (ready, sending or waiting): never taken twice
         self._in_database_only = True  # at start, whatever is undelivered is only in the database
         self._reading = False
@@ -193,7 +190,7 @@ class Outbox:
             return
         self._known.add(n.id)
         if due is not None and due > self._clock.now():
-            self._wait_until(due, pending)
+            self._later.push(due, pending)
         else:
             self._ready(pending)
 
@@ -201,13 +198,6 @@ class Outbox:
         lane = self._lanes[pending.notify.target.channel]
         lane.ready.append(pending)
         lane.waiting.unpark()
-
-    def _wait_until(self, due: float, pending: _Pending) -> None:
-        self._later_seq += 1
-        earliest = self._later[0][0] if self._later else math.inf
-        heapq.heappush(self._later, (due, self._later_seq, pending))
-        if due < earliest:
-            self._later_changed.set()
 
     # Delivery. --------------------------------------------------------------------------
 
@@ -266,7 +256,7 @@ class Outbox:
         self._retried += 1
         self._metrics.notifications.inc(channel.name, "retrying")
         pending.attempts = attempts
-        self._wait_until(due, pending)
+        self._later.push(due, pending)
 
     def _backoff(self, channel: Channel, attempts: int, error: DeliveryError) -> float:
         ceiling = min(channel.retry_max, channel.retry_initial * 2 ** (attempts - 1))
@@ -313,13 +303,9 @@ class Outbox:
     async def _retry_loop(self) -> None:
         while True:
             now = self._clock.now()
-            while self._later and self._later[0][0] <= now:
-                _, _, pending = heapq.heappop(self._later)
-                self._ready(pending)
-            self._later_changed = trio.Event()
-            wake = self._clock.trio_deadline(self._later[0][0]) if self._later else math.inf
-            with trio.move_on_at(wake):
-                await self._later_changed.wait()
+            while self._later.due(now) is not None:
+                self._ready(self._later.pop())
+            await self._later.wait()
 
     # Reading back what is only in the database. ------------------------------------------
 

@@ -7,8 +7,6 @@ keeps this module free of any knowledge of incidents.
 
 from __future__ import annotations
 
-import heapq
-import math
 from collections.abc import Callable
 from typing import Final
 
@@ -16,6 +14,7 @@ import trio
 
 from pager.domain import ServiceState, Timeout
 from pagerd.clock import Clock
+from pagerd.timers import Timers
 
 # A timeout that finds its service's inbox full is offered again this much later.
 RETRY_DELAY: Final = 0.01
@@ -27,12 +26,10 @@ Deliver = Callable[[str, Timeout], bool]
 class Scheduler:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._heap: list[tuple[float, int, str, Timeout]] = []
-        self._seq = 0
-        self._changed = trio.Event()
+        self._timers: Timers[tuple[str, Timeout]] = Timers(clock)
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._timers)
 
     def schedule(self, state: ServiceState) -> None:
         """Remember `state`'s escalation deadline, if it has one."""
@@ -40,14 +37,7 @@ class Scheduler:
         if incident is None or incident.deadline is None:
             return
         timeout = Timeout(incident.number, incident.round, incident.level)
-        self._push(incident.deadline, state.name, timeout)
-
-    def _push(self, at: float, service: str, timeout: Timeout) -> None:
-        earliest = self._heap[0][0] if self._heap else math.inf
-        self._seq += 1
-        heapq.heappush(self._heap, (at, self._seq, service, timeout))
-        if at < earliest:
-            self._changed.set()
+        self._timers.push(incident.deadline, (state.name, timeout))
 
     async def run(self, deliver: Deliver) -> None:
         """Hand each timeout to `deliver` when its deadline passes; runs until cancelled."""
@@ -55,12 +45,11 @@ class Scheduler:
             now = self._clock.now()
             handed = 0
             refused = False
-            while self._heap and self._heap[0][0] <= now:
-                _, _, service, timeout = self._heap[0]
-                if not deliver(service, timeout):
+            while (item := self._timers.due(now)) is not None:
+                if not deliver(*item):
                     refused = True  # busy: leave it (and everything after it) for a moment
                     break
-                heapq.heappop(self._heap)
+                self._timers.pop()
                 handed += 1
                 if handed % 256 == 0:
                     # A restart can find thousands overdue: let the actors and clients run too.
@@ -68,8 +57,5 @@ class Scheduler:
                     now = self._clock.now()
             if refused:
                 await trio.sleep(RETRY_DELAY)
-                continue
-            self._changed = trio.Event()
-            wake = self._clock.trio_deadline(self._heap[0][0]) if self._heap else math.inf
-            with trio.move_on_at(wake):
-                await self._changed.wait()
+            else:
+                await self._timers.wait()
