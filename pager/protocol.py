@@ -147,6 +147,10 @@ def error_reply(code: str, message: str) -> bytes:
     return encode({"ok": False, "error": {"code": code, "message": message}})
 
 
+def unknown_service(service: str) -> bytes:
+    return error_reply("unknown_service", f"no service named {service!r} is configured")
+
+
 def service_status(
     state: ServiceState,
     failed_deliveries: int = 0,

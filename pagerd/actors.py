@@ -32,7 +32,7 @@ from pager.domain import (
     decide,
     incident_id,
 )
-from pager.protocol import error_reply, ok_reply, service_status
+from pager.protocol import error_reply, ok_reply, service_status, unknown_service
 from pagerd.clock import Clock
 from pagerd.commits import Committer
 from pagerd.config import Config
@@ -212,6 +212,13 @@ class Services:
                             )
 
     async def _handle(self, service: str, batch: list[Envelope]) -> None:
+        if service not in self.config.services:
+            # Removed by a reload while these events waited: answered as they would be now.
+            await trio.lowlevel.checkpoint()
+            for envelope in batch:
+                if envelope.reply is not None:
+                    envelope.reply.set(unknown_service(service), "unknown_service")
+            return
         policy = self.config.policy_of(service)
         now = self._clock.now()
         state = self.state(service)

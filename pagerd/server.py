@@ -24,6 +24,7 @@ from pager.protocol import (
     error_reply,
     ok_reply,
     parse_request,
+    unknown_service,
 )
 from pager.timefmt import isoformat
 from pagerd.actors import Reply, Services
@@ -244,7 +245,7 @@ class Server:
             return _done(op, *await self._history(request))
         assert request.service is not None  # parse_request requires it of events
         if request.service not in self._services.config.services:
-            return _done(op, _unknown(request.service), "unknown_service")
+            return _done(op, unknown_service(request.service), "unknown_service")
         reply = Reply(op)
         await self._services.submit(request.service, _event(request), reply, peer)
         return reply
@@ -256,7 +257,7 @@ class Server:
             statuses = [services.status(services.state(name)) for name in names]
             return ok_reply(services=statuses), "ok"
         if service not in services.config.services:
-            return _unknown(service), "unknown_service"
+            return unknown_service(service), "unknown_service"
         state = services.state(service)
         status = services.status(state)
         if state.incident is not None:
@@ -313,10 +314,6 @@ def _event(request: Request) -> Event:
     if request.op == "ack":
         return Ack(request.by)
     return Healthy()
-
-
-def _unknown(service: str) -> bytes:
-    return error_reply("unknown_service", f"no service named {service!r} is configured")
 
 
 def _too_large() -> Reply:

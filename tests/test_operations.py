@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from pager import cli
+from pager.domain import Timeout
 from pagerd.config import Config, load
 from pagerd.peers import Access, Peer
 from tests.harness import CHANNELS, ONCALL, connect, notifications, running, settle, write_config
@@ -365,3 +366,21 @@ async def test_a_service_removed_then_added_back_escalates_again(
     assert sorted(paused) == [1, 1]
     assert sorted(n["level"] for n in notifications(config)) == [1, 1, 2]
     assert status["incident"]["level"] == 2
+
+
+async def test_events_queued_for_a_service_a_reload_removes_are_dropped_cleanly(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path)
+    without_api = attrs.evolve(config, services={"web": "oncall"})
+    with trio.fail_after(DAY):
+        async with running(config) as daemon, connect(config.socket) as conn:
+            await conn.request("alert", service="api")
+            # A due timeout is queued for api, and before its actor runs, api is removed.
+            assert daemon.services.offer("api", Timeout(1, 1, 1))
+            daemon.services.reconfigure(without_api)
+            await settle()
+            alert = await conn.request("alert", service="api")
+    assert alert["error"]["code"] == "unknown_service"
+    assert "actor failed" not in caplog.text
+    assert sorted(n["level"] for n in notifications(config)) == [1, 1]
