@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
 from pagerd.store import Store  # noqa: E402
-from pagerd.writes import Transition  # noqa: E402
+from pagerd.writes import Attempt, Transition, Write  # noqa: E402
 
 PYTHON = sys.executable
 TWO_LEVELS = Policy(
@@ -226,19 +226,19 @@ def prepare_open_incidents(db: Path, count: int, deadline: Callable[[int], float
     store = Store.open(db)
     now = time.time()
     try:
-        batch = []
+        batch: list[Write] = []
         for i in range(count):
             before = ServiceState(f"svc-{i}")
             after, notes = decide(before, Alert("prepared"), now, TWO_LEVELS)
             assert after.incident is not None
             after = attrs.evolve(after, incident=attrs.evolve(after.incident, deadline=deadline(i)))
             batch.append(Transition(before, after, notes, now))
-            if len(batch) == 10_000:
+            # Level 1 was delivered before the "crash": only escalations are left to do.
+            batch += [Attempt(n.id, now, "sent") for n in notes]
+            if len(batch) >= 10_000:
                 store.write(batch)
                 batch = []
         store.write(batch)
-        # Level 1 was delivered before the "crash": only escalations are left to do.
-        store._conn.execute("UPDATE notifications SET state = 'sent', sent_at = ?", (now,))
     finally:
         store.close()
 
