@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests that start the real `pagerd` process."""
+"""Fixtures shared by the tests: the daemon's config, and a real `pagerd` process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from pagerd.config import Config
+from tests.harness import write_config
 from tests.processes import CONFIG, Pagerd
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """The harness config: services api and web, two levels (5 and 15 minutes), log transport."""
+    return write_config(tmp_path)
 
 
 @pytest.fixture

@@ -31,11 +31,6 @@ LEVEL2 = ["email:lead@example.com"]
 DAY = 24 * 3600
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return write_config(tmp_path)
-
-
 async def test_alert_opens_incident_and_notifies_each_level_1_target_once(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:

@@ -25,11 +25,6 @@ from tests.harness import CHANNELS, ONCALL, connect, notifications, running, set
 DAY = 24 * 3600.0
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return write_config(tmp_path)
-
-
 # History -------------------------------------------------------------------------------
 
 
