@@ -78,9 +78,16 @@ class LogTransport:
             raise TransientError(f"cannot write {self.path}: {flush.error.strerror or flush.error}")
         return None
 
+    def _open_file(self) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            return os.open(self.path, flags, 0o640)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # the first write only
+            return os.open(self.path, flags, 0o640)
+
     def _append(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = self._open_file()
         try:
             start = os.fstat(fd).st_size
             try:
