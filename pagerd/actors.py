@@ -10,6 +10,14 @@ configured services cost only their state, not 100,000 parked tasks.
 An actor takes every event waiting in its inbox, decides each in turn with the pure core, commits
 all of them together, and only then replies and hands notifications to the outbox: a client hears
 "ok" only for what is on disk.
+
+A storm spreads events over thousands of idle services, and a task for each would cost more than
+the decisions themselves. So `route()` takes a connection's events in bulk: services with a live
+actor get theirs in its inbox, and idle ones are *claimed* instead — their inboxes registered at
+once, exactly as `_start` does, but one task decides the whole claim and commits it together.
+When that task is done, each claimed service whose inbox has filled meanwhile gets an actor of
+its own, and the others leave the registry with no checkpoint in between: still one owner a
+service, and never an event in an inbox nobody reads.
 """
 
 from __future__ import annotations
@@ -144,11 +152,33 @@ class Services:
             task_status.started()
             await trio.sleep_forever()
 
-    async def submit(
-        self, service: str, event: Event, reply: Reply | None, peer: Peer | None = None
-    ) -> None:
-        """Route `event` to `service`'s actor, waiting while its inbox is full (back-pressure)."""
-        envelope = Envelope(event, reply, peer)
+    async def route(self, events: Iterable[tuple[str, Envelope]]) -> None:
+        """Hand each (service, envelope) to its service's owner, in order, waiting while an
+        actor's inbox is full (back-pressure). Idle services are claimed, and one task decides
+        all the claimed ones together (see the module's docstring)."""
+        claim: dict[str, tuple[trio.MemoryReceiveChannel[Envelope], list[Envelope]]] = {}
+        for service, envelope in events:
+            held = claim.get(service)
+            if held is not None:
+                held[1].append(envelope)
+                continue
+            inbox = self._inboxes.get(service)
+            if inbox is None:
+                claim[service] = (self._register(service), [envelope])
+                continue
+            try:
+                inbox.send_nowait(envelope)
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                # Before waiting, let the claim go on: its services must not wait on us.
+                if claim:
+                    self._start_claim(claim)
+                    claim = {}
+                await self.submit(service, envelope)
+        if claim:
+            self._start_claim(claim)
+
+    async def submit(self, service: str, envelope: Envelope) -> None:
+        """Route one envelope, waiting while the inbox of `service` is full."""
         while True:
             inbox = self._inboxes.get(service) or self._start(service)
             try:
@@ -175,17 +205,40 @@ class Services:
             return False
         return True
 
-    def _start(self, service: str) -> trio.MemorySendChannel[Envelope]:
-        # The inbox is registered before the task runs, so nothing can be routed to no one.
-        assert self._nursery is not None, "Services.run() has not started"
+    def _register(self, service: str) -> trio.MemoryReceiveChannel[Envelope]:
+        # The inbox is registered before its owner runs, so nothing can be routed to no one.
         # Not `open_memory_channel[Envelope]`: subscripting builds a typing alias on every call,
-        # and a storm starts an actor for nearly every event.
+        # and a storm registers an inbox for nearly every event.
         send: trio.MemorySendChannel[Envelope]
         receive: trio.MemoryReceiveChannel[Envelope]
         send, receive = trio.open_memory_channel(INBOX_SIZE)
         self._inboxes[service] = send
+        return receive
+
+    def _start(self, service: str) -> trio.MemorySendChannel[Envelope]:
+        assert self._nursery is not None, "Services.run() has not started"
+        receive = self._register(service)
         self._nursery.start_soon(self._actor, service, receive, name=f"actor {service}")
-        return send
+        return self._inboxes[service]
+
+    def _start_claim(
+        self, claim: dict[str, tuple[trio.MemoryReceiveChannel[Envelope], list[Envelope]]]
+    ) -> None:
+        assert self._nursery is not None, "Services.run() has not started"
+        self._nursery.start_soon(self._decide_claim, claim, name=f"actors ({len(claim)} claimed)")
+
+    async def _decide_claim(
+        self, claim: dict[str, tuple[trio.MemoryReceiveChannel[Envelope], list[Envelope]]]
+    ) -> None:
+        await self._contained({service: batch for service, (_, batch) in claim.items()})
+        # No checkpoint from here on: an inbox seen empty is closed before anything can fill it.
+        for service, (inbox, _) in claim.items():
+            if inbox.statistics().current_buffer_used:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._actor, service, inbox, name=f"actor {service}")
+            else:
+                del self._inboxes[service]
+                inbox.close()
 
     async def _actor(self, service: str, inbox: trio.MemoryReceiveChannel[Envelope]) -> None:
         with inbox:
@@ -200,56 +253,82 @@ class Services:
                     # Idle: leave the registry with no checkpoint since the inbox was seen empty.
                     del self._inboxes[service]
                     return
-                try:
-                    await self._handle(service, batch)
-                except Exception:
-                    # A bug in one service must not take the daemon down: contain and report it.
-                    log.exception("actor failed service=%s", service)
-                    for envelope in batch:
-                        if envelope.reply is not None:
-                            envelope.reply.set(
-                                error_reply("internal", "internal error"), "internal"
-                            )
+                await self._contained({service: batch})
 
-    async def _handle(self, service: str, batch: list[Envelope]) -> None:
-        if service not in self.config.services:
-            # Removed by a reload while these events waited: answered as they would be now.
-            await trio.lowlevel.checkpoint()
-            for envelope in batch:
-                if envelope.reply is not None:
-                    envelope.reply.set(unknown_service(service), "unknown_service")
-            return
-        policy = self.config.policy_of(service)
+    async def _contained(self, batches: dict[str, list[Envelope]]) -> None:
+        try:
+            await self._handle(batches)
+        except Exception:
+            # A bug must not take the daemon down: contain and report it.
+            log.exception("actor failed services=%s", ",".join(batches))
+            for batch in batches.values():
+                _fail(batch)
+
+    async def _handle(self, batches: dict[str, list[Envelope]]) -> None:
+        """Decide every service's events in turn, commit all of them together, then answer."""
         now = self._clock.now()
-        state = self.state(service)
         transitions: list[Transition] = []
         outcomes: list[tuple[Reply | None, ServiceState | Rejected]] = []
+        states: dict[str, ServiceState] = {}
+        for service, batch in batches.items():
+            if service not in self.config.services:
+                # Removed by a reload while these events waited: answered as they would be now.
+                for envelope in batch:
+                    if envelope.reply is not None:
+                        envelope.reply.set(unknown_service(service), "unknown_service")
+                continue
+            try:
+                states[service] = self._decide(service, batch, now, transitions, outcomes)
+            except Exception:
+                # A bug in one service's decisions fails its events, not its neighbours'.
+                log.exception("actor failed service=%s", service)
+                _fail(batch)
+        if not transitions:
+            await trio.lowlevel.checkpoint()
+            self._answer(outcomes)
+            return
+        try:
+            await self._committer.commit(transitions)
+        except StoreError as exc:
+            self._answer(outcomes, failure=str(exc))
+            return
+        self._states.update(states)
+        for t in transitions:
+            _log_transition(t)
+            if _deadline(t.after) != _deadline(t.before):
+                self._scheduler.schedule(t.after)
+        self._outbox.add(_notifications(transitions))
+        self._answer(outcomes)
+
+    def _decide(
+        self,
+        service: str,
+        batch: list[Envelope],
+        now: float,
+        transitions: list[Transition],
+        outcomes: list[tuple[Reply | None, ServiceState | Rejected]],
+    ) -> ServiceState:
+        """Decide `batch` in order from the service's committed state; its final state.
+
+        Appends to `transitions` and `outcomes` only once every decision succeeded."""
+        policy = self.config.policy_of(service)
+        state = self.state(service)
+        mine: list[Transition] = []
+        answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
         for envelope in batch:
             try:
                 after, notes = decide(state, envelope.event, now, policy)
             except Rejected as rejected:
-                outcomes.append((envelope.reply, rejected))
+                answers.append((envelope.reply, rejected))
                 continue
             record = _record(envelope, state, after)
             if after != state or record is not None:
-                transitions.append(Transition(state, after, notes, now, record))
+                mine.append(Transition(state, after, notes, now, record))
             state = after
-            outcomes.append((envelope.reply, after))
-        if transitions:
-            try:
-                await self._committer.commit(transitions)
-            except StoreError as exc:
-                self._answer(outcomes, failure=str(exc))
-                return
-            self._states[service] = state
-            for t in transitions:
-                _log_transition(t)
-                if _deadline(t.after) != _deadline(t.before):
-                    self._scheduler.schedule(t.after)
-            self._outbox.add(_notifications(transitions))
-        else:
-            await trio.lowlevel.checkpoint()
-        self._answer(outcomes)
+            answers.append((envelope.reply, after))
+        transitions += mine
+        outcomes += answers
+        return state
 
     def _answer(
         self,
@@ -285,6 +364,12 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if isinstance(event, Ack):
         return EventRecord("ack", None, event.by, peer)
     return EventRecord("healthy", None, None, peer)
+
+
+def _fail(batch: list[Envelope]) -> None:
+    for envelope in batch:
+        if envelope.reply is not None and not envelope.reply.done:
+            envelope.reply.set(error_reply("internal", "internal error"), "internal")
 
 
 def _rejected(rejected: Rejected) -> bytes:

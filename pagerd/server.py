@@ -18,6 +18,7 @@ import trio
 from pager import __version__
 from pager.domain import Ack, Alert, Event, Healthy, incident_id
 from pager.protocol import (
+    EVENT_OPS,
     MAX_LINE,
     ProtocolError,
     Request,
@@ -27,7 +28,7 @@ from pager.protocol import (
     unknown_service,
 )
 from pager.timefmt import isoformat
-from pagerd.actors import Reply, Services
+from pagerd.actors import Envelope, Reply, Services
 from pagerd.config import Limits
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
@@ -165,13 +166,28 @@ class Server:
                 return  # EOF: a trailing partial line was never a request, so it is not acted on
             buffer += data
             start = 0
+            # Events are routed in bulk once the lines read are parsed, or sooner whenever the
+            # reader is about to wait: what it waits for may depend on them.
+            events: list[tuple[str, Envelope]] = []
             while (end := buffer.find(b"\n", start)) >= 0:
                 line = bytes(buffer[start:end])
                 start = end + 1
                 if len(line) > MAX_LINE:
+                    await self._services.route(events)
                     await replies.send(_too_large())
                     return
-                await replies.send(await self._request(line.removesuffix(b"\r"), peer))
+                reply = self._take(line.removesuffix(b"\r"), peer, events)
+                if isinstance(reply, Request):
+                    await self._services.route(events)
+                    events = []
+                    reply = await self._request(reply, peer)
+                try:
+                    replies.send_nowait(reply)
+                except trio.WouldBlock:
+                    await self._services.route(events)
+                    events = []
+                    await replies.send(reply)
+            await self._services.route(events)
             del buffer[:start]
             if len(buffer) > MAX_LINE:
                 await replies.send(_too_large())
@@ -217,11 +233,24 @@ class Server:
                     connection.cancel()
                     return
 
-    async def _request(self, line: bytes, peer: Peer) -> Reply:
+    def _take(self, line: bytes, peer: Peer, events: list[tuple[str, Envelope]]) -> Reply | Request:
+        """Answer `line` at once if it is bad, or queue its event on `events` and give back its
+        (pending) reply; a request that must be served in turn is given back as it is."""
         try:
             request = parse_request(line)
         except ProtocolError as exc:
             return _done("invalid", error_reply(exc.code, exc.message), exc.code)
+        op, service = request.op, request.service
+        if op not in EVENT_OPS:
+            return request
+        assert service is not None  # parse_request requires it of events
+        if service not in self._services.config.services:
+            return _done(op, unknown_service(service), "unknown_service")
+        reply = Reply(op)
+        events.append((service, Envelope(_event(request), reply, peer)))
+        return reply
+
+    async def _request(self, request: Request, peer: Peer) -> Reply:
         try:
             return await self._serve(request, peer)
         except sqlite3.Error as exc:
@@ -241,14 +270,8 @@ class Server:
             return _done(op, ok_reply(text=self._render_metrics()))
         if op == "status":
             return _done(op, *await self._status(request.service))
-        if op == "history":
-            return _done(op, *await self._history(request))
-        assert request.service is not None  # parse_request requires it of events
-        if request.service not in self._services.config.services:
-            return _done(op, unknown_service(request.service), "unknown_service")
-        reply = Reply(op)
-        await self._services.submit(request.service, _event(request), reply, peer)
-        return reply
+        assert op == "history", op
+        return _done(op, *await self._history(request))
 
     async def _status(self, service: str | None) -> tuple[bytes, str]:
         services = self._services

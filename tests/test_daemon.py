@@ -473,6 +473,57 @@ async def test_events_of_many_services_share_commits(
     assert stats.commits - before.commits < 50  # group commit: fewer transactions than events
 
 
+async def test_pipelined_storms_from_several_connections_are_each_handled_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    # Each connection's events for idle services are claimed in bulk, while the other
+    # connections route into the same services' inboxes: every event is decided once, in its
+    # connection's order, and every actor ends when its service is idle.
+    names = [f"svc-{i}" for i in range(30)]
+    config = write_config(tmp_path, services={n: "oncall" for n in names})
+    rounds = 4
+
+    async def storm(k: int) -> list[dict[str, object]]:
+        lines = []
+        for r in range(rounds):
+            for name in names[k:] + names[:k]:  # each connection starts somewhere else
+                lines.append({"op": "alert", "service": name, "message": f"{k}/{r}"})
+        async with connect(config.socket) as conn:
+            await conn.send(b"".join(f"{_json(line)}\n".encode() for line in lines))
+            return [await conn.receive() for _ in lines]
+
+    replies: dict[int, list[dict[str, object]]] = {}
+
+    async def run(k: int) -> None:
+        replies[k] = await storm(k)
+
+    with trio.fail_after(DAY):
+        async with running(config) as daemon:
+            async with trio.open_nursery() as nursery:
+                for k in range(3):
+                    nursery.start_soon(run, k)
+            await settle()
+            live = daemon.services.live_actors()
+            async with connect(config.socket) as conn:
+                status = await conn.request("status")
+    assert live == 0
+    for k, answers in replies.items():
+        assert all(r["ok"] for r in answers), k
+        seen: dict[str, int] = {}
+        for reply in answers:
+            incident = reply["incident"]
+            assert isinstance(incident, dict)
+            # Within one connection, a service's counts only go up: its order was kept.
+            assert incident["alerts"] > seen.get(incident["id"], 0)
+            seen[incident["id"]] = incident["alerts"]
+    assert {s["service"]: s["incident"]["alerts"] for s in status["services"]} == {
+        n: 3 * rounds for n in names
+    }
+    opened = {s[0] for s in steps(config)}
+    assert len(opened) == len(names)
+    assert len(steps(config)) == len(names) * len(LEVEL1)
+
+
 async def test_past_the_connection_limit_new_clients_get_busy(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
