@@ -13,11 +13,11 @@ all of them together, and only then replies and hands notifications to the outbo
 
 A storm spreads events over thousands of idle services, and a task for each would cost more than
 the decisions themselves. So `route()` takes a connection's events in bulk: services with a live
-actor get theirs in its inbox, and idle ones are *claimed* instead — their inboxes registered at
-once, exactly as `_start` does, but one task decides the whole claim and commits it together.
-When that task is done, each claimed service whose inbox has filled meanwhile gets an actor of
-its own, and the others leave the registry with no checkpoint in between: still one owner a
-service, and never an event in an inbox nobody reads.
+actor get theirs in its inbox, and idle ones are *claimed* instead — registered at once, as
+`_start` does, but one task decides the whole claim and commits it together. A claimed service's
+inbox is opened only if another connection routes to it meanwhile. When the claim is done, each
+service whose inbox has filled gets an actor of its own, and the others leave the registry with no
+checkpoint in between: still one owner a service, and never an event in an inbox nobody reads.
 """
 
 from __future__ import annotations
@@ -89,6 +89,23 @@ class Envelope:
     peer: Peer | None = None
 
 
+class _Claimed:
+    """A claimed service's entry in the registry: the events its claim decides, and the inbox
+    for anything routed to it meanwhile, opened only then (most claims never need one)."""
+
+    __slots__ = ("batch", "receive", "send")
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.batch = [envelope]
+        self.send: trio.MemorySendChannel[Envelope] | None = None
+        self.receive: trio.MemoryReceiveChannel[Envelope] | None = None
+
+    def inbox(self) -> trio.MemorySendChannel[Envelope]:
+        if self.send is None:
+            self.send, self.receive = trio.open_memory_channel(INBOX_SIZE)
+        return self.send
+
+
 class Services:
     def __init__(
         self,
@@ -105,7 +122,8 @@ class Services:
         self._scheduler = scheduler
         self._outbox = outbox
         self._clock = clock
-        self._inboxes: dict[str, trio.MemorySendChannel[Envelope]] = {}
+        # Who owns each service that has one: its actor's inbox, or the claim holding it.
+        self._inboxes: dict[str, trio.MemorySendChannel[Envelope] | _Claimed] = {}
         self._nursery: trio.Nursery | None = None
 
     def state(self, name: str) -> ServiceState:
@@ -156,15 +174,15 @@ class Services:
         """Hand each (service, envelope) to its service's owner, in order, waiting while an
         actor's inbox is full (back-pressure). Idle services are claimed, and one task decides
         all the claimed ones together (see the module's docstring)."""
-        claim: dict[str, tuple[trio.MemoryReceiveChannel[Envelope], list[Envelope]]] = {}
+        claim: dict[str, _Claimed] = {}
         for service, envelope in events:
             held = claim.get(service)
             if held is not None:
-                held[1].append(envelope)
+                held.batch.append(envelope)
                 continue
-            inbox = self._inboxes.get(service)
+            inbox = self._inbox(service)
             if inbox is None:
-                claim[service] = (self._register(service), [envelope])
+                claim[service] = self._inboxes[service] = _Claimed(envelope)
                 continue
             try:
                 inbox.send_nowait(envelope)
@@ -180,7 +198,7 @@ class Services:
     async def submit(self, service: str, envelope: Envelope) -> None:
         """Route one envelope, waiting while the inbox of `service` is full."""
         while True:
-            inbox = self._inboxes.get(service) or self._start(service)
+            inbox = self._inbox(service) or self._start(service)
             try:
                 await inbox.send(envelope)
                 return
@@ -194,7 +212,7 @@ class Services:
         clients are still answered while they are worked through."""
         if service not in self.config.services:
             return True  # no longer configured: nothing to escalate
-        inbox = self._inboxes.get(service)
+        inbox = self._inbox(service)
         if inbox is None:
             if len(self._inboxes) >= MAX_ACTORS_FOR_TIMEOUTS:
                 return False
@@ -205,40 +223,41 @@ class Services:
             return False
         return True
 
-    def _register(self, service: str) -> trio.MemoryReceiveChannel[Envelope]:
-        # The inbox is registered before its owner runs, so nothing can be routed to no one.
-        # Not `open_memory_channel[Envelope]`: subscripting builds a typing alias on every call,
-        # and a storm registers an inbox for nearly every event.
+    def _inbox(self, service: str) -> trio.MemorySendChannel[Envelope] | None:
+        """The inbox of the service's owner, if it has one now."""
+        owner = self._inboxes.get(service)
+        return owner.inbox() if isinstance(owner, _Claimed) else owner
+
+    def _start(self, service: str) -> trio.MemorySendChannel[Envelope]:
+        # The inbox is registered before the task runs, so nothing can be routed to no one.
+        assert self._nursery is not None, "Services.run() has not started"
+        # Not `open_memory_channel[Envelope]`: subscripting builds a typing alias on every call.
         send: trio.MemorySendChannel[Envelope]
         receive: trio.MemoryReceiveChannel[Envelope]
         send, receive = trio.open_memory_channel(INBOX_SIZE)
         self._inboxes[service] = send
-        return receive
-
-    def _start(self, service: str) -> trio.MemorySendChannel[Envelope]:
-        assert self._nursery is not None, "Services.run() has not started"
-        receive = self._register(service)
         self._nursery.start_soon(self._actor, service, receive, name=f"actor {service}")
-        return self._inboxes[service]
+        return send
 
-    def _start_claim(
-        self, claim: dict[str, tuple[trio.MemoryReceiveChannel[Envelope], list[Envelope]]]
-    ) -> None:
+    def _start_claim(self, claim: dict[str, _Claimed]) -> None:
         assert self._nursery is not None, "Services.run() has not started"
         self._nursery.start_soon(self._decide_claim, claim, name=f"actors ({len(claim)} claimed)")
 
-    async def _decide_claim(
-        self, claim: dict[str, tuple[trio.MemoryReceiveChannel[Envelope], list[Envelope]]]
-    ) -> None:
-        await self._contained({service: batch for service, (_, batch) in claim.items()})
+    async def _decide_claim(self, claim: dict[str, _Claimed]) -> None:
+        await self._contained({service: held.batch for service, held in claim.items()})
         # No checkpoint from here on: an inbox seen empty is closed before anything can fill it.
-        for service, (inbox, _) in claim.items():
-            if inbox.statistics().current_buffer_used:
-                assert self._nursery is not None
-                self._nursery.start_soon(self._actor, service, inbox, name=f"actor {service}")
+        for service, held in claim.items():
+            if held.receive is None:
+                del self._inboxes[service]
+            elif held.receive.statistics().current_buffer_used:
+                assert self._nursery is not None and held.send is not None
+                self._inboxes[service] = held.send
+                self._nursery.start_soon(
+                    self._actor, service, held.receive, name=f"actor {service}"
+                )
             else:
                 del self._inboxes[service]
-                inbox.close()
+                held.receive.close()
 
     async def _actor(self, service: str, inbox: trio.MemoryReceiveChannel[Envelope]) -> None:
         with inbox:

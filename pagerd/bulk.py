@@ -10,10 +10,11 @@ Rows are folded first: a batch that touches one incident ten times writes its la
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
+
+import msgspec
 
 from pager.domain import Incident
 from pagerd.writes import Attempt, Transition, Write
@@ -145,6 +146,9 @@ def fold(batch: Iterable[Write]) -> _Rows:
     return rows
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def write(conn: sqlite3.Connection, batch: Sequence[Write]) -> None:
     """The statements of one transaction (the caller begins and commits it)."""
     rows = fold(batch)
@@ -156,4 +160,5 @@ def write(conn: sqlite3.Connection, batch: Sequence[Write]) -> None:
         (_UPDATE_NOTIFICATIONS, list(rows.updates.values())),
     ):
         if values:
-            conn.execute(sql, (json.dumps(values, separators=(",", ":")),))
+            # Text, not bytes: SQLite would take a BLOB for its binary JSONB.
+            conn.execute(sql, (_encode(values).decode(),))
