@@ -41,6 +41,21 @@ MAX_PENDING: Final = 256
 RECEIVE_SIZE: Final = 65536
 
 
+class _Written:
+    """Set each time a connection's writer has sent replies: a reader that found the reply
+    queue full waits on it."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 def _done(op: str, line: bytes, result: str = "ok") -> Reply:
     reply = Reply(op)
     reply.set(line, result)
@@ -103,16 +118,19 @@ class Server:
         self._readers.add(reading)
         self.connections += 1
         send, receive = trio.open_memory_channel[Reply](MAX_PENDING)
+        written = _Written()
         try:
             async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(self._write_replies, stream, receive, nursery.cancel_scope)
+                nursery.start_soon(
+                    self._write_replies, stream, receive, written, nursery.cancel_scope
+                )
                 async with send:
                     with reading:
                         peer = await self._peer(stream)
                         if peer is None or not self.access.allows(peer):
                             await self._refuse(stream, send, peer)
                         else:
-                            await self._read_requests(stream, send, peer)
+                            await self._read_requests(stream, send, written, peer)
         finally:
             self.connections -= 1
             self._readers.discard(reading)
@@ -151,7 +169,11 @@ class Server:
         await replies.send(_done("refused", error_reply("forbidden", message), "forbidden"))
 
     async def _read_requests(
-        self, stream: trio.SocketStream, replies: trio.MemorySendChannel[Reply], peer: Peer
+        self,
+        stream: trio.SocketStream,
+        replies: trio.MemorySendChannel[Reply],
+        written: _Written,
+        peer: Peer,
     ) -> None:
         buffer = bytearray()
         while True:
@@ -187,6 +209,10 @@ class Server:
                     await self._services.route(events)
                     events = []
                     await replies.send(reply)
+                    # Read on once half the queue is free: else, with the queue at its limit,
+                    # every request after this one would be routed on its own.
+                    while replies.statistics().current_buffer_used > MAX_PENDING // 2:
+                        await written.wait()
             await self._services.route(events)
             del buffer[:start]
             if len(buffer) > MAX_LINE:
@@ -197,6 +223,7 @@ class Server:
         self,
         stream: trio.SocketStream,
         replies: trio.MemoryReceiveChannel[Reply],
+        written: _Written,
         connection: trio.CancelScope,
     ) -> None:
         async with replies:
@@ -232,6 +259,7 @@ class Server:
                     # Gone, or not reading its replies: unsent replies would only pile up.
                     connection.cancel()
                     return
+                written.set()
 
     def _take(self, line: bytes, peer: Peer, events: list[tuple[str, Envelope]]) -> Reply | Request:
         """Answer `line` at once if it is bad, or queue its event on `events` and give back its

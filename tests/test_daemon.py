@@ -481,7 +481,7 @@ async def test_pipelined_storms_from_several_connections_are_each_handled_once(
     # connection's order, and every actor ends when its service is idle.
     names = [f"svc-{i}" for i in range(30)]
     config = write_config(tmp_path, services={n: "oncall" for n in names})
-    rounds = 4
+    rounds = 12  # 360 lines a connection: more than its reply queue holds (256)
 
     async def storm(k: int) -> list[dict[str, object]]:
         lines = []
