@@ -14,7 +14,8 @@ all of them together, and only then replies and hands notifications to the outbo
 A storm spreads events over thousands of idle services, and a task for each would cost more than
 the decisions themselves. So `route()` takes a connection's events in bulk: services with a live
 actor get theirs in its inbox, and idle ones are *claimed* instead — registered at once, as
-`_start` does, but one task decides the whole claim and commits it together. A claimed service's
+`_start` does, but one task decides the whole claim and commits it together. Until that task
+runs, the claim takes the idle services of every connection that routes events. A claimed service's
 inbox is opened only if another connection routes to it meanwhile. When the claim is done, each
 service whose inbox has filled gets an actor of its own, and the others leave the registry with no
 checkpoint in between: still one owner a service, and never an event in an inbox nobody reads.
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 INBOX_SIZE: Final = 64
 MAX_ACTORS_FOR_TIMEOUTS: Final = 512
+MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoint between them
 
 
 class Reply:
@@ -124,6 +126,7 @@ class Services:
         self._clock = clock
         # Who owns each service that has one: its actor's inbox, or the claim holding it.
         self._inboxes: dict[str, trio.MemorySendChannel[Envelope] | _Claimed] = {}
+        self._claim: dict[str, _Claimed] = {}  # the claim still open to more events
         self._nursery: trio.Nursery | None = None
 
     def state(self, name: str) -> ServiceState:
@@ -174,26 +177,21 @@ class Services:
         """Hand each (service, envelope) to its service's owner, in order, waiting while an
         actor's inbox is full (back-pressure). Idle services are claimed, and one task decides
         all the claimed ones together (see the module's docstring)."""
-        claim: dict[str, _Claimed] = {}
         for service, envelope in events:
-            held = claim.get(service)
+            held = self._claim.get(service)
             if held is not None:
                 held.batch.append(envelope)
                 continue
             inbox = self._inbox(service)
             if inbox is None:
-                claim[service] = self._inboxes[service] = _Claimed(envelope)
+                if not self._claim or len(self._claim) >= MAX_CLAIM:
+                    self._start_claim()
+                self._claim[service] = self._inboxes[service] = _Claimed(envelope)
                 continue
             try:
                 inbox.send_nowait(envelope)
             except (trio.WouldBlock, trio.BrokenResourceError):
-                # Before waiting, let the claim go on: its services must not wait on us.
-                if claim:
-                    self._start_claim(claim)
-                    claim = {}
                 await self.submit(service, envelope)
-        if claim:
-            self._start_claim(claim)
 
     async def submit(self, service: str, envelope: Envelope) -> None:
         """Route one envelope, waiting while the inbox of `service` is full."""
@@ -239,11 +237,16 @@ class Services:
         self._nursery.start_soon(self._actor, service, receive, name=f"actor {service}")
         return send
 
-    def _start_claim(self, claim: dict[str, _Claimed]) -> None:
+    def _start_claim(self) -> None:
+        """Open a new claim, and start the task that will decide it: until that task runs,
+        every connection's events for idle services join it."""
         assert self._nursery is not None, "Services.run() has not started"
-        self._nursery.start_soon(self._decide_claim, claim, name=f"actors ({len(claim)} claimed)")
+        self._claim = {}
+        self._nursery.start_soon(self._decide_claim, self._claim, name="claimed actors")
 
     async def _decide_claim(self, claim: dict[str, _Claimed]) -> None:
+        if self._claim is claim:
+            self._claim = {}  # closed: what comes next makes a claim of its own
         await self._contained({service: held.batch for service, held in claim.items()})
         # No checkpoint from here on: an inbox seen empty is closed before anything can fill it.
         for service, held in claim.items():

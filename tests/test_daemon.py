@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 
+from pagerd import actors
 from pagerd.app import StartupError
 from pagerd.clock import Clock
 from pagerd.config import Config
@@ -473,12 +474,17 @@ async def test_events_of_many_services_share_commits(
     assert stats.commits - before.commits < 50  # group commit: fewer transactions than events
 
 
+@pytest.mark.parametrize("max_claim", [actors.MAX_CLAIM, 4])
 async def test_pipelined_storms_from_several_connections_are_each_handled_once(
-    autojump_clock: trio.testing.MockClock, tmp_path: Path
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    max_claim: int,
 ) -> None:
-    # Each connection's events for idle services are claimed in bulk, while the other
-    # connections route into the same services' inboxes: every event is decided once, in its
-    # connection's order, and every actor ends when its service is idle.
+    # Events for idle services are claimed in bulk (several claims at once when they fill up),
+    # while other connections route into the same services' inboxes: every event is decided
+    # once, in its connection's order, and every actor ends when its service is idle.
+    monkeypatch.setattr(actors, "MAX_CLAIM", max_claim)
     names = [f"svc-{i}" for i in range(30)]
     config = write_config(tmp_path, services={n: "oncall" for n in names})
     rounds = 12  # 360 lines a connection: more than its reply queue holds (256)
