@@ -1,12 +1,15 @@
 """Concurrent clients through the real daemon code and socket, in random interleavings.
 
-Hypothesis picks what each client sends to which service and when; the clients run at once under
-MockClock, so many events for one service arrive in the same instant. Whatever the interleaving,
-the pager's promises must hold, checked from the clients' replies and the notification log.
+Hypothesis picks what each client sends to which service and when, and whether it waits for each
+reply or pipelines (sends every event that follows without a pause in one write, then reads the
+replies); the clients run at once under MockClock, so many events for one service arrive in the
+same instant, through actors and claims alike. Whatever the interleaving, the pager's promises
+must hold, checked from the clients' replies and the notification log.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from collections import Counter, defaultdict
@@ -32,14 +35,15 @@ ops = st.tuples(
     st.sampled_from(SERVICES),
     st.sampled_from([0.0, 0.0, 0.0, 1.0, 200.0, 400.0, 1000.0]),  # wait before sending
 )
-clients = st.lists(st.lists(ops, min_size=1, max_size=8), min_size=2, max_size=6)
+Script = tuple[bool, list[tuple[str, str, float]]]  # (pipelines?, what it sends)
+clients = st.lists(
+    st.tuples(st.booleans(), st.lists(ops, min_size=1, max_size=8)), min_size=2, max_size=6
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scripts=clients)
-def test_any_interleaving_pages_each_step_once_and_on_time(
-    scripts: list[list[tuple[str, str, float]]],
-) -> None:
+def test_any_interleaving_pages_each_step_once_and_on_time(scripts: list[Script]) -> None:
     with tempfile.TemporaryDirectory(prefix="pagerd-") as folder:
         config = write_config(Path(folder), services={s: "oncall" for s in SERVICES})
         replies, final = trio.run(
@@ -52,16 +56,25 @@ Sent = tuple[float, str, dict[str, Any]]  # (time sent, op, reply)
 
 
 async def _drive(
-    config: Config, scripts: list[list[tuple[str, str, float]]]
+    config: Config, scripts: list[Script]
 ) -> tuple[list[Sent], dict[str, dict[str, Any]]]:
     replies: list[Sent] = []
 
-    async def client(script: list[tuple[str, str, float]]) -> None:
+    async def client(script: Script) -> None:
+        pipelines, steps = script
         async with connect(config.socket) as conn:
-            for op, service, wait in script:
-                await trio.sleep(wait)
+            i = 0
+            while i < len(steps):
+                await trio.sleep(steps[i][2])
+                burst = [steps[i]]
+                i += 1
+                while pipelines and i < len(steps) and steps[i][2] == 0.0:
+                    burst.append(steps[i])
+                    i += 1
                 sent_at = trio.current_time()
-                replies.append((sent_at, op, await conn.request(op, service=service)))
+                await conn.send(b"".join(_line(op, service) for op, service, _ in burst))
+                for op, _, _ in burst:
+                    replies.append((sent_at, op, await conn.receive()))
 
     with trio.fail_after(24 * 3600):
         async with running(config):
@@ -73,6 +86,10 @@ async def _drive(
             async with connect(config.socket) as conn:
                 status = await conn.request("status")
     return replies, {s["service"]: s for s in status["services"]}
+
+
+def _line(op: str, service: str) -> bytes:
+    return json.dumps({"op": op, "service": service}).encode() + b"\n"
 
 
 def _check(
