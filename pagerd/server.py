@@ -41,21 +41,6 @@ MAX_PENDING: Final = 256
 RECEIVE_SIZE: Final = 65536
 
 
-class _Written:
-    """Set each time a connection's writer has sent replies: a reader that found the reply
-    queue full waits on it."""
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-        self._event = trio.Event()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-
 def _done(op: str, line: bytes, result: str = "ok") -> Reply:
     reply = Reply(op)
     reply.set(line, result)
@@ -118,19 +103,16 @@ class Server:
         self._readers.add(reading)
         self.connections += 1
         send, receive = trio.open_memory_channel[Reply](MAX_PENDING)
-        written = _Written()
         try:
             async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    self._write_replies, stream, receive, written, nursery.cancel_scope
-                )
+                nursery.start_soon(self._write_replies, stream, receive, nursery.cancel_scope)
                 async with send:
                     with reading:
                         peer = await self._peer(stream)
                         if peer is None or not self.access.allows(peer):
                             await self._refuse(stream, send, peer)
                         else:
-                            await self._read_requests(stream, send, written, peer)
+                            await self._read_requests(stream, send, peer)
         finally:
             self.connections -= 1
             self._readers.discard(reading)
@@ -169,11 +151,7 @@ class Server:
         await replies.send(_done("refused", error_reply("forbidden", message), "forbidden"))
 
     async def _read_requests(
-        self,
-        stream: trio.SocketStream,
-        replies: trio.MemorySendChannel[Reply],
-        written: _Written,
-        peer: Peer,
+        self, stream: trio.SocketStream, replies: trio.MemorySendChannel[Reply], peer: Peer
     ) -> None:
         buffer = bytearray()
         while True:
@@ -188,42 +166,49 @@ class Server:
                 return  # EOF: a trailing partial line was never a request, so it is not acted on
             buffer += data
             start = 0
-            # Events are routed in bulk once the lines read are parsed, or sooner whenever the
-            # reader is about to wait: what it waits for may depend on them.
+            # The events of all that was read are routed together, and only then are their
+            # replies queued: a queued reply always has an owner that will set it, even if this
+            # reader is cancelled (a shutdown) while it waits to route.
             events: list[tuple[str, Envelope]] = []
+            answers: list[Reply] = []
             while (end := buffer.find(b"\n", start)) >= 0:
                 line = bytes(buffer[start:end])
                 start = end + 1
                 if len(line) > MAX_LINE:
-                    await self._services.route(events)
-                    await replies.send(_too_large())
+                    answers.append(_too_large())
+                    await self._queue(events, answers, replies)
                     return
-                reply = self._take(line.removesuffix(b"\r"), peer, events)
-                if isinstance(reply, Request):
+                taken = self._take(line.removesuffix(b"\r"), peer, events)
+                if isinstance(taken, Request):
+                    # The events before it need not wait for it to be served.
                     await self._services.route(events)
                     events = []
-                    reply = await self._request(reply, peer)
-                try:
-                    replies.send_nowait(reply)
-                except trio.WouldBlock:
-                    await self._services.route(events)
-                    events = []
-                    await replies.send(reply)
-                    # Read on once half the queue is free: else, with the queue at its limit,
-                    # every request after this one would be routed on its own.
-                    while replies.statistics().current_buffer_used > MAX_PENDING // 2:
-                        await written.wait()
-            await self._services.route(events)
+                    taken = await self._request(taken, peer)
+                answers.append(taken)
             del buffer[:start]
+            await self._queue(events, answers, replies)
             if len(buffer) > MAX_LINE:
                 await replies.send(_too_large())
                 return
+
+    async def _queue(
+        self,
+        events: list[tuple[str, Envelope]],
+        answers: list[Reply],
+        replies: trio.MemorySendChannel[Reply],
+    ) -> None:
+        """Route `events`, then queue `answers` in order, waiting while the queue is full."""
+        await self._services.route(events)
+        for reply in answers:
+            try:
+                replies.send_nowait(reply)
+            except trio.WouldBlock:
+                await replies.send(reply)
 
     async def _write_replies(
         self,
         stream: trio.SocketStream,
         replies: trio.MemoryReceiveChannel[Reply],
-        written: _Written,
         connection: trio.CancelScope,
     ) -> None:
         async with replies:
@@ -259,7 +244,6 @@ class Server:
                     # Gone, or not reading its replies: unsent replies would only pile up.
                     connection.cancel()
                     return
-                written.set()
 
     def _take(self, line: bytes, peer: Peer, events: list[tuple[str, Envelope]]) -> Reply | Request:
         """Answer `line` at once if it is bad, or queue its event on `events` and give back its

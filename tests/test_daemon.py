@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 import pytest
 import trio
 import trio.testing
 
-from pagerd import actors
+from pagerd import actors, app
 from pagerd.app import StartupError
 from pagerd.clock import Clock
 from pagerd.config import Config
@@ -30,6 +32,7 @@ from tests.harness import (
 LEVEL1 = ["email:alice@example.com", "sms:+14155550100"]
 LEVEL2 = ["email:lead@example.com"]
 DAY = 24 * 3600
+T = TypeVar("T")
 
 
 async def test_alert_opens_incident_and_notifies_each_level_1_target_once(
@@ -528,6 +531,45 @@ async def test_pipelined_storms_from_several_connections_are_each_handled_once(
     opened = {s[0] for s in steps(config)}
     assert len(opened) == len(names)
     assert len(steps(config)) == len(names) * len(LEVEL1)
+
+
+async def test_stopping_while_a_reader_waits_on_a_full_inbox_is_prompt(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    # Commits take 0.1 s, so that a pipelined burst for one service fills its actor's inbox and
+    # the connection's reader waits to route the rest when the daemon is told to stop. Every
+    # reply the connection owes must still come, and it must close without waiting for the
+    # shutdown grace to run out.
+    async def slow(fn: Callable[[], T]) -> T:
+        await trio.sleep(0.1)
+        return fn()
+
+    burst = b"".join(b'{"op": "alert", "service": "api"}\n' for _ in range(400))
+    received: list[dict[str, object]] = []
+
+    async def read_all(conn: Connection) -> None:
+        while (line := await conn.receive_line()) is not None:
+            received.append(json.loads(line))
+
+    with trio.fail_after(DAY):
+        async with trio.open_nursery() as nursery:
+            async with running(config, offload=slow) as daemon:
+                conn = await Connection.open(config.socket)
+                await conn.send(b'{"op": "alert", "service": "api"}\n')
+                # Reading the peer's name takes 0.1 s too: the first alert's commit runs from
+                # 0.1 s to 0.2 s, and the burst comes in while it does.
+                await trio.sleep(0.12)
+                await conn.send(burst)
+                await trio.sleep(0.03)  # the reader waits on the full inbox
+                assert daemon.services.live_actors() == 1
+                nursery.start_soon(read_all, conn)
+                stopping = trio.current_time()
+            stopped = trio.current_time() - stopping
+            await conn.aclose()
+    assert stopped < app.SHUTDOWN_GRACE
+    assert received and all(r["ok"] for r in received)
+    counts = [r["incident"]["alerts"] for r in received]  # type: ignore[index]
+    assert counts == list(range(1, len(counts) + 1))  # in order, none skipped
 
 
 async def test_past_the_connection_limit_new_clients_get_busy(
