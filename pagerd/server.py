@@ -166,9 +166,10 @@ class Server:
                 return  # EOF: a trailing partial line was never a request, so it is not acted on
             buffer += data
             start = 0
-            # The events of all that was read are routed together, and only then are their
-            # replies queued: a queued reply always has an owner that will set it, even if this
-            # reader is cancelled (a shutdown) while it waits to route.
+            # The events of what was read are routed together, up to MAX_PENDING at a time, and
+            # only then are their replies queued: a queued reply always has an owner that will
+            # set it, even if this reader is cancelled (a shutdown) while it waits to route. So
+            # a connection holds at most twice MAX_PENDING requests: queued, and being routed.
             events: list[tuple[str, Envelope]] = []
             answers: list[Reply] = []
             while (end := buffer.find(b"\n", start)) >= 0:
@@ -185,6 +186,9 @@ class Server:
                     events = []
                     taken = await self._request(taken, peer)
                 answers.append(taken)
+                if len(answers) == MAX_PENDING:
+                    await self._queue(events, answers, replies)
+                    events, answers = [], []
             del buffer[:start]
             await self._queue(events, answers, replies)
             if len(buffer) > MAX_LINE:
