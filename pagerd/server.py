@@ -184,7 +184,7 @@ class Server:
                     # The events before it need not wait for it to be served.
                     await self._services.route(events)
                     events = []
-                    taken = await self._request(taken, peer)
+                    taken = await self._request(taken)
                 answers.append(taken)
                 if len(answers) == MAX_PENDING:
                     await self._queue(events, answers, replies)
@@ -266,9 +266,9 @@ class Server:
         events.append((service, Envelope(_event(request), reply, peer)))
         return reply
 
-    async def _request(self, request: Request, peer: Peer) -> Reply:
+    async def _request(self, request: Request) -> Reply:
         try:
-            return await self._serve(request, peer)
+            return await self._serve(request)
         except sqlite3.Error as exc:
             # A read failed (an I/O error on a failing disk): this request, not the daemon.
             log.error("%s failed: %s", request.op, exc)
@@ -278,7 +278,7 @@ class Server:
             log.exception("%s failed", request.op)
             return _done(request.op, error_reply("internal", "internal error"), "internal")
 
-    async def _serve(self, request: Request, peer: Peer) -> Reply:
+    async def _serve(self, request: Request) -> Reply:
         op = request.op
         if op == "ping":
             return _done(op, ok_reply(pong=True, version=__version__))
