@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -53,14 +55,22 @@ ack_timeout = "1h"
     return load(folder / "pager.toml")
 
 
-async def wait_until_sent(config: Config, service: str, count: int) -> dict[str, object]:
+async def wait_until(
+    config: Config, service: str, ready: Callable[[list[dict[str, Any]]], bool]
+) -> dict[str, Any]:
+    """Poll `service`'s status until its incident's notifications satisfy `ready`."""
     while True:
         async with connect(config.socket) as conn:
             status = await conn.request("status", service=service)
-        notes = status["incident"]["notifications"]
-        if sum(1 for n in notes if n["state"] == "sent") >= count:
+        if ready(status["incident"]["notifications"]):
             return status
         await trio.sleep(0.05)
+
+
+async def wait_until_sent(config: Config, service: str, count: int) -> dict[str, Any]:
+    return await wait_until(
+        config, service, lambda notes: sum(n["state"] == "sent" for n in notes) >= count
+    )
 
 
 async def test_provider_down_then_up_delivers_exactly_once(tmp_path: Path) -> None:
@@ -70,7 +80,14 @@ async def test_provider_down_then_up_delivers_exactly_once(tmp_path: Path) -> No
         async with running(config, offload=None):
             async with connect(config.socket) as conn:
                 assert (await conn.request("alert", service="api", message="down"))["ok"]
-            await trio.sleep(0.5)  # the SMTP server is not up yet: attempts fail and are retried
+            # The SMTP server is not up yet: both emails fail and wait to be retried.
+            await wait_until(
+                config,
+                "api",
+                lambda notes: all(
+                    n["state"] == "retrying" for n in notes if n["channel"] == "email"
+                ),
+            )
             with smtp:
                 status = await wait_until_sent(config, "api", 3)
                 received = smtp.wait_for(2)
@@ -78,7 +95,7 @@ async def test_provider_down_then_up_delivers_exactly_once(tmp_path: Path) -> No
                 assert len(smtp.received) == 2
     assert sorted(r.recipients[0] for r in received) == ["alice@example.com", "bob@example.com"]
     assert len(http.requests) == 1
-    email = [n for n in status["incident"]["notifications"] if n["channel"] == "email"]  # type: ignore[index]
+    email = [n for n in status["incident"]["notifications"] if n["channel"] == "email"]
     assert all(n["attempts"] >= 2 and n["provider_id"].startswith("Q") for n in email)
 
 
