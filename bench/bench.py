@@ -23,7 +23,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
+from pager.timefmt import timestamp  # noqa: E402
 from pagerd.store import Store  # noqa: E402
 from pagerd.writes import Attempt, Transition, Write  # noqa: E402
 
@@ -340,7 +340,7 @@ def section_latency(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
         record = json.loads(entry)
         service, number = record["incident"].rsplit("#", 1)
         if record["level"] == 1 and (service, int(number)) in sent_alerts:
-            at = datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
+            at = timestamp(record["time"])
             handed.append((at - sent_alerts[(service, int(number))]) * 1000)
     conn = sqlite3.connect(config.parent / "state" / "pager.db")
     latencies = []

@@ -13,3 +13,8 @@ def isoformat(ts: float) -> str:
     Cached: in a storm the same incident's times are formatted for every reply.
     """
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def timestamp(text: str) -> float:
+    """The inverse of `isoformat`: `2027-01-15T08:00:00.500Z` -> `1800000000.5`."""
+    return datetime.fromisoformat(text).timestamp()

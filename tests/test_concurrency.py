@@ -13,7 +13,6 @@ import json
 import math
 import tempfile
 from collections import Counter, defaultdict
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pager.timefmt import timestamp
 from pagerd.config import Config
 from tests.harness import T0, connect, notifications, running, settle, write_config
 
@@ -115,7 +115,7 @@ def _check(
     for iid, notes in by_incident.items():
         level1 = {f"{n['channel']}:{n['target']}" for n in notes if n["level"] == 1}
         assert level1 == LEVEL1, f"{iid}: level 1 not paged exactly once per target"
-        times = sorted({_seconds(n["time"]) for n in notes})
+        times = sorted({timestamp(n["time"]) for n in notes})
         assert len(times) <= 2
         if len(times) == 2:
             # Escalated: exactly one ack timeout after opening, and not after an ack.
@@ -131,7 +131,3 @@ def _check(
             # Still open and never acknowledged after an hour: level 2 was paged.
             if not incident["acknowledged"]:
                 assert incident["exhausted"] and incident["level"] == 2
-
-
-def _seconds(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -9,31 +9,28 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pager.timefmt import timestamp
 from tests.processes import CONFIG, PAGER, PAGERD, Pagerd, pager, read_jsonl, wait_for
 from tests.servers import Answer, HttpServer, free_port
 
 pytestmark = pytest.mark.e2e
 
 
-def log_of(d: Pagerd) -> list[dict[str, object]]:
+def log_of(d: Pagerd) -> list[dict[str, Any]]:
     return read_jsonl(d.config.parent / "state" / "notifications.jsonl")
 
 
 def steps(d: Pagerd, service: str) -> list[tuple[int, int, str]]:
     return [
-        (int(str(n["round"])), int(str(n["level"])), f"{n['channel']}:{n['target']}")
+        (n["round"], n["level"], f"{n['channel']}:{n['target']}")
         for n in log_of(d)
         if n["service"] == service
     ]
-
-
-def seconds(iso: object) -> float:
-    return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
 
 
 LEVEL1 = [(1, 1, "email:alice@example.com"), (1, 1, "sms:+14155550100")]
@@ -49,7 +46,7 @@ def test_kill_9_mid_incident_then_escalation_continues_on_time(daemon: Pagerd) -
     wait_for(lambda: len(steps(daemon, "api")) == 3, 10, "level 2 of api notified")
     assert sorted(steps(daemon, "api")) == LEVEL1 + LEVEL2
     (level2,) = [n for n in log_of(daemon) if n["level"] == 2]
-    late = seconds(level2["time"]) - (seconds(level2["opened_at"]) + 2.0)
+    late = timestamp(level2["time"]) - (timestamp(level2["opened_at"]) + 2.0)
     assert 0 <= late < 1.5, f"level 2 was {late:.3f}s late"
 
     assert pager(daemon.socket, "alert", "web").returncode == 0
@@ -60,7 +57,7 @@ def test_kill_9_mid_incident_then_escalation_continues_on_time(daemon: Pagerd) -
     daemon.start()
     wait_for(lambda: len(steps(daemon, "web")) == 3, 10, "overdue level 2 of web notified")
     assert sorted(steps(daemon, "web")) == LEVEL1 + LEVEL2
-    assert seconds(log_of(daemon)[-1]["time"]) - started < 2.0  # at once on start
+    assert timestamp(log_of(daemon)[-1]["time"]) - started < 2.0  # at once on start
 
     status = pager(daemon.socket, "--json", "status", "api")
     assert status.returncode == 0, status.stderr

@@ -24,13 +24,13 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
+from pager.timefmt import timestamp
 from tests.processes import Pagerd
 
 CONFIG = """
@@ -189,10 +189,6 @@ def _settle(db: Path, within: float) -> None:
     raise AssertionError("pagerd did not settle: escalations or deliveries still pending")
 
 
-def _seconds(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
 def _check(
     folder: Path, histories: list[list[Exchange]], kills: list[float], report: Report
 ) -> None:
@@ -239,7 +235,7 @@ def _check(
     written = Counter(n["id"] for n in lines)
     first_at: dict[str, float] = {}
     for n in lines:
-        first_at.setdefault(n["id"], _seconds(n["time"]))
+        first_at.setdefault(n["id"], timestamp(n["time"]))
     for nid, count in written.items():
         if count == 1:
             continue
