@@ -190,18 +190,9 @@ class Services:
                 continue
             try:
                 inbox.send_nowait(envelope)
-            except (trio.WouldBlock, trio.BrokenResourceError):
-                await self.submit(service, envelope)
-
-    async def submit(self, service: str, envelope: Envelope) -> None:
-        """Route one envelope, waiting while the inbox of `service` is full."""
-        while True:
-            inbox = self._inbox(service) or self._start(service)
-            try:
+            except trio.WouldBlock:
+                # The owner cannot leave meanwhile: it leaves only with its inbox empty.
                 await inbox.send(envelope)
-                return
-            except trio.BrokenResourceError:
-                continue  # that actor went idle and ended while we waited: start a new one
 
     def offer(self, service: str, event: Timeout) -> bool:
         """Route a timeout without waiting; False if it cannot be taken now (the scheduler
