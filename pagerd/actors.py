@@ -353,7 +353,7 @@ class Services:
             if reply is None:
                 continue
             if isinstance(outcome, Rejected):
-                reply.set(_rejected(outcome), outcome.code)
+                reply.set(error_reply(outcome.code, outcome.message), outcome.code)
             elif failure is not None:
                 reply.set(error_reply("unavailable", failure), "unavailable")
             else:
@@ -383,10 +383,6 @@ def _fail(batch: list[Envelope]) -> None:
     for envelope in batch:
         if envelope.reply is not None and not envelope.reply.done:
             envelope.reply.set(error_reply("internal", "internal error"), "internal")
-
-
-def _rejected(rejected: Rejected) -> bytes:
-    return error_reply(rejected.code, rejected.message)
 
 
 def _deadline(state: ServiceState) -> float | None:
