@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
+from pager.protocol import parse_incident_id  # noqa: E402
 from pager.timefmt import timestamp  # noqa: E402
 from pagerd.store import Store  # noqa: E402
 from pagerd.writes import Attempt, Transition, Write  # noqa: E402
@@ -338,10 +339,9 @@ def section_latency(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     handed = []
     for entry in (config.parent / "state" / "notifications.jsonl").read_text().splitlines():
         record = json.loads(entry)
-        service, number = record["incident"].rsplit("#", 1)
-        if record["level"] == 1 and (service, int(number)) in sent_alerts:
-            at = timestamp(record["time"])
-            handed.append((at - sent_alerts[(service, int(number))]) * 1000)
+        incident = parse_incident_id(record["incident"])
+        if record["level"] == 1 and incident in sent_alerts:
+            handed.append((timestamp(record["time"]) - sent_alerts[incident]) * 1000)
     conn = sqlite3.connect(config.parent / "state" / "pager.db")
     latencies = []
     for service, incident, at in conn.execute(
