@@ -20,7 +20,7 @@ from pager.protocol import request_line
 DEFAULT_SOCKET: Final = "/run/pager/pager.sock"
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
-EXIT_USAGE: Final = 2
+EXIT_USAGE: Final = 2  # bad arguments: argparse exits with it itself
 EXIT_UNAVAILABLE: Final = 69
 EXIT_FORBIDDEN: Final = 77
 
