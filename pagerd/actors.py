@@ -79,6 +79,12 @@ class Reply:
     def done(self) -> bool:
         return self._done.is_set()
 
+    @property
+    def line(self) -> bytes:
+        """The reply, once `done`."""
+        assert self.done, "the reply is not set yet"
+        return self._line
+
     async def wait(self) -> bytes:
         await self._done.wait()
         return self._line
