@@ -34,6 +34,7 @@ from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.peers import Access, Peer, peer_credentials, resolve
 from pagerd.store import Delivery, Store
+from pagerd.watchdog import Watch, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,23 @@ class Server:
         self._resolve_offload = resolve_offload
         self._metrics = metrics
         self._render_metrics = metrics.render
-        self.limits = limits
+        self._limits = limits
+        self._watchdog = Watchdog(lambda: self._limits)
         self._accepting = trio.CancelScope()
         self._readers: set[trio.CancelScope] = set()
         self._draining = False
         self.connections = 0
         self.closed = trio.Event()
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        """New limits (a reload): they apply to the connections already open, too."""
+        self._limits = limits
+        self._watchdog.wake()
 
     async def serve(
         self,
@@ -79,11 +91,17 @@ class Server:
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Accept until `drain()`, then return once every connection has finished."""
-        async with trio.open_nursery() as connections:
-            with self._accepting:
-                await trio.serve_listeners(
-                    self._handle, [listener], handler_nursery=connections, task_status=task_status
-                )
+        async with trio.open_nursery() as server:
+            server.start_soon(self._watchdog.run, name="connection timeouts")
+            async with trio.open_nursery() as connections:
+                with self._accepting:
+                    await trio.serve_listeners(
+                        self._handle,
+                        [listener],
+                        handler_nursery=connections,
+                        task_status=task_status,
+                    )
+            server.cancel_scope.cancel()
         self.closed.set()
 
     def drain(self) -> None:
@@ -103,19 +121,23 @@ class Server:
         self._readers.add(reading)
         self.connections += 1
         send, receive = trio.open_memory_channel[Reply](MAX_PENDING)
+        watch: Watch | None = None
         try:
             async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(self._write_replies, stream, receive, nursery.cancel_scope)
+                watch = self._watchdog.watch(reading, nursery.cancel_scope)
+                nursery.start_soon(self._write_replies, stream, receive, watch)
                 async with send:
                     with reading:
                         peer = await self._peer(stream)
                         if peer is None or not self.access.allows(peer):
-                            await self._refuse(stream, send, peer)
+                            await self._refuse(stream, send, peer, watch)
                         else:
-                            await self._read_requests(stream, send, peer)
+                            await self._read_requests(stream, send, peer, watch)
         finally:
             self.connections -= 1
             self._readers.discard(reading)
+            if watch is not None:
+                self._watchdog.forget(watch)
 
     async def _busy(self, stream: trio.SocketStream) -> None:
         """Too many connections: say so at once and close; the ones already open go on."""
@@ -135,33 +157,44 @@ class Server:
         return await self._resolve_offload(lambda: resolve(peer, with_groups))
 
     async def _refuse(
-        self, stream: trio.SocketStream, replies: trio.MemorySendChannel[Reply], peer: Peer | None
+        self,
+        stream: trio.SocketStream,
+        replies: trio.MemorySendChannel[Reply],
+        peer: Peer | None,
+        watch: Watch,
     ) -> None:
         """Answer the first request with `forbidden`, then close: nothing it sends is read."""
         who = peer.describe() if peer is not None else "unknown peer"
         log.warning("refused connection from %s", who)
         while True:
+            self._watchdog.receiving(watch)
             try:
                 data = await stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
+            watch.receiving_since = None
             if not data or b"\n" in data:
                 break
         message = f"{who} may not use this pagerd (see allow_users, allow_groups)"
         await replies.send(_done("refused", error_reply("forbidden", message), "forbidden"))
 
     async def _read_requests(
-        self, stream: trio.SocketStream, replies: trio.MemorySendChannel[Reply], peer: Peer
+        self,
+        stream: trio.SocketStream,
+        replies: trio.MemorySendChannel[Reply],
+        peer: Peer,
+        watch: Watch,
     ) -> None:
         buffer = bytearray()
         while True:
-            with trio.move_on_after(self.limits.idle_timeout) as idle:
-                try:
-                    data = await stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-            if idle.cancelled_caught:
-                return  # nothing (or half a line) for too long: its replies go out, then close
+            # Nothing (or half a line) for too long, and the watchdog stops this reader: the
+            # replies already due go out, then the connection closes.
+            self._watchdog.receiving(watch)
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            watch.receiving_since = None
             if not data:
                 return  # EOF: a trailing partial line was never a request, so it is not acted on
             buffer += data
@@ -213,7 +246,7 @@ class Server:
         self,
         stream: trio.SocketStream,
         replies: trio.MemoryReceiveChannel[Reply],
-        connection: trio.CancelScope,
+        watch: Watch,
     ) -> None:
         async with replies:
             held: Reply | None = None
@@ -241,15 +274,15 @@ class Server:
                     # trip through the scheduler for each reply would cost more than the reply.
                     lines.append(following.line)
                     self._metrics.events.inc(following.op, following.result)
-                with trio.move_on_after(self.limits.write_timeout) as stuck:
-                    try:
-                        await stream.send_all(b"".join(lines))
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        stuck.cancel()  # the client is gone: stop reading from it too
-                if stuck.cancel_called:
-                    # Gone, or not reading its replies: unsent replies would only pile up.
-                    connection.cancel()
+                # A client that does not take its replies for too long is closed by the
+                # watchdog: unsent replies would only pile up.
+                self._watchdog.writing(watch)
+                try:
+                    await stream.send_all(b"".join(lines))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    watch.connection.cancel()  # the client is gone: stop reading from it too
                     return
+                watch.writing_since = None
 
     def _take(self, line: bytes, peer: Peer, events: list[tuple[str, Envelope]]) -> Reply | Request:
         """Answer `line` at once if it is bad, or queue its event on `events` and give back its

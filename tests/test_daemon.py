@@ -614,6 +614,28 @@ async def test_idle_and_half_line_clients_are_closed_without_harm(
     assert status["state"] == "healthy"
 
 
+async def test_the_idle_timeout_counts_from_the_last_bytes_and_follows_a_reload(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    limits = attrs.evolve(config.limits, idle_timeout=300.0, write_timeout=3600.0)
+    config = attrs.evolve(config, limits=limits)
+    with trio.fail_after(DAY):
+        async with running(config) as daemon:
+            conn = await Connection.open(config.socket)
+            for _ in range(3):  # 897 s in all, never 300 s without a request
+                await trio.sleep(299)
+                assert (await conn.request("ping"))["ok"] is True
+            await trio.sleep(200)
+            shorter = attrs.evolve(config.limits, idle_timeout=250.0)
+            daemon.apply(attrs.evolve(config, limits=shorter))  # while the connection waits
+            reloaded = trio.current_time()
+            closed = await conn.receive_line()
+            waited = trio.current_time() - reloaded
+            await conn.aclose()
+    assert closed is None
+    assert waited == pytest.approx(50.0, abs=0.1)  # 250 s after its last request
+
+
 async def test_a_client_that_never_reads_is_closed_after_the_write_timeout(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
@@ -632,6 +654,22 @@ async def test_a_client_that_never_reads_is_closed_after_the_write_timeout(
                 assert (await other.request("ping"))["ok"] is True
             await greedy.aclose()
     assert sent > 0
+
+
+async def test_a_client_that_reads_late_but_within_the_write_timeout_gets_every_reply(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    count = 20_000  # far more replies than the socket's buffers hold: pagerd's writes block
+    with trio.fail_after(DAY):
+        async with (
+            running(config),
+            connect(config.socket) as slow,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(slow.send, b'{"op": "ping"}\n' * count)
+            await trio.sleep(config.limits.write_timeout - 1)
+            replies = [await slow.receive() for _ in range(count)]
+    assert all(reply["ok"] for reply in replies)
 
 
 async def test_a_failing_read_fails_that_request_not_the_daemon(
