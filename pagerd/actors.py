@@ -47,6 +47,7 @@ from pagerd.commits import Committer
 from pagerd.config import Config
 from pagerd.outbox import Outbox
 from pagerd.peers import Peer
+from pagerd.replies import Reply
 from pagerd.scheduler import Scheduler
 from pagerd.store import StoreError
 from pagerd.writes import EventRecord, Transition
@@ -56,38 +57,6 @@ log = logging.getLogger(__name__)
 INBOX_SIZE: Final = 64
 MAX_ACTORS_FOR_TIMEOUTS: Final = 512
 MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoint between them
-
-
-class Reply:
-    """Where one request's answer goes: set once by an actor, awaited by the connection.
-
-    `op` and `result` (`ok` or the error code) are what the metrics count.
-    """
-
-    def __init__(self, op: str) -> None:
-        self.op = op
-        self.result = ""
-        self._done = trio.Event()
-        self._line = b""
-
-    def set(self, line: bytes, result: str = "ok") -> None:
-        self._line = line
-        self.result = result
-        self._done.set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def line(self) -> bytes:
-        """The reply, once `done`."""
-        assert self.done, "the reply is not set yet"
-        return self._line
-
-    async def wait(self) -> bytes:
-        await self._done.wait()
-        return self._line
 
 
 @attrs.frozen

@@ -28,11 +28,12 @@ from pager.protocol import (
     unknown_service,
 )
 from pager.timefmt import isoformat
-from pagerd.actors import Envelope, Reply, Services
+from pagerd.actors import Envelope, Services
 from pagerd.config import Limits
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.peers import Access, Peer, peer_credentials, resolve
+from pagerd.replies import Reply, ReplyQueue
 from pagerd.store import Delivery, Store
 from pagerd.watchdog import Watch, Watchdog
 
@@ -120,19 +121,21 @@ class Server:
             reading.cancel()
         self._readers.add(reading)
         self.connections += 1
-        send, receive = trio.open_memory_channel[Reply](MAX_PENDING)
+        replies = ReplyQueue(MAX_PENDING)
         watch: Watch | None = None
         try:
             async with stream, trio.open_nursery() as nursery:
                 watch = self._watchdog.watch(reading, nursery.cancel_scope)
-                nursery.start_soon(self._write_replies, stream, receive, watch)
-                async with send:
+                nursery.start_soon(self._write_replies, stream, replies, watch)
+                try:
                     with reading:
                         peer = await self._peer(stream)
                         if peer is None or not self.access.allows(peer):
-                            await self._refuse(stream, send, peer, watch)
+                            await self._refuse(stream, replies, peer, watch)
                         else:
-                            await self._read_requests(stream, send, peer, watch)
+                            await self._read_requests(stream, replies, peer, watch)
+                finally:
+                    replies.close()
         finally:
             self.connections -= 1
             self._readers.discard(reading)
@@ -159,7 +162,7 @@ class Server:
     async def _refuse(
         self,
         stream: trio.SocketStream,
-        replies: trio.MemorySendChannel[Reply],
+        replies: ReplyQueue,
         peer: Peer | None,
         watch: Watch,
     ) -> None:
@@ -176,12 +179,12 @@ class Server:
             if not data or b"\n" in data:
                 break
         message = f"{who} may not use this pagerd (see allow_users, allow_groups)"
-        await replies.send(_done("refused", error_reply("forbidden", message), "forbidden"))
+        await replies.put(_done("refused", error_reply("forbidden", message), "forbidden"))
 
     async def _read_requests(
         self,
         stream: trio.SocketStream,
-        replies: trio.MemorySendChannel[Reply],
+        replies: ReplyQueue,
         peer: Peer,
         watch: Watch,
     ) -> None:
@@ -225,64 +228,38 @@ class Server:
             del buffer[:start]
             await self._queue(events, answers, replies)
             if len(buffer) > MAX_LINE:
-                await replies.send(_too_large())
+                await replies.put(_too_large())
                 return
 
     async def _queue(
         self,
         events: list[tuple[str, Envelope]],
         answers: list[Reply],
-        replies: trio.MemorySendChannel[Reply],
+        replies: ReplyQueue,
     ) -> None:
         """Route `events`, then queue `answers` in order, waiting while the queue is full."""
         await self._services.route(events)
         for reply in answers:
-            try:
-                replies.send_nowait(reply)
-            except trio.WouldBlock:
-                await replies.send(reply)
+            await replies.put(reply)
 
     async def _write_replies(
-        self,
-        stream: trio.SocketStream,
-        replies: trio.MemoryReceiveChannel[Reply],
-        watch: Watch,
+        self, stream: trio.SocketStream, replies: ReplyQueue, watch: Watch
     ) -> None:
-        async with replies:
-            held: Reply | None = None
-            while True:
-                if held is not None:
-                    reply, held = held, None
-                else:
-                    try:
-                        reply = await replies.receive()
-                    except trio.EndOfChannel:
-                        return
-                lines = [await reply.wait()]
-                self._metrics.events.inc(reply.op, reply.result)
-                # Every reply already decided goes out in the same write: far fewer syscalls
-                # for a client that pipelines, and order is kept.
-                while len(lines) < MAX_PENDING:
-                    try:
-                        following = replies.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    if not following.done:
-                        held = following
-                        break
-                    # Not `await following.wait()`: that is a checkpoint even when set, and a
-                    # trip through the scheduler for each reply would cost more than the reply.
-                    lines.append(following.line)
-                    self._metrics.events.inc(following.op, following.result)
-                # A client that does not take its replies for too long is closed by the
-                # watchdog: unsent replies would only pile up.
-                self._watchdog.writing(watch)
-                try:
-                    await stream.send_all(b"".join(lines))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    watch.connection.cancel()  # the client is gone: stop reading from it too
-                    return
-                watch.writing_since = None
+        count = self._metrics.events.inc
+        # Every reply already decided goes out in the same write: far fewer syscalls for a
+        # client that pipelines, and order is kept.
+        while taken := await replies.take(MAX_PENDING):
+            for reply in taken:
+                count(reply.op, reply.result)
+            # A client that does not take its replies for too long is closed by the watchdog:
+            # unsent replies would only pile up.
+            self._watchdog.writing(watch)
+            try:
+                await stream.send_all(b"".join([reply.line for reply in taken]))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                watch.connection.cancel()  # the client is gone: stop reading from it too
+                return
+            watch.writing_since = None
 
     def _take(self, line: bytes, peer: Peer, events: list[tuple[str, Envelope]]) -> Reply | Request:
         """Answer `line` at once if it is bad, or queue its event on `events` and give back its
