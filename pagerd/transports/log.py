@@ -7,12 +7,12 @@ a storm costs one fsync per batch, not per notification.
 
 from __future__ import annotations
 
-import json
 import os
 from functools import partial
 from pathlib import Path
 
 import attrs
+import msgspec
 import trio
 
 from pager.domain import Notify
@@ -39,6 +39,9 @@ def record(n: Notify, at: float) -> dict[str, object]:
     }
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 @attrs.define
 class _Flush:
     lines: list[bytes] = attrs.Factory(list)
@@ -55,9 +58,9 @@ class LogTransport:
         self._writing = False
 
     async def send(self, notification: Notify) -> str | None:
-        line = json.dumps(record(notification, self._clock.now()), ensure_ascii=False)
+        line = _encode(record(notification, self._clock.now()))
         flush = self._open
-        flush.lines.append(line.encode() + b"\n")
+        flush.lines.append(line + b"\n")
         if not self._writing:
             self._writing = True
             try:
