@@ -7,12 +7,12 @@ definition of what is a valid request and what a reply looks like.
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import attrs
 import msgspec
 
-from pager.domain import ServiceState, incident_id, is_service_name
+from pager.domain import MAX_SERVICE_NAME, ServiceState, incident_id, is_service_name
 from pager.timefmt import isoformat
 
 MAX_LINE: Final = 64 * 1024
@@ -56,6 +56,24 @@ def parse_request(line: bytes) -> Request:
     """Decode one request line (without its newline); raises `ProtocolError` on bad input."""
     if len(line) > MAX_LINE:
         raise ProtocolError("too_large", f"request line is over {MAX_LINE} bytes")
+    # Events are most of the traffic: a typed decode checks a valid one in a third of the time.
+    # Anything it does not take goes the whole way, which also words every error.
+    try:
+        event = _decode_event(line)
+    except (msgspec.DecodeError, RecursionError):
+        return _parse(line)
+    if isinstance(event, _Alert):
+        if event.message is not None and "\x00" in event.message:
+            return _parse(line)
+        return Request("alert", event.service, message=event.message)
+    if isinstance(event, _Ack):
+        if event.by is not None and "\x00" in event.by:
+            return _parse(line)
+        return Request("ack", event.service, by=event.by)
+    return Request("healthy", event.service)
+
+
+def _parse(line: bytes) -> Request:
     try:
         data = _decode(line)
     except (msgspec.DecodeError, RecursionError):
@@ -127,6 +145,26 @@ def _text(data: dict[str, Any], key: str, limit: int, *, required: bool = False)
 
 # msgspec decodes a line 6 to 10 times faster than `json`: it is most of the cost of a request.
 _decode = msgspec.json.Decoder().decode
+
+# The events, as `_parse` takes them: a service name, and text of a bounded length.
+_Service = Annotated[str, msgspec.Meta(pattern=rf"^[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}\Z")]
+
+
+class _Alert(msgspec.Struct, tag="alert", tag_field="op", forbid_unknown_fields=True):
+    service: _Service
+    message: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None = None
+
+
+class _Ack(msgspec.Struct, tag="ack", tag_field="op", forbid_unknown_fields=True):
+    service: _Service
+    by: Annotated[str, msgspec.Meta(max_length=MAX_BY)] | None = None
+
+
+class _Healthy(msgspec.Struct, tag="healthy", tag_field="op", forbid_unknown_fields=True):
+    service: _Service
+
+
+_decode_event = msgspec.json.Decoder(_Alert | _Ack | _Healthy).decode
 _encode = msgspec.json.Encoder().encode
 
 

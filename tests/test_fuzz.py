@@ -16,7 +16,8 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pager.protocol import MAX_LINE, ProtocolError, parse_request
+from pager import protocol
+from pager.protocol import MAX_BY, MAX_LINE, MAX_TEXT, ProtocolError, Request, parse_request
 from pagerd.config import Config, ConfigError, from_dict, load
 from tests.harness import connect, running, settle, write_config
 
@@ -67,6 +68,57 @@ def test_decoder_answers_every_input_with_a_request_or_a_code(line: bytes) -> No
         assert exc.code in CODES and exc.message
     else:
         assert request.op in {"alert", "ack", "healthy", "status", "ping", "history", "metrics"}
+
+
+# Events near every edge of what is valid: names, lengths, NUL, null, wrong types, extra fields.
+valid_names = st.from_regex(r"[A-Za-z0-9._-]{1,128}", fullmatch=True)
+names = st.one_of(
+    valid_names,
+    st.sampled_from(["x" * 128, "x" * 129, "", "api\n", "api ", "ä", "a#1"]),
+    st.none(),
+    st.integers(),
+)
+texts = st.one_of(
+    st.text(max_size=20),
+    st.text(alphabet="a\x00é", max_size=4),
+    st.sampled_from([MAX_BY - 1, MAX_BY, MAX_BY + 1]).map(lambda n: "é" * n),
+    st.sampled_from([MAX_TEXT, MAX_TEXT + 1]).map(lambda n: "a" * n),
+    st.none(),
+    st.integers() | st.lists(st.text(max_size=3), max_size=2),
+)
+near_events = st.one_of(
+    st.builds(lambda s, m: {"op": "alert", "service": s, "message": m}, valid_names, texts),
+    st.builds(lambda s, b: {"op": "ack", "service": s, "by": b}, valid_names, texts),
+    st.builds(lambda s: {"op": "healthy", "service": s}, names),
+    st.fixed_dictionaries(
+        {"op": st.sampled_from(["alert", "ack", "healthy", "status", "history"])},
+        optional={"service": names, "message": texts, "by": texts, "incident": texts, "x": texts},
+    ),
+).map(lambda d: json.dumps(d).encode())
+# JSON objects may repeat a key; which one counts must not depend on the path taken.
+repeated = st.lists(
+    st.tuples(st.sampled_from(["op", "service", "message", "by"]), names | ops | st.text()),
+    min_size=1,
+    max_size=5,
+).map(
+    lambda pairs: (
+        "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in pairs) + "}"
+    ).encode()
+)
+
+
+def _outcome(parse: Any, line: bytes) -> Request | tuple[str, str]:
+    try:
+        request: Request = parse(line)
+    except ProtocolError as exc:
+        return exc.code, exc.message
+    return request
+
+
+@settings(max_examples=1000, deadline=None)
+@given(line=requests | near_events | repeated)
+def test_the_fast_path_for_events_agrees_with_the_full_parse(line: bytes) -> None:
+    assert _outcome(parse_request, line) == _outcome(protocol._parse, line)
 
 
 def test_over_long_lines_are_too_large() -> None:
