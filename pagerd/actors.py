@@ -143,8 +143,7 @@ class Services:
         """Own the actors' nursery until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for state in self._states.values():
-                self._scheduler.schedule(state)
+            self._scheduler.schedule_all(self._states.values())
             task_status.started()
             await trio.sleep_forever()
 

@@ -81,13 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settle_memory() -> None:
-    """After start-up: what the config parse left is garbage, and what remains lives for good.
+    """After start-up: what the config parse left is freed, and what remains lives for good.
 
     Freezing the survivors takes them out of every future collection (a storm allocates a lot,
     and scanning 100,000 services' state on each collection took close to half its time), and
     a higher threshold makes collections rarer. Freed memory goes back to the OS.
+
+    No full collection first: it took 0.3 s with 100,000 open incidents, while clients wait,
+    to find a few hundred objects in cycles; those are frozen with the rest, once.
     """
-    gc.collect()
     gc.freeze()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: reused by this process
         ctypes.CDLL("libc.so.6").malloc_trim(0)
