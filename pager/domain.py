@@ -111,6 +111,18 @@ class Incident:
     def acknowledged(self) -> bool:
         return self.acknowledged_at is not None
 
+    def counted(self) -> Incident:
+        """This incident with one more alert.
+
+        `attrs.evolve(self, alerts=self.alerts + 1)`, spelled out: in a storm nearly every alert
+        comes here, and evolve's generic copy costs four times as much. A test holds the two
+        equal for every field.
+        """
+        return Incident(
+            self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
+            self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
+        )  # fmt: skip
+
 
 def incident_id(service: str, number: int) -> str:
     return f"{service}#{number}"
@@ -215,8 +227,8 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
                 number = state.last_incident + 1
                 opened = Incident(number=number, opened_at=now, message=message)
                 return _page(attrs.evolve(state, last_incident=number), opened, 1, 1, now, policy)
-            counted = attrs.evolve(incident, alerts=incident.alerts + 1)
-            return attrs.evolve(state, incident=counted), ()
+            # Not attrs.evolve for the state either: see `Incident.counted`.
+            return ServiceState(state.name, state.last_incident, incident.counted()), ()
         case Ack(by=by):
             if incident is None:
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from pager.domain import Level, Policy, Target
+from pager.domain import Incident, Level, Policy, ServiceState, Target
 
 TARGETS = [
     Target("email", "alice@example.com"),
@@ -27,3 +27,22 @@ policies = st.builds(
 )
 service_names = st.from_regex(r"[A-Za-z0-9._-]{1,128}", fullmatch=True)
 messages = st.text(max_size=40)
+
+# Every field away from its default somewhere, so that a copy that forgets one is seen.
+times = st.floats(min_value=1e9, max_value=3e9)
+incidents = st.builds(
+    Incident,
+    number=st.integers(min_value=1, max_value=10**6),
+    opened_at=times,
+    message=messages,
+    alerts=st.integers(min_value=1, max_value=10**6),
+    round=st.integers(min_value=1, max_value=5),
+    level=st.integers(min_value=1, max_value=5),
+    deadline=st.none() | times,
+    acknowledged_at=st.none() | times,
+    acknowledged_by=st.none() | st.text(max_size=10),
+    exhausted=st.booleans(),
+)
+unhealthy_states = st.builds(
+    lambda name, incident: ServiceState(name, incident.number, incident), service_names, incidents
+)

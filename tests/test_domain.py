@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
+from hypothesis import given
 
 from pager.domain import (
     Ack,
@@ -18,6 +19,7 @@ from pager.domain import (
     Timeout,
     decide,
 )
+from tests.strategies import messages, times, unhealthy_states
 
 T0 = 1_800_000_000.0
 ALICE = Target("email", "alice@example.com")
@@ -192,3 +194,14 @@ def test_policy_shortened_under_an_open_incident_still_ends() -> None:
 def test_bad_targets_are_explained(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         Target.parse(text)
+
+
+@given(state=unhealthy_states, message=messages, now=times)
+def test_an_alert_on_an_open_incident_counts_it_and_changes_nothing_else(
+    state: ServiceState, message: str, now: float
+) -> None:
+    assert state.incident is not None
+    after, notes = decide(state, Alert(message), now, POLICY)
+    counted = attrs.evolve(state.incident, alerts=state.incident.alerts + 1)
+    assert after == attrs.evolve(state, incident=counted)
+    assert notes == ()
