@@ -175,7 +175,7 @@ class Server:
                 data = await stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
-            watch.receiving_since = None
+            watch.received()
             if not data or b"\n" in data:
                 break
         message = f"{who} may not use this pagerd (see allow_users, allow_groups)"
@@ -197,7 +197,7 @@ class Server:
                 data = await stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
-            watch.receiving_since = None
+            watch.received()
             if not data:
                 return  # EOF: a trailing partial line was never a request, so it is not acted on
             buffer += data
@@ -259,7 +259,7 @@ class Server:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 watch.connection.cancel()  # the client is gone: stop reading from it too
                 return
-            watch.writing_since = None
+            watch.written()
 
     def _take(self, line: bytes, peer: Peer, events: list[tuple[str, Envelope]]) -> Reply | Request:
         """Answer `line` at once if it is bad, or queue its event on `events` and give back its

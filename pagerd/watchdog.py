@@ -28,6 +28,12 @@ class Watch:
         self.receiving_since: float | None = None
         self.writing_since: float | None = None
 
+    def received(self) -> None:
+        self.receiving_since = None
+
+    def written(self) -> None:
+        self.writing_since = None
+
 
 class Watchdog:
     def __init__(self, limits: Callable[[], Limits]) -> None:
