@@ -170,13 +170,10 @@ class Server:
         who = peer.describe() if peer is not None else "unknown peer"
         log.warning("refused connection from %s", who)
         while True:
-            self._watchdog.receiving(watch)
-            try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = await self._receive(stream, watch)
+            if not data:
                 return
-            watch.received()
-            if not data or b"\n" in data:
+            if b"\n" in data:
                 break
         message = f"{who} may not use this pagerd (see allow_users, allow_groups)"
         await replies.put(_done("refused", error_reply("forbidden", message), "forbidden"))
@@ -190,14 +187,7 @@ class Server:
     ) -> None:
         buffer = bytearray()
         while True:
-            # Nothing (or half a line) for too long, and the watchdog stops this reader: the
-            # replies already due go out, then the connection closes.
-            self._watchdog.receiving(watch)
-            try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            watch.received()
+            data = await self._receive(stream, watch)
             if not data:
                 return  # EOF: a trailing partial line was never a request, so it is not acted on
             buffer += data
@@ -230,6 +220,18 @@ class Server:
             if len(buffer) > MAX_LINE:
                 await replies.put(_too_large())
                 return
+
+    async def _receive(self, stream: trio.SocketStream, watch: Watch) -> bytes:
+        """The client's next bytes; none at EOF or if the connection broke. Nothing (or half a
+        line) for too long, and the watchdog stops the reader: the replies already due go out,
+        then the connection closes."""
+        self._watchdog.receiving(watch)
+        try:
+            data = await stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        watch.received()
+        return data
 
     async def _queue(
         self,
