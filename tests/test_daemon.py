@@ -636,6 +636,34 @@ async def test_the_idle_timeout_counts_from_the_last_bytes_and_follows_a_reload(
     assert waited == pytest.approx(50.0, abs=0.1)  # 250 s after its last request
 
 
+class _RefuseAll:
+    """Access that lets nobody in: the tests run as root, whom the real one always lets in."""
+
+    groups = None
+
+    def allows(self, peer: object) -> bool:
+        return False
+
+
+async def test_a_refused_client_that_sends_nothing_is_closed_after_the_idle_timeout(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = attrs.evolve(config, limits=attrs.evolve(config.limits, idle_timeout=300.0))
+    with trio.fail_after(DAY):
+        async with running(config) as daemon:
+            monkeypatch.setattr(daemon.server, "access", _RefuseAll())
+            silent = await Connection.open(config.socket)
+            opened = trio.current_time()
+            closed = await silent.receive_line()
+            waited = trio.current_time() - opened
+            await silent.aclose()
+            await settle()
+            connections = daemon.server.connections
+    assert closed is None
+    assert waited == pytest.approx(300.0, abs=0.1)
+    assert connections == 0
+
+
 async def test_a_client_that_never_reads_is_closed_after_the_write_timeout(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
