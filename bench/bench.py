@@ -400,7 +400,33 @@ def section_restart(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
             while count_level2(sub / "state" / "pager.db") < n and time.monotonic() < deadline:
                 time.sleep(0.1)
             result[f"all_overdue_fired_{n}_s"] = time.monotonic() - start
+    # The same restart once the database has a storm's history: start-up checks all of it.
+    n, events = max(sizes["restart_incidents"]), sizes["restart_history_events"]
+    sub = folder / f"restart-{n}-history"
+    (sub / "state").mkdir(parents=True)
+    config = write_config(sub, n)
+    prepare_open_incidents(sub / "state" / "pager.db", n, lambda _: time.time() + 3600)
+    prepare_history(sub / "state" / "pager.db", n, events)
+    with pagerd(config) as proc:
+        result[f"ping_{n}_with_{events}_events_s"] = wait_ready(sub / "pager.sock", proc, 120)
     return result
+
+
+def prepare_history(db: Path, services: int, events: int) -> None:
+    """`events` alerts recorded on the open incidents of `services` services, as pagerd records
+    a counted alert (written directly: through `decide` it would take minutes)."""
+    conn = sqlite3.connect(db)
+    try:
+        now = time.time()
+        with conn:
+            conn.executemany(
+                "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user,"
+                " peer_pid) VALUES (?, 1, ?, 'alert', 'load', NULL, 0, 'root', 1)",
+                ((f"svc-{i % services}", now + i * 1e-3) for i in range(events)),
+            )
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
 
 
 def section_timers(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -494,6 +520,7 @@ SIZES = {
         "latency_s": 10.0,
         "memory_services": [1_000, 10_000, 100_000],
         "restart_incidents": [10_000, 100_000],
+        "restart_history_events": 2_000_000,
         "timer_escalations": 100_000,
         "timer_window_s": 60.0,
         "timer_lead_s": 15.0,
@@ -509,6 +536,7 @@ SIZES = {
         "latency_s": 1.0,
         "memory_services": [100],
         "restart_incidents": [500],
+        "restart_history_events": 2_000,
         "timer_escalations": 300,
         "timer_window_s": 2.0,
         "timer_lead_s": 3.0,
