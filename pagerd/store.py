@@ -130,8 +130,13 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open (creating if new) the database at `path`, refusing one it cannot trust."""
+    def open(cls, path: Path, *, check: bool = True) -> Store:
+        """Open (creating if new) the database at `path`, refusing one it cannot trust.
+
+        With `check=False`, a database already at this schema version is not checked here: the
+        caller runs `verify()` alongside its first reads, and trusts nothing until it passes. A
+        new or older database is always checked before it is changed.
+        """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # It holds addresses and webhook URLs: readable by pagerd alone.
@@ -153,10 +158,12 @@ class Store:
                     f"database {path} has schema version {version}; this pagerd knows "
                     f"{SCHEMA_VERSION}: upgrade pagerd"
                 )
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise StoreError(f"database {path} is corrupt: {check}")
-            conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            if check or version != SCHEMA_VERSION:
+                _quick_check(conn, path)
+            if version != SCHEMA_VERSION:
+                conn.executescript(
+                    f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot use database {path}: {exc}") from None
@@ -167,6 +174,18 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+
+    def verify(self) -> None:
+        """`PRAGMA quick_check` of the whole database, on a connection of its own: it can run in
+        another thread while this one reads. Raises `StoreError` if the database is corrupt."""
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
+            try:
+                _quick_check(conn, self.path)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use database {self.path}: {exc}") from None
 
     def ping(self) -> None:
         """A trivial query: the database answers (the watchdog's proof of progress)."""
@@ -323,6 +342,15 @@ class Store:
             raise
         finally:
             cur.close()
+
+
+def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
+    result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        lines = result.splitlines()
+        more = f" (and {len(lines) - 4} more lines)" if len(lines) > 4 else ""
+        shown = "\n".join(lines[:4])
+        raise StoreError(f"database {path} is corrupt: {shown}{more}")
 
 
 def _read_through(path: Path) -> None:

@@ -14,6 +14,7 @@ import trio
 import trio.testing
 
 from pagerd.config import Config
+from pagerd.store import Store
 from tests.harness import connect, running, steps, write_config
 from tests.processes import CONFIG, PAGERD, Pagerd, pager
 
@@ -63,6 +64,38 @@ def test_corrupt_database_stops_start_up_and_is_left_alone(tmp_path: Path) -> No
     assert "cannot start" in result.stderr and str(db) in result.stderr
     assert "Traceback" not in result.stderr
     assert db.read_bytes() == garbage
+
+
+def test_a_corrupt_page_deep_in_the_history_stops_start_up(tmp_path: Path) -> None:
+    # A valid header and schema, so that opening and loading the state work: only the check of
+    # every page, which runs beside the load, finds the damage.
+    config = tmp_path / "pager.toml"
+    config.write_text(CONFIG)
+    (tmp_path / "state").mkdir()
+    db = tmp_path / "state" / "pager.db"
+    Store.open(db).close()
+    conn = sqlite3.connect(db)
+    rows = ((f"svc-{i}", "x" * 50) for i in range(20_000))
+    with conn:
+        conn.executemany(
+            "INSERT INTO events (service, incident, at, op, detail) VALUES (?, 1, 0, 'alert', ?)",
+            rows,
+        )
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with db.open("r+b") as file:
+        file.seek((pages - 5) * 4096 + 100)  # inside one of the events table's last pages
+        file.write(b"\xff" * 2000)
+    damaged = db.read_bytes()
+    result = subprocess.run(
+        [*PAGERD, "--config", str(config)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and f"database {db} is corrupt" in result.stderr
+    assert "more lines" in result.stderr  # the check's report is cut short, not 100 lines
+    assert "Traceback" not in result.stderr
+    assert db.read_bytes() == damaged
 
 
 def test_locked_database_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
