@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -283,8 +284,14 @@ def section_ingest(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     lines = [alert_line(i, services) for i in range(events)]
     result: dict[str, Any] = {"services": services, "events": events}
     with ceiling("groupcommit", folder) as sock:
-        elapsed, ok = trio.run(pipelined, sock, lines)
-        result["ceiling_pipelined"] = ok / elapsed
+        # One pass takes half a second and varies by 30 % from one to the next: the median of
+        # five is the ceiling.
+        rates = []
+        for _ in range(5):
+            elapsed, ok = trio.run(pipelined, sock, lines)
+            rates.append(ok / elapsed)
+        result["ceiling_pipelined"] = statistics.median(rates)
+        result["ceiling_pipelined_runs"] = rates
     with ceiling("echo", folder) as sock:
         for n in (1, 8, 64):
             rate = trio.run(request_response, sock, n, seconds, lambda i: alert_line(i, services))
