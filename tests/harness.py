@@ -100,6 +100,11 @@ async def running(
             stop.set()
 
 
+def json_line(obj: object) -> bytes:
+    """`obj` as one request line, encoded as any client would (not by pagerd's own encoder)."""
+    return json.dumps(obj).encode() + b"\n"
+
+
 class Connection:
     """A client connection speaking the line protocol, as any program would."""
 
@@ -115,7 +120,7 @@ class Connection:
         await self.stream.send_all(line)
 
     async def send_json(self, obj: object) -> None:
-        await self.send(json.dumps(obj).encode() + b"\n")
+        await self.send(json_line(obj))
 
     async def receive_line(self) -> bytes | None:
         """The next reply line, or None if the daemon closed the connection."""

@@ -9,7 +9,6 @@ must hold, checked from the clients' replies and the notification log.
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from collections import Counter, defaultdict
@@ -24,7 +23,7 @@ from hypothesis import strategies as st
 
 from pager.timefmt import timestamp
 from pagerd.config import Config
-from tests.harness import T0, connect, notifications, running, settle, write_config
+from tests.harness import T0, connect, json_line, notifications, running, settle, write_config
 
 SERVICES = ["api", "web", "db"]
 LEVEL1 = {"email:alice@example.com", "sms:+14155550100"}
@@ -72,7 +71,9 @@ async def _drive(
                     burst.append(steps[i])
                     i += 1
                 sent_at = trio.current_time()
-                await conn.send(b"".join(_line(op, service) for op, service, _ in burst))
+                await conn.send(
+                    b"".join(json_line({"op": op, "service": service}) for op, service, _ in burst)
+                )
                 for op, _, _ in burst:
                     replies.append((sent_at, op, await conn.receive()))
 
@@ -86,10 +87,6 @@ async def _drive(
             async with connect(config.socket) as conn:
                 status = await conn.request("status")
     return replies, {s["service"]: s for s in status["services"]}
-
-
-def _line(op: str, service: str) -> bytes:
-    return json.dumps({"op": op, "service": service}).encode() + b"\n"
 
 
 def _check(

@@ -22,6 +22,7 @@ from tests.harness import (
     T0,
     Connection,
     connect,
+    json_line,
     notifications,
     running,
     settle,
@@ -219,7 +220,7 @@ async def test_pipelined_requests_are_answered_in_order(
     ]
     with trio.fail_after(DAY):
         async with running(config), connect(config.socket) as conn:
-            await conn.send(b"".join(f"{_json(op)}\n".encode() for op in ops))
+            await conn.send(b"".join(json_line(op) for op in ops))
             replies = [await conn.receive() for _ in ops]
     assert [r["ok"] for r in replies] == [True, False, True, True, False, True, True]
     assert replies[1]["error"]["code"] == "no_open_incident"
@@ -227,10 +228,6 @@ async def test_pipelined_requests_are_answered_in_order(
     assert replies[4]["error"]["code"] == "unknown_op"
     assert replies[5]["incident"]["acknowledged"] is True
     assert [s["service"] for s in replies[6]["services"]] == ["api", "web"]
-
-
-def _json(obj: object) -> str:
-    return json.dumps(obj)
 
 
 async def test_client_vanishing_mid_request_changes_nothing(
@@ -498,7 +495,7 @@ async def test_pipelined_storms_from_several_connections_are_each_handled_once(
             for name in names[k:] + names[:k]:  # each connection starts somewhere else
                 lines.append({"op": "alert", "service": name, "message": f"{k}/{r}"})
         async with connect(config.socket) as conn:
-            await conn.send(b"".join(f"{_json(line)}\n".encode() for line in lines))
+            await conn.send(b"".join(json_line(line) for line in lines))
             return [await conn.receive() for _ in lines]
 
     replies: dict[int, list[dict[str, object]]] = {}
