@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final
 import attrs
 import msgspec
 
-from pager.domain import MAX_SERVICE_NAME, ServiceState, incident_id, is_service_name
+from pager.domain import SERVICE_NAME_RE, ServiceState, incident_id, is_service_name
 from pager.timefmt import isoformat
 
 MAX_LINE: Final = 64 * 1024
@@ -147,7 +147,7 @@ def _text(data: dict[str, Any], key: str, limit: int, *, required: bool = False)
 _decode = msgspec.json.Decoder().decode
 
 # The events, as `_parse` takes them: a service name, and text of a bounded length.
-_Service = Annotated[str, msgspec.Meta(pattern=rf"^[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}\Z")]
+_Service = Annotated[str, msgspec.Meta(pattern=rf"^(?:{SERVICE_NAME_RE.pattern})\Z")]
 
 
 class _Alert(msgspec.Struct, tag="alert", tag_field="op", forbid_unknown_fields=True):
