@@ -12,12 +12,12 @@ from functools import partial
 from pathlib import Path
 
 import attrs
-import msgspec
 import trio
 
 from pager.domain import Notify
 from pager.messages import short
 from pager.ports import TransientError
+from pager.protocol import encode
 from pager.timefmt import isoformat
 from pagerd.clock import Clock
 from pagerd.offload import Offload
@@ -39,9 +39,6 @@ def record(n: Notify, at: float) -> dict[str, object]:
     }
 
 
-_encode = msgspec.json.Encoder().encode
-
-
 @attrs.define
 class _Flush:
     lines: list[bytes] = attrs.Factory(list)
@@ -58,9 +55,8 @@ class LogTransport:
         self._writing = False
 
     async def send(self, notification: Notify) -> str | None:
-        line = _encode(record(notification, self._clock.now()))
         flush = self._open
-        flush.lines.append(line + b"\n")
+        flush.lines.append(encode(record(notification, self._clock.now())))
         if not self._writing:
             self._writing = True
             try:
