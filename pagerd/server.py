@@ -30,12 +30,12 @@ from pager.protocol import (
 from pager.timefmt import isoformat
 from pagerd.actors import Envelope, Services
 from pagerd.config import Limits
+from pagerd.connections import Connection, Connections
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.peers import Access, Peer, peer_credentials, resolve
 from pagerd.replies import Reply, ReplyQueue
 from pagerd.store import Delivery, Store
-from pagerd.watchdog import Watch, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,14 @@ class Server:
         self._metrics = metrics
         self._render_metrics = metrics.render
         self._limits = limits
-        self._watchdog = Watchdog(lambda: self._limits)
+        self._connections = Connections(lambda: self._limits)
         self._accepting = trio.CancelScope()
-        self._readers: set[trio.CancelScope] = set()
         self._draining = False
-        self.connections = 0
         self.closed = trio.Event()
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
 
     @property
     def limits(self) -> Limits:
@@ -83,7 +85,7 @@ class Server:
     def limits(self, limits: Limits) -> None:
         """New limits (a reload): they apply to the connections already open, too."""
         self._limits = limits
-        self._watchdog.wake()
+        self._connections.wake()
 
     async def serve(
         self,
@@ -93,7 +95,7 @@ class Server:
     ) -> None:
         """Accept until `drain()`, then return once every connection has finished."""
         async with trio.open_nursery() as server:
-            server.start_soon(self._watchdog.run, name="connection timeouts")
+            server.start_soon(self._connections.run, name="connection timeouts")
             async with trio.open_nursery() as connections:
                 with self._accepting:
                     await trio.serve_listeners(
@@ -109,38 +111,32 @@ class Server:
         """Stop accepting and reading; replies to requests already read are still sent."""
         self._draining = True
         self._accepting.cancel()
-        for reading in self._readers:
-            reading.cancel()
+        for connection in self._connections:
+            connection.reading.cancel()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         if self.connections >= self.limits.max_connections:
             await self._busy(stream)
             return
-        reading = trio.CancelScope()
+        connection = self._connections.open()
         if self._draining:
-            reading.cancel()
-        self._readers.add(reading)
-        self.connections += 1
+            connection.reading.cancel()
         replies = ReplyQueue(MAX_PENDING)
-        watch: Watch | None = None
         try:
-            async with stream, trio.open_nursery() as nursery:
-                watch = self._watchdog.watch(reading, nursery.cancel_scope)
-                nursery.start_soon(self._write_replies, stream, replies, watch)
-                try:
-                    with reading:
-                        peer = await self._peer(stream)
-                        if peer is None or not self.access.allows(peer):
-                            await self._refuse(stream, replies, peer, watch)
-                        else:
-                            await self._read_requests(stream, replies, peer, watch)
-                finally:
-                    replies.close()
+            with connection.scope:
+                async with stream, trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_replies, stream, replies, connection)
+                    try:
+                        with connection.reading:
+                            peer = await self._peer(stream)
+                            if peer is None or not self.access.allows(peer):
+                                await self._refuse(stream, replies, peer, connection)
+                            else:
+                                await self._read_requests(stream, replies, peer, connection)
+                    finally:
+                        replies.close()
         finally:
-            self.connections -= 1
-            self._readers.discard(reading)
-            if watch is not None:
-                self._watchdog.forget(watch)
+            self._connections.close(connection)
 
     async def _busy(self, stream: trio.SocketStream) -> None:
         """Too many connections: say so at once and close; the ones already open go on."""
@@ -164,13 +160,13 @@ class Server:
         stream: trio.SocketStream,
         replies: ReplyQueue,
         peer: Peer | None,
-        watch: Watch,
+        connection: Connection,
     ) -> None:
         """Answer the first request with `forbidden`, then close: nothing it sends is read."""
         who = peer.describe() if peer is not None else "unknown peer"
         log.warning("refused connection from %s", who)
         while True:
-            data = await self._receive(stream, watch)
+            data = await self._receive(stream, connection)
             if not data:
                 return
             if b"\n" in data:
@@ -183,11 +179,11 @@ class Server:
         stream: trio.SocketStream,
         replies: ReplyQueue,
         peer: Peer,
-        watch: Watch,
+        connection: Connection,
     ) -> None:
         buffer = bytearray()
         while True:
-            data = await self._receive(stream, watch)
+            data = await self._receive(stream, connection)
             if not data:
                 return  # EOF: a trailing partial line was never a request, so it is not acted on
             buffer += data
@@ -221,16 +217,16 @@ class Server:
                 await replies.put(_too_large())
                 return
 
-    async def _receive(self, stream: trio.SocketStream, watch: Watch) -> bytes:
-        """The client's next bytes; none at EOF or if the connection broke. Nothing (or half a
-        line) for too long, and the watchdog stops the reader: the replies already due go out,
-        then the connection closes."""
-        self._watchdog.receiving(watch)
+    async def _receive(self, stream: trio.SocketStream, connection: Connection) -> bytes:
+        """The client's next bytes; none at EOF or if the connection broke. After nothing (or
+        half a line) for too long it stops being read: the replies already due go out, then the
+        connection closes."""
+        self._connections.receiving(connection)
         try:
             data = await stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
-        watch.received()
+        connection.received()
         return data
 
     async def _queue(
@@ -245,7 +241,7 @@ class Server:
             await replies.put(reply)
 
     async def _write_replies(
-        self, stream: trio.SocketStream, replies: ReplyQueue, watch: Watch
+        self, stream: trio.SocketStream, replies: ReplyQueue, connection: Connection
     ) -> None:
         count = self._metrics.events.inc
         # Every reply already decided goes out in the same write: far fewer syscalls for a
@@ -253,15 +249,15 @@ class Server:
         while taken := await replies.take(MAX_PENDING):
             for reply in taken:
                 count(reply.op, reply.result)
-            # A client that does not take its replies for too long is closed by the watchdog:
+            # A client that does not take its replies for too long is closed (see `Connections`):
             # unsent replies would only pile up.
-            self._watchdog.writing(watch)
+            self._connections.writing(connection)
             try:
                 await stream.send_all(b"".join([reply.line for reply in taken]))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                watch.connection.cancel()  # the client is gone: stop reading from it too
+                connection.scope.cancel()  # the client is gone: stop reading from it too
                 return
-            watch.written()
+            connection.written()
 
     def _take(self, line: bytes, peer: Peer, events: list[tuple[str, Envelope]]) -> Reply | Request:
         """Answer `line` at once if it is bad, or queue its event on `events` and give back its

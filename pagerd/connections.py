@@ -1,0 +1,111 @@
+"""The open connections: how many there are, stopping them, and their timeouts.
+
+A connection that sends nothing for `idle_timeout` stops being read; one that does not take its
+replies for `write_timeout` is closed. A cancel scope around each read and each write would say
+the same, but entering and leaving one costs more than the rest of a small request's handling,
+so each connection only notes when it starts and ends waiting, and one task closes whichever has
+waited too long, sleeping until the earliest such moment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import trio
+
+from pagerd.config import Limits
+
+
+class Connection:
+    """One connection's cancel scopes, and its waits: on its client's next bytes, and on its
+    client taking replies."""
+
+    __slots__ = ("reading", "receiving_since", "scope", "writing_since")
+
+    def __init__(self) -> None:
+        self.reading = trio.CancelScope()  # cancelled when idle: replies already due still go out
+        self.scope = trio.CancelScope()  # cancelled when a write is stuck: all of it ends
+        self.receiving_since: float | None = None
+        self.writing_since: float | None = None
+
+    def received(self) -> None:
+        self.receiving_since = None
+
+    def written(self) -> None:
+        self.writing_since = None
+
+    def expire(self, now: float, limits: Limits) -> float:
+        """Stop what has waited too long; when what still waits will have (inf: nothing)."""
+        return min(
+            _expired(now, self.receiving_since, limits.idle_timeout, self._stop_reading),
+            _expired(now, self.writing_since, limits.write_timeout, self._close),
+        )
+
+    def _stop_reading(self) -> None:
+        self.receiving_since = None
+        self.reading.cancel()
+
+    def _close(self) -> None:
+        self.writing_since = None
+        self.scope.cancel()
+
+
+def _expired(now: float, since: float | None, timeout: float, stop: Callable[[], None]) -> float:
+    if since is None:
+        return math.inf
+    due = since + timeout
+    if now < due:
+        return due
+    stop()
+    return math.inf
+
+
+class Connections:
+    def __init__(self, limits: Callable[[], Limits]) -> None:
+        self._limits = limits  # read at each check: a reload may change them
+        self._open: set[Connection] = set()
+        self._next = math.inf  # when the task wakes next
+        self._sleep = trio.CancelScope()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(self._open)
+
+    def open(self) -> Connection:
+        connection = Connection()
+        self._open.add(connection)
+        return connection
+
+    def close(self, connection: Connection) -> None:
+        self._open.discard(connection)
+
+    def receiving(self, connection: Connection) -> None:
+        now = trio.current_time()
+        connection.receiving_since = now
+        self._by(now + self._limits().idle_timeout)
+
+    def writing(self, connection: Connection) -> None:
+        now = trio.current_time()
+        connection.writing_since = now
+        self._by(now + self._limits().write_timeout)
+
+    def wake(self) -> None:
+        """Check now: the limits changed."""
+        self._by(-math.inf)
+
+    def _by(self, deadline: float) -> None:
+        # Only a wait that ends before the task's next wake-up needs to move it.
+        if deadline < self._next:
+            self._next = deadline
+            self._sleep.deadline = deadline
+
+    async def run(self) -> None:
+        """Close stale connections until cancelled."""
+        while True:
+            limits, now = self._limits(), trio.current_time()
+            self._next = min((c.expire(now, limits) for c in self._open), default=math.inf)
+            with trio.CancelScope(deadline=self._next) as self._sleep:
+                await trio.sleep_forever()
