@@ -191,13 +191,17 @@ class Services:
         owner = self._inboxes.get(service)
         return owner.inbox() if isinstance(owner, _Claimed) else owner
 
-    def _start(self, service: str) -> trio.MemorySendChannel[Envelope]:
+    def _start(
+        self,
+        service: str,
+        inbox: tuple[trio.MemorySendChannel[Envelope], trio.MemoryReceiveChannel[Envelope]]
+        | None = None,
+    ) -> trio.MemorySendChannel[Envelope]:
+        """Start `service`'s actor, on a new inbox or on `inbox` (a claim's, with events in it)."""
         # The inbox is registered before the task runs, so nothing can be routed to no one.
         assert self._nursery is not None, "Services.run() has not started"
         # Not `open_memory_channel[Envelope]`: subscripting builds a typing alias on every call.
-        send: trio.MemorySendChannel[Envelope]
-        receive: trio.MemoryReceiveChannel[Envelope]
-        send, receive = trio.open_memory_channel(INBOX_SIZE)
+        send, receive = inbox or trio.open_memory_channel(INBOX_SIZE)
         self._inboxes[service] = send
         self._nursery.start_soon(self._actor, service, receive, name=f"actor {service}")
         return send
@@ -218,11 +222,8 @@ class Services:
             if held.receive is None:
                 del self._inboxes[service]
             elif held.receive.statistics().current_buffer_used:
-                assert self._nursery is not None and held.send is not None
-                self._inboxes[service] = held.send
-                self._nursery.start_soon(
-                    self._actor, service, held.receive, name=f"actor {service}"
-                )
+                assert held.send is not None
+                self._start(service, (held.send, held.receive))
             else:
                 del self._inboxes[service]
                 held.receive.close()
