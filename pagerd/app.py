@@ -27,6 +27,7 @@ from pagerd.metrics import Metrics
 from pagerd.metrics_http import serve_metrics
 from pagerd.offload import Offload, in_thread
 from pagerd.outbox import Outbox
+from pagerd.retention import keep_history
 from pagerd.scheduler import Scheduler
 from pagerd.server import Server
 from pagerd.store import Store, StoreError
@@ -284,6 +285,14 @@ async def _run(
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")
             core.start_soon(outbox.run, name="outbox")
+            core.start_soon(
+                keep_history,
+                store,
+                parts.store_offload,
+                clock,
+                lambda: services.config.keep_history,
+                name="history",
+            )
             await core.start(server.serve, listener)
             if config.metrics_listen is not None:
                 host, port = config.metrics_listen

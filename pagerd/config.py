@@ -60,6 +60,7 @@ class DaemonSection:
     max_connections: int = 1024
     idle_timeout: Duration = _IDLE_TIMEOUT
     write_timeout: Duration = _WRITE_TIMEOUT
+    keep_history: Duration | None = None
 
 
 @attrs.frozen
@@ -135,6 +136,8 @@ class Config:
     metrics_listen: tuple[str, int] | None = None
     """Where `GET /metrics` is served; None (the default) serves it nowhere."""
     limits: Limits = attrs.Factory(Limits)
+    keep_history: float | None = None
+    """How long a closed incident's history is kept; None (the default) keeps it for ever."""
 
     @property
     def database(self) -> Path:
@@ -375,6 +378,7 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
             idle_timeout=float(raw.daemon.idle_timeout),
             write_timeout=float(raw.daemon.write_timeout),
         ),
+        keep_history=None if raw.daemon.keep_history is None else float(raw.daemon.keep_history),
     )
 
 

@@ -1,4 +1,4 @@
-"""Durations as the config writes them: `500ms`, `30s`, `15m`, `1h`, `1h30m`."""
+"""Durations as the config writes them: `500ms`, `30s`, `15m`, `1h`, `1h30m`, `90d`."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ class Invalid(ValueError):
     """A config value that is the right type but wrong; its text is the whole explanation."""
 
 
-_DURATION_RE: Final = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
+_DURATION_RE: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
 
 
 def parse_duration(text: str) -> float:
-    """`500ms`, `30s`, `15m`, `1h`, `1h30m` -> seconds."""
+    """`500ms`, `30s`, `15m`, `1h`, `1h30m`, `90d` -> seconds."""
     match = _DURATION_RE.fullmatch(text)
     if not text or match is None:
-        raise Invalid(f"not a duration: {text!r} (examples: 500ms, 30s, 15m, 1h30m)")
-    h, m, s, ms = (int(part or 0) for part in match.groups())
-    seconds = h * 3600 + m * 60 + s + ms / 1000
+        raise Invalid(f"not a duration: {text!r} (examples: 500ms, 30s, 15m, 1h30m, 90d)")
+    d, h, m, s, ms = (int(part or 0) for part in match.groups())
+    seconds = d * 86400 + h * 3600 + m * 60 + s + ms / 1000
     if seconds <= 0:
         raise Invalid("a duration must be more than zero")
     return seconds

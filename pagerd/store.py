@@ -6,6 +6,7 @@ database is in WAL mode with `synchronous=FULL`, so a returned `write()` is on d
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -18,7 +19,12 @@ from pager.domain import Incident, Notify, ServiceState, Target, incident_id
 from pagerd import bulk
 from pagerd.writes import Write
 
-SCHEMA_VERSION: Final = 1
+PRUNE_ROWS: Final = 500
+"""Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
+
+SCHEMA_VERSION: Final = 2
+"""1: the first. 2: the `incidents_closed` index, for `prune()`. `_SCHEMA` only ever adds, with
+IF NOT EXISTS, so running it on an older database is its upgrade."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -37,6 +43,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     PRIMARY KEY (service, number)
 );
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents (service) WHERE closed_at IS NULL;
+CREATE INDEX IF NOT EXISTS incidents_closed ON incidents (closed_at) WHERE closed_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS notifications (
     seq INTEGER PRIMARY KEY,
     -- service#incident/round/level/target: the unique key that makes a second row for one
@@ -122,6 +129,16 @@ class History:
     closed_at: float | None
     message: str
     timeline: list[tuple[float, dict[str, object]]]
+
+
+@attrs.frozen
+class Pruned:
+    """What one `prune()` transaction deleted, and where the next one goes on from."""
+
+    rows: int
+    incidents: int
+    resume: tuple[float, int] | None
+    """(closed_at, rowid) of the last incident dealt with; None once nothing is left."""
 
 
 class Store:
@@ -328,6 +345,86 @@ class Store:
                 " WHERE n.state = 'failed' AND i.closed_at IS NULL GROUP BY 1, 2"
             )
         }
+
+    def prune(
+        self, before: float, after: tuple[float, int] = (-math.inf, 0), budget: int = PRUNE_ROWS
+    ) -> Pruned:
+        """Delete the history of incidents closed before `before`, in one transaction of about
+        `budget` rows, starting after the incident `after` (closed_at, rowid): oldest first,
+        events, deliveries and notifications before the incident itself, so a storm's incident
+        with millions of events goes in many short transactions, not one that stalls commits.
+
+        Kept whatever their age: a service's latest incident, because the next one's number
+        continues from it and numbers are the providers' idempotency keys (a number used again
+        could have a page dropped as a duplicate); and an incident with a notification still
+        to deliver, which the outbox may hold.
+        """
+        conn = self._conn
+        rows = incidents = 0
+        resume: tuple[float, int] | None = after
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            candidates = conn.execute(
+                "SELECT closed_at, rowid, service, number FROM incidents"
+                " WHERE closed_at IS NOT NULL AND closed_at < ? AND (closed_at, rowid) > (?, ?)"
+                " ORDER BY closed_at, rowid LIMIT ?",
+                (before, *after, budget),
+            ).fetchall()
+            for closed_at, rowid, service, number in candidates:
+                deleted = self._prune_incident(service, number, budget - rows)
+                if deleted is None:
+                    rows = budget
+                    break  # the budget ran out inside this incident: it is taken up next time
+                rows += deleted
+                incidents += deleted > 0
+                resume = (closed_at, rowid)
+            else:
+                if len(candidates) < budget:
+                    resume = None  # every candidate is dealt with
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return Pruned(rows, incidents, resume)
+
+    def _prune_incident(self, service: str, number: int, budget: int) -> int | None:
+        """Delete one incident's history, its own row last: the rows deleted (0 if it is kept),
+        or None if `budget` ran out first, with `budget` rows deleted and the rest left."""
+        conn = self._conn
+        latest = conn.execute("SELECT MAX(number) FROM incidents WHERE service = ?", (service,))
+        if latest.fetchone()[0] == number:
+            return 0
+        first, end = _id_range(service, number)
+        if conn.execute(
+            "SELECT 1 FROM notifications WHERE id >= ? AND id < ?"
+            " AND state IN ('pending', 'retrying') LIMIT 1",
+            (first, end),
+        ).fetchone():
+            return 0
+        rows = 0
+        for sql, key in (
+            (
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                " WHERE service = ? AND incident = ? LIMIT ?)",
+                (service, number),
+            ),
+            (
+                "DELETE FROM delivery_attempts WHERE rowid IN (SELECT rowid FROM delivery_attempts"
+                " WHERE notification >= ? AND notification < ? LIMIT ?)",
+                (first, end),
+            ),
+            (
+                "DELETE FROM notifications WHERE seq IN (SELECT seq FROM notifications"
+                " WHERE id >= ? AND id < ? LIMIT ?)",
+                (first, end),
+            ),
+        ):
+            rows += conn.execute(sql, (*key, budget - rows)).rowcount
+            if rows >= budget:
+                return None
+        conn.execute("DELETE FROM incidents WHERE service = ? AND number = ?", (service, number))
+        return rows + 1
 
     def write(self, batch: Sequence[Write]) -> None:
         """Apply `batch` in one transaction, durable on return; on error, none of it."""

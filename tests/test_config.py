@@ -51,6 +51,13 @@ def test_good_config_loads_with_paths_relative_to_its_folder(tmp_path: Path) -> 
     assert config.socket == tmp_path / "run/pager.sock"
     assert config.database == tmp_path / "state/pager.db"
     assert config.log_path == tmp_path / "notifications.jsonl"
+    assert config.keep_history is None  # history is kept for ever unless configured
+    kept = load(
+        write(
+            tmp_path, GOOD.replace("[channels.email]", 'keep_history = "90d"\n\n[channels.email]')
+        )
+    )
+    assert kept.keep_history == 90 * 86400
     policy = config.policy_of("payments-api")
     assert policy.repeat == 2
     assert [lv.ack_timeout for lv in policy.levels] == [5400.0, 900.0]
@@ -67,13 +74,24 @@ def test_bundled_log_transport_configs_are_valid(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("1m5s", 65)],
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("15m", 900),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("1m5s", 65),
+        ("90d", 90 * 86400),
+        ("1d12h", 129600),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "15", "15x", "m", "0s", "1.5h", "-1m", "15 m", "1s1h"])
+@pytest.mark.parametrize(
+    "text", ["", "15", "15x", "m", "0s", "1.5h", "-1m", "15 m", "1s1h", "1h1d", "d"]
+)
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -120,6 +138,11 @@ def test_bad_durations(text: str) -> None:
         ("repeat = 2", 'repeat = "2"', "policies.payments-oncall.repeat: expected an integer"),
         ("repeat = 2", "repeat = -1", "policies.payments-oncall.repeat: must be 0 or more"),
         ('state_dir = "state"', 'state_dir = "state"\nsockets = 1', "daemon.sockets: unknown key"),
+        (
+            'state_dir = "state"',
+            'state_dir = "state"\nkeep_history = "90 days"',
+            "daemon.keep_history: not a duration: '90 days'",
+        ),
         (
             '[services.payments-api]\npolicy = "payments-oncall"',
             '[services.payments-api]\npolicy = "payments-oncall"\nowner = "me"',

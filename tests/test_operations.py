@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,49 @@ async def test_history_tells_the_whole_story_with_who_did_what(
     assert none["error"]["code"] == "not_found"
     assert missing["error"]["code"] == "not_found"
     assert bad["error"]["code"] == "bad_request"
+
+
+async def test_history_past_keep_history_is_pruned_and_incident_numbers_continue(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    async def found(conn: Any, incident: str) -> bool:
+        reply = await conn.request("history", incident=incident)
+        assert reply.get("error", {}).get("code") in (None, "not_found"), reply
+        return "error" not in reply
+
+    everything = ["api#1", "api#2", "api#3", "web#1"]
+    with trio.fail_after(10 * DAY):
+        async with running(config) as daemon, connect(config.socket) as conn:
+            for service in ("api", "api", "web"):
+                await conn.request("alert", service=service, message="down")
+                await trio.sleep(1)
+                await conn.request("healthy", service=service)
+            await conn.request("alert", service="api")  # api#3: open, and api's latest
+            await trio.sleep(DAY)
+            assert [await found(conn, i) for i in everything] == [True] * 4  # unset: keep all
+            daemon.apply(attrs.evolve(daemon.config, keep_history=DAY / 2))
+            await trio.sleep(3600)
+            # Only api's old, closed incidents go; web#1 is closed and old too, but it is web's
+            # latest: web's next incident takes its number from it.
+            assert [await found(conn, i) for i in everything] == [False, False, True, True]
+            await conn.request("healthy", service="api")
+            reopened = [await conn.request("alert", service=s) for s in ("api", "web")]
+            await settle()
+    assert [r["incident"]["id"] for r in reopened] == ["api#4", "web#2"]
+    with closing(sqlite3.connect(config.database)) as db:
+        left = [
+            db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
+            for table, where in [
+                ("events", "service = 'api' AND incident < 3"),
+                ("notifications", "service = 'api' AND incident < 3"),
+                ("delivery_attempts", "notification < 'api#3'"),
+                ("incidents", "service = 'api' AND number < 3"),
+                ("events", "service = 'web' AND incident = 1"),
+                ("delivery_attempts", "notification LIKE 'web#1/%'"),
+            ]
+        ]
+    assert left[:4] == [0, 0, 0, 0]
+    assert left[4:] == [2, 2]  # web#1 kept whole: alert and healthy; two pages sent
 
 
 def test_history_renders_as_a_timeline() -> None:

@@ -1,0 +1,178 @@
+"""Pruning history past `daemon.keep_history`: what goes, what always stays, in short steps.
+
+The daemon-level behaviour (a reload turns it on, numbers continue) is in test_operations.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from pagerd import retention
+from pagerd.offload import inline
+from pagerd.store import SCHEMA_VERSION, Store
+
+T = TypeVar("T")
+OLD, CUTOFF, RECENT = 100.0, 1000.0, 2000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(tmp_path / "pager.db")
+    yield store
+    store.close()
+
+
+def incident(
+    store: Store,
+    service: str,
+    number: int,
+    closed_at: float | None,
+    events: int = 2,
+    notifications: tuple[str, ...] = ("sent",),
+    attempts: int = 1,
+) -> None:
+    """An incident with its history, as rows (what wrote them does not matter here)."""
+    db = store._conn  # the test writes what the daemon would have written
+    db.execute(
+        "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
+        " exhausted, closed_at) VALUES (?, ?, 0, '', 1, 1, 1, 0, ?)",
+        (service, number, closed_at),
+    )
+    db.executemany(
+        "INSERT INTO events (service, incident, at, op) VALUES (?, ?, 0, 'alert')",
+        [(service, number)] * events,
+    )
+    for k, state in enumerate(notifications):
+        nid = f"{service}#{number}/1/1/email:{k}@example.com"
+        db.execute(
+            "INSERT INTO notifications (id, service, incident, round, level, channel, address,"
+            " message, opened_at, created_at, state) VALUES (?, ?, ?, 1, 1, 'email', ?, '', 0,"
+            " 0, ?)",
+            (nid, service, number, f"{k}@example.com", state),
+        )
+        db.executemany(
+            "INSERT INTO delivery_attempts (notification, at, outcome) VALUES (?, 0, 'sent')",
+            [(nid,)] * attempts,
+        )
+
+
+def rows_of(store: Store, service: str, number: int) -> list[int]:
+    """Rows left of one incident: [incident, events, notifications, delivery attempts]."""
+    prefix = f"{service}#{number}/"
+    return [
+        store._conn.execute(sql, args).fetchone()[0]
+        for sql, args in [
+            (
+                "SELECT COUNT(*) FROM incidents WHERE service = ? AND number = ?",
+                (service, number),
+            ),
+            ("SELECT COUNT(*) FROM events WHERE service = ? AND incident = ?", (service, number)),
+            ("SELECT COUNT(*) FROM notifications WHERE id LIKE ? || '%'", (prefix,)),
+            ("SELECT COUNT(*) FROM delivery_attempts WHERE notification LIKE ? || '%'", (prefix,)),
+        ]
+    ]
+
+
+def test_a_large_incident_goes_in_short_transactions_its_own_row_last(store: Store) -> None:
+    incident(store, "api", 1, OLD, events=25, notifications=("sent", "failed"), attempts=3)
+    incident(store, "api", 2, OLD)  # api's latest
+    steps = []
+    resume: tuple[float, int] | None = (float("-inf"), 0)
+    while resume is not None:
+        pruned = store.prune(CUTOFF, resume, budget=10)
+        steps.append((pruned.rows, pruned.incidents, rows_of(store, "api", 1)[0]))
+        resume = pruned.resume
+    # 25 events, 6 attempts, 2 notifications, then the incident: 34 rows, 10 at a time at most,
+    # and the incident's row stays until everything else of it is gone.
+    assert steps == [(10, 0, 1), (10, 0, 1), (10, 0, 1), (4, 1, 0)]
+    assert rows_of(store, "api", 1) == [0, 0, 0, 0]
+    assert rows_of(store, "api", 2) == [1, 2, 1, 1]
+
+
+def test_kept_whatever_their_age(store: Store) -> None:
+    incident(store, "api", 1, OLD)  # old, and neither latest nor undelivered: pruned
+    incident(store, "api", 2, None)  # open
+    incident(store, "web", 1, OLD, notifications=("sent", "retrying"))  # a page still to go
+    incident(store, "web", 2, OLD, notifications=("pending",))
+    incident(store, "web", 3, RECENT)  # closed after the cutoff
+    incident(store, "db", 1, OLD)  # old, but db's latest: its next incident is db#2
+    pruned = store.prune(CUTOFF)
+    assert (pruned.incidents, pruned.resume) == (1, None)
+    assert rows_of(store, "api", 1) == [0, 0, 0, 0]
+    assert rows_of(store, "api", 2) == [1, 2, 1, 1]
+    assert rows_of(store, "web", 1) == [1, 2, 2, 2]
+    assert rows_of(store, "web", 2) == [1, 2, 1, 1]
+    assert rows_of(store, "web", 3) == [1, 2, 1, 1]
+    assert rows_of(store, "db", 1) == [1, 2, 1, 1]
+    assert store.load_states()["db"].last_incident == 1
+
+
+def test_a_pass_moves_on_past_incidents_it_keeps(store: Store) -> None:
+    # Twelve services whose only incident is old: each is kept, and a pass with a budget of
+    # five looks at each once, in order, and reaches the one it can delete after them.
+    for k in range(12):
+        incident(store, f"svc-{k}", 1, OLD + k)
+    incident(store, "api", 1, OLD + 20)
+    incident(store, "api", 2, None)
+    calls = []
+    resume: tuple[float, int] | None = (float("-inf"), 0)
+    while resume is not None:
+        pruned = store.prune(CUTOFF, resume, budget=5)
+        calls.append(pruned.incidents)
+        resume = pruned.resume
+    assert calls == [0, 0, 1]
+    assert rows_of(store, "api", 1) == [0, 0, 0, 0]
+    assert all(rows_of(store, f"svc-{k}", 1)[0] == 1 for k in range(12))
+
+
+async def test_a_pass_deletes_until_done_and_logs_what_it_did(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    for number in range(1, 8):
+        incident(store, "api", number, OLD + number, events=400)
+    caplog.set_level(logging.INFO, logger="pagerd.retention")
+    assert await retention.prune(store, inline, CUTOFF) == 6  # api#7 is the latest
+    assert [rows_of(store, "api", n)[0] for n in range(1, 8)] == [0] * 6 + [1]
+    # 6 x (400 events, a notification, its attempt, the incident): more than one transaction
+    assert "incidents=6 rows=2418" in caplog.text
+
+
+async def test_a_failing_pass_is_logged_and_leaves_the_rest_for_the_next(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    incident(store, "api", 1, OLD)
+    incident(store, "api", 2, OLD)
+
+    async def disk_full(fn: Callable[[], T]) -> T:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    assert await retention.prune(store, disk_full, CUTOFF) == 0
+    assert "pruning history failed" in caplog.text and "disk is full" in caplog.text
+    assert rows_of(store, "api", 1) == [1, 2, 1, 1]
+    assert await retention.prune(store, inline, CUTOFF) == 1
+
+
+def test_a_version_1_database_is_upgraded_with_its_history(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "pager.db")
+    incident(store, "api", 1, OLD)
+    store._conn.executescript(  # as the previous pagerd left it
+        "DROP INDEX incidents_closed; PRAGMA user_version = 1;"
+    )
+    store.close()
+    store = Store.open(tmp_path / "pager.db")
+    try:
+        version = store._conn.execute("PRAGMA user_version").fetchone()[0]
+        plan = store._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT rowid FROM incidents WHERE closed_at < 1"
+        ).fetchall()
+        assert (version, SCHEMA_VERSION) == (2, 2)
+        assert "incidents_closed" in str(plan)
+        assert rows_of(store, "api", 1) == [1, 2, 1, 1]
+    finally:
+        store.close()
