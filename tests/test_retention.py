@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pagerd import retention
 from pagerd.offload import inline
@@ -77,6 +80,70 @@ def rows_of(store: Store, service: str, number: int) -> list[int]:
             ("SELECT COUNT(*) FROM delivery_attempts WHERE notification LIKE ? || '%'", (prefix,)),
         ]
     ]
+
+
+# Names whose notification ids share prefixes ("a#1/..." and "a#10/...", "a" and "a.b"), numbers
+# with gaps (an earlier pass pruned some), every notification state.
+_incident_rows = st.fixed_dictionaries(
+    {
+        "closed_at": st.sampled_from([OLD, CUTOFF - 1, CUTOFF, RECENT]),
+        "events": st.integers(0, 3),
+        "notifications": st.lists(st.sampled_from(["sent", "failed", "pending", "retrying"])),
+        "attempts": st.integers(0, 2),
+    }
+)
+_services = st.dictionaries(
+    st.sampled_from(["a", "a.b", "a-", "b"]),
+    st.tuples(
+        st.dictionaries(st.sampled_from([1, 2, 3, 10, 11, 12]), _incident_rows, min_size=1),
+        st.booleans(),  # the latest is open
+    ),
+    min_size=1,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(services=_services, budget=st.integers(1, 30))
+def test_exactly_what_may_go_goes_and_nothing_else_is_touched(
+    tmp_path_factory: pytest.TempPathFactory,
+    services: dict[str, tuple[dict[int, dict[str, Any]], bool]],
+    budget: int,
+) -> None:
+    with closing(Store.open(tmp_path_factory.mktemp("prune") / "pager.db")) as store:
+        store._conn.execute("PRAGMA synchronous=OFF")  # durability is not what this is about
+        expected: dict[tuple[str, int], list[int]] = {}
+        for service, (numbers, latest_open) in services.items():
+            for number, row in sorted(numbers.items()):
+                latest = number == max(numbers)
+                closed_at = None if latest and latest_open else row["closed_at"]
+                incident(
+                    store,
+                    service,
+                    number,
+                    closed_at,
+                    row["events"],
+                    tuple(row["notifications"]),
+                    row["attempts"],
+                )
+                n = len(row["notifications"])
+                goes = (
+                    closed_at is not None
+                    and closed_at < CUTOFF
+                    and not latest
+                    and not {"pending", "retrying"} & set(row["notifications"])
+                )
+                expected[(service, number)] = (
+                    [0, 0, 0, 0] if goes else [1, row["events"], n, n * row["attempts"]]
+                )
+        pruned_incidents = 0
+        resume: tuple[float, int] | None = (float("-inf"), 0)
+        while resume is not None:
+            pruned = store.prune(CUTOFF, resume, budget)
+            assert pruned.rows <= budget
+            pruned_incidents += pruned.incidents
+            resume = pruned.resume
+        assert {key: rows_of(store, *key) for key in expected} == expected
+        assert pruned_incidents == sum(rows == [0, 0, 0, 0] for rows in expected.values())
 
 
 def test_a_large_incident_goes_in_short_transactions_its_own_row_last(store: Store) -> None:
