@@ -3,6 +3,7 @@ wires them together, runs them until asked to stop, and applies a new config on 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -291,6 +292,7 @@ async def _run(
                 parts.store_offload,
                 clock,
                 lambda: services.config.keep_history,
+                metrics,
                 name="history",
             )
             await core.start(server.serve, listener)
@@ -339,10 +341,23 @@ def _gauges(metrics: Metrics, services: Services, scheduler: Scheduler, outbox: 
         "pagerd_scheduled_timeouts", "Acknowledgement timeouts waiting.", lambda: len(scheduler)
     )
     metrics.gauge(
+        "pagerd_database_bytes",
+        "The database's size on disk, with its write-ahead log.",
+        lambda: _on_disk(services.config.database),
+    )
+    metrics.gauge(
         "pagerd_outbox_in_hand",
         "Notifications being delivered or waiting to be.",
         lambda: outbox.statistics().in_hand,
     )
+
+
+def _on_disk(database: Path) -> int:
+    size = 0
+    for path in (database, database.with_name(database.name + "-wal")):
+        with contextlib.suppress(OSError):  # not there (yet): nothing on disk
+            size += path.stat().st_size
+    return size
 
 
 async def _watchdog(daemon: Daemon, interval: float) -> None:

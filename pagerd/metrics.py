@@ -46,6 +46,8 @@ class Counter:
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
+        if not self.labels and not self._values:
+            yield f"{self.name} 0"  # nothing counted yet is 0, not an absent series
         for values, value in sorted(self._values.items()):
             yield f"{self.name}{_labels(self.labels, values)} {_number(value)}"
 
@@ -96,6 +98,10 @@ class Metrics:
             "From the decision to notify to the provider's acceptance.",
             LATENCY_BUCKETS,
         )
+        self.pruned = Counter(
+            "pagerd_history_pruned_incidents_total",
+            "Closed incidents deleted with their history, past daemon.keep_history.",
+        )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -111,6 +117,7 @@ class Metrics:
             self.commit_seconds,
             self.commit_batch,
             self.delivery_seconds,
+            self.pruned,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

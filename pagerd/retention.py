@@ -25,6 +25,7 @@ import trio
 
 from pager.timefmt import isoformat
 from pagerd.clock import Clock
+from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.store import Store
 
@@ -35,7 +36,11 @@ PASS_EVERY: Final = 3600.0
 
 
 async def keep_history(
-    store: Store, offload: Offload, clock: Clock, keep: Callable[[], float | None]
+    store: Store,
+    offload: Offload,
+    clock: Clock,
+    keep: Callable[[], float | None],
+    metrics: Metrics | None = None,
 ) -> None:
     """Prune history older than `keep()` (read at each pass, so a reload applies) until
     cancelled; None keeps everything."""
@@ -43,11 +48,13 @@ async def keep_history(
     while True:
         seconds = keep()
         if seconds is not None:
-            await prune(store, offload, clock.now() - seconds)
+            await prune(store, offload, clock.now() - seconds, metrics)
         await trio.sleep(PASS_EVERY)
 
 
-async def prune(store: Store, offload: Offload, before: float) -> int:
+async def prune(
+    store: Store, offload: Offload, before: float, metrics: Metrics | None = None
+) -> int:
     """One pass over the incidents closed before `before`; how many were deleted. A failing
     transaction (a full disk, say) ends the pass with an error logged: the next pass retries."""
     resume: tuple[float, int] | None = (-math.inf, 0)
@@ -61,6 +68,8 @@ async def prune(store: Store, offload: Offload, before: float) -> int:
             break
         incidents += pruned.incidents
         rows += pruned.rows
+        if metrics is not None:
+            metrics.pruned.inc(by=pruned.incidents)
         resume = pruned.resume
         # Rest as long as that took: in a storm, commits have the writer at least half the time.
         await trio.sleep(trio.current_time() - started)

@@ -101,7 +101,9 @@ async def test_history_past_keep_history_is_pruned_and_incident_numbers_continue
             await conn.request("healthy", service="api")
             reopened = [await conn.request("alert", service=s) for s in ("api", "web")]
             await settle()
+            metrics = (await conn.request("metrics"))["text"]
     assert [r["incident"]["id"] for r in reopened] == ["api#4", "web#2"]
+    assert "\npagerd_history_pruned_incidents_total 2\n" in metrics
     with closing(sqlite3.connect(config.database)) as db:
         left = [
             db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
@@ -171,6 +173,8 @@ async def test_metrics_count_events_notifications_and_commits(
     assert samples["pagerd_store_commit_seconds_count"] >= 1
     assert samples["pagerd_store_commit_batch_size_count"] >= 1
     assert samples["pagerd_delivery_latency_seconds_count"] == 2
+    assert samples["pagerd_history_pruned_incidents_total"] == 0
+    assert samples["pagerd_database_bytes"] > 4096  # the database, and its WAL
     assert "# TYPE pagerd_events_total counter" in text
 
 
