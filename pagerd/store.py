@@ -349,7 +349,7 @@ class Store:
     def prune(
         self, before: float, after: tuple[float, int] = (-math.inf, 0), budget: int = PRUNE_ROWS
     ) -> Pruned:
-        """Delete the history of incidents closed before `before`, in one transaction of about
+        """Delete the history of incidents closed before `before`, in one transaction of at most
         `budget` rows, starting after the incident `after` (closed_at, rowid): oldest first,
         events, deliveries and notifications before the incident itself, so a storm's incident
         with millions of events goes in many short transactions, not one that stalls commits.
