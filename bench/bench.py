@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -36,10 +36,13 @@ sys.path.insert(0, str(ROOT))
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
 from pager.protocol import parse_incident_id  # noqa: E402
 from pager.timefmt import timestamp  # noqa: E402
+from pagerd import retention  # noqa: E402
+from pagerd.offload import in_thread  # noqa: E402
 from pagerd.store import Store  # noqa: E402
 from pagerd.writes import Attempt, Transition, Write  # noqa: E402
 
 PYTHON = sys.executable
+T = TypeVar("T")
 TWO_LEVELS = Policy(
     levels=(
         Level((Target("email", "first@example.com"),), 900.0),
@@ -477,6 +480,81 @@ def section_timers(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     }
 
 
+def prepare_closed_history(db: Path, services: int, incidents: int, events: int) -> None:
+    """`incidents` closed incidents a service, long ago, each with `events` recorded alerts and
+    two notifications delivered once: what `keep_history` finds after a year of storms."""
+    conn = sqlite3.connect(db)
+    numbers = [(f"svc-{s}", n) for s in range(services) for n in range(1, incidents + 1)]
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
+                " exhausted, closed_at) VALUES (?, ?, 0, 'load', 1, 1, 1, 0, ?)",
+                ((name, n, 1000.0 + n) for name, n in numbers),
+            )
+            conn.executemany(
+                "INSERT INTO events (service, incident, at, op, detail) VALUES (?, ?, 0, 'alert',"
+                " 'load')",
+                (key for key in numbers for _ in range(events)),
+            )
+            ids = [
+                (f"{name}#{n}/1/1/email:{k}@example.com", name, n)
+                for name, n in numbers
+                for k in range(2)
+            ]
+            conn.executemany(
+                "INSERT INTO notifications (id, service, incident, round, level, channel, address,"
+                " message, opened_at, created_at, state) VALUES (?, ?, ?, 1, 1, 'email', 'a',"
+                " 'load', 0, 0, 'sent')",
+                ids,
+            )
+            conn.executemany(
+                "INSERT INTO delivery_attempts (notification, at, outcome) VALUES (?, 0, 'sent')",
+                ((nid,) for nid, _, _ in ids),
+            )
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def section_retention(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """One `keep_history` pass over a large history, as the daemon runs it (each transaction in
+    the writer's thread, a rest as long after it), and how long each transaction holds the one
+    writer, which is how long a commit may wait behind it."""
+    services, incidents, events = (
+        sizes["retention_services"], sizes["retention_incidents"], sizes["retention_events"],
+    )  # fmt: skip
+    db = folder / "pager.db"
+    Store.open(db).close()
+    prepare_closed_history(db, services, incidents, events)
+    store = Store.open(db)
+    held: list[float] = []
+    offload = in_thread(trio.CapacityLimiter(1))
+
+    async def timed(fn: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return await offload(fn)
+        finally:
+            held.append((time.perf_counter() - started) * 1000)
+
+    try:
+        started = time.monotonic()
+        pruned = trio.run(retention.prune, store, timed, time.time())
+        elapsed = time.monotonic() - started
+    finally:
+        store.close()
+    return {
+        "incidents": services * incidents,
+        "pruned": pruned,
+        "transactions": len(held),
+        "pass_s": elapsed,
+        "transaction_p50_ms": percentile(held, 50),
+        "transaction_p99_ms": percentile(held, 99),
+        "transaction_max_ms": max(held),
+    }
+
+
 def section_storm(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     """RSS under a sustained storm: 8 connections pipelining as fast as pagerd takes them."""
     services, seconds = sizes["storm_services"], sizes["storm_s"]
@@ -533,6 +611,9 @@ SIZES = {
         "timer_lead_s": 15.0,
         "storm_services": 10_000,
         "storm_s": 30.0,
+        "retention_services": 10_000,
+        "retention_incidents": 5,
+        "retention_events": 20,
     },
     "quick": {
         "ingest_services": 200,
@@ -549,6 +630,9 @@ SIZES = {
         "timer_lead_s": 3.0,
         "storm_services": 200,
         "storm_s": 2.0,
+        "retention_services": 50,
+        "retention_incidents": 3,
+        "retention_events": 5,
     },
 }
 
@@ -559,6 +643,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "restart": section_restart,
     "timers": section_timers,
     "storm": section_storm,
+    "retention": section_retention,
 }
 
 
@@ -639,6 +724,27 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 "",
                 "",
                 "flat",
+            )
+        )
+    kept = results.get("retention")
+    if kept:
+        rows.append(
+            (
+                f"keep_history pass s ({kept['pruned']} of {kept['incidents']} incidents pruned)",
+                f"{kept['pass_s']:.1f}",
+                "",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"  writer held per transaction ms p50/p99/max ({kept['transactions']})",
+                f"{kept['transaction_p50_ms']:.1f} / {kept['transaction_p99_ms']:.1f}"
+                f" / {kept['transaction_max_ms']:.1f}",
+                "",
+                "",
+                "",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]

@@ -4,7 +4,7 @@ Every counted alert of a storm is a row, and pagerd never needed to forget one, 
 database grew for its whole life, and with it the disk it takes and the check that reads all of
 it at every start. With `keep_history` set, a pass soon after start and then every hour deletes
 incidents closed longer ago than that, with their events, notifications and deliveries (see
-`Store.prune` for what is always kept). Each transaction is short (500 rows, about 6 ms here),
+`Store.prune` for what is always kept). Each transaction is short (500 rows, about 7 ms here),
 waits its turn for the one writer like a commit does, and is followed by a rest as long, so
 pages and replies are not held up behind a large deletion.
 

@@ -23,9 +23,18 @@ def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"ingest", "latency", "memory", "restart", "timers", "storm"}
+    assert set(results) == {
+        "ingest",
+        "latency",
+        "memory",
+        "restart",
+        "timers",
+        "storm",
+        "retention",
+    }
     assert results["ingest"]["pipelined_ok"] == results["ingest"]["events"]
     assert results["latency"]["notifications"] > 0
     assert math.isfinite(results["latency"]["handed_p99_ms"])  # the log's stamps were read
     assert results["timers"]["fired"] == results["timers"]["escalations"]
+    assert results["retention"]["pruned"] == 50 * 2  # each service's latest incident is kept
     assert "pipelined alerts/s" in result.stdout
