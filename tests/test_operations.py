@@ -99,9 +99,11 @@ async def test_history_past_keep_history_is_pruned_and_incident_numbers_continue
             # latest: web's next incident takes its number from it.
             assert [await found(conn, i) for i in everything] == [False, False, True, True]
             await conn.request("healthy", service="api")
+            metrics = (await conn.request("metrics"))["text"]
+        # After a restart, numbering continues from what the database kept.
+        async with running(config), connect(config.socket) as conn:
             reopened = [await conn.request("alert", service=s) for s in ("api", "web")]
             await settle()
-            metrics = (await conn.request("metrics"))["text"]
     assert [r["incident"]["id"] for r in reopened] == ["api#4", "web#2"]
     assert "\npagerd_history_pruned_incidents_total 2\n" in metrics
     with closing(sqlite3.connect(config.database)) as db:
