@@ -3,7 +3,6 @@ wires them together, runs them until asked to stop, and applies a new config on 
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -267,7 +266,7 @@ async def _run(
         metrics,
         config.limits,
     )
-    _gauges(metrics, services, scheduler, outbox)
+    _gauges(metrics, services, scheduler, outbox, store)
     daemon = Daemon(
         services,
         scheduler,
@@ -328,7 +327,9 @@ async def _run(
                     await spec.close()
 
 
-def _gauges(metrics: Metrics, services: Services, scheduler: Scheduler, outbox: Outbox) -> None:
+def _gauges(
+    metrics: Metrics, services: Services, scheduler: Scheduler, outbox: Outbox, store: Store
+) -> None:
     metrics.gauge("pagerd_services", "Configured services.", lambda: len(services.config.services))
     metrics.gauge("pagerd_open_incidents", "Open incidents.", services.open_incidents)
     metrics.gauge(
@@ -343,21 +344,13 @@ def _gauges(metrics: Metrics, services: Services, scheduler: Scheduler, outbox: 
     metrics.gauge(
         "pagerd_database_bytes",
         "The database's size on disk, with its write-ahead log.",
-        lambda: _on_disk(services.config.database),
+        store.size_on_disk,
     )
     metrics.gauge(
         "pagerd_outbox_in_hand",
         "Notifications being delivered or waiting to be.",
         lambda: outbox.statistics().in_hand,
     )
-
-
-def _on_disk(database: Path) -> int:
-    size = 0
-    for path in (database, database.with_name(database.name + "-wal")):
-        with contextlib.suppress(OSError):  # not there (yet): nothing on disk
-            size += path.stat().st_size
-    return size
 
 
 async def _watchdog(daemon: Daemon, interval: float) -> None:
