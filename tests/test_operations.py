@@ -22,7 +22,16 @@ from pager import cli
 from pager.domain import Timeout
 from pagerd.config import Config, load
 from pagerd.peers import Access, Peer
-from tests.harness import CHANNELS, ONCALL, connect, notifications, running, settle, write_config
+from tests.harness import (
+    CHANNELS,
+    ONCALL,
+    Connection,
+    connect,
+    notifications,
+    running,
+    settle,
+    write_config,
+)
 
 DAY = 24 * 3600.0
 
@@ -78,7 +87,7 @@ async def test_history_tells_the_whole_story_with_who_did_what(
 async def test_history_past_keep_history_is_pruned_and_incident_numbers_continue(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
-    async def found(conn: Any, incident: str) -> bool:
+    async def found(conn: Connection, incident: str) -> bool:
         reply = await conn.request("history", incident=incident)
         assert reply.get("error", {}).get("code") in (None, "not_found"), reply
         return "error" not in reply
