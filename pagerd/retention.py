@@ -48,7 +48,11 @@ async def keep_history(
     while True:
         seconds = keep()
         if seconds is not None:
-            await prune(store, offload, clock.now() - seconds, metrics)
+            try:
+                await prune(store, offload, clock.now() - seconds, metrics)
+            except Exception:
+                # A bug here must not take paging down with it: reported, tried again next pass.
+                log.exception("pruning history failed, retried in %.0fs", PASS_EVERY)
         await trio.sleep(PASS_EVERY)
 
 

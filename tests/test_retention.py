@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pagerd import retention
+from pagerd.clock import Clock
 from pagerd.offload import inline
-from pagerd.store import SCHEMA_VERSION, Store
+from pagerd.store import SCHEMA_VERSION, Pruned, Store
 
 T = TypeVar("T")
 OLD, CUTOFF, RECENT = 100.0, 1000.0, 2000.0
@@ -243,3 +246,31 @@ def test_a_version_1_database_is_upgraded_with_its_history(tmp_path: Path) -> No
         assert rows_of(store, "api", 1) == [1, 2, 1, 1]
     finally:
         store.close()
+
+
+async def test_a_bug_in_a_pass_is_reported_and_the_next_pass_runs(
+    autojump_clock: trio.testing.MockClock,
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    incident(store, "api", 1, OLD)
+    incident(store, "api", 2, OLD)
+    prune, calls = store.prune, []
+
+    def broken_once(*args: Any) -> Pruned:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return prune(*args)
+
+    monkeypatch.setattr(store, "prune", broken_once)
+    clock = Clock(CUTOFF)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(retention.keep_history, store, inline, clock, lambda: 1.0)
+        await trio.sleep(retention.FIRST_PASS_AFTER + 1)
+        assert "pruning history failed" in caplog.text and "RuntimeError: a bug" in caplog.text
+        assert rows_of(store, "api", 1)[0] == 1
+        await trio.sleep(retention.PASS_EVERY)
+        nursery.cancel_scope.cancel()
+    assert rows_of(store, "api", 1) == [0, 0, 0, 0]
