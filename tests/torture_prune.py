@@ -1,0 +1,244 @@
+"""The kill -9 torture test of history pruning (`daemon.keep_history`).
+
+A database of many services' incidents (old and recent, open and closed, storm incidents of
+thousands of events that take many transactions to delete, notifications in every state) is
+pruned by `retention.prune`, the daemon's own pass, in a child process that is killed with
+`kill -9` at random moments, mostly in the middle of an incident. After every kill, from the
+database as a restarted pagerd would find it:
+
+- it opens (the start-up integrity check passes);
+- what a restart loads is what it was before any pruning (every service's number and open
+  incident), and so is the outbox's work (every undelivered notification);
+- every incident that must be kept (a service's latest, open, recent, or with a notification
+  still to deliver) has every one of its rows;
+- no event, notification or delivery attempt is left whose incident is gone.
+
+At the end, a last pass runs to completion: exactly the incidents that may go are gone, and
+`PRAGMA integrity_check` is ok.
+
+    .venv/bin/python -m tests.torture_prune --rounds 40      # the long run
+    (the test suite runs a quick one: tests/test_torture.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+import attrs
+import trio
+
+from pagerd import retention
+from pagerd.offload import inline
+from pagerd.store import Store
+
+CUTOFF = 1_000_000.0  # prune what closed before this
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@attrs.define
+class Report:
+    rounds: int = 0
+    killed_mid_pass: int = 0
+    pruned: int = 0
+    kept: int = 0
+    problems: list[str] = attrs.Factory(list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.rounds} kill -9 rounds ({self.killed_mid_pass} in the middle of a pass), "
+            f"{self.pruned} incidents pruned, {self.kept} kept, {len(self.problems)} problems"
+        )
+
+
+Key = tuple[str, int]
+
+
+def build(db: Path, services: int, rng: random.Random) -> tuple[set[Key], dict[Key, list[int]]]:
+    """A history to prune: (the incidents that may go, rows of each that must stay)."""
+    Store.open(db).close()
+    prunable: set[Key] = set()
+    kept: dict[Key, list[int]] = {}
+    with closing(sqlite3.connect(db)) as conn, conn:
+        for s in range(services):
+            service = f"svc-{s}"
+            latest = rng.randint(1, 6)
+            for number in range(1, latest + 1):
+                open_ = number == latest and rng.random() < 0.3
+                closed_at = None if open_ else rng.choice([1000.0, CUTOFF - 1, CUTOFF, 2 * CUTOFF])
+                # Most incidents are small; a storm's takes many transactions of 500 rows.
+                events = rng.choice([0, 1, 5, 40, 300]) if rng.random() < 0.9 else 2000
+                states = rng.choices(
+                    ["sent", "failed", "pending", "retrying"], [8, 2, 1, 1], k=rng.randint(0, 4)
+                )
+                attempts = [rng.randint(0, 3) for _ in states]
+                _insert(conn, service, number, closed_at, events, states, attempts)
+                may_go = (
+                    number != latest
+                    and closed_at is not None
+                    and closed_at < CUTOFF
+                    and not {"pending", "retrying"} & set(states)
+                )
+                key = (service, number)
+                if may_go:
+                    prunable.add(key)
+                else:
+                    kept[key] = [1, events, len(states), sum(attempts)]
+    return prunable, kept
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    service: str,
+    number: int,
+    closed_at: float | None,
+    events: int,
+    states: list[str],
+    attempts: list[int],
+) -> None:
+    conn.execute(
+        "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
+        " deadline, exhausted, closed_at) VALUES (?, ?, 0, 'torture', 1, 1, 1, ?, 0, ?)",
+        (service, number, 5.0 if closed_at is None else None, closed_at),
+    )
+    conn.executemany(
+        "INSERT INTO events (service, incident, at, op, detail) VALUES (?, ?, 0, 'alert', 'x')",
+        [(service, number)] * events,
+    )
+    for k, (state, tries) in enumerate(zip(states, attempts, strict=True)):
+        nid = f"{service}#{number}/1/1/email:{k}@example.com"
+        conn.execute(
+            "INSERT INTO notifications (id, service, incident, round, level, channel, address,"
+            " message, opened_at, created_at, state) VALUES (?, ?, ?, 1, 1, 'email', ?,"
+            " 'torture', 0, 0, ?)",
+            (nid, service, number, f"{k}@example.com", state),
+        )
+        conn.executemany(
+            "INSERT INTO delivery_attempts (notification, at, outcome) VALUES (?, 0, 'sent')",
+            [(nid,)] * tries,
+        )
+
+
+def rows(conn: sqlite3.Connection) -> dict[Key, list[int]]:
+    """Every incident's rows: [incident, events, notifications, delivery attempts]. An incident
+    with rows left but its own row gone shows with a 0 first."""
+    found: dict[Key, list[int]] = {}
+
+    def add(column: int, sql: str) -> None:
+        for service, number, count in conn.execute(sql):
+            found.setdefault((service, number), [0, 0, 0, 0])[column] = count
+
+    add(0, "SELECT service, number, 1 FROM incidents")
+    add(1, "SELECT service, incident, COUNT(*) FROM events GROUP BY 1, 2")
+    add(2, "SELECT service, incident, COUNT(*) FROM notifications GROUP BY 1, 2")
+    add(
+        3,
+        "SELECT n.service, n.incident, COUNT(*) FROM delivery_attempts a"
+        " JOIN notifications n ON n.id = a.notification GROUP BY 1, 2",
+    )
+    orphans = conn.execute(
+        "SELECT COUNT(*) FROM delivery_attempts WHERE notification NOT IN"
+        " (SELECT id FROM notifications)"
+    ).fetchone()[0]
+    if orphans:
+        found[("(delivery attempts of no notification)", 0)] = [0, 0, 0, orphans]
+    return found
+
+
+def check(db: Path, prunable: set[Key], kept: dict[Key, list[int]], before: object) -> list[str]:
+    """What must hold after any kill."""
+    try:
+        store = Store.open(db)
+    except Exception as exc:  # the check is what is reported, whatever broke
+        return [f"the database does not open: {exc}"]
+    with closing(store):
+        problems = []
+        if (store.load_states(), store.undelivered(10**6)) != before:
+            problems.append("a restart would load other states or another outbox")
+        found = rows(store._conn)
+    for key, expected in kept.items():
+        if found.get(key) != expected:
+            problems.append(f"{key[0]}#{key[1]} must be kept whole: {found.get(key)} of {expected}")
+    for key, left in found.items():
+        if key not in kept and key not in prunable:
+            problems.append(f"{key[0]}#{key[1]}: rows of no incident of the history: {left}")
+        elif left[0] == 0:
+            problems.append(f"{key[0]}#{key[1]}: its row is gone, these are left: {left}")
+    return problems
+
+
+def run(folder: Path, rounds: int, services: int, seed: int) -> Report:
+    rng = random.Random(seed)
+    db = folder / "pager.db"
+    prunable, kept = build(db, services, rng)
+    with closing(Store.open(db)) as store:
+        before = (store.load_states(), store.undelivered(10**6))
+    report = Report(kept=len(kept))
+    for _ in range(rounds):
+        with subprocess.Popen(
+            [sys.executable, "-m", "tests.torture_prune", "--child", str(db)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as child:
+            assert child.stdout is not None
+            if child.stdout.readline() == "pruning\n":  # the store is open: the pass begins
+                time.sleep(rng.uniform(0, 0.2))
+            child.kill()
+            report.killed_mid_pass += child.wait() != 0 and child.stdout.read() != "done\n"
+        report.rounds += 1
+        report.problems += check(db, prunable, kept, before)
+        if report.problems:
+            return report
+    with closing(Store.open(db)) as store:
+        prune_all(store)
+        found = rows(store._conn)
+        report.pruned = len(prunable - found.keys())
+        integrity = store._conn.execute("PRAGMA integrity_check").fetchone()[0]
+    report.problems += check(db, prunable, kept, before)
+    if prunable & found.keys():
+        report.problems.append(f"{len(prunable & found.keys())} incidents that may go are left")
+    if integrity != "ok":
+        report.problems.append(f"integrity_check: {integrity}")
+    return report
+
+
+def prune_all(store: Store) -> int:
+    """One pass of the daemon's own pruning, to its end."""
+    return trio.run(retention.prune, store, inline, CUTOFF)
+
+
+def child(db: Path) -> int:
+    with closing(Store.open(db)) as store:
+        print("pruning", flush=True)
+        prune_all(store)
+    print("done", flush=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="kill -9 torture test of history pruning")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        return child(args.child)
+    with tempfile.TemporaryDirectory(prefix="pagerd-torture-prune-") as folder:
+        report = run(Path(folder), args.rounds, args.services, args.seed)
+    print(f"seed {args.seed}: {report.summary()}")
+    for problem in report.problems[:50]:
+        print("  " + problem)
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
