@@ -35,6 +35,8 @@ def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert results["ingest"]["pipelined_ok"] == results["ingest"]["events"]
     assert results["latency"]["notifications"] > 0
     assert math.isfinite(results["latency"]["handed_p99_ms"])  # the log's stamps were read
+    assert math.isfinite(results["latency"]["reply_p99_ms"])  # and the replies' times
+    assert math.isfinite(results["latency"]["ceiling_reply_p99_ms"])
     assert results["timers"]["fired"] == results["timers"]["escalations"]
     assert results["retention"]["pruned"] == 50 * 2  # each service's latest incident is kept
     assert "pipelined alerts/s" in result.stdout
