@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import trio
+
+if TYPE_CHECKING:
+    from outcome import Outcome
 
 T = TypeVar("T")
 
@@ -15,10 +19,42 @@ class Offload(Protocol):
 
 
 def in_thread(limiter: trio.CapacityLimiter) -> Offload:
-    """Run each call in a worker thread, at most `limiter` at once."""
+    """Run each call in a worker thread, at most `limiter` at once.
+
+    What `trio.to_thread.run_sync` does, less a scheduling round: when the limiter has a token
+    free, `run_sync` still yields once to the scheduler before the thread starts, and every
+    commit paid for it. Here the thread starts at once. As with `run_sync`, a call cancelled
+    while its thread runs waits for the thread and returns its result (what was done was done),
+    and the cancellation is taken at the caller's next checkpoint. With the limiter taken, the
+    call waits for it through `run_sync`.
+    """
 
     async def offload(fn: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(fn, limiter=limiter)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        borrower = object()
+        try:
+            limiter.acquire_on_behalf_of_nowait(borrower)
+        except trio.WouldBlock:
+            return await trio.to_thread.run_sync(fn, limiter=limiter)
+        task = trio.lowlevel.current_task()
+        token = trio.lowlevel.current_trio_token()
+
+        def back(result: Outcome[T]) -> None:  # in the loop's thread
+            limiter.release_on_behalf_of(borrower)
+            trio.lowlevel.reschedule(task, result)
+
+        def deliver(result: Outcome[T]) -> None:  # in the worker thread
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(back, result)
+
+        try:
+            trio.lowlevel.start_thread_soon(fn, deliver)
+        except BaseException:
+            limiter.release_on_behalf_of(borrower)
+            raise
+        # A thread cannot be stopped: a cancellation waits for it (see above).
+        result: T = await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+        return result
 
     return offload
 
