@@ -99,7 +99,7 @@ def pagerd(config: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @contextmanager
-def ceiling(mode: str, folder: Path) -> Iterator[Path]:
+def ceiling(mode: str, folder: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     sock = folder / f"{mode}.sock"
     args = [PYTHON, str(ROOT / "bench" / "ceilings.py"), mode, str(sock)]
     if mode == "groupcommit":
@@ -107,7 +107,7 @@ def ceiling(mode: str, folder: Path) -> Iterator[Path]:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(sock, proc)
-        yield sock
+        yield sock, proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -133,6 +133,12 @@ async def _ping(sock: Path) -> None:
         await stream.send_all(b'{"op":"ping","service":"svc-0"}\n')
         if not await stream.receive_some(65536):
             raise OSError("closed")
+
+
+def loop_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) of the process's main thread: the event loop's."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -297,7 +303,7 @@ def section_ingest(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     services, events, seconds = sizes["ingest_services"], sizes["ingest_events"], sizes["reqresp"]
     lines = [alert_line(i, services) for i in range(events)]
     result: dict[str, Any] = {"services": services, "events": events}
-    with ceiling("groupcommit", folder) as sock:
+    with ceiling("groupcommit", folder) as (sock, _):
         # One pass takes half a second and varies by 30 % from one to the next: the median of
         # five is the ceiling.
         rates = []
@@ -306,7 +312,7 @@ def section_ingest(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
             rates.append(ok / elapsed)
         result["ceiling_pipelined"] = statistics.median(rates)
         result["ceiling_pipelined_runs"] = rates
-    with ceiling("echo", folder) as sock:
+    with ceiling("echo", folder) as (sock, _):
         for n in (1, 8, 64):
             rate = trio.run(request_response, sock, n, seconds, lambda i: alert_line(i, services))
             result[f"ceiling_reqresp_{n}"] = rate
@@ -345,12 +351,16 @@ def section_latency(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     schedule.sort(key=lambda item: item[0])
     with pagerd(config) as proc:
         wait_ready(config.parent / "pager.sock", proc)
+        cpu = loop_cpu_s(proc.pid)
         sent, replied = trio.run(paced, config.parent / "pager.sock", schedule)
+        cpu = loop_cpu_s(proc.pid) - cpu
         time.sleep(1.0)
     # The ceiling: the bare group-commit server, the same lines at the same pace, each replied
     # to once committed. What this machine and the stack allow for "received -> durable -> on".
-    with ceiling("groupcommit", folder / "latency") as sock:
+    with ceiling("groupcommit", folder / "latency") as (sock, bare_proc):
+        bare_cpu = loop_cpu_s(bare_proc.pid)
         bare = reply_ms(*trio.run(paced, sock, schedule))
+        bare_cpu = loop_cpu_s(bare_proc.pid) - bare_cpu
     sent_alerts: dict[tuple[str, int], float] = {}
     per_service: dict[str, int] = {}
     for i, (_, line) in enumerate(schedule):
@@ -388,6 +398,9 @@ def section_latency(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
         "max_ms": max(latencies) if latencies else float("nan"),
         **{f"reply_{key}": value for key, value in reply_ms(sent, replied).items()},
         **{f"ceiling_reply_{key}": value for key, value in bare.items()},
+        # How busy each event keeps the event loop's thread: the rounds wait on it.
+        "loop_cpu_us_per_event": cpu / len(schedule) * 1e6,
+        "ceiling_loop_cpu_us_per_event": bare_cpu / len(schedule) * 1e6,
     }
 
 
@@ -707,6 +720,15 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                     target,
                 )
             )
+        rows.append(
+            (
+                f"loop thread CPU us an event @ {latency['rate']}/s",
+                f"{latency['loop_cpu_us_per_event']:.0f}",
+                f"{latency['ceiling_loop_cpu_us_per_event']:.0f}",
+                "",
+                "",
+            )
+        )
         rows.append(
             (
                 f"alert->delivered+recorded ms p50/p99/max @ {latency['rate']}/s",

@@ -37,6 +37,7 @@ def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert math.isfinite(results["latency"]["handed_p99_ms"])  # the log's stamps were read
     assert math.isfinite(results["latency"]["reply_p99_ms"])  # and the replies' times
     assert math.isfinite(results["latency"]["ceiling_reply_p99_ms"])
+    assert results["latency"]["loop_cpu_us_per_event"] > 0  # the loop's thread was found
     assert results["timers"]["fired"] == results["timers"]["escalations"]
     assert results["retention"]["pruned"] == 50 * 2  # each service's latest incident is kept
     assert "pipelined alerts/s" in result.stdout
