@@ -279,10 +279,15 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pagerd-torture-") as folder:
         report = run(Path(folder), args.rounds, args.services, args.seed)
-    print(f"seed {args.seed}: {report.summary()}")
-    for problem in report.problems[:50]:
+    return verdict(args.seed, report.summary(), report.problems)
+
+
+def verdict(seed: int, summary: str, problems: list[str]) -> int:
+    """Print a torture run's outcome; its exit status."""
+    print(f"seed {seed}: {summary}")
+    for problem in problems[:50]:
         print("  " + problem)
-    return 1 if report.problems else 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ import trio
 from pagerd import retention
 from pagerd.offload import inline
 from pagerd.store import Store
+from tests.history import incident
+from tests.torture import verdict
 
 CUTOFF = 1_000_000.0  # prune what closed before this
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,10 +65,9 @@ Key = tuple[str, int]
 
 def build(db: Path, services: int, rng: random.Random) -> tuple[set[Key], dict[Key, list[int]]]:
     """A history to prune: (the incidents that may go, rows of each that must stay)."""
-    Store.open(db).close()
     prunable: set[Key] = set()
     kept: dict[Key, list[int]] = {}
-    with closing(sqlite3.connect(db)) as conn, conn:
+    with closing(Store.open(db)) as store, store._transaction():
         for s in range(services):
             service = f"svc-{s}"
             latest = rng.randint(1, 6)
@@ -78,8 +79,8 @@ def build(db: Path, services: int, rng: random.Random) -> tuple[set[Key], dict[K
                 states = rng.choices(
                     ["sent", "failed", "pending", "retrying"], [8, 2, 1, 1], k=rng.randint(0, 4)
                 )
-                attempts = [rng.randint(0, 3) for _ in states]
-                _insert(conn, service, number, closed_at, events, states, attempts)
+                attempts = rng.randint(0, 3)
+                incident(store, service, number, closed_at, events, tuple(states), attempts)
                 may_go = (
                     number != latest
                     and closed_at is not None
@@ -90,40 +91,8 @@ def build(db: Path, services: int, rng: random.Random) -> tuple[set[Key], dict[K
                 if may_go:
                     prunable.add(key)
                 else:
-                    kept[key] = [1, events, len(states), sum(attempts)]
+                    kept[key] = [1, events, len(states), len(states) * attempts]
     return prunable, kept
-
-
-def _insert(
-    conn: sqlite3.Connection,
-    service: str,
-    number: int,
-    closed_at: float | None,
-    events: int,
-    states: list[str],
-    attempts: list[int],
-) -> None:
-    conn.execute(
-        "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
-        " deadline, exhausted, closed_at) VALUES (?, ?, 0, 'torture', 1, 1, 1, ?, 0, ?)",
-        (service, number, 5.0 if closed_at is None else None, closed_at),
-    )
-    conn.executemany(
-        "INSERT INTO events (service, incident, at, op, detail) VALUES (?, ?, 0, 'alert', 'x')",
-        [(service, number)] * events,
-    )
-    for k, (state, tries) in enumerate(zip(states, attempts, strict=True)):
-        nid = f"{service}#{number}/1/1/email:{k}@example.com"
-        conn.execute(
-            "INSERT INTO notifications (id, service, incident, round, level, channel, address,"
-            " message, opened_at, created_at, state) VALUES (?, ?, ?, 1, 1, 'email', ?,"
-            " 'torture', 0, 0, ?)",
-            (nid, service, number, f"{k}@example.com", state),
-        )
-        conn.executemany(
-            "INSERT INTO delivery_attempts (notification, at, outcome) VALUES (?, 0, 'sent')",
-            [(nid,)] * tries,
-        )
 
 
 def rows(conn: sqlite3.Connection) -> dict[Key, list[int]]:
@@ -234,10 +203,7 @@ def main() -> int:
         return child(args.child)
     with tempfile.TemporaryDirectory(prefix="pagerd-torture-prune-") as folder:
         report = run(Path(folder), args.rounds, args.services, args.seed)
-    print(f"seed {args.seed}: {report.summary()}")
-    for problem in report.problems[:50]:
-        print("  " + problem)
-    return 1 if report.problems else 0
+    return verdict(args.seed, report.summary(), report.problems)
 
 
 if __name__ == "__main__":
