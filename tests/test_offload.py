@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import trio
@@ -100,3 +101,35 @@ async def test_a_call_already_cancelled_does_not_run() -> None:
         scope.cancel()
         await offload(lambda: ran.append(True))
     assert scope.cancelled_caught and ran == []
+
+
+async def test_many_callers_at_once_each_get_their_own_result_within_the_limit() -> None:
+    # Callers that find a token free start their thread at once, the others wait through
+    # trio.to_thread: mixed, they must still respect the limit and not swap results.
+    limiter = trio.CapacityLimiter(1)
+    offload = in_thread(limiter)
+    lock = threading.Lock()
+    running = peak = 0
+    results: dict[int, int] = {}
+
+    def work(k: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.0005)  # long enough for a second thread to overlap, if one could
+        with lock:
+            running -= 1
+        return k * k
+
+    async def call(k: int) -> None:
+        results[k] = await offload(lambda: work(k))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for k in range(300):
+                nursery.start_soon(call, k)
+                if k % 7 == 0:
+                    await trio.lowlevel.checkpoint()  # some find the token free, some do not
+    assert results == {k: k * k for k in range(300)}
+    assert peak == 1 and limiter.borrowed_tokens == 0
