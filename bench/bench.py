@@ -231,14 +231,9 @@ async def paced(sock: Path, schedule: list[tuple[float, bytes]]) -> tuple[list[f
     return sent, replied
 
 
-def reply_ms(sent: list[float], replied: list[float]) -> dict[str, float]:
-    """Send -> reply read, p50 / p99 / max in ms, over the lines that had their reply."""
-    waits = [(r - s) * 1000 for s, r in zip(sent, replied, strict=False)]
-    return {
-        "p50_ms": percentile(waits, 50),
-        "p99_ms": percentile(waits, 99),
-        "max_ms": max(waits, default=math.nan),
-    }
+def reply_ms(sent: list[float], replied: list[float], prefix: str) -> dict[str, float]:
+    """Send -> reply read, in ms, over the lines that had their reply."""
+    return spread([(r - s) * 1000 for s, r in zip(sent, replied, strict=False)], prefix)
 
 
 # Databases prepared offline ---------------------------------------------------------------
@@ -290,6 +285,15 @@ def count_level2(db: Path) -> int:
 
 
 # Sections ---------------------------------------------------------------------------------
+
+
+def spread(ms: list[float], prefix: str = "") -> dict[str, float]:
+    """`{prefix}p50_ms`, `{prefix}p99_ms` and `{prefix}max_ms` of `ms` (NaN if there are none)."""
+    return {
+        f"{prefix}p50_ms": percentile(ms, 50),
+        f"{prefix}p99_ms": percentile(ms, 99),
+        f"{prefix}max_ms": max(ms, default=math.nan),
+    }
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -359,7 +363,7 @@ def section_latency(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     # to once committed. What this machine and the stack allow for "received -> durable -> on".
     with ceiling("groupcommit", folder / "latency") as (sock, bare_proc):
         bare_cpu = loop_cpu_s(bare_proc.pid)
-        bare = reply_ms(*trio.run(paced, sock, schedule))
+        bare = reply_ms(*trio.run(paced, sock, schedule), "ceiling_reply_")
         bare_cpu = loop_cpu_s(bare_proc.pid) - bare_cpu
     sent_alerts: dict[tuple[str, int], float] = {}
     per_service: dict[str, int] = {}
@@ -390,14 +394,10 @@ def section_latency(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
         "services": services,
         "rate": rate,
         "notifications": len(latencies),
-        "handed_p50_ms": percentile(handed, 50),
-        "handed_p99_ms": percentile(handed, 99),
-        "handed_max_ms": max(handed) if handed else float("nan"),
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-        "max_ms": max(latencies) if latencies else float("nan"),
-        **{f"reply_{key}": value for key, value in reply_ms(sent, replied).items()},
-        **{f"ceiling_reply_{key}": value for key, value in bare.items()},
+        **spread(handed, "handed_"),
+        **spread(latencies),
+        **reply_ms(sent, replied, "reply_"),
+        **bare,
         # How busy each event keeps the event loop's thread: the rounds wait on it.
         "loop_cpu_us_per_event": cpu / len(schedule) * 1e6,
         "ceiling_loop_cpu_us_per_event": bare_cpu / len(schedule) * 1e6,
@@ -504,9 +504,7 @@ def section_timers(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {
         "escalations": n,
         "fired": len(late),
-        "p50_ms": percentile(late, 50),
-        "p99_ms": percentile(late, 99),
-        "max_ms": max(late) if late else float("nan"),
+        **spread(late),
     }
 
 
@@ -579,9 +577,7 @@ def section_retention(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
         "pruned": pruned,
         "transactions": len(held),
         "pass_s": elapsed,
-        "transaction_p50_ms": percentile(held, 50),
-        "transaction_p99_ms": percentile(held, 99),
-        "transaction_max_ms": max(held),
+        **spread(held, "transaction_"),
     }
 
 
@@ -755,7 +751,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         rows.append(
             (
                 f"timer lateness ms p50/p99/max ({timers['fired']}/{timers['escalations']})",
-                f"{timers['p50_ms']:.1f} / {timers['p99_ms']:.1f} / {timers['max_ms']:.1f}",
+                _ms(timers, ""),
                 "",
                 "",
                 "p99 < 100",
@@ -787,8 +783,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         rows.append(
             (
                 f"  writer held per transaction ms p50/p99/max ({kept['transactions']})",
-                f"{kept['transaction_p50_ms']:.1f} / {kept['transaction_p99_ms']:.1f}"
-                f" / {kept['transaction_max_ms']:.1f}",
+                _ms(kept, "transaction_"),
                 "",
                 "",
                 "",
