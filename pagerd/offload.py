@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -44,8 +43,8 @@ def in_thread(limiter: trio.CapacityLimiter) -> Offload:
             trio.lowlevel.reschedule(task, result)
 
         def deliver(result: Outcome[T]) -> None:  # in the worker thread
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(back, result)
+            # The run is still going: this call waits for its thread whatever happens.
+            token.run_sync_soon(back, result)
 
         try:
             trio.lowlevel.start_thread_soon(fn, deliver)
