@@ -121,6 +121,11 @@ def rows(conn: sqlite3.Connection) -> dict[Key, list[int]]:
     return found
 
 
+def what_a_restart_loads(store: Store) -> object:
+    """Every service's state, and the outbox's work: what pagerd reads from the database."""
+    return store.load_states(), store.undelivered(10**6)
+
+
 def check(db: Path, prunable: set[Key], kept: dict[Key, list[int]], before: object) -> list[str]:
     """What must hold after any kill."""
     try:
@@ -129,7 +134,7 @@ def check(db: Path, prunable: set[Key], kept: dict[Key, list[int]], before: obje
         return [f"the database does not open: {exc}"]
     with closing(store):
         problems = []
-        if (store.load_states(), store.undelivered(10**6)) != before:
+        if what_a_restart_loads(store) != before:
             problems.append("a restart would load other states or another outbox")
         found = rows(store._conn)
     for key, expected in kept.items():
@@ -148,7 +153,7 @@ def run(folder: Path, rounds: int, services: int, seed: int) -> Report:
     db = folder / "pager.db"
     prunable, kept = build(db, services, rng)
     with closing(Store.open(db)) as store:
-        before = (store.load_states(), store.undelivered(10**6))
+        before = what_a_restart_loads(store)
     report = Report(kept=len(kept))
     for _ in range(rounds):
         with subprocess.Popen(
@@ -161,7 +166,8 @@ def run(folder: Path, rounds: int, services: int, seed: int) -> Report:
             if child.stdout.readline() == "pruning\n":  # the store is open: the pass begins
                 time.sleep(rng.uniform(0, 0.2))
             child.kill()
-            report.killed_mid_pass += child.wait() != 0 and child.stdout.read() != "done\n"
+            child.wait()
+            report.killed_mid_pass += child.stdout.read() != "done\n"
         report.rounds += 1
         report.problems += check(db, prunable, kept, before)
         if report.problems:
