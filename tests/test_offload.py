@@ -7,6 +7,7 @@ import time
 
 import pytest
 import trio
+import trio.testing
 
 from pagerd.offload import in_thread
 
@@ -53,7 +54,7 @@ async def test_the_limiter_bounds_the_calls_running_at_once() -> None:
             for _ in range(6):
                 nursery.start_soon(offload, work)
             await trio.to_thread.run_sync(two_running.wait)
-            await trio.sleep(0.05)  # would a third start?
+            await trio.testing.wait_all_tasks_blocked()  # the others wait for the limiter
             assert limiter.statistics().tasks_waiting == 4
             release.set()
     assert peak == 2
@@ -87,7 +88,7 @@ async def test_a_cancelled_call_waits_for_its_thread_and_returns_what_it_did() -
             nursery.start_soon(call)
             await trio.to_thread.run_sync(started.wait)
             scope.cancel()
-            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()  # an abandoned call would have ended
             assert not finished and not scope.cancelled_caught  # waiting for the thread
             release.set()
     assert finished == [True] and scope.cancelled_caught and returned == ["committed"]
