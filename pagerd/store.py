@@ -466,12 +466,9 @@ def _read_through(path: Path) -> None:
     """
     buffer = bytearray(1 << 20)
     for name in _files(path):
-        try:
-            with open(name, "rb", buffering=0) as file:
-                while file.readinto(buffer):
-                    pass
-        except FileNotFoundError:
-            continue
+        with contextlib.suppress(FileNotFoundError), open(name, "rb", buffering=0) as file:
+            while file.readinto(buffer):
+                pass
 
 
 def _files(path: Path) -> tuple[Path, Path]:
