@@ -3,8 +3,12 @@
 A database of many services' incidents (old and recent, open and closed, storm incidents of
 thousands of events that take many transactions to delete, notifications in every state) is
 pruned by `retention.prune`, the daemon's own pass, in a child process that is killed with
-`kill -9` at random moments, mostly in the middle of an incident. After every kill, from the
-database as a restarted pagerd would find it:
+`kill -9` in the middle of the pass. The kill lands on a point of progress the child reports,
+not on a guess of how long the pass takes (which held on one machine and not on another): the
+child prints a marker and waits for a go-ahead after each incident it deletes rows of (inside
+the transaction, not yet committed) and after each committed transaction, and the parent kills
+it at a marker chosen at random. After every kill, from the database as a restarted pagerd
+would find it:
 
 - it opens (the start-up integrity check passes);
 - what a restart loads is what it was before any pruning (every service's number and open
@@ -31,17 +35,19 @@ import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
 from pagerd import retention
 from pagerd.offload import inline
-from pagerd.store import Store
+from pagerd.store import Pruned, Store
 from tests.history import incident
 from tests.torture import verdict
 
 CUTOFF = 1_000_000.0  # prune what closed before this
+MARKERS = 12  # a kill lands at one of the first this many markers of a pass
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -159,15 +165,23 @@ def run(folder: Path, rounds: int, services: int, seed: int) -> Report:
         with subprocess.Popen(
             [sys.executable, "-m", "tests.torture_prune", "--child", str(db)],
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         ) as child:
-            assert child.stdout is not None
-            if child.stdout.readline() == "pruning\n":  # the store is open: the pass begins
-                time.sleep(rng.uniform(0, 0.2))
+            assert child.stdin is not None and child.stdout is not None
+            kill_at = rng.randint(1, MARKERS)
+            line = child.stdout.readline()  # "pruning": the store is open, the pass begins
+            for seen in range(1, kill_at + 1):
+                line = child.stdout.readline()
+                if line not in MARKED:
+                    break  # done (the pass ended first), or the child died
+                if seen < kill_at:
+                    child.stdin.write("go\n")
+                    child.stdin.flush()
             child.kill()
             child.wait()
-            report.killed_mid_pass += child.stdout.read() != "done\n"
+            report.killed_mid_pass += line in MARKED
         report.rounds += 1
         report.problems += check(db, prunable, kept, before)
         if report.problems:
@@ -190,8 +204,32 @@ def prune_all(store: Store) -> int:
     return trio.run(retention.prune, store, inline, CUTOFF)
 
 
+MARKED = {"deleting\n", "committed\n"}
+
+
+def _marker(name: str) -> None:
+    """Tell the parent how far the pass is, and wait for its go-ahead (or its kill -9)."""
+    print(name, flush=True)
+    sys.stdin.readline()
+
+
+class _Marked(Store):
+    """The store, reporting each point of progress of a pass to the parent."""
+
+    def prune(self, *args: Any, **kwargs: Any) -> Pruned:
+        pruned = super().prune(*args, **kwargs)
+        _marker("committed")
+        return pruned
+
+    def _prune_incident(self, service: str, number: int, budget: int) -> int | None:
+        deleted = super()._prune_incident(service, number, budget)
+        if deleted != 0:  # rows deleted, in the transaction not yet committed
+            _marker("deleting")
+        return deleted
+
+
 def child(db: Path) -> int:
-    with closing(Store.open(db)) as store:
+    with closing(_Marked.open(db)) as store:
         print("pruning", flush=True)
         prune_all(store)
     print("done", flush=True)
