@@ -24,11 +24,20 @@ from pagerd.writes import Write
 PRUNE_ROWS: Final = 500
 """Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
 
-SCHEMA_VERSION: Final = 2
-"""1: the first. 2: the `incidents_closed` index, for `prune()`. `_SCHEMA` only ever adds, with
-IF NOT EXISTS, so running it on an older database is its upgrade."""
+SCHEMA_VERSION: Final = 3
+"""The layout of the database this pagerd makes and expects.
 
-_SCHEMA: Final = """
+Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
+to 2 that rule was not kept: version 1 came in four layouts (columns, tables and indexes added
+or dropped without a bump), and version 2 is what its `CREATE ... IF NOT EXISTS` script made of
+any of them. So a database of version 1 or 2 is first repaired to `_BASE`, the layout of
+version 3, whatever it held; tests/schemas has a script for each layout ever shipped."""
+
+BASE_VERSION: Final = 3
+"""The version `_BASE` is: a new database is made as `_BASE`, then every step after it, so a new
+database and an upgraded one are the same by construction."""
+
+_BASE: Final = """
 CREATE TABLE IF NOT EXISTS incidents (
     service TEXT NOT NULL,
     number INTEGER NOT NULL,
@@ -93,6 +102,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_incident ON events (service, incident);
 """
+
+_MIGRATIONS: Final[dict[int, str]] = {}
+"""Version N -> the statements that make a database of version N one of version N + 1."""
 
 
 class StoreError(Exception):
@@ -174,15 +186,14 @@ class Store:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"database {path} has schema version {version}; this pagerd knows "
-                    f"{SCHEMA_VERSION}: upgrade pagerd"
+                    f"database {path} has schema version {version}, newer than this pagerd "
+                    f"knows ({SCHEMA_VERSION}): it was made by a newer pagerd. Run that "
+                    "version, or restore a backup taken before the upgrade"
                 )
             if check or version != SCHEMA_VERSION:
                 _quick_check(conn, path)
             if version != SCHEMA_VERSION:
-                conn.executescript(
-                    f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-                )
+                _upgrade(conn, path, version)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot use database {path}: {exc}") from None
@@ -481,3 +492,81 @@ def _id_range(service: str, incident: int) -> tuple[str, str]:
     by "0" in ASCII, so they are exactly the ids from "service#N/" up to "service#N0"."""
     prefix = f"{incident_id(service, incident)}/"
     return prefix, prefix[:-1] + "0"
+
+
+def _upgrade(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """Bring the database from `version` to `SCHEMA_VERSION`, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version == 0:
+            if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
+                raise StoreError(
+                    f"database {path} has tables but no schema version: it is not pagerd's"
+                )
+            _run_script(conn, _BASE)
+        elif version < BASE_VERSION:
+            _repair(conn)
+        for step in range(max(version, BASE_VERSION), SCHEMA_VERSION):
+            _run_script(conn, _MIGRATIONS[step])
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """The statements of `script`, one by one inside the caller's transaction
+    (`executescript` would commit it first)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    assert not statement.strip(), f"incomplete SQL: {statement}"
+
+
+def _objects(conn: sqlite3.Connection, kind: str) -> dict[str, str]:
+    """name -> CREATE statement of the tables or indexes made by a script (not SQLite's own)."""
+    return dict(
+        conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = ? AND sql IS NOT NULL"
+            " AND name NOT LIKE 'sqlite_%'",
+            (kind,),
+        ).fetchall()
+    )
+
+
+def _repair(conn: sqlite3.Connection) -> None:
+    """Make a database of version 1 or 2, in whichever layout it came, exactly `_BASE`.
+
+    A table whose definition differs from `_BASE`'s (columns missing, a constraint since
+    dropped) is made anew and its rows copied, with the new columns' defaults; an index
+    `_BASE` no longer has is dropped, a missing one created. Rows are kept as they are.
+    """
+    base = sqlite3.connect(":memory:")
+    try:
+        base.executescript(_BASE)
+        tables, indexes = _objects(base, "table"), _objects(base, "index")
+    finally:
+        base.close()
+    have = _objects(conn, "table")
+    for name, sql in tables.items():
+        if name not in have:
+            conn.execute(sql)
+        elif have[name] != sql:
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
+            conn.execute(f"ALTER TABLE {name} RENAME TO {name}_before_repair")
+            conn.execute(sql)
+            new = [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
+            kept = ", ".join(c for c in new if c in columns)
+            conn.execute(f"INSERT INTO {name} ({kept}) SELECT {kept} FROM {name}_before_repair")
+            conn.execute(f"DROP TABLE {name}_before_repair")
+    for name, sql in _objects(conn, "index").items():
+        if indexes.get(name) != sql:
+            conn.execute(f"DROP INDEX {name}")
+    have = _objects(conn, "index")
+    for name, sql in indexes.items():
+        if name not in have:
+            conn.execute(sql)

@@ -1,0 +1,110 @@
+"""Databases made by every earlier pagerd open, upgrade to today's layout, and still page.
+
+tests/schemas has one SQL script per layout ever shipped (made from git history by
+`tests/schemas/make.py`): each holds an open incident whose escalation deadline has not passed
+and a notification never delivered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from pagerd.config import Config
+from pagerd.store import SCHEMA_VERSION, Store, StoreError
+from tests.harness import T0, running, settle, steps
+
+SCRIPTS = sorted((Path(__file__).parent / "schemas").glob("*.sql"))
+
+
+def layout(path: Path) -> dict[str, object]:
+    """What makes a layout: the version, each table's columns and each index's definition."""
+    with closing(sqlite3.connect(path)) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return {
+            "user_version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "columns": {t: conn.execute(f"PRAGMA table_xinfo({t})").fetchall() for t in tables},
+            "indexes": conn.execute(
+                "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+            ).fetchall(),
+            "tables": conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            ).fetchall(),
+        }
+
+
+def make(path: Path, script: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(script.read_text())
+
+
+def test_there_is_a_script_for_each_layout_shipped() -> None:
+    assert len(SCRIPTS) == 9
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+async def test_a_database_of_an_earlier_version_upgrades_and_still_pages(
+    autojump_clock: trio.testing.MockClock, config: Config, script: Path, tmp_path: Path
+) -> None:
+    make(config.database, script)
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    with trio.fail_after(3600):
+        async with running(config):
+            await settle()
+            assert layout(config.database) == layout(fresh)
+            await trio.sleep(600)
+    assert steps(config) == [
+        ("api#2", 1, 1, "sms:+14155550100"),  # never delivered: delivered at once
+        ("api#2", 1, 2, "email:lead@example.com"),  # the deadline, T0 + 4 minutes, fired
+    ]
+    with closing(Store.open(config.database)) as store:
+        assert [d.state for d in store.deliveries("api", 2)] == ["sent", "sent", "sent"]
+        assert store.latest_incident("api") == 2
+        # The history written before the upgrade is still there.
+        history = store.history("api", 2)
+        assert history is not None and history.opened_at == T0 - 60
+
+
+def test_an_upgraded_database_is_the_same_as_a_new_one_even_when_opened_twice(
+    tmp_path: Path,
+) -> None:
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    for script in SCRIPTS:
+        old = tmp_path / f"{script.stem}.db"
+        make(old, script)
+        Store.open(old).close()
+        Store.open(old).close()
+        assert layout(old) == layout(fresh), script.stem
+
+
+def test_a_database_of_a_newer_version_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "pager.db"
+    Store.open(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this pagerd knows") as error:
+        Store.open(path)
+    assert f"schema version {SCHEMA_VERSION + 1}" in str(error.value)
+    assert "upgrade" in str(error.value) or "Run that version" in str(error.value)
+    assert layout(path)["user_version"] == SCHEMA_VERSION + 1
+
+
+def test_a_database_with_tables_but_no_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pager.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE mine (x)")
+    with pytest.raises(StoreError, match="not pagerd's"):
+        Store.open(path)
