@@ -192,11 +192,22 @@ class Notify:
     target: Target
     message: str
     opened_at: float
+    origin: str = attrs.field(default="", kw_only=True)
+    """Which run of pagerd decided it (random, stored with it): the core leaves it empty, the
+    daemon sets it. Part of `key`, so that a database restored from an old backup, which numbers
+    incidents again from where the backup stood, never gives a new page an old page's key."""
 
     @property
     def id(self) -> str:
-        """Stable across restarts: the idempotency key of this notification everywhere."""
+        """The notification as people and the database name it, stable across restarts."""
         return f"{incident_id(self.service, self.incident)}/{self.round}/{self.level}/{self.target}"
+
+    @property
+    def key(self) -> str:
+        """The idempotency key providers see (Message-ID, Idempotency-Key, Twilio's token): the
+        id and the origin, both stored with the notification, so a re-send keeps its key and
+        no other notification ever has it. A notification of a pagerd before origins: its id."""
+        return f"{self.id}~{self.origin}" if self.origin else self.id
 
     @property
     def incident_id(self) -> str:

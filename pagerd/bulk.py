@@ -42,7 +42,7 @@ _INSERT_EVENTS: Final = (
 )
 _INSERT_NOTIFICATIONS: Final = (
     "INSERT INTO notifications (id, service, incident, round, level, channel, address, message,"
-    f" opened_at, created_at) SELECT {_select(10)} FROM json_each(?)"
+    f" opened_at, created_at, origin) SELECT {_select(11)} FROM json_each(?)"
 )
 _INSERT_ATTEMPTS: Final = (
     "INSERT INTO delivery_attempts (notification, at, outcome, provider_id, error)"
@@ -79,7 +79,8 @@ def _incident_row(service: str, i: Incident, closed_at: float | None) -> list[An
 
 
 class _Rows:
-    def __init__(self) -> None:
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
         self.incidents: dict[tuple[str, int], list[Any]] = {}
         self.events: list[list[Any]] = []
         self.notifications: list[list[Any]] = []
@@ -122,6 +123,7 @@ class _Rows:
                     n.message,
                     n.opened_at,
                     t.at,
+                    self.origin,
                 ]
             )
 
@@ -136,8 +138,8 @@ class _Rows:
         ]  # fmt: skip
 
 
-def fold(batch: Iterable[Write]) -> _Rows:
-    rows = _Rows()
+def fold(batch: Iterable[Write], origin: str = "") -> _Rows:
+    rows = _Rows(origin)
     for item in batch:
         if isinstance(item, Transition):
             rows.transition(item)
@@ -149,9 +151,10 @@ def fold(batch: Iterable[Write]) -> _Rows:
 _encode = msgspec.json.Encoder().encode
 
 
-def write(conn: sqlite3.Connection, batch: Sequence[Write]) -> None:
-    """The statements of one transaction (the caller begins and commits it)."""
-    rows = fold(batch)
+def write(conn: sqlite3.Connection, batch: Sequence[Write], origin: str) -> None:
+    """The statements of one transaction (the caller begins and commits it). New notifications
+    are stored with `origin`, the run deciding them (`Notify.origin`)."""
+    rows = fold(batch, origin)
     for sql, values in (
         (_UPSERT_INCIDENTS, list(rows.incidents.values())),
         (_INSERT_EVENTS, rows.events),

@@ -1,7 +1,8 @@
 """`pagerd`: the daemon's command line.
 
 Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not start,
-78 invalid config.
+78 invalid config. `pagerd backup`: 0 written, 1 not written (the message says why), 78 invalid
+config.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import trio
 
 from pager import __version__
 from pagerd import app, logs
+from pagerd.backup import BackupError, backup
 from pagerd.config import EX_CONFIG, ConfigError, load
 from pagerd.systemd import Notifier, listen_fds
 
@@ -33,7 +35,11 @@ log = logging.getLogger("pagerd")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pagerd", description="The on-call pager daemon.")
+    parser = argparse.ArgumentParser(
+        prog="pagerd",
+        description="The on-call pager daemon.",
+        epilog="pagerd backup --help: copy the database, consistently, while pagerd runs.",
+    )
     parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
     )
@@ -48,7 +54,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_backup_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pagerd backup",
+        description="Copy pagerd's database to DEST, consistently, while pagerd runs or not.",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"the config file naming daemon.state_dir (default {DEFAULT_CONFIG})",
+    )
+    where.add_argument("--database", type=Path, help="the database itself, instead of --config")
+    parser.add_argument("dest", type=Path, metavar="DEST", help="the file to write")
+    parser.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    return parser
+
+
+def backup_main(argv: Sequence[str]) -> int:
+    args = build_backup_parser().parse_args(argv)
+    database: Path = args.database
+    if database is None:
+        try:
+            database = load(Path(args.config)).database
+        except ConfigError as exc:
+            print(exc.report(), file=sys.stderr)
+            return EX_CONFIG
+    try:
+        made = backup(database, args.dest, force=args.force)
+    except BackupError as exc:
+        print(f"pagerd backup: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    print(
+        f"pagerd backup: {database} -> {made.path} "
+        f"({made.bytes} bytes, schema version {made.schema_version})"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backup"]:
+        return backup_main(argv[1:])
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     # Start-up builds 100,000s of objects that live for good: collecting while it does (the

@@ -123,8 +123,9 @@ class Outbox:
     def add(self, notifications: Iterable[Notify]) -> None:
         """Take committed notifications for delivery; never blocks."""
         now = self._clock.now()
+        origin = self._store.origin  # what the commit stored with them (`Notify.key`)
         for n in notifications:
-            self._take(_Pending(n, now))
+            self._take(_Pending(attrs.evolve(n, origin=origin), now))
 
     def failed_deliveries(self, service: str, incident: int) -> int:
         return self._failed[(service, incident)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from pagerd.writes import Write
 PRUNE_ROWS: Final = 500
 """Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -103,7 +104,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_incident ON events (service, incident);
 """
 
-_MIGRATIONS: Final[dict[int, str]] = {}
+_MIGRATIONS: Final[dict[int, str]] = {
+    # The run of pagerd that decided each notification, part of its idempotency key.
+    3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
+}
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
 
@@ -159,6 +163,8 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        self.origin = secrets.token_hex(8)
+        """This run's identity, stored with every notification it writes (`Notify.origin`)."""
 
     @classmethod
     def open(cls, path: Path, *, check: bool = True) -> Store:
@@ -252,7 +258,7 @@ class Store:
         """Up to `limit` notifications not yet delivered (pending or retrying), oldest first."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
-            " created_at, attempts, next_attempt_at FROM notifications"
+            " created_at, attempts, next_attempt_at, origin FROM notifications"
             " WHERE state IN ('pending', 'retrying') ORDER BY seq LIMIT ?",
             (limit,),
         )
@@ -266,6 +272,7 @@ class Store:
                     target=Target(row[4], row[5]),
                     message=row[6],
                     opened_at=row[7],
+                    origin=row[11],
                 ),
                 created_at=row[8],
                 attempts=row[9],
@@ -443,7 +450,7 @@ class Store:
     def write(self, batch: Sequence[Write]) -> None:
         """Apply `batch` in one transaction, durable on return; on error, none of it."""
         with self._transaction() as conn:
-            bulk.write(conn, batch)
+            bulk.write(conn, batch, self.origin)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -17,7 +17,7 @@ import trio.testing
 
 from pagerd.config import Config
 from pagerd.store import SCHEMA_VERSION, Store, StoreError
-from tests.harness import T0, running, settle, steps
+from tests.harness import T0, notifications, running, settle, steps
 
 SCRIPTS = sorted((Path(__file__).parent / "schemas").glob("*.sql"))
 
@@ -69,6 +69,9 @@ async def test_a_database_of_an_earlier_version_upgrades_and_still_pages(
         ("api#2", 1, 1, "sms:+14155550100"),  # never delivered: delivered at once
         ("api#2", 1, 2, "email:lead@example.com"),  # the deadline, T0 + 4 minutes, fired
     ]
+    # Decided before notifications had an origin: re-sent with the key it had, its id.
+    first = notifications(config)[0]
+    assert first["key"] == first["id"]
     with closing(Store.open(config.database)) as store:
         assert [d.state for d in store.deliveries("api", 2)] == ["sent", "sent", "sent"]
         assert store.latest_incident("api") == 2

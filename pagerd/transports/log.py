@@ -27,6 +27,7 @@ def record(n: Notify, at: float) -> dict[str, object]:
     return {
         "time": isoformat(at),
         "id": n.id,
+        "key": n.key,
         "service": n.service,
         "incident": n.incident_id,
         "round": n.round,

@@ -1,8 +1,8 @@
 """Email over SMTP, with `smtplib` in a worker thread so the event loop never blocks on it.
 
 One connection per message: a pager sends few, and a fresh connection cannot be a stale one.
-The notification id is the `Message-ID`, so a message sent twice in the ambiguous window is
-recognisably the same message.
+The notification's key (`Notify.key`) is the `Message-ID`, so a message sent twice in the
+ambiguous window is recognisably the same message.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _QUEUED_RE: Final = re.compile(r"queued as ([^\s]+)", re.IGNORECASE)
 
 
 def message_id(n: Notify) -> str:
-    left = "".join(c if c in _ATEXT and c != "%" else f"%{ord(c):02X}" for c in n.id)
+    left = "".join(c if c in _ATEXT and c != "%" else f"%{ord(c):02X}" for c in n.key)
     return f"<{left}@pagerd>"
 
 

@@ -30,7 +30,7 @@ class TwilioTransport:
             self._url,
             data=form,
             auth=(s.account_sid, s.auth_token.value),
-            headers={"I-Twilio-Idempotency-Token": notification.id},
+            headers={"I-Twilio-Idempotency-Token": notification.key},
         )
         check(response, "Twilio")
         try:

@@ -28,7 +28,7 @@ class WebhookTransport:
         headers = {
             **self._settings.headers,
             "Content-Type": "application/json",
-            "Idempotency-Key": notification.id,
+            "Idempotency-Key": notification.key,
         }
         if self._settings.secret is not None:
             headers["X-Pager-Signature"] = signature(self._settings.secret.value, body)
