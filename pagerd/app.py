@@ -19,7 +19,8 @@ import trio
 from pager.domain import ServiceState
 from pager.ports import Transport
 from pagerd.actors import Services
-from pagerd.clock import Clock
+from pagerd.clock import Clock, watch
+from pagerd.clock import restart as clock_restart
 from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError, load
 from pagerd.listen import SocketInUse, UnixListener, open_unix_listener
@@ -33,6 +34,7 @@ from pagerd.server import Server
 from pagerd.store import Store, StoreError
 from pagerd.systemd import Notifier
 from pagerd.wiring import build_lanes
+from pagerd.writes import ClockMark
 
 __all__ = ["Config", "Daemon", "StartupError", "serve"]
 
@@ -236,6 +238,10 @@ async def _run(
 ) -> None:
     store, clock = parts.store, parts.clock
     states = await _load_checked(store, parts)
+    try:  # before anything reads a deadline: they move if the wall clock stepped
+        states = await clock_restart(clock, store, parts.store_offload, states)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
     for name, state in states.items():
         if state.incident is not None and name not in config.services:
             log.warning(
@@ -282,6 +288,7 @@ async def _run(
     try:
         async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
+            core.start_soon(watch, clock, lambda r: committer.commit([ClockMark(r)]), name="clock")
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")
             core.start_soon(outbox.run, name="outbox")

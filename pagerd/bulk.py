@@ -14,10 +14,12 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+import attrs
 import msgspec
 
 from pager.domain import Incident
-from pagerd.writes import Attempt, Transition, Write
+from pagerd.clock import Reading
+from pagerd.writes import Attempt, ClockMark, Transition, Write
 
 _COLUMNS: Final = (
     "service, number, opened_at, message, alerts, round, level, deadline, acknowledged_at,"
@@ -86,6 +88,7 @@ class _Rows:
         self.notifications: list[list[Any]] = []
         self.attempts: list[list[Any]] = []
         self.updates: dict[str, list[Any]] = {}
+        self.clock: Reading | None = None
 
     def transition(self, t: Transition) -> None:
         name = t.after.name
@@ -143,6 +146,8 @@ def fold(batch: Iterable[Write], origin: str = "") -> _Rows:
     for item in batch:
         if isinstance(item, Transition):
             rows.transition(item)
+        elif isinstance(item, ClockMark):
+            rows.clock = item.reading
         else:
             rows.attempt(item)
     return rows
@@ -165,3 +170,18 @@ def write(conn: sqlite3.Connection, batch: Sequence[Write], origin: str) -> None
         if values:
             # Text, not bytes: SQLite would take a BLOB for its binary JSONB.
             conn.execute(sql, (_encode(values).decode(),))
+    if rows.clock is not None:
+        record_clock(conn, rows.clock)
+
+
+def record_clock(conn: sqlite3.Connection, reading: Reading) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('clock', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (_encode(attrs.asdict(reading)).decode(),),
+    )
+
+
+def last_clock(conn: sqlite3.Connection) -> Reading | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()
+    return None if row is None else Reading(**msgspec.json.decode(row[0]))

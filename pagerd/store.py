@@ -20,12 +20,13 @@ import attrs
 
 from pager.domain import Incident, Notify, ServiceState, Target, incident_id
 from pagerd import bulk
+from pagerd.clock import STEP, Reading, shift
 from pagerd.writes import Write
 
 PRUNE_ROWS: Final = 500
 """Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -107,6 +108,8 @@ CREATE INDEX IF NOT EXISTS events_incident ON events (service, incident);
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
+    # Facts about the database as a whole: how the stored times stand to the clocks (`clock`).
+    4: "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
@@ -446,6 +449,33 @@ class Store:
                 return None
         conn.execute("DELETE FROM incidents WHERE service = ? AND number = ?", (service, number))
         return rows + 1
+
+    def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
+        """At start: move the open incidents' deadlines and the retry times of undelivered
+        notifications by `clock.shift` from the last recorded reading to `reading` (when it is
+        a step, not jitter), and record `reading`, in one transaction, so a crash cannot move
+        them twice. The last reading, and how far they moved (0.0: not at all)."""
+        try:
+            with self._transaction() as conn:
+                last = bulk.last_clock(conn)
+                moved = shift(last, reading)
+                if abs(moved) <= STEP:
+                    moved = 0.0
+                else:
+                    conn.execute(
+                        "UPDATE incidents SET deadline = deadline + ?"
+                        " WHERE closed_at IS NULL AND deadline IS NOT NULL",
+                        (moved,),
+                    )
+                    conn.execute(
+                        "UPDATE notifications SET next_attempt_at = next_attempt_at + ?"
+                        " WHERE state IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL",
+                        (moved,),
+                    )
+                bulk.record_clock(conn, reading)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use database {self.path}: {exc}") from None
+        return last, moved
 
     def write(self, batch: Sequence[Write]) -> None:
         """Apply `batch` in one transaction, durable on return; on error, none of it."""

@@ -7,6 +7,7 @@ from typing import Literal, TypeAlias
 import attrs
 
 from pager.domain import Notify, ServiceState
+from pagerd.clock import Reading
 from pagerd.peers import Peer
 
 
@@ -44,4 +45,11 @@ class Attempt:
     next_attempt_at: float | None = None
 
 
-Write: TypeAlias = Transition | Attempt
+@attrs.frozen
+class ClockMark:
+    """How pagerd's frame stands against the wall and boot clocks now (see `clock.py`)."""
+
+    reading: Reading
+
+
+Write: TypeAlias = Transition | Attempt | ClockMark
