@@ -183,5 +183,12 @@ def record_clock(conn: sqlite3.Connection, reading: Reading) -> None:
 
 
 def last_clock(conn: sqlite3.Connection) -> Reading | None:
+    """The reading recorded last; None if there is none, or none that can be read (a value
+    written by hand): then nothing is moved, as for a new database."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()
-    return None if row is None else Reading(**msgspec.json.decode(row[0]))
+    if row is None:
+        return None
+    try:
+        return msgspec.json.decode(row[0], type=Reading)
+    except (msgspec.DecodeError, TypeError):
+        return None

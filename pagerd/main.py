@@ -1,8 +1,8 @@
 """`pagerd`: the daemon's command line.
 
 Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not start,
-78 invalid config. `pagerd backup`: 0 written, 1 not written (the message says why), 78 invalid
-config.
+78 invalid config. `pagerd backup` and `pagerd restore`: 0 done, 1 not done (the message says
+why), 78 invalid config.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import trio
 
 from pager import __version__
 from pagerd import app, logs
-from pagerd.backup import BackupError, backup
+from pagerd.backup import BackupError, backup, restore
 from pagerd.config import EX_CONFIG, ConfigError, load
 from pagerd.systemd import Notifier, listen_fds
 
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pagerd",
         description="The on-call pager daemon.",
-        epilog="pagerd backup --help: copy the database, consistently, while pagerd runs.",
+        epilog="pagerd backup --help: copy the database, consistently, while pagerd runs; "
+        "pagerd restore --help: put a backup back.",
     )
     parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
@@ -71,15 +72,55 @@ def build_backup_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_restore_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pagerd restore",
+        description="Make BACKUP pagerd's database (pagerd stopped); the one it replaces is "
+        "saved beside it as pager.db.before-restore.",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"the config file naming daemon.state_dir (default {DEFAULT_CONFIG})",
+    )
+    where.add_argument("--database", type=Path, help="the database itself, instead of --config")
+    parser.add_argument("backup", type=Path, metavar="BACKUP", help="a file `pagerd backup` wrote")
+    return parser
+
+
+def _database(args: argparse.Namespace) -> Path | int:
+    """The database the command names, or the exit code of a config it cannot read."""
+    if args.database is not None:
+        return Path(args.database)
+    try:
+        return load(Path(args.config)).database
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EX_CONFIG
+
+
+def restore_main(argv: Sequence[str]) -> int:
+    args = build_restore_parser().parse_args(argv)
+    database = _database(args)
+    if isinstance(database, int):
+        return database
+    try:
+        done = restore(args.backup, database)
+    except BackupError as exc:
+        print(f"pagerd restore: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    saved = f"; the database it replaced is {done.saved}" if done.saved is not None else ""
+    version = f"schema version {done.schema_version}"
+    print(f"pagerd restore: {args.backup} -> {done.path} ({version}){saved}")
+    return 0
+
+
 def backup_main(argv: Sequence[str]) -> int:
     args = build_backup_parser().parse_args(argv)
-    database: Path = args.database
-    if database is None:
-        try:
-            database = load(Path(args.config)).database
-        except ConfigError as exc:
-            print(exc.report(), file=sys.stderr)
-            return EX_CONFIG
+    database = _database(args)
+    if isinstance(database, int):
+        return database
     try:
         made = backup(database, args.dest, force=args.force)
     except BackupError as exc:
@@ -96,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["backup"]:
         return backup_main(argv[1:])
+    if argv[:1] == ["restore"]:
+        return restore_main(argv[1:])
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     # Start-up builds 100,000s of objects that live for good: collecting while it does (the

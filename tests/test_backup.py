@@ -16,6 +16,7 @@ from pagerd.config import Config
 from pagerd.main import main
 from pagerd.store import Store
 from tests.harness import connect, notifications, running, settle
+from tests.history import incident
 from tests.processes import Pagerd, pager
 from tests.servers import Answer, HttpServer
 
@@ -129,3 +130,57 @@ def test_a_page_re_sent_after_kill_9_keeps_its_key(tmp_path: Path) -> None:
     assert second.json()["id"] == first.json()["id"]
     assert second.headers["idempotency-key"] == first.headers["idempotency-key"]
     assert first.headers["idempotency-key"].startswith(first.json()["id"] + "~")
+
+
+def crash_image(store: Store, folder: Path) -> Path:
+    """The database's files as a `kill -9` would leave them: the file and its WAL, as on disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal"):
+        shutil.copyfile(f"{store.path}{suffix}", folder / f"pager.db{suffix}")
+    return folder / "pager.db"
+
+
+def add_incidents(store: Store, *numbers: int) -> None:
+    for n in numbers:
+        incident(store, "api", n, closed_at=float(n))
+
+
+def test_restore_replaces_the_database_and_its_wal_and_saves_what_it_replaced(
+    tmp_path: Path,
+) -> None:
+    backup_file = tmp_path / "backup.db"
+    with closing(Store.open(tmp_path / "live" / "pager.db")) as store:
+        add_incidents(store, 1)
+        assert main(["backup", "--database", str(store.path), str(backup_file)]) == 0
+        add_incidents(store, 2, 3)  # in the WAL only
+        database = crash_image(store, tmp_path / "state")
+        by_hand = crash_image(store, tmp_path / "by-hand")
+    # By hand, the old WAL is left beside the restored file: SQLite replays it onto it.
+    shutil.copyfile(backup_file, by_hand)
+    with closing(sqlite3.connect(by_hand)) as conn:
+        mixed = conn.execute("SELECT number FROM incidents ORDER BY 1").fetchall()
+    assert mixed != [(1,)], mixed
+    assert main(["restore", "--database", str(database), str(backup_file)]) == 0
+    assert incidents(database) == [("api", 1)]
+    assert incidents(database.with_name("pager.db.before-restore")) == [
+        ("api", n) for n in (1, 2, 3)
+    ]
+    with closing(Store.open(database)) as store:
+        assert store.latest_incident("api") == 1
+
+
+async def test_restore_refuses_while_pagerd_runs_and_refuses_what_is_not_a_backup(
+    autojump_clock: trio.testing.MockClock, config: Config, tmp_path: Path
+) -> None:
+    backup_file, junk = tmp_path / "backup.db", tmp_path / "junk.db"
+    junk.write_bytes(b"not a database" * 100)
+    with trio.fail_after(60):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api")
+            await settle()
+            assert main(["backup", "--config", str(config.path), str(backup_file)]) == 0
+            assert main(["restore", "--config", str(config.path), str(backup_file)]) == 1
+    assert main(["restore", "--config", str(config.path), str(junk)]) == 1
+    assert main(["restore", "--config", str(config.path), str(tmp_path / "none.db")]) == 1
+    assert not config.database.with_name("pager.db.before-restore").exists()
+    assert incidents(config.database) == [("api", 1)]

@@ -167,3 +167,11 @@ def test_a_restart_moves_open_deadlines_and_retry_times_once(tmp_path: Path) -> 
 def test_the_system_clocks_are_read() -> None:
     boot = system_boot()
     assert boot is not None and len(boot[0]) == 36 and boot[1] > 0
+
+
+def test_a_reading_that_cannot_be_read_moves_nothing(tmp_path: Path) -> None:
+    with closing(Store.open(tmp_path / "pager.db")) as store:
+        store._conn.execute("INSERT INTO meta (key, value) VALUES ('clock', '{\"frame\": \"x\"}')")
+        now = Reading(frame=T0, wall=T0, boot_id="b", boottime=1.0)
+        assert store.restart_clock(now) == (None, 0.0)
+        assert store.restart_clock(now) == (now, 0.0)
