@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import stat
+import subprocess
 from contextlib import closing
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pagerd.main import main
 from pagerd.store import Store
 from tests.harness import connect, notifications, running, settle
 from tests.history import incident
-from tests.processes import Pagerd, pager
+from tests.processes import PAGERD, Pagerd, pager
 from tests.servers import Answer, HttpServer
 
 
@@ -184,3 +185,17 @@ async def test_restore_refuses_while_pagerd_runs_and_refuses_what_is_not_a_backu
     assert main(["restore", "--config", str(config.path), str(tmp_path / "none.db")]) == 1
     assert not config.database.with_name("pager.db.before-restore").exists()
     assert incidents(config.database) == [("api", 1)]
+
+
+def test_pagerd_backup_beside_the_real_running_daemon(daemon: Pagerd, tmp_path: Path) -> None:
+    dest = tmp_path / "backup.db"
+    daemon.start()
+    assert pager(daemon.socket, "alert", "api").returncode == 0
+    made = subprocess.run(
+        [*PAGERD, "backup", "--config", str(daemon.config), str(dest)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "schema version" in made.stdout
+    assert pager(daemon.socket, "ping").returncode == 0  # undisturbed
+    assert incidents(dest) == [("api", 1)]
