@@ -181,6 +181,7 @@ async def watch(clock: Clock, record: Callable[[Reading], Awaitable[None]]) -> N
     """Until cancelled: compare the wall clock with the frame, log a step, and record the
     reading (then, and every `RECORD_EVERY`), so the next start knows how the frame stood."""
     last_recorded = trio.current_time()
+    unrecorded = False  # a step whose record failed: tried again at the next look
     while True:
         await trio.sleep(WATCH_EVERY)
         reading = clock.reading()
@@ -191,9 +192,12 @@ async def watch(clock: Clock, record: Callable[[Reading], Awaitable[None]]) -> N
                 "had left; pagerd's times are %.1fs %s the wall clock's until its next start",
                 step, abs(clock.skew), "behind" if clock.skew > 0 else "ahead of",
             )  # fmt: skip
-        if step is not None or trio.current_time() - last_recorded >= RECORD_EVERY:
+            unrecorded = True
+        if unrecorded or trio.current_time() - last_recorded >= RECORD_EVERY:
             try:
                 await record(reading)
-                last_recorded = trio.current_time()
-            except Exception as exc:  # the database: retried at the next look
+            except Exception as exc:  # the database: tried again at the next look
                 log.error("cannot record the clock reading, retried in %.0fs: %s", WATCH_EVERY, exc)
+            else:
+                last_recorded = trio.current_time()
+                unrecorded = False

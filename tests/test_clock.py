@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd.clock import Clock, Reading, shift, system_boot
+from pagerd.clock import Clock, Reading, shift, system_boot, watch
 from pagerd.config import Config
 from pagerd.store import Store
 from tests.harness import T0, connect, running, settle, steps
@@ -175,3 +175,27 @@ def test_a_reading_that_cannot_be_read_moves_nothing(tmp_path: Path) -> None:
         now = Reading(frame=T0, wall=T0, boot_id="b", boottime=1.0)
         assert store.restart_clock(now) == (None, 0.0)
         assert store.restart_clock(now) == (now, 0.0)
+
+
+async def test_a_step_whose_record_fails_is_recorded_at_the_next_look(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    machine = Machine()
+    clock = machine.clock()
+    recorded: list[Reading] = []
+    failures = [OSError("disk full")]
+
+    async def record(reading: Reading) -> None:
+        if failures:
+            raise failures.pop()
+        recorded.append(reading)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, clock, record)
+        await trio.sleep(15)
+        machine.step = -DAY
+        await trio.sleep(10)  # seen, its record fails
+        assert recorded == []
+        await trio.sleep(10)  # recorded at the next look
+        nursery.cancel_scope.cancel()
+    assert len(recorded) == 1 and recorded[0].wall - recorded[0].frame == -DAY
