@@ -266,6 +266,9 @@ class Server:
             request = parse_request(line)
         except ProtocolError as exc:
             return _done("invalid", error_reply(exc.code, exc.message), exc.code)
+        except Exception:  # a bug in the decoder: this line's, not the daemon's
+            log.exception("cannot decode a request line")
+            return _done("invalid", error_reply("internal", "internal error"), "internal")
         op, service = request.op, request.service
         if op not in EVENT_OPS:
             return request
