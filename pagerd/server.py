@@ -327,13 +327,11 @@ class Server:
             service = request.service
             found = await self._store_offload(lambda: store.latest_incident(service))
             if found is None:
-                return error_reply("not_found", f"{service} has had no incident"), "not_found"
+                return self._not_found(service, f"{service} has had no incident")
             number = found
         history = await self._store_offload(lambda: store.history(service, number))
         if history is None:
-            return error_reply(
-                "not_found", f"no incident {incident_id(service, number)}"
-            ), "not_found"
+            return self._not_found(service, f"no incident {incident_id(service, number)}")
         reply = ok_reply(
             service=service,
             incident=incident_id(service, number),
@@ -343,6 +341,13 @@ class Server:
             timeline=[{"at": isoformat(at), **entry} for at, entry in history.timeline],
         )
         return reply, "ok"
+
+    def _not_found(self, service: str, message: str) -> tuple[bytes, str]:
+        """`unknown_service` for a name that is not configured (a typo must not read as "all
+        quiet"); a removed service's incidents, still stored, are found before this."""
+        if service not in self._services.config.services:
+            return unknown_service(service), "unknown_service"
+        return error_reply("not_found", message), "not_found"
 
 
 def _delivery(d: Delivery) -> dict[str, Any]:
