@@ -171,6 +171,7 @@ class Server:
                 return
             if b"\n" in data:
                 break
+            connection.line(begun=True, ended=False)
         message = f"{who} may not use this pagerd (see allow_users, allow_groups)"
         await replies.put(_done("refused", error_reply("forbidden", message), "forbidden"))
 
@@ -212,6 +213,7 @@ class Server:
                     await self._queue(events, answers, replies)
                     events, answers = [], []
             del buffer[:start]
+            connection.line(begun=bool(buffer), ended=start > 0)
             await self._queue(events, answers, replies)
             if len(buffer) > MAX_LINE:
                 await replies.put(_too_large())
@@ -219,8 +221,8 @@ class Server:
 
     async def _receive(self, stream: trio.SocketStream, connection: Connection) -> bytes:
         """The client's next bytes; none at EOF or if the connection broke. After nothing (or
-        half a line) for too long it stops being read: the replies already due go out, then the
-        connection closes."""
+        half a line) for too long, or a line that takes too long to arrive whole, it stops being
+        read: the replies already due go out, then the connection closes."""
         self._connections.receiving(connection)
         try:
             data = await stream.receive_some(RECEIVE_SIZE)
