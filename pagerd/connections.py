@@ -110,7 +110,8 @@ class Connections:
         if connection.line_waited is None:
             self._by(now + limits.idle_timeout)
         else:
-            self._by(now + min(limits.idle_timeout, limits.request_timeout - connection.line_waited))
+            left = limits.request_timeout - connection.line_waited
+            self._by(now + min(limits.idle_timeout, left))
 
     def writing(self, connection: Connection) -> None:
         now = trio.current_time()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import attrs
 import pytest
@@ -16,7 +17,7 @@ from tests.harness import Connection, connect, running, settle
 DAY = 24 * 3600.0
 
 
-def _limits(config: Config, **changes: float) -> Config:
+def _limits(config: Config, **changes: Any) -> Config:
     return attrs.evolve(config, limits=attrs.evolve(config.limits, **changes))
 
 
