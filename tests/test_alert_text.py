@@ -4,15 +4,21 @@ are replaced, NUL too; only what cannot name a service is refused. Client and da
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
+from pager import cli
 from pager.protocol import MAX_BY, MAX_LINE, MAX_TEXT, ProtocolError, parse_request
 from pager.text import TRUNCATED
 from pagerd.config import Config
+from tests.fake_pagerd import fake_pagerd
 from tests.harness import connect, notifications, running
+from tests.processes import PAGER, Pagerd
 
 DAY = 24 * 3600.0
 
@@ -34,7 +40,10 @@ def test_by_over_the_limit_is_cut_with_a_marker() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        (b'{"op":"alert","service":"api","message":"disk \xff\xfe full"}', "disk \ufffd\ufffd full"),
+        (
+            b'{"op":"alert","service":"api","message":"disk \xff\xfe full"}',
+            "disk \ufffd\ufffd full",
+        ),
         (b'{"op":"alert","service":"api","message":"cut \xe2\x82"}', "cut \ufffd"),
         (b'{"op":"alert","service":"api","message":"lone \\ud800"}', "lone \ufffd"),
         (b'{"op":"alert","service":"api","message":"nul \\u0000 here"}', "nul \ufffd here"),
@@ -81,3 +90,41 @@ async def test_the_daemon_opens_an_incident_for_a_long_or_broken_message(
     assert second["incident"]["message"] == "bad \ufffd( byte"
     assert alive["ok"] is True
     assert {n["incident"] for n in notifications(config)} == {"api#1", "web#1"}
+
+
+def test_the_client_sends_a_100_kb_message_cut_to_fit(tmp_path: Path) -> None:
+    message = "m" * 100_000
+    with fake_pagerd(tmp_path) as fake:
+        code = cli.main(["--socket", str(fake.path), "alert", "api", message])
+        by = cli.main(["--socket", str(fake.path), "ack", "api", "--by", "b" * 100_000])
+    assert (code, by) == (0, 0)
+    alert, ack = fake.requests()
+    assert alert["message"] == "m" * (MAX_TEXT - len(TRUNCATED)) + TRUNCATED
+    assert ack["by"] == "b" * (MAX_BY - len(TRUNCATED)) + TRUNCATED
+    assert all(len(line) < MAX_LINE for line in fake.lines)
+
+
+def test_the_client_sends_a_message_of_invalid_utf8_repaired(tmp_path: Path) -> None:
+    # What Python makes of argv bytes that are not UTF-8: lone surrogates (surrogateescape).
+    message = os.fsdecode(b"disk \xff full \xe2\x82")
+    with fake_pagerd(tmp_path) as fake:
+        assert cli.main(["--socket", str(fake.path), "alert", "api", message]) == 0
+        assert cli.main(["--socket", str(fake.path), "ack", "api", "--by", message]) == 0
+    alert, ack = fake.requests()
+    assert alert["message"] == ack["by"] == "disk \ufffd full \ufffd"
+
+
+def test_the_real_client_and_daemon_page_for_any_argv_bytes(daemon: Pagerd) -> None:
+    daemon.start()
+    socket = os.fsencode(daemon.socket)
+    run = [os.fsencode(arg) for arg in PAGER]
+    args = [b"alert", b"api", b"\x1b[2J \xff\xfe " + b"x" * 100_000]
+    sent = subprocess.run([*run, b"--socket", socket, *args], capture_output=True, check=False)
+    status = subprocess.run(
+        [*run, b"--socket", socket, b"--json", b"status", b"api"], capture_output=True, check=False
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert b"Traceback" not in sent.stderr
+    message = json.loads(status.stdout)["incident"]["message"]
+    assert message.startswith("\x1b[2J \ufffd\ufffd xxx") and message.endswith(TRUNCATED)
+    assert len(message) == MAX_TEXT
