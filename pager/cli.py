@@ -168,10 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "unhealthy", False) and isinstance(reply.get("services"), list):
         reply["services"] = [s for s in reply["services"] if s.get("state") != "healthy"]
     if args.json:
-        print(json.dumps(reply, indent=2))
+        text = json.dumps(reply, indent=2)
     else:
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        print(render(args.command, reply, width))
+        text = render(args.command, reply, width)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # The reader left (`pager status | head -1`): the request itself succeeded. Point
+        # stdout at /dev/null so that the interpreter's own flush at exit does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 

@@ -24,6 +24,11 @@ class FakePagerd:
         lambda: {"ok": True, "service": "api", "state": "healthy", "incident": None}
     )
     lines: list[bytes] = attrs.Factory(list)
+    # Cleared by a test that must do something after the request arrives and before the reply.
+    replying: threading.Event = attrs.Factory(threading.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self.replying.set()
 
     def requests(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.lines]
@@ -53,6 +58,7 @@ def fake_pagerd(folder: Path) -> Iterator[FakePagerd]:
                         break
                     data += chunk
                 fake.lines.append(data.partition(b"\n")[0])
+                fake.replying.wait(timeout=10)
                 conn.sendall(json.dumps(fake.reply).encode() + b"\n")
 
     thread = threading.Thread(target=serve, daemon=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any, Final
 
@@ -12,6 +13,7 @@ import pytest
 
 from pager import __version__, cli
 from tests.fake_pagerd import fake_pagerd
+from tests.processes import PAGER
 
 # ESC and OSC sequences, CR, LF (a fake table row), a C1 control, a right-to-left override.
 EVIL: Final = "x\x1b[2J\x1b]0;owned\x07\r\nweb  healthy  -\x9b31m\x85\u202eevil\u2028\\"
@@ -210,3 +212,22 @@ def test_output_that_is_not_a_terminal_is_not_cut(
         fake.reply = {"ok": True, "services": [_status("api", acknowledged_by="b" * 256)]}
         assert cli.main(["--socket", str(fake.path), "status"]) == 0
     assert "b" * 256 in capsys.readouterr().out
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.replying.clear()
+        fake.reply = {"ok": True, "text": "x\n" * 100_000}
+        proc = subprocess.Popen(
+            [*PAGER, "--socket", str(fake.path), "metrics"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # `pager metrics | head -0`
+        fake.replying.set()
+        with proc.stderr:
+            err = proc.stderr.read()
+        code = proc.wait(timeout=30)
+    assert b"Traceback" not in err, err
+    assert code == 0
