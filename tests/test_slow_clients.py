@@ -113,3 +113,28 @@ def test_request_timeout_is_read_from_the_config(config: Config) -> None:
     text = config.path.read_text().replace("[daemon]\n", '[daemon]\nrequest_timeout = "10s"\n', 1)
     config.path.write_text(text)
     assert load(config.path).limits.request_timeout == 10.0
+
+
+class _RefuseAll:
+    """Access that lets nobody in: the tests run as root, whom the real one always lets in."""
+
+    groups = None
+
+    def allows(self, peer: object) -> bool:
+        return False
+
+
+async def test_a_refused_client_trickling_bytes_is_closed_at_the_request_timeout(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _limits(config, idle_timeout=300.0)  # request_timeout: 30 s
+    with trio.fail_after(DAY):
+        async with running(config) as daemon:
+            monkeypatch.setattr(daemon.server, "access", _RefuseAll())
+            slow = await Connection.open(config.socket)
+            began = trio.current_time()
+            with pytest.raises(trio.BrokenResourceError):
+                await _trickle(slow, b"x" * 10_000, 1.0)
+            cut_after = trio.current_time() - began
+            await slow.aclose()
+    assert 30.0 <= cut_after <= 33.0
