@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pager import cli
 from pager.protocol import MAX_BY, MAX_LINE, MAX_TEXT, ProtocolError, parse_request
@@ -128,3 +130,15 @@ def test_the_real_client_and_daemon_page_for_any_argv_bytes(daemon: Pagerd) -> N
     message = json.loads(status.stdout)["incident"]["message"]
     assert message.startswith("\x1b[2J \ufffd\ufffd xxx") and message.endswith(TRUNCATED)
     assert len(message) == MAX_TEXT
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.binary(max_size=6000))
+def test_any_bytes_in_a_message_make_an_alert_of_valid_bounded_text(raw: bytes) -> None:
+    # Quotes, backslashes and control bytes would end the string or make it invalid JSON.
+    raw = bytes(b for b in raw if b >= 0x20 and b not in b'"\\')
+    request = parse_request(b'{"op":"alert","service":"api","message":"' + raw + b'"}')
+    assert (request.op, request.service) == ("alert", "api")
+    assert request.message is not None and len(request.message) <= MAX_TEXT
+    request.message.encode("utf-8")  # no lone surrogate: storable and sendable
+    assert "\x00" not in request.message
