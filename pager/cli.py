@@ -3,7 +3,7 @@
 It imports neither trio nor the daemon, so that it starts fast from scripts and monitoring hooks.
 Exit codes: 0 ok, 1 the daemon refused the request, 2 usage, 69 the daemon cannot be reached,
 75 the daemon cannot serve it now (`busy`, `unavailable`: try again), 77 the daemon does not let
-this user in.
+this user in, 130 interrupted (Ctrl-C) before the reply.
 
 Whatever the daemon sends back may hold what any client sent (an alert's message, who acked):
 the readable output escapes every character that is not printable, so none of it can reach the
@@ -34,6 +34,7 @@ EXIT_USAGE: Final = 2  # bad arguments: argparse exits with it itself
 EXIT_UNAVAILABLE: Final = 69
 EXIT_TEMPFAIL: Final = 75  # EX_TEMPFAIL: the same request may succeed if sent again later
 EXIT_FORBIDDEN: Final = 77
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 
 _TEMPORARY: Final = frozenset({"busy", "unavailable"})
 
@@ -155,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Unreachable as exc:
         print(f"pager: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        print(
+            "pager: interrupted before the reply; the request may have been acted on",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     if not reply.get("ok"):
         error = reply.get("error") or {}
         code = str(error.get("code", "error"))

@@ -6,6 +6,7 @@ client sent, so a test sees both what the client puts on the wire and what it ma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -59,7 +60,8 @@ def fake_pagerd(folder: Path) -> Iterator[FakePagerd]:
                     data += chunk
                 fake.lines.append(data.partition(b"\n")[0])
                 fake.replying.wait(timeout=10)
-                conn.sendall(json.dumps(fake.reply).encode() + b"\n")
+                with contextlib.suppress(OSError):  # the client may be gone (a test stopped it)
+                    conn.sendall(json.dumps(fake.reply).encode() + b"\n")
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -231,3 +233,24 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
         code = proc.wait(timeout=30)
     assert b"Traceback" not in err, err
     assert code == 0
+
+
+def test_ctrl_c_while_waiting_for_the_reply_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.replying.clear()  # pagerd is slow to answer
+        proc = subprocess.Popen(
+            [*PAGER, "--socket", str(fake.path), "alert", "api"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        while not fake.lines and time.monotonic() < deadline:  # until the request is sent
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        with proc.stderr:
+            err = proc.stderr.read()
+        code = proc.wait(timeout=30)
+        fake.replying.set()
+    assert code == 130
+    assert b"Traceback" not in err and b"interrupted" in err
