@@ -104,6 +104,29 @@ class Connections:
     def close(self, connection: Connection) -> None:
         self._open.discard(connection)
 
+    def make_room(self) -> bool:
+        """At `max_connections`: stop reading the connection that has waited longest for its
+        client's next request, if that is over `request_timeout`; whether one was.
+
+        Otherwise connections that merely sit idle (opened, or between requests) would hold every
+        slot for `idle_timeout` and lock the monitoring hooks out, as tricklers did before
+        `request_timeout`. A connection mid-line is already bounded by `request_timeout`, and one
+        being served is not waiting on its client: neither is chosen. The one chosen is closed
+        the way an idle one is (its replies due go out first), so for that moment there is one
+        connection more than the limit."""
+        waits = [
+            (since, c)
+            for c in self._open
+            if (since := c.receiving_since) is not None and c.line_waited is None
+        ]
+        if not waits:
+            return False
+        since, oldest = min(waits, key=lambda wait: wait[0])
+        if trio.current_time() - since < self._limits().request_timeout:
+            return False
+        oldest._stop_reading()
+        return True
+
     def receiving(self, connection: Connection) -> None:
         now, limits = trio.current_time(), self._limits()
         connection.receiving_since = now

@@ -115,7 +115,7 @@ class Server:
             connection.reading.cancel()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        if self.connections >= self.limits.max_connections:
+        if self.connections >= self.limits.max_connections and not self._connections.make_room():
             await self._busy(stream)
             return
         connection = self._connections.open()

@@ -138,3 +138,28 @@ async def test_a_refused_client_trickling_bytes_is_closed_at_the_request_timeout
             cut_after = trio.current_time() - began
             await slow.aclose()
     assert 30.0 <= cut_after <= 33.0
+
+
+async def test_at_the_limit_a_connection_idle_past_the_request_timeout_makes_room(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    """Idle connections would otherwise hold every slot for idle_timeout (5 minutes)."""
+    config = _limits(config, max_connections=3, idle_timeout=300.0)  # request_timeout: 30 s
+    with trio.fail_after(DAY):
+        async with running(config):
+            idle = [await Connection.open(config.socket) for _ in range(3)]
+            assert (await idle[0].request("ping"))["ok"] is True  # served, then idle
+            await trio.sleep(10)
+            async with connect(config.socket) as early:
+                locked_out = await early.receive()  # 10 s idle: no reason to give up a slot
+            await trio.sleep(25)
+            async with connect(config.socket) as other:
+                served = await other.request("ping")
+            closed = []
+            for conn in idle:
+                with trio.move_on_after(1):
+                    closed.append(await conn.receive_line() is None)
+                await conn.aclose()
+    assert locked_out["error"]["code"] == "busy"
+    assert served["ok"] is True
+    assert sorted(closed) == [True]  # one closed to make room; the others time out reading
