@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from pager import __version__
 from pager.protocol import MAX_BY, MAX_TEXT, request_line
-from pager.text import clip, from_argv, printable
+from pager.text import clip, controls, from_argv, printable
 
 DEFAULT_SOCKET: Final = "/run/pager/pager.sock"
 EXIT_OK: Final = 0
@@ -198,8 +198,9 @@ def render(command: str, reply: dict[str, Any], width: int | None = None) -> str
     """Human-readable output of a successful reply, every string in it escaped; rows of tables
     cut to `width` characters when it is given (a terminal's)."""
     if command == "metrics":
+        # Still the exposition format, which a reader may pipe on: its own escapes are kept.
         lines = str(reply.get("text", "")).rstrip("\n").split("\n")
-        return "\n".join(printable(line) for line in lines)
+        return "\n".join(controls(line) for line in lines)
     reply = _escaped(reply)
     if command == "ping":
         return f"pagerd {reply.get('version', '?')} is up"

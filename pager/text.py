@@ -51,5 +51,13 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
 
 
+def controls(text: str) -> str:
+    """`text` with only what is not printable escaped, for text whose backslashes are its own
+    escapes already (the metrics' exposition format)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _escape(c: str) -> str:
     return "\\\\" if c == "\\" else repr(c)[1:-1]

@@ -254,3 +254,8 @@ def test_ctrl_c_while_waiting_for_the_reply_exits_130_without_a_traceback(tmp_pa
         fake.replying.set()
     assert code == 130
     assert b"Traceback" not in err and b"interrupted" in err
+
+
+def test_metrics_keep_their_own_escapes() -> None:
+    text = 'pagerd_notifications_total{target="a\\\\b \\"q\\""} 1\n'
+    assert cli.render("metrics", {"text": text}) == text.rstrip("\n")
