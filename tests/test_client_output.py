@@ -3,7 +3,9 @@ fit the terminal, the unhealthy come first, and every outcome has its exit code.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -259,3 +261,30 @@ def test_ctrl_c_while_waiting_for_the_reply_exits_130_without_a_traceback(tmp_pa
 def test_metrics_keep_their_own_escapes() -> None:
     text = 'pagerd_notifications_total{target="a\\\\b \\"q\\""} 1\n'
     assert cli.render("metrics", {"text": text}) == text.rstrip("\n")
+
+
+def test_on_a_terminal_rows_fit_its_width(tmp_path: Path) -> None:
+    long_name = "payments-" + "x" * 119
+    reply = {"ok": True, "services": [_status(long_name, acknowledged_by="b" * 256)]}
+    primary, secondary = os.openpty()
+    try:
+        with fake_pagerd(tmp_path) as fake:
+            fake.reply = reply
+            code = subprocess.run(
+                [*PAGER, "--socket", str(fake.path), "status"],
+                stdout=secondary,
+                env={**os.environ, "COLUMNS": "100"},
+                timeout=30,
+                check=False,
+            ).returncode
+        os.close(secondary)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once everything written is read
+            while chunk := os.read(primary, 65536):
+                output += chunk
+    finally:
+        os.close(primary)
+    lines = output.decode().splitlines()
+    assert code == 0
+    assert len(lines) == 2 and all(len(line) <= 100 for line in lines), lines
+    assert "…" in lines[1]
