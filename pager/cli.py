@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -321,11 +322,11 @@ def _table(statuses: list[dict[str, Any]], width: int | None = None) -> str:
 
 
 def _columns(rows: Sequence[tuple[str, ...]], width: int | None = None) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths = [max(_shown(row[i]) for row in rows) for i in range(len(rows[0]))]
     if width is not None:
         _fit(widths, rows[0], width)
     return "\n".join(
-        "  ".join(_cut(cell, w).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        "  ".join(_pad(_cut(cell, w), w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
 
@@ -346,7 +347,31 @@ def _fit(widths: list[int], header: tuple[str, ...], width: int) -> None:
 
 
 def _cut(cell: str, width: int) -> str:
-    return cell if len(cell) <= width else cell[: width - 1] + "…"
+    if _shown(cell) <= width:
+        return cell
+    kept, used = [], 0
+    for c in cell:
+        used += _columns_of(c)
+        if used > width - 1:
+            break
+        kept.append(c)
+    return "".join(kept) + "…"
+
+
+def _pad(cell: str, width: int) -> str:
+    return cell + " " * (width - _shown(cell))
+
+
+def _shown(text: str) -> int:
+    """How many columns of a terminal `text` takes: a person's name in CJK takes two a
+    character, so counting characters would misalign the table and overflow the width."""
+    return len(text) if text.isascii() else sum(map(_columns_of, text))
+
+
+def _columns_of(c: str) -> int:
+    if unicodedata.combining(c):
+        return 0
+    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
 
 
 def _notifications(status: dict[str, Any], width: int | None = None) -> str:

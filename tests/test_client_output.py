@@ -288,3 +288,22 @@ def test_on_a_terminal_rows_fit_its_width(tmp_path: Path) -> None:
     assert code == 0
     assert len(lines) == 2 and all(len(line) <= 100 for line in lines), lines
     assert "…" in lines[1]
+
+
+def _columns_shown(text: str) -> int:
+    return sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in text)
+
+
+def test_wide_characters_count_as_two_columns() -> None:
+    reply = {
+        "services": [
+            _status("api", acknowledged_by="山田太郎" * 20),
+            _status("web", acknowledged_by="bob"),
+        ]
+    }
+    lines = cli.render("status", reply, width=100).splitlines()
+    assert all(_columns_shown(line) <= 100 for line in lines), lines
+    assert "山田太郎山田…" in lines[1]
+    # The columns after it line up on the screen.
+    opened = {_columns_shown(line[: line.index("2027-")]) for line in lines[1:]}
+    assert len(opened) == 1, lines
