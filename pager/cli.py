@@ -2,27 +2,42 @@
 
 It imports neither trio nor the daemon, so that it starts fast from scripts and monitoring hooks.
 Exit codes: 0 ok, 1 the daemon refused the request, 2 usage, 69 the daemon cannot be reached,
-77 the daemon does not let this user in.
+75 the daemon cannot serve it now (`busy`, `unavailable`: try again), 77 the daemon does not let
+this user in, 130 interrupted (Ctrl-C) before the reply.
+
+Whatever the daemon sends back may hold what any client sent (an alert's message, who acked):
+the readable output escapes every character that is not printable, so none of it can reach the
+operator's terminal as a control sequence. `--json` prints the exact JSON, which escapes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
 import os
+import shutil
 import socket
 import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, Final
 
-from pager.protocol import request_line
+from pager import __version__
+from pager.protocol import MAX_BY, MAX_TEXT, request_line
+from pager.text import clip, controls, from_argv, printable
 
 DEFAULT_SOCKET: Final = "/run/pager/pager.sock"
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
 EXIT_USAGE: Final = 2  # bad arguments: argparse exits with it itself
 EXIT_UNAVAILABLE: Final = 69
+EXIT_TEMPFAIL: Final = 75  # EX_TEMPFAIL: the same request may succeed if sent again later
 EXIT_FORBIDDEN: Final = 77
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
+
+_TEMPORARY: Final = frozenset({"busy", "unavailable"})
 
 
 class Unreachable(Exception):
@@ -63,8 +78,19 @@ def _read_line(sock: socket.socket) -> bytes:
         chunks.append(chunk)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pager", description="Send events to pagerd.")
+    parser.add_argument("--version", action="version", version=f"pager {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     # Accepted before or after the command: `pager --json status` and `pager status --json`.
     common.add_argument(
@@ -76,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print the reply as JSON")
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for a reply (default 30)"
+        "--timeout", type=_seconds, default=30.0, help="seconds to wait for a reply (default 30)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -90,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     healthy.add_argument("service")
     status = commands.add_parser("status", parents=[common], help="show services and incidents")
     status.add_argument("service", nargs="?")
+    status.add_argument(
+        "--unhealthy", action="store_true", help="list only the services that are unhealthy"
+    )
     commands.add_parser("ping", parents=[common], help="check that pagerd answers")
     history = commands.add_parser(
         "history", parents=[common], help="the timeline of an incident (the latest by default)"
@@ -99,48 +128,102 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _text(args: argparse.Namespace, name: str, limit: int | None = None) -> str | None:
+    """An argument as the daemon takes it: invalid bytes replaced, free text cut to its limit
+    (with a marker), so an alert is never refused or lost for its text, and a request line
+    always fits pagerd's bound on a line."""
+    value = getattr(args, name, None)
+    if value is None:
+        return None
+    text = from_argv(value)
+    return text if limit is None else clip(text, limit)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _lenient(sys.stdout)
     path = args.socket or os.environ.get("PAGER_SOCKET") or DEFAULT_SOCKET
     fields = {
-        "service": getattr(args, "service", None),
-        "message": getattr(args, "message", None),
-        "by": getattr(args, "by", None),
+        "service": _text(args, "service"),
+        "message": _text(args, "message", MAX_TEXT),
+        "by": _text(args, "by", MAX_BY),
     }
     if args.command == "history":
-        key = "incident" if "#" in args.target else "service"
-        fields[key] = args.target
+        target = _text(args, "target")
+        assert target is not None
+        fields["incident" if "#" in target else "service"] = target
     try:
         reply = call(path, request_line(args.command, **fields), args.timeout)
     except Unreachable as exc:
         print(f"pager: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        print(
+            "pager: interrupted before the reply; the request may have been acted on",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     if not reply.get("ok"):
         error = reply.get("error") or {}
-        code = error.get("code", "error")
-        print(f"pager: {code}: {error.get('message', '')}", file=sys.stderr)
-        return EXIT_FORBIDDEN if code == "forbidden" else EXIT_REFUSED
+        code = str(error.get("code", "error"))
+        print(
+            f"pager: {printable(code)}: {printable(str(error.get('message', '')))}", file=sys.stderr
+        )
+        if code == "forbidden":
+            return EXIT_FORBIDDEN
+        return EXIT_TEMPFAIL if code in _TEMPORARY else EXIT_REFUSED
     reply.pop("ok", None)
+    if getattr(args, "unhealthy", False) and isinstance(reply.get("services"), list):
+        reply["services"] = [s for s in reply["services"] if s.get("state") != "healthy"]
     if args.json:
-        print(json.dumps(reply, indent=2))
+        text = json.dumps(reply, indent=2)
     else:
-        print(render(args.command, reply))
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        text = render(args.command, reply, width)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # The reader left (`pager status | head -1`): the request itself succeeded. Point
+        # stdout at /dev/null so that the interpreter's own flush at exit does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 
-def render(command: str, reply: dict[str, Any]) -> str:
-    """Human-readable output of a successful reply."""
+def _lenient(stream: Any) -> None:
+    """Print what the terminal's encoding cannot show as escapes rather than fail on it."""
+    if isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="backslashreplace")
+
+
+def render(command: str, reply: dict[str, Any], width: int | None = None) -> str:
+    """Human-readable output of a successful reply, every string in it escaped; rows of tables
+    cut to `width` characters when it is given (a terminal's)."""
+    if command == "metrics":
+        # Still the exposition format, which a reader may pipe on: its own escapes are kept.
+        lines = str(reply.get("text", "")).rstrip("\n").split("\n")
+        return "\n".join(controls(line) for line in lines)
+    reply = _escaped(reply)
     if command == "ping":
         return f"pagerd {reply.get('version', '?')} is up"
-    if command == "metrics":
-        return str(reply.get("text", "")).rstrip("\n")
     if command == "history":
         return _history(reply)
     if "services" in reply:
-        return _table(reply["services"])
+        if not reply["services"]:
+            return "no service to show"
+        return _table(reply["services"], width)
     if command == "status":
-        return _table([reply]) + _notifications(reply)
+        return _table([reply], width) + _notifications(reply, width)
     return _summary(reply)
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def _history(reply: dict[str, Any]) -> str:
@@ -201,9 +284,22 @@ _COLUMNS: Final = (
 )
 
 
-def _table(statuses: list[dict[str, Any]]) -> str:
+def _urgency(status: dict[str, Any]) -> int:
+    """Unhealthy and unacknowledged first, then unhealthy, then healthy."""
+    incident = status.get("incident")
+    if incident is None:
+        return 2
+    return 1 if incident.get("acknowledged") else 0
+
+
+# The columns a narrow terminal may cut: the ones of free length. The others are short already.
+_FLEXIBLE: Final = frozenset({"SERVICE", "INCIDENT", "ACK", "  NOTIFIED", "LAST ERROR"})
+_NARROWEST: Final = 8
+
+
+def _table(statuses: list[dict[str, Any]], width: int | None = None) -> str:
     rows = [_COLUMNS]
-    for status in statuses:
+    for status in sorted(statuses, key=_urgency):
         incident = status.get("incident")
         if incident is None:
             rows.append((status["service"], status["state"], *["-"] * (len(_COLUMNS) - 2)))
@@ -222,18 +318,63 @@ def _table(statuses: list[dict[str, Any]]) -> str:
                 f"{failed} FAILED" if (failed := incident.get("failed_deliveries")) else "ok",
             )
         )
-    return _columns(rows)
+    return _columns(rows, width)
 
 
-def _columns(rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+def _columns(rows: Sequence[tuple[str, ...]], width: int | None = None) -> str:
+    widths = [max(_shown(row[i]) for row in rows) for i in range(len(rows[0]))]
+    if width is not None:
+        _fit(widths, rows[0], width)
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        "  ".join(_pad(_cut(cell, w), w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
 
 
-def _notifications(status: dict[str, Any]) -> str:
+def _fit(widths: list[int], header: tuple[str, ...], width: int) -> None:
+    """Narrow the widest column of free length, one character at a time, until the row fits
+    `width` or none can narrow further (then the terminal wraps it)."""
+    total = sum(widths) + 2 * (len(widths) - 1)
+    floors = [max(len(h), _NARROWEST) for h in header]
+    flexible = [i for i, h in enumerate(header) if h in _FLEXIBLE]
+    while total > width:
+        narrowable = [i for i in flexible if widths[i] > floors[i]]
+        if not narrowable:
+            return
+        widest = max(narrowable, key=lambda i: widths[i])
+        widths[widest] -= 1
+        total -= 1
+
+
+def _cut(cell: str, width: int) -> str:
+    if _shown(cell) <= width:
+        return cell
+    kept, used = [], 0
+    for c in cell:
+        used += _columns_of(c)
+        if used > width - 1:
+            break
+        kept.append(c)
+    return "".join(kept) + "…"
+
+
+def _pad(cell: str, width: int) -> str:
+    return cell + " " * (width - _shown(cell))
+
+
+def _shown(text: str) -> int:
+    """How many columns of a terminal `text` takes: a person's name in CJK takes two a
+    character, so counting characters would misalign the table and overflow the width."""
+    return len(text) if text.isascii() else sum(map(_columns_of, text))
+
+
+def _columns_of(c: str) -> int:
+    if unicodedata.combining(c):
+        return 0
+    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+
+
+def _notifications(status: dict[str, Any], width: int | None = None) -> str:
     notes = (status.get("incident") or {}).get("notifications")
     if not notes:
         return ""
@@ -249,7 +390,7 @@ def _notifications(status: dict[str, Any]) -> str:
                 n["last_error"] or "",
             )
         )
-    return "\n\n" + _columns(rows)
+    return "\n\n" + _columns(rows, width)
 
 
 if __name__ == "__main__":

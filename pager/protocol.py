@@ -6,6 +6,7 @@ definition of what is a valid request and what a reply looks like.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Final
 
@@ -13,11 +14,14 @@ import attrs
 import msgspec
 
 from pager.domain import SERVICE_NAME_RE, ServiceState, incident_id, is_service_name
+from pager.text import clip, repair
 from pager.timefmt import isoformat
 
+# A line's bound is in bytes, and holds whatever the fields below can hold once cut to their
+# length, even escaped (6 bytes a character at most): a longer line is refused as `too_large`.
 MAX_LINE: Final = 64 * 1024
-MAX_TEXT: Final = 4096
-MAX_BY: Final = 256
+MAX_TEXT: Final = 4096  # characters of `message`: longer is cut, with a marker
+MAX_BY: Final = 256  # characters of `by`: longer is cut, with a marker
 
 EVENT_OPS: Final = frozenset({"alert", "ack", "healthy"})
 OPS: Final = EVENT_OPS | {"status", "ping", "history", "metrics"}
@@ -60,25 +64,26 @@ def parse_request(line: bytes) -> Request:
     # Anything it does not take goes the whole way, which also words every error.
     try:
         event = _decode_event(line)
-    except (msgspec.DecodeError, RecursionError):
+    except (ValueError, RecursionError):  # msgspec.DecodeError, or UnicodeDecodeError
         return _parse(line)
     if isinstance(event, _Alert):
-        if event.message is not None and "\x00" in event.message:
+        message = None if event.message is msgspec.UNSET else event.message
+        if message is not None and "\x00" in message:
             return _parse(line)
-        return Request("alert", event.service, message=event.message)
+        return Request("alert", event.service, message=message)
     if isinstance(event, _Ack):
-        if event.by is not None and "\x00" in event.by:
+        by = None if event.by is msgspec.UNSET else event.by
+        if by is not None and "\x00" in by:
             return _parse(line)
-        return Request("ack", event.service, by=event.by)
+        return Request("ack", event.service, by=by)
     return Request("healthy", event.service)
 
 
 def _parse(line: bytes) -> Request:
     try:
         data = _decode(line)
-    except (msgspec.DecodeError, RecursionError):
-        # Not JSON, not UTF-8, a lone surrogate, a number out of range, nesting too deep.
-        raise ProtocolError("bad_request", "request is not valid JSON in UTF-8") from None
+    except (ValueError, RecursionError):  # msgspec.DecodeError, or UnicodeDecodeError
+        data = _decode_leniently(line)
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "request must be a JSON object")
     op = data.get("op")
@@ -101,10 +106,32 @@ def _parse(line: bytes) -> Request:
     return Request(
         op=op,
         service=service,
-        message=_text(data, "message", MAX_TEXT),
-        by=_text(data, "by", MAX_BY),
+        message=_free_text(data, "message", MAX_TEXT),
+        by=_free_text(data, "by", MAX_BY),
         incident=incident,
     )
+
+
+def _decode_leniently(line: bytes) -> Any:
+    """JSON whose text is not all valid: bytes that are not UTF-8 and lone surrogate escapes
+    (`"\\ud800"`) become U+FFFD, so an alert is not lost for a stray byte in its message. A
+    service name holding one is still refused, as no service has such a name."""
+    try:
+        data = json.loads(line.decode("utf-8", "replace"), parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        # Not JSON, a number out of range, nesting too deep.
+        raise ProtocolError("bad_request", "request is not valid JSON") from None
+    if isinstance(data, dict):
+        return {
+            repair(k): repair(v) if isinstance(v, str) else v
+            for k, v in data.items()
+            if isinstance(k, str)
+        }
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def parse_incident_id(text: str) -> tuple[str, int] | None:
@@ -129,11 +156,15 @@ def _ops() -> str:
 
 
 def _text(data: dict[str, Any], key: str, limit: int, *, required: bool = False) -> str | None:
-    value = data.get(key)
-    if value is None:
+    if key not in data:
         if required:
             raise ProtocolError("bad_request", f'request needs "{key}", a string')
         return None
+    value = data[key]
+    # null is not "absent": a client that sends it for "service" of a status meant one service,
+    # not all of them, so it is told rather than guessed at.
+    if value is None:
+        raise ProtocolError("bad_request", f'"{key}" must be a string, not null (or left out)')
     if not isinstance(value, str):
         raise ProtocolError("bad_request", f'"{key}" must be a string')
     if len(value) > limit:
@@ -141,6 +172,14 @@ def _text(data: dict[str, Any], key: str, limit: int, *, required: bool = False)
     if "\x00" in value:
         raise ProtocolError("bad_request", f'"{key}" must not contain NUL')
     return value
+
+
+def _free_text(data: dict[str, Any], key: str, limit: int) -> str | None:
+    """A field of free text (an alert's message, who acks): kept whatever it holds, cut to
+    `limit` characters with a marker, NUL replaced."""
+    if key in data and isinstance(data[key], str):
+        return clip(repair(data[key]), limit)
+    return _text(data, key, limit)
 
 
 # msgspec decodes a line 6 to 10 times faster than `json`: it is most of the cost of a request.
@@ -152,12 +191,13 @@ _Service = Annotated[str, msgspec.Meta(pattern=rf"^(?:{SERVICE_NAME_RE.pattern})
 
 class _Alert(msgspec.Struct, tag="alert", tag_field="op", forbid_unknown_fields=True):
     service: _Service
-    message: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None = None
+    # UNSET, not None: null goes the whole way, which refuses it by name.
+    message: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class _Ack(msgspec.Struct, tag="ack", tag_field="op", forbid_unknown_fields=True):
     service: _Service
-    by: Annotated[str, msgspec.Meta(max_length=MAX_BY)] | None = None
+    by: Annotated[str, msgspec.Meta(max_length=MAX_BY)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class _Healthy(msgspec.Struct, tag="healthy", tag_field="op", forbid_unknown_fields=True):

@@ -379,7 +379,7 @@ def _log_transition(t: Transition) -> None:
     if before is None or before.number != after.number:
         log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
     elif after.acknowledged and not before.acknowledged:
-        log.info("acknowledged service=%s incident=%s by=%s", name, iid, after.acknowledged_by)
+        log.info("acknowledged service=%s incident=%s by=%r", name, iid, after.acknowledged_by)
     elif (after.round, after.level) != (before.round, before.level):
         log.warning(
             "escalated service=%s incident=%s level=%d round=%d",

@@ -46,6 +46,7 @@ class ConfigError(Exception):
 _DEFAULT_ACK: Final = Duration(DEFAULT_ACK_TIMEOUT)
 _IDLE_TIMEOUT: Final = Duration(300.0)
 _WRITE_TIMEOUT: Final = Duration(30.0)
+_REQUEST_TIMEOUT: Final = Duration(30.0)
 
 
 # The file's shape, as written. ------------------------------------------------------------
@@ -60,6 +61,7 @@ class DaemonSection:
     max_connections: int = 1024
     idle_timeout: Duration = _IDLE_TIMEOUT
     write_timeout: Duration = _WRITE_TIMEOUT
+    request_timeout: Duration = _REQUEST_TIMEOUT
     keep_history: Duration | None = None
 
 
@@ -114,12 +116,13 @@ class ConfigFile:
 @attrs.frozen
 class Limits:
     """What one client may take: past `max_connections` new ones get `busy`; a connection that
-    sends nothing for `idle_timeout`, or does not read its replies for `write_timeout`, is
-    closed."""
+    sends nothing for `idle_timeout`, takes `request_timeout` to send one line, or does not read
+    its replies for `write_timeout`, is closed."""
 
     max_connections: int = 1024
     idle_timeout: float = 300.0
     write_timeout: float = 30.0
+    request_timeout: float = 30.0
 
 
 @attrs.frozen
@@ -377,6 +380,7 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
             max_connections=raw.daemon.max_connections,
             idle_timeout=float(raw.daemon.idle_timeout),
             write_timeout=float(raw.daemon.write_timeout),
+            request_timeout=float(raw.daemon.request_timeout),
         ),
         keep_history=None if raw.daemon.keep_history is None else float(raw.daemon.keep_history),
     )

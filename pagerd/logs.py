@@ -2,12 +2,18 @@
 
 When stderr is the journal (`$JOURNAL_STREAM` names it), each line starts with `<N>` so the
 journal records its level, and without a timestamp, which the journal adds itself.
+
+One record is one line, or a first line and continuation lines that start with two spaces (a
+traceback, a list of config errors), so nothing a client sends can pass for a record of its own:
+call sites log client text with `%r`, and the formatters escape whatever is not printable but a
+newline, and indent what follows a newline.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import Final, TextIO
@@ -21,6 +27,28 @@ _PRIORITY: Final = {
 }
 
 
+CONTINUATION: Final = "  "
+
+_UNPRINTABLE: Final = re.compile(r"[^\n\t\x20-\x7e]")  # a fast first check: plain ASCII passes
+
+
+def contained(text: str) -> str:
+    """`text` as lines that cannot pass for records: what is not printable (ESC, CR, C1
+    controls, bidi overrides, line separators) escaped, and every line after the first
+    indented."""
+    if _UNPRINTABLE.search(text):
+        text = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    return text.replace("\n", "\n" + CONTINUATION)
+
+
+class PlainFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return contained(super().format(record))
+
+
 class JournalFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(name)s: %(message)s")
@@ -28,7 +56,8 @@ class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         priority = _PRIORITY.get(record.levelno, 6)
         # Every line of a multi-line message (a traceback) carries the priority.
-        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+        lines = contained(super().format(record)).split("\n")
+        return "\n".join(f"<{priority}>{line}" for line in lines)
 
 
 def to_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
@@ -50,7 +79,7 @@ def configure(
     if to_journal(stream, environ):
         handler.setFormatter(JournalFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

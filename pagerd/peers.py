@@ -15,6 +15,8 @@ from typing import Final, Protocol
 
 import attrs
 
+from pager.text import printable
+
 _UCRED: Final = struct.Struct("3i")
 
 
@@ -27,7 +29,8 @@ class Peer:
     groups: frozenset[str] = frozenset()
 
     def describe(self) -> str:
-        return f"uid={self.uid} user={self.user or '?'} pid={self.pid}"
+        # A name from NSS (LDAP, a file someone edited) is not trusted to be printable either.
+        return f"uid={self.uid} user={printable(self.user or '?')} pid={self.pid}"
 
 
 class _Socket(Protocol):

@@ -115,7 +115,7 @@ class Server:
             connection.reading.cancel()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        if self.connections >= self.limits.max_connections:
+        if self.connections >= self.limits.max_connections and not self._connections.make_room():
             await self._busy(stream)
             return
         connection = self._connections.open()
@@ -171,6 +171,7 @@ class Server:
                 return
             if b"\n" in data:
                 break
+            connection.line(begun=True, ended=False)
         message = f"{who} may not use this pagerd (see allow_users, allow_groups)"
         await replies.put(_done("refused", error_reply("forbidden", message), "forbidden"))
 
@@ -212,6 +213,7 @@ class Server:
                     await self._queue(events, answers, replies)
                     events, answers = [], []
             del buffer[:start]
+            connection.line(begun=bool(buffer), ended=start > 0)
             await self._queue(events, answers, replies)
             if len(buffer) > MAX_LINE:
                 await replies.put(_too_large())
@@ -219,8 +221,8 @@ class Server:
 
     async def _receive(self, stream: trio.SocketStream, connection: Connection) -> bytes:
         """The client's next bytes; none at EOF or if the connection broke. After nothing (or
-        half a line) for too long it stops being read: the replies already due go out, then the
-        connection closes."""
+        half a line) for too long, or a line that takes too long to arrive whole, it stops being
+        read: the replies already due go out, then the connection closes."""
         self._connections.receiving(connection)
         try:
             data = await stream.receive_some(RECEIVE_SIZE)
@@ -266,6 +268,9 @@ class Server:
             request = parse_request(line)
         except ProtocolError as exc:
             return _done("invalid", error_reply(exc.code, exc.message), exc.code)
+        except Exception:  # a bug in the decoder: this line's, not the daemon's
+            log.exception("cannot decode a request line")
+            return _done("invalid", error_reply("internal", "internal error"), "internal")
         op, service = request.op, request.service
         if op not in EVENT_OPS:
             return request
@@ -324,13 +329,11 @@ class Server:
             service = request.service
             found = await self._store_offload(lambda: store.latest_incident(service))
             if found is None:
-                return error_reply("not_found", f"{service} has had no incident"), "not_found"
+                return self._not_found(service, f"{service} has had no incident")
             number = found
         history = await self._store_offload(lambda: store.history(service, number))
         if history is None:
-            return error_reply(
-                "not_found", f"no incident {incident_id(service, number)}"
-            ), "not_found"
+            return self._not_found(service, f"no incident {incident_id(service, number)}")
         reply = ok_reply(
             service=service,
             incident=incident_id(service, number),
@@ -340,6 +343,13 @@ class Server:
             timeline=[{"at": isoformat(at), **entry} for at, entry in history.timeline],
         )
         return reply, "ok"
+
+    def _not_found(self, service: str, message: str) -> tuple[bytes, str]:
+        """`unknown_service` for a name that is not configured (a typo must not read as "all
+        quiet"); a removed service's incidents, still stored, are found before this."""
+        if service not in self._services.config.services:
+            return unknown_service(service), "unknown_service"
+        return error_reply("not_found", message), "not_found"
 
 
 def _delivery(d: Delivery) -> dict[str, Any]:

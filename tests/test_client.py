@@ -67,7 +67,7 @@ def test_table_of_statuses() -> None:
         },
     )
     rows = [line.split() for line in text.splitlines()]
-    header, api, web = rows
+    header, web, api = rows  # the unhealthy first
     assert header == [
         "SERVICE", "STATE", "INCIDENT", "LEVEL", "ACK", "ALERTS", "OPENED", "NEXT", "DELIVERY"
     ]  # fmt: skip

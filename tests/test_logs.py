@@ -15,7 +15,7 @@ def test_journal_lines_carry_syslog_priorities() -> None:
     record = logging.LogRecord("pagerd.actors", logging.WARNING, "", 0, "opened %s", ("x",), None)
     assert formatter.format(record) == "<4>pagerd.actors: opened x"
     record = logging.LogRecord("pagerd", logging.ERROR, "", 0, "a\nb", (), None)
-    assert formatter.format(record) == "<3>pagerd: a\n<3>b"
+    assert formatter.format(record) == "<3>pagerd: a\n<3>  b"
 
 
 def test_the_journal_is_recognised_by_device_and_inode(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pagerd.transports.http import check, post
 def slack_message(n: Notify) -> dict[str, object]:
     return {
         "text": (
-            f"{short(n)}\n"
+            f"{_escape(short(n))}\n"
             f"incident {n.incident_id}, round {n.round}, opened {isoformat(n.opened_at)}"
             f" (notification {n.id})"
         )
@@ -30,3 +30,9 @@ class SlackTransport:
         )
         check(response, "Slack")
         return f"HTTP {response.status_code}"
+
+
+def _escape(text: str) -> str:
+    """Slack reads `<...>` as a link or a mention: an alert's message must not be able to page
+    `<!channel>` or disguise a link. Its documented escapes, and only those."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,309 @@
+"""What `pager` prints: nothing a client sent reaches the terminal as a control sequence, tables
+fit the terminal, the unhealthy come first, and every outcome has its exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from pager import __version__, cli
+from tests.fake_pagerd import fake_pagerd
+from tests.processes import PAGER
+
+# ESC and OSC sequences, CR, LF (a fake table row), a C1 control, a right-to-left override.
+EVIL: Final = "x\x1b[2J\x1b]0;owned\x07\r\nweb  healthy  -\x9b31m\x85\u202eevil\u2028\\"
+# What may appear in readable output: printable characters, and newlines between its lines.
+_CONTROL: Final = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e]")
+
+
+def _incident(**changes: Any) -> dict[str, Any]:
+    incident = {
+        "id": "api#1",
+        "level": 1,
+        "round": 1,
+        "acknowledged": True,
+        "acknowledged_by": EVIL,
+        "acknowledged_at": "2027-01-15T08:01:00.000Z",
+        "alerts": 2,
+        "message": EVIL,
+        "opened_at": "2027-01-15T08:00:00.000Z",
+        "next_escalation_at": None,
+        "exhausted": False,
+        "failed_deliveries": 1,
+    }
+    return {**incident, **changes}
+
+
+def _status(service: str, **changes: Any) -> dict[str, Any]:
+    if changes.get("healthy"):
+        return {"service": service, "state": "healthy", "incident": None}
+    return {"service": service, "state": "unhealthy", "incident": _incident(**changes)}
+
+
+HISTORY: Final = {
+    "service": "api",
+    "incident": "api#1",
+    "message": EVIL,
+    "opened_at": "2027-01-15T08:00:00.000Z",
+    "closed_at": None,
+    "timeline": [
+        {"at": "t1", "event": "alert", "detail": EVIL, "peer": {"uid": 7, "user": EVIL, "pid": 9}},
+        {"at": "t2", "event": "ack", "by": EVIL, "peer": {"uid": 7, "user": None, "pid": 9}},
+        {"at": "t3", "event": "delivery", "outcome": "retrying", "target": "x", "error": EVIL},
+        {"at": "t4", "event": EVIL},
+    ],
+}
+ONE: Final = {
+    **_status("api"),
+    "incident": {
+        **_incident(),
+        "notifications": [
+            {
+                "id": "n1",
+                "channel": "email",
+                "target": "email:a@example.com",
+                "round": 1,
+                "level": 1,
+                "state": "retrying",
+                "attempts": 3,
+                "last_error": EVIL,
+                "provider_id": None,
+                "sent_at": None,
+            }
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "reply", "lines"),
+    [
+        ("status", {"services": [_status("api"), _status("web", healthy=True)]}, 3),
+        ("status", ONE, 5),
+        ("history", HISTORY, 5),
+        ("alert", _status("api"), 1),
+        ("metrics", {"text": f"# {EVIL.replace(chr(10), '')}\npagerd_up 1\n"}, 2),
+    ],
+)
+def test_client_strings_are_escaped_in_readable_output(
+    command: str, reply: dict[str, Any], lines: int
+) -> None:
+    text = cli.render(command, reply)
+    assert not _CONTROL.search(text), text
+    assert len(text.split("\n")) == lines, text  # no row made up by a newline
+    if command != "alert":  # its summary line shows none of the text
+        assert "\\x1b[2J\\x1b]0;owned\\x07\\r" in text
+        assert "\\x9b31m\\x85\\u202eevil\\u2028" in text
+
+
+def test_the_terminal_gets_escapes_and_json_stays_exact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.reply = {"ok": True, **ONE}
+        assert cli.main(["--socket", str(fake.path), "status", "api"]) == 0
+        readable = capsys.readouterr().out
+        assert cli.main(["--socket", str(fake.path), "status", "--json", "api"]) == 0
+        exact = capsys.readouterr().out
+        fake.reply = {"ok": False, "error": {"code": "no_open_incident", "message": EVIL}}
+        assert cli.main(["--socket", str(fake.path), "ack", "api"]) == 1
+        error = capsys.readouterr().err
+    assert not _CONTROL.search(readable)
+    assert not _CONTROL.search(error.rstrip("\n")) and error.count("\n") == 1
+    assert not _CONTROL.search(exact.replace("\n", ""))
+    assert json.loads(exact) == ONE
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon"])
+def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["--timeout", value, "ping"])
+    err = capsys.readouterr().err
+    assert excinfo.value.code == 2
+    assert "--timeout" in err and "Traceback" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["--version"])
+    assert excinfo.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pager {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code"),
+    [
+        ("busy", 75),
+        ("unavailable", 75),
+        ("forbidden", 77),
+        ("internal", 1),
+        ("unknown_service", 1),
+        ("no_open_incident", 1),
+    ],
+)
+def test_exit_codes_by_error_code(tmp_path: Path, code: str, exit_code: int) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.reply = {"ok": False, "error": {"code": code, "message": "no"}}
+        assert cli.main(["--socket", str(fake.path), "alert", "api"]) == exit_code
+
+
+def _many() -> dict[str, Any]:
+    return {
+        "services": [
+            _status("a-healthy", healthy=True),
+            _status("b-acked", id="b-acked#1", acknowledged_by="bob"),
+            _status("c-healthy", healthy=True),
+            _status("d-open", id="d-open#4", acknowledged=False, acknowledged_by=None),
+        ]
+    }
+
+
+def test_the_unhealthy_come_first_unacknowledged_before_acknowledged() -> None:
+    rows = cli.render("status", _many()).splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["d-open", "b-acked", "a-healthy", "c-healthy"]
+
+
+def test_unhealthy_lists_only_them_in_the_table_and_in_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.reply = {"ok": True, **_many()}
+        assert cli.main(["--socket", str(fake.path), "status", "--unhealthy"]) == 0
+        table = capsys.readouterr().out
+        assert cli.main(["--socket", str(fake.path), "--json", "status", "--unhealthy"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        fake.reply = {"ok": True, "services": [_status("a", healthy=True)]}
+        assert cli.main(["--socket", str(fake.path), "status", "--unhealthy"]) == 0
+        none = capsys.readouterr().out
+    assert [row.split()[0] for row in table.splitlines()[1:]] == ["d-open", "b-acked"]
+    assert [s["service"] for s in listed["services"]] == ["b-acked", "d-open"]  # pagerd's order
+    assert none.strip() == "no service to show"
+
+
+def test_rows_fit_the_width_given_with_a_marker_where_cut() -> None:
+    long_name = "payments-" + "x" * 119  # the longest a name can be: 128
+    reply = {
+        "services": [
+            _status(long_name, id=f"{long_name}#12", acknowledged_by="b" * 256),
+            _status("web", healthy=True),
+        ]
+    }
+    wide = cli.render("status", reply)
+    narrow = cli.render("status", reply, width=120)
+    assert max(map(len, wide.splitlines())) > 300
+    assert all(len(line) <= 120 for line in narrow.splitlines()), narrow
+    header, row, web = narrow.splitlines()
+    assert header.split()[:3] == ["SERVICE", "STATE", "INCIDENT"]
+    assert row.startswith("payments-xx") and "…" in row and "2027-01-15T08:00:00.000Z" in row
+    assert web.split()[:2] == ["web", "healthy"]
+
+
+def test_output_that_is_not_a_terminal_is_not_cut(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.reply = {"ok": True, "services": [_status("api", acknowledged_by="b" * 256)]}
+        assert cli.main(["--socket", str(fake.path), "status"]) == 0
+    assert "b" * 256 in capsys.readouterr().out
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.replying.clear()
+        fake.reply = {"ok": True, "text": "x\n" * 100_000}
+        proc = subprocess.Popen(
+            [*PAGER, "--socket", str(fake.path), "metrics"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # `pager metrics | head -0`
+        fake.replying.set()
+        with proc.stderr:
+            err = proc.stderr.read()
+        code = proc.wait(timeout=30)
+    assert b"Traceback" not in err, err
+    assert code == 0
+
+
+def test_ctrl_c_while_waiting_for_the_reply_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.replying.clear()  # pagerd is slow to answer
+        proc = subprocess.Popen(
+            [*PAGER, "--socket", str(fake.path), "alert", "api"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        while not fake.lines and time.monotonic() < deadline:  # until the request is sent
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        with proc.stderr:
+            err = proc.stderr.read()
+        code = proc.wait(timeout=30)
+        fake.replying.set()
+    assert code == 130
+    assert b"Traceback" not in err and b"interrupted" in err
+
+
+def test_metrics_keep_their_own_escapes() -> None:
+    text = 'pagerd_notifications_total{target="a\\\\b \\"q\\""} 1\n'
+    assert cli.render("metrics", {"text": text}) == text.rstrip("\n")
+
+
+def test_on_a_terminal_rows_fit_its_width(tmp_path: Path) -> None:
+    long_name = "payments-" + "x" * 119
+    reply = {"ok": True, "services": [_status(long_name, acknowledged_by="b" * 256)]}
+    primary, secondary = os.openpty()
+    try:
+        with fake_pagerd(tmp_path) as fake:
+            fake.reply = reply
+            code = subprocess.run(
+                [*PAGER, "--socket", str(fake.path), "status"],
+                stdout=secondary,
+                env={**os.environ, "COLUMNS": "100"},
+                timeout=30,
+                check=False,
+            ).returncode
+        os.close(secondary)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once everything written is read
+            while chunk := os.read(primary, 65536):
+                output += chunk
+    finally:
+        os.close(primary)
+    lines = output.decode().splitlines()
+    assert code == 0
+    assert len(lines) == 2 and all(len(line) <= 100 for line in lines), lines
+    assert "…" in lines[1]
+
+
+def _columns_shown(text: str) -> int:
+    return sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in text)
+
+
+def test_wide_characters_count_as_two_columns() -> None:
+    reply = {
+        "services": [
+            _status("api", acknowledged_by="山田太郎" * 20),
+            _status("web", acknowledged_by="bob"),
+        ]
+    }
+    lines = cli.render("status", reply, width=100).splitlines()
+    assert all(_columns_shown(line) <= 100 for line in lines), lines
+    assert "山田太郎山田…" in lines[1]
+    # The columns after it line up on the screen.
+    opened = {_columns_shown(line[: line.index("2027-")]) for line in lines[1:]}
+    assert len(opened) == 1, lines

@@ -1,0 +1,63 @@
+"""Every provider takes the page whatever the alert's text: several lines, control characters,
+4096 characters, Slack's markup. Against real servers on loopback, as in test_transports."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from pager.messages import MAX_SHORT, body, short, subject
+from pager.text import TRUNCATED
+from pagerd.clock import Clock
+from pagerd.transports.http import open_client
+from pagerd.transports.slack import SlackTransport
+from pagerd.transports.smtp import SmtpTransport
+from tests.servers import HttpServer, SmtpServer
+from tests.test_transports import T0, notify, smtp_settings, twilio
+
+LOG_LINE = (
+    "ERROR db: connection refused\r\nTraceback (most recent call last):\n\x1b[31m  boom\x1b[0m"
+)
+
+
+async def test_an_email_is_sent_for_a_message_of_several_lines() -> None:
+    with SmtpServer() as server, trio.fail_after(10):
+        transport = SmtpTransport(smtp_settings(server.port), 5.0, 2, Clock(T0))
+        await transport.send(notify("email:alice@example.com", LOG_LINE))
+    (got,) = server.received
+    assert " ".join(str(got.message["Subject"]).split()) == (  # as folded and unfolded
+        "[pager] payments-api unhealthy (level 2): ERROR db: connection refused "
+        "Traceback (most recent call last): \\x1b[31m boom\\x1b[0m"
+    )
+    payload = got.message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    assert "Alert:     ERROR db: connection refused\nTraceback" in payload.decode()
+    assert "\x1b" not in payload.decode()
+
+
+async def test_an_sms_of_a_4096_character_message_fits_twilio_s_limit() -> None:
+    with HttpServer() as http, trio.fail_after(10):
+        await twilio(http).send(notify("sms:+14155550100", "x" * 4096))
+    sms = http.requests[0].form()["Body"]
+    assert len(sms) == MAX_SHORT
+    assert sms.endswith(TRUNCATED + " -- ack: pager ack payments-api")
+
+
+async def test_slack_markup_in_a_message_cannot_mention_the_channel() -> None:
+    with HttpServer() as http, trio.fail_after(10):
+        url = f"{http.url}/services/T000/B000/X"
+        message = "<!channel> see <https://evil.example|the runbook> & more"
+        await SlackTransport(open_client(5, 1, None)).send(notify(f"slack:{url}", message))
+    text = http.requests[0].json()["text"]
+    assert "<" not in text and ">" not in text
+    assert "&lt;!channel&gt; see &lt;https://evil.example|the runbook&gt; &amp; more" in text
+
+
+@pytest.mark.parametrize("message", [LOG_LINE, "x" * 4096, "\u2028\x85\x00", ""])
+def test_short_and_subject_are_one_line_and_bounded(message: str) -> None:
+    n = notify("sms:+14155550100", message)
+    for text in (short(n), subject(n)):
+        assert text.isprintable(), text
+    assert len(short(n)) <= MAX_SHORT
+    assert len(subject(n)) < 300
+    assert "\x1b" not in body(n)
