@@ -34,6 +34,9 @@ _DEFAULTS: Final[dict[str, tuple[int, float, int]]] = {
 }
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_ATTEMPTS: Final = 20
+# With `retry_max` at its default of 5m, a thousand attempts retry for three and a half days:
+# more helps nobody, and a bound keeps every count of attempts small.
+MAX_ATTEMPTS: Final = 1000
 RETRY_INITIAL: Final = 1.0
 RETRY_MAX: Final = 300.0
 TWILIO_API: Final = "https://api.twilio.com"
@@ -332,6 +335,8 @@ def build_channel(
         value = getattr(section, key)
         if value is not None and value < 1:
             build.error(key, "must be 1 or more")
+    if section.max_attempts is not None and section.max_attempts > MAX_ATTEMPTS:
+        build.error("max_attempts", f"must be at most {MAX_ATTEMPTS}")
     settings = build.settings()
     if build.errors:
         return None, build.errors

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 RECORD_RETRY_MIN: Final = 0.5
 RECORD_RETRY_MAX: Final = 30.0
+MAX_PROVIDER_ID: Final = 200
 # Beyond the transport's own timeout: a send that still has not returned is abandoned as failed.
 SEND_GRACE: Final = 5.0
 
@@ -51,6 +52,7 @@ class _Pending:
     notify: Notify
     decided_at: float
     attempts: int = 0
+    settled: bool = False  # sent or failed for good: never to be tried again
 
 
 @attrs.frozen
@@ -86,6 +88,7 @@ class OutboxStatistics:
     sent: int
     retried: int
     failed: int
+    errors: int = 0  # unexpected errors in the outbox's own tasks, contained
 
 
 class Outbox:
@@ -116,7 +119,7 @@ class Outbox:
         self._finished_while_reading: set[str] = set()
         self._read_back_wanted = trio.Event()
         self._failed: Counter[tuple[str, int]] = Counter()
-        self._sent = self._retried = self._failed_total = 0
+        self._sent = self._retried = self._failed_total = self._errors = 0
 
     # What the rest of the daemon calls. -------------------------------------------------
 
@@ -137,13 +140,14 @@ class Outbox:
             sent=self._sent,
             retried=self._retried,
             failed=self._failed_total,
+            errors=self._errors,
         )
 
     async def run(self) -> None:
-        """Deliver until cancelled."""
-        self._failed.update(await self._offload(self._store.failed_counts))
+        """Deliver until cancelled. Nothing that goes wrong in here ends it (see `_contain`)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._load_failed_counts, name="outbox failed counts")
             nursery.start_soon(self._read_back_loop, name="outbox read-back")
             nursery.start_soon(self._retry_loop, name="outbox retries")
             for lane in self._lanes.values():
@@ -177,7 +181,34 @@ class Outbox:
 
     def _close(self, lane: _Lane) -> None:
         if lane.spec.close is not None and self._nursery is not None:
-            self._nursery.start_soon(lane.spec.close)
+            self._nursery.start_soon(self._closing, lane.spec.close)
+
+    async def _closing(self, close: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await close()
+        except Exception:
+            self._contain("close")
+
+    def _contain(self, task: str) -> None:
+        """An unexpected exception (a bug) in one of delivery's own tasks: logged with its
+        traceback and counted, never raised. Raised, it would end the outbox and with it the
+        daemon, and a restart would meet the same row and die again: paging stops for good."""
+        log.exception("outbox %s failed unexpectedly; carrying on", task)
+        self._errors += 1
+        self._metrics.outbox_errors.inc(task)
+
+    async def _load_failed_counts(self) -> None:
+        delay = RECORD_RETRY_MIN
+        while True:
+            try:
+                self._failed.update(await self._offload(self._store.failed_counts))
+                return
+            except sqlite3.Error as exc:
+                log.error("cannot count failed deliveries, retrying: %s", exc)
+            except Exception:
+                self._contain("failed counts")
+            await trio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX)
 
     # Intake. ----------------------------------------------------------------------------
 
@@ -208,8 +239,18 @@ class Outbox:
                     await lane.waiting.park()
                     continue
                 pending = lane.ready.popleft()
-                await lane.bucket.acquire()
-                await self._attempt(lane, pending)
+                try:
+                    await lane.bucket.acquire()
+                    await self._attempt(lane, pending)
+                except Exception:
+                    # Not the transport's failure (that is an outcome, see `_attempt`) but a bug
+                    # of ours: the notification stays in hand and is tried again later, unless
+                    # its outcome was already recorded.
+                    self._contain("worker")
+                    if pending.settled:
+                        self._known.discard(pending.notify.id)
+                    else:
+                        self._later.push(self._clock.now() + RECORD_RETRY_MAX, pending)
         finally:
             lane.workers -= 1
         if lane.workers == 0:
@@ -229,6 +270,8 @@ class Outbox:
             log.exception("transport %s failed unexpectedly", channel.transport)
             error = TransientError(f"internal error in transport: {type(exc).__name__}")
         else:
+            if provider_id is not None:
+                provider_id = str(provider_id)[:MAX_PROVIDER_ID]
             log.info(
                 "notified service=%s incident=%s level=%d round=%d target=%s provider_id=%s",
                 n.service, n.incident_id, n.level, n.round, n.target, provider_id,
@@ -259,7 +302,7 @@ class Outbox:
         self._later.push(due, pending)
 
     def _backoff(self, channel: Channel, attempts: int, error: DeliveryError) -> float:
-        ceiling = min(channel.retry_max, channel.retry_initial * 2 ** (attempts - 1))
+        ceiling = backoff_ceiling(channel.retry_initial, channel.retry_max, attempts)
         delay = self._rng.uniform(ceiling / 2, ceiling)  # jitter: a storm's retries spread out
         if isinstance(error, TransientError) and error.retry_after is not None:
             delay = max(delay, error.retry_after)
@@ -274,6 +317,7 @@ class Outbox:
     ) -> None:
         n = pending.notify
         now = self._clock.now()
+        pending.settled = True
         await self._record(Attempt(n.id, now, outcome, provider_id, error))
         self._metrics.notifications.inc(n.target.channel, outcome)
         if outcome == "sent":
@@ -297,14 +341,21 @@ class Outbox:
                 return
             except StoreError as exc:
                 log.error("cannot record delivery of %s, retrying: %s", attempt.id, exc)
-                await trio.sleep(delay)
-                delay = min(delay * 2, RECORD_RETRY_MAX)
+            except Exception:
+                self._contain("record")
+            await trio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX)
 
     async def _retry_loop(self) -> None:
         while True:
             now = self._clock.now()
             while self._later.due(now) is not None:
-                self._ready(self._later.pop())
+                pending = self._later.pop()
+                try:
+                    self._ready(pending)
+                except Exception:
+                    self._contain("retries")
+                    self._later.push(now + RECORD_RETRY_MAX, pending)
             await self._later.wait()
 
     # Reading back what is only in the database. ------------------------------------------
@@ -316,9 +367,12 @@ class Outbox:
                 try:
                     await self._read_back()
                     delay = RECORD_RETRY_MIN
-                except sqlite3.Error as exc:
+                except Exception as exc:
                     # The rows stay in the database: read them when it answers again.
-                    log.error("cannot read undelivered notifications, retrying: %s", exc)
+                    if isinstance(exc, sqlite3.Error):
+                        log.error("cannot read undelivered notifications, retrying: %s", exc)
+                    else:
+                        self._contain("read-back")
                     await trio.sleep(delay)
                     delay = min(delay * 2, RECORD_RETRY_MAX)
             else:
@@ -343,6 +397,13 @@ class Outbox:
                 continue
             self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
         self._finished_while_reading.clear()
+
+
+def backoff_ceiling(initial: float, maximum: float, attempts: int) -> float:
+    """The longest wait before attempt `attempts + 1`: `initial` doubled each time, at most
+    `maximum`. The exponent is capped first: `2 ** attempts` alone overflows a float past 1,024
+    attempts, and an exception here once took the whole daemon down on every restart."""
+    return min(maximum, initial * 2.0 ** min(max(attempts - 1, 0), 64))
 
 
 def _lane(spec: LaneSpec) -> _Lane:
