@@ -266,6 +266,10 @@ class Outbox:
             error: DeliveryError = TransientError(f"no answer within {channel.timeout:g}s")
         except DeliveryError as exc:
             error = exc
+        except UnicodeError as exc:
+            # Text that cannot be encoded for this provider: no retry can change that.
+            log.error("transport %s cannot encode %s: %s", channel.transport, n.id, exc)
+            error = PermanentError(f"cannot encode for {channel.transport}: {type(exc).__name__}")
         except Exception as exc:  # a bug in a transport: log it, keep the page alive
             log.exception("transport %s failed unexpectedly", channel.transport)
             error = TransientError(f"internal error in transport: {type(exc).__name__}")

@@ -39,6 +39,10 @@ async def post(client: httpx.AsyncClient, url: str, **kwargs: object) -> httpx.R
         return await client.post(url, **kwargs)  # type: ignore[arg-type]
     except httpx.TimeoutException as exc:
         raise TransientError(f"timed out ({type(exc).__name__})") from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as exc:
+        # A URL, host or header that cannot be encoded: trying again cannot help. The reason
+        # names the kind only; the exception's text may quote the (secret) URL or a header.
+        raise PermanentError(f"request cannot be sent: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
         raise TransientError(
             f"request failed: {_without(str(exc), url) or type(exc).__name__}"
