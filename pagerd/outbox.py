@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import sqlite3
+import traceback
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final, Literal
@@ -34,6 +35,7 @@ from pagerd.commits import Committer
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.ratelimit import TokenBucket
+from pagerd.redact import Redactor, channel_secrets, url_secrets
 from pagerd.store import Store, StoreError, Undelivered
 from pagerd.timers import Timers
 from pagerd.writes import Attempt
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 RECORD_RETRY_MIN: Final = 0.5
 RECORD_RETRY_MAX: Final = 30.0
 MAX_PROVIDER_ID: Final = 200
+MAX_TRACEBACK: Final = 8000
 # Beyond the transport's own timeout: a send that still has not returned is abandoned as failed.
 SEND_GRACE: Final = 5.0
 
@@ -70,6 +73,7 @@ class _Lane:
 
     spec: LaneSpec
     bucket: TokenBucket
+    redactor: Redactor
     ready: deque[_Pending] = attrs.Factory(deque)
     waiting: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
     workers: int = 0
@@ -268,23 +272,30 @@ class Outbox:
             error = exc
         except UnicodeError as exc:
             # Text that cannot be encoded for this provider: no retry can change that.
-            log.error("transport %s cannot encode %s: %s", channel.transport, n.id, exc)
             error = PermanentError(f"cannot encode for {channel.transport}: {type(exc).__name__}")
         except Exception as exc:  # a bug in a transport: log it, keep the page alive
-            log.exception("transport %s failed unexpectedly", channel.transport)
+            # Its traceback may quote what it was sending (a URL, a header): redacted too.
+            log.error(
+                "transport %s failed unexpectedly: %s",
+                channel.transport,
+                _redactor(lane, n).clean(traceback.format_exc(), MAX_TRACEBACK),
+            )
             error = TransientError(f"internal error in transport: {type(exc).__name__}")
         else:
             if provider_id is not None:
-                provider_id = str(provider_id)[:MAX_PROVIDER_ID]
+                provider_id = _redactor(lane, n).clean(provider_id, MAX_PROVIDER_ID)
             log.info(
                 "notified service=%s incident=%s level=%d round=%d target=%s provider_id=%s",
                 n.service, n.incident_id, n.level, n.round, n.target, provider_id,
             )  # fmt: skip
             await self._finish(pending, "sent", provider_id, None)
             return
+        # What the provider said goes to the history, `pager status` and the log: without the
+        # secrets it may echo (see `pagerd.redact`).
+        said = _redactor(lane, n).clean(error.reason)
         attempts = pending.attempts + 1
         if isinstance(error, PermanentError) or attempts >= channel.max_attempts:
-            reason = error.reason
+            reason = said
             if not isinstance(error, PermanentError):
                 reason = f"gave up after {attempts} attempts: {reason}"
             log.error(
@@ -296,10 +307,10 @@ class Outbox:
         delay = self._backoff(channel, attempts, error)
         log.warning(
             "delivery will be retried in %.1fs service=%s incident=%s level=%d target=%s: %s",
-            delay, n.service, n.incident_id, n.level, n.target, error.reason,
+            delay, n.service, n.incident_id, n.level, n.target, said,
         )  # fmt: skip
         due = self._clock.now() + delay
-        await self._record(Attempt(n.id, self._clock.now(), "retrying", None, error.reason, due))
+        await self._record(Attempt(n.id, self._clock.now(), "retrying", None, said, due))
         self._retried += 1
         self._metrics.notifications.inc(channel.name, "retrying")
         pending.attempts = attempts
@@ -410,5 +421,16 @@ def backoff_ceiling(initial: float, maximum: float, attempts: int) -> float:
     return min(maximum, initial * 2.0 ** min(max(attempts - 1, 0), 64))
 
 
+def _redactor(lane: _Lane, n: Notify) -> Redactor:
+    """The lane's secrets, and the target's own if its address is one (a webhook URL)."""
+    if n.target.channel in ("slack", "webhook"):
+        return lane.redactor.with_(url_secrets(n.target.address))
+    return lane.redactor
+
+
 def _lane(spec: LaneSpec) -> _Lane:
-    return _Lane(spec, TokenBucket(spec.channel.rate, spec.channel.burst))
+    return _Lane(
+        spec,
+        TokenBucket(spec.channel.rate, spec.channel.burst),
+        Redactor(channel_secrets(spec.channel.settings)),
+    )

@@ -215,6 +215,7 @@ class Answer:
     body: Any = attrs.field(factory=dict)
     headers: dict[str, str] = attrs.field(factory=dict)
     hang: float = 0.0  # seconds to stall before answering: past the client's timeout
+    echo: bool = False  # answer with the request's path and headers, as Express's 404 does
 
 
 class HttpServer:
@@ -251,7 +252,12 @@ class HttpServer:
                         answer = Answer(201, {"sid": f"SM{server.sids:032d}", "status": "queued"})
                 if answer.hang:
                     time.sleep(answer.hang)
-                data = json.dumps(answer.body).encode()
+                if answer.echo:
+                    lines = [f"Cannot POST {self.path}"]
+                    lines += [f"{k}: {v}" for k, v in self.headers.items()]
+                    data = "\n".join(lines).encode()
+                else:
+                    data = json.dumps(answer.body).encode()
                 self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -81,7 +81,7 @@ async def test_a_transport_raising_anything_is_retried_and_the_daemon_lives(
             ZeroDivisionError(),
             KeyError("x"),
             ExceptionGroup("many", [ValueError("a"), OSError("b")]),
-            UnicodeEncodeError("ascii", "é", 0, 1, "no"),
+            AttributeError("no such thing"),
             TransientError(123),  # type: ignore[arg-type]  # a reason that is not text
         ]
     )

@@ -15,6 +15,7 @@ import httpx
 from pager.ports import PermanentError, TransientError
 
 MAX_RETRY_AFTER: Final = 3600.0
+MAX_DETAIL: Final = 4096
 
 
 def open_client(timeout: float, concurrency: int, ca_file: Path | None) -> httpx.AsyncClient:
@@ -76,7 +77,9 @@ def retry_after(response: httpx.Response) -> float | None:
 
 def _detail(response: httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
-    return f": {text[:200]}" if text else ""
+    # Long enough that a secret is never cut in half here: the outbox redacts what it knows,
+    # then keeps the first few hundred characters (see `pagerd.redact`).
+    return f": {text[:MAX_DETAIL]}" if text else ""
 
 
 def _without(text: str, url: str) -> str:

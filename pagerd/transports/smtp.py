@@ -29,6 +29,8 @@ from pager.messages import body, subject
 from pager.ports import PermanentError, TransientError
 from pagerd.channels import SmtpSettings
 from pagerd.clock import Clock
+from pagerd.redact import Redactor, channel_secrets
+from pagerd.transports.http import MAX_DETAIL
 
 # RFC 5322 atext: what a Message-ID's left part may hold; anything else is percent-encoded.
 _ATEXT: Final = frozenset(
@@ -67,6 +69,7 @@ class SmtpTransport:
         self._timeout = timeout
         self._limiter = trio.CapacityLimiter(concurrency)
         self._clock = clock
+        self._redactor = Redactor(channel_secrets(settings))
         self._tls = ssl.create_default_context(
             cafile=str(settings.ca_file) if settings.ca_file is not None else None
         )
@@ -97,7 +100,7 @@ class SmtpTransport:
                     raise
                 # The outcome is DATA's reply: the message is the server's now. What QUIT
                 # answers cannot change that; taken as the outcome, a 4xx there sent it twice.
-                _quit(smtp)
+                _quit(smtp, self._redactor)
                 return queued
         except smtplib.SMTPResponseException as exc:
             raise _classify(exc.smtp_code, exc.smtp_error, "SMTP") from None
@@ -187,7 +190,7 @@ class _Exchange:
             smtp.sock.settimeout(remaining)
 
 
-def _quit(smtp: smtplib.SMTP) -> None:
+def _quit(smtp: smtplib.SMTP, redactor: Redactor) -> None:
     """Say goodbye; whatever the answer, it is only logged."""
     try:
         code, reply = smtp.docmd("QUIT")
@@ -197,7 +200,7 @@ def _quit(smtp: smtplib.SMTP) -> None:
     if code != 221:
         log.info(
             "SMTP QUIT after the message was accepted answered %d: %s",
-            code, reply.decode(errors="replace")[:200],
+            code, redactor.clean(reply.decode(errors="replace")),
         )  # fmt: skip
 
 
@@ -209,7 +212,7 @@ def _expect(answer: tuple[int, bytes], step: str) -> None:
 
 def _classify(code: int, text: bytes | str, step: str) -> Exception:
     reply = text.decode(errors="replace") if isinstance(text, bytes) else text
-    reason = f"SMTP {step} {code}: {reply.strip()[:200]}"
+    reason = f"SMTP {step} {code}: {reply.strip()[:MAX_DETAIL]}"
     if 500 <= code < 600:
         return PermanentError(reason)
     return TransientError(reason)
