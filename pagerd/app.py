@@ -257,6 +257,7 @@ async def _run(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
     services = Services(config, states, committer, scheduler, outbox, clock)
+    outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
         store,

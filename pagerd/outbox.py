@@ -27,7 +27,7 @@ from typing import Final, Literal
 import attrs
 import trio
 
-from pager.domain import Notify
+from pager.domain import Notify, ServiceState
 from pager.ports import DeliveryError, PermanentError, TransientError, Transport
 from pagerd.channels import Channel
 from pagerd.clock import Clock
@@ -116,6 +116,7 @@ class Outbox:
         self._metrics = metrics or Metrics()
         self._lanes = {name: _lane(spec) for name, spec in lanes.items()}
         self._nursery: trio.Nursery | None = None
+        self._state_of: Callable[[str], ServiceState] | None = None
         self._later: Timers[_Pending] = Timers(clock)  # retries, waiting for their time
         self._known: set[str] = set()  # in hand (ready, sending or waiting): never taken twice
         self._in_database_only = True  # at start, whatever is undelivered is only in the database
@@ -132,6 +133,13 @@ class Outbox:
         now = self._clock.now()
         for n in notifications:
             self._take(_Pending(n, now))
+
+    def watch(self, state_of: Callable[[str], ServiceState]) -> None:
+        """Look up each service's committed state before every attempt (see `cancelled_by`)."""
+        self._state_of = state_of
+
+    def _cancelled(self, n: Notify) -> str | None:
+        return None if self._state_of is None else cancelled_by(self._state_of(n.service), n)
 
     def failed_deliveries(self, service: str, incident: int) -> int:
         return self._failed[(service, incident)]
@@ -244,6 +252,10 @@ class Outbox:
                     continue
                 pending = lane.ready.popleft()
                 try:
+                    reason = self._cancelled(pending.notify)
+                    if reason is not None:
+                        await self._finish(pending, "cancelled", None, reason)
+                        continue
                     await lane.bucket.acquire()
                     await self._attempt(lane, pending)
                 except Exception:
@@ -326,7 +338,7 @@ class Outbox:
     async def _finish(
         self,
         pending: _Pending,
-        outcome: Literal["sent", "failed"],
+        outcome: Literal["sent", "failed", "cancelled"],
         provider_id: str | None,
         error: str | None,
     ) -> None:
@@ -338,6 +350,11 @@ class Outbox:
         if outcome == "sent":
             self._sent += 1
             self._metrics.delivery_seconds.observe(now - pending.decided_at)
+        elif outcome == "cancelled":
+            log.info(
+                "delivery cancelled service=%s incident=%s level=%d target=%s: %s",
+                n.service, n.incident_id, n.level, n.target, error,
+            )  # fmt: skip
         else:
             self._failed_total += 1
             self._failed[(n.service, n.incident)] += 1
@@ -412,6 +429,18 @@ class Outbox:
                 continue
             self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
         self._finished_while_reading.clear()
+
+
+def cancelled_by(state: ServiceState, n: Notify) -> str | None:
+    """Why `n` is no longer worth sending, if it is not: its incident was acknowledged (somebody
+    is on it) or closed. Checked before every attempt, the first and each retry, also after a
+    restart; a page already sent is not recalled, a page cancelled is never sent."""
+    incident = state.incident
+    if incident is None or incident.number != n.incident:
+        return "incident closed"
+    if incident.acknowledged:
+        return "incident acknowledged"
+    return None
 
 
 def backoff_ceiling(initial: float, maximum: float, attempts: int) -> float:
