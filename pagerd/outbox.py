@@ -10,8 +10,9 @@ A retry waits in a timer heap, not in a worker, so one failing target never hold
 A crash after a provider took a notification and before its attempt is recorded re-sends it on
 restart: at least once, never zero times; exactly once in every other case.
 
-Memory is bounded: past `capacity` notifications in hand, new ones stay only in the database and
-are read back from there once the backlog has halved.
+Memory is bounded: past `capacity` notifications in hand on one channel, that channel's new ones
+stay only in the database and are read back from there (that channel's rows only) once its
+backlog has halved. Each channel on its own: one channel's backlog never holds back another's.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ class Outbox:
         self._state_of: Callable[[str], ServiceState] | None = None
         self._later: Timers[_Pending] = Timers(clock)  # retries, waiting for their time
         self._known: set[str] = set()  # in hand (ready, sending or waiting): never taken twice
-        self._in_database_only = True  # at start, whatever is undelivered is only in the database
+        self._in_hand: Counter[str] = Counter()  # of `_known`, by channel
+        # Channels with undelivered rows only in the database: at start, every one.
+        self._in_database_only: set[str] = set(self._lanes)
         self._reading = False
         self._finished_while_reading: set[str] = set()
         self._read_back_wanted = trio.Event()
@@ -228,10 +231,14 @@ class Outbox:
         n = pending.notify
         if n.id in self._known:
             return
-        if len(self._known) >= self._capacity:
-            self._in_database_only = True
+        channel = n.target.channel
+        if self._in_hand[channel] >= self._capacity:
+            # Per channel: one channel's backlog must not push another's pages to the database,
+            # where they would wait behind it (a level-2 SMS 12 s late behind a storm of email).
+            self._in_database_only.add(channel)
             return
         self._known.add(n.id)
+        self._in_hand[channel] += 1
         if due is not None and due > self._clock.now():
             self._later.push(due, pending)
         else:
@@ -264,7 +271,7 @@ class Outbox:
                     # its outcome was already recorded.
                     self._contain("worker")
                     if pending.settled:
-                        self._known.discard(pending.notify.id)
+                        self._forget(pending.notify)
                     else:
                         self._later.push(self._clock.now() + RECORD_RETRY_MAX, pending)
         finally:
@@ -358,11 +365,21 @@ class Outbox:
         else:
             self._failed_total += 1
             self._failed[(n.service, n.incident)] += 1
-        self._known.discard(n.id)
+        self._forget(n)
         if self._reading:
             self._finished_while_reading.add(n.id)
-        if self._in_database_only and len(self._known) <= self._capacity // 2:
+
+    def _forget(self, n: Notify) -> None:
+        if n.id not in self._known:
+            return
+        self._known.discard(n.id)
+        self._in_hand[n.target.channel] -= 1
+        if self._read_back_due():
             self._read_back_wanted.set()
+
+    def _read_back_due(self) -> list[str]:
+        """The channels whose rows wait in the database and that have room for them."""
+        return [c for c in self._in_database_only if self._in_hand[c] <= self._capacity // 2]
 
     async def _record(self, attempt: Attempt) -> None:
         # The send already happened: retry only the record, or a failing disk would send twice.
@@ -395,9 +412,11 @@ class Outbox:
     async def _read_back_loop(self) -> None:
         delay = RECORD_RETRY_MIN
         while True:
-            if self._in_database_only and len(self._known) <= self._capacity // 2:
+            channels = self._read_back_due()
+            if channels:
                 try:
-                    await self._read_back()
+                    for channel in sorted(channels):
+                        await self._read_back(channel)
                     delay = RECORD_RETRY_MIN
                 except Exception as exc:
                     # The rows stay in the database: read them when it answers again.
@@ -411,19 +430,28 @@ class Outbox:
                 self._read_back_wanted = trio.Event()
                 await self._read_back_wanted.wait()
 
-    async def _read_back(self) -> None:
-        # The oldest `capacity` undelivered rows: those in hand are skipped by `_take`, and since
-        # at most half the capacity is in hand, each read brings at least as many new ones.
-        # A row finished (sent or failed) while the query ran may be in its snapshot as still
-        # undelivered: such rows are remembered and skipped rather than sent twice.
+    async def _read_back(self, channel: str) -> None:
+        # The channel's oldest `capacity` undelivered rows: those in hand are skipped by `_take`,
+        # and since at most half the capacity is in hand, each read brings at least as many new
+        # ones. A row finished (sent or failed) while the query ran may be in its snapshot as
+        # still undelivered: such rows are remembered and skipped rather than sent twice.
+        # The channel is marked read before the query: a row refused while it runs (committed
+        # after its snapshot) marks it again, rather than being left in the database unseen.
         self._reading = True
         self._finished_while_reading.clear()
+        self._in_database_only.discard(channel)
         limit = self._capacity
         try:
-            rows: list[Undelivered] = await self._offload(lambda: self._store.undelivered(limit))
+            rows: list[Undelivered] = await self._offload(
+                lambda: self._store.undelivered(limit, channel)
+            )
+        except BaseException:
+            self._in_database_only.add(channel)
+            raise
         finally:
             self._reading = False
-        self._in_database_only = len(rows) >= limit
+        if len(rows) >= limit:
+            self._in_database_only.add(channel)
         for row in rows:
             if row.notify.id in self._finished_while_reading:
                 continue

@@ -230,7 +230,7 @@ async def test_backlog_beyond_capacity_waits_in_the_database(
             peak = daemon.outbox.statistics().in_hand
             await trio.sleep(3600)
             stats = daemon.outbox.statistics()
-    assert peak <= 4
+    assert peak <= 4 * 2  # the capacity holds for each channel: email and sms
     assert stats.in_hand == 0 and stats.sent == 45
     assert sorted(Counter(email.sent).values()) == [1] * 30
     assert sorted(Counter(sms.sent).values()) == [1] * 15
