@@ -118,6 +118,9 @@ class Outbox:
         self._lanes = {name: _lane(spec) for name, spec in lanes.items()}
         self._nursery: trio.Nursery | None = None
         self._state_of: Callable[[str], ServiceState] | None = None
+        self._stopping = False
+        self._sending = 0  # attempts between taking a notification and recording its outcome
+        self._idle = trio.Event()
         self._later: Timers[_Pending] = Timers(clock)  # retries, waiting for their time
         self._known: set[str] = set()  # in hand (ready, sending or waiting): never taken twice
         self._in_hand: Counter[str] = Counter()  # of `_known`, by channel
@@ -167,6 +170,20 @@ class Outbox:
             nursery.start_soon(self._retry_loop, name="outbox retries")
             for lane in self._lanes.values():
                 self._start_workers(lane)
+
+    async def drain(self) -> None:
+        """Stop starting sends, and return once every send in progress has finished and its
+        outcome is recorded (a clean stop: cancelled mid-send, it would be sent again after the
+        restart). What is not started stays in the database for the next start. The caller
+        bounds the wait, and must keep the committer running meanwhile."""
+        self._stopping = True
+        for lane in self._lanes.values():
+            lane.waiting.unpark_all()
+        if self._sending:
+            self._idle = trio.Event()
+            await self._idle.wait()
+        else:
+            await trio.lowlevel.checkpoint()
 
     def lanes(self) -> dict[str, LaneSpec]:
         return {name: lane.spec for name, lane in self._lanes.items()}
@@ -254,16 +271,19 @@ class Outbox:
     async def _worker(self, lane: _Lane) -> None:
         try:
             while not lane.retired:
-                if not lane.ready:
+                if not lane.ready or self._stopping:
                     await lane.waiting.park()
                     continue
                 pending = lane.ready.popleft()
+                self._sending += 1
                 try:
                     reason = self._cancelled(pending.notify)
                     if reason is not None:
                         await self._finish(pending, "cancelled", None, reason)
                         continue
                     await lane.bucket.acquire()
+                    if self._stopping:
+                        continue  # not started: it stays in the database for the next start
                     await self._attempt(lane, pending)
                 except Exception:
                     # Not the transport's failure (that is an outcome, see `_attempt`) but a bug
@@ -274,6 +294,10 @@ class Outbox:
                         self._forget(pending.notify)
                     else:
                         self._later.push(self._clock.now() + RECORD_RETRY_MAX, pending)
+                finally:
+                    self._sending -= 1
+                    if self._sending == 0:
+                        self._idle.set()
         finally:
             lane.workers -= 1
         if lane.workers == 0:
