@@ -144,8 +144,15 @@ class Outbox:
         """Look up each service's committed state before every attempt (see `cancelled_by`)."""
         self._state_of = state_of
 
-    def _cancelled(self, n: Notify) -> str | None:
-        return None if self._state_of is None else cancelled_by(self._state_of(n.service), n)
+    async def _cancel_if_unwanted(self, pending: _Pending) -> bool:
+        """Record `pending` as cancelled if its incident no longer wants it (see `cancelled_by`)."""
+        if self._state_of is None:
+            return False
+        reason = cancelled_by(self._state_of(pending.notify.service), pending.notify)
+        if reason is None:
+            return False
+        await self._finish(pending, "cancelled", None, reason)
+        return True
 
     def failed_deliveries(self, service: str, incident: int) -> int:
         return self._failed[(service, incident)]
@@ -277,13 +284,14 @@ class Outbox:
                 pending = lane.ready.popleft()
                 self._sending += 1
                 try:
-                    reason = self._cancelled(pending.notify)
-                    if reason is not None:
-                        await self._finish(pending, "cancelled", None, reason)
+                    if await self._cancel_if_unwanted(pending):
                         continue
                     await lane.bucket.acquire()
                     if self._stopping:
                         continue  # not started: it stays in the database for the next start
+                    # Again after the rate limit's wait, which can be long (`1/h`).
+                    if await self._cancel_if_unwanted(pending):
+                        continue
                     await self._attempt(lane, pending)
                 except Exception:
                     # Not the transport's failure (that is an outcome, see `_attempt`) but a bug

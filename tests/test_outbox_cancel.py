@@ -4,6 +4,8 @@ the retry comes after a restart. Scripted transports (our own port) under MockCl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio
 import trio.testing
 
@@ -11,7 +13,15 @@ from pager.ports import TransientError
 from pagerd.clock import Clock
 from pagerd.config import Config
 from tests.harness import T0, connect, running, settle
-from tests.test_outbox import DAY, Scripted, by_target, status_of
+from tests.test_outbox import (
+    CHANNELS_WITH_RETRIES,
+    DAY,
+    POLICY,
+    Scripted,
+    by_target,
+    status_of,
+    write_with,
+)
 
 ALICE = "api#1/1/1/email:alice@example.com"
 
@@ -88,3 +98,26 @@ async def test_a_retry_after_a_restart_is_checked_too(
     assert (alice["state"], alice["last_error"]) == ("cancelled", "incident acknowledged")
     assert email.sent[ALICE] == 0
     assert len(email.times("alice@example.com")) == 1
+
+
+async def test_a_page_waiting_on_the_rate_limit_is_checked_again_after_the_wait(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    (tmp_path / "token").write_text("secret-token\n")
+    text = (CHANNELS_WITH_RETRIES + POLICY).replace(
+        'rate_limit = "1/s"\nburst = 5', 'rate_limit = "1/h"\nburst = 1'
+    )
+    config = write_with(tmp_path, text, ["api", "web"])
+    sms = Scripted()
+    with trio.fail_after(DAY):
+        async with running(config, transports={"email": Scripted(), "sms": sms}):
+            async with connect(config.socket) as conn:
+                await conn.request("alert", service="api")  # takes the one token
+                await conn.request("alert", service="web")  # waits an hour for the next
+                await trio.sleep(60)
+                await conn.request("ack", service="web")
+            await trio.sleep(2 * 3600)
+            status = await status_of(config, "web")
+    assert [address for _, address in sms.calls] == ["+14155550100"]  # api's only
+    sms_note = by_target(status)["sms:+14155550100"]
+    assert (sms_note["state"], sms_note["attempts"]) == ("cancelled", 0)

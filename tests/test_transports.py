@@ -294,3 +294,17 @@ async def test_webhook_body_headers_and_signature(http: HttpServer) -> None:
     assert request.headers["x-team"] == "payments"
     assert request.headers["idempotency-key"] == request.json()["id"]
     assert request.headers["x-pager-signature"] == signature("hmac-key", request.body)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("nan", None), ("inf", 3600.0), ("-inf", None)])
+async def test_a_retry_after_that_is_not_a_number_of_seconds_is_bounded(
+    http: HttpServer, value: str, expected: float | None
+) -> None:
+    http.answers.append(Answer(503, {}, headers={"Retry-After": value}))
+    client = open_client(5.0, 1, None)
+    try:
+        with trio.fail_after(10), pytest.raises(TransientError) as caught:
+            await SlackTransport(client).send(notify(f"slack:{http.url}/services/T/B/X"))
+    finally:
+        await client.aclose()
+    assert caught.value.retry_after == expected

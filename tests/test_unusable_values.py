@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -126,3 +127,23 @@ async def test_what_cannot_be_encoded_fails_for_good_without_quoting_it(
     finally:
         await client.aclose()
     assert "SECRET" not in caught.value.reason
+
+
+async def test_a_webhook_to_an_international_host_is_sent_with_an_ascii_idempotency_key() -> None:
+    """The notification id names the target's host, which may be non-ASCII: the header carries
+    it percent-encoded, the host goes IDNA-encoded. (No loopback name resolves to an IDNA host,
+    so httpx's own in-process transport stands in for the network.)"""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        transport = WebhookTransport(WebhookSettings(), client)
+        with trio.fail_after(10):
+            await transport.send(notify("https://hooks.bücher.example/SECRETPATH"))
+    (request,) = seen
+    assert request.url.host == "hooks.xn--bcher-kva.example"
+    key = request.headers["idempotency-key"]
+    assert key.isascii() and "b%C3%BCcher" in key

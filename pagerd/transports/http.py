@@ -4,11 +4,13 @@ reading of a provider's answer into sent / try again / give up."""
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Final
+from urllib.parse import quote
 
 import httpx
 
@@ -60,6 +62,12 @@ def check(response: httpx.Response, what: str) -> None:
     raise PermanentError(detail)
 
 
+def header_value(text: str) -> str:
+    """`text` as an HTTP header value: ASCII, non-ASCII characters percent-encoded (a
+    notification id names its target, and a target's host may be an international name)."""
+    return "".join(c if " " <= c <= "~" else quote(c, safe="") for c in text)
+
+
 def retry_after(response: httpx.Response) -> float | None:
     """Seconds the provider asks us to wait (`Retry-After`: seconds or an HTTP date)."""
     value = response.headers.get("retry-after")
@@ -72,6 +80,8 @@ def retry_after(response: httpx.Response) -> float | None:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             return None
+    if not math.isfinite(seconds):
+        return MAX_RETRY_AFTER if seconds > 0 else None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 

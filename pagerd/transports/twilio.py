@@ -8,7 +8,7 @@ from pager.domain import Notify
 from pager.messages import short
 from pager.ports import PermanentError
 from pagerd.channels import TwilioSettings
-from pagerd.transports.http import check, post
+from pagerd.transports.http import check, header_value, post
 
 
 class TwilioTransport:
@@ -30,7 +30,7 @@ class TwilioTransport:
             self._url,
             data=form,
             auth=(s.account_sid, s.auth_token.value),
-            headers={"I-Twilio-Idempotency-Token": notification.id},
+            headers={"I-Twilio-Idempotency-Token": header_value(notification.id)},
         )
         check(response, "Twilio")
         try:
