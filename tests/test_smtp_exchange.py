@@ -54,3 +54,17 @@ async def test_a_non_ascii_address_without_smtputf8_fails_for_good() -> None:
         with pytest.raises(PermanentError, match="SMTPUTF8"):
             await transport.send(notify("email:jürgen@example.com"))
     assert server.received == []
+
+
+async def test_an_alert_message_with_line_breaks_is_emailed_with_a_one_line_subject() -> None:
+    message = "disk full\r\nBcc: mallory@example.com\n\x1b[2Jtrace:\n  at main()"
+    with SmtpServer() as server, trio.fail_after(10):
+        transport = SmtpTransport(smtp_settings(server.port), 5.0, 1, Clock(T0))
+        await transport.send(notify("email:alice@example.com", message))
+    (received,) = server.received
+    assert received.recipients == ["alice@example.com"]
+    assert received.message["Bcc"] is None
+    subject = str(received.message["Subject"]).replace("\n", "")  # unfolded
+    assert "\r" not in subject and "\x1b" not in subject
+    assert "disk full Bcc: mallory@example.com [2Jtrace: at main()" in subject
+    assert "  at main()" in received.message.get_payload(decode=True).decode()
