@@ -67,4 +67,5 @@ async def test_an_alert_message_with_line_breaks_is_emailed_with_a_one_line_subj
     subject = str(received.message["Subject"]).replace("\n", "")  # unfolded
     assert "\r" not in subject and "\x1b" not in subject
     assert "disk full Bcc: mallory@example.com [2Jtrace: at main()" in subject
-    assert "  at main()" in received.message.get_payload(decode=True).decode()
+    payload = received.message.get_payload(decode=True)
+    assert isinstance(payload, bytes) and b"  at main()" in payload
