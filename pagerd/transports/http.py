@@ -13,6 +13,7 @@ from typing import Final
 from urllib.parse import quote
 
 import httpx
+import trio
 
 from pager.ports import PermanentError, TransientError
 
@@ -37,9 +38,17 @@ def open_client(timeout: float, concurrency: int, ca_file: Path | None) -> httpx
 
 
 async def post(client: httpx.AsyncClient, url: str, **kwargs: object) -> httpx.Response:
-    """POST, turning transport failures into `TransientError`s that never contain `url`."""
+    """POST, turning transport failures into `TransientError`s that never contain `url`.
+
+    The client's timeout bounds each step (connect, each read); a server that trickles its
+    answer a byte at a time passes every one of them, so the whole exchange is bounded by the
+    same timeout as well."""
+    total = client.timeout.read
     try:
-        return await client.post(url, **kwargs)  # type: ignore[arg-type]
+        with trio.fail_after(total if total is not None else math.inf):
+            return await client.post(url, **kwargs)  # type: ignore[arg-type]
+    except trio.TooSlowError:
+        raise TransientError(f"timed out: no complete answer within {total:g}s") from None
     except httpx.TimeoutException as exc:
         raise TransientError(f"timed out ({type(exc).__name__})") from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as exc:
