@@ -84,7 +84,7 @@ class Metrics:
         )
         self.notifications = Counter(
             "pagerd_notifications_total",
-            "Delivery attempts, by channel and outcome (sent, retrying, failed).",
+            "Delivery attempts, by channel and outcome (sent, retrying, failed, cancelled).",
             ("channel", "outcome"),
         )
         self.commit_seconds = Histogram(

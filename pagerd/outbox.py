@@ -170,9 +170,10 @@ class Outbox:
 
     async def run(self) -> None:
         """Deliver until cancelled. Nothing that goes wrong in here ends it (see `_contain`)."""
+        # Counted before any delivery starts: a failure recorded meanwhile would be counted twice.
+        await self._load_failed_counts()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._load_failed_counts, name="outbox failed counts")
             nursery.start_soon(self._read_back_loop, name="outbox read-back")
             nursery.start_soon(self._retry_loop, name="outbox retries")
             for lane in self._lanes.values():
@@ -237,6 +238,8 @@ class Outbox:
         self._metrics.outbox_errors.inc(task)
 
     async def _load_failed_counts(self) -> None:
+        """The open incidents' failed deliveries, for `pager status`; a bug here costs the
+        counts, never the delivery."""
         delay = RECORD_RETRY_MIN
         while True:
             try:
@@ -246,6 +249,7 @@ class Outbox:
                 log.error("cannot count failed deliveries, retrying: %s", exc)
             except Exception:
                 self._contain("failed counts")
+                return
             await trio.sleep(delay)
             delay = min(delay * 2, RECORD_RETRY_MAX)
 
