@@ -39,6 +39,9 @@ DEFAULT_MAX_ATTEMPTS: Final = 20
 # With `retry_max` at its default of 5m, a thousand attempts retry for three and a half days:
 # more helps nobody, and a bound keeps every count of attempts small.
 MAX_ATTEMPTS: Final = 1000
+# Each unit of concurrency is a task (for SMTP, a thread): a typo of a million is no setting.
+MAX_CONCURRENCY: Final = 256
+MAX_BURST: Final = 10_000
 RETRY_INITIAL: Final = 1.0
 RETRY_MAX: Final = 300.0
 TWILIO_API: Final = "https://api.twilio.com"
@@ -383,8 +386,16 @@ def build_channel(
         value = getattr(section, key)
         if value is not None and value < 1:
             build.error(key, "must be 1 or more")
-    if section.max_attempts is not None and section.max_attempts > MAX_ATTEMPTS:
-        build.error("max_attempts", f"must be at most {MAX_ATTEMPTS}")
+    for key, most in (
+        ("max_attempts", MAX_ATTEMPTS),
+        ("concurrency", MAX_CONCURRENCY),
+        ("burst", MAX_BURST),
+    ):
+        value = getattr(section, key)
+        if value is not None and value > most:
+            build.error(key, f"must be at most {most}")
+    if section.port is not None and not 0 < section.port < 65536:
+        build.error("port", "must be 1 to 65535")
     settings = build.settings()
     if build.errors:
         return None, build.errors

@@ -147,3 +147,29 @@ async def test_a_webhook_to_an_international_host_is_sent_with_an_ascii_idempote
     assert request.url.host == "hooks.xn--bcher-kva.example"
     key = request.headers["idempotency-key"]
     assert key.isascii() and "b%C3%BCcher" in key
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ("concurrency = 1000000", "channels.webhook.concurrency: must be at most 256"),
+        ("burst = 1000000000", "channels.webhook.burst: must be at most 10000"),
+    ],
+)
+def test_counts_that_would_exhaust_the_daemon_are_refused(
+    tmp_path: Path, setting: str, error: str
+) -> None:
+    text = BASE.format(**GOOD).replace('transport = "webhook"', f'transport = "webhook"\n{setting}')
+    (tmp_path / "pager.toml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path / "pager.toml")
+    assert caught.value.errors == [error]
+
+
+@pytest.mark.parametrize("port", [0, 65536, 1000000])
+def test_an_smtp_port_out_of_range_is_refused(tmp_path: Path, port: int) -> None:
+    text = BASE.format(**GOOD).replace('transport = "smtp"', f'transport = "smtp"\nport = {port}')
+    (tmp_path / "pager.toml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path / "pager.toml")
+    assert caught.value.errors == ["channels.email.port: must be 1 to 65535"]
