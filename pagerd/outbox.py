@@ -328,7 +328,9 @@ class Outbox:
         except UnicodeError as exc:
             # Text that cannot be encoded for this provider: no retry can change that.
             error = PermanentError(f"cannot encode for {channel.transport}: {type(exc).__name__}")
-        except Exception as exc:  # a bug in a transport: log it, keep the page alive
+        except BaseException as exc:  # a bug in a transport: log it, keep the page alive
+            if _must_propagate(exc):
+                raise
             # Its traceback may quote what it was sending (a URL, a header): redacted too.
             log.error(
                 "transport %s failed unexpectedly: %s",
@@ -493,6 +495,16 @@ class Outbox:
                 continue
             self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
         self._finished_while_reading.clear()
+
+
+def _must_propagate(exc: BaseException) -> bool:
+    """Whether an exception out of a transport is the run's own business (a cancellation, an
+    interrupt, an exit), not the transport's failure. Anything else, even a `BaseException` a
+    library had no business raising, fails the attempt and is retried."""
+    fatal = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(lambda e: isinstance(e, fatal)) is not None
+    return isinstance(exc, fatal)
 
 
 def cancelled_by(state: ServiceState, n: Notify) -> str | None:

@@ -27,6 +27,10 @@ from tests.test_outbox import CHANNELS_WITH_RETRIES, POLICY, Scripted, by_target
 DAY = 24 * 3600.0
 
 
+class Weird(BaseException):
+    pass
+
+
 class Raising:
     """A transport with bugs: it raises whatever it is given, one per send, then succeeds."""
 
@@ -82,6 +86,7 @@ async def test_a_transport_raising_anything_is_retried_and_the_daemon_lives(
             KeyError("x"),
             ExceptionGroup("many", [ValueError("a"), OSError("b")]),
             AttributeError("no such thing"),
+            Weird("a BaseException a library should not raise"),
             TransientError(123),  # type: ignore[arg-type]  # a reason that is not text
         ]
     )
@@ -97,7 +102,7 @@ async def test_a_transport_raising_anything_is_retried_and_the_daemon_lives(
     alice = by_target(api)["email:alice@example.com"]
     bob = by_target(api)["email:bob@example.com"]
     assert [alice["state"], bob["state"]] == ["sent", "sent"]
-    assert alice["attempts"] + bob["attempts"] == 6 + 2
+    assert alice["attempts"] + bob["attempts"] == 7 + 2
     assert sorted(email.sent) == sorted(set(email.sent))  # each once
     assert len(email.sent) == 4
 
