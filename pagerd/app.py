@@ -41,6 +41,9 @@ __all__ = ["Config", "Daemon", "StartupError", "serve"]
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE: Final = 5.0
+STOP_TIMEOUT: Final = 15.0
+"""A clean stop takes at most this long (the unit's TimeoutStopSec is 20 s): requests already
+read are answered, then sends in progress finish and are recorded, in what time remains."""
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
 
@@ -263,6 +266,7 @@ async def _run(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
     services = Services(config, states, committer, scheduler, outbox, clock)
+    outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
         store,
@@ -322,8 +326,19 @@ async def _run(
             server.drain()
             if bound is not None:
                 bound.remove()
+            stopping_since = trio.current_time()
             with trio.move_on_after(SHUTDOWN_GRACE):
                 await server.closed.wait()
+            # A send cancelled half-way would be sent again after the restart: let those in
+            # progress finish and be recorded (the committer still runs), then stop.
+            with trio.move_on_at(stopping_since + STOP_TIMEOUT) as waited:
+                await outbox.drain()
+            if waited.cancelled_caught:
+                log.warning(
+                    "stopping with deliveries still in progress after %gs: they will be sent "
+                    "again after the restart",
+                    STOP_TIMEOUT,
+                )
             core.cancel_scope.cancel()
     finally:
         if bound is not None:

@@ -133,7 +133,8 @@ class _Rows:
     def attempt(self, a: Attempt) -> None:
         self.attempts.append([a.id, a.at, a.outcome, a.provider_id, a.error])
         previous = self.updates.get(a.id)
-        count = 1 if previous is None else previous[2] + 1
+        # A cancellation is recorded like an attempt but is none: the count stays.
+        count = (0 if a.outcome == "cancelled" else 1) + (0 if previous is None else previous[2])
         provider_id = a.provider_id if a.provider_id is not None else (previous or [None] * 6)[5]
         sent_at = a.at if a.outcome == "sent" else None
         self.updates[a.id] = [

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Final, TypeAlias
 
 import attrs
+import httpx
 
+from pager.domain import Target
 from pagerd.durations import Duration
 
 TRANSPORTS: Final[dict[str, tuple[str, ...]]] = {
@@ -34,6 +36,12 @@ _DEFAULTS: Final[dict[str, tuple[int, float, int]]] = {
 }
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_ATTEMPTS: Final = 20
+# With `retry_max` at its default of 5m, a thousand attempts retry for three and a half days:
+# more helps nobody, and a bound keeps every count of attempts small.
+MAX_ATTEMPTS: Final = 1000
+# Each unit of concurrency is a task (for SMTP, a thread): a typo of a million is no setting.
+MAX_CONCURRENCY: Final = 256
+MAX_BURST: Final = 10_000
 RETRY_INITIAL: Final = 1.0
 RETRY_MAX: Final = 300.0
 TWILIO_API: Final = "https://api.twilio.com"
@@ -152,6 +160,39 @@ def unconfigured_channel(name: str) -> Channel:
     return Channel(name, "unconfigured", timeout=math.inf, concurrency=1, rate=math.inf, burst=1)
 
 
+_HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE_RE: Final = re.compile(r"[\x20-\x7e\t]*")
+
+
+def url_problem(url: str) -> str | None:
+    """Why an http(s) URL that looks right cannot be sent to, if it cannot: its host must be a
+    valid (IDNA-encodable) name. The reason never quotes the URL, which may be a secret."""
+    try:
+        host = httpx.URL(url).host
+        host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError):
+        return "not a usable URL: its host is not a valid host name"
+    return None
+
+
+def host_problem(host: str) -> str | None:
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return "not a valid host name"
+    return None
+
+
+def target_problem(target: Target) -> str | None:
+    """Why a target that parses cannot be delivered to, if it cannot: refused at `--check`
+    rather than retried for hours. (A non-ASCII email address is usable: it goes as SMTPUTF8.)"""
+    if target.channel in ("slack", "webhook"):
+        return url_problem(target.address)
+    if target.channel == "email":
+        return host_problem(target.address.rpartition("@")[2])
+    return None
+
+
 _RATE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)/(s|m|h)")
 
 
@@ -263,6 +304,10 @@ class _Build:
                 self.error("security", "expected 'none', 'starttls' or 'tls'")
                 security = "starttls"
             self.required("host", "sender")
+            if s.host is not None and (problem := host_problem(s.host)) is not None:
+                self.error("host", problem)
+            if s.sender is not None and "@" not in s.sender:
+                self.error("sender", "not an email address")
             password = self.secret("password")
             if (s.username is None) != (password is None) and not self.errors:
                 self.error("username", "a username and a password go together")
@@ -285,6 +330,8 @@ class _Build:
             api_base = (s.api_base or TWILIO_API).rstrip("/")
             if re.fullmatch(r"https?://[^/\s]+(/\S*)?", api_base) is None:
                 self.error("api_base", "not an http:// or https:// URL")
+            elif (problem := url_problem(api_base)) is not None:
+                self.error("api_base", problem)
             return TwilioSettings(
                 account_sid=s.account_sid or "",
                 auth_token=token or Secret(""),
@@ -295,6 +342,13 @@ class _Build:
             )
         if s.transport == "slack":
             return SlackSettings(ca_file=self.ca_file())
+        for name, value in (s.headers or {}).items():
+            # The value is often a secret (a bearer token): never quoted.
+            if _HEADER_NAME_RE.fullmatch(name) is None:
+                quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                self.error(f"headers.{quoted}", "not a valid HTTP header name")
+            elif not isinstance(value, str) or _HEADER_VALUE_RE.fullmatch(value) is None:
+                self.error(f"headers.{name}", "a header value is printable ASCII on one line")
         return WebhookSettings(
             headers=dict(s.headers or {}), secret=self.secret("secret"), ca_file=self.ca_file()
         )
@@ -332,6 +386,16 @@ def build_channel(
         value = getattr(section, key)
         if value is not None and value < 1:
             build.error(key, "must be 1 or more")
+    for key, most in (
+        ("max_attempts", MAX_ATTEMPTS),
+        ("concurrency", MAX_CONCURRENCY),
+        ("burst", MAX_BURST),
+    ):
+        value = getattr(section, key)
+        if value is not None and value > most:
+            build.error(key, f"must be at most {most}")
+    if section.port is not None and not 0 < section.port < 65536:
+        build.error("port", "must be 1 to 65535")
     settings = build.settings()
     if build.errors:
         return None, build.errors

@@ -22,7 +22,7 @@ from cattrs.errors import (
 )
 
 from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
-from pagerd.channels import Channel, ChannelSection, build_channel
+from pagerd.channels import Channel, ChannelSection, build_channel, target_problem
 from pagerd.durations import Duration, Invalid, parse_duration
 from pagerd.peers import Access
 
@@ -329,6 +329,8 @@ def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
                         f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
                         f"configured (add a [channels.{target.channel}] section)"
                     )
+                elif (problem := target_problem(target)) is not None:
+                    errors.append(f"{at}.levels[{i}].targets[{j}]: {problem}")
     if raw.daemon.max_connections < 1:
         errors.append("daemon.max_connections: must be 1 or more")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:

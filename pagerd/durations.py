@@ -13,6 +13,8 @@ class Invalid(ValueError):
     """A config value that is the right type but wrong; its text is the whole explanation."""
 
 
+MAX_DURATION: Final = 3650 * 86400.0
+
 _DURATION_RE: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
 
 
@@ -25,4 +27,8 @@ def parse_duration(text: str) -> float:
     seconds = d * 86400 + h * 3600 + m * 60 + s + ms / 1000
     if seconds <= 0:
         raise Invalid("a duration must be more than zero")
+    if seconds > MAX_DURATION:
+        # Longer is a typo, and a deadline that far out cannot even be written as a date
+        # (ack_timeout = "3000000d" was accepted, then broke every status reply).
+        raise Invalid(f"a duration must be at most {MAX_DURATION // 86400:.0f}d (ten years)")
     return seconds

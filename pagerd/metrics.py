@@ -84,7 +84,7 @@ class Metrics:
         )
         self.notifications = Counter(
             "pagerd_notifications_total",
-            "Delivery attempts, by channel and outcome (sent, retrying, failed).",
+            "Delivery attempts, by channel and outcome (sent, retrying, failed, cancelled).",
             ("channel", "outcome"),
         )
         self.commit_seconds = Histogram(
@@ -102,6 +102,11 @@ class Metrics:
             "pagerd_history_pruned_incidents_total",
             "Closed incidents deleted with their history, past daemon.keep_history.",
         )
+        self.outbox_errors = Counter(
+            "pagerd_outbox_errors_total",
+            "Unexpected errors in delivery's own tasks (a bug), contained and retried, by task.",
+            ("task",),
+        )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -118,6 +123,7 @@ class Metrics:
             self.commit_batch,
             self.delivery_seconds,
             self.pruned,
+            self.outbox_errors,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -257,13 +257,16 @@ class Store:
             states[row[0]] = ServiceState(row[0], row[1], incident)
         return states
 
-    def undelivered(self, limit: int) -> list[Undelivered]:
-        """Up to `limit` notifications not yet delivered (pending or retrying), oldest first."""
+    def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
+        """Up to `limit` notifications not yet delivered (pending or retrying), oldest first;
+        of one channel only if `channel` is given (the outbox reads each channel's backlog on
+        its own, so that one channel's backlog never waits behind another's)."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
             " created_at, attempts, next_attempt_at, origin FROM notifications"
-            " WHERE state IN ('pending', 'retrying') ORDER BY seq LIMIT ?",
-            (limit,),
+            " WHERE state IN ('pending', 'retrying') AND (?1 IS NULL OR channel = ?1)"
+            " ORDER BY seq LIMIT ?2",
+            (channel, limit),
         )
         return [
             Undelivered(

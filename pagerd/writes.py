@@ -39,7 +39,7 @@ class Attempt:
 
     id: str
     at: float
-    outcome: Literal["sent", "retrying", "failed"]
+    outcome: Literal["sent", "retrying", "failed", "cancelled"]  # cancelled: not attempted
     provider_id: str | None = None
     error: str | None = None
     next_attempt_at: float | None = None

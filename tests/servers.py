@@ -6,6 +6,7 @@ pagerd talks to them over real sockets exactly as it talks to a provider.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -67,6 +68,15 @@ class _Handler:
             self.server.queue_ids += 1
             return f"250 2.0.0 Ok: queued as Q{self.server.queue_ids:04d}"
 
+    async def handle_QUIT(self, smtp: SMTP, session: Session, envelope: Envelope) -> str | None:
+        reply = self.server.quit_reply
+        if reply == "drop":
+            transport = smtp.transport
+            assert isinstance(transport, asyncio.Transport)
+            transport.abort()  # gone without a word, after the message was taken
+            return "221 Bye"
+        return reply or "221 Bye"
+
 
 class SmtpServer:
     """An SMTP server in a thread: plain, STARTTLS, or implicit TLS; with AUTH if a login is set."""
@@ -76,6 +86,7 @@ class SmtpServer:
         security: str = "none",
         tls: ssl.SSLContext | None = None,
         login: tuple[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.port = free_port()
         self.received: list[Received] = []
@@ -83,7 +94,8 @@ class SmtpServer:
         self.queue_ids = 0
         self.rcpt_reply: str | None = None  # e.g. "451 4.3.0 try later", "550 5.1.1 no such user"
         self.logins: list[str] = []
-        kwargs: dict[str, Any] = {}
+        self.quit_reply: str | None = None  # e.g. "421 closing", "554 oops", "drop"
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if security == "tls":
             kwargs["ssl_context"] = tls
         elif security == "starttls":
@@ -132,6 +144,51 @@ class SmtpServer:
         return list(self.received)
 
 
+class TrickleServer:
+    """A TCP server that answers every connection one byte at a time, slowly, and never
+    finishes a line: each read gets a byte well within any timeout, the reply never ends."""
+
+    def __init__(self, prefix: bytes = b"220-", interval: float = 0.05, lasting: float = 30.0):
+        self.prefix = prefix
+        self.interval = interval
+        self.lasting = lasting  # then it gives up: a client without a deadline is not stuck
+        self.gave_up = 0  # connections the server ended, rather than the client
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        end = time.monotonic() + self.lasting
+        with conn, contextlib.suppress(OSError):
+            conn.sendall(self.prefix)
+            while not self._stop.wait(self.interval):
+                if time.monotonic() > end:
+                    self.gave_up += 1
+                    return
+                conn.sendall(b"x")
+
+    def __enter__(self) -> TrickleServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.listener.close()
+
+
 @attrs.define
 class Request:
     method: str
@@ -158,6 +215,7 @@ class Answer:
     body: Any = attrs.field(factory=dict)
     headers: dict[str, str] = attrs.field(factory=dict)
     hang: float = 0.0  # seconds to stall before answering: past the client's timeout
+    echo: bool = False  # answer with the request's path and headers, as Express's 404 does
 
 
 class HttpServer:
@@ -194,7 +252,12 @@ class HttpServer:
                         answer = Answer(201, {"sid": f"SM{server.sids:032d}", "status": "queued"})
                 if answer.hang:
                     time.sleep(answer.hang)
-                data = json.dumps(answer.body).encode()
+                if answer.echo:
+                    lines = [f"Cannot POST {self.path}"]
+                    lines += [f"{k}: {v}" for k, v in self.headers.items()]
+                    data = "\n".join(lines).encode()
+                else:
+                    data = json.dumps(answer.body).encode()
                 self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

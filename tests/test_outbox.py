@@ -13,6 +13,7 @@ import trio.testing
 
 from pager.domain import Notify
 from pager.ports import PermanentError, TransientError
+from pagerd import app
 from pagerd.clock import Clock
 from pagerd.config import Config, load
 from tests.harness import T0, connect, running, settle
@@ -230,7 +231,7 @@ async def test_backlog_beyond_capacity_waits_in_the_database(
             peak = daemon.outbox.statistics().in_hand
             await trio.sleep(3600)
             stats = daemon.outbox.statistics()
-    assert peak <= 4
+    assert peak <= 4 * 2  # the capacity holds for each channel: email and sms
     assert stats.in_hand == 0 and stats.sent == 45
     assert sorted(Counter(email.sent).values()) == [1] * 30
     assert sorted(Counter(sms.sent).values()) == [1] * 15
@@ -252,3 +253,41 @@ async def test_retries_continue_after_a_restart(
     alice = by_target(status)["email:alice@example.com"]
     assert (alice["state"], alice["attempts"]) == ("sent", 3)
     assert email.sent["api#1/1/1/email:alice@example.com"] == 1
+
+
+async def test_a_clean_stop_waits_for_a_send_in_progress_then_records_it(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    email = Scripted()
+    email.scripts["alice@example.com"] = [8.0]  # in progress when the stop comes
+    with trio.fail_after(DAY):
+        async with running(config, transports={"email": email, "sms": Scripted()}):
+            async with connect(config.socket) as conn:
+                await conn.request("alert", service="api")
+            await trio.sleep(1)
+            stopped_at = trio.current_time()
+        took = trio.current_time() - stopped_at
+        async with running(config, Clock(T0 + 60), transports={"email": email, "sms": Scripted()}):
+            await settle()
+            status = await status_of(config, "api")
+    assert 7 <= took < 8
+    assert by_target(status)["email:alice@example.com"]["state"] == "sent"
+    assert email.sent["api#1/1/1/email:alice@example.com"] == 1
+
+
+async def test_a_clean_stop_does_not_wait_for_ever_for_a_hung_send(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    (tmp_path / "token").write_text("secret-token\n")
+    text = (CHANNELS_WITH_RETRIES + POLICY).replace("max_attempts = 4", 'timeout = "1h"')
+    config = write_with(tmp_path, text, ["api"])
+    email = Scripted()
+    email.scripts["alice@example.com"] = [3000.0]
+    with trio.fail_after(DAY):
+        async with running(config, transports={"email": email, "sms": Scripted()}):
+            async with connect(config.socket) as conn:
+                await conn.request("alert", service="api")
+            await trio.sleep(1)
+            stopped_at = trio.current_time()
+        took = trio.current_time() - stopped_at
+    assert took <= app.STOP_TIMEOUT + 1

@@ -25,7 +25,7 @@ from pagerd.transports.slack import SlackTransport
 from pagerd.transports.smtp import SmtpTransport
 from pagerd.transports.twilio import TwilioTransport
 from pagerd.transports.webhook import WebhookTransport, signature
-from tests.servers import Answer, HttpServer, SmtpServer, make_ca
+from tests.servers import Answer, HttpServer, SmtpServer, TrickleServer, make_ca
 
 T0 = 1_800_000_000.0
 SID = "AC0123456789abcdef0123456789abcdef"
@@ -294,3 +294,38 @@ async def test_webhook_body_headers_and_signature(http: HttpServer) -> None:
     assert request.headers["x-team"] == "payments"
     assert request.headers["idempotency-key"] == request.json()["id"]
     assert request.headers["x-pager-signature"] == signature("hmac-key", request.body)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("nan", None), ("inf", 3600.0), ("-inf", None)])
+async def test_a_retry_after_that_is_not_a_number_of_seconds_is_bounded(
+    http: HttpServer, value: str, expected: float | None
+) -> None:
+    http.answers.append(Answer(503, {}, headers={"Retry-After": value}))
+    client = open_client(5.0, 1, None)
+    try:
+        with trio.fail_after(10), pytest.raises(TransientError) as caught:
+            await SlackTransport(client).send(notify(f"slack:{http.url}/services/T/B/X"))
+    finally:
+        await client.aclose()
+    assert caught.value.retry_after == expected
+
+
+async def test_a_trickling_http_server_is_cut_off_at_the_timeout() -> None:
+    # Headers a byte every 50 ms: no single read waits the 1 s timeout, the answer never ends.
+    with TrickleServer(prefix=b"HTTP/1.1 200 OK\r\nX-Slow: ", lasting=10.0) as server:
+        client = open_client(1.0, 1, None)
+        try:
+            with trio.fail_after(60), pytest.raises(TransientError, match="within 1s"):
+                await SlackTransport(client).send(
+                    notify(f"slack:http://127.0.0.1:{server.port}/services/T/B/X")
+                )
+        finally:
+            await client.aclose()
+    assert server.gave_up == 0  # pagerd hung up, not the server
+
+
+async def test_twilio_accepting_without_a_sid_is_sent_not_failed(http: HttpServer) -> None:
+    http.answers.append(Answer(201, "queued, but not JSON"))
+    with trio.fail_after(10):
+        provider_id = await twilio(http).send(notify("sms:+14155550100"))
+    assert provider_id == "HTTP 201 (no sid)"

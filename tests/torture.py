@@ -179,7 +179,7 @@ def _settle(db: Path, within: float) -> None:
                 "SELECT COUNT(*) FROM incidents WHERE closed_at IS NULL AND deadline IS NOT NULL"
             ).fetchone()[0]
             undelivered = conn.execute(
-                "SELECT COUNT(*) FROM notifications WHERE state != 'sent'"
+                "SELECT COUNT(*) FROM notifications WHERE state NOT IN ('sent', 'cancelled')"
             ).fetchone()[0]
         finally:
             conn.close()
@@ -246,7 +246,19 @@ def _check(
             problems.append(f"{nid} written {count} times, not just before a kill")
     decided = {row[0] for row in conn.execute("SELECT id FROM notifications")}
     report.notifications = len(decided)
-    missing = decided - set(written)
+    # Not sent because its incident was acknowledged or closed first: only then.
+    cancelled = {
+        nid: (acked, closed)
+        for nid, acked, closed in conn.execute(
+            "SELECT n.id, i.acknowledged_at IS NOT NULL, i.closed_at IS NOT NULL"
+            " FROM notifications n JOIN incidents i ON i.service = n.service"
+            " AND i.number = n.incident WHERE n.state = 'cancelled'"
+        )
+    }
+    wrongly = [nid for nid, (acked, closed) in cancelled.items() if not (acked or closed)]
+    if wrongly:
+        problems.append(f"{len(wrongly)} cancelled with their incident open, e.g. {min(wrongly)}")
+    missing = decided - set(written) - set(cancelled)
     if missing:
         problems.append(f"{len(missing)} decided notifications never written, e.g. {min(missing)}")
     stray = set(written) - decided

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 
 from pager.domain import Notify
 from pager.messages import short
-from pager.ports import PermanentError
 from pagerd.channels import TwilioSettings
-from pagerd.transports.http import check, post
+from pagerd.transports.http import check, header_value, post
+
+log = logging.getLogger(__name__)
 
 
 class TwilioTransport:
@@ -30,11 +33,14 @@ class TwilioTransport:
             self._url,
             data=form,
             auth=(s.account_sid, s.auth_token.value),
-            headers={"I-Twilio-Idempotency-Token": notification.key},
+            headers={"I-Twilio-Idempotency-Token": header_value(notification.key)},
         )
         check(response, "Twilio")
         try:
             sid = response.json()["sid"]
         except (ValueError, KeyError, TypeError):
-            raise PermanentError("Twilio accepted the message but sent no message sid") from None
+            # Accepted (2xx) is the outcome: sent, and not to be sent again. Marked failed, it
+            # would show as undelivered in `pager status` while the phone has it.
+            log.warning("Twilio accepted %s but its answer has no message sid", notification.id)
+            return f"HTTP {response.status_code} (no sid)"
         return str(sid)

@@ -11,7 +11,7 @@ import httpx
 from pager.domain import Notify
 from pager.messages import payload
 from pagerd.channels import WebhookSettings
-from pagerd.transports.http import check, post
+from pagerd.transports.http import check, header_value, post
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -28,7 +28,7 @@ class WebhookTransport:
         headers = {
             **self._settings.headers,
             "Content-Type": "application/json",
-            "Idempotency-Key": notification.key,
+            "Idempotency-Key": header_value(notification.key),
         }
         if self._settings.secret is not None:
             headers["X-Pager-Signature"] = signature(self._settings.secret.value, body)
