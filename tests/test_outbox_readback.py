@@ -30,6 +30,8 @@ def note(i: int) -> Notify:
 class Database:
     """The outbox rows, and the fake store and committer over them."""
 
+    origin = "0123456789abcdef"  # the run's identity, as the real store has one
+
     def __init__(self) -> None:
         self.rows: dict[str, Notify] = {}  # undelivered, in order
         self.hold: trio.Event | None = None  # while set, a read-back query is held open

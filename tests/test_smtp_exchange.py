@@ -66,6 +66,6 @@ async def test_an_alert_message_with_line_breaks_is_emailed_with_a_one_line_subj
     assert received.message["Bcc"] is None
     subject = str(received.message["Subject"]).replace("\n", "")  # unfolded
     assert "\r" not in subject and "\x1b" not in subject
-    assert "disk full Bcc: mallory@example.com [2Jtrace: at main()" in subject
+    assert "disk full Bcc: mallory@example.com \\x1b[2Jtrace:   at main()" in subject
     payload = received.message.get_payload(decode=True)
     assert isinstance(payload, bytes) and b"  at main()" in payload

