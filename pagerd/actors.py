@@ -102,6 +102,10 @@ class Services:
         # Who owns each service that has one: its actor's inbox, or the claim holding it.
         self._inboxes: dict[str, trio.MemorySendChannel[Envelope] | _Claimed] = {}
         self._claim: dict[str, _Claimed] = {}  # the claim still open to more events
+        # A due timeout for a service whose owner was busy: the owner takes it with its next
+        # batch, so a full inbox never holds it back (see `offer`).
+        self._due: dict[str, Envelope] = {}
+        self._timeout_actors = 0  # actors started by `offer`, running now
         self._nursery: trio.Nursery | None = None
 
     def state(self, name: str) -> ServiceState:
@@ -169,21 +173,27 @@ class Services:
                 await inbox.send(envelope)
 
     def offer(self, service: str, event: Timeout) -> bool:
-        """Route a timeout without waiting; False if it cannot be taken now (the scheduler
-        retries): the service's inbox is full, or too many actors run already. The cap keeps a
-        restart that finds 100,000 escalations overdue from flooding the run queue, so that
-        clients are still answered while they are worked through."""
+        """Route a due timeout without waiting; False if it cannot be taken now (the scheduler
+        offers it again soon).
+
+        A timeout never waits behind other services' events: a service that has an owner takes
+        it with the owner's next batch, whatever its inbox holds (`_due`), and an idle service
+        gets an actor of its own. Only those actors are capped: a restart that finds 100,000
+        escalations overdue starts them `MAX_ACTORS_FOR_TIMEOUTS` at a time, so that clients
+        are still answered while they are worked through; a storm's owners do not count, so
+        they never hold up a quiet service's deadline."""
         if service not in self.config.services:
             return True  # no longer configured: nothing to escalate
-        inbox = self._inbox(service)
-        if inbox is None:
-            if len(self._inboxes) >= MAX_ACTORS_FOR_TIMEOUTS:
+        envelope = Envelope(event, None)
+        owner = self._inboxes.get(service)
+        if owner is None:
+            if self._timeout_actors >= MAX_ACTORS_FOR_TIMEOUTS:
                 return False
-            inbox = self._start(service)
-        try:
-            inbox.send_nowait(Envelope(event, None))
-        except trio.WouldBlock:
-            return False
+            self._start(service, for_timeout=True).send_nowait(envelope)  # a new inbox: room
+        elif isinstance(owner, _Claimed) and self._claim.get(service) is owner:
+            owner.batch.append(envelope)  # the claim is still open: decided with it
+        else:
+            self._due[service] = envelope  # at most one: the scheduler hands one at a time
         return True
 
     def _inbox(self, service: str) -> trio.MemorySendChannel[Envelope] | None:
@@ -196,6 +206,8 @@ class Services:
         service: str,
         inbox: tuple[trio.MemorySendChannel[Envelope], trio.MemoryReceiveChannel[Envelope]]
         | None = None,
+        *,
+        for_timeout: bool = False,
     ) -> trio.MemorySendChannel[Envelope]:
         """Start `service`'s actor, on a new inbox or on `inbox` (a claim's, with events in it)."""
         # The inbox is registered before the task runs, so nothing can be routed to no one.
@@ -203,7 +215,10 @@ class Services:
         # Not `open_memory_channel[Envelope]`: subscripting builds a typing alias on every call.
         send, receive = inbox or trio.open_memory_channel(INBOX_SIZE)
         self._inboxes[service] = send
-        self._nursery.start_soon(self._actor, service, receive, name=f"actor {service}")
+        self._timeout_actors += for_timeout
+        self._nursery.start_soon(
+            self._actor, service, receive, for_timeout, name=f"actor {service}"
+        )
         return send
 
     def _start_claim(self) -> None:
@@ -219,16 +234,21 @@ class Services:
         await self._contained({service: held.batch for service, held in claim.items()})
         # No checkpoint from here on: an inbox seen empty is closed before anything can fill it.
         for service, held in claim.items():
+            waiting = service in self._due
             if held.receive is None:
                 del self._inboxes[service]
-            elif held.receive.statistics().current_buffer_used:
+                if waiting:
+                    self._start(service)
+            elif waiting or held.receive.statistics().current_buffer_used:
                 assert held.send is not None
                 self._start(service, (held.send, held.receive))
             else:
                 del self._inboxes[service]
                 held.receive.close()
 
-    async def _actor(self, service: str, inbox: trio.MemoryReceiveChannel[Envelope]) -> None:
+    async def _actor(
+        self, service: str, inbox: trio.MemoryReceiveChannel[Envelope], for_timeout: bool
+    ) -> None:
         with inbox:
             while True:
                 batch: list[Envelope] = []
@@ -237,9 +257,15 @@ class Services:
                         batch.append(inbox.receive_nowait())
                     except trio.WouldBlock:
                         break
+                # After the events routed before it was due (the inbox holds no more than a
+                # batch), and never behind more than that.
+                due = self._due.pop(service, None)
+                if due is not None:
+                    batch.append(due)
                 if not batch:
                     # Idle: leave the registry with no checkpoint since the inbox was seen empty.
                     del self._inboxes[service]
+                    self._timeout_actors -= for_timeout
                     return
                 await self._contained({service: batch})
 
@@ -247,10 +273,12 @@ class Services:
         try:
             await self._handle(batches)
         except Exception:
-            # A bug must not take the daemon down: contain and report it.
+            # A bug must not take the daemon down: contain and report it, and offer again later
+            # any timeout handed over, or that incident would never escalate again.
             log.exception("actor failed services=%s", ",".join(batches))
-            for batch in batches.values():
+            for service, batch in batches.items():
                 _fail(batch)
+                self._scheduler.retry(self.state(service))
 
     async def _handle(self, batches: dict[str, list[Envelope]]) -> None:
         """Decide every service's events in turn, commit all of them together, then answer."""
@@ -271,21 +299,28 @@ class Services:
                 # A bug in one service's decisions fails its events, not its neighbours'.
                 log.exception("actor failed service=%s", service)
                 _fail(batch)
+                self._scheduler.retry(self.state(service))
         if not transitions:
             await trio.lowlevel.checkpoint()
-            self._answer(outcomes)
-            return
-        try:
-            await self._committer.commit(transitions)
-        except StoreError as exc:
-            self._answer(outcomes, failure=str(exc))
-            return
-        self._states.update(states)
-        for t in transitions:
-            _log_transition(t)
-            if _deadline(t.after) != _deadline(t.before):
-                self._scheduler.schedule(t.after)
-        self._outbox.add(_notifications(transitions))
+        else:
+            try:
+                await self._committer.commit(transitions)
+            except StoreError as exc:
+                # Nothing of it was written: every deadline stays as the disk has it, and a
+                # timeout handed over for this batch is offered again after a back-off.
+                for service in batches:
+                    self._scheduler.retry(self.state(service))
+                self._answer(outcomes, failure=str(exc))
+                return
+            self._states.update(states)
+            for t in transitions:
+                _log_transition(t)
+                if _deadline(t.after) != _deadline(t.before):
+                    self._scheduler.schedule(t.after)
+            self._outbox.add(_notifications(transitions))
+        for service in states:
+            if any(isinstance(envelope.event, Timeout) for envelope in batches[service]):
+                self._scheduler.decided(self.state(service))
         self._answer(outcomes)
 
     def _decide(
