@@ -53,6 +53,8 @@ class ReplyQueue:
         self._writer = trio.lowlevel.ParkingLot()
         self._reader = trio.lowlevel.ParkingLot()
         self._closed = False
+        self._unsettled = 0  # replies queued and not set yet
+        self._settling = trio.lowlevel.ParkingLot()  # a reader waiting for them all
 
     async def put(self, reply: Reply) -> None:
         while len(self._replies) >= self._size:
@@ -61,7 +63,9 @@ class ReplyQueue:
             raise trio.ClosedResourceError("the reply queue is closed")
         reply._queue = self
         self._replies.append(reply)
-        if reply.done and len(self._replies) == 1:
+        if not reply.done:
+            self._unsettled += 1
+        elif len(self._replies) == 1:
             self._writer.unpark()
 
     def close(self) -> None:
@@ -70,8 +74,17 @@ class ReplyQueue:
         self._writer.unpark()
 
     def settled(self, reply: Reply) -> None:
+        self._unsettled -= 1
+        if not self._unsettled:
+            self._settling.unpark_all()
         if self._replies and self._replies[0] is reply:
             self._writer.unpark()
+
+    async def wait_settled(self) -> None:
+        """Until every reply queued so far is set: their events are decided and committed, so
+        a read served next sees them, as its place in the order of replies says it does."""
+        while self._unsettled:
+            await self._settling.park()
 
     async def take(self, most: int) -> list[Reply]:
         """The replies at the head that are set, at least one and at most `most`, waiting for
