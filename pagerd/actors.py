@@ -48,7 +48,7 @@ from pagerd.config import Config
 from pagerd.outbox import Outbox
 from pagerd.peers import Peer
 from pagerd.replies import Reply
-from pagerd.scheduler import Scheduler
+from pagerd.scheduler import RETRY_MAX, RETRY_MIN, Scheduler
 from pagerd.store import StoreError
 from pagerd.writes import EventRecord, Transition
 
@@ -59,9 +59,18 @@ MAX_ACTORS_FOR_TIMEOUTS: Final = 512
 MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoint between them
 
 
+REMOVED: Final = "service removed from the config"
+
+
+@attrs.frozen
+class Removed:
+    """Close the service's open incident if the service is no longer configured; nothing if it
+    is (it was added back meanwhile). Sent by `Services` itself, never by a client."""
+
+
 @attrs.frozen
 class Envelope:
-    event: Event
+    event: Event | Removed
     reply: Reply | None
     peer: Peer | None = None
 
@@ -106,6 +115,7 @@ class Services:
         # batch, so a full inbox never holds it back (see `offer`).
         self._due: dict[str, Envelope] = {}
         self._timeout_actors = 0  # actors started by `offer`, running now
+        self._removals = trio.Event()  # set when services may have been removed
         self._nursery: trio.Nursery | None = None
 
     def state(self, name: str) -> ServiceState:
@@ -122,22 +132,32 @@ class Services:
 
     def reconfigure(self, config: Config) -> None:
         """Serve `config` from now on. An actor takes the policy afresh for each batch, so open
-        incidents keep their state and follow the new policy from their next escalation step;
-        a removed service gets `unknown_service` and its timers are ignored."""
+        incidents keep their state and follow the new policy from their next escalation step.
+        A removed service gets `unknown_service`, and its open incident is closed (see
+        `_close_removed`)."""
         before, self.config = self.config.services, config
         for state in self._states.values():
             back = state.name in config.services and state.name not in before
             if back and state.incident is not None:
-                self._scheduler.schedule(state)  # a service added back escalates again
+                # Added back before its incident was closed: it escalates again.
+                self._scheduler.schedule(state)
+        if before.keys() - config.services.keys():
+            self._removals.set()
 
     def open_incidents(self) -> int:
-        return sum(1 for s in self._states.values() if s.incident is not None)
+        """Open incidents of configured services: those `status` shows and a client can close
+        (a removed service's is being closed)."""
+        services = self.config.services
+        return sum(
+            1 for s in self._states.values() if s.incident is not None and s.name in services
+        )
 
     def unacknowledged_incidents(self) -> int:
+        services = self.config.services
         return sum(
             1
             for s in self._states.values()
-            if s.incident is not None and not s.incident.acknowledged
+            if s.incident is not None and not s.incident.acknowledged and s.name in services
         )
 
     def live_actors(self) -> int:
@@ -148,8 +168,28 @@ class Services:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._scheduler.schedule_all(self._states.values())
+            self._removals.set()  # a restart on a config without some services
+            nursery.start_soon(self._close_removed, name="close removed services")
             task_status.started()
             await trio.sleep_forever()
+
+    async def _close_removed(self) -> None:
+        """Close the open incident of every service no longer configured, with the reason in its
+        history: nobody could ack it or mark it healthy, and it would count as open for ever.
+        Each close goes through the service's owner like any event; one whose commit fails is
+        tried again after a back-off."""
+        while True:
+            await self._removals.wait()
+            self._removals = trio.Event()
+            delay = RETRY_MIN
+            while removed := [
+                name
+                for name, state in self._states.items()
+                if state.incident is not None and name not in self.config.services
+            ]:
+                await self.route((name, Envelope(Removed(), None)) for name in removed)
+                await trio.sleep(delay)  # time for them to be committed, or a back-off
+                delay = min(delay * 2, RETRY_MAX)
 
     async def route(self, events: Iterable[tuple[str, Envelope]]) -> None:
         """Hand each (service, envelope) to its service's owner, in order, waiting while an
@@ -182,8 +222,7 @@ class Services:
         escalations overdue starts them `MAX_ACTORS_FOR_TIMEOUTS` at a time, so that clients
         are still answered while they are worked through; a storm's owners do not count, so
         they never hold up a quiet service's deadline."""
-        if service not in self.config.services:
-            return True  # no longer configured: nothing to escalate
+        # A service no longer configured takes it too: its actor closes the incident.
         envelope = Envelope(event, None)
         owner = self._inboxes.get(service)
         if owner is None:
@@ -288,10 +327,17 @@ class Services:
         states: dict[str, ServiceState] = {}
         for service, batch in batches.items():
             if service not in self.config.services:
-                # Removed by a reload while these events waited: answered as they would be now.
+                # Removed by a reload while these events waited: answered as they would be now,
+                # and its open incident closed.
                 for envelope in batch:
                     if envelope.reply is not None:
                         envelope.reply.set(unknown_service(service), "unknown_service")
+                state = self.state(service)
+                if state.incident is not None:
+                    closed = attrs.evolve(state, incident=None)
+                    record = EventRecord("removed", REMOVED)
+                    transitions.append(Transition(state, closed, (), now, record))
+                    states[service] = closed
                 continue
             try:
                 states[service] = self._decide(service, batch, now, transitions, outcomes)
@@ -339,6 +385,8 @@ class Services:
         mine: list[Transition] = []
         answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
         for envelope in batch:
+            if isinstance(envelope.event, Removed):
+                continue  # added back before its incident was closed: it stays open
             try:
                 after, notes = decide(state, envelope.event, now, policy)
             except Rejected as rejected:

@@ -18,7 +18,7 @@ import trio
 
 from pager.domain import ServiceState
 from pager.ports import Transport
-from pagerd.actors import Services
+from pagerd.actors import REMOVED, Services
 from pagerd.clock import Clock
 from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError, load
@@ -239,9 +239,9 @@ async def _run(
     for name, state in states.items():
         if state.incident is not None and name not in config.services:
             log.warning(
-                "service=%s has an open incident but is no longer configured: it will not "
-                "escalate until it is configured again",
+                "service=%s has an open incident but is no longer configured: it is closed (%s)",
                 name,
+                REMOVED,
             )
     bound = await _listen(config, parts.activated)
     if bound is not None:
