@@ -15,7 +15,6 @@ import trio.testing
 
 from pagerd.app import Daemon
 from pagerd.clock import Clock
-from pagerd.config import Config
 from pagerd.writes import Write
 from tests.harness import T0, Connection, connect, notifications, running, settle, write_config
 
@@ -164,5 +163,3 @@ def test_history_shows_the_removal() -> None:
 
     entry = {"at": "2027-01-15T08:01:00.000Z", "event": "removed", "detail": REASON}
     assert cli._entry(entry) == f"closed: {REASON}"
-
-
