@@ -187,7 +187,10 @@ class Services:
                 for name, state in self._states.items()
                 if state.incident is not None and name not in self.config.services
             ]:
-                await self.route((name, Envelope(Removed(), None)) for name in removed)
+                try:
+                    await self.route((name, Envelope(Removed(), None)) for name in removed)
+                except Exception:
+                    log.exception("cannot close the incidents of removed services")
                 await trio.sleep(delay)  # time for them to be committed, or a back-off
                 delay = min(delay * 2, RETRY_MAX)
 

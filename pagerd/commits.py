@@ -86,6 +86,7 @@ class Committer:
             # Disk full, I/O error, a lock held too long (or a bug): nothing of the batch was
             # written, and every waiter is told so rather than "ok". The next batch tries again.
             self._failures += 1
+            self._metrics.commit_failures.inc()
             if isinstance(exc, sqlite3.Error):
                 log.error("commit of %d write(s) failed: %s", len(writes), exc)
             else:

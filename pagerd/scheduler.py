@@ -10,6 +10,7 @@ back-off, so that one failed commit never ends an escalation.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, TypeAlias
 
@@ -18,6 +19,8 @@ import trio
 from pager.domain import ServiceState, Timeout
 from pagerd.clock import Clock
 from pagerd.timers import Timers
+
+log = logging.getLogger(__name__)
 
 # Too many actors run for timeouts already: the due ones are offered again this much later.
 RETRY_DELAY: Final = 0.01
@@ -89,10 +92,13 @@ class Scheduler:
         armed = self._armed.get(name)
         if step is None or (armed is not None and armed.step == step and not armed.handed):
             return
+        assert state.incident is not None and state.incident.deadline is not None
+        self._back_off(name, step, state.incident.deadline)
+
+    def _back_off(self, name: str, step: Step, deadline: float) -> None:
         failures = self._failures[name] = self._failures.get(name, 0) + 1
         delay = min(RETRY_MAX, RETRY_MIN * 2 ** min(failures - 1, 16))
-        assert state.incident is not None and state.incident.deadline is not None
-        self._arm(name, step, max(state.incident.deadline, self._clock.now() + delay))
+        self._arm(name, step, max(deadline, self._clock.now() + delay))
 
     def decided(self, state: ServiceState) -> None:
         """The service's actor committed its decisions on a handed timeout (or found nothing to
@@ -122,7 +128,15 @@ class Scheduler:
                 if self._armed.get(name) is not armed:
                     self._timers.pop()  # replaced or disarmed since it was pushed
                     continue
-                if not deliver(name, Timeout(*armed.step)):
+                try:
+                    taken = deliver(name, Timeout(*armed.step))
+                except Exception:
+                    # A bug must neither take paging down nor drop this deadline.
+                    log.exception("cannot hand over the timeout of service=%s", name)
+                    self._timers.pop()
+                    self._back_off(name, armed.step, now)
+                    continue
+                if not taken:
                     # Too many actors run for timeouts: this one and those after it wait for
                     # some to finish. A timeout never waits for another service's events.
                     refused = True

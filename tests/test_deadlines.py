@@ -85,12 +85,14 @@ async def test_while_the_disk_fails_escalations_back_off_then_go_out_when_it_wor
             await trio.sleep(600)  # ten minutes of a broken disk
             during = len(refused)
             counted = await conn.request("alert", service="api")  # refused too: told so
+            failures = await _metric(conn, "pagerd_store_commit_failures_total")
             monkeypatch.undo()  # the disk works again
             await trio.sleep(120)
             status = await conn.request("status", service="api")
     # Retried with a back-off, not in a loop that spins on the broken disk.
     assert 3 <= during <= 100
     assert counted["error"]["code"] == "unavailable"
+    assert failures == during + 1  # an operator can alert on it
     assert _levels(config) == [1, 1, 1, 1, 2, 2]  # both escalated once the disk was back
     assert status["incident"]["level"] == 2
     assert status["incident"]["alerts"] == 1
@@ -197,12 +199,16 @@ def _created(daemon: Daemon, service: str, level: int) -> float:
 # What the metric counts -----------------------------------------------------------------
 
 
-async def _scheduled(conn: Connection) -> float:
+async def _metric(conn: Connection, name: str) -> float:
     text = (await conn.request("metrics"))["text"]
     for line in text.splitlines():
-        if line.startswith("pagerd_scheduled_timeouts "):
+        if line.startswith(f"{name} "):
             return float(line.split()[1])
-    raise AssertionError("no pagerd_scheduled_timeouts in the metrics")
+    raise AssertionError(f"no {name} in the metrics")
+
+
+async def _scheduled(conn: Connection) -> float:
+    return await _metric(conn, "pagerd_scheduled_timeouts")
 
 
 async def test_scheduled_timeouts_count_only_what_is_still_waiting(
