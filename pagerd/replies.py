@@ -10,6 +10,7 @@ one request at a time, that is one wake-up a request instead of two.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import trio
 
@@ -47,8 +48,11 @@ class ReplyQueue:
     """A connection's replies in request order, at most `size` of them: a reader with more to
     queue waits (and so stops reading its client) until the writer has sent some."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, count: Callable[[str, str], None] | None = None) -> None:
         self._size = size
+        # Told (op, result) of each reply as it is decided, not when it is written: a metric read
+        # next on the connection counts the events before it.
+        self._count = count or _ignore
         self._replies: deque[Reply] = deque()
         self._writer = trio.lowlevel.ParkingLot()
         self._reader = trio.lowlevel.ParkingLot()
@@ -65,7 +69,9 @@ class ReplyQueue:
         self._replies.append(reply)
         if not reply.done:
             self._unsettled += 1
-        elif len(self._replies) == 1:
+            return
+        self._count(reply.op, reply.result)
+        if len(self._replies) == 1:
             self._writer.unpark()
 
     def close(self) -> None:
@@ -74,6 +80,7 @@ class ReplyQueue:
         self._writer.unpark()
 
     def settled(self, reply: Reply) -> None:
+        self._count(reply.op, reply.result)
         self._unsettled -= 1
         if not self._unsettled:
             self._settling.unpark_all()
@@ -99,3 +106,7 @@ class ReplyQueue:
             taken.append(replies.popleft())
         self._reader.unpark()
         return taken
+
+
+def _ignore(op: str, result: str) -> None:
+    pass

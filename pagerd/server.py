@@ -123,7 +123,7 @@ class Server:
         connection = self._connections.open()
         if self._draining:
             connection.reading.cancel()
-        replies = ReplyQueue(MAX_PENDING)
+        replies = ReplyQueue(MAX_PENDING, self._metrics.events.inc)
         try:
             with connection.scope:
                 async with stream, trio.open_nursery() as nursery:
@@ -247,12 +247,9 @@ class Server:
     async def _write_replies(
         self, stream: trio.SocketStream, replies: ReplyQueue, connection: Connection
     ) -> None:
-        count = self._metrics.events.inc
         # Every reply already decided goes out in the same write: far fewer syscalls for a
         # client that pipelines, and order is kept.
         while taken := await replies.take(MAX_PENDING):
-            for reply in taken:
-                count(reply.op, reply.result)
             # A client that does not take its replies for too long is closed (see `Connections`):
             # unsent replies would only pile up.
             self._connections.writing(connection)

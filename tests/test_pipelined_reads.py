@@ -69,3 +69,25 @@ async def test_a_status_pipelined_after_healthy_or_ack_sees_it(
     assert history["closed_at"] is not None
     assert api_again["incident"]["id"] == again["incident"]["id"] == "api#2"
     assert api_again["incident"]["alerts"] == counted["incident"]["alerts"] == 2
+
+
+async def test_metrics_pipelined_after_events_count_them(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config):
+            *_, metrics = await _pipelined(
+                config,
+                {"op": "alert", "service": "api"},
+                {"op": "ack", "service": "api"},
+                {"op": "healthy", "service": "web"},
+                {"op": "metrics"},
+            )
+    samples = dict(
+        line.rsplit(" ", 1) for line in metrics["text"].splitlines() if not line.startswith("#")
+    )
+    assert samples['pagerd_events_total{op="alert",result="ok"}'] == "1"
+    assert samples['pagerd_events_total{op="ack",result="ok"}'] == "1"
+    assert samples['pagerd_events_total{op="healthy",result="ok"}'] == "1"
+    assert samples["pagerd_open_incidents"] == "1"
+    assert samples["pagerd_unacknowledged_incidents"] == "0"
