@@ -458,7 +458,10 @@ def _notifications(transitions: Iterable[Transition]) -> Iterable[Notify]:
 def _log_transition(t: Transition) -> None:
     before, after, name = t.before.incident, t.after.incident, t.after.name
     if after is None:
-        if before is not None:
+        if before is not None and t.event is not None and t.event.op == "removed":
+            iid = incident_id(name, before.number)
+            log.warning("closed service=%s incident=%s: %s", name, iid, t.event.detail)
+        elif before is not None:
             log.info("closed service=%s incident=%s", name, incident_id(name, before.number))
         return
     iid = incident_id(name, after.number)

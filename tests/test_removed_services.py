@@ -36,7 +36,7 @@ def _removed(history: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def test_a_reload_that_removes_a_service_closes_its_open_incident(
-    autojump_clock: trio.testing.MockClock, tmp_path: Path
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = write_config(tmp_path)
     with trio.fail_after(DAY):
@@ -59,6 +59,7 @@ async def test_a_reload_that_removes_a_service_closes_its_open_incident(
     assert line == "1 services, 1 open incidents"
     assert [s["service"] for s in everyone["services"]] == ["web"]
     assert ack["error"]["code"] == "unknown_service"
+    assert f"closed service=api incident=api#1: {REASON}" in caplog.text
     assert history["closed_at"] is not None
     assert [e.get("detail") for e in _removed(history)] == [REASON]
     assert sorted((n["service"], n["level"]) for n in notifications(config)) == [
