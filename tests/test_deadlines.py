@@ -175,13 +175,17 @@ async def test_a_quiet_services_escalation_is_on_time_while_a_storm_keeps_many_b
                 async with connect(config.socket) as conn:
                     alert = await conn.request("alert", service="quiet")
                 opened = _created(daemon, "quiet", 1)
-                await trio.sleep_until(trio.current_time() + opened + 2 - daemon.clock.now())
-                owners.append(daemon.services.live_actors())
-                await trio.sleep(3)
+                # The owners around the deadline, every 10 ms from 0.5 s before it to 0.5 s after.
+                await trio.sleep_until(trio.current_time() + opened + 1.5 - daemon.clock.now())
+                for _ in range(100):
+                    owners.append(daemon.services.live_actors())
+                    await trio.sleep(0.01)
+                await trio.sleep(2)
                 stop.set()
             escalated = _created(daemon, "quiet", 2)
     assert alert["ok"] is True
-    assert owners[0] > actors.MAX_ACTORS_FOR_TIMEOUTS  # the storm did keep that many busy
+    # The storm did keep that many services owned, most of the time.
+    assert sorted(owners)[len(owners) // 2] > actors.MAX_ACTORS_FOR_TIMEOUTS
     lateness = escalated - (opened + 2)
     assert 0 <= lateness < 0.5  # a commit or two, not the rest of the storm
 
