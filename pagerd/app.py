@@ -39,6 +39,7 @@ __all__ = ["Config", "Daemon", "StartupError", "serve"]
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE: Final = 5.0
+STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up to date
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
 
@@ -303,6 +304,8 @@ async def _run(
                     raise StartupError(f"cannot serve metrics on {host}:{port}: {exc}") from None
             if parts.notifier.watchdog_interval is not None:
                 core.start_soon(_watchdog, daemon, parts.notifier.watchdog_interval)
+            if parts.notifier.enabled:
+                core.start_soon(_keep_status, daemon, name="systemd status")
             log.info(
                 "ready socket=%s services=%d open_incidents=%d",
                 config.socket, len(config.services), services.open_incidents(),
@@ -351,6 +354,18 @@ def _gauges(
         "Notifications being delivered or waiting to be.",
         lambda: outbox.statistics().in_hand,
     )
+
+
+async def _keep_status(daemon: Daemon) -> None:
+    """Keep systemd's STATUS= line (`systemctl status pagerd`) true: it was set only at start and
+    at reloads, so it showed open incidents long closed, or none of those opened since."""
+    sent = daemon.status_line()
+    while True:
+        await trio.sleep(STATUS_INTERVAL)
+        line = daemon.status_line()
+        if line != sent:
+            daemon.notifier.send(f"STATUS={line}")
+            sent = line
 
 
 async def _watchdog(daemon: Daemon, interval: float) -> None:
