@@ -43,6 +43,7 @@ from pagerd.store import Store  # noqa: E402
 from pagerd.writes import Attempt, Transition, Write  # noqa: E402
 
 PYTHON = sys.executable
+QUIET_ACK_TIMEOUT = 1.0
 T = TypeVar("T")
 TWO_LEVELS = Policy(
     levels=(
@@ -55,7 +56,9 @@ TWO_LEVELS = Policy(
 # Processes --------------------------------------------------------------------------------
 
 
-def write_config(folder: Path, services: int, ack_timeout: str = "15m") -> Path:
+def write_config(folder: Path, services: int, ack_timeout: str = "15m", quiet: int = 0) -> Path:
+    """`services` services svc-N on two levels, and `quiet` more, quiet-N, whose first level
+    times out after QUIET_ACK_TIMEOUT seconds."""
     lines = [
         "[daemon]",
         'socket = "pager.sock"',
@@ -72,6 +75,17 @@ def write_config(folder: Path, services: int, ack_timeout: str = "15m") -> Path:
     ]
     for i in range(services):
         lines += [f"[services.svc-{i}]", 'policy = "two-levels"']
+    if quiet:
+        lines += [
+            "[policies.quick]",
+            "[[policies.quick.levels]]",
+            'targets = ["email:first@example.com"]',
+            f'ack_timeout = "{QUIET_ACK_TIMEOUT:g}s"',
+            "[[policies.quick.levels]]",
+            'targets = ["email:second@example.com"]',
+        ]
+    for i in range(quiet):
+        lines += [f"[services.quiet-{i}]", 'policy = "quick"']
     path = folder / "pager.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -582,10 +596,13 @@ def section_retention(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def section_storm(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """RSS under a sustained storm: 8 connections pipelining as fast as pagerd takes them."""
+    """RSS under a sustained storm: 8 connections pipelining as fast as pagerd takes them. And
+    the escalation lateness of quiet services meanwhile: one opens an incident every so often,
+    and its level 2 is due QUIET_ACK_TIMEOUT later, storm or not."""
     services, seconds = sizes["storm_services"], sizes["storm_s"]
     (folder / "storm").mkdir()
-    config = write_config(folder / "storm", services)
+    quiet = max(1, int((seconds - QUIET_ACK_TIMEOUT - 0.5) / STORM_QUIET_EVERY))
+    config = write_config(folder / "storm", services, quiet=quiet)
     samples: list[float] = []
 
     async def storm(pid: int) -> int:
@@ -598,19 +615,30 @@ def section_storm(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
                 await pipelined(config.parent / "pager.sock", lines)
                 sent += len(lines)
 
+        async def quiet_alerts() -> None:
+            for i in range(quiet):
+                await trio.sleep(STORM_QUIET_EVERY)
+                line = b'{"op":"alert","service":"quiet-%d","message":"quiet"}\n' % i
+                await pipelined(config.parent / "pager.sock", [line])
+
         async with trio.open_nursery() as nursery:
             for k in range(8):
                 nursery.start_soon(flood, k * 2000)
+            nursery.start_soon(quiet_alerts)
             for _ in range(int(seconds)):
                 await trio.sleep(1.0)
                 samples.append(rss_mb(pid))
             nursery.cancel_scope.cancel()
         return sent
 
+    db = config.parent / "state" / "pager.db"
     with pagerd(config) as proc:
         wait_ready(config.parent / "pager.sock", proc)
         start = rss_mb(proc.pid)
         events = trio.run(storm, proc.pid)
+        finish = time.monotonic() + 60
+        while _quiet_escalated(db) < quiet and time.monotonic() < finish:
+            time.sleep(0.1)
     return {
         "seconds": seconds,
         "events": events,
@@ -618,7 +646,39 @@ def section_storm(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
         "rss_min_mb": min(samples),
         "rss_max_mb": max(samples),
         "rss_last_mb": samples[-1],
+        "quiet_escalations": quiet,
+        **spread(_quiet_lateness(db), "quiet_lateness_"),
     }
+
+
+STORM_QUIET_EVERY = 0.25  # seconds between two quiet services' alerts during the storm
+
+
+def _quiet_escalated(db: Path) -> int:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM notifications WHERE level = 2 AND service LIKE 'quiet-%'"
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def _quiet_lateness(db: Path) -> list[float]:
+    """ms from each quiet service's level-2 deadline (level 1's decision + its ack timeout) to
+    its level-2 decision."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        rows = conn.execute(
+            "SELECT one.created_at, two.created_at FROM notifications one JOIN notifications two"
+            " ON two.service = one.service AND two.incident = one.incident"
+            " WHERE one.service LIKE 'quiet-%' AND one.level = 1 AND two.level = 2"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(two - (one + QUIET_ACK_TIMEOUT)) * 1000 for one, two in rows]
 
 
 SIZES = {
@@ -767,6 +827,16 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 "",
                 "",
                 "flat",
+            )
+        )
+        rows.append(
+            (
+                "escalation lateness of a quiet service during a storm ms p50/p99/max "
+                f"({storm['quiet_escalations']})",
+                _ms(storm, "quiet_lateness_"),
+                "",
+                "",
+                "p99 < 100",
             )
         )
     kept = results.get("retention")

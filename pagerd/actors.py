@@ -48,7 +48,7 @@ from pagerd.config import Config
 from pagerd.outbox import Outbox
 from pagerd.peers import Peer
 from pagerd.replies import Reply
-from pagerd.scheduler import Scheduler
+from pagerd.scheduler import RETRY_MAX, RETRY_MIN, Scheduler
 from pagerd.store import StoreError
 from pagerd.writes import EventRecord, Transition
 
@@ -59,9 +59,18 @@ MAX_ACTORS_FOR_TIMEOUTS: Final = 512
 MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoint between them
 
 
+REMOVED: Final = "service removed from the config"
+
+
+@attrs.frozen
+class Removed:
+    """Close the service's open incident if the service is no longer configured; nothing if it
+    is (it was added back meanwhile). Sent by `Services` itself, never by a client."""
+
+
 @attrs.frozen
 class Envelope:
-    event: Event
+    event: Event | Removed
     reply: Reply | None
     peer: Peer | None = None
 
@@ -102,6 +111,11 @@ class Services:
         # Who owns each service that has one: its actor's inbox, or the claim holding it.
         self._inboxes: dict[str, trio.MemorySendChannel[Envelope] | _Claimed] = {}
         self._claim: dict[str, _Claimed] = {}  # the claim still open to more events
+        # A due timeout for a service whose owner was busy: the owner takes it with its next
+        # batch, so a full inbox never holds it back (see `offer`).
+        self._due: dict[str, Envelope] = {}
+        self._timeout_actors = 0  # actors started by `offer`, running now
+        self._removals = trio.Event()  # set when services may have been removed
         self._nursery: trio.Nursery | None = None
 
     def state(self, name: str) -> ServiceState:
@@ -118,22 +132,32 @@ class Services:
 
     def reconfigure(self, config: Config) -> None:
         """Serve `config` from now on. An actor takes the policy afresh for each batch, so open
-        incidents keep their state and follow the new policy from their next escalation step;
-        a removed service gets `unknown_service` and its timers are ignored."""
+        incidents keep their state and follow the new policy from their next escalation step.
+        A removed service gets `unknown_service`, and its open incident is closed (see
+        `_close_removed`)."""
         before, self.config = self.config.services, config
         for state in self._states.values():
             back = state.name in config.services and state.name not in before
             if back and state.incident is not None:
-                self._scheduler.schedule(state)  # a service added back escalates again
+                # Added back before its incident was closed: it escalates again.
+                self._scheduler.schedule(state)
+        if before.keys() - config.services.keys():
+            self._removals.set()
 
     def open_incidents(self) -> int:
-        return sum(1 for s in self._states.values() if s.incident is not None)
+        """Open incidents of configured services: those `status` shows and a client can close
+        (a removed service's is being closed)."""
+        services = self.config.services
+        return sum(
+            1 for s in self._states.values() if s.incident is not None and s.name in services
+        )
 
     def unacknowledged_incidents(self) -> int:
+        services = self.config.services
         return sum(
             1
             for s in self._states.values()
-            if s.incident is not None and not s.incident.acknowledged
+            if s.incident is not None and not s.incident.acknowledged and s.name in services
         )
 
     def live_actors(self) -> int:
@@ -144,8 +168,31 @@ class Services:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._scheduler.schedule_all(self._states.values())
+            self._removals.set()  # a restart on a config without some services
+            nursery.start_soon(self._close_removed, name="close removed services")
             task_status.started()
             await trio.sleep_forever()
+
+    async def _close_removed(self) -> None:
+        """Close the open incident of every service no longer configured, with the reason in its
+        history: nobody could ack it or mark it healthy, and it would count as open for ever.
+        Each close goes through the service's owner like any event; one whose commit fails is
+        tried again after a back-off."""
+        while True:
+            await self._removals.wait()
+            self._removals = trio.Event()
+            delay = RETRY_MIN
+            while removed := [
+                name
+                for name, state in self._states.items()
+                if state.incident is not None and name not in self.config.services
+            ]:
+                try:
+                    await self.route((name, Envelope(Removed(), None)) for name in removed)
+                except Exception:
+                    log.exception("cannot close the incidents of removed services")
+                await trio.sleep(delay)  # time for them to be committed, or a back-off
+                delay = min(delay * 2, RETRY_MAX)
 
     async def route(self, events: Iterable[tuple[str, Envelope]]) -> None:
         """Hand each (service, envelope) to its service's owner, in order, waiting while an
@@ -169,21 +216,26 @@ class Services:
                 await inbox.send(envelope)
 
     def offer(self, service: str, event: Timeout) -> bool:
-        """Route a timeout without waiting; False if it cannot be taken now (the scheduler
-        retries): the service's inbox is full, or too many actors run already. The cap keeps a
-        restart that finds 100,000 escalations overdue from flooding the run queue, so that
-        clients are still answered while they are worked through."""
-        if service not in self.config.services:
-            return True  # no longer configured: nothing to escalate
-        inbox = self._inbox(service)
-        if inbox is None:
-            if len(self._inboxes) >= MAX_ACTORS_FOR_TIMEOUTS:
+        """Route a due timeout without waiting; False if it cannot be taken now (the scheduler
+        offers it again soon).
+
+        A timeout never waits behind other services' events: a service that has an owner takes
+        it with the owner's next batch, whatever its inbox holds (`_due`), and an idle service
+        gets an actor of its own. Only those actors are capped: a restart that finds 100,000
+        escalations overdue starts them `MAX_ACTORS_FOR_TIMEOUTS` at a time, so that clients
+        are still answered while they are worked through; a storm's owners do not count, so
+        they never hold up a quiet service's deadline."""
+        # A service no longer configured takes it too: its actor closes the incident.
+        envelope = Envelope(event, None)
+        owner = self._inboxes.get(service)
+        if owner is None:
+            if self._timeout_actors >= MAX_ACTORS_FOR_TIMEOUTS:
                 return False
-            inbox = self._start(service)
-        try:
-            inbox.send_nowait(Envelope(event, None))
-        except trio.WouldBlock:
-            return False
+            self._start(service, for_timeout=True).send_nowait(envelope)  # a new inbox: room
+        elif isinstance(owner, _Claimed) and self._claim.get(service) is owner:
+            owner.batch.append(envelope)  # the claim is still open: decided with it
+        else:
+            self._due[service] = envelope  # at most one: the scheduler hands one at a time
         return True
 
     def _inbox(self, service: str) -> trio.MemorySendChannel[Envelope] | None:
@@ -196,6 +248,8 @@ class Services:
         service: str,
         inbox: tuple[trio.MemorySendChannel[Envelope], trio.MemoryReceiveChannel[Envelope]]
         | None = None,
+        *,
+        for_timeout: bool = False,
     ) -> trio.MemorySendChannel[Envelope]:
         """Start `service`'s actor, on a new inbox or on `inbox` (a claim's, with events in it)."""
         # The inbox is registered before the task runs, so nothing can be routed to no one.
@@ -203,7 +257,10 @@ class Services:
         # Not `open_memory_channel[Envelope]`: subscripting builds a typing alias on every call.
         send, receive = inbox or trio.open_memory_channel(INBOX_SIZE)
         self._inboxes[service] = send
-        self._nursery.start_soon(self._actor, service, receive, name=f"actor {service}")
+        self._timeout_actors += for_timeout
+        self._nursery.start_soon(
+            self._actor, service, receive, for_timeout, name=f"actor {service}"
+        )
         return send
 
     def _start_claim(self) -> None:
@@ -219,16 +276,21 @@ class Services:
         await self._contained({service: held.batch for service, held in claim.items()})
         # No checkpoint from here on: an inbox seen empty is closed before anything can fill it.
         for service, held in claim.items():
+            waiting = service in self._due
             if held.receive is None:
                 del self._inboxes[service]
-            elif held.receive.statistics().current_buffer_used:
+                if waiting:
+                    self._start(service)
+            elif waiting or held.receive.statistics().current_buffer_used:
                 assert held.send is not None
                 self._start(service, (held.send, held.receive))
             else:
                 del self._inboxes[service]
                 held.receive.close()
 
-    async def _actor(self, service: str, inbox: trio.MemoryReceiveChannel[Envelope]) -> None:
+    async def _actor(
+        self, service: str, inbox: trio.MemoryReceiveChannel[Envelope], for_timeout: bool
+    ) -> None:
         with inbox:
             while True:
                 batch: list[Envelope] = []
@@ -237,9 +299,15 @@ class Services:
                         batch.append(inbox.receive_nowait())
                     except trio.WouldBlock:
                         break
+                # After the events routed before it was due (the inbox holds no more than a
+                # batch), and never behind more than that.
+                due = self._due.pop(service, None)
+                if due is not None:
+                    batch.append(due)
                 if not batch:
                     # Idle: leave the registry with no checkpoint since the inbox was seen empty.
                     del self._inboxes[service]
+                    self._timeout_actors -= for_timeout
                     return
                 await self._contained({service: batch})
 
@@ -247,10 +315,12 @@ class Services:
         try:
             await self._handle(batches)
         except Exception:
-            # A bug must not take the daemon down: contain and report it.
+            # A bug must not take the daemon down: contain and report it, and offer again later
+            # any timeout handed over, or that incident would never escalate again.
             log.exception("actor failed services=%s", ",".join(batches))
-            for batch in batches.values():
+            for service, batch in batches.items():
                 _fail(batch)
+                self._scheduler.retry(self.state(service))
 
     async def _handle(self, batches: dict[str, list[Envelope]]) -> None:
         """Decide every service's events in turn, commit all of them together, then answer."""
@@ -260,10 +330,17 @@ class Services:
         states: dict[str, ServiceState] = {}
         for service, batch in batches.items():
             if service not in self.config.services:
-                # Removed by a reload while these events waited: answered as they would be now.
+                # Removed by a reload while these events waited: answered as they would be now,
+                # and its open incident closed.
                 for envelope in batch:
                     if envelope.reply is not None:
                         envelope.reply.set(unknown_service(service), "unknown_service")
+                state = self.state(service)
+                if state.incident is not None:
+                    closed = attrs.evolve(state, incident=None)
+                    record = EventRecord("removed", REMOVED)
+                    transitions.append(Transition(state, closed, (), now, record))
+                    states[service] = closed
                 continue
             try:
                 states[service] = self._decide(service, batch, now, transitions, outcomes)
@@ -271,21 +348,28 @@ class Services:
                 # A bug in one service's decisions fails its events, not its neighbours'.
                 log.exception("actor failed service=%s", service)
                 _fail(batch)
+                self._scheduler.retry(self.state(service))
         if not transitions:
             await trio.lowlevel.checkpoint()
-            self._answer(outcomes)
-            return
-        try:
-            await self._committer.commit(transitions)
-        except StoreError as exc:
-            self._answer(outcomes, failure=str(exc))
-            return
-        self._states.update(states)
-        for t in transitions:
-            _log_transition(t)
-            if _deadline(t.after) != _deadline(t.before):
-                self._scheduler.schedule(t.after)
-        self._outbox.add(_notifications(transitions))
+        else:
+            try:
+                await self._committer.commit(transitions)
+            except StoreError as exc:
+                # Nothing of it was written: every deadline stays as the disk has it, and a
+                # timeout handed over for this batch is offered again after a back-off.
+                for service in batches:
+                    self._scheduler.retry(self.state(service))
+                self._answer(outcomes, failure=str(exc))
+                return
+            self._states.update(states)
+            for t in transitions:
+                _log_transition(t)
+                if _deadline(t.after) != _deadline(t.before):
+                    self._scheduler.schedule(t.after)
+            self._outbox.add(_notifications(transitions))
+        for service in states:
+            if any(isinstance(envelope.event, Timeout) for envelope in batches[service]):
+                self._scheduler.decided(self.state(service))
         self._answer(outcomes)
 
     def _decide(
@@ -304,6 +388,8 @@ class Services:
         mine: list[Transition] = []
         answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
         for envelope in batch:
+            if isinstance(envelope.event, Removed):
+                continue  # added back before its incident was closed: it stays open
             try:
                 after, notes = decide(state, envelope.event, now, policy)
             except Rejected as rejected:
@@ -372,7 +458,10 @@ def _notifications(transitions: Iterable[Transition]) -> Iterable[Notify]:
 def _log_transition(t: Transition) -> None:
     before, after, name = t.before.incident, t.after.incident, t.after.name
     if after is None:
-        if before is not None:
+        if before is not None and t.event is not None and t.event.op == "removed":
+            iid = incident_id(name, before.number)
+            log.warning("closed service=%s incident=%s: %s", name, iid, t.event.detail)
+        elif before is not None:
             log.info("closed service=%s incident=%s", name, incident_id(name, before.number))
         return
     iid = incident_id(name, after.number)

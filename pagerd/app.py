@@ -18,7 +18,7 @@ import trio
 
 from pager.domain import ServiceState
 from pager.ports import Transport
-from pagerd.actors import Services
+from pagerd.actors import REMOVED, Services
 from pagerd.clock import Clock, watch
 from pagerd.clock import restart as clock_restart
 from pagerd.commits import Committer
@@ -44,6 +44,7 @@ SHUTDOWN_GRACE: Final = 5.0
 STOP_TIMEOUT: Final = 15.0
 """A clean stop takes at most this long (the unit's TimeoutStopSec is 20 s): requests already
 read are answered, then sends in progress finish and are recorded, in what time remains."""
+STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up to date
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
 
@@ -248,9 +249,9 @@ async def _run(
     for name, state in states.items():
         if state.incident is not None and name not in config.services:
             log.warning(
-                "service=%s has an open incident but is no longer configured: it will not "
-                "escalate until it is configured again",
+                "service=%s has an open incident but is no longer configured: it is closed (%s)",
                 name,
+                REMOVED,
             )
     bound = await _listen(config, parts.activated)
     if bound is not None:
@@ -314,6 +315,8 @@ async def _run(
                     raise StartupError(f"cannot serve metrics on {host}:{port}: {exc}") from None
             if parts.notifier.watchdog_interval is not None:
                 core.start_soon(_watchdog, daemon, parts.notifier.watchdog_interval)
+            if parts.notifier.enabled:
+                core.start_soon(_keep_status, daemon, name="systemd status")
             log.info(
                 "ready socket=%s services=%d open_incidents=%d",
                 config.socket, len(config.services), services.open_incidents(),
@@ -373,6 +376,18 @@ def _gauges(
         "Notifications being delivered or waiting to be.",
         lambda: outbox.statistics().in_hand,
     )
+
+
+async def _keep_status(daemon: Daemon) -> None:
+    """Keep systemd's STATUS= line (`systemctl status pagerd`) true: it was set only at start and
+    at reloads, so it showed open incidents long closed, or none of those opened since."""
+    sent = daemon.status_line()
+    while True:
+        await trio.sleep(STATUS_INTERVAL)
+        line = daemon.status_line()
+        if line != sent:
+            daemon.notifier.send(f"STATUS={line}")
+            sent = line
 
 
 async def _watchdog(daemon: Daemon, interval: float) -> None:

@@ -83,9 +83,19 @@ class Committer:
         try:
             await self._offload(lambda: self._store.write(writes))
         except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, sqlite3.OperationalError):
+                # Not the disk (full, I/O error, locked) but what was written: one waiter's
+                # bad row must not refuse everybody else's events. Each is written alone.
+                log.error(
+                    "commit of %d write(s) failed, writing each part alone: %r", len(writes), exc
+                )
+                for waiter in batch:
+                    await self._write([waiter])
+                return
             # Disk full, I/O error, a lock held too long (or a bug): nothing of the batch was
             # written, and every waiter is told so rather than "ok". The next batch tries again.
             self._failures += 1
+            self._metrics.commit_failures.inc()
             if isinstance(exc, sqlite3.Error):
                 log.error("commit of %d write(s) failed: %s", len(writes), exc)
             else:

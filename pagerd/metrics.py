@@ -90,6 +90,11 @@ class Metrics:
         self.commit_seconds = Histogram(
             "pagerd_store_commit_seconds", "Time to commit one group of writes.", LATENCY_BUCKETS
         )
+        self.commit_failures = Counter(
+            "pagerd_store_commit_failures_total",
+            "Group commits that failed (disk full, I/O error): their events were refused, "
+            "their escalations retried.",
+        )
         self.commit_batch = Histogram(
             "pagerd_store_commit_batch_size", "Writes committed together.", SIZE_BUCKETS
         )
@@ -120,6 +125,7 @@ class Metrics:
             self.events,
             self.notifications,
             self.commit_seconds,
+            self.commit_failures,
             self.commit_batch,
             self.delivery_seconds,
             self.pruned,

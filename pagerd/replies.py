@@ -10,6 +10,7 @@ one request at a time, that is one wake-up a request instead of two.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import trio
 
@@ -47,12 +48,17 @@ class ReplyQueue:
     """A connection's replies in request order, at most `size` of them: a reader with more to
     queue waits (and so stops reading its client) until the writer has sent some."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, count: Callable[[str, str], None] | None = None) -> None:
         self._size = size
+        # Told (op, result) of each reply as it is decided, not when it is written: a metric read
+        # next on the connection counts the events before it.
+        self._count = count or _ignore
         self._replies: deque[Reply] = deque()
         self._writer = trio.lowlevel.ParkingLot()
         self._reader = trio.lowlevel.ParkingLot()
         self._closed = False
+        self._unsettled = 0  # replies queued and not set yet
+        self._settling = trio.lowlevel.ParkingLot()  # a reader waiting for them all
 
     async def put(self, reply: Reply) -> None:
         while len(self._replies) >= self._size:
@@ -61,7 +67,11 @@ class ReplyQueue:
             raise trio.ClosedResourceError("the reply queue is closed")
         reply._queue = self
         self._replies.append(reply)
-        if reply.done and len(self._replies) == 1:
+        if not reply.done:
+            self._unsettled += 1
+            return
+        self._count(reply.op, reply.result)
+        if len(self._replies) == 1:
             self._writer.unpark()
 
     def close(self) -> None:
@@ -70,8 +80,18 @@ class ReplyQueue:
         self._writer.unpark()
 
     def settled(self, reply: Reply) -> None:
+        self._count(reply.op, reply.result)
+        self._unsettled -= 1
+        if not self._unsettled:
+            self._settling.unpark_all()
         if self._replies and self._replies[0] is reply:
             self._writer.unpark()
+
+    async def wait_settled(self) -> None:
+        """Until every reply queued so far is set: their events are decided and committed, so
+        a read served next sees them, as its place in the order of replies says it does."""
+        while self._unsettled:
+            await self._settling.park()
 
     async def take(self, most: int) -> list[Reply]:
         """The replies at the head that are set, at least one and at most `most`, waiting for
@@ -86,3 +106,7 @@ class ReplyQueue:
             taken.append(replies.popleft())
         self._reader.unpark()
         return taken
+
+
+def _ignore(op: str, result: str) -> None:
+    pass

@@ -3,7 +3,9 @@
 Each connection has a reader, which parses requests and routes events to the actors without
 waiting for their outcome, and a writer, which sends each reply as soon as it and every earlier
 one are ready. The queue between them is bounded: a client that pipelines faster than pagerd
-commits, or that never reads its replies, is simply not read from until it catches up.
+commits, or that never reads its replies, is simply not read from until it catches up. A read
+(`status`, `history`, ...) is served only once the events before it on its connection are decided
+and committed, so that what it says agrees with the replies before it.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class Server:
         connection = self._connections.open()
         if self._draining:
             connection.reading.cancel()
-        replies = ReplyQueue(MAX_PENDING)
+        replies = ReplyQueue(MAX_PENDING, self._metrics.events.inc)
         try:
             with connection.scope:
                 async with stream, trio.open_nursery() as nursery:
@@ -204,9 +206,11 @@ class Server:
                     return
                 taken = self._take(line.removesuffix(b"\r"), peer, events)
                 if isinstance(taken, Request):
-                    # The events before it need not wait for it to be served.
-                    await self._services.route(events)
-                    events = []
+                    # Its reply comes after those of the events before it, and so must what it
+                    # says: it is served once they are decided and committed.
+                    await self._queue(events, answers, replies)
+                    events, answers = [], []
+                    await replies.wait_settled()
                     taken = await self._request(taken)
                 answers.append(taken)
                 if len(answers) == MAX_PENDING:
@@ -245,12 +249,9 @@ class Server:
     async def _write_replies(
         self, stream: trio.SocketStream, replies: ReplyQueue, connection: Connection
     ) -> None:
-        count = self._metrics.events.inc
         # Every reply already decided goes out in the same write: far fewer syscalls for a
         # client that pipelines, and order is kept.
         while taken := await replies.take(MAX_PENDING):
-            for reply in taken:
-                count(reply.op, reply.result)
             # A client that does not take its replies for too long is closed (see `Connections`):
             # unsent replies would only pile up.
             self._connections.writing(connection)

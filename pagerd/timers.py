@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 import trio
@@ -52,6 +52,11 @@ class Timers(Generic[T]):
 
     def pop(self) -> T:
         return heapq.heappop(self._heap)[2]
+
+    def keep(self, wanted: Callable[[T], bool]) -> None:
+        """Drop every item not `wanted`, in time linear in the size of the heap."""
+        self._heap = [entry for entry in self._heap if wanted(entry[2])]
+        heapq.heapify(self._heap)
 
     async def wait(self) -> None:
         """Until the earliest item is due, or an earlier one is pushed."""

@@ -40,4 +40,7 @@ def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert results["latency"]["loop_cpu_us_per_event"] > 0  # the loop's thread was found
     assert results["timers"]["fired"] == results["timers"]["escalations"]
     assert results["retention"]["pruned"] == 50 * 2  # each service's latest incident is kept
+    assert results["storm"]["quiet_escalations"] > 0
+    assert math.isfinite(results["storm"]["quiet_lateness_p99_ms"])  # every one was escalated
+    assert "escalation lateness of a quiet service during a storm" in result.stdout
     assert "pipelined alerts/s" in result.stdout

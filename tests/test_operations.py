@@ -402,23 +402,23 @@ def test_forbidden_makes_pager_exit_77(tmp_path: Path) -> None:
     assert "forbidden" in result.stderr
 
 
-async def test_a_service_removed_then_added_back_escalates_again(
+async def test_a_service_removed_and_added_back_before_its_incident_is_closed_escalates_again(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
+    # Two reloads with no checkpoint between them: the incident of the service removed by the
+    # first was not closed yet when the second brought it back (see test_removed_services.py for
+    # a removal that lasts).
     config = write_config(tmp_path)
-    with_api = config.path.read_text()
+    without_api = attrs.evolve(config, services={"web": "oncall"})
     with trio.fail_after(DAY):
         async with running(config) as daemon, connect(config.socket) as conn:
             await conn.request("alert", service="api")
-            config.path.write_text(with_api.replace('[services."api"]', '[services."apx"]'))
-            assert await daemon.reload()
-            await trio.sleep(600)  # level 2 was due at 5 minutes: api is not configured
-            paused = [n["level"] for n in notifications(config)]
-            config.path.write_text(with_api)
-            assert await daemon.reload()
             await settle()
+            await trio.sleep(290)
+            daemon.services.reconfigure(without_api)
+            daemon.services.reconfigure(config)
+            await trio.sleep(600)
             status = await conn.request("status", service="api")
-    assert sorted(paused) == [1, 1]
     assert sorted(n["level"] for n in notifications(config)) == [1, 1, 2]
     assert status["incident"]["level"] == 2
 

@@ -78,3 +78,27 @@ async def test_the_scheduler_fires_each_timeout_at_its_deadline_with_its_step(
         ("api", Timeout(3, 2, 1)),
     ]
     assert [at for at, _, _ in fired] == pytest.approx([T0, T0 + 30, T0 + 300], abs=1e-3)
+
+
+async def test_a_timeout_that_cannot_be_handed_over_is_offered_again_not_dropped(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(T0)
+    scheduler = Scheduler(clock)
+    scheduler.schedule(ServiceState("api", 1, Incident(1, T0, "down", deadline=T0 + 30)))
+    scheduler.schedule(ServiceState("web", 1, Incident(1, T0, "down", deadline=T0 + 30.2)))
+    fired: list[tuple[float, str]] = []
+
+    def deliver(service: str, timeout: Timeout) -> bool:
+        if service == "api" and not fired:
+            fired.append((clock.now(), "raised"))
+            raise RuntimeError("a bug")
+        fired.append((clock.now(), service))
+        return True
+
+    with trio.move_on_after(3600):
+        await scheduler.run(deliver)
+    assert [what for _, what in fired] == ["raised", "web", "api"]  # web was not held up
+    assert fired[-1][0] - fired[0][0] == pytest.approx(0.5, abs=1e-3)  # after a back-off
+    assert "cannot hand over the timeout of service=api" in caplog.text
+    assert len(scheduler) == 2  # handed over, not yet decided: still counted
