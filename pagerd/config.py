@@ -256,18 +256,87 @@ def load(path: Path) -> Config:
 
 
 def from_dict(data: dict[str, Any], path: Path) -> Config:
+    """Validate the parsed file. Each section is structured on its own, and the checks between
+    sections run on whatever could be structured: one mistake does not hide another (a bad
+    phone number in a policy still lets a service's reference to a missing policy be seen)."""
     data = dict(data)
-    services, errors = _services(data.pop("services", {}))
+    services, service_errors = _services(data.pop("services", {}))
+    policies, broken_policies, policy_errors = _policies(data.pop("policies", {}))
+    channels, given_channels, channel_errors = _channels(data.pop("channels", {}))
+    errors: list[str] = []
+    sections: dict[str, Any] = {}
+    for key, value in data.items():
+        kind = _TOP_SECTIONS.get(key)
+        if kind is None:
+            errors.append(f"{_join('', key)}: unknown key")
+            continue
+        section, found = _section(value, kind, key)
+        errors += found
+        if section is not None:
+            sections[key] = section
+    errors += channel_errors + policy_errors + service_errors  # in the order a file has them
+    raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
+    built, found = _check(raw, path.resolve().parent, given_channels, broken_policies)
+    errors += found
+    if errors:
+        raise ConfigError(path, errors)
+    return _build(raw, path, built)
+
+
+_TOP_SECTIONS: Final[dict[str, type]] = {"daemon": DaemonSection, "metrics": MetricsSection}
+
+
+def _section(value: Any, kind: type, at: str) -> tuple[Any, list[str]]:
+    """One table structured as `kind`, or None and every error in it."""
+    if not isinstance(value, dict):
+        return None, [f"{at}: expected a table, got {_toml_type(value)}"]
     try:
-        raw = attrs.evolve(_converter.structure(data, ConfigFile), services=services)
+        return _converter.structure(value, kind), []
     except Exception as exc:  # cattrs reports every problem as one exception group
-        raise ConfigError(path, _errors(exc, "") + errors) from None
-    if errors:
-        raise ConfigError(path, errors)
-    channels, errors = _check(raw, path.resolve().parent)
-    if errors:
-        raise ConfigError(path, errors)
-    return _build(raw, path, channels)
+        return None, _errors(exc, at)
+
+
+def _policies(value: Any) -> tuple[dict[str, PolicySection], set[str], list[str]]:
+    """`[policies.*]`, each on its own; the names of those with errors are given back so that a
+    service naming one is not also reported as naming a missing policy."""
+    if not isinstance(value, dict):
+        return {}, set(), [f"policies: expected a table, got {_toml_type(value)}"]
+    policies: dict[str, PolicySection] = {}
+    broken: set[str] = set()
+    errors: list[str] = []
+    for name, table in value.items():
+        policy, found = _section(table, PolicySection, _join("policies", name))
+        if policy is None:
+            broken.add(name)
+            errors += found
+        else:
+            policies[name] = policy
+    return policies, broken, errors
+
+
+def _channels(value: Any) -> tuple[ChannelsSection, set[str], list[str]]:
+    """`[channels.*]`, each on its own; the names given are given back even when a section has
+    errors, so that its targets are not also reported as naming an unconfigured channel."""
+    if not isinstance(value, dict):
+        return ChannelsSection(), set(), [f"channels: expected a table, got {_toml_type(value)}"]
+    sections: dict[str, Any] = {}
+    given: set[str] = set()
+    errors: list[str] = []
+    for name, table in value.items():
+        at = _join("channels", name)
+        if name == "log":
+            kind: type = LogSection
+        elif name in CHANNELS:
+            kind = ChannelSection
+            given.add(name)
+        else:
+            errors.append(f"{at}: unknown key")
+            continue
+        section, found = _section(table, kind, at)
+        errors += found
+        if section is not None:
+            sections[name] = section
+    return ChannelsSection(**sections), given, errors
 
 
 def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
@@ -296,8 +365,14 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
     return services, errors
 
 
-def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
-    """What the types alone cannot say: names, references between sections, ranges."""
+def _check(
+    raw: ConfigFile, base: Path, configured: set[str], broken_policies: set[str]
+) -> tuple[dict[str, Channel], list[str]]:
+    """What the types alone cannot say: names, references between sections, ranges.
+
+    `configured` are the channels given (a section with errors included: its own errors say
+    what is wrong), `broken_policies` the policies given that had errors.
+    """
     errors: list[str] = []
     channels: dict[str, Channel] = {}
     for name in CHANNELS:
@@ -308,7 +383,6 @@ def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
         errors += found
         if channel is not None:
             channels[name] = channel
-    configured = {name for name in CHANNELS if getattr(raw.channels, name) is not None}
     for name, policy in raw.policies.items():
         at = _join("policies", name)
         if not is_service_name(name):
@@ -336,7 +410,7 @@ def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
                 f"{_join('services', name)}: a service name is 1 to 128 letters, digits, "
                 "'.', '_' or '-'"
             )
-        if service.policy not in raw.policies:
+        if service.policy not in raw.policies and service.policy not in broken_policies:
             errors.append(f"{_join('services', name)}.policy: no policy named {service.policy!r}")
     return channels, errors
 

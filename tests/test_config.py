@@ -215,3 +215,37 @@ def test_missing_config_file_exits_78(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_daemon_refuses_to_start_on_an_invalid_config(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("repeat = 2", "repeat = true"))
     assert main(["--config", str(path)]) == 78
+
+
+def test_independent_errors_of_every_kind_come_in_one_pass(tmp_path: Path) -> None:
+    """No mistake hides another: a type error in one section still lets the references
+    between sections, the names and the other sections be checked."""
+    text = (
+        GOOD.replace('"sms:+14155550100"', '"sms:1"')  # a bad target in a policy
+        .replace('state_dir = "state"', 'state_dir = "state"\nmax_connections = 0')  # a range
+        .replace('[channels.sms]\ntransport = "log"', '[channels.sms]\ntransport = "pigeon"')
+        + '\n[services.web]\npolicy = "nobody"\nowner = "me"\n'  # unknown key + missing policy
+        + '\n[services."bad name"]\npolicy = "payments-oncall"\n'
+        + '\n[policies.broken]\nrepeat = "x"\n[[policies.broken.levels]]\n'
+        + 'targets = ["email:a@example.com"]\n'
+        + '\n[services.uses-broken]\npolicy = "broken"\n'
+        + "\n[metricz]\nlisten = 1\n"
+    )
+    errors = errors_of(tmp_path, text)
+    expected = [
+        "metricz: unknown key",
+        "channels.sms.transport: unknown transport 'pigeon'",
+        "policies.payments-oncall.levels[0].targets[1]: not an E.164 phone number",
+        "policies.broken.repeat: expected an integer",
+        "services.web.owner: unknown key",
+        "daemon.max_connections: must be 1 or more",
+        'services."bad name": a service name is 1 to 128 letters',
+        "services.web.policy: no policy named 'nobody'",
+    ]
+    for error in expected:
+        assert any(e.startswith(error) for e in errors), (error, errors)
+    # A policy with errors is still a policy: naming it is not a second error.
+    assert not any("no policy named 'broken'" in e for e in errors), errors
+    # A channel with errors is still configured: its targets are not a second error.
+    assert not any("channel 'sms' is not configured" in e for e in errors), errors
+    assert len(errors) == len(expected), errors
