@@ -71,6 +71,10 @@ class Daemon:
 
         Open incidents keep their state; a changed policy applies from the next escalation step.
         """
+        return not await self.try_reload()
+
+    async def try_reload(self) -> list[str]:
+        """`reload`, giving back why it was rejected (nothing: it was applied)."""
         self.notifier.reloading()
         try:
             path = self.config.path
@@ -78,9 +82,18 @@ class Daemon:
                 new = await self.file_offload(lambda: load(path))
             except ConfigError as exc:
                 log.error("reload rejected, still running the previous config:\n%s", exc.report())
-                return False
-            self.apply(new)
-            return True
+                return exc.errors
+            try:
+                self.apply(new)
+            except Exception as exc:
+                # What the check could not foresee must not take paging down: the old config
+                # goes on (apply builds everything before it changes anything).
+                log.error(
+                    "reload failed, still running the previous config: %s", _reason(exc),
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )  # fmt: skip
+                return [f"cannot apply {path}: {_reason(exc)}"]
+            return []
         finally:
             self.notifier.ready(self.status_line())
 
@@ -90,9 +103,8 @@ class Daemon:
             if getattr(new, what) != getattr(old, what):
                 log.warning("reload: daemon.%s changed; it takes effect on restart", what)
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
-        self.outbox.replace_lanes(
-            build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
-        )
+        lanes = build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
+        self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
         self.services.reconfigure(new)
@@ -108,6 +120,12 @@ class Daemon:
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line that says what went wrong, for an error the config check did not foresee."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 @contextmanager
@@ -252,7 +270,10 @@ async def _run(
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
-    lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+    try:
+        lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+    except Exception as exc:
+        raise StartupError(f"cannot set up the channels: {_reason(exc)}") from exc
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )

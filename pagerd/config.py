@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Any, Final
 
@@ -382,6 +383,7 @@ def _check(
         channel, found = build_channel(name, section, base)
         errors += found
         if channel is not None:
+            errors += _tls_errors(channel)
             channels[name] = channel
     for name, policy in raw.policies.items():
         at = _join("policies", name)
@@ -413,6 +415,23 @@ def _check(
         if service.policy not in raw.policies and service.policy not in broken_policies:
             errors.append(f"{_join('services', name)}.policy: no policy named {service.policy!r}")
     return channels, errors
+
+
+def _tls_errors(channel: Channel) -> list[str]:
+    """Build the TLS context the channel's transport will build, as it will: a `ca_file` that
+    exists but holds no usable certificate must fail the check, not the daemon's reload."""
+    ca_file = getattr(channel.settings, "ca_file", None)
+    if ca_file is None:
+        return []
+    try:
+        ssl.create_default_context(cafile=str(ca_file))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        return [
+            f"channels.{channel.name}.ca_file: {ca_file} is not a usable CA certificate file "
+            f"(PEM): {reason}"
+        ]
+    return []
 
 
 def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
