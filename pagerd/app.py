@@ -22,6 +22,7 @@ from pagerd.actors import Services
 from pagerd.clock import Clock
 from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError, load
+from pagerd.failures import leaves, reason
 from pagerd.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.metrics import Metrics
 from pagerd.metrics_http import serve_metrics
@@ -89,10 +90,10 @@ class Daemon:
                 # What the check could not foresee must not take paging down: the old config
                 # goes on (apply builds everything before it changes anything).
                 log.error(
-                    "reload failed, still running the previous config: %s", _reason(exc),
+                    "reload failed, still running the previous config: %s", reason(exc),
                     exc_info=log.isEnabledFor(logging.DEBUG),
                 )  # fmt: skip
-                return [f"cannot apply {path}: {_reason(exc)}"]
+                return [f"cannot apply {path}: {reason(exc)}"]
             return []
         finally:
             self.notifier.ready(self.status_line())
@@ -120,12 +121,6 @@ class Daemon:
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
-
-
-def _reason(exc: BaseException) -> str:
-    """One line that says what went wrong, for an error the config check did not foresee."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 @contextmanager
@@ -261,19 +256,13 @@ async def _run(
                 "escalate until it is configured again",
                 name,
             )
-    bound = await _listen(config, parts.activated)
-    if bound is not None:
-        listener = bound.listener
-    else:
-        assert parts.activated is not None
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(parts.activated))
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
     try:
         lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
     except Exception as exc:
-        raise StartupError(f"cannot set up the channels: {_reason(exc)}") from exc
+        raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
@@ -300,6 +289,13 @@ async def _run(
         parts.file_offload,
         parts.store_offload,
     )
+    # Listen once everything that may fail to build is built: a failed start leaves no socket.
+    bound = await _listen(config, parts.activated)
+    if bound is not None:
+        listener = bound.listener
+    else:
+        assert parts.activated is not None
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(parts.activated))
     try:
         async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
@@ -320,8 +316,14 @@ async def _run(
                 host, port = config.metrics_listen
                 try:
                     await core.start(serve_metrics, host, port, metrics.render)
-                except OSError as exc:
-                    raise StartupError(f"cannot serve metrics on {host}:{port}: {exc}") from None
+                except (OSError, ExceptionGroup) as exc:
+                    # `start` hands back the task's error inside a group: look inside.
+                    found = list(leaves(exc))
+                    if not all(isinstance(e, OSError) for e in found):
+                        raise
+                    raise StartupError(
+                        f"cannot serve metrics on {host}:{port}: {found[0]}"
+                    ) from None
             if parts.notifier.watchdog_interval is not None:
                 core.start_soon(_watchdog, daemon, parts.notifier.watchdog_interval)
             log.info(
@@ -343,6 +345,7 @@ async def _run(
         if bound is not None:
             bound.remove()
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            await trio.aclose_forcefully(listener)  # if the server never took it
             for spec in outbox.lanes().values():
                 if spec.close is not None:
                     await spec.close()

@@ -18,11 +18,13 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
+import attrs
 import trio
 
 from pager import __version__
 from pagerd import app, logs
 from pagerd.config import EX_CONFIG, ConfigError, load
+from pagerd.failures import leaves, reason
 from pagerd.systemd import Notifier, listen_fds
 
 DEFAULT_CONFIG: Final = "/etc/pager/pager.toml"
@@ -67,17 +69,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = f"{len(config.services)} services, {len(config.policies)} policies"
         print(f"pagerd: {path}: ok ({counts})")
         return 0
-    failed: list[BaseException] = []
+    progress = _Progress()
     try:
-        trio.run(_run, config)
-    except* app.StartupError as group:
-        failed += group.exceptions
-    if failed:
-        for reason in failed:
-            log.error("cannot start: %s", reason)
-        return EXIT_CANNOT_START
+        trio.run(_run, config, progress)
+    except Exception as exc:  # groups included; KeyboardInterrupt and SystemExit go on
+        return _failed(exc, progress)
     log.info("stopped")
     return 0
+
+
+@attrs.define
+class _Progress:
+    started: bool = False
+
+
+def _failed(exc: Exception, progress: _Progress) -> int:
+    """Each cause in one line (Trio wraps them in groups, whose own text says nothing); the
+    traceback too at debug level, or whenever it is a crash after start, which is a bug."""
+    debug = log.isEnabledFor(logging.DEBUG)
+    for cause in leaves(exc):
+        if progress.started:
+            log.critical("stopped on an error: %s", reason(cause), exc_info=cause)
+        elif isinstance(cause, app.StartupError):
+            log.error("cannot start: %s", cause, exc_info=cause if debug else None)
+        else:
+            log.error("cannot start: %s", reason(cause), exc_info=cause if debug else None)
+    return EXIT_CANNOT_START
 
 
 def _settle_memory() -> None:
@@ -95,7 +112,7 @@ def _settle_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-async def _run(config: app.Config) -> None:
+async def _run(config: app.Config, progress: _Progress) -> None:
     stop = trio.Event()
     notifier = Notifier.from_environ()
     activated = listen_fds()
@@ -113,6 +130,7 @@ async def _run(config: app.Config) -> None:
                     activated=activated[0] if activated else None,
                 )
             )
+            progress.started = True
             _settle_memory()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)

@@ -1,0 +1,64 @@
+"""Start-up failures: each names its cause in one line, whatever layer of Trio it comes through,
+and exits 1 ("cannot start") rather than printing a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pagerd import app, logs
+from pagerd.main import main
+from tests.processes import CONFIG, PAGERD
+
+
+def _start(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PAGERD, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_a_metrics_port_in_use_is_one_line_that_names_it(tmp_path: Path, level: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "pager.toml"
+        config.write_text(CONFIG + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        result = _start(config, "--log-level", level)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, result.stderr
+    assert f"cannot start: cannot serve metrics on 127.0.0.1:{port}: " in errors[0]
+    assert "in use" in errors[0]
+    assert "sub-exception" not in result.stderr
+    assert ("Traceback" in result.stderr) == (level == "debug"), result.stderr
+    assert not (tmp_path / "run" / "pager.sock").exists()  # what it bound is cleaned up
+
+
+def test_an_unforeseen_start_up_error_is_one_line_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        raise ValueError("nothing foresaw this\nsecond line")
+
+    config = tmp_path / "pager.toml"
+    config.write_text(CONFIG)
+    monkeypatch.setattr(app, "build_lanes", broken)
+    configure = logs.configure
+    monkeypatch.setattr(logs, "configure", lambda level: configure(level, sys.stderr))
+    assert main(["--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()  # the traceback only at debug level
+    assert line.endswith(
+        "ERROR pagerd: cannot start: cannot set up the channels: ValueError: nothing foresaw this"
+    )
