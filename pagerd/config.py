@@ -6,7 +6,9 @@ Every problem is reported at once, each with the key path an operator can find i
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import ssl
 from pathlib import Path
@@ -402,6 +404,7 @@ def _check(
                         f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
                         f"configured (add a [channels.{target.channel}] section)"
                     )
+    errors += _unknown_accounts(raw.daemon)
     if raw.daemon.max_connections < 1:
         errors.append("daemon.max_connections: must be 1 or more")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
@@ -415,6 +418,22 @@ def _check(
         if service.policy not in raw.policies and service.policy not in broken_policies:
             errors.append(f"{_join('services', name)}.policy: no policy named {service.policy!r}")
     return channels, errors
+
+
+def _unknown_accounts(daemon: DaemonSection) -> list[str]:
+    """A name in `allow_users` / `allow_groups` that this system does not know can never match
+    a peer: a typo would lock the account out without a word, so it is an error."""
+    errors: list[str] = []
+    for key, names, lookup, noun in (
+        ("allow_users", daemon.allow_users, pwd.getpwnam, "user"),
+        ("allow_groups", daemon.allow_groups, grp.getgrnam, "group"),
+    ):
+        for i, name in enumerate(names or ()):
+            try:
+                lookup(name)
+            except KeyError:
+                errors.append(f"daemon.{key}[{i}]: no {noun} named {name!r} on this system")
+    return errors
 
 
 def _tls_errors(channel: Channel) -> list[str]:

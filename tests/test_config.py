@@ -249,3 +249,26 @@ def test_independent_errors_of_every_kind_come_in_one_pass(tmp_path: Path) -> No
     # A channel with errors is still configured: its targets are not a second error.
     assert not any("channel 'sms' is not configured" in e for e in errors), errors
     assert len(errors) == len(expected), errors
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ('allow_users = ["root", "monitorng"]', "daemon.allow_users[1]: no user named 'monitorng'"),
+        ('allow_groups = ["no-such-group-x"]', "daemon.allow_groups[0]: no group named"),
+    ],
+)
+def test_allowed_users_and_groups_must_exist(tmp_path: Path, line: str, error: str) -> None:
+    """A typo in an allowed name would lock that account out without a word."""
+    text = GOOD.replace('state_dir = "state"', f'state_dir = "state"\n{line}')
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 1 and errors[0].startswith(error), errors
+    assert load(
+        write(
+            tmp_path,
+            GOOD.replace(
+                'state_dir = "state"',
+                'state_dir = "state"\nallow_users = ["root"]\nallow_groups = ["root"]',
+            ),
+        )
+    )

@@ -91,3 +91,18 @@ async def test_a_reload_that_fails_for_any_reason_keeps_the_old_config(
     assert errors and "SSLError" in errors[0]
     assert web["ok"] is True and www["ok"] is True
     assert "reload failed, still running the previous config" in caplog.text
+
+
+async def test_a_reload_naming_an_unknown_user_is_rejected(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config) as daemon:
+            typo = config.path.read_text().replace(
+                'state_dir = "state"', 'state_dir = "state"\nallow_users = ["nagois"]'
+            )
+            config.path.write_text(typo)
+            errors = await daemon.try_reload()
+    assert errors == ["daemon.allow_users[0]: no user named 'nagois' on this system"]
+    assert not daemon.config.access.restricted
