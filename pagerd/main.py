@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
     parser.add_argument(
+        "--credentials",
+        metavar="DIR",
+        help="read *_credential secrets from DIR (default $CREDENTIALS_DIRECTORY, set by systemd):"
+        " to check the production config outside systemd",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -60,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # an error pagerd reports and recovers from.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     path = Path(args.config)
+    if args.credentials is not None:
+        folder = Path(args.credentials)
+        if not folder.is_dir():
+            print(f"pagerd: --credentials {folder}: not a folder", file=sys.stderr)
+            return EX_CONFIG
+        # Where systemd says, for this load and every reload.
+        os.environ["CREDENTIALS_DIRECTORY"] = str(folder.resolve())
     try:
         config = load(path)
     except ConfigError as exc:
