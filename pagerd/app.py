@@ -129,8 +129,13 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(state_dir / "pagerd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except (FileExistsError, NotADirectoryError):
+        raise StartupError(
+            f"cannot use state folder {state_dir}: it, or a folder on its path, is a file "
+            "(daemon.state_dir must name a folder)"
+        ) from None
     except OSError as exc:
-        raise StartupError(f"cannot use state folder {state_dir}: {exc}") from None
+        raise StartupError(f"cannot use state folder {state_dir}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

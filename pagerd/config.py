@@ -405,6 +405,9 @@ def _check(
                         f"configured (add a [channels.{target.channel}] section)"
                     )
     errors += _unknown_accounts(raw.daemon)
+    state_dir = base / raw.daemon.state_dir
+    if state_dir.exists() and not state_dir.is_dir():
+        errors.append(f"daemon.state_dir: {state_dir} exists and is not a folder")
     if raw.daemon.max_connections < 1:
         errors.append("daemon.max_connections: must be 1 or more")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 from pagerd import app, logs
+from pagerd.config import Config, load
 from pagerd.main import main
 from tests.processes import CONFIG, PAGERD
 
@@ -62,3 +64,26 @@ def test_an_unforeseen_start_up_error_is_one_line_too(
     assert line.endswith(
         "ERROR pagerd: cannot start: cannot set up the channels: ValueError: nothing foresaw this"
     )
+
+
+def test_a_state_dir_that_is_a_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "pager.toml"
+    config.write_text(CONFIG)
+    (tmp_path / "state").write_text("not a folder")
+    assert main(["--config", str(config), "--check"]) == 78
+    assert "daemon.state_dir: " in capsys.readouterr().err
+    # At start (the file appeared after the check):
+    (tmp_path / "state").unlink()
+    loaded = load(config)
+    (tmp_path / "state").write_text("not a folder")
+    failed = trio.run(_serve_fails, loaded)
+    assert "is a file (daemon.state_dir must name a folder)" in failed
+    assert "File exists" not in failed
+
+
+async def _serve_fails(config: Config) -> str:
+    with pytest.raises(app.StartupError) as excinfo:
+        await app.serve(config, trio.Event())
+    return str(excinfo.value)
