@@ -247,3 +247,10 @@ def test_units_follow_the_rules_the_issue_sets() -> None:
     assert "WatchdogSec=" in service and "LoadCredential=" in service
     assert "RuntimeDirectory=" not in service  # the socket unit owns /run/pager
     assert "SocketMode=0660" in socket_unit and "SocketGroup=pager" in socket_unit
+
+
+def test_the_service_starts_after_the_clock_is_synchronised() -> None:
+    """Deadlines are stored as wall-clock times: a clock still wrong at boot would move them."""
+    unit = (ROOT / "config" / "pagerd.service").read_text().splitlines()
+    after = " ".join(line.split("=", 1)[1] for line in unit if line.startswith("After="))
+    assert "time-sync.target" in after.split()
