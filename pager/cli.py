@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument("target", metavar="SERVICE|INCIDENT", help="a service, or an id: api#3")
     commands.add_parser("metrics", parents=[common], help="print pagerd's metrics")
+    commands.add_parser(
+        "reload", parents=[common], help="reload pagerd's config file (as SIGHUP does)"
+    )
     return parser
 
 
@@ -119,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = reply.get("error") or {}
         code = error.get("code", "error")
         print(f"pager: {code}: {error.get('message', '')}", file=sys.stderr)
+        for line in error.get("errors") or []:  # each reason a reload was rejected
+            print(f"  {_printable(str(line))}", file=sys.stderr)
         return EXIT_FORBIDDEN if code == "forbidden" else EXIT_REFUSED
     reply.pop("ok", None)
     if args.json:
@@ -132,6 +137,9 @@ def render(command: str, reply: dict[str, Any]) -> str:
     """Human-readable output of a successful reply."""
     if command == "ping":
         return f"pagerd {reply.get('version', '?')} is up"
+    if command == "reload":
+        config = reply.get("config") or {}
+        return f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
     if command == "metrics":
         return str(reply.get("text", "")).rstrip("\n")
     if command == "history":
@@ -254,3 +262,8 @@ def _notifications(status: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped: a line from the daemon never drives the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

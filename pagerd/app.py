@@ -28,6 +28,7 @@ from pagerd.metrics import Metrics
 from pagerd.metrics_http import serve_metrics
 from pagerd.offload import Offload, in_thread
 from pagerd.outbox import Outbox
+from pagerd.reloads import ConfigRecord
 from pagerd.retention import keep_history
 from pagerd.scheduler import Scheduler
 from pagerd.server import Server
@@ -62,6 +63,8 @@ class Daemon:
     clock: Clock
     file_offload: Offload
     store_offload: Offload
+    record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
+    _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
     def config(self) -> Config:
@@ -76,27 +79,36 @@ class Daemon:
 
     async def try_reload(self) -> list[str]:
         """`reload`, giving back why it was rejected (nothing: it was applied)."""
-        self.notifier.reloading()
+        async with self._reloading:  # SIGHUP and `pager reload`, one at a time
+            self.notifier.reloading()
+            try:
+                errors = await self._reload()
+                if errors:
+                    self.record.rejected(self.clock.now())
+                else:
+                    self.record.loaded(self.config.sha256, self.clock.now())
+                return errors
+            finally:
+                self.notifier.ready(self.status_line())
+
+    async def _reload(self) -> list[str]:
+        path = self.config.path
         try:
-            path = self.config.path
-            try:
-                new = await self.file_offload(lambda: load(path))
-            except ConfigError as exc:
-                log.error("reload rejected, still running the previous config:\n%s", exc.report())
-                return exc.errors
-            try:
-                self.apply(new)
-            except Exception as exc:
-                # What the check could not foresee must not take paging down: the old config
-                # goes on (apply builds everything before it changes anything).
-                log.error(
-                    "reload failed, still running the previous config: %s", reason(exc),
-                    exc_info=log.isEnabledFor(logging.DEBUG),
-                )  # fmt: skip
-                return [f"cannot apply {path}: {reason(exc)}"]
-            return []
-        finally:
-            self.notifier.ready(self.status_line())
+            new = await self.file_offload(lambda: load(path))
+        except ConfigError as exc:
+            log.error("reload rejected, still running the previous config:\n%s", exc.report())
+            return exc.errors
+        try:
+            self.apply(new)
+        except Exception as exc:
+            # What the check could not foresee must not take paging down: the old config goes
+            # on (apply builds everything before it changes anything).
+            log.error(
+                "reload failed, still running the previous config: %s", reason(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+            return [f"cannot apply {path}: {reason(exc)}"]
+        return []
 
     def apply(self, new: Config) -> None:
         old = self.config
@@ -293,7 +305,11 @@ async def _run(
         clock,
         parts.file_offload,
         parts.store_offload,
+        ConfigRecord(config.sha256, clock.now()),
     )
+    daemon.record.export(metrics)
+    server.config_record = daemon.record
+    server.reload = daemon.try_reload
     # Listen once everything that may fail to build is built: a failed start leaves no socket.
     bound = await _listen(config, parts.activated)
     if bound is not None:

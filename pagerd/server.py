@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import trio
@@ -22,6 +23,7 @@ from pager.protocol import (
     MAX_LINE,
     ProtocolError,
     Request,
+    encode,
     error_reply,
     ok_reply,
     parse_request,
@@ -34,6 +36,7 @@ from pagerd.connections import Connection, Connections
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.peers import Access, Peer, peer_credentials, resolve
+from pagerd.reloads import ConfigRecord
 from pagerd.replies import Reply, ReplyQueue
 from pagerd.store import Delivery, Store
 
@@ -69,6 +72,8 @@ class Server:
         self._render_metrics = metrics.render
         self._limits = limits
         self._connections = Connections(lambda: self._limits)
+        self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
+        self.reload: Callable[[], Awaitable[list[str]]] | None = None  # the `reload` op
         self._accepting = trio.CancelScope()
         self._draining = False
         self.closed = trio.Event()
@@ -206,7 +211,7 @@ class Server:
                     # The events before it need not wait for it to be served.
                     await self._services.route(events)
                     events = []
-                    taken = await self._request(taken)
+                    taken = await self._request(taken, peer)
                 answers.append(taken)
                 if len(answers) == MAX_PENDING:
                     await self._queue(events, answers, replies)
@@ -276,8 +281,10 @@ class Server:
         events.append((service, Envelope(_event(request), reply, peer)))
         return reply
 
-    async def _request(self, request: Request) -> Reply:
+    async def _request(self, request: Request, peer: Peer) -> Reply:
         try:
+            if request.op == "reload":
+                return _done("reload", *await self._reload(peer))
             return await self._serve(request)
         except sqlite3.Error as exc:
             # A read failed (an I/O error on a failing disk): this request, not the daemon.
@@ -291,7 +298,7 @@ class Server:
     async def _serve(self, request: Request) -> Reply:
         op = request.op
         if op == "ping":
-            return _done(op, ok_reply(pong=True, version=__version__))
+            return _done(op, ok_reply(pong=True, version=__version__, **self._config()))
         if op == "metrics":
             return _done(op, ok_reply(text=self._render_metrics()))
         if op == "status":
@@ -304,7 +311,7 @@ class Server:
         if service is None:
             names = services.config.services
             statuses = [services.status(services.state(name)) for name in names]
-            return ok_reply(services=statuses), "ok"
+            return ok_reply(services=statuses, **self._config()), "ok"
         if service not in services.config.services:
             return unknown_service(service), "unknown_service"
         state = services.state(service)
@@ -313,7 +320,33 @@ class Server:
             number = state.incident.number
             deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
             status["incident"]["notifications"] = [_delivery(d) for d in deliveries]
-        return ok_reply(**status), "ok"
+        return ok_reply(**status, **self._config()), "ok"
+
+    def _config(self) -> dict[str, Any]:
+        record = self.config_record
+        return {} if record is None else {"config": record.describe()}
+
+    async def _reload(self, peer: Peer) -> tuple[bytes, str]:
+        """What SIGHUP does, for whoever may send SIGHUP: root and pagerd's own user (the file
+        is theirs to change; a monitoring account that may page has no say in which version of
+        it runs)."""
+        if peer.uid not in (0, self.access.own_uid):
+            message = "reload is for root and pagerd's own user, as SIGHUP is"
+            return error_reply("forbidden", message), "forbidden"
+        if self.reload is None:
+            return error_reply("unavailable", "reload is not available"), "unavailable"
+        errors = await self.reload()
+        if errors:
+            path = self._services.config.path
+            message = f"{path} was not reloaded ({len(errors)} error(s)); the previous config runs"
+            line = encode(
+                {
+                    "ok": False,
+                    "error": {"code": "invalid_config", "message": message, "errors": errors},
+                }
+            )
+            return line, "invalid_config"
+        return ok_reply(**self._config()), "ok"
 
     async def _history(self, request: Request) -> tuple[bytes, str]:
         store = self._store

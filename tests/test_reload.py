@@ -3,6 +3,7 @@ applied, whatever the reason, leaves the old config running."""
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import pytest
 import trio
 import trio.testing
 
+from pager.timefmt import isoformat
 from pagerd import app
 from pagerd.config import ConfigError, load
 from pagerd.main import main
-from tests.harness import CHANNELS, ONCALL, connect, running, write_config
+from tests.harness import CHANNELS, ONCALL, T0, connect, running, write_config
+from tests.processes import Pagerd, pager
 
 DAY = 86400
 
@@ -106,3 +109,89 @@ async def test_a_reload_naming_an_unknown_user_is_rejected(
             errors = await daemon.try_reload()
     assert errors == ["daemon.allow_users[0]: no user named 'nagois' on this system"]
     assert not daemon.config.access.restricted
+
+
+def _samples(text: str) -> dict[str, float]:
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if not name.startswith("#")
+    }
+
+
+async def test_reload_over_the_socket_reports_its_outcome_everywhere(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """`reload` answers with the errors or ok; ping, status and the metrics say which config
+    runs, since when, and whether the last reload took."""
+    config = write_config(tmp_path)
+    first = hashlib.sha256(config.path.read_bytes()).hexdigest()[:12]
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            ping = await conn.request("ping")
+            status = await conn.request("status")
+            one = await conn.request("status", service="api")
+            started = _samples((await conn.request("metrics"))["text"])
+            await trio.sleep(60)
+            good = config.path.read_text()
+            config.path.write_text(good.replace('"sms:+14155550100"', '"sms:1"'))
+            rejected = await conn.request("reload")
+            after_rejected = await conn.request("ping")
+            failed = _samples((await conn.request("metrics"))["text"])
+            await trio.sleep(60)
+            config.path.write_text(good + "\n# edited\n")
+            second = hashlib.sha256(config.path.read_bytes()).hexdigest()[:12]
+            applied = await conn.request("reload")
+            reloaded = _samples((await conn.request("metrics"))["text"])
+            pong = await conn.request("ping")
+    assert ping["pong"] is True and "version" in ping  # the fields that were there stay
+    assert ping["config"] == {"sha256": first, "loaded_at": isoformat(T0), "last_reload": None}
+    assert status["config"] == ping["config"] and one["config"] == ping["config"]
+    assert one["service"] == "api" and one["state"] == "healthy"
+    assert started["pagerd_config_last_reload_successful"] == 1
+    assert started["pagerd_config_last_reload_success_timestamp_seconds"] == T0
+    assert rejected["ok"] is False and rejected["error"]["code"] == "invalid_config"
+    assert rejected["error"]["errors"] == [
+        "policies.oncall.levels[0].targets[1]: not an E.164 phone number"
+    ]
+    assert after_rejected["config"]["sha256"] == first
+    assert after_rejected["config"]["last_reload"] == {"at": isoformat(T0 + 60), "ok": False}
+    assert failed["pagerd_config_last_reload_successful"] == 0
+    assert failed["pagerd_config_last_reload_success_timestamp_seconds"] == T0
+    assert applied["ok"] is True and applied["config"]["sha256"] == second
+    assert pong["config"]["loaded_at"] == isoformat(T0 + 120)
+    assert pong["config"]["last_reload"] == {"at": isoformat(T0 + 120), "ok": True}
+    assert reloaded["pagerd_config_last_reload_successful"] == 1
+    assert reloaded["pagerd_config_last_reload_success_timestamp_seconds"] == T0 + 120
+
+
+async def test_sighup_and_the_reload_op_take_turns(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config) as daemon:
+            results: list[list[str]] = []
+
+            async def reload() -> None:
+                results.append(await daemon.try_reload())
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(reload)
+    assert results == [[], [], []]
+
+
+def test_pager_reload_prints_the_errors_or_exits_0(daemon: Pagerd) -> None:
+    daemon.start()
+    good = daemon.config.read_text()
+    daemon.config.write_text(good.replace("[services.web]", "[services.web]\nowner = 'me'"))
+    rejected = pager(daemon.socket, "reload")
+    assert rejected.returncode == 1
+    assert "invalid_config" in rejected.stderr
+    assert "  services.web.owner: unknown key" in rejected.stderr.splitlines()
+    daemon.config.write_text(good)
+    applied = pager(daemon.socket, "reload")
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.startswith("pagerd reloaded its config (sha256 ")
+    assert pager(daemon.socket, "--json", "ping").returncode == 0
