@@ -108,6 +108,10 @@ class Daemon:
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )  # fmt: skip
             return [f"cannot apply {path}: {reason(exc)}"]
+        try:
+            await self.server.recheck_peers()
+        except Exception as exc:  # the new config runs; only the recheck of old peers failed
+            log.error("reload: cannot check the open connections' peers again: %s", reason(exc))
         return []
 
     def apply(self, new: Config) -> None:

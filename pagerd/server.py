@@ -72,6 +72,8 @@ class Server:
         self._render_metrics = metrics.render
         self._limits = limits
         self._connections = Connections(lambda: self._limits)
+        self._peers: dict[Connection, Peer] = {}  # the connections let in, with who they are
+        self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
         self.reload: Callable[[], Awaitable[list[str]]] | None = None  # the `reload` op
         self._accepting = trio.CancelScope()
@@ -137,11 +139,44 @@ class Server:
                             if peer is None or not self.access.allows(peer):
                                 await self._refuse(stream, replies, peer, connection)
                             else:
+                                self._peers[connection] = peer
                                 await self._read_requests(stream, replies, peer, connection)
+                        if connection in self._revoked:
+                            message = (
+                                "access revoked by a config reload (allow_users, allow_groups)"
+                            )
+                            reply = _done("refused", error_reply("forbidden", message), "forbidden")
+                            await replies.put(reply)
                     finally:
                         replies.close()
         finally:
             self._connections.close(connection)
+            self._peers.pop(connection, None)
+            self._revoked.discard(connection)
+
+    async def recheck_peers(self) -> int:
+        """After a reload: stop serving the connections whose peer the new rules no longer let
+        in. What they sent before is still answered; then one `forbidden`, and the connection
+        closes. Who they are is looked up again, since group membership may have changed too.
+        Gives back how many were closed."""
+        access = self.access
+        if not access.restricted or not self._peers:
+            return 0
+        with_groups = access.groups is not None
+        open_now = list(self._peers.items())
+        peers = await self._resolve_offload(
+            lambda: [resolve(peer, with_groups) for _, peer in open_now]
+        )
+        revoked = 0
+        for (connection, _), peer in zip(open_now, peers, strict=True):
+            if connection in self._peers and not access.allows(peer):
+                log.warning(
+                    "access revoked by reload: closing the connection of %s", peer.describe()
+                )
+                self._revoked.add(connection)
+                connection.reading.cancel()
+                revoked += 1
+        return revoked
 
     async def _busy(self, stream: trio.SocketStream) -> None:
         """Too many connections: say so at once and close; the ones already open go on."""
@@ -396,6 +431,11 @@ def _event(request: Request) -> Event:
     if request.op == "ack":
         return Ack(request.by)
     return Healthy()
+
+
+def _revoked() -> Reply:
+    message = "access revoked by a config reload (see allow_users, allow_groups); closing"
+    return _done("refused", error_reply("forbidden", message), "forbidden")
 
 
 def _too_large() -> Reply:
