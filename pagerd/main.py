@@ -26,7 +26,7 @@ from pager import __version__
 from pagerd import app, logs
 from pagerd.config import EX_CONFIG, ConfigError, load
 from pagerd.failures import leaves, reason
-from pagerd.systemd import Notifier, listen_fds
+from pagerd.systemd import ActivationError, Notifier, event_socket, listen_fds
 
 DEFAULT_CONFIG: Final = "/etc/pager/pager.toml"
 GC_THRESHOLDS: Final = (50_000, 20, 100)
@@ -128,8 +128,11 @@ def _settle_memory() -> None:
 
 async def _run(config: app.Config, progress: _Progress) -> None:
     stop = trio.Event()
+    try:
+        activated = event_socket(listen_fds())
+    except ActivationError as exc:
+        raise app.StartupError(str(exc)) from None
     notifier = Notifier.from_environ()
-    activated = listen_fds()
     with (
         notifier,
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals,
@@ -141,7 +144,7 @@ async def _run(config: app.Config, progress: _Progress) -> None:
                     config,
                     stop,
                     notifier=notifier,
-                    activated=activated[0] if activated else None,
+                    activated=activated,
                 )
             )
             progress.started = True
