@@ -158,6 +158,9 @@ def _strict(kind: type, noun: str) -> Any:
         # TOML has real types; a number where a string belongs is a mistake, not a conversion.
         if type(value) is not kind:
             raise Invalid(f"expected {noun}, got {_toml_type(value)}")
+        if kind is str and "\x00" in value:
+            # No file name, address or header holds one; as a path it fails only when used.
+            raise Invalid("must not contain a NUL character")
         return value
 
     return structure
@@ -438,7 +441,7 @@ def _unknown_accounts(daemon: DaemonSection) -> list[str]:
         for i, name in enumerate(names or ()):
             try:
                 lookup(name)
-            except KeyError:
+            except (KeyError, ValueError):
                 errors.append(f"daemon.{key}[{i}]: no {noun} named {name!r} on this system")
     return errors
 

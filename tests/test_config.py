@@ -272,3 +272,36 @@ def test_allowed_users_and_groups_must_exist(tmp_path: Path, line: str, error: s
             ),
         )
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        ('state_dir = "state"', 'state_dir = "st\\u0000ate"', "daemon.state_dir"),
+        ('socket = "run/pager.sock"', 'socket = "p\\u0000"', "daemon.socket"),
+        ('path = "notifications.jsonl"', 'path = "n\\u0000"', "channels.log.path"),
+        (
+            '[channels.sms]\ntransport = "log"',
+            '[channels.sms]\ntransport = "l\\u0000g"',
+            "channels.sms.transport",
+        ),
+    ],
+)
+def test_a_nul_in_a_string_is_an_error_not_a_crash(
+    tmp_path: Path, old: str, new: str, error: str
+) -> None:
+    """As a path it would fail only when used, with a traceback (`embedded null byte`)."""
+    assert old in GOOD
+    errors = errors_of(tmp_path, GOOD.replace(old, new))
+    assert f"{error}: must not contain a NUL character" in errors, errors
+
+
+def test_a_nul_in_a_channel_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    text = (
+        GOOD
+        + '[channels.webhook]\ntransport = "webhook"\n'
+        + 'secret_file = "s\\u0000"\nca_file = "c\\u0000"\n'
+    )
+    errors = errors_of(tmp_path, text)
+    assert "channels.webhook.secret_file: must not contain a NUL character" in errors, errors
+    assert "channels.webhook.ca_file: must not contain a NUL character" in errors, errors
