@@ -98,6 +98,12 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload rejected, still running the previous config:\n%s", exc.report())
             return exc.errors
+        except Exception as exc:  # a bug in the check: it must not take paging down either
+            log.error(
+                "reload failed, still running the previous config: cannot load %s: %s",
+                path, reason(exc), exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+            return [f"cannot load {path}: {reason(exc)}"]
         try:
             self.apply(new)
         except Exception as exc:

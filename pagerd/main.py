@@ -79,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return EX_CONFIG
+    except Exception as exc:  # a bug in the check: still one line, and the config's exit code
+        log.debug("loading %s failed", path, exc_info=exc)
+        print(f"pagerd: cannot load config {path}: {reason(exc)}", file=sys.stderr)
+        return EX_CONFIG
     if args.check:
         counts = f"{len(config.services)} services, {len(config.policies)} policies"
         print(f"pagerd: {path}: ok ({counts})")

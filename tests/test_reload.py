@@ -195,3 +195,39 @@ def test_pager_reload_prints_the_errors_or_exits_0(daemon: Pagerd) -> None:
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout.startswith("pagerd reloaded its config (sha256 ")
     assert pager(daemon.socket, "--json", "ping").returncode == 0
+
+
+async def test_a_reload_whose_check_itself_fails_keeps_the_old_config(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: Path) -> object:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    config = write_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config) as daemon, connect(config.socket) as conn:
+            monkeypatch.setattr(app, "load", broken)
+            errors = await daemon.try_reload()
+            web = await conn.request("alert", service="web")
+    assert errors == [
+        f"cannot load {config.path}: RecursionError: maximum recursion depth exceeded"
+    ]
+    assert web["ok"] is True
+
+
+def test_check_whose_check_itself_fails_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pagerd import main as main_module
+
+    def broken(path: Path) -> object:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(main_module, "load", broken)
+    path = tmp_path / "pager.toml"
+    assert main(["--config", str(path), "--check"]) == 78
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"pagerd: cannot load config {path}: RecursionError: maximum recursion depth exceeded\n"
+    )
