@@ -158,7 +158,7 @@ def _strict(kind: type, noun: str) -> Any:
         # TOML has real types; a number where a string belongs is a mistake, not a conversion.
         if type(value) is not kind:
             raise Invalid(f"expected {noun}, got {_toml_type(value)}")
-        if kind is str and "\x00" in value:
+        if isinstance(value, str) and "\x00" in value:
             # No file name, address or header holds one; as a path it fails only when used.
             raise Invalid("must not contain a NUL character")
         return value
