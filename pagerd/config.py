@@ -392,7 +392,7 @@ def _check(
         channel, found = build_channel(name, section, base)
         errors += found
         if channel is not None:
-            errors += _tls_errors(channel)
+            errors += _tls_errors(channel) + _header_errors(channel)
             channels[name] = channel
     for name, policy in raw.policies.items():
         at = _join("policies", name)
@@ -412,6 +412,8 @@ def _check(
                         f"configured (add a [channels.{target.channel}] section)"
                     )
     errors += _unknown_accounts(raw.daemon)
+    if raw.channels.log.path is not None and (base / raw.channels.log.path).is_dir():
+        errors.append(f"channels.log.path: {base / raw.channels.log.path} is a folder, not a file")
     state_dir = base / raw.daemon.state_dir
     if state_dir.exists() and not state_dir.is_dir():
         errors.append(f"daemon.state_dir: {state_dir} exists and is not a folder")
@@ -443,6 +445,24 @@ def _unknown_accounts(daemon: DaemonSection) -> list[str]:
                 lookup(name)
             except (KeyError, ValueError):
                 errors.append(f"daemon.{key}[{i}]: no {noun} named {name!r} on this system")
+    return errors
+
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE: Final = re.compile(r"[\t\x20-\x7e]*")
+
+
+def _header_errors(channel: Channel) -> list[str]:
+    """Headers HTTP can carry: a name that is a token, a value of printable ASCII. Anything else
+    passed the check, then failed every send of the channel."""
+    headers = getattr(channel.settings, "headers", None) or {}
+    errors: list[str] = []
+    for name, value in headers.items():
+        at = f"channels.{channel.name}.headers.{_join('', name)}"
+        if _TOKEN.fullmatch(name) is None:
+            errors.append(f"{at}: not a valid HTTP header name")
+        elif _FIELD_VALUE.fullmatch(value) is None:
+            errors.append(f"{at}: a header value is printable ASCII, on one line")
     return errors
 
 

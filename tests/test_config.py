@@ -305,3 +305,24 @@ def test_a_nul_in_a_channel_file_is_an_error_not_a_crash(tmp_path: Path) -> None
     errors = errors_of(tmp_path, text)
     assert "channels.webhook.secret_file: must not contain a NUL character" in errors, errors
     assert "channels.webhook.ca_file: must not contain a NUL character" in errors, errors
+
+
+def test_webhook_headers_http_cannot_carry_are_errors(tmp_path: Path) -> None:
+    """They passed the check, then failed every send of the channel."""
+    text = (
+        GOOD
+        + '[channels.webhook]\ntransport = "webhook"\n'
+        + '[channels.webhook.headers]\n"X Team" = "a"\nX-Name = "café"\n'
+        + 'X-Two = "a\\nb"\nX-Ok = "fine"\n'
+    )
+    assert errors_of(tmp_path, text) == [
+        'channels.webhook.headers."X Team": not a valid HTTP header name',
+        "channels.webhook.headers.X-Name: a header value is printable ASCII, on one line",
+        "channels.webhook.headers.X-Two: a header value is printable ASCII, on one line",
+    ]
+
+
+def test_a_log_path_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "notifications.jsonl").mkdir()
+    (error,) = errors_of(tmp_path, GOOD)
+    assert error == f"channels.log.path: {tmp_path}/notifications.jsonl is a folder, not a file"
