@@ -231,6 +231,10 @@ async def _listen(config: Config, activated: socket.socket | None) -> UnixListen
         return None
     try:
         return await open_unix_listener(config.socket)
+    except (FileExistsError, NotADirectoryError):
+        raise StartupError(
+            f"cannot listen on {config.socket}: a folder on its path is a file"
+        ) from None
     except (SocketInUse, OSError) as exc:
         raise StartupError(f"cannot listen on {config.socket}: {exc}") from None
 

@@ -414,6 +414,12 @@ def _check(
     errors += _unknown_accounts(raw.daemon)
     if raw.channels.log.path is not None and (base / raw.channels.log.path).is_dir():
         errors.append(f"channels.log.path: {base / raw.channels.log.path} is a folder, not a file")
+    socket_path = os.fsencode(os.path.normpath(base / raw.daemon.socket))
+    if len(socket_path) > _MAX_SOCKET_PATH:
+        errors.append(
+            f"daemon.socket: {len(socket_path)} bytes long; a Unix socket's path holds at most "
+            f"{_MAX_SOCKET_PATH}"
+        )
     state_dir = base / raw.daemon.state_dir
     if state_dir.exists() and not state_dir.is_dir():
         errors.append(f"daemon.state_dir: {state_dir} exists and is not a folder")
@@ -448,6 +454,7 @@ def _unknown_accounts(daemon: DaemonSection) -> list[str]:
     return errors
 
 
+_MAX_SOCKET_PATH: Final = 107  # sun_path is 108 bytes on Linux, with the final NUL
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FIELD_VALUE: Final = re.compile(r"[\t\x20-\x7e]*")
 

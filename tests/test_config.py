@@ -326,3 +326,10 @@ def test_a_log_path_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "notifications.jsonl").mkdir()
     (error,) = errors_of(tmp_path, GOOD)
     assert error == f"channels.log.path: {tmp_path}/notifications.jsonl is a folder, not a file"
+
+
+def test_a_socket_path_too_long_for_a_unix_socket_is_an_error(tmp_path: Path) -> None:
+    """It passed the check, then failed the start ("AF_UNIX path too long")."""
+    text = GOOD.replace('socket = "run/pager.sock"', f'socket = "/run/{"s" * 110}.sock"')
+    (error,) = errors_of(tmp_path, text)
+    assert error == "daemon.socket: 120 bytes long; a Unix socket's path holds at most 107"

@@ -87,3 +87,14 @@ async def _serve_fails(config: Config) -> str:
     with pytest.raises(app.StartupError) as excinfo:
         await app.serve(config, trio.Event())
     return str(excinfo.value)
+
+
+async def test_a_socket_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "pager.toml"
+    config.write_text(CONFIG)
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(app.StartupError) as excinfo:
+        await app.serve(load(config), trio.Event())
+    assert str(excinfo.value) == (
+        f"cannot listen on {tmp_path}/run/pager.sock: a folder on its path is a file"
+    )
