@@ -37,7 +37,7 @@ class Notifier:
         pid = env.pop("WATCHDOG_PID", None)
         if usec is not None and (pid is None or pid == str(os.getpid())):
             try:
-                watchdog = int(usec) or None
+                watchdog = int(usec) if int(usec) > 0 else None
             except ValueError:
                 log.warning("ignoring WATCHDOG_USEC=%r: not a number", usec)
         return cls(address, watchdog)
@@ -109,6 +109,8 @@ def listen_fds(environ: MutableMapping[str, str] | None = None) -> list[tuple[st
     except ValueError:
         log.warning("ignoring LISTEN_FDS=%r: not a number", count)
         return []
+    if n <= 0:
+        return []  # nothing passed: bind the configured path
     listed = names.split(":") if names is not None else ["unknown"] * n
     if len(listed) != n:
         raise ActivationError(
