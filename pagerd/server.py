@@ -355,7 +355,7 @@ class Server:
             number = state.incident.number
             deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
             status["incident"]["notifications"] = [_delivery(d) for d in deliveries]
-        return ok_reply(**status, **self._config()), "ok"
+        return ok_reply(**status), "ok"  # one service's status object, as alert's reply has it
 
     def _config(self) -> dict[str, Any]:
         record = self.config_record

@@ -146,8 +146,8 @@ async def test_reload_over_the_socket_reports_its_outcome_everywhere(
             pong = await conn.request("ping")
     assert ping["pong"] is True and "version" in ping  # the fields that were there stay
     assert ping["config"] == {"sha256": first, "loaded_at": isoformat(T0), "last_reload": None}
-    assert status["config"] == ping["config"] and one["config"] == ping["config"]
-    assert one["service"] == "api" and one["state"] == "healthy"
+    assert status["config"] == ping["config"]
+    assert set(one) == {"ok", "service", "state", "incident"}  # a service's status, as it was
     assert started["pagerd_config_last_reload_successful"] == 1
     assert started["pagerd_config_last_reload_success_timestamp_seconds"] == T0
     assert rejected["ok"] is False and rejected["error"]["code"] == "invalid_config"
