@@ -193,7 +193,11 @@ class Server:
             log.warning("cannot read the peer's credentials: %s", exc)
             return None
         with_groups = self.access.groups is not None
-        return await self._resolve_offload(lambda: resolve(peer, with_groups))
+        try:
+            return await self._resolve_offload(lambda: resolve(peer, with_groups))
+        except Exception as exc:  # NSS failing (LDAP down...) must not end the server
+            log.warning("cannot look up the user of %s: %s", peer.describe(), exc)
+            return peer  # no names: only the uid rules (root, pagerd's own) can let it in
 
     async def _refuse(
         self,

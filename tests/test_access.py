@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from pagerd.config import load
-from tests.harness import CHANNELS, ONCALL, running
+from tests.harness import CHANNELS, ONCALL, connect, running
 
 needs_root = pytest.mark.skipif(
     os.getuid() != 0 or not Path("/usr/bin/python3").exists(),
@@ -138,3 +139,25 @@ async def test_reload_is_for_root_and_pagerds_own_user(open_folder: Path) -> Non
     reload, ping = map(json.loads, result.stdout.decode().splitlines())
     assert reload["error"]["code"] == "forbidden"
     assert ping["pong"] is True  # the connection stays open: only that request is refused
+
+
+async def test_a_failing_user_lookup_refuses_one_connection_not_the_daemon(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pagerd import server
+
+    def failing(peer: object, with_groups: bool) -> object:
+        raise OSError("the directory service does not answer")
+
+    path = tmp_path / "pager.toml"
+    path.write_text(_config(tmp_path, 'allow_users = ["nobody"]'))
+    config = load(path)
+    with trio.fail_after(60):
+        async with running(config):
+            monkeypatch.setattr(server, "resolve", failing)
+            async with connect(config.socket) as conn:  # root: let in by its uid alone
+                status = await conn.request("status", service="api")
+            monkeypatch.undo()
+            async with connect(config.socket) as conn:
+                again = await conn.request("ping")
+    assert status["state"] == "healthy" and again["pong"] is True
