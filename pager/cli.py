@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument("target", metavar="SERVICE|INCIDENT", help="a service, or an id: api#3")
     commands.add_parser("metrics", parents=[common], help="print pagerd's metrics")
+    commands.add_parser(
+        "reload", parents=[common], help="reload pagerd's config file (as SIGHUP does)"
+    )
     return parser
 
 
@@ -169,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"pager: {printable(code)}: {printable(str(error.get('message', '')))}", file=sys.stderr
         )
+        for line in error.get("errors") or []:  # each reason a reload was rejected
+            print(f"  {printable(str(line))}", file=sys.stderr)
         if code == "forbidden":
             return EXIT_FORBIDDEN
         return EXIT_TEMPFAIL if code in _TEMPORARY else EXIT_REFUSED
@@ -205,6 +210,9 @@ def render(command: str, reply: dict[str, Any], width: int | None = None) -> str
     reply = _escaped(reply)
     if command == "ping":
         return f"pagerd {reply.get('version', '?')} is up"
+    if command == "reload":
+        config = reply.get("config") or {}
+        return f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
     if command == "history":
         return _history(reply)
     if "services" in reply:
@@ -397,3 +405,4 @@ def _notifications(status: dict[str, Any], width: int | None = None) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+

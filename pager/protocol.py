@@ -24,7 +24,7 @@ MAX_TEXT: Final = 4096  # characters of `message`: longer is cut, with a marker
 MAX_BY: Final = 256  # characters of `by`: longer is cut, with a marker
 
 EVENT_OPS: Final = frozenset({"alert", "ack", "healthy"})
-OPS: Final = EVENT_OPS | {"status", "ping", "history", "metrics"}
+OPS: Final = EVENT_OPS | {"status", "ping", "history", "metrics", "reload"}
 
 # Fields each op accepts besides "op"; anything else is a bad request, so a typo is not silent.
 _FIELDS: Final[dict[str, frozenset[str]]] = {
@@ -35,6 +35,7 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "ping": frozenset(),
     "history": frozenset({"service", "incident"}),
     "metrics": frozenset(),
+    "reload": frozenset(),
 }
 
 

@@ -23,11 +23,13 @@ from pagerd.clock import Clock, watch
 from pagerd.clock import restart as clock_restart
 from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError, load
+from pagerd.failures import leaves, reason
 from pagerd.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.metrics import Metrics
 from pagerd.metrics_http import serve_metrics
 from pagerd.offload import Offload, in_thread
 from pagerd.outbox import Outbox
+from pagerd.reloads import ConfigRecord
 from pagerd.retention import keep_history
 from pagerd.scheduler import Scheduler
 from pagerd.server import Server
@@ -67,6 +69,8 @@ class Daemon:
     clock: Clock
     file_offload: Offload
     store_offload: Offload
+    record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
+    _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
     def config(self) -> Config:
@@ -77,18 +81,50 @@ class Daemon:
 
         Open incidents keep their state; a changed policy applies from the next escalation step.
         """
-        self.notifier.reloading()
-        try:
-            path = self.config.path
+        return not await self.try_reload()
+
+    async def try_reload(self) -> list[str]:
+        """`reload`, giving back why it was rejected (nothing: it was applied)."""
+        async with self._reloading:  # SIGHUP and `pager reload`, one at a time
+            self.notifier.reloading()
             try:
-                new = await self.file_offload(lambda: load(path))
-            except ConfigError as exc:
-                log.error("reload rejected, still running the previous config:\n%s", exc.report())
-                return False
+                errors = await self._reload()
+                if errors:
+                    self.record.rejected(self.clock.now())
+                else:
+                    self.record.loaded(self.config.sha256, self.clock.now())
+                return errors
+            finally:
+                self.notifier.ready(self.status_line())
+
+    async def _reload(self) -> list[str]:
+        path = self.config.path
+        try:
+            new = await self.file_offload(lambda: load(path))
+        except ConfigError as exc:
+            log.error("reload rejected, still running the previous config:\n%s", exc.report())
+            return exc.errors
+        except Exception as exc:  # a bug in the check: it must not take paging down either
+            log.error(
+                "reload failed, still running the previous config: cannot load %s: %s",
+                path, reason(exc), exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+            return [f"cannot load {path}: {reason(exc)}"]
+        try:
             self.apply(new)
-            return True
-        finally:
-            self.notifier.ready(self.status_line())
+        except Exception as exc:
+            # What the check could not foresee must not take paging down: the old config goes
+            # on (apply builds everything before it changes anything).
+            log.error(
+                "reload failed, still running the previous config: %s", reason(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )  # fmt: skip
+            return [f"cannot apply {path}: {reason(exc)}"]
+        try:
+            await self.server.recheck_peers()
+        except Exception as exc:  # the new config runs; only the recheck of old peers failed
+            log.error("reload: cannot check the open connections' peers again: %s", reason(exc))
+        return []
 
     def apply(self, new: Config) -> None:
         old = self.config
@@ -96,9 +132,8 @@ class Daemon:
             if getattr(new, what) != getattr(old, what):
                 log.warning("reload: daemon.%s changed; it takes effect on restart", what)
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
-        self.outbox.replace_lanes(
-            build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
-        )
+        lanes = build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
+        self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
         self.services.reconfigure(new)
@@ -122,8 +157,13 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(state_dir / "pagerd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except (FileExistsError, NotADirectoryError):
+        raise StartupError(
+            f"cannot use state folder {state_dir}: it, or a folder on its path, is a file "
+            "(daemon.state_dir must name a folder)"
+        ) from None
     except OSError as exc:
-        raise StartupError(f"cannot use state folder {state_dir}: {exc}") from None
+        raise StartupError(f"cannot use state folder {state_dir}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -197,6 +237,10 @@ async def _listen(config: Config, activated: socket.socket | None) -> UnixListen
         return None
     try:
         return await open_unix_listener(config.socket)
+    except (FileExistsError, NotADirectoryError):
+        raise StartupError(
+            f"cannot listen on {config.socket}: a folder on its path is a file"
+        ) from None
     except (SocketInUse, OSError) as exc:
         raise StartupError(f"cannot listen on {config.socket}: {exc}") from None
 
@@ -253,16 +297,13 @@ async def _run(
                 name,
                 REMOVED,
             )
-    bound = await _listen(config, parts.activated)
-    if bound is not None:
-        listener = bound.listener
-    else:
-        assert parts.activated is not None
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(parts.activated))
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
-    lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+    try:
+        lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+    except Exception as exc:
+        raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
@@ -289,7 +330,18 @@ async def _run(
         clock,
         parts.file_offload,
         parts.store_offload,
+        ConfigRecord(config.sha256, clock.now()),
     )
+    daemon.record.export(metrics)
+    server.config_record = daemon.record
+    server.reload = daemon.try_reload
+    # Listen once everything that may fail to build is built: a failed start leaves no socket.
+    bound = await _listen(config, parts.activated)
+    if bound is not None:
+        listener = bound.listener
+    else:
+        assert parts.activated is not None
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(parts.activated))
     try:
         async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
@@ -311,8 +363,14 @@ async def _run(
                 host, port = config.metrics_listen
                 try:
                     await core.start(serve_metrics, host, port, metrics.render)
-                except OSError as exc:
-                    raise StartupError(f"cannot serve metrics on {host}:{port}: {exc}") from None
+                except (OSError, ExceptionGroup) as exc:
+                    # `start` hands back the task's error inside a group: look inside.
+                    found = list(leaves(exc))
+                    if not all(isinstance(e, OSError) for e in found):
+                        raise
+                    raise StartupError(
+                        f"cannot serve metrics on {host}:{port}: {found[0]}"
+                    ) from None
             if parts.notifier.watchdog_interval is not None:
                 core.start_soon(_watchdog, daemon, parts.notifier.watchdog_interval)
             if parts.notifier.enabled:
@@ -347,6 +405,7 @@ async def _run(
         if bound is not None:
             bound.remove()
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+            await trio.aclose_forcefully(listener)  # if the server never took it
             for spec in outbox.lanes().values():
                 if spec.close is not None:
                     await spec.close()

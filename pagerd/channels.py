@@ -267,7 +267,8 @@ class _Build:
             if not folder:
                 self.error(
                     f"{key}_credential",
-                    "$CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)",
+                    "$CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=, "
+                    "or check with: pagerd --check --credentials DIR)",
                 )
                 return None
             path, where = Path(folder) / credential, f"{key}_credential"

@@ -6,8 +6,12 @@ Every problem is reported at once, each with the key path an operator can find i
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import os
+import pwd
 import re
+import ssl
 from pathlib import Path
 from typing import Any, Final
 
@@ -141,6 +145,8 @@ class Config:
     limits: Limits = attrs.Factory(Limits)
     keep_history: float | None = None
     """How long a closed incident's history is kept; None (the default) keeps it for ever."""
+    sha256: str = ""
+    """Of the file's bytes, to tell which version of it is running."""
 
     @property
     def database(self) -> Path:
@@ -155,6 +161,9 @@ def _strict(kind: type, noun: str) -> Any:
         # TOML has real types; a number where a string belongs is a mistake, not a conversion.
         if type(value) is not kind:
             raise Invalid(f"expected {noun}, got {_toml_type(value)}")
+        if isinstance(value, str) and "\x00" in value:
+            # No file name, address or header holds one; as a path it fails only when used.
+            raise Invalid("must not contain a NUL character")
         return value
 
     return structure
@@ -247,30 +256,100 @@ def _join(path: str, step: object) -> str:
 def load(path: Path) -> Config:
     """Read and validate the config file at `path`; raise `ConfigError` listing every problem."""
     try:
+        content = path.read_bytes()
         # rtoml parses a 100,000-service file in a sixth of tomllib's time: restarts are faster.
-        data = rtoml.loads(path.read_text(encoding="utf-8"))
+        data = rtoml.loads(content.decode("utf-8"))
     except OSError as exc:
         raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError(path, ["not UTF-8 text"]) from None
     except rtoml.TomlParsingError as exc:
         raise ConfigError(path, [f"invalid TOML: {exc}"]) from None
-    return from_dict(data, path)
+    return attrs.evolve(from_dict(data, path), sha256=hashlib.sha256(content).hexdigest())
 
 
 def from_dict(data: dict[str, Any], path: Path) -> Config:
+    """Validate the parsed file. Each section is structured on its own, and the checks between
+    sections run on whatever could be structured: one mistake does not hide another (a bad
+    phone number in a policy still lets a service's reference to a missing policy be seen)."""
     data = dict(data)
-    services, errors = _services(data.pop("services", {}))
+    services, service_errors = _services(data.pop("services", {}))
+    policies, broken_policies, policy_errors = _policies(data.pop("policies", {}))
+    channels, given_channels, channel_errors = _channels(data.pop("channels", {}))
+    errors: list[str] = []
+    sections: dict[str, Any] = {}
+    for key, value in data.items():
+        kind = _TOP_SECTIONS.get(key)
+        if kind is None:
+            errors.append(f"{_join('', key)}: unknown key")
+            continue
+        section, found = _section(value, kind, key)
+        errors += found
+        if section is not None:
+            sections[key] = section
+    errors += channel_errors + policy_errors + service_errors  # in the order a file has them
+    raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
+    built, found = _check(raw, path.resolve().parent, given_channels, broken_policies)
+    errors += found
+    if errors:
+        raise ConfigError(path, errors)
+    return _build(raw, path, built)
+
+
+_TOP_SECTIONS: Final[dict[str, type]] = {"daemon": DaemonSection, "metrics": MetricsSection}
+
+
+def _section(value: Any, kind: type, at: str) -> tuple[Any, list[str]]:
+    """One table structured as `kind`, or None and every error in it."""
+    if not isinstance(value, dict):
+        return None, [f"{at}: expected a table, got {_toml_type(value)}"]
     try:
-        raw = attrs.evolve(_converter.structure(data, ConfigFile), services=services)
+        return _converter.structure(value, kind), []
     except Exception as exc:  # cattrs reports every problem as one exception group
-        raise ConfigError(path, _errors(exc, "") + errors) from None
-    if errors:
-        raise ConfigError(path, errors)
-    channels, errors = _check(raw, path.resolve().parent)
-    if errors:
-        raise ConfigError(path, errors)
-    return _build(raw, path, channels)
+        return None, _errors(exc, at)
+
+
+def _policies(value: Any) -> tuple[dict[str, PolicySection], set[str], list[str]]:
+    """`[policies.*]`, each on its own; the names of those with errors are given back so that a
+    service naming one is not also reported as naming a missing policy."""
+    if not isinstance(value, dict):
+        return {}, set(), [f"policies: expected a table, got {_toml_type(value)}"]
+    policies: dict[str, PolicySection] = {}
+    broken: set[str] = set()
+    errors: list[str] = []
+    for name, table in value.items():
+        policy, found = _section(table, PolicySection, _join("policies", name))
+        if policy is None:
+            broken.add(name)
+            errors += found
+        else:
+            policies[name] = policy
+    return policies, broken, errors
+
+
+def _channels(value: Any) -> tuple[ChannelsSection, set[str], list[str]]:
+    """`[channels.*]`, each on its own; the names given are given back even when a section has
+    errors, so that its targets are not also reported as naming an unconfigured channel."""
+    if not isinstance(value, dict):
+        return ChannelsSection(), set(), [f"channels: expected a table, got {_toml_type(value)}"]
+    sections: dict[str, Any] = {}
+    given: set[str] = set()
+    errors: list[str] = []
+    for name, table in value.items():
+        at = _join("channels", name)
+        if name == "log":
+            kind: type = LogSection
+        elif name in CHANNELS:
+            kind = ChannelSection
+            given.add(name)
+        else:
+            errors.append(f"{at}: unknown key")
+            continue
+        section, found = _section(table, kind, at)
+        errors += found
+        if section is not None:
+            sections[name] = section
+    return ChannelsSection(**sections), given, errors
 
 
 def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
@@ -299,8 +378,14 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
     return services, errors
 
 
-def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
-    """What the types alone cannot say: names, references between sections, ranges."""
+def _check(
+    raw: ConfigFile, base: Path, configured: set[str], broken_policies: set[str]
+) -> tuple[dict[str, Channel], list[str]]:
+    """What the types alone cannot say: names, references between sections, ranges.
+
+    `configured` are the channels given (a section with errors included: its own errors say
+    what is wrong), `broken_policies` the policies given that had errors.
+    """
     errors: list[str] = []
     channels: dict[str, Channel] = {}
     for name in CHANNELS:
@@ -310,8 +395,8 @@ def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
         channel, found = build_channel(name, section, base)
         errors += found
         if channel is not None:
+            errors += _tls_errors(channel) + _header_errors(channel)
             channels[name] = channel
-    configured = {name for name in CHANNELS if getattr(raw.channels, name) is not None}
     for name, policy in raw.policies.items():
         at = _join("policies", name)
         if not is_service_name(name):
@@ -331,6 +416,18 @@ def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
                     )
                 elif (problem := target_problem(target)) is not None:
                     errors.append(f"{at}.levels[{i}].targets[{j}]: {problem}")
+    errors += _unknown_accounts(raw.daemon)
+    if raw.channels.log.path is not None and (base / raw.channels.log.path).is_dir():
+        errors.append(f"channels.log.path: {base / raw.channels.log.path} is a folder, not a file")
+    socket_path = os.fsencode(os.path.normpath(base / raw.daemon.socket))
+    if len(socket_path) > _MAX_SOCKET_PATH:
+        errors.append(
+            f"daemon.socket: {len(socket_path)} bytes long; a Unix socket's path holds at most "
+            f"{_MAX_SOCKET_PATH}"
+        )
+    state_dir = base / raw.daemon.state_dir
+    if state_dir.exists() and not state_dir.is_dir():
+        errors.append(f"daemon.state_dir: {state_dir} exists and is not a folder")
     if raw.daemon.max_connections < 1:
         errors.append("daemon.max_connections: must be 1 or more")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
@@ -341,9 +438,61 @@ def _check(raw: ConfigFile, base: Path) -> tuple[dict[str, Channel], list[str]]:
                 f"{_join('services', name)}: a service name is 1 to 128 letters, digits, "
                 "'.', '_' or '-'"
             )
-        if service.policy not in raw.policies:
+        if service.policy not in raw.policies and service.policy not in broken_policies:
             errors.append(f"{_join('services', name)}.policy: no policy named {service.policy!r}")
     return channels, errors
+
+
+def _unknown_accounts(daemon: DaemonSection) -> list[str]:
+    """A name in `allow_users` / `allow_groups` that this system does not know can never match
+    a peer: a typo would lock the account out without a word, so it is an error."""
+    errors: list[str] = []
+    for key, names, lookup, noun in (
+        ("allow_users", daemon.allow_users, pwd.getpwnam, "user"),
+        ("allow_groups", daemon.allow_groups, grp.getgrnam, "group"),
+    ):
+        for i, name in enumerate(names or ()):
+            try:
+                lookup(name)
+            except (KeyError, ValueError):
+                errors.append(f"daemon.{key}[{i}]: no {noun} named {name!r} on this system")
+    return errors
+
+
+_MAX_SOCKET_PATH: Final = 107  # sun_path is 108 bytes on Linux, with the final NUL
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE: Final = re.compile(r"[\t\x20-\x7e]*")
+
+
+def _header_errors(channel: Channel) -> list[str]:
+    """Headers HTTP can carry: a name that is a token, a value of printable ASCII. Anything else
+    passed the check, then failed every send of the channel."""
+    headers = getattr(channel.settings, "headers", None) or {}
+    errors: list[str] = []
+    for name, value in headers.items():
+        at = f"channels.{channel.name}.headers.{_join('', name)}"
+        if _TOKEN.fullmatch(name) is None:
+            errors.append(f"{at}: not a valid HTTP header name")
+        elif _FIELD_VALUE.fullmatch(value) is None:
+            errors.append(f"{at}: a header value is printable ASCII, on one line")
+    return errors
+
+
+def _tls_errors(channel: Channel) -> list[str]:
+    """Build the TLS context the channel's transport will build, as it will: a `ca_file` that
+    exists but holds no usable certificate must fail the check, not the daemon's reload."""
+    ca_file = getattr(channel.settings, "ca_file", None)
+    if ca_file is None:
+        return []
+    try:
+        ssl.create_default_context(cafile=str(ca_file))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        return [
+            f"channels.{channel.name}.ca_file: {ca_file} is not a usable CA certificate file "
+            f"(PEM): {reason}"
+        ]
+    return []
 
 
 def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,13 +20,15 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
+import attrs
 import trio
 
 from pager import __version__
 from pagerd import app, logs
 from pagerd.backup import BackupError, backup, restore
 from pagerd.config import EX_CONFIG, ConfigError, load
-from pagerd.systemd import Notifier, listen_fds
+from pagerd.failures import leaves, reason
+from pagerd.systemd import ActivationError, Notifier, event_socket, listen_fds
 
 DEFAULT_CONFIG: Final = "/etc/pager/pager.toml"
 GC_THRESHOLDS: Final = (50_000, 20, 100)
@@ -45,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
     )
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--credentials",
+        metavar="DIR",
+        help="read *_credential secrets from DIR (default $CREDENTIALS_DIRECTORY, set by systemd):"
+        " to check the production config outside systemd",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -148,26 +157,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     # an error pagerd reports and recovers from.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     path = Path(args.config)
+    if args.credentials is not None:
+        folder = Path(args.credentials)
+        if not folder.is_dir():
+            print(f"pagerd: --credentials {folder}: not a folder", file=sys.stderr)
+            return EX_CONFIG
+        # Where systemd says, for this load and every reload.
+        os.environ["CREDENTIALS_DIRECTORY"] = str(folder.resolve())
     try:
         config = load(path)
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return EX_CONFIG
+    except Exception as exc:  # a bug in the check: still one line, and the config's exit code
+        log.debug("loading %s failed", path, exc_info=exc)
+        print(f"pagerd: cannot load config {path}: {reason(exc)}", file=sys.stderr)
+        return EX_CONFIG
     if args.check:
         counts = f"{len(config.services)} services, {len(config.policies)} policies"
         print(f"pagerd: {path}: ok ({counts})")
         return 0
-    failed: list[BaseException] = []
+    progress = _Progress()
     try:
-        trio.run(_run, config)
-    except* app.StartupError as group:
-        failed += group.exceptions
-    if failed:
-        for reason in failed:
-            log.error("cannot start: %s", reason)
-        return EXIT_CANNOT_START
+        trio.run(_run, config, progress)
+    except Exception as exc:  # groups included; KeyboardInterrupt and SystemExit go on
+        return _failed(exc, progress)
     log.info("stopped")
     return 0
+
+
+@attrs.define
+class _Progress:
+    started: bool = False
+
+
+def _failed(exc: Exception, progress: _Progress) -> int:
+    """Each cause in one line (Trio wraps them in groups, whose own text says nothing); the
+    traceback too at debug level, or whenever it is a crash after start, which is a bug."""
+    debug = log.isEnabledFor(logging.DEBUG)
+    for cause in leaves(exc):
+        if progress.started:
+            log.critical("stopped on an error: %s", reason(cause), exc_info=cause)
+        elif isinstance(cause, app.StartupError):
+            log.error("cannot start: %s", cause, exc_info=cause if debug else None)
+        else:
+            log.error("cannot start: %s", reason(cause), exc_info=cause if debug else None)
+    return EXIT_CANNOT_START
 
 
 def _settle_memory() -> None:
@@ -185,10 +220,13 @@ def _settle_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-async def _run(config: app.Config) -> None:
+async def _run(config: app.Config, progress: _Progress) -> None:
     stop = trio.Event()
+    try:
+        activated = event_socket(listen_fds())
+    except ActivationError as exc:
+        raise app.StartupError(str(exc)) from None
     notifier = Notifier.from_environ()
-    activated = listen_fds()
     with (
         notifier,
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals,
@@ -200,9 +238,10 @@ async def _run(config: app.Config) -> None:
                     config,
                     stop,
                     notifier=notifier,
-                    activated=activated[0] if activated else None,
+                    activated=activated,
                 )
             )
+            progress.started = True
             _settle_memory()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)

@@ -32,10 +32,18 @@ async def serve_metrics(
                     return
                 method, _, rest = request.partition(" ")
                 path = rest.split(" ", 1)[0].split("?", 1)[0]
-                if method == "GET" and path == "/metrics":
-                    await _respond(stream, "200 OK", render(), CONTENT_TYPE)
-                else:
+                if method != "GET" or path != "/metrics":
                     await _respond(stream, "404 Not Found", "try /metrics\n", "text/plain")
+                    return
+                try:
+                    body = render()
+                except Exception:
+                    # A scrape must never take paging down: a handler's error would end the
+                    # server's nursery, and with it the daemon.
+                    log.exception("metrics: cannot render")
+                    await _respond(stream, "500 Internal Server Error", "error\n", "text/plain")
+                    return
+                await _respond(stream, "200 OK", body, CONTENT_TYPE)
 
     listeners = await trio.open_tcp_listeners(port, host=host)
     log.info("metrics on http://%s:%d/metrics", host, port)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import trio
@@ -24,6 +25,7 @@ from pager.protocol import (
     MAX_LINE,
     ProtocolError,
     Request,
+    encode,
     error_reply,
     ok_reply,
     parse_request,
@@ -36,6 +38,7 @@ from pagerd.connections import Connection, Connections
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.peers import Access, Peer, peer_credentials, resolve
+from pagerd.reloads import ConfigRecord
 from pagerd.replies import Reply, ReplyQueue
 from pagerd.store import Delivery, Store
 
@@ -71,6 +74,10 @@ class Server:
         self._render_metrics = metrics.render
         self._limits = limits
         self._connections = Connections(lambda: self._limits)
+        self._peers: dict[Connection, Peer] = {}  # the connections let in, with who they are
+        self._revoked: set[Connection] = set()
+        self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
+        self.reload: Callable[[], Awaitable[list[str]]] | None = None  # the `reload` op
         self._accepting = trio.CancelScope()
         self._draining = False
         self.closed = trio.Event()
@@ -134,11 +141,44 @@ class Server:
                             if peer is None or not self.access.allows(peer):
                                 await self._refuse(stream, replies, peer, connection)
                             else:
+                                self._peers[connection] = peer
                                 await self._read_requests(stream, replies, peer, connection)
+                        if connection in self._revoked:
+                            message = (
+                                "access revoked by a config reload (allow_users, allow_groups)"
+                            )
+                            reply = _done("refused", error_reply("forbidden", message), "forbidden")
+                            await replies.put(reply)
                     finally:
                         replies.close()
         finally:
             self._connections.close(connection)
+            self._peers.pop(connection, None)
+            self._revoked.discard(connection)
+
+    async def recheck_peers(self) -> int:
+        """After a reload: stop serving the connections whose peer the new rules no longer let
+        in. What they sent before is still answered; then one `forbidden`, and the connection
+        closes. Who they are is looked up again, since group membership may have changed too.
+        Gives back how many were closed."""
+        access = self.access
+        if not access.restricted or not self._peers:
+            return 0
+        with_groups = access.groups is not None
+        open_now = list(self._peers.items())
+        peers = await self._resolve_offload(
+            lambda: [resolve(peer, with_groups) for _, peer in open_now]
+        )
+        revoked = 0
+        for (connection, _), peer in zip(open_now, peers, strict=True):
+            if connection in self._peers and not access.allows(peer):
+                log.warning(
+                    "access revoked by reload: closing the connection of %s", peer.describe()
+                )
+                self._revoked.add(connection)
+                connection.reading.cancel()
+                revoked += 1
+        return revoked
 
     async def _busy(self, stream: trio.SocketStream) -> None:
         """Too many connections: say so at once and close; the ones already open go on."""
@@ -155,7 +195,11 @@ class Server:
             log.warning("cannot read the peer's credentials: %s", exc)
             return None
         with_groups = self.access.groups is not None
-        return await self._resolve_offload(lambda: resolve(peer, with_groups))
+        try:
+            return await self._resolve_offload(lambda: resolve(peer, with_groups))
+        except Exception as exc:  # NSS failing (LDAP down...) must not end the server
+            log.warning("cannot look up the user of %s: %s", peer.describe(), exc)
+            return peer  # no names: only the uid rules (root, pagerd's own) can let it in
 
     async def _refuse(
         self,
@@ -211,7 +255,7 @@ class Server:
                     await self._queue(events, answers, replies)
                     events, answers = [], []
                     await replies.wait_settled()
-                    taken = await self._request(taken)
+                    taken = await self._request(taken, peer)
                 answers.append(taken)
                 if len(answers) == MAX_PENDING:
                     await self._queue(events, answers, replies)
@@ -282,8 +326,10 @@ class Server:
         events.append((service, Envelope(_event(request), reply, peer)))
         return reply
 
-    async def _request(self, request: Request) -> Reply:
+    async def _request(self, request: Request, peer: Peer) -> Reply:
         try:
+            if request.op == "reload":
+                return _done("reload", *await self._reload(peer))
             return await self._serve(request)
         except sqlite3.Error as exc:
             # A read failed (an I/O error on a failing disk): this request, not the daemon.
@@ -297,7 +343,7 @@ class Server:
     async def _serve(self, request: Request) -> Reply:
         op = request.op
         if op == "ping":
-            return _done(op, ok_reply(pong=True, version=__version__))
+            return _done(op, ok_reply(pong=True, version=__version__, **self._config()))
         if op == "metrics":
             return _done(op, ok_reply(text=self._render_metrics()))
         if op == "status":
@@ -310,7 +356,7 @@ class Server:
         if service is None:
             names = services.config.services
             statuses = [services.status(services.state(name)) for name in names]
-            return ok_reply(services=statuses), "ok"
+            return ok_reply(services=statuses, **self._config()), "ok"
         if service not in services.config.services:
             return unknown_service(service), "unknown_service"
         state = services.state(service)
@@ -319,7 +365,33 @@ class Server:
             number = state.incident.number
             deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
             status["incident"]["notifications"] = [_delivery(d) for d in deliveries]
-        return ok_reply(**status), "ok"
+        return ok_reply(**status), "ok"  # one service's status object, as alert's reply has it
+
+    def _config(self) -> dict[str, Any]:
+        record = self.config_record
+        return {} if record is None else {"config": record.describe()}
+
+    async def _reload(self, peer: Peer) -> tuple[bytes, str]:
+        """What SIGHUP does, for whoever may send SIGHUP: root and pagerd's own user (the file
+        is theirs to change; a monitoring account that may page has no say in which version of
+        it runs)."""
+        if peer.uid not in (0, self.access.own_uid):
+            message = "reload is for root and pagerd's own user, as SIGHUP is"
+            return error_reply("forbidden", message), "forbidden"
+        if self.reload is None:
+            return error_reply("unavailable", "reload is not available"), "unavailable"
+        errors = await self.reload()
+        if errors:
+            path = self._services.config.path
+            message = f"{path} was not reloaded ({len(errors)} error(s)); the previous config runs"
+            line = encode(
+                {
+                    "ok": False,
+                    "error": {"code": "invalid_config", "message": message, "errors": errors},
+                }
+            )
+            return line, "invalid_config"
+        return ok_reply(**self._config()), "ok"
 
     async def _history(self, request: Request) -> tuple[bytes, str]:
         store = self._store
@@ -374,6 +446,11 @@ def _event(request: Request) -> Event:
     if request.op == "ack":
         return Ack(request.by)
     return Healthy()
+
+
+def _revoked() -> Reply:
+    message = "access revoked by a config reload (see allow_users, allow_groups); closing"
+    return _done("refused", error_reply("forbidden", message), "forbidden")
 
 
 def _too_large() -> Reply:

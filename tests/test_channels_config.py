@@ -161,7 +161,7 @@ def test_credentials_need_systemd(folder: Path, monkeypatch: pytest.MonkeyPatch)
     found = errors(folder, CHANNELS + POLICY)
     assert found == [
         "channels.sms.auth_token_credential: $CREDENTIALS_DIRECTORY is not set "
-        "(run under systemd with LoadCredential=)"
+        "(run under systemd with LoadCredential=, or check with: pagerd --check --credentials DIR)"
     ]
 
 

@@ -215,3 +215,121 @@ def test_missing_config_file_exits_78(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_daemon_refuses_to_start_on_an_invalid_config(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("repeat = 2", "repeat = true"))
     assert main(["--config", str(path)]) == 78
+
+
+def test_independent_errors_of_every_kind_come_in_one_pass(tmp_path: Path) -> None:
+    """No mistake hides another: a type error in one section still lets the references
+    between sections, the names and the other sections be checked."""
+    text = (
+        GOOD.replace('"sms:+14155550100"', '"sms:1"')  # a bad target in a policy
+        .replace('state_dir = "state"', 'state_dir = "state"\nmax_connections = 0')  # a range
+        .replace('[channels.sms]\ntransport = "log"', '[channels.sms]\ntransport = "pigeon"')
+        + '\n[services.web]\npolicy = "nobody"\nowner = "me"\n'  # unknown key + missing policy
+        + '\n[services."bad name"]\npolicy = "payments-oncall"\n'
+        + '\n[policies.broken]\nrepeat = "x"\n[[policies.broken.levels]]\n'
+        + 'targets = ["email:a@example.com"]\n'
+        + '\n[services.uses-broken]\npolicy = "broken"\n'
+        + "\n[metricz]\nlisten = 1\n"
+    )
+    errors = errors_of(tmp_path, text)
+    expected = [
+        "metricz: unknown key",
+        "channels.sms.transport: unknown transport 'pigeon'",
+        "policies.payments-oncall.levels[0].targets[1]: not an E.164 phone number",
+        "policies.broken.repeat: expected an integer",
+        "services.web.owner: unknown key",
+        "daemon.max_connections: must be 1 or more",
+        'services."bad name": a service name is 1 to 128 letters',
+        "services.web.policy: no policy named 'nobody'",
+    ]
+    for error in expected:
+        assert any(e.startswith(error) for e in errors), (error, errors)
+    # A policy with errors is still a policy: naming it is not a second error.
+    assert not any("no policy named 'broken'" in e for e in errors), errors
+    # A channel with errors is still configured: its targets are not a second error.
+    assert not any("channel 'sms' is not configured" in e for e in errors), errors
+    assert len(errors) == len(expected), errors
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ('allow_users = ["root", "monitorng"]', "daemon.allow_users[1]: no user named 'monitorng'"),
+        ('allow_groups = ["no-such-group-x"]', "daemon.allow_groups[0]: no group named"),
+    ],
+)
+def test_allowed_users_and_groups_must_exist(tmp_path: Path, line: str, error: str) -> None:
+    """A typo in an allowed name would lock that account out without a word."""
+    text = GOOD.replace('state_dir = "state"', f'state_dir = "state"\n{line}')
+    errors = errors_of(tmp_path, text)
+    assert len(errors) == 1 and errors[0].startswith(error), errors
+    assert load(
+        write(
+            tmp_path,
+            GOOD.replace(
+                'state_dir = "state"',
+                'state_dir = "state"\nallow_users = ["root"]\nallow_groups = ["root"]',
+            ),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        ('state_dir = "state"', 'state_dir = "st\\u0000ate"', "daemon.state_dir"),
+        ('socket = "run/pager.sock"', 'socket = "p\\u0000"', "daemon.socket"),
+        ('path = "notifications.jsonl"', 'path = "n\\u0000"', "channels.log.path"),
+        (
+            '[channels.sms]\ntransport = "log"',
+            '[channels.sms]\ntransport = "l\\u0000g"',
+            "channels.sms.transport",
+        ),
+    ],
+)
+def test_a_nul_in_a_string_is_an_error_not_a_crash(
+    tmp_path: Path, old: str, new: str, error: str
+) -> None:
+    """As a path it would fail only when used, with a traceback (`embedded null byte`)."""
+    assert old in GOOD
+    errors = errors_of(tmp_path, GOOD.replace(old, new))
+    assert f"{error}: must not contain a NUL character" in errors, errors
+
+
+def test_a_nul_in_a_channel_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    text = (
+        GOOD
+        + '[channels.webhook]\ntransport = "webhook"\n'
+        + 'secret_file = "s\\u0000"\nca_file = "c\\u0000"\n'
+    )
+    errors = errors_of(tmp_path, text)
+    assert "channels.webhook.secret_file: must not contain a NUL character" in errors, errors
+    assert "channels.webhook.ca_file: must not contain a NUL character" in errors, errors
+
+
+def test_webhook_headers_http_cannot_carry_are_errors(tmp_path: Path) -> None:
+    """They passed the check, then failed every send of the channel."""
+    text = (
+        GOOD
+        + '[channels.webhook]\ntransport = "webhook"\n'
+        + '[channels.webhook.headers]\n"X Team" = "a"\nX-Name = "café"\n'
+        + 'X-Two = "a\\nb"\nX-Ok = "fine"\n'
+    )
+    assert errors_of(tmp_path, text) == [
+        'channels.webhook.headers."X Team": not a valid HTTP header name',
+        "channels.webhook.headers.X-Name: a header value is printable ASCII, on one line",
+        "channels.webhook.headers.X-Two: a header value is printable ASCII, on one line",
+    ]
+
+
+def test_a_log_path_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "notifications.jsonl").mkdir()
+    (error,) = errors_of(tmp_path, GOOD)
+    assert error == f"channels.log.path: {tmp_path}/notifications.jsonl is a folder, not a file"
+
+
+def test_a_socket_path_too_long_for_a_unix_socket_is_an_error(tmp_path: Path) -> None:
+    """It passed the check, then failed the start ("AF_UNIX path too long")."""
+    text = GOOD.replace('socket = "run/pager.sock"', f'socket = "/run/{"s" * 110}.sock"')
+    (error,) = errors_of(tmp_path, text)
+    assert error == "daemon.socket: 120 bytes long; a Unix socket's path holds at most 107"

@@ -247,3 +247,17 @@ def test_units_follow_the_rules_the_issue_sets() -> None:
     assert "WatchdogSec=" in service and "LoadCredential=" in service
     assert "RuntimeDirectory=" not in service  # the socket unit owns /run/pager
     assert "SocketMode=0660" in socket_unit and "SocketGroup=pager" in socket_unit
+
+
+def test_the_service_starts_after_the_clock_is_synchronised() -> None:
+    """Deadlines are stored as wall-clock times: a clock still wrong at boot would move them."""
+    unit = (ROOT / "config" / "pagerd.service").read_text().splitlines()
+    after = " ".join(line.split("=", 1)[1] for line in unit if line.startswith("After="))
+    assert "time-sync.target" in after.split()
+
+
+def test_odd_values_from_the_environment_are_ignored() -> None:
+    # A negative period would ping in a tight loop; no sockets passed means none, not an error.
+    assert Notifier.from_environ({"WATCHDOG_USEC": "-5"}).watchdog_interval is None
+    env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "0", "LISTEN_FDNAMES": ""}
+    assert listen_fds(env) == []
