@@ -405,4 +405,3 @@ def _notifications(status: dict[str, Any], width: int | None = None) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-

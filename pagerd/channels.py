@@ -349,7 +349,7 @@ class _Build:
                 quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
                 self.error(f"headers.{quoted}", "not a valid HTTP header name")
             elif not isinstance(value, str) or _HEADER_VALUE_RE.fullmatch(value) is None:
-                self.error(f"headers.{name}", "a header value is printable ASCII on one line")
+                self.error(f"headers.{name}", "a header value is printable ASCII, on one line")
         return WebhookSettings(
             headers=dict(s.headers or {}), secret=self.secret("secret"), ca_file=self.ca_file()
         )

@@ -395,7 +395,7 @@ def _check(
         channel, found = build_channel(name, section, base)
         errors += found
         if channel is not None:
-            errors += _tls_errors(channel) + _header_errors(channel)
+            errors += _tls_errors(channel)
             channels[name] = channel
     for name, policy in raw.policies.items():
         at = _join("policies", name)
@@ -460,22 +460,6 @@ def _unknown_accounts(daemon: DaemonSection) -> list[str]:
 
 
 _MAX_SOCKET_PATH: Final = 107  # sun_path is 108 bytes on Linux, with the final NUL
-_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_FIELD_VALUE: Final = re.compile(r"[\t\x20-\x7e]*")
-
-
-def _header_errors(channel: Channel) -> list[str]:
-    """Headers HTTP can carry: a name that is a token, a value of printable ASCII. Anything else
-    passed the check, then failed every send of the channel."""
-    headers = getattr(channel.settings, "headers", None) or {}
-    errors: list[str] = []
-    for name, value in headers.items():
-        at = f"channels.{channel.name}.headers.{_join('', name)}"
-        if _TOKEN.fullmatch(name) is None:
-            errors.append(f"{at}: not a valid HTTP header name")
-        elif _FIELD_VALUE.fullmatch(value) is None:
-            errors.append(f"{at}: a header value is printable ASCII, on one line")
-    return errors
 
 
 def _tls_errors(channel: Channel) -> list[str]:
