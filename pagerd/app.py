@@ -18,25 +18,25 @@ import trio
 
 from pager.domain import ServiceState
 from pager.ports import Transport
-from pagerd.actors import REMOVED, Services
-from pagerd.clock import Clock, watch
-from pagerd.clock import restart as clock_restart
-from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError, load
-from pagerd.failures import leaves, reason
-from pagerd.listen import SocketInUse, UnixListener, open_unix_listener
-from pagerd.metrics import Metrics
-from pagerd.metrics_http import serve_metrics
-from pagerd.offload import Offload, in_thread
-from pagerd.outbox import Outbox
-from pagerd.reloads import ConfigRecord
-from pagerd.retention import keep_history
-from pagerd.scheduler import Scheduler
-from pagerd.server import Server
-from pagerd.store import Store, StoreError
-from pagerd.systemd import Notifier
-from pagerd.wiring import build_lanes
-from pagerd.writes import ClockMark
+from pagerd.delivery.lanes import build_lanes
+from pagerd.delivery.outbox import Outbox
+from pagerd.engine.actors import REMOVED, Services
+from pagerd.engine.scheduler import Scheduler
+from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
+from pagerd.front.server import Server
+from pagerd.operations.failures import leaves, reason
+from pagerd.operations.metrics import Metrics
+from pagerd.operations.metrics_http import serve_metrics
+from pagerd.operations.reloads import ConfigRecord
+from pagerd.operations.systemd import Notifier
+from pagerd.storage.commits import Committer
+from pagerd.storage.offload import Offload, in_thread
+from pagerd.storage.port import ClockMark
+from pagerd.storage.retention import keep_history
+from pagerd.storage.sqlite.store import Store, StoreError
+from pagerd.timing.clock import Clock, watch
+from pagerd.timing.clock import restart as clock_restart
 
 __all__ = ["Config", "Daemon", "StartupError", "serve"]
 

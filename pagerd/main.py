@@ -24,11 +24,12 @@ import attrs
 import trio
 
 from pager import __version__
-from pagerd import app, logs
-from pagerd.backup import BackupError, backup, restore
+from pagerd import app
 from pagerd.config import EX_CONFIG, ConfigError, load
-from pagerd.failures import leaves, reason
-from pagerd.systemd import ActivationError, Notifier, event_socket, listen_fds
+from pagerd.operations import logs
+from pagerd.operations.failures import leaves, reason
+from pagerd.operations.systemd import ActivationError, Notifier, event_socket, listen_fds
+from pagerd.storage.sqlite.backup import BackupError, backup, restore
 
 DEFAULT_CONFIG: Final = "/etc/pager/pager.toml"
 GC_THRESHOLDS: Final = (50_000, 20, 100)

@@ -15,7 +15,7 @@ import trio.testing
 
 from pagerd.config import Config
 from pagerd.main import main
-from pagerd.store import Store
+from pagerd.storage.sqlite.store import Store
 from tests.harness import connect, notifications, running, settle
 from tests.history import incident
 from tests.processes import PAGERD, Pagerd, pager

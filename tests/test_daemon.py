@@ -14,10 +14,11 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd import actors, app
+from pagerd import app
 from pagerd.app import StartupError
-from pagerd.clock import Clock
 from pagerd.config import Config
+from pagerd.engine import actors
+from pagerd.timing.clock import Clock
 from tests.harness import (
     T0,
     Connection,

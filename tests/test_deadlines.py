@@ -12,10 +12,10 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd import actors
 from pagerd.app import Daemon
 from pagerd.config import Config
-from pagerd.writes import Write
+from pagerd.engine import actors
+from pagerd.storage.port import Write
 from tests.harness import (
     ONCALL,
     Connection,

@@ -13,9 +13,9 @@ import trio
 import trio.testing
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide
-from pagerd.commits import Committer
-from pagerd.store import Store, StoreError
-from pagerd.writes import Transition, Write
+from pagerd.storage.commits import Committer
+from pagerd.storage.port import Transition, Write
+from pagerd.storage.sqlite.store import Store, StoreError
 from tests.harness import T0
 
 T = TypeVar("T")

@@ -20,8 +20,8 @@ import trio.testing
 
 from pager import cli
 from pager.domain import Timeout
+from pagerd.access.peers import Access, Peer
 from pagerd.config import Config, load
-from pagerd.peers import Access, Peer
 from tests.harness import (
     CHANNELS,
     ONCALL,

@@ -14,13 +14,13 @@ import trio.testing
 
 from pager.domain import Notify
 from pager.ports import TransientError
-from pagerd.channels import MAX_ATTEMPTS
-from pagerd.clock import Clock
-from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError
-from pagerd.outbox import backoff_ceiling
-from pagerd.store import Store
-from pagerd.writes import Attempt
+from pagerd.config.channels import MAX_ATTEMPTS
+from pagerd.delivery.outbox import backoff_ceiling
+from pagerd.storage.commits import Committer
+from pagerd.storage.port import Attempt
+from pagerd.storage.sqlite.store import Store
+from pagerd.timing.clock import Clock
 from tests.harness import T0, connect, running, settle
 from tests.test_outbox import CHANNELS_WITH_RETRIES, POLICY, Scripted, by_target, write_with
 

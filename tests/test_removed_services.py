@@ -14,8 +14,8 @@ import trio
 import trio.testing
 
 from pagerd.app import Daemon
-from pagerd.clock import Clock
-from pagerd.writes import Write
+from pagerd.storage.port import Write
+from pagerd.timing.clock import Clock
 from tests.harness import T0, Connection, connect, notifications, running, settle, write_config
 
 DAY = 24 * 3600.0

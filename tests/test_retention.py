@@ -18,10 +18,10 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pagerd import retention
-from pagerd.clock import Clock
-from pagerd.offload import inline
-from pagerd.store import SCHEMA_VERSION, Pruned, Store
+from pagerd.storage import retention
+from pagerd.storage.offload import inline
+from pagerd.storage.sqlite.store import SCHEMA_VERSION, Pruned, Store
+from pagerd.timing.clock import Clock
 from tests.history import incident, rows_of
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from pagerd.config import Config
-from pagerd.store import SCHEMA_VERSION, Store, StoreError
+from pagerd.storage.sqlite.store import SCHEMA_VERSION, Store, StoreError
 from tests.harness import T0, notifications, running, settle, steps
 
 SCRIPTS = sorted((Path(__file__).parent / "schemas").glob("*.sql"))
