@@ -14,8 +14,7 @@ import trio.testing
 from pager.domain import Notify, Target
 from pagerd.config.channels import Channel
 from pagerd.delivery.outbox import LaneSpec, Outbox
-from pagerd.storage.port import Attempt, Write
-from pagerd.storage.sqlite.store import Undelivered
+from pagerd.storage.port import Attempt, Undelivered, Write
 from pagerd.timing.clock import Clock
 from tests.harness import T0
 from tests.test_outbox import Scripted

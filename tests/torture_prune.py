@@ -42,7 +42,8 @@ import trio
 
 from pagerd.storage import retention
 from pagerd.storage.offload import inline
-from pagerd.storage.sqlite.store import Pruned, Store
+from pagerd.storage.port import Pruned
+from pagerd.storage.sqlite.store import Store
 from tests.history import incident
 from tests.torture import verdict
 

@@ -148,10 +148,6 @@ class Config:
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
 
-    @property
-    def database(self) -> Path:
-        return self.state_dir / "pager.db"
-
     def policy_of(self, service: str) -> Policy:
         return self.policies[self.services[service]]
 

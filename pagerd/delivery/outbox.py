@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import traceback
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -36,8 +35,7 @@ from pagerd.delivery.redact import Redactor, channel_secrets, url_secrets
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer
 from pagerd.storage.offload import Offload
-from pagerd.storage.port import Attempt
-from pagerd.storage.sqlite.store import Store, StoreError, Undelivered
+from pagerd.storage.port import Attempt, Storage, StoreError, Undelivered
 from pagerd.timing.clock import Clock
 from pagerd.timing.timers import Timers
 
@@ -99,7 +97,7 @@ class OutboxStatistics:
 class Outbox:
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         committer: Committer,
         lanes: Mapping[str, LaneSpec],
         offload: Offload,
@@ -246,7 +244,7 @@ class Outbox:
             try:
                 self._failed.update(await self._offload(self._store.failed_counts))
                 return
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 log.error("cannot count failed deliveries, retrying: %s", exc)
             except Exception:
                 self._contain("failed counts")
@@ -459,7 +457,7 @@ class Outbox:
                     delay = RECORD_RETRY_MIN
                 except Exception as exc:
                     # The rows stay in the database: read them when it answers again.
-                    if isinstance(exc, sqlite3.Error):
+                    if isinstance(exc, StoreError):
                         log.error("cannot read undelivered notifications, retrying: %s", exc)
                     else:
                         self._contain("read-back")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 import trio
@@ -46,10 +46,8 @@ from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Scheduler
-from pagerd.front.replies import Reply
 from pagerd.storage.commits import Committer
-from pagerd.storage.port import EventRecord, Transition
-from pagerd.storage.sqlite.store import StoreError
+from pagerd.storage.port import EventRecord, StoreError, Transition
 from pagerd.timing.clock import Clock
 
 log = logging.getLogger("pagerd.actors")
@@ -66,6 +64,16 @@ REMOVED: Final = "service removed from the config"
 class Removed:
     """Close the service's open incident if the service is no longer configured; nothing if it
     is (it was added back meanwhile). Sent by `Services` itself, never by a client."""
+
+
+class Reply(Protocol):
+    """Where one request's answer goes (the front's `replies.Reply`): set once, by the actor
+    that decided the event, or by whoever refuses it first."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def set(self, line: bytes, result: str = "ok") -> None: ...
 
 
 @attrs.frozen

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -40,7 +39,7 @@ from pagerd.front.replies import Reply, ReplyQueue
 from pagerd.operations.metrics import Metrics
 from pagerd.operations.reloads import ConfigRecord
 from pagerd.storage.offload import Offload
-from pagerd.storage.sqlite.store import Delivery, Store
+from pagerd.storage.port import Delivery, Storage, StoreError
 
 log = logging.getLogger("pagerd.server")
 
@@ -58,7 +57,7 @@ class Server:
     def __init__(
         self,
         services: Services,
-        store: Store,
+        store: Storage,
         store_offload: Offload,
         access: Access,
         resolve_offload: Offload,
@@ -331,7 +330,7 @@ class Server:
             if request.op == "reload":
                 return _done("reload", *await self._reload(peer))
             return await self._serve(request)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             # A read failed (an I/O error on a failing disk): this request, not the daemon.
             log.error("%s failed: %s", request.op, exc)
             message = f"the database could not be read: {exc}"

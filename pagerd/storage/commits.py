@@ -1,4 +1,4 @@
-"""Group commit: many actors' writes share one SQLite transaction and one fsync.
+"""Group commit: many actors' writes share one transaction of the store and one fsync.
 
 Actors hand their writes to `commit()` and wait; a single writer task takes everything queued,
 writes it in one transaction off the event loop, then wakes each waiter with the outcome. Under
@@ -8,7 +8,6 @@ load the batches grow by themselves, so durability does not cap throughput.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Sequence
 from typing import Final
 
@@ -17,8 +16,7 @@ import trio
 
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.offload import Offload
-from pagerd.storage.port import Write
-from pagerd.storage.sqlite.store import Store, StoreError
+from pagerd.storage.port import Storage, StoreError, StoreUnavailable, Write
 
 log = logging.getLogger("pagerd.commits")
 
@@ -43,7 +41,7 @@ class CommitStatistics:
 class Committer:
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         offload: Offload,
         metrics: Metrics | None = None,
         queue_size: int = 1024,
@@ -83,7 +81,7 @@ class Committer:
         try:
             await self._offload(lambda: self._store.write(writes))
         except Exception as exc:
-            if len(batch) > 1 and not isinstance(exc, sqlite3.OperationalError):
+            if len(batch) > 1 and not isinstance(exc, StoreUnavailable):
                 # Not the disk (full, I/O error, locked) but what was written: one waiter's
                 # bad row must not refuse everybody else's events. Each is written alone.
                 log.error(
@@ -96,7 +94,7 @@ class Committer:
             # written, and every waiter is told so rather than "ok". The next batch tries again.
             self._failures += 1
             self._metrics.commit_failures.inc()
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, StoreError):
                 log.error("commit of %d write(s) failed: %s", len(writes), exc)
             else:
                 log.exception("commit of %d write(s) failed", len(writes))

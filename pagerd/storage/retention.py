@@ -4,7 +4,7 @@ Every counted alert of a storm is a row, and pagerd never needed to forget one, 
 database grew for its whole life, and with it the disk it takes and the check that reads all of
 it at every start. With `keep_history` set, a pass soon after start and then every hour deletes
 incidents closed longer ago than that, with their events, notifications and deliveries (see
-`Store.prune` for what is always kept). Each transaction is short (500 rows, about 7 ms here),
+`Storage.prune` for what is always kept). Each transaction is short (500 rows, about 7 ms here),
 waits its turn for the one writer like a commit does, and is followed by a rest as long, so
 pages and replies are not held up behind a large deletion.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 from collections.abc import Callable
 from functools import partial
 from typing import Final
@@ -26,7 +25,7 @@ import trio
 from pager.timefmt import isoformat
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.offload import Offload
-from pagerd.storage.sqlite.store import Store
+from pagerd.storage.port import Storage, StoreError
 from pagerd.timing.clock import Clock
 
 log = logging.getLogger("pagerd.retention")
@@ -36,7 +35,7 @@ PASS_EVERY: Final = 3600.0
 
 
 async def keep_history(
-    store: Store,
+    store: Storage,
     offload: Offload,
     clock: Clock,
     keep: Callable[[], float | None],
@@ -57,7 +56,7 @@ async def keep_history(
 
 
 async def prune(
-    store: Store, offload: Offload, before: float, metrics: Metrics | None = None
+    store: Storage, offload: Offload, before: float, metrics: Metrics | None = None
 ) -> int:
     """One pass over the incidents closed before `before`; how many were deleted. A failing
     transaction (a full disk, say) ends the pass with an error logged: the next pass retries."""
@@ -67,7 +66,7 @@ async def prune(
         started = trio.current_time()
         try:
             pruned = await offload(partial(store.prune, before, resume))
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             log.error("pruning history failed, retried in %.0fs: %s", PASS_EVERY, exc)
             break
         incidents += pruned.incidents

@@ -23,17 +23,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import attrs
 import trio
-
-if TYPE_CHECKING:
-    from pager.domain import ServiceState
-    from pagerd.storage.offload import Offload
-    from pagerd.storage.sqlite.store import Store
 
 log = logging.getLogger("pagerd.clock")
 
@@ -149,32 +143,6 @@ def shift(last: Reading | None, now: Reading) -> float:
     else:
         elapsed = now.wall - last.wall
     return now.frame - (last.frame + elapsed)
-
-
-async def restart(
-    clock: Clock, store: Store, offload: Offload, states: dict[str, ServiceState]
-) -> dict[str, ServiceState]:
-    """At start, with the database checked and `states` loaded: move the stored deadlines into
-    this run's frame if the clocks say so (see `shift`), record this run's reading, and return
-    the states as they now stand."""
-    reading = clock.reading()
-    last, moved = await offload(partial(store.restart_clock, reading))
-    rebooted = last is not None and last.boot_id is not None and last.boot_id != reading.boot_id
-    if rebooted and last is not None and reading.wall < last.wall:
-        log.warning(
-            "the wall clock reads %.0fs earlier than at the last record before this boot: "
-            "if it is wrong, escalations wait that much longer (see time-sync.target)",
-            last.wall - reading.wall,
-        )
-    if moved == 0.0:
-        return states
-    log.warning(
-        "the stored times were %+.1fs off the wall clock (it stepped while pagerd was stopped, "
-        "or while it ran): open escalations and retries moved by that, keeping the time they "
-        "had left",
-        moved,
-    )
-    return await offload(store.load_states)
 
 
 async def watch(clock: Clock, record: Callable[[Reading], Awaitable[None]]) -> None:

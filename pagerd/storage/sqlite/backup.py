@@ -16,10 +16,14 @@ import os
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Final
 
 import attrs
 
-from pagerd.storage.sqlite.store import SCHEMA_VERSION
+from pagerd.storage.sqlite.store import DATABASE_NAME, SCHEMA_VERSION
+
+SAVED_AS: Final = DATABASE_NAME + ".before-restore"
+"""What `restore` names the database it replaces, beside it."""
 
 
 class BackupError(Exception):

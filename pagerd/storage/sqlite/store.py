@@ -1,30 +1,42 @@
-"""Durable state in SQLite: incidents and the outbox of notifications.
+"""Durable state in SQLite: incidents and the outbox of notifications (the `Storage` port).
 
 Blocking by design: every method runs in one worker thread at a time (see `commits.py`). The
-database is in WAL mode with `synchronous=FULL`, so a returned `write()` is on disk.
+database is in WAL mode with `synchronous=FULL`, so a returned `write()` is on disk. SQLite's
+errors leave as the port's: `StoreUnavailable` for the database itself (`OperationalError`: a
+full disk, an I/O error, a lock), `StoreError` for the rest, the message as SQLite gave it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
-
-import attrs
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 from pager.domain import Incident, Notify, ServiceState, Target, incident_id
-from pagerd.storage.port import Write
+from pagerd.storage.port import (
+    PRUNE_ROWS,
+    Delivery,
+    Fence,
+    History,
+    Pruned,
+    StorageStatistics,
+    StoreError,
+    StoreUnavailable,
+    Undelivered,
+    Write,
+)
 from pagerd.storage.sqlite import rows
 from pagerd.timing.clock import STEP, Reading, shift
 
-PRUNE_ROWS: Final = 500
-"""Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
+DATABASE_NAME: Final = "pager.db"
+"""The database's file in the state directory."""
 
 SCHEMA_VERSION: Final = 5
 """The layout of the database this pagerd makes and expects.
@@ -114,60 +126,43 @@ _MIGRATIONS: Final[dict[int, str]] = {
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
 
-class StoreError(Exception):
-    """The database cannot be used: the message says what and where."""
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-@attrs.frozen
-class Undelivered:
-    """A notification not yet delivered, as read back from the outbox."""
+def _port_errors(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
+    """The method raising the port's errors for SQLite's, with SQLite's message."""
 
-    notify: Notify
-    created_at: float
-    attempts: int
-    next_attempt_at: float | None
+    @functools.wraps(method)
+    def call(store: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(store, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
 
-
-@attrs.frozen
-class Delivery:
-    """Where one notification stands, for `pager status SERVICE`."""
-
-    id: str
-    channel: str
-    target: str
-    round: int
-    level: int
-    state: str
-    attempts: int
-    last_error: str | None
-    provider_id: str | None
-    sent_at: float | None
+    return call
 
 
-@attrs.frozen
-class History:
-    opened_at: float
-    closed_at: float | None
-    message: str
-    timeline: list[tuple[float, dict[str, object]]]
-
-
-@attrs.frozen
-class Pruned:
-    """What one `prune()` transaction deleted, and where the next one goes on from."""
-
-    rows: int
-    incidents: int
-    resume: tuple[float, int] | None
-    """(closed_at, rowid) of the last incident dealt with; None once nothing is left."""
+def database_file(state_dir: Path) -> Path:
+    """Where the database of the state directory `state_dir` is."""
+    return state_dir / DATABASE_NAME
 
 
 class Store:
+    """The SQLite adapter of `Storage`: one database file, one connection, one writer."""
+
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
         self.origin = secrets.token_hex(8)
         """This run's identity, stored with every notification it writes (`Notify.origin`)."""
+
+    @classmethod
+    def open_in(cls, state_dir: Path, *, check: bool = True) -> Store:
+        """`open` the database of the state directory `state_dir`."""
+        return cls.open(database_file(state_dir), check=check)
 
     @classmethod
     def open(cls, path: Path, *, check: bool = True) -> Store:
@@ -226,20 +221,27 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot use database {self.path}: {exc}") from None
 
-    def size_on_disk(self) -> int:
+    def statistics(self) -> StorageStatistics:
         """Bytes of the database and its write-ahead log: no query, no thread needed."""
         size = 0
         for path in _files(self.path):
             with contextlib.suppress(OSError):  # no WAL (yet): nothing on disk
                 size += path.stat().st_size
-        return size
+        return StorageStatistics(bytes_on_disk=size)
 
+    @_port_errors
     def ping(self) -> None:
         """A trivial query: the database answers (the watchdog's proof of progress)."""
         self._conn.execute("SELECT 1").fetchone()
 
     def load_states(self) -> dict[str, ServiceState]:
         """Every service that has had an incident, with its open incident if any."""
+        try:
+            return self._load_states()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot use database {self.path}: {exc}") from exc
+
+    def _load_states(self) -> dict[str, ServiceState]:
         # One pass, objects built once: a restart with 100,000 open incidents waits on this.
         states: dict[str, ServiceState] = {}
         for row in self._conn.execute(
@@ -257,6 +259,7 @@ class Store:
             states[row[0]] = ServiceState(row[0], row[1], incident)
         return states
 
+    @_port_errors
     def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
         """Up to `limit` notifications not yet delivered (pending or retrying), oldest first;
         of one channel only if `channel` is given (the outbox reads each channel's backlog on
@@ -287,6 +290,7 @@ class Store:
             for row in rows
         ]
 
+    @_port_errors
     def deliveries(self, service: str, incident: int) -> list[Delivery]:
         """Every notification of one incident with its delivery state, in the order decided."""
         rows = self._conn.execute(
@@ -310,12 +314,14 @@ class Store:
             for row in rows
         ]
 
+    @_port_errors
     def latest_incident(self, service: str) -> int | None:
         row = self._conn.execute(
             "SELECT MAX(number) FROM incidents WHERE service = ?", (service,)
         ).fetchone()
         return None if row is None else row[0]
 
+    @_port_errors
     def history(self, service: str, incident: int) -> History | None:
         """Everything that happened to one incident, in order; None if there is no such one."""
         row = self._conn.execute(
@@ -369,6 +375,7 @@ class Store:
             timeline=[(at, entry) for at, _, entry in entries],
         )
 
+    @_port_errors
     def failed_counts(self) -> dict[tuple[str, int], int]:
         """(service, incident) -> notifications that failed for good, for open incidents."""
         return {
@@ -380,6 +387,7 @@ class Store:
             )
         }
 
+    @_port_errors
     def prune(
         self, before: float, after: tuple[float, int] = (-math.inf, 0), budget: int = PRUNE_ROWS
     ) -> Pruned:
@@ -480,8 +488,10 @@ class Store:
             raise StoreError(f"cannot use database {self.path}: {exc}") from None
         return last, moved
 
-    def write(self, batch: Sequence[Write]) -> None:
-        """Apply `batch` in one transaction, durable on return; on error, none of it."""
+    @_port_errors
+    def write(self, batch: Sequence[Write], fence: Fence | None = None) -> None:
+        """Apply `batch` in one transaction, durable on return; on error, none of it. `fence`
+        is not checked: the state directory's lock already makes this run the one writer."""
         with self._transaction() as conn:
             rows.write(conn, batch, self.origin)
 
