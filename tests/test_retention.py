@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from pagerd.storage import retention
 from pagerd.storage.offload import inline
 from pagerd.storage.port import Pruned, StoreUnavailable
-from pagerd.storage.sqlite.store import SCHEMA_VERSION, Store
+from pagerd.storage.sqlite.schema import SCHEMA_VERSION
+from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock
 from tests.history import incident, rows_of
 

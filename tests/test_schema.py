@@ -17,7 +17,8 @@ import trio.testing
 
 from pagerd.config import Config
 from pagerd.storage.port import StoreError
-from pagerd.storage.sqlite.store import SCHEMA_VERSION, Store, database_file
+from pagerd.storage.sqlite.schema import SCHEMA_VERSION
+from pagerd.storage.sqlite.store import Store, database_file
 from tests.harness import T0, notifications, running, settle, steps
 
 SCRIPTS = sorted((Path(__file__).parent / "schemas").glob("*.sql"))

@@ -20,7 +20,8 @@ from typing import Final
 
 import attrs
 
-from pagerd.storage.sqlite.store import DATABASE_NAME, SCHEMA_VERSION
+from pagerd.storage.sqlite.schema import SCHEMA_VERSION
+from pagerd.storage.sqlite.store import DATABASE_NAME
 
 SAVED_AS: Final = DATABASE_NAME + ".before-restore"
 """What `restore` names the database it replaces, beside it."""
