@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 MAX_BATCH: Final = 1024
 
 
+class WriteRefused(StoreError):
+    """The database refused what was written (a constraint, a value it cannot store), not for
+    want of a disk: the same writes fail again, others may well succeed."""
+
+
 @attrs.define
 class _Waiter:
     writes: Sequence[Write]
@@ -100,7 +105,10 @@ class Committer:
                 log.error("commit of %d write(s) failed: %s", len(writes), exc)
             else:
                 log.exception("commit of %d write(s) failed", len(writes))
-            error = StoreError(f"the database could not record this: {exc}")
+            disk = isinstance(exc, sqlite3.OperationalError)
+            error = (StoreError if disk else WriteRefused)(
+                f"the database could not record this: {exc}"
+            )
             for waiter in batch:
                 waiter.error = error
         else:
