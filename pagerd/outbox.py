@@ -177,6 +177,7 @@ class Outbox:
             self._nursery = nursery
             nursery.start_soon(self._read_back_loop, name="outbox read-back")
             nursery.start_soon(self._retry_loop, name="outbox retries")
+            nursery.start_soon(self._settle_unknown_channels, name="outbox unknown channels")
             for lane in self._lanes.values():
                 self._start_workers(lane)
 
@@ -253,6 +254,51 @@ class Outbox:
                 return
             await trio.sleep(delay)
             delay = min(delay * 2, RECORD_RETRY_MAX)
+
+    async def _settle_unknown_channels(self) -> None:
+        """Once, at start: settle the undelivered rows of a channel this pagerd has no lane for
+        (a newer pagerd wrote them, before a downgrade; or a hand's edit). No lane reads them
+        back, so they would stay pending for ever, unseen, and keep their incident from being
+        pruned: each is recorded as failed, with the reason, where `pager status` and the
+        history show it (or as cancelled, if its incident no longer wants it)."""
+        delay = RECORD_RETRY_MIN
+        known = sorted(self._lanes)
+        while True:
+            try:
+                rows = await self._offload(
+                    lambda: self._store.undelivered_elsewhere(known, self._capacity)
+                )
+                for stored_id, row in rows:
+                    await self._settle_unknown(stored_id, row.notify, known)
+                if len(rows) < self._capacity:
+                    return
+                delay = RECORD_RETRY_MIN
+                continue
+            except sqlite3.Error as exc:
+                log.error("cannot read undelivered notifications, retrying: %s", exc)
+            except Exception:
+                self._contain("unknown channels")
+            await trio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX)
+
+    async def _settle_unknown(self, stored_id: str, n: Notify, known: list[str]) -> None:
+        reason = None
+        if self._state_of is not None:
+            reason = cancelled_by(self._state_of(n.service), n)
+        outcome: Literal["failed", "cancelled"] = "cancelled" if reason else "failed"
+        if not reason:
+            reason = (
+                f"channel {n.target.channel!r} is unknown to this pagerd (it knows "
+                f"{', '.join(known)}): written by a newer version? Not sent"
+            )
+        # By the id it was stored under: this pagerd does not make ids for such targets.
+        await self._record(Attempt(stored_id, self._clock.now(), outcome, None, reason))
+        self._metrics.notifications.inc(n.target.channel, outcome)
+        log_at = logging.INFO if outcome == "cancelled" else logging.ERROR
+        log.log(log_at, "delivery %s %s: %s", outcome, stored_id, reason)
+        if outcome == "failed":
+            self._failed_total += 1
+            self._failed[(n.service, n.incident)] += 1
 
     # Intake. ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -268,24 +268,22 @@ class Store:
             " ORDER BY seq LIMIT ?2",
             (channel, limit),
         )
-        return [
-            Undelivered(
-                Notify(
-                    service=row[0],
-                    incident=row[1],
-                    round=row[2],
-                    level=row[3],
-                    target=Target(row[4], row[5]),
-                    message=row[6],
-                    opened_at=row[7],
-                    origin=row[11],
-                ),
-                created_at=row[8],
-                attempts=row[9],
-                next_attempt_at=row[10],
-            )
-            for row in rows
-        ]
+        return [_undelivered(row) for row in rows]
+
+    def undelivered_elsewhere(
+        self, channels: Sequence[str], limit: int
+    ) -> list[tuple[str, Undelivered]]:
+        """Up to `limit` notifications not yet delivered on a channel not in `channels`, each
+        with its id as stored: rows no lane will ever read back (written by a newer pagerd, or
+        by hand), whose ids this pagerd would not make the same way."""
+        rows = self._conn.execute(
+            "SELECT service, incident, round, level, channel, address, message, opened_at,"
+            " created_at, attempts, next_attempt_at, origin, id FROM notifications"
+            " WHERE state IN ('pending', 'retrying')"
+            f" AND channel NOT IN ({', '.join('?' * len(channels))}) ORDER BY seq LIMIT ?",
+            (*channels, limit),
+        )
+        return [(row[12], _undelivered(row)) for row in rows]
 
     def deliveries(self, service: str, incident: int) -> list[Delivery]:
         """Every notification of one incident with its delivery state, in the order decided."""
@@ -497,6 +495,24 @@ class Store:
             if conn.in_transaction:
                 conn.rollback()
             raise
+
+
+def _undelivered(row: Sequence[Any]) -> Undelivered:
+    return Undelivered(
+        Notify(
+            service=row[0],
+            incident=row[1],
+            round=row[2],
+            level=row[3],
+            target=Target(row[4], row[5]),
+            message=row[6],
+            opened_at=row[7],
+            origin=row[11],
+        ),
+        created_at=row[8],
+        attempts=row[9],
+        next_attempt_at=row[10],
+    )
 
 
 def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
