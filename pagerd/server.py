@@ -341,7 +341,8 @@ class Server:
             message=history.message,
             opened_at=isoformat(history.opened_at),
             closed_at=None if history.closed_at is None else isoformat(history.closed_at),
-            timeline=[{"at": isoformat(at), **entry} for at, entry in history.timeline],
+            timeline=[_entry(at, entry) for at, entry in history.timeline],
+            elided=history.elided,
         )
         return reply, "ok"
 
@@ -351,6 +352,14 @@ class Server:
         if service not in self._services.config.services:
             return unknown_service(service), "unknown_service"
         return error_reply("not_found", message), "not_found"
+
+
+def _entry(at: float, entry: dict[str, object]) -> dict[str, object]:
+    shown: dict[str, object] = {"at": isoformat(at), **entry}
+    until = entry.get("until")
+    if isinstance(until, float):  # the elided entry's end
+        shown["until"] = isoformat(until)
+    return shown
 
 
 def _delivery(d: Delivery) -> dict[str, Any]:
