@@ -106,8 +106,11 @@ class Committer:
             else:
                 log.exception("commit of %d write(s) failed", len(writes))
             disk = isinstance(exc, sqlite3.OperationalError)
+            # SQLite's own words name no value; another exception's text (a bug's) may quote
+            # what was written, a webhook URL say, and this goes to clients: its kind only.
+            said = exc if isinstance(exc, sqlite3.Error) else type(exc).__name__
             error = (StoreError if disk else WriteRefused)(
-                f"the database could not record this: {exc}"
+                f"the database could not record this: {said}"
             )
             for waiter in batch:
                 waiter.error = error
