@@ -137,7 +137,11 @@ class Services:
         failed = (
             0 if incident is None else self._outbox.failed_deliveries(state.name, incident.number)
         )
-        return service_status(state, failed)
+        return service_status(state, failed, offset=self._clock.offset())
+
+    def offset(self) -> float:
+        """What to add to a time pagerd recorded to show it on the wall clock (`Clock.offset`)."""
+        return self._clock.offset()
 
     def reconfigure(self, config: Config) -> None:
         """Serve `config` from now on. An actor takes the policy afresh for each batch, so open

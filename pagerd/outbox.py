@@ -367,7 +367,9 @@ class Outbox:
         channel = lane.channel
         try:
             with trio.fail_after(channel.timeout + SEND_GRACE):
-                provider_id = await lane.spec.transport.send(n)
+                # Its times as the wall clock shows them: they are in the frame (`Clock.offset`).
+                shown = attrs.evolve(n, opened_at=self._clock.shown(n.opened_at))
+                provider_id = await lane.spec.transport.send(shown)
         except trio.TooSlowError:
             error: DeliveryError = TransientError(f"no answer within {channel.timeout:g}s")
         except DeliveryError as exc:

@@ -82,7 +82,7 @@ class LogTransport:
 
     async def send(self, notification: Notify) -> str | None:
         flush = self._open
-        flush.lines.append(line(notification, self._clock.now()))
+        flush.lines.append(line(notification, self._clock.wall_now()))
         if not self._writing:
             self._writing = True
             try:

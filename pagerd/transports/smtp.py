@@ -75,7 +75,7 @@ class SmtpTransport:
         )
 
     async def send(self, notification: Notify) -> str | None:
-        msg = build_message(notification, self._settings.sender, self._clock.now())
+        msg = build_message(notification, self._settings.sender, self._clock.wall_now())
         return await trio.to_thread.run_sync(
             self._send, msg, notification.target.address, limiter=self._limiter
         )
