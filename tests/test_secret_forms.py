@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
@@ -30,7 +31,7 @@ def _lower_percent(text: str, safe: str = "") -> str:
     return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(text, safe=safe))
 
 
-ECHOES = {
+ECHOES: dict[str, Callable[[str], str]] = {
     "json": _json,
     "json, / escaped": _php_json,
     "html": html.escape,
