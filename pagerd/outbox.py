@@ -32,7 +32,7 @@ from pager.domain import Notify, ServiceState
 from pager.ports import DeliveryError, PermanentError, TransientError, Transport
 from pagerd.channels import Channel
 from pagerd.clock import Clock
-from pagerd.commits import Committer
+from pagerd.commits import Committer, WriteRefused
 from pagerd.metrics import Metrics
 from pagerd.offload import Offload
 from pagerd.ratelimit import TokenBucket
@@ -475,6 +475,23 @@ class Outbox:
             try:
                 await self._committer.commit([attempt])
                 return
+            except WriteRefused as exc:
+                # Not the disk: the same row would be refused for ever, and this worker with
+                # it. Without the provider's words it is stored; if even that is refused, the
+                # notification stays as the database has it (sent again after a restart, at
+                # worst), rather than hold a worker for ever.
+                plain = attrs.evolve(
+                    attempt,
+                    provider_id=None if attempt.provider_id is None else "(not storable)",
+                    error=None if attempt.error is None else "(the answer could not be stored)",
+                )
+                log.error("cannot record delivery of %s (%s): %s", attempt.id, attempt.outcome, exc)
+                if plain == attempt:
+                    self._metrics.outbox_errors.inc("record")
+                    self._errors += 1
+                    return
+                attempt = plain
+                continue
             except StoreError as exc:
                 log.error("cannot record delivery of %s, retrying: %s", attempt.id, exc)
             except Exception:

@@ -5,7 +5,8 @@ were sent: Express answers "Cannot POST /hooks/SECRET" with the webhook's secret
 may echo the `Authorization` header with Twilio's credentials in base64. So every text from a
 provider passes through `Redactor.clean` first: each known secret, in every form it may have
 been sent in, becomes `<redacted>`; control characters are escaped (the text reaches terminals
-and log lines); and the result is capped.
+and log lines), and so are lone surrogates (which the database cannot store); and the result
+is capped.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class Redactor:
             if secret in out:
                 out = out.replace(secret, "<redacted>")
         out = out.translate(_ESCAPES)
+        if not out.isascii():
+            # A lone surrogate (JSON can carry "\\ud800") cannot be stored as text: escaped.
+            out = out.encode("utf-8", "backslashreplace").decode()
         return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
