@@ -265,6 +265,8 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"  {outcome} {entry['target']}" + (f": {extra}" if extra else "")
     if event == "closed":
         return "closed"
+    if event == "elided":
+        return f"... {entry.get('count')} more entries, until {entry.get('until')} ..."
     if event == "removed":
         return f"closed: {entry.get('detail') or 'service removed from the config'}"
     return str(event)

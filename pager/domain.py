@@ -63,6 +63,11 @@ class Target:
             host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
             return f"{self.channel}:{scheme}://{host}/...#{digest}"
+        if self.channel not in CHANNELS:
+            # A channel of a newer pagerd (a row read back after a downgrade): its address may
+            # be a secret like a webhook's, so only its digest is shown.
+            digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
+            return f"{self.channel}:...#{digest}"
         return f"{self.channel}:{self.address}"
 
     def __repr__(self) -> str:

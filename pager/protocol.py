@@ -234,11 +234,14 @@ def service_status(
     state: ServiceState,
     failed_deliveries: int = 0,
     deliveries: list[dict[str, Any]] | None = None,
+    offset: float = 0.0,
 ) -> dict[str, Any]:
     """The status object of one service, as `pager status --json SERVICE` prints it.
 
     `failed_deliveries` counts notifications of the open incident that could not be delivered;
     `deliveries`, when given, lists each notification of the open incident and where it stands.
+    `offset` is added to each time shown: the state's times are in the daemon's frame, which a
+    step of the wall clock leaves behind (see `pagerd.clock`).
     """
     incident = state.incident
     if incident is None:
@@ -252,11 +255,11 @@ def service_status(
             "round": incident.round,
             "acknowledged": incident.acknowledged,
             "acknowledged_by": incident.acknowledged_by,
-            "acknowledged_at": _iso(incident.acknowledged_at),
+            "acknowledged_at": _iso(incident.acknowledged_at, offset),
             "alerts": incident.alerts,
             "message": incident.message,
-            "opened_at": isoformat(incident.opened_at),
-            "next_escalation_at": _iso(incident.deadline),
+            "opened_at": isoformat(incident.opened_at + offset),
+            "next_escalation_at": _iso(incident.deadline, offset),
             "exhausted": incident.exhausted,
             "failed_deliveries": failed_deliveries,
         },
@@ -266,5 +269,5 @@ def service_status(
     return status
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else isoformat(ts)
+def _iso(ts: float | None, offset: float = 0.0) -> str | None:
+    return None if ts is None else isoformat(ts + offset)

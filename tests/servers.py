@@ -148,8 +148,15 @@ class TrickleServer:
     """A TCP server that answers every connection one byte at a time, slowly, and never
     finishes a line: each read gets a byte well within any timeout, the reply never ends."""
 
-    def __init__(self, prefix: bytes = b"220-", interval: float = 0.05, lasting: float = 30.0):
+    def __init__(
+        self,
+        prefix: bytes = b"220-",
+        interval: float = 0.05,
+        lasting: float = 30.0,
+        chunk: bytes = b"x",  # sent at each interval: a large one makes an endless answer
+    ):
         self.prefix = prefix
+        self.chunk = chunk
         self.interval = interval
         self.lasting = lasting  # then it gives up: a client without a deadline is not stuck
         self.gave_up = 0  # connections the server ended, rather than the client
@@ -177,7 +184,7 @@ class TrickleServer:
                 if time.monotonic() > end:
                     self.gave_up += 1
                     return
-                conn.sendall(b"x")
+                conn.sendall(self.chunk)
 
     def __enter__(self) -> TrickleServer:
         self._thread.start()

@@ -85,3 +85,28 @@ async def test_a_bad_write_refuses_its_own_commit_not_the_rest_of_its_group(
     assert committer.statistics().failures == 1
     if len(refused) > 1:
         assert len(groups) == 1  # a failing disk is not tried once more for each waiter
+
+
+async def test_a_refused_write_tells_its_waiter_the_kind_of_error_not_its_text(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal reaches a client (`unavailable`): a bug's exception text may quote what was
+    written (a webhook's secret URL), SQLite's does not."""
+    store = Store.open(tmp_path / "pager.db")
+    committer = Committer(store, _slow)
+
+    def failing(batch: Sequence[Write]) -> None:
+        raise ValueError("cannot encode https://hooks.example.com/SECRET")
+
+    monkeypatch.setattr(store, "write", failing)
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as writer:
+                writer.start_soon(committer.run)
+                with pytest.raises(StoreError) as refused:
+                    await committer.commit([_opened("api")])
+                writer.cancel_scope.cancel()
+    finally:
+        store.close()
+    assert "SECRET" not in str(refused.value)
+    assert "ValueError" in str(refused.value)

@@ -69,3 +69,12 @@ async def test_an_alert_message_with_line_breaks_is_emailed_with_a_one_line_subj
     assert "disk full Bcc: mallory@example.com \\x1b[2Jtrace:   at main()" in subject
     payload = received.message.get_payload(decode=True)
     assert isinstance(payload, bytes) and b"  at main()" in payload
+
+
+async def test_a_reply_without_end_is_cut_off_at_a_bound_and_retried() -> None:
+    # "220-..." lines, fast and for ever: each line is short, the reply never ends.
+    lines = b"220-a greeting that goes on\r\n" * 4000
+    with TrickleServer(b"", interval=0.01, lasting=30.0, chunk=lines) as server:
+        transport = SmtpTransport(smtp_settings(server.port), 3.0, 1, Clock(T0))
+        with trio.fail_after(20), pytest.raises(TransientError, match="reply over 64 KiB"):
+            await transport.send(notify("email:alice@example.com"))

@@ -33,7 +33,7 @@ from pagerd.config.channels import Channel
 from pagerd.delivery.ratelimit import TokenBucket
 from pagerd.delivery.redact import Redactor, channel_secrets, url_secrets
 from pagerd.operations.metrics import Metrics
-from pagerd.storage.commits import Committer
+from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Attempt, Storage, StoreError, Undelivered
 from pagerd.timing.clock import Clock
@@ -175,6 +175,7 @@ class Outbox:
             self._nursery = nursery
             nursery.start_soon(self._read_back_loop, name="outbox read-back")
             nursery.start_soon(self._retry_loop, name="outbox retries")
+            nursery.start_soon(self._settle_unknown_channels, name="outbox unknown channels")
             for lane in self._lanes.values():
                 self._start_workers(lane)
 
@@ -252,6 +253,51 @@ class Outbox:
             await trio.sleep(delay)
             delay = min(delay * 2, RECORD_RETRY_MAX)
 
+    async def _settle_unknown_channels(self) -> None:
+        """Once, at start: settle the undelivered rows of a channel this pagerd has no lane for
+        (a newer pagerd wrote them, before a downgrade; or a hand's edit). No lane reads them
+        back, so they would stay pending for ever, unseen, and keep their incident from being
+        pruned: each is recorded as failed, with the reason, where `pager status` and the
+        history show it (or as cancelled, if its incident no longer wants it)."""
+        delay = RECORD_RETRY_MIN
+        known = sorted(self._lanes)
+        while True:
+            try:
+                rows = await self._offload(
+                    lambda: self._store.undelivered_elsewhere(known, self._capacity)
+                )
+                for stored_id, row in rows:
+                    await self._settle_unknown(stored_id, row.notify, known)
+                if len(rows) < self._capacity:
+                    return
+                delay = RECORD_RETRY_MIN
+                continue
+            except StoreError as exc:
+                log.error("cannot read undelivered notifications, retrying: %s", exc)
+            except Exception:
+                self._contain("unknown channels")
+            await trio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX)
+
+    async def _settle_unknown(self, stored_id: str, n: Notify, known: list[str]) -> None:
+        reason = None
+        if self._state_of is not None:
+            reason = cancelled_by(self._state_of(n.service), n)
+        outcome: Literal["failed", "cancelled"] = "cancelled" if reason else "failed"
+        if not reason:
+            reason = (
+                f"channel {n.target.channel!r} is unknown to this pagerd (it knows "
+                f"{', '.join(known)}): written by a newer version? Not sent"
+            )
+        # By the id it was stored under: this pagerd does not make ids for such targets.
+        await self._record(Attempt(stored_id, self._clock.now(), outcome, None, reason))
+        self._metrics.notifications.inc(n.target.channel, outcome)
+        log_at = logging.INFO if outcome == "cancelled" else logging.ERROR
+        log.log(log_at, "delivery %s %s: %s", outcome, stored_id, reason)
+        if outcome == "failed":
+            self._failed_total += 1
+            self._failed[(n.service, n.incident)] += 1
+
     # Intake. ----------------------------------------------------------------------------
 
     def _take(self, pending: _Pending, due: float | None = None) -> None:
@@ -319,7 +365,9 @@ class Outbox:
         channel = lane.channel
         try:
             with trio.fail_after(channel.timeout + SEND_GRACE):
-                provider_id = await lane.spec.transport.send(n)
+                # Its times as the wall clock shows them: they are in the frame (`Clock.offset`).
+                shown = attrs.evolve(n, opened_at=self._clock.shown(n.opened_at))
+                provider_id = await lane.spec.transport.send(shown)
         except trio.TooSlowError:
             error: DeliveryError = TransientError(f"no answer within {channel.timeout:g}s")
         except DeliveryError as exc:
@@ -425,6 +473,23 @@ class Outbox:
             try:
                 await self._committer.commit([attempt])
                 return
+            except WriteRefused as exc:
+                # Not the disk: the same row would be refused for ever, and this worker with
+                # it. Without the provider's words it is stored; if even that is refused, the
+                # notification stays as the database has it (sent again after a restart, at
+                # worst), rather than hold a worker for ever.
+                plain = attrs.evolve(
+                    attempt,
+                    provider_id=None if attempt.provider_id is None else "(not storable)",
+                    error=None if attempt.error is None else "(the answer could not be stored)",
+                )
+                log.error("cannot record delivery of %s (%s): %s", attempt.id, attempt.outcome, exc)
+                if plain == attempt:
+                    self._metrics.outbox_errors.inc("record")
+                    self._errors += 1
+                    return
+                attempt = plain
+                continue
             except StoreError as exc:
                 log.error("cannot record delivery of %s, retrying: %s", attempt.id, exc)
             except Exception:

@@ -5,12 +5,16 @@ were sent: Express answers "Cannot POST /hooks/SECRET" with the webhook's secret
 may echo the `Authorization` header with Twilio's credentials in base64. So every text from a
 provider passes through `Redactor.clean` first: each known secret, in every form it may have
 been sent in, becomes `<redacted>`; control characters are escaped (the text reaches terminals
-and log lines); and the result is capped.
+and log lines), and so are lone surrogates (which the database cannot store); and the result
+is capped.
 """
 
 from __future__ import annotations
 
 import base64
+import html
+import json
+import re
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -30,10 +34,24 @@ _ESCAPES: Final = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
 _ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
 
 
+_PERCENT: Final = re.compile(r"%[0-9A-F]{2}")
+
+
 def encodings(secret: str) -> set[str]:
-    """`secret` as it may appear in a reply: as is, percent-encoded, and in base64."""
-    forms = {secret, quote(secret, safe=""), quote(secret, safe="/")}
-    forms |= {base64.b64encode(secret.encode()).decode()}
+    """`secret` as it may appear in a reply: in any of `_forms`, and in base64."""
+    return _forms(secret) | {base64.b64encode(secret.encode()).decode()}
+
+
+def _forms(text: str) -> set[str]:
+    """`text` as the software behind a provider may echo it: as is, percent-encoded (whole or
+    path-like, in upper- or lower-case hex), inside a JSON string (non-ASCII as it is or as
+    `\\uXXXX`, and `/` as `\\/`, as PHP writes it), and in HTML (an error page)."""
+    forms = {text}
+    for encoded in (quote(text, safe=""), quote(text, safe="/")):
+        forms |= {encoded, _PERCENT.sub(lambda m: m.group().lower(), encoded)}
+    for quoted in (json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]):
+        forms |= {quoted, quoted.replace("/", "\\/")}
+    forms |= {html.escape(text), html.escape(text, quote=False)}
     return forms
 
 
@@ -56,7 +74,7 @@ def url_secrets(url: str) -> set[str]:
     found |= {v for _, v in parse_qsl(parts.query) if len(v) >= MIN_PART}
     if parts.password:
         found |= basic_auth(unquote(parts.username or ""), unquote(parts.password))
-    return {f for f in found if len(f) >= MIN_SECRET and f != "/"}
+    return {form for f in found if len(f) >= MIN_SECRET and f != "/" for form in _forms(f)}
 
 
 class Redactor:
@@ -76,6 +94,9 @@ class Redactor:
             if secret in out:
                 out = out.replace(secret, "<redacted>")
         out = out.translate(_ESCAPES)
+        if not out.isascii():
+            # A lone surrogate (JSON can carry "\\ud800") cannot be stored as text: escaped.
+            out = out.encode("utf-8", "backslashreplace").decode()
         return out if len(out) <= limit else out[: limit - 1] + "…"
 
 

@@ -46,7 +46,7 @@ from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Scheduler
-from pagerd.storage.commits import Committer
+from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.port import EventRecord, StoreError, Transition
 from pagerd.timing.clock import Clock
 
@@ -81,6 +81,15 @@ class Envelope:
     event: Event | Removed
     reply: Reply | None
     peer: Peer | None = None
+
+
+@attrs.frozen
+class _Decided:
+    """One service's decided events: what to write, how to answer each, the state after."""
+
+    transitions: list[Transition]
+    outcomes: list[tuple[Reply | None, ServiceState | Rejected]]
+    state: ServiceState
 
 
 class _Claimed:
@@ -136,7 +145,11 @@ class Services:
         failed = (
             0 if incident is None else self._outbox.failed_deliveries(state.name, incident.number)
         )
-        return service_status(state, failed)
+        return service_status(state, failed, offset=self._clock.offset())
+
+    def offset(self) -> float:
+        """What to add to a time pagerd recorded to show it on the wall clock (`Clock.offset`)."""
+        return self._clock.offset()
 
     def reconfigure(self, config: Config) -> None:
         """Serve `config` from now on. An actor takes the policy afresh for each batch, so open
@@ -333,9 +346,7 @@ class Services:
     async def _handle(self, batches: dict[str, list[Envelope]]) -> None:
         """Decide every service's events in turn, commit all of them together, then answer."""
         now = self._clock.now()
-        transitions: list[Transition] = []
-        outcomes: list[tuple[Reply | None, ServiceState | Rejected]] = []
-        states: dict[str, ServiceState] = {}
+        decided: dict[str, _Decided] = {}
         for service, batch in batches.items():
             if service not in self.config.services:
                 # Removed by a reload while these events waited: answered as they would be now,
@@ -347,50 +358,64 @@ class Services:
                 if state.incident is not None:
                     closed = attrs.evolve(state, incident=None)
                     record = EventRecord("removed", REMOVED)
-                    transitions.append(Transition(state, closed, (), now, record))
-                    states[service] = closed
+                    decided[service] = _Decided(
+                        [Transition(state, closed, (), now, record)], [], closed
+                    )
                 continue
             try:
-                states[service] = self._decide(service, batch, now, transitions, outcomes)
+                decided[service] = self._decide(service, batch, now)
             except Exception:
                 # A bug in one service's decisions fails its events, not its neighbours'.
                 log.exception("actor failed service=%s", service)
                 _fail(batch)
                 self._scheduler.retry(self.state(service))
+        await self._commit(batches, decided)
+
+    async def _commit(
+        self, batches: dict[str, list[Envelope]], decided: dict[str, _Decided]
+    ) -> None:
+        """Commit what was decided for these services together, then apply and answer it."""
+        transitions = [t for d in decided.values() for t in d.transitions]
         if not transitions:
             await trio.lowlevel.checkpoint()
         else:
             try:
                 await self._committer.commit(transitions)
-            except StoreError as exc:
-                # Nothing of it was written: every deadline stays as the disk has it, and a
-                # timeout handed over for this batch is offered again after a back-off.
-                for service in batches:
-                    self._scheduler.retry(self.state(service))
-                self._answer(outcomes, failure=str(exc))
+            except WriteRefused as exc:
+                if sum(1 for d in decided.values() if d.transitions) > 1:
+                    # What one service wrote was refused, not the disk (a claim decides many
+                    # idle services together): each is committed alone, so that one bad row
+                    # refuses its own service's events and no other's.
+                    log.error("commit of %d services failed, each alone now: %s", len(decided), exc)
+                    for service, one in decided.items():
+                        await self._commit(batches, {service: one})
+                    return
+                self._refused(decided, exc)
                 return
-            self._states.update(states)
+            except StoreError as exc:
+                self._refused(decided, exc)
+                return
+            for service, d in decided.items():
+                self._states[service] = d.state
             for t in transitions:
                 _log_transition(t)
                 if _deadline(t.after) != _deadline(t.before):
                     self._scheduler.schedule(t.after)
             self._outbox.add(_notifications(transitions))
-        for service in states:
+        for service in decided:
             if any(isinstance(envelope.event, Timeout) for envelope in batches[service]):
                 self._scheduler.decided(self.state(service))
-        self._answer(outcomes)
+        self._answer([o for d in decided.values() for o in d.outcomes])
 
-    def _decide(
-        self,
-        service: str,
-        batch: list[Envelope],
-        now: float,
-        transitions: list[Transition],
-        outcomes: list[tuple[Reply | None, ServiceState | Rejected]],
-    ) -> ServiceState:
-        """Decide `batch` in order from the service's committed state; its final state.
+    def _refused(self, decided: dict[str, _Decided], exc: StoreError) -> None:
+        """Nothing of it was written: every deadline stays as the disk has it, and a timeout
+        handed over for these services is offered again after a back-off."""
+        for service in decided:
+            self._scheduler.retry(self.state(service))
+        self._answer([o for d in decided.values() for o in d.outcomes], failure=str(exc))
 
-        Appends to `transitions` and `outcomes` only once every decision succeeded."""
+    def _decide(self, service: str, batch: list[Envelope], now: float) -> _Decided:
+        """Decide `batch` in order from the service's committed state."""
         policy = self.config.policy_of(service)
         state = self.state(service)
         mine: list[Transition] = []
@@ -408,9 +433,7 @@ class Services:
                 mine.append(Transition(state, after, notes, now, record))
             state = after
             answers.append((envelope.reply, after))
-        transitions += mine
-        outcomes += answers
-        return state
+        return _Decided(mine, answers, state)
 
     def _answer(
         self,

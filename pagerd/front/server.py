@@ -363,7 +363,8 @@ class Server:
         if state.incident is not None:
             number = state.incident.number
             deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
-            status["incident"]["notifications"] = [_delivery(d) for d in deliveries]
+            offset = services.offset()
+            status["incident"]["notifications"] = [_delivery(d, offset) for d in deliveries]
         return ok_reply(**status), "ok"  # one service's status object, as alert's reply has it
 
     def _config(self) -> dict[str, Any]:
@@ -406,13 +407,15 @@ class Server:
         history = await self._store_offload(lambda: store.history(service, number))
         if history is None:
             return self._not_found(service, f"no incident {incident_id(service, number)}")
+        offset = self._services.offset()  # the frame's times as the wall clock shows them
         reply = ok_reply(
             service=service,
             incident=incident_id(service, number),
             message=history.message,
-            opened_at=isoformat(history.opened_at),
-            closed_at=None if history.closed_at is None else isoformat(history.closed_at),
-            timeline=[{"at": isoformat(at), **entry} for at, entry in history.timeline],
+            opened_at=isoformat(history.opened_at + offset),
+            closed_at=None if history.closed_at is None else isoformat(history.closed_at + offset),
+            timeline=[_entry(at, entry, offset) for at, entry in history.timeline],
+            elided=history.elided,
         )
         return reply, "ok"
 
@@ -424,7 +427,15 @@ class Server:
         return error_reply("not_found", message), "not_found"
 
 
-def _delivery(d: Delivery) -> dict[str, Any]:
+def _entry(at: float, entry: dict[str, object], offset: float) -> dict[str, object]:
+    shown: dict[str, object] = {"at": isoformat(at + offset), **entry}
+    until = entry.get("until")
+    if isinstance(until, float):  # the elided entry's end
+        shown["until"] = isoformat(until + offset)
+    return shown
+
+
+def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
     return {
         "id": d.id,
         "channel": d.channel,
@@ -435,7 +446,7 @@ def _delivery(d: Delivery) -> dict[str, Any]:
         "attempts": d.attempts,
         "last_error": d.last_error,
         "provider_id": d.provider_id,
-        "sent_at": None if d.sent_at is None else isoformat(d.sent_at),
+        "sent_at": None if d.sent_at is None else isoformat(d.sent_at + offset),
     }
 
 

@@ -23,6 +23,11 @@ log = logging.getLogger("pagerd.commits")
 MAX_BATCH: Final = 1024
 
 
+class WriteRefused(StoreError):
+    """The database refused what was written (a constraint, a value it cannot store), not for
+    want of a disk: the same writes fail again, others may well succeed."""
+
+
 @attrs.define
 class _Waiter:
     writes: Sequence[Write]
@@ -98,7 +103,13 @@ class Committer:
                 log.error("commit of %d write(s) failed: %s", len(writes), exc)
             else:
                 log.exception("commit of %d write(s) failed", len(writes))
-            error = StoreError(f"the database could not record this: {exc}")
+            disk = isinstance(exc, StoreUnavailable)
+            # The database's own words name no value; another exception's text (a bug's) may
+            # quote what was written, a webhook URL say, and this goes to clients: its kind only.
+            said = exc if isinstance(exc, StoreError) else type(exc).__name__
+            error = (StoreError if disk else WriteRefused)(
+                f"the database could not record this: {said}"
+            )
             for waiter in batch:
                 waiter.error = error
         else:

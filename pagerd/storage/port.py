@@ -107,6 +107,8 @@ class History:
     closed_at: float | None
     message: str
     timeline: list[tuple[float, dict[str, object]]]
+    elided: int = 0
+    """Entries left out of `timeline` (see `Store.history`); its `elided` entry says where."""
 
 
 @attrs.frozen
@@ -176,6 +178,14 @@ class Storage(Protocol):
     def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
         """Up to `limit` notifications pending or retrying, in the order they were decided; of
         one channel only if `channel` is given."""
+        ...
+
+    def undelivered_elsewhere(
+        self, channels: Sequence[str], limit: int
+    ) -> list[tuple[str, Undelivered]]:
+        """Up to `limit` notifications pending or retrying on a channel not in `channels`, each
+        with the id it is stored under (a channel this pagerd does not know may build ids its
+        own way): what a newer pagerd left, for the outbox to settle at start."""
         ...
 
     def failed_counts(self) -> dict[tuple[str, int], int]:

@@ -48,7 +48,7 @@ async def keep_history(
         seconds = keep()
         if seconds is not None:
             try:
-                await prune(store, offload, clock.now() - seconds, metrics)
+                await prune(store, offload, clock.now() - seconds, metrics, clock.offset())
             except Exception:
                 # A bug here must not take paging down with it: reported, tried again next pass.
                 log.exception("pruning history failed, retried in %.0fs", PASS_EVERY)
@@ -56,10 +56,15 @@ async def keep_history(
 
 
 async def prune(
-    store: Storage, offload: Offload, before: float, metrics: Metrics | None = None
+    store: Storage,
+    offload: Offload,
+    before: float,
+    metrics: Metrics | None = None,
+    offset: float = 0.0,
 ) -> int:
     """One pass over the incidents closed before `before`; how many were deleted. A failing
-    transaction (a full disk, say) ends the pass with an error logged: the next pass retries."""
+    transaction (a full disk, say) ends the pass with an error logged: the next pass retries.
+    `offset` shows `before` on the wall clock in the log (see `Clock.offset`)."""
     resume: tuple[float, int] | None = (-math.inf, 0)
     incidents = rows = 0
     while resume is not None:
@@ -79,6 +84,6 @@ async def prune(
     if rows:
         log.info(
             "pruned history closed before %s: incidents=%d rows=%d",
-            isoformat(before), incidents, rows,
+            isoformat(before + offset), incidents, rows,
         )  # fmt: skip
     return incidents

@@ -4,7 +4,9 @@ Deadlines are stored as seconds since the epoch so they mean the same after a re
 running daemon measures time with Trio's monotonic clock, anchored to the wall clock once at
 start: its *frame*. A step of the system clock while it runs (NTP correcting a clock that was
 wrong at boot, an operator's `date -s`) changes neither the frame nor any deadline in it: every
-escalation keeps its remaining time. The step is seen (`watch`), logged, and recorded.
+escalation keeps its remaining time. The step is seen (`watch`), logged, and recorded. What
+people read (replies, pages) is on the wall clock all the same: each time of the frame is shown
+plus the step (`Clock.offset`).
 
 What a step would still break is the next start, which anchors a new frame to the wall clock
 and reads the stored deadlines in it: a clock set back a day while pagerd ran (or while it was
@@ -103,6 +105,26 @@ class Clock:
         """How far the wall clock is ahead of pagerd's frame (negative: behind)."""
         return self._skew
 
+    def offset(self) -> float:
+        """What to add to a time of the frame to show it on the wall clock, as it stands now.
+
+        The frame keeps deadlines continuous through a step; people read the wall clock. So
+        every time shown or sent (replies, pages, the log transport) is the frame's plus this:
+        the step, seen at once, not at `watch`'s next look; the jitter of reading two clocks is
+        not (the last step seen stands until the next one), so a time reads the same twice."""
+        if self._wall is None:
+            return 0.0
+        live = self._wall() - self.now()
+        return self._skew if abs(live - self._skew) <= STEP else live
+
+    def shown(self, t: float) -> float:
+        """`t`, a time of the frame, on the wall clock (see `offset`)."""
+        return t + self.offset()
+
+    def wall_now(self) -> float:
+        """Now on the wall clock, as a page or a log record says it."""
+        return self.shown(self.now())
+
     def reading(self) -> Reading:
         frame = self.now()
         wall = frame if self._wall is None else self._wall()
@@ -157,9 +179,9 @@ async def watch(clock: Clock, record: Callable[[Reading], Awaitable[None]]) -> N
         if step is not None:
             log.warning(
                 "the wall clock stepped %+.1fs: open escalations and retries keep the time they "
-                "had left; pagerd's times are %.1fs %s the wall clock's until its next start",
-                step, abs(clock.skew), "behind" if clock.skew > 0 else "ahead of",
-            )  # fmt: skip
+                "had left; the times shown follow the wall clock",
+                step,
+            )
             unrecorded = True
         if unrecorded or trio.current_time() - last_recorded >= RECORD_EVERY:
             try:

@@ -3,6 +3,7 @@ reading of a provider's answer into sent / try again / give up."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import ssl
@@ -19,6 +20,7 @@ from pager.ports import PermanentError, TransientError
 
 MAX_RETRY_AFTER: Final = 3600.0
 MAX_DETAIL: Final = 4096
+MAX_BODY: Final = 64 * 1024
 
 
 def open_client(timeout: float, concurrency: int, ca_file: Path | None) -> httpx.AsyncClient:
@@ -46,7 +48,7 @@ async def post(client: httpx.AsyncClient, url: str, **kwargs: object) -> httpx.R
     total = client.timeout.read
     try:
         with trio.fail_after(total if total is not None else math.inf):
-            return await client.post(url, **kwargs)  # type: ignore[arg-type]
+            return await _bounded(client, url, **kwargs)
     except trio.TooSlowError:
         raise TransientError(f"timed out: no complete answer within {total:g}s") from None
     except httpx.TimeoutException as exc:
@@ -59,6 +61,34 @@ async def post(client: httpx.AsyncClient, url: str, **kwargs: object) -> httpx.R
         raise TransientError(
             f"request failed: {_without(str(exc), url) or type(exc).__name__}"
         ) from None
+
+
+async def _bounded(client: httpx.AsyncClient, url: str, **kwargs: object) -> httpx.Response:
+    """The answer, its body cut at `MAX_BODY` bytes: all that is read of it is a message id or
+    an error to quote (`MAX_DETAIL`), and a provider answering without end (or a compressed
+    bomb) must not fill pagerd's memory, nor turn a clear 404 into a timeout."""
+    async with client.stream("POST", url, **kwargs) as streamed:  # type: ignore[arg-type]
+        body = bytearray()
+        chunks = streamed.aiter_bytes()
+        async for chunk in chunks:
+            body += chunk
+            if len(body) >= MAX_BODY:
+                del body[MAX_BODY:]
+                # Hang up, and let the readers (a stack of async generators) end on the closed
+                # connection: left suspended, each would be finalised by the garbage collector.
+                await streamed.aclose()
+                with contextlib.suppress(httpx.HTTPError, RuntimeError):
+                    async for _ in chunks:
+                        pass
+                break
+    headers = [
+        (k, v)
+        for k, v in streamed.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
+    )
 
 
 def check(response: httpx.Response, what: str) -> None:

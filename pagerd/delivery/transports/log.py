@@ -3,6 +3,11 @@
 It is the transport of the quick start and of dry runs, and what tests read to see who was paged.
 Concurrent sends share one write and one fsync (the first sender writes for everyone waiting), so
 a storm costs one fsync per batch, not per notification.
+
+The file is meant to be read with `cat` and `tail -f`, and it holds what any client sent (an
+alert's message): every character that is not printable (C1 controls, bidi overrides, line
+separators) is written as a JSON escape, so the line is the same JSON and nothing in it can act
+on a terminal or reorder what a person reads.
 """
 
 from __future__ import annotations
@@ -40,6 +45,26 @@ def record(n: Notify, at: float) -> dict[str, object]:
     }
 
 
+def line(n: Notify, at: float) -> bytes:
+    """The JSON line of `n`, printable characters only (see the module's docstring)."""
+    data = encode(record(n, at))
+    if data.isascii():
+        return data
+    text = data.decode()
+    if text[:-1].isprintable():
+        return data
+    return "".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text).encode()
+
+
+def _escape(c: str) -> str:
+    """`c` as a JSON string escape (a surrogate pair beyond the BMP, as JSON has it)."""
+    code = ord(c)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 @attrs.define
 class _Flush:
     lines: list[bytes] = attrs.Factory(list)
@@ -57,7 +82,7 @@ class LogTransport:
 
     async def send(self, notification: Notify) -> str | None:
         flush = self._open
-        flush.lines.append(encode(record(notification, self._clock.now())))
+        flush.lines.append(line(notification, self._clock.wall_now()))
         if not self._writing:
             self._writing = True
             try:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from email.message import EmailMessage
 from email.policy import SMTPUTF8, Policy
 from email.utils import formatdate
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -75,7 +75,7 @@ class SmtpTransport:
         )
 
     async def send(self, notification: Notify) -> str | None:
-        msg = build_message(notification, self._settings.sender, self._clock.now())
+        msg = build_message(notification, self._settings.sender, self._clock.wall_now())
         return await trio.to_thread.run_sync(
             self._send, msg, notification.target.address, limiter=self._limiter
         )
@@ -86,9 +86,9 @@ class SmtpTransport:
         try:
             smtp: smtplib.SMTP
             if s.security == "tls":
-                smtp = smtplib.SMTP_SSL(timeout=self._timeout, context=self._tls)
+                smtp = _SMTP_SSL(timeout=self._timeout, context=self._tls)
             else:
-                smtp = smtplib.SMTP(timeout=self._timeout)
+                smtp = _SMTP(timeout=self._timeout)
             with exchange.watching(smtp):
                 try:
                     queued = self._exchange(smtp, exchange, msg, to)
@@ -148,6 +148,47 @@ class SmtpTransport:
         text = reply.decode(errors="replace")
         queued = _QUEUED_RE.search(text)
         return queued.group(1) if queued else text[:100]
+
+
+MAX_REPLY: Final = 64 * 1024
+"""Bytes of one SMTP reply read at most. `smtplib` bounds each line, not how many lines a
+reply has: a server answering "250-..." without end filled memory until the timeout."""
+
+
+class _Budget:
+    """The server's side of the connection as `smtplib` reads it, with a budget per reply."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self.left = MAX_REPLY
+
+    def readline(self, size: int = -1) -> bytes:
+        line: bytes = self._file.readline(size)
+        self.left -= len(line)
+        if self.left < 0:
+            # 421, as a server closing the channel says it: retried, never failed for good.
+            raise smtplib.SMTPResponseException(421, b"reply over 64 KiB: hung up")
+        return line
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Bounded(smtplib.SMTP):
+    def getreply(self) -> tuple[int, bytes]:
+        if self.sock is not None and not isinstance(self.file, _Budget):
+            self.file = _Budget(self.file or self.sock.makefile("rb"))
+        if isinstance(self.file, _Budget):
+            self.file.left = MAX_REPLY
+        return super().getreply()
+
+
+class _SMTP(_Bounded):
+    pass
+
+
+class _SMTP_SSL(_Bounded, smtplib.SMTP_SSL):
+    pass
 
 
 class _Exchange:

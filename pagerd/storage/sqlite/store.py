@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from pager.domain import Incident, Notify, ServiceState, Target, incident_id
 from pagerd.storage.port import (
@@ -41,6 +41,35 @@ DATABASE_NAME: Final = "pager.db"
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+HISTORY_HEAD: Final = 50
+HISTORY_TAIL: Final = 200
+"""Entries of an incident's timeline kept from its start and up to now; those between are
+counted, not listed. With every entry at its largest (an alert of 4096 characters, each escaped
+in 6 bytes of JSON), a `history` reply stays under 7 MB; a usual one is a few kB."""
+
+# An incident's history, from three sources: the events clients and timeouts made (by `seq`,
+# the events_incident index's own order, whose `at` only grows within an incident), the
+# notifications decided, and their delivery attempts (a few per target).
+_COUNT_EVENTS: Final = "SELECT COUNT(*) FROM events WHERE service = ? AND incident = ?"
+_SELECT_EVENTS: Final = (
+    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid FROM events"
+    " WHERE service = ? AND incident = ? ORDER BY seq {order} LIMIT ?"
+)
+_COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
+_SELECT_DECIDED: Final = (
+    "SELECT created_at, seq, id, channel, address, round, level FROM notifications"
+    " WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order} LIMIT ?"
+)
+_COUNT_ATTEMPTS: Final = (
+    "SELECT COUNT(*) FROM delivery_attempts WHERE notification >= ? AND notification < ?"
+)
+_SELECT_ATTEMPTS: Final = (
+    "SELECT a.at, a.rowid, n.id, n.channel, n.address, n.round, n.level, a.outcome,"
+    " a.provider_id, a.error FROM delivery_attempts a JOIN notifications n"
+    " ON n.id = a.notification WHERE a.notification >= ? AND a.notification < ?"
+    " ORDER BY a.at {order}, a.rowid {order} LIMIT ?"
+)
 
 
 def _port_errors(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
@@ -184,24 +213,23 @@ class Store:
             " ORDER BY seq LIMIT ?2",
             (channel, limit),
         )
-        return [
-            Undelivered(
-                Notify(
-                    service=row[0],
-                    incident=row[1],
-                    round=row[2],
-                    level=row[3],
-                    target=Target(row[4], row[5]),
-                    message=row[6],
-                    opened_at=row[7],
-                    origin=row[11],
-                ),
-                created_at=row[8],
-                attempts=row[9],
-                next_attempt_at=row[10],
-            )
-            for row in rows
-        ]
+        return [_undelivered(row) for row in rows]
+
+    @_port_errors
+    def undelivered_elsewhere(
+        self, channels: Sequence[str], limit: int
+    ) -> list[tuple[str, Undelivered]]:
+        """Up to `limit` notifications not yet delivered on a channel not in `channels`, each
+        with its id as stored: rows no lane will ever read back (written by a newer pagerd, or
+        by hand), whose ids this pagerd would not make the same way."""
+        rows = self._conn.execute(
+            "SELECT service, incident, round, level, channel, address, message, opened_at,"
+            " created_at, attempts, next_attempt_at, origin, id FROM notifications"
+            " WHERE state IN ('pending', 'retrying')"
+            f" AND channel NOT IN ({', '.join('?' * len(channels))}) ORDER BY seq LIMIT ?",
+            (*channels, limit),
+        )
+        return [(row[12], _undelivered(row)) for row in rows]
 
     @_port_errors
     def deliveries(self, service: str, incident: int) -> list[Delivery]:
@@ -236,56 +264,57 @@ class Store:
 
     @_port_errors
     def history(self, service: str, incident: int) -> History | None:
-        """Everything that happened to one incident, in order; None if there is no such one."""
+        """What happened to one incident, in order; None if there is no such one.
+
+        At most `HISTORY_HEAD` entries from its start and `HISTORY_TAIL` up to now: a storm of
+        alerts on one open incident is an event each (with a message of up to 4096 characters),
+        and all of them made replies of hundreds of megabytes, read whole into memory by pagerd
+        and by the client. What lies between is one `elided` entry: how many, from when to when.
+        Each source is read from both ends only (its index's order, a `LIMIT` each), never
+        whole: the first `HISTORY_HEAD` entries of the merged timeline are among the first
+        `HISTORY_HEAD` of their own source, and likewise at the end.
+        """
         row = self._conn.execute(
             "SELECT opened_at, closed_at, message FROM incidents WHERE service = ? AND number = ?",
             (service, incident),
         ).fetchone()
         if row is None:
             return None
-        entries: list[tuple[float, int, dict[str, object]]] = []
-        for at, op, detail, by, uid, user, pid in self._conn.execute(
-            "SELECT at, op, detail, by, peer_uid, peer_user, peer_pid FROM events"
-            " WHERE service = ? AND incident = ? ORDER BY seq",
-            (service, incident),
+        ids = _id_range(service, incident)
+        total = 0
+        entries: list[tuple[float, int, int, dict[str, object]]] = []
+        for kind, count_sql, select_sql, key in (
+            (0, _COUNT_EVENTS, _SELECT_EVENTS, (service, incident)),
+            (1, _COUNT_DECIDED, _SELECT_DECIDED, ids),
+            (2, _COUNT_ATTEMPTS, _SELECT_ATTEMPTS, ids),
         ):
-            entry: dict[str, object] = {"event": op}
-            if detail is not None:
-                entry["detail"] = detail
-            if by is not None:
-                entry["by"] = by
-            if uid is not None:
-                entry["peer"] = {"uid": uid, "user": user, "pid": pid}
-            entries.append((at, 0, entry))
-        rows = self._conn.execute(
-            "SELECT a.at, n.id, n.channel, n.address, n.round, n.level, a.outcome,"
-            " a.provider_id, a.error FROM delivery_attempts a JOIN notifications n"
-            " ON n.id = a.notification WHERE n.id >= ? AND n.id < ?"
-            " UNION ALL SELECT created_at, id, channel, address, round, level, 'decided',"
-            " NULL, NULL FROM notifications WHERE id >= ? AND id < ?",
-            (*_id_range(service, incident), *_id_range(service, incident)),
-        )
-        for at, nid, channel, address, round_, level, outcome, provider, error in rows:
-            entry = {
-                "event": "notification" if outcome == "decided" else "delivery",
-                "notification": nid,
-                "target": str(Target(channel, address)),
-                "round": round_,
-                "level": level,
-            }
-            if outcome != "decided":
-                entry["outcome"] = outcome
-                entry["provider_id"] = provider
-                entry["error"] = error
-            entries.append((at, 1 if outcome == "decided" else 2, entry))
+            count = self._conn.execute(count_sql, key).fetchone()[0]
+            total += count
+            ends = _ends(count)
+            for order, limit in ends:
+                rows = self._conn.execute(select_sql.format(order=order), (*key, limit))
+                for at, seq, *fields in rows:
+                    entries.append((at, kind, seq, _timeline_entry(kind, fields)))
         if row[1] is not None:
-            entries.append((row[1], 3, {"event": "closed"}))
-        entries.sort(key=lambda e: (e[0], e[1]))
+            total += 1
+            entries.append((row[1], 3, 0, {"event": "closed"}))
+        entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        elided = total - HISTORY_HEAD - HISTORY_TAIL
+        timeline = [(at, entry) for at, _, _, entry in entries]
+        if elided > 0:
+            marker: dict[str, object] = {
+                "event": "elided",
+                "count": elided,
+                "until": timeline[-HISTORY_TAIL - 1][0],
+            }
+            first = timeline[HISTORY_HEAD][0]
+            timeline = [*timeline[:HISTORY_HEAD], (first, marker), *timeline[-HISTORY_TAIL:]]
         return History(
             opened_at=row[0],
             closed_at=row[1],
             message=row[2],
-            timeline=[(at, entry) for at, _, entry in entries],
+            timeline=timeline,
+            elided=max(elided, 0),
         )
 
     @_port_errors
@@ -420,6 +449,61 @@ class Store:
             if conn.in_transaction:
                 conn.rollback()
             raise
+
+
+def _undelivered(row: Sequence[Any]) -> Undelivered:
+    return Undelivered(
+        Notify(
+            service=row[0],
+            incident=row[1],
+            round=row[2],
+            level=row[3],
+            target=Target(row[4], row[5]),
+            message=row[6],
+            opened_at=row[7],
+            origin=row[11],
+        ),
+        created_at=row[8],
+        attempts=row[9],
+        next_attempt_at=row[10],
+    )
+
+
+def _ends(count: int) -> list[tuple[str, int]]:
+    """(order, limit) of the queries that read a source of `count` history entries: all of it,
+    or one more than the timeline can keep from each end (the first and last left out say
+    when the elided span starts and ends)."""
+    if count <= HISTORY_HEAD + HISTORY_TAIL + 2:
+        return [("ASC", count)] if count else []
+    return [("ASC", HISTORY_HEAD + 1), ("DESC", HISTORY_TAIL + 1)]
+
+
+def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
+    """One history entry as the `history` reply has it (but `at`), from a source's row."""
+    if kind == 0:
+        op, detail, by, uid, user, pid = fields
+        entry: dict[str, object] = {"event": op}
+        if detail is not None:
+            entry["detail"] = detail
+        if by is not None:
+            entry["by"] = by
+        if uid is not None:
+            entry["peer"] = {"uid": uid, "user": user, "pid": pid}
+        return entry
+    nid, channel, address, round_, level, *attempt = fields
+    entry = {
+        "event": "notification" if kind == 1 else "delivery",
+        "notification": nid,
+        "target": str(Target(channel, address)),
+        "round": round_,
+        "level": level,
+    }
+    if attempt:
+        outcome, provider, error = attempt
+        entry["outcome"] = outcome
+        entry["provider_id"] = provider
+        entry["error"] = error
+    return entry
 
 
 def _read_through(path: Path) -> None:
