@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -403,3 +404,42 @@ def test_the_documented_check_outputs_are_real(
     assert code == 78
     errors = _documented(doc, "(`EX_CONFIG`),\nfor example:")
     assert printed == errors.replace(shown, str(broken))
+
+
+def _within(shown: object, actual: object) -> bool:
+    """Whether every key and value `shown` is in `actual` (an example may leave keys out)."""
+    if isinstance(shown, dict) and isinstance(actual, dict):
+        return all(k in actual and _within(v, actual[k]) for k, v in shown.items())
+    if isinstance(shown, list) and isinstance(actual, list):
+        return len(shown) == len(actual) and all(map(_within, shown, actual))
+    return shown == actual
+
+
+def test_the_documented_configs_are_the_shipped_ones() -> None:
+    production = _documented(
+        ROOT / "docs" / "configuration.md",
+        "(this is `config/pager.toml`, the one the systemd unit reads):",
+    )
+    assert tomllib.loads(production) == tomllib.loads((ROOT / "config" / "pager.toml").read_text())
+    example = _documented(ROOT / "README.md", "Its heart:")
+    shipped = tomllib.loads((ROOT / "config" / "pager.example.toml").read_text())
+    assert _within(tomllib.loads(example), shipped)
+
+
+def _anchors(doc: Path) -> set[str]:
+    """The anchors GitHub makes of a document's headings."""
+    headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", doc.read_text(), flags=re.S), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: str(d.relative_to(ROOT)))
+def test_every_link_in_the_docs_leads_somewhere(doc: Path) -> None:
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (doc.parent / path).resolve() if path else doc
+        assert linked.exists(), f"{doc.name}: {target}"
+        if anchor:
+            assert anchor in _anchors(linked), f"{doc.name}: {target}"
