@@ -308,8 +308,15 @@ RUN_IN_THE_TOUR: Final = frozenset({"pager", "pagerd", "export", "cat"})
 @contextlib.contextmanager
 def _quick_start(folder: Path) -> Iterator[Path]:
     shutil.copytree(ROOT / "config", folder / "config")
-    (folder / ".venv").mkdir()
-    (folder / ".venv" / "bin").symlink_to(Path(sys.executable).parent)
+    programs = folder / ".venv" / "bin"
+    programs.mkdir(parents=True)
+    for name, module in (("pager", "pager.cli"), ("pagerd", "pagerd")):
+        installed = Path(sys.executable).parent / name
+        if installed.exists():  # the console script, as the docs' reader has it
+            (programs / name).symlink_to(installed)
+        else:
+            (programs / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {module} "$@"\n')
+            (programs / name).chmod(0o755)
     daemon = Pagerd(
         folder / "config" / "pager.example.toml", folder / ".state" / "pager.sock", folder / "log"
     )
