@@ -477,3 +477,32 @@ def test_every_module_the_docs_name_exists() -> None:
         for path in re.findall(r"(?<![/\w.])(pagerd?/[\w./-]*\w/?)", doc.read_text())
     }
     assert sorted(p for p in named - to_come if not (ROOT / p).exists()) == []
+
+
+def _options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """A parser's option strings and its commands, its subcommands' options included."""
+    options: set[str] = set()
+    commands: set[str] = set()
+    for action in parser._actions:
+        options.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                commands.add(name)
+                options.update(_options(sub)[0])
+    return options, commands
+
+
+def test_the_synopses_are_the_parsers() -> None:
+    """The usage blocks of the client's and the daemon's pages name every command and no flag
+    the programs do not take."""
+    client = _documented(ROOT / "docs" / "client.md", "# The `pager` client")
+    options, names = _options(pager.cli.build_parser())
+    assert set(re.findall(r"^  ([a-z]+) ", client, re.M)) == names
+    assert set(re.findall(r"--[a-z-]+", client)) <= options
+    daemon = _documented(ROOT / "docs" / "operations.md", "## Running the daemon")
+    parsers = [pagerd.main.build_parser()]
+    parsers += [pagerd.main.build_backup_parser(), pagerd.main.build_restore_parser()]
+    taken = set().union(*(_options(p)[0] for p in parsers))
+    assert set(re.findall(r"--[a-z-]+", daemon)) <= taken
+    for level in re.findall(r"--log-level ([a-z|]+)", daemon)[0].split("|"):
+        assert argparse_complaint(pagerd.main.main, ["--log-level", level]) is None
