@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT))
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
 from pager.protocol import parse_incident_id  # noqa: E402
 from pager.timefmt import timestamp  # noqa: E402
-from pagerd import retention  # noqa: E402
-from pagerd.offload import in_thread  # noqa: E402
-from pagerd.store import Store  # noqa: E402
-from pagerd.writes import Attempt, Transition, Write  # noqa: E402
+from pagerd.storage import retention  # noqa: E402
+from pagerd.storage.offload import in_thread  # noqa: E402
+from pagerd.storage.port import Attempt, Transition, Write  # noqa: E402
+from pagerd.storage.sqlite.store import Store  # noqa: E402
 
 PYTHON = sys.executable
 QUIET_ACK_TIMEOUT = 1.0

@@ -7,7 +7,6 @@ import fcntl
 import logging
 import os
 import socket
-import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,25 +17,25 @@ import trio
 
 from pager.domain import ServiceState
 from pager.ports import Transport
-from pagerd.actors import REMOVED, Services
-from pagerd.clock import Clock, watch
-from pagerd.clock import restart as clock_restart
-from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError, load
-from pagerd.failures import leaves, reason
-from pagerd.listen import SocketInUse, UnixListener, open_unix_listener
-from pagerd.metrics import Metrics
-from pagerd.metrics_http import serve_metrics
-from pagerd.offload import Offload, in_thread
-from pagerd.outbox import Outbox
-from pagerd.reloads import ConfigRecord
-from pagerd.retention import keep_history
-from pagerd.scheduler import Scheduler
-from pagerd.server import Server
-from pagerd.store import Store, StoreError
-from pagerd.systemd import Notifier
-from pagerd.wiring import build_lanes
-from pagerd.writes import ClockMark
+from pagerd.delivery.lanes import build_lanes
+from pagerd.delivery.outbox import Outbox
+from pagerd.engine.actors import REMOVED, Services
+from pagerd.engine.restart import restart as clock_restart
+from pagerd.engine.scheduler import Scheduler
+from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
+from pagerd.front.server import Server
+from pagerd.operations.failures import leaves, reason
+from pagerd.operations.metrics import Metrics
+from pagerd.operations.metrics_http import serve_metrics
+from pagerd.operations.reloads import ConfigRecord
+from pagerd.operations.systemd import Notifier
+from pagerd.storage.commits import Committer
+from pagerd.storage.offload import Offload, in_thread
+from pagerd.storage.port import ClockMark, Storage, StoreError
+from pagerd.storage.retention import keep_history
+from pagerd.storage.sqlite.store import Store
+from pagerd.timing.clock import Clock, watch
 
 __all__ = ["Config", "Daemon", "StartupError", "serve"]
 
@@ -63,7 +62,7 @@ class Daemon:
     scheduler: Scheduler
     outbox: Outbox
     committer: Committer
-    store: Store
+    store: Storage
     server: Server
     notifier: Notifier
     clock: Clock
@@ -200,7 +199,7 @@ async def serve(
     check_offload = offload or in_thread(trio.CapacityLimiter(1))
     with _exclusive(config.state_dir):
         try:
-            store = await store_offload(lambda: Store.open(config.database, check=False))
+            store = await store_offload(lambda: Store.open_in(config.state_dir, check=False))
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
@@ -222,7 +221,7 @@ async def serve(
 @attrs.frozen
 class _Parts:
     clock: Clock
-    store: Store
+    store: Storage
     store_offload: Offload
     file_offload: Offload
     check_offload: Offload  # the start-up check of the whole database, beside the first reads
@@ -245,7 +244,7 @@ async def _listen(config: Config, activated: socket.socket | None) -> UnixListen
         raise StartupError(f"cannot listen on {config.socket}: {exc}") from None
 
 
-async def _load_checked(store: Store, parts: _Parts) -> dict[str, ServiceState]:
+async def _load_checked(store: Storage, parts: _Parts) -> dict[str, ServiceState]:
     """The services' state, loaded while another thread checks the whole database.
 
     The check reads every page without the GIL, the load builds objects with it: start-up waits
@@ -261,18 +260,18 @@ async def _load_checked(store: Store, parts: _Parts) -> dict[str, ServiceState]:
         except StoreError as exc:
             corrupt = exc
 
-    unreadable: sqlite3.Error | None = None
+    unreadable: StoreError | None = None
     states: dict[str, ServiceState] = {}
     async with trio.open_nursery() as nursery:
         nursery.start_soon(check)
         try:
             states = await parts.store_offload(store.load_states)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             unreadable = exc
     if corrupt is not None:  # the check's word first: it says what is wrong
         raise StartupError(str(corrupt))
     if unreadable is not None:
-        raise StartupError(f"cannot use database {store.path}: {unreadable}")
+        raise StartupError(str(unreadable))
     return states
 
 
@@ -412,7 +411,7 @@ async def _run(
 
 
 def _gauges(
-    metrics: Metrics, services: Services, scheduler: Scheduler, outbox: Outbox, store: Store
+    metrics: Metrics, services: Services, scheduler: Scheduler, outbox: Outbox, store: Storage
 ) -> None:
     metrics.gauge("pagerd_services", "Configured services.", lambda: len(services.config.services))
     metrics.gauge("pagerd_open_incidents", "Open incidents.", services.open_incidents)
@@ -425,11 +424,12 @@ def _gauges(
     metrics.gauge(
         "pagerd_scheduled_timeouts", "Acknowledgement timeouts waiting.", lambda: len(scheduler)
     )
-    metrics.gauge(
-        "pagerd_database_bytes",
-        "The database's size on disk, with its write-ahead log.",
-        store.size_on_disk,
-    )
+    if store.statistics().bytes_on_disk is not None:  # a database on another host: no figure
+        metrics.gauge(
+            "pagerd_database_bytes",
+            "The database's size on disk, with its write-ahead log.",
+            lambda: store.statistics().bytes_on_disk or 0,
+        )
     metrics.gauge(
         "pagerd_outbox_in_hand",
         "Notifications being delivered or waiting to be.",
@@ -462,7 +462,7 @@ async def _watchdog(daemon: Daemon, interval: float) -> None:
             try:
                 await daemon.store_offload(store.ping)
                 answered = True
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 log.error("watchdog: the database does not answer: %s", exc)
         if answered:
             daemon.notifier.watchdog()

@@ -24,11 +24,13 @@ import attrs
 import trio
 
 from pager import __version__
-from pagerd import app, logs
-from pagerd.backup import BackupError, backup, restore
+from pagerd import app
 from pagerd.config import EX_CONFIG, ConfigError, load
-from pagerd.failures import leaves, reason
-from pagerd.systemd import ActivationError, Notifier, event_socket, listen_fds
+from pagerd.operations import logs
+from pagerd.operations.failures import leaves, reason
+from pagerd.operations.systemd import ActivationError, Notifier, event_socket, listen_fds
+from pagerd.storage.sqlite.backup import SAVED_AS, BackupError, backup, restore
+from pagerd.storage.sqlite.store import database_file
 
 DEFAULT_CONFIG: Final = "/etc/pager/pager.toml"
 GC_THRESHOLDS: Final = (50_000, 20, 100)
@@ -85,7 +87,7 @@ def build_restore_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pagerd restore",
         description="Make BACKUP pagerd's database (pagerd stopped); the one it replaces is "
-        "saved beside it as pager.db.before-restore.",
+        f"saved beside it as {SAVED_AS}.",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -103,7 +105,7 @@ def _database(args: argparse.Namespace) -> Path | int:
     if args.database is not None:
         return Path(args.database)
     try:
-        return load(Path(args.config)).database
+        return database_file(load(Path(args.config)).state_dir)
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return EX_CONFIG

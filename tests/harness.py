@@ -13,9 +13,9 @@ import trio
 import trio.testing
 
 from pagerd import app
-from pagerd.clock import Clock
 from pagerd.config import Config, load
-from pagerd.offload import inline
+from pagerd.storage.offload import inline
+from pagerd.timing.clock import Clock
 
 T0: Final = 1_800_000_000.0  # 2027-01-15T08:00:00Z: every test starts at the same wall time
 

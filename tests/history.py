@@ -3,7 +3,7 @@ history (what wrote the rows does not matter there, and a daemon would take far 
 
 from __future__ import annotations
 
-from pagerd.store import Store
+from pagerd.storage.sqlite.store import Store
 
 
 def incident(

@@ -144,7 +144,7 @@ async def test_reload_is_for_root_and_pagerds_own_user(open_folder: Path) -> Non
 async def test_a_failing_user_lookup_refuses_one_connection_not_the_daemon(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pagerd import server
+    from pagerd.front import server
 
     def failing(peer: object, with_groups: bool) -> object:
         raise OSError("the directory service does not answer")

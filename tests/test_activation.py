@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pagerd.systemd import ActivationError, adopt, event_socket, listen_fds
+from pagerd.operations.systemd import ActivationError, adopt, event_socket, listen_fds
 from tests.processes import CONFIG, PAGERD, pager, wait_for
 
 

@@ -15,7 +15,7 @@ import trio.testing
 
 from pagerd.config import Config
 from pagerd.main import main
-from pagerd.store import Store
+from pagerd.storage.sqlite.store import Store, database_file
 from tests.harness import connect, notifications, running, settle
 from tests.history import incident
 from tests.processes import PAGERD, Pagerd, pager
@@ -42,7 +42,7 @@ async def test_a_backup_taken_while_pagerd_runs_has_its_last_commit(
         async with running(config), connect(config.socket) as conn:
             await conn.request("alert", service="api", message="down")
             await settle()
-            shutil.copyfile(config.database, copied)  # what `cp` would give: no WAL
+            shutil.copyfile(database_file(config.state_dir), copied)  # what `cp` would give: no WAL
             assert main(["backup", "--config", str(config.path), str(dest)]) == 0
             await conn.request("alert", service="web")
     assert incidents(dest) == [("api", 1)]
@@ -58,12 +58,15 @@ async def test_a_backup_taken_while_pagerd_runs_has_its_last_commit(
 def test_backup_refuses_to_overwrite_without_force(
     config: Config, tmp_path: Path, capsys: object
 ) -> None:
-    Store.open(config.database).close()
+    Store.open(database_file(config.state_dir)).close()
     dest = tmp_path / "backup.db"
     dest.write_text("precious")
     assert main(["backup", "--config", str(config.path), str(dest)]) == 1
     assert dest.read_text() == "precious"
-    assert main(["backup", "--database", str(config.database), str(dest), "--force"]) == 0
+    assert (
+        main(["backup", "--database", str(database_file(config.state_dir)), str(dest), "--force"])
+        == 0
+    )
     assert incidents(dest) == []
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
@@ -92,7 +95,7 @@ async def test_pages_after_restoring_an_old_backup_never_reuse_a_key(
             await conn.request("alert", service="api")  # api#2: lost with this database
             await settle()
         before = notifications(config)
-        restore(backup, config.database)
+        restore(backup, database_file(config.state_dir))
         async with running(config), connect(config.socket) as conn:
             await conn.request("healthy", service="api")
             await conn.request("alert", service="api")  # api#2 again: the number is reused
@@ -183,8 +186,8 @@ async def test_restore_refuses_while_pagerd_runs_and_refuses_what_is_not_a_backu
             assert main(["restore", "--config", str(config.path), str(backup_file)]) == 1
     assert main(["restore", "--config", str(config.path), str(junk)]) == 1
     assert main(["restore", "--config", str(config.path), str(tmp_path / "none.db")]) == 1
-    assert not config.database.with_name("pager.db.before-restore").exists()
-    assert incidents(config.database) == [("api", 1)]
+    assert not database_file(config.state_dir).with_name("pager.db.before-restore").exists()
+    assert incidents(database_file(config.state_dir)) == [("api", 1)]
 
 
 def test_pagerd_backup_beside_the_real_running_daemon(daemon: Pagerd, tmp_path: Path) -> None:

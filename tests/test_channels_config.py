@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pagerd.channels import Secret, SmtpSettings, TwilioSettings, WebhookSettings
 from pagerd.config import ConfigError, load
+from pagerd.config.channels import Secret, SmtpSettings, TwilioSettings, WebhookSettings
 
 POLICY = """
 [policies.p]

@@ -12,9 +12,9 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd.clock import Clock, Reading, shift, system_boot, watch
 from pagerd.config import Config
-from pagerd.store import Store
+from pagerd.storage.sqlite.store import Store
+from pagerd.timing.clock import Clock, Reading, shift, system_boot, watch
 from tests.harness import T0, connect, running, settle, steps
 from tests.history import incident
 

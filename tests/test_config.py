@@ -49,7 +49,7 @@ def errors_of(tmp_path: Path, text: str) -> list[str]:
 def test_good_config_loads_with_paths_relative_to_its_folder(tmp_path: Path) -> None:
     config = load(write(tmp_path, GOOD))
     assert config.socket == tmp_path / "run/pager.sock"
-    assert config.database == tmp_path / "state/pager.db"
+    assert config.state_dir == tmp_path / "state"
     assert config.log_path == tmp_path / "notifications.jsonl"
     assert config.keep_history is None  # history is kept for ever unless configured
     kept = load(

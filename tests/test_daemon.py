@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -14,10 +13,13 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd import actors, app
+from pagerd import app
 from pagerd.app import StartupError
-from pagerd.clock import Clock
 from pagerd.config import Config
+from pagerd.engine import actors
+from pagerd.storage.port import StoreUnavailable
+from pagerd.storage.sqlite.store import Store
+from pagerd.timing.clock import Clock
 from tests.harness import (
     T0,
     Connection,
@@ -430,6 +432,7 @@ async def test_full_database_answers_unavailable_and_recovers(
     with trio.fail_after(DAY):
         async with running(config) as daemon, connect(config.socket) as conn:
             # Fault injection: cap the database at its current size, as a full disk would.
+            assert isinstance(daemon.store, Store)
             db = daemon.store._conn
             pages = db.execute("PRAGMA page_count").fetchone()[0]
             db.execute(f"PRAGMA max_page_count = {pages}")
@@ -701,7 +704,7 @@ async def test_a_failing_read_fails_that_request_not_the_daemon(
     autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: object) -> list[object]:
-        raise sqlite3.OperationalError("disk I/O error")
+        raise StoreUnavailable("disk I/O error")
 
     with trio.fail_after(DAY):
         async with running(config) as daemon, connect(config.socket) as conn:

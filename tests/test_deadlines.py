@@ -3,7 +3,6 @@ other services, and the count of what is waiting says what is really waiting."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -12,10 +11,11 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd import actors
 from pagerd.app import Daemon
 from pagerd.config import Config
-from pagerd.writes import Write
+from pagerd.engine import actors
+from pagerd.storage.port import StoreUnavailable, Write
+from pagerd.storage.sqlite.store import Store
 from tests.harness import (
     ONCALL,
     Connection,
@@ -46,7 +46,7 @@ def _failing_writes(
     def failing(batch: Sequence[Write]) -> None:
         if len(refused) < failures:
             refused.append(batch)
-            raise sqlite3.OperationalError("disk I/O error")
+            raise StoreUnavailable("disk I/O error")
         write(batch)
 
     monkeypatch.setattr(store, "write", failing)
@@ -191,6 +191,7 @@ async def test_a_quiet_services_escalation_is_on_time_while_a_storm_keeps_many_b
 
 
 def _created(daemon: Daemon, service: str, level: int) -> float:
+    assert isinstance(daemon.store, Store)
     row = daemon.store._conn.execute(
         "SELECT MIN(created_at) FROM notifications WHERE service = ? AND level = ?",
         (service, level),

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from pagerd.config import Config
-from pagerd.store import Store
+from pagerd.storage.sqlite.store import Store
 from tests.harness import connect, running, steps, write_config
 from tests.processes import CONFIG, PAGERD, Pagerd, pager
 

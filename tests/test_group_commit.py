@@ -3,7 +3,6 @@ other actor that shared its transaction."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -13,9 +12,9 @@ import trio
 import trio.testing
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide
-from pagerd.commits import Committer
-from pagerd.store import Store, StoreError
-from pagerd.writes import Transition, Write
+from pagerd.storage.commits import Committer
+from pagerd.storage.port import StoreError, StoreUnavailable, Transition, Write
+from pagerd.storage.sqlite.store import Store
 from tests.harness import T0
 
 T = TypeVar("T")
@@ -36,10 +35,10 @@ async def _slow(fn: Callable[[], T]) -> T:
 @pytest.mark.parametrize(
     ("error", "refused"),
     [
-        (sqlite3.IntegrityError("a bad row"), {"bad"}),
+        (StoreError("a bad row"), {"bad"}),
         (ValueError("cannot encode"), {"bad"}),
         # The disk itself: the whole group is refused, and not written again one by one.
-        (sqlite3.OperationalError("disk I/O error"), {"first", "bad", "good"}),
+        (StoreUnavailable("disk I/O error"), {"first", "bad", "good"}),
     ],
 )
 async def test_a_bad_write_refuses_its_own_commit_not_the_rest_of_its_group(

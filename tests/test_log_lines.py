@@ -13,9 +13,9 @@ import pytest
 import trio
 import trio.testing
 
+from pagerd.access.peers import Peer
 from pagerd.config import Config
-from pagerd.logs import JournalFormatter, PlainFormatter, configure
-from pagerd.peers import Peer
+from pagerd.operations.logs import JournalFormatter, PlainFormatter, configure
 from tests.harness import connect, running, settle
 
 DAY = 24 * 3600.0

@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from pagerd.logs import JournalFormatter, configure, to_journal
+from pagerd.operations.logs import JournalFormatter, configure, to_journal
 
 
 def test_journal_lines_carry_syslog_priorities() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from pagerd.metrics_http import serve_metrics
+from pagerd.operations.metrics_http import serve_metrics
 from tests.servers import free_port
 
 

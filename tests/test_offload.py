@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd.offload import in_thread
+from pagerd.storage.offload import in_thread
 
 
 async def test_the_call_runs_in_another_thread_and_its_result_comes_back() -> None:

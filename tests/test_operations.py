@@ -20,8 +20,9 @@ import trio.testing
 
 from pager import cli
 from pager.domain import Timeout
+from pagerd.access.peers import Access, Peer
 from pagerd.config import Config, load
-from pagerd.peers import Access, Peer
+from pagerd.storage.sqlite.store import database_file
 from tests.harness import (
     CHANNELS,
     ONCALL,
@@ -115,7 +116,7 @@ async def test_history_past_keep_history_is_pruned_and_incident_numbers_continue
             await settle()
     assert [r["incident"]["id"] for r in reopened] == ["api#4", "web#2"]
     assert "\npagerd_history_pruned_incidents_total 2\n" in metrics
-    with closing(sqlite3.connect(config.database)) as db:
+    with closing(sqlite3.connect(database_file(config.state_dir))) as db:
         left = [
             db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
             for table, where in [

@@ -14,8 +14,8 @@ import trio.testing
 from pager.domain import Notify
 from pager.ports import PermanentError, TransientError
 from pagerd import app
-from pagerd.clock import Clock
 from pagerd.config import Config, load
+from pagerd.timing.clock import Clock
 from tests.harness import T0, connect, running, settle
 
 DAY = 24 * 3600.0

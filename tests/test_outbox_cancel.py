@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 from pager.ports import TransientError
-from pagerd.clock import Clock
 from pagerd.config import Config
+from pagerd.timing.clock import Clock
 from tests.harness import T0, connect, running, settle
 from tests.test_outbox import (
     CHANNELS_WITH_RETRIES,

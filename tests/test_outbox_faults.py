@@ -14,13 +14,13 @@ import trio.testing
 
 from pager.domain import Notify
 from pager.ports import TransientError
-from pagerd.channels import MAX_ATTEMPTS
-from pagerd.clock import Clock
-from pagerd.commits import Committer
 from pagerd.config import Config, ConfigError
-from pagerd.outbox import backoff_ceiling
-from pagerd.store import Store
-from pagerd.writes import Attempt
+from pagerd.config.channels import MAX_ATTEMPTS
+from pagerd.delivery.outbox import backoff_ceiling
+from pagerd.storage.commits import Committer
+from pagerd.storage.port import Attempt
+from pagerd.storage.sqlite.store import Store, database_file
+from pagerd.timing.clock import Clock
 from tests.harness import T0, connect, running, settle
 from tests.test_outbox import CHANNELS_WITH_RETRIES, POLICY, Scripted, by_target, write_with
 
@@ -137,7 +137,7 @@ async def test_a_row_retried_thousands_of_times_before_a_restart_is_read_back_sa
             async with connect(config.socket) as conn:
                 await conn.request("alert", service="api")
             await settle()
-    store = Store.open(config.database)
+    store = Store.open(database_file(config.state_dir))
     try:
         store._conn.execute("UPDATE notifications SET attempts = 5000 WHERE state = 'retrying'")
     finally:

@@ -12,11 +12,10 @@ import trio
 import trio.testing
 
 from pager.domain import Notify, Target
-from pagerd.channels import Channel
-from pagerd.clock import Clock
-from pagerd.outbox import LaneSpec, Outbox
-from pagerd.store import Undelivered
-from pagerd.writes import Attempt, Write
+from pagerd.config.channels import Channel
+from pagerd.delivery.outbox import LaneSpec, Outbox
+from pagerd.storage.port import Attempt, Undelivered, Write
+from pagerd.timing.clock import Clock
 from tests.harness import T0
 from tests.test_outbox import Scripted
 

@@ -8,10 +8,10 @@ import trio
 
 from pager.messages import MAX_SHORT, body, short, subject
 from pager.text import TRUNCATED
-from pagerd.clock import Clock
-from pagerd.transports.http import open_client
-from pagerd.transports.slack import SlackTransport
-from pagerd.transports.smtp import SmtpTransport
+from pagerd.delivery.transports.http import open_client
+from pagerd.delivery.transports.slack import SlackTransport
+from pagerd.delivery.transports.smtp import SmtpTransport
+from pagerd.timing.clock import Clock
 from tests.servers import HttpServer, SmtpServer
 from tests.test_transports import T0, notify, smtp_settings, twilio
 

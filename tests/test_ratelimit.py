@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd.ratelimit import TokenBucket
+from pagerd.delivery.ratelimit import TokenBucket
 
 
 async def test_a_burst_goes_at_once_then_the_rate_paces_the_rest(autojump_clock: object) -> None:

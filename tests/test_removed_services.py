@@ -4,7 +4,6 @@ comes back it starts healthy."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ import trio
 import trio.testing
 
 from pagerd.app import Daemon
-from pagerd.clock import Clock
-from pagerd.writes import Write
+from pagerd.storage.port import StoreUnavailable, Write
+from pagerd.timing.clock import Clock
 from tests.harness import T0, Connection, connect, notifications, running, settle, write_config
 
 DAY = 24 * 3600.0
@@ -152,7 +151,7 @@ def _failing_writes(
     def failing(batch: Sequence[Write]) -> None:
         if len(refused) < failures:
             refused.append(batch)
-            raise sqlite3.OperationalError("disk I/O error")
+            raise StoreUnavailable("disk I/O error")
         write(batch)
 
     monkeypatch.setattr(store, "write", failing)

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd.replies import Reply, ReplyQueue
+from pagerd.front.replies import Reply, ReplyQueue
 
 
 def _set(reply: Reply, text: str) -> Reply:

@@ -6,7 +6,6 @@ The daemon-level behaviour (a reload turns it on, numbers continue) is in test_o
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -18,10 +17,12 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pagerd import retention
-from pagerd.clock import Clock
-from pagerd.offload import inline
-from pagerd.store import SCHEMA_VERSION, Pruned, Store
+from pagerd.storage import retention
+from pagerd.storage.offload import inline
+from pagerd.storage.port import Pruned, StoreUnavailable
+from pagerd.storage.sqlite.schema import SCHEMA_VERSION
+from pagerd.storage.sqlite.store import Store
+from pagerd.timing.clock import Clock
 from tests.history import incident, rows_of
 
 T = TypeVar("T")
@@ -170,7 +171,7 @@ async def test_a_failing_pass_is_logged_and_leaves_the_rest_for_the_next(
     incident(store, "api", 2, OLD)
 
     async def disk_full(fn: Callable[[], T]) -> T:
-        raise sqlite3.OperationalError("database or disk is full")
+        raise StoreUnavailable("database or disk is full")
 
     assert await retention.prune(store, disk_full, CUTOFF) == 0
     assert "pruning history failed" in caplog.text and "disk is full" in caplog.text

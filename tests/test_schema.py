@@ -16,7 +16,9 @@ import trio
 import trio.testing
 
 from pagerd.config import Config
-from pagerd.store import SCHEMA_VERSION, Store, StoreError
+from pagerd.storage.port import StoreError
+from pagerd.storage.sqlite.schema import SCHEMA_VERSION
+from pagerd.storage.sqlite.store import Store, database_file
 from tests.harness import T0, notifications, running, settle, steps
 
 SCRIPTS = sorted((Path(__file__).parent / "schemas").glob("*.sql"))
@@ -57,13 +59,13 @@ def test_there_is_a_script_for_each_layout_shipped() -> None:
 async def test_a_database_of_an_earlier_version_upgrades_and_still_pages(
     autojump_clock: trio.testing.MockClock, config: Config, script: Path, tmp_path: Path
 ) -> None:
-    make(config.database, script)
+    make(database_file(config.state_dir), script)
     fresh = tmp_path / "fresh.db"
     Store.open(fresh).close()
     with trio.fail_after(3600):
         async with running(config):
             await settle()
-            assert layout(config.database) == layout(fresh)
+            assert layout(database_file(config.state_dir)) == layout(fresh)
             await trio.sleep(600)
     assert steps(config) == [
         ("api#2", 1, 1, "sms:+14155550100"),  # never delivered: delivered at once
@@ -72,7 +74,7 @@ async def test_a_database_of_an_earlier_version_upgrades_and_still_pages(
     # Decided before notifications had an origin: re-sent with the key it had, its id.
     first = notifications(config)[0]
     assert first["key"] == first["id"]
-    with closing(Store.open(config.database)) as store:
+    with closing(Store.open(database_file(config.state_dir))) as store:
         assert [d.state for d in store.deliveries("api", 2)] == ["sent", "sent", "sent"]
         assert store.latest_incident("api") == 2
         # The history written before the upgrade is still there.

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from pagerd.config import load
-from pagerd.redact import MAX_TEXT, Redactor, encodings, url_secrets
+from pagerd.delivery.redact import MAX_TEXT, Redactor, encodings, url_secrets
 from tests.harness import connect, running
 from tests.servers import Answer, HttpServer
 from tests.test_delivery import wait_until

@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from pager.ports import PermanentError, TransientError
-from pagerd.clock import Clock
-from pagerd.transports.smtp import SmtpTransport
+from pagerd.delivery.transports.smtp import SmtpTransport
+from pagerd.timing.clock import Clock
 from tests.servers import SmtpServer, TrickleServer
 from tests.test_transports import T0, notify, smtp_settings
 

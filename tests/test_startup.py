@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from pagerd import app, logs
+from pagerd import app
 from pagerd.config import Config, load
 from pagerd.main import main
+from pagerd.operations import logs
 from tests.processes import CONFIG, PAGERD
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from pagerd.systemd import Notifier
+from pagerd.operations.systemd import Notifier
 from tests.harness import connect, running, write_config
 
 DAY = 24 * 3600.0

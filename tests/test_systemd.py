@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pagerd.systemd import Notifier, listen_fds
+from pagerd.operations.systemd import Notifier, listen_fds
 from tests.processes import PAGERD, pager, read_jsonl, wait_for
 
 ROOT = Path(__file__).parent.parent

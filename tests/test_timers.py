@@ -8,9 +8,9 @@ import trio
 import trio.testing
 
 from pager.domain import Incident, ServiceState, Timeout
-from pagerd.clock import Clock
-from pagerd.scheduler import Scheduler
-from pagerd.timers import Timers
+from pagerd.engine.scheduler import Scheduler
+from pagerd.timing.clock import Clock
+from pagerd.timing.timers import Timers
 from tests.harness import T0
 
 

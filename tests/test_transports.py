@@ -11,7 +11,7 @@ import trio
 
 from pager.domain import Notify, Target
 from pager.ports import PermanentError, TransientError
-from pagerd.channels import (
+from pagerd.config.channels import (
     ChannelSection,
     Secret,
     SmtpSettings,
@@ -19,12 +19,12 @@ from pagerd.channels import (
     WebhookSettings,
     build_channel,
 )
-from pagerd.clock import Clock
-from pagerd.transports.http import open_client
-from pagerd.transports.slack import SlackTransport
-from pagerd.transports.smtp import SmtpTransport
-from pagerd.transports.twilio import TwilioTransport
-from pagerd.transports.webhook import WebhookTransport, signature
+from pagerd.delivery.transports.http import open_client
+from pagerd.delivery.transports.slack import SlackTransport
+from pagerd.delivery.transports.smtp import SmtpTransport
+from pagerd.delivery.transports.twilio import TwilioTransport
+from pagerd.delivery.transports.webhook import WebhookTransport, signature
+from pagerd.timing.clock import Clock
 from tests.servers import Answer, HttpServer, SmtpServer, TrickleServer, make_ca
 
 T0 = 1_800_000_000.0

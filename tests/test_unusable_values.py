@@ -12,10 +12,10 @@ import trio
 
 from pager.domain import Notify, Target
 from pager.ports import PermanentError
-from pagerd.channels import WebhookSettings
 from pagerd.config import ConfigError, load
-from pagerd.transports.http import open_client
-from pagerd.transports.webhook import WebhookTransport
+from pagerd.config.channels import WebhookSettings
+from pagerd.delivery.transports.http import open_client
+from pagerd.delivery.transports.webhook import WebhookTransport
 
 LONG_LABEL = "a" * 70  # a DNS label is at most 63 characters: no IDNA encoding exists
 

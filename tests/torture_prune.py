@@ -40,9 +40,10 @@ from typing import Any
 import attrs
 import trio
 
-from pagerd import retention
-from pagerd.offload import inline
-from pagerd.store import Pruned, Store
+from pagerd.storage import retention
+from pagerd.storage.offload import inline
+from pagerd.storage.port import Pruned
+from pagerd.storage.sqlite.store import Store
 from tests.history import incident
 from tests.torture import verdict
 

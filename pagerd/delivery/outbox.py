@@ -1,0 +1,540 @@
+"""Delivery of committed notifications, apart from the actors so that no actor waits on it.
+
+Every notification is first an outbox row, written in the same transaction as the decision that
+made it. Here, each channel has its own workers (at most `concurrency` sends at once) and its own
+rate limit; a worker takes a notification, sends it through the channel's transport, and records
+the attempt durably before taking the next one. A transient failure is retried later with
+exponential back-off and jitter (or after the provider's `Retry-After`), a permanent one is not.
+A retry waits in a timer heap, not in a worker, so one failing target never holds up another.
+
+A crash after a provider took a notification and before its attempt is recorded re-sends it on
+restart: at least once, never zero times; exactly once in every other case.
+
+Memory is bounded: past `capacity` notifications in hand on one channel, that channel's new ones
+stay only in the database and are read back from there (that channel's rows only) once its
+backlog has halved. Each channel on its own: one channel's backlog never holds back another's.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Final, Literal
+
+import attrs
+import trio
+
+from pager.domain import Notify, ServiceState
+from pager.ports import DeliveryError, PermanentError, TransientError, Transport
+from pagerd.config.channels import Channel
+from pagerd.delivery.ratelimit import TokenBucket
+from pagerd.delivery.redact import Redactor, channel_secrets, url_secrets
+from pagerd.operations.metrics import Metrics
+from pagerd.storage.commits import Committer
+from pagerd.storage.offload import Offload
+from pagerd.storage.port import Attempt, Storage, StoreError, Undelivered
+from pagerd.timing.clock import Clock
+from pagerd.timing.timers import Timers
+
+log = logging.getLogger("pagerd.outbox")
+
+RECORD_RETRY_MIN: Final = 0.5
+RECORD_RETRY_MAX: Final = 30.0
+MAX_PROVIDER_ID: Final = 200
+MAX_TRACEBACK: Final = 8000
+# Beyond the transport's own timeout: a send that still has not returned is abandoned as failed.
+SEND_GRACE: Final = 5.0
+
+
+@attrs.define
+class _Pending:
+    notify: Notify
+    decided_at: float
+    attempts: int = 0
+    settled: bool = False  # sent or failed for good: never to be tried again
+
+
+@attrs.frozen
+class LaneSpec:
+    """How one channel is delivered: its settings, its transport, and how to release it."""
+
+    channel: Channel
+    transport: Transport
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+@attrs.define
+class _Lane:
+    """One channel's transport, rate limit and queue of notifications ready to send."""
+
+    spec: LaneSpec
+    bucket: TokenBucket
+    redactor: Redactor
+    ready: deque[_Pending] = attrs.Factory(deque)
+    waiting: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+    workers: int = 0
+    retired: bool = False  # replaced by a reload: its workers finish their send and leave
+
+    @property
+    def channel(self) -> Channel:
+        return self.spec.channel
+
+
+@attrs.frozen
+class OutboxStatistics:
+    in_hand: int
+    ready: int
+    retrying: int
+    sent: int
+    retried: int
+    failed: int
+    errors: int = 0  # unexpected errors in the outbox's own tasks, contained
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Storage,
+        committer: Committer,
+        lanes: Mapping[str, LaneSpec],
+        offload: Offload,
+        clock: Clock,
+        capacity: int = 10_000,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._store = store
+        self._committer = committer
+        self._offload = offload
+        self._clock = clock
+        self._capacity = capacity
+        self._rng = rng or random.Random()
+        self._metrics = metrics or Metrics()
+        self._lanes = {name: _lane(spec) for name, spec in lanes.items()}
+        self._nursery: trio.Nursery | None = None
+        self._state_of: Callable[[str], ServiceState] | None = None
+        self._stopping = False
+        self._sending = 0  # attempts between taking a notification and recording its outcome
+        self._idle = trio.Event()
+        self._later: Timers[_Pending] = Timers(clock)  # retries, waiting for their time
+        self._known: set[str] = set()  # in hand (ready, sending or waiting): never taken twice
+        self._in_hand: Counter[str] = Counter()  # of `_known`, by channel
+        # Channels with undelivered rows only in the database: at start, every one.
+        self._in_database_only: set[str] = set(self._lanes)
+        self._reading = False
+        self._finished_while_reading: set[str] = set()
+        self._read_back_wanted = trio.Event()
+        self._failed: Counter[tuple[str, int]] = Counter()
+        self._sent = self._retried = self._failed_total = self._errors = 0
+
+    # What the rest of the daemon calls. -------------------------------------------------
+
+    def add(self, notifications: Iterable[Notify]) -> None:
+        """Take committed notifications for delivery; never blocks."""
+        now = self._clock.now()
+        origin = self._store.origin  # what the commit stored with them (`Notify.key`)
+        for n in notifications:
+            self._take(_Pending(attrs.evolve(n, origin=origin), now))
+
+    def watch(self, state_of: Callable[[str], ServiceState]) -> None:
+        """Look up each service's committed state before every attempt (see `cancelled_by`)."""
+        self._state_of = state_of
+
+    async def _cancel_if_unwanted(self, pending: _Pending) -> bool:
+        """Record `pending` as cancelled if its incident no longer wants it (see `cancelled_by`)."""
+        if self._state_of is None:
+            return False
+        reason = cancelled_by(self._state_of(pending.notify.service), pending.notify)
+        if reason is None:
+            return False
+        await self._finish(pending, "cancelled", None, reason)
+        return True
+
+    def failed_deliveries(self, service: str, incident: int) -> int:
+        return self._failed[(service, incident)]
+
+    def statistics(self) -> OutboxStatistics:
+        return OutboxStatistics(
+            in_hand=len(self._known),
+            ready=sum(len(lane.ready) for lane in self._lanes.values()),
+            retrying=len(self._later),
+            sent=self._sent,
+            retried=self._retried,
+            failed=self._failed_total,
+            errors=self._errors,
+        )
+
+    async def run(self) -> None:
+        """Deliver until cancelled. Nothing that goes wrong in here ends it (see `_contain`)."""
+        # Counted before any delivery starts: a failure recorded meanwhile would be counted twice.
+        await self._load_failed_counts()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._read_back_loop, name="outbox read-back")
+            nursery.start_soon(self._retry_loop, name="outbox retries")
+            for lane in self._lanes.values():
+                self._start_workers(lane)
+
+    async def drain(self) -> None:
+        """Stop starting sends, and return once every send in progress has finished and its
+        outcome is recorded (a clean stop: cancelled mid-send, it would be sent again after the
+        restart). What is not started stays in the database for the next start. The caller
+        bounds the wait, and must keep the committer running meanwhile."""
+        self._stopping = True
+        for lane in self._lanes.values():
+            lane.waiting.unpark_all()
+        if self._sending:
+            self._idle = trio.Event()
+            await self._idle.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def lanes(self) -> dict[str, LaneSpec]:
+        return {name: lane.spec for name, lane in self._lanes.items()}
+
+    def replace_lanes(self, lanes: Mapping[str, LaneSpec]) -> None:
+        """Deliver through new lanes from now on (a reload). Notifications waiting in a replaced
+        lane move to its successor; a send in progress finishes first, then the old lane's
+        transport is closed."""
+        for name, spec in lanes.items():
+            old = self._lanes[name]
+            if old.spec == spec:
+                continue
+            new = _lane(spec)
+            new.ready, old.ready = old.ready, deque()
+            old.retired = True
+            old.waiting.unpark_all()
+            self._lanes[name] = new
+            self._start_workers(new)
+            if old.workers == 0:
+                self._close(old)
+
+    def _start_workers(self, lane: _Lane) -> None:
+        assert self._nursery is not None
+        for i in range(lane.channel.concurrency):
+            lane.workers += 1
+            self._nursery.start_soon(self._worker, lane, name=f"outbox {lane.channel.name} {i}")
+
+    def _close(self, lane: _Lane) -> None:
+        if lane.spec.close is not None and self._nursery is not None:
+            self._nursery.start_soon(self._closing, lane.spec.close)
+
+    async def _closing(self, close: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await close()
+        except Exception:
+            self._contain("close")
+
+    def _contain(self, task: str) -> None:
+        """An unexpected exception (a bug) in one of delivery's own tasks: logged with its
+        traceback and counted, never raised. Raised, it would end the outbox and with it the
+        daemon, and a restart would meet the same row and die again: paging stops for good."""
+        log.exception("outbox %s failed unexpectedly; carrying on", task)
+        self._errors += 1
+        self._metrics.outbox_errors.inc(task)
+
+    async def _load_failed_counts(self) -> None:
+        """The open incidents' failed deliveries, for `pager status`; a bug here costs the
+        counts, never the delivery."""
+        delay = RECORD_RETRY_MIN
+        while True:
+            try:
+                self._failed.update(await self._offload(self._store.failed_counts))
+                return
+            except StoreError as exc:
+                log.error("cannot count failed deliveries, retrying: %s", exc)
+            except Exception:
+                self._contain("failed counts")
+                return
+            await trio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX)
+
+    # Intake. ----------------------------------------------------------------------------
+
+    def _take(self, pending: _Pending, due: float | None = None) -> None:
+        n = pending.notify
+        if n.id in self._known:
+            return
+        channel = n.target.channel
+        if self._in_hand[channel] >= self._capacity:
+            # Per channel: one channel's backlog must not push another's pages to the database,
+            # where they would wait behind it (a level-2 SMS 12 s late behind a storm of email).
+            self._in_database_only.add(channel)
+            return
+        self._known.add(n.id)
+        self._in_hand[channel] += 1
+        if due is not None and due > self._clock.now():
+            self._later.push(due, pending)
+        else:
+            self._ready(pending)
+
+    def _ready(self, pending: _Pending) -> None:
+        lane = self._lanes[pending.notify.target.channel]
+        lane.ready.append(pending)
+        lane.waiting.unpark()
+
+    # Delivery. --------------------------------------------------------------------------
+
+    async def _worker(self, lane: _Lane) -> None:
+        try:
+            while not lane.retired:
+                if not lane.ready or self._stopping:
+                    await lane.waiting.park()
+                    continue
+                pending = lane.ready.popleft()
+                self._sending += 1
+                try:
+                    if await self._cancel_if_unwanted(pending):
+                        continue
+                    await lane.bucket.acquire()
+                    if self._stopping:
+                        continue  # not started: it stays in the database for the next start
+                    # Again after the rate limit's wait, which can be long (`1/h`).
+                    if await self._cancel_if_unwanted(pending):
+                        continue
+                    await self._attempt(lane, pending)
+                except Exception:
+                    # Not the transport's failure (that is an outcome, see `_attempt`) but a bug
+                    # of ours: the notification stays in hand and is tried again later, unless
+                    # its outcome was already recorded.
+                    self._contain("worker")
+                    if pending.settled:
+                        self._forget(pending.notify)
+                    else:
+                        self._later.push(self._clock.now() + RECORD_RETRY_MAX, pending)
+                finally:
+                    self._sending -= 1
+                    if self._sending == 0:
+                        self._idle.set()
+        finally:
+            lane.workers -= 1
+        if lane.workers == 0:
+            self._close(lane)
+
+    async def _attempt(self, lane: _Lane, pending: _Pending) -> None:
+        n = pending.notify
+        channel = lane.channel
+        try:
+            with trio.fail_after(channel.timeout + SEND_GRACE):
+                provider_id = await lane.spec.transport.send(n)
+        except trio.TooSlowError:
+            error: DeliveryError = TransientError(f"no answer within {channel.timeout:g}s")
+        except DeliveryError as exc:
+            error = exc
+        except UnicodeError as exc:
+            # Text that cannot be encoded for this provider: no retry can change that.
+            error = PermanentError(f"cannot encode for {channel.transport}: {type(exc).__name__}")
+        except BaseException as exc:  # a bug in a transport: log it, keep the page alive
+            if _must_propagate(exc):
+                raise
+            # Its traceback may quote what it was sending (a URL, a header): redacted too.
+            log.error(
+                "transport %s failed unexpectedly: %s",
+                channel.transport,
+                _redactor(lane, n).clean(traceback.format_exc(), MAX_TRACEBACK),
+            )
+            error = TransientError(f"internal error in transport: {type(exc).__name__}")
+        else:
+            if provider_id is not None:
+                provider_id = _redactor(lane, n).clean(provider_id, MAX_PROVIDER_ID)
+            log.info(
+                "notified service=%s incident=%s level=%d round=%d target=%s provider_id=%s",
+                n.service, n.incident_id, n.level, n.round, n.target, provider_id,
+            )  # fmt: skip
+            await self._finish(pending, "sent", provider_id, None)
+            return
+        # What the provider said goes to the history, `pager status` and the log: without the
+        # secrets it may echo (see `pagerd.redact`).
+        said = _redactor(lane, n).clean(error.reason)
+        attempts = pending.attempts + 1
+        if isinstance(error, PermanentError) or attempts >= channel.max_attempts:
+            reason = said
+            if not isinstance(error, PermanentError):
+                reason = f"gave up after {attempts} attempts: {reason}"
+            log.error(
+                "delivery failed service=%s incident=%s level=%d target=%s: %s",
+                n.service, n.incident_id, n.level, n.target, reason,
+            )  # fmt: skip
+            await self._finish(pending, "failed", None, reason)
+            return
+        delay = self._backoff(channel, attempts, error)
+        log.warning(
+            "delivery will be retried in %.1fs service=%s incident=%s level=%d target=%s: %s",
+            delay, n.service, n.incident_id, n.level, n.target, said,
+        )  # fmt: skip
+        due = self._clock.now() + delay
+        await self._record(Attempt(n.id, self._clock.now(), "retrying", None, said, due))
+        self._retried += 1
+        self._metrics.notifications.inc(channel.name, "retrying")
+        pending.attempts = attempts
+        self._later.push(due, pending)
+
+    def _backoff(self, channel: Channel, attempts: int, error: DeliveryError) -> float:
+        ceiling = backoff_ceiling(channel.retry_initial, channel.retry_max, attempts)
+        delay = self._rng.uniform(ceiling / 2, ceiling)  # jitter: a storm's retries spread out
+        if isinstance(error, TransientError) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return delay
+
+    async def _finish(
+        self,
+        pending: _Pending,
+        outcome: Literal["sent", "failed", "cancelled"],
+        provider_id: str | None,
+        error: str | None,
+    ) -> None:
+        n = pending.notify
+        now = self._clock.now()
+        pending.settled = True
+        await self._record(Attempt(n.id, now, outcome, provider_id, error))
+        self._metrics.notifications.inc(n.target.channel, outcome)
+        if outcome == "sent":
+            self._sent += 1
+            self._metrics.delivery_seconds.observe(now - pending.decided_at)
+        elif outcome == "cancelled":
+            log.info(
+                "delivery cancelled service=%s incident=%s level=%d target=%s: %s",
+                n.service, n.incident_id, n.level, n.target, error,
+            )  # fmt: skip
+        else:
+            self._failed_total += 1
+            self._failed[(n.service, n.incident)] += 1
+        self._forget(n)
+        if self._reading:
+            self._finished_while_reading.add(n.id)
+
+    def _forget(self, n: Notify) -> None:
+        if n.id not in self._known:
+            return
+        self._known.discard(n.id)
+        self._in_hand[n.target.channel] -= 1
+        if self._read_back_due():
+            self._read_back_wanted.set()
+
+    def _read_back_due(self) -> list[str]:
+        """The channels whose rows wait in the database and that have room for them."""
+        return [c for c in self._in_database_only if self._in_hand[c] <= self._capacity // 2]
+
+    async def _record(self, attempt: Attempt) -> None:
+        # The send already happened: retry only the record, or a failing disk would send twice.
+        delay = RECORD_RETRY_MIN
+        while True:
+            try:
+                await self._committer.commit([attempt])
+                return
+            except StoreError as exc:
+                log.error("cannot record delivery of %s, retrying: %s", attempt.id, exc)
+            except Exception:
+                self._contain("record")
+            await trio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            now = self._clock.now()
+            while self._later.due(now) is not None:
+                pending = self._later.pop()
+                try:
+                    self._ready(pending)
+                except Exception:
+                    self._contain("retries")
+                    self._later.push(now + RECORD_RETRY_MAX, pending)
+            await self._later.wait()
+
+    # Reading back what is only in the database. ------------------------------------------
+
+    async def _read_back_loop(self) -> None:
+        delay = RECORD_RETRY_MIN
+        while True:
+            channels = self._read_back_due()
+            if channels:
+                try:
+                    for channel in sorted(channels):
+                        await self._read_back(channel)
+                    delay = RECORD_RETRY_MIN
+                except Exception as exc:
+                    # The rows stay in the database: read them when it answers again.
+                    if isinstance(exc, StoreError):
+                        log.error("cannot read undelivered notifications, retrying: %s", exc)
+                    else:
+                        self._contain("read-back")
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RECORD_RETRY_MAX)
+            else:
+                self._read_back_wanted = trio.Event()
+                await self._read_back_wanted.wait()
+
+    async def _read_back(self, channel: str) -> None:
+        # The channel's oldest `capacity` undelivered rows: those in hand are skipped by `_take`,
+        # and since at most half the capacity is in hand, each read brings at least as many new
+        # ones. A row finished (sent or failed) while the query ran may be in its snapshot as
+        # still undelivered: such rows are remembered and skipped rather than sent twice.
+        # The channel is marked read before the query: a row refused while it runs (committed
+        # after its snapshot) marks it again, rather than being left in the database unseen.
+        self._reading = True
+        self._finished_while_reading.clear()
+        self._in_database_only.discard(channel)
+        limit = self._capacity
+        try:
+            rows: list[Undelivered] = await self._offload(
+                lambda: self._store.undelivered(limit, channel)
+            )
+        except BaseException:
+            self._in_database_only.add(channel)
+            raise
+        finally:
+            self._reading = False
+        if len(rows) >= limit:
+            self._in_database_only.add(channel)
+        for row in rows:
+            if row.notify.id in self._finished_while_reading:
+                continue
+            self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
+        self._finished_while_reading.clear()
+
+
+def _must_propagate(exc: BaseException) -> bool:
+    """Whether an exception out of a transport is the run's own business (a cancellation, an
+    interrupt, an exit), not the transport's failure. Anything else, even a `BaseException` a
+    library had no business raising, fails the attempt and is retried."""
+    fatal = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(lambda e: isinstance(e, fatal)) is not None
+    return isinstance(exc, fatal)
+
+
+def cancelled_by(state: ServiceState, n: Notify) -> str | None:
+    """Why `n` is no longer worth sending, if it is not: its incident was acknowledged (somebody
+    is on it) or closed. Checked before every attempt, the first and each retry, also after a
+    restart; a page already sent is not recalled, a page cancelled is never sent."""
+    incident = state.incident
+    if incident is None or incident.number != n.incident:
+        return "incident closed"
+    if incident.acknowledged:
+        return "incident acknowledged"
+    return None
+
+
+def backoff_ceiling(initial: float, maximum: float, attempts: int) -> float:
+    """The longest wait before attempt `attempts + 1`: `initial` doubled each time, at most
+    `maximum`. The exponent is capped first: `2 ** attempts` alone overflows a float past 1,024
+    attempts, and an exception here once took the whole daemon down on every restart."""
+    return min(maximum, initial * 2.0 ** min(max(attempts - 1, 0), 64))
+
+
+def _redactor(lane: _Lane, n: Notify) -> Redactor:
+    """The lane's secrets, and the target's own if its address is one (a webhook URL)."""
+    if n.target.channel in ("slack", "webhook"):
+        return lane.redactor.with_(url_secrets(n.target.address))
+    return lane.redactor
+
+
+def _lane(spec: LaneSpec) -> _Lane:
+    return _Lane(
+        spec,
+        TokenBucket(spec.channel.rate, spec.channel.burst),
+        Redactor(channel_secrets(spec.channel.settings)),
+    )

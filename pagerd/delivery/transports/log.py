@@ -1,0 +1,103 @@
+"""The `log` transport: each notification appended to a JSON-lines file, fsync'd.
+
+It is the transport of the quick start and of dry runs, and what tests read to see who was paged.
+Concurrent sends share one write and one fsync (the first sender writes for everyone waiting), so
+a storm costs one fsync per batch, not per notification.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import attrs
+import trio
+
+from pager.domain import Notify
+from pager.messages import short
+from pager.ports import TransientError
+from pager.protocol import encode
+from pager.timefmt import isoformat
+from pagerd.storage.offload import Offload
+from pagerd.timing.clock import Clock
+
+
+def record(n: Notify, at: float) -> dict[str, object]:
+    return {
+        "time": isoformat(at),
+        "id": n.id,
+        "key": n.key,
+        "service": n.service,
+        "incident": n.incident_id,
+        "round": n.round,
+        "level": n.level,
+        "channel": n.target.channel,
+        "target": str(n.target) if n.target.channel in ("slack", "webhook") else n.target.address,
+        "message": short(n),
+        "alert": n.message,
+        "opened_at": isoformat(n.opened_at),
+    }
+
+
+@attrs.define
+class _Flush:
+    lines: list[bytes] = attrs.Factory(list)
+    done: trio.Event = attrs.Factory(trio.Event)
+    error: OSError | None = None
+
+
+class LogTransport:
+    def __init__(self, path: Path, offload: Offload, clock: Clock) -> None:
+        self.path = path
+        self._offload = offload
+        self._clock = clock
+        self._open = _Flush()
+        self._writing = False
+
+    async def send(self, notification: Notify) -> str | None:
+        flush = self._open
+        flush.lines.append(encode(record(notification, self._clock.now())))
+        if not self._writing:
+            self._writing = True
+            try:
+                # Shielded: the writer writes for every waiting sender, so it must finish.
+                with trio.CancelScope(shield=True):
+                    while self._open.lines:
+                        current, self._open = self._open, _Flush()
+                        data = b"".join(current.lines)
+                        try:
+                            await self._offload(partial(self._append, data))
+                        except OSError as exc:
+                            current.error = exc
+                        current.done.set()
+            finally:
+                self._writing = False
+        await flush.done.wait()
+        if flush.error is not None:
+            raise TransientError(f"cannot write {self.path}: {flush.error.strerror or flush.error}")
+        return None
+
+    def _open_file(self) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            return os.open(self.path, flags, 0o640)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # the first write only
+            return os.open(self.path, flags, 0o640)
+
+    def _append(self, data: bytes) -> None:
+        fd = self._open_file()
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                # Disk full half-way: cut back, so the next attempt does not start mid-line.
+                os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)

@@ -1,0 +1,489 @@
+"""One actor per service: the only task that changes that service's state.
+
+An actor exists only while its service has events to handle. It is created, with its bounded
+inbox, the moment an event is routed to an idle service, and ends as soon as its inbox is empty;
+checking the inbox and leaving the registry happen with no checkpoint between them, so a service
+never has two actors and no event is left in a closed inbox. Escalation deadlines are held by the
+`Scheduler`, which routes a `Timeout` here like any other event. That is what lets 100,000
+configured services cost only their state, not 100,000 parked tasks.
+
+An actor takes every event waiting in its inbox, decides each in turn with the pure core, commits
+all of them together, and only then replies and hands notifications to the outbox: a client hears
+"ok" only for what is on disk.
+
+A storm spreads events over thousands of idle services, and a task for each would cost more than
+the decisions themselves. So `route()` takes a connection's events in bulk: services with a live
+actor get theirs in its inbox, and idle ones are *claimed* instead — registered at once, as
+`_start` does, but one task decides the whole claim and commits it together. Until that task
+runs, the claim takes the idle services of every connection that routes events. A claimed service's
+inbox is opened only if another connection routes to it meanwhile. When the claim is done, each
+service whose inbox has filled gets an actor of its own, and the others leave the registry with no
+checkpoint in between: still one owner a service, and never an event in an inbox nobody reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Final, Protocol
+
+import attrs
+import trio
+
+from pager.domain import (
+    Ack,
+    Alert,
+    Event,
+    Notify,
+    Rejected,
+    ServiceState,
+    Timeout,
+    decide,
+    incident_id,
+)
+from pager.protocol import error_reply, ok_reply, service_status, unknown_service
+from pagerd.access.peers import Peer
+from pagerd.config import Config
+from pagerd.delivery.outbox import Outbox
+from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Scheduler
+from pagerd.storage.commits import Committer
+from pagerd.storage.port import EventRecord, StoreError, Transition
+from pagerd.timing.clock import Clock
+
+log = logging.getLogger("pagerd.actors")
+
+INBOX_SIZE: Final = 64
+MAX_ACTORS_FOR_TIMEOUTS: Final = 512
+MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoint between them
+
+
+REMOVED: Final = "service removed from the config"
+
+
+@attrs.frozen
+class Removed:
+    """Close the service's open incident if the service is no longer configured; nothing if it
+    is (it was added back meanwhile). Sent by `Services` itself, never by a client."""
+
+
+class Reply(Protocol):
+    """Where one request's answer goes (the front's `replies.Reply`): set once, by the actor
+    that decided the event, or by whoever refuses it first."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def set(self, line: bytes, result: str = "ok") -> None: ...
+
+
+@attrs.frozen
+class Envelope:
+    event: Event | Removed
+    reply: Reply | None
+    peer: Peer | None = None
+
+
+class _Claimed:
+    """A claimed service's entry in the registry: the events its claim decides, and the inbox
+    for anything routed to it meanwhile, opened only then (most claims never need one)."""
+
+    __slots__ = ("batch", "receive", "send")
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.batch = [envelope]
+        self.send: trio.MemorySendChannel[Envelope] | None = None
+        self.receive: trio.MemoryReceiveChannel[Envelope] | None = None
+
+    def inbox(self) -> trio.MemorySendChannel[Envelope]:
+        if self.send is None:
+            self.send, self.receive = trio.open_memory_channel(INBOX_SIZE)
+        return self.send
+
+
+class Services:
+    def __init__(
+        self,
+        config: Config,
+        states: dict[str, ServiceState],
+        committer: Committer,
+        scheduler: Scheduler,
+        outbox: Outbox,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self._states = states
+        self._committer = committer
+        self._scheduler = scheduler
+        self._outbox = outbox
+        self._clock = clock
+        # Who owns each service that has one: its actor's inbox, or the claim holding it.
+        self._inboxes: dict[str, trio.MemorySendChannel[Envelope] | _Claimed] = {}
+        self._claim: dict[str, _Claimed] = {}  # the claim still open to more events
+        # A due timeout for a service whose owner was busy: the owner takes it with its next
+        # batch, so a full inbox never holds it back (see `offer`).
+        self._due: dict[str, Envelope] = {}
+        self._timeout_actors = 0  # actors started by `offer`, running now
+        self._removals = trio.Event()  # set when services may have been removed
+        self._nursery: trio.Nursery | None = None
+
+    def state(self, name: str) -> ServiceState:
+        """The last committed state of `name`."""
+        return self._states.get(name) or ServiceState(name)
+
+    def status(self, state: ServiceState) -> dict[str, Any]:
+        """`state` as a status object, with its open incident's failed deliveries counted."""
+        incident = state.incident
+        failed = (
+            0 if incident is None else self._outbox.failed_deliveries(state.name, incident.number)
+        )
+        return service_status(state, failed)
+
+    def reconfigure(self, config: Config) -> None:
+        """Serve `config` from now on. An actor takes the policy afresh for each batch, so open
+        incidents keep their state and follow the new policy from their next escalation step.
+        A removed service gets `unknown_service`, and its open incident is closed (see
+        `_close_removed`)."""
+        before, self.config = self.config.services, config
+        for state in self._states.values():
+            back = state.name in config.services and state.name not in before
+            if back and state.incident is not None:
+                # Added back before its incident was closed: it escalates again.
+                self._scheduler.schedule(state)
+        if before.keys() - config.services.keys():
+            self._removals.set()
+
+    def open_incidents(self) -> int:
+        """Open incidents of configured services: those `status` shows and a client can close
+        (a removed service's is being closed)."""
+        services = self.config.services
+        return sum(
+            1 for s in self._states.values() if s.incident is not None and s.name in services
+        )
+
+    def unacknowledged_incidents(self) -> int:
+        services = self.config.services
+        return sum(
+            1
+            for s in self._states.values()
+            if s.incident is not None and not s.incident.acknowledged and s.name in services
+        )
+
+    def live_actors(self) -> int:
+        return len(self._inboxes)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the actors' nursery until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._scheduler.schedule_all(self._states.values())
+            self._removals.set()  # a restart on a config without some services
+            nursery.start_soon(self._close_removed, name="close removed services")
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _close_removed(self) -> None:
+        """Close the open incident of every service no longer configured, with the reason in its
+        history: nobody could ack it or mark it healthy, and it would count as open for ever.
+        Each close goes through the service's owner like any event; one whose commit fails is
+        tried again after a back-off."""
+        while True:
+            await self._removals.wait()
+            self._removals = trio.Event()
+            delay = RETRY_MIN
+            while removed := [
+                name
+                for name, state in self._states.items()
+                if state.incident is not None and name not in self.config.services
+            ]:
+                try:
+                    await self.route((name, Envelope(Removed(), None)) for name in removed)
+                except Exception:
+                    log.exception("cannot close the incidents of removed services")
+                await trio.sleep(delay)  # time for them to be committed, or a back-off
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def route(self, events: Iterable[tuple[str, Envelope]]) -> None:
+        """Hand each (service, envelope) to its service's owner, in order, waiting while an
+        actor's inbox is full (back-pressure). Idle services are claimed, and one task decides
+        all the claimed ones together (see the module's docstring)."""
+        for service, envelope in events:
+            held = self._claim.get(service)
+            if held is not None:
+                held.batch.append(envelope)
+                continue
+            inbox = self._inbox(service)
+            if inbox is None:
+                if not self._claim or len(self._claim) >= MAX_CLAIM:
+                    self._start_claim()
+                self._claim[service] = self._inboxes[service] = _Claimed(envelope)
+                continue
+            try:
+                inbox.send_nowait(envelope)
+            except trio.WouldBlock:
+                # The owner cannot leave meanwhile: it leaves only with its inbox empty.
+                await inbox.send(envelope)
+
+    def offer(self, service: str, event: Timeout) -> bool:
+        """Route a due timeout without waiting; False if it cannot be taken now (the scheduler
+        offers it again soon).
+
+        A timeout never waits behind other services' events: a service that has an owner takes
+        it with the owner's next batch, whatever its inbox holds (`_due`), and an idle service
+        gets an actor of its own. Only those actors are capped: a restart that finds 100,000
+        escalations overdue starts them `MAX_ACTORS_FOR_TIMEOUTS` at a time, so that clients
+        are still answered while they are worked through; a storm's owners do not count, so
+        they never hold up a quiet service's deadline."""
+        # A service no longer configured takes it too: its actor closes the incident.
+        envelope = Envelope(event, None)
+        owner = self._inboxes.get(service)
+        if owner is None:
+            if self._timeout_actors >= MAX_ACTORS_FOR_TIMEOUTS:
+                return False
+            self._start(service, for_timeout=True).send_nowait(envelope)  # a new inbox: room
+        elif isinstance(owner, _Claimed) and self._claim.get(service) is owner:
+            owner.batch.append(envelope)  # the claim is still open: decided with it
+        else:
+            self._due[service] = envelope  # at most one: the scheduler hands one at a time
+        return True
+
+    def _inbox(self, service: str) -> trio.MemorySendChannel[Envelope] | None:
+        """The inbox of the service's owner, if it has one now."""
+        owner = self._inboxes.get(service)
+        return owner.inbox() if isinstance(owner, _Claimed) else owner
+
+    def _start(
+        self,
+        service: str,
+        inbox: tuple[trio.MemorySendChannel[Envelope], trio.MemoryReceiveChannel[Envelope]]
+        | None = None,
+        *,
+        for_timeout: bool = False,
+    ) -> trio.MemorySendChannel[Envelope]:
+        """Start `service`'s actor, on a new inbox or on `inbox` (a claim's, with events in it)."""
+        # The inbox is registered before the task runs, so nothing can be routed to no one.
+        assert self._nursery is not None, "Services.run() has not started"
+        # Not `open_memory_channel[Envelope]`: subscripting builds a typing alias on every call.
+        send, receive = inbox or trio.open_memory_channel(INBOX_SIZE)
+        self._inboxes[service] = send
+        self._timeout_actors += for_timeout
+        self._nursery.start_soon(
+            self._actor, service, receive, for_timeout, name=f"actor {service}"
+        )
+        return send
+
+    def _start_claim(self) -> None:
+        """Open a new claim, and start the task that will decide it: until that task runs,
+        every connection's events for idle services join it."""
+        assert self._nursery is not None, "Services.run() has not started"
+        self._claim = {}
+        self._nursery.start_soon(self._decide_claim, self._claim, name="claimed actors")
+
+    async def _decide_claim(self, claim: dict[str, _Claimed]) -> None:
+        if self._claim is claim:
+            self._claim = {}  # closed: what comes next makes a claim of its own
+        await self._contained({service: held.batch for service, held in claim.items()})
+        # No checkpoint from here on: an inbox seen empty is closed before anything can fill it.
+        for service, held in claim.items():
+            waiting = service in self._due
+            if held.receive is None:
+                del self._inboxes[service]
+                if waiting:
+                    self._start(service)
+            elif waiting or held.receive.statistics().current_buffer_used:
+                assert held.send is not None
+                self._start(service, (held.send, held.receive))
+            else:
+                del self._inboxes[service]
+                held.receive.close()
+
+    async def _actor(
+        self, service: str, inbox: trio.MemoryReceiveChannel[Envelope], for_timeout: bool
+    ) -> None:
+        with inbox:
+            while True:
+                batch: list[Envelope] = []
+                while len(batch) < INBOX_SIZE:
+                    try:
+                        batch.append(inbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                # After the events routed before it was due (the inbox holds no more than a
+                # batch), and never behind more than that.
+                due = self._due.pop(service, None)
+                if due is not None:
+                    batch.append(due)
+                if not batch:
+                    # Idle: leave the registry with no checkpoint since the inbox was seen empty.
+                    del self._inboxes[service]
+                    self._timeout_actors -= for_timeout
+                    return
+                await self._contained({service: batch})
+
+    async def _contained(self, batches: dict[str, list[Envelope]]) -> None:
+        try:
+            await self._handle(batches)
+        except Exception:
+            # A bug must not take the daemon down: contain and report it, and offer again later
+            # any timeout handed over, or that incident would never escalate again.
+            log.exception("actor failed services=%s", ",".join(batches))
+            for service, batch in batches.items():
+                _fail(batch)
+                self._scheduler.retry(self.state(service))
+
+    async def _handle(self, batches: dict[str, list[Envelope]]) -> None:
+        """Decide every service's events in turn, commit all of them together, then answer."""
+        now = self._clock.now()
+        transitions: list[Transition] = []
+        outcomes: list[tuple[Reply | None, ServiceState | Rejected]] = []
+        states: dict[str, ServiceState] = {}
+        for service, batch in batches.items():
+            if service not in self.config.services:
+                # Removed by a reload while these events waited: answered as they would be now,
+                # and its open incident closed.
+                for envelope in batch:
+                    if envelope.reply is not None:
+                        envelope.reply.set(unknown_service(service), "unknown_service")
+                state = self.state(service)
+                if state.incident is not None:
+                    closed = attrs.evolve(state, incident=None)
+                    record = EventRecord("removed", REMOVED)
+                    transitions.append(Transition(state, closed, (), now, record))
+                    states[service] = closed
+                continue
+            try:
+                states[service] = self._decide(service, batch, now, transitions, outcomes)
+            except Exception:
+                # A bug in one service's decisions fails its events, not its neighbours'.
+                log.exception("actor failed service=%s", service)
+                _fail(batch)
+                self._scheduler.retry(self.state(service))
+        if not transitions:
+            await trio.lowlevel.checkpoint()
+        else:
+            try:
+                await self._committer.commit(transitions)
+            except StoreError as exc:
+                # Nothing of it was written: every deadline stays as the disk has it, and a
+                # timeout handed over for this batch is offered again after a back-off.
+                for service in batches:
+                    self._scheduler.retry(self.state(service))
+                self._answer(outcomes, failure=str(exc))
+                return
+            self._states.update(states)
+            for t in transitions:
+                _log_transition(t)
+                if _deadline(t.after) != _deadline(t.before):
+                    self._scheduler.schedule(t.after)
+            self._outbox.add(_notifications(transitions))
+        for service in states:
+            if any(isinstance(envelope.event, Timeout) for envelope in batches[service]):
+                self._scheduler.decided(self.state(service))
+        self._answer(outcomes)
+
+    def _decide(
+        self,
+        service: str,
+        batch: list[Envelope],
+        now: float,
+        transitions: list[Transition],
+        outcomes: list[tuple[Reply | None, ServiceState | Rejected]],
+    ) -> ServiceState:
+        """Decide `batch` in order from the service's committed state; its final state.
+
+        Appends to `transitions` and `outcomes` only once every decision succeeded."""
+        policy = self.config.policy_of(service)
+        state = self.state(service)
+        mine: list[Transition] = []
+        answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
+        for envelope in batch:
+            if isinstance(envelope.event, Removed):
+                continue  # added back before its incident was closed: it stays open
+            try:
+                after, notes = decide(state, envelope.event, now, policy)
+            except Rejected as rejected:
+                answers.append((envelope.reply, rejected))
+                continue
+            record = _record(envelope, state, after)
+            if after != state or record is not None:
+                mine.append(Transition(state, after, notes, now, record))
+            state = after
+            answers.append((envelope.reply, after))
+        transitions += mine
+        outcomes += answers
+        return state
+
+    def _answer(
+        self,
+        outcomes: list[tuple[Reply | None, ServiceState | Rejected]],
+        failure: str | None = None,
+    ) -> None:
+        """Reply to each event: its refusal, or `unavailable` if the commit failed, or ok."""
+        for reply, outcome in outcomes:
+            if reply is None:
+                continue
+            if isinstance(outcome, Rejected):
+                reply.set(error_reply(outcome.code, outcome.message), outcome.code)
+            elif failure is not None:
+                reply.set(error_reply("unavailable", failure), "unavailable")
+            else:
+                reply.set(ok_reply(**self.status(outcome)))
+
+
+def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
+    """The event as the incident's history keeps it; None if it concerns no incident."""
+    event, peer = envelope.event, envelope.peer
+    if isinstance(event, Timeout):
+        incident = after.incident
+        if after == before or incident is None:
+            return None
+        if incident.exhausted:
+            return EventRecord("timeout", "no level left to notify: exhausted")
+        return EventRecord("timeout", f"escalated to level {incident.level} round {incident.round}")
+    if before.incident is None and after.incident is None:
+        return None
+    if isinstance(event, Alert):
+        return EventRecord("alert", event.message or None, None, peer)
+    if isinstance(event, Ack):
+        return EventRecord("ack", None, event.by, peer)
+    return EventRecord("healthy", None, None, peer)
+
+
+def _fail(batch: list[Envelope]) -> None:
+    for envelope in batch:
+        if envelope.reply is not None and not envelope.reply.done:
+            envelope.reply.set(error_reply("internal", "internal error"), "internal")
+
+
+def _deadline(state: ServiceState) -> float | None:
+    return state.incident.deadline if state.incident is not None else None
+
+
+def _notifications(transitions: Iterable[Transition]) -> Iterable[Notify]:
+    for t in transitions:
+        yield from t.notifications
+
+
+def _log_transition(t: Transition) -> None:
+    before, after, name = t.before.incident, t.after.incident, t.after.name
+    if after is None:
+        if before is not None and t.event is not None and t.event.op == "removed":
+            iid = incident_id(name, before.number)
+            log.warning("closed service=%s incident=%s: %s", name, iid, t.event.detail)
+        elif before is not None:
+            log.info("closed service=%s incident=%s", name, incident_id(name, before.number))
+        return
+    iid = incident_id(name, after.number)
+    if before is None or before.number != after.number:
+        log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
+    elif after.acknowledged and not before.acknowledged:
+        log.info("acknowledged service=%s incident=%s by=%r", name, iid, after.acknowledged_by)
+    elif (after.round, after.level) != (before.round, before.level):
+        log.warning(
+            "escalated service=%s incident=%s level=%d round=%d",
+            name,
+            iid,
+            after.level,
+            after.round,
+        )
+    elif after.exhausted and not before.exhausted:
+        log.warning("exhausted service=%s incident=%s: no level left to notify", name, iid)

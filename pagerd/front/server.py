@@ -1,0 +1,457 @@
+"""The socket server: JSON lines in, JSON lines out, replies in request order.
+
+Each connection has a reader, which parses requests and routes events to the actors without
+waiting for their outcome, and a writer, which sends each reply as soon as it and every earlier
+one are ready. The queue between them is bounded: a client that pipelines faster than pagerd
+commits, or that never reads its replies, is simply not read from until it catches up. A read
+(`status`, `history`, ...) is served only once the events before it on its connection are decided
+and committed, so that what it says agrees with the replies before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import trio
+
+from pager import __version__
+from pager.domain import Ack, Alert, Event, Healthy, incident_id
+from pager.protocol import (
+    EVENT_OPS,
+    MAX_LINE,
+    ProtocolError,
+    Request,
+    encode,
+    error_reply,
+    ok_reply,
+    parse_request,
+    unknown_service,
+)
+from pager.timefmt import isoformat
+from pagerd.access.peers import Access, Peer, peer_credentials, resolve
+from pagerd.config import Limits
+from pagerd.engine.actors import Envelope, Services
+from pagerd.front.connections import Connection, Connections
+from pagerd.front.replies import Reply, ReplyQueue
+from pagerd.operations.metrics import Metrics
+from pagerd.operations.reloads import ConfigRecord
+from pagerd.storage.offload import Offload
+from pagerd.storage.port import Delivery, Storage, StoreError
+
+log = logging.getLogger("pagerd.server")
+
+MAX_PENDING: Final = 256
+RECEIVE_SIZE: Final = 65536
+
+
+def _done(op: str, line: bytes, result: str = "ok") -> Reply:
+    reply = Reply(op)
+    reply.set(line, result)
+    return reply
+
+
+class Server:
+    def __init__(
+        self,
+        services: Services,
+        store: Storage,
+        store_offload: Offload,
+        access: Access,
+        resolve_offload: Offload,
+        metrics: Metrics,
+        limits: Limits,
+    ) -> None:
+        self._services = services
+        self._store = store
+        self._store_offload = store_offload
+        self.access = access
+        self._resolve_offload = resolve_offload
+        self._metrics = metrics
+        self._render_metrics = metrics.render
+        self._limits = limits
+        self._connections = Connections(lambda: self._limits)
+        self._peers: dict[Connection, Peer] = {}  # the connections let in, with who they are
+        self._revoked: set[Connection] = set()
+        self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
+        self.reload: Callable[[], Awaitable[list[str]]] | None = None  # the `reload` op
+        self._accepting = trio.CancelScope()
+        self._draining = False
+        self.closed = trio.Event()
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        """New limits (a reload): they apply to the connections already open, too."""
+        self._limits = limits
+        self._connections.wake()
+
+    async def serve(
+        self,
+        listener: trio.SocketListener,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept until `drain()`, then return once every connection has finished."""
+        async with trio.open_nursery() as server:
+            server.start_soon(self._connections.run, name="connection timeouts")
+            async with trio.open_nursery() as connections:
+                with self._accepting:
+                    await trio.serve_listeners(
+                        self._handle,
+                        [listener],
+                        handler_nursery=connections,
+                        task_status=task_status,
+                    )
+            server.cancel_scope.cancel()
+        self.closed.set()
+
+    def drain(self) -> None:
+        """Stop accepting and reading; replies to requests already read are still sent."""
+        self._draining = True
+        self._accepting.cancel()
+        for connection in self._connections:
+            connection.reading.cancel()
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        if self.connections >= self.limits.max_connections and not self._connections.make_room():
+            await self._busy(stream)
+            return
+        connection = self._connections.open()
+        if self._draining:
+            connection.reading.cancel()
+        replies = ReplyQueue(MAX_PENDING, self._metrics.events.inc)
+        try:
+            with connection.scope:
+                async with stream, trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_replies, stream, replies, connection)
+                    try:
+                        with connection.reading:
+                            peer = await self._peer(stream)
+                            if peer is None or not self.access.allows(peer):
+                                await self._refuse(stream, replies, peer, connection)
+                            else:
+                                self._peers[connection] = peer
+                                await self._read_requests(stream, replies, peer, connection)
+                        if connection in self._revoked:
+                            message = (
+                                "access revoked by a config reload (allow_users, allow_groups)"
+                            )
+                            reply = _done("refused", error_reply("forbidden", message), "forbidden")
+                            await replies.put(reply)
+                    finally:
+                        replies.close()
+        finally:
+            self._connections.close(connection)
+            self._peers.pop(connection, None)
+            self._revoked.discard(connection)
+
+    async def recheck_peers(self) -> int:
+        """After a reload: stop serving the connections whose peer the new rules no longer let
+        in. What they sent before is still answered; then one `forbidden`, and the connection
+        closes. Who they are is looked up again, since group membership may have changed too.
+        Gives back how many were closed."""
+        access = self.access
+        if not access.restricted or not self._peers:
+            return 0
+        with_groups = access.groups is not None
+        open_now = list(self._peers.items())
+        peers = await self._resolve_offload(
+            lambda: [resolve(peer, with_groups) for _, peer in open_now]
+        )
+        revoked = 0
+        for (connection, _), peer in zip(open_now, peers, strict=True):
+            if connection in self._peers and not access.allows(peer):
+                log.warning(
+                    "access revoked by reload: closing the connection of %s", peer.describe()
+                )
+                self._revoked.add(connection)
+                connection.reading.cancel()
+                revoked += 1
+        return revoked
+
+    async def _busy(self, stream: trio.SocketStream) -> None:
+        """Too many connections: say so at once and close; the ones already open go on."""
+        self._metrics.events.inc("refused", "busy")
+        message = f"too many connections (limit {self.limits.max_connections}); try again"
+        async with stream:
+            with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
+                await stream.send_all(error_reply("busy", message))
+
+    async def _peer(self, stream: trio.SocketStream) -> Peer | None:
+        try:
+            peer = peer_credentials(stream.socket)
+        except OSError as exc:
+            log.warning("cannot read the peer's credentials: %s", exc)
+            return None
+        with_groups = self.access.groups is not None
+        try:
+            return await self._resolve_offload(lambda: resolve(peer, with_groups))
+        except Exception as exc:  # NSS failing (LDAP down...) must not end the server
+            log.warning("cannot look up the user of %s: %s", peer.describe(), exc)
+            return peer  # no names: only the uid rules (root, pagerd's own) can let it in
+
+    async def _refuse(
+        self,
+        stream: trio.SocketStream,
+        replies: ReplyQueue,
+        peer: Peer | None,
+        connection: Connection,
+    ) -> None:
+        """Answer the first request with `forbidden`, then close: nothing it sends is read."""
+        who = peer.describe() if peer is not None else "unknown peer"
+        log.warning("refused connection from %s", who)
+        while True:
+            data = await self._receive(stream, connection)
+            if not data:
+                return
+            if b"\n" in data:
+                break
+            connection.line(begun=True, ended=False)
+        message = f"{who} may not use this pagerd (see allow_users, allow_groups)"
+        await replies.put(_done("refused", error_reply("forbidden", message), "forbidden"))
+
+    async def _read_requests(
+        self,
+        stream: trio.SocketStream,
+        replies: ReplyQueue,
+        peer: Peer,
+        connection: Connection,
+    ) -> None:
+        buffer = bytearray()
+        while True:
+            data = await self._receive(stream, connection)
+            if not data:
+                return  # EOF: a trailing partial line was never a request, so it is not acted on
+            buffer += data
+            start = 0
+            # The events of what was read are routed together, up to MAX_PENDING at a time, and
+            # only then are their replies queued: a queued reply always has an owner that will
+            # set it, even if this reader is cancelled (a shutdown) while it waits to route. So
+            # a connection holds at most twice MAX_PENDING requests: queued, and being routed.
+            events: list[tuple[str, Envelope]] = []
+            answers: list[Reply] = []
+            while (end := buffer.find(b"\n", start)) >= 0:
+                line = bytes(buffer[start:end])
+                start = end + 1
+                if len(line) > MAX_LINE:
+                    answers.append(_too_large())
+                    await self._queue(events, answers, replies)
+                    return
+                taken = self._take(line.removesuffix(b"\r"), peer, events)
+                if isinstance(taken, Request):
+                    # Its reply comes after those of the events before it, and so must what it
+                    # says: it is served once they are decided and committed.
+                    await self._queue(events, answers, replies)
+                    events, answers = [], []
+                    await replies.wait_settled()
+                    taken = await self._request(taken, peer)
+                answers.append(taken)
+                if len(answers) == MAX_PENDING:
+                    await self._queue(events, answers, replies)
+                    events, answers = [], []
+            del buffer[:start]
+            connection.line(begun=bool(buffer), ended=start > 0)
+            await self._queue(events, answers, replies)
+            if len(buffer) > MAX_LINE:
+                await replies.put(_too_large())
+                return
+
+    async def _receive(self, stream: trio.SocketStream, connection: Connection) -> bytes:
+        """The client's next bytes; none at EOF or if the connection broke. After nothing (or
+        half a line) for too long, or a line that takes too long to arrive whole, it stops being
+        read: the replies already due go out, then the connection closes."""
+        self._connections.receiving(connection)
+        try:
+            data = await stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        connection.received()
+        return data
+
+    async def _queue(
+        self,
+        events: list[tuple[str, Envelope]],
+        answers: list[Reply],
+        replies: ReplyQueue,
+    ) -> None:
+        """Route `events`, then queue `answers` in order, waiting while the queue is full."""
+        await self._services.route(events)
+        for reply in answers:
+            await replies.put(reply)
+
+    async def _write_replies(
+        self, stream: trio.SocketStream, replies: ReplyQueue, connection: Connection
+    ) -> None:
+        # Every reply already decided goes out in the same write: far fewer syscalls for a
+        # client that pipelines, and order is kept.
+        while taken := await replies.take(MAX_PENDING):
+            # A client that does not take its replies for too long is closed (see `Connections`):
+            # unsent replies would only pile up.
+            self._connections.writing(connection)
+            try:
+                await stream.send_all(b"".join([reply.line for reply in taken]))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                connection.scope.cancel()  # the client is gone: stop reading from it too
+                return
+            connection.written()
+
+    def _take(self, line: bytes, peer: Peer, events: list[tuple[str, Envelope]]) -> Reply | Request:
+        """Answer `line` at once if it is bad, or queue its event on `events` and give back its
+        (pending) reply; a request that must be served in turn is given back as it is."""
+        try:
+            request = parse_request(line)
+        except ProtocolError as exc:
+            return _done("invalid", error_reply(exc.code, exc.message), exc.code)
+        except Exception:  # a bug in the decoder: this line's, not the daemon's
+            log.exception("cannot decode a request line")
+            return _done("invalid", error_reply("internal", "internal error"), "internal")
+        op, service = request.op, request.service
+        if op not in EVENT_OPS:
+            return request
+        assert service is not None  # parse_request requires it of events
+        if service not in self._services.config.services:
+            return _done(op, unknown_service(service), "unknown_service")
+        reply = Reply(op)
+        events.append((service, Envelope(_event(request), reply, peer)))
+        return reply
+
+    async def _request(self, request: Request, peer: Peer) -> Reply:
+        try:
+            if request.op == "reload":
+                return _done("reload", *await self._reload(peer))
+            return await self._serve(request)
+        except StoreError as exc:
+            # A read failed (an I/O error on a failing disk): this request, not the daemon.
+            log.error("%s failed: %s", request.op, exc)
+            message = f"the database could not be read: {exc}"
+            return _done(request.op, error_reply("unavailable", message), "unavailable")
+        except Exception:
+            log.exception("%s failed", request.op)
+            return _done(request.op, error_reply("internal", "internal error"), "internal")
+
+    async def _serve(self, request: Request) -> Reply:
+        op = request.op
+        if op == "ping":
+            return _done(op, ok_reply(pong=True, version=__version__, **self._config()))
+        if op == "metrics":
+            return _done(op, ok_reply(text=self._render_metrics()))
+        if op == "status":
+            return _done(op, *await self._status(request.service))
+        assert op == "history", op
+        return _done(op, *await self._history(request))
+
+    async def _status(self, service: str | None) -> tuple[bytes, str]:
+        services = self._services
+        if service is None:
+            names = services.config.services
+            statuses = [services.status(services.state(name)) for name in names]
+            return ok_reply(services=statuses, **self._config()), "ok"
+        if service not in services.config.services:
+            return unknown_service(service), "unknown_service"
+        state = services.state(service)
+        status = services.status(state)
+        if state.incident is not None:
+            number = state.incident.number
+            deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
+            status["incident"]["notifications"] = [_delivery(d) for d in deliveries]
+        return ok_reply(**status), "ok"  # one service's status object, as alert's reply has it
+
+    def _config(self) -> dict[str, Any]:
+        record = self.config_record
+        return {} if record is None else {"config": record.describe()}
+
+    async def _reload(self, peer: Peer) -> tuple[bytes, str]:
+        """What SIGHUP does, for whoever may send SIGHUP: root and pagerd's own user (the file
+        is theirs to change; a monitoring account that may page has no say in which version of
+        it runs)."""
+        if peer.uid not in (0, self.access.own_uid):
+            message = "reload is for root and pagerd's own user, as SIGHUP is"
+            return error_reply("forbidden", message), "forbidden"
+        if self.reload is None:
+            return error_reply("unavailable", "reload is not available"), "unavailable"
+        errors = await self.reload()
+        if errors:
+            path = self._services.config.path
+            message = f"{path} was not reloaded ({len(errors)} error(s)); the previous config runs"
+            line = encode(
+                {
+                    "ok": False,
+                    "error": {"code": "invalid_config", "message": message, "errors": errors},
+                }
+            )
+            return line, "invalid_config"
+        return ok_reply(**self._config()), "ok"
+
+    async def _history(self, request: Request) -> tuple[bytes, str]:
+        store = self._store
+        if request.incident is not None:
+            service, number = request.incident
+        else:
+            assert request.service is not None
+            service = request.service
+            found = await self._store_offload(lambda: store.latest_incident(service))
+            if found is None:
+                return self._not_found(service, f"{service} has had no incident")
+            number = found
+        history = await self._store_offload(lambda: store.history(service, number))
+        if history is None:
+            return self._not_found(service, f"no incident {incident_id(service, number)}")
+        reply = ok_reply(
+            service=service,
+            incident=incident_id(service, number),
+            message=history.message,
+            opened_at=isoformat(history.opened_at),
+            closed_at=None if history.closed_at is None else isoformat(history.closed_at),
+            timeline=[{"at": isoformat(at), **entry} for at, entry in history.timeline],
+        )
+        return reply, "ok"
+
+    def _not_found(self, service: str, message: str) -> tuple[bytes, str]:
+        """`unknown_service` for a name that is not configured (a typo must not read as "all
+        quiet"); a removed service's incidents, still stored, are found before this."""
+        if service not in self._services.config.services:
+            return unknown_service(service), "unknown_service"
+        return error_reply("not_found", message), "not_found"
+
+
+def _delivery(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "channel": d.channel,
+        "target": d.target,
+        "round": d.round,
+        "level": d.level,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "provider_id": d.provider_id,
+        "sent_at": None if d.sent_at is None else isoformat(d.sent_at),
+    }
+
+
+def _event(request: Request) -> Event:
+    if request.op == "alert":
+        return Alert(request.message or "")
+    if request.op == "ack":
+        return Ack(request.by)
+    return Healthy()
+
+
+def _revoked() -> Reply:
+    message = "access revoked by a config reload (see allow_users, allow_groups); closing"
+    return _done("refused", error_reply("forbidden", message), "forbidden")
+
+
+def _too_large() -> Reply:
+    message = f"request line is over {MAX_LINE} bytes; closing"
+    return _done("invalid", error_reply("too_large", message), "too_large")

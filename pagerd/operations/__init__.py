@@ -1,0 +1,7 @@
+"""Operations: how the daemon shows itself to whoever runs it.
+
+In: counters and timings from every layer, the systemd environment. Out: metrics (and their
+HTTP endpoint), log lines safe for a terminal or the journal, systemd notifications and socket
+activation, start-up failures in one line, the outcome of the last reload. It never decides or
+stores anything that pages someone: operations only report.
+"""

@@ -1,0 +1,75 @@
+"""`GET /metrics` over HTTP, served by Trio itself (no thread, no framework): a scrape is one
+short request, answered from memory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+log = logging.getLogger("pagerd.metrics_http")
+
+MAX_REQUEST: Final = 8192
+READ_TIMEOUT: Final = 10.0
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def serve_metrics(
+    host: str,
+    port: int,
+    render: Callable[[], str],
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            with trio.move_on_after(READ_TIMEOUT):
+                request = await _read_head(stream)
+                if request is None:
+                    return
+                method, _, rest = request.partition(" ")
+                path = rest.split(" ", 1)[0].split("?", 1)[0]
+                if method != "GET" or path != "/metrics":
+                    await _respond(stream, "404 Not Found", "try /metrics\n", "text/plain")
+                    return
+                try:
+                    body = render()
+                except Exception:
+                    # A scrape must never take paging down: a handler's error would end the
+                    # server's nursery, and with it the daemon.
+                    log.exception("metrics: cannot render")
+                    await _respond(stream, "500 Internal Server Error", "error\n", "text/plain")
+                    return
+                await _respond(stream, "200 OK", body, CONTENT_TYPE)
+
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    await trio.serve_listeners(handle, listeners, task_status=task_status)
+
+
+async def _read_head(stream: trio.SocketStream) -> str | None:
+    data = b""
+    while b"\r\n\r\n" not in data and b"\n\n" not in data:
+        try:
+            chunk = await stream.receive_some(4096)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if not chunk:
+            return None
+        data += chunk
+        if len(data) > MAX_REQUEST:
+            return None
+    return data.split(b"\n", 1)[0].decode("latin-1").strip()
+
+
+async def _respond(stream: trio.SocketStream, status: str, body: str, content_type: str) -> None:
+    payload = body.encode()
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    )
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(head.encode() + payload)

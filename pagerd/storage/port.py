@@ -1,0 +1,218 @@
+"""The storage port: what the daemon needs from wherever it keeps its state, and its records.
+
+The engine (through the group commit), the outbox, retention, the server's status and history,
+and the start-up all speak to `Storage`; `sqlite/` is one adapter of it, and a networked
+database is meant to be another. So the port is shaped for a round trip that costs: a group
+commit is one `write` of a whole batch, reads are one call each, and nothing here assumes a
+local file (`statistics().bytes_on_disk` is None where there is no such figure).
+
+Every call blocks: callers run it through an `Offload`, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final, Literal, Protocol, TypeAlias
+
+import attrs
+
+from pager.domain import Notify, ServiceState
+from pagerd.access.peers import Peer
+from pagerd.timing.clock import Reading
+
+
+@attrs.frozen
+class EventRecord:
+    """An event as the incident's history keeps it: what, when, and who sent it."""
+
+    op: str
+    detail: str | None = None
+    by: str | None = None
+    peer: Peer | None = None
+
+
+@attrs.frozen
+class Transition:
+    """One decided event: the service's state before and after, what to notify, and the event
+    for the incident's history."""
+
+    before: ServiceState
+    after: ServiceState
+    notifications: tuple[Notify, ...]
+    at: float
+    event: EventRecord | None = None
+
+
+@attrs.frozen
+class Attempt:
+    """The outcome of one delivery attempt of notification `id`."""
+
+    id: str
+    at: float
+    outcome: Literal["sent", "retrying", "failed", "cancelled"]  # cancelled: not attempted
+    provider_id: str | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None
+
+
+@attrs.frozen
+class ClockMark:
+    """How pagerd's frame stands against the wall and boot clocks now (see `clock.py`)."""
+
+    reading: Reading
+
+
+Write: TypeAlias = Transition | Attempt | ClockMark
+
+
+class StoreError(Exception):
+    """The database cannot be used, or refused what was asked of it: the message says what."""
+
+
+class StoreUnavailable(StoreError):
+    """The database itself failed (a full disk, an I/O error, a lock held too long), not what
+    was written: the same write alone would fail too, so a batch is not split to retry it."""
+
+
+@attrs.frozen
+class Undelivered:
+    """A notification not yet delivered, as read back from the outbox."""
+
+    notify: Notify
+    created_at: float
+    attempts: int
+    next_attempt_at: float | None
+
+
+@attrs.frozen
+class Delivery:
+    """Where one notification stands, for `pager status SERVICE`."""
+
+    id: str
+    channel: str
+    target: str
+    round: int
+    level: int
+    state: str
+    attempts: int
+    last_error: str | None
+    provider_id: str | None
+    sent_at: float | None
+
+
+@attrs.frozen
+class History:
+    opened_at: float
+    closed_at: float | None
+    message: str
+    timeline: list[tuple[float, dict[str, object]]]
+
+
+@attrs.frozen
+class Pruned:
+    """What one `prune()` transaction deleted, and where the next one goes on from."""
+
+    rows: int
+    incidents: int
+    resume: tuple[float, int] | None
+    """(closed_at, rowid) of the last incident dealt with; None once nothing is left."""
+
+
+@attrs.frozen
+class StorageStatistics:
+    """Figures about the store as a whole, for the metrics."""
+
+    bytes_on_disk: int | None
+    """The database's size on this machine's disk; None where the store has no such figure
+    (a database on another host)."""
+
+
+@attrs.frozen
+class Fence:
+    """An ownership token a write carries: the epoch (or lease) under which the writer owns the
+    services it writes. A store shared by several nodes refuses, in the same transaction, a
+    write whose fence is older than the owner's now, so a node that lost ownership cannot write
+    after its successor has. A single-node store (SQLite, guarded by the state directory's
+    lock) ignores it."""
+
+    epoch: int
+
+
+PRUNE_ROWS: Final = 500
+"""Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
+
+
+class Storage(Protocol):
+    """Everything the daemon asks of its store. Every call blocks, and raises `StoreError` (or
+    `StoreUnavailable`) when the database cannot do it; nothing of a failed `write` is kept.
+
+    Transactions: `write` is one transaction (all of the batch or none of it), durable on
+    return. `fence` is where an ownership check goes: a store shared between nodes checks it
+    inside that transaction; SQLite ignores it. `prune` and `restart_clock` are one
+    transaction each as well.
+    """
+
+    @property
+    def origin(self) -> str:
+        """This run's identity, stored with every notification it writes (`Notify.origin`):
+        part of each notification's once-only key."""
+        ...
+
+    def write(self, batch: Sequence[Write], fence: Fence | None = None) -> None:
+        """Apply `batch` (one group commit) in one transaction, durable on return."""
+        ...
+
+    def load_states(self) -> dict[str, ServiceState]:
+        """Every service that has had an incident, with its open incident if any."""
+        ...
+
+    def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
+        """At start: move the stored deadlines and retry times into the frame of `reading`
+        (by `clock.shift` from the last recorded reading, when that is a step, not jitter),
+        and record `reading`, in one transaction. The last reading, and how far they moved."""
+        ...
+
+    def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
+        """Up to `limit` notifications pending or retrying, in the order they were decided; of
+        one channel only if `channel` is given."""
+        ...
+
+    def failed_counts(self) -> dict[tuple[str, int], int]:
+        """(service, incident) -> notifications that failed for good, for open incidents."""
+        ...
+
+    def deliveries(self, service: str, incident: int) -> list[Delivery]:
+        """Every notification of one incident with its delivery state, in the order decided."""
+        ...
+
+    def latest_incident(self, service: str) -> int | None:
+        """The number of the service's latest incident, None if it has had none."""
+        ...
+
+    def history(self, service: str, incident: int) -> History | None:
+        """Everything that happened to one incident, in order; None if there is no such one."""
+        ...
+
+    def prune(
+        self, before: float, after: tuple[float, int] = (-math.inf, 0), budget: int = PRUNE_ROWS
+    ) -> Pruned:
+        """Delete the history of incidents closed before `before`, at most `budget` rows in one
+        transaction, going on after `after` (the `resume` of the last call). Kept whatever
+        their age: a service's latest incident (numbers continue from it) and an incident with
+        a notification still to deliver."""
+        ...
+
+    def verify(self) -> None:
+        """Check the whole store (it may run beside reads); `StoreError` if it is corrupt."""
+        ...
+
+    def ping(self) -> None:
+        """A trivial round trip: the store answers (the watchdog's proof of progress)."""
+        ...
+
+    def statistics(self) -> StorageStatistics:
+        """Figures about the store, cheap enough to read at every metrics scrape."""
+        ...
+
+    def close(self) -> None: ...

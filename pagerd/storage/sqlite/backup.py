@@ -1,0 +1,171 @@
+"""`pagerd backup`: a consistent copy of the database, taken while pagerd runs; `pagerd restore`.
+
+Copying `pager.db` with `cp` is wrong: pagerd's database is in WAL mode, so its most recent
+commits are in `pager.db-wal` until a checkpoint moves them into the file, and a copy of the
+file alone is an older database, or a torn one if a checkpoint ran during the copy. Here the
+database is opened read-only beside the running daemon (a reader does not hold up its writer in
+WAL mode), and SQLite's online backup copies one consistent snapshot, WAL included, into a new
+file, which is fsync'd and checked before it takes the destination's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+import attrs
+
+from pagerd.storage.sqlite.schema import SCHEMA_VERSION
+from pagerd.storage.sqlite.store import DATABASE_NAME
+
+SAVED_AS: Final = DATABASE_NAME + ".before-restore"
+"""What `restore` names the database it replaces, beside it."""
+
+
+class BackupError(Exception):
+    """The backup was not made; the message says why. Nothing was left at the destination."""
+
+
+@attrs.frozen
+class Backup:
+    path: Path
+    bytes: int
+    schema_version: int
+
+
+def backup(database: Path, dest: Path, *, force: bool = False) -> Backup:
+    """Copy `database` to `dest`; refuse to replace an existing `dest` unless `force`."""
+    if not database.is_file():
+        raise BackupError(f"no database at {database}")
+    if dest.exists() and not force:
+        raise BackupError(f"{dest} exists: choose another name, or pass --force to replace it")
+    if dest.is_dir():
+        raise BackupError(f"{dest} is a folder: name the file to write")
+    temporary = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    try:
+        # It holds addresses and webhook URLs: readable by its owner alone, like the original.
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            target = sqlite3.connect(temporary)
+            try:
+                source.backup(target)  # one step: one snapshot, whatever commits meanwhile
+                version = target.execute("PRAGMA user_version").fetchone()[0]
+                check = target.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                target.close()
+        finally:
+            source.close()
+        if check != "ok":
+            raise BackupError(f"the copy does not pass SQLite's check: {check}")
+        _fsync(temporary)
+        if force:
+            os.replace(temporary, dest)
+        else:
+            try:
+                os.link(temporary, dest)  # fails if `dest` appeared meanwhile: never replaced
+            except FileExistsError:
+                raise BackupError(f"{dest} exists: choose another name, or pass --force") from None
+        _fsync(dest.parent)
+        return Backup(dest, dest.stat().st_size, version)
+    except (OSError, sqlite3.Error) as exc:
+        raise BackupError(f"cannot back up {database} to {dest}: {exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@attrs.frozen
+class Restored:
+    path: Path
+    saved: Path | None  # where the database it replaced was saved, if there was one
+    schema_version: int
+
+
+def restore(backup_file: Path, database: Path) -> Restored:
+    """Make `backup_file` the database at `database`, with pagerd stopped.
+
+    Copying a backup over `pager.db` by hand goes wrong if a `pager.db-wal` is left beside it:
+    SQLite replays that log, the replaced database's, onto the restored file. Here the database
+    being replaced is first saved (a consistent copy, WAL included, as `pager.db.before-restore`),
+    its WAL and shared-memory files are removed, and the checked copy of the backup takes its
+    name. The state folder's lock is held throughout: a running pagerd makes this refuse.
+    """
+    version = _check_backup(backup_file)
+    state = database.parent
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        lock = os.open(state / "pagerd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise BackupError(f"cannot use state folder {state}: {exc}") from None
+    temporary = database.with_name(f".{database.name}.restoring-{os.getpid()}")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(f"pagerd is running on {state}: stop it first") from None
+        saved = None
+        if database.exists():
+            saved = backup(database, database.with_name(database.name + ".before-restore"),
+                           force=True).path  # fmt: skip
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        with open(backup_file, "rb") as source, open(temporary, "wb") as target:
+            shutil.copyfileobj(source, target)
+            target.flush()
+            os.fsync(target.fileno())
+        for leftover in _companions(database):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        os.replace(temporary, database)
+        _fsync(state)
+        return Restored(database, saved, version)
+    except OSError as exc:
+        raise BackupError(f"cannot restore {backup_file} to {database}: {exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        os.close(lock)
+
+
+def _check_backup(path: Path) -> int:
+    """The backup's schema version, once it is known to be a whole pagerd database this pagerd
+    can open."""
+    if not path.is_file():
+        raise BackupError(f"no backup at {path}")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"{path} is not a database pagerd can restore: {exc}") from None
+    if check != "ok":
+        raise BackupError(f"{path} does not pass SQLite's check: {check}")
+    if "incidents" not in tables or version == 0:
+        raise BackupError(f"{path} is not a pagerd database")
+    if version > SCHEMA_VERSION:
+        raise BackupError(
+            f"{path} has schema version {version}, newer than this pagerd knows "
+            f"({SCHEMA_VERSION}): restore it with the pagerd that made it"
+        )
+    return int(version)
+
+
+def _companions(database: Path) -> tuple[Path, Path]:
+    return database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")

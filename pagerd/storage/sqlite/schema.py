@@ -1,0 +1,188 @@
+"""The database's layout: the schema of each version, and the steps from one to the next.
+
+A new database is made as `_BASE`, then every step after it, so a new database and an upgraded
+one are the same by construction (tests/test_schema.py holds them equal for every layout ever
+shipped, from tests/schemas).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+from pagerd.storage.port import StoreError
+
+SCHEMA_VERSION: Final = 5
+"""The layout of the database this pagerd makes and expects.
+
+Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
+to 2 that rule was not kept: version 1 came in four layouts (columns, tables and indexes added
+or dropped without a bump), and version 2 is what its `CREATE ... IF NOT EXISTS` script made of
+any of them. So a database of version 1 or 2 is first repaired to `_BASE`, the layout of
+version 3, whatever it held; tests/schemas has a script for each layout ever shipped."""
+
+BASE_VERSION: Final = 3
+"""The version `_BASE` is: a new database is made as `_BASE`, then every step after it, so a new
+database and an upgraded one are the same by construction."""
+
+_BASE: Final = """
+CREATE TABLE IF NOT EXISTS incidents (
+    service TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    opened_at REAL NOT NULL,
+    message TEXT NOT NULL,
+    alerts INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    deadline REAL,
+    acknowledged_at REAL,
+    acknowledged_by TEXT,
+    exhausted INTEGER NOT NULL,
+    closed_at REAL,
+    PRIMARY KEY (service, number)
+);
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents (service) WHERE closed_at IS NULL;
+CREATE INDEX IF NOT EXISTS incidents_closed ON incidents (closed_at) WHERE closed_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS notifications (
+    seq INTEGER PRIMARY KEY,
+    -- service#incident/round/level/target: the unique key that makes a second row for one
+    -- step impossible, and (by its prefix) the index of an incident's notifications.
+    id TEXT NOT NULL UNIQUE,
+    service TEXT NOT NULL,
+    incident INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    message TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',  -- pending, retrying, sent, failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    last_error TEXT,
+    provider_id TEXT,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS notifications_undelivered ON notifications (seq)
+    WHERE state IN ('pending', 'retrying');
+CREATE INDEX IF NOT EXISTS notifications_failed ON notifications (service, incident)
+    WHERE state = 'failed';
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    notification TEXT NOT NULL,
+    at REAL NOT NULL,
+    outcome TEXT NOT NULL,  -- sent, retrying, failed
+    provider_id TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_notification ON delivery_attempts (notification);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    incident INTEGER NOT NULL,
+    at REAL NOT NULL,
+    op TEXT NOT NULL,  -- alert, ack, healthy, timeout
+    detail TEXT,
+    by TEXT,
+    peer_uid INTEGER,
+    peer_user TEXT,
+    peer_pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_incident ON events (service, incident);
+"""
+
+_MIGRATIONS: Final[dict[int, str]] = {
+    # The run of pagerd that decided each notification, part of its idempotency key.
+    3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
+    # Facts about the database as a whole: how the stored times stand to the clocks (`clock`).
+    4: "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+}
+"""Version N -> the statements that make a database of version N one of version N + 1."""
+
+
+def quick_check(conn: sqlite3.Connection, path: Path) -> None:
+    result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        lines = result.splitlines()
+        more = f" (and {len(lines) - 4} more lines)" if len(lines) > 4 else ""
+        shown = "\n".join(lines[:4])
+        raise StoreError(f"database {path} is corrupt: {shown}{more}")
+
+
+def upgrade(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """Bring the database from `version` to `SCHEMA_VERSION`, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version == 0:
+            if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
+                raise StoreError(
+                    f"database {path} has tables but no schema version: it is not pagerd's"
+                )
+            _run_script(conn, _BASE)
+        elif version < BASE_VERSION:
+            _repair(conn)
+        for step in range(max(version, BASE_VERSION), SCHEMA_VERSION):
+            _run_script(conn, _MIGRATIONS[step])
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """The statements of `script`, one by one inside the caller's transaction
+    (`executescript` would commit it first)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    assert not statement.strip(), f"incomplete SQL: {statement}"
+
+
+def _objects(conn: sqlite3.Connection, kind: str) -> dict[str, str]:
+    """name -> CREATE statement of the tables or indexes made by a script (not SQLite's own)."""
+    return dict(
+        conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = ? AND sql IS NOT NULL"
+            " AND name NOT LIKE 'sqlite_%'",
+            (kind,),
+        ).fetchall()
+    )
+
+
+def _repair(conn: sqlite3.Connection) -> None:
+    """Make a database of version 1 or 2, in whichever layout it came, exactly `_BASE`.
+
+    A table whose definition differs from `_BASE`'s (columns missing, a constraint since
+    dropped) is made anew and its rows copied, with the new columns' defaults; an index
+    `_BASE` no longer has is dropped, a missing one created. Rows are kept as they are.
+    """
+    base = sqlite3.connect(":memory:")
+    try:
+        base.executescript(_BASE)
+        tables, indexes = _objects(base, "table"), _objects(base, "index")
+    finally:
+        base.close()
+    have = _objects(conn, "table")
+    for name, sql in tables.items():
+        if name not in have:
+            conn.execute(sql)
+        elif have[name] != sql:
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
+            conn.execute(f"ALTER TABLE {name} RENAME TO {name}_before_repair")
+            conn.execute(sql)
+            new = [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
+            kept = ", ".join(c for c in new if c in columns)
+            conn.execute(f"INSERT INTO {name} ({kept}) SELECT {kept} FROM {name}_before_repair")
+            conn.execute(f"DROP TABLE {name}_before_repair")
+    for name, sql in _objects(conn, "index").items():
+        if indexes.get(name) != sql:
+            conn.execute(f"DROP INDEX {name}")
+    have = _objects(conn, "index")
+    for name, sql in indexes.items():
+        if name not in have:
+            conn.execute(sql)

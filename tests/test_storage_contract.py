@@ -1,0 +1,357 @@
+"""The storage port's contract, written against `Storage` alone: every adapter passes it.
+
+Everything here goes through the port (writes as the engine and the outbox make them, reads as
+start-up, status, history and the outbox do); no test looks at a table. An adapter joins by one
+entry in `ADAPTERS`: a way to open its store, and to open the same one again (a restart).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import pytest
+
+from pager.domain import Incident, Notify, ServiceState, Target
+from pagerd.access.peers import Peer
+from pagerd.storage.port import (
+    Attempt,
+    EventRecord,
+    Fence,
+    Storage,
+    StoreError,
+    Transition,
+)
+from pagerd.storage.sqlite.store import Store
+from pagerd.timing.clock import Reading
+
+Opener = Callable[[], Storage]
+"""Opens the adapter's store: the same database at every call (a second call is a restart)."""
+
+
+def _sqlite(tmp_path: Path) -> Opener:
+    return lambda: Store.open(tmp_path / "pager.db")
+
+
+ADAPTERS: Final[dict[str, Callable[[Path], Opener]]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(ADAPTERS))
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    opener: Callable[[Path], Opener] = ADAPTERS[request.param]
+    return opener(tmp_path)
+
+
+@pytest.fixture
+def storage(reopen: Opener) -> Iterator[Storage]:
+    store = reopen()
+    yield store
+    store.close()
+
+
+T0, CUTOFF = 1000.0, 5000.0
+ALICE, BOB = Target("email", "alice@example.com"), Target("sms", "+14155550100")
+HOOK = Target("webhook", "https://hooks.example.com/x")
+PEER = Peer(pid=42, uid=1000, gid=1000, user="ops")
+
+
+def note(
+    service: str, number: int, target: Target = ALICE, round_: int = 1, level: int = 1
+) -> Notify:
+    return Notify(service, number, round_, level, target, "down", T0)
+
+
+@attrs.frozen
+class Life:
+    """One service's incident, moved step by step as the engine would write it."""
+
+    state: ServiceState
+
+    def alert(self, at: float, *notes: Notify) -> tuple[Life, Transition]:
+        number = self.state.last_incident + 1
+        incident = Incident(number, at, "down", deadline=at + 60)
+        after = ServiceState(self.state.name, number, incident)
+        event = EventRecord("alert", detail="down", peer=PEER)
+        return Life(after), Transition(self.state, after, notes, at, event)
+
+    def change(self, at: float, op: str, *notes: Notify, **changes: Any) -> tuple[Life, Transition]:
+        assert self.state.incident is not None
+        after = attrs.evolve(self.state, incident=attrs.evolve(self.state.incident, **changes))
+        return Life(after), Transition(self.state, after, notes, at, EventRecord(op, by="bob"))
+
+    def close(self, at: float) -> tuple[Life, Transition]:
+        after = attrs.evolve(self.state, incident=None)
+        return Life(after), Transition(self.state, after, (), at, EventRecord("healthy"))
+
+
+def opened(storage: Storage, service: str, at: float = T0, *notes: Notify) -> Life:
+    life, t = Life(ServiceState(service)).alert(at, *(notes or (note(service, 1),)))
+    storage.write([t])
+    return life
+
+
+def closed(storage: Storage, service: str, at: float, *notes: Notify) -> Life:
+    life = opened(storage, service, at, *notes)
+    life, t = life.close(at + 1)
+    storage.write([t])
+    return life
+
+
+# The incident's lifecycle. ---------------------------------------------------------------------
+
+
+def test_an_incident_is_opened_escalated_acknowledged_and_closed(storage: Storage) -> None:
+    life = opened(storage, "api")
+    assert storage.load_states() == {"api": life.state}
+    life, t = life.change(
+        T0 + 60, "timeout", note("api", 1, BOB, level=2), level=2, deadline=T0 + 120
+    )
+    storage.write([t])
+    assert storage.load_states()["api"].incident == life.state.incident
+    life, t = life.change(
+        T0 + 70, "ack", acknowledged_at=T0 + 70, acknowledged_by="bob", deadline=None
+    )
+    storage.write([t])
+    assert storage.load_states() == {"api": life.state}
+    life, t = life.close(T0 + 80)
+    storage.write([t])
+    assert storage.load_states() == {"api": ServiceState("api", 1, None)}
+    assert storage.latest_incident("api") == 1
+    history = storage.history("api", 1)
+    assert history is not None
+    assert (history.opened_at, history.closed_at, history.message) == (T0, T0 + 80, "down")
+
+
+def test_the_next_incident_continues_the_numbers(storage: Storage) -> None:
+    life = closed(storage, "api", T0)
+    life, t = life.alert(T0 + 10, note("api", 2))
+    storage.write([t])
+    assert storage.load_states()["api"] == life.state
+    assert life.state.incident is not None and life.state.incident.number == 2
+    assert storage.latest_incident("api") == 2
+    assert storage.latest_incident("never") is None
+
+
+def test_a_batch_is_written_whole_and_in_order(storage: Storage) -> None:
+    life, first = Life(ServiceState("api")).alert(T0, note("api", 1))
+    life, second = life.change(T0 + 1, "alert", alerts=2)
+    other, third = Life(ServiceState("db")).alert(T0, note("db", 1))
+    storage.write([first, second, third], fence=Fence(epoch=1))  # SQLite ignores the fence
+    assert storage.load_states() == {"api": life.state, "db": other.state}
+
+
+# Notifications and their attempts. -------------------------------------------------------------
+
+
+def _state(storage: Storage, service: str = "api") -> list[tuple[str, int]]:
+    return [(d.state, d.attempts) for d in storage.deliveries(service, 1)]
+
+
+def test_a_notification_goes_from_pending_through_retrying_to_sent(storage: Storage) -> None:
+    opened(storage, "api")
+    nid = note("api", 1).id
+    assert _state(storage) == [("pending", 0)]
+    storage.write([Attempt(nid, T0 + 1, "retrying", error="busy", next_attempt_at=T0 + 5)])
+    (delivery,) = storage.deliveries("api", 1)
+    assert (delivery.state, delivery.attempts, delivery.last_error) == ("retrying", 1, "busy")
+    (waiting,) = storage.undelivered(10)
+    assert (waiting.attempts, waiting.next_attempt_at) == (1, T0 + 5)
+    storage.write([Attempt(nid, T0 + 5, "sent", provider_id="p-1")])
+    (delivery,) = storage.deliveries("api", 1)
+    assert (delivery.state, delivery.attempts) == ("sent", 2)
+    assert (delivery.provider_id, delivery.sent_at) == ("p-1", T0 + 5)
+    assert delivery.target == str(ALICE) and (delivery.round, delivery.level) == (1, 1)
+    assert storage.undelivered(10) == []
+
+
+def test_a_failed_notification_is_counted_while_its_incident_is_open(storage: Storage) -> None:
+    life = opened(storage, "api", T0, note("api", 1), note("api", 1, BOB))
+    storage.write([Attempt(note("api", 1).id, T0 + 1, "failed", error="rejected")])
+    assert _state(storage) == [("failed", 1), ("pending", 0)]
+    assert storage.failed_counts() == {("api", 1): 1}
+    assert [u.notify.target for u in storage.undelivered(10)] == [BOB]
+    life, t = life.close(T0 + 2)
+    storage.write([t])
+    assert storage.failed_counts() == {}
+
+
+def test_a_cancelled_notification_is_no_attempt_and_not_undelivered(storage: Storage) -> None:
+    opened(storage, "api")
+    storage.write([Attempt(note("api", 1).id, T0 + 1, "cancelled")])
+    assert _state(storage) == [("cancelled", 0)]
+    assert storage.undelivered(10) == []
+
+
+# History. -------------------------------------------------------------------------------------
+
+
+def test_history_reads_back_events_notifications_deliveries_and_the_close(
+    storage: Storage,
+) -> None:
+    life = opened(storage, "api")
+    storage.write([Attempt(note("api", 1).id, T0 + 1, "sent", provider_id="p-1")])
+    life, t = life.close(T0 + 2)
+    storage.write([t])
+    history = storage.history("api", 1)
+    assert history is not None
+    assert [(at, entry["event"]) for at, entry in history.timeline] == [
+        (T0, "alert"),
+        (T0, "notification"),
+        (T0 + 1, "delivery"),
+        (T0 + 2, "healthy"),
+        (T0 + 2, "closed"),
+    ]
+    alert, decided, delivery = (entry for _, entry in history.timeline[:3])
+    assert alert == {
+        "event": "alert",
+        "detail": "down",
+        "peer": {"uid": 1000, "user": "ops", "pid": 42},
+    }
+    assert decided["notification"] == note("api", 1).id and decided["target"] == str(ALICE)
+    assert (delivery["outcome"], delivery["provider_id"]) == ("sent", "p-1")
+    assert storage.history("api", 2) is None
+
+
+# The outbox's read-back. ----------------------------------------------------------------------
+
+
+def test_undelivered_comes_back_in_the_order_decided_per_channel_and_limited(
+    storage: Storage,
+) -> None:
+    opened(storage, "api", T0, note("api", 1, ALICE), note("api", 1, BOB), note("api", 1, HOOK))
+    opened(storage, "db", T0 + 1, note("db", 1, BOB), note("db", 1, ALICE))
+    everything = [(u.notify.service, u.notify.target) for u in storage.undelivered(10)]
+    assert everything == [("api", ALICE), ("api", BOB), ("api", HOOK), ("db", BOB), ("db", ALICE)]
+    assert [u.notify.service for u in storage.undelivered(10, "sms")] == ["api", "db"]
+    assert [u.notify.target for u in storage.undelivered(2)] == [ALICE, BOB]
+    assert storage.undelivered(10, "slack") == []
+    (first,) = storage.undelivered(1)
+    assert first.notify == attrs.evolve(note("api", 1), origin=storage.origin)
+    assert (first.created_at, first.attempts, first.next_attempt_at) == (T0, 0, None)
+
+
+# Pruning. -------------------------------------------------------------------------------------
+
+
+def _prune(storage: Storage, before: float, budget: int = 3) -> int:
+    """Whole passes in short transactions, as retention runs them: the incidents deleted."""
+    incidents = 0
+    resume: tuple[float, int] | None = (-math.inf, 0)
+    while resume is not None:
+        pruned = storage.prune(before, resume, budget)
+        incidents += pruned.incidents
+        resume = pruned.resume
+    return incidents
+
+
+def _sent(storage: Storage, *notes: Notify) -> None:
+    storage.write([Attempt(n.id, T0, "sent") for n in notes])
+
+
+def test_pruning_deletes_old_history_and_keeps_what_must_stay(storage: Storage) -> None:
+    life = closed(storage, "api", T0)  # api#1: old, closed, delivered: goes
+    life, t = life.alert(T0 + 10, note("api", 2))
+    storage.write([t, life.close(T0 + 11)[1]])  # api#2: old, but the latest: kept
+    closed(storage, "db", T0)  # db#1: old and the latest: kept (numbers continue from it)
+    old = closed(storage, "web", T0)  # web#1: old, not the latest, but still to deliver: kept
+    storage.write([old.alert(T0 + 20, note("web", 2))[1]])
+    closed(storage, "new", CUTOFF + 10)  # closed after the cutoff: kept
+    _sent(storage, note("api", 1), note("api", 2), note("db", 1), note("web", 2), note("new", 1))
+    assert _prune(storage, CUTOFF) == 1
+    assert storage.history("api", 1) is None
+    assert storage.deliveries("api", 1) == []
+    for service, number in [("api", 2), ("db", 1), ("web", 1), ("web", 2), ("new", 1)]:
+        assert storage.history(service, number) is not None, (service, number)
+    assert [u.notify.id for u in storage.undelivered(10)] == [note("web", 1).id]
+    assert storage.load_states()["api"] == ServiceState("api", 2, None)
+    assert _prune(storage, CUTOFF) == 0
+
+
+# Restart. -------------------------------------------------------------------------------------
+
+
+def test_a_restart_loads_what_was_written(reopen: Opener) -> None:
+    first = reopen()
+    life = opened(first, "api")
+    written = first.load_states()
+    first.close()
+    second = reopen()
+    try:
+        assert second.load_states() == written == {"api": life.state}
+        assert [u.notify.id for u in second.undelivered(10)] == [note("api", 1).id]
+    finally:
+        second.close()
+
+
+def test_a_restart_finds_the_clock_reading_recorded_last(reopen: Opener) -> None:
+    first = reopen()
+    reading = Reading(frame=T0, wall=T0)
+    assert first.restart_clock(reading) == (None, 0.0)
+    first.close()
+    second = reopen()
+    try:
+        last, moved = second.restart_clock(Reading(frame=T0 + 1, wall=T0 + 1))
+        assert (last, moved) == (reading, 0.0)
+    finally:
+        second.close()
+
+
+def test_a_restart_moves_deadlines_when_the_wall_clock_stepped(reopen: Opener) -> None:
+    first = reopen()
+    first.restart_clock(Reading(frame=T0, wall=T0))
+    opened(first, "api")  # deadline T0 + 60
+    first.close()
+    second = reopen()
+    try:
+        # This run's frame starts 100 s before the wall clock says, with no time passed.
+        _, moved = second.restart_clock(Reading(frame=T0 - 100, wall=T0))
+        assert moved == -100
+        incident = second.load_states()["api"].incident
+        assert incident is not None and incident.deadline == T0 + 60 - 100
+    finally:
+        second.close()
+
+
+# The once-only keys and the run's identity. ----------------------------------------------------
+
+
+def test_a_second_notification_for_the_same_step_is_impossible(storage: Storage) -> None:
+    life = opened(storage, "api")
+    _, again = life.change(T0 + 1, "alert", note("api", 1), alerts=2)
+    with pytest.raises(StoreError):
+        storage.write([again])
+    assert len(storage.deliveries("api", 1)) == 1
+    assert storage.load_states()["api"] == life.state  # none of the refused batch was kept
+    _, other_round = life.change(T0 + 1, "timeout", note("api", 1, round_=2), round=2)
+    storage.write([other_round])
+    assert len(storage.deliveries("api", 1)) == 2
+
+
+def test_each_run_keeps_its_identity_with_the_notifications_it_wrote(reopen: Opener) -> None:
+    first = reopen()
+    opened(first, "api")
+    origin = first.origin
+    first.close()
+    second = reopen()
+    try:
+        assert second.origin != origin
+        opened(second, "db")
+        assert [u.notify.origin for u in second.undelivered(10)] == [origin, second.origin]
+        keys = [u.notify.key for u in second.undelivered(10)]
+        assert keys == [f"{note('api', 1).id}~{origin}", f"{note('db', 1).id}~{second.origin}"]
+    finally:
+        second.close()
+
+
+# The store as a whole. -------------------------------------------------------------------------
+
+
+def test_the_store_answers_checks_and_reports_its_size(storage: Storage) -> None:
+    opened(storage, "api")
+    storage.ping()
+    storage.verify()
+    size = storage.statistics().bytes_on_disk
+    assert size is None or size > 0
