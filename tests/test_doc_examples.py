@@ -1,4 +1,4 @@
-"""The README's examples are what pagerd really prints: each is produced here and compared."""
+"""The docs' examples are what pagerd really prints: each is produced here and compared."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import trio.testing
 from pager import cli
 from tests.harness import Connection, running, settle, write_config
 
-README: Final = Path(__file__).resolve().parent.parent / "README.md"
+CLIENT_DOC: Final = Path(__file__).resolve().parent.parent / "docs" / "client.md"
 
 PAYMENTS: Final = """
 [policies.payments-oncall]
@@ -26,10 +26,10 @@ targets = ["email:payments-lead@example.com"]
 
 
 def _example(after: str) -> str:
-    """The first fenced block of the README after the line `after`."""
-    text = README.read_text()
+    """The first fenced block of docs/client.md after the line `after`."""
+    text = CLIENT_DOC.read_text()
     found = re.search(re.escape(after) + r"\n\n```\w*\n(.*?)```", text, re.DOTALL)
-    assert found is not None, f"no example after {after!r} in the README"
+    assert found is not None, f"no example after {after!r} in docs/client.md"
     return found.group(1)
 
 
