@@ -30,7 +30,15 @@ from pagerd.access.peers import Access
 from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
 from pagerd.config.durations import Duration, Invalid, parse_duration
 
-__all__ = ["EX_CONFIG", "Config", "ConfigError", "Invalid", "load", "parse_duration"]
+__all__ = [
+    "EX_CONFIG",
+    "Config",
+    "ConfigError",
+    "Invalid",
+    "load",
+    "load_state_dir",
+    "parse_duration",
+]
 
 EX_CONFIG: Final = 78
 
@@ -251,17 +259,39 @@ def _join(path: str, step: object) -> str:
 
 def load(path: Path) -> Config:
     """Read and validate the config file at `path`; raise `ConfigError` listing every problem."""
+    content, data = _read(path)
+    return attrs.evolve(from_dict(data, path), sha256=hashlib.sha256(content).hexdigest())
+
+
+def load_state_dir(path: Path) -> Path:
+    """The `daemon.state_dir` the config file at `path` names, and nothing else of it.
+
+    For `pagerd backup` and `restore`, which run from a timer or a shell as pagerd's user,
+    outside systemd: building the whole config would read the channels' secrets (a
+    `*_credential` is only readable under systemd) for a command that never sends anything.
+    The file must still parse and its `[daemon]` table be valid, or `ConfigError`.
+    """
+    _, data = _read(path)
+    daemon, errors = _section(data.get("daemon", {}), DaemonSection, "daemon")
+    if daemon is None:
+        raise ConfigError(path, errors)
+    state_dir = path.resolve().parent / daemon.state_dir
+    if state_dir.exists() and not state_dir.is_dir():
+        raise ConfigError(path, [f"daemon.state_dir: {state_dir} exists and is not a folder"])
+    return Path(os.path.normpath(state_dir))
+
+
+def _read(path: Path) -> tuple[bytes, dict[str, Any]]:
     try:
         content = path.read_bytes()
         # rtoml parses a 100,000-service file in a sixth of tomllib's time: restarts are faster.
-        data = rtoml.loads(content.decode("utf-8"))
+        return content, rtoml.loads(content.decode("utf-8"))
     except OSError as exc:
         raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError(path, ["not UTF-8 text"]) from None
     except rtoml.TomlParsingError as exc:
         raise ConfigError(path, [f"invalid TOML: {exc}"]) from None
-    return attrs.evolve(from_dict(data, path), sha256=hashlib.sha256(content).hexdigest())
 
 
 def from_dict(data: dict[str, Any], path: Path) -> Config:
