@@ -337,7 +337,7 @@ def _short_time(text: str, today: str | None) -> str:
 def _table(
     statuses: list[dict[str, Any]], width: int | None = None, today: str | None = None
 ) -> str:
-    rows = [_COLUMNS]
+    rows: list[tuple[str, ...]] = [_COLUMNS]
     for status in sorted(statuses, key=_urgency):
         incident = status.get("incident")
         if incident is None:
