@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     if not reply.get("ok"):
+        if args.json:  # for scripts: error.code, error.errors; the exit code says the same
+            _print(json.dumps(reply, indent=2))
         error = reply.get("error") or {}
         code = str(error.get("code", "error"))
         print(
@@ -188,13 +190,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         today = time.strftime("%Y-%m-%d", time.gmtime())
         text = render(args.command, reply, width, today)
+    _print(text)
+    return EXIT_OK
+
+
+def _print(text: str) -> None:
     try:
         print(text, flush=True)
     except BrokenPipeError:
-        # The reader left (`pager status | head -1`): the request itself succeeded. Point
+        # The reader left (`pager status | head -1`): the request itself was answered. Point
         # stdout at /dev/null so that the interpreter's own flush at exit does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_OK
 
 
 def _lenient(stream: Any) -> None:
@@ -243,8 +249,12 @@ def _escaped(value: Any) -> Any:
 def _history(reply: dict[str, Any]) -> str:
     closed = f", closed {reply['closed_at']}" if reply.get("closed_at") else ", open"
     lines = [f"{reply['incident']}: {reply.get('message') or '(no message)'}{closed}"]
+    previous = None
     for entry in reply.get("timeline", []):
-        lines.append(f"  {entry['at']}  {_entry(entry)}")
+        # A removed service's incident is recorded `removed`, then `closed`: one line says it.
+        if not (entry["event"] == "closed" and previous == "removed"):
+            lines.append(f"  {entry['at']}  {_entry(entry)}")
+        previous = entry["event"]
     return "\n".join(lines)
 
 
@@ -280,7 +290,8 @@ def _summary(status: dict[str, Any]) -> str:
     incident = status.get("incident")
     if incident is None:
         return f"{status['service']}: healthy"
-    ack = " acknowledged" if incident["acknowledged"] else ""
+    by = f" by {incident['acknowledged_by']}" if incident.get("acknowledged_by") else ""
+    ack = f" acknowledged{by}" if incident["acknowledged"] else ""
     return (
         f"{status['service']}: unhealthy, incident {incident['id']}{ack}, "
         f"level {incident['level']} notified, {incident['alerts']} alert(s)"
