@@ -76,6 +76,7 @@ class DaemonSection:
     write_timeout: Duration = _WRITE_TIMEOUT
     request_timeout: Duration = _REQUEST_TIMEOUT
     keep_history: Duration | None = None
+    allow_no_services: bool = False
 
 
 @attrs.frozen
@@ -215,6 +216,7 @@ def _strict_list(kind: type, converter: cattrs.BaseConverter) -> Any:
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 _converter.register_structure_hook(str, _strict(str, "a string"))
 _converter.register_structure_hook(int, _strict(int, "an integer"))
+_converter.register_structure_hook(bool, _strict(bool, "a boolean"))
 _converter.register_structure_hook(Target, _target)
 _converter.register_structure_hook(Duration, _duration)
 _converter.register_structure_hook_factory(is_mutable_sequence, _strict_list)
@@ -316,7 +318,10 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
             sections[key] = section
     errors += channel_errors + policy_errors + service_errors  # in the order a file has them
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
-    built, found = _check(raw, path.resolve().parent, given_channels, broken_policies)
+    # Whether the file means to have no services cannot be told if [services] or [daemon] has
+    # errors: theirs are reported, not one more about it.
+    unsure = bool(service_errors) or ("daemon" in data and "daemon" not in sections)
+    built, found = _check(raw, path.resolve().parent, given_channels, broken_policies, unsure)
     errors += found
     if errors:
         raise ConfigError(path, errors)
@@ -407,7 +412,11 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
 
 
 def _check(
-    raw: ConfigFile, base: Path, configured: set[str], broken_policies: dict[str, Any]
+    raw: ConfigFile,
+    base: Path,
+    configured: set[str],
+    broken_policies: dict[str, Any],
+    unsure_of_services: bool = False,
 ) -> tuple[dict[str, Channel], list[str]]:
     """What the types alone cannot say: names, references between sections, ranges.
 
@@ -458,6 +467,13 @@ def _check(
         errors.append("daemon.max_connections: must be 1 or more")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
         errors.append('metrics.listen: expected HOST:PORT, like "127.0.0.1:9464"')
+    if not raw.services and not unsure_of_services and not raw.daemon.allow_no_services:
+        # An empty or truncated file (a failed deploy) would otherwise load, and a reload of it
+        # close every open incident as "service removed": all paging would end without a word.
+        errors.append(
+            "services: none configured: a pager with no services pages nobody (to mean it, "
+            "set daemon.allow_no_services = true)"
+        )
     for name, service in raw.services.items():
         if not is_service_name(name):
             errors.append(
