@@ -98,3 +98,25 @@ def test_check_refuses_a_socket_path_that_is_not_a_socket_and_accepts_one_that_i
     with socket.socket(socket.AF_UNIX) as sock:  # a running (or stale) daemon's: fine
         sock.bind(str(tmp_path / "run" / "pager.sock"))
         assert main(["--check", "--config", str(config)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "file", "error"),
+    [
+        ('state_dir = "var/state"', "var", "daemon.state_dir: {}/var exists and is not a folder"),
+        (
+            '[channels.log]\npath = "logs/sent.jsonl"',
+            "logs",
+            "channels.log.path: {}/logs exists and is not a folder",
+        ),
+    ],
+    ids=["state_dir-under-a-file", "log-folder-is-a-file"],
+)
+def test_check_refuses_a_file_where_pagerd_makes_a_folder(
+    tmp_path: Path, setting: str, file: str, error: str
+) -> None:
+    text = GOOD.replace('state_dir = "state"', setting) if "state_dir" in setting else GOOD
+    if "channels.log" in setting:
+        text += "\n" + setting + "\n"
+    (tmp_path / file).write_text("a file")
+    assert errors_of(tmp_path, text) == [error.format(tmp_path)]

@@ -442,21 +442,23 @@ def _check(
     errors += _unknown_accounts(raw.daemon)
     if raw.channels.log.path is not None and (base / raw.channels.log.path).is_dir():
         errors.append(f"channels.log.path: {base / raw.channels.log.path} is a folder, not a file")
+    # pagerd creates these folders (the log's at its first write): a file where one of them, or
+    # a folder above, should be fails start or every notification, so it fails the check.
+    folders = [
+        ("daemon.state_dir", base / raw.daemon.state_dir),
+        ("daemon.socket", (base / raw.daemon.socket).parent),
+    ]
+    if raw.channels.log.path is not None:  # by default in state_dir, checked already
+        folders.append(("channels.log.path", (base / raw.channels.log.path).parent))
+    for key, folder in folders:
+        if (file := _file_in_the_way(folder)) is not None:
+            errors.append(f"{key}: {file} exists and is not a folder")
     socket_path = os.fsencode(os.path.normpath(base / raw.daemon.socket))
     if len(socket_path) > _MAX_SOCKET_PATH:
         errors.append(
             f"daemon.socket: {len(socket_path)} bytes long; a Unix socket's path holds at most "
             f"{_MAX_SOCKET_PATH}"
         )
-    state_dir = base / raw.daemon.state_dir
-    if state_dir.exists() and not state_dir.is_dir():
-        errors.append(f"daemon.state_dir: {state_dir} exists and is not a folder")
-    # Start creates the socket's folder; one that exists and is a file fails it, so here too.
-    for folder in (base / raw.daemon.socket).parents:
-        if folder.exists():
-            if not folder.is_dir():
-                errors.append(f"daemon.socket: {folder} exists and is not a folder")
-            break
     with contextlib.suppress(OSError):  # absent: start creates it
         if not stat.S_ISSOCK((base / raw.daemon.socket).lstat().st_mode):
             errors.append(
@@ -538,6 +540,14 @@ def _readable(table: Any) -> tuple[int | None, _Levels | None]:
                     readable.append((j, Target.parse(text)))
             levels.append((len(targets), readable))
     return (repeat if type(repeat) is int else None), levels
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest of `folder` and the folders above it that exists, if it is not a folder."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
 
 
 def _unknown_accounts(daemon: DaemonSection) -> list[str]:
