@@ -328,6 +328,9 @@ _TIMES: Final = frozenset({"OPENED", "NEXT"})
 # What a narrow terminal does without, in this order, once the times are short and ACK is cut:
 # the least useful to whoever is deciding what to do about an incident first.
 _DROPPED: Final = ("ALERTS", "LEVEL", "OPENED", "DELIVERY", "NEXT", "STATE", "ACK")
+# Who was notified is what a reader acts on: its cell is cut last.
+_NOTES_DROPPED: Final = ("ROUND", "LEVEL", "ATTEMPTS", "STATE")
+_TARGET: Final = frozenset({"  NOTIFIED"})
 _ISO: Final = re.compile(r"(\d{4})-(\d\d-\d\d)T(\d\d:\d\d)(:\d\d)(?:\.\d+)?Z")
 
 
@@ -377,12 +380,24 @@ def _table(
         tuple(_short_time(c, today) if i in times else c for i, c in enumerate(row))
         for row in rows[1:]
     ]
-    for dropped in range(len(_DROPPED) + 1):
-        gone = {_COLUMNS.index(h) for h in _DROPPED[:dropped]}
+    return _fitted(rows, width, _DROPPED)
+
+
+def _fitted(
+    rows: Sequence[tuple[str, ...]],
+    width: int,
+    dropped: Sequence[str],
+    cut_last: frozenset[str] = frozenset(),
+) -> str:
+    """`rows` in `width` columns: free text cut, then the `dropped` columns left out, in their
+    order, until the rows fit; the `cut_last` columns are cut only if that is not enough (then
+    the terminal wraps what still does not fit)."""
+    kept = list(rows)
+    for count in range(len(dropped) + 1):
+        gone = {rows[0].index(h) for h in dropped[:count]}
         kept = [tuple(c for i, c in enumerate(row) if i not in gone) for row in rows]
-        widths = _widths(kept)
-        if _fit(widths, kept[0], width):
-            break
+        if _fit(_widths(kept), kept[0], width, _FLEXIBLE - cut_last):
+            return _columns(kept, width, _FLEXIBLE - cut_last)
     return _columns(kept, width)
 
 
@@ -394,22 +409,26 @@ def _widths(rows: Sequence[tuple[str, ...]]) -> list[int]:
     return [max(_shown(row[i]) for row in rows) for i in range(len(rows[0]))]
 
 
-def _columns(rows: Sequence[tuple[str, ...]], width: int | None = None) -> str:
+def _columns(
+    rows: Sequence[tuple[str, ...]], width: int | None = None, names: frozenset[str] = _FLEXIBLE
+) -> str:
     widths = _widths(rows)
     if width is not None:
-        _fit(widths, rows[0], width)
+        _fit(widths, rows[0], width, names)
     return "\n".join(
         "  ".join(_pad(_cut(cell, w), w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
 
 
-def _fit(widths: list[int], header: tuple[str, ...], width: int) -> bool:
+def _fit(
+    widths: list[int], header: tuple[str, ...], width: int, names: frozenset[str] = _FLEXIBLE
+) -> bool:
     """Narrow the widest column of free length, one character at a time, until the row fits
     `width` (True) or none can narrow further (False: then the terminal wraps it)."""
     total = sum(widths) + 2 * (len(widths) - 1)
     floors = [max(len(h), _NARROWEST) for h in header]
-    flexible = [i for i, h in enumerate(header) if h in _FLEXIBLE]
+    flexible = [i for i, h in enumerate(header) if h in names]
     while total > width:
         narrowable = [i for i in flexible if widths[i] > floors[i]]
         if not narrowable:
@@ -464,7 +483,9 @@ def _notifications(status: dict[str, Any], width: int | None = None) -> str:
                 n["last_error"] or "",
             )
         )
-    return "\n\n" + _columns(rows, width)
+    return "\n\n" + (
+        _columns(rows) if width is None else _fitted(rows, width, _NOTES_DROPPED, _TARGET)
+    )
 
 
 if __name__ == "__main__":

@@ -374,3 +374,13 @@ def test_wide_characters_count_as_two_columns() -> None:
     # The columns after it line up on the screen.
     opened = {_columns_shown(line[: line.index("1 FAILED")]) for line in lines[1:]}
     assert len(opened) == 1, lines
+
+
+@pytest.mark.parametrize("width", [80, 60, 40])
+def test_one_services_notifications_fit_and_keep_whom_they_notified_whole(width: int) -> None:
+    notes = [{**ONE["incident"]["notifications"][0], "last_error": "refused " * 20}]
+    reply = {**ONE, "incident": {**ONE["incident"], "acknowledged_by": "alice"}}
+    reply["incident"]["notifications"] = notes
+    lines = cli.render("status", reply, width=width, today="2027-01-15").splitlines()
+    assert all(len(line) <= width for line in lines), lines
+    assert lines[-1].split()[0] == "email:a@example.com" and lines[-1].endswith("…")
