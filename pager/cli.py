@@ -17,9 +17,11 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import sys
+import time
 import unicodedata
 from collections.abc import Sequence
 from typing import Any, Final
@@ -167,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     if not reply.get("ok"):
+        if args.json:  # for scripts: error.code, error.errors; the exit code says the same
+            _print(json.dumps(reply, indent=2))
         error = reply.get("error") or {}
         code = str(error.get("code", "error"))
         print(
@@ -184,14 +188,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = json.dumps(reply, indent=2)
     else:
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        text = render(args.command, reply, width)
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        text = render(args.command, reply, width, today)
+    _print(text)
+    return EXIT_OK
+
+
+def _print(text: str) -> None:
     try:
         print(text, flush=True)
     except BrokenPipeError:
-        # The reader left (`pager status | head -1`): the request itself succeeded. Point
+        # The reader left (`pager status | head -1`): the request itself was answered. Point
         # stdout at /dev/null so that the interpreter's own flush at exit does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_OK
 
 
 def _lenient(stream: Any) -> None:
@@ -200,9 +209,12 @@ def _lenient(stream: Any) -> None:
         stream.reconfigure(errors="backslashreplace")
 
 
-def render(command: str, reply: dict[str, Any], width: int | None = None) -> str:
-    """Human-readable output of a successful reply, every string in it escaped; rows of tables
-    cut to `width` characters when it is given (a terminal's)."""
+def render(
+    command: str, reply: dict[str, Any], width: int | None = None, today: str | None = None
+) -> str:
+    """Human-readable output of a successful reply, every string in it escaped; tables fitted
+    to `width` characters when it is given (a terminal's): times shortened (to the time alone
+    on `today`, a UTC `YYYY-MM-DD`), free text cut, the least useful columns left out."""
     if command == "metrics":
         # Still the exposition format, which a reader may pipe on: its own escapes are kept.
         lines = str(reply.get("text", "")).rstrip("\n").split("\n")
@@ -218,9 +230,9 @@ def render(command: str, reply: dict[str, Any], width: int | None = None) -> str
     if "services" in reply:
         if not reply["services"]:
             return "no service to show"
-        return _table(reply["services"], width)
+        return _table(reply["services"], width, today)
     if command == "status":
-        return _table([reply], width) + _notifications(reply, width)
+        return _table([reply], width, today) + _notifications(reply, width)
     return _summary(reply)
 
 
@@ -237,8 +249,12 @@ def _escaped(value: Any) -> Any:
 def _history(reply: dict[str, Any]) -> str:
     closed = f", closed {reply['closed_at']}" if reply.get("closed_at") else ", open"
     lines = [f"{reply['incident']}: {reply.get('message') or '(no message)'}{closed}"]
+    previous = None
     for entry in reply.get("timeline", []):
-        lines.append(f"  {entry['at']}  {_entry(entry)}")
+        # A removed service's incident is recorded `removed`, then `closed`: one line says it.
+        if not (entry["event"] == "closed" and previous == "removed"):
+            lines.append(f"  {entry['at']}  {_entry(entry)}")
+        previous = entry["event"]
     return "\n".join(lines)
 
 
@@ -276,7 +292,8 @@ def _summary(status: dict[str, Any]) -> str:
     incident = status.get("incident")
     if incident is None:
         return f"{status['service']}: healthy"
-    ack = " acknowledged" if incident["acknowledged"] else ""
+    by = f" by {incident['acknowledged_by']}" if incident.get("acknowledged_by") else ""
+    ack = f" acknowledged{by}" if incident["acknowledged"] else ""
     return (
         f"{status['service']}: unhealthy, incident {incident['id']}{ack}, "
         f"level {incident['level']} notified, {incident['alerts']} alert(s)"
@@ -304,13 +321,39 @@ def _urgency(status: dict[str, Any]) -> int:
     return 1 if incident.get("acknowledged") else 0
 
 
-# The columns a narrow terminal may cut: the ones of free length. The others are short already.
-_FLEXIBLE: Final = frozenset({"SERVICE", "INCIDENT", "ACK", "  NOTIFIED", "LAST ERROR"})
+# The columns a narrow terminal may cut: the ones of free length, but for SERVICE and INCIDENT,
+# which are what a reader types next (`pager ack SERVICE`, `pager history INCIDENT`): cut, they
+# name nothing. The others are short already.
+_FLEXIBLE: Final = frozenset({"ACK", "  NOTIFIED", "LAST ERROR"})
 _NARROWEST: Final = 8
+_TIMES: Final = frozenset({"OPENED", "NEXT"})
+# What a narrow terminal does without, in this order, once the times are short and ACK is cut:
+# the least useful to whoever is deciding what to do about an incident first.
+_DROPPED: Final = ("ALERTS", "LEVEL", "OPENED", "DELIVERY", "NEXT", "STATE", "ACK")
+# Who was notified is what a reader acts on: its cell is cut last.
+_NOTES_DROPPED: Final = ("ROUND", "LEVEL", "ATTEMPTS", "STATE")
+_TARGET: Final = frozenset({"  NOTIFIED"})
+_ISO: Final = re.compile(r"(\d{4})-(\d\d-\d\d)T(\d\d:\d\d)(:\d\d)(?:\.\d+)?Z")
 
 
-def _table(statuses: list[dict[str, Any]], width: int | None = None) -> str:
-    rows = [_COLUMNS]
+def _short_time(text: str, today: str | None) -> str:
+    """`2026-11-30T21:02:00.000Z` in at most 12 columns: `21:02:00Z` if it is `today`, else
+    `11-30 21:02Z` in the same year, else `2025-11-30`. Anything else (`exhausted`) as it is."""
+    found = _ISO.fullmatch(text)
+    if found is None:
+        return text
+    year, day, minute, seconds = found.groups()
+    if today is not None and today == f"{year}-{day}":
+        return f"{minute}{seconds}Z"
+    if today is None or today[:4] == year:
+        return f"{day} {minute}Z"
+    return f"{year}-{day}"
+
+
+def _table(
+    statuses: list[dict[str, Any]], width: int | None = None, today: str | None = None
+) -> str:
+    rows: list[tuple[str, ...]] = [_COLUMNS]
     for status in sorted(statuses, key=_urgency):
         incident = status.get("incident")
         if incident is None:
@@ -330,32 +373,72 @@ def _table(statuses: list[dict[str, Any]], width: int | None = None) -> str:
                 f"{failed} FAILED" if (failed := incident.get("failed_deliveries")) else "ok",
             )
         )
-    return _columns(rows, width)
+    if width is None or _natural(rows) <= width:
+        return _columns(rows)
+    # Too wide: short times first, then ACK cut, then columns dropped one by one; a row that
+    # still does not fit is shown whole (the terminal wraps it) rather than with a cut name.
+    times = [i for i, h in enumerate(_COLUMNS) if h in _TIMES]
+    rows = [rows[0]] + [
+        tuple(_short_time(c, today) if i in times else c for i, c in enumerate(row))
+        for row in rows[1:]
+    ]
+    return _fitted(rows, width, _DROPPED)
 
 
-def _columns(rows: Sequence[tuple[str, ...]], width: int | None = None) -> str:
-    widths = [max(_shown(row[i]) for row in rows) for i in range(len(rows[0]))]
+def _fitted(
+    rows: Sequence[tuple[str, ...]],
+    width: int,
+    dropped: Sequence[str],
+    cut_last: frozenset[str] = frozenset(),
+) -> str:
+    """`rows` in `width` columns: free text cut, then the `dropped` columns left out, in their
+    order, until the rows fit; the `cut_last` columns are cut only if that is not enough (then
+    the terminal wraps what still does not fit)."""
+    kept = list(rows)
+    for count in range(len(dropped) + 1):
+        gone = {rows[0].index(h) for h in dropped[:count]}
+        kept = [tuple(c for i, c in enumerate(row) if i not in gone) for row in rows]
+        if _fit(_widths(kept), kept[0], width, _FLEXIBLE - cut_last):
+            return _columns(kept, width, _FLEXIBLE - cut_last)
+    return _columns(kept, width)
+
+
+def _natural(rows: Sequence[tuple[str, ...]]) -> int:
+    return sum(_widths(rows)) + 2 * (len(rows[0]) - 1)
+
+
+def _widths(rows: Sequence[tuple[str, ...]]) -> list[int]:
+    return [max(_shown(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+
+def _columns(
+    rows: Sequence[tuple[str, ...]], width: int | None = None, names: frozenset[str] = _FLEXIBLE
+) -> str:
+    widths = _widths(rows)
     if width is not None:
-        _fit(widths, rows[0], width)
+        _fit(widths, rows[0], width, names)
     return "\n".join(
         "  ".join(_pad(_cut(cell, w), w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
 
 
-def _fit(widths: list[int], header: tuple[str, ...], width: int) -> None:
+def _fit(
+    widths: list[int], header: tuple[str, ...], width: int, names: frozenset[str] = _FLEXIBLE
+) -> bool:
     """Narrow the widest column of free length, one character at a time, until the row fits
-    `width` or none can narrow further (then the terminal wraps it)."""
+    `width` (True) or none can narrow further (False: then the terminal wraps it)."""
     total = sum(widths) + 2 * (len(widths) - 1)
     floors = [max(len(h), _NARROWEST) for h in header]
-    flexible = [i for i, h in enumerate(header) if h in _FLEXIBLE]
+    flexible = [i for i, h in enumerate(header) if h in names]
     while total > width:
         narrowable = [i for i in flexible if widths[i] > floors[i]]
         if not narrowable:
-            return
+            return False
         widest = max(narrowable, key=lambda i: widths[i])
         widths[widest] -= 1
         total -= 1
+    return True
 
 
 def _cut(cell: str, width: int) -> str:
@@ -402,7 +485,9 @@ def _notifications(status: dict[str, Any], width: int | None = None) -> str:
                 n["last_error"] or "",
             )
         )
-    return "\n\n" + _columns(rows, width)
+    return "\n\n" + (
+        _columns(rows) if width is None else _fitted(rows, width, _NOTES_DROPPED, _TARGET)
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import trio
 
 from pager import __version__
 from pagerd import app
-from pagerd.config import EX_CONFIG, ConfigError, load
+from pagerd.config import EX_CONFIG, ConfigError, load, load_state_dir
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.systemd import ActivationError, Notifier, event_socket, listen_fds
@@ -105,7 +105,8 @@ def _database(args: argparse.Namespace) -> Path | int:
     if args.database is not None:
         return Path(args.database)
     try:
-        return database_file(load(Path(args.config)).state_dir)
+        # daemon.state_dir alone: the channels' secrets are not readable outside systemd.
+        return database_file(load_state_dir(Path(args.config)))
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return EX_CONFIG

@@ -180,6 +180,8 @@ host = "x"
 [policies.p]
 [[policies.p.levels]]
 targets = ["email:a@example.com"]
+[services.api]
+policy = "p"
 """
     assert errors(folder, text) == ["channels.email.host: not a setting of transport 'log'"]
 

@@ -192,10 +192,10 @@ def test_unhealthy_lists_only_them_in_the_table_and_in_json(
 
 
 def test_rows_fit_the_width_given_with_a_marker_where_cut() -> None:
-    long_name = "payments-" + "x" * 119  # the longest a name can be: 128
+    name = "payments-" + "x" * 31
     reply = {
         "services": [
-            _status(long_name, id=f"{long_name}#12", acknowledged_by="b" * 256),
+            _status(name, id=f"{name}#12", acknowledged_by="b" * 256),
             _status("web", healthy=True),
         ]
     }
@@ -205,8 +205,95 @@ def test_rows_fit_the_width_given_with_a_marker_where_cut() -> None:
     assert all(len(line) <= 120 for line in narrow.splitlines()), narrow
     header, row, web = narrow.splitlines()
     assert header.split()[:3] == ["SERVICE", "STATE", "INCIDENT"]
-    assert row.startswith("payments-xx") and "…" in row and "2027-01-15T08:00:00.000Z" in row
+    assert row.startswith(f"{name}  unhealthy  {name}#12  bbb") and "…" in row
     assert web.split()[:2] == ["web", "healthy"]
+
+
+def test_a_service_name_or_incident_is_never_cut_the_row_wraps_instead() -> None:
+    name = "payments-" + "x" * 119  # the longest a name can be: 128
+    reply = {"services": [_status(name, id=f"{name}#12", acknowledged_by="bob")]}
+    header, row = cli.render("status", reply, width=120).splitlines()
+    assert header.split() == ["SERVICE", "INCIDENT"]  # all else left out, and still too wide
+    assert row.split() == [name, f"{name}#12"]
+
+
+WIDE_ROWS: Final = {
+    "ok": True,
+    "services": [
+        _status("payments-api", id="payments-api#12", acknowledged_by="alice", alerts=140),
+        _status(
+            "search-indexer",
+            id="search-indexer#3",
+            acknowledged=False,
+            acknowledged_by=None,
+            opened_at="2026-11-30T21:02:00.000Z",
+            next_escalation_at="2026-11-30T21:17:00.000Z",
+        ),
+        _status("web", healthy=True),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("today", "shown"),
+    [
+        ("2027-01-15", "08:00:00Z"),  # today: the time alone
+        ("2027-03-01", "01-15 08:00Z"),  # this year: no year, no seconds
+        ("2028-01-01", "2027-01-15"),  # another year: the date alone
+    ],
+)
+def test_times_shorten_first_relative_to_today(today: str, shown: str) -> None:
+    lines = cli.render("status", WIDE_ROWS, width=100, today=today).splitlines()
+    assert all(len(line) <= 100 for line in lines), lines
+    assert shown in lines[2] and "2027-01-15T" not in lines[2]
+
+
+def test_a_table_that_fits_is_shown_as_it_always_was() -> None:
+    reply = {"services": [_status("api", acknowledged_by="bob")]}
+    assert cli.render("status", reply, width=200) == cli.render("status", reply)
+    assert "2027-01-15T08:00:00.000Z" in cli.render("status", reply, width=200)
+
+
+def _on_a_terminal(tmp_path: Path, columns: int, reply: dict[str, Any]) -> list[str]:
+    primary, secondary = os.openpty()
+    try:
+        with fake_pagerd(tmp_path) as fake:
+            fake.reply = reply
+            code = subprocess.run(
+                [*PAGER, "--socket", str(fake.path), "status"],
+                stdout=secondary,
+                env={**os.environ, "COLUMNS": str(columns)},
+                timeout=30,
+                check=False,
+            ).returncode
+        os.close(secondary)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once everything written is read
+            while chunk := os.read(primary, 65536):
+                output += chunk
+    finally:
+        os.close(primary)
+    assert code == 0
+    return output.decode().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("columns", "header"),
+    [
+        (80, "SERVICE STATE INCIDENT ACK NEXT DELIVERY"),
+        (60, "SERVICE STATE INCIDENT ACK"),
+        (40, "SERVICE INCIDENT ACK"),
+    ],
+)
+def test_on_a_terminal_rows_fit_its_width_and_names_stay_whole(
+    tmp_path: Path, columns: int, header: str
+) -> None:
+    lines = _on_a_terminal(tmp_path, columns, WIDE_ROWS)
+    assert len(lines) == 4 and all(len(line) <= columns for line in lines), lines
+    assert " ".join(lines[0].split()) == header
+    assert lines[1].split()[0] == "search-indexer" and "search-indexer#3" in lines[1]
+    assert lines[2].split()[0] == "payments-api" and "payments-api#12" in lines[2]
+    assert "…" not in "".join(lines)
 
 
 def test_output_that_is_not_a_terminal_is_not_cut(
@@ -263,29 +350,9 @@ def test_metrics_keep_their_own_escapes() -> None:
     assert cli.render("metrics", {"text": text}) == text.rstrip("\n")
 
 
-def test_on_a_terminal_rows_fit_its_width(tmp_path: Path) -> None:
-    long_name = "payments-" + "x" * 119
-    reply = {"ok": True, "services": [_status(long_name, acknowledged_by="b" * 256)]}
-    primary, secondary = os.openpty()
-    try:
-        with fake_pagerd(tmp_path) as fake:
-            fake.reply = reply
-            code = subprocess.run(
-                [*PAGER, "--socket", str(fake.path), "status"],
-                stdout=secondary,
-                env={**os.environ, "COLUMNS": "100"},
-                timeout=30,
-                check=False,
-            ).returncode
-        os.close(secondary)
-        output = b""
-        with contextlib.suppress(OSError):  # EIO once everything written is read
-            while chunk := os.read(primary, 65536):
-                output += chunk
-    finally:
-        os.close(primary)
-    lines = output.decode().splitlines()
-    assert code == 0
+def test_on_a_terminal_free_text_is_cut_with_a_marker(tmp_path: Path) -> None:
+    reply = {"ok": True, "services": [_status("api", acknowledged_by="b" * 256)]}
+    lines = _on_a_terminal(tmp_path, 100, reply)
     assert len(lines) == 2 and all(len(line) <= 100 for line in lines), lines
     assert "…" in lines[1]
 
@@ -301,9 +368,19 @@ def test_wide_characters_count_as_two_columns() -> None:
             _status("web", acknowledged_by="bob"),
         ]
     }
-    lines = cli.render("status", reply, width=100).splitlines()
-    assert all(_columns_shown(line) <= 100 for line in lines), lines
-    assert "山田太郎山田…" in lines[1]
+    lines = cli.render("status", reply, width=80).splitlines()
+    assert all(_columns_shown(line) <= 80 for line in lines), lines
+    assert "山田太郎" in lines[1] and "…" in lines[1]
     # The columns after it line up on the screen.
-    opened = {_columns_shown(line[: line.index("2027-")]) for line in lines[1:]}
+    opened = {_columns_shown(line[: line.index("1 FAILED")]) for line in lines[1:]}
     assert len(opened) == 1, lines
+
+
+@pytest.mark.parametrize("width", [80, 60, 40])
+def test_one_services_notifications_fit_and_keep_whom_they_notified_whole(width: int) -> None:
+    notes = [{**ONE["incident"]["notifications"][0], "last_error": "refused " * 20}]
+    reply = {**ONE, "incident": {**ONE["incident"], "acknowledged_by": "alice"}}
+    reply["incident"]["notifications"] = notes
+    lines = cli.render("status", reply, width=width, today="2027-01-15").splitlines()
+    assert all(len(line) <= width for line in lines), lines
+    assert lines[-1].split()[0] == "email:a@example.com" and lines[-1].endswith("…")

@@ -1,4 +1,5 @@
-"""`GET /metrics`: a scrape that fails answers 500 and the server, and so the daemon, goes on."""
+"""`GET /metrics`: a scrape that fails answers 500 and the server, and so the daemon, goes on;
+`HEAD` is a `GET` without its body, any other method 405."""
 
 from __future__ import annotations
 
@@ -22,10 +23,28 @@ async def test_a_metrics_scrape_that_fails_does_not_stop_the_server() -> None:
     assert first.startswith(b"HTTP/1.1 500 ") and second.startswith(b"HTTP/1.1 500 ")
 
 
-async def _http_get(port: int) -> bytes:
+async def test_head_answers_get_s_headers_without_a_body_and_other_methods_405() -> None:
+    port = free_port()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_metrics, "127.0.0.1", port, lambda: "pagerd_up 1\n")
+            get = await _http_get(port)
+            head = await _http_get(port, "HEAD")
+            post = await _http_get(port, "POST")
+            other = await _http_get(port, "GET", "/other")
+            nursery.cancel_scope.cancel()
+    get_head, _, body = get.partition(b"\r\n\r\n")
+    assert get.startswith(b"HTTP/1.1 200 ") and body == b"pagerd_up 1\n"
+    assert head == get_head + b"\r\n\r\n"  # same headers, Content-Length: 12, no body
+    assert post.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+    assert b"\r\nAllow: GET, HEAD\r\n" in post
+    assert other.startswith(b"HTTP/1.1 404 ")
+
+
+async def _http_get(port: int, method: str = "GET", path: str = "/metrics") -> bytes:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        await stream.send_all(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         data = b""
         while chunk := await stream.receive_some(65536):
             data += chunk

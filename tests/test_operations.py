@@ -233,7 +233,9 @@ def test_metrics_listen_must_be_host_and_port(tmp_path: Path) -> None:
     from pagerd.config import ConfigError
 
     path = tmp_path / "pager.toml"
-    path.write_text(CHANNELS + ONCALL + '\n[metrics]\nlisten = "9464"\n')
+    path.write_text(
+        CHANNELS + ONCALL + '\n[services.api]\npolicy = "oncall"\n[metrics]\nlisten = "9464"\n'
+    )
     with pytest.raises(ConfigError) as excinfo:
         load(path)
     assert excinfo.value.errors == ['metrics.listen: expected HOST:PORT, like "127.0.0.1:9464"']

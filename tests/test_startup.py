@@ -93,9 +93,12 @@ async def _serve_fails(config: Config) -> str:
 async def test_a_socket_folder_that_is_a_file_says_so(tmp_path: Path) -> None:
     config = tmp_path / "pager.toml"
     config.write_text(CONFIG)
+    loaded = load(
+        config
+    )  # the check says so too (tests/test_check_all_errors.py): it appeared after
     (tmp_path / "run").write_text("not a folder")
     with pytest.raises(app.StartupError) as excinfo:
-        await app.serve(load(config), trio.Event())
+        await app.serve(loaded, trio.Event())
     assert str(excinfo.value) == (
         f"cannot listen on {tmp_path}/run/pager.sock: a folder on its path is a file"
     )

@@ -13,6 +13,7 @@ from pagerd.config.model import (
     Limits,
     from_dict,
     load,
+    load_state_dir,
     parse_duration,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "Limits",
     "from_dict",
     "load",
+    "load_state_dir",
     "parse_duration",
 ]

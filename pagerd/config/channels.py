@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, TypeAlias
@@ -295,6 +296,15 @@ class _Build:
         path = self.base / self.section.ca_file
         if not path.is_file():
             self.error("ca_file", f"no such file: {path}")
+            return path
+        # Build the TLS context the transport will build, as it will, whatever else is wrong in
+        # the section: a file that holds no usable certificate must fail the check (in the same
+        # pass as the section's other errors), not the daemon's reload.
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+            self.error("ca_file", f"{path} is not a usable CA certificate file (PEM): {reason}")
         return path
 
     def settings(self) -> Settings:

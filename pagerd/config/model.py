@@ -6,12 +6,13 @@ Every problem is reported at once, each with the key path an operator can find i
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import hashlib
 import os
 import pwd
 import re
-import ssl
+import stat
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,7 +31,15 @@ from pagerd.access.peers import Access
 from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
 from pagerd.config.durations import Duration, Invalid, parse_duration
 
-__all__ = ["EX_CONFIG", "Config", "ConfigError", "Invalid", "load", "parse_duration"]
+__all__ = [
+    "EX_CONFIG",
+    "Config",
+    "ConfigError",
+    "Invalid",
+    "load",
+    "load_state_dir",
+    "parse_duration",
+]
 
 EX_CONFIG: Final = 78
 
@@ -67,6 +76,7 @@ class DaemonSection:
     write_timeout: Duration = _WRITE_TIMEOUT
     request_timeout: Duration = _REQUEST_TIMEOUT
     keep_history: Duration | None = None
+    allow_no_services: bool = False
 
 
 @attrs.frozen
@@ -206,6 +216,7 @@ def _strict_list(kind: type, converter: cattrs.BaseConverter) -> Any:
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 _converter.register_structure_hook(str, _strict(str, "a string"))
 _converter.register_structure_hook(int, _strict(int, "an integer"))
+_converter.register_structure_hook(bool, _strict(bool, "a boolean"))
 _converter.register_structure_hook(Target, _target)
 _converter.register_structure_hook(Duration, _duration)
 _converter.register_structure_hook_factory(is_mutable_sequence, _strict_list)
@@ -251,17 +262,39 @@ def _join(path: str, step: object) -> str:
 
 def load(path: Path) -> Config:
     """Read and validate the config file at `path`; raise `ConfigError` listing every problem."""
+    content, data = _read(path)
+    return attrs.evolve(from_dict(data, path), sha256=hashlib.sha256(content).hexdigest())
+
+
+def load_state_dir(path: Path) -> Path:
+    """The `daemon.state_dir` the config file at `path` names, and nothing else of it.
+
+    For `pagerd backup` and `restore`, which run from a timer or a shell as pagerd's user,
+    outside systemd: building the whole config would read the channels' secrets (a
+    `*_credential` is only readable under systemd) for a command that never sends anything.
+    The file must still parse and its `[daemon]` table be valid, or `ConfigError`.
+    """
+    _, data = _read(path)
+    daemon, errors = _section(data.get("daemon", {}), DaemonSection, "daemon")
+    if daemon is None:
+        raise ConfigError(path, errors)
+    state_dir = path.resolve().parent / daemon.state_dir
+    if state_dir.exists() and not state_dir.is_dir():
+        raise ConfigError(path, [f"daemon.state_dir: {state_dir} exists and is not a folder"])
+    return Path(os.path.normpath(state_dir))
+
+
+def _read(path: Path) -> tuple[bytes, dict[str, Any]]:
     try:
         content = path.read_bytes()
         # rtoml parses a 100,000-service file in a sixth of tomllib's time: restarts are faster.
-        data = rtoml.loads(content.decode("utf-8"))
+        return content, rtoml.loads(content.decode("utf-8"))
     except OSError as exc:
         raise ConfigError(path, [f"cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError(path, ["not UTF-8 text"]) from None
     except rtoml.TomlParsingError as exc:
         raise ConfigError(path, [f"invalid TOML: {exc}"]) from None
-    return attrs.evolve(from_dict(data, path), sha256=hashlib.sha256(content).hexdigest())
 
 
 def from_dict(data: dict[str, Any], path: Path) -> Config:
@@ -285,7 +318,10 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
             sections[key] = section
     errors += channel_errors + policy_errors + service_errors  # in the order a file has them
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
-    built, found = _check(raw, path.resolve().parent, given_channels, broken_policies)
+    # Whether the file means to have no services cannot be told if [services] or [daemon] has
+    # errors: theirs are reported, not one more about it.
+    unsure = bool(service_errors) or ("daemon" in data and "daemon" not in sections)
+    built, found = _check(raw, path.resolve().parent, given_channels, broken_policies, unsure)
     errors += found
     if errors:
         raise ConfigError(path, errors)
@@ -305,18 +341,19 @@ def _section(value: Any, kind: type, at: str) -> tuple[Any, list[str]]:
         return None, _errors(exc, at)
 
 
-def _policies(value: Any) -> tuple[dict[str, PolicySection], set[str], list[str]]:
-    """`[policies.*]`, each on its own; the names of those with errors are given back so that a
-    service naming one is not also reported as naming a missing policy."""
+def _policies(value: Any) -> tuple[dict[str, PolicySection], dict[str, Any], list[str]]:
+    """`[policies.*]`, each on its own; those with errors are given back, as written, so that a
+    service naming one is not also reported as naming a missing policy, and so that the rest
+    of each is still checked."""
     if not isinstance(value, dict):
-        return {}, set(), [f"policies: expected a table, got {_toml_type(value)}"]
+        return {}, {}, [f"policies: expected a table, got {_toml_type(value)}"]
     policies: dict[str, PolicySection] = {}
-    broken: set[str] = set()
+    broken: dict[str, Any] = {}
     errors: list[str] = []
     for name, table in value.items():
         policy, found = _section(table, PolicySection, _join("policies", name))
         if policy is None:
-            broken.add(name)
+            broken[name] = table
             errors += found
         else:
             policies[name] = policy
@@ -375,12 +412,17 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
 
 
 def _check(
-    raw: ConfigFile, base: Path, configured: set[str], broken_policies: set[str]
+    raw: ConfigFile,
+    base: Path,
+    configured: set[str],
+    broken_policies: dict[str, Any],
+    unsure_of_services: bool = False,
 ) -> tuple[dict[str, Channel], list[str]]:
     """What the types alone cannot say: names, references between sections, ranges.
 
     `configured` are the channels given (a section with errors included: its own errors say
-    what is wrong), `broken_policies` the policies given that had errors.
+    what is wrong), `broken_policies` the policies given that had errors, as written: what of
+    them could be read is checked too, so that every error in a policy shows in one pass.
     """
     errors: list[str] = []
     channels: dict[str, Channel] = {}
@@ -391,43 +433,49 @@ def _check(
         channel, found = build_channel(name, section, base)
         errors += found
         if channel is not None:
-            errors += _tls_errors(channel)
             channels[name] = channel
     for name, policy in raw.policies.items():
-        at = _join("policies", name)
-        if not is_service_name(name):
-            errors.append(f"{at}: a policy name is 1 to 128 letters, digits, '.', '_' or '-'")
-        if not policy.levels:
-            errors.append(f"{at}.levels: a policy needs at least one level")
-        if policy.repeat < 0:
-            errors.append(f"{at}.repeat: must be 0 or more")
-        for i, level in enumerate(policy.levels):
-            if not level.targets:
-                errors.append(f"{at}.levels[{i}].targets: a level needs at least one target")
-            for j, target in enumerate(level.targets):
-                if target.channel not in configured:
-                    errors.append(
-                        f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
-                        f"configured (add a [channels.{target.channel}] section)"
-                    )
-                elif (problem := target_problem(target)) is not None:
-                    errors.append(f"{at}.levels[{i}].targets[{j}]: {problem}")
+        levels: _Levels = [(len(lv.targets), list(enumerate(lv.targets))) for lv in policy.levels]
+        errors += _policy_errors(name, policy.repeat, levels, configured)
+    for name, table in broken_policies.items():
+        errors += _policy_errors(name, *_readable(table), configured)
     errors += _unknown_accounts(raw.daemon)
     if raw.channels.log.path is not None and (base / raw.channels.log.path).is_dir():
         errors.append(f"channels.log.path: {base / raw.channels.log.path} is a folder, not a file")
+    # pagerd creates these folders (the log's at its first write): a file where one of them, or
+    # a folder above, should be fails start or every notification, so it fails the check.
+    folders = [
+        ("daemon.state_dir", base / raw.daemon.state_dir),
+        ("daemon.socket", (base / raw.daemon.socket).parent),
+    ]
+    if raw.channels.log.path is not None:  # by default in state_dir, checked already
+        folders.append(("channels.log.path", (base / raw.channels.log.path).parent))
+    for key, folder in folders:
+        if (file := _file_in_the_way(folder)) is not None:
+            errors.append(f"{key}: {file} exists and is not a folder")
     socket_path = os.fsencode(os.path.normpath(base / raw.daemon.socket))
     if len(socket_path) > _MAX_SOCKET_PATH:
         errors.append(
             f"daemon.socket: {len(socket_path)} bytes long; a Unix socket's path holds at most "
             f"{_MAX_SOCKET_PATH}"
         )
-    state_dir = base / raw.daemon.state_dir
-    if state_dir.exists() and not state_dir.is_dir():
-        errors.append(f"daemon.state_dir: {state_dir} exists and is not a folder")
+    with contextlib.suppress(OSError):  # absent: start creates it
+        if not stat.S_ISSOCK((base / raw.daemon.socket).lstat().st_mode):
+            errors.append(
+                f"daemon.socket: {base / raw.daemon.socket} exists and is not a socket "
+                "(pagerd refuses to replace it)"
+            )
     if raw.daemon.max_connections < 1:
         errors.append("daemon.max_connections: must be 1 or more")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
         errors.append('metrics.listen: expected HOST:PORT, like "127.0.0.1:9464"')
+    if not raw.services and not unsure_of_services and not raw.daemon.allow_no_services:
+        # An empty or truncated file (a failed deploy) would otherwise load, and a reload of it
+        # close every open incident as "service removed": all paging would end without a word.
+        errors.append(
+            "services: none configured: a pager with no services pages nobody (to mean it, "
+            "set daemon.allow_no_services = true)"
+        )
     for name, service in raw.services.items():
         if not is_service_name(name):
             errors.append(
@@ -437,6 +485,69 @@ def _check(
         if service.policy not in raw.policies and service.policy not in broken_policies:
             errors.append(f"{_join('services', name)}.policy: no policy named {service.policy!r}")
     return channels, errors
+
+
+_Levels = list[tuple[int | None, list[tuple[int, Target]]]]
+"""Per level: how many targets it has (None if its `targets` is not an array), and those that
+could be read, with their index."""
+
+
+def _policy_errors(
+    name: str, repeat: int | None, levels: _Levels | None, configured: set[str]
+) -> list[str]:
+    """A policy's names, ranges and references to channels; None for what could not be read
+    (its own error is already reported)."""
+    at = _join("policies", name)
+    errors: list[str] = []
+    if not is_service_name(name):
+        errors.append(f"{at}: a policy name is 1 to 128 letters, digits, '.', '_' or '-'")
+    if levels is not None and not levels:
+        errors.append(f"{at}.levels: a policy needs at least one level")
+    if repeat is not None and repeat < 0:
+        errors.append(f"{at}.repeat: must be 0 or more")
+    for i, (count, targets) in enumerate(levels or ()):
+        if count == 0:
+            errors.append(f"{at}.levels[{i}].targets: a level needs at least one target")
+        for j, target in targets:
+            if target.channel not in configured:
+                errors.append(
+                    f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
+                    f"configured (add a [channels.{target.channel}] section)"
+                )
+            elif (problem := target_problem(target)) is not None:
+                errors.append(f"{at}.levels[{i}].targets[{j}]: {problem}")
+    return errors
+
+
+def _readable(table: Any) -> tuple[int | None, _Levels | None]:
+    """What can be read of a policy that did not structure: `repeat` if an integer, and each
+    level's targets that parse; the rest has its own error already."""
+    if not isinstance(table, dict):
+        return None, None
+    repeat = table.get("repeat", 0)
+    raw_levels = table.get("levels")
+    levels: _Levels | None = None
+    if isinstance(raw_levels, list):
+        levels = []
+        for level in raw_levels:
+            targets = level.get("targets") if isinstance(level, dict) else None
+            if not isinstance(targets, list):
+                levels.append((None, []))
+                continue
+            readable: list[tuple[int, Target]] = []
+            for j, text in enumerate(targets):
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    readable.append((j, Target.parse(text)))
+            levels.append((len(targets), readable))
+    return (repeat if type(repeat) is int else None), levels
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest of `folder` and the folders above it that exists, if it is not a folder."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
 
 
 def _unknown_accounts(daemon: DaemonSection) -> list[str]:
@@ -456,23 +567,6 @@ def _unknown_accounts(daemon: DaemonSection) -> list[str]:
 
 
 _MAX_SOCKET_PATH: Final = 107  # sun_path is 108 bytes on Linux, with the final NUL
-
-
-def _tls_errors(channel: Channel) -> list[str]:
-    """Build the TLS context the channel's transport will build, as it will: a `ca_file` that
-    exists but holds no usable certificate must fail the check, not the daemon's reload."""
-    ca_file = getattr(channel.settings, "ca_file", None)
-    if ca_file is None:
-        return []
-    try:
-        ssl.create_default_context(cafile=str(ca_file))
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        return [
-            f"channels.{channel.name}.ca_file: {ca_file} is not a usable CA certificate file "
-            f"(PEM): {reason}"
-        ]
-    return []
 
 
 def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:

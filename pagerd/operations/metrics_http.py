@@ -1,5 +1,5 @@
-"""`GET /metrics` over HTTP, served by Trio itself (no thread, no framework): a scrape is one
-short request, answered from memory."""
+"""`GET /metrics` (and `HEAD`) over HTTP, served by Trio itself (no thread, no framework): a
+scrape is one short request, answered from memory."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ log = logging.getLogger("pagerd.metrics_http")
 MAX_REQUEST: Final = 8192
 READ_TIMEOUT: Final = 10.0
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+ALLOW: Final = "GET, HEAD"
 
 
 async def serve_metrics(
@@ -32,8 +33,17 @@ async def serve_metrics(
                     return
                 method, _, rest = request.partition(" ")
                 path = rest.split(" ", 1)[0].split("?", 1)[0]
-                if method != "GET" or path != "/metrics":
+                if path != "/metrics":
                     await _respond(stream, "404 Not Found", "try /metrics\n", "text/plain")
+                    return
+                if method not in ("GET", "HEAD"):
+                    await _respond(
+                        stream,
+                        "405 Method Not Allowed",
+                        "GET or HEAD\n",
+                        "text/plain",
+                        extra=f"Allow: {ALLOW}\r\n",
+                    )
                     return
                 try:
                     body = render()
@@ -43,7 +53,8 @@ async def serve_metrics(
                     log.exception("metrics: cannot render")
                     await _respond(stream, "500 Internal Server Error", "error\n", "text/plain")
                     return
-                await _respond(stream, "200 OK", body, CONTENT_TYPE)
+                # HEAD: the same headers as GET (Content-Length included), no body.
+                await _respond(stream, "200 OK", body, CONTENT_TYPE, head_only=method == "HEAD")
 
     listeners = await trio.open_tcp_listeners(port, host=host)
     log.info("metrics on http://%s:%d/metrics", host, port)
@@ -65,11 +76,19 @@ async def _read_head(stream: trio.SocketStream) -> str | None:
     return data.split(b"\n", 1)[0].decode("latin-1").strip()
 
 
-async def _respond(stream: trio.SocketStream, status: str, body: str, content_type: str) -> None:
+async def _respond(
+    stream: trio.SocketStream,
+    status: str,
+    body: str,
+    content_type: str,
+    *,
+    extra: str = "",
+    head_only: bool = False,
+) -> None:
     payload = body.encode()
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(payload)}\r\n{extra}Connection: close\r\n\r\n"
     )
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await stream.send_all(head.encode() + payload)
+        await stream.send_all(head.encode() + (b"" if head_only else payload))

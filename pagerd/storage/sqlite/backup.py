@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from typing import Final
 
@@ -23,8 +25,9 @@ import attrs
 from pagerd.storage.sqlite.schema import SCHEMA_VERSION
 from pagerd.storage.sqlite.store import DATABASE_NAME
 
-SAVED_AS: Final = DATABASE_NAME + ".before-restore"
-"""What `restore` names the database it replaces, beside it."""
+SAVED_AS: Final = DATABASE_NAME + ".before-restore.TIMESTAMP"
+"""What `restore` names the database it replaces, beside it (`TIMESTAMP` like
+`20261130T210200Z`, then `.1`, `.2`... if taken): never a copy an earlier restore saved."""
 
 
 class BackupError(Exception):
@@ -100,9 +103,10 @@ def restore(backup_file: Path, database: Path) -> Restored:
 
     Copying a backup over `pager.db` by hand goes wrong if a `pager.db-wal` is left beside it:
     SQLite replays that log, the replaced database's, onto the restored file. Here the database
-    being replaced is first saved (a consistent copy, WAL included, as `pager.db.before-restore`),
-    its WAL and shared-memory files are removed, and the checked copy of the backup takes its
-    name. The state folder's lock is held throughout: a running pagerd makes this refuse.
+    being replaced is first saved (a consistent copy, WAL included, as
+    `pager.db.before-restore.TIMESTAMP`, never over an earlier one), its WAL and shared-memory
+    files are removed, and the checked copy of the backup takes its name. The state folder's
+    lock is held throughout: a running pagerd makes this refuse.
     """
     version = _check_backup(backup_file)
     state = database.parent
@@ -119,8 +123,7 @@ def restore(backup_file: Path, database: Path) -> Restored:
             raise BackupError(f"pagerd is running on {state}: stop it first") from None
         saved = None
         if database.exists():
-            saved = backup(database, database.with_name(database.name + ".before-restore"),
-                           force=True).path  # fmt: skip
+            saved = _save(database)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         with open(backup_file, "rb") as source, open(temporary, "wb") as target:
             shutil.copyfileobj(source, target)
@@ -138,6 +141,21 @@ def restore(backup_file: Path, database: Path) -> Restored:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
         os.close(lock)
+
+
+def _save(database: Path) -> Path:
+    """A consistent copy of `database` beside it, under a name no earlier restore used: the
+    first restore's copy is the original database, and a second restore must not replace it."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = f"{database.name}.before-restore.{stamp}"
+    for counter in itertools.count(1):
+        try:
+            return backup(database, database.with_name(name)).path
+        except BackupError:
+            if not database.with_name(name).exists():
+                raise
+            name = f"{database.name}.before-restore.{stamp}.{counter}"
+    raise AssertionError("unreachable")
 
 
 def _check_backup(path: Path) -> int:
