@@ -40,6 +40,9 @@ EXIT_FORBIDDEN: Final = 77
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 
 _TEMPORARY: Final = frozenset({"busy", "unavailable"})
+MAX_TIMEOUT: Final = 86400.0
+"""`--timeout`'s bound, a day: far above any reply's wait, and far below what a socket's timeout
+can hold (9.3e9 seconds overflowed it, and `pager` ended in a traceback)."""
 
 
 class Unreachable(Exception):
@@ -85,8 +88,10 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    if not (0 < value <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds above 0 and at most {MAX_TIMEOUT:g} (a day)"
+        )
     return value
 
 
