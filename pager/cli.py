@@ -13,6 +13,7 @@ operator's terminal as a control sequence. `--json` prints the exact JSON, which
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -55,12 +56,10 @@ def call(path: str, line: bytes, timeout: float) -> dict[str, Any]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(path)
-            try:
+            # pagerd replies `busy` and closes without reading the request, so the send may
+            # fail after the reply has arrived: read it (or fail on reading, below).
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(line)
-            except (BrokenPipeError, ConnectionResetError):
-                # pagerd replies `busy` and closes without reading the request, so the send
-                # may fail after the reply has arrived: read it (or fail on reading, below).
-                pass
             reply = _read_line(sock)
     except TimeoutError:
         raise Unreachable(f"no reply from {path} within {timeout:g}s") from None
