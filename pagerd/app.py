@@ -28,6 +28,7 @@ from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.metrics import Metrics
 from pagerd.operations.metrics_http import serve_metrics
+from pagerd.operations.open_files import client_room, raise_limit
 from pagerd.operations.reloads import ConfigRecord
 from pagerd.operations.systemd import Notifier
 from pagerd.storage.commits import Committer
@@ -317,6 +318,13 @@ async def _run(
         metrics,
         config.limits,
     )
+    server.client_room = client_room(raise_limit())
+    if config.limits.max_connections > server.client_room:
+        log.warning(
+            "daemon.max_connections is %d, but the open-file limit leaves room for %d clients: "
+            "past that they get busy (raise LimitNOFILE=)",
+            config.limits.max_connections, server.client_room,
+        )  # fmt: skip
     _gauges(metrics, services, scheduler, outbox, store)
     daemon = Daemon(
         services,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
 from pagerd.front.connections import Connection, Connections
 from pagerd.front.replies import Reply, ReplyQueue
+from pagerd.operations.accepting import serve_listeners
 from pagerd.operations.metrics import Metrics
 from pagerd.operations.reloads import ConfigRecord
 from pagerd.storage.offload import Offload
@@ -77,6 +79,10 @@ class Server:
         self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
         self.reload: Callable[[], Awaitable[list[str]]] | None = None  # the `reload` op
+        # At most this many clients, whatever `max_connections` says: what the open-file limit
+        # leaves them (the composition root sets it), so that they cannot take the files that
+        # deliveries and the database need.
+        self.client_room = sys.maxsize
         self._accepting = trio.CancelScope()
         self._draining = False
         self.closed = trio.Event()
@@ -84,6 +90,10 @@ class Server:
     @property
     def connections(self) -> int:
         return len(self._connections)
+
+    @property
+    def max_connections(self) -> int:
+        return min(self._limits.max_connections, self.client_room)
 
     @property
     def limits(self) -> Limits:
@@ -106,9 +116,10 @@ class Server:
             server.start_soon(self._connections.run, name="connection timeouts")
             async with trio.open_nursery() as connections:
                 with self._accepting:
-                    await trio.serve_listeners(
+                    await serve_listeners(
                         self._handle,
                         [listener],
+                        what="socket",
                         handler_nursery=connections,
                         task_status=task_status,
                     )
@@ -123,7 +134,7 @@ class Server:
             connection.reading.cancel()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        if self.connections >= self.limits.max_connections and not self._connections.make_room():
+        if self.connections >= self.max_connections and not self._connections.make_room():
             await self._busy(stream)
             return
         connection = self._connections.open()
@@ -182,7 +193,7 @@ class Server:
     async def _busy(self, stream: trio.SocketStream) -> None:
         """Too many connections: say so at once and close; the ones already open go on."""
         self._metrics.events.inc("refused", "busy")
-        message = f"too many connections (limit {self.limits.max_connections}); try again"
+        message = f"too many connections (limit {self.max_connections}); try again"
         async with stream:
             with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
                 await stream.send_all(error_reply("busy", message))

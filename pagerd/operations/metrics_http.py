@@ -1,5 +1,11 @@
 """`GET /metrics` (and `HEAD`) over HTTP, served by Trio itself (no thread, no framework): a
-scrape is one short request, answered from memory."""
+scrape is one short request, answered from memory.
+
+A scraper needs a connection or two, so at most `MAX_CONNECTIONS` are served at once, each for
+at most `READ_TIMEOUT`, and any beyond are closed as soon as they are accepted: a flood of idle
+connections to this port once took every file descriptor the process had, and with them the
+socket clients' (`pager alert` timed out) and the deliveries'.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ from typing import Final
 
 import trio
 
+from pagerd.operations.accepting import serve_listeners
+
 log = logging.getLogger("pagerd.metrics_http")
 
 MAX_REQUEST: Final = 8192
 READ_TIMEOUT: Final = 10.0
+MAX_CONNECTIONS: Final = 32
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 ALLOW: Final = "GET, HEAD"
 
@@ -23,11 +32,26 @@ async def serve_metrics(
     port: int,
     render: Callable[[], str],
     *,
+    max_connections: int = MAX_CONNECTIONS,
+    read_timeout: float = READ_TIMEOUT,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    serving = 0
+
     async def handle(stream: trio.SocketStream) -> None:
+        nonlocal serving
+        if serving >= max_connections:
+            await trio.aclose_forcefully(stream)  # at once: holding it is what a flood wants
+            return
+        serving += 1
+        try:
+            await answer(stream)
+        finally:
+            serving -= 1
+
+    async def answer(stream: trio.SocketStream) -> None:
         async with stream:
-            with trio.move_on_after(READ_TIMEOUT):
+            with trio.move_on_after(read_timeout):
                 request = await _read_head(stream)
                 if request is None:
                     return
@@ -58,7 +82,7 @@ async def serve_metrics(
 
     listeners = await trio.open_tcp_listeners(port, host=host)
     log.info("metrics on http://%s:%d/metrics", host, port)
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
+    await serve_listeners(handle, listeners, what="metrics", task_status=task_status)
 
 
 async def _read_head(stream: trio.SocketStream) -> str | None:
