@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import trio
 
 from pager import cli
@@ -68,3 +69,32 @@ async def test_pager_exits_75_when_pagerd_is_busy(tmp_path: Path) -> None:
                     )
                     runs.append((done.returncode, done.stderr.decode().strip()))
     assert [code for code, _ in runs] == [75] * 5, runs
+
+
+def test_a_full_queue_of_connections_is_busy_not_unreachable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A socket with a timeout is non-blocking underneath: connecting to a listener whose
+    backlog is full failed at once with EAGAIN, and `pager` exited 69, "cannot reach"."""
+    path = tmp_path / "full.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(0)  # and never accepts
+    held: list[socket.socket] = []
+    try:
+        while True:
+            queued = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            queued.setblocking(False)
+            try:
+                queued.connect(str(path))
+            except BlockingIOError:
+                queued.close()
+                break
+            held.append(queued)
+        assert cli.main(["--socket", str(path), "--timeout", "0.2", "ping"]) == cli.EXIT_TEMPFAIL
+    finally:
+        for queued in held:
+            queued.close()
+        listener.close()
+    err = capsys.readouterr().err
+    assert err.startswith("pager: busy: ") and "queue of connections is full" in err
