@@ -318,7 +318,9 @@ async def _run(
         metrics,
         config.limits,
     )
-    server.client_room = client_room(raise_limit())
+    providers = [c for c in config.channels.values() if c.transport not in ("log", "unconfigured")]
+    deliveries = sum(c.concurrency for c in providers)  # connections open at once, at most
+    server.client_room = client_room(raise_limit(), deliveries)
     if config.limits.max_connections > server.client_room:
         log.warning(
             "daemon.max_connections is %d, but the open-file limit leaves room for %d clients: "

@@ -115,6 +115,7 @@ async def test_socket_clients_past_what_the_open_file_limit_leaves_get_busy(
     assert refused["error"]["code"] == "busy"
     assert "(limit 2)" in refused["error"]["message"]
     assert client_room(1024) == 1024 - RESERVE - 32 and client_room(100) == 1
+    assert client_room(1024, deliveries=256 * 2) == 1024 - RESERVE - 32 - 512
 
 
 def test_the_unit_raises_the_open_file_limit() -> None:

@@ -40,6 +40,7 @@ def raise_limit() -> int:
     return soft
 
 
-def client_room(limit: int) -> int:
-    """How many socket clients fit in `limit` open files, with the rest's share kept free."""
-    return max(1, limit - RESERVE - METRICS_CONNECTIONS)
+def client_room(limit: int, deliveries: int = 0) -> int:
+    """How many socket clients fit in `limit` open files, with the rest's share kept free:
+    `deliveries` is how many connections to providers may be open at once."""
+    return max(1, limit - RESERVE - METRICS_CONNECTIONS - deliveries)
