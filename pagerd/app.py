@@ -17,6 +17,7 @@ import trio
 
 from pager.domain import ServiceState
 from pager.ports import Transport
+from pagerd.access import peers
 from pagerd.config import Config, ConfigError, load
 from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
@@ -35,7 +36,7 @@ from pagerd.storage.offload import Offload, in_thread
 from pagerd.storage.port import ClockMark, Storage, StoreError
 from pagerd.storage.retention import keep_history
 from pagerd.storage.sqlite.store import Store
-from pagerd.timing.clock import Clock, watch
+from pagerd.timing.clock import Clock, boot_warning, watch
 
 __all__ = ["Config", "Daemon", "StartupError", "serve"]
 
@@ -109,6 +110,10 @@ class Daemon:
                 path, reason(exc), exc_info=log.isEnabledFor(logging.DEBUG),
             )  # fmt: skip
             return [f"cannot load {path}: {reason(exc)}"]
+        problem = peers.namespace_problem(new.access, peers.read_uid_map())
+        if problem is not None:
+            log.error("reload rejected, still running the previous config: %s", problem)
+            return [problem]
         try:
             self.apply(new)
         except Exception as exc:
@@ -192,7 +197,14 @@ async def serve(
     and the socket listens. `activated` is a listening socket passed by systemd; otherwise the
     configured path is bound. `transports` replaces some channels' transports (tests, dry runs).
     """
-    clock = clock or Clock()
+    # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
+    problem = peers.namespace_problem(config.access, peers.read_uid_map())
+    if problem is not None:
+        raise StartupError(problem)
+    if clock is None:
+        clock = Clock()
+        if (warning := boot_warning()) is not None:
+            log.warning("%s", warning)
     notifier = notifier or Notifier(None, None)
     store_offload = offload or in_thread(trio.CapacityLimiter(1))
     file_offload = offload or in_thread(trio.CapacityLimiter(1))
