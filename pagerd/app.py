@@ -49,6 +49,7 @@ read are answered, then sends in progress finish and are recorded, in what time 
 STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up to date
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
+NAME_THREADS: Final = 8  # NSS lookups at once (each user looked up once at a time)
 
 
 class StartupError(Exception):
@@ -188,6 +189,7 @@ async def serve(
     outbox_capacity: int = OUTBOX_CAPACITY,
     notifier: Notifier | None = None,
     activated: socket.socket | None = None,
+    names_offload: Offload | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
@@ -209,6 +211,7 @@ async def serve(
     store_offload = offload or in_thread(trio.CapacityLimiter(1))
     file_offload = offload or in_thread(trio.CapacityLimiter(1))
     check_offload = offload or in_thread(trio.CapacityLimiter(1))
+    names_offload = names_offload or offload or in_thread(trio.CapacityLimiter(NAME_THREADS))
     with _exclusive(config.state_dir):
         try:
             store = await store_offload(lambda: Store.open_in(config.state_dir, check=False))
@@ -219,7 +222,14 @@ async def serve(
                 config,
                 stop,
                 _Parts(
-                    clock, store, store_offload, file_offload, check_offload, notifier, activated
+                    clock,
+                    store,
+                    store_offload,
+                    file_offload,
+                    check_offload,
+                    names_offload,
+                    notifier,
+                    activated,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -237,6 +247,7 @@ class _Parts:
     store_offload: Offload
     file_offload: Offload
     check_offload: Offload  # the start-up check of the whole database, beside the first reads
+    names_offload: Offload  # the peers' user and group names (NSS), several at once
     notifier: Notifier
     activated: socket.socket | None
 
@@ -325,7 +336,8 @@ async def _run(
         store,
         parts.store_offload,
         config.access,
-        parts.file_offload,
+        # Its own threads: a slow NSS (LDAP) must not wait behind files, nor they behind it.
+        parts.names_offload,
         metrics,
         config.limits,
     )

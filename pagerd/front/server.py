@@ -35,6 +35,7 @@ from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
 from pagerd.front.connections import Connection, Connections
+from pagerd.front.names import Names
 from pagerd.front.replies import Reply, ReplyQueue
 from pagerd.operations.metrics import Metrics
 from pagerd.operations.reloads import ConfigRecord
@@ -69,6 +70,7 @@ class Server:
         self._store_offload = store_offload
         self.access = access
         self._resolve_offload = resolve_offload
+        self._names = Names(resolve_offload)
         self._metrics = metrics
         self._render_metrics = metrics.render
         self._limits = limits
@@ -104,6 +106,7 @@ class Server:
         """Accept until `drain()`, then return once every connection has finished."""
         async with trio.open_nursery() as server:
             server.start_soon(self._connections.run, name="connection timeouts")
+            server.start_soon(self._names.run, name="peer names")
             async with trio.open_nursery() as connections:
                 with self._accepting:
                     await trio.serve_listeners(
@@ -193,12 +196,10 @@ class Server:
         except OSError as exc:
             log.warning("cannot read the peer's credentials: %s", exc)
             return None
-        with_groups = self.access.groups is not None
-        try:
-            return await self._resolve_offload(lambda: resolve(peer, with_groups))
-        except Exception as exc:  # NSS failing (LDAP down...) must not end the server
-            log.warning("cannot look up the user of %s: %s", peer.describe(), exc)
-            return peer  # no names: only the uid rules (root, pagerd's own) can let it in
+        access = self.access
+        # root and pagerd's own user are let in by uid: their decision waits for no name.
+        restricted = access.restricted and peer.uid not in (0, access.own_uid)
+        return await self._names.of(peer, access.groups is not None, restricted)
 
     async def _refuse(
         self,
