@@ -23,7 +23,15 @@ class Connection:
     """One connection's cancel scopes, and its waits: on its client's next bytes, and on its
     client taking replies."""
 
-    __slots__ = ("line_waited", "reading", "receiving_since", "scope", "writing_since")
+    __slots__ = (
+        "line_waited",
+        "reading",
+        "receiving_since",
+        "routing",
+        "scope",
+        "stopped",
+        "writing_since",
+    )
 
     def __init__(self) -> None:
         self.reading = trio.CancelScope()  # cancelled when idle: replies already due still go out
@@ -34,6 +42,17 @@ class Connection:
         # no line is begun. Time the reader spends not reading (its replies are not taken yet) is
         # not the client's, so it does not count.
         self.line_waited: float | None = None
+        # Between routing events and queueing their replies the reader must not be cancelled:
+        # the events would be decided and their replies never sent. `stop` waits for that.
+        self.routing = False
+        self.stopped = False
+
+    def stop(self) -> None:
+        """Stop reading (a clean stop, a revoked peer): now, unless the reader is routing
+        events and queueing their replies; then once it has (it checks `stopped`)."""
+        self.stopped = True
+        if not self.routing:
+            self.reading.cancel()
 
     def received(self) -> None:
         if self.line_waited is not None and self.receiving_since is not None:

@@ -123,7 +123,7 @@ class Server:
         self._draining = True
         self._accepting.cancel()
         for connection in self._connections:
-            connection.reading.cancel()
+            connection.stop()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         if self.connections >= self.limits.max_connections and not self._connections.make_room():
@@ -131,7 +131,7 @@ class Server:
             return
         connection = self._connections.open()
         if self._draining:
-            connection.reading.cancel()
+            connection.stop()
         replies = ReplyQueue(MAX_PENDING, self._metrics.events.inc)
         try:
             with connection.scope:
@@ -178,7 +178,7 @@ class Server:
                     "access revoked by reload: closing the connection of %s", peer.describe()
                 )
                 self._revoked.add(connection)
-                connection.reading.cancel()
+                connection.stop()
                 revoked += 1
         return revoked
 
@@ -246,23 +246,23 @@ class Server:
                 start = end + 1
                 if len(line) > MAX_LINE:
                     answers.append(_too_large())
-                    await self._queue(events, answers, replies)
+                    await self._queue(events, answers, replies, connection)
                     return
                 taken = self._take(line.removesuffix(b"\r"), peer, events)
                 if isinstance(taken, Request):
                     # Its reply comes after those of the events before it, and so must what it
                     # says: it is served once they are decided and committed.
-                    await self._queue(events, answers, replies)
+                    await self._queue(events, answers, replies, connection)
                     events, answers = [], []
                     await replies.wait_settled()
                     taken = await self._request(taken, peer)
                 answers.append(taken)
                 if len(answers) == MAX_PENDING:
-                    await self._queue(events, answers, replies)
+                    await self._queue(events, answers, replies, connection)
                     events, answers = [], []
             del buffer[:start]
             connection.line(begun=bool(buffer), ended=start > 0)
-            await self._queue(events, answers, replies)
+            await self._queue(events, answers, replies, connection)
             if len(buffer) > MAX_LINE:
                 await replies.put(_too_large())
                 return
@@ -284,11 +284,25 @@ class Server:
         events: list[tuple[str, Envelope]],
         answers: list[Reply],
         replies: ReplyQueue,
+        connection: Connection,
     ) -> None:
-        """Route `events`, then queue `answers` in order, waiting while the queue is full."""
-        await self._services.route(events)
-        for reply in answers:
-            await replies.put(reply)
+        """Route `events`, then queue `answers` in order, waiting while the queue is full.
+
+        Not cut in between by a stop or a revocation (`Connection.stop`): an event routed is
+        decided, and its reply must be sent (they were lost: 10,756 replies for 10,996 alerts).
+        A connection stopped before is not routed at all; one stopped meanwhile, after."""
+        if connection.stopped:
+            connection.reading.cancel()
+            await trio.lowlevel.checkpoint()
+        connection.routing = True
+        try:
+            await self._services.route(events)
+            for reply in answers:
+                await replies.put(reply)
+        finally:
+            connection.routing = False
+            if connection.stopped:
+                connection.reading.cancel()
 
     async def _write_replies(
         self, stream: trio.SocketStream, replies: ReplyQueue, connection: Connection
