@@ -241,6 +241,7 @@ class Server:
             # a connection holds at most twice MAX_PENDING requests: queued, and being routed.
             events: list[tuple[str, Envelope]] = []
             answers: list[Reply] = []
+            valid = False  # a request read: only that keeps the slot (see `make_room`)
             while (end := buffer.find(b"\n", start)) >= 0:
                 line = bytes(buffer[start:end])
                 start = end + 1
@@ -249,6 +250,8 @@ class Server:
                     await self._queue(events, answers, replies, connection)
                     return
                 taken = self._take(line.removesuffix(b"\r"), peer, events)
+                if isinstance(taken, Request) or taken.op != "invalid":
+                    valid = True
                 if isinstance(taken, Request):
                     # Its reply comes after those of the events before it, and so must what it
                     # says: it is served once they are decided and committed.
@@ -261,6 +264,8 @@ class Server:
                     await self._queue(events, answers, replies, connection)
                     events, answers = [], []
             del buffer[:start]
+            if valid:
+                connection.requested()
             connection.line(begun=bool(buffer), ended=start > 0)
             await self._queue(events, answers, replies, connection)
             if len(buffer) > MAX_LINE:
