@@ -7,6 +7,7 @@ once per user at a time, kept `NAME_TTL`; with no access list nothing waits for 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,12 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd.access.peers import Peer
+from pagerd.access.peers import Peer, resolve
+from pagerd.front import server
 from pagerd.front.names import NAME_TTL, NAME_WAIT, Names
 from pagerd.main import _on_signals
-from tests.harness import connect, running, write_config
+from tests.harness import Connection, connect, running, write_config
+from tests.test_daemon import _RefuseAll
 
 T = TypeVar("T")
 LOOKUP = 0.5
@@ -150,3 +153,27 @@ async def test_a_stop_does_not_wait_behind_a_reload(
             await _on_signals(received, slow_reload, stop)
     assert stop.is_set()
     assert reloads == 1  # the SIGHUPs during it would have made one more, after it
+
+
+async def test_a_reload_looks_each_connected_user_up_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not once a connection: with a slow directory, a reload would take that much longer."""
+    calls: list[int] = []
+
+    def counted(peer: Peer, with_groups: bool) -> Peer:
+        calls.append(peer.uid)
+        return resolve(peer, with_groups)
+
+    config = write_config(tmp_path)
+    with trio.fail_after(60):
+        async with running(config) as daemon:
+            clients = [await Connection.open(config.socket) for _ in range(5)]
+            for client in clients:
+                assert (await client.request("ping"))["ok"]
+            monkeypatch.setattr(server, "resolve", counted)
+            monkeypatch.setattr(daemon.server, "access", _RefuseAll())
+            assert await daemon.server.recheck_peers() == 5
+            for client in clients:
+                await client.aclose()
+    assert calls == [os.getuid()]

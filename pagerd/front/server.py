@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import attrs
 import trio
 
 from pager import __version__
@@ -168,11 +169,15 @@ class Server:
             return 0
         with_groups = access.groups is not None
         open_now = list(self._peers.items())
-        peers = await self._resolve_offload(
-            lambda: [resolve(peer, with_groups) for _, peer in open_now]
+        # Each user once, however many connections it has: NSS may be slow (LDAP).
+        users = {(peer.uid, peer.gid): peer for _, peer in open_now}
+        found = await self._resolve_offload(
+            lambda: {key: resolve(peer, with_groups) for key, peer in users.items()}
         )
         revoked = 0
-        for (connection, _), peer in zip(open_now, peers, strict=True):
+        for connection, old in open_now:
+            names = found[(old.uid, old.gid)]
+            peer = attrs.evolve(old, user=names.user, groups=names.groups)  # its own pid
             if connection in self._peers and not access.allows(peer):
                 log.warning(
                     "access revoked by reload: closing the connection of %s", peer.describe()
