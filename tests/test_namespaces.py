@@ -100,3 +100,22 @@ async def test_pagerd_warns_at_start_when_the_boot_id_cannot_be_read(
         stop.set()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("restarts will trust the wall clock" in w for w in warnings), warnings
+
+
+async def test_a_reload_that_sets_access_lists_in_such_a_namespace_is_rejected(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "pager.toml"
+    text = CHANNELS + ONCALL + '\n[services.api]\npolicy = "oncall"\n'
+    path.write_text(text)
+    config = load(path)
+    (tmp_path / "uid_map").write_text(PRIVATE_USERS)
+    monkeypatch.setattr(peers, "UID_MAP", tmp_path / "uid_map")
+    with trio.fail_after(60):
+        async with running(config) as daemon:  # no access lists: nothing to refuse
+            allow = 'state_dir = "state"\nallow_groups = ["root"]'
+            path.write_text(text.replace('state_dir = "state"', allow))
+            errors = await daemon.try_reload()
+            access = daemon.server.access
+    assert len(errors) == 1 and "cannot work here" in errors[0]
+    assert not access.restricted  # the previous config still runs
