@@ -9,9 +9,11 @@ same outputs; the daemon around it persists the result before acting on it.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Final, TypeAlias
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -23,6 +25,46 @@ CHANNELS: Final = ("email", "sms", "slack", "webhook")
 _EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 _URL_RE: Final = re.compile(r"https?://[^/\s?#]+(?:[/?#]\S*)?")
+# One label of a host name (underscores too: some internal names have them).
+_LABEL_RE: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not an http(s) URL that can be sent to, or None: a host that is a valid
+    name or IP address, and a port, if given, from 1 to 65535. (Such URLs once passed `--check`
+    and were retried for 45 minutes; `:0` even went to port 80.) Never quotes the URL: it may
+    be a secret."""
+    if _URL_RE.fullmatch(url) is None:
+        return "not an http:// or https:// URL"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "not a usable URL: its host is not a valid IPv6 address in [brackets]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "not a usable URL: its port must be a number from 1 to 65535"
+    host = parts.hostname
+    if not host:
+        return "not a usable URL: it has no host"
+    if "[" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return "not a usable URL: its host is not a valid IPv6 address in [brackets]"
+        return None
+    try:
+        labels = host.encode("idna").decode("ascii").removesuffix(".").split(".")
+        for label in labels:
+            if _LABEL_RE.fullmatch(label) is None:
+                raise UnicodeError(label)
+            if label.lower().startswith("xn--"):
+                label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return "not a usable URL: its host is not a valid host name"
+    return None
 
 
 def is_service_name(name: str) -> bool:
@@ -49,8 +91,8 @@ class Target:
             if _E164_RE.fullmatch(address) is None:
                 raise ValueError("not an E.164 phone number")
         elif channel in ("slack", "webhook"):
-            if _URL_RE.fullmatch(address) is None:
-                raise ValueError("not an http:// or https:// URL")
+            if (problem := url_problem(address)) is not None:
+                raise ValueError(problem)
         else:
             raise ValueError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})")
         return cls(channel, address)

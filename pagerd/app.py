@@ -17,6 +17,7 @@ import trio
 
 from pager.domain import ServiceState
 from pager.ports import Transport
+from pagerd.access import peers
 from pagerd.config import Config, ConfigError, load
 from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
@@ -36,7 +37,7 @@ from pagerd.storage.offload import Offload, in_thread
 from pagerd.storage.port import ClockMark, Storage, StoreError
 from pagerd.storage.retention import keep_history
 from pagerd.storage.sqlite.store import Store
-from pagerd.timing.clock import Clock, watch
+from pagerd.timing.clock import Clock, boot_warning, watch
 
 __all__ = ["Config", "Daemon", "StartupError", "serve"]
 
@@ -49,6 +50,7 @@ read are answered, then sends in progress finish and are recorded, in what time 
 STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up to date
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
+NAME_THREADS: Final = 8  # NSS lookups at once (each user looked up once at a time)
 
 
 class StartupError(Exception):
@@ -110,6 +112,10 @@ class Daemon:
                 path, reason(exc), exc_info=log.isEnabledFor(logging.DEBUG),
             )  # fmt: skip
             return [f"cannot load {path}: {reason(exc)}"]
+        problem = peers.namespace_problem(new.access, peers.read_uid_map())
+        if problem is not None:
+            log.error("reload rejected, still running the previous config: %s", problem)
+            return [problem]
         try:
             self.apply(new)
         except Exception as exc:
@@ -184,6 +190,7 @@ async def serve(
     outbox_capacity: int = OUTBOX_CAPACITY,
     notifier: Notifier | None = None,
     activated: socket.socket | None = None,
+    names_offload: Offload | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
@@ -193,11 +200,19 @@ async def serve(
     and the socket listens. `activated` is a listening socket passed by systemd; otherwise the
     configured path is bound. `transports` replaces some channels' transports (tests, dry runs).
     """
-    clock = clock or Clock()
+    # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
+    problem = peers.namespace_problem(config.access, peers.read_uid_map())
+    if problem is not None:
+        raise StartupError(problem)
+    if clock is None:
+        clock = Clock()
+        if (warning := boot_warning()) is not None:
+            log.warning("%s", warning)
     notifier = notifier or Notifier(None, None)
     store_offload = offload or in_thread(trio.CapacityLimiter(1))
     file_offload = offload or in_thread(trio.CapacityLimiter(1))
     check_offload = offload or in_thread(trio.CapacityLimiter(1))
+    names_offload = names_offload or offload or in_thread(trio.CapacityLimiter(NAME_THREADS))
     with _exclusive(config.state_dir):
         try:
             store = await store_offload(lambda: Store.open_in(config.state_dir, check=False))
@@ -208,7 +223,14 @@ async def serve(
                 config,
                 stop,
                 _Parts(
-                    clock, store, store_offload, file_offload, check_offload, notifier, activated
+                    clock,
+                    store,
+                    store_offload,
+                    file_offload,
+                    check_offload,
+                    names_offload,
+                    notifier,
+                    activated,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -226,6 +248,7 @@ class _Parts:
     store_offload: Offload
     file_offload: Offload
     check_offload: Offload  # the start-up check of the whole database, beside the first reads
+    names_offload: Offload  # the peers' user and group names (NSS), several at once
     notifier: Notifier
     activated: socket.socket | None
 
@@ -314,7 +337,8 @@ async def _run(
         store,
         parts.store_offload,
         config.access,
-        parts.file_offload,
+        # Its own threads: a slow NSS (LDAP) must not wait behind files, nor they behind it.
+        parts.names_offload,
         metrics,
         config.limits,
     )

@@ -167,6 +167,22 @@ def test_a_notification_goes_from_pending_through_retrying_to_sent(storage: Stor
     assert storage.undelivered(10) == []
 
 
+def test_a_retry_not_yet_due_is_left_out_when_asked_and_its_time_is_told(
+    storage: Storage,
+) -> None:
+    opened(storage, "api", T0, note("api", 1), note("api", 1, BOB))
+    nid = note("api", 1).id
+    assert storage.next_retry_at("email", T0) is None
+    storage.write([Attempt(nid, T0 + 1, "retrying", error="busy", next_attempt_at=T0 + 5)])
+    assert [u.notify.target for u in storage.undelivered(10, due_by=T0 + 4)] == [BOB]
+    assert storage.undelivered(10, "email", due_by=T0 + 4) == []
+    due = storage.undelivered(10, due_by=T0 + 5)
+    assert [u.notify.target for u in due] == [ALICE, BOB]
+    assert storage.next_retry_at("email", T0 + 4) == T0 + 5
+    assert storage.next_retry_at("email", T0 + 5) is None
+    assert storage.next_retry_at("sms", T0) is None
+
+
 def test_a_failed_notification_is_counted_while_its_incident_is_open(storage: Storage) -> None:
     life = opened(storage, "api", T0, note("api", 1), note("api", 1, BOB))
     storage.write([Attempt(note("api", 1).id, T0 + 1, "failed", error="rejected")])

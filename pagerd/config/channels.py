@@ -19,6 +19,7 @@ import attrs
 import httpx
 
 from pager.domain import Target
+from pager.domain import url_problem as domain_url_problem
 from pagerd.config.durations import Duration
 
 TRANSPORTS: Final[dict[str, tuple[str, ...]]] = {
@@ -167,7 +168,10 @@ _HEADER_VALUE_RE: Final = re.compile(r"[\x20-\x7e\t]*")
 
 def url_problem(url: str) -> str | None:
     """Why an http(s) URL that looks right cannot be sent to, if it cannot: its host must be a
-    valid (IDNA-encodable) name. The reason never quotes the URL, which may be a secret."""
+    valid (IDNA-encodable) name or address, its port (if given) 1 to 65535. The reason never
+    quotes the URL, which may be a secret."""
+    if (problem := domain_url_problem(url)) is not None:
+        return problem
     try:
         host = httpx.URL(url).host
         host.encode("idna")

@@ -402,6 +402,8 @@ class Services:
                 if _deadline(t.after) != _deadline(t.before):
                     self._scheduler.schedule(t.after)
             self._outbox.add(_notifications(transitions))
+            # An acknowledgement or a close: that incident's waiting retries leave now.
+            self._outbox.reconsider(decided)
         for service in decided:
             if any(isinstance(envelope.event, Timeout) for envelope in batches[service]):
                 self._scheduler.decided(self.state(service))

@@ -175,9 +175,17 @@ class Storage(Protocol):
         and record `reading`, in one transaction. The last reading, and how far they moved."""
         ...
 
-    def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
+    def undelivered(
+        self, limit: int, channel: str | None = None, due_by: float | None = None
+    ) -> list[Undelivered]:
         """Up to `limit` notifications pending or retrying, in the order they were decided; of
-        one channel only if `channel` is given."""
+        one channel only if `channel` is given; only those whose next attempt is due by
+        `due_by` (no retry time, or not later) if it is given."""
+        ...
+
+    def next_retry_at(self, channel: str, after: float) -> float | None:
+        """The earliest retry time later than `after` of the channel's undelivered rows, None
+        if none: when the outbox next reads back retries it did not keep in memory."""
         ...
 
     def undelivered_elsewhere(

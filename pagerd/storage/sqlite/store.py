@@ -202,18 +202,32 @@ class Store:
         return states
 
     @_port_errors
-    def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
+    def undelivered(
+        self, limit: int, channel: str | None = None, due_by: float | None = None
+    ) -> list[Undelivered]:
         """Up to `limit` notifications not yet delivered (pending or retrying), oldest first;
         of one channel only if `channel` is given (the outbox reads each channel's backlog on
-        its own, so that one channel's backlog never waits behind another's)."""
+        its own, so that one channel's backlog never waits behind another's); only those due
+        by `due_by` if it is given (retries waiting for their time do not crowd out new rows)."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
             " created_at, attempts, next_attempt_at, origin FROM notifications"
             " WHERE state IN ('pending', 'retrying') AND (?1 IS NULL OR channel = ?1)"
+            " AND (?3 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?3)"
             " ORDER BY seq LIMIT ?2",
-            (channel, limit),
+            (channel, limit, due_by),
         )
         return [_undelivered(row) for row in rows]
+
+    @_port_errors
+    def next_retry_at(self, channel: str, after: float) -> float | None:
+        """The earliest retry time after `after` of the channel's undelivered rows."""
+        row = self._conn.execute(
+            "SELECT MIN(next_attempt_at) FROM notifications WHERE state IN ('pending', 'retrying')"
+            " AND channel = ? AND next_attempt_at > ?",
+            (channel, after),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     @_port_errors
     def undelivered_elsewhere(
