@@ -31,6 +31,9 @@ DEFAULT_MAX_CONNECTIONS: Final = 512
 DEFAULT_RATE: Final = "100/s"
 DEFAULT_BURST: Final = 200
 
+_READ_TIMEOUT: Final = Duration(DEFAULT_READ_TIMEOUT)
+_KEEP_ALIVE: Final = Duration(DEFAULT_KEEP_ALIVE)
+
 HostPort = tuple[str, int]
 
 
@@ -42,8 +45,8 @@ class HttpSection:
     tls_key: str | None = None
     public_url: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
-    read_timeout: Duration = Duration(DEFAULT_READ_TIMEOUT)
-    keep_alive_timeout: Duration = Duration(DEFAULT_KEEP_ALIVE)
+    read_timeout: Duration = _READ_TIMEOUT
+    keep_alive_timeout: Duration = _KEEP_ALIVE
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     rate_limit: str = DEFAULT_RATE
     burst: int = DEFAULT_BURST
@@ -161,7 +164,9 @@ def build_http(
     return HttpConfig(tuple(listen), tls, section.public_url, limits), errors
 
 
-def _listen(value: Any, host_port: Callable[[str], HostPort | None]) -> tuple[list[HostPort], list[str]]:
+def _listen(
+    value: Any, host_port: Callable[[str], HostPort | None]
+) -> tuple[list[HostPort], list[str]]:
     if value is None:
         return [], []
     items = [value] if isinstance(value, str) else value

@@ -156,7 +156,7 @@ class Config:
     limits: Limits = attrs.Factory(Limits)
     keep_history: float | None = None
     """How long a closed incident's history is kept; None (the default) keeps it for ever."""
-    http: HttpConfig = HttpConfig()
+    http: HttpConfig = attrs.Factory(HttpConfig)
     integrations: dict[str, Integration] = attrs.Factory(dict)
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
