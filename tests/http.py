@@ -63,7 +63,9 @@ def auth(name: str = "ops") -> dict[str, str]:
 
 
 @asynccontextmanager
-async def front(config: Config, **kwargs: Any) -> AsyncIterator[tuple[app.Daemon, httpx.AsyncClient]]:
+async def front(
+    config: Config, **kwargs: Any
+) -> AsyncIterator[tuple[app.Daemon, httpx.AsyncClient]]:
     """The daemon running `config`, and a client for its front door."""
     async with running(config, **kwargs) as daemon:
         async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
