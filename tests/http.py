@@ -67,6 +67,6 @@ async def front(
     config: Config, **kwargs: Any
 ) -> AsyncIterator[tuple[app.Daemon, httpx.AsyncClient]]:
     """The daemon running `config`, and a client for its front door."""
-    async with running(config, **kwargs) as daemon:
+    async with running(config, **kwargs) as daemon:  # noqa: SIM117  # the client needs its port
         async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
             yield daemon, client

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -283,5 +282,4 @@ async def test_connections_open_at_a_clean_stop_are_answered_then_closed(
             assert response.status_code == 200
         # Stopped: nothing listens any more.
         with pytest.raises(OSError):
-            with socket.create_connection(("127.0.0.1", port), timeout=5):
-                pass
+            await trio.open_tcp_stream("127.0.0.1", port)
