@@ -283,3 +283,28 @@ async def test_connections_open_at_a_clean_stop_are_answered_then_closed(
         # Stopped: nothing listens any more.
         with pytest.raises(OSError):
             await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def test_a_slow_sender_is_cut_off_and_nothing_is_recorded(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = http_config(tmp_path)
+    with trio.fail_after(60):
+        async with front(config) as (daemon, client):
+            assert daemon.http is not None
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.http.ports[0])
+            head = (
+                f"POST /alert HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEYS['ops']}\r\n"
+                "content-type: application/json\r\ncontent-length: 100\r\n\r\n"
+            )
+            await stream.send_all(head.encode() + b'{"service": "api", ')
+            started = trio.current_time()
+            answer = b""
+            while chunk := await stream.receive_some(4096):
+                answer += chunk  # a 408, or just the close: either way, within the timeout
+            assert trio.current_time() - started <= config.http.limits.read_timeout + 1
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
+            await stream.aclose()
+            status = (await client.get("/status/api", headers=auth())).json()
+            assert status["state"] == "healthy"
+    assert notifications(config) == []

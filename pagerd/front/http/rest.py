@@ -49,7 +49,7 @@ class Rest:
     def routes(self) -> list[Route]:
         event_doc = {
             "requestBody": "Event",
-            "responses": ("200", "400", "401", "403", "404", "409", "413", "429", "503"),
+            "responses": ("200", "400", "401", "403", "404", "408", "409", "413", "429", "503"),
         }
         routes = [
             Route("POST", path, self._event, path, auth="rest", body=True,
