@@ -42,11 +42,12 @@ service_label = "service"
 """
 
 
-def http_config(folder: Path, extra: str = "") -> Config:
-    """The harness's config (services api and web, policy oncall) with the front door on."""
+def http_config(folder: Path, extra: str = "", http: str = "") -> Config:
+    """The harness's config (services api and web, policy oncall) with the front door on;
+    `http` is added to its `[http]` table, `extra` at the end."""
     for name, key in KEYS.items():
         (folder / f"{name}.key").write_text(key + "\n")  # a key file's newline is not the key's
-    text = CHANNELS + ONCALL + INTEGRATIONS + extra
+    text = CHANNELS + ONCALL + INTEGRATIONS.replace("[http]\n", "[http]\n" + http, 1) + extra
     text += '\n[services.api]\npolicy = "oncall"\n[services.web]\npolicy = "oncall"\n'
     path = folder / "pager.toml"
     path.write_text(text)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from pagerd.storage.port import StoreError
 from pagerd.storage.sqlite.store import Store
-from tests.harness import connect, notifications, settle, steps
+from tests.harness import connect, notifications, running, settle, steps
 from tests.http import KEYS, auth, front, http_config
 
 
@@ -308,3 +312,50 @@ async def test_a_slow_sender_is_cut_off_and_nothing_is_recorded(
             status = (await client.get("/status/api", headers=auth())).json()
             assert status["state"] == "healthy"
     assert notifications(config) == []
+
+
+async def test_tls_serves_and_a_reload_brings_a_new_certificate_for_new_connections(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    first, second = trustme.CA(), trustme.CA()
+
+    def issue(ca: trustme.CA) -> None:
+        cert = ca.issue_cert("127.0.0.1")
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+
+    def trusting(ca: trustme.CA) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        return context
+
+    issue(first)
+    config = http_config(tmp_path, http='tls_cert = "cert.pem"\ntls_key = "key.pem"\n')
+    with trio.fail_after(60):
+        async with running(config) as daemon:
+            assert daemon.http is not None
+            url = f"https://127.0.0.1:{daemon.http.ports[0]}/-/healthy"
+            async with httpx.AsyncClient(verify=trusting(first)) as client:
+                assert (await client.get(url)).status_code == 200
+            issue(second)
+            assert await daemon.reload()
+            async with httpx.AsyncClient(verify=trusting(second)) as client:
+                assert (await client.get(url)).status_code == 200
+            async with httpx.AsyncClient(verify=trusting(first)) as client:
+                with pytest.raises(httpx.ConnectError):
+                    await client.get(url)
+
+
+async def test_a_socket_systemd_passed_is_served(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    passed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    passed.bind(("127.0.0.1", 0))
+    passed.listen()
+    port = passed.getsockname()[1]
+    with trio.fail_after(60):
+        async with running(http_config(tmp_path), activated_http=passed) as daemon:
+            assert daemon.http is not None and daemon.http.ports == [port]
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"http://127.0.0.1:{port}/-/healthy")
+                assert response.status_code == 200
