@@ -1,21 +1,74 @@
-"""`GET /metrics` (and `HEAD`) over HTTP, served by Trio itself (no thread, no framework): a
-scrape is one short request, answered from memory."""
+"""`GET /metrics` (and `HEAD`) over HTTP, on `[metrics] listen`: hypercorn's Trio server with an
+ASGI application of a few lines (no thread, no framework). A scrape is one short request,
+answered from memory, and the connection is closed after it.
+
+It keeps an address of its own rather than joining the HTTP front door: a scrape takes no key,
+and the front door's addresses are the ones reached from other machines."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Final
 
+import hypercorn.trio
 import trio
+from hypercorn.config import Config
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 log = logging.getLogger("pagerd.metrics_http")
 
-MAX_REQUEST: Final = 8192
-READ_TIMEOUT: Final = 10.0
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 ALLOW: Final = "GET, HEAD"
+READ_TIMEOUT: Final = 10
+
+
+class MetricsApp:
+    def __init__(self, render: Callable[[], str]) -> None:
+        self._render = render
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        if scope["path"] != "/metrics":
+            status, body, content_type, extra = 404, "try /metrics\n", "text/plain", []
+        elif method not in ("GET", "HEAD"):
+            status, body, content_type = 405, "GET or HEAD\n", "text/plain"
+            extra = [(b"Allow", ALLOW.encode())]
+        else:
+            try:
+                status, body, content_type, extra = 200, self._render(), CONTENT_TYPE, []
+            except Exception:
+                # A scrape must never take paging down: answer 500, the server goes on.
+                log.exception("metrics: cannot render")
+                status, body, content_type, extra = 500, "error\n", "text/plain", []
+        payload = body.encode()
+        headers = [
+            (b"Content-Type", content_type.encode()),
+            (b"Content-Length", str(len(payload)).encode()),
+            *extra,
+            (b"Connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        # HEAD: the same headers as GET (Content-Length included), no body.
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b"" if method == "HEAD" else payload,
+                "more_body": False,
+            }
+        )
 
 
 async def serve_metrics(
@@ -23,72 +76,13 @@ async def serve_metrics(
     port: int,
     render: Callable[[], str],
     *,
-    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    async def handle(stream: trio.SocketStream) -> None:
-        async with stream:
-            with trio.move_on_after(READ_TIMEOUT):
-                request = await _read_head(stream)
-                if request is None:
-                    return
-                method, _, rest = request.partition(" ")
-                path = rest.split(" ", 1)[0].split("?", 1)[0]
-                if path != "/metrics":
-                    await _respond(stream, "404 Not Found", "try /metrics\n", "text/plain")
-                    return
-                if method not in ("GET", "HEAD"):
-                    await _respond(
-                        stream,
-                        "405 Method Not Allowed",
-                        "GET or HEAD\n",
-                        "text/plain",
-                        extra=f"Allow: {ALLOW}\r\n",
-                    )
-                    return
-                try:
-                    body = render()
-                except Exception:
-                    # A scrape must never take paging down: a handler's error would end the
-                    # server's nursery, and with it the daemon.
-                    log.exception("metrics: cannot render")
-                    await _respond(stream, "500 Internal Server Error", "error\n", "text/plain")
-                    return
-                # HEAD: the same headers as GET (Content-Length included), no body.
-                await _respond(stream, "200 OK", body, CONTENT_TYPE, head_only=method == "HEAD")
-
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.errorlog = log
+    config.accesslog = None
+    config.read_timeout = READ_TIMEOUT
+    config.include_server_header = False
     log.info("metrics on http://%s:%d/metrics", host, port)
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
-
-
-async def _read_head(stream: trio.SocketStream) -> str | None:
-    data = b""
-    while b"\r\n\r\n" not in data and b"\n\n" not in data:
-        try:
-            chunk = await stream.receive_some(4096)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return None
-        if not chunk:
-            return None
-        data += chunk
-        if len(data) > MAX_REQUEST:
-            return None
-    return data.split(b"\n", 1)[0].decode("latin-1").strip()
-
-
-async def _respond(
-    stream: trio.SocketStream,
-    status: str,
-    body: str,
-    content_type: str,
-    *,
-    extra: str = "",
-    head_only: bool = False,
-) -> None:
-    payload = body.encode()
-    head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(payload)}\r\n{extra}Connection: close\r\n\r\n"
-    )
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await stream.send_all(head.encode() + (b"" if head_only else payload))
+    await hypercorn.trio.serve(MetricsApp(render), config, task_status=task_status)
