@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -13,9 +14,12 @@ import trio
 import trio.testing
 import trustme
 
+from pagerd import app
+from pagerd.storage.offload import inline
 from pagerd.storage.port import StoreError
 from pagerd.storage.sqlite.store import Store
-from tests.harness import connect, notifications, running, settle, steps
+from pagerd.timing.clock import Clock
+from tests.harness import T0, connect, notifications, running, settle, steps
 from tests.http import KEYS, auth, front, http_config
 
 
@@ -359,3 +363,36 @@ async def test_a_socket_systemd_passed_is_served(
             async with httpx.AsyncClient() as client:
                 response = await client.get(f"http://127.0.0.1:{port}/-/healthy")
                 assert response.status_code == 200
+
+
+async def test_a_request_in_flight_at_a_clean_stop_is_answered(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = http_config(tmp_path)
+    stop = trio.Event()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon: app.Daemon = await nursery.start(
+                partial(app.serve, config, stop, clock=Clock(T0), offload=inline)
+            )
+            assert daemon.http is not None
+            port = daemon.http.ports[0]
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            body = b'{"service": "api", "message": "late"}'
+            head = (
+                f"POST /alert HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEYS['ops']}\r\n"
+                f"content-length: {len(body)}\r\n\r\n"
+            )
+            await stream.send_all(head.encode() + body[:10])
+            await settle()
+            stop.set()  # SIGTERM: stop accepting, finish what is in flight
+            await settle()
+            with pytest.raises(OSError):
+                await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(body[10:])
+            answer = b""
+            while chunk := await stream.receive_some(4096):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            assert b'"incident":{"id":"api#1"' in answer
+            await stream.aclose()
