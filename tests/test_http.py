@@ -210,6 +210,7 @@ async def test_an_integration_over_its_rate_gets_429_with_retry_after(
             assert codes == [200, 200, 429]
             limited = await client.get("/status", headers=auth())
             assert limited.headers["retry-after"] == "1"
+            assert limited.json()["error"]["code"] == "busy"
             # Another integration has its own bucket.
             assert (await client.get("/status", headers=auth("deploys"))).status_code == 200
             await trio.sleep(1)

@@ -115,7 +115,7 @@ class HttpApp:
             wait = self.rate_limits.retry_after(integration.name)
             if wait is not None:
                 message = f"integration {integration.name!r} is over its rate; retry in {wait}s"
-                return error(429, "rate_limited", message, ("retry-after", str(wait)))
+                return error(429, "busy", message, ("retry-after", str(wait)))
         body = b""
         if route.body:
             limits = config.http.limits

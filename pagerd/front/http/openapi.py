@@ -23,7 +23,7 @@ DESCRIPTIONS: Final = {
     "408": "timeout: the body took too long to arrive",
     "409": "no_open_incident: nothing to acknowledge",
     "413": "too_large: the body is over the limit",
-    "429": "rate_limited: the integration is over its rate; see Retry-After",
+    "429": "busy: the integration is over its rate; retry after Retry-After seconds",
     "503": "busy or unavailable: retry (nothing was committed)",
 }
 

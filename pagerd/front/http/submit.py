@@ -26,7 +26,6 @@ STATUS: Final[dict[str, int]] = {
     "not_found": 404,
     "no_open_incident": 409,
     "too_large": 413,
-    "rate_limited": 429,
     "busy": 503,
     "unavailable": 503,
     "internal": 500,
