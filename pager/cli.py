@@ -309,6 +309,8 @@ def _entry(entry: dict[str, Any]) -> str:
     who = (
         f" from {peer.get('user') or 'uid ' + str(peer['uid'])} (pid {peer['pid']})" if peer else ""
     )
+    if entry.get("integration"):
+        who += f" via {entry['integration']}"
     if event == "alert":
         return f"alert{who}: {entry.get('detail') or '(no message)'}"
     if event == "ack":

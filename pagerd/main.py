@@ -28,7 +28,7 @@ from pagerd import app
 from pagerd.config import EX_CONFIG, ConfigError, load, load_state_dir
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
-from pagerd.operations.systemd import ActivationError, Notifier, event_socket, listen_fds
+from pagerd.operations.systemd import ActivationError, Notifier, activated_sockets, listen_fds
 from pagerd.storage.sqlite.backup import SAVED_AS, BackupError, backup, restore
 from pagerd.storage.sqlite.store import database_file
 
@@ -226,7 +226,7 @@ def _settle_memory() -> None:
 async def _run(config: app.Config, progress: _Progress) -> None:
     stop = trio.Event()
     try:
-        activated = event_socket(listen_fds())
+        activated, activated_http = activated_sockets(listen_fds())
     except ActivationError as exc:
         raise app.StartupError(str(exc)) from None
     notifier = Notifier.from_environ()
@@ -242,6 +242,7 @@ async def _run(config: app.Config, progress: _Progress) -> None:
                     stop,
                     notifier=notifier,
                     activated=activated,
+                    activated_http=activated_http,
                 )
             )
             progress.started = True

@@ -231,6 +231,23 @@ def test_history_reads_back_events_notifications_deliveries_and_the_close(
     assert storage.history("api", 2) is None
 
 
+def test_history_names_the_integration_an_event_came_in_through(storage: Storage) -> None:
+    life = Life(ServiceState("api"))
+    incident = Incident(1, T0, "down", deadline=T0 + 60)
+    after = ServiceState("api", 1, incident)
+    alert = EventRecord("alert", detail="down", integration="grafana")
+    storage.write([Transition(life.state, after, (), T0, alert)])
+    ack = EventRecord("ack", by="bob", integration="ops-rest")
+    acked = attrs.evolve(after, incident=attrs.evolve(incident, acknowledged_at=T0 + 1))
+    storage.write([Transition(after, acked, (), T0 + 1, ack)])
+    history = storage.history("api", 1)
+    assert history is not None
+    assert [entry for _, entry in history.timeline] == [
+        {"event": "alert", "detail": "down", "integration": "grafana"},
+        {"event": "ack", "by": "bob", "integration": "ops-rest"},
+    ]
+
+
 # The outbox's read-back. ----------------------------------------------------------------------
 
 

@@ -81,6 +81,7 @@ class Envelope:
     event: Event | Removed
     reply: Reply | None
     peer: Peer | None = None
+    integration: str | None = None  # the HTTP integration it came through, by name
 
 
 @attrs.frozen
@@ -456,7 +457,7 @@ class Services:
 
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
     """The event as the incident's history keeps it; None if it concerns no incident."""
-    event, peer = envelope.event, envelope.peer
+    event, peer, via = envelope.event, envelope.peer, envelope.integration
     if isinstance(event, Timeout):
         incident = after.incident
         if after == before or incident is None:
@@ -467,10 +468,10 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if before.incident is None and after.incident is None:
         return None
     if isinstance(event, Alert):
-        return EventRecord("alert", event.message or None, None, peer)
+        return EventRecord("alert", event.message or None, None, peer, via)
     if isinstance(event, Ack):
-        return EventRecord("ack", None, event.by, peer)
-    return EventRecord("healthy", None, None, peer)
+        return EventRecord("ack", None, event.by, peer, via)
+    return EventRecord("healthy", None, None, peer, via)
 
 
 def _fail(batch: list[Envelope]) -> None:

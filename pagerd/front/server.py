@@ -358,10 +358,15 @@ class Server:
         if service not in self._services.config.services:
             return _done(op, unknown_service(service), "unknown_service")
         reply = Reply(op)
-        events.append((service, Envelope(_event(request), reply, peer)))
+        events.append((service, Envelope(event_of(request), reply, peer)))
         return reply
 
-    async def _request(self, request: Request, peer: Peer) -> Reply:
+    async def read(self, request: Request) -> bytes:
+        """The reply line of a read (`status`, `history`, `ping`), served as the socket serves
+        it: for the HTTP front, whose requests have no peer (and so may not `reload`)."""
+        return (await self._request(request, None)).line
+
+    async def _request(self, request: Request, peer: Peer | None) -> Reply:
         try:
             if request.op == "reload":
                 return _done("reload", *await self._reload(peer))
@@ -407,11 +412,11 @@ class Server:
         record = self.config_record
         return {} if record is None else {"config": record.describe()}
 
-    async def _reload(self, peer: Peer) -> tuple[bytes, str]:
+    async def _reload(self, peer: Peer | None) -> tuple[bytes, str]:
         """What SIGHUP does, for whoever may send SIGHUP: root and pagerd's own user (the file
         is theirs to change; a monitoring account that may page has no say in which version of
         it runs)."""
-        if peer.uid not in (0, self.access.own_uid):
+        if peer is None or peer.uid not in (0, self.access.own_uid):
             message = "reload is for root and pagerd's own user, as SIGHUP is"
             return error_reply("forbidden", message), "forbidden"
         if self.reload is None:
@@ -486,7 +491,8 @@ def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
     }
 
 
-def _event(request: Request) -> Event:
+def event_of(request: Request) -> Event:
+    """The event an `alert`, `ack` or `healthy` request is (the HTTP front's REST too)."""
     if request.op == "alert":
         return Alert(request.message or "")
     if request.op == "ack":

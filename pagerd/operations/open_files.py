@@ -14,10 +14,10 @@ import resource
 import sys
 from typing import Final
 
-from pagerd.operations.metrics_http import MAX_CONNECTIONS as METRICS_CONNECTIONS
-
 log = logging.getLogger("pagerd.open_files")
 
+METRICS_CONNECTIONS: Final = 32
+"""Connections the metrics server serves at once (a scraper needs one or two)."""
 RESERVE: Final = 128
 """Beside the socket clients and the metrics server's: the database, its WAL and shared memory,
 the deliveries' connections, the log file, Trio's own."""

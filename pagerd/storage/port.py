@@ -24,12 +24,14 @@ from pagerd.timing.clock import Reading
 
 @attrs.frozen
 class EventRecord:
-    """An event as the incident's history keeps it: what, when, and who sent it."""
+    """An event as the incident's history keeps it: what, when, and who sent it (the socket's
+    `peer`, or the HTTP `integration` it came in through, by its name)."""
 
     op: str
     detail: str | None = None
     by: str | None = None
     peer: Peer | None = None
+    integration: str | None = None
 
 
 @attrs.frozen

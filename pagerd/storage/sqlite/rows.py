@@ -39,8 +39,8 @@ _UPSERT_INCIDENTS: Final = (
     " exhausted = excluded.exhausted, closed_at = excluded.closed_at"
 )
 _INSERT_EVENTS: Final = (
-    "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user, peer_pid)"
-    f" SELECT {_select(9)} FROM json_each(?)"
+    "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user, peer_pid,"
+    f" integration) SELECT {_select(10)} FROM json_each(?)"
 )
 _INSERT_NOTIFICATIONS: Final = (
     "INSERT INTO notifications (id, service, incident, round, level, channel, address, message,"
@@ -111,6 +111,7 @@ class _Rows:
                     None if peer is None else peer.uid,
                     None if peer is None else peer.user,
                     None if peer is None else peer.pid,
+                    t.event.integration,
                 ]
             )
         for n in t.notifications:
