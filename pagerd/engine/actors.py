@@ -36,8 +36,10 @@ from pager.domain import (
     Event,
     Notify,
     Rejected,
+    Resolve,
     ServiceState,
     Timeout,
+    closed,
     decide,
     incident_id,
 )
@@ -356,11 +358,9 @@ class Services:
                         envelope.reply.set(unknown_service(service), "unknown_service")
                 state = self.state(service)
                 if state.incident is not None:
-                    closed = attrs.evolve(state, incident=None)
+                    after = closed(state)
                     record = EventRecord("removed", REMOVED)
-                    decided[service] = _Decided(
-                        [Transition(state, closed, (), now, record)], [], closed
-                    )
+                    decided[service] = _Decided([Transition(state, after, (), now, record)], [], after)
                 continue
             try:
                 decided[service] = self._decide(service, batch, now)
@@ -465,9 +465,20 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if before.incident is None and after.incident is None:
         return None
     if isinstance(event, Alert):
+        if event.source is not None and before.firing == after.firing:
+            return None  # a repeat of an alert still firing: nothing happened
         return EventRecord("alert", event.message or None, None, peer)
     if isinstance(event, Ack):
+        if event.source is not None and before.incident == after.incident:
+            return None  # an integration's ack of what is acked already, or not firing
         return EventRecord("ack", None, event.by, peer)
+    if isinstance(event, Resolve):
+        if before == after:
+            return None
+        # The incident's history says which alert resolved, and how many are left.
+        left = len(after.firing)
+        detail = f"{event.source.integration}: {event.source.key} resolved"
+        return EventRecord("resolve", detail + (f", {left} still firing" if left else ""))
     return EventRecord("healthy", None, None, peer)
 
 
