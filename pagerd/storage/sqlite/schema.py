@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -97,6 +97,11 @@ _MIGRATIONS: Final[dict[int, str]] = {
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
     # Facts about the database as a whole: how the stored times stand to the clocks (`clock`).
     4: "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+    # What integrations report still firing for each open incident (`ServiceState.firing`).
+    5: (
+        "CREATE TABLE IF NOT EXISTS firing (service TEXT NOT NULL, integration TEXT NOT NULL,"
+        " key TEXT NOT NULL, PRIMARY KEY (service, integration, key)) WITHOUT ROWID;"
+    ),
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
