@@ -83,10 +83,16 @@ def message_of(alert: WebhookAlert) -> str:
 def events(
     message: WebhookMessage, route: IntegrationRoute, known: Container[str]
 ) -> list[Routed] | Refused:
-    """One event per alert, in order; or the refusal of the whole payload, naming the first
-    alert that can never be accepted (an unknown service, no fingerprint), so that nothing of
-    it is recorded."""
+    """One event per alert, the firing ones first; or the refusal of the whole payload, naming
+    the first alert that can never be accepted (an unknown service, no fingerprint), so that
+    nothing of it is recorded.
+
+    Firing first: a payload is the state of a whole group at once, in no order that means
+    anything (the real Alertmanager lists a newly firing alert after one resolved in the same
+    flush). Taken in its order, the resolve would close the incident and the firing alert open
+    a new one, paging again for a service that never recovered."""
     routed: list[Routed] = []
+    resolved: list[Routed] = []
     for number, alert in enumerate(message.alerts, 1):
         key = alert.fingerprint
         if not key or len(key) > MAX_FINGERPRINT:
@@ -99,8 +105,8 @@ def events(
         if alert.status == "firing":
             routed.append(Routed(service, Alert(message_of(alert), source)))
         else:
-            routed.append(Routed(service, Resolve(source)))
-    return routed
+            resolved.append(Routed(service, Resolve(source)))
+    return routed + resolved
 
 
 def parse(body: bytes, route: IntegrationRoute, known: Container[str]) -> list[Routed] | Refused:

@@ -244,3 +244,10 @@ def test_the_bodies_the_pagerduty_client_sent_are_read(action: str) -> None:
     got = events_v2.parse(body, PD, KNOWN, lambda: "made")
     assert isinstance(got, events_v2.Enqueued), got
     assert got.dedup_key == "disk-full-api"
+
+
+def test_firing_alerts_come_before_resolved_ones_whatever_the_payload_order() -> None:
+    # As the real Alertmanager sent it (tests/fixtures): one resolved, then one newly firing.
+    routed = alertmanager.parse(webhook(am_alert("f1", "resolved"), am_alert("f2")), AM, KNOWN)
+    assert isinstance(routed, list)
+    assert [type(r.event) for r in routed] == [Alert, Resolve]
