@@ -96,7 +96,9 @@ def events(
     for number, alert in enumerate(message.alerts, 1):
         key = alert.fingerprint
         if not key or len(key) > MAX_FINGERPRINT:
-            return Refused(400, f"alert {number}: fingerprint must be 1 to {MAX_FINGERPRINT} characters")
+            return Refused(
+                400, f"alert {number}: fingerprint must be 1 to {MAX_FINGERPRINT} characters"
+            )
         label = None if route.service_label is None else alert.labels.get(route.service_label)
         service = route.service_for(label, known)
         if isinstance(service, Refused):

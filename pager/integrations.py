@@ -48,7 +48,9 @@ class IntegrationRoute:
             name = self.service
         elif name is None or name == "":
             where = "label" if self.type == "alertmanager" else "field"
-            return Refused(400, f"the event has no {where} {self.service_label!r} naming its service")
+            return Refused(
+                400, f"the event has no {where} {self.service_label!r} naming its service"
+            )
         if self.services is not None and name not in self.services:
             return Refused(
                 403, f"service {name!r} is not among this integration's services", "forbidden"

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import attrs
 import httpx
@@ -103,6 +103,14 @@ class Alertmanager:
         assert response.status_code == 200, response.text
 
 
+def _prepare(folder: Path, config: str) -> tuple[Path, BinaryIO]:
+    """The config file written in `folder`, and its log file opened."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "alertmanager.yml"
+    config_file.write_text(config)
+    return config_file, (folder / "alertmanager.log").open("wb")
+
+
 @asynccontextmanager
 async def running(
     folder: Path,
@@ -115,23 +123,19 @@ async def running(
 ) -> AsyncIterator[Alertmanager]:
     """Alertmanager on a free loopback port, ready; stopped (and waited for) on exit."""
     path = binary()
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "alertmanager.yml"
-    config.write_text(
-        CONFIG.format(
-            group_by=", ".join(f'"{label}"' for label in group_by),
-            group_wait=group_wait,
-            group_interval=group_interval,
-            repeat_interval=repeat_interval,
-            url=webhook_url,
-        )
+    config = CONFIG.format(
+        group_by=", ".join(f'"{label}"' for label in group_by),
+        group_wait=group_wait,
+        group_interval=group_interval,
+        repeat_interval=repeat_interval,
+        url=webhook_url,
     )
+    config_file, log = _prepare(folder, config)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (folder / "alertmanager.log").open("wb")
     command = [
         path,
-        f"--config.file={config}",
+        f"--config.file={config_file}",
         f"--storage.path={folder / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",  # no gossip: one Alertmanager, no port of its own

@@ -23,7 +23,9 @@ PD = IntegrationRoute("pd", "events-v2", service_label="source")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=30,
 )
 label_values = st.sampled_from(["api", "web", "nope", "", "bad name!"])
@@ -51,7 +53,7 @@ v2_bodies = st.fixed_dictionaries(
             optional={
                 "summary": st.text(max_size=10),
                 "source": label_values,
-                "severity": st.sampled_from(list(events_v2.SEVERITIES) + ["bad"]),
+                "severity": st.sampled_from([*events_v2.SEVERITIES, "bad"]),
                 "timestamp": st.sampled_from(["2026-11-30T21:00:00Z", "not a time"]),
                 "component": json_values,
                 "custom_details": json_values,
@@ -86,7 +88,7 @@ def test_any_json_is_refused_or_read_into_valid_events_alertmanager(data: Any) -
 @given(st.binary(max_size=200))
 def test_any_bytes_are_refused_or_read_alertmanager(body: bytes) -> None:
     result = alertmanager.parse(body, AM, KNOWN)
-    assert isinstance(result, Refused) or isinstance(result, list)
+    assert isinstance(result, Refused | list)
 
 
 @settings(max_examples=300)
@@ -131,8 +133,8 @@ def test_the_message_is_summary_else_description_else_alertname_with_the_link() 
         ({"description": "D"}, "D"),
         ({}, "DiskFull"),
     ]
-    for annotations, text in cases:
-        routed = alertmanager.parse(webhook(am_alert("f", **annotations)), AM, KNOWN)
+    for annotated, text in cases:
+        routed = alertmanager.parse(webhook(am_alert("f", **annotated)), AM, KNOWN)
         assert routed == [Routed("api", Alert(text + link, Source("prom", "f")))]
 
 

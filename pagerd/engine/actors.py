@@ -38,6 +38,7 @@ from pager.domain import (
     Rejected,
     Resolve,
     ServiceState,
+    Source,
     Timeout,
     closed,
     decide,
@@ -140,6 +141,17 @@ class Services:
     def state(self, name: str) -> ServiceState:
         """The last committed state of `name`."""
         return self._states.get(name) or ServiceState(name)
+
+    def firing_service(self, source: Source) -> str | None:
+        """The service that has `source` firing (committed), if any: where an Events v2
+        acknowledge or resolve goes when it names no service, only its dedup_key.
+
+        A walk over the services' states, as rare as those events are; an index kept with the
+        committed states would make it constant time."""
+        for state in self._states.values():
+            if source in state.firing:
+                return state.name
+        return None
 
     def status(self, state: ServiceState) -> dict[str, Any]:
         """`state` as a status object, with its open incident's failed deliveries counted."""
@@ -360,7 +372,9 @@ class Services:
                 if state.incident is not None:
                     after = closed(state)
                     record = EventRecord("removed", REMOVED)
-                    decided[service] = _Decided([Transition(state, after, (), now, record)], [], after)
+                    decided[service] = _Decided(
+                        [Transition(state, after, (), now, record)], [], after
+                    )
                 continue
             try:
                 decided[service] = self._decide(service, batch, now)
