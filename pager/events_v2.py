@@ -33,8 +33,9 @@ INVALID: Final = "Event object is invalid"
 
 @attrs.frozen
 class Enqueued:
-    """An accepted event: its service (None: an acknowledge or resolve that names no service,
-    to be found by its `dedup_key` among the open incidents) and the key to answer with."""
+    """An accepted event: its service (None: an acknowledge or resolve, for the integration
+    whose service is chosen by `service_label`: it goes to the service that has its `dedup_key`
+    open, if any) and the key to answer with."""
 
     service: str | None
     event: Event
@@ -155,10 +156,11 @@ def events(
     if errors:
         return Refused(400, INVALID, "invalid event", tuple(errors))
     assert action is not None
-    name = _service_value(route, payload)
     service: str | None = None
-    if route.service is not None or name is not None or action == "trigger":
-        found = route.service_for(name, known)
+    # An acknowledge or resolve is for whichever service has its dedup_key open, whatever
+    # payload it carries (PagerDuty ignores it; Alertmanager's sends its trigger's again).
+    if action == "trigger" or route.service is not None:
+        found = route.service_for(_service_value(route, payload), known)
         if isinstance(found, Refused):
             return Refused(400, INVALID, "invalid event", (found.message,))
         service = found

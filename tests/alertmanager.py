@@ -40,10 +40,17 @@ route:
   repeat_interval: {repeat_interval}
 receivers:
   - name: pagerd
+{receiver}
+"""
+WEBHOOK: Final = """\
     webhook_configs:
       - url: "{url}"
-        send_resolved: true
-"""
+        send_resolved: true"""
+PAGERDUTY: Final = """\
+    pagerduty_configs:
+      - url: "{url}"
+        routing_key: "{routing_key}"
+        send_resolved: true"""
 
 
 def binary() -> str:
@@ -120,15 +127,24 @@ async def running(
     group_wait: str = "50ms",
     group_interval: str = "200ms",
     repeat_interval: str = "1h",
+    pagerduty_routing_key: str | None = None,
 ) -> AsyncIterator[Alertmanager]:
-    """Alertmanager on a free loopback port, ready; stopped (and waited for) on exit."""
+    """Alertmanager on a free loopback port, ready; stopped (and waited for) on exit.
+
+    Its receiver posts to `webhook_url`: a `webhook_configs` one, or with
+    `pagerduty_routing_key` a `pagerduty_configs` one (Events v2, `webhook_url` being the whole
+    enqueue URL, `.../v2/enqueue`)."""
     path = binary()
+    if pagerduty_routing_key is None:
+        receiver = WEBHOOK.format(url=webhook_url)
+    else:
+        receiver = PAGERDUTY.format(url=webhook_url, routing_key=pagerduty_routing_key)
     config = CONFIG.format(
         group_by=", ".join(f'"{label}"' for label in group_by),
         group_wait=group_wait,
         group_interval=group_interval,
         repeat_interval=repeat_interval,
-        url=webhook_url,
+        receiver=receiver,
     )
     config_file, log = _prepare(folder, config)
     port = free_port()

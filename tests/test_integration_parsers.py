@@ -253,3 +253,23 @@ def test_firing_alerts_come_before_resolved_ones_whatever_the_payload_order() ->
     routed = alertmanager.parse(webhook(am_alert("f1", "resolved"), am_alert("f2")), AM, KNOWN)
     assert isinstance(routed, list)
     assert [type(r.event) for r in routed] == [Alert, Resolve]
+
+
+def test_an_acknowledge_or_resolve_goes_by_its_dedup_key_not_its_payload() -> None:
+    # Alertmanager's own pagerduty_configs sends its trigger's payload again with a resolve.
+    body = v2("resolve", dedup_key="d", payload={"summary": "x", "source": "Alertmanager"})
+    got = events_v2.parse(body, PD, KNOWN, lambda: "x")
+    assert got == events_v2.Enqueued(None, Resolve(Source("pd", "d")), "d")
+    fixed = IntegrationRoute("pd", "events-v2", service="web")
+    got = events_v2.parse(body, fixed, KNOWN, lambda: "x")
+    assert got == events_v2.Enqueued("web", Resolve(Source("pd", "d")), "d")
+
+
+@pytest.mark.parametrize("action", ["trigger", "resolve"])
+def test_the_bodies_alertmanagers_pagerduty_sender_sent_are_read(action: str) -> None:
+    body = fixture(f"alertmanager-pagerduty-{action}.json")
+    route = IntegrationRoute("am-pd", "events-v2", service="api")
+    got = events_v2.parse(body, route, KNOWN, lambda: "made")
+    assert isinstance(got, events_v2.Enqueued), got
+    assert got.service == "api" and len(got.dedup_key) == 64  # the group key's SHA-256
+    assert isinstance(got.event, Alert if action == "trigger" else Resolve)

@@ -14,7 +14,7 @@ import trio
 
 from pager import alertmanager, events_v2
 from pager.domain import Ack, Alert, Level, Policy, Resolve, ServiceState, Source, Target, decide
-from pager.integrations import IntegrationRoute, Routed
+from pager.integrations import IntegrationRoute
 from tests import alertmanager as real_alertmanager
 from tests.real_senders import events_client
 from tests.servers import Answer, HttpServer, make_ca
@@ -91,5 +91,32 @@ async def test_the_pagerduty_client_sends_what_the_parser_reads(tmp_path: Path) 
     assert got[1] == Ack("pd", source)
 
 
-def test_routed_is_what_the_front_sends() -> None:
-    assert Routed("api", Resolve(Source("prom", "f"))).service == "api"
+async def test_alertmanagers_own_pagerduty_sender_sends_what_the_parser_reads(
+    tmp_path: Path,
+) -> None:
+    """Alertmanager's `pagerduty_configs`, its `url` set to the receiver: a second real sender
+    of Events v2, one dedup_key per alert group."""
+    with HttpServer() as receiver:
+        receiver.default = Answer(
+            202, {"status": "success", "message": "Event processed", "dedup_key": "x"}
+        )
+        url = f"{receiver.url}/v2/enqueue"
+        async with real_alertmanager.running(
+            tmp_path / "am", url, pagerduty_routing_key="A" * 32
+        ) as am:
+            labels = {"alertname": "DiskFull", "service": "api"}
+            await am.post(labels, {"summary": "Disk full"})
+            with trio.fail_after(20):
+                await trio.to_thread.run_sync(receiver.wait_for, 1)
+            await am.post(labels, {"summary": "Disk full"}, resolved=True)
+            with trio.fail_after(20):
+                await trio.to_thread.run_sync(receiver.wait_for, 2)
+    route = IntegrationRoute("am-pd", "events-v2", service="api")
+    events = []
+    for request in receiver.requests[:2]:
+        assert request.path == "/v2/enqueue"
+        enqueued = events_v2.parse(request.body, route, {"api"}, lambda: "unused")
+        assert isinstance(enqueued, events_v2.Enqueued), enqueued
+        events.append(enqueued.event)
+    assert isinstance(events[0], Alert) and events[0].source is not None
+    assert events[1] == Resolve(events[0].source)
