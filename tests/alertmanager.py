@@ -6,8 +6,9 @@ to its `/api/v2/alerts` (`post`) are grouped by it and delivered there in its we
 (version 4), resolved ones too. Timings are short, so a test sees a delivery within a second or
 so; nothing waits on the real clock for more than that.
 
-Where the binary is missing, `binary()` skips the test and says how to install it
-(`scripts/install-test-tools`, which `scripts/test` runs).
+Mark each test that runs it with `@alertmanager.needed`: where the binary is missing, the test
+is skipped with a reason in capitals that says how to install it (`scripts/install-test-tools`,
+which `scripts/test` runs).
 """
 
 from __future__ import annotations
@@ -53,18 +54,34 @@ PAGERDUTY: Final = """\
         send_resolved: true"""
 
 
-def binary() -> str:
-    """The Alertmanager binary's path; skips the test, saying why, when there is none."""
+MISSING: Final = (
+    "PROMETHEUS ALERTMANAGER IS NOT INSTALLED: the tests against the real Alertmanager did not"
+    " run. Install it with scripts/install-test-tools (apt-get install prometheus-alertmanager),"
+    " or name the binary in PAGERD_ALERTMANAGER."
+)
+
+
+def find() -> str | None:
+    """The Alertmanager binary's path, None if there is none."""
     override = os.environ.get("PAGERD_ALERTMANAGER")
     for name in ([override] if override else []) + list(NAMES):
         path = shutil.which(name)
         if path is not None:
             return path
-    pytest.skip(
-        "PROMETHEUS ALERTMANAGER IS NOT INSTALLED: the tests against the real Alertmanager did"
-        " not run. Install it with scripts/install-test-tools (apt-get install"
-        " prometheus-alertmanager), or name the binary in PAGERD_ALERTMANAGER."
-    )
+    return None
+
+
+needed = pytest.mark.skipif(find() is None, reason=MISSING)
+"""Mark a test that runs the real Alertmanager: skipped, saying so loudly, where it is missing.
+(A skip from inside a Trio test loses its reason: the mark decides before the test runs.)"""
+
+
+def binary() -> str:
+    """The Alertmanager binary's path; skips the test, saying why, when there is none."""
+    path = find()
+    if path is None:
+        pytest.skip(MISSING)
+    return path
 
 
 def iso(at: datetime) -> str:

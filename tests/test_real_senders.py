@@ -23,6 +23,7 @@ ROUTE = IntegrationRoute("prom", "alertmanager", service_label="service")
 POLICY = Policy((Level((Target.parse("email:alice@example.com"),), 300.0),))
 
 
+@real_alertmanager.needed
 async def test_real_alertmanager_delivers_webhook_v4_that_the_parser_reads(tmp_path: Path) -> None:
     with HttpServer() as receiver:
         receiver.default = Answer(200, {})
@@ -91,6 +92,7 @@ async def test_the_pagerduty_client_sends_what_the_parser_reads(tmp_path: Path) 
     assert got[1] == Ack("pd", source)
 
 
+@real_alertmanager.needed
 async def test_alertmanagers_own_pagerduty_sender_sends_what_the_parser_reads(
     tmp_path: Path,
 ) -> None:
