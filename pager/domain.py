@@ -285,7 +285,7 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
             if incident is None:
                 number = state.last_incident + 1
                 opened = Incident(number=number, opened_at=now, message=message)
-                state = ServiceState(state.name, number, None, firing)
+                state = attrs.evolve(state, last_incident=number, firing=firing)
                 return _page(state, opened, 1, 1, now, policy)
             # Not attrs.evolve for the state either: see `Incident.counted`.
             return ServiceState(state.name, state.last_incident, incident.counted(), firing), ()
@@ -327,7 +327,7 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
 
 def closed(state: ServiceState) -> ServiceState:
     """`state` with its incident closed, and nothing left firing."""
-    return ServiceState(state.name, state.last_incident)
+    return attrs.evolve(state, incident=None, firing=frozenset())
 
 
 def _page(

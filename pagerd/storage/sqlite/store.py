@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
+import attrs
+
 from pager.domain import Incident, Notify, ServiceState, Source, Target, incident_id
 from pagerd.storage.port import (
     PRUNE_ROWS,
@@ -207,9 +209,7 @@ class Store:
         for service, sources in firing.items():
             state = states.get(service)
             if state is not None and state.incident is not None:  # only an open one fires
-                states[service] = ServiceState(
-                    service, state.last_incident, state.incident, frozenset(sources)
-                )
+                states[service] = attrs.evolve(state, firing=frozenset(sources))
         return states
 
     @_port_errors
