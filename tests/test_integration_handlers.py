@@ -298,3 +298,14 @@ async def test_a_removed_service_forgets_what_fired_for_it(
         await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
         state = daemon.services.state("api")
         assert state.incident is not None and state.incident.number == 2
+
+
+async def test_alerts_left_out_by_alertmanager_are_reported(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = json.loads(webhook(("f1", "firing")))
+    payload["truncatedAlerts"] = 3
+    async with running(config) as daemon:
+        answer = await alertmanager_webhook(daemon.services, AM, json.dumps(payload).encode())
+    assert answer.status == 200
+    assert "integration=prom: Alertmanager left 3 alerts out of a payload" in caplog.text

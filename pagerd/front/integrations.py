@@ -139,15 +139,30 @@ def _retry(status: int) -> tuple[tuple[str, str], ...]:
     return (("Retry-After", RETRY_AFTER),) if status == 503 else ()
 
 
+def _refused(refused: Refused) -> Answer:
+    answer = {"status": "error", "code": refused.code, "message": refused.message}
+    return Answer(refused.status, _encode(answer), result=refused.code)
+
+
 async def alertmanager_webhook(
     services: Services, route: IntegrationRoute, body: bytes, *, patience: float = PATIENCE
 ) -> Answer:
     """`POST /v1/integrations/alertmanager[/KEY]`, for the integration `route` (the HTTP front
     has checked the key): Alertmanager's webhook payload, version 4."""
-    routed = alertmanager.parse(body, route, services.config.services)
+    message = alertmanager.decode(body)
+    if isinstance(message, Refused):
+        return _refused(message)
+    routed = alertmanager.events(message, route, services.config.services)
     if isinstance(routed, Refused):
-        body = _encode({"status": "error", "code": routed.code, "message": routed.message})
-        return Answer(routed.status, body, result=routed.code)
+        return _refused(routed)
+    if message.truncated_alerts:
+        # Never seen, so never resolved here: the sender's `max_alerts` should be 0.
+        log.warning(
+            "integration=%s: Alertmanager left %d alerts out of a payload (max_alerts);"
+            " they cannot resolve here",
+            route.name,
+            message.truncated_alerts,
+        )
     outcome = await _route(services, routed, patience)
     if outcome is not None:
         if outcome.status >= 500:
