@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from pager import domain
 from pager.domain import ServiceState
 from pager.integrations import IntegrationRoute
 from pagerd.app import Daemon
@@ -309,3 +310,23 @@ async def test_alerts_left_out_by_alertmanager_are_reported(
         answer = await alertmanager_webhook(daemon.services, AM, json.dumps(payload).encode())
     assert answer.status == 200
     assert "integration=prom: Alertmanager left 3 alerts out of a payload" in caplog.text
+
+
+async def test_one_alert_more_than_a_service_keeps_is_answered_503(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(domain, "MAX_FIRING", 2)
+    async with running(config) as daemon:
+        services = daemon.services
+        full = await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        assert full.status == 200
+        more = await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f3", "firing")))
+        assert more.status == 503 and more.result == "too_many_alerts"
+        assert "2 alerts firing" in json.loads(more.body)["message"]
+        # Once one resolved, the sender's retry of the same payload is taken.
+        await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        again = await alertmanager_webhook(
+            services, AM, webhook(("f1", "firing"), ("f3", "firing"))
+        )
+        assert again.status == 200
+        assert {s.key for s in services.state("api").firing} == {"f1", "f3"}
