@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from pager import domain
-from pager.domain import ServiceState
+from pager.domain import ServiceState, Source
 from pager.integrations import IntegrationRoute
 from pagerd.app import Daemon
 from pagerd.config import Config
@@ -330,3 +330,26 @@ async def test_one_alert_more_than_a_service_keeps_is_answered_503(
         )
         assert again.status == 200
         assert {s.key for s in services.state("api").firing} == {"f1", "f3"}
+
+
+async def test_a_resolve_that_names_no_service_finds_its_dedup_key_also_after_a_restart(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    def body(action: str, key: str, source: str = "") -> bytes:
+        event: dict[str, Any] = {"routing_key": PD_KEY, "event_action": action, "dedup_key": key}
+        if source:
+            event["payload"] = {"summary": "down", "source": source, "severity": "error"}
+        return json.dumps(event).encode()
+
+    async with running(config) as daemon:
+        for key, service in (("a", "api"), ("w", "web")):
+            await enqueue_events_v2(daemon.services, KEYS, body("trigger", key, service))
+        assert daemon.services.firing_service(Source("pd", "w")) == "web"
+    async with running(config) as daemon:
+        services = daemon.services
+        assert services.firing_service(Source("pd", "a")) == "api"  # rebuilt from the store
+        assert (await enqueue_events_v2(services, KEYS, body("resolve", "w"))).status == 202
+        assert services.state("web").healthy and services.state("api").incident is not None
+        assert services.firing_service(Source("pd", "w")) is None
+        await enqueue_events_v2(services, KEYS, body("resolve", "a"))
+        assert services.state("api").healthy

@@ -124,6 +124,11 @@ class Services:
     ) -> None:
         self.config = config
         self._states = states
+        # Which service each source fires for: where an acknowledge or resolve that names no
+        # service goes (`firing_service`), without a walk over every service.
+        self._firing: dict[Source, str] = {
+            source: state.name for state in states.values() for source in state.firing
+        }
         self._committer = committer
         self._scheduler = scheduler
         self._outbox = outbox
@@ -144,14 +149,15 @@ class Services:
 
     def firing_service(self, source: Source) -> str | None:
         """The service that has `source` firing (committed), if any: where an Events v2
-        acknowledge or resolve goes when it names no service, only its dedup_key.
+        acknowledge or resolve goes when it names no service, only its dedup_key."""
+        return self._firing.get(source)
 
-        A walk over the services' states, as rare as those events are; an index kept with the
-        committed states would make it constant time."""
-        for state in self._states.values():
-            if source in state.firing:
-                return state.name
-        return None
+    def _index_firing(self, service: str, was: frozenset[Source], now: frozenset[Source]) -> None:
+        for source in was - now:
+            if self._firing.get(source) == service:
+                del self._firing[source]
+        for source in now - was:
+            self._firing[source] = service
 
     def status(self, state: ServiceState) -> dict[str, Any]:
         """`state` as a status object, with its open incident's failed deliveries counted."""
@@ -410,7 +416,11 @@ class Services:
                 self._refused(decided, exc)
                 return
             for service, d in decided.items():
+                before = self._states.get(service)
                 self._states[service] = d.state
+                was = frozenset() if before is None else before.firing
+                if was is not d.state.firing:  # mostly both the one empty frozenset
+                    self._index_firing(service, was, d.state.firing)
             for t in transitions:
                 _log_transition(t)
                 if _deadline(t.after) != _deadline(t.before):
