@@ -318,6 +318,8 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"acknowledged{by}{who}"
     if event == "healthy":
         return f"healthy{who}"
+    if event == "resolve":
+        return f"resolved through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
         return f"acknowledgement timeout: {entry.get('detail', '')}"
     if event == "notification":

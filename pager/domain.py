@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 import attrs
 
 DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
+MAX_FIRING: Final = 1000
+"""Alerts a service may have firing through integrations at once (`ServiceState.firing`): the
+set is kept in memory and on disk, so it is bounded; one more is refused (`too_many_alerts`)."""
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
 CHANNELS: Final = ("email", "sms", "slack", "webhook")
@@ -176,15 +179,27 @@ def incident_id(service: str, number: int) -> str:
 
 
 @attrs.frozen
+class Source:
+    """One alert as a sender that resolves its own alerts names it: the integration it came
+    through and its key there (an Alertmanager fingerprint, an Events v2 dedup_key)."""
+
+    integration: str
+    key: str
+
+
+@attrs.frozen
 class ServiceState:
     """One service as the pager knows it. Healthy exactly when `incident` is None.
 
     `last_incident` counts the service's incidents so that each gets a new number, open or not.
+    `firing` is what integrations still report firing for the open incident (empty when healthy):
+    a `Resolve` closes the incident only when it takes the last one out.
     """
 
     name: str
     last_incident: int = 0
     incident: Incident | None = None
+    firing: frozenset[Source] = frozenset()
 
     @property
     def healthy(self) -> bool:
@@ -196,17 +211,34 @@ class ServiceState:
 
 @attrs.frozen
 class Alert:
+    """Something is wrong. With a `source`, the alert stays firing until a `Resolve` of that
+    source: a repeat of one already firing (a resend, a redelivery) changes nothing."""
+
     message: str = ""
+    source: Source | None = None
 
 
 @attrs.frozen
 class Ack:
+    """Acknowledge the open incident. With a `source`, only while that source is firing (an
+    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty)."""
+
     by: str | None = None
+    source: Source | None = None
 
 
 @attrs.frozen
 class Healthy:
-    pass
+    """The service is healthy: the open incident closes, whatever is still firing (which is
+    forgotten: an alert firing again afterwards opens a new incident)."""
+
+
+@attrs.frozen
+class Resolve:
+    """One source stopped firing. The service is healthy once none is left; a source that is
+    not firing (resolved already, or never seen) changes nothing."""
+
+    source: Source
 
 
 @attrs.frozen
@@ -222,7 +254,7 @@ class Timeout:
     level: int
 
 
-Event: TypeAlias = Alert | Ack | Healthy | Timeout
+Event: TypeAlias = Alert | Ack | Healthy | Resolve | Timeout
 
 
 # Commands -----------------------------------------------------------------------------------
@@ -280,14 +312,28 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
     """
     incident = state.incident
     match event:
-        case Alert(message=message):
+        case Alert(message=message, source=source):
+            firing = state.firing
+            if source is not None:
+                if source in firing:
+                    return state, ()  # still firing: counted when it first fired
+                if len(firing) >= MAX_FIRING:
+                    raise Rejected(
+                        "too_many_alerts",
+                        f"{state.name} has {len(firing)} alerts firing through integrations,"
+                        f" the most pagerd keeps: resolve some first",
+                    )
+                firing = firing | {source}
             if incident is None:
                 number = state.last_incident + 1
                 opened = Incident(number=number, opened_at=now, message=message)
-                return _page(attrs.evolve(state, last_incident=number), opened, 1, 1, now, policy)
+                state = attrs.evolve(state, last_incident=number, firing=firing)
+                return _page(state, opened, 1, 1, now, policy)
             # Not attrs.evolve for the state either: see `Incident.counted`.
-            return ServiceState(state.name, state.last_incident, incident.counted()), ()
-        case Ack(by=by):
+            return ServiceState(state.name, state.last_incident, incident.counted(), firing), ()
+        case Ack(by=by, source=source):
+            if source is not None and source not in state.firing:
+                return state, ()
             if incident is None:
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
@@ -295,7 +341,14 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
             acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
             return attrs.evolve(state, incident=acked), ()
         case Healthy():
-            return attrs.evolve(state, incident=None), ()
+            return closed(state), ()
+        case Resolve(source=source):
+            if source not in state.firing:
+                return state, ()
+            firing = state.firing - {source}
+            if not firing:
+                return closed(state), ()
+            return attrs.evolve(state, firing=firing), ()
         case Timeout():
             if incident is None or incident.deadline is None or now < incident.deadline:
                 return state, ()
@@ -312,6 +365,11 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
             exhausted = attrs.evolve(incident, deadline=None, exhausted=True)
             return attrs.evolve(state, incident=exhausted), ()
     raise TypeError(f"not an event: {event!r}")
+
+
+def closed(state: ServiceState) -> ServiceState:
+    """`state` with its incident closed, and nothing left firing."""
+    return attrs.evolve(state, incident=None, firing=frozenset())
 
 
 def _page(

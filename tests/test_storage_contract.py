@@ -15,7 +15,8 @@ from typing import Any, Final
 import attrs
 import pytest
 
-from pager.domain import Incident, Notify, ServiceState, Target
+from pager.domain import Incident, Notify, ServiceState, Source, Target
+from pager.domain import closed as closed_state
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
     Attempt,
@@ -83,7 +84,7 @@ class Life:
         return Life(after), Transition(self.state, after, notes, at, EventRecord(op, by="bob"))
 
     def close(self, at: float) -> tuple[Life, Transition]:
-        after = attrs.evolve(self.state, incident=None)
+        after = closed_state(self.state)
         return Life(after), Transition(self.state, after, (), at, EventRecord("healthy"))
 
 
@@ -317,6 +318,39 @@ def test_a_restart_loads_what_was_written(reopen: Opener) -> None:
         assert [u.notify.id for u in second.undelivered(10)] == [note("api", 1).id]
     finally:
         second.close()
+
+
+def test_what_fires_through_integrations_is_kept_until_it_resolves(reopen: Opener) -> None:
+    def firing(life: Life, at: float, *keys: str) -> tuple[Life, Transition]:
+        after = attrs.evolve(life.state, firing=frozenset(Source("prom", k) for k in keys))
+        return Life(after), Transition(life.state, after, (), at, EventRecord("alert"))
+
+    first = reopen()
+    life = opened(first, "api")
+    # Several changes of one service in one batch: what the last one left is what is kept.
+    life, a = firing(life, T0 + 1, "f1", "f2")
+    life, b = firing(life, T0 + 2, "f1", "f2", "f3")
+    life, c = firing(life, T0 + 3, "f2", "f3")
+    first.write([a, b, c])
+    first.close()
+    second = reopen()
+    try:
+        assert second.load_states() == {"api": life.state}
+        assert life.state.firing == {Source("prom", "f2"), Source("prom", "f3")}
+        life, t = life.close(T0 + 4)
+        second.write([t])
+        assert second.load_states()["api"].firing == frozenset()
+        # A new incident starts with nothing firing from before.
+        life, t = life.alert(T0 + 5)
+        life, f = firing(life, T0 + 5, "f3")
+        second.write([t, f])
+    finally:
+        second.close()
+    third = reopen()
+    try:
+        assert third.load_states() == {"api": life.state}
+    finally:
+        third.close()
 
 
 def test_a_restart_finds_the_clock_reading_recorded_last(reopen: Opener) -> None:

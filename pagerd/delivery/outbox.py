@@ -680,8 +680,15 @@ def _must_propagate(exc: BaseException) -> bool:
 def cancelled_by(state: ServiceState, n: Notify) -> str | None:
     """Why `n` is no longer worth sending, if it is not: its incident was acknowledged (somebody
     is on it) or closed. Checked before every attempt, the first and each retry, also after a
-    restart; a page already sent is not recalled, a page cancelled is never sent."""
+    restart; a page already sent is not recalled, a page cancelled is never sent.
+
+    A notification of an incident newer than `state` knows is wanted: it is committed, and the
+    service's state in memory is set only once its actor resumes after the commit. The outbox
+    can take it before then, read back from the database (at start, or when a channel's backlog
+    overflowed to it), and it used to be cancelled as `incident closed`: a page lost."""
     incident = state.incident
+    if state.last_incident < n.incident:
+        return None
     if incident is None or incident.number != n.incident:
         return "incident closed"
     if incident.acknowledged:

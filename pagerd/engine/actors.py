@@ -36,8 +36,11 @@ from pager.domain import (
     Event,
     Notify,
     Rejected,
+    Resolve,
     ServiceState,
+    Source,
     Timeout,
+    closed,
     decide,
     incident_id,
 )
@@ -122,6 +125,11 @@ class Services:
     ) -> None:
         self.config = config
         self._states = states
+        # Which service each source fires for: where an acknowledge or resolve that names no
+        # service goes (`firing_service`), without a walk over every service.
+        self._firing: dict[Source, str] = {
+            source: state.name for state in states.values() for source in state.firing
+        }
         self._committer = committer
         self._scheduler = scheduler
         self._outbox = outbox
@@ -139,6 +147,18 @@ class Services:
     def state(self, name: str) -> ServiceState:
         """The last committed state of `name`."""
         return self._states.get(name) or ServiceState(name)
+
+    def firing_service(self, source: Source) -> str | None:
+        """The service that has `source` firing (committed), if any: where an Events v2
+        acknowledge or resolve goes when it names no service, only its dedup_key."""
+        return self._firing.get(source)
+
+    def _index_firing(self, service: str, was: frozenset[Source], now: frozenset[Source]) -> None:
+        for source in was - now:
+            if self._firing.get(source) == service:
+                del self._firing[source]
+        for source in now - was:
+            self._firing[source] = service
 
     def status(self, state: ServiceState) -> dict[str, Any]:
         """`state` as a status object, with its open incident's failed deliveries counted."""
@@ -357,10 +377,10 @@ class Services:
                         envelope.reply.set(unknown_service(service), "unknown_service")
                 state = self.state(service)
                 if state.incident is not None:
-                    closed = attrs.evolve(state, incident=None)
+                    after = closed(state)
                     record = EventRecord("removed", REMOVED)
                     decided[service] = _Decided(
-                        [Transition(state, closed, (), now, record)], [], closed
+                        [Transition(state, after, (), now, record)], [], after
                     )
                 continue
             try:
@@ -397,7 +417,11 @@ class Services:
                 self._refused(decided, exc)
                 return
             for service, d in decided.items():
+                before = self._states.get(service)
                 self._states[service] = d.state
+                was = frozenset() if before is None else before.firing
+                if was is not d.state.firing:  # mostly both the one empty frozenset
+                    self._index_firing(service, was, d.state.firing)
             for t in transitions:
                 _log_transition(t)
                 if _deadline(t.after) != _deadline(t.before):
@@ -468,9 +492,22 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if before.incident is None and after.incident is None:
         return None
     if isinstance(event, Alert):
+        if event.source is not None and before.firing == after.firing:
+            return None  # a repeat of an alert still firing: nothing happened
         return EventRecord("alert", event.message or None, None, peer, via)
     if isinstance(event, Ack):
+        if event.source is not None and before.incident == after.incident:
+            return None  # an integration's ack of what is acked already, or not firing
         return EventRecord("ack", None, event.by, peer, via)
+    if isinstance(event, Resolve):
+        if before == after:
+            return None
+        # The incident's history says which alert resolved, and how many are left.
+        left = len(after.firing)
+        detail = f"{event.source.integration}: {event.source.key} resolved"
+        return EventRecord(
+            "resolve", detail + (f", {left} still firing" if left else ""), None, peer, via
+        )
     return EventRecord("healthy", None, None, peer, via)
 
 

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -100,6 +100,11 @@ _MIGRATIONS: Final[dict[int, str]] = {
     # Which integration an event came in through (the HTTP front door), as `peer_*` say who
     # sent one over the socket.
     5: "ALTER TABLE events ADD COLUMN integration TEXT;",
+    # What integrations report still firing for each open incident (`ServiceState.firing`).
+    6: (
+        "CREATE TABLE IF NOT EXISTS firing (service TEXT NOT NULL, integration TEXT NOT NULL,"
+        " key TEXT NOT NULL, PRIMARY KEY (service, integration, key)) WITHOUT ROWID;"
+    ),
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

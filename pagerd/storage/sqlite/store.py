@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
-from pager.domain import Incident, Notify, ServiceState, Target, incident_id
+import attrs
+
+from pager.domain import Incident, Notify, ServiceState, Source, Target, incident_id
 from pagerd.storage.port import (
     PRUNE_ROWS,
     Delivery,
@@ -199,6 +201,15 @@ class Store:
                     bool(row[11]),
                 )  # fmt: skip
             states[row[0]] = ServiceState(row[0], row[1], incident)
+        firing: dict[str, set[Source]] = {}
+        for service, integration, key in self._conn.execute(
+            "SELECT service, integration, key FROM firing"
+        ):
+            firing.setdefault(service, set()).add(Source(integration, key))
+        for service, sources in firing.items():
+            state = states.get(service)
+            if state is not None and state.incident is not None:  # only an open one fires
+                states[service] = attrs.evolve(state, firing=frozenset(sources))
         return states
 
     @_port_errors
