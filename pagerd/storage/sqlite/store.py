@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
-from pager.domain import Incident, Notify, ServiceState, Target, incident_id
+import attrs
+
+from pager.domain import Incident, Monitor, Notify, ServiceState, Target, incident_id
 from pagerd.storage.port import (
     PRUNE_ROWS,
     Delivery,
@@ -177,7 +179,8 @@ class Store:
         self._conn.execute("SELECT 1").fetchone()
 
     def load_states(self) -> dict[str, ServiceState]:
-        """Every service that has had an incident, with its open incident if any."""
+        """Every service that has had an incident or has a heartbeat monitor, with its open
+        incident and its monitor if any."""
         try:
             return self._load_states()
         except sqlite3.Error as exc:
@@ -188,17 +191,22 @@ class Store:
         states: dict[str, ServiceState] = {}
         for row in self._conn.execute(
             "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
-            " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted"
-            " FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
+            " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
+            " i.heartbeat_only FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
             " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL"
         ):
             incident = None
             if row[2] is not None:
                 incident = Incident(
                     row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-                    bool(row[11]),
+                    bool(row[11]), bool(row[12]),
                 )  # fmt: skip
             states[row[0]] = ServiceState(row[0], row[1], incident)
+        for service, interval, due_at, last_at in self._conn.execute(
+            "SELECT service, interval, due_at, last_at FROM heartbeats"
+        ):
+            state = states.get(service) or ServiceState(service)
+            states[service] = attrs.evolve(state, heartbeat=Monitor(interval, due_at, last_at))
         return states
 
     @_port_errors
@@ -418,6 +426,10 @@ class Store:
                     conn.execute(
                         "UPDATE incidents SET deadline = deadline + ?"
                         " WHERE closed_at IS NULL AND deadline IS NOT NULL",
+                        (moved,),
+                    )
+                    conn.execute(
+                        "UPDATE heartbeats SET due_at = due_at + ? WHERE due_at IS NOT NULL",
                         (moved,),
                     )
                     conn.execute(
