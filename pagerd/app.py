@@ -22,7 +22,7 @@ from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
-from pagerd.engine.scheduler import Scheduler
+from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
@@ -299,6 +299,7 @@ async def _run(
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
+    heartbeats = Scheduler(clock, heartbeat)
     try:
         lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
     except Exception as exc:
@@ -306,7 +307,7 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    services = Services(config, states, committer, scheduler, outbox, clock)
+    services = Services(config, states, committer, scheduler, outbox, clock, heartbeats, metrics)
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
@@ -317,7 +318,7 @@ async def _run(
         metrics,
         config.limits,
     )
-    _gauges(metrics, services, scheduler, outbox, store)
+    _gauges(metrics, services, scheduler, heartbeats, outbox, store)
     daemon = Daemon(
         services,
         scheduler,
@@ -347,6 +348,7 @@ async def _run(
             core.start_soon(watch, clock, lambda r: committer.commit([ClockMark(r)]), name="clock")
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")
+            core.start_soon(heartbeats.run, services.offer, name="heartbeats")
             core.start_soon(outbox.run, name="outbox")
             core.start_soon(
                 keep_history,
@@ -411,7 +413,12 @@ async def _run(
 
 
 def _gauges(
-    metrics: Metrics, services: Services, scheduler: Scheduler, outbox: Outbox, store: Storage
+    metrics: Metrics,
+    services: Services,
+    scheduler: Scheduler,
+    heartbeats: Scheduler,
+    outbox: Outbox,
+    store: Storage,
 ) -> None:
     metrics.gauge("pagerd_services", "Configured services.", lambda: len(services.config.services))
     metrics.gauge("pagerd_open_incidents", "Open incidents.", services.open_incidents)
@@ -423,6 +430,11 @@ def _gauges(
     metrics.gauge("pagerd_actors", "Service actors running now.", services.live_actors)
     metrics.gauge(
         "pagerd_scheduled_timeouts", "Acknowledgement timeouts waiting.", lambda: len(scheduler)
+    )
+    metrics.gauge(
+        "pagerd_heartbeats_armed",
+        "Heartbeat monitors waiting for their next check-in.",
+        lambda: len(heartbeats),
     )
     if store.statistics().bytes_on_disk is not None:  # a database on another host: no figure
         metrics.gauge(

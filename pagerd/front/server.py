@@ -18,7 +18,7 @@ from typing import Any, Final
 import trio
 
 from pager import __version__
-from pager.domain import Ack, Alert, Event, Healthy, incident_id
+from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, incident_id
 from pager.protocol import (
     EVENT_OPS,
     MAX_LINE,
@@ -455,6 +455,8 @@ def _event(request: Request) -> Event:
         return Alert(request.message or "")
     if request.op == "ack":
         return Ack(request.by)
+    if request.op == "heartbeat":
+        return Heartbeat()
     return Healthy()
 
 

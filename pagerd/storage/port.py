@@ -173,9 +173,10 @@ class Storage(Protocol):
         ...
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
-        """At start: move the stored deadlines (escalations and heartbeats) and retry times into the frame of `reading`
-        (by `clock.shift` from the last recorded reading, when that is a step, not jitter),
-        and record `reading`, in one transaction. The last reading, and how far they moved."""
+        """At start: move the stored deadlines (escalations and heartbeats) and retry times
+        into the frame of `reading` (by `clock.shift` from the last recorded reading, when that
+        is a step, not jitter), and record `reading`, in one transaction. The last reading, and
+        how far they moved."""
         ...
 
     def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:

@@ -111,9 +111,9 @@ class _Rows:
             self.incidents[(name, after.number)] = _incident_row(name, after, None)
         monitor = t.after.heartbeat
         if monitor != t.before.heartbeat:
-            self.heartbeats[name] = (
-                None if monitor is None else [name, monitor.interval, monitor.due_at, monitor.last_at]
-            )
+            self.heartbeats[name] = None
+            if monitor is not None:
+                self.heartbeats[name] = [name, monitor.interval, monitor.due_at, monitor.last_at]
         incident = after or before
         if t.event is not None and incident is not None:
             peer = t.event.peer

@@ -192,7 +192,8 @@ class Store:
         for row in self._conn.execute(
             "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
             " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
-            " i.heartbeat_only FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
+            " i.heartbeat_only"
+            " FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
             " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL"
         ):
             incident = None
