@@ -574,8 +574,15 @@ def _must_propagate(exc: BaseException) -> bool:
 def cancelled_by(state: ServiceState, n: Notify) -> str | None:
     """Why `n` is no longer worth sending, if it is not: its incident was acknowledged (somebody
     is on it) or closed. Checked before every attempt, the first and each retry, also after a
-    restart; a page already sent is not recalled, a page cancelled is never sent."""
+    restart; a page already sent is not recalled, a page cancelled is never sent.
+
+    A notification of an incident newer than any `state` knows is wanted: its row is committed,
+    and the actor that committed it has not yet set the state it decided (the outbox's read-back
+    found the row in between). At start, a heartbeat missed while pagerd was down opens an
+    incident at once, while the outbox reads its backlog: its first page was cancelled so."""
     incident = state.incident
+    if n.incident > state.last_incident:
+        return None
     if incident is None or incident.number != n.incident:
         return "incident closed"
     if incident.acknowledged:

@@ -130,10 +130,10 @@ class Services:
         self._committer = committer
         self._scheduler = scheduler
         # The heartbeat deadlines: a second scheduler, whose misses come to `offer` too.
-        self._heartbeats = heartbeats or Scheduler(clock, heartbeat)
+        self._heartbeats = Scheduler(clock, heartbeat) if heartbeats is None else heartbeats
         self._outbox = outbox
         self._clock = clock
-        self._metrics = metrics or Metrics()
+        self._metrics = Metrics() if metrics is None else metrics
         # Who owns each service that has one: its actor's inbox, or the claim holding it.
         self._inboxes: dict[str, trio.MemorySendChannel[Envelope] | _Claimed] = {}
         self._claim: dict[str, _Claimed] = {}  # the claim still open to more events
