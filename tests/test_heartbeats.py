@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from pager.timefmt import isoformat
-from pagerd.config import Config, load
+from pagerd.config import Config, ConfigError, load
 from pagerd.timing.clock import Clock
 from tests.harness import CHANNELS, ONCALL, T0, Connection, connect, running, settle, steps
 
@@ -291,3 +291,23 @@ async def test_the_socket_op_refuses_what_it_cannot_take_and_changes_nothing(
     assert "api has no heartbeat configured" in replies[1]["error"]["message"]
     assert status["heartbeat"]["due_at"] is None
     assert steps(config) == []
+
+
+def test_the_documented_heartbeat_config_is_one_pagerd_takes(tmp_path: Path) -> None:
+    """docs/configuration.md's Heartbeats example, with the harness's policy in place of the
+    production one; and a heartbeat that is not a duration is refused with its key path."""
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    section = doc.split("## Heartbeats", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "pager.toml"
+    path.write_text(CHANNELS + ONCALL + example.replace("payments-oncall", "oncall"))
+    assert load(path).heartbeats == {"nightly-backup": 25 * 3600.0}
+    path.write_text(CHANNELS + ONCALL + '[services.x]\npolicy = "oncall"\nheartbeat = 300\n')
+    try:
+        load(path)
+    except ConfigError as exc:
+        assert exc.errors == [
+            'services.x.heartbeat: expected a duration string like "15m", got an integer'
+        ]
+    else:
+        raise AssertionError("a heartbeat of 300 was taken")
