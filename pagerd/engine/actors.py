@@ -384,7 +384,7 @@ class Services:
                 state = self.state(service)
                 if state.incident is not None or state.heartbeat is not None:
                     closed = attrs.evolve(state, incident=None, heartbeat=None)
-                    record = EventRecord("removed", REMOVED) if state.incident else None
+                    record = EventRecord("removed", REMOVED) if state.incident is not None else None
                     decided[service] = _Decided(
                         [Transition(state, closed, (), now, record)], [], closed
                     )
