@@ -311,3 +311,29 @@ def test_the_documented_heartbeat_config_is_one_pagerd_takes(tmp_path: Path) -> 
         ]
     else:
         raise AssertionError("a heartbeat of 300 was taken")
+
+
+async def test_a_removed_service_takes_its_monitor_with_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = heartbeat_config(tmp_path, cron="5m", api="5m")
+    with trio.fail_after(DAY):
+        async with running(config) as daemon, connect(config.socket) as conn:
+            await conn.request("heartbeat", service="cron")
+            await conn.request("heartbeat", service="api")
+            armed = await metric(conn, "pagerd_heartbeats_armed")
+            text = CHANNELS + ONCALL + '\n[services.api]\npolicy = "oncall"\nheartbeat = "5m"\n'
+            config.path.write_text(text)  # cron removed
+            assert await daemon.try_reload() == []
+            await settle()
+            after = await metric(conn, "pagerd_heartbeats_armed")
+            await trio.sleep(4 * MINUTE)
+            await conn.request("heartbeat", service="api")
+            await trio.sleep(2 * MINUTE)  # past cron's old deadline
+            await settle()
+            heartbeat_config(tmp_path, cron="5m", api="5m")  # cron added back
+            assert await daemon.try_reload() == []
+            back = await conn.request("status", service="cron")
+    assert (armed, after) == (2, 1)
+    assert steps(config) == []
+    assert back["heartbeat"] == {"every": "5m", "due_at": None, "last_at": None, "missed": False}
