@@ -62,6 +62,7 @@ MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoi
 
 
 REMOVED: Final = "service removed from the config"
+_DUE: Final = (Timeout, HeartbeatMissed)  # the events a scheduler hands over
 
 
 @attrs.frozen
@@ -434,11 +435,13 @@ class Services:
                         self._metrics.heartbeats_missed.inc()
             self._outbox.add(_notifications(transitions))
         for service in decided:
-            events = [envelope.event for envelope in batches[service]]
-            if any(isinstance(event, Timeout) for event in events):
-                self._scheduler.decided(self.state(service))
-            if any(isinstance(event, HeartbeatMissed) for event in events):
-                self._heartbeats.decided(self.state(service))
+            batch = batches[service]
+            if any(isinstance(envelope.event, _DUE) for envelope in batch):  # rarely
+                state = self.state(service)
+                if any(isinstance(envelope.event, Timeout) for envelope in batch):
+                    self._scheduler.decided(state)
+                if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
+                    self._heartbeats.decided(state)
         self._answer([o for d in decided.values() for o in d.outcomes])
 
     def _refused(self, decided: dict[str, _Decided], exc: StoreError) -> None:
