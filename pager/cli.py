@@ -13,6 +13,7 @@ operator's terminal as a control sequence. `--json` prints the exact JSON, which
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -40,19 +41,31 @@ EXIT_FORBIDDEN: Final = 77
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
 
 _TEMPORARY: Final = frozenset({"busy", "unavailable"})
+MAX_TIMEOUT: Final = 86400.0
+"""`--timeout`'s bound, a day: far above any reply's wait, and far below what a socket's timeout
+can hold (9.3e9 seconds overflowed it, and `pager` ended in a traceback)."""
+
+
+CONNECT_RETRY: Final = 0.05
 
 
 class Unreachable(Exception):
     pass
 
 
+class Busy(Exception):
+    """pagerd listens but did not take the connection in time: try again (exit 75)."""
+
+
 def call(path: str, line: bytes, timeout: float) -> dict[str, Any]:
-    """Send one request line and return the decoded reply; `Unreachable` if that fails."""
+    """Send one request line and return the decoded reply; `Unreachable` if that fails, `Busy`
+    if pagerd's queue of connections stayed full."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.sendall(line)
+        with _connect(path, timeout) as sock:
+            # pagerd replies `busy` and closes without reading the request, so the send may
+            # fail after the reply has arrived: read it (or fail on reading, below).
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(line)
             reply = _read_line(sock)
     except TimeoutError:
         raise Unreachable(f"no reply from {path} within {timeout:g}s") from None
@@ -65,6 +78,33 @@ def call(path: str, line: bytes, timeout: float) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Unreachable(f"pagerd at {path} sent a reply that is not a JSON object")
     return data
+
+
+def _connect(path: str, timeout: float) -> socket.socket:
+    """A socket connected to `path`. With a timeout, a socket is non-blocking underneath, so a
+    connect to a listener whose queue of connections is full fails at once (EAGAIN), and that
+    made a storm's `pager alert` exit 69, "cannot reach": pagerd is there, busy. Tried again
+    until `timeout`, then `Busy`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except BlockingIOError:
+            sock.close()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Busy(
+                    f"pagerd at {path} did not take the connection within {timeout:g}s "
+                    "(its queue of connections is full); try again"
+                ) from None
+            time.sleep(min(CONNECT_RETRY, left))
+        except BaseException:
+            sock.close()
+            raise
+        else:
+            return sock
 
 
 def _read_line(sock: socket.socket) -> bytes:
@@ -85,8 +125,10 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    if not (0 < value <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds above 0 and at most {MAX_TIMEOUT:g} (a day)"
+        )
     return value
 
 
@@ -166,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Unreachable as exc:
         print(f"pager: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except Busy as exc:
+        print(f"pager: busy: {exc}", file=sys.stderr)
+        return EXIT_TEMPFAIL
     except KeyboardInterrupt:
         print(
             "pager: interrupted before the reply; the request may have been acted on",
@@ -270,6 +315,8 @@ def _entry(entry: dict[str, Any]) -> str:
     who = (
         f" from {peer.get('user') or 'uid ' + str(peer['uid'])} (pid {peer['pid']})" if peer else ""
     )
+    if entry.get("integration"):
+        who += f" via {entry['integration']}"
     if event == "alert":
         return f"alert{who}: {entry.get('detail') or '(no message)'}"
     if event == "ack":
@@ -277,6 +324,8 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"acknowledged{by}{who}"
     if event == "healthy":
         return f"healthy{who}"
+    if event == "resolve":
+        return f"resolved through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
         return f"acknowledgement timeout: {entry.get('detail', '')}"
     if event == "notification":

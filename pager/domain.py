@@ -9,15 +9,20 @@ same outputs; the daemon around it persists the result before acting on it.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Final, TypeAlias
+from urllib.parse import urlsplit
 
 import attrs
 
 from pager.timefmt import duration
 
 DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
+MAX_FIRING: Final = 1000
+"""Alerts a service may have firing through integrations at once (`ServiceState.firing`): the
+set is kept in memory and on disk, so it is bounded; one more is refused (`too_many_alerts`)."""
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
 CHANNELS: Final = ("email", "sms", "slack", "webhook")
@@ -25,6 +30,46 @@ CHANNELS: Final = ("email", "sms", "slack", "webhook")
 _EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 _URL_RE: Final = re.compile(r"https?://[^/\s?#]+(?:[/?#]\S*)?")
+# One label of a host name (underscores too: some internal names have them).
+_LABEL_RE: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not an http(s) URL that can be sent to, or None: a host that is a valid
+    name or IP address, and a port, if given, from 1 to 65535. (Such URLs once passed `--check`
+    and were retried for 45 minutes; `:0` even went to port 80.) Never quotes the URL: it may
+    be a secret."""
+    if _URL_RE.fullmatch(url) is None:
+        return "not an http:// or https:// URL"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "not a usable URL: its host is not a valid IPv6 address in [brackets]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "not a usable URL: its port must be a number from 1 to 65535"
+    host = parts.hostname
+    if not host:
+        return "not a usable URL: it has no host"
+    if "[" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return "not a usable URL: its host is not a valid IPv6 address in [brackets]"
+        return None
+    try:
+        labels = host.encode("idna").decode("ascii").removesuffix(".").split(".")
+        for label in labels:
+            if _LABEL_RE.fullmatch(label) is None:
+                raise UnicodeError(label)
+            if label.lower().startswith("xn--"):
+                label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return "not a usable URL: its host is not a valid host name"
+    return None
 
 
 def is_service_name(name: str) -> bool:
@@ -51,8 +96,8 @@ class Target:
             if _E164_RE.fullmatch(address) is None:
                 raise ValueError("not an E.164 phone number")
         elif channel in ("slack", "webhook"):
-            if _URL_RE.fullmatch(address) is None:
-                raise ValueError("not an http:// or https:// URL")
+            if (problem := url_problem(address)) is not None:
+                raise ValueError(problem)
         else:
             raise ValueError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})")
         return cls(channel, address)
@@ -158,15 +203,27 @@ def incident_id(service: str, number: int) -> str:
 
 
 @attrs.frozen
+class Source:
+    """One alert as a sender that resolves its own alerts names it: the integration it came
+    through and its key there (an Alertmanager fingerprint, an Events v2 dedup_key)."""
+
+    integration: str
+    key: str
+
+
+@attrs.frozen
 class ServiceState:
     """One service as the pager knows it. Healthy exactly when `incident` is None.
 
     `last_incident` counts the service's incidents so that each gets a new number, open or not.
+    `firing` is what integrations still report firing for the open incident (empty when healthy):
+    a `Resolve` closes the incident only when it takes the last one out.
     """
 
     name: str
     last_incident: int = 0
     incident: Incident | None = None
+    firing: frozenset[Source] = frozenset()
     heartbeat: Monitor | None = None
     """The service's heartbeat monitor, once it has checked in (see "Heartbeats" below)."""
 
@@ -180,17 +237,34 @@ class ServiceState:
 
 @attrs.frozen
 class Alert:
+    """Something is wrong. With a `source`, the alert stays firing until a `Resolve` of that
+    source: a repeat of one already firing (a resend, a redelivery) changes nothing."""
+
     message: str = ""
+    source: Source | None = None
 
 
 @attrs.frozen
 class Ack:
+    """Acknowledge the open incident. With a `source`, only while that source is firing (an
+    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty)."""
+
     by: str | None = None
+    source: Source | None = None
 
 
 @attrs.frozen
 class Healthy:
-    pass
+    """The service is healthy: the open incident closes, whatever is still firing (which is
+    forgotten: an alert firing again afterwards opens a new incident)."""
+
+
+@attrs.frozen
+class Resolve:
+    """One source stopped firing. The service is healthy once none is left; a source that is
+    not firing (resolved already, or never seen) changes nothing."""
+
+    source: Source
 
 
 @attrs.frozen
@@ -226,7 +300,7 @@ class HeartbeatMissed:
     due_at: float
 
 
-Event: TypeAlias = Alert | Ack | Healthy | Timeout | Heartbeat | HeartbeatMissed
+Event: TypeAlias = Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed
 
 
 # Commands -----------------------------------------------------------------------------------
@@ -291,18 +365,33 @@ def decide(
     """
     incident = state.incident
     match event:
-        case Alert(message=message):
+        case Alert(message=message, source=source):
+            firing = state.firing
+            if source is not None:
+                if source in firing:
+                    return state, ()  # still firing: counted when it first fired
+                if len(firing) >= MAX_FIRING:
+                    raise Rejected(
+                        "too_many_alerts",
+                        f"{state.name} has {len(firing)} alerts firing through integrations,"
+                        f" the most pagerd keeps: resolve some first",
+                    )
+                firing = firing | {source}
             if incident is None:
                 number = state.last_incident + 1
                 opened = Incident(number=number, opened_at=now, message=message)
-                return _page(attrs.evolve(state, last_incident=number), opened, 1, 1, now, policy)
+                state = attrs.evolve(state, last_incident=number, firing=firing)
+                return _page(state, opened, 1, 1, now, policy)
             counted = incident.counted()
             if counted.heartbeat_only:
                 # Now open for an alert too: a check-in no longer closes it.
                 counted = attrs.evolve(counted, heartbeat_only=False)
             # Not attrs.evolve for the state either: see `Incident.counted`.
-            return ServiceState(state.name, state.last_incident, counted, state.heartbeat), ()
-        case Ack(by=by):
+            state = ServiceState(state.name, state.last_incident, counted, firing, state.heartbeat)
+            return state, ()
+        case Ack(by=by, source=source):
+            if source is not None and source not in state.firing:
+                return state, ()
             if incident is None:
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
@@ -310,7 +399,14 @@ def decide(
             acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
             return attrs.evolve(state, incident=acked), ()
         case Healthy():
-            return attrs.evolve(state, incident=None, heartbeat=_rearmed(state, now, heartbeat)), ()
+            return _closed(state, now, heartbeat), ()
+        case Resolve(source=source):
+            if source not in state.firing:
+                return state, ()
+            firing = state.firing - {source}
+            if not firing:
+                return _closed(state, now, heartbeat), ()
+            return attrs.evolve(state, firing=firing), ()
         case Timeout():
             if incident is None or incident.deadline is None or now < incident.deadline:
                 return state, ()
@@ -331,6 +427,17 @@ def decide(
         case HeartbeatMissed(due_at=due_at):
             return _missed(state, due_at, now, policy, heartbeat)
     raise TypeError(f"not an event: {event!r}")
+
+
+def closed(state: ServiceState) -> ServiceState:
+    """`state` with its incident closed, and nothing left firing."""
+    return attrs.evolve(state, incident=None, firing=frozenset())
+
+
+def _closed(state: ServiceState, now: float, interval: float | None) -> ServiceState:
+    """`closed(state)` by `healthy` or the last `Resolve`: a heartbeat monitor that had missed
+    watches again from now (see "Heartbeats" below)."""
+    return attrs.evolve(closed(state), heartbeat=_rearmed(state, now, interval))
 
 
 def _page(
@@ -380,11 +487,10 @@ def _check_in(state: ServiceState, now: float, interval: float | None) -> Decisi
         raise Rejected(
             "bad_request", f"{state.name} has no heartbeat configured (services.{state.name})"
         )
-    incident = state.incident
-    if incident is not None and incident.heartbeat_only:
-        incident = None
+    if state.incident is not None and state.incident.heartbeat_only:
+        state = closed(state)  # nothing fires for an incident only a miss opened
     monitor = Monitor(interval, now + interval, now)
-    return attrs.evolve(state, incident=incident, heartbeat=monitor), ()
+    return attrs.evolve(state, heartbeat=monitor), ()
 
 
 def _missed(

@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,17 +18,22 @@ import trio
 
 from pager.domain import ServiceState
 from pager.ports import Transport
+from pagerd.access import peers
 from pagerd.config import Config, ConfigError, load
+from pagerd.config.http import tls_context
 from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
+from pagerd.front.http import HttpApp, HttpServer, Route
+from pagerd.front.http.metrics import serve_metrics
+from pagerd.front.http.rest import Rest
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.metrics import Metrics
-from pagerd.operations.metrics_http import serve_metrics
+from pagerd.operations.open_files import client_room, raise_limit
 from pagerd.operations.reloads import ConfigRecord
 from pagerd.operations.systemd import Notifier
 from pagerd.storage.commits import Committer
@@ -35,7 +41,7 @@ from pagerd.storage.offload import Offload, in_thread
 from pagerd.storage.port import ClockMark, Storage, StoreError
 from pagerd.storage.retention import keep_history
 from pagerd.storage.sqlite.store import Store
-from pagerd.timing.clock import Clock, watch
+from pagerd.timing.clock import Clock, boot_warning, watch
 
 __all__ = ["Config", "Daemon", "StartupError", "serve"]
 
@@ -48,6 +54,7 @@ read are answered, then sends in progress finish and are recorded, in what time 
 STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up to date
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
+NAME_THREADS: Final = 8  # NSS lookups at once (each user looked up once at a time)
 
 
 class StartupError(Exception):
@@ -69,6 +76,11 @@ class Daemon:
     file_offload: Offload
     store_offload: Offload
     record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
+    http: HttpServer | None = None
+    """The HTTP front door, when it listens."""
+    http_app: HttpApp | None = None
+    tls: ssl.SSLContext | None = None
+    """The HTTP front door's TLS context for new connections (read again on reload)."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -109,6 +121,10 @@ class Daemon:
                 path, reason(exc), exc_info=log.isEnabledFor(logging.DEBUG),
             )  # fmt: skip
             return [f"cannot load {path}: {reason(exc)}"]
+        problem = peers.namespace_problem(new.access, peers.read_uid_map())
+        if problem is not None:
+            log.error("reload rejected, still running the previous config: %s", problem)
+            return [problem]
         try:
             self.apply(new)
         except Exception as exc:
@@ -131,6 +147,7 @@ class Daemon:
             if getattr(new, what) != getattr(old, what):
                 log.warning("reload: daemon.%s changed; it takes effect on restart", what)
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
+        tls = None if new.http.tls is None else tls_context(*new.http.tls)
         lanes = build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
@@ -140,6 +157,14 @@ class Daemon:
         self.server.limits = new.limits
         if new.metrics_listen != old.metrics_listen:
             log.warning("reload: metrics.listen changed; it takes effect on restart")
+        if new.http.listen != old.http.listen:
+            log.warning("reload: http.listen changed; it takes effect on restart")
+        if (tls is None) != (self.tls is None):
+            log.warning("reload: TLS turned on or off; it takes effect on restart")
+        else:
+            self.tls = tls  # new connections use the certificate as it is now
+        if self.http is not None:
+            self.http.limits = new.http.limits
         log.info(
             "reloaded config=%s services=%d added=%d removed=%d",
             new.path, len(new.services), len(added), len(removed),
@@ -183,6 +208,9 @@ async def serve(
     outbox_capacity: int = OUTBOX_CAPACITY,
     notifier: Notifier | None = None,
     activated: socket.socket | None = None,
+    names_offload: Offload | None = None,
+    activated_http: socket.socket | None = None,
+    http_routes: list[Route] | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
@@ -190,13 +218,23 @@ async def serve(
 
     `task_status.started()` is called, and systemd told READY=1, once the database is recovered
     and the socket listens. `activated` is a listening socket passed by systemd; otherwise the
-    configured path is bound. `transports` replaces some channels' transports (tests, dry runs).
+    configured path is bound; `activated_http` likewise for the HTTP front door's
+    `http.listen`. `http_routes` are served besides the built-in ones (tests). `transports`
+    replaces some channels' transports (tests, dry runs).
     """
-    clock = clock or Clock()
+    # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
+    problem = peers.namespace_problem(config.access, peers.read_uid_map())
+    if problem is not None:
+        raise StartupError(problem)
+    if clock is None:
+        clock = Clock()
+        if (warning := boot_warning()) is not None:
+            log.warning("%s", warning)
     notifier = notifier or Notifier(None, None)
     store_offload = offload or in_thread(trio.CapacityLimiter(1))
     file_offload = offload or in_thread(trio.CapacityLimiter(1))
     check_offload = offload or in_thread(trio.CapacityLimiter(1))
+    names_offload = names_offload or offload or in_thread(trio.CapacityLimiter(NAME_THREADS))
     with _exclusive(config.state_dir):
         try:
             store = await store_offload(lambda: Store.open_in(config.state_dir, check=False))
@@ -207,7 +245,16 @@ async def serve(
                 config,
                 stop,
                 _Parts(
-                    clock, store, store_offload, file_offload, check_offload, notifier, activated
+                    clock,
+                    store,
+                    store_offload,
+                    file_offload,
+                    check_offload,
+                    names_offload,
+                    notifier,
+                    activated,
+                    activated_http,
+                    http_routes or [],
                 ),
                 transports or {},
                 outbox_capacity,
@@ -225,8 +272,11 @@ class _Parts:
     store_offload: Offload
     file_offload: Offload
     check_offload: Offload  # the start-up check of the whole database, beside the first reads
+    names_offload: Offload  # the peers' user and group names (NSS), several at once
     notifier: Notifier
     activated: socket.socket | None
+    activated_http: socket.socket | None
+    http_routes: list[Route]
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -314,10 +364,20 @@ async def _run(
         store,
         parts.store_offload,
         config.access,
-        parts.file_offload,
+        # Its own threads: a slow NSS (LDAP) must not wait behind files, nor they behind it.
+        parts.names_offload,
         metrics,
         config.limits,
     )
+    providers = [c for c in config.channels.values() if c.transport not in ("log", "unconfigured")]
+    deliveries = sum(c.concurrency for c in providers)  # connections open at once, at most
+    server.client_room = client_room(raise_limit(), deliveries)
+    if config.limits.max_connections > server.client_room:
+        log.warning(
+            "daemon.max_connections is %d, but the open-file limit leaves room for %d clients: "
+            "past that they get busy (raise LimitNOFILE=)",
+            config.limits.max_connections, server.client_room,
+        )  # fmt: skip
     _gauges(metrics, services, scheduler, heartbeats, outbox, store)
     daemon = Daemon(
         services,
@@ -343,6 +403,14 @@ async def _run(
         assert parts.activated is not None
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(parts.activated))
     try:
+        http_listeners = await _http(daemon, metrics, parts)
+    except BaseException:
+        if bound is not None:
+            bound.remove()
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(listener)
+        raise
+    try:
         async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
             core.start_soon(watch, clock, lambda r: committer.commit([ClockMark(r)]), name="clock")
@@ -360,6 +428,10 @@ async def _run(
                 name="history",
             )
             await core.start(server.serve, listener)
+            if daemon.http is not None:
+                await core.start(daemon.http.serve, http_listeners)
+                addresses = [_address(each) for each in http_listeners]
+                log.info("http on %s", " ".join(addresses))
             if config.metrics_listen is not None:
                 host, port = config.metrics_listen
                 try:
@@ -386,11 +458,15 @@ async def _run(
             log.info("stopping")
             parts.notifier.stopping()
             server.drain()
+            if daemon.http is not None:
+                daemon.http.drain()
             if bound is not None:
                 bound.remove()
             stopping_since = trio.current_time()
             with trio.move_on_after(SHUTDOWN_GRACE):
                 await server.closed.wait()
+                if daemon.http is not None:
+                    await daemon.http.closed.wait()
             # A send cancelled half-way would be sent again after the restart: let those in
             # progress finish and be recorded (the committer still runs), then stop.
             with trio.move_on_at(stopping_since + STOP_TIMEOUT) as waited:
@@ -407,9 +483,62 @@ async def _run(
             bound.remove()
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             await trio.aclose_forcefully(listener)  # if the server never took it
+            for each in http_listeners:
+                await trio.aclose_forcefully(each)
             for spec in outbox.lanes().values():
                 if spec.close is not None:
                     await spec.close()
+
+
+async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.SocketListener]:
+    """The HTTP front door's listeners, and its server on `daemon`: none if `http.listen` is
+    not set and systemd passed no `http` socket."""
+    config = daemon.config
+    if parts.activated_http is not None:
+        log.info("using the http socket passed by systemd")
+        socks = [trio.socket.from_stdlib_socket(parts.activated_http)]
+        listeners = [trio.SocketListener(sock) for sock in socks]
+    elif config.http.listen:
+        listeners = []
+        try:
+            for host, port in config.http.listen:
+                listeners += await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            for listener in listeners:
+                await listener.aclose()
+            raise StartupError(f"cannot listen for http on {host}:{port}: {exc}") from None
+    else:
+        return []
+    services, store = daemon.services, daemon.store
+
+    async def ready() -> str | None:
+        try:
+            await daemon.store_offload(store.ping)
+        except StoreError as exc:
+            return f"the database does not answer: {exc}"
+        return None
+
+    routes = [*Rest(services, daemon.server.read).routes(), *parts.http_routes]
+    # The other integrations' routes join here: alertmanager (POST /v1/integrations/
+    # alertmanager and .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST
+    # /heartbeat/{service}); each a `Route` whose handler calls `front.http.submit`.
+    daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)
+    try:
+        daemon.tls = None if config.http.tls is None else tls_context(*config.http.tls)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise StartupError(f"cannot use the TLS certificate of http.tls_cert: {exc}") from None
+    daemon.http = HttpServer(
+        daemon.http_app,
+        config.http.limits,
+        lambda: daemon.tls,
+        lambda: metrics.http_requests.inc("(busy)", "503"),
+    )
+    return listeners
+
+
+def _address(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _gauges(

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -28,7 +28,7 @@ from pagerd import app
 from pagerd.config import EX_CONFIG, ConfigError, load, load_state_dir
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
-from pagerd.operations.systemd import ActivationError, Notifier, event_socket, listen_fds
+from pagerd.operations.systemd import ActivationError, Notifier, activated_sockets, listen_fds
 from pagerd.storage.sqlite.backup import SAVED_AS, BackupError, backup, restore
 from pagerd.storage.sqlite.store import database_file
 
@@ -226,7 +226,7 @@ def _settle_memory() -> None:
 async def _run(config: app.Config, progress: _Progress) -> None:
     stop = trio.Event()
     try:
-        activated = event_socket(listen_fds())
+        activated, activated_http = activated_sockets(listen_fds())
     except ActivationError as exc:
         raise app.StartupError(str(exc)) from None
     notifier = Notifier.from_environ()
@@ -242,17 +242,39 @@ async def _run(config: app.Config, progress: _Progress) -> None:
                     stop,
                     notifier=notifier,
                     activated=activated,
+                    activated_http=activated_http,
                 )
             )
             progress.started = True
             _settle_memory()
-            async for signum in signals:
-                log.info("received %s", signal.Signals(signum).name)
-                if signum == signal.SIGHUP:
-                    await daemon.reload()
-                else:
-                    stop.set()
-                    break
+            await _on_signals(signals, daemon.reload, stop)
+
+
+async def _on_signals(
+    signals: AsyncIterator[int], reload: Callable[[], Awaitable[object]], stop: trio.Event
+) -> None:
+    """SIGHUP reloads, SIGTERM and SIGINT stop. A reload runs beside the signals, so a stop
+    never waits behind one (a slow NSS or disk; it is cut short); SIGHUPs that come during a
+    reload make one more after it."""
+    wanted = trio.Event()
+
+    async def reloads() -> None:
+        nonlocal wanted
+        while True:
+            await wanted.wait()
+            wanted = trio.Event()
+            await reload()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reloads)
+        async for signum in signals:
+            log.info("received %s", signal.Signals(signum).name)
+            if signum == signal.SIGHUP:
+                wanted.set()
+            else:
+                stop.set()
+                break
+        nursery.cancel_scope.cancel()
 
 
 if __name__ == "__main__":

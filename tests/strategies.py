@@ -49,7 +49,9 @@ monitors = st.builds(
     Monitor, interval=heartbeat_intervals, due_at=st.none() | times, last_at=st.none() | times
 )
 unhealthy_states = st.builds(
-    lambda name, incident, monitor: ServiceState(name, incident.number, incident, monitor),
+    lambda name, incident, monitor: ServiceState(
+        name, incident.number, incident, heartbeat=monitor
+    ),
     service_names,
     incidents,
     st.none() | monitors,

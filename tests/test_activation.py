@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pagerd.operations.systemd import ActivationError, adopt, event_socket, listen_fds
+from pagerd.operations.systemd import (
+    ActivationError,
+    activated_sockets,
+    adopt,
+    event_socket,
+    listen_fds,
+)
 from tests.processes import CONFIG, PAGERD, pager, wait_for
 
 
@@ -139,12 +145,12 @@ def test_a_unix_socket_that_is_not_listening(tmp_path: Path) -> None:
     assert line.endswith("(named 'pagerd.socket') is not listening")
 
 
-def test_only_an_http_socket(tmp_path: Path) -> None:
+def test_only_an_http_socket_and_not_tcp(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.bind(str(tmp_path / "http.sock"))
         sock.listen()
         line = _cannot_start(_start_with_fd3(tmp_path, sock.fileno(), name="http"))
-    assert "0 sockets for events among those passed ('http')" in line
+    assert "the socket named 'http' is not a TCP socket" in line
 
 
 def test_a_good_socket_is_served(tmp_path: Path) -> None:
@@ -159,3 +165,29 @@ def test_a_good_socket_is_served(tmp_path: Path) -> None:
             proc.terminate()
             proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_the_http_socket_is_kept_for_the_front_door(
+    unix_listening: socket.socket, tmp_path: Path
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as http:
+        http.bind(("127.0.0.1", 0))
+        http.listen()
+        passed = _adopt_copies(http, unix_listening, names=["http", "pagerd.socket"])
+        events, front = activated_sockets(passed)
+        assert events is not None and front is not None
+        assert events.getsockname() == str(tmp_path / "passed.sock")
+        assert front.getsockname() == http.getsockname()
+        events.close()
+        front.close()
+        # Only the http socket passed: the event socket is bound from the config.
+        (only,) = _adopt_copies(http, names=["http"])
+        assert activated_sockets([only]) == (None, only[1])
+        only[1].close()
+
+
+def test_an_http_socket_that_is_not_tcp(unix_listening: socket.socket) -> None:
+    passed = _adopt_copies(unix_listening, names=["http"])
+    with pytest.raises(ActivationError, match="the socket named 'http' is not a TCP socket"):
+        activated_sockets(passed)
+    assert all(sock.fileno() == -1 for _, sock in passed)

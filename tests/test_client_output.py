@@ -123,7 +123,9 @@ def test_the_terminal_gets_escapes_and_json_stays_exact(
     assert json.loads(exact) == ONE
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "soon"])
+@pytest.mark.parametrize(
+    "value", ["-1", "0", "nan", "inf", "-inf", "soon", "9.3e9", "1e10", "86401"]
+)
 def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

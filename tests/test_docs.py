@@ -58,6 +58,7 @@ OTHER_PROGRAMS: Final = frozenset(
         "ruff",
         "mypy",
         "devcontainer",
+        "curl",
     }
 )
 

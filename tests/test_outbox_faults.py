@@ -171,11 +171,13 @@ async def test_a_bug_in_the_read_back_is_contained_and_the_rows_are_read_later(
     real_undelivered, real_failed = Store.undelivered, Store.failed_counts
     calls = {"undelivered": 0, "failed": 0}
 
-    def undelivered(self: Store, limit: int, channel: str | None = None) -> Any:
+    def undelivered(
+        self: Store, limit: int, channel: str | None = None, due_by: float | None = None
+    ) -> Any:
         calls["undelivered"] += 1
         if calls["undelivered"] == 1:
             raise RuntimeError("a bug in the read-back")
-        return real_undelivered(self, limit, channel)
+        return real_undelivered(self, limit, channel, due_by)
 
     def failed_counts(self: Store) -> Any:
         calls["failed"] += 1

@@ -37,7 +37,9 @@ class Database:
         self.reading = trio.Event()
 
     # Store
-    def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
+    def undelivered(
+        self, limit: int, channel: str | None = None, due_by: float | None = None
+    ) -> list[Undelivered]:
         return [
             Undelivered(n, T0, 0, None)
             for n in list(self.rows.values())[:limit]
@@ -46,6 +48,9 @@ class Database:
 
     def failed_counts(self) -> dict[tuple[str, int], int]:
         return {}
+
+    def next_retry_at(self, channel: str, after: float) -> float | None:
+        return None  # no row here has a retry time
 
     # Committer
     async def commit(self, writes: Sequence[Write]) -> None:

@@ -15,7 +15,8 @@ from typing import Any, Final
 import attrs
 import pytest
 
-from pager.domain import Incident, Monitor, Notify, ServiceState, Target
+from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target
+from pager.domain import closed as closed_state
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
     Attempt,
@@ -83,7 +84,7 @@ class Life:
         return Life(after), Transition(self.state, after, notes, at, EventRecord(op, by="bob"))
 
     def close(self, at: float) -> tuple[Life, Transition]:
-        after = attrs.evolve(self.state, incident=None)
+        after = closed_state(self.state)
         return Life(after), Transition(self.state, after, (), at, EventRecord("healthy"))
 
 
@@ -167,6 +168,22 @@ def test_a_notification_goes_from_pending_through_retrying_to_sent(storage: Stor
     assert storage.undelivered(10) == []
 
 
+def test_a_retry_not_yet_due_is_left_out_when_asked_and_its_time_is_told(
+    storage: Storage,
+) -> None:
+    opened(storage, "api", T0, note("api", 1), note("api", 1, BOB))
+    nid = note("api", 1).id
+    assert storage.next_retry_at("email", T0) is None
+    storage.write([Attempt(nid, T0 + 1, "retrying", error="busy", next_attempt_at=T0 + 5)])
+    assert [u.notify.target for u in storage.undelivered(10, due_by=T0 + 4)] == [BOB]
+    assert storage.undelivered(10, "email", due_by=T0 + 4) == []
+    due = storage.undelivered(10, due_by=T0 + 5)
+    assert [u.notify.target for u in due] == [ALICE, BOB]
+    assert storage.next_retry_at("email", T0 + 4) == T0 + 5
+    assert storage.next_retry_at("email", T0 + 5) is None
+    assert storage.next_retry_at("sms", T0) is None
+
+
 def test_a_failed_notification_is_counted_while_its_incident_is_open(storage: Storage) -> None:
     life = opened(storage, "api", T0, note("api", 1), note("api", 1, BOB))
     storage.write([Attempt(note("api", 1).id, T0 + 1, "failed", error="rejected")])
@@ -213,6 +230,23 @@ def test_history_reads_back_events_notifications_deliveries_and_the_close(
     assert decided["notification"] == note("api", 1).id and decided["target"] == str(ALICE)
     assert (delivery["outcome"], delivery["provider_id"]) == ("sent", "p-1")
     assert storage.history("api", 2) is None
+
+
+def test_history_names_the_integration_an_event_came_in_through(storage: Storage) -> None:
+    life = Life(ServiceState("api"))
+    incident = Incident(1, T0, "down", deadline=T0 + 60)
+    after = ServiceState("api", 1, incident)
+    alert = EventRecord("alert", detail="down", integration="grafana")
+    storage.write([Transition(life.state, after, (), T0, alert)])
+    ack = EventRecord("ack", by="bob", integration="ops-rest")
+    acked = attrs.evolve(after, incident=attrs.evolve(incident, acknowledged_at=T0 + 1))
+    storage.write([Transition(after, acked, (), T0 + 1, ack)])
+    history = storage.history("api", 1)
+    assert history is not None
+    assert [entry for _, entry in history.timeline] == [
+        {"event": "alert", "detail": "down", "integration": "grafana"},
+        {"event": "ack", "by": "bob", "integration": "ops-rest"},
+    ]
 
 
 # The outbox's read-back. ----------------------------------------------------------------------
@@ -286,6 +320,39 @@ def test_a_restart_loads_what_was_written(reopen: Opener) -> None:
         second.close()
 
 
+def test_what_fires_through_integrations_is_kept_until_it_resolves(reopen: Opener) -> None:
+    def firing(life: Life, at: float, *keys: str) -> tuple[Life, Transition]:
+        after = attrs.evolve(life.state, firing=frozenset(Source("prom", k) for k in keys))
+        return Life(after), Transition(life.state, after, (), at, EventRecord("alert"))
+
+    first = reopen()
+    life = opened(first, "api")
+    # Several changes of one service in one batch: what the last one left is what is kept.
+    life, a = firing(life, T0 + 1, "f1", "f2")
+    life, b = firing(life, T0 + 2, "f1", "f2", "f3")
+    life, c = firing(life, T0 + 3, "f2", "f3")
+    first.write([a, b, c])
+    first.close()
+    second = reopen()
+    try:
+        assert second.load_states() == {"api": life.state}
+        assert life.state.firing == {Source("prom", "f2"), Source("prom", "f3")}
+        life, t = life.close(T0 + 4)
+        second.write([t])
+        assert second.load_states()["api"].firing == frozenset()
+        # A new incident starts with nothing firing from before.
+        life, t = life.alert(T0 + 5)
+        life, f = firing(life, T0 + 5, "f3")
+        second.write([t, f])
+    finally:
+        second.close()
+    third = reopen()
+    try:
+        assert third.load_states() == {"api": life.state}
+    finally:
+        third.close()
+
+
 def test_a_restart_finds_the_clock_reading_recorded_last(reopen: Opener) -> None:
     first = reopen()
     reading = Reading(frame=T0, wall=T0)
@@ -333,7 +400,7 @@ def test_a_heartbeat_monitor_is_armed_moved_missed_and_disarmed(reopen: Opener) 
         assert store.load_states() == {"cron": armed}
         moved = beat(store, armed, T0 + 10, heartbeat=Monitor(60.0, T0 + 70, T0 + 10))
         missed = Incident(1, T0 + 70, "no heartbeat for 1m", heartbeat_only=True)
-        after = ServiceState("cron", 1, missed, Monitor(60.0, None, T0 + 10))
+        after = ServiceState("cron", 1, missed, heartbeat=Monitor(60.0, None, T0 + 10))
         store.write([Transition(moved, after, (note("cron", 1),), T0 + 70, EventRecord("missed"))])
     finally:
         store.close()

@@ -11,6 +11,7 @@ import os
 import pwd
 import socket
 import struct
+from pathlib import Path
 from typing import Final, Protocol
 
 import attrs
@@ -18,6 +19,9 @@ import attrs
 from pager.text import printable
 
 _UCRED: Final = struct.Struct("3i")
+UID_MAP: Final = Path("/proc/self/uid_map")
+# What a user namespace shows for a uid it does not map (the kernel's overflow uid).
+NOBODY: Final = 65534
 
 
 @attrs.frozen
@@ -83,3 +87,43 @@ class Access:
         if self.users is not None and peer.user in self.users:
             return True
         return self.groups is not None and not self.groups.isdisjoint(peer.groups)
+
+
+def unmapped_peers(uid_map: str | None) -> bool:
+    """Whether `uid_map` (the text of /proc/self/uid_map) leaves ordinary users unmapped, so
+    that `SO_PEERCRED` shows them all as 65534 (nobody): a user namespace such as systemd's
+    `PrivateUsers=yes`, which maps only root and the service's own user. Unreadable (None):
+    no /proc to ask, taken as the host's. A namespace that maps every uid up to 65533 (a
+    container's remapped range) tells its own users apart."""
+    if uid_map is None:
+        return False
+    covered = 0
+    try:
+        for line in uid_map.splitlines():
+            if not line.strip():
+                continue
+            inside, _outside, count = (int(field) for field in line.split())
+            covered += max(0, min(inside + count, NOBODY) - max(inside, 0))
+    except ValueError:
+        return False
+    return covered < NOBODY
+
+
+def read_uid_map(path: Path | None = None) -> str | None:
+    try:
+        return (path or UID_MAP).read_text()
+    except OSError:
+        return None
+
+
+def namespace_problem(access: Access, uid_map: str | None) -> str | None:
+    """Why `access` cannot work in this user namespace, or None: with users unmapped, every
+    client but root and pagerd's own user is "nobody" to the kernel's peer credentials, so
+    `allow_users` / `allow_groups` would turn away everyone they name."""
+    if not access.restricted or not unmapped_peers(uid_map):
+        return None
+    return (
+        "daemon.allow_users / allow_groups cannot work here: pagerd runs in a user namespace"
+        " that does not map its clients' uids (all would be uid 65534, nobody; systemd's"
+        " PrivateUsers=yes does this): remove PrivateUsers, or the access lists"
+    )

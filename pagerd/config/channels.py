@@ -11,7 +11,7 @@ import math
 import os
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final, TypeAlias
 
@@ -19,6 +19,7 @@ import attrs
 import httpx
 
 from pager.domain import Target
+from pager.domain import url_problem as domain_url_problem
 from pagerd.config.durations import Duration
 
 TRANSPORTS: Final[dict[str, tuple[str, ...]]] = {
@@ -167,7 +168,10 @@ _HEADER_VALUE_RE: Final = re.compile(r"[\x20-\x7e\t]*")
 
 def url_problem(url: str) -> str | None:
     """Why an http(s) URL that looks right cannot be sent to, if it cannot: its host must be a
-    valid (IDNA-encodable) name. The reason never quotes the URL, which may be a secret."""
+    valid (IDNA-encodable) name or address, its port (if given) 1 to 65535. The reason never
+    quotes the URL, which may be a secret."""
+    if (problem := domain_url_problem(url)) is not None:
+        return problem
     try:
         host = httpx.URL(url).host
         host.encode("idna")
@@ -207,6 +211,45 @@ def parse_rate(text: str) -> float:
     if rate <= 0:
         raise ValueError("a rate must be more than zero")
     return rate
+
+
+def read_secret(
+    key: str,
+    from_file: str | None,
+    credential: str | None,
+    base: Path,
+    environ: Mapping[str, str],
+    error: Callable[[str, str], None],
+) -> Secret | None:
+    """The secret `KEY_file` (a path from `base`) or `KEY_credential` (a systemd credential)
+    names, without the whitespace around it (a file's trailing newline is not part of it); None
+    if neither is given or it cannot be read, each problem told to `error(key, message)`."""
+    if from_file is not None and credential is not None:
+        error(f"{key}_file", f"give {key}_file or {key}_credential, not both")
+        return None
+    if from_file is not None:
+        path, where = base / from_file, f"{key}_file"
+    elif credential is not None:
+        folder = environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            error(
+                f"{key}_credential",
+                "$CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=, "
+                "or check with: pagerd --check --credentials DIR)",
+            )
+            return None
+        path, where = Path(folder) / credential, f"{key}_credential"
+    else:
+        return None
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        error(where, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+        return None
+    if not value:
+        error(where, f"{path} is empty")
+        return None
+    return Secret(value)
 
 
 @attrs.frozen
@@ -256,34 +299,14 @@ class _Build:
         self.errors.append(f"channels.{self.name}.{key}: {message}")
 
     def secret(self, key: str) -> Secret | None:
-        from_file = getattr(self.section, f"{key}_file")
-        credential = getattr(self.section, f"{key}_credential")
-        if from_file is not None and credential is not None:
-            self.error(f"{key}_file", f"give {key}_file or {key}_credential, not both")
-            return None
-        if from_file is not None:
-            path, where = self.base / from_file, f"{key}_file"
-        elif credential is not None:
-            folder = self.environ.get("CREDENTIALS_DIRECTORY")
-            if not folder:
-                self.error(
-                    f"{key}_credential",
-                    "$CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=, "
-                    "or check with: pagerd --check --credentials DIR)",
-                )
-                return None
-            path, where = Path(folder) / credential, f"{key}_credential"
-        else:
-            return None
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            self.error(where, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
-            return None
-        if not value:
-            self.error(where, f"{path} is empty")
-            return None
-        return Secret(value)
+        return read_secret(
+            key,
+            getattr(self.section, f"{key}_file"),
+            getattr(self.section, f"{key}_credential"),
+            self.base,
+            self.environ,
+            self.error,
+        )
 
     def required(self, *keys: str) -> None:
         for key in keys:

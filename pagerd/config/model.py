@@ -30,6 +30,7 @@ from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, i
 from pagerd.access.peers import Access
 from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
 from pagerd.config.durations import Duration, Invalid, parse_duration
+from pagerd.config.http import HttpConfig, Integration, build_http, build_integrations
 
 __all__ = [
     "EX_CONFIG",
@@ -158,6 +159,8 @@ class Config:
     limits: Limits = attrs.Factory(Limits)
     keep_history: float | None = None
     """How long a closed incident's history is kept; None (the default) keeps it for ever."""
+    http: HttpConfig = attrs.Factory(HttpConfig)
+    integrations: dict[str, Integration] = attrs.Factory(dict)
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
 
@@ -308,6 +311,11 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     services, service_errors = _services(data.pop("services", {}))
     policies, broken_policies, policy_errors = _policies(data.pop("policies", {}))
     channels, given_channels, channel_errors = _channels(data.pop("channels", {}))
+    base = path.resolve().parent
+    http, http_errors = build_http(data.pop("http", {}), base, _section, _host_port)
+    integrations, integration_errors = build_integrations(
+        data.pop("integrations", {}), base, os.environ, services, _section, _join
+    )
     errors: list[str] = []
     sections: dict[str, Any] = {}
     for key, value in data.items():
@@ -319,7 +327,8 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         errors += found
         if section is not None:
             sections[key] = section
-    errors += channel_errors + policy_errors + service_errors  # in the order a file has them
+    # In the order a file has them.
+    errors += channel_errors + policy_errors + service_errors + http_errors + integration_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
@@ -328,7 +337,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     errors += found
     if errors:
         raise ConfigError(path, errors)
-    return _build(raw, path, built)
+    return attrs.evolve(_build(raw, path, built), http=http, integrations=integrations)
 
 
 _TOP_SECTIONS: Final[dict[str, type]] = {"daemon": DaemonSection, "metrics": MetricsSection}

@@ -13,11 +13,16 @@ restart: at least once, never zero times; exactly once in every other case.
 Memory is bounded: past `capacity` notifications in hand on one channel, that channel's new ones
 stay only in the database and are read back from there (that channel's rows only) once its
 backlog has halved. Each channel on its own: one channel's backlog never holds back another's.
+Retries waiting for their time are bounded apart (`capacity` per channel, beyond that they wait
+in the database and are read back at their time, at most `SPILL_POLL` late): they never take the
+room of ready work, so a dead target's retries never hold up a new page on the same channel.
+A waiting retry whose incident is acknowledged or closed leaves at once (see `reconsider`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import traceback
 from collections import Counter, deque
@@ -47,6 +52,8 @@ MAX_PROVIDER_ID: Final = 200
 MAX_TRACEBACK: Final = 8000
 # Beyond the transport's own timeout: a send that still has not returned is abandoned as failed.
 SEND_GRACE: Final = 5.0
+# Retries kept only in the database (past the bound) are looked for at most this often.
+SPILL_POLL: Final = 1.0
 
 
 @attrs.define
@@ -55,6 +62,15 @@ class _Pending:
     decided_at: float
     attempts: int = 0
     settled: bool = False  # sent or failed for good: never to be tried again
+    waiting: _Waiting | None = None  # its entry in the retry heap while it waits there
+
+
+@attrs.define(eq=False)
+class _Waiting:
+    """One retry heap entry; moved out early (`reconsider`), it stays behind, dead."""
+
+    pending: _Pending
+    live: bool = True
 
 
 @attrs.frozen
@@ -119,9 +135,15 @@ class Outbox:
         self._stopping = False
         self._sending = 0  # attempts between taking a notification and recording its outcome
         self._idle = trio.Event()
-        self._later: Timers[_Pending] = Timers(clock)  # retries, waiting for their time
+        self._later: Timers[_Waiting] = Timers(clock)  # retries, waiting for their time
+        self._dead = 0  # entries of `_later` moved out early
         self._known: set[str] = set()  # in hand (ready, sending or waiting): never taken twice
-        self._in_hand: Counter[str] = Counter()  # of `_known`, by channel
+        self._in_hand: Counter[str] = Counter()  # of `_known` ready or sending, by channel
+        self._waiting: Counter[str] = Counter()  # of `_known` waiting in `_later`, by channel
+        self._waiting_of: dict[str, dict[str, _Pending]] = {}  # by service, then id
+        # Channels with retries only in the database (past the bound), and when to look for
+        # them: at start, every one (retries recorded before the restart).
+        self._spilled: dict[str, float] = dict.fromkeys(self._lanes, -math.inf)
         # Channels with undelivered rows only in the database: at start, every one.
         self._in_database_only: set[str] = set(self._lanes)
         self._reading = False
@@ -153,6 +175,27 @@ class Outbox:
         await self._finish(pending, "cancelled", None, reason)
         return True
 
+    def reconsider(self, services: Iterable[str]) -> None:
+        """After a commit: the waiting retries of `services` that their incident no longer wants
+        (acknowledged, closed) leave now, recorded as cancelled, not at their retry time."""
+        if self._state_of is None:
+            return
+        for service in services:
+            waiting = self._waiting_of.get(service)
+            if not waiting:
+                continue
+            state = self._state_of(service)
+            for pending in [p for p in waiting.values() if cancelled_by(state, p.notify)]:
+                self._unwait(pending)
+                channel = pending.notify.target.channel
+                self._in_hand[channel] += 1
+                lane = self._lanes[channel]
+                lane.ready.appendleft(pending)  # a cancellation only: no send, no wait
+                lane.waiting.unpark()
+        if self._dead > len(self._later) // 2 + 64:
+            self._later.keep(lambda entry: entry.live)
+            self._dead = 0
+
     def failed_deliveries(self, service: str, incident: int) -> int:
         return self._failed[(service, incident)]
 
@@ -160,7 +203,7 @@ class Outbox:
         return OutboxStatistics(
             in_hand=len(self._known),
             ready=sum(len(lane.ready) for lane in self._lanes.values()),
-            retrying=len(self._later),
+            retrying=sum(self._waiting.values()),
             sent=self._sent,
             retried=self._retried,
             failed=self._failed_total,
@@ -305,6 +348,10 @@ class Outbox:
         if n.id in self._known:
             return
         channel = n.target.channel
+        if due is not None and due > self._clock.now():
+            self._known.add(n.id)
+            self._wait(pending, due)
+            return
         if self._in_hand[channel] >= self._capacity:
             # Per channel: one channel's backlog must not push another's pages to the database,
             # where they would wait behind it (a level-2 SMS 12 s late behind a storm of email).
@@ -312,10 +359,37 @@ class Outbox:
             return
         self._known.add(n.id)
         self._in_hand[channel] += 1
-        if due is not None and due > self._clock.now():
-            self._later.push(due, pending)
-        else:
-            self._ready(pending)
+        self._ready(pending)
+
+    def _wait(self, pending: _Pending, due: float) -> None:
+        """Into the retry heap (`pending` is known, not counted in hand): or, past the bound,
+        only in the database, where its retry time is recorded, read back then."""
+        n = pending.notify
+        channel = n.target.channel
+        if self._waiting[channel] >= self._capacity:
+            self._known.discard(n.id)
+            self._spilled[channel] = min(self._spilled.get(channel, math.inf), due)
+            self._read_back_wanted.set()  # to wake at its time
+            return
+        self._waiting[channel] += 1
+        entry = _Waiting(pending)
+        pending.waiting = entry
+        self._waiting_of.setdefault(n.service, {})[n.id] = pending
+        self._later.push(due, entry)
+
+    def _unwait(self, pending: _Pending) -> None:
+        """Out of the retry heap's count (its entry, if still in the heap, is left dead)."""
+        n = pending.notify
+        assert pending.waiting is not None
+        if pending.waiting.live:
+            pending.waiting.live = False
+            self._dead += 1
+        pending.waiting = None
+        self._waiting[n.target.channel] -= 1
+        of_service = self._waiting_of[n.service]
+        del of_service[n.id]
+        if not of_service:
+            del self._waiting_of[n.service]
 
     def _ready(self, pending: _Pending) -> None:
         lane = self._lanes[pending.notify.target.channel]
@@ -349,8 +423,9 @@ class Outbox:
                     self._contain("worker")
                     if pending.settled:
                         self._forget(pending.notify)
-                    else:
-                        self._later.push(self._clock.now() + RECORD_RETRY_MAX, pending)
+                    elif pending.waiting is None:
+                        self._in_hand[pending.notify.target.channel] -= 1
+                        self._wait(pending, self._clock.now() + RECORD_RETRY_MAX)
                 finally:
                     self._sending -= 1
                     if self._sending == 0:
@@ -418,7 +493,11 @@ class Outbox:
         self._retried += 1
         self._metrics.notifications.inc(channel.name, "retrying")
         pending.attempts = attempts
-        self._later.push(due, pending)
+        # No longer ready work: it waits apart, and its room goes to what is ready.
+        self._in_hand[channel.name] -= 1
+        self._wait(pending, due)
+        if self._read_back_due():
+            self._read_back_wanted.set()
 
     def _backoff(self, channel: Channel, attempts: int, error: DeliveryError) -> float:
         ceiling = backoff_ceiling(channel.retry_initial, channel.retry_max, attempts)
@@ -463,8 +542,11 @@ class Outbox:
             self._read_back_wanted.set()
 
     def _read_back_due(self) -> list[str]:
-        """The channels whose rows wait in the database and that have room for them."""
-        return [c for c in self._in_database_only if self._in_hand[c] <= self._capacity // 2]
+        """The channels whose rows wait in the database and that have room for them: new
+        rows, or retries kept only there whose time has come."""
+        now = self._clock.now()
+        wanted = self._in_database_only | {c for c, t in self._spilled.items() if t <= now}
+        return [c for c in wanted if self._in_hand[c] <= self._capacity // 2]
 
     async def _record(self, attempt: Attempt) -> None:
         # The send already happened: retry only the record, or a failing disk would send twice.
@@ -501,12 +583,20 @@ class Outbox:
         while True:
             now = self._clock.now()
             while self._later.due(now) is not None:
-                pending = self._later.pop()
+                entry = self._later.pop()
+                if not entry.live:
+                    self._dead -= 1
+                    continue
+                pending = entry.pending
+                self._unwait(pending)
+                self._in_hand[pending.notify.target.channel] += 1
                 try:
                     self._ready(pending)
                 except Exception:
+                    # Left to the database, read back from there (never lost in memory).
                     self._contain("retries")
-                    self._later.push(now + RECORD_RETRY_MAX, pending)
+                    self._forget(pending.notify)
+                    self._in_database_only.add(pending.notify.target.channel)
             await self._later.wait()
 
     # Reading back what is only in the database. ------------------------------------------
@@ -530,7 +620,10 @@ class Outbox:
                     delay = min(delay * 2, RECORD_RETRY_MAX)
             else:
                 self._read_back_wanted = trio.Event()
-                await self._read_back_wanted.wait()
+                wake = min(self._spilled.values(), default=math.inf)
+                deadline = self._clock.trio_deadline(wake) if wake < math.inf else math.inf
+                with trio.move_on_at(deadline):
+                    await self._read_back_wanted.wait()
 
     async def _read_back(self, channel: str) -> None:
         # The channel's oldest `capacity` undelivered rows: those in hand are skipped by `_take`,
@@ -539,16 +632,29 @@ class Outbox:
         # still undelivered: such rows are remembered and skipped rather than sent twice.
         # The channel is marked read before the query: a row refused while it runs (committed
         # after its snapshot) marks it again, rather than being left in the database unseen.
+        # Only rows due now: a retry waiting for its time is read back at that time (and
+        # those kept in memory are not read at all), so they never crowd out new rows.
         self._reading = True
         self._finished_while_reading.clear()
         self._in_database_only.discard(channel)
+        spilled = self._spilled.pop(channel, None)
         limit = self._capacity
+        now = self._clock.now()
         try:
             rows: list[Undelivered] = await self._offload(
-                lambda: self._store.undelivered(limit, channel)
+                lambda: self._store.undelivered(limit, channel, due_by=now)
             )
+            if spilled is not None:
+                # When to look again: the earliest later retry in the database (it may be
+                # one in memory too; hence at most every `SPILL_POLL`).
+                later = await self._offload(lambda: self._store.next_retry_at(channel, now))
+                if later is not None:
+                    at = max(later, now + SPILL_POLL)
+                    self._spilled[channel] = min(at, self._spilled.get(channel, math.inf))
         except BaseException:
             self._in_database_only.add(channel)
+            if spilled is not None:
+                self._spilled[channel] = min(spilled, self._spilled.get(channel, math.inf))
             raise
         finally:
             self._reading = False
@@ -576,12 +682,13 @@ def cancelled_by(state: ServiceState, n: Notify) -> str | None:
     is on it) or closed. Checked before every attempt, the first and each retry, also after a
     restart; a page already sent is not recalled, a page cancelled is never sent.
 
-    A notification of an incident newer than any `state` knows is wanted: its row is committed,
-    and the actor that committed it has not yet set the state it decided (the outbox's read-back
-    found the row in between). At start, a heartbeat missed while pagerd was down opens an
-    incident at once, while the outbox reads its backlog: its first page was cancelled so."""
+    A notification of an incident newer than `state` knows is wanted: it is committed, and the
+    service's state in memory is set only once its actor resumes after the commit. The outbox
+    can take it before then, read back from the database (at start, or when a channel's backlog
+    overflowed to it), and it used to be cancelled as `incident closed`: a page lost (a heartbeat
+    missed while pagerd was down opens an incident at start, while the outbox reads its backlog)."""
     incident = state.incident
-    if n.incident > state.last_incident:
+    if state.last_incident < n.incident:
         return None
     if incident is None or incident.number != n.incident:
         return "incident closed"

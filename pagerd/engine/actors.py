@@ -38,8 +38,11 @@ from pager.domain import (
     HeartbeatMissed,
     Notify,
     Rejected,
+    Resolve,
     ServiceState,
+    Source,
     Timeout,
+    closed,
     decide,
     incident_id,
     missed_message,
@@ -86,6 +89,7 @@ class Envelope:
     event: Event | Removed
     reply: Reply | None
     peer: Peer | None = None
+    integration: str | None = None  # the HTTP integration it came through, by name
 
 
 @attrs.frozen
@@ -128,6 +132,11 @@ class Services:
     ) -> None:
         self.config = config
         self._states = states
+        # Which service each source fires for: where an acknowledge or resolve that names no
+        # service goes (`firing_service`), without a walk over every service.
+        self._firing: dict[Source, str] = {
+            source: state.name for state in states.values() for source in state.firing
+        }
         self._committer = committer
         self._scheduler = scheduler
         # The heartbeat deadlines: a second scheduler, whose misses come to `offer` too.
@@ -148,6 +157,18 @@ class Services:
     def state(self, name: str) -> ServiceState:
         """The last committed state of `name`."""
         return self._states.get(name) or ServiceState(name)
+
+    def firing_service(self, source: Source) -> str | None:
+        """The service that has `source` firing (committed), if any: where an Events v2
+        acknowledge or resolve goes when it names no service, only its dedup_key."""
+        return self._firing.get(source)
+
+    def _index_firing(self, service: str, was: frozenset[Source], now: frozenset[Source]) -> None:
+        for source in was - now:
+            if self._firing.get(source) == service:
+                del self._firing[source]
+        for source in now - was:
+            self._firing[source] = service
 
     def status(self, state: ServiceState) -> dict[str, Any]:
         """`state` as a status object, with its open incident's failed deliveries counted."""
@@ -384,10 +405,10 @@ class Services:
                         envelope.reply.set(unknown_service(service), "unknown_service")
                 state = self.state(service)
                 if state.incident is not None or state.heartbeat is not None:
-                    closed = attrs.evolve(state, incident=None, heartbeat=None)
+                    after = attrs.evolve(closed(state), heartbeat=None)
                     record = EventRecord("removed", REMOVED) if state.incident is not None else None
                     decided[service] = _Decided(
-                        [Transition(state, closed, (), now, record)], [], closed
+                        [Transition(state, after, (), now, record)], [], after
                     )
                 continue
             try:
@@ -424,7 +445,11 @@ class Services:
                 self._refused(decided, exc)
                 return
             for service, d in decided.items():
+                before = self._states.get(service)
                 self._states[service] = d.state
+                was = frozenset() if before is None else before.firing
+                if was is not d.state.firing:  # mostly both the one empty frozenset
+                    self._index_firing(service, was, d.state.firing)
             for t in transitions:
                 _log_transition(t)
                 if _deadline(t.after) != _deadline(t.before):
@@ -434,6 +459,8 @@ class Services:
                     if t.event is not None and t.event.op == "heartbeat_missed":
                         self._metrics.heartbeats_missed.inc()
             self._outbox.add(_notifications(transitions))
+            # An acknowledgement or a close: that incident's waiting retries leave now.
+            self._outbox.reconsider(decided)
         for service in decided:
             batch = batches[service]
             if any(isinstance(envelope.event, _DUE) for envelope in batch):  # rarely
@@ -498,9 +525,9 @@ class Services:
 
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
     """The event as the incident's history keeps it; None if it concerns no incident."""
-    event, peer = envelope.event, envelope.peer
+    event, peer, via = envelope.event, envelope.peer, envelope.integration
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
-        return _heartbeat_record(event, peer, before, after)
+        return _heartbeat_record(event, peer, via, before, after)
     if isinstance(event, Timeout):
         incident = after.incident
         if after == before or incident is None:
@@ -511,14 +538,31 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if before.incident is None and after.incident is None:
         return None
     if isinstance(event, Alert):
-        return EventRecord("alert", event.message or None, None, peer)
+        if event.source is not None and before.firing == after.firing:
+            return None  # a repeat of an alert still firing: nothing happened
+        return EventRecord("alert", event.message or None, None, peer, via)
     if isinstance(event, Ack):
-        return EventRecord("ack", None, event.by, peer)
-    return EventRecord("healthy", None, None, peer)
+        if event.source is not None and before.incident == after.incident:
+            return None  # an integration's ack of what is acked already, or not firing
+        return EventRecord("ack", None, event.by, peer, via)
+    if isinstance(event, Resolve):
+        if before == after:
+            return None
+        # The incident's history says which alert resolved, and how many are left.
+        left = len(after.firing)
+        detail = f"{event.source.integration}: {event.source.key} resolved"
+        return EventRecord(
+            "resolve", detail + (f", {left} still firing" if left else ""), None, peer, via
+        )
+    return EventRecord("healthy", None, None, peer, via)
 
 
 def _heartbeat_record(
-    event: Heartbeat | HeartbeatMissed, peer: Peer | None, before: ServiceState, after: ServiceState
+    event: Heartbeat | HeartbeatMissed,
+    peer: Peer | None,
+    via: str | None,
+    before: ServiceState,
+    after: ServiceState,
 ) -> EventRecord | None:
     """A check-in or a miss as the history keeps it: only when it changes the incident's story
     (a miss; a check-in that ends one), never each check-in of a healthy service."""
@@ -532,7 +576,7 @@ def _heartbeat_record(
     if before.incident is None:
         return None
     detail = "heartbeat restored" if after.incident is None else "heartbeat restored; still open"
-    return EventRecord("heartbeat", detail, event.by, peer)
+    return EventRecord("heartbeat", detail, event.by, peer, via)
 
 
 def _fail(batch: list[Envelope]) -> None:

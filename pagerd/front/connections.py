@@ -23,7 +23,16 @@ class Connection:
     """One connection's cancel scopes, and its waits: on its client's next bytes, and on its
     client taking replies."""
 
-    __slots__ = ("line_waited", "reading", "receiving_since", "scope", "writing_since")
+    __slots__ = (
+        "asked_at",
+        "line_waited",
+        "reading",
+        "receiving_since",
+        "routing",
+        "scope",
+        "stopped",
+        "writing_since",
+    )
 
     def __init__(self) -> None:
         self.reading = trio.CancelScope()  # cancelled when idle: replies already due still go out
@@ -34,6 +43,23 @@ class Connection:
         # no line is begun. Time the reader spends not reading (its replies are not taken yet) is
         # not the client's, so it does not count.
         self.line_waited: float | None = None
+        # Between routing events and queueing their replies the reader must not be cancelled:
+        # the events would be decided and their replies never sent. `stop` waits for that.
+        self.routing = False
+        self.stopped = False
+        # When it opened or last sent a valid request: a bad or empty line is no request, and
+        # does not keep its slot from a client that needs one (`Connections.make_room`).
+        self.asked_at = trio.current_time()
+
+    def requested(self) -> None:
+        self.asked_at = trio.current_time()
+
+    def stop(self) -> None:
+        """Stop reading (a clean stop, a revoked peer): now, unless the reader is routing
+        events and queueing their replies; then once it has (it checks `stopped`)."""
+        self.stopped = True
+        if not self.routing:
+            self.reading.cancel()
 
     def received(self) -> None:
         if self.line_waited is not None and self.receiving_since is not None:
@@ -105,8 +131,10 @@ class Connections:
         self._open.discard(connection)
 
     def make_room(self) -> bool:
-        """At `max_connections`: stop reading the connection that has waited longest for its
-        client's next request, if that is over `request_timeout`; whether one was.
+        """At `max_connections`: stop reading the connection, among those waiting for their
+        client's bytes, whose last valid request (or opening) is oldest, if that is over
+        `request_timeout`; whether one was. Bad or empty lines are no requests: four clients
+        sending a newline every 2 s held every slot.
 
         Otherwise connections that merely sit idle (opened, or between requests) would hold every
         slot for `idle_timeout` and lock the monitoring hooks out, as tricklers did before
@@ -115,9 +143,9 @@ class Connections:
         the way an idle one is (its replies due go out first), so for that moment there is one
         connection more than the limit."""
         waits = [
-            (since, c)
+            (c.asked_at, c)
             for c in self._open
-            if (since := c.receiving_since) is not None and c.line_waited is None
+            if c.receiving_since is not None and c.line_waited is None
         ]
         if not waits:
             return False

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import attrs
 import trio
 
 from pager import __version__
@@ -35,7 +37,9 @@ from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
 from pagerd.front.connections import Connection, Connections
+from pagerd.front.names import Names
 from pagerd.front.replies import Reply, ReplyQueue
+from pagerd.operations.accepting import serve_listeners
 from pagerd.operations.metrics import Metrics
 from pagerd.operations.reloads import ConfigRecord
 from pagerd.storage.offload import Offload
@@ -69,6 +73,7 @@ class Server:
         self._store_offload = store_offload
         self.access = access
         self._resolve_offload = resolve_offload
+        self._names = Names(resolve_offload)
         self._metrics = metrics
         self._render_metrics = metrics.render
         self._limits = limits
@@ -77,6 +82,10 @@ class Server:
         self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
         self.reload: Callable[[], Awaitable[list[str]]] | None = None  # the `reload` op
+        # At most this many clients, whatever `max_connections` says: what the open-file limit
+        # leaves them (the composition root sets it), so that they cannot take the files that
+        # deliveries and the database need.
+        self.client_room = sys.maxsize
         self._accepting = trio.CancelScope()
         self._draining = False
         self.closed = trio.Event()
@@ -84,6 +93,10 @@ class Server:
     @property
     def connections(self) -> int:
         return len(self._connections)
+
+    @property
+    def max_connections(self) -> int:
+        return min(self._limits.max_connections, self.client_room)
 
     @property
     def limits(self) -> Limits:
@@ -104,11 +117,13 @@ class Server:
         """Accept until `drain()`, then return once every connection has finished."""
         async with trio.open_nursery() as server:
             server.start_soon(self._connections.run, name="connection timeouts")
+            server.start_soon(self._names.run, name="peer names")
             async with trio.open_nursery() as connections:
                 with self._accepting:
-                    await trio.serve_listeners(
+                    await serve_listeners(
                         self._handle,
                         [listener],
+                        what="socket",
                         handler_nursery=connections,
                         task_status=task_status,
                     )
@@ -120,15 +135,15 @@ class Server:
         self._draining = True
         self._accepting.cancel()
         for connection in self._connections:
-            connection.reading.cancel()
+            connection.stop()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        if self.connections >= self.limits.max_connections and not self._connections.make_room():
+        if self.connections >= self.max_connections and not self._connections.make_room():
             await self._busy(stream)
             return
         connection = self._connections.open()
         if self._draining:
-            connection.reading.cancel()
+            connection.stop()
         replies = ReplyQueue(MAX_PENDING, self._metrics.events.inc)
         try:
             with connection.scope:
@@ -165,24 +180,28 @@ class Server:
             return 0
         with_groups = access.groups is not None
         open_now = list(self._peers.items())
-        peers = await self._resolve_offload(
-            lambda: [resolve(peer, with_groups) for _, peer in open_now]
+        # Each user once, however many connections it has: NSS may be slow (LDAP).
+        users = {(peer.uid, peer.gid): peer for _, peer in open_now}
+        found = await self._resolve_offload(
+            lambda: {key: resolve(peer, with_groups) for key, peer in users.items()}
         )
         revoked = 0
-        for (connection, _), peer in zip(open_now, peers, strict=True):
+        for connection, old in open_now:
+            names = found[(old.uid, old.gid)]
+            peer = attrs.evolve(old, user=names.user, groups=names.groups)  # its own pid
             if connection in self._peers and not access.allows(peer):
                 log.warning(
                     "access revoked by reload: closing the connection of %s", peer.describe()
                 )
                 self._revoked.add(connection)
-                connection.reading.cancel()
+                connection.stop()
                 revoked += 1
         return revoked
 
     async def _busy(self, stream: trio.SocketStream) -> None:
         """Too many connections: say so at once and close; the ones already open go on."""
         self._metrics.events.inc("refused", "busy")
-        message = f"too many connections (limit {self.limits.max_connections}); try again"
+        message = f"too many connections (limit {self.max_connections}); try again"
         async with stream:
             with trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
                 await stream.send_all(error_reply("busy", message))
@@ -193,12 +212,10 @@ class Server:
         except OSError as exc:
             log.warning("cannot read the peer's credentials: %s", exc)
             return None
-        with_groups = self.access.groups is not None
-        try:
-            return await self._resolve_offload(lambda: resolve(peer, with_groups))
-        except Exception as exc:  # NSS failing (LDAP down...) must not end the server
-            log.warning("cannot look up the user of %s: %s", peer.describe(), exc)
-            return peer  # no names: only the uid rules (root, pagerd's own) can let it in
+        access = self.access
+        # root and pagerd's own user are let in by uid: their decision waits for no name.
+        restricted = access.restricted and peer.uid not in (0, access.own_uid)
+        return await self._names.of(peer, access.groups is not None, restricted)
 
     async def _refuse(
         self,
@@ -240,28 +257,33 @@ class Server:
             # a connection holds at most twice MAX_PENDING requests: queued, and being routed.
             events: list[tuple[str, Envelope]] = []
             answers: list[Reply] = []
+            valid = False  # a request read: only that keeps the slot (see `make_room`)
             while (end := buffer.find(b"\n", start)) >= 0:
                 line = bytes(buffer[start:end])
                 start = end + 1
                 if len(line) > MAX_LINE:
                     answers.append(_too_large())
-                    await self._queue(events, answers, replies)
+                    await self._queue(events, answers, replies, connection)
                     return
                 taken = self._take(line.removesuffix(b"\r"), peer, events)
+                if isinstance(taken, Request) or taken.op != "invalid":
+                    valid = True
                 if isinstance(taken, Request):
                     # Its reply comes after those of the events before it, and so must what it
                     # says: it is served once they are decided and committed.
-                    await self._queue(events, answers, replies)
+                    await self._queue(events, answers, replies, connection)
                     events, answers = [], []
                     await replies.wait_settled()
                     taken = await self._request(taken, peer)
                 answers.append(taken)
                 if len(answers) == MAX_PENDING:
-                    await self._queue(events, answers, replies)
+                    await self._queue(events, answers, replies, connection)
                     events, answers = [], []
             del buffer[:start]
+            if valid:
+                connection.requested()
             connection.line(begun=bool(buffer), ended=start > 0)
-            await self._queue(events, answers, replies)
+            await self._queue(events, answers, replies, connection)
             if len(buffer) > MAX_LINE:
                 await replies.put(_too_large())
                 return
@@ -283,11 +305,25 @@ class Server:
         events: list[tuple[str, Envelope]],
         answers: list[Reply],
         replies: ReplyQueue,
+        connection: Connection,
     ) -> None:
-        """Route `events`, then queue `answers` in order, waiting while the queue is full."""
-        await self._services.route(events)
-        for reply in answers:
-            await replies.put(reply)
+        """Route `events`, then queue `answers` in order, waiting while the queue is full.
+
+        Not cut in between by a stop or a revocation (`Connection.stop`): an event routed is
+        decided, and its reply must be sent (they were lost: 10,756 replies for 10,996 alerts).
+        A connection stopped before is not routed at all; one stopped meanwhile, after."""
+        if connection.stopped:
+            connection.reading.cancel()
+            await trio.lowlevel.checkpoint()
+        connection.routing = True
+        try:
+            await self._services.route(events)
+            for reply in answers:
+                await replies.put(reply)
+        finally:
+            connection.routing = False
+            if connection.stopped:
+                connection.reading.cancel()
 
     async def _write_replies(
         self, stream: trio.SocketStream, replies: ReplyQueue, connection: Connection
@@ -322,10 +358,15 @@ class Server:
         if service not in self._services.config.services:
             return _done(op, unknown_service(service), "unknown_service")
         reply = Reply(op)
-        events.append((service, Envelope(_event(request), reply, peer)))
+        events.append((service, Envelope(event_of(request), reply, peer)))
         return reply
 
-    async def _request(self, request: Request, peer: Peer) -> Reply:
+    async def read(self, request: Request) -> bytes:
+        """The reply line of a read (`status`, `history`, `ping`), served as the socket serves
+        it: for the HTTP front, whose requests have no peer (and so may not `reload`)."""
+        return (await self._request(request, None)).line
+
+    async def _request(self, request: Request, peer: Peer | None) -> Reply:
         try:
             if request.op == "reload":
                 return _done("reload", *await self._reload(peer))
@@ -371,11 +412,11 @@ class Server:
         record = self.config_record
         return {} if record is None else {"config": record.describe()}
 
-    async def _reload(self, peer: Peer) -> tuple[bytes, str]:
+    async def _reload(self, peer: Peer | None) -> tuple[bytes, str]:
         """What SIGHUP does, for whoever may send SIGHUP: root and pagerd's own user (the file
         is theirs to change; a monitoring account that may page has no say in which version of
         it runs)."""
-        if peer.uid not in (0, self.access.own_uid):
+        if peer is None or peer.uid not in (0, self.access.own_uid):
             message = "reload is for root and pagerd's own user, as SIGHUP is"
             return error_reply("forbidden", message), "forbidden"
         if self.reload is None:
@@ -450,7 +491,8 @@ def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
     }
 
 
-def _event(request: Request) -> Event:
+def event_of(request: Request) -> Event:
+    """The event an `alert`, `ack` or `healthy` request is (the HTTP front's REST too)."""
     if request.op == "alert":
         return Alert(request.message or "")
     if request.op == "ack":

@@ -116,6 +116,16 @@ class Metrics:
             "Unexpected errors in delivery's own tasks (a bug), contained and retried, by task.",
             ("task",),
         )
+        self.http_requests = Counter(
+            "pagerd_http_requests_total",
+            "HTTP requests answered, by route (its pattern, never a key) and status code.",
+            ("route", "code"),
+        )
+        self.http_auth_failures = Counter(
+            "pagerd_http_auth_failures_total",
+            "HTTP requests refused for a missing or wrong key, by the integration type asked for.",
+            ("integration_type",),
+        )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -135,6 +145,8 @@ class Metrics:
             self.pruned,
             self.heartbeats_missed,
             self.outbox_errors,
+            self.http_requests,
+            self.http_auth_failures,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -88,8 +88,8 @@ class ActivationError(Exception):
 
 
 RESERVED_NAMES: Final = frozenset({"http"})
-"""Names of passed sockets that are not the event socket: `http` is kept for the HTTP front door
-to come. The event socket is the one with any other name (the shipped `pagerd.socket` leaves
+"""Names of passed sockets that are not the event socket: `http` is the HTTP front door's (a TCP
+socket). The event socket is the one with any other name (the shipped `pagerd.socket` leaves
 systemd's default, the unit's name, `pagerd.socket`)."""
 
 
@@ -177,3 +177,27 @@ def event_socket(passed: Sequence[tuple[str, socket.socket]]) -> socket.socket |
             log.warning("socket activation: not using the socket named %r (not yet served)", other)
             sock.close()
     return chosen
+
+
+def activated_sockets(
+    passed: Sequence[tuple[str, socket.socket]],
+) -> tuple[socket.socket | None, socket.socket | None]:
+    """(the event socket, the HTTP front door's) among those systemd passed; None for one not
+    passed (the configured address is bound instead)."""
+    http = [sock for name, sock in passed if name == "http"]
+    others = [(name, sock) for name, sock in passed if name != "http"]
+    try:
+        if len(http) > 1:
+            raise ActivationError(
+                f"socket activation: {len(http)} sockets named 'http'; one at most"
+            )
+        if http and http[0].family not in (socket.AF_INET, socket.AF_INET6):
+            raise ActivationError(
+                "socket activation: the socket named 'http' is not a TCP socket "
+                "(ListenStream=127.0.0.1:8080, FileDescriptorName=http)"
+            )
+    except ActivationError:
+        for _, sock in passed:
+            sock.close()
+        raise
+    return event_socket(others), (http[0] if http else None)

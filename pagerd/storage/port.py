@@ -24,12 +24,14 @@ from pagerd.timing.clock import Reading
 
 @attrs.frozen
 class EventRecord:
-    """An event as the incident's history keeps it: what, when, and who sent it."""
+    """An event as the incident's history keeps it: what, when, and who sent it (the socket's
+    `peer`, or the HTTP `integration` it came in through, by its name)."""
 
     op: str
     detail: str | None = None
     by: str | None = None
     peer: Peer | None = None
+    integration: str | None = None
 
 
 @attrs.frozen
@@ -179,9 +181,17 @@ class Storage(Protocol):
         how far they moved."""
         ...
 
-    def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
+    def undelivered(
+        self, limit: int, channel: str | None = None, due_by: float | None = None
+    ) -> list[Undelivered]:
         """Up to `limit` notifications pending or retrying, in the order they were decided; of
-        one channel only if `channel` is given."""
+        one channel only if `channel` is given; only those whose next attempt is due by
+        `due_by` (no retry time, or not later) if it is given."""
+        ...
+
+    def next_retry_at(self, channel: str, after: float) -> float | None:
+        """The earliest retry time later than `after` of the channel's undelivered rows, None
+        if none: when the outbox next reads back retries it did not keep in memory."""
         ...
 
     def undelivered_elsewhere(

@@ -68,6 +68,18 @@ def system_boot() -> tuple[str, float] | None:
         return None
 
 
+def boot_warning(boot: Callable[[], tuple[str, float] | None] = system_boot) -> str | None:
+    """What to log at start if the boot clock cannot be read (no /proc/sys: systemd's
+    `ProcSubset=pid` hides it): a restart then measures the time it was down by the wall clock,
+    and a wall clock stepped while pagerd was stopped moves every stored deadline."""
+    if boot() is not None:
+        return None
+    return (
+        f"cannot read {BOOT_ID} (is /proc/sys hidden, e.g. by systemd's ProcSubset=pid?):"
+        " restarts will trust the wall clock for the time pagerd was down"
+    )
+
+
 class Clock:
     def __init__(
         self,

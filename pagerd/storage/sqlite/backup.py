@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import itertools
 import os
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -53,17 +52,7 @@ def backup(database: Path, dest: Path, *, force: bool = False) -> Backup:
     try:
         # It holds addresses and webhook URLs: readable by its owner alone, like the original.
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            target = sqlite3.connect(temporary)
-            try:
-                source.backup(target)  # one step: one snapshot, whatever commits meanwhile
-                version = target.execute("PRAGMA user_version").fetchone()[0]
-                check = target.execute("PRAGMA quick_check").fetchone()[0]
-            finally:
-                target.close()
-        finally:
-            source.close()
+        version, check, _ = _snapshot(database, temporary)
         if check != "ok":
             raise BackupError(f"the copy does not pass SQLite's check: {check}")
         _fsync(temporary)
@@ -81,6 +70,25 @@ def backup(database: Path, dest: Path, *, force: bool = False) -> Backup:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+def _snapshot(source: Path, dest: Path) -> tuple[int, str, set[str]]:
+    """Copy the database at `source` into `dest` with SQLite's online backup: one consistent
+    snapshot, whatever commits meanwhile, and the commits still in `source`'s WAL included. What
+    the copy holds: its schema version, its quick_check, its tables."""
+    conn = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        target = sqlite3.connect(dest)
+        try:
+            conn.backup(target)  # one step
+            version = int(target.execute("PRAGMA user_version").fetchone()[0])
+            check = str(target.execute("PRAGMA quick_check").fetchone()[0])
+            tables = {str(r[0]) for r in target.execute("SELECT name FROM sqlite_master")}
+        finally:
+            target.close()
+    finally:
+        conn.close()
+    return version, check, tables
 
 
 def _fsync(path: Path) -> None:
@@ -105,10 +113,15 @@ def restore(backup_file: Path, database: Path) -> Restored:
     SQLite replays that log, the replaced database's, onto the restored file. Here the database
     being replaced is first saved (a consistent copy, WAL included, as
     `pager.db.before-restore.TIMESTAMP`, never over an earlier one), its WAL and shared-memory
-    files are removed, and the checked copy of the backup takes its name. The state folder's
-    lock is held throughout: a running pagerd makes this refuse.
+    files are removed, and a copy of the backup, taken through SQLite (the backup's own `-wal`
+    included, if one is beside it) and checked, takes its name. The state folder's lock is held
+    throughout: a running pagerd makes this refuse, and so does the database itself as BACKUP.
     """
-    version = _check_backup(backup_file)
+    _check_backup(backup_file)
+    if _same_file(backup_file, database):
+        raise BackupError(
+            f"{backup_file} is the database it would replace: restore a copy `pagerd backup` made"
+        )
     state = database.parent
     try:
         state.mkdir(parents=True, exist_ok=True)
@@ -125,21 +138,24 @@ def restore(backup_file: Path, database: Path) -> Restored:
         if database.exists():
             saved = _save(database)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        with open(backup_file, "rb") as source, open(temporary, "wb") as target:
-            shutil.copyfileobj(source, target)
-            target.flush()
-            os.fsync(target.fileno())
+        # Read through SQLite, as the check above read it: a copy of the file's bytes alone
+        # would leave out the commits in a `-wal` beside the backup (a `cp pager.db*` after a
+        # crash held no table at all in the file), and restore what was not checked.
+        version, check, tables = _snapshot(backup_file, temporary)
+        _verify(backup_file, version, check, tables)
+        _fsync(temporary)
         for leftover in _companions(database):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         os.replace(temporary, database)
         _fsync(state)
         return Restored(database, saved, version)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         raise BackupError(f"cannot restore {backup_file} to {database}: {exc}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+        for leftover in (temporary, *_companions(temporary)):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
         os.close(lock)
 
 
@@ -166,13 +182,17 @@ def _check_backup(path: Path) -> int:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            check = str(conn.execute("PRAGMA quick_check").fetchone()[0])
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master")}
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise BackupError(f"{path} is not a database pagerd can restore: {exc}") from None
+    return _verify(path, version, check, tables)
+
+
+def _verify(path: Path, version: int, check: str, tables: set[str]) -> int:
     if check != "ok":
         raise BackupError(f"{path} does not pass SQLite's check: {check}")
     if "incidents" not in tables or version == 0:
@@ -183,6 +203,13 @@ def _check_backup(path: Path) -> int:
             f"({SCHEMA_VERSION}): restore it with the pagerd that made it"
         )
     return int(version)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # `b` does not exist yet
+        return False
 
 
 def _companions(database: Path) -> tuple[Path, Path]:

@@ -17,7 +17,7 @@ from typing import Any, Final
 import attrs
 import msgspec
 
-from pager.domain import Incident
+from pager.domain import Incident, Source
 from pagerd.storage.port import Attempt, ClockMark, Transition, Write
 from pagerd.timing.clock import Reading
 
@@ -48,12 +48,20 @@ _DELETE_HEARTBEATS: Final = (
     "DELETE FROM heartbeats WHERE service IN (SELECT value FROM json_each(?))"
 )
 _INSERT_EVENTS: Final = (
-    "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user, peer_pid)"
-    f" SELECT {_select(9)} FROM json_each(?)"
+    "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user, peer_pid,"
+    f" integration) SELECT {_select(10)} FROM json_each(?)"
 )
 _INSERT_NOTIFICATIONS: Final = (
     "INSERT INTO notifications (id, service, incident, round, level, channel, address, message,"
     f" opened_at, created_at, origin) SELECT {_select(11)} FROM json_each(?)"
+)
+_INSERT_FIRING: Final = (
+    "INSERT INTO firing (service, integration, key)"
+    f" SELECT {_select(3)} FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
+)
+_DELETE_FIRING: Final = (
+    "DELETE FROM firing WHERE (service, integration, key) IN"
+    f" (SELECT {_select(3)} FROM json_each(?))"
 )
 _INSERT_ATTEMPTS: Final = (
     "INSERT INTO delivery_attempts (notification, at, outcome, provider_id, error)"
@@ -101,9 +109,14 @@ class _Rows:
         self.clock: Reading | None = None
         # service -> its monitor's row, None to delete it (disarmed)
         self.heartbeats: dict[str, list[Any] | None] = {}
+        # service -> (firing before its first transition here, after its last)
+        self.firing: dict[str, tuple[frozenset[Source], frozenset[Source]]] = {}
 
     def transition(self, t: Transition) -> None:
         name = t.after.name
+        if t.before.firing or t.after.firing or name in self.firing:
+            first = self.firing.get(name, (t.before.firing, t.before.firing))[0]
+            self.firing[name] = (first, t.after.firing)
         before, after = t.before.incident, t.after.incident
         if before is not None and (after is None or after.number != before.number):
             self.incidents[(name, before.number)] = _incident_row(name, before, t.at)
@@ -128,6 +141,7 @@ class _Rows:
                     None if peer is None else peer.uid,
                     None if peer is None else peer.user,
                     None if peer is None else peer.pid,
+                    t.event.integration,
                 ]
             )
         for n in t.notifications:
@@ -158,6 +172,15 @@ class _Rows:
             a.id, a.outcome, count, a.next_attempt_at, a.error, provider_id, sent_at
         ]  # fmt: skip
 
+    def firing_changes(self) -> tuple[list[list[str]], list[list[str]]]:
+        """(rows to insert, rows to delete) of the `firing` table."""
+        added: list[list[str]] = []
+        removed: list[list[str]] = []
+        for name, (before, after) in self.firing.items():
+            added.extend([name, s.integration, s.key] for s in after - before)
+            removed.extend([name, s.integration, s.key] for s in before - after)
+        return added, removed
+
 
 def fold(batch: Iterable[Write], origin: str = "") -> _Rows:
     rows = _Rows(origin)
@@ -178,7 +201,10 @@ def write(conn: sqlite3.Connection, batch: Sequence[Write], origin: str) -> None
     """The statements of one transaction (the caller begins and commits it). New notifications
     are stored with `origin`, the run deciding them (`Notify.origin`)."""
     rows = fold(batch, origin)
+    added, removed = rows.firing_changes()
     for sql, values in (
+        (_DELETE_FIRING, removed),
+        (_INSERT_FIRING, added),
         (_UPSERT_INCIDENTS, list(rows.incidents.values())),
         (_INSERT_EVENTS, rows.events),
         (_INSERT_NOTIFICATIONS, rows.notifications),

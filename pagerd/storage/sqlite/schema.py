@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 8
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -110,7 +110,16 @@ _MIGRATIONS: Final[dict[int, str]] = {
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
     # Facts about the database as a whole: how the stored times stand to the clocks (`clock`).
     4: "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
-    5: _HEARTBEATS,
+    # Which integration an event came in through (the HTTP front door), as `peer_*` say who
+    # sent one over the socket.
+    5: "ALTER TABLE events ADD COLUMN integration TEXT;",
+    # What integrations report still firing for each open incident (`ServiceState.firing`).
+    6: (
+        "CREATE TABLE IF NOT EXISTS firing (service TEXT NOT NULL, integration TEXT NOT NULL,"
+        " key TEXT NOT NULL, PRIMARY KEY (service, integration, key)) WITHOUT ROWID;"
+    ),
+    # Each service's heartbeat monitor (`ServiceState.heartbeat`).
+    7: _HEARTBEATS,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

@@ -21,7 +21,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
 
-from pager.domain import Incident, Monitor, Notify, ServiceState, Target, incident_id
+from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target, incident_id
 from pagerd.storage.port import (
     PRUNE_ROWS,
     Delivery,
@@ -55,7 +55,7 @@ in 6 bytes of JSON), a `history` reply stays under 7 MB; a usual one is a few kB
 # notifications decided, and their delivery attempts (a few per target).
 _COUNT_EVENTS: Final = "SELECT COUNT(*) FROM events WHERE service = ? AND incident = ?"
 _SELECT_EVENTS: Final = (
-    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid FROM events"
+    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration FROM events"
     " WHERE service = ? AND incident = ? ORDER BY seq {order} LIMIT ?"
 )
 _COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
@@ -203,6 +203,15 @@ class Store:
                     bool(row[11]), bool(row[12]),
                 )  # fmt: skip
             states[row[0]] = ServiceState(row[0], row[1], incident)
+        firing: dict[str, set[Source]] = {}
+        for service, integration, key in self._conn.execute(
+            "SELECT service, integration, key FROM firing"
+        ):
+            firing.setdefault(service, set()).add(Source(integration, key))
+        for service, sources in firing.items():
+            state = states.get(service)
+            if state is not None and state.incident is not None:  # only an open one fires
+                states[service] = attrs.evolve(state, firing=frozenset(sources))
         for service, interval, due_at, last_at in self._conn.execute(
             "SELECT service, interval, due_at, last_at FROM heartbeats"
         ):
@@ -211,18 +220,32 @@ class Store:
         return states
 
     @_port_errors
-    def undelivered(self, limit: int, channel: str | None = None) -> list[Undelivered]:
+    def undelivered(
+        self, limit: int, channel: str | None = None, due_by: float | None = None
+    ) -> list[Undelivered]:
         """Up to `limit` notifications not yet delivered (pending or retrying), oldest first;
         of one channel only if `channel` is given (the outbox reads each channel's backlog on
-        its own, so that one channel's backlog never waits behind another's)."""
+        its own, so that one channel's backlog never waits behind another's); only those due
+        by `due_by` if it is given (retries waiting for their time do not crowd out new rows)."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
             " created_at, attempts, next_attempt_at, origin FROM notifications"
             " WHERE state IN ('pending', 'retrying') AND (?1 IS NULL OR channel = ?1)"
+            " AND (?3 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?3)"
             " ORDER BY seq LIMIT ?2",
-            (channel, limit),
+            (channel, limit, due_by),
         )
         return [_undelivered(row) for row in rows]
+
+    @_port_errors
+    def next_retry_at(self, channel: str, after: float) -> float | None:
+        """The earliest retry time after `after` of the channel's undelivered rows."""
+        row = self._conn.execute(
+            "SELECT MIN(next_attempt_at) FROM notifications WHERE state IN ('pending', 'retrying')"
+            " AND channel = ? AND next_attempt_at > ?",
+            (channel, after),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     @_port_errors
     def undelivered_elsewhere(
@@ -494,7 +517,7 @@ def _ends(count: int) -> list[tuple[str, int]]:
 def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
     """One history entry as the `history` reply has it (but `at`), from a source's row."""
     if kind == 0:
-        op, detail, by, uid, user, pid = fields
+        op, detail, by, uid, user, pid, integration = fields
         entry: dict[str, object] = {"event": op}
         if detail is not None:
             entry["detail"] = detail
@@ -502,6 +525,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
             entry["by"] = by
         if uid is not None:
             entry["peer"] = {"uid": uid, "user": user, "pid": pid}
+        if integration is not None:
+            entry["integration"] = integration
         return entry
     nid, channel, address, round_, level, *attempt = fields
     entry = {

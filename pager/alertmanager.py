@@ -1,0 +1,119 @@
+"""Alertmanager's webhook payload (version 4), read into events.
+
+The shape is Alertmanager's own (notify/webhook/webhook.go `Message`, template/template.go
+`Data` and `Alert`). Each alert is told apart by its `fingerprint`, never by its text: a firing
+one is an `Alert` with `Source(integration, fingerprint)`, a resolved one a `Resolve` of it, so
+the service is healthy again only once every alert that fired through this integration has
+resolved (see `pager.domain.decide`). Fields Alertmanager may add later are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from typing import Final, Literal
+
+import msgspec
+
+from pager.domain import Alert, Resolve, Source
+from pager.integrations import IntegrationRoute, Refused, Routed
+from pager.protocol import MAX_TEXT
+from pager.text import clip, repair
+
+VERSION: Final = "4"
+MAX_FINGERPRINT: Final = 256
+
+
+class WebhookAlert(msgspec.Struct, rename="camel"):
+    status: Literal["firing", "resolved"]
+    fingerprint: str
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    starts_at: str = ""
+    ends_at: str = ""
+    generator_url: str = msgspec.field(default="", name="generatorURL")
+
+
+class WebhookMessage(msgspec.Struct, rename="camel"):
+    version: str
+    alerts: list[WebhookAlert]
+    receiver: str = ""
+    status: str = ""
+    group_labels: dict[str, str] = {}
+    common_labels: dict[str, str] = {}
+    common_annotations: dict[str, str] = {}
+    external_url: str = msgspec.field(default="", name="externalURL")
+    group_key: str = ""
+    truncated_alerts: int = 0
+
+
+_decode = msgspec.json.Decoder(WebhookMessage).decode
+
+
+def decode(body: bytes) -> WebhookMessage | Refused:
+    """The payload, or why it is not one Alertmanager sends."""
+    try:
+        message = _decode(body)
+    except msgspec.ValidationError as exc:
+        return Refused(400, f"not an Alertmanager webhook payload: {exc}")
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        # DecodeError: not JSON; UnicodeDecodeError (a ValueError): not UTF-8; nested too deep.
+        return Refused(400, f"not JSON: {exc}")
+    if message.version != VERSION:
+        return Refused(
+            400, f"webhook payload version {message.version!r} is not supported (only {VERSION!r})"
+        )
+    return message
+
+
+def message_of(alert: WebhookAlert) -> str:
+    """What the incident says: the summary, else the description, else the alert's name, with
+    a link to where it came from."""
+    annotations, labels = alert.annotations, alert.labels
+    text = (
+        annotations.get("summary")
+        or annotations.get("description")
+        or labels.get("alertname")
+        or f"alert {alert.fingerprint}"
+    )
+    if alert.generator_url:
+        text = f"{text} <{alert.generator_url}>"
+    return clip(repair(text), MAX_TEXT)
+
+
+def events(
+    message: WebhookMessage, route: IntegrationRoute, known: Container[str]
+) -> list[Routed] | Refused:
+    """One event per alert, the firing ones first; or the refusal of the whole payload, naming
+    the first alert that can never be accepted (an unknown service, no fingerprint), so that
+    nothing of it is recorded.
+
+    Firing first: a payload is the state of a whole group at once, in no order that means
+    anything (the real Alertmanager lists a newly firing alert after one resolved in the same
+    flush). Taken in its order, the resolve would close the incident and the firing alert open
+    a new one, paging again for a service that never recovered."""
+    routed: list[Routed] = []
+    resolved: list[Routed] = []
+    for number, alert in enumerate(message.alerts, 1):
+        key = alert.fingerprint
+        if not key or len(key) > MAX_FINGERPRINT:
+            return Refused(
+                400, f"alert {number}: fingerprint must be 1 to {MAX_FINGERPRINT} characters"
+            )
+        label = None if route.service_label is None else alert.labels.get(route.service_label)
+        service = route.service_for(label, known)
+        if isinstance(service, Refused):
+            return Refused(service.status, f"alert {number}: {service.message}", service.code)
+        source = Source(route.name, key)
+        if alert.status == "firing":
+            routed.append(Routed(service, Alert(message_of(alert), source)))
+        else:
+            resolved.append(Routed(service, Resolve(source)))
+    return routed + resolved
+
+
+def parse(body: bytes, route: IntegrationRoute, known: Container[str]) -> list[Routed] | Refused:
+    """`decode`, then `events`."""
+    message = decode(body)
+    if isinstance(message, Refused):
+        return message
+    return events(message, route, known)

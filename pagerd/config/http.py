@@ -1,0 +1,286 @@
+"""`[http]` (the HTTP front door's listener and limits) and `[integrations.NAME]` (who may send
+through it, with which key, to which services), validated.
+
+Keys are read like the channels' secrets (`read_secret`): from a file or a systemd credential,
+never from the config itself, and never shown (`Secret` has no readable repr).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import httpx
+
+from pager.domain import is_service_name
+from pagerd.config.channels import Secret, parse_rate, read_secret
+from pagerd.config.durations import Duration
+
+INTEGRATION_TYPES: Final = ("alertmanager", "events-v2", "rest", "heartbeat")
+ROUTED_TYPES: Final = frozenset({"alertmanager", "events-v2"})
+"""Types whose events name their service in the payload: they take `service` or `service_label`."""
+
+DEFAULT_MAX_BODY: Final = 1024 * 1024
+DEFAULT_READ_TIMEOUT: Final = 10.0
+DEFAULT_KEEP_ALIVE: Final = 5.0
+DEFAULT_MAX_CONNECTIONS: Final = 512
+DEFAULT_RATE: Final = "100/s"
+DEFAULT_BURST: Final = 200
+
+_READ_TIMEOUT: Final = Duration(DEFAULT_READ_TIMEOUT)
+_KEEP_ALIVE: Final = Duration(DEFAULT_KEEP_ALIVE)
+
+HostPort = tuple[str, int]
+
+
+@attrs.frozen
+class HttpSection:
+    """`[http]` as written (`listen` is read apart: a string or an array of them)."""
+
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    public_url: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    read_timeout: Duration = _READ_TIMEOUT
+    keep_alive_timeout: Duration = _KEEP_ALIVE
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    rate_limit: str = DEFAULT_RATE
+    burst: int = DEFAULT_BURST
+
+
+@attrs.frozen
+class IntegrationSection:
+    type: str
+    key_file: str | None = None
+    key_credential: str | None = None
+    service: str | None = None
+    service_label: str | None = None
+    services: list[str] | None = None
+
+
+@attrs.frozen
+class HttpLimits:
+    """What one client may take: a body over `max_body_bytes` gets 413; a connection that sends
+    nothing for `read_timeout` mid-request, or stays idle `keep_alive_timeout` between requests,
+    is closed; past `max_connections` a new one gets 503 at once; an integration sending faster
+    than `rate` a second (after `burst`) gets 429 with `Retry-After`."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    rate: float = 100.0
+    burst: int = DEFAULT_BURST
+
+
+@attrs.frozen
+class HttpConfig:
+    listen: tuple[HostPort, ...] = ()
+    """Where to listen; none (the default) serves no HTTP unless systemd passes a socket."""
+    tls: tuple[Path, Path] | None = None
+    """(certificate chain, private key) files, read again on reload for new connections."""
+    public_url: str | None = None
+    limits: HttpLimits = HttpLimits()
+
+
+@attrs.frozen
+class Integration:
+    name: str
+    type: str
+    key: Secret
+    service: str | None = None
+    service_label: str | None = None
+    services: frozenset[str] | None = None
+    """The services it may send to; None: any configured one."""
+
+    def may_send_to(self, service: str) -> bool:
+        return self.services is None or service in self.services
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The server's TLS context from its files (`ssl.SSLError` or `OSError` if unusable)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def build_http(
+    value: Any,
+    base: Path,
+    structure: Callable[[Any, type, str], tuple[Any, list[str]]],
+    host_port: Callable[[str], HostPort | None],
+) -> tuple[HttpConfig, list[str]]:
+    """`[http]` into an `HttpConfig`, or every error with its key path. The TLS files are
+    loaded as the server will load them, so a bad pair fails `--check`, not the start."""
+    if not isinstance(value, dict):
+        return HttpConfig(), ["http: expected a table"]
+    table = dict(value)
+    listen, errors = _listen(table.pop("listen", None), host_port)
+    section, found = structure(table, HttpSection, "http")
+    errors += found
+    if section is None:
+        return HttpConfig(), errors
+    tls: tuple[Path, Path] | None = None
+    if (section.tls_cert is None) != (section.tls_key is None):
+        errors.append("http.tls_cert: give both tls_cert and tls_key, or neither")
+    elif section.tls_cert is not None and section.tls_key is not None:
+        tls = (base / section.tls_cert, base / section.tls_key)
+        try:
+            tls_context(*tls)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            errors.append(f"http.tls_cert: cannot use {tls[0]} with {tls[1]}: {exc}")
+    if section.public_url is not None:
+        try:
+            url = httpx.URL(section.public_url)
+            ok = url.scheme in ("http", "https") and bool(url.host)
+        except httpx.InvalidURL:
+            ok = False
+        if not ok:
+            errors.append('http.public_url: expected an http(s) URL, like "https://pager.example"')
+    rate = 0.0
+    try:
+        rate = parse_rate(section.rate_limit)
+    except ValueError as exc:
+        errors.append(f"http.rate_limit: {exc}")
+    for key in ("max_body_bytes", "max_connections", "burst"):
+        if getattr(section, key) < 1:
+            errors.append(f"http.{key}: must be 1 or more")
+    for key in ("read_timeout", "keep_alive_timeout"):
+        if float(getattr(section, key)) <= 0:
+            errors.append(f"http.{key}: must be more than zero")
+    limits = HttpLimits(
+        max_body_bytes=section.max_body_bytes,
+        read_timeout=float(section.read_timeout),
+        keep_alive_timeout=float(section.keep_alive_timeout),
+        max_connections=section.max_connections,
+        rate=rate,
+        burst=section.burst,
+    )
+    return HttpConfig(tuple(listen), tls, section.public_url, limits), errors
+
+
+def _listen(
+    value: Any, host_port: Callable[[str], HostPort | None]
+) -> tuple[list[HostPort], list[str]]:
+    if value is None:
+        return [], []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        return [], ['http.listen: expected "HOST:PORT" or an array of them']
+    found: list[HostPort] = []
+    errors: list[str] = []
+    for i, item in enumerate(items):
+        at = "http.listen" if isinstance(value, str) else f"http.listen[{i}]"
+        address = _address(item, host_port) if isinstance(item, str) else None
+        if address is None:
+            errors.append(f'{at}: expected HOST:PORT, like "127.0.0.1:8080"')
+        elif address in found:
+            errors.append(f"{at}: listed twice")
+        else:
+            found.append(address)
+    return found, errors
+
+
+def _address(text: str, host_port: Callable[[str], HostPort | None]) -> HostPort | None:
+    """HOST:PORT; port 0 is allowed here (any free port: tests, or a front whose port is told
+    by the log line `http on ...`)."""
+    if text.endswith(":0"):
+        found = host_port(text[:-1] + "1")
+        return None if found is None else (found[0], 0)
+    return host_port(text)
+
+
+_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+def build_integrations(
+    value: Any,
+    base: Path,
+    environ: Mapping[str, str],
+    services: Mapping[str, object],
+    structure: Callable[[Any, type, str], tuple[Any, list[str]]],
+    join: Callable[[str, object], str],
+) -> tuple[dict[str, Integration], list[str]]:
+    """`[integrations.*]`, each checked on its own: every error of every one, in one pass."""
+    if not isinstance(value, dict):
+        return {}, ["integrations: expected a table"]
+    built: dict[str, Integration] = {}
+    errors: list[str] = []
+    for name, table in value.items():
+        at = join("integrations", name)
+        if _NAME.fullmatch(name) is None:
+            errors.append(f"{at}: a name is 1 to 128 letters, digits, '.', '_' or '-'")
+        section, found = structure(table, IntegrationSection, at)
+        errors += found
+        if section is None:
+            continue
+        integration, found = _integration(name, at, section, base, environ, services)
+        errors += found
+        if integration is not None and not found:
+            built[name] = integration
+    seen: dict[tuple[str, str], str] = {}
+    for name, integration in built.items():
+        # One key, one integration of a type: otherwise who sent an event could not be told.
+        other = seen.setdefault((integration.type, integration.key.value), name)
+        if other != name:
+            errors.append(
+                f"{join('integrations', name)}: the same key as integrations.{other}, of the "
+                "same type (give each its own key)"
+            )
+    return built, errors
+
+
+def _integration(
+    name: str,
+    at: str,
+    section: IntegrationSection,
+    base: Path,
+    environ: Mapping[str, str],
+    services: Mapping[str, object],
+) -> tuple[Integration | None, list[str]]:
+    errors: list[str] = []
+
+    def error(key: str, message: str) -> None:
+        errors.append(f"{at}.{key}: {message}")
+
+    if section.type not in INTEGRATION_TYPES:
+        expected = ", ".join(map(repr, INTEGRATION_TYPES))
+        error("type", f"unknown type {section.type!r} (expected one of {expected})")
+    if section.key_file is None and section.key_credential is None:
+        error("key_file", "required: key_file or key_credential")
+    key = read_secret("key", section.key_file, section.key_credential, base, environ, error)
+    if section.type in ROUTED_TYPES:
+        if (section.service is None) == (section.service_label is None):
+            error("service", "give one of service (one service) or service_label (a label)")
+    else:
+        for what in ("service", "service_label"):
+            if getattr(section, what) is not None:
+                error(what, f"not a setting of type {section.type!r} (the request names it)")
+    if section.service is not None and section.service not in services:
+        error("service", f"no service named {section.service!r} is configured")
+    for i, service in enumerate(section.services or ()):
+        if service not in services:
+            error(f"services[{i}]", f"no service named {service!r} is configured")
+    if section.service_label is not None and not section.service_label:
+        error("service_label", "must not be empty")
+    if section.services is not None and not section.services:
+        error("services", "an empty list lets nothing through (leave it out for any service)")
+    if errors or key is None:
+        return None, errors
+    assert section.service is None or is_service_name(section.service)
+    return (
+        Integration(
+            name=name,
+            type=section.type,
+            key=key,
+            service=section.service,
+            service_label=section.service_label,
+            services=None if section.services is None else frozenset(section.services),
+        ),
+        [],
+    )

@@ -1,0 +1,150 @@
+"""The ASGI application: a request found in the route table, its key checked, its rate limited,
+its body read within bounds, then handed to its handler; every answer counted by route and code.
+
+Nothing here keeps a request's bytes past its answer, and nothing waits without a bound but the
+commit of an event (which the daemon's own shutdown bounds).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import msgspec
+import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+from pagerd.config import Config
+from pagerd.front.http.asgi import (
+    Disconnected,
+    Response,
+    TooLarge,
+    error,
+    header_map,
+    read_body,
+    send_response,
+)
+from pagerd.front.http.auth import authenticate, bearer
+from pagerd.front.http.limits import RateLimits
+from pagerd.front.http.openapi import document
+from pagerd.front.http.routes import Call, Route, allowed, find
+from pagerd.operations.metrics import Metrics
+
+log = logging.getLogger("pagerd.http")
+
+READY_TIMEOUT: Final = 2.0
+UNMATCHED: Final = "(unmatched)"
+
+
+class HttpApp:
+    def __init__(
+        self,
+        routes: list[Route],
+        config: Callable[[], Config],
+        metrics: Metrics,
+        ready: Callable[[], Awaitable[str | None]],
+    ) -> None:
+        """`routes` are the integrations' (REST, ...); `/-/healthy`, `/-/ready` and
+        `/openapi.json` are added here. `config` gives the running config (reloads change the
+        integrations and limits); `ready()` gives why pagerd is not ready, or None."""
+        self._config = config
+        self._metrics = metrics
+        self._ready = ready
+        limits = config().http.limits
+        self.rate_limits = RateLimits(limits.rate, limits.burst)
+        self.routes: list[Route] = [
+            Route("GET", "/-/healthy", self._healthy, "/-/healthy",
+                  doc={"summary": "200 while the process serves", "responses": ("200",)}),
+            Route("GET", "/-/ready", self._readiness, "/-/ready",
+                  doc={"summary": "200 once state is loaded and the database answers",
+                       "responses": ("200", "503")}),
+            Route("GET", "/openapi.json", self._openapi, "/openapi.json",
+                  doc={"summary": "This document", "responses": ("200",)}),
+            *routes,
+        ]  # fmt: skip
+        self._document = msgspec.json.encode(document(self.routes, config().http.public_url))
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            return  # no websockets, no lifespan: the server is ours and needs none
+        method, path = scope["method"], scope["path"]
+        route, params, known = find(self.routes, method, path)
+        name = route.name if route is not None else UNMATCHED
+        try:
+            response = await self._respond(route, params, known, scope, receive)
+        except Disconnected:
+            self._metrics.http_requests.inc(name, "499")
+            return
+        self._metrics.http_requests.inc(name, str(response.status))
+        await send_response(send, response, head_only=method == "HEAD")
+
+    async def _respond(
+        self,
+        route: Route | None,
+        params: dict[str, str],
+        known: bool,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+    ) -> Response:
+        assert scope["type"] == "http"
+        path = scope["path"]
+        if route is None:
+            if known:
+                allow = allowed(self.routes, path)
+                return error(405, "method_not_allowed", f"use {allow}", ("allow", allow))
+            return error(404, "not_found", "no such endpoint (see /openapi.json)")
+        headers = header_map(scope)
+        config = self._config()
+        integration = None
+        if route.auth is not None:
+            key = params.pop("key", None) if route.key_in_path else bearer(headers)
+            integration = authenticate(config.integrations.values(), route.auth, key)
+            if integration is None:
+                self._metrics.http_auth_failures.inc(route.auth)
+                if route.key_in_path:
+                    return error(404, "not_found", "no such endpoint (see /openapi.json)")
+                message = f"this endpoint takes the key of a {route.auth!r} integration"
+                return error(
+                    401, "unauthorized", f"missing or wrong key: {message} (Authorization: Bearer)",
+                    ("www-authenticate", "Bearer"),
+                )  # fmt: skip
+            self.rate_limits.configure(config.http.limits.rate, config.http.limits.burst)
+            wait = self.rate_limits.retry_after(integration.name)
+            if wait is not None:
+                message = f"integration {integration.name!r} is over its rate; retry in {wait}s"
+                return error(429, "busy", message, ("retry-after", str(wait)))
+        body = b""
+        if route.body:
+            limits = config.http.limits
+            try:
+                body = await read_body(receive, headers, limits.max_body_bytes, limits.read_timeout)
+            except TooLarge:
+                message = f"the body is over {limits.max_body_bytes} bytes (http.max_body_bytes)"
+                return error(413, "too_large", message, ("connection", "close"))
+            except trio.TooSlowError:
+                message = f"the body took over {limits.read_timeout:g}s (http.read_timeout)"
+                return error(408, "timeout", message, ("connection", "close"))
+        try:
+            return await route.handler(
+                Call(scope["method"], path, params, headers, body, integration)
+            )
+        except Exception:  # a bug in one handler: this request's, not the server's
+            log.exception("http %s %s failed", scope["method"], route.name)
+            return error(500, "internal", "internal error")
+
+    async def _healthy(self, call: Call) -> Response:
+        return Response.json(200, {"ok": True, "healthy": True})
+
+    async def _readiness(self, call: Call) -> Response:
+        with trio.move_on_after(READY_TIMEOUT):
+            why = await self._ready()
+            if why is None:
+                return Response.json(200, {"ok": True, "ready": True})
+            return error(503, "unavailable", why)
+        return error(503, "unavailable", f"the database did not answer within {READY_TIMEOUT:g}s")
+
+    async def _openapi(self, call: Call) -> Response:
+        return Response(200, self._document)

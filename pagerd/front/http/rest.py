@@ -1,0 +1,94 @@
+"""Plain REST: the socket protocol's events and reads over HTTP, with a `rest` integration's key.
+
+`POST /alert`, `/acknowledge`, `/healthy` take the socket request's fields as a JSON object
+(the op is the path's): the body is checked by the protocol's own parser, so what the socket
+refuses this refuses too, with the same code and sentence, as an HTTP status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from pager.domain import is_service_name
+from pager.protocol import ProtocolError, Request, error_reply, parse_request
+from pagerd.engine.actors import Services
+from pagerd.front.http.asgi import Response
+from pagerd.front.http.routes import Call, Route
+from pagerd.front.http.submit import status_of, submit
+from pagerd.front.server import event_of
+
+EVENT_PATHS: Final = {"/alert": "alert", "/acknowledge": "ack", "/healthy": "healthy"}
+
+
+def parse_event(op: str, body: bytes) -> Request:
+    """`body`, a JSON object of the fields `op` takes, as the socket's request; `ProtocolError`
+    as the socket gives it for anything wrong. The op is spliced in front of the fields rather
+    than the body decoded twice: the protocol's parser is the only one that reads it."""
+    text = body.lstrip()
+    if not text.startswith(b"{"):
+        raise ProtocolError("bad_request", "the body must be a JSON object")
+    rest = text[1:]
+    comma = b"" if rest.lstrip()[:1] == b"}" else b","
+    request = parse_request(b'{"op":"' + op.encode() + b'"' + comma + rest)
+    if request.op != op:
+        raise ProtocolError("bad_request", 'the body does not take "op": the path names it')
+    return request
+
+
+def answer(line: bytes) -> Response:
+    status, _ = status_of(line)
+    return Response(status, line)
+
+
+class Rest:
+    def __init__(self, services: Services, read: Callable[[Request], Awaitable[bytes]]) -> None:
+        self._services = services
+        self._read = read
+
+    def routes(self) -> list[Route]:
+        event_doc = {
+            "requestBody": "Event",
+            "responses": ("200", "400", "401", "403", "404", "408", "409", "413", "429", "503"),
+        }
+        routes = [
+            Route("POST", path, self._event, path, auth="rest", body=True,
+                  doc={**event_doc, "summary": f"The socket's {op!r} event", "op": op})
+            for path, op in EVENT_PATHS.items()
+        ]  # fmt: skip
+        reads = ("200", "400", "401", "404", "429", "503")
+        return [
+            *routes,
+            Route("GET", "/status", self._status, "/status", auth="rest",
+                  doc={"summary": "Every service's state", "responses": reads}),
+            Route("GET", "/status/{service}", self._status, "/status/{service}", auth="rest",
+                  doc={"summary": "One service's state and open incident", "responses": reads}),
+            Route("GET", "/history/{service}", self._history, "/history/{service}", auth="rest",
+                  doc={"summary": "The service's latest incident's history", "responses": reads}),
+        ]  # fmt: skip
+
+    async def _event(self, call: Call) -> Response:
+        try:
+            request = parse_event(EVENT_PATHS[call.path], call.body)
+        except ProtocolError as exc:
+            return answer(error_reply(exc.code, exc.message))
+        service = request.service
+        assert service is not None  # the protocol requires it of events
+        integration = call.integration
+        assert integration is not None  # the route takes a key
+        if service in self._services.config.services and not integration.may_send_to(service):
+            message = f"integration {integration.name!r} may not send to {service!r} (services)"
+            return answer(error_reply("forbidden", message))
+        return answer(await submit(self._services, service, event_of(request), integration.name))
+
+    async def _status(self, call: Call) -> Response:
+        service = call.params.get("service")
+        if service is not None and not is_service_name(service):
+            return answer(error_reply("bad_request", "not a service name"))
+        return answer(await self._read(Request("status", service)))
+
+    async def _history(self, call: Call) -> Response:
+        service = call.params["service"]
+        if not is_service_name(service):
+            return answer(error_reply("bad_request", "not a service name"))
+        return answer(await self._read(Request("history", service)))

@@ -1,0 +1,79 @@
+"""The route table: which method and path is served by which handler, with which key, and what
+the OpenAPI document says of it. One table, so the document cannot drift from the server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+
+from pagerd.config.http import Integration
+from pagerd.front.http.asgi import Response
+
+
+@attrs.frozen
+class Call:
+    """A request as a handler sees it: authenticated, its body read whole (within limits)."""
+
+    method: str
+    path: str
+    params: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    integration: Integration | None = None
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+@attrs.frozen
+class Route:
+    method: str
+    pattern: str
+    """`/status/{service}`: a `{name}` is one path segment, handed to the handler in `params`."""
+    handler: Handler
+    name: str
+    """What the metrics count it as: the pattern, never the path (which may hold a key)."""
+    auth: str | None = None
+    """The integration type whose key it takes; None: it takes none."""
+    key_in_path: bool = False
+    """The key is the path's `{key}` (a wrong one is 404, as for a path that does not exist)."""
+    body: bool = False
+    doc: Mapping[str, Any] = attrs.field(factory=dict)
+    """Its OpenAPI operation: `summary`, `requestBody`, `responses` (codes as strings)."""
+
+    def match(self, path: str) -> dict[str, str] | None:
+        want, have = self.pattern.split("/"), path.split("/")
+        if len(want) != len(have):
+            return None
+        params: dict[str, str] = {}
+        for pattern, segment in zip(want, have, strict=True):
+            if pattern.startswith("{") and pattern.endswith("}"):
+                if not segment:
+                    return None
+                params[pattern[1:-1]] = segment
+            elif pattern != segment:
+                return None
+        return params
+
+
+def find(routes: list[Route], method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+    """The route for `method` and `path`, its parameters, and whether the path is served at all
+    (a path served for other methods is 405, not 404)."""
+    known = False
+    for route in routes:
+        params = route.match(path)
+        if params is None:
+            continue
+        known = True
+        if route.method == method or (method == "HEAD" and route.method == "GET"):
+            return route, params, True
+    return None, {}, known
+
+
+def allowed(routes: list[Route], path: str) -> str:
+    methods = {r.method for r in routes if r.match(path) is not None}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))

@@ -1,0 +1,224 @@
+"""The integrations' handlers: a request's body in, an HTTP status and JSON body out.
+
+The HTTP server (front/http/) authenticates the request, finds its integration, and calls one of
+these; they know nothing of HTTP beyond the answer's status, so they are tested against the
+daemon without a server. Every event goes to its service's actor through `Services.route`, the
+same way as the socket's, and the answer is given only once all of them are committed:
+
+- 2xx: every event is committed (or changed nothing: a resend, a repeated delivery).
+- 503 (with Retry-After): pagerd could not commit (the disk), or did not within `patience`
+  (overloaded), or the service has too many alerts firing: a sender retries a 5xx, and
+  retrying is safe, since what was committed is not counted twice.
+- 4xx: the input can never be accepted as it is (bad payload, unknown service), nothing of it
+  was recorded; Alertmanager drops a 4xx.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import attrs
+import msgspec
+import trio
+
+from pager import alertmanager, events_v2
+from pager.domain import Source
+from pager.integrations import IntegrationRoute, Refused, Routed
+from pagerd.engine.actors import Envelope, Services
+
+log = logging.getLogger("pagerd.integrations")
+
+PATIENCE: Final = 10.0
+"""Seconds an integration's request may wait for its events to be committed before it is told
+503: Alertmanager gives up on a webhook after its own timeout (10 s by default)."""
+
+RETRY_AFTER: Final = "5"
+
+_encode = msgspec.json.Encoder().encode
+
+
+@attrs.frozen
+class Answer:
+    """What to answer: the HTTP status, the JSON body, headers, and the result for metrics."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    result: str = "ok"
+
+
+@attrs.frozen(repr=False)
+class KeyedRoute:
+    """An integration and its key, for the one endpoint whose key is in the body (Events v2's
+    `routing_key`). The key is never shown (`repr` leaves it out)."""
+
+    route: IntegrationRoute
+    key: bytes
+
+    def __repr__(self) -> str:
+        return f"KeyedRoute({self.route!r})"
+
+
+def find_by_key(integrations: Sequence[KeyedRoute], key: str) -> IntegrationRoute | None:
+    """The integration whose key is `key`, compared in constant time with every one of them
+    (no early exit: how long it takes says nothing about which key came close)."""
+    given = key.encode()
+    found = None
+    for keyed in integrations:
+        if hmac.compare_digest(keyed.key, given):
+            found = keyed.route
+    return found
+
+
+class _Waiting:
+    """A reply an integration's request waits for (the actors' `Reply`)."""
+
+    __slots__ = ("done", "event", "line", "result")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.line = b""
+        self.result = ""
+        self.event = trio.Event()
+
+    def set(self, line: bytes, result: str = "ok") -> None:
+        assert not self.done, "a reply is set once"
+        self.done, self.line, self.result = True, line, result
+        self.event.set()
+
+    def message(self) -> str:
+        try:
+            reply: dict[str, Any] = msgspec.json.decode(self.line)
+            return str(reply["error"]["message"])
+        except (msgspec.DecodeError, KeyError, TypeError):
+            return self.result
+
+
+@attrs.frozen
+class _Outcome:
+    """How the routed events went: None if all committed, else the answer's status, result
+    and reason."""
+
+    status: int
+    result: str
+    message: str
+
+
+async def _route(services: Services, routed: Sequence[Routed], patience: float) -> _Outcome | None:
+    """Route `routed` to the services' actors and wait until each is decided and committed."""
+    replies = [_Waiting() for _ in routed]
+    with trio.move_on_after(patience):
+        await services.route(
+            (r.service, Envelope(r.event, reply)) for r, reply in zip(routed, replies, strict=True)
+        )
+        for reply in replies:
+            await reply.event.wait()
+    if not all(reply.done for reply in replies):
+        # Whatever of it is committed later counts once: the sender's retry changes nothing.
+        return _Outcome(503, "busy", f"pagerd did not commit the events within {patience:g} s")
+    failed = [r for r in replies if r.result != "ok"]
+    for code, status in (
+        ("unavailable", 503),
+        ("internal", 503),
+        ("too_many_alerts", 503),
+        ("unknown_service", 404),
+    ):
+        for reply in failed:
+            if reply.result == code:
+                return _Outcome(status, code, reply.message())
+    if failed:
+        return _Outcome(400, failed[0].result, failed[0].message())
+    return None
+
+
+def _retry(status: int) -> tuple[tuple[str, str], ...]:
+    return (("Retry-After", RETRY_AFTER),) if status == 503 else ()
+
+
+def _refused(refused: Refused) -> Answer:
+    answer = {"status": "error", "code": refused.code, "message": refused.message}
+    return Answer(refused.status, _encode(answer), result=refused.code)
+
+
+async def alertmanager_webhook(
+    services: Services, route: IntegrationRoute, body: bytes, *, patience: float = PATIENCE
+) -> Answer:
+    """`POST /v1/integrations/alertmanager[/KEY]`, for the integration `route` (the HTTP front
+    has checked the key): Alertmanager's webhook payload, version 4."""
+    message = alertmanager.decode(body)
+    if isinstance(message, Refused):
+        return _refused(message)
+    routed = alertmanager.events(message, route, services.config.services)
+    if isinstance(routed, Refused):
+        return _refused(routed)
+    if message.truncated_alerts:
+        # Never seen, so never resolved here: the sender's `max_alerts` should be 0.
+        log.warning(
+            "integration=%s: Alertmanager left %d alerts out of a payload (max_alerts);"
+            " they cannot resolve here",
+            route.name,
+            message.truncated_alerts,
+        )
+    outcome = await _route(services, routed, patience)
+    if outcome is not None:
+        if outcome.status >= 500:
+            log.warning(
+                "integration=%s answered %d: %s", route.name, outcome.status, outcome.message
+            )
+        answer = {"status": "error", "code": outcome.result, "message": outcome.message}
+        return Answer(outcome.status, _encode(answer), _retry(outcome.status), outcome.result)
+    answer = {"status": "success", "message": f"{len(routed)} alerts processed"}
+    return Answer(200, _encode(answer))
+
+
+def _pagerduty(status: int, message: str, errors: Sequence[str], result: str) -> Answer:
+    answer = {"status": "invalid event", "message": message, "errors": list(errors)}
+    return Answer(status, _encode(answer), _retry(status), result)
+
+
+def new_dedup_key() -> str:
+    """A dedup_key for a trigger without one: random, 32 hex digits, as PagerDuty's are."""
+    return uuid.uuid4().hex
+
+
+async def enqueue_events_v2(
+    services: Services,
+    integrations: Sequence[KeyedRoute],
+    body: bytes,
+    *,
+    new_key: Callable[[], str] = new_dedup_key,
+    patience: float = PATIENCE,
+) -> Answer:
+    """`POST /v2/enqueue`: an Events v2 event for the events-v2 integration whose key is its
+    `routing_key`, answered as PagerDuty answers."""
+    data = events_v2.decode(body)
+    if isinstance(data, Refused):
+        return _pagerduty(400, data.message, data.errors, "bad_request")
+    key = events_v2.routing_key(data)
+    if isinstance(key, Refused):
+        return _pagerduty(400, key.message, key.errors, "bad_request")
+    route = find_by_key(integrations, key)
+    if route is None:
+        answer = {"status": "unauthorized", "message": "Invalid routing key", "errors": []}
+        return Answer(401, _encode(answer), result="unauthorized")
+    enqueued = events_v2.events(data, route, services.config.services, new_key)
+    if isinstance(enqueued, Refused):
+        return _pagerduty(400, enqueued.message, enqueued.errors, "bad_request")
+    service = enqueued.service
+    if service is None:
+        # An acknowledge or resolve that names no service: the one that has its key firing.
+        service = services.firing_service(Source(route.name, enqueued.dedup_key))
+    if service is not None:
+        outcome = await _route(services, [Routed(service, enqueued.event)], patience)
+        if outcome is not None:
+            if outcome.status >= 500:
+                log.warning(
+                    "integration=%s answered %d: %s", route.name, outcome.status, outcome.message
+                )
+            return _pagerduty(outcome.status, outcome.message, [outcome.message], outcome.result)
+    answer = {"status": "success", "message": "Event processed", "dedup_key": enqueued.dedup_key}
+    return Answer(202, _encode(answer))

@@ -1,0 +1,73 @@
+"""The daemon with its HTTP front door on 127.0.0.1 (a free port), and an httpx client for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from pagerd import app
+from pagerd.config import Config, load
+from tests.harness import CHANNELS, ONCALL, running
+
+KEYS: Final = {
+    "ops": "rest-key-0f3a9c1d7e5b",
+    "deploys": "rest-key-only-web-77aa",
+    "am": "am-key-5c2e8f1b3d",
+}
+
+INTEGRATIONS: Final = """
+[http]
+listen = "127.0.0.1:0"
+max_body_bytes = 4096
+rate_limit = "100/s"
+burst = 100
+
+[integrations.ops]
+type = "rest"
+key_file = "ops.key"
+
+[integrations.deploys]
+type = "rest"
+key_file = "deploys.key"
+services = ["web"]
+
+[integrations.am]
+type = "alertmanager"
+key_file = "am.key"
+service_label = "service"
+"""
+
+
+def http_config(folder: Path, extra: str = "", http: str = "") -> Config:
+    """The harness's config (services api and web, policy oncall) with the front door on;
+    `http` is added to its `[http]` table, `extra` at the end."""
+    for name, key in KEYS.items():
+        (folder / f"{name}.key").write_text(key + "\n")  # a key file's newline is not the key's
+    text = CHANNELS + ONCALL + INTEGRATIONS.replace("[http]\n", "[http]\n" + http, 1) + extra
+    text += '\n[services.api]\npolicy = "oncall"\n[services.web]\npolicy = "oncall"\n'
+    path = folder / "pager.toml"
+    path.write_text(text)
+    return load(path)
+
+
+def base_url(daemon: app.Daemon) -> str:
+    assert daemon.http is not None, "the HTTP front door is not on"
+    return f"http://127.0.0.1:{daemon.http.ports[0]}"
+
+
+def auth(name: str = "ops") -> dict[str, str]:
+    return {"authorization": f"Bearer {KEYS[name]}"}
+
+
+@asynccontextmanager
+async def front(
+    config: Config, **kwargs: Any
+) -> AsyncIterator[tuple[app.Daemon, httpx.AsyncClient]]:
+    """The daemon running `config`, and a client for its front door."""
+    async with running(config, **kwargs) as daemon:  # noqa: SIM117  # the client needs its port
+        async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
+            yield daemon, client

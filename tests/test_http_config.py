@@ -1,0 +1,140 @@
+"""`[http]` and `[integrations.*]`: every mistake reported at once with its key path, keys read
+like the channels' secrets, TLS files loaded as the server will load them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trustme
+
+from pagerd.config import ConfigError, load
+from tests.harness import CHANNELS, ONCALL
+
+SERVICES = '\n[services.api]\npolicy = "oncall"\n[services.web]\npolicy = "oncall"\n'
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / "pager.toml"
+    path.write_text(CHANNELS + ONCALL + SERVICES + text)
+    return path
+
+
+def errors(folder: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        load(write(folder, text))
+    return raised.value.errors
+
+
+def test_every_mistake_is_reported_in_one_pass_with_its_key_path(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text("key\n")
+    found = errors(
+        tmp_path,
+        """
+[http]
+listen = ["127.0.0.1:8080", "nowhere", "127.0.0.1:8080"]
+max_body_bytes = 0
+rate_limit = "fast"
+tls_cert = "cert.pem"
+public_url = "ftp://x"
+surprise = 1
+
+[integrations.a]
+type = "graphite"
+key_file = "k"
+
+[integrations.b]
+type = "alertmanager"
+key_file = "missing.key"
+service = "nope"
+services = ["api", "gone"]
+
+[integrations.c]
+type = "rest"
+service_label = "service"
+
+[integrations.d]
+type = "events-v2"
+key_file = "k"
+key_credential = "k"
+service = "api"
+service_label = "x"
+""",
+    )
+    assert found == [
+        'http.listen[1]: expected HOST:PORT, like "127.0.0.1:8080"',
+        "http.listen[2]: listed twice",
+        "http.surprise: unknown key",
+        "integrations.a.type: unknown type 'graphite' (expected one of 'alertmanager', "
+        "'events-v2', 'rest', 'heartbeat')",
+        f"integrations.b.key_file: cannot read {tmp_path}/missing.key: No such file or directory",
+        "integrations.b.service: no service named 'nope' is configured",
+        "integrations.b.services[1]: no service named 'gone' is configured",
+        "integrations.c.key_file: required: key_file or key_credential",
+        "integrations.c.service_label: not a setting of type 'rest' (the request names it)",
+        "integrations.d.key_file: give key_file or key_credential, not both",
+        "integrations.d.service: give one of service (one service) or service_label (a label)",
+    ]
+
+
+def test_the_limits_and_tls_are_checked_once_the_table_reads(tmp_path: Path) -> None:
+    found = errors(
+        tmp_path,
+        """
+[http]
+listen = "127.0.0.1:8080"
+max_body_bytes = 0
+rate_limit = "fast"
+tls_cert = "cert.pem"
+public_url = "ftp://x"
+""",
+    )
+    assert found == [
+        "http.tls_cert: give both tls_cert and tls_key, or neither",
+        'http.public_url: expected an http(s) URL, like "https://pager.example"',
+        "http.rate_limit: not a rate: 'fast' (examples: 10/s, 30/m, 100/h)",
+        "http.max_body_bytes: must be 1 or more",
+    ]
+
+
+def test_a_key_file_s_trailing_newline_is_not_part_of_the_key(tmp_path: Path) -> None:
+    (tmp_path / "ops.key").write_text("s3cret-key\n")
+    config = load(write(tmp_path, '[integrations.ops]\ntype = "rest"\nkey_file = "ops.key"\n'))
+    assert config.integrations["ops"].key.value == "s3cret-key"
+    assert "s3cret" not in repr(config)
+
+
+def test_a_key_from_a_systemd_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "am.key").write_text("from-systemd")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    text = '[integrations.am]\ntype = "alertmanager"\nkey_credential = "am.key"\nservice = "api"\n'
+    assert load(write(tmp_path, text)).integrations["am"].key.value == "from-systemd"
+
+
+def test_two_integrations_of_a_type_may_not_share_a_key(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text("same")
+    text = '[integrations.a]\ntype = "rest"\nkey_file = "k"\n'
+    text += '[integrations.b]\ntype = "rest"\nkey_file = "k"\n'
+    assert errors(tmp_path, text) == [
+        "integrations.b: the same key as integrations.a, of the same type (give each its own key)"
+    ]
+
+
+def test_tls_files_are_loaded_at_check(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    other = ca.issue_cert("127.0.0.1")
+    other.private_key_pem.write_to_path(str(tmp_path / "other-key.pem"))
+    good = '[http]\nlisten = "127.0.0.1:8443"\ntls_cert = "both.pem"\ntls_key = "key.pem"\n'
+    assert load(write(tmp_path, good)).http.tls == (tmp_path / "both.pem", tmp_path / "key.pem")
+    (message,) = errors(tmp_path, good.replace("key.pem", "other-key.pem"))
+    assert message.startswith(f"http.tls_cert: cannot use {tmp_path}/both.pem with ")
+
+
+def test_without_http_nothing_listens(tmp_path: Path) -> None:
+    config = load(write(tmp_path, ""))
+    assert config.http.listen == () and config.integrations == {}

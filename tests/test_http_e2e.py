@@ -1,0 +1,130 @@
+"""End to end over HTTP: the real `pagerd` process, paged by httpx and by the docs' own curl
+commands, on the real clock (waits poll with a deadline, never a fixed sleep)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Final
+
+import httpx
+import pytest
+
+from tests.processes import CONFIG, Pagerd, pager, read_jsonl, wait_for
+from tests.servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+DOC: Final = Path(__file__).resolve().parent.parent / "docs" / "http.md"
+KEY: Final = "e2e-key-7d41c0a9b3f2"
+
+
+def start(tmp_path: Path, text: str) -> Pagerd:
+    (tmp_path / "pager.toml").write_text(text)
+    daemon = Pagerd(tmp_path / "pager.toml", tmp_path / "run" / "pager.sock", tmp_path / "err.log")
+    daemon.start()
+    return daemon
+
+
+def notified(tmp_path: Path) -> list[dict[str, object]]:
+    return read_jsonl(tmp_path / "state" / "notifications.jsonl")
+
+
+def test_a_rest_alert_pages_and_bad_requests_change_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "ops.key").write_text(KEY + "\n")
+    http = f"""
+[http]
+listen = "127.0.0.1:{port}"
+max_body_bytes = 2048
+
+[integrations.ops]
+type = "rest"
+key_file = "ops.key"
+"""
+    daemon = start(tmp_path, CONFIG + http)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.get("/-/ready").status_code == 200
+            good = {"authorization": f"Bearer {KEY}"}
+            wrong = client.post(
+                "/alert", json={"service": "web"}, headers={"authorization": "Bearer no"}
+            )
+            assert wrong.status_code == 401
+            big = client.post("/alert", content=b"{" + b" " * 4096 + b"}", headers=good)
+            assert big.status_code == 413
+            bad = client.post("/alert", content=b'{"service": "web",', headers=good)
+            assert bad.status_code == 400
+            response = client.post(
+                "/alert", json={"service": "api", "message": "down"}, headers=good
+            )
+            assert response.status_code == 200
+            wait_for(lambda: len(notified(tmp_path)) == 2, 10, "level 1 of api notified")
+            assert {n["service"] for n in notified(tmp_path)} == {"api"}
+            assert client.get("/status/web", headers=good).json()["state"] == "healthy"
+        metrics = pager(daemon.socket, "metrics").stdout
+        assert 'pagerd_http_auth_failures_total{integration_type="rest"} 1' in metrics
+        history = pager(daemon.socket, "history", "api").stdout
+        assert "alert via ops: down" in history
+        assert daemon.terminate() == 0  # SIGTERM: a clean stop, HTTP included
+    finally:
+        daemon.stop()
+    for text in (daemon.stderr(), metrics, history):
+        assert KEY not in text
+
+
+def _doc_blocks(kind: str) -> list[str]:
+    return re.findall(rf"```{kind}\n(.*?)```", DOC.read_text(), re.DOTALL)
+
+
+def test_the_docs_curl_examples_work_against_a_real_pagerd(tmp_path: Path) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip(
+            "curl is NOT installed on this machine: the curl examples of docs/http.md were NOT "
+            "run (install it: apt-get install curl)"
+        )
+    port = free_port()
+    key_file = tmp_path / "ops-scripts.key"
+    key_file.write_text(KEY + "\n")
+    (config,) = _doc_blocks("toml")
+    config = config.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    config = config.replace("/etc/pager/ops-scripts.key", str(key_file))
+    base = """
+[daemon]
+socket = "run/pager.sock"
+state_dir = "state"
+[channels.email]
+transport = "log"
+[policies.payments]
+[[policies.payments.levels]]
+targets = ["email:alice@example.com"]
+[services.payments-api]
+policy = "payments"
+"""
+    daemon = start(tmp_path, base + config)
+    try:
+        commands = [
+            line
+            for block in _doc_blocks("sh")
+            for line in block.splitlines()
+            if line.startswith("curl ")
+        ]
+        assert len(commands) == 6
+        outputs = []
+        for command in commands:
+            command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+            command = command.replace("/etc/pager/ops-scripts.key", str(key_file))
+            done = subprocess.run(
+                ["sh", "-c", command], capture_output=True, text=True, timeout=30, check=False
+            )
+            assert done.returncode == 0, (command, done.stdout, done.stderr)
+            outputs.append(done.stdout)
+        assert outputs[0].startswith('{"ok":true,"service":"payments-api","state":"unhealthy"')
+        wait_for(lambda: len(notified(tmp_path)) == 1, 10, "payments-api notified")
+        history = pager(daemon.socket, "history", "payments-api").stdout
+        assert "alert via ops-scripts: p99 over 2s" in history
+        assert '"integration":"ops-scripts"' in outputs[3]
+    finally:
+        daemon.stop()

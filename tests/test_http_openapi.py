@@ -1,0 +1,75 @@
+"""`/openapi.json` against what the server really does: every documented operation answers, every
+route served is documented, and every status the probes see is one its operation documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import trio.testing
+
+from tests.http import KEYS, auth, front, http_config
+
+# Requests meant to draw each status an endpoint may give, beside a valid one.
+PROBES: dict[str, list[dict[str, Any]]] = {
+    "alert": [{"service": "api", "message": "m"}, {"service": "nope"}],
+    "ack": [{"service": "web"}, {"service": "api", "by": "bob"}],
+    "healthy": [{"service": "api"}, {"service": 1}],
+}
+
+
+def fill(pattern: str, service: str = "api") -> str:
+    return pattern.replace("{service}", service).replace("{key}", KEYS["am"])
+
+
+async def probe(client: httpx.AsyncClient, method: str, path: str, op: dict[str, Any]) -> set[int]:
+    """The statuses of a few requests to one operation: valid, wrong key, bad input, too big."""
+    headers = auth() if op.get("security") else {}
+    seen: set[int] = set()
+    if method == "get":
+        for service in ("api", "nope", "bad%20name"):
+            response = await client.get(fill(path, service), headers=headers)
+            seen.add(response.status_code)
+        if op.get("security"):
+            seen.add(
+                (await client.get(fill(path), headers={"authorization": "Bearer x"})).status_code
+            )
+        return seen
+    op_name = {"/alert": "alert", "/acknowledge": "ack", "/healthy": "healthy"}.get(path)
+    for body in PROBES.get(op_name or "", [{}]):
+        seen.add((await client.post(path, json=body, headers=headers)).status_code)
+    seen.add((await client.post(path, content=b"{", headers=headers)).status_code)
+    seen.add((await client.post(path, content=b"x" * 5000, headers=headers)).status_code)
+    seen.add((await client.post(path, json={"service": "api"})).status_code)
+    seen.add(
+        (await client.post(path, json={"service": "api"}, headers=auth("deploys"))).status_code
+    )
+    return seen
+
+
+async def test_the_document_is_what_the_server_does(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    with trio.fail_after(60):
+        async with front(http_config(tmp_path)) as (daemon, client):
+            document = (await client.get("/openapi.json")).json()
+            assert daemon.http_app is not None
+            served = {(r.method.lower(), r.pattern) for r in daemon.http_app.routes}
+            documented = {
+                (method, path) for path, ops in document["paths"].items() for method in ops
+            }
+            assert served == documented
+            for path, ops in document["paths"].items():
+                for method, op in ops.items():
+                    seen = await probe(client, method, path, op)
+                    assert 404 not in seen or "404" in op["responses"], (method, path)
+                    assert seen <= {int(code) for code in op["responses"]}, (method, path, seen)
+                    assert 405 not in seen and 500 not in seen
+            # Every parameter named in a path is declared, and every operation has a summary.
+            for path, ops in document["paths"].items():
+                for op in ops.values():
+                    names = {p["name"] for p in op.get("parameters", [])}
+                    assert names == {s[1:-1] for s in path.split("/") if s.startswith("{")}
+                    assert op["summary"]

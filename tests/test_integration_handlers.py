@@ -1,0 +1,355 @@
+"""The integrations' handlers against the real daemon (in-process, MockClock), without HTTP:
+each answer is given after commit, resolves close only the last firing alert, redeliveries and
+resends change nothing, and what can never be accepted is refused with nothing recorded."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from pager import domain
+from pager.domain import ServiceState, Source
+from pager.integrations import IntegrationRoute
+from pagerd.app import Daemon
+from pagerd.config import Config
+from pagerd.front.integrations import (
+    KeyedRoute,
+    alertmanager_webhook,
+    enqueue_events_v2,
+    find_by_key,
+)
+from pagerd.storage.port import StoreUnavailable, Write
+from tests.harness import connect, running, settle, steps, write_config
+
+FIXTURES = Path(__file__).parent / "fixtures"
+AM = IntegrationRoute("prom", "alertmanager", service_label="service")
+PD = IntegrationRoute("pd", "events-v2", service_label="source")
+PD_KEY = "R" * 32  # the routing_key PagerDuty's client sent in the fixtures
+KEYS = [
+    KeyedRoute(PD, PD_KEY.encode()),
+    KeyedRoute(IntegrationRoute("other", "events-v2", service="web"), b"o" * 32),
+]
+
+
+def webhook(*alerts: tuple[str, str], group: str = "g") -> bytes:
+    """A webhook payload of (fingerprint, status) alerts for service api."""
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": group,
+            "status": "firing",
+            "receiver": "pagerd",
+            "alerts": [
+                {
+                    "status": status,
+                    "fingerprint": fp,
+                    "labels": {"alertname": "DiskFull", "service": "api", "fp": fp},
+                    "annotations": {"summary": "Disk full"},
+                    "generatorURL": "http://prometheus.example/graph",
+                }
+                for fp, status in alerts
+            ],
+        }
+    ).encode()
+
+
+def pages(config: Config) -> int:
+    return len(steps(config))
+
+
+async def test_one_resolved_among_five_firing_closes_nothing_and_the_last_closes(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    async with running(config) as daemon:
+        services = daemon.services
+        answer = await alertmanager_webhook(
+            services, AM, webhook(*((f"f{i}", "firing") for i in range(5)))
+        )
+        assert answer.status == 200 and json.loads(answer.body)["status"] == "success"
+        # Answered after commit: the store has it now.
+        stored = daemon.store.load_states()["api"]
+        assert stored.incident is not None and len(stored.firing) == 5
+        await trio.sleep(5)  # delivered (the mock clock), and level 2 not due yet
+        assert pages(config) == 2, steps(config)  # level 1 of the harness policy: two targets
+        answer = await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        assert answer.status == 200
+        state = services.state("api")
+        assert state.incident is not None and state.incident.alerts == 5
+        assert len(state.firing) == 4
+        resolved = [(f"f{i}", "resolved") for i in (0, 1, 3, 4)]
+        await alertmanager_webhook(services, AM, webhook(*resolved))
+        assert services.state("api").healthy
+    # The firing set was durable all along: a restart finds the service closed, nothing firing.
+    async with running(config) as daemon:
+        assert daemon.services.state("api").healthy
+
+
+async def test_the_firing_set_survives_a_restart(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    async with running(config) as daemon:
+        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing"), ("f2", "firing")))
+    async with running(config) as daemon:
+        assert len(daemon.services.state("api").firing) == 2
+        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "resolved")))
+        assert daemon.services.state("api").incident is not None
+        await alertmanager_webhook(daemon.services, AM, webhook(("f2", "resolved")))
+        assert daemon.services.state("api").healthy
+
+
+async def test_resends_and_redeliveries_change_nothing_and_page_nobody(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    async with running(config) as daemon:
+        services = daemon.services
+        body = webhook(("f1", "firing"), ("f2", "firing"))
+        await alertmanager_webhook(services, AM, body)
+        await trio.sleep(5)  # delivered (the mock clock), and level 2 not due yet
+        before, sent = services.state("api"), pages(config)
+        assert sent == 2
+        for _ in range(3):  # at-least-once delivery, and a resend every repeat_interval
+            await trio.sleep(4 * 3600)
+            assert (await alertmanager_webhook(services, AM, body)).status == 200
+        await trio.sleep(5)
+        after = services.state("api")
+        assert after.incident is not None and before.incident is not None
+        assert after.firing == before.firing and after.incident.alerts == 2
+        assert after.incident.number == before.incident.number
+        # Escalation went on as the policy says; the resends themselves paged nobody.
+        assert pages(config) == sent + 1
+        resolve = webhook(("f1", "resolved"))
+        await alertmanager_webhook(services, AM, resolve)
+        await alertmanager_webhook(services, AM, resolve)  # delivered twice
+        assert services.state("api").incident is not None
+
+
+async def test_an_unknown_service_refuses_the_whole_payload_and_records_nothing(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    payload = json.loads(webhook(("f1", "firing"), ("f2", "firing")))
+    payload["alerts"][1]["labels"]["service"] = "nope"
+    async with running(config) as daemon:
+        answer = await alertmanager_webhook(daemon.services, AM, json.dumps(payload).encode())
+        assert answer.status == 404
+        assert "unknown service 'nope'" in json.loads(answer.body)["message"]
+        assert daemon.services.state("api").healthy
+        bad = await alertmanager_webhook(daemon.services, AM, b"{not json")
+        assert bad.status == 400
+    assert pages(config) == 0
+
+
+def _failing_writes(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> list[Sequence[Write]]:
+    refused: list[Sequence[Write]] = []
+
+    def failing(batch: Sequence[Write]) -> None:
+        refused.append(batch)
+        raise StoreUnavailable("disk I/O error")
+
+    monkeypatch.setattr(daemon.store, "write", failing)
+    return refused
+
+
+async def test_a_commit_that_fails_is_answered_503_and_the_retry_counts_once(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(config) as daemon:
+        refused = _failing_writes(daemon, monkeypatch)
+        body = webhook(("f1", "firing"))
+        answer = await alertmanager_webhook(daemon.services, AM, body)
+        assert refused and answer.status == 503
+        assert ("Retry-After", "5") in answer.headers
+        assert daemon.services.state("api").healthy
+        monkeypatch.undo()
+        assert (await alertmanager_webhook(daemon.services, AM, body)).status == 200
+        assert (await alertmanager_webhook(daemon.services, AM, body)).status == 200
+        incident = daemon.services.state("api").incident
+        assert incident is not None and incident.alerts == 1
+
+
+async def test_an_overloaded_pagerd_answers_503_within_the_timeout(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(config) as daemon:
+        committer = daemon.committer
+        commit = committer.commit
+
+        async def slow(batch: Any) -> None:
+            await trio.sleep(60)
+            await commit(batch)
+
+        monkeypatch.setattr(committer, "commit", slow)
+        answer = await alertmanager_webhook(
+            daemon.services, AM, webhook(("f1", "firing")), patience=1.0
+        )
+        assert answer.status == 503 and answer.result == "busy"
+        await trio.sleep(120)  # committed later: the sender's retry changes nothing
+        monkeypatch.undo()
+        assert (
+            await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        ).status == 200
+        incident = daemon.services.state("api").incident
+        assert incident is not None and incident.alerts == 1
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+async def test_events_v2_as_pagerdutys_client_sends_them(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    async with running(config) as daemon:
+        services = daemon.services
+        answer = await enqueue_events_v2(
+            services, KEYS, fixture("pagerduty-events-v2-trigger.json")
+        )
+        assert answer.status == 202
+        assert json.loads(answer.body) == {
+            "status": "success", "message": "Event processed", "dedup_key": "disk-full-api"
+        }  # fmt: skip
+        # Another open dedup_key: its resolve is needed too.
+        other = json.dumps(
+            {
+                "routing_key": PD_KEY,
+                "event_action": "trigger",
+                "payload": {"summary": "slow", "source": "api", "severity": "warning"},
+            }
+        ).encode()
+        generated = await enqueue_events_v2(services, KEYS, other, new_key=lambda: "made-here")
+        assert json.loads(generated.body)["dedup_key"] == "made-here"
+        ack = await enqueue_events_v2(
+            services, KEYS, fixture("pagerduty-events-v2-acknowledge.json")
+        )
+        assert ack.status == 202
+        incident = services.state("api").incident
+        assert incident is not None and incident.acknowledged_by == "pd"
+        resolve = fixture("pagerduty-events-v2-resolve.json")
+        assert (await enqueue_events_v2(services, KEYS, resolve)).status == 202
+        assert services.state("api").incident is not None  # made-here is still open
+        done = json.dumps(
+            {"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": "made-here"}
+        ).encode()
+        assert (await enqueue_events_v2(services, KEYS, done)).status == 202
+        assert services.state("api").healthy
+        # A resolve of what is not open is accepted and changes nothing, as at PagerDuty.
+        again = await enqueue_events_v2(services, KEYS, resolve)
+        assert again.status == 202 and services.state("api").last_incident == 1
+
+
+async def test_events_v2_refusals_are_pagerdutys(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    async with running(config) as daemon:
+        services = daemon.services
+        wrong = fixture("pagerduty-events-v2-trigger.json").replace(PD_KEY.encode(), b"W" * 32)
+        answer = await enqueue_events_v2(services, KEYS, wrong)
+        assert answer.status == 401 and b"W" * 32 not in answer.body
+        bad = json.dumps({"routing_key": PD_KEY, "event_action": "trigger", "payload": {}})
+        answer = await enqueue_events_v2(services, KEYS, bad.encode())
+        body = json.loads(answer.body)
+        assert answer.status == 400
+        assert body["status"] == "invalid event" and body["message"] == "Event object is invalid"
+        assert "'payload.summary' is missing or blank" in body["errors"]
+        assert services.state("api").healthy
+
+
+def test_keys_are_compared_with_every_integration() -> None:
+    assert find_by_key(KEYS, PD_KEY) == PD
+    assert find_by_key(KEYS, "o" * 32) == KEYS[1].route
+    assert find_by_key(KEYS, "") is None
+    assert PD_KEY not in repr(KEYS)
+
+
+async def test_the_history_says_which_alert_resolved(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    async with running(config) as daemon:
+        services = daemon.services
+        await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        await alertmanager_webhook(services, AM, webhook(("f1", "resolved")))
+        await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        await settle()
+        async with connect(config.socket) as conn:
+            reply = await conn.request("history", service="api")
+    events = [(e["event"], e.get("detail")) for e in reply["timeline"]]
+    assert ("resolve", "prom: f1 resolved, 1 still firing") in events
+    assert ("resolve", "prom: f2 resolved") in events
+    assert events[-1] == ("closed", None)
+
+
+async def test_a_removed_service_forgets_what_fired_for_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path)
+    async with running(config) as daemon:
+        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        write_config(tmp_path, services={"web": "oncall"})
+        assert await daemon.reload()
+        await trio.sleep(60)  # the close of removed services' incidents
+        assert daemon.store.load_states()["api"] == ServiceState("api", 1)
+        # Back again, it starts healthy: a resend of the alert opens a new incident.
+        write_config(tmp_path)
+        assert await daemon.reload()
+        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        state = daemon.services.state("api")
+        assert state.incident is not None and state.incident.number == 2
+
+
+async def test_alerts_left_out_by_alertmanager_are_reported(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    payload = json.loads(webhook(("f1", "firing")))
+    payload["truncatedAlerts"] = 3
+    async with running(config) as daemon:
+        answer = await alertmanager_webhook(daemon.services, AM, json.dumps(payload).encode())
+    assert answer.status == 200
+    assert "integration=prom: Alertmanager left 3 alerts out of a payload" in caplog.text
+
+
+async def test_one_alert_more_than_a_service_keeps_is_answered_503(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(domain, "MAX_FIRING", 2)
+    async with running(config) as daemon:
+        services = daemon.services
+        full = await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        assert full.status == 200
+        more = await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f3", "firing")))
+        assert more.status == 503 and more.result == "too_many_alerts"
+        assert "2 alerts firing" in json.loads(more.body)["message"]
+        # Once one resolved, the sender's retry of the same payload is taken.
+        await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        again = await alertmanager_webhook(
+            services, AM, webhook(("f1", "firing"), ("f3", "firing"))
+        )
+        assert again.status == 200
+        assert {s.key for s in services.state("api").firing} == {"f1", "f3"}
+
+
+async def test_a_resolve_that_names_no_service_finds_its_dedup_key_also_after_a_restart(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    def body(action: str, key: str, source: str = "") -> bytes:
+        event: dict[str, Any] = {"routing_key": PD_KEY, "event_action": action, "dedup_key": key}
+        if source:
+            event["payload"] = {"summary": "down", "source": source, "severity": "error"}
+        return json.dumps(event).encode()
+
+    async with running(config) as daemon:
+        for key, service in (("a", "api"), ("w", "web")):
+            await enqueue_events_v2(daemon.services, KEYS, body("trigger", key, service))
+        assert daemon.services.firing_service(Source("pd", "w")) == "web"
+    async with running(config) as daemon:
+        services = daemon.services
+        assert services.firing_service(Source("pd", "a")) == "api"  # rebuilt from the store
+        assert (await enqueue_events_v2(services, KEYS, body("resolve", "w"))).status == 202
+        assert services.state("web").healthy and services.state("api").incident is not None
+        assert services.firing_service(Source("pd", "w")) is None
+        await enqueue_events_v2(services, KEYS, body("resolve", "a"))
+        assert services.state("api").healthy
