@@ -27,6 +27,8 @@ from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
+from pagerd.front.http.asgi import Response
+from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import Rest
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
@@ -518,10 +520,17 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
             return f"the database does not answer: {exc}"
         return None
 
-    routes = [*Rest(services, daemon.server.read).routes(), *parts.http_routes]
-    # The other integrations' routes join here: alertmanager (POST /v1/integrations/
-    # alertmanager and .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST
-    # /heartbeat/{service}); each a `Route` whose handler calls `front.http.submit`.
+    def over_rate(integration: str, status: int) -> Response | None:
+        assert daemon.http_app is not None  # set below, before any request is served
+        return daemon.http_app.over_rate(integration, status)
+
+    # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
+    routes = [
+        *Rest(services, daemon.server.read).routes(),
+        *Hooks(services, metrics, over_rate).routes(),
+        *parts.http_routes,
+    ]
     daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)
     try:
         daemon.tls = None if config.http.tls is None else tls_context(*config.http.tls)
