@@ -17,7 +17,9 @@ from pager.domain import (
     Notify,
     Policy,
     Rejected,
+    Resolve,
     ServiceState,
+    Source,
     Target,
     Timeout,
     decide,
@@ -330,3 +332,20 @@ def test_a_miss_changes_nothing_unless_it_is_for_the_current_deadline_and_due(
         fires = monitor.due_at == due_at and due_at <= now
         assert (after != state) == fires
         assert (len(notes) == 2) == fires
+
+
+def test_the_last_resolve_closes_like_healthy_and_a_missed_monitor_watches_again() -> None:
+    """An alert an integration resolves joined the incident a miss opened: the check-in no
+    longer closes it, the last resolve does, and the monitor watches again from then (as after
+    `healthy`), so a sender still silent is paged for again, never forgotten."""
+    state, _ = missed(checked_in())
+    source = Source("prom", "fp1")
+    state, _ = decide(state, Alert("disk full", source), T0 + 400, POLICY, FIVE)
+    assert state.incident is not None and not state.incident.heartbeat_only
+    state, _ = decide(state, Resolve(source), T0 + 500, POLICY, FIVE)
+    assert state.incident is None and state.firing == frozenset()
+    assert state.heartbeat == Monitor(FIVE, T0 + 500 + FIVE, T0)
+    # A check-in closes a miss's incident and leaves nothing firing behind.
+    state, _ = missed(state)
+    state, _ = decide(state, Heartbeat(), T0 + 2000, POLICY, FIVE)
+    assert state.healthy and state.firing == frozenset()

@@ -4,8 +4,11 @@ and heartbeats; keys, rate limits and refusals as each sender needs them."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import trio
@@ -15,6 +18,10 @@ from pagerd.config import Config, ConfigError, load
 from tests.harness import CHANNELS, ONCALL, connect, notifications, settle, steps
 from tests.http import INTEGRATIONS, KEYS, front
 
+AMTOOL_MISSING: Final = (
+    "AMTOOL (prometheus-alertmanager) IS NOT INSTALLED: the documented Alertmanager config was"
+    " NOT checked. Install it with scripts/install-test-tools."
+)
 HOOK_KEYS = {"pd": "pd-routing-key-7b1e0c", "hb": "hb-key-2d9f64a1", "dog": "dog-key-0a3b"}
 MORE = """
 [integrations.pd]
@@ -298,3 +305,39 @@ def test_check_refuses_integrations_naming_what_is_not_configured(
     report = raised.value.report()
     assert error in report, report
     assert "integrations.x." in report and "x-key-1" not in report
+
+
+DOCS: Final = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
+
+
+def _watchdog_block(kind: str) -> str:
+    blocks = re.findall(rf"```{kind}\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    (block,) = [b for b in blocks if "Watchdog" in b]
+    return str(block)
+
+
+def test_the_documented_watchdog_config_is_one_pagerd_takes(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "prometheus-watchdog").write_text("dog-doc-key\n")
+    text = CHANNELS + ONCALL.replace("oncall", "platform")
+    text += _watchdog_block("toml").replace("/etc/pager/keys/", "keys/")
+    (tmp_path / "pager.toml").write_text(text)
+    config = load(tmp_path / "pager.toml")
+    integration = config.integrations["prometheus-watchdog"]
+    assert integration.route().heartbeat_alert == "Watchdog"
+    assert config.heartbeats["monitoring"] == 600
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason=AMTOOL_MISSING)
+def test_the_documented_alertmanager_watchdog_route_is_one_alertmanager_takes(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "alertmanager.yml").write_text(_watchdog_block("yaml"))
+    done = subprocess.run(
+        ["amtool", "check-config", str(tmp_path / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

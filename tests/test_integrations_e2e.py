@@ -32,7 +32,12 @@ from tests import alertmanager as real_alertmanager
 from tests.harness import CHANNELS, ONCALL, connect, running, steps
 from tests.real_senders import events_client
 
-KEYS: Final = {"am": "am-e2e-key-61c9d0", "pd": "pd-e2e-routing-key-0b7e3a", "ampd": "ampd-e2e-4f"}
+KEYS: Final = {
+    "am": "am-e2e-key-61c9d0",
+    "pd": "pd-e2e-routing-key-0b7e3a",
+    "ampd": "ampd-e2e-4f",
+    "dog": "dog-e2e-key-93ac",
+}
 INTEGRATIONS: Final = """
 [http]
 listen = "127.0.0.1:0"
@@ -51,6 +56,12 @@ service_label = "source"
 type = "events-v2"
 key_file = "ampd.key"
 service = "web"
+
+[integrations.watchdog]
+type = "alertmanager"
+key_file = "dog.key"
+service = "cron"
+heartbeat_alert = "Watchdog"
 """
 
 
@@ -59,6 +70,7 @@ def e2e_config(folder: Path, http: str = "") -> Config:
         (folder / f"{name}.key").write_text(key + "\n")
     text = CHANNELS + ONCALL + INTEGRATIONS.replace("[http]\n", "[http]\n" + http)
     text += '\n[services.api]\npolicy = "oncall"\n[services.web]\npolicy = "oncall"\n'
+    text += '[services.cron]\npolicy = "oncall"\nheartbeat = "5m"\n'
     path = folder / "pager.toml"
     path.write_text(text)
     return load(path)
@@ -225,3 +237,31 @@ async def test_alertmanagers_pagerduty_sender_pages_and_resolves_through_pagerd(
             assert services.state("web").last_incident == 1
             assert ("resolve", "am-pd") in await timeline(config, "web")
             assert await answered(config, "/v2/enqueue", "202") >= 2
+
+
+@real_alertmanager.needed
+async def test_alertmanagers_watchdog_checks_in_and_never_pages(tmp_path: Path) -> None:
+    config = e2e_config(tmp_path)
+    route = "/v1/integrations/alertmanager"
+    with trio.fail_after(120):
+        async with running(config, offload=None) as daemon:
+            url = f"{base(daemon)}{route}"
+            async with real_alertmanager.running(
+                tmp_path / "am", url, repeat_interval="1s", bearer=KEYS["dog"]
+            ) as am:
+                services = daemon.services
+                await am.post({"alertname": "Watchdog", "severity": "none"})
+                await until(lambda: services.state("cron").heartbeat is not None, "armed")
+                armed = services.state("cron").heartbeat
+                assert armed is not None and armed.due_at is not None
+                # Each resend is a check-in: the deadline moves on, and nothing ever fires.
+                delivered = await answered(config, route)
+                await until_answered(config, route, delivered + 2)
+                moved = services.state("cron").heartbeat
+                assert moved is not None and moved.due_at is not None
+                assert moved.due_at > armed.due_at
+                await am.post({"alertname": "Watchdog", "severity": "none"}, resolved=True)
+                await until_answered(config, route, delivered + 3)
+            cron = services.state("cron")
+            assert cron.healthy and cron.last_incident == 0 and not cron.firing
+            assert steps(config) == []
