@@ -489,3 +489,34 @@ def test_the_store_answers_checks_and_reports_its_size(storage: Storage) -> None
     storage.verify()
     size = storage.statistics().bytes_on_disk
     assert size is None or size > 0
+
+
+def test_one_service_s_firing_set_and_heartbeat_monitor_are_both_kept(reopen: Opener) -> None:
+    """A miss opened the incident, then an integration's alert joined it: a restart loads the
+    monitor and what fires together; the last resolve closes it and re-arms the monitor."""
+    store = reopen()
+    try:
+        armed = beat(store, ServiceState("cron"), T0, heartbeat=Monitor(60.0, T0 + 60, T0))
+        missed = Incident(1, T0 + 60, "no heartbeat for 1m", heartbeat_only=True)
+        miss = beat(
+            store, armed, T0 + 60, last_incident=1, incident=missed,
+            heartbeat=Monitor(60.0, None, T0),
+        )  # fmt: skip
+        joined = attrs.evolve(missed, alerts=2, heartbeat_only=False)
+        both = beat(store, miss, T0 + 70, incident=joined, firing=frozenset({Source("prom", "f")}))
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        assert store.load_states() == {"cron": both}
+        closed = attrs.evolve(
+            closed_state(both), heartbeat=Monitor(60.0, T0 + 140, T0)
+        )  # the last resolve
+        store.write([Transition(both, closed, (), T0 + 80, EventRecord("resolve"))])
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        assert store.load_states() == {"cron": closed}
+    finally:
+        store.close()
