@@ -4,6 +4,7 @@ and heartbeats; keys, rate limits and refusals as each sender needs them."""
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -341,3 +342,36 @@ def test_the_documented_alertmanager_watchdog_route_is_one_alertmanager_takes(
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_no_key_of_these_routes_is_in_logs_metrics_answers_or_history(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = hooks_config(tmp_path)
+    seen: list[str] = []
+    with trio.fail_after(60):
+        async with front(config) as (_, client):
+            am = "/v1/integrations/alertmanager"
+            for path, body, headers in (
+                (f"{am}/{KEYS['am']}", webhook(("a", "X", "firing")), {}),
+                (f"{am}/{KEYS['am']}x", webhook(("a", "X", "firing")), {}),
+                (am, {"version": "4"}, bearer("am")),
+                ("/v2/enqueue", {"routing_key": HOOK_KEYS["pd"], "event_action": "x"}, {}),
+                ("/v2/enqueue", {"routing_key": HOOK_KEYS["pd"] + "x", "event_action": "x"}, {}),
+                ("/heartbeat/cron", None, bearer("hb")),
+                ("/heartbeat/nope", None, bearer("hb")),
+                (f"{am}/{HOOK_KEYS['dog']}", webhook(("w", "Watchdog", "firing")), {}),
+            ):
+                response = await client.post(path, json=body, headers=headers)
+                seen.append(response.text)
+            seen.append(await metrics_text(config))
+            for service in ("api", "cron"):
+                seen.append((await client.get(f"/history/{service}", headers=bearer("ops"))).text)
+    # The server's logs (httpx, the client here, logs the URLs it was given).
+    ours = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any(r.name.startswith("pagerd") for r in ours)
+    seen += [r.getMessage() for r in ours]
+    text = "\n".join(seen)
+    for key in (KEYS["am"], *HOOK_KEYS.values()):
+        assert key not in text
