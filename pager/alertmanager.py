@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from pager.domain import Alert, Resolve, Source
+from pager.domain import Alert, Heartbeat, Resolve, Source
 from pager.integrations import IntegrationRoute, Refused, Routed
 from pager.protocol import MAX_TEXT
 from pager.text import clip, repair
@@ -104,6 +104,14 @@ def events(
         if isinstance(service, Refused):
             return Refused(service.status, f"alert {number}: {service.message}", service.code)
         source = Source(route.name, key)
+        if route.heartbeat_alert is not None and alert.labels.get("alertname") == (
+            route.heartbeat_alert
+        ):
+            # The always-firing Watchdog: a check-in, never an alert; its resolve means nothing
+            # (Alertmanager resolves it only when Prometheus stops: the silence is the alarm).
+            if alert.status == "firing":
+                routed.append(Routed(service, Heartbeat(by=route.name)))
+            continue
         if alert.status == "firing":
             routed.append(Routed(service, Alert(message_of(alert), source)))
         else:

@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--by", help="who acknowledges")
     healthy = commands.add_parser("healthy", parents=[common], help="report a service recovered")
     healthy.add_argument("service")
+    heartbeat = commands.add_parser(
+        "heartbeat", parents=[common], help="check in: the service is alive (services.X.heartbeat)"
+    )
+    heartbeat.add_argument("service")
     status = commands.add_parser("status", parents=[common], help="show services and incidents")
     status.add_argument("service", nargs="?")
     status.add_argument(
@@ -277,7 +281,9 @@ def render(
             return "no service to show"
         return _table(reply["services"], width, today)
     if command == "status":
-        return _table([reply], width, today) + _notifications(reply, width)
+        return _table([reply], width, today) + _heartbeat(reply) + _notifications(reply, width)
+    if command == "heartbeat":
+        return _summary(reply) + _heartbeat(reply).replace("\n\n", "\n", 1)
     return _summary(reply)
 
 
@@ -334,7 +340,26 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"... {entry.get('count')} more entries, until {entry.get('until')} ..."
     if event == "removed":
         return f"closed: {entry.get('detail') or 'service removed from the config'}"
+    if event == "heartbeat_missed":
+        return f"missed heartbeat: {entry.get('detail') or ''}"
+    if event == "heartbeat":
+        return f"check-in{who}: {entry.get('detail') or 'heartbeat restored'}"
     return str(event)
+
+
+def _heartbeat(status: dict[str, Any]) -> str:
+    """The service's heartbeat monitor in a line, after a blank one; nothing if it has none."""
+    monitor = status.get("heartbeat")
+    if not isinstance(monitor, dict):
+        return ""
+    last = monitor.get("last_at")
+    if last is None:
+        state = "waiting for the first check-in"
+    elif monitor.get("missed"):
+        state = f"MISSED: no check-in since {last}"
+    else:
+        state = f"next check-in due by {monitor.get('due_at')} (last {last})"
+    return f"\n\nheartbeat every {monitor.get('every')}: {state}"
 
 
 def _summary(status: dict[str, Any]) -> str:

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from pager.timefmt import duration
+
 DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
 MAX_FIRING: Final = 1000
 """Alerts a service may have firing through integrations at once (`ServiceState.firing`): the
@@ -156,6 +158,9 @@ class Incident:
     acknowledged_at: float | None = None
     acknowledged_by: str | None = None
     exhausted: bool = False
+    heartbeat_only: bool = False
+    """Open only because the service's heartbeat was missed: its next check-in closes it. An
+    ordinary alert on it clears this for good (see "Heartbeats" below)."""
 
     @property
     def acknowledged(self) -> bool:
@@ -171,7 +176,26 @@ class Incident:
         return Incident(
             self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
             self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
+            self.heartbeat_only,
         )  # fmt: skip
+
+
+@attrs.frozen
+class Monitor:
+    """A service's heartbeat monitor (a dead man's switch), armed by its first check-in.
+
+    `interval` is the one in force at the last check-in (a changed config applies from the
+    next), `last_at` that check-in's time, and `due_at` when the next is due: None once it was
+    missed, until a check-in (or `Healthy`) arms it again, so one silence pages once.
+    """
+
+    interval: float
+    due_at: float | None
+    last_at: float | None = None
+
+    @property
+    def missed(self) -> bool:
+        return self.due_at is None
 
 
 def incident_id(service: str, number: int) -> str:
@@ -200,6 +224,8 @@ class ServiceState:
     last_incident: int = 0
     incident: Incident | None = None
     firing: frozenset[Source] = frozenset()
+    heartbeat: Monitor | None = None
+    """The service's heartbeat monitor, once it has checked in (see "Heartbeats" below)."""
 
     @property
     def healthy(self) -> bool:
@@ -254,7 +280,27 @@ class Timeout:
     level: int
 
 
-Event: TypeAlias = Alert | Ack | Healthy | Resolve | Timeout
+# Heartbeats (a dead man's switch) ----------------------------------------------------------
+
+
+@attrs.frozen
+class Heartbeat:
+    """A check-in: the service is alive (`pager heartbeat`, the socket op `heartbeat`, `POST
+    /heartbeat/SERVICE`, or an integration's always-firing alert such as Alertmanager's
+    Watchdog). `by` names who checked in, for the history when the check-in changes something."""
+
+    by: str | None = None
+
+
+@attrs.frozen
+class HeartbeatMissed:
+    """The heartbeat deadline `due_at` passed (from the scheduler, as `Timeout` is). It names
+    the deadline it was set for, so that one a check-in has since moved is stale."""
+
+    due_at: float
+
+
+Event: TypeAlias = Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed
 
 
 # Commands -----------------------------------------------------------------------------------
@@ -305,8 +351,15 @@ class Rejected(Exception):
 Decision: TypeAlias = tuple[ServiceState, tuple[Notify, ...]]
 
 
-def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Decision:
-    """Apply one event to one service at time `now` (seconds since the epoch).
+def decide(
+    state: ServiceState,
+    event: Event,
+    now: float,
+    policy: Policy,
+    heartbeat: float | None = None,
+) -> Decision:
+    """Apply one event to one service at time `now` (seconds since the epoch). `heartbeat` is
+    the service's configured heartbeat interval, None if it has none.
 
     Raises `Rejected` when the event is refused; the state is then unchanged.
     """
@@ -329,8 +382,13 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
                 opened = Incident(number=number, opened_at=now, message=message)
                 state = attrs.evolve(state, last_incident=number, firing=firing)
                 return _page(state, opened, 1, 1, now, policy)
+            counted = incident.counted()
+            if counted.heartbeat_only:
+                # Now open for an alert too: a check-in no longer closes it.
+                counted = attrs.evolve(counted, heartbeat_only=False)
             # Not attrs.evolve for the state either: see `Incident.counted`.
-            return ServiceState(state.name, state.last_incident, incident.counted(), firing), ()
+            state = ServiceState(state.name, state.last_incident, counted, firing, state.heartbeat)
+            return state, ()
         case Ack(by=by, source=source):
             if source is not None and source not in state.firing:
                 return state, ()
@@ -341,13 +399,13 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
             acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
             return attrs.evolve(state, incident=acked), ()
         case Healthy():
-            return closed(state), ()
+            return _closed(state, now, heartbeat), ()
         case Resolve(source=source):
             if source not in state.firing:
                 return state, ()
             firing = state.firing - {source}
             if not firing:
-                return closed(state), ()
+                return _closed(state, now, heartbeat), ()
             return attrs.evolve(state, firing=firing), ()
         case Timeout():
             if incident is None or incident.deadline is None or now < incident.deadline:
@@ -364,12 +422,22 @@ def decide(state: ServiceState, event: Event, now: float, policy: Policy) -> Dec
                 return _page(state, incident, incident.round + 1, 1, now, policy)
             exhausted = attrs.evolve(incident, deadline=None, exhausted=True)
             return attrs.evolve(state, incident=exhausted), ()
+        case Heartbeat():
+            return _check_in(state, now, heartbeat)
+        case HeartbeatMissed(due_at=due_at):
+            return _missed(state, due_at, now, policy, heartbeat)
     raise TypeError(f"not an event: {event!r}")
 
 
 def closed(state: ServiceState) -> ServiceState:
     """`state` with its incident closed, and nothing left firing."""
     return attrs.evolve(state, incident=None, firing=frozenset())
+
+
+def _closed(state: ServiceState, now: float, interval: float | None) -> ServiceState:
+    """`closed(state)` by `healthy` or the last `Resolve`: a heartbeat monitor that had missed
+    watches again from now (see "Heartbeats" below)."""
+    return attrs.evolve(closed(state), heartbeat=_rearmed(state, now, interval))
 
 
 def _page(
@@ -391,3 +459,71 @@ def _page(
         for target in step.targets
     )
     return attrs.evolve(state, incident=paged), notes
+
+
+# Heartbeats ---------------------------------------------------------------------------------
+#
+# The rules, in one place (docs/guarantees.md says them to operators):
+# - A monitor is armed by the service's first check-in, not by the config: a service that never
+#   checked in is not known to be alive, and paging for it at start would page every service
+#   added with `heartbeat` before its sender is set up (GoAlert, Healthchecks.io and Dead Man's
+#   Snitch do the same).
+# - A check-in moves the deadline to now + the configured interval (a changed interval applies
+#   from the next check-in). Past the deadline, the miss is an alert "no heartbeat for 5m": on a
+#   healthy service it opens an incident, marked `heartbeat_only`, that pages level 1 and
+#   escalates as usual; on an unhealthy one it counts on the open incident. Then the monitor
+#   waits (`due_at` None): one silence pages once, however long it lasts.
+# - The next check-in re-arms it and closes the incident only if it is `heartbeat_only`: an
+#   incident an ordinary alert opened, or that an alert came to while open, stays open until
+#   `healthy`. An ack changes nothing here: it stops the escalation, the check-in still closes.
+# - `healthy` closes whatever is open, as always; a monitor that had missed is re-armed at now
+#   + interval, so a sender still silent is paged for again one interval later, never forgotten.
+# - A service whose config no longer has `heartbeat` is disarmed when its deadline comes (the
+#   engine hands it over at once after a reload), without paging; its check-ins are refused.
+
+
+def _check_in(state: ServiceState, now: float, interval: float | None) -> Decision:
+    if interval is None:
+        raise Rejected(
+            "bad_request", f"{state.name} has no heartbeat configured (services.{state.name})"
+        )
+    if state.incident is not None and state.incident.heartbeat_only:
+        state = closed(state)  # nothing fires for an incident only a miss opened
+    monitor = Monitor(interval, now + interval, now)
+    return attrs.evolve(state, heartbeat=monitor), ()
+
+
+def _missed(
+    state: ServiceState, due_at: float, now: float, policy: Policy, interval: float | None
+) -> Decision:
+    monitor = state.heartbeat
+    if monitor is None or monitor.due_at != due_at:
+        return state, ()  # stale: a check-in moved the deadline since, or it was disarmed
+    if interval is None:
+        return attrs.evolve(state, heartbeat=None), ()  # no longer configured: disarmed, silently
+    if now < due_at:
+        return state, ()
+    missed = attrs.evolve(monitor, due_at=None)
+    message = missed_message(monitor.interval)
+    incident = state.incident
+    if incident is not None:
+        return attrs.evolve(state, incident=incident.counted(), heartbeat=missed), ()
+    number = state.last_incident + 1
+    opened = Incident(number=number, opened_at=now, message=message, heartbeat_only=True)
+    missing = attrs.evolve(state, last_incident=number, heartbeat=missed)
+    return _page(missing, opened, 1, 1, now, policy)
+
+
+def missed_message(interval: float) -> str:
+    """The alert a missed heartbeat raises: `no heartbeat for 5m`."""
+    return f"no heartbeat for {duration(interval)}"
+
+
+def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor | None:
+    """The monitor after `healthy`: one that had missed watches again from now."""
+    monitor = state.heartbeat
+    if monitor is None or not monitor.missed:
+        return monitor
+    if interval is None:
+        return None
+    return attrs.evolve(monitor, interval=interval, due_at=now + interval)

@@ -8,7 +8,8 @@ the network: the front builds the route and sends the events.
 
 from __future__ import annotations
 
-from collections.abc import Container
+import hmac
+from collections.abc import Container, Sequence
 from typing import Final, Literal, TypeAlias
 
 import attrs
@@ -37,6 +38,9 @@ class IntegrationRoute:
     service: str | None = None
     service_label: str | None = None
     services: frozenset[str] | None = None
+    heartbeat_alert: str | None = None
+    """Alertmanager only: the `alertname` of an always-firing alert (its `Watchdog`) that is a
+    heartbeat check-in of its service, never an alert; its resolve is ignored."""
 
     def __attrs_post_init__(self) -> None:
         if (self.service is None) == (self.service_label is None):
@@ -77,3 +81,26 @@ class Refused:
     message: str
     code: str = "bad_request"
     errors: tuple[str, ...] = ()
+
+
+@attrs.frozen(repr=False)
+class KeyedRoute:
+    """An integration and its key, for the one endpoint whose key is in the body (Events v2's
+    `routing_key`). The key is never shown (`repr` leaves it out)."""
+
+    route: IntegrationRoute
+    key: bytes
+
+    def __repr__(self) -> str:
+        return f"KeyedRoute({self.route!r})"
+
+
+def find_by_key(integrations: Sequence[KeyedRoute], key: str) -> IntegrationRoute | None:
+    """The integration whose key is `key`, compared in constant time with every one of them
+    (no early exit: how long it takes says nothing about which key came close)."""
+    given = key.encode("utf-8", "surrogateescape")
+    found = None
+    for keyed in integrations:
+        if hmac.compare_digest(keyed.key, given):
+            found = keyed.route
+    return found

@@ -15,7 +15,7 @@ import msgspec
 
 from pager.domain import SERVICE_NAME_RE, ServiceState, incident_id, is_service_name
 from pager.text import clip, repair
-from pager.timefmt import isoformat
+from pager.timefmt import duration, isoformat
 
 # A line's bound is in bytes, and holds whatever the fields below can hold once cut to their
 # length, even escaped (6 bytes a character at most): a longer line is refused as `too_large`.
@@ -23,7 +23,7 @@ MAX_LINE: Final = 64 * 1024
 MAX_TEXT: Final = 4096  # characters of `message`: longer is cut, with a marker
 MAX_BY: Final = 256  # characters of `by`: longer is cut, with a marker
 
-EVENT_OPS: Final = frozenset({"alert", "ack", "healthy"})
+EVENT_OPS: Final = frozenset({"alert", "ack", "healthy", "heartbeat"})
 OPS: Final = EVENT_OPS | {"status", "ping", "history", "metrics", "reload"}
 
 # Fields each op accepts besides "op"; anything else is a bad request, so a typo is not silent.
@@ -31,6 +31,7 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "alert": frozenset({"service", "message"}),
     "ack": frozenset({"service", "by"}),
     "healthy": frozenset({"service"}),
+    "heartbeat": frozenset({"service"}),
     "status": frozenset({"service"}),
     "ping": frozenset(),
     "history": frozenset({"service", "incident"}),
@@ -235,17 +236,22 @@ def service_status(
     failed_deliveries: int = 0,
     deliveries: list[dict[str, Any]] | None = None,
     offset: float = 0.0,
+    heartbeat: float | None = None,
 ) -> dict[str, Any]:
     """The status object of one service, as `pager status --json SERVICE` prints it.
 
     `failed_deliveries` counts notifications of the open incident that could not be delivered;
     `deliveries`, when given, lists each notification of the open incident and where it stands.
     `offset` is added to each time shown: the state's times are in the daemon's frame, which a
-    step of the wall clock leaves behind (see `pagerd.clock`).
+    step of the wall clock leaves behind (see `pagerd.clock`). `heartbeat`, the service's
+    configured heartbeat interval, adds its monitor (`heartbeat_status`).
     """
     incident = state.incident
     if incident is None:
-        return {"service": state.name, "state": "healthy", "incident": None}
+        healthy: dict[str, Any] = {"service": state.name, "state": "healthy", "incident": None}
+        if heartbeat is not None:
+            healthy["heartbeat"] = heartbeat_status(state, heartbeat, offset)
+        return healthy
     status: dict[str, Any] = {
         "service": state.name,
         "state": "unhealthy",
@@ -266,7 +272,22 @@ def service_status(
     }
     if deliveries is not None:
         status["incident"]["notifications"] = deliveries
+    if heartbeat is not None:
+        status["heartbeat"] = heartbeat_status(state, heartbeat, offset)
     return status
+
+
+def heartbeat_status(state: ServiceState, interval: float, offset: float = 0.0) -> dict[str, Any]:
+    """The service's heartbeat monitor: `every` (the configured interval), `due_at` (when the
+    next check-in is due; null before the first check-in and after a miss), `last_at` (the
+    last check-in) and `missed`."""
+    monitor = state.heartbeat
+    return {
+        "every": duration(interval),
+        "due_at": None if monitor is None else _iso(monitor.due_at, offset),
+        "last_at": None if monitor is None else _iso(monitor.last_at, offset),
+        "missed": monitor is not None and monitor.missed,
+    }
 
 
 def _iso(ts: float | None, offset: float = 0.0) -> str | None:

@@ -31,3 +31,17 @@ def _second(seconds: int) -> str:
 def timestamp(text: str) -> float:
     """The inverse of `isoformat`: `2027-01-15T08:00:00.500Z` -> `1800000000.5`."""
     return datetime.fromisoformat(text).timestamp()
+
+
+def duration(seconds: float) -> str:
+    """Seconds as the config writes a duration: `300.0` -> `5m`, `5400.0` -> `1h30m`,
+    `0.5` -> `500ms` (the inverse of the config's duration parser, to the millisecond)."""
+    millis = round(seconds * 1000)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if millis or not parts:
+        parts.append(f"{millis}ms")
+    return "".join(parts)

@@ -25,8 +25,10 @@ from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
-from pagerd.engine.scheduler import Scheduler
+from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
+from pagerd.front.http.asgi import Response
+from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import Rest
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
@@ -349,6 +351,7 @@ async def _run(
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
+    heartbeats = Scheduler(clock, heartbeat)
     try:
         lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
     except Exception as exc:
@@ -356,7 +359,7 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    services = Services(config, states, committer, scheduler, outbox, clock)
+    services = Services(config, states, committer, scheduler, outbox, clock, heartbeats, metrics)
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
@@ -377,7 +380,7 @@ async def _run(
             "past that they get busy (raise LimitNOFILE=)",
             config.limits.max_connections, server.client_room,
         )  # fmt: skip
-    _gauges(metrics, services, scheduler, outbox, store)
+    _gauges(metrics, services, scheduler, heartbeats, outbox, store)
     daemon = Daemon(
         services,
         scheduler,
@@ -415,6 +418,7 @@ async def _run(
             core.start_soon(watch, clock, lambda r: committer.commit([ClockMark(r)]), name="clock")
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")
+            core.start_soon(heartbeats.run, services.offer, name="heartbeats")
             core.start_soon(outbox.run, name="outbox")
             core.start_soon(
                 keep_history,
@@ -516,10 +520,17 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
             return f"the database does not answer: {exc}"
         return None
 
-    routes = [*Rest(services, daemon.server.read).routes(), *parts.http_routes]
-    # The other integrations' routes join here: alertmanager (POST /v1/integrations/
-    # alertmanager and .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST
-    # /heartbeat/{service}); each a `Route` whose handler calls `front.http.submit`.
+    def over_rate(integration: str, status: int) -> Response | None:
+        assert daemon.http_app is not None  # set below, before any request is served
+        return daemon.http_app.over_rate(integration, status)
+
+    # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
+    routes = [
+        *Rest(services, daemon.server.read).routes(),
+        *Hooks(services, metrics, over_rate).routes(),
+        *parts.http_routes,
+    ]
     daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)
     try:
         daemon.tls = None if config.http.tls is None else tls_context(*config.http.tls)
@@ -540,7 +551,12 @@ def _address(listener: trio.SocketListener) -> str:
 
 
 def _gauges(
-    metrics: Metrics, services: Services, scheduler: Scheduler, outbox: Outbox, store: Storage
+    metrics: Metrics,
+    services: Services,
+    scheduler: Scheduler,
+    heartbeats: Scheduler,
+    outbox: Outbox,
+    store: Storage,
 ) -> None:
     metrics.gauge("pagerd_services", "Configured services.", lambda: len(services.config.services))
     metrics.gauge("pagerd_open_incidents", "Open incidents.", services.open_incidents)
@@ -552,6 +568,11 @@ def _gauges(
     metrics.gauge("pagerd_actors", "Service actors running now.", services.live_actors)
     metrics.gauge(
         "pagerd_scheduled_timeouts", "Acknowledgement timeouts waiting.", lambda: len(scheduler)
+    )
+    metrics.gauge(
+        "pagerd_heartbeats_armed",
+        "Heartbeat monitors waiting for their next check-in.",
+        lambda: len(heartbeats),
     )
     if store.statistics().bytes_on_disk is not None:  # a database on another host: no figure
         metrics.gauge(

@@ -47,6 +47,12 @@ WEBHOOK: Final = """\
     webhook_configs:
       - url: "{url}"
         send_resolved: true"""
+BEARER: Final = """
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: "{key}"
+"""
 PAGERDUTY: Final = """\
     pagerduty_configs:
       - url: "{url}"
@@ -145,15 +151,19 @@ async def running(
     group_interval: str = "200ms",
     repeat_interval: str = "1h",
     pagerduty_routing_key: str | None = None,
+    bearer: str | None = None,
 ) -> AsyncIterator[Alertmanager]:
     """Alertmanager on a free loopback port, ready; stopped (and waited for) on exit.
 
     Its receiver posts to `webhook_url`: a `webhook_configs` one, or with
     `pagerduty_routing_key` a `pagerduty_configs` one (Events v2, `webhook_url` being the whole
-    enqueue URL, `.../v2/enqueue`)."""
+    enqueue URL, `.../v2/enqueue`). `bearer` is a key the webhook sends in `Authorization:
+    Bearer` (its `http_config.authorization`)."""
     path = binary()
     if pagerduty_routing_key is None:
         receiver = WEBHOOK.format(url=webhook_url)
+        if bearer is not None:
+            receiver += BEARER.format(key=bearer).rstrip("\n")
     else:
         receiver = PAGERDUTY.format(url=webhook_url, routing_key=pagerduty_routing_key)
     config = CONFIG.format(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from pager.domain import Incident, Level, Policy, ServiceState, Target
+from pager.domain import Incident, Level, Monitor, Policy, ServiceState, Target
 
 TARGETS = [
     Target("email", "alice@example.com"),
@@ -42,7 +42,17 @@ incidents = st.builds(
     acknowledged_at=st.none() | times,
     acknowledged_by=st.none() | st.text(max_size=10),
     exhausted=st.booleans(),
+    heartbeat_only=st.booleans(),
+)
+heartbeat_intervals = st.sampled_from([30.0, 300.0, 3600.0, 0.5, 86400.0 + 61.5])
+monitors = st.builds(
+    Monitor, interval=heartbeat_intervals, due_at=st.none() | times, last_at=st.none() | times
 )
 unhealthy_states = st.builds(
-    lambda name, incident: ServiceState(name, incident.number, incident), service_names, incidents
+    lambda name, incident, monitor: ServiceState(
+        name, incident.number, incident, heartbeat=monitor
+    ),
+    service_names,
+    incidents,
+    st.none() | monitors,
 )

@@ -86,3 +86,52 @@ def test_a_removed_services_incident_ends_in_one_line() -> None:
     assert len(lines) == 3
     healthy = {**history, "timeline": [history["timeline"][0], {"at": "t2", "event": "closed"}]}
     assert cli.render("history", healthy).splitlines()[-1] == "  t2  closed"
+
+
+def test_heartbeat_sends_the_op_and_prints_the_monitor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monitor = {
+        "every": "5m",
+        "due_at": "2027-01-15T08:05:00.000Z",
+        "last_at": "2027-01-15T08:00:00.000Z",
+        "missed": False,
+    }
+    with fake_pagerd(tmp_path) as fake:
+        fake.reply = {
+            "ok": True, "service": "cron", "state": "healthy", "incident": None,
+            "heartbeat": monitor,
+        }  # fmt: skip
+        assert cli.main(["--socket", str(fake.path), "heartbeat", "cron"]) == 0
+        sent = fake.requests()
+    assert sent == [{"op": "heartbeat", "service": "cron"}]
+    assert capsys.readouterr().out == (
+        "cron: healthy\n"
+        "heartbeat every 5m: next check-in due by 2027-01-15T08:05:00.000Z"
+        " (last 2027-01-15T08:00:00.000Z)\n"
+    )
+
+
+def test_status_of_a_service_shows_its_monitor_under_the_table() -> None:
+    status = {"service": "cron", "state": "unhealthy", "incident": None}
+    missed = {"every": "1h", "due_at": None, "last_at": "2027-01-15T08:00:00.000Z", "missed": True}
+    waiting = {"every": "1h", "due_at": None, "last_at": None, "missed": False}
+    assert cli.render("status", {**status, "heartbeat": missed}).endswith(
+        "\n\nheartbeat every 1h: MISSED: no check-in since 2027-01-15T08:00:00.000Z"
+    )
+    assert cli.render("status", {**status, "heartbeat": waiting}).endswith(
+        "\n\nheartbeat every 1h: waiting for the first check-in"
+    )
+    assert "heartbeat" not in cli.render("status", status)
+
+
+def test_a_heartbeat_refused_exits_1_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with fake_pagerd(tmp_path) as fake:
+        fake.reply = {
+            "ok": False,
+            "error": {"code": "bad_request", "message": "api has no heartbeat configured"},
+        }
+        assert cli.main(["--socket", str(fake.path), "heartbeat", "api"]) == 1
+    assert "pager: bad_request: api has no heartbeat configured" in capsys.readouterr().err

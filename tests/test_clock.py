@@ -17,6 +17,7 @@ from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock, Reading, shift, system_boot, watch
 from tests.harness import T0, connect, running, settle, steps
 from tests.history import incident
+from tests.test_heartbeats import heartbeat_config
 
 DAY = 86400.0
 LEVEL2 = ("api#1", 1, 2, "email:lead@example.com")
@@ -83,6 +84,26 @@ async def test_a_step_while_stopped_keeps_each_escalation_its_time(
             await trio.sleep(2)
             on_time = LEVEL2 in steps(config)
     assert (early, on_time) == (False, True)  # not at once, not a day late: at 5 minutes
+
+
+@pytest.mark.parametrize("step", [-DAY, DAY], ids=["set-back-a-day", "set-forward-a-day"])
+async def test_a_step_while_stopped_keeps_a_heartbeat_deadline_its_time(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, step: float
+) -> None:
+    config = heartbeat_config(tmp_path, cron="5m")
+    machine = Machine()
+    with trio.fail_after(3 * DAY):
+        async with running(config, machine.clock()), connect(config.socket) as conn:
+            await conn.request("heartbeat", service="cron")  # due in 5 minutes
+            await trio.sleep(60)
+        await trio.sleep(60)  # stopped for a minute, and the wall clock steps meanwhile
+        machine.step = step
+        async with running(config, machine.clock()):
+            await trio.sleep(180 - 1)
+            early = steps(config)
+            await trio.sleep(2)
+            on_time = {s[0] for s in steps(config)}
+    assert (early, on_time) == ([], {"cron#1"})  # not at once, not a day late: at 5 minutes
 
 
 async def test_a_step_while_running_is_logged_and_a_restart_after_a_reboot_still_keeps_time(

@@ -10,16 +10,21 @@ from pager.domain import (
     Ack,
     Alert,
     Healthy,
+    Heartbeat,
+    HeartbeatMissed,
     Level,
+    Monitor,
     Notify,
     Policy,
     Rejected,
+    Resolve,
     ServiceState,
+    Source,
     Target,
     Timeout,
     decide,
 )
-from tests.strategies import messages, times, unhealthy_states
+from tests.strategies import heartbeat_intervals, messages, monitors, times, unhealthy_states
 
 T0 = 1_800_000_000.0
 ALICE = Target("email", "alice@example.com")
@@ -202,6 +207,145 @@ def test_an_alert_on_an_open_incident_counts_it_and_changes_nothing_else(
 ) -> None:
     assert state.incident is not None
     after, notes = decide(state, Alert(message), now, POLICY)
-    counted = attrs.evolve(state.incident, alerts=state.incident.alerts + 1)
+    # An alert on an incident a missed heartbeat opened makes it an alert's: no check-in closes it.
+    counted = attrs.evolve(state.incident, alerts=state.incident.alerts + 1, heartbeat_only=False)
     assert after == attrs.evolve(state, incident=counted)
     assert notes == ()
+
+
+# Heartbeats ----------------------------------------------------------------------------------
+
+FIVE = 300.0
+
+
+def checked_in(at: float = T0, interval: float = FIVE) -> ServiceState:
+    state, notes = decide(ServiceState("cron"), Heartbeat(), at, POLICY, interval)
+    assert notes == ()
+    return state
+
+
+def missed(state: ServiceState, at: float | None = None) -> tuple[ServiceState, tuple[Notify, ...]]:
+    assert state.heartbeat is not None and state.heartbeat.due_at is not None
+    due = state.heartbeat.due_at
+    return decide(state, HeartbeatMissed(due), due if at is None else at, POLICY, FIVE)
+
+
+def test_the_first_check_in_arms_the_monitor_and_each_moves_its_deadline() -> None:
+    state = checked_in()
+    assert state.heartbeat == Monitor(FIVE, T0 + FIVE, T0)
+    assert state.healthy
+    state, notes = decide(state, Heartbeat("cron-job"), T0 + 100, POLICY, FIVE)
+    assert state.heartbeat == Monitor(FIVE, T0 + 400, T0 + 100) and notes == ()
+
+
+def test_a_check_in_without_a_heartbeat_configured_is_refused() -> None:
+    with pytest.raises(Rejected) as refused:
+        decide(ServiceState("api"), Heartbeat(), T0, POLICY, None)
+    assert refused.value.code == "bad_request"
+    assert "api has no heartbeat configured" in refused.value.message
+
+
+def test_a_miss_opens_an_incident_that_pages_level_1_and_waits_for_the_next_check_in() -> None:
+    state, notes = missed(checked_in())
+    assert state.incident is not None and state.incident.heartbeat_only
+    assert state.incident.message == "no heartbeat for 5m"
+    assert state.incident.deadline == T0 + FIVE + 300
+    assert targets_of(notes) == [ALICE, PHONE]
+    assert state.heartbeat == Monitor(FIVE, None, T0)
+    assert state.heartbeat.missed
+    back, notes = decide(state, Heartbeat(), T0 + 1000, POLICY, FIVE)
+    assert back.healthy and notes == ()
+    assert back.heartbeat == Monitor(FIVE, T0 + 1000 + FIVE, T0 + 1000)
+    assert back.last_incident == 1
+
+
+def test_a_miss_early_stale_or_no_longer_configured_pages_nobody() -> None:
+    state = checked_in()
+    early, notes = decide(state, HeartbeatMissed(T0 + FIVE), T0 + FIVE - 0.001, POLICY, FIVE)
+    assert (early, notes) == (state, ())
+    stale, notes = decide(state, HeartbeatMissed(T0 + 1), T0 + 3600, POLICY, FIVE)
+    assert (stale, notes) == (state, ())
+    disarmed, notes = decide(state, HeartbeatMissed(T0 + FIVE), T0 + 1, POLICY, None)
+    assert disarmed == attrs.evolve(state, heartbeat=None) and notes == ()
+    once, _ = missed(state)
+    twice, notes = decide(once, HeartbeatMissed(T0 + FIVE), T0 + 3600, POLICY, FIVE)
+    assert (twice, notes) == (once, ())  # one silence pages once
+
+
+def test_a_miss_on_an_open_incident_counts_on_it_and_a_check_in_leaves_it_open() -> None:
+    state, _ = decide(checked_in(), Alert("disk full"), T0 + 1, POLICY, FIVE)
+    state, notes = missed(state)
+    assert notes == ()
+    assert state.incident is not None
+    assert (state.incident.alerts, state.incident.heartbeat_only) == (2, False)
+    state, _ = decide(state, Heartbeat(), T0 + 400, POLICY, FIVE)
+    assert state.incident is not None and state.incident.number == 1
+    assert state.heartbeat == Monitor(FIVE, T0 + 400 + FIVE, T0 + 400)
+
+
+def test_an_acknowledged_miss_is_still_closed_by_the_next_check_in() -> None:
+    state, _ = missed(checked_in())
+    state, _ = decide(state, Ack("bob"), T0 + 310, POLICY, FIVE)
+    state, _ = decide(state, Heartbeat(), T0 + 320, POLICY, FIVE)
+    assert state.healthy
+
+
+def test_healthy_after_a_miss_watches_again_from_then_with_the_interval_configured_now() -> None:
+    state, _ = missed(checked_in())
+    healed, _ = decide(state, Healthy(), T0 + 1000, POLICY, 60.0)
+    assert healed.healthy
+    assert healed.heartbeat == Monitor(60.0, T0 + 1060, T0)
+    gone, _ = decide(state, Healthy(), T0 + 1000, POLICY, None)
+    assert gone.heartbeat is None
+    armed = checked_in()
+    assert decide(armed, Healthy(), T0 + 1, POLICY, FIVE)[0].heartbeat == armed.heartbeat
+
+
+def test_a_changed_interval_applies_from_the_next_check_in() -> None:
+    state = checked_in()
+    # Reloaded to 1h meanwhile: the deadline and the words are those of the check-in's 5m.
+    state, _ = decide(state, HeartbeatMissed(T0 + FIVE), T0 + FIVE, POLICY, 3600.0)
+    assert state.incident is not None and state.incident.message == "no heartbeat for 5m"
+    state, _ = decide(state, Heartbeat(), T0 + 400, POLICY, 3600.0)
+    assert state.heartbeat == Monitor(3600.0, T0 + 4000, T0 + 400)
+
+
+@given(state=unhealthy_states, interval=heartbeat_intervals, now=times)
+def test_a_check_in_closes_an_incident_only_when_a_miss_alone_opened_it(
+    state: ServiceState, interval: float, now: float
+) -> None:
+    assert state.incident is not None
+    after, notes = decide(state, Heartbeat(), now, POLICY, interval)
+    assert notes == ()
+    assert after.heartbeat == Monitor(interval, now + interval, now)
+    expected = None if state.incident.heartbeat_only else state.incident
+    assert after == attrs.evolve(state, incident=expected, heartbeat=after.heartbeat)
+
+
+@given(monitor=monitors, now=times)
+def test_a_miss_changes_nothing_unless_it_is_for_the_current_deadline_and_due(
+    monitor: Monitor, now: float
+) -> None:
+    state = ServiceState("cron", heartbeat=monitor)
+    for due_at in (now - 1, now, now + 1):
+        after, notes = decide(state, HeartbeatMissed(due_at), now, POLICY, FIVE)
+        fires = monitor.due_at == due_at and due_at <= now
+        assert (after != state) == fires
+        assert (len(notes) == 2) == fires
+
+
+def test_the_last_resolve_closes_like_healthy_and_a_missed_monitor_watches_again() -> None:
+    """An alert an integration resolves joined the incident a miss opened: the check-in no
+    longer closes it, the last resolve does, and the monitor watches again from then (as after
+    `healthy`), so a sender still silent is paged for again, never forgotten."""
+    state, _ = missed(checked_in())
+    source = Source("prom", "fp1")
+    state, _ = decide(state, Alert("disk full", source), T0 + 400, POLICY, FIVE)
+    assert state.incident is not None and not state.incident.heartbeat_only
+    state, _ = decide(state, Resolve(source), T0 + 500, POLICY, FIVE)
+    assert state.incident is None and state.firing == frozenset()
+    assert state.heartbeat == Monitor(FIVE, T0 + 500 + FIVE, T0)
+    # A check-in closes a miss's incident and leaves nothing firing behind.
+    state, _ = missed(state)
+    state, _ = decide(state, Heartbeat(), T0 + 2000, POLICY, FIVE)
+    assert state.healthy and state.firing == frozenset()

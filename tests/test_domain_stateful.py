@@ -16,6 +16,8 @@ from pager.domain import (
     Alert,
     Event,
     Healthy,
+    Heartbeat,
+    HeartbeatMissed,
     Policy,
     Rejected,
     ServiceState,
@@ -41,6 +43,11 @@ class Model:
         self.step = 0
         self.due = 0.0
         self.alerts = 0
+        # The heartbeat: the configured interval (None: none), the monitor's state.
+        self.interval: float | None = None
+        self.armed = False  # a monitor exists
+        self.heartbeat_due: float | None = None  # None while armed: missed
+        self.heartbeat_only = False
 
     @property
     def exhausted(self) -> bool:
@@ -55,14 +62,39 @@ class Model:
                 seen.append(str(target))
         return [(self.incident, round_, level, t) for t in seen]
 
+    def open_incident(self, now: float, heartbeat_only: bool) -> list[Sent]:
+        self.incident += 1
+        self.open, self.acked, self.step, self.alerts = True, False, 0, 1
+        self.heartbeat_only = heartbeat_only
+        return self.notify(now)
+
     def apply(self, event: Event, now: float) -> list[Sent] | str:
         if isinstance(event, Alert):
             if self.open:
                 self.alerts += 1
+                self.heartbeat_only = False
                 return []
-            self.incident += 1
-            self.open, self.acked, self.step, self.alerts = True, False, 0, 1
-            return self.notify(now)
+            return self.open_incident(now, heartbeat_only=False)
+        if isinstance(event, Heartbeat):
+            if self.interval is None:
+                return "bad_request"
+            self.armed, self.heartbeat_due = True, now + self.interval
+            if self.open and self.heartbeat_only:
+                self.open = False
+            return []
+        if isinstance(event, HeartbeatMissed):
+            if not self.armed or self.heartbeat_due is None or event.due_at != self.heartbeat_due:
+                return []
+            if self.interval is None:
+                self.armed = False
+                return []
+            if now < self.heartbeat_due:
+                return []
+            self.heartbeat_due = None
+            if self.open:
+                self.alerts += 1
+                return []
+            return self.open_incident(now, heartbeat_only=True)
         if isinstance(event, Ack):
             if not self.open:
                 return "no_open_incident"
@@ -70,6 +102,9 @@ class Model:
             return []
         if isinstance(event, Healthy):
             self.open = False
+            if self.armed and self.heartbeat_due is None:  # missed: watching again from now
+                self.armed = self.interval is not None
+                self.heartbeat_due = None if self.interval is None else now + self.interval
             return []
         assert isinstance(event, Timeout)
         if not self.open or self.acked or self.exhausted or now < self.due:
@@ -92,7 +127,9 @@ class PagerMachine(RuleBasedStateMachine):
     def feed(self, event: Event) -> None:
         expected = self.model.apply(event, self.now)
         try:
-            self.state, notes = decide(self.state, event, self.now, self.policy)
+            self.state, notes = decide(
+                self.state, event, self.now, self.policy, self.model.interval
+            )
         except Rejected as rejected:
             assert expected == rejected.code
             return
@@ -114,18 +151,59 @@ class PagerMachine(RuleBasedStateMachine):
     def healthy(self) -> None:
         self.feed(Healthy())
 
+    @rule()
+    def heartbeat(self) -> None:
+        self.feed(Heartbeat())
+
+    @rule(interval=st.none() | st.sampled_from([30.0, 300.0, 3600.0]))
+    def reconfigure(self, interval: float | None) -> None:
+        """A reload sets, changes or removes the heartbeat: the next decision sees it."""
+        self.model.interval = interval
+
     @rule(seconds=st.floats(min_value=0, max_value=3000, allow_nan=False))
     def time_passes(self, seconds: float) -> None:
-        """Time passes as in the daemon: each deadline reached fires its own timeout, on time."""
+        """Time passes as in the daemon: each deadline reached fires its own event, on time,
+        the earlier first (the escalation's and the heartbeat's are held apart)."""
         until = self.now + seconds
-        while (
-            (incident := self.state.incident) is not None
-            and incident.deadline is not None
-            and incident.deadline <= until
-        ):
-            self.now = incident.deadline
-            self.feed(Timeout(incident.number, incident.round, incident.level))
+        while True:
+            due: list[tuple[float, Event]] = []
+            incident = self.state.incident
+            if incident is not None and incident.deadline is not None:
+                due.append(
+                    (incident.deadline, Timeout(incident.number, incident.round, incident.level))
+                )
+            monitor = self.state.heartbeat
+            if monitor is not None and monitor.due_at is not None:
+                due.append((monitor.due_at, HeartbeatMissed(monitor.due_at)))
+            due = [(at, event) for at, event in due if at <= until]
+            if not due:
+                break
+            at, event = min(due, key=lambda d: d[0])
+            self.now = max(self.now, at)
+            self.feed(event)
         self.now = until
+
+    @rule(
+        offset=st.floats(min_value=-600, max_value=600, allow_nan=False),
+        seconds=st.floats(min_value=0, max_value=1000, allow_nan=False),
+    )
+    def any_heartbeat_missed(self, offset: float, seconds: float) -> None:
+        """A miss for any deadline, stale or not, early or late: only the current, due one
+        pages, and only once."""
+        self.now += seconds
+        monitor = self.state.heartbeat
+        base = monitor.due_at if monitor is not None and monitor.due_at is not None else T0
+        self.feed(HeartbeatMissed(base + offset))
+
+    @precondition(
+        lambda self: self.state.heartbeat is not None and self.state.heartbeat.due_at is not None
+    )
+    @rule()
+    def current_heartbeat_missed(self) -> None:
+        """The current deadline's miss, whenever it comes (early ones change nothing)."""
+        monitor = self.state.heartbeat
+        assert monitor is not None and monitor.due_at is not None
+        self.feed(HeartbeatMissed(monitor.due_at))
 
     @rule(
         incident=st.integers(0, 3),
@@ -156,6 +234,24 @@ class PagerMachine(RuleBasedStateMachine):
         assert incident.alerts == self.model.alerts
         assert incident.acknowledged == self.model.acked
         assert incident.exhausted == self.model.exhausted
+        assert incident.heartbeat_only == self.model.heartbeat_only
+
+    @invariant()
+    def heartbeat_agrees_with_model(self) -> None:
+        monitor = self.state.heartbeat
+        assert (monitor is not None) == self.model.armed
+        if monitor is not None:
+            assert monitor.due_at == self.model.heartbeat_due
+
+    @invariant()
+    def a_miss_is_never_forgotten(self) -> None:
+        """A monitor that missed waits only while an incident is open to say so; an incident
+        open for a miss alone is one whose monitor missed."""
+        monitor, incident = self.state.heartbeat, self.state.incident
+        if monitor is not None and monitor.missed:
+            assert incident is not None
+        if incident is not None and incident.heartbeat_only:
+            assert monitor is not None and monitor.missed
 
     @invariant()
     def timeout_pending_exactly_when_unhealthy_unacked_not_exhausted(self) -> None:

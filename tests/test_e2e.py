@@ -230,3 +230,32 @@ def test_permanent_failure_shows_in_pager_status(tmp_path: Path) -> None:
     assert len(provider.requests) == 2  # not retried
     assert "failed" in detail and "21211" in detail
     assert "secret-token" not in detail
+
+
+def test_a_heartbeat_survives_kill_9_and_its_miss_pages_once_at_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """`pager heartbeat` against the real process: the deadline committed before "ok" survives
+    kill -9, fires at its time (not at the restart, not forgotten), and the next check-in
+    closes the incident the miss opened."""
+    config = tmp_path / "pager.toml"
+    config.write_text(CONFIG + '\n[services.cron]\npolicy = "fast"\nheartbeat = "5s"\n')
+    d = Pagerd(config, tmp_path / "run" / "pager.sock", tmp_path / "pagerd.log")
+    try:
+        d.start()
+        checked = pager(d.socket, "--json", "heartbeat", "cron")
+        assert checked.returncode == 0, checked.stderr
+        due = timestamp(json.loads(checked.stdout)["heartbeat"]["due_at"])
+        d.kill()
+        d.start()  # back before the deadline: nothing at once, the page at the deadline
+        wait_for(lambda: len(steps(d, "cron")) == 2, 15, "the missed heartbeat paged")
+        assert sorted(steps(d, "cron")) == LEVEL1
+        first = log_of(d)[0]
+        assert "no heartbeat for 5s" in first["message"]
+        assert 0 <= timestamp(first["time"]) - due < 1.5
+        back = pager(d.socket, "--json", "heartbeat", "cron")
+        assert back.returncode == 0 and json.loads(back.stdout)["state"] == "healthy"
+        refused = pager(d.socket, "heartbeat", "api")
+        assert refused.returncode == 1 and "no heartbeat configured" in refused.stderr
+    finally:
+        d.stop()

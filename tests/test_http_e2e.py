@@ -3,6 +3,7 @@ commands, on the real clock (waits poll with a deadline, never a fixed sleep).""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -86,11 +87,11 @@ def test_the_docs_curl_examples_work_against_a_real_pagerd(tmp_path: Path) -> No
             "run (install it: apt-get install curl)"
         )
     port = free_port()
-    key_file = tmp_path / "ops-scripts.key"
-    key_file.write_text(KEY + "\n")
+    (tmp_path / "ops-scripts.key").write_text(KEY + "\n")
+    (tmp_path / "backups.key").write_text("backups-" + KEY + "\n")
     (config,) = _doc_blocks("toml")
     config = config.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-    config = config.replace("/etc/pager/ops-scripts.key", str(key_file))
+    config = config.replace("/etc/pager/", f"{tmp_path}/")
     base = """
 [daemon]
 socket = "run/pager.sock"
@@ -102,6 +103,9 @@ transport = "log"
 targets = ["email:alice@example.com"]
 [services.payments-api]
 policy = "payments"
+[services.nightly-backup]
+policy = "payments"
+heartbeat = "25h"
 """
     daemon = start(tmp_path, base + config)
     try:
@@ -111,11 +115,11 @@ policy = "payments"
             for line in block.splitlines()
             if line.startswith("curl ")
         ]
-        assert len(commands) == 6
+        assert len(commands) == 7
         outputs = []
         for command in commands:
             command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-            command = command.replace("/etc/pager/ops-scripts.key", str(key_file))
+            command = command.replace("/etc/pager/", f"{tmp_path}/")
             done = subprocess.run(
                 ["sh", "-c", command], capture_output=True, text=True, timeout=30, check=False
             )
@@ -126,5 +130,8 @@ policy = "payments"
         history = pager(daemon.socket, "history", "payments-api").stdout
         assert "alert via ops-scripts: p99 over 2s" in history
         assert '"integration":"ops-scripts"' in outputs[3]
+        checked_in = json.loads(outputs[6])
+        assert checked_in["service"] == "nightly-backup" and checked_in["state"] == "healthy"
+        assert checked_in["heartbeat"]["every"] == "1d1h"  # 25h, as durations are shown
     finally:
         daemon.stop()

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pager import alertmanager, events_v2
-from pager.domain import Ack, Alert, Resolve, Source, is_service_name
+from pager.domain import Ack, Alert, Heartbeat, Resolve, Source, is_service_name
 from pager.integrations import IntegrationRoute, Refused, Routed
 
 FIXTURES: Final = Path(__file__).parent / "fixtures"
@@ -273,3 +273,39 @@ def test_the_bodies_alertmanagers_pagerduty_sender_sent_are_read(action: str) ->
     assert isinstance(got, events_v2.Enqueued), got
     assert got.service == "api" and len(got.dedup_key) == 64  # the group key's SHA-256
     assert isinstance(got.event, Alert if action == "trigger" else Resolve)
+
+
+DOG = IntegrationRoute("prom", "alertmanager", service="api", heartbeat_alert="Watchdog")
+PLAIN = IntegrationRoute("prom", "alertmanager", service="api")
+dog_alerts = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(["firing", "resolved"]),
+        "fingerprint": st.text(min_size=1, max_size=4),
+        "labels": st.fixed_dictionaries(
+            {"alertname": st.sampled_from(["Watchdog", "watchdog", "Other", ""])}
+        ),
+    }
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(dog_alerts, max_size=6))
+def test_the_watchdog_is_a_check_in_when_firing_nothing_when_resolved_and_no_alert(
+    alerts: list[dict[str, Any]],
+) -> None:
+    def parse(route: IntegrationRoute, chosen: list[dict[str, Any]]) -> list[Routed]:
+        result = alertmanager.parse(
+            json.dumps({"version": "4", "alerts": chosen}).encode(), route, KNOWN
+        )
+        assert not isinstance(result, Refused)
+        return result
+
+    def watchdog(alert: dict[str, Any]) -> bool:
+        return bool(alert["labels"]["alertname"] == "Watchdog")
+
+    routed = parse(DOG, alerts)
+    check_ins = [r for r in routed if isinstance(r.event, Heartbeat)]
+    firing = [a for a in alerts if watchdog(a) and a["status"] == "firing"]
+    assert check_ins == [Routed("api", Heartbeat(by="prom"))] * len(firing)
+    others = [r for r in routed if not isinstance(r.event, Heartbeat)]
+    assert others == parse(PLAIN, [a for a in alerts if not watchdog(a)])

@@ -11,10 +11,11 @@ import pytest
 import trio
 import trio.testing
 
-from pager.domain import Notify
+from pager.domain import Incident, Notify, ServiceState, Target
 from pager.ports import PermanentError, TransientError
 from pagerd import app
 from pagerd.config import Config, load
+from pagerd.delivery.outbox import cancelled_by
 from pagerd.timing.clock import Clock
 from tests.harness import T0, connect, running, settle
 
@@ -291,3 +292,16 @@ async def test_a_clean_stop_does_not_wait_for_ever_for_a_hung_send(
             stopped_at = trio.current_time()
         took = trio.current_time() - stopped_at
     assert took <= app.STOP_TIMEOUT + 1
+
+
+def test_a_page_of_an_incident_newer_than_the_state_knows_is_wanted() -> None:
+    """The outbox's read-back can find a committed row before its actor has set the state it
+    decided (a heartbeat missed while pagerd was down opens an incident at start): not closed."""
+    page = Notify("cron", 3, 1, 1, Target("email", "alice@example.com"), "no heartbeat", T0)
+    lagging = ServiceState("cron", 2, None)
+    assert cancelled_by(lagging, page) is None
+    assert cancelled_by(ServiceState("cron", 3, None), page) == "incident closed"
+    older = ServiceState("cron", 3, Incident(2, T0, "x"))
+    assert cancelled_by(older, page) == "incident closed"
+    acked = ServiceState("cron", 3, Incident(3, T0, "x", acknowledged_at=T0))
+    assert cancelled_by(acked, page) == "incident acknowledged"

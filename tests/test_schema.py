@@ -15,8 +15,10 @@ import pytest
 import trio
 import trio.testing
 
+from pager.domain import Source
 from pagerd.config import Config
 from pagerd.storage.port import StoreError
+from pagerd.storage.sqlite import schema
 from pagerd.storage.sqlite.schema import SCHEMA_VERSION
 from pagerd.storage.sqlite.store import Store, database_file
 from tests.harness import T0, notifications, running, settle, steps
@@ -113,3 +115,29 @@ def test_a_database_with_tables_but_no_version_is_refused(tmp_path: Path) -> Non
         conn.execute("CREATE TABLE mine (x)")
     with pytest.raises(StoreError, match="not pagerd's"):
         Store.open(path)
+
+
+def test_a_version_7_database_keeps_what_fires_and_gains_heartbeats(tmp_path: Path) -> None:
+    """Step 7 (the heartbeats) over a database of version 7 (the firing set, step 6): what was
+    firing for an open incident is loaded as before, and no monitor is made up."""
+    old = tmp_path / "v7.db"
+    with closing(sqlite3.connect(old)) as conn:
+        conn.executescript(schema._BASE)
+        for step in range(schema.BASE_VERSION, 7):
+            conn.executescript(schema._MIGRATIONS[step])
+        conn.execute(
+            "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
+            " deadline, exhausted) VALUES ('api', 1, 1.0, 'down', 1, 1, 1, 301.0, 0)"
+        )
+        conn.execute("INSERT INTO firing VALUES ('api', 'am', 'fp1')")
+        conn.execute("PRAGMA user_version = 7")
+        conn.commit()
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    with closing(Store.open(old)) as store:
+        state = store.load_states()["api"]
+    assert layout(old) == layout(fresh)
+    assert layout(old)["user_version"] == SCHEMA_VERSION == 8
+    assert state.firing == {Source("am", "fp1")}
+    assert state.heartbeat is None
+    assert state.incident is not None and not state.incident.heartbeat_only

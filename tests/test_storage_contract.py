@@ -15,7 +15,7 @@ from typing import Any, Final
 import attrs
 import pytest
 
-from pager.domain import Incident, Notify, ServiceState, Source, Target
+from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target
 from pager.domain import closed as closed_state
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
@@ -382,6 +382,73 @@ def test_a_restart_moves_deadlines_when_the_wall_clock_stepped(reopen: Opener) -
         second.close()
 
 
+# Heartbeat monitors. ------------------------------------------------------------------------
+
+
+def beat(storage: Storage, before: ServiceState, at: float, **changes: Any) -> ServiceState:
+    """Write `before` changed as a check-in, a miss or a disarm would change it."""
+    after = attrs.evolve(before, **changes)
+    storage.write([Transition(before, after, (), at)])
+    return after
+
+
+def test_a_heartbeat_monitor_is_armed_moved_missed_and_disarmed(reopen: Opener) -> None:
+    store = reopen()
+    try:
+        # A service with no incident ever, armed by its first check-in: loaded all the same.
+        armed = beat(store, ServiceState("cron"), T0, heartbeat=Monitor(300.0, T0 + 300, T0))
+        assert store.load_states() == {"cron": armed}
+        moved = beat(store, armed, T0 + 10, heartbeat=Monitor(60.0, T0 + 70, T0 + 10))
+        missed = Incident(1, T0 + 70, "no heartbeat for 1m", heartbeat_only=True)
+        after = ServiceState("cron", 1, missed, heartbeat=Monitor(60.0, None, T0 + 10))
+        store.write([Transition(moved, after, (note("cron", 1),), T0 + 70, EventRecord("missed"))])
+    finally:
+        store.close()
+    store = reopen()  # a restart reads back the monitor and why the incident is open
+    try:
+        assert store.load_states() == {"cron": after}
+        gone = beat(store, after, T0 + 80, heartbeat=None, incident=None)
+        assert store.load_states() == {"cron": gone}
+    finally:
+        store.close()
+
+
+def test_heartbeats_of_many_services_in_one_batch_each_keep_their_last_state(
+    storage: Storage,
+) -> None:
+    a0, b0 = ServiceState("a"), ServiceState("b", heartbeat=Monitor(60.0, T0 + 60, T0))
+    storage.write([Transition(ServiceState("b"), b0, (), T0)])
+    a1 = attrs.evolve(a0, heartbeat=Monitor(60.0, T0 + 61, T0 + 1))
+    a2 = attrs.evolve(a0, heartbeat=Monitor(60.0, T0 + 62, T0 + 2))
+    b1 = attrs.evolve(b0, heartbeat=None)
+    storage.write(
+        [
+            Transition(a0, a1, (), T0 + 1),
+            Transition(b0, b1, (), T0 + 1),
+            Transition(a1, a2, (), T0 + 2),
+        ]
+    )
+    assert storage.load_states() == {"a": a2}
+
+
+def test_a_restart_moves_heartbeat_deadlines_with_the_escalations(reopen: Opener) -> None:
+    first = reopen()
+    first.restart_clock(Reading(frame=T0, wall=T0))
+    beat(first, ServiceState("cron"), T0, heartbeat=Monitor(300.0, T0 + 300, T0))
+    beat(first, ServiceState("idle"), T0, heartbeat=Monitor(300.0, None, T0))
+    first.close()
+    second = reopen()
+    try:
+        _, moved = second.restart_clock(Reading(frame=T0 - 100, wall=T0))
+        assert moved == -100
+        states = second.load_states()
+        # The deadline keeps the time it had left; the check-in's time is a record, not moved.
+        assert states["cron"].heartbeat == Monitor(300.0, T0 + 200, T0)
+        assert states["idle"].heartbeat == Monitor(300.0, None, T0)
+    finally:
+        second.close()
+
+
 # The once-only keys and the run's identity. ----------------------------------------------------
 
 
@@ -422,3 +489,34 @@ def test_the_store_answers_checks_and_reports_its_size(storage: Storage) -> None
     storage.verify()
     size = storage.statistics().bytes_on_disk
     assert size is None or size > 0
+
+
+def test_one_service_s_firing_set_and_heartbeat_monitor_are_both_kept(reopen: Opener) -> None:
+    """A miss opened the incident, then an integration's alert joined it: a restart loads the
+    monitor and what fires together; the last resolve closes it and re-arms the monitor."""
+    store = reopen()
+    try:
+        armed = beat(store, ServiceState("cron"), T0, heartbeat=Monitor(60.0, T0 + 60, T0))
+        missed = Incident(1, T0 + 60, "no heartbeat for 1m", heartbeat_only=True)
+        miss = beat(
+            store, armed, T0 + 60, last_incident=1, incident=missed,
+            heartbeat=Monitor(60.0, None, T0),
+        )  # fmt: skip
+        joined = attrs.evolve(missed, alerts=2, heartbeat_only=False)
+        both = beat(store, miss, T0 + 70, incident=joined, firing=frozenset({Source("prom", "f")}))
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        assert store.load_states() == {"cron": both}
+        closed = attrs.evolve(
+            closed_state(both), heartbeat=Monitor(60.0, T0 + 140, T0)
+        )  # the last resolve
+        store.write([Transition(both, closed, (), T0 + 80, EventRecord("resolve"))])
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        assert store.load_states() == {"cron": closed}
+    finally:
+        store.close()

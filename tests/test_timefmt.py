@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pager.timefmt import isoformat, timestamp
+from pager.timefmt import duration, isoformat, timestamp
+from pagerd.config.durations import MAX_DURATION, parse_duration
 
 T0 = 1_800_000_000.0
 
@@ -44,3 +45,17 @@ def test_isoformat_is_datetimes_isoformat_to_the_millisecond(ts: float) -> None:
 def test_isoformat_examples_and_back(ts: float, text: str) -> None:
     assert isoformat(ts) == text
     assert timestamp(text) == pytest.approx(ts, abs=0.001)
+
+
+@given(st.integers(min_value=1, max_value=int(MAX_DURATION * 1000)))
+def test_a_duration_is_shown_as_the_config_writes_it(millis: int) -> None:
+    """`no heartbeat for 5m`: what `duration` shows, the config reads back as the same time."""
+    seconds = millis / 1000
+    shown = duration(seconds)
+    assert parse_duration(shown) == pytest.approx(seconds, abs=1e-6)
+
+
+def test_durations_read_as_written() -> None:
+    assert [duration(s) for s in (300.0, 5400.0, 0.5, 86400.0, 90061.5)] == [
+        "5m", "1h30m", "500ms", "1d", "1d1h1m1s500ms"
+    ]  # fmt: skip

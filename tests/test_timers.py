@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from pager.domain import Incident, ServiceState, Timeout
-from pagerd.engine.scheduler import Scheduler
+from pagerd.engine.scheduler import Due, Scheduler
 from pagerd.timing.clock import Clock
 from pagerd.timing.timers import Timers
 from tests.harness import T0
@@ -64,9 +64,9 @@ async def test_the_scheduler_fires_each_timeout_at_its_deadline_with_its_step(
     scheduler.schedule_all(states)
     scheduler.schedule(ServiceState("mail", 2, Incident(2, T0, "x", level=2, deadline=T0 + 30)))
     assert len(scheduler) == 3
-    fired: list[tuple[float, str, Timeout]] = []
+    fired: list[tuple[float, str, Due]] = []
 
-    def deliver(service: str, timeout: Timeout) -> bool:
+    def deliver(service: str, timeout: Due) -> bool:
         fired.append((clock.now(), service, timeout))
         return True
 
@@ -89,7 +89,7 @@ async def test_a_timeout_that_cannot_be_handed_over_is_offered_again_not_dropped
     scheduler.schedule(ServiceState("web", 1, Incident(1, T0, "down", deadline=T0 + 30.2)))
     fired: list[tuple[float, str]] = []
 
-    def deliver(service: str, timeout: Timeout) -> bool:
+    def deliver(service: str, timeout: Due) -> bool:
         if service == "api" and not fired:
             fired.append((clock.now(), "raised"))
             raise RuntimeError("a bug")

@@ -17,6 +17,7 @@ import attrs
 import httpx
 
 from pager.domain import is_service_name
+from pager.integrations import IntegrationRoute, KeyedRoute
 from pagerd.config.channels import Secret, parse_rate, read_secret
 from pagerd.config.durations import Duration
 
@@ -60,6 +61,7 @@ class IntegrationSection:
     service: str | None = None
     service_label: str | None = None
     services: list[str] | None = None
+    heartbeat_alert: str | None = None
 
 
 @attrs.frozen
@@ -96,9 +98,33 @@ class Integration:
     service_label: str | None = None
     services: frozenset[str] | None = None
     """The services it may send to; None: any configured one."""
+    heartbeat_alert: str | None = None
+    """alertmanager: the alertname that is a heartbeat check-in (Watchdog), never an alert."""
 
     def may_send_to(self, service: str) -> bool:
         return self.services is None or service in self.services
+
+    def route(self) -> IntegrationRoute:
+        """This integration as the parsers take it (alertmanager and events-v2 only)."""
+        assert self.type in ROUTED_TYPES, self.type
+        return IntegrationRoute(
+            self.name,
+            "alertmanager" if self.type == "alertmanager" else "events-v2",
+            self.service,
+            self.service_label,
+            self.services,
+            self.heartbeat_alert,
+        )
+
+
+def keyed_routes(integrations: Mapping[str, Integration]) -> tuple[KeyedRoute, ...]:
+    """The events-v2 integrations with their keys, for `POST /v2/enqueue` (the key is in the
+    body, so every one is a candidate, compared in constant time by `find_by_key`)."""
+    return tuple(
+        KeyedRoute(i.route(), i.key.value.encode("utf-8"))
+        for i in integrations.values()
+        if i.type == "events-v2"
+    )
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -266,6 +292,19 @@ def _integration(
     for i, service in enumerate(section.services or ()):
         if service not in services:
             error(f"services[{i}]", f"no service named {service!r} is configured")
+    if section.heartbeat_alert is not None:
+        if section.type != "alertmanager":
+            error("heartbeat_alert", "a setting of type 'alertmanager' only")
+        elif not section.heartbeat_alert:
+            error("heartbeat_alert", 'must not be empty (an alertname, like "Watchdog")')
+        elif section.service is None:
+            error("heartbeat_alert", "needs service: the service the alert checks in for")
+        elif section.service in services and _heartbeat(services[section.service]) is None:
+            error(
+                "heartbeat_alert",
+                f"service {section.service!r} has no heartbeat configured"
+                f" (services.{section.service}.heartbeat)",
+            )
     if section.service_label is not None and not section.service_label:
         error("service_label", "must not be empty")
     if section.services is not None and not section.services:
@@ -281,6 +320,12 @@ def _integration(
             service=section.service,
             service_label=section.service_label,
             services=None if section.services is None else frozenset(section.services),
+            heartbeat_alert=section.heartbeat_alert,
         ),
         [],
     )
+
+
+def _heartbeat(service: object) -> object:
+    """A service section's `heartbeat` (None if it has none)."""
+    return getattr(service, "heartbeat", None)

@@ -109,6 +109,7 @@ class PolicySection:
 @attrs.frozen
 class ServiceSection:
     policy: str
+    heartbeat: Duration | None = None
 
 
 @attrs.frozen
@@ -150,6 +151,8 @@ class Config:
     policies: dict[str, Policy]
     services: dict[str, str]
     """Each configured service, with the name of its policy."""
+    heartbeats: dict[str, float] = attrs.Factory(dict)
+    """Each service with a `heartbeat`: how often it must check in, in seconds."""
     access: Access = attrs.Factory(Access)
     metrics_listen: tuple[str, int] | None = None
     """Where `GET /metrics` is served; None (the default) serves it nowhere."""
@@ -409,14 +412,21 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
         if not isinstance(section, dict):
             errors.append(f"{at}: expected a table, got {_toml_type(section)}")
             continue
-        errors += [f"{_join(at, key)}: unknown key" for key in sorted(section.keys() - {"policy"})]
+        keys = {"policy", "heartbeat"}
+        errors += [f"{_join(at, key)}: unknown key" for key in sorted(section.keys() - keys)]
+        heartbeat: Duration | None = None
+        if "heartbeat" in section:
+            try:
+                heartbeat = _duration(section["heartbeat"], Duration)
+            except Invalid as exc:
+                errors.append(f"{at}.heartbeat: {exc}")
         policy = section.get("policy")
         if policy is None:
             errors.append(f"{at}.policy: required key missing")
         elif type(policy) is not str:
             errors.append(f"{at}.policy: expected a string, got {_toml_type(policy)}")
         else:
-            services[name] = ServiceSection(policy)
+            services[name] = ServiceSection(policy, heartbeat)
     return services, errors
 
 
@@ -605,6 +615,11 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
         channels=channels,
         policies=policies,
         services={name: service.policy for name, service in raw.services.items()},
+        heartbeats={
+            name: float(service.heartbeat)
+            for name, service in raw.services.items()
+            if service.heartbeat is not None
+        },
         access=Access(
             users=_names(raw.daemon.allow_users),
             groups=_names(raw.daemon.allow_groups),

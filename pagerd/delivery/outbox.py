@@ -685,7 +685,8 @@ def cancelled_by(state: ServiceState, n: Notify) -> str | None:
     A notification of an incident newer than `state` knows is wanted: it is committed, and the
     service's state in memory is set only once its actor resumes after the commit. The outbox
     can take it before then, read back from the database (at start, or when a channel's backlog
-    overflowed to it), and it used to be cancelled as `incident closed`: a page lost."""
+    overflowed to it), and it used to be cancelled as `incident closed`: a page lost (a heartbeat
+    missed while pagerd was down opens an incident at start, while the outbox reads its backlog)."""
     incident = state.incident
     if state.last_incident < n.incident:
         return None

@@ -34,6 +34,8 @@ from pager.domain import (
     Ack,
     Alert,
     Event,
+    Heartbeat,
+    HeartbeatMissed,
     Notify,
     Rejected,
     Resolve,
@@ -43,12 +45,14 @@ from pager.domain import (
     closed,
     decide,
     incident_id,
+    missed_message,
 )
 from pager.protocol import error_reply, ok_reply, service_status, unknown_service
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
-from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Scheduler
+from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Due, Scheduler, heartbeat
+from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.port import EventRecord, StoreError, Transition
 from pagerd.timing.clock import Clock
@@ -61,6 +65,7 @@ MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoi
 
 
 REMOVED: Final = "service removed from the config"
+_DUE: Final = (Timeout, HeartbeatMissed)  # the events a scheduler hands over
 
 
 @attrs.frozen
@@ -122,6 +127,8 @@ class Services:
         scheduler: Scheduler,
         outbox: Outbox,
         clock: Clock,
+        heartbeats: Scheduler | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self._states = states
@@ -132,14 +139,17 @@ class Services:
         }
         self._committer = committer
         self._scheduler = scheduler
+        # The heartbeat deadlines: a second scheduler, whose misses come to `offer` too.
+        self._heartbeats = Scheduler(clock, heartbeat) if heartbeats is None else heartbeats
         self._outbox = outbox
         self._clock = clock
+        self._metrics = Metrics() if metrics is None else metrics
         # Who owns each service that has one: its actor's inbox, or the claim holding it.
         self._inboxes: dict[str, trio.MemorySendChannel[Envelope] | _Claimed] = {}
         self._claim: dict[str, _Claimed] = {}  # the claim still open to more events
-        # A due timeout for a service whose owner was busy: the owner takes it with its next
-        # batch, so a full inbox never holds it back (see `offer`).
-        self._due: dict[str, Envelope] = {}
+        # Due timeouts for a service whose owner was busy: the owner takes them with its next
+        # batch, so a full inbox never holds them back (see `offer`). At most one a scheduler.
+        self._due: dict[str, list[Envelope]] = {}
         self._timeout_actors = 0  # actors started by `offer`, running now
         self._removals = trio.Event()  # set when services may have been removed
         self._nursery: trio.Nursery | None = None
@@ -166,7 +176,12 @@ class Services:
         failed = (
             0 if incident is None else self._outbox.failed_deliveries(state.name, incident.number)
         )
-        return service_status(state, failed, offset=self._clock.offset())
+        return service_status(
+            state,
+            failed,
+            offset=self._clock.offset(),
+            heartbeat=self.config.heartbeats.get(state.name),
+        )
 
     def offset(self) -> float:
         """What to add to a time pagerd recorded to show it on the wall clock (`Clock.offset`)."""
@@ -183,8 +198,18 @@ class Services:
             if back and state.incident is not None:
                 # Added back before its incident was closed: it escalates again.
                 self._scheduler.schedule(state)
+        self._disarm_unconfigured()
         if before.keys() - config.services.keys():
             self._removals.set()
+
+    def _disarm_unconfigured(self) -> None:
+        """Hand over at once the heartbeat deadline of each service the config no longer gives
+        a `heartbeat` (or no longer has): its actor disarms the monitor, paging nobody."""
+        heartbeats = self.config.heartbeats
+        for state in self._states.values():
+            monitor = state.heartbeat
+            if monitor is not None and monitor.due_at is not None and state.name not in heartbeats:
+                self._heartbeats.hurry(state)
 
     def open_incidents(self) -> int:
         """Open incidents of configured services: those `status` shows and a client can close
@@ -210,6 +235,8 @@ class Services:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._scheduler.schedule_all(self._states.values())
+            self._heartbeats.schedule_all(self._states.values())
+            self._disarm_unconfigured()  # a restart on a config without some heartbeats
             self._removals.set()  # a restart on a config without some services
             nursery.start_soon(self._close_removed, name="close removed services")
             task_status.started()
@@ -257,7 +284,7 @@ class Services:
                 # The owner cannot leave meanwhile: it leaves only with its inbox empty.
                 await inbox.send(envelope)
 
-    def offer(self, service: str, event: Timeout) -> bool:
+    def offer(self, service: str, event: Due) -> bool:
         """Route a due timeout without waiting; False if it cannot be taken now (the scheduler
         offers it again soon).
 
@@ -277,7 +304,8 @@ class Services:
         elif isinstance(owner, _Claimed) and self._claim.get(service) is owner:
             owner.batch.append(envelope)  # the claim is still open: decided with it
         else:
-            self._due[service] = envelope  # at most one: the scheduler hands one at a time
+            # At most one a scheduler: each hands a service one at a time.
+            self._due.setdefault(service, []).append(envelope)
         return True
 
     def _inbox(self, service: str) -> trio.MemorySendChannel[Envelope] | None:
@@ -345,7 +373,7 @@ class Services:
                 # batch), and never behind more than that.
                 due = self._due.pop(service, None)
                 if due is not None:
-                    batch.append(due)
+                    batch += due
                 if not batch:
                     # Idle: leave the registry with no checkpoint since the inbox was seen empty.
                     del self._inboxes[service]
@@ -362,7 +390,7 @@ class Services:
             log.exception("actor failed services=%s", ",".join(batches))
             for service, batch in batches.items():
                 _fail(batch)
-                self._scheduler.retry(self.state(service))
+                self._retry(self.state(service))
 
     async def _handle(self, batches: dict[str, list[Envelope]]) -> None:
         """Decide every service's events in turn, commit all of them together, then answer."""
@@ -376,9 +404,9 @@ class Services:
                     if envelope.reply is not None:
                         envelope.reply.set(unknown_service(service), "unknown_service")
                 state = self.state(service)
-                if state.incident is not None:
-                    after = closed(state)
-                    record = EventRecord("removed", REMOVED)
+                if state.incident is not None or state.heartbeat is not None:
+                    after = attrs.evolve(closed(state), heartbeat=None)
+                    record = EventRecord("removed", REMOVED) if state.incident is not None else None
                     decided[service] = _Decided(
                         [Transition(state, after, (), now, record)], [], after
                     )
@@ -389,7 +417,7 @@ class Services:
                 # A bug in one service's decisions fails its events, not its neighbours'.
                 log.exception("actor failed service=%s", service)
                 _fail(batch)
-                self._scheduler.retry(self.state(service))
+                self._retry(self.state(service))
         await self._commit(batches, decided)
 
     async def _commit(
@@ -426,24 +454,40 @@ class Services:
                 _log_transition(t)
                 if _deadline(t.after) != _deadline(t.before):
                     self._scheduler.schedule(t.after)
+                if t.after.heartbeat != t.before.heartbeat:
+                    self._heartbeats.schedule(t.after)
+                    if t.event is not None and t.event.op == "heartbeat_missed":
+                        self._metrics.heartbeats_missed.inc()
             self._outbox.add(_notifications(transitions))
             # An acknowledgement or a close: that incident's waiting retries leave now.
             self._outbox.reconsider(decided)
         for service in decided:
-            if any(isinstance(envelope.event, Timeout) for envelope in batches[service]):
-                self._scheduler.decided(self.state(service))
+            batch = batches[service]
+            if any(isinstance(envelope.event, _DUE) for envelope in batch):  # rarely
+                state = self.state(service)
+                if any(isinstance(envelope.event, Timeout) for envelope in batch):
+                    self._scheduler.decided(state)
+                if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
+                    self._heartbeats.decided(state)
         self._answer([o for d in decided.values() for o in d.outcomes])
 
     def _refused(self, decided: dict[str, _Decided], exc: StoreError) -> None:
         """Nothing of it was written: every deadline stays as the disk has it, and a timeout
         handed over for these services is offered again after a back-off."""
         for service in decided:
-            self._scheduler.retry(self.state(service))
+            self._retry(self.state(service))
         self._answer([o for d in decided.values() for o in d.outcomes], failure=str(exc))
+
+    def _retry(self, state: ServiceState) -> None:
+        """Offer again, after a back-off, any deadline of `state`'s handed over (see
+        `Scheduler.retry`)."""
+        self._scheduler.retry(state)
+        self._heartbeats.retry(state)
 
     def _decide(self, service: str, batch: list[Envelope], now: float) -> _Decided:
         """Decide `batch` in order from the service's committed state."""
         policy = self.config.policy_of(service)
+        heartbeat = self.config.heartbeats.get(service)
         state = self.state(service)
         mine: list[Transition] = []
         answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
@@ -451,7 +495,7 @@ class Services:
             if isinstance(envelope.event, Removed):
                 continue  # added back before its incident was closed: it stays open
             try:
-                after, notes = decide(state, envelope.event, now, policy)
+                after, notes = decide(state, envelope.event, now, policy, heartbeat)
             except Rejected as rejected:
                 answers.append((envelope.reply, rejected))
                 continue
@@ -482,6 +526,8 @@ class Services:
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
     """The event as the incident's history keeps it; None if it concerns no incident."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
+    if isinstance(event, (Heartbeat, HeartbeatMissed)):
+        return _heartbeat_record(event, peer, via, before, after)
     if isinstance(event, Timeout):
         incident = after.incident
         if after == before or incident is None:
@@ -509,6 +555,28 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
             "resolve", detail + (f", {left} still firing" if left else ""), None, peer, via
         )
     return EventRecord("healthy", None, None, peer, via)
+
+
+def _heartbeat_record(
+    event: Heartbeat | HeartbeatMissed,
+    peer: Peer | None,
+    via: str | None,
+    before: ServiceState,
+    after: ServiceState,
+) -> EventRecord | None:
+    """A check-in or a miss as the history keeps it: only when it changes the incident's story
+    (a miss; a check-in that ends one), never each check-in of a healthy service."""
+    if isinstance(event, HeartbeatMissed):
+        if after.heartbeat is None or not after.heartbeat.missed or after == before:
+            return None  # stale, early, or a disarm
+        assert after.incident is not None
+        return EventRecord("heartbeat_missed", missed_message(after.heartbeat.interval))
+    if before.heartbeat is None or not before.heartbeat.missed:
+        return None  # an ordinary check-in
+    if before.incident is None:
+        return None
+    detail = "heartbeat restored" if after.incident is None else "heartbeat restored; still open"
+    return EventRecord("heartbeat", detail, event.by, peer, via)
 
 
 def _fail(batch: list[Envelope]) -> None:

@@ -6,17 +6,20 @@ an acknowledged or closed incident stops counting as soon as its new state is co
 deadline passes, its `Timeout` goes to the service's actor and stays *handed* until the actor
 has committed what it decided: if that commit fails, the actor re-arms it with `retry`, after a
 back-off, so that one failed commit never ends an escalation.
+
+The same class holds the heartbeat deadlines, in a second instance (`Scheduler(clock, heartbeat)`):
+a service's monitor is one more deadline, whose `HeartbeatMissed` goes to the actor the same way.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Final, TypeAlias
 
 import trio
 
-from pager.domain import ServiceState, Timeout
+from pager.domain import HeartbeatMissed, ServiceState, Timeout
 from pagerd.timing.clock import Clock
 from pagerd.timing.timers import Timers
 
@@ -32,9 +35,11 @@ RETRY_MAX: Final = 30.0
 # Stale entries the heap may hold beyond twice the deadlines armed, before they are dropped.
 COMPACT_SLACK: Final = 1024
 
+Due: TypeAlias = Timeout | HeartbeatMissed
 # Hands a due timeout to the service; False if it cannot take it now.
-Deliver = Callable[[str, Timeout], bool]
-Step: TypeAlias = tuple[int, int, int]  # (incident, round, level): the Timeout's fields
+Deliver = Callable[[str, Due], bool]
+# The event a state's deadline is for (it names the step, so a stale one is recognised), or None.
+StepOf: TypeAlias = Callable[[ServiceState], Due | None]
 
 
 class _Armed:
@@ -42,14 +47,38 @@ class _Armed:
 
     __slots__ = ("handed", "step")
 
-    def __init__(self, step: Step) -> None:
+    def __init__(self, step: Due) -> None:
         self.step = step
         self.handed = False
 
 
+def escalation(state: ServiceState) -> Timeout | None:
+    """The timeout of the open incident's current step, if it has one to come."""
+    incident = state.incident
+    if incident is None or incident.deadline is None:
+        return None
+    return Timeout(incident.number, incident.round, incident.level)
+
+
+def heartbeat(state: ServiceState) -> HeartbeatMissed | None:
+    """The miss of the service's next check-in, if its monitor is armed."""
+    monitor = state.heartbeat
+    if monitor is None or monitor.due_at is None:
+        return None
+    return HeartbeatMissed(monitor.due_at)
+
+
+def _at(due: Due, state: ServiceState) -> float:
+    if isinstance(due, HeartbeatMissed):
+        return due.due_at
+    assert state.incident is not None and state.incident.deadline is not None
+    return state.incident.deadline
+
+
 class Scheduler:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, step: StepOf = escalation) -> None:
         self._clock = clock
+        self._step = step
         self._armed: dict[str, _Armed] = {}
         # The heap holds each _Armed object; one that is no longer the service's is stale.
         self._timers: Timers[tuple[str, _Armed]] = Timers(clock)
@@ -64,23 +93,32 @@ class Scheduler:
         it if `state` has none. `state` must be committed: a deadline follows what is on disk."""
         name = state.name
         self._failures.pop(name, None)
-        step = _step(state)
+        step = self._step(state)
         if step is None:
             self._armed.pop(name, None)
             return
         armed = self._armed.get(name)
         if armed is not None and armed.step == step and not armed.handed:
             return  # armed already, for this very step
-        assert state.incident is not None and state.incident.deadline is not None
-        self._arm(name, step, state.incident.deadline)
+        self._arm(name, step, _at(step, state))
 
     def schedule_all(self, states: Iterable[ServiceState]) -> None:
         """`schedule` each of `states`, in linear time (a restart can bring 100,000)."""
         entries = []
-        for deadline, name, step in _timeouts(states):
-            armed = self._armed[name] = _Armed(step)
-            entries.append((deadline, (name, armed)))
+        for state in states:
+            step = self._step(state)
+            if step is not None:
+                armed = self._armed[state.name] = _Armed(step)
+                entries.append((_at(step, state), (state.name, armed)))
         self._timers.push_many(entries)
+
+    def hurry(self, state: ServiceState) -> None:
+        """Hand `state`'s deadline over now rather than when it is due: what the actor decides
+        of it no longer waits for that time (a heartbeat a reload removed, disarmed at once)."""
+        step = self._step(state)
+        if step is not None:
+            self._failures.pop(state.name, None)
+            self._arm(state.name, step, self._clock.now())
 
     def retry(self, state: ServiceState) -> None:
         """The commit of what the service's actor decided failed, and `state` is the service's
@@ -88,14 +126,13 @@ class Scheduler:
         back-off (growing while commits keep failing). A deadline still waiting is left as
         it was."""
         name = state.name
-        step = _step(state)
+        step = self._step(state)
         armed = self._armed.get(name)
         if step is None or (armed is not None and armed.step == step and not armed.handed):
             return
-        assert state.incident is not None and state.incident.deadline is not None
-        self._back_off(name, step, state.incident.deadline)
+        self._back_off(name, step, _at(step, state))
 
-    def _back_off(self, name: str, step: Step, deadline: float) -> None:
+    def _back_off(self, name: str, step: Due, deadline: float) -> None:
         failures = self._failures[name] = self._failures.get(name, 0) + 1
         delay = min(RETRY_MAX, RETRY_MIN * 2 ** min(failures - 1, 16))
         self._arm(name, step, max(deadline, self._clock.now() + delay))
@@ -109,7 +146,7 @@ class Scheduler:
         else:
             self._failures.pop(state.name, None)
 
-    def _arm(self, name: str, step: Step, at: float) -> None:
+    def _arm(self, name: str, step: Due, at: float) -> None:
         armed = self._armed[name] = _Armed(step)
         self._timers.push(at, (name, armed))
         if len(self._timers) > 2 * len(self._armed) + COMPACT_SLACK:
@@ -129,7 +166,7 @@ class Scheduler:
                     self._timers.pop()  # replaced or disarmed since it was pushed
                     continue
                 try:
-                    taken = deliver(name, Timeout(*armed.step))
+                    taken = deliver(name, armed.step)
                 except Exception:
                     # A bug must neither take paging down nor drop this deadline.
                     log.exception("cannot hand over the timeout of service=%s", name)
@@ -152,17 +189,3 @@ class Scheduler:
                 await trio.sleep(RETRY_DELAY)
             else:
                 await self._timers.wait()
-
-
-def _step(state: ServiceState) -> Step | None:
-    incident = state.incident
-    if incident is None or incident.deadline is None:
-        return None
-    return incident.number, incident.round, incident.level
-
-
-def _timeouts(states: Iterable[ServiceState]) -> Iterator[tuple[float, str, Step]]:
-    for state in states:
-        incident = state.incident
-        if incident is not None and incident.deadline is not None:
-            yield incident.deadline, state.name, (incident.number, incident.round, incident.level)

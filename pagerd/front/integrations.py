@@ -15,7 +15,6 @@ same way as the socket's, and the answer is given only once all of them are comm
 
 from __future__ import annotations
 
-import hmac
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,8 +26,10 @@ import trio
 
 from pager import alertmanager, events_v2
 from pager.domain import Source
-from pager.integrations import IntegrationRoute, Refused, Routed
+from pager.integrations import IntegrationRoute, KeyedRoute, Refused, Routed, find_by_key
 from pagerd.engine.actors import Envelope, Services
+
+__all__ = ["Answer", "KeyedRoute", "alertmanager_webhook", "enqueue_events_v2", "find_by_key"]
 
 log = logging.getLogger("pagerd.integrations")
 
@@ -49,29 +50,6 @@ class Answer:
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     result: str = "ok"
-
-
-@attrs.frozen(repr=False)
-class KeyedRoute:
-    """An integration and its key, for the one endpoint whose key is in the body (Events v2's
-    `routing_key`). The key is never shown (`repr` leaves it out)."""
-
-    route: IntegrationRoute
-    key: bytes
-
-    def __repr__(self) -> str:
-        return f"KeyedRoute({self.route!r})"
-
-
-def find_by_key(integrations: Sequence[KeyedRoute], key: str) -> IntegrationRoute | None:
-    """The integration whose key is `key`, compared in constant time with every one of them
-    (no early exit: how long it takes says nothing about which key came close)."""
-    given = key.encode()
-    found = None
-    for keyed in integrations:
-        if hmac.compare_digest(keyed.key, given):
-            found = keyed.route
-    return found
 
 
 class _Waiting:
@@ -108,12 +86,16 @@ class _Outcome:
     message: str
 
 
-async def _route(services: Services, routed: Sequence[Routed], patience: float) -> _Outcome | None:
-    """Route `routed` to the services' actors and wait until each is decided and committed."""
+async def _route(
+    services: Services, routed: Sequence[Routed], patience: float, integration: str
+) -> _Outcome | None:
+    """Route `routed` to the services' actors as sent through `integration` (the history's
+    `via`), and wait until each is decided and committed."""
     replies = [_Waiting() for _ in routed]
     with trio.move_on_after(patience):
         await services.route(
-            (r.service, Envelope(r.event, reply)) for r, reply in zip(routed, replies, strict=True)
+            (r.service, Envelope(r.event, reply, None, integration))
+            for r, reply in zip(routed, replies, strict=True)
         )
         for reply in replies:
             await reply.event.wait()
@@ -163,7 +145,7 @@ async def alertmanager_webhook(
             route.name,
             message.truncated_alerts,
         )
-    outcome = await _route(services, routed, patience)
+    outcome = await _route(services, routed, patience, route.name)
     if outcome is not None:
         if outcome.status >= 500:
             log.warning(
@@ -213,7 +195,7 @@ async def enqueue_events_v2(
         # An acknowledge or resolve that names no service: the one that has its key firing.
         service = services.firing_service(Source(route.name, enqueued.dedup_key))
     if service is not None:
-        outcome = await _route(services, [Routed(service, enqueued.event)], patience)
+        outcome = await _route(services, [Routed(service, enqueued.event)], patience, route.name)
         if outcome is not None:
             if outcome.status >= 500:
                 log.warning(

@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from pager import __version__
-from pager.domain import Ack, Alert, Event, Healthy, incident_id
+from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, incident_id
 from pager.protocol import (
     EVENT_OPS,
     MAX_LINE,
@@ -497,6 +497,8 @@ def event_of(request: Request) -> Event:
         return Alert(request.message or "")
     if request.op == "ack":
         return Ack(request.by)
+    if request.op == "heartbeat":
+        return Heartbeat()
     return Healthy()
 
 

@@ -107,6 +107,10 @@ class Metrics:
             "pagerd_history_pruned_incidents_total",
             "Closed incidents deleted with their history, past daemon.keep_history.",
         )
+        self.heartbeats_missed = Counter(
+            "pagerd_heartbeats_missed_total",
+            "Heartbeat check-ins missed: each an alert for its service (services.X.heartbeat).",
+        )
         self.outbox_errors = Counter(
             "pagerd_outbox_errors_total",
             "Unexpected errors in delivery's own tasks (a bug), contained and retried, by task.",
@@ -139,6 +143,7 @@ class Metrics:
             self.commit_batch,
             self.delivery_seconds,
             self.pruned,
+            self.heartbeats_missed,
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,

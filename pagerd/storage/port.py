@@ -168,13 +168,17 @@ class Storage(Protocol):
         ...
 
     def load_states(self) -> dict[str, ServiceState]:
-        """Every service that has had an incident, with its open incident if any."""
+        """Every service that has had an incident or has a heartbeat monitor, with its open
+        incident (and why it is open: `Incident.heartbeat_only`) and its monitor if any. A
+        `Transition` whose `after.heartbeat` differs from its `before.heartbeat` writes the
+        monitor (or deletes it, if None)."""
         ...
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
-        """At start: move the stored deadlines and retry times into the frame of `reading`
-        (by `clock.shift` from the last recorded reading, when that is a step, not jitter),
-        and record `reading`, in one transaction. The last reading, and how far they moved."""
+        """At start: move the stored deadlines (escalations and heartbeats) and retry times
+        into the frame of `reading` (by `clock.shift` from the last recorded reading, when that
+        is a step, not jitter), and record `reading`, in one transaction. The last reading, and
+        how far they moved."""
         ...
 
     def undelivered(

@@ -12,6 +12,7 @@ It never decides anything about an incident, never keeps a request's bytes past 
 - `auth.py`: keys, compared in constant time; `limits.py`: per-integration rate limits
 - `submit.py`: one event to its actor, awaited until committed: the seam every integration uses
 - `rest.py`: `POST /alert`, `/acknowledge`, `/healthy`; `GET /status`, `/history`
+- `hooks.py`: `POST /v1/integrations/alertmanager[/{key}]`, `/v2/enqueue`, `/heartbeat/{service}`
 """
 
 from pagerd.front.http.app import HttpApp

@@ -111,11 +111,9 @@ class HttpApp:
                     401, "unauthorized", f"missing or wrong key: {message} (Authorization: Bearer)",
                     ("www-authenticate", "Bearer"),
                 )  # fmt: skip
-            self.rate_limits.configure(config.http.limits.rate, config.http.limits.burst)
-            wait = self.rate_limits.retry_after(integration.name)
-            if wait is not None:
-                message = f"integration {integration.name!r} is over its rate; retry in {wait}s"
-                return error(429, "busy", message, ("retry-after", str(wait)))
+            limited = self.over_rate(integration.name, route.over_rate)
+            if limited is not None:
+                return limited
         body = b""
         if route.body:
             limits = config.http.limits
@@ -134,6 +132,18 @@ class HttpApp:
         except Exception:  # a bug in one handler: this request's, not the server's
             log.exception("http %s %s failed", scope["method"], route.name)
             return error(500, "internal", "internal error")
+
+    def over_rate(self, integration: str, status: int = 429) -> Response | None:
+        """The answer to a request of `integration` past its rate (`status`, busy, with
+        Retry-After), or None if it may go on. For a route whose key is in its body (Events
+        v2), its handler asks once it knows the integration."""
+        limits = self._config().http.limits
+        self.rate_limits.configure(limits.rate, limits.burst)
+        wait = self.rate_limits.retry_after(integration)
+        if wait is None:
+            return None
+        message = f"integration {integration!r} is over its rate; retry in {wait}s"
+        return error(status, "busy", message, ("retry-after", str(wait)))
 
     async def _healthy(self, call: Call) -> Response:
         return Response.json(200, {"ok": True, "healthy": True})

@@ -40,6 +40,9 @@ class Route:
     key_in_path: bool = False
     """The key is the path's `{key}` (a wrong one is 404, as for a path that does not exist)."""
     body: bool = False
+    over_rate: int = 429
+    """The status an integration past its rate gets (with Retry-After): 503 for a sender that
+    drops a 429 (Alertmanager retries only a 5xx)."""
     doc: Mapping[str, Any] = attrs.field(factory=dict)
     """Its OpenAPI operation: `summary`, `requestBody`, `responses` (codes as strings)."""
 

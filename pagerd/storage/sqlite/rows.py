@@ -23,7 +23,7 @@ from pagerd.timing.clock import Reading
 
 _COLUMNS: Final = (
     "service, number, opened_at, message, alerts, round, level, deadline, acknowledged_at,"
-    " acknowledged_by, exhausted, closed_at"
+    " acknowledged_by, exhausted, closed_at, heartbeat_only"
 )
 
 
@@ -32,11 +32,20 @@ def _select(count: int) -> str:
 
 
 _UPSERT_INCIDENTS: Final = (
-    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(12)} FROM json_each(?) WHERE true"
+    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(13)} FROM json_each(?) WHERE true"
     " ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
     " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
     " acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,"
-    " exhausted = excluded.exhausted, closed_at = excluded.closed_at"
+    " exhausted = excluded.exhausted, closed_at = excluded.closed_at,"
+    " heartbeat_only = excluded.heartbeat_only"
+)
+_UPSERT_HEARTBEATS: Final = (
+    f"INSERT INTO heartbeats (service, interval, due_at, last_at) SELECT {_select(4)}"
+    " FROM json_each(?) WHERE true ON CONFLICT (service) DO UPDATE SET"
+    " interval = excluded.interval, due_at = excluded.due_at, last_at = excluded.last_at"
+)
+_DELETE_HEARTBEATS: Final = (
+    "DELETE FROM heartbeats WHERE service IN (SELECT value FROM json_each(?))"
 )
 _INSERT_EVENTS: Final = (
     "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user, peer_pid,"
@@ -85,6 +94,7 @@ def _incident_row(service: str, i: Incident, closed_at: float | None) -> list[An
         i.acknowledged_by,
         int(i.exhausted),
         closed_at,
+        int(i.heartbeat_only),
     ]
 
 
@@ -97,6 +107,8 @@ class _Rows:
         self.attempts: list[list[Any]] = []
         self.updates: dict[str, list[Any]] = {}
         self.clock: Reading | None = None
+        # service -> its monitor's row, None to delete it (disarmed)
+        self.heartbeats: dict[str, list[Any] | None] = {}
         # service -> (firing before its first transition here, after its last)
         self.firing: dict[str, tuple[frozenset[Source], frozenset[Source]]] = {}
 
@@ -110,6 +122,11 @@ class _Rows:
             self.incidents[(name, before.number)] = _incident_row(name, before, t.at)
         if after is not None and after != before:
             self.incidents[(name, after.number)] = _incident_row(name, after, None)
+        monitor = t.after.heartbeat
+        if monitor != t.before.heartbeat:
+            self.heartbeats[name] = None
+            if monitor is not None:
+                self.heartbeats[name] = [name, monitor.interval, monitor.due_at, monitor.last_at]
         incident = after or before
         if t.event is not None and incident is not None:
             peer = t.event.peer
@@ -197,6 +214,12 @@ def write(conn: sqlite3.Connection, batch: Sequence[Write], origin: str) -> None
         if values:
             # Text, not bytes: SQLite would take a BLOB for its binary JSONB.
             conn.execute(sql, (_encode(values).decode(),))
+    armed = [row for row in rows.heartbeats.values() if row is not None]
+    disarmed = [name for name, row in rows.heartbeats.items() if row is None]
+    if armed:
+        conn.execute(_UPSERT_HEARTBEATS, (_encode(armed).decode(),))
+    if disarmed:
+        conn.execute(_DELETE_HEARTBEATS, (_encode(disarmed).decode(),))
     if rows.clock is not None:
         record_clock(conn, rows.clock)
 

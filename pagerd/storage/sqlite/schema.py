@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -92,6 +92,19 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_incident ON events (service, incident);
 """
 
+_HEARTBEATS: Final = """
+ALTER TABLE incidents ADD COLUMN heartbeat_only INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS heartbeats (
+    service TEXT PRIMARY KEY,
+    interval REAL NOT NULL,
+    due_at REAL,  -- NULL: missed, waiting for the next check-in
+    last_at REAL
+) WITHOUT ROWID;
+"""
+"""Heartbeat monitors (`pager.domain.Monitor`), and why an incident is open: `heartbeat_only`
+when only a missed heartbeat opened it. One step of its own, so that renumbering it beside
+another branch's step is a change of its key below."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -105,6 +118,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
         "CREATE TABLE IF NOT EXISTS firing (service TEXT NOT NULL, integration TEXT NOT NULL,"
         " key TEXT NOT NULL, PRIMARY KEY (service, integration, key)) WITHOUT ROWID;"
     ),
+    # Each service's heartbeat monitor (`ServiceState.heartbeat`).
+    7: _HEARTBEATS,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

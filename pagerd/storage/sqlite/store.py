@@ -21,7 +21,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
 
-from pager.domain import Incident, Notify, ServiceState, Source, Target, incident_id
+from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target, incident_id
 from pagerd.storage.port import (
     PRUNE_ROWS,
     Delivery,
@@ -179,7 +179,8 @@ class Store:
         self._conn.execute("SELECT 1").fetchone()
 
     def load_states(self) -> dict[str, ServiceState]:
-        """Every service that has had an incident, with its open incident if any."""
+        """Every service that has had an incident or has a heartbeat monitor, with its open
+        incident and its monitor if any."""
         try:
             return self._load_states()
         except sqlite3.Error as exc:
@@ -190,7 +191,8 @@ class Store:
         states: dict[str, ServiceState] = {}
         for row in self._conn.execute(
             "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
-            " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted"
+            " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
+            " i.heartbeat_only"
             " FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
             " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL"
         ):
@@ -198,7 +200,7 @@ class Store:
             if row[2] is not None:
                 incident = Incident(
                     row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-                    bool(row[11]),
+                    bool(row[11]), bool(row[12]),
                 )  # fmt: skip
             states[row[0]] = ServiceState(row[0], row[1], incident)
         firing: dict[str, set[Source]] = {}
@@ -210,6 +212,11 @@ class Store:
             state = states.get(service)
             if state is not None and state.incident is not None:  # only an open one fires
                 states[service] = attrs.evolve(state, firing=frozenset(sources))
+        for service, interval, due_at, last_at in self._conn.execute(
+            "SELECT service, interval, due_at, last_at FROM heartbeats"
+        ):
+            state = states.get(service) or ServiceState(service)
+            states[service] = attrs.evolve(state, heartbeat=Monitor(interval, due_at, last_at))
         return states
 
     @_port_errors
@@ -443,6 +450,10 @@ class Store:
                     conn.execute(
                         "UPDATE incidents SET deadline = deadline + ?"
                         " WHERE closed_at IS NULL AND deadline IS NOT NULL",
+                        (moved,),
+                    )
+                    conn.execute(
+                        "UPDATE heartbeats SET due_at = due_at + ? WHERE due_at IS NOT NULL",
                         (moved,),
                     )
                     conn.execute(

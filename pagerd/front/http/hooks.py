@@ -1,0 +1,104 @@
+"""The integrations' routes: Alertmanager's webhook, PagerDuty's Events v2 and heartbeats.
+
+Each route hands its body to the integration's handler (`front/integrations.py`: the same
+actors, answered after commit), and turns its `Answer` into the HTTP response:
+
+- `POST /v1/integrations/alertmanager` (Bearer) and `/v1/integrations/alertmanager/{key}` (the
+  key in the path, for an Alertmanager that cannot send a header): over its rate, an integration
+  gets 503 with Retry-After, not 429: Alertmanager drops a 4xx and retries only a 5xx.
+- `POST /v2/enqueue`: the key is the body's `routing_key` (PagerDuty's API has no header), so
+  the route takes none and its handler finds the integration, compares the key in constant time,
+  counts a wrong one as an auth failure and applies the integration's rate limit (429, as
+  PagerDuty answers a sender over its rate).
+- `POST /heartbeat/{service}` (Bearer, a `heartbeat` integration): a check-in, 200 once
+  committed; 404 for an unknown service, 400 if the service has no heartbeat configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from pager import events_v2
+from pager.domain import Heartbeat, is_service_name
+from pager.integrations import Refused, find_by_key
+from pager.protocol import error_reply
+from pagerd.config.http import keyed_routes
+from pagerd.engine.actors import Services
+from pagerd.front.http.asgi import JSON, Response
+from pagerd.front.http.rest import answer
+from pagerd.front.http.routes import Call, Route
+from pagerd.front.http.submit import submit
+from pagerd.front.integrations import Answer, alertmanager_webhook, enqueue_events_v2
+from pagerd.operations.metrics import Metrics
+
+OverRate = Callable[[str, int], Response | None]
+"""(integration name, status) -> the answer if it is over its rate, else None."""
+
+_ALERTMANAGER: Final = {
+    "responses": ("200", "400", "401", "403", "404", "408", "413", "503"),
+}
+
+
+def _response(a: Answer) -> Response:
+    return Response(a.status, a.body + b"\n", JSON, a.headers)
+
+
+class Hooks:
+    def __init__(self, services: Services, metrics: Metrics, over_rate: OverRate) -> None:
+        self._services = services
+        self._metrics = metrics
+        self._over_rate = over_rate
+
+    def routes(self) -> list[Route]:
+        am = "/v1/integrations/alertmanager"
+        return [
+            Route("POST", am, self._alertmanager, am, auth="alertmanager", body=True,
+                  over_rate=503,
+                  doc={**_ALERTMANAGER, "summary": "Alertmanager's webhook (version 4), "
+                       "Authorization: Bearer KEY"}),
+            Route("POST", f"{am}/{{key}}", self._alertmanager, f"{am}/{{key}}",
+                  auth="alertmanager", key_in_path=True, body=True, over_rate=503,
+                  doc={**_ALERTMANAGER, "summary": "Alertmanager's webhook (version 4), "
+                       "the key in the path"}),
+            Route("POST", "/v2/enqueue", self._enqueue, "/v2/enqueue", body=True,
+                  doc={"summary": "PagerDuty's Events API v2: the key is the routing_key",
+                       "responses": ("202", "400", "401", "403", "404", "408", "413", "429",
+                                     "503")}),
+            Route("POST", "/heartbeat/{service}", self._heartbeat, "/heartbeat/{service}",
+                  auth="heartbeat",
+                  doc={"summary": "A heartbeat check-in of the service",
+                       "responses": ("200", "400", "401", "403", "404", "429", "503")}),
+        ]  # fmt: skip
+
+    async def _alertmanager(self, call: Call) -> Response:
+        integration = call.integration
+        assert integration is not None  # the route takes a key
+        return _response(await alertmanager_webhook(self._services, integration.route(), call.body))
+
+    async def _enqueue(self, call: Call) -> Response:
+        keyed = keyed_routes(self._services.config.integrations)
+        data = events_v2.decode(call.body)
+        key = data if isinstance(data, Refused) else events_v2.routing_key(data)
+        if not isinstance(key, Refused):
+            route = find_by_key(keyed, key)
+            if route is not None:
+                limited = self._over_rate(route.name, 429)
+                if limited is not None:
+                    return limited
+        answered = await enqueue_events_v2(self._services, keyed, call.body)
+        if answered.status == 401:
+            self._metrics.http_auth_failures.inc("events-v2")
+        return _response(answered)
+
+    async def _heartbeat(self, call: Call) -> Response:
+        service = call.params["service"]
+        integration = call.integration
+        assert integration is not None  # the route takes a key
+        if not is_service_name(service):
+            return answer(error_reply("bad_request", "not a service name"))
+        if service in self._services.config.services and not integration.may_send_to(service):
+            message = f"integration {integration.name!r} may not send to {service!r} (services)"
+            return answer(error_reply("forbidden", message))
+        event = Heartbeat(by=integration.name)
+        return answer(await submit(self._services, service, event, integration.name))
