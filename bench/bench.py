@@ -34,6 +34,8 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import peer  # noqa: E402  (bench/, beside this script)
+
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
 from pager.protocol import parse_incident_id  # noqa: E402
 from pager.timefmt import timestamp  # noqa: E402
@@ -681,8 +683,20 @@ def _quiet_lateness(db: Path) -> list[float]:
     return [(two - (one + QUIET_ACK_TIMEOUT)) * 1000 for one, two in rows]
 
 
+def section_peer(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    return peer.section(sizes, folder, prepare_open_incidents, write_config)
+
+
 SIZES = {
     "full": {
+        "peer_rate_s": 5.0,
+        "peer_pool": 1_000,
+        "peer_first_page_rate": 200,
+        "peer_first_page_s": 10.0,
+        "peer_incidents": 10_000,
+        "peer_open": [10_000, 100_000],
+        "peer_idle_s": 5.0,
+        "peer_quiet_s": 3.0,
         "ingest_services": 10_000,
         "ingest_events": 50_000,
         "reqresp": 5.0,
@@ -702,6 +716,14 @@ SIZES = {
         "retention_events": 20,
     },
     "quick": {
+        "peer_rate_s": 0.3,
+        "peer_pool": 100,
+        "peer_first_page_rate": 200,
+        "peer_first_page_s": 0.5,
+        "peer_incidents": 200,
+        "peer_open": [200],
+        "peer_idle_s": 0.5,
+        "peer_quiet_s": 0.5,
         "ingest_services": 200,
         "ingest_events": 2_000,
         "reqresp": 0.5,
@@ -730,6 +752,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "timers": section_timers,
     "storm": section_storm,
     "retention": section_retention,
+    "peer": section_peer,
 }
 
 
@@ -859,6 +882,10 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 "",
             )
         )
+    return align(rows)
+
+
+def align(rows: list[tuple[str, str, str, str, str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
@@ -890,7 +917,11 @@ def main() -> int:
         f"pagerd benchmark, {machine['mode']} run: {machine['cpus']} CPUs, "
         f"Python {machine['python']}, {machine['platform']}"
     )
-    print(table(results))
+    if set(results) - {"peer"}:
+        print(table(results))
+    if "peer" in results:
+        print()
+        print(align(peer.rows(results["peer"])))
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     return 0

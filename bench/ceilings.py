@@ -3,21 +3,29 @@
 - `groupcommit SOCKET DB`: a bare Trio server that parses the same request lines and writes each
   to SQLite (WAL, synchronous=FULL) in group-committed transactions, replying after the commit.
 - `echo SOCKET`: a bare Trio line echo server, for request/response.
+- `http200 -`: pagerd's HTTP server (`pagerd.front.http.serve.HttpServer`, hypercorn's Trio
+  protocol inside pagerd's accept loop) with an ASGI application that reads the body and answers
+  a fixed 200: the HTTP front's own cost, without pagerd behind it. Prints its loopback port.
 
-Nothing here is pagerd: these are what the hardware and the stack allow for the same work.
+Nothing here is pagerd (but `http200`'s server): these are what the hardware and the stack allow
+for the same work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 async def _serve(path: str, handle: Callable[[trio.SocketStream], Awaitable[None]]) -> None:
@@ -98,12 +106,40 @@ async def groupcommit(path: str, db: str) -> None:
         await _serve(path, handle)
 
 
+async def http200() -> None:
+    from pagerd.config.http import HttpLimits
+    from pagerd.front.http.serve import HttpServer
+
+    body = b'{"ok":true}\n'
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body", False):
+            pass
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"12")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    server = HttpServer(app, HttpLimits(rate=math.inf), lambda: None, lambda: None)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    print(listeners[0].socket.getsockname()[1], flush=True)
+    await server.serve(listeners)
+
+
 def main() -> None:
     mode, path = sys.argv[1], sys.argv[2]
     if mode == "echo":
         trio.run(echo, path)
     elif mode == "groupcommit":
         trio.run(groupcommit, path, str(Path(sys.argv[3])))
+    elif mode == "http200":
+        trio.run(http200)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
