@@ -4,6 +4,7 @@ to the ceilings of the same work on the same machine (`ceilings.py`), and prints
     .venv/bin/python bench/bench.py                 # the full run (several minutes)
     .venv/bin/python bench/bench.py --quick         # small sizes: seconds (the test suite runs it)
     .venv/bin/python bench/bench.py --json out.json --only ingest latency
+    .venv/bin/python bench/bench.py --only peer     # beside Alertmanager (`peer.py`)
 
 A measurement, not a test: it never fails on a figure. Figures on shared machines drift from
 run to run; the ratios to the ceilings, measured in the same run, drift much less.
@@ -33,8 +34,9 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # peer.py and httpload.py, beside this script
 
-import peer  # noqa: E402  (bench/, beside this script)
+import peer  # noqa: E402
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
 from pager.protocol import parse_incident_id  # noqa: E402
@@ -913,6 +915,8 @@ def main() -> int:
         "platform": platform.platform(),
         "mode": "quick" if args.quick else "full",
     }
+    if args.json is not None:  # before the table, so a figure is never lost to its printing
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     print(
         f"pagerd benchmark, {machine['mode']} run: {machine['cpus']} CPUs, "
         f"Python {machine['python']}, {machine['platform']}"
@@ -922,8 +926,6 @@ def main() -> int:
     if "peer" in results:
         print()
         print(align(peer.rows(results["peer"])))
-    if args.json is not None:
-        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     return 0
 
 

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,12 +177,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def announced(args: list[str]) -> Iterator[int]:
-    """A helper process that prints its port first: the port."""
+def announced(args: list[str]) -> Iterator[tuple[int, int]]:
+    """A helper process that prints its port first: (the port, its pid)."""
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
-        yield int(proc.stdout.readline())
+        yield int(proc.stdout.readline()), proc.pid
     finally:
         _stop(proc)
 
@@ -403,14 +403,24 @@ def ceilings(sizes: dict[str, Any], pages: Pages) -> dict[str, Any]:
         run = trio.run(httpload.closed_loop, pages.port, n, seconds, sink)
         result[f"generator_sink_{n}"] = run.rate
         result[f"generator_cpu_us_{n}"] = run.cpu_s / max(1, run.requests) * 1e6
-    with announced([PYTHON, str(HERE / "ceilings.py"), "http200", "-"]) as port:
+    with announced([PYTHON, str(HERE / "ceilings.py"), "http200", "-"]) as (port, pid):
         for n in (1, CONNECTIONS):
-            run = trio.run(httpload.closed_loop, port, n, seconds, sink)
+            run, cpu = measured(pid, httpload.closed_loop, port, n, seconds, sink)
             result[f"http200_{n}"] = run.rate
-            result[f"http200_cpu_us_{n}"] = run.cpu_s / max(1, run.requests) * 1e6
+            result[f"http200_cpu_us_{n}"] = cpu / max(1, run.requests) * 1e6
+            result[f"http200_generator_cpu_us_{n}"] = run.cpu_s / max(1, run.requests) * 1e6
             if n == CONNECTIONS:
                 result.update(_spread(run.latencies_ms, "http200_64_"))
     return result
+
+
+def measured(
+    pid: int, load: Callable[..., Awaitable[httpload.Run]], *args: Any
+) -> tuple[httpload.Run, float]:
+    """`load(*args)` run, and the CPU seconds process `pid` (all its threads) took meanwhile."""
+    before = proc_cpu_s(pid)
+    run = trio.run(load, *args)
+    return run, proc_cpu_s(pid) - before
 
 
 def first_page_and_rates(sizes: dict[str, Any], system: System, pages: Pages) -> dict[str, Any]:
@@ -438,18 +448,24 @@ def first_page_and_rates(sizes: dict[str, Any], system: System, pages: Pages) ->
     for endpoint in system.endpoints():
         singles = endpoint.singles(reused)
         for n in (1, CONNECTIONS):
-            run = trio.run(httpload.closed_loop, endpoint.port, n, run_s, singles)
+            run, cpu = measured(system.pid, httpload.closed_loop, endpoint.port, n, run_s, singles)
             result[f"{endpoint.name}_reqresp_{n}"] = run.rate
+            result[f"{endpoint.name}_reqresp_{n}_cpu_us"] = cpu / max(1, run.requests) * 1e6
+            generator = run.cpu_s / max(1, run.requests) * 1e6
+            result[f"{endpoint.name}_reqresp_{n}_generator_cpu_us"] = generator
             result[f"{endpoint.name}_reqresp_{n}_failed"] = run.failed
             if n == CONNECTIONS:
                 result.update(_spread(run.latencies_ms, f"{endpoint.name}_reqresp_64_"))
         if endpoint.batches:
-            run = trio.run(
-                httpload.closed_loop, endpoint.port, CONNECTIONS, run_s, endpoint.batched(reused)
+            batches = endpoint.batched(reused)
+            run, cpu = measured(
+                system.pid, httpload.closed_loop, endpoint.port, CONNECTIONS, run_s, batches
             )
             result[f"{endpoint.name}_batched_alerts"] = run.rate * BATCH
+            result[f"{endpoint.name}_batched_cpu_us"] = cpu / max(1, run.requests * BATCH) * 1e6
             result[f"{endpoint.name}_batched_failed"] = run.failed
-    result[f"{system.kind}_repaged_during_rates"] = pages.count()
+    # Each service of the pool was paged once, before the rate runs; nothing since.
+    result[f"{system.kind}_paged_during_rates"] = pages.count() - pool
     return result
 
 
@@ -461,10 +477,13 @@ def delivery_and_kill(sizes: dict[str, Any], system: System, pages: Pages) -> di
     endpoint = system.endpoints()[-1]
     requests = endpoint.fill(names(0, n))
     pages.reset()
+    cpu = proc_cpu_s(system.pid)
     started = time.monotonic()
     run = trio.run(httpload.each_once, system.port, CONNECTIONS, requests)
     taken = time.monotonic() - started
+    accepted_cpu = proc_cpu_s(system.pid) - cpu
     left = pages.wait(n, within=600)
+    delivering_cpu = proc_cpu_s(system.pid) - cpu - accepted_cpu
     result: dict[str, Any] = {
         "delivery_via": endpoint.name,
         "delivery_incidents": n,
@@ -473,6 +492,8 @@ def delivery_and_kill(sizes: dict[str, Any], system: System, pages: Pages) -> di
         "delivery_paged": pages.count(),
         "delivery_failed": run.failed,
         "delivery_rss_mb": rss_mb(system.pid),
+        "delivery_accepting_cpu_s": accepted_cpu,
+        "delivery_after_accepted_cpu_s": delivering_cpu,
     }
     system.kill9()
     pages.reset()
@@ -525,7 +546,7 @@ def section(
         result["alertmanager_version"] = (version.stdout or version.stderr).split("\n")[0]
     pool = sizes["peer_pool"]
     fresh = int(sizes["peer_first_page_rate"] * sizes["peer_first_page_s"])
-    with announced([PYTHON, str(HERE / "receiver.py")]) as port:
+    with announced([PYTHON, str(HERE / "receiver.py")]) as (port, _):
         pages = Pages(port)
         result.update(ceilings(sizes, pages))
         # One system, then the other, for each figure; each on its own fresh storage.
@@ -611,6 +632,27 @@ def rows(peer: dict[str, Any]) -> list[Row]:
         )
     )
     for name, label in (("rest", "REST"), ("amrcv", "AM receiver")):
+        ours, other = peer[f"{name}_reqresp_64_cpu_us"], theirs("am_reqresp_64_cpu_us")
+        out.append(
+            (
+                f"server CPU us a request (all threads), {CONNECTIONS} connections: {label}",
+                f"{ours:.0f}",
+                f"{other:.0f}" if other else missing,
+                _x(ours, other),
+                "",
+            )
+        )
+    ours, other = peer["amrcv_batched_cpu_us"], theirs("am_batched_cpu_us")
+    out.append(
+        (
+            f"server CPU us an alert, batches of {BATCH}: AM receiver",
+            f"{ours:.0f}",
+            f"{other:.0f}" if other else missing,
+            _x(ours, other),
+            "",
+        )
+    )
+    for name, label in (("rest", "REST"), ("amrcv", "AM receiver")):
         out.append(
             (
                 f"request ms p50/p99/max, {CONNECTIONS} connections: {label}",
@@ -687,6 +729,15 @@ def rows(peer: dict[str, Any]) -> list[Row]:
                 ">= 50%" if n == CONNECTIONS else "",
             )
         )
+    out.append(
+        (
+            f"HTTP front: fixed-200 ceiling's CPU us a request, {CONNECTIONS} connections",
+            f"{peer[f'http200_cpu_us_{CONNECTIONS}']:.0f}",
+            "",
+            "",
+            "",
+        )
+    )
     for n in (1, CONNECTIONS):
         out.append(
             (

@@ -1,5 +1,7 @@
 """The benchmark's quick mode, so that the script itself cannot rot. It checks that every
-section produced its figures, never the figures' values: performance is measured, not asserted."""
+section produced its figures, never the figures' values: performance is measured, not asserted.
+The quick run happens once for the module; the peer section's Alertmanager rows are checked in a
+test of their own, skipped loudly where Alertmanager is not installed."""
 
 from __future__ import annotations
 
@@ -8,12 +10,19 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import alertmanager
 
 ROOT = Path(__file__).parent.parent
 
 
-def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """The quick run's results and its printed table."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench.py"), "--quick", "--json", str(out)],
         capture_output=True,
@@ -22,7 +31,11 @@ def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads(out.read_text())["results"]
+    return json.loads(out.read_text())["results"], result.stdout
+
+
+def test_benchmark_quick_mode_runs_every_section(quick: tuple[dict[str, Any], str]) -> None:
+    results, stdout = quick
     assert set(results) == {
         "ingest",
         "latency",
@@ -31,6 +44,7 @@ def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
         "timers",
         "storm",
         "retention",
+        "peer",
     }
     assert results["ingest"]["pipelined_ok"] == results["ingest"]["events"]
     assert results["latency"]["notifications"] > 0
@@ -42,5 +56,46 @@ def test_benchmark_quick_mode_runs_every_section(tmp_path: Path) -> None:
     assert results["retention"]["pruned"] == 50 * 2  # each service's latest incident is kept
     assert results["storm"]["quiet_escalations"] > 0
     assert math.isfinite(results["storm"]["quiet_lateness_p99_ms"])  # every one was escalated
-    assert "escalation lateness of a quiet service during a storm" in result.stdout
-    assert "pipelined alerts/s" in result.stdout
+    assert "escalation lateness of a quiet service during a storm" in stdout
+    assert "pipelined alerts/s" in stdout
+
+
+def test_the_peer_section_measures_pagerd_over_http(quick: tuple[dict[str, Any], str]) -> None:
+    peer, stdout = quick[0]["peer"], quick[1]
+    for n in (1, 64):
+        for endpoint in ("rest", "amrcv"):  # REST /alert and the Alertmanager receiver
+            assert peer[f"{endpoint}_reqresp_{n}"] > 0
+            assert peer[f"{endpoint}_reqresp_{n}_failed"] == 0  # no 429 or 503 in the rates
+        assert peer[f"http200_{n}"] > 0  # the HTTP front's ceiling
+        assert peer[f"generator_sink_{n}"] > 0  # and the generator's own
+    assert peer["amrcv_batched_alerts"] > 0 and peer["amrcv_batched_failed"] == 0
+    for endpoint in ("rest", "amrcv"):
+        assert math.isfinite(peer[f"{endpoint}_reqresp_64_p99_ms"])
+        # Every paced alert paged, matched to its request by the receiver.
+        assert peer[f"{endpoint}_first_page_paged"] == 100
+        assert math.isfinite(peer[f"{endpoint}_first_page_p99_ms"])
+    assert peer["pagerd_delivery_paged"] == peer["pagerd_delivery_incidents"] == 200
+    assert peer["pagerd_delivery_all_paged_s"] is not None
+    assert peer["pagerd_resend_failed"] == 0
+    # A page re-sent after kill -9 can only be one in flight at the kill, under its own key.
+    assert peer["pagerd_repaged_after_kill9"] == peer["pagerd_repaged_after_kill9_same_key"]
+    assert peer["pagerd_open_200_rss_mb"] > 0
+    for row in ("HTTP front: REST requests/s vs fixed-200 ceiling", "first page ms", "re-paged"):
+        assert row in stdout
+
+
+@alertmanager.needed
+def test_the_peer_section_measures_alertmanager_beside_it(
+    quick: tuple[dict[str, Any], str],
+) -> None:
+    peer, stdout = quick[0]["peer"], quick[1]
+    assert peer["alertmanager"] is not None
+    for n in (1, 64):
+        assert peer[f"am_reqresp_{n}"] > 0 and peer[f"am_reqresp_{n}_failed"] == 0
+    assert peer["am_batched_alerts"] > 0
+    assert math.isfinite(peer["am_reqresp_64_p99_ms"])
+    assert peer["am_first_page_paged"] == 100
+    assert peer["am_delivery_paged"] >= peer["am_delivery_incidents"] == 200
+    assert peer["am_repaged_after_kill9"] > 0  # its notification log is only saved periodically
+    assert peer["am_open_200_rss_mb"] > 0
+    assert "not installed" not in stdout
