@@ -160,7 +160,12 @@ class Incident:
     exhausted: bool = False
     heartbeat_only: bool = False
     """Open only because the service's heartbeat was missed: its next check-in closes it. An
-    ordinary alert on it clears this for good (see "Heartbeats" below)."""
+    ordinary alert on it clears this (see "Heartbeats" below); the last `Resolve` of an
+    incident that a miss still holds sets it again."""
+    held_by_alert: bool = False
+    """A plain alert (one without a `Source`: the socket, `pager alert`, REST, cron) opened it or
+    came to it while open. Nothing resolves such an alert but `Healthy`, so no integration's
+    `Resolve` closes the incident once this is set (see `decide`)."""
 
     @property
     def acknowledged(self) -> bool:
@@ -176,7 +181,7 @@ class Incident:
         return Incident(
             self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
             self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
-            self.heartbeat_only,
+            self.heartbeat_only, self.held_by_alert,
         )  # fmt: skip
 
 
@@ -217,7 +222,8 @@ class ServiceState:
 
     `last_incident` counts the service's incidents so that each gets a new number, open or not.
     `firing` is what integrations still report firing for the open incident (empty when healthy):
-    a `Resolve` closes the incident only when it takes the last one out.
+    a `Resolve` closes the incident only when it takes the last one out and nothing else holds
+    it open: not a plain alert (`Incident.held_by_alert`), not a missed heartbeat.
     """
 
     name: str
@@ -261,8 +267,10 @@ class Healthy:
 
 @attrs.frozen
 class Resolve:
-    """One source stopped firing. The service is healthy once none is left; a source that is
-    not firing (resolved already, or never seen) changes nothing."""
+    """One source stopped firing. The service is healthy once none is left and nothing else
+    holds the incident open (a plain alert, which only `Healthy` ends; a missed heartbeat,
+    which a check-in ends); a source that is not firing (resolved already, or never seen)
+    changes nothing."""
 
     source: Source
 
@@ -379,13 +387,18 @@ def decide(
                 firing = firing | {source}
             if incident is None:
                 number = state.last_incident + 1
-                opened = Incident(number=number, opened_at=now, message=message)
+                opened = Incident(
+                    number=number, opened_at=now, message=message, held_by_alert=source is None
+                )
                 state = attrs.evolve(state, last_incident=number, firing=firing)
                 return _page(state, opened, 1, 1, now, policy)
             counted = incident.counted()
-            if counted.heartbeat_only:
-                # Now open for an alert too: a check-in no longer closes it.
-                counted = attrs.evolve(counted, heartbeat_only=False)
+            if counted.heartbeat_only or (source is None and not counted.held_by_alert):
+                # Now open for an alert too: a check-in no longer closes it; and a plain alert
+                # holds it until `healthy`, whatever integrations resolve.
+                counted = attrs.evolve(
+                    counted, heartbeat_only=False, held_by_alert=counted.held_by_alert or not source
+                )
             # Not attrs.evolve for the state either: see `Incident.counted`.
             state = ServiceState(state.name, state.last_incident, counted, firing, state.heartbeat)
             return state, ()
@@ -404,9 +417,18 @@ def decide(
             if source not in state.firing:
                 return state, ()
             firing = state.firing - {source}
-            if not firing:
-                return _closed(state, now, heartbeat), ()
-            return attrs.evolve(state, firing=firing), ()
+            if firing or incident is None:
+                return attrs.evolve(state, firing=firing), ()
+            if incident.held_by_alert:
+                # A plain alert holds it: the integration's own alert is over, the incident is
+                # not (docs/guarantees.md: "closes only what nothing else holds open").
+                return attrs.evolve(state, firing=firing), ()
+            monitor = state.heartbeat
+            if heartbeat is not None and monitor is not None and monitor.missed:
+                # The heartbeat is still missing: open for that alone now, the check-in ends it.
+                held = attrs.evolve(incident, heartbeat_only=True)
+                return attrs.evolve(state, incident=held, firing=firing), ()
+            return _closed(state, now, heartbeat), ()
         case Timeout():
             if incident is None or incident.deadline is None or now < incident.deadline:
                 return state, ()
@@ -475,7 +497,12 @@ def _page(
 #   waits (`due_at` None): one silence pages once, however long it lasts.
 # - The next check-in re-arms it and closes the incident only if it is `heartbeat_only`: an
 #   incident an ordinary alert opened, or that an alert came to while open, stays open until
-#   `healthy`. An ack changes nothing here: it stops the escalation, the check-in still closes.
+#   `healthy` (or, for an integration's alerts only, until their last `Resolve`). An ack
+#   changes nothing here: it stops the escalation, the check-in still closes.
+# - A missed heartbeat holds the incident as a plain alert does: the last `Resolve` of an
+#   integration's alerts does not close an incident whose monitor is still missed; it leaves it
+#   `heartbeat_only`, for the check-in (or `healthy`) to close. A service whose config no longer
+#   has `heartbeat` has no miss holding anything (its check-ins are refused).
 # - `healthy` closes whatever is open, as always; a monitor that had missed is re-armed at now
 #   + interval, so a sender still silent is paged for again one interval later, never forgotten.
 # - A service whose config no longer has `heartbeat` is disarmed when its deadline comes (the

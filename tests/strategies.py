@@ -43,6 +43,7 @@ incidents = st.builds(
     acknowledged_by=st.none() | st.text(max_size=10),
     exhausted=st.booleans(),
     heartbeat_only=st.booleans(),
+    held_by_alert=st.booleans(),
 )
 heartbeat_intervals = st.sampled_from([30.0, 300.0, 3600.0, 0.5, 86400.0 + 61.5])
 monitors = st.builds(

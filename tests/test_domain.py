@@ -9,6 +9,7 @@ from hypothesis import given
 from pager.domain import (
     Ack,
     Alert,
+    Event,
     Healthy,
     Heartbeat,
     HeartbeatMissed,
@@ -207,8 +208,11 @@ def test_an_alert_on_an_open_incident_counts_it_and_changes_nothing_else(
 ) -> None:
     assert state.incident is not None
     after, notes = decide(state, Alert(message), now, POLICY)
-    # An alert on an incident a missed heartbeat opened makes it an alert's: no check-in closes it.
-    counted = attrs.evolve(state.incident, alerts=state.incident.alerts + 1, heartbeat_only=False)
+    # An alert on an incident a missed heartbeat opened makes it an alert's: no check-in closes it;
+    # and a plain alert holds it until `healthy`: no integration's resolve closes it.
+    counted = attrs.evolve(
+        state.incident, alerts=state.incident.alerts + 1, heartbeat_only=False, held_by_alert=True
+    )
     assert after == attrs.evolve(state, incident=counted)
     assert notes == ()
 
@@ -334,18 +338,64 @@ def test_a_miss_changes_nothing_unless_it_is_for_the_current_deadline_and_due(
         assert (len(notes) == 2) == fires
 
 
-def test_the_last_resolve_closes_like_healthy_and_a_missed_monitor_watches_again() -> None:
-    """An alert an integration resolves joined the incident a miss opened: the check-in no
-    longer closes it, the last resolve does, and the monitor watches again from then (as after
-    `healthy`), so a sender still silent is paged for again, never forgotten."""
+def test_the_last_resolve_leaves_what_a_missed_heartbeat_holds_to_the_check_in() -> None:
+    """An alert an integration resolves joined the incident a miss opened: its resolve ends
+    that alert, not the incident, which the heartbeat still missing holds open (heartbeat_only
+    again); the check-in closes it and leaves nothing firing behind."""
     state, _ = missed(checked_in())
     source = Source("prom", "fp1")
     state, _ = decide(state, Alert("disk full", source), T0 + 400, POLICY, FIVE)
     assert state.incident is not None and not state.incident.heartbeat_only
     state, _ = decide(state, Resolve(source), T0 + 500, POLICY, FIVE)
-    assert state.incident is None and state.firing == frozenset()
-    assert state.heartbeat == Monitor(FIVE, T0 + 500 + FIVE, T0)
-    # A check-in closes a miss's incident and leaves nothing firing behind.
-    state, _ = missed(state)
+    assert state.incident is not None and state.incident.heartbeat_only
+    assert state.firing == frozenset() and state.heartbeat is not None and state.heartbeat.missed
     state, _ = decide(state, Heartbeat(), T0 + 2000, POLICY, FIVE)
     assert state.healthy and state.firing == frozenset()
+    assert state.heartbeat == Monitor(FIVE, T0 + 2000 + FIVE, T0 + 2000)
+
+
+def test_the_last_resolve_closes_once_the_check_in_came() -> None:
+    """The sender checked in again while the integration's alert fired: its resolve closes."""
+    state, _ = missed(checked_in())
+    source = Source("prom", "fp1")
+    state, _ = decide(state, Alert("disk full", source), T0 + 400, POLICY, FIVE)
+    state, _ = decide(state, Heartbeat(), T0 + 450, POLICY, FIVE)
+    assert state.incident is not None
+    state, _ = decide(state, Resolve(source), T0 + 500, POLICY, FIVE)
+    assert state.healthy and state.firing == frozenset()
+    assert state.heartbeat == Monitor(FIVE, T0 + 450 + FIVE, T0 + 450)
+
+
+def test_a_missed_monitor_of_a_service_no_longer_watched_holds_nothing() -> None:
+    """The heartbeat was taken out of the config: its check-ins are refused, so its miss must
+    not hold the incident; the last resolve closes it and disarms the monitor."""
+    state, _ = missed(checked_in())
+    source = Source("prom", "fp1")
+    state, _ = decide(state, Alert("disk full", source), T0 + 400, POLICY, FIVE)
+    state, _ = decide(state, Resolve(source), T0 + 500, POLICY, None)
+    assert state.healthy and state.heartbeat is None
+
+
+@pytest.mark.parametrize("plain_first", [True, False])
+def test_an_integration_s_resolve_never_closes_what_a_plain_alert_holds(plain_first: bool) -> None:
+    """guarantees.md: "An integration's resolve closes only what nothing else holds open." A
+    plain alert (socket, REST, cron) opened the incident or came to it: the integration's last
+    resolve ends its own alert, not the incident, which `healthy` closes."""
+    am, pd = Source("prom", "f1"), Source("pd", "k1")
+    plain: list[Event] = [Alert("disk full")]
+    sourced: list[Event] = [Alert("am", am), Alert("pd", pd)]
+    state = ServiceState("api")
+    for event in plain + sourced if plain_first else sourced + plain:
+        state, _ = decide(state, event, T0, POLICY)
+    assert state.incident is not None and state.incident.held_by_alert
+    state, _ = decide(state, Resolve(am), T0 + 1, POLICY)
+    state, _ = decide(state, Resolve(pd), T0 + 2, POLICY)
+    assert state.incident is not None and state.firing == frozenset()
+    assert state.incident.held_by_alert and state.incident.deadline is not None  # still escalates
+    state, _ = decide(state, Healthy(), T0 + 3, POLICY)
+    assert state.healthy
+    # The next incident, an integration's alone, is closed by its resolve again.
+    state, notes = decide(state, Alert("am", am), T0 + 4, POLICY)
+    assert notes and state.incident is not None and not state.incident.held_by_alert
+    state, _ = decide(state, Resolve(am), T0 + 5, POLICY)
+    assert state.healthy

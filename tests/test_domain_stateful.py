@@ -20,7 +20,9 @@ from pager.domain import (
     HeartbeatMissed,
     Policy,
     Rejected,
+    Resolve,
     ServiceState,
+    Source,
     Timeout,
     decide,
 )
@@ -29,6 +31,7 @@ from tests import strategies
 T0 = 1_800_000_000.0
 Step = tuple[int, int]  # (round, level)
 Sent = tuple[int, int, int, str]  # (incident, round, level, target)
+sources = st.builds(Source, st.sampled_from(["prom", "pd"]), st.sampled_from(["a", "b"]))
 
 
 class Model:
@@ -48,6 +51,9 @@ class Model:
         self.armed = False  # a monitor exists
         self.heartbeat_due: float | None = None  # None while armed: missed
         self.heartbeat_only = False
+        # What integrations report firing, and whether a plain alert holds the incident open.
+        self.firing: set[Source] = set()
+        self.held = False
 
     @property
     def exhausted(self) -> bool:
@@ -62,25 +68,49 @@ class Model:
                 seen.append(str(target))
         return [(self.incident, round_, level, t) for t in seen]
 
-    def open_incident(self, now: float, heartbeat_only: bool) -> list[Sent]:
+    def open_incident(self, now: float, heartbeat_only: bool, held: bool = False) -> list[Sent]:
         self.incident += 1
         self.open, self.acked, self.step, self.alerts = True, False, 0, 1
-        self.heartbeat_only = heartbeat_only
+        self.heartbeat_only, self.held = heartbeat_only, held
         return self.notify(now)
+
+    def close(self, now: float) -> None:
+        self.open, self.held = False, False
+        self.firing.clear()
+        if self.armed and self.heartbeat_due is None:  # missed: watching again from now
+            self.armed = self.interval is not None
+            self.heartbeat_due = None if self.interval is None else now + self.interval
 
     def apply(self, event: Event, now: float) -> list[Sent] | str:
         if isinstance(event, Alert):
+            if event.source is not None:
+                if event.source in self.firing:
+                    return []
+                self.firing.add(event.source)
             if self.open:
                 self.alerts += 1
                 self.heartbeat_only = False
+                self.held = self.held or event.source is None
                 return []
-            return self.open_incident(now, heartbeat_only=False)
+            return self.open_incident(now, heartbeat_only=False, held=event.source is None)
+        if isinstance(event, Resolve):
+            if event.source not in self.firing:
+                return []
+            self.firing.discard(event.source)
+            if self.firing or self.held:
+                return []
+            if self.interval is not None and self.armed and self.heartbeat_due is None:
+                self.heartbeat_only = True  # the missed heartbeat still holds it
+                return []
+            self.close(now)
+            return []
         if isinstance(event, Heartbeat):
             if self.interval is None:
                 return "bad_request"
             self.armed, self.heartbeat_due = True, now + self.interval
             if self.open and self.heartbeat_only:
-                self.open = False
+                self.open, self.held = False, False
+                self.firing.clear()
             return []
         if isinstance(event, HeartbeatMissed):
             if not self.armed or self.heartbeat_due is None or event.due_at != self.heartbeat_due:
@@ -101,10 +131,7 @@ class Model:
             self.acked = True
             return []
         if isinstance(event, Healthy):
-            self.open = False
-            if self.armed and self.heartbeat_due is None:  # missed: watching again from now
-                self.armed = self.interval is not None
-                self.heartbeat_due = None if self.interval is None else now + self.interval
+            self.close(now)
             return []
         assert isinstance(event, Timeout)
         if not self.open or self.acked or self.exhausted or now < self.due:
@@ -142,6 +169,17 @@ class PagerMachine(RuleBasedStateMachine):
     @rule(message=strategies.messages)
     def alert(self, message: str) -> None:
         self.feed(Alert(message))
+
+    @rule(source=sources, message=strategies.messages)
+    def integration_alert(self, source: Source, message: str) -> None:
+        self.feed(Alert(message, source))
+
+    @rule(source=sources)
+    def resolve(self, source: Source) -> None:
+        held = self.state.incident is not None and self.state.incident.held_by_alert
+        self.feed(Resolve(source))
+        if held:
+            assert self.state.incident is not None, "a resolve closed what a plain alert holds"
 
     @rule(by=st.none() | st.sampled_from(["bob", "carol"]))
     def ack(self, by: str | None) -> None:
@@ -235,6 +273,11 @@ class PagerMachine(RuleBasedStateMachine):
         assert incident.acknowledged == self.model.acked
         assert incident.exhausted == self.model.exhausted
         assert incident.heartbeat_only == self.model.heartbeat_only
+        assert incident.held_by_alert == self.model.held
+
+    @invariant()
+    def firing_agrees_with_model(self) -> None:
+        assert self.state.firing == self.model.firing
 
     @invariant()
     def heartbeat_agrees_with_model(self) -> None:

@@ -1,5 +1,6 @@
 """The firing set of `decide` against a plain model, over any sequence of alerts and resolves
-from two integrations, socket alerts, acks and `healthy`."""
+from two integrations, socket alerts, acks and `healthy`: a socket alert holds the incident
+open, so that no integration's resolve closes it (only `healthy` does)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class FiringMachine(RuleBasedStateMachine):
         self.state = ServiceState("svc")
         self.firing: set[Source] = set()
         self.open = False
+        self.held = False  # a socket alert came while open: only `healthy` closes
         self.incidents = 0
         self.alerts = 0
         self.pages = 0
@@ -53,6 +55,7 @@ class FiringMachine(RuleBasedStateMachine):
             assert self.state == before and sent == 0, "a resend changes nothing"
             return
         self.firing.add(source)
+        self.held = self.held and self.open
         self.alerts = self.alerts + 1 if self.open else 1
         assert sent == (0 if self.open else 1)
         self.incidents += not self.open
@@ -61,6 +64,7 @@ class FiringMachine(RuleBasedStateMachine):
     @rule()
     def socket_alert(self) -> None:
         sent = self.feed(Alert("from the socket"))
+        self.held = True
         self.alerts = self.alerts + 1 if self.open else 1
         assert sent == (0 if self.open else 1)
         self.incidents += not self.open
@@ -74,7 +78,9 @@ class FiringMachine(RuleBasedStateMachine):
             assert self.state == before
             return
         self.firing.discard(source)
-        if not self.firing:
+        if self.held:
+            assert self.state.incident is not None, "a resolve closed what a socket alert holds"
+        if not self.firing and not self.held:
             self.open = False
 
     @rule(source=st.none() | sources)
@@ -90,6 +96,7 @@ class FiringMachine(RuleBasedStateMachine):
         self.feed(Healthy())
         self.firing.clear()
         self.open = False
+        self.held = False
 
     @invariant()
     def agrees_with_model(self) -> None:
@@ -99,6 +106,7 @@ class FiringMachine(RuleBasedStateMachine):
         assert self.pages == self.incidents, "one page an incident (a one-step policy)"
         if self.state.incident is not None:
             assert self.state.incident.alerts == self.alerts
+            assert self.state.incident.held_by_alert == self.held
 
     @invariant()
     def firing_only_while_open(self) -> None:

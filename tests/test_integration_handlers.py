@@ -353,3 +353,46 @@ async def test_a_resolve_that_names_no_service_finds_its_dedup_key_also_after_a_
         assert services.firing_service(Source("pd", "w")) is None
         await enqueue_events_v2(services, KEYS, body("resolve", "a"))
         assert services.state("api").healthy
+
+
+async def test_an_alertmanager_resolve_does_not_close_what_a_plain_alert_holds_open(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    """guarantees.md: 'An integration's resolve closes only what nothing else holds open.'
+    A script's `pager alert api` (no source: only `healthy` ends it) holds the incident open.
+    (Found by an adversarial review, tests/test_attack2_integrations.py there.)"""
+    async with running(config) as daemon, connect(config.socket) as conn:
+        reply = await conn.request("alert", service="api", message="disk full (cron check)")
+        assert reply["ok"]
+        answer = await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        assert answer.status == 200
+        answer = await alertmanager_webhook(daemon.services, AM, webhook(("f1", "resolved")))
+        assert answer.status == 200
+        state = daemon.services.state("api")
+        assert state.incident is not None, (
+            "Alertmanager's resolve of its own alert closed the incident the script's plain "
+            "alert opened: the disk is still full, and nobody is escalated to any more"
+        )
+        assert state.firing == frozenset() and state.incident.held_by_alert
+        stored = daemon.store.load_states()["api"]
+        assert stored.incident is not None and stored.incident.held_by_alert
+        await trio.sleep(400)  # the ack timeout of level 1 (5m) passes: level 2 is paged
+        assert daemon.services.state("api").incident is not None
+        assert 2 in {level for _, _, level, _ in steps(config)}, "the escalation goes on"
+        reply = await conn.request("healthy", service="api")
+        assert reply["ok"] and daemon.services.state("api").healthy
+
+
+async def test_an_events_v2_resolve_does_not_close_what_a_plain_alert_holds_open(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    """The same for PagerDuty's Events v2: the plain alert came after the trigger."""
+    async with running(config) as daemon, connect(config.socket) as conn:
+        trigger = fixture("pagerduty-events-v2-trigger.json")
+        assert (await enqueue_events_v2(daemon.services, KEYS, trigger)).status == 202
+        reply = await conn.request("alert", service="api", message="disk full (cron check)")
+        assert reply["ok"]
+        resolve = fixture("pagerduty-events-v2-resolve.json")
+        assert (await enqueue_events_v2(daemon.services, KEYS, resolve)).status == 202
+        state = daemon.services.state("api")
+        assert state.incident is not None and state.firing == frozenset()

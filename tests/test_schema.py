@@ -137,7 +137,49 @@ def test_a_version_7_database_keeps_what_fires_and_gains_heartbeats(tmp_path: Pa
     with closing(Store.open(old)) as store:
         state = store.load_states()["api"]
     assert layout(old) == layout(fresh)
-    assert layout(old)["user_version"] == SCHEMA_VERSION == 8
+    assert layout(old)["user_version"] == SCHEMA_VERSION == 9
     assert state.firing == {Source("am", "fp1")}
     assert state.heartbeat is None
     assert state.incident is not None and not state.incident.heartbeat_only
+
+
+def test_a_version_8_database_infers_which_open_incidents_a_plain_alert_holds(
+    tmp_path: Path,
+) -> None:
+    """Step 8 (`held_by_alert`) over a database of version 8: an open incident with nothing
+    firing through integrations was opened by plain alerts, which only `healthy` ends: held, so
+    no integration's resolve closes it after the upgrade. One with something firing is not known
+    to have had a plain alert: not held, so the integration's last resolve closes it as before.
+    One a missed heartbeat alone opened stays the check-in's; closed ones are left as they were."""
+    old = tmp_path / "v8.db"
+    with closing(sqlite3.connect(old)) as conn:
+        conn.executescript(schema._BASE)
+        for step in range(schema.BASE_VERSION, 8):
+            conn.executescript(schema._MIGRATIONS[step])
+        conn.executemany(
+            "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
+            " deadline, exhausted, closed_at, heartbeat_only)"
+            " VALUES (?, ?, 1.0, 'down', 1, 1, 1, ?, 0, ?, ?)",
+            [
+                ("cron", 1, None, 5.0, 0),  # closed
+                ("cron", 2, 301.0, None, 0),  # open, nothing firing: a plain alert's
+                ("prom", 1, 301.0, None, 0),  # open, firing through Alertmanager
+                ("beat", 1, 301.0, None, 1),  # open for a missed heartbeat alone
+            ],
+        )
+        conn.execute("INSERT INTO firing VALUES ('prom', 'am', 'fp1')")
+        conn.execute("INSERT INTO heartbeats VALUES ('beat', 60.0, NULL, 0.5)")
+        conn.execute("PRAGMA user_version = 8")
+        conn.commit()
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    with closing(Store.open(old)) as store:
+        states = store.load_states()
+    assert layout(old) == layout(fresh)
+    held = {name: s.incident.held_by_alert for name, s in states.items() if s.incident}
+    assert held == {"cron": True, "prom": False, "beat": False}
+    with closing(sqlite3.connect(old)) as conn:
+        closed = conn.execute(
+            "SELECT held_by_alert FROM incidents WHERE service = 'cron' AND number = 1"
+        ).fetchone()
+    assert closed == (0,)

@@ -493,7 +493,7 @@ def test_the_store_answers_checks_and_reports_its_size(storage: Storage) -> None
 
 def test_one_service_s_firing_set_and_heartbeat_monitor_are_both_kept(reopen: Opener) -> None:
     """A miss opened the incident, then an integration's alert joined it: a restart loads the
-    monitor and what fires together; the last resolve closes it and re-arms the monitor."""
+    monitor and what fires together; `healthy` closes it and re-arms the monitor."""
     store = reopen()
     try:
         armed = beat(store, ServiceState("cron"), T0, heartbeat=Monitor(60.0, T0 + 60, T0))
@@ -509,14 +509,40 @@ def test_one_service_s_firing_set_and_heartbeat_monitor_are_both_kept(reopen: Op
     store = reopen()
     try:
         assert store.load_states() == {"cron": both}
-        closed = attrs.evolve(
-            closed_state(both), heartbeat=Monitor(60.0, T0 + 140, T0)
-        )  # the last resolve
-        store.write([Transition(both, closed, (), T0 + 80, EventRecord("resolve"))])
+        closed = attrs.evolve(closed_state(both), heartbeat=Monitor(60.0, T0 + 140, T0))  # healthy
+        store.write([Transition(both, closed, (), T0 + 80, EventRecord("healthy"))])
     finally:
         store.close()
     store = reopen()
     try:
         assert store.load_states() == {"cron": closed}
+    finally:
+        store.close()
+
+
+def test_whether_a_plain_alert_holds_the_incident_is_kept_across_restarts(reopen: Opener) -> None:
+    """An integration's alert opened the incident, a plain alert joined it (only that flag and
+    the count change), the integration resolved its own: a restart loads the incident open,
+    held by the plain alert and with nothing firing, so no resolve after the restart closes it."""
+    source = Source("prom", "f1")
+    store = reopen()
+    try:
+        opened = Incident(1, T0, "disk full", deadline=T0 + 300)
+        firing = beat(
+            store, ServiceState("api"), T0, last_incident=1, incident=opened,
+            firing=frozenset({source}),
+        )  # fmt: skip
+        assert store.load_states() == {"api": firing}
+        joined = attrs.evolve(opened, alerts=2, held_by_alert=True)
+        held = beat(store, firing, T0 + 10, incident=joined)
+        resolved = beat(store, held, T0 + 20, firing=frozenset())
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        state = store.load_states()["api"]
+        assert state == resolved
+        assert state.incident is not None and state.incident.held_by_alert
+        assert state.firing == frozenset()
     finally:
         store.close()

@@ -169,9 +169,9 @@ class Storage(Protocol):
 
     def load_states(self) -> dict[str, ServiceState]:
         """Every service that has had an incident or has a heartbeat monitor, with its open
-        incident (and why it is open: `Incident.heartbeat_only`) and its monitor if any. A
-        `Transition` whose `after.heartbeat` differs from its `before.heartbeat` writes the
-        monitor (or deletes it, if None)."""
+        incident (and why it is open: `Incident.heartbeat_only`, `Incident.held_by_alert`) and
+        its monitor if any. A `Transition` whose `after.heartbeat` differs from its
+        `before.heartbeat` writes the monitor (or deletes it, if None)."""
         ...
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:

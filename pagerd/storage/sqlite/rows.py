@@ -23,7 +23,7 @@ from pagerd.timing.clock import Reading
 
 _COLUMNS: Final = (
     "service, number, opened_at, message, alerts, round, level, deadline, acknowledged_at,"
-    " acknowledged_by, exhausted, closed_at, heartbeat_only"
+    " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert"
 )
 
 
@@ -32,12 +32,12 @@ def _select(count: int) -> str:
 
 
 _UPSERT_INCIDENTS: Final = (
-    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(13)} FROM json_each(?) WHERE true"
+    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(14)} FROM json_each(?) WHERE true"
     " ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
     " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
     " acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,"
     " exhausted = excluded.exhausted, closed_at = excluded.closed_at,"
-    " heartbeat_only = excluded.heartbeat_only"
+    " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert"
 )
 _UPSERT_HEARTBEATS: Final = (
     f"INSERT INTO heartbeats (service, interval, due_at, last_at) SELECT {_select(4)}"
@@ -95,6 +95,7 @@ def _incident_row(service: str, i: Incident, closed_at: float | None) -> list[An
         int(i.exhausted),
         closed_at,
         int(i.heartbeat_only),
+        int(i.held_by_alert),
     ]
 
 

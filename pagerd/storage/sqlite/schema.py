@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -105,6 +105,20 @@ CREATE TABLE IF NOT EXISTS heartbeats (
 when only a missed heartbeat opened it. One step of its own, so that renumbering it beside
 another branch's step is a change of its key below."""
 
+_HELD_BY_ALERT: Final = """
+ALTER TABLE incidents ADD COLUMN held_by_alert INTEGER NOT NULL DEFAULT 0;
+UPDATE incidents SET held_by_alert = 1 WHERE closed_at IS NULL AND heartbeat_only = 0
+    AND NOT EXISTS (SELECT 1 FROM firing WHERE firing.service = incidents.service);
+"""
+"""Whether a plain alert (no source: socket, REST, cron) holds an incident open, so that no
+integration's resolve closes it (`Incident.held_by_alert`). An older pagerd did not record it,
+so for the incidents open at the upgrade it is inferred, on the side that keeps paging where
+it can be known: an open incident with nothing firing through integrations (and not opened by a
+missed heartbeat alone) was opened by plain alerts, which only `healthy` ends: held. One with
+something firing is not known to have had a plain alert: not held, so that the integration's
+resolve closes it as it did before the upgrade (held, it would need a `healthy` that the
+integration's senders never send, and page on forever for an alert that is over)."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -120,6 +134,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     ),
     # Each service's heartbeat monitor (`ServiceState.heartbeat`).
     7: _HEARTBEATS,
+    # Whether a plain alert holds an incident open (`Incident.held_by_alert`).
+    8: _HELD_BY_ALERT,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
