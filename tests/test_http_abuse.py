@@ -1,0 +1,67 @@
+"""The HTTP front door against abuse (found by review): connections whose client has gone free
+their slot at once, and wrong keys are slowed down per client address."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import trio
+import trio.testing
+
+from pagerd.config import load
+from tests.http import auth, front, http_config
+
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+
+
+async def _curl(port: int) -> bytes:
+    """One request on its own connection, then the client exits: as a probe or a script sends."""
+    url = f"http://127.0.0.1:{port}/-/healthy"
+    done = await trio.run_process(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url], capture_stdout=True
+    )
+    return bytes(done.stdout)
+
+
+@needs_curl
+async def test_one_shot_connections_do_not_hold_their_slot_for_the_keep_alive_timeout(
+    tmp_path: Path,
+) -> None:
+    # The real clock, a keep-alive far longer than the test may take: the slot must be freed
+    # because the client went, not because a timer ran out.
+    config = http_config(tmp_path, http="max_connections = 4\nkeep_alive_timeout = '600s'\n")
+    with trio.fail_after(30):
+        async with front(config) as (daemon, _):
+            assert daemon.http is not None
+            port = daemon.http.ports[0]
+            for _ in range(20):
+                assert await _curl(port) == b"200"
+                # Each slot freed before the next: the server has seen the client go (a curl
+                # closes at once, in its own process, often before the server is idle again).
+                while daemon.http.open_connections:
+                    await trio.sleep(0.01)
+
+
+async def test_keep_alive_and_a_response_in_flight_still_work(tmp_path: Path) -> None:
+    config = http_config(tmp_path, http="max_connections = 4\nkeep_alive_timeout = '600s'\n")
+    with trio.fail_after(30):
+        async with front(config) as (daemon, client):
+            assert daemon.http is not None
+            for _ in range(6):  # one kept-alive connection, more requests than the cap
+                assert (await client.get("/-/healthy")).status_code == 200
+            assert daemon.http.open_connections == 1
+            # A client that sends its request and its end of stream at once still gets its
+            # answer (the close waits for the response in flight).
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.http.ports[0])
+            key = auth()["authorization"]
+            request = f"GET /status HTTP/1.1\r\nhost: x\r\nauthorization: {key}\r\n\r\n"
+            await stream.send_all(request.encode())
+            await stream.send_eof()
+            answer = b""
+            while chunk := await stream.receive_some(4096):
+                answer += chunk
+            await stream.aclose()
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:80]
