@@ -81,6 +81,8 @@ class Daemon:
     http_app: HttpApp | None = None
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
+    config_offload: Offload | None = None
+    """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -111,7 +113,7 @@ class Daemon:
     async def _reload(self) -> list[str]:
         path = self.config.path
         try:
-            new = await self.file_offload(lambda: load(path))
+            new = await (self.config_offload or self.file_offload)(lambda: load(path))
         except ConfigError as exc:
             log.error("reload rejected, still running the previous config:\n%s", exc.report())
             return exc.errors
@@ -234,7 +236,13 @@ async def serve(
     store_offload = offload or in_thread(trio.CapacityLimiter(1))
     file_offload = offload or in_thread(trio.CapacityLimiter(1))
     check_offload = offload or in_thread(trio.CapacityLimiter(1))
-    names_offload = names_offload or offload or in_thread(trio.CapacityLimiter(NAME_THREADS))
+    config_offload = offload or in_thread(trio.CapacityLimiter(1), abandon_on_cancel=True)
+    # A name lookup a stop (or a gone client) no longer needs is left to its thread (hung LDAP).
+    names_offload = (
+        names_offload
+        or offload
+        or in_thread(trio.CapacityLimiter(NAME_THREADS), abandon_on_cancel=True)
+    )
     with _exclusive(config.state_dir):
         try:
             store = await store_offload(lambda: Store.open_in(config.state_dir, check=False))
@@ -255,6 +263,7 @@ async def serve(
                     activated,
                     activated_http,
                     http_routes or [],
+                    config_offload,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -277,6 +286,7 @@ class _Parts:
     activated: socket.socket | None
     activated_http: socket.socket | None
     http_routes: list[Route]
+    config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -390,6 +400,7 @@ async def _run(
         parts.file_offload,
         parts.store_offload,
         ConfigRecord(config.sha256, clock.now()),
+        config_offload=parts.config_offload,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
