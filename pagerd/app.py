@@ -167,6 +167,7 @@ class Daemon:
             self.tls = tls  # new connections use the certificate as it is now
         if self.http is not None:
             self.http.limits = new.http.limits
+        self.server.client_room = _client_room(new, self.http is not None)
         log.info(
             "reloaded config=%s services=%d added=%d removed=%d",
             new.path, len(new.services), len(added), len(removed),
@@ -175,6 +176,23 @@ class Daemon:
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
+
+
+def _client_room(config: Config, http_on: bool) -> int:
+    """Socket clients the open-file limit leaves room for, beside the deliveries' connections
+    and the HTTP front door's cap; warned of when the configured caps do not all fit."""
+    providers = [c for c in config.channels.values() if c.transport not in ("log", "unconfigured")]
+    deliveries = sum(c.concurrency for c in providers)  # connections open at once, at most
+    http = config.http.limits.max_connections if http_on else 0
+    room = client_room(raise_limit(), deliveries, http)
+    if config.limits.max_connections > room:
+        log.warning(
+            "daemon.max_connections is %d, but the open-file limit leaves room for %d clients "
+            "(beside %d deliveries and http.max_connections %d): past that they get busy "
+            "(raise LimitNOFILE=, or lower the caps)",
+            config.limits.max_connections, room, deliveries, http,
+        )  # fmt: skip
+    return room
 
 
 @contextmanager
@@ -378,15 +396,8 @@ async def _run(
         metrics,
         config.limits,
     )
-    providers = [c for c in config.channels.values() if c.transport not in ("log", "unconfigured")]
-    deliveries = sum(c.concurrency for c in providers)  # connections open at once, at most
-    server.client_room = client_room(raise_limit(), deliveries)
-    if config.limits.max_connections > server.client_room:
-        log.warning(
-            "daemon.max_connections is %d, but the open-file limit leaves room for %d clients: "
-            "past that they get busy (raise LimitNOFILE=)",
-            config.limits.max_connections, server.client_room,
-        )  # fmt: skip
+    http_on = parts.activated_http is not None or bool(config.http.listen)
+    server.client_room = _client_room(config, http_on)
     _gauges(metrics, services, scheduler, outbox, store)
     daemon = Daemon(
         services,
