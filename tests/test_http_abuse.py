@@ -70,7 +70,7 @@ async def test_wrong_keys_are_slowed_down_per_address(
     config = http_config(tmp_path)
     wrong = {"authorization": "Bearer not-the-key-0123456789"}
     with trio.fail_after(600):
-        async with front(config) as (daemon, client):
+        async with front(config) as (_, client):
             codes = [
                 (await client.get("/status", headers=wrong)).status_code
                 for _ in range(FAILED_BURST)
