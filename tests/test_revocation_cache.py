@@ -70,3 +70,48 @@ async def test_a_user_revoked_at_reload_cannot_reconnect_at_once(
     assert reply.get("ok") is not True, (
         f"revoked at the reload, yet let straight back in (cached groups): {reply}"
     )
+
+
+async def test_a_lookup_under_way_at_a_reload_is_not_trusted_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    import trio.testing
+
+    from pagerd.front import names as names_module
+    from pagerd.front.names import Names
+
+    T = TypeVar("T")
+    answers = iter([frozenset({"staff"}), frozenset({"nogroup"})])  # before, after the change
+    calls: list[int] = []
+    gate = trio.Event()
+
+    def directory(peer: Peer, with_groups: bool) -> Peer:
+        calls.append(1)
+        return attrs.evolve(peer, user="nobody", groups=next(answers))
+
+    async def offload(fn: Callable[[], T]) -> T:
+        if not calls:
+            await gate.wait()  # the first lookup is slow: a reload comes meanwhile
+        return fn()
+
+    monkeypatch.setattr(names_module, "resolve", directory)
+    names = Names(offload)
+    peer = Peer(pid=10, uid=65534, gid=65534)
+    found: list[Peer] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(names.run)
+
+        async def connection() -> None:
+            found.append(await names.of(peer, True, restricted=True))
+
+        nursery.start_soon(connection)
+        await trio.testing.wait_all_tasks_blocked()
+        names.forget()  # the reload: membership changed
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert found[0].groups == frozenset({"nogroup"})  # looked up again, not the stale answer
+    assert len(calls) == 2

@@ -56,6 +56,7 @@ class Names:
         by review: a user revoked at reload was let straight back in for `NAME_TTL`)."""
         self._generation += 1
         self._found.clear()
+        self._looking.clear()  # lookups under way finish, but the next connections look again
         until = trio.current_time() + NAME_TTL
         for (uid, gid), (user, groups) in (found or {}).items():
             self._found[(uid, gid, with_groups)] = _Found(until, user, groups)
@@ -70,8 +71,11 @@ class Names:
     async def of(self, peer: Peer, with_groups: bool, restricted: bool) -> Peer:
         """`peer` with its names, as far as known within the wait (see the module)."""
         key = (peer.uid, peer.gid, with_groups)
-        found = self._fresh(key)
-        if found is None:
+        while True:
+            generation = self._generation
+            found = self._fresh(key)
+            if found is not None:
+                break
             if key not in self._looking:
                 self._looking[key] = trio.Event()
                 if self._nursery is not None:
@@ -83,8 +87,11 @@ class Names:
                 with trio.move_on_after(math.inf if restricted else NAME_WAIT):
                     await done.wait()
             found = self._fresh(key) or self._found.get(key)
-            if found is None:
-                return peer
+            # A reload meanwhile dropped what this lookup found: a decision looks up again.
+            if found is not None or not restricted or generation == self._generation:
+                break
+        if found is None:
+            return peer
         return attrs.evolve(peer, user=found.user, groups=found.groups)
 
     def _fresh(self, key: _Key) -> _Found | None:
@@ -93,6 +100,7 @@ class Names:
 
     async def _look_up(self, key: _Key, peer: Peer) -> None:
         generation = self._generation
+        done = self._looking[key]
         try:
             try:
                 resolved = await self._offload(lambda: resolve(peer, key[2]))
@@ -107,4 +115,6 @@ class Names:
                 self._found.clear()
             self._found[key] = found
         finally:
-            self._looking.pop(key).set()
+            if self._looking.get(key) is done:  # not one started after a `forget`
+                del self._looking[key]
+            done.set()
