@@ -83,6 +83,8 @@ class Daemon:
     http_app: HttpApp | None = None
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
+    config_offload: Offload | None = None
+    """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -113,7 +115,7 @@ class Daemon:
     async def _reload(self) -> list[str]:
         path = self.config.path
         try:
-            new = await self.file_offload(lambda: load(path))
+            new = await (self.config_offload or self.file_offload)(lambda: load(path))
         except ConfigError as exc:
             log.error("reload rejected, still running the previous config:\n%s", exc.report())
             return exc.errors
@@ -167,6 +169,7 @@ class Daemon:
             self.tls = tls  # new connections use the certificate as it is now
         if self.http is not None:
             self.http.limits = new.http.limits
+        self.server.client_room = _client_room(new, self.http is not None)
         log.info(
             "reloaded config=%s services=%d added=%d removed=%d",
             new.path, len(new.services), len(added), len(removed),
@@ -175,6 +178,23 @@ class Daemon:
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
+
+
+def _client_room(config: Config, http_on: bool) -> int:
+    """Socket clients the open-file limit leaves room for, beside the deliveries' connections
+    and the HTTP front door's cap; warned of when the configured caps do not all fit."""
+    providers = [c for c in config.channels.values() if c.transport not in ("log", "unconfigured")]
+    deliveries = sum(c.concurrency for c in providers)  # connections open at once, at most
+    http = config.http.limits.max_connections if http_on else 0
+    room = client_room(raise_limit(), deliveries, http)
+    if config.limits.max_connections > room:
+        log.warning(
+            "daemon.max_connections is %d, but the open-file limit leaves room for %d clients "
+            "(beside %d deliveries and http.max_connections %d): past that they get busy "
+            "(raise LimitNOFILE=, or lower the caps)",
+            config.limits.max_connections, room, deliveries, http,
+        )  # fmt: skip
+    return room
 
 
 @contextmanager
@@ -236,7 +256,13 @@ async def serve(
     store_offload = offload or in_thread(trio.CapacityLimiter(1))
     file_offload = offload or in_thread(trio.CapacityLimiter(1))
     check_offload = offload or in_thread(trio.CapacityLimiter(1))
-    names_offload = names_offload or offload or in_thread(trio.CapacityLimiter(NAME_THREADS))
+    config_offload = offload or in_thread(trio.CapacityLimiter(1), abandon_on_cancel=True)
+    # A name lookup a stop (or a gone client) no longer needs is left to its thread (hung LDAP).
+    names_offload = (
+        names_offload
+        or offload
+        or in_thread(trio.CapacityLimiter(NAME_THREADS), abandon_on_cancel=True)
+    )
     with _exclusive(config.state_dir):
         try:
             store = await store_offload(lambda: Store.open_in(config.state_dir, check=False))
@@ -257,6 +283,7 @@ async def serve(
                     activated,
                     activated_http,
                     http_routes or [],
+                    config_offload,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -279,6 +306,7 @@ class _Parts:
     activated: socket.socket | None
     activated_http: socket.socket | None
     http_routes: list[Route]
+    config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -371,15 +399,8 @@ async def _run(
         metrics,
         config.limits,
     )
-    providers = [c for c in config.channels.values() if c.transport not in ("log", "unconfigured")]
-    deliveries = sum(c.concurrency for c in providers)  # connections open at once, at most
-    server.client_room = client_room(raise_limit(), deliveries)
-    if config.limits.max_connections > server.client_room:
-        log.warning(
-            "daemon.max_connections is %d, but the open-file limit leaves room for %d clients: "
-            "past that they get busy (raise LimitNOFILE=)",
-            config.limits.max_connections, server.client_room,
-        )  # fmt: skip
+    http_on = parts.activated_http is not None or bool(config.http.listen)
+    server.client_room = _client_room(config, http_on)
     _gauges(metrics, services, scheduler, heartbeats, outbox, store)
     daemon = Daemon(
         services,
@@ -393,6 +414,7 @@ async def _run(
         parts.file_offload,
         parts.store_offload,
         ConfigRecord(config.sha256, clock.now()),
+        config_offload=parts.config_offload,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record

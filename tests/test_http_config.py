@@ -27,7 +27,7 @@ def errors(folder: Path, text: str) -> list[str]:
 
 
 def test_every_mistake_is_reported_in_one_pass_with_its_key_path(tmp_path: Path) -> None:
-    (tmp_path / "k").write_text("key\n")
+    (tmp_path / "k").write_text("key-0123456789abcdef\n")
     found = errors(
         tmp_path,
         """
@@ -98,23 +98,23 @@ public_url = "ftp://x"
 
 
 def test_a_key_file_s_trailing_newline_is_not_part_of_the_key(tmp_path: Path) -> None:
-    (tmp_path / "ops.key").write_text("s3cret-key\n")
+    (tmp_path / "ops.key").write_text("s3cret-key-0123456789\n")
     config = load(write(tmp_path, '[integrations.ops]\ntype = "rest"\nkey_file = "ops.key"\n'))
-    assert config.integrations["ops"].key.value == "s3cret-key"
+    assert config.integrations["ops"].key.value == "s3cret-key-0123456789"
     assert "s3cret" not in repr(config)
 
 
 def test_a_key_from_a_systemd_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
-    (creds / "am.key").write_text("from-systemd")
+    (creds / "am.key").write_text("from-systemd-0123456789")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     text = '[integrations.am]\ntype = "alertmanager"\nkey_credential = "am.key"\nservice = "api"\n'
-    assert load(write(tmp_path, text)).integrations["am"].key.value == "from-systemd"
+    assert load(write(tmp_path, text)).integrations["am"].key.value == "from-systemd-0123456789"
 
 
 def test_two_integrations_of_a_type_may_not_share_a_key(tmp_path: Path) -> None:
-    (tmp_path / "k").write_text("same")
+    (tmp_path / "k").write_text("same-key-0123456789abcdef")
     text = '[integrations.a]\ntype = "rest"\nkey_file = "k"\n'
     text += '[integrations.b]\ntype = "rest"\nkey_file = "k"\n'
     assert errors(tmp_path, text) == [
@@ -138,3 +138,20 @@ def test_tls_files_are_loaded_at_check(tmp_path: Path) -> None:
 def test_without_http_nothing_listens(tmp_path: Path) -> None:
     config = load(write(tmp_path, ""))
     assert config.http.listen == () and config.integrations == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("x", "the key is 1 characters; at least 16 are needed"),
+        ("0123456789abcde", "the key is 15 characters; at least 16 are needed"),
+        ("clé-0123456789abcdef", "the key must be printable ASCII without spaces"),
+        ("two words 0123456789", "the key must be printable ASCII without spaces"),
+    ],
+)
+def test_a_short_or_non_ascii_key_is_refused_at_check(tmp_path: Path, key: str, why: str) -> None:
+    # Short keys can be guessed; a non-ASCII one never matched a Bearer header (found by review).
+    (tmp_path / "k").write_text(key + "\n")
+    found = errors(tmp_path, '[integrations.a]\ntype = "rest"\nkey_file = "k"\n')
+    assert found == [f"integrations.a.key_file: {why} (make one with: openssl rand -hex 32)"]
+    assert len(key) < 2 or key not in found[0]  # the key is never shown

@@ -164,3 +164,27 @@ def test_a_flood_on_the_metrics_port_leaves_pager_alert_served(tmp_path: Path) -
     text = (tmp_path / "pagerd.log").read_text()
     assert "Traceback" not in text, text[-3000:]
     assert "daemon.max_connections is 1024, but the open-file limit leaves room for 96" in text
+
+
+async def test_the_http_front_door_s_cap_is_part_of_the_budget_and_reloads_recompute_it(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found by review: the front door's 512 connections were left out of the open-file budget.
+    from pagerd import app
+    from tests.http import http_config
+
+    monkeypatch.setattr(app, "raise_limit", lambda: 1024)
+    config = http_config(tmp_path, http="max_connections = 300\n")
+    with trio.fail_after(3600):
+        async with running(config) as daemon:
+            assert daemon.server.client_room == client_room(1024, http=300)
+            assert daemon.server.client_room == 1024 - RESERVE - 32 - 300
+            text = config.path.read_text().replace("max_connections = 300", "max_connections = 20")
+            config.path.write_text(text)
+            assert await daemon.reload() is True
+            assert daemon.server.client_room == 1024 - RESERVE - 32 - 20
+    warned = [r.getMessage() for r in caplog.records if "open-file limit" in r.getMessage()]
+    assert warned and "http.max_connections 300" in warned[0]

@@ -222,6 +222,21 @@ def _address(text: str, host_port: Callable[[str], HostPort | None]) -> HostPort
 
 
 _NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+MIN_KEY_LENGTH: Final = 16
+_KEY: Final = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be an integration's key; None if it can. Never shows the key.
+
+    Short keys can be guessed (found by review: a one-character key passed); keys outside
+    printable ASCII never match a header (HTTP headers are read as latin-1 bytes)."""
+    make = "make one with: openssl rand -hex 32"
+    if _KEY.fullmatch(key) is None:
+        return f"the key must be printable ASCII without spaces ({make})"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"the key is {len(key)} characters; at least {MIN_KEY_LENGTH} are needed ({make})"
+    return None
 
 
 def build_integrations(
@@ -280,6 +295,11 @@ def _integration(
     if section.key_file is None and section.key_credential is None:
         error("key_file", "required: key_file or key_credential")
     key = read_secret("key", section.key_file, section.key_credential, base, environ, error)
+    if key is not None:
+        problem = key_problem(key.value)
+        if problem is not None:
+            error("key_file" if section.key_file is not None else "key_credential", problem)
+            key = None
     if section.type in ROUTED_TYPES:
         if (section.service is None) == (section.service_label is None):
             error("service", "give one of service (one service) or service_label (a label)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Final
 
 import attrs
@@ -43,6 +44,22 @@ class Names:
         self._found: dict[_Key, _Found] = {}
         self._looking: dict[_Key, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
+        self._generation = 0  # a lookup started before `forget` does not fill the cache after
+
+    def forget(
+        self,
+        found: Mapping[tuple[int, int], tuple[str | None, frozenset[str]]] | None = None,
+        with_groups: bool = False,
+    ) -> None:
+        """A reload looked the users up again: keep only that (`found`, by uid and gid, with
+        groups), so the next connection is judged on the new answer, not a cached one (found
+        by review: a user revoked at reload was let straight back in for `NAME_TTL`)."""
+        self._generation += 1
+        self._found.clear()
+        self._looking.clear()  # lookups under way finish, but the next connections look again
+        until = trio.current_time() + NAME_TTL
+        for (uid, gid), (user, groups) in (found or {}).items():
+            self._found[(uid, gid, with_groups)] = _Found(until, user, groups)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the lookups started for connections that did not wait for them."""
@@ -54,8 +71,11 @@ class Names:
     async def of(self, peer: Peer, with_groups: bool, restricted: bool) -> Peer:
         """`peer` with its names, as far as known within the wait (see the module)."""
         key = (peer.uid, peer.gid, with_groups)
-        found = self._fresh(key)
-        if found is None:
+        while True:
+            generation = self._generation
+            found = self._fresh(key)
+            if found is not None:
+                break
             if key not in self._looking:
                 self._looking[key] = trio.Event()
                 if self._nursery is not None:
@@ -67,8 +87,11 @@ class Names:
                 with trio.move_on_after(math.inf if restricted else NAME_WAIT):
                     await done.wait()
             found = self._fresh(key) or self._found.get(key)
-            if found is None:
-                return peer
+            # A reload meanwhile dropped what this lookup found: a decision looks up again.
+            if found is not None or not restricted or generation == self._generation:
+                break
+        if found is None:
+            return peer
         return attrs.evolve(peer, user=found.user, groups=found.groups)
 
     def _fresh(self, key: _Key) -> _Found | None:
@@ -76,6 +99,8 @@ class Names:
         return found if found is not None and found.until > trio.current_time() else None
 
     async def _look_up(self, key: _Key, peer: Peer) -> None:
+        generation = self._generation
+        done = self._looking[key]
         try:
             try:
                 resolved = await self._offload(lambda: resolve(peer, key[2]))
@@ -84,8 +109,12 @@ class Names:
                 log.warning("cannot look up the user of %s: %s", peer.describe(), exc)
                 # No names: only the uid rules (root, pagerd's own) can let it in meanwhile.
                 found = _Found(trio.current_time() + FAILED_TTL, None, frozenset())
+            if generation != self._generation:
+                return  # looked up before a reload's fresh answers: not kept
             if len(self._found) >= MAX_CACHED:
                 self._found.clear()
             self._found[key] = found
         finally:
-            self._looking.pop(key).set()
+            if self._looking.get(key) is done:  # not one started after a `forget`
+                del self._looking[key]
+            done.set()

@@ -177,14 +177,17 @@ class Server:
         Gives back how many were closed."""
         access = self.access
         if not access.restricted or not self._peers:
+            self._names.forget()  # the next connections are looked up afresh
             return 0
         with_groups = access.groups is not None
         open_now = list(self._peers.items())
         # Each user once, however many connections it has: NSS may be slow (LDAP).
         users = {(peer.uid, peer.gid): peer for _, peer in open_now}
+        self._names.forget()
         found = await self._resolve_offload(
             lambda: {key: resolve(peer, with_groups) for key, peer in users.items()}
         )
+        self._names.forget({key: (p.user, p.groups) for key, p in found.items()}, with_groups)
         revoked = 0
         for connection, old in open_now:
             names = found[(old.uid, old.gid)]

@@ -40,7 +40,8 @@ def raise_limit() -> int:
     return soft
 
 
-def client_room(limit: int, deliveries: int = 0) -> int:
+def client_room(limit: int, deliveries: int = 0, http: int = 0) -> int:
     """How many socket clients fit in `limit` open files, with the rest's share kept free:
-    `deliveries` is how many connections to providers may be open at once."""
-    return max(1, limit - RESERVE - METRICS_CONNECTIONS - deliveries)
+    `deliveries` is how many connections to providers may be open at once, `http` how many the
+    HTTP front door serves at once (`http.max_connections`, when it listens)."""
+    return max(1, limit - RESERVE - METRICS_CONNECTIONS - deliveries - http)

@@ -17,8 +17,14 @@ class Offload(Protocol):
     def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
 
 
-def in_thread(limiter: trio.CapacityLimiter) -> Offload:
+def in_thread(limiter: trio.CapacityLimiter, *, abandon_on_cancel: bool = False) -> Offload:
     """Run each call in a worker thread, at most `limiter` at once.
+
+    `abandon_on_cancel`: a cancelled call returns at once (Cancelled) and leaves its thread to
+    finish alone, its result dropped (it keeps its `limiter` token until then). Only for work
+    whose result no longer matters once its caller is gone (a reload's config read, a user's
+    name lookup): a stop must not wait for a hung NFS mount or LDAP server (found by review: it
+    waited past systemd's stop timeout). Never for database writes, whose outcome matters.
 
     What `trio.to_thread.run_sync` does, less a scheduling round: when the limiter has a token
     free, `run_sync` still yields once to the scheduler before the thread starts, and every
@@ -27,6 +33,9 @@ def in_thread(limiter: trio.CapacityLimiter) -> Offload:
     and the cancellation is taken at the caller's next checkpoint. With the limiter taken, the
     call waits for it through `run_sync`.
     """
+
+    async def abandoning(fn: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(fn, limiter=limiter, abandon_on_cancel=True)
 
     async def offload(fn: Callable[[], T]) -> T:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -55,7 +64,7 @@ def in_thread(limiter: trio.CapacityLimiter) -> Offload:
         result: T = await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
         return result
 
-    return offload
+    return abandoning if abandon_on_cancel else offload
 
 
 async def inline(fn: Callable[[], T]) -> T:

@@ -26,7 +26,7 @@ from pagerd.front.http.asgi import (
     send_response,
 )
 from pagerd.front.http.auth import authenticate, bearer
-from pagerd.front.http.limits import RateLimits
+from pagerd.front.http.limits import FailedKeys, RateLimits
 from pagerd.front.http.openapi import document
 from pagerd.front.http.routes import Call, Route, allowed, find
 from pagerd.operations.metrics import Metrics
@@ -53,6 +53,7 @@ class HttpApp:
         self._ready = ready
         limits = config().http.limits
         self.rate_limits = RateLimits(limits.rate, limits.burst)
+        self.failed_keys = FailedKeys()
         self.routes: list[Route] = [
             Route("GET", "/-/healthy", self._healthy, "/-/healthy",
                   doc={"summary": "200 while the process serves", "responses": ("200",)}),
@@ -100,16 +101,28 @@ class HttpApp:
         config = self._config()
         integration = None
         if route.auth is not None:
+            client = scope.get("client")
+            address = client[0] if client else ""
+            # An address that presented too many wrong keys waits, whatever it presents now:
+            # guessing a key takes forever (see `FailedKeys`).
+            wait = self.failed_keys.retry_after(address)
+            if wait is not None:
+                message = f"too many wrong keys from this address; retry in {wait}s"
+                return error(
+                    429, "busy", message, ("retry-after", str(wait)), ("connection", "close")
+                )
             key = params.pop("key", None) if route.key_in_path else bearer(headers)
             integration = authenticate(config.integrations.values(), route.auth, key)
             if integration is None:
                 self._metrics.http_auth_failures.inc(route.auth)
+                self.failed_keys.failed(address)
+                close = ("connection", "close")  # one guess per connection
                 if route.key_in_path:
-                    return error(404, "not_found", "no such endpoint (see /openapi.json)")
+                    return error(404, "not_found", "no such endpoint (see /openapi.json)", close)
                 message = f"this endpoint takes the key of a {route.auth!r} integration"
                 return error(
                     401, "unauthorized", f"missing or wrong key: {message} (Authorization: Bearer)",
-                    ("www-authenticate", "Bearer"),
+                    ("www-authenticate", "Bearer"), close,
                 )  # fmt: skip
             limited = self.over_rate(integration.name, route.over_rate)
             if limited is not None:

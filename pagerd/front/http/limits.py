@@ -1,4 +1,5 @@
-"""Per-integration rate limits: a token bucket each, that refuses (429) rather than waits.
+"""Per-integration rate limits, and per-address limits on wrong keys: token buckets that refuse
+(429) rather than wait.
 
 A sender past its rate is told when to come back (`Retry-After`) instead of being queued: a
 queue would hold its requests, and their memory, for as long as the storm lasts.
@@ -7,6 +8,8 @@ queue would hold its requests, and their memory, for as long as the storm lasts.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from typing import Final
 
 import trio
 
@@ -18,12 +21,16 @@ class Bucket:
         self._tokens = float(burst)
         self._last = trio.current_time()
 
-    def take(self) -> float:
-        """Take one token: 0 if there was one, else the seconds until there is (none taken)."""
+    def wait(self) -> float:
+        """0 if there is a token now, else the seconds until there is (none taken)."""
         now = trio.current_time()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
-        if self._tokens >= 1:
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+
+    def take(self) -> float:
+        """Take one token: 0 if there was one, else the seconds until there is (none taken)."""
+        if self.wait() == 0:
             self._tokens -= 1
             return 0.0
         return (1 - self._tokens) / self.rate
@@ -48,3 +55,44 @@ class RateLimits:
             bucket = self._buckets[integration] = Bucket(self._rate, self._burst)
         wait = bucket.take()
         return None if wait == 0 else max(1, math.ceil(wait))
+
+
+FAILED_RATE: Final = 1.0
+"""Failed keys a client address may present per second, once its burst is spent."""
+FAILED_BURST: Final = 10
+MAX_ADDRESSES: Final = 4096
+"""Client addresses remembered at once; past that the least recently failing is forgotten."""
+
+
+class FailedKeys:
+    """Wrong keys, slowed down per client address: a token bucket each (`FAILED_BURST`, then
+    `FAILED_RATE` a second), in a table of at most `MAX_ADDRESSES` (least recently used out), so
+    guessing a key takes forever and a flood of addresses cannot grow memory (found by review:
+    1000 guesses a second went through on one connection)."""
+
+    def __init__(
+        self, rate: float = FAILED_RATE, burst: int = FAILED_BURST, size: int = MAX_ADDRESSES
+    ) -> None:
+        self._rate, self._burst, self._size = rate, burst, size
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def retry_after(self, address: str) -> int | None:
+        """None if `address` may present a key now; else whole seconds to wait (at least 1)."""
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            return None
+        wait = bucket.wait()
+        return None if wait == 0 else max(1, math.ceil(wait))
+
+    def failed(self, address: str) -> None:
+        """`address` presented a wrong key (or none)."""
+        bucket = self._buckets.pop(address, None)
+        if bucket is None:
+            bucket = Bucket(self._rate, self._burst)
+            while len(self._buckets) >= self._size:
+                self._buckets.popitem(last=False)
+        self._buckets[address] = bucket  # the most recent, last
+        bucket.take()

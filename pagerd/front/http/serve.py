@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import ssl
 from collections.abc import Callable
 from typing import Final
@@ -19,7 +20,8 @@ from typing import Final
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ASGIFramework
 
@@ -31,6 +33,57 @@ log = logging.getLogger("pagerd.http")
 BUSY_TIMEOUT: Final = 1.0
 MAX_HEADERS: Final = 16 * 1024
 """Bytes of a request's head (its line and headers): past it, hypercorn answers 400 and closes."""
+
+
+class _TCPServer(TCPServer):
+    """hypercorn's connection, closed as soon as its client has gone while idle.
+
+    hypercorn, on the client's end of stream (a one-shot `curl` closing), still waits for its
+    keep-alive timer before it closes its side, and the connection would hold its slot under
+    `http.max_connections` for `keep_alive_timeout`: a few one-shot senders a second made
+    everyone else busy (found by review). The idle timer runs only while no request is in flight
+    (hypercorn stops it for each request and starts it again after the response), so a client gone
+    with the timer running has nothing left to be answered: close now; one gone in the middle of
+    a request gets its response written (or tried), then the connection closes instead of
+    waiting idle.
+    """
+
+    _gone = False
+    gone: Callable[[], None] = staticmethod(lambda: None)  # told once, when the client has gone
+
+    def _went(self) -> None:
+        if not self._gone:
+            self._gone = True
+            self.gone()
+
+    async def _read_data(self) -> None:
+        # hypercorn's, but for `_gone`, set before hypercorn hears of the end
+        while True:
+            try:
+                with trio.fail_after(self.config.read_timeout or math.inf):
+                    data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                break
+            if data == b"":
+                self._went()
+            await self.protocol.handle(RawData(bytes(data)))
+            if data == b"":
+                break
+        self._went()  # the client's end of stream (or a read that failed or timed out)
+        await self.protocol.handle(Closed())
+        if self.idle_task._handle is not None:  # idle now (hypercorn 0.18's TrioSingleTask)
+            await self._close_idle()
+
+    async def protocol_send(self, event: Event) -> None:
+        if self._gone and isinstance(event, Updated) and event.idle:
+            await self._close_idle()  # the response went out; nobody is left to keep alive
+            return
+        await super().protocol_send(event)
+
+    async def _close_idle(self) -> None:
+        await self.idle_task.stop()
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
 
 
 class HttpServer:
@@ -107,14 +160,24 @@ class HttpServer:
             await self._refuse(stream)
             return
         self.open_connections += 1
+        counted = True
+
+        def release() -> None:  # once: when the client has gone, or the connection ended
+            nonlocal counted
+            if counted:
+                counted = False
+                self.open_connections -= 1
+
         try:
             context = self._tls()
             served: trio.abc.Stream = stream
             if context is not None:
                 served = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
-            await TCPServer(self._app, self._config, self._context, {}, served)  # type: ignore[arg-type]
+            server = _TCPServer(self._app, self._config, self._context, {}, served)  # type: ignore[arg-type]
+            server.gone = release
+            await server
         finally:
-            self.open_connections -= 1
+            release()
 
     async def _refuse(self, stream: trio.SocketStream) -> None:
         """Over the cap: 503 at once (plain HTTP; a TLS one is closed), and close."""

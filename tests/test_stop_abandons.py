@@ -1,0 +1,82 @@
+"""A stop does not wait for work whose result no longer matters (found by review): a name
+lookup hung in NSS (LDAP), a reload's read of a config on a hung mount (here a FIFO)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from pagerd.access.peers import Peer
+from pagerd.config import load
+from tests.harness import running
+from tests.test_access import _config, needs_root, open_folder  # noqa: F401
+
+HANG = 15.0  # the hung call ends by itself then (a stop that waits for it takes that long)
+BOUND = 10.0  # a stop must take less (systemd's TimeoutStopSec is 20 s)
+released = threading.Event()  # the hung call's end, set by the test once it has its answer
+
+
+def hung_resolve(peer: Peer, with_groups: bool) -> Peer:
+    released.wait(HANG)
+    return attrs.evolve(peer, user="nobody", groups=frozenset())
+
+
+@needs_root
+async def test_a_stop_does_not_wait_behind_a_hung_name_lookup(
+    open_folder: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pagerd.front import names
+
+    monkeypatch.setattr(names, "resolve", hung_resolve)
+    path = open_folder / "pager.toml"
+    path.write_text(_config(open_folder, 'allow_users = ["nobody"]'))
+    config = load(path)
+    released.clear()
+    try:
+        with trio.fail_after(HANG + 15):
+            async with running(config, offload=None):
+                config.socket.chmod(0o666)
+                client = await trio.lowlevel.open_process(
+                    ["/usr/bin/python3", "-c",
+                     "import socket,sys,time; s=socket.socket(socket.AF_UNIX);"
+                     " s.connect(sys.argv[1]); s.sendall(b'{\"op\":\"ping\"}\\n');"
+                     " time.sleep(60)", str(config.socket)],
+                    user="nobody", group="nogroup", extra_groups=[],
+                )  # fmt: skip
+                await trio.sleep(0.5)  # its name is being looked up now (hung)
+                stopped_at = trio.current_time()
+            took = trio.current_time() - stopped_at
+    finally:
+        released.set()
+    client.kill()
+    await client.wait()
+    assert took < BOUND, f"the stop took {took:.1f}s, waiting for NSS (systemd kills at 20 s)"
+
+
+async def test_a_stop_does_not_wait_behind_a_reload_reading_a_hung_file(tmp_path: Path) -> None:
+    path = tmp_path / "pager.toml"
+    path.write_text(_config(tmp_path, ""))
+    config = load(path)
+    # A writer comes after HANG: the read ends then (a stop that waited for it takes that long).
+    writer = threading.Timer(HANG, lambda: os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK)))
+    writer.start()
+    with trio.fail_after(HANG + 15):
+        async with running(config, offload=None) as daemon, trio.open_nursery() as nursery:
+            path.unlink()
+            os.mkfifo(path)  # opening it blocks until a writer comes: as a hung NFS mount
+            nursery.start_soon(daemon.reload)
+            await trio.sleep(0.5)  # the reload's thread is blocked in open()
+            stopped_at = trio.current_time()
+            nursery.cancel_scope.cancel()  # what pagerd's SIGTERM does to a reload under way
+        took = trio.current_time() - stopped_at
+    writer.cancel()
+    with contextlib.suppress(OSError):  # the abandoned thread's read ends now (if it waits)
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    assert took < BOUND, f"the stop took {took:.1f}s, waiting for the config read"
