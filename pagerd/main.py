@@ -71,13 +71,7 @@ def build_backup_parser() -> argparse.ArgumentParser:
         prog="pagerd backup",
         description="Copy pagerd's database to DEST, consistently, while pagerd runs or not.",
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--config",
-        default=DEFAULT_CONFIG,
-        help=f"the config file naming daemon.state_dir (default {DEFAULT_CONFIG})",
-    )
-    where.add_argument("--database", type=Path, help="the database itself, instead of --config")
+    _add_database_choice(parser)
     parser.add_argument("dest", type=Path, metavar="DEST", help="the file to write")
     parser.add_argument("--force", action="store_true", help="replace DEST if it exists")
     return parser
@@ -89,6 +83,13 @@ def build_restore_parser() -> argparse.ArgumentParser:
         description="Make BACKUP pagerd's database (pagerd stopped); the one it replaces is "
         f"saved beside it as {SAVED_AS}.",
     )
+    _add_database_choice(parser)
+    parser.add_argument("backup", type=Path, metavar="BACKUP", help="a file `pagerd backup` wrote")
+    return parser
+
+
+def _add_database_choice(parser: argparse.ArgumentParser) -> None:
+    """`--config` (whose daemon.state_dir names the database) or `--database`, not both."""
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--config",
@@ -96,8 +97,6 @@ def build_restore_parser() -> argparse.ArgumentParser:
         help=f"the config file naming daemon.state_dir (default {DEFAULT_CONFIG})",
     )
     where.add_argument("--database", type=Path, help="the database itself, instead of --config")
-    parser.add_argument("backup", type=Path, metavar="BACKUP", help="a file `pagerd backup` wrote")
-    return parser
 
 
 def _database(args: argparse.Namespace) -> Path | int:

@@ -23,7 +23,11 @@ AMTOOL_MISSING: Final = (
     "AMTOOL (prometheus-alertmanager) IS NOT INSTALLED: the documented Alertmanager config was"
     " NOT checked. Install it with scripts/install-test-tools."
 )
-HOOK_KEYS = {"pd": "pd-routing-key-7b1e0c", "hb": "hb-key-2d9f64a1", "dog": "dog-key-0a3b"}
+HOOK_KEYS = {
+    "pd": "pd-routing-key-7b1e0c",
+    "hb": "hb-key-2d9f64a1c0ffee",
+    "dog": "dog-key-0a3b5e7f9d2c",
+}
 MORE = """
 [integrations.pd]
 type = "events-v2"
@@ -319,7 +323,7 @@ def _watchdog_block(kind: str) -> str:
 
 def test_the_documented_watchdog_config_is_one_pagerd_takes(tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
-    (tmp_path / "keys" / "prometheus-watchdog").write_text("dog-doc-key\n")
+    (tmp_path / "keys" / "prometheus-watchdog").write_text("dog-doc-key-5e0c1a2b\n")
     text = CHANNELS + ONCALL.replace("oncall", "platform")
     text += _watchdog_block("toml").replace("/etc/pager/keys/", "keys/")
     (tmp_path / "pager.toml").write_text(text)

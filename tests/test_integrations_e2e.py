@@ -35,7 +35,7 @@ from tests.real_senders import events_client
 KEYS: Final = {
     "am": "am-e2e-key-61c9d0",
     "pd": "pd-e2e-routing-key-0b7e3a",
-    "ampd": "ampd-e2e-4f",
+    "ampd": "ampd-e2e-4f1c2d3e4f5a",
     "dog": "dog-e2e-key-93ac",
 }
 INTEGRATIONS: Final = """

@@ -23,7 +23,8 @@ DESCRIPTIONS: Final = {
     "408": "timeout: the body took too long to arrive",
     "409": "no_open_incident: nothing to acknowledge",
     "413": "too_large: the body is over the limit",
-    "429": "busy: the integration is over its rate; retry after Retry-After seconds",
+    "429": "busy: the integration is over its rate, or this address sent too many wrong keys; "
+    "retry after Retry-After seconds",
     "503": "busy or unavailable: retry (nothing was committed)",
 }
 
@@ -67,7 +68,10 @@ def document(routes: Iterable[Route], public_url: str | None) -> dict[str, Any]:
 
 def _operation(route: Route) -> dict[str, Any]:
     reply = {"application/json": {"schema": {"$ref": "#/components/schemas/Reply"}}}
-    codes = route.doc.get("responses", ("200",))
+    codes = tuple(route.doc.get("responses", ("200",)))
+    if route.auth is not None:
+        # Every keyed route refuses a wrong key, and slows an address that keeps sending them.
+        codes += tuple(code for code in ("401", "429") if code not in codes)
     operation: dict[str, Any] = {
         "operationId": f"{route.method.lower()} {route.pattern}",
         "summary": route.doc.get("summary", ""),
