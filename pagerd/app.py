@@ -77,14 +77,14 @@ class Daemon:
     clock: Clock
     file_offload: Offload
     store_offload: Offload
+    config_offload: Offload
+    """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
     record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
     http: HttpServer | None = None
     """The HTTP front door, when it listens."""
     http_app: HttpApp | None = None
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
-    config_offload: Offload | None = None
-    """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -115,7 +115,7 @@ class Daemon:
     async def _reload(self) -> list[str]:
         path = self.config.path
         try:
-            new = await (self.config_offload or self.file_offload)(lambda: load(path))
+            new = await self.config_offload(lambda: load(path))
         except ConfigError as exc:
             log.error("reload rejected, still running the previous config:\n%s", exc.report())
             return exc.errors
@@ -413,8 +413,8 @@ async def _run(
         clock,
         parts.file_offload,
         parts.store_offload,
+        parts.config_offload,
         ConfigRecord(config.sha256, clock.now()),
-        config_offload=parts.config_offload,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
