@@ -57,6 +57,21 @@ SPILL_POLL: Final = 1.0
 
 
 @attrs.define
+class _Backoff:
+    """The wait between tries of the database: `RECORD_RETRY_MIN`, doubled each time up to
+    `RECORD_RETRY_MAX`; `reset` once it answers again."""
+
+    delay: float = RECORD_RETRY_MIN
+
+    async def wait(self) -> None:
+        await trio.sleep(self.delay)
+        self.delay = min(self.delay * 2, RECORD_RETRY_MAX)
+
+    def reset(self) -> None:
+        self.delay = RECORD_RETRY_MIN
+
+
+@attrs.define
 class _Pending:
     notify: Notify
     decided_at: float
@@ -283,7 +298,7 @@ class Outbox:
     async def _load_failed_counts(self) -> None:
         """The open incidents' failed deliveries, for `pager status`; a bug here costs the
         counts, never the delivery."""
-        delay = RECORD_RETRY_MIN
+        backoff = _Backoff()
         while True:
             try:
                 self._failed.update(await self._offload(self._store.failed_counts))
@@ -293,8 +308,7 @@ class Outbox:
             except Exception:
                 self._contain("failed counts")
                 return
-            await trio.sleep(delay)
-            delay = min(delay * 2, RECORD_RETRY_MAX)
+            await backoff.wait()
 
     async def _settle_unknown_channels(self) -> None:
         """Once, at start: settle the undelivered rows of a channel this pagerd has no lane for
@@ -302,7 +316,7 @@ class Outbox:
         back, so they would stay pending for ever, unseen, and keep their incident from being
         pruned: each is recorded as failed, with the reason, where `pager status` and the
         history show it (or as cancelled, if its incident no longer wants it)."""
-        delay = RECORD_RETRY_MIN
+        backoff = _Backoff()
         known = sorted(self._lanes)
         while True:
             try:
@@ -313,14 +327,13 @@ class Outbox:
                     await self._settle_unknown(stored_id, row.notify, known)
                 if len(rows) < self._capacity:
                     return
-                delay = RECORD_RETRY_MIN
+                backoff.reset()
                 continue
             except StoreError as exc:
                 log.error("cannot read undelivered notifications, retrying: %s", exc)
             except Exception:
                 self._contain("unknown channels")
-            await trio.sleep(delay)
-            delay = min(delay * 2, RECORD_RETRY_MAX)
+            await backoff.wait()
 
     async def _settle_unknown(self, stored_id: str, n: Notify, known: list[str]) -> None:
         reason = None
@@ -550,7 +563,7 @@ class Outbox:
 
     async def _record(self, attempt: Attempt) -> None:
         # The send already happened: retry only the record, or a failing disk would send twice.
-        delay = RECORD_RETRY_MIN
+        backoff = _Backoff()
         while True:
             try:
                 await self._committer.commit([attempt])
@@ -576,8 +589,7 @@ class Outbox:
                 log.error("cannot record delivery of %s, retrying: %s", attempt.id, exc)
             except Exception:
                 self._contain("record")
-            await trio.sleep(delay)
-            delay = min(delay * 2, RECORD_RETRY_MAX)
+            await backoff.wait()
 
     async def _retry_loop(self) -> None:
         while True:
@@ -602,22 +614,21 @@ class Outbox:
     # Reading back what is only in the database. ------------------------------------------
 
     async def _read_back_loop(self) -> None:
-        delay = RECORD_RETRY_MIN
+        backoff = _Backoff()
         while True:
             channels = self._read_back_due()
             if channels:
                 try:
                     for channel in sorted(channels):
                         await self._read_back(channel)
-                    delay = RECORD_RETRY_MIN
+                    backoff.reset()
                 except Exception as exc:
                     # The rows stay in the database: read them when it answers again.
                     if isinstance(exc, StoreError):
                         log.error("cannot read undelivered notifications, retrying: %s", exc)
                     else:
                         self._contain("read-back")
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, RECORD_RETRY_MAX)
+                    await backoff.wait()
             else:
                 self._read_back_wanted = trio.Event()
                 wake = min(self._spilled.values(), default=math.inf)
