@@ -16,11 +16,11 @@ from pager.domain import Notify
 from pager.ports import TransientError
 from pagerd.config import Config, ConfigError
 from pagerd.config.channels import MAX_ATTEMPTS
-from pagerd.delivery.outbox import backoff_ceiling
 from pagerd.storage.commits import Committer
 from pagerd.storage.port import Attempt
 from pagerd.storage.sqlite.store import Store, database_file
 from pagerd.timing.clock import Clock
+from pagerd.timing.timers import backoff_ceiling
 from tests.harness import T0, connect, running, settle
 from tests.test_outbox import CHANNELS_WITH_RETRIES, POLICY, Scripted, by_target, write_with
 

@@ -42,7 +42,7 @@ from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Attempt, Storage, StoreError, Undelivered
 from pagerd.timing.clock import Clock
-from pagerd.timing.timers import Timers
+from pagerd.timing.timers import Timers, backoff_ceiling
 
 log = logging.getLogger("pagerd.outbox")
 
@@ -706,13 +706,6 @@ def cancelled_by(state: ServiceState, n: Notify) -> str | None:
     if incident.acknowledged:
         return "incident acknowledged"
     return None
-
-
-def backoff_ceiling(initial: float, maximum: float, attempts: int) -> float:
-    """The longest wait before attempt `attempts + 1`: `initial` doubled each time, at most
-    `maximum`. The exponent is capped first: `2 ** attempts` alone overflows a float past 1,024
-    attempts, and an exception here once took the whole daemon down on every restart."""
-    return min(maximum, initial * 2.0 ** min(max(attempts - 1, 0), 64))
 
 
 def _redactor(lane: _Lane, n: Notify) -> Redactor:

@@ -21,7 +21,7 @@ import trio
 
 from pager.domain import HeartbeatMissed, ServiceState, Timeout
 from pagerd.timing.clock import Clock
-from pagerd.timing.timers import Timers
+from pagerd.timing.timers import Timers, backoff_ceiling
 
 log = logging.getLogger("pagerd.scheduler")
 
@@ -134,7 +134,7 @@ class Scheduler:
 
     def _back_off(self, name: str, step: Due, deadline: float) -> None:
         failures = self._failures[name] = self._failures.get(name, 0) + 1
-        delay = min(RETRY_MAX, RETRY_MIN * 2 ** min(failures - 1, 16))
+        delay = backoff_ceiling(RETRY_MIN, RETRY_MAX, failures)
         self._arm(name, step, max(deadline, self._clock.now() + delay))
 
     def decided(self, state: ServiceState) -> None:

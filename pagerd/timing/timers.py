@@ -16,6 +16,13 @@ from pagerd.timing.clock import Clock
 T = TypeVar("T")
 
 
+def backoff_ceiling(initial: float, maximum: float, attempts: int) -> float:
+    """The longest wait before attempt `attempts + 1`: `initial` doubled each time, at most
+    `maximum`. The exponent is capped first: `2 ** attempts` alone overflows a float past 1,024
+    attempts, and an exception here once took the whole daemon down on every restart."""
+    return min(maximum, initial * 2.0 ** min(max(attempts - 1, 0), 64))
+
+
 class Timers(Generic[T]):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
