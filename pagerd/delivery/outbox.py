@@ -42,7 +42,7 @@ from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Attempt, Storage, StoreError, Undelivered
 from pagerd.timing.clock import Clock
-from pagerd.timing.timers import Timers, backoff_ceiling
+from pagerd.timing.timers import Backoff, Timers, backoff_ceiling
 
 log = logging.getLogger("pagerd.outbox")
 
@@ -54,21 +54,6 @@ MAX_TRACEBACK: Final = 8000
 SEND_GRACE: Final = 5.0
 # Retries kept only in the database (past the bound) are looked for at most this often.
 SPILL_POLL: Final = 1.0
-
-
-@attrs.define
-class _Backoff:
-    """The wait between tries of the database: `RECORD_RETRY_MIN`, doubled each time up to
-    `RECORD_RETRY_MAX`; `reset` once it answers again."""
-
-    delay: float = RECORD_RETRY_MIN
-
-    async def wait(self) -> None:
-        await trio.sleep(self.delay)
-        self.delay = min(self.delay * 2, RECORD_RETRY_MAX)
-
-    def reset(self) -> None:
-        self.delay = RECORD_RETRY_MIN
 
 
 @attrs.define
@@ -298,7 +283,7 @@ class Outbox:
     async def _load_failed_counts(self) -> None:
         """The open incidents' failed deliveries, for `pager status`; a bug here costs the
         counts, never the delivery."""
-        backoff = _Backoff()
+        backoff = Backoff(RECORD_RETRY_MIN, RECORD_RETRY_MAX)
         while True:
             try:
                 self._failed.update(await self._offload(self._store.failed_counts))
@@ -316,7 +301,7 @@ class Outbox:
         back, so they would stay pending for ever, unseen, and keep their incident from being
         pruned: each is recorded as failed, with the reason, where `pager status` and the
         history show it (or as cancelled, if its incident no longer wants it)."""
-        backoff = _Backoff()
+        backoff = Backoff(RECORD_RETRY_MIN, RECORD_RETRY_MAX)
         known = sorted(self._lanes)
         while True:
             try:
@@ -563,7 +548,7 @@ class Outbox:
 
     async def _record(self, attempt: Attempt) -> None:
         # The send already happened: retry only the record, or a failing disk would send twice.
-        backoff = _Backoff()
+        backoff = Backoff(RECORD_RETRY_MIN, RECORD_RETRY_MAX)
         while True:
             try:
                 await self._committer.commit([attempt])
@@ -614,7 +599,7 @@ class Outbox:
     # Reading back what is only in the database. ------------------------------------------
 
     async def _read_back_loop(self) -> None:
-        backoff = _Backoff()
+        backoff = Backoff(RECORD_RETRY_MIN, RECORD_RETRY_MAX)
         while True:
             channels = self._read_back_due()
             if channels:

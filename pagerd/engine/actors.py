@@ -56,6 +56,7 @@ from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.port import EventRecord, StoreError, Transition
 from pagerd.timing.clock import Clock
+from pagerd.timing.timers import Backoff
 
 log = logging.getLogger("pagerd.actors")
 
@@ -250,7 +251,7 @@ class Services:
         while True:
             await self._removals.wait()
             self._removals = trio.Event()
-            delay = RETRY_MIN
+            backoff = Backoff(RETRY_MIN, RETRY_MAX)
             while removed := [
                 name
                 for name, state in self._states.items()
@@ -260,8 +261,7 @@ class Services:
                     await self.route((name, Envelope(Removed(), None)) for name in removed)
                 except Exception:
                     log.exception("cannot close the incidents of removed services")
-                await trio.sleep(delay)  # time for them to be committed, or a back-off
-                delay = min(delay * 2, RETRY_MAX)
+                await backoff.wait()  # time for them to be committed, or a back-off
 
     async def route(self, events: Iterable[tuple[str, Envelope]]) -> None:
         """Hand each (service, envelope) to its service's owner, in order, waiting while an

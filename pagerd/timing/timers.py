@@ -23,6 +23,23 @@ def backoff_ceiling(initial: float, maximum: float, attempts: int) -> float:
     return min(maximum, initial * 2.0 ** min(max(attempts - 1, 0), 64))
 
 
+class Backoff:
+    """Waits between tries of something failing (the database): `minimum`, doubled each time
+    up to `maximum`; `reset` once it answers again."""
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self._minimum = minimum
+        self._maximum = maximum
+        self.delay = minimum
+
+    async def wait(self) -> None:
+        await trio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self._maximum)
+
+    def reset(self) -> None:
+        self.delay = self._minimum
+
+
 class Timers(Generic[T]):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
