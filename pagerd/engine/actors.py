@@ -51,7 +51,7 @@ from pager.protocol import error_reply, ok_reply, service_status, unknown_servic
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
-from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Due, Scheduler, heartbeat
+from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Due, Scheduler
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.port import EventRecord, StoreError, Transition
@@ -128,8 +128,8 @@ class Services:
         scheduler: Scheduler,
         outbox: Outbox,
         clock: Clock,
-        heartbeats: Scheduler | None = None,
-        metrics: Metrics | None = None,
+        heartbeats: Scheduler,
+        metrics: Metrics,
     ) -> None:
         self.config = config
         self._states = states
@@ -141,10 +141,10 @@ class Services:
         self._committer = committer
         self._scheduler = scheduler
         # The heartbeat deadlines: a second scheduler, whose misses come to `offer` too.
-        self._heartbeats = Scheduler(clock, heartbeat) if heartbeats is None else heartbeats
+        self._heartbeats = heartbeats
         self._outbox = outbox
         self._clock = clock
-        self._metrics = Metrics() if metrics is None else metrics
+        self._metrics = metrics
         # Who owns each service that has one: its actor's inbox, or the claim holding it.
         self._inboxes: dict[str, trio.MemorySendChannel[Envelope] | _Claimed] = {}
         self._claim: dict[str, _Claimed] = {}  # the claim still open to more events
