@@ -29,7 +29,7 @@ from pager.domain import Source
 from pager.integrations import IntegrationRoute, KeyedRoute, Refused, Routed, find_by_key
 from pagerd.engine.actors import Envelope, Services
 
-__all__ = ["Answer", "KeyedRoute", "alertmanager_webhook", "enqueue_events_v2", "find_by_key"]
+__all__ = ["Answer", "alertmanager_webhook", "enqueue_events_v2"]
 
 log = logging.getLogger("pagerd.integrations")
 
