@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any, Final
 
 import msgspec
-import trio
 
 from pager.domain import Event
 from pager.protocol import unknown_service
 from pagerd.engine.actors import Envelope, Services
+from pagerd.front.integrations import Waiting
 
 STATUS: Final[dict[str, int]] = {
     "bad_request": 400,
@@ -33,27 +33,6 @@ STATUS: Final[dict[str, int]] = {
 """The socket protocol's error codes as HTTP statuses; a code not listed is a 500."""
 
 _decode = msgspec.json.Decoder().decode
-
-
-class Pending:
-    """An event's reply, awaited by the HTTP request that sent it (the actors' `Reply`)."""
-
-    __slots__ = ("_set", "done", "line", "result")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.line = b""
-        self.result = ""
-        self._set = trio.Event()
-
-    def set(self, line: bytes, result: str = "ok") -> None:
-        assert not self.done, "a reply is set once"
-        self.line, self.result, self.done = line, result, True
-        self._set.set()
-
-    async def wait(self) -> bytes:
-        await self._set.wait()
-        return self.line
 
 
 def status_of(line: bytes) -> tuple[int, str]:
@@ -74,6 +53,7 @@ async def submit(services: Services, service: str, event: Event, integration: st
     was routed all the same, and is decided and committed like any other."""
     if service not in services.config.services:
         return unknown_service(service)
-    reply = Pending()
+    reply = Waiting()
     await services.route([(service, Envelope(event, reply, None, integration))])
-    return await reply.wait()
+    await reply.event.wait()
+    return reply.line
