@@ -48,7 +48,6 @@ class Rest:
 
     def routes(self) -> list[Route]:
         event_doc = {
-            "requestBody": "Event",
             "responses": ("200", "400", "401", "403", "404", "408", "409", "413", "429", "503"),
         }
         routes = [

@@ -44,7 +44,8 @@ class Route:
     """The status an integration past its rate gets (with Retry-After): 503 for a sender that
     drops a 429 (Alertmanager retries only a 5xx)."""
     doc: Mapping[str, Any] = attrs.field(factory=dict)
-    """Its OpenAPI operation: `summary`, `requestBody`, `responses` (codes as strings)."""
+    """Its OpenAPI operation: `summary`, `responses` (codes as strings), and `op`, the socket
+    event whose fields the body takes."""
 
     def match(self, path: str) -> dict[str, str] | None:
         want, have = self.pattern.split("/"), path.split("/")
