@@ -53,19 +53,19 @@ class Hooks:
     def routes(self) -> list[Route]:
         am = "/v1/integrations/alertmanager"
         return [
-            Route("POST", am, self._alertmanager, am, auth="alertmanager", body=True,
+            Route("POST", am, self._alertmanager, auth="alertmanager", body=True,
                   over_rate=503,
                   doc={**_ALERTMANAGER, "summary": "Alertmanager's webhook (version 4), "
                        "Authorization: Bearer KEY"}),
-            Route("POST", f"{am}/{{key}}", self._alertmanager, f"{am}/{{key}}",
+            Route("POST", f"{am}/{{key}}", self._alertmanager,
                   auth="alertmanager", key_in_path=True, body=True, over_rate=503,
                   doc={**_ALERTMANAGER, "summary": "Alertmanager's webhook (version 4), "
                        "the key in the path"}),
-            Route("POST", "/v2/enqueue", self._enqueue, "/v2/enqueue", body=True,
+            Route("POST", "/v2/enqueue", self._enqueue, body=True,
                   doc={"summary": "PagerDuty's Events API v2: the key is the routing_key",
                        "responses": ("202", "400", "401", "403", "404", "408", "413", "429",
                                      "503")}),
-            Route("POST", "/heartbeat/{service}", self._heartbeat, "/heartbeat/{service}",
+            Route("POST", "/heartbeat/{service}", self._heartbeat,
                   auth="heartbeat",
                   doc={"summary": "A heartbeat check-in of the service",
                        "responses": ("200", "400", "401", "403", "404", "429", "503")}),

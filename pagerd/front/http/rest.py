@@ -51,18 +51,18 @@ class Rest:
             "responses": ("200", "400", "401", "403", "404", "408", "409", "413", "429", "503"),
         }
         routes = [
-            Route("POST", path, self._event, path, auth="rest", body=True,
+            Route("POST", path, self._event, auth="rest", body=True,
                   doc={**event_doc, "summary": f"The socket's {op!r} event", "op": op})
             for path, op in EVENT_PATHS.items()
         ]  # fmt: skip
         reads = ("200", "400", "401", "404", "429", "503")
         return [
             *routes,
-            Route("GET", "/status", self._status, "/status", auth="rest",
+            Route("GET", "/status", self._status, auth="rest",
                   doc={"summary": "Every service's state", "responses": reads}),
-            Route("GET", "/status/{service}", self._status, "/status/{service}", auth="rest",
+            Route("GET", "/status/{service}", self._status, auth="rest",
                   doc={"summary": "One service's state and open incident", "responses": reads}),
-            Route("GET", "/history/{service}", self._history, "/history/{service}", auth="rest",
+            Route("GET", "/history/{service}", self._history, auth="rest",
                   doc={"summary": "The service's latest incident's history", "responses": reads}),
         ]  # fmt: skip
 

@@ -33,8 +33,6 @@ class Route:
     pattern: str
     """`/status/{service}`: a `{name}` is one path segment, handed to the handler in `params`."""
     handler: Handler
-    name: str
-    """What the metrics count it as: the pattern, never the path (which may hold a key)."""
     auth: str | None = None
     """The integration type whose key it takes; None: it takes none."""
     key_in_path: bool = False
@@ -46,6 +44,11 @@ class Route:
     doc: Mapping[str, Any] = attrs.field(factory=dict)
     """Its OpenAPI operation: `summary`, `responses` (codes as strings), and `op`, the socket
     event whose fields the body takes."""
+
+    @property
+    def name(self) -> str:
+        """What the metrics count it as: the pattern, never the path (which may hold a key)."""
+        return self.pattern
 
     def match(self, path: str) -> dict[str, str] | None:
         want, have = self.pattern.split("/"), path.split("/")
