@@ -97,8 +97,5 @@ class Hooks:
         assert integration is not None  # the route takes a key
         if not is_service_name(service):
             return answer(error_reply("bad_request", "not a service name"))
-        if service in self._services.config.services and not integration.may_send_to(service):
-            message = f"integration {integration.name!r} may not send to {service!r} (services)"
-            return answer(error_reply("forbidden", message))
         event = Heartbeat(by=integration.name)
-        return answer(await submit(self._services, service, event, integration.name))
+        return answer(await submit(self._services, service, event, integration))

@@ -75,10 +75,7 @@ class Rest:
         assert service is not None  # the protocol requires it of events
         integration = call.integration
         assert integration is not None  # the route takes a key
-        if service in self._services.config.services and not integration.may_send_to(service):
-            message = f"integration {integration.name!r} may not send to {service!r} (services)"
-            return answer(error_reply("forbidden", message))
-        return answer(await submit(self._services, service, event_of(request), integration.name))
+        return answer(await submit(self._services, service, event_of(request), integration))
 
     async def _status(self, call: Call) -> Response:
         service = call.params.get("service")

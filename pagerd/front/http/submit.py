@@ -13,7 +13,8 @@ from typing import Any, Final
 import msgspec
 
 from pager.domain import Event
-from pager.protocol import unknown_service
+from pager.protocol import error_reply, unknown_service
+from pagerd.config.http import Integration
 from pagerd.engine.actors import Envelope, Services
 from pagerd.front.integrations import Waiting
 
@@ -44,16 +45,20 @@ def status_of(line: bytes) -> tuple[int, str]:
     return STATUS.get(code, 500), code
 
 
-async def submit(services: Services, service: str, event: Event, integration: str) -> bytes:
+async def submit(services: Services, service: str, event: Event, integration: Integration) -> bytes:
     """Route `event` to `service`'s actor as sent through `integration`, and give back its reply
     line once decided and committed (`{"ok": true, ...}` with the service's status, or the
-    error: `unknown_service`, `no_open_incident`, `unavailable` if the commit failed, ...).
+    error: `unknown_service`, `forbidden` if the integration may not send to the service,
+    `no_open_incident`, `unavailable` if the commit failed, ...).
 
     The HTTP request may be cancelled meanwhile (its client went away, a shutdown): the event
     was routed all the same, and is decided and committed like any other."""
     if service not in services.config.services:
         return unknown_service(service)
+    if not integration.may_send_to(service):
+        message = f"integration {integration.name!r} may not send to {service!r} (services)"
+        return error_reply("forbidden", message)
     reply = Waiting()
-    await services.route([(service, Envelope(event, reply, None, integration))])
+    await services.route([(service, Envelope(event, reply, None, integration.name))])
     await reply.event.wait()
     return reply.line
