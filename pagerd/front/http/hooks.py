@@ -22,11 +22,10 @@ from typing import Final
 from pager import events_v2
 from pager.domain import Heartbeat, is_service_name
 from pager.integrations import Refused, find_by_key
-from pager.protocol import error_reply
 from pagerd.config.http import keyed_routes
 from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import JSON, Response
-from pagerd.front.http.rest import answer
+from pagerd.front.http.rest import answer, refuse
 from pagerd.front.http.routes import Call, Route
 from pagerd.front.http.submit import submit
 from pagerd.front.integrations import Answer, alertmanager_webhook, enqueue_events_v2
@@ -96,6 +95,6 @@ class Hooks:
         integration = call.integration
         assert integration is not None  # the route takes a key
         if not is_service_name(service):
-            return answer(error_reply("bad_request", "not a service name"))
+            return refuse("bad_request", "not a service name")
         event = Heartbeat(by=integration.name)
-        return answer(await submit(self._services, service, event, integration))
+        return answer(*await submit(self._services, service, event, integration))

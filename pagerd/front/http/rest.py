@@ -36,13 +36,19 @@ def parse_event(op: str, body: bytes) -> Request:
     return request
 
 
-def answer(line: bytes) -> Response:
-    status, _ = status_of(line)
-    return Response(status, line)
+def answer(line: bytes, result: str) -> Response:
+    """A socket protocol reply line as the HTTP response, its status from its `result`."""
+    return Response(status_of(result), line)
+
+
+def refuse(code: str, message: str) -> Response:
+    return answer(error_reply(code, message), code)
 
 
 class Rest:
-    def __init__(self, services: Services, read: Callable[[Request], Awaitable[bytes]]) -> None:
+    def __init__(
+        self, services: Services, read: Callable[[Request], Awaitable[tuple[bytes, str]]]
+    ) -> None:
         self._services = services
         self._read = read
 
@@ -70,21 +76,21 @@ class Rest:
         try:
             request = parse_event(EVENT_PATHS[call.path], call.body)
         except ProtocolError as exc:
-            return answer(error_reply(exc.code, exc.message))
+            return refuse(exc.code, exc.message)
         service = request.service
         assert service is not None  # the protocol requires it of events
         integration = call.integration
         assert integration is not None  # the route takes a key
-        return answer(await submit(self._services, service, event_of(request), integration))
+        return answer(*await submit(self._services, service, event_of(request), integration))
 
     async def _status(self, call: Call) -> Response:
         service = call.params.get("service")
         if service is not None and not is_service_name(service):
-            return answer(error_reply("bad_request", "not a service name"))
-        return answer(await self._read(Request("status", service)))
+            return refuse("bad_request", "not a service name")
+        return answer(*await self._read(Request("status", service)))
 
     async def _history(self, call: Call) -> Response:
         service = call.params["service"]
         if not is_service_name(service):
-            return answer(error_reply("bad_request", "not a service name"))
-        return answer(await self._read(Request("history", service)))
+            return refuse("bad_request", "not a service name")
+        return answer(*await self._read(Request("history", service)))
