@@ -1,9 +1,9 @@
 """One event from HTTP to its service's actor, answered only once it is committed.
 
 The same path as the socket's: an `Envelope` routed through `Services.route()`, whose reply the
-actor sets after the commit (or with the refusal). Every integration of the front door
-(REST, Alertmanager, Events v2, heartbeats) submits its events here, named by integration, so
-history says which one sent each.
+actor sets after the commit (or with the refusal). REST and heartbeats submit their events
+here (Alertmanager and Events v2, several at once, through `pagerd.front.integrations`), named
+by integration, so history says which one sent each.
 """
 
 from __future__ import annotations
