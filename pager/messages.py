@@ -11,7 +11,7 @@ import re
 from typing import Any, Final
 
 from pager.domain import Notify
-from pager.text import clip
+from pager.text import clip, controls
 from pager.timefmt import isoformat
 
 # Twilio refuses a longer Body (error 21617): the SMS would never be sent.
@@ -75,6 +75,4 @@ def _lines(text: str) -> str:
 
 def _visible(text: str) -> str:
     """Control characters, which no reader of a page needs, escaped; line breaks kept."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+    return controls(text, keep="\n\t")

@@ -51,12 +51,12 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
 
 
-def controls(text: str) -> str:
-    """`text` with only what is not printable escaped, for text whose backslashes are its own
-    escapes already (the metrics' exposition format)."""
+def controls(text: str, keep: str = "") -> str:
+    """`text` with only what is not printable (bar the characters of `keep`) escaped, for text
+    whose backslashes are its own escapes already (the metrics' exposition format, a page)."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
 
 
 def _escape(c: str) -> str:

@@ -15,15 +15,10 @@ import trio.testing
 
 from pager import domain
 from pager.domain import ServiceState, Source
-from pager.integrations import IntegrationRoute
+from pager.integrations import IntegrationRoute, KeyedRoute, find_by_key
 from pagerd.app import Daemon
 from pagerd.config import Config
-from pagerd.front.integrations import (
-    KeyedRoute,
-    alertmanager_webhook,
-    enqueue_events_v2,
-    find_by_key,
-)
+from pagerd.front.integrations import alertmanager_webhook, enqueue_events_v2
 from pagerd.storage.port import StoreUnavailable, Write
 from tests.harness import connect, running, settle, steps, write_config
 

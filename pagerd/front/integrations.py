@@ -29,7 +29,7 @@ from pager.domain import Source
 from pager.integrations import IntegrationRoute, KeyedRoute, Refused, Routed, find_by_key
 from pagerd.engine.actors import Envelope, Services
 
-__all__ = ["Answer", "KeyedRoute", "alertmanager_webhook", "enqueue_events_v2", "find_by_key"]
+__all__ = ["Answer", "Waiting", "alertmanager_webhook", "enqueue_events_v2"]
 
 log = logging.getLogger("pagerd.integrations")
 
@@ -52,8 +52,8 @@ class Answer:
     result: str = "ok"
 
 
-class _Waiting:
-    """A reply an integration's request waits for (the actors' `Reply`)."""
+class Waiting:
+    """A reply an HTTP request waits for (the actors' `Reply`): an integration's, REST's."""
 
     __slots__ = ("done", "event", "line", "result")
 
@@ -91,7 +91,7 @@ async def _route(
 ) -> _Outcome | None:
     """Route `routed` to the services' actors as sent through `integration` (the history's
     `via`), and wait until each is decided and committed."""
-    replies = [_Waiting() for _ in routed]
+    replies = [Waiting() for _ in routed]
     with trio.move_on_after(patience):
         await services.route(
             (r.service, Envelope(r.event, reply, None, integration))

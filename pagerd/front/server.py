@@ -364,10 +364,12 @@ class Server:
         events.append((service, Envelope(event_of(request), reply, peer)))
         return reply
 
-    async def read(self, request: Request) -> bytes:
-        """The reply line of a read (`status`, `history`, `ping`), served as the socket serves
-        it: for the HTTP front, whose requests have no peer (and so may not `reload`)."""
-        return (await self._request(request, None)).line
+    async def read(self, request: Request) -> tuple[bytes, str]:
+        """The reply line and result of a read (`status`, `history`, `ping`), served as the
+        socket serves it: for the HTTP front, whose requests have no peer (and so may not
+        `reload`)."""
+        reply = await self._request(request, None)
+        return reply.line, reply.result
 
     async def _request(self, request: Request, peer: Peer | None) -> Reply:
         try:

@@ -10,7 +10,7 @@ It never decides anything about an incident, never keeps a request's bytes past 
 - `app.py`: the ASGI application (routing, keys, rate limits, bodies, metrics)
 - `routes.py`: the route table; `openapi.py`: `/openapi.json` made from it
 - `auth.py`: keys, compared in constant time; `limits.py`: per-integration rate limits
-- `submit.py`: one event to its actor, awaited until committed: the seam every integration uses
+- `submit.py`: one event to its actor, awaited until committed (REST's, heartbeats')
 - `rest.py`: `POST /alert`, `/acknowledge`, `/healthy`; `GET /status`, `/history`
 - `hooks.py`: `POST /v1/integrations/alertmanager[/{key}]`, `/v2/enqueue`, `/heartbeat/{service}`
 """

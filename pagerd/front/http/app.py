@@ -55,12 +55,12 @@ class HttpApp:
         self.rate_limits = RateLimits(limits.rate, limits.burst)
         self.failed_keys = FailedKeys()
         self.routes: list[Route] = [
-            Route("GET", "/-/healthy", self._healthy, "/-/healthy",
+            Route("GET", "/-/healthy", self._healthy,
                   doc={"summary": "200 while the process serves", "responses": ("200",)}),
-            Route("GET", "/-/ready", self._readiness, "/-/ready",
+            Route("GET", "/-/ready", self._readiness,
                   doc={"summary": "200 once state is loaded and the database answers",
                        "responses": ("200", "503")}),
-            Route("GET", "/openapi.json", self._openapi, "/openapi.json",
+            Route("GET", "/openapi.json", self._openapi,
                   doc={"summary": "This document", "responses": ("200",)}),
             *routes,
         ]  # fmt: skip

@@ -11,6 +11,8 @@ import msgspec
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
+from pager.protocol import error_reply
+
 JSON: Final = "application/json"
 _encode = msgspec.json.Encoder().encode
 
@@ -37,9 +39,7 @@ class Response:
 
 def error(status: int, code: str, message: str, *headers: tuple[str, str]) -> Response:
     """The socket protocol's error reply, with an HTTP status."""
-    return Response.json(
-        status, {"ok": False, "error": {"code": code, "message": message}}, *headers
-    )
+    return Response(status, error_reply(code, message), JSON, headers)
 
 
 def header_map(scope: HTTPScope) -> Mapping[str, str]:

@@ -22,11 +22,10 @@ from typing import Final
 from pager import events_v2
 from pager.domain import Heartbeat, is_service_name
 from pager.integrations import Refused, find_by_key
-from pager.protocol import error_reply
 from pagerd.config.http import keyed_routes
 from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import JSON, Response
-from pagerd.front.http.rest import answer
+from pagerd.front.http.rest import answer, refuse
 from pagerd.front.http.routes import Call, Route
 from pagerd.front.http.submit import submit
 from pagerd.front.integrations import Answer, alertmanager_webhook, enqueue_events_v2
@@ -53,19 +52,19 @@ class Hooks:
     def routes(self) -> list[Route]:
         am = "/v1/integrations/alertmanager"
         return [
-            Route("POST", am, self._alertmanager, am, auth="alertmanager", body=True,
+            Route("POST", am, self._alertmanager, auth="alertmanager", body=True,
                   over_rate=503,
                   doc={**_ALERTMANAGER, "summary": "Alertmanager's webhook (version 4), "
                        "Authorization: Bearer KEY"}),
-            Route("POST", f"{am}/{{key}}", self._alertmanager, f"{am}/{{key}}",
+            Route("POST", f"{am}/{{key}}", self._alertmanager,
                   auth="alertmanager", key_in_path=True, body=True, over_rate=503,
                   doc={**_ALERTMANAGER, "summary": "Alertmanager's webhook (version 4), "
                        "the key in the path"}),
-            Route("POST", "/v2/enqueue", self._enqueue, "/v2/enqueue", body=True,
+            Route("POST", "/v2/enqueue", self._enqueue, body=True,
                   doc={"summary": "PagerDuty's Events API v2: the key is the routing_key",
                        "responses": ("202", "400", "401", "403", "404", "408", "413", "429",
                                      "503")}),
-            Route("POST", "/heartbeat/{service}", self._heartbeat, "/heartbeat/{service}",
+            Route("POST", "/heartbeat/{service}", self._heartbeat,
                   auth="heartbeat",
                   doc={"summary": "A heartbeat check-in of the service",
                        "responses": ("200", "400", "401", "403", "404", "429", "503")}),
@@ -96,9 +95,6 @@ class Hooks:
         integration = call.integration
         assert integration is not None  # the route takes a key
         if not is_service_name(service):
-            return answer(error_reply("bad_request", "not a service name"))
-        if service in self._services.config.services and not integration.may_send_to(service):
-            message = f"integration {integration.name!r} may not send to {service!r} (services)"
-            return answer(error_reply("forbidden", message))
+            return refuse("bad_request", "not a service name")
         event = Heartbeat(by=integration.name)
-        return answer(await submit(self._services, service, event, integration.name))
+        return answer(*await submit(self._services, service, event, integration))

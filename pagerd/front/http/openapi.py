@@ -19,7 +19,6 @@ DESCRIPTIONS: Final = {
     "401": "unauthorized: no key, or a wrong one (Authorization: Bearer KEY)",
     "403": "forbidden: the integration may not send to this service (its services list)",
     "404": "unknown_service (or not_found: no such incident, or a wrong key in the path)",
-    "405": "method_not_allowed",
     "408": "timeout: the body took too long to arrive",
     "409": "no_open_incident: nothing to acknowledge",
     "413": "too_large: the body is over the limit",

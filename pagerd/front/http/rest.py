@@ -36,34 +36,39 @@ def parse_event(op: str, body: bytes) -> Request:
     return request
 
 
-def answer(line: bytes) -> Response:
-    status, _ = status_of(line)
-    return Response(status, line)
+def answer(line: bytes, result: str) -> Response:
+    """A socket protocol reply line as the HTTP response, its status from its `result`."""
+    return Response(status_of(result), line)
+
+
+def refuse(code: str, message: str) -> Response:
+    return answer(error_reply(code, message), code)
 
 
 class Rest:
-    def __init__(self, services: Services, read: Callable[[Request], Awaitable[bytes]]) -> None:
+    def __init__(
+        self, services: Services, read: Callable[[Request], Awaitable[tuple[bytes, str]]]
+    ) -> None:
         self._services = services
         self._read = read
 
     def routes(self) -> list[Route]:
         event_doc = {
-            "requestBody": "Event",
             "responses": ("200", "400", "401", "403", "404", "408", "409", "413", "429", "503"),
         }
         routes = [
-            Route("POST", path, self._event, path, auth="rest", body=True,
+            Route("POST", path, self._event, auth="rest", body=True,
                   doc={**event_doc, "summary": f"The socket's {op!r} event", "op": op})
             for path, op in EVENT_PATHS.items()
         ]  # fmt: skip
         reads = ("200", "400", "401", "404", "429", "503")
         return [
             *routes,
-            Route("GET", "/status", self._status, "/status", auth="rest",
+            Route("GET", "/status", self._status, auth="rest",
                   doc={"summary": "Every service's state", "responses": reads}),
-            Route("GET", "/status/{service}", self._status, "/status/{service}", auth="rest",
+            Route("GET", "/status/{service}", self._status, auth="rest",
                   doc={"summary": "One service's state and open incident", "responses": reads}),
-            Route("GET", "/history/{service}", self._history, "/history/{service}", auth="rest",
+            Route("GET", "/history/{service}", self._history, auth="rest",
                   doc={"summary": "The service's latest incident's history", "responses": reads}),
         ]  # fmt: skip
 
@@ -71,24 +76,21 @@ class Rest:
         try:
             request = parse_event(EVENT_PATHS[call.path], call.body)
         except ProtocolError as exc:
-            return answer(error_reply(exc.code, exc.message))
+            return refuse(exc.code, exc.message)
         service = request.service
         assert service is not None  # the protocol requires it of events
         integration = call.integration
         assert integration is not None  # the route takes a key
-        if service in self._services.config.services and not integration.may_send_to(service):
-            message = f"integration {integration.name!r} may not send to {service!r} (services)"
-            return answer(error_reply("forbidden", message))
-        return answer(await submit(self._services, service, event_of(request), integration.name))
+        return answer(*await submit(self._services, service, event_of(request), integration))
 
     async def _status(self, call: Call) -> Response:
         service = call.params.get("service")
         if service is not None and not is_service_name(service):
-            return answer(error_reply("bad_request", "not a service name"))
-        return answer(await self._read(Request("status", service)))
+            return refuse("bad_request", "not a service name")
+        return answer(*await self._read(Request("status", service)))
 
     async def _history(self, call: Call) -> Response:
         service = call.params["service"]
         if not is_service_name(service):
-            return answer(error_reply("bad_request", "not a service name"))
-        return answer(await self._read(Request("history", service)))
+            return refuse("bad_request", "not a service name")
+        return answer(*await self._read(Request("history", service)))

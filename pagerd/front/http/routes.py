@@ -33,8 +33,6 @@ class Route:
     pattern: str
     """`/status/{service}`: a `{name}` is one path segment, handed to the handler in `params`."""
     handler: Handler
-    name: str
-    """What the metrics count it as: the pattern, never the path (which may hold a key)."""
     auth: str | None = None
     """The integration type whose key it takes; None: it takes none."""
     key_in_path: bool = False
@@ -44,7 +42,13 @@ class Route:
     """The status an integration past its rate gets (with Retry-After): 503 for a sender that
     drops a 429 (Alertmanager retries only a 5xx)."""
     doc: Mapping[str, Any] = attrs.field(factory=dict)
-    """Its OpenAPI operation: `summary`, `requestBody`, `responses` (codes as strings)."""
+    """Its OpenAPI operation: `summary`, `responses` (codes as strings), and `op`, the socket
+    event whose fields the body takes."""
+
+    @property
+    def name(self) -> str:
+        """What the metrics count it as: the pattern, never the path (which may hold a key)."""
+        return self.pattern
 
     def match(self, path: str) -> dict[str, str] | None:
         want, have = self.pattern.split("/"), path.split("/")

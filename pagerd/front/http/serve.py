@@ -25,6 +25,7 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ASGIFramework
 
+from pager.protocol import error_reply
 from pagerd.config.http import HttpLimits
 from pagerd.operations.accepting import serve_listeners
 
@@ -182,7 +183,7 @@ class HttpServer:
     async def _refuse(self, stream: trio.SocketStream) -> None:
         """Over the cap: 503 at once (plain HTTP; a TLS one is closed), and close."""
         self._busy_count()
-        body = b'{"ok":false,"error":{"code":"busy","message":"too many connections; try again"}}\n'
+        body = error_reply("busy", "too many connections; try again")
         head = (
             b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
             b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body)

@@ -1,21 +1,20 @@
 """One event from HTTP to its service's actor, answered only once it is committed.
 
 The same path as the socket's: an `Envelope` routed through `Services.route()`, whose reply the
-actor sets after the commit (or with the refusal). Every integration of the front door
-(REST, Alertmanager, Events v2, heartbeats) submits its events here, named by integration, so
-history says which one sent each.
+actor sets after the commit (or with the refusal). REST and heartbeats submit their events
+here (Alertmanager and Events v2, several at once, through `pagerd.front.integrations`), named
+by integration, so history says which one sent each.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
-
-import msgspec
-import trio
+from typing import Final
 
 from pager.domain import Event
-from pager.protocol import unknown_service
+from pager.protocol import error_reply, unknown_service
+from pagerd.config.http import Integration
 from pagerd.engine.actors import Envelope, Services
+from pagerd.front.integrations import Waiting
 
 STATUS: Final[dict[str, int]] = {
     "bad_request": 400,
@@ -32,48 +31,29 @@ STATUS: Final[dict[str, int]] = {
 }
 """The socket protocol's error codes as HTTP statuses; a code not listed is a 500."""
 
-_decode = msgspec.json.Decoder().decode
+
+def status_of(result: str) -> int:
+    """The HTTP status of a socket protocol reply whose result is `result` (`ok`, or its error
+    code)."""
+    return 200 if result == "ok" else STATUS.get(result, 500)
 
 
-class Pending:
-    """An event's reply, awaited by the HTTP request that sent it (the actors' `Reply`)."""
-
-    __slots__ = ("_set", "done", "line", "result")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.line = b""
-        self.result = ""
-        self._set = trio.Event()
-
-    def set(self, line: bytes, result: str = "ok") -> None:
-        assert not self.done, "a reply is set once"
-        self.line, self.result, self.done = line, result, True
-        self._set.set()
-
-    async def wait(self) -> bytes:
-        await self._set.wait()
-        return self.line
-
-
-def status_of(line: bytes) -> tuple[int, str]:
-    """(HTTP status, result) of a socket protocol reply line."""
-    reply: Any = _decode(line)
-    if reply.get("ok"):
-        return 200, "ok"
-    code = str(reply.get("error", {}).get("code", "internal"))
-    return STATUS.get(code, 500), code
-
-
-async def submit(services: Services, service: str, event: Event, integration: str) -> bytes:
+async def submit(
+    services: Services, service: str, event: Event, integration: Integration
+) -> tuple[bytes, str]:
     """Route `event` to `service`'s actor as sent through `integration`, and give back its reply
-    line once decided and committed (`{"ok": true, ...}` with the service's status, or the
-    error: `unknown_service`, `no_open_incident`, `unavailable` if the commit failed, ...).
+    line and result once decided and committed (`{"ok": true, ...}` with the service's status,
+    or the error: `unknown_service`, `forbidden` if the integration may not send to the
+    service, `no_open_incident`, `unavailable` if the commit failed, ...).
 
     The HTTP request may be cancelled meanwhile (its client went away, a shutdown): the event
     was routed all the same, and is decided and committed like any other."""
     if service not in services.config.services:
-        return unknown_service(service)
-    reply = Pending()
-    await services.route([(service, Envelope(event, reply, None, integration))])
-    return await reply.wait()
+        return unknown_service(service), "unknown_service"
+    if not integration.may_send_to(service):
+        message = f"integration {integration.name!r} may not send to {service!r} (services)"
+        return error_reply("forbidden", message), "forbidden"
+    reply = Waiting()
+    await services.route([(service, Envelope(event, reply, None, integration.name))])
+    await reply.event.wait()
+    return reply.line, reply.result
