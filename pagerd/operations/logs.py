@@ -18,6 +18,8 @@ import sys
 from collections.abc import Mapping
 from typing import Final, TextIO
 
+from pager.text import controls
+
 _PRIORITY: Final = {
     logging.CRITICAL: 2,
     logging.ERROR: 3,
@@ -37,7 +39,7 @@ def contained(text: str) -> str:
     controls, bidi overrides, line separators) escaped, and every line after the first
     indented."""
     if _UNPRINTABLE.search(text):
-        text = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
+        text = controls(text, keep="\n\t")
     return text.replace("\n", "\n" + CONTINUATION)
 
 
