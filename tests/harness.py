@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 import trio.testing
@@ -15,7 +15,11 @@ import trio.testing
 from pagerd import app
 from pagerd.config import Config, load
 from pagerd.storage.offload import inline
+from pagerd.storage.port import StoreUnavailable, Write
 from pagerd.timing.clock import Clock
+
+if TYPE_CHECKING:
+    import pytest
 
 T0: Final = 1_800_000_000.0  # 2027-01-15T08:00:00Z: every test starts at the same wall time
 
@@ -98,6 +102,24 @@ async def running(
             yield daemon
         finally:
             stop.set()
+
+
+def failing_writes(
+    daemon: app.Daemon, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> list[Sequence[Write]]:
+    """Make the next `failures` commits fail as a failing disk does; the batches refused."""
+    store = daemon.store
+    write = store.write
+    refused: list[Sequence[Write]] = []
+
+    def failing(batch: Sequence[Write]) -> None:
+        if len(refused) < failures:
+            refused.append(batch)
+            raise StoreUnavailable("disk I/O error")
+        write(batch)
+
+    monkeypatch.setattr(store, "write", failing)
+    return refused
 
 
 def json_line(obj: object) -> bytes:
