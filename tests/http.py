@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import trio
 
 from pagerd import app
 from pagerd.config import Config, load
@@ -71,3 +72,14 @@ async def front(
     async with running(config, **kwargs) as daemon:  # noqa: SIM117  # the client needs its port
         async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
             yield daemon, client
+
+
+async def raw_get(port: int, method: str = "GET", path: str = "/metrics") -> bytes:
+    """One HTTP/1.1 request written by hand to 127.0.0.1:`port`; everything read until it closes."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data

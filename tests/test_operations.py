@@ -33,6 +33,7 @@ from tests.harness import (
     settle,
     write_config,
 )
+from tests.http import raw_get
 
 DAY = 24 * 3600.0
 
@@ -211,22 +212,12 @@ async def test_metrics_over_http(tmp_path: Path) -> None:
     config = load(path)
     with trio.fail_after(30):
         async with running(config, offload=None):
-            ok = await _http_get(port, "/metrics")
-            missing = await _http_get(port, "/")
+            ok = await raw_get(port, path="/metrics")
+            missing = await raw_get(port, path="/")
     assert ok.startswith(b"HTTP/1.1 200 ")  # hypercorn sends no reason phrase (optional)
     assert b"Content-Type: text/plain; version=0.0.4" in ok
     assert b"\npagerd_services 1\n" in ok
     assert missing.startswith(b"HTTP/1.1 404")
-
-
-async def _http_get(port: int, path: str) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return data
 
 
 def test_metrics_listen_must_be_host_and_port(tmp_path: Path) -> None:
