@@ -7,8 +7,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -309,17 +307,6 @@ async def _as_nobody(socket_path: Path) -> dict[str, Any]:
     )
     reply: dict[str, Any] = json.loads(result.stdout)
     return reply
-
-
-@pytest.fixture
-def open_folder() -> Iterator[Path]:
-    """A folder user nobody can reach (pytest's own temporary folders are root's alone)."""
-    folder = Path(tempfile.mkdtemp(prefix="pagerd-access-"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 needs_root = pytest.mark.skipif(

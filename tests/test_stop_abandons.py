@@ -15,7 +15,7 @@ import trio
 from pagerd.access.peers import Peer
 from pagerd.config import load
 from tests.harness import running
-from tests.test_access import _config, needs_root, open_folder  # noqa: F401
+from tests.test_access import _config, needs_root
 
 HANG = 15.0  # the hung call ends by itself then (a stop that waits for it takes that long)
 BOUND = 10.0  # a stop must take less (systemd's TimeoutStopSec is 20 s)
@@ -29,7 +29,7 @@ def hung_resolve(peer: Peer, with_groups: bool) -> Peer:
 
 @needs_root
 async def test_a_stop_does_not_wait_behind_a_hung_name_lookup(
-    open_folder: Path,  # noqa: F811
+    open_folder: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pagerd.front import names
