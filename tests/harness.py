@@ -122,6 +122,16 @@ def failing_writes(
     return refused
 
 
+def metric_samples(text: str) -> dict[str, float]:
+    """The samples of a Prometheus text exposition, by name and labels."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 def json_line(obj: object) -> bytes:
     """`obj` as one request line, encoded as any client would (not by pagerd's own encoder)."""
     return json.dumps(obj).encode() + b"\n"

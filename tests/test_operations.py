@@ -26,6 +26,7 @@ from tests.harness import (
     ONCALL,
     Connection,
     connect,
+    metric_samples,
     notifications,
     running,
     settle,
@@ -171,7 +172,7 @@ async def test_metrics_count_events_notifications_and_commits(
             await conn.receive()
             await settle()
             text = (await conn.request("metrics"))["text"]
-    samples = _samples(text)
+    samples = metric_samples(text)
     assert samples['pagerd_events_total{op="alert",result="ok"}'] == 1
     assert samples['pagerd_events_total{op="ack",result="no_open_incident"}'] == 1
     assert samples['pagerd_events_total{op="alert",result="unknown_service"}'] == 1
@@ -187,15 +188,6 @@ async def test_metrics_count_events_notifications_and_commits(
     assert samples["pagerd_history_pruned_incidents_total"] == 0
     assert samples["pagerd_database_bytes"] > 4096  # the database, and its WAL
     assert "# TYPE pagerd_events_total counter" in text
-
-
-def _samples(text: str) -> dict[str, float]:
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 async def test_metrics_over_http(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from tests.harness import (
     Connection,
     connect,
     failing_writes,
+    metric_samples,
     notifications,
     running,
     settle,
@@ -28,12 +29,7 @@ REASON = "service removed from the config"
 
 
 async def _metrics(conn: Connection) -> dict[str, float]:
-    samples = {}
-    for line in (await conn.request("metrics"))["text"].splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+    return metric_samples((await conn.request("metrics"))["text"])
 
 
 def _removed(history: dict[str, Any]) -> list[dict[str, Any]]:
