@@ -17,7 +17,7 @@ import trio.testing
 
 from pagerd.config import Config, ConfigError, load
 from tests.harness import CHANNELS, ONCALL, connect, notifications, settle, steps
-from tests.http import INTEGRATIONS, KEYS, front
+from tests.http import CRON, INTEGRATIONS, KEYS, front, keyed_config
 
 AMTOOL_MISSING: Final = (
     "AMTOOL (prometheus-alertmanager) IS NOT INSTALLED: the documented Alertmanager config was"
@@ -50,15 +50,9 @@ heartbeat_alert = "Watchdog"
 def hooks_config(folder: Path, *, rate: str = "100/s", burst: int = 100) -> Config:
     """Services api, web (no heartbeat) and cron (heartbeat 5m), with the integrations of
     tests/http.py and an events-v2, a heartbeat and a Watchdog alertmanager one."""
-    for name, key in {**KEYS, **HOOK_KEYS}.items():
-        (folder / f"{name}.key").write_text(key + "\n")
     http = INTEGRATIONS.replace('rate_limit = "100/s"', f'rate_limit = "{rate}"')
-    text = CHANNELS + ONCALL + http.replace("burst = 100", f"burst = {burst}") + MORE
-    text += '\n[services.api]\npolicy = "oncall"\n[services.web]\npolicy = "oncall"\n'
-    text += '[services.cron]\npolicy = "oncall"\nheartbeat = "5m"\n'
-    path = folder / "pager.toml"
-    path.write_text(text)
-    return load(path)
+    http = http.replace("burst = 100", f"burst = {burst}") + MORE
+    return keyed_config(folder, {**KEYS, **HOOK_KEYS}, http, CRON)
 
 
 def webhook(*alerts: tuple[str, str, str], status: str = "firing") -> dict[str, Any]:
