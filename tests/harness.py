@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -130,6 +130,17 @@ def metric_samples(text: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples
+
+
+async def until(condition: Callable[[], object], what: str, within: float = 20.0) -> None:
+    """Until `condition()` holds, on the real clock: what a real process does (Alertmanager, a
+    sender) comes at its own pace, so it is looked at every 20 ms, for at most `within` s."""
+    with trio.move_on_after(within):
+        while True:
+            if condition():
+                return
+            await trio.sleep(0.02)
+    raise AssertionError(f"not within {within}s: {what}")
 
 
 def json_line(obj: object) -> bytes:

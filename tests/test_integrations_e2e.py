@@ -16,7 +16,6 @@ fixed sleep. The Alertmanager tests skip, loudly, only where its binary is missi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any, Final
@@ -28,7 +27,7 @@ import trustme
 
 from pagerd.config import Config
 from tests import alertmanager as real_alertmanager
-from tests.harness import connect, running, steps
+from tests.harness import connect, running, steps, until
 from tests.http import CRON, base_url, keyed_config
 from tests.real_senders import events_client
 
@@ -67,15 +66,6 @@ heartbeat_alert = "Watchdog"
 
 def e2e_config(folder: Path, http: str = "") -> Config:
     return keyed_config(folder, KEYS, INTEGRATIONS.replace("[http]\n", "[http]\n" + http), CRON)
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Until `condition()` holds, looked at every 20 ms, for at most 20 s."""
-    with trio.fail_after(20):
-        while True:
-            if condition():
-                return
-            await trio.sleep(0.02)
 
 
 async def answered(config: Config, route: str, code: str = "200") -> int:
