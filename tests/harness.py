@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from pagerd import app
-from pagerd.config import Config, load
+from pagerd.config import Config, ConfigError, load
 from pagerd.storage.offload import inline
 from pagerd.storage.port import StoreUnavailable, Write
 from pagerd.timing.clock import Clock
@@ -59,6 +59,17 @@ def write_config(
     path = folder / "pager.toml"
     path.write_text(text)
     return load(path)
+
+
+def errors_of(folder: Path, text: str) -> list[str]:
+    """The errors of `text` written as `folder`/pager.toml, which must not load."""
+    path = folder / "pager.toml"
+    path.write_text(text)
+    try:
+        load(path)
+    except ConfigError as exc:
+        return exc.errors
+    raise AssertionError("the config loaded")
 
 
 def notifications(config: Config) -> list[dict[str, Any]]:
