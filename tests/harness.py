@@ -133,6 +133,13 @@ def failing_writes(
     return refused
 
 
+async def metrics_text(socket: Path) -> str:
+    """The daemon's metrics, asked for on its socket."""
+    async with connect(socket) as conn:
+        text: str = (await conn.request("metrics"))["text"]
+        return text
+
+
 def metric_samples(text: str) -> dict[str, float]:
     """The samples of a Prometheus text exposition, by name and labels."""
     samples = {}

@@ -27,7 +27,7 @@ import trustme
 
 from pagerd.config import Config
 from tests import alertmanager as real_alertmanager
-from tests.harness import connect, running, steps, until
+from tests.harness import connect, metrics_text, running, steps, until
 from tests.http import CRON, base_url, keyed_config
 from tests.real_senders import events_client
 
@@ -70,8 +70,7 @@ def e2e_config(folder: Path, http: str = "") -> Config:
 
 async def answered(config: Config, route: str, code: str = "200") -> int:
     """How many requests to `route` pagerd has answered with `code` (its metrics)."""
-    async with connect(config.socket) as conn:
-        text: str = (await conn.request("metrics"))["text"]
+    text = await metrics_text(config.socket)
     pattern = rf'pagerd_http_requests_total\{{route="{re.escape(route)}",code="{code}"\}} (\S+)'
     found = re.search(pattern, text)
     return 0 if found is None else int(float(found.group(1)))
