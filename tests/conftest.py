@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,3 +30,14 @@ def daemon(tmp_path: Path) -> Iterator[Pagerd]:
         yield d
     finally:
         d.stop()
+
+
+@pytest.fixture
+def open_folder() -> Iterator[Path]:
+    """A folder user nobody can reach (pytest's own temporary folders are root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="pagerd-access-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)

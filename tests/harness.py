@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 import trio.testing
 
 from pagerd import app
-from pagerd.config import Config, load
+from pagerd.config import Config, ConfigError, load
 from pagerd.storage.offload import inline
+from pagerd.storage.port import StoreUnavailable, Write
 from pagerd.timing.clock import Clock
+
+if TYPE_CHECKING:
+    import pytest
 
 T0: Final = 1_800_000_000.0  # 2027-01-15T08:00:00Z: every test starts at the same wall time
 
@@ -55,6 +59,17 @@ def write_config(
     path = folder / "pager.toml"
     path.write_text(text)
     return load(path)
+
+
+def errors_of(folder: Path, text: str) -> list[str]:
+    """The errors of `text` written as `folder`/pager.toml, which must not load."""
+    path = folder / "pager.toml"
+    path.write_text(text)
+    try:
+        load(path)
+    except ConfigError as exc:
+        return exc.errors
+    raise AssertionError("the config loaded")
 
 
 def notifications(config: Config) -> list[dict[str, Any]]:
@@ -98,6 +113,52 @@ async def running(
             yield daemon
         finally:
             stop.set()
+
+
+def failing_writes(
+    daemon: app.Daemon, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> list[Sequence[Write]]:
+    """Make the next `failures` commits fail as a failing disk does; the batches refused."""
+    store = daemon.store
+    write = store.write
+    refused: list[Sequence[Write]] = []
+
+    def failing(batch: Sequence[Write]) -> None:
+        if len(refused) < failures:
+            refused.append(batch)
+            raise StoreUnavailable("disk I/O error")
+        write(batch)
+
+    monkeypatch.setattr(store, "write", failing)
+    return refused
+
+
+async def metrics_text(socket: Path) -> str:
+    """The daemon's metrics, asked for on its socket."""
+    async with connect(socket) as conn:
+        text: str = (await conn.request("metrics"))["text"]
+        return text
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """The samples of a Prometheus text exposition, by name and labels."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+async def until(condition: Callable[[], object], what: str, within: float = 20.0) -> None:
+    """Until `condition()` holds, on the real clock: what a real process does (Alertmanager, a
+    sender) comes at its own pace, so it is looked at every 20 ms, for at most `within` s."""
+    with trio.move_on_after(within):
+        while True:
+            if condition():
+                return
+            await trio.sleep(0.02)
+    raise AssertionError(f"not within {within}s: {what}")
 
 
 def json_line(obj: object) -> bytes:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +35,6 @@ for line in replies:
     print(line.strip(), flush=True)
 print("EOF", flush=True)
 """
-
-
-@pytest.fixture
-def open_folder() -> Iterator[Path]:
-    """A folder user nobody can reach (pytest's own temporary folders are root's alone)."""
-    folder = Path(tempfile.mkdtemp(prefix="pagerd-access-"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 def _config(folder: Path, allow: str) -> str:

@@ -8,7 +8,6 @@ on the real clock (Alertmanager is a real process); every wait is bounded by `tr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -18,7 +17,7 @@ from pagerd.app import Daemon
 from pagerd.config import Config
 from pagerd.front.integrations import alertmanager_webhook
 from tests import alertmanager as real_alertmanager
-from tests.harness import running, steps
+from tests.harness import running, steps, until
 from tests.servers import Answer, HttpServer
 
 ROUTE = IntegrationRoute("prometheus", "alertmanager", service_label="service")
@@ -33,16 +32,6 @@ async def _forward(receiver: HttpServer, daemon: Daemon, answers: list[int]) -> 
             answers.append((await alertmanager_webhook(daemon.services, ROUTE, body)).status)
             done += 1
         await trio.sleep(0.02)
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Until `condition()` holds: what a real process does comes at its own pace, so it is
-    looked at every 20 ms, for at most 20 s."""
-    with trio.fail_after(20):
-        while True:
-            if condition():
-                return
-            await trio.sleep(0.02)
 
 
 @real_alertmanager.needed
@@ -64,18 +53,20 @@ async def test_alerts_posted_to_alertmanager_fire_page_resolve_and_close(
             db1 = {"alertname": "DiskFull", "service": "api", "instance": "db-1"}
             db2 = {"alertname": "DiskFull", "service": "api", "instance": "db-2"}
             await am.post_many([(db1, same, False), (db2, same, False)])
-            await _until(lambda: len(services.state("api").firing) == 2)
+            await until(lambda: len(services.state("api").firing) == 2, "both firing")
             incident = services.state("api").incident
             assert incident is not None and incident.alerts == 2
             assert incident.message.startswith("Disk /var is 95% full <http://prometheus")
-            await _until(lambda: len(steps(config)) == 2)  # level 1: two targets, paged once
+            await until(
+                lambda: len(steps(config)) == 2, "level 1 paged"
+            )  # level 1: two targets, paged once
 
             await am.post(db1, same, resolved=True)
-            await _until(lambda: len(services.state("api").firing) == 1)
+            await until(lambda: len(services.state("api").firing) == 1, "one resolved")
             assert services.state("api").incident is not None  # db-2 still fires
 
             await am.post(db2, same, resolved=True)
-            await _until(lambda: services.state("api").healthy)
+            await until(lambda: services.state("api").healthy, "closed")
             nursery.cancel_scope.cancel()
     assert set(answers) == {200}
     assert services.state("api").last_incident == 1  # one incident, never reopened

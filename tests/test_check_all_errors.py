@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pagerd.config import ConfigError, load
 from pagerd.main import main
+from tests.harness import errors_of
 
 CHANNEL = """
 [channels.email]
@@ -21,14 +21,6 @@ SERVICE = """
 [services.api]
 policy = "p"
 """
-
-
-def errors_of(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / "pager.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as excinfo:
-        load(path)
-    return excinfo.value.errors
 
 
 def test_every_error_of_a_policy_shows_at_once(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,7 +16,7 @@ import pytest
 
 from pager import __version__, cli
 from tests.fake_pagerd import fake_pagerd
-from tests.processes import PAGER
+from tests.processes import PAGER, wait_for
 
 # ESC and OSC sequences, CR, LF (a fake table row), a C1 control, a right-to-left override.
 EVIL: Final = "x\x1b[2J\x1b]0;owned\x07\r\nweb  healthy  -\x9b31m\x85\u202eevil\u2028\\"
@@ -335,9 +334,7 @@ def test_ctrl_c_while_waiting_for_the_reply_exits_130_without_a_traceback(tmp_pa
             stderr=subprocess.PIPE,
         )
         assert proc.stderr is not None
-        deadline = time.monotonic() + 30
-        while not fake.lines and time.monotonic() < deadline:  # until the request is sent
-            time.sleep(0.01)
+        wait_for(lambda: fake.lines, 30, "the request sent")
         proc.send_signal(signal.SIGINT)
         with proc.stderr:
             err = proc.stderr.read()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pagerd.config import ConfigError, load, parse_duration
+from pagerd.config import load, parse_duration
 from pagerd.main import main
+from tests.harness import errors_of
 
 GOOD = """
 [daemon]
@@ -38,12 +39,6 @@ def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "pager.toml"
     path.write_text(text)
     return path
-
-
-def errors_of(tmp_path: Path, text: str) -> list[str]:
-    with pytest.raises(ConfigError) as excinfo:
-        load(write(tmp_path, text))
-    return excinfo.value.errors
 
 
 def test_good_config_loads_with_paths_relative_to_its_folder(tmp_path: Path) -> None:

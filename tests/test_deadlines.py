@@ -3,7 +3,7 @@ other services, and the count of what is waiting says what is really waiting."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,12 +14,12 @@ import trio.testing
 from pagerd.app import Daemon
 from pagerd.config import Config
 from pagerd.engine import actors
-from pagerd.storage.port import StoreUnavailable, Write
 from pagerd.storage.sqlite.store import Store
 from tests.harness import (
     ONCALL,
     Connection,
     connect,
+    failing_writes,
     json_line,
     notifications,
     running,
@@ -35,24 +35,6 @@ def _levels(config: Config) -> list[int]:
     return sorted(n["level"] for n in notifications(config))
 
 
-def _failing_writes(
-    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, failures: int
-) -> list[Sequence[Write]]:
-    """Make the next `failures` commits fail as a failing disk does; the batches refused."""
-    store = daemon.store
-    write = store.write
-    refused: list[Sequence[Write]] = []
-
-    def failing(batch: Sequence[Write]) -> None:
-        if len(refused) < failures:
-            refused.append(batch)
-            raise StoreUnavailable("disk I/O error")
-        write(batch)
-
-    monkeypatch.setattr(store, "write", failing)
-    return refused
-
-
 async def test_an_escalation_whose_commit_fails_once_is_retried_and_pages_level_2(
     autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,7 +43,7 @@ async def test_an_escalation_whose_commit_fails_once_is_retried_and_pages_level_
             await conn.request("alert", service="api")
             await settle()
             await trio.sleep(299)  # level 2 is due at 300 s: its commit is the next one
-            refused = _failing_writes(daemon, monkeypatch, 1)
+            refused = failing_writes(daemon, monkeypatch, 1)
             await trio.sleep(10)
             escalated = _levels(config)
             status = await conn.request("status", service="api")
@@ -81,7 +63,7 @@ async def test_while_the_disk_fails_escalations_back_off_then_go_out_when_it_wor
             await conn.request("alert", service="web")
             await settle()
             await trio.sleep(299)
-            refused = _failing_writes(daemon, monkeypatch, 1_000_000)
+            refused = failing_writes(daemon, monkeypatch, 1_000_000)
             await trio.sleep(600)  # ten minutes of a broken disk
             during = len(refused)
             counted = await conn.request("alert", service="api")  # refused too: told so
@@ -105,7 +87,7 @@ async def test_a_commit_failure_leaves_a_later_deadline_where_it_was(
         async with running(config) as daemon, connect(config.socket) as conn:
             await conn.request("alert", service="api")
             await settle()
-            _failing_writes(daemon, monkeypatch, 1)
+            failing_writes(daemon, monkeypatch, 1)
             refused = await conn.request("alert", service="api")  # its commit fails
             await trio.sleep(299.5)
             before = _levels(config)

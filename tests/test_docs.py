@@ -19,7 +19,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ import pytest
 
 import pager.cli
 import pagerd.main
-from tests.processes import Pagerd, env_without_pager_socket
+from tests.processes import Pagerd, env_without_pager_socket, wait_for
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 DOCS: Final = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -347,10 +346,8 @@ def test_the_readme_tour_runs(tmp_path: Path) -> None:
                 env.update(w.split("=", 1) for w in words[1:])  # type: ignore[misc]
                 continue
             if words[0] == "cat":  # the log: written once delivered, a moment after "ok"
-                deadline = time.monotonic() + 10
                 log = tmp_path / words[1]
-                while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
-                    time.sleep(0.02)
+                wait_for(lambda log=log: log.exists() and log.read_text(), 10, f"{log} written")
             done = subprocess.run(
                 ["bash", "-c", command.text],
                 cwd=tmp_path,

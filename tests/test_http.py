@@ -19,14 +19,8 @@ from pagerd.storage.offload import inline
 from pagerd.storage.port import StoreError
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock
-from tests.harness import T0, connect, notifications, running, settle, steps
+from tests.harness import T0, metrics_text, notifications, running, settle, steps
 from tests.http import KEYS, auth, front, http_config
-
-
-async def metrics_text(daemon_socket: Path) -> str:
-    async with connect(daemon_socket) as conn:
-        text: str = (await conn.request("metrics"))["text"]
-        return text
 
 
 async def test_healthy_ready_and_the_document_need_no_key(

@@ -16,8 +16,8 @@ import trio
 import trio.testing
 
 from pagerd.config import Config, ConfigError, load
-from tests.harness import CHANNELS, ONCALL, connect, notifications, settle, steps
-from tests.http import INTEGRATIONS, KEYS, front
+from tests.harness import CHANNELS, ONCALL, metrics_text, notifications, settle, steps
+from tests.http import CRON, INTEGRATIONS, KEYS, front, keyed_config
 
 AMTOOL_MISSING: Final = (
     "AMTOOL (prometheus-alertmanager) IS NOT INSTALLED: the documented Alertmanager config was"
@@ -50,15 +50,9 @@ heartbeat_alert = "Watchdog"
 def hooks_config(folder: Path, *, rate: str = "100/s", burst: int = 100) -> Config:
     """Services api, web (no heartbeat) and cron (heartbeat 5m), with the integrations of
     tests/http.py and an events-v2, a heartbeat and a Watchdog alertmanager one."""
-    for name, key in {**KEYS, **HOOK_KEYS}.items():
-        (folder / f"{name}.key").write_text(key + "\n")
     http = INTEGRATIONS.replace('rate_limit = "100/s"', f'rate_limit = "{rate}"')
-    text = CHANNELS + ONCALL + http.replace("burst = 100", f"burst = {burst}") + MORE
-    text += '\n[services.api]\npolicy = "oncall"\n[services.web]\npolicy = "oncall"\n'
-    text += '[services.cron]\npolicy = "oncall"\nheartbeat = "5m"\n'
-    path = folder / "pager.toml"
-    path.write_text(text)
-    return load(path)
+    http = http.replace("burst = 100", f"burst = {burst}") + MORE
+    return keyed_config(folder, {**KEYS, **HOOK_KEYS}, http, CRON)
 
 
 def webhook(*alerts: tuple[str, str, str], status: str = "firing") -> dict[str, Any]:
@@ -96,12 +90,6 @@ def pages(config: Config) -> list[str]:
     return sorted({incident for incident, _, _, _ in steps(config)})
 
 
-async def metrics_text(config: Config) -> str:
-    async with connect(config.socket) as conn:
-        text: str = (await conn.request("metrics"))["text"]
-        return text
-
-
 async def test_alertmanager_with_bearer_or_the_key_in_the_path_fires_and_resolves(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -132,7 +120,7 @@ async def test_alertmanager_with_bearer_or_the_key_in_the_path_fires_and_resolve
             # A wrong key: 401 with Bearer, 404 in the path (as for no such path); counted.
             assert (await client.post(am, json=fire, headers=bearer("ops"))).status_code == 401
             assert (await client.post(f"{am}/wrong", json=fire)).status_code == 404
-            text = await metrics_text(config)
+            text = await metrics_text(config.socket)
             assert 'pagerd_http_auth_failures_total{integration_type="alertmanager"} 2' in text
             assert KEYS["am"] not in text
 
@@ -197,7 +185,7 @@ async def test_events_v2_trigger_acknowledge_resolve_with_the_key_in_the_body(
             # The key of another type is no routing_key.
             other = await client.post("/v2/enqueue", json={**trigger, "routing_key": KEYS["am"]})
             assert other.status_code == 401
-            text = await metrics_text(config)
+            text = await metrics_text(config.socket)
             assert 'pagerd_http_auth_failures_total{integration_type="events-v2"} 2' in text
             assert key not in text
     assert pages(config) == ["api#1"]
@@ -369,7 +357,7 @@ async def test_no_key_of_these_routes_is_in_logs_metrics_answers_or_history(
             ):
                 response = await client.post(path, json=body, headers=headers)
                 seen.append(response.text)
-            seen.append(await metrics_text(config))
+            seen.append(await metrics_text(config.socket))
             for service in ("api", "cron"):
                 seen.append((await client.get(f"/history/{service}", headers=bearer("ops"))).text)
     # The server's logs (httpx, the client here, logs the URLs it was given).

@@ -5,7 +5,6 @@ resends change nothing, and what can never be accepted is refused with nothing r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,9 @@ import trio.testing
 from pager import domain
 from pager.domain import ServiceState, Source
 from pager.integrations import IntegrationRoute, KeyedRoute, find_by_key
-from pagerd.app import Daemon
 from pagerd.config import Config
 from pagerd.front.integrations import alertmanager_webhook, enqueue_events_v2
-from pagerd.storage.port import StoreUnavailable, Write
-from tests.harness import connect, running, settle, steps, write_config
+from tests.harness import connect, failing_writes, running, settle, steps, write_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AM = IntegrationRoute("prom", "alertmanager", service_label="service")
@@ -139,22 +136,11 @@ async def test_an_unknown_service_refuses_the_whole_payload_and_records_nothing(
     assert pages(config) == 0
 
 
-def _failing_writes(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> list[Sequence[Write]]:
-    refused: list[Sequence[Write]] = []
-
-    def failing(batch: Sequence[Write]) -> None:
-        refused.append(batch)
-        raise StoreUnavailable("disk I/O error")
-
-    monkeypatch.setattr(daemon.store, "write", failing)
-    return refused
-
-
 async def test_a_commit_that_fails_is_answered_503_and_the_retry_counts_once(
     autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with running(config) as daemon:
-        refused = _failing_writes(daemon, monkeypatch)
+        refused = failing_writes(daemon, monkeypatch, 1_000_000)
         body = webhook(("f1", "firing"))
         answer = await alertmanager_webhook(daemon.services, AM, body)
         assert refused and answer.status == 503

@@ -16,7 +16,6 @@ fixed sleep. The Alertmanager tests skip, loudly, only where its binary is missi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any, Final
@@ -26,10 +25,10 @@ import pytest
 import trio
 import trustme
 
-from pagerd.app import Daemon
-from pagerd.config import Config, load
+from pagerd.config import Config
 from tests import alertmanager as real_alertmanager
-from tests.harness import CHANNELS, ONCALL, connect, running, steps
+from tests.harness import connect, metrics_text, running, steps, until
+from tests.http import CRON, base_url, keyed_config
 from tests.real_senders import events_client
 
 KEYS: Final = {
@@ -66,34 +65,12 @@ heartbeat_alert = "Watchdog"
 
 
 def e2e_config(folder: Path, http: str = "") -> Config:
-    for name, key in KEYS.items():
-        (folder / f"{name}.key").write_text(key + "\n")
-    text = CHANNELS + ONCALL + INTEGRATIONS.replace("[http]\n", "[http]\n" + http)
-    text += '\n[services.api]\npolicy = "oncall"\n[services.web]\npolicy = "oncall"\n'
-    text += '[services.cron]\npolicy = "oncall"\nheartbeat = "5m"\n'
-    path = folder / "pager.toml"
-    path.write_text(text)
-    return load(path)
-
-
-def base(daemon: Daemon, scheme: str = "http") -> str:
-    assert daemon.http is not None
-    return f"{scheme}://127.0.0.1:{daemon.http.ports[0]}"
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Until `condition()` holds, looked at every 20 ms, for at most 20 s."""
-    with trio.fail_after(20):
-        while True:
-            if condition():
-                return
-            await trio.sleep(0.02)
+    return keyed_config(folder, KEYS, INTEGRATIONS.replace("[http]\n", "[http]\n" + http), CRON)
 
 
 async def answered(config: Config, route: str, code: str = "200") -> int:
     """How many requests to `route` pagerd has answered with `code` (its metrics)."""
-    async with connect(config.socket) as conn:
-        text: str = (await conn.request("metrics"))["text"]
+    text = await metrics_text(config.socket)
     pattern = rf'pagerd_http_requests_total\{{route="{re.escape(route)}",code="{code}"\}} (\S+)'
     found = re.search(pattern, text)
     return 0 if found is None else int(float(found.group(1)))
@@ -123,7 +100,7 @@ async def test_alertmanager_fires_resends_resolves_and_closes_through_pagerd(
     route = "/v1/integrations/alertmanager" + ("/{key}" if how == "path" else "")
     with trio.fail_after(120):
         async with running(config, offload=None) as daemon:
-            url = f"{base(daemon)}/v1/integrations/alertmanager"
+            url = f"{base_url(daemon)}/v1/integrations/alertmanager"
             if how == "path":
                 url += f"/{KEYS['am']}"
             bearer = KEYS["am"] if how == "bearer" else None
@@ -179,8 +156,8 @@ async def test_pagerdutys_own_client_triggers_acknowledges_and_resolves_over_tls
     config = e2e_config(tmp_path, 'tls_cert = "cert.pem"\ntls_key = "key.pem"\n')
     with trio.fail_after(60), ExitStack() as stack:
         async with running(config, offload=None) as daemon:
-            client = events_client(base(daemon, "https"), KEYS["pd"], ca_file)
-            wrong = events_client(base(daemon, "https"), "not-a-key", ca_file)
+            client = events_client(base_url(daemon, "https"), KEYS["pd"], ca_file)
+            wrong = events_client(base_url(daemon, "https"), "not-a-key", ca_file)
             stack.enter_context(closing(client))
             stack.enter_context(closing(wrong))
             services = daemon.services
@@ -208,7 +185,9 @@ async def test_pagerdutys_own_client_triggers_acknowledges_and_resolves_over_tls
             # A client that does not trust pagerd's CA refuses it: TLS is really checked.
             other = trustme.CA()
             other.cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
-            untrusting = events_client(base(daemon, "https"), KEYS["pd"], tmp_path / "other-ca.pem")
+            untrusting = events_client(
+                base_url(daemon, "https"), KEYS["pd"], tmp_path / "other-ca.pem"
+            )
             stack.enter_context(closing(untrusting))
             with pytest.raises(pagerduty.Error):
                 await trio.to_thread.run_sync(untrusting.trigger, "x", "api")
@@ -223,7 +202,7 @@ async def test_alertmanagers_pagerduty_sender_pages_and_resolves_through_pagerd(
     config = e2e_config(tmp_path)
     with trio.fail_after(120):
         async with running(config, offload=None) as daemon:
-            url = f"{base(daemon)}/v2/enqueue"
+            url = f"{base_url(daemon)}/v2/enqueue"
             async with real_alertmanager.running(
                 tmp_path / "am", url, pagerduty_routing_key=KEYS["ampd"]
             ) as am:
@@ -245,7 +224,7 @@ async def test_alertmanagers_watchdog_checks_in_and_never_pages(tmp_path: Path) 
     route = "/v1/integrations/alertmanager"
     with trio.fail_after(120):
         async with running(config, offload=None) as daemon:
-            url = f"{base(daemon)}{route}"
+            url = f"{base_url(daemon)}{route}"
             async with real_alertmanager.running(
                 tmp_path / "am", url, repeat_interval="1s", bearer=KEYS["dog"]
             ) as am:

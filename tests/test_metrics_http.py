@@ -6,6 +6,7 @@ from __future__ import annotations
 import trio
 
 from pagerd.front.http.metrics import serve_metrics
+from tests.http import raw_get
 from tests.servers import free_port
 
 
@@ -17,8 +18,8 @@ async def test_a_metrics_scrape_that_fails_does_not_stop_the_server() -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_metrics, "127.0.0.1", port, render)
-            first = await _http_get(port)
-            second = await _http_get(port)  # still serving
+            first = await raw_get(port)
+            second = await raw_get(port)  # still serving
             nursery.cancel_scope.cancel()
     assert first.startswith(b"HTTP/1.1 500 ") and second.startswith(b"HTTP/1.1 500 ")
 
@@ -28,10 +29,10 @@ async def test_head_answers_get_s_headers_without_a_body_and_other_methods_405()
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_metrics, "127.0.0.1", port, lambda: "pagerd_up 1\n")
-            get = await _http_get(port)
-            head = await _http_get(port, "HEAD")
-            post = await _http_get(port, "POST")
-            other = await _http_get(port, "GET", "/other")
+            get = await raw_get(port)
+            head = await raw_get(port, "HEAD")
+            post = await raw_get(port, "POST")
+            other = await raw_get(port, "GET", "/other")
             nursery.cancel_scope.cancel()
     get_head, _, body = get.partition(b"\r\n\r\n")
     assert get.startswith(b"HTTP/1.1 200 ") and body == b"pagerd_up 1\n"
@@ -41,13 +42,3 @@ async def test_head_answers_get_s_headers_without_a_body_and_other_methods_405()
     )  # hypercorn sends no reason phrase: optional in HTTP/1.1
     assert b"\r\nAllow: GET, HEAD\r\n" in post
     assert other.startswith(b"HTTP/1.1 404 ")
-
-
-async def _http_get(port: int, method: str = "GET", path: str = "/metrics") -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return data

@@ -7,8 +7,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -28,11 +26,13 @@ from tests.harness import (
     ONCALL,
     Connection,
     connect,
+    metric_samples,
     notifications,
     running,
     settle,
     write_config,
 )
+from tests.http import raw_get
 
 DAY = 24 * 3600.0
 
@@ -172,7 +172,7 @@ async def test_metrics_count_events_notifications_and_commits(
             await conn.receive()
             await settle()
             text = (await conn.request("metrics"))["text"]
-    samples = _samples(text)
+    samples = metric_samples(text)
     assert samples['pagerd_events_total{op="alert",result="ok"}'] == 1
     assert samples['pagerd_events_total{op="ack",result="no_open_incident"}'] == 1
     assert samples['pagerd_events_total{op="alert",result="unknown_service"}'] == 1
@@ -190,15 +190,6 @@ async def test_metrics_count_events_notifications_and_commits(
     assert "# TYPE pagerd_events_total counter" in text
 
 
-def _samples(text: str) -> dict[str, float]:
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
-
 async def test_metrics_over_http(tmp_path: Path) -> None:
     from tests.servers import free_port
 
@@ -211,22 +202,12 @@ async def test_metrics_over_http(tmp_path: Path) -> None:
     config = load(path)
     with trio.fail_after(30):
         async with running(config, offload=None):
-            ok = await _http_get(port, "/metrics")
-            missing = await _http_get(port, "/")
+            ok = await raw_get(port, path="/metrics")
+            missing = await raw_get(port, path="/")
     assert ok.startswith(b"HTTP/1.1 200 ")  # hypercorn sends no reason phrase (optional)
     assert b"Content-Type: text/plain; version=0.0.4" in ok
     assert b"\npagerd_services 1\n" in ok
     assert missing.startswith(b"HTTP/1.1 404")
-
-
-async def _http_get(port: int, path: str) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return data
 
 
 def test_metrics_listen_must_be_host_and_port(tmp_path: Path) -> None:
@@ -318,17 +299,6 @@ async def _as_nobody(socket_path: Path) -> dict[str, Any]:
     )
     reply: dict[str, Any] = json.loads(result.stdout)
     return reply
-
-
-@pytest.fixture
-def open_folder() -> Iterator[Path]:
-    """A folder user nobody can reach (pytest's own temporary folders are root's alone)."""
-    folder = Path(tempfile.mkdtemp(prefix="pagerd-access-"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 needs_root = pytest.mark.skipif(

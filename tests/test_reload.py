@@ -15,7 +15,7 @@ from pager.timefmt import isoformat
 from pagerd import app
 from pagerd.config import ConfigError, load
 from pagerd.main import main
-from tests.harness import CHANNELS, ONCALL, T0, connect, running, write_config
+from tests.harness import CHANNELS, ONCALL, T0, connect, metric_samples, running, write_config
 from tests.processes import Pagerd, pager
 
 DAY = 86400
@@ -111,14 +111,6 @@ async def test_a_reload_naming_an_unknown_user_is_rejected(
     assert not daemon.config.access.restricted
 
 
-def _samples(text: str) -> dict[str, float]:
-    return {
-        name: float(value)
-        for name, _, value in (line.partition(" ") for line in text.splitlines())
-        if not name.startswith("#")
-    }
-
-
 async def test_reload_over_the_socket_reports_its_outcome_everywhere(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -131,18 +123,18 @@ async def test_reload_over_the_socket_reports_its_outcome_everywhere(
             ping = await conn.request("ping")
             status = await conn.request("status")
             one = await conn.request("status", service="api")
-            started = _samples((await conn.request("metrics"))["text"])
+            started = metric_samples((await conn.request("metrics"))["text"])
             await trio.sleep(60)
             good = config.path.read_text()
             config.path.write_text(good.replace('"sms:+14155550100"', '"sms:1"'))
             rejected = await conn.request("reload")
             after_rejected = await conn.request("ping")
-            failed = _samples((await conn.request("metrics"))["text"])
+            failed = metric_samples((await conn.request("metrics"))["text"])
             await trio.sleep(60)
             config.path.write_text(good + "\n# edited\n")
             second = hashlib.sha256(config.path.read_bytes()).hexdigest()[:12]
             applied = await conn.request("reload")
-            reloaded = _samples((await conn.request("metrics"))["text"])
+            reloaded = metric_samples((await conn.request("metrics"))["text"])
             pong = await conn.request("ping")
     assert ping["pong"] is True and "version" in ping  # the fields that were there stay
     assert ping["config"] == {"sha256": first, "loaded_at": isoformat(T0), "last_reload": None}

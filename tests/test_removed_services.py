@@ -4,7 +4,6 @@ comes back it starts healthy."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +11,25 @@ import pytest
 import trio
 import trio.testing
 
-from pagerd.app import Daemon
-from pagerd.storage.port import StoreUnavailable, Write
 from pagerd.timing.clock import Clock
-from tests.harness import T0, Connection, connect, notifications, running, settle, write_config
+from tests.harness import (
+    T0,
+    Connection,
+    connect,
+    failing_writes,
+    metric_samples,
+    notifications,
+    running,
+    settle,
+    write_config,
+)
 
 DAY = 24 * 3600.0
 REASON = "service removed from the config"
 
 
 async def _metrics(conn: Connection) -> dict[str, float]:
-    samples = {}
-    for line in (await conn.request("metrics"))["text"].splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+    return metric_samples((await conn.request("metrics"))["text"])
 
 
 def _removed(history: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,7 +130,7 @@ async def test_an_acknowledged_incident_of_a_removed_service_is_closed_even_if_a
             await conn.request("alert", service="api")
             await conn.request("ack", service="api")  # no deadline left to retry it by
             await settle()
-            refused = _failing_writes(daemon, monkeypatch, 2)
+            refused = failing_writes(daemon, monkeypatch, 2)
             write_config(tmp_path, services={"web": "oncall"})
             assert await daemon.reload()
             await settle()
@@ -139,23 +141,6 @@ async def test_an_acknowledged_incident_of_a_removed_service_is_closed_even_if_a
     assert metrics["pagerd_open_incidents"] == 0  # already, as status says
     assert [e.get("detail") for e in _removed(history)] == [REASON]
     assert daemon.services.state("api").incident is None
-
-
-def _failing_writes(
-    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, failures: int
-) -> list[Sequence[Write]]:
-    store = daemon.store
-    write = store.write
-    refused: list[Sequence[Write]] = []
-
-    def failing(batch: Sequence[Write]) -> None:
-        if len(refused) < failures:
-            refused.append(batch)
-            raise StoreUnavailable("disk I/O error")
-        write(batch)
-
-    monkeypatch.setattr(store, "write", failing)
-    return refused
 
 
 def test_history_shows_the_removal() -> None:

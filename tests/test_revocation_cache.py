@@ -12,7 +12,7 @@ import trio
 
 from pagerd.access.peers import Peer
 from pagerd.config import load
-from tests.test_access import CLIENT, _config, _lines, needs_root, open_folder  # noqa: F401
+from tests.test_access import CLIENT, _config, _lines, needs_root
 
 member = {"value": True}
 
@@ -32,7 +32,7 @@ async def _client(config_socket: Path) -> trio.Process:
 
 @needs_root
 async def test_a_user_revoked_at_reload_cannot_reconnect_at_once(
-    open_folder: Path,  # noqa: F811
+    open_folder: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pagerd.front import names, server

@@ -15,21 +15,23 @@ import trio
 from pagerd.access.peers import Peer
 from pagerd.config import load
 from tests.harness import running
-from tests.test_access import _config, needs_root, open_folder  # noqa: F401
+from tests.test_access import _config, needs_root
 
 HANG = 15.0  # the hung call ends by itself then (a stop that waits for it takes that long)
 BOUND = 10.0  # a stop must take less (systemd's TimeoutStopSec is 20 s)
 released = threading.Event()  # the hung call's end, set by the test once it has its answer
+entered = threading.Event()  # the hung call has begun
 
 
 def hung_resolve(peer: Peer, with_groups: bool) -> Peer:
+    entered.set()
     released.wait(HANG)
     return attrs.evolve(peer, user="nobody", groups=frozenset())
 
 
 @needs_root
 async def test_a_stop_does_not_wait_behind_a_hung_name_lookup(
-    open_folder: Path,  # noqa: F811
+    open_folder: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pagerd.front import names
@@ -39,6 +41,7 @@ async def test_a_stop_does_not_wait_behind_a_hung_name_lookup(
     path.write_text(_config(open_folder, 'allow_users = ["nobody"]'))
     config = load(path)
     released.clear()
+    entered.clear()
     try:
         with trio.fail_after(HANG + 15):
             async with running(config, offload=None):
@@ -50,7 +53,8 @@ async def test_a_stop_does_not_wait_behind_a_hung_name_lookup(
                      " time.sleep(60)", str(config.socket)],
                     user="nobody", group="nogroup", extra_groups=[],
                 )  # fmt: skip
-                await trio.sleep(0.5)  # its name is being looked up now (hung)
+                looked_up = await trio.to_thread.run_sync(entered.wait, 10.0)
+                assert looked_up, "the client's name was never looked up"  # hung now
                 stopped_at = trio.current_time()
             took = trio.current_time() - stopped_at
     finally:
