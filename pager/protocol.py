@@ -13,7 +13,17 @@ from typing import Annotated, Any, Final
 import attrs
 import msgspec
 
-from pager.domain import SERVICE_NAME_RE, ServiceState, incident_id, is_service_name
+from pager.domain import (
+    SERVICE_NAME_RE,
+    Ack,
+    Alert,
+    Event,
+    Healthy,
+    Heartbeat,
+    ServiceState,
+    incident_id,
+    is_service_name,
+)
 from pager.text import clip, repair
 from pager.timefmt import duration, isoformat
 
@@ -112,6 +122,18 @@ def _parse(line: bytes) -> Request:
         by=_free_text(data, "by", MAX_BY),
         incident=incident,
     )
+
+
+def event_of(request: Request) -> Event:
+    """The event an `alert`, `ack`, `healthy` or `heartbeat` request is (the socket's, and the
+    HTTP front's REST)."""
+    if request.op == "alert":
+        return Alert(request.message or "")
+    if request.op == "ack":
+        return Ack(request.by)
+    if request.op == "heartbeat":
+        return Heartbeat()
+    return Healthy()
 
 
 def _decode_leniently(line: bytes) -> Any:

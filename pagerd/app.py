@@ -20,18 +20,18 @@ from pager.domain import ServiceState
 from pager.ports import Transport
 from pagerd.access import peers
 from pagerd.config import Config, ConfigError, load
-from pagerd.config.http import tls_context
+from pagerd.config.http import FrontConfig, tls_context
 from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
-from pagerd.front.http.asgi import Response
-from pagerd.front.http.hooks import Hooks
+from pagerd.front.http.fronts import FrontFailed, Fronts
 from pagerd.front.http.metrics import serve_metrics
-from pagerd.front.http.rest import Rest
+from pagerd.front.http.table import routes as http_routes_of
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
+from pagerd.front.local import LocalCore
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.metrics import Metrics
@@ -79,12 +79,19 @@ class Daemon:
     store_offload: Offload
     config_offload: Offload
     """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
+    core: LocalCore
+    """The core as the HTTP front door reaches it (`pagerd/front/core.py`), in this process."""
     record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
-    http: HttpServer | None = None
-    """The HTTP front door, when it listens."""
+    http: HttpServer | Fronts | None = None
+    """The HTTP front door, when it listens: its server in this process (`http.workers = 0`),
+    or its front processes."""
     http_app: HttpApp | None = None
+    """The HTTP application, when it runs in this process."""
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
+    tls_files: tuple[Path, Path] | None = None
+    """The files of that context: the front processes read them (TLS stays on or off until a
+    restart, whatever a reload says)."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -163,29 +170,41 @@ class Daemon:
             log.warning("reload: metrics.listen changed; it takes effect on restart")
         if new.http.listen != old.http.listen:
             log.warning("reload: http.listen changed; it takes effect on restart")
+        if new.http.workers != old.http.workers:
+            log.warning("reload: http.workers changed; it takes effect on restart")
         if (tls is None) != (self.tls is None):
             log.warning("reload: TLS turned on or off; it takes effect on restart")
         else:
             self.tls = tls  # new connections use the certificate as it is now
-        if self.http is not None:
+            self.tls_files = new.http.tls
+        self.core.front = self.front_config(new)
+        if isinstance(self.http, Fronts):
+            self.http.configure(self.core.front)
+        elif self.http is not None:
             self.http.limits = new.http.limits
-        self.server.client_room = _client_room(new, self.http is not None)
+        self.server.client_room = _client_room(new, isinstance(self.http, HttpServer))
         log.info(
             "reloaded config=%s services=%d added=%d removed=%d",
             new.path, len(new.services), len(added), len(removed),
         )  # fmt: skip
+
+    def front_config(self, config: Config) -> FrontConfig:
+        """What the HTTP front door serves of `config`, with the TLS files in use."""
+        front = config.front()
+        return attrs.evolve(front, http=attrs.evolve(front.http, tls=self.tls_files))
 
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
 
 
-def _client_room(config: Config, http_on: bool) -> int:
+def _client_room(config: Config, http_here: bool) -> int:
     """Socket clients the open-file limit leaves room for, beside the deliveries' connections
-    and the HTTP front door's cap; warned of when the configured caps do not all fit."""
+    and the HTTP front door's cap (when HTTP is served in this process: a front process has
+    files of its own); warned of when the configured caps do not all fit."""
     providers = [c for c in config.channels.values() if c.transport not in ("log", "unconfigured")]
     deliveries = sum(c.concurrency for c in providers)  # connections open at once, at most
-    http = config.http.limits.max_connections if http_on else 0
+    http = config.http.limits.max_connections if http_here else 0
     room = client_room(raise_limit(), deliveries, http)
     if config.limits.max_connections > room:
         log.warning(
@@ -241,7 +260,8 @@ async def serve(
     `task_status.started()` is called, and systemd told READY=1, once the database is recovered
     and the socket listens. `activated` is a listening socket passed by systemd; otherwise the
     configured path is bound; `activated_http` likewise for the HTTP front door's
-    `http.listen`. `http_routes` are served besides the built-in ones (tests). `transports`
+    `http.listen`. `http_routes` are served besides the built-in ones (tests; with
+    `http.workers = 0` only: a front process serves the table's). `transports`
     replaces some channels' transports (tests, dry runs).
     """
     # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
@@ -399,9 +419,19 @@ async def _run(
         metrics,
         config.limits,
     )
-    http_on = parts.activated_http is not None or bool(config.http.listen)
-    server.client_room = _client_room(config, http_on)
+    http_here = (parts.activated_http is not None or bool(config.http.listen)) and (
+        config.http.front_processes == 0
+    )
+    server.client_room = _client_room(config, http_here)
     _gauges(metrics, services, scheduler, heartbeats, outbox, store)
+
+    async def ready() -> str | None:
+        try:
+            await parts.store_offload(store.ping)
+        except StoreError as exc:
+            return f"the database does not answer: {exc}"
+        return None
+
     daemon = Daemon(
         services,
         scheduler,
@@ -414,6 +444,7 @@ async def _run(
         parts.file_offload,
         parts.store_offload,
         parts.config_offload,
+        LocalCore(services, server.read, ready, config.front()),
         ConfigRecord(config.sha256, clock.now()),
     )
     daemon.record.export(metrics)
@@ -452,8 +483,15 @@ async def _run(
                 name="history",
             )
             await core.start(server.serve, listener)
-            if daemon.http is not None:
+            if isinstance(daemon.http, HttpServer):
                 await core.start(daemon.http.serve, http_listeners)
+            elif daemon.http is not None:
+                fronts = daemon.http
+                await _start_fronts(core, fronts)
+                metrics.gauge("pagerd_http_fronts", "HTTP front processes running.", (
+                    lambda: fronts.running
+                ))  # fmt: skip
+            if daemon.http is not None:
                 addresses = [_address(each) for each in http_listeners]
                 log.info("http on %s", " ".join(addresses))
             if config.metrics_listen is not None:
@@ -515,8 +553,8 @@ async def _run(
 
 
 async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.SocketListener]:
-    """The HTTP front door's listeners, and its server on `daemon`: none if `http.listen` is
-    not set and systemd passed no `http` socket."""
+    """The HTTP front door's listeners, and its server (`http.workers = 0`) or front processes
+    on `daemon`: none if `http.listen` is not set and systemd passed no `http` socket."""
     config = daemon.config
     if parts.activated_http is not None:
         log.info("using the http socket passed by systemd")
@@ -533,31 +571,21 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
             raise StartupError(f"cannot listen for http on {host}:{port}: {exc}") from None
     else:
         return []
-    services, store = daemon.services, daemon.store
-
-    async def ready() -> str | None:
-        try:
-            await daemon.store_offload(store.ping)
-        except StoreError as exc:
-            return f"the database does not answer: {exc}"
-        return None
-
-    def over_rate(integration: str, status: int) -> Response | None:
-        assert daemon.http_app is not None  # set below, before any request is served
-        return daemon.http_app.over_rate(integration, status)
-
-    # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
-    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
-    routes = [
-        *Rest(services, daemon.server.read).routes(),
-        *Hooks(services, metrics, over_rate).routes(),
-        *parts.http_routes,
-    ]
-    daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)
     try:
         daemon.tls = None if config.http.tls is None else tls_context(*config.http.tls)
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise StartupError(f"cannot use the TLS certificate of http.tls_cert: {exc}") from None
+    daemon.tls_files = config.http.tls
+    daemon.core.front = daemon.front_config(config)
+    workers = config.http.front_processes
+    if workers > 0:
+        if parts.http_routes:
+            raise ValueError("http_routes are served in this process only (http.workers = 0)")
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+        daemon.http = Fronts(workers, listeners, daemon.core, metrics, daemon.core.front, level)
+        return listeners
+    routes = [*http_routes_of(daemon.core, metrics), *parts.http_routes]
+    daemon.http_app = HttpApp(routes, daemon.core, metrics)
     daemon.http = HttpServer(
         daemon.http_app,
         config.http.limits,
@@ -565,6 +593,18 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         lambda: metrics.http_requests.inc("(busy)", "503"),
     )
     return listeners
+
+
+async def _start_fronts(nursery: trio.Nursery, fronts: Fronts) -> None:
+    """The front processes, started and serving; a `StartupError` if they cannot."""
+    try:
+        await nursery.start(fronts.serve)
+    except (FrontFailed, ExceptionGroup) as exc:
+        # `start` hands back the task's error inside a group: look inside.
+        found = list(leaves(exc))
+        if not all(isinstance(e, FrontFailed) for e in found):
+            raise
+        raise StartupError(str(found[0])) from None
 
 
 def _address(listener: trio.SocketListener) -> str:

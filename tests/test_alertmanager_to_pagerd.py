@@ -29,7 +29,7 @@ async def _forward(receiver: HttpServer, daemon: Daemon, answers: list[int]) -> 
     while True:
         while done < len(receiver.requests):
             body = receiver.requests[done].body
-            answers.append((await alertmanager_webhook(daemon.services, ROUTE, body)).status)
+            answers.append((await alertmanager_webhook(daemon.core, ROUTE, body)).status)
             done += 1
         await trio.sleep(0.02)
 

@@ -61,7 +61,7 @@ async def test_one_resolved_among_five_firing_closes_nothing_and_the_last_closes
     async with running(config) as daemon:
         services = daemon.services
         answer = await alertmanager_webhook(
-            services, AM, webhook(*((f"f{i}", "firing") for i in range(5)))
+            daemon.core, AM, webhook(*((f"f{i}", "firing") for i in range(5)))
         )
         assert answer.status == 200 and json.loads(answer.body)["status"] == "success"
         # Answered after commit: the store has it now.
@@ -69,13 +69,13 @@ async def test_one_resolved_among_five_firing_closes_nothing_and_the_last_closes
         assert stored.incident is not None and len(stored.firing) == 5
         await trio.sleep(5)  # delivered (the mock clock), and level 2 not due yet
         assert pages(config) == 2, steps(config)  # level 1 of the harness policy: two targets
-        answer = await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        answer = await alertmanager_webhook(daemon.core, AM, webhook(("f2", "resolved")))
         assert answer.status == 200
         state = services.state("api")
         assert state.incident is not None and state.incident.alerts == 5
         assert len(state.firing) == 4
         resolved = [(f"f{i}", "resolved") for i in (0, 1, 3, 4)]
-        await alertmanager_webhook(services, AM, webhook(*resolved))
+        await alertmanager_webhook(daemon.core, AM, webhook(*resolved))
         assert services.state("api").healthy
     # The firing set was durable all along: a restart finds the service closed, nothing firing.
     async with running(config) as daemon:
@@ -86,12 +86,12 @@ async def test_the_firing_set_survives_a_restart(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
     async with running(config) as daemon:
-        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing"), ("f2", "firing")))
     async with running(config) as daemon:
         assert len(daemon.services.state("api").firing) == 2
-        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "resolved")))
         assert daemon.services.state("api").incident is not None
-        await alertmanager_webhook(daemon.services, AM, webhook(("f2", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f2", "resolved")))
         assert daemon.services.state("api").healthy
 
 
@@ -101,13 +101,13 @@ async def test_resends_and_redeliveries_change_nothing_and_page_nobody(
     async with running(config) as daemon:
         services = daemon.services
         body = webhook(("f1", "firing"), ("f2", "firing"))
-        await alertmanager_webhook(services, AM, body)
+        await alertmanager_webhook(daemon.core, AM, body)
         await trio.sleep(5)  # delivered (the mock clock), and level 2 not due yet
         before, sent = services.state("api"), pages(config)
         assert sent == 2
         for _ in range(3):  # at-least-once delivery, and a resend every repeat_interval
             await trio.sleep(4 * 3600)
-            assert (await alertmanager_webhook(services, AM, body)).status == 200
+            assert (await alertmanager_webhook(daemon.core, AM, body)).status == 200
         await trio.sleep(5)
         after = services.state("api")
         assert after.incident is not None and before.incident is not None
@@ -116,8 +116,8 @@ async def test_resends_and_redeliveries_change_nothing_and_page_nobody(
         # Escalation went on as the policy says; the resends themselves paged nobody.
         assert pages(config) == sent + 1
         resolve = webhook(("f1", "resolved"))
-        await alertmanager_webhook(services, AM, resolve)
-        await alertmanager_webhook(services, AM, resolve)  # delivered twice
+        await alertmanager_webhook(daemon.core, AM, resolve)
+        await alertmanager_webhook(daemon.core, AM, resolve)  # delivered twice
         assert services.state("api").incident is not None
 
 
@@ -127,11 +127,11 @@ async def test_an_unknown_service_refuses_the_whole_payload_and_records_nothing(
     payload = json.loads(webhook(("f1", "firing"), ("f2", "firing")))
     payload["alerts"][1]["labels"]["service"] = "nope"
     async with running(config) as daemon:
-        answer = await alertmanager_webhook(daemon.services, AM, json.dumps(payload).encode())
+        answer = await alertmanager_webhook(daemon.core, AM, json.dumps(payload).encode())
         assert answer.status == 404
         assert "unknown service 'nope'" in json.loads(answer.body)["message"]
         assert daemon.services.state("api").healthy
-        bad = await alertmanager_webhook(daemon.services, AM, b"{not json")
+        bad = await alertmanager_webhook(daemon.core, AM, b"{not json")
         assert bad.status == 400
     assert pages(config) == 0
 
@@ -142,13 +142,13 @@ async def test_a_commit_that_fails_is_answered_503_and_the_retry_counts_once(
     async with running(config) as daemon:
         refused = failing_writes(daemon, monkeypatch, 1_000_000)
         body = webhook(("f1", "firing"))
-        answer = await alertmanager_webhook(daemon.services, AM, body)
+        answer = await alertmanager_webhook(daemon.core, AM, body)
         assert refused and answer.status == 503
         assert ("Retry-After", "5") in answer.headers
         assert daemon.services.state("api").healthy
         monkeypatch.undo()
-        assert (await alertmanager_webhook(daemon.services, AM, body)).status == 200
-        assert (await alertmanager_webhook(daemon.services, AM, body)).status == 200
+        assert (await alertmanager_webhook(daemon.core, AM, body)).status == 200
+        assert (await alertmanager_webhook(daemon.core, AM, body)).status == 200
         incident = daemon.services.state("api").incident
         assert incident is not None and incident.alerts == 1
 
@@ -166,13 +166,13 @@ async def test_an_overloaded_pagerd_answers_503_within_the_timeout(
 
         monkeypatch.setattr(committer, "commit", slow)
         answer = await alertmanager_webhook(
-            daemon.services, AM, webhook(("f1", "firing")), patience=1.0
+            daemon.core, AM, webhook(("f1", "firing")), patience=1.0
         )
         assert answer.status == 503 and answer.result == "busy"
         await trio.sleep(120)  # committed later: the sender's retry changes nothing
         monkeypatch.undo()
         assert (
-            await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+            await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         ).status == 200
         incident = daemon.services.state("api").incident
         assert incident is not None and incident.alerts == 1
@@ -188,7 +188,7 @@ async def test_events_v2_as_pagerdutys_client_sends_them(
     async with running(config) as daemon:
         services = daemon.services
         answer = await enqueue_events_v2(
-            services, KEYS, fixture("pagerduty-events-v2-trigger.json")
+            daemon.core, KEYS, fixture("pagerduty-events-v2-trigger.json")
         )
         assert answer.status == 202
         assert json.loads(answer.body) == {
@@ -202,24 +202,24 @@ async def test_events_v2_as_pagerdutys_client_sends_them(
                 "payload": {"summary": "slow", "source": "api", "severity": "warning"},
             }
         ).encode()
-        generated = await enqueue_events_v2(services, KEYS, other, new_key=lambda: "made-here")
+        generated = await enqueue_events_v2(daemon.core, KEYS, other, new_key=lambda: "made-here")
         assert json.loads(generated.body)["dedup_key"] == "made-here"
         ack = await enqueue_events_v2(
-            services, KEYS, fixture("pagerduty-events-v2-acknowledge.json")
+            daemon.core, KEYS, fixture("pagerduty-events-v2-acknowledge.json")
         )
         assert ack.status == 202
         incident = services.state("api").incident
         assert incident is not None and incident.acknowledged_by == "pd"
         resolve = fixture("pagerduty-events-v2-resolve.json")
-        assert (await enqueue_events_v2(services, KEYS, resolve)).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, resolve)).status == 202
         assert services.state("api").incident is not None  # made-here is still open
         done = json.dumps(
             {"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": "made-here"}
         ).encode()
-        assert (await enqueue_events_v2(services, KEYS, done)).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, done)).status == 202
         assert services.state("api").healthy
         # A resolve of what is not open is accepted and changes nothing, as at PagerDuty.
-        again = await enqueue_events_v2(services, KEYS, resolve)
+        again = await enqueue_events_v2(daemon.core, KEYS, resolve)
         assert again.status == 202 and services.state("api").last_incident == 1
 
 
@@ -229,10 +229,10 @@ async def test_events_v2_refusals_are_pagerdutys(
     async with running(config) as daemon:
         services = daemon.services
         wrong = fixture("pagerduty-events-v2-trigger.json").replace(PD_KEY.encode(), b"W" * 32)
-        answer = await enqueue_events_v2(services, KEYS, wrong)
+        answer = await enqueue_events_v2(daemon.core, KEYS, wrong)
         assert answer.status == 401 and b"W" * 32 not in answer.body
         bad = json.dumps({"routing_key": PD_KEY, "event_action": "trigger", "payload": {}})
-        answer = await enqueue_events_v2(services, KEYS, bad.encode())
+        answer = await enqueue_events_v2(daemon.core, KEYS, bad.encode())
         body = json.loads(answer.body)
         assert answer.status == 400
         assert body["status"] == "invalid event" and body["message"] == "Event object is invalid"
@@ -251,10 +251,9 @@ async def test_the_history_says_which_alert_resolved(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
     async with running(config) as daemon:
-        services = daemon.services
-        await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f2", "firing")))
-        await alertmanager_webhook(services, AM, webhook(("f1", "resolved")))
-        await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f2", "resolved")))
         await settle()
         async with connect(config.socket) as conn:
             reply = await conn.request("history", service="api")
@@ -269,7 +268,7 @@ async def test_a_removed_service_forgets_what_fired_for_it(
 ) -> None:
     config = write_config(tmp_path)
     async with running(config) as daemon:
-        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         write_config(tmp_path, services={"web": "oncall"})
         assert await daemon.reload()
         await trio.sleep(60)  # the close of removed services' incidents
@@ -277,7 +276,7 @@ async def test_a_removed_service_forgets_what_fired_for_it(
         # Back again, it starts healthy: a resend of the alert opens a new incident.
         write_config(tmp_path)
         assert await daemon.reload()
-        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         state = daemon.services.state("api")
         assert state.incident is not None and state.incident.number == 2
 
@@ -288,7 +287,7 @@ async def test_alerts_left_out_by_alertmanager_are_reported(
     payload = json.loads(webhook(("f1", "firing")))
     payload["truncatedAlerts"] = 3
     async with running(config) as daemon:
-        answer = await alertmanager_webhook(daemon.services, AM, json.dumps(payload).encode())
+        answer = await alertmanager_webhook(daemon.core, AM, json.dumps(payload).encode())
     assert answer.status == 200
     assert "integration=prom: Alertmanager left 3 alerts out of a payload" in caplog.text
 
@@ -299,15 +298,19 @@ async def test_one_alert_more_than_a_service_keeps_is_answered_503(
     monkeypatch.setattr(domain, "MAX_FIRING", 2)
     async with running(config) as daemon:
         services = daemon.services
-        full = await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        full = await alertmanager_webhook(
+            daemon.core, AM, webhook(("f1", "firing"), ("f2", "firing"))
+        )
         assert full.status == 200
-        more = await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f3", "firing")))
+        more = await alertmanager_webhook(
+            daemon.core, AM, webhook(("f1", "firing"), ("f3", "firing"))
+        )
         assert more.status == 503 and more.result == "too_many_alerts"
         assert "2 alerts firing" in json.loads(more.body)["message"]
         # Once one resolved, the sender's retry of the same payload is taken.
-        await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f2", "resolved")))
         again = await alertmanager_webhook(
-            services, AM, webhook(("f1", "firing"), ("f3", "firing"))
+            daemon.core, AM, webhook(("f1", "firing"), ("f3", "firing"))
         )
         assert again.status == 200
         assert {s.key for s in services.state("api").firing} == {"f1", "f3"}
@@ -324,15 +327,15 @@ async def test_a_resolve_that_names_no_service_finds_its_dedup_key_also_after_a_
 
     async with running(config) as daemon:
         for key, service in (("a", "api"), ("w", "web")):
-            await enqueue_events_v2(daemon.services, KEYS, body("trigger", key, service))
+            await enqueue_events_v2(daemon.core, KEYS, body("trigger", key, service))
         assert daemon.services.firing_service(Source("pd", "w")) == "web"
     async with running(config) as daemon:
         services = daemon.services
         assert services.firing_service(Source("pd", "a")) == "api"  # rebuilt from the store
-        assert (await enqueue_events_v2(services, KEYS, body("resolve", "w"))).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, body("resolve", "w"))).status == 202
         assert services.state("web").healthy and services.state("api").incident is not None
         assert services.firing_service(Source("pd", "w")) is None
-        await enqueue_events_v2(services, KEYS, body("resolve", "a"))
+        await enqueue_events_v2(daemon.core, KEYS, body("resolve", "a"))
         assert services.state("api").healthy
 
 
@@ -345,9 +348,9 @@ async def test_an_alertmanager_resolve_does_not_close_what_a_plain_alert_holds_o
     async with running(config) as daemon, connect(config.socket) as conn:
         reply = await conn.request("alert", service="api", message="disk full (cron check)")
         assert reply["ok"]
-        answer = await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        answer = await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         assert answer.status == 200
-        answer = await alertmanager_webhook(daemon.services, AM, webhook(("f1", "resolved")))
+        answer = await alertmanager_webhook(daemon.core, AM, webhook(("f1", "resolved")))
         assert answer.status == 200
         state = daemon.services.state("api")
         assert state.incident is not None, (
@@ -370,10 +373,10 @@ async def test_an_events_v2_resolve_does_not_close_what_a_plain_alert_holds_open
     """The same for PagerDuty's Events v2: the plain alert came after the trigger."""
     async with running(config) as daemon, connect(config.socket) as conn:
         trigger = fixture("pagerduty-events-v2-trigger.json")
-        assert (await enqueue_events_v2(daemon.services, KEYS, trigger)).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, trigger)).status == 202
         reply = await conn.request("alert", service="api", message="disk full (cron check)")
         assert reply["ok"]
         resolve = fixture("pagerduty-events-v2-resolve.json")
-        assert (await enqueue_events_v2(daemon.services, KEYS, resolve)).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, resolve)).status == 202
         state = daemon.services.state("api")
         assert state.incident is not None and state.firing == frozenset()

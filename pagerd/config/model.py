@@ -30,7 +30,13 @@ from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, i
 from pagerd.access.peers import Access
 from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
 from pagerd.config.durations import Duration, Invalid, parse_duration
-from pagerd.config.http import HttpConfig, Integration, build_http, build_integrations
+from pagerd.config.http import (
+    FrontConfig,
+    HttpConfig,
+    Integration,
+    build_http,
+    build_integrations,
+)
 
 __all__ = [
     "EX_CONFIG",
@@ -166,6 +172,10 @@ class Config:
 
     def policy_of(self, service: str) -> Policy:
         return self.policies[self.services[service]]
+
+    def front(self) -> FrontConfig:
+        """What the HTTP front door needs of this config (its front processes get only this)."""
+        return FrontConfig.of(self.http, self.integrations, self.services)
 
 
 def _strict(kind: type, noun: str) -> Any:

@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from pager import __version__
-from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, incident_id
+from pager.domain import incident_id
 from pager.protocol import (
     EVENT_OPS,
     MAX_LINE,
@@ -28,6 +28,7 @@ from pager.protocol import (
     Request,
     encode,
     error_reply,
+    event_of,
     ok_reply,
     parse_request,
     unknown_service,
@@ -494,17 +495,6 @@ def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
         "provider_id": d.provider_id,
         "sent_at": None if d.sent_at is None else isoformat(d.sent_at + offset),
     }
-
-
-def event_of(request: Request) -> Event:
-    """The event an `alert`, `ack` or `healthy` request is (the HTTP front's REST too)."""
-    if request.op == "alert":
-        return Alert(request.message or "")
-    if request.op == "ack":
-        return Ack(request.by)
-    if request.op == "heartbeat":
-        return Heartbeat()
-    return Healthy()
 
 
 def _revoked() -> Reply:

@@ -32,16 +32,27 @@ def _number(value: float) -> str:
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
 
 
+def _unwatched() -> None:
+    pass
+
+
 class Counter:
     def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
         self.name, self.help, self.labels = name, help, labels
         self._values: dict[tuple[str, ...], float] = {}
+        self.changed: Callable[[], None] = _unwatched
+        """Told after each increment: a front process sends its HTTP counts to the core then."""
 
     def inc(self, *values: str, by: float = 1.0) -> None:
         self._values[values] = self._values.get(values, 0.0) + by
+        self.changed()
 
     def value(self, *values: str) -> float:
         return self._values.get(values, 0.0)
+
+    def items(self) -> list[tuple[tuple[str, ...], float]]:
+        """Every series counted so far (its label values), with its value."""
+        return list(self._values.items())
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
@@ -126,6 +137,10 @@ class Metrics:
             "HTTP requests refused for a missing or wrong key, by the integration type asked for.",
             ("integration_type",),
         )
+        self.http_fronts_replaced = Counter(
+            "pagerd_http_fronts_replaced_total",
+            "HTTP front processes that exited unasked (a crash, a kill) and were replaced.",
+        )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -147,6 +162,7 @@ class Metrics:
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,
+            self.http_fronts_replaced,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

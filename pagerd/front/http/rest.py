@@ -7,16 +7,14 @@ refuses this refuses too, with the same code and sentence, as an HTTP status.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Final
 
 from pager.domain import is_service_name
-from pager.protocol import ProtocolError, Request, error_reply, parse_request
-from pagerd.engine.actors import Services
+from pager.protocol import ProtocolError, Request, error_reply, event_of, parse_request
+from pagerd.front.core import Core
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.routes import Call, Route
 from pagerd.front.http.submit import status_of, submit
-from pagerd.front.server import event_of
 
 EVENT_PATHS: Final = {"/alert": "alert", "/acknowledge": "ack", "/healthy": "healthy"}
 
@@ -46,11 +44,8 @@ def refuse(code: str, message: str) -> Response:
 
 
 class Rest:
-    def __init__(
-        self, services: Services, read: Callable[[Request], Awaitable[tuple[bytes, str]]]
-    ) -> None:
-        self._services = services
-        self._read = read
+    def __init__(self, core: Core) -> None:
+        self._core = core
 
     def routes(self) -> list[Route]:
         event_doc = {
@@ -81,16 +76,20 @@ class Rest:
         assert service is not None  # the protocol requires it of events
         integration = call.integration
         assert integration is not None  # the route takes a key
-        return answer(*await submit(self._services, service, event_of(request), integration))
+        return answer(*await submit(self._core, service, event_of(request), integration))
 
     async def _status(self, call: Call) -> Response:
         service = call.params.get("service")
         if service is not None and not is_service_name(service):
             return refuse("bad_request", "not a service name")
-        return answer(*await self._read(Request("status", service)))
+        integration = call.integration
+        assert integration is not None  # the route takes a key
+        return answer(*await self._core.status(integration.name, service))
 
     async def _history(self, call: Call) -> Response:
         service = call.params["service"]
         if not is_service_name(service):
             return refuse("bad_request", "not a service name")
-        return answer(*await self._read(Request("history", service)))
+        integration = call.integration
+        assert integration is not None  # the route takes a key
+        return answer(*await self._core.history(integration.name, service))
