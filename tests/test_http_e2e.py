@@ -40,6 +40,7 @@ def test_a_rest_alert_pages_and_bad_requests_change_nothing(tmp_path: Path) -> N
 [http]
 listen = "127.0.0.1:{port}"
 max_body_bytes = 2048
+workers = 2
 
 [integrations.ops]
 type = "rest"

@@ -82,7 +82,7 @@ class HttpApp:
         are sent to the core's)."""
         self._core = core
         self._metrics = metrics
-        self.wrong_keys: WrongKeys = wrong_keys or HereWrongKeys()
+        self.wrong_keys: WrongKeys = wrong_keys if wrong_keys is not None else HereWrongKeys()
         self.routes: list[Route] = [
             Route("GET", "/-/healthy", self._healthy,
                   doc={"summary": "200 while the process serves", "responses": ("200",)}),

@@ -260,10 +260,16 @@ class Fronts:
             channel.send(self._configure)
 
     def drain(self) -> None:
-        """Stop: each front stops accepting, answers what it has in flight, and exits."""
+        """Stop: each front stops accepting, answers what it has in flight, and exits. The
+        listeners are closed here too (no front will start again): once every front has closed
+        its own, a new connection is refused rather than left in a backlog nobody serves."""
+        if self._draining:
+            return
         self._draining = True
         for channel in self._channels.values():
             channel.send(encode(Drain()))
+        for listener in self._listeners:
+            listener.socket.close()
 
     def wrong_key(self, address: str) -> None:
         """`address` presented a wrong key to a front: past its allowance, every front makes it

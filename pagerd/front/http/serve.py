@@ -137,7 +137,7 @@ class HttpServer:
         each connection refused over the cap; `seats` counts the connections the cap applies
         to (this server's alone, unless given)."""
         self._app = ASGIWrapper(app)
-        self._seats: Seats = seats or OwnSeats()
+        self._seats: Seats = seats if seats is not None else OwnSeats()
         self._tls = tls
         self._busy_count = busy
         self._what = what
