@@ -208,9 +208,9 @@ async def test_limits_are_the_daemons_not_each_fronts(tmp_path: Path) -> None:
                 assert b"too many wrong keys from this address" in blocked
 
 
-async def _each(calls: list[Callable[[], Awaitable[None]]]) -> None:
-    for call in calls:
-        await call()
+async def _each(send: Callable[[int], Awaitable[None]], services: range) -> None:
+    for i in services:
+        await send(i)
 
 
 async def test_a_front_killed_with_9_is_replaced_and_nothing_is_lost_or_doubled(
@@ -246,7 +246,7 @@ async def test_a_front_killed_with_9_is_replaced_and_nothing_is_lost_or_doubled(
             port = fronts.ports[0]
             async with trio.open_nursery() as nursery:
                 for k in range(8):  # eight senders at once, each its share in turn
-                    nursery.start_soon(_each, [partial(send, port, i) for i in range(k, count, 8)])
+                    nursery.start_soon(_each, partial(send, port), range(k, count, 8))
                 await until(lambda: len(acknowledged) >= count // 4, "a quarter acknowledged")
                 os.kill(before[0], signal.SIGKILL)
             assert acknowledged == set(range(count))

@@ -1,18 +1,23 @@
 """The HTTP front door: Alertmanager, Events v2, plain REST and heartbeats, over HTTP(S).
 
 In: HTTP requests on the `[http] listen` addresses (or the socket systemd passes as `http`),
-each with an integration's key. Out: the same events the Unix socket routes, through the same
-actors (`submit.submit`), answered 2xx only once committed; reads served by the socket server.
-It never decides anything about an incident, never keeps a request's bytes past its answer
-(bodies, connections and senders' rates are bounded), and never shows or logs a key.
+each with an integration's key, served by front processes (`http.workers`) or in the core.
+Out: the same events the Unix socket routes, handed to the core through its port
+(`pagerd.front.core.Core`), answered 2xx only once committed; reads served by the socket
+server's code. It never decides anything about an incident, never keeps a request's bytes past
+its answer (bodies, connections and senders' rates are bounded, for the whole daemon), and
+never shows or logs a key.
 
 - `serve.py`: the server (hypercorn's protocol handling, our accept loop, cap, TLS, drain)
-- `app.py`: the ASGI application (routing, keys, rate limits, bodies, metrics)
-- `routes.py`: the route table; `openapi.py`: `/openapi.json` made from it
-- `auth.py`: keys, compared in constant time; `limits.py`: per-integration rate limits
-- `submit.py`: one event to its actor, awaited until committed (REST's, heartbeats')
+- `app.py`: the ASGI application (routing, keys, bodies, metrics)
+- `table.py`: the routes every process serves; `routes.py`: a route; `openapi.py`: the document
+- `auth.py`: keys, compared in constant time; `limits.py`: rate limits and wrong keys
+- `submit.py`: one event to the core, awaited until committed (REST's, heartbeats')
 - `rest.py`: `POST /alert`, `/acknowledge`, `/healthy`; `GET /status`, `/history`
 - `hooks.py`: `POST /v1/integrations/alertmanager[/{key}]`, `/v2/enqueue`, `/heartbeat/{service}`
+- `fronts.py`: the front processes, from the core (started, served, replaced, drained);
+  `process.py`: one front process; `channel.py`: the private channel's messages; `remote.py`:
+  the core's port over it; `shared.py`: what the fronts share (the connection cap)
 """
 
 from pagerd.front.http.app import HttpApp

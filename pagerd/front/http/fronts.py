@@ -315,33 +315,34 @@ class Fronts:
             self._seats.close()
 
     async def _keep(self, slot: int, started: Callable[[], None]) -> None:
-        """Front `slot`, and each that replaces it, until drained."""
+        """Front `slot`, and each that replaces it, until drained. Until one has served, a
+        front that cannot start, or stops by itself, is `FrontFailed` (another would fail too:
+        an import, a certificate); one killed by a signal is replaced, then as later."""
         backoff = Backoff(RESTART_MIN, RESTART_MAX)
-        first = True
+        served = False
         while not self._draining:
-            start = _Start(started if first else None)
-
+            start = _Start(None if served else started)
             began = trio.current_time()
             try:
                 code = await self._run(slot, start.serving)
             except OSError as exc:
-                if first:
+                if not served:
                     raise FrontFailed(f"cannot start an HTTP front process: {exc}") from None
                 log.error("http front %d: cannot start another: %s", slot, exc)
                 code = None
             except Exception:  # a bug here must not take paging down: logged, counted, retried
-                if first:
+                if not served:
                     raise
                 log.exception("http front %d failed", slot)
                 code = None
+            served = served or start.served
             if self._draining:
                 return
-            if first and not start.served:
+            if not served and (code is None or code >= 0):
                 raise FrontFailed(
                     f"an HTTP front process exited with {code} before it served (see its error"
                     " above)"
                 )
-            first = False
             self._metrics.http_fronts_replaced.inc()
             log.warning("http front %d exited (code %s); starting another", slot, code)
             if trio.current_time() - began < STEADY:
