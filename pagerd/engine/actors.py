@@ -66,6 +66,8 @@ MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoi
 
 
 REMOVED: Final = "service removed from the config"
+TERSE: Final = ok_reply()
+"""The line of an event that went ok, for a `Reply` that is `terse`."""
 _DUE: Final = (Timeout, HeartbeatMissed)  # the events a scheduler hands over
 
 
@@ -81,6 +83,13 @@ class Reply(Protocol):
 
     @property
     def done(self) -> bool: ...
+
+    @property
+    def terse(self) -> bool:
+        """Whether an event that went ok is answered by its result alone (`TERSE`), not the
+        service's status: for a sender answered with a count (an Alertmanager payload's), it
+        saves rendering a status nobody reads."""
+        ...
 
     def set(self, line: bytes, result: str = "ok") -> None: ...
 
@@ -519,6 +528,8 @@ class Services:
                 reply.set(error_reply(outcome.code, outcome.message), outcome.code)
             elif failure is not None:
                 reply.set(error_reply("unavailable", failure), "unavailable")
+            elif reply.terse:
+                reply.set(TERSE)
             else:
                 reply.set(ok_reply(**self.status(outcome)))
 

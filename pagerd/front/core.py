@@ -54,10 +54,14 @@ class Core(Protocol):
         read it again for each request, as a reload replaces it."""
         ...
 
-    async def submit(self, integration: str, events: Sequence[Submission]) -> list[Outcome]:
+    async def submit(
+        self, integration: str, events: Sequence[Submission], *, terse: bool = False
+    ) -> list[Outcome]:
         """Route `events` to their services' actors as sent through `integration` (the history
         names it), and give back each one's outcome once all are decided and committed. An
         event for a service not configured is answered `unknown_service`, and not routed.
+        `terse`: an event that went ok is answered `{"ok":true}` alone, not with the service's
+        status (for a caller that answers with a count: it is not rendered, nor sent).
 
         Cancelled meanwhile (the client went away, the sender's patience ran out), the events
         already handed over are still decided and committed; their outcomes are dropped."""

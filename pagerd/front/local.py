@@ -51,12 +51,13 @@ class _Gather:
 class _Slot:
     """Where one event's answer goes: the actors' `Reply`, set once."""
 
-    __slots__ = ("_gather", "_index", "done")
+    __slots__ = ("_gather", "_index", "done", "terse")
 
-    def __init__(self, gather: _Gather, index: int) -> None:
+    def __init__(self, gather: _Gather, index: int, terse: bool) -> None:
         self._gather = gather
         self._index = index
         self.done = False
+        self.terse = terse
 
     def set(self, line: bytes, result: str = "ok") -> None:
         assert not self.done, "a reply is set once"
@@ -93,11 +94,13 @@ class LocalCore:
         if wait is not None:
             raise OverRate(integration, wait)
 
-    async def hand_over(self, integration: str, events: Sequence[Submission], done: Done) -> None:
+    async def hand_over(
+        self, integration: str, events: Sequence[Submission], done: Done, terse: bool = False
+    ) -> None:
         """Take a token of `integration`'s rate (or raise `OverRate`), route `events` to their
         owners, and arrange for `done(outcomes)` once every one is answered: called by the
         actor that answers the last (or now, if none needed routing), so it must be quick and
-        must not raise."""
+        must not raise. `terse`: as `Core.submit`."""
         self.admit(integration)
         if not events:
             done([])
@@ -116,11 +119,14 @@ class LocalCore:
             if service not in known:
                 gather.set(index, unknown_service(service), "unknown_service")
                 continue
-            routed.append((service, Envelope(event, _Slot(gather, index), None, integration)))
+            slot = _Slot(gather, index, terse)
+            routed.append((service, Envelope(event, slot, None, integration)))
         if routed:
             await services.route(routed)
 
-    async def submit(self, integration: str, events: Sequence[Submission]) -> list[Outcome]:
+    async def submit(
+        self, integration: str, events: Sequence[Submission], *, terse: bool = False
+    ) -> list[Outcome]:
         outcomes: list[Outcome] = []
         answered = trio.Event()
 
@@ -128,7 +134,7 @@ class LocalCore:
             outcomes.extend(found)
             answered.set()
 
-        await self.hand_over(integration, events, done)
+        await self.hand_over(integration, events, done, terse)
         await answered.wait()
         return outcomes
 

@@ -56,6 +56,7 @@ class Submit(msgspec.Struct, tag="submit", array_like=True):
     id: int
     integration: str
     events: list[WireEvent]
+    terse: bool = False
 
 
 class Status(msgspec.Struct, tag="status", array_like=True):

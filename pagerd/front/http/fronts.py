@@ -161,23 +161,29 @@ class _Channel:
         while self._in_flight >= MAX_IN_FLIGHT:
             await self._room.park()
         id = message.id
+        held = True  # this submission's place among those in flight, given back once
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._in_flight -= 1
+                self._room.unpark()
 
         def done(outcomes: list[tuple[bytes, str]]) -> None:
-            self._in_flight -= 1
-            self._room.unpark()
+            give_back()
             self.send(replied(id, outcomes))
 
+        self._in_flight += 1
         try:
             events = [from_wire(event) for event in message.events]
-            self._in_flight += 1
-            try:
-                await self._fronts.core.hand_over(message.integration, events, done)
-            except BaseException:
-                self._in_flight -= 1  # nothing routed, or the rest decided: no reply will come
-                raise
+            core = self._fronts.core
+            await core.hand_over(message.integration, events, done, message.terse)
         except OverRate as over:
+            give_back()
             self.send(encode(Limited(id, over.integration, over.retry_after)))
         except Exception:
+            give_back()
             log.exception("http front pid=%s: cannot hand over a submission", self.pid)
             self.send(encode(Failed(id)))
 

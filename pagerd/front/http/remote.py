@@ -163,9 +163,11 @@ class RemoteCore:
             self._counted = True
             self._wake.unpark()
 
-    async def submit(self, integration: str, events: Sequence[Submission]) -> list[Outcome]:
+    async def submit(
+        self, integration: str, events: Sequence[Submission], *, terse: bool = False
+    ) -> list[Outcome]:
         wire = [to_wire(submission) for submission in events]
-        answer = await self._ask(lambda id: Submit(id, integration, wire))
+        answer = await self._ask(lambda id: Submit(id, integration, wire, terse))
         if isinstance(answer, Replied):
             return outcomes_of(answer)
         raise self._unexpected(answer)
