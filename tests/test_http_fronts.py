@@ -1,10 +1,12 @@
 """The HTTP front door served by front processes (`http.workers = 2`): the same answers as in
 the core's own process, limits that are the daemon's and not each front's, metrics in the core,
-a front killed with -9 replaced with nothing lost or doubled, reloads that reach the fronts, and
-a clean stop that answers what is in flight.
+a front killed with -9 replaced with nothing lost or doubled, reloads that reach the fronts, a
+clean stop that answers what is in flight, and garbage (tests/test_http_fuzz.py's) answered 4xx
+through a front with nothing recorded.
 
-The daemon runs in-process on the real clock (its fronts are real processes); every wait polls
-with a deadline, never a fixed sleep, and every test has a `trio.fail_after`.
+The daemon runs in-process on the real clock (its fronts are real processes), or as the real
+`pagerd` process for the fuzz; every wait polls with a deadline, never a fixed sleep, and every
+async test has a `trio.fail_after`.
 """
 
 from __future__ import annotations
@@ -12,24 +14,31 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 import pytest
 import trio
 import trustme
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pagerd import app
 from pagerd.config import Config
 from pagerd.front.http.fronts import Fronts
 from pagerd.front.http.limits import FAILED_BURST
 from pagerd.timing.clock import Clock
+from tests import test_http_fuzz as fuzz
 from tests.harness import T0, metric_samples, metrics_text, running, steps, until
 from tests.http import CRON, INTEGRATIONS, KEYS, auth, base_url, keyed_config
+from tests.processes import Pagerd, pager
+from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -349,3 +358,57 @@ async def test_a_clean_stop_answers_what_the_fronts_have_in_flight(tmp_path: Pat
             assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["incident"]["id"] == "api#1"
             await stream.aclose()
         assert fronts.closed.is_set() and fronts.pids() == []
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pagerd, int, Config]]:
+    """A real pagerd process whose HTTP is served by one front process, for every example."""
+    folder = tmp_path_factory.mktemp("fronts-fuzz")
+    port = free_port()
+    http = INTEGRATIONS.replace("workers = 0", "workers = 1").replace(
+        'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'
+    )
+    config = keyed_config(folder, KEYS, http)
+    daemon = Pagerd(config.path, config.socket, folder / "err.log")
+    daemon.start()
+    try:
+        yield daemon, port, config
+    finally:
+        daemon.stop()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sent=st.lists(fuzz.requests, min_size=1, max_size=12))
+def test_garbage_through_a_front_gets_a_clear_4xx_and_changes_nothing(
+    fuzzed: tuple[Pagerd, int, Config], sent: list[fuzz.Sent]
+) -> None:
+    daemon, port, config = fuzzed
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        for (method, pattern), body, segment, key in sent:
+            quoted = quote(segment, safe="")
+            path = pattern.replace("{service}", quoted).replace("{key}", quoted)
+            headers = {} if key is None else {"authorization": f"Bearer {key}"}
+            response = client.request(method, path, content=body, headers=headers)
+            status = response.status_code
+            assert 400 <= status < 500 or (method == "GET" and status == 200), (status, path)
+            if status != 200:
+                answer = response.json()
+                error = answer.get("error", answer)
+                assert error["message"] and (error.get("code") or error.get("status"))
+        assert client.get("/-/ready").status_code == 200
+    status = json.loads(pager(daemon.socket, "status", "--json").stdout)
+    assert all(s["state"] == "healthy" for s in status["services"])
+    assert not config.log_path.exists() or config.log_path.read_text() == ""
+
+
+async def test_a_socket_systemd_passed_is_served_by_the_fronts(tmp_path: Path) -> None:
+    passed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    passed.bind(("127.0.0.1", 0))
+    passed.listen()
+    port = passed.getsockname()[1]
+    with trio.fail_after(60):
+        async with running(fronts_config(tmp_path), offload=None, activated_http=passed) as daemon:
+            assert fronts_of(daemon).ports == [port]
+            for _ in range(4):  # whichever front takes each
+                answer = await raw(port, get("/status/api", KEYS["ops"]))
+                assert answer.startswith(b"HTTP/1.1 200 ")
