@@ -260,8 +260,9 @@ async def serve(
     `task_status.started()` is called, and systemd told READY=1, once the database is recovered
     and the socket listens. `activated` is a listening socket passed by systemd; otherwise the
     configured path is bound; `activated_http` likewise for the HTTP front door's
-    `http.listen`. `http_routes` are served besides the built-in ones (tests; with
-    `http.workers = 0` only: a front process serves the table's). `transports`
+    `http.listen`. `http_routes` are served in this process besides the table's
+    (`pagerd/front/http/table.py`): with front processes, those forward their requests here
+    whole (tests; a route that needs what only the core has). `transports`
     replaces some channels' transports (tests, dry runs).
     """
     # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
@@ -579,10 +580,10 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     daemon.core.front = daemon.front_config(config)
     workers = config.http.front_processes
     if workers > 0:
-        if parts.http_routes:
-            raise ValueError("http_routes are served in this process only (http.workers = 0)")
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-        daemon.http = Fronts(workers, listeners, daemon.core, metrics, daemon.core.front, level)
+        daemon.http = Fronts(
+            workers, listeners, daemon.core, metrics, daemon.core.front, level, parts.http_routes
+        )
         return listeners
     routes = [*http_routes_of(daemon.core, metrics), *parts.http_routes]
     daemon.http_app = HttpApp(routes, daemon.core, metrics)

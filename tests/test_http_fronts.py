@@ -31,8 +31,11 @@ from hypothesis import strategies as st
 
 from pagerd import app
 from pagerd.config import Config
+from pagerd.front.core import OverRate
+from pagerd.front.http.asgi import Response
 from pagerd.front.http.fronts import Fronts
 from pagerd.front.http.limits import FAILED_BURST
+from pagerd.front.http.routes import Call, Route
 from pagerd.timing.clock import Clock
 from tests import test_http_fuzz as fuzz
 from tests.harness import T0, metric_samples, metrics_text, running, steps, until
@@ -412,3 +415,38 @@ async def test_a_socket_systemd_passed_is_served_by_the_fronts(tmp_path: Path) -
             for _ in range(4):  # whichever front takes each
                 answer = await raw(port, get("/status/api", KEYS["ops"]))
                 assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_route_served_in_the_core_is_forwarded_whole_by_the_fronts(
+    tmp_path: Path,
+) -> None:
+    async def echo(call: Call) -> Response:
+        assert call.integration is not None
+        return Response.json(
+            200,
+            {"pid": os.getpid(), "by": call.integration.name, "body": call.body.decode()},
+            ("x-served", "core"),
+        )
+
+    async def busy(call: Call) -> Response:
+        raise OverRate("ops", 7)  # what `core.submit` raises past the integration's rate
+
+    in_core = [
+        Route("POST", "/echo/{what}", echo, auth="rest", body=True,
+              doc={"summary": "Echo", "responses": ("200",)}),
+        Route("GET", "/busy", busy, auth="rest", over_rate=503),
+    ]  # fmt: skip
+    with trio.fail_after(60):
+        config = fronts_config(tmp_path)
+        async with running(config, offload=None, http_routes=in_core) as daemon:  # noqa: SIM117
+            async with httpx.AsyncClient(base_url=base_url(daemon), timeout=10) as client:
+                echoed = await client.post("/echo/x", content=b"hello", headers=auth())
+                assert echoed.status_code == 200, echoed.text
+                assert echoed.json() == {"pid": os.getpid(), "by": "ops", "body": "hello"}
+                assert echoed.headers["x-served"] == "core"
+                # Keys are checked by the front, as for any route: nothing reaches the core.
+                assert (await client.post("/echo/x", headers=auth("am"))).status_code == 401
+                limited = await client.get("/busy", headers=auth())
+                assert (limited.status_code, limited.headers["retry-after"]) == (503, "7")
+                document = (await client.get("/openapi.json")).json()
+                assert "/echo/{what}" in document["paths"]

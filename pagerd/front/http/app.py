@@ -20,7 +20,7 @@ import msgspec
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from pagerd.front.core import Core, CoreUnavailable, OverRate
+from pagerd.front.core import Core, CoreUnavailable
 from pagerd.front.http.asgi import (
     Disconnected,
     Response,
@@ -33,7 +33,7 @@ from pagerd.front.http.asgi import (
 from pagerd.front.http.auth import authenticate, bearer
 from pagerd.front.http.limits import FailedKeys
 from pagerd.front.http.openapi import document
-from pagerd.front.http.routes import Call, Route, allowed, find
+from pagerd.front.http.routes import Call, Route, allowed, find, handle
 from pagerd.operations.metrics import Metrics
 
 log = logging.getLogger("pagerd.http")
@@ -164,19 +164,7 @@ class HttpApp:
             except trio.TooSlowError:
                 message = f"the body took over {limits.read_timeout:g}s (http.read_timeout)"
                 return error(408, "timeout", message, ("connection", "close"))
-        try:
-            return await route.handler(
-                Call(scope["method"], path, params, headers, body, integration)
-            )
-        except OverRate as over:
-            # The core keeps every integration's rate, for all the fronts at once.
-            retry = ("retry-after", str(over.retry_after))
-            return error(route.over_rate, "busy", str(over), retry)
-        except CoreUnavailable as exc:
-            return error(503, "unavailable", str(exc), ("retry-after", "1"))
-        except Exception:  # a bug in one handler: this request's, not the server's
-            log.exception("http %s %s failed", scope["method"], route.name)
-            return error(500, "internal", "internal error")
+        return await handle(route, Call(scope["method"], path, params, headers, body, integration))
 
     async def _healthy(self, call: Call) -> Response:
         return Response.json(200, {"ok": True, "healthy": True})

@@ -6,11 +6,12 @@ for that front and handed to it at its start: nothing else can connect to it, so
 in on it is from pagerd's own front, and an integration named in it is the one whose key the
 front checked.
 
-Front to core: `Serving` once it accepts; `Submit`, `Status`, `History`, `Ready` and `WrongKey`
-(each with an id, answered by id, many in flight at once); `Counts` (its HTTP metrics since the
-last). Core to front: `Configure` (first, then on each reload), `Replied`, `Limited`,
-`ReadyAnswer`, `Noted` (the answers), `Block` (an address past its wrong keys, for every front)
-and `Drain` (a clean stop).
+Front to core: `Serving` once it accepts; `Submit`, `Status`, `History`, `Ready`, `WrongKey`
+and `Forward` (a whole request for a route served in the core) (each with an id, answered by
+id, many in flight at once); `Counts` (its HTTP metrics since the last). Core to front:
+`Configure` (first, then on each reload), `Replied`, `Limited`, `ReadyAnswer`, `Noted`,
+`Answered`, `Failed` (the answers), `Block` (an address past its wrong keys, for every front) and
+`Drain` (a clean stop).
 
 Keys cross it in `Configure`, and nowhere else; no message is ever logged.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import msgspec
 import trio
@@ -28,6 +29,7 @@ from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, Resolve, Source
 from pagerd.config.channels import Secret
 from pagerd.config.http import FrontConfig, HttpConfig, HttpLimits, Integration
 from pagerd.front.core import Outcome, Submission
+from pagerd.front.http.routes import Route
 
 MAX_MESSAGE: Final = 256 * 1024 * 1024
 """A message longer than this breaks the channel (a bug, never a client's doing: a front sends
@@ -80,6 +82,20 @@ class WrongKey(msgspec.Struct, tag="wrong_key", array_like=True):
     address: str
 
 
+class Forward(msgspec.Struct, tag="forward", array_like=True):
+    """A request for a route served in the core (`WireRoute`), authenticated and read whole by
+    the front: the core's handler answers it."""
+
+    id: int
+    method: str
+    pattern: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    integration: str | None
+
+
 class Counts(msgspec.Struct, tag="counts", array_like=True):
     """Increments since the last `Counts`: HTTP answers by (route, code), and wrong keys by the
     integration type asked for."""
@@ -88,7 +104,7 @@ class Counts(msgspec.Struct, tag="counts", array_like=True):
     auth_failures: list[tuple[str, int]]
 
 
-ToCore: TypeAlias = Serving | Submit | Status | History | Ready | WrongKey | Counts
+ToCore: TypeAlias = Serving | Submit | Status | History | Ready | WrongKey | Forward | Counts
 
 
 class WireIntegration(msgspec.Struct, array_like=True):
@@ -101,12 +117,28 @@ class WireIntegration(msgspec.Struct, array_like=True):
     heartbeat_alert: str | None
 
 
+class WireRoute(msgspec.Struct, array_like=True):
+    """A route served in the core (`Route` but its handler): the front routes, authenticates
+    and reads a request for it as for any, then forwards it whole (`Forward`)."""
+
+    method: str
+    pattern: str
+    auth: str | None
+    key_in_path: bool
+    body: bool
+    over_rate: int
+    doc: dict[str, Any]
+
+
 class Configure(msgspec.Struct, tag="configure", array_like=True):
     tls: tuple[str, str] | None
     public_url: str | None
     limits: tuple[int, float, float, int, float, int]
     integrations: list[WireIntegration]
     services: list[str]
+    routes: list[WireRoute] = []
+    """The routes served in the core: read at the front's start (a reload does not change
+    them)."""
 
 
 class Replied(msgspec.Struct, tag="replied", array_like=True):
@@ -129,6 +161,16 @@ class Failed(msgspec.Struct, tag="failed", array_like=True):
     id: int
 
 
+class Answered(msgspec.Struct, tag="answered", array_like=True):
+    """The core's answer to a `Forward`."""
+
+    id: int
+    status: int
+    body: bytes
+    content_type: str
+    headers: list[tuple[str, str]]
+
+
 class ReadyAnswer(msgspec.Struct, tag="ready_answer", array_like=True):
     id: int
     why: str | None
@@ -149,7 +191,9 @@ class Drain(msgspec.Struct, tag="drain", array_like=True):
     """Stop accepting; answer what is in flight; then exit."""
 
 
-ToFront: TypeAlias = Configure | Replied | Limited | Failed | ReadyAnswer | Noted | Block | Drain
+ToFront: TypeAlias = (
+    Configure | Replied | Limited | Failed | ReadyAnswer | Noted | Answered | Block | Drain
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -208,8 +252,21 @@ def _source(source: Source | None) -> tuple[str, str] | None:
     return None if source is None else (source.integration, source.key)
 
 
-def configure(front: FrontConfig) -> Configure:
-    """What a front is sent of `front`: the keys included, the services by name."""
+def wire_route(route: Route) -> WireRoute:
+    return WireRoute(
+        route.method,
+        route.pattern,
+        route.auth,
+        route.key_in_path,
+        route.body,
+        route.over_rate,
+        dict(route.doc),
+    )
+
+
+def configure(front: FrontConfig, routes: Sequence[Route] = ()) -> Configure:
+    """What a front is sent of `front` (the keys included, the services by name), and the
+    routes served in the core."""
     http, limits = front.http, front.http.limits
     return Configure(
         tls=None if http.tls is None else (str(http.tls[0]), str(http.tls[1])),
@@ -235,6 +292,7 @@ def configure(front: FrontConfig) -> Configure:
             for i in front.integrations.values()
         ],
         services=list(front.services),
+        routes=[wire_route(route) for route in routes],
     )
 
 

@@ -23,19 +23,22 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import trio
 
 from pagerd.config.http import FrontConfig
 from pagerd.front.core import OverRate
+from pagerd.front.http.asgi import Response, error
 from pagerd.front.http.channel import (
+    Answered,
     Block,
     BrokenChannel,
     Counts,
     Drain,
     Failed,
+    Forward,
     History,
     Limited,
     Noted,
@@ -54,6 +57,7 @@ from pagerd.front.http.channel import (
     to_core,
 )
 from pagerd.front.http.limits import FailedKeys
+from pagerd.front.http.routes import Call, Route, handle
 from pagerd.front.http.shared import SharedSeats
 from pagerd.front.local import LocalCore
 from pagerd.operations.metrics import Metrics
@@ -147,6 +151,9 @@ class _Channel:
         elif isinstance(message, (Status, History, Ready)):
             await self._reads.acquire()
             nursery.start_soon(self._read_one, message)
+        elif isinstance(message, Forward):
+            await self._reads.acquire()
+            nursery.start_soon(self._forward, message)
         elif isinstance(message, WrongKey):
             self._fronts.wrong_key(message.address)
             self.send(encode(Noted(message.id)))
@@ -206,6 +213,22 @@ class _Channel:
         finally:
             self._reads.release()
 
+    async def _forward(self, message: Forward) -> None:
+        """A request for a route served in the core, answered by its handler here."""
+        try:
+            self.send(_answered(message.id, await self._fronts.answer(message)))
+        except Exception:
+            log.exception("http front pid=%s: cannot serve a forwarded request", self.pid)
+            self.send(encode(Failed(message.id)))
+        finally:
+            self._reads.release()
+
+
+def _answered(id: int, response: Response) -> bytes:
+    return encode(
+        Answered(id, response.status, response.body, response.content_type, list(response.headers))
+    )
+
 
 class _Start:
     """One front's start: whether it has said it serves, and whom to tell when it does."""
@@ -230,19 +253,25 @@ class Fronts:
         metrics: Metrics,
         front: FrontConfig,
         log_level: str = "info",
+        in_core: Sequence[Route] = (),
     ) -> None:
         """`count` front processes serving `listeners` (kept open here, for the next front),
-        reaching `core`; `front` is the config they serve first."""
+        reaching `core`; `front` is the config they serve first. `in_core` are routes served
+        here, in the core: a front forwards their requests whole (for a route that needs what
+        only the core has; the others are the table's, handled in the fronts)."""
         self.core = core
+        self._in_core_routes = list(in_core)
+        self.in_core = {(route.method, route.pattern): route for route in in_core}
         self._count = count
         self._listeners = listeners
         self._metrics = metrics
         self._log_level = log_level
         self._wrong_keys = FailedKeys()
         self._seats = SharedSeats.create(count)
-        self._configure = encode(configure(front))
+        self._configure = encode(configure(front, self._in_core_routes))
         self._channels: dict[int, _Channel] = {}
         self._draining = False
+        self._drained = trio.Event()  # set by `drain`
         self.ports: list[int] = [listener.socket.getsockname()[1] for listener in listeners]
         self.closed = trio.Event()
 
@@ -261,7 +290,7 @@ class Fronts:
 
     def configure(self, front: FrontConfig) -> None:
         """Serve `front` from now on (a reload): every front is sent it, and each new one."""
-        self._configure = encode(configure(front))
+        self._configure = encode(configure(front, self._in_core_routes))
         for channel in self._channels.values():
             channel.send(self._configure)
 
@@ -272,6 +301,7 @@ class Fronts:
         if self._draining:
             return
         self._draining = True
+        self._drained.set()
         for channel in self._channels.values():
             channel.send(encode(Drain()))
         for listener in self._listeners:
@@ -286,6 +316,22 @@ class Fronts:
             block = encode(Block(address, wait))
             for channel in self._channels.values():
                 channel.send(block)
+
+    async def answer(self, message: Forward) -> Response:
+        """The answer of the route served in the core that `message` is for."""
+        route = self.in_core.get((message.method, message.pattern))
+        if route is None:
+            return error(404, "not_found", "no such endpoint (see /openapi.json)")
+        integration = None
+        if message.integration is not None:
+            integration = self.core.config().integrations.get(message.integration)
+            if integration is None:  # a reload removed it since the front checked its key
+                return error(401, "unauthorized", "the key is no longer an integration's")
+        call = Call(
+            message.method, message.path, message.params, message.headers, message.body,
+            integration,
+        )  # fmt: skip
+        return await handle(route, call)
 
     def count(self, counts: Counts) -> None:
         for route, code, n in counts.requests:
@@ -342,6 +388,11 @@ class Fronts:
                 log.exception("http front %d failed", slot)
                 code = None
             served = served or start.served
+            if code == 0 and not self._draining:
+                # A clean exit is a front told to stop by a signal: systemd's SIGTERM at a stop,
+                # which reaches pagerd at the same moment. Give pagerd's own stop a moment.
+                with trio.move_on_after(RESTART_MIN):
+                    await self._drained.wait()
             if self._draining:
                 return
             if not served and (code is None or code >= 0):

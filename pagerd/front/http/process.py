@@ -51,7 +51,9 @@ class Front:
         self.tls: ssl.SSLContext | None = None
         if config.http.tls is not None:
             self.tls = tls_context(*config.http.tls)
-        app = HttpApp(routes(core, metrics), core, metrics, FrontWrongKeys(core))
+        # The table's routes, handled here; then those served in the core, forwarded whole.
+        served = [*routes(core, metrics), *core.forwarded()]
+        app = HttpApp(served, core, metrics, FrontWrongKeys(core))
         self.server = HttpServer(
             app,
             config.http.limits,

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import trio
 
 from pagerd.config.http import FrontConfig
 from pagerd.front.core import CoreUnavailable, Outcome, OverRate, Submission
+from pagerd.front.http.asgi import Response
 from pagerd.front.http.channel import (
+    Answered,
     Block,
     BrokenChannel,
     Configure,
     Counts,
     Drain,
     Failed,
+    Forward,
     History,
     Limited,
     Reader,
@@ -36,6 +39,7 @@ from pagerd.front.http.channel import (
     Submit,
     ToCore,
     ToFront,
+    WireRoute,
     WrongKey,
     encode,
     front_config,
@@ -44,6 +48,7 @@ from pagerd.front.http.channel import (
     to_wire,
 )
 from pagerd.front.http.limits import MAX_ADDRESSES
+from pagerd.front.http.routes import Call, Route
 from pagerd.operations.metrics import Counter
 
 __all__ = ["Blocked", "RemoteCore"]
@@ -121,6 +126,8 @@ class RemoteCore:
         self._waiting: dict[int, _Waiter] = {}
         self._next_id = 0
         self._config: FrontConfig | None = None
+        self.in_core: list[WireRoute] = []
+        """The routes served in the core, from the first config."""
         self._first = trio.Event()
         self._requests = _Shipped(requests)
         self._auth_failures = _Shipped(auth_failures)
@@ -182,6 +189,29 @@ class RemoteCore:
         answer = await self._ask(Ready)
         if isinstance(answer, ReadyAnswer):
             return answer.why
+        raise self._unexpected(answer)
+
+    def forwarded(self) -> list[Route]:
+        """The routes served in the core, each handled here by forwarding its request whole."""
+        return [
+            Route(
+                r.method, r.pattern, _forwarding(self, r), r.auth, r.key_in_path, r.body,
+                r.over_rate, r.doc,
+            )
+            for r in self.in_core
+        ]  # fmt: skip
+
+    async def forward(self, route: WireRoute, call: Call) -> Response:
+        """`call` for `route`, answered by the core's handler."""
+        name = None if call.integration is None else call.integration.name
+        answer = await self._ask(
+            lambda id: Forward(
+                id, call.method, route.pattern, call.path, dict(call.params),
+                dict(call.headers), call.body, name,
+            )
+        )  # fmt: skip
+        if isinstance(answer, Answered):
+            return Response(answer.status, answer.body, answer.content_type, tuple(answer.headers))
         raise self._unexpected(answer)
 
     async def wrong_key(self, address: str) -> None:
@@ -256,6 +286,7 @@ class RemoteCore:
             first = self._config is None
             self._config = front_config(message)
             if first:
+                self.in_core = message.routes
                 task_status.started()
             elif self.configured is not None:
                 self.configured(self._config)
@@ -268,3 +299,10 @@ class RemoteCore:
             if waiter is not None:
                 waiter.answer = message
                 waiter.event.set()
+
+
+def _forwarding(core: RemoteCore, route: WireRoute) -> Callable[[Call], Awaitable[Response]]:
+    async def forward(call: Call) -> Response:
+        return await core.forward(route, call)
+
+    return forward

@@ -3,13 +3,17 @@ the OpenAPI document says of it. One table, so the document cannot drift from th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
 
 from pagerd.config.http import Integration
-from pagerd.front.http.asgi import Response
+from pagerd.front.core import CoreUnavailable, OverRate
+from pagerd.front.http.asgi import Response, error
+
+log = logging.getLogger("pagerd.http")
 
 
 @attrs.frozen
@@ -84,3 +88,19 @@ def allowed(routes: list[Route], path: str) -> str:
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
+
+
+async def handle(route: Route, call: Call) -> Response:
+    """`route`'s answer to `call`: its handler's, or the answer to what the handler raised (the
+    integration past its rate, the core gone, a bug: this request's, not the server's)."""
+    try:
+        return await route.handler(call)
+    except OverRate as over:
+        # The core keeps every integration's rate, for all the fronts at once.
+        retry = ("retry-after", str(over.retry_after))
+        return error(route.over_rate, "busy", str(over), retry)
+    except CoreUnavailable as exc:
+        return error(503, "unavailable", str(exc), ("retry-after", "1"))
+    except Exception:
+        log.exception("http %s %s failed", call.method, route.name)
+        return error(500, "internal", "internal error")
