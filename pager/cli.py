@@ -317,6 +317,8 @@ def _entry(entry: dict[str, Any]) -> str:
     )
     if entry.get("integration"):
         who += f" via {entry['integration']}"
+    if entry.get("via"):
+        who += f" via {entry['via']}"
     if event == "alert":
         return f"alert{who}: {entry.get('detail') or '(no message)'}"
     if event == "ack":

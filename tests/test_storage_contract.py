@@ -249,6 +249,24 @@ def test_history_names_the_integration_an_event_came_in_through(storage: Storage
     ]
 
 
+def test_history_says_how_a_person_answered(storage: Storage) -> None:
+    """An ack from a phone (a link, an SMS reply, a Slack button) or the console names the way
+    it came (`via`), beside who it was: the history says both."""
+    incident = Incident(1, T0, "down", deadline=T0 + 60)
+    after = ServiceState("api", 1, incident)
+    storage.write([Transition(ServiceState("api"), after, (), T0, EventRecord("alert", "down"))])
+    ack = EventRecord("ack", by="sms:+14155550100", via="sms")
+    acked = attrs.evolve(after, incident=attrs.evolve(incident, acknowledged_at=T0 + 1))
+    storage.write([Transition(after, acked, (), T0 + 1, ack)])
+    history = storage.history("api", 1)
+    assert history is not None
+    assert [entry for _, entry in history.timeline][-1] == {
+        "event": "ack",
+        "by": "sms:+14155550100",
+        "via": "sms",
+    }
+
+
 # The outbox's read-back. ----------------------------------------------------------------------
 
 

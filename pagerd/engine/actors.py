@@ -91,6 +91,9 @@ class Envelope:
     reply: Reply | None
     peer: Peer | None = None
     integration: str | None = None  # the HTTP integration it came through, by name
+    via: str | None = None
+    """How a person answered, where not a peer or an integration: `link` (an acknowledge link),
+    `sms` (a reply), `slack` (a button), `console` (the web console). Recorded in history."""
 
 
 @attrs.frozen
@@ -526,6 +529,7 @@ class Services:
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
     """The event as the incident's history keeps it; None if it concerns no incident."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
+    answered = envelope.via
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
         return _heartbeat_record(event, peer, via, before, after)
     if isinstance(event, Timeout):
@@ -544,7 +548,7 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if isinstance(event, Ack):
         if event.source is not None and before.incident == after.incident:
             return None  # an integration's ack of what is acked already, or not firing
-        return EventRecord("ack", None, event.by, peer, via)
+        return EventRecord("ack", None, event.by, peer, via, answered)
     if isinstance(event, Resolve):
         if before == after:
             return None
@@ -554,7 +558,7 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         return EventRecord(
             "resolve", detail + (f", {left} still firing" if left else ""), None, peer, via
         )
-    return EventRecord("healthy", None, None, peer, via)
+    return EventRecord("healthy", None, None, peer, via, answered)
 
 
 def _heartbeat_record(

@@ -32,6 +32,9 @@ class EventRecord:
     by: str | None = None
     peer: Peer | None = None
     integration: str | None = None
+    via: str | None = None
+    """How a person answered where not over the socket or an integration: `link`, `sms`,
+    `slack`, `console` (see `pagerd.engine.actors.Envelope.via`)."""
 
 
 @attrs.frozen

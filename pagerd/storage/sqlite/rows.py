@@ -49,7 +49,7 @@ _DELETE_HEARTBEATS: Final = (
 )
 _INSERT_EVENTS: Final = (
     "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user, peer_pid,"
-    f" integration) SELECT {_select(10)} FROM json_each(?)"
+    f" integration, via) SELECT {_select(11)} FROM json_each(?)"
 )
 _INSERT_NOTIFICATIONS: Final = (
     "INSERT INTO notifications (id, service, incident, round, level, channel, address, message,"
@@ -143,6 +143,7 @@ class _Rows:
                     None if peer is None else peer.user,
                     None if peer is None else peer.pid,
                     t.event.integration,
+                    t.event.via,
                 ]
             )
         for n in t.notifications:

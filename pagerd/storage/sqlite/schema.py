@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -136,6 +136,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     7: _HEARTBEATS,
     # Whether a plain alert holds an incident open (`Incident.held_by_alert`).
     8: _HELD_BY_ALERT,
+    # How a person answered (`EventRecord.via`: link, sms, slack, console).
+    9: "ALTER TABLE events ADD COLUMN via TEXT;",
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

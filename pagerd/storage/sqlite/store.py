@@ -55,7 +55,7 @@ in 6 bytes of JSON), a `history` reply stays under 7 MB; a usual one is a few kB
 # notifications decided, and their delivery attempts (a few per target).
 _COUNT_EVENTS: Final = "SELECT COUNT(*) FROM events WHERE service = ? AND incident = ?"
 _SELECT_EVENTS: Final = (
-    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration FROM events"
+    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration, via FROM events"
     " WHERE service = ? AND incident = ? ORDER BY seq {order} LIMIT ?"
 )
 _COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
@@ -517,7 +517,7 @@ def _ends(count: int) -> list[tuple[str, int]]:
 def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
     """One history entry as the `history` reply has it (but `at`), from a source's row."""
     if kind == 0:
-        op, detail, by, uid, user, pid, integration = fields
+        op, detail, by, uid, user, pid, integration, via = fields
         entry: dict[str, object] = {"event": op}
         if detail is not None:
             entry["detail"] = detail
@@ -527,6 +527,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
             entry["peer"] = {"uid": uid, "user": user, "pid": pid}
         if integration is not None:
             entry["integration"] = integration
+        if via is not None:
+            entry["via"] = via
         return entry
     nid, channel, address, round_, level, *attempt = fields
     entry = {
