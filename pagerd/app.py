@@ -19,6 +19,7 @@ import trio
 from pager.domain import ServiceState
 from pager.ports import Transport
 from pagerd.access import peers
+from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import tls_context
 from pagerd.delivery.lanes import build_lanes
@@ -28,9 +29,11 @@ from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
 from pagerd.front.http.asgi import Response
+from pagerd.front.http.console import Console
 from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import Rest
+from pagerd.front.http.submit import submit_answer
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
@@ -546,11 +549,31 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         assert daemon.http_app is not None  # set below, before any request is served
         return daemon.http_app.over_rate(integration, status)
 
+    try:
+        keys = await parts.file_offload(lambda: SigningKeys.load_or_create(config.state_dir))
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
+
+    def secure() -> bool:
+        """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
+        public_url = services.config.http.public_url or ""
+        return daemon.tls is not None or public_url.lower().startswith("https:")
+
+    console = Console(
+        lambda: services.config,
+        daemon.server.read,
+        lambda service, event, via: submit_answer(services, service, event, via),
+        keys,
+        daemon.clock.now,
+        secure,
+    )
     # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
-    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); the web
+    # console (under /console/, answering 404 while [console] is not configured).
     routes = [
         *Rest(services, daemon.server.read).routes(),
         *Hooks(services, metrics, over_rate).routes(),
+        *console.routes(),
         *parts.http_routes,
     ]
     daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)

@@ -100,9 +100,9 @@ class HttpApp:
         headers = header_map(scope)
         config = self._config()
         integration = None
+        client = scope.get("client")
+        address = client[0] if client else ""
         if route.auth is not None:
-            client = scope.get("client")
-            address = client[0] if client else ""
             # An address that presented too many wrong keys waits, whatever it presents now:
             # guessing a key takes forever (see `FailedKeys`).
             wait = self.failed_keys.retry_after(address)
@@ -130,17 +130,19 @@ class HttpApp:
         body = b""
         if route.body:
             limits = config.http.limits
+            most = min(limits.max_body_bytes, route.max_body or limits.max_body_bytes)
             try:
-                body = await read_body(receive, headers, limits.max_body_bytes, limits.read_timeout)
+                body = await read_body(receive, headers, most, limits.read_timeout)
             except TooLarge:
-                message = f"the body is over {limits.max_body_bytes} bytes (http.max_body_bytes)"
+                bound = "http.max_body_bytes" if most == limits.max_body_bytes else "this form"
+                message = f"the body is over {most} bytes ({bound})"
                 return error(413, "too_large", message, ("connection", "close"))
             except trio.TooSlowError:
                 message = f"the body took over {limits.read_timeout:g}s (http.read_timeout)"
                 return error(408, "timeout", message, ("connection", "close"))
         try:
             return await route.handler(
-                Call(scope["method"], path, params, headers, body, integration)
+                Call(scope["method"], path, params, headers, body, integration, address)
             )
         except Exception:  # a bug in one handler: this request's, not the server's
             log.exception("http %s %s failed", scope["method"], route.name)

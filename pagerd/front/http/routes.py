@@ -22,6 +22,8 @@ class Call:
     headers: Mapping[str, str]
     body: bytes
     integration: Integration | None = None
+    address: str = ""
+    """The client's IP address (the console's sign-in lock-out and trusted proxies use it)."""
 
 
 Handler = Callable[[Call], Awaitable[Response]]
@@ -38,6 +40,8 @@ class Route:
     key_in_path: bool = False
     """The key is the path's `{key}` (a wrong one is 404, as for a path that does not exist)."""
     body: bool = False
+    max_body: int | None = None
+    """A bound on its body below `http.max_body_bytes` (a form of a few fields)."""
     over_rate: int = 429
     """The status an integration past its rate gets (with Retry-After): 503 for a sender that
     drops a 429 (Alertmanager retries only a 5xx)."""

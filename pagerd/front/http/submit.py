@@ -57,3 +57,18 @@ async def submit(
     await services.route([(service, Envelope(event, reply, None, integration.name))])
     await reply.event.wait()
     return reply.line, reply.result
+
+
+async def submit_answer(
+    services: Services, service: str, event: Event, via: str
+) -> tuple[bytes, str]:
+    """Route `event` (a person's `Ack(by=...)`, or `Healthy()` to resolve) to `service`'s actor
+    as answered `via` (`console`, `link`, ...), and give back its reply line and result once
+    decided and committed, as `submit` does for an integration. Who may answer is the caller's
+    to check (a session, a signed link): there is no integration to ask."""
+    if service not in services.config.services:
+        return unknown_service(service), "unknown_service"
+    reply = Waiting()
+    await services.route([(service, Envelope(event, reply, None, None, via=via))])
+    await reply.event.wait()
+    return reply.line, reply.result
