@@ -30,6 +30,7 @@ from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.console import Console
+from pagerd.front.http.console.app import HASHES_AT_ONCE
 from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import Rest
@@ -287,6 +288,7 @@ async def serve(
                     activated_http,
                     http_routes or [],
                     config_offload,
+                    offload or in_thread(trio.CapacityLimiter(HASHES_AT_ONCE)),
                 ),
                 transports or {},
                 outbox_capacity,
@@ -310,6 +312,7 @@ class _Parts:
     activated_http: socket.socket | None
     http_routes: list[Route]
     config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
+    password_offload: Offload  # the console's password checks (scrypt: 32 MiB each)
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -566,6 +569,7 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         keys,
         daemon.clock.now,
         secure,
+        parts.password_offload,
     )
     # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
     # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); the web

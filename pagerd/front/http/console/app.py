@@ -16,7 +16,6 @@ from typing import Any, Final
 
 import attrs
 import msgspec
-import trio
 
 from pager.domain import Ack, Event, Healthy, incident_id, is_service_name
 from pager.protocol import Request
@@ -40,8 +39,9 @@ from pagerd.front.http.asgi import Response
 from pagerd.front.http.console.forms import MAX_FORM_BYTES, FormError, read_form
 from pagerd.front.http.console.lockout import SignInGuard
 from pagerd.front.http.console.pages import Pages
-from pagerd.front.http.console.views import incident_view, overview, timeline
+from pagerd.front.http.console.views import MAX_INCIDENTS, incident_view, overview, timeline
 from pagerd.front.http.routes import Call, Handler, Route
+from pagerd.storage.offload import Offload
 
 log = logging.getLogger("pagerd.console")
 
@@ -54,9 +54,6 @@ HASHES_AT_ONCE: Final = 2
 """Password checks running at once (32 MiB of memory and a tenth of a second each)."""
 MAX_WAITING: Final = 16
 """Sign-ins waiting for a password check past which the next is told busy, at once."""
-STATUS_FRESH: Final = 1.0
-"""Seconds the services' status is reused between requests: many open pages polling read it
-once a second, whatever their number."""
 MAX_NUMBER: Final = 10**18
 
 Read = Callable[[Request], Awaitable[tuple[bytes, str]]]
@@ -83,10 +80,12 @@ class Console:
         keys: SigningKeys,
         now: Callable[[], float],
         secure: Callable[[], bool],
+        hashing: Offload,
     ) -> None:
         """`read` serves `status` and `history` as REST's GETs do; `answer(service, event,
         via)` routes a person's event to its actor and gives its reply once committed; `now`
-        is pagerd's clock (seconds since the epoch); `secure()` whether cookies need HTTPS."""
+        is pagerd's clock (seconds since the epoch); `secure()` whether cookies need HTTPS;
+        `hashing` runs a password check (a thread, at most `HASHES_AT_ONCE` at a time)."""
         self._config = config
         self._read = read
         self._answer = answer
@@ -95,9 +94,8 @@ class Console:
         self._secure = secure
         self._pages = Pages(ROOT)
         self.guard = SignInGuard()
-        self._hashing = trio.CapacityLimiter(HASHES_AT_ONCE)
+        self._hashing = hashing
         self._waiting = 0
-        self._status: tuple[float, list[dict[str, Any]]] | None = None
 
     def routes(self) -> list[Route]:
         incident = ROOT + "/incidents/{service}/{number}"
@@ -190,19 +188,15 @@ class Console:
     async def _overview_context(self, viewer: Viewer) -> dict[str, Any]:
         services = await self._services()
         detailed: dict[str, dict[str, Any]] = {}
-        for status in [s for s in services if s.get("incident") is not None][:50]:
+        for status in [s for s in services if s.get("incident") is not None][:MAX_INCIDENTS]:
             found = await self._read_ok(Request("status", status["service"]))
             if found is not None:
                 detailed[status["service"]] = found
         return {"overview": overview(services, detailed, self._now())}
 
     async def _services(self) -> list[dict[str, Any]]:
-        now = trio.current_time()
-        if self._status is not None and now - self._status[0] < STATUS_FRESH:
-            return self._status[1]
         found = await self._read_ok(Request("status"))
         services: list[dict[str, Any]] = [] if found is None else found["services"]
-        self._status = (now, services)
         return services
 
     async def _incident(self, call: Call) -> Response:
@@ -357,14 +351,13 @@ class Console:
         )
 
     async def _password_matches(self, user: ConsoleUser | None, password: str) -> bool:
-        """Whether `user` has a password and this is it; checked in a thread (a tenth of a
-        second of scrypt), at most `HASHES_AT_ONCE` at a time. A user who does not exist is
-        checked against a made-up hash all the same: the time taken does not tell."""
+        """Whether `user` has a password and this is it; checked off the loop (a tenth of a
+        second of scrypt). A user who does not exist is checked against a made-up hash all the
+        same: the time taken does not tell."""
         hashed = DUMMY if user is None or user.password is None else user.password
         self._waiting += 1
         try:
-            async with self._hashing:
-                matched = await trio.to_thread.run_sync(hashed.matches, password)
+            matched = await self._hashing(lambda: hashed.matches(password))
         finally:
             self._waiting -= 1
         return matched and user is not None and user.password is not None
