@@ -54,7 +54,8 @@ HASHES_AT_ONCE: Final = 2
 """Password checks running at once (32 MiB of memory and a tenth of a second each)."""
 MAX_WAITING: Final = 16
 """Sign-ins waiting for a password check past which the next is told busy, at once."""
-MAX_NUMBER: Final = 10**18
+MAX_NAME: Final = 65
+"""What of a sign-in's user name is kept (a valid one is at most 64): the lock-out's memory."""
 
 Read = Callable[[Request], Awaitable[tuple[bytes, str]]]
 Answer = Callable[[str, Event, str], Awaitable[tuple[bytes, str]]]
@@ -277,6 +278,8 @@ class Console:
             )
         event: Event = Ack(by=viewer.name) if action == "ack" else Healthy()
         line, result = await self._answer(service, event, "console")
+        # The history records an ack's `by`; a resolve (`healthy`) has none, so this says who.
+        log.info("console: %s asked to %s %s: %s", viewer.name, action, shown, result)
         if result != "ok":
             reply = _decode(line)
             message = str(reply.get("error", {}).get("message", result))
@@ -323,7 +326,8 @@ class Console:
         nonce = _cookies(call.headers).get(SIGN_IN_COOKIE, "")
         if not sign_in_valid(self._keys, nonce, form["csrf"]):
             return self._sign_in_page(console, "The form had expired: please try again.", 403)
-        name, password = form["username"].strip(), form["password"]
+        # A name is at most 64 characters: a longer one is counted (and locked out) by its start.
+        name, password = form["username"].strip()[:MAX_NAME], form["password"]
         now = self._now()
         wait = self.guard.retry_after(name, call.address, now)
         if wait is not None:
