@@ -262,7 +262,10 @@ class Ack:
 @attrs.frozen
 class Healthy:
     """The service is healthy: the open incident closes, whatever is still firing (which is
-    forgotten: an alert firing again afterwards opens a new incident)."""
+    forgotten: an alert firing again afterwards opens a new incident). `by` names who said so,
+    for the history, where a person did (a resolve from the console, a link, a phone)."""
+
+    by: str | None = None
 
 
 @attrs.frozen

@@ -245,6 +245,10 @@ async def test_resolve_closes_the_incident_and_a_stale_page_is_told_so(
             done = await client.post("/console/incidents/api/1/resolve", data={"csrf": token})
             assert done.status_code == 200 and "Resolved api#1." in done.text
             assert (await status(daemon))["state"] == "healthy"
+            async with connect(daemon.config.socket) as conn:
+                history = await conn.request("history", incident="api#1")
+            [healthy] = [e for e in history["timeline"] if e["event"] == "healthy"]
+            assert (healthy["by"], healthy["via"]) == ("alice", "console")
             await alert(daemon)  # api#2 opens; the old page's button names api#1
             stale = await client.post("/console/incidents/api/1/ack", data={"csrf": token})
             assert stale.status_code == 409 and "api#1 is closed" in stale.text

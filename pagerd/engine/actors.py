@@ -34,6 +34,7 @@ from pager.domain import (
     Ack,
     Alert,
     Event,
+    Healthy,
     Heartbeat,
     HeartbeatMissed,
     Notify,
@@ -558,7 +559,8 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         return EventRecord(
             "resolve", detail + (f", {left} still firing" if left else ""), None, peer, via
         )
-    return EventRecord("healthy", None, None, peer, via, answered)
+    by = event.by if isinstance(event, Healthy) else None
+    return EventRecord("healthy", None, by, peer, via, answered)
 
 
 def _heartbeat_record(

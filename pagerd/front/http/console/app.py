@@ -276,7 +276,7 @@ class Console:
             return await self._incident_page(
                 call, "incident.html", f"{shown} is closed: nothing to {action}.", 409
             )
-        event: Event = Ack(by=viewer.name) if action == "ack" else Healthy()
+        event: Event = Ack(by=viewer.name) if action == "ack" else Healthy(by=viewer.name)
         line, result = await self._answer(service, event, "console")
         # The history records an ack's `by`; a resolve (`healthy`) has none, so this says who.
         log.info("console: %s asked to %s %s: %s", viewer.name, action, shown, result)
