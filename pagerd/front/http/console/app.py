@@ -278,7 +278,6 @@ class Console:
             )
         event: Event = Ack(by=viewer.name) if action == "ack" else Healthy(by=viewer.name)
         line, result = await self._answer(service, event, "console")
-        # The history records an ack's `by`; a resolve (`healthy`) has none, so this says who.
         log.info("console: %s asked to %s %s: %s", viewer.name, action, shown, result)
         if result != "ok":
             reply = _decode(line)
