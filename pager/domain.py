@@ -253,16 +253,22 @@ class Alert:
 @attrs.frozen
 class Ack:
     """Acknowledge the open incident. With a `source`, only while that source is firing (an
-    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty)."""
+    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty).
+    With an `incident` number, only that incident: an answer to one page (an SMS reply code, a
+    Slack button, a link) is refused once that incident has closed, never taken by the next."""
 
     by: str | None = None
     source: Source | None = None
+    incident: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
 class Healthy:
     """The service is healthy: the open incident closes, whatever is still firing (which is
-    forgotten: an alert firing again afterwards opens a new incident)."""
+    forgotten: an alert firing again afterwards opens a new incident). With an `incident`
+    number (a person closing the incident a page named), only while that one is open."""
+
+    incident: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -402,16 +408,18 @@ def decide(
             # Not attrs.evolve for the state either: see `Incident.counted`.
             state = ServiceState(state.name, state.last_incident, counted, firing, state.heartbeat)
             return state, ()
-        case Ack(by=by, source=source):
+        case Ack(by=by, source=source, incident=number):
             if source is not None and source not in state.firing:
                 return state, ()
+            _named(state, number)
             if incident is None:
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
                 return state, ()
             acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
             return attrs.evolve(state, incident=acked), ()
-        case Healthy():
+        case Healthy(incident=number):
+            _named(state, number)
             return _closed(state, now, heartbeat), ()
         case Resolve(source=source):
             if source not in state.firing:
@@ -449,6 +457,12 @@ def decide(
         case HeartbeatMissed(due_at=due_at):
             return _missed(state, due_at, now, policy, heartbeat)
     raise TypeError(f"not an event: {event!r}")
+
+
+def _named(state: ServiceState, number: int | None) -> None:
+    """Refuse an answer to incident `number` (if the event names one) unless it is the open one."""
+    if number is not None and (state.incident is None or state.incident.number != number):
+        raise Rejected("no_open_incident", f"{incident_id(state.name, number)} is closed")
 
 
 def closed(state: ServiceState) -> ServiceState:
