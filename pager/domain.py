@@ -26,6 +26,9 @@ set is kept in memory and on disk, so it is bounded; one more is refused (`too_m
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
 CHANNELS: Final = ("email", "sms", "slack", "webhook")
+SLACK_APP: Final = "app"
+"""The address of the target `slack:app`: the channel of the Slack app (`[channels.slack]
+channel`), posted to with its bot token, rather than an incoming webhook's URL."""
 
 _EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -95,6 +98,8 @@ class Target:
         elif channel == "sms":
             if _E164_RE.fullmatch(address) is None:
                 raise ValueError("not an E.164 phone number")
+        elif channel == "slack" and address == SLACK_APP:
+            pass
         elif channel in ("slack", "webhook"):
             if (problem := url_problem(address)) is not None:
                 raise ValueError(problem)
@@ -105,7 +110,7 @@ class Target:
     def __str__(self) -> str:
         """The target as it may be shown: logs, ids, status. A webhook URL is a secret (whoever
         has it can post), so it is shown as its host and a digest, never whole."""
-        if self.channel in ("slack", "webhook"):
+        if self.channel in ("slack", "webhook") and self.address != SLACK_APP:
             scheme, _, rest = self.address.partition("://")
             host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]

@@ -11,13 +11,14 @@ Pure: the numbers are given out by the store (they are durable); here is only th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Final, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal
 
 import attrs
 
 from pager.domain import Notify
 from pager.messages import MAX_SHORT, one_line
+from pager.text import printable
 
 Action = Literal["ack", "close"]
 
@@ -132,3 +133,34 @@ def _fit(head: str, what: str, tail: str, room: int, size: Callable[[str], int])
     if len(text) > MAX_SHORT:
         text = head + what[: max(0, MAX_SHORT - len(head) - len(tail) - len(CUT))] + CUT + tail
     return text
+
+
+def outcome(
+    action: Action,
+    incident: str,
+    by: str,
+    result: str,
+    reply: Mapping[str, Any],
+    shown_by: str | None = None,
+) -> str:
+    """What a person who answered a page is told, from the reply to their answer (`result`:
+    `ok` or the refusal's code; `reply`: its decoded line): "Acknowledged api#3" (with
+    `shown_by`, where others see it too: "Acknowledged api#3 by @alice"), "api#3 was already
+    acknowledged by sms:+14155550101", "api#3 is already closed". Whatever a client wrote in it
+    (who acknowledged first) is shown escaped; the medium escapes it further."""
+    whom = f" by {shown_by}" if shown_by is not None else ""
+    if result == "ok":
+        if action == "close":
+            return f"Closed {incident}{whom}"
+        status = reply.get("incident")
+        first = status.get("acknowledged_by") if isinstance(status, Mapping) else None
+        if first is not None and first != by:
+            return f"{incident} was already acknowledged by {printable(str(first))[:80]}"
+        return f"Acknowledged {incident}{whom}"
+    if result == "no_open_incident":
+        return f"{incident} is already closed"
+    if result == "unknown_service":
+        return f"{incident}: its service is no longer configured"
+    if result in ("unavailable", "busy"):
+        return f"Could not record your answer to {incident} just now: send it again"
+    return f"Could not record your answer to {incident} ({result})"
