@@ -187,8 +187,9 @@ class TwilioReplies:
         if reply is None:
             return twiml(f"Not understood: reply with the page's code, e.g. {_EXAMPLE}.")
         try:
+            now = self._clock.now()
             found = await self._offload(
-                lambda: self._store.take_reply(sid, sender, reply.code, self._clock.now())
+                lambda: self._store.take_reply(sid, sender, reply.code, now)
             )
         except StoreError as exc:
             log.error("cannot take an SMS reply: %s", exc)
