@@ -168,7 +168,7 @@ async def paging(
 ) -> AsyncIterator[tuple[app.Daemon, Config, HttpServer, Twilio]]:
     with HttpServer() as sms:
         config = write(folder, sms.url, public_url)
-        async with running(config, offload=None) as daemon:
+        async with running(config, offload=None) as daemon:  # noqa: SIM117  # needs its port
             async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
                 yield daemon, config, sms, Twilio(client)
 

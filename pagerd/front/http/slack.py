@@ -26,7 +26,7 @@ from pager.replies import outcome
 from pager.text import printable
 from pagerd.access.keys import SigningKeys
 from pagerd.config.channels import SlackSettings, url_problem
-from pagerd.delivery.redact import Redactor, url_secrets
+from pagerd.delivery.redact import Redactor, channel_secrets, url_secrets
 from pagerd.delivery.transports.http import check, open_client, post
 from pagerd.delivery.transports.slack import Button, answered, open_button
 from pagerd.engine.actors import Services
@@ -174,6 +174,8 @@ class SlackButtons:
                 response = await post(client, click.response_url, json=answered(click.text, words))
                 check(response, "Slack")
             except DeliveryError as exc:
-                # The URL lets whoever has it post to the channel: out of the log line.
-                reason = Redactor(url_secrets(click.response_url)).clean(exc.reason)
+                # The URL lets whoever has it post to the channel: out of the log line, with
+                # the channel's secrets, whatever the server echoed.
+                secrets = url_secrets(click.response_url) | channel_secrets(settings)
+                reason = Redactor(secrets).clean(exc.reason)
                 log.warning("cannot update the Slack message: %s", reason)
