@@ -211,9 +211,7 @@ async def test_a_page_ends_with_its_code_and_the_reply_acknowledges_it(tmp_path:
             assert incident["acknowledged_by"] == f"sms:{ALICE}"
             assert incident["next_escalation_at"] is None  # escalation stopped
             ack = [e for e in await history(config, "api") if e.get("event") == "ack"]
-            assert ack == [
-                {"at": ack[0]["at"], "event": "ack", "by": f"sms:{ALICE}", "via": "sms"}
-            ]
+            assert ack == [{"at": ack[0]["at"], "event": "ack", "by": f"sms:{ALICE}", "via": "sms"}]
             # Bob was paged too, and answers second: told who was first, nothing changes.
             assert said(await twilio.reply(BOB, " 1A ")) == (
                 f"api#1 was already acknowledged by sms:{ALICE}"
