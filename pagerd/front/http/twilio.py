@@ -146,14 +146,12 @@ class TwilioReplies:
         channel = config.channels.get("sms")
         if channel is None or not isinstance(channel.settings, TwilioSettings):
             return None
-        if config.http.public_url is None:
-            return None
         return channel.settings
 
     def _check(self, call: Call) -> Response | None:
         config = self._services.config
         settings = self._settings(config)
-        if settings is None or config.http.public_url is None:  # (for mypy: _settings says)
+        if settings is None or config.http.public_url is None:
             return error(
                 404,
                 "not_found",
