@@ -26,6 +26,9 @@ set is kept in memory and on disk, so it is bounded; one more is refused (`too_m
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
 CHANNELS: Final = ("email", "sms", "slack", "webhook")
+SLACK_APP: Final = "app"
+"""The address of the target `slack:app`: the channel of the Slack app (`[channels.slack]
+channel`), posted to with its bot token, rather than an incoming webhook's URL."""
 
 _EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -95,6 +98,8 @@ class Target:
         elif channel == "sms":
             if _E164_RE.fullmatch(address) is None:
                 raise ValueError("not an E.164 phone number")
+        elif channel == "slack" and address == SLACK_APP:
+            pass
         elif channel in ("slack", "webhook"):
             if (problem := url_problem(address)) is not None:
                 raise ValueError(problem)
@@ -105,7 +110,7 @@ class Target:
     def __str__(self) -> str:
         """The target as it may be shown: logs, ids, status. A webhook URL is a secret (whoever
         has it can post), so it is shown as its host and a digest, never whole."""
-        if self.channel in ("slack", "webhook"):
+        if self.channel in ("slack", "webhook") and self.address != SLACK_APP:
             scheme, _, rest = self.address.partition("://")
             host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
@@ -253,19 +258,24 @@ class Alert:
 @attrs.frozen
 class Ack:
     """Acknowledge the open incident. With a `source`, only while that source is firing (an
-    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty)."""
+    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty).
+    With an `incident` number, only that incident: an answer to one page (an SMS reply code, a
+    Slack button, a link) is refused once that incident has closed, never taken by the next."""
 
     by: str | None = None
     source: Source | None = None
+    incident: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
 class Healthy:
     """The service is healthy: the open incident closes, whatever is still firing (which is
     forgotten: an alert firing again afterwards opens a new incident). `by` names who said so,
-    for the history, where a person did (a resolve from the console, a link, a phone)."""
+    for the history, where a person did (a resolve from the console, a link, a phone). With an
+    `incident` number (a person closing the incident a page named), only while that one is open."""
 
     by: str | None = None
+    incident: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -405,16 +415,18 @@ def decide(
             # Not attrs.evolve for the state either: see `Incident.counted`.
             state = ServiceState(state.name, state.last_incident, counted, firing, state.heartbeat)
             return state, ()
-        case Ack(by=by, source=source):
+        case Ack(by=by, source=source, incident=number):
             if source is not None and source not in state.firing:
                 return state, ()
+            _named(state, number)
             if incident is None:
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
                 return state, ()
             acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
             return attrs.evolve(state, incident=acked), ()
-        case Healthy():
+        case Healthy(incident=number):
+            _named(state, number)
             return _closed(state, now, heartbeat), ()
         case Resolve(source=source):
             if source not in state.firing:
@@ -452,6 +464,12 @@ def decide(
         case HeartbeatMissed(due_at=due_at):
             return _missed(state, due_at, now, policy, heartbeat)
     raise TypeError(f"not an event: {event!r}")
+
+
+def _named(state: ServiceState, number: int | None) -> None:
+    """Refuse an answer to incident `number` (if the event names one) unless it is the open one."""
+    if number is not None and (state.incident is None or state.incident.number != number):
+        raise Rejected("no_open_incident", f"{incident_id(state.name, number)} is closed")
 
 
 def closed(state: ServiceState) -> ServiceState:

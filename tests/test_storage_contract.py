@@ -19,9 +19,11 @@ from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target
 from pager.domain import closed as closed_state
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
+    REPLAY_WINDOW,
     Attempt,
     EventRecord,
     Fence,
+    ReplyCode,
     Storage,
     StoreError,
     Transition,
@@ -564,3 +566,55 @@ def test_whether_a_plain_alert_holds_the_incident_is_kept_across_restarts(reopen
         assert state.firing == frozenset()
     finally:
         store.close()
+
+
+# SMS reply codes. ------------------------------------------------------------------------------
+
+PHONE, OTHER_PHONE = "+14155550100", "+14155550101"
+
+
+def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_when_it_closes(
+    reopen: Opener,
+) -> None:
+    storage = reopen()
+    api, web = opened(storage, "api"), opened(storage, "web")
+    assert storage.reply_code(PHONE, "api", 1, T0) == 1
+    assert storage.reply_code(PHONE, "web", 1, T0 + 1) == 2
+    assert storage.reply_code(PHONE, "api", 1, T0 + 2) == 1  # the same page again: its code
+    assert storage.reply_code(OTHER_PHONE, "web", 1, T0) == 1  # numbers are per phone
+    storage.close()
+    storage = reopen()  # durable
+    assert storage.reply_code(PHONE, "web", 1, T0 + 3) == 2
+    _, t = api.close(T0 + 4)
+    storage.write([t])
+    # api#1 closed: its number is free for the next incident, web's is still held.
+    opened_again, t2 = Life(ServiceState("api", 1)).alert(T0 + 5, note("api", 2))
+    storage.write([t2])
+    assert storage.reply_code(PHONE, "api", 2, T0 + 6) == 1
+    assert storage.reply_code(PHONE, "web", 1, T0 + 7) == 2
+    assert opened_again.state.incident is not None and web.state.incident is not None
+    storage.close()
+
+
+def test_a_reply_names_its_code_s_incident_once(storage: Storage) -> None:
+    opened(storage, "api")
+    opened(storage, "web")
+    storage.reply_code(PHONE, "api", 1, T0)
+    storage.reply_code(PHONE, "web", 1, T0 + 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + 2) == ReplyCode("api", 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + 3) == "replayed"
+    # No code: the latest page sent to the phone.
+    assert storage.take_reply("SM2", PHONE, None, T0 + 4) == ReplyCode("web", 1)
+    assert storage.take_reply("SM3", PHONE, 7, T0 + 5) == "unknown_code"
+    assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 6) == "unknown_number"
+    assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 7) == "replayed"
+
+
+def test_a_reply_s_id_is_forgotten_only_after_the_replay_window(storage: Storage) -> None:
+    opened(storage, "api")
+    storage.reply_code(PHONE, "api", 1, T0)
+    assert storage.take_reply("SM1", PHONE, 1, T0) == ReplyCode("api", 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + REPLAY_WINDOW - 1) == "replayed"
+    later = T0 + 2 * REPLAY_WINDOW + 10
+    assert storage.take_reply("SM9", PHONE, 1, later) == ReplyCode("api", 1)  # cleans up
+    assert storage.take_reply("SM1", PHONE, 1, later) == ReplyCode("api", 1)

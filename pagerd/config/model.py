@@ -26,9 +26,23 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
-from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
+from pager.domain import (
+    CHANNELS,
+    DEFAULT_ACK_TIMEOUT,
+    SLACK_APP,
+    Level,
+    Policy,
+    Target,
+    is_service_name,
+)
 from pagerd.access.peers import Access
-from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
+from pagerd.config.channels import (
+    Channel,
+    ChannelSection,
+    SlackSettings,
+    build_channel,
+    target_problem,
+)
 from pagerd.config.console import ConsoleConfig, build_console
 from pagerd.config.durations import Duration, Invalid, parse_duration
 from pagerd.config.http import HttpConfig, Integration, build_http, build_integrations
@@ -466,6 +480,7 @@ def _check(
     for name, policy in raw.policies.items():
         levels: _Levels = [(len(lv.targets), list(enumerate(lv.targets))) for lv in policy.levels]
         errors += _policy_errors(name, policy.repeat, levels, configured)
+        errors += _app_targets(name, levels, channels.get("slack"))
     for name, table in broken_policies.items():
         errors += _policy_errors(name, *_readable(table), configured)
     errors += _unknown_accounts(raw.daemon)
@@ -546,6 +561,22 @@ def _policy_errors(
             elif (problem := target_problem(target)) is not None:
                 errors.append(f"{at}.levels[{i}].targets[{j}]: {problem}")
     return errors
+
+
+def _app_targets(name: str, levels: _Levels, slack: Channel | None) -> list[str]:
+    """`slack:app` needs a Slack app: a `slack` channel with its bot token (or the log)."""
+    if slack is None or slack.transport != "slack":
+        return []
+    settings = slack.settings
+    if isinstance(settings, SlackSettings) and settings.bot_token is not None:
+        return []
+    return [
+        f"{_join('policies', name)}.levels[{i}].targets[{j}]: slack:app needs a Slack app:"
+        " channels.slack.bot_token_file (or _credential) and channels.slack.channel"
+        for i, (_, targets) in enumerate(levels)
+        for j, target in targets
+        if target == Target("slack", SLACK_APP)
+    ]
 
 
 def _readable(table: Any) -> tuple[int | None, _Levels | None]:

@@ -123,7 +123,8 @@ class Metrics:
         )
         self.http_auth_failures = Counter(
             "pagerd_http_auth_failures_total",
-            "HTTP requests refused for a missing or wrong key, by the integration type asked for.",
+            "HTTP requests refused for a missing or wrong key, by the integration type asked for"
+            " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
         )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []

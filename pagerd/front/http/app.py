@@ -127,6 +127,13 @@ class HttpApp:
             limited = self.over_rate(integration.name, route.over_rate)
             if limited is not None:
                 return limited
+        if route.signed is not None:
+            wait = self.failed_keys.retry_after(address)
+            if wait is not None:
+                message = f"too many badly signed requests from this address; retry in {wait}s"
+                return error(
+                    429, "busy", message, ("retry-after", str(wait)), ("connection", "close")
+                )
         body = b""
         if route.body:
             limits = config.http.limits
@@ -140,10 +147,19 @@ class HttpApp:
             except trio.TooSlowError:
                 message = f"the body took over {limits.read_timeout:g}s (http.read_timeout)"
                 return error(408, "timeout", message, ("connection", "close"))
+        query = scope.get("query_string", b"").decode("latin-1")
+        call = Call(
+            scope["method"], path, params, headers, body, integration, address=address, query=query
+        )
+        if route.signed is not None:
+            refused = route.signed.check(call)
+            if refused is not None:
+                if refused.status == 403:
+                    self._metrics.http_auth_failures.inc(route.signed.provider)
+                    self.failed_keys.failed(address)
+                return refused
         try:
-            return await route.handler(
-                Call(scope["method"], path, params, headers, body, integration, address)
-            )
+            return await route.handler(call)
         except Exception:  # a bug in one handler: this request's, not the server's
             log.exception("http %s %s failed", scope["method"], route.name)
             return error(500, "internal", "internal error")

@@ -18,12 +18,14 @@ DESCRIPTIONS: Final = {
     "303": "See Other: go to the page in Location (the web console)",
     "400": "bad_request: the body or a parameter is not what this endpoint takes",
     "401": "unauthorized: no key, or a wrong one (Authorization: Bearer KEY)",
-    "403": "forbidden: the integration may not send to this service (its services list)",
-    "404": "unknown_service (or not_found: no such incident, or a wrong key in the path)",
+    "403": "forbidden: the integration may not send to this service (its services list), or "
+    "a provider's callback is not signed by it",
+    "404": "unknown_service (or not_found: no such incident, a wrong key in the path, or a "
+    "provider's callback that is not set up)",
     "408": "timeout: the body took too long to arrive",
     "409": "no_open_incident: nothing to acknowledge",
     "413": "too_large: the body is over the limit",
-    "415": "the body is not of the type this endpoint takes (a form)",
+    "415": "bad_request: the body is not of the type this endpoint takes",
     "429": "busy: the integration is over its rate, or this address sent too many wrong keys; "
     "retry after Retry-After seconds",
     "503": "busy or unavailable: retry (nothing was committed)",
@@ -94,6 +96,8 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.auth is not None:
         operation["security"] = [] if route.key_in_path else [{"bearer": []}]
         operation["x-integration-type"] = route.auth
+    if route.signed is not None:
+        operation["x-signed-by"] = route.signed.provider
     op = route.doc.get("op")
     if route.body and op in _EVENTS:
         schema = {

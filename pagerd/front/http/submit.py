@@ -8,7 +8,9 @@ by integration, so history says which one sent each.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from pager.domain import Event
 from pager.protocol import error_reply, unknown_service
@@ -59,16 +61,23 @@ async def submit(
     return reply.line, reply.result
 
 
-async def submit_answer(
-    services: Services, service: str, event: Event, via: str
-) -> tuple[bytes, str]:
-    """Route `event` (a person's `Ack(by=...)`, or `Healthy()` to resolve) to `service`'s actor
-    as answered `via` (`console`, `link`, ...), and give back its reply line and result once
-    decided and committed, as `submit` does for an integration. Who may answer is the caller's
-    to check (a session, a signed link): there is no integration to ask."""
+async def answer(services: Services, service: str, event: Event, via: str) -> tuple[bytes, str]:
+    """Route a person's answer to a page (an `Ack` or `Healthy` naming its incident) to
+    `service`'s actor, recorded as answered `via` (`sms`, `slack`), and give back its reply
+    line and result once decided and committed, as `submit` does. No integration is involved:
+    the provider's signature was the request's authentication."""
     if service not in services.config.services:
         return unknown_service(service), "unknown_service"
     reply = Waiting()
     await services.route([(service, Envelope(event, reply, None, None, via=via))])
     await reply.event.wait()
     return reply.line, reply.result
+
+
+def decoded(line: bytes) -> dict[str, Any]:
+    """A reply line as its JSON object (empty if it is none)."""
+    try:
+        reply = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return {}
+    return reply if isinstance(reply, dict) else {}

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 11
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -119,6 +119,26 @@ something firing is not known to have had a plain alert: not held, so that the i
 resolve closes it as it did before the upgrade (held, it would need a `healthy` that the
 integration's senders never send, and page on forever for an alert that is over)."""
 
+_REPLY_CODES: Final = """
+CREATE TABLE IF NOT EXISTS reply_codes (
+    address TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    incident INTEGER NOT NULL,
+    sent_at REAL NOT NULL,
+    PRIMARY KEY (address, code)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reply_codes_incident ON reply_codes (address, service, incident);
+CREATE INDEX IF NOT EXISTS reply_codes_latest ON reply_codes (address, sent_at);
+CREATE TABLE IF NOT EXISTS sms_replies (message_id TEXT PRIMARY KEY, at REAL NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sms_replies_at ON sms_replies (at);
+"""
+"""SMS reply codes (`Storage.reply_code`: a number per phone and incident, given again once the
+incident closes) and the replies taken (`Storage.take_reply`: a replayed message changes
+nothing). One step of its own, so that renumbering it beside another branch's step is a change
+of its key below."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -138,6 +158,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     8: _HELD_BY_ALERT,
     # How a person answered (`EventRecord.via`: link, sms, slack, console).
     9: "ALTER TABLE events ADD COLUMN via TEXT;",
+    # SMS reply codes and the replies taken (`reply_codes`, `sms_replies`).
+    10: _REPLY_CODES,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

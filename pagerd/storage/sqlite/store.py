@@ -24,10 +24,13 @@ import attrs
 from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target, incident_id
 from pagerd.storage.port import (
     PRUNE_ROWS,
+    REPLAY_WINDOW,
     Delivery,
     Fence,
     History,
+    NoReply,
     Pruned,
+    ReplyCode,
     StorageStatistics,
     StoreError,
     StoreUnavailable,
@@ -434,6 +437,72 @@ class Store:
                 return None
         conn.execute("DELETE FROM incidents WHERE service = ? AND number = ?", (service, number))
         return rows + 1
+
+    @_port_errors
+    def reply_code(self, address: str, service: str, incident: int, at: float) -> int:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT code FROM reply_codes WHERE address = ? AND service = ? AND incident = ?",
+                (address, service, incident),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE reply_codes SET sent_at = ? WHERE address = ? AND code = ?",
+                    (at, address, row[0]),
+                )
+                return int(row[0])
+            # Held: a number whose incident is still open (a pruned incident is closed).
+            held = {
+                code
+                for (code,) in conn.execute(
+                    "SELECT r.code FROM reply_codes r JOIN incidents i"
+                    " ON i.service = r.service AND i.number = r.incident"
+                    " WHERE r.address = ? AND i.closed_at IS NULL",
+                    (address,),
+                )
+            }
+            code = next(c for c in range(1, len(held) + 2) if c not in held)
+            conn.execute(
+                "INSERT OR REPLACE INTO reply_codes (address, code, service, incident, sent_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (address, code, service, incident, at),
+            )
+            return code
+
+    @_port_errors
+    def take_reply(
+        self, message_id: str, address: str, code: int | None, at: float
+    ) -> ReplyCode | NoReply:
+        with self._transaction() as conn:
+            # Forget old ids a few at a time: each reply pays for a little of the clean-up.
+            conn.execute(
+                "DELETE FROM sms_replies WHERE message_id IN"
+                " (SELECT message_id FROM sms_replies WHERE at < ? LIMIT 10)",
+                (at - REPLAY_WINDOW,),
+            )
+            taken = conn.execute(
+                "INSERT OR IGNORE INTO sms_replies (message_id, at) VALUES (?, ?)",
+                (message_id, at),
+            )
+            if taken.rowcount == 0:
+                return "replayed"
+            if code is None:
+                row = conn.execute(
+                    "SELECT service, incident FROM reply_codes WHERE address = ?"
+                    " ORDER BY sent_at DESC LIMIT 1",
+                    (address,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT service, incident FROM reply_codes WHERE address = ? AND code = ?",
+                    (address, code),
+                ).fetchone()
+            if row is not None:
+                return ReplyCode(row[0], int(row[1]))
+            known = conn.execute(
+                "SELECT 1 FROM reply_codes WHERE address = ? LIMIT 1", (address,)
+            ).fetchone()
+            return "unknown_code" if known else "unknown_number"
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
         """At start: move the open incidents' deadlines and the retry times of undelivered
