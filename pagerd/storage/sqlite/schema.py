@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -119,6 +119,21 @@ something firing is not known to have had a plain alert: not held, so that the i
 resolve closes it as it did before the upgrade (held, it would need a `healthy` that the
 integration's senders never send, and page on forever for an alert that is over)."""
 
+_ALERT_STARTS: Final = """
+CREATE TABLE IF NOT EXISTS alert_starts (
+    service TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    key TEXT NOT NULL,
+    starts_at INTEGER NOT NULL,  -- the sender's startsAt: nanoseconds since the epoch, its clock
+    resolved_at REAL,  -- when pagerd took its resolve; NULL while it fires
+    PRIMARY KEY (service, integration, key)
+) WITHOUT ROWID;
+"""
+"""When each integration's alert started, in its sender's words (`ServiceState.started`): kept
+while it fires and for a while after it resolved, so that a late copy of its firing is told
+from a new one (see "Late firings" in `pager.domain`). Nothing to infer for a database of an
+older pagerd: with nothing remembered, every firing is taken as new, as it was."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -136,6 +151,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     7: _HEARTBEATS,
     # Whether a plain alert holds an incident open (`Incident.held_by_alert`).
     8: _HELD_BY_ALERT,
+    # The startsAt of alerts firing and recently resolved (`ServiceState.started`).
+    9: _ALERT_STARTS,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
