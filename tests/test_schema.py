@@ -183,3 +183,26 @@ def test_a_version_8_database_infers_which_open_incidents_a_plain_alert_holds(
             "SELECT held_by_alert FROM incidents WHERE service = 'cron' AND number = 1"
         ).fetchone()
     assert closed == (0,)
+
+
+def test_a_version_9_database_keeps_what_fires_and_remembers_no_start(tmp_path: Path) -> None:
+    """Step 9 (`alert_starts`) over a database of version 9: what fires still fires, and no
+    startsAt is made up, so every firing is taken as new, as it was (`ServiceState.started`)."""
+    old = tmp_path / "v9.db"
+    with closing(sqlite3.connect(old)) as conn:
+        conn.executescript(schema._BASE)
+        for step in range(schema.BASE_VERSION, 9):
+            conn.executescript(schema._MIGRATIONS[step])
+        conn.execute(
+            "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
+            " deadline, exhausted) VALUES ('api', 1, 1.0, 'down', 1, 1, 1, 301.0, 0)"
+        )
+        conn.execute("INSERT INTO firing VALUES ('api', 'am', 'fp1')")
+        conn.execute("PRAGMA user_version = 9")
+        conn.commit()
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    with closing(Store.open(old)) as store:
+        state = store.load_states()["api"]
+    assert layout(old) == layout(fresh)
+    assert state.firing == {Source("am", "fp1")} and state.started == {}
