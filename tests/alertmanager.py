@@ -107,23 +107,30 @@ class Alertmanager:
         *,
         resolved: bool = False,
         generator_url: str = "http://prometheus.example:9090/graph?g0.expr=up",
+        starts_at: datetime | None = None,
     ) -> None:
         """Post one alert to `/api/v2/alerts`, as Prometheus does: firing (ends in an hour, as
-        Prometheus re-sends it) or resolved (ended a second ago)."""
-        await self.post_many([(labels, annotations or {}, resolved)], generator_url=generator_url)
+        Prometheus re-sends it) or resolved (ended a second ago); started five minutes ago, or
+        at `starts_at`."""
+        await self.post_many(
+            [(labels, annotations or {}, resolved)],
+            generator_url=generator_url,
+            starts_at=starts_at,
+        )
 
     async def post_many(
         self,
         alerts: Sequence[tuple[dict[str, str], dict[str, str], bool]],
         *,
         generator_url: str = "http://prometheus.example:9090/graph?g0.expr=up",
+        starts_at: datetime | None = None,
     ) -> None:
         now = datetime.now(UTC)
         body: list[dict[str, Any]] = [
             {
                 "labels": labels,
                 "annotations": annotations,
-                "startsAt": iso(now - timedelta(minutes=5)),
+                "startsAt": iso(starts_at or now - timedelta(minutes=5)),
                 "endsAt": iso(now - timedelta(seconds=1) if resolved else now + timedelta(hours=1)),
                 "generatorURL": generator_url,
             }
