@@ -624,9 +624,10 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
 # - `startsAt` is compared only with another `startsAt` of the same alert, never with pagerd's
 #   clock: a sender whose clock is off cannot silence an alert by it. No `startsAt`, or one that
 #   cannot be read, proves nothing: the firing is taken as new, as before.
-# - Bounded: a resolve is kept `RESOLVED_FOR` (pagerd's clock against pagerd's clock), and at
-#   most `MAX_RESOLVED` a service and integration (the oldest goes first). Forgotten, a late
-#   copy pages, as it did before: never one page too few for what pagerd cannot prove.
+# - Bounded: a resolve counts for `RESOLVED_FOR` (pagerd's clock against pagerd's clock), and
+#   at most `MAX_RESOLVED` are kept a service and integration (the oldest goes first).
+#   Forgotten, a late copy pages, as it did before: never one page too few for what pagerd
+#   cannot prove.
 # - `Healthy` forgets what fires, and so its `startsAt`: an alert still firing pages again at
 #   its next resend, as before; what resolved stays remembered.
 
@@ -672,18 +673,22 @@ def _resolved(
     started: Mapping[Source, Started], source: Source, starts_at: int | None, now: float
 ) -> Mapping[Source, Started]:
     """`started` once `source` resolved at `now`: the latest `startsAt` known of it kept with
-    `now`; what is past `RESOLVED_FOR` forgotten, and the integration's oldest past
-    `MAX_RESOLVED`."""
+    `now`. Past `MAX_RESOLVED` entries, what is past `RESOLVED_FOR` is dropped, then the
+    integration's oldest resolves past `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is
+    kept but counts for nothing: see `stale`; a resolve storm need not walk the map each time)."""
     seen = started.get(source)
     known = [t for t in (starts_at, None if seen is None else seen.starts_at) if t is not None]
     if not known:
         return started
+    kept = dict(started)
+    kept[source] = Started(max(known), now)
+    if len(kept) <= MAX_RESOLVED:
+        return kept
     kept = {
         s: v
-        for s, v in started.items()
+        for s, v in kept.items()
         if v.resolved_at is None or now - v.resolved_at <= RESOLVED_FOR
     }
-    kept[source] = Started(max(known), now)
     others = [
         (v.resolved_at, s)
         for s, v in kept.items()

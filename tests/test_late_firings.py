@@ -146,9 +146,15 @@ def test_what_is_remembered_is_bounded_per_service_and_integration() -> None:
     assert run([Alert("a", Source("prom", "f9"), S1)], state)[1] == 0
 
 
-def test_what_resolved_long_ago_is_forgotten_at_the_next_resolve() -> None:
-    state, _ = run([Resolve(Source("prom", "old"), S1)])
-    state, _ = run([Resolve(F, S1)], state, T0 + RESOLVED_FOR + 1)
+def test_past_the_cap_what_resolved_over_an_hour_ago_goes_first() -> None:
+    """An hour on, a resolve counts for nothing; it is dropped once the map is past its cap
+    (a storm of resolves need not walk it every time)."""
+    old = {Source("pd", f"k{i}"): Started(S1, T0) for i in range(MAX_RESOLVED)}
+    state = ServiceState("api", started=old)
+    later = T0 + RESOLVED_FOR + 1
+    assert stale(state, Source("pd", "k1"), S1, T0 + RESOLVED_FOR)
+    assert not stale(state, Source("pd", "k1"), S1, later)
+    state, _ = run([Resolve(F, S1)], state, later)
     assert set(state.started) == {F}
 
 

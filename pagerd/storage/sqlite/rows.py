@@ -202,6 +202,8 @@ class _Rows:
         put: list[list[Any]] = []
         removed: list[list[str]] = []
         for name, (before, after) in self.started.items():
+            if before is after:
+                continue  # mostly: a change of the incident alone
             put.extend(
                 [name, s.integration, s.key, seen.starts_at, seen.resolved_at]
                 for s, seen in after.items()
