@@ -15,7 +15,7 @@ from typing import Any, Final
 import attrs
 import pytest
 
-from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target
+from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Started, Target
 from pager.domain import closed as closed_state
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
@@ -371,6 +371,57 @@ def test_what_fires_through_integrations_is_kept_until_it_resolves(reopen: Opene
         assert third.load_states() == {"api": life.state}
     finally:
         third.close()
+
+
+def test_the_starts_of_what_fires_and_of_what_resolved_are_kept(reopen: Opener) -> None:
+    """`ServiceState.started`: a firing's startsAt with its open incident, a resolved one's
+    with when it resolved, on any service (also one that never had an incident), to the
+    nanosecond; what is forgotten is deleted."""
+    big = 1_796_073_862_814_243_001  # nanoseconds: more digits than a float keeps
+    f1, f2, k = Source("prom", "f1"), Source("prom", "f2"), Source("pd", "k")
+
+    def starts(
+        life: Life, at: float, firing: set[Source], started: dict[Source, Started]
+    ) -> tuple[Life, Transition]:
+        after = attrs.evolve(life.state, firing=frozenset(firing), started=started)
+        return Life(after), Transition(life.state, after, (), at)
+
+    first = reopen()
+    life = opened(first, "api")
+    life, a = starts(life, T0 + 1, {f1}, {f1: Started(big)})
+    life, b = starts(life, T0 + 2, {f1, f2}, {f1: Started(big), f2: Started(big + 1)})
+    resolved = {f1: Started(big, T0 + 3), f2: Started(big + 1), k: Started(7, T0)}
+    life, c = starts(life, T0 + 3, {f2}, resolved)
+    quiet = ServiceState("quiet")
+    never = attrs.evolve(quiet, started={k: Started(big, T0 + 3)})
+    first.write([a, b, c, Transition(quiet, never, (), T0 + 3)])
+    first.close()
+    second = reopen()
+    try:
+        assert second.load_states() == {"api": life.state, "quiet": never}
+        life, d = starts(life, T0 + 4, {f2}, {f2: Started(big + 1)})
+        second.write([d])
+        assert second.load_states()["api"].started == {f2: Started(big + 1)}
+        # Closed: what fired is not kept with a closed incident, as `firing` is not.
+        second.write([Transition(life.state, attrs.evolve(life.state, incident=None), (), T0 + 5)])
+        assert second.load_states()["api"].started == {}
+    finally:
+        second.close()
+
+
+def test_a_restart_moves_when_resolves_were_taken_with_the_deadlines(reopen: Opener) -> None:
+    first = reopen()
+    first.restart_clock(Reading(frame=T0, wall=T0))
+    quiet = ServiceState("quiet")
+    after = attrs.evolve(quiet, started={Source("prom", "f"): Started(5, T0 - 10)})
+    first.write([Transition(quiet, after, (), T0)])
+    first.close()
+    second = reopen()
+    try:
+        second.restart_clock(Reading(frame=T0 - 100, wall=T0))
+        assert second.load_states()["quiet"].started == {Source("prom", "f"): Started(5, T0 - 110)}
+    finally:
+        second.close()
 
 
 def test_a_restart_finds_the_clock_reading_recorded_last(reopen: Opener) -> None:

@@ -47,6 +47,7 @@ from pager.domain import (
     decide,
     incident_id,
     missed_message,
+    stale,
 )
 from pager.protocol import error_reply, ok_reply, service_status, unknown_service
 from pagerd.access.peers import Peer
@@ -104,6 +105,9 @@ class _Decided:
     transitions: list[Transition]
     outcomes: list[tuple[Reply | None, ServiceState | Rejected]]
     state: ServiceState
+    stale: list[Source] = attrs.Factory(list)
+    """Firings taken as late copies of alerts resolved already: counted and logged once
+    committed with the rest (see "Late firings" in `pager.domain`)."""
 
 
 class _Claimed:
@@ -408,8 +412,8 @@ class Services:
                     if envelope.reply is not None:
                         envelope.reply.set(unknown_service(service), "unknown_service")
                 state = self.state(service)
-                if state.incident is not None or state.heartbeat is not None:
-                    after = attrs.evolve(closed(state), heartbeat=None)
+                if state.incident is not None or state.heartbeat is not None or state.started:
+                    after = attrs.evolve(closed(state), heartbeat=None, started={})
                     record = EventRecord("removed", REMOVED) if state.incident is not None else None
                     decided[service] = _Decided(
                         [Transition(state, after, (), now, record)], [], after
@@ -473,7 +477,25 @@ class Services:
                     self._scheduler.decided(state)
                 if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
                     self._heartbeats.decided(state)
+            if decided[service].stale:
+                self._report_stale(service, decided[service].stale)
         self._answer([o for d in decided.values() for o in d.outcomes])
+
+    def _report_stale(self, service: str, late: list[Source]) -> None:
+        """Count and log the firings of `service` taken as late copies: they change nothing,
+        so they are not in the history; this line says why an alert Alertmanager shows firing
+        paged nobody."""
+        for source in late:
+            self._metrics.stale_firings.inc(source.integration)
+        shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
+        more = f" and {len(late) - 10} more" if len(late) > 10 else ""
+        log.info(
+            "late firing ignored service=%s alerts=%s%s: each started (startsAt) no later than"
+            " when it resolved; paged nobody",
+            service,
+            shown,
+            more,
+        )
 
     def _refused(self, decided: dict[str, _Decided], exc: StoreError) -> None:
         """Nothing of it was written: every deadline stays as the disk has it, and a timeout
@@ -495,20 +517,29 @@ class Services:
         state = self.state(service)
         mine: list[Transition] = []
         answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
+        late: list[Source] = []
         for envelope in batch:
-            if isinstance(envelope.event, Removed):
+            event = envelope.event
+            if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
             try:
-                after, notes = decide(state, envelope.event, now, policy, heartbeat)
+                after, notes = decide(state, event, now, policy, heartbeat)
             except Rejected as rejected:
                 answers.append((envelope.reply, rejected))
                 continue
+            if (
+                isinstance(event, Alert)
+                and event.source is not None
+                and after is state
+                and stale(state, event.source, event.starts_at, now)
+            ):
+                late.append(event.source)
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
             state = after
             answers.append((envelope.reply, after))
-        return _Decided(mine, answers, state)
+        return _Decided(mine, answers, state, late)
 
     def _answer(
         self,
@@ -551,8 +582,8 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
             return None  # an integration's ack of what is acked already, or not firing
         return EventRecord("ack", None, event.by, peer, via, answered)
     if isinstance(event, Resolve):
-        if before == after:
-            return None
+        if event.source not in before.firing:
+            return None  # resolved already, or never seen: only its startsAt was kept
         # The incident's history says which alert resolved, and how many are left.
         left = len(after.firing)
         detail = f"{event.source.integration}: {event.source.key} resolved"

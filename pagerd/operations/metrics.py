@@ -127,6 +127,12 @@ class Metrics:
             " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
         )
+        self.stale_firings = Counter(
+            "pagerd_stale_firings_total",
+            "Firing alerts taken as late copies of one already resolved (their startsAt not "
+            "after the one it resolved with): they paged nobody. By integration.",
+            ("integration",),
+        )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -148,6 +154,7 @@ class Metrics:
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,
+            self.stale_firings,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 11
+SCHEMA_VERSION: Final = 12
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -138,6 +138,20 @@ CREATE INDEX IF NOT EXISTS sms_replies_at ON sms_replies (at);
 incident closes) and the replies taken (`Storage.take_reply`: a replayed message changes
 nothing). One step of its own, so that renumbering it beside another branch's step is a change
 of its key below."""
+_ALERT_STARTS: Final = """
+CREATE TABLE IF NOT EXISTS alert_starts (
+    service TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    key TEXT NOT NULL,
+    starts_at INTEGER NOT NULL,  -- the sender's startsAt: nanoseconds since the epoch, its clock
+    resolved_at REAL,  -- when pagerd took its resolve; NULL while it fires
+    PRIMARY KEY (service, integration, key)
+) WITHOUT ROWID;
+"""
+"""When each integration's alert started, in its sender's words (`ServiceState.started`): kept
+while it fires and for a while after it resolved, so that a late copy of its firing is told
+from a new one (see "Late firings" in `pager.domain`). Nothing to infer for a database of an
+older pagerd: with nothing remembered, every firing is taken as new, as it was."""
 
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
@@ -160,6 +174,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     9: "ALTER TABLE events ADD COLUMN via TEXT;",
     # SMS reply codes and the replies taken (`reply_codes`, `sms_replies`).
     10: _REPLY_CODES,
+    # The startsAt of alerts firing and recently resolved (`ServiceState.started`).
+    11: _ALERT_STARTS,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

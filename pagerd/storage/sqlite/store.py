@@ -21,7 +21,16 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
 
-from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target, incident_id
+from pager.domain import (
+    Incident,
+    Monitor,
+    Notify,
+    ServiceState,
+    Source,
+    Started,
+    Target,
+    incident_id,
+)
 from pagerd.storage.port import (
     PRUNE_ROWS,
     REPLAY_WINDOW,
@@ -215,6 +224,19 @@ class Store:
             state = states.get(service)
             if state is not None and state.incident is not None:  # only an open one fires
                 states[service] = attrs.evolve(state, firing=frozenset(sources))
+        started: dict[str, dict[Source, Started]] = {}
+        for service, integration, key, starts_at, resolved_at in self._conn.execute(
+            "SELECT service, integration, key, starts_at, resolved_at FROM alert_starts"
+        ):
+            started.setdefault(service, {})[Source(integration, key)] = Started(
+                starts_at, resolved_at
+            )
+        for service, seen in started.items():
+            state = states.get(service) or ServiceState(service)
+            # What fires is kept only with the open incident it fires for, as `firing` is.
+            kept = {s: v for s, v in seen.items() if v.resolved_at is not None or s in state.firing}
+            if kept:
+                states[service] = attrs.evolve(state, started=kept)
         for service, interval, due_at, last_at in self._conn.execute(
             "SELECT service, interval, due_at, last_at FROM heartbeats"
         ):
@@ -505,10 +527,11 @@ class Store:
             return "unknown_code" if known else "unknown_number"
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
-        """At start: move the open incidents' deadlines and the retry times of undelivered
-        notifications by `clock.shift` from the last recorded reading to `reading` (when it is
-        a step, not jitter), and record `reading`, in one transaction, so a crash cannot move
-        them twice. The last reading, and how far they moved (0.0: not at all)."""
+        """At start: move the open incidents' deadlines, the retry times of undelivered
+        notifications and the times resolves were taken (`alert_starts`) by `clock.shift` from
+        the last recorded reading to `reading` (when it is a step, not jitter), and record
+        `reading`, in one transaction, so a crash cannot move them twice. The last reading, and
+        how far they moved (0.0: not at all)."""
         try:
             with self._transaction() as conn:
                 last = rows.last_clock(conn)
@@ -528,6 +551,12 @@ class Store:
                     conn.execute(
                         "UPDATE notifications SET next_attempt_at = next_attempt_at + ?"
                         " WHERE state IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL",
+                        (moved,),
+                    )
+                    # How long ago each resolve was taken, for `RESOLVED_FOR`: kept, too.
+                    conn.execute(
+                        "UPDATE alert_starts SET resolved_at = resolved_at + ?"
+                        " WHERE resolved_at IS NOT NULL",
                         (moved,),
                     )
                 rows.record_clock(conn, reading)
