@@ -26,9 +26,10 @@ MAX_FIRING: Final = 1000
 set is kept in memory and on disk, so it is bounded; one more is refused (`too_many_alerts`)."""
 RESOLVED_FOR: Final = 3600.0
 """Seconds pagerd remembers the `startsAt` an integration's alert resolved with
-(`ServiceState.started`), to tell a late copy of its firing from a new firing: an hour outlasts
-every late copy Alertmanager makes (a retry lasts at most its `group_interval`; a cluster peer
-that missed the resolve stops once the alert's own `endsAt` passes, minutes later)."""
+(`ServiceState.started`), to tell a copy of an earlier firing from a new firing: an hour
+outlasts every late copy Alertmanager makes (a retry lasts at most its `group_interval`; a
+cluster peer that missed the resolve stops once the alert's own `endsAt` passes, minutes
+later)."""
 MAX_RESOLVED: Final = 1000
 """Resolved alerts remembered per service and integration; one more forgets the oldest. What is
 forgotten is never silenced: a late copy of its firing pages, as it did before pagerd
@@ -267,7 +268,8 @@ class ServiceState:
     started: Mapping[Source, Started] = attrs.field(default=NOTHING_STARTED, hash=False)
     """The latest `startsAt` known of each alert firing (those whose sender gives one), and of
     each resolved within `RESOLVED_FOR` (at most `MAX_RESOLVED` per integration): what tells
-    a late copy of a firing from a new firing (see "Late firings" below)."""
+    a copy of an earlier firing, or a resolve of one, from the alert's latest firing (see "Late
+    firings" below)."""
 
     @property
     def healthy(self) -> bool:
@@ -282,8 +284,9 @@ class Alert:
     """Something is wrong. With a `source`, the alert stays firing until a `Resolve` of that
     source: a repeat of one already firing (a resend, a redelivery) changes nothing. With a
     `starts_at` too (the sender's `startsAt`, nanoseconds since the epoch on its clock), a
-    firing that started no later than the one that resolved is a late copy of it, and changes
-    nothing either (see "Late firings" below)."""
+    firing that started before the one its alert last resolved with is a copy of an earlier
+    firing, and changes nothing either; one that started at the same time pages (see "Late
+    firings" below)."""
 
     message: str = ""
     source: Source | None = None
@@ -318,7 +321,9 @@ class Resolve:
     """One source stopped firing. The service is healthy once none is left and nothing else
     holds the incident open (a plain alert, which only `Healthy` ends; a missed heartbeat,
     which a check-in ends); a source that is not firing (resolved already, or never seen)
-    changes nothing, but its `starts_at` is remembered (see "Late firings" below)."""
+    changes nothing, but its `starts_at` is remembered; a resolve that started before the
+    firing of its source that pagerd holds is of an earlier firing, and changes nothing either
+    (see "Late firings" below)."""
 
     source: Source
     starts_at: int | None = None
@@ -475,6 +480,8 @@ def decide(
         case Resolve(source=source, starts_at=starts_at):
             if source not in state.firing:
                 return _resolved_again(state, source, starts_at, now), ()
+            if stale_resolve(state, source, starts_at):
+                return state, ()  # an earlier firing's: the one that fires goes on
             firing = state.firing - {source}
             started = _resolved(state.started, source, starts_at, now)
             if firing or incident is None:
@@ -630,21 +637,33 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
 #
 # An integration's alert can be delivered firing after pagerd took its resolve: a cluster of
 # Alertmanagers notifies at least once, and a peer that has not seen the resolve yet sends the
-# firing it still holds; a sender retries an old request late. Taken as new, such a copy would
-# open an incident and page again for an alert that is over. The sender says which firing it
-# is: Alertmanager's `startsAt` is when the alert started, the same in every copy of one firing
-# and later for a firing after a resolve (Prometheus sends the time it fired; Alertmanager
-# merges a firing that starts before the previous one's end into it, keeping the earlier start).
-# So:
+# firing it still holds; a sender retries an old request late. But the alert can also truly
+# fire again after its resolve with the same `startsAt`: when Alertmanager stops hearing from
+# Prometheus (a network blip, a restart) for longer than the alert's `endsAt`, it resolves the
+# alert itself, and when Prometheus comes back with the alert still firing, Alertmanager
+# notifies it firing again with its old `startsAt`. pagerd's first promise is that every alert
+# pages, so only a firing *proven* stale is ignored: one page too many, never one too few.
+# The sender's `startsAt` is the proof: it is when the alert started, the same in every copy of
+# one firing, the same or later for a firing after a resolve (Prometheus sends the time it
+# fired; Alertmanager merges a firing that starts before the previous one's end into it,
+# keeping the earlier start), never earlier. So:
 # - An alert's `startsAt`, when the sender gives one, is kept while it fires (the latest, if a
-#   copy says a later one) and when it resolves (the latest of the resolve's and the firing's),
-#   with the time pagerd took the resolve. A resolve of an alert that is not firing is kept
-#   too: a firing that arrives after its own resolve is over already.
-# - A firing of an alert not firing whose `startsAt` is not after the one kept for its resolve
-#   is stale: it changes nothing and pages nobody (the daemon counts it and logs it).
+#   copy says a later one: the firing pagerd holds ended at the sender and this one followed)
+#   and when it resolves (the resolve's, or the firing's if the resolve gives none), with the
+#   time pagerd took the resolve. A resolve of an alert that is not firing is kept too (the
+#   latest): every firing that started before it is over.
+# - A firing of an alert not firing whose `startsAt` is *before* the one kept for its resolve
+#   is stale: a copy of a firing that ended before the resolved one started. It changes
+#   nothing and pages nobody (the daemon counts it and logs it). One with the *same*
+#   `startsAt` is not proven stale (a peer's late copy, or the alert back after its sender was
+#   away look the same): it opens an incident and pages, as any firing after its resolve.
+# - A resolve of an alert firing whose `startsAt` is before the one kept for the firing is
+#   stale too: it resolves a firing that ended before the one pagerd holds started. It changes
+#   nothing (the daemon logs it): the incident stays open, and escalates, until the firing
+#   that holds it resolves. A resolve with the same `startsAt`, a later one or none closes.
 # - `startsAt` is compared only with another `startsAt` of the same alert, never with pagerd's
 #   clock: a sender whose clock is off cannot silence an alert by it. No `startsAt`, or one that
-#   cannot be read, proves nothing: the firing is taken as new, as before.
+#   cannot be read, proves nothing: the firing is taken as new, the resolve as the firing's.
 # - Bounded: a resolve counts for `RESOLVED_FOR` (pagerd's clock against pagerd's clock), and
 #   at most `MAX_RESOLVED` are kept a service and integration (the oldest goes first).
 #   Forgotten, a late copy pages, as it did before: never one page too few for what pagerd
@@ -654,7 +673,8 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
 
 
 def stale(state: ServiceState, source: Source, starts_at: int | None, now: float) -> bool:
-    """Is a firing of `source` that started at `starts_at` a late copy of one that resolved?"""
+    """Is a firing of `source` that started at `starts_at` a copy of a firing that ended before
+    the one `source` last resolved with started? (The same `startsAt` is not: see above.)"""
     if starts_at is None or source in state.firing:
         return False
     seen = state.started.get(source)
@@ -662,8 +682,17 @@ def stale(state: ServiceState, source: Source, starts_at: int | None, now: float
         seen is not None
         and seen.resolved_at is not None
         and now - seen.resolved_at <= RESOLVED_FOR
-        and starts_at <= seen.starts_at
+        and starts_at < seen.starts_at
     )
+
+
+def stale_resolve(state: ServiceState, source: Source, starts_at: int | None) -> bool:
+    """Is a resolve of `source`, which fires, one of a firing that started (at `starts_at`)
+    before the one pagerd holds?"""
+    if starts_at is None or source not in state.firing:
+        return False
+    seen = state.started.get(source)
+    return seen is not None and seen.resolved_at is None and starts_at < seen.starts_at
 
 
 def _started(starts_at: int | None) -> Started | None:
@@ -694,9 +723,11 @@ def _resolved(
     started: Mapping[Source, Started], source: Source, starts_at: int | None, now: float
 ) -> Mapping[Source, Started]:
     """`started` once `source` resolved at `now`: the latest `startsAt` known of it kept with
-    `now`. Past `MAX_RESOLVED` entries, what is past `RESOLVED_FOR` is dropped, then the
-    integration's oldest resolves past `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is
-    kept but counts for nothing: see `stale`; a resolve storm need not walk the map each time)."""
+    `now` (of a firing, the resolve's, since one that started earlier changes nothing: see
+    `stale_resolve`; the firing's if the resolve gives none). Past `MAX_RESOLVED` entries,
+    what is past `RESOLVED_FOR` is dropped, then the integration's oldest resolves past
+    `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is kept but counts for nothing: see
+    `stale`; a resolve storm need not walk the map each time)."""
     seen = started.get(source)
     known = [t for t in (starts_at, None if seen is None else seen.starts_at) if t is not None]
     if not known:

@@ -48,6 +48,7 @@ from pager.domain import (
     incident_id,
     missed_message,
     stale,
+    stale_resolve,
 )
 from pager.protocol import error_reply, ok_reply, service_status, unknown_service
 from pagerd.access.peers import Peer
@@ -106,8 +107,10 @@ class _Decided:
     outcomes: list[tuple[Reply | None, ServiceState | Rejected]]
     state: ServiceState
     stale: list[Source] = attrs.Factory(list)
-    """Firings taken as late copies of alerts resolved already: counted and logged once
-    committed with the rest (see "Late firings" in `pager.domain`)."""
+    """Firings taken as copies of earlier firings of alerts resolved already: counted and
+    logged once committed with the rest (see "Late firings" in `pager.domain`)."""
+    stale_resolves: list[Source] = attrs.Factory(list)
+    """Resolves of earlier firings than the one that fires: logged once committed."""
 
 
 class _Claimed:
@@ -479,6 +482,8 @@ class Services:
                     self._heartbeats.decided(state)
             if decided[service].stale:
                 self._report_stale(service, decided[service].stale)
+            if decided[service].stale_resolves:
+                _report_stale_resolves(service, decided[service].stale_resolves)
         self._answer([o for d in decided.values() for o in d.outcomes])
 
     def _report_stale(self, service: str, late: list[Source]) -> None:
@@ -490,8 +495,8 @@ class Services:
         shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
         more = f" and {len(late) - 10} more" if len(late) > 10 else ""
         log.info(
-            "late firing ignored service=%s alerts=%s%s: each started (startsAt) no later than"
-            " when it resolved; paged nobody",
+            "late firing ignored service=%s alerts=%s%s: each started (startsAt) before the"
+            " firing it last resolved with; paged nobody",
             service,
             shown,
             more,
@@ -518,6 +523,7 @@ class Services:
         mine: list[Transition] = []
         answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
         late: list[Source] = []
+        late_resolves: list[Source] = []
         for envelope in batch:
             event = envelope.event
             if isinstance(event, Removed):
@@ -534,12 +540,18 @@ class Services:
                 and stale(state, event.source, event.starts_at, now)
             ):
                 late.append(event.source)
+            if (
+                isinstance(event, Resolve)
+                and after is state
+                and stale_resolve(state, event.source, event.starts_at)
+            ):
+                late_resolves.append(event.source)
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
             state = after
             answers.append((envelope.reply, after))
-        return _Decided(mine, answers, state, late)
+        return _Decided(mine, answers, state, late, late_resolves)
 
     def _answer(
         self,
@@ -556,6 +568,20 @@ class Services:
                 reply.set(error_reply("unavailable", failure), "unavailable")
             else:
                 reply.set(ok_reply(**self.status(outcome)))
+
+
+def _report_stale_resolves(service: str, late: list[Source]) -> None:
+    """Log the resolves of `service` taken as an earlier firing's: this line says why an
+    incident stays open that Alertmanager once showed resolved."""
+    shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
+    more = f" and {len(late) - 10} more" if len(late) > 10 else ""
+    log.info(
+        "late resolve ignored service=%s alerts=%s%s: each started (startsAt) before the"
+        " firing it fires with; the incident stays open",
+        service,
+        shown,
+        more,
+    )
 
 
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
@@ -584,6 +610,8 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if isinstance(event, Resolve):
         if event.source not in before.firing:
             return None  # resolved already, or never seen: only its startsAt was kept
+        if event.source in after.firing:
+            return None  # an earlier firing's resolve: nothing happened
         # The incident's history says which alert resolved, and how many are left.
         left = len(after.firing)
         detail = f"{event.source.integration}: {event.source.key} resolved"
