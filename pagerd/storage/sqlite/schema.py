@@ -149,7 +149,7 @@ CREATE TABLE IF NOT EXISTS alert_starts (
 ) WITHOUT ROWID;
 """
 """When each integration's alert started, in its sender's words (`ServiceState.started`): kept
-while it fires and for a while after it resolved, so that a late copy of its firing is told
+while it fires and for a while after it resolved, so that a copy of an earlier firing is told
 from a new one (see "Late firings" in `pager.domain`). Nothing to infer for a database of an
 older pagerd: with nothing remembered, every firing is taken as new, as it was."""
 
