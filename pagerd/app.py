@@ -387,7 +387,13 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    services = Services(config, states, committer, scheduler, outbox, clock, heartbeats, metrics)
+    try:
+        last_silence = await parts.store_offload(store.last_silence_id)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    services = Services(
+        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, last_silence
+    )
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -119,6 +119,26 @@ something firing is not known to have had a plain alert: not held, so that the i
 resolve closes it as it did before the upgrade (held, it would need a `healthy` that the
 integration's senders never send, and page on forever for an alert that is over)."""
 
+_SILENCES: Final = """
+ALTER TABLE incidents ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    by TEXT,
+    created_at REAL NOT NULL,
+    ended_at REAL,
+    ended_by TEXT,
+    active INTEGER NOT NULL DEFAULT 1  -- 0: over, and dropped from its service's state
+);
+CREATE INDEX IF NOT EXISTS silences_active ON silences (service) WHERE active = 1;
+"""
+"""Durable silences (`pager.silences.Silence`, `ServiceState.silences`), and whether an open
+incident's next step is held by one (`Incident.silenced`). A silence's row stays once it is
+over (`active` 0), for the record, until `keep_history` prunes it."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -136,6 +156,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     7: _HEARTBEATS,
     # Whether a plain alert holds an incident open (`Incident.held_by_alert`).
     8: _HELD_BY_ALERT,
+    # Silences, and whether a silence holds an incident's next step.
+    9: _SILENCES,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
