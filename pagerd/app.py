@@ -602,6 +602,12 @@ def _gauges(
         "Heartbeat monitors waiting for their next check-in.",
         lambda: len(heartbeats),
     )
+    metrics.gauge("pagerd_silences", "Silences in force or to come.", services.live_silences)
+    metrics.gauge(
+        "pagerd_silenced_incidents",
+        "Open incidents whose next step a silence holds.",
+        services.held_incidents,
+    )
     if store.statistics().bytes_on_disk is not None:  # a database on another host: no figure
         metrics.gauge(
             "pagerd_database_bytes",

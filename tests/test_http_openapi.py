@@ -26,9 +26,7 @@ PROBES: dict[str, list[dict[str, Any]]] = {
 
 
 def fill(pattern: str, service: str = "api") -> str:
-    return (
-        pattern.replace("{service}", service).replace("{key}", KEYS["am"]).replace("{id}", "1")
-    )
+    return pattern.replace("{service}", service).replace("{key}", KEYS["am"]).replace("{id}", "1")
 
 
 async def probe(client: httpx.AsyncClient, method: str, path: str, op: dict[str, Any]) -> set[int]:

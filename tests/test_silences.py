@@ -16,6 +16,8 @@ from tests.harness import (
     T0,
     Connection,
     connect,
+    metric_samples,
+    metrics_text,
     notifications,
     running,
     settle,
@@ -52,10 +54,12 @@ async def test_an_alert_during_a_silence_is_recorded_and_pages_level_1_when_it_e
             await settle()
             quiet = notifications(config)
             status = await conn.request("status", service="api")
+            held = metric_samples(await metrics_text(config.socket))
             await trio.sleep(3600 + 1)  # 10:00:01: the silence is over
             await settle()
             history = await conn.request("history", service="api")
             listed = await conn.request("silences")
+            over = metric_samples(await metrics_text(config.socket))
     assert started["silence"] == {
         "id": 1, "service": "api", "from": "2027-01-15T08:00:00.000Z",
         "until": "2027-01-15T10:00:00.000Z", "reason": "db migration", "by": "bob",
@@ -80,6 +84,8 @@ async def test_an_alert_during_a_silence_is_recorded_and_pages_level_1_when_it_e
         ("timeout", "the silence is over: notified level 1 round 1"),
     ]
     assert listed == {"ok": True, "silences": []}  # over
+    assert (held["pagerd_silences"], held["pagerd_silenced_incidents"]) == (1, 1)
+    assert (over["pagerd_silences"], over["pagerd_silenced_incidents"]) == (0, 0)
 
 
 async def test_a_restart_in_the_middle_of_a_silence_neither_forgets_nor_fires_early(

@@ -76,6 +76,9 @@ log = logging.getLogger("pagerd.actors")
 INBOX_SIZE: Final = 64
 MAX_ACTORS_FOR_TIMEOUTS: Final = 512
 MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoint between them
+MAX_ALL_SILENCES: Final = 10_000
+"""Silences in force or to come over all services (each service has at most `MAX_SILENCES`):
+every one is in memory and in `pager silence list`'s reply, so the whole is bounded too."""
 
 
 REMOVED: Final = "service removed from the config"
@@ -269,11 +272,34 @@ class Services:
                 f"a silence may end at most {duration(MAX_SILENCE_SECONDS)} from now"
                 " (a service never to be paged for belongs out of the config)",
             )
+        if len(self._silenced) >= MAX_ALL_SILENCES and self.live_silences() >= MAX_ALL_SILENCES:
+            raise Rejected(
+                "too_many_silences",
+                f"{MAX_ALL_SILENCES} silences are in force or to come, the most pagerd keeps:"
+                " end some first",
+            )
         self._last_silence += 1
         silence = Silence(
             self._last_silence, starts, ends, request.reason.strip(), request.by or by, now
         )
         return service, StartSilence(silence)
+
+    def live_silences(self) -> int:
+        """Silences in force or to come, of configured services."""
+        now, services = self._clock.now(), self.config.services
+        return sum(
+            len(live(state.silences, now))
+            for state in self._states.values()
+            if state.silences and state.name in services
+        )
+
+    def held_incidents(self) -> int:
+        """Open incidents whose next step a silence holds."""
+        return sum(
+            1
+            for state in self._states.values()
+            if state.incident is not None and state.incident.silenced
+        )
 
     def silences(self, service: str | None = None) -> list[dict[str, Any]]:
         """Every silence in force or to come (of `service` only, if given), as shown, in the
