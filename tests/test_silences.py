@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from pagerd.config import Config
+from pagerd.engine import actors
 from pagerd.timing.clock import Clock
 from tests.harness import (
     T0,
@@ -301,6 +302,40 @@ async def test_a_removed_service_loses_its_silences(
             unknown = await conn.request("silences", service="web")
     assert gone == {"ok": True, "silences": []}
     assert unknown["error"]["code"] == "unknown_service"
+    # Ended for good, not only hidden: added back, the service is not silenced.
+    write_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config, Clock(T0 + 60)), connect(config.socket) as conn:
+            back = await conn.request("silences", service="web")
+            status = await conn.request("status", service="web")
+    assert back == {"ok": True, "silences": []} and "silenced_until" not in status
+
+
+async def test_a_silence_s_text_is_escaped_in_the_logs(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            started = await silence(conn, reason="db\x1b[31m migration\nfake line", by="b\u202eob")
+    assert started["silence"]["reason"] == "db\x1b[31m migration\nfake line"
+    logged = [r.getMessage() for r in caplog.records if "silence=" in r.getMessage()]
+    assert logged and all("\x1b" not in m and "\n" not in m and "\u202e" not in m for m in logged)
+    assert any("db\\x1b[31m migration\\nfake line" in m for m in logged)
+
+
+async def test_silences_over_all_services_are_bounded(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(actors, "MAX_ALL_SILENCES", 2)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await silence(conn)
+            await silence(conn, service="web")
+            refused = await silence(conn, service="web")
+            await trio.sleep(2 * 3600 + 1)  # both over: room again
+            again = await silence(conn)
+    assert refused["error"]["code"] == "too_many_silences"
+    assert again["ok"] is True
 
 
 async def test_simulate_is_asked_of_the_daemon_with_its_silences(

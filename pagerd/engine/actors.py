@@ -395,7 +395,8 @@ class Services:
 
     async def _close_removed(self) -> None:
         """Close the open incident of every service no longer configured, with the reason in its
-        history: nobody could ack it or mark it healthy, and it would count as open for ever.
+        history: nobody could ack it or mark it healthy, and it would count as open for ever;
+        and end its silences, so that a service added back later starts unsilenced.
         Each close goes through the service's owner like any event; one whose commit fails is
         tried again after a back-off."""
         while True:
@@ -405,7 +406,8 @@ class Services:
             while removed := [
                 name
                 for name, state in self._states.items()
-                if state.incident is not None and name not in self.config.services
+                if (state.incident is not None or state.silences)
+                and name not in self.config.services
             ]:
                 try:
                     await self.route((name, Envelope(Removed(), None)) for name in removed)
