@@ -590,6 +590,14 @@ def _summary(status: dict[str, Any]) -> str:
         return f"{status['service']}: healthy"
     by = f" by {incident['acknowledged_by']}" if incident.get("acknowledged_by") else ""
     ack = f" acknowledged{by}" if incident["acknowledged"] else ""
+    if incident.get("silenced"):
+        held = f"paging held by a silence until {incident.get('next_escalation_at')}"
+        if incident["level"]:
+            held = f"level {incident['level']} notified, {held}"
+        return (
+            f"{status['service']}: unhealthy, incident {incident['id']}{ack}, {held}, "
+            f"{incident['alerts']} alert(s)"
+        )
     return (
         f"{status['service']}: unhealthy, incident {incident['id']}{ack}, "
         f"level {incident['level']} notified, {incident['alerts']} alert(s)"

@@ -256,3 +256,17 @@ def test_a_simulation_is_printed_a_step_a_line() -> None:
     ]
     cut = {**reply, "timeline": reply["timeline"][:2], "end": "rounds"}
     assert cli.render("simulate", cut).endswith("(more rounds follow: --rounds)")
+
+
+def test_an_alert_held_by_a_silence_says_so() -> None:
+    incident = {
+        "id": "api#1", "level": 0, "acknowledged": False, "acknowledged_by": None, "alerts": 1,
+        "silenced": True, "next_escalation_at": "2027-01-15T10:00:00.000Z",
+    }  # fmt: skip
+    reply = {"service": "api", "state": "unhealthy", "incident": incident}
+    assert cli.render("alert", reply) == (
+        "api: unhealthy, incident api#1, paging held by a silence until"
+        " 2027-01-15T10:00:00.000Z, 1 alert(s)"
+    )
+    later = {**reply, "incident": {**incident, "level": 1}}
+    assert "level 1 notified, paging held by a silence until" in cli.render("alert", later)
