@@ -517,7 +517,9 @@ def _due(
     else:
         exhausted = attrs.evolve(incident, deadline=None, exhausted=True, silenced=False)
         return attrs.evolve(state, incident=exhausted), ()
-    quiet = silenced_until(now, (spans(state.silences), windows))
+    quiet = None
+    if state.silences or windows is not None:  # a storm opens thousands: nothing to look at
+        quiet = silenced_until(now, (spans(state.silences), windows))
     if quiet is not None:
         held = attrs.evolve(incident, deadline=quiet, silenced=True)
         return attrs.evolve(state, incident=held), ()
