@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from pager import __version__
@@ -161,7 +161,8 @@ class _Parser(argparse.ArgumentParser):
     """A command's parser that may check its arguments together once they are parsed (argparse
     checks each alone): a usage error, exit 2, like any other."""
 
-    check: Any = None  # Callable[[argparse.Namespace], str | None]: what is wrong, if anything
+    check: Callable[[argparse.Namespace], str | None] | None = None
+    """What is wrong with the arguments taken together, if anything."""
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
