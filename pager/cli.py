@@ -473,13 +473,16 @@ def _entry(entry: dict[str, Any]) -> str:
     )
     if entry.get("integration"):
         who += f" via {entry['integration']}"
+    if entry.get("via"):
+        who += f" via {entry['via']}"
     if event == "alert":
         return f"alert{who}: {entry.get('detail') or '(no message)'}"
     if event == "ack":
         by = f" by {entry['by']}" if entry.get("by") else ""
         return f"acknowledged{by}{who}"
     if event == "healthy":
-        return f"healthy{who}"
+        by = f" by {entry['by']}" if entry.get("by") else ""
+        return f"healthy{by}{who}"
     if event == "resolve":
         return f"resolved through {entry.get('detail') or 'an integration'}"
     if event == "timeout":

@@ -35,6 +35,7 @@ from pager.domain import (
     Alert,
     EndSilence,
     Event,
+    Healthy,
     Heartbeat,
     HeartbeatMissed,
     Incident,
@@ -49,6 +50,7 @@ from pager.domain import (
     decide,
     incident_id,
     missed_message,
+    stale,
 )
 from pager.protocol import (
     Request,
@@ -107,6 +109,9 @@ class Envelope:
     reply: Reply | None
     peer: Peer | None = None
     integration: str | None = None  # the HTTP integration it came through, by name
+    via: str | None = None
+    """How a person answered, where not a peer or an integration: `link` (an acknowledge link),
+    `sms` (a reply), `slack` (a button), `console` (the web console). Recorded in history."""
 
 
 @attrs.frozen
@@ -116,6 +121,9 @@ class _Decided:
     transitions: list[Transition]
     outcomes: list[tuple[Envelope, ServiceState | Rejected]]
     state: ServiceState
+    stale: list[Source] = attrs.Factory(list)
+    """Firings taken as late copies of alerts resolved already: counted and logged once
+    committed with the rest (see "Late firings" in `pager.domain`)."""
 
 
 class _Claimed:
@@ -556,8 +564,13 @@ class Services:
                     if envelope.reply is not None:
                         envelope.reply.set(unknown_service(service), "unknown_service")
                 state = self.state(service)
-                if state.incident is not None or state.heartbeat is not None or state.silences:
-                    after = attrs.evolve(closed(state), heartbeat=None, silences=())
+                if (
+                    state.incident is not None
+                    or state.heartbeat is not None
+                    or state.started
+                    or state.silences
+                ):
+                    after = attrs.evolve(closed(state), heartbeat=None, started={}, silences=())
                     record = EventRecord("removed", REMOVED) if state.incident is not None else None
                     decided[service] = _Decided(
                         [Transition(state, after, (), now, record)], [], after
@@ -624,7 +637,25 @@ class Services:
                     self._scheduler.decided(state)
                 if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
                     self._heartbeats.decided(state)
+            if decided[service].stale:
+                self._report_stale(service, decided[service].stale)
         self._answer([o for d in decided.values() for o in d.outcomes])
+
+    def _report_stale(self, service: str, late: list[Source]) -> None:
+        """Count and log the firings of `service` taken as late copies: they change nothing,
+        so they are not in the history; this line says why an alert Alertmanager shows firing
+        paged nobody."""
+        for source in late:
+            self._metrics.stale_firings.inc(source.integration)
+        shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
+        more = f" and {len(late) - 10} more" if len(late) > 10 else ""
+        log.info(
+            "late firing ignored service=%s alerts=%s%s: each started (startsAt) no later than"
+            " when it resolved; paged nobody",
+            service,
+            shown,
+            more,
+        )
 
     def _refused(self, decided: dict[str, _Decided], exc: StoreError) -> None:
         """Nothing of it was written: every deadline stays as the disk has it, and a timeout
@@ -647,14 +678,23 @@ class Services:
         state = self.state(service)
         mine: list[Transition] = []
         answers: list[tuple[Envelope, ServiceState | Rejected]] = []
+        late: list[Source] = []
         for envelope in batch:
-            if isinstance(envelope.event, Removed):
+            event = envelope.event
+            if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
             try:
-                after, notes = decide(state, envelope.event, now, policy, heartbeat, windows)
+                after, notes = decide(state, event, now, policy, heartbeat, windows)
             except Rejected as rejected:
                 answers.append((envelope, rejected))
                 continue
+            if (
+                isinstance(event, Alert)
+                and event.source is not None
+                and after is state
+                and stale(state, event.source, event.starts_at, now)
+            ):
+                late.append(event.source)
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
@@ -662,7 +702,7 @@ class Services:
                     mine.append(Transition(after, after, (), now, held))
             state = after
             answers.append((envelope, after))
-        return _Decided(mine, answers, state)
+        return _Decided(mine, answers, state, late)
 
     def _answer(
         self,
@@ -695,6 +735,7 @@ class Services:
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
     """The event as the incident's history keeps it; None if it concerns no incident."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
+    answered = envelope.via
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
         return _heartbeat_record(event, peer, via, before, after)
     if isinstance(event, (StartSilence, EndSilence)):
@@ -717,17 +758,18 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if isinstance(event, Ack):
         if event.source is not None and before.incident == after.incident:
             return None  # an integration's ack of what is acked already, or not firing
-        return EventRecord("ack", None, event.by, peer, via)
+        return EventRecord("ack", None, event.by, peer, via, answered)
     if isinstance(event, Resolve):
-        if before == after:
-            return None
+        if event.source not in before.firing:
+            return None  # resolved already, or never seen: only its startsAt was kept
         # The incident's history says which alert resolved, and how many are left.
         left = len(after.firing)
         detail = f"{event.source.integration}: {event.source.key} resolved"
         return EventRecord(
             "resolve", detail + (f", {left} still firing" if left else ""), None, peer, via
         )
-    return EventRecord("healthy", None, None, peer, via)
+    by = event.by if isinstance(event, Healthy) else None
+    return EventRecord("healthy", None, by, peer, via, answered)
 
 
 def _heartbeat_record(
