@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from pager.silences import MAX_SILENCES, Quiet, Silence, live, silenced_until, spans
 from pager.timefmt import duration
 
 DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
@@ -182,6 +183,11 @@ class Incident:
     """A plain alert (one without a `Source`: the socket, `pager alert`, REST, cron) opened it or
     came to it while open. Nothing resolves such an alert but `Healthy`, so no integration's
     `Resolve` closes the incident once this is set (see `decide`)."""
+    silenced: bool = False
+    """Its next step is held by a silence (see "Silences" below): `deadline` is when the quiet
+    known at the time ends, and the step's `Timeout` is looked at whenever it comes, early too
+    (a silence ended early hands it over at once). An incident opened while silenced is held
+    before its first step: `level` 0, nobody notified yet."""
 
     @property
     def acknowledged(self) -> bool:
@@ -197,7 +203,7 @@ class Incident:
         return Incident(
             self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
             self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
-            self.heartbeat_only, self.held_by_alert,
+            self.heartbeat_only, self.held_by_alert, self.silenced,
         )  # fmt: skip
 
 
@@ -270,6 +276,9 @@ class ServiceState:
     each resolved within `RESOLVED_FOR` (at most `MAX_RESOLVED` per integration): what tells
     a copy of an earlier firing, or a resolve of one, from the alert's latest firing (see "Late
     firings" below)."""
+    silences: tuple[Silence, ...] = ()
+    """Its durable silences (see "Silences" below): those in force or to come, and those over
+    since the last one was started (kept until then, so that the store sees how they ended)."""
 
     @property
     def healthy(self) -> bool:
@@ -363,7 +372,29 @@ class HeartbeatMissed:
     due_at: float
 
 
-Event: TypeAlias = Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed
+# Silences ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class StartSilence:
+    """Silence the service (`pager silence`): the silence, its id and times chosen by the
+    daemon. Refused if it would end by now, or the service has `MAX_SILENCES` to come."""
+
+    silence: Silence
+
+
+@attrs.frozen
+class EndSilence:
+    """End silence `id` now (`pager silence end`), as its natural end would."""
+
+    id: int
+    by: str | None = None
+
+
+Event: TypeAlias = (
+    Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed | StartSilence
+    | EndSilence
+)  # fmt: skip
 
 
 # Commands -----------------------------------------------------------------------------------
@@ -420,9 +451,12 @@ def decide(
     now: float,
     policy: Policy,
     heartbeat: float | None = None,
+    windows: Quiet | None = None,
 ) -> Decision:
     """Apply one event to one service at time `now` (seconds since the epoch). `heartbeat` is
-    the service's configured heartbeat interval, None if it has none.
+    the service's configured heartbeat interval, None if it has none; `windows` silences the
+    service besides its own durable silences (recurring maintenance windows), None if nothing
+    does (see "Silences" below).
 
     Raises `Rejected` when the event is refused; the state is then unchanged.
     """
@@ -448,10 +482,14 @@ def decide(
             if incident is None:
                 number = state.last_incident + 1
                 opened = Incident(
-                    number=number, opened_at=now, message=message, held_by_alert=source is None
+                    number=number,
+                    opened_at=now,
+                    message=message,
+                    level=0,
+                    held_by_alert=source is None,
                 )
                 state = attrs.evolve(state, last_incident=number, firing=firing, started=started)
-                return _page(state, opened, 1, 1, now, policy)
+                return _due(state, opened, now, policy, windows)
             counted = incident.counted()
             if counted.heartbeat_only or (source is None and not counted.held_by_alert):
                 # Now open for an alert too: a check-in no longer closes it; and a plain alert
@@ -461,7 +499,13 @@ def decide(
                 )
             # Not attrs.evolve for the state either: see `Incident.counted`.
             state = ServiceState(
-                state.name, state.last_incident, counted, firing, state.heartbeat, started
+                state.name,
+                state.last_incident,
+                counted,
+                firing,
+                state.heartbeat,
+                started,
+                state.silences,
             )
             return state, ()
         case Ack(by=by, source=source, incident=number):
@@ -472,7 +516,9 @@ def decide(
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
                 return state, ()
-            acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
+            acked = attrs.evolve(
+                incident, acknowledged_at=now, acknowledged_by=by, deadline=None, silenced=False
+            )
             return attrs.evolve(state, incident=acked), ()
         case Healthy(incident=number):
             _named(state, number)
@@ -497,7 +543,9 @@ def decide(
                 return attrs.evolve(state, incident=held, firing=firing, started=started), ()
             return _closed(attrs.evolve(state, firing=firing, started=started), now, heartbeat), ()
         case Timeout():
-            if incident is None or incident.deadline is None or now < incident.deadline:
+            if incident is None or incident.deadline is None:
+                return state, ()
+            if now < incident.deadline and not incident.silenced:
                 return state, ()
             if (event.incident, event.round, event.level) != (
                 incident.number,
@@ -505,16 +553,15 @@ def decide(
                 incident.level,
             ):
                 return state, ()
-            if incident.level < len(policy.levels):
-                return _page(state, incident, incident.round, incident.level + 1, now, policy)
-            if incident.round <= policy.repeat:
-                return _page(state, incident, incident.round + 1, 1, now, policy)
-            exhausted = attrs.evolve(incident, deadline=None, exhausted=True)
-            return attrs.evolve(state, incident=exhausted), ()
+            return _due(state, incident, now, policy, windows)
         case Heartbeat():
             return _check_in(state, now, heartbeat)
         case HeartbeatMissed(due_at=due_at):
-            return _missed(state, due_at, now, policy, heartbeat)
+            return _missed(state, due_at, now, policy, heartbeat, windows)
+        case StartSilence(silence=silence):
+            return _silence(state, silence, now, policy, windows)
+        case EndSilence(id=number, by=by):
+            return _end_silence(state, number, by, now, policy, windows)
     raise TypeError(f"not an event: {event!r}")
 
 
@@ -539,12 +586,35 @@ def _closed(state: ServiceState, now: float, interval: float | None) -> ServiceS
     return attrs.evolve(closed(state), heartbeat=_rearmed(state, now, interval))
 
 
+def _due(
+    state: ServiceState, incident: Incident, now: float, policy: Policy, windows: Quiet | None
+) -> Decision:
+    """The incident's next step is due: notify it, unless a silence holds it (then look again
+    when the quiet ends), or exhaust the incident if no step is left."""
+    if incident.level < len(policy.levels):
+        round, level = incident.round, incident.level + 1
+    elif incident.round <= policy.repeat:
+        round, level = incident.round + 1, 1
+    else:
+        exhausted = attrs.evolve(incident, deadline=None, exhausted=True, silenced=False)
+        return attrs.evolve(state, incident=exhausted), ()
+    quiet = None
+    if state.silences or windows is not None:  # a storm opens thousands: nothing to look at
+        quiet = silenced_until(now, (spans(state.silences), windows))
+    if quiet is not None:
+        held = attrs.evolve(incident, deadline=quiet, silenced=True)
+        return attrs.evolve(state, incident=held), ()
+    return _page(state, incident, round, level, now, policy)
+
+
 def _page(
     state: ServiceState, incident: Incident, round: int, level: int, now: float, policy: Policy
 ) -> Decision:
     """Notify every target of `level` and start its acknowledgement timeout."""
     step = policy.levels[level - 1]
-    paged = attrs.evolve(incident, round=round, level=level, deadline=now + step.ack_timeout)
+    paged = attrs.evolve(
+        incident, round=round, level=level, deadline=now + step.ack_timeout, silenced=False
+    )
     notes = tuple(
         Notify(
             service=state.name,
@@ -598,7 +668,12 @@ def _check_in(state: ServiceState, now: float, interval: float | None) -> Decisi
 
 
 def _missed(
-    state: ServiceState, due_at: float, now: float, policy: Policy, interval: float | None
+    state: ServiceState,
+    due_at: float,
+    now: float,
+    policy: Policy,
+    interval: float | None,
+    windows: Quiet | None,
 ) -> Decision:
     monitor = state.heartbeat
     if monitor is None or monitor.due_at != due_at:
@@ -613,9 +688,9 @@ def _missed(
     if incident is not None:
         return attrs.evolve(state, incident=incident.counted(), heartbeat=missed), ()
     number = state.last_incident + 1
-    opened = Incident(number=number, opened_at=now, message=message, heartbeat_only=True)
+    opened = Incident(number=number, opened_at=now, message=message, level=0, heartbeat_only=True)
     missing = attrs.evolve(state, last_incident=number, heartbeat=missed)
-    return _page(missing, opened, 1, 1, now, policy)
+    return _due(missing, opened, now, policy, windows)
 
 
 def missed_message(interval: float) -> str:
@@ -769,3 +844,71 @@ def _resolved_again(
     ):
         return state
     return attrs.evolve(state, started=_resolved(state.started, source, starts_at, now))
+
+
+# Silences -----------------------------------------------------------------------------------
+#
+# The rules, in one place (docs/silences.md says them to operators):
+# - A silence holds pages back; it drops nothing. An alert during a silence is counted on the
+#   service as ever (an incident opens, alerts count, history is complete), but the incident
+#   pages nobody: it is held before its first step (level 0), its deadline the quiet's end.
+# - Any step that comes due while the service is silenced (an escalation of an incident that
+#   was paging when the silence started) is held the same way: pages already sent stay sent,
+#   nothing more is sent. When the quiet ends, the held step is notified then, and its own
+#   ack timeout starts then: an incident opened during the silence pages level 1 at its end,
+#   as if the alert had just come.
+# - The quiet at a moment is the union of every silence in force then and of `windows`, the
+#   config's recurring ones (`pager.silences.silenced_until`); a held incident whose quiet is
+#   extended meanwhile is held on, to the new end, when its deadline comes.
+# - Starting or ending a silence looks again at a held incident at once: ending it early
+#   pages the held step now, as the natural end would; a silence that extends the quiet moves
+#   the deadline. An incident that is paging and not yet due is left alone until it is due.
+# - `healthy`, the last resolve, a check-in that ends a miss: the held incident closes quietly.
+#   An ack ends the hold with the escalation; exhausting needs no page, so it is not held.
+
+
+def _silence(
+    state: ServiceState, silence: Silence, now: float, policy: Policy, windows: Quiet | None
+) -> Decision:
+    if silence.until <= now:
+        raise Rejected("bad_request", f"a silence of {state.name} must end after now")
+    if silence.ends_at <= silence.starts_at:
+        raise Rejected("bad_request", f"a silence of {state.name} must end after it starts")
+    if any(s.id == silence.id for s in state.silences):
+        raise Rejected("bad_request", f"{state.name} has a silence {silence.id} already")
+    kept = live(state.silences, now)
+    if len(kept) >= MAX_SILENCES:
+        raise Rejected(
+            "too_many_silences",
+            f"{state.name} has {len(kept)} silences in force or to come, the most pagerd keeps:"
+            " end some first",
+        )
+    return _reconsidered(attrs.evolve(state, silences=(*kept, silence)), now, policy, windows)
+
+
+def _end_silence(
+    state: ServiceState,
+    number: int,
+    by: str | None,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+) -> Decision:
+    found = next((s for s in state.silences if s.id == number), None)
+    if found is None:
+        raise Rejected("not_found", f"{state.name} has no silence {number}")
+    if found.over(now):
+        return state, ()  # over already: ending it again changes nothing
+    ended = attrs.evolve(found, ended_at=now, ended_by=by)
+    silences = tuple(ended if s.id == number else s for s in state.silences)
+    return _reconsidered(attrs.evolve(state, silences=silences), now, policy, windows)
+
+
+def _reconsidered(
+    state: ServiceState, now: float, policy: Policy, windows: Quiet | None
+) -> Decision:
+    """`state` with its held step looked at again now that its silences changed."""
+    incident = state.incident
+    if incident is None or not incident.silenced or incident.deadline is None:
+        return state, ()
+    return _due(state, incident, now, policy, windows)
