@@ -16,22 +16,28 @@ from typing import Final
 import attrs
 import trio
 
-from pager.domain import ServiceState
+from pager.domain import Notify, ServiceState
 from pager.ports import Transport
 from pagerd.access import peers
+from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import FrontConfig, tls_context
-from pagerd.delivery.lanes import build_lanes
+from pagerd.delivery.lanes import Answering, build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
+from pagerd.front.http.console import Console
+from pagerd.front.http.console.app import HASHES_AT_ONCE
 from pagerd.front.http.fronts import FrontFailed, Fronts
 from pagerd.front.http.metrics import serve_metrics
+from pagerd.front.http.rest import RestSilences
+from pagerd.front.http.slack import SlackButtons
 from pagerd.front.http.table import routes as http_routes_of
+from pagerd.front.http.twilio import TwilioReplies
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
-from pagerd.front.local import LocalCore
+from pagerd.front.local import LocalCore, answer
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.metrics import Metrics
@@ -92,6 +98,8 @@ class Daemon:
     tls_files: tuple[Path, Path] | None = None
     """The files of that context: the front processes read them (TLS stays on or off until a
     restart, whatever a reload says)."""
+    answering: Answering | None = None
+    """What makes pages answerable (SMS reply codes, Slack buttons' key): kept for reloads."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -159,7 +167,9 @@ class Daemon:
                 log.warning("reload: daemon.%s changed; it takes effect on restart", what)
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
-        lanes = build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
+        lanes = build_lanes(
+            new, self.clock, self.file_offload, reuse=self.outbox.lanes(), answering=self.answering
+        )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
@@ -305,6 +315,7 @@ async def serve(
                     activated_http,
                     http_routes or [],
                     config_offload,
+                    offload or in_thread(trio.CapacityLimiter(HASHES_AT_ONCE)),
                 ),
                 transports or {},
                 outbox_capacity,
@@ -328,6 +339,7 @@ class _Parts:
     activated_http: socket.socket | None
     http_routes: list[Route]
     config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
+    password_offload: Offload  # the console's password checks (scrypt: 32 MiB each)
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -402,13 +414,36 @@ async def _run(
     scheduler = Scheduler(clock)
     heartbeats = Scheduler(clock, heartbeat)
     try:
-        lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+        keys = await parts.file_offload(lambda: SigningKeys.load_or_create(config.state_dir))
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
+
+    async def reply_codes(n: Notify) -> int | None:
+        # Replies need somewhere to come back to: the front door's public address.
+        if services.config.http.public_url is None:
+            return None
+        address, at = n.target.address, clock.now()
+        return await parts.store_offload(
+            lambda: store.reply_code(address, n.service, n.incident, at)
+        )
+
+    answering = Answering(reply_codes, keys)
+    try:
+        lanes = build_lanes(
+            config, clock, parts.file_offload, overrides=transports, answering=answering
+        )
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    services = Services(config, states, committer, scheduler, outbox, clock, heartbeats, metrics)
+    try:
+        last_silence = await parts.store_offload(store.last_silence_id)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    services = Services(
+        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, last_silence
+    )
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
@@ -447,6 +482,7 @@ async def _run(
         parts.config_offload,
         LocalCore(services, server.read, ready, config.front()),
         ConfigRecord(config.sha256, clock.now()),
+        answering=answering,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
@@ -572,6 +608,39 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
             raise StartupError(f"cannot listen for http on {host}:{port}: {exc}") from None
     else:
         return []
+    services, store = daemon.services, daemon.store
+    assert daemon.answering is not None
+    keys = daemon.answering.keys
+
+    def secure() -> bool:
+        """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
+        public_url = services.config.http.public_url or ""
+        return daemon.tls is not None or public_url.lower().startswith("https:")
+
+    console = Console(
+        lambda: services.config,
+        daemon.server.read,
+        lambda service, event, via: answer(services, service, event, via),
+        keys,
+        daemon.clock.now,
+        secure,
+        parts.password_offload,
+    )
+    # Served in this process whatever `http.workers` says: they need what only the core has
+    # (the silences' numbering, the reply codes in the database, the signing keys, the
+    # console's sessions), and they are few. With front processes, a front checks their key or
+    # reads their body, and forwards them whole. SMS replies (POST /v1/twilio/sms) and Slack
+    # buttons (POST /v1/slack/interactions), the providers' callbacks for answers to pages;
+    # REST's silences; the web console (under /console/, answering 404 while [console] is not
+    # configured).
+    replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
+    in_core = [
+        *RestSilences(services, daemon.core, daemon.server.read).routes(),
+        *replies.routes(),
+        *SlackButtons(services, keys, daemon.clock).routes(),
+        *console.routes(),
+        *parts.http_routes,
+    ]
     try:
         daemon.tls = None if config.http.tls is None else tls_context(*config.http.tls)
     except (ssl.SSLError, OSError, ValueError) as exc:
@@ -582,10 +651,13 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     if workers > 0:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         daemon.http = Fronts(
-            workers, listeners, daemon.core, metrics, daemon.core.front, level, parts.http_routes
+            workers, listeners, daemon.core, metrics, daemon.core.front, level, in_core
         )
         return listeners
-    routes = [*http_routes_of(daemon.core, metrics), *parts.http_routes]
+    # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); then
+    # those served in the core.
+    routes = [*http_routes_of(daemon.core, metrics), *in_core]
     daemon.http_app = HttpApp(routes, daemon.core, metrics)
     daemon.http = HttpServer(
         daemon.http_app,
@@ -636,6 +708,12 @@ def _gauges(
         "pagerd_heartbeats_armed",
         "Heartbeat monitors waiting for their next check-in.",
         lambda: len(heartbeats),
+    )
+    metrics.gauge("pagerd_silences", "Silences in force or to come.", services.live_silences)
+    metrics.gauge(
+        "pagerd_silenced_incidents",
+        "Open incidents whose next step a silence holds.",
+        services.held_incidents,
     )
     if store.statistics().bytes_on_disk is not None:  # a database on another host: no figure
         metrics.gauge(

@@ -13,7 +13,17 @@ import trio
 import trio.testing
 from hypothesis import given
 
-from pager.domain import Ack, Alert, Healthy, Heartbeat, Resolve, Source, Timeout
+from pager.domain import (
+    Ack,
+    Alert,
+    EndSilence,
+    Event,
+    Healthy,
+    Heartbeat,
+    Resolve,
+    Source,
+    Timeout,
+)
 from pagerd.config.channels import Secret
 from pagerd.config.http import FrontConfig, HttpConfig, HttpLimits, Integration
 from pagerd.front.core import Submission
@@ -39,12 +49,14 @@ from tests.strategies import messages, service_names
 
 texts = st.text(max_size=64)
 sources = st.builds(Source, texts, texts)
+starts = st.none() | st.integers(0, 2**63 - 1)
+incidents = st.none() | st.integers(1, 2**53)
 events = st.one_of(
-    st.builds(Alert, messages, st.none() | sources),
-    st.builds(Ack, st.none() | texts, st.none() | sources),
-    st.builds(Resolve, sources),
+    st.builds(Alert, messages, st.none() | sources, starts),
+    st.builds(Ack, st.none() | texts, st.none() | sources, incident=incidents),
+    st.builds(Resolve, sources, starts),
     st.builds(Heartbeat, st.none() | texts),
-    st.just(Healthy()),
+    st.builds(Healthy, st.none() | texts, incident=incidents),
 )
 submissions = st.tuples(st.none() | service_names, events)
 
@@ -58,9 +70,10 @@ def test_a_submission_crosses_as_it_was(batch: list[Submission], id: int) -> Non
     assert [from_wire(w) for w in message.events] == batch
 
 
-def test_an_event_no_front_sends_does_not_cross() -> None:
+@pytest.mark.parametrize("event", [Timeout(1, 1, 1), EndSilence(3, "alice")])
+def test_an_event_no_front_sends_does_not_cross(event: Event) -> None:
     with pytest.raises(ValueError, match="not an event a front sends"):
-        to_wire(("api", Timeout(1, 1, 1)))
+        to_wire(("api", event))
 
 
 replies = st.lists(

@@ -450,3 +450,5 @@ async def test_a_route_served_in_the_core_is_forwarded_whole_by_the_fronts(
                 assert (limited.status_code, limited.headers["retry-after"]) == (503, "7")
                 document = (await client.get("/openapi.json")).json()
                 assert "/echo/{what}" in document["paths"]
+                head = await client.head("/busy", headers=auth())  # a GET route's HEAD
+                assert (head.status_code, head.content) == (503, b"")

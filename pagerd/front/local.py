@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
-from pager.domain import Ack, Alert, Resolve
+from pager.domain import Ack, Alert, Event, Resolve
 from pager.protocol import Request, ok_reply, unknown_service
 from pagerd.config.http import FrontConfig
 from pagerd.engine.actors import Envelope, Services
 from pagerd.front.core import Outcome, OverRate, Submission
 from pagerd.front.http.limits import RateLimits
 
-__all__ = ["LocalCore"]
+__all__ = ["LocalCore", "answer"]
 
 log = logging.getLogger("pagerd.http")
 
@@ -148,3 +148,24 @@ class LocalCore:
 
     async def ready(self) -> str | None:
         return await self._ready()
+
+
+async def answer(services: Services, service: str, event: Event, via: str) -> Outcome:
+    """A person's answer to a page (an `Ack` or `Healthy` naming its incident) routed to
+    `service`'s actor, recorded as answered `via` (`sms`, `slack`, `console`), and its reply line
+    and result once decided and committed. No integration is involved, and so no rate: the
+    provider's signature (or the console's session) authenticated the request. For routes
+    served in the core (SMS replies, Slack's buttons, the console)."""
+    if service not in services.config.services:
+        return unknown_service(service), "unknown_service"
+    outcomes: list[Outcome] = []
+    answered = trio.Event()
+
+    def done(found: list[Outcome]) -> None:
+        outcomes.extend(found)
+        answered.set()
+
+    slot = _Slot(_Gather(1, done), 0, terse=False)
+    await services.route([(service, Envelope(event, slot, None, None, via=via))])
+    await answered.wait()
+    return outcomes[0]

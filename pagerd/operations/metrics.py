@@ -134,12 +134,19 @@ class Metrics:
         )
         self.http_auth_failures = Counter(
             "pagerd_http_auth_failures_total",
-            "HTTP requests refused for a missing or wrong key, by the integration type asked for.",
+            "HTTP requests refused for a missing or wrong key, by the integration type asked for"
+            " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
         )
         self.http_fronts_replaced = Counter(
             "pagerd_http_fronts_replaced_total",
             "HTTP front processes that exited unasked (a crash, a kill) and were replaced.",
+        )
+        self.stale_firings = Counter(
+            "pagerd_stale_firings_total",
+            "Firing alerts taken as copies of an earlier firing of one already resolved (their"
+            " startsAt before the one it resolved with): they paged nobody. By integration.",
+            ("integration",),
         )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
@@ -163,6 +170,7 @@ class Metrics:
             self.http_requests,
             self.http_auth_failures,
             self.http_fronts_replaced,
+            self.stale_firings,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

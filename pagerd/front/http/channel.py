@@ -42,12 +42,16 @@ T = TypeVar("T")
 
 class WireEvent(msgspec.Struct, array_like=True):
     """One `Submission`: the service (None: the one with `source` firing), what the event is,
-    its text (an alert's message; who acks or checks in) and its source (integration, key)."""
+    its text (an alert's message; who acks, closes or checks in), its source (integration,
+    key), its sender's `startsAt` (an alert's, a resolve's) and the incident it names (an ack's,
+    a healthy's)."""
 
     service: str | None
     kind: str
     text: str | None = None
     source: tuple[str, str] | None = None
+    starts_at: int | None = None
+    incident: int | None = None
 
 
 class Serving(msgspec.Struct, tag="serving", array_like=True):
@@ -94,6 +98,8 @@ class Forward(msgspec.Struct, tag="forward", array_like=True):
     headers: dict[str, str]
     body: bytes
     integration: str | None
+    address: str
+    query: str
 
 
 class Counts(msgspec.Struct, tag="counts", array_like=True):
@@ -126,6 +132,9 @@ class WireRoute(msgspec.Struct, array_like=True):
     auth: str | None
     key_in_path: bool
     body: bool
+    max_body: int | None
+    signed: str | None
+    """The provider whose signature authenticates it (checked in the core), if any."""
     over_rate: int
     doc: dict[str, Any]
 
@@ -212,18 +221,19 @@ def outcomes_of(message: Replied) -> list[Outcome]:
 
 
 def to_wire(submission: Submission) -> WireEvent:
-    """A submission as it crosses; `ValueError` for an event no front sends (a deadline's)."""
+    """A submission as it crosses; `ValueError` for an event no front sends (a deadline's, a
+    silence's)."""
     service, event = submission
     if isinstance(event, Alert):
-        return WireEvent(service, "alert", event.message, _source(event.source))
+        return WireEvent(service, "alert", event.message, _source(event.source), event.starts_at)
     if isinstance(event, Ack):
-        return WireEvent(service, "ack", event.by, _source(event.source))
+        return WireEvent(service, "ack", event.by, _source(event.source), None, event.incident)
     if isinstance(event, Resolve):
-        return WireEvent(service, "resolve", None, _source(event.source))
+        return WireEvent(service, "resolve", None, _source(event.source), event.starts_at)
     if isinstance(event, Heartbeat):
         return WireEvent(service, "heartbeat", event.by)
     if isinstance(event, Healthy):
-        return WireEvent(service, "healthy")
+        return WireEvent(service, "healthy", event.by, None, None, event.incident)
     raise ValueError(f"{type(event).__name__} is not an event a front sends")
 
 
@@ -232,17 +242,17 @@ def from_wire(wire: WireEvent) -> Submission:
     source = None if wire.source is None else Source(*wire.source)
     event: Event
     if wire.kind == "alert":
-        event = Alert(wire.text or "", source)
+        event = Alert(wire.text or "", source, wire.starts_at)
     elif wire.kind == "ack":
-        event = Ack(wire.text, source)
+        event = Ack(wire.text, source, incident=wire.incident)
     elif wire.kind == "resolve":
         if source is None:
             raise ValueError("a resolve without its source")
-        event = Resolve(source)
+        event = Resolve(source, wire.starts_at)
     elif wire.kind == "heartbeat":
         event = Heartbeat(wire.text)
     elif wire.kind == "healthy":
-        event = Healthy()
+        event = Healthy(wire.text, incident=wire.incident)
     else:
         raise ValueError(f"unknown event kind {wire.kind[:32]!r}")
     return wire.service, event
@@ -259,6 +269,8 @@ def wire_route(route: Route) -> WireRoute:
         route.auth,
         route.key_in_path,
         route.body,
+        route.max_body,
+        None if route.signed is None else route.signed.provider,
         route.over_rate,
         dict(route.doc),
     )

@@ -318,8 +318,12 @@ class Fronts:
                 channel.send(block)
 
     async def answer(self, message: Forward) -> Response:
-        """The answer of the route served in the core that `message` is for."""
+        """The answer of the route served in the core that `message` is for: its provider's
+        signature checked here first, where the secret is (a bad one counted as a wrong key of
+        its address, for every front), then its handler's."""
         route = self.in_core.get((message.method, message.pattern))
+        if route is None and message.method == "HEAD":  # a GET route's, as `find` gives it
+            route = self.in_core.get(("GET", message.pattern))
         if route is None:
             return error(404, "not_found", "no such endpoint (see /openapi.json)")
         integration = None
@@ -329,8 +333,15 @@ class Fronts:
                 return error(401, "unauthorized", "the key is no longer an integration's")
         call = Call(
             message.method, message.path, message.params, message.headers, message.body,
-            integration,
+            integration, address=message.address, query=message.query,
         )  # fmt: skip
+        if route.signed is not None:
+            refused = route.signed.check(call)
+            if refused is not None:
+                if refused.status == 403:
+                    self._metrics.http_auth_failures.inc(route.signed.provider)
+                    self.wrong_key(message.address)
+                return refused
         return await handle(route, call)
 
     def count(self, counts: Counts) -> None:

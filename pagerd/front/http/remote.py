@@ -48,7 +48,7 @@ from pagerd.front.http.channel import (
     to_wire,
 )
 from pagerd.front.http.limits import MAX_ADDRESSES
-from pagerd.front.http.routes import Call, Route
+from pagerd.front.http.routes import Call, Route, Signed
 from pagerd.operations.metrics import Counter
 
 __all__ = ["Blocked", "RemoteCore"]
@@ -192,11 +192,14 @@ class RemoteCore:
         raise self._unexpected(answer)
 
     def forwarded(self) -> list[Route]:
-        """The routes served in the core, each handled here by forwarding its request whole."""
+        """The routes served in the core, each handled here by forwarding its request whole (a
+        provider's signature is checked there, with the secret only the core has)."""
         return [
             Route(
-                r.method, r.pattern, _forwarding(self, r), r.auth, r.key_in_path, r.body,
-                r.over_rate, r.doc,
+                r.method, r.pattern, _forwarding(self, r), auth=r.auth,
+                key_in_path=r.key_in_path, body=r.body, max_body=r.max_body,
+                signed=None if r.signed is None else Signed(r.signed, _checked_in_core),
+                over_rate=r.over_rate, doc=r.doc,
             )
             for r in self.in_core
         ]  # fmt: skip
@@ -207,7 +210,7 @@ class RemoteCore:
         answer = await self._ask(
             lambda id: Forward(
                 id, call.method, route.pattern, call.path, dict(call.params),
-                dict(call.headers), call.body, name,
+                dict(call.headers), call.body, name, call.address, call.query,
             )
         )  # fmt: skip
         if isinstance(answer, Answered):
@@ -299,6 +302,10 @@ class RemoteCore:
             if waiter is not None:
                 waiter.answer = message
                 waiter.event.set()
+
+
+def _checked_in_core(call: Call) -> Response | None:
+    return None  # the core checks the signature when the request is forwarded to it
 
 
 def _forwarding(core: RemoteCore, route: WireRoute) -> Callable[[Call], Awaitable[Response]]:

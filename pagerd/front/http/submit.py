@@ -10,7 +10,9 @@ which one sent each. Past the integration's rate, `OverRate` goes up to the HTTP
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from pager.domain import Event
 from pager.protocol import error_reply, unknown_service
@@ -25,6 +27,7 @@ STATUS: Final[dict[str, int]] = {
     "unknown_service": 404,
     "not_found": 404,
     "no_open_incident": 409,
+    "too_many_silences": 409,
     "too_large": 413,
     "busy": 503,
     "unavailable": 503,
@@ -56,3 +59,12 @@ async def submit(
         return error_reply("forbidden", message), "forbidden"
     [outcome] = await core.submit(integration.name, [(service, event)])
     return outcome
+
+
+def decoded(line: bytes) -> dict[str, Any]:
+    """A reply line as its JSON object (empty if it is none)."""
+    try:
+        reply = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return {}
+    return reply if isinstance(reply, dict) else {}
