@@ -79,7 +79,8 @@ a back-off (`RESTART_MIN` doubled up to `RESTART_MAX`): a front that cannot run 
 MAX_IN_FLIGHT: Final = 4096
 """Submissions of one front the core holds at once; past it, that channel is not read."""
 MAX_READS: Final = 64
-"""Reads (status, history, ready) of one front served at once; past it, likewise."""
+"""Reads (status, history, ready) and forwarded requests of one front served at once; past it,
+likewise."""
 
 
 class FrontFailed(Exception):
