@@ -138,6 +138,12 @@ class Policy:
 
     levels: tuple[Level, ...]
     repeat: int = 0
+    ack_expiry: float | None = None
+    """How long an acknowledgement holds: an incident still open that long after its ack is
+    acknowledged no more, and escalation restarts from level 1 (`AckExpired`). None: for ever."""
+    allow_resolve: bool = True
+    """Whether a person paged may close the incident from the page itself (a Resolve link or
+    button), not only acknowledge it. `decide` does not read it: the fronts do."""
 
 
 @attrs.frozen
@@ -166,6 +172,13 @@ class Incident:
     """A plain alert (one without a `Source`: the socket, `pager alert`, REST, cron) opened it or
     came to it while open. Nothing resolves such an alert but `Healthy`, so no integration's
     `Resolve` closes the incident once this is set (see `decide`)."""
+    acknowledged_via: str | None = None
+    """How the acknowledgement came (`socket`, an integration's name, `link`, `sms`, `slack`,
+    `console`): what a later ack is told with who was first."""
+    round_base: int = 0
+    """Rounds done before the escalation now running began: 0, or the round an expired
+    acknowledgement stopped (escalation restarts at the next round, level 1, and `repeat`
+    counts from here: the notifications of each restart have ids of their own)."""
 
     @property
     def acknowledged(self) -> bool:
@@ -181,7 +194,7 @@ class Incident:
         return Incident(
             self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
             self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
-            self.heartbeat_only, self.held_by_alert,
+            self.heartbeat_only, self.held_by_alert, self.acknowledged_via, self.round_base,
         )  # fmt: skip
 
 
@@ -253,16 +266,26 @@ class Alert:
 @attrs.frozen
 class Ack:
     """Acknowledge the open incident. With a `source`, only while that source is firing (an
-    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty)."""
+    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty).
+    With an `incident` number, only that incident: an answer to a page (a link, an SMS reply)
+    is about the incident paged, and is refused (`no_open_incident`) once it is closed, even if
+    another is open now. `via` says how it came, kept with the acknowledgement. An incident
+    acknowledged already stays as it is: the first ack wins, whichever way it came."""
 
     by: str | None = None
     source: Source | None = None
+    incident: int | None = None
+    via: str | None = None
 
 
 @attrs.frozen
 class Healthy:
     """The service is healthy: the open incident closes, whatever is still firing (which is
-    forgotten: an alert firing again afterwards opens a new incident)."""
+    forgotten: an alert firing again afterwards opens a new incident). With an `incident`
+    number, only that incident (see `Ack`); `by` names who closed it, for the history."""
+
+    by: str | None = None
+    incident: int | None = None
 
 
 @attrs.frozen
@@ -288,6 +311,16 @@ class Timeout:
     level: int
 
 
+@attrs.frozen
+class AckExpired:
+    """The policy's `ack_expiry` passed since the incident was acknowledged (from the scheduler,
+    as `Timeout` is). It names the acknowledgement it was set for, so that one outliving it (the
+    incident closed, or acknowledged again after an earlier expiry) is recognised as stale."""
+
+    incident: int
+    acknowledged_at: float
+
+
 # Heartbeats (a dead man's switch) ----------------------------------------------------------
 
 
@@ -308,7 +341,9 @@ class HeartbeatMissed:
     due_at: float
 
 
-Event: TypeAlias = Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed
+Event: TypeAlias = (
+    Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed | AckExpired
+)
 
 
 # Commands -----------------------------------------------------------------------------------
@@ -402,16 +437,25 @@ def decide(
             # Not attrs.evolve for the state either: see `Incident.counted`.
             state = ServiceState(state.name, state.last_incident, counted, firing, state.heartbeat)
             return state, ()
-        case Ack(by=by, source=source):
+        case Ack(by=by, source=source, incident=number, via=via):
             if source is not None and source not in state.firing:
                 return state, ()
-            if incident is None:
-                raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
+            if incident is None or (number is not None and number != incident.number):
+                raise _not_open(state, number, "to ack")
             if incident.acknowledged:
                 return state, ()
-            acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
+            expiry = policy.ack_expiry
+            acked = attrs.evolve(
+                incident,
+                acknowledged_at=now,
+                acknowledged_by=by,
+                acknowledged_via=via,
+                deadline=None if expiry is None else now + expiry,
+            )
             return attrs.evolve(state, incident=acked), ()
-        case Healthy():
+        case Healthy(incident=number):
+            if number is not None and (incident is None or number != incident.number):
+                raise _not_open(state, number, "to close")
             return _closed(state, now, heartbeat), ()
         case Resolve(source=source):
             if source not in state.firing:
@@ -432,6 +476,8 @@ def decide(
         case Timeout():
             if incident is None or incident.deadline is None or now < incident.deadline:
                 return state, ()
+            if incident.acknowledged:
+                return state, ()  # its deadline is the ack's expiry now: `AckExpired` is due
             if (event.incident, event.round, event.level) != (
                 incident.number,
                 incident.round,
@@ -440,7 +486,7 @@ def decide(
                 return state, ()
             if incident.level < len(policy.levels):
                 return _page(state, incident, incident.round, incident.level + 1, now, policy)
-            if incident.round <= policy.repeat:
+            if incident.round - incident.round_base <= policy.repeat:
                 return _page(state, incident, incident.round + 1, 1, now, policy)
             exhausted = attrs.evolve(incident, deadline=None, exhausted=True)
             return attrs.evolve(state, incident=exhausted), ()
@@ -448,7 +494,44 @@ def decide(
             return _check_in(state, now, heartbeat)
         case HeartbeatMissed(due_at=due_at):
             return _missed(state, due_at, now, policy, heartbeat)
+        case AckExpired():
+            return _ack_expired(state, event, now, policy)
     raise TypeError(f"not an event: {event!r}")
+
+
+def _not_open(state: ServiceState, number: int | None, what: str) -> Rejected:
+    if number is None:
+        return Rejected("no_open_incident", f"{state.name} has no open incident {what}")
+    return Rejected(
+        "no_open_incident", f"{incident_id(state.name, number)} is not open: it was closed"
+    )
+
+
+def _ack_expired(state: ServiceState, event: AckExpired, now: float, policy: Policy) -> Decision:
+    """An acknowledgement that outlived the policy's `ack_expiry`: the incident, still open, is
+    acknowledged no more, and escalation restarts at level 1 of the next round (`round_base`
+    keeps `repeat` counting from there)."""
+    incident = state.incident
+    if (
+        incident is None
+        or incident.number != event.incident
+        or incident.acknowledged_at != event.acknowledged_at
+        or incident.deadline is None
+        or now < incident.deadline
+    ):
+        return state, ()  # stale, or early
+    if policy.ack_expiry is None:
+        # A reload took `ack_expiry` away since the ack: it holds for good now.
+        return attrs.evolve(state, incident=attrs.evolve(incident, deadline=None)), ()
+    restarted = attrs.evolve(
+        incident,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        acknowledged_via=None,
+        exhausted=False,
+        round_base=incident.round,
+    )
+    return _page(state, restarted, incident.round + 1, 1, now, policy)
 
 
 def closed(state: ServiceState) -> ServiceState:

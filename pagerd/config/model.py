@@ -27,10 +27,12 @@ from cattrs.errors import (
 )
 
 from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
+from pager.templates import DEFAULT_TEMPLATES, Templates
 from pagerd.access.peers import Access
 from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
 from pagerd.config.durations import Duration, Invalid, parse_duration
 from pagerd.config.http import HttpConfig, Integration, build_http, build_integrations
+from pagerd.config.templates import build_templates
 
 __all__ = [
     "EX_CONFIG",
@@ -104,6 +106,8 @@ class LevelSection:
 class PolicySection:
     levels: list[LevelSection]
     repeat: int = 0
+    ack_expiry: Duration | None = None
+    allow_resolve: bool = True
 
 
 @attrs.frozen
@@ -161,6 +165,8 @@ class Config:
     """How long a closed incident's history is kept; None (the default) keeps it for ever."""
     http: HttpConfig = attrs.Factory(HttpConfig)
     integrations: dict[str, Integration] = attrs.Factory(dict)
+    templates: Templates = DEFAULT_TEMPLATES
+    """The notification texts (`[templates]`): the defaults for any the file leaves out."""
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
 
@@ -316,6 +322,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     integrations, integration_errors = build_integrations(
         data.pop("integrations", {}), base, os.environ, services, _section, _join
     )
+    templates, template_errors = build_templates(data.pop("templates", {}))
     errors: list[str] = []
     sections: dict[str, Any] = {}
     for key, value in data.items():
@@ -329,6 +336,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
             sections[key] = section
     # In the order a file has them.
     errors += channel_errors + policy_errors + service_errors + http_errors + integration_errors
+    errors += template_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
@@ -337,7 +345,9 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     errors += found
     if errors:
         raise ConfigError(path, errors)
-    return attrs.evolve(_build(raw, path, built), http=http, integrations=integrations)
+    return attrs.evolve(
+        _build(raw, path, built), http=http, integrations=integrations, templates=templates
+    )
 
 
 _TOP_SECTIONS: Final[dict[str, type]] = {"daemon": DaemonSection, "metrics": MetricsSection}
@@ -604,6 +614,8 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
         name: Policy(
             levels=tuple(Level(tuple(lv.targets), float(lv.ack_timeout)) for lv in p.levels),
             repeat=p.repeat,
+            ack_expiry=None if p.ack_expiry is None else float(p.ack_expiry),
+            allow_resolve=p.allow_resolve,
         )
         for name, p in raw.policies.items()
     }

@@ -23,6 +23,7 @@ from pagerd.delivery.transports.smtp import SmtpTransport
 from pagerd.delivery.transports.twilio import TwilioTransport
 from pagerd.delivery.transports.unconfigured import UnconfiguredTransport
 from pagerd.delivery.transports.webhook import WebhookTransport
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.storage.offload import Offload
 from pagerd.timing.clock import Clock
 
@@ -33,11 +34,14 @@ def build_lanes(
     file_offload: Offload,
     reuse: Mapping[str, LaneSpec] | None = None,
     overrides: Mapping[str, Transport] | None = None,
+    wording: Wording = PLAIN,
 ) -> dict[str, LaneSpec]:
     """A lane for every channel, the configured ones and the others (which fail what they get).
 
     A lane in `reuse` whose channel settings are unchanged is kept as it is (a reload), so its
     connections and rate limit carry on; `overrides` replaces transports (tests, dry runs).
+    `wording` says what each page says (it reads the running config at each send, so a kept
+    lane follows a reload's templates).
     """
     reuse = reuse or {}
     overrides = overrides or {}
@@ -55,7 +59,7 @@ def build_lanes(
             log_transport = log_transport or LogTransport(config.log_path, file_offload, clock)
             lanes[name] = LaneSpec(channel, log_transport)
         else:
-            lanes[name] = _network_lane(channel, clock)
+            lanes[name] = _network_lane(channel, clock, wording)
     return lanes
 
 
@@ -64,21 +68,22 @@ def _same_log(lane: LaneSpec, config: Config) -> bool:
     return not isinstance(transport, LogTransport) or transport.path == config.log_path
 
 
-def _network_lane(channel: Channel, clock: Clock) -> LaneSpec:
+def _network_lane(channel: Channel, clock: Clock, wording: Wording) -> LaneSpec:
     settings = channel.settings
     if channel.transport == "unconfigured":
         return LaneSpec(channel, UnconfiguredTransport(channel.name))
     if isinstance(settings, SmtpSettings):
         return LaneSpec(
-            channel, SmtpTransport(settings, channel.timeout, channel.concurrency, clock)
+            channel,
+            SmtpTransport(settings, channel.timeout, channel.concurrency, clock, wording),
         )
     assert isinstance(settings, TwilioSettings | SlackSettings | WebhookSettings)
     client = open_client(channel.timeout, channel.concurrency, settings.ca_file)
     transport: Transport
     if isinstance(settings, TwilioSettings):
-        transport = TwilioTransport(settings, client)
+        transport = TwilioTransport(settings, client, wording)
     elif isinstance(settings, SlackSettings):
-        transport = SlackTransport(client)
+        transport = SlackTransport(client, wording)
     else:
         transport = WebhookTransport(settings, client)
     return LaneSpec(channel, transport, client.aclose)

@@ -32,8 +32,10 @@ import trio
 
 from pager.domain import (
     Ack,
+    AckExpired,
     Alert,
     Event,
+    Healthy,
     Heartbeat,
     HeartbeatMissed,
     Notify,
@@ -48,6 +50,7 @@ from pager.domain import (
     missed_message,
 )
 from pager.protocol import error_reply, ok_reply, service_status, unknown_service
+from pager.timefmt import duration, isoformat
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
@@ -66,7 +69,8 @@ MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoi
 
 
 REMOVED: Final = "service removed from the config"
-_DUE: Final = (Timeout, HeartbeatMissed)  # the events a scheduler hands over
+_DUE: Final = (Timeout, HeartbeatMissed, AckExpired)  # the events a scheduler hands over
+_ESCALATION: Final = (Timeout, AckExpired)  # those of the escalation scheduler
 
 
 @attrs.frozen
@@ -101,8 +105,13 @@ class _Decided:
     """One service's decided events: what to write, how to answer each, the state after."""
 
     transitions: list[Transition]
-    outcomes: list[tuple[Reply | None, ServiceState | Rejected]]
+    outcomes: list[_Outcome]
     state: ServiceState
+
+
+_Outcome = tuple["Reply | None", "ServiceState | Rejected", "dict[str, Any] | None"]
+"""How to answer one event: its reply, the state it left (or its refusal), and what the reply
+says besides the status (an ack's `already_acknowledged`)."""
 
 
 class _Claimed:
@@ -468,7 +477,7 @@ class Services:
             batch = batches[service]
             if any(isinstance(envelope.event, _DUE) for envelope in batch):  # rarely
                 state = self.state(service)
-                if any(isinstance(envelope.event, Timeout) for envelope in batch):
+                if any(isinstance(envelope.event, _ESCALATION) for envelope in batch):
                     self._scheduler.decided(state)
                 if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
                     self._heartbeats.decided(state)
@@ -493,37 +502,70 @@ class Services:
         heartbeat = self.config.heartbeats.get(service)
         state = self.state(service)
         mine: list[Transition] = []
-        answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
+        answers: list[_Outcome] = []
         for envelope in batch:
-            if isinstance(envelope.event, Removed):
+            event = envelope.event
+            if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
+            if isinstance(event, Ack) and event.via is None:
+                event = attrs.evolve(event, via=_answered_via(envelope))
+                envelope = attrs.evolve(envelope, event=event)
             try:
-                after, notes = decide(state, envelope.event, now, policy, heartbeat)
+                after, notes = decide(state, event, now, policy, heartbeat)
             except Rejected as rejected:
-                answers.append((envelope.reply, rejected))
+                answers.append((envelope.reply, rejected, None))
                 continue
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
+            answers.append((envelope.reply, after, self._ack_answer(event, state, after)))
             state = after
-            answers.append((envelope.reply, after))
         return _Decided(mine, answers, state)
 
-    def _answer(
-        self,
-        outcomes: list[tuple[Reply | None, ServiceState | Rejected]],
-        failure: str | None = None,
-    ) -> None:
+    def _ack_answer(
+        self, event: Event, before: ServiceState, after: ServiceState
+    ) -> dict[str, Any] | None:
+        """What an ack's reply says besides the status: `already_acknowledged`, null if this
+        ack acknowledged the incident, else who was first, how and when (concurrent acks
+        through the socket, REST, a link, an SMS, Slack and the console acknowledge once)."""
+        if not isinstance(event, Ack):
+            return None
+        incident = before.incident
+        if incident is None or not incident.acknowledged or after.incident != incident:
+            acked = after.incident is not None and after.incident.acknowledged
+            return {"already_acknowledged": None} if acked else None
+        assert incident.acknowledged_at is not None
+        return {
+            "already_acknowledged": {
+                "by": incident.acknowledged_by,
+                "via": incident.acknowledged_via,
+                "at": isoformat(incident.acknowledged_at + self._clock.offset()),
+            }
+        }
+
+    def _answer(self, outcomes: list[_Outcome], failure: str | None = None) -> None:
         """Reply to each event: its refusal, or `unavailable` if the commit failed, or ok."""
-        for reply, outcome in outcomes:
+        for reply, outcome, extra in outcomes:
             if reply is None:
                 continue
             if isinstance(outcome, Rejected):
                 reply.set(error_reply(outcome.code, outcome.message), outcome.code)
             elif failure is not None:
                 reply.set(error_reply("unavailable", failure), "unavailable")
+            elif extra is not None:
+                reply.set(ok_reply(**self.status(outcome), **extra))
             else:
                 reply.set(ok_reply(**self.status(outcome)))
+
+
+def _answered_via(envelope: Envelope) -> str | None:
+    """How an event came, as an acknowledgement keeps it: a person's way (`link`, `sms`, ...),
+    else the HTTP integration's name, else `socket` for a client of the socket."""
+    if envelope.via is not None:
+        return envelope.via
+    if envelope.integration is not None:
+        return envelope.integration
+    return "socket" if envelope.peer is not None else None
 
 
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
@@ -539,6 +581,19 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         if incident.exhausted:
             return EventRecord("timeout", "no level left to notify: exhausted")
         return EventRecord("timeout", f"escalated to level {incident.level} round {incident.round}")
+    if isinstance(event, AckExpired):
+        was, incident = before.incident, after.incident
+        if was is None or incident is None or incident.acknowledged or after == before:
+            return None  # stale, early, or an expiry the policy no longer has
+        assert was.acknowledged_at is not None and was.deadline is not None
+        who = f" by {was.acknowledged_by}" if was.acknowledged_by else ""
+        how = f" via {was.acknowledged_via}" if was.acknowledged_via else ""
+        held = duration(was.deadline - was.acknowledged_at)
+        return EventRecord(
+            "ack_expired",
+            f"acknowledged{who}{how} {held} ago and still open: escalation restarts at level 1"
+            f" (round {incident.round})",
+        )
     if before.incident is None and after.incident is None:
         return None
     if isinstance(event, Alert):
@@ -546,8 +601,10 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
             return None  # a repeat of an alert still firing: nothing happened
         return EventRecord("alert", event.message or None, None, peer, via)
     if isinstance(event, Ack):
-        if event.source is not None and before.incident == after.incident:
-            return None  # an integration's ack of what is acked already, or not firing
+        if before.incident == after.incident:
+            # Acknowledged already (the first ack wins, and its answer says so), or an
+            # integration's ack of what is not firing: nothing happened to the incident.
+            return None
         return EventRecord("ack", None, event.by, peer, via, answered)
     if isinstance(event, Resolve):
         if before == after:
@@ -558,7 +615,8 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         return EventRecord(
             "resolve", detail + (f", {left} still firing" if left else ""), None, peer, via
         )
-    return EventRecord("healthy", None, None, peer, via, answered)
+    by = event.by if isinstance(event, Healthy) else None
+    return EventRecord("healthy", None, by, peer, via, answered)
 
 
 def _heartbeat_record(
@@ -610,8 +668,19 @@ def _log_transition(t: Transition) -> None:
     iid = incident_id(name, after.number)
     if before is None or before.number != after.number:
         log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
+    elif before.acknowledged and not after.acknowledged:
+        log.warning(
+            "acknowledgement expired service=%s incident=%s: escalation restarts at level 1"
+            " round=%d",
+            name,
+            iid,
+            after.round,
+        )
     elif after.acknowledged and not before.acknowledged:
-        log.info("acknowledged service=%s incident=%s by=%r", name, iid, after.acknowledged_by)
+        log.info(
+            "acknowledged service=%s incident=%s by=%r via=%s",
+            name, iid, after.acknowledged_by, after.acknowledged_via,
+        )  # fmt: skip
     elif (after.round, after.level) != (before.round, before.level):
         log.warning(
             "escalated service=%s incident=%s level=%d round=%d",

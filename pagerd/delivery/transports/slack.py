@@ -5,34 +5,26 @@ from __future__ import annotations
 import httpx
 
 from pager.domain import Notify
-from pager.messages import short
-from pager.timefmt import isoformat
 from pagerd.delivery.transports.http import check, post
+from pagerd.delivery.wording import PLAIN, Wording
 
 
-def slack_message(n: Notify) -> dict[str, object]:
-    return {
-        "text": (
-            f"{_escape(short(n))}\n"
-            f"incident {n.incident_id}, round {n.round}, opened {isoformat(n.opened_at)}"
-            f" (notification {n.id})"
-        )
-    }
+def slack_message(n: Notify, wording: Wording = PLAIN) -> dict[str, object]:
+    """The message: the `slack` template's text (Slack's mrkdwn, every value in it escaped, so
+    an alert's message can neither mention `<!channel>` nor disguise a link)."""
+    return {"text": wording.slack(n)}
 
 
 class SlackTransport:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, wording: Wording = PLAIN) -> None:
         self._client = client
+        self._wording = wording
 
     async def send(self, notification: Notify) -> str | None:
         response = await post(
-            self._client, notification.target.address, json=slack_message(notification)
+            self._client,
+            notification.target.address,
+            json=slack_message(notification, self._wording),
         )
         check(response, "Slack")
         return f"HTTP {response.status_code}"
-
-
-def _escape(text: str) -> str:
-    """Slack reads `<...>` as a link or a mention: an alert's message must not be able to page
-    `<!channel>` or disguise a link. Its documented escapes, and only those."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

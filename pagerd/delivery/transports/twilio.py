@@ -7,22 +7,25 @@ import logging
 import httpx
 
 from pager.domain import Notify
-from pager.messages import short
 from pagerd.config.channels import TwilioSettings
 from pagerd.delivery.transports.http import check, header_value, post
+from pagerd.delivery.wording import PLAIN, Wording
 
 log = logging.getLogger("pagerd.transports.twilio")
 
 
 class TwilioTransport:
-    def __init__(self, settings: TwilioSettings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: TwilioSettings, client: httpx.AsyncClient, wording: Wording = PLAIN
+    ) -> None:
         self._settings = settings
+        self._wording = wording
         self._client = client
         self._url = f"{settings.api_base}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
 
     async def send(self, notification: Notify) -> str | None:
         s = self._settings
-        form = {"To": notification.target.address, "Body": short(notification)}
+        form = {"To": notification.target.address, "Body": self._wording.sms(notification)}
         if s.messaging_service_sid is not None:
             form["MessagingServiceSid"] = s.messaging_service_sid
         else:

@@ -23,7 +23,8 @@ from pagerd.timing.clock import Reading
 
 _COLUMNS: Final = (
     "service, number, opened_at, message, alerts, round, level, deadline, acknowledged_at,"
-    " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert"
+    " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert, acknowledged_via,"
+    " round_base"
 )
 
 
@@ -32,12 +33,13 @@ def _select(count: int) -> str:
 
 
 _UPSERT_INCIDENTS: Final = (
-    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(14)} FROM json_each(?) WHERE true"
+    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(16)} FROM json_each(?) WHERE true"
     " ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
     " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
     " acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,"
     " exhausted = excluded.exhausted, closed_at = excluded.closed_at,"
-    " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert"
+    " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert,"
+    " acknowledged_via = excluded.acknowledged_via, round_base = excluded.round_base"
 )
 _UPSERT_HEARTBEATS: Final = (
     f"INSERT INTO heartbeats (service, interval, due_at, last_at) SELECT {_select(4)}"
@@ -96,6 +98,8 @@ def _incident_row(service: str, i: Incident, closed_at: float | None) -> list[An
         closed_at,
         int(i.heartbeat_only),
         int(i.held_by_alert),
+        i.acknowledged_via,
+        i.round_base,
     ]
 
 

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 11
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -119,6 +119,15 @@ something firing is not known to have had a plain alert: not held, so that the i
 resolve closes it as it did before the upgrade (held, it would need a `healthy` that the
 integration's senders never send, and page on forever for an alert that is over)."""
 
+_ANSWERS: Final = """
+ALTER TABLE incidents ADD COLUMN acknowledged_via TEXT;
+ALTER TABLE incidents ADD COLUMN round_base INTEGER NOT NULL DEFAULT 0;
+"""
+"""How an incident was acknowledged (`Incident.acknowledged_via`: what a later ack is told with
+who was first), and the rounds before an expired acknowledgement restarted its escalation
+(`Incident.round_base`, so that `repeat` counts from the restart). An incident acknowledged
+before the upgrade has no `via`; none had restarted."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -138,6 +147,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     8: _HELD_BY_ALERT,
     # How a person answered (`EventRecord.via`: link, sms, slack, console).
     9: "ALTER TABLE events ADD COLUMN via TEXT;",
+    # How an incident was acknowledged, and where an expired ack restarted its escalation.
+    10: _ANSWERS,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

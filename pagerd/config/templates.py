@@ -1,0 +1,44 @@
+"""`[templates]`: the notification texts an operator overrides, checked when the config loads.
+
+Keys are the forms of `pager.templates.FORMS` (`email_subject`, `email_body`, `sms`, `slack`),
+each a Jinja2 template over `pager.templates.VARIABLES`. A key not among them, a template that
+is not Jinja2, or one naming a variable pagerd does not give is an error naming the key: it is
+found by `pagerd --check`, not by the first page that uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pager.templates import DEFAULT_TEMPLATES, FORMS, Templates, problem
+
+MAX_TEMPLATE: Final = 16 * 1024
+"""Characters of one template at most."""
+
+
+def build_templates(value: Any) -> tuple[Templates, list[str]]:
+    """The `[templates]` table as `Templates` (the defaults for what it leaves out), and every
+    problem in it, each naming its key."""
+    if not isinstance(value, dict):
+        return DEFAULT_TEMPLATES, ["templates: expected a table"]
+    sources: dict[str, str] = {}
+    errors: list[str] = []
+    for key, source in value.items():
+        at = f"templates.{key}"
+        if key not in FORMS:
+            errors.append(f"{at}: unknown key (known: {', '.join(FORMS)})")
+            continue
+        if not isinstance(source, str):
+            errors.append(f"{at}: expected a string")
+            continue
+        if len(source) > MAX_TEMPLATE:
+            errors.append(f"{at}: longer than {MAX_TEMPLATE} characters")
+            continue
+        found = problem(key, source)
+        if found is not None:
+            errors.append(f"{at}: {found}")
+            continue
+        sources[key] = source
+    if errors:
+        return DEFAULT_TEMPLATES, errors
+    return (Templates(sources) if sources else DEFAULT_TEMPLATES), []
