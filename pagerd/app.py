@@ -19,14 +19,18 @@ import trio
 from pager.domain import ServiceState
 from pager.ports import Transport
 from pagerd.access import peers
+from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import tls_context
+from pagerd.config.templates import link_note
 from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
+from pagerd.front.http.answers import Answers
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
@@ -85,6 +89,11 @@ class Daemon:
     http_app: HttpApp | None = None
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
+    keys: SigningKeys | None = None
+    """pagerd's signing keys (links): read again from the state folder on reload, which is how
+    `pagerd rotate-key` reaches a running pagerd."""
+    wording: Wording = PLAIN
+    """What each page says (the config's templates, with links): given to every lane."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -103,6 +112,7 @@ class Daemon:
         async with self._reloading:  # SIGHUP and `pager reload`, one at a time
             self.notifier.reloading()
             try:
+                await self._reload_keys()
                 errors = await self._reload()
                 if errors:
                     self.record.rejected(self.clock.now())
@@ -111,6 +121,19 @@ class Daemon:
                 return errors
             finally:
                 self.notifier.ready(self.status_line())
+
+    async def _reload_keys(self) -> None:
+        """Read the signing keys again (`pagerd rotate-key` wrote new ones): whatever the
+        config's fate. A file that cannot be read keeps the keys in use."""
+        state_dir = self.config.state_dir
+        try:
+            keys = await self.file_offload(lambda: SigningKeys.load_or_create(state_dir))
+        except KeyFileError as exc:
+            log.error("reload: still signing with the keys read before: %s", exc)
+            return
+        if self.keys is not None and keys.keys != self.keys.keys:
+            log.info("reload: signing with the new key of %s", state_dir)
+        self.keys = keys
 
     async def _reload(self) -> list[str]:
         path = self.config.path
@@ -152,7 +175,9 @@ class Daemon:
                 log.warning("reload: daemon.%s changed; it takes effect on restart", what)
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
-        lanes = build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
+        lanes = build_lanes(
+            new, self.clock, self.file_offload, reuse=self.outbox.lanes(), wording=self.wording
+        )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
@@ -376,12 +401,22 @@ async def _run(
                 name,
                 REMOVED,
             )
+    try:
+        keys = await parts.file_offload(lambda: SigningKeys.load_or_create(config.state_dir))
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
+    if (note := link_note(config)) is not None:
+        log.info("%s", note)
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
     heartbeats = Scheduler(clock, heartbeat)
+    # The running config and keys, read at each send: both are set before the outbox runs.
+    wording = Wording(lambda: services.config, lambda: daemon.keys)
     try:
-        lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+        lanes = build_lanes(
+            config, clock, parts.file_offload, overrides=transports, wording=wording
+        )
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
     outbox = Outbox(
@@ -415,6 +450,8 @@ async def _run(
         parts.store_offload,
         parts.config_offload,
         ConfigRecord(config.sha256, clock.now()),
+        keys=keys,
+        wording=wording,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
@@ -535,6 +572,10 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         return []
     services, store = daemon.services, daemon.store
 
+    def keys() -> SigningKeys:
+        assert daemon.keys is not None  # read at start, before the front door is built
+        return daemon.keys
+
     async def ready() -> str | None:
         try:
             await daemon.store_offload(store.ping)
@@ -547,10 +588,12 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         return daemon.http_app.over_rate(integration, status)
 
     # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
-    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); then
+    # the acknowledge links (GET /ack/{token}, POST /ack, the same for resolve).
     routes = [
         *Rest(services, daemon.server.read).routes(),
         *Hooks(services, metrics, over_rate).routes(),
+        *Answers(services, keys).routes(),
         *parts.http_routes,
     ]
     daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)

@@ -138,10 +138,14 @@ class HttpApp:
             except trio.TooSlowError:
                 message = f"the body took over {limits.read_timeout:g}s (http.read_timeout)"
                 return error(408, "timeout", message, ("connection", "close"))
+        client = scope.get("client")
         try:
             return await route.handler(
-                Call(scope["method"], path, params, headers, body, integration)
-            )
+                Call(
+                    scope["method"], path, params, headers, body, integration,
+                    client[0] if client else "",
+                )
+            )  # fmt: skip
         except Exception:  # a bug in one handler: this request's, not the server's
             log.exception("http %s %s failed", scope["method"], route.name)
             return error(500, "internal", "internal error")

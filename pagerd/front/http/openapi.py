@@ -17,11 +17,15 @@ DESCRIPTIONS: Final = {
     "202": "Accepted: the event is committed",
     "400": "bad_request: the body or a parameter is not what this endpoint takes",
     "401": "unauthorized: no key, or a wrong one (Authorization: Bearer KEY)",
-    "403": "forbidden: the integration may not send to this service (its services list)",
-    "404": "unknown_service (or not_found: no such incident, or a wrong key in the path)",
+    "403": "forbidden: the integration may not send to this service (its services list); "
+    "a link's resolve the policy does not allow",
+    "404": "unknown_service (or not_found: no such incident, a wrong key in the path, a link's "
+    "token that is not pagerd's)",
     "408": "timeout: the body took too long to arrive",
-    "409": "no_open_incident: nothing to acknowledge",
+    "409": "no_open_incident: nothing to acknowledge (a link: acknowledged already, by whom)",
+    "410": "gone: the link's incident is closed (its token no longer does anything)",
     "413": "too_large: the body is over the limit",
+    "415": "the form is not application/x-www-form-urlencoded",
     "429": "busy: the integration is over its rate, or this address sent too many wrong keys; "
     "retry after Retry-After seconds",
     "503": "busy or unavailable: retry (nothing was committed)",
@@ -66,7 +70,9 @@ def document(routes: Iterable[Route], public_url: str | None) -> dict[str, Any]:
 
 
 def _operation(route: Route) -> dict[str, Any]:
-    reply = {"application/json": {"schema": {"$ref": "#/components/schemas/Reply"}}}
+    reply: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/Reply"}}}
+    if route.doc.get("content") == "text/html":  # a page for a person (an acknowledge link)
+        reply = {"text/html": {"schema": {"type": "string"}}}
     codes = tuple(route.doc.get("responses", ("200",)))
     if route.auth is not None:
         # Every keyed route refuses a wrong key, and slows an address that keeps sending them.
@@ -88,6 +94,18 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.auth is not None:
         operation["security"] = [] if route.key_in_path else [{"bearer": []}]
         operation["x-integration-type"] = route.auth
+    form = route.doc.get("form")
+    if route.body and form:
+        schema = {
+            "type": "object",
+            "properties": {name: {"type": "string"} for name in form},
+            "required": list(form),
+            "additionalProperties": False,
+        }
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
     op = route.doc.get("op")
     if route.body and op in _EVENTS:
         schema = {

@@ -22,6 +22,9 @@ class Call:
     headers: Mapping[str, str]
     body: bytes
     integration: Integration | None = None
+    client: str = ""
+    """The client's address (the peer of the connection: a proxy's, behind one), for the
+    per-address limits of the routes that take no key."""
 
 
 Handler = Callable[[Call], Awaitable[Response]]

@@ -57,3 +57,18 @@ async def submit(
     await services.route([(service, Envelope(event, reply, None, integration.name))])
     await reply.event.wait()
     return reply.line, reply.result
+
+
+async def submit_answer(
+    services: Services, service: str, event: Event, via: str
+) -> tuple[bytes, str]:
+    """Route a person's answer to a page (an `Ack` or `Healthy` of one incident) to `service`'s
+    actor, recorded as answered `via` (`link`, `sms`, `slack`, `console`), and give back its
+    reply line and result once decided and committed, as `submit` does. Whoever sent it was
+    authenticated by its own means (a signed token, a provider's signature, a session)."""
+    if service not in services.config.services:
+        return unknown_service(service), "unknown_service"
+    reply = Waiting()
+    await services.route([(service, Envelope(event, reply, None, None, via=via))])
+    await reply.event.wait()
+    return reply.line, reply.result
