@@ -66,8 +66,8 @@ async def _ack(
         daemon.services, "api", Ack(by=who, incident=incident_number(daemon)), way
     )
     assert result == "ok"
-    reply: dict[str, Any] = msgspec.json.decode(line)
-    return who, way, reply["already_acknowledged"]
+    answered: dict[str, Any] = msgspec.json.decode(line)
+    return who, way, answered["already_acknowledged"]
 
 
 def incident_number(daemon: app.Daemon) -> int:
@@ -78,7 +78,7 @@ def incident_number(daemon: app.Daemon) -> int:
 
 async def _acks_at_once(config: Config, ways: list[str]) -> None:
     with trio.fail_after(600):
-        async with running(config) as daemon:
+        async with running(config) as daemon:  # noqa: SIM117  # the client needs its port
             async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
                 async with connect(config.socket) as conn:
                     await conn.request("alert", service="api", message="down")
@@ -138,7 +138,7 @@ async def test_ack_expiry_pages_level_1_again_on_time_across_a_restart(
 ) -> None:
     config = write_config(tmp_path, POLICY_WITH_EXPIRY, {"api": "oncall"})
     with trio.fail_after(3 * 3600):
-        async with running(config) as daemon, connect(config.socket) as conn:
+        async with running(config), connect(config.socket) as conn:
             await conn.request("alert", service="api", message="down")
             await trio.sleep(60)
             reply = await conn.request("ack", service="api", by="alice")
