@@ -3,6 +3,7 @@ loads, and what a client sent is never read as a template."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import trio
@@ -143,3 +144,16 @@ def test_without_public_url_no_links_and_check_says_so(tmp_path: Path) -> None:
     assert link_note(config) == (
         "http.public_url is not set: email pages carry no acknowledge links (see docs/answering.md)"
     )
+
+
+def test_the_documented_examples_load_and_say_what_the_docs_say(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "answering.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, re.DOTALL)
+    assert len(blocks) == 2
+    path = tmp_path / "pager.toml"
+    path.write_text(CHANNELS + "".join(blocks) + '\n[services.api]\npolicy = "payments-oncall"\n')
+    config = load(path)
+    policy = config.policies["payments-oncall"]
+    assert (policy.ack_expiry, policy.allow_resolve) == (4 * 3600.0, True)
+    sms = config.templates.sms(page(notify("sms:+14155550100")))
+    assert sms == "payments-api L2: p99 > 2s -- ack: pager ack payments-api"
