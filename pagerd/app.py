@@ -22,7 +22,6 @@ from pagerd.access import peers
 from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import tls_context
-from pagerd.config.templates import link_note
 from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.delivery.wording import PLAIN, Wording
@@ -405,8 +404,6 @@ async def _run(
         keys = await parts.file_offload(lambda: SigningKeys.load_or_create(config.state_dir))
     except KeyFileError as exc:
         raise StartupError(str(exc)) from None
-    if (note := link_note(config)) is not None:
-        log.info("%s", note)
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)

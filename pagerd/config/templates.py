@@ -48,7 +48,7 @@ def build_templates(value: Any) -> tuple[Templates, list[str]]:
 
 
 def link_note(config: Config) -> str | None:
-    """A word for `pagerd --check` and the start's log when pages would carry acknowledge links
+    """A word for `pagerd --check` when pages would carry acknowledge links
     but cannot: an email or Slack channel is configured and `http.public_url` is not set. Not an
     error: the pages go out, answered with `pager ack` as before."""
     linked = sorted(name for name in ("email", "slack") if name in config.channels)
