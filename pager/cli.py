@@ -332,7 +332,8 @@ def _entry(entry: dict[str, Any]) -> str:
         by = f" by {entry['by']}" if entry.get("by") else ""
         return f"acknowledged{by}{who}"
     if event == "healthy":
-        return f"healthy{who}"
+        by = f" by {entry['by']}" if entry.get("by") else ""
+        return f"healthy{by}{who}"
     if event == "resolve":
         return f"resolved through {entry.get('detail') or 'an integration'}"
     if event == "timeout":

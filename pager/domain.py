@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
@@ -23,9 +24,21 @@ DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
 MAX_FIRING: Final = 1000
 """Alerts a service may have firing through integrations at once (`ServiceState.firing`): the
 set is kept in memory and on disk, so it is bounded; one more is refused (`too_many_alerts`)."""
+RESOLVED_FOR: Final = 3600.0
+"""Seconds pagerd remembers the `startsAt` an integration's alert resolved with
+(`ServiceState.started`), to tell a late copy of its firing from a new firing: an hour outlasts
+every late copy Alertmanager makes (a retry lasts at most its `group_interval`; a cluster peer
+that missed the resolve stops once the alert's own `endsAt` passes, minutes later)."""
+MAX_RESOLVED: Final = 1000
+"""Resolved alerts remembered per service and integration; one more forgets the oldest. What is
+forgotten is never silenced: a late copy of its firing pages, as it did before pagerd
+remembered anything."""
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
 CHANNELS: Final = ("email", "sms", "slack", "webhook")
+SLACK_APP: Final = "app"
+"""The address of the target `slack:app`: the channel of the Slack app (`[channels.slack]
+channel`), posted to with its bot token, rather than an incoming webhook's URL."""
 
 _EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -95,6 +108,8 @@ class Target:
         elif channel == "sms":
             if _E164_RE.fullmatch(address) is None:
                 raise ValueError("not an E.164 phone number")
+        elif channel == "slack" and address == SLACK_APP:
+            pass
         elif channel in ("slack", "webhook"):
             if (problem := url_problem(address)) is not None:
                 raise ValueError(problem)
@@ -105,7 +120,7 @@ class Target:
     def __str__(self) -> str:
         """The target as it may be shown: logs, ids, status. A webhook URL is a secret (whoever
         has it can post), so it is shown as its host and a digest, never whole."""
-        if self.channel in ("slack", "webhook"):
+        if self.channel in ("slack", "webhook") and self.address != SLACK_APP:
             scheme, _, rest = self.address.partition("://")
             host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
@@ -230,6 +245,23 @@ class Source:
 
 
 @attrs.frozen
+class Started:
+    """When one alert of an integration started, in its sender's words: its `startsAt`, in
+    nanoseconds since the epoch on the sender's clock, and, once its resolve was taken, when
+    that was on pagerd's clock (`resolved_at`; None while it fires).
+
+    A `startsAt` is only ever compared with another `startsAt` of the same alert, never with
+    pagerd's clock, so a sender's clock that is off cannot silence anything; `resolved_at` is
+    only compared with pagerd's own `now`, to forget after `RESOLVED_FOR`."""
+
+    starts_at: int
+    resolved_at: float | None = None
+
+
+NOTHING_STARTED: Final[Mapping[Source, Started]] = MappingProxyType({})
+
+
+@attrs.frozen
 class ServiceState:
     """One service as the pager knows it. Healthy exactly when `incident` is None.
 
@@ -245,6 +277,10 @@ class ServiceState:
     firing: frozenset[Source] = frozenset()
     heartbeat: Monitor | None = None
     """The service's heartbeat monitor, once it has checked in (see "Heartbeats" below)."""
+    started: Mapping[Source, Started] = attrs.field(default=NOTHING_STARTED, hash=False)
+    """The latest `startsAt` known of each alert firing (those whose sender gives one), and of
+    each resolved within `RESOLVED_FOR` (at most `MAX_RESOLVED` per integration): what tells
+    a late copy of a firing from a new firing (see "Late firings" below)."""
 
     @property
     def healthy(self) -> bool:
@@ -257,35 +293,42 @@ class ServiceState:
 @attrs.frozen
 class Alert:
     """Something is wrong. With a `source`, the alert stays firing until a `Resolve` of that
-    source: a repeat of one already firing (a resend, a redelivery) changes nothing."""
+    source: a repeat of one already firing (a resend, a redelivery) changes nothing. With a
+    `starts_at` too (the sender's `startsAt`, nanoseconds since the epoch on its clock), a
+    firing that started no later than the one that resolved is a late copy of it, and changes
+    nothing either (see "Late firings" below)."""
 
     message: str = ""
     source: Source | None = None
+    starts_at: int | None = None
 
 
 @attrs.frozen
 class Ack:
     """Acknowledge the open incident. With a `source`, only while that source is firing (an
     Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty).
-    With an `incident` number, only that incident: an answer to a page (a link, an SMS reply)
-    is about the incident paged, and is refused (`no_open_incident`) once it is closed, even if
-    another is open now. `via` says how it came, kept with the acknowledgement. An incident
-    acknowledged already stays as it is: the first ack wins, whichever way it came."""
+    With an `incident` number, only that incident: an answer to one page (an SMS reply code, a
+    Slack button, a link) is refused once that incident has closed, never taken by the next.
+    An incident acknowledged already stays as it is: the first ack wins, whichever way it came.
+    `via` says how it came (`socket`, an integration's name, `link`, `sms`, `slack`,
+    `console`), kept with the acknowledgement to tell a later ack who was first; the daemon's
+    actor fills it from how the event was routed (its `Envelope`), so it has one source."""
 
     by: str | None = None
     source: Source | None = None
-    incident: int | None = None
-    via: str | None = None
+    incident: int | None = attrs.field(default=None, kw_only=True)
+    via: str | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
 class Healthy:
     """The service is healthy: the open incident closes, whatever is still firing (which is
-    forgotten: an alert firing again afterwards opens a new incident). With an `incident`
-    number, only that incident (see `Ack`); `by` names who closed it, for the history."""
+    forgotten: an alert firing again afterwards opens a new incident). `by` names who said so,
+    for the history, where a person did (a resolve from the console, a link, a phone). With an
+    `incident` number (a person closing the incident a page named), only while that one is open."""
 
     by: str | None = None
-    incident: int | None = None
+    incident: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -293,9 +336,11 @@ class Resolve:
     """One source stopped firing. The service is healthy once none is left and nothing else
     holds the incident open (a plain alert, which only `Healthy` ends; a missed heartbeat,
     which a check-in ends); a source that is not firing (resolved already, or never seen)
-    changes nothing."""
+    changes nothing, but its `starts_at` is remembered (see "Late firings" below)."""
 
     source: Source
+    starts_at: int | None = None
+    """The sender's `startsAt` of the alert that resolved, if it gives one."""
 
 
 @attrs.frozen
@@ -408,11 +453,14 @@ def decide(
     """
     incident = state.incident
     match event:
-        case Alert(message=message, source=source):
-            firing = state.firing
+        case Alert(message=message, source=source, starts_at=starts_at):
+            firing, started = state.firing, state.started
             if source is not None:
                 if source in firing:
-                    return state, ()  # still firing: counted when it first fired
+                    # Still firing: counted when it first fired.
+                    return _started_later(state, source, starts_at), ()
+                if stale(state, source, starts_at, now):
+                    return state, ()
                 if len(firing) >= MAX_FIRING:
                     raise Rejected(
                         "too_many_alerts",
@@ -420,12 +468,14 @@ def decide(
                         f" the most pagerd keeps: resolve some first",
                     )
                 firing = firing | {source}
+                if starts_at is not None or source in started:
+                    started = _put(started, source, _started(starts_at))
             if incident is None:
                 number = state.last_incident + 1
                 opened = Incident(
                     number=number, opened_at=now, message=message, held_by_alert=source is None
                 )
-                state = attrs.evolve(state, last_incident=number, firing=firing)
+                state = attrs.evolve(state, last_incident=number, firing=firing, started=started)
                 return _page(state, opened, 1, 1, now, policy)
             counted = incident.counted()
             if counted.heartbeat_only or (source is None and not counted.held_by_alert):
@@ -435,13 +485,16 @@ def decide(
                     counted, heartbeat_only=False, held_by_alert=counted.held_by_alert or not source
                 )
             # Not attrs.evolve for the state either: see `Incident.counted`.
-            state = ServiceState(state.name, state.last_incident, counted, firing, state.heartbeat)
+            state = ServiceState(
+                state.name, state.last_incident, counted, firing, state.heartbeat, started
+            )
             return state, ()
         case Ack(by=by, source=source, incident=number, via=via):
             if source is not None and source not in state.firing:
                 return state, ()
-            if incident is None or (number is not None and number != incident.number):
-                raise _not_open(state, number, "to ack")
+            _named(state, number)
+            if incident is None:
+                raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
                 return state, ()
             expiry = policy.ack_expiry
@@ -454,25 +507,25 @@ def decide(
             )
             return attrs.evolve(state, incident=acked), ()
         case Healthy(incident=number):
-            if number is not None and (incident is None or number != incident.number):
-                raise _not_open(state, number, "to close")
+            _named(state, number)
             return _closed(state, now, heartbeat), ()
-        case Resolve(source=source):
+        case Resolve(source=source, starts_at=starts_at):
             if source not in state.firing:
-                return state, ()
+                return _resolved_again(state, source, starts_at, now), ()
             firing = state.firing - {source}
+            started = _resolved(state.started, source, starts_at, now)
             if firing or incident is None:
-                return attrs.evolve(state, firing=firing), ()
+                return attrs.evolve(state, firing=firing, started=started), ()
             if incident.held_by_alert:
                 # A plain alert holds it: the integration's own alert is over, the incident is
                 # not (docs/guarantees.md: "closes only what nothing else holds open").
-                return attrs.evolve(state, firing=firing), ()
+                return attrs.evolve(state, firing=firing, started=started), ()
             monitor = state.heartbeat
             if heartbeat is not None and monitor is not None and monitor.missed:
                 # The heartbeat is still missing: open for that alone now, the check-in ends it.
                 held = attrs.evolve(incident, heartbeat_only=True)
-                return attrs.evolve(state, incident=held, firing=firing), ()
-            return _closed(state, now, heartbeat), ()
+                return attrs.evolve(state, incident=held, firing=firing, started=started), ()
+            return _closed(attrs.evolve(state, firing=firing, started=started), now, heartbeat), ()
         case Timeout():
             if incident is None or incident.deadline is None or now < incident.deadline:
                 return state, ()
@@ -499,12 +552,10 @@ def decide(
     raise TypeError(f"not an event: {event!r}")
 
 
-def _not_open(state: ServiceState, number: int | None, what: str) -> Rejected:
-    if number is None:
-        return Rejected("no_open_incident", f"{state.name} has no open incident {what}")
-    return Rejected(
-        "no_open_incident", f"{incident_id(state.name, number)} is not open: it was closed"
-    )
+def _named(state: ServiceState, number: int | None) -> None:
+    """Refuse an answer to incident `number` (if the event names one) unless it is the open one."""
+    if number is not None and (state.incident is None or state.incident.number != number):
+        raise Rejected("no_open_incident", f"{incident_id(state.name, number)} is closed")
 
 
 def _ack_expired(state: ServiceState, event: AckExpired, now: float, policy: Policy) -> Decision:
@@ -535,8 +586,12 @@ def _ack_expired(state: ServiceState, event: AckExpired, now: float, policy: Pol
 
 
 def closed(state: ServiceState) -> ServiceState:
-    """`state` with its incident closed, and nothing left firing."""
-    return attrs.evolve(state, incident=None, firing=frozenset())
+    """`state` with its incident closed, and nothing left firing (what is remembered of
+    resolved alerts stays: see "Late firings" below)."""
+    started = state.started
+    if any(seen.resolved_at is None for seen in started.values()):
+        started = {s: seen for s, seen in started.items() if seen.resolved_at is not None}
+    return attrs.evolve(state, incident=None, firing=frozenset(), started=started)
 
 
 def _closed(state: ServiceState, now: float, interval: float | None) -> ServiceState:
@@ -637,3 +692,117 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
     if interval is None:
         return None
     return attrs.evolve(monitor, interval=interval, due_at=now + interval)
+
+
+# Late firings -------------------------------------------------------------------------------
+#
+# An integration's alert can be delivered firing after pagerd took its resolve: a cluster of
+# Alertmanagers notifies at least once, and a peer that has not seen the resolve yet sends the
+# firing it still holds; a sender retries an old request late. Taken as new, such a copy would
+# open an incident and page again for an alert that is over. The sender says which firing it
+# is: Alertmanager's `startsAt` is when the alert started, the same in every copy of one firing
+# and later for a firing after a resolve (Prometheus sends the time it fired; Alertmanager
+# merges a firing that starts before the previous one's end into it, keeping the earlier start).
+# So:
+# - An alert's `startsAt`, when the sender gives one, is kept while it fires (the latest, if a
+#   copy says a later one) and when it resolves (the latest of the resolve's and the firing's),
+#   with the time pagerd took the resolve. A resolve of an alert that is not firing is kept
+#   too: a firing that arrives after its own resolve is over already.
+# - A firing of an alert not firing whose `startsAt` is not after the one kept for its resolve
+#   is stale: it changes nothing and pages nobody (the daemon counts it and logs it).
+# - `startsAt` is compared only with another `startsAt` of the same alert, never with pagerd's
+#   clock: a sender whose clock is off cannot silence an alert by it. No `startsAt`, or one that
+#   cannot be read, proves nothing: the firing is taken as new, as before.
+# - Bounded: a resolve counts for `RESOLVED_FOR` (pagerd's clock against pagerd's clock), and
+#   at most `MAX_RESOLVED` are kept a service and integration (the oldest goes first).
+#   Forgotten, a late copy pages, as it did before: never one page too few for what pagerd
+#   cannot prove.
+# - `Healthy` forgets what fires, and so its `startsAt`: an alert still firing pages again at
+#   its next resend, as before; what resolved stays remembered.
+
+
+def stale(state: ServiceState, source: Source, starts_at: int | None, now: float) -> bool:
+    """Is a firing of `source` that started at `starts_at` a late copy of one that resolved?"""
+    if starts_at is None or source in state.firing:
+        return False
+    seen = state.started.get(source)
+    return (
+        seen is not None
+        and seen.resolved_at is not None
+        and now - seen.resolved_at <= RESOLVED_FOR
+        and starts_at <= seen.starts_at
+    )
+
+
+def _started(starts_at: int | None) -> Started | None:
+    return None if starts_at is None else Started(starts_at)
+
+
+def _put(
+    started: Mapping[Source, Started], source: Source, seen: Started | None
+) -> Mapping[Source, Started]:
+    """`started` with `source` set to `seen`, or left out if `seen` is None."""
+    changed = dict(started)
+    if seen is None:
+        changed.pop(source, None)
+    else:
+        changed[source] = seen
+    return changed
+
+
+def _started_later(state: ServiceState, source: Source, starts_at: int | None) -> ServiceState:
+    """A firing of `source`, which fires already: only a later `startsAt` is kept."""
+    seen = state.started.get(source)
+    if starts_at is None or (seen is not None and seen.starts_at >= starts_at):
+        return state
+    return attrs.evolve(state, started=_put(state.started, source, Started(starts_at)))
+
+
+def _resolved(
+    started: Mapping[Source, Started], source: Source, starts_at: int | None, now: float
+) -> Mapping[Source, Started]:
+    """`started` once `source` resolved at `now`: the latest `startsAt` known of it kept with
+    `now`. Past `MAX_RESOLVED` entries, what is past `RESOLVED_FOR` is dropped, then the
+    integration's oldest resolves past `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is
+    kept but counts for nothing: see `stale`; a resolve storm need not walk the map each time)."""
+    seen = started.get(source)
+    known = [t for t in (starts_at, None if seen is None else seen.starts_at) if t is not None]
+    if not known:
+        return started
+    kept = dict(started)
+    kept[source] = Started(max(known), now)
+    if len(kept) <= MAX_RESOLVED:
+        return kept
+    kept = {
+        s: v
+        for s, v in kept.items()
+        if v.resolved_at is None or now - v.resolved_at <= RESOLVED_FOR
+    }
+    others = [
+        (v.resolved_at, s)
+        for s, v in kept.items()
+        if s.integration == source.integration and v.resolved_at is not None and s != source
+    ]
+    if len(others) >= MAX_RESOLVED:
+        others.sort(key=lambda pair: pair[0])  # stable: of equal times, the first kept goes
+        for _, s in others[: len(others) + 1 - MAX_RESOLVED]:
+            del kept[s]
+    return kept
+
+
+def _resolved_again(
+    state: ServiceState, source: Source, starts_at: int | None, now: float
+) -> ServiceState:
+    """A resolve of `source`, which does not fire (resolved already, or never seen firing):
+    its `startsAt` is kept, unless a later or equal one is kept already."""
+    if starts_at is None:
+        return state
+    seen = state.started.get(source)
+    if (
+        seen is not None
+        and seen.resolved_at is not None
+        and now - seen.resolved_at <= RESOLVED_FOR
+        and seen.starts_at >= starts_at
+    ):
+        return state
+    return attrs.evolve(state, started=_resolved(state.started, source, starts_at, now))

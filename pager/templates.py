@@ -7,9 +7,10 @@ or `{% %}` is shown as it is, and cannot reach anything but its own text. A temp
 a variable not in `VARIABLES` is refused when the config loads (`problem`), never at 3 a.m.
 
 Each form has its bounds, whatever the template: a subject is one line of at most
-`MAX_SUBJECT` characters, an SMS at most `MAX_SHORT` (Twilio refuses longer), and the default
-SMS fits one segment (`SMS_SEGMENT` characters) by cutting the alert's message to the room the
-rest leaves. Pure: no I/O, no clock; the daemon gives the values (`Page`).
+`MAX_SUBJECT` characters, an SMS at most `MAX_SHORT` (Twilio refuses longer), and an SMS fits
+one segment where it can (160 GSM-7 characters; text that is not GSM-7 goes as UCS-2, 70 in one
+segment, else 134 in two) by cutting the alert's message to the room the rest leaves. Pure: no
+I/O, no clock; the daemon gives the values (`Page`).
 """
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ VARIABLES: Final[Mapping[str, str]] = {
 """Every variable a template may use, with what it holds (documented in docs/answering.md)."""
 
 SMS_SEGMENT: Final = 160
-"""One SMS segment of GSM-7 characters: the default SMS fits it where it can."""
+"""Septets in one SMS segment of GSM-7 text: an SMS fits it where it can."""
+SEGMENT_UCS2: Final = 70
+"""UTF-16 code units in one segment of text that is not GSM-7 (sent as UCS-2)."""
+TWO_UCS2: Final = 134
+"""Two concatenated UCS-2 segments (67 each, past the 6-byte header)."""
 MIN_SMS_MESSAGE: Final = 40
-"""Characters of the alert's message an SMS keeps however long the rest of it is."""
+"""Characters of the alert's message an SMS keeps however long the rest of it is: a page
+whose service name is long still says what is wrong, over more segments."""
 MAX_SHORT: Final = 1600
 """Twilio refuses a longer Body (error 21617): the SMS would never be sent."""
 MAX_SUBJECT: Final = 200
@@ -100,6 +106,13 @@ DEFAULTS: Final[Mapping[str, str]] = {
 """What each channel says unless the config overrides it: today's words, with the links."""
 
 _BREAKS: Final = re.compile(r"[\r\n\t\v\f\x1c-\x1e\x85\u2028\u2029]+")
+
+# GSM 03.38: the basic set (one septet each) and its extension table (two: escape + char).
+_GSM_BASIC: Final = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENDED: Final = frozenset("^{}\\[~]|€\f")
 
 
 @attrs.frozen
@@ -231,12 +244,18 @@ class Templates:
         return clip(self._render("email_body", page, lines(page.message), MAX_BODY), MAX_BODY)
 
     def sms(self, page: Page) -> str:
-        """One line, in one segment where the rest of the text leaves the message room."""
+        """One line, in one segment where the rest of the text leaves the message room: all
+        GSM-7, 160 septets; else (UCS-2) 70 units if the message fits whole, else two segments
+        (134). The message is cut (marked `SMS_CUT`) to the room, down to `MIN_SMS_MESSAGE`
+        characters; what the template says besides (a reply hint) is never cut."""
         rest = one_line(self._render("sms", page, "", MAX_SHORT))
-        room = max(SMS_SEGMENT - len(rest), MIN_SMS_MESSAGE)
         message = one_line(page.message or "alert")
-        if len(message) > room:
-            message = message[: room - len(SMS_CUT)] + SMS_CUT
+        whole = rest + message
+        if (septets := gsm_length(whole)) is not None:
+            if septets > SMS_SEGMENT:
+                message = _cut(message, SMS_SEGMENT - _gsm(rest), _gsm)
+        elif ucs2_length(whole) > SEGMENT_UCS2:
+            message = _cut(message, TWO_UCS2 - ucs2_length(rest), ucs2_length)
         return clip(one_line(self._render("sms", page, message, MAX_SHORT)), MAX_SHORT)
 
     def slack(self, page: Page) -> str:
@@ -273,7 +292,46 @@ _DEFAULT_COMPILED: Final = {
 DEFAULT_TEMPLATES: Final = Templates({})
 
 
+def gsm_length(text: str) -> int | None:
+    """The septets `text` takes in GSM-7, or None if it cannot be sent as GSM-7."""
+    septets = 0
+    for c in text:
+        if c in _GSM_BASIC:
+            septets += 1
+        elif c in _GSM_EXTENDED:
+            septets += 2
+        else:
+            return None
+    return septets
+
+
+def ucs2_length(text: str) -> int:
+    """The UTF-16 code units `text` takes (an emoji takes two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _gsm(text: str) -> int:
+    return gsm_length(text) or 0
+
+
+def _cut(message: str, room: int, size: Callable[[str], int]) -> str:
+    """`message` whole if it takes at most `room` (by `size`), else its longest start that
+    takes at most `room` with `SMS_CUT` after it, keeping `MIN_SMS_MESSAGE` characters."""
+    if size(message) <= room:
+        return message
+    room -= size(SMS_CUT)
+    keep, used = 0, 0
+    for c in message:
+        used += size(c)
+        if used > room:
+            break
+        keep += 1
+    keep = max(keep, MIN_SMS_MESSAGE)
+    return message if keep >= len(message) else message[:keep] + SMS_CUT
+
+
 def one_line(text: str) -> str:
+    """`text` on one line (line breaks as spaces), control characters escaped."""
     return visible(_BREAKS.sub(" ", text))
 
 

@@ -16,13 +16,13 @@ from typing import Final
 import attrs
 import trio
 
-from pager.domain import ServiceState
+from pager.domain import Notify, ServiceState
 from pager.ports import Transport
 from pagerd.access import peers
 from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import tls_context
-from pagerd.delivery.lanes import build_lanes
+from pagerd.delivery.lanes import Answering, build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.engine.actors import REMOVED, Services
@@ -31,9 +31,14 @@ from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
 from pagerd.front.http.answers import Answers
 from pagerd.front.http.asgi import Response
+from pagerd.front.http.console import Console
+from pagerd.front.http.console.app import HASHES_AT_ONCE
 from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import Rest
+from pagerd.front.http.slack import SlackButtons
+from pagerd.front.http.submit import answer
+from pagerd.front.http.twilio import TwilioReplies
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
@@ -82,17 +87,21 @@ class Daemon:
     store_offload: Offload
     config_offload: Offload
     """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
+    keys: SigningKeys
+    """pagerd's signing keys, their one holder: links, Slack buttons and console sessions read
+    them here at each use, and a reload reads the file again, which is how `pagerd rotate-key`
+    reaches a running pagerd."""
     record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
     http: HttpServer | None = None
     """The HTTP front door, when it listens."""
     http_app: HttpApp | None = None
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
-    keys: SigningKeys | None = None
-    """pagerd's signing keys (links): read again from the state folder on reload, which is how
-    `pagerd rotate-key` reaches a running pagerd."""
     wording: Wording = PLAIN
     """What each page says (the config's templates, with links): given to every lane."""
+    answering: Answering | None = None
+    """What makes pages answerable (SMS reply codes, the keys of Slack buttons): kept for
+    reloads."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -130,7 +139,7 @@ class Daemon:
         except KeyFileError as exc:
             log.error("reload: still signing with the keys read before: %s", exc)
             return
-        if self.keys is not None and keys.keys != self.keys.keys:
+        if keys.keys != self.keys.keys:
             log.info("reload: signing with the new key of %s", state_dir)
         self.keys = keys
 
@@ -175,7 +184,12 @@ class Daemon:
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
         lanes = build_lanes(
-            new, self.clock, self.file_offload, reuse=self.outbox.lanes(), wording=self.wording
+            new,
+            self.clock,
+            self.file_offload,
+            reuse=self.outbox.lanes(),
+            answering=self.answering,
+            wording=self.wording,
         )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
@@ -308,6 +322,7 @@ async def serve(
                     activated_http,
                     http_routes or [],
                     config_offload,
+                    offload or in_thread(trio.CapacityLimiter(HASHES_AT_ONCE)),
                 ),
                 transports or {},
                 outbox_capacity,
@@ -331,6 +346,7 @@ class _Parts:
     activated_http: socket.socket | None
     http_routes: list[Route]
     config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
+    password_offload: Offload  # the console's password checks (scrypt: 32 MiB each)
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -408,11 +424,31 @@ async def _run(
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
     heartbeats = Scheduler(clock, heartbeat)
-    # The running config and keys, read at each send: both are set before the outbox runs.
-    wording = Wording(lambda: services.config, lambda: daemon.keys)
+
+    def current_keys() -> SigningKeys:
+        # The daemon's, which a reload reads again: it is built before anything sends or serves.
+        return daemon.keys
+
+    async def reply_codes(n: Notify) -> int | None:
+        # Replies need somewhere to come back to: the front door's public address.
+        if services.config.http.public_url is None:
+            return None
+        address, at = n.target.address, clock.now()
+        return await parts.store_offload(
+            lambda: store.reply_code(address, n.service, n.incident, at)
+        )
+
+    # The running config and keys, read at each send.
+    wording = Wording(lambda: services.config, current_keys)
+    answering = Answering(reply_codes, current_keys)
     try:
         lanes = build_lanes(
-            config, clock, parts.file_offload, overrides=transports, wording=wording
+            config,
+            clock,
+            parts.file_offload,
+            overrides=transports,
+            answering=answering,
+            wording=wording,
         )
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
@@ -446,9 +482,10 @@ async def _run(
         parts.file_offload,
         parts.store_offload,
         parts.config_offload,
+        keys,
         ConfigRecord(config.sha256, clock.now()),
-        keys=keys,
         wording=wording,
+        answering=answering,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
@@ -569,10 +606,6 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         return []
     services, store = daemon.services, daemon.store
 
-    def keys() -> SigningKeys:
-        assert daemon.keys is not None  # read at start, before the front door is built
-        return daemon.keys
-
     async def ready() -> str | None:
         try:
             await daemon.store_offload(store.ping)
@@ -584,13 +617,37 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         assert daemon.http_app is not None  # set below, before any request is served
         return daemon.http_app.over_rate(integration, status)
 
+    assert daemon.answering is not None
+    keys = daemon.answering.keys  # the daemon's at each call: a rotation reaches every route
+
+    def secure() -> bool:
+        """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
+        public_url = services.config.http.public_url or ""
+        return daemon.tls is not None or public_url.lower().startswith("https:")
+
+    console = Console(
+        lambda: services.config,
+        daemon.server.read,
+        lambda service, event, via: answer(services, service, event, via),
+        keys,
+        daemon.clock.now,
+        secure,
+        parts.password_offload,
+    )
     # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
-    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); then
-    # the acknowledge links (GET /ack/{token}, POST /ack, the same for resolve).
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); the
+    # acknowledge links (GET /ack/{token}, POST /ack, the same for resolve); the providers'
+    # callbacks for answers to pages: SMS replies (POST /v1/twilio/sms) and Slack buttons
+    # (POST /v1/slack/interactions); the web console (under /console/, answering 404 while
+    # [console] is not configured).
+    replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     routes = [
         *Rest(services, daemon.server.read).routes(),
         *Hooks(services, metrics, over_rate).routes(),
         *Answers(services, keys).routes(),
+        *replies.routes(),
+        *SlackButtons(services, keys, daemon.clock).routes(),
+        *console.routes(),
         *parts.http_routes,
     ]
     daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)

@@ -1,5 +1,5 @@
 """Every way to answer is the same ack, through the service's actor: concurrent acks over the
-socket, REST, a link and the phone's and console's path (`submit_answer`) acknowledge once, and
+socket, REST, a link and the phone's and console's path (`submit.answer`) acknowledge once, and
 the others are told who was first. An acknowledgement that outlives the policy's `ack_expiry`
 pages again from level 1, on time across a restart. No token or key reaches a log, a metric,
 the history or the database."""
@@ -7,6 +7,7 @@ the history or the database."""
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import tempfile
 from contextlib import closing
@@ -24,12 +25,22 @@ from hypothesis import strategies as st
 
 from pager.domain import Ack
 from pagerd import app
+from pagerd.access.keys import SigningKeys
 from pagerd.access.links import Link
-from pagerd.config import Config
-from pagerd.front.http.submit import submit_answer
+from pagerd.access.sessions import open_session
+from pagerd.config import Config, load
+from pagerd.delivery.transports.slack import open_button
+from pagerd.front.http.console.app import SESSION_COOKIE
+from pagerd.front.http.submit import answer
+from pagerd.main import main
 from pagerd.timing.clock import Clock
-from tests.harness import T0, connect, metrics_text, running, settle, steps, write_config
+from tests.console import sign_in, user_table
+from tests.harness import T0, connect, metrics_text, running, settle, steps, until, write_config
 from tests.http import auth, base_url, front, http_config
+from tests.servers import Answer, HttpServer
+from tests.test_slack_buttons import Slack, calls, config_text
+from tests.test_slack_buttons import alert as slack_alert
+from tests.test_slack_buttons import status as slack_status
 
 ALICE: Final = "email:alice@example.com"
 WAYS: Final = ("socket", "rest", "link", "sms", "console")
@@ -62,7 +73,7 @@ async def _ack(
         if response.status_code == 200:
             return who, "link", None
         return who, "link", {"page": " ".join(response.text.split())}
-    line, result = await submit_answer(
+    line, result = await answer(
         daemon.services, "api", Ack(by=who, incident=incident_number(daemon)), way
     )
     assert result == "ok"
@@ -212,3 +223,75 @@ async def test_no_token_or_key_reaches_a_log_a_metric_the_history_or_the_databas
         for secret in secrets:
             assert secret not in text, where
     assert "/ack/{token}" in metrics  # counted by route, never by path
+
+
+async def test_a_rotation_reaches_links_slack_buttons_and_console_sessions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon holds the keys in one place, read by every use at each use: after `pagerd
+    rotate-key` and a reload, new links, new Slack buttons and new console sessions are signed
+    with the new key alone, and the link, the button and the session signed before still work.
+    On the real clock, as test_slack_buttons (its Slack stand-in is a server in a thread)."""
+    with HttpServer() as api, trio.fail_after(60):
+        api.default = Answer(200, {"ok": True, "channel": "C0OPS1234", "ts": "1700000000.0001"})
+        text = config_text(tmp_path, api.url, "slack:app").replace(
+            'listen = "127.0.0.1:0"\n',
+            'listen = "127.0.0.1:0"\npublic_url = "http://pager.example"\n',
+        )
+        (tmp_path / "pager.toml").write_text(text + "\n[console]\n" + user_table("alice"))
+        config = load(tmp_path / "pager.toml")
+        async with running(config, offload=None) as daemon:  # noqa: SIM117  # needs its port
+            async with (
+                httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client,
+                httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as later,
+            ):
+                slack = Slack(client, daemon, api)
+                await slack_alert(config)
+                await until(lambda: calls(api, "/api/chat.postMessage"), "the first page")
+                [first_page] = [r.json() for r in calls(api, "/api/chat.postMessage")]
+                incident = daemon.services.state("api").incident
+                assert incident is not None
+                old_link = Link("api", 1, incident.opened_at, ALICE).token(daemon.keys)
+                assert (await sign_in(client, "alice")).status_code == 303
+                old_session = client.cookies[SESSION_COOKIE]
+                old = daemon.keys
+
+                assert main(["rotate-key", "--config", str(config.path)]) == 0
+                assert "reload pagerd" in capsys.readouterr().out
+                assert await daemon.reload()  # SIGHUP
+                new = SigningKeys(daemon.keys.keys[:1])  # the new key alone
+                assert daemon.keys.keys[1:] == old.keys
+
+                # What was signed before still verifies: the link, the session, the button.
+                assert (await client.get(f"/ack/{old_link}")).status_code == 200
+                overview = await client.get("/console/")
+                assert overview.status_code == 200 and "Sign out" in overview.text
+                assert (await slack.click(first_page, "ack", "alice")).status_code == 200
+                acked = (await slack_status(config))["incident"]
+                assert acked["acknowledged_by"] == "slack:@alice"
+
+                # What is signed now is signed with the new key: a console session...
+                assert (await sign_in(later, "alice")).status_code == 303
+                session = later.cookies[SESSION_COOKIE]
+                assert open_session(new, session, daemon.clock.now()) is not None
+                assert open_session(old, session, daemon.clock.now()) is None
+                assert open_session(daemon.keys, old_session, daemon.clock.now()) is not None
+                # ... a page's buttons (through a lane the reload kept) and its links.
+                async with connect(config.socket) as conn:
+                    assert (await conn.request("healthy", service="api"))["ok"]
+                await slack_alert(config)
+                await until(lambda: len(calls(api, "/api/chat.postMessage")) == 2, "page 2")
+                second_page = calls(api, "/api/chat.postMessage")[1].json()
+                values = [
+                    b["value"]
+                    for block in second_page["blocks"] if block["type"] == "actions"
+                    for b in block["elements"]
+                ]  # fmt: skip
+                assert values and all(open_button(new, v) is not None for v in values)
+                assert all(open_button(old, v) is None for v in values)
+                link = re.search(r"/ack/([^|>]+)\|", second_page["text"])
+                assert link is not None
+                assert Link.open(new, link.group(1)) is not None
+                assert Link.open(old, link.group(1)) is None
+                answered = await client.post("/ack", data={"token": link.group(1)})
+                assert answered.status_code == 200, answered.text

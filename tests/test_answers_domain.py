@@ -40,7 +40,7 @@ def test_an_ack_of_another_incident_than_the_open_one_is_refused_and_changes_not
     with pytest.raises(Rejected) as refused:
         decide(state, Ack("alice", incident=2, via="link"), T0 + 1, POLICY)
     assert refused.value.code == "no_open_incident"
-    assert refused.value.message == "api#2 is not open: it was closed"
+    assert refused.value.message == "api#2 is closed"
     closed, _ = decide(state, Healthy(), T0 + 1, POLICY)
     with pytest.raises(Rejected):
         decide(closed, Ack("alice", incident=1), T0 + 2, POLICY)

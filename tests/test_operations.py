@@ -148,6 +148,7 @@ def test_history_renders_as_a_timeline() -> None:
                 },
                 {"at": "2027-01-15T08:01:00.000Z", "event": "ack", "by": "bob"},
                 {"at": "2027-01-15T08:02:00.000Z", "event": "ack", "by": "+1415", "via": "sms"},
+                {"at": "2027-01-15T08:03:00.000Z", "event": "healthy", "by": "al", "via": "web"},
             ],
         },
     )
@@ -156,6 +157,7 @@ def test_history_renders_as_a_timeline() -> None:
         "  2027-01-15T08:00:00.000Z  alert from nagios (pid 42): p99 > 2s",
         "  2027-01-15T08:01:00.000Z  acknowledged by bob",
         "  2027-01-15T08:02:00.000Z  acknowledged by +1415 via sms",
+        "  2027-01-15T08:03:00.000Z  healthy by al via web",
     ]
 
 

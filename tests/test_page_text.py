@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from pager.messages import MAX_SHORT, body, short, subject
-from pager.templates import SMS_CUT, SMS_SEGMENT
+from pager.templates import SMS_CUT, SMS_SEGMENT, gsm_length
 from pagerd.delivery.transports.http import open_client
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
@@ -41,7 +41,7 @@ async def test_an_sms_of_a_4096_character_message_fits_one_segment() -> None:
     with HttpServer() as http, trio.fail_after(10):
         await twilio(http).send(notify("sms:+14155550100", "x" * 4096))
     sms = http.requests[0].form()["Body"]
-    assert len(sms) == SMS_SEGMENT
+    assert gsm_length(sms) == SMS_SEGMENT  # septets: "[" and "]" take two each
     assert sms.endswith("x" + SMS_CUT + " -- ack: pager ack payments-api")
     assert sms.isascii()
 

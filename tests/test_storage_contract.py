@@ -15,13 +15,15 @@ from typing import Any, Final
 import attrs
 import pytest
 
-from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target
+from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Started, Target
 from pager.domain import closed as closed_state
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
+    REPLAY_WINDOW,
     Attempt,
     EventRecord,
     Fence,
+    ReplyCode,
     Storage,
     StoreError,
     Transition,
@@ -371,6 +373,57 @@ def test_what_fires_through_integrations_is_kept_until_it_resolves(reopen: Opene
         third.close()
 
 
+def test_the_starts_of_what_fires_and_of_what_resolved_are_kept(reopen: Opener) -> None:
+    """`ServiceState.started`: a firing's startsAt with its open incident, a resolved one's
+    with when it resolved, on any service (also one that never had an incident), to the
+    nanosecond; what is forgotten is deleted."""
+    big = 1_796_073_862_814_243_001  # nanoseconds: more digits than a float keeps
+    f1, f2, k = Source("prom", "f1"), Source("prom", "f2"), Source("pd", "k")
+
+    def starts(
+        life: Life, at: float, firing: set[Source], started: dict[Source, Started]
+    ) -> tuple[Life, Transition]:
+        after = attrs.evolve(life.state, firing=frozenset(firing), started=started)
+        return Life(after), Transition(life.state, after, (), at)
+
+    first = reopen()
+    life = opened(first, "api")
+    life, a = starts(life, T0 + 1, {f1}, {f1: Started(big)})
+    life, b = starts(life, T0 + 2, {f1, f2}, {f1: Started(big), f2: Started(big + 1)})
+    resolved = {f1: Started(big, T0 + 3), f2: Started(big + 1), k: Started(7, T0)}
+    life, c = starts(life, T0 + 3, {f2}, resolved)
+    quiet = ServiceState("quiet")
+    never = attrs.evolve(quiet, started={k: Started(big, T0 + 3)})
+    first.write([a, b, c, Transition(quiet, never, (), T0 + 3)])
+    first.close()
+    second = reopen()
+    try:
+        assert second.load_states() == {"api": life.state, "quiet": never}
+        life, d = starts(life, T0 + 4, {f2}, {f2: Started(big + 1)})
+        second.write([d])
+        assert second.load_states()["api"].started == {f2: Started(big + 1)}
+        # Closed: what fired is not kept with a closed incident, as `firing` is not.
+        second.write([Transition(life.state, attrs.evolve(life.state, incident=None), (), T0 + 5)])
+        assert second.load_states()["api"].started == {}
+    finally:
+        second.close()
+
+
+def test_a_restart_moves_when_resolves_were_taken_with_the_deadlines(reopen: Opener) -> None:
+    first = reopen()
+    first.restart_clock(Reading(frame=T0, wall=T0))
+    quiet = ServiceState("quiet")
+    after = attrs.evolve(quiet, started={Source("prom", "f"): Started(5, T0 - 10)})
+    first.write([Transition(quiet, after, (), T0)])
+    first.close()
+    second = reopen()
+    try:
+        second.restart_clock(Reading(frame=T0 - 100, wall=T0))
+        assert second.load_states()["quiet"].started == {Source("prom", "f"): Started(5, T0 - 110)}
+    finally:
+        second.close()
+
+
 def test_a_restart_finds_the_clock_reading_recorded_last(reopen: Opener) -> None:
     first = reopen()
     reading = Reading(frame=T0, wall=T0)
@@ -564,3 +617,55 @@ def test_whether_a_plain_alert_holds_the_incident_is_kept_across_restarts(reopen
         assert state.firing == frozenset()
     finally:
         store.close()
+
+
+# SMS reply codes. ------------------------------------------------------------------------------
+
+PHONE, OTHER_PHONE = "+14155550100", "+14155550101"
+
+
+def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_when_it_closes(
+    reopen: Opener,
+) -> None:
+    storage = reopen()
+    api, web = opened(storage, "api"), opened(storage, "web")
+    assert storage.reply_code(PHONE, "api", 1, T0) == 1
+    assert storage.reply_code(PHONE, "web", 1, T0 + 1) == 2
+    assert storage.reply_code(PHONE, "api", 1, T0 + 2) == 1  # the same page again: its code
+    assert storage.reply_code(OTHER_PHONE, "web", 1, T0) == 1  # numbers are per phone
+    storage.close()
+    storage = reopen()  # durable
+    assert storage.reply_code(PHONE, "web", 1, T0 + 3) == 2
+    _, t = api.close(T0 + 4)
+    storage.write([t])
+    # api#1 closed: its number is free for the next incident, web's is still held.
+    opened_again, t2 = Life(ServiceState("api", 1)).alert(T0 + 5, note("api", 2))
+    storage.write([t2])
+    assert storage.reply_code(PHONE, "api", 2, T0 + 6) == 1
+    assert storage.reply_code(PHONE, "web", 1, T0 + 7) == 2
+    assert opened_again.state.incident is not None and web.state.incident is not None
+    storage.close()
+
+
+def test_a_reply_names_its_code_s_incident_once(storage: Storage) -> None:
+    opened(storage, "api")
+    opened(storage, "web")
+    storage.reply_code(PHONE, "api", 1, T0)
+    storage.reply_code(PHONE, "web", 1, T0 + 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + 2) == ReplyCode("api", 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + 3) == "replayed"
+    # No code: the latest page sent to the phone.
+    assert storage.take_reply("SM2", PHONE, None, T0 + 4) == ReplyCode("web", 1)
+    assert storage.take_reply("SM3", PHONE, 7, T0 + 5) == "unknown_code"
+    assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 6) == "unknown_number"
+    assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 7) == "replayed"
+
+
+def test_a_reply_s_id_is_forgotten_only_after_the_replay_window(storage: Storage) -> None:
+    opened(storage, "api")
+    storage.reply_code(PHONE, "api", 1, T0)
+    assert storage.take_reply("SM1", PHONE, 1, T0) == ReplyCode("api", 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + REPLAY_WINDOW - 1) == "replayed"
+    later = T0 + 2 * REPLAY_WINDOW + 10
+    assert storage.take_reply("SM9", PHONE, 1, later) == ReplyCode("api", 1)  # cleans up
+    assert storage.take_reply("SM1", PHONE, 1, later) == ReplyCode("api", 1)

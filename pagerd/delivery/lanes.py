@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+import attrs
 
 from pager.domain import CHANNELS
 from pager.ports import Transport
+from pagerd.access.keys import SigningKeys
 from pagerd.config import Config
 from pagerd.config.channels import (
     Channel,
@@ -20,12 +23,22 @@ from pagerd.delivery.transports.http import open_client
 from pagerd.delivery.transports.log import LogTransport
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
-from pagerd.delivery.transports.twilio import TwilioTransport
+from pagerd.delivery.transports.twilio import ReplyCodes, TwilioTransport
 from pagerd.delivery.transports.unconfigured import UnconfiguredTransport
 from pagerd.delivery.transports.webhook import WebhookTransport
 from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.storage.offload import Offload
 from pagerd.timing.clock import Clock
+
+
+@attrs.frozen
+class Answering:
+    """What makes a page answerable where it arrives: SMS reply codes (`reply_codes`, giving
+    None while replies are off) and the keys Slack buttons are signed with (`keys`, read at
+    each send: a rotation reaches lanes a reload kept)."""
+
+    reply_codes: ReplyCodes
+    keys: Callable[[], SigningKeys]
 
 
 def build_lanes(
@@ -34,14 +47,16 @@ def build_lanes(
     file_offload: Offload,
     reuse: Mapping[str, LaneSpec] | None = None,
     overrides: Mapping[str, Transport] | None = None,
+    answering: Answering | None = None,
     wording: Wording = PLAIN,
 ) -> dict[str, LaneSpec]:
     """A lane for every channel, the configured ones and the others (which fail what they get).
 
     A lane in `reuse` whose channel settings are unchanged is kept as it is (a reload), so its
     connections and rate limit carry on; `overrides` replaces transports (tests, dry runs).
-    `wording` says what each page says (it reads the running config at each send, so a kept
-    lane follows a reload's templates).
+    `answering` makes pages answerable (reply codes, Slack buttons); `wording` says what each
+    page says (it reads the running config and keys at each send, so a kept lane follows a
+    reload's templates and a rotated key).
     """
     reuse = reuse or {}
     overrides = overrides or {}
@@ -59,7 +74,7 @@ def build_lanes(
             log_transport = log_transport or LogTransport(config.log_path, file_offload, clock)
             lanes[name] = LaneSpec(channel, log_transport)
         else:
-            lanes[name] = _network_lane(channel, clock, wording)
+            lanes[name] = _network_lane(channel, clock, answering, wording)
     return lanes
 
 
@@ -68,7 +83,9 @@ def _same_log(lane: LaneSpec, config: Config) -> bool:
     return not isinstance(transport, LogTransport) or transport.path == config.log_path
 
 
-def _network_lane(channel: Channel, clock: Clock, wording: Wording) -> LaneSpec:
+def _network_lane(
+    channel: Channel, clock: Clock, answering: Answering | None, wording: Wording
+) -> LaneSpec:
     settings = channel.settings
     if channel.transport == "unconfigured":
         return LaneSpec(channel, UnconfiguredTransport(channel.name))
@@ -81,9 +98,11 @@ def _network_lane(channel: Channel, clock: Clock, wording: Wording) -> LaneSpec:
     client = open_client(channel.timeout, channel.concurrency, settings.ca_file)
     transport: Transport
     if isinstance(settings, TwilioSettings):
-        transport = TwilioTransport(settings, client, wording)
+        codes = answering.reply_codes if answering is not None else None
+        transport = TwilioTransport(settings, client, codes, wording)
     elif isinstance(settings, SlackSettings):
-        transport = SlackTransport(client, wording)
+        keys = answering.keys if answering is not None else None
+        transport = SlackTransport(client, settings, keys, wording)
     else:
         transport = WebhookTransport(settings, client)
     return LaneSpec(channel, transport, client.aclose)

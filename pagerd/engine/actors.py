@@ -48,6 +48,7 @@ from pager.domain import (
     decide,
     incident_id,
     missed_message,
+    stale,
 )
 from pager.protocol import error_reply, ok_reply, service_status, unknown_service
 from pager.timefmt import duration, isoformat
@@ -107,6 +108,9 @@ class _Decided:
     transitions: list[Transition]
     outcomes: list[_Outcome]
     state: ServiceState
+    stale: list[Source] = attrs.Factory(list)
+    """Firings taken as late copies of alerts resolved already: counted and logged once
+    committed with the rest (see "Late firings" in `pager.domain`)."""
 
 
 _Outcome = tuple["Reply | None", "ServiceState | Rejected", "dict[str, Any] | None"]
@@ -416,8 +420,8 @@ class Services:
                     if envelope.reply is not None:
                         envelope.reply.set(unknown_service(service), "unknown_service")
                 state = self.state(service)
-                if state.incident is not None or state.heartbeat is not None:
-                    after = attrs.evolve(closed(state), heartbeat=None)
+                if state.incident is not None or state.heartbeat is not None or state.started:
+                    after = attrs.evolve(closed(state), heartbeat=None, started={})
                     record = EventRecord("removed", REMOVED) if state.incident is not None else None
                     decided[service] = _Decided(
                         [Transition(state, after, (), now, record)], [], after
@@ -481,7 +485,25 @@ class Services:
                     self._scheduler.decided(state)
                 if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
                     self._heartbeats.decided(state)
+            if decided[service].stale:
+                self._report_stale(service, decided[service].stale)
         self._answer([o for d in decided.values() for o in d.outcomes])
+
+    def _report_stale(self, service: str, late: list[Source]) -> None:
+        """Count and log the firings of `service` taken as late copies: they change nothing,
+        so they are not in the history; this line says why an alert Alertmanager shows firing
+        paged nobody."""
+        for source in late:
+            self._metrics.stale_firings.inc(source.integration)
+        shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
+        more = f" and {len(late) - 10} more" if len(late) > 10 else ""
+        log.info(
+            "late firing ignored service=%s alerts=%s%s: each started (startsAt) no later than"
+            " when it resolved; paged nobody",
+            service,
+            shown,
+            more,
+        )
 
     def _refused(self, decided: dict[str, _Decided], exc: StoreError) -> None:
         """Nothing of it was written: every deadline stays as the disk has it, and a timeout
@@ -503,11 +525,15 @@ class Services:
         state = self.state(service)
         mine: list[Transition] = []
         answers: list[_Outcome] = []
+        late: list[Source] = []
         for envelope in batch:
             event = envelope.event
             if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
-            if isinstance(event, Ack) and event.via is None:
+            if isinstance(event, Ack):
+                # The envelope says how it came (its `via`, integration or peer): the one
+                # source the acknowledgement keeps (`Incident.acknowledged_via`) and the
+                # history records (`EventRecord.via`).
                 event = attrs.evolve(event, via=_answered_via(envelope))
                 envelope = attrs.evolve(envelope, event=event)
             try:
@@ -515,12 +541,19 @@ class Services:
             except Rejected as rejected:
                 answers.append((envelope.reply, rejected, None))
                 continue
+            if (
+                isinstance(event, Alert)
+                and event.source is not None
+                and after is state
+                and stale(state, event.source, event.starts_at, now)
+            ):
+                late.append(event.source)
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
             answers.append((envelope.reply, after, self._ack_answer(event, state, after)))
             state = after
-        return _Decided(mine, answers, state)
+        return _Decided(mine, answers, state, late)
 
     def _ack_answer(
         self, event: Event, before: ServiceState, after: ServiceState
@@ -607,8 +640,8 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
             return None
         return EventRecord("ack", None, event.by, peer, via, answered)
     if isinstance(event, Resolve):
-        if before == after:
-            return None
+        if event.source not in before.firing:
+            return None  # resolved already, or never seen: only its startsAt was kept
         # The incident's history says which alert resolved, and how many are left.
         left = len(after.firing)
         detail = f"{event.source.integration}: {event.source.key} resolved"

@@ -123,8 +123,15 @@ class Metrics:
         )
         self.http_auth_failures = Counter(
             "pagerd_http_auth_failures_total",
-            "HTTP requests refused for a missing or wrong key, by the integration type asked for.",
+            "HTTP requests refused for a missing or wrong key, by the integration type asked for"
+            " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
+        )
+        self.stale_firings = Counter(
+            "pagerd_stale_firings_total",
+            "Firing alerts taken as late copies of one already resolved (their startsAt not "
+            "after the one it resolved with): they paged nobody. By integration.",
+            ("integration",),
         )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
@@ -147,6 +154,7 @@ class Metrics:
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,
+            self.stale_firings,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

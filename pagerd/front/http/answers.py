@@ -5,7 +5,7 @@
   that fetches the URL acknowledges nothing.
 - `POST /ack` and `POST /resolve`, a form with the one field `token` (what the button sends),
   route `Ack(by=TARGET, incident=N)` or `Healthy(by=TARGET, incident=N)` to the service's
-  actor through `submit_answer`, recorded `via = link`, and answer once it is committed.
+  actor through `submit.answer`, recorded `via = link`, and answer once it is committed.
 
 No cookie and no CSRF token: what a CSRF token guards is ambient authority, a cookie that a
 browser sends whichever site made it post. Here nothing is ambient: the POST acts only through
@@ -39,7 +39,7 @@ from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.limits import FailedKeys
 from pagerd.front.http.routes import Call, Route
-from pagerd.front.http.submit import submit_answer
+from pagerd.front.http.submit import answer
 
 HTML: Final = "text/html; charset=utf-8"
 FORM: Final = "application/x-www-form-urlencoded"
@@ -138,10 +138,10 @@ class Answers:
 
     async def _page(self, call: Call) -> Response:
         action = call.path.split("/")[1]
-        busy = self._limited(call.client)
+        busy = self._limited(call.address)
         if busy is not None:
             return busy
-        found = self._open(call.params["token"], call.client)
+        found = self._open(call.params["token"], call.address)
         if isinstance(found, Response):
             return found
         link, incident = found
@@ -165,14 +165,14 @@ class Answers:
 
     async def _answer(self, call: Call) -> Response:
         action = call.path.removeprefix("/")
-        busy = self._limited(call.client)
+        busy = self._limited(call.address)
         if busy is not None:
             return busy
         try:
             token = read_form(call.headers.get("content-type", ""), call.body)
         except FormError as exc:
             return _page(exc.status, "Not done", [f"{exc.message}. Nothing was done."], bad=True)
-        found = self._open(token, call.client)
+        found = self._open(token, call.address)
         if isinstance(found, Response):
             return found
         link, incident = found
@@ -184,7 +184,7 @@ class Answers:
             event = Healthy(by=link.by, incident=link.incident)
         else:
             event = Ack(by=link.by, incident=link.incident)
-        line, result = await submit_answer(self._services, link.service, event, "link")
+        line, result = await answer(self._services, link.service, event, "link")
         if result in ("no_open_incident", "unknown_service"):
             return _closed(iid)
         if result != "ok":

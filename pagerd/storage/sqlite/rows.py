@@ -11,13 +11,13 @@ Rows are folded first: a batch that touches one incident ten times writes its la
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 import msgspec
 
-from pager.domain import Incident, Source
+from pager.domain import Incident, Source, Started
 from pagerd.storage.port import Attempt, ClockMark, Transition, Write
 from pagerd.timing.clock import Reading
 
@@ -63,6 +63,16 @@ _INSERT_FIRING: Final = (
 )
 _DELETE_FIRING: Final = (
     "DELETE FROM firing WHERE (service, integration, key) IN"
+    f" (SELECT {_select(3)} FROM json_each(?))"
+)
+_UPSERT_STARTS: Final = (
+    "INSERT INTO alert_starts (service, integration, key, starts_at, resolved_at)"
+    f" SELECT {_select(5)} FROM json_each(?) WHERE true"
+    " ON CONFLICT (service, integration, key) DO UPDATE SET"
+    " starts_at = excluded.starts_at, resolved_at = excluded.resolved_at"
+)
+_DELETE_STARTS: Final = (
+    "DELETE FROM alert_starts WHERE (service, integration, key) IN"
     f" (SELECT {_select(3)} FROM json_each(?))"
 )
 _INSERT_ATTEMPTS: Final = (
@@ -116,12 +126,17 @@ class _Rows:
         self.heartbeats: dict[str, list[Any] | None] = {}
         # service -> (firing before its first transition here, after its last)
         self.firing: dict[str, tuple[frozenset[Source], frozenset[Source]]] = {}
+        # service -> (started before its first transition here, after its last)
+        self.started: dict[str, tuple[Mapping[Source, Started], Mapping[Source, Started]]] = {}
 
     def transition(self, t: Transition) -> None:
         name = t.after.name
         if t.before.firing or t.after.firing or name in self.firing:
             first = self.firing.get(name, (t.before.firing, t.before.firing))[0]
             self.firing[name] = (first, t.after.firing)
+        if t.before.started or t.after.started or name in self.started:
+            was = self.started.get(name, (t.before.started, t.before.started))[0]
+            self.started[name] = (was, t.after.started)
         before, after = t.before.incident, t.after.incident
         if before is not None and (after is None or after.number != before.number):
             self.incidents[(name, before.number)] = _incident_row(name, before, t.at)
@@ -187,6 +202,21 @@ class _Rows:
             removed.extend([name, s.integration, s.key] for s in before - after)
         return added, removed
 
+    def started_changes(self) -> tuple[list[list[Any]], list[list[str]]]:
+        """(rows to insert or update, rows to delete) of the `alert_starts` table."""
+        put: list[list[Any]] = []
+        removed: list[list[str]] = []
+        for name, (before, after) in self.started.items():
+            if before is after:
+                continue  # mostly: a change of the incident alone
+            put.extend(
+                [name, s.integration, s.key, seen.starts_at, seen.resolved_at]
+                for s, seen in after.items()
+                if before.get(s) != seen
+            )
+            removed.extend([name, s.integration, s.key] for s in before if s not in after)
+        return put, removed
+
 
 def fold(batch: Iterable[Write], origin: str = "") -> _Rows:
     rows = _Rows(origin)
@@ -208,9 +238,12 @@ def write(conn: sqlite3.Connection, batch: Sequence[Write], origin: str) -> None
     are stored with `origin`, the run deciding them (`Notify.origin`)."""
     rows = fold(batch, origin)
     added, removed = rows.firing_changes()
+    put, forgotten = rows.started_changes()
     for sql, values in (
         (_DELETE_FIRING, removed),
         (_INSERT_FIRING, added),
+        (_DELETE_STARTS, forgotten),
+        (_UPSERT_STARTS, put),
         (_UPSERT_INCIDENTS, list(rows.incidents.values())),
         (_INSERT_EVENTS, rows.events),
         (_INSERT_NOTIFICATIONS, rows.notifications),

@@ -21,13 +21,25 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
 
-from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target, incident_id
+from pager.domain import (
+    Incident,
+    Monitor,
+    Notify,
+    ServiceState,
+    Source,
+    Started,
+    Target,
+    incident_id,
+)
 from pagerd.storage.port import (
     PRUNE_ROWS,
+    REPLAY_WINDOW,
     Delivery,
     Fence,
     History,
+    NoReply,
     Pruned,
+    ReplyCode,
     StorageStatistics,
     StoreError,
     StoreUnavailable,
@@ -212,6 +224,19 @@ class Store:
             state = states.get(service)
             if state is not None and state.incident is not None:  # only an open one fires
                 states[service] = attrs.evolve(state, firing=frozenset(sources))
+        started: dict[str, dict[Source, Started]] = {}
+        for service, integration, key, starts_at, resolved_at in self._conn.execute(
+            "SELECT service, integration, key, starts_at, resolved_at FROM alert_starts"
+        ):
+            started.setdefault(service, {})[Source(integration, key)] = Started(
+                starts_at, resolved_at
+            )
+        for service, seen in started.items():
+            state = states.get(service) or ServiceState(service)
+            # What fires is kept only with the open incident it fires for, as `firing` is.
+            kept = {s: v for s, v in seen.items() if v.resolved_at is not None or s in state.firing}
+            if kept:
+                states[service] = attrs.evolve(state, started=kept)
         for service, interval, due_at, last_at in self._conn.execute(
             "SELECT service, interval, due_at, last_at FROM heartbeats"
         ):
@@ -435,11 +460,78 @@ class Store:
         conn.execute("DELETE FROM incidents WHERE service = ? AND number = ?", (service, number))
         return rows + 1
 
+    @_port_errors
+    def reply_code(self, address: str, service: str, incident: int, at: float) -> int:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT code FROM reply_codes WHERE address = ? AND service = ? AND incident = ?",
+                (address, service, incident),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE reply_codes SET sent_at = ? WHERE address = ? AND code = ?",
+                    (at, address, row[0]),
+                )
+                return int(row[0])
+            # Held: a number whose incident is still open (a pruned incident is closed).
+            held = {
+                code
+                for (code,) in conn.execute(
+                    "SELECT r.code FROM reply_codes r JOIN incidents i"
+                    " ON i.service = r.service AND i.number = r.incident"
+                    " WHERE r.address = ? AND i.closed_at IS NULL",
+                    (address,),
+                )
+            }
+            code = next(c for c in range(1, len(held) + 2) if c not in held)
+            conn.execute(
+                "INSERT OR REPLACE INTO reply_codes (address, code, service, incident, sent_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (address, code, service, incident, at),
+            )
+            return code
+
+    @_port_errors
+    def take_reply(
+        self, message_id: str, address: str, code: int | None, at: float
+    ) -> ReplyCode | NoReply:
+        with self._transaction() as conn:
+            # Forget old ids a few at a time: each reply pays for a little of the clean-up.
+            conn.execute(
+                "DELETE FROM sms_replies WHERE message_id IN"
+                " (SELECT message_id FROM sms_replies WHERE at < ? LIMIT 10)",
+                (at - REPLAY_WINDOW,),
+            )
+            taken = conn.execute(
+                "INSERT OR IGNORE INTO sms_replies (message_id, at) VALUES (?, ?)",
+                (message_id, at),
+            )
+            if taken.rowcount == 0:
+                return "replayed"
+            if code is None:
+                row = conn.execute(
+                    "SELECT service, incident FROM reply_codes WHERE address = ?"
+                    " ORDER BY sent_at DESC LIMIT 1",
+                    (address,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT service, incident FROM reply_codes WHERE address = ? AND code = ?",
+                    (address, code),
+                ).fetchone()
+            if row is not None:
+                return ReplyCode(row[0], int(row[1]))
+            known = conn.execute(
+                "SELECT 1 FROM reply_codes WHERE address = ? LIMIT 1", (address,)
+            ).fetchone()
+            return "unknown_code" if known else "unknown_number"
+
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
-        """At start: move the open incidents' deadlines and the retry times of undelivered
-        notifications by `clock.shift` from the last recorded reading to `reading` (when it is
-        a step, not jitter), and record `reading`, in one transaction, so a crash cannot move
-        them twice. The last reading, and how far they moved (0.0: not at all)."""
+        """At start: move the open incidents' deadlines, the retry times of undelivered
+        notifications and the times resolves were taken (`alert_starts`) by `clock.shift` from
+        the last recorded reading to `reading` (when it is a step, not jitter), and record
+        `reading`, in one transaction, so a crash cannot move them twice. The last reading, and
+        how far they moved (0.0: not at all)."""
         try:
             with self._transaction() as conn:
                 last = rows.last_clock(conn)
@@ -459,6 +551,12 @@ class Store:
                     conn.execute(
                         "UPDATE notifications SET next_attempt_at = next_attempt_at + ?"
                         " WHERE state IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL",
+                        (moved,),
+                    )
+                    # How long ago each resolve was taken, for `RESOLVED_FOR`: kept, too.
+                    conn.execute(
+                        "UPDATE alert_starts SET resolved_at = resolved_at + ?"
+                        " WHERE resolved_at IS NOT NULL",
                         (moved,),
                     )
                 rows.record_clock(conn, reading)
