@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from pager.silences import MAX_SILENCES, Quiet, Silence, live, silenced_until, spans
 from pager.timefmt import duration
 
 DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
@@ -26,9 +27,10 @@ MAX_FIRING: Final = 1000
 set is kept in memory and on disk, so it is bounded; one more is refused (`too_many_alerts`)."""
 RESOLVED_FOR: Final = 3600.0
 """Seconds pagerd remembers the `startsAt` an integration's alert resolved with
-(`ServiceState.started`), to tell a late copy of its firing from a new firing: an hour outlasts
-every late copy Alertmanager makes (a retry lasts at most its `group_interval`; a cluster peer
-that missed the resolve stops once the alert's own `endsAt` passes, minutes later)."""
+(`ServiceState.started`), to tell a copy of an earlier firing from a new firing: an hour
+outlasts every late copy Alertmanager makes (a retry lasts at most its `group_interval`; a
+cluster peer that missed the resolve stops once the alert's own `endsAt` passes, minutes
+later)."""
 MAX_RESOLVED: Final = 1000
 """Resolved alerts remembered per service and integration; one more forgets the oldest. What is
 forgotten is never silenced: a late copy of its firing pages, as it did before pagerd
@@ -194,6 +196,12 @@ class Incident:
     """Rounds done before the escalation now running began: 0, or the round an expired
     acknowledgement stopped (escalation restarts at the next round, level 1, and `repeat`
     counts from here: the notifications of each restart have ids of their own)."""
+    silenced: bool = False
+    """Its next step is held by a silence (see "Silences" below): `deadline` is when the quiet
+    known at the time ends, and the step's `Timeout` is looked at whenever it comes, early too
+    (a silence ended early hands it over at once). An incident opened while silenced is held
+    before its first step: `level` 0, nobody notified yet (as is the restart of an expired
+    acknowledgement held by a silence, at its new round)."""
 
     @property
     def acknowledged(self) -> bool:
@@ -210,6 +218,7 @@ class Incident:
             self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
             self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
             self.heartbeat_only, self.held_by_alert, self.acknowledged_via, self.round_base,
+            self.silenced,
         )  # fmt: skip
 
 
@@ -280,7 +289,11 @@ class ServiceState:
     started: Mapping[Source, Started] = attrs.field(default=NOTHING_STARTED, hash=False)
     """The latest `startsAt` known of each alert firing (those whose sender gives one), and of
     each resolved within `RESOLVED_FOR` (at most `MAX_RESOLVED` per integration): what tells
-    a late copy of a firing from a new firing (see "Late firings" below)."""
+    a copy of an earlier firing, or a resolve of one, from the alert's latest firing (see "Late
+    firings" below)."""
+    silences: tuple[Silence, ...] = ()
+    """Its durable silences (see "Silences" below): those in force or to come, and those over
+    since the last one was started (kept until then, so that the store sees how they ended)."""
 
     @property
     def healthy(self) -> bool:
@@ -295,8 +308,9 @@ class Alert:
     """Something is wrong. With a `source`, the alert stays firing until a `Resolve` of that
     source: a repeat of one already firing (a resend, a redelivery) changes nothing. With a
     `starts_at` too (the sender's `startsAt`, nanoseconds since the epoch on its clock), a
-    firing that started no later than the one that resolved is a late copy of it, and changes
-    nothing either (see "Late firings" below)."""
+    firing that started before the one its alert last resolved with is a copy of an earlier
+    firing, and changes nothing either; one that started at the same time pages (see "Late
+    firings" below)."""
 
     message: str = ""
     source: Source | None = None
@@ -336,7 +350,9 @@ class Resolve:
     """One source stopped firing. The service is healthy once none is left and nothing else
     holds the incident open (a plain alert, which only `Healthy` ends; a missed heartbeat,
     which a check-in ends); a source that is not firing (resolved already, or never seen)
-    changes nothing, but its `starts_at` is remembered (see "Late firings" below)."""
+    changes nothing, but its `starts_at` is remembered; a resolve that started before the
+    firing of its source that pagerd holds is of an earlier firing, and changes nothing either
+    (see "Late firings" below)."""
 
     source: Source
     starts_at: int | None = None
@@ -386,9 +402,29 @@ class HeartbeatMissed:
     due_at: float
 
 
+# Silences ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class StartSilence:
+    """Silence the service (`pager silence`): the silence, its id and times chosen by the
+    daemon. Refused if it would end by now, or the service has `MAX_SILENCES` to come."""
+
+    silence: Silence
+
+
+@attrs.frozen
+class EndSilence:
+    """End silence `id` now (`pager silence end`), as its natural end would."""
+
+    id: int
+    by: str | None = None
+
+
 Event: TypeAlias = (
     Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed | AckExpired
-)
+    | StartSilence | EndSilence
+)  # fmt: skip
 
 
 # Commands -----------------------------------------------------------------------------------
@@ -445,9 +481,12 @@ def decide(
     now: float,
     policy: Policy,
     heartbeat: float | None = None,
+    windows: Quiet | None = None,
 ) -> Decision:
     """Apply one event to one service at time `now` (seconds since the epoch). `heartbeat` is
-    the service's configured heartbeat interval, None if it has none.
+    the service's configured heartbeat interval, None if it has none; `windows` silences the
+    service besides its own durable silences (recurring maintenance windows), None if nothing
+    does (see "Silences" below).
 
     Raises `Rejected` when the event is refused; the state is then unchanged.
     """
@@ -473,10 +512,14 @@ def decide(
             if incident is None:
                 number = state.last_incident + 1
                 opened = Incident(
-                    number=number, opened_at=now, message=message, held_by_alert=source is None
+                    number=number,
+                    opened_at=now,
+                    message=message,
+                    level=0,
+                    held_by_alert=source is None,
                 )
                 state = attrs.evolve(state, last_incident=number, firing=firing, started=started)
-                return _page(state, opened, 1, 1, now, policy)
+                return _due(state, opened, now, policy, windows)
             counted = incident.counted()
             if counted.heartbeat_only or (source is None and not counted.held_by_alert):
                 # Now open for an alert too: a check-in no longer closes it; and a plain alert
@@ -486,7 +529,13 @@ def decide(
                 )
             # Not attrs.evolve for the state either: see `Incident.counted`.
             state = ServiceState(
-                state.name, state.last_incident, counted, firing, state.heartbeat, started
+                state.name,
+                state.last_incident,
+                counted,
+                firing,
+                state.heartbeat,
+                started,
+                state.silences,
             )
             return state, ()
         case Ack(by=by, source=source, incident=number, via=via):
@@ -504,6 +553,7 @@ def decide(
                 acknowledged_by=by,
                 acknowledged_via=via,
                 deadline=None if expiry is None else now + expiry,
+                silenced=False,
             )
             return attrs.evolve(state, incident=acked), ()
         case Healthy(incident=number):
@@ -512,6 +562,8 @@ def decide(
         case Resolve(source=source, starts_at=starts_at):
             if source not in state.firing:
                 return _resolved_again(state, source, starts_at, now), ()
+            if stale_resolve(state, source, starts_at):
+                return state, ()  # an earlier firing's: the one that fires goes on
             firing = state.firing - {source}
             started = _resolved(state.started, source, starts_at, now)
             if firing or incident is None:
@@ -527,7 +579,9 @@ def decide(
                 return attrs.evolve(state, incident=held, firing=firing, started=started), ()
             return _closed(attrs.evolve(state, firing=firing, started=started), now, heartbeat), ()
         case Timeout():
-            if incident is None or incident.deadline is None or now < incident.deadline:
+            if incident is None or incident.deadline is None:
+                return state, ()
+            if now < incident.deadline and not incident.silenced:
                 return state, ()
             if incident.acknowledged:
                 return state, ()  # its deadline is the ack's expiry now: `AckExpired` is due
@@ -537,18 +591,17 @@ def decide(
                 incident.level,
             ):
                 return state, ()
-            if incident.level < len(policy.levels):
-                return _page(state, incident, incident.round, incident.level + 1, now, policy)
-            if incident.round - incident.round_base <= policy.repeat:
-                return _page(state, incident, incident.round + 1, 1, now, policy)
-            exhausted = attrs.evolve(incident, deadline=None, exhausted=True)
-            return attrs.evolve(state, incident=exhausted), ()
+            return _due(state, incident, now, policy, windows)
         case Heartbeat():
             return _check_in(state, now, heartbeat)
         case HeartbeatMissed(due_at=due_at):
-            return _missed(state, due_at, now, policy, heartbeat)
+            return _missed(state, due_at, now, policy, heartbeat, windows)
         case AckExpired():
-            return _ack_expired(state, event, now, policy)
+            return _ack_expired(state, event, now, policy, windows)
+        case StartSilence(silence=silence):
+            return _silence(state, silence, now, policy, windows)
+        case EndSilence(id=number, by=by):
+            return _end_silence(state, number, by, now, policy, windows)
     raise TypeError(f"not an event: {event!r}")
 
 
@@ -558,10 +611,14 @@ def _named(state: ServiceState, number: int | None) -> None:
         raise Rejected("no_open_incident", f"{incident_id(state.name, number)} is closed")
 
 
-def _ack_expired(state: ServiceState, event: AckExpired, now: float, policy: Policy) -> Decision:
+def _ack_expired(
+    state: ServiceState, event: AckExpired, now: float, policy: Policy, windows: Quiet | None
+) -> Decision:
     """An acknowledgement that outlived the policy's `ack_expiry`: the incident, still open, is
     acknowledged no more, and escalation restarts at level 1 of the next round (`round_base`
-    keeps `repeat` counting from there)."""
+    keeps `repeat` counting from there). The restart is a step like any other: a silence in
+    force holds it (before level 1 of its round, as an incident opened while silenced is) until
+    the quiet ends."""
     incident = state.incident
     if (
         incident is None
@@ -580,9 +637,11 @@ def _ack_expired(state: ServiceState, event: AckExpired, now: float, policy: Pol
         acknowledged_by=None,
         acknowledged_via=None,
         exhausted=False,
+        round=incident.round + 1,
+        level=0,  # before its first step: `_due` notifies level 1 of the new round
         round_base=incident.round,
     )
-    return _page(state, restarted, incident.round + 1, 1, now, policy)
+    return _due(state, restarted, now, policy, windows)
 
 
 def closed(state: ServiceState) -> ServiceState:
@@ -600,12 +659,35 @@ def _closed(state: ServiceState, now: float, interval: float | None) -> ServiceS
     return attrs.evolve(closed(state), heartbeat=_rearmed(state, now, interval))
 
 
+def _due(
+    state: ServiceState, incident: Incident, now: float, policy: Policy, windows: Quiet | None
+) -> Decision:
+    """The incident's next step is due: notify it, unless a silence holds it (then look again
+    when the quiet ends), or exhaust the incident if no step is left."""
+    if incident.level < len(policy.levels):
+        round, level = incident.round, incident.level + 1
+    elif incident.round - incident.round_base <= policy.repeat:
+        round, level = incident.round + 1, 1
+    else:
+        exhausted = attrs.evolve(incident, deadline=None, exhausted=True, silenced=False)
+        return attrs.evolve(state, incident=exhausted), ()
+    quiet = None
+    if state.silences or windows is not None:  # a storm opens thousands: nothing to look at
+        quiet = silenced_until(now, (spans(state.silences), windows))
+    if quiet is not None:
+        held = attrs.evolve(incident, deadline=quiet, silenced=True)
+        return attrs.evolve(state, incident=held), ()
+    return _page(state, incident, round, level, now, policy)
+
+
 def _page(
     state: ServiceState, incident: Incident, round: int, level: int, now: float, policy: Policy
 ) -> Decision:
     """Notify every target of `level` and start its acknowledgement timeout."""
     step = policy.levels[level - 1]
-    paged = attrs.evolve(incident, round=round, level=level, deadline=now + step.ack_timeout)
+    paged = attrs.evolve(
+        incident, round=round, level=level, deadline=now + step.ack_timeout, silenced=False
+    )
     notes = tuple(
         Notify(
             service=state.name,
@@ -659,7 +741,12 @@ def _check_in(state: ServiceState, now: float, interval: float | None) -> Decisi
 
 
 def _missed(
-    state: ServiceState, due_at: float, now: float, policy: Policy, interval: float | None
+    state: ServiceState,
+    due_at: float,
+    now: float,
+    policy: Policy,
+    interval: float | None,
+    windows: Quiet | None,
 ) -> Decision:
     monitor = state.heartbeat
     if monitor is None or monitor.due_at != due_at:
@@ -674,9 +761,9 @@ def _missed(
     if incident is not None:
         return attrs.evolve(state, incident=incident.counted(), heartbeat=missed), ()
     number = state.last_incident + 1
-    opened = Incident(number=number, opened_at=now, message=message, heartbeat_only=True)
+    opened = Incident(number=number, opened_at=now, message=message, level=0, heartbeat_only=True)
     missing = attrs.evolve(state, last_incident=number, heartbeat=missed)
-    return _page(missing, opened, 1, 1, now, policy)
+    return _due(missing, opened, now, policy, windows)
 
 
 def missed_message(interval: float) -> str:
@@ -698,21 +785,33 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
 #
 # An integration's alert can be delivered firing after pagerd took its resolve: a cluster of
 # Alertmanagers notifies at least once, and a peer that has not seen the resolve yet sends the
-# firing it still holds; a sender retries an old request late. Taken as new, such a copy would
-# open an incident and page again for an alert that is over. The sender says which firing it
-# is: Alertmanager's `startsAt` is when the alert started, the same in every copy of one firing
-# and later for a firing after a resolve (Prometheus sends the time it fired; Alertmanager
-# merges a firing that starts before the previous one's end into it, keeping the earlier start).
-# So:
+# firing it still holds; a sender retries an old request late. But the alert can also truly
+# fire again after its resolve with the same `startsAt`: when Alertmanager stops hearing from
+# Prometheus (a network blip, a restart) for longer than the alert's `endsAt`, it resolves the
+# alert itself, and when Prometheus comes back with the alert still firing, Alertmanager
+# notifies it firing again with its old `startsAt`. pagerd's first promise is that every alert
+# pages, so only a firing *proven* stale is ignored: one page too many, never one too few.
+# The sender's `startsAt` is the proof: it is when the alert started, the same in every copy of
+# one firing, the same or later for a firing after a resolve (Prometheus sends the time it
+# fired; Alertmanager merges a firing that starts before the previous one's end into it,
+# keeping the earlier start), never earlier. So:
 # - An alert's `startsAt`, when the sender gives one, is kept while it fires (the latest, if a
-#   copy says a later one) and when it resolves (the latest of the resolve's and the firing's),
-#   with the time pagerd took the resolve. A resolve of an alert that is not firing is kept
-#   too: a firing that arrives after its own resolve is over already.
-# - A firing of an alert not firing whose `startsAt` is not after the one kept for its resolve
-#   is stale: it changes nothing and pages nobody (the daemon counts it and logs it).
+#   copy says a later one: the firing pagerd holds ended at the sender and this one followed)
+#   and when it resolves (the resolve's, or the firing's if the resolve gives none), with the
+#   time pagerd took the resolve. A resolve of an alert that is not firing is kept too (the
+#   latest): every firing that started before it is over.
+# - A firing of an alert not firing whose `startsAt` is *before* the one kept for its resolve
+#   is stale: a copy of a firing that ended before the resolved one started. It changes
+#   nothing and pages nobody (the daemon counts it and logs it). One with the *same*
+#   `startsAt` is not proven stale (a peer's late copy, or the alert back after its sender was
+#   away look the same): it opens an incident and pages, as any firing after its resolve.
+# - A resolve of an alert firing whose `startsAt` is before the one kept for the firing is
+#   stale too: it resolves a firing that ended before the one pagerd holds started. It changes
+#   nothing (the daemon logs it): the incident stays open, and escalates, until the firing
+#   that holds it resolves. A resolve with the same `startsAt`, a later one or none closes.
 # - `startsAt` is compared only with another `startsAt` of the same alert, never with pagerd's
 #   clock: a sender whose clock is off cannot silence an alert by it. No `startsAt`, or one that
-#   cannot be read, proves nothing: the firing is taken as new, as before.
+#   cannot be read, proves nothing: the firing is taken as new, the resolve as the firing's.
 # - Bounded: a resolve counts for `RESOLVED_FOR` (pagerd's clock against pagerd's clock), and
 #   at most `MAX_RESOLVED` are kept a service and integration (the oldest goes first).
 #   Forgotten, a late copy pages, as it did before: never one page too few for what pagerd
@@ -722,7 +821,8 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
 
 
 def stale(state: ServiceState, source: Source, starts_at: int | None, now: float) -> bool:
-    """Is a firing of `source` that started at `starts_at` a late copy of one that resolved?"""
+    """Is a firing of `source` that started at `starts_at` a copy of a firing that ended before
+    the one `source` last resolved with started? (The same `startsAt` is not: see above.)"""
     if starts_at is None or source in state.firing:
         return False
     seen = state.started.get(source)
@@ -730,8 +830,17 @@ def stale(state: ServiceState, source: Source, starts_at: int | None, now: float
         seen is not None
         and seen.resolved_at is not None
         and now - seen.resolved_at <= RESOLVED_FOR
-        and starts_at <= seen.starts_at
+        and starts_at < seen.starts_at
     )
+
+
+def stale_resolve(state: ServiceState, source: Source, starts_at: int | None) -> bool:
+    """Is a resolve of `source`, which fires, one of a firing that started (at `starts_at`)
+    before the one pagerd holds?"""
+    if starts_at is None or source not in state.firing:
+        return False
+    seen = state.started.get(source)
+    return seen is not None and seen.resolved_at is None and starts_at < seen.starts_at
 
 
 def _started(starts_at: int | None) -> Started | None:
@@ -762,9 +871,11 @@ def _resolved(
     started: Mapping[Source, Started], source: Source, starts_at: int | None, now: float
 ) -> Mapping[Source, Started]:
     """`started` once `source` resolved at `now`: the latest `startsAt` known of it kept with
-    `now`. Past `MAX_RESOLVED` entries, what is past `RESOLVED_FOR` is dropped, then the
-    integration's oldest resolves past `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is
-    kept but counts for nothing: see `stale`; a resolve storm need not walk the map each time)."""
+    `now` (of a firing, the resolve's, since one that started earlier changes nothing: see
+    `stale_resolve`; the firing's if the resolve gives none). Past `MAX_RESOLVED` entries,
+    what is past `RESOLVED_FOR` is dropped, then the integration's oldest resolves past
+    `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is kept but counts for nothing: see
+    `stale`; a resolve storm need not walk the map each time)."""
     seen = started.get(source)
     known = [t for t in (starts_at, None if seen is None else seen.starts_at) if t is not None]
     if not known:
@@ -806,3 +917,71 @@ def _resolved_again(
     ):
         return state
     return attrs.evolve(state, started=_resolved(state.started, source, starts_at, now))
+
+
+# Silences -----------------------------------------------------------------------------------
+#
+# The rules, in one place (docs/silences.md says them to operators):
+# - A silence holds pages back; it drops nothing. An alert during a silence is counted on the
+#   service as ever (an incident opens, alerts count, history is complete), but the incident
+#   pages nobody: it is held before its first step (level 0), its deadline the quiet's end.
+# - Any step that comes due while the service is silenced (an escalation of an incident that
+#   was paging when the silence started) is held the same way: pages already sent stay sent,
+#   nothing more is sent. When the quiet ends, the held step is notified then, and its own
+#   ack timeout starts then: an incident opened during the silence pages level 1 at its end,
+#   as if the alert had just come.
+# - The quiet at a moment is the union of every silence in force then and of `windows`, the
+#   config's recurring ones (`pager.silences.silenced_until`); a held incident whose quiet is
+#   extended meanwhile is held on, to the new end, when its deadline comes.
+# - Starting or ending a silence looks again at a held incident at once: ending it early
+#   pages the held step now, as the natural end would; a silence that extends the quiet moves
+#   the deadline. An incident that is paging and not yet due is left alone until it is due.
+# - `healthy`, the last resolve, a check-in that ends a miss: the held incident closes quietly.
+#   An ack ends the hold with the escalation; exhausting needs no page, so it is not held.
+
+
+def _silence(
+    state: ServiceState, silence: Silence, now: float, policy: Policy, windows: Quiet | None
+) -> Decision:
+    if silence.until <= now:
+        raise Rejected("bad_request", f"a silence of {state.name} must end after now")
+    if silence.ends_at <= silence.starts_at:
+        raise Rejected("bad_request", f"a silence of {state.name} must end after it starts")
+    if any(s.id == silence.id for s in state.silences):
+        raise Rejected("bad_request", f"{state.name} has a silence {silence.id} already")
+    kept = live(state.silences, now)
+    if len(kept) >= MAX_SILENCES:
+        raise Rejected(
+            "too_many_silences",
+            f"{state.name} has {len(kept)} silences in force or to come, the most pagerd keeps:"
+            " end some first",
+        )
+    return _reconsidered(attrs.evolve(state, silences=(*kept, silence)), now, policy, windows)
+
+
+def _end_silence(
+    state: ServiceState,
+    number: int,
+    by: str | None,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+) -> Decision:
+    found = next((s for s in state.silences if s.id == number), None)
+    if found is None:
+        raise Rejected("not_found", f"{state.name} has no silence {number}")
+    if found.over(now):
+        return state, ()  # over already: ending it again changes nothing
+    ended = attrs.evolve(found, ended_at=now, ended_by=by)
+    silences = tuple(ended if s.id == number else s for s in state.silences)
+    return _reconsidered(attrs.evolve(state, silences=silences), now, policy, windows)
+
+
+def _reconsidered(
+    state: ServiceState, now: float, policy: Policy, windows: Quiet | None
+) -> Decision:
+    """`state` with its held step looked at again now that its silences changed."""
+    incident = state.incident
+    if incident is None or not incident.silenced or incident.deadline is None:
+        return state, ()
+    return _due(state, incident, now, policy, windows)

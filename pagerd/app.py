@@ -455,7 +455,13 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    services = Services(config, states, committer, scheduler, outbox, clock, heartbeats, metrics)
+    try:
+        last_silence = await parts.store_offload(store.last_silence_id)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    services = Services(
+        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, last_silence
+    )
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
@@ -692,6 +698,12 @@ def _gauges(
         "pagerd_heartbeats_armed",
         "Heartbeat monitors waiting for their next check-in.",
         lambda: len(heartbeats),
+    )
+    metrics.gauge("pagerd_silences", "Silences in force or to come.", services.live_silences)
+    metrics.gauge(
+        "pagerd_silenced_incidents",
+        "Open incidents whose next step a silence holds.",
+        services.held_incidents,
     )
     if store.statistics().bytes_on_disk is not None:  # a database on another host: no figure
         metrics.gauge(

@@ -12,16 +12,19 @@ from pager.domain import (
     Ack,
     AckExpired,
     Alert,
+    EndSilence,
     Event,
     Healthy,
     Level,
     Policy,
     Rejected,
     ServiceState,
+    StartSilence,
     Target,
     Timeout,
     decide,
 )
+from pager.silences import Silence
 
 T0 = 1_800_000_000.0
 ALICE = Target.parse("email:alice@example.com")
@@ -111,6 +114,29 @@ def test_an_exhausted_incident_acknowledged_then_forgotten_pages_again() -> None
     restarted, notes = decide(acked, AckExpired(1, T0 + HOUR), T0 + 5 * HOUR, policy)
     assert restarted.incident is not None and not restarted.incident.exhausted
     assert [n.target for n in notes] == [ALICE]
+
+
+def test_an_expiry_during_a_silence_is_held_and_pages_level_1_when_the_quiet_ends() -> None:
+    """The restart is a step like any other: a silence in force holds it (before level 1 of
+    its new round), and the quiet's end notifies level 1 then; the repeat still counts from it."""
+    acked, _ = decide(opened(), Ack("alice"), T0, POLICY)
+    quiet = Silence(1, T0 + HOUR, T0 + 6 * HOUR, "db migration", "bob", T0 + HOUR)
+    silenced, notes = decide(acked, StartSilence(quiet), T0 + HOUR, POLICY)
+    assert notes == () and silenced.incident is not None and silenced.incident.acknowledged
+    held, notes = decide(silenced, AckExpired(1, T0), T0 + 4 * HOUR, POLICY)
+    incident = held.incident
+    assert notes == () and incident is not None and not incident.acknowledged
+    assert (incident.silenced, incident.deadline) == (True, T0 + 6 * HOUR)
+    assert (incident.round, incident.level, incident.round_base) == (2, 0, 1)
+    # The quiet's end hands over the held step's timeout: level 1 of round 2, then on.
+    paged, notes = decide(held, Timeout(1, 2, 0), T0 + 6 * HOUR, POLICY)
+    assert [(n.round, n.level, n.target) for n in notes] == [(2, 1, ALICE)]
+    assert paged.incident is not None and not paged.incident.silenced
+    assert paged.incident.deadline == T0 + 6 * HOUR + 300
+    # Ended early, the silence notifies the held restart at once.
+    ended, notes = decide(held, EndSilence(1, "bob"), T0 + 5 * HOUR, POLICY)
+    assert [(n.round, n.level) for n in notes] == [(2, 1)]
+    assert ended.incident is not None and ended.incident.round_base == 1
 
 
 def test_a_policy_that_lost_ack_expiry_lets_the_ack_hold_for_good() -> None:

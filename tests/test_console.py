@@ -395,3 +395,24 @@ async def test_no_password_cookie_token_or_hash_reaches_a_log_line(
     for secret in secrets:
         for where in (logged, str(history), metrics):
             assert secret not in where
+
+
+async def test_a_silence_shows_on_the_overview_and_its_held_incident_says_so(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    with trio.fail_after(60):
+        async with front(console_config(tmp_path)) as (daemon, client):
+            await sign_in(client, "alice")
+            async with connect(daemon.config.socket) as conn:
+                reply = await conn.request(
+                    "silence", service="api", reason='<i>db</i> "migration"\u202e', by="bob",
+                    **{"for": "2h"},
+                )  # fmt: skip
+                assert reply["ok"], reply
+            await alert(daemon, message="db down")
+            overview = (await client.get("/console/live")).text
+            page = (await client.get("/console/incidents/api/1")).text
+    assert "silenced until 2027-01-15 10:00:00 UTC" in overview
+    assert "&lt;i&gt;db&lt;/i&gt;" in overview and "<i>db" not in overview
+    assert "\u202e" not in overview
+    assert "held by a silence" in page  # its next escalation, and the history's entry

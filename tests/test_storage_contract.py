@@ -17,6 +17,7 @@ import pytest
 
 from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Started, Target
 from pager.domain import closed as closed_state
+from pager.silences import Silence
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
     REPLAY_WINDOW,
@@ -669,3 +670,88 @@ def test_a_reply_s_id_is_forgotten_only_after_the_replay_window(storage: Storage
     later = T0 + 2 * REPLAY_WINDOW + 10
     assert storage.take_reply("SM9", PHONE, 1, later) == ReplyCode("api", 1)  # cleans up
     assert storage.take_reply("SM1", PHONE, 1, later) == ReplyCode("api", 1)
+
+
+# Silences. -------------------------------------------------------------------------------------
+
+
+def hush(number: int, start: float, end: float) -> Silence:
+    return Silence(number, start, end, "db migration", "bob", start)
+
+
+def test_silences_are_kept_ended_and_dropped_across_restarts(reopen: Opener) -> None:
+    """A silence of a service that never had an incident is loaded; one ended early comes back
+    ended; one its state no longer keeps (over, dropped at the next start) is not loaded again,
+    and its number is never given again (`last_silence_id`)."""
+    store = reopen()
+    try:
+        assert store.last_silence_id() == 0
+        one = beat(store, ServiceState("api"), T0, silences=(hush(1, T0, T0 + 60),))
+        two = beat(store, one, T0 + 1, silences=(*one.silences, hush(2, T0 + 1, T0 + 3600)))
+        ended = attrs.evolve(two.silences[1], ended_at=T0 + 30, ended_by="carol")
+        two = beat(store, two, T0 + 30, silences=(two.silences[0], ended))
+        assert store.load_states() == {"api": two}
+        third = hush(3, T0 + 100, T0 + 200)
+        kept = beat(store, two, T0 + 100, silences=(third,))  # 1 and 2 over: dropped
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        assert store.load_states() == {"api": kept}
+        assert store.last_silence_id() == 3
+        beat(store, kept, T0 + 300, silences=())
+        assert store.load_states() == {}  # nothing left to know of it
+        assert store.last_silence_id() == 3
+    finally:
+        store.close()
+
+
+def test_an_incident_held_by_a_silence_is_loaded_held(reopen: Opener) -> None:
+    store = reopen()
+    try:
+        held = Incident(1, T0, "down", level=0, deadline=T0 + 3600, silenced=True)
+        state = beat(
+            store, ServiceState("api"), T0, last_incident=1, incident=held,
+            silences=(hush(1, T0, T0 + 3600),),
+        )  # fmt: skip
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        assert store.load_states() == {"api": state}
+    finally:
+        store.close()
+
+
+def test_a_restart_moves_silences_with_the_deadlines_they_hold(reopen: Opener) -> None:
+    first = reopen()
+    first.restart_clock(Reading(frame=T0, wall=T0))
+    held = Incident(1, T0, "down", level=0, deadline=T0 + 3600, silenced=True)
+    beat(
+        first, ServiceState("api"), T0, last_incident=1, incident=held,
+        silences=(hush(1, T0, T0 + 3600),),
+    )  # fmt: skip
+    first.close()
+    second = reopen()
+    try:
+        _, moved = second.restart_clock(Reading(frame=T0 - 100, wall=T0))
+        assert moved == -100
+        state = second.load_states()["api"]
+        (silence,) = state.silences
+        assert state.incident is not None and state.incident.deadline == T0 + 3500
+        assert (silence.starts_at, silence.until) == (T0 - 100, T0 + 3500)
+        assert silence.created_at == T0  # a record, not moved
+    finally:
+        second.close()
+
+
+def test_pruning_deletes_silences_over_long_ago_but_the_latest(storage: Storage) -> None:
+    state = beat(storage, ServiceState("api"), T0, silences=(hush(1, T0, T0 + 10),))
+    state = beat(storage, state, T0 + 20, silences=(hush(2, T0 + 20, T0 + 30),))
+    state = beat(storage, state, T0 + 40, silences=(hush(3, T0 + 40, T0 + 50),))
+    state = beat(storage, state, CUTOFF + 10, silences=())  # every one over and dropped
+    assert storage.prune(CUTOFF).rows == 2
+    assert storage.prune(CUTOFF).rows == 0
+    assert storage.last_silence_id() == 3  # the latest is kept: numbers go on from it
+    reopened = beat(storage, state, CUTOFF + 20, silences=(hush(4, CUTOFF + 20, CUTOFF + 99),))
+    assert storage.load_states() == {"api": reopened}

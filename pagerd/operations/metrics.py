@@ -129,8 +129,8 @@ class Metrics:
         )
         self.stale_firings = Counter(
             "pagerd_stale_firings_total",
-            "Firing alerts taken as late copies of one already resolved (their startsAt not "
-            "after the one it resolved with): they paged nobody. By integration.",
+            "Firing alerts taken as copies of an earlier firing of one already resolved (their"
+            " startsAt before the one it resolved with): they paged nobody. By integration.",
             ("integration",),
         )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []

@@ -188,10 +188,18 @@ class Storage(Protocol):
         ...
 
     def load_states(self) -> dict[str, ServiceState]:
-        """Every service that has had an incident or has a heartbeat monitor, with its open
-        incident (and why it is open: `Incident.heartbeat_only`, `Incident.held_by_alert`) and
-        its monitor if any. A `Transition` whose `after.heartbeat` differs from its
-        `before.heartbeat` writes the monitor (or deletes it, if None)."""
+        """Every service that has had an incident, has a heartbeat monitor or has silences,
+        with its open incident (and why it is open: `Incident.heartbeat_only`,
+        `Incident.held_by_alert`; whether a silence holds it: `Incident.silenced`), its monitor
+        and its silences if any. A `Transition` whose `after.heartbeat` differs from its
+        `before.heartbeat` writes the monitor (or deletes it, if None); one whose
+        `after.silences` differ writes each silence new or changed, and keeps each one it no
+        longer has as over (not loaded again, kept for the record until `prune`)."""
+        ...
+
+    def last_silence_id(self) -> int:
+        """The highest silence id ever written (0 if none), whatever was pruned since: new
+        silences number on from it, so an id never names two silences."""
         ...
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
@@ -242,9 +250,9 @@ class Storage(Protocol):
         self, before: float, after: tuple[float, int] = (-math.inf, 0), budget: int = PRUNE_ROWS
     ) -> Pruned:
         """Delete the history of incidents closed before `before`, at most `budget` rows in one
-        transaction, going on after `after` (the `resume` of the last call). Kept whatever
-        their age: a service's latest incident (numbers continue from it) and an incident with
-        a notification still to deliver."""
+        transaction, going on after `after` (the `resume` of the last call), and silences over
+        before `before` (but the latest). Kept whatever their age: a service's latest incident
+        (numbers continue from it) and an incident with a notification still to deliver."""
         ...
 
     def reply_code(self, address: str, service: str, incident: int, at: float) -> int:

@@ -10,6 +10,7 @@ from typing import Any, Final
 from pager import __version__
 from pager.domain import SERVICE_NAME_RE
 from pager.protocol import MAX_BY, MAX_TEXT
+from pager.silences import MAX_REASON
 from pagerd.front.http.routes import Route
 
 DESCRIPTIONS: Final = {
@@ -23,7 +24,8 @@ DESCRIPTIONS: Final = {
     "404": "unknown_service (or not_found: no such incident, a wrong key in the path, a "
     "provider's callback that is not set up, a link's token that is not pagerd's)",
     "408": "timeout: the body took too long to arrive",
-    "409": "no_open_incident: nothing to acknowledge (a link: acknowledged already, by whom)",
+    "409": "no_open_incident: nothing to acknowledge (a link: acknowledged already, by whom; "
+    "too_many_silences: end some first)",
     "410": "gone: the link's incident is closed (its token no longer does anything)",
     "413": "too_large: the body is over the limit",
     "415": "bad_request: the body is not of the type this endpoint takes (a link's form: not "
@@ -38,7 +40,16 @@ _EVENTS: Final[dict[str, dict[str, Any]]] = {
     "alert": {"service": _SERVICE, "message": {"type": "string", "maxLength": MAX_TEXT}},
     "ack": {"service": _SERVICE, "by": {"type": "string", "maxLength": MAX_BY}},
     "healthy": {"service": _SERVICE},
+    "silence": {
+        "service": _SERVICE,
+        "reason": {"type": "string", "maxLength": MAX_REASON},
+        "for": {"type": "string", "description": "a duration: 30m, 2h, 1d12h"},
+        "until": {"type": "string", "format": "date-time"},
+        "from": {"type": "string", "format": "date-time"},
+        "by": {"type": "string", "maxLength": MAX_BY},
+    },
 }
+_REQUIRED: Final[dict[str, list[str]]] = {"silence": ["service", "reason"]}
 _REPLY: Final = {
     "type": "object",
     "properties": {
@@ -117,7 +128,7 @@ def _operation(route: Route) -> dict[str, Any]:
         schema = {
             "type": "object",
             "properties": _EVENTS[op],
-            "required": ["service"],
+            "required": _REQUIRED.get(op, ["service"]),
             "additionalProperties": False,
         }
         operation["requestBody"] = {

@@ -26,6 +26,7 @@ STATUS: Final[dict[str, int]] = {
     "unknown_service": 404,
     "not_found": 404,
     "no_open_incident": 409,
+    "too_many_silences": 409,
     "too_large": 413,
     "busy": 503,
     "unavailable": 503,

@@ -18,13 +18,14 @@ import attrs
 import msgspec
 
 from pager.domain import Incident, Source, Started
+from pager.silences import Silence
 from pagerd.storage.port import Attempt, ClockMark, Transition, Write
 from pagerd.timing.clock import Reading
 
 _COLUMNS: Final = (
     "service, number, opened_at, message, alerts, round, level, deadline, acknowledged_at,"
     " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert, acknowledged_via,"
-    " round_base"
+    " round_base, silenced"
 )
 
 
@@ -33,13 +34,20 @@ def _select(count: int) -> str:
 
 
 _UPSERT_INCIDENTS: Final = (
-    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(16)} FROM json_each(?) WHERE true"
+    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(17)} FROM json_each(?) WHERE true"
     " ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
     " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
     " acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,"
     " exhausted = excluded.exhausted, closed_at = excluded.closed_at,"
     " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert,"
-    " acknowledged_via = excluded.acknowledged_via, round_base = excluded.round_base"
+    " acknowledged_via = excluded.acknowledged_via, round_base = excluded.round_base,"
+    " silenced = excluded.silenced"
+)
+_UPSERT_SILENCES: Final = (
+    "INSERT INTO silences (id, service, starts_at, ends_at, reason, by, created_at, ended_at,"
+    f" ended_by, active) SELECT {_select(10)} FROM json_each(?) WHERE true"
+    " ON CONFLICT (id) DO UPDATE SET ends_at = excluded.ends_at,"
+    " ended_at = excluded.ended_at, ended_by = excluded.ended_by, active = excluded.active"
 )
 _UPSERT_HEARTBEATS: Final = (
     f"INSERT INTO heartbeats (service, interval, due_at, last_at) SELECT {_select(4)}"
@@ -110,7 +118,15 @@ def _incident_row(service: str, i: Incident, closed_at: float | None) -> list[An
         int(i.held_by_alert),
         i.acknowledged_via,
         i.round_base,
+        int(i.silenced and closed_at is None),
     ]
+
+
+def _silence_row(service: str, s: Silence, active: bool) -> list[Any]:
+    return [
+        s.id, service, s.starts_at, s.ends_at, s.reason, s.by, s.created_at, s.ended_at,
+        s.ended_by, int(active),
+    ]  # fmt: skip
 
 
 class _Rows:
@@ -128,6 +144,8 @@ class _Rows:
         self.firing: dict[str, tuple[frozenset[Source], frozenset[Source]]] = {}
         # service -> (started before its first transition here, after its last)
         self.started: dict[str, tuple[Mapping[Source, Started], Mapping[Source, Started]]] = {}
+        # silence id -> its row as the batch leaves it (dropped from its state: not active)
+        self.silences: dict[int, list[Any]] = {}
 
     def transition(self, t: Transition) -> None:
         name = t.after.name
@@ -147,6 +165,13 @@ class _Rows:
             self.heartbeats[name] = None
             if monitor is not None:
                 self.heartbeats[name] = [name, monitor.interval, monitor.due_at, monitor.last_at]
+        if t.after.silences is not t.before.silences and t.after.silences != t.before.silences:
+            kept = {s.id for s in t.after.silences}
+            for s in t.before.silences:
+                if s.id not in kept:
+                    self.silences[s.id] = _silence_row(name, s, active=False)
+            for s in set(t.after.silences) - set(t.before.silences):
+                self.silences[s.id] = _silence_row(name, s, active=True)
         incident = after or before
         if t.event is not None and incident is not None:
             peer = t.event.peer
@@ -259,6 +284,8 @@ def write(conn: sqlite3.Connection, batch: Sequence[Write], origin: str) -> None
         conn.execute(_UPSERT_HEARTBEATS, (_encode(armed).decode(),))
     if disarmed:
         conn.execute(_DELETE_HEARTBEATS, (_encode(disarmed).decode(),))
+    if rows.silences:
+        conn.execute(_UPSERT_SILENCES, (_encode(list(rows.silences.values())).decode(),))
     if rows.clock is not None:
         record_clock(conn, rows.clock)
 

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 13
+SCHEMA_VERSION: Final = 14
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -149,9 +149,29 @@ CREATE TABLE IF NOT EXISTS alert_starts (
 ) WITHOUT ROWID;
 """
 """When each integration's alert started, in its sender's words (`ServiceState.started`): kept
-while it fires and for a while after it resolved, so that a late copy of its firing is told
+while it fires and for a while after it resolved, so that a copy of an earlier firing is told
 from a new one (see "Late firings" in `pager.domain`). Nothing to infer for a database of an
 older pagerd: with nothing remembered, every firing is taken as new, as it was."""
+_SILENCES: Final = """
+ALTER TABLE incidents ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    by TEXT,
+    created_at REAL NOT NULL,
+    ended_at REAL,
+    ended_by TEXT,
+    active INTEGER NOT NULL DEFAULT 1  -- 0: over, and dropped from its service's state
+);
+CREATE INDEX IF NOT EXISTS silences_active ON silences (service) WHERE active = 1;
+"""
+"""Durable silences (`pager.silences.Silence`, `ServiceState.silences`), and whether an open
+incident's next step is held by one (`Incident.silenced`). A silence's row stays once it is
+over (`active` 0), for the record, until `keep_history` prunes it."""
+
 _ANSWERS: Final = """
 ALTER TABLE incidents ADD COLUMN acknowledged_via TEXT;
 ALTER TABLE incidents ADD COLUMN round_base INTEGER NOT NULL DEFAULT 0;
@@ -184,8 +204,10 @@ _MIGRATIONS: Final[dict[int, str]] = {
     10: _REPLY_CODES,
     # The startsAt of alerts firing and recently resolved (`ServiceState.started`).
     11: _ALERT_STARTS,
+    # Silences, and whether a silence holds an incident's next step.
+    12: _SILENCES,
     # How an incident was acknowledged, and where an expired ack restarted its escalation.
-    12: _ANSWERS,
+    13: _ANSWERS,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

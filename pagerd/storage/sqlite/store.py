@@ -31,6 +31,7 @@ from pager.domain import (
     Target,
     incident_id,
 )
+from pager.silences import Silence
 from pagerd.storage.port import (
     PRUNE_ROWS,
     REPLAY_WINDOW,
@@ -204,7 +205,7 @@ class Store:
         for row in self._conn.execute(
             "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
             " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
-            " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base"
+            " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base, i.silenced"
             " FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
             " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL"
         ):
@@ -213,6 +214,7 @@ class Store:
                 incident = Incident(
                     row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
                     bool(row[11]), bool(row[12]), bool(row[13]), row[14], row[15],
+                    bool(row[16]),
                 )  # fmt: skip
             states[row[0]] = ServiceState(row[0], row[1], incident)
         firing: dict[str, set[Source]] = {}
@@ -242,7 +244,22 @@ class Store:
         ):
             state = states.get(service) or ServiceState(service)
             states[service] = attrs.evolve(state, heartbeat=Monitor(interval, due_at, last_at))
+        silences: dict[str, list[Silence]] = {}
+        for service, *fields in self._conn.execute(
+            "SELECT service, id, starts_at, ends_at, reason, by, created_at, ended_at, ended_by"
+            " FROM silences WHERE active = 1 ORDER BY id"
+        ):
+            silences.setdefault(service, []).append(Silence(*fields))
+        for service, found in silences.items():
+            state = states.get(service) or ServiceState(service)
+            states[service] = attrs.evolve(state, silences=tuple(found))
         return states
+
+    @_port_errors
+    def last_silence_id(self) -> int:
+        """The highest silence id ever stored (0 if none): `prune` always keeps its row."""
+        row = self._conn.execute("SELECT MAX(id) FROM silences").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
 
     @_port_errors
     def undelivered(
@@ -403,6 +420,14 @@ class Store:
         rows = incidents = 0
         resume: tuple[float, int] | None = after
         with self._transaction() as conn:
+            # Silences over and dropped from their service's state, the last one aside (new
+            # ones number on from it): a few rows a day at most, so no resume of their own.
+            rows += conn.execute(
+                "DELETE FROM silences WHERE id IN (SELECT id FROM silences WHERE active = 0"
+                " AND MIN(ends_at, COALESCE(ended_at, ends_at)) < ?"
+                " AND id < (SELECT MAX(id) FROM silences) LIMIT ?)",
+                (before, budget),
+            ).rowcount
             candidates = conn.execute(
                 "SELECT closed_at, rowid, service, number FROM incidents"
                 " WHERE closed_at IS NOT NULL AND closed_at < ? AND (closed_at, rowid) > (?, ?)"
@@ -546,6 +571,11 @@ class Store:
                     )
                     conn.execute(
                         "UPDATE heartbeats SET due_at = due_at + ? WHERE due_at IS NOT NULL",
+                        (moved,),
+                    )
+                    conn.execute(
+                        "UPDATE silences SET starts_at = starts_at + ?1, ends_at = ends_at + ?1,"
+                        " ended_at = ended_at + ?1 WHERE active = 1",
                         (moved,),
                     )
                     conn.execute(

@@ -43,6 +43,8 @@ class IncidentView:
     exhausted: bool
     failed_deliveries: int
     paged: tuple[Paged, ...] = ()
+    silenced: bool = False
+    """A silence holds its next step: `next_escalation_at` is the silence's end."""
 
 
 @attrs.frozen
@@ -52,6 +54,9 @@ class ServiceView:
     incident: str | None
     acknowledged_by: str | None
     heartbeat_missed: bool
+    silenced_until: str | None = None
+    silenced_for: str = ""
+    """The reasons of the silences in force or to come, for whoever wonders why nobody is paged."""
 
 
 @attrs.frozen
@@ -110,6 +115,7 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         exhausted=bool(incident.get("exhausted")),
         failed_deliveries=int(incident.get("failed_deliveries", 0)),
         paged=paged,
+        silenced=bool(incident.get("silenced")),
     )
 
 
@@ -145,6 +151,11 @@ def _service(status: Mapping[str, Any]) -> ServiceView:
         incident=None if incident is None else incident["id"],
         acknowledged_by=None if incident is None else incident.get("acknowledged_by"),
         heartbeat_missed=bool(heartbeat and heartbeat.get("missed")),
+        silenced_until=_shown(status.get("silenced_until")),
+        silenced_for="; ".join(
+            f"{s.get('reason')} (silence {s.get('id')}, by {s.get('by') or '?'})"
+            for s in status.get("silences") or ()
+        ),
     )
 
 
@@ -184,6 +195,9 @@ def _entry(entry: Mapping[str, Any]) -> Entry:
         "heartbeat_missed": "heartbeat missed",
         "heartbeat": "heartbeat",
         "removed": "service removed",
+        "silenced": "held by a silence",
+        "silence": "silenced",
+        "silence_end": "silence ended",
     }.get(event, event)
     if event == "notification":
         detail = f"{entry.get('target')} (level {entry.get('level')}, round {entry.get('round')})"
