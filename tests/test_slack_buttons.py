@@ -251,6 +251,10 @@ async def test_an_incoming_webhook_page_has_buttons_and_resolve_closes(tmp_path:
             page = calls(api, HOOK_PATH)[0].json()
             assert (await slack.click(page, "close", "alice")).status_code == 200
             assert (await status(config))["state"] == "healthy"
+            async with connect(config.socket) as conn:
+                timeline = (await conn.request("history", incident="api#1"))["timeline"]
+            [closed] = [e for e in timeline if e["event"] == "healthy"]
+            assert (closed["by"], closed["via"]) == ("slack:@alice", "slack")
             assert (
                 calls(api, "/actions/T0001/1/alice")[0]
                 .json()["text"]

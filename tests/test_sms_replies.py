@@ -234,6 +234,8 @@ async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(tmp_path
             ]
             assert said(await twilio.reply(ALICE, "2c")) == "Closed web#1"
             assert (await status(config, "web"))["state"] == "healthy"
+            [closed] = [e for e in await history(config, "web") if e["event"] == "healthy"]
+            assert (closed["by"], closed["via"]) == (f"sms:{ALICE}", "sms")
             assert (await status(config, "api"))["state"] == "unhealthy"
             # A bare letter answers the latest page: web's, closed already.
             assert said(await twilio.reply(ALICE, "ack")) == "web#1 is already closed"

@@ -155,7 +155,7 @@ class SlackButtons:
         event = (
             Ack(by=by, incident=button.incident)
             if button.action == "ack"
-            else Healthy(incident=button.incident)
+            else Healthy(by=by, incident=button.incident)
         )
         line, result = await answer(self._services, button.service, event, "slack")
         name = incident_id(button.service, button.incident)
