@@ -440,6 +440,13 @@ def render(
         )
     if command == "heartbeat":
         return _summary(reply) + _heartbeat(reply).replace("\n\n", "\n", 1)
+    first = reply.get("already_acknowledged")
+    if command == "ack" and isinstance(first, dict) and reply.get("incident"):
+        # Another ack came first (any way: a link, an SMS, the console): this one did nothing.
+        by = f" by {first['by']}" if first.get("by") else ""
+        via = f" via {first['via']}" if first.get("via") else ""
+        iid = reply["incident"]["id"]
+        return f"{reply['service']}: {iid} was already acknowledged{by}{via} at {first.get('at')}"
     return _summary(reply)
 
 
@@ -487,6 +494,8 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"resolved through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
         return f"acknowledgement timeout: {entry.get('detail', '')}"
+    if event == "ack_expired":
+        return f"acknowledgement expired: {entry.get('detail', '')}"
     if event == "notification":
         return f"notify {entry['target']} (level {entry['level']}, round {entry['round']})"
     if event == "delivery":
@@ -593,6 +602,8 @@ def _summary(status: dict[str, Any]) -> str:
     if incident is None:
         return f"{status['service']}: healthy"
     by = f" by {incident['acknowledged_by']}" if incident.get("acknowledged_by") else ""
+    if incident.get("acknowledged_via"):
+        by += f" via {incident['acknowledged_via']}"
     ack = f" acknowledged{by}" if incident["acknowledged"] else ""
     if incident.get("silenced"):
         held = f"paging held by a silence until {incident.get('next_escalation_at')}"

@@ -155,6 +155,12 @@ class Policy:
 
     levels: tuple[Level, ...]
     repeat: int = 0
+    ack_expiry: float | None = None
+    """How long an acknowledgement holds: an incident still open that long after its ack is
+    acknowledged no more, and escalation restarts from level 1 (`AckExpired`). None: for ever."""
+    allow_resolve: bool = True
+    """Whether a person paged may close the incident from the page itself (a Resolve link or
+    button), not only acknowledge it. `decide` does not read it: the fronts do."""
 
 
 @attrs.frozen
@@ -183,11 +189,19 @@ class Incident:
     """A plain alert (one without a `Source`: the socket, `pager alert`, REST, cron) opened it or
     came to it while open. Nothing resolves such an alert but `Healthy`, so no integration's
     `Resolve` closes the incident once this is set (see `decide`)."""
+    acknowledged_via: str | None = None
+    """How the acknowledgement came (`socket`, an integration's name, `link`, `sms`, `slack`,
+    `console`): what a later ack is told with who was first."""
+    round_base: int = 0
+    """Rounds done before the escalation now running began: 0, or the round an expired
+    acknowledgement stopped (escalation restarts at the next round, level 1, and `repeat`
+    counts from here: the notifications of each restart have ids of their own)."""
     silenced: bool = False
     """Its next step is held by a silence (see "Silences" below): `deadline` is when the quiet
     known at the time ends, and the step's `Timeout` is looked at whenever it comes, early too
     (a silence ended early hands it over at once). An incident opened while silenced is held
-    before its first step: `level` 0, nobody notified yet."""
+    before its first step: `level` 0, nobody notified yet (as is the restart of an expired
+    acknowledgement held by a silence, at its new round)."""
 
     @property
     def acknowledged(self) -> bool:
@@ -203,7 +217,8 @@ class Incident:
         return Incident(
             self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
             self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
-            self.heartbeat_only, self.held_by_alert, self.silenced,
+            self.heartbeat_only, self.held_by_alert, self.acknowledged_via, self.round_base,
+            self.silenced,
         )  # fmt: skip
 
 
@@ -307,11 +322,16 @@ class Ack:
     """Acknowledge the open incident. With a `source`, only while that source is firing (an
     Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty).
     With an `incident` number, only that incident: an answer to one page (an SMS reply code, a
-    Slack button, a link) is refused once that incident has closed, never taken by the next."""
+    Slack button, a link) is refused once that incident has closed, never taken by the next.
+    An incident acknowledged already stays as it is: the first ack wins, whichever way it came.
+    `via` says how it came (`socket`, an integration's name, `link`, `sms`, `slack`,
+    `console`), kept with the acknowledgement to tell a later ack who was first; the daemon's
+    actor fills it from how the event was routed (its `Envelope`), so it has one source."""
 
     by: str | None = None
     source: Source | None = None
     incident: int | None = attrs.field(default=None, kw_only=True)
+    via: str | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -350,6 +370,16 @@ class Timeout:
     incident: int
     round: int
     level: int
+
+
+@attrs.frozen
+class AckExpired:
+    """The policy's `ack_expiry` passed since the incident was acknowledged (from the scheduler,
+    as `Timeout` is). It names the acknowledgement it was set for, so that one outliving it (the
+    incident closed, or acknowledged again after an earlier expiry) is recognised as stale."""
+
+    incident: int
+    acknowledged_at: float
 
 
 # Heartbeats (a dead man's switch) ----------------------------------------------------------
@@ -392,8 +422,8 @@ class EndSilence:
 
 
 Event: TypeAlias = (
-    Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed | StartSilence
-    | EndSilence
+    Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed | AckExpired
+    | StartSilence | EndSilence
 )  # fmt: skip
 
 
@@ -508,7 +538,7 @@ def decide(
                 state.silences,
             )
             return state, ()
-        case Ack(by=by, source=source, incident=number):
+        case Ack(by=by, source=source, incident=number, via=via):
             if source is not None and source not in state.firing:
                 return state, ()
             _named(state, number)
@@ -516,8 +546,14 @@ def decide(
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
                 return state, ()
+            expiry = policy.ack_expiry
             acked = attrs.evolve(
-                incident, acknowledged_at=now, acknowledged_by=by, deadline=None, silenced=False
+                incident,
+                acknowledged_at=now,
+                acknowledged_by=by,
+                acknowledged_via=via,
+                deadline=None if expiry is None else now + expiry,
+                silenced=False,
             )
             return attrs.evolve(state, incident=acked), ()
         case Healthy(incident=number):
@@ -547,6 +583,8 @@ def decide(
                 return state, ()
             if now < incident.deadline and not incident.silenced:
                 return state, ()
+            if incident.acknowledged:
+                return state, ()  # its deadline is the ack's expiry now: `AckExpired` is due
             if (event.incident, event.round, event.level) != (
                 incident.number,
                 incident.round,
@@ -558,6 +596,8 @@ def decide(
             return _check_in(state, now, heartbeat)
         case HeartbeatMissed(due_at=due_at):
             return _missed(state, due_at, now, policy, heartbeat, windows)
+        case AckExpired():
+            return _ack_expired(state, event, now, policy, windows)
         case StartSilence(silence=silence):
             return _silence(state, silence, now, policy, windows)
         case EndSilence(id=number, by=by):
@@ -569,6 +609,39 @@ def _named(state: ServiceState, number: int | None) -> None:
     """Refuse an answer to incident `number` (if the event names one) unless it is the open one."""
     if number is not None and (state.incident is None or state.incident.number != number):
         raise Rejected("no_open_incident", f"{incident_id(state.name, number)} is closed")
+
+
+def _ack_expired(
+    state: ServiceState, event: AckExpired, now: float, policy: Policy, windows: Quiet | None
+) -> Decision:
+    """An acknowledgement that outlived the policy's `ack_expiry`: the incident, still open, is
+    acknowledged no more, and escalation restarts at level 1 of the next round (`round_base`
+    keeps `repeat` counting from there). The restart is a step like any other: a silence in
+    force holds it (before level 1 of its round, as an incident opened while silenced is) until
+    the quiet ends."""
+    incident = state.incident
+    if (
+        incident is None
+        or incident.number != event.incident
+        or incident.acknowledged_at != event.acknowledged_at
+        or incident.deadline is None
+        or now < incident.deadline
+    ):
+        return state, ()  # stale, or early
+    if policy.ack_expiry is None:
+        # A reload took `ack_expiry` away since the ack: it holds for good now.
+        return attrs.evolve(state, incident=attrs.evolve(incident, deadline=None)), ()
+    restarted = attrs.evolve(
+        incident,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        acknowledged_via=None,
+        exhausted=False,
+        round=incident.round + 1,
+        level=0,  # before its first step: `_due` notifies level 1 of the new round
+        round_base=incident.round,
+    )
+    return _due(state, restarted, now, policy, windows)
 
 
 def closed(state: ServiceState) -> ServiceState:
@@ -593,7 +666,7 @@ def _due(
     when the quiet ends), or exhaust the incident if no step is left."""
     if incident.level < len(policy.levels):
         round, level = incident.round, incident.level + 1
-    elif incident.round <= policy.repeat:
+    elif incident.round - incident.round_base <= policy.repeat:
         round, level = incident.round + 1, 1
     else:
         exhausted = attrs.evolve(incident, deadline=None, exhausted=True, silenced=False)

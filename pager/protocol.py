@@ -367,6 +367,7 @@ def service_status(
             "acknowledged": incident.acknowledged,
             "acknowledged_by": incident.acknowledged_by,
             "acknowledged_at": _iso(incident.acknowledged_at, offset),
+            "acknowledged_via": incident.acknowledged_via,
             "alerts": incident.alerts,
             "message": incident.message,
             "opened_at": isoformat(incident.opened_at + offset),

@@ -24,10 +24,12 @@ from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import FrontConfig, tls_context
 from pagerd.delivery.lanes import Answering, build_lanes
 from pagerd.delivery.outbox import Outbox
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
+from pagerd.front.http.answers import Answers
 from pagerd.front.http.console import Console
 from pagerd.front.http.console.app import HASHES_AT_ONCE
 from pagerd.front.http.fronts import FrontFailed, Fronts
@@ -87,6 +89,10 @@ class Daemon:
     """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
     core: LocalCore
     """The core as the HTTP front door reaches it (`pagerd/front/core.py`), in this process."""
+    keys: SigningKeys
+    """pagerd's signing keys, their one holder: links, Slack buttons and console sessions read
+    them here at each use, and a reload reads the file again, which is how `pagerd rotate-key`
+    reaches a running pagerd."""
     record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
     http: HttpServer | Fronts | None = None
     """The HTTP front door, when it listens: its server in this process (`http.workers = 0`),
@@ -98,8 +104,11 @@ class Daemon:
     tls_files: tuple[Path, Path] | None = None
     """The files of that context: the front processes read them (TLS stays on or off until a
     restart, whatever a reload says)."""
+    wording: Wording = PLAIN
+    """What each page says (the config's templates, with links): given to every lane."""
     answering: Answering | None = None
-    """What makes pages answerable (SMS reply codes, Slack buttons' key): kept for reloads."""
+    """What makes pages answerable (SMS reply codes, the keys of Slack buttons): kept for
+    reloads."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -118,6 +127,7 @@ class Daemon:
         async with self._reloading:  # SIGHUP and `pager reload`, one at a time
             self.notifier.reloading()
             try:
+                await self._reload_keys()
                 errors = await self._reload()
                 if errors:
                     self.record.rejected(self.clock.now())
@@ -126,6 +136,19 @@ class Daemon:
                 return errors
             finally:
                 self.notifier.ready(self.status_line())
+
+    async def _reload_keys(self) -> None:
+        """Read the signing keys again (`pagerd rotate-key` wrote new ones): whatever the
+        config's fate. A file that cannot be read keeps the keys in use."""
+        state_dir = self.config.state_dir
+        try:
+            keys = await self.file_offload(lambda: SigningKeys.load_or_create(state_dir))
+        except KeyFileError as exc:
+            log.error("reload: still signing with the keys read before: %s", exc)
+            return
+        if keys.keys != self.keys.keys:
+            log.info("reload: signing with the new key of %s", state_dir)
+        self.keys = keys
 
     async def _reload(self) -> list[str]:
         path = self.config.path
@@ -168,7 +191,12 @@ class Daemon:
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
         lanes = build_lanes(
-            new, self.clock, self.file_offload, reuse=self.outbox.lanes(), answering=self.answering
+            new,
+            self.clock,
+            self.file_offload,
+            reuse=self.outbox.lanes(),
+            answering=self.answering,
+            wording=self.wording,
         )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
@@ -409,14 +437,18 @@ async def _run(
                 name,
                 REMOVED,
             )
-    metrics = Metrics()
-    committer = Committer(store, parts.store_offload, metrics)
-    scheduler = Scheduler(clock)
-    heartbeats = Scheduler(clock, heartbeat)
     try:
         keys = await parts.file_offload(lambda: SigningKeys.load_or_create(config.state_dir))
     except KeyFileError as exc:
         raise StartupError(str(exc)) from None
+    metrics = Metrics()
+    committer = Committer(store, parts.store_offload, metrics)
+    scheduler = Scheduler(clock)
+    heartbeats = Scheduler(clock, heartbeat)
+
+    def current_keys() -> SigningKeys:
+        # The daemon's, which a reload reads again: it is built before anything sends or serves.
+        return daemon.keys
 
     async def reply_codes(n: Notify) -> int | None:
         # Replies need somewhere to come back to: the front door's public address.
@@ -427,10 +459,17 @@ async def _run(
             lambda: store.reply_code(address, n.service, n.incident, at)
         )
 
-    answering = Answering(reply_codes, keys)
+    # The running config and keys, read at each send.
+    wording = Wording(lambda: services.config, current_keys)
+    answering = Answering(reply_codes, current_keys)
     try:
         lanes = build_lanes(
-            config, clock, parts.file_offload, overrides=transports, answering=answering
+            config,
+            clock,
+            parts.file_offload,
+            overrides=transports,
+            answering=answering,
+            wording=wording,
         )
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
@@ -481,7 +520,9 @@ async def _run(
         parts.store_offload,
         parts.config_offload,
         LocalCore(services, server.read, ready, config.front()),
+        keys,
         ConfigRecord(config.sha256, clock.now()),
+        wording=wording,
         answering=answering,
     )
     daemon.record.export(metrics)
@@ -610,7 +651,7 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         return []
     services, store = daemon.services, daemon.store
     assert daemon.answering is not None
-    keys = daemon.answering.keys
+    keys = daemon.answering.keys  # the daemon's at each call: a rotation reaches every route
 
     def secure() -> bool:
         """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
@@ -627,15 +668,16 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         parts.password_offload,
     )
     # Served in this process whatever `http.workers` says: they need what only the core has
-    # (the silences' numbering, the reply codes in the database, the signing keys, the
+    # (the silences' numbering, the signing keys, the reply codes in the database, the
     # console's sessions), and they are few. With front processes, a front checks their key or
-    # reads their body, and forwards them whole. SMS replies (POST /v1/twilio/sms) and Slack
-    # buttons (POST /v1/slack/interactions), the providers' callbacks for answers to pages;
-    # REST's silences; the web console (under /console/, answering 404 while [console] is not
-    # configured).
+    # reads their body, and forwards them whole. REST's silences; the acknowledge links (GET
+    # /ack/{token}, POST /ack, the same for resolve); the providers' callbacks for answers to
+    # pages: SMS replies (POST /v1/twilio/sms) and Slack buttons (POST /v1/slack/interactions);
+    # the web console (under /console/, answering 404 while [console] is not configured).
     replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     in_core = [
         *RestSilences(services, daemon.core, daemon.server.read).routes(),
+        *Answers(services, keys).routes(),
         *replies.routes(),
         *SlackButtons(services, keys, daemon.clock).routes(),
         *console.routes(),

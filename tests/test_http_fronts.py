@@ -452,3 +452,7 @@ async def test_a_route_served_in_the_core_is_forwarded_whole_by_the_fronts(
                 assert "/echo/{what}" in document["paths"]
                 head = await client.head("/busy", headers=auth())  # a GET route's HEAD
                 assert (head.status_code, head.content) == (503, b"")
+                # pagerd's own routes served in the core: an acknowledge link's page, in HTML.
+                link = await client.get("/ack/not-a-token")
+                assert 400 <= link.status_code < 500
+                assert link.headers["content-type"].startswith("text/html")

@@ -35,6 +35,7 @@ from pager.domain import (
     Target,
     is_service_name,
 )
+from pager.templates import DEFAULT_TEMPLATES, Templates
 from pagerd.access.peers import Access
 from pagerd.config.channels import (
     Channel,
@@ -52,6 +53,7 @@ from pagerd.config.http import (
     build_http,
     build_integrations,
 )
+from pagerd.config.templates import build_templates
 
 __all__ = [
     "EX_CONFIG",
@@ -125,6 +127,8 @@ class LevelSection:
 class PolicySection:
     levels: list[LevelSection]
     repeat: int = 0
+    ack_expiry: Duration | None = None
+    allow_resolve: bool = True
 
 
 @attrs.frozen
@@ -182,6 +186,8 @@ class Config:
     """How long a closed incident's history is kept; None (the default) keeps it for ever."""
     http: HttpConfig = attrs.Factory(HttpConfig)
     integrations: dict[str, Integration] = attrs.Factory(dict)
+    templates: Templates = DEFAULT_TEMPLATES
+    """The notification texts (`[templates]`): the defaults for any the file leaves out."""
     console: ConsoleConfig | None = None
     """The web console's users and sessions; None (no `[console]`): the console is off."""
     sha256: str = ""
@@ -343,6 +349,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     integrations, integration_errors = build_integrations(
         data.pop("integrations", {}), base, os.environ, services, _section, _join
     )
+    templates, template_errors = build_templates(data.pop("templates", {}))
     console: ConsoleConfig | None = None
     console_errors: list[str] = []
     if "console" in data:
@@ -360,7 +367,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
             sections[key] = section
     # In the order a file has them.
     errors += channel_errors + policy_errors + service_errors + http_errors + integration_errors
-    errors += console_errors
+    errors += template_errors + console_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
@@ -370,7 +377,11 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     if errors:
         raise ConfigError(path, errors)
     return attrs.evolve(
-        _build(raw, path, built), http=http, integrations=integrations, console=console
+        _build(raw, path, built),
+        http=http,
+        integrations=integrations,
+        templates=templates,
+        console=console,
     )
 
 
@@ -655,6 +666,8 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
         name: Policy(
             levels=tuple(Level(tuple(lv.targets), float(lv.ack_timeout)) for lv in p.levels),
             repeat=p.repeat,
+            ack_expiry=None if p.ack_expiry is None else float(p.ack_expiry),
+            allow_resolve=p.allow_resolve,
         )
         for name, p in raw.policies.items()
     }

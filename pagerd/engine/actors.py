@@ -32,6 +32,7 @@ import trio
 
 from pager.domain import (
     Ack,
+    AckExpired,
     Alert,
     EndSilence,
     Event,
@@ -87,7 +88,8 @@ every one is in memory and in `pager silence list`'s reply, so the whole is boun
 REMOVED: Final = "service removed from the config"
 TERSE: Final = ok_reply()
 """The line of an event that went ok, for a `Reply` that is `terse`."""
-_DUE: Final = (Timeout, HeartbeatMissed)  # the events a scheduler hands over
+_DUE: Final = (Timeout, HeartbeatMissed, AckExpired)  # the events a scheduler hands over
+_ESCALATION: Final = (Timeout, AckExpired)  # those of the escalation scheduler
 
 
 @attrs.frozen
@@ -129,13 +131,18 @@ class _Decided:
     """One service's decided events: what to write, how to answer each, the state after."""
 
     transitions: list[Transition]
-    outcomes: list[tuple[Envelope, ServiceState | Rejected]]
+    outcomes: list[_Outcome]
     state: ServiceState
     stale: list[Source] = attrs.Factory(list)
     """Firings taken as copies of earlier firings of alerts resolved already: counted and
     logged once committed with the rest (see "Late firings" in `pager.domain`)."""
     stale_resolves: list[Source] = attrs.Factory(list)
     """Resolves of earlier firings than the one that fires: logged once committed."""
+
+
+_Outcome = tuple["Envelope", "ServiceState | Rejected", "dict[str, Any] | None"]
+"""How to answer one event: its envelope (the reply to set), the state it left (or its
+refusal), and what the reply says besides the status (an ack's `already_acknowledged`)."""
 
 
 class _Claimed:
@@ -645,7 +652,7 @@ class Services:
             batch = batches[service]
             if any(isinstance(envelope.event, _DUE) for envelope in batch):  # rarely
                 state = self.state(service)
-                if any(isinstance(envelope.event, Timeout) for envelope in batch):
+                if any(isinstance(envelope.event, _ESCALATION) for envelope in batch):
                     self._scheduler.decided(state)
                 if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
                     self._heartbeats.decided(state)
@@ -691,17 +698,23 @@ class Services:
         windows = self.windows(service)
         state = self.state(service)
         mine: list[Transition] = []
-        answers: list[tuple[Envelope, ServiceState | Rejected]] = []
+        answers: list[_Outcome] = []
         late: list[Source] = []
         late_resolves: list[Source] = []
         for envelope in batch:
             event = envelope.event
             if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
+            if isinstance(event, Ack):
+                # The envelope says how it came (its `via`, integration or peer): the one
+                # source the acknowledgement keeps (`Incident.acknowledged_via`) and the
+                # history records (`EventRecord.via`).
+                event = attrs.evolve(event, via=_answered_via(envelope))
+                envelope = attrs.evolve(envelope, event=event)
             try:
                 after, notes = decide(state, event, now, policy, heartbeat, windows)
             except Rejected as rejected:
-                answers.append((envelope, rejected))
+                answers.append((envelope, rejected, None))
                 continue
             if (
                 isinstance(event, Alert)
@@ -721,18 +734,35 @@ class Services:
                 mine.append(Transition(state, after, notes, now, record))
                 if (held := _held(state, after)) is not None:
                     mine.append(Transition(after, after, (), now, held))
+            answers.append((envelope, after, self._ack_answer(event, state, after)))
             state = after
-            answers.append((envelope, after))
         return _Decided(mine, answers, state, late, late_resolves)
 
-    def _answer(
-        self,
-        outcomes: list[tuple[Envelope, ServiceState | Rejected]],
-        failure: str | None = None,
-    ) -> None:
+    def _ack_answer(
+        self, event: Event, before: ServiceState, after: ServiceState
+    ) -> dict[str, Any] | None:
+        """What an ack's reply says besides the status: `already_acknowledged`, null if this
+        ack acknowledged the incident, else who was first, how and when (concurrent acks
+        through the socket, REST, a link, an SMS, Slack and the console acknowledge once)."""
+        if not isinstance(event, Ack):
+            return None
+        incident = before.incident
+        if incident is None or not incident.acknowledged or after.incident != incident:
+            acked = after.incident is not None and after.incident.acknowledged
+            return {"already_acknowledged": None} if acked else None
+        assert incident.acknowledged_at is not None
+        return {
+            "already_acknowledged": {
+                "by": incident.acknowledged_by,
+                "via": incident.acknowledged_via,
+                "at": isoformat(incident.acknowledged_at + self._clock.offset()),
+            }
+        }
+
+    def _answer(self, outcomes: list[_Outcome], failure: str | None = None) -> None:
         """Reply to each event: its refusal, or `unavailable` if the commit failed, or ok (a
-        silence's with the silence, as it now stands)."""
-        for envelope, outcome in outcomes:
+        silence's with the silence, as it now stands; an ack's with `already_acknowledged`)."""
+        for envelope, outcome, extra in outcomes:
             reply = envelope.reply
             if reply is None:
                 continue
@@ -751,8 +781,20 @@ class Services:
                 reply.set(ok_reply(silence=shown, **self.status(outcome)))
             elif reply.terse:
                 reply.set(TERSE)
+            elif extra is not None:
+                reply.set(ok_reply(**self.status(outcome), **extra))
             else:
                 reply.set(ok_reply(**self.status(outcome)))
+
+
+def _answered_via(envelope: Envelope) -> str | None:
+    """How an event came, as an acknowledgement keeps it: a person's way (`link`, `sms`, ...),
+    else the HTTP integration's name, else `socket` for a client of the socket."""
+    if envelope.via is not None:
+        return envelope.via
+    if envelope.integration is not None:
+        return envelope.integration
+    return "socket" if envelope.peer is not None else None
 
 
 def _report_stale_resolves(service: str, late: list[Source]) -> None:
@@ -786,6 +828,19 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         if incident.silenced:
             return None  # held (again): `_held` says so, once
         return EventRecord("timeout", _notified(before, incident))
+    if isinstance(event, AckExpired):
+        was, incident = before.incident, after.incident
+        if was is None or incident is None or incident.acknowledged or after == before:
+            return None  # stale, early, or an expiry the policy no longer has
+        assert was.acknowledged_at is not None and was.deadline is not None
+        who = f" by {was.acknowledged_by}" if was.acknowledged_by else ""
+        how = f" via {was.acknowledged_via}" if was.acknowledged_via else ""
+        held = duration(was.deadline - was.acknowledged_at)
+        return EventRecord(
+            "ack_expired",
+            f"acknowledged{who}{how} {held} ago and still open: escalation restarts at level 1"
+            f" (round {incident.round})",
+        )
     if before.incident is None and after.incident is None:
         return None
     if isinstance(event, Alert):
@@ -793,8 +848,10 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
             return None  # a repeat of an alert still firing: nothing happened
         return EventRecord("alert", event.message or None, None, peer, via)
     if isinstance(event, Ack):
-        if event.source is not None and before.incident == after.incident:
-            return None  # an integration's ack of what is acked already, or not firing
+        if before.incident == after.incident:
+            # Acknowledged already (the first ack wins, and its answer says so), or an
+            # integration's ack of what is not firing: nothing happened to the incident.
+            return None
         return EventRecord("ack", None, event.by, peer, via, answered)
     if isinstance(event, Resolve):
         if event.source not in before.firing:
@@ -869,6 +926,11 @@ def _held(before: ServiceState, after: ServiceState) -> EventRecord | None:
     was = before.incident
     if was is not None and was.number == incident.number and was.silenced:
         return None
+    if incident.level == 0 and incident.round_base:
+        # The restart of an expired acknowledgement, held before its first step.
+        return EventRecord(
+            "silenced", f"paging held by a silence: round {incident.round} notifies nobody yet"
+        )
     if incident.level == 0:
         return EventRecord("silenced", "paging held by a silence: nobody notified yet")
     return EventRecord("silenced", f"paging held by a silence after level {incident.level}")
@@ -922,8 +984,19 @@ def _log_transition(t: Transition) -> None:
         log.warning("held service=%s incident=%s by a silence", name, iid)
     elif before is None or before.number != after.number:
         log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
+    elif before.acknowledged and not after.acknowledged:
+        log.warning(
+            "acknowledgement expired service=%s incident=%s: escalation restarts at level 1"
+            " round=%d",
+            name,
+            iid,
+            after.round,
+        )
     elif after.acknowledged and not before.acknowledged:
-        log.info("acknowledged service=%s incident=%s by=%r", name, iid, after.acknowledged_by)
+        log.info(
+            "acknowledged service=%s incident=%s by=%r via=%s",
+            name, iid, after.acknowledged_by, after.acknowledged_via,
+        )  # fmt: skip
     elif (after.round, after.level) != (before.round, before.level):
         log.warning(
             "escalated service=%s incident=%s level=%d round=%d",

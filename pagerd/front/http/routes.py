@@ -27,7 +27,9 @@ class Call:
     body: bytes
     integration: Integration | None = None
     address: str = ""
-    """The client's IP address (the console's sign-in lock-out and trusted proxies use it)."""
+    """The client's IP address (the peer of the connection: a proxy's, behind one): the
+    console's sign-in lock-out, trusted proxies and the per-address limits of the routes that
+    take no key (links) use it."""
     query: str = ""
     """The query string as sent (without `?`): part of what some providers sign (Twilio)."""
 

@@ -207,7 +207,7 @@ class TwilioReplies:
         event = (
             Ack(by=by, incident=found.incident)
             if action == "ack"
-            else Healthy(incident=found.incident)
+            else Healthy(by=by, incident=found.incident)
         )
         line, result = await answer(self._services, found.service, event, "sms")
         name = incident_id(found.service, found.incident)

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 13
+SCHEMA_VERSION: Final = 14
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -172,6 +172,15 @@ CREATE INDEX IF NOT EXISTS silences_active ON silences (service) WHERE active = 
 incident's next step is held by one (`Incident.silenced`). A silence's row stays once it is
 over (`active` 0), for the record, until `keep_history` prunes it."""
 
+_ANSWERS: Final = """
+ALTER TABLE incidents ADD COLUMN acknowledged_via TEXT;
+ALTER TABLE incidents ADD COLUMN round_base INTEGER NOT NULL DEFAULT 0;
+"""
+"""How an incident was acknowledged (`Incident.acknowledged_via`: what a later ack is told with
+who was first), and the rounds before an expired acknowledgement restarted its escalation
+(`Incident.round_base`, so that `repeat` counts from the restart). An incident acknowledged
+before the upgrade has no `via`; none had restarted."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -197,6 +206,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     11: _ALERT_STARTS,
     # Silences, and whether a silence holds an incident's next step.
     12: _SILENCES,
+    # How an incident was acknowledged, and where an expired ack restarted its escalation.
+    13: _ANSWERS,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
