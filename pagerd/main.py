@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         counts = f"{len(config.services)} services, {len(config.policies)} policies"
         print(f"pagerd: {path}: ok ({counts})")
-        if (note := link_note(config)) is not None:
+        if (note := link_note(config.channels, config.http.public_url)) is not None:
             print(f"pagerd: note: {note}")
         return 0
     progress = _Progress()

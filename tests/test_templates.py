@@ -141,7 +141,7 @@ def test_without_public_url_no_links_and_check_says_so(tmp_path: Path) -> None:
     config = load(tmp_path / "pager.toml")
     keys = SigningKeys.load_or_create(tmp_path)
     assert Wording(lambda: config, lambda: keys).page(notify()).ack_url == ""
-    assert link_note(config) == (
+    assert link_note(config.channels, config.http.public_url) == (
         "http.public_url is not set: email pages carry no acknowledge links (see docs/answering.md)"
     )
 

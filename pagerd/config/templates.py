@@ -8,12 +8,10 @@ found by `pagerd --check`, not by the first page that uses it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Collection
+from typing import Any, Final
 
 from pager.templates import DEFAULT_TEMPLATES, FORMS, Templates, problem
-
-if TYPE_CHECKING:
-    from pagerd.config.model import Config
 
 MAX_TEMPLATE: Final = 16 * 1024
 """Characters of one template at most."""
@@ -47,12 +45,12 @@ def build_templates(value: Any) -> tuple[Templates, list[str]]:
     return (Templates(sources) if sources else DEFAULT_TEMPLATES), []
 
 
-def link_note(config: Config) -> str | None:
-    """A word for `pagerd --check` when pages would carry acknowledge links
-    but cannot: an email or Slack channel is configured and `http.public_url` is not set. Not an
-    error: the pages go out, answered with `pager ack` as before."""
-    linked = sorted(name for name in ("email", "slack") if name in config.channels)
-    if not linked or config.http.public_url:
+def link_note(channels: Collection[str], public_url: str | None) -> str | None:
+    """A word for `pagerd --check` when pages would carry acknowledge links but cannot: an
+    email or Slack channel is among `channels` and `http.public_url` is not set. Not an error:
+    the pages go out, answered with `pager ack` as before."""
+    linked = sorted(name for name in ("email", "slack") if name in channels)
+    if not linked or public_url:
         return None
     return (
         f"http.public_url is not set: {' and '.join(linked)} pages carry no acknowledge links"
