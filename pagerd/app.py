@@ -23,6 +23,7 @@ from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import tls_context
 from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
+from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
@@ -85,6 +86,8 @@ class Daemon:
     http_app: HttpApp | None = None
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
+    workers: WorkerPool | None = None
+    """The delivery worker processes (`[delivery] workers`), unless sends are made here."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -152,7 +155,9 @@ class Daemon:
                 log.warning("reload: daemon.%s changed; it takes effect on restart", what)
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
-        lanes = build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
+        lanes = build_lanes(
+            new, self.clock, self.file_offload, reuse=self.outbox.lanes(), pool=self.workers
+        )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
@@ -163,6 +168,8 @@ class Daemon:
             log.warning("reload: metrics.listen changed; it takes effect on restart")
         if new.http.listen != old.http.listen:
             log.warning("reload: http.listen changed; it takes effect on restart")
+        if new.delivery_workers != old.delivery_workers:
+            log.warning("reload: delivery.workers changed; it takes effect on restart")
         if (tls is None) != (self.tls is None):
             log.warning("reload: TLS turned on or off; it takes effect on restart")
         else:
@@ -233,6 +240,7 @@ async def serve(
     names_offload: Offload | None = None,
     activated_http: socket.socket | None = None,
     http_routes: list[Route] | None = None,
+    delivery_workers: int | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
@@ -242,7 +250,8 @@ async def serve(
     and the socket listens. `activated` is a listening socket passed by systemd; otherwise the
     configured path is bound; `activated_http` likewise for the HTTP front door's
     `http.listen`. `http_routes` are served besides the built-in ones (tests). `transports`
-    replaces some channels' transports (tests, dry runs).
+    replaces some channels' transports (tests, dry runs). `delivery_workers`, if given, is used
+    instead of the config's `[delivery] workers` (tests under a mock clock send in-process: 0).
     """
     # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
     problem = peers.namespace_problem(config.access, peers.read_uid_map())
@@ -284,6 +293,7 @@ async def serve(
                     activated_http,
                     http_routes or [],
                     config_offload,
+                    delivery_workers,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -307,6 +317,7 @@ class _Parts:
     activated_http: socket.socket | None
     http_routes: list[Route]
     config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
+    delivery_workers: int | None  # instead of the config's (tests)
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -380,8 +391,14 @@ async def _run(
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
     heartbeats = Scheduler(clock, heartbeat)
+    workers = parts.delivery_workers
+    if workers is None:
+        workers = config.delivery_workers
+    if workers is None:
+        workers = default_workers()
+    pool = WorkerPool(workers, metrics) if workers > 0 else None
     try:
-        lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+        lanes = build_lanes(config, clock, parts.file_offload, overrides=transports, pool=pool)
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
     outbox = Outbox(
@@ -401,7 +418,7 @@ async def _run(
     )
     http_on = parts.activated_http is not None or bool(config.http.listen)
     server.client_room = _client_room(config, http_on)
-    _gauges(metrics, services, scheduler, heartbeats, outbox, store)
+    _gauges(metrics, services, scheduler, heartbeats, outbox, store, pool)
     daemon = Daemon(
         services,
         scheduler,
@@ -415,6 +432,7 @@ async def _run(
         parts.store_offload,
         parts.config_offload,
         ConfigRecord(config.sha256, clock.now()),
+        workers=pool,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
@@ -442,6 +460,8 @@ async def _run(
             core.start_soon(scheduler.run, services.offer, name="scheduler")
             core.start_soon(heartbeats.run, services.offer, name="heartbeats")
             core.start_soon(outbox.run, name="outbox")
+            if pool is not None:
+                core.start_soon(pool.run, name="delivery workers")
             core.start_soon(
                 keep_history,
                 store,
@@ -579,6 +599,7 @@ def _gauges(
     heartbeats: Scheduler,
     outbox: Outbox,
     store: Storage,
+    pool: WorkerPool | None,
 ) -> None:
     metrics.gauge("pagerd_services", "Configured services.", lambda: len(services.config.services))
     metrics.gauge("pagerd_open_incidents", "Open incidents.", services.open_incidents)
@@ -607,6 +628,12 @@ def _gauges(
         "Notifications being delivered or waiting to be.",
         lambda: outbox.statistics().in_hand,
     )
+    if pool is not None:
+        metrics.gauge(
+            "pagerd_delivery_workers",
+            "Delivery worker processes running and ready to send.",
+            lambda: pool.statistics().ready,
+        )
 
 
 async def _keep_status(daemon: Daemon) -> None:

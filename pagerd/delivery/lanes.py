@@ -1,8 +1,15 @@
-"""Building each channel's transport from its settings: the adapters behind the `Transport` port."""
+"""Building each channel's transport from its settings: the adapters behind the `Transport` port.
+
+The `log` channel and a channel the config lacks are delivered in the daemon's own process; the
+others (SMTP, Twilio, Slack, webhooks) through `pool` when there is one (`[delivery] workers`,
+see `pagerd.delivery.workers`), which builds the same transports in its worker processes with
+`network_transport`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal, Protocol
 
 from pager.domain import CHANNELS
 from pager.ports import Transport
@@ -16,7 +23,7 @@ from pagerd.config.channels import (
     unconfigured_channel,
 )
 from pagerd.delivery.outbox import LaneSpec
-from pagerd.delivery.transports.http import open_client
+from pagerd.delivery.transports.http import Client, HttpxClient, open_client
 from pagerd.delivery.transports.log import LogTransport
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
@@ -27,17 +34,25 @@ from pagerd.storage.offload import Offload
 from pagerd.timing.clock import Clock
 
 
+class Pool(Protocol):
+    """Where network channels are delivered when not in this process (`WorkerPool`)."""
+
+    def lane(self, channel: Channel) -> LaneSpec: ...
+
+
 def build_lanes(
     config: Config,
     clock: Clock,
     file_offload: Offload,
     reuse: Mapping[str, LaneSpec] | None = None,
     overrides: Mapping[str, Transport] | None = None,
+    pool: Pool | None = None,
 ) -> dict[str, LaneSpec]:
     """A lane for every channel, the configured ones and the others (which fail what they get).
 
     A lane in `reuse` whose channel settings are unchanged is kept as it is (a reload), so its
-    connections and rate limit carry on; `overrides` replaces transports (tests, dry runs).
+    connections and rate limit carry on; `overrides` replaces transports (tests, dry runs);
+    `pool`, if given, sends what goes over the network (see the module's docstring).
     """
     reuse = reuse or {}
     overrides = overrides or {}
@@ -54,8 +69,13 @@ def build_lanes(
         elif channel.transport == "log":
             log_transport = log_transport or LogTransport(config.log_path, file_offload, clock)
             lanes[name] = LaneSpec(channel, log_transport)
+        elif channel.transport == "unconfigured":
+            lanes[name] = LaneSpec(channel, UnconfiguredTransport(channel.name))
+        elif pool is not None:
+            lanes[name] = pool.lane(channel)
         else:
-            lanes[name] = _network_lane(channel, clock)
+            transport, close = network_transport(channel, clock, "httpx")
+            lanes[name] = LaneSpec(channel, transport, close)
     return lanes
 
 
@@ -64,21 +84,28 @@ def _same_log(lane: LaneSpec, config: Config) -> bool:
     return not isinstance(transport, LogTransport) or transport.path == config.log_path
 
 
-def _network_lane(channel: Channel, clock: Clock) -> LaneSpec:
+def network_transport(
+    channel: Channel, clock: Clock, client: Literal["httpx", "curl"]
+) -> tuple[Transport, Callable[[], Awaitable[None]] | None]:
+    """The transport of a network channel (SMTP, Twilio, Slack, webhook), and how to release
+    it; an HTTP one posts with httpx (the daemon's process) or libcurl (a worker's)."""
     settings = channel.settings
-    if channel.transport == "unconfigured":
-        return LaneSpec(channel, UnconfiguredTransport(channel.name))
     if isinstance(settings, SmtpSettings):
-        return LaneSpec(
-            channel, SmtpTransport(settings, channel.timeout, channel.concurrency, clock)
-        )
+        return SmtpTransport(settings, channel.timeout, channel.concurrency, clock), None
     assert isinstance(settings, TwilioSettings | SlackSettings | WebhookSettings)
-    client = open_client(channel.timeout, channel.concurrency, settings.ca_file)
+    poster: Client
+    if client == "curl":
+        # Imported here: only a worker loads libcurl.
+        from pagerd.delivery.transports.curl import CurlClient
+
+        poster = CurlClient(channel.timeout, channel.concurrency, settings.ca_file)
+    else:
+        poster = HttpxClient(open_client(channel.timeout, channel.concurrency, settings.ca_file))
     transport: Transport
     if isinstance(settings, TwilioSettings):
-        transport = TwilioTransport(settings, client)
+        transport = TwilioTransport(settings, poster)
     elif isinstance(settings, SlackSettings):
-        transport = SlackTransport(client)
+        transport = SlackTransport(poster)
     else:
-        transport = WebhookTransport(settings, client)
-    return LaneSpec(channel, transport, client.aclose)
+        transport = WebhookTransport(settings, poster)
+    return transport, poster.aclose

@@ -7,7 +7,7 @@ import httpx
 from pager.domain import Notify
 from pager.messages import short
 from pager.timefmt import isoformat
-from pagerd.delivery.transports.http import check, post
+from pagerd.delivery.transports.http import Client, check, client_of, json_body
 
 
 def slack_message(n: Notify) -> dict[str, object]:
@@ -21,12 +21,14 @@ def slack_message(n: Notify) -> dict[str, object]:
 
 
 class SlackTransport:
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
+    def __init__(self, client: httpx.AsyncClient | Client) -> None:
+        self._client = client_of(client)
 
     async def send(self, notification: Notify) -> str | None:
-        response = await post(
-            self._client, notification.target.address, json=slack_message(notification)
+        response = await self._client.post(
+            notification.target.address,
+            json_body(slack_message(notification)),
+            {"Content-Type": "application/json"},
         )
         check(response, "Slack")
         return f"HTTP {response.status_code}"

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+from urllib.parse import urlencode
 
 import httpx
 
 from pager.domain import Notify
 from pager.messages import short
 from pagerd.config.channels import TwilioSettings
-from pagerd.delivery.transports.http import check, header_value, post
+from pagerd.delivery.transports.http import Client, check, client_of, header_value
 
 log = logging.getLogger("pagerd.transports.twilio")
 
 
 class TwilioTransport:
-    def __init__(self, settings: TwilioSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: TwilioSettings, client: httpx.AsyncClient | Client) -> None:
         self._settings = settings
-        self._client = client
+        self._client = client_of(client)
+        credential = f"{settings.account_sid}:{settings.auth_token.value}".encode()
+        self._authorization = "Basic " + base64.b64encode(credential).decode()
         self._url = f"{settings.api_base}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
 
     async def send(self, notification: Notify) -> str | None:
@@ -28,12 +32,14 @@ class TwilioTransport:
         else:
             assert s.sender is not None
             form["From"] = s.sender
-        response = await post(
-            self._client,
+        response = await self._client.post(
             self._url,
-            data=form,
-            auth=(s.account_sid, s.auth_token.value),
-            headers={"I-Twilio-Idempotency-Token": header_value(notification.key)},
+            urlencode(form).encode(),
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Authorization": self._authorization,
+                "I-Twilio-Idempotency-Token": header_value(notification.key),
+            },
         )
         check(response, "Twilio")
         try:
