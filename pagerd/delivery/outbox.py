@@ -236,6 +236,11 @@ class Outbox:
         else:
             await trio.lowlevel.checkpoint()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether `drain` began: no send starts any more."""
+        return self._stopping
+
     def lanes(self) -> dict[str, LaneSpec]:
         return {name: lane.spec for name, lane in self._lanes.items()}
 
