@@ -19,12 +19,13 @@ from pagerd.config.channels import (
     WebhookSettings,
     build_channel,
 )
-from pagerd.delivery.transports.http import open_client
+from pagerd.delivery.transports.curl import _ascii_url
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
 from pagerd.delivery.transports.twilio import TwilioTransport
 from pagerd.delivery.transports.webhook import WebhookTransport, signature
 from pagerd.timing.clock import Clock
+from tests.http_clients import open_client
 from tests.servers import Answer, HttpServer, SmtpServer, TrickleServer, make_ca
 
 T0 = 1_800_000_000.0
@@ -190,6 +191,7 @@ def twilio(http: HttpServer, timeout: float = 5.0, **kwargs: str) -> TwilioTrans
     return TwilioTransport(settings, open_client(timeout, 2, None))
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_request_shape_and_sid(http: HttpServer) -> None:
     with trio.fail_after(10):
         sid = await twilio(http).send(notify("sms:+14155550100"))
@@ -206,6 +208,7 @@ async def test_twilio_request_shape_and_sid(http: HttpServer) -> None:
     assert sid == "SM" + "1".zfill(32)
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_messaging_service(http: HttpServer) -> None:
     with trio.fail_after(10):
         await twilio(http, messaging_service_sid="MG123").send(notify("sms:+14155550100"))
@@ -213,6 +216,7 @@ async def test_twilio_messaging_service(http: HttpServer) -> None:
     assert form["MessagingServiceSid"] == "MG123" and "From" not in form
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_429_is_transient_with_retry_after(http: HttpServer) -> None:
     http.answers.append(
         Answer(429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "7"})
@@ -223,12 +227,14 @@ async def test_twilio_429_is_transient_with_retry_after(http: HttpServer) -> Non
     assert "429" in excinfo.value.reason
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_500_is_transient(http: HttpServer) -> None:
     http.answers.append(Answer(500, {"message": "oops"}))
     with trio.fail_after(10), pytest.raises(TransientError, match="500"):
         await twilio(http).send(notify("sms:+14155550100"))
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_400_is_permanent_with_twilio_s_reason(http: HttpServer) -> None:
     http.answers.append(
         Answer(400, {"code": 21211, "message": "The 'To' number is not a valid phone number."})
@@ -239,6 +245,7 @@ async def test_twilio_400_is_permanent_with_twilio_s_reason(http: HttpServer) ->
     assert TOKEN not in excinfo.value.reason
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_hanging_past_the_timeout_is_transient(http: HttpServer) -> None:
     http.answers.append(Answer(201, {"sid": "SMlate"}, hang=2.0))
     with trio.fail_after(10), pytest.raises(TransientError, match="timed out"):
@@ -248,6 +255,7 @@ async def test_twilio_hanging_past_the_timeout_is_transient(http: HttpServer) ->
 # Slack and webhooks --------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_slack_posts_text_and_keeps_the_url_secret(http: HttpServer) -> None:
     url = f"{http.url}/services/T000/B000/XXXXSECRET"
     with trio.fail_after(10):
@@ -262,6 +270,7 @@ async def test_slack_posts_text_and_keeps_the_url_secret(http: HttpServer) -> No
     assert "XXXXSECRET" not in str(notify(f"slack:{url}").id)
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_slack_unreachable_is_transient_without_the_url(http: HttpServer) -> None:
     url = f"{http.url}/services/T000/B000/XXXXSECRET"
     http.__exit__()
@@ -270,6 +279,7 @@ async def test_slack_unreachable_is_transient_without_the_url(http: HttpServer) 
     assert "XXXXSECRET" not in excinfo.value.reason
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_webhook_body_headers_and_signature(http: HttpServer) -> None:
     settings = WebhookSettings(headers={"X-Team": "payments"}, secret=Secret("hmac-key"))
     with trio.fail_after(10):
@@ -297,6 +307,7 @@ async def test_webhook_body_headers_and_signature(http: HttpServer) -> None:
 
 
 @pytest.mark.parametrize(("value", "expected"), [("nan", None), ("inf", 3600.0), ("-inf", None)])
+@pytest.mark.usefixtures("either_client")
 async def test_a_retry_after_that_is_not_a_number_of_seconds_is_bounded(
     http: HttpServer, value: str, expected: float | None
 ) -> None:
@@ -310,6 +321,7 @@ async def test_a_retry_after_that_is_not_a_number_of_seconds_is_bounded(
     assert caught.value.retry_after == expected
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_a_trickling_http_server_is_cut_off_at_the_timeout() -> None:
     # Headers a byte every 50 ms: no single read waits the 1 s timeout, the answer never ends.
     with TrickleServer(prefix=b"HTTP/1.1 200 OK\r\nX-Slow: ", lasting=10.0) as server:
@@ -324,8 +336,29 @@ async def test_a_trickling_http_server_is_cut_off_at_the_timeout() -> None:
     assert server.gave_up == 0  # pagerd hung up, not the server
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_accepting_without_a_sid_is_sent_not_failed(http: HttpServer) -> None:
     http.answers.append(Answer(201, "queued, but not JSON"))
     with trio.fail_after(10):
         provider_id = await twilio(http).send(notify("sms:+14155550100"))
     assert provider_id == "HTTP 201 (no sid)"
+
+
+@pytest.mark.usefixtures("either_client")
+async def test_https_is_verified_against_the_channel_s_ca_file(tmp_path: Path) -> None:
+    with make_ca(tmp_path) as ca, HttpServer(tls=ca.server) as https, trio.fail_after(20):
+        url = f"https://localhost:{https.port}/hook"
+        trusted = WebhookTransport(WebhookSettings(), open_client(5.0, 1, ca.ca_file))
+        assert await trusted.send(notify(f"webhook:{url}")) == "HTTP 201"
+        untrusted = WebhookTransport(WebhookSettings(), open_client(5.0, 1, None))
+        with pytest.raises(TransientError) as refused:
+            await untrusted.send(notify(f"webhook:{url}"))
+    assert len(https.requests) == 1
+    assert "/hook" not in refused.value.reason
+
+
+def test_libcurl_is_given_the_host_idna_encoded_and_the_path_percent_encoded() -> None:
+    assert (
+        _ascii_url("https://hooks.bücher.example/a b?x=é")
+        == "https://hooks.xn--bcher-kva.example/a%20b?x=%C3%A9"
+    )
