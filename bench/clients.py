@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import ssl
 import subprocess
@@ -302,7 +301,6 @@ def main() -> None:
         print(f"not installed, not measured: {', '.join(missing)}")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
-    os.sys.stdout.flush()
 
 
 if __name__ == "__main__":
