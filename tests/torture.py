@@ -173,9 +173,7 @@ async def _round(
     return log
 
 
-def run(
-    folder: Path, rounds: int, services: int, seed: int, workers: int | None = None
-) -> Report:
+def run(folder: Path, rounds: int, services: int, seed: int, workers: int | None = None) -> Report:
     """`rounds` kills of a storm over `services`; the pages written to the `log` file, or, with
     `workers`, posted to a webhook receiver by that many delivery worker processes."""
     if workers is None:
