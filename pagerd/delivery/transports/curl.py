@@ -52,9 +52,13 @@ class CurlClient:
             raise PermanentError(f"request cannot be sent: {type(exc).__name__}") from None
         # No `Expect: 100-continue` (libcurl's default for a larger body): a wait for nothing.
         lines.append(b"Expect:")
+        # Abandoned if cancelled: a worker is cancelled only when its daemon is gone, and then
+        # it exits at once, its transfers with it (a send finished for nobody is a page sent
+        # twice: the daemon's next start sends it again).
         return await trio.to_thread.run_sync(
-            self._perform, target, url, content, lines, limiter=self._limiter
-        )
+            self._perform, target, url, content, lines, limiter=self._limiter,
+            abandon_on_cancel=True,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         self._closed = True

@@ -7,8 +7,10 @@ limits, and every send its own task, so a slow provider holds up only its own ch
 
 It ignores SIGTERM, SIGINT and SIGHUP: a stop (systemd signals the whole unit, a terminal the
 whole process group) is the daemon's to order, so that sends in progress finish and are
-recorded. It ends when its standard input does (the daemon closed it, or died): sends still in
-progress are then abandoned, since nobody is left to record their outcome.
+recorded. It ends when its standard input does (the daemon closed it, or died), at once: sends
+still in progress are abandoned, since nobody is left to record their outcome (an SMTP
+exchange already past DATA, or a request already written, may still have reached the provider:
+the ambiguous window, sent again with the same key by the daemon's next start).
 """
 
 from __future__ import annotations
@@ -213,3 +215,6 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     trio.run(_main)
+    # Now, without waiting for threads still in a transfer (SMTP's, or libcurl's abandoned
+    # ones): their outcome has nobody to go to.
+    os._exit(0)
