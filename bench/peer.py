@@ -714,7 +714,7 @@ def rows(peer: dict[str, Any]) -> list[Row]:
         cpu += peer.get(f"{prefix}delivery_workers_cpu_s", 0.0)
         out.append(
             (
-                f"  CPU ms a page after accepting (daemon + workers), {how}",
+                f"  CPU ms a page: the daemon after accepting, and the workers, {how}",
                 f"{cpu / peer[f'{prefix}delivery_incidents'] * 1000:.2f}",
                 "",
                 "",
