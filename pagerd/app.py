@@ -16,22 +16,30 @@ from typing import Final
 import attrs
 import trio
 
-from pager.domain import ServiceState
+from pager.domain import Notify, ServiceState
 from pager.ports import Transport
 from pagerd.access import peers
+from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import tls_context
-from pagerd.delivery.lanes import build_lanes
+from pagerd.delivery.lanes import Answering, build_lanes
 from pagerd.delivery.outbox import Outbox
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
+from pagerd.front.http.answers import Answers
 from pagerd.front.http.asgi import Response
+from pagerd.front.http.console import Console
+from pagerd.front.http.console.app import HASHES_AT_ONCE
 from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import Rest
+from pagerd.front.http.slack import SlackButtons
+from pagerd.front.http.submit import answer
+from pagerd.front.http.twilio import TwilioReplies
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
@@ -80,6 +88,10 @@ class Daemon:
     store_offload: Offload
     config_offload: Offload
     """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
+    keys: SigningKeys
+    """pagerd's signing keys, their one holder: links, Slack buttons and console sessions read
+    them here at each use, and a reload reads the file again, which is how `pagerd rotate-key`
+    reaches a running pagerd."""
     record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
     http: HttpServer | None = None
     """The HTTP front door, when it listens."""
@@ -88,6 +100,11 @@ class Daemon:
     """The HTTP front door's TLS context for new connections (read again on reload)."""
     workers: WorkerPool | None = None
     """The delivery worker processes (`[delivery] workers`), unless sends are made here."""
+    wording: Wording = PLAIN
+    """What each page says (the config's templates, with links): given to every lane."""
+    answering: Answering | None = None
+    """What makes pages answerable (SMS reply codes, the keys of Slack buttons): kept for
+    reloads."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -106,6 +123,7 @@ class Daemon:
         async with self._reloading:  # SIGHUP and `pager reload`, one at a time
             self.notifier.reloading()
             try:
+                await self._reload_keys()
                 errors = await self._reload()
                 if errors:
                     self.record.rejected(self.clock.now())
@@ -114,6 +132,19 @@ class Daemon:
                 return errors
             finally:
                 self.notifier.ready(self.status_line())
+
+    async def _reload_keys(self) -> None:
+        """Read the signing keys again (`pagerd rotate-key` wrote new ones): whatever the
+        config's fate. A file that cannot be read keeps the keys in use."""
+        state_dir = self.config.state_dir
+        try:
+            keys = await self.file_offload(lambda: SigningKeys.load_or_create(state_dir))
+        except KeyFileError as exc:
+            log.error("reload: still signing with the keys read before: %s", exc)
+            return
+        if keys.keys != self.keys.keys:
+            log.info("reload: signing with the new key of %s", state_dir)
+        self.keys = keys
 
     async def _reload(self) -> list[str]:
         path = self.config.path
@@ -156,7 +187,13 @@ class Daemon:
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
         lanes = build_lanes(
-            new, self.clock, self.file_offload, reuse=self.outbox.lanes(), pool=self.workers
+            new,
+            self.clock,
+            self.file_offload,
+            reuse=self.outbox.lanes(),
+            answering=self.answering,
+            wording=self.wording,
+            pool=self.workers,
         )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
@@ -293,6 +330,7 @@ async def serve(
                     activated_http,
                     http_routes or [],
                     config_offload,
+                    offload or in_thread(trio.CapacityLimiter(HASHES_AT_ONCE)),
                     delivery_workers,
                 ),
                 transports or {},
@@ -317,6 +355,7 @@ class _Parts:
     activated_http: socket.socket | None
     http_routes: list[Route]
     config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
+    password_offload: Offload  # the console's password checks (scrypt: 32 MiB each)
     delivery_workers: int | None  # instead of the config's (tests)
 
 
@@ -387,24 +426,59 @@ async def _run(
                 name,
                 REMOVED,
             )
+    try:
+        keys = await parts.file_offload(lambda: SigningKeys.load_or_create(config.state_dir))
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
     scheduler = Scheduler(clock)
     heartbeats = Scheduler(clock, heartbeat)
+
+    def current_keys() -> SigningKeys:
+        # The daemon's, which a reload reads again: it is built before anything sends or serves.
+        return daemon.keys
+
+    async def reply_codes(n: Notify) -> int | None:
+        # Replies need somewhere to come back to: the front door's public address.
+        if services.config.http.public_url is None:
+            return None
+        address, at = n.target.address, clock.now()
+        return await parts.store_offload(
+            lambda: store.reply_code(address, n.service, n.incident, at)
+        )
+
+    # The running config and keys, read at each send.
+    wording = Wording(lambda: services.config, current_keys)
+    answering = Answering(reply_codes, current_keys)
     workers = parts.delivery_workers
     if workers is None:
         workers = config.delivery_workers
     if workers is None:
         workers = default_workers()
-    pool = WorkerPool(workers, metrics) if workers > 0 else None
+    pool = WorkerPool(workers, metrics, wording=wording) if workers > 0 else None
     try:
-        lanes = build_lanes(config, clock, parts.file_offload, overrides=transports, pool=pool)
+        lanes = build_lanes(
+            config,
+            clock,
+            parts.file_offload,
+            overrides=transports,
+            answering=answering,
+            wording=wording,
+            pool=pool,
+        )
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    services = Services(config, states, committer, scheduler, outbox, clock, heartbeats, metrics)
+    try:
+        last_silence = await parts.store_offload(store.last_silence_id)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    services = Services(
+        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, last_silence
+    )
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
@@ -431,8 +505,11 @@ async def _run(
         parts.file_offload,
         parts.store_offload,
         parts.config_offload,
+        keys,
         ConfigRecord(config.sha256, clock.now()),
         workers=pool,
+        wording=wording,
+        answering=answering,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
@@ -566,11 +643,39 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         assert daemon.http_app is not None  # set below, before any request is served
         return daemon.http_app.over_rate(integration, status)
 
+    def keys() -> SigningKeys:
+        # The daemon's at each call: a rotation reaches every route.
+        return daemon.keys
+
+
+    def secure() -> bool:
+        """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
+        public_url = services.config.http.public_url or ""
+        return daemon.tls is not None or public_url.lower().startswith("https:")
+
+    console = Console(
+        lambda: services.config,
+        daemon.server.read,
+        lambda service, event, via: answer(services, service, event, via),
+        keys,
+        daemon.clock.now,
+        secure,
+        parts.password_offload,
+    )
     # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
-    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); the
+    # acknowledge links (GET /ack/{token}, POST /ack, the same for resolve); the providers'
+    # callbacks for answers to pages: SMS replies (POST /v1/twilio/sms) and Slack buttons
+    # (POST /v1/slack/interactions); the web console (under /console/, answering 404 while
+    # [console] is not configured).
+    replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     routes = [
         *Rest(services, daemon.server.read).routes(),
         *Hooks(services, metrics, over_rate).routes(),
+        *Answers(services, keys).routes(),
+        *replies.routes(),
+        *SlackButtons(services, keys, daemon.clock).routes(),
+        *console.routes(),
         *parts.http_routes,
     ]
     daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)
@@ -616,6 +721,12 @@ def _gauges(
         "pagerd_heartbeats_armed",
         "Heartbeat monitors waiting for their next check-in.",
         lambda: len(heartbeats),
+    )
+    metrics.gauge("pagerd_silences", "Silences in force or to come.", services.live_silences)
+    metrics.gauge(
+        "pagerd_silenced_incidents",
+        "Open incidents whose next step a silence holds.",
+        services.held_incidents,
     )
     if store.statistics().bytes_on_disk is not None:  # a database on another host: no figure
         metrics.gauge(

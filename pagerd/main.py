@@ -1,8 +1,9 @@
 """`pagerd`: the daemon's command line.
 
 Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not start,
-78 invalid config. `pagerd backup` and `pagerd restore`: 0 done, 1 not done (the message says
-why), 78 invalid config.
+78 invalid config. `pagerd backup`, `pagerd restore` and `pagerd rotate-key`: 0 done, 1 not
+done (the message says why), 78 invalid config. `pagerd hash-password`: 0 printed, 1 no
+usable password given.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import getpass
 import logging
 import os
 import signal
@@ -25,7 +27,10 @@ import trio
 
 from pager import __version__
 from pagerd import app
+from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
+from pagerd.access.passwords import PasswordError, hash_password
 from pagerd.config import EX_CONFIG, ConfigError, load, load_state_dir
+from pagerd.config.templates import link_note
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.systemd import ActivationError, Notifier, activated_sockets, listen_fds
@@ -44,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pagerd",
         description="The on-call pager daemon.",
         epilog="pagerd backup --help: copy the database, consistently, while pagerd runs; "
-        "pagerd restore --help: put a backup back.",
+        "pagerd restore --help: put a backup back; "
+        "pagerd rotate-key --help: a new signing key (links, Slack buttons, console sessions); "
+        "pagerd hash-password --help: a web console user's password_hash.",
     )
     parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
@@ -86,6 +93,42 @@ def build_restore_parser() -> argparse.ArgumentParser:
     _add_database_choice(parser)
     parser.add_argument("backup", type=Path, metavar="BACKUP", help="a file `pagerd backup` wrote")
     return parser
+
+
+def build_rotate_key_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pagerd rotate-key",
+        description=f"Put a new signing key first in daemon.state_dir's {FILE_NAME}: new "
+        "acknowledge links, Slack buttons and console sessions are signed with it once the "
+        "running pagerd reloads (SIGHUP); what was signed with the key before it stays valid "
+        "until the next rotation.",
+    )
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"the config file naming daemon.state_dir (default {DEFAULT_CONFIG})",
+    )
+    return parser
+
+
+def rotate_key_main(argv: Sequence[str]) -> int:
+    args = build_rotate_key_parser().parse_args(argv)
+    try:
+        # daemon.state_dir alone: the channels' secrets are not readable outside systemd.
+        state_dir = load_state_dir(Path(args.config))
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EX_CONFIG
+    try:
+        SigningKeys.load_or_create(state_dir).rotated().save(state_dir)
+    except KeyFileError as exc:
+        print(f"pagerd rotate-key: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    print(
+        f"pagerd rotate-key: a new key is first in {state_dir / FILE_NAME}; reload pagerd "
+        "(systemctl reload pagerd, or SIGHUP) to sign with it"
+    )
+    return 0
 
 
 def _add_database_choice(parser: argparse.ArgumentParser) -> None:
@@ -144,12 +187,44 @@ def backup_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def build_hash_password_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="pagerd hash-password",
+        description="Print the password_hash of a password for [console.users.NAME] (scrypt, "
+        "n=2**15, r=8, p=3). The password is asked for without echo on a terminal, or read "
+        "from the first line of standard input; it is never an argument (argument lists are "
+        "visible to every user of the host).",
+    )
+
+
+def hash_password_main(argv: Sequence[str]) -> int:
+    build_hash_password_parser().parse_args(argv)
+    try:
+        if sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Again: ") != password:
+                print("pagerd hash-password: the two passwords differ", file=sys.stderr)
+                return EXIT_CANNOT_START
+        else:
+            password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        print(hash_password(password))
+    except (PasswordError, EOFError, UnicodeError) as exc:
+        why = str(exc) if isinstance(exc, PasswordError) else "no password given"
+        print(f"pagerd hash-password: {why}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["backup"]:
         return backup_main(argv[1:])
     if argv[:1] == ["restore"]:
         return restore_main(argv[1:])
+    if argv[:1] == ["rotate-key"]:
+        return rotate_key_main(argv[1:])
+    if argv[:1] == ["hash-password"]:
+        return hash_password_main(argv[1:])
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     # Start-up builds 100,000s of objects that live for good: collecting while it does (the
@@ -178,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         counts = f"{len(config.services)} services, {len(config.policies)} policies"
         print(f"pagerd: {path}: ok ({counts})")
+        if (note := link_note(config)) is not None:
+            print(f"pagerd: note: {note}")
         return 0
     progress = _Progress()
     try:

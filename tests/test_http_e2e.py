@@ -115,7 +115,7 @@ heartbeat = "25h"
             for line in block.splitlines()
             if line.startswith("curl ")
         ]
-        assert len(commands) == 7
+        assert len(commands) == 10
         outputs = []
         for command in commands:
             command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
@@ -133,5 +133,9 @@ heartbeat = "25h"
         checked_in = json.loads(outputs[6])
         assert checked_in["service"] == "nightly-backup" and checked_in["state"] == "healthy"
         assert checked_in["heartbeat"]["every"] == "1d1h"  # 25h, as durations are shown
+        started, listed, ended = (json.loads(out) for out in outputs[7:10])
+        assert started["silence"]["id"] == 1 and started["silence"]["by"] == "ops-scripts"
+        assert [s["reason"] for s in listed["silences"]] == ["db migration"]
+        assert ended["silence"]["ended_by"] == "ops-scripts"
     finally:
         daemon.stop()

@@ -5,6 +5,7 @@ resends change nothing, and what can never be accepted is refused with nothing r
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from pager.domain import ServiceState, Source
 from pager.integrations import IntegrationRoute, KeyedRoute, find_by_key
 from pagerd.config import Config
 from pagerd.front.integrations import alertmanager_webhook, enqueue_events_v2
-from tests.harness import connect, failing_writes, running, settle, steps, write_config
+from tests.harness import (
+    connect,
+    failing_writes,
+    metrics_text,
+    running,
+    settle,
+    steps,
+    write_config,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AM = IntegrationRoute("prom", "alertmanager", service_label="service")
@@ -377,3 +386,124 @@ async def test_an_events_v2_resolve_does_not_close_what_a_plain_alert_holds_open
         assert (await enqueue_events_v2(daemon.services, KEYS, resolve)).status == 202
         state = daemon.services.state("api")
         assert state.incident is not None and state.firing == frozenset()
+
+
+def _as_alertmanager_sent(status: str, starts_at: str, ends_at: str | None = None) -> bytes:
+    """The payload the real Alertmanager sent (tests/fixtures), as it sends one alert of it:
+    firing (its `endsAt` zeroed, as Alertmanager does for a firing alert) or resolved (at
+    `ends_at`)."""
+    payload = json.loads((FIXTURES / "alertmanager-webhook-v4.json").read_bytes())
+    alert = payload["alerts"][1]  # DiskFull on db-1, fingerprint bca7f9ce4118dd5d
+    alert.update(status=status, startsAt=starts_at)
+    if status == "firing":
+        alert["endsAt"] = "0001-01-01T00:00:00Z"
+    elif ends_at is not None:
+        alert["endsAt"] = ends_at
+    payload.update(status=status, alerts=[alert])
+    return json.dumps(payload).encode()
+
+
+async def _timeline(config: Config) -> list[tuple[str, str | None]]:
+    """The history of service api's latest incident."""
+    async with connect(config.socket) as conn:
+        reply = await conn.request("history", service="api")
+    return [(e["event"], e.get("detail")) for e in reply["timeline"]]
+
+
+async def test_a_copy_of_an_earlier_firing_after_a_later_resolve_pages_nobody_after_a_restart(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The alert fired and resolved twice; then a cluster peer that missed all of it, or a
+    retry of an old request, delivers the first firing again: the same body, its `startsAt`
+    before the one the alert last resolved with. Answered 200 (so nobody retries it), changes
+    nothing, pages nobody; counted and logged."""
+    first, second = "2026-11-30T21:24:22.809107Z", "2026-11-30T21:41:07.5Z"
+    firing = _as_alertmanager_sent("firing", first)
+    async with running(config) as daemon:
+        for body in (
+            firing,
+            _as_alertmanager_sent("resolved", first, "2026-11-30T21:29:21.815957Z"),
+            _as_alertmanager_sent("firing", second),
+            _as_alertmanager_sent("resolved", second, "2026-11-30T21:50:01Z"),
+        ):
+            assert (await alertmanager_webhook(daemon.services, AM, body)).status == 200
+        await settle()
+        assert daemon.services.state("api").healthy and pages(config) == 4
+    caplog.set_level(logging.INFO, "pagerd.actors")
+    async with running(config) as daemon:  # remembered on disk
+        caplog.clear()
+        answer = await alertmanager_webhook(daemon.services, AM, firing)
+        assert answer.status == 200 and json.loads(answer.body)["status"] == "success"
+        await settle()
+        state = daemon.services.state("api")
+        assert state.healthy and state.last_incident == 2 and pages(config) == 4
+        text = await metrics_text(config.socket)
+        assert 'pagerd_stale_firings_total{integration="prom"} 1' in text
+        assert "late firing ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in caplog.text
+
+
+async def test_prometheus_back_after_alertmanager_resolved_its_alert_pages_again(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    """Prometheus could not reach Alertmanager for longer than the alert's `endsAt`:
+    Alertmanager resolved the alert itself (its `endsAt` the last one Prometheus set), and
+    pagerd closed the incident. Prometheus comes back, the alert still firing, and Alertmanager
+    notifies it firing with its old `startsAt`. The service is still down: it pages, a new
+    incident, also across a restart in between."""
+    started = "2026-11-30T21:24:22.809107Z"
+    firing = _as_alertmanager_sent("firing", started)
+    timed_out = _as_alertmanager_sent("resolved", started, "2026-11-30T21:28:22.809107Z")
+    async with running(config) as daemon:
+        assert (await alertmanager_webhook(daemon.services, AM, firing)).status == 200
+        assert (await alertmanager_webhook(daemon.services, AM, timed_out)).status == 200
+        await settle()
+        assert daemon.services.state("api").healthy and pages(config) == 2
+    async with running(config) as daemon:
+        assert (await alertmanager_webhook(daemon.services, AM, firing)).status == 200
+        await settle()
+        state = daemon.services.state("api")
+        assert state.incident is not None and state.incident.number == 2
+        assert pages(config) == 4  # level 1's two targets, again
+        text = await metrics_text(config.socket)
+        assert "pagerd_stale_firings_total{" not in text
+
+
+async def test_a_resolve_of_an_earlier_firing_leaves_the_incident_open(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The alert resolved and fired again at Alertmanager; the new firing reached pagerd first
+    (pagerd holds it as the open incident's), then the first firing's resolve, late. It
+    resolves a firing that is over: the incident stays open, nothing is written to its
+    history, and the line says why. The new firing's own resolve closes it."""
+    first, second = "2026-11-30T21:24:22.809107Z", "2026-11-30T21:41:07.5Z"
+    caplog.set_level(logging.INFO, "pagerd.actors")
+    async with running(config) as daemon:
+        services = daemon.services
+        for body in (
+            _as_alertmanager_sent("firing", first),
+            _as_alertmanager_sent("firing", second),
+            _as_alertmanager_sent("resolved", first, "2026-11-30T21:29:21.815957Z"),
+        ):
+            assert (await alertmanager_webhook(services, AM, body)).status == 200
+        await settle()
+        state = services.state("api")
+        assert state.incident is not None and state.incident.number == 1 and pages(config) == 2
+        assert "late resolve ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in caplog.text
+        assert "resolve" not in [event for event, _ in await _timeline(config)]
+        resolved = _as_alertmanager_sent("resolved", second, "2026-11-30T21:50:01Z")
+        assert (await alertmanager_webhook(services, AM, resolved)).status == 200
+        assert services.state("api").healthy
+        assert ("resolve", "prom: bca7f9ce4118dd5d resolved") in await _timeline(config)
+
+
+async def test_a_firing_without_starts_at_after_its_resolve_pages_as_before(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    """Nothing proves it late: one page too many, never one too few."""
+    async with running(config) as daemon:
+        services = daemon.services
+        await alertmanager_webhook(services, AM, webhook(("f1", "firing")))
+        await alertmanager_webhook(services, AM, webhook(("f1", "resolved")))
+        await alertmanager_webhook(services, AM, webhook(("f1", "firing")))
+        state = services.state("api")
+        assert state.incident is not None and state.incident.number == 2

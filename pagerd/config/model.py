@@ -26,11 +26,28 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
-from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
+from pager.domain import (
+    CHANNELS,
+    DEFAULT_ACK_TIMEOUT,
+    SLACK_APP,
+    Level,
+    Policy,
+    Target,
+    is_service_name,
+)
+from pager.templates import DEFAULT_TEMPLATES, Templates
 from pagerd.access.peers import Access
-from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
+from pagerd.config.channels import (
+    Channel,
+    ChannelSection,
+    SlackSettings,
+    build_channel,
+    target_problem,
+)
+from pagerd.config.console import ConsoleConfig, build_console
 from pagerd.config.durations import Duration, Invalid, parse_duration
 from pagerd.config.http import HttpConfig, Integration, build_http, build_integrations
+from pagerd.config.templates import build_templates
 
 __all__ = [
     "EX_CONFIG",
@@ -104,6 +121,8 @@ class LevelSection:
 class PolicySection:
     levels: list[LevelSection]
     repeat: int = 0
+    ack_expiry: Duration | None = None
+    allow_resolve: bool = True
 
 
 @attrs.frozen
@@ -167,6 +186,10 @@ class Config:
     """How long a closed incident's history is kept; None (the default) keeps it for ever."""
     http: HttpConfig = attrs.Factory(HttpConfig)
     integrations: dict[str, Integration] = attrs.Factory(dict)
+    templates: Templates = DEFAULT_TEMPLATES
+    """The notification texts (`[templates]`): the defaults for any the file leaves out."""
+    console: ConsoleConfig | None = None
+    """The web console's users and sessions; None (no `[console]`): the console is off."""
     delivery_workers: int | None = None
     """`[delivery] workers`: processes that send (0: none, sent by the daemon's own process);
     None (not set) is one for each core."""
@@ -325,6 +348,11 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     integrations, integration_errors = build_integrations(
         data.pop("integrations", {}), base, os.environ, services, _section, _join
     )
+    templates, template_errors = build_templates(data.pop("templates", {}))
+    console: ConsoleConfig | None = None
+    console_errors: list[str] = []
+    if "console" in data:
+        console, console_errors = build_console(data.pop("console"), _section, _join)
     errors: list[str] = []
     sections: dict[str, Any] = {}
     for key, value in data.items():
@@ -338,6 +366,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
             sections[key] = section
     # In the order a file has them.
     errors += channel_errors + policy_errors + service_errors + http_errors + integration_errors
+    errors += template_errors + console_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
@@ -346,7 +375,13 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     errors += found
     if errors:
         raise ConfigError(path, errors)
-    return attrs.evolve(_build(raw, path, built), http=http, integrations=integrations)
+    return attrs.evolve(
+        _build(raw, path, built),
+        http=http,
+        integrations=integrations,
+        templates=templates,
+        console=console,
+    )
 
 
 _TOP_SECTIONS: Final[dict[str, type]] = {
@@ -470,6 +505,7 @@ def _check(
     for name, policy in raw.policies.items():
         levels: _Levels = [(len(lv.targets), list(enumerate(lv.targets))) for lv in policy.levels]
         errors += _policy_errors(name, policy.repeat, levels, configured)
+        errors += _app_targets(name, levels, channels.get("slack"))
     for name, table in broken_policies.items():
         errors += _policy_errors(name, *_readable(table), configured)
     errors += _unknown_accounts(raw.daemon)
@@ -555,6 +591,22 @@ def _policy_errors(
     return errors
 
 
+def _app_targets(name: str, levels: _Levels, slack: Channel | None) -> list[str]:
+    """`slack:app` needs a Slack app: a `slack` channel with its bot token (or the log)."""
+    if slack is None or slack.transport != "slack":
+        return []
+    settings = slack.settings
+    if isinstance(settings, SlackSettings) and settings.bot_token is not None:
+        return []
+    return [
+        f"{_join('policies', name)}.levels[{i}].targets[{j}]: slack:app needs a Slack app:"
+        " channels.slack.bot_token_file (or _credential) and channels.slack.channel"
+        for i, (_, targets) in enumerate(levels)
+        for j, target in targets
+        if target == Target("slack", SLACK_APP)
+    ]
+
+
 def _readable(table: Any) -> tuple[int | None, _Levels | None]:
     """What can be read of a policy that did not structure: `repeat` if an integer, and each
     level's targets that parse; the rest has its own error already."""
@@ -621,6 +673,8 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
         name: Policy(
             levels=tuple(Level(tuple(lv.targets), float(lv.ack_timeout)) for lv in p.levels),
             repeat=p.repeat,
+            ack_expiry=None if p.ack_expiry is None else float(p.ack_expiry),
+            allow_resolve=p.allow_resolve,
         )
         for name, p in raw.policies.items()
     }

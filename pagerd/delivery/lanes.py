@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal, Protocol
 
+import attrs
+
 from pager.domain import CHANNELS
 from pager.ports import Transport
+from pagerd.access.keys import SigningKeys
 from pagerd.config import Config
 from pagerd.config.channels import (
     Channel,
@@ -27,17 +30,28 @@ from pagerd.delivery.transports.http import Client, HttpxClient, open_client
 from pagerd.delivery.transports.log import LogTransport
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
-from pagerd.delivery.transports.twilio import TwilioTransport
+from pagerd.delivery.transports.twilio import ReplyCodes, TwilioTransport
 from pagerd.delivery.transports.unconfigured import UnconfiguredTransport
 from pagerd.delivery.transports.webhook import WebhookTransport
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.storage.offload import Offload
 from pagerd.timing.clock import Clock
+
+
+@attrs.frozen
+class Answering:
+    """What makes a page answerable where it arrives: SMS reply codes (`reply_codes`, giving
+    None while replies are off) and the keys Slack buttons are signed with (`keys`, read at
+    each send: a rotation reaches lanes a reload kept; None: no buttons)."""
+
+    reply_codes: ReplyCodes
+    keys: Callable[[], SigningKeys | None]
 
 
 class Pool(Protocol):
     """Where network channels are delivered when not in this process (`WorkerPool`)."""
 
-    def lane(self, channel: Channel) -> LaneSpec: ...
+    def lane(self, channel: Channel, answering: Answering | None) -> LaneSpec: ...
 
 
 def build_lanes(
@@ -46,13 +60,18 @@ def build_lanes(
     file_offload: Offload,
     reuse: Mapping[str, LaneSpec] | None = None,
     overrides: Mapping[str, Transport] | None = None,
+    answering: Answering | None = None,
+    wording: Wording = PLAIN,
     pool: Pool | None = None,
 ) -> dict[str, LaneSpec]:
     """A lane for every channel, the configured ones and the others (which fail what they get).
 
     A lane in `reuse` whose channel settings are unchanged is kept as it is (a reload), so its
-    connections and rate limit carry on; `overrides` replaces transports (tests, dry runs);
-    `pool`, if given, sends what goes over the network (see the module's docstring).
+    connections and rate limit carry on; `overrides` replaces transports (tests, dry runs).
+    `answering` makes pages answerable (reply codes, Slack buttons); `wording` says what each
+    page says (it reads the running config and keys at each send, so a kept lane follows a
+    reload's templates and a rotated key). `pool`, if given, sends what goes over the network
+    (see the module's docstring), worded there from what the pool was given (its `Wording`).
     """
     reuse = reuse or {}
     overrides = overrides or {}
@@ -72,9 +91,9 @@ def build_lanes(
         elif channel.transport == "unconfigured":
             lanes[name] = LaneSpec(channel, UnconfiguredTransport(channel.name))
         elif pool is not None:
-            lanes[name] = pool.lane(channel)
+            lanes[name] = pool.lane(channel, answering)
         else:
-            transport, close = network_transport(channel, clock, "httpx")
+            transport, close = network_transport(channel, clock, "httpx", answering, wording)
             lanes[name] = LaneSpec(channel, transport, close)
     return lanes
 
@@ -85,13 +104,18 @@ def _same_log(lane: LaneSpec, config: Config) -> bool:
 
 
 def network_transport(
-    channel: Channel, clock: Clock, client: Literal["httpx", "curl"]
+    channel: Channel,
+    clock: Clock,
+    client: Literal["httpx", "curl"],
+    answering: Answering | None = None,
+    wording: Wording = PLAIN,
 ) -> tuple[Transport, Callable[[], Awaitable[None]] | None]:
     """The transport of a network channel (SMTP, Twilio, Slack, webhook), and how to release
     it; an HTTP one posts with httpx (the daemon's process) or libcurl (a worker's)."""
     settings = channel.settings
     if isinstance(settings, SmtpSettings):
-        return SmtpTransport(settings, channel.timeout, channel.concurrency, clock), None
+        smtp = SmtpTransport(settings, channel.timeout, channel.concurrency, clock, wording)
+        return smtp, None
     assert isinstance(settings, TwilioSettings | SlackSettings | WebhookSettings)
     poster: Client
     if client == "curl":
@@ -103,9 +127,11 @@ def network_transport(
         poster = HttpxClient(open_client(channel.timeout, channel.concurrency, settings.ca_file))
     transport: Transport
     if isinstance(settings, TwilioSettings):
-        transport = TwilioTransport(settings, poster)
+        codes = answering.reply_codes if answering is not None else None
+        transport = TwilioTransport(settings, poster, codes, wording)
     elif isinstance(settings, SlackSettings):
-        transport = SlackTransport(poster)
+        keys = answering.keys if answering is not None else None
+        transport = SlackTransport(poster, settings, keys, wording)
     else:
         transport = WebhookTransport(settings, poster)
     return transport, poster.aclose

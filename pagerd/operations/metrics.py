@@ -123,8 +123,15 @@ class Metrics:
         )
         self.http_auth_failures = Counter(
             "pagerd_http_auth_failures_total",
-            "HTTP requests refused for a missing or wrong key, by the integration type asked for.",
+            "HTTP requests refused for a missing or wrong key, by the integration type asked for"
+            " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
+        )
+        self.stale_firings = Counter(
+            "pagerd_stale_firings_total",
+            "Firing alerts taken as copies of an earlier firing of one already resolved (their"
+            " startsAt before the one it resolved with): they paged nobody. By integration.",
+            ("integration",),
         )
         self.worker_restarts = Counter(
             "pagerd_delivery_worker_restarts_total",
@@ -163,6 +170,7 @@ class Metrics:
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,
+            self.stale_firings,
             self.worker_restarts,
             self.worker_deaths,
             self.worker_ambiguous_sends,

@@ -157,7 +157,7 @@ async def _bounded(client: httpx.AsyncClient, url: str, **kwargs: object) -> htt
     )
 
 
-def check(response: Answer, what: str) -> None:
+def check(response: Answer | httpx.Response, what: str) -> None:
     """Raise unless `response` is a 2xx: 429 and 5xx are worth retrying, other 4xx are not."""
     if response.is_success:
         return
@@ -173,7 +173,7 @@ def header_value(text: str) -> str:
     return "".join(c if " " <= c <= "~" else quote(c, safe="") for c in text)
 
 
-def retry_after(response: Answer) -> float | None:
+def retry_after(response: Answer | httpx.Response) -> float | None:
     """Seconds the provider asks us to wait (`Retry-After`: seconds or an HTTP date)."""
     value = response.headers.get("retry-after")
     if value is None:
@@ -190,7 +190,7 @@ def retry_after(response: Answer) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _detail(response: Answer) -> str:
+def _detail(response: Answer | httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     # Long enough that a secret is never cut in half here: the outbox redacts what it knows,
     # then keeps the first few hundred characters (see `pagerd.redact`).

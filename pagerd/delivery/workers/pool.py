@@ -1,9 +1,16 @@
 """The daemon's side of the delivery workers: the processes, kept running, and each send's trip.
 
-`WorkerPool.lane(channel)` gives the outbox a lane whose transport hands each send to the
-least busy worker and waits for its outcome, so the outbox stays the one owner of every
+`WorkerPool.lane(channel, answering)` gives the outbox a lane whose transport hands each send
+to the least busy worker and waits for its outcome, so the outbox stays the one owner of every
 notification's state, its rate limits and its per-channel `concurrency`, and records each
 outcome as it does for a transport in its own process.
+
+What needs the daemon's state is done here, before the hand-over: an SMS's reply code is stored
+(through the store's offload, as the Twilio transport does in the daemon's own process) and
+goes with the send, as does whether the page's policy lets its links resolve. The worker words
+the page itself from the templates, `http.public_url` and the signing keys (`Texts`), which the
+pool gives every worker before its first send and again, before the next send, whenever a
+reload or a key rotation changed them (`Wording.words`).
 
 A worker that dies (a kill -9, a crash) is replaced; so is one that does not answer a send
 within the channel's timeout and `HANG_GRACE` (it keeps that timeout itself, so it is hung): it
@@ -34,8 +41,11 @@ import trio
 
 from pager.domain import Notify
 from pager.ports import PermanentError, TransientError
-from pagerd.config.channels import Channel
+from pagerd.config.channels import Channel, TwilioSettings
+from pagerd.delivery.lanes import Answering
 from pagerd.delivery.outbox import LaneSpec
+from pagerd.delivery.transports.twilio import ReplyCodes, stored_code
+from pagerd.delivery.wording import LINKED, PLAIN, Wording, Words
 from pagerd.delivery.workers.wire import (
     Close,
     Failed,
@@ -44,11 +54,13 @@ from pagerd.delivery.workers.wire import (
     Ready,
     Send,
     Sent,
+    Texts,
     ToWorker,
     finite,
     frame,
     from_worker,
     open_lane,
+    texts_of,
 )
 from pagerd.operations.metrics import Metrics
 from pagerd.timing.timers import Backoff
@@ -111,11 +123,17 @@ class WorkerPool:
         size: int,
         metrics: Metrics | None = None,
         command: list[str] | None = None,
+        wording: Wording = PLAIN,
     ) -> None:
+        """`wording` is the daemon's: what the workers word pages with (read before each
+        send)."""
         self.size = size
         self._metrics = metrics or Metrics()
         self._command = command or [sys.executable, "-m", "pagerd.delivery.workers"]
-        self._lanes: dict[int, Channel] = {}
+        self._wording = wording
+        self._words: Words | None = None  # as the workers have them (`_texts`)
+        self._texts = texts_of(Words())
+        self._lanes: dict[int, tuple[Channel, bool]] = {}
         self._lane_numbers = itertools.count(1)
         self._call_numbers = itertools.count(1)
         self._workers: dict[int, _Worker] = {}
@@ -125,14 +143,19 @@ class WorkerPool:
 
     # What the outbox and the composition root use. --------------------------------------
 
-    def lane(self, channel: Channel) -> LaneSpec:
-        """A lane for `channel` whose sends go to the workers (now, and to those started later)."""
+    def lane(self, channel: Channel, answering: Answering | None = None) -> LaneSpec:
+        """A lane for `channel` whose sends go to the workers (now, and to those started later);
+        with `answering`, its pages are answerable (reply codes, Slack buttons)."""
         number = next(self._lane_numbers)
-        self._lanes[number] = channel
+        self._lanes[number] = (channel, answering is not None)
         for worker in self._workers.values():
-            worker.put(open_lane(number, channel))
+            worker.put(open_lane(number, channel, answering is not None))
         self._wanted.set()
-        return LaneSpec(channel, _WorkerTransport(self, number, channel), self._closer(number))
+        codes = None
+        if answering is not None and isinstance(channel.settings, TwilioSettings):
+            codes = answering.reply_codes
+        transport = _WorkerTransport(self, number, channel, codes)
+        return LaneSpec(channel, transport, self._closer(number))
 
     def pids(self) -> list[int]:
         """The running workers' process ids (tests, `ps`)."""
@@ -157,11 +180,17 @@ class WorkerPool:
 
     # Sends. ------------------------------------------------------------------------------
 
-    async def send(self, lane: int, channel: Channel, notification: Notify) -> str | None:
+    async def send(
+        self, lane: int, channel: Channel, notification: Notify, reply_code: int | None = None
+    ) -> str | None:
         worker = await self._pick(trio.current_time() + channel.timeout)
         call = _Call(next(self._call_numbers))
         worker.calls[call.id] = call
-        worker.put(Send(call.id, lane, notification))
+        resolve = notification.target.channel in LINKED and self._wording.allows_resolve(
+            notification
+        )
+        self._word()
+        worker.put(Send(call.id, lane, notification, reply_code, resolve))
         try:
             with trio.move_on_after(channel.timeout + HANG_GRACE):
                 await call.done.wait()
@@ -201,6 +230,16 @@ class WorkerPool:
                     return min(ready, key=lambda w: len(w.calls))
                 await self._ready.park()
         raise TransientError("no delivery worker is running (starting, or failing to start)")
+
+    def _word(self) -> Texts:
+        """The workers' `Texts`, given to each again first if a reload or a rotation changed
+        them (`Wording.words` gives the same object until then: one comparison a send)."""
+        words = self._wording.words()
+        if words is not self._words:
+            self._words, self._texts = words, texts_of(words)
+            for worker in self._workers.values():
+                worker.put(self._texts)
+        return self._texts
 
     def _hang(self, worker: _Worker, channel: Channel) -> None:
         if worker.gone or worker.hung:
@@ -253,9 +292,10 @@ class WorkerPool:
             stdout=subprocess.PIPE,
         )
         worker = _Worker(number, process)
+        worker.put(self._word())
         self._workers[number] = worker
-        for lane, channel in self._lanes.items():
-            worker.put(open_lane(lane, channel))
+        for lane, (channel, answering) in self._lanes.items():
+            worker.put(open_lane(lane, channel, answering))
         ended = False  # by itself (died, or killed as hung), not by a stop
         try:
             async with trio.open_nursery() as nursery:
@@ -333,15 +373,23 @@ class WorkerPool:
 
 
 class _WorkerTransport:
-    """The `Transport` of a lane delivered by the workers."""
+    """The `Transport` of a lane delivered by the workers; `reply_codes`, an SMS lane's where
+    replies are taken."""
 
-    def __init__(self, pool: WorkerPool, lane: int, channel: Channel) -> None:
+    def __init__(
+        self, pool: WorkerPool, lane: int, channel: Channel, reply_codes: ReplyCodes | None
+    ) -> None:
         self._pool = pool
         self.lane = lane
         self.channel = channel
+        self._reply_codes = reply_codes
 
     async def send(self, notification: Notify) -> str | None:
-        return await self._pool.send(self.lane, self.channel, notification)
+        code = None
+        if self._reply_codes is not None:
+            # Stored before the page leaves: a reply can never name a code the store lacks.
+            code = await stored_code(self._reply_codes, notification)
+        return await self._pool.send(self.lane, self.channel, notification, code)
 
 
 def _kill(process: trio.Process) -> None:

@@ -5,6 +5,13 @@ output as the pipes to the daemon (`wire`). It holds no notification state: a se
 outcome out. Each lane (a channel as configured) has its own transport, connections and
 limits, and every send its own task, so a slow provider holds up only its own channel's sends.
 
+It words each page itself, as the daemon's own process would (`pagerd.delivery.wording`): the
+templates, `http.public_url` and pagerd's signing keys come over the pipe (`Texts`, again after
+a reload or a key rotation), and with each send what needs the daemon's state (an SMS's reply
+code, stored before the send is handed over; whether the policy lets links resolve). Composing
+the text here keeps its CPU (Jinja2, the link tokens, Slack's signed buttons) off the daemon's
+loop.
+
 It ignores SIGTERM, SIGINT and SIGHUP: a stop (systemd signals the whole unit, a terminal the
 whole process group) is the daemon's to order, so that sends in progress finish and are
 recorded. It ends when its standard input does (the daemon closed it, or died), at once: sends
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import logging
 import os
 import signal
@@ -30,8 +38,9 @@ import trio
 from pager.domain import Notify
 from pager.ports import DeliveryError, PermanentError, Transport
 from pagerd.config.channels import Channel
-from pagerd.delivery.lanes import network_transport
+from pagerd.delivery.lanes import Answering, network_transport
 from pagerd.delivery.redact import Redactor, channel_secrets, for_target
+from pagerd.delivery.wording import Wording, Words
 from pagerd.delivery.workers.wire import (
     Close,
     Failed,
@@ -41,9 +50,11 @@ from pagerd.delivery.workers.wire import (
     Ready,
     Send,
     Sent,
+    Texts,
     channel_of,
     frame,
     to_worker,
+    words_of,
 )
 from pagerd.delivery.workers.wire import Frames as _Frames
 from pagerd.timing.clock import Clock
@@ -54,6 +65,9 @@ MAX_LOGS: Final = 256
 MAX_IN_FLIGHT: Final = 4096
 """Sends in progress at most; past that the pipe is not read (back-pressure). The daemon sends
 no more than its channels' `concurrency` together, far fewer."""
+
+_sending: Final[contextvars.ContextVar[Send]] = contextvars.ContextVar("sending")
+"""The send a task delivers (each send has a task, and each task its own context)."""
 
 
 @attrs.define
@@ -88,6 +102,26 @@ class _Forward(logging.Handler):
             self._token.run_sync_soon(self.wake.set)
 
 
+class _Given(Wording):
+    """The wording of a worker's pages: `Words` as the daemon last gave them, and the resolve
+    link where the daemon said, with the send, that the policy allows it."""
+
+    def __init__(self, words: Words) -> None:
+        super().__init__()
+        self.given = words
+
+    def words(self) -> Words:
+        return self.given
+
+    def allows_resolve(self, n: Notify) -> bool:
+        return _sending.get().resolve
+
+
+async def _given_code(n: Notify) -> int | None:
+    """The reply code the daemon stored for this send (`Send.reply_code`)."""
+    return _sending.get().reply_code
+
+
 class Worker:
     def __init__(self, receive: trio.abc.ReceiveStream, send: trio.abc.SendStream) -> None:
         self._receive = receive
@@ -96,6 +130,8 @@ class Worker:
         self._lanes: dict[int, _Lane] = {}
         self._slots = trio.Semaphore(MAX_IN_FLIGHT)
         self._clock = Clock()
+        self._wording = _Given(Words())
+        self._answering = Answering(_given_code, lambda: self._wording.given.keys)
 
     async def _tell(self, message: FromWorker) -> None:
         async with self._sending:
@@ -120,6 +156,8 @@ class Worker:
                         self._open(message)
                     elif isinstance(message, Close):
                         await self._close(message.lane)
+                    elif isinstance(message, Texts):
+                        self._wording.given = words_of(message)
                     else:
                         await self._slots.acquire()
                         nursery.start_soon(self._deliver, message)
@@ -127,7 +165,8 @@ class Worker:
 
     def _open(self, message: Open) -> None:
         channel = channel_of(message)
-        transport, close = network_transport(channel, self._clock, "curl")
+        answering = self._answering if message.answering else None
+        transport, close = network_transport(channel, self._clock, "curl", answering, self._wording)
         redactor = Redactor(channel_secrets(channel.settings))
         self._lanes[message.lane] = _Lane(channel, transport, close, redactor)
 
@@ -154,6 +193,7 @@ class Worker:
                 await self._tell(Failed(message.id, "transient", "channel changed: sent again"))
                 return
             lane.sending += 1
+            _sending.set(message)
             try:
                 outcome = await _attempt(lane, message.id, message.notify)
             finally:

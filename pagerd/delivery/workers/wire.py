@@ -1,8 +1,9 @@
 """What the daemon and a delivery worker say to each other over the worker's pipes.
 
 Each message is one frame: its length (4 bytes, big-endian) and its msgpack (msgspec) encoding.
-Channels, secrets included, travel only here: never in a worker's arguments or environment,
-which other users of the machine may read (`/proc/PID/cmdline`, `/proc/PID/environ`).
+Channels and pagerd's signing keys, secrets both, travel only here: never in a worker's
+arguments or environment, which other users of the machine may read (`/proc/PID/cmdline`,
+`/proc/PID/environ`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import attrs
 import msgspec
 
 from pager.domain import Notify
+from pager.templates import DEFAULT_TEMPLATES, Templates
+from pagerd.access.keys import SigningKeys
 from pagerd.config.channels import (
     Channel,
     Settings,
@@ -23,6 +26,7 @@ from pagerd.config.channels import (
     TwilioSettings,
     WebhookSettings,
 )
+from pagerd.delivery.wording import Words
 
 MAX_FRAME: Final = 1 << 20
 """Bytes of one message at most: a notification's message and a provider's reason are short
@@ -36,9 +40,12 @@ class Open(msgspec.Struct, tag="open"):
     """Deliver `lane`'s sends through a transport built from this channel."""
 
     lane: int
-    channel: bytes  # the `Channel` without its settings (see `encode_channel`)
+    channel: bytes  # the `Channel` without its settings (see `open_lane`)
     kind: str  # which settings follow ("" for none)
     settings: bytes
+    answering: bool = False
+    """Whether its pages are answerable: an SMS's reply code (given with each `Send`), Slack
+    buttons (signed with the keys of `Texts`)."""
 
 
 class Close(msgspec.Struct, tag="close"):
@@ -47,13 +54,24 @@ class Close(msgspec.Struct, tag="close"):
     lane: int
 
 
+class Texts(msgspec.Struct, tag="texts"):
+    """Word pages with these from the next `Send` on (`pagerd.delivery.wording.Words`): given
+    before the first, and again after a reload or a key rotation changed them."""
+
+    templates: dict[str, str]  # the config's own (`Templates.sources`): the defaults besides
+    public_url: str | None
+    keys: list[bytes]  # pagerd's signing keys, newest first (none: no links, no buttons)
+
+
 class Send(msgspec.Struct, tag="send"):
     id: int
     lane: int
     notify: Notify
+    reply_code: int | None = None  # an SMS's, stored by the daemon before it is sent
+    resolve: bool = False  # whether the page's policy lets its links resolve
 
 
-ToWorker = Open | Close | Send
+ToWorker = Open | Close | Texts | Send
 
 
 # A worker to the daemon. ------------------------------------------------------------------
@@ -105,7 +123,7 @@ def _dec(kind: type, value: Any) -> Any:
     raise NotImplementedError(kind)
 
 
-def open_lane(lane: int, channel: Channel) -> Open:
+def open_lane(lane: int, channel: Channel, answering: bool = False) -> Open:
     settings = channel.settings
     kind = next((k for k, t in _SETTINGS.items() if isinstance(settings, t)), "")
     bare = attrs.evolve(channel, settings=None)
@@ -114,6 +132,7 @@ def open_lane(lane: int, channel: Channel) -> Open:
         msgspec.msgpack.encode(bare, enc_hook=_enc),
         kind,
         msgspec.msgpack.encode(settings, enc_hook=_enc) if kind else b"",
+        answering,
     )
 
 
@@ -127,6 +146,18 @@ def channel_of(message: Open) -> Channel:
             message.settings, type=_SETTINGS[message.kind], dec_hook=_dec
         )
     return attrs.evolve(bare, settings=settings)
+
+
+def texts_of(words: Words) -> Texts:
+    keys = [] if words.keys is None else list(words.keys.keys)
+    return Texts(dict(words.templates.sources), words.public_url, keys)
+
+
+def words_of(texts: Texts) -> Words:
+    """The `Words` a `Texts` gives (its templates compiled here, in the worker)."""
+    templates = Templates(texts.templates) if texts.templates else DEFAULT_TEMPLATES
+    keys = SigningKeys(tuple(texts.keys)) if texts.keys else None
+    return Words(templates, texts.public_url, keys)
 
 
 # Frames. ----------------------------------------------------------------------------------

@@ -22,9 +22,28 @@ class Call:
     headers: Mapping[str, str]
     body: bytes
     integration: Integration | None = None
+    address: str = ""
+    """The client's IP address (the peer of the connection: a proxy's, behind one): the
+    console's sign-in lock-out, trusted proxies and the per-address limits of the routes that
+    take no key (links) use it."""
+    query: str = ""
+    """The query string as sent (without `?`): part of what some providers sign (Twilio)."""
 
 
 Handler = Callable[[Call], Awaitable[Response]]
+
+
+@attrs.frozen
+class Signed:
+    """A route a provider calls, authenticated by its signature over the request rather than
+    an integration's key (Twilio's `X-Twilio-Signature`, Slack's `X-Slack-Signature`).
+
+    `check(call)`, once the body is read, gives None if the request is signed, else the
+    refusal: a 403 counts as a wrong key from the client's address (slowed down as wrong keys
+    are, and counted as `provider`'s auth failure); a 404 says the provider is not set up."""
+
+    provider: str
+    check: Callable[[Call], Response | None]
 
 
 @attrs.frozen
@@ -38,6 +57,10 @@ class Route:
     key_in_path: bool = False
     """The key is the path's `{key}` (a wrong one is 404, as for a path that does not exist)."""
     body: bool = False
+    max_body: int | None = None
+    """A bound on its body below `http.max_body_bytes` (a form of a few fields)."""
+    signed: Signed | None = None
+    """A provider's signature is its authentication (see `Signed`); `auth` is then None."""
     over_rate: int = 429
     """The status an integration past its rate gets (with Retry-After): 503 for a sender that
     drops a 429 (Alertmanager retries only a 5xx)."""

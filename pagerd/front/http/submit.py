@@ -8,7 +8,9 @@ by integration, so history says which one sent each.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from pager.domain import Event
 from pager.protocol import error_reply, unknown_service
@@ -24,6 +26,7 @@ STATUS: Final[dict[str, int]] = {
     "unknown_service": 404,
     "not_found": 404,
     "no_open_incident": 409,
+    "too_many_silences": 409,
     "too_large": 413,
     "busy": 503,
     "unavailable": 503,
@@ -57,3 +60,26 @@ async def submit(
     await services.route([(service, Envelope(event, reply, None, integration.name))])
     await reply.event.wait()
     return reply.line, reply.result
+
+
+async def answer(services: Services, service: str, event: Event, via: str) -> tuple[bytes, str]:
+    """Route a person's answer to a page (an `Ack` or `Healthy` naming its incident) to
+    `service`'s actor, recorded as answered `via` (`link`, `sms`, `slack`, `console`), and give
+    back its reply line and result once decided and committed, as `submit` does. No
+    integration is involved: whoever sent it was authenticated by its own means (a signed
+    token, a provider's signature, a session)."""
+    if service not in services.config.services:
+        return unknown_service(service), "unknown_service"
+    reply = Waiting()
+    await services.route([(service, Envelope(event, reply, None, None, via=via))])
+    await reply.event.wait()
+    return reply.line, reply.result
+
+
+def decoded(line: bytes) -> dict[str, Any]:
+    """A reply line as its JSON object (empty if it is none)."""
+    try:
+        reply = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return {}
+    return reply if isinstance(reply, dict) else {}
