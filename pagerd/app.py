@@ -647,7 +647,6 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         # The daemon's at each call: a rotation reaches every route.
         return daemon.keys
 
-
     def secure() -> bool:
         """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
         public_url = services.config.http.public_url or ""

@@ -53,3 +53,13 @@ def either_client(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
     finally:
         http_clients.choose("httpx")
+
+
+@pytest.fixture(params=[0, None], ids=["in-process", "workers"])
+def delivery_workers(request: pytest.FixtureRequest) -> int | None:
+    """Where a daemon on the real clock sends the test's pages: in its own process (0), then (a
+    second run) through the delivery worker processes as configured by default (None: one a
+    core, real processes). For the tests of what a page carries end to end: reply codes,
+    buttons, links, templates."""
+    value: int | None = request.param
+    return value

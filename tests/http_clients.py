@@ -4,12 +4,14 @@ fixture (conftest.py) chose for the test: httpx when a test does not ask."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
 from pagerd.delivery.transports import http
-from pagerd.delivery.transports.curl import CurlClient
+from pagerd.delivery.transports.curl import USER_AGENT, CurlClient
 from pagerd.delivery.transports.http import Client, HttpxClient
+from tests.servers import Request
 
 KINDS: Final = ("httpx", "curl")
 _chosen = ["httpx"]
@@ -23,3 +25,8 @@ def open_client(timeout: float, concurrency: int, ca_file: Path | None) -> Clien
 
 def choose(kind: str) -> None:
     _chosen[0] = kind
+
+
+def senders(requests: Iterable[Request]) -> set[str]:
+    """Which client posted `requests`: "curl" (a delivery worker's) or "httpx" (the daemon's)."""
+    return {"curl" if r.headers.get("user-agent") == USER_AGENT else "httpx" for r in requests}

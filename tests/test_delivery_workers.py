@@ -5,6 +5,7 @@ in progress. Every wait is for the event itself (a request arriving, a state rec
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,8 +16,12 @@ from typing import Any
 import pytest
 import trio
 
+from pager.domain import Notify, Target
+from pager.templates import Templates
+from pagerd.access.keys import SigningKeys
 from pagerd.app import Daemon
 from pagerd.config import Config, load
+from pagerd.delivery.wording import Words
 from pagerd.delivery.workers import wire
 from pagerd.delivery.workers.pool import HANG_GRACE
 from tests.harness import connect, metric_samples, metrics_text, running, until
@@ -247,12 +252,15 @@ async def test_secrets_reach_a_worker_by_its_pipe_only(tmp_path: Path) -> None:
             await until_sent(config, "api")
     assert SECRET.encode() not in cmdline and SECRET.encode() not in environ
     assert b"hook-secret" not in cmdline + environ
+    for key in daemon.keys.keys:  # the signing keys (links, Slack buttons) go the same way
+        for form in (key, key.hex().encode(), base64.b64encode(key), base64.urlsafe_b64encode(key)):
+            assert form not in cmdline + environ
     (request,) = hook.requests
     assert request.headers["x-pager-signature"].startswith("sha256=")  # it had the secret
 
 
 def test_a_channel_crosses_the_pipe_whole_and_frames_are_bounded() -> None:
-    from pagerd.config.channels import Channel, Secret, WebhookSettings
+    from pagerd.config.channels import Channel, Secret, SlackSettings, WebhookSettings
 
     channel = Channel(
         "webhook", "webhook", settings=WebhookSettings({"A": "b"}, Secret("s3cr3t"), ROOT)
@@ -261,11 +269,37 @@ def test_a_channel_crosses_the_pipe_whole_and_frames_are_bounded() -> None:
     (data,) = wire.Frames().feed(wire.frame(message))
     decoded = wire.to_worker(data)
     assert isinstance(decoded, wire.Open) and wire.channel_of(decoded) == channel
+    app = Channel(
+        "slack",
+        "slack",
+        settings=SlackSettings(ROOT, Secret("xoxb-1"), Secret("signing"), "#ops", "https://s"),
+    )
+    (data,) = wire.Frames().feed(wire.frame(wire.open_lane(8, app, answering=True)))
+    decoded = wire.to_worker(data)
+    assert isinstance(decoded, wire.Open) and decoded.answering
+    assert wire.channel_of(decoded) == app
     frames = wire.Frames()
     whole = wire.frame(wire.Sent(1, "x")) * 2
     assert frames.feed(whole[:3]) == [] and len(frames.feed(whole[3:])) == 2
     with pytest.raises(ValueError, match="at most"):
         wire.Frames().feed((wire.MAX_FRAME + 1).to_bytes(4, "big"))
+
+
+def test_what_pages_are_worded_with_crosses_the_pipe_whole() -> None:
+    keys = SigningKeys((b"\x01" * 32, b"\x02" * 32))
+    words = Words(Templates({"sms": "{{ service }} down"}), "https://pager.example", keys)
+    (data,) = wire.Frames().feed(wire.frame(wire.texts_of(words)))
+    decoded = wire.to_worker(data)
+    assert isinstance(decoded, wire.Texts)
+    assert wire.words_of(decoded) == words
+    assert wire.words_of(wire.texts_of(Words())) == Words()  # defaults, no keys: no links
+    send = wire.Send(3, 1, notify_of("sms:+14155550100"), reply_code=4, resolve=True)
+    (data,) = wire.Frames().feed(wire.frame(send))
+    assert wire.to_worker(data) == send
+
+
+def notify_of(target: str) -> Notify:
+    return Notify("api", 1, 1, 1, Target.parse(target), "down", 1.8e9, origin="o")
 
 
 def test_the_systemd_unit_lets_pagerd_start_its_worker_processes() -> None:

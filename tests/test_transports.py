@@ -11,19 +11,22 @@ import trio
 
 from pager.domain import Notify, Target
 from pager.ports import PermanentError, TransientError
+from pagerd.access.keys import SigningKeys
 from pagerd.config.channels import (
     ChannelSection,
     Secret,
+    SlackSettings,
     SmtpSettings,
     TwilioSettings,
     WebhookSettings,
     build_channel,
 )
 from pagerd.delivery.transports.curl import _ascii_url
-from pagerd.delivery.transports.slack import SlackTransport
+from pagerd.delivery.transports.slack import SlackTransport, open_button
 from pagerd.delivery.transports.smtp import SmtpTransport
 from pagerd.delivery.transports.twilio import TwilioTransport
 from pagerd.delivery.transports.webhook import WebhookTransport, signature
+from pagerd.storage.port import StoreUnavailable
 from pagerd.timing.clock import Clock
 from tests.http_clients import open_client
 from tests.servers import Answer, HttpServer, SmtpServer, TrickleServer, make_ca
@@ -252,6 +255,35 @@ async def test_twilio_hanging_past_the_timeout_is_transient(http: HttpServer) ->
         await twilio(http, timeout=0.5).send(notify("sms:+14155550100"))
 
 
+@pytest.mark.usefixtures("either_client")
+async def test_twilio_ends_the_sms_with_its_stored_reply_code(http: HttpServer) -> None:
+    asked: list[str] = []
+
+    async def codes(n: Notify) -> int | None:
+        asked.append(n.id)
+        return 4
+
+    settings = TwilioSettings(SID, Secret(TOKEN), "+14155550199", None, http.url)
+    transport = TwilioTransport(settings, open_client(5.0, 1, None), codes)
+    with trio.fail_after(10):
+        await transport.send(notify("sms:+14155550100"))
+    body = http.requests[0].form()["Body"]
+    assert body.endswith(" -- Reply 4a to acknowledge, 4c to close")
+    assert asked == ["payments-api#3/1/2/sms:+14155550100"]
+
+
+@pytest.mark.usefixtures("either_client")
+async def test_twilio_without_a_stored_reply_code_sends_nothing(http: HttpServer) -> None:
+    async def codes(n: Notify) -> int | None:
+        raise StoreUnavailable("disk I/O error")
+
+    settings = TwilioSettings(SID, Secret(TOKEN), "+14155550199", None, http.url)
+    transport = TwilioTransport(settings, open_client(5.0, 1, None), codes)
+    with trio.fail_after(10), pytest.raises(TransientError, match="reply code: disk I/O error"):
+        await transport.send(notify("sms:+14155550100"))
+    assert http.requests == []
+
+
 # Slack and webhooks --------------------------------------------------------------------
 
 
@@ -362,3 +394,78 @@ def test_libcurl_is_given_the_host_idna_encoded_and_the_path_percent_encoded() -
         _ascii_url("https://hooks.bücher.example/a b?x=é")
         == "https://hooks.xn--bcher-kva.example/a%20b?x=%C3%A9"
     )
+
+
+BOT_TOKEN = "xoxb-17-bot-token-4f1c9e"
+APP = SlackSettings(
+    bot_token=Secret(BOT_TOKEN),
+    signing_secret=Secret("8f742231b10e8888abcd99edabcd00d1"),
+    channel="#ops",
+)
+
+
+def slack_app(http: HttpServer, keys: SigningKeys | None = None) -> SlackTransport:
+    settings = SlackSettings(
+        bot_token=APP.bot_token,
+        signing_secret=APP.signing_secret,
+        channel=APP.channel,
+        api_base=f"{http.url}/api",
+    )
+    return SlackTransport(open_client(5.0, 1, None), settings, lambda: keys)
+
+
+@pytest.mark.usefixtures("either_client")
+async def test_a_slack_app_posts_with_its_bot_token_and_signed_buttons(http: HttpServer) -> None:
+    keys = SigningKeys((b"\x07" * 32,))
+    http.answers.append(Answer(200, {"ok": True, "channel": "C0OPS1234", "ts": "17.0001"}))
+    with trio.fail_after(10):
+        provider_id = await slack_app(http, keys).send(notify("slack:app"))
+    assert provider_id == "C0OPS1234/17.0001"
+    (request,) = http.requests
+    assert request.path == "/api/chat.postMessage"
+    assert request.headers["authorization"] == f"Bearer {BOT_TOKEN}"
+    assert request.headers["content-type"] == "application/json"
+    body = request.json()
+    assert body["channel"] == "#ops" and "pager ack payments-api" in body["text"]
+    [actions] = [b for b in body["blocks"] if b["type"] == "actions"]
+    buttons = [open_button(keys, b["value"]) for b in actions["elements"]]
+    assert [(b.action, b.service, b.incident) for b in buttons if b] == [
+        ("ack", "payments-api", 3),
+        ("close", "payments-api", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "reason"),
+    [
+        (Answer(200, {"ok": False, "error": "ratelimited"}), TransientError, "ratelimited"),
+        (Answer(200, {"ok": False, "error": "internal_error"}), TransientError, "internal_error"),
+        (Answer(200, {"ok": False, "error": "channel_not_found"}), PermanentError, "not_found"),
+        (Answer(200, {"ok": False, "error": "x" * 500}), PermanentError, "x" * 100 + "$"),
+        (Answer(200, {"ok": False}), PermanentError, "no error given"),
+        (Answer(200, "ok"), TransientError, "no JSON object"),
+        (Answer(200, ["ok", True]), TransientError, "no JSON object"),
+        (Answer(429, {"ok": False}, {"Retry-After": "3"}), TransientError, "HTTP 429"),
+        (Answer(500, {"ok": False, "error": BOT_TOKEN}), TransientError, "HTTP 500"),
+        (Answer(404, "no such method"), PermanentError, "HTTP 404"),
+    ],
+)
+@pytest.mark.usefixtures("either_client")
+async def test_a_slack_app_s_refusals_are_read_as_slack_means_them(
+    http: HttpServer, answer: Answer, error: type[Exception], reason: str
+) -> None:
+    """Slack answers 200 to a call it refuses, `ok` false and the reason in `error`: tried again
+    where trying again can help (a rate limit, Slack's own failure), else given up."""
+    http.answers.append(answer)
+    with trio.fail_after(10), pytest.raises(error, match=reason) as caught:
+        await slack_app(http).send(notify("slack:app"))
+    if answer.status == 429:
+        assert isinstance(caught.value, TransientError) and caught.value.retry_after == 3.0
+
+
+@pytest.mark.usefixtures("either_client")
+async def test_a_slack_app_without_its_bot_token_sends_nothing(http: HttpServer) -> None:
+    transport = SlackTransport(open_client(5.0, 1, None), SlackSettings(api_base=http.url))
+    with trio.fail_after(10), pytest.raises(PermanentError, match="bot_token"):
+        await transport.send(notify("slack:app"))
+    assert http.requests == []
