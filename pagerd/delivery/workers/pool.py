@@ -19,7 +19,8 @@ each fails as a transient error, retried with the same idempotency key, and is c
 (`pagerd_delivery_ambiguous_sends_total`).
 
 Bounded both ways: what waits to be written to a worker is at most the sends in progress (each
-outbox task waits for its outcome before it takes another) and a few lane messages; a worker
+outbox task waits for its outcome before it takes another) and a few lane and wording
+messages (one each a reload at most); a worker
 reads no more than `MAX_IN_FLIGHT` sends ahead, and past that the pipe fills and writing waits.
 """
 
@@ -184,12 +185,11 @@ class WorkerPool:
         self, lane: int, channel: Channel, notification: Notify, reply_code: int | None = None
     ) -> str | None:
         worker = await self._pick(trio.current_time() + channel.timeout)
+        linked = notification.target.channel in LINKED
+        resolve = linked and self._wording.allows_resolve(notification)
+        self._word()  # no wait from here to the send: the worker words it with these
         call = _Call(next(self._call_numbers))
         worker.calls[call.id] = call
-        resolve = notification.target.channel in LINKED and self._wording.allows_resolve(
-            notification
-        )
-        self._word()
         worker.put(Send(call.id, lane, notification, reply_code, resolve))
         try:
             with trio.move_on_after(channel.timeout + HANG_GRACE):
