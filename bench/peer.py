@@ -287,12 +287,14 @@ service_label = "service"
 """
 
 
-def pagerd_config(folder: Path, services: int, receiver: int) -> Path:
-    """`services` services svc-N, each paging the receiver's /pagerd through a webhook."""
+def pagerd_config(folder: Path, services: int, receiver: int, workers: int | None = None) -> Path:
+    """`services` services svc-N, each paging the receiver's /pagerd through a webhook; sent by
+    `workers` delivery worker processes (None: the default, one a core; 0: by the daemon)."""
     lines = [
         "[daemon]",
         'socket = "pager.sock"',
         'state_dir = "state"',
+        *([] if workers is None else ["[delivery]", f"workers = {workers}"]),
         "[channels.webhook]",
         'transport = "webhook"',
         "concurrency = 64",
@@ -342,26 +344,39 @@ def loop_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children(pid: int) -> list[int]:
-    """The process's children (pagerd's front processes)."""
+FRONTS: Final = "pagerd.front.http.process"
+WORKERS: Final = "pagerd.delivery.workers"
+
+
+def children(pid: int, module: str = FRONTS) -> list[int]:
+    """The process's children running `module` (`python -m MODULE`): its front processes, or
+    its delivery workers."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
-                found.append(int(stat.parent.name))
+            if stat.read_text().rsplit(")", 1)[1].split()[1] != str(pid):
+                continue
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        if module.encode() in command:
+            found.append(int(stat.parent.name))
     return found
 
 
-def children_rss_mb(pid: int) -> float:
+def children_rss_mb(pid: int, module: str = FRONTS) -> float:
     total = 0.0
-    for child in children(pid):
+    for child in children(pid, module):
         try:
             total += rss_mb(child)
         except OSError:
             continue
     return total
+
+
+def children_cpu_s(pid: int, module: str = WORKERS) -> float:
+    """CPU seconds of the process's running children of `module` (its delivery workers)."""
+    return _cpu_of(children(pid, module))
 
 
 def rss_mb(pid: int) -> float:
@@ -542,12 +557,14 @@ def delivery_and_kill(sizes: dict[str, Any], system: System, pages: Pages) -> di
     requests = endpoint.fill(names(0, n))
     pages.reset()
     cpu = proc_cpu_s(system.pid)
+    workers_cpu = children_cpu_s(system.pid)
     started = time.monotonic()
     run = trio.run(httpload.each_once, system.port, CONNECTIONS, requests)
     taken = time.monotonic() - started
     accepted_cpu = proc_cpu_s(system.pid) - cpu
     left = pages.wait(n, within=600)
     delivering_cpu = proc_cpu_s(system.pid) - cpu - accepted_cpu
+    workers_cpu = children_cpu_s(system.pid) - workers_cpu
     result: dict[str, Any] = {
         "delivery_via": endpoint.name,
         "delivery_incidents": n,
@@ -558,6 +575,7 @@ def delivery_and_kill(sizes: dict[str, Any], system: System, pages: Pages) -> di
         "delivery_rss_mb": rss_mb(system.pid),
         "delivery_accepting_cpu_s": accepted_cpu,
         "delivery_after_accepted_cpu_s": delivering_cpu,
+        "delivery_workers_cpu_s": workers_cpu,
     }
     system.kill9()
     pages.reset()
@@ -641,6 +659,13 @@ def section(
         with pagerd(pagerd_config(sub, sizes["peer_incidents"], port)) as system:
             delivery = delivery_and_kill(sizes, system, pages)
             result.update({f"pagerd_{k}": v for k, v in delivery.items()})
+        result["pagerd_delivery_workers"] = len(os.sched_getaffinity(0))  # the default
+        # The same with every send made by the daemon's own process (`[delivery] workers = 0`).
+        sub = folder / "pagerd-delivery-in-process"
+        sub.mkdir()
+        with pagerd(pagerd_config(sub, sizes["peer_incidents"], port, workers=0)) as system:
+            delivery = delivery_and_kill(sizes, system, pages)
+            result.update({f"pagerd_w0_{k}": v for k, v in delivery.items()})
         for n in sizes["peer_open"]:
             if binary is not None:
                 rss, cores = open_incidents_am(
@@ -773,15 +798,35 @@ def rows(peer: dict[str, Any]) -> list[Row]:
                 _x(peer[f"{key}p99_ms"], theirs("am_first_page_p99_ms")), "p99 < 5 ms",
             )
         )  # fmt: skip
-    ours, other = peer.get("pagerd_delivery_all_paged_s"), theirs("am_delivery_all_paged_s")
-    out.append(
-        (
-            f"s until all {peer['pagerd_delivery_incidents']:,} incidents paged"
-            f" (batches of {BATCH})",
-            "never" if ours is None else f"{ours:.2f}", "",
-            f"{other:.2f}" if other else missing, _x(ours, other), "",
+    other = theirs("am_delivery_all_paged_s")
+    workers = peer.get("pagerd_delivery_workers")
+    for prefix, how in (("pagerd_w0_", "workers=0"), ("pagerd_", f"workers={workers}")):
+        if f"{prefix}delivery_incidents" not in peer:
+            continue  # a run from before the workers
+        ours = peer.get(f"{prefix}delivery_all_paged_s")
+        out.append(
+            (
+                f"s until all {peer[f'{prefix}delivery_incidents']:,} incidents paged"
+                f" (batches of {BATCH}), {how}",
+                "never" if ours is None else f"{ours:.2f}",
+                "",
+                f"{other:.2f}" if other else missing,
+                _x(ours, other),
+                "<= 2x",
+            )
         )
-    )  # fmt: skip
+        cpu = peer[f"{prefix}delivery_after_accepted_cpu_s"]
+        cpu += peer.get(f"{prefix}delivery_workers_cpu_s", 0.0)
+        out.append(
+            (
+                f"  CPU ms a page: the daemon after accepting, and the workers, {how}",
+                f"{cpu / peer[f'{prefix}delivery_incidents'] * 1000:.2f}",
+                "",
+                "",
+                "",
+                "",
+            )
+        )
     for key, value in peer.items():
         if key.startswith("pagerd_open_") and key.endswith("_rss_mb") and "_fronts_" not in key:
             size = key[len("pagerd_open_") : -len("_rss_mb")]

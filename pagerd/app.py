@@ -25,6 +25,7 @@ from pagerd.config.http import FrontConfig, tls_context
 from pagerd.delivery.lanes import Answering, build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.delivery.wording import PLAIN, Wording
+from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
@@ -104,6 +105,8 @@ class Daemon:
     tls_files: tuple[Path, Path] | None = None
     """The files of that context: the front processes read them (TLS stays on or off until a
     restart, whatever a reload says)."""
+    workers: WorkerPool | None = None
+    """The delivery worker processes (`[delivery] workers`), unless sends are made here."""
     wording: Wording = PLAIN
     """What each page says (the config's templates, with links): given to every lane."""
     answering: Answering | None = None
@@ -197,6 +200,7 @@ class Daemon:
             reuse=self.outbox.lanes(),
             answering=self.answering,
             wording=self.wording,
+            pool=self.workers,
         )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
@@ -210,6 +214,8 @@ class Daemon:
             log.warning("reload: http.listen changed; it takes effect on restart")
         if new.http.workers != old.http.workers:
             log.warning("reload: http.workers changed; it takes effect on restart")
+        if new.delivery_workers != old.delivery_workers:
+            log.warning("reload: delivery.workers changed; it takes effect on restart")
         if (tls is None) != (self.tls is None):
             log.warning("reload: TLS turned on or off; it takes effect on restart")
         else:
@@ -290,6 +296,7 @@ async def serve(
     names_offload: Offload | None = None,
     activated_http: socket.socket | None = None,
     http_routes: list[Route] | None = None,
+    delivery_workers: int | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
@@ -301,7 +308,8 @@ async def serve(
     `http.listen`. `http_routes` are served in this process besides the table's
     (`pagerd/front/http/table.py`): with front processes, those forward their requests here
     whole (tests; a route that needs what only the core has). `transports`
-    replaces some channels' transports (tests, dry runs).
+    replaces some channels' transports (tests, dry runs). `delivery_workers`, if given, is used
+    instead of the config's `[delivery] workers` (tests under a mock clock send in-process: 0).
     """
     # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
     problem = peers.namespace_problem(config.access, peers.read_uid_map())
@@ -344,6 +352,7 @@ async def serve(
                     http_routes or [],
                     config_offload,
                     offload or in_thread(trio.CapacityLimiter(HASHES_AT_ONCE)),
+                    delivery_workers,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -368,6 +377,7 @@ class _Parts:
     http_routes: list[Route]
     config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
     password_offload: Offload  # the console's password checks (scrypt: 32 MiB each)
+    delivery_workers: int | None  # instead of the config's (tests)
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -462,6 +472,12 @@ async def _run(
     # The running config and keys, read at each send.
     wording = Wording(lambda: services.config, current_keys)
     answering = Answering(reply_codes, current_keys)
+    workers = parts.delivery_workers
+    if workers is None:
+        workers = config.delivery_workers
+    if workers is None:
+        workers = default_workers()
+    pool = WorkerPool(workers, metrics, wording=wording) if workers > 0 else None
     try:
         lanes = build_lanes(
             config,
@@ -470,6 +486,7 @@ async def _run(
             overrides=transports,
             answering=answering,
             wording=wording,
+            pool=pool,
         )
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
@@ -498,7 +515,7 @@ async def _run(
         config.http.front_processes == 0
     )
     server.client_room = _client_room(config, http_here)
-    _gauges(metrics, services, scheduler, heartbeats, outbox, store)
+    _gauges(metrics, services, scheduler, heartbeats, outbox, store, pool)
 
     async def ready() -> str | None:
         try:
@@ -522,6 +539,7 @@ async def _run(
         LocalCore(services, server.read, ready, config.front()),
         keys,
         ConfigRecord(config.sha256, clock.now()),
+        workers=pool,
         wording=wording,
         answering=answering,
     )
@@ -551,6 +569,8 @@ async def _run(
             core.start_soon(scheduler.run, services.offer, name="scheduler")
             core.start_soon(heartbeats.run, services.offer, name="heartbeats")
             core.start_soon(outbox.run, name="outbox")
+            if pool is not None:
+                core.start_soon(pool.run, name="delivery workers")
             core.start_soon(
                 keep_history,
                 store,
@@ -651,7 +671,10 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         return []
     services, store = daemon.services, daemon.store
     assert daemon.answering is not None
-    keys = daemon.answering.keys  # the daemon's at each call: a rotation reaches every route
+
+    def keys() -> SigningKeys:
+        # The daemon's at each call: a rotation reaches every route.
+        return daemon.keys
 
     def secure() -> bool:
         """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
@@ -734,6 +757,7 @@ def _gauges(
     heartbeats: Scheduler,
     outbox: Outbox,
     store: Storage,
+    pool: WorkerPool | None,
 ) -> None:
     metrics.gauge("pagerd_services", "Configured services.", lambda: len(services.config.services))
     metrics.gauge("pagerd_open_incidents", "Open incidents.", services.open_incidents)
@@ -768,6 +792,12 @@ def _gauges(
         "Notifications being delivered or waiting to be.",
         lambda: outbox.statistics().in_hand,
     )
+    if pool is not None:
+        metrics.gauge(
+            "pagerd_delivery_workers",
+            "Delivery worker processes running and ready to send.",
+            lambda: pool.statistics().ready,
+        )
 
 
 async def _keep_status(daemon: Daemon) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pagerd.config import Config
+from tests import http_clients
 from tests.harness import write_config
 from tests.processes import CONFIG, Pagerd
 
@@ -41,3 +42,24 @@ def open_folder() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder)
+
+
+@pytest.fixture(params=http_clients.KINDS)
+def either_client(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test's HTTP transports post with httpx, then (a second run) with libcurl: see
+    tests/http_clients.py."""
+    http_clients.choose(request.param)
+    try:
+        yield request.param
+    finally:
+        http_clients.choose("httpx")
+
+
+@pytest.fixture(params=[0, None], ids=["in-process", "workers"])
+def delivery_workers(request: pytest.FixtureRequest) -> int | None:
+    """Where a daemon on the real clock sends the test's pages: in its own process (0), then (a
+    second run) through the delivery worker processes as configured by default (None: one a
+    core, real processes). For the tests of what a page carries end to end: reply codes,
+    buttons, links, templates."""
+    value: int | None = request.param
+    return value

@@ -104,7 +104,7 @@ async def running(
     `offload=None` runs them in threads as the real daemon does (for tests on the real clock).
     """
     stop = trio.Event()
-    options: dict[str, Any] = {"offload": inline, **kwargs}
+    options: dict[str, Any] = {"offload": inline, "delivery_workers": 0, **kwargs}
     async with trio.open_nursery() as nursery:
         daemon: app.Daemon = await nursery.start(
             partial(app.serve, config, stop, clock=clock or Clock(T0), **options)

@@ -202,6 +202,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = attrs.Factory(time.time)
 
     def form(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
@@ -223,6 +224,7 @@ class Answer:
     headers: dict[str, str] = attrs.field(factory=dict)
     hang: float = 0.0  # seconds to stall before answering: past the client's timeout
     echo: bool = False  # answer with the request's path and headers, as Express's 404 does
+    hold: threading.Event | None = None  # answer only once it is set (a test's own signal)
 
 
 class HttpServer:
@@ -232,7 +234,7 @@ class HttpServer:
     shape is the default: 201 with a message `sid`.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Request] = []
         self.answers: list[Answer] = []
         self.default: Answer | None = None
@@ -259,6 +261,8 @@ class HttpServer:
                         answer = Answer(201, {"sid": f"SM{server.sids:032d}", "status": "queued"})
                 if answer.hang:
                     time.sleep(answer.hang)
+                if answer.hold is not None:
+                    answer.hold.wait(60)
                 if answer.echo:
                     lines = [f"Cannot POST {self.path}"]
                     lines += [f"{k}: {v}" for k, v in self.headers.items()]
@@ -279,8 +283,12 @@ class HttpServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:  # HTTPS: each connection's handshake in its own handler thread
+            self.httpd.socket = tls.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> HttpServer:

@@ -37,6 +37,7 @@ from pagerd.timing.clock import Clock
 from tests.console import sign_in, user_table
 from tests.harness import T0, connect, metrics_text, running, settle, steps, until, write_config
 from tests.http import auth, base_url, front, http_config
+from tests.http_clients import senders
 from tests.servers import Answer, HttpServer
 from tests.test_slack_buttons import Slack, calls, config_text
 from tests.test_slack_buttons import alert as slack_alert
@@ -226,12 +227,13 @@ async def test_no_token_or_key_reaches_a_log_a_metric_the_history_or_the_databas
 
 
 async def test_a_rotation_reaches_links_slack_buttons_and_console_sessions(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], delivery_workers: int | None
 ) -> None:
     """The daemon holds the keys in one place, read by every use at each use: after `pagerd
     rotate-key` and a reload, new links, new Slack buttons and new console sessions are signed
     with the new key alone, and the link, the button and the session signed before still work.
-    On the real clock, as test_slack_buttons (its Slack stand-in is a server in a thread)."""
+    On the real clock, as test_slack_buttons (its Slack stand-in is a server in a thread); with
+    delivery workers, the rotated key reaches them before the next page."""
     with HttpServer() as api, trio.fail_after(60):
         api.default = Answer(200, {"ok": True, "channel": "C0OPS1234", "ts": "1700000000.0001"})
         text = config_text(tmp_path, api.url, "slack:app").replace(
@@ -240,7 +242,8 @@ async def test_a_rotation_reaches_links_slack_buttons_and_console_sessions(
         )
         (tmp_path / "pager.toml").write_text(text + "\n[console]\n" + user_table("alice"))
         config = load(tmp_path / "pager.toml")
-        async with running(config, offload=None) as daemon:  # noqa: SIM117  # needs its port
+        running_daemon = running(config, offload=None, delivery_workers=delivery_workers)
+        async with running_daemon as daemon:  # noqa: SIM117  # the client needs its port
             async with (
                 httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client,
                 httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as later,
@@ -295,3 +298,5 @@ async def test_a_rotation_reaches_links_slack_buttons_and_console_sessions(
                 assert Link.open(old, link.group(1)) is None
                 answered = await client.post("/ack", data={"token": link.group(1)})
                 assert answered.status_code == 200, answered.text
+    pages = calls(api, "/api/chat.postMessage")
+    assert senders(pages) == {"httpx" if delivery_workers == 0 else "curl"}

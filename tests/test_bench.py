@@ -79,6 +79,12 @@ def test_the_peer_section_measures_pagerd_over_http(quick: tuple[dict[str, Any],
     assert peer["pagerd_resend_failed"] == 0
     # A page re-sent after kill -9 can only be one in flight at the kill, under its own key.
     assert peer["pagerd_repaged_after_kill9"] == peer["pagerd_repaged_after_kill9_same_key"]
+    # The same delivery with every send made by the daemon itself (`[delivery] workers = 0`).
+    assert peer["pagerd_w0_delivery_paged"] == peer["pagerd_w0_delivery_incidents"] == 200
+    assert peer["pagerd_w0_delivery_all_paged_s"] is not None
+    assert peer["pagerd_delivery_workers"] >= 1 and peer["pagerd_delivery_workers_cpu_s"] > 0
+    assert peer["pagerd_w0_delivery_workers_cpu_s"] == 0
+    assert "incidents paged (batches of 100), workers=0" in stdout
     assert peer["pagerd_open_200_rss_mb"] > 0
     for row in ("HTTP front: REST requests/s vs fixed-200 ceiling", "first page ms", "re-paged"):
         assert row in stdout

@@ -18,6 +18,13 @@ from tests.harness import connect, running
 from tests.servers import Answer, HttpServer, SmtpServer
 
 
+@pytest.fixture(params=[0, 2], ids=["in-process", "2-workers"])
+def workers(request: pytest.FixtureRequest) -> int:
+    """Sent by the daemon's own process, or by two delivery worker processes."""
+    workers: int = request.param
+    return workers
+
+
 def write(folder: Path, smtp_port: int, api_base: str, services: list[str]) -> Config:
     (folder / "token").write_text("secret-token\n")
     text = f"""
@@ -73,11 +80,11 @@ async def wait_until_sent(config: Config, service: str, count: int) -> dict[str,
     )
 
 
-async def test_provider_down_then_up_delivers_exactly_once(tmp_path: Path) -> None:
+async def test_provider_down_then_up_delivers_exactly_once(tmp_path: Path, workers: int) -> None:
     smtp = SmtpServer()
     with HttpServer() as http, trio.fail_after(30):
         config = write(tmp_path, smtp.port, http.url, ["api"])
-        async with running(config, offload=None):
+        async with running(config, offload=None, delivery_workers=workers):
             async with connect(config.socket) as conn:
                 assert (await conn.request("alert", service="api", message="down"))["ok"]
             # The SMTP server is not up yet: both emails fail and wait to be retried.
@@ -99,10 +106,12 @@ async def test_provider_down_then_up_delivers_exactly_once(tmp_path: Path) -> No
     assert all(n["attempts"] >= 2 and n["provider_id"].startswith("Q") for n in email)
 
 
-async def test_alert_storm_on_real_channels_sends_one_message_per_target(tmp_path: Path) -> None:
+async def test_alert_storm_on_real_channels_sends_one_message_per_target(
+    tmp_path: Path, workers: int
+) -> None:
     with SmtpServer() as smtp, HttpServer() as http, trio.fail_after(60):
         config = write(tmp_path, smtp.port, http.url, ["api"])
-        async with running(config, offload=None):
+        async with running(config, offload=None, delivery_workers=workers):
 
             async def client() -> None:
                 async with connect(config.socket) as conn:
@@ -122,7 +131,7 @@ async def test_alert_storm_on_real_channels_sends_one_message_per_target(tmp_pat
 
 
 async def test_webhook_urls_never_reach_the_logs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, workers: int
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with HttpServer() as http, trio.fail_after(30):
@@ -144,7 +153,7 @@ policy = "p"
 """
         )
         config = load(tmp_path / "pager.toml")
-        async with running(config, offload=None):
+        async with running(config, offload=None, delivery_workers=workers):
             async with connect(config.socket) as conn:
                 await conn.request("alert", service="api")
             await wait_until_sent(config, "api", 1)

@@ -8,8 +8,9 @@ import pytest
 import trio
 
 from pager.ports import PermanentError
-from pagerd.delivery.transports.http import MAX_BODY, open_client
+from pagerd.delivery.transports.http import MAX_BODY
 from pagerd.delivery.transports.slack import SlackTransport
+from tests.http_clients import open_client
 from tests.servers import TrickleServer
 from tests.test_transports import notify
 
@@ -18,6 +19,7 @@ ENDLESS = (
 )
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_an_endless_answer_is_read_up_to_a_bound_and_its_status_decides() -> None:
     # 256 KiB every 10 ms: 25 MB a second, for as long as the client reads.
     with TrickleServer(ENDLESS, interval=0.01, lasting=30.0, chunk=b"no such hook " * 20000) as s:

@@ -18,8 +18,10 @@ from pagerd.access.keys import SigningKeys
 from pagerd.access.links import Link
 from pagerd.config import load
 from pagerd.main import main
-from tests.harness import connect, notifications, settle
+from tests.harness import connect, notifications, settle, until
 from tests.http import front, http_config
+from tests.servers import HttpServer, SmtpServer
+from tests.test_templates import email_body, links, running_config
 
 ALICE = "email:alice@example.com"
 PUBLIC = 'public_url = "https://pager.example/on-call/"\n'
@@ -310,3 +312,27 @@ async def test_pages_carry_the_links_and_only_with_public_url(
             assert ack.group(1) == resolve.group(1) == token(daemon)
             sms = Notify("api", 1, 1, 1, Target.parse("sms:+14155550100"), "down", 0.0)
             assert "http" not in daemon.wording.sms(sms)
+
+
+async def test_the_links_of_a_delivered_email_answer_it(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
+    """The links as they arrive, in an email sent by pagerd in its own process or by one of its
+    delivery workers: the resolve link closes the incident, as the person paged, via link."""
+    with SmtpServer() as smtp, HttpServer() as hook, trio.fail_after(60):
+        cfg = running_config(tmp_path, smtp, hook, "Paging:")
+        async with front(cfg, offload=None, delivery_workers=delivery_workers) as (_, client):
+            async with connect(cfg.socket) as conn:
+                assert (await conn.request("alert", service="api", message="down"))["ok"]
+            await until(lambda: smtp.received, "the email")
+            sent = links(email_body(smtp, 0))
+            shown = await client.get(f"/resolve/{sent['resolve']}")
+            assert shown.status_code == 200 and "<form" in shown.text
+            done = await client.post("/resolve", data=form(sent["resolve"]))
+            assert done.status_code == 200, done.text
+            async with connect(cfg.socket) as conn:
+                status = await conn.request("status", service="api")
+            assert status["state"] == "healthy"
+            [closed] = [e for e in await history(cfg.socket) if e["event"] == "healthy"]
+            assert (closed["by"], closed["via"]) == (ALICE, "link")
+            assert (await client.post("/ack", data=form(sent["ack"]))).status_code == 410

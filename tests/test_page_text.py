@@ -8,10 +8,10 @@ import trio
 
 from pager.messages import MAX_SHORT, body, short, subject
 from pager.templates import SMS_CUT, SMS_SEGMENT, gsm_length
-from pagerd.delivery.transports.http import open_client
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
 from pagerd.timing.clock import Clock
+from tests.http_clients import open_client
 from tests.servers import HttpServer, SmtpServer
 from tests.test_transports import T0, notify, smtp_settings, twilio
 
@@ -35,6 +35,7 @@ async def test_an_email_is_sent_for_a_message_of_several_lines() -> None:
     assert "\x1b" not in payload.decode()
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_an_sms_of_a_4096_character_message_fits_one_segment() -> None:
     """The message is cut to the room the rest of the SMS leaves in one segment (160 GSM-7
     characters), with a GSM-7 marker: "…" would make the whole SMS Unicode (70 a segment)."""
@@ -46,6 +47,7 @@ async def test_an_sms_of_a_4096_character_message_fits_one_segment() -> None:
     assert sms.isascii()
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_slack_markup_in_a_message_cannot_mention_the_channel() -> None:
     with HttpServer() as http, trio.fail_after(10):
         url = f"{http.url}/services/T000/B000/X"

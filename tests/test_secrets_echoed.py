@@ -39,8 +39,9 @@ def leaks(text: str) -> list[str]:
     return [name for name, form in forms.items() if form in text]
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "in-a-worker"])
 async def test_secrets_echoed_by_providers_are_redacted_everywhere(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, workers: int
 ) -> None:
     caplog.set_level(logging.DEBUG)
     (tmp_path / "token").write_text(TOKEN + "\n")
@@ -87,7 +88,7 @@ policy = "p"
 """
         )
         config = load(tmp_path / "pager.toml")
-        async with running(config, offload=None):
+        async with running(config, offload=None, delivery_workers=workers):
             async with connect(config.socket) as conn:
                 await conn.request("alert", service="api")
             status = await wait_until(
@@ -95,6 +96,8 @@ policy = "p"
             )
             async with connect(config.socket) as conn:
                 history = await conn.request("history", service="api")
+                metrics = (await conn.request("metrics"))["text"]
+    assert leaks(metrics) == []
     assert len(http.requests) >= 6  # every target tried, some twice
     errors = [n["last_error"] for n in status["incident"]["notifications"]]
     assert all("HTTP 404: Cannot POST" in e for e in errors), errors

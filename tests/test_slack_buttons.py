@@ -28,6 +28,7 @@ from pagerd.config import Config, load
 from pagerd.delivery.transports.slack import BUTTON_PURPOSE
 from tests.harness import connect, errors_of, metric_samples, metrics_text, running, until
 from tests.http import base_url
+from tests.http_clients import senders
 from tests.servers import Answer, HttpServer, Request
 
 BOT_TOKEN: Final = "xoxb-17-bot-token-4f1c9e"
@@ -178,14 +179,20 @@ policy = "oncall"
 
 @asynccontextmanager
 async def paging(
-    folder: Path, target: str = "slack:app"
+    folder: Path, target: str = "slack:app", workers: int | None = 0
 ) -> AsyncIterator[tuple[app.Daemon, Config, HttpServer, Slack]]:
+    """The daemon paging a Slack stand-in, sending in its own process or (`workers` other than
+    0) through delivery worker processes."""
     with HttpServer() as api:
         api.default = Answer(200, {"ok": True, "channel": OPS, "ts": "1700000000.000100"})
         config = write(folder, api.url, target.replace("API", api.url))
-        async with running(config, offload=None) as daemon:  # noqa: SIM117  # needs its port
+        running_daemon = running(config, offload=None, delivery_workers=workers)
+        async with running_daemon as daemon:  # noqa: SIM117  # the client needs its port
             async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
                 yield daemon, config, api, Slack(client, daemon, api)
+        # Sent by the daemon's own client, or by the workers' (libcurl).
+        pages = [r for r in api.requests if not r.path.startswith("/actions/")]  # not updates
+        assert senders(pages) == {"httpx" if workers == 0 else "curl"}
 
 
 def calls(api: HttpServer, prefix: str) -> list[Request]:
@@ -203,10 +210,10 @@ async def status(config: Config) -> dict[str, Any]:
 
 
 async def test_an_app_page_has_buttons_and_a_click_acknowledges_and_updates_it(
-    tmp_path: Path,
+    tmp_path: Path, delivery_workers: int | None
 ) -> None:
     with trio.fail_after(60):
-        async with paging(tmp_path) as (_, config, api, slack):
+        async with paging(tmp_path, workers=delivery_workers) as (_, config, api, slack):
             await alert(config)
             await until(lambda: calls(api, "/api/chat.postMessage"), "the page is posted")
             [posted] = calls(api, "/api/chat.postMessage")
@@ -243,9 +250,12 @@ async def test_an_app_page_has_buttons_and_a_click_acknowledges_and_updates_it(
             )
 
 
-async def test_an_incoming_webhook_page_has_buttons_and_resolve_closes(tmp_path: Path) -> None:
+async def test_an_incoming_webhook_page_has_buttons_and_resolve_closes(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
+    target = f"slack:API{HOOK_PATH}"
     with trio.fail_after(60):
-        async with paging(tmp_path, target=f"slack:API{HOOK_PATH}") as (_, config, api, slack):
+        async with paging(tmp_path, target, delivery_workers) as (_, config, api, slack):
             await alert(config)
             await until(lambda: calls(api, HOOK_PATH), "the page is posted to the hook")
             page = calls(api, HOOK_PATH)[0].json()
@@ -298,11 +308,11 @@ async def test_stale_badly_signed_and_forged_clicks_change_nothing(tmp_path: Pat
 
 
 async def test_without_a_signing_secret_pages_have_no_buttons_and_clicks_are_404(
-    tmp_path: Path,
+    tmp_path: Path, delivery_workers: int | None
 ) -> None:
     with HttpServer() as api, trio.fail_after(60):
         config = write(tmp_path, api.url, f"slack:{api.url}{HOOK_PATH}", app_keys=False)
-        async with running(config, offload=None) as daemon:
+        async with running(config, offload=None, delivery_workers=delivery_workers) as daemon:
             await alert(config)
             await until(lambda: calls(api, HOOK_PATH), "the page is posted")
             assert "blocks" not in calls(api, HOOK_PATH)[0].json()
@@ -324,12 +334,12 @@ def test_slack_app_targets_need_the_app_s_keys(tmp_path: Path) -> None:
 
 
 async def test_the_bot_token_and_signing_secret_reach_no_log_metric_history_or_answer(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, delivery_workers: int | None
 ) -> None:
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
     with trio.fail_after(60):
-        async with paging(tmp_path) as (_, config, api, slack):
+        async with paging(tmp_path, workers=delivery_workers) as (_, config, api, slack):
             api.answers.append(Answer(500, {"ok": False, "error": BOT_TOKEN}))
             await alert(config)
             await until(lambda: len(calls(api, "/api/chat.postMessage")) >= 2, "a retry")

@@ -26,6 +26,7 @@ from pagerd import app
 from pagerd.config import Config, load
 from tests.harness import connect, metric_samples, metrics_text, running, until
 from tests.http import base_url
+from tests.http_clients import senders
 from tests.servers import HttpServer
 
 AUTH_TOKEN: Final = "twilio-auth-token-7d41c0a9e2"
@@ -164,13 +165,18 @@ policy = "oncall"
 
 @asynccontextmanager
 async def paging(
-    folder: Path, public_url: str | None = PUBLIC
+    folder: Path, public_url: str | None = PUBLIC, workers: int | None = 0
 ) -> AsyncIterator[tuple[app.Daemon, Config, HttpServer, Twilio]]:
+    """The daemon paging by SMS to a Twilio stand-in, sending in its own process or (`workers`
+    other than 0) through delivery worker processes."""
     with HttpServer() as sms:
         config = write(folder, sms.url, public_url)
-        async with running(config, offload=None) as daemon:  # noqa: SIM117  # needs its port
+        running_daemon = running(config, offload=None, delivery_workers=workers)
+        async with running_daemon as daemon:  # noqa: SIM117  # the client needs its port
             async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
                 yield daemon, config, sms, Twilio(client)
+        # Sent by the daemon's own client, or by the workers' (libcurl).
+        assert senders(sms.requests) == {"httpx" if workers == 0 else "curl"}
 
 
 def texts(sms: HttpServer, to: str) -> list[str]:
@@ -197,9 +203,11 @@ async def history(config: Config, service: str) -> list[dict[str, Any]]:
     return timeline
 
 
-async def test_a_page_ends_with_its_code_and_the_reply_acknowledges_it(tmp_path: Path) -> None:
+async def test_a_page_ends_with_its_code_and_the_reply_acknowledges_it(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
     with trio.fail_after(60):
-        async with paging(tmp_path) as (_, config, sms, twilio):
+        async with paging(tmp_path, workers=delivery_workers) as (_, config, sms, twilio):
             await alert(config, "api", "disk full on db-7")
             await until(lambda: len(sms.requests) == 2, "both pages are sent")
             [page] = texts(sms, ALICE)
@@ -221,9 +229,11 @@ async def test_a_page_ends_with_its_code_and_the_reply_acknowledges_it(tmp_path:
             assert (await status(config, "api"))["incident"]["acknowledged_by"] == f"sms:{ALICE}"
 
 
-async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(tmp_path: Path) -> None:
+async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
     with trio.fail_after(60):
-        async with paging(tmp_path) as (_, config, sms, twilio):
+        async with paging(tmp_path, workers=delivery_workers) as (_, config, sms, twilio):
             await alert(config, "api")
             await until(lambda: len(texts(sms, ALICE)) == 1, "api's page is sent")
             await alert(config, "web")
@@ -278,9 +288,11 @@ async def test_a_badly_signed_reply_gets_403_and_no_text_and_changes_nothing(
             assert daemon.http is not None
 
 
-async def test_a_replayed_reply_changes_nothing_twice(tmp_path: Path) -> None:
+async def test_a_replayed_reply_changes_nothing_twice(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
     with trio.fail_after(60):
-        async with paging(tmp_path) as (_, config, sms, twilio):
+        async with paging(tmp_path, workers=delivery_workers) as (_, config, sms, twilio):
             await alert(config, "api")
             await until(lambda: len(texts(sms, ALICE)) == 1, "the page is sent")
             close = twilio.message(ALICE, "1c")
@@ -330,10 +342,10 @@ async def test_a_sender_over_its_rate_is_not_answered(tmp_path: Path) -> None:
 
 
 async def test_without_a_public_url_pages_carry_no_code_and_replies_are_off(
-    tmp_path: Path,
+    tmp_path: Path, delivery_workers: int | None
 ) -> None:
     with trio.fail_after(60):
-        async with paging(tmp_path, public_url=None) as (_, config, sms, twilio):
+        async with paging(tmp_path, None, delivery_workers) as (_, config, sms, twilio):
             await alert(config, "api")
             await until(lambda: len(sms.requests) == 2, "the pages are sent")
             assert texts(sms, ALICE)[0].endswith(" -- ack: pager ack api")
@@ -343,12 +355,12 @@ async def test_without_a_public_url_pages_carry_no_code_and_replies_are_off(
 
 
 async def test_the_auth_token_reaches_no_log_metric_history_or_answer(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, delivery_workers: int | None
 ) -> None:
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
     with trio.fail_after(60):
-        async with paging(tmp_path) as (_, config, sms, twilio):
+        async with paging(tmp_path, workers=delivery_workers) as (_, config, sms, twilio):
             await alert(config, "api")
             await until(lambda: len(sms.requests) == 2, "the pages are sent")
             message = twilio.message(ALICE, "1a")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Final
 
 import trio
 from hypothesis import given, settings
@@ -15,13 +16,15 @@ from pager.messages import page
 from pager.templates import DEFAULT_TEMPLATES, SMS_SEGMENT, Templates, gsm_length, one_line
 from pagerd.access.keys import SigningKeys
 from pagerd.access.links import Link
-from pagerd.config import load
+from pagerd.config import Config, load
 from pagerd.config.templates import link_note
 from pagerd.delivery.transports.smtp import SmtpTransport
 from pagerd.delivery.wording import Wording
+from pagerd.main import main
 from pagerd.timing.clock import Clock
-from tests.harness import CHANNELS, ONCALL, errors_of
-from tests.servers import SmtpServer
+from tests.harness import CHANNELS, ONCALL, connect, errors_of, running, until
+from tests.http_clients import senders
+from tests.servers import HttpServer, SmtpServer
 from tests.test_transports import T0, smtp_settings
 
 SERVICES = '\n[services.api]\npolicy = "oncall"\n'
@@ -158,3 +161,110 @@ def test_the_documented_examples_load_and_say_what_the_docs_say(tmp_path: Path) 
     assert (policy.ack_expiry, policy.allow_resolve) == (4 * 3600.0, True)
     sms = config.templates.sms(page(notify("sms:+14155550100")))
     assert sms == "payments-api L2: p99 > 2s -- ack: pager ack payments-api"
+
+
+RUNNING: Final = """
+[daemon]
+socket = "pager.sock"
+state_dir = "state"
+
+[http]
+listen = "127.0.0.1:0"
+public_url = "https://pager.example/"
+
+[channels.email]
+transport = "smtp"
+host = "127.0.0.1"
+port = {smtp}
+sender = "pager@example.com"
+security = "none"
+timeout = "5s"
+[channels.slack]
+transport = "slack"
+timeout = "5s"
+
+[policies.oncall]
+[[policies.oncall.levels]]
+targets = ["email:alice@example.com", "slack:{hook}/services/T0/B0/HOOKSECRET"]
+ack_timeout = "1h"
+[policies.ack_only]
+allow_resolve = false
+[[policies.ack_only.levels]]
+targets = ["email:alice@example.com"]
+ack_timeout = "1h"
+
+[services.api]
+policy = "oncall"
+[services.web]
+policy = "ack_only"
+
+[templates]
+email_subject = "{subject} {{{{ incident }}}}: {{{{ message }}}}"
+slack = "{{{{ incident }}}} {{{{ message }}}} <{{{{ ack_url }}}}|ack>"
+"""
+
+
+def running_config(folder: Path, smtp: SmtpServer, hook: HttpServer, subject: str) -> Config:
+    text = RUNNING.format(smtp=smtp.port, hook=hook.url, subject=subject)
+    (folder / "pager.toml").write_text(text)
+    return load(folder / "pager.toml")
+
+
+def links(body: str) -> dict[str, str]:
+    """The links in an email's body, by action: their tokens."""
+    return dict(re.findall(r"https://pager\.example/(ack|resolve)/(\S+)", body))
+
+
+def email_body(smtp: SmtpServer, i: int) -> str:
+    payload = smtp.received[i].message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
+
+
+async def test_a_running_pagerd_s_pages_carry_its_templates_and_links_and_a_reload_s(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
+    """What a page says, end to end, from pagerd sending in its own process or through its
+    delivery workers (which word pages themselves from what pagerd gives them): the config's
+    templates, the links signed with pagerd's key (a resolve link only where the policy allows
+    it), and after a reload with new templates and a rotated key, those, from the next page."""
+    with SmtpServer() as smtp, HttpServer() as hook, trio.fail_after(60):
+        config = running_config(tmp_path, smtp, hook, "Paging:")
+        daemon_running = running(config, offload=None, delivery_workers=delivery_workers)
+        async with daemon_running as daemon, connect(config.socket) as conn:
+            assert (await conn.request("alert", service="api", message="{{ 7*7 }}"))["ok"]
+            await until(lambda: smtp.received and hook.requests, "api's pages")
+            assert (await conn.request("alert", service="web", message="slow"))["ok"]
+            await until(lambda: len(smtp.received) == 2, "web's page")
+            first_keys = daemon.keys
+
+            assert smtp.received[0].message["Subject"] == "Paging: api#1: {{ 7*7 }}"
+            api_links = links(email_body(smtp, 0))
+            api = daemon.services.state("api").incident
+            assert api is not None
+            assert api_links.keys() == {"ack", "resolve"}
+            assert Link.open(first_keys, api_links["ack"]) == Link(
+                "api", 1, api.opened_at, "email:alice@example.com"
+            )
+            slack_text = hook.requests[0].json()["text"]
+            token = re.fullmatch(
+                r"api#1 \{\{ 7\*7 \}\} <https://pager\.example/ack/(\S+)\|ack>", slack_text
+            )
+            assert token is not None
+            assert Link.open(first_keys, token.group(1)) is not None
+            assert links(email_body(smtp, 1)).keys() == {"ack"}  # web's policy: no resolve
+
+            # New templates and a new key, by a reload: the next page has both.
+            running_config(tmp_path, smtp, hook, "Again:")
+            assert main(["rotate-key", "--config", str(config.path)]) == 0
+            assert await daemon.reload()
+            assert daemon.keys.keys[1:] == first_keys.keys
+            assert (await conn.request("healthy", service="web"))["ok"]
+            assert (await conn.request("alert", service="web", message="slow"))["ok"]
+            await until(lambda: len(smtp.received) == 3, "web#2's page")
+        assert smtp.received[2].message["Subject"] == "Again: web#2: slow"
+        ack = links(email_body(smtp, 2))["ack"]
+        assert Link.open(SigningKeys(daemon.keys.keys[:1]), ack) is not None
+        assert Link.open(first_keys, ack) is None
+        if delivery_workers != 0:
+            assert senders(hook.requests) == {"curl"}

@@ -11,20 +11,24 @@ import trio
 
 from pager.domain import Notify, Target
 from pager.ports import PermanentError, TransientError
+from pagerd.access.keys import SigningKeys
 from pagerd.config.channels import (
     ChannelSection,
     Secret,
+    SlackSettings,
     SmtpSettings,
     TwilioSettings,
     WebhookSettings,
     build_channel,
 )
-from pagerd.delivery.transports.http import open_client
-from pagerd.delivery.transports.slack import SlackTransport
+from pagerd.delivery.transports.curl import _ascii_url
+from pagerd.delivery.transports.slack import SlackTransport, open_button
 from pagerd.delivery.transports.smtp import SmtpTransport
 from pagerd.delivery.transports.twilio import TwilioTransport
 from pagerd.delivery.transports.webhook import WebhookTransport, signature
+from pagerd.storage.port import StoreUnavailable
 from pagerd.timing.clock import Clock
+from tests.http_clients import open_client
 from tests.servers import Answer, HttpServer, SmtpServer, TrickleServer, make_ca
 
 T0 = 1_800_000_000.0
@@ -190,6 +194,7 @@ def twilio(http: HttpServer, timeout: float = 5.0, **kwargs: str) -> TwilioTrans
     return TwilioTransport(settings, open_client(timeout, 2, None))
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_request_shape_and_sid(http: HttpServer) -> None:
     with trio.fail_after(10):
         sid = await twilio(http).send(notify("sms:+14155550100"))
@@ -206,6 +211,7 @@ async def test_twilio_request_shape_and_sid(http: HttpServer) -> None:
     assert sid == "SM" + "1".zfill(32)
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_messaging_service(http: HttpServer) -> None:
     with trio.fail_after(10):
         await twilio(http, messaging_service_sid="MG123").send(notify("sms:+14155550100"))
@@ -213,6 +219,7 @@ async def test_twilio_messaging_service(http: HttpServer) -> None:
     assert form["MessagingServiceSid"] == "MG123" and "From" not in form
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_429_is_transient_with_retry_after(http: HttpServer) -> None:
     http.answers.append(
         Answer(429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "7"})
@@ -223,12 +230,14 @@ async def test_twilio_429_is_transient_with_retry_after(http: HttpServer) -> Non
     assert "429" in excinfo.value.reason
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_500_is_transient(http: HttpServer) -> None:
     http.answers.append(Answer(500, {"message": "oops"}))
     with trio.fail_after(10), pytest.raises(TransientError, match="500"):
         await twilio(http).send(notify("sms:+14155550100"))
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_400_is_permanent_with_twilio_s_reason(http: HttpServer) -> None:
     http.answers.append(
         Answer(400, {"code": 21211, "message": "The 'To' number is not a valid phone number."})
@@ -239,15 +248,46 @@ async def test_twilio_400_is_permanent_with_twilio_s_reason(http: HttpServer) ->
     assert TOKEN not in excinfo.value.reason
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_hanging_past_the_timeout_is_transient(http: HttpServer) -> None:
     http.answers.append(Answer(201, {"sid": "SMlate"}, hang=2.0))
     with trio.fail_after(10), pytest.raises(TransientError, match="timed out"):
         await twilio(http, timeout=0.5).send(notify("sms:+14155550100"))
 
 
+@pytest.mark.usefixtures("either_client")
+async def test_twilio_ends_the_sms_with_its_stored_reply_code(http: HttpServer) -> None:
+    asked: list[str] = []
+
+    async def codes(n: Notify) -> int | None:
+        asked.append(n.id)
+        return 4
+
+    settings = TwilioSettings(SID, Secret(TOKEN), "+14155550199", None, http.url)
+    transport = TwilioTransport(settings, open_client(5.0, 1, None), codes)
+    with trio.fail_after(10):
+        await transport.send(notify("sms:+14155550100"))
+    body = http.requests[0].form()["Body"]
+    assert body.endswith(" -- Reply 4a to acknowledge, 4c to close")
+    assert asked == ["payments-api#3/1/2/sms:+14155550100"]
+
+
+@pytest.mark.usefixtures("either_client")
+async def test_twilio_without_a_stored_reply_code_sends_nothing(http: HttpServer) -> None:
+    async def codes(n: Notify) -> int | None:
+        raise StoreUnavailable("disk I/O error")
+
+    settings = TwilioSettings(SID, Secret(TOKEN), "+14155550199", None, http.url)
+    transport = TwilioTransport(settings, open_client(5.0, 1, None), codes)
+    with trio.fail_after(10), pytest.raises(TransientError, match="reply code: disk I/O error"):
+        await transport.send(notify("sms:+14155550100"))
+    assert http.requests == []
+
+
 # Slack and webhooks --------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_slack_posts_text_and_keeps_the_url_secret(http: HttpServer) -> None:
     url = f"{http.url}/services/T000/B000/XXXXSECRET"
     with trio.fail_after(10):
@@ -262,6 +302,7 @@ async def test_slack_posts_text_and_keeps_the_url_secret(http: HttpServer) -> No
     assert "XXXXSECRET" not in str(notify(f"slack:{url}").id)
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_slack_unreachable_is_transient_without_the_url(http: HttpServer) -> None:
     url = f"{http.url}/services/T000/B000/XXXXSECRET"
     http.__exit__()
@@ -270,6 +311,7 @@ async def test_slack_unreachable_is_transient_without_the_url(http: HttpServer) 
     assert "XXXXSECRET" not in excinfo.value.reason
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_webhook_body_headers_and_signature(http: HttpServer) -> None:
     settings = WebhookSettings(headers={"X-Team": "payments"}, secret=Secret("hmac-key"))
     with trio.fail_after(10):
@@ -297,6 +339,7 @@ async def test_webhook_body_headers_and_signature(http: HttpServer) -> None:
 
 
 @pytest.mark.parametrize(("value", "expected"), [("nan", None), ("inf", 3600.0), ("-inf", None)])
+@pytest.mark.usefixtures("either_client")
 async def test_a_retry_after_that_is_not_a_number_of_seconds_is_bounded(
     http: HttpServer, value: str, expected: float | None
 ) -> None:
@@ -310,6 +353,7 @@ async def test_a_retry_after_that_is_not_a_number_of_seconds_is_bounded(
     assert caught.value.retry_after == expected
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_a_trickling_http_server_is_cut_off_at_the_timeout() -> None:
     # Headers a byte every 50 ms: no single read waits the 1 s timeout, the answer never ends.
     with TrickleServer(prefix=b"HTTP/1.1 200 OK\r\nX-Slow: ", lasting=10.0) as server:
@@ -324,8 +368,104 @@ async def test_a_trickling_http_server_is_cut_off_at_the_timeout() -> None:
     assert server.gave_up == 0  # pagerd hung up, not the server
 
 
+@pytest.mark.usefixtures("either_client")
 async def test_twilio_accepting_without_a_sid_is_sent_not_failed(http: HttpServer) -> None:
     http.answers.append(Answer(201, "queued, but not JSON"))
     with trio.fail_after(10):
         provider_id = await twilio(http).send(notify("sms:+14155550100"))
     assert provider_id == "HTTP 201 (no sid)"
+
+
+@pytest.mark.usefixtures("either_client")
+async def test_https_is_verified_against_the_channel_s_ca_file(tmp_path: Path) -> None:
+    with make_ca(tmp_path) as ca, HttpServer(tls=ca.server) as https, trio.fail_after(20):
+        url = f"https://localhost:{https.port}/hook"
+        trusted = WebhookTransport(WebhookSettings(), open_client(5.0, 1, ca.ca_file))
+        assert await trusted.send(notify(f"webhook:{url}")) == "HTTP 201"
+        untrusted = WebhookTransport(WebhookSettings(), open_client(5.0, 1, None))
+        with pytest.raises(TransientError) as refused:
+            await untrusted.send(notify(f"webhook:{url}"))
+    assert len(https.requests) == 1
+    assert "/hook" not in refused.value.reason
+
+
+def test_libcurl_is_given_the_host_idna_encoded_and_the_path_percent_encoded() -> None:
+    assert (
+        _ascii_url("https://hooks.bücher.example/a b?x=é")
+        == "https://hooks.xn--bcher-kva.example/a%20b?x=%C3%A9"
+    )
+
+
+BOT_TOKEN = "xoxb-17-bot-token-4f1c9e"
+APP = SlackSettings(
+    bot_token=Secret(BOT_TOKEN),
+    signing_secret=Secret("8f742231b10e8888abcd99edabcd00d1"),
+    channel="#ops",
+)
+
+
+def slack_app(http: HttpServer, keys: SigningKeys | None = None) -> SlackTransport:
+    settings = SlackSettings(
+        bot_token=APP.bot_token,
+        signing_secret=APP.signing_secret,
+        channel=APP.channel,
+        api_base=f"{http.url}/api",
+    )
+    return SlackTransport(open_client(5.0, 1, None), settings, lambda: keys)
+
+
+@pytest.mark.usefixtures("either_client")
+async def test_a_slack_app_posts_with_its_bot_token_and_signed_buttons(http: HttpServer) -> None:
+    keys = SigningKeys((b"\x07" * 32,))
+    http.answers.append(Answer(200, {"ok": True, "channel": "C0OPS1234", "ts": "17.0001"}))
+    with trio.fail_after(10):
+        provider_id = await slack_app(http, keys).send(notify("slack:app"))
+    assert provider_id == "C0OPS1234/17.0001"
+    (request,) = http.requests
+    assert request.path == "/api/chat.postMessage"
+    assert request.headers["authorization"] == f"Bearer {BOT_TOKEN}"
+    assert request.headers["content-type"] == "application/json"
+    body = request.json()
+    assert body["channel"] == "#ops" and "pager ack payments-api" in body["text"]
+    [actions] = [b for b in body["blocks"] if b["type"] == "actions"]
+    buttons = [open_button(keys, b["value"]) for b in actions["elements"]]
+    assert [(b.action, b.service, b.incident) for b in buttons if b] == [
+        ("ack", "payments-api", 3),
+        ("close", "payments-api", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "reason"),
+    [
+        (Answer(200, {"ok": False, "error": "ratelimited"}), TransientError, "ratelimited"),
+        (Answer(200, {"ok": False, "error": "internal_error"}), TransientError, "internal_error"),
+        (Answer(200, {"ok": False, "error": "channel_not_found"}), PermanentError, "not_found"),
+        (Answer(200, {"ok": False, "error": "x" * 500}), PermanentError, "x" * 100 + "$"),
+        (Answer(200, {"ok": False}), PermanentError, "no error given"),
+        (Answer(200, "ok"), TransientError, "no JSON object"),
+        (Answer(200, ["ok", True]), TransientError, "no JSON object"),
+        (Answer(429, {"ok": False}, {"Retry-After": "3"}), TransientError, "HTTP 429"),
+        (Answer(500, {"ok": False, "error": BOT_TOKEN}), TransientError, "HTTP 500"),
+        (Answer(404, "no such method"), PermanentError, "HTTP 404"),
+    ],
+)
+@pytest.mark.usefixtures("either_client")
+async def test_a_slack_app_s_refusals_are_read_as_slack_means_them(
+    http: HttpServer, answer: Answer, error: type[Exception], reason: str
+) -> None:
+    """Slack answers 200 to a call it refuses, `ok` false and the reason in `error`: tried again
+    where trying again can help (a rate limit, Slack's own failure), else given up."""
+    http.answers.append(answer)
+    with trio.fail_after(10), pytest.raises(error, match=reason) as caught:
+        await slack_app(http).send(notify("slack:app"))
+    if answer.status == 429:
+        assert isinstance(caught.value, TransientError) and caught.value.retry_after == 3.0
+
+
+@pytest.mark.usefixtures("either_client")
+async def test_a_slack_app_without_its_bot_token_sends_nothing(http: HttpServer) -> None:
+    transport = SlackTransport(open_client(5.0, 1, None), SlackSettings(api_base=http.url))
+    with trio.fail_after(10), pytest.raises(PermanentError, match="bot_token"):
+        await transport.send(notify("slack:app"))
+    assert http.requests == []

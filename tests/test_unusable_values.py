@@ -14,8 +14,8 @@ from pager.domain import Notify, Target
 from pager.ports import PermanentError
 from pagerd.config import ConfigError, load
 from pagerd.config.channels import WebhookSettings
-from pagerd.delivery.transports.http import open_client
 from pagerd.delivery.transports.webhook import WebhookTransport
+from tests.http_clients import open_client
 
 LONG_LABEL = "a" * 70  # a DNS label is at most 63 characters: no IDNA encoding exists
 
@@ -116,6 +116,7 @@ def notify(url: str) -> Notify:
         ("http://127.0.0.1:9/SECRETPATH", {"Authorization": "Bearer t0kén-SECRET"}),
     ],
 )
+@pytest.mark.usefixtures("either_client")
 async def test_what_cannot_be_encoded_fails_for_good_without_quoting_it(
     url: str, headers: dict[str, str]
 ) -> None:

@@ -143,9 +143,15 @@ class MetricsSection:
 
 
 @attrs.frozen
+class DeliverySection:
+    workers: int | None = None
+
+
+@attrs.frozen
 class ConfigFile:
     daemon: DaemonSection = DaemonSection()
     metrics: MetricsSection = MetricsSection()
+    delivery: DeliverySection = DeliverySection()
     channels: ChannelsSection = ChannelsSection()
     policies: dict[str, PolicySection] = attrs.Factory(dict)
     services: dict[str, ServiceSection] = attrs.Factory(dict)
@@ -190,6 +196,9 @@ class Config:
     """The notification texts (`[templates]`): the defaults for any the file leaves out."""
     console: ConsoleConfig | None = None
     """The web console's users and sessions; None (no `[console]`): the console is off."""
+    delivery_workers: int | None = None
+    """`[delivery] workers`: processes that send (0: none, sent by the daemon's own process);
+    None (not set) is one for each core."""
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
 
@@ -385,7 +394,12 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     )
 
 
-_TOP_SECTIONS: Final[dict[str, type]] = {"daemon": DaemonSection, "metrics": MetricsSection}
+_TOP_SECTIONS: Final[dict[str, type]] = {
+    "daemon": DaemonSection,
+    "metrics": MetricsSection,
+    "delivery": DeliverySection,
+}
+MAX_WORKERS: Final = 64
 
 
 def _section(value: Any, kind: type, at: str) -> tuple[Any, list[str]]:
@@ -532,6 +546,9 @@ def _check(
             )
     if raw.daemon.max_connections < 1:
         errors.append("daemon.max_connections: must be 1 or more")
+    workers = raw.delivery.workers
+    if workers is not None and not 0 <= workers <= MAX_WORKERS:
+        errors.append(f"delivery.workers: must be 0 to {MAX_WORKERS}")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
         errors.append('metrics.listen: expected HOST:PORT, like "127.0.0.1:9464"')
     if not raw.services and not unsure_of_services and not raw.daemon.allow_no_services:
@@ -696,6 +713,7 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
             request_timeout=float(raw.daemon.request_timeout),
         ),
         keep_history=None if raw.daemon.keep_history is None else float(raw.daemon.keep_history),
+        delivery_workers=raw.delivery.workers,
     )
 
 

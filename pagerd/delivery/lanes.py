@@ -1,8 +1,15 @@
-"""Building each channel's transport from its settings: the adapters behind the `Transport` port."""
+"""Building each channel's transport from its settings: the adapters behind the `Transport` port.
+
+The `log` channel and a channel the config lacks are delivered in the daemon's own process; the
+others (SMTP, Twilio, Slack, webhooks) through `pool` when there is one (`[delivery] workers`,
+see `pagerd.delivery.workers`), which builds the same transports in its worker processes with
+`network_transport`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal, Protocol
 
 import attrs
 
@@ -19,7 +26,7 @@ from pagerd.config.channels import (
     unconfigured_channel,
 )
 from pagerd.delivery.outbox import LaneSpec
-from pagerd.delivery.transports.http import open_client
+from pagerd.delivery.transports.http import Client, HttpxClient, open_client
 from pagerd.delivery.transports.log import LogTransport
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
@@ -35,10 +42,16 @@ from pagerd.timing.clock import Clock
 class Answering:
     """What makes a page answerable where it arrives: SMS reply codes (`reply_codes`, giving
     None while replies are off) and the keys Slack buttons are signed with (`keys`, read at
-    each send: a rotation reaches lanes a reload kept)."""
+    each send: a rotation reaches lanes a reload kept; None: no buttons)."""
 
     reply_codes: ReplyCodes
-    keys: Callable[[], SigningKeys]
+    keys: Callable[[], SigningKeys | None]
+
+
+class Pool(Protocol):
+    """Where network channels are delivered when not in this process (`WorkerPool`)."""
+
+    def lane(self, channel: Channel, answering: Answering | None) -> LaneSpec: ...
 
 
 def build_lanes(
@@ -49,6 +62,7 @@ def build_lanes(
     overrides: Mapping[str, Transport] | None = None,
     answering: Answering | None = None,
     wording: Wording = PLAIN,
+    pool: Pool | None = None,
 ) -> dict[str, LaneSpec]:
     """A lane for every channel, the configured ones and the others (which fail what they get).
 
@@ -56,7 +70,8 @@ def build_lanes(
     connections and rate limit carry on; `overrides` replaces transports (tests, dry runs).
     `answering` makes pages answerable (reply codes, Slack buttons); `wording` says what each
     page says (it reads the running config and keys at each send, so a kept lane follows a
-    reload's templates and a rotated key).
+    reload's templates and a rotated key). `pool`, if given, sends what goes over the network
+    (see the module's docstring), worded there from what the pool was given (its `Wording`).
     """
     reuse = reuse or {}
     overrides = overrides or {}
@@ -73,8 +88,13 @@ def build_lanes(
         elif channel.transport == "log":
             log_transport = log_transport or LogTransport(config.log_path, file_offload, clock)
             lanes[name] = LaneSpec(channel, log_transport)
+        elif channel.transport == "unconfigured":
+            lanes[name] = LaneSpec(channel, UnconfiguredTransport(channel.name))
+        elif pool is not None:
+            lanes[name] = pool.lane(channel, answering)
         else:
-            lanes[name] = _network_lane(channel, clock, answering, wording)
+            transport, close = network_transport(channel, clock, "httpx", answering, wording)
+            lanes[name] = LaneSpec(channel, transport, close)
     return lanes
 
 
@@ -83,26 +103,35 @@ def _same_log(lane: LaneSpec, config: Config) -> bool:
     return not isinstance(transport, LogTransport) or transport.path == config.log_path
 
 
-def _network_lane(
-    channel: Channel, clock: Clock, answering: Answering | None, wording: Wording
-) -> LaneSpec:
+def network_transport(
+    channel: Channel,
+    clock: Clock,
+    client: Literal["httpx", "curl"],
+    answering: Answering | None = None,
+    wording: Wording = PLAIN,
+) -> tuple[Transport, Callable[[], Awaitable[None]] | None]:
+    """The transport of a network channel (SMTP, Twilio, Slack, webhook), and how to release
+    it; an HTTP one posts with httpx (the daemon's process) or libcurl (a worker's)."""
     settings = channel.settings
-    if channel.transport == "unconfigured":
-        return LaneSpec(channel, UnconfiguredTransport(channel.name))
     if isinstance(settings, SmtpSettings):
-        return LaneSpec(
-            channel,
-            SmtpTransport(settings, channel.timeout, channel.concurrency, clock, wording),
-        )
+        smtp = SmtpTransport(settings, channel.timeout, channel.concurrency, clock, wording)
+        return smtp, None
     assert isinstance(settings, TwilioSettings | SlackSettings | WebhookSettings)
-    client = open_client(channel.timeout, channel.concurrency, settings.ca_file)
+    poster: Client
+    if client == "curl":
+        # Imported here: only a worker loads libcurl.
+        from pagerd.delivery.transports.curl import CurlClient
+
+        poster = CurlClient(channel.timeout, channel.concurrency, settings.ca_file)
+    else:
+        poster = HttpxClient(open_client(channel.timeout, channel.concurrency, settings.ca_file))
     transport: Transport
     if isinstance(settings, TwilioSettings):
         codes = answering.reply_codes if answering is not None else None
-        transport = TwilioTransport(settings, client, codes, wording)
+        transport = TwilioTransport(settings, poster, codes, wording)
     elif isinstance(settings, SlackSettings):
         keys = answering.keys if answering is not None else None
-        transport = SlackTransport(client, settings, keys, wording)
+        transport = SlackTransport(poster, settings, keys, wording)
     else:
-        transport = WebhookTransport(settings, client)
-    return LaneSpec(channel, transport, client.aclose)
+        transport = WebhookTransport(settings, poster)
+    return transport, poster.aclose

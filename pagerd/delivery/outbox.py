@@ -36,7 +36,7 @@ from pager.domain import Notify, ServiceState
 from pager.ports import DeliveryError, PermanentError, TransientError, Transport
 from pagerd.config.channels import Channel
 from pagerd.delivery.ratelimit import TokenBucket
-from pagerd.delivery.redact import Redactor, channel_secrets, url_secrets
+from pagerd.delivery.redact import Redactor, channel_secrets, for_target
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.offload import Offload
@@ -235,6 +235,11 @@ class Outbox:
             await self._idle.wait()
         else:
             await trio.lowlevel.checkpoint()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `drain` began: no send starts any more."""
+        return self._stopping
 
     def lanes(self) -> dict[str, LaneSpec]:
         return {name: lane.spec for name, lane in self._lanes.items()}
@@ -695,9 +700,7 @@ def cancelled_by(state: ServiceState, n: Notify) -> str | None:
 
 def _redactor(lane: _Lane, n: Notify) -> Redactor:
     """The lane's secrets, and the target's own if its address is one (a webhook URL)."""
-    if n.target.channel in ("slack", "webhook"):
-        return lane.redactor.with_(url_secrets(n.target.address))
-    return lane.redactor
+    return for_target(lane.redactor, n.target)
 
 
 def _lane(spec: LaneSpec) -> _Lane:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from pager.domain import Target
 from pagerd.config.channels import (
     Settings,
     SlackSettings,
@@ -104,6 +105,13 @@ class Redactor:
             # A lone surrogate (JSON can carry "\\ud800") cannot be stored as text: escaped.
             out = out.encode("utf-8", "backslashreplace").decode()
         return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def for_target(redactor: Redactor, target: Target) -> Redactor:
+    """`redactor`, and the target's own secrets if its address is one (a webhook URL)."""
+    if target.channel in ("slack", "webhook"):
+        return redactor.with_(url_secrets(target.address))
+    return redactor
 
 
 def _ordered(secrets: Iterable[str]) -> list[str]:

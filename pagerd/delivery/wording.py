@@ -6,12 +6,19 @@ signed with pagerd's keys (`pagerd.access.links`). The config and the keys are r
 send, so a reload's templates and a rotated key apply from the next page on, through lanes that
 a reload kept. An SMS carries no link: where replies are taken, its `reply_hint` says how to
 answer it ("Reply 4a to acknowledge, 4c to close"; the Twilio transport gives the code).
+
+What a page's words depend on besides the notification is `Words` (templates, public URL,
+keys) and whether its policy allows resolving: a delivery worker, which has no config, is given
+the one over its pipe and the other with each send (`pagerd.delivery.workers`), and words its
+pages as the daemon's own process would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Final
+
+import attrs
 
 from pager.domain import Notify
 from pager.messages import page
@@ -24,6 +31,16 @@ LINKED: Final = frozenset({"email", "slack"})
 """The channels whose pages carry links (an SMS is answered by a reply, see docs/answering.md)."""
 
 
+@attrs.frozen
+class Words:
+    """What pages are worded with: the templates, and for links `public_url` and the keys (no
+    links unless both are given)."""
+
+    templates: Templates = DEFAULT_TEMPLATES
+    public_url: str | None = None
+    keys: SigningKeys | None = attrs.field(default=None, repr=False)
+
+
 class Wording:
     def __init__(
         self,
@@ -34,29 +51,46 @@ class Wording:
         `keys` pagerd's signing keys. Without either: the default texts, no links."""
         self._config = config
         self._keys = keys
+        self._read: tuple[Config | None, SigningKeys | None] = (None, None)
+        self._words = Words()
+
+    def words(self) -> Words:
+        """The running config's and keys' `Words`: the same object until either changes (a
+        reload, a rotation), so that whoever passes them on can tell by identity."""
+        config, keys = self._config(), self._keys()
+        if config is not self._read[0] or keys is not self._read[1]:
+            self._read = (config, keys)
+            if config is None:
+                self._words = Words()
+            else:
+                self._words = Words(config.templates, config.http.public_url, keys)
+        return self._words
+
+    def allows_resolve(self, n: Notify) -> bool:
+        """Whether the policy of `n`'s service lets its pages be resolved by a link."""
+        config = self._config()
+        if config is None:
+            return False
+        policy = config.policies.get(config.services.get(n.service, ""))
+        return policy is not None and policy.allow_resolve
 
     def page(self, n: Notify, reply_hint: str = "") -> Page:
         """The template variables of `n`, with its links if it is to carry them, and
         `reply_hint` (an SMS's reply code, `pager.replies.reply_hint`)."""
-        config, keys = self._config(), self._keys()
-        if config is None or keys is None or n.target.channel not in LINKED:
-            return page(n, reply_hint=reply_hint)
-        public_url = config.http.public_url
-        if not public_url:
+        words = self.words()
+        keys, public_url = words.keys, words.public_url
+        if keys is None or not public_url or n.target.channel not in LINKED:
             return page(n, reply_hint=reply_hint)
         token = Link(n.service, n.incident, n.opened_at, str(n.target)).token(keys)
-        policy = config.policies.get(config.services.get(n.service, ""))
-        resolve = policy is not None and policy.allow_resolve
         return page(
             n,
             ack_url=url(public_url, "ack", token),
-            resolve_url=url(public_url, "resolve", token) if resolve else "",
+            resolve_url=url(public_url, "resolve", token) if self.allows_resolve(n) else "",
             reply_hint=reply_hint,
         )
 
     def templates(self) -> Templates:
-        config = self._config()
-        return DEFAULT_TEMPLATES if config is None else config.templates
+        return self.words().templates
 
     def subject(self, n: Notify) -> str:
         return self.templates().subject(self.page(n))

@@ -148,6 +148,22 @@ class Metrics:
             " startsAt before the one it resolved with): they paged nobody. By integration.",
             ("integration",),
         )
+        self.worker_restarts = Counter(
+            "pagerd_delivery_worker_restarts_total",
+            "Delivery worker processes started again after one died or hung.",
+        )
+        self.worker_deaths = Counter(
+            "pagerd_delivery_worker_deaths_total",
+            "Delivery worker processes that ended unasked, by reason (died, or hung: killed "
+            "for not answering within a send's timeout).",
+            ("reason",),
+        )
+        self.worker_ambiguous_sends = Counter(
+            "pagerd_delivery_ambiguous_sends_total",
+            "Sends in progress in a delivery worker that died or hung: their outcome unknown, "
+            "retried with the same idempotency key, by channel.",
+            ("channel",),
+        )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -171,6 +187,9 @@ class Metrics:
             self.http_auth_failures,
             self.http_fronts_replaced,
             self.stale_firings,
+            self.worker_restarts,
+            self.worker_deaths,
+            self.worker_ambiguous_sends,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -1,18 +1,27 @@
 """What the HTTP transports (Twilio, Slack, webhooks) share: one client per channel, and one
-reading of a provider's answer into sent / try again / give up."""
+reading of a provider's answer into sent / try again / give up.
+
+A transport posts through a `Client`: `HttpxClient` (httpx on Trio, in the daemon's own process)
+or, in a delivery worker process, `pagerd.delivery.transports.curl.CurlClient` (libcurl, about a
+tenth of httpx's CPU a POST: see docs/performance.md). Both keep the same bounds: TLS verified,
+each step and the whole exchange within the channel's timeout, the answer's body read up to
+`MAX_BODY`, no redirects, no proxy from the environment, and connections kept for reuse."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import ssl
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
+import attrs
 import httpx
 import trio
 
@@ -21,6 +30,63 @@ from pager.ports import PermanentError, TransientError
 MAX_RETRY_AFTER: Final = 3600.0
 MAX_DETAIL: Final = 4096
 MAX_BODY: Final = 64 * 1024
+
+
+@attrs.frozen
+class Answer:
+    """A provider's answer: its status, headers (names in lower case) and body, cut at
+    `MAX_BODY` bytes."""
+
+    status_code: int
+    headers: Mapping[str, str] = attrs.Factory(dict)
+    content: bytes = b""
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class Client(Protocol):
+    async def post(self, url: str, content: bytes, headers: Mapping[str, str]) -> Answer:
+        """POST `content`; raise `TransientError` or `PermanentError` (never quoting `url`) when
+        no answer comes, or the request cannot be sent at all."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpxClient:
+    """The `Client` of the daemon's own process: httpx on Trio."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def post(self, url: str, content: bytes, headers: Mapping[str, str]) -> Answer:
+        response = await post(self.client, url, content=content, headers=dict(headers))
+        return Answer(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def client_of(client: httpx.AsyncClient | Client) -> Client:
+    return HttpxClient(client) if isinstance(client, httpx.AsyncClient) else client
+
+
+def json_body(value: object) -> bytes:
+    """`value` as a JSON request body, as httpx's `json=` encodes it."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def open_client(timeout: float, concurrency: int, ca_file: Path | None) -> httpx.AsyncClient:
@@ -59,7 +125,7 @@ async def post(client: httpx.AsyncClient, url: str, **kwargs: object) -> httpx.R
         raise PermanentError(f"request cannot be sent: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
         raise TransientError(
-            f"request failed: {_without(str(exc), url) or type(exc).__name__}"
+            f"request failed: {without(str(exc), url) or type(exc).__name__}"
         ) from None
 
 
@@ -91,7 +157,7 @@ async def _bounded(client: httpx.AsyncClient, url: str, **kwargs: object) -> htt
     )
 
 
-def check(response: httpx.Response, what: str) -> None:
+def check(response: Answer | httpx.Response, what: str) -> None:
     """Raise unless `response` is a 2xx: 429 and 5xx are worth retrying, other 4xx are not."""
     if response.is_success:
         return
@@ -107,7 +173,7 @@ def header_value(text: str) -> str:
     return "".join(c if " " <= c <= "~" else quote(c, safe="") for c in text)
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: Answer | httpx.Response) -> float | None:
     """Seconds the provider asks us to wait (`Retry-After`: seconds or an HTTP date)."""
     value = response.headers.get("retry-after")
     if value is None:
@@ -124,12 +190,12 @@ def retry_after(response: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: Answer | httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     # Long enough that a secret is never cut in half here: the outbox redacts what it knows,
     # then keeps the first few hundred characters (see `pagerd.redact`).
     return f": {text[:MAX_DETAIL]}" if text else ""
 
 
-def _without(text: str, url: str) -> str:
+def without(text: str, url: str) -> str:
     return text.replace(url, "<url>")

@@ -20,7 +20,7 @@ from pager.ports import PermanentError, TransientError
 from pager.templates import slack_escape
 from pagerd.access.keys import SigningKeys
 from pagerd.config.channels import SlackSettings
-from pagerd.delivery.transports.http import check, post
+from pagerd.delivery.transports.http import Client, check, client_of, json_body
 from pagerd.delivery.wording import PLAIN, Wording
 
 BUTTON_PURPOSE: Final = "slack-button"
@@ -127,12 +127,12 @@ def _clipped(text: str) -> str:
 class SlackTransport:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | Client,
         settings: SlackSettings | None = None,
-        keys: Callable[[], SigningKeys] | None = None,
+        keys: Callable[[], SigningKeys | None] | None = None,
         wording: Wording = PLAIN,
     ) -> None:
-        self._client = client
+        self._client = client_of(client)
         self._settings = settings or SlackSettings()
         # Buttons only where a click can be checked: the app's signing secret is configured.
         self._keys = keys if self._settings.signing_secret is not None else None
@@ -143,7 +143,9 @@ class SlackTransport:
         message = slack_message(notification, keys, self._wording)
         if notification.target.address == SLACK_APP:
             return await self._post_as_app(message)
-        response = await post(self._client, notification.target.address, json=message)
+        response = await self._client.post(
+            notification.target.address, json_body(message), {"Content-Type": "application/json"}
+        )
         check(response, "Slack")
         return f"HTTP {response.status_code}"
 
@@ -153,11 +155,10 @@ class SlackTransport:
             raise PermanentError(
                 "slack:app needs channels.slack.bot_token_file (or _credential) and channel"
             )
-        response = await post(
-            self._client,
+        response = await self._client.post(
             f"{s.api_base}/chat.postMessage",
-            json={"channel": s.channel, **message},
-            headers={"Authorization": f"Bearer {s.bot_token.value}"},
+            json_body({"channel": s.channel, **message}),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {s.bot_token.value}"},
         )
         check(response, "Slack")
         # Slack answers 200 to a refused call, with `ok` false and the reason in `error`.

@@ -6,8 +6,10 @@ name a code the store does not know."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 import httpx
 
@@ -15,7 +17,7 @@ from pager.domain import Notify
 from pager.ports import TransientError
 from pager.replies import reply_hint
 from pagerd.config.channels import TwilioSettings
-from pagerd.delivery.transports.http import check, header_value, post
+from pagerd.delivery.transports.http import Client, check, client_of, header_value
 from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.storage.port import StoreError
 
@@ -25,17 +27,28 @@ ReplyCodes = Callable[[Notify], Awaitable[int | None]]
 """The reply code of a page (stored before it is given back), or None if replies are off."""
 
 
+async def stored_code(reply_codes: ReplyCodes, notification: Notify) -> int | None:
+    """The page's reply code, stored; a store that cannot give one is a transient failure (the
+    page is not sent without it, and gets it at its next attempt)."""
+    try:
+        return await reply_codes(notification)
+    except StoreError as exc:
+        raise TransientError(f"cannot store the page's reply code: {exc}") from None
+
+
 class TwilioTransport:
     def __init__(
         self,
         settings: TwilioSettings,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | Client,
         reply_codes: ReplyCodes | None = None,
         wording: Wording = PLAIN,
     ) -> None:
         self._settings = settings
         self._wording = wording
-        self._client = client
+        self._client = client_of(client)
+        credential = f"{settings.account_sid}:{settings.auth_token.value}".encode()
+        self._authorization = "Basic " + base64.b64encode(credential).decode()
         self._url = f"{settings.api_base}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
         self._reply_codes = reply_codes
 
@@ -44,10 +57,7 @@ class TwilioTransport:
         taken."""
         if self._reply_codes is None:
             return self._wording.sms(notification)
-        try:
-            code = await self._reply_codes(notification)
-        except StoreError as exc:
-            raise TransientError(f"cannot store the page's reply code: {exc}") from None
+        code = await stored_code(self._reply_codes, notification)
         hint = "" if code is None else reply_hint(code)
         return self._wording.sms(notification, reply_hint=hint)
 
@@ -59,12 +69,14 @@ class TwilioTransport:
         else:
             assert s.sender is not None
             form["From"] = s.sender
-        response = await post(
-            self._client,
+        response = await self._client.post(
             self._url,
-            data=form,
-            auth=(s.account_sid, s.auth_token.value),
-            headers={"I-Twilio-Idempotency-Token": header_value(notification.key)},
+            urlencode(form).encode(),
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Authorization": self._authorization,
+                "I-Twilio-Idempotency-Token": header_value(notification.key),
+            },
         )
         check(response, "Twilio")
         try:

@@ -11,7 +11,7 @@ import httpx
 from pager.domain import Notify
 from pager.messages import payload
 from pagerd.config.channels import WebhookSettings
-from pagerd.delivery.transports.http import check, header_value, post
+from pagerd.delivery.transports.http import Client, check, client_of, header_value
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -19,9 +19,9 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class WebhookTransport:
-    def __init__(self, settings: WebhookSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: WebhookSettings, client: httpx.AsyncClient | Client) -> None:
         self._settings = settings
-        self._client = client
+        self._client = client_of(client)
 
     async def send(self, notification: Notify) -> str | None:
         body = json.dumps(payload(notification), separators=(",", ":")).encode()
@@ -32,8 +32,6 @@ class WebhookTransport:
         }
         if self._settings.secret is not None:
             headers["X-Pager-Signature"] = signature(self._settings.secret.value, body)
-        response = await post(
-            self._client, notification.target.address, content=body, headers=headers
-        )
+        response = await self._client.post(notification.target.address, body, headers)
         check(response, "webhook")
         return f"HTTP {response.status_code}"
