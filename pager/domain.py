@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
@@ -26,6 +26,9 @@ set is kept in memory and on disk, so it is bounded; one more is refused (`too_m
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
 CHANNELS: Final = ("email", "sms", "slack", "webhook")
+REFERENCES: Final = ("person", "schedule")
+"""Targets that name somebody rather than an address: resolved when their level is notified
+(see `Resolver`)."""
 
 _EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -98,8 +101,12 @@ class Target:
         elif channel in ("slack", "webhook"):
             if (problem := url_problem(address)) is not None:
                 raise ValueError(problem)
+        elif channel in REFERENCES:
+            if not is_service_name(address):
+                raise ValueError(f"a {channel} name is 1 to 128 letters, digits, '.', '_' or '-'")
         else:
-            raise ValueError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})")
+            kinds = ", ".join((*CHANNELS, *REFERENCES))
+            raise ValueError(f"unknown channel {channel!r} (expected one of {kinds})")
         return cls(channel, address)
 
     def __str__(self) -> str:
@@ -110,7 +117,7 @@ class Target:
             host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
             return f"{self.channel}:{scheme}://{host}/...#{digest}"
-        if self.channel not in CHANNELS:
+        if self.channel not in CHANNELS and self.channel not in REFERENCES:
             # A channel of a newer pagerd (a row read back after a downgrade): its address may
             # be a secret like a webhook's, so only its digest is shown.
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
@@ -119,6 +126,37 @@ class Target:
 
     def __repr__(self) -> str:
         return f"Target({str(self)!r})"
+
+    @property
+    def is_reference(self) -> bool:
+        """A person or a schedule, not an address: resolved when notified."""
+        return self.channel in REFERENCES
+
+
+@attrs.frozen
+class Contact:
+    """One address to notify for a target, `delay` seconds after its level is notified. `step`
+    numbers the address's repeats within one person's rule ("sms, then sms again after 5m":
+    1, then 2); `via` says how it was reached ("schedule:payments-primary → alice")."""
+
+    target: Target
+    delay: float = 0.0
+    step: int = 1
+    via: str = ""
+
+
+@attrs.frozen
+class Resolution:
+    """What one target means at an instant: its contacts, or none and `nobody`, the reason."""
+
+    contacts: tuple[Contact, ...]
+    nobody: str | None = None
+
+
+Resolver: TypeAlias = Callable[[Target, float], Resolution]
+"""Resolves a level's target at `now` (decide's time): given to `decide` by the shell, which
+builds it from its config and stored overrides (`pager.people.Directory`). Pure: the same
+target and time always give the same resolution."""
 
 
 def _unique(targets: Iterable[Target]) -> tuple[Target, ...]:
@@ -329,11 +367,21 @@ class Notify:
     """Which run of pagerd decided it (random, stored with it): the core leaves it empty, the
     daemon sets it. Part of `key`, so that a database restored from an old backup, which numbers
     incidents again from where the backup stood, never gives a new page an old page's key."""
+    step: int = attrs.field(default=1, kw_only=True)
+    """The target's repeat within one person's rule (`Contact.step`): 2 and on are in the id."""
+    via: str = attrs.field(default="", kw_only=True)
+    """How the target was reached, when a person or a schedule was resolved to it
+    ("schedule:payments-primary → alice"), for the history; empty for a plain address."""
+    not_before: float | None = attrs.field(default=None, kw_only=True)
+    """Not sent before this time (a delayed step of a person's rule): the outbox holds it, as
+    it holds a retry, and cancels it as any unsent page if the incident is acknowledged or
+    closed before then."""
 
     @property
     def id(self) -> str:
         """The notification as people and the database name it, stable across restarts."""
-        return f"{incident_id(self.service, self.incident)}/{self.round}/{self.level}/{self.target}"
+        base = f"{incident_id(self.service, self.incident)}/{self.round}/{self.level}/{self.target}"
+        return base if self.step == 1 else f"{base}/{self.step}"
 
     @property
     def key(self) -> str:
@@ -359,18 +407,63 @@ class Rejected(Exception):
 Decision: TypeAlias = tuple[ServiceState, tuple[Notify, ...]]
 
 
+@attrs.frozen
+class Unreached:
+    """A level whose people or schedules resolved to nobody when it was notified: `reasons`
+    says which and why. `skipped` when the whole level had nobody to notify, so escalation
+    moved on to the next level at once (or the incident was exhausted)."""
+
+    round: int
+    level: int
+    reasons: tuple[str, ...]
+    skipped: bool
+
+
+Decided: TypeAlias = tuple[ServiceState, tuple[Notify, ...], tuple[Unreached, ...]]
+
+
 def decide(
     state: ServiceState,
     event: Event,
     now: float,
     policy: Policy,
     heartbeat: float | None = None,
+    resolve: Resolver | None = None,
 ) -> Decision:
     """Apply one event to one service at time `now` (seconds since the epoch). `heartbeat` is
-    the service's configured heartbeat interval, None if it has none.
+    the service's configured heartbeat interval, None if it has none. `resolve` turns a level's
+    `person:` and `schedule:` targets into addresses at `now` (without it, they reach nobody).
 
     Raises `Rejected` when the event is refused; the state is then unchanged.
     """
+    after, notes, _ = decide_with(state, event, now, policy, heartbeat, resolve)
+    return after, notes
+
+
+def decide_with(
+    state: ServiceState,
+    event: Event,
+    now: float,
+    policy: Policy,
+    heartbeat: float | None = None,
+    resolve: Resolver | None = None,
+) -> Decided:
+    """`decide`, also telling which levels reached nobody (`Unreached`), for the history, the
+    log and the metrics."""
+    unreached: list[Unreached] = []
+    after, notes = _decide(state, event, now, policy, heartbeat, resolve, unreached)
+    return after, notes, tuple(unreached)
+
+
+def _decide(
+    state: ServiceState,
+    event: Event,
+    now: float,
+    policy: Policy,
+    heartbeat: float | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
+) -> Decision:
     incident = state.incident
     match event:
         case Alert(message=message, source=source):
@@ -391,7 +484,7 @@ def decide(
                     number=number, opened_at=now, message=message, held_by_alert=source is None
                 )
                 state = attrs.evolve(state, last_incident=number, firing=firing)
-                return _page(state, opened, 1, 1, now, policy)
+                return _page(state, opened, 1, 1, now, policy, resolve, unreached)
             counted = incident.counted()
             if counted.heartbeat_only or (source is None and not counted.held_by_alert):
                 # Now open for an alert too: a check-in no longer closes it; and a plain alert
@@ -439,15 +532,20 @@ def decide(
             ):
                 return state, ()
             if incident.level < len(policy.levels):
-                return _page(state, incident, incident.round, incident.level + 1, now, policy)
+                return _page(
+                    state, incident, incident.round, incident.level + 1, now, policy, resolve,
+                    unreached,
+                )  # fmt: skip
             if incident.round <= policy.repeat:
-                return _page(state, incident, incident.round + 1, 1, now, policy)
+                return _page(
+                    state, incident, incident.round + 1, 1, now, policy, resolve, unreached
+                )
             exhausted = attrs.evolve(incident, deadline=None, exhausted=True)
             return attrs.evolve(state, incident=exhausted), ()
         case Heartbeat():
             return _check_in(state, now, heartbeat)
         case HeartbeatMissed(due_at=due_at):
-            return _missed(state, due_at, now, policy, heartbeat)
+            return _missed(state, due_at, now, policy, heartbeat, resolve, unreached)
     raise TypeError(f"not an event: {event!r}")
 
 
@@ -463,24 +561,77 @@ def _closed(state: ServiceState, now: float, interval: float | None) -> ServiceS
 
 
 def _page(
-    state: ServiceState, incident: Incident, round: int, level: int, now: float, policy: Policy
+    state: ServiceState,
+    incident: Incident,
+    round: int,
+    level: int,
+    now: float,
+    policy: Policy,
+    resolve: Resolver | None = None,
+    unreached: list[Unreached] | None = None,
 ) -> Decision:
-    """Notify every target of `level` and start its acknowledgement timeout."""
-    step = policy.levels[level - 1]
-    paged = attrs.evolve(incident, round=round, level=level, deadline=now + step.ack_timeout)
-    notes = tuple(
-        Notify(
-            service=state.name,
-            incident=incident.number,
-            round=round,
-            level=level,
-            target=target,
-            message=incident.message,
-            opened_at=incident.opened_at,
-        )
-        for target in step.targets
-    )
-    return attrs.evolve(state, incident=paged), notes
+    """Notify every target of `level` and start its acknowledgement timeout.
+
+    A level whose targets all resolve to nobody (a schedule with a gap now) is not a page that
+    reaches no one while its timeout runs: it is recorded (`Unreached`) and the next step is
+    notified at once, round after round as `repeat` allows; with no step left that reaches
+    anybody, the incident is exhausted."""
+    for _ in range(len(policy.levels) * (policy.repeat + 1)):
+        step = policy.levels[level - 1]
+        notes, reasons = _notes(state, incident, round, level, step, now, resolve)
+        if reasons and unreached is not None:
+            unreached.append(Unreached(round, level, reasons, skipped=not notes))
+        if notes:
+            paged = attrs.evolve(
+                incident, round=round, level=level, deadline=now + step.ack_timeout
+            )
+            return attrs.evolve(state, incident=paged), notes
+        if level < len(policy.levels):
+            level += 1
+        elif round <= policy.repeat:
+            round, level = round + 1, 1
+        else:
+            break
+    exhausted = attrs.evolve(incident, round=round, level=level, deadline=None, exhausted=True)
+    return attrs.evolve(state, incident=exhausted), ()
+
+
+def _notes(
+    state: ServiceState,
+    incident: Incident,
+    round: int,
+    level: int,
+    step: Level,
+    now: float,
+    resolve: Resolver | None,
+) -> tuple[tuple[Notify, ...], tuple[str, ...]]:
+    """The notifications of one level, and why any of its targets reached nobody."""
+    notes: dict[str, Notify] = {}
+    reasons: list[str] = []
+    for target in step.targets:
+        if resolve is not None:
+            resolution = resolve(target, now)
+        elif target.is_reference:
+            resolution = Resolution((), f"{target}: cannot be resolved here")
+        else:
+            resolution = Resolution((Contact(target),))
+        if resolution.nobody is not None:
+            reasons.append(resolution.nobody)
+        for contact in resolution.contacts:
+            note = Notify(
+                service=state.name,
+                incident=incident.number,
+                round=round,
+                level=level,
+                target=contact.target,
+                message=incident.message,
+                opened_at=incident.opened_at,
+                step=contact.step,
+                via=contact.via,
+                not_before=now + contact.delay if contact.delay > 0 else None,
+            )
+            notes.setdefault(note.id, note)  # one address twice in a level: notified once
+    return tuple(notes.values()), tuple(reasons)
 
 
 # Heartbeats ---------------------------------------------------------------------------------
@@ -521,7 +672,13 @@ def _check_in(state: ServiceState, now: float, interval: float | None) -> Decisi
 
 
 def _missed(
-    state: ServiceState, due_at: float, now: float, policy: Policy, interval: float | None
+    state: ServiceState,
+    due_at: float,
+    now: float,
+    policy: Policy,
+    interval: float | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
 ) -> Decision:
     monitor = state.heartbeat
     if monitor is None or monitor.due_at != due_at:
@@ -538,7 +695,7 @@ def _missed(
     number = state.last_incident + 1
     opened = Incident(number=number, opened_at=now, message=message, heartbeat_only=True)
     missing = attrs.evolve(state, last_incident=number, heartbeat=missed)
-    return _page(missing, opened, 1, 1, now, policy)
+    return _page(missing, opened, 1, 1, now, policy, resolve, unreached)
 
 
 def missed_message(interval: float) -> str:
