@@ -4,7 +4,7 @@ A schedule has a time zone and one or more layers. A layer is a rotation (people
 shift of N hours, days or weeks, handed off at the wall-clock time of its `start`), optionally
 restricted to weekly windows (business hours; one layer per region for follow-the-sun). Then:
 
-- **Hand-offs are on the wall clock.** Hand-off k is at `start + k × shift` as the zone's wall
+- **Hand-offs are on the wall clock.** Hand-off k is at `start + k * shift` as the zone's wall
   clock shows it, turned into an instant by `pager.weekly.instant` (the first occurrence of a
   time shown twice; the moment the clocks jump past one never shown). So a weekly hand-off at
   09:00 stays at 09:00 local across the clock changes, and the shift that spans one is an hour
@@ -28,6 +28,7 @@ equal, and against a slow model of the same rules).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal
@@ -82,7 +83,7 @@ class Rotation:
         gap moves it by one at most."""
         if t < self.handoff(0, zone):
             return None
-        k = max(0, (wall(t, self.start.tzinfo or zone) - self.start) // self.step)
+        k = max(0, (wall(t, zone) - self.start) // self.step)
         while self.handoff(k + 1, zone) <= t:
             k += 1
         while k > 0 and self.handoff(k, zone) > t:
@@ -187,7 +188,7 @@ def segments(
     neighbours with the same person joined. Covers the whole span, gaps included."""
     cuts = boundaries(schedule, start, end, overrides)
     found: list[Segment] = []
-    for a, b in zip(cuts, cuts[1:], strict=False):
+    for a, b in itertools.pairwise(cuts):
         if b <= a:
             continue
         who = on_call(schedule, a, overrides)
