@@ -6,6 +6,7 @@ through the clocks' gaps)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -343,7 +344,7 @@ def test_shifts_and_gaps_are_where_resolution_finds_someone_and_no_one(
     found = segments(schedule, start, end, given_overrides)
     # A partition of [start, end), neighbours different, each constant throughout.
     assert found[0].start == start and found[-1].end == end
-    for a, b in zip(found, found[1:], strict=False):
+    for a, b in itertools.pairwise(found):
         assert a.end == b.start and a.person != b.person
     for segment in found:
         assert segment.start < segment.end
