@@ -27,10 +27,19 @@ from cattrs.errors import (
 )
 
 from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
+from pager.people import Person
+from pager.schedules import Schedule
+from pager.weekly import Weekly
 from pagerd.access.peers import Access
 from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
 from pagerd.config.durations import Duration, Invalid, parse_duration
 from pagerd.config.http import HttpConfig, Integration, build_http, build_integrations
+from pagerd.config.people import (
+    MAX_GAP_WEEKS,
+    build_maintenance,
+    build_people,
+    build_schedules,
+)
 
 __all__ = [
     "EX_CONFIG",
@@ -78,6 +87,7 @@ class DaemonSection:
     request_timeout: Duration = _REQUEST_TIMEOUT
     keep_history: Duration | None = None
     allow_no_services: bool = False
+    gap_weeks: int = 4
 
 
 @attrs.frozen
@@ -110,6 +120,7 @@ class PolicySection:
 class ServiceSection:
     policy: str
     heartbeat: Duration | None = None
+    maintenance: tuple[Weekly, ...] = ()
 
 
 @attrs.frozen
@@ -161,6 +172,14 @@ class Config:
     """How long a closed incident's history is kept; None (the default) keeps it for ever."""
     http: HttpConfig = attrs.Factory(HttpConfig)
     integrations: dict[str, Integration] = attrs.Factory(dict)
+    people: dict[str, Person] = attrs.Factory(dict)
+    """`[people.*]`: who can be paged as `person:NAME`, and how."""
+    schedules: dict[str, Schedule] = attrs.Factory(dict)
+    """`[schedules.*]`: who is on call when, paged as `schedule:NAME`."""
+    maintenance: dict[str, tuple[Weekly, ...]] = attrs.Factory(dict)
+    """Each service with `[[services.X.maintenance]]`: its recurring windows."""
+    gap_weeks: int = 4
+    """How far ahead `pagerd --check` and a reload look for gaps (`daemon.gap_weeks`)."""
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
 
@@ -311,6 +330,12 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     services, service_errors = _services(data.pop("services", {}))
     policies, broken_policies, policy_errors = _policies(data.pop("policies", {}))
     channels, given_channels, channel_errors = _channels(data.pop("channels", {}))
+    people, given_people, people_errors = build_people(
+        data.pop("people", {}), given_channels, _join
+    )
+    schedules, given_schedules, schedule_errors = build_schedules(
+        data.pop("schedules", {}), given_people, _join
+    )
     base = path.resolve().parent
     http, http_errors = build_http(data.pop("http", {}), base, _section, _host_port)
     integrations, integration_errors = build_integrations(
@@ -328,16 +353,28 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         if section is not None:
             sections[key] = section
     # In the order a file has them.
-    errors += channel_errors + policy_errors + service_errors + http_errors + integration_errors
+    errors += channel_errors + people_errors + schedule_errors + policy_errors + service_errors
+    errors += http_errors + integration_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
     unsure = bool(service_errors) or ("daemon" in data and "daemon" not in sections)
-    built, found = _check(raw, path.resolve().parent, given_channels, broken_policies, unsure)
+    built, found = _check(
+        raw, path.resolve().parent, given_channels, broken_policies, unsure,
+        given_people, given_schedules,
+    )  # fmt: skip
     errors += found
     if errors:
         raise ConfigError(path, errors)
-    return attrs.evolve(_build(raw, path, built), http=http, integrations=integrations)
+    return attrs.evolve(
+        _build(raw, path, built),
+        http=http,
+        integrations=integrations,
+        people=people,
+        schedules=schedules,
+        maintenance={n: s.maintenance for n, s in raw.services.items() if s.maintenance},
+        gap_weeks=raw.daemon.gap_weeks,
+    )
 
 
 _TOP_SECTIONS: Final[dict[str, type]] = {"daemon": DaemonSection, "metrics": MetricsSection}
@@ -412,8 +449,13 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
         if not isinstance(section, dict):
             errors.append(f"{at}: expected a table, got {_toml_type(section)}")
             continue
-        keys = {"policy", "heartbeat"}
+        keys = {"policy", "heartbeat", "maintenance"}
         errors += [f"{_join(at, key)}: unknown key" for key in sorted(section.keys() - keys)]
+        maintenance: tuple[Weekly, ...] = ()
+        if "maintenance" in section:
+            maintenance = build_maintenance(
+                section["maintenance"], f"{at}.maintenance", _join, errors
+            )
         heartbeat: Duration | None = None
         if "heartbeat" in section:
             try:
@@ -426,7 +468,7 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
         elif type(policy) is not str:
             errors.append(f"{at}.policy: expected a string, got {_toml_type(policy)}")
         else:
-            services[name] = ServiceSection(policy, heartbeat)
+            services[name] = ServiceSection(policy, heartbeat, maintenance)
     return services, errors
 
 
@@ -436,6 +478,8 @@ def _check(
     configured: set[str],
     broken_policies: dict[str, Any],
     unsure_of_services: bool = False,
+    people: set[str] | None = None,
+    schedules: set[str] | None = None,
 ) -> tuple[dict[str, Channel], list[str]]:
     """What the types alone cannot say: names, references between sections, ranges.
 
@@ -455,9 +499,9 @@ def _check(
             channels[name] = channel
     for name, policy in raw.policies.items():
         levels: _Levels = [(len(lv.targets), list(enumerate(lv.targets))) for lv in policy.levels]
-        errors += _policy_errors(name, policy.repeat, levels, configured)
+        errors += _policy_errors(name, policy.repeat, levels, configured, people, schedules)
     for name, table in broken_policies.items():
-        errors += _policy_errors(name, *_readable(table), configured)
+        errors += _policy_errors(name, *_readable(table), configured, people, schedules)
     errors += _unknown_accounts(raw.daemon)
     if raw.channels.log.path is not None and (base / raw.channels.log.path).is_dir():
         errors.append(f"channels.log.path: {base / raw.channels.log.path} is a folder, not a file")
@@ -486,6 +530,8 @@ def _check(
             )
     if raw.daemon.max_connections < 1:
         errors.append("daemon.max_connections: must be 1 or more")
+    if not 0 <= raw.daemon.gap_weeks <= MAX_GAP_WEEKS:
+        errors.append(f"daemon.gap_weeks: must be 0 (no gap check) to {MAX_GAP_WEEKS}")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
         errors.append('metrics.listen: expected HOST:PORT, like "127.0.0.1:9464"')
     if not raw.services and not unsure_of_services and not raw.daemon.allow_no_services:
@@ -512,7 +558,12 @@ could be read, with their index."""
 
 
 def _policy_errors(
-    name: str, repeat: int | None, levels: _Levels | None, configured: set[str]
+    name: str,
+    repeat: int | None,
+    levels: _Levels | None,
+    configured: set[str],
+    people: set[str] | None = None,
+    schedules: set[str] | None = None,
 ) -> list[str]:
     """A policy's names, ranges and references to channels; None for what could not be read
     (its own error is already reported)."""
@@ -528,7 +579,15 @@ def _policy_errors(
         if count == 0:
             errors.append(f"{at}.levels[{i}].targets: a level needs at least one target")
         for j, target in targets:
-            if target.channel not in configured:
+            if target.is_reference:
+                known = (people if target.channel == "person" else schedules) or set()
+                if target.address not in known:
+                    section = "people" if target.channel == "person" else "schedules"
+                    errors.append(
+                        f"{at}.levels[{i}].targets[{j}]: no {target.channel} named "
+                        f"{target.address!r} (add [{section}.{target.address}])"
+                    )
+            elif target.channel not in configured:
                 errors.append(
                     f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
                     f"configured (add a [channels.{target.channel}] section)"

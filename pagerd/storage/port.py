@@ -18,6 +18,7 @@ from typing import Final, Literal, Protocol, TypeAlias
 import attrs
 
 from pager.domain import Notify, ServiceState
+from pager.schedules import Override
 from pagerd.access.peers import Peer
 from pagerd.timing.clock import Reading
 
@@ -225,6 +226,23 @@ class Storage(Protocol):
         transaction, going on after `after` (the `resume` of the last call). Kept whatever
         their age: a service's latest incident (numbers continue from it) and an incident with
         a notification still to deliver."""
+        ...
+
+    def overrides(self) -> list[Override]:
+        """Every stored override of a schedule, by id (the order they apply in)."""
+        ...
+
+    def add_override(self, override: Override, at: float) -> Override:
+        """Store `override` (its `id` is ignored) in one transaction, made at `at`, and return
+        it with the id it was given: never one given before, so ids keep their order."""
+        ...
+
+    def remove_override(self, id: int) -> Override | None:
+        """Delete override `id` in one transaction; the override deleted, None if none."""
+        ...
+
+    def prune_overrides(self, before: float) -> int:
+        """Delete the overrides that ended before `before` (wall-clock seconds); how many."""
         ...
 
     def verify(self) -> None:

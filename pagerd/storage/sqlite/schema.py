@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -119,6 +119,27 @@ something firing is not known to have had a plain alert: not held, so that the i
 resolve closes it as it did before the upgrade (held, it would need a `healthy` that the
 integration's senders never send, and page on forever for an alert that is over)."""
 
+_SCHEDULES: Final = """
+ALTER TABLE notifications ADD COLUMN step INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE notifications ADD COLUMN via TEXT;
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    schedule TEXT NOT NULL,
+    by_person TEXT NOT NULL,
+    for_person TEXT,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS overrides_schedule ON overrides (schedule, ends_at);
+"""
+"""People and schedules: a notification's `step` within a person's rule (`Notify.step`, part of
+its id from 2 on) and how its target was reached (`via`: "schedule:primary → alice"); and the
+schedules' overrides, durable so that a reload or a restart keeps them. Their times are on the
+wall clock (seconds since the epoch), not in pagerd's frame: a start does not move them.
+`AUTOINCREMENT` so that an id is never given twice (a later override applies over an earlier,
+by id)."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -136,6 +157,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     7: _HEARTBEATS,
     # Whether a plain alert holds an incident open (`Incident.held_by_alert`).
     8: _HELD_BY_ALERT,
+    # People and schedules: notifications' `step` and `via`, and the `overrides`.
+    9: _SCHEDULES,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

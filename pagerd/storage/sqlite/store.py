@@ -22,6 +22,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 import attrs
 
 from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target, incident_id
+from pager.schedules import Override
 from pagerd.storage.port import (
     PRUNE_ROWS,
     Delivery,
@@ -60,7 +61,7 @@ _SELECT_EVENTS: Final = (
 )
 _COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
 _SELECT_DECIDED: Final = (
-    "SELECT created_at, seq, id, channel, address, round, level FROM notifications"
+    "SELECT created_at, seq, id, channel, address, round, level, via FROM notifications"
     " WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order} LIMIT ?"
 )
 _COUNT_ATTEMPTS: Final = (
@@ -229,7 +230,7 @@ class Store:
         by `due_by` if it is given (retries waiting for their time do not crowd out new rows)."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
-            " created_at, attempts, next_attempt_at, origin FROM notifications"
+            " created_at, attempts, next_attempt_at, origin, step, via FROM notifications"
             " WHERE state IN ('pending', 'retrying') AND (?1 IS NULL OR channel = ?1)"
             " AND (?3 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?3)"
             " ORDER BY seq LIMIT ?2",
@@ -256,12 +257,12 @@ class Store:
         by hand), whose ids this pagerd would not make the same way."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
-            " created_at, attempts, next_attempt_at, origin, id FROM notifications"
+            " created_at, attempts, next_attempt_at, origin, step, via, id FROM notifications"
             " WHERE state IN ('pending', 'retrying')"
             f" AND channel NOT IN ({', '.join('?' * len(channels))}) ORDER BY seq LIMIT ?",
             (*channels, limit),
         )
-        return [(row[12], _undelivered(row)) for row in rows]
+        return [(row[14], _undelivered(row)) for row in rows]
 
     @_port_errors
     def deliveries(self, service: str, incident: int) -> list[Delivery]:
@@ -348,6 +349,42 @@ class Store:
             timeline=timeline,
             elided=max(elided, 0),
         )
+
+    @_port_errors
+    def overrides(self) -> list[Override]:
+        return [
+            Override(*row)
+            for row in self._conn.execute(
+                "SELECT id, schedule, by_person, for_person, starts_at, ends_at FROM overrides"
+                " ORDER BY id"
+            )
+        ]
+
+    @_port_errors
+    def add_override(self, override: Override, at: float) -> Override:
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO overrides (schedule, by_person, for_person, starts_at, ends_at,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (override.schedule, override.by, override.for_, override.start, override.end, at),
+            )
+        assert cursor.lastrowid is not None
+        return attrs.evolve(override, id=cursor.lastrowid)
+
+    @_port_errors
+    def remove_override(self, id: int) -> Override | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "DELETE FROM overrides WHERE id = ? RETURNING id, schedule, by_person,"
+                " for_person, starts_at, ends_at",
+                (id,),
+            ).fetchone()
+        return None if row is None else Override(*row)
+
+    @_port_errors
+    def prune_overrides(self, before: float) -> int:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM overrides WHERE ends_at < ?", (before,)).rowcount
 
     @_port_errors
     def failed_counts(self) -> dict[tuple[str, int], int]:
@@ -498,6 +535,8 @@ def _undelivered(row: Sequence[Any]) -> Undelivered:
             message=row[6],
             opened_at=row[7],
             origin=row[11],
+            step=row[12],
+            via=row[13] or "",
         ),
         created_at=row[8],
         attempts=row[9],
@@ -528,6 +567,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
         if integration is not None:
             entry["integration"] = integration
         return entry
+    if kind == 1:
+        *fields, via = fields
     nid, channel, address, round_, level, *attempt = fields
     entry = {
         "event": "notification" if kind == 1 else "delivery",
@@ -536,6 +577,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
         "round": round_,
         "level": level,
     }
+    if kind == 1 and via:
+        entry["via"] = via
     if attempt:
         outcome, provider, error = attempt
         entry["outcome"] = outcome
