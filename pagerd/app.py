@@ -24,6 +24,7 @@ from pagerd.config.http import tls_context
 from pagerd.delivery.lanes import build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.actors import REMOVED, Services
+from pagerd.engine.oncall import Rota
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
@@ -387,7 +388,14 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    services = Services(config, states, committer, scheduler, outbox, clock, heartbeats, metrics)
+    rota = Rota(config, store, parts.store_offload, clock)
+    try:
+        await rota.load()
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    services = Services(
+        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota
+    )
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,

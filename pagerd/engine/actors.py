@@ -42,8 +42,9 @@ from pager.domain import (
     ServiceState,
     Source,
     Timeout,
+    Unreached,
     closed,
-    decide,
+    decide_with,
     incident_id,
     missed_message,
 )
@@ -51,6 +52,7 @@ from pager.protocol import error_reply, ok_reply, service_status, unknown_servic
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
+from pagerd.engine.oncall import Rota
 from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Due, Scheduler
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer, WriteRefused
@@ -130,8 +132,12 @@ class Services:
         clock: Clock,
         heartbeats: Scheduler,
         metrics: Metrics,
+        rota: Rota | None = None,
     ) -> None:
         self.config = config
+        # Who is on call: person: and schedule: targets resolve through it when a level is
+        # notified. Without one (tests of other things), they reach nobody.
+        self.rota = rota
         self._states = states
         # Which service each source fires for: where an acknowledge or resolve that names no
         # service goes (`firing_service`), without a walk over every service.
@@ -194,6 +200,8 @@ class Services:
         A removed service gets `unknown_service`, and its open incident is closed (see
         `_close_removed`)."""
         before, self.config = self.config.services, config
+        if self.rota is not None:
+            self.rota.reconfigure(config)
         for state in self._states.values():
             back = state.name in config.services and state.name not in before
             if back and state.incident is not None:
@@ -488,6 +496,7 @@ class Services:
         """Decide `batch` in order from the service's committed state."""
         policy = self.config.policy_of(service)
         heartbeat = self.config.heartbeats.get(service)
+        resolve = None if self.rota is None else self.rota.resolver()
         state = self.state(service)
         mine: list[Transition] = []
         answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
@@ -495,16 +504,35 @@ class Services:
             if isinstance(envelope.event, Removed):
                 continue  # added back before its incident was closed: it stays open
             try:
-                after, notes = decide(state, envelope.event, now, policy, heartbeat)
+                after, notes, unreached = decide_with(
+                    state, envelope.event, now, policy, heartbeat, resolve
+                )
             except Rejected as rejected:
                 answers.append((envelope.reply, rejected))
                 continue
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
+            for missed in unreached:
+                # Into the incident's history (a transition that changes nothing else), the
+                # log and the metrics: a level that reached nobody is never a silent skip.
+                mine.append(Transition(after, after, (), now, self._unreached(after, missed)))
             state = after
             answers.append((envelope.reply, after))
         return _Decided(mine, answers, state)
+
+    def _unreached(self, state: ServiceState, missed: Unreached) -> EventRecord:
+        iid = incident_id(state.name, state.incident.number if state.incident else 0)
+        reasons = "; ".join(missed.reasons)
+        if missed.skipped:
+            self._metrics.levels_unreached.inc()
+            detail = f"level {missed.level} round {missed.round} has nobody to notify: {reasons}"
+            log.error("nobody to notify service=%s incident=%s: %s", state.name, iid, detail)
+        else:
+            detail = f"level {missed.level} round {missed.round}: {reasons}"
+            log.error("part of a level reached nobody service=%s incident=%s: %s",
+                      state.name, iid, detail)  # fmt: skip
+        return EventRecord("unreached", detail)
 
     def _answer(
         self,

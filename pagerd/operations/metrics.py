@@ -126,6 +126,11 @@ class Metrics:
             "HTTP requests refused for a missing or wrong key, by the integration type asked for.",
             ("integration_type",),
         )
+        self.levels_unreached = Counter(
+            "pagerd_levels_unreached_total",
+            "Escalation levels that had nobody to notify when notified (a schedule with nobody on"
+            " call): each recorded in the incident's history and skipped at once.",
+        )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
@@ -147,6 +152,7 @@ class Metrics:
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,
+            self.levels_unreached,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"
