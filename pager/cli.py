@@ -27,7 +27,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any, Final
 
-from pager import __version__
+from pager import __version__, oncall_cli
 from pager.protocol import MAX_BY, MAX_TEXT, request_line
 from pager.text import clip, controls, from_argv, printable
 
@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reload", parents=[common], help="reload pagerd's config file (as SIGHUP does)"
     )
+    oncall_cli.add_parsers(commands, common)
     return parser
 
 
@@ -191,7 +192,8 @@ def _text(args: argparse.Namespace, name: str, limit: int | None = None) -> str 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     _lenient(sys.stdout)
     path = args.socket or os.environ.get("PAGER_SOCKET") or DEFAULT_SOCKET
     fields = {
@@ -203,8 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = _text(args, "target")
         assert target is not None
         fields["incident" if "#" in target else "service"] = target
+    if args.command in ("override", "oncall"):
+        line = oncall_cli.request(args, parser)
+    else:
+        line = request_line(args.command, **fields)
     try:
-        reply = call(path, request_line(args.command, **fields), args.timeout)
+        reply = call(path, line, args.timeout)
     except Unreachable as exc:
         print(f"pager: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -276,6 +282,8 @@ def render(
         return f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
     if command == "history":
         return _history(reply)
+    if command in ("override", "oncall"):
+        return oncall_cli.render(command, reply)
     if "services" in reply:
         if not reply["services"]:
             return "no service to show"
@@ -329,7 +337,10 @@ def _entry(entry: dict[str, Any]) -> str:
     if event == "timeout":
         return f"acknowledgement timeout: {entry.get('detail', '')}"
     if event == "notification":
-        return f"notify {entry['target']} (level {entry['level']}, round {entry['round']})"
+        via = f"{entry['via']}: " if entry.get("via") else ""
+        return f"notify {via}{entry['target']} (level {entry['level']}, round {entry['round']})"
+    if event == "unreached":
+        return f"NOBODY TO NOTIFY: {entry.get('detail') or ''}"
     if event == "delivery":
         outcome = entry.get("outcome")
         extra = entry.get("error") or entry.get("provider_id") or ""

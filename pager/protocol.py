@@ -6,6 +6,7 @@ definition of what is a valid request and what a reply looks like.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from typing import Annotated, Any, Final
@@ -24,7 +25,10 @@ MAX_TEXT: Final = 4096  # characters of `message`: longer is cut, with a marker
 MAX_BY: Final = 256  # characters of `by`: longer is cut, with a marker
 
 EVENT_OPS: Final = frozenset({"alert", "ack", "healthy", "heartbeat"})
-OPS: Final = EVENT_OPS | {"status", "ping", "history", "metrics", "reload"}
+SCHEDULE_OPS: Final = frozenset({"override", "overrides", "override_remove", "oncall"})
+OPS: Final = EVENT_OPS | {"status", "ping", "history", "metrics", "reload"} | SCHEDULE_OPS
+MAX_NEXT: Final = 50
+"""Hand-offs `oncall` lists at most after the one in force (`next`)."""
 
 # Fields each op accepts besides "op"; anything else is a bad request, so a typo is not silent.
 _FIELDS: Final[dict[str, frozenset[str]]] = {
@@ -37,6 +41,10 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "history": frozenset({"service", "incident"}),
     "metrics": frozenset(),
     "reload": frozenset(),
+    "override": frozenset({"schedule", "by", "for", "from", "until"}),
+    "overrides": frozenset({"schedule"}),
+    "override_remove": frozenset({"id"}),
+    "oncall": frozenset({"schedule", "at", "next"}),
 }
 
 
@@ -56,6 +64,13 @@ class Request:
     message: str | None = None
     by: str | None = None
     incident: tuple[str, int] | None = None  # (service, number), from "NAME#N"
+    schedule: str | None = None
+    for_: str | None = None  # "for": whom an override stands in for
+    start: float | None = None  # "from", an instant (ISO 8601 with an offset on the wire)
+    end: float | None = None  # "until", likewise
+    id: int | None = None  # an override's
+    at: float | None = None  # when `oncall` asks about
+    next: int | None = None  # how many hand-offs `oncall` lists
 
 
 def parse_request(line: bytes) -> Request:
@@ -105,6 +120,8 @@ def _parse(line: bytes) -> Request:
     incident = _incident(_text(data, "incident", MAX_TEXT))
     if op == "history" and (service is None) == (incident is None):
         raise ProtocolError("bad_request", 'history needs "service" or "incident", not both')
+    if op in SCHEDULE_OPS:
+        return _schedule_request(op, data)
     return Request(
         op=op,
         service=service,
@@ -112,6 +129,71 @@ def _parse(line: bytes) -> Request:
         by=_free_text(data, "by", MAX_BY),
         incident=incident,
     )
+
+
+def _schedule_request(op: str, data: dict[str, Any]) -> Request:
+    """`override`, `overrides`, `override_remove`, `oncall`: names, instants and numbers."""
+    schedule = _name(data, "schedule", required=op in ("override", "overrides"))
+    by = _name(data, "by", required=op == "override")
+    for_ = _name(data, "for")
+    start = _instant(data, "from", required=op == "override")
+    end = _instant(data, "until", required=op == "override")
+    at = _instant(data, "at")
+    number = _integer(data, "id", 1, 2**53, required=op == "override_remove")
+    count = _integer(data, "next", 0, MAX_NEXT)
+    return Request(
+        op, schedule=schedule, by=by, for_=for_, start=start, end=end, id=number, at=at,
+        next=count,
+    )  # fmt: skip
+
+
+def _name(data: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = _text(data, key, MAX_TEXT, required=required)
+    if value is not None and not is_service_name(value):
+        raise ProtocolError(
+            "bad_request", f'"{key}" must be a name: 1 to 128 letters, digits, ".", "_" or "-"'
+        )
+    return value
+
+
+def _instant(data: dict[str, Any], key: str, *, required: bool = False) -> float | None:
+    value = _text(data, key, 64, required=required)
+    if value is None:
+        return None
+    try:
+        return instant_of(value)
+    except ValueError as exc:
+        raise ProtocolError("bad_request", f'"{key}": {exc}') from None
+
+
+def instant_of(text: str) -> float:
+    """An ISO 8601 time with its offset (`2024-05-01T09:00:00+01:00`, `...Z`) -> seconds
+    since the epoch; a `ValueError` if it is not one (a time without an offset is ambiguous
+    on the wire: the client resolves the reader's local time before sending)."""
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"expected an ISO 8601 time with its offset, like 2024-05-01T09:00+01:00; got {text!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no offset (add Z or +HH:MM)")
+    if not 1971 <= parsed.year <= 9000:
+        raise ValueError(f"{text!r} is out of range (1971 to 9000)")
+    return parsed.timestamp()
+
+
+def _integer(
+    data: dict[str, Any], key: str, low: int, high: int, *, required: bool = False
+) -> int | None:
+    if key not in data:
+        if required:
+            raise ProtocolError("bad_request", f'request needs "{key}", an integer')
+        return None
+    value = data[key]
+    if type(value) is not int or not low <= value <= high:
+        raise ProtocolError("bad_request", f'"{key}" must be an integer from {low} to {high}')
+    return value
 
 
 def _decode_leniently(line: bytes) -> Any:

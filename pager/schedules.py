@@ -229,11 +229,12 @@ def upcoming(
     horizon: float = 26 * 7 * 86400.0,
 ) -> list[Segment]:
     """The segment in force at `t` and the next `count` after it (hand-offs, to somebody or to
-    nobody), looking at most `horizon` seconds ahead."""
+    nobody), looking at most `horizon` seconds ahead (the last one found may end there)."""
     span = 7 * 86400.0
     while True:
         found = segments(schedule, t, t + span, overrides)
-        if len(found) > count or span >= horizon:
+        # One more than wanted: the last one found is cut at the span's end, not a hand-off.
+        if len(found) > count + 1 or span >= horizon:
             return found[: count + 1]
         span = min(span * 4, horizon)
 

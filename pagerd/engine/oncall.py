@@ -74,6 +74,9 @@ class Rota:
         self._overrides = {name: tuple(found) for name, found in grouped.items()}
         self.directory = attrs.evolve(self.directory, overrides=self._overrides)
 
+    def wall_now(self) -> float:
+        return self._clock.wall_now()
+
     def resolver(self) -> Resolver:
         """Resolves a target at a time of pagerd's frame (decide's `now`), on the wall clock."""
         directory, offset = self.directory, self._clock.offset()

@@ -24,6 +24,7 @@ from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, incident_id
 from pager.protocol import (
     EVENT_OPS,
     MAX_LINE,
+    SCHEDULE_OPS,
     ProtocolError,
     Request,
     encode,
@@ -36,6 +37,7 @@ from pager.timefmt import isoformat
 from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
+from pagerd.front import oncall
 from pagerd.front.connections import Connection, Connections
 from pagerd.front.names import Names
 from pagerd.front.replies import Reply, ReplyQueue
@@ -393,6 +395,11 @@ class Server:
             return _done(op, ok_reply(text=self._render_metrics()))
         if op == "status":
             return _done(op, *await self._status(request.service))
+        if op in SCHEDULE_OPS:
+            rota = self._services.rota
+            if rota is None:
+                return _done(op, error_reply("unavailable", "no schedules here"), "unavailable")
+            return _done(op, *await oncall.serve(request, rota))
         assert op == "history", op
         return _done(op, *await self._history(request))
 

@@ -1,0 +1,264 @@
+"""Schedules in the daemon, over its real socket, under MockClock: a `schedule:` target pages
+whoever is on call when its level is notified; overrides made over the socket apply at once and
+survive a restart; a level with nobody on call is recorded and skipped at once; a person's
+rule sends its delayed steps at their time, and not at all once the incident is acknowledged.
+
+T0 is Friday 15 January 2027, 08:00 UTC (and London time: winter).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from pagerd.config import Config, load
+from tests.harness import CHANNELS, T0, Connection, connect, running, settle, steps
+
+DAY = 86400
+HOUR = 3600
+MINUTE = 60
+
+PEOPLE = """
+[people.alice]
+email = "alice@example.com"
+
+[people.bob]
+sms = "+14155550100"
+
+[people.carol]
+email = "carol@example.com"
+
+[people.dave]
+sms = "+14155550199"
+email = "dave@example.com"
+notify = ["sms", "email after 2m"]
+
+[schedules.primary]
+timezone = "Europe/London"
+[[schedules.primary.layers]]
+people = ["alice", "bob"]
+shift = "1d"
+start = 2027-01-14
+handoff = "09:00"
+
+[schedules.business]
+timezone = "Europe/London"
+[[schedules.business.layers]]
+people = ["carol"]
+shift = "1w"
+start = 2027-01-04
+handoff = "09:00"
+restrict = [{ days = ["mon", "tue", "wed", "thu", "fri"], from = "09:00", until = "17:00" }]
+"""
+
+POLICIES = """
+[policies.rota]
+[[policies.rota.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "1h"
+[[policies.rota.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "1h"
+
+[policies.hours]
+[[policies.hours.levels]]
+targets = ["schedule:business"]
+[[policies.hours.levels]]
+targets = ["email:lead@example.com"]
+
+[policies.dave]
+[[policies.dave.levels]]
+targets = ["person:dave"]
+"""
+
+
+def oncall_config(folder: Path) -> Config:
+    text = CHANNELS + PEOPLE + POLICIES
+    for name, policy in (("api", "rota"), ("shop", "hours"), ("db", "dave")):
+        text += f'\n[services.{name}]\npolicy = "{policy}"\n'
+    path = folder / "pager.toml"
+    path.write_text(text)
+    return load(path)
+
+
+def targets(config: Config) -> list[tuple[int, int, str]]:
+    return [(r, lv, target) for _, r, lv, target in steps(config)]
+
+
+async def history(conn: Connection, service: str) -> list[dict[str, Any]]:
+    reply = await conn.request("history", service=service)
+    assert reply["ok"], reply
+    timeline: list[dict[str, Any]] = reply["timeline"]
+    return timeline
+
+
+async def test_a_rotation_hands_off_while_an_incident_is_open_and_the_next_level_pages_the_new_person(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            assert (await conn.request("alert", service="api", message="down"))["ok"]
+            await settle()
+            assert targets(config) == [(1, 1, "email:alice@example.com")]
+            await trio.sleep(HOUR + MINUTE)  # 09:00: bob's day starts, level 2 is notified
+            await settle()
+            assert targets(config)[1:] == [(1, 2, "sms:+14155550100")]
+            timeline = await history(conn, "api")
+    shown = [(e.get("via"), e["target"]) for e in timeline if e["event"] == "notification"]
+    assert shown == [
+        ("schedule:primary → alice", "email:alice@example.com"),
+        ("schedule:primary → bob", "sms:+14155550100"),
+    ]
+
+
+async def test_an_override_made_over_the_socket_applies_to_the_next_level_at_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api", message="down")
+            await trio.sleep(10 * MINUTE)
+            reply = await conn.request(
+                "override", schedule="primary", by="carol", **{"for": "bob"},
+                **{"from": "2027-01-15T08:30:00Z", "until": "2027-01-15T12:00:00+00:00"},
+            )  # fmt: skip
+            assert reply["ok"], reply
+            assert reply["override"] == {
+                "id": 1, "schedule": "primary", "by": "carol", "for": "bob",
+                "from": "2027-01-15T08:30:00+00:00", "until": "2027-01-15T12:00:00+00:00",
+            }  # fmt: skip
+            listed = await conn.request("overrides", schedule="primary")
+            assert [o["id"] for o in listed["overrides"]] == [1]
+            now = await conn.request("oncall", schedule="primary", at="2027-01-15T10:00:00Z")
+            assert now["schedules"][0]["on_call"] == "carol"
+            await trio.sleep(HOUR + MINUTE)
+            await settle()
+            assert targets(config) == [
+                (1, 1, "email:alice@example.com"),
+                (1, 2, "email:carol@example.com"),
+            ]
+
+
+async def test_overrides_are_refused_with_the_reason_and_survive_a_restart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            refusals = [
+                await conn.request("override", schedule="nope", by="carol", **window),
+                await conn.request("override", schedule="primary", by="zed", **window),
+                await conn.request(
+                    "override",
+                    schedule="primary",
+                    by="carol",
+                    **{"from": window["until"], "until": window["from"]},
+                ),  # fmt: skip
+                await conn.request(
+                    "override", schedule="primary", by="carol", **{"for": "bob"}, **window
+                ),  # 16 January is alice's day
+                await conn.request(
+                    "override",
+                    schedule="primary",
+                    by="carol",
+                    **{"from": "2027-01-16T09:00"},
+                    until=window["until"],
+                ),  # fmt: skip
+                await conn.request("override_remove", id=99),
+            ]
+            codes = [r["error"]["code"] for r in refusals]
+            assert codes == [
+                "unknown_schedule", "unknown_person", "bad_request", "bad_request",
+                "bad_request", "not_found",
+            ]  # fmt: skip
+            assert "ends before it starts" in refusals[2]["error"]["message"]
+            assert "bob is not on call" in refusals[3]["error"]["message"]
+            assert "offset" in refusals[4]["error"]["message"]
+            assert (await conn.request("overrides", schedule="primary"))["overrides"] == []
+            made = await conn.request("override", schedule="primary", by="carol", **window)
+            assert made["ok"], made
+        async with running(config), connect(config.socket) as conn:
+            listed = await conn.request("overrides", schedule="primary")
+            assert listed["overrides"] == [made["override"]]
+            later = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
+            assert later["schedules"][0]["on_call"] == "carol"
+            removed = await conn.request("override_remove", id=made["override"]["id"])
+            assert removed["removed"] == made["override"]
+            later = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
+            assert later["schedules"][0]["on_call"] == "alice"
+
+
+async def test_a_level_with_nobody_on_call_is_recorded_counted_and_skipped_at_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            # 08:00 on a Friday: business hours start at 09:00, so level 1 has nobody.
+            assert (await conn.request("alert", service="shop", message="down"))["ok"]
+            await settle()
+            assert targets(config) == [(1, 2, "email:lead@example.com")]
+            status = await conn.request("status", service="shop")
+            assert status["incident"]["level"] == 2
+            timeline = await history(conn, "shop")
+            text = (await conn.request("metrics"))["text"]
+    unreached = [e for e in timeline if e["event"] == "unreached"]
+    assert [e["detail"] for e in unreached] == [
+        "level 1 round 1 has nobody to notify: schedule:business has nobody on call"
+    ]
+    assert "pagerd_levels_unreached_total 1" in text.splitlines()
+
+
+async def test_a_persons_delayed_step_is_sent_at_its_time_and_cancelled_by_an_ack(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="db", message="down")
+            await settle()
+            assert targets(config) == [(1, 1, "sms:+14155550199")]
+            await trio.sleep(2 * MINUTE + 1)
+            await settle()
+            assert targets(config)[1:] == [(1, 1, "email:dave@example.com")]
+            await conn.request("healthy", service="db")
+            await conn.request("alert", service="db", message="again")
+            await trio.sleep(MINUTE)
+            assert (await conn.request("ack", service="db", by="dave"))["ok"]
+            await trio.sleep(10 * MINUTE)
+            await settle()
+            timeline = await history(conn, "db")
+    assert [t for t in steps(config) if t[0] == "db#2"] == [("db#2", 1, 1, "sms:+14155550199")]
+    cancelled = [e for e in timeline if e.get("outcome") == "cancelled"]
+    assert [e["target"] for e in cancelled] == ["email:dave@example.com"]
+
+
+async def test_oncall_lists_who_is_on_call_and_the_next_handoffs_in_the_schedules_zone(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            reply = await conn.request("oncall", next=2)
+    by_name = {s["schedule"]: s for s in reply["schedules"]}
+    assert by_name["primary"] == {
+        "schedule": "primary",
+        "timezone": "Europe/London",
+        "at": "2027-01-15T08:00:00+00:00",
+        "on_call": "alice",
+        "until": "2027-01-15T09:00:00+00:00",
+        "next": [
+            {"from": "2027-01-15T09:00:00+00:00", "until": "2027-01-16T09:00:00+00:00",
+             "person": "bob"},
+            {"from": "2027-01-16T09:00:00+00:00", "until": "2027-01-17T09:00:00+00:00",
+             "person": "alice"},
+        ],
+    }  # fmt: skip
+    assert by_name["business"]["on_call"] is None
+    assert by_name["business"]["next"][0]["person"] == "carol"
