@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -16,8 +16,10 @@ from typing import Final
 import attrs
 import trio
 
+from pager.coverage import holes
 from pager.domain import ServiceState
 from pager.ports import Transport
+from pager.schedules import Override
 from pagerd.access import peers
 from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import tls_context
@@ -158,6 +160,8 @@ class Daemon:
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
         self.services.reconfigure(new)
+        if self.services.rota is not None:
+            _log_gaps(new, self.services.rota, self.clock.wall_now())
         self.server.access = new.access
         self.server.limits = new.limits
         if new.metrics_listen != old.metrics_listen:
@@ -179,6 +183,32 @@ class Daemon:
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
+
+
+def gaps(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
+    """Every gap in the next `daemon.gap_weeks` weeks (none if 0): a schedule with nobody on
+    call, a policy level that would reach nobody, each in a line with its window in the
+    schedule's zone. For `pagerd --check`, and logged at every start and reload."""
+    if not config.gap_weeks or not config.schedules:
+        return []
+    grouped: dict[str, list[Override]] = {}
+    for o in overrides:
+        grouped.setdefault(o.schedule, []).append(o)
+    end = now + config.gap_weeks * 7 * 86400.0
+    return [h.describe() for h in holes(config.schedules, config.policies, now, end, grouped)]
+
+
+def _log_gaps(config: Config, rota: Rota, now: float) -> None:
+    """A gap never refuses a start or a reload (an operator mid-incident must still be able to
+    reload): it is logged, as an error, every one."""
+    overrides = [o for group in rota.directory.overrides.values() for o in group]
+    try:
+        found = gaps(config, overrides, now)
+    except Exception:  # a bug in the check must not take a reload down
+        log.exception("cannot look for gaps in the schedules")
+        return
+    for line in found:
+        log.error("gap: %s", line)
 
 
 def _client_room(config: Config, http_on: bool) -> int:
@@ -396,6 +426,7 @@ async def _run(
     services = Services(
         config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota
     )
+    _log_gaps(config, rota, clock.wall_now())
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,

@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from pagerd.config import Config, load
-from tests.harness import CHANNELS, T0, Connection, connect, running, settle, steps
+from tests.harness import CHANNELS, Connection, connect, running, settle, steps
 
 DAY = 86400
 HOUR = 3600
@@ -95,7 +95,7 @@ async def history(conn: Connection, service: str) -> list[dict[str, Any]]:
     return timeline
 
 
-async def test_a_rotation_hands_off_while_an_incident_is_open_and_the_next_level_pages_the_new_person(
+async def test_a_rotation_hands_off_during_an_incident_and_the_next_level_pages_the_new_person(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     config = oncall_config(tmp_path)
@@ -159,7 +159,7 @@ async def test_overrides_are_refused_with_the_reason_and_survive_a_restart(
                     schedule="primary",
                     by="carol",
                     **{"from": window["until"], "until": window["from"]},
-                ),  # fmt: skip
+                ),
                 await conn.request(
                     "override", schedule="primary", by="carol", **{"for": "bob"}, **window
                 ),  # 16 January is alice's day
@@ -169,7 +169,7 @@ async def test_overrides_are_refused_with_the_reason_and_survive_a_restart(
                     by="carol",
                     **{"from": "2027-01-16T09:00"},
                     until=window["until"],
-                ),  # fmt: skip
+                ),
                 await conn.request("override_remove", id=99),
             ]
             codes = [r["error"]["code"] for r in refusals]

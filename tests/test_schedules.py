@@ -34,8 +34,8 @@ LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
 ZONES = [LONDON, NEW_YORK, LORD_HOWE, ZoneInfo("UTC"), ZoneInfo("Asia/Kolkata")]
 
 
-def utc(*args: int) -> float:
-    return dt.datetime(*args, tzinfo=dt.UTC).timestamp()  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC).timestamp()
 
 
 def weekly(start: dt.datetime, people: tuple[str, ...] = ("alice", "bob")) -> Rotation:

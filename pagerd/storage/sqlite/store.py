@@ -524,6 +524,29 @@ class Store:
             raise
 
 
+def stored_overrides(state_dir: Path) -> list[Override]:
+    """The overrides in the state directory's database, opened read-only (`pagerd --check` may
+    run beside the daemon): none if there is no database yet, or it is of a version before
+    overrides. `StoreError` if it cannot be read (another user's file)."""
+    path = database_file(state_dir)
+    if not path.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if "overrides" not in tables:
+                return []
+            return [
+                Override(*row)
+                for row in conn.execute(
+                    "SELECT id, schedule, by_person, for_person, starts_at, ends_at FROM overrides"
+                    " ORDER BY id"
+                )
+            ]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from None
+
+
 def _undelivered(row: Sequence[Any]) -> Undelivered:
     return Undelivered(
         Notify(
