@@ -34,6 +34,7 @@ from pagerd.front.http.asgi import Response
 from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import Rest
+from pagerd.front.http.schedules import Schedules
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
@@ -589,6 +590,7 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
     routes = [
         *Rest(services, daemon.server.read).routes(),
+        *Schedules(services, daemon.server.read).routes(),
         *Hooks(services, metrics, over_rate).routes(),
         *parts.http_routes,
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
+from urllib.parse import parse_qsl
 
 import msgspec
 import trio
@@ -139,8 +140,9 @@ class HttpApp:
                 message = f"the body took over {limits.read_timeout:g}s (http.read_timeout)"
                 return error(408, "timeout", message, ("connection", "close"))
         try:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             return await route.handler(
-                Call(scope["method"], path, params, headers, body, integration)
+                Call(scope["method"], path, params, headers, body, integration, query)
             )
         except Exception:  # a bug in one handler: this request's, not the server's
             log.exception("http %s %s failed", scope["method"], route.name)

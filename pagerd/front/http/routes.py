@@ -22,6 +22,8 @@ class Call:
     headers: Mapping[str, str]
     body: bytes
     integration: Integration | None = None
+    query: Mapping[str, str] = attrs.field(factory=dict)
+    """The query string's parameters (the last of a name repeated)."""
 
 
 Handler = Callable[[Call], Awaitable[Response]]
