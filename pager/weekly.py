@@ -195,3 +195,25 @@ def _first_start(spans: Sequence[tuple[float, float]], after: float) -> float | 
         if start > after:
             return start
     return None
+
+
+def maintenance(windows: Sequence[Weekly], t: float) -> Status:
+    """Where a service's recurring maintenance windows (`[[services.X.maintenance]]`, each
+    `Weekly` in its own zone) stand at instant `t`: in force or not, when the one in force
+    ends (following windows that run into one another, whatever their zones), and when the
+    next starts. No windows: never in force, no next start.
+
+    The one pure function the silences' wiring needs: an alert at `t` during a window is
+    recorded but pages nobody, and paging starts at `ends_at` if the service is still
+    unhealthy then."""
+    if not windows:
+        return Status(False, None, None)
+    spans = merge(span for w in windows for span in w.intervals(t, t + LONGEST_RUN))
+    if spans and spans[0][0] <= t:
+        ends = spans[0][1]
+        later = spans[1][0] if len(spans) > 1 else None
+        if later is None and ends < t + LONGEST_RUN:
+            starts = [w.status(ends).next_start for w in windows]
+            later = min((s for s in starts if s is not None and s > ends), default=None)
+        return Status(True, ends, later)
+    return Status(False, None, spans[0][0] if spans else None)

@@ -26,7 +26,7 @@ from pager.schedules import (
     shifts,
     upcoming,
 )
-from pager.weekly import Weekly, Window, instant, wall
+from pager.weekly import Status, Weekly, Window, instant, maintenance, wall
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -360,3 +360,15 @@ def test_shifts_and_gaps_are_where_resolution_finds_someone_and_no_one(
         inside = [s for s in on if s.start <= t < s.end]
         who = on_call(schedule, t, given_overrides)
         assert (inside[0].person if inside else None) == who
+
+
+def test_maintenance_joins_a_services_windows_across_zones() -> None:
+    london = Weekly((Window.of(["sun"], "02:00", "04:00"),), LONDON)
+    new_york = Weekly((Window.of(["sat"], "23:00", "00:00"),), NEW_YORK)  # 04:00-05:00 UTC Sun
+    sunday = utc(2024, 1, 7, 3, 0)
+    status = maintenance([london, new_york], sunday)
+    assert status.in_force and status.ends_at == utc(2024, 1, 7, 5, 0)
+    assert status.next_start == utc(2024, 1, 14, 2, 0)
+    assert maintenance([], sunday) == Status(False, None, None)
+    before = maintenance([london, new_york], utc(2024, 1, 6, 0, 0))
+    assert not before.in_force and before.next_start == utc(2024, 1, 7, 2, 0)
