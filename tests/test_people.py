@@ -67,7 +67,7 @@ def test_a_schedule_resolves_when_its_level_is_notified() -> None:
     state, notes = decide(ServiceState("api"), Alert(), T0 + 1800, policy, None, DIRECTORY.resolve)
     assert notes == ()  # both levels had nobody: exhausted
     state, notes = decide(ServiceState("api"), Alert(), T0 + 3600, policy, None, DIRECTORY.resolve)
-    assert [(n.target, n.via) for n in notes][0] == (
+    assert (notes[0].target, notes[0].via) == (
         Target("sms", "+14155550100"),
         "schedule:primary → alice",
     )
