@@ -259,11 +259,23 @@ def override_problem(
         return f"it is longer than {longest / 86400:g} days"
     if for_ is not None and for_ == by:
         return f"{by} cannot stand in for themselves"
-    if for_ is not None and not any(
-        s.person == for_ for s in segments(schedule, max(start, now), end, existing)
-    ):
+    if for_ is not None and not _ever_on_call(schedule, for_, max(start, now), end, existing):
         return (
             f"{for_} is not on call in {schedule.name} at any time in that window: the "
             "override would change nothing"
         )
     return None
+
+
+def _ever_on_call(
+    schedule: Schedule, person: str, start: float, end: float, overrides: Sequence[Override]
+) -> bool:
+    """Whether `person` is on call at some moment of [start, end): a week at a time, so that
+    the usual answer (soon) does not cost a year of hourly shifts."""
+    week = 7 * 86400.0
+    while start < end:
+        stop = min(start + week, end)
+        if any(s.person == person for s in segments(schedule, start, stop, overrides)):
+            return True
+        start = stop
+    return False

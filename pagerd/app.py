@@ -590,7 +590,7 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
     routes = [
         *Rest(services, daemon.server.read).routes(),
-        *Schedules(services, daemon.server.read).routes(),
+        *Schedules(services, daemon.server.read, daemon.config_offload).routes(),
         *Hooks(services, metrics, over_rate).routes(),
         *parts.http_routes,
     ]

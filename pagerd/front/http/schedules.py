@@ -25,6 +25,7 @@ from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.rest import answer, refuse
 from pagerd.front.http.routes import Call, Route
+from pagerd.storage.offload import Offload
 
 FEED_BEFORE: Final = 8 * 7 * 86400.0
 FEED_AFTER: Final = 8 * 7 * 86400.0
@@ -35,10 +36,14 @@ _decode = msgspec.json.Decoder().decode
 
 class Schedules:
     def __init__(
-        self, services: Services, read: Callable[[Request], Awaitable[tuple[bytes, str]]]
+        self,
+        services: Services,
+        read: Callable[[Request], Awaitable[tuple[bytes, str]]],
+        offload: Offload,
     ) -> None:
         self._services = services
         self._read = read
+        self._offload = offload
 
     def routes(self) -> list[Route]:
         reads = ("200", "400", "401", "404", "429", "503")
@@ -77,19 +82,16 @@ class Schedules:
         if person is not None and person not in rota.directory.people:
             return refuse("unknown_person", "no such person is configured")
         now = float(round(rota.wall_now()))  # as DTSTAMP says it: a reader can recompute
-        found = shifts(
-            schedule,
-            now - FEED_BEFORE,
-            now + FEED_AFTER,
-            rota.directory.overrides.get(name, ()),
-            person,
-        )
-        return Response(
-            200,
-            feed(schedule, found, now, person),
-            "text/calendar; charset=utf-8",
-            (("cache-control", "no-store"),),
-        )
+        overrides = rota.directory.overrides.get(name, ())
+
+        def make() -> bytes:
+            found = shifts(schedule, now - FEED_BEFORE, now + FEED_AFTER, overrides, person)
+            return feed(schedule, found, now, person)
+
+        # Sixteen weeks of hourly shifts take a while to compute: not on the event loop (in the
+        # reload's worker thread, one at a time), so calendar clients never hold up paging.
+        body = await self._offload(make)
+        return Response(200, body, "text/calendar; charset=utf-8", (("cache-control", "no-store"),))
 
     async def _list(self, call: Call) -> Response:
         return await self._socket({"op": "overrides", "schedule": call.params["schedule"]})
