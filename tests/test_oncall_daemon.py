@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -262,3 +263,35 @@ async def test_oncall_lists_who_is_on_call_and_the_next_handoffs_in_the_schedule
     }  # fmt: skip
     assert by_name["business"]["on_call"] is None
     assert by_name["business"]["next"][0]["person"] == "carol"
+
+
+async def test_a_reload_with_a_gap_is_applied_and_logs_it_and_keeps_the_overrides(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = oncall_config(tmp_path)
+    window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            made = await conn.request("override", schedule="primary", by="carol", **window)
+            assert made["ok"], made
+            # The primary rotation now starts a week later: a week with nobody on call.
+            config.path.write_text(
+                config.path.read_text().replace("start = 2027-01-14", "start = 2027-01-21")
+            )
+            caplog.clear()
+            reloaded = await conn.request("reload")
+            assert reloaded["ok"], reloaded
+            logged = [r.getMessage() for r in caplog.records]
+            gaps = [line for line in logged if line.startswith("gap: schedule:primary")]
+            # Until the override, and from its end to the rotation's new start.
+            assert gaps == [
+                "gap: schedule:primary: nobody on call from Fri 2027-01-15 08:00 until Sat"
+                " 2027-01-16 09:00 Europe/London",
+                "gap: schedule:primary: nobody on call from Sun 2027-01-17 09:00 until Thu"
+                " 2027-01-21 09:00 Europe/London",
+            ]
+            assert all(r.levelname == "ERROR" for r in caplog.records if "gap: " in r.getMessage())
+            listed = await conn.request("overrides", schedule="primary")
+            assert listed["overrides"] == [made["override"]]
+            now = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
+            assert now["schedules"][0]["on_call"] == "carol"  # the override fills part of it
