@@ -9,10 +9,12 @@ import datetime as dt
 import itertools
 from zoneinfo import ZoneInfo
 
+import icalendar
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pager.ical import feed
 from pager.schedules import (
     Layer,
     Override,
@@ -372,3 +374,27 @@ def test_maintenance_joins_a_services_windows_across_zones() -> None:
     assert maintenance([], sunday) == Status(False, None, None)
     before = maintenance([london, new_york], utc(2024, 1, 6, 0, 0))
     assert not before.in_force and before.next_start == utc(2024, 1, 7, 2, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_the_feed_lists_exactly_the_shifts_resolution_computes(data: st.DataObject) -> None:
+    """Parsed back with icalendar's own parser, the feed is the shifts, no more, no less."""
+    schedule, change = data.draw(schedules())
+    around = instant(change, schedule.zone)
+    start = float(round(around + data.draw(st.integers(-3 * 86400, 3 * 86400))))
+    end = start + data.draw(st.integers(3600, 14 * 86400))
+    person = data.draw(st.none() | st.sampled_from(PEOPLE))
+    found = shifts(schedule, start, end, person=person)
+    calendar = icalendar.Calendar.from_ical(feed(schedule, found, start, person))
+    events = [
+        (
+            e.decoded("dtstart").timestamp(),
+            e.decoded("dtend").timestamp(),
+            str(e.get("summary")).split(" on call")[0],
+        )
+        for e in calendar.walk("VEVENT")
+    ]
+    # Shifts begin and end on whole seconds (hand-offs and windows are whole minutes).
+    assert events == [(s.start, s.end, s.person) for s in found]
+    assert len({str(e.get("uid")) for e in calendar.walk("VEVENT")}) == len(found)
