@@ -1,15 +1,24 @@
-"""Alertmanager's webhook payload (version 4), read into events.
+"""Alertmanager's webhook payload (version 4), read into events; and Grafana's (version 1).
 
 The shape is Alertmanager's own (notify/webhook/webhook.go `Message`, template/template.go
 `Data` and `Alert`). Each alert is told apart by its `fingerprint`, never by its text: a firing
 one is an `Alert` with `Source(integration, fingerprint)`, a resolved one a `Resolve` of it, so
 the service is healthy again only once every alert that fired through this integration has
-resolved (see `pager.domain.decide`). Fields Alertmanager may add later are ignored.
+resolved (see `pager.domain.decide`). Both carry the alert's `startsAt`, which tells a late copy
+of a firing from a new one ("Late firings" in `pager.domain`). Fields Alertmanager may add later
+are ignored.
+
+Grafana's webhook contact point sends the same payload with fields of its own (grafana/alerting,
+receivers/webhook: `orgId`, `title`, `state`, `message`, and per alert `silenceURL`,
+`dashboardURL`, `panelURL`, `values`, ...) and `version` "1": it is read the same way, and
+told from other payloads of version 1 by its `orgId`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 import msgspec
@@ -20,7 +29,17 @@ from pager.protocol import MAX_TEXT
 from pager.text import clip, repair
 
 VERSION: Final = "4"
+GRAFANA_VERSION: Final = "1"
+"""The `version` of Grafana's webhook contact point (grafana/alerting, receivers/webhook)."""
 MAX_FINGERPRINT: Final = 256
+
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:[Zz]|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64: Final = 2**63
 
 
 class WebhookAlert(msgspec.Struct, rename="camel"):
@@ -44,6 +63,8 @@ class WebhookMessage(msgspec.Struct, rename="camel"):
     external_url: str = msgspec.field(default="", name="externalURL")
     group_key: str = ""
     truncated_alerts: int = 0
+    org_id: int | None = msgspec.field(default=None, name="orgId")
+    """Grafana's organisation: only Grafana's webhook sends it (Alertmanager never does)."""
 
 
 _decode = msgspec.json.Decoder(WebhookMessage).decode
@@ -58,11 +79,40 @@ def decode(body: bytes) -> WebhookMessage | Refused:
     except (msgspec.DecodeError, ValueError, RecursionError) as exc:
         # DecodeError: not JSON; UnicodeDecodeError (a ValueError): not UTF-8; nested too deep.
         return Refused(400, f"not JSON: {exc}")
-    if message.version != VERSION:
+    grafana = message.version == GRAFANA_VERSION and message.org_id is not None
+    if message.version != VERSION and not grafana:
         return Refused(
-            400, f"webhook payload version {message.version!r} is not supported (only {VERSION!r})"
+            400,
+            f"webhook payload version {message.version!r} is not supported (only {VERSION!r},"
+            f" and Grafana's {GRAFANA_VERSION!r})",
         )
     return message
+
+
+def instant(text: str) -> int | None:
+    """An RFC 3339 time as Go writes it (`startsAt`: "2026-11-30T21:24:22.814243Z"), in
+    nanoseconds since the epoch, exact to the nanosecond; None if it is not one, or is Go's
+    zero time (year 1: no time given), or is out of range."""
+    found = _RFC3339.fullmatch(text)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = found.groups()
+    try:
+        at = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
+        )
+    except ValueError:  # the 30th of February, a leap second
+        return None
+    if at.year <= 1:
+        return None
+    offset = 0
+    if sign is not None:
+        if int(off_h) > 23 or int(off_m) > 59:
+            return None
+        offset = (int(off_h) * 60 + int(off_m)) * 60 * (1 if sign == "+" else -1)
+    seconds = (at - _EPOCH) // timedelta(seconds=1) - offset
+    nanoseconds = seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
+    return nanoseconds if -_INT64 <= nanoseconds < _INT64 else None
 
 
 def message_of(alert: WebhookAlert) -> str:
@@ -112,10 +162,11 @@ def events(
             if alert.status == "firing":
                 routed.append(Routed(service, Heartbeat(by=route.name)))
             continue
+        starts_at = instant(alert.starts_at)
         if alert.status == "firing":
-            routed.append(Routed(service, Alert(message_of(alert), source)))
+            routed.append(Routed(service, Alert(message_of(alert), source, starts_at)))
         else:
-            resolved.append(Routed(service, Resolve(source)))
+            resolved.append(Routed(service, Resolve(source, starts_at)))
     return routed + resolved
 
 

@@ -24,12 +24,14 @@ import socket
 import sys
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from pager import __version__, oncall_cli
-from pager.protocol import MAX_BY, MAX_TEXT, request_line
+from pager.protocol import MAX_BY, MAX_ROUNDS, MAX_TEXT, request_line
+from pager.silences import MAX_REASON
 from pager.text import clip, controls, from_argv, printable
+from pager.timefmt import duration, isoformat, parse_duration, parse_time
 
 DEFAULT_SOCKET: Final = "/run/pager/pager.sock"
 EXIT_OK: Final = 0
@@ -132,10 +134,74 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _time(text: str) -> float:
+    """A time the reader types: ISO 8601, its zone given or else the reader's own."""
+    try:
+        return parse_time(text, local=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rounds(text: str) -> int:
+    if re.fullmatch(r"[0-9]{1,9}", text) is None or not 1 <= int(text) <= MAX_ROUNDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of rounds from 1 to {MAX_ROUNDS}"
+        )
+    return int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A command's parser that may check its arguments together once they are parsed (argparse
+    checks each alone): a usage error, exit 2, like any other."""
+
+    check: Callable[[argparse.Namespace], str | None] | None = None
+    """What is wrong with the arguments taken together, if anything."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if self.check is not None and (wrong := self.check(parsed)) is not None:
+            self.error(wrong)
+        return parsed, extras
+
+
+def _silence_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with `pager silence`'s words and options, taken together."""
+    words: list[str] = args.what
+    starts = args.for_ is not None or args.until is not None
+    if not starts and words[0] == "list":
+        if len(words) > 2 or args.reason is not None or args.from_ is not None or args.by:
+            return "silence list takes at most a SERVICE, and no option but --json"
+        return None
+    if not starts and words[0] == "end":
+        if len(words) != 2 or re.fullmatch(r"[0-9]{1,18}", words[1]) is None:
+            return "silence end takes one ID, the number pager silence list shows"
+        if args.reason is not None or args.from_ is not None:
+            return "silence end takes no --reason or --from"
+        return None
+    if len(words) != 1:
+        return "silence takes one SERVICE (or: silence list, silence end ID)"
+    if not starts:
+        return f"silence {words[0]} needs --for DURATION or --until TIME, and --reason"
+    if args.for_ is not None and args.until is not None:
+        return "silence takes --for or --until, not both"
+    if args.reason is None or not args.reason.strip():
+        return "silence needs --reason: whoever wonders why nobody was paged reads it"
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pager", description="Send events to pagerd.")
     parser.add_argument("--version", action="version", version=f"pager {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     # Accepted before or after the command: `pager --json status` and `pager status --json`.
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the reply as JSON"
@@ -148,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=_seconds, default=30.0, help="seconds to wait for a reply (default 30)"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     alert = commands.add_parser("alert", parents=[common], help="report a service unhealthy")
     alert.add_argument("service")
@@ -177,7 +245,89 @@ def build_parser() -> argparse.ArgumentParser:
         "reload", parents=[common], help="reload pagerd's config file (as SIGHUP does)"
     )
     oncall_cli.add_parsers(commands, common)
+    silence = commands.add_parser(
+        "silence",
+        parents=[common],
+        help="page nobody for a service for a while; silence list; silence end ID",
+        usage=(
+            "pager silence SERVICE (--for DURATION | --until TIME) --reason TEXT [--from TIME]"
+            " [--by NAME]\n       pager silence list [SERVICE]\n"
+            "       pager silence end ID [--by NAME]"
+        ),
+    )
+    silence.add_argument("what", nargs="+", metavar="SERVICE | list [SERVICE] | end ID")
+    silence.add_argument(
+        "--for", dest="for_", type=_duration, metavar="DURATION", help="how long: 30m, 2h, 1d12h"
+    )
+    silence.add_argument(
+        "--until",
+        type=_time,
+        metavar="TIME",
+        help="until when: 2027-01-26T06:00Z (no zone: local time)",
+    )
+    silence.add_argument(
+        "--from", dest="from_", type=_time, metavar="TIME", help="from when (default: now)"
+    )
+    silence.add_argument("--reason", help="why: shown with the silence, kept in history")
+    silence.add_argument("--by", help="who silences (default: your user name)")
+    assert isinstance(silence, _Parser)
+    silence.check = _silence_usage
+    simulate = commands.add_parser(
+        "simulate",
+        parents=[common],
+        help="who would be paged when, for an incident opened now or at --at",
+    )
+    simulate.add_argument("service")
+    simulate.add_argument(
+        "--at", type=_time, metavar="TIME", help="when it opens (default: now; no zone: local time)"
+    )
+    simulate.add_argument(
+        "--ack-after",
+        type=_duration,
+        metavar="DURATION",
+        help="somebody acknowledges this long after it opens",
+    )
+    simulate.add_argument(
+        "--rounds", type=_rounds, metavar="N", help="show at most N rounds of the policy"
+    )
     return parser
+
+
+def _request(args: argparse.Namespace) -> tuple[str, dict[str, str | int | None]]:
+    """The op and the fields of the request `args` make."""
+    command: str = args.command
+    if command == "silence":
+        words: list[str] = [from_argv(word) for word in args.what]
+        by = _text(args, "by", MAX_BY)
+        if args.for_ is None and args.until is None:
+            if words[0] == "list":
+                return "silences", {"service": words[1] if len(words) > 1 else None}
+            return "silence_end", {"id": int(words[1]), "by": by}
+        return "silence", {
+            "service": words[0],
+            "reason": _text(args, "reason", MAX_REASON),
+            "for": None if args.for_ is None else duration(args.for_),
+            "until": None if args.until is None else isoformat(args.until),
+            "from": None if args.from_ is None else isoformat(args.from_),
+            "by": by,
+        }
+    if command == "simulate":
+        return "simulate", {
+            "service": _text(args, "service"),
+            "at": None if args.at is None else isoformat(args.at),
+            "ack_after": None if args.ack_after is None else duration(args.ack_after),
+            "rounds": args.rounds,
+        }
+    fields: dict[str, str | int | None] = {
+        "service": _text(args, "service"),
+        "message": _text(args, "message", MAX_TEXT),
+        "by": _text(args, "by", MAX_BY),
+    }
+    if command == "history":
+        target = _text(args, "target")
+        assert target is not None
+        fields["incident" if "#" in target else "service"] = target
+    return command, fields
 
 
 def _text(args: argparse.Namespace, name: str, limit: int | None = None) -> str | None:
@@ -194,21 +344,15 @@ def _text(args: argparse.Namespace, name: str, limit: int | None = None) -> str 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "silence" and (wrong := _silence_usage(args)) is not None:
+        parser.error(wrong)  # checked while parsing already, where argparse lets it be
     _lenient(sys.stdout)
     path = args.socket or os.environ.get("PAGER_SOCKET") or DEFAULT_SOCKET
-    fields = {
-        "service": _text(args, "service"),
-        "message": _text(args, "message", MAX_TEXT),
-        "by": _text(args, "by", MAX_BY),
-    }
-    if args.command == "history":
-        target = _text(args, "target")
-        assert target is not None
-        fields["incident" if "#" in target else "service"] = target
     if args.command in ("override", "oncall"):
-        line = oncall_cli.request(args, parser)
+        op, line = args.command, oncall_cli.request(args, parser)
     else:
-        line = request_line(args.command, **fields)
+        op, fields = _request(args)
+        line = request_line(op, **fields)
     try:
         reply = call(path, line, args.timeout)
     except Unreachable as exc:
@@ -244,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         today = time.strftime("%Y-%m-%d", time.gmtime())
-        text = render(args.command, reply, width, today)
+        text = render(op, reply, width, today)
     _print(text)
     return EXIT_OK
 
@@ -284,12 +428,23 @@ def render(
         return _history(reply)
     if command in ("override", "oncall"):
         return oncall_cli.render(command, reply)
+    if command in ("silence", "silence_end"):
+        return _silence(reply.get("silence") or {}, command)
+    if command == "silences":
+        return _silence_table(reply.get("silences") or [], width)
+    if command == "simulate":
+        return _timeline(reply)
     if "services" in reply:
         if not reply["services"]:
             return "no service to show"
-        return _table(reply["services"], width, today)
+        return _table(reply["services"], width, today) + _silenced(reply["services"])
     if command == "status":
-        return _table([reply], width, today) + _heartbeat(reply) + _notifications(reply, width)
+        return (
+            _table([reply], width, today)
+            + _heartbeat(reply)
+            + _silenced([reply])
+            + _notifications(reply, width)
+        )
     if command == "heartbeat":
         return _summary(reply) + _heartbeat(reply).replace("\n\n", "\n", 1)
     return _summary(reply)
@@ -325,13 +480,16 @@ def _entry(entry: dict[str, Any]) -> str:
     )
     if entry.get("integration"):
         who += f" via {entry['integration']}"
+    if entry.get("via"):
+        who += f" via {entry['via']}"
     if event == "alert":
         return f"alert{who}: {entry.get('detail') or '(no message)'}"
     if event == "ack":
         by = f" by {entry['by']}" if entry.get("by") else ""
         return f"acknowledged{by}{who}"
     if event == "healthy":
-        return f"healthy{who}"
+        by = f" by {entry['by']}" if entry.get("by") else ""
+        return f"healthy{by}{who}"
     if event == "resolve":
         return f"resolved through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
@@ -358,6 +516,73 @@ def _entry(entry: dict[str, Any]) -> str:
     return str(event)
 
 
+def _silence(silence: dict[str, Any], op: str) -> str:
+    """One silence in a line: what `pager silence` and `pager silence end` print."""
+    head = f"silence {silence.get('id')} of {silence.get('service')}"
+    if op == "silence_end":
+        by = f" by {silence['ended_by']}" if silence.get("ended_by") else ""
+        return f"{head} ended{by} (from {silence.get('from')}: {silence.get('reason')})"
+    by = f" by {silence['by']}" if silence.get("by") else ""
+    return (
+        f"{head}: from {silence.get('from')} until {silence.get('until')}{by}: "
+        f"{silence.get('reason')}"
+    )
+
+
+def _silence_table(silences: list[dict[str, Any]], width: int | None) -> str:
+    if not silences:
+        return "no silence in force or to come"
+    rows = [("ID", "SERVICE", "FROM", "UNTIL", "BY", "REASON")]
+    for s in silences:
+        rows.append(
+            (str(s["id"]), s["service"], s["from"], s["until"], s.get("by") or "", s["reason"])
+        )
+    return _columns(rows, width, frozenset({"BY", "REASON"}))
+
+
+def _silenced(statuses: list[dict[str, Any]]) -> str:
+    """The silences of the services shown, a line each, after a blank line; nothing if none."""
+    lines = []
+    for status in statuses:
+        for s in status.get("silences") or []:
+            by = f" by {s['by']}" if s.get("by") else ""
+            lines.append(
+                f"{status['service']} silenced from {s['from']} until {s['until']}{by}:"
+                f" {s['reason']} (silence {s['id']})"
+            )
+    return "\n\n" + "\n".join(lines) if lines else ""
+
+
+def _timeline(reply: dict[str, Any]) -> str:
+    """A simulation: a line a step, then why it ends."""
+    lines = [f"{reply.get('service')}: an incident opened at {reply.get('opened_at')}"]
+    rows: list[tuple[str, ...]] = []
+    for step in reply.get("timeline") or []:
+        event = step.get("event")
+        where = f"level {step.get('level')} round {step.get('round')}"
+        if event == "notify":
+            targets = ", ".join(str(n.get("target")) for n in step.get("notify") or [])
+            what = f"notify {where}: {targets}"
+        elif event == "held":
+            what = f"held by a silence until {step.get('until')}"
+        elif event == "acknowledged":
+            what = "acknowledged: escalation stops"
+        elif event == "exhausted":
+            what = "exhausted: no level left to notify"
+        else:
+            what = str(event)
+        rows.append((f"  {step.get('at')}", f"+{step.get('after')}", what))
+    ends = {
+        "acknowledged": "",
+        "exhausted": "",
+        "rounds": "(more rounds follow: --rounds)",
+        "limit": "(and on: the timeline is cut there)",
+    }
+    text = "\n".join([*lines, _columns(rows)] if rows else lines)
+    end = ends.get(str(reply.get("end")), "")
+    return text + ("\n" + end if end else "")
+
+
 def _heartbeat(status: dict[str, Any]) -> str:
     """The service's heartbeat monitor in a line, after a blank one; nothing if it has none."""
     monitor = status.get("heartbeat")
@@ -379,6 +604,14 @@ def _summary(status: dict[str, Any]) -> str:
         return f"{status['service']}: healthy"
     by = f" by {incident['acknowledged_by']}" if incident.get("acknowledged_by") else ""
     ack = f" acknowledged{by}" if incident["acknowledged"] else ""
+    if incident.get("silenced"):
+        held = f"paging held by a silence until {incident.get('next_escalation_at')}"
+        if incident["level"]:
+            held = f"level {incident['level']} notified, {held}"
+        return (
+            f"{status['service']}: unhealthy, incident {incident['id']}{ack}, {held}, "
+            f"{incident['alerts']} alert(s)"
+        )
     return (
         f"{status['service']}: unhealthy, incident {incident['id']}{ack}, "
         f"level {incident['level']} notified, {incident['alerts']} alert(s)"

@@ -11,24 +11,38 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
 import attrs
 
+from pager.silences import MAX_SILENCES, Quiet, Silence, live, silenced_until, spans
 from pager.timefmt import duration
 
 DEFAULT_ACK_TIMEOUT: Final = 15 * 60.0
 MAX_FIRING: Final = 1000
 """Alerts a service may have firing through integrations at once (`ServiceState.firing`): the
 set is kept in memory and on disk, so it is bounded; one more is refused (`too_many_alerts`)."""
+RESOLVED_FOR: Final = 3600.0
+"""Seconds pagerd remembers the `startsAt` an integration's alert resolved with
+(`ServiceState.started`), to tell a late copy of its firing from a new firing: an hour outlasts
+every late copy Alertmanager makes (a retry lasts at most its `group_interval`; a cluster peer
+that missed the resolve stops once the alert's own `endsAt` passes, minutes later)."""
+MAX_RESOLVED: Final = 1000
+"""Resolved alerts remembered per service and integration; one more forgets the oldest. What is
+forgotten is never silenced: a late copy of its firing pages, as it did before pagerd
+remembered anything."""
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
 CHANNELS: Final = ("email", "sms", "slack", "webhook")
 REFERENCES: Final = ("person", "schedule")
 """Targets that name somebody rather than an address: resolved when their level is notified
 (see `Resolver`)."""
+SLACK_APP: Final = "app"
+"""The address of the target `slack:app`: the channel of the Slack app (`[channels.slack]
+channel`), posted to with its bot token, rather than an incoming webhook's URL."""
 
 _EMAIL_RE: Final = re.compile(r"[^@\s:]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _E164_RE: Final = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -98,6 +112,8 @@ class Target:
         elif channel == "sms":
             if _E164_RE.fullmatch(address) is None:
                 raise ValueError("not an E.164 phone number")
+        elif channel == "slack" and address == SLACK_APP:
+            pass
         elif channel in ("slack", "webhook"):
             if (problem := url_problem(address)) is not None:
                 raise ValueError(problem)
@@ -112,7 +128,7 @@ class Target:
     def __str__(self) -> str:
         """The target as it may be shown: logs, ids, status. A webhook URL is a secret (whoever
         has it can post), so it is shown as its host and a digest, never whole."""
-        if self.channel in ("slack", "webhook"):
+        if self.channel in ("slack", "webhook") and self.address != SLACK_APP:
             scheme, _, rest = self.address.partition("://")
             host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
@@ -204,6 +220,11 @@ class Incident:
     """A plain alert (one without a `Source`: the socket, `pager alert`, REST, cron) opened it or
     came to it while open. Nothing resolves such an alert but `Healthy`, so no integration's
     `Resolve` closes the incident once this is set (see `decide`)."""
+    silenced: bool = False
+    """Its next step is held by a silence (see "Silences" below): `deadline` is when the quiet
+    known at the time ends, and the step's `Timeout` is looked at whenever it comes, early too
+    (a silence ended early hands it over at once). An incident opened while silenced is held
+    before its first step: `level` 0, nobody notified yet."""
 
     @property
     def acknowledged(self) -> bool:
@@ -219,7 +240,7 @@ class Incident:
         return Incident(
             self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
             self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
-            self.heartbeat_only, self.held_by_alert,
+            self.heartbeat_only, self.held_by_alert, self.silenced,
         )  # fmt: skip
 
 
@@ -255,6 +276,23 @@ class Source:
 
 
 @attrs.frozen
+class Started:
+    """When one alert of an integration started, in its sender's words: its `startsAt`, in
+    nanoseconds since the epoch on the sender's clock, and, once its resolve was taken, when
+    that was on pagerd's clock (`resolved_at`; None while it fires).
+
+    A `startsAt` is only ever compared with another `startsAt` of the same alert, never with
+    pagerd's clock, so a sender's clock that is off cannot silence anything; `resolved_at` is
+    only compared with pagerd's own `now`, to forget after `RESOLVED_FOR`."""
+
+    starts_at: int
+    resolved_at: float | None = None
+
+
+NOTHING_STARTED: Final[Mapping[Source, Started]] = MappingProxyType({})
+
+
+@attrs.frozen
 class ServiceState:
     """One service as the pager knows it. Healthy exactly when `incident` is None.
 
@@ -270,6 +308,13 @@ class ServiceState:
     firing: frozenset[Source] = frozenset()
     heartbeat: Monitor | None = None
     """The service's heartbeat monitor, once it has checked in (see "Heartbeats" below)."""
+    started: Mapping[Source, Started] = attrs.field(default=NOTHING_STARTED, hash=False)
+    """The latest `startsAt` known of each alert firing (those whose sender gives one), and of
+    each resolved within `RESOLVED_FOR` (at most `MAX_RESOLVED` per integration): what tells
+    a late copy of a firing from a new firing (see "Late firings" below)."""
+    silences: tuple[Silence, ...] = ()
+    """Its durable silences (see "Silences" below): those in force or to come, and those over
+    since the last one was started (kept until then, so that the store sees how they ended)."""
 
     @property
     def healthy(self) -> bool:
@@ -282,25 +327,37 @@ class ServiceState:
 @attrs.frozen
 class Alert:
     """Something is wrong. With a `source`, the alert stays firing until a `Resolve` of that
-    source: a repeat of one already firing (a resend, a redelivery) changes nothing."""
+    source: a repeat of one already firing (a resend, a redelivery) changes nothing. With a
+    `starts_at` too (the sender's `startsAt`, nanoseconds since the epoch on its clock), a
+    firing that started no later than the one that resolved is a late copy of it, and changes
+    nothing either (see "Late firings" below)."""
 
     message: str = ""
     source: Source | None = None
+    starts_at: int | None = None
 
 
 @attrs.frozen
 class Ack:
     """Acknowledge the open incident. With a `source`, only while that source is firing (an
-    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty)."""
+    Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty).
+    With an `incident` number, only that incident: an answer to one page (an SMS reply code, a
+    Slack button, a link) is refused once that incident has closed, never taken by the next."""
 
     by: str | None = None
     source: Source | None = None
+    incident: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
 class Healthy:
     """The service is healthy: the open incident closes, whatever is still firing (which is
-    forgotten: an alert firing again afterwards opens a new incident)."""
+    forgotten: an alert firing again afterwards opens a new incident). `by` names who said so,
+    for the history, where a person did (a resolve from the console, a link, a phone). With an
+    `incident` number (a person closing the incident a page named), only while that one is open."""
+
+    by: str | None = None
+    incident: int | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -308,9 +365,11 @@ class Resolve:
     """One source stopped firing. The service is healthy once none is left and nothing else
     holds the incident open (a plain alert, which only `Healthy` ends; a missed heartbeat,
     which a check-in ends); a source that is not firing (resolved already, or never seen)
-    changes nothing."""
+    changes nothing, but its `starts_at` is remembered (see "Late firings" below)."""
 
     source: Source
+    starts_at: int | None = None
+    """The sender's `startsAt` of the alert that resolved, if it gives one."""
 
 
 @attrs.frozen
@@ -346,7 +405,29 @@ class HeartbeatMissed:
     due_at: float
 
 
-Event: TypeAlias = Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed
+# Silences ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class StartSilence:
+    """Silence the service (`pager silence`): the silence, its id and times chosen by the
+    daemon. Refused if it would end by now, or the service has `MAX_SILENCES` to come."""
+
+    silence: Silence
+
+
+@attrs.frozen
+class EndSilence:
+    """End silence `id` now (`pager silence end`), as its natural end would."""
+
+    id: int
+    by: str | None = None
+
+
+Event: TypeAlias = (
+    Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed | StartSilence
+    | EndSilence
+)  # fmt: skip
 
 
 # Commands -----------------------------------------------------------------------------------
@@ -428,15 +509,21 @@ def decide(
     now: float,
     policy: Policy,
     heartbeat: float | None = None,
+    *,
     resolve: Resolver | None = None,
+    windows: Quiet | None = None,
 ) -> Decision:
     """Apply one event to one service at time `now` (seconds since the epoch). `heartbeat` is
     the service's configured heartbeat interval, None if it has none. `resolve` turns a level's
     `person:` and `schedule:` targets into addresses at `now` (without it, they reach nobody).
+    `windows` silences the service besides its own durable silences (its recurring maintenance
+    windows), None if nothing does (see "Silences" below).
 
     Raises `Rejected` when the event is refused; the state is then unchanged.
     """
-    after, notes, _ = decide_with(state, event, now, policy, heartbeat, resolve)
+    after, notes, _ = decide_with(
+        state, event, now, policy, heartbeat, resolve=resolve, windows=windows
+    )
     return after, notes
 
 
@@ -446,12 +533,14 @@ def decide_with(
     now: float,
     policy: Policy,
     heartbeat: float | None = None,
+    *,
     resolve: Resolver | None = None,
+    windows: Quiet | None = None,
 ) -> Decided:
     """`decide`, also telling which levels reached nobody (`Unreached`), for the history, the
     log and the metrics."""
     unreached: list[Unreached] = []
-    after, notes = _decide(state, event, now, policy, heartbeat, resolve, unreached)
+    after, notes = _decide(state, event, now, policy, heartbeat, resolve, windows, unreached)
     return after, notes, tuple(unreached)
 
 
@@ -462,15 +551,19 @@ def _decide(
     policy: Policy,
     heartbeat: float | None,
     resolve: Resolver | None,
+    windows: Quiet | None,
     unreached: list[Unreached],
 ) -> Decision:
     incident = state.incident
     match event:
-        case Alert(message=message, source=source):
-            firing = state.firing
+        case Alert(message=message, source=source, starts_at=starts_at):
+            firing, started = state.firing, state.started
             if source is not None:
                 if source in firing:
-                    return state, ()  # still firing: counted when it first fired
+                    # Still firing: counted when it first fired.
+                    return _started_later(state, source, starts_at), ()
+                if stale(state, source, starts_at, now):
+                    return state, ()
                 if len(firing) >= MAX_FIRING:
                     raise Rejected(
                         "too_many_alerts",
@@ -478,13 +571,19 @@ def _decide(
                         f" the most pagerd keeps: resolve some first",
                     )
                 firing = firing | {source}
+                if starts_at is not None or source in started:
+                    started = _put(started, source, _started(starts_at))
             if incident is None:
                 number = state.last_incident + 1
                 opened = Incident(
-                    number=number, opened_at=now, message=message, held_by_alert=source is None
+                    number=number,
+                    opened_at=now,
+                    message=message,
+                    level=0,
+                    held_by_alert=source is None,
                 )
-                state = attrs.evolve(state, last_incident=number, firing=firing)
-                return _page(state, opened, 1, 1, now, policy, resolve, unreached)
+                state = attrs.evolve(state, last_incident=number, firing=firing, started=started)
+                return _due(state, opened, now, policy, windows, resolve, unreached)
             counted = incident.counted()
             if counted.heartbeat_only or (source is None and not counted.held_by_alert):
                 # Now open for an alert too: a check-in no longer closes it; and a plain alert
@@ -493,37 +592,52 @@ def _decide(
                     counted, heartbeat_only=False, held_by_alert=counted.held_by_alert or not source
                 )
             # Not attrs.evolve for the state either: see `Incident.counted`.
-            state = ServiceState(state.name, state.last_incident, counted, firing, state.heartbeat)
+            state = ServiceState(
+                state.name,
+                state.last_incident,
+                counted,
+                firing,
+                state.heartbeat,
+                started,
+                state.silences,
+            )
             return state, ()
-        case Ack(by=by, source=source):
+        case Ack(by=by, source=source, incident=number):
             if source is not None and source not in state.firing:
                 return state, ()
+            _named(state, number)
             if incident is None:
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
                 return state, ()
-            acked = attrs.evolve(incident, acknowledged_at=now, acknowledged_by=by, deadline=None)
+            acked = attrs.evolve(
+                incident, acknowledged_at=now, acknowledged_by=by, deadline=None, silenced=False
+            )
             return attrs.evolve(state, incident=acked), ()
-        case Healthy():
+        case Healthy(incident=number):
+            _named(state, number)
             return _closed(state, now, heartbeat), ()
-        case Resolve(source=source):
+        case Resolve(source=source, starts_at=starts_at):
             if source not in state.firing:
-                return state, ()
+                return _resolved_again(state, source, starts_at, now), ()
             firing = state.firing - {source}
+            started = _resolved(state.started, source, starts_at, now)
             if firing or incident is None:
-                return attrs.evolve(state, firing=firing), ()
+                return attrs.evolve(state, firing=firing, started=started), ()
             if incident.held_by_alert:
                 # A plain alert holds it: the integration's own alert is over, the incident is
                 # not (docs/guarantees.md: "closes only what nothing else holds open").
-                return attrs.evolve(state, firing=firing), ()
+                return attrs.evolve(state, firing=firing, started=started), ()
             monitor = state.heartbeat
             if heartbeat is not None and monitor is not None and monitor.missed:
                 # The heartbeat is still missing: open for that alone now, the check-in ends it.
                 held = attrs.evolve(incident, heartbeat_only=True)
-                return attrs.evolve(state, incident=held, firing=firing), ()
-            return _closed(state, now, heartbeat), ()
+                return attrs.evolve(state, incident=held, firing=firing, started=started), ()
+            return _closed(attrs.evolve(state, firing=firing, started=started), now, heartbeat), ()
         case Timeout():
-            if incident is None or incident.deadline is None or now < incident.deadline:
+            if incident is None or incident.deadline is None:
+                return state, ()
+            if now < incident.deadline and not incident.silenced:
                 return state, ()
             if (event.incident, event.round, event.level) != (
                 incident.number,
@@ -531,33 +645,65 @@ def _decide(
                 incident.level,
             ):
                 return state, ()
-            if incident.level < len(policy.levels):
-                return _page(
-                    state, incident, incident.round, incident.level + 1, now, policy, resolve,
-                    unreached,
-                )  # fmt: skip
-            if incident.round <= policy.repeat:
-                return _page(
-                    state, incident, incident.round + 1, 1, now, policy, resolve, unreached
-                )
-            exhausted = attrs.evolve(incident, deadline=None, exhausted=True)
-            return attrs.evolve(state, incident=exhausted), ()
+            return _due(state, incident, now, policy, windows, resolve, unreached)
         case Heartbeat():
             return _check_in(state, now, heartbeat)
         case HeartbeatMissed(due_at=due_at):
-            return _missed(state, due_at, now, policy, heartbeat, resolve, unreached)
+            return _missed(state, due_at, now, policy, heartbeat, windows, resolve, unreached)
+        case StartSilence(silence=silence):
+            return _silence(state, silence, now, policy, windows, resolve, unreached)
+        case EndSilence(id=number, by=by):
+            return _end_silence(state, number, by, now, policy, windows, resolve, unreached)
     raise TypeError(f"not an event: {event!r}")
 
 
+def _named(state: ServiceState, number: int | None) -> None:
+    """Refuse an answer to incident `number` (if the event names one) unless it is the open one."""
+    if number is not None and (state.incident is None or state.incident.number != number):
+        raise Rejected("no_open_incident", f"{incident_id(state.name, number)} is closed")
+
+
 def closed(state: ServiceState) -> ServiceState:
-    """`state` with its incident closed, and nothing left firing."""
-    return attrs.evolve(state, incident=None, firing=frozenset())
+    """`state` with its incident closed, and nothing left firing (what is remembered of
+    resolved alerts stays: see "Late firings" below)."""
+    started = state.started
+    if any(seen.resolved_at is None for seen in started.values()):
+        started = {s: seen for s, seen in started.items() if seen.resolved_at is not None}
+    return attrs.evolve(state, incident=None, firing=frozenset(), started=started)
 
 
 def _closed(state: ServiceState, now: float, interval: float | None) -> ServiceState:
     """`closed(state)` by `healthy` or the last `Resolve`: a heartbeat monitor that had missed
     watches again from now (see "Heartbeats" below)."""
     return attrs.evolve(closed(state), heartbeat=_rearmed(state, now, interval))
+
+
+def _due(
+    state: ServiceState,
+    incident: Incident,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
+) -> Decision:
+    """The incident's next step is due: notify it, unless a silence holds it (then look again
+    when the quiet ends), or exhaust the incident if no step is left. A held step is held
+    before it is resolved: who is on call is asked when the quiet ends, not when it began."""
+    if incident.level < len(policy.levels):
+        round, level = incident.round, incident.level + 1
+    elif incident.round <= policy.repeat:
+        round, level = incident.round + 1, 1
+    else:
+        exhausted = attrs.evolve(incident, deadline=None, exhausted=True, silenced=False)
+        return attrs.evolve(state, incident=exhausted), ()
+    quiet = None
+    if state.silences or windows is not None:  # a storm opens thousands: nothing to look at
+        quiet = silenced_until(now, (spans(state.silences), windows))
+    if quiet is not None:
+        held = attrs.evolve(incident, deadline=quiet, silenced=True)
+        return attrs.evolve(state, incident=held), ()
+    return _page(state, incident, round, level, now, policy, resolve, unreached)
 
 
 def _page(
@@ -583,7 +729,11 @@ def _page(
             unreached.append(Unreached(round, level, reasons, skipped=not notes))
         if notes:
             paged = attrs.evolve(
-                incident, round=round, level=level, deadline=now + step.ack_timeout
+                incident,
+                round=round,
+                level=level,
+                deadline=now + step.ack_timeout,
+                silenced=False,
             )
             return attrs.evolve(state, incident=paged), notes
         if level < len(policy.levels):
@@ -592,7 +742,9 @@ def _page(
             round, level = round + 1, 1
         else:
             break
-    exhausted = attrs.evolve(incident, round=round, level=level, deadline=None, exhausted=True)
+    exhausted = attrs.evolve(
+        incident, round=round, level=level, deadline=None, exhausted=True, silenced=False
+    )
     return attrs.evolve(state, incident=exhausted), ()
 
 
@@ -677,6 +829,7 @@ def _missed(
     now: float,
     policy: Policy,
     interval: float | None,
+    windows: Quiet | None,
     resolve: Resolver | None,
     unreached: list[Unreached],
 ) -> Decision:
@@ -693,9 +846,9 @@ def _missed(
     if incident is not None:
         return attrs.evolve(state, incident=incident.counted(), heartbeat=missed), ()
     number = state.last_incident + 1
-    opened = Incident(number=number, opened_at=now, message=message, heartbeat_only=True)
+    opened = Incident(number=number, opened_at=now, message=message, level=0, heartbeat_only=True)
     missing = attrs.evolve(state, last_incident=number, heartbeat=missed)
-    return _page(missing, opened, 1, 1, now, policy, resolve, unreached)
+    return _due(missing, opened, now, policy, windows, resolve, unreached)
 
 
 def missed_message(interval: float) -> str:
@@ -711,3 +864,201 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
     if interval is None:
         return None
     return attrs.evolve(monitor, interval=interval, due_at=now + interval)
+
+
+# Late firings -------------------------------------------------------------------------------
+#
+# An integration's alert can be delivered firing after pagerd took its resolve: a cluster of
+# Alertmanagers notifies at least once, and a peer that has not seen the resolve yet sends the
+# firing it still holds; a sender retries an old request late. Taken as new, such a copy would
+# open an incident and page again for an alert that is over. The sender says which firing it
+# is: Alertmanager's `startsAt` is when the alert started, the same in every copy of one firing
+# and later for a firing after a resolve (Prometheus sends the time it fired; Alertmanager
+# merges a firing that starts before the previous one's end into it, keeping the earlier start).
+# So:
+# - An alert's `startsAt`, when the sender gives one, is kept while it fires (the latest, if a
+#   copy says a later one) and when it resolves (the latest of the resolve's and the firing's),
+#   with the time pagerd took the resolve. A resolve of an alert that is not firing is kept
+#   too: a firing that arrives after its own resolve is over already.
+# - A firing of an alert not firing whose `startsAt` is not after the one kept for its resolve
+#   is stale: it changes nothing and pages nobody (the daemon counts it and logs it).
+# - `startsAt` is compared only with another `startsAt` of the same alert, never with pagerd's
+#   clock: a sender whose clock is off cannot silence an alert by it. No `startsAt`, or one that
+#   cannot be read, proves nothing: the firing is taken as new, as before.
+# - Bounded: a resolve counts for `RESOLVED_FOR` (pagerd's clock against pagerd's clock), and
+#   at most `MAX_RESOLVED` are kept a service and integration (the oldest goes first).
+#   Forgotten, a late copy pages, as it did before: never one page too few for what pagerd
+#   cannot prove.
+# - `Healthy` forgets what fires, and so its `startsAt`: an alert still firing pages again at
+#   its next resend, as before; what resolved stays remembered.
+
+
+def stale(state: ServiceState, source: Source, starts_at: int | None, now: float) -> bool:
+    """Is a firing of `source` that started at `starts_at` a late copy of one that resolved?"""
+    if starts_at is None or source in state.firing:
+        return False
+    seen = state.started.get(source)
+    return (
+        seen is not None
+        and seen.resolved_at is not None
+        and now - seen.resolved_at <= RESOLVED_FOR
+        and starts_at <= seen.starts_at
+    )
+
+
+def _started(starts_at: int | None) -> Started | None:
+    return None if starts_at is None else Started(starts_at)
+
+
+def _put(
+    started: Mapping[Source, Started], source: Source, seen: Started | None
+) -> Mapping[Source, Started]:
+    """`started` with `source` set to `seen`, or left out if `seen` is None."""
+    changed = dict(started)
+    if seen is None:
+        changed.pop(source, None)
+    else:
+        changed[source] = seen
+    return changed
+
+
+def _started_later(state: ServiceState, source: Source, starts_at: int | None) -> ServiceState:
+    """A firing of `source`, which fires already: only a later `startsAt` is kept."""
+    seen = state.started.get(source)
+    if starts_at is None or (seen is not None and seen.starts_at >= starts_at):
+        return state
+    return attrs.evolve(state, started=_put(state.started, source, Started(starts_at)))
+
+
+def _resolved(
+    started: Mapping[Source, Started], source: Source, starts_at: int | None, now: float
+) -> Mapping[Source, Started]:
+    """`started` once `source` resolved at `now`: the latest `startsAt` known of it kept with
+    `now`. Past `MAX_RESOLVED` entries, what is past `RESOLVED_FOR` is dropped, then the
+    integration's oldest resolves past `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is
+    kept but counts for nothing: see `stale`; a resolve storm need not walk the map each time)."""
+    seen = started.get(source)
+    known = [t for t in (starts_at, None if seen is None else seen.starts_at) if t is not None]
+    if not known:
+        return started
+    kept = dict(started)
+    kept[source] = Started(max(known), now)
+    if len(kept) <= MAX_RESOLVED:
+        return kept
+    kept = {
+        s: v
+        for s, v in kept.items()
+        if v.resolved_at is None or now - v.resolved_at <= RESOLVED_FOR
+    }
+    others = [
+        (v.resolved_at, s)
+        for s, v in kept.items()
+        if s.integration == source.integration and v.resolved_at is not None and s != source
+    ]
+    if len(others) >= MAX_RESOLVED:
+        others.sort(key=lambda pair: pair[0])  # stable: of equal times, the first kept goes
+        for _, s in others[: len(others) + 1 - MAX_RESOLVED]:
+            del kept[s]
+    return kept
+
+
+def _resolved_again(
+    state: ServiceState, source: Source, starts_at: int | None, now: float
+) -> ServiceState:
+    """A resolve of `source`, which does not fire (resolved already, or never seen firing):
+    its `startsAt` is kept, unless a later or equal one is kept already."""
+    if starts_at is None:
+        return state
+    seen = state.started.get(source)
+    if (
+        seen is not None
+        and seen.resolved_at is not None
+        and now - seen.resolved_at <= RESOLVED_FOR
+        and seen.starts_at >= starts_at
+    ):
+        return state
+    return attrs.evolve(state, started=_resolved(state.started, source, starts_at, now))
+
+
+# Silences -----------------------------------------------------------------------------------
+#
+# The rules, in one place (docs/silences.md says them to operators):
+# - A silence holds pages back; it drops nothing. An alert during a silence is counted on the
+#   service as ever (an incident opens, alerts count, history is complete), but the incident
+#   pages nobody: it is held before its first step (level 0), its deadline the quiet's end.
+# - Any step that comes due while the service is silenced (an escalation of an incident that
+#   was paging when the silence started) is held the same way: pages already sent stay sent,
+#   nothing more is sent. When the quiet ends, the held step is notified then, and its own
+#   ack timeout starts then: an incident opened during the silence pages level 1 at its end,
+#   as if the alert had just come.
+# - The quiet at a moment is the union of every silence in force then and of `windows`, the
+#   config's recurring ones (`pager.silences.silenced_until`); a held incident whose quiet is
+#   extended meanwhile is held on, to the new end, when its deadline comes.
+# - Starting or ending a silence looks again at a held incident at once: ending it early
+#   pages the held step now, as the natural end would; a silence that extends the quiet moves
+#   the deadline. An incident that is paging and not yet due is left alone until it is due.
+# - `healthy`, the last resolve, a check-in that ends a miss: the held incident closes quietly.
+#   An ack ends the hold with the escalation; exhausting needs no page, so it is not held.
+
+
+def _silence(
+    state: ServiceState,
+    silence: Silence,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
+) -> Decision:
+    if silence.until <= now:
+        raise Rejected("bad_request", f"a silence of {state.name} must end after now")
+    if silence.ends_at <= silence.starts_at:
+        raise Rejected("bad_request", f"a silence of {state.name} must end after it starts")
+    if any(s.id == silence.id for s in state.silences):
+        raise Rejected("bad_request", f"{state.name} has a silence {silence.id} already")
+    kept = live(state.silences, now)
+    if len(kept) >= MAX_SILENCES:
+        raise Rejected(
+            "too_many_silences",
+            f"{state.name} has {len(kept)} silences in force or to come, the most pagerd keeps:"
+            " end some first",
+        )
+    silenced = attrs.evolve(state, silences=(*kept, silence))
+    return _reconsidered(silenced, now, policy, windows, resolve, unreached)
+
+
+def _end_silence(
+    state: ServiceState,
+    number: int,
+    by: str | None,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
+) -> Decision:
+    found = next((s for s in state.silences if s.id == number), None)
+    if found is None:
+        raise Rejected("not_found", f"{state.name} has no silence {number}")
+    if found.over(now):
+        return state, ()  # over already: ending it again changes nothing
+    ended = attrs.evolve(found, ended_at=now, ended_by=by)
+    silences = tuple(ended if s.id == number else s for s in state.silences)
+    return _reconsidered(
+        attrs.evolve(state, silences=silences), now, policy, windows, resolve, unreached
+    )
+
+
+def _reconsidered(
+    state: ServiceState,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
+) -> Decision:
+    """`state` with its held step looked at again now that its silences changed."""
+    incident = state.incident
+    if incident is None or not incident.silenced or incident.deadline is None:
+        return state, ()
+    return _due(state, incident, now, policy, windows, resolve, unreached)

@@ -65,8 +65,12 @@ def payload(n: Notify) -> dict[str, Any]:
     }
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """`text` on one line (line breaks as spaces), control characters escaped."""
     return _visible(_BREAKS.sub(" ", text))
+
+
+_one_line = one_line
 
 
 def _lines(text: str) -> str:

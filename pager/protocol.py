@@ -15,8 +15,9 @@ import attrs
 import msgspec
 
 from pager.domain import SERVICE_NAME_RE, ServiceState, incident_id, is_service_name
+from pager.silences import MAX_REASON, Silence, live
 from pager.text import clip, repair
-from pager.timefmt import duration, isoformat
+from pager.timefmt import duration, isoformat, parse_duration, parse_time
 
 # A line's bound is in bytes, and holds whatever the fields below can hold once cut to their
 # length, even escaped (6 bytes a character at most): a longer line is refused as `too_large`.
@@ -25,10 +26,19 @@ MAX_TEXT: Final = 4096  # characters of `message`: longer is cut, with a marker
 MAX_BY: Final = 256  # characters of `by`: longer is cut, with a marker
 
 EVENT_OPS: Final = frozenset({"alert", "ack", "healthy", "heartbeat"})
+SILENCE_OPS: Final = frozenset({"silence", "silence_end"})
+"""Ops that change a service's silences: decided by its actor, as events are."""
 SCHEDULE_OPS: Final = frozenset({"override", "overrides", "override_remove", "oncall"})
-OPS: Final = EVENT_OPS | {"status", "ping", "history", "metrics", "reload"} | SCHEDULE_OPS
+OPS: Final = (
+    EVENT_OPS
+    | SILENCE_OPS
+    | {"status", "ping", "history", "metrics", "reload", "silences", "simulate"}
+    | SCHEDULE_OPS
+)
+MAX_ROUNDS: Final = 1000  # `simulate`'s `rounds`, at most
 MAX_NEXT: Final = 50
 """Hand-offs `oncall` lists at most after the one in force (`next`)."""
+_NEEDS_SERVICE: Final = EVENT_OPS | {"silence", "simulate"}
 
 # Fields each op accepts besides "op"; anything else is a bad request, so a typo is not silent.
 _FIELDS: Final[dict[str, frozenset[str]]] = {
@@ -45,6 +55,10 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "overrides": frozenset({"schedule"}),
     "override_remove": frozenset({"id"}),
     "oncall": frozenset({"schedule", "at", "next"}),
+    "silence": frozenset({"service", "reason", "for", "until", "from", "by"}),
+    "silence_end": frozenset({"id", "by"}),
+    "silences": frozenset({"service"}),
+    "simulate": frozenset({"service", "at", "ack_after", "rounds"}),
 }
 
 
@@ -64,12 +78,20 @@ class Request:
     message: str | None = None
     by: str | None = None
     incident: tuple[str, int] | None = None  # (service, number), from "NAME#N"
+    # A silence's (`silence`, `silence_end`), and a simulation's (`simulate`): times are on the
+    # wall clock, in seconds since the epoch; durations in seconds. An override's (`override`)
+    # "from" and "until" are `starts_at` and `ends_at` too.
+    reason: str | None = None
+    starts_at: float | None = None  # "from"
+    ends_at: float | None = None  # "until"
+    duration: float | None = None  # "for", a silence's
+    id: int | None = None  # a silence's, an override's
+    at: float | None = None  # when `simulate` starts, when `oncall` asks about
+    ack_after: float | None = None
+    rounds: int | None = None
+    # The schedule ops' (`override`, `overrides`, `override_remove`, `oncall`).
     schedule: str | None = None
     for_: str | None = None  # "for": whom an override stands in for
-    start: float | None = None  # "from", an instant (ISO 8601 with an offset on the wire)
-    end: float | None = None  # "until", likewise
-    id: int | None = None  # an override's
-    at: float | None = None  # when `oncall` asks about
     next: int | None = None  # how many hand-offs `oncall` lists
 
 
@@ -111,7 +133,7 @@ def _parse(line: bytes) -> Request:
     extra = sorted(set(data) - _FIELDS[op] - {"op"})
     if extra:
         raise ProtocolError("bad_request", f"{op} does not take {', '.join(map(repr, extra))}")
-    service = _text(data, "service", MAX_TEXT, required=op in EVENT_OPS)
+    service = _text(data, "service", MAX_TEXT, required=op in _NEEDS_SERVICE)
     if service is not None and not is_service_name(service):
         raise ProtocolError(
             "bad_request",
@@ -122,13 +144,59 @@ def _parse(line: bytes) -> Request:
         raise ProtocolError("bad_request", 'history needs "service" or "incident", not both')
     if op in SCHEDULE_OPS:
         return _schedule_request(op, data)
-    return Request(
+    request = Request(
         op=op,
         service=service,
         message=_free_text(data, "message", MAX_TEXT),
         by=_free_text(data, "by", MAX_BY),
         incident=incident,
+        reason=_free_text(data, "reason", MAX_REASON),
+        starts_at=_time(data, "from"),
+        ends_at=_time(data, "until"),
+        duration=_duration(data, "for"),
+        id=_integer(data, "id", 1, 2**62),
+        at=_time(data, "at"),
+        ack_after=_duration(data, "ack_after"),
+        rounds=_integer(data, "rounds", 1, MAX_ROUNDS),
     )
+    if op == "silence":
+        _check_silence(request)
+    elif op == "silence_end" and request.id is None:
+        raise ProtocolError("bad_request", 'silence_end needs "id", the silence\'s number')
+    return request
+
+
+def _check_silence(request: Request) -> None:
+    if request.reason is None or not request.reason.strip():
+        raise ProtocolError(
+            "bad_request", 'a silence needs a "reason": whoever wonders why nobody was paged'
+        )
+    if (request.duration is None) == (request.ends_at is None):
+        raise ProtocolError(
+            "bad_request", 'a silence needs "for" (a duration) or "until", not both'
+        )
+
+
+def _time(data: dict[str, Any], key: str) -> float | None:
+    """A time on the wire: ISO 8601 with its zone."""
+    text = _text(data, key, 64)
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise ProtocolError("bad_request", f'"{key}": {exc}') from None
+
+
+def _duration(data: dict[str, Any], key: str) -> float | None:
+    """A duration on the wire, as the config writes one: `2h`, `1h30m`."""
+    text = _text(data, key, 64)
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ProtocolError("bad_request", f'"{key}": {exc}') from None
 
 
 def _schedule_request(op: str, data: dict[str, Any]) -> Request:
@@ -136,14 +204,14 @@ def _schedule_request(op: str, data: dict[str, Any]) -> Request:
     schedule = _name(data, "schedule", required=op in ("override", "overrides"))
     by = _name(data, "by", required=op == "override")
     for_ = _name(data, "for")
-    start = _instant(data, "from", required=op == "override")
-    end = _instant(data, "until", required=op == "override")
+    starts_at = _instant(data, "from", required=op == "override")
+    ends_at = _instant(data, "until", required=op == "override")
     at = _instant(data, "at")
     number = _integer(data, "id", 1, 2**53, required=op == "override_remove")
     count = _integer(data, "next", 0, MAX_NEXT)
     return Request(
-        op, schedule=schedule, by=by, for_=for_, start=start, end=end, id=number, at=at,
-        next=count,
+        op, schedule=schedule, by=by, for_=for_, starts_at=starts_at, ends_at=ends_at,
+        id=number, at=at, next=count,
     )  # fmt: skip
 
 
@@ -191,8 +259,8 @@ def _integer(
             raise ProtocolError("bad_request", f'request needs "{key}", an integer')
         return None
     value = data[key]
-    if type(value) is not int or not low <= value <= high:
-        raise ProtocolError("bad_request", f'"{key}" must be an integer from {low} to {high}')
+    if type(value) is not int or not low <= value <= high:  # not a bool either
+        raise ProtocolError("bad_request", f'"{key}" must be a whole number from {low} to {high}')
     return value
 
 
@@ -297,7 +365,7 @@ def encode(obj: dict[str, Any]) -> bytes:
     return _encode(obj) + b"\n"
 
 
-def request_line(op: str, **fields: str | None) -> bytes:
+def request_line(op: str, **fields: str | int | None) -> bytes:
     return encode({"op": op, **{k: v for k, v in fields.items() if v is not None}})
 
 
@@ -319,6 +387,8 @@ def service_status(
     deliveries: list[dict[str, Any]] | None = None,
     offset: float = 0.0,
     heartbeat: float | None = None,
+    now: float | None = None,
+    silenced_until: float | None = None,
 ) -> dict[str, Any]:
     """The status object of one service, as `pager status --json SERVICE` prints it.
 
@@ -326,13 +396,16 @@ def service_status(
     `deliveries`, when given, lists each notification of the open incident and where it stands.
     `offset` is added to each time shown: the state's times are in the daemon's frame, which a
     step of the wall clock leaves behind (see `pagerd.clock`). `heartbeat`, the service's
-    configured heartbeat interval, adds its monitor (`heartbeat_status`).
+    configured heartbeat interval, adds its monitor (`heartbeat_status`). With `now`, the
+    silences in force or to come then are listed (`silences`), and `silenced_until`, the end of
+    the quiet in force, is given if there is one: neither field is there when it would be empty.
     """
     incident = state.incident
     if incident is None:
         healthy: dict[str, Any] = {"service": state.name, "state": "healthy", "incident": None}
         if heartbeat is not None:
             healthy["heartbeat"] = heartbeat_status(state, heartbeat, offset)
+        _silenced(healthy, state, now, silenced_until, offset)
         return healthy
     status: dict[str, Any] = {
         "service": state.name,
@@ -349,6 +422,7 @@ def service_status(
             "opened_at": isoformat(incident.opened_at + offset),
             "next_escalation_at": _iso(incident.deadline, offset),
             "exhausted": incident.exhausted,
+            "silenced": incident.silenced,
             "failed_deliveries": failed_deliveries,
         },
     }
@@ -356,7 +430,39 @@ def service_status(
         status["incident"]["notifications"] = deliveries
     if heartbeat is not None:
         status["heartbeat"] = heartbeat_status(state, heartbeat, offset)
+    _silenced(status, state, now, silenced_until, offset)
     return status
+
+
+def _silenced(
+    status: dict[str, Any],
+    state: ServiceState,
+    now: float | None,
+    until: float | None,
+    offset: float,
+) -> None:
+    if until is not None:
+        status["silenced_until"] = isoformat(until + offset)
+    shown = [] if now is None else live(state.silences, now)
+    if shown:
+        status["silences"] = [silence_object(state.name, s, offset) for s in shown]
+
+
+def silence_object(service: str, silence: Silence, offset: float = 0.0) -> dict[str, Any]:
+    """One silence as `pager silence list --json` and the status show it: `id`, `service`,
+    `from`, `until` (when it stops silencing: its end, or when it was ended), `reason`, `by`,
+    `created_at`, and `ended_at`, `ended_by` (null unless it was ended early)."""
+    return {
+        "id": silence.id,
+        "service": service,
+        "from": isoformat(silence.starts_at + offset),
+        "until": isoformat(silence.until + offset),
+        "reason": silence.reason,
+        "by": silence.by,
+        "created_at": isoformat(silence.created_at + offset),
+        "ended_at": _iso(silence.ended_at, offset),
+        "ended_by": silence.ended_by,
+    }
 
 
 def heartbeat_status(state: ServiceState, interval: float, offset: float = 0.0) -> dict[str, Any]:

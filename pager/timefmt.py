@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from datetime import UTC, datetime
+from typing import Final
+
+MAX_DURATION: Final = 3650 * 86400.0
+
+_DURATION_RE: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
 
 
 def isoformat(ts: float) -> str:
@@ -45,3 +51,44 @@ def duration(seconds: float) -> str:
     if millis or not parts:
         parts.append(f"{millis}ms")
     return "".join(parts)
+
+
+def parse_duration(text: str) -> float:
+    """`500ms`, `30s`, `15m`, `1h`, `1h30m`, `90d` -> seconds (the config's durations, and
+    the client's `--for`); a `ValueError` says what is wrong."""
+    match = _DURATION_RE.fullmatch(text)
+    if not text or match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 500ms, 30s, 15m, 1h30m, 90d)")
+    d, h, m, s, ms = (int(part or 0) for part in match.groups())
+    seconds = d * 86400 + h * 3600 + m * 60 + s + ms / 1000
+    if seconds <= 0:
+        raise ValueError("a duration must be more than zero")
+    if seconds > MAX_DURATION:
+        # Longer is a typo, and a deadline that far out cannot even be written as a date
+        # (ack_timeout = "3000000d" was accepted, then broke every status reply).
+        raise ValueError(f"a duration must be at most {MAX_DURATION // 86400:.0f}d (ten years)")
+    return seconds
+
+
+_MIN_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+_MAX_TIME: Final = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
+
+
+def parse_time(text: str, *, local: bool = False) -> float:
+    """An ISO 8601 time with its zone (`2027-01-26T03:00:00Z`, `2027-01-26T04:00+01:00`) ->
+    seconds since the epoch. Without a zone it is refused, unless `local`: then it is the
+    local time of this machine (the reader's, in the client). A `ValueError` says what is
+    wrong."""
+    example = "like 2027-01-26T03:00:00Z or 2027-01-26T04:00+01:00"
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time: {text[:64]!r} (ISO 8601, {example})") from None
+    if when.tzinfo is None:
+        if not local:
+            raise ValueError(f"a time needs its zone: {text[:64]!r} ({example})")
+        when = when.astimezone()
+    seconds = when.timestamp()
+    if not _MIN_TIME <= seconds < _MAX_TIME:
+        raise ValueError(f"not a time pagerd can use: {text[:64]!r}")
+    return seconds

@@ -17,13 +17,14 @@ import attrs
 import trio
 
 from pager.coverage import holes
-from pager.domain import ServiceState
+from pager.domain import Notify, ServiceState
 from pager.ports import Transport
 from pager.schedules import Override
 from pagerd.access import peers
+from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
 from pagerd.config.http import tls_context
-from pagerd.delivery.lanes import build_lanes
+from pagerd.delivery.lanes import Answering, build_lanes
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.oncall import Rota
@@ -31,10 +32,15 @@ from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
 from pagerd.front.http.asgi import Response
+from pagerd.front.http.console import Console
+from pagerd.front.http.console.app import HASHES_AT_ONCE
 from pagerd.front.http.hooks import Hooks
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import Rest
 from pagerd.front.http.schedules import Schedules
+from pagerd.front.http.slack import SlackButtons
+from pagerd.front.http.submit import answer
+from pagerd.front.http.twilio import TwilioReplies
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
@@ -89,6 +95,8 @@ class Daemon:
     http_app: HttpApp | None = None
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
+    answering: Answering | None = None
+    """What makes pages answerable (SMS reply codes, Slack buttons' key): kept for reloads."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -156,7 +164,9 @@ class Daemon:
                 log.warning("reload: daemon.%s changed; it takes effect on restart", what)
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
-        lanes = build_lanes(new, self.clock, self.file_offload, reuse=self.outbox.lanes())
+        lanes = build_lanes(
+            new, self.clock, self.file_offload, reuse=self.outbox.lanes(), answering=self.answering
+        )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
@@ -316,6 +326,7 @@ async def serve(
                     activated_http,
                     http_routes or [],
                     config_offload,
+                    offload or in_thread(trio.CapacityLimiter(HASHES_AT_ONCE)),
                 ),
                 transports or {},
                 outbox_capacity,
@@ -339,6 +350,7 @@ class _Parts:
     activated_http: socket.socket | None
     http_routes: list[Route]
     config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
+    password_offload: Offload  # the console's password checks (scrypt: 32 MiB each)
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -413,7 +425,24 @@ async def _run(
     scheduler = Scheduler(clock)
     heartbeats = Scheduler(clock, heartbeat)
     try:
-        lanes = build_lanes(config, clock, parts.file_offload, overrides=transports)
+        keys = await parts.file_offload(lambda: SigningKeys.load_or_create(config.state_dir))
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
+
+    async def reply_codes(n: Notify) -> int | None:
+        # Replies need somewhere to come back to: the front door's public address.
+        if services.config.http.public_url is None:
+            return None
+        address, at = n.target.address, clock.now()
+        return await parts.store_offload(
+            lambda: store.reply_code(address, n.service, n.incident, at)
+        )
+
+    answering = Answering(reply_codes, keys)
+    try:
+        lanes = build_lanes(
+            config, clock, parts.file_offload, overrides=transports, answering=answering
+        )
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
     outbox = Outbox(
@@ -422,11 +451,13 @@ async def _run(
     rota = Rota(config, store, parts.store_offload, clock)
     try:
         await rota.load()
+        last_silence = await parts.store_offload(store.last_silence_id)
     except StoreError as exc:
         raise StartupError(str(exc)) from None
     services = Services(
-        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota
-    )
+        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota,
+        last_silence=last_silence,
+    )  # fmt: skip
     _log_gaps(config, rota, clock.wall_now())
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
@@ -455,6 +486,7 @@ async def _run(
         parts.store_offload,
         parts.config_offload,
         ConfigRecord(config.sha256, clock.now()),
+        answering=answering,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
@@ -586,12 +618,36 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         assert daemon.http_app is not None  # set below, before any request is served
         return daemon.http_app.over_rate(integration, status)
 
+    assert daemon.answering is not None
+    keys = daemon.answering.keys
+
+    def secure() -> bool:
+        """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
+        public_url = services.config.http.public_url or ""
+        return daemon.tls is not None or public_url.lower().startswith("https:")
+
+    console = Console(
+        lambda: services.config,
+        daemon.server.read,
+        lambda service, event, via: answer(services, service, event, via),
+        keys,
+        daemon.clock.now,
+        secure,
+        parts.password_offload,
+    )
     # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
-    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}).
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); the
+    # providers' callbacks for answers to pages: SMS replies (POST /v1/twilio/sms) and Slack
+    # buttons (POST /v1/slack/interactions); the web console (under /console/, answering 404
+    # while [console] is not configured).
+    replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     routes = [
         *Rest(services, daemon.server.read).routes(),
         *Schedules(services, daemon.server.read, daemon.config_offload).routes(),
         *Hooks(services, metrics, over_rate).routes(),
+        *replies.routes(),
+        *SlackButtons(services, keys, daemon.clock).routes(),
+        *console.routes(),
         *parts.http_routes,
     ]
     daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)
@@ -636,6 +692,12 @@ def _gauges(
         "pagerd_heartbeats_armed",
         "Heartbeat monitors waiting for their next check-in.",
         lambda: len(heartbeats),
+    )
+    metrics.gauge("pagerd_silences", "Silences in force or to come.", services.live_silences)
+    metrics.gauge(
+        "pagerd_silenced_incidents",
+        "Open incidents whose next step a silence holds.",
+        services.held_incidents,
     )
     if store.statistics().bytes_on_disk is not None:  # a database on another host: no figure
         metrics.gauge(

@@ -3,7 +3,7 @@
 Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not start,
 65 `--check` found gaps in the schedules (the config is valid; `--allow-gaps` exits 0 with
 them), 78 invalid config. `pagerd backup` and `pagerd restore`: 0 done, 1 not done (the message says
-why), 78 invalid config.
+why), 78 invalid config. `pagerd hash-password`: 0 printed, 1 no usable password given.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import ctypes
 import gc
+import getpass
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ import trio
 
 from pager import __version__
 from pagerd import app
+from pagerd.access.passwords import PasswordError, hash_password
 from pagerd.config import EX_CONFIG, Config, ConfigError, load, load_state_dir
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
@@ -48,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pagerd",
         description="The on-call pager daemon.",
         epilog="pagerd backup --help: copy the database, consistently, while pagerd runs; "
-        "pagerd restore --help: put a backup back.",
+        "pagerd restore --help: put a backup back; "
+        "pagerd hash-password --help: a web console user's password_hash.",
     )
     parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
@@ -153,12 +156,42 @@ def backup_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def build_hash_password_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="pagerd hash-password",
+        description="Print the password_hash of a password for [console.users.NAME] (scrypt, "
+        "n=2**15, r=8, p=3). The password is asked for without echo on a terminal, or read "
+        "from the first line of standard input; it is never an argument (argument lists are "
+        "visible to every user of the host).",
+    )
+
+
+def hash_password_main(argv: Sequence[str]) -> int:
+    build_hash_password_parser().parse_args(argv)
+    try:
+        if sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Again: ") != password:
+                print("pagerd hash-password: the two passwords differ", file=sys.stderr)
+                return EXIT_CANNOT_START
+        else:
+            password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        print(hash_password(password))
+    except (PasswordError, EOFError, UnicodeError) as exc:
+        why = str(exc) if isinstance(exc, PasswordError) else "no password given"
+        print(f"pagerd hash-password: {why}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["backup"]:
         return backup_main(argv[1:])
     if argv[:1] == ["restore"]:
         return restore_main(argv[1:])
+    if argv[:1] == ["hash-password"]:
+        return hash_password_main(argv[1:])
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     # Start-up builds 100,000s of objects that live for good: collecting while it does (the

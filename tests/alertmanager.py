@@ -107,23 +107,30 @@ class Alertmanager:
         *,
         resolved: bool = False,
         generator_url: str = "http://prometheus.example:9090/graph?g0.expr=up",
+        starts_at: datetime | None = None,
     ) -> None:
         """Post one alert to `/api/v2/alerts`, as Prometheus does: firing (ends in an hour, as
-        Prometheus re-sends it) or resolved (ended a second ago)."""
-        await self.post_many([(labels, annotations or {}, resolved)], generator_url=generator_url)
+        Prometheus re-sends it) or resolved (ended a second ago); started five minutes ago, or
+        at `starts_at`."""
+        await self.post_many(
+            [(labels, annotations or {}, resolved)],
+            generator_url=generator_url,
+            starts_at=starts_at,
+        )
 
     async def post_many(
         self,
         alerts: Sequence[tuple[dict[str, str], dict[str, str], bool]],
         *,
         generator_url: str = "http://prometheus.example:9090/graph?g0.expr=up",
+        starts_at: datetime | None = None,
     ) -> None:
         now = datetime.now(UTC)
         body: list[dict[str, Any]] = [
             {
                 "labels": labels,
                 "annotations": annotations,
-                "startsAt": iso(now - timedelta(minutes=5)),
+                "startsAt": iso(starts_at or now - timedelta(minutes=5)),
                 "endsAt": iso(now - timedelta(seconds=1) if resolved else now + timedelta(hours=1)),
                 "generatorURL": generator_url,
             }
@@ -152,13 +159,16 @@ async def running(
     repeat_interval: str = "1h",
     pagerduty_routing_key: str | None = None,
     bearer: str | None = None,
+    cluster: tuple[int, Sequence[int]] | None = None,
 ) -> AsyncIterator[Alertmanager]:
     """Alertmanager on a free loopback port, ready; stopped (and waited for) on exit.
 
     Its receiver posts to `webhook_url`: a `webhook_configs` one, or with
     `pagerduty_routing_key` a `pagerduty_configs` one (Events v2, `webhook_url` being the whole
     enqueue URL, `.../v2/enqueue`). `bearer` is a key the webhook sends in `Authorization:
-    Bearer` (its `http_config.authorization`)."""
+    Bearer` (its `http_config.authorization`). `cluster` is (its gossip port, its peers'
+    ports): a member of a cluster on loopback, with short gossip and peer timeouts, instead of
+    a lone Alertmanager."""
     path = binary()
     if pagerduty_routing_key is None:
         receiver = WEBHOOK.format(url=webhook_url)
@@ -181,9 +191,21 @@ async def running(
         f"--config.file={config_file}",
         f"--storage.path={folder / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",  # no gossip: one Alertmanager, no port of its own
         "--log.level=debug",
     ]
+    if cluster is None:
+        command.append("--cluster.listen-address=")  # no gossip: one Alertmanager, no port
+    else:
+        gossip, peers = cluster
+        command += [
+            f"--cluster.listen-address=127.0.0.1:{gossip}",
+            f"--cluster.advertise-address=127.0.0.1:{gossip}",
+            *(f"--cluster.peer=127.0.0.1:{peer}" for peer in peers),
+            "--cluster.peer-timeout=100ms",  # a second member waits this long to notify
+            "--cluster.gossip-interval=20ms",
+            "--cluster.pushpull-interval=1s",
+            "--cluster.settle-timeout=2s",
+        ]
     process = await trio.lowlevel.open_process(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         async with httpx.AsyncClient(timeout=5.0) as client:

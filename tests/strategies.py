@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from pager.domain import Incident, Level, Monitor, Policy, ServiceState, Target
+from pager.silences import Silence
 
 TARGETS = [
     Target("email", "alice@example.com"),
@@ -44,16 +45,27 @@ incidents = st.builds(
     exhausted=st.booleans(),
     heartbeat_only=st.booleans(),
     held_by_alert=st.booleans(),
+    silenced=st.booleans(),
 )
 heartbeat_intervals = st.sampled_from([30.0, 300.0, 3600.0, 0.5, 86400.0 + 61.5])
 monitors = st.builds(
     Monitor, interval=heartbeat_intervals, due_at=st.none() | times, last_at=st.none() | times
 )
+silences = st.builds(
+    lambda number, start, length, ended: Silence(
+        number, start, start + length, "db migration", "bob", start, ended
+    ),
+    number=st.integers(min_value=1, max_value=10**6),
+    start=times,
+    length=st.floats(min_value=1.0, max_value=86400.0),
+    ended=st.none() | times,
+)
 unhealthy_states = st.builds(
-    lambda name, incident, monitor: ServiceState(
-        name, incident.number, incident, heartbeat=monitor
+    lambda name, incident, monitor, silenced: ServiceState(
+        name, incident.number, incident, heartbeat=monitor, silences=tuple(silenced)
     ),
     service_names,
     incidents,
     st.none() | monitors,
+    st.lists(silences, max_size=3, unique_by=lambda s: s.id),
 )

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from pager.domain import (
     Ack,
     Alert,
+    EndSilence,
     Event,
     Healthy,
     Heartbeat,
@@ -23,9 +24,11 @@ from pager.domain import (
     Resolve,
     ServiceState,
     Source,
+    StartSilence,
     Timeout,
     decide,
 )
+from pager.silences import Silence
 from tests import strategies
 
 T0 = 1_800_000_000.0
@@ -43,9 +46,13 @@ class Model:
         self.incident = 0
         self.open = False
         self.acked = False
-        self.step = 0
+        self.step = -1  # the last step notified: -1 before the first (held by a silence)
         self.due = 0.0
         self.alerts = 0
+        # Silences: id -> [start, end, ended_at]; `kept` the ids the service's state keeps.
+        self.silences: dict[int, list[float | None]] = {}
+        self.kept: list[int] = []
+        self.held = False
         # The heartbeat: the configured interval (None: none), the monitor's state.
         self.interval: float | None = None
         self.armed = False  # a monitor exists
@@ -53,11 +60,48 @@ class Model:
         self.heartbeat_only = False
         # What integrations report firing, and whether a plain alert holds the incident open.
         self.firing: set[Source] = set()
-        self.held = False
+        self.held_by_alert = False
 
     @property
     def exhausted(self) -> bool:
         return self.step >= len(self.steps)
+
+    def until(self, number: int) -> float:
+        start, end, ended = self.silences[number]
+        assert start is not None and end is not None
+        return end if ended is None else min(end, ended)
+
+    def quiet(self, now: float) -> float | None:
+        """The end of the merged span (overlapping or touching silences as one) holding `now`."""
+        merged: list[list[float]] = []
+        for start, end in sorted(
+            (s[0], self.until(n)) for n, s in self.silences.items() if s[0] is not None
+        ):
+            if end <= start:
+                continue
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        return next((end for start, end in merged if start <= now < end), None)
+
+    def current(self) -> tuple[int, int, int]:
+        """(incident, round, level) of the step last notified, level 0 before the first."""
+        return (self.incident, 1, 0) if self.step < 0 else (self.incident, *self.steps[self.step])
+
+    def advance(self, now: float) -> list[Sent]:
+        """The next step is due: held while silenced, else notified (or nothing is left)."""
+        if self.step + 1 >= len(self.steps):
+            self.step += 1
+            self.held = False
+            return []
+        quiet = self.quiet(now)
+        if quiet is not None:
+            self.held, self.due = True, quiet
+            return []
+        self.step += 1
+        self.held = False
+        return self.notify(now)
 
     def notify(self, now: float) -> list[Sent]:
         round_, level = self.steps[self.step]
@@ -70,12 +114,12 @@ class Model:
 
     def open_incident(self, now: float, heartbeat_only: bool, held: bool = False) -> list[Sent]:
         self.incident += 1
-        self.open, self.acked, self.step, self.alerts = True, False, 0, 1
-        self.heartbeat_only, self.held = heartbeat_only, held
-        return self.notify(now)
+        self.open, self.acked, self.step, self.alerts = True, False, -1, 1
+        self.heartbeat_only, self.held_by_alert = heartbeat_only, held
+        return self.advance(now)
 
     def close(self, now: float) -> None:
-        self.open, self.held = False, False
+        self.open, self.held_by_alert, self.held = False, False, False
         self.firing.clear()
         if self.armed and self.heartbeat_due is None:  # missed: watching again from now
             self.armed = self.interval is not None
@@ -90,14 +134,14 @@ class Model:
             if self.open:
                 self.alerts += 1
                 self.heartbeat_only = False
-                self.held = self.held or event.source is None
+                self.held_by_alert = self.held_by_alert or event.source is None
                 return []
             return self.open_incident(now, heartbeat_only=False, held=event.source is None)
         if isinstance(event, Resolve):
             if event.source not in self.firing:
                 return []
             self.firing.discard(event.source)
-            if self.firing or self.held:
+            if self.firing or self.held_by_alert:
                 return []
             if self.interval is not None and self.armed and self.heartbeat_due is None:
                 self.heartbeat_only = True  # the missed heartbeat still holds it
@@ -109,7 +153,7 @@ class Model:
                 return "bad_request"
             self.armed, self.heartbeat_due = True, now + self.interval
             if self.open and self.heartbeat_only:
-                self.open, self.held = False, False
+                self.open, self.held_by_alert, self.held = False, False, False
                 self.firing.clear()
             return []
         if isinstance(event, HeartbeatMissed):
@@ -128,18 +172,41 @@ class Model:
         if isinstance(event, Ack):
             if not self.open:
                 return "no_open_incident"
-            self.acked = True
+            self.acked, self.held = True, False
             return []
+        if isinstance(event, StartSilence):
+            new = event.silence
+            if new.ends_at <= now or new.ends_at <= new.starts_at:
+                return "bad_request"
+            self.kept = [n for n in self.kept if not self.over(n, now)] + [new.id]
+            self.silences[new.id] = [new.starts_at, new.ends_at, new.ended_at]
+            return self.reconsider(now)
+        if isinstance(event, EndSilence):
+            if event.id not in self.kept:
+                return "not_found"
+            if self.over(event.id, now):
+                return []
+            self.silences[event.id][2] = now
+            return self.reconsider(now)
         if isinstance(event, Healthy):
             self.close(now)
             return []
         assert isinstance(event, Timeout)
-        if not self.open or self.acked or self.exhausted or now < self.due:
+        if not self.open or self.acked or self.exhausted or (now < self.due and not self.held):
             return []
-        if (event.incident, event.round, event.level) != (self.incident, *self.steps[self.step]):
+        if (event.incident, event.round, event.level) != self.current():
             return []
-        self.step += 1
-        return [] if self.exhausted else self.notify(now)
+        return self.advance(now)
+
+    def over(self, number: int, now: float) -> bool:
+        start = self.silences[number][0]
+        assert start is not None
+        return self.until(number) <= now or self.until(number) <= start
+
+    def reconsider(self, now: float) -> list[Sent]:
+        if self.open and self.held:
+            return self.advance(now)
+        return []
 
 
 class PagerMachine(RuleBasedStateMachine):
@@ -150,6 +217,7 @@ class PagerMachine(RuleBasedStateMachine):
         self.state = ServiceState("svc")
         self.now = T0
         self.sent: set[Sent] = set()
+        self.silence_ids = 0
 
     def feed(self, event: Event) -> None:
         expected = self.model.apply(event, self.now)
@@ -162,6 +230,8 @@ class PagerMachine(RuleBasedStateMachine):
             return
         got = [(n.incident, n.round, n.level, str(n.target)) for n in notes]
         assert got == expected
+        if got:
+            assert self.model.quiet(self.now) is None, "paged while silenced"
         for step in got:
             assert step not in self.sent, f"notified twice: {step}"
             self.sent.add(step)
@@ -188,6 +258,21 @@ class PagerMachine(RuleBasedStateMachine):
     @rule()
     def healthy(self) -> None:
         self.feed(Healthy())
+
+    @rule(
+        start=st.sampled_from([0.0, 0.0, 30.0, 600.0, 1800.0]),
+        length=st.sampled_from([0.0, 1.0, 60.0, 900.0, 3600.0]),
+    )
+    def start_silence(self, start: float, length: float) -> None:
+        """A silence from now or later, for a while (an empty one is refused)."""
+        self.silence_ids += 1
+        begins = self.now + start
+        self.feed(StartSilence(Silence(self.silence_ids, begins, begins + length, "r", None, 0.0)))
+
+    @rule(pick=st.integers(0, 10))
+    def end_silence(self, pick: int) -> None:
+        """End a silence, whichever: in force, to come, over, or never seen."""
+        self.feed(EndSilence(pick, "bob"))
 
     @rule()
     def heartbeat(self) -> None:
@@ -273,7 +358,18 @@ class PagerMachine(RuleBasedStateMachine):
         assert incident.acknowledged == self.model.acked
         assert incident.exhausted == self.model.exhausted
         assert incident.heartbeat_only == self.model.heartbeat_only
-        assert incident.held_by_alert == self.model.held
+        assert incident.held_by_alert == self.model.held_by_alert
+        assert incident.silenced == self.model.held
+        if not incident.exhausted:
+            assert (incident.number, incident.round, incident.level) == self.model.current()
+        if incident.silenced:
+            assert incident.deadline == self.model.due
+
+    @invariant()
+    def silences_agree_with_model(self) -> None:
+        assert [s.id for s in self.state.silences] == self.model.kept
+        for silence in self.state.silences:
+            assert silence.until == self.model.until(silence.id)
 
     @invariant()
     def firing_agrees_with_model(self) -> None:

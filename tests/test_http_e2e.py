@@ -126,7 +126,7 @@ handoff = "09:00"
             for line in block.splitlines()
             if line.startswith("curl ")
         ]
-        assert len(commands) == 9
+        assert len(commands) == 12
         outputs = []
         for command in commands:
             command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
@@ -148,5 +148,9 @@ handoff = "09:00"
         checked_in = json.loads(outputs[8])
         assert checked_in["service"] == "nightly-backup" and checked_in["state"] == "healthy"
         assert checked_in["heartbeat"]["every"] == "1d1h"  # 25h, as durations are shown
+        started, listed, ended = (json.loads(out) for out in outputs[9:12])
+        assert started["silence"]["id"] == 1 and started["silence"]["by"] == "ops-scripts"
+        assert [s["reason"] for s in listed["silences"]] == ["db migration"]
+        assert ended["silence"]["ended_by"] == "ops-scripts"
     finally:
         daemon.stop()

@@ -17,11 +17,16 @@ PROBES: dict[str, list[dict[str, Any]]] = {
     "alert": [{"service": "api", "message": "m"}, {"service": "nope"}],
     "ack": [{"service": "web"}, {"service": "api", "by": "bob"}],
     "healthy": [{"service": "api"}, {"service": 1}],
+    "silence": [
+        {"service": "api", "reason": "db migration", "for": "1h"},
+        {"service": "nope", "reason": "r", "for": "1h"},
+        {"service": "api", "reason": "r", "until": "2000-01-01T00:00:00Z"},
+    ],
 }
 
 
 def fill(pattern: str, service: str = "api") -> str:
-    return pattern.replace("{service}", service).replace("{key}", KEYS["am"])
+    return pattern.replace("{service}", service).replace("{key}", KEYS["am"]).replace("{id}", "1")
 
 
 async def probe(client: httpx.AsyncClient, method: str, path: str, op: dict[str, Any]) -> set[int]:
@@ -37,7 +42,15 @@ async def probe(client: httpx.AsyncClient, method: str, path: str, op: dict[str,
                 (await client.get(fill(path), headers={"authorization": "Bearer x"})).status_code
             )
         return seen
-    op_name = {"/alert": "alert", "/acknowledge": "ack", "/healthy": "healthy"}.get(path)
+    if method == "delete":
+        for wrong in ("1", "999", "x"):
+            response = await client.delete(path.replace("{id}", wrong), headers=headers)
+            seen.add(response.status_code)
+        unkeyed = await client.delete(fill(path), headers={"authorization": "Bearer x"})
+        return seen | {unkeyed.status_code}
+    op_name = {
+        "/alert": "alert", "/acknowledge": "ack", "/healthy": "healthy", "/silences": "silence",
+    }.get(path)  # fmt: skip
     for body in PROBES.get(op_name or "", [{}]):
         seen.add((await client.post(path, json=body, headers=headers)).status_code)
     seen.add((await client.post(path, content=b"{", headers=headers)).status_code)

@@ -5,6 +5,7 @@ resends change nothing, and what can never be accepted is refused with nothing r
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from pager.domain import ServiceState, Source
 from pager.integrations import IntegrationRoute, KeyedRoute, find_by_key
 from pagerd.config import Config
 from pagerd.front.integrations import alertmanager_webhook, enqueue_events_v2
-from tests.harness import connect, failing_writes, running, settle, steps, write_config
+from tests.harness import (
+    connect,
+    failing_writes,
+    metrics_text,
+    running,
+    settle,
+    steps,
+    write_config,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AM = IntegrationRoute("prom", "alertmanager", service_label="service")
@@ -377,3 +386,63 @@ async def test_an_events_v2_resolve_does_not_close_what_a_plain_alert_holds_open
         assert (await enqueue_events_v2(daemon.services, KEYS, resolve)).status == 202
         state = daemon.services.state("api")
         assert state.incident is not None and state.firing == frozenset()
+
+
+def _as_alertmanager_sent(status: str, starts_at: str) -> bytes:
+    """The payload the real Alertmanager sent (tests/fixtures), as it sends one alert of it:
+    firing (its `endsAt` zeroed, as Alertmanager does for a firing alert) or resolved."""
+    payload = json.loads((FIXTURES / "alertmanager-webhook-v4.json").read_bytes())
+    alert = payload["alerts"][1]  # DiskFull on db-1, fingerprint bca7f9ce4118dd5d
+    alert.update(status=status, startsAt=starts_at)
+    if status == "firing":
+        alert["endsAt"] = "0001-01-01T00:00:00Z"
+    payload.update(status=status, alerts=[alert])
+    return json.dumps(payload).encode()
+
+
+async def test_a_firing_delivered_after_its_resolve_pages_nobody_even_after_a_restart(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster peer that missed the resolve sends the firing it still holds: the same body
+    as the first firing, same `startsAt`. Answered 200 (so nobody retries it), changes
+    nothing, pages nobody; counted and logged. A later `startsAt` is a new firing: it pages."""
+    started = "2026-11-30T21:24:22.809107Z"
+    firing = _as_alertmanager_sent("firing", started)
+    async with running(config) as daemon:
+        assert (await alertmanager_webhook(daemon.services, AM, firing)).status == 200
+        await alertmanager_webhook(daemon.services, AM, _as_alertmanager_sent("resolved", started))
+        await settle()
+        assert daemon.services.state("api").healthy and pages(config) == 2
+    caplog.set_level(logging.INFO, "pagerd.actors")
+    async with running(config) as daemon:  # remembered on disk
+        caplog.clear()
+        answer = await alertmanager_webhook(daemon.services, AM, firing)
+        assert answer.status == 200 and json.loads(answer.body)["status"] == "success"
+        await trio.sleep(5)
+        state = daemon.services.state("api")
+        assert state.healthy and state.last_incident == 1 and pages(config) == 2
+        text = await metrics_text(config.socket)
+        assert 'pagerd_stale_firings_total{integration="prom"} 1' in text
+        assert "late firing ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in caplog.text
+
+        refired = _as_alertmanager_sent("firing", "2026-11-30T21:41:07.5Z")
+        assert (await alertmanager_webhook(daemon.services, AM, refired)).status == 200
+        await trio.sleep(5)
+        state = daemon.services.state("api")
+        assert state.incident is not None and state.incident.number == 2
+        assert pages(config) == 4  # level 1's two targets, for the new firing
+        text = await metrics_text(config.socket)
+        assert 'pagerd_stale_firings_total{integration="prom"} 1' in text
+
+
+async def test_a_firing_without_starts_at_after_its_resolve_pages_as_before(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    """Nothing proves it late: one page too many, never one too few."""
+    async with running(config) as daemon:
+        services = daemon.services
+        await alertmanager_webhook(services, AM, webhook(("f1", "firing")))
+        await alertmanager_webhook(services, AM, webhook(("f1", "resolved")))
+        await alertmanager_webhook(services, AM, webhook(("f1", "firing")))
+        state = services.state("api")
+        assert state.incident is not None and state.incident.number == 2

@@ -147,6 +147,8 @@ def test_history_renders_as_a_timeline() -> None:
                     "peer": {"uid": 1000, "user": "nagios", "pid": 42},
                 },
                 {"at": "2027-01-15T08:01:00.000Z", "event": "ack", "by": "bob"},
+                {"at": "2027-01-15T08:02:00.000Z", "event": "ack", "by": "+1415", "via": "sms"},
+                {"at": "2027-01-15T08:03:00.000Z", "event": "healthy", "by": "al", "via": "web"},
             ],
         },
     )
@@ -154,6 +156,8 @@ def test_history_renders_as_a_timeline() -> None:
         "api#1: p99 > 2s, open",
         "  2027-01-15T08:00:00.000Z  alert from nagios (pid 42): p99 > 2s",
         "  2027-01-15T08:01:00.000Z  acknowledged by bob",
+        "  2027-01-15T08:02:00.000Z  acknowledged by +1415 via sms",
+        "  2027-01-15T08:03:00.000Z  healthy by al via web",
     ]
 
 

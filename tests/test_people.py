@@ -50,7 +50,7 @@ def level(*targets: str, ack: float = 900.0) -> Level:
 
 def test_a_persons_rule_gives_each_step_its_delay_and_repeats_their_own_id() -> None:
     policy = Policy((level("person:alice"),))
-    state, notes = decide(ServiceState("api"), Alert("down"), T0, policy, None, DIRECTORY.resolve)
+    state, notes = decide(ServiceState("api"), Alert("down"), T0, policy, resolve=DIRECTORY.resolve)
     assert [(n.target.channel, n.not_before, n.step) for n in notes] == [
         ("sms", None, 1),
         ("email", T0 + 120, 1),
@@ -64,9 +64,13 @@ def test_a_persons_rule_gives_each_step_its_delay_and_repeats_their_own_id() -> 
 def test_a_schedule_resolves_when_its_level_is_notified() -> None:
     policy = Policy((level("schedule:primary", ack=3600), level("schedule:primary")))
     # 08:00 Monday: the rotation starts at 09:00, so nobody yet; alice from 09:00 to 09:00.
-    state, notes = decide(ServiceState("api"), Alert(), T0 + 1800, policy, None, DIRECTORY.resolve)
+    state, notes = decide(
+        ServiceState("api"), Alert(), T0 + 1800, policy, resolve=DIRECTORY.resolve
+    )
     assert notes == ()  # both levels had nobody: exhausted
-    state, notes = decide(ServiceState("api"), Alert(), T0 + 3600, policy, None, DIRECTORY.resolve)
+    state, notes = decide(
+        ServiceState("api"), Alert(), T0 + 3600, policy, resolve=DIRECTORY.resolve
+    )
     assert (notes[0].target, notes[0].via) == (
         Target("sms", "+14155550100"),
         "schedule:primary → alice",
@@ -74,7 +78,7 @@ def test_a_schedule_resolves_when_its_level_is_notified() -> None:
     incident = state.incident
     assert incident is not None and incident.deadline is not None
     later = incident.deadline + 86400  # a day late: bob's turn
-    _, notes = decide(state, Timeout(1, 1, 1), later, policy, None, DIRECTORY.resolve)
+    _, notes = decide(state, Timeout(1, 1, 1), later, policy, resolve=DIRECTORY.resolve)
     assert [n.via for n in notes] == ["schedule:primary → bob"]
 
 
@@ -82,14 +86,14 @@ def test_an_override_applies_to_the_resolution() -> None:
     swap = Override(1, "primary", "bob", "alice", T0, T0 + 86400)
     directory = DIRECTORY.with_overrides({"primary": (swap,)})
     policy = Policy((level("schedule:primary"),))
-    _, notes = decide(ServiceState("api"), Alert(), T0 + 7200, policy, None, directory.resolve)
+    _, notes = decide(ServiceState("api"), Alert(), T0 + 7200, policy, resolve=directory.resolve)
     assert [n.via for n in notes] == ["schedule:primary → bob"]
 
 
 def test_a_level_with_nobody_is_skipped_at_once_and_told() -> None:
     policy = Policy((level("schedule:business"), level("email:lead@example.com")), repeat=1)
     state, notes, unreached = decide_with(
-        ServiceState("api"), Alert(), T0, policy, None, DIRECTORY.resolve
+        ServiceState("api"), Alert(), T0, policy, resolve=DIRECTORY.resolve
     )
     assert [n.target for n in notes] == [LEAD]
     assert unreached == (Unreached(1, 1, ("schedule:business has nobody on call",), skipped=True),)
@@ -98,7 +102,7 @@ def test_a_level_with_nobody_is_skipped_at_once_and_told() -> None:
     deadline = state.incident.deadline
     assert deadline is not None
     state, notes, unreached = decide_with(
-        state, Timeout(1, 1, 2), deadline, policy, None, DIRECTORY.resolve
+        state, Timeout(1, 1, 2), deadline, policy, resolve=DIRECTORY.resolve
     )
     assert [(n.round, n.level) for n in notes] == [(2, 2)]
     assert [u.round for u in unreached] == [2]
@@ -107,7 +111,7 @@ def test_a_level_with_nobody_is_skipped_at_once_and_told() -> None:
 def test_a_level_partly_reaching_nobody_pages_the_rest_and_tells_the_part() -> None:
     policy = Policy((level("schedule:business", "email:lead@example.com"),))
     _, notes, unreached = decide_with(
-        ServiceState("api"), Alert(), T0, policy, None, DIRECTORY.resolve
+        ServiceState("api"), Alert(), T0, policy, resolve=DIRECTORY.resolve
     )
     assert [n.target for n in notes] == [LEAD]
     assert unreached == (Unreached(1, 1, ("schedule:business has nobody on call",), False),)
@@ -144,7 +148,7 @@ def test_no_deadline_is_ever_set_on_a_level_that_notified_nobody(
     policy = Policy(tuple(level(t, ack=600) for t in targets), repeat)
     now = T0 + when * 86400  # 08:00, Tuesday to Thursday: primary has someone, business not
     state, notes, unreached = decide_with(
-        ServiceState("api"), Alert(), now, policy, None, DIRECTORY.resolve
+        ServiceState("api"), Alert(), now, policy, resolve=DIRECTORY.resolve
     )
     assert bool(notes) == (not all(gaps))
     incident = state.incident

@@ -138,7 +138,7 @@ def test_a_version_7_database_keeps_what_fires_and_gains_heartbeats(tmp_path: Pa
     with closing(Store.open(old)) as store:
         state = store.load_states()["api"]
     assert layout(old) == layout(fresh)
-    assert layout(old)["user_version"] == SCHEMA_VERSION == 10
+    assert layout(old)["user_version"] == SCHEMA_VERSION == 14
     assert state.firing == {Source("am", "fp1")}
     assert state.heartbeat is None
     assert state.incident is not None and not state.incident.heartbeat_only
@@ -186,20 +186,73 @@ def test_a_version_8_database_infers_which_open_incidents_a_plain_alert_holds(
     assert closed == (0,)
 
 
-def test_a_version_9_database_keeps_its_notifications_and_gains_overrides(tmp_path: Path) -> None:
-    """Step 9 (people and schedules): an undelivered notification of version 9 is read back as
-    it was (step 1, reached directly), and overrides can be stored."""
-    old = tmp_path / "v9.db"
+def test_a_version_11_database_keeps_what_fires_and_remembers_no_start(tmp_path: Path) -> None:
+    """Step 11 (`alert_starts`) over a database of version 11: what fires still fires, and no
+    startsAt is made up, so every firing is taken as new, as it was (`ServiceState.started`)."""
+    old = tmp_path / "v11.db"
     with closing(sqlite3.connect(old)) as conn:
         conn.executescript(schema._BASE)
-        for step in range(schema.BASE_VERSION, 9):
+        for step in range(schema.BASE_VERSION, 11):
+            conn.executescript(schema._MIGRATIONS[step])
+        conn.execute(
+            "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
+            " deadline, exhausted) VALUES ('api', 1, 1.0, 'down', 1, 1, 1, 301.0, 0)"
+        )
+        conn.execute("INSERT INTO firing VALUES ('api', 'am', 'fp1')")
+        conn.execute("PRAGMA user_version = 11")
+        conn.commit()
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    with closing(Store.open(old)) as store:
+        state = store.load_states()["api"]
+    assert layout(old) == layout(fresh)
+    assert state.firing == {Source("am", "fp1")} and state.started == {}
+
+
+def test_a_version_12_database_gains_silences_and_keeps_its_open_incidents(
+    tmp_path: Path,
+) -> None:
+    """Step 12 (silences) over a database of version 12: its open incident is loaded as before,
+    held by no silence, and the service has none; silence ids start at 1."""
+    old = tmp_path / "v12.db"
+    with closing(sqlite3.connect(old)) as conn:
+        conn.executescript(schema._BASE)
+        for step in range(schema.BASE_VERSION, 12):
+            conn.executescript(schema._MIGRATIONS[step])
+        conn.execute(
+            "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level,"
+            " deadline, exhausted, held_by_alert) VALUES ('api', 1, 1.0, 'down', 1, 1, 1, 301.0,"
+            " 0, 1)"
+        )
+        conn.execute("PRAGMA user_version = 12")
+        conn.commit()
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    with closing(Store.open(old)) as store:
+        state = store.load_states()["api"]
+        assert store.last_silence_id() == 0
+    assert layout(old) == layout(fresh)
+    assert state.incident is not None and state.incident.deadline == 301.0
+    assert not state.incident.silenced and state.incident.held_by_alert
+    assert state.silences == ()
+
+
+def test_a_version_13_database_keeps_its_notifications_and_gains_overrides(
+    tmp_path: Path,
+) -> None:
+    """Step 13 (people and schedules): an undelivered notification of version 13 is read back as
+    it was (step 1, reached directly), and overrides can be stored."""
+    old = tmp_path / "v13.db"
+    with closing(sqlite3.connect(old)) as conn:
+        conn.executescript(schema._BASE)
+        for step in range(schema.BASE_VERSION, 13):
             conn.executescript(schema._MIGRATIONS[step])
         conn.execute(
             "INSERT INTO notifications (id, service, incident, round, level, channel, address,"
             " message, opened_at, created_at) VALUES ('api#1/1/1/email:a@example.com', 'api', 1,"
             " 1, 1, 'email', 'a@example.com', 'down', 1.0, 1.0)"
         )
-        conn.execute("PRAGMA user_version = 9")
+        conn.execute("PRAGMA user_version = 13")
         conn.commit()
     fresh = tmp_path / "fresh.db"
     Store.open(fresh).close()

@@ -15,14 +15,17 @@ from typing import Any, Final
 import attrs
 import pytest
 
-from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target
+from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Started, Target
 from pager.domain import closed as closed_state
 from pager.schedules import Override
+from pager.silences import Silence
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
+    REPLAY_WINDOW,
     Attempt,
     EventRecord,
     Fence,
+    ReplyCode,
     Storage,
     StoreError,
     Transition,
@@ -250,6 +253,24 @@ def test_history_names_the_integration_an_event_came_in_through(storage: Storage
     ]
 
 
+def test_history_says_how_a_person_answered(storage: Storage) -> None:
+    """An ack from a phone (a link, an SMS reply, a Slack button) or the console names the way
+    it came (`via`), beside who it was: the history says both."""
+    incident = Incident(1, T0, "down", deadline=T0 + 60)
+    after = ServiceState("api", 1, incident)
+    storage.write([Transition(ServiceState("api"), after, (), T0, EventRecord("alert", "down"))])
+    ack = EventRecord("ack", by="sms:+14155550100", via="sms")
+    acked = attrs.evolve(after, incident=attrs.evolve(incident, acknowledged_at=T0 + 1))
+    storage.write([Transition(after, acked, (), T0 + 1, ack)])
+    history = storage.history("api", 1)
+    assert history is not None
+    assert [entry for _, entry in history.timeline][-1] == {
+        "event": "ack",
+        "by": "sms:+14155550100",
+        "via": "sms",
+    }
+
+
 # The outbox's read-back. ----------------------------------------------------------------------
 
 
@@ -352,6 +373,57 @@ def test_what_fires_through_integrations_is_kept_until_it_resolves(reopen: Opene
         assert third.load_states() == {"api": life.state}
     finally:
         third.close()
+
+
+def test_the_starts_of_what_fires_and_of_what_resolved_are_kept(reopen: Opener) -> None:
+    """`ServiceState.started`: a firing's startsAt with its open incident, a resolved one's
+    with when it resolved, on any service (also one that never had an incident), to the
+    nanosecond; what is forgotten is deleted."""
+    big = 1_796_073_862_814_243_001  # nanoseconds: more digits than a float keeps
+    f1, f2, k = Source("prom", "f1"), Source("prom", "f2"), Source("pd", "k")
+
+    def starts(
+        life: Life, at: float, firing: set[Source], started: dict[Source, Started]
+    ) -> tuple[Life, Transition]:
+        after = attrs.evolve(life.state, firing=frozenset(firing), started=started)
+        return Life(after), Transition(life.state, after, (), at)
+
+    first = reopen()
+    life = opened(first, "api")
+    life, a = starts(life, T0 + 1, {f1}, {f1: Started(big)})
+    life, b = starts(life, T0 + 2, {f1, f2}, {f1: Started(big), f2: Started(big + 1)})
+    resolved = {f1: Started(big, T0 + 3), f2: Started(big + 1), k: Started(7, T0)}
+    life, c = starts(life, T0 + 3, {f2}, resolved)
+    quiet = ServiceState("quiet")
+    never = attrs.evolve(quiet, started={k: Started(big, T0 + 3)})
+    first.write([a, b, c, Transition(quiet, never, (), T0 + 3)])
+    first.close()
+    second = reopen()
+    try:
+        assert second.load_states() == {"api": life.state, "quiet": never}
+        life, d = starts(life, T0 + 4, {f2}, {f2: Started(big + 1)})
+        second.write([d])
+        assert second.load_states()["api"].started == {f2: Started(big + 1)}
+        # Closed: what fired is not kept with a closed incident, as `firing` is not.
+        second.write([Transition(life.state, attrs.evolve(life.state, incident=None), (), T0 + 5)])
+        assert second.load_states()["api"].started == {}
+    finally:
+        second.close()
+
+
+def test_a_restart_moves_when_resolves_were_taken_with_the_deadlines(reopen: Opener) -> None:
+    first = reopen()
+    first.restart_clock(Reading(frame=T0, wall=T0))
+    quiet = ServiceState("quiet")
+    after = attrs.evolve(quiet, started={Source("prom", "f"): Started(5, T0 - 10)})
+    first.write([Transition(quiet, after, (), T0)])
+    first.close()
+    second = reopen()
+    try:
+        second.restart_clock(Reading(frame=T0 - 100, wall=T0))
+        assert second.load_states()["quiet"].started == {Source("prom", "f"): Started(5, T0 - 110)}
+    finally:
+        second.close()
 
 
 def test_a_restart_finds_the_clock_reading_recorded_last(reopen: Opener) -> None:
@@ -592,3 +664,140 @@ def test_overrides_are_kept_removed_pruned_and_ids_never_given_twice(reopen: Ope
     assert storage.prune_overrides(before=150.0) == 1  # three ended at 20
     assert storage.overrides() == [one]
     storage.close()
+
+
+# SMS reply codes. ------------------------------------------------------------------------------
+
+PHONE, OTHER_PHONE = "+14155550100", "+14155550101"
+
+
+def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_when_it_closes(
+    reopen: Opener,
+) -> None:
+    storage = reopen()
+    api, web = opened(storage, "api"), opened(storage, "web")
+    assert storage.reply_code(PHONE, "api", 1, T0) == 1
+    assert storage.reply_code(PHONE, "web", 1, T0 + 1) == 2
+    assert storage.reply_code(PHONE, "api", 1, T0 + 2) == 1  # the same page again: its code
+    assert storage.reply_code(OTHER_PHONE, "web", 1, T0) == 1  # numbers are per phone
+    storage.close()
+    storage = reopen()  # durable
+    assert storage.reply_code(PHONE, "web", 1, T0 + 3) == 2
+    _, t = api.close(T0 + 4)
+    storage.write([t])
+    # api#1 closed: its number is free for the next incident, web's is still held.
+    opened_again, t2 = Life(ServiceState("api", 1)).alert(T0 + 5, note("api", 2))
+    storage.write([t2])
+    assert storage.reply_code(PHONE, "api", 2, T0 + 6) == 1
+    assert storage.reply_code(PHONE, "web", 1, T0 + 7) == 2
+    assert opened_again.state.incident is not None and web.state.incident is not None
+    storage.close()
+
+
+def test_a_reply_names_its_code_s_incident_once(storage: Storage) -> None:
+    opened(storage, "api")
+    opened(storage, "web")
+    storage.reply_code(PHONE, "api", 1, T0)
+    storage.reply_code(PHONE, "web", 1, T0 + 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + 2) == ReplyCode("api", 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + 3) == "replayed"
+    # No code: the latest page sent to the phone.
+    assert storage.take_reply("SM2", PHONE, None, T0 + 4) == ReplyCode("web", 1)
+    assert storage.take_reply("SM3", PHONE, 7, T0 + 5) == "unknown_code"
+    assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 6) == "unknown_number"
+    assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 7) == "replayed"
+
+
+def test_a_reply_s_id_is_forgotten_only_after_the_replay_window(storage: Storage) -> None:
+    opened(storage, "api")
+    storage.reply_code(PHONE, "api", 1, T0)
+    assert storage.take_reply("SM1", PHONE, 1, T0) == ReplyCode("api", 1)
+    assert storage.take_reply("SM1", PHONE, 1, T0 + REPLAY_WINDOW - 1) == "replayed"
+    later = T0 + 2 * REPLAY_WINDOW + 10
+    assert storage.take_reply("SM9", PHONE, 1, later) == ReplyCode("api", 1)  # cleans up
+    assert storage.take_reply("SM1", PHONE, 1, later) == ReplyCode("api", 1)
+
+
+# Silences. -------------------------------------------------------------------------------------
+
+
+def hush(number: int, start: float, end: float) -> Silence:
+    return Silence(number, start, end, "db migration", "bob", start)
+
+
+def test_silences_are_kept_ended_and_dropped_across_restarts(reopen: Opener) -> None:
+    """A silence of a service that never had an incident is loaded; one ended early comes back
+    ended; one its state no longer keeps (over, dropped at the next start) is not loaded again,
+    and its number is never given again (`last_silence_id`)."""
+    store = reopen()
+    try:
+        assert store.last_silence_id() == 0
+        one = beat(store, ServiceState("api"), T0, silences=(hush(1, T0, T0 + 60),))
+        two = beat(store, one, T0 + 1, silences=(*one.silences, hush(2, T0 + 1, T0 + 3600)))
+        ended = attrs.evolve(two.silences[1], ended_at=T0 + 30, ended_by="carol")
+        two = beat(store, two, T0 + 30, silences=(two.silences[0], ended))
+        assert store.load_states() == {"api": two}
+        third = hush(3, T0 + 100, T0 + 200)
+        kept = beat(store, two, T0 + 100, silences=(third,))  # 1 and 2 over: dropped
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        assert store.load_states() == {"api": kept}
+        assert store.last_silence_id() == 3
+        beat(store, kept, T0 + 300, silences=())
+        assert store.load_states() == {}  # nothing left to know of it
+        assert store.last_silence_id() == 3
+    finally:
+        store.close()
+
+
+def test_an_incident_held_by_a_silence_is_loaded_held(reopen: Opener) -> None:
+    store = reopen()
+    try:
+        held = Incident(1, T0, "down", level=0, deadline=T0 + 3600, silenced=True)
+        state = beat(
+            store, ServiceState("api"), T0, last_incident=1, incident=held,
+            silences=(hush(1, T0, T0 + 3600),),
+        )  # fmt: skip
+    finally:
+        store.close()
+    store = reopen()
+    try:
+        assert store.load_states() == {"api": state}
+    finally:
+        store.close()
+
+
+def test_a_restart_moves_silences_with_the_deadlines_they_hold(reopen: Opener) -> None:
+    first = reopen()
+    first.restart_clock(Reading(frame=T0, wall=T0))
+    held = Incident(1, T0, "down", level=0, deadline=T0 + 3600, silenced=True)
+    beat(
+        first, ServiceState("api"), T0, last_incident=1, incident=held,
+        silences=(hush(1, T0, T0 + 3600),),
+    )  # fmt: skip
+    first.close()
+    second = reopen()
+    try:
+        _, moved = second.restart_clock(Reading(frame=T0 - 100, wall=T0))
+        assert moved == -100
+        state = second.load_states()["api"]
+        (silence,) = state.silences
+        assert state.incident is not None and state.incident.deadline == T0 + 3500
+        assert (silence.starts_at, silence.until) == (T0 - 100, T0 + 3500)
+        assert silence.created_at == T0  # a record, not moved
+    finally:
+        second.close()
+
+
+def test_pruning_deletes_silences_over_long_ago_but_the_latest(storage: Storage) -> None:
+    state = beat(storage, ServiceState("api"), T0, silences=(hush(1, T0, T0 + 10),))
+    state = beat(storage, state, T0 + 20, silences=(hush(2, T0 + 20, T0 + 30),))
+    state = beat(storage, state, T0 + 40, silences=(hush(3, T0 + 40, T0 + 50),))
+    state = beat(storage, state, CUTOFF + 10, silences=())  # every one over and dropped
+    assert storage.prune(CUTOFF).rows == 2
+    assert storage.prune(CUTOFF).rows == 0
+    assert storage.last_silence_id() == 3  # the latest is kept: numbers go on from it
+    reopened = beat(storage, state, CUTOFF + 20, silences=(hush(4, CUTOFF + 20, CUTOFF + 99),))
+    assert storage.load_states() == {"api": reopened}

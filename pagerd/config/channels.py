@@ -18,7 +18,7 @@ from typing import Final, TypeAlias
 import attrs
 import httpx
 
-from pager.domain import Target
+from pager.domain import SLACK_APP, Target
 from pager.domain import url_problem as domain_url_problem
 from pagerd.config.durations import Duration
 
@@ -47,6 +47,7 @@ MAX_BURST: Final = 10_000
 RETRY_INITIAL: Final = 1.0
 RETRY_MAX: Final = 300.0
 TWILIO_API: Final = "https://api.twilio.com"
+SLACK_API: Final = "https://slack.com/api"
 SMTP_PORTS: Final = {"none": 25, "starttls": 587, "tls": 465}
 
 # Keys every channel takes, and those of each transport.
@@ -87,7 +88,17 @@ TRANSPORT_KEYS: Final[dict[str, frozenset[str]]] = {
             "ca_file",
         }
     ),
-    "slack": frozenset({"ca_file"}),
+    "slack": frozenset(
+        {
+            "ca_file",
+            "bot_token_file",
+            "bot_token_credential",
+            "signing_secret_file",
+            "signing_secret_credential",
+            "channel",
+            "api_base",
+        }
+    ),
     "webhook": frozenset({"headers", "secret_file", "secret_credential", "ca_file"}),
 }
 
@@ -126,6 +137,14 @@ class TwilioSettings:
 @attrs.frozen
 class SlackSettings:
     ca_file: Path | None = None
+    bot_token: Secret | None = None
+    """A Slack app's bot token (`xoxb-...`): pages to the target `slack:app` go to `channel`
+    through `chat.postMessage`. None: incoming webhooks only (the target is the hook's URL)."""
+    signing_secret: Secret | None = None
+    """The app's signing secret: what `X-Slack-Signature` of a button's click is checked with.
+    None: buttons are not shown (nobody could answer them)."""
+    channel: str | None = None
+    api_base: str = SLACK_API
 
 
 @attrs.frozen
@@ -162,6 +181,7 @@ def unconfigured_channel(name: str) -> Channel:
     return Channel(name, "unconfigured", timeout=math.inf, concurrency=1, rate=math.inf, burst=1)
 
 
+_SLACK_CHANNEL_RE: Final = re.compile(r"#[a-z0-9_-][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{2,30}")
 _HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE_RE: Final = re.compile(r"[\x20-\x7e\t]*")
 
@@ -191,6 +211,8 @@ def host_problem(host: str) -> str | None:
 def target_problem(target: Target) -> str | None:
     """Why a target that parses cannot be delivered to, if it cannot: refused at `--check`
     rather than retried for hours. (A non-ASCII email address is usable: it goes as SMTPUTF8.)"""
+    if target.channel == "slack" and target.address == SLACK_APP:
+        return None
     if target.channel in ("slack", "webhook"):
         return url_problem(target.address)
     if target.channel == "email":
@@ -280,6 +302,11 @@ class ChannelSection:
     headers: dict[str, str] | None = None
     secret_file: str | None = None
     secret_credential: str | None = None
+    bot_token_file: str | None = None
+    bot_token_credential: str | None = None
+    signing_secret_file: str | None = None
+    signing_secret_credential: str | None = None
+    channel: str | None = None
 
     def given(self) -> set[str]:
         return {f.name for f in attrs.fields(ChannelSection) if getattr(self, f.name) is not None}
@@ -375,7 +402,22 @@ class _Build:
                 ca_file=self.ca_file(),
             )
         if s.transport == "slack":
-            return SlackSettings(ca_file=self.ca_file())
+            bot_token = self.secret("bot_token")
+            given = s.bot_token_file is not None or s.bot_token_credential is not None
+            if given != (s.channel is not None):
+                self.error("channel", "a Slack app's bot_token and its channel go together")
+            elif s.channel is not None and _SLACK_CHANNEL_RE.fullmatch(s.channel) is None:
+                self.error("channel", "expected a channel's name (#ops) or its id (C0123ABCD)")
+            api_base = (s.api_base or SLACK_API).rstrip("/")
+            if (problem := url_problem(api_base)) is not None:
+                self.error("api_base", problem)
+            return SlackSettings(
+                ca_file=self.ca_file(),
+                bot_token=bot_token,
+                signing_secret=self.secret("signing_secret"),
+                channel=s.channel,
+                api_base=api_base,
+            )
         for name, value in (s.headers or {}).items():
             # The value is often a secret (a bearer token): never quoted.
             if _HEADER_NAME_RE.fullmatch(name) is None:

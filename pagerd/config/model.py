@@ -26,12 +26,27 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
-from pager.domain import CHANNELS, DEFAULT_ACK_TIMEOUT, Level, Policy, Target, is_service_name
+from pager.domain import (
+    CHANNELS,
+    DEFAULT_ACK_TIMEOUT,
+    SLACK_APP,
+    Level,
+    Policy,
+    Target,
+    is_service_name,
+)
 from pager.people import Person
 from pager.schedules import Schedule
 from pager.weekly import Weekly
 from pagerd.access.peers import Access
-from pagerd.config.channels import Channel, ChannelSection, build_channel, target_problem
+from pagerd.config.channels import (
+    Channel,
+    ChannelSection,
+    SlackSettings,
+    build_channel,
+    target_problem,
+)
+from pagerd.config.console import ConsoleConfig, build_console
 from pagerd.config.durations import Duration, Invalid, parse_duration
 from pagerd.config.http import HttpConfig, Integration, build_http, build_integrations
 from pagerd.config.people import (
@@ -180,6 +195,8 @@ class Config:
     """Each service with `[[services.X.maintenance]]`: its recurring windows."""
     gap_weeks: int = 4
     """How far ahead `pagerd --check` and a reload look for gaps (`daemon.gap_weeks`)."""
+    console: ConsoleConfig | None = None
+    """The web console's users and sessions; None (no `[console]`): the console is off."""
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
 
@@ -341,6 +358,10 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     integrations, integration_errors = build_integrations(
         data.pop("integrations", {}), base, os.environ, services, _section, _join
     )
+    console: ConsoleConfig | None = None
+    console_errors: list[str] = []
+    if "console" in data:
+        console, console_errors = build_console(data.pop("console"), _section, _join)
     errors: list[str] = []
     sections: dict[str, Any] = {}
     for key, value in data.items():
@@ -354,7 +375,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
             sections[key] = section
     # In the order a file has them.
     errors += channel_errors + people_errors + schedule_errors + policy_errors + service_errors
-    errors += http_errors + integration_errors
+    errors += http_errors + integration_errors + console_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
@@ -370,6 +391,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         _build(raw, path, built),
         http=http,
         integrations=integrations,
+        console=console,
         people=people,
         schedules=schedules,
         maintenance={n: s.maintenance for n, s in raw.services.items() if s.maintenance},
@@ -500,6 +522,7 @@ def _check(
     for name, policy in raw.policies.items():
         levels: _Levels = [(len(lv.targets), list(enumerate(lv.targets))) for lv in policy.levels]
         errors += _policy_errors(name, policy.repeat, levels, configured, people, schedules)
+        errors += _app_targets(name, levels, channels.get("slack"))
     for name, table in broken_policies.items():
         errors += _policy_errors(name, *_readable(table), configured, people, schedules)
     errors += _unknown_accounts(raw.daemon)
@@ -595,6 +618,22 @@ def _policy_errors(
             elif (problem := target_problem(target)) is not None:
                 errors.append(f"{at}.levels[{i}].targets[{j}]: {problem}")
     return errors
+
+
+def _app_targets(name: str, levels: _Levels, slack: Channel | None) -> list[str]:
+    """`slack:app` needs a Slack app: a `slack` channel with its bot token (or the log)."""
+    if slack is None or slack.transport != "slack":
+        return []
+    settings = slack.settings
+    if isinstance(settings, SlackSettings) and settings.bot_token is not None:
+        return []
+    return [
+        f"{_join('policies', name)}.levels[{i}].targets[{j}]: slack:app needs a Slack app:"
+        " channels.slack.bot_token_file (or _credential) and channels.slack.channel"
+        for i, (_, targets) in enumerate(levels)
+        for j, target in targets
+        if target == Target("slack", SLACK_APP)
+    ]
 
 
 def _readable(table: Any) -> tuple[int | None, _Levels | None]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import attrs
+
 from pager.domain import CHANNELS
 from pager.ports import Transport
+from pagerd.access.keys import SigningKeys
 from pagerd.config import Config
 from pagerd.config.channels import (
     Channel,
@@ -20,11 +23,20 @@ from pagerd.delivery.transports.http import open_client
 from pagerd.delivery.transports.log import LogTransport
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
-from pagerd.delivery.transports.twilio import TwilioTransport
+from pagerd.delivery.transports.twilio import ReplyCodes, TwilioTransport
 from pagerd.delivery.transports.unconfigured import UnconfiguredTransport
 from pagerd.delivery.transports.webhook import WebhookTransport
 from pagerd.storage.offload import Offload
 from pagerd.timing.clock import Clock
+
+
+@attrs.frozen
+class Answering:
+    """What makes a page answerable where it arrives: SMS reply codes (`reply_codes`, giving
+    None while replies are off) and the key Slack buttons are signed with."""
+
+    reply_codes: ReplyCodes
+    keys: SigningKeys
 
 
 def build_lanes(
@@ -33,6 +45,7 @@ def build_lanes(
     file_offload: Offload,
     reuse: Mapping[str, LaneSpec] | None = None,
     overrides: Mapping[str, Transport] | None = None,
+    answering: Answering | None = None,
 ) -> dict[str, LaneSpec]:
     """A lane for every channel, the configured ones and the others (which fail what they get).
 
@@ -55,7 +68,7 @@ def build_lanes(
             log_transport = log_transport or LogTransport(config.log_path, file_offload, clock)
             lanes[name] = LaneSpec(channel, log_transport)
         else:
-            lanes[name] = _network_lane(channel, clock)
+            lanes[name] = _network_lane(channel, clock, answering)
     return lanes
 
 
@@ -64,7 +77,7 @@ def _same_log(lane: LaneSpec, config: Config) -> bool:
     return not isinstance(transport, LogTransport) or transport.path == config.log_path
 
 
-def _network_lane(channel: Channel, clock: Clock) -> LaneSpec:
+def _network_lane(channel: Channel, clock: Clock, answering: Answering | None) -> LaneSpec:
     settings = channel.settings
     if channel.transport == "unconfigured":
         return LaneSpec(channel, UnconfiguredTransport(channel.name))
@@ -76,9 +89,10 @@ def _network_lane(channel: Channel, clock: Clock) -> LaneSpec:
     client = open_client(channel.timeout, channel.concurrency, settings.ca_file)
     transport: Transport
     if isinstance(settings, TwilioSettings):
-        transport = TwilioTransport(settings, client)
+        codes = answering.reply_codes if answering is not None else None
+        transport = TwilioTransport(settings, client, codes)
     elif isinstance(settings, SlackSettings):
-        transport = SlackTransport(client)
+        transport = SlackTransport(client, settings, answering.keys if answering else None)
     else:
         transport = WebhookTransport(settings, client)
     return LaneSpec(channel, transport, client.aclose)

@@ -19,7 +19,13 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pagerd.config.channels import Settings, SmtpSettings, TwilioSettings, WebhookSettings
+from pagerd.config.channels import (
+    Settings,
+    SlackSettings,
+    SmtpSettings,
+    TwilioSettings,
+    WebhookSettings,
+)
 
 MAX_TEXT: Final = 300
 """Characters of a provider's reply kept: enough to say what went wrong."""
@@ -117,4 +123,8 @@ def channel_secrets(settings: Settings) -> set[str]:
         for value in settings.headers.values():
             # "Bearer TOKEN": the whole value, and the credential on its own.
             found |= encodings(value) | encodings(value.rpartition(" ")[2])
+    elif isinstance(settings, SlackSettings):
+        for secret in (settings.bot_token, settings.signing_secret):
+            if secret is not None:
+                found |= encodings(secret.value)
     return found

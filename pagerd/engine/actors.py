@@ -33,22 +33,37 @@ import trio
 from pager.domain import (
     Ack,
     Alert,
+    EndSilence,
     Event,
+    Healthy,
     Heartbeat,
     HeartbeatMissed,
+    Incident,
     Notify,
     Rejected,
     Resolve,
     ServiceState,
     Source,
+    StartSilence,
     Timeout,
     Unreached,
     closed,
     decide_with,
     incident_id,
     missed_message,
+    stale,
 )
-from pager.protocol import error_reply, ok_reply, service_status, unknown_service
+from pager.protocol import (
+    Request,
+    error_reply,
+    ok_reply,
+    service_status,
+    silence_object,
+    unknown_service,
+)
+from pager.silences import MAX_SILENCE_SECONDS, Quiet, Silence, live, silenced_until, spans
+from pager.simulate import Timeline, simulate
+from pager.timefmt import duration, isoformat
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
@@ -65,6 +80,9 @@ log = logging.getLogger("pagerd.actors")
 INBOX_SIZE: Final = 64
 MAX_ACTORS_FOR_TIMEOUTS: Final = 512
 MAX_CLAIM: Final = 256  # services a claim decides in one go, without a checkpoint between them
+MAX_ALL_SILENCES: Final = 10_000
+"""Silences in force or to come over all services (each service has at most `MAX_SILENCES`):
+every one is in memory and in `pager silence list`'s reply, so the whole is bounded too."""
 
 
 REMOVED: Final = "service removed from the config"
@@ -93,6 +111,9 @@ class Envelope:
     reply: Reply | None
     peer: Peer | None = None
     integration: str | None = None  # the HTTP integration it came through, by name
+    via: str | None = None
+    """How a person answered, where not a peer or an integration: `link` (an acknowledge link),
+    `sms` (a reply), `slack` (a button), `console` (the web console). Recorded in history."""
 
 
 @attrs.frozen
@@ -100,8 +121,11 @@ class _Decided:
     """One service's decided events: what to write, how to answer each, the state after."""
 
     transitions: list[Transition]
-    outcomes: list[tuple[Reply | None, ServiceState | Rejected]]
+    outcomes: list[tuple[Envelope, ServiceState | Rejected]]
     state: ServiceState
+    stale: list[Source] = attrs.Factory(list)
+    """Firings taken as late copies of alerts resolved already: counted and logged once
+    committed with the rest (see "Late firings" in `pager.domain`)."""
 
 
 class _Claimed:
@@ -133,7 +157,10 @@ class Services:
         heartbeats: Scheduler,
         metrics: Metrics,
         rota: Rota | None = None,
+        *,
+        last_silence: int = 0,
     ) -> None:
+        """`last_silence` is the highest silence id ever stored: new ones number on from it."""
         self.config = config
         # Who is on call: person: and schedule: targets resolve through it when a level is
         # notified. Without one (tests of other things), they reach nobody.
@@ -144,6 +171,12 @@ class Services:
         self._firing: dict[Source, str] = {
             source: state.name for state in states.values() for source in state.firing
         }
+        # Which service each silence (committed, not yet dropped) is of: where `silence end ID`
+        # goes. Ids are numbered here, the one place that starts silences.
+        self._silenced: dict[int, str] = {
+            silence.id: state.name for state in states.values() for silence in state.silences
+        }
+        self._last_silence = max([last_silence, *self._silenced])
         self._committer = committer
         self._scheduler = scheduler
         # The heartbeat deadlines: a second scheduler, whose misses come to `offer` too.
@@ -177,17 +210,143 @@ class Services:
         for source in now - was:
             self._firing[source] = service
 
+    def _index_silences(self, service: str, was: ServiceState | None, now: ServiceState) -> None:
+        before = () if was is None else was.silences
+        if before is now.silences:
+            return
+        for silence in before:
+            if self._silenced.get(silence.id) == service:
+                del self._silenced[silence.id]
+        for silence in now.silences:
+            self._silenced[silence.id] = service
+
     def status(self, state: ServiceState) -> dict[str, Any]:
         """`state` as a status object, with its open incident's failed deliveries counted."""
         incident = state.incident
         failed = (
             0 if incident is None else self._outbox.failed_deliveries(state.name, incident.number)
         )
+        now = self._clock.now()
         return service_status(
             state,
             failed,
             offset=self._clock.offset(),
             heartbeat=self.config.heartbeats.get(state.name),
+            now=now,
+            silenced_until=self.silenced_until(state, now),
+        )
+
+    # Silences ---------------------------------------------------------------------------------
+
+    def windows(self, service: str) -> Quiet | None:
+        """What silences `service` besides its durable silences, for `decide` and `simulate`
+        alike: the config's recurring maintenance windows join here; none yet."""
+        return None
+
+    def silenced_until(self, state: ServiceState, now: float) -> float | None:
+        """When the quiet in force on the service at `now` ends; None if it is not silenced."""
+        if not state.silences and self.windows(state.name) is None:
+            return None
+        return silenced_until(now, (spans(state.silences), self.windows(state.name)))
+
+    def silence_event(self, request: Request, by: str | None) -> tuple[str, Event]:
+        """The service a `silence` or `silence_end` request is for, and its event: a new
+        silence numbered here, its wall-clock times taken into pagerd's frame; `by` is who
+        asks when the request does not say (the socket's user, the HTTP integration).
+        `Rejected` for what cannot be: an unknown service or silence, a silence that would
+        end by now, or end before it starts, or lie too far ahead."""
+        if request.op == "silence_end":
+            assert request.id is not None  # the protocol requires it
+            found = self._silenced.get(request.id)
+            if found is None or request.id not in {
+                s.id for s in live(self.state(found).silences, self._clock.now())
+            }:
+                raise Rejected(
+                    "not_found",
+                    f"no silence {request.id} is in force or to come (see pager silence list)",
+                )
+            return found, EndSilence(request.id, request.by or by)
+        service = request.service
+        assert service is not None and request.reason is not None  # the protocol requires them
+        if service not in self.config.services:
+            raise Rejected("unknown_service", f"no service named {service!r} is configured")
+        now, offset = self._clock.now(), self._clock.offset()
+        starts = now if request.starts_at is None else max(now, request.starts_at - offset)
+        if request.duration is not None:
+            ends = starts + request.duration
+        else:
+            assert request.ends_at is not None  # the protocol requires one of them
+            ends = request.ends_at - offset
+        if ends <= now:
+            raise Rejected("bad_request", "the silence would be over already: its end is past")
+        if ends <= starts:
+            raise Rejected("bad_request", "the silence would end before it starts")
+        if ends - now > MAX_SILENCE_SECONDS:
+            raise Rejected(
+                "bad_request",
+                f"a silence may end at most {duration(MAX_SILENCE_SECONDS)} from now"
+                " (a service never to be paged for belongs out of the config)",
+            )
+        if len(self._silenced) >= MAX_ALL_SILENCES and self.live_silences() >= MAX_ALL_SILENCES:
+            raise Rejected(
+                "too_many_silences",
+                f"{MAX_ALL_SILENCES} silences are in force or to come, the most pagerd keeps:"
+                " end some first",
+            )
+        self._last_silence += 1
+        silence = Silence(
+            self._last_silence, starts, ends, request.reason.strip(), request.by or by, now
+        )
+        return service, StartSilence(silence)
+
+    def live_silences(self) -> int:
+        """Silences in force or to come, of configured services."""
+        now, services = self._clock.now(), self.config.services
+        return sum(
+            len(live(state.silences, now))
+            for state in self._states.values()
+            if state.silences and state.name in services
+        )
+
+    def held_incidents(self) -> int:
+        """Open incidents whose next step a silence holds."""
+        return sum(
+            1
+            for state in self._states.values()
+            if state.incident is not None and state.incident.silenced
+        )
+
+    def silences(self, service: str | None = None) -> list[dict[str, Any]]:
+        """Every silence in force or to come (of `service` only, if given), as shown, in the
+        order they were started."""
+        now, offset = self._clock.now(), self._clock.offset()
+        names = [service] if service is not None else list(self.config.services)
+        shown = [
+            (silence.id, silence_object(name, silence, offset))
+            for name in names
+            for silence in live(self.state(name).silences, now)
+        ]
+        return [object for _, object in sorted(shown, key=lambda each: each[0])]
+
+    def simulate(
+        self,
+        service: str,
+        at: float | None,
+        ack_after: float | None,
+        rounds: int | None,
+    ) -> Timeline:
+        """The timeline an incident of `service` opened at `at` (on the wall clock; now if
+        None) would follow, with the config, silences and windows in force now, decided by the
+        same `decide`; its times are in pagerd's frame (add `offset()` to show them)."""
+        start = self._clock.now() if at is None else at - self._clock.offset()
+        return simulate(
+            self.state(service),
+            self.config.policy_of(service),
+            start,
+            ack_after=ack_after,
+            rounds=rounds,
+            heartbeat=self.config.heartbeats.get(service),
+            windows=self.windows(service),
         )
 
     def offset(self) -> float:
@@ -253,7 +412,8 @@ class Services:
 
     async def _close_removed(self) -> None:
         """Close the open incident of every service no longer configured, with the reason in its
-        history: nobody could ack it or mark it healthy, and it would count as open for ever.
+        history: nobody could ack it or mark it healthy, and it would count as open for ever;
+        and end its silences, so that a service added back later starts unsilenced.
         Each close goes through the service's owner like any event; one whose commit fails is
         tried again after a back-off."""
         while True:
@@ -263,7 +423,8 @@ class Services:
             while removed := [
                 name
                 for name, state in self._states.items()
-                if state.incident is not None and name not in self.config.services
+                if (state.incident is not None or state.silences)
+                and name not in self.config.services
             ]:
                 try:
                     await self.route((name, Envelope(Removed(), None)) for name in removed)
@@ -412,8 +573,13 @@ class Services:
                     if envelope.reply is not None:
                         envelope.reply.set(unknown_service(service), "unknown_service")
                 state = self.state(service)
-                if state.incident is not None or state.heartbeat is not None:
-                    after = attrs.evolve(closed(state), heartbeat=None)
+                if (
+                    state.incident is not None
+                    or state.heartbeat is not None
+                    or state.started
+                    or state.silences
+                ):
+                    after = attrs.evolve(closed(state), heartbeat=None, started={}, silences=())
                     record = EventRecord("removed", REMOVED) if state.incident is not None else None
                     decided[service] = _Decided(
                         [Transition(state, after, (), now, record)], [], after
@@ -458,8 +624,11 @@ class Services:
                 was = frozenset() if before is None else before.firing
                 if was is not d.state.firing:  # mostly both the one empty frozenset
                     self._index_firing(service, was, d.state.firing)
+                self._index_silences(service, before, d.state)
             for t in transitions:
                 _log_transition(t)
+                if t.after.silences is not t.before.silences:
+                    _log_silences(t.before, t.after)
                 if _deadline(t.after) != _deadline(t.before):
                     self._scheduler.schedule(t.after)
                 if t.after.heartbeat != t.before.heartbeat:
@@ -477,7 +646,25 @@ class Services:
                     self._scheduler.decided(state)
                 if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
                     self._heartbeats.decided(state)
+            if decided[service].stale:
+                self._report_stale(service, decided[service].stale)
         self._answer([o for d in decided.values() for o in d.outcomes])
+
+    def _report_stale(self, service: str, late: list[Source]) -> None:
+        """Count and log the firings of `service` taken as late copies: they change nothing,
+        so they are not in the history; this line says why an alert Alertmanager shows firing
+        paged nobody."""
+        for source in late:
+            self._metrics.stale_firings.inc(source.integration)
+        shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
+        more = f" and {len(late) - 10} more" if len(late) > 10 else ""
+        log.info(
+            "late firing ignored service=%s alerts=%s%s: each started (startsAt) no later than"
+            " when it resolved; paged nobody",
+            service,
+            shown,
+            more,
+        )
 
     def _refused(self, decided: dict[str, _Decided], exc: StoreError) -> None:
         """Nothing of it was written: every deadline stays as the disk has it, and a timeout
@@ -497,29 +684,41 @@ class Services:
         policy = self.config.policy_of(service)
         heartbeat = self.config.heartbeats.get(service)
         resolve = None if self.rota is None else self.rota.resolver()
+        windows = self.windows(service)
         state = self.state(service)
         mine: list[Transition] = []
-        answers: list[tuple[Reply | None, ServiceState | Rejected]] = []
+        answers: list[tuple[Envelope, ServiceState | Rejected]] = []
+        late: list[Source] = []
         for envelope in batch:
-            if isinstance(envelope.event, Removed):
+            event = envelope.event
+            if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
             try:
                 after, notes, unreached = decide_with(
-                    state, envelope.event, now, policy, heartbeat, resolve
+                    state, event, now, policy, heartbeat, resolve=resolve, windows=windows
                 )
             except Rejected as rejected:
-                answers.append((envelope.reply, rejected))
+                answers.append((envelope, rejected))
                 continue
+            if (
+                isinstance(event, Alert)
+                and event.source is not None
+                and after is state
+                and stale(state, event.source, event.starts_at, now)
+            ):
+                late.append(event.source)
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
+                if (held := _held(state, after)) is not None:
+                    mine.append(Transition(after, after, (), now, held))
             for missed in unreached:
                 # Into the incident's history (a transition that changes nothing else), the
                 # log and the metrics: a level that reached nobody is never a silent skip.
                 mine.append(Transition(after, after, (), now, self._unreached(after, missed)))
             state = after
-            answers.append((envelope.reply, after))
-        return _Decided(mine, answers, state)
+            answers.append((envelope, after))
+        return _Decided(mine, answers, state, late)
 
     def _unreached(self, state: ServiceState, missed: Unreached) -> EventRecord:
         iid = incident_id(state.name, state.incident.number if state.incident else 0)
@@ -536,17 +735,28 @@ class Services:
 
     def _answer(
         self,
-        outcomes: list[tuple[Reply | None, ServiceState | Rejected]],
+        outcomes: list[tuple[Envelope, ServiceState | Rejected]],
         failure: str | None = None,
     ) -> None:
-        """Reply to each event: its refusal, or `unavailable` if the commit failed, or ok."""
-        for reply, outcome in outcomes:
+        """Reply to each event: its refusal, or `unavailable` if the commit failed, or ok (a
+        silence's with the silence, as it now stands)."""
+        for envelope, outcome in outcomes:
+            reply = envelope.reply
             if reply is None:
                 continue
             if isinstance(outcome, Rejected):
                 reply.set(error_reply(outcome.code, outcome.message), outcome.code)
             elif failure is not None:
                 reply.set(error_reply("unavailable", failure), "unavailable")
+            elif isinstance(envelope.event, (StartSilence, EndSilence)):
+                number = (
+                    envelope.event.silence.id
+                    if isinstance(envelope.event, StartSilence)
+                    else envelope.event.id
+                )
+                silence = next(s for s in outcome.silences if s.id == number)
+                shown = silence_object(outcome.name, silence, self._clock.offset())
+                reply.set(ok_reply(silence=shown, **self.status(outcome)))
             else:
                 reply.set(ok_reply(**self.status(outcome)))
 
@@ -554,15 +764,20 @@ class Services:
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
     """The event as the incident's history keeps it; None if it concerns no incident."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
+    answered = envelope.via
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
         return _heartbeat_record(event, peer, via, before, after)
+    if isinstance(event, (StartSilence, EndSilence)):
+        return _silence_record(event, peer, via, before, after)
     if isinstance(event, Timeout):
         incident = after.incident
         if after == before or incident is None:
             return None
         if incident.exhausted:
             return EventRecord("timeout", "no level left to notify: exhausted")
-        return EventRecord("timeout", f"escalated to level {incident.level} round {incident.round}")
+        if incident.silenced:
+            return None  # held (again): `_held` says so, once
+        return EventRecord("timeout", _notified(before, incident))
     if before.incident is None and after.incident is None:
         return None
     if isinstance(event, Alert):
@@ -572,17 +787,18 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
     if isinstance(event, Ack):
         if event.source is not None and before.incident == after.incident:
             return None  # an integration's ack of what is acked already, or not firing
-        return EventRecord("ack", None, event.by, peer, via)
+        return EventRecord("ack", None, event.by, peer, via, answered)
     if isinstance(event, Resolve):
-        if before == after:
-            return None
+        if event.source not in before.firing:
+            return None  # resolved already, or never seen: only its startsAt was kept
         # The incident's history says which alert resolved, and how many are left.
         left = len(after.firing)
         detail = f"{event.source.integration}: {event.source.key} resolved"
         return EventRecord(
             "resolve", detail + (f", {left} still firing" if left else ""), None, peer, via
         )
-    return EventRecord("healthy", None, None, peer, via)
+    by = event.by if isinstance(event, Healthy) else None
+    return EventRecord("healthy", None, by, peer, via, answered)
 
 
 def _heartbeat_record(
@@ -607,6 +823,47 @@ def _heartbeat_record(
     return EventRecord("heartbeat", detail, event.by, peer, via)
 
 
+def _notified(before: ServiceState, incident: Incident) -> str:
+    step = f"level {incident.level} round {incident.round}"
+    if before.incident is not None and before.incident.silenced:
+        return f"the silence is over: notified {step}"
+    return f"escalated to {step}"
+
+
+def _silence_record(
+    event: StartSilence | EndSilence,
+    peer: Peer | None,
+    via: str | None,
+    before: ServiceState,
+    after: ServiceState,
+) -> EventRecord | None:
+    """A silence started or ended, in the history of the incident open then (if any)."""
+    if after.incident is None or before == after:
+        return None
+    if isinstance(event, StartSilence):
+        silence = event.silence
+        detail = f"silence {silence.id}: {silence.reason}"
+        return EventRecord("silence", detail, silence.by, peer, via)
+    incident = after.incident
+    detail = f"silence {event.id} ended"
+    if before.incident is not None and before.incident.silenced and not incident.silenced:
+        detail += f": notified level {incident.level} round {incident.round}"
+    return EventRecord("silence_end", detail, event.by, peer, via)
+
+
+def _held(before: ServiceState, after: ServiceState) -> EventRecord | None:
+    """The history's word that a step was held by a silence, when it first is."""
+    incident = after.incident
+    if incident is None or not incident.silenced:
+        return None
+    was = before.incident
+    if was is not None and was.number == incident.number and was.silenced:
+        return None
+    if incident.level == 0:
+        return EventRecord("silenced", "paging held by a silence: nobody notified yet")
+    return EventRecord("silenced", f"paging held by a silence after level {incident.level}")
+
+
 def _fail(batch: list[Envelope]) -> None:
     for envelope in batch:
         if envelope.reply is not None and not envelope.reply.done:
@@ -622,6 +879,25 @@ def _notifications(transitions: Iterable[Transition]) -> Iterable[Notify]:
         yield from t.notifications
 
 
+def _log_silences(before: ServiceState, after: ServiceState) -> None:
+    was = {s.id: s for s in before.silences}
+    for silence in after.silences:
+        old = was.get(silence.id)
+        if old is None:
+            log.warning(
+                "silenced service=%s silence=%d from=%s until=%s by=%r reason=%r",
+                after.name, silence.id, isoformat(silence.starts_at),
+                isoformat(silence.ends_at), silence.by, silence.reason,
+            )  # fmt: skip
+        elif old.ended_at is None and silence.ended_at is not None:
+            log.warning(
+                "silence ended service=%s silence=%d by=%r",
+                after.name,
+                silence.id,
+                silence.ended_by,
+            )
+
+
 def _log_transition(t: Transition) -> None:
     before, after, name = t.before.incident, t.after.incident, t.after.name
     if after is None:
@@ -632,7 +908,9 @@ def _log_transition(t: Transition) -> None:
             log.info("closed service=%s incident=%s", name, incident_id(name, before.number))
         return
     iid = incident_id(name, after.number)
-    if before is None or before.number != after.number:
+    if t.before == t.after and t.event is not None and t.event.op == "silenced":
+        log.warning("held service=%s incident=%s by a silence", name, iid)
+    elif before is None or before.number != after.number:
         log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
     elif after.acknowledged and not before.acknowledged:
         log.info("acknowledged service=%s incident=%s by=%r", name, iid, after.acknowledged_by)

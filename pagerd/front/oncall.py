@@ -47,10 +47,10 @@ async def serve(request: Request, rota: Rota) -> tuple[bytes, str]:
 async def _change(request: Request, rota: Rota) -> tuple[bytes, str]:
     schedules = rota.directory.schedules
     if request.op == "override":
-        assert request.schedule and request.by and request.start is not None
-        assert request.end is not None  # the protocol requires them
+        assert request.schedule and request.by and request.starts_at is not None
+        assert request.ends_at is not None  # the protocol requires them
         added = await rota.add(
-            request.schedule, request.by, request.for_, request.start, request.end
+            request.schedule, request.by, request.for_, request.starts_at, request.ends_at
         )
         return ok_reply(override=override_fields(added, schedules.get(added.schedule))), "ok"
     if request.op == "override_remove":

@@ -20,11 +20,12 @@ import attrs
 import trio
 
 from pager import __version__
-from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, incident_id
+from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, Rejected, incident_id
 from pager.protocol import (
     EVENT_OPS,
     MAX_LINE,
     SCHEDULE_OPS,
+    SILENCE_OPS,
     ProtocolError,
     Request,
     encode,
@@ -33,7 +34,8 @@ from pager.protocol import (
     parse_request,
     unknown_service,
 )
-from pager.timefmt import isoformat
+from pager.simulate import Timeline
+from pager.timefmt import duration, isoformat
 from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
@@ -357,6 +359,14 @@ class Server:
             log.exception("cannot decode a request line")
             return _done("invalid", error_reply("internal", "internal error"), "internal")
         op, service = request.op, request.service
+        if op in SILENCE_OPS:
+            try:
+                service, event = self._services.silence_event(request, _who(peer))
+            except Rejected as exc:
+                return _done(op, error_reply(exc.code, exc.message), exc.code)
+            reply = Reply(op)
+            events.append((service, Envelope(event, reply, peer)))
+            return reply
         if op not in EVENT_OPS:
             return request
         assert service is not None  # parse_request requires it of events
@@ -400,6 +410,13 @@ class Server:
             if rota is None:
                 return _done(op, error_reply("unavailable", "no schedules here"), "unavailable")
             return _done(op, *await oncall.serve(request, rota))
+        if op == "silences":
+            service = request.service
+            if service is not None and service not in self._services.config.services:
+                return _done(op, unknown_service(service), "unknown_service")
+            return _done(op, ok_reply(silences=self._services.silences(service)))
+        if op == "simulate":
+            return _done(op, *self._simulate(request))
         assert op == "history", op
         return _done(op, *await self._history(request))
 
@@ -419,6 +436,14 @@ class Server:
             offset = services.offset()
             status["incident"]["notifications"] = [_delivery(d, offset) for d in deliveries]
         return ok_reply(**status), "ok"  # one service's status object, as alert's reply has it
+
+    def _simulate(self, request: Request) -> tuple[bytes, str]:
+        service = request.service
+        assert service is not None  # the protocol requires it
+        if service not in self._services.config.services:
+            return unknown_service(service), "unknown_service"
+        timeline = self._services.simulate(service, request.at, request.ack_after, request.rounds)
+        return ok_reply(**timeline_object(timeline, self._services.offset())), "ok"
 
     def _config(self) -> dict[str, Any]:
         record = self.config_record
@@ -503,6 +528,34 @@ def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
     }
 
 
+def timeline_object(timeline: Timeline, offset: float) -> dict[str, Any]:
+    """A simulation as the `simulate` op replies it (see docs/silences.md)."""
+    steps: list[dict[str, Any]] = []
+    for step in timeline.steps:
+        after = step.at - timeline.opened_at
+        shown: dict[str, Any] = {
+            "at": isoformat(step.at + offset),
+            "after": duration(after) if after > 0 else "0s",
+            "event": step.kind,
+            "round": step.round,
+            "level": step.level,
+        }
+        if step.kind == "notify":
+            shown["notify"] = [
+                {"target": str(n.target), "channel": n.target.channel, "id": n.id}
+                for n in step.notifications
+            ]
+        if step.until is not None:
+            shown["until"] = isoformat(step.until + offset)
+        steps.append(shown)
+    return {
+        "service": timeline.service,
+        "opened_at": isoformat(timeline.opened_at + offset),
+        "timeline": steps,
+        "end": timeline.end,
+    }
+
+
 def event_of(request: Request) -> Event:
     """The event an `alert`, `ack` or `healthy` request is (the HTTP front's REST too)."""
     if request.op == "alert":
@@ -522,3 +575,8 @@ def _revoked() -> Reply:
 def _too_large() -> Reply:
     message = f"request line is over {MAX_LINE} bytes; closing"
     return _done("invalid", error_reply("too_large", message), "too_large")
+
+
+def _who(peer: Peer) -> str:
+    """Who asked, when a silence does not say: the peer's user name, else its uid."""
+    return peer.user or f"uid {peer.uid}"

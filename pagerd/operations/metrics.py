@@ -123,13 +123,20 @@ class Metrics:
         )
         self.http_auth_failures = Counter(
             "pagerd_http_auth_failures_total",
-            "HTTP requests refused for a missing or wrong key, by the integration type asked for.",
+            "HTTP requests refused for a missing or wrong key, by the integration type asked for"
+            " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
         )
         self.levels_unreached = Counter(
             "pagerd_levels_unreached_total",
             "Escalation levels that had nobody to notify when notified (a schedule with nobody on"
             " call): each recorded in the incident's history and skipped at once.",
+        )
+        self.stale_firings = Counter(
+            "pagerd_stale_firings_total",
+            "Firing alerts taken as late copies of one already resolved (their startsAt not "
+            "after the one it resolved with): they paged nobody. By integration.",
+            ("integration",),
         )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
@@ -153,6 +160,7 @@ class Metrics:
             self.http_requests,
             self.http_auth_failures,
             self.levels_unreached,
+            self.stale_firings,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -33,6 +33,9 @@ class EventRecord:
     by: str | None = None
     peer: Peer | None = None
     integration: str | None = None
+    via: str | None = None
+    """How a person answered where not over the socket or an integration: `link`, `sms`,
+    `slack`, `console` (see `pagerd.engine.actors.Envelope.via`)."""
 
 
 @attrs.frozen
@@ -144,6 +147,23 @@ class Fence:
     epoch: int
 
 
+@attrs.frozen
+class ReplyCode:
+    """What an SMS reply code answers: one incident of one service."""
+
+    service: str
+    incident: int
+
+
+NoReply: TypeAlias = Literal["replayed", "unknown_number", "unknown_code"]
+"""Why an SMS reply answers nothing: its message was taken before (the same provider id, a
+replay), no page was ever sent to its number, or its code is none the number was given."""
+
+REPLAY_WINDOW: Final = 90 * 24 * 3600.0
+"""How long a reply's message id is remembered (`take_reply`): a replay within it is refused.
+Twilio's signatures carry no time, so a captured reply could otherwise be sent again later,
+when its code names another incident."""
+
 PRUNE_ROWS: Final = 500
 """Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
 
@@ -169,10 +189,18 @@ class Storage(Protocol):
         ...
 
     def load_states(self) -> dict[str, ServiceState]:
-        """Every service that has had an incident or has a heartbeat monitor, with its open
-        incident (and why it is open: `Incident.heartbeat_only`, `Incident.held_by_alert`) and
-        its monitor if any. A `Transition` whose `after.heartbeat` differs from its
-        `before.heartbeat` writes the monitor (or deletes it, if None)."""
+        """Every service that has had an incident, has a heartbeat monitor or has silences,
+        with its open incident (and why it is open: `Incident.heartbeat_only`,
+        `Incident.held_by_alert`; whether a silence holds it: `Incident.silenced`), its monitor
+        and its silences if any. A `Transition` whose `after.heartbeat` differs from its
+        `before.heartbeat` writes the monitor (or deletes it, if None); one whose
+        `after.silences` differ writes each silence new or changed, and keeps each one it no
+        longer has as over (not loaded again, kept for the record until `prune`)."""
+        ...
+
+    def last_silence_id(self) -> int:
+        """The highest silence id ever written (0 if none), whatever was pruned since: new
+        silences number on from it, so an id never names two silences."""
         ...
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
@@ -223,9 +251,25 @@ class Storage(Protocol):
         self, before: float, after: tuple[float, int] = (-math.inf, 0), budget: int = PRUNE_ROWS
     ) -> Pruned:
         """Delete the history of incidents closed before `before`, at most `budget` rows in one
-        transaction, going on after `after` (the `resume` of the last call). Kept whatever
-        their age: a service's latest incident (numbers continue from it) and an incident with
-        a notification still to deliver."""
+        transaction, going on after `after` (the `resume` of the last call), and silences over
+        before `before` (but the latest). Kept whatever their age: a service's latest incident
+        (numbers continue from it) and an incident with a notification still to deliver."""
+        ...
+
+    def reply_code(self, address: str, service: str, incident: int, at: float) -> int:
+        """The SMS reply code of `service`'s `incident` on the phone `address`, durable on
+        return: the one it has if it has one, else the smallest number no incident still open
+        holds on that phone (a closed incident's number is given again). `at` is when the page
+        goes, which makes it the phone's latest (see `take_reply`). One transaction."""
+        ...
+
+    def take_reply(
+        self, message_id: str, address: str, code: int | None, at: float
+    ) -> ReplyCode | NoReply:
+        """Take the SMS reply `message_id` (the provider's id of the message) from `address`:
+        the incident its `code` answers (None: that of the latest page sent to `address`), or
+        why none. The id is remembered, durably and before this returns, for `REPLAY_WINDOW`:
+        the same id again is "replayed", whatever it says. One transaction."""
         ...
 
     def overrides(self) -> list[Override]:

@@ -1,28 +1,54 @@
-"""SMS through the Twilio Messages API (or any provider speaking it, via `api_base`)."""
+"""SMS through the Twilio Messages API (or any provider speaking it, via `api_base`).
+
+Where replies are taken (`ReplyCodes`), each page ends with its reply code ("Reply 4a to
+acknowledge, 4c to close"), given out and stored before the page is sent: a reply can never
+name a code the store does not know."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from pager.domain import Notify
 from pager.messages import short
+from pager.ports import TransientError
+from pager.replies import sms_text
 from pagerd.config.channels import TwilioSettings
 from pagerd.delivery.transports.http import check, header_value, post
+from pagerd.storage.port import StoreError
 
 log = logging.getLogger("pagerd.transports.twilio")
 
+ReplyCodes = Callable[[Notify], Awaitable[int | None]]
+"""The reply code of a page (stored before it is given back), or None if replies are off."""
+
 
 class TwilioTransport:
-    def __init__(self, settings: TwilioSettings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: TwilioSettings,
+        client: httpx.AsyncClient,
+        reply_codes: ReplyCodes | None = None,
+    ) -> None:
         self._settings = settings
         self._client = client
         self._url = f"{settings.api_base}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
+        self._reply_codes = reply_codes
+
+    async def _text(self, notification: Notify) -> str:
+        if self._reply_codes is None:
+            return short(notification)
+        try:
+            code = await self._reply_codes(notification)
+        except StoreError as exc:
+            raise TransientError(f"cannot store the page's reply code: {exc}") from None
+        return short(notification) if code is None else sms_text(notification, code)
 
     async def send(self, notification: Notify) -> str | None:
         s = self._settings
-        form = {"To": notification.target.address, "Body": short(notification)}
+        form = {"To": notification.target.address, "Body": await self._text(notification)}
         if s.messaging_service_sid is not None:
             form["MessagingServiceSid"] = s.messaging_service_sid
         else:

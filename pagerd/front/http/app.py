@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
-from urllib.parse import parse_qsl
 
 import msgspec
 import trio
@@ -101,9 +100,9 @@ class HttpApp:
         headers = header_map(scope)
         config = self._config()
         integration = None
+        client = scope.get("client")
+        address = client[0] if client else ""
         if route.auth is not None:
-            client = scope.get("client")
-            address = client[0] if client else ""
             # An address that presented too many wrong keys waits, whatever it presents now:
             # guessing a key takes forever (see `FailedKeys`).
             wait = self.failed_keys.retry_after(address)
@@ -128,22 +127,39 @@ class HttpApp:
             limited = self.over_rate(integration.name, route.over_rate)
             if limited is not None:
                 return limited
+        if route.signed is not None:
+            wait = self.failed_keys.retry_after(address)
+            if wait is not None:
+                message = f"too many badly signed requests from this address; retry in {wait}s"
+                return error(
+                    429, "busy", message, ("retry-after", str(wait)), ("connection", "close")
+                )
         body = b""
         if route.body:
             limits = config.http.limits
+            most = min(limits.max_body_bytes, route.max_body or limits.max_body_bytes)
             try:
-                body = await read_body(receive, headers, limits.max_body_bytes, limits.read_timeout)
+                body = await read_body(receive, headers, most, limits.read_timeout)
             except TooLarge:
-                message = f"the body is over {limits.max_body_bytes} bytes (http.max_body_bytes)"
+                bound = "http.max_body_bytes" if most == limits.max_body_bytes else "this form"
+                message = f"the body is over {most} bytes ({bound})"
                 return error(413, "too_large", message, ("connection", "close"))
             except trio.TooSlowError:
                 message = f"the body took over {limits.read_timeout:g}s (http.read_timeout)"
                 return error(408, "timeout", message, ("connection", "close"))
+        query = scope.get("query_string", b"").decode("latin-1")
+        call = Call(
+            scope["method"], path, params, headers, body, integration, address=address, query=query
+        )
+        if route.signed is not None:
+            refused = route.signed.check(call)
+            if refused is not None:
+                if refused.status == 403:
+                    self._metrics.http_auth_failures.inc(route.signed.provider)
+                    self.failed_keys.failed(address)
+                return refused
         try:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-            return await route.handler(
-                Call(scope["method"], path, params, headers, body, integration, query)
-            )
+            return await route.handler(call)
         except Exception:  # a bug in one handler: this request's, not the server's
             log.exception("http %s %s failed", scope["method"], route.name)
             return error(500, "internal", "internal error")

@@ -10,18 +10,23 @@ from typing import Any, Final
 from pager import __version__
 from pager.domain import SERVICE_NAME_RE
 from pager.protocol import MAX_BY, MAX_TEXT
+from pager.silences import MAX_REASON
 from pagerd.front.http.routes import Route
 
 DESCRIPTIONS: Final = {
     "200": "Done: the event is committed, or what was asked for",
     "202": "Accepted: the event is committed",
+    "303": "See Other: go to the page in Location (the web console)",
     "400": "bad_request: the body or a parameter is not what this endpoint takes",
     "401": "unauthorized: no key, or a wrong one (Authorization: Bearer KEY)",
-    "403": "forbidden: the integration may not send to this service (its services list)",
-    "404": "unknown_service (or not_found: no such incident, or a wrong key in the path)",
+    "403": "forbidden: the integration may not send to this service (its services list), or "
+    "a provider's callback is not signed by it",
+    "404": "unknown_service (or not_found: no such incident, a wrong key in the path, or a "
+    "provider's callback that is not set up)",
     "408": "timeout: the body took too long to arrive",
-    "409": "no_open_incident: nothing to acknowledge",
+    "409": "no_open_incident: nothing to acknowledge (too_many_silences: end some first)",
     "413": "too_large: the body is over the limit",
+    "415": "bad_request: the body is not of the type this endpoint takes",
     "429": "busy: the integration is over its rate, or this address sent too many wrong keys; "
     "retry after Retry-After seconds",
     "503": "busy or unavailable: retry (nothing was committed)",
@@ -32,7 +37,16 @@ _EVENTS: Final[dict[str, dict[str, Any]]] = {
     "alert": {"service": _SERVICE, "message": {"type": "string", "maxLength": MAX_TEXT}},
     "ack": {"service": _SERVICE, "by": {"type": "string", "maxLength": MAX_BY}},
     "healthy": {"service": _SERVICE},
+    "silence": {
+        "service": _SERVICE,
+        "reason": {"type": "string", "maxLength": MAX_REASON},
+        "for": {"type": "string", "description": "a duration: 30m, 2h, 1d12h"},
+        "until": {"type": "string", "format": "date-time"},
+        "from": {"type": "string", "format": "date-time"},
+        "by": {"type": "string", "maxLength": MAX_BY},
+    },
 }
+_REQUIRED: Final[dict[str, list[str]]] = {"silence": ["service", "reason"]}
 _REPLY: Final = {
     "type": "object",
     "properties": {
@@ -66,7 +80,9 @@ def document(routes: Iterable[Route], public_url: str | None) -> dict[str, Any]:
 
 
 def _operation(route: Route) -> dict[str, Any]:
-    reply = {"application/json": {"schema": {"$ref": "#/components/schemas/Reply"}}}
+    reply: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/Reply"}}}
+    if route.doc.get("content") is not None:  # a page of the web console, not the API
+        reply = {route.doc["content"]: {}}
     codes = tuple(route.doc.get("responses", ("200",)))
     if route.auth is not None:
         # Every keyed route refuses a wrong key, and slows an address that keeps sending them.
@@ -85,15 +101,19 @@ def _operation(route: Route) -> dict[str, Any]:
     ]
     if parameters:
         operation["parameters"] = parameters
+    if route.doc.get("tags"):
+        operation["tags"] = list(route.doc["tags"])
     if route.auth is not None:
         operation["security"] = [] if route.key_in_path else [{"bearer": []}]
         operation["x-integration-type"] = route.auth
+    if route.signed is not None:
+        operation["x-signed-by"] = route.signed.provider
     op = route.doc.get("op")
     if route.body and op in _EVENTS:
         schema = {
             "type": "object",
             "properties": _EVENTS[op],
-            "required": ["service"],
+            "required": _REQUIRED.get(op, ["service"]),
             "additionalProperties": False,
         }
         operation["requestBody"] = {

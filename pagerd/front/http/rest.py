@@ -2,15 +2,18 @@
 
 `POST /alert`, `/acknowledge`, `/healthy` take the socket request's fields as a JSON object
 (the op is the path's): the body is checked by the protocol's own parser, so what the socket
-refuses this refuses too, with the same code and sentence, as an HTTP status.
+refuses this refuses too, with the same code and sentence, as an HTTP status. Silences too:
+`POST /silences` is the socket's `silence`, `DELETE /silences/{id}` its `silence_end`, and
+`GET /silences` its `silences`; a silence is asked for by the integration unless it says `by`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from pager.domain import is_service_name
+from pager.domain import Rejected, is_service_name
 from pager.protocol import ProtocolError, Request, error_reply, parse_request
 from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response
@@ -70,6 +73,14 @@ class Rest:
                   doc={"summary": "One service's state and open incident", "responses": reads}),
             Route("GET", "/history/{service}", self._history, auth="rest",
                   doc={"summary": "The service's latest incident's history", "responses": reads}),
+            Route("GET", "/silences", self._silences, auth="rest",
+                  doc={"summary": "Every silence in force or to come", "responses": reads}),
+            Route("POST", "/silences", self._silence, auth="rest", body=True,
+                  doc={**event_doc, "summary": "Silence a service (the socket's 'silence')",
+                       "op": "silence"}),
+            Route("DELETE", "/silences/{id}", self._end_silence, auth="rest",
+                  doc={"summary": "End a silence now (the socket's 'silence_end')",
+                       "responses": ("200", "400", "401", "403", "404", "429", "503")}),
         ]  # fmt: skip
 
     async def _event(self, call: Call) -> Response:
@@ -82,6 +93,31 @@ class Rest:
         integration = call.integration
         assert integration is not None  # the route takes a key
         return answer(*await submit(self._services, service, event_of(request), integration))
+
+    async def _silence(self, call: Call) -> Response:
+        try:
+            request = parse_event("silence", call.body)
+        except ProtocolError as exc:
+            return refuse(exc.code, exc.message)
+        return await self._silenced(call, request)
+
+    async def _end_silence(self, call: Call) -> Response:
+        number = call.params["id"]
+        if re.fullmatch(r"[0-9]{1,18}", number) is None:
+            return refuse("bad_request", "not a silence id: a number, as GET /silences shows")
+        return await self._silenced(call, Request("silence_end", id=int(number)))
+
+    async def _silenced(self, call: Call, request: Request) -> Response:
+        integration = call.integration
+        assert integration is not None  # the route takes a key
+        try:
+            service, event = self._services.silence_event(request, integration.name)
+        except Rejected as exc:
+            return refuse(exc.code, exc.message)
+        return answer(*await submit(self._services, service, event, integration))
+
+    async def _silences(self, call: Call) -> Response:
+        return answer(*await self._read(Request("silences")))
 
     async def _status(self, call: Call) -> Response:
         service = call.params.get("service")

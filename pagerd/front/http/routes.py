@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import attrs
 
@@ -22,11 +23,31 @@ class Call:
     headers: Mapping[str, str]
     body: bytes
     integration: Integration | None = None
-    query: Mapping[str, str] = attrs.field(factory=dict)
-    """The query string's parameters (the last of a name repeated)."""
+    address: str = ""
+    """The client's IP address (the console's sign-in lock-out and trusted proxies use it)."""
+    query: str = ""
+    """The query string as sent (without `?`): part of what some providers sign (Twilio)."""
+
+    @property
+    def arguments(self) -> Mapping[str, str]:
+        """The query string's parameters (the last of a name repeated)."""
+        return dict(parse_qsl(self.query))
 
 
 Handler = Callable[[Call], Awaitable[Response]]
+
+
+@attrs.frozen
+class Signed:
+    """A route a provider calls, authenticated by its signature over the request rather than
+    an integration's key (Twilio's `X-Twilio-Signature`, Slack's `X-Slack-Signature`).
+
+    `check(call)`, once the body is read, gives None if the request is signed, else the
+    refusal: a 403 counts as a wrong key from the client's address (slowed down as wrong keys
+    are, and counted as `provider`'s auth failure); a 404 says the provider is not set up."""
+
+    provider: str
+    check: Callable[[Call], Response | None]
 
 
 @attrs.frozen
@@ -40,6 +61,10 @@ class Route:
     key_in_path: bool = False
     """The key is the path's `{key}` (a wrong one is 404, as for a path that does not exist)."""
     body: bool = False
+    max_body: int | None = None
+    """A bound on its body below `http.max_body_bytes` (a form of a few fields)."""
+    signed: Signed | None = None
+    """A provider's signature is its authentication (see `Signed`); `auth` is then None."""
     over_rate: int = 429
     """The status an integration past its rate gets (with Retry-After): 503 for a sender that
     drops a 429 (Alertmanager retries only a 5xx)."""

@@ -78,7 +78,7 @@ class Schedules:
         schedule = None if rota is None else rota.directory.schedules.get(name)
         if rota is None or schedule is None:
             return refuse("unknown_schedule", f"no schedule named {name!r} is configured")
-        person = call.query.get("person")
+        person = call.arguments.get("person")
         if person is not None and person not in rota.directory.people:
             return refuse("unknown_person", "no such person is configured")
         now = float(round(rota.wall_now()))  # as DTSTAMP says it: a reader can recompute
@@ -117,12 +117,12 @@ class Schedules:
         fields: dict[str, Any] = {"op": "oncall"}
         if "schedule" in call.params:
             fields["schedule"] = call.params["schedule"]
-        if "at" in call.query:
-            fields["at"] = call.query["at"]
-        if "next" in call.query:
-            count = call.query["next"]
+        if "at" in call.arguments:
+            fields["at"] = call.arguments["at"]
+        if "next" in call.arguments:
+            count = call.arguments["next"]
             if not count.isascii() or not count.isdigit() or len(count) > 3:
-                return refuse("bad_request", '"next" must be an integer from 0 to 50')
+                return refuse("bad_request", '"next" must be a whole number from 0 to 50')
             fields["next"] = int(count)
         return await self._socket(fields)
 

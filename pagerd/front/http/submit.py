@@ -8,7 +8,9 @@ by integration, so history says which one sent each.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from pager.domain import Event
 from pager.protocol import error_reply, unknown_service
@@ -27,6 +29,7 @@ STATUS: Final[dict[str, int]] = {
     "unknown_schedule": 404,
     "unknown_person": 404,
     "too_many": 409,
+    "too_many_silences": 409,
     "too_large": 413,
     "busy": 503,
     "unavailable": 503,
@@ -60,3 +63,25 @@ async def submit(
     await services.route([(service, Envelope(event, reply, None, integration.name))])
     await reply.event.wait()
     return reply.line, reply.result
+
+
+async def answer(services: Services, service: str, event: Event, via: str) -> tuple[bytes, str]:
+    """Route a person's answer to a page (an `Ack` or `Healthy` naming its incident) to
+    `service`'s actor, recorded as answered `via` (`sms`, `slack`), and give back its reply
+    line and result once decided and committed, as `submit` does. No integration is involved:
+    the provider's signature was the request's authentication."""
+    if service not in services.config.services:
+        return unknown_service(service), "unknown_service"
+    reply = Waiting()
+    await services.route([(service, Envelope(event, reply, None, None, via=via))])
+    await reply.event.wait()
+    return reply.line, reply.result
+
+
+def decoded(line: bytes) -> dict[str, Any]:
+    """A reply line as its JSON object (empty if it is none)."""
+    try:
+        reply = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return {}
+    return reply if isinstance(reply, dict) else {}

@@ -11,19 +11,20 @@ Rows are folded first: a batch that touches one incident ten times writes its la
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 import msgspec
 
-from pager.domain import Incident, Source
+from pager.domain import Incident, Source, Started
+from pager.silences import Silence
 from pagerd.storage.port import Attempt, ClockMark, Transition, Write
 from pagerd.timing.clock import Reading
 
 _COLUMNS: Final = (
     "service, number, opened_at, message, alerts, round, level, deadline, acknowledged_at,"
-    " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert"
+    " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert, silenced"
 )
 
 
@@ -32,12 +33,19 @@ def _select(count: int) -> str:
 
 
 _UPSERT_INCIDENTS: Final = (
-    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(14)} FROM json_each(?) WHERE true"
+    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(15)} FROM json_each(?) WHERE true"
     " ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
     " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
     " acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,"
     " exhausted = excluded.exhausted, closed_at = excluded.closed_at,"
-    " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert"
+    " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert,"
+    " silenced = excluded.silenced"
+)
+_UPSERT_SILENCES: Final = (
+    "INSERT INTO silences (id, service, starts_at, ends_at, reason, by, created_at, ended_at,"
+    f" ended_by, active) SELECT {_select(10)} FROM json_each(?) WHERE true"
+    " ON CONFLICT (id) DO UPDATE SET ends_at = excluded.ends_at,"
+    " ended_at = excluded.ended_at, ended_by = excluded.ended_by, active = excluded.active"
 )
 _UPSERT_HEARTBEATS: Final = (
     f"INSERT INTO heartbeats (service, interval, due_at, last_at) SELECT {_select(4)}"
@@ -49,7 +57,7 @@ _DELETE_HEARTBEATS: Final = (
 )
 _INSERT_EVENTS: Final = (
     "INSERT INTO events (service, incident, at, op, detail, by, peer_uid, peer_user, peer_pid,"
-    f" integration) SELECT {_select(10)} FROM json_each(?)"
+    f" integration, via) SELECT {_select(11)} FROM json_each(?)"
 )
 _INSERT_NOTIFICATIONS: Final = (
     "INSERT INTO notifications (id, service, incident, round, level, channel, address, message,"
@@ -62,6 +70,16 @@ _INSERT_FIRING: Final = (
 )
 _DELETE_FIRING: Final = (
     "DELETE FROM firing WHERE (service, integration, key) IN"
+    f" (SELECT {_select(3)} FROM json_each(?))"
+)
+_UPSERT_STARTS: Final = (
+    "INSERT INTO alert_starts (service, integration, key, starts_at, resolved_at)"
+    f" SELECT {_select(5)} FROM json_each(?) WHERE true"
+    " ON CONFLICT (service, integration, key) DO UPDATE SET"
+    " starts_at = excluded.starts_at, resolved_at = excluded.resolved_at"
+)
+_DELETE_STARTS: Final = (
+    "DELETE FROM alert_starts WHERE (service, integration, key) IN"
     f" (SELECT {_select(3)} FROM json_each(?))"
 )
 _INSERT_ATTEMPTS: Final = (
@@ -97,7 +115,15 @@ def _incident_row(service: str, i: Incident, closed_at: float | None) -> list[An
         closed_at,
         int(i.heartbeat_only),
         int(i.held_by_alert),
+        int(i.silenced and closed_at is None),
     ]
+
+
+def _silence_row(service: str, s: Silence, active: bool) -> list[Any]:
+    return [
+        s.id, service, s.starts_at, s.ends_at, s.reason, s.by, s.created_at, s.ended_at,
+        s.ended_by, int(active),
+    ]  # fmt: skip
 
 
 class _Rows:
@@ -113,12 +139,19 @@ class _Rows:
         self.heartbeats: dict[str, list[Any] | None] = {}
         # service -> (firing before its first transition here, after its last)
         self.firing: dict[str, tuple[frozenset[Source], frozenset[Source]]] = {}
+        # service -> (started before its first transition here, after its last)
+        self.started: dict[str, tuple[Mapping[Source, Started], Mapping[Source, Started]]] = {}
+        # silence id -> its row as the batch leaves it (dropped from its state: not active)
+        self.silences: dict[int, list[Any]] = {}
 
     def transition(self, t: Transition) -> None:
         name = t.after.name
         if t.before.firing or t.after.firing or name in self.firing:
             first = self.firing.get(name, (t.before.firing, t.before.firing))[0]
             self.firing[name] = (first, t.after.firing)
+        if t.before.started or t.after.started or name in self.started:
+            was = self.started.get(name, (t.before.started, t.before.started))[0]
+            self.started[name] = (was, t.after.started)
         before, after = t.before.incident, t.after.incident
         if before is not None and (after is None or after.number != before.number):
             self.incidents[(name, before.number)] = _incident_row(name, before, t.at)
@@ -129,6 +162,13 @@ class _Rows:
             self.heartbeats[name] = None
             if monitor is not None:
                 self.heartbeats[name] = [name, monitor.interval, monitor.due_at, monitor.last_at]
+        if t.after.silences is not t.before.silences and t.after.silences != t.before.silences:
+            kept = {s.id for s in t.after.silences}
+            for s in t.before.silences:
+                if s.id not in kept:
+                    self.silences[s.id] = _silence_row(name, s, active=False)
+            for s in set(t.after.silences) - set(t.before.silences):
+                self.silences[s.id] = _silence_row(name, s, active=True)
         incident = after or before
         if t.event is not None and incident is not None:
             peer = t.event.peer
@@ -144,6 +184,7 @@ class _Rows:
                     None if peer is None else peer.user,
                     None if peer is None else peer.pid,
                     t.event.integration,
+                    t.event.via,
                 ]
             )
         for n in t.notifications:
@@ -186,6 +227,21 @@ class _Rows:
             removed.extend([name, s.integration, s.key] for s in before - after)
         return added, removed
 
+    def started_changes(self) -> tuple[list[list[Any]], list[list[str]]]:
+        """(rows to insert or update, rows to delete) of the `alert_starts` table."""
+        put: list[list[Any]] = []
+        removed: list[list[str]] = []
+        for name, (before, after) in self.started.items():
+            if before is after:
+                continue  # mostly: a change of the incident alone
+            put.extend(
+                [name, s.integration, s.key, seen.starts_at, seen.resolved_at]
+                for s, seen in after.items()
+                if before.get(s) != seen
+            )
+            removed.extend([name, s.integration, s.key] for s in before if s not in after)
+        return put, removed
+
 
 def fold(batch: Iterable[Write], origin: str = "") -> _Rows:
     rows = _Rows(origin)
@@ -207,9 +263,12 @@ def write(conn: sqlite3.Connection, batch: Sequence[Write], origin: str) -> None
     are stored with `origin`, the run deciding them (`Notify.origin`)."""
     rows = fold(batch, origin)
     added, removed = rows.firing_changes()
+    put, forgotten = rows.started_changes()
     for sql, values in (
         (_DELETE_FIRING, removed),
         (_INSERT_FIRING, added),
+        (_DELETE_STARTS, forgotten),
+        (_UPSERT_STARTS, put),
         (_UPSERT_INCIDENTS, list(rows.incidents.values())),
         (_INSERT_EVENTS, rows.events),
         (_INSERT_NOTIFICATIONS, rows.notifications),
@@ -225,6 +284,8 @@ def write(conn: sqlite3.Connection, batch: Sequence[Write], origin: str) -> None
         conn.execute(_UPSERT_HEARTBEATS, (_encode(armed).decode(),))
     if disarmed:
         conn.execute(_DELETE_HEARTBEATS, (_encode(disarmed).decode(),))
+    if rows.silences:
+        conn.execute(_UPSERT_SILENCES, (_encode(list(rows.silences.values())).decode(),))
     if rows.clock is not None:
         record_clock(conn, rows.clock)
 

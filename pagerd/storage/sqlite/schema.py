@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 14
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -119,6 +119,59 @@ something firing is not known to have had a plain alert: not held, so that the i
 resolve closes it as it did before the upgrade (held, it would need a `healthy` that the
 integration's senders never send, and page on forever for an alert that is over)."""
 
+_REPLY_CODES: Final = """
+CREATE TABLE IF NOT EXISTS reply_codes (
+    address TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    incident INTEGER NOT NULL,
+    sent_at REAL NOT NULL,
+    PRIMARY KEY (address, code)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reply_codes_incident ON reply_codes (address, service, incident);
+CREATE INDEX IF NOT EXISTS reply_codes_latest ON reply_codes (address, sent_at);
+CREATE TABLE IF NOT EXISTS sms_replies (message_id TEXT PRIMARY KEY, at REAL NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sms_replies_at ON sms_replies (at);
+"""
+"""SMS reply codes (`Storage.reply_code`: a number per phone and incident, given again once the
+incident closes) and the replies taken (`Storage.take_reply`: a replayed message changes
+nothing). One step of its own, so that renumbering it beside another branch's step is a change
+of its key below."""
+_ALERT_STARTS: Final = """
+CREATE TABLE IF NOT EXISTS alert_starts (
+    service TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    key TEXT NOT NULL,
+    starts_at INTEGER NOT NULL,  -- the sender's startsAt: nanoseconds since the epoch, its clock
+    resolved_at REAL,  -- when pagerd took its resolve; NULL while it fires
+    PRIMARY KEY (service, integration, key)
+) WITHOUT ROWID;
+"""
+"""When each integration's alert started, in its sender's words (`ServiceState.started`): kept
+while it fires and for a while after it resolved, so that a late copy of its firing is told
+from a new one (see "Late firings" in `pager.domain`). Nothing to infer for a database of an
+older pagerd: with nothing remembered, every firing is taken as new, as it was."""
+_SILENCES: Final = """
+ALTER TABLE incidents ADD COLUMN silenced INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    by TEXT,
+    created_at REAL NOT NULL,
+    ended_at REAL,
+    ended_by TEXT,
+    active INTEGER NOT NULL DEFAULT 1  -- 0: over, and dropped from its service's state
+);
+CREATE INDEX IF NOT EXISTS silences_active ON silences (service) WHERE active = 1;
+"""
+"""Durable silences (`pager.silences.Silence`, `ServiceState.silences`), and whether an open
+incident's next step is held by one (`Incident.silenced`). A silence's row stays once it is
+over (`active` 0), for the record, until `keep_history` prunes it."""
+
 _SCHEDULES: Final = """
 ALTER TABLE notifications ADD COLUMN step INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE notifications ADD COLUMN via TEXT;
@@ -157,8 +210,16 @@ _MIGRATIONS: Final[dict[int, str]] = {
     7: _HEARTBEATS,
     # Whether a plain alert holds an incident open (`Incident.held_by_alert`).
     8: _HELD_BY_ALERT,
+    # How a person answered (`EventRecord.via`: link, sms, slack, console).
+    9: "ALTER TABLE events ADD COLUMN via TEXT;",
+    # SMS reply codes and the replies taken (`reply_codes`, `sms_replies`).
+    10: _REPLY_CODES,
+    # The startsAt of alerts firing and recently resolved (`ServiceState.started`).
+    11: _ALERT_STARTS,
+    # Silences, and whether a silence holds an incident's next step.
+    12: _SILENCES,
     # People and schedules: notifications' `step` and `via`, and the `overrides`.
-    9: _SCHEDULES,
+    13: _SCHEDULES,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

@@ -21,14 +21,27 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
 
-from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Target, incident_id
+from pager.domain import (
+    Incident,
+    Monitor,
+    Notify,
+    ServiceState,
+    Source,
+    Started,
+    Target,
+    incident_id,
+)
 from pager.schedules import Override
+from pager.silences import Silence
 from pagerd.storage.port import (
     PRUNE_ROWS,
+    REPLAY_WINDOW,
     Delivery,
     Fence,
     History,
+    NoReply,
     Pruned,
+    ReplyCode,
     StorageStatistics,
     StoreError,
     StoreUnavailable,
@@ -56,7 +69,7 @@ in 6 bytes of JSON), a `history` reply stays under 7 MB; a usual one is a few kB
 # notifications decided, and their delivery attempts (a few per target).
 _COUNT_EVENTS: Final = "SELECT COUNT(*) FROM events WHERE service = ? AND incident = ?"
 _SELECT_EVENTS: Final = (
-    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration FROM events"
+    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration, via FROM events"
     " WHERE service = ? AND incident = ? ORDER BY seq {order} LIMIT ?"
 )
 _COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
@@ -193,7 +206,7 @@ class Store:
         for row in self._conn.execute(
             "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
             " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
-            " i.heartbeat_only, i.held_by_alert"
+            " i.heartbeat_only, i.held_by_alert, i.silenced"
             " FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
             " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL"
         ):
@@ -201,7 +214,7 @@ class Store:
             if row[2] is not None:
                 incident = Incident(
                     row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-                    bool(row[11]), bool(row[12]), bool(row[13]),
+                    bool(row[11]), bool(row[12]), bool(row[13]), bool(row[14]),
                 )  # fmt: skip
             states[row[0]] = ServiceState(row[0], row[1], incident)
         firing: dict[str, set[Source]] = {}
@@ -213,12 +226,40 @@ class Store:
             state = states.get(service)
             if state is not None and state.incident is not None:  # only an open one fires
                 states[service] = attrs.evolve(state, firing=frozenset(sources))
+        started: dict[str, dict[Source, Started]] = {}
+        for service, integration, key, starts_at, resolved_at in self._conn.execute(
+            "SELECT service, integration, key, starts_at, resolved_at FROM alert_starts"
+        ):
+            started.setdefault(service, {})[Source(integration, key)] = Started(
+                starts_at, resolved_at
+            )
+        for service, seen in started.items():
+            state = states.get(service) or ServiceState(service)
+            # What fires is kept only with the open incident it fires for, as `firing` is.
+            kept = {s: v for s, v in seen.items() if v.resolved_at is not None or s in state.firing}
+            if kept:
+                states[service] = attrs.evolve(state, started=kept)
         for service, interval, due_at, last_at in self._conn.execute(
             "SELECT service, interval, due_at, last_at FROM heartbeats"
         ):
             state = states.get(service) or ServiceState(service)
             states[service] = attrs.evolve(state, heartbeat=Monitor(interval, due_at, last_at))
+        silences: dict[str, list[Silence]] = {}
+        for service, *fields in self._conn.execute(
+            "SELECT service, id, starts_at, ends_at, reason, by, created_at, ended_at, ended_by"
+            " FROM silences WHERE active = 1 ORDER BY id"
+        ):
+            silences.setdefault(service, []).append(Silence(*fields))
+        for service, found in silences.items():
+            state = states.get(service) or ServiceState(service)
+            states[service] = attrs.evolve(state, silences=tuple(found))
         return states
+
+    @_port_errors
+    def last_silence_id(self) -> int:
+        """The highest silence id ever stored (0 if none): `prune` always keeps its row."""
+        row = self._conn.execute("SELECT MAX(id) FROM silences").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
 
     @_port_errors
     def undelivered(
@@ -415,6 +456,14 @@ class Store:
         rows = incidents = 0
         resume: tuple[float, int] | None = after
         with self._transaction() as conn:
+            # Silences over and dropped from their service's state, the last one aside (new
+            # ones number on from it): a few rows a day at most, so no resume of their own.
+            rows += conn.execute(
+                "DELETE FROM silences WHERE id IN (SELECT id FROM silences WHERE active = 0"
+                " AND MIN(ends_at, COALESCE(ended_at, ends_at)) < ?"
+                " AND id < (SELECT MAX(id) FROM silences) LIMIT ?)",
+                (before, budget),
+            ).rowcount
             candidates = conn.execute(
                 "SELECT closed_at, rowid, service, number FROM incidents"
                 " WHERE closed_at IS NOT NULL AND closed_at < ? AND (closed_at, rowid) > (?, ?)"
@@ -472,11 +521,78 @@ class Store:
         conn.execute("DELETE FROM incidents WHERE service = ? AND number = ?", (service, number))
         return rows + 1
 
+    @_port_errors
+    def reply_code(self, address: str, service: str, incident: int, at: float) -> int:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT code FROM reply_codes WHERE address = ? AND service = ? AND incident = ?",
+                (address, service, incident),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE reply_codes SET sent_at = ? WHERE address = ? AND code = ?",
+                    (at, address, row[0]),
+                )
+                return int(row[0])
+            # Held: a number whose incident is still open (a pruned incident is closed).
+            held = {
+                code
+                for (code,) in conn.execute(
+                    "SELECT r.code FROM reply_codes r JOIN incidents i"
+                    " ON i.service = r.service AND i.number = r.incident"
+                    " WHERE r.address = ? AND i.closed_at IS NULL",
+                    (address,),
+                )
+            }
+            code = next(c for c in range(1, len(held) + 2) if c not in held)
+            conn.execute(
+                "INSERT OR REPLACE INTO reply_codes (address, code, service, incident, sent_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (address, code, service, incident, at),
+            )
+            return code
+
+    @_port_errors
+    def take_reply(
+        self, message_id: str, address: str, code: int | None, at: float
+    ) -> ReplyCode | NoReply:
+        with self._transaction() as conn:
+            # Forget old ids a few at a time: each reply pays for a little of the clean-up.
+            conn.execute(
+                "DELETE FROM sms_replies WHERE message_id IN"
+                " (SELECT message_id FROM sms_replies WHERE at < ? LIMIT 10)",
+                (at - REPLAY_WINDOW,),
+            )
+            taken = conn.execute(
+                "INSERT OR IGNORE INTO sms_replies (message_id, at) VALUES (?, ?)",
+                (message_id, at),
+            )
+            if taken.rowcount == 0:
+                return "replayed"
+            if code is None:
+                row = conn.execute(
+                    "SELECT service, incident FROM reply_codes WHERE address = ?"
+                    " ORDER BY sent_at DESC LIMIT 1",
+                    (address,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT service, incident FROM reply_codes WHERE address = ? AND code = ?",
+                    (address, code),
+                ).fetchone()
+            if row is not None:
+                return ReplyCode(row[0], int(row[1]))
+            known = conn.execute(
+                "SELECT 1 FROM reply_codes WHERE address = ? LIMIT 1", (address,)
+            ).fetchone()
+            return "unknown_code" if known else "unknown_number"
+
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
-        """At start: move the open incidents' deadlines and the retry times of undelivered
-        notifications by `clock.shift` from the last recorded reading to `reading` (when it is
-        a step, not jitter), and record `reading`, in one transaction, so a crash cannot move
-        them twice. The last reading, and how far they moved (0.0: not at all)."""
+        """At start: move the open incidents' deadlines, the retry times of undelivered
+        notifications and the times resolves were taken (`alert_starts`) by `clock.shift` from
+        the last recorded reading to `reading` (when it is a step, not jitter), and record
+        `reading`, in one transaction, so a crash cannot move them twice. The last reading, and
+        how far they moved (0.0: not at all)."""
         try:
             with self._transaction() as conn:
                 last = rows.last_clock(conn)
@@ -494,8 +610,19 @@ class Store:
                         (moved,),
                     )
                     conn.execute(
+                        "UPDATE silences SET starts_at = starts_at + ?1, ends_at = ends_at + ?1,"
+                        " ended_at = ended_at + ?1 WHERE active = 1",
+                        (moved,),
+                    )
+                    conn.execute(
                         "UPDATE notifications SET next_attempt_at = next_attempt_at + ?"
                         " WHERE state IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL",
+                        (moved,),
+                    )
+                    # How long ago each resolve was taken, for `RESOLVED_FOR`: kept, too.
+                    conn.execute(
+                        "UPDATE alert_starts SET resolved_at = resolved_at + ?"
+                        " WHERE resolved_at IS NOT NULL",
                         (moved,),
                     )
                 rows.record_clock(conn, reading)
@@ -579,7 +706,7 @@ def _ends(count: int) -> list[tuple[str, int]]:
 def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
     """One history entry as the `history` reply has it (but `at`), from a source's row."""
     if kind == 0:
-        op, detail, by, uid, user, pid, integration = fields
+        op, detail, by, uid, user, pid, integration, via = fields
         entry: dict[str, object] = {"event": op}
         if detail is not None:
             entry["detail"] = detail
@@ -589,6 +716,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
             entry["peer"] = {"uid": uid, "user": user, "pid": pid}
         if integration is not None:
             entry["integration"] = integration
+        if via is not None:
+            entry["via"] = via
         return entry
     if kind == 1:
         *fields, via = fields

@@ -1,0 +1,97 @@
+"""`pager.simulate` on its own, over random policies and silences: a silence delays steps and
+never drops one; no step is notified while silenced; without one, the timeline is the policy's
+levels at the sums of their timeouts (a plain model, computed apart from `decide`)."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pager.domain import Level, Policy, ServiceState
+from pager.silences import Silence, silenced_until, spans
+from pager.simulate import MAX_STEPS, simulate
+from tests import strategies
+
+T0 = 1_800_000_000.0
+
+quiet = st.lists(
+    st.tuples(st.integers(0, 7200), st.integers(1, 7200)).map(
+        lambda t: Silence(0, T0 + t[0], T0 + t[0] + t[1], "planned", None, T0)
+    ),
+    max_size=4,
+).map(lambda found: tuple(Silence(i + 1, s.starts_at, s.ends_at, s.reason, None, T0)
+                          for i, s in enumerate(found)))  # fmt: skip
+
+
+def plan(policy: Policy) -> list[tuple[float, int, int]]:
+    """(time, round, level) of every step, nobody acknowledging and nothing silenced."""
+    steps, at = [], T0
+    for round_ in range(1, policy.repeat + 2):
+        for number, level in enumerate(policy.levels, start=1):
+            steps.append((at, round_, number))
+            at += level.ack_timeout
+    return steps
+
+
+@given(policy=strategies.policies)
+def test_without_silences_the_timeline_is_the_policy_s_steps_at_their_timeouts(
+    policy: Policy,
+) -> None:
+    timeline = simulate(ServiceState("api"), policy, T0)
+    notified = [(s.at, s.round, s.level) for s in timeline.steps if s.kind == "notify"]
+    assert notified == plan(policy)
+    assert timeline.end == "exhausted"
+    last = plan(policy)[-1]
+    assert timeline.steps[-1].at == last[0] + policy.levels[-1].ack_timeout
+    for step in timeline.steps:
+        if step.kind == "notify":
+            targets = [str(n.target) for n in step.notifications]
+            assert targets == list(dict.fromkeys(map(str, policy.levels[step.level - 1].targets)))
+
+
+@given(policy=strategies.policies, silences=quiet)
+def test_a_silence_delays_steps_and_never_drops_or_sends_one_while_in_force(
+    policy: Policy, silences: tuple[Silence, ...]
+) -> None:
+    timeline = simulate(ServiceState("api", silences=silences), policy, T0)
+    notified = [s for s in timeline.steps if s.kind == "notify"]
+    assert [(s.round, s.level) for s in notified] == [(r, lv) for _, r, lv in plan(policy)]
+    for step in notified:
+        assert silenced_until(step.at, [spans(silences)]) is None
+    for before, after in itertools.pairwise(notified):
+        # At least its ack timeout after the step before: later if a silence held it.
+        assert after.at >= before.at + policy.levels[before.level - 1].ack_timeout
+    for step in timeline.steps:
+        if step.kind == "held":
+            assert step.until == silenced_until(step.at, [spans(silences)])
+
+
+@given(policy=strategies.policies, silences=quiet, ack=st.integers(0, 20000))
+def test_an_acknowledgement_ends_the_timeline_and_nothing_is_notified_after_it(
+    policy: Policy, silences: tuple[Silence, ...], ack: int
+) -> None:
+    whole = simulate(ServiceState("api", silences=silences), policy, T0)
+    acked = simulate(ServiceState("api", silences=silences), policy, T0, ack_after=ack)
+    # An ack due at a deadline goes first: what came before is what was due earlier (and the
+    # opening, whenever the ack comes).
+    before = [s for s in whole.steps if (s.at < T0 + ack or s.at == T0) and s.kind != "exhausted"]
+    if acked.end == "acknowledged":
+        assert acked.steps[:-1] == tuple(before)
+        assert acked.steps[-1].kind == "acknowledged" and acked.steps[-1].at == T0 + ack
+    else:
+        assert acked.steps == whole.steps  # exhausted before anybody acknowledged
+
+
+@given(policy=strategies.policies, rounds=st.integers(1, 3))
+def test_rounds_cut_the_timeline_after_that_many_rounds(policy: Policy, rounds: int) -> None:
+    timeline = simulate(ServiceState("api"), policy, T0, rounds=rounds)
+    assert max(s.round for s in timeline.steps) <= rounds
+    assert timeline.end == ("rounds" if policy.repeat + 1 > rounds else "exhausted")
+
+
+def test_a_timeline_is_bounded() -> None:
+    long = Policy((Level(tuple(strategies.TARGETS), 60.0),), repeat=MAX_STEPS)
+    timeline = simulate(ServiceState("api"), long, T0)
+    assert timeline.end == "limit" and len(timeline.steps) <= MAX_STEPS
