@@ -389,6 +389,7 @@ def service_status(
     heartbeat: float | None = None,
     now: float | None = None,
     silenced_until: float | None = None,
+    maintenance: tuple[float, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The status object of one service, as `pager status --json SERVICE` prints it.
 
@@ -399,13 +400,15 @@ def service_status(
     configured heartbeat interval, adds its monitor (`heartbeat_status`). With `now`, the
     silences in force or to come then are listed (`silences`), and `silenced_until`, the end of
     the quiet in force, is given if there is one: neither field is there when it would be empty.
+    `maintenance`, when a recurring maintenance window is in force, is when the quiet of the
+    service's windows ends and the windows in force (`{"until", "windows"}` in the status).
     """
     incident = state.incident
     if incident is None:
         healthy: dict[str, Any] = {"service": state.name, "state": "healthy", "incident": None}
         if heartbeat is not None:
             healthy["heartbeat"] = heartbeat_status(state, heartbeat, offset)
-        _silenced(healthy, state, now, silenced_until, offset)
+        _silenced(healthy, state, now, silenced_until, offset, maintenance)
         return healthy
     status: dict[str, Any] = {
         "service": state.name,
@@ -430,7 +433,7 @@ def service_status(
         status["incident"]["notifications"] = deliveries
     if heartbeat is not None:
         status["heartbeat"] = heartbeat_status(state, heartbeat, offset)
-    _silenced(status, state, now, silenced_until, offset)
+    _silenced(status, state, now, silenced_until, offset, maintenance)
     return status
 
 
@@ -440,9 +443,13 @@ def _silenced(
     now: float | None,
     until: float | None,
     offset: float,
+    maintenance: tuple[float, list[str]] | None = None,
 ) -> None:
     if until is not None:
         status["silenced_until"] = isoformat(until + offset)
+    if maintenance is not None:
+        ends, windows = maintenance
+        status["maintenance"] = {"until": isoformat(ends + offset), "windows": windows}
     shown = [] if now is None else live(state.silences, now)
     if shown:
         status["silences"] = [silence_object(state.name, s, offset) for s in shown]

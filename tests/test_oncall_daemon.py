@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 
+from pager import cli
 from pagerd.config import Config, load
 from tests.harness import CHANNELS, Connection, connect, running, settle, steps
 
@@ -295,3 +296,61 @@ async def test_a_reload_with_a_gap_is_applied_and_logs_it_and_keeps_the_override
             assert listed["overrides"] == [made["override"]]
             now = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
             assert now["schedules"][0]["on_call"] == "carol"  # the override fills part of it
+
+
+async def test_simulate_resolves_schedules_and_overrides_as_paging_does(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """`pager simulate` is given the daemon's resolver: the schedule resolved to a person at each
+    level's time, an override made over the socket applied, each step on the schedule's clock,
+    and a person's rule shown with its delays."""
+    text = (
+        CHANNELS
+        + PEOPLE
+        + POLICIES
+        + """
+[policies.mixed]
+[[policies.mixed.levels]]
+targets = ["schedule:primary", "person:dave"]
+ack_timeout = "30m"
+[[policies.mixed.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "1h"
+
+[services.api]
+policy = "mixed"
+"""
+    )
+    (tmp_path / "pager.toml").write_text(text)
+    config = load(tmp_path / "pager.toml")
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            reply = await conn.request(
+                "override", schedule="primary", by="carol", **{"for": "bob"},
+                **{"from": "2027-01-15T09:00:00Z", "until": "2027-01-15T12:00:00Z"},
+            )  # fmt: skip
+            assert reply["ok"], reply
+            simulated = await conn.request("simulate", service="api", at="2027-01-15T08:40:00Z")
+    assert simulated["ok"], simulated
+    first, second = simulated["timeline"][:2]
+    assert (first["schedule"], first["timezone"]) == ("primary", "Europe/London")
+    assert first["local_at"] == "2027-01-15T08:40:00+00:00"
+    assert [(n["target"], n["via"], n["delay"]) for n in first["notify"]] == [
+        ("email:alice@example.com", "schedule:primary → alice", "0s"),
+        ("sms:+14155550199", "person:dave", "0s"),
+        ("email:dave@example.com", "person:dave", "2m"),
+    ]
+    assert first["notify"][2]["at"] == "2027-01-15T08:42:00.000Z"
+    # 09:10: bob's day from 09:00, but carol stands in for him.
+    assert second["at"] == "2027-01-15T09:10:00.000Z"
+    assert [(n["target"], n["via"]) for n in second["notify"]] == [
+        ("email:carol@example.com", "schedule:primary → carol")
+    ]
+    shown = cli.render("simulate", {k: v for k, v in simulated.items() if k != "ok"})
+    line = shown.splitlines()[1].split()
+    assert line[:3] == ["2027-01-15T08:40:00+00:00", "Europe/London", "+0s"]
+    assert " ".join(line[3:]) == (
+        "notify level 1 round 1: schedule:primary → alice (email:alice@example.com),"
+        " person:dave (sms:+14155550199, email:dave@example.com after 2m)"
+    )
+    assert "schedule:primary → carol (email:carol@example.com)" in shown

@@ -23,6 +23,7 @@ checkpoint in between: still one owner a service, and never an event in an inbox
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
@@ -61,9 +62,18 @@ from pager.protocol import (
     silence_object,
     unknown_service,
 )
-from pager.silences import MAX_SILENCE_SECONDS, Quiet, Silence, live, silenced_until, spans
+from pager.silences import (
+    MAX_SILENCE_SECONDS,
+    Quiet,
+    Silence,
+    live,
+    recurring,
+    silenced_until,
+    spans,
+)
 from pager.simulate import Timeline, simulate
 from pager.timefmt import duration, isoformat
+from pager.weekly import maintenance
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
@@ -234,14 +244,34 @@ class Services:
             heartbeat=self.config.heartbeats.get(state.name),
             now=now,
             silenced_until=self.silenced_until(state, now),
+            maintenance=self.maintenance(state.name, now),
         )
 
     # Silences ---------------------------------------------------------------------------------
 
     def windows(self, service: str) -> Quiet | None:
         """What silences `service` besides its durable silences, for `decide` and `simulate`
-        alike: the config's recurring maintenance windows join here; none yet."""
-        return None
+        alike: its recurring maintenance windows (`[[services.X.maintenance]]`, written on the
+        wall clock, asked about in pagerd's frame); None if it has none."""
+        return recurring(self.config.maintenance.get(service, ()), self._clock.offset())
+
+    def maintenance(self, service: str, now: float) -> tuple[float, list[str]] | None:
+        """The service's maintenance window in force at `now` (pagerd's frame), for its status:
+        when the quiet of its windows ends, and the windows in force; None if none is."""
+        windows = self.config.maintenance.get(service, ())
+        if not windows:
+            return None
+        wall = now + self._clock.offset()
+        status = maintenance(windows, wall)
+        if not status.in_force or status.ends_at is None:
+            return None
+        shown = [
+            f"{window.describe()} {w.zone}"
+            for w in windows
+            if w.covers(wall)
+            for window in w.windows
+        ]
+        return status.ends_at - self._clock.offset(), shown
 
     def silenced_until(self, state: ServiceState, now: float) -> float | None:
         """When the quiet in force on the service at `now` ends; None if it is not silenced."""
@@ -336,8 +366,9 @@ class Services:
         rounds: int | None,
     ) -> Timeline:
         """The timeline an incident of `service` opened at `at` (on the wall clock; now if
-        None) would follow, with the config, silences and windows in force now, decided by the
-        same `decide`; its times are in pagerd's frame (add `offset()` to show them)."""
+        None) would follow, with the config, silences, windows and overrides in force now,
+        decided by the same `decide` with the same resolver of `person:` and `schedule:`
+        targets; its times are in pagerd's frame (add `offset()` to show them)."""
         start = self._clock.now() if at is None else at - self._clock.offset()
         return simulate(
             self.state(service),
@@ -347,7 +378,21 @@ class Services:
             rounds=rounds,
             heartbeat=self.config.heartbeats.get(service),
             windows=self.windows(service),
+            resolve=None if self.rota is None else self.rota.resolver(),
         )
+
+    def schedule_zones(self, service: str) -> dict[int, tuple[str, dt.tzinfo]]:
+        """Each level of `service`'s policy that pages a schedule: the first such schedule's
+        name and zone, on whose clock `simulate` shows that level's times."""
+        schedules = {} if self.rota is None else self.rota.directory.schedules
+        zones: dict[int, tuple[str, dt.tzinfo]] = {}
+        for number, level in enumerate(self.config.policy_of(service).levels, start=1):
+            for target in level.targets:
+                found = schedules.get(target.address) if target.channel == "schedule" else None
+                if found is not None:
+                    zones[number] = (found.name, found.zone)
+                    break
+        return zones
 
     def offset(self) -> float:
         """What to add to a time pagerd recorded to show it on the wall clock (`Clock.offset`)."""
@@ -357,8 +402,11 @@ class Services:
         """Serve `config` from now on. An actor takes the policy afresh for each batch, so open
         incidents keep their state and follow the new policy from their next escalation step.
         A removed service gets `unknown_service`, and its open incident is closed (see
-        `_close_removed`)."""
-        before, self.config = self.config.services, config
+        `_close_removed`). An incident held by a silence whose service's maintenance windows
+        changed is looked at again at once, as when a silence is ended: a window removed or
+        cut short pages now, not at the end it had."""
+        old = self.config
+        before, self.config = old.services, config
         if self.rota is not None:
             self.rota.reconfigure(config)
         for state in self._states.values():
@@ -366,6 +414,12 @@ class Services:
             if back and state.incident is not None:
                 # Added back before its incident was closed: it escalates again.
                 self._scheduler.schedule(state)
+            elif (
+                state.incident is not None
+                and state.incident.silenced
+                and old.maintenance.get(state.name) != config.maintenance.get(state.name)
+            ):
+                self._scheduler.hurry(state)
         self._disarm_unconfigured()
         if before.keys() - config.services.keys():
             self._removals.set()
@@ -710,7 +764,7 @@ class Services:
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
-                if (held := _held(state, after)) is not None:
+                if (held := _held(state, after, now)) is not None:
                     mine.append(Transition(after, after, (), now, held))
             for missed in unreached:
                 # Into the incident's history (a transition that changes nothing else), the
@@ -851,17 +905,21 @@ def _silence_record(
     return EventRecord("silence_end", detail, event.by, peer, via)
 
 
-def _held(before: ServiceState, after: ServiceState) -> EventRecord | None:
-    """The history's word that a step was held by a silence, when it first is."""
+def _held(before: ServiceState, after: ServiceState, now: float) -> EventRecord | None:
+    """The history's word that a step was held by a silence (or by a maintenance window, when
+    no durable silence is in force), when it first is."""
     incident = after.incident
     if incident is None or not incident.silenced:
         return None
     was = before.incident
     if was is not None and was.number == incident.number and was.silenced:
         return None
+    by = "a silence"
+    if not any(s.in_force(now) for s in after.silences):
+        by = "a maintenance window"
     if incident.level == 0:
-        return EventRecord("silenced", "paging held by a silence: nobody notified yet")
-    return EventRecord("silenced", f"paging held by a silence after level {incident.level}")
+        return EventRecord("silenced", f"paging held by {by}: nobody notified yet")
+    return EventRecord("silenced", f"paging held by {by} after level {incident.level}")
 
 
 def _fail(batch: list[Envelope]) -> None:
@@ -909,7 +967,7 @@ def _log_transition(t: Transition) -> None:
         return
     iid = incident_id(name, after.number)
     if t.before == t.after and t.event is not None and t.event.op == "silenced":
-        log.warning("held service=%s incident=%s by a silence", name, iid)
+        log.warning("held service=%s incident=%s: %s", name, iid, t.event.detail)
     elif before is None or before.number != after.number:
         log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
     elif after.acknowledged and not before.acknowledged:
