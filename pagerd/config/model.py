@@ -384,7 +384,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         raw, path.resolve().parent, given_channels, broken_policies, unsure,
         given_people, given_schedules,
     )  # fmt: skip
-    errors += found
+    errors += found + _app_people(people, built.get("slack"))
     if errors:
         raise ConfigError(path, errors)
     return attrs.evolve(
@@ -620,19 +620,41 @@ def _policy_errors(
     return errors
 
 
+_NEEDS_APP: Final = (
+    "slack:app needs a Slack app: channels.slack.bot_token_file (or _credential) and"
+    " channels.slack.channel"
+)
+
+
+def _without_app(slack: Channel | None) -> bool:
+    """A `slack` channel delivered by Slack without its bot token: `slack:app` cannot be sent
+    (none, or the log, can take it)."""
+    if slack is None or slack.transport != "slack":
+        return False
+    settings = slack.settings
+    return not (isinstance(settings, SlackSettings) and settings.bot_token is not None)
+
+
 def _app_targets(name: str, levels: _Levels, slack: Channel | None) -> list[str]:
     """`slack:app` needs a Slack app: a `slack` channel with its bot token (or the log)."""
-    if slack is None or slack.transport != "slack":
-        return []
-    settings = slack.settings
-    if isinstance(settings, SlackSettings) and settings.bot_token is not None:
+    if not _without_app(slack):
         return []
     return [
-        f"{_join('policies', name)}.levels[{i}].targets[{j}]: slack:app needs a Slack app:"
-        " channels.slack.bot_token_file (or _credential) and channels.slack.channel"
+        f"{_join('policies', name)}.levels[{i}].targets[{j}]: {_NEEDS_APP}"
         for i, (_, targets) in enumerate(levels)
         for j, target in targets
         if target == Target("slack", SLACK_APP)
+    ]
+
+
+def _app_people(people: dict[str, Person], slack: Channel | None) -> list[str]:
+    """A person's `slack = "app"` needs the Slack app, as a policy's `slack:app` does."""
+    if not _without_app(slack):
+        return []
+    return [
+        f"{_join('people', name)}.slack: {_NEEDS_APP}"
+        for name, person in people.items()
+        if Target("slack", SLACK_APP) in person.contacts
     ]
 
 
