@@ -10,6 +10,14 @@ the same load generator (`httpload.py`), the same alerts, the same webhook recei
   (one webhook payload, version 4, per request, with 1 or 100 alerts), each service a one-level
   policy paging a `webhook:` target at the same receiver (channel `concurrency` 64, no rate
   limit), durable (`synchronous=FULL`).
+- pagerd twice for the rates and first pages: with its front processes (`http.workers` left to
+  its default, one a core: the keys without a prefix) and with HTTP in its core's own process
+  (`workers = 0`: the keys prefixed `w0_`). The rest (delivery, kill -9, open incidents) runs
+  with the default.
+- The decision loop's budget: CPU of the core's main thread (the one that routes, decides,
+  commits, replies and hands pages to the outbox; `/proc/PID/task/PID/stat`) over a run, a
+  request (or, batched, an alert): `..._loop_us`. With front processes, HTTP is parsed
+  elsewhere and this is what remains; in-process it includes hypercorn's work.
 - Ceilings in the same run: the HTTP front alone (`ceilings.py http200`: pagerd's `HttpServer`,
   hypercorn inside pagerd's accept loop, answering a fixed 200) and the generator alone (against
   the receiver's bare Trio sink), with the generator's own CPU a request.
@@ -266,6 +274,7 @@ listen = "127.0.0.1:{port}"
 rate_limit = "1000000/s"
 burst = 1000000
 max_connections = 1024
+{workers}
 
 [integrations.bench-rest]
 type = "rest"
@@ -301,11 +310,13 @@ def pagerd_config(folder: Path, services: int, receiver: int) -> Path:
 
 
 @contextmanager
-def pagerd(config: Path) -> Iterator[System]:
-    """pagerd on `config`, with the HTTP front and both integrations added to it."""
+def pagerd(config: Path, workers: int | None = None) -> Iterator[System]:
+    """pagerd on `config`, with the HTTP front and both integrations added to it; `workers`
+    front processes (None: its default, one a core; 0: HTTP in the core's own process)."""
     port = free_port()
     with config.open("a") as out:
-        out.write(PAGERD_HTTP.format(port=port))
+        lines = "" if workers is None else f"workers = {workers}"
+        out.write(PAGERD_HTTP.format(port=port, workers=lines))
     (config.parent / "bench.key").write_text(KEY + "\n")
     args = [PYTHON, "-m", "pagerd", "--config", str(config), "--log-level", "error"]
     with (config.parent / "pagerd.log").open("ab") as log:
@@ -322,6 +333,35 @@ def proc_cpu_s(pid: int) -> float:
     """CPU seconds (user and system) of every thread of the process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loop_cpu_s(pid: int) -> float:
+    """CPU seconds of the process's main thread: pagerd's decision loop (its database writes
+    and reads run in other threads; its front processes are other processes)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The process's children (pagerd's front processes)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                found.append(int(stat.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def children_rss_mb(pid: int) -> float:
+    total = 0.0
+    for child in children(pid):
+        try:
+            total += rss_mb(child)
+        except OSError:
+            continue
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -418,9 +458,29 @@ def measured(
     pid: int, load: Callable[..., Awaitable[httpload.Run]], *args: Any
 ) -> tuple[httpload.Run, float]:
     """`load(*args)` run, and the CPU seconds process `pid` (all its threads) took meanwhile."""
-    before = proc_cpu_s(pid)
+    run, cpu, _ = measured_loop(pid, load, *args)
+    return run, cpu
+
+
+def measured_loop(
+    pid: int, load: Callable[..., Awaitable[httpload.Run]], *args: Any
+) -> tuple[httpload.Run, float, float]:
+    """`measured`, with the CPU seconds of its main thread (the decision loop) too, and of its
+    children (the front processes) added to the process's own."""
+    kids = children(pid)
+    before, loop = proc_cpu_s(pid) + _cpu_of(kids), loop_cpu_s(pid)
     run = trio.run(load, *args)
-    return run, proc_cpu_s(pid) - before
+    return run, proc_cpu_s(pid) + _cpu_of(kids) - before, loop_cpu_s(pid) - loop
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += proc_cpu_s(pid)
+        except OSError:
+            continue
+    return total
 
 
 def first_page_and_rates(sizes: dict[str, Any], system: System, pages: Pages) -> dict[str, Any]:
@@ -448,9 +508,12 @@ def first_page_and_rates(sizes: dict[str, Any], system: System, pages: Pages) ->
     for endpoint in system.endpoints():
         singles = endpoint.singles(reused)
         for n in (1, CONNECTIONS):
-            run, cpu = measured(system.pid, httpload.closed_loop, endpoint.port, n, run_s, singles)
+            run, cpu, loop = measured_loop(
+                system.pid, httpload.closed_loop, endpoint.port, n, run_s, singles
+            )
             result[f"{endpoint.name}_reqresp_{n}"] = run.rate
             result[f"{endpoint.name}_reqresp_{n}_cpu_us"] = cpu / max(1, run.requests) * 1e6
+            result[f"{endpoint.name}_reqresp_{n}_loop_us"] = loop / max(1, run.requests) * 1e6
             generator = run.cpu_s / max(1, run.requests) * 1e6
             result[f"{endpoint.name}_reqresp_{n}_generator_cpu_us"] = generator
             result[f"{endpoint.name}_reqresp_{n}_failed"] = run.failed
@@ -458,11 +521,12 @@ def first_page_and_rates(sizes: dict[str, Any], system: System, pages: Pages) ->
                 result.update(_spread(run.latencies_ms, f"{endpoint.name}_reqresp_64_"))
         if endpoint.batches:
             batches = endpoint.batched(reused)
-            run, cpu = measured(
+            run, cpu, loop = measured_loop(
                 system.pid, httpload.closed_loop, endpoint.port, CONNECTIONS, run_s, batches
             )
             result[f"{endpoint.name}_batched_alerts"] = run.rate * BATCH
             result[f"{endpoint.name}_batched_cpu_us"] = cpu / max(1, run.requests * BATCH) * 1e6
+            result[f"{endpoint.name}_batched_loop_us"] = loop / max(1, run.requests * BATCH) * 1e6
             result[f"{endpoint.name}_batched_failed"] = run.failed
     # Each service of the pool was paged once, before the rate runs; nothing since.
     result[f"{system.kind}_paged_during_rates"] = pages.count() - pool
@@ -516,14 +580,16 @@ def open_incidents_am(binary: str, folder: Path, n: int, idle_s: float, pages: P
 
 def open_incidents_pagerd(
     folder: Path, n: int, idle_s: float, prepare: Prepare, write_config: WriteConfig
-) -> Any:
+) -> tuple[float, float, float]:
     """pagerd with `n` open incidents, prepared as pagerd writes them (as after a restart):
-    through HTTP, opening 100,000 would take minutes of paging."""
+    through HTTP, opening 100,000 would take minutes of paging. (RSS MB of the core, its
+    idle cores, and the RSS MB of its front processes together.)"""
     folder.mkdir(parents=True)
     config = write_config(folder, n)
     prepare(folder / "state" / "pager.db", n, lambda _: time.time() + 3600)
     with pagerd(config) as system:
-        return _idle(system.pid, idle_s)
+        rss, cores = _idle(system.pid, idle_s)
+        return rss, cores, children_rss_mb(system.pid)
 
 
 def _idle(pid: int, idle_s: float) -> tuple[float, float]:
@@ -558,6 +624,13 @@ def section(
         with pagerd(pagerd_config(sub, 2 * fresh + pool, port)) as system:
             result.update(first_page_and_rates(sizes, system, pages))
             result["pagerd_rss_after_rates_mb"] = rss_mb(system.pid)
+            result["pagerd_fronts"] = len(children(system.pid))
+            result["pagerd_fronts_rss_after_rates_mb"] = children_rss_mb(system.pid)
+        sub = folder / "pagerd-rates-w0"
+        sub.mkdir()
+        with pagerd(pagerd_config(sub, 2 * fresh + pool, port), workers=0) as system:
+            figures = first_page_and_rates(sizes, system, pages)
+            result.update({f"w0_{key}": value for key, value in figures.items()})
         if binary is not None:
             with alertmanager(binary, folder / "am-delivery", port) as system:
                 result.update(
@@ -574,16 +647,17 @@ def section(
                     binary, folder / f"am-open-{n}", n, sizes["peer_idle_s"], pages
                 )
                 result[f"am_open_{n}_rss_mb"], result[f"am_open_{n}_idle_cores"] = rss, cores
-            rss, cores = open_incidents_pagerd(
+            rss, cores, fronts = open_incidents_pagerd(
                 folder / f"pagerd-open-{n}", n, sizes["peer_idle_s"], prepare, write_config
             )
             result[f"pagerd_open_{n}_rss_mb"], result[f"pagerd_open_{n}_idle_cores"] = rss, cores
+            result[f"pagerd_open_{n}_fronts_rss_mb"] = fronts
     return result
 
 
 # The table ----------------------------------------------------------------------------------
 
-Row = tuple[str, str, str, str, str]
+Row = tuple[str, str, str, str, str, str]
 
 
 def _x(ours: float | None, theirs: float | None) -> str:
@@ -599,153 +673,168 @@ def _ms(figures: dict[str, Any], prefix: str) -> str:
 
 
 def rows(peer: dict[str, Any]) -> list[Row]:
-    """pagerd's figure, Alertmanager's beside it (or the ceiling's, said in the row), the
-    ratio pagerd / the other, and the issue's target."""
+    """pagerd's figure with its front processes, with HTTP in its core (`workers = 0`),
+    Alertmanager's beside them (or the ceiling's, said in the row), the ratio pagerd (fronts) /
+    the other, and the issue's target."""
     am = peer.get("alertmanager") is not None
     theirs: Callable[[str], Any] = lambda key: peer.get(key) if am else None  # noqa: E731
     missing = "" if am else "not installed"
+    fronts = peer.get("pagerd_fronts", "N")
+    w0: Callable[[str], Any] = lambda key: peer.get(f"w0_{key}")  # noqa: E731
     out: list[Row] = [
-        ("measure (pagerd vs Alertmanager)", "pagerd", "Alertmanager", "ratio", "target")
+        (
+            "measure (pagerd vs Alertmanager)",
+            f"pagerd ({fronts} fronts)",
+            "pagerd (workers=0)",
+            "Alertmanager",
+            "ratio",
+            "target",
+        )
     ]
+
+    def rate(value: Any) -> str:
+        return f"{value:,.0f}" if value is not None else ""
+
+    def us(value: Any) -> str:
+        return f"{value:.0f}" if value is not None else ""
+
     for n in (1, CONNECTIONS):
         for name, label in (("rest", "REST /alert"), ("amrcv", "AM receiver")):
-            ours = peer[f"{name}_reqresp_{n}"]
-            other = theirs(f"am_reqresp_{n}")
+            key = f"{name}_reqresp_{n}"
+            ours, other = peer[key], theirs(f"am_reqresp_{n}")
             out.append(
                 (
                     f"requests/s, {n} connections, 1 alert each: {label}",
-                    f"{ours:,.0f}",
-                    f"{other:,.0f}" if other else missing,
-                    _x(ours, other),
-                    "",
+                    rate(ours), rate(w0(key)), rate(other) if other else missing,
+                    _x(ours, other), "",
                 )
-            )
+            )  # fmt: skip
     other = theirs("am_batched_alerts")
     out.append(
         (
             f"alerts/s, batches of {BATCH}, {CONNECTIONS} connections: AM receiver"
             " (REST: no batch)",
-            f"{peer['amrcv_batched_alerts']:,.0f}",
-            f"{other:,.0f}" if other else missing,
-            _x(peer["amrcv_batched_alerts"], other),
-            ">= 1.5x",
+            rate(peer["amrcv_batched_alerts"]), rate(w0("amrcv_batched_alerts")),
+            rate(other) if other else missing,
+            _x(peer["amrcv_batched_alerts"], other), ">= 1.5x",
         )
-    )
+    )  # fmt: skip
     for name, label in (("rest", "REST"), ("amrcv", "AM receiver")):
-        ours, other = peer[f"{name}_reqresp_64_cpu_us"], theirs("am_reqresp_64_cpu_us")
+        key = f"{name}_reqresp_64_cpu_us"
+        ours, other = peer[key], theirs("am_reqresp_64_cpu_us")
         out.append(
             (
-                f"server CPU us a request (all threads), {CONNECTIONS} connections: {label}",
-                f"{ours:.0f}",
-                f"{other:.0f}" if other else missing,
-                _x(ours, other),
-                "",
+                f"server CPU us a request (all threads and processes), {CONNECTIONS} connections:"
+                f" {label}",
+                us(ours), us(w0(key)), us(other) if other else missing, _x(ours, other), "",
             )
-        )
+        )  # fmt: skip
     ours, other = peer["amrcv_batched_cpu_us"], theirs("am_batched_cpu_us")
     out.append(
         (
             f"server CPU us an alert, batches of {BATCH}: AM receiver",
-            f"{ours:.0f}",
-            f"{other:.0f}" if other else missing,
-            _x(ours, other),
-            "",
+            us(ours), us(w0("amrcv_batched_cpu_us")), us(other) if other else missing,
+            _x(ours, other), "",
         )
-    )
+    )  # fmt: skip
     for name, label in (("rest", "REST"), ("amrcv", "AM receiver")):
+        for n in (1, CONNECTIONS):
+            key = f"{name}_reqresp_{n}_loop_us"
+            out.append(
+                (
+                    f"decision loop CPU us an event (its thread), {n} connections: {label}",
+                    us(peer.get(key)), us(w0(key)), "", "", "",
+                )
+            )  # fmt: skip
+    key = "amrcv_batched_loop_us"
+    out.append(
+        (
+            f"decision loop CPU us an alert (its thread), batches of {BATCH}: AM receiver",
+            us(peer.get(key)), us(w0(key)), "", "", "",
+        )
+    )  # fmt: skip
+    for name, label in (("rest", "REST"), ("amrcv", "AM receiver")):
+        key = f"{name}_reqresp_64_"
         out.append(
             (
                 f"request ms p50/p99/max, {CONNECTIONS} connections: {label}",
-                _ms(peer, f"{name}_reqresp_64_"),
+                _ms(peer, key), _ms(peer, f"w0_{key}"),
                 _ms(peer, "am_reqresp_64_") if am else missing,
-                _x(peer[f"{name}_reqresp_64_p99_ms"], theirs("am_reqresp_64_p99_ms")),
-                "p99 < 1x",
+                _x(peer[f"{key}p99_ms"], theirs("am_reqresp_64_p99_ms")), "p99 < 1x",
             )
-        )
+        )  # fmt: skip
     for name, label in (("rest", "REST"), ("amrcv", "AM receiver")):
+        key = f"{name}_first_page_"
         out.append(
             (
                 f"first page ms p50/p99/max @ 200 alerts/s: {label}",
-                _ms(peer, f"{name}_first_page_"),
+                _ms(peer, key), _ms(peer, f"w0_{key}"),
                 _ms(peer, "am_first_page_") if am else missing,
-                _x(peer[f"{name}_first_page_p99_ms"], theirs("am_first_page_p99_ms")),
-                "p99 < 5 ms",
+                _x(peer[f"{key}p99_ms"], theirs("am_first_page_p99_ms")), "p99 < 5 ms",
             )
-        )
+        )  # fmt: skip
     ours, other = peer.get("pagerd_delivery_all_paged_s"), theirs("am_delivery_all_paged_s")
     out.append(
         (
             f"s until all {peer['pagerd_delivery_incidents']:,} incidents paged"
             f" (batches of {BATCH})",
-            "never" if ours is None else f"{ours:.2f}",
-            f"{other:.2f}" if other else missing,
-            _x(ours, other),
-            "",
+            "never" if ours is None else f"{ours:.2f}", "",
+            f"{other:.2f}" if other else missing, _x(ours, other), "",
         )
-    )
+    )  # fmt: skip
     for key, value in peer.items():
-        if key.startswith("pagerd_open_") and key.endswith("_rss_mb"):
+        if key.startswith("pagerd_open_") and key.endswith("_rss_mb") and "_fronts_" not in key:
             size = key[len("pagerd_open_") : -len("_rss_mb")]
             other = theirs(f"am_open_{size}_rss_mb")
+            front_rss = peer.get(f"pagerd_open_{size}_fronts_rss_mb")
             out.append(
                 (
-                    f"RSS MB, {int(size):,} open incidents",
-                    f"{value:.0f}",
-                    f"{other:.0f}" if other else missing,
-                    _x(value, other),
+                    f"RSS MB, {int(size):,} open incidents (the core; + its fronts)",
+                    f"{value:.0f}" + ("" if front_rss is None else f" + {front_rss:.0f}"), "",
+                    f"{other:.0f}" if other else missing, _x(value, other),
                     "<= 0.1x" if size == "100000" else "",
                 )
-            )
+            )  # fmt: skip
             cores = peer[f"pagerd_open_{size}_idle_cores"]
             other = theirs(f"am_open_{size}_idle_cores")
             out.append(
                 (
                     f"idle CPU (cores), {int(size):,} open incidents",
-                    f"{cores:.3f}",
-                    f"{other:.3f}" if other is not None else missing,
-                    "",
-                    "",
+                    f"{cores:.3f}", "", f"{other:.3f}" if other is not None else missing, "", "",
                 )
-            )
+            )  # fmt: skip
     other = theirs("am_repaged_after_kill9")
     again, same = peer["pagerd_repaged_after_kill9"], peer["pagerd_repaged_after_kill9_same_key"]
     out.append(
         (
             f"re-paged after kill -9 and the same {peer['pagerd_delivery_incidents']:,}"
             " alerts again",
-            f"{again:,}" + (f" ({same} same Idempotency-Key)" if same else ""),
-            f"{other:,}" if other is not None else missing,
-            "",
-            "0",
+            f"{again:,}" + (f" ({same} same Idempotency-Key)" if same else ""), "",
+            f"{other:,}" if other is not None else missing, "", "0",
         )
-    )
+    )  # fmt: skip
     for n in (1, CONNECTIONS):
+        ceiling = peer[f"http200_{n}"]
         out.append(
             (
                 f"HTTP front: REST requests/s vs fixed-200 ceiling, {n} connections",
-                f"{peer[f'rest_reqresp_{n}']:,.0f}",
-                f"ceiling {peer[f'http200_{n}']:,.0f}",
-                f"{peer[f'rest_reqresp_{n}'] / peer[f'http200_{n}']:.0%}",
+                f"{peer[f'rest_reqresp_{n}']:,.0f}", rate(w0(f"rest_reqresp_{n}")),
+                f"ceiling {ceiling:,.0f}", f"{peer[f'rest_reqresp_{n}'] / ceiling:.0%}",
                 ">= 50%" if n == CONNECTIONS else "",
             )
-        )
+        )  # fmt: skip
     out.append(
         (
             f"HTTP front: fixed-200 ceiling's CPU us a request, {CONNECTIONS} connections",
-            f"{peer[f'http200_cpu_us_{CONNECTIONS}']:.0f}",
-            "",
-            "",
-            "",
+            f"{peer[f'http200_cpu_us_{CONNECTIONS}']:.0f}", "", "", "", "",
         )
-    )
+    )  # fmt: skip
     for n in (1, CONNECTIONS):
         out.append(
             (
                 f"generator: requests/s vs bare Trio sink, {n} connections (its CPU us a request)",
                 f"{peer[f'generator_sink_{n}']:,.0f} ({peer[f'generator_cpu_us_{n}']:.0f} us)",
-                "",
-                "",
-                "",
+                "", "", "", "",
             )
-        )
+        )  # fmt: skip
     return out

@@ -4,9 +4,9 @@ The shape is Alertmanager's own (notify/webhook/webhook.go `Message`, template/t
 `Data` and `Alert`). Each alert is told apart by its `fingerprint`, never by its text: a firing
 one is an `Alert` with `Source(integration, fingerprint)`, a resolved one a `Resolve` of it, so
 the service is healthy again only once every alert that fired through this integration has
-resolved (see `pager.domain.decide`). Both carry the alert's `startsAt`, which tells a late copy
-of a firing from a new one ("Late firings" in `pager.domain`). Fields Alertmanager may add later
-are ignored.
+resolved (see `pager.domain.decide`). Both carry the alert's `startsAt`, which tells a copy of
+an earlier firing, or a resolve of one, from the alert's latest ("Late firings" in
+`pager.domain`). Fields Alertmanager may add later are ignored.
 
 Grafana's webhook contact point sends the same payload with fields of its own (grafana/alerting,
 receivers/webhook: `orgId`, `title`, `state`, `message`, and per alert `silenceURL`,

@@ -447,6 +447,13 @@ def render(
         )
     if command == "heartbeat":
         return _summary(reply) + _heartbeat(reply).replace("\n\n", "\n", 1)
+    first = reply.get("already_acknowledged")
+    if command == "ack" and isinstance(first, dict) and reply.get("incident"):
+        # Another ack came first (any way: a link, an SMS, the console): this one did nothing.
+        by = f" by {first['by']}" if first.get("by") else ""
+        via = f" via {first['via']}" if first.get("via") else ""
+        iid = reply["incident"]["id"]
+        return f"{reply['service']}: {iid} was already acknowledged{by}{via} at {first.get('at')}"
     return _summary(reply)
 
 
@@ -494,6 +501,8 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"resolved through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
         return f"acknowledgement timeout: {entry.get('detail', '')}"
+    if event == "ack_expired":
+        return f"acknowledgement expired: {entry.get('detail', '')}"
     if event == "notification":
         via = f"{entry['via']}: " if entry.get("via") else ""
         return f"notify {via}{entry['target']} (level {entry['level']}, round {entry['round']})"
@@ -635,6 +644,8 @@ def _summary(status: dict[str, Any]) -> str:
     if incident is None:
         return f"{status['service']}: healthy"
     by = f" by {incident['acknowledged_by']}" if incident.get("acknowledged_by") else ""
+    if incident.get("acknowledged_via"):
+        by += f" via {incident['acknowledged_via']}"
     ack = f" acknowledged{by}" if incident["acknowledged"] else ""
     if incident.get("silenced"):
         quiet = "a silence"

@@ -27,9 +27,10 @@ MAX_FIRING: Final = 1000
 set is kept in memory and on disk, so it is bounded; one more is refused (`too_many_alerts`)."""
 RESOLVED_FOR: Final = 3600.0
 """Seconds pagerd remembers the `startsAt` an integration's alert resolved with
-(`ServiceState.started`), to tell a late copy of its firing from a new firing: an hour outlasts
-every late copy Alertmanager makes (a retry lasts at most its `group_interval`; a cluster peer
-that missed the resolve stops once the alert's own `endsAt` passes, minutes later)."""
+(`ServiceState.started`), to tell a copy of an earlier firing from a new firing: an hour
+outlasts every late copy Alertmanager makes (a retry lasts at most its `group_interval`; a
+cluster peer that missed the resolve stops once the alert's own `endsAt` passes, minutes
+later)."""
 MAX_RESOLVED: Final = 1000
 """Resolved alerts remembered per service and integration; one more forgets the oldest. What is
 forgotten is never silenced: a late copy of its firing pages, as it did before pagerd
@@ -192,6 +193,12 @@ class Policy:
 
     levels: tuple[Level, ...]
     repeat: int = 0
+    ack_expiry: float | None = None
+    """How long an acknowledgement holds: an incident still open that long after its ack is
+    acknowledged no more, and escalation restarts from level 1 (`AckExpired`). None: for ever."""
+    allow_resolve: bool = True
+    """Whether a person paged may close the incident from the page itself (a Resolve link or
+    button), not only acknowledge it. `decide` does not read it: the fronts do."""
 
 
 @attrs.frozen
@@ -220,11 +227,19 @@ class Incident:
     """A plain alert (one without a `Source`: the socket, `pager alert`, REST, cron) opened it or
     came to it while open. Nothing resolves such an alert but `Healthy`, so no integration's
     `Resolve` closes the incident once this is set (see `decide`)."""
+    acknowledged_via: str | None = None
+    """How the acknowledgement came (`socket`, an integration's name, `link`, `sms`, `slack`,
+    `console`): what a later ack is told with who was first."""
+    round_base: int = 0
+    """Rounds done before the escalation now running began: 0, or the round an expired
+    acknowledgement stopped (escalation restarts at the next round, level 1, and `repeat`
+    counts from here: the notifications of each restart have ids of their own)."""
     silenced: bool = False
     """Its next step is held by a silence (see "Silences" below): `deadline` is when the quiet
     known at the time ends, and the step's `Timeout` is looked at whenever it comes, early too
     (a silence ended early hands it over at once). An incident opened while silenced is held
-    before its first step: `level` 0, nobody notified yet."""
+    before its first step: `level` 0, nobody notified yet (as is the restart of an expired
+    acknowledgement held by a silence, at its new round)."""
 
     @property
     def acknowledged(self) -> bool:
@@ -240,7 +255,8 @@ class Incident:
         return Incident(
             self.number, self.opened_at, self.message, self.alerts + 1, self.round, self.level,
             self.deadline, self.acknowledged_at, self.acknowledged_by, self.exhausted,
-            self.heartbeat_only, self.held_by_alert, self.silenced,
+            self.heartbeat_only, self.held_by_alert, self.acknowledged_via, self.round_base,
+            self.silenced,
         )  # fmt: skip
 
 
@@ -311,7 +327,8 @@ class ServiceState:
     started: Mapping[Source, Started] = attrs.field(default=NOTHING_STARTED, hash=False)
     """The latest `startsAt` known of each alert firing (those whose sender gives one), and of
     each resolved within `RESOLVED_FOR` (at most `MAX_RESOLVED` per integration): what tells
-    a late copy of a firing from a new firing (see "Late firings" below)."""
+    a copy of an earlier firing, or a resolve of one, from the alert's latest firing (see "Late
+    firings" below)."""
     silences: tuple[Silence, ...] = ()
     """Its durable silences (see "Silences" below): those in force or to come, and those over
     since the last one was started (kept until then, so that the store sees how they ended)."""
@@ -329,8 +346,9 @@ class Alert:
     """Something is wrong. With a `source`, the alert stays firing until a `Resolve` of that
     source: a repeat of one already firing (a resend, a redelivery) changes nothing. With a
     `starts_at` too (the sender's `startsAt`, nanoseconds since the epoch on its clock), a
-    firing that started no later than the one that resolved is a late copy of it, and changes
-    nothing either (see "Late firings" below)."""
+    firing that started before the one its alert last resolved with is a copy of an earlier
+    firing, and changes nothing either; one that started at the same time pages (see "Late
+    firings" below)."""
 
     message: str = ""
     source: Source | None = None
@@ -342,11 +360,16 @@ class Ack:
     """Acknowledge the open incident. With a `source`, only while that source is firing (an
     Events v2 acknowledge of a dedup_key that is not open changes nothing, as at PagerDuty).
     With an `incident` number, only that incident: an answer to one page (an SMS reply code, a
-    Slack button, a link) is refused once that incident has closed, never taken by the next."""
+    Slack button, a link) is refused once that incident has closed, never taken by the next.
+    An incident acknowledged already stays as it is: the first ack wins, whichever way it came.
+    `via` says how it came (`socket`, an integration's name, `link`, `sms`, `slack`,
+    `console`), kept with the acknowledgement to tell a later ack who was first; the daemon's
+    actor fills it from how the event was routed (its `Envelope`), so it has one source."""
 
     by: str | None = None
     source: Source | None = None
     incident: int | None = attrs.field(default=None, kw_only=True)
+    via: str | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -365,7 +388,9 @@ class Resolve:
     """One source stopped firing. The service is healthy once none is left and nothing else
     holds the incident open (a plain alert, which only `Healthy` ends; a missed heartbeat,
     which a check-in ends); a source that is not firing (resolved already, or never seen)
-    changes nothing, but its `starts_at` is remembered (see "Late firings" below)."""
+    changes nothing, but its `starts_at` is remembered; a resolve that started before the
+    firing of its source that pagerd holds is of an earlier firing, and changes nothing either
+    (see "Late firings" below)."""
 
     source: Source
     starts_at: int | None = None
@@ -383,6 +408,16 @@ class Timeout:
     incident: int
     round: int
     level: int
+
+
+@attrs.frozen
+class AckExpired:
+    """The policy's `ack_expiry` passed since the incident was acknowledged (from the scheduler,
+    as `Timeout` is). It names the acknowledgement it was set for, so that one outliving it (the
+    incident closed, or acknowledged again after an earlier expiry) is recognised as stale."""
+
+    incident: int
+    acknowledged_at: float
 
 
 # Heartbeats (a dead man's switch) ----------------------------------------------------------
@@ -425,8 +460,8 @@ class EndSilence:
 
 
 Event: TypeAlias = (
-    Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed | StartSilence
-    | EndSilence
+    Alert | Ack | Healthy | Resolve | Timeout | Heartbeat | HeartbeatMissed | AckExpired
+    | StartSilence | EndSilence
 )  # fmt: skip
 
 
@@ -602,7 +637,7 @@ def _decide(
                 state.silences,
             )
             return state, ()
-        case Ack(by=by, source=source, incident=number):
+        case Ack(by=by, source=source, incident=number, via=via):
             if source is not None and source not in state.firing:
                 return state, ()
             _named(state, number)
@@ -610,8 +645,14 @@ def _decide(
                 raise Rejected("no_open_incident", f"{state.name} has no open incident to ack")
             if incident.acknowledged:
                 return state, ()
+            expiry = policy.ack_expiry
             acked = attrs.evolve(
-                incident, acknowledged_at=now, acknowledged_by=by, deadline=None, silenced=False
+                incident,
+                acknowledged_at=now,
+                acknowledged_by=by,
+                acknowledged_via=via,
+                deadline=None if expiry is None else now + expiry,
+                silenced=False,
             )
             return attrs.evolve(state, incident=acked), ()
         case Healthy(incident=number):
@@ -620,6 +661,8 @@ def _decide(
         case Resolve(source=source, starts_at=starts_at):
             if source not in state.firing:
                 return _resolved_again(state, source, starts_at, now), ()
+            if stale_resolve(state, source, starts_at):
+                return state, ()  # an earlier firing's: the one that fires goes on
             firing = state.firing - {source}
             started = _resolved(state.started, source, starts_at, now)
             if firing or incident is None:
@@ -639,6 +682,8 @@ def _decide(
                 return state, ()
             if now < incident.deadline and not incident.silenced:
                 return state, ()
+            if incident.acknowledged:
+                return state, ()  # its deadline is the ack's expiry now: `AckExpired` is due
             if (event.incident, event.round, event.level) != (
                 incident.number,
                 incident.round,
@@ -650,6 +695,8 @@ def _decide(
             return _check_in(state, now, heartbeat)
         case HeartbeatMissed(due_at=due_at):
             return _missed(state, due_at, now, policy, heartbeat, windows, resolve, unreached)
+        case AckExpired():
+            return _ack_expired(state, event, now, policy, windows, resolve, unreached)
         case StartSilence(silence=silence):
             return _silence(state, silence, now, policy, windows, resolve, unreached)
         case EndSilence(id=number, by=by):
@@ -661,6 +708,46 @@ def _named(state: ServiceState, number: int | None) -> None:
     """Refuse an answer to incident `number` (if the event names one) unless it is the open one."""
     if number is not None and (state.incident is None or state.incident.number != number):
         raise Rejected("no_open_incident", f"{incident_id(state.name, number)} is closed")
+
+
+def _ack_expired(
+    state: ServiceState,
+    event: AckExpired,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
+) -> Decision:
+    """An acknowledgement that outlived the policy's `ack_expiry`: the incident, still open, is
+    acknowledged no more, and escalation restarts at level 1 of the next round (`round_base`
+    keeps `repeat` counting from there). The restart is a step like any other: a silence in
+    force holds it (before level 1 of its round, as an incident opened while silenced is) until
+    the quiet ends, and its `schedule:` targets are resolved when it is taken (`now`), not when
+    the incident was acknowledged: whoever is on call at the expiry is paged."""
+    incident = state.incident
+    if (
+        incident is None
+        or incident.number != event.incident
+        or incident.acknowledged_at != event.acknowledged_at
+        or incident.deadline is None
+        or now < incident.deadline
+    ):
+        return state, ()  # stale, or early
+    if policy.ack_expiry is None:
+        # A reload took `ack_expiry` away since the ack: it holds for good now.
+        return attrs.evolve(state, incident=attrs.evolve(incident, deadline=None)), ()
+    restarted = attrs.evolve(
+        incident,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        acknowledged_via=None,
+        exhausted=False,
+        round=incident.round + 1,
+        level=0,  # before its first step: `_due` notifies level 1 of the new round
+        round_base=incident.round,
+    )
+    return _due(state, restarted, now, policy, windows, resolve, unreached)
 
 
 def closed(state: ServiceState) -> ServiceState:
@@ -692,7 +779,7 @@ def _due(
     before it is resolved: who is on call is asked when the quiet ends, not when it began."""
     if incident.level < len(policy.levels):
         round, level = incident.round, incident.level + 1
-    elif incident.round <= policy.repeat:
+    elif incident.round - incident.round_base <= policy.repeat:
         round, level = incident.round + 1, 1
     else:
         exhausted = attrs.evolve(incident, deadline=None, exhausted=True, silenced=False)
@@ -738,7 +825,7 @@ def _page(
             return attrs.evolve(state, incident=paged), notes
         if level < len(policy.levels):
             level += 1
-        elif round <= policy.repeat:
+        elif round - incident.round_base <= policy.repeat:
             round, level = round + 1, 1
         else:
             break
@@ -870,21 +957,33 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
 #
 # An integration's alert can be delivered firing after pagerd took its resolve: a cluster of
 # Alertmanagers notifies at least once, and a peer that has not seen the resolve yet sends the
-# firing it still holds; a sender retries an old request late. Taken as new, such a copy would
-# open an incident and page again for an alert that is over. The sender says which firing it
-# is: Alertmanager's `startsAt` is when the alert started, the same in every copy of one firing
-# and later for a firing after a resolve (Prometheus sends the time it fired; Alertmanager
-# merges a firing that starts before the previous one's end into it, keeping the earlier start).
-# So:
+# firing it still holds; a sender retries an old request late. But the alert can also truly
+# fire again after its resolve with the same `startsAt`: when Alertmanager stops hearing from
+# Prometheus (a network blip, a restart) for longer than the alert's `endsAt`, it resolves the
+# alert itself, and when Prometheus comes back with the alert still firing, Alertmanager
+# notifies it firing again with its old `startsAt`. pagerd's first promise is that every alert
+# pages, so only a firing *proven* stale is ignored: one page too many, never one too few.
+# The sender's `startsAt` is the proof: it is when the alert started, the same in every copy of
+# one firing, the same or later for a firing after a resolve (Prometheus sends the time it
+# fired; Alertmanager merges a firing that starts before the previous one's end into it,
+# keeping the earlier start), never earlier. So:
 # - An alert's `startsAt`, when the sender gives one, is kept while it fires (the latest, if a
-#   copy says a later one) and when it resolves (the latest of the resolve's and the firing's),
-#   with the time pagerd took the resolve. A resolve of an alert that is not firing is kept
-#   too: a firing that arrives after its own resolve is over already.
-# - A firing of an alert not firing whose `startsAt` is not after the one kept for its resolve
-#   is stale: it changes nothing and pages nobody (the daemon counts it and logs it).
+#   copy says a later one: the firing pagerd holds ended at the sender and this one followed)
+#   and when it resolves (the resolve's, or the firing's if the resolve gives none), with the
+#   time pagerd took the resolve. A resolve of an alert that is not firing is kept too (the
+#   latest): every firing that started before it is over.
+# - A firing of an alert not firing whose `startsAt` is *before* the one kept for its resolve
+#   is stale: a copy of a firing that ended before the resolved one started. It changes
+#   nothing and pages nobody (the daemon counts it and logs it). One with the *same*
+#   `startsAt` is not proven stale (a peer's late copy, or the alert back after its sender was
+#   away look the same): it opens an incident and pages, as any firing after its resolve.
+# - A resolve of an alert firing whose `startsAt` is before the one kept for the firing is
+#   stale too: it resolves a firing that ended before the one pagerd holds started. It changes
+#   nothing (the daemon logs it): the incident stays open, and escalates, until the firing
+#   that holds it resolves. A resolve with the same `startsAt`, a later one or none closes.
 # - `startsAt` is compared only with another `startsAt` of the same alert, never with pagerd's
 #   clock: a sender whose clock is off cannot silence an alert by it. No `startsAt`, or one that
-#   cannot be read, proves nothing: the firing is taken as new, as before.
+#   cannot be read, proves nothing: the firing is taken as new, the resolve as the firing's.
 # - Bounded: a resolve counts for `RESOLVED_FOR` (pagerd's clock against pagerd's clock), and
 #   at most `MAX_RESOLVED` are kept a service and integration (the oldest goes first).
 #   Forgotten, a late copy pages, as it did before: never one page too few for what pagerd
@@ -894,7 +993,8 @@ def _rearmed(state: ServiceState, now: float, interval: float | None) -> Monitor
 
 
 def stale(state: ServiceState, source: Source, starts_at: int | None, now: float) -> bool:
-    """Is a firing of `source` that started at `starts_at` a late copy of one that resolved?"""
+    """Is a firing of `source` that started at `starts_at` a copy of a firing that ended before
+    the one `source` last resolved with started? (The same `startsAt` is not: see above.)"""
     if starts_at is None or source in state.firing:
         return False
     seen = state.started.get(source)
@@ -902,8 +1002,17 @@ def stale(state: ServiceState, source: Source, starts_at: int | None, now: float
         seen is not None
         and seen.resolved_at is not None
         and now - seen.resolved_at <= RESOLVED_FOR
-        and starts_at <= seen.starts_at
+        and starts_at < seen.starts_at
     )
+
+
+def stale_resolve(state: ServiceState, source: Source, starts_at: int | None) -> bool:
+    """Is a resolve of `source`, which fires, one of a firing that started (at `starts_at`)
+    before the one pagerd holds?"""
+    if starts_at is None or source not in state.firing:
+        return False
+    seen = state.started.get(source)
+    return seen is not None and seen.resolved_at is None and starts_at < seen.starts_at
 
 
 def _started(starts_at: int | None) -> Started | None:
@@ -934,9 +1043,11 @@ def _resolved(
     started: Mapping[Source, Started], source: Source, starts_at: int | None, now: float
 ) -> Mapping[Source, Started]:
     """`started` once `source` resolved at `now`: the latest `startsAt` known of it kept with
-    `now`. Past `MAX_RESOLVED` entries, what is past `RESOLVED_FOR` is dropped, then the
-    integration's oldest resolves past `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is
-    kept but counts for nothing: see `stale`; a resolve storm need not walk the map each time)."""
+    `now` (of a firing, the resolve's, since one that started earlier changes nothing: see
+    `stale_resolve`; the firing's if the resolve gives none). Past `MAX_RESOLVED` entries,
+    what is past `RESOLVED_FOR` is dropped, then the integration's oldest resolves past
+    `MAX_RESOLVED` (below that, one past `RESOLVED_FOR` is kept but counts for nothing: see
+    `stale`; a resolve storm need not walk the map each time)."""
     seen = started.get(source)
     known = [t for t in (starts_at, None if seen is None else seen.starts_at) if t is not None]
     if not known:

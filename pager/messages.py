@@ -2,53 +2,54 @@
 
 An alert's message is whatever a monitoring hook passed (up to 4096 characters, several lines,
 control characters): each provider must still take the page, so the message is made to fit
-each form, never a reason for a provider to refuse it.
+each form, never a reason for a provider to refuse it. The words themselves are templates
+(`pager.templates`): these are the defaults, without links; the daemon renders the config's
+templates with the page's links (`pagerd.delivery.wording`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 from pager.domain import Notify
-from pager.text import clip, controls
+from pager.templates import DEFAULT_TEMPLATES, MAX_SHORT, MAX_SUBJECT, Page
 from pager.timefmt import isoformat
 
-# Twilio refuses a longer Body (error 21617): the SMS would never be sent.
-MAX_SHORT: Final = 1600
-MAX_SUBJECT: Final = 200
+__all__ = ["MAX_SHORT", "MAX_SUBJECT", "body", "page", "payload", "short", "subject"]
 
-_BREAKS: Final = re.compile(r"[\r\n\t\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_TEMPLATES: Final = DEFAULT_TEMPLATES
+
+
+def page(n: Notify, ack_url: str = "", resolve_url: str = "", reply_hint: str = "") -> Page:
+    """The template variables of `n` (see `pager.templates.VARIABLES`)."""
+    return Page(
+        service=n.service,
+        incident=n.incident_id,
+        number=n.incident,
+        message=n.message,
+        level=n.level,
+        round=n.round,
+        opened_at=isoformat(n.opened_at),
+        target=str(n.target),
+        notification=n.id,
+        ack_url=ack_url,
+        resolve_url=resolve_url,
+        reply_hint=reply_hint,
+    )
 
 
 def short(n: Notify) -> str:
     """One line, fitting an SMS where it can: service, level, message, how to acknowledge."""
-    head, tail = f"[pager] {n.service} level {n.level}: ", f" -- ack: pager ack {n.service}"
-    what = clip(_one_line(n.message or "alert"), MAX_SHORT - len(head) - len(tail))
-    return head + what + tail
+    return _TEMPLATES.sms(page(n))
 
 
 def subject(n: Notify) -> str:
     """One line: a header with a line break in it is refused by the email library."""
-    what = clip(_one_line(n.message or "alert"), MAX_SUBJECT)
-    return f"[pager] {n.service} unhealthy (level {n.level}): {what}"
+    return _TEMPLATES.subject(page(n))
 
 
 def body(n: Notify) -> str:
-    return (
-        f"{n.service} is unhealthy.\n"
-        f"\n"
-        f"Service:   {n.service}\n"
-        f"Incident:  {n.incident_id}\n"
-        f"Level:     {n.level} (round {n.round})\n"
-        f"Alert:     {_lines(n.message) or '(no message)'}\n"
-        f"Opened at: {isoformat(n.opened_at)}\n"
-        f"\n"
-        f"Acknowledge to stop the escalation:\n"
-        f"    pager ack {n.service}\n"
-        f"\n"
-        f"Notification {n.id}\n"
-    )
+    return _TEMPLATES.body(page(n))
 
 
 def payload(n: Notify) -> dict[str, Any]:
@@ -63,20 +64,3 @@ def payload(n: Notify) -> dict[str, Any]:
         "opened_at": isoformat(n.opened_at),
         "text": short(n),
     }
-
-
-def one_line(text: str) -> str:
-    """`text` on one line (line breaks as spaces), control characters escaped."""
-    return _visible(_BREAKS.sub(" ", text))
-
-
-_one_line = one_line
-
-
-def _lines(text: str) -> str:
-    return _visible(text.replace("\r\n", "\n"))
-
-
-def _visible(text: str) -> str:
-    """Control characters, which no reader of a page needs, escaped; line breaks kept."""
-    return controls(text, keep="\n\t")

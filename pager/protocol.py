@@ -14,7 +14,17 @@ from typing import Annotated, Any, Final
 import attrs
 import msgspec
 
-from pager.domain import SERVICE_NAME_RE, ServiceState, incident_id, is_service_name
+from pager.domain import (
+    SERVICE_NAME_RE,
+    Ack,
+    Alert,
+    Event,
+    Healthy,
+    Heartbeat,
+    ServiceState,
+    incident_id,
+    is_service_name,
+)
 from pager.silences import MAX_REASON, Silence, live
 from pager.text import clip, repair
 from pager.timefmt import duration, isoformat, parse_duration, parse_time
@@ -264,6 +274,18 @@ def _integer(
     return value
 
 
+def event_of(request: Request) -> Event:
+    """The event an `alert`, `ack`, `healthy` or `heartbeat` request is (the socket's, and the
+    HTTP front's REST)."""
+    if request.op == "alert":
+        return Alert(request.message or "")
+    if request.op == "ack":
+        return Ack(request.by)
+    if request.op == "heartbeat":
+        return Heartbeat()
+    return Healthy()
+
+
 def _decode_leniently(line: bytes) -> Any:
     """JSON whose text is not all valid: bytes that are not UTF-8 and lone surrogate escapes
     (`"\\ud800"`) become U+FFFD, so an alert is not lost for a stray byte in its message. A
@@ -420,6 +442,7 @@ def service_status(
             "acknowledged": incident.acknowledged,
             "acknowledged_by": incident.acknowledged_by,
             "acknowledged_at": _iso(incident.acknowledged_at, offset),
+            "acknowledged_via": incident.acknowledged_via,
             "alerts": incident.alerts,
             "message": incident.message,
             "opened_at": isoformat(incident.opened_at + offset),

@@ -23,25 +23,27 @@ from pager.schedules import Override
 from pagerd.access import peers
 from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
-from pagerd.config.http import tls_context
+from pagerd.config.http import FrontConfig, tls_context
 from pagerd.delivery.lanes import Answering, build_lanes
 from pagerd.delivery.outbox import Outbox
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.oncall import Rota
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
-from pagerd.front.http.asgi import Response
+from pagerd.front.http.answers import Answers
 from pagerd.front.http.console import Console
 from pagerd.front.http.console.app import HASHES_AT_ONCE
-from pagerd.front.http.hooks import Hooks
+from pagerd.front.http.fronts import FrontFailed, Fronts
 from pagerd.front.http.metrics import serve_metrics
-from pagerd.front.http.rest import Rest
+from pagerd.front.http.rest import RestSilences
 from pagerd.front.http.schedules import Schedules
 from pagerd.front.http.slack import SlackButtons
-from pagerd.front.http.submit import answer
+from pagerd.front.http.table import routes as http_routes_of
 from pagerd.front.http.twilio import TwilioReplies
 from pagerd.front.listen import SocketInUse, UnixListener, open_unix_listener
+from pagerd.front.local import LocalCore, answer
 from pagerd.front.server import Server
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.metrics import Metrics
@@ -89,14 +91,28 @@ class Daemon:
     store_offload: Offload
     config_offload: Offload
     """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
+    core: LocalCore
+    """The core as the HTTP front door reaches it (`pagerd/front/core.py`), in this process."""
+    keys: SigningKeys
+    """pagerd's signing keys, their one holder: links, Slack buttons and console sessions read
+    them here at each use, and a reload reads the file again, which is how `pagerd rotate-key`
+    reaches a running pagerd."""
     record: ConfigRecord = attrs.field(factory=lambda: ConfigRecord("", 0.0))
-    http: HttpServer | None = None
-    """The HTTP front door, when it listens."""
+    http: HttpServer | Fronts | None = None
+    """The HTTP front door, when it listens: its server in this process (`http.workers = 0`),
+    or its front processes."""
     http_app: HttpApp | None = None
+    """The HTTP application, when it runs in this process."""
     tls: ssl.SSLContext | None = None
     """The HTTP front door's TLS context for new connections (read again on reload)."""
+    tls_files: tuple[Path, Path] | None = None
+    """The files of that context: the front processes read them (TLS stays on or off until a
+    restart, whatever a reload says)."""
+    wording: Wording = PLAIN
+    """What each page says (the config's templates, with links): given to every lane."""
     answering: Answering | None = None
-    """What makes pages answerable (SMS reply codes, Slack buttons' key): kept for reloads."""
+    """What makes pages answerable (SMS reply codes, the keys of Slack buttons): kept for
+    reloads."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -115,6 +131,7 @@ class Daemon:
         async with self._reloading:  # SIGHUP and `pager reload`, one at a time
             self.notifier.reloading()
             try:
+                await self._reload_keys()
                 errors = await self._reload()
                 if errors:
                     self.record.rejected(self.clock.now())
@@ -123,6 +140,19 @@ class Daemon:
                 return errors
             finally:
                 self.notifier.ready(self.status_line())
+
+    async def _reload_keys(self) -> None:
+        """Read the signing keys again (`pagerd rotate-key` wrote new ones): whatever the
+        config's fate. A file that cannot be read keeps the keys in use."""
+        state_dir = self.config.state_dir
+        try:
+            keys = await self.file_offload(lambda: SigningKeys.load_or_create(state_dir))
+        except KeyFileError as exc:
+            log.error("reload: still signing with the keys read before: %s", exc)
+            return
+        if keys.keys != self.keys.keys:
+            log.info("reload: signing with the new key of %s", state_dir)
+        self.keys = keys
 
     async def _reload(self) -> list[str]:
         path = self.config.path
@@ -165,7 +195,12 @@ class Daemon:
         new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
         lanes = build_lanes(
-            new, self.clock, self.file_offload, reuse=self.outbox.lanes(), answering=self.answering
+            new,
+            self.clock,
+            self.file_offload,
+            reuse=self.outbox.lanes(),
+            answering=self.answering,
+            wording=self.wording,
         )
         self.outbox.replace_lanes(lanes)
         added = new.services.keys() - old.services.keys()
@@ -179,17 +214,28 @@ class Daemon:
             log.warning("reload: metrics.listen changed; it takes effect on restart")
         if new.http.listen != old.http.listen:
             log.warning("reload: http.listen changed; it takes effect on restart")
+        if new.http.workers != old.http.workers:
+            log.warning("reload: http.workers changed; it takes effect on restart")
         if (tls is None) != (self.tls is None):
             log.warning("reload: TLS turned on or off; it takes effect on restart")
         else:
             self.tls = tls  # new connections use the certificate as it is now
-        if self.http is not None:
+            self.tls_files = new.http.tls
+        self.core.front = self.front_config(new)
+        if isinstance(self.http, Fronts):
+            self.http.configure(self.core.front)
+        elif self.http is not None:
             self.http.limits = new.http.limits
-        self.server.client_room = _client_room(new, self.http is not None)
+        self.server.client_room = _client_room(new, isinstance(self.http, HttpServer))
         log.info(
             "reloaded config=%s services=%d added=%d removed=%d",
             new.path, len(new.services), len(added), len(removed),
         )  # fmt: skip
+
+    def front_config(self, config: Config) -> FrontConfig:
+        """What the HTTP front door serves of `config`, with the TLS files in use."""
+        front = config.front()
+        return attrs.evolve(front, http=attrs.evolve(front.http, tls=self.tls_files))
 
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
@@ -222,12 +268,13 @@ def _log_gaps(config: Config, rota: Rota, now: float) -> None:
         log.error("gap: %s", line)
 
 
-def _client_room(config: Config, http_on: bool) -> int:
+def _client_room(config: Config, http_here: bool) -> int:
     """Socket clients the open-file limit leaves room for, beside the deliveries' connections
-    and the HTTP front door's cap; warned of when the configured caps do not all fit."""
+    and the HTTP front door's cap (when HTTP is served in this process: a front process has
+    files of its own); warned of when the configured caps do not all fit."""
     providers = [c for c in config.channels.values() if c.transport not in ("log", "unconfigured")]
     deliveries = sum(c.concurrency for c in providers)  # connections open at once, at most
-    http = config.http.limits.max_connections if http_on else 0
+    http = config.http.limits.max_connections if http_here else 0
     room = client_room(raise_limit(), deliveries, http)
     if config.limits.max_connections > room:
         log.warning(
@@ -283,7 +330,9 @@ async def serve(
     `task_status.started()` is called, and systemd told READY=1, once the database is recovered
     and the socket listens. `activated` is a listening socket passed by systemd; otherwise the
     configured path is bound; `activated_http` likewise for the HTTP front door's
-    `http.listen`. `http_routes` are served besides the built-in ones (tests). `transports`
+    `http.listen`. `http_routes` are served in this process besides the table's
+    (`pagerd/front/http/table.py`): with front processes, those forward their requests here
+    whole (tests; a route that needs what only the core has). `transports`
     replaces some channels' transports (tests, dry runs).
     """
     # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
@@ -420,14 +469,18 @@ async def _run(
                 name,
                 REMOVED,
             )
-    metrics = Metrics()
-    committer = Committer(store, parts.store_offload, metrics)
-    scheduler = Scheduler(clock)
-    heartbeats = Scheduler(clock, heartbeat)
     try:
         keys = await parts.file_offload(lambda: SigningKeys.load_or_create(config.state_dir))
     except KeyFileError as exc:
         raise StartupError(str(exc)) from None
+    metrics = Metrics()
+    committer = Committer(store, parts.store_offload, metrics)
+    scheduler = Scheduler(clock)
+    heartbeats = Scheduler(clock, heartbeat)
+
+    def current_keys() -> SigningKeys:
+        # The daemon's, which a reload reads again: it is built before anything sends or serves.
+        return daemon.keys
 
     async def reply_codes(n: Notify) -> int | None:
         # Replies need somewhere to come back to: the front door's public address.
@@ -438,10 +491,17 @@ async def _run(
             lambda: store.reply_code(address, n.service, n.incident, at)
         )
 
-    answering = Answering(reply_codes, keys)
+    # The running config and keys, read at each send.
+    wording = Wording(lambda: services.config, current_keys)
+    answering = Answering(reply_codes, current_keys)
     try:
         lanes = build_lanes(
-            config, clock, parts.file_offload, overrides=transports, answering=answering
+            config,
+            clock,
+            parts.file_offload,
+            overrides=transports,
+            answering=answering,
+            wording=wording,
         )
     except Exception as exc:
         raise StartupError(f"cannot set up the channels: {reason(exc)}") from exc
@@ -470,9 +530,19 @@ async def _run(
         metrics,
         config.limits,
     )
-    http_on = parts.activated_http is not None or bool(config.http.listen)
-    server.client_room = _client_room(config, http_on)
+    http_here = (parts.activated_http is not None or bool(config.http.listen)) and (
+        config.http.front_processes == 0
+    )
+    server.client_room = _client_room(config, http_here)
     _gauges(metrics, services, scheduler, heartbeats, outbox, store)
+
+    async def ready() -> str | None:
+        try:
+            await parts.store_offload(store.ping)
+        except StoreError as exc:
+            return f"the database does not answer: {exc}"
+        return None
+
     daemon = Daemon(
         services,
         scheduler,
@@ -485,7 +555,10 @@ async def _run(
         parts.file_offload,
         parts.store_offload,
         parts.config_offload,
+        LocalCore(services, server.read, ready, config.front()),
+        keys,
         ConfigRecord(config.sha256, clock.now()),
+        wording=wording,
         answering=answering,
     )
     daemon.record.export(metrics)
@@ -524,8 +597,15 @@ async def _run(
                 name="history",
             )
             await core.start(server.serve, listener)
-            if daemon.http is not None:
+            if isinstance(daemon.http, HttpServer):
                 await core.start(daemon.http.serve, http_listeners)
+            elif daemon.http is not None:
+                fronts = daemon.http
+                await _start_fronts(core, fronts)
+                metrics.gauge("pagerd_http_fronts", "HTTP front processes running.", (
+                    lambda: fronts.running
+                ))  # fmt: skip
+            if daemon.http is not None:
                 addresses = [_address(each) for each in http_listeners]
                 log.info("http on %s", " ".join(addresses))
             if config.metrics_listen is not None:
@@ -587,8 +667,8 @@ async def _run(
 
 
 async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.SocketListener]:
-    """The HTTP front door's listeners, and its server on `daemon`: none if `http.listen` is
-    not set and systemd passed no `http` socket."""
+    """The HTTP front door's listeners, and its server (`http.workers = 0`) or front processes
+    on `daemon`: none if `http.listen` is not set and systemd passed no `http` socket."""
     config = daemon.config
     if parts.activated_http is not None:
         log.info("using the http socket passed by systemd")
@@ -606,20 +686,8 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     else:
         return []
     services, store = daemon.services, daemon.store
-
-    async def ready() -> str | None:
-        try:
-            await daemon.store_offload(store.ping)
-        except StoreError as exc:
-            return f"the database does not answer: {exc}"
-        return None
-
-    def over_rate(integration: str, status: int) -> Response | None:
-        assert daemon.http_app is not None  # set below, before any request is served
-        return daemon.http_app.over_rate(integration, status)
-
     assert daemon.answering is not None
-    keys = daemon.answering.keys
+    keys = daemon.answering.keys  # the daemon's at each call: a rotation reaches every route
 
     def secure() -> bool:
         """Whether the console's cookies are sent over HTTPS only: TLS here, or in front."""
@@ -635,26 +703,44 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         secure,
         parts.password_offload,
     )
-    # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
-    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); the
-    # providers' callbacks for answers to pages: SMS replies (POST /v1/twilio/sms) and Slack
-    # buttons (POST /v1/slack/interactions); the web console (under /console/, answering 404
-    # while [console] is not configured).
+    # Served in this process whatever `http.workers` says: they need what only the core has
+    # (the silences' numbering, the schedules and their overrides, the signing keys, the reply
+    # codes in the database, the console's sessions), and they are few. With front processes, a
+    # front checks their key or reads their body, and forwards them whole. REST's silences; the
+    # schedules' iCalendar feeds (GET /schedules/NAME.ics, /calendar/{key}/NAME.ics, computed
+    # off the event loop), overrides and on-call (/schedules/NAME/overrides, /overrides/{id},
+    # /oncall); the acknowledge links (GET
+    # /ack/{token}, POST /ack, the same for resolve); the providers' callbacks for answers to
+    # pages: SMS replies (POST /v1/twilio/sms) and Slack buttons (POST /v1/slack/interactions);
+    # the web console (under /console/, answering 404 while [console] is not configured).
     replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
-    routes = [
-        *Rest(services, daemon.server.read).routes(),
-        *Schedules(services, daemon.server.read, daemon.config_offload).routes(),
-        *Hooks(services, metrics, over_rate).routes(),
+    in_core = [
+        *RestSilences(services, daemon.core, daemon.server.read).routes(),
+        *Schedules(services, daemon.core, daemon.server.read, daemon.config_offload).routes(),
+        *Answers(services, keys).routes(),
         *replies.routes(),
         *SlackButtons(services, keys, daemon.clock).routes(),
         *console.routes(),
         *parts.http_routes,
     ]
-    daemon.http_app = HttpApp(routes, lambda: services.config, metrics, ready)
     try:
         daemon.tls = None if config.http.tls is None else tls_context(*config.http.tls)
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise StartupError(f"cannot use the TLS certificate of http.tls_cert: {exc}") from None
+    daemon.tls_files = config.http.tls
+    daemon.core.front = daemon.front_config(config)
+    workers = config.http.front_processes
+    if workers > 0:
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+        daemon.http = Fronts(
+            workers, listeners, daemon.core, metrics, daemon.core.front, level, in_core
+        )
+        return listeners
+    # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
+    # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); then
+    # those served in the core.
+    routes = [*http_routes_of(daemon.core, metrics), *in_core]
+    daemon.http_app = HttpApp(routes, daemon.core, metrics)
     daemon.http = HttpServer(
         daemon.http_app,
         config.http.limits,
@@ -662,6 +748,18 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         lambda: metrics.http_requests.inc("(busy)", "503"),
     )
     return listeners
+
+
+async def _start_fronts(nursery: trio.Nursery, fronts: Fronts) -> None:
+    """The front processes, started and serving; a `StartupError` if they cannot."""
+    try:
+        await nursery.start(fronts.serve)
+    except (FrontFailed, ExceptionGroup) as exc:
+        # `start` hands back the task's error inside a group: look inside.
+        found = list(leaves(exc))
+        if not all(isinstance(e, FrontFailed) for e in found):
+            raise
+        raise StartupError(str(found[0])) from None
 
 
 def _address(listener: trio.SocketListener) -> str:

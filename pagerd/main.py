@@ -2,8 +2,9 @@
 
 Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not start,
 65 `--check` found gaps in the schedules (the config is valid; `--allow-gaps` exits 0 with
-them), 78 invalid config. `pagerd backup` and `pagerd restore`: 0 done, 1 not done (the message says
-why), 78 invalid config. `pagerd hash-password`: 0 printed, 1 no usable password given.
+them), 78 invalid config. `pagerd backup`, `pagerd restore` and `pagerd rotate-key`: 0 done, 1
+not done (the message says why), 78 invalid config. `pagerd hash-password`: 0 printed, 1 no
+usable password given.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ import trio
 
 from pager import __version__
 from pagerd import app
+from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
 from pagerd.access.passwords import PasswordError, hash_password
 from pagerd.config import EX_CONFIG, Config, ConfigError, load, load_state_dir
+from pagerd.config.templates import link_note
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.systemd import ActivationError, Notifier, activated_sockets, listen_fds
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The on-call pager daemon.",
         epilog="pagerd backup --help: copy the database, consistently, while pagerd runs; "
         "pagerd restore --help: put a backup back; "
+        "pagerd rotate-key --help: a new signing key (links, Slack buttons, console sessions); "
         "pagerd hash-password --help: a web console user's password_hash.",
     )
     parser.add_argument(
@@ -98,6 +102,42 @@ def build_restore_parser() -> argparse.ArgumentParser:
     _add_database_choice(parser)
     parser.add_argument("backup", type=Path, metavar="BACKUP", help="a file `pagerd backup` wrote")
     return parser
+
+
+def build_rotate_key_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pagerd rotate-key",
+        description=f"Put a new signing key first in daemon.state_dir's {FILE_NAME}: new "
+        "acknowledge links, Slack buttons and console sessions are signed with it once the "
+        "running pagerd reloads (SIGHUP); what was signed with the key before it stays valid "
+        "until the next rotation.",
+    )
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"the config file naming daemon.state_dir (default {DEFAULT_CONFIG})",
+    )
+    return parser
+
+
+def rotate_key_main(argv: Sequence[str]) -> int:
+    args = build_rotate_key_parser().parse_args(argv)
+    try:
+        # daemon.state_dir alone: the channels' secrets are not readable outside systemd.
+        state_dir = load_state_dir(Path(args.config))
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EX_CONFIG
+    try:
+        SigningKeys.load_or_create(state_dir).rotated().save(state_dir)
+    except KeyFileError as exc:
+        print(f"pagerd rotate-key: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    print(
+        f"pagerd rotate-key: a new key is first in {state_dir / FILE_NAME}; reload pagerd "
+        "(systemctl reload pagerd, or SIGHUP) to sign with it"
+    )
+    return 0
 
 
 def _add_database_choice(parser: argparse.ArgumentParser) -> None:
@@ -190,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return backup_main(argv[1:])
     if argv[:1] == ["restore"]:
         return restore_main(argv[1:])
+    if argv[:1] == ["rotate-key"]:
+        return rotate_key_main(argv[1:])
     if argv[:1] == ["hash-password"]:
         return hash_password_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -231,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return EX_GAPS
         print(f"pagerd: {path}: ok ({counts})")
+        if (note := link_note(config)) is not None:
+            print(f"pagerd: note: {note}")
         return 0
     progress = _Progress()
     try:

@@ -108,14 +108,16 @@ class Alertmanager:
         resolved: bool = False,
         generator_url: str = "http://prometheus.example:9090/graph?g0.expr=up",
         starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
     ) -> None:
         """Post one alert to `/api/v2/alerts`, as Prometheus does: firing (ends in an hour, as
-        Prometheus re-sends it) or resolved (ended a second ago); started five minutes ago, or
-        at `starts_at`."""
+        Prometheus re-sends it) or resolved (ended a second ago), or ends at `ends_at`; started
+        five minutes ago, or at `starts_at`."""
         await self.post_many(
             [(labels, annotations or {}, resolved)],
             generator_url=generator_url,
             starts_at=starts_at,
+            ends_at=ends_at,
         )
 
     async def post_many(
@@ -124,14 +126,17 @@ class Alertmanager:
         *,
         generator_url: str = "http://prometheus.example:9090/graph?g0.expr=up",
         starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
     ) -> None:
         now = datetime.now(UTC)
+        ended = ends_at or now - timedelta(seconds=1)
+        ends = ends_at or now + timedelta(hours=1)
         body: list[dict[str, Any]] = [
             {
                 "labels": labels,
                 "annotations": annotations,
                 "startsAt": iso(starts_at or now - timedelta(minutes=5)),
-                "endsAt": iso(now - timedelta(seconds=1) if resolved else now + timedelta(hours=1)),
+                "endsAt": iso(ended if resolved else ends),
                 "generatorURL": generator_url,
             }
             for labels, annotations, resolved in alerts

@@ -25,6 +25,7 @@ CRON: Final = '[services.cron]\npolicy = "oncall"\nheartbeat = "5m"\n'
 INTEGRATIONS: Final = """
 [http]
 listen = "127.0.0.1:0"
+workers = 0  # HTTP in the daemon's own process: these tests run it under MockClock
 max_body_bytes = 4096
 rate_limit = "100/s"
 burst = 100

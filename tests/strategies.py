@@ -45,6 +45,8 @@ incidents = st.builds(
     exhausted=st.booleans(),
     heartbeat_only=st.booleans(),
     held_by_alert=st.booleans(),
+    acknowledged_via=st.none() | st.sampled_from(["socket", "link", "sms", "slack", "ops"]),
+    round_base=st.integers(min_value=0, max_value=4),
     silenced=st.booleans(),
 )
 heartbeat_intervals = st.sampled_from([30.0, 300.0, 3600.0, 0.5, 86400.0 + 61.5])

@@ -8,6 +8,7 @@ on the real clock (Alertmanager is a real process); every wait is bounded by `tr
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ async def _forward(receiver: HttpServer, daemon: Daemon, answers: list[int]) -> 
     while True:
         while done < len(receiver.requests):
             body = receiver.requests[done].body
-            answers.append((await alertmanager_webhook(daemon.services, ROUTE, body)).status)
+            answers.append((await alertmanager_webhook(daemon.core, ROUTE, body)).status)
             done += 1
         await trio.sleep(0.02)
 
@@ -75,14 +76,28 @@ async def test_alerts_posted_to_alertmanager_fire_page_resolve_and_close(
     assert len(steps(config)) == 2
 
 
+def _statuses(receiver: HttpServer) -> list[str]:
+    """The `status` of each body Alertmanager posted, in order."""
+    return [json.loads(r.body)["status"] for r in receiver.requests]
+
+
+def _reopenings(statuses: list[str]) -> int:
+    """How many times a "firing" came right after a "resolved": one alert, so each one found
+    pagerd healthy, with the same `startsAt` (pagerd cannot tell it from the alert back)."""
+    return sum(1 for a, b in itertools.pairwise(statuses) if (a, b) == ("resolved", "firing"))
+
+
 @real_alertmanager.needed
-async def test_the_firing_alertmanager_sent_delivered_again_after_its_resolve_pages_nobody(
+async def test_a_copy_of_an_earlier_firing_pages_nobody_and_one_of_the_last_pages_again(
     tmp_path: Path, config: Config
 ) -> None:
-    """The reordering of a cluster (a peer that missed the resolve notifies the firing it still
-    holds) or of a late retry, made with the real Alertmanager's own bodies: the firing body it
-    sent is delivered again after its resolve. It pages nobody. Then the alert fires anew at
-    Alertmanager, which sends it with a new `startsAt`: that pages."""
+    """The reorderings of a cluster (a peer that missed the resolves notifies the firing it
+    still holds) or of a late retry, made with the real Alertmanager's own bodies. The alert
+    fires, resolves, fires anew (a later `startsAt`) and resolves. Then the first firing's body
+    is delivered again: it started before the firing the alert last resolved with, so it is
+    stale and pages nobody. Then the second firing's body again: the same `startsAt` as that
+    resolve, which is also how the alert looks back after Alertmanager timed it out, so it
+    pages (a new incident): one page too many, never one too few."""
     answers: list[int] = []
     with HttpServer() as receiver:
         receiver.default = Answer(200, {})
@@ -96,41 +111,96 @@ async def test_the_firing_alertmanager_sent_delivered_again_after_its_resolve_pa
             services = daemon.services
             labels = {"alertname": "QueueStuck", "service": "api"}
             summary = {"summary": "Queue stuck"}
-            await am.post(labels, summary)
+            first = datetime.now(UTC) - timedelta(minutes=5)
+            await am.post(labels, summary, starts_at=first)
             await until(lambda: services.state("api").incident is not None, "fired")
-            await am.post(labels, summary, resolved=True)
+            await am.post(labels, summary, resolved=True, starts_at=first)
             await until(lambda: services.state("api").healthy, "resolved")
-            sent = {json.loads(r.body)["status"]: r.body for r in reversed(receiver.requests)}
-            firing, resolved = sent["firing"], sent["resolved"]  # the first of each
-            assert (
-                json.loads(resolved)["alerts"][0]["startsAt"]
-                == json.loads(firing)["alerts"][0]["startsAt"]
-            ), "Alertmanager resolves with the startsAt it fired with"
+            # After the resolve's endsAt, or Alertmanager would merge it into the first.
+            second = datetime.now(UTC)
+            await am.post(labels, summary, starts_at=second)
+            await until(lambda: services.state("api").last_incident == 2, "fired anew")
+            await am.post(
+                labels, summary, resolved=True, starts_at=second, ends_at=datetime.now(UTC)
+            )
+            await until(lambda: services.state("api").healthy, "resolved again")
+            await until(lambda: len(answers) == len(receiver.requests), "all handed over")
+            bodies = [json.loads(r.body) for r in receiver.requests]
+            assert [b["status"] for b in bodies] == ["firing", "resolved"] * 2
+            starts = [b["alerts"][0]["startsAt"] for b in bodies]
+            assert starts[0] == starts[1] < starts[2] == starts[3], starts
 
-            late = await alertmanager_webhook(services, ROUTE, firing)
-            assert late.status == 200
-            assert services.state("api").healthy and services.state("api").last_incident == 1
+            copy = await alertmanager_webhook(daemon.core, ROUTE, receiver.requests[0].body)
+            assert copy.status == 200
+            assert services.state("api").healthy and services.state("api").last_incident == 2
             text = await metrics_text(config.socket)
             assert 'pagerd_stale_firings_total{integration="prometheus"} 1' in text
 
-            await am.post(labels, summary, starts_at=datetime.now(UTC))
-            await until(lambda: services.state("api").incident is not None, "fired anew")
+            again = await alertmanager_webhook(daemon.core, ROUTE, receiver.requests[2].body)
+            assert again.status == 200
             incident = services.state("api").incident
-            assert incident is not None and incident.number == 2
+            assert incident is not None and incident.number == 3
+            text = await metrics_text(config.socket)
+            assert 'pagerd_stale_firings_total{integration="prometheus"} 1' in text
             nursery.cancel_scope.cancel()
     assert set(answers) == {200}
 
 
 @real_alertmanager.needed
-async def test_a_cluster_whose_member_missed_the_resolve_pages_once(
+async def test_prometheus_back_after_alertmanager_timed_its_alert_out_pages_again(
+    tmp_path: Path, config: Config
+) -> None:
+    """Prometheus cannot reach Alertmanager (a network blip, a restart) for longer than its
+    alert's `endsAt`: Alertmanager resolves the alert itself and notifies it resolved, and
+    pagerd closes the incident. Prometheus comes back with the alert still firing, and the
+    same `startsAt`; Alertmanager notifies it firing with that `startsAt`. The service is still
+    down: pagerd pages again, a new incident."""
+    answers: list[int] = []
+    with HttpServer() as receiver:
+        receiver.default = Answer(200, {})
+        url = f"{receiver.url}/v1/integrations/alertmanager/KEY"
+        async with (
+            running(config, offload=None) as daemon,
+            real_alertmanager.running(tmp_path / "am", url) as am,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(_forward, receiver, daemon, answers)
+            services = daemon.services
+            labels = {"alertname": "QueueStuck", "service": "api"}
+            summary = {"summary": "Queue stuck"}
+            started = datetime.now(UTC) - timedelta(minutes=5)
+            # Prometheus's last post before it went away: the alert ends soon unless resent.
+            soon = datetime.now(UTC) + timedelta(seconds=1)
+            await am.post(labels, summary, starts_at=started, ends_at=soon)
+            await until(lambda: services.state("api").incident is not None, "fired")
+            await until(lambda: services.state("api").healthy, "timed out by Alertmanager")
+            await am.post(labels, summary, starts_at=started)  # Prometheus is back
+            await until(lambda: services.state("api").incident is not None, "fired again")
+            await until(lambda: len(answers) == len(receiver.requests), "all handed over")
+            bodies = [json.loads(r.body) for r in receiver.requests]
+            assert [b["status"] for b in bodies] == ["firing", "resolved", "firing"]
+            assert len({b["alerts"][0]["startsAt"] for b in bodies}) == 1, "one startsAt"
+            state = services.state("api")
+            assert state.incident is not None and state.incident.number == 2
+            await until(lambda: len(steps(config)) == 4, "level 1 paged for each incident")
+            text = await metrics_text(config.socket)
+            assert "pagerd_stale_firings_total{" not in text
+            nursery.cancel_scope.cancel()
+    assert set(answers) == {200}
+
+
+@real_alertmanager.needed
+async def test_a_cluster_whose_member_missed_the_resolve_pages_again_until_it_is_told(
     tmp_path: Path, config: Config
 ) -> None:
     """A real cluster of two Alertmanagers makes the reordering itself: both hold the firing
     alert, only one is told it resolved (as when Prometheus's resolve to the other is lost).
     That one notifies "resolved"; the other, seeing in the gossiped notification log that the
     group was last notified with nothing firing, notifies the firing it still holds, with the
-    same `startsAt`, after the resolve. That firing is a late copy: the alert pages once, and
-    its incident stays closed."""
+    same `startsAt`, after the resolve. pagerd cannot tell that from the alert back after an
+    Alertmanager timed it out, so it pages again (a new incident): one page too many, never one
+    too few. Prometheus resends the resolve; once the other member has it, it notifies
+    "resolved" and the incident closes."""
     answers: list[int] = []
     gossip = (free_port(), free_port())
     with HttpServer() as receiver:
@@ -156,20 +226,23 @@ async def test_a_cluster_whose_member_missed_the_resolve_pages_once(
             await until(lambda: services.state("api").incident is not None, "fired")
             await told.post(labels, summary, resolved=True, starts_at=started)
 
-            def statuses() -> list[str]:
-                return [json.loads(r.body)["status"] for r in receiver.requests]
-
-            def late_firings() -> int:
-                sent = statuses()
-                return sent[sent.index("resolved") :].count("firing") if "resolved" in sent else 0
-
-            await until(lambda: late_firings() >= 1, "the member that missed it notifies firing")
+            await until(
+                lambda: _reopenings(_statuses(receiver)) >= 1,
+                "the member that missed it notifies firing",
+            )
             await until(lambda: len(answers) == len(receiver.requests), "all handed over")
             state = services.state("api")
-            assert state.healthy and state.last_incident == 1, statuses()
+            reopened = _reopenings(_statuses(receiver))
+            assert state.incident is not None, _statuses(receiver)
+            assert state.last_incident == 1 + reopened, _statuses(receiver)
+
+            await missed.post(labels, summary, resolved=True, starts_at=started)  # the resend
+            await until(lambda: services.state("api").healthy, "resolved by both")
+            await until(lambda: len(answers) == len(receiver.requests), "all handed over")
             text = await metrics_text(config.socket)
-            late = late_firings()
-            assert f'pagerd_stale_firings_total{{integration="prometheus"}} {late}' in text
+            assert "pagerd_stale_firings_total{" not in text
+            incidents = services.state("api").last_incident
             nursery.cancel_scope.cancel()
     assert set(answers) == {200}
-    assert len(steps(config)) == 2  # level 1's two targets, once
+    assert incidents == 1 + _reopenings(_statuses(receiver)) >= 2
+    assert len(steps(config)) == 2 * incidents  # level 1's two targets, each incident

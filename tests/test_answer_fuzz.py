@@ -35,6 +35,7 @@ socket = "pager.sock"
 state_dir = "state"
 [http]
 listen = "127.0.0.1:0"
+workers = 0  # in the daemon's own process: under MockClock
 public_url = "{PUBLIC}"
 max_body_bytes = 4096
 [channels.email]

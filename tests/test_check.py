@@ -41,7 +41,11 @@ def test_the_production_config_needs_its_credentials_to_check() -> None:
 def test_check_with_credentials_folder(tmp_path: Path) -> None:
     result = _check("--credentials", str(_credentials(tmp_path / "creds")))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"pagerd: {PRODUCTION}: ok (1 services, 1 policies)\n"
+    assert result.stdout == (
+        f"pagerd: {PRODUCTION}: ok (1 services, 1 policies)\n"
+        "pagerd: note: http.public_url is not set: email pages carry no acknowledge links"
+        " (see docs/answering.md)\n"
+    )
     assert "the SMTP password" not in result.stdout + result.stderr
 
 

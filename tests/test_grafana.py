@@ -85,7 +85,7 @@ def _documented_config(folder: Path) -> Any:
     (toml,) = _blocks("toml")
     (folder / "keys").mkdir()
     (folder / "keys" / "grafana").write_text(KEY + "\n")
-    text = CHANNELS + ONCALL + '\n[http]\nlisten = "127.0.0.1:0"\n\n'
+    text = CHANNELS + ONCALL + '\n[http]\nlisten = "127.0.0.1:0"\nworkers = 0\n\n'
     text += toml.replace("/etc/pager/keys/", "keys/").replace(
         '["payments-api", "checkout"]', '["api"]'
     )
@@ -113,13 +113,22 @@ async def test_grafanas_webhook_fires_pages_and_resolves_through_the_documented_
             response = await client.post(path, content=fixture("resolved"), headers=headers)
             assert response.status_code == 200, response.text
             assert daemon.services.state("api").healthy
-            # Grafana's firing delivered again after its resolve (same startsAt): late.
-            response = await client.post(path, content=fixture("firing"), headers=headers)
+            # A firing of an earlier episode, delivered late (an HA peer's retry): it started
+            # before the one the alert resolved with, so it is stale and pages nobody.
+            earlier = json.loads(fixture("firing"))
+            earlier["alerts"][0]["startsAt"] = "2026-11-30T21:05:00Z"
+            response = await client.post(path, json=earlier, headers=headers)
             assert response.status_code == 200
             await settle()
             assert daemon.services.state("api").last_incident == 1 and len(steps(config)) == 2
             text = await metrics_text(config.socket)
             assert 'pagerd_stale_firings_total{integration="grafana-alerts"} 1' in text
+            # Grafana's firing delivered again after its resolve (the same startsAt): it may be
+            # a late copy, or the alert back; pagerd cannot tell, so it pages, a new incident.
+            response = await client.post(path, content=fixture("firing"), headers=headers)
+            assert response.status_code == 200
+            await settle()
+            assert daemon.services.state("api").last_incident == 2 and len(steps(config)) == 4
 
 
 def test_the_documented_contact_points_are_grafanas() -> None:

@@ -4,8 +4,10 @@ commands, on the real clock (waits poll with a deadline, never a fixed sleep).""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Final
@@ -40,6 +42,7 @@ def test_a_rest_alert_pages_and_bad_requests_change_nothing(tmp_path: Path) -> N
 [http]
 listen = "127.0.0.1:{port}"
 max_body_bytes = 2048
+workers = 2
 
 [integrations.ops]
 type = "rest"
@@ -152,5 +155,63 @@ handoff = "09:00"
         assert started["silence"]["id"] == 1 and started["silence"]["by"] == "ops-scripts"
         assert [s["reason"] for s in listed["silences"]] == ["db migration"]
         assert ended["silence"]["ended_by"] == "ops-scripts"
+    finally:
+        daemon.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, alive (not yet reaped zombies excluded)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_front_processes_are_replaced_after_kill_9_and_go_with_their_core(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    (tmp_path / "ops.key").write_text(KEY + "\n")
+    http = f"""
+[http]
+listen = "127.0.0.1:{port}"
+workers = 2
+
+[integrations.ops]
+type = "rest"
+key_file = "ops.key"
+"""
+    daemon = start(tmp_path, CONFIG + http)
+    try:
+        assert daemon.proc is not None
+        core = daemon.proc.pid
+        wait_for(lambda: "http on " in daemon.stderr(), 30, "the front processes serving")
+        assert len(_children(core)) == 2
+        first = _children(core)
+        os.kill(first[0], signal.SIGKILL)
+        wait_for(lambda: first[0] not in _children(core), 10, "the killed front gone")
+        wait_for(lambda: len(_children(core)) == 2, 30, "a front in its place")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            good = {"authorization": f"Bearer {KEY}"}
+            response = client.post("/alert", json={"service": "api"}, headers=good)
+            assert response.status_code == 200
+        metrics = pager(daemon.socket, "metrics").stdout
+        assert "pagerd_http_fronts_replaced_total 1" in metrics
+        fronts = _children(core)
+        daemon.kill()  # kill -9 of the core: its fronts see their channel close, and exit
+        wait_for(lambda: not any(_alive(pid) for pid in fronts), 10, "the fronts gone")
     finally:
         daemon.stop()

@@ -70,7 +70,7 @@ async def test_one_resolved_among_five_firing_closes_nothing_and_the_last_closes
     async with running(config) as daemon:
         services = daemon.services
         answer = await alertmanager_webhook(
-            services, AM, webhook(*((f"f{i}", "firing") for i in range(5)))
+            daemon.core, AM, webhook(*((f"f{i}", "firing") for i in range(5)))
         )
         assert answer.status == 200 and json.loads(answer.body)["status"] == "success"
         # Answered after commit: the store has it now.
@@ -78,13 +78,13 @@ async def test_one_resolved_among_five_firing_closes_nothing_and_the_last_closes
         assert stored.incident is not None and len(stored.firing) == 5
         await trio.sleep(5)  # delivered (the mock clock), and level 2 not due yet
         assert pages(config) == 2, steps(config)  # level 1 of the harness policy: two targets
-        answer = await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        answer = await alertmanager_webhook(daemon.core, AM, webhook(("f2", "resolved")))
         assert answer.status == 200
         state = services.state("api")
         assert state.incident is not None and state.incident.alerts == 5
         assert len(state.firing) == 4
         resolved = [(f"f{i}", "resolved") for i in (0, 1, 3, 4)]
-        await alertmanager_webhook(services, AM, webhook(*resolved))
+        await alertmanager_webhook(daemon.core, AM, webhook(*resolved))
         assert services.state("api").healthy
     # The firing set was durable all along: a restart finds the service closed, nothing firing.
     async with running(config) as daemon:
@@ -95,12 +95,12 @@ async def test_the_firing_set_survives_a_restart(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
     async with running(config) as daemon:
-        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing"), ("f2", "firing")))
     async with running(config) as daemon:
         assert len(daemon.services.state("api").firing) == 2
-        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "resolved")))
         assert daemon.services.state("api").incident is not None
-        await alertmanager_webhook(daemon.services, AM, webhook(("f2", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f2", "resolved")))
         assert daemon.services.state("api").healthy
 
 
@@ -110,13 +110,13 @@ async def test_resends_and_redeliveries_change_nothing_and_page_nobody(
     async with running(config) as daemon:
         services = daemon.services
         body = webhook(("f1", "firing"), ("f2", "firing"))
-        await alertmanager_webhook(services, AM, body)
+        await alertmanager_webhook(daemon.core, AM, body)
         await trio.sleep(5)  # delivered (the mock clock), and level 2 not due yet
         before, sent = services.state("api"), pages(config)
         assert sent == 2
         for _ in range(3):  # at-least-once delivery, and a resend every repeat_interval
             await trio.sleep(4 * 3600)
-            assert (await alertmanager_webhook(services, AM, body)).status == 200
+            assert (await alertmanager_webhook(daemon.core, AM, body)).status == 200
         await trio.sleep(5)
         after = services.state("api")
         assert after.incident is not None and before.incident is not None
@@ -125,8 +125,8 @@ async def test_resends_and_redeliveries_change_nothing_and_page_nobody(
         # Escalation went on as the policy says; the resends themselves paged nobody.
         assert pages(config) == sent + 1
         resolve = webhook(("f1", "resolved"))
-        await alertmanager_webhook(services, AM, resolve)
-        await alertmanager_webhook(services, AM, resolve)  # delivered twice
+        await alertmanager_webhook(daemon.core, AM, resolve)
+        await alertmanager_webhook(daemon.core, AM, resolve)  # delivered twice
         assert services.state("api").incident is not None
 
 
@@ -136,11 +136,11 @@ async def test_an_unknown_service_refuses_the_whole_payload_and_records_nothing(
     payload = json.loads(webhook(("f1", "firing"), ("f2", "firing")))
     payload["alerts"][1]["labels"]["service"] = "nope"
     async with running(config) as daemon:
-        answer = await alertmanager_webhook(daemon.services, AM, json.dumps(payload).encode())
+        answer = await alertmanager_webhook(daemon.core, AM, json.dumps(payload).encode())
         assert answer.status == 404
         assert "unknown service 'nope'" in json.loads(answer.body)["message"]
         assert daemon.services.state("api").healthy
-        bad = await alertmanager_webhook(daemon.services, AM, b"{not json")
+        bad = await alertmanager_webhook(daemon.core, AM, b"{not json")
         assert bad.status == 400
     assert pages(config) == 0
 
@@ -151,13 +151,13 @@ async def test_a_commit_that_fails_is_answered_503_and_the_retry_counts_once(
     async with running(config) as daemon:
         refused = failing_writes(daemon, monkeypatch, 1_000_000)
         body = webhook(("f1", "firing"))
-        answer = await alertmanager_webhook(daemon.services, AM, body)
+        answer = await alertmanager_webhook(daemon.core, AM, body)
         assert refused and answer.status == 503
         assert ("Retry-After", "5") in answer.headers
         assert daemon.services.state("api").healthy
         monkeypatch.undo()
-        assert (await alertmanager_webhook(daemon.services, AM, body)).status == 200
-        assert (await alertmanager_webhook(daemon.services, AM, body)).status == 200
+        assert (await alertmanager_webhook(daemon.core, AM, body)).status == 200
+        assert (await alertmanager_webhook(daemon.core, AM, body)).status == 200
         incident = daemon.services.state("api").incident
         assert incident is not None and incident.alerts == 1
 
@@ -175,13 +175,13 @@ async def test_an_overloaded_pagerd_answers_503_within_the_timeout(
 
         monkeypatch.setattr(committer, "commit", slow)
         answer = await alertmanager_webhook(
-            daemon.services, AM, webhook(("f1", "firing")), patience=1.0
+            daemon.core, AM, webhook(("f1", "firing")), patience=1.0
         )
         assert answer.status == 503 and answer.result == "busy"
         await trio.sleep(120)  # committed later: the sender's retry changes nothing
         monkeypatch.undo()
         assert (
-            await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+            await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         ).status == 200
         incident = daemon.services.state("api").incident
         assert incident is not None and incident.alerts == 1
@@ -197,7 +197,7 @@ async def test_events_v2_as_pagerdutys_client_sends_them(
     async with running(config) as daemon:
         services = daemon.services
         answer = await enqueue_events_v2(
-            services, KEYS, fixture("pagerduty-events-v2-trigger.json")
+            daemon.core, KEYS, fixture("pagerduty-events-v2-trigger.json")
         )
         assert answer.status == 202
         assert json.loads(answer.body) == {
@@ -211,24 +211,24 @@ async def test_events_v2_as_pagerdutys_client_sends_them(
                 "payload": {"summary": "slow", "source": "api", "severity": "warning"},
             }
         ).encode()
-        generated = await enqueue_events_v2(services, KEYS, other, new_key=lambda: "made-here")
+        generated = await enqueue_events_v2(daemon.core, KEYS, other, new_key=lambda: "made-here")
         assert json.loads(generated.body)["dedup_key"] == "made-here"
         ack = await enqueue_events_v2(
-            services, KEYS, fixture("pagerduty-events-v2-acknowledge.json")
+            daemon.core, KEYS, fixture("pagerduty-events-v2-acknowledge.json")
         )
         assert ack.status == 202
         incident = services.state("api").incident
         assert incident is not None and incident.acknowledged_by == "pd"
         resolve = fixture("pagerduty-events-v2-resolve.json")
-        assert (await enqueue_events_v2(services, KEYS, resolve)).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, resolve)).status == 202
         assert services.state("api").incident is not None  # made-here is still open
         done = json.dumps(
             {"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": "made-here"}
         ).encode()
-        assert (await enqueue_events_v2(services, KEYS, done)).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, done)).status == 202
         assert services.state("api").healthy
         # A resolve of what is not open is accepted and changes nothing, as at PagerDuty.
-        again = await enqueue_events_v2(services, KEYS, resolve)
+        again = await enqueue_events_v2(daemon.core, KEYS, resolve)
         assert again.status == 202 and services.state("api").last_incident == 1
 
 
@@ -238,10 +238,10 @@ async def test_events_v2_refusals_are_pagerdutys(
     async with running(config) as daemon:
         services = daemon.services
         wrong = fixture("pagerduty-events-v2-trigger.json").replace(PD_KEY.encode(), b"W" * 32)
-        answer = await enqueue_events_v2(services, KEYS, wrong)
+        answer = await enqueue_events_v2(daemon.core, KEYS, wrong)
         assert answer.status == 401 and b"W" * 32 not in answer.body
         bad = json.dumps({"routing_key": PD_KEY, "event_action": "trigger", "payload": {}})
-        answer = await enqueue_events_v2(services, KEYS, bad.encode())
+        answer = await enqueue_events_v2(daemon.core, KEYS, bad.encode())
         body = json.loads(answer.body)
         assert answer.status == 400
         assert body["status"] == "invalid event" and body["message"] == "Event object is invalid"
@@ -260,10 +260,9 @@ async def test_the_history_says_which_alert_resolved(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
     async with running(config) as daemon:
-        services = daemon.services
-        await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f2", "firing")))
-        await alertmanager_webhook(services, AM, webhook(("f1", "resolved")))
-        await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f2", "resolved")))
         await settle()
         async with connect(config.socket) as conn:
             reply = await conn.request("history", service="api")
@@ -278,7 +277,7 @@ async def test_a_removed_service_forgets_what_fired_for_it(
 ) -> None:
     config = write_config(tmp_path)
     async with running(config) as daemon:
-        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         write_config(tmp_path, services={"web": "oncall"})
         assert await daemon.reload()
         await trio.sleep(60)  # the close of removed services' incidents
@@ -286,7 +285,7 @@ async def test_a_removed_service_forgets_what_fired_for_it(
         # Back again, it starts healthy: a resend of the alert opens a new incident.
         write_config(tmp_path)
         assert await daemon.reload()
-        await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         state = daemon.services.state("api")
         assert state.incident is not None and state.incident.number == 2
 
@@ -297,7 +296,7 @@ async def test_alerts_left_out_by_alertmanager_are_reported(
     payload = json.loads(webhook(("f1", "firing")))
     payload["truncatedAlerts"] = 3
     async with running(config) as daemon:
-        answer = await alertmanager_webhook(daemon.services, AM, json.dumps(payload).encode())
+        answer = await alertmanager_webhook(daemon.core, AM, json.dumps(payload).encode())
     assert answer.status == 200
     assert "integration=prom: Alertmanager left 3 alerts out of a payload" in caplog.text
 
@@ -308,15 +307,19 @@ async def test_one_alert_more_than_a_service_keeps_is_answered_503(
     monkeypatch.setattr(domain, "MAX_FIRING", 2)
     async with running(config) as daemon:
         services = daemon.services
-        full = await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f2", "firing")))
+        full = await alertmanager_webhook(
+            daemon.core, AM, webhook(("f1", "firing"), ("f2", "firing"))
+        )
         assert full.status == 200
-        more = await alertmanager_webhook(services, AM, webhook(("f1", "firing"), ("f3", "firing")))
+        more = await alertmanager_webhook(
+            daemon.core, AM, webhook(("f1", "firing"), ("f3", "firing"))
+        )
         assert more.status == 503 and more.result == "too_many_alerts"
         assert "2 alerts firing" in json.loads(more.body)["message"]
         # Once one resolved, the sender's retry of the same payload is taken.
-        await alertmanager_webhook(services, AM, webhook(("f2", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f2", "resolved")))
         again = await alertmanager_webhook(
-            services, AM, webhook(("f1", "firing"), ("f3", "firing"))
+            daemon.core, AM, webhook(("f1", "firing"), ("f3", "firing"))
         )
         assert again.status == 200
         assert {s.key for s in services.state("api").firing} == {"f1", "f3"}
@@ -333,15 +336,15 @@ async def test_a_resolve_that_names_no_service_finds_its_dedup_key_also_after_a_
 
     async with running(config) as daemon:
         for key, service in (("a", "api"), ("w", "web")):
-            await enqueue_events_v2(daemon.services, KEYS, body("trigger", key, service))
+            await enqueue_events_v2(daemon.core, KEYS, body("trigger", key, service))
         assert daemon.services.firing_service(Source("pd", "w")) == "web"
     async with running(config) as daemon:
         services = daemon.services
         assert services.firing_service(Source("pd", "a")) == "api"  # rebuilt from the store
-        assert (await enqueue_events_v2(services, KEYS, body("resolve", "w"))).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, body("resolve", "w"))).status == 202
         assert services.state("web").healthy and services.state("api").incident is not None
         assert services.firing_service(Source("pd", "w")) is None
-        await enqueue_events_v2(services, KEYS, body("resolve", "a"))
+        await enqueue_events_v2(daemon.core, KEYS, body("resolve", "a"))
         assert services.state("api").healthy
 
 
@@ -354,9 +357,9 @@ async def test_an_alertmanager_resolve_does_not_close_what_a_plain_alert_holds_o
     async with running(config) as daemon, connect(config.socket) as conn:
         reply = await conn.request("alert", service="api", message="disk full (cron check)")
         assert reply["ok"]
-        answer = await alertmanager_webhook(daemon.services, AM, webhook(("f1", "firing")))
+        answer = await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         assert answer.status == 200
-        answer = await alertmanager_webhook(daemon.services, AM, webhook(("f1", "resolved")))
+        answer = await alertmanager_webhook(daemon.core, AM, webhook(("f1", "resolved")))
         assert answer.status == 200
         state = daemon.services.state("api")
         assert state.incident is not None, (
@@ -379,60 +382,121 @@ async def test_an_events_v2_resolve_does_not_close_what_a_plain_alert_holds_open
     """The same for PagerDuty's Events v2: the plain alert came after the trigger."""
     async with running(config) as daemon, connect(config.socket) as conn:
         trigger = fixture("pagerduty-events-v2-trigger.json")
-        assert (await enqueue_events_v2(daemon.services, KEYS, trigger)).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, trigger)).status == 202
         reply = await conn.request("alert", service="api", message="disk full (cron check)")
         assert reply["ok"]
         resolve = fixture("pagerduty-events-v2-resolve.json")
-        assert (await enqueue_events_v2(daemon.services, KEYS, resolve)).status == 202
+        assert (await enqueue_events_v2(daemon.core, KEYS, resolve)).status == 202
         state = daemon.services.state("api")
         assert state.incident is not None and state.firing == frozenset()
 
 
-def _as_alertmanager_sent(status: str, starts_at: str) -> bytes:
+def _as_alertmanager_sent(status: str, starts_at: str, ends_at: str | None = None) -> bytes:
     """The payload the real Alertmanager sent (tests/fixtures), as it sends one alert of it:
-    firing (its `endsAt` zeroed, as Alertmanager does for a firing alert) or resolved."""
+    firing (its `endsAt` zeroed, as Alertmanager does for a firing alert) or resolved (at
+    `ends_at`)."""
     payload = json.loads((FIXTURES / "alertmanager-webhook-v4.json").read_bytes())
     alert = payload["alerts"][1]  # DiskFull on db-1, fingerprint bca7f9ce4118dd5d
     alert.update(status=status, startsAt=starts_at)
     if status == "firing":
         alert["endsAt"] = "0001-01-01T00:00:00Z"
+    elif ends_at is not None:
+        alert["endsAt"] = ends_at
     payload.update(status=status, alerts=[alert])
     return json.dumps(payload).encode()
 
 
-async def test_a_firing_delivered_after_its_resolve_pages_nobody_even_after_a_restart(
+async def _timeline(config: Config) -> list[tuple[str, str | None]]:
+    """The history of service api's latest incident."""
+    async with connect(config.socket) as conn:
+        reply = await conn.request("history", service="api")
+    return [(e["event"], e.get("detail")) for e in reply["timeline"]]
+
+
+async def test_a_copy_of_an_earlier_firing_after_a_later_resolve_pages_nobody_after_a_restart(
     autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A cluster peer that missed the resolve sends the firing it still holds: the same body
-    as the first firing, same `startsAt`. Answered 200 (so nobody retries it), changes
-    nothing, pages nobody; counted and logged. A later `startsAt` is a new firing: it pages."""
-    started = "2026-11-30T21:24:22.809107Z"
-    firing = _as_alertmanager_sent("firing", started)
+    """The alert fired and resolved twice; then a cluster peer that missed all of it, or a
+    retry of an old request, delivers the first firing again: the same body, its `startsAt`
+    before the one the alert last resolved with. Answered 200 (so nobody retries it), changes
+    nothing, pages nobody; counted and logged."""
+    first, second = "2026-11-30T21:24:22.809107Z", "2026-11-30T21:41:07.5Z"
+    firing = _as_alertmanager_sent("firing", first)
     async with running(config) as daemon:
-        assert (await alertmanager_webhook(daemon.services, AM, firing)).status == 200
-        await alertmanager_webhook(daemon.services, AM, _as_alertmanager_sent("resolved", started))
+        for body in (
+            firing,
+            _as_alertmanager_sent("resolved", first, "2026-11-30T21:29:21.815957Z"),
+            _as_alertmanager_sent("firing", second),
+            _as_alertmanager_sent("resolved", second, "2026-11-30T21:50:01Z"),
+        ):
+            assert (await alertmanager_webhook(daemon.core, AM, body)).status == 200
         await settle()
-        assert daemon.services.state("api").healthy and pages(config) == 2
+        assert daemon.services.state("api").healthy and pages(config) == 4
     caplog.set_level(logging.INFO, "pagerd.actors")
     async with running(config) as daemon:  # remembered on disk
         caplog.clear()
-        answer = await alertmanager_webhook(daemon.services, AM, firing)
+        answer = await alertmanager_webhook(daemon.core, AM, firing)
         assert answer.status == 200 and json.loads(answer.body)["status"] == "success"
-        await trio.sleep(5)
+        await settle()
         state = daemon.services.state("api")
-        assert state.healthy and state.last_incident == 1 and pages(config) == 2
+        assert state.healthy and state.last_incident == 2 and pages(config) == 4
         text = await metrics_text(config.socket)
         assert 'pagerd_stale_firings_total{integration="prom"} 1' in text
         assert "late firing ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in caplog.text
 
-        refired = _as_alertmanager_sent("firing", "2026-11-30T21:41:07.5Z")
-        assert (await alertmanager_webhook(daemon.services, AM, refired)).status == 200
-        await trio.sleep(5)
+
+async def test_prometheus_back_after_alertmanager_resolved_its_alert_pages_again(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    """Prometheus could not reach Alertmanager for longer than the alert's `endsAt`:
+    Alertmanager resolved the alert itself (its `endsAt` the last one Prometheus set), and
+    pagerd closed the incident. Prometheus comes back, the alert still firing, and Alertmanager
+    notifies it firing with its old `startsAt`. The service is still down: it pages, a new
+    incident, also across a restart in between."""
+    started = "2026-11-30T21:24:22.809107Z"
+    firing = _as_alertmanager_sent("firing", started)
+    timed_out = _as_alertmanager_sent("resolved", started, "2026-11-30T21:28:22.809107Z")
+    async with running(config) as daemon:
+        assert (await alertmanager_webhook(daemon.core, AM, firing)).status == 200
+        assert (await alertmanager_webhook(daemon.core, AM, timed_out)).status == 200
+        await settle()
+        assert daemon.services.state("api").healthy and pages(config) == 2
+    async with running(config) as daemon:
+        assert (await alertmanager_webhook(daemon.core, AM, firing)).status == 200
+        await settle()
         state = daemon.services.state("api")
         assert state.incident is not None and state.incident.number == 2
-        assert pages(config) == 4  # level 1's two targets, for the new firing
+        assert pages(config) == 4  # level 1's two targets, again
         text = await metrics_text(config.socket)
-        assert 'pagerd_stale_firings_total{integration="prom"} 1' in text
+        assert "pagerd_stale_firings_total{" not in text
+
+
+async def test_a_resolve_of_an_earlier_firing_leaves_the_incident_open(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The alert resolved and fired again at Alertmanager; the new firing reached pagerd first
+    (pagerd holds it as the open incident's), then the first firing's resolve, late. It
+    resolves a firing that is over: the incident stays open, nothing is written to its
+    history, and the line says why. The new firing's own resolve closes it."""
+    first, second = "2026-11-30T21:24:22.809107Z", "2026-11-30T21:41:07.5Z"
+    caplog.set_level(logging.INFO, "pagerd.actors")
+    async with running(config) as daemon:
+        services = daemon.services
+        for body in (
+            _as_alertmanager_sent("firing", first),
+            _as_alertmanager_sent("firing", second),
+            _as_alertmanager_sent("resolved", first, "2026-11-30T21:29:21.815957Z"),
+        ):
+            assert (await alertmanager_webhook(daemon.core, AM, body)).status == 200
+        await settle()
+        state = services.state("api")
+        assert state.incident is not None and state.incident.number == 1 and pages(config) == 2
+        assert "late resolve ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in caplog.text
+        assert "resolve" not in [event for event, _ in await _timeline(config)]
+        resolved = _as_alertmanager_sent("resolved", second, "2026-11-30T21:50:01Z")
+        assert (await alertmanager_webhook(daemon.core, AM, resolved)).status == 200
+        assert services.state("api").healthy
+        assert ("resolve", "prom: bca7f9ce4118dd5d resolved") in await _timeline(config)
 
 
 async def test_a_firing_without_starts_at_after_its_resolve_pages_as_before(
@@ -441,8 +505,8 @@ async def test_a_firing_without_starts_at_after_its_resolve_pages_as_before(
     """Nothing proves it late: one page too many, never one too few."""
     async with running(config) as daemon:
         services = daemon.services
-        await alertmanager_webhook(services, AM, webhook(("f1", "firing")))
-        await alertmanager_webhook(services, AM, webhook(("f1", "resolved")))
-        await alertmanager_webhook(services, AM, webhook(("f1", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "resolved")))
+        await alertmanager_webhook(daemon.core, AM, webhook(("f1", "firing")))
         state = services.state("api")
         assert state.incident is not None and state.incident.number == 2

@@ -8,8 +8,9 @@
   (by the integration), resolve, each answered as PagerDuty answers;
 - Alertmanager's own `pagerduty_configs`, its `url` set to pagerd: a second real Events v2 sender.
 
-The daemon runs in-process on the real clock (the senders are real processes and threads);
-notifications go to the log transport. Every wait polls with a deadline (`fail_after`), never a
+The daemon runs in-process on the real clock (the senders are real processes and threads), its
+HTTP served by two front processes (`http.workers`), as in production; notifications go to the
+log transport. Every wait polls with a deadline (`fail_after`), never a
 fixed sleep. The Alertmanager tests skip, loudly, only where its binary is missing.
 """
 
@@ -40,6 +41,7 @@ KEYS: Final = {
 INTEGRATIONS: Final = """
 [http]
 listen = "127.0.0.1:0"
+workers = 2
 
 [integrations.prometheus]
 type = "alertmanager"

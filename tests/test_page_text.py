@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from pager.messages import MAX_SHORT, body, short, subject
-from pager.text import TRUNCATED
+from pager.templates import SMS_CUT, SMS_SEGMENT, gsm_length
 from pagerd.delivery.transports.http import open_client
 from pagerd.delivery.transports.slack import SlackTransport
 from pagerd.delivery.transports.smtp import SmtpTransport
@@ -35,12 +35,15 @@ async def test_an_email_is_sent_for_a_message_of_several_lines() -> None:
     assert "\x1b" not in payload.decode()
 
 
-async def test_an_sms_of_a_4096_character_message_fits_twilio_s_limit() -> None:
+async def test_an_sms_of_a_4096_character_message_fits_one_segment() -> None:
+    """The message is cut to the room the rest of the SMS leaves in one segment (160 GSM-7
+    characters), with a GSM-7 marker: "…" would make the whole SMS Unicode (70 a segment)."""
     with HttpServer() as http, trio.fail_after(10):
         await twilio(http).send(notify("sms:+14155550100", "x" * 4096))
     sms = http.requests[0].form()["Body"]
-    assert len(sms) == MAX_SHORT
-    assert sms.endswith(TRUNCATED + " -- ack: pager ack payments-api")
+    assert gsm_length(sms) == SMS_SEGMENT  # septets: "[" and "]" take two each
+    assert sms.endswith("x" + SMS_CUT + " -- ack: pager ack payments-api")
+    assert sms.isascii()
 
 
 async def test_slack_markup_in_a_message_cannot_mention_the_channel() -> None:

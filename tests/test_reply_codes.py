@@ -20,18 +20,10 @@ from pager.domain import (
     decide,
 )
 from pager.messages import MAX_SHORT
-from pager.replies import (
-    MIN_MESSAGE,
-    SEGMENT_GSM,
-    TWO_UCS2,
-    Reply,
-    gsm_length,
-    outcome,
-    parse_reply,
-    reply_hint,
-    sms_text,
-    ucs2_length,
-)
+from pager.replies import Reply, outcome, parse_reply, reply_hint, sms_text
+from pager.templates import MIN_SMS_MESSAGE as MIN_MESSAGE
+from pager.templates import SMS_SEGMENT as SEGMENT_GSM
+from pager.templates import TWO_UCS2, gsm_length, ucs2_length
 
 POLICY = Policy((Level((Target("sms", "+14155550100"),), 300.0),))
 
@@ -112,20 +104,21 @@ def test_a_long_message_is_cut_visibly_to_one_segment() -> None:
 @pytest.mark.parametrize(
     ("action", "result", "reply", "shown_by", "words"),
     [
-        ("ack", "ok", {"incident": {"acknowledged_by": "sms:+1"}}, None, "Acknowledged api#3"),
+        ("ack", "ok", {"already_acknowledged": None}, None, "Acknowledged api#3"),
+        ("ack", "ok", {"already_acknowledged": None}, "@a", "Acknowledged api#3 by @a"),
         (
             "ack",
             "ok",
-            {"incident": {"acknowledged_by": "sms:+1"}},
-            "@a",
-            "Acknowledged api#3 by @a",
+            {"already_acknowledged": {"by": "sms:+1", "via": "sms", "at": "T"}},
+            None,
+            "Acknowledged api#3",  # the same person again: as they were told the first time
         ),
         (
             "ack",
             "ok",
-            {"incident": {"acknowledged_by": "bob\x1b[2J"}},
+            {"already_acknowledged": {"by": "bob\x1b[2J", "via": "link", "at": "T"}},
             None,
-            "api#3 was already acknowledged by bob\\x1b[2J",
+            "api#3 was already acknowledged by bob\\x1b[2J via link at T",
         ),
         ("close", "ok", {}, None, "Closed api#3"),
         ("close", "no_open_incident", {}, None, "api#3 is already closed"),

@@ -238,7 +238,8 @@ async def test_an_app_page_has_buttons_and_a_click_acknowledges_and_updates_it(
             assert (await slack.click(page, "ack", "bob")).status_code == 200
             [update] = calls(api, "/actions/T0001/1/bob")
             assert update.json()["text"].endswith(
-                "\napi#1 was already acknowledged by slack:@alice"
+                "\napi#1 was already acknowledged by slack:@alice via slack"
+                f" at {incident['acknowledged_at']}"
             )
 
 
@@ -250,6 +251,10 @@ async def test_an_incoming_webhook_page_has_buttons_and_resolve_closes(tmp_path:
             page = calls(api, HOOK_PATH)[0].json()
             assert (await slack.click(page, "close", "alice")).status_code == 200
             assert (await status(config))["state"] == "healthy"
+            async with connect(config.socket) as conn:
+                timeline = (await conn.request("history", incident="api#1"))["timeline"]
+            [closed] = [e for e in timeline if e["event"] == "healthy"]
+            assert (closed["by"], closed["via"]) == ("slack:@alice", "slack")
             assert (
                 calls(api, "/actions/T0001/1/alice")[0]
                 .json()["text"]
@@ -289,7 +294,7 @@ async def test_stale_badly_signed_and_forged_clicks_change_nothing(tmp_path: Pat
             assert not calls(api, "/actions/")
             samples = metric_samples(await metrics_text(config.socket))
             assert samples['pagerd_http_auth_failures_total{integration_type="slack"}'] == 4
-            assert daemon.http_app is not None
+            assert daemon.http is not None
 
 
 async def test_without_a_signing_secret_pages_have_no_buttons_and_clicks_are_404(

@@ -213,8 +213,10 @@ async def test_a_page_ends_with_its_code_and_the_reply_acknowledges_it(tmp_path:
             ack = [e for e in await history(config, "api") if e.get("event") == "ack"]
             assert ack == [{"at": ack[0]["at"], "event": "ack", "by": f"sms:{ALICE}", "via": "sms"}]
             # Bob was paged too, and answers second: told who was first, nothing changes.
+            first = (await status(config, "api"))["incident"]
             assert said(await twilio.reply(BOB, " 1A ")) == (
-                f"api#1 was already acknowledged by sms:{ALICE}"
+                f"api#1 was already acknowledged by sms:{ALICE} via sms"
+                f" at {first['acknowledged_at']}"
             )
             assert (await status(config, "api"))["incident"]["acknowledged_by"] == f"sms:{ALICE}"
 
@@ -232,6 +234,8 @@ async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(tmp_path
             ]
             assert said(await twilio.reply(ALICE, "2c")) == "Closed web#1"
             assert (await status(config, "web"))["state"] == "healthy"
+            [closed] = [e for e in await history(config, "web") if e["event"] == "healthy"]
+            assert (closed["by"], closed["via"]) == (f"sms:{ALICE}", "sms")
             assert (await status(config, "api"))["state"] == "unhealthy"
             # A bare letter answers the latest page: web's, closed already.
             assert said(await twilio.reply(ALICE, "ack")) == "web#1 is already closed"
@@ -271,7 +275,7 @@ async def test_a_badly_signed_reply_gets_403_and_no_text_and_changes_nothing(
             assert samples['pagerd_http_auth_failures_total{integration_type="twilio"}'] == 4
             # The same message, signed right, goes through: nothing of it was taken before.
             assert said(await twilio.post(message)) == "Closed api#1"
-            assert daemon.http_app is not None
+            assert daemon.http is not None
 
 
 async def test_a_replayed_reply_changes_nothing_twice(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ never from the config itself, and never shown (`Secret` has no readable repr).
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +32,7 @@ DEFAULT_KEEP_ALIVE: Final = 5.0
 DEFAULT_MAX_CONNECTIONS: Final = 512
 DEFAULT_RATE: Final = "100/s"
 DEFAULT_BURST: Final = 200
+MAX_WORKERS: Final = 64
 
 _READ_TIMEOUT: Final = Duration(DEFAULT_READ_TIMEOUT)
 _KEEP_ALIVE: Final = Duration(DEFAULT_KEEP_ALIVE)
@@ -51,6 +53,7 @@ class HttpSection:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     rate_limit: str = DEFAULT_RATE
     burst: int = DEFAULT_BURST
+    workers: int | None = None
 
 
 @attrs.frozen
@@ -87,6 +90,17 @@ class HttpConfig:
     """(certificate chain, private key) files, read again on reload for new connections."""
     public_url: str | None = None
     limits: HttpLimits = HttpLimits()
+    workers: int | None = None
+    """Front processes that parse and check requests (`pagerd/front/http/fronts.py`); 0 serves
+    HTTP in the core's own process; None (the default): one a core (`front_processes`)."""
+
+    @property
+    def front_processes(self) -> int:
+        """How many front processes serve HTTP: `workers`, or one for each core pagerd may
+        run on (its CPU affinity, which a container or `taskset` may narrow)."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, len(os.sched_getaffinity(0)))
 
 
 @attrs.frozen
@@ -115,6 +129,27 @@ class Integration:
             self.services,
             self.heartbeat_alert,
         )
+
+
+@attrs.frozen
+class FrontConfig:
+    """What the HTTP front door needs of the config, and nothing more (no policies, no channel
+    secrets): a front process is sent this, not the config (`pagerd/front/http/channel.py`).
+
+    `keyed` is built once a config, not once a request (`POST /v2/enqueue` compares its
+    `routing_key` with every events-v2 key)."""
+
+    http: HttpConfig
+    integrations: Mapping[str, Integration]
+    services: Collection[str]
+    """The configured services' names: an event for any other is refused before it is sent."""
+    keyed: tuple[KeyedRoute, ...] = ()
+
+    @classmethod
+    def of(
+        cls, http: HttpConfig, integrations: Mapping[str, Integration], services: Collection[str]
+    ) -> FrontConfig:
+        return cls(http, integrations, services, keyed_routes(integrations))
 
 
 def keyed_routes(integrations: Mapping[str, Integration]) -> tuple[KeyedRoute, ...]:
@@ -179,6 +214,8 @@ def build_http(
     for key in ("read_timeout", "keep_alive_timeout"):
         if float(getattr(section, key)) <= 0:
             errors.append(f"http.{key}: must be more than zero")
+    if section.workers is not None and not 0 <= section.workers <= MAX_WORKERS:
+        errors.append(f"http.workers: must be 0 (HTTP in the core's own process) to {MAX_WORKERS}")
     limits = HttpLimits(
         max_body_bytes=section.max_body_bytes,
         read_timeout=float(section.read_timeout),
@@ -187,7 +224,7 @@ def build_http(
         rate=rate,
         burst=section.burst,
     )
-    return HttpConfig(tuple(listen), tls, section.public_url, limits), errors
+    return HttpConfig(tuple(listen), tls, section.public_url, limits, section.workers), errors
 
 
 def _listen(

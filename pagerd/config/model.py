@@ -37,6 +37,7 @@ from pager.domain import (
 )
 from pager.people import Person
 from pager.schedules import Schedule
+from pager.templates import DEFAULT_TEMPLATES, Templates
 from pager.weekly import Weekly
 from pagerd.access.peers import Access
 from pagerd.config.channels import (
@@ -48,13 +49,20 @@ from pagerd.config.channels import (
 )
 from pagerd.config.console import ConsoleConfig, build_console
 from pagerd.config.durations import Duration, Invalid, parse_duration
-from pagerd.config.http import HttpConfig, Integration, build_http, build_integrations
+from pagerd.config.http import (
+    FrontConfig,
+    HttpConfig,
+    Integration,
+    build_http,
+    build_integrations,
+)
 from pagerd.config.people import (
     MAX_GAP_WEEKS,
     build_maintenance,
     build_people,
     build_schedules,
 )
+from pagerd.config.templates import build_templates
 
 __all__ = [
     "EX_CONFIG",
@@ -129,6 +137,8 @@ class LevelSection:
 class PolicySection:
     levels: list[LevelSection]
     repeat: int = 0
+    ack_expiry: Duration | None = None
+    allow_resolve: bool = True
 
 
 @attrs.frozen
@@ -195,6 +205,8 @@ class Config:
     """Each service with `[[services.X.maintenance]]`: its recurring windows."""
     gap_weeks: int = 4
     """How far ahead `pagerd --check` and a reload look for gaps (`daemon.gap_weeks`)."""
+    templates: Templates = DEFAULT_TEMPLATES
+    """The notification texts (`[templates]`): the defaults for any the file leaves out."""
     console: ConsoleConfig | None = None
     """The web console's users and sessions; None (no `[console]`): the console is off."""
     sha256: str = ""
@@ -202,6 +214,10 @@ class Config:
 
     def policy_of(self, service: str) -> Policy:
         return self.policies[self.services[service]]
+
+    def front(self) -> FrontConfig:
+        """What the HTTP front door needs of this config (its front processes get only this)."""
+        return FrontConfig.of(self.http, self.integrations, self.services)
 
 
 def _strict(kind: type, noun: str) -> Any:
@@ -358,6 +374,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     integrations, integration_errors = build_integrations(
         data.pop("integrations", {}), base, os.environ, services, _section, _join
     )
+    templates, template_errors = build_templates(data.pop("templates", {}))
     console: ConsoleConfig | None = None
     console_errors: list[str] = []
     if "console" in data:
@@ -375,7 +392,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
             sections[key] = section
     # In the order a file has them.
     errors += channel_errors + people_errors + schedule_errors + policy_errors + service_errors
-    errors += http_errors + integration_errors + console_errors
+    errors += http_errors + integration_errors + template_errors + console_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
@@ -391,6 +408,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         _build(raw, path, built),
         http=http,
         integrations=integrations,
+        templates=templates,
         console=console,
         people=people,
         schedules=schedules,
@@ -724,6 +742,8 @@ def _build(raw: ConfigFile, path: Path, channels: dict[str, Channel]) -> Config:
         name: Policy(
             levels=tuple(Level(tuple(lv.targets), float(lv.ack_timeout)) for lv in p.levels),
             repeat=p.repeat,
+            ack_expiry=None if p.ack_expiry is None else float(p.ack_expiry),
+            allow_resolve=p.allow_resolve,
         )
         for name, p in raw.policies.items()
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -26,6 +26,7 @@ from pagerd.delivery.transports.smtp import SmtpTransport
 from pagerd.delivery.transports.twilio import ReplyCodes, TwilioTransport
 from pagerd.delivery.transports.unconfigured import UnconfiguredTransport
 from pagerd.delivery.transports.webhook import WebhookTransport
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.storage.offload import Offload
 from pagerd.timing.clock import Clock
 
@@ -33,10 +34,11 @@ from pagerd.timing.clock import Clock
 @attrs.frozen
 class Answering:
     """What makes a page answerable where it arrives: SMS reply codes (`reply_codes`, giving
-    None while replies are off) and the key Slack buttons are signed with."""
+    None while replies are off) and the keys Slack buttons are signed with (`keys`, read at
+    each send: a rotation reaches lanes a reload kept)."""
 
     reply_codes: ReplyCodes
-    keys: SigningKeys
+    keys: Callable[[], SigningKeys]
 
 
 def build_lanes(
@@ -46,11 +48,15 @@ def build_lanes(
     reuse: Mapping[str, LaneSpec] | None = None,
     overrides: Mapping[str, Transport] | None = None,
     answering: Answering | None = None,
+    wording: Wording = PLAIN,
 ) -> dict[str, LaneSpec]:
     """A lane for every channel, the configured ones and the others (which fail what they get).
 
     A lane in `reuse` whose channel settings are unchanged is kept as it is (a reload), so its
     connections and rate limit carry on; `overrides` replaces transports (tests, dry runs).
+    `answering` makes pages answerable (reply codes, Slack buttons); `wording` says what each
+    page says (it reads the running config and keys at each send, so a kept lane follows a
+    reload's templates and a rotated key).
     """
     reuse = reuse or {}
     overrides = overrides or {}
@@ -68,7 +74,7 @@ def build_lanes(
             log_transport = log_transport or LogTransport(config.log_path, file_offload, clock)
             lanes[name] = LaneSpec(channel, log_transport)
         else:
-            lanes[name] = _network_lane(channel, clock, answering)
+            lanes[name] = _network_lane(channel, clock, answering, wording)
     return lanes
 
 
@@ -77,22 +83,26 @@ def _same_log(lane: LaneSpec, config: Config) -> bool:
     return not isinstance(transport, LogTransport) or transport.path == config.log_path
 
 
-def _network_lane(channel: Channel, clock: Clock, answering: Answering | None) -> LaneSpec:
+def _network_lane(
+    channel: Channel, clock: Clock, answering: Answering | None, wording: Wording
+) -> LaneSpec:
     settings = channel.settings
     if channel.transport == "unconfigured":
         return LaneSpec(channel, UnconfiguredTransport(channel.name))
     if isinstance(settings, SmtpSettings):
         return LaneSpec(
-            channel, SmtpTransport(settings, channel.timeout, channel.concurrency, clock)
+            channel,
+            SmtpTransport(settings, channel.timeout, channel.concurrency, clock, wording),
         )
     assert isinstance(settings, TwilioSettings | SlackSettings | WebhookSettings)
     client = open_client(channel.timeout, channel.concurrency, settings.ca_file)
     transport: Transport
     if isinstance(settings, TwilioSettings):
         codes = answering.reply_codes if answering is not None else None
-        transport = TwilioTransport(settings, client, codes)
+        transport = TwilioTransport(settings, client, codes, wording)
     elif isinstance(settings, SlackSettings):
-        transport = SlackTransport(client, settings, answering.keys if answering else None)
+        keys = answering.keys if answering is not None else None
+        transport = SlackTransport(client, settings, keys, wording)
     else:
         transport = WebhookTransport(settings, client)
     return LaneSpec(channel, transport, client.aclose)

@@ -33,6 +33,7 @@ import trio
 
 from pager.domain import (
     Ack,
+    AckExpired,
     Alert,
     EndSilence,
     Event,
@@ -53,6 +54,7 @@ from pager.domain import (
     incident_id,
     missed_message,
     stale,
+    stale_resolve,
 )
 from pager.protocol import (
     Request,
@@ -96,7 +98,10 @@ every one is in memory and in `pager silence list`'s reply, so the whole is boun
 
 
 REMOVED: Final = "service removed from the config"
-_DUE: Final = (Timeout, HeartbeatMissed)  # the events a scheduler hands over
+TERSE: Final = ok_reply()
+"""The line of an event that went ok, for a `Reply` that is `terse`."""
+_DUE: Final = (Timeout, HeartbeatMissed, AckExpired)  # the events a scheduler hands over
+_ESCALATION: Final = (Timeout, AckExpired)  # those of the escalation scheduler
 
 
 @attrs.frozen
@@ -111,6 +116,13 @@ class Reply(Protocol):
 
     @property
     def done(self) -> bool: ...
+
+    @property
+    def terse(self) -> bool:
+        """Whether an event that went ok is answered by its result alone (`TERSE`), not the
+        service's status: for a sender answered with a count (an Alertmanager payload's), it
+        saves rendering a status nobody reads."""
+        ...
 
     def set(self, line: bytes, result: str = "ok") -> None: ...
 
@@ -131,11 +143,18 @@ class _Decided:
     """One service's decided events: what to write, how to answer each, the state after."""
 
     transitions: list[Transition]
-    outcomes: list[tuple[Envelope, ServiceState | Rejected]]
+    outcomes: list[_Outcome]
     state: ServiceState
     stale: list[Source] = attrs.Factory(list)
-    """Firings taken as late copies of alerts resolved already: counted and logged once
-    committed with the rest (see "Late firings" in `pager.domain`)."""
+    """Firings taken as copies of earlier firings of alerts resolved already: counted and
+    logged once committed with the rest (see "Late firings" in `pager.domain`)."""
+    stale_resolves: list[Source] = attrs.Factory(list)
+    """Resolves of earlier firings than the one that fires: logged once committed."""
+
+
+_Outcome = tuple["Envelope", "ServiceState | Rejected", "dict[str, Any] | None"]
+"""How to answer one event: its envelope (the reply to set), the state it left (or its
+refusal), and what the reply says besides the status (an ack's `already_acknowledged`)."""
 
 
 class _Claimed:
@@ -696,12 +715,14 @@ class Services:
             batch = batches[service]
             if any(isinstance(envelope.event, _DUE) for envelope in batch):  # rarely
                 state = self.state(service)
-                if any(isinstance(envelope.event, Timeout) for envelope in batch):
+                if any(isinstance(envelope.event, _ESCALATION) for envelope in batch):
                     self._scheduler.decided(state)
                 if any(isinstance(envelope.event, HeartbeatMissed) for envelope in batch):
                     self._heartbeats.decided(state)
             if decided[service].stale:
                 self._report_stale(service, decided[service].stale)
+            if decided[service].stale_resolves:
+                _report_stale_resolves(service, decided[service].stale_resolves)
         self._answer([o for d in decided.values() for o in d.outcomes])
 
     def _report_stale(self, service: str, late: list[Source]) -> None:
@@ -713,8 +734,8 @@ class Services:
         shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
         more = f" and {len(late) - 10} more" if len(late) > 10 else ""
         log.info(
-            "late firing ignored service=%s alerts=%s%s: each started (startsAt) no later than"
-            " when it resolved; paged nobody",
+            "late firing ignored service=%s alerts=%s%s: each started (startsAt) before the"
+            " firing it last resolved with; paged nobody",
             service,
             shown,
             more,
@@ -741,18 +762,25 @@ class Services:
         windows = self.windows(service)
         state = self.state(service)
         mine: list[Transition] = []
-        answers: list[tuple[Envelope, ServiceState | Rejected]] = []
+        answers: list[_Outcome] = []
         late: list[Source] = []
+        late_resolves: list[Source] = []
         for envelope in batch:
             event = envelope.event
             if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
+            if isinstance(event, Ack):
+                # The envelope says how it came (its `via`, integration or peer): the one
+                # source the acknowledgement keeps (`Incident.acknowledged_via`) and the
+                # history records (`EventRecord.via`).
+                event = attrs.evolve(event, via=_answered_via(envelope))
+                envelope = attrs.evolve(envelope, event=event)
             try:
                 after, notes, unreached = decide_with(
                     state, event, now, policy, heartbeat, resolve=resolve, windows=windows
                 )
             except Rejected as rejected:
-                answers.append((envelope, rejected))
+                answers.append((envelope, rejected, None))
                 continue
             if (
                 isinstance(event, Alert)
@@ -761,6 +789,12 @@ class Services:
                 and stale(state, event.source, event.starts_at, now)
             ):
                 late.append(event.source)
+            if (
+                isinstance(event, Resolve)
+                and after is state
+                and stale_resolve(state, event.source, event.starts_at)
+            ):
+                late_resolves.append(event.source)
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
@@ -770,9 +804,9 @@ class Services:
                 # Into the incident's history (a transition that changes nothing else), the
                 # log and the metrics: a level that reached nobody is never a silent skip.
                 mine.append(Transition(after, after, (), now, self._unreached(after, missed)))
+            answers.append((envelope, after, self._ack_answer(event, state, after)))
             state = after
-            answers.append((envelope, after))
-        return _Decided(mine, answers, state, late)
+        return _Decided(mine, answers, state, late, late_resolves)
 
     def _unreached(self, state: ServiceState, missed: Unreached) -> EventRecord:
         iid = incident_id(state.name, state.incident.number if state.incident else 0)
@@ -787,14 +821,31 @@ class Services:
                       state.name, iid, detail)  # fmt: skip
         return EventRecord("unreached", detail)
 
-    def _answer(
-        self,
-        outcomes: list[tuple[Envelope, ServiceState | Rejected]],
-        failure: str | None = None,
-    ) -> None:
+    def _ack_answer(
+        self, event: Event, before: ServiceState, after: ServiceState
+    ) -> dict[str, Any] | None:
+        """What an ack's reply says besides the status: `already_acknowledged`, null if this
+        ack acknowledged the incident, else who was first, how and when (concurrent acks
+        through the socket, REST, a link, an SMS, Slack and the console acknowledge once)."""
+        if not isinstance(event, Ack):
+            return None
+        incident = before.incident
+        if incident is None or not incident.acknowledged or after.incident != incident:
+            acked = after.incident is not None and after.incident.acknowledged
+            return {"already_acknowledged": None} if acked else None
+        assert incident.acknowledged_at is not None
+        return {
+            "already_acknowledged": {
+                "by": incident.acknowledged_by,
+                "via": incident.acknowledged_via,
+                "at": isoformat(incident.acknowledged_at + self._clock.offset()),
+            }
+        }
+
+    def _answer(self, outcomes: list[_Outcome], failure: str | None = None) -> None:
         """Reply to each event: its refusal, or `unavailable` if the commit failed, or ok (a
-        silence's with the silence, as it now stands)."""
-        for envelope, outcome in outcomes:
+        silence's with the silence, as it now stands; an ack's with `already_acknowledged`)."""
+        for envelope, outcome, extra in outcomes:
             reply = envelope.reply
             if reply is None:
                 continue
@@ -811,8 +862,36 @@ class Services:
                 silence = next(s for s in outcome.silences if s.id == number)
                 shown = silence_object(outcome.name, silence, self._clock.offset())
                 reply.set(ok_reply(silence=shown, **self.status(outcome)))
+            elif reply.terse:
+                reply.set(TERSE)
+            elif extra is not None:
+                reply.set(ok_reply(**self.status(outcome), **extra))
             else:
                 reply.set(ok_reply(**self.status(outcome)))
+
+
+def _answered_via(envelope: Envelope) -> str | None:
+    """How an event came, as an acknowledgement keeps it: a person's way (`link`, `sms`, ...),
+    else the HTTP integration's name, else `socket` for a client of the socket."""
+    if envelope.via is not None:
+        return envelope.via
+    if envelope.integration is not None:
+        return envelope.integration
+    return "socket" if envelope.peer is not None else None
+
+
+def _report_stale_resolves(service: str, late: list[Source]) -> None:
+    """Log the resolves of `service` taken as an earlier firing's: this line says why an
+    incident stays open that Alertmanager once showed resolved."""
+    shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
+    more = f" and {len(late) - 10} more" if len(late) > 10 else ""
+    log.info(
+        "late resolve ignored service=%s alerts=%s%s: each started (startsAt) before the"
+        " firing it fires with; the incident stays open",
+        service,
+        shown,
+        more,
+    )
 
 
 def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
@@ -832,6 +911,19 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         if incident.silenced:
             return None  # held (again): `_held` says so, once
         return EventRecord("timeout", _notified(before, incident))
+    if isinstance(event, AckExpired):
+        was, incident = before.incident, after.incident
+        if was is None or incident is None or incident.acknowledged or after == before:
+            return None  # stale, early, or an expiry the policy no longer has
+        assert was.acknowledged_at is not None and was.deadline is not None
+        who = f" by {was.acknowledged_by}" if was.acknowledged_by else ""
+        how = f" via {was.acknowledged_via}" if was.acknowledged_via else ""
+        held = duration(was.deadline - was.acknowledged_at)
+        return EventRecord(
+            "ack_expired",
+            f"acknowledged{who}{how} {held} ago and still open: escalation restarts at level 1"
+            f" (round {incident.round})",
+        )
     if before.incident is None and after.incident is None:
         return None
     if isinstance(event, Alert):
@@ -839,12 +931,16 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
             return None  # a repeat of an alert still firing: nothing happened
         return EventRecord("alert", event.message or None, None, peer, via)
     if isinstance(event, Ack):
-        if event.source is not None and before.incident == after.incident:
-            return None  # an integration's ack of what is acked already, or not firing
+        if before.incident == after.incident:
+            # Acknowledged already (the first ack wins, and its answer says so), or an
+            # integration's ack of what is not firing: nothing happened to the incident.
+            return None
         return EventRecord("ack", None, event.by, peer, via, answered)
     if isinstance(event, Resolve):
         if event.source not in before.firing:
             return None  # resolved already, or never seen: only its startsAt was kept
+        if event.source in after.firing:
+            return None  # an earlier firing's resolve: nothing happened
         # The incident's history says which alert resolved, and how many are left.
         left = len(after.firing)
         detail = f"{event.source.integration}: {event.source.key} resolved"
@@ -917,6 +1013,11 @@ def _held(before: ServiceState, after: ServiceState, now: float) -> EventRecord 
     by = "a silence"
     if not any(s.in_force(now) for s in after.silences):
         by = "a maintenance window"
+    if incident.level == 0 and incident.round_base:
+        # The restart of an expired acknowledgement, held before its first step.
+        return EventRecord(
+            "silenced", f"paging held by {by}: round {incident.round} notifies nobody yet"
+        )
     if incident.level == 0:
         return EventRecord("silenced", f"paging held by {by}: nobody notified yet")
     return EventRecord("silenced", f"paging held by {by} after level {incident.level}")
@@ -970,8 +1071,19 @@ def _log_transition(t: Transition) -> None:
         log.warning("held service=%s incident=%s: %s", name, iid, t.event.detail)
     elif before is None or before.number != after.number:
         log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
+    elif before.acknowledged and not after.acknowledged:
+        log.warning(
+            "acknowledgement expired service=%s incident=%s: escalation restarts at level 1"
+            " round=%d",
+            name,
+            iid,
+            after.round,
+        )
     elif after.acknowledged and not before.acknowledged:
-        log.info("acknowledged service=%s incident=%s by=%r", name, iid, after.acknowledged_by)
+        log.info(
+            "acknowledged service=%s incident=%s by=%r via=%s",
+            name, iid, after.acknowledged_by, after.acknowledged_via,
+        )  # fmt: skip
     elif (after.round, after.level) != (before.round, before.level):
         log.warning(
             "escalated service=%s incident=%s level=%d round=%d",

@@ -19,7 +19,7 @@ from typing import Final, TypeAlias
 
 import trio
 
-from pager.domain import HeartbeatMissed, ServiceState, Timeout
+from pager.domain import AckExpired, HeartbeatMissed, ServiceState, Timeout
 from pagerd.timing.clock import Clock
 from pagerd.timing.timers import Timers, backoff_ceiling
 
@@ -35,7 +35,7 @@ RETRY_MAX: Final = 30.0
 # Stale entries the heap may hold beyond twice the deadlines armed, before they are dropped.
 COMPACT_SLACK: Final = 1024
 
-Due: TypeAlias = Timeout | HeartbeatMissed
+Due: TypeAlias = Timeout | HeartbeatMissed | AckExpired
 # Hands a due timeout to the service; False if it cannot take it now.
 Deliver = Callable[[str, Due], bool]
 # The event a state's deadline is for (it names the step, so a stale one is recognised), or None.
@@ -52,11 +52,15 @@ class _Armed:
         self.handed = False
 
 
-def escalation(state: ServiceState) -> Timeout | None:
-    """The timeout of the open incident's current step, if it has one to come."""
+def escalation(state: ServiceState) -> Timeout | AckExpired | None:
+    """The timeout of the open incident's current step, if it has one to come; for an
+    acknowledged incident, the expiry of its acknowledgement (the policy's `ack_expiry`), which
+    is kept in the same deadline: as durable, and moved the same way at a clock step."""
     incident = state.incident
     if incident is None or incident.deadline is None:
         return None
+    if incident.acknowledged_at is not None:
+        return AckExpired(incident.number, incident.acknowledged_at)
     return Timeout(incident.number, incident.round, incident.level)
 
 

@@ -2,8 +2,9 @@
 
 The HTTP server (front/http/) authenticates the request, finds its integration, and calls one of
 these; they know nothing of HTTP beyond the answer's status, so they are tested against the
-daemon without a server. Every event goes to its service's actor through `Services.route`, the
-same way as the socket's, and the answer is given only once all of them are committed:
+daemon without a server. They parse and check the whole body here, in whichever process serves
+HTTP, and hand the events to the core through its port (`pagerd/front/core.py`): the same
+actors as the socket's, and the answer is given only once all of them are committed:
 
 - 2xx: every event is committed (or changed nothing: a resend, a repeated delivery).
 - 503 (with Retry-After): pagerd could not commit (the disk), or did not within `patience`
@@ -25,11 +26,10 @@ import msgspec
 import trio
 
 from pager import alertmanager, events_v2
-from pager.domain import Source
-from pager.integrations import IntegrationRoute, KeyedRoute, Refused, Routed, find_by_key
-from pagerd.engine.actors import Envelope, Services
+from pager.integrations import IntegrationRoute, KeyedRoute, Refused, find_by_key
+from pagerd.front.core import Core, Outcome, Submission
 
-__all__ = ["Answer", "Waiting", "alertmanager_webhook", "enqueue_events_v2"]
+__all__ = ["Answer", "alertmanager_webhook", "enqueue_events_v2"]
 
 log = logging.getLogger("pagerd.integrations")
 
@@ -52,28 +52,14 @@ class Answer:
     result: str = "ok"
 
 
-class Waiting:
-    """A reply an HTTP request waits for (the actors' `Reply`): an integration's, REST's."""
-
-    __slots__ = ("done", "event", "line", "result")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.line = b""
-        self.result = ""
-        self.event = trio.Event()
-
-    def set(self, line: bytes, result: str = "ok") -> None:
-        assert not self.done, "a reply is set once"
-        self.done, self.line, self.result = True, line, result
-        self.event.set()
-
-    def message(self) -> str:
-        try:
-            reply: dict[str, Any] = msgspec.json.decode(self.line)
-            return str(reply["error"]["message"])
-        except (msgspec.DecodeError, KeyError, TypeError):
-            return self.result
+def _message(outcome: Outcome) -> str:
+    """The sentence of an error reply line (its code, if it has none)."""
+    line, result = outcome
+    try:
+        reply: dict[str, Any] = msgspec.json.decode(line)
+        return str(reply["error"]["message"])
+    except (msgspec.DecodeError, KeyError, TypeError):
+        return result
 
 
 @attrs.frozen
@@ -87,33 +73,29 @@ class _Outcome:
 
 
 async def _route(
-    services: Services, routed: Sequence[Routed], patience: float, integration: str
+    core: Core, submissions: Sequence[Submission], patience: float, integration: str
 ) -> _Outcome | None:
-    """Route `routed` to the services' actors as sent through `integration` (the history's
-    `via`), and wait until each is decided and committed."""
-    replies = [Waiting() for _ in routed]
+    """Hand `submissions` to the core as sent through `integration` (the history's `via`), and
+    wait until each is decided and committed. `OverRate` goes up to the HTTP application."""
+    outcomes: list[Outcome] | None = None
     with trio.move_on_after(patience):
-        await services.route(
-            (r.service, Envelope(r.event, reply, None, integration))
-            for r, reply in zip(routed, replies, strict=True)
-        )
-        for reply in replies:
-            await reply.event.wait()
-    if not all(reply.done for reply in replies):
+        # Their answer is a count: the services' statuses are neither rendered nor sent.
+        outcomes = await core.submit(integration, submissions, terse=True)
+    if outcomes is None:
         # Whatever of it is committed later counts once: the sender's retry changes nothing.
         return _Outcome(503, "busy", f"pagerd did not commit the events within {patience:g} s")
-    failed = [r for r in replies if r.result != "ok"]
+    failed = [outcome for outcome in outcomes if outcome[1] != "ok"]
     for code, status in (
         ("unavailable", 503),
         ("internal", 503),
         ("too_many_alerts", 503),
         ("unknown_service", 404),
     ):
-        for reply in failed:
-            if reply.result == code:
-                return _Outcome(status, code, reply.message())
+        for outcome in failed:
+            if outcome[1] == code:
+                return _Outcome(status, code, _message(outcome))
     if failed:
-        return _Outcome(400, failed[0].result, failed[0].message())
+        return _Outcome(400, failed[0][1], _message(failed[0]))
     return None
 
 
@@ -127,14 +109,14 @@ def _refused(refused: Refused) -> Answer:
 
 
 async def alertmanager_webhook(
-    services: Services, route: IntegrationRoute, body: bytes, *, patience: float = PATIENCE
+    core: Core, route: IntegrationRoute, body: bytes, *, patience: float = PATIENCE
 ) -> Answer:
     """`POST /v1/integrations/alertmanager[/KEY]`, for the integration `route` (the HTTP front
     has checked the key): Alertmanager's webhook payload, version 4."""
     message = alertmanager.decode(body)
     if isinstance(message, Refused):
         return _refused(message)
-    routed = alertmanager.events(message, route, services.config.services)
+    routed = alertmanager.events(message, route, core.config().services)
     if isinstance(routed, Refused):
         return _refused(routed)
     if message.truncated_alerts:
@@ -145,7 +127,7 @@ async def alertmanager_webhook(
             route.name,
             message.truncated_alerts,
         )
-    outcome = await _route(services, routed, patience, route.name)
+    outcome = await _route(core, [(r.service, r.event) for r in routed], patience, route.name)
     if outcome is not None:
         if outcome.status >= 500:
             log.warning(
@@ -168,7 +150,7 @@ def new_dedup_key() -> str:
 
 
 async def enqueue_events_v2(
-    services: Services,
+    core: Core,
     integrations: Sequence[KeyedRoute],
     body: bytes,
     *,
@@ -187,20 +169,17 @@ async def enqueue_events_v2(
     if route is None:
         answer = {"status": "unauthorized", "message": "Invalid routing key", "errors": []}
         return Answer(401, _encode(answer), result="unauthorized")
-    enqueued = events_v2.events(data, route, services.config.services, new_key)
+    enqueued = events_v2.events(data, route, core.config().services, new_key)
     if isinstance(enqueued, Refused):
         return _pagerduty(400, enqueued.message, enqueued.errors, "bad_request")
-    service = enqueued.service
-    if service is None:
-        # An acknowledge or resolve that names no service: the one that has its key firing.
-        service = services.firing_service(Source(route.name, enqueued.dedup_key))
-    if service is not None:
-        outcome = await _route(services, [Routed(service, enqueued.event)], patience, route.name)
-        if outcome is not None:
-            if outcome.status >= 500:
-                log.warning(
-                    "integration=%s answered %d: %s", route.name, outcome.status, outcome.message
-                )
-            return _pagerduty(outcome.status, outcome.message, [outcome.message], outcome.result)
+    # An acknowledge or resolve that names no service (None) goes to the one that has its
+    # dedup_key firing, which the core knows; to none if nobody has it open.
+    outcome = await _route(core, [(enqueued.service, enqueued.event)], patience, route.name)
+    if outcome is not None:
+        if outcome.status >= 500:
+            log.warning(
+                "integration=%s answered %d: %s", route.name, outcome.status, outcome.message
+            )
+        return _pagerduty(outcome.status, outcome.message, [outcome.message], outcome.result)
     answer = {"status": "success", "message": "Event processed", "dedup_key": enqueued.dedup_key}
     return Answer(202, _encode(answer))

@@ -22,6 +22,7 @@ class Reply:
     """
 
     __slots__ = ("_line", "_queue", "done", "op", "result")
+    terse = False  # a socket client is answered with the service's status
 
     def __init__(self, op: str) -> None:
         self.op = op

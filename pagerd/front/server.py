@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from pager import __version__
-from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, Notify, Rejected, incident_id
+from pager.domain import Notify, Rejected, incident_id
 from pager.protocol import (
     EVENT_OPS,
     MAX_LINE,
@@ -31,6 +31,7 @@ from pager.protocol import (
     Request,
     encode,
     error_reply,
+    event_of,
     ok_reply,
     parse_request,
     unknown_service,
@@ -584,17 +585,6 @@ def _planned(note: Notify, at: float, offset: float) -> dict[str, Any]:
         "delay": duration(sent - at) if sent > at else "0s",
         "at": isoformat(sent + offset),
     }
-
-
-def event_of(request: Request) -> Event:
-    """The event an `alert`, `ack` or `healthy` request is (the HTTP front's REST too)."""
-    if request.op == "alert":
-        return Alert(request.message or "")
-    if request.op == "ack":
-        return Ack(request.by)
-    if request.op == "heartbeat":
-        return Heartbeat()
-    return Healthy()
 
 
 def _revoked() -> Reply:

@@ -32,16 +32,27 @@ def _number(value: float) -> str:
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
 
 
+def _unwatched() -> None:
+    pass
+
+
 class Counter:
     def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
         self.name, self.help, self.labels = name, help, labels
         self._values: dict[tuple[str, ...], float] = {}
+        self.changed: Callable[[], None] = _unwatched
+        """Told after each increment: a front process sends its HTTP counts to the core then."""
 
     def inc(self, *values: str, by: float = 1.0) -> None:
         self._values[values] = self._values.get(values, 0.0) + by
+        self.changed()
 
     def value(self, *values: str) -> float:
         return self._values.get(values, 0.0)
+
+    def items(self) -> list[tuple[tuple[str, ...], float]]:
+        """Every series counted so far (its label values), with its value."""
+        return list(self._values.items())
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
@@ -132,10 +143,14 @@ class Metrics:
             "Escalation levels that had nobody to notify when notified (a schedule with nobody on"
             " call): each recorded in the incident's history and skipped at once.",
         )
+        self.http_fronts_replaced = Counter(
+            "pagerd_http_fronts_replaced_total",
+            "HTTP front processes that exited unasked (a crash, a kill) and were replaced.",
+        )
         self.stale_firings = Counter(
             "pagerd_stale_firings_total",
-            "Firing alerts taken as late copies of one already resolved (their startsAt not "
-            "after the one it resolved with): they paged nobody. By integration.",
+            "Firing alerts taken as copies of an earlier firing of one already resolved (their"
+            " startsAt before the one it resolved with): they paged nobody. By integration.",
             ("integration",),
         )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
@@ -160,6 +175,7 @@ class Metrics:
             self.http_requests,
             self.http_auth_failures,
             self.levels_unreached,
+            self.http_fronts_replaced,
             self.stale_firings,
         ):
             lines += metric.render()

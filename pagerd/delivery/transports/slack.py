@@ -9,18 +9,19 @@ about, whatever a forged payload says (`open_button`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import attrs
 import httpx
 
 from pager.domain import SLACK_APP, Notify, is_service_name
-from pager.messages import short
 from pager.ports import PermanentError, TransientError
-from pager.timefmt import isoformat
+from pager.templates import slack_escape
 from pagerd.access.keys import SigningKeys
 from pagerd.config.channels import SlackSettings
 from pagerd.delivery.transports.http import check, post
+from pagerd.delivery.wording import PLAIN, Wording
 
 BUTTON_PURPOSE: Final = "slack-button"
 MAX_SECTION: Final = 3000
@@ -62,18 +63,19 @@ def open_button(keys: SigningKeys, value: str) -> Button | None:
     return Button("ack" if action == "ack" else "close", service, int(number))
 
 
-def page_text(n: Notify) -> str:
-    return (
-        f"{escape(short(n))}\n"
-        f"incident {n.incident_id}, round {n.round}, opened {isoformat(n.opened_at)}"
-        f" (notification {n.id})"
-    )
+def page_text(n: Notify, wording: Wording = PLAIN) -> str:
+    """The page's text: the `slack` template's (Slack's mrkdwn, every value in it escaped, so
+    an alert's message can neither mention `<!channel>` nor disguise a link), with the
+    acknowledge links where `http.public_url` is set."""
+    return wording.slack(n)
 
 
-def slack_message(n: Notify, keys: SigningKeys | None = None) -> dict[str, Any]:
+def slack_message(
+    n: Notify, keys: SigningKeys | None = None, wording: Wording = PLAIN
+) -> dict[str, Any]:
     """The page as Slack takes it: its text, and with `keys` (buttons answered by this pagerd)
-    a section and the Acknowledge / Resolve buttons."""
-    text = page_text(n)
+    a section of that text and the Acknowledge / Resolve buttons."""
+    text = page_text(n, wording)
     message: dict[str, Any] = {"text": text}
     if keys is not None:
         message["blocks"] = [
@@ -103,7 +105,7 @@ def answered(original: str, words: str) -> dict[str, Any]:
         "text": f"{original}\n{words}",
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": _clipped(original)}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(words)}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(words)}]},
         ],
     }
 
@@ -127,15 +129,18 @@ class SlackTransport:
         self,
         client: httpx.AsyncClient,
         settings: SlackSettings | None = None,
-        keys: SigningKeys | None = None,
+        keys: Callable[[], SigningKeys] | None = None,
+        wording: Wording = PLAIN,
     ) -> None:
         self._client = client
         self._settings = settings or SlackSettings()
         # Buttons only where a click can be checked: the app's signing secret is configured.
         self._keys = keys if self._settings.signing_secret is not None else None
+        self._wording = wording
 
     async def send(self, notification: Notify) -> str | None:
-        message = slack_message(notification, self._keys)
+        keys = None if self._keys is None else self._keys()
+        message = slack_message(notification, keys, self._wording)
         if notification.target.address == SLACK_APP:
             return await self._post_as_app(message)
         response = await post(self._client, notification.target.address, json=message)
@@ -167,9 +172,3 @@ class SlackTransport:
                 raise TransientError(detail)
             raise PermanentError(detail)
         return f"{answer.get('channel', s.channel)}/{answer.get('ts', '?')}"
-
-
-def escape(text: str) -> str:
-    """Slack reads `<...>` as a link or a mention: an alert's message must not be able to page
-    `<!channel>` or disguise a link. Its documented escapes, and only those."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -25,11 +25,11 @@ from typing import Any, Final
 import trio
 
 from pager.domain import Notify
-from pager.messages import body, subject
 from pager.ports import PermanentError, TransientError
 from pagerd.config.channels import SmtpSettings
 from pagerd.delivery.redact import Redactor, channel_secrets
 from pagerd.delivery.transports.http import MAX_DETAIL
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.timing.clock import Clock
 
 # RFC 5322 atext: what a Message-ID's left part may hold; anything else is percent-encoded.
@@ -46,26 +46,32 @@ def message_id(n: Notify) -> str:
     return f"<{left}@pagerd>"
 
 
-def build_message(n: Notify, sender: str, at: float) -> EmailMessage:
+def build_message(n: Notify, sender: str, at: float, wording: Wording = PLAIN) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = n.target.address
-    msg["Subject"] = subject(n)  # one line: a header with a break is refused
+    msg["Subject"] = wording.subject(n)  # one line: a header with a break is refused
     msg["Date"] = formatdate(at, usegmt=True)
     msg["Message-ID"] = message_id(n)
     msg["X-Pager-Service"] = n.service
     msg["X-Pager-Incident"] = n.incident_id
     msg["X-Pager-Level"] = str(n.level)
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(body(n))
+    msg.set_content(wording.body(n))
     return msg
 
 
 class SmtpTransport:
     def __init__(
-        self, settings: SmtpSettings, timeout: float, concurrency: int, clock: Clock
+        self,
+        settings: SmtpSettings,
+        timeout: float,
+        concurrency: int,
+        clock: Clock,
+        wording: Wording = PLAIN,
     ) -> None:
         self._settings = settings
+        self._wording = wording
         self._timeout = timeout
         self._limiter = trio.CapacityLimiter(concurrency)
         self._clock = clock
@@ -75,7 +81,9 @@ class SmtpTransport:
         )
 
     async def send(self, notification: Notify) -> str | None:
-        msg = build_message(notification, self._settings.sender, self._clock.wall_now())
+        msg = build_message(
+            notification, self._settings.sender, self._clock.wall_now(), self._wording
+        )
         return await trio.to_thread.run_sync(
             self._send, msg, notification.target.address, limiter=self._limiter
         )

@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from pager.domain import Notify
-from pager.messages import short
 from pager.ports import TransientError
-from pager.replies import sms_text
+from pager.replies import reply_hint
 from pagerd.config.channels import TwilioSettings
 from pagerd.delivery.transports.http import check, header_value, post
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.storage.port import StoreError
 
 log = logging.getLogger("pagerd.transports.twilio")
@@ -31,20 +31,25 @@ class TwilioTransport:
         settings: TwilioSettings,
         client: httpx.AsyncClient,
         reply_codes: ReplyCodes | None = None,
+        wording: Wording = PLAIN,
     ) -> None:
         self._settings = settings
+        self._wording = wording
         self._client = client
         self._url = f"{settings.api_base}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
         self._reply_codes = reply_codes
 
     async def _text(self, notification: Notify) -> str:
+        """The `sms` template's text, its `reply_hint` the page's reply code where replies are
+        taken."""
         if self._reply_codes is None:
-            return short(notification)
+            return self._wording.sms(notification)
         try:
             code = await self._reply_codes(notification)
         except StoreError as exc:
             raise TransientError(f"cannot store the page's reply code: {exc}") from None
-        return short(notification) if code is None else sms_text(notification, code)
+        hint = "" if code is None else reply_hint(code)
+        return self._wording.sms(notification, reply_hint=hint)
 
     async def send(self, notification: Notify) -> str | None:
         s = self._settings

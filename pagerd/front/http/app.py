@@ -1,5 +1,11 @@
-"""The ASGI application: a request found in the route table, its key checked, its rate limited,
-its body read within bounds, then handed to its handler; every answer counted by route and code.
+"""The ASGI application: a request found in the route table, its key checked, its body read
+within bounds, then handed to its handler, which reaches the core through its port (`Core`);
+every answer counted by route and code.
+
+The same application runs in the core's own process (`http.workers = 0`) and in each front
+process: what differs is only the `Core` it is given, and where wrong keys are counted
+(`WrongKeys`: here, or in the core for every front at once). An integration's rate is kept by
+the core (`OverRate`, answered here with the route's status).
 
 Nothing here keeps a request's bytes past its answer, and nothing waits without a bound but the
 commit of an event (which the daemon's own shutdown bounds).
@@ -8,14 +14,13 @@ commit of an event (which the daemon's own shutdown bounds).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from pagerd.config import Config
+from pagerd.front.core import Core, CoreUnavailable
 from pagerd.front.http.asgi import (
     Disconnected,
     Response,
@@ -26,9 +31,9 @@ from pagerd.front.http.asgi import (
     send_response,
 )
 from pagerd.front.http.auth import authenticate, bearer
-from pagerd.front.http.limits import FailedKeys, RateLimits
+from pagerd.front.http.limits import FailedKeys
 from pagerd.front.http.openapi import document
-from pagerd.front.http.routes import Call, Route, allowed, find
+from pagerd.front.http.routes import Call, Route, allowed, find, handle
 from pagerd.operations.metrics import Metrics
 
 log = logging.getLogger("pagerd.http")
@@ -37,23 +42,47 @@ READY_TIMEOUT: Final = 2.0
 UNMATCHED: Final = "(unmatched)"
 
 
+class WrongKeys(Protocol):
+    """Wrong keys, counted per client address (`FailedKeys`): an address past its allowance
+    waits, whatever key it presents."""
+
+    def retry_after(self, address: str) -> int | None:
+        """None if `address` may present a key now; else whole seconds to wait."""
+        ...
+
+    async def failed(self, address: str) -> None:
+        """`address` presented a wrong key (or none)."""
+        ...
+
+
+class HereWrongKeys:
+    """`WrongKeys` in this process: the HTTP front door's own table."""
+
+    def __init__(self) -> None:
+        self.table = FailedKeys()
+
+    def retry_after(self, address: str) -> int | None:
+        return self.table.retry_after(address)
+
+    async def failed(self, address: str) -> None:
+        self.table.failed(address)
+
+
 class HttpApp:
     def __init__(
         self,
         routes: list[Route],
-        config: Callable[[], Config],
+        core: Core,
         metrics: Metrics,
-        ready: Callable[[], Awaitable[str | None]],
+        wrong_keys: WrongKeys | None = None,
     ) -> None:
         """`routes` are the integrations' (REST, ...); `/-/healthy`, `/-/ready` and
-        `/openapi.json` are added here. `config` gives the running config (reloads change the
-        integrations and limits); `ready()` gives why pagerd is not ready, or None."""
-        self._config = config
+        `/openapi.json` are added here. `core.config()` gives the config served now (reloads
+        change the integrations and limits). `metrics` counts the answers (a front process's
+        are sent to the core's)."""
+        self._core = core
         self._metrics = metrics
-        self._ready = ready
-        limits = config().http.limits
-        self.rate_limits = RateLimits(limits.rate, limits.burst)
-        self.failed_keys = FailedKeys()
+        self.wrong_keys: WrongKeys = wrong_keys if wrong_keys is not None else HereWrongKeys()
         self.routes: list[Route] = [
             Route("GET", "/-/healthy", self._healthy,
                   doc={"summary": "200 while the process serves", "responses": ("200",)}),
@@ -64,7 +93,7 @@ class HttpApp:
                   doc={"summary": "This document", "responses": ("200",)}),
             *routes,
         ]  # fmt: skip
-        self._document = msgspec.json.encode(document(self.routes, config().http.public_url))
+        self._document = msgspec.json.encode(document(self.routes, core.config().http.public_url))
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -98,14 +127,14 @@ class HttpApp:
                 return error(405, "method_not_allowed", f"use {allow}", ("allow", allow))
             return error(404, "not_found", "no such endpoint (see /openapi.json)")
         headers = header_map(scope)
-        config = self._config()
+        config = self._core.config()
         integration = None
         client = scope.get("client")
         address = client[0] if client else ""
         if route.auth is not None:
             # An address that presented too many wrong keys waits, whatever it presents now:
             # guessing a key takes forever (see `FailedKeys`).
-            wait = self.failed_keys.retry_after(address)
+            wait = self.wrong_keys.retry_after(address)
             if wait is not None:
                 message = f"too many wrong keys from this address; retry in {wait}s"
                 return error(
@@ -115,7 +144,7 @@ class HttpApp:
             integration = authenticate(config.integrations.values(), route.auth, key)
             if integration is None:
                 self._metrics.http_auth_failures.inc(route.auth)
-                self.failed_keys.failed(address)
+                await self.wrong_keys.failed(address)
                 close = ("connection", "close")  # one guess per connection
                 if route.key_in_path:
                     return error(404, "not_found", "no such endpoint (see /openapi.json)", close)
@@ -124,11 +153,8 @@ class HttpApp:
                     401, "unauthorized", f"missing or wrong key: {message} (Authorization: Bearer)",
                     ("www-authenticate", "Bearer"), close,
                 )  # fmt: skip
-            limited = self.over_rate(integration.name, route.over_rate)
-            if limited is not None:
-                return limited
         if route.signed is not None:
-            wait = self.failed_keys.retry_after(address)
+            wait = self.wrong_keys.retry_after(address)
             if wait is not None:
                 message = f"too many badly signed requests from this address; retry in {wait}s"
                 return error(
@@ -156,32 +182,19 @@ class HttpApp:
             if refused is not None:
                 if refused.status == 403:
                     self._metrics.http_auth_failures.inc(route.signed.provider)
-                    self.failed_keys.failed(address)
+                    await self.wrong_keys.failed(address)
                 return refused
-        try:
-            return await route.handler(call)
-        except Exception:  # a bug in one handler: this request's, not the server's
-            log.exception("http %s %s failed", scope["method"], route.name)
-            return error(500, "internal", "internal error")
-
-    def over_rate(self, integration: str, status: int = 429) -> Response | None:
-        """The answer to a request of `integration` past its rate (`status`, busy, with
-        Retry-After), or None if it may go on. For a route whose key is in its body (Events
-        v2), its handler asks once it knows the integration."""
-        limits = self._config().http.limits
-        self.rate_limits.configure(limits.rate, limits.burst)
-        wait = self.rate_limits.retry_after(integration)
-        if wait is None:
-            return None
-        message = f"integration {integration!r} is over its rate; retry in {wait}s"
-        return error(status, "busy", message, ("retry-after", str(wait)))
+        return await handle(route, call)
 
     async def _healthy(self, call: Call) -> Response:
         return Response.json(200, {"ok": True, "healthy": True})
 
     async def _readiness(self, call: Call) -> Response:
         with trio.move_on_after(READY_TIMEOUT):
-            why = await self._ready()
+            try:
+                why = await self._core.ready()
+            except CoreUnavailable as exc:
+                why = str(exc)
             if why is None:
                 return Response.json(200, {"ok": True, "ready": True})
             return error(503, "unavailable", why)

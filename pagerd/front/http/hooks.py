@@ -7,32 +7,25 @@ actors, answered after commit), and turns its `Answer` into the HTTP response:
   key in the path, for an Alertmanager that cannot send a header): over its rate, an integration
   gets 503 with Retry-After, not 429: Alertmanager drops a 4xx and retries only a 5xx.
 - `POST /v2/enqueue`: the key is the body's `routing_key` (PagerDuty's API has no header), so
-  the route takes none and its handler finds the integration, compares the key in constant time,
-  counts a wrong one as an auth failure and applies the integration's rate limit (429, as
-  PagerDuty answers a sender over its rate).
+  the route takes none and its handler reads the body once, finds the integration (comparing the
+  key in constant time with each events-v2 key, built once a config) and counts a wrong one as
+  an auth failure; past the integration's rate the core refuses it, 429 as PagerDuty answers.
 - `POST /heartbeat/{service}` (Bearer, a `heartbeat` integration): a check-in, 200 once
   committed; 404 for an unknown service, 400 if the service has no heartbeat configured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
-from pager import events_v2
 from pager.domain import Heartbeat, is_service_name
-from pager.integrations import Refused, find_by_key
-from pagerd.config.http import keyed_routes
-from pagerd.engine.actors import Services
+from pagerd.front.core import Core
 from pagerd.front.http.asgi import JSON, Response
 from pagerd.front.http.rest import answer, refuse
 from pagerd.front.http.routes import Call, Route
 from pagerd.front.http.submit import submit
 from pagerd.front.integrations import Answer, alertmanager_webhook, enqueue_events_v2
 from pagerd.operations.metrics import Metrics
-
-OverRate = Callable[[str, int], Response | None]
-"""(integration name, status) -> the answer if it is over its rate, else None."""
 
 _ALERTMANAGER: Final = {
     "responses": ("200", "400", "401", "403", "404", "408", "413", "503"),
@@ -44,10 +37,9 @@ def _response(a: Answer) -> Response:
 
 
 class Hooks:
-    def __init__(self, services: Services, metrics: Metrics, over_rate: OverRate) -> None:
-        self._services = services
+    def __init__(self, core: Core, metrics: Metrics) -> None:
+        self._core = core
         self._metrics = metrics
-        self._over_rate = over_rate
 
     def routes(self) -> list[Route]:
         am = "/v1/integrations/alertmanager"
@@ -73,19 +65,10 @@ class Hooks:
     async def _alertmanager(self, call: Call) -> Response:
         integration = call.integration
         assert integration is not None  # the route takes a key
-        return _response(await alertmanager_webhook(self._services, integration.route(), call.body))
+        return _response(await alertmanager_webhook(self._core, integration.route(), call.body))
 
     async def _enqueue(self, call: Call) -> Response:
-        keyed = keyed_routes(self._services.config.integrations)
-        data = events_v2.decode(call.body)
-        key = data if isinstance(data, Refused) else events_v2.routing_key(data)
-        if not isinstance(key, Refused):
-            route = find_by_key(keyed, key)
-            if route is not None:
-                limited = self._over_rate(route.name, 429)
-                if limited is not None:
-                    return limited
-        answered = await enqueue_events_v2(self._services, keyed, call.body)
+        answered = await enqueue_events_v2(self._core, self._core.config().keyed, call.body)
         if answered.status == 401:
             self._metrics.http_auth_failures.inc("events-v2")
         return _response(answered)
@@ -97,4 +80,4 @@ class Hooks:
         if not is_service_name(service):
             return refuse("bad_request", "not a service name")
         event = Heartbeat(by=integration.name)
-        return answer(*await submit(self._services, service, event, integration))
+        return answer(*await submit(self._core, service, event, integration))

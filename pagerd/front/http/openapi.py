@@ -19,14 +19,17 @@ DESCRIPTIONS: Final = {
     "303": "See Other: go to the page in Location (the web console)",
     "400": "bad_request: the body or a parameter is not what this endpoint takes",
     "401": "unauthorized: no key, or a wrong one (Authorization: Bearer KEY)",
-    "403": "forbidden: the integration may not send to this service (its services list), or "
-    "a provider's callback is not signed by it",
-    "404": "unknown_service (or not_found: no such incident, a wrong key in the path, or a "
-    "provider's callback that is not set up)",
+    "403": "forbidden: the integration may not send to this service (its services list), a "
+    "provider's callback is not signed by it, or a link's resolve the policy does not allow",
+    "404": "unknown_service (or not_found: no such incident, a wrong key in the path, a "
+    "provider's callback that is not set up, a link's token that is not pagerd's)",
     "408": "timeout: the body took too long to arrive",
-    "409": "no_open_incident: nothing to acknowledge (too_many_silences: end some first)",
+    "409": "no_open_incident: nothing to acknowledge (a link: acknowledged already, by whom; "
+    "too_many_silences: end some first)",
+    "410": "gone: the link's incident is closed (its token no longer does anything)",
     "413": "too_large: the body is over the limit",
-    "415": "bad_request: the body is not of the type this endpoint takes",
+    "415": "bad_request: the body is not of the type this endpoint takes (a link's form: not "
+    "application/x-www-form-urlencoded)",
     "429": "busy: the integration is over its rate, or this address sent too many wrong keys; "
     "retry after Retry-After seconds",
     "503": "busy or unavailable: retry (nothing was committed)",
@@ -81,8 +84,8 @@ def document(routes: Iterable[Route], public_url: str | None) -> dict[str, Any]:
 
 def _operation(route: Route) -> dict[str, Any]:
     reply: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/Reply"}}}
-    if route.doc.get("content") is not None:  # a page of the web console, not the API
-        reply = {route.doc["content"]: {}}
+    if route.doc.get("content") is not None:  # a page for a person (a link, the web console)
+        reply = {route.doc["content"]: {"schema": {"type": "string"}}}
     codes = tuple(route.doc.get("responses", ("200",)))
     if route.auth is not None:
         # Every keyed route refuses a wrong key, and slows an address that keeps sending them.
@@ -108,6 +111,18 @@ def _operation(route: Route) -> dict[str, Any]:
         operation["x-integration-type"] = route.auth
     if route.signed is not None:
         operation["x-signed-by"] = route.signed.provider
+    form = route.doc.get("form")
+    if route.body and form:
+        schema = {
+            "type": "object",
+            "properties": {name: {"type": "string"} for name in form},
+            "required": list(form),
+            "additionalProperties": False,
+        }
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
     op = route.doc.get("op")
     if route.body and op in _EVENTS:
         schema = {

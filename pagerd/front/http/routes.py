@@ -3,6 +3,7 @@ the OpenAPI document says of it. One table, so the document cannot drift from th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -10,7 +11,10 @@ from urllib.parse import parse_qsl
 import attrs
 
 from pagerd.config.http import Integration
-from pagerd.front.http.asgi import Response
+from pagerd.front.core import CoreUnavailable, OverRate
+from pagerd.front.http.asgi import Response, error
+
+log = logging.getLogger("pagerd.http")
 
 
 @attrs.frozen
@@ -24,7 +28,9 @@ class Call:
     body: bytes
     integration: Integration | None = None
     address: str = ""
-    """The client's IP address (the console's sign-in lock-out and trusted proxies use it)."""
+    """The client's IP address (the peer of the connection: a proxy's, behind one): the
+    console's sign-in lock-out, trusted proxies and the per-address limits of the routes that
+    take no key (links) use it."""
     query: str = ""
     """The query string as sent (without `?`): part of what some providers sign (Twilio)."""
 
@@ -111,3 +117,19 @@ def allowed(routes: list[Route], path: str) -> str:
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
+
+
+async def handle(route: Route, call: Call) -> Response:
+    """`route`'s answer to `call`: its handler's, or the answer to what the handler raised (the
+    integration past its rate, the core gone, a bug: this request's, not the server's)."""
+    try:
+        return await route.handler(call)
+    except OverRate as over:
+        # The core keeps every integration's rate, for all the fronts at once.
+        retry = ("retry-after", str(over.retry_after))
+        return error(route.over_rate, "busy", str(over), retry)
+    except CoreUnavailable as exc:
+        return error(503, "unavailable", str(exc), ("retry-after", "1"))
+    except Exception:
+        log.exception("http %s %s failed", call.method, route.name)
+        return error(500, "internal", "internal error")

@@ -8,12 +8,17 @@
 - `GET /schedules/NAME/overrides`, `POST /schedules/NAME/overrides` (`by`, `for`, `from`,
   `until` as the socket's `override` takes them), `DELETE /overrides/ID`, `GET /oncall` and
   `GET /oncall/NAME` (`?at=`, `?next=`): the socket's ops, served by the socket's own code.
+
+Served in the core (`in_core` in `pagerd/app.py`): the schedules, the people and the overrides
+are the core's (`Services.rota`), and an override changes them. With front processes
+(`http.workers`), a front checks the key and forwards the request whole. Each request takes a
+token of its integration's rate (`LocalCore.admit`), as every request of the `Core` port does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -21,11 +26,14 @@ from pager.domain import is_service_name
 from pager.ical import feed
 from pager.protocol import ProtocolError, Request, encode, parse_request
 from pager.schedules import shifts
-from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.rest import answer, refuse
 from pagerd.front.http.routes import Call, Route
 from pagerd.storage.offload import Offload
+
+if TYPE_CHECKING:
+    from pagerd.engine.actors import Services
+    from pagerd.front.local import LocalCore
 
 FEED_BEFORE: Final = 8 * 7 * 86400.0
 FEED_AFTER: Final = 8 * 7 * 86400.0
@@ -38,10 +46,12 @@ class Schedules:
     def __init__(
         self,
         services: Services,
+        core: LocalCore,
         read: Callable[[Request], Awaitable[tuple[bytes, str]]],
         offload: Offload,
     ) -> None:
         self._services = services
+        self._core = core
         self._read = read
         self._offload = offload
 
@@ -71,6 +81,7 @@ class Schedules:
         ]  # fmt: skip
 
     async def _feed(self, call: Call) -> Response:
+        self._admit(call)
         name, dot, extension = call.params["file"].rpartition(".")
         if not dot or extension != "ics" or not is_service_name(name):
             return refuse("not_found", "no such endpoint: a schedule's feed is NAME.ics")
@@ -94,7 +105,7 @@ class Schedules:
         return Response(200, body, "text/calendar; charset=utf-8", (("cache-control", "no-store"),))
 
     async def _list(self, call: Call) -> Response:
-        return await self._socket({"op": "overrides", "schedule": call.params["schedule"]})
+        return await self._socket(call, {"op": "overrides", "schedule": call.params["schedule"]})
 
     async def _add(self, call: Call) -> Response:
         try:
@@ -105,13 +116,15 @@ class Schedules:
             return refuse("bad_request", "the body must be a JSON object")
         if "op" in fields or "schedule" in fields:
             return refuse("bad_request", 'the body takes no "op" or "schedule": the path says')
-        return await self._socket({"op": "override", "schedule": call.params["schedule"], **fields})
+        return await self._socket(
+            call, {"op": "override", "schedule": call.params["schedule"], **fields}
+        )
 
     async def _remove(self, call: Call) -> Response:
         text = call.params["id"]
         if not text.isascii() or not text.isdigit() or len(text) > 15:
             return refuse("not_found", "no override with that id")
-        return await self._socket({"op": "override_remove", "id": int(text)})
+        return await self._socket(call, {"op": "override_remove", "id": int(text)})
 
     async def _oncall(self, call: Call) -> Response:
         fields: dict[str, Any] = {"op": "oncall"}
@@ -124,11 +137,19 @@ class Schedules:
             if not count.isascii() or not count.isdigit() or len(count) > 3:
                 return refuse("bad_request", '"next" must be a whole number from 0 to 50')
             fields["next"] = int(count)
-        return await self._socket(fields)
+        return await self._socket(call, fields)
 
-    async def _socket(self, fields: dict[str, Any]) -> Response:
+    def _admit(self, call: Call) -> None:
+        """Take a token of the integration's rate, or raise `OverRate` (answered 429 with
+        `Retry-After`, nothing done)."""
+        integration = call.integration
+        assert integration is not None  # every route takes a key
+        self._core.admit(integration.name)
+
+    async def _socket(self, call: Call, fields: dict[str, Any]) -> Response:
         """The socket's op for `fields`, checked by the socket's own parser and served by its
         own code: the same refusals, with the same codes, as HTTP statuses."""
+        self._admit(call)
         try:
             request = parse_request(encode(fields).rstrip(b"\n"))
         except ProtocolError as exc:

@@ -15,7 +15,7 @@ import logging
 import math
 import ssl
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
@@ -87,6 +87,42 @@ class _TCPServer(TCPServer):
             await self._initiate_server_close()
 
 
+class Seats(Protocol):
+    """The open connections `http.max_connections` caps: this server's alone, or those of
+    every front process (`pagerd/front/http/shared.py`)."""
+
+    def take(self, limit: int) -> bool:
+        """One more connection, if fewer than `limit` are open; whether it was taken."""
+        ...
+
+    def give_back(self) -> None:
+        """A connection taken has closed."""
+        ...
+
+    def __len__(self) -> int:
+        """Connections open now, of all that share the cap."""
+        ...
+
+
+class OwnSeats:
+    """`Seats` of one server alone."""
+
+    def __init__(self) -> None:
+        self._open = 0
+
+    def take(self, limit: int) -> bool:
+        if self._open >= limit:
+            return False
+        self._open += 1
+        return True
+
+    def give_back(self) -> None:
+        self._open -= 1
+
+    def __len__(self) -> int:
+        return self._open
+
+
 class HttpServer:
     def __init__(
         self,
@@ -95,10 +131,13 @@ class HttpServer:
         tls: Callable[[], ssl.SSLContext | None],
         busy: Callable[[], None],
         what: str = "HTTP connections",
+        seats: Seats | None = None,
     ) -> None:
         """`tls()` gives the context for a new connection (None: plain HTTP); `busy()` is told of
-        each connection refused over the cap."""
+        each connection refused over the cap; `seats` counts the connections the cap applies
+        to (this server's alone, unless given)."""
         self._app = ASGIWrapper(app)
+        self._seats: Seats = seats if seats is not None else OwnSeats()
         self._tls = tls
         self._busy_count = busy
         self._what = what
@@ -111,10 +150,13 @@ class HttpServer:
         self.limits = limits
         self._context = WorkerContext(None)
         self._accepting = trio.CancelScope()
-        self.open_connections = 0
         self.ports: list[int] = []
         """The port of each listener, once serving (the one bound for port 0)."""
         self.closed = trio.Event()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._seats)
 
     @property
     def limits(self) -> HttpLimits:
@@ -157,17 +199,16 @@ class HttpServer:
         self._accepting.cancel()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        if self.open_connections >= self.limits.max_connections:
+        if not self._seats.take(self.limits.max_connections):
             await self._refuse(stream)
             return
-        self.open_connections += 1
         counted = True
 
         def release() -> None:  # once: when the client has gone, or the connection ended
             nonlocal counted
             if counted:
                 counted = False
-                self.open_connections -= 1
+                self._seats.give_back()
 
         try:
             context = self._tls()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -32,8 +33,9 @@ from pagerd.delivery.transports.slack import Button, answered, open_button
 from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response, error
 from pagerd.front.http.routes import Call, Route, Signed
-from pagerd.front.http.submit import answer, decoded
+from pagerd.front.http.submit import decoded
 from pagerd.front.http.twilio import form
+from pagerd.front.local import answer
 from pagerd.timing.clock import Clock
 
 log = logging.getLogger("pagerd.http.slack")
@@ -102,7 +104,9 @@ def read_click(body: bytes, keys: SigningKeys) -> Click | str:
 
 
 class SlackButtons:
-    def __init__(self, services: Services, keys: SigningKeys, clock: Clock) -> None:
+    def __init__(self, services: Services, keys: Callable[[], SigningKeys], clock: Clock) -> None:
+        """`keys` gives pagerd's signing keys as they are now (a rotation applies at SIGHUP;
+        a button signed with the key before still opens)."""
         self._services = services
         self._keys = keys
         self._clock = clock
@@ -144,7 +148,7 @@ class SlackButtons:
         return None
 
     async def _click(self, call: Call) -> Response:
-        click = read_click(call.body, self._keys)
+        click = read_click(call.body, self._keys())
         if isinstance(click, str):
             return error(400, "bad_request", click)
         button = click.button
@@ -152,7 +156,7 @@ class SlackButtons:
         event = (
             Ack(by=by, incident=button.incident)
             if button.action == "ack"
-            else Healthy(incident=button.incident)
+            else Healthy(by=by, incident=button.incident)
         )
         line, result = await answer(self._services, button.service, event, "slack")
         name = incident_id(button.service, button.incident)

@@ -1,9 +1,11 @@
 """One event from HTTP to its service's actor, answered only once it is committed.
 
-The same path as the socket's: an `Envelope` routed through `Services.route()`, whose reply the
-actor sets after the commit (or with the refusal). REST and heartbeats submit their events
-here (Alertmanager and Events v2, several at once, through `pagerd.front.integrations`), named
-by integration, so history says which one sent each.
+The way a route reaches the core for one event: checked here against the config the front
+serves (is the service configured, may the integration send to it), then handed to the core
+through its port (`pagerd/front/core.py`), which routes it as the socket routes its events and
+answers after the commit. REST and heartbeats submit their events here (Alertmanager and Events
+v2, several at once, through `pagerd.front.integrations`), named by integration, so history says
+which one sent each. Past the integration's rate, `OverRate` goes up to the HTTP application.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import msgspec
 from pager.domain import Event
 from pager.protocol import error_reply, unknown_service
 from pagerd.config.http import Integration
-from pagerd.engine.actors import Envelope, Services
-from pagerd.front.integrations import Waiting
+from pagerd.front.core import Core
 
 STATUS: Final[dict[str, int]] = {
     "bad_request": 400,
@@ -45,37 +46,22 @@ def status_of(result: str) -> int:
 
 
 async def submit(
-    services: Services, service: str, event: Event, integration: Integration
+    core: Core, service: str, event: Event, integration: Integration
 ) -> tuple[bytes, str]:
-    """Route `event` to `service`'s actor as sent through `integration`, and give back its reply
-    line and result once decided and committed (`{"ok": true, ...}` with the service's status,
-    or the error: `unknown_service`, `forbidden` if the integration may not send to the
+    """Hand `event` for `service` to the core as sent through `integration`, and give back its
+    reply line and result once decided and committed (`{"ok": true, ...}` with the service's
+    status, or the error: `unknown_service`, `forbidden` if the integration may not send to the
     service, `no_open_incident`, `unavailable` if the commit failed, ...).
 
     The HTTP request may be cancelled meanwhile (its client went away, a shutdown): the event
-    was routed all the same, and is decided and committed like any other."""
-    if service not in services.config.services:
+    was handed over all the same, and is decided and committed like any other."""
+    if service not in core.config().services:
         return unknown_service(service), "unknown_service"
     if not integration.may_send_to(service):
         message = f"integration {integration.name!r} may not send to {service!r} (services)"
         return error_reply("forbidden", message), "forbidden"
-    reply = Waiting()
-    await services.route([(service, Envelope(event, reply, None, integration.name))])
-    await reply.event.wait()
-    return reply.line, reply.result
-
-
-async def answer(services: Services, service: str, event: Event, via: str) -> tuple[bytes, str]:
-    """Route a person's answer to a page (an `Ack` or `Healthy` naming its incident) to
-    `service`'s actor, recorded as answered `via` (`sms`, `slack`), and give back its reply
-    line and result once decided and committed, as `submit` does. No integration is involved:
-    the provider's signature was the request's authentication."""
-    if service not in services.config.services:
-        return unknown_service(service), "unknown_service"
-    reply = Waiting()
-    await services.route([(service, Envelope(event, reply, None, None, via=via))])
-    await reply.event.wait()
-    return reply.line, reply.result
+    [outcome] = await core.submit(integration.name, [(service, event)])
+    return outcome
 
 
 def decoded(line: bytes) -> dict[str, Any]:

@@ -31,7 +31,8 @@ from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response, error
 from pagerd.front.http.limits import Bucket
 from pagerd.front.http.routes import Call, Route, Signed
-from pagerd.front.http.submit import answer, decoded
+from pagerd.front.http.submit import decoded
+from pagerd.front.local import answer
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import ReplyCode, Storage, StoreError
 from pagerd.timing.clock import Clock
@@ -206,7 +207,7 @@ class TwilioReplies:
         event = (
             Ack(by=by, incident=found.incident)
             if action == "ack"
-            else Healthy(incident=found.incident)
+            else Healthy(by=by, incident=found.incident)
         )
         line, result = await answer(self._services, found.service, event, "sms")
         name = incident_id(found.service, found.incident)

@@ -24,7 +24,8 @@ from pagerd.timing.clock import Reading
 
 _COLUMNS: Final = (
     "service, number, opened_at, message, alerts, round, level, deadline, acknowledged_at,"
-    " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert, silenced"
+    " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert, acknowledged_via,"
+    " round_base, silenced"
 )
 
 
@@ -33,12 +34,13 @@ def _select(count: int) -> str:
 
 
 _UPSERT_INCIDENTS: Final = (
-    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(15)} FROM json_each(?) WHERE true"
+    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(17)} FROM json_each(?) WHERE true"
     " ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
     " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
     " acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,"
     " exhausted = excluded.exhausted, closed_at = excluded.closed_at,"
     " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert,"
+    " acknowledged_via = excluded.acknowledged_via, round_base = excluded.round_base,"
     " silenced = excluded.silenced"
 )
 _UPSERT_SILENCES: Final = (
@@ -115,6 +117,8 @@ def _incident_row(service: str, i: Incident, closed_at: float | None) -> list[An
         closed_at,
         int(i.heartbeat_only),
         int(i.held_by_alert),
+        i.acknowledged_via,
+        i.round_base,
         int(i.silenced and closed_at is None),
     ]
 

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 14
+SCHEMA_VERSION: Final = 15
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -149,7 +149,7 @@ CREATE TABLE IF NOT EXISTS alert_starts (
 ) WITHOUT ROWID;
 """
 """When each integration's alert started, in its sender's words (`ServiceState.started`): kept
-while it fires and for a while after it resolved, so that a late copy of its firing is told
+while it fires and for a while after it resolved, so that a copy of an earlier firing is told
 from a new one (see "Late firings" in `pager.domain`). Nothing to infer for a database of an
 older pagerd: with nothing remembered, every firing is taken as new, as it was."""
 _SILENCES: Final = """
@@ -171,6 +171,15 @@ CREATE INDEX IF NOT EXISTS silences_active ON silences (service) WHERE active = 
 """Durable silences (`pager.silences.Silence`, `ServiceState.silences`), and whether an open
 incident's next step is held by one (`Incident.silenced`). A silence's row stays once it is
 over (`active` 0), for the record, until `keep_history` prunes it."""
+
+_ANSWERS: Final = """
+ALTER TABLE incidents ADD COLUMN acknowledged_via TEXT;
+ALTER TABLE incidents ADD COLUMN round_base INTEGER NOT NULL DEFAULT 0;
+"""
+"""How an incident was acknowledged (`Incident.acknowledged_via`: what a later ack is told with
+who was first), and the rounds before an expired acknowledgement restarted its escalation
+(`Incident.round_base`, so that `repeat` counts from the restart). An incident acknowledged
+before the upgrade has no `via`; none had restarted."""
 
 _SCHEDULES: Final = """
 ALTER TABLE notifications ADD COLUMN step INTEGER NOT NULL DEFAULT 1;
@@ -218,8 +227,10 @@ _MIGRATIONS: Final[dict[int, str]] = {
     11: _ALERT_STARTS,
     # Silences, and whether a silence holds an incident's next step.
     12: _SILENCES,
+    # How an incident was acknowledged, and where an expired ack restarted its escalation.
+    13: _ANSWERS,
     # People and schedules: notifications' `step` and `via`, and the `overrides`.
-    13: _SCHEDULES,
+    14: _SCHEDULES,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

@@ -206,7 +206,7 @@ class Store:
         for row in self._conn.execute(
             "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
             " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
-            " i.heartbeat_only, i.held_by_alert, i.silenced"
+            " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base, i.silenced"
             " FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
             " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL"
         ):
@@ -214,7 +214,8 @@ class Store:
             if row[2] is not None:
                 incident = Incident(
                     row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-                    bool(row[11]), bool(row[12]), bool(row[13]), bool(row[14]),
+                    bool(row[11]), bool(row[12]), bool(row[13]), row[14], row[15],
+                    bool(row[16]),
                 )  # fmt: skip
             states[row[0]] = ServiceState(row[0], row[1], incident)
         firing: dict[str, set[Source]] = {}

@@ -78,13 +78,14 @@ class Console:
         config: Callable[[], Config],
         read: Read,
         answer: Answer,
-        keys: SigningKeys,
+        keys: Callable[[], SigningKeys],
         now: Callable[[], float],
         secure: Callable[[], bool],
         hashing: Offload,
     ) -> None:
         """`read` serves `status` and `history` as REST's GETs do; `answer(service, event,
-        via)` routes a person's event to its actor and gives its reply once committed; `now`
+        via)` routes a person's event to its actor and gives its reply once committed; `keys()`
+        pagerd's signing keys as they are now (a rotation reaches sessions at SIGHUP); `now`
         is pagerd's clock (seconds since the epoch); `secure()` whether cookies need HTTPS;
         `hashing` runs a password check (a thread, at most `HASHES_AT_ONCE` at a time)."""
         self._config = config
@@ -132,7 +133,7 @@ class Console:
     def _viewer(self, call: Call, console: ConsoleConfig) -> Viewer | None:
         now = self._now()
         cookie = _cookies(call.headers).get(SESSION_COOKIE)
-        session = None if cookie is None else open_session(self._keys, cookie, now)
+        session = None if cookie is None else open_session(self._keys(), cookie, now)
         proxied = self._proxied(call, console)
         if proxied is not None:
             name, read_only = proxied
@@ -140,7 +141,7 @@ class Console:
                 return Viewer(name, read_only, session)
             made = new_session(name, now, console.session_lifetime, None)
             made = attrs.evolve(made, fingerprint=PROXY)
-            return Viewer(name, read_only, made, session_cookie(self._keys, made))
+            return Viewer(name, read_only, made, session_cookie(self._keys(), made))
         if session is None or session.fingerprint == PROXY:
             return None  # a proxy's session is good only through the proxy
         user = console.users.get(session.user)
@@ -259,7 +260,7 @@ class Console:
             form = read_form(call.headers, call.body, frozenset({"csrf"}))
         except FormError as exc:
             return self._pages.error(exc.status, exc.message)
-        if not csrf_valid(self._keys, viewer.session.id, form["csrf"]):
+        if not csrf_valid(self._keys(), viewer.session.id, form["csrf"]):
             return self._pages.error(403, "This form has expired or was not ours: reload the page.")
         if viewer.read_only:
             return self._pages.error(403, f"{viewer.name} is read-only: ask someone who may.")
@@ -304,7 +305,7 @@ class Console:
     def _sign_in_page(
         self, console: ConsoleConfig, message: str | None, status: int, *headers: tuple[str, str]
     ) -> Response:
-        cookie, token = sign_in_nonce(self._keys)
+        cookie, token = sign_in_nonce(self._keys())
         return self._pages.render(
             "sign_in.html",
             status,
@@ -323,7 +324,7 @@ class Console:
         except FormError as exc:
             return self._pages.error(exc.status, exc.message)
         nonce = _cookies(call.headers).get(SIGN_IN_COOKIE, "")
-        if not sign_in_valid(self._keys, nonce, form["csrf"]):
+        if not sign_in_valid(self._keys(), nonce, form["csrf"]):
             return self._sign_in_page(console, "The form had expired: please try again.", 403)
         # A name is at most 64 characters: a longer one is counted (and locked out) by its start.
         name, password = form["username"].strip()[:MAX_NAME], form["password"]
@@ -346,7 +347,7 @@ class Console:
         self.guard.succeeded(name)
         session = new_session(name, now, console.session_lifetime, user.password.encode())
         cookie = self._cookie(
-            SESSION_COOKIE, session_cookie(self._keys, session), int(console.session_lifetime)
+            SESSION_COOKIE, session_cookie(self._keys(), session), int(console.session_lifetime)
         )
         log.info("console: %s signed in", name)
         return _redirect(
@@ -374,7 +375,7 @@ class Console:
             form = read_form(call.headers, call.body, frozenset({"csrf"}))
         except FormError as exc:
             return self._pages.error(exc.status, exc.message)
-        if viewer is not None and not csrf_valid(self._keys, viewer.session.id, form["csrf"]):
+        if viewer is not None and not csrf_valid(self._keys(), viewer.session.id, form["csrf"]):
             return self._pages.error(403, "This form has expired or was not ours: reload the page.")
         return _redirect(ROOT + "/sign-in", ("set-cookie", self._cookie(SESSION_COOKIE, "", 0)))
 
@@ -400,7 +401,7 @@ class Console:
             status,
             headers,
             viewer=viewer,
-            csrf=csrf_token(self._keys, viewer.session.id),
+            csrf=csrf_token(self._keys(), viewer.session.id),
             refresh_ms=int((console.refresh if console is not None else 5.0) * 1000),
             **context,
         )

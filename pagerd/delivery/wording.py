@@ -1,0 +1,75 @@
+"""What each channel says for a notification: the config's templates, with the page's links.
+
+An email or a Slack page carries an acknowledge link (and a resolve link, where the policy
+allows it) when `http.public_url` is set: a token for the incident and the target paged,
+signed with pagerd's keys (`pagerd.access.links`). The config and the keys are read at each
+send, so a reload's templates and a rotated key apply from the next page on, through lanes that
+a reload kept. An SMS carries no link: where replies are taken, its `reply_hint` says how to
+answer it ("Reply 4a to acknowledge, 4c to close"; the Twilio transport gives the code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from pager.domain import Notify
+from pager.messages import page
+from pager.templates import DEFAULT_TEMPLATES, Page, Templates
+from pagerd.access.keys import SigningKeys
+from pagerd.access.links import Link, url
+from pagerd.config import Config
+
+LINKED: Final = frozenset({"email", "slack"})
+"""The channels whose pages carry links (an SMS is answered by a reply, see docs/answering.md)."""
+
+
+class Wording:
+    def __init__(
+        self,
+        config: Callable[[], Config | None] = lambda: None,
+        keys: Callable[[], SigningKeys | None] = lambda: None,
+    ) -> None:
+        """`config` gives the running config (its templates, `http.public_url`, the policies);
+        `keys` pagerd's signing keys. Without either: the default texts, no links."""
+        self._config = config
+        self._keys = keys
+
+    def page(self, n: Notify, reply_hint: str = "") -> Page:
+        """The template variables of `n`, with its links if it is to carry them, and
+        `reply_hint` (an SMS's reply code, `pager.replies.reply_hint`)."""
+        config, keys = self._config(), self._keys()
+        if config is None or keys is None or n.target.channel not in LINKED:
+            return page(n, reply_hint=reply_hint)
+        public_url = config.http.public_url
+        if not public_url:
+            return page(n, reply_hint=reply_hint)
+        token = Link(n.service, n.incident, n.opened_at, str(n.target)).token(keys)
+        policy = config.policies.get(config.services.get(n.service, ""))
+        resolve = policy is not None and policy.allow_resolve
+        return page(
+            n,
+            ack_url=url(public_url, "ack", token),
+            resolve_url=url(public_url, "resolve", token) if resolve else "",
+            reply_hint=reply_hint,
+        )
+
+    def templates(self) -> Templates:
+        config = self._config()
+        return DEFAULT_TEMPLATES if config is None else config.templates
+
+    def subject(self, n: Notify) -> str:
+        return self.templates().subject(self.page(n))
+
+    def body(self, n: Notify) -> str:
+        return self.templates().body(self.page(n))
+
+    def sms(self, n: Notify, reply_hint: str = "") -> str:
+        return self.templates().sms(self.page(n, reply_hint))
+
+    def slack(self, n: Notify) -> str:
+        return self.templates().slack(self.page(n))
+
+
+PLAIN: Final = Wording()
+"""The default texts, without links: for a transport built without a config (tests)."""

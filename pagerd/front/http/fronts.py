@@ -1,0 +1,463 @@
+"""The front processes, seen from the core: started, served, replaced, stopped.
+
+The core opens the HTTP listeners (or takes the one systemd passed) and starts `http.workers`
+front processes (`process.py`), handing each the listeners, one end of a socketpair (its private
+channel) and the shared seats (`shared.py`). The kernel hands each new connection to whichever
+front accepts it first. Each channel is served here: a front's events go to the actors through
+`LocalCore.hand_over` (the same path as the socket's, answered after commit), its reads to the
+socket server's, its counts to the core's metrics; the core sends it the config at its start
+and at each reload.
+
+Kept here for every front at once: each integration's rate (in `LocalCore`), the wrong keys of
+each client address (`FailedKeys`; an address past its allowance is told to every front), and
+the cap on connections (the shared seats). A front that exits unasked (a crash, `kill -9`) is
+replaced; what it had in flight failed at its clients, who retry, and what of it was committed
+stays committed. A clean stop asks each front to stop accepting and to answer what it has in
+flight (`drain`); the composition root bounds that wait, then stops this, which kills any front
+still running.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import trio
+
+from pagerd.config.http import FrontConfig
+from pagerd.front.core import OverRate
+from pagerd.front.http.asgi import Response, error
+from pagerd.front.http.channel import (
+    Answered,
+    Block,
+    BrokenChannel,
+    Counts,
+    Drain,
+    Failed,
+    Forward,
+    History,
+    Limited,
+    Noted,
+    Reader,
+    Ready,
+    ReadyAnswer,
+    Serving,
+    Status,
+    Submit,
+    ToCore,
+    WrongKey,
+    configure,
+    encode,
+    from_wire,
+    replied,
+    to_core,
+)
+from pagerd.front.http.limits import FailedKeys
+from pagerd.front.http.routes import Call, Route, handle
+from pagerd.front.http.shared import SharedSeats
+from pagerd.front.local import LocalCore
+from pagerd.operations.metrics import Metrics
+from pagerd.timing.timers import Backoff
+
+__all__ = ["FrontFailed", "Fronts"]
+
+log = logging.getLogger("pagerd.http.fronts")
+
+START_TIMEOUT: Final = 60.0
+"""Seconds a front may take from its start to serving (imports, on a loaded machine)."""
+EXIT_TIMEOUT: Final = 5.0
+"""Seconds a front whose channel has closed may take to exit before it is killed."""
+RESTART_MIN: Final = 0.5
+RESTART_MAX: Final = 30.0
+STEADY: Final = 30.0
+"""A front that ran this long before it exited is replaced at once; one that exits sooner, after
+a back-off (`RESTART_MIN` doubled up to `RESTART_MAX`): a front that cannot run must not spin."""
+MAX_IN_FLIGHT: Final = 4096
+"""Submissions of one front the core holds at once; past it, that channel is not read."""
+MAX_READS: Final = 64
+"""Reads (status, history, ready) and forwarded requests of one front served at once; past it,
+likewise."""
+
+
+class FrontFailed(Exception):
+    """A front process could not start: pagerd cannot serve HTTP."""
+
+
+class _Channel:
+    """The core's end of one front's channel."""
+
+    def __init__(
+        self, stream: trio.SocketStream, fronts: Fronts, serving: Callable[[], None]
+    ) -> None:
+        self._stream = stream
+        self._fronts = fronts
+        self._serving = serving
+        self._out: list[bytes] = []
+        self._wake = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self._in_flight = 0
+        self._room = trio.lowlevel.ParkingLot()
+        self._reads = trio.Semaphore(MAX_READS)
+        self.pid: int | None = None
+
+    def send(self, line: bytes) -> None:
+        """Queue `line` for the front (dropped once the channel has closed: the front is gone,
+        and so is whoever was waiting for it)."""
+        if self._closed:
+            return
+        self._out.append(line)
+        if len(self._out) == 1:
+            self._wake.unpark()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await trio.aclose_forcefully(self._stream)
+
+    async def serve(self) -> None:
+        """Until the front closes its end (it stopped, or died)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write)
+                await self._read(nursery)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._closed = True
+
+    async def _write(self) -> None:
+        while True:
+            while not self._out:
+                await self._wake.park()
+            out, self._out = self._out, []
+            try:
+                await self._stream.send_all(b"".join(out))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def _read(self, nursery: trio.Nursery) -> None:
+        reader = Reader(self._stream, to_core)
+        try:
+            while messages := await reader.receive():
+                for message in messages:
+                    await self._take(message, nursery)
+        except BrokenChannel as exc:
+            log.error("http front pid=%s: its channel broke (closing it): %s", self.pid, exc)
+
+    async def _take(self, message: ToCore, nursery: trio.Nursery) -> None:
+        if isinstance(message, Submit):
+            await self._submit(message)
+        elif isinstance(message, (Status, History, Ready)):
+            await self._reads.acquire()
+            nursery.start_soon(self._read_one, message)
+        elif isinstance(message, Forward):
+            await self._reads.acquire()
+            nursery.start_soon(self._forward, message)
+        elif isinstance(message, WrongKey):
+            self._fronts.wrong_key(message.address)
+            self.send(encode(Noted(message.id)))
+        elif isinstance(message, Counts):
+            self._fronts.count(message)
+        else:
+            assert isinstance(message, Serving)
+            self.pid = message.pid
+            self._serving()
+
+    async def _submit(self, message: Submit) -> None:
+        while self._in_flight >= MAX_IN_FLIGHT:
+            await self._room.park()
+        id = message.id
+        held = True  # this submission's place among those in flight, given back once
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._in_flight -= 1
+                self._room.unpark()
+
+        def done(outcomes: list[tuple[bytes, str]]) -> None:
+            give_back()
+            self.send(replied(id, outcomes))
+
+        self._in_flight += 1
+        try:
+            events = [from_wire(event) for event in message.events]
+            core = self._fronts.core
+            await core.hand_over(message.integration, events, done, message.terse)
+        except OverRate as over:
+            give_back()
+            self.send(encode(Limited(id, over.integration, over.retry_after)))
+        except Exception:
+            give_back()
+            log.exception("http front pid=%s: cannot hand over a submission", self.pid)
+            self.send(encode(Failed(id)))
+
+    async def _read_one(self, message: Status | History | Ready) -> None:
+        core = self._fronts.core
+        try:
+            if isinstance(message, Ready):
+                self.send(encode(ReadyAnswer(message.id, await core.ready())))
+            elif isinstance(message, Status):
+                outcome = await core.status(message.integration, message.service)
+                self.send(replied(message.id, [outcome]))
+            else:
+                outcome = await core.history(message.integration, message.service)
+                self.send(replied(message.id, [outcome]))
+        except OverRate as over:
+            self.send(encode(Limited(message.id, over.integration, over.retry_after)))
+        except Exception:
+            log.exception("http front pid=%s: cannot serve a read", self.pid)
+            self.send(encode(Failed(message.id)))
+        finally:
+            self._reads.release()
+
+    async def _forward(self, message: Forward) -> None:
+        """A request for a route served in the core, answered by its handler here."""
+        try:
+            self.send(_answered(message.id, await self._fronts.answer(message)))
+        except Exception:
+            log.exception("http front pid=%s: cannot serve a forwarded request", self.pid)
+            self.send(encode(Failed(message.id)))
+        finally:
+            self._reads.release()
+
+
+def _answered(id: int, response: Response) -> bytes:
+    return encode(
+        Answered(id, response.status, response.body, response.content_type, list(response.headers))
+    )
+
+
+class _Start:
+    """One front's start: whether it has said it serves, and whom to tell when it does."""
+
+    def __init__(self, tell: Callable[[], None] | None) -> None:
+        self.served = False
+        self._tell = tell
+
+    def serving(self) -> None:
+        if not self.served:
+            self.served = True
+            if self._tell is not None:
+                self._tell()
+
+
+class Fronts:
+    def __init__(
+        self,
+        count: int,
+        listeners: list[trio.SocketListener],
+        core: LocalCore,
+        metrics: Metrics,
+        front: FrontConfig,
+        log_level: str = "info",
+        in_core: Sequence[Route] = (),
+    ) -> None:
+        """`count` front processes serving `listeners` (kept open here, for the next front),
+        reaching `core`; `front` is the config they serve first. `in_core` are routes served
+        here, in the core: a front forwards their requests whole (for a route that needs what
+        only the core has; the others are the table's, handled in the fronts)."""
+        self.core = core
+        self._in_core_routes = list(in_core)
+        self.in_core = {(route.method, route.pattern): route for route in in_core}
+        self._count = count
+        self._listeners = listeners
+        self._metrics = metrics
+        self._log_level = log_level
+        self._wrong_keys = FailedKeys()
+        self._seats = SharedSeats.create(count)
+        self._configure = encode(configure(front, self._in_core_routes))
+        self._channels: dict[int, _Channel] = {}
+        self._draining = False
+        self._drained = trio.Event()  # set by `drain`
+        self.ports: list[int] = [listener.socket.getsockname()[1] for listener in listeners]
+        self.closed = trio.Event()
+
+    @property
+    def open_connections(self) -> int:
+        """HTTP connections open now, in every front."""
+        return 0 if self.closed.is_set() else len(self._seats)
+
+    @property
+    def running(self) -> int:
+        return len(self._channels)
+
+    def pids(self) -> list[int]:
+        """The running fronts' process ids (those that have said they serve)."""
+        return [c.pid for c in self._channels.values() if c.pid is not None]
+
+    def configure(self, front: FrontConfig) -> None:
+        """Serve `front` from now on (a reload): every front is sent it, and each new one."""
+        self._configure = encode(configure(front, self._in_core_routes))
+        for channel in self._channels.values():
+            channel.send(self._configure)
+
+    def drain(self) -> None:
+        """Stop: each front stops accepting, answers what it has in flight, and exits. The
+        listeners are closed here too (no front will start again): once every front has closed
+        its own, a new connection is refused rather than left in a backlog nobody serves."""
+        if self._draining:
+            return
+        self._draining = True
+        self._drained.set()
+        for channel in self._channels.values():
+            channel.send(encode(Drain()))
+        for listener in self._listeners:
+            listener.socket.close()
+
+    def wrong_key(self, address: str) -> None:
+        """`address` presented a wrong key to a front: past its allowance, every front makes it
+        wait."""
+        self._wrong_keys.failed(address)
+        wait = self._wrong_keys.retry_after(address)
+        if wait is not None:
+            block = encode(Block(address, wait))
+            for channel in self._channels.values():
+                channel.send(block)
+
+    async def answer(self, message: Forward) -> Response:
+        """The answer of the route served in the core that `message` is for: its provider's
+        signature checked here first, where the secret is (a bad one counted as a wrong key of
+        its address, for every front), then its handler's."""
+        route = self.in_core.get((message.method, message.pattern))
+        if route is None and message.method == "HEAD":  # a GET route's, as `find` gives it
+            route = self.in_core.get(("GET", message.pattern))
+        if route is None:
+            return error(404, "not_found", "no such endpoint (see /openapi.json)")
+        integration = None
+        if message.integration is not None:
+            integration = self.core.config().integrations.get(message.integration)
+            if integration is None:  # a reload removed it since the front checked its key
+                return error(401, "unauthorized", "the key is no longer an integration's")
+        call = Call(
+            message.method, message.path, message.params, message.headers, message.body,
+            integration, address=message.address, query=message.query,
+        )  # fmt: skip
+        if route.signed is not None:
+            refused = route.signed.check(call)
+            if refused is not None:
+                if refused.status == 403:
+                    self._metrics.http_auth_failures.inc(route.signed.provider)
+                    self.wrong_key(message.address)
+                return refused
+        return await handle(route, call)
+
+    def count(self, counts: Counts) -> None:
+        for route, code, n in counts.requests:
+            self._metrics.http_requests.inc(route, code, by=n)
+        for kind, n in counts.auth_failures:
+            self._metrics.http_auth_failures.inc(kind, by=n)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the fronts until drained (each has exited), replacing any that exits unasked;
+        started once every front serves. `FrontFailed` if one cannot start."""
+        try:
+            async with trio.open_nursery() as nursery:
+                serving = 0
+                all_serving = trio.Event()
+
+                def one_more() -> None:
+                    nonlocal serving
+                    serving += 1
+                    if serving == self._count:
+                        all_serving.set()
+
+                for slot in range(self._count):
+                    nursery.start_soon(self._keep, slot, one_more, name=f"http front {slot}")
+                with trio.move_on_after(START_TIMEOUT):
+                    await all_serving.wait()
+                if not all_serving.is_set():
+                    raise FrontFailed(
+                        f"the HTTP front processes did not start within {START_TIMEOUT:g}s"
+                    )
+                task_status.started()
+        finally:
+            self.closed.set()
+            self._seats.close()
+
+    async def _keep(self, slot: int, started: Callable[[], None]) -> None:
+        """Front `slot`, and each that replaces it, until drained. Until one has served, a
+        front that cannot start, or stops by itself, is `FrontFailed` (another would fail too:
+        an import, a certificate); one killed by a signal is replaced, then as later."""
+        backoff = Backoff(RESTART_MIN, RESTART_MAX)
+        served = False
+        while not self._draining:
+            start = _Start(None if served else started)
+            began = trio.current_time()
+            try:
+                code = await self._run(slot, start.serving)
+            except OSError as exc:
+                if not served:
+                    raise FrontFailed(f"cannot start an HTTP front process: {exc}") from None
+                log.error("http front %d: cannot start another: %s", slot, exc)
+                code = None
+            except Exception:  # a bug here must not take paging down: logged, counted, retried
+                if not served:
+                    raise
+                log.exception("http front %d failed", slot)
+                code = None
+            served = served or start.served
+            if code == 0 and not self._draining:
+                # A clean exit is a front told to stop by a signal: systemd's SIGTERM at a stop,
+                # which reaches pagerd at the same moment. Give pagerd's own stop a moment.
+                with trio.move_on_after(RESTART_MIN):
+                    await self._drained.wait()
+            if self._draining:
+                return
+            if not served and (code is None or code >= 0):
+                raise FrontFailed(
+                    f"an HTTP front process exited with {code} before it served (see its error"
+                    " above)"
+                )
+            self._metrics.http_fronts_replaced.inc()
+            log.warning("http front %d exited (code %s); starting another", slot, code)
+            if trio.current_time() - began < STEADY:
+                await backoff.wait()
+            else:
+                backoff.reset()
+
+    async def _run(self, slot: int, serving: Callable[[], None]) -> int | None:
+        """One front process in slot `slot`, served until its channel closes; its exit code."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listening = [listener.socket.fileno() for listener in self._listeners]
+            args = [
+                sys.executable, "-m", "pagerd.front.http.process",
+                "--channel", str(theirs.fileno()),
+                *(f"--listen={fd}" for fd in listening),
+                "--seats", str(self._seats.fd),
+                "--slots", str(self._count),
+                "--slot", str(slot),
+                "--log-level", self._log_level,
+            ]  # fmt: skip
+            self._seats.reset(slot)  # the last front of this slot took its connections with it
+            process = await trio.lowlevel.open_process(
+                args, pass_fds=(theirs.fileno(), *listening, self._seats.fd),
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        channel = _Channel(trio.SocketStream(trio.socket.from_stdlib_socket(mine)), self, serving)
+        self._channels[slot] = channel
+        try:
+            channel.send(self._configure)
+            if self._draining:
+                channel.send(encode(Drain()))
+            await channel.serve()
+            with trio.move_on_after(EXIT_TIMEOUT):
+                await process.wait()
+        finally:
+            del self._channels[slot]
+            with trio.CancelScope(shield=True):
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                await channel.aclose()
+            self._seats.reset(slot)
+        return process.returncode

@@ -1,0 +1,160 @@
+"""Notification templates: the defaults keep today's words, a config's own are checked when it
+loads, and what a client sent is never read as a template."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pager.domain import Notify, Target
+from pager.messages import page
+from pager.templates import DEFAULT_TEMPLATES, SMS_SEGMENT, Templates, gsm_length, one_line
+from pagerd.access.keys import SigningKeys
+from pagerd.access.links import Link
+from pagerd.config import load
+from pagerd.config.templates import link_note
+from pagerd.delivery.transports.smtp import SmtpTransport
+from pagerd.delivery.wording import Wording
+from pagerd.timing.clock import Clock
+from tests.harness import CHANNELS, ONCALL, errors_of
+from tests.servers import SmtpServer
+from tests.test_transports import T0, smtp_settings
+
+SERVICES = '\n[services.api]\npolicy = "oncall"\n'
+
+
+def notify(target: str = "email:alice@example.com", message: str = "p99 > 2s") -> Notify:
+    return Notify("payments-api", 3, 1, 2, Target.parse(target), message, T0)
+
+
+def test_the_default_sms_fits_one_segment_and_says_how_to_acknowledge() -> None:
+    text = DEFAULT_TEMPLATES.sms(page(notify("sms:+14155550100", "disk full on db-3 " * 20)))
+    assert gsm_length(text) == SMS_SEGMENT  # septets: "[" and "]" take two each
+    assert text.startswith("[pager] payments-api level 2: disk full on db-3")
+    assert text.endswith("... -- ack: pager ack payments-api")
+    hinted = page(notify("sms:+14155550100"), reply_hint="Reply 4a to acknowledge, 4c to close")
+    assert DEFAULT_TEMPLATES.sms(hinted) == (
+        "[pager] payments-api level 2: p99 > 2s -- Reply 4a to acknowledge, 4c to close"
+    )
+
+
+def test_the_email_carries_the_links_and_still_the_command() -> None:
+    links = page(notify(), "https://pager.example/ack/T", "https://pager.example/resolve/T")
+    body = DEFAULT_TEMPLATES.body(links)
+    assert "Acknowledge to stop the escalation:\n    https://pager.example/ack/T\n" in body
+    assert "Resolve (close the incident):\n    https://pager.example/resolve/T\n" in body
+    assert "pager ack payments-api" in body
+    no_resolve = DEFAULT_TEMPLATES.body(page(notify(), "https://pager.example/ack/T"))
+    assert "Resolve" not in no_resolve
+
+
+def test_slack_links_are_slack_links_and_values_are_escaped() -> None:
+    message = "<!channel> see <https://evil.example|runbook> & {{ 7 * 7 }}"
+    text = DEFAULT_TEMPLATES.slack(
+        page(notify("slack:https://hooks.slack.com/x", message), "https://p.example/ack/T?a=1&b")
+    )
+    assert "&lt;!channel&gt; see &lt;https://evil.example|runbook&gt; &amp; {{ 7 * 7 }}" in text
+    assert "<https://p.example/ack/T?a=1&amp;b|Acknowledge>" in text
+    assert "<!channel>" not in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=st.text(max_size=300))
+def test_a_message_is_never_read_as_a_template(message: str) -> None:
+    """Whatever a client sends (`{{ }}`, `{% %}`, `{# #}`, raw blocks), it is the message's
+    text in the page, never run: each form shows it as it shows any text."""
+    custom = Templates({"sms": "{{ message }}|{{ service }}", "email_subject": "{{ message }}"})
+    p = page(notify(message=message))
+    shown = one_line(message or "alert")
+    sms = custom.sms(p)
+    assert sms.endswith("|payments-api")
+    assert shown.startswith(sms.removesuffix("|payments-api").removesuffix("..."))
+    assert custom.subject(p).startswith(shown[:150])
+
+
+def test_a_config_s_templates_are_checked_when_it_loads(tmp_path: Path) -> None:
+    text = CHANNELS + ONCALL + SERVICES
+    errors = errors_of(
+        tmp_path,
+        text
+        + "\n[templates]\n"
+        + 'sms = "{{ service }} {{ severity }}"\n'
+        + 'email_subject = "{% if %}"\n'
+        + 'slack = "{{ message | nosuchfilter }}"\n'
+        + 'fax = "{{ service }}"\n'
+        + "email_body = 3\n",
+    )
+    assert errors == [
+        "templates.sms: unknown variable severity (known: service, incident, number, message,"
+        " level, round, opened_at, target, notification, ack_command, ack_url, resolve_url,"
+        " reply_hint)",
+        "templates.email_subject: not a valid template: Expected an expression, got 'end of"
+        " statement block' (line 1)",
+        "templates.slack: not a valid template: No filter named 'nosuchfilter'. (line 1)",
+        "templates.fax: unknown key (known: email_subject, email_body, sms, slack)",
+        "templates.email_body: expected a string",
+    ]
+
+
+def test_a_template_reaches_nothing_but_its_variables(tmp_path: Path) -> None:
+    """The sandbox: no attribute of Python's own, however a template goes for it."""
+    text = CHANNELS + ONCALL + SERVICES
+    errors = errors_of(tmp_path, text + '\n[templates]\nsms = "{{ service.__class__.__mro__ }}"\n')
+    assert len(errors) == 1 and errors[0].startswith("templates.sms: cannot be rendered")
+
+
+async def test_a_config_s_own_templates_and_links_reach_a_real_email(tmp_path: Path) -> None:
+    path = tmp_path / "pager.toml"
+    path.write_text(
+        CHANNELS
+        + ONCALL
+        + SERVICES
+        + '\n[http]\npublic_url = "https://pager.example/"\n'
+        + "\n[templates]\n"
+        + 'email_subject = "{{ incident }} needs you: {{ message }}"\n'
+        + 'email_body = """Hi {{ target }},\n{{ message }}\nAck: {{ ack_url }}\n"""\n'
+    )
+    config = load(path)
+    keys = SigningKeys.load_or_create(tmp_path)
+    wording = Wording(lambda: config, lambda: keys)
+    n = Notify("api", 1, 1, 1, Target.parse("email:alice@example.com"), "{{ 7*7 }}", T0)
+    with SmtpServer() as server, trio.fail_after(10):
+        await SmtpTransport(smtp_settings(server.port), 5.0, 1, Clock(T0), wording).send(n)
+    (got,) = server.received
+    assert got.message["Subject"] == "api#1 needs you: {{ 7*7 }}"
+    payload = got.message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    body = payload.decode()
+    assert body.startswith(
+        "Hi email:alice@example.com,\n{{ 7*7 }}\nAck: https://pager.example/ack/"
+    )
+    token = body.split("/ack/", 1)[1].split()[0]
+    assert Link.open(keys, token) == Link("api", 1, T0, "email:alice@example.com")
+
+
+def test_without_public_url_no_links_and_check_says_so(tmp_path: Path) -> None:
+    (tmp_path / "pager.toml").write_text(CHANNELS + ONCALL + SERVICES)
+    config = load(tmp_path / "pager.toml")
+    keys = SigningKeys.load_or_create(tmp_path)
+    assert Wording(lambda: config, lambda: keys).page(notify()).ack_url == ""
+    assert link_note(config) == (
+        "http.public_url is not set: email pages carry no acknowledge links (see docs/answering.md)"
+    )
+
+
+def test_the_documented_examples_load_and_say_what_the_docs_say(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "answering.md").read_text()
+    # The policy and the templates (the Slack channel's block is tested with Slack buttons).
+    blocks = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.DOTALL) if "[channels." not in b]
+    assert len(blocks) == 2
+    path = tmp_path / "pager.toml"
+    path.write_text(CHANNELS + "".join(blocks) + '\n[services.api]\npolicy = "payments-oncall"\n')
+    config = load(path)
+    policy = config.policies["payments-oncall"]
+    assert (policy.ack_expiry, policy.allow_resolve) == (4 * 3600.0, True)
+    sms = config.templates.sms(page(notify("sms:+14155550100")))
+    assert sms == "payments-api L2: p99 > 2s -- ack: pager ack payments-api"
