@@ -587,6 +587,8 @@ def _timeline(reply: dict[str, Any]) -> str:
             what = f"held by a silence until {step.get('until')}"
         elif event == "acknowledged":
             what = "acknowledged: escalation stops"
+        elif event == "expired":
+            what = "acknowledgement expired (ack_expiry): escalation restarts at level 1"
         elif event == "exhausted":
             what = "exhausted: no level left to notify"
         else:

@@ -510,6 +510,17 @@ class Notify:
     def incident_id(self) -> str:
         return incident_id(self.service, self.incident)
 
+    @property
+    def person(self) -> str:
+        """The person a `person:` or `schedule:` target was resolved to (`alice`, from `via`:
+        `person:alice`, `schedule:payments-primary → alice`); empty for a plain address."""
+        via = self.via
+        if " → " in via:
+            return via.rpartition(" → ")[2]
+        if via.startswith("person:"):
+            return via.removeprefix("person:")
+        return ""
+
 
 class Rejected(Exception):
     """The event cannot apply to this state; nothing changed. `code` is the protocol's code."""

@@ -3,10 +3,11 @@
 Not a model of the rules but a driver of them: it feeds `decide` the events the daemon's
 scheduler would feed it (the alert that opens the incident, each step's `Timeout` at its
 deadline, which is also when a silence or maintenance window holding a step ends), and an
-acknowledgement if one is to come, and writes down what each decision notified, held, or found
-nobody to notify. `person:` and `schedule:` targets are resolved by the resolver the daemon
-gives `decide` (its schedules and overrides, `pagerd.engine.oncall.Rota.resolver`), at the time
-each level is notified; a person's delayed steps carry their time (`Notify.not_before`), and
+acknowledgement if one is to come (and its expiry, `AckExpired`, with the policy's
+`ack_expiry`), and writes down what each decision notified, held, or found nobody to notify.
+`person:` and `schedule:` targets are resolved by the resolver the daemon gives `decide` (its
+schedules and overrides, `pagerd.engine.oncall.Rota.resolver`), at the time each level is
+notified; a person's delayed steps carry their time (`Notify.not_before`), and
 those the acknowledgement comes before are cancelled, as the outbox cancels them. With the same
 state, policy, silences, windows and resolver it cannot disagree with the daemon: it is the
 same code, given the same events at the same times (tests/test_simulate_daemon.py holds the two
@@ -24,6 +25,7 @@ import attrs
 
 from pager.domain import (
     Ack,
+    AckExpired,
     Alert,
     Notify,
     Policy,
@@ -41,7 +43,7 @@ MAX_STEPS: Final = 500
 that hold it for ever) is shown that far."""
 MESSAGE: Final = "simulated"
 
-Kind = Literal["notify", "unreached", "held", "acknowledged", "exhausted"]
+Kind = Literal["notify", "unreached", "held", "acknowledged", "expired", "exhausted"]
 End = Literal["acknowledged", "exhausted", "rounds", "limit"]
 
 
@@ -51,7 +53,9 @@ class Step:
     delayed one's time is its `not_before`, and those an acknowledgement comes before are in
     `cancelled` instead), `unreached` (targets of a level that reached nobody, `reasons`; the
     next level follows at once if none was reached), `held` (a silence or maintenance window
-    holds the next step until `until`), `acknowledged`, `exhausted`."""
+    holds the next step until `until`), `acknowledged`, `expired` (the acknowledgement
+    outlived the policy's `ack_expiry`: escalation restarts at level 1 of the next round, its
+    `schedule:` targets resolved then), `exhausted`."""
 
     at: float
     kind: Kind
@@ -88,7 +92,8 @@ def simulate(
     acknowledging (or acknowledging `ack_after` seconds later), as `decide` rules it with
     `policy`, `state`'s silences, `windows` and `resolve`; at most `rounds` rounds if given. An
     acknowledgement due at the very moment of a deadline, or of a delayed step, is taken
-    first."""
+    first. With the policy's `ack_expiry`, the acknowledgement expires and the timeline goes on
+    from the restart (an incident exhausted before the acknowledgement restarts too)."""
     state = ServiceState(state.name, state.last_incident, silences=state.silences)
     ack_at = None if ack_after is None else at + ack_after
     now = at
@@ -111,18 +116,30 @@ def simulate(
             if ack_at is not None:  # acknowledged later all the same: its delayed steps go
                 steps = [_cancelled(step, ack_at) for step in steps]
             steps.append(Step(now, "exhausted", incident.round, incident.level))
-            return Timeline(state.name, at, tuple(steps), "exhausted")
+            if ack_at is None or policy.ack_expiry is None:
+                return Timeline(state.name, at, tuple(steps), "exhausted")
         elif incident.silenced:
             steps.append(Step(now, "held", incident.round, incident.level, until=incident.deadline))
         deadline = incident.deadline
-        assert deadline is not None  # open, not acknowledged, not exhausted
-        if ack_at is not None and ack_at <= deadline:
+        if ack_at is not None and (deadline is None or ack_at <= deadline):
             state, _ = decide(
                 state, Ack(), ack_at, policy, heartbeat, resolve=resolve, windows=windows
             )
             steps = [_cancelled(step, ack_at) for step in steps]
             steps.append(Step(ack_at, "acknowledged", incident.round, incident.level))
-            return Timeline(state.name, at, tuple(steps), "acknowledged")
+            acked = state.incident
+            assert acked is not None and acked.acknowledged_at is not None
+            if acked.deadline is None:  # no `ack_expiry`: it holds until the incident closes
+                return Timeline(state.name, at, tuple(steps), "acknowledged")
+            # It expires: escalation restarts then, as the daemon's scheduler hands it over.
+            ack_at, now = None, acked.deadline
+            steps.append(Step(now, "expired", acked.round, acked.level))
+            expired = AckExpired(acked.number, acked.acknowledged_at)
+            state, notes, unreached = decide_with(
+                state, expired, now, policy, heartbeat, resolve=resolve, windows=windows
+            )
+            continue
+        assert deadline is not None  # open, not acknowledged, not exhausted
         now = deadline
         step = Timeout(incident.number, incident.round, incident.level)
         state, notes, unreached = decide_with(

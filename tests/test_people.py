@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pager.domain import (
+    Ack,
+    AckExpired,
     Alert,
     Level,
     Policy,
@@ -161,3 +164,55 @@ def test_no_deadline_is_ever_set_on_a_level_that_notified_nobody(
     else:
         assert incident.exhausted and incident.deadline is None
         assert len(unreached) == len(gaps) * (repeat + 1)
+
+
+def test_an_expired_ack_pages_whoever_is_on_call_at_the_expiry() -> None:
+    """`ack_expiry`'s restart resolves its `schedule:` targets when it is taken: alice was on
+    call when she acknowledged; a day later, when the ack expires, it is bob's turn."""
+    policy = Policy((level("schedule:primary"),), ack_expiry=86400.0)
+    at = T0 + 3600  # Monday 09:00: alice
+    state, notes = decide(ServiceState("api"), Alert(), at, policy, resolve=DIRECTORY.resolve)
+    assert {n.via for n in notes} == {"schedule:primary → alice"}
+    state, _ = decide(state, Ack("alice"), at + 60, policy, resolve=DIRECTORY.resolve)
+    expiry = AckExpired(1, at + 60)
+    state, notes = decide(state, expiry, at + 60 + 86400, policy, resolve=DIRECTORY.resolve)
+    assert [(n.round, n.level, n.target, n.via) for n in notes] == [
+        (2, 1, Target("email", "bob@example.com"), "schedule:primary → bob")
+    ]
+
+
+@given(
+    gaps=st.lists(st.booleans(), min_size=1, max_size=3),
+    repeat=st.integers(0, 2),
+    expiry=st.sampled_from([3600.0, 7200.0, 14 * 3600.0, 25 * 3600.0]),
+)
+def test_an_expired_ack_restarts_as_an_incident_opened_at_the_expiry_would_page(
+    gaps: list[bool], repeat: int, expiry: float
+) -> None:
+    """Whatever the schedules' gaps at the expiry, the restart notifies, skips and exhausts
+    exactly as an incident opened then would, its rounds counted from the restart
+    (`round_base`): a level with nobody is passed over at once, round after round as `repeat`
+    allows, never waited on."""
+    targets = ["schedule:business" if gap else "schedule:primary" for gap in gaps]
+    policy = Policy(tuple(level(t, ack=600) for t in targets), repeat, ack_expiry=expiry)
+    at = T0 + 86400 + 3600  # Tuesday 09:00: bob on primary and on business
+    state, notes = decide(ServiceState("api"), Alert(), at, policy, resolve=DIRECTORY.resolve)
+    assert notes
+    state, _ = decide(state, Ack("bob"), at + 60, policy, resolve=DIRECTORY.resolve)
+    assert state.incident is not None
+    base = state.incident.round
+    now = at + 60 + expiry
+    restarted, notes, unreached = decide_with(
+        state, AckExpired(1, at + 60), now, policy, resolve=DIRECTORY.resolve
+    )
+    fresh, fresh_notes, fresh_unreached = decide_with(
+        ServiceState("api"), Alert(), now, policy, resolve=DIRECTORY.resolve
+    )
+    assert [attrs.evolve(n, round=n.round - base, opened_at=now) for n in notes] == list(
+        fresh_notes
+    )
+    assert [attrs.evolve(u, round=u.round - base) for u in unreached] == list(fresh_unreached)
+    incident, opened = restarted.incident, fresh.incident
+    assert incident is not None and opened is not None
+    assert (incident.round - base, incident.level) == (opened.round, opened.level)
+    assert (incident.deadline, incident.exhausted) == (opened.deadline, opened.exhausted)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -170,3 +171,42 @@ def test_a_maintenance_window_holds_the_timeline_as_a_silence_does() -> None:
     notify = timeline.steps[1]
     assert (notify.kind, notify.at, notify.level) == ("notify", MONDAY + 5400, 1)
     assert notify.notifications[0].via == "schedule:primary → alice"
+
+
+def test_an_expired_acknowledgement_restarts_the_timeline_with_who_is_on_call_then() -> None:
+    """With `ack_expiry`, the timeline goes on past the acknowledgement: at its expiry, level 1
+    of the next round, its schedule resolved then (bob, a day later), as the daemon does."""
+    policy = attrs.evolve(ROTA_POLICY, ack_expiry=86400.0)
+    timeline = simulate(
+        ServiceState("api"), policy, MONDAY + 3600, ack_after=60.5, resolve=ROTA.resolve
+    )
+    kinds = [(s.kind, s.round, s.level) for s in timeline.steps]
+    assert kinds == [
+        ("notify", 1, 1),
+        ("acknowledged", 1, 1),
+        ("expired", 1, 1),
+        ("notify", 2, 1),
+        ("notify", 2, 2),
+        ("exhausted", 2, 2),
+    ]
+    expired, again = timeline.steps[2:4]
+    assert expired.at == again.at == MONDAY + 3600 + 60.5 + 86400
+    assert [n.via for n in again.notifications] == ["schedule:primary → bob"]
+    assert timeline.end == "exhausted"
+
+
+@given(policy=strategies.policies, expiry=st.sampled_from([1.0, 600.0, 7200.0]))
+def test_an_acknowledgement_after_exhaustion_expires_and_restarts_too(
+    policy: Policy, expiry: float
+) -> None:
+    """An incident exhausted before it is acknowledged: the acknowledgement's expiry restarts
+    its escalation all the same (`round_base`: as many rounds again as `repeat` allows)."""
+    policy = attrs.evolve(policy, ack_expiry=expiry)
+    whole = simulate(ServiceState("api"), policy, T0)
+    ack = whole.steps[-1].at - T0 + 0.5
+    timeline = simulate(ServiceState("api"), policy, T0, ack_after=ack)
+    notified = [(s.round, s.level) for s in timeline.steps if s.kind == "notify"]
+    steps = [(r, lv) for _, r, lv in plan(policy)]
+    assert notified == steps + [(r + policy.repeat + 1, lv) for r, lv in steps]
+    assert [s.kind for s in timeline.steps].count("expired") == 1
+    assert timeline.end == "exhausted"
