@@ -17,7 +17,8 @@ import trio.testing
 
 from pager import cli
 from pagerd.config import Config, load
-from tests.harness import CHANNELS, Connection, connect, running, settle, steps
+from pagerd.timing.clock import Clock
+from tests.harness import CHANNELS, T0, Connection, connect, running, settle, steps
 
 DAY = 86400
 HOUR = 3600
@@ -74,12 +75,18 @@ targets = ["email:lead@example.com"]
 [policies.dave]
 [[policies.dave.levels]]
 targets = ["person:dave"]
+
+[policies.expiring]
+ack_expiry = "2h"
+[[policies.expiring.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "1h"
 """
 
 
 def oncall_config(folder: Path) -> Config:
     text = CHANNELS + PEOPLE + POLICIES
-    for name, policy in (("api", "rota"), ("shop", "hours"), ("db", "dave")):
+    for name, policy in (("api", "rota"), ("shop", "hours"), ("db", "dave"), ("pay", "expiring")):
         text += f'\n[services.{name}]\npolicy = "{policy}"\n'
     path = folder / "pager.toml"
     path.write_text(text)
@@ -354,3 +361,38 @@ policy = "mixed"
         " person:dave (sms:+14155550199, email:dave@example.com after 2m)"
     )
     assert "schedule:primary → carol (email:carol@example.com)" in shown
+
+
+async def test_an_expired_ack_pages_whoever_is_on_call_at_the_expiry_across_a_restart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """alice, on call at 08:00, acknowledges at 08:01 (`ack_expiry = "2h"`); pagerd stops, and
+    starts again at 10:00, when bob is on call and an override made then gives his shift to
+    carol: at 10:01 the restarted escalation pages carol, resolved at the expiry."""
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            assert (await conn.request("alert", service="pay", message="down"))["ok"]
+            await trio.sleep(MINUTE)
+            acked = await conn.request("ack", service="pay", by="alice")
+            assert acked["incident"]["next_escalation_at"] == "2027-01-15T10:01:00.000Z"
+            await trio.sleep(30 * MINUTE)
+        assert targets(config) == [(1, 1, "email:alice@example.com")]
+        async with running(config, Clock(T0 + 2 * HOUR)), connect(config.socket) as conn:
+            reply = await conn.request(
+                "override", schedule="primary", by="carol", **{"for": "bob"},
+                **{"from": "2027-01-15T09:30:00Z", "until": "2027-01-15T11:00:00Z"},
+            )  # fmt: skip
+            assert reply["ok"], reply
+            await trio.sleep(59)  # a second before the expiry: nothing yet
+            await settle()
+            assert targets(config) == [(1, 1, "email:alice@example.com")]
+            await trio.sleep(2)
+            await settle()
+            assert targets(config) == [
+                (1, 1, "email:alice@example.com"),
+                (2, 1, "email:carol@example.com"),
+            ]
+            timeline = await history(conn, "pay")
+    shown = [(e.get("via"), e["target"]) for e in timeline if e["event"] == "notification"]
+    assert shown[-1] == ("schedule:primary → carol", "email:carol@example.com")
