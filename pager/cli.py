@@ -27,7 +27,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from pager import __version__
+from pager import __version__, oncall_cli
 from pager.protocol import MAX_BY, MAX_ROUNDS, MAX_TEXT, request_line
 from pager.silences import MAX_REASON
 from pager.text import clip, controls, from_argv, printable
@@ -244,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reload", parents=[common], help="reload pagerd's config file (as SIGHUP does)"
     )
+    oncall_cli.add_parsers(commands, common)
     silence = commands.add_parser(
         "silence",
         parents=[common],
@@ -347,9 +348,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(wrong)  # checked while parsing already, where argparse lets it be
     _lenient(sys.stdout)
     path = args.socket or os.environ.get("PAGER_SOCKET") or DEFAULT_SOCKET
-    op, fields = _request(args)
+    if args.command in ("override", "oncall"):
+        op, line = args.command, oncall_cli.request(args, parser)
+    else:
+        op, fields = _request(args)
+        line = request_line(op, **fields)
     try:
-        reply = call(path, request_line(op, **fields), args.timeout)
+        reply = call(path, line, args.timeout)
     except Unreachable as exc:
         print(f"pager: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -421,6 +426,8 @@ def render(
         return f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
     if command == "history":
         return _history(reply)
+    if command in ("override", "oncall"):
+        return oncall_cli.render(command, reply)
     if command in ("silence", "silence_end"):
         return _silence(reply.get("silence") or {}, command)
     if command == "silences":
@@ -497,7 +504,10 @@ def _entry(entry: dict[str, Any]) -> str:
     if event == "ack_expired":
         return f"acknowledgement expired: {entry.get('detail', '')}"
     if event == "notification":
-        return f"notify {entry['target']} (level {entry['level']}, round {entry['round']})"
+        via = f"{entry['via']}: " if entry.get("via") else ""
+        return f"notify {via}{entry['target']} (level {entry['level']}, round {entry['round']})"
+    if event == "unreached":
+        return f"NOBODY TO NOTIFY: {entry.get('detail') or ''}"
     if event == "delivery":
         outcome = entry.get("outcome")
         extra = entry.get("error") or entry.get("provider_id") or ""
@@ -540,9 +550,16 @@ def _silence_table(silences: list[dict[str, Any]], width: int | None) -> str:
 
 
 def _silenced(statuses: list[dict[str, Any]]) -> str:
-    """The silences of the services shown, a line each, after a blank line; nothing if none."""
+    """The silences of the services shown, and the maintenance windows in force, a line each,
+    after a blank line; nothing if none."""
     lines = []
     for status in statuses:
+        window = status.get("maintenance")
+        if isinstance(window, dict):
+            lines.append(
+                f"{status['service']} in a maintenance window until {window.get('until')}"
+                f" ({', '.join(map(str, window.get('windows') or []))})"
+            )
         for s in status.get("silences") or []:
             by = f" by {s['by']}" if s.get("by") else ""
             lines.append(
@@ -553,24 +570,33 @@ def _silenced(statuses: list[dict[str, Any]]) -> str:
 
 
 def _timeline(reply: dict[str, Any]) -> str:
-    """A simulation: a line a step, then why it ends."""
+    """A simulation: a line a step, then why it ends. A step of a level that pages a schedule
+    is shown on the schedule's clock (its zone named); the others in UTC."""
     lines = [f"{reply.get('service')}: an incident opened at {reply.get('opened_at')}"]
     rows: list[tuple[str, ...]] = []
     for step in reply.get("timeline") or []:
         event = step.get("event")
         where = f"level {step.get('level')} round {step.get('round')}"
         if event == "notify":
-            targets = ", ".join(str(n.get("target")) for n in step.get("notify") or [])
-            what = f"notify {where}: {targets}"
+            what = f"notify {where}: {_planned(step.get('notify') or [])}"
+            if step.get("cancelled"):
+                what += f" (not sent, acknowledged before: {_planned(step['cancelled'])})"
+        elif event == "unreached":
+            what = f"{where} reached nobody: {'; '.join(map(str, step.get('reasons') or []))}"
         elif event == "held":
             what = f"held by a silence until {step.get('until')}"
         elif event == "acknowledged":
             what = "acknowledged: escalation stops"
+        elif event == "expired":
+            what = "acknowledgement expired (ack_expiry): escalation restarts at level 1"
         elif event == "exhausted":
             what = "exhausted: no level left to notify"
         else:
             what = str(event)
-        rows.append((f"  {step.get('at')}", f"+{step.get('after')}", what))
+        when = str(step.get("at"))
+        if step.get("local_at"):
+            when = f"{step['local_at']} {step.get('timezone')}"
+        rows.append((f"  {when}", f"+{step.get('after')}", what))
     ends = {
         "acknowledged": "",
         "exhausted": "",
@@ -580,6 +606,24 @@ def _timeline(reply: dict[str, Any]) -> str:
     text = "\n".join([*lines, _columns(rows)] if rows else lines)
     end = ends.get(str(reply.get("end")), "")
     return text + ("\n" + end if end else "")
+
+
+def _planned(notes: list[dict[str, Any]]) -> str:
+    """A step's notifications: each target with its delay if it has one; those a person or a
+    schedule was resolved to grouped under how (`schedule:primary → alice (sms:..., email:...
+    after 2m)`)."""
+    groups: list[tuple[str | None, list[str]]] = []
+    for note in notes:
+        delay = note.get("delay")
+        text = str(note.get("target")) + ("" if delay in (None, "0s") else f" after {delay}")
+        via = note.get("via") or None
+        if via is not None and groups and groups[-1][0] == via:
+            groups[-1][1].append(text)
+        else:
+            groups.append((via, [text]))
+    return ", ".join(
+        texts[0] if via is None else f"{via} ({', '.join(texts)})" for via, texts in groups
+    )
 
 
 def _heartbeat(status: dict[str, Any]) -> str:
@@ -606,7 +650,10 @@ def _summary(status: dict[str, Any]) -> str:
         by += f" via {incident['acknowledged_via']}"
     ack = f" acknowledged{by}" if incident["acknowledged"] else ""
     if incident.get("silenced"):
-        held = f"paging held by a silence until {incident.get('next_escalation_at')}"
+        quiet = "a silence"
+        if status.get("maintenance") and not status.get("silences"):
+            quiet = "a maintenance window"
+        held = f"paging held by {quiet} until {incident.get('next_escalation_at')}"
         if incident["level"]:
             held = f"level {incident['level']} notified, {held}"
         return (

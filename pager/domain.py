@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Final, TypeAlias
 from urllib.parse import urlsplit
@@ -38,6 +38,9 @@ remembered anything."""
 MAX_SERVICE_NAME: Final = 128
 SERVICE_NAME_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SERVICE_NAME}}}")
 CHANNELS: Final = ("email", "sms", "slack", "webhook")
+REFERENCES: Final = ("person", "schedule")
+"""Targets that name somebody rather than an address: resolved when their level is notified
+(see `Resolver`)."""
 SLACK_APP: Final = "app"
 """The address of the target `slack:app`: the channel of the Slack app (`[channels.slack]
 channel`), posted to with its bot token, rather than an incoming webhook's URL."""
@@ -115,8 +118,12 @@ class Target:
         elif channel in ("slack", "webhook"):
             if (problem := url_problem(address)) is not None:
                 raise ValueError(problem)
+        elif channel in REFERENCES:
+            if not is_service_name(address):
+                raise ValueError(f"a {channel} name is 1 to 128 letters, digits, '.', '_' or '-'")
         else:
-            raise ValueError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNELS)})")
+            kinds = ", ".join((*CHANNELS, *REFERENCES))
+            raise ValueError(f"unknown channel {channel!r} (expected one of {kinds})")
         return cls(channel, address)
 
     def __str__(self) -> str:
@@ -127,7 +134,7 @@ class Target:
             host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
             return f"{self.channel}:{scheme}://{host}/...#{digest}"
-        if self.channel not in CHANNELS:
+        if self.channel not in CHANNELS and self.channel not in REFERENCES:
             # A channel of a newer pagerd (a row read back after a downgrade): its address may
             # be a secret like a webhook's, so only its digest is shown.
             digest = hashlib.sha256(self.address.encode()).hexdigest()[:12]
@@ -136,6 +143,37 @@ class Target:
 
     def __repr__(self) -> str:
         return f"Target({str(self)!r})"
+
+    @property
+    def is_reference(self) -> bool:
+        """A person or a schedule, not an address: resolved when notified."""
+        return self.channel in REFERENCES
+
+
+@attrs.frozen
+class Contact:
+    """One address to notify for a target, `delay` seconds after its level is notified. `step`
+    numbers the address's repeats within one person's rule ("sms, then sms again after 5m":
+    1, then 2); `via` says how it was reached ("schedule:payments-primary → alice")."""
+
+    target: Target
+    delay: float = 0.0
+    step: int = 1
+    via: str = ""
+
+
+@attrs.frozen
+class Resolution:
+    """What one target means at an instant: its contacts, or none and `nobody`, the reason."""
+
+    contacts: tuple[Contact, ...]
+    nobody: str | None = None
+
+
+Resolver: TypeAlias = Callable[[Target, float], Resolution]
+"""Resolves a level's target at `now` (decide's time): given to `decide` by the shell, which
+builds it from its config and stored overrides (`pager.people.Directory`). Pure: the same
+target and time always give the same resolution."""
 
 
 def _unique(targets: Iterable[Target]) -> tuple[Target, ...]:
@@ -445,11 +483,21 @@ class Notify:
     """Which run of pagerd decided it (random, stored with it): the core leaves it empty, the
     daemon sets it. Part of `key`, so that a database restored from an old backup, which numbers
     incidents again from where the backup stood, never gives a new page an old page's key."""
+    step: int = attrs.field(default=1, kw_only=True)
+    """The target's repeat within one person's rule (`Contact.step`): 2 and on are in the id."""
+    via: str = attrs.field(default="", kw_only=True)
+    """How the target was reached, when a person or a schedule was resolved to it
+    ("schedule:payments-primary → alice"), for the history; empty for a plain address."""
+    not_before: float | None = attrs.field(default=None, kw_only=True)
+    """Not sent before this time (a delayed step of a person's rule): the outbox holds it, as
+    it holds a retry, and cancels it as any unsent page if the incident is acknowledged or
+    closed before then."""
 
     @property
     def id(self) -> str:
         """The notification as people and the database name it, stable across restarts."""
-        return f"{incident_id(self.service, self.incident)}/{self.round}/{self.level}/{self.target}"
+        base = f"{incident_id(self.service, self.incident)}/{self.round}/{self.level}/{self.target}"
+        return base if self.step == 1 else f"{base}/{self.step}"
 
     @property
     def key(self) -> str:
@@ -461,6 +509,17 @@ class Notify:
     @property
     def incident_id(self) -> str:
         return incident_id(self.service, self.incident)
+
+    @property
+    def person(self) -> str:
+        """The person a `person:` or `schedule:` target was resolved to (`alice`, from `via`:
+        `person:alice`, `schedule:payments-primary → alice`); empty for a plain address."""
+        via = self.via
+        if " → " in via:
+            return via.rpartition(" → ")[2]
+        if via.startswith("person:"):
+            return via.removeprefix("person:")
+        return ""
 
 
 class Rejected(Exception):
@@ -475,21 +534,72 @@ class Rejected(Exception):
 Decision: TypeAlias = tuple[ServiceState, tuple[Notify, ...]]
 
 
+@attrs.frozen
+class Unreached:
+    """A level whose people or schedules resolved to nobody when it was notified: `reasons`
+    says which and why. `skipped` when the whole level had nobody to notify, so escalation
+    moved on to the next level at once (or the incident was exhausted)."""
+
+    round: int
+    level: int
+    reasons: tuple[str, ...]
+    skipped: bool
+
+
+Decided: TypeAlias = tuple[ServiceState, tuple[Notify, ...], tuple[Unreached, ...]]
+
+
 def decide(
     state: ServiceState,
     event: Event,
     now: float,
     policy: Policy,
     heartbeat: float | None = None,
+    *,
+    resolve: Resolver | None = None,
     windows: Quiet | None = None,
 ) -> Decision:
     """Apply one event to one service at time `now` (seconds since the epoch). `heartbeat` is
-    the service's configured heartbeat interval, None if it has none; `windows` silences the
-    service besides its own durable silences (recurring maintenance windows), None if nothing
-    does (see "Silences" below).
+    the service's configured heartbeat interval, None if it has none. `resolve` turns a level's
+    `person:` and `schedule:` targets into addresses at `now` (without it, they reach nobody).
+    `windows` silences the service besides its own durable silences (its recurring maintenance
+    windows), None if nothing does (see "Silences" below).
 
     Raises `Rejected` when the event is refused; the state is then unchanged.
     """
+    after, notes, _ = decide_with(
+        state, event, now, policy, heartbeat, resolve=resolve, windows=windows
+    )
+    return after, notes
+
+
+def decide_with(
+    state: ServiceState,
+    event: Event,
+    now: float,
+    policy: Policy,
+    heartbeat: float | None = None,
+    *,
+    resolve: Resolver | None = None,
+    windows: Quiet | None = None,
+) -> Decided:
+    """`decide`, also telling which levels reached nobody (`Unreached`), for the history, the
+    log and the metrics."""
+    unreached: list[Unreached] = []
+    after, notes = _decide(state, event, now, policy, heartbeat, resolve, windows, unreached)
+    return after, notes, tuple(unreached)
+
+
+def _decide(
+    state: ServiceState,
+    event: Event,
+    now: float,
+    policy: Policy,
+    heartbeat: float | None,
+    resolve: Resolver | None,
+    windows: Quiet | None,
+    unreached: list[Unreached],
+) -> Decision:
     incident = state.incident
     match event:
         case Alert(message=message, source=source, starts_at=starts_at):
@@ -519,7 +629,7 @@ def decide(
                     held_by_alert=source is None,
                 )
                 state = attrs.evolve(state, last_incident=number, firing=firing, started=started)
-                return _due(state, opened, now, policy, windows)
+                return _due(state, opened, now, policy, windows, resolve, unreached)
             counted = incident.counted()
             if counted.heartbeat_only or (source is None and not counted.held_by_alert):
                 # Now open for an alert too: a check-in no longer closes it; and a plain alert
@@ -591,17 +701,17 @@ def decide(
                 incident.level,
             ):
                 return state, ()
-            return _due(state, incident, now, policy, windows)
+            return _due(state, incident, now, policy, windows, resolve, unreached)
         case Heartbeat():
             return _check_in(state, now, heartbeat)
         case HeartbeatMissed(due_at=due_at):
-            return _missed(state, due_at, now, policy, heartbeat, windows)
+            return _missed(state, due_at, now, policy, heartbeat, windows, resolve, unreached)
         case AckExpired():
-            return _ack_expired(state, event, now, policy, windows)
+            return _ack_expired(state, event, now, policy, windows, resolve, unreached)
         case StartSilence(silence=silence):
-            return _silence(state, silence, now, policy, windows)
+            return _silence(state, silence, now, policy, windows, resolve, unreached)
         case EndSilence(id=number, by=by):
-            return _end_silence(state, number, by, now, policy, windows)
+            return _end_silence(state, number, by, now, policy, windows, resolve, unreached)
     raise TypeError(f"not an event: {event!r}")
 
 
@@ -612,13 +722,20 @@ def _named(state: ServiceState, number: int | None) -> None:
 
 
 def _ack_expired(
-    state: ServiceState, event: AckExpired, now: float, policy: Policy, windows: Quiet | None
+    state: ServiceState,
+    event: AckExpired,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
 ) -> Decision:
     """An acknowledgement that outlived the policy's `ack_expiry`: the incident, still open, is
     acknowledged no more, and escalation restarts at level 1 of the next round (`round_base`
     keeps `repeat` counting from there). The restart is a step like any other: a silence in
     force holds it (before level 1 of its round, as an incident opened while silenced is) until
-    the quiet ends."""
+    the quiet ends, and its `schedule:` targets are resolved when it is taken (`now`), not when
+    the incident was acknowledged: whoever is on call at the expiry is paged."""
     incident = state.incident
     if (
         incident is None
@@ -641,7 +758,7 @@ def _ack_expired(
         level=0,  # before its first step: `_due` notifies level 1 of the new round
         round_base=incident.round,
     )
-    return _due(state, restarted, now, policy, windows)
+    return _due(state, restarted, now, policy, windows, resolve, unreached)
 
 
 def closed(state: ServiceState) -> ServiceState:
@@ -660,10 +777,17 @@ def _closed(state: ServiceState, now: float, interval: float | None) -> ServiceS
 
 
 def _due(
-    state: ServiceState, incident: Incident, now: float, policy: Policy, windows: Quiet | None
+    state: ServiceState,
+    incident: Incident,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
 ) -> Decision:
     """The incident's next step is due: notify it, unless a silence holds it (then look again
-    when the quiet ends), or exhaust the incident if no step is left."""
+    when the quiet ends), or exhaust the incident if no step is left. A held step is held
+    before it is resolved: who is on call is asked when the quiet ends, not when it began."""
     if incident.level < len(policy.levels):
         round, level = incident.round, incident.level + 1
     elif incident.round - incident.round_base <= policy.repeat:
@@ -677,30 +801,87 @@ def _due(
     if quiet is not None:
         held = attrs.evolve(incident, deadline=quiet, silenced=True)
         return attrs.evolve(state, incident=held), ()
-    return _page(state, incident, round, level, now, policy)
+    return _page(state, incident, round, level, now, policy, resolve, unreached)
 
 
 def _page(
-    state: ServiceState, incident: Incident, round: int, level: int, now: float, policy: Policy
+    state: ServiceState,
+    incident: Incident,
+    round: int,
+    level: int,
+    now: float,
+    policy: Policy,
+    resolve: Resolver | None = None,
+    unreached: list[Unreached] | None = None,
 ) -> Decision:
-    """Notify every target of `level` and start its acknowledgement timeout."""
-    step = policy.levels[level - 1]
-    paged = attrs.evolve(
-        incident, round=round, level=level, deadline=now + step.ack_timeout, silenced=False
+    """Notify every target of `level` and start its acknowledgement timeout.
+
+    A level whose targets all resolve to nobody (a schedule with a gap now) is not a page that
+    reaches no one while its timeout runs: it is recorded (`Unreached`) and the next step is
+    notified at once, round after round as `repeat` allows; with no step left that reaches
+    anybody, the incident is exhausted."""
+    for _ in range(len(policy.levels) * (policy.repeat + 1)):
+        step = policy.levels[level - 1]
+        notes, reasons = _notes(state, incident, round, level, step, now, resolve)
+        if reasons and unreached is not None:
+            unreached.append(Unreached(round, level, reasons, skipped=not notes))
+        if notes:
+            paged = attrs.evolve(
+                incident,
+                round=round,
+                level=level,
+                deadline=now + step.ack_timeout,
+                silenced=False,
+            )
+            return attrs.evolve(state, incident=paged), notes
+        if level < len(policy.levels):
+            level += 1
+        elif round - incident.round_base <= policy.repeat:
+            round, level = round + 1, 1
+        else:
+            break
+    exhausted = attrs.evolve(
+        incident, round=round, level=level, deadline=None, exhausted=True, silenced=False
     )
-    notes = tuple(
-        Notify(
-            service=state.name,
-            incident=incident.number,
-            round=round,
-            level=level,
-            target=target,
-            message=incident.message,
-            opened_at=incident.opened_at,
-        )
-        for target in step.targets
-    )
-    return attrs.evolve(state, incident=paged), notes
+    return attrs.evolve(state, incident=exhausted), ()
+
+
+def _notes(
+    state: ServiceState,
+    incident: Incident,
+    round: int,
+    level: int,
+    step: Level,
+    now: float,
+    resolve: Resolver | None,
+) -> tuple[tuple[Notify, ...], tuple[str, ...]]:
+    """The notifications of one level, and why any of its targets reached nobody."""
+    notes: dict[str, Notify] = {}
+    reasons: list[str] = []
+    for target in step.targets:
+        if resolve is not None:
+            resolution = resolve(target, now)
+        elif target.is_reference:
+            resolution = Resolution((), f"{target}: cannot be resolved here")
+        else:
+            resolution = Resolution((Contact(target),))
+        if resolution.nobody is not None:
+            reasons.append(resolution.nobody)
+        for contact in resolution.contacts:
+            note = Notify(
+                service=state.name,
+                incident=incident.number,
+                round=round,
+                level=level,
+                target=contact.target,
+                message=incident.message,
+                opened_at=incident.opened_at,
+                step=contact.step,
+                via=contact.via,
+                not_before=now + contact.delay if contact.delay > 0 else None,
+            )
+            notes.setdefault(note.id, note)  # one address twice in a level: notified once
+    return tuple(notes.values()), tuple(reasons)
 
 
 # Heartbeats ---------------------------------------------------------------------------------
@@ -747,6 +928,8 @@ def _missed(
     policy: Policy,
     interval: float | None,
     windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
 ) -> Decision:
     monitor = state.heartbeat
     if monitor is None or monitor.due_at != due_at:
@@ -763,7 +946,7 @@ def _missed(
     number = state.last_incident + 1
     opened = Incident(number=number, opened_at=now, message=message, level=0, heartbeat_only=True)
     missing = attrs.evolve(state, last_incident=number, heartbeat=missed)
-    return _due(missing, opened, now, policy, windows)
+    return _due(missing, opened, now, policy, windows, resolve, unreached)
 
 
 def missed_message(interval: float) -> str:
@@ -941,7 +1124,13 @@ def _resolved_again(
 
 
 def _silence(
-    state: ServiceState, silence: Silence, now: float, policy: Policy, windows: Quiet | None
+    state: ServiceState,
+    silence: Silence,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
 ) -> Decision:
     if silence.until <= now:
         raise Rejected("bad_request", f"a silence of {state.name} must end after now")
@@ -956,7 +1145,8 @@ def _silence(
             f"{state.name} has {len(kept)} silences in force or to come, the most pagerd keeps:"
             " end some first",
         )
-    return _reconsidered(attrs.evolve(state, silences=(*kept, silence)), now, policy, windows)
+    silenced = attrs.evolve(state, silences=(*kept, silence))
+    return _reconsidered(silenced, now, policy, windows, resolve, unreached)
 
 
 def _end_silence(
@@ -966,6 +1156,8 @@ def _end_silence(
     now: float,
     policy: Policy,
     windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
 ) -> Decision:
     found = next((s for s in state.silences if s.id == number), None)
     if found is None:
@@ -974,14 +1166,21 @@ def _end_silence(
         return state, ()  # over already: ending it again changes nothing
     ended = attrs.evolve(found, ended_at=now, ended_by=by)
     silences = tuple(ended if s.id == number else s for s in state.silences)
-    return _reconsidered(attrs.evolve(state, silences=silences), now, policy, windows)
+    return _reconsidered(
+        attrs.evolve(state, silences=silences), now, policy, windows, resolve, unreached
+    )
 
 
 def _reconsidered(
-    state: ServiceState, now: float, policy: Policy, windows: Quiet | None
+    state: ServiceState,
+    now: float,
+    policy: Policy,
+    windows: Quiet | None,
+    resolve: Resolver | None,
+    unreached: list[Unreached],
 ) -> Decision:
     """`state` with its held step looked at again now that its silences changed."""
     incident = state.incident
     if incident is None or not incident.silenced or incident.deadline is None:
         return state, ()
-    return _due(state, incident, now, policy, windows)
+    return _due(state, incident, now, policy, windows, resolve, unreached)

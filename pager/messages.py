@@ -35,6 +35,8 @@ def page(n: Notify, ack_url: str = "", resolve_url: str = "", reply_hint: str = 
         ack_url=ack_url,
         resolve_url=resolve_url,
         reply_hint=reply_hint,
+        person=n.person,
+        via=n.via,
     )
 
 

@@ -6,6 +6,7 @@ definition of what is a valid request and what a reply looks like.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from typing import Annotated, Any, Final
@@ -37,12 +38,16 @@ MAX_BY: Final = 256  # characters of `by`: longer is cut, with a marker
 EVENT_OPS: Final = frozenset({"alert", "ack", "healthy", "heartbeat"})
 SILENCE_OPS: Final = frozenset({"silence", "silence_end"})
 """Ops that change a service's silences: decided by its actor, as events are."""
+SCHEDULE_OPS: Final = frozenset({"override", "overrides", "override_remove", "oncall"})
 OPS: Final = (
     EVENT_OPS
     | SILENCE_OPS
     | {"status", "ping", "history", "metrics", "reload", "silences", "simulate"}
+    | SCHEDULE_OPS
 )
 MAX_ROUNDS: Final = 1000  # `simulate`'s `rounds`, at most
+MAX_NEXT: Final = 50
+"""Hand-offs `oncall` lists at most after the one in force (`next`)."""
 _NEEDS_SERVICE: Final = EVENT_OPS | {"silence", "simulate"}
 
 # Fields each op accepts besides "op"; anything else is a bad request, so a typo is not silent.
@@ -56,6 +61,10 @@ _FIELDS: Final[dict[str, frozenset[str]]] = {
     "history": frozenset({"service", "incident"}),
     "metrics": frozenset(),
     "reload": frozenset(),
+    "override": frozenset({"schedule", "by", "for", "from", "until"}),
+    "overrides": frozenset({"schedule"}),
+    "override_remove": frozenset({"id"}),
+    "oncall": frozenset({"schedule", "at", "next"}),
     "silence": frozenset({"service", "reason", "for", "until", "from", "by"}),
     "silence_end": frozenset({"id", "by"}),
     "silences": frozenset({"service"}),
@@ -80,15 +89,20 @@ class Request:
     by: str | None = None
     incident: tuple[str, int] | None = None  # (service, number), from "NAME#N"
     # A silence's (`silence`, `silence_end`), and a simulation's (`simulate`): times are on the
-    # wall clock, in seconds since the epoch; durations in seconds.
+    # wall clock, in seconds since the epoch; durations in seconds. An override's (`override`)
+    # "from" and "until" are `starts_at` and `ends_at` too.
     reason: str | None = None
     starts_at: float | None = None  # "from"
     ends_at: float | None = None  # "until"
-    duration: float | None = None  # "for"
-    id: int | None = None
-    at: float | None = None
+    duration: float | None = None  # "for", a silence's
+    id: int | None = None  # a silence's, an override's
+    at: float | None = None  # when `simulate` starts, when `oncall` asks about
     ack_after: float | None = None
     rounds: int | None = None
+    # The schedule ops' (`override`, `overrides`, `override_remove`, `oncall`).
+    schedule: str | None = None
+    for_: str | None = None  # "for": whom an override stands in for
+    next: int | None = None  # how many hand-offs `oncall` lists
 
 
 def parse_request(line: bytes) -> Request:
@@ -138,6 +152,8 @@ def _parse(line: bytes) -> Request:
     incident = _incident(_text(data, "incident", MAX_TEXT))
     if op == "history" and (service is None) == (incident is None):
         raise ProtocolError("bad_request", 'history needs "service" or "incident", not both')
+    if op in SCHEDULE_OPS:
+        return _schedule_request(op, data)
     request = Request(
         op=op,
         service=service,
@@ -193,11 +209,67 @@ def _duration(data: dict[str, Any], key: str) -> float | None:
         raise ProtocolError("bad_request", f'"{key}": {exc}') from None
 
 
-def _integer(data: dict[str, Any], key: str, low: int, high: int) -> int | None:
+def _schedule_request(op: str, data: dict[str, Any]) -> Request:
+    """`override`, `overrides`, `override_remove`, `oncall`: names, instants and numbers."""
+    schedule = _name(data, "schedule", required=op in ("override", "overrides"))
+    by = _name(data, "by", required=op == "override")
+    for_ = _name(data, "for")
+    starts_at = _instant(data, "from", required=op == "override")
+    ends_at = _instant(data, "until", required=op == "override")
+    at = _instant(data, "at")
+    number = _integer(data, "id", 1, 2**53, required=op == "override_remove")
+    count = _integer(data, "next", 0, MAX_NEXT)
+    return Request(
+        op, schedule=schedule, by=by, for_=for_, starts_at=starts_at, ends_at=ends_at,
+        id=number, at=at, next=count,
+    )  # fmt: skip
+
+
+def _name(data: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = _text(data, key, MAX_TEXT, required=required)
+    if value is not None and not is_service_name(value):
+        raise ProtocolError(
+            "bad_request", f'"{key}" must be a name: 1 to 128 letters, digits, ".", "_" or "-"'
+        )
+    return value
+
+
+def _instant(data: dict[str, Any], key: str, *, required: bool = False) -> float | None:
+    value = _text(data, key, 64, required=required)
+    if value is None:
+        return None
+    try:
+        return instant_of(value)
+    except ValueError as exc:
+        raise ProtocolError("bad_request", f'"{key}": {exc}') from None
+
+
+def instant_of(text: str) -> float:
+    """An ISO 8601 time with its offset (`2024-05-01T09:00:00+01:00`, `...Z`) -> seconds
+    since the epoch; a `ValueError` if it is not one (a time without an offset is ambiguous
+    on the wire: the client resolves the reader's local time before sending)."""
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"expected an ISO 8601 time with its offset, like 2024-05-01T09:00+01:00; got {text!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no offset (add Z or +HH:MM)")
+    if not 1971 <= parsed.year <= 9000:
+        raise ValueError(f"{text!r} is out of range (1971 to 9000)")
+    return parsed.timestamp()
+
+
+def _integer(
+    data: dict[str, Any], key: str, low: int, high: int, *, required: bool = False
+) -> int | None:
     if key not in data:
+        if required:
+            raise ProtocolError("bad_request", f'request needs "{key}", an integer')
         return None
     value = data[key]
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+    if type(value) is not int or not low <= value <= high:  # not a bool either
         raise ProtocolError("bad_request", f'"{key}" must be a whole number from {low} to {high}')
     return value
 
@@ -339,6 +411,7 @@ def service_status(
     heartbeat: float | None = None,
     now: float | None = None,
     silenced_until: float | None = None,
+    maintenance: tuple[float, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The status object of one service, as `pager status --json SERVICE` prints it.
 
@@ -349,13 +422,15 @@ def service_status(
     configured heartbeat interval, adds its monitor (`heartbeat_status`). With `now`, the
     silences in force or to come then are listed (`silences`), and `silenced_until`, the end of
     the quiet in force, is given if there is one: neither field is there when it would be empty.
+    `maintenance`, when a recurring maintenance window is in force, is when the quiet of the
+    service's windows ends and the windows in force (`{"until", "windows"}` in the status).
     """
     incident = state.incident
     if incident is None:
         healthy: dict[str, Any] = {"service": state.name, "state": "healthy", "incident": None}
         if heartbeat is not None:
             healthy["heartbeat"] = heartbeat_status(state, heartbeat, offset)
-        _silenced(healthy, state, now, silenced_until, offset)
+        _silenced(healthy, state, now, silenced_until, offset, maintenance)
         return healthy
     status: dict[str, Any] = {
         "service": state.name,
@@ -381,7 +456,7 @@ def service_status(
         status["incident"]["notifications"] = deliveries
     if heartbeat is not None:
         status["heartbeat"] = heartbeat_status(state, heartbeat, offset)
-    _silenced(status, state, now, silenced_until, offset)
+    _silenced(status, state, now, silenced_until, offset, maintenance)
     return status
 
 
@@ -391,9 +466,13 @@ def _silenced(
     now: float | None,
     until: float | None,
     offset: float,
+    maintenance: tuple[float, list[str]] | None = None,
 ) -> None:
     if until is not None:
         status["silenced_until"] = isoformat(until + offset)
+    if maintenance is not None:
+        ends, windows = maintenance
+        status["maintenance"] = {"until": isoformat(ends + offset), "windows": windows}
     shown = [] if now is None else live(state.silences, now)
     if shown:
         status["silences"] = [silence_object(state.name, s, offset) for s in shown]

@@ -3,19 +3,21 @@
 A silence holds pages back; it never drops an alert. What silences a service at a moment comes
 from *sources*, each a pure function `Quiet` of the time: None if it silences nothing then,
 else until when. Durable silences (`pager silence`, kept in `ServiceState.silences`) are one
-source (`spans`); recurring maintenance windows of the config are meant to be another, handed
-to `decide` as its `windows`. `silenced_until` joins any number of them into one answer: the
-end of the union of every span in force at that moment, followed for as long as spans overlap
-or touch. `decide` asks it at the only moments a page could be sent (an incident opens, a step
-is due); `pager.simulate` asks it the same way.
+source (`spans`); recurring maintenance windows of the config (`[[services.X.maintenance]]`)
+are another (`recurring`), handed to `decide` as its `windows`. `silenced_until` joins any
+number of them into one answer: the end of the union of every span in force at that moment,
+followed for as long as spans overlap or touch. `decide` asks it at the only moments a page
+could be sent (an incident opens, a step is due); `pager.simulate` asks it the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TypeAlias
 
 import attrs
+
+from pager.weekly import Weekly, maintenance
 
 MAX_SILENCES: Final = 100
 """Silences a service may have in force or to come at once: a list kept in its state and
@@ -28,6 +30,12 @@ MAX_REASON: Final = 1024
 MAX_CHAIN: Final = 1000
 """Spans `silenced_until` follows from one to the next at most: recurring windows that touch
 for ever end somewhere (the quiet is looked at again when that end comes)."""
+MAX_AHEAD: Final = MAX_SILENCE_SECONDS
+"""How far past the moment asked about `silenced_until` follows spans that run into one
+another: the first end beyond it is given. The quiet is looked at again when that end comes
+(and the step held on if it goes on), so nothing pages early; and maintenance windows in force
+every hour of the week cost two looks, not `MAX_CHAIN` (each look reads up to eight weeks of
+windows: `pager.weekly.LONGEST_RUN`)."""
 
 Quiet: TypeAlias = Callable[[float], float | None]
 """A source of silence: at time `t`, None if it silences nothing then, else until when (a
@@ -75,6 +83,25 @@ def spans(silences: Iterable[Silence]) -> Quiet:
     return quiet
 
 
+def recurring(windows: Sequence[Weekly], offset: float = 0.0) -> Quiet | None:
+    """A service's recurring maintenance windows as a source: at `t`, the end of the windows in
+    force then (windows that run into one another are one: `pager.weekly.maintenance`), None
+    if none is. `t` is in a frame `offset` seconds behind the wall clock the windows are
+    written on (pagerd's frame: its `Clock.offset`); the end is given back in that frame. None
+    without windows, so that `decide` has nothing to look at."""
+    if not windows:
+        return None
+    kept = tuple(windows)
+
+    def quiet(at: float) -> float | None:
+        status = maintenance(kept, at + offset)
+        if not status.in_force or status.ends_at is None:
+            return None
+        return status.ends_at - offset
+
+    return quiet
+
+
 def silenced_until(at: float, sources: Iterable[Quiet | None]) -> float | None:
     """The end of the quiet in force at `at`, None if nothing silences then: the union of the
     spans of every source, followed while one starts at or before the end of another (two
@@ -87,6 +114,8 @@ def silenced_until(at: float, sources: Iterable[Quiet | None]) -> float | None:
         if end is None:
             break
         t = until = end
+        if end - at > MAX_AHEAD:
+            break
     return until
 
 

@@ -2,12 +2,19 @@
 
 Not a model of the rules but a driver of them: it feeds `decide` the events the daemon's
 scheduler would feed it (the alert that opens the incident, each step's `Timeout` at its
-deadline, which is also when a silence holding a step ends), and an acknowledgement if one is
-to come, and writes down what each decision notified or held. With the same state, policy and
-silences it cannot disagree with the daemon: it is the same code, given the same events at the
-same times (tests/test_simulate_daemon.py holds the two equal on a real daemon).
+deadline, which is also when a silence or maintenance window holding a step ends), and an
+acknowledgement if one is to come (and its expiry, `AckExpired`, with the policy's
+`ack_expiry`), and writes down what each decision notified, held, or found nobody to notify.
+`person:` and `schedule:` targets are resolved by the resolver the daemon gives `decide` (its
+schedules and overrides, `pagerd.engine.oncall.Rota.resolver`), at the time each level is
+notified; a person's delayed steps carry their time (`Notify.not_before`), and
+those the acknowledgement comes before are cancelled, as the outbox cancels them. With the same
+state, policy, silences, windows and resolver it cannot disagree with the daemon: it is the
+same code, given the same events at the same times (tests/test_simulate_daemon.py holds the two
+equal on a real daemon).
 
-What it cannot know: silences started after it is asked, alerts of other sources, reloads.
+What it cannot know: silences and overrides made after it is asked, alerts of other sources,
+reloads.
 """
 
 from __future__ import annotations
@@ -16,7 +23,19 @@ from typing import Final, Literal
 
 import attrs
 
-from pager.domain import Ack, Alert, Notify, Policy, ServiceState, Timeout, decide
+from pager.domain import (
+    Ack,
+    AckExpired,
+    Alert,
+    Notify,
+    Policy,
+    Resolver,
+    ServiceState,
+    Timeout,
+    Unreached,
+    decide,
+    decide_with,
+)
 from pager.silences import Quiet
 
 MAX_STEPS: Final = 500
@@ -24,14 +43,19 @@ MAX_STEPS: Final = 500
 that hold it for ever) is shown that far."""
 MESSAGE: Final = "simulated"
 
-Kind = Literal["notify", "held", "acknowledged", "exhausted"]
+Kind = Literal["notify", "unreached", "held", "acknowledged", "expired", "exhausted"]
 End = Literal["acknowledged", "exhausted", "rounds", "limit"]
 
 
 @attrs.frozen
 class Step:
-    """One moment of the timeline: `notify` (a step's notifications, `round` and `level`),
-    `held` (a silence holds the next step until `until`), `acknowledged`, `exhausted`."""
+    """One moment of the timeline: `notify` (a step's notifications, `round` and `level`; a
+    delayed one's time is its `not_before`, and those an acknowledgement comes before are in
+    `cancelled` instead), `unreached` (targets of a level that reached nobody, `reasons`; the
+    next level follows at once if none was reached), `held` (a silence or maintenance window
+    holds the next step until `until`), `acknowledged`, `expired` (the acknowledgement
+    outlived the policy's `ack_expiry`: escalation restarts at level 1 of the next round, its
+    `schedule:` targets resolved then), `exhausted`."""
 
     at: float
     kind: Kind
@@ -39,6 +63,8 @@ class Step:
     level: int = 0
     notifications: tuple[Notify, ...] = ()
     until: float | None = None
+    reasons: tuple[str, ...] = ()
+    cancelled: tuple[Notify, ...] = ()
 
 
 @attrs.frozen
@@ -60,35 +86,81 @@ def simulate(
     rounds: int | None = None,
     heartbeat: float | None = None,
     windows: Quiet | None = None,
+    resolve: Resolver | None = None,
 ) -> Timeline:
     """The timeline of an incident of `state`'s service opened at `at` by an alert, nobody
     acknowledging (or acknowledging `ack_after` seconds later), as `decide` rules it with
-    `policy`, `state`'s silences and `windows`; at most `rounds` rounds if given. An
-    acknowledgement due at the very moment of a deadline is taken first."""
+    `policy`, `state`'s silences, `windows` and `resolve`; at most `rounds` rounds if given. An
+    acknowledgement due at the very moment of a deadline, or of a delayed step, is taken
+    first. With the policy's `ack_expiry`, the acknowledgement expires and the timeline goes on
+    from the restart (an incident exhausted before the acknowledgement restarts too)."""
     state = ServiceState(state.name, state.last_incident, silences=state.silences)
     ack_at = None if ack_after is None else at + ack_after
     now = at
-    state, notes = decide(state, Alert(MESSAGE), now, policy, heartbeat, windows)
+    state, notes, unreached = decide_with(
+        state, Alert(MESSAGE), now, policy, heartbeat, resolve=resolve, windows=windows
+    )
     steps: list[Step] = []
     for _ in range(MAX_STEPS):
         incident = state.incident
         assert incident is not None  # nothing here closes it
+        for missed in unreached:
+            if rounds is not None and missed.round > rounds:
+                break
+            steps.append(_unreached(now, missed))
         if notes:
             if rounds is not None and incident.round > rounds:
                 return Timeline(state.name, at, tuple(steps), "rounds")
             steps.append(Step(now, "notify", incident.round, incident.level, notes))
         elif incident.exhausted:
+            if ack_at is not None:  # acknowledged later all the same: its delayed steps go
+                steps = [_cancelled(step, ack_at) for step in steps]
             steps.append(Step(now, "exhausted", incident.round, incident.level))
-            return Timeline(state.name, at, tuple(steps), "exhausted")
+            if ack_at is None or policy.ack_expiry is None:
+                return Timeline(state.name, at, tuple(steps), "exhausted")
         elif incident.silenced:
             steps.append(Step(now, "held", incident.round, incident.level, until=incident.deadline))
         deadline = incident.deadline
-        assert deadline is not None  # open, not acknowledged, not exhausted
-        if ack_at is not None and ack_at <= deadline:
-            state, _ = decide(state, Ack(), ack_at, policy, heartbeat, windows)
+        if ack_at is not None and (deadline is None or ack_at <= deadline):
+            state, _ = decide(
+                state, Ack(), ack_at, policy, heartbeat, resolve=resolve, windows=windows
+            )
+            steps = [_cancelled(step, ack_at) for step in steps]
             steps.append(Step(ack_at, "acknowledged", incident.round, incident.level))
-            return Timeline(state.name, at, tuple(steps), "acknowledged")
+            acked = state.incident
+            assert acked is not None and acked.acknowledged_at is not None
+            if acked.deadline is None:  # no `ack_expiry`: it holds until the incident closes
+                return Timeline(state.name, at, tuple(steps), "acknowledged")
+            # It expires: escalation restarts then, as the daemon's scheduler hands it over.
+            ack_at, now = None, acked.deadline
+            steps.append(Step(now, "expired", acked.round, acked.level))
+            expired = AckExpired(acked.number, acked.acknowledged_at)
+            state, notes, unreached = decide_with(
+                state, expired, now, policy, heartbeat, resolve=resolve, windows=windows
+            )
+            continue
+        assert deadline is not None  # open, not acknowledged, not exhausted
         now = deadline
         step = Timeout(incident.number, incident.round, incident.level)
-        state, notes = decide(state, step, now, policy, heartbeat, windows)
+        state, notes, unreached = decide_with(
+            state, step, now, policy, heartbeat, resolve=resolve, windows=windows
+        )
     return Timeline(state.name, at, tuple(steps), "limit")
+
+
+def _unreached(at: float, missed: Unreached) -> Step:
+    return Step(at, "unreached", missed.round, missed.level, reasons=missed.reasons)
+
+
+def _cancelled(step: Step, ack_at: float) -> Step:
+    """`step` with the delayed notifications the acknowledgement at `ack_at` comes before (or
+    with) moved to `cancelled`: the outbox sends nothing for an acknowledged incident."""
+    if step.kind != "notify":
+        return step
+    late = tuple(
+        n for n in step.notifications if n.not_before is not None and n.not_before >= ack_at
+    )
+    if not late:
+        return step
+    kept = tuple(n for n in step.notifications if n not in late)
+    return attrs.evolve(step, notifications=kept, cancelled=late)

@@ -38,6 +38,10 @@ VARIABLES: Final[Mapping[str, str]] = {
     "round": "the escalation round, from 1",
     "opened_at": "when the incident opened, ISO 8601 UTC",
     "target": "who is notified, as `pager status` shows it (`email:alice@example.com`)",
+    "person": "the person paged (`alice`) when a `person:` or `schedule:` target was resolved"
+    " to them; empty for a plain address",
+    "via": "how the target was reached (`schedule:payments-primary → alice`, `person:alice`);"
+    " empty for a plain address",
     "notification": "the notification's id (`payments-api#3/1/2/email:alice@example.com`)",
     "ack_command": "the command that acknowledges on pagerd's host, `pager ack SERVICE`",
     "ack_url": "the acknowledge link (empty without `http.public_url`)",
@@ -74,6 +78,9 @@ DEFAULTS: Final[Mapping[str, str]] = {
         "Level:     {{ level }} (round {{ round }})\n"
         "Alert:     {{ message or '(no message)' }}\n"
         "Opened at: {{ opened_at }}\n"
+        "{% if via %}"
+        "Paged via: {{ via }}\n"
+        "{% endif %}"
         "\n"
         "{% if ack_url %}"
         "Acknowledge to stop the escalation:\n"
@@ -132,6 +139,8 @@ class Page:
     ack_url: str = ""
     resolve_url: str = ""
     reply_hint: str = ""
+    person: str = ""
+    via: str = ""
 
     @property
     def ack_command(self) -> str:
@@ -157,6 +166,8 @@ SAMPLE: Final = Page(
     ack_url="https://pager.example/ack/TOKEN",
     resolve_url="https://pager.example/resolve/TOKEN",
     reply_hint="Reply 4a to acknowledge, 4c to close",
+    person="alice",
+    via="schedule:payments-primary → alice",
 )
 """A page with every variable given: what a template is tried on when the config loads."""
 

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -16,8 +16,10 @@ from typing import Final
 import attrs
 import trio
 
+from pager.coverage import holes
 from pager.domain import Notify, ServiceState
 from pager.ports import Transport
+from pager.schedules import Override
 from pagerd.access import peers
 from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
@@ -27,6 +29,7 @@ from pagerd.delivery.outbox import Outbox
 from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
+from pagerd.engine.oncall import Rota
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
@@ -36,6 +39,7 @@ from pagerd.front.http.console.app import HASHES_AT_ONCE
 from pagerd.front.http.fronts import FrontFailed, Fronts
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import RestSilences
+from pagerd.front.http.schedules import Schedules
 from pagerd.front.http.slack import SlackButtons
 from pagerd.front.http.table import routes as http_routes_of
 from pagerd.front.http.twilio import TwilioReplies
@@ -206,6 +210,8 @@ class Daemon:
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
         self.services.reconfigure(new)
+        if self.services.rota is not None:
+            _log_gaps(new, self.services.rota, self.clock.wall_now())
         self.server.access = new.access
         self.server.limits = new.limits
         if new.metrics_listen != old.metrics_listen:
@@ -240,6 +246,32 @@ class Daemon:
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
+
+
+def gaps(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
+    """Every gap in the next `daemon.gap_weeks` weeks (none if 0): a schedule with nobody on
+    call, a policy level that would reach nobody, each in a line with its window in the
+    schedule's zone. For `pagerd --check`, and logged at every start and reload."""
+    if not config.gap_weeks or not config.schedules:
+        return []
+    grouped: dict[str, list[Override]] = {}
+    for o in overrides:
+        grouped.setdefault(o.schedule, []).append(o)
+    end = now + config.gap_weeks * 7 * 86400.0
+    return [h.describe() for h in holes(config.schedules, config.policies, now, end, grouped)]
+
+
+def _log_gaps(config: Config, rota: Rota, now: float) -> None:
+    """A gap never refuses a start or a reload (an operator mid-incident must still be able to
+    reload): it is logged, as an error, every one."""
+    overrides = [o for group in rota.directory.overrides.values() for o in group]
+    try:
+        found = gaps(config, overrides, now)
+    except Exception:  # a bug in the check must not take a reload down
+        log.exception("cannot look for gaps in the schedules")
+        return
+    for line in found:
+        log.error("gap: %s", line)
 
 
 def _client_room(config: Config, http_here: bool) -> int:
@@ -493,13 +525,17 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
+    rota = Rota(config, store, parts.store_offload, clock)
     try:
+        await rota.load()
         last_silence = await parts.store_offload(store.last_silence_id)
     except StoreError as exc:
         raise StartupError(str(exc)) from None
     services = Services(
-        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, last_silence
-    )
+        config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota,
+        last_silence=last_silence,
+    )  # fmt: skip
+    _log_gaps(config, rota, clock.wall_now())
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
@@ -691,15 +727,19 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
         parts.password_offload,
     )
     # Served in this process whatever `http.workers` says: they need what only the core has
-    # (the silences' numbering, the signing keys, the reply codes in the database, the
-    # console's sessions), and they are few. With front processes, a front checks their key or
-    # reads their body, and forwards them whole. REST's silences; the acknowledge links (GET
+    # (the silences' numbering, the schedules and their overrides, the signing keys, the reply
+    # codes in the database, the console's sessions), and they are few. With front processes, a
+    # front checks their key or reads their body, and forwards them whole. REST's silences; the
+    # schedules' iCalendar feeds (GET /schedules/NAME.ics, /calendar/{key}/NAME.ics, computed
+    # off the event loop), overrides and on-call (/schedules/NAME/overrides, /overrides/{id},
+    # /oncall); the acknowledge links (GET
     # /ack/{token}, POST /ack, the same for resolve); the providers' callbacks for answers to
     # pages: SMS replies (POST /v1/twilio/sms) and Slack buttons (POST /v1/slack/interactions);
     # the web console (under /console/, answering 404 while [console] is not configured).
     replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     in_core = [
         *RestSilences(services, daemon.core, daemon.server.read).routes(),
+        *Schedules(services, daemon.core, daemon.server.read, daemon.config_offload).routes(),
         *Answers(services, keys).routes(),
         *replies.routes(),
         *SlackButtons(services, keys, daemon.clock).routes(),

@@ -1,8 +1,9 @@
 """`pagerd`: the daemon's command line.
 
 Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not start,
-78 invalid config. `pagerd backup`, `pagerd restore` and `pagerd rotate-key`: 0 done, 1 not
-done (the message says why), 78 invalid config. `pagerd hash-password`: 0 printed, 1 no
+65 `--check` found gaps in the schedules (the config is valid; `--allow-gaps` exits 0 with
+them), 78 invalid config. `pagerd backup`, `pagerd restore` and `pagerd rotate-key`: 0 done, 1
+not done (the message says why), 78 invalid config. `pagerd hash-password`: 0 printed, 1 no
 usable password given.
 """
 
@@ -17,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -29,17 +31,19 @@ from pager import __version__
 from pagerd import app
 from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
 from pagerd.access.passwords import PasswordError, hash_password
-from pagerd.config import EX_CONFIG, ConfigError, load, load_state_dir
+from pagerd.config import EX_CONFIG, Config, ConfigError, load, load_state_dir
 from pagerd.config.templates import link_note
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
 from pagerd.operations.systemd import ActivationError, Notifier, activated_sockets, listen_fds
+from pagerd.storage.port import StoreError
 from pagerd.storage.sqlite.backup import SAVED_AS, BackupError, backup, restore
-from pagerd.storage.sqlite.store import database_file
+from pagerd.storage.sqlite.store import database_file, stored_overrides
 
 DEFAULT_CONFIG: Final = "/etc/pager/pager.toml"
 GC_THRESHOLDS: Final = (50_000, 20, 100)
 EXIT_CANNOT_START: Final = 1
+EX_GAPS: Final = 65  # EX_DATAERR: the config is valid, but what it says leaves pages unanswered
 
 log = logging.getLogger("pagerd")
 
@@ -57,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
     )
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--allow-gaps",
+        action="store_true",
+        help="with --check: report the schedules' gaps but exit 0 (by default they fail it)",
+    )
     parser.add_argument(
         "--credentials",
         metavar="DIR",
@@ -252,6 +261,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CONFIG
     if args.check:
         counts = f"{len(config.services)} services, {len(config.policies)} policies"
+        found = check_gaps(config)
+        for line in found:
+            print(f"pagerd: {line}", file=sys.stderr)
+        if found and not args.allow_gaps:
+            print(
+                f"pagerd: {path}: valid, but {len(found)} gap(s) in the next {config.gap_weeks}"
+                " weeks: pages there would reach nobody (add people, a layer or an override;"
+                " --allow-gaps to accept them)",
+                file=sys.stderr,
+            )
+            return EX_GAPS
         print(f"pagerd: {path}: ok ({counts})")
         if (note := link_note(config.channels, config.http.public_url)) is not None:
             print(f"pagerd: note: {note}")
@@ -263,6 +283,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(exc, progress)
     log.info("stopped")
     return 0
+
+
+def check_gaps(config: Config, now: float | None = None) -> list[str]:
+    """`--check`'s report of the gaps in the next `daemon.gap_weeks` weeks, one line each,
+    with the overrides stored in the state directory's database (when it can be read: the
+    gaps are reported without them otherwise, and a line says so)."""
+    notes: list[str] = []
+    try:
+        overrides = stored_overrides(config.state_dir)
+    except StoreError as exc:
+        overrides = []
+        notes.append(f"overrides not read, gaps reported without them: {exc}")
+    found = app.gaps(config, overrides, time.time() if now is None else now)
+    return [*notes, *found] if found else []
 
 
 @attrs.define

@@ -31,7 +31,7 @@ levels = [{ targets = ["pigeon:x", "sms:+14155550100"] }, { targets = [] }]
 """
     assert errors_of(tmp_path, CHANNEL + policy + SERVICE) == [
         "policies.p.levels[0].targets[0]: unknown channel 'pigeon' "
-        "(expected one of email, sms, slack, webhook)",
+        "(expected one of email, sms, slack, webhook, person, schedule)",
         "policies.p.repeat: must be 0 or more",
         "policies.p.levels[0].targets[1]: channel 'sms' is not configured "
         "(add a [channels.sms] section)",

@@ -256,6 +256,13 @@ def test_a_simulation_is_printed_a_step_a_line() -> None:
     ]
     cut = {**reply, "timeline": reply["timeline"][:2], "end": "rounds"}
     assert cli.render("simulate", cut).endswith("(more rounds follow: --rounds)")
+    expired = {"at": "2027-01-26T08:15:00.000Z", "after": "5h15m", "event": "expired",
+               "round": 1, "level": 1}  # fmt: skip
+    expiring = {**reply, "timeline": [*reply["timeline"], expired], "end": "exhausted"}
+    assert cli.render("simulate", expiring).splitlines()[-1] == (
+        "  2027-01-26T08:15:00.000Z  +5h15m  acknowledgement expired (ack_expiry): escalation"
+        " restarts at level 1"
+    )
 
 
 def test_an_alert_held_by_a_silence_says_so() -> None:

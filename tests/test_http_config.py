@@ -66,7 +66,7 @@ service_label = "x"
         "http.listen[2]: listed twice",
         "http.surprise: unknown key",
         "integrations.a.type: unknown type 'graphite' (expected one of 'alertmanager', "
-        "'events-v2', 'rest', 'heartbeat')",
+        "'events-v2', 'rest', 'heartbeat', 'calendar')",
         f"integrations.b.key_file: cannot read {tmp_path}/missing.key: No such file or directory",
         "integrations.b.service: no service named 'nope' is configured",
         "integrations.b.services[1]: no service named 'gone' is configured",

@@ -109,6 +109,17 @@ policy = "payments"
 [services.nightly-backup]
 policy = "payments"
 heartbeat = "25h"
+[people.alice]
+email = "alice@example.com"
+[people.bob]
+email = "bob@example.com"
+[schedules.payments-primary]
+timezone = "Europe/London"
+[[schedules.payments-primary.layers]]
+people = ["alice", "bob"]
+shift = "1w"
+start = 2024-01-01
+handoff = "09:00"
 """
     daemon = start(tmp_path, base + config)
     try:
@@ -118,7 +129,7 @@ heartbeat = "25h"
             for line in block.splitlines()
             if line.startswith("curl ")
         ]
-        assert len(commands) == 10
+        assert len(commands) == 12
         outputs = []
         for command in commands:
             command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
@@ -133,10 +144,14 @@ heartbeat = "25h"
         history = pager(daemon.socket, "history", "payments-api").stdout
         assert "alert via ops-scripts: p99 over 2s" in history
         assert '"integration":"ops-scripts"' in outputs[3]
-        checked_in = json.loads(outputs[6])
+        oncall = json.loads(outputs[6])["schedules"][0]
+        assert oncall["schedule"] == "payments-primary" and oncall["on_call"] in ("alice", "bob")
+        override = json.loads(outputs[7])["override"]
+        assert override["by"] == "bob" and override["from"] == "2030-05-01T09:00:00+01:00"
+        checked_in = json.loads(outputs[8])
         assert checked_in["service"] == "nightly-backup" and checked_in["state"] == "healthy"
         assert checked_in["heartbeat"]["every"] == "1d1h"  # 25h, as durations are shown
-        started, listed, ended = (json.loads(out) for out in outputs[7:10])
+        started, listed, ended = (json.loads(out) for out in outputs[9:12])
         assert started["silence"]["id"] == 1 and started["silence"]["by"] == "ops-scripts"
         assert [s["reason"] for s in listed["silences"]] == ["db migration"]
         assert ended["silence"]["ended_by"] == "ops-scripts"

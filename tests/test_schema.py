@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from pager.domain import Source
+from pager.schedules import Override
 from pagerd.config import Config
 from pagerd.storage.port import StoreError
 from pagerd.storage.sqlite import schema
@@ -137,7 +138,7 @@ def test_a_version_7_database_keeps_what_fires_and_gains_heartbeats(tmp_path: Pa
     with closing(Store.open(old)) as store:
         state = store.load_states()["api"]
     assert layout(old) == layout(fresh)
-    assert layout(old)["user_version"] == SCHEMA_VERSION == 14
+    assert layout(old)["user_version"] == SCHEMA_VERSION == 15
     assert state.firing == {Source("am", "fp1")}
     assert state.heartbeat is None
     assert state.incident is not None and not state.incident.heartbeat_only
@@ -234,3 +235,30 @@ def test_a_version_12_database_gains_silences_and_keeps_its_open_incidents(
     assert state.incident is not None and state.incident.deadline == 301.0
     assert not state.incident.silenced and state.incident.held_by_alert
     assert state.silences == ()
+
+
+def test_a_version_14_database_keeps_its_notifications_and_gains_overrides(
+    tmp_path: Path,
+) -> None:
+    """Step 14 (people and schedules): an undelivered notification of version 14 is read back as
+    it was (step 1, reached directly), and overrides can be stored."""
+    old = tmp_path / "v14.db"
+    with closing(sqlite3.connect(old)) as conn:
+        conn.executescript(schema._BASE)
+        for step in range(schema.BASE_VERSION, 14):
+            conn.executescript(schema._MIGRATIONS[step])
+        conn.execute(
+            "INSERT INTO notifications (id, service, incident, round, level, channel, address,"
+            " message, opened_at, created_at) VALUES ('api#1/1/1/email:a@example.com', 'api', 1,"
+            " 1, 1, 'email', 'a@example.com', 'down', 1.0, 1.0)"
+        )
+        conn.execute("PRAGMA user_version = 14")
+        conn.commit()
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    with closing(Store.open(old)) as store:
+        (row,) = store.undelivered(10)
+        assert row.notify.id == "api#1/1/1/email:a@example.com" and row.notify.via == ""
+        added = store.add_override(Override(0, "primary", "bob", None, 10.0, 20.0), 5.0)
+        assert store.overrides() == [added] and added.id == 1
+    assert layout(old) == layout(fresh)

@@ -3,9 +3,12 @@ with it: pages held, never dropped; paging at the quiet's end as if the alert ha
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pager.domain import (
@@ -22,7 +25,16 @@ from pager.domain import (
     Timeout,
     decide,
 )
-from pager.silences import MAX_SILENCES, Silence, live, silenced_until, spans
+from pager.silences import (
+    MAX_AHEAD,
+    MAX_SILENCES,
+    Silence,
+    live,
+    recurring,
+    silenced_until,
+    spans,
+)
+from pager.weekly import LONGEST_RUN, Weekly, Window
 
 T0 = 1_800_000_000.0
 ALICE, LEAD = Target("email", "alice@example.com"), Target("email", "lead@example.com")
@@ -173,9 +185,9 @@ def test_windows_hold_pages_as_silences_do() -> None:
     def sundays(at: float) -> float | None:
         return T0 + 7200 if T0 <= at < T0 + 7200 else None
 
-    state, notes = decide(ServiceState("api"), Alert(), T0 + 1, POLICY, None, sundays)
+    state, notes = decide(ServiceState("api"), Alert(), T0 + 1, POLICY, windows=sundays)
     assert notes == () and state.incident is not None and state.incident.deadline == T0 + 7200
-    state, notes = decide(state, Timeout(1, 1, 0), T0 + 7200, POLICY, None, sundays)
+    state, notes = decide(state, Timeout(1, 1, 0), T0 + 7200, POLICY, windows=sundays)
     assert targets(notes) == ["email:alice@example.com"]
 
 
@@ -209,3 +221,78 @@ def test_exhausting_needs_no_page_so_it_is_not_held() -> None:
     assert notes == () and state.incident is not None
     assert state.incident.exhausted and not state.incident.silenced
     assert state.incident == attrs.evolve(state.incident, deadline=None)
+
+
+# Recurring maintenance windows as a source -----------------------------------------------------
+
+LONDON = zoneinfo.ZoneInfo("Europe/London")
+windows_drawn = st.lists(
+    st.builds(
+        lambda days, start, length, zone: Weekly(
+            (Window(frozenset(days), start, length),), zoneinfo.ZoneInfo(zone)
+        ),
+        st.sets(st.integers(0, 6), min_size=1),
+        st.sampled_from([0, 60, 90, 120, 1320, 1410]),
+        st.sampled_from([30, 60, 120, 480, 1440]),
+        st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "UTC"]),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(deadline=None)  # a few thousand wall-clock conversions an example
+@given(
+    windows=windows_drawn,
+    at=st.floats(T0 - 8 * 86400, T0 + 8 * 86400),
+    offset=st.sampled_from([0.0, -3600.0, 12.5]),
+)
+def test_recurring_windows_silence_exactly_where_a_window_is_in_force_until_their_run_ends(
+    windows: list[Weekly], at: float, offset: float
+) -> None:
+    """`recurring` asked at `at` of a frame `offset` behind the wall clock: None where no window
+    covers the wall time; else an end in the same frame, up to which some window covers every
+    wall time (checked ten minutes apart: windows start and end on half hours), and after which
+    none does at once."""
+    quiet = recurring(windows, offset)
+    assert quiet is not None
+    wall = at + offset
+    until = quiet(at)
+    covered = any(w.covers(wall) for w in windows)
+    assert (until is not None) == covered
+    if until is None:
+        return
+    assert until > at
+    end = until + offset
+    t = wall
+    while t < min(end, wall + 2 * 86400):
+        assert any(w.covers(t) for w in windows)
+        t += 600
+    if end - wall < LONGEST_RUN:
+        assert not any(w.covers(end) for w in windows)
+
+
+def test_no_windows_is_no_source() -> None:
+    assert recurring(()) is None
+
+
+def test_windows_in_force_every_hour_are_followed_only_so_far_ahead() -> None:
+    """The hold's end is far ahead, and asked again there it goes on: nothing pages early, and
+    a look costs two reads of the windows, not `MAX_CHAIN`."""
+    always = recurring([Weekly((Window(frozenset(range(7)), 0, 1440),), LONDON)])
+    until = silenced_until(T0, [always])
+    assert until is not None and MAX_AHEAD < until - T0 <= MAX_AHEAD + LONGEST_RUN
+    again = silenced_until(until, [always])
+    assert again is not None and again > until
+
+
+def test_an_alert_in_a_sunday_window_in_london_is_held_until_it_ends() -> None:
+    # 2027-01-17 is a Sunday; 02:00 to 04:00 in London is 02:00 to 04:00 UTC in January.
+    sunday = dt.datetime(2027, 1, 17, 2, 30, tzinfo=dt.UTC).timestamp()
+    windows = recurring([Weekly((Window.of(["sun"], "02:00", "04:00"),), LONDON)], offset=100.0)
+    state, notes = decide(ServiceState("api"), Alert(), sunday - 100, POLICY, windows=windows)
+    assert notes == () and state.incident is not None and state.incident.silenced
+    end = dt.datetime(2027, 1, 17, 4, 0, tzinfo=dt.UTC).timestamp() - 100  # in the frame
+    assert state.incident.deadline == end
+    state, notes = decide(state, Timeout(1, 1, 0), end, POLICY, windows=windows)
+    assert targets(notes) == ["email:alice@example.com"]

@@ -357,3 +357,16 @@ async def test_the_bot_token_and_signing_secret_reach_no_log_metric_history_or_a
     seen.append((tmp_path / "state" / "pager.db").read_bytes().decode("latin-1"))
     leaked = [t for t in seen if BOT_TOKEN in t or SIGNING_SECRET in t]
     assert len(seen) == 8 and not leaked
+
+
+def test_a_person_s_slack_app_needs_the_app_s_keys_too(tmp_path: Path) -> None:
+    text = config_text(tmp_path, "https://slack.example", "person:alice", app_keys=False)
+    text += '\n[people.alice]\nslack = "app"\n'
+    assert errors_of(tmp_path, text) == [
+        "people.alice.slack: slack:app needs a Slack app: "
+        "channels.slack.bot_token_file (or _credential) and channels.slack.channel"
+    ]
+    keyed = config_text(tmp_path, "https://slack.example", "person:alice")
+    (tmp_path / "pager.toml").write_text(keyed + '\n[people.alice]\nslack = "app"\n')
+    (alice,) = load(tmp_path / "pager.toml").people["alice"].contacts
+    assert str(alice) == "slack:app"

@@ -64,7 +64,7 @@ async def test_an_alert_message_with_line_breaks_is_emailed_with_a_one_line_subj
     (received,) = server.received
     assert received.recipients == ["alice@example.com"]
     assert received.message["Bcc"] is None
-    subject = str(received.message["Subject"]).replace("\n", "")  # unfolded
+    subject = str(received.message["Subject"]).replace("\r\n", "").replace("\n", "")  # unfolded
     assert "\r" not in subject and "\x1b" not in subject
     assert "disk full Bcc: mallory@example.com \\x1b[2Jtrace:   at main()" in subject
     payload = received.message.get_payload(decode=True)
@@ -78,3 +78,17 @@ async def test_a_reply_without_end_is_cut_off_at_a_bound_and_retried() -> None:
         transport = SmtpTransport(smtp_settings(server.port), 3.0, 1, Clock(T0))
         with trio.fail_after(20), pytest.raises(TransientError, match="reply over 64 KiB"):
             await transport.send(notify("email:alice@example.com"))
+
+
+async def test_a_long_page_goes_with_crlf_line_ends_and_is_taken_whole() -> None:
+    """The default email of a page with its links and a long message is well over 1,000 bytes:
+    sent with bare LFs, a strict server (aiosmtpd, Postfix's `smtpd_forbid_bare_newline`) reads
+    it as one line and refuses it."""
+    message = "disk full on db-3, the replica is lagging; see the runbook " * 20
+    with SmtpServer() as server, trio.fail_after(10):
+        transport = SmtpTransport(smtp_settings(server.port), 5.0, 1, Clock(T0))
+        await transport.send(notify("email:alice@example.com", message))
+    (received,) = server.received
+    payload = received.message.get_payload(decode=True)
+    assert isinstance(payload, bytes) and len(payload) > 1000
+    assert message.strip().encode() in payload

@@ -17,6 +17,7 @@ import pytest
 
 from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Started, Target
 from pager.domain import closed as closed_state
+from pager.schedules import Override
 from pager.silences import Silence
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
@@ -618,6 +619,51 @@ def test_whether_a_plain_alert_holds_the_incident_is_kept_across_restarts(reopen
         assert state.firing == frozenset()
     finally:
         store.close()
+
+
+# People and schedules. -----------------------------------------------------------------------
+
+
+def test_a_delayed_step_waits_as_a_retry_and_keeps_its_step_and_how_it_was_reached(
+    reopen: Opener,
+) -> None:
+    """A person's rule's second sms after 5m: stored with its time, read back with its id."""
+    storage = reopen()
+    first = attrs.evolve(note("api", 1, BOB), via="schedule:primary → alice")
+    again = attrs.evolve(first, step=2, not_before=T0 + 300)
+    opened(storage, "api", T0, first, again)
+    assert [r.notify.id for r in storage.undelivered(10, due_by=T0)] == [first.id]
+    assert storage.next_retry_at("sms", T0) == T0 + 300
+    storage.close()
+    storage = reopen()
+    rows = storage.undelivered(10)
+    assert [(r.notify.id, r.notify.step, r.notify.via) for r in rows] == [
+        (first.id, 1, first.via),
+        (again.id, 2, first.via),
+    ]
+    assert again.id == first.id + "/2"
+    history = storage.history("api", 1)
+    assert history is not None
+    shown = [e for _, e in history.timeline if e["event"] == "notification"]
+    assert [e["via"] for e in shown] == [first.via, first.via]
+    storage.close()
+
+
+def test_overrides_are_kept_removed_pruned_and_ids_never_given_twice(reopen: Opener) -> None:
+    storage = reopen()
+    one = storage.add_override(Override(0, "primary", "bob", "alice", 100.0, 200.0), 50.0)
+    two = storage.add_override(Override(0, "primary", "carol", None, 150.0, 900.0), 50.0)
+    assert (one.id, two.id) == (1, 2)
+    storage.close()
+    storage = reopen()  # durable
+    assert storage.overrides() == [one, two]
+    assert storage.remove_override(two.id) == two
+    assert storage.remove_override(two.id) is None
+    three = storage.add_override(Override(0, "other", "dave", None, 10.0, 20.0), 50.0)
+    assert three.id == 3  # not 2 again: a later override applies over an earlier, by id
+    assert storage.prune_overrides(before=150.0) == 1  # three ended at 20
+    assert storage.overrides() == [one]
+    storage.close()
 
 
 # SMS reply codes. ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Notification templates: the defaults keep today's words, a config's own are checked when it
-loads, and what a client sent is never read as a template."""
+loads, and what a client sent is never read as a template. A page to a person reached through a
+`schedule:` target says who and how, and its link acknowledges as that person."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Final
 
+import attrs
+import httpx
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,8 +96,8 @@ def test_a_config_s_templates_are_checked_when_it_loads(tmp_path: Path) -> None:
     )
     assert errors == [
         "templates.sms: unknown variable severity (known: service, incident, number, message,"
-        " level, round, opened_at, target, notification, ack_command, ack_url, resolve_url,"
-        " reply_hint)",
+        " level, round, opened_at, target, person, via, notification, ack_command, ack_url,"
+        " resolve_url, reply_hint)",
         "templates.email_subject: not a valid template: Expected an expression, got 'end of"
         " statement block' (line 1)",
         "templates.slack: not a valid template: No filter named 'nosuchfilter'. (line 1)",
@@ -131,7 +134,7 @@ async def test_a_config_s_own_templates_and_links_reach_a_real_email(tmp_path: P
     assert got.message["Subject"] == "api#1 needs you: {{ 7*7 }}"
     payload = got.message.get_payload(decode=True)
     assert isinstance(payload, bytes)
-    body = payload.decode()
+    body = payload.decode().replace("\r\n", "\n")  # SMTP's line ends
     assert body.startswith(
         "Hi email:alice@example.com,\n{{ 7*7 }}\nAck: https://pager.example/ack/"
     )
@@ -268,3 +271,96 @@ async def test_a_running_pagerd_s_pages_carry_its_templates_and_links_and_a_relo
         assert Link.open(first_keys, ack) is None
         if delivery_workers != 0:
             assert senders(hook.requests) == {"curl"}
+
+
+def test_a_page_reached_through_a_schedule_says_who_and_how() -> None:
+    n = Notify(
+        "payments-api", 3, 1, 2, Target.parse("email:alice@example.com"), "p99 > 2s", T0,
+        via="schedule:payments-primary → alice",
+    )  # fmt: skip
+    values = page(n)
+    assert (values.target, values.person, values.via) == (
+        "email:alice@example.com",
+        "alice",
+        "schedule:payments-primary → alice",
+    )
+    assert "Paged via: schedule:payments-primary → alice\n" in DEFAULT_TEMPLATES.body(values)
+    assert page(attrs.evolve(n, via="person:alice")).person == "alice"
+    plain = page(notify())
+    assert (plain.person, plain.via) == ("", "")
+    assert "Paged via" not in DEFAULT_TEMPLATES.body(plain)
+
+
+SCHEDULED = """
+[daemon]
+socket = "pager.sock"
+state_dir = "state"
+
+[channels.email]
+transport = "smtp"
+host = "127.0.0.1"
+port = {port}
+sender = "pager@example.com"
+security = "none"
+timeout = "2s"
+
+[http]
+listen = "127.0.0.1:0"
+workers = 0
+public_url = "https://pager.example/"
+
+[templates]
+email_subject = "{{{{ incident }}}} for {{{{ person or target }}}} ({{{{ target }}}})"
+
+[people.alice]
+email = "alice@example.com"
+
+[schedules.primary]
+timezone = "Europe/London"
+[[schedules.primary.layers]]
+people = ["alice"]
+shift = "1w"
+start = 2020-01-06
+
+[policies.rota]
+[[policies.rota.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "5m"
+
+[services.api]
+policy = "rota"
+"""
+
+
+async def test_a_schedule_s_page_names_the_person_and_its_link_acknowledges_as_them(
+    tmp_path: Path,
+) -> None:
+    """A real email, through SMTP on 127.0.0.1, of a page to `schedule:primary`: its subject
+    (the config's template) and body say the person and the address, and its acknowledge link,
+    posted, acknowledges as alice."""
+    with SmtpServer() as server, trio.fail_after(30):
+        (tmp_path / "pager.toml").write_text(SCHEDULED.format(port=server.port))
+        config = load(tmp_path / "pager.toml")
+        async with running(config, offload=None) as daemon:
+            async with connect(config.socket) as conn:
+                assert (await conn.request("alert", service="api", message="down"))["ok"]
+            await until(lambda: server.received, "the email")
+            (got,) = server.received
+            assert got.message["Subject"] == "api#1 for alice (email:alice@example.com)"
+            payload = got.message.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            body = payload.decode().replace("\r\n", "\n")  # SMTP's line ends
+            assert "Paged via: schedule:primary → alice\n" in body
+            token = body.split("https://pager.example/ack/", 1)[1].split()[0]
+            assert daemon.keys is not None
+            link = Link.open(daemon.keys, token)
+            assert link is not None and link.by == "alice"
+            assert daemon.http is not None
+            url = f"http://127.0.0.1:{daemon.http.ports[0]}"
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                done = await client.post("/ack", data={"token": token})
+            assert done.status_code == 200, done.text
+            async with connect(config.socket) as conn:
+                status = await conn.request("status", service="api")
+            incident = status["incident"]
+            assert (incident["acknowledged_by"], incident["acknowledged_via"]) == ("alice", "link")

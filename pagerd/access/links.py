@@ -3,11 +3,12 @@
 A page by email or Slack carries `PUBLIC_URL/ack/TOKEN` (and `PUBLIC_URL/resolve/TOKEN` where
 the policy allows it). The token holds the service, the incident's number and the time it
 opened (so that a token of `api#3` never acts on `api#4`, nor on another `api#3` after a
-database restored from an old backup numbered incidents again), and who was paged, as `pager
-status` shows the target (`email:alice@example.com`; a Slack webhook's URL, a secret, never
-whole). It is signed with `SigningKeys` for the purpose "link", so no other token of pagerd's
-(a session, a CSRF token) passes for one, and it is valid for as long as that incident is open:
-nothing else ends it but a rotation of the key twice over.
+database restored from an old backup numbered incidents again), and who was paged: the person
+a `person:` or `schedule:` target was resolved to (`alice`), else the target as `pager status`
+shows it (`email:alice@example.com`; a Slack webhook's URL, a secret, never whole). It is
+signed with `SigningKeys` for the purpose "link", so no other token of pagerd's (a session, a
+CSRF token) passes for one, and it is valid for as long as that incident is open: nothing else
+ends it but a rotation of the key twice over.
 
 The token is a capability: whoever holds it may acknowledge (or resolve) that incident as that
 person, which is what a link in a page is for. It is signed, not hidden (the person paged can

@@ -22,7 +22,7 @@ from pager.integrations import IntegrationRoute, KeyedRoute
 from pagerd.config.channels import Secret, parse_rate, read_secret
 from pagerd.config.durations import Duration
 
-INTEGRATION_TYPES: Final = ("alertmanager", "events-v2", "rest", "heartbeat")
+INTEGRATION_TYPES: Final = ("alertmanager", "events-v2", "rest", "heartbeat", "calendar")
 ROUTED_TYPES: Final = frozenset({"alertmanager", "events-v2"})
 """Types whose events name their service in the payload: they take `service` or `service_label`."""
 

@@ -35,7 +35,10 @@ from pager.domain import (
     Target,
     is_service_name,
 )
+from pager.people import Person
+from pager.schedules import Schedule
 from pager.templates import DEFAULT_TEMPLATES, Templates
+from pager.weekly import Weekly
 from pagerd.access.peers import Access
 from pagerd.config.channels import (
     Channel,
@@ -52,6 +55,12 @@ from pagerd.config.http import (
     Integration,
     build_http,
     build_integrations,
+)
+from pagerd.config.people import (
+    MAX_GAP_WEEKS,
+    build_maintenance,
+    build_people,
+    build_schedules,
 )
 from pagerd.config.templates import build_templates
 
@@ -101,6 +110,7 @@ class DaemonSection:
     request_timeout: Duration = _REQUEST_TIMEOUT
     keep_history: Duration | None = None
     allow_no_services: bool = False
+    gap_weeks: int = 4
 
 
 @attrs.frozen
@@ -135,6 +145,7 @@ class PolicySection:
 class ServiceSection:
     policy: str
     heartbeat: Duration | None = None
+    maintenance: tuple[Weekly, ...] = ()
 
 
 @attrs.frozen
@@ -192,6 +203,14 @@ class Config:
     """How long a closed incident's history is kept; None (the default) keeps it for ever."""
     http: HttpConfig = attrs.Factory(HttpConfig)
     integrations: dict[str, Integration] = attrs.Factory(dict)
+    people: dict[str, Person] = attrs.Factory(dict)
+    """`[people.*]`: who can be paged as `person:NAME`, and how."""
+    schedules: dict[str, Schedule] = attrs.Factory(dict)
+    """`[schedules.*]`: who is on call when, paged as `schedule:NAME`."""
+    maintenance: dict[str, tuple[Weekly, ...]] = attrs.Factory(dict)
+    """Each service with `[[services.X.maintenance]]`: its recurring windows."""
+    gap_weeks: int = 4
+    """How far ahead `pagerd --check` and a reload look for gaps (`daemon.gap_weeks`)."""
     templates: Templates = DEFAULT_TEMPLATES
     """The notification texts (`[templates]`): the defaults for any the file leaves out."""
     console: ConsoleConfig | None = None
@@ -353,6 +372,12 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     services, service_errors = _services(data.pop("services", {}))
     policies, broken_policies, policy_errors = _policies(data.pop("policies", {}))
     channels, given_channels, channel_errors = _channels(data.pop("channels", {}))
+    people, given_people, people_errors = build_people(
+        data.pop("people", {}), given_channels, _join
+    )
+    schedules, given_schedules, schedule_errors = build_schedules(
+        data.pop("schedules", {}), given_people, _join
+    )
     base = path.resolve().parent
     http, http_errors = build_http(data.pop("http", {}), base, _section, _host_port)
     integrations, integration_errors = build_integrations(
@@ -375,14 +400,17 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         if section is not None:
             sections[key] = section
     # In the order a file has them.
-    errors += channel_errors + policy_errors + service_errors + http_errors + integration_errors
-    errors += template_errors + console_errors
+    errors += channel_errors + people_errors + schedule_errors + policy_errors + service_errors
+    errors += http_errors + integration_errors + template_errors + console_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
     unsure = bool(service_errors) or ("daemon" in data and "daemon" not in sections)
-    built, found = _check(raw, path.resolve().parent, given_channels, broken_policies, unsure)
-    errors += found
+    built, found = _check(
+        raw, path.resolve().parent, given_channels, broken_policies, unsure,
+        given_people, given_schedules,
+    )  # fmt: skip
+    errors += found + _app_people(people, built.get("slack"))
     if errors:
         raise ConfigError(path, errors)
     return attrs.evolve(
@@ -391,6 +419,10 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         integrations=integrations,
         templates=templates,
         console=console,
+        people=people,
+        schedules=schedules,
+        maintenance={n: s.maintenance for n, s in raw.services.items() if s.maintenance},
+        gap_weeks=raw.daemon.gap_weeks,
     )
 
 
@@ -471,8 +503,13 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
         if not isinstance(section, dict):
             errors.append(f"{at}: expected a table, got {_toml_type(section)}")
             continue
-        keys = {"policy", "heartbeat"}
+        keys = {"policy", "heartbeat", "maintenance"}
         errors += [f"{_join(at, key)}: unknown key" for key in sorted(section.keys() - keys)]
+        maintenance: tuple[Weekly, ...] = ()
+        if "maintenance" in section:
+            maintenance = build_maintenance(
+                section["maintenance"], f"{at}.maintenance", _join, errors
+            )
         heartbeat: Duration | None = None
         if "heartbeat" in section:
             try:
@@ -485,7 +522,7 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
         elif type(policy) is not str:
             errors.append(f"{at}.policy: expected a string, got {_toml_type(policy)}")
         else:
-            services[name] = ServiceSection(policy, heartbeat)
+            services[name] = ServiceSection(policy, heartbeat, maintenance)
     return services, errors
 
 
@@ -495,6 +532,8 @@ def _check(
     configured: set[str],
     broken_policies: dict[str, Any],
     unsure_of_services: bool = False,
+    people: set[str] | None = None,
+    schedules: set[str] | None = None,
 ) -> tuple[dict[str, Channel], list[str]]:
     """What the types alone cannot say: names, references between sections, ranges.
 
@@ -514,10 +553,10 @@ def _check(
             channels[name] = channel
     for name, policy in raw.policies.items():
         levels: _Levels = [(len(lv.targets), list(enumerate(lv.targets))) for lv in policy.levels]
-        errors += _policy_errors(name, policy.repeat, levels, configured)
+        errors += _policy_errors(name, policy.repeat, levels, configured, people, schedules)
         errors += _app_targets(name, levels, channels.get("slack"))
     for name, table in broken_policies.items():
-        errors += _policy_errors(name, *_readable(table), configured)
+        errors += _policy_errors(name, *_readable(table), configured, people, schedules)
     errors += _unknown_accounts(raw.daemon)
     if raw.channels.log.path is not None and (base / raw.channels.log.path).is_dir():
         errors.append(f"channels.log.path: {base / raw.channels.log.path} is a folder, not a file")
@@ -549,6 +588,8 @@ def _check(
     workers = raw.delivery.workers
     if workers is not None and not 0 <= workers <= MAX_WORKERS:
         errors.append(f"delivery.workers: must be 0 to {MAX_WORKERS}")
+    if not 0 <= raw.daemon.gap_weeks <= MAX_GAP_WEEKS:
+        errors.append(f"daemon.gap_weeks: must be 0 (no gap check) to {MAX_GAP_WEEKS}")
     if raw.metrics.listen is not None and _host_port(raw.metrics.listen) is None:
         errors.append('metrics.listen: expected HOST:PORT, like "127.0.0.1:9464"')
     if not raw.services and not unsure_of_services and not raw.daemon.allow_no_services:
@@ -575,7 +616,12 @@ could be read, with their index."""
 
 
 def _policy_errors(
-    name: str, repeat: int | None, levels: _Levels | None, configured: set[str]
+    name: str,
+    repeat: int | None,
+    levels: _Levels | None,
+    configured: set[str],
+    people: set[str] | None = None,
+    schedules: set[str] | None = None,
 ) -> list[str]:
     """A policy's names, ranges and references to channels; None for what could not be read
     (its own error is already reported)."""
@@ -591,7 +637,15 @@ def _policy_errors(
         if count == 0:
             errors.append(f"{at}.levels[{i}].targets: a level needs at least one target")
         for j, target in targets:
-            if target.channel not in configured:
+            if target.is_reference:
+                known = (people if target.channel == "person" else schedules) or set()
+                if target.address not in known:
+                    section = "people" if target.channel == "person" else "schedules"
+                    errors.append(
+                        f"{at}.levels[{i}].targets[{j}]: no {target.channel} named "
+                        f"{target.address!r} (add [{section}.{target.address}])"
+                    )
+            elif target.channel not in configured:
                 errors.append(
                     f"{at}.levels[{i}].targets[{j}]: channel {target.channel!r} is not "
                     f"configured (add a [channels.{target.channel}] section)"
@@ -601,19 +655,41 @@ def _policy_errors(
     return errors
 
 
+_NEEDS_APP: Final = (
+    "slack:app needs a Slack app: channels.slack.bot_token_file (or _credential) and"
+    " channels.slack.channel"
+)
+
+
+def _without_app(slack: Channel | None) -> bool:
+    """A `slack` channel delivered by Slack without its bot token: `slack:app` cannot be sent
+    (none, or the log, can take it)."""
+    if slack is None or slack.transport != "slack":
+        return False
+    settings = slack.settings
+    return not (isinstance(settings, SlackSettings) and settings.bot_token is not None)
+
+
 def _app_targets(name: str, levels: _Levels, slack: Channel | None) -> list[str]:
     """`slack:app` needs a Slack app: a `slack` channel with its bot token (or the log)."""
-    if slack is None or slack.transport != "slack":
-        return []
-    settings = slack.settings
-    if isinstance(settings, SlackSettings) and settings.bot_token is not None:
+    if not _without_app(slack):
         return []
     return [
-        f"{_join('policies', name)}.levels[{i}].targets[{j}]: slack:app needs a Slack app:"
-        " channels.slack.bot_token_file (or _credential) and channels.slack.channel"
+        f"{_join('policies', name)}.levels[{i}].targets[{j}]: {_NEEDS_APP}"
         for i, (_, targets) in enumerate(levels)
         for j, target in targets
         if target == Target("slack", SLACK_APP)
+    ]
+
+
+def _app_people(people: dict[str, Person], slack: Channel | None) -> list[str]:
+    """A person's `slack = "app"` needs the Slack app, as a policy's `slack:app` does."""
+    if not _without_app(slack):
+        return []
+    return [
+        f"{_join('people', name)}.slack: {_NEEDS_APP}"
+        for name, person in people.items()
+        if Target("slack", SLACK_APP) in person.contacts
     ]
 
 

@@ -159,7 +159,10 @@ class Outbox:
         now = self._clock.now()
         origin = self._store.origin  # what the commit stored with them (`Notify.key`)
         for n in notifications:
-            self._take(_Pending(attrs.evolve(n, origin=origin), now))
+            # A delayed step of a person's rule waits for its time as a retry does: in the
+            # retry heap (or in the database past its bound), cancelled if the incident is
+            # acknowledged or closed first (`reconsider`).
+            self._take(_Pending(attrs.evolve(n, origin=origin), now), n.not_before)
 
     def watch(self, state_of: Callable[[str], ServiceState]) -> None:
         """Look up each service's committed state before every attempt (see `cancelled_by`)."""

@@ -1,10 +1,11 @@
 """What each channel says for a notification: the config's templates, with the page's links.
 
 An email or a Slack page carries an acknowledge link (and a resolve link, where the policy
-allows it) when `http.public_url` is set: a token for the incident and the target paged,
-signed with pagerd's keys (`pagerd.access.links`). The config and the keys are read at each
-send, so a reload's templates and a rotated key apply from the next page on, through lanes that
-a reload kept. An SMS carries no link: where replies are taken, its `reply_hint` says how to
+allows it) when `http.public_url` is set: a token for the incident and who was paged (the
+person a `person:` or `schedule:` target was resolved to, else the target's address), signed
+with pagerd's keys (`pagerd.access.links`). The config and the keys are read at each send, so a
+reload's templates and a rotated key apply from the next page on, through lanes that a reload
+kept. An SMS carries no link: where replies are taken, its `reply_hint` says how to
 answer it ("Reply 4a to acknowledge, 4c to close"; the Twilio transport gives the code).
 
 What a page's words depend on besides the notification is `Words` (templates, public URL,
@@ -81,7 +82,9 @@ class Wording:
         keys, public_url = words.keys, words.public_url
         if keys is None or not public_url or n.target.channel not in LINKED:
             return page(n, reply_hint=reply_hint)
-        token = Link(n.service, n.incident, n.opened_at, str(n.target)).token(keys)
+        # Who was paged: the person a `person:` or `schedule:` target was resolved to (the
+        # ack is theirs, whichever of their addresses the link came to), else the address.
+        token = Link(n.service, n.incident, n.opened_at, n.person or str(n.target)).token(keys)
         return page(
             n,
             ack_url=url(public_url, "ack", token),

@@ -23,6 +23,7 @@ checkpoint in between: still one owner a service, and never an event in an inbox
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
@@ -47,8 +48,9 @@ from pager.domain import (
     Source,
     StartSilence,
     Timeout,
+    Unreached,
     closed,
-    decide,
+    decide_with,
     incident_id,
     missed_message,
     stale,
@@ -62,12 +64,22 @@ from pager.protocol import (
     silence_object,
     unknown_service,
 )
-from pager.silences import MAX_SILENCE_SECONDS, Quiet, Silence, live, silenced_until, spans
+from pager.silences import (
+    MAX_SILENCE_SECONDS,
+    Quiet,
+    Silence,
+    live,
+    recurring,
+    silenced_until,
+    spans,
+)
 from pager.simulate import Timeline, simulate
 from pager.timefmt import duration, isoformat
+from pager.weekly import maintenance
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
+from pagerd.engine.oncall import Rota
 from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Due, Scheduler
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer, WriteRefused
@@ -173,10 +185,15 @@ class Services:
         clock: Clock,
         heartbeats: Scheduler,
         metrics: Metrics,
+        rota: Rota | None = None,
+        *,
         last_silence: int = 0,
     ) -> None:
         """`last_silence` is the highest silence id ever stored: new ones number on from it."""
         self.config = config
+        # Who is on call: person: and schedule: targets resolve through it when a level is
+        # notified. Without one (tests of other things), they reach nobody.
+        self.rota = rota
         self._states = states
         # Which service each source fires for: where an acknowledge or resolve that names no
         # service goes (`firing_service`), without a walk over every service.
@@ -246,14 +263,34 @@ class Services:
             heartbeat=self.config.heartbeats.get(state.name),
             now=now,
             silenced_until=self.silenced_until(state, now),
+            maintenance=self.maintenance(state.name, now),
         )
 
     # Silences ---------------------------------------------------------------------------------
 
     def windows(self, service: str) -> Quiet | None:
         """What silences `service` besides its durable silences, for `decide` and `simulate`
-        alike: the config's recurring maintenance windows join here; none yet."""
-        return None
+        alike: its recurring maintenance windows (`[[services.X.maintenance]]`, written on the
+        wall clock, asked about in pagerd's frame); None if it has none."""
+        return recurring(self.config.maintenance.get(service, ()), self._clock.offset())
+
+    def maintenance(self, service: str, now: float) -> tuple[float, list[str]] | None:
+        """The service's maintenance window in force at `now` (pagerd's frame), for its status:
+        when the quiet of its windows ends, and the windows in force; None if none is."""
+        windows = self.config.maintenance.get(service, ())
+        if not windows:
+            return None
+        wall = now + self._clock.offset()
+        status = maintenance(windows, wall)
+        if not status.in_force or status.ends_at is None:
+            return None
+        shown = [
+            f"{window.describe()} {w.zone}"
+            for w in windows
+            if w.covers(wall)
+            for window in w.windows
+        ]
+        return status.ends_at - self._clock.offset(), shown
 
     def silenced_until(self, state: ServiceState, now: float) -> float | None:
         """When the quiet in force on the service at `now` ends; None if it is not silenced."""
@@ -348,8 +385,9 @@ class Services:
         rounds: int | None,
     ) -> Timeline:
         """The timeline an incident of `service` opened at `at` (on the wall clock; now if
-        None) would follow, with the config, silences and windows in force now, decided by the
-        same `decide`; its times are in pagerd's frame (add `offset()` to show them)."""
+        None) would follow, with the config, silences, windows and overrides in force now,
+        decided by the same `decide` with the same resolver of `person:` and `schedule:`
+        targets; its times are in pagerd's frame (add `offset()` to show them)."""
         start = self._clock.now() if at is None else at - self._clock.offset()
         return simulate(
             self.state(service),
@@ -359,7 +397,21 @@ class Services:
             rounds=rounds,
             heartbeat=self.config.heartbeats.get(service),
             windows=self.windows(service),
+            resolve=None if self.rota is None else self.rota.resolver(),
         )
+
+    def schedule_zones(self, service: str) -> dict[int, tuple[str, dt.tzinfo]]:
+        """Each level of `service`'s policy that pages a schedule: the first such schedule's
+        name and zone, on whose clock `simulate` shows that level's times."""
+        schedules = {} if self.rota is None else self.rota.directory.schedules
+        zones: dict[int, tuple[str, dt.tzinfo]] = {}
+        for number, level in enumerate(self.config.policy_of(service).levels, start=1):
+            for target in level.targets:
+                found = schedules.get(target.address) if target.channel == "schedule" else None
+                if found is not None:
+                    zones[number] = (found.name, found.zone)
+                    break
+        return zones
 
     def offset(self) -> float:
         """What to add to a time pagerd recorded to show it on the wall clock (`Clock.offset`)."""
@@ -369,13 +421,24 @@ class Services:
         """Serve `config` from now on. An actor takes the policy afresh for each batch, so open
         incidents keep their state and follow the new policy from their next escalation step.
         A removed service gets `unknown_service`, and its open incident is closed (see
-        `_close_removed`)."""
-        before, self.config = self.config.services, config
+        `_close_removed`). An incident held by a silence whose service's maintenance windows
+        changed is looked at again at once, as when a silence is ended: a window removed or
+        cut short pages now, not at the end it had."""
+        old = self.config
+        before, self.config = old.services, config
+        if self.rota is not None:
+            self.rota.reconfigure(config)
         for state in self._states.values():
             back = state.name in config.services and state.name not in before
             if back and state.incident is not None:
                 # Added back before its incident was closed: it escalates again.
                 self._scheduler.schedule(state)
+            elif (
+                state.incident is not None
+                and state.incident.silenced
+                and old.maintenance.get(state.name) != config.maintenance.get(state.name)
+            ):
+                self._scheduler.hurry(state)
         self._disarm_unconfigured()
         if before.keys() - config.services.keys():
             self._removals.set()
@@ -695,6 +758,7 @@ class Services:
         """Decide `batch` in order from the service's committed state."""
         policy = self.config.policy_of(service)
         heartbeat = self.config.heartbeats.get(service)
+        resolve = None if self.rota is None else self.rota.resolver()
         windows = self.windows(service)
         state = self.state(service)
         mine: list[Transition] = []
@@ -712,7 +776,9 @@ class Services:
                 event = attrs.evolve(event, via=_answered_via(envelope))
                 envelope = attrs.evolve(envelope, event=event)
             try:
-                after, notes = decide(state, event, now, policy, heartbeat, windows)
+                after, notes, unreached = decide_with(
+                    state, event, now, policy, heartbeat, resolve=resolve, windows=windows
+                )
             except Rejected as rejected:
                 answers.append((envelope, rejected, None))
                 continue
@@ -732,11 +798,28 @@ class Services:
             record = _record(envelope, state, after)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
-                if (held := _held(state, after)) is not None:
+                if (held := _held(state, after, now)) is not None:
                     mine.append(Transition(after, after, (), now, held))
+            for missed in unreached:
+                # Into the incident's history (a transition that changes nothing else), the
+                # log and the metrics: a level that reached nobody is never a silent skip.
+                mine.append(Transition(after, after, (), now, self._unreached(after, missed)))
             answers.append((envelope, after, self._ack_answer(event, state, after)))
             state = after
         return _Decided(mine, answers, state, late, late_resolves)
+
+    def _unreached(self, state: ServiceState, missed: Unreached) -> EventRecord:
+        iid = incident_id(state.name, state.incident.number if state.incident else 0)
+        reasons = "; ".join(missed.reasons)
+        if missed.skipped:
+            self._metrics.levels_unreached.inc()
+            detail = f"level {missed.level} round {missed.round} has nobody to notify: {reasons}"
+            log.error("nobody to notify service=%s incident=%s: %s", state.name, iid, detail)
+        else:
+            detail = f"level {missed.level} round {missed.round}: {reasons}"
+            log.error("part of a level reached nobody service=%s incident=%s: %s",
+                      state.name, iid, detail)  # fmt: skip
+        return EventRecord("unreached", detail)
 
     def _ack_answer(
         self, event: Event, before: ServiceState, after: ServiceState
@@ -918,22 +1001,26 @@ def _silence_record(
     return EventRecord("silence_end", detail, event.by, peer, via)
 
 
-def _held(before: ServiceState, after: ServiceState) -> EventRecord | None:
-    """The history's word that a step was held by a silence, when it first is."""
+def _held(before: ServiceState, after: ServiceState, now: float) -> EventRecord | None:
+    """The history's word that a step was held by a silence (or by a maintenance window, when
+    no durable silence is in force), when it first is."""
     incident = after.incident
     if incident is None or not incident.silenced:
         return None
     was = before.incident
     if was is not None and was.number == incident.number and was.silenced:
         return None
+    by = "a silence"
+    if not any(s.in_force(now) for s in after.silences):
+        by = "a maintenance window"
     if incident.level == 0 and incident.round_base:
         # The restart of an expired acknowledgement, held before its first step.
         return EventRecord(
-            "silenced", f"paging held by a silence: round {incident.round} notifies nobody yet"
+            "silenced", f"paging held by {by}: round {incident.round} notifies nobody yet"
         )
     if incident.level == 0:
-        return EventRecord("silenced", "paging held by a silence: nobody notified yet")
-    return EventRecord("silenced", f"paging held by a silence after level {incident.level}")
+        return EventRecord("silenced", f"paging held by {by}: nobody notified yet")
+    return EventRecord("silenced", f"paging held by {by} after level {incident.level}")
 
 
 def _fail(batch: list[Envelope]) -> None:
@@ -981,7 +1068,7 @@ def _log_transition(t: Transition) -> None:
         return
     iid = incident_id(name, after.number)
     if t.before == t.after and t.event is not None and t.event.op == "silenced":
-        log.warning("held service=%s incident=%s by a silence", name, iid)
+        log.warning("held service=%s incident=%s: %s", name, iid, t.event.detail)
     elif before is None or before.number != after.number:
         log.warning("opened service=%s incident=%s message=%r", name, iid, after.message)
     elif before.acknowledged and not after.acknowledged:

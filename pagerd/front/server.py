@@ -11,19 +11,21 @@ and committed, so that what it says agrees with the replies before it.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import attrs
 import trio
 
 from pager import __version__
-from pager.domain import Rejected, incident_id
+from pager.domain import Notify, Rejected, incident_id
 from pager.protocol import (
     EVENT_OPS,
     MAX_LINE,
+    SCHEDULE_OPS,
     SILENCE_OPS,
     ProtocolError,
     Request,
@@ -39,6 +41,7 @@ from pager.timefmt import duration, isoformat
 from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
+from pagerd.front import oncall
 from pagerd.front.connections import Connection, Connections
 from pagerd.front.names import Names
 from pagerd.front.replies import Reply, ReplyQueue
@@ -404,6 +407,11 @@ class Server:
             return _done(op, ok_reply(text=self._render_metrics()))
         if op == "status":
             return _done(op, *await self._status(request.service))
+        if op in SCHEDULE_OPS:
+            rota = self._services.rota
+            if rota is None:
+                return _done(op, error_reply("unavailable", "no schedules here"), "unavailable")
+            return _done(op, *await oncall.serve(request, rota))
         if op == "silences":
             service = request.service
             if service is not None and service not in self._services.config.services:
@@ -436,8 +444,10 @@ class Server:
         assert service is not None  # the protocol requires it
         if service not in self._services.config.services:
             return unknown_service(service), "unknown_service"
-        timeline = self._services.simulate(service, request.at, request.ack_after, request.rounds)
-        return ok_reply(**timeline_object(timeline, self._services.offset())), "ok"
+        services = self._services
+        timeline = services.simulate(service, request.at, request.ack_after, request.rounds)
+        shown = timeline_object(timeline, services.offset(), services.schedule_zones(service))
+        return ok_reply(**shown), "ok"
 
     def _config(self) -> dict[str, Any]:
         record = self.config_record
@@ -522,8 +532,14 @@ def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
     }
 
 
-def timeline_object(timeline: Timeline, offset: float) -> dict[str, Any]:
-    """A simulation as the `simulate` op replies it (see docs/silences.md)."""
+def timeline_object(
+    timeline: Timeline,
+    offset: float,
+    zones: Mapping[int, tuple[str, dt.tzinfo]] | None = None,
+) -> dict[str, Any]:
+    """A simulation as the `simulate` op replies it (see docs/silences.md). `zones`: the
+    schedule of each level that pages one, whose clock shows that level's steps too
+    (`local_at`, with `schedule` and `timezone`)."""
     steps: list[dict[str, Any]] = []
     for step in timeline.steps:
         after = step.at - timeline.opened_at
@@ -534,11 +550,18 @@ def timeline_object(timeline: Timeline, offset: float) -> dict[str, Any]:
             "round": step.round,
             "level": step.level,
         }
+        zone = (zones or {}).get(step.level) if step.kind in ("notify", "unreached") else None
+        if zone is not None:
+            name, tz = zone
+            shown["schedule"] = name
+            shown["timezone"] = str(tz)
+            shown["local_at"] = oncall.local_iso(step.at + offset, tz)
         if step.kind == "notify":
-            shown["notify"] = [
-                {"target": str(n.target), "channel": n.target.channel, "id": n.id}
-                for n in step.notifications
-            ]
+            shown["notify"] = [_planned(n, step.at, offset) for n in step.notifications]
+            if step.cancelled:
+                shown["cancelled"] = [_planned(n, step.at, offset) for n in step.cancelled]
+        if step.kind == "unreached":
+            shown["reasons"] = list(step.reasons)
         if step.until is not None:
             shown["until"] = isoformat(step.until + offset)
         steps.append(shown)
@@ -547,6 +570,20 @@ def timeline_object(timeline: Timeline, offset: float) -> dict[str, Any]:
         "opened_at": isoformat(timeline.opened_at + offset),
         "timeline": steps,
         "end": timeline.end,
+    }
+
+
+def _planned(note: Notify, at: float, offset: float) -> dict[str, Any]:
+    """One notification of a simulated step: its target, how it was reached (`via`, null for a
+    plain address), its delay within the step (a person's rule) and when it goes out."""
+    sent = at if note.not_before is None else max(at, note.not_before)
+    return {
+        "target": str(note.target),
+        "channel": note.target.channel,
+        "id": note.id,
+        "via": note.via or None,
+        "delay": duration(sent - at) if sent > at else "0s",
+        "at": isoformat(sent + offset),
     }
 
 

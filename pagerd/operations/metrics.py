@@ -138,6 +138,11 @@ class Metrics:
             " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
         )
+        self.levels_unreached = Counter(
+            "pagerd_levels_unreached_total",
+            "Escalation levels that had nobody to notify when notified (a schedule with nobody on"
+            " call): each recorded in the incident's history and skipped at once.",
+        )
         self.http_fronts_replaced = Counter(
             "pagerd_http_fronts_replaced_total",
             "HTTP front processes that exited unasked (a crash, a kill) and were replaced.",
@@ -185,6 +190,7 @@ class Metrics:
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,
+            self.levels_unreached,
             self.http_fronts_replaced,
             self.stale_firings,
             self.worker_restarts,

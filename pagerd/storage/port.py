@@ -18,6 +18,7 @@ from typing import Final, Literal, Protocol, TypeAlias
 import attrs
 
 from pager.domain import Notify, ServiceState
+from pager.schedules import Override
 from pagerd.access.peers import Peer
 from pagerd.timing.clock import Reading
 
@@ -269,6 +270,23 @@ class Storage(Protocol):
         the incident its `code` answers (None: that of the latest page sent to `address`), or
         why none. The id is remembered, durably and before this returns, for `REPLAY_WINDOW`:
         the same id again is "replayed", whatever it says. One transaction."""
+        ...
+
+    def overrides(self) -> list[Override]:
+        """Every stored override of a schedule, by id (the order they apply in)."""
+        ...
+
+    def add_override(self, override: Override, at: float) -> Override:
+        """Store `override` (its `id` is ignored) in one transaction, made at `at`, and return
+        it with the id it was given: never one given before, so ids keep their order."""
+        ...
+
+    def remove_override(self, id: int) -> Override | None:
+        """Delete override `id` in one transaction; the override deleted, None if none."""
+        ...
+
+    def prune_overrides(self, before: float) -> int:
+        """Delete the overrides that ended before `before` (wall-clock seconds); how many."""
         ...
 
     def verify(self) -> None:

@@ -151,7 +151,9 @@ class SmtpTransport:
         exchange.step(smtp)
         _expect(smtp.rcpt(to), "RCPT TO")
         exchange.step(smtp)
-        code, reply = smtp.data(msg.as_bytes(policy=policy))
+        # CRLF line ends, as SMTP has them: `smtplib` sends bytes as given, and a message of
+        # bare LFs is one line over 1,000 bytes to a strict server (refused "line too long").
+        code, reply = smtp.data(msg.as_bytes(policy=policy.clone(linesep="\r\n")))
         _expect((code, reply), "DATA")
         text = reply.decode(errors="replace")
         queued = _QUEUED_RE.search(text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import attrs
 
@@ -32,6 +33,11 @@ class Call:
     take no key (links) use it."""
     query: str = ""
     """The query string as sent (without `?`): part of what some providers sign (Twilio)."""
+
+    @property
+    def arguments(self) -> Mapping[str, str]:
+        """The query string's parameters (the last of a name repeated)."""
+        return dict(parse_qsl(self.query))
 
 
 Handler = Callable[[Call], Awaitable[Response]]

@@ -63,7 +63,8 @@ _INSERT_EVENTS: Final = (
 )
 _INSERT_NOTIFICATIONS: Final = (
     "INSERT INTO notifications (id, service, incident, round, level, channel, address, message,"
-    f" opened_at, created_at, origin) SELECT {_select(11)} FROM json_each(?)"
+    f" opened_at, created_at, origin, step, via, next_attempt_at) SELECT {_select(14)}"
+    " FROM json_each(?)"
 )
 _INSERT_FIRING: Final = (
     "INSERT INTO firing (service, integration, key)"
@@ -204,6 +205,9 @@ class _Rows:
                     n.opened_at,
                     t.at,
                     self.origin,
+                    n.step,
+                    n.via or None,
+                    n.not_before,  # a delayed step waits as a retry does, for its time
                 ]
             )
 

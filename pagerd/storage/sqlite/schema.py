@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 14
+SCHEMA_VERSION: Final = 15
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -181,6 +181,27 @@ who was first), and the rounds before an expired acknowledgement restarted its e
 (`Incident.round_base`, so that `repeat` counts from the restart). An incident acknowledged
 before the upgrade has no `via`; none had restarted."""
 
+_SCHEDULES: Final = """
+ALTER TABLE notifications ADD COLUMN step INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE notifications ADD COLUMN via TEXT;
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    schedule TEXT NOT NULL,
+    by_person TEXT NOT NULL,
+    for_person TEXT,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS overrides_schedule ON overrides (schedule, ends_at);
+"""
+"""People and schedules: a notification's `step` within a person's rule (`Notify.step`, part of
+its id from 2 on) and how its target was reached (`via`: "schedule:primary → alice"); and the
+schedules' overrides, durable so that a reload or a restart keeps them. Their times are on the
+wall clock (seconds since the epoch), not in pagerd's frame: a start does not move them.
+`AUTOINCREMENT` so that an id is never given twice (a later override applies over an earlier,
+by id)."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -208,6 +229,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     12: _SILENCES,
     # How an incident was acknowledged, and where an expired ack restarted its escalation.
     13: _ANSWERS,
+    # People and schedules: notifications' `step` and `via`, and the `overrides`.
+    14: _SCHEDULES,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

@@ -31,6 +31,7 @@ from pager.domain import (
     Target,
     incident_id,
 )
+from pager.schedules import Override
 from pager.silences import Silence
 from pagerd.storage.port import (
     PRUNE_ROWS,
@@ -73,7 +74,7 @@ _SELECT_EVENTS: Final = (
 )
 _COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
 _SELECT_DECIDED: Final = (
-    "SELECT created_at, seq, id, channel, address, round, level FROM notifications"
+    "SELECT created_at, seq, id, channel, address, round, level, via FROM notifications"
     " WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order} LIMIT ?"
 )
 _COUNT_ATTEMPTS: Final = (
@@ -271,7 +272,7 @@ class Store:
         by `due_by` if it is given (retries waiting for their time do not crowd out new rows)."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
-            " created_at, attempts, next_attempt_at, origin FROM notifications"
+            " created_at, attempts, next_attempt_at, origin, step, via FROM notifications"
             " WHERE state IN ('pending', 'retrying') AND (?1 IS NULL OR channel = ?1)"
             " AND (?3 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?3)"
             " ORDER BY seq LIMIT ?2",
@@ -298,12 +299,12 @@ class Store:
         by hand), whose ids this pagerd would not make the same way."""
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
-            " created_at, attempts, next_attempt_at, origin, id FROM notifications"
+            " created_at, attempts, next_attempt_at, origin, step, via, id FROM notifications"
             " WHERE state IN ('pending', 'retrying')"
             f" AND channel NOT IN ({', '.join('?' * len(channels))}) ORDER BY seq LIMIT ?",
             (*channels, limit),
         )
-        return [(row[12], _undelivered(row)) for row in rows]
+        return [(row[14], _undelivered(row)) for row in rows]
 
     @_port_errors
     def deliveries(self, service: str, incident: int) -> list[Delivery]:
@@ -390,6 +391,42 @@ class Store:
             timeline=timeline,
             elided=max(elided, 0),
         )
+
+    @_port_errors
+    def overrides(self) -> list[Override]:
+        return [
+            Override(*row)
+            for row in self._conn.execute(
+                "SELECT id, schedule, by_person, for_person, starts_at, ends_at FROM overrides"
+                " ORDER BY id"
+            )
+        ]
+
+    @_port_errors
+    def add_override(self, override: Override, at: float) -> Override:
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO overrides (schedule, by_person, for_person, starts_at, ends_at,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (override.schedule, override.by, override.for_, override.start, override.end, at),
+            )
+        assert cursor.lastrowid is not None
+        return attrs.evolve(override, id=cursor.lastrowid)
+
+    @_port_errors
+    def remove_override(self, id: int) -> Override | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "DELETE FROM overrides WHERE id = ? RETURNING id, schedule, by_person,"
+                " for_person, starts_at, ends_at",
+                (id,),
+            ).fetchone()
+        return None if row is None else Override(*row)
+
+    @_port_errors
+    def prune_overrides(self, before: float) -> int:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM overrides WHERE ends_at < ?", (before,)).rowcount
 
     @_port_errors
     def failed_counts(self) -> dict[tuple[str, int], int]:
@@ -615,6 +652,29 @@ class Store:
             raise
 
 
+def stored_overrides(state_dir: Path) -> list[Override]:
+    """The overrides in the state directory's database, opened read-only (`pagerd --check` may
+    run beside the daemon): none if there is no database yet, or it is of a version before
+    overrides. `StoreError` if it cannot be read (another user's file)."""
+    path = database_file(state_dir)
+    if not path.exists():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if "overrides" not in tables:
+                return []
+            return [
+                Override(*row)
+                for row in conn.execute(
+                    "SELECT id, schedule, by_person, for_person, starts_at, ends_at FROM overrides"
+                    " ORDER BY id"
+                )
+            ]
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from None
+
+
 def _undelivered(row: Sequence[Any]) -> Undelivered:
     return Undelivered(
         Notify(
@@ -626,6 +686,8 @@ def _undelivered(row: Sequence[Any]) -> Undelivered:
             message=row[6],
             opened_at=row[7],
             origin=row[11],
+            step=row[12],
+            via=row[13] or "",
         ),
         created_at=row[8],
         attempts=row[9],
@@ -658,6 +720,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
         if via is not None:
             entry["via"] = via
         return entry
+    if kind == 1:
+        *fields, via = fields
     nid, channel, address, round_, level, *attempt = fields
     entry = {
         "event": "notification" if kind == 1 else "delivery",
@@ -666,6 +730,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
         "round": round_,
         "level": level,
     }
+    if kind == 1 and via:
+        entry["via"] = via
     if attempt:
         outcome, provider, error = attempt
         entry["outcome"] = outcome

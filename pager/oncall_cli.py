@@ -1,0 +1,170 @@
+"""`pager override` and `pager oncall`: their arguments, their requests, and their output.
+
+Times on the command line are read here, on the reader's side, and sent as ISO 8601 with an
+offset, so the daemon never guesses whose local time was meant:
+
+- `2024-05-01T09:00+01:00`, `2024-05-01T08:00Z`: an instant, as written (ISO 8601 with offset);
+- `2024-05-01T09:00`, `2024-05-01 09:00`, `2024-05-01`: the reader's local time (`TZ`, else
+  the system's zone);
+- `now`, and `+30m`, `+8h`, `+2d`: now, and that long from now.
+
+Output: each time in the schedule's zone, and in the reader's in brackets when that differs.
+Pure but for the reader's local zone and clock, which the caller may pass in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from pager.protocol import encode
+
+_RELATIVE: Final = re.compile(r"\+([0-9]{1,6})([smhdw])")
+_UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(text: str, now: Callable[[], float] = time.time) -> float:
+    """A time as the command line takes it (see the module's docstring) -> seconds since the
+    epoch; `argparse.ArgumentTypeError` saying what is accepted otherwise."""
+    text = text.strip()
+    if text == "now":
+        return now()
+    relative = _RELATIVE.fullmatch(text)
+    if relative is not None:
+        return now() + int(relative.group(1)) * _UNIT[relative.group(2)]
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()  # the reader's local time
+        if not 1971 <= parsed.year <= 9000:
+            raise ValueError(text)
+        return parsed.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: give ISO 8601 with an offset (2024-05-01T09:00+01:00), "
+            "a local time (2024-05-01T09:00 or '2024-05-01 09:00'), now, or +8h / +2d"
+        ) from None
+
+
+def wire(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
+    override = commands.add_parser(
+        "override",
+        parents=[common],
+        help="stand in on a schedule: SCHEDULE --by P [--for P] --from T --until T; "
+        "list SCHEDULE; remove ID",
+        description="Add, list or remove a schedule's overrides.",
+    )
+    override.add_argument(
+        "words", nargs="+", metavar="SCHEDULE | list SCHEDULE | remove ID", help="what to do"
+    )
+    override.add_argument("--by", dest="override_by", help="who goes on call")
+    override.add_argument(
+        "--for", dest="override_for", help="whom they stand in for (default: whoever is on call)"
+    )
+    override.add_argument("--from", dest="override_from", type=parse_time, help="when it starts")
+    override.add_argument("--until", dest="override_until", type=parse_time, help="when it ends")
+    oncall = commands.add_parser(
+        "oncall", parents=[common], help="who is on call now (or --at TIME) and the next hand-offs"
+    )
+    oncall.add_argument("schedule", nargs="?", help="one schedule (default: every one)")
+    oncall.add_argument("--at", type=parse_time, help="when to ask about (default: now)")
+    oncall.add_argument(
+        "--next", type=int, default=None, metavar="N", help="hand-offs to list (default 3)"
+    )
+
+
+def request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> bytes:
+    """The request line of `pager override ...` or `pager oncall ...` (exits 2 on misuse)."""
+    if args.command == "oncall":
+        fields: dict[str, Any] = {"op": "oncall"}
+        if args.schedule is not None:
+            fields["schedule"] = args.schedule
+        if args.at is not None:
+            fields["at"] = wire(args.at)
+        if args.next is not None:
+            if not 0 <= args.next <= 50:
+                parser.error("--next: from 0 to 50")
+            fields["next"] = args.next
+        return encode(fields)
+    words: list[str] = args.words
+    options = (args.override_by, args.override_for, args.override_from, args.override_until)
+    if words[0] in ("list", "remove"):
+        if len(words) != 2:
+            parser.error(
+                f"usage: pager override {words[0]} {'SCHEDULE' if words[0] == 'list' else 'ID'}"
+            )
+        if any(o is not None for o in options):
+            parser.error(f"override {words[0]} takes no --by, --for, --from or --until")
+        if words[0] == "list":
+            return encode({"op": "overrides", "schedule": words[1]})
+        if not words[1].isascii() or not words[1].isdigit():
+            parser.error(f"override remove: {words[1]!r} is not an override's id (a number)")
+        return encode({"op": "override_remove", "id": int(words[1])})
+    if len(words) != 1:
+        parser.error(
+            "usage: pager override SCHEDULE --by PERSON [--for PERSON] --from TIME --until TIME"
+        )
+    if args.override_by is None or args.override_from is None or args.override_until is None:
+        parser.error("override SCHEDULE needs --by, --from and --until")
+    fields = {"op": "override", "schedule": words[0], "by": args.override_by,
+              "from": wire(args.override_from), "until": wire(args.override_until)}  # fmt: skip
+    if args.override_for is not None:
+        fields["for"] = args.override_for
+    return encode(fields)
+
+
+def both(text: str | None) -> str:
+    """An ISO time of the reply as `2024-05-01 09:00 +01:00`, and the reader's own wall clock
+    in brackets when its offset differs."""
+    if text is None:
+        return "?"
+    try:
+        there = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    shown = there.strftime("%Y-%m-%d %H:%M %z")
+    here = there.astimezone()
+    if here.utcoffset() != there.utcoffset():
+        shown += f" ({here.strftime('%Y-%m-%d %H:%M %z')} here)"
+    return shown
+
+
+def render(command: str, reply: dict[str, Any]) -> str:
+    """The readable output of `override` and `oncall` replies (already escaped)."""
+    if "override" in reply:
+        return "added " + _override(reply["override"])
+    if "removed" in reply:
+        return "removed " + _override(reply["removed"])
+    if "overrides" in reply:
+        found = reply["overrides"]
+        if not found:
+            return f"{reply.get('schedule')}: no overrides to come"
+        lines = [f"{reply.get('schedule')} ({reply.get('timezone')}):"]
+        lines += ["  " + _override(o) for o in found]
+        return "\n".join(lines)
+    lines = []
+    for s in reply.get("schedules", []):
+        who = s.get("on_call") or "NOBODY"
+        lines.append(
+            f"{s.get('schedule')} ({s.get('timezone')}) at {both(s.get('at'))}: {who}"
+            f" until {both(s.get('until'))}"
+        )
+        for nxt in s.get("next", []):
+            lines.append(f"  {both(nxt.get('from'))}  {nxt.get('person') or 'NOBODY (a gap)'}")
+    return "\n".join(lines) if lines else "no schedules configured"
+
+
+def _override(o: dict[str, Any]) -> str:
+    instead = f" for {o['for']}" if o.get("for") else " for whoever is on call"
+    return (
+        f"override {o.get('id')} on {o.get('schedule')}: {o.get('by')}{instead}, "
+        f"from {both(o.get('from'))} until {both(o.get('until'))}"
+    )

@@ -1,0 +1,116 @@
+"""`pager override` and `pager oncall` on the client's side: times read as documented and sent with
+their offset, usage mistakes exit 2 before anything is sent, replies shown in both zones and
+escaped."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pager import cli, oncall_cli
+
+
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def line(*argv: str) -> dict[str, object]:
+    parser = cli.build_parser()
+    args = parser.parse_args(list(argv))
+    decoded: dict[str, object] = json.loads(oncall_cli.request(args, parser))
+    return decoded
+
+
+def test_times_are_read_as_documented(new_york: None) -> None:
+    utc = dt.datetime(2024, 5, 1, 13, 0, tzinfo=dt.UTC).timestamp()
+    assert oncall_cli.parse_time("2024-05-01T09:00-04:00") == utc
+    assert oncall_cli.parse_time("2024-05-01T13:00Z") == utc
+    assert oncall_cli.parse_time("2024-05-01 09:00") == utc  # the reader's local time
+    assert oncall_cli.parse_time("2024-05-01T09:00") == utc
+    assert oncall_cli.parse_time("now", lambda: 100.0) == 100.0
+    assert oncall_cli.parse_time("+8h", lambda: 100.0) == 100.0 + 8 * 3600
+    assert oncall_cli.parse_time("+2d", lambda: 0.0) == 2 * 86400
+    for bad in ("tomorrow", "+8", "8h", "2024-13-01", "0001-01-01T00:00Z"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            oncall_cli.parse_time(bad)
+
+
+def test_requests_carry_times_with_their_offset(new_york: None) -> None:
+    assert line(
+        "override", "primary", "--by", "bob", "--for", "alice",
+        "--from", "2024-05-01 09:00", "--until", "2024-05-02T09:00-04:00",
+    ) == {
+        "op": "override", "schedule": "primary", "by": "bob", "for": "alice",
+        "from": "2024-05-01T13:00:00Z", "until": "2024-05-02T13:00:00Z",
+    }  # fmt: skip
+    assert line("override", "list", "primary") == {"op": "overrides", "schedule": "primary"}
+    assert line("override", "remove", "12") == {"op": "override_remove", "id": 12}
+    assert line("oncall") == {"op": "oncall"}
+    assert line("oncall", "primary", "--at", "2024-05-01T13:00Z", "--next", "5") == {
+        "op": "oncall", "schedule": "primary", "at": "2024-05-01T13:00:00Z", "next": 5,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["override", "primary", "--by", "bob"],
+        ["override", "primary", "extra", "--by", "bob", "--from", "now", "--until", "+1h"],
+        ["override", "list"],
+        ["override", "list", "primary", "--by", "bob"],
+        ["override", "remove", "twelve"],
+        ["oncall", "--next", "99"],
+        ["oncall", "--at", "someday"],
+    ],
+)
+def test_usage_mistakes_exit_2_before_anything_is_sent(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--socket", os.devnull, *argv])
+    assert stopped.value.code == 2
+
+
+def test_replies_are_shown_in_the_schedules_zone_and_the_readers_and_escaped(
+    new_york: None,
+) -> None:
+    reply = {
+        "schedules": [
+            {
+                "schedule": "primary", "timezone": "Europe/London",
+                "at": "2024-05-01T14:00:00+01:00", "on_call": "alice\x1b[2J",
+                "until": "2024-05-02T09:00:00+01:00",
+                "next": [{"from": "2024-05-02T09:00:00+01:00",
+                          "until": "2024-05-03T09:00:00+01:00", "person": None}],
+            }
+        ]
+    }  # fmt: skip
+    text = cli.render("oncall", reply)
+    assert text.splitlines() == [
+        "primary (Europe/London) at 2024-05-01 14:00 +0100 (2024-05-01 09:00 -0400 here):"
+        " alice\\x1b[2J until 2024-05-02 09:00 +0100 (2024-05-02 04:00 -0400 here)",
+        "  2024-05-02 09:00 +0100 (2024-05-02 04:00 -0400 here)  NOBODY (a gap)",
+    ]
+    override = {
+        "id": 3,
+        "schedule": "primary",
+        "by": "bob",
+        "for": None,
+        "from": "2024-05-01T13:00:00-04:00",
+        "until": "2024-05-01T14:00:00-04:00",
+    }
+    assert cli.render("override", {"override": override}) == (
+        "added override 3 on primary: bob for whoever is on call, from 2024-05-01 13:00 -0400"
+        " until 2024-05-01 14:00 -0400"
+    )

@@ -1,0 +1,398 @@
+"""Schedules in the daemon, over its real socket, under MockClock: a `schedule:` target pages
+whoever is on call when its level is notified; overrides made over the socket apply at once and
+survive a restart; a level with nobody on call is recorded and skipped at once; a person's
+rule sends its delayed steps at their time, and not at all once the incident is acknowledged.
+
+T0 is Friday 15 January 2027, 08:00 UTC (and London time: winter).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from pager import cli
+from pagerd.config import Config, load
+from pagerd.timing.clock import Clock
+from tests.harness import CHANNELS, T0, Connection, connect, running, settle, steps
+
+DAY = 86400
+HOUR = 3600
+MINUTE = 60
+
+PEOPLE = """
+[people.alice]
+email = "alice@example.com"
+
+[people.bob]
+sms = "+14155550100"
+
+[people.carol]
+email = "carol@example.com"
+
+[people.dave]
+sms = "+14155550199"
+email = "dave@example.com"
+notify = ["sms", "email after 2m"]
+
+[schedules.primary]
+timezone = "Europe/London"
+[[schedules.primary.layers]]
+people = ["alice", "bob"]
+shift = "1d"
+start = 2027-01-14
+handoff = "09:00"
+
+[schedules.business]
+timezone = "Europe/London"
+[[schedules.business.layers]]
+people = ["carol"]
+shift = "1w"
+start = 2027-01-04
+handoff = "09:00"
+restrict = [{ days = ["mon", "tue", "wed", "thu", "fri"], from = "09:00", until = "17:00" }]
+"""
+
+POLICIES = """
+[policies.rota]
+[[policies.rota.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "1h"
+[[policies.rota.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "1h"
+
+[policies.hours]
+[[policies.hours.levels]]
+targets = ["schedule:business"]
+[[policies.hours.levels]]
+targets = ["email:lead@example.com"]
+
+[policies.dave]
+[[policies.dave.levels]]
+targets = ["person:dave"]
+
+[policies.expiring]
+ack_expiry = "2h"
+[[policies.expiring.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "1h"
+"""
+
+
+def oncall_config(folder: Path) -> Config:
+    text = CHANNELS + PEOPLE + POLICIES
+    for name, policy in (("api", "rota"), ("shop", "hours"), ("db", "dave"), ("pay", "expiring")):
+        text += f'\n[services.{name}]\npolicy = "{policy}"\n'
+    path = folder / "pager.toml"
+    path.write_text(text)
+    return load(path)
+
+
+def targets(config: Config) -> list[tuple[int, int, str]]:
+    return [(r, lv, target) for _, r, lv, target in steps(config)]
+
+
+async def history(conn: Connection, service: str) -> list[dict[str, Any]]:
+    reply = await conn.request("history", service=service)
+    assert reply["ok"], reply
+    timeline: list[dict[str, Any]] = reply["timeline"]
+    return timeline
+
+
+async def test_a_rotation_hands_off_during_an_incident_and_the_next_level_pages_the_new_person(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            assert (await conn.request("alert", service="api", message="down"))["ok"]
+            await settle()
+            assert targets(config) == [(1, 1, "email:alice@example.com")]
+            await trio.sleep(HOUR + MINUTE)  # 09:00: bob's day starts, level 2 is notified
+            await settle()
+            assert targets(config)[1:] == [(1, 2, "sms:+14155550100")]
+            timeline = await history(conn, "api")
+    shown = [(e.get("via"), e["target"]) for e in timeline if e["event"] == "notification"]
+    assert shown == [
+        ("schedule:primary → alice", "email:alice@example.com"),
+        ("schedule:primary → bob", "sms:+14155550100"),
+    ]
+
+
+async def test_an_override_made_over_the_socket_applies_to_the_next_level_at_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api", message="down")
+            await trio.sleep(10 * MINUTE)
+            reply = await conn.request(
+                "override", schedule="primary", by="carol", **{"for": "bob"},
+                **{"from": "2027-01-15T08:30:00Z", "until": "2027-01-15T12:00:00+00:00"},
+            )  # fmt: skip
+            assert reply["ok"], reply
+            assert reply["override"] == {
+                "id": 1, "schedule": "primary", "by": "carol", "for": "bob",
+                "from": "2027-01-15T08:30:00+00:00", "until": "2027-01-15T12:00:00+00:00",
+            }  # fmt: skip
+            listed = await conn.request("overrides", schedule="primary")
+            assert [o["id"] for o in listed["overrides"]] == [1]
+            now = await conn.request("oncall", schedule="primary", at="2027-01-15T10:00:00Z")
+            assert now["schedules"][0]["on_call"] == "carol"
+            await trio.sleep(HOUR + MINUTE)
+            await settle()
+            assert targets(config) == [
+                (1, 1, "email:alice@example.com"),
+                (1, 2, "email:carol@example.com"),
+            ]
+
+
+async def test_overrides_are_refused_with_the_reason_and_survive_a_restart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            refusals = [
+                await conn.request("override", schedule="nope", by="carol", **window),
+                await conn.request("override", schedule="primary", by="zed", **window),
+                await conn.request(
+                    "override",
+                    schedule="primary",
+                    by="carol",
+                    **{"from": window["until"], "until": window["from"]},
+                ),
+                await conn.request(
+                    "override", schedule="primary", by="carol", **{"for": "bob"}, **window
+                ),  # 16 January is alice's day
+                await conn.request(
+                    "override",
+                    schedule="primary",
+                    by="carol",
+                    **{"from": "2027-01-16T09:00"},
+                    until=window["until"],
+                ),
+                await conn.request("override_remove", id=99),
+            ]
+            codes = [r["error"]["code"] for r in refusals]
+            assert codes == [
+                "unknown_schedule", "unknown_person", "bad_request", "bad_request",
+                "bad_request", "not_found",
+            ]  # fmt: skip
+            assert "ends before it starts" in refusals[2]["error"]["message"]
+            assert "bob is not on call" in refusals[3]["error"]["message"]
+            assert "offset" in refusals[4]["error"]["message"]
+            assert (await conn.request("overrides", schedule="primary"))["overrides"] == []
+            made = await conn.request("override", schedule="primary", by="carol", **window)
+            assert made["ok"], made
+        async with running(config), connect(config.socket) as conn:
+            listed = await conn.request("overrides", schedule="primary")
+            assert listed["overrides"] == [made["override"]]
+            later = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
+            assert later["schedules"][0]["on_call"] == "carol"
+            removed = await conn.request("override_remove", id=made["override"]["id"])
+            assert removed["removed"] == made["override"]
+            later = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
+            assert later["schedules"][0]["on_call"] == "alice"
+
+
+async def test_a_level_with_nobody_on_call_is_recorded_counted_and_skipped_at_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            # 08:00 on a Friday: business hours start at 09:00, so level 1 has nobody.
+            assert (await conn.request("alert", service="shop", message="down"))["ok"]
+            await settle()
+            assert targets(config) == [(1, 2, "email:lead@example.com")]
+            status = await conn.request("status", service="shop")
+            assert status["incident"]["level"] == 2
+            timeline = await history(conn, "shop")
+            text = (await conn.request("metrics"))["text"]
+    unreached = [e for e in timeline if e["event"] == "unreached"]
+    assert [e["detail"] for e in unreached] == [
+        "level 1 round 1 has nobody to notify: schedule:business has nobody on call"
+    ]
+    assert "pagerd_levels_unreached_total 1" in text.splitlines()
+
+
+async def test_a_persons_delayed_step_is_sent_at_its_time_and_cancelled_by_an_ack(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="db", message="down")
+            await settle()
+            assert targets(config) == [(1, 1, "sms:+14155550199")]
+            await trio.sleep(2 * MINUTE + 1)
+            await settle()
+            assert targets(config)[1:] == [(1, 1, "email:dave@example.com")]
+            await conn.request("healthy", service="db")
+            await conn.request("alert", service="db", message="again")
+            await trio.sleep(MINUTE)
+            assert (await conn.request("ack", service="db", by="dave"))["ok"]
+            await trio.sleep(10 * MINUTE)
+            await settle()
+            timeline = await history(conn, "db")
+    assert [t for t in steps(config) if t[0] == "db#2"] == [("db#2", 1, 1, "sms:+14155550199")]
+    cancelled = [e for e in timeline if e.get("outcome") == "cancelled"]
+    assert [e["target"] for e in cancelled] == ["email:dave@example.com"]
+
+
+async def test_oncall_lists_who_is_on_call_and_the_next_handoffs_in_the_schedules_zone(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            reply = await conn.request("oncall", next=2)
+    by_name = {s["schedule"]: s for s in reply["schedules"]}
+    assert by_name["primary"] == {
+        "schedule": "primary",
+        "timezone": "Europe/London",
+        "at": "2027-01-15T08:00:00+00:00",
+        "on_call": "alice",
+        "until": "2027-01-15T09:00:00+00:00",
+        "next": [
+            {"from": "2027-01-15T09:00:00+00:00", "until": "2027-01-16T09:00:00+00:00",
+             "person": "bob"},
+            {"from": "2027-01-16T09:00:00+00:00", "until": "2027-01-17T09:00:00+00:00",
+             "person": "alice"},
+        ],
+    }  # fmt: skip
+    assert by_name["business"]["on_call"] is None
+    assert by_name["business"]["next"][0]["person"] == "carol"
+
+
+async def test_a_reload_with_a_gap_is_applied_and_logs_it_and_keeps_the_overrides(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = oncall_config(tmp_path)
+    window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            made = await conn.request("override", schedule="primary", by="carol", **window)
+            assert made["ok"], made
+            # The primary rotation now starts a week later: a week with nobody on call.
+            config.path.write_text(
+                config.path.read_text().replace("start = 2027-01-14", "start = 2027-01-21")
+            )
+            caplog.clear()
+            reloaded = await conn.request("reload")
+            assert reloaded["ok"], reloaded
+            logged = [r.getMessage() for r in caplog.records]
+            gaps = [line for line in logged if line.startswith("gap: schedule:primary")]
+            # Until the override, and from its end to the rotation's new start.
+            assert gaps == [
+                "gap: schedule:primary: nobody on call from Fri 2027-01-15 08:00 until Sat"
+                " 2027-01-16 09:00 Europe/London",
+                "gap: schedule:primary: nobody on call from Sun 2027-01-17 09:00 until Thu"
+                " 2027-01-21 09:00 Europe/London",
+            ]
+            assert all(r.levelname == "ERROR" for r in caplog.records if "gap: " in r.getMessage())
+            listed = await conn.request("overrides", schedule="primary")
+            assert listed["overrides"] == [made["override"]]
+            now = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
+            assert now["schedules"][0]["on_call"] == "carol"  # the override fills part of it
+
+
+async def test_simulate_resolves_schedules_and_overrides_as_paging_does(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """`pager simulate` is given the daemon's resolver: the schedule resolved to a person at each
+    level's time, an override made over the socket applied, each step on the schedule's clock,
+    and a person's rule shown with its delays."""
+    text = (
+        CHANNELS
+        + PEOPLE
+        + POLICIES
+        + """
+[policies.mixed]
+[[policies.mixed.levels]]
+targets = ["schedule:primary", "person:dave"]
+ack_timeout = "30m"
+[[policies.mixed.levels]]
+targets = ["schedule:primary"]
+ack_timeout = "1h"
+
+[services.api]
+policy = "mixed"
+"""
+    )
+    (tmp_path / "pager.toml").write_text(text)
+    config = load(tmp_path / "pager.toml")
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            reply = await conn.request(
+                "override", schedule="primary", by="carol", **{"for": "bob"},
+                **{"from": "2027-01-15T09:00:00Z", "until": "2027-01-15T12:00:00Z"},
+            )  # fmt: skip
+            assert reply["ok"], reply
+            simulated = await conn.request("simulate", service="api", at="2027-01-15T08:40:00Z")
+    assert simulated["ok"], simulated
+    first, second = simulated["timeline"][:2]
+    assert (first["schedule"], first["timezone"]) == ("primary", "Europe/London")
+    assert first["local_at"] == "2027-01-15T08:40:00+00:00"
+    assert [(n["target"], n["via"], n["delay"]) for n in first["notify"]] == [
+        ("email:alice@example.com", "schedule:primary → alice", "0s"),
+        ("sms:+14155550199", "person:dave", "0s"),
+        ("email:dave@example.com", "person:dave", "2m"),
+    ]
+    assert first["notify"][2]["at"] == "2027-01-15T08:42:00.000Z"
+    # 09:10: bob's day from 09:00, but carol stands in for him.
+    assert second["at"] == "2027-01-15T09:10:00.000Z"
+    assert [(n["target"], n["via"]) for n in second["notify"]] == [
+        ("email:carol@example.com", "schedule:primary → carol")
+    ]
+    shown = cli.render("simulate", {k: v for k, v in simulated.items() if k != "ok"})
+    line = shown.splitlines()[1].split()
+    assert line[:3] == ["2027-01-15T08:40:00+00:00", "Europe/London", "+0s"]
+    assert " ".join(line[3:]) == (
+        "notify level 1 round 1: schedule:primary → alice (email:alice@example.com),"
+        " person:dave (sms:+14155550199, email:dave@example.com after 2m)"
+    )
+    assert "schedule:primary → carol (email:carol@example.com)" in shown
+
+
+async def test_an_expired_ack_pages_whoever_is_on_call_at_the_expiry_across_a_restart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """alice, on call at 08:00, acknowledges at 08:01 (`ack_expiry = "2h"`); pagerd stops, and
+    starts again at 10:00, when bob is on call and an override made then gives his shift to
+    carol: at 10:01 the restarted escalation pages carol, resolved at the expiry."""
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            assert (await conn.request("alert", service="pay", message="down"))["ok"]
+            await trio.sleep(MINUTE)
+            acked = await conn.request("ack", service="pay", by="alice")
+            assert acked["incident"]["next_escalation_at"] == "2027-01-15T10:01:00.000Z"
+            await trio.sleep(30 * MINUTE)
+        assert targets(config) == [(1, 1, "email:alice@example.com")]
+        async with running(config, Clock(T0 + 2 * HOUR)), connect(config.socket) as conn:
+            reply = await conn.request(
+                "override", schedule="primary", by="carol", **{"for": "bob"},
+                **{"from": "2027-01-15T09:30:00Z", "until": "2027-01-15T11:00:00Z"},
+            )  # fmt: skip
+            assert reply["ok"], reply
+            await trio.sleep(59)  # a second before the expiry: nothing yet
+            await settle()
+            assert targets(config) == [(1, 1, "email:alice@example.com")]
+            await trio.sleep(2)
+            await settle()
+            assert targets(config) == [
+                (1, 1, "email:alice@example.com"),
+                (2, 1, "email:carol@example.com"),
+            ]
+            timeline = await history(conn, "pay")
+    shown = [(e.get("via"), e["target"]) for e in timeline if e["event"] == "notification"]
+    assert shown[-1] == ("schedule:primary → carol", "email:carol@example.com")
