@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from pager.budget import Budget
 from pager.domain import Policy, Target
 from pager.schedules import Override, Schedule, gaps
 
@@ -57,17 +58,19 @@ def holes(
     start: float,
     end: float,
     overrides: Mapping[str, Sequence[Override]] | None = None,
+    budget: Budget | None = None,
 ) -> list[Hole]:
     """Every schedule's gaps in [start, end), then every policy level whose targets are all
     schedules (a person or an address always reaches someone) with nobody on any of them at
-    once, in the zone of the level's first schedule."""
+    once, in the zone of the level's first schedule. Each boundary of a schedule looked at is
+    a step of `budget` (`TooMuch` past it)."""
     overrides = overrides or {}
     found: list[Hole] = []
     spans: dict[str, list[tuple[float, float]]] = {}
     for name in sorted(schedules):
         schedule = schedules[name]
         spans[name] = [
-            (g.start, g.end) for g in gaps(schedule, start, end, overrides.get(name, ()))
+            (g.start, g.end) for g in gaps(schedule, start, end, overrides.get(name, ()), budget)
         ]
         found += [Hole(f"schedule:{name}", s, e, schedule.zone) for s, e in spans[name]]
     for name in sorted(policies):

@@ -28,13 +28,15 @@ equal, and against a slow model of the same rules).
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, Literal
 
 import attrs
 
+from pager.budget import Budget, spend
 from pager.weekly import Weekly, instant, wall
 
 Unit = Literal["hours", "days", "weeks"]
@@ -165,38 +167,163 @@ def boundaries(
 ) -> list[float]:
     """Every instant in (start, end) where who is on call may change: hand-offs, the edges of
     restrictions and of overrides. Between two of them nothing changes."""
-    found = {start, end}
+    return list(_cuts(schedule, start, end, tuple(overrides)))
+
+
+def _cuts(
+    schedule: Schedule, start: float, end: float, overrides: Sequence[Override]
+) -> Iterator[float]:
+    """`boundaries`, by time, each once, found as they are taken: one hand-off of each layer,
+    one edge of each restriction at a time, so that a caller who stops early (the next
+    hand-offs, anyone on call at all) pays only for what it took."""
+    sources: list[Iterable[float]] = [(start, end)]
     for layer in schedule.layers:
-        rotation = layer.rotation
-        k = rotation.turn(start, schedule.zone)
-        k = 0 if k is None else k + 1
-        while (at := rotation.handoff(k, schedule.zone)) < end:
-            found.add(at)
-            k += 1
+        sources.append(_handoffs(layer.rotation, schedule.zone, start, end))
         if layer.restrict is not None:
-            for s, e in layer.restrict.intervals(start, end):
-                found.update((s, e))
-    for o in overrides:
-        found.update((o.start, o.end))
-    return sorted(t for t in found if start <= t <= end)
+            sources.append(_edges(layer.restrict, start, end))
+    sources.append(sorted(t for o in overrides for t in (o.start, o.end)))
+    last: float | None = None
+    for t in heapq.merge(*sources):
+        if t > end:
+            break
+        if t >= start and t != last:
+            last = t
+            yield t
+
+
+def _handoffs(rotation: Rotation, zone: dt.tzinfo, start: float, end: float) -> Iterator[float]:
+    """The rotation's hand-offs in (start, end), in order."""
+    k = rotation.turn(start, zone)
+    k = 0 if k is None else k + 1
+    while (at := rotation.handoff(k, zone)) < end:
+        yield at
+        k += 1
+
+
+def _edges(restrict: Weekly, start: float, end: float) -> Iterator[float]:
+    """The starts and ends of `restrict.intervals(start, end)`, in order."""
+    run: tuple[float, float] | None = None
+    for s, e in restrict.spans(start, end):
+        if e <= start:
+            continue
+        if s >= end:
+            break
+        s, e = max(s, start), min(e, end)
+        if run is not None and s <= run[1]:
+            run = (run[0], max(run[1], e))
+            continue
+        if run is not None:
+            yield from run
+        run = (s, e)
+    if run is not None:
+        yield from run
+
+
+class _Turns:
+    """Which hand-off of a rotation each instant follows, for instants taken in order: the
+    hand-offs are worked out once each, as `Rotation.turn` would find them."""
+
+    def __init__(self, rotation: Rotation, zone: dt.tzinfo, start: float) -> None:
+        self._rotation = rotation
+        self._zone = zone
+        self._k = rotation.turn(start, zone)
+        self._next = rotation.handoff(0 if self._k is None else self._k + 1, zone)
+
+    def at(self, t: float) -> int | None:
+        """`rotation.turn(t)`, for `t` no earlier than the last asked (or the start)."""
+        while self._next <= t:
+            self._k = 0 if self._k is None else self._k + 1
+            self._next = self._rotation.handoff(self._k + 1, self._zone)
+        return self._k
+
+
+class _Covers:
+    """Whether a restriction is in force at each instant (`Weekly.covers`), for instants taken
+    in order: a walk along its merged occurrences, not a look at four days each time."""
+
+    def __init__(self, restrict: Weekly, start: float, end: float) -> None:
+        # Two days past the end: as far as `covers` would look for the last instant asked.
+        self._runs = _runs(restrict.spans(start, end + 2 * 86400.0))
+        self._run = next(self._runs, None)
+
+    def at(self, t: float) -> bool:
+        """`restrict.covers(t)`, for `t` no earlier than the last asked (or the start)."""
+        while self._run is not None and self._run[1] <= t:
+            self._run = next(self._runs, None)
+        return self._run is not None and self._run[0] < t + 1e-3
+
+
+def _runs(spans: Iterable[tuple[float, float]]) -> Iterator[tuple[float, float]]:
+    """Occurrences by start, those that overlap or touch joined."""
+    run: tuple[float, float] | None = None
+    for s, e in spans:
+        if run is not None and s <= run[1]:
+            run = (run[0], max(run[1], e))
+            continue
+        if run is not None:
+            yield run
+        run = (s, e)
+    if run is not None:
+        yield run
+
+
+def _pieces(
+    schedule: Schedule,
+    start: float,
+    end: float,
+    overrides: Sequence[Override],
+    budget: Budget | None,
+) -> Iterator[Segment]:
+    """`segments`, each given as soon as the next begins: who is on call is worked out once a
+    boundary, each layer's hand-offs and restriction followed along, so that the work grows
+    with the boundaries met, not with the layers' days worked out again at each."""
+    layers = [
+        (
+            layer.rotation,
+            _Turns(layer.rotation, schedule.zone, start),
+            None if layer.restrict is None else _Covers(layer.restrict, start, end),
+        )
+        for layer in reversed(schedule.layers)
+    ]
+    meeting = [o for o in overrides if o.end > start and o.start < end]
+    run: Segment | None = None
+    cuts = _cuts(schedule, start, end, meeting)
+    a = next(cuts, None)
+    if a is None:  # an empty span
+        return
+    for b in cuts:
+        spend(budget)
+        base = None
+        for rotation, turns, covers in layers:
+            if covers is not None and not covers.at(a):
+                continue
+            k = turns.at(a)
+            if k is not None:
+                base = rotation.person(k)
+                break
+        who = apply_overrides(base, a, [o for o in meeting if o.start <= a < o.end])
+        if run is not None and run.person == who:
+            run = Segment(run.start, b, who)
+        else:
+            if run is not None:
+                yield run
+            run = Segment(a, b, who)
+        a = b
+    if run is not None:
+        yield run
 
 
 def segments(
-    schedule: Schedule, start: float, end: float, overrides: Sequence[Override] = ()
+    schedule: Schedule,
+    start: float,
+    end: float,
+    overrides: Sequence[Override] = (),
+    budget: Budget | None = None,
 ) -> list[Segment]:
     """[start, end) cut where who is on call changes, each piece with its person (or None),
-    neighbours with the same person joined. Covers the whole span, gaps included."""
-    cuts = boundaries(schedule, start, end, overrides)
-    found: list[Segment] = []
-    for a, b in itertools.pairwise(cuts):
-        if b <= a:
-            continue
-        who = on_call(schedule, a, overrides)
-        if found and found[-1].person == who and found[-1].end == a:
-            found[-1] = Segment(found[-1].start, b, who)
-        else:
-            found.append(Segment(a, b, who))
-    return found
+    neighbours with the same person joined. Covers the whole span, gaps included. Each
+    boundary looked at is a step of `budget` (`TooMuch` past it)."""
+    return list(_pieces(schedule, start, end, overrides, budget))
 
 
 def shifts(
@@ -205,20 +332,25 @@ def shifts(
     end: float,
     overrides: Sequence[Override] = (),
     person: str | None = None,
+    budget: Budget | None = None,
 ) -> list[Segment]:
     """The shifts in [start, end) (of `person` only, if given): where somebody is on call."""
     return [
         s
-        for s in segments(schedule, start, end, overrides)
+        for s in _pieces(schedule, start, end, overrides, budget)
         if s.person is not None and (person is None or s.person == person)
     ]
 
 
 def gaps(
-    schedule: Schedule, start: float, end: float, overrides: Sequence[Override] = ()
+    schedule: Schedule,
+    start: float,
+    end: float,
+    overrides: Sequence[Override] = (),
+    budget: Budget | None = None,
 ) -> list[Segment]:
     """Where nobody is on call in [start, end): exactly the complement of `shifts`."""
-    return [s for s in segments(schedule, start, end, overrides) if s.person is None]
+    return [s for s in _pieces(schedule, start, end, overrides, budget) if s.person is None]
 
 
 def upcoming(
@@ -227,16 +359,14 @@ def upcoming(
     count: int,
     overrides: Sequence[Override] = (),
     horizon: float = 26 * 7 * 86400.0,
+    budget: Budget | None = None,
 ) -> list[Segment]:
     """The segment in force at `t` and the next `count` after it (hand-offs, to somebody or to
-    nobody), looking at most `horizon` seconds ahead (the last one found may end there)."""
-    span = 7 * 86400.0
-    while True:
-        found = segments(schedule, t, t + span, overrides)
-        # One more than wanted: the last one found is cut at the span's end, not a hand-off.
-        if len(found) > count + 1 or span >= horizon:
-            return found[: count + 1]
-        span = min(span * 4, horizon)
+    nobody), looking at most `horizon` seconds ahead (the last one found may end there).
+
+    Found by walking on from `t` until the one after the last wanted begins: the usual answer
+    (the next hand-offs are soon) costs a few boundaries, whatever the horizon."""
+    return list(itertools.islice(_pieces(schedule, t, t + horizon, overrides, budget), count + 1))
 
 
 def override_problem(
@@ -248,6 +378,7 @@ def override_problem(
     now: float,
     existing: Sequence[Override] = (),
     longest: float = 366 * 86400.0,
+    budget: Budget | None = None,
 ) -> str | None:
     """Why an override cannot be made, in words for the person making it; None if it can.
     People must exist (checked by the caller, who knows them)."""
@@ -259,7 +390,9 @@ def override_problem(
         return f"it is longer than {longest / 86400:g} days"
     if for_ is not None and for_ == by:
         return f"{by} cannot stand in for themselves"
-    if for_ is not None and not _ever_on_call(schedule, for_, max(start, now), end, existing):
+    if for_ is not None and not _ever_on_call(
+        schedule, for_, max(start, now), end, existing, budget
+    ):
         return (
             f"{for_} is not on call in {schedule.name} at any time in that window: the "
             "override would change nothing"
@@ -268,14 +401,16 @@ def override_problem(
 
 
 def _ever_on_call(
-    schedule: Schedule, person: str, start: float, end: float, overrides: Sequence[Override]
+    schedule: Schedule,
+    person: str,
+    start: float,
+    end: float,
+    overrides: Sequence[Override],
+    budget: Budget | None = None,
 ) -> bool:
-    """Whether `person` is on call at some moment of [start, end): a week at a time, so that
-    the usual answer (soon) does not cost a year of hourly shifts."""
-    week = 7 * 86400.0
-    while start < end:
-        stop = min(start + week, end)
-        if any(s.person == person for s in segments(schedule, start, stop, overrides)):
-            return True
-        start = stop
-    return False
+    """Whether `person` is on call at some moment of [start, end): walking on from `start`
+    until they are, so that the usual answer (soon) does not cost a year of hourly shifts;
+    and without a walk at all for somebody no layer has and no override puts on call."""
+    if person not in schedule.people and all(o.by != person for o in overrides):
+        return False
+    return any(s.person == person for s in _pieces(schedule, start, end, overrides, budget))

@@ -23,6 +23,7 @@ from typing import Final, Literal
 
 import attrs
 
+from pager.budget import Budget, spend
 from pager.domain import (
     Ack,
     AckExpired,
@@ -87,13 +88,15 @@ def simulate(
     heartbeat: float | None = None,
     windows: Quiet | None = None,
     resolve: Resolver | None = None,
+    budget: Budget | None = None,
 ) -> Timeline:
     """The timeline of an incident of `state`'s service opened at `at` by an alert, nobody
     acknowledging (or acknowledging `ack_after` seconds later), as `decide` rules it with
     `policy`, `state`'s silences, `windows` and `resolve`; at most `rounds` rounds if given. An
     acknowledgement due at the very moment of a deadline, or of a delayed step, is taken
     first. With the policy's `ack_expiry`, the acknowledgement expires and the timeline goes on
-    from the restart (an incident exhausted before the acknowledgement restarts too)."""
+    from the restart (an incident exhausted before the acknowledgement restarts too). Each
+    decision is a step of `budget` (`TooMuch` past it)."""
     state = ServiceState(state.name, state.last_incident, silences=state.silences)
     ack_at = None if ack_after is None else at + ack_after
     now = at
@@ -102,6 +105,7 @@ def simulate(
     )
     steps: list[Step] = []
     for _ in range(MAX_STEPS):
+        spend(budget)
         incident = state.incident
         assert incident is not None  # nothing here closes it
         for missed in unreached:

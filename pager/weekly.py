@@ -18,9 +18,11 @@ name to a `tzinfo` (`zoneinfo.ZoneInfo`) and passes it in; nothing here reads a 
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 import attrs
@@ -146,32 +148,96 @@ class Status:
     next_start: float | None
 
 
+ONE_DAY: Final = dt.timedelta(days=1)
+DAYS_KEPT: Final = 1024
+"""Days of occurrences a `Weekly` keeps worked out (then it starts afresh): the days around now,
+which every status and every decision asks about, are worked out once, not at every call."""
+_EARLY: Final = 1e-3
+"""`Weekly.covers(t)` counts a window that starts less than this after `t` (a millisecond)."""
+
+
+@attrs.frozen
+class _Day:
+    """The occurrences of a `Weekly`'s windows that start on one day: by start, with the latest
+    end of each prefix (`reach`), so that one bisection says whether any is in force."""
+
+    spans: tuple[tuple[float, float], ...]
+    starts: tuple[float, ...]
+    reach: tuple[float, ...]
+
+    @classmethod
+    def of(cls, spans: list[tuple[float, float]]) -> _Day:
+        spans.sort()
+        reach: list[float] = []
+        for _, end in spans:
+            reach.append(max(end, reach[-1]) if reach else end)
+        return cls(tuple(spans), tuple(s for s, _ in spans), tuple(reach))
+
+
 @attrs.frozen
 class Weekly:
     """Windows that recur every week on one zone's wall clock (business hours, a maintenance
-    window). Where windows overlap, they are one."""
+    window). Where windows overlap, they are one.
+
+    Each day's occurrences are worked out once (`DAYS_KEPT` days are kept) and every question
+    is answered from them: whether a window is in force at `t` costs a bisection in each of
+    the four days that can hold one, not four days of time-zone arithmetic; so a schedule's
+    shifts, a service's status and each decision cost no more than the windows they meet.
+    The days kept are a cache, not state: they change no answer (and threads may share them)."""
 
     windows: tuple[Window, ...]
     zone: dt.tzinfo
+    _days: dict[int, _Day] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+
+    def _day(self, day: dt.date) -> _Day:
+        key = day.toordinal()
+        found = self._days.get(key)
+        if found is None:
+            spans = [
+                occurrence
+                for window in self.windows
+                if (occurrence := window.occurrences(day, self.zone)) is not None
+            ]
+            found = _Day.of(spans)
+            if len(self._days) >= DAYS_KEPT:
+                self._days.clear()
+            self._days[key] = found
+        return found
+
+    def _days_of(self, start: float, end: float) -> tuple[dt.date, dt.date]:
+        """The first and last day whose occurrences may meet [start, end): a window starts on
+        its day and lasts a day at most, and the clocks' changes move it by less than a day."""
+        return wall(start, self.zone).date() - 2 * ONE_DAY, wall(end, self.zone).date() + ONE_DAY
+
+    def spans(self, start: float, end: float) -> Iterator[tuple[float, float]]:
+        """Every occurrence that may meet [start, end), by start (the ones that do not are
+        the caller's to skip), worked out a day at a time as they are taken."""
+        day, last = self._days_of(start, end)
+        while day <= last:
+            yield from self._day(day).spans
+            day += ONE_DAY
 
     def intervals(self, start: float, end: float) -> list[tuple[float, float]]:
         """The windows' occurrences that meet [start, end), merged and cut to it."""
         if end <= start:
             return []
-        first = wall(start, self.zone).date() - dt.timedelta(days=2)
-        last = wall(end, self.zone).date() + dt.timedelta(days=1)
-        found = []
-        day = first
-        while day <= last:
-            for window in self.windows:
-                occurrence = window.occurrences(day, self.zone)
-                if occurrence is not None and occurrence[1] > start and occurrence[0] < end:
-                    found.append((max(occurrence[0], start), min(occurrence[1], end)))
-            day += dt.timedelta(days=1)
-        return merge(found)
+        return merge(
+            (max(s, start), min(e, end)) for s, e in self.spans(start, end) if e > start and s < end
+        )
 
     def covers(self, t: float) -> bool:
-        return bool(self.intervals(t, t + 1e-3))
+        """Whether a window is in force at `t` (or starts less than a millisecond after)."""
+        end = t + _EARLY
+        if end <= t:
+            return False
+        day, last = self._days_of(t, end)
+        while day <= last:
+            found = self._day(day)
+            before = bisect.bisect_left(found.starts, end)  # those starting before `end`
+            if before and found.reach[before - 1] > t:
+                return True
+            day += ONE_DAY
+        return False
 
     def status(self, t: float) -> Status:
         """Whether a window is in force at `t`, until when, and when the next one starts.
@@ -180,14 +246,36 @@ class Weekly:
         start is looked for up to a week and a day ahead (every window recurs within a week;
         None if none has an occurrence there: all of them fall in clock gaps)."""
         horizon = t + LONGEST_RUN
-        spans = self.intervals(t, horizon)
-        if spans and spans[0][0] <= t:
-            ends = spans[0][1]
-            later = spans[1][0] if len(spans) > 1 else None
-            if later is None and ends < horizon:
-                later = _first_start(self.intervals(ends, ends + 8 * 86400.0), ends)
-            return Status(True, ends, later)
-        return Status(False, None, spans[0][0] if spans else None)
+        in_force, ends, later = _look(self.spans(t, horizon), t, horizon)
+        if in_force and ends is not None and later is None and ends < horizon:
+            later = _first_start(self.intervals(ends, ends + 8 * 86400.0), ends)
+        return Status(in_force, ends, later)
+
+
+def _look(
+    spans: Iterator[tuple[float, float]], t: float, horizon: float
+) -> tuple[bool, float | None, float | None]:
+    """From occurrences by start: whether one is in force at `t`; if so, the end of the run of
+    them that touch one another (cut at `horizon`) and the start of the next before `horizon`
+    (None if none: the caller looks further); if not, the first start before `horizon`.
+
+    The answer `merge` of the occurrences cut to [t, horizon) gives, without working out more
+    of them than it takes: the days past the answer are never looked at."""
+    for start, end in spans:
+        if end <= t:
+            continue
+        if start >= horizon:
+            break
+        if start > t:
+            return False, None, start
+        for later, later_end in spans:  # in force: follow the run
+            if end >= horizon:
+                break
+            if later > end:
+                return True, end, later if later < horizon else None
+            end = max(end, later_end)
+        return True, min(end, horizon), None
+    return False, None, None
 
 
 def _first_start(spans: Sequence[tuple[float, float]], after: float) -> float | None:
@@ -205,15 +293,18 @@ def maintenance(windows: Sequence[Weekly], t: float) -> Status:
 
     The one pure function the silences' wiring needs: an alert at `t` during a window is
     recorded but pages nobody, and paging starts at `ends_at` if the service is still
-    unhealthy then."""
+    unhealthy then. Its cost is that of the windows' occurrences from two days before `t` to
+    the answer (a few days' worth, worked out once), not of `LONGEST_RUN` ahead."""
     if not windows:
         return Status(False, None, None)
-    spans = merge(span for w in windows for span in w.intervals(t, t + LONGEST_RUN))
-    if spans and spans[0][0] <= t:
-        ends = spans[0][1]
-        later = spans[1][0] if len(spans) > 1 else None
-        if later is None and ends < t + LONGEST_RUN:
-            starts = [w.status(ends).next_start for w in windows]
-            later = min((s for s in starts if s is not None and s > ends), default=None)
-        return Status(True, ends, later)
-    return Status(False, None, spans[0][0] if spans else None)
+    horizon = t + LONGEST_RUN
+    occurrences = heapq.merge(*(w.spans(t, horizon) for w in windows), key=_start)
+    in_force, ends, later = _look(occurrences, t, horizon)
+    if in_force and ends is not None and later is None and ends < horizon:
+        starts = [w.status(ends).next_start for w in windows]
+        later = min((s for s in starts if s is not None and s > ends), default=None)
+    return Status(in_force, ends, later)
+
+
+def _start(span: tuple[float, float]) -> float:
+    return span[0]

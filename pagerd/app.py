@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -16,10 +16,8 @@ from typing import Final
 import attrs
 import trio
 
-from pager.coverage import holes
 from pager.domain import Notify, ServiceState
 from pager.ports import Transport
-from pager.schedules import Override
 from pagerd.access import peers
 from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
@@ -29,6 +27,8 @@ from pagerd.delivery.outbox import Outbox
 from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
+from pagerd.engine.compute import Compute, in_threads
+from pagerd.engine.gaps import GapChecks, gaps
 from pagerd.engine.oncall import Rota
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
@@ -58,7 +58,7 @@ from pagerd.storage.retention import keep_history
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock, boot_warning, watch
 
-__all__ = ["Config", "Daemon", "StartupError", "serve"]
+__all__ = ["Config", "Daemon", "StartupError", "gaps", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up t
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
 NAME_THREADS: Final = 8  # NSS lookups at once (each user looked up once at a time)
+GAP_SECONDS: Final = 120.0
+"""How long the look for the gaps after a start or reload may take (in the background, in a
+thread of its own): many heavy schedules over a year."""
 
 
 class StartupError(Exception):
@@ -92,6 +95,11 @@ class Daemon:
     store_offload: Offload
     config_offload: Offload
     """Where a reload reads its file: abandoned by a stop (a hung mount must not hold it)."""
+    compute: Compute
+    """Where the questions about schedules that may take long are answered (simulations, who
+    is on call next, an override's check, a calendar feed): off the loop, bounded."""
+    gap_checks: GapChecks
+    """The look for the gaps to come, after each start and reload, in the background."""
     core: LocalCore
     """The core as the HTTP front door reaches it (`pagerd/front/core.py`), in this process."""
     keys: SigningKeys
@@ -211,7 +219,7 @@ class Daemon:
         removed = old.services.keys() - new.services.keys()
         self.services.reconfigure(new)
         if self.services.rota is not None:
-            _log_gaps(new, self.services.rota, self.clock.wall_now())
+            self.gap_checks.look(new, self.services.rota.all_overrides(), self.clock.wall_now())
         self.server.access = new.access
         self.server.limits = new.limits
         if new.metrics_listen != old.metrics_listen:
@@ -246,32 +254,6 @@ class Daemon:
     def status_line(self) -> str:
         open_incidents = self.services.open_incidents()
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
-
-
-def gaps(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
-    """Every gap in the next `daemon.gap_weeks` weeks (none if 0): a schedule with nobody on
-    call, a policy level that would reach nobody, each in a line with its window in the
-    schedule's zone. For `pagerd --check`, and logged at every start and reload."""
-    if not config.gap_weeks or not config.schedules:
-        return []
-    grouped: dict[str, list[Override]] = {}
-    for o in overrides:
-        grouped.setdefault(o.schedule, []).append(o)
-    end = now + config.gap_weeks * 7 * 86400.0
-    return [h.describe() for h in holes(config.schedules, config.policies, now, end, grouped)]
-
-
-def _log_gaps(config: Config, rota: Rota, now: float) -> None:
-    """A gap never refuses a start or a reload (an operator mid-incident must still be able to
-    reload): it is logged, as an error, every one."""
-    overrides = [o for group in rota.directory.overrides.values() for o in group]
-    try:
-        found = gaps(config, overrides, now)
-    except Exception:  # a bug in the check must not take a reload down
-        log.exception("cannot look for gaps in the schedules")
-        return
-    for line in found:
-        log.error("gap: %s", line)
 
 
 def _client_room(config: Config, http_here: bool) -> int:
@@ -329,6 +311,7 @@ async def serve(
     activated_http: socket.socket | None = None,
     http_routes: list[Route] | None = None,
     delivery_workers: int | None = None,
+    compute: Compute | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
@@ -342,6 +325,8 @@ async def serve(
     whole (tests; a route that needs what only the core has). `transports`
     replaces some channels' transports (tests, dry runs). `delivery_workers`, if given, is used
     instead of the config's `[delivery] workers` (tests under a mock clock send in-process: 0).
+    `compute` answers the questions about schedules that may take long (simulations, who is
+    on call next, overrides' checks, calendar feeds) instead of threads of their own (tests).
     """
     # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
     problem = peers.namespace_problem(config.access, peers.read_uid_map())
@@ -356,6 +341,10 @@ async def serve(
     file_offload = offload or in_thread(trio.CapacityLimiter(1))
     check_offload = offload or in_thread(trio.CapacityLimiter(1))
     config_offload = offload or in_thread(trio.CapacityLimiter(1), abandon_on_cancel=True)
+    # Questions that may take long, each in its own threads: a calendar client or a heavy
+    # `oncall` holds up neither paging, nor the database, nor a reload; nor the gaps they.
+    compute = compute or Compute(offload or in_threads())
+    gap_compute = Compute(offload or in_threads(), seconds=GAP_SECONDS)
     # A name lookup a stop (or a gone client) no longer needs is left to its thread (hung LDAP).
     names_offload = (
         names_offload
@@ -385,6 +374,8 @@ async def serve(
                     config_offload,
                     offload or in_thread(trio.CapacityLimiter(HASHES_AT_ONCE)),
                     delivery_workers,
+                    compute,
+                    gap_compute,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -410,6 +401,8 @@ class _Parts:
     config_offload: Offload  # a reload's read of the config file (abandoned by a stop)
     password_offload: Offload  # the console's password checks (scrypt: 32 MiB each)
     delivery_workers: int | None  # instead of the config's (tests)
+    compute: Compute  # the questions that may take long, off the loop
+    gap_compute: Compute  # the look for gaps after a start or reload, in the background
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -525,7 +518,7 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    rota = Rota(config, store, parts.store_offload, clock)
+    rota = Rota(config, store, parts.store_offload, clock, parts.compute)
     try:
         await rota.load()
         last_silence = await parts.store_offload(store.last_silence_id)
@@ -535,7 +528,8 @@ async def _run(
         config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota,
         last_silence=last_silence,
     )  # fmt: skip
-    _log_gaps(config, rota, clock.wall_now())
+    gap_checks = GapChecks(parts.gap_compute)
+    gap_checks.look(config, rota.all_overrides(), clock.wall_now())  # once running
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
@@ -546,6 +540,7 @@ async def _run(
         parts.names_offload,
         metrics,
         config.limits,
+        parts.compute,
     )
     http_here = (parts.activated_http is not None or bool(config.http.listen)) and (
         config.http.front_processes == 0
@@ -572,6 +567,8 @@ async def _run(
         parts.file_offload,
         parts.store_offload,
         parts.config_offload,
+        parts.compute,
+        gap_checks,
         LocalCore(services, server.read, ready, config.front()),
         keys,
         ConfigRecord(config.sha256, clock.now()),
@@ -600,6 +597,7 @@ async def _run(
     try:
         async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
+            core.start_soon(gap_checks.run, name="gap checks")
             core.start_soon(watch, clock, lambda r: committer.commit([ClockMark(r)]), name="clock")
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")
@@ -739,7 +737,7 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     in_core = [
         *RestSilences(services, daemon.core, daemon.server.read).routes(),
-        *Schedules(services, daemon.core, daemon.server.read, daemon.config_offload).routes(),
+        *Schedules(services, daemon.core, daemon.server.read, daemon.compute).routes(),
         *Answers(services, keys).routes(),
         *replies.routes(),
         *SlackButtons(services, keys, daemon.clock).routes(),

@@ -289,6 +289,7 @@ async def test_a_reload_with_a_gap_is_applied_and_logs_it_and_keeps_the_override
             caplog.clear()
             reloaded = await conn.request("reload")
             assert reloaded["ok"], reloaded
+            await settle()  # the gaps are looked for once the reload is done, in the background
             logged = [r.getMessage() for r in caplog.records]
             gaps = [line for line in logged if line.startswith("gap: schedule:primary")]
             # Until the override, and from its end to the rotation's new start.

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 import attrs
 import trio
 
+from pager.budget import Budget
 from pager.domain import (
     Ack,
     AckExpired,
@@ -377,28 +378,42 @@ class Services:
         ]
         return [object for _, object in sorted(shown, key=lambda each: each[0])]
 
-    def simulate(
+    def simulation(
         self,
         service: str,
         at: float | None,
         ack_after: float | None,
         rounds: int | None,
-    ) -> Timeline:
+    ) -> Callable[[Budget], Timeline]:
         """The timeline an incident of `service` opened at `at` (on the wall clock; now if
         None) would follow, with the config, silences, windows and overrides in force now,
         decided by the same `decide` with the same resolver of `person:` and `schedule:`
-        targets; its times are in pagerd's frame (add `offset()` to show them)."""
+        targets; its times are in pagerd's frame (add `offset()` to show them).
+
+        Everything it needs is read now, on the loop; the function given back is pure and
+        runs anywhere (a worker thread: `pagerd.engine.compute`), each decision a step of
+        its budget."""
         start = self._clock.now() if at is None else at - self._clock.offset()
-        return simulate(
-            self.state(service),
-            self.config.policy_of(service),
-            start,
-            ack_after=ack_after,
-            rounds=rounds,
-            heartbeat=self.config.heartbeats.get(service),
-            windows=self.windows(service),
-            resolve=None if self.rota is None else self.rota.resolver(),
-        )
+        state = self.state(service)
+        policy = self.config.policy_of(service)
+        heartbeat = self.config.heartbeats.get(service)
+        windows = self.windows(service)
+        resolve = None if self.rota is None else self.rota.resolver()
+
+        def run(budget: Budget) -> Timeline:
+            return simulate(
+                state,
+                policy,
+                start,
+                ack_after=ack_after,
+                rounds=rounds,
+                heartbeat=heartbeat,
+                windows=windows,
+                resolve=resolve,
+                budget=budget,
+            )
+
+        return run
 
     def schedule_zones(self, service: str) -> dict[int, tuple[str, dt.tzinfo]]:
         """Each level of `service`'s policy that pages a schedule: the first such schedule's

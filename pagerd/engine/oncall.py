@@ -20,6 +20,7 @@ from pager.domain import Resolution, Resolver, Target
 from pager.people import Directory
 from pager.schedules import Override, override_problem
 from pagerd.config import Config
+from pagerd.engine.compute import CannotCompute, Compute
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Storage
 from pagerd.timing.clock import Clock
@@ -44,8 +45,13 @@ def directory_of(config: Config, overrides: dict[str, tuple[Override, ...]]) -> 
 
 
 class Rota:
-    def __init__(self, config: Config, store: Storage, offload: Offload, clock: Clock) -> None:
+    def __init__(
+        self, config: Config, store: Storage, offload: Offload, clock: Clock, compute: Compute
+    ) -> None:
         self._store = store
+        # Questions about the schedules that may take long (an override's check, who is on
+        # call next): off the loop, bounded.
+        self.compute = compute
         self._offload = offload
         self._clock = clock
         self._overrides: dict[str, tuple[Override, ...]] = {}
@@ -73,6 +79,10 @@ class Rota:
             grouped.setdefault(o.schedule, []).append(o)
         self._overrides = {name: tuple(found) for name, found in grouped.items()}
         self.directory = attrs.evolve(self.directory, overrides=self._overrides)
+
+    def all_overrides(self) -> list[Override]:
+        """Every override stored (of every schedule, ended or not)."""
+        return [o for group in self._overrides.values() for o in group]
 
     def wall_now(self) -> float:
         return self._clock.wall_now()
@@ -106,7 +116,15 @@ class Rota:
                     raise Refused("unknown_person", f"no person named {who!r} is configured")
             now = self._clock.wall_now()
             current = self.overrides(schedule)
-            problem = override_problem(found, by, for_, start, end, now, current)
+            try:
+                problem = await self.compute(
+                    f"whether {for_ or 'anyone'} is on call in {schedule} from --from to --until",
+                    lambda budget: override_problem(
+                        found, by, for_, start, end, now, current, budget=budget
+                    ),
+                )
+            except CannotCompute as exc:
+                raise Refused(exc.code, exc.message) from None
             if problem is not None:
                 raise Refused("bad_request", f"override refused: {problem}")
             if len(current) >= MAX_OVERRIDES:

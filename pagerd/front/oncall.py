@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Final
 
+from pager.budget import Budget
+from pager.people import Directory
 from pager.protocol import Request, error_reply, ok_reply
 from pager.schedules import Override, Schedule, upcoming
+from pagerd.engine.compute import CannotCompute
 from pagerd.engine.oncall import Refused, Rota
 
 DEFAULT_NEXT: Final = 3
@@ -37,10 +40,10 @@ def override_fields(o: Override, schedule: Schedule | None) -> dict[str, Any]:
 async def serve(request: Request, rota: Rota) -> tuple[bytes, str]:
     """One schedule op's reply line and result."""
     try:
-        return (
-            _serve_now(request, rota) if request.op == "oncall" else (await _change(request, rota))
-        )
-    except Refused as refused:
+        if request.op == "oncall":
+            return await _serve_now(request, rota)
+        return await _change(request, rota)
+    except (Refused, CannotCompute) as refused:
         return error_reply(refused.code, refused.message), refused.code
 
 
@@ -67,7 +70,7 @@ async def _change(request: Request, rota: Rota) -> tuple[bytes, str]:
     return ok_reply(schedule=name, timezone=str(schedule.zone), overrides=listed), "ok"
 
 
-def _serve_now(request: Request, rota: Rota) -> tuple[bytes, str]:
+async def _serve_now(request: Request, rota: Rota) -> tuple[bytes, str]:
     directory = rota.directory
     at = rota.wall_now() if request.at is None else request.at
     count = DEFAULT_NEXT if request.next is None else request.next
@@ -79,27 +82,35 @@ def _serve_now(request: Request, rota: Rota) -> tuple[bytes, str]:
         names = [request.schedule]
     else:
         names = sorted(directory.schedules)
-    found = []
-    for name in names:
-        schedule = directory.schedules[name]
-        overrides = directory.overrides.get(name, ())
-        segments = upcoming(schedule, at, count, overrides)
-        now = segments[0] if segments else None
-        found.append(
-            {
-                "schedule": name,
-                "timezone": str(schedule.zone),
-                "at": local_iso(at, schedule.zone),
-                "on_call": None if now is None else now.person,
-                "until": None if now is None else local_iso(now.end, schedule.zone),
-                "next": [
-                    {
-                        "from": local_iso(s.start, schedule.zone),
-                        "until": local_iso(s.end, schedule.zone),
-                        "person": s.person,
-                    }
-                    for s in segments[1:]
-                ],
-            }
-        )
+
+    def look(budget: Budget) -> list[dict[str, Any]]:
+        # Off the loop (`Rota.compute`): up to half a year ahead for each schedule.
+        return [_on_call(directory, name, at, count, budget) for name in names]
+
+    what = f"who is on call in {request.schedule or 'every schedule'} and the next {count}"
+    found = await rota.compute(what, look, scale=len(names))
     return ok_reply(schedules=found), "ok"
+
+
+def _on_call(
+    directory: Directory, name: str, at: float, count: int, budget: Budget
+) -> dict[str, Any]:
+    schedule = directory.schedules[name]
+    overrides = directory.overrides.get(name, ())
+    segments = upcoming(schedule, at, count, overrides, budget=budget)
+    now = segments[0] if segments else None
+    return {
+        "schedule": name,
+        "timezone": str(schedule.zone),
+        "at": local_iso(at, schedule.zone),
+        "on_call": None if now is None else now.person,
+        "until": None if now is None else local_iso(now.end, schedule.zone),
+        "next": [
+            {
+                "from": local_iso(s.start, schedule.zone),
+                "until": local_iso(s.end, schedule.zone),
+                "person": s.person,
+            }
+            for s in segments[1:]
+        ],
+    }

@@ -41,6 +41,7 @@ from pager.timefmt import duration, isoformat
 from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
+from pagerd.engine.compute import CannotCompute, Compute
 from pagerd.front import oncall
 from pagerd.front.connections import Connection, Connections
 from pagerd.front.names import Names
@@ -73,8 +74,10 @@ class Server:
         resolve_offload: Offload,
         metrics: Metrics,
         limits: Limits,
+        compute: Compute,
     ) -> None:
         self._services = services
+        self.compute = compute  # simulations, off the loop (the schedule ops use the rota's)
         self._store = store
         self._store_offload = store_offload
         self.access = access
@@ -418,7 +421,7 @@ class Server:
                 return _done(op, unknown_service(service), "unknown_service")
             return _done(op, ok_reply(silences=self._services.silences(service)))
         if op == "simulate":
-            return _done(op, *self._simulate(request))
+            return _done(op, *await self._simulate(request))
         assert op == "history", op
         return _done(op, *await self._history(request))
 
@@ -439,13 +442,18 @@ class Server:
             status["incident"]["notifications"] = [_delivery(d, offset) for d in deliveries]
         return ok_reply(**status), "ok"  # one service's status object, as alert's reply has it
 
-    def _simulate(self, request: Request) -> tuple[bytes, str]:
+    async def _simulate(self, request: Request) -> tuple[bytes, str]:
         service = request.service
         assert service is not None  # the protocol requires it
         if service not in self._services.config.services:
             return unknown_service(service), "unknown_service"
         services = self._services
-        timeline = services.simulate(service, request.at, request.ack_after, request.rounds)
+        run = services.simulation(service, request.at, request.ack_after, request.rounds)
+        try:
+            # Hundreds of decisions, each asking the windows and the schedules: off the loop.
+            timeline = await self.compute(f"simulating {service}", run)
+        except CannotCompute as exc:
+            return error_reply(exc.code, exc.message), exc.code
         shown = timeline_object(timeline, services.offset(), services.schedule_zones(service))
         return ok_reply(**shown), "ok"
 

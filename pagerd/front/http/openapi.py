@@ -30,6 +30,8 @@ DESCRIPTIONS: Final = {
     "413": "too_large: the body is over the limit",
     "415": "bad_request: the body is not of the type this endpoint takes (a link's form: not "
     "application/x-www-form-urlencoded)",
+    "422": "too_complex: too much to compute (a schedule's feed, who is on call next, an "
+    "override's check): ask for less",
     "429": "busy: the integration is over its rate, or this address sent too many wrong keys; "
     "retry after Retry-After seconds",
     "503": "busy or unavailable: retry (nothing was committed)",

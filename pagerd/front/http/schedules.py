@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from pager.budget import Budget
 from pager.domain import is_service_name
 from pager.ical import feed
 from pager.protocol import ProtocolError, Request, encode, parse_request
 from pager.schedules import shifts
+from pagerd.engine.compute import CannotCompute, Compute
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.rest import answer, refuse
 from pagerd.front.http.routes import Call, Route
-from pagerd.storage.offload import Offload
 
 if TYPE_CHECKING:
     from pagerd.engine.actors import Services
@@ -48,23 +49,24 @@ class Schedules:
         services: Services,
         core: LocalCore,
         read: Callable[[Request], Awaitable[tuple[bytes, str]]],
-        offload: Offload,
+        compute: Compute,
     ) -> None:
         self._services = services
         self._core = core
         self._read = read
-        self._offload = offload
+        self._compute = compute
 
     def routes(self) -> list[Route]:
-        reads = ("200", "400", "401", "404", "429", "503")
-        changes = ("200", "400", "401", "404", "409", "413", "429", "503")
+        reads = ("200", "400", "401", "404", "422", "429", "503")
+        changes = ("200", "400", "401", "404", "409", "413", "422", "429", "503")
         return [
             Route("GET", "/schedules/{file}", self._feed, auth="rest",
                   doc={"summary": "A schedule's shifts as iCalendar: /schedules/NAME.ics"
                        " (?person=NAME for one person's)", "responses": reads}),
             Route("GET", "/calendar/{key}/{file}", self._feed, auth="calendar", key_in_path=True,
                   doc={"summary": "The same feed for a calendar client: a calendar"
-                       " integration's key in the path", "responses": ("200", "404", "429")}),
+                       " integration's key in the path",
+                       "responses": ("200", "404", "422", "429", "503")}),
             Route("GET", "/schedules/{schedule}/overrides", self._list, auth="rest",
                   doc={"summary": "A schedule's overrides to come", "responses": reads}),
             Route("POST", "/schedules/{schedule}/overrides", self._add, auth="rest", body=True,
@@ -95,13 +97,17 @@ class Schedules:
         now = float(round(rota.wall_now()))  # as DTSTAMP says it: a reader can recompute
         overrides = rota.directory.overrides.get(name, ())
 
-        def make() -> bytes:
-            found = shifts(schedule, now - FEED_BEFORE, now + FEED_AFTER, overrides, person)
+        def make(budget: Budget) -> bytes:
+            found = shifts(schedule, now - FEED_BEFORE, now + FEED_AFTER, overrides, person, budget)
             return feed(schedule, found, now, person)
 
-        # Sixteen weeks of hourly shifts take a while to compute: not on the event loop (in the
-        # reload's worker thread, one at a time), so calendar clients never hold up paging.
-        body = await self._offload(make)
+        # Sixteen weeks of hourly shifts take a while to compute: not on the event loop, nor in
+        # the reload's thread (a calendar client held a reload up), but in the computations'
+        # own, bounded: calendar clients never hold up paging or a reload.
+        try:
+            body = await self._compute(f"the calendar of {name}", make)
+        except CannotCompute as exc:
+            return refuse(exc.code, exc.message)
         return Response(200, body, "text/calendar; charset=utf-8", (("cache-control", "no-store"),))
 
     async def _list(self, call: Call) -> Response:

@@ -32,6 +32,7 @@ STATUS: Final[dict[str, int]] = {
     "too_many": 409,
     "too_many_silences": 409,
     "too_large": 413,
+    "too_complex": 422,
     "busy": 503,
     "unavailable": 503,
     "internal": 500,
