@@ -60,9 +60,12 @@ TWO_LEVELS = Policy(
 # Processes --------------------------------------------------------------------------------
 
 
-def write_config(folder: Path, services: int, ack_timeout: str = "15m", quiet: int = 0) -> Path:
+def write_config(
+    folder: Path, services: int, ack_timeout: str = "15m", quiet: int = 0, windows: int = 0
+) -> Path:
     """`services` services svc-N on two levels, and `quiet` more, quiet-N, whose first level
-    times out after QUIET_ACK_TIMEOUT seconds."""
+    times out after QUIET_ACK_TIMEOUT seconds; each svc-N with `windows` daily maintenance
+    windows of ten minutes (`maintenance_windows`)."""
     lines = [
         "[daemon]",
         'socket = "pager.sock"',
@@ -79,6 +82,7 @@ def write_config(folder: Path, services: int, ack_timeout: str = "15m", quiet: i
     ]
     for i in range(services):
         lines += [f"[services.svc-{i}]", 'policy = "two-levels"']
+        lines += maintenance_windows(f"svc-{i}", windows)
     if quiet:
         lines += [
             "[policies.quick]",
@@ -93,6 +97,24 @@ def write_config(folder: Path, services: int, ack_timeout: str = "15m", quiet: i
     path = folder / "pager.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def maintenance_windows(service: str, count: int) -> list[str]:
+    """`count` daily windows of ten minutes, three hours apart, in London, none of them now
+    (the services page as they would without them): the windows' cost is measured, not the
+    silence's."""
+    hour = time.gmtime().tm_hour
+    lines = []
+    for k in range(count):
+        start = (hour + 2 + 3 * k) % 24
+        lines += [
+            f"[[services.{service}.maintenance]]",
+            'days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]',
+            f'from = "{start:02d}:10"',
+            f'until = "{start:02d}:20"',
+            'timezone = "Europe/London"',
+        ]
+    return lines
 
 
 @contextmanager
@@ -692,6 +714,56 @@ def _quiet_lateness(db: Path) -> list[float]:
     return [(two - (one + QUIET_ACK_TIMEOUT)) * 1000 for one, two in rows]
 
 
+WINDOWS_EACH = 5  # maintenance windows of each service in the `windows` section
+
+
+async def timed_requests(sock: Path, line: bytes, count: int) -> list[float]:
+    """ms from sending `line` to reading its whole reply, `count` times one after another."""
+    stream = await trio.open_unix_socket(str(sock))
+    found: list[float] = []
+    async with stream:
+        for _ in range(count):
+            start = time.perf_counter()
+            await stream.send_all(line)
+            reply = b""
+            while not reply.endswith(b"\n"):
+                data = await stream.receive_some(1 << 20)
+                if not data:
+                    raise RuntimeError("connection closed early")
+                reply += data
+            found.append((time.perf_counter() - start) * 1000)
+    return found
+
+
+def section_windows(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """What maintenance windows cost the decision loop: `status` of every service, and a
+    pipelined storm of alerts (each reply a service's status, each incident opened asking
+    whether a window holds it), with `WINDOWS_EACH` daily windows a service and with none."""
+    services, events, statuses = (
+        sizes["windows_services"],
+        sizes["windows_events"],
+        sizes["windows_statuses"],
+    )
+    lines = [alert_line(i, services) for i in range(events)]
+    result: dict[str, Any] = {
+        "services": services,
+        "windows": services * WINDOWS_EACH,
+        "events": events,
+    }
+    for label, each in (("plain", 0), ("windows", WINDOWS_EACH)):
+        (folder / label).mkdir()
+        config = write_config(folder / label, services, windows=each)
+        sock = config.parent / "pager.sock"
+        with pagerd(config) as proc:
+            wait_ready(sock, proc)
+            ms = trio.run(timed_requests, sock, b'{"op":"status"}\n', statuses)
+            result.update(spread(ms, f"{label}_status_"))
+            elapsed, ok = trio.run(pipelined, sock, lines)
+            result[f"{label}_pipelined"] = ok / elapsed
+            result[f"{label}_pipelined_ok"] = ok
+    return result
+
+
 def section_peer(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     return peer.section(sizes, folder, prepare_open_incidents, write_config)
 
@@ -723,6 +795,9 @@ SIZES = {
         "retention_services": 10_000,
         "retention_incidents": 5,
         "retention_events": 20,
+        "windows_services": 500,
+        "windows_events": 20_000,
+        "windows_statuses": 100,
     },
     "quick": {
         "peer_rate_s": 0.3,
@@ -750,6 +825,9 @@ SIZES = {
         "retention_services": 50,
         "retention_incidents": 3,
         "retention_events": 5,
+        "windows_services": 50,
+        "windows_events": 1_000,
+        "windows_statuses": 10,
     },
 }
 
@@ -761,6 +839,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "timers": section_timers,
     "storm": section_storm,
     "retention": section_retention,
+    "windows": section_windows,
     "peer": section_peer,
 }
 
@@ -880,6 +959,28 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 "",
                 "",
                 "p99 < 100",
+            )
+        )
+    windows = results.get("windows")
+    if windows:
+        rows.append(
+            (
+                f"status of {windows['services']} services ms p50/p99/max: "
+                f"{windows['windows']} maintenance windows / none",
+                _ms(windows, "windows_status_"),
+                _ms(windows, "plain_status_"),
+                f"{windows['plain_status_p50_ms'] / windows['windows_status_p50_ms']:.0%}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"pipelined alerts/s, {windows['services']} services: "
+                f"{windows['windows']} maintenance windows / none",
+                f"{windows['windows_pipelined']:,.0f}",
+                f"{windows['plain_pipelined']:,.0f}",
+                f"{windows['windows_pipelined'] / windows['plain_pipelined']:.0%}",
+                ">= 80%",
             )
         )
     kept = results.get("retention")

@@ -17,7 +17,7 @@ from typing import Final, TypeAlias
 
 import attrs
 
-from pager.weekly import Weekly, maintenance
+from pager.weekly import Maintenance, Weekly
 
 MAX_SILENCES: Final = 100
 """Silences a service may have in force or to come at once: a list kept in its state and
@@ -83,18 +83,19 @@ def spans(silences: Iterable[Silence]) -> Quiet:
     return quiet
 
 
-def recurring(windows: Sequence[Weekly], offset: float = 0.0) -> Quiet | None:
+def recurring(windows: Sequence[Weekly] | Maintenance, offset: float = 0.0) -> Quiet | None:
     """A service's recurring maintenance windows as a source: at `t`, the end of the windows in
     force then (windows that run into one another are one: `pager.weekly.maintenance`), None
     if none is. `t` is in a frame `offset` seconds behind the wall clock the windows are
     written on (pagerd's frame: its `Clock.offset`); the end is given back in that frame. None
-    without windows, so that `decide` has nothing to look at."""
+    without windows, so that `decide` has nothing to look at. Given as a `Maintenance`, its
+    kept answer serves every source made of it."""
     if not windows:
         return None
-    kept = tuple(windows)
+    kept = windows if isinstance(windows, Maintenance) else Maintenance(windows)
 
     def quiet(at: float) -> float | None:
-        status = maintenance(kept, at + offset)
+        status = kept.status(at + offset)
         if not status.in_force or status.ends_at is None:
             return None
         return status.ends_at - offset

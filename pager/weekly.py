@@ -41,6 +41,11 @@ def wall(t: float, zone: dt.tzinfo) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, zone).replace(tzinfo=None, fold=0)
 
 
+def _date(t: float, zone: dt.tzinfo) -> dt.date:
+    """`wall(t, zone).date()`, for less."""
+    return dt.datetime.fromtimestamp(t, zone).date()
+
+
 def instant(local: dt.datetime, zone: dt.tzinfo) -> float:
     """The instant at which `zone`'s wall clock shows the naive `local`: its first occurrence
     in a fold, the moment the clocks jump past it in a gap (see the module's docstring)."""
@@ -207,7 +212,7 @@ class Weekly:
     def _days_of(self, start: float, end: float) -> tuple[dt.date, dt.date]:
         """The first and last day whose occurrences may meet [start, end): a window starts on
         its day and lasts a day at most, and the clocks' changes move it by less than a day."""
-        return wall(start, self.zone).date() - 2 * ONE_DAY, wall(end, self.zone).date() + ONE_DAY
+        return _date(start, self.zone) - 2 * ONE_DAY, _date(end, self.zone) + ONE_DAY
 
     def spans(self, start: float, end: float) -> Iterator[tuple[float, float]]:
         """Every occurrence that may meet [start, end), by start (the ones that do not are
@@ -308,3 +313,39 @@ def maintenance(windows: Sequence[Weekly], t: float) -> Status:
 
 def _start(span: tuple[float, float]) -> float:
     return span[0]
+
+
+class Maintenance:
+    """A service's maintenance windows, and where they stand (`status`, which is `maintenance`
+    of them): the last answer is kept for as long as it holds, so that the status of every
+    service, asked for by every `pager status` and every alert's reply, and each decision's
+    look at the quiet, cost one comparison while nothing changes, whatever the windows.
+
+    An answer holds from the instant it was asked for until the next start (none in force)
+    or the end (one in force) it gives: nothing starts or ends in between. An end cut at
+    `LONGEST_RUN` holds only at its instant. Threads may share one: an answer is kept whole."""
+
+    __slots__ = ("_kept", "windows")
+
+    def __init__(self, windows: Sequence[Weekly]) -> None:
+        self.windows = tuple(windows)
+        self._kept: tuple[float, float, Status] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.windows)
+
+    def status(self, t: float) -> Status:
+        kept = self._kept
+        if kept is not None and kept[0] <= t < kept[1]:
+            return kept[2]
+        status = maintenance(self.windows, t)
+        self._kept = (t, _holds_until(status, t), status)
+        return status
+
+
+def _holds_until(status: Status, t: float) -> float:
+    """Until when `status`, the answer at `t`, is the answer (`t` itself: only at `t`)."""
+    if not status.in_force:
+        return t if status.next_start is None else status.next_start
+    assert status.ends_at is not None
+    return status.ends_at if status.ends_at < t + LONGEST_RUN else t

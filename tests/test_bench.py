@@ -44,6 +44,7 @@ def test_benchmark_quick_mode_runs_every_section(quick: tuple[dict[str, Any], st
         "timers",
         "storm",
         "retention",
+        "windows",
         "peer",
     }
     assert results["ingest"]["pipelined_ok"] == results["ingest"]["events"]
@@ -58,6 +59,11 @@ def test_benchmark_quick_mode_runs_every_section(quick: tuple[dict[str, Any], st
     assert math.isfinite(results["storm"]["quiet_lateness_p99_ms"])  # every one was escalated
     assert "escalation lateness of a quiet service during a storm" in stdout
     assert "pipelined alerts/s" in stdout
+    windows = results["windows"]
+    for label in ("plain", "windows"):  # the same storm and statuses, with windows and without
+        assert windows[f"{label}_pipelined_ok"] == windows["events"]
+        assert math.isfinite(windows[f"{label}_status_p99_ms"])
+    assert "maintenance windows / none" in stdout
 
 
 def test_the_peer_section_measures_pagerd_over_http(quick: tuple[dict[str, Any], str]) -> None:

@@ -58,6 +58,7 @@ from pagerd.config.http import (
 )
 from pagerd.config.people import (
     MAX_GAP_WEEKS,
+    MAX_MAINTENANCE_WINDOWS,
     build_maintenance,
     build_people,
     build_schedules,
@@ -523,6 +524,13 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
             errors.append(f"{at}.policy: expected a string, got {_toml_type(policy)}")
         else:
             services[name] = ServiceSection(policy, heartbeat, maintenance)
+    windows = sum(len(section.maintenance) for section in services.values())
+    if windows > MAX_MAINTENANCE_WINDOWS:
+        errors.append(
+            f"services: {windows} [[services.X.maintenance]] windows in all, at most "
+            f"{MAX_MAINTENANCE_WINDOWS} (every status reads them: give services that share "
+            "windows fewer, wider ones)"
+        )
     return services, errors
 
 

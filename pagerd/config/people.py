@@ -41,6 +41,16 @@ RESERVED_SCHEDULE_NAMES: Final = frozenset({"list", "remove"})
 MAX_LAYERS: Final = 10
 MAX_PEOPLE_IN_ROTATION: Final = 500
 MAX_WINDOWS: Final = 50
+MAX_SCHEDULE_WINDOWS: Final = 100
+"""Restriction windows in all the layers of one schedule: each one's edges are changes of who
+is on call, which every look ahead (the calendar feed, `pager oncall`, an override's check,
+the gaps) walks through. With `MAX_LAYERS` layers of one-hour shifts, a week has at most
+10 x 168 hand-offs and 100 x 7 x 2 edges: a year of it stays within what one question may
+cost (`pagerd.engine.compute.WORK`)."""
+MAX_MAINTENANCE_WINDOWS: Final = 5000
+"""`[[services.X.maintenance]]` windows of all services together: a `pager status` reads every
+service's windows (worked out a day at a time, kept while they hold), so their number bounds
+what it costs."""
 MAX_GAP_WEEKS: Final = 52
 
 
@@ -184,6 +194,14 @@ def build_schedules(
                 one = _layer(layer, f"{at}.layers[{i}]", tz, people, join, found)
                 if one is not None:
                     built.append(one)
+            windows = sum(len(layer.restrict.windows) for layer in built if layer.restrict)
+            if windows > MAX_SCHEDULE_WINDOWS:
+                found.append(
+                    f"{at}.layers: {windows} restriction windows in all, at most "
+                    f"{MAX_SCHEDULE_WINDOWS} (every change of who is on call is looked at by "
+                    "the calendar feed, pager oncall and the gap check: join windows, or split "
+                    "the schedule)"
+                )
         errors += found
         if not found and tz is not None:
             schedules[name] = Schedule(name, tz, tuple(built))

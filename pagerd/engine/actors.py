@@ -76,7 +76,7 @@ from pager.silences import (
 )
 from pager.simulate import Timeline, simulate
 from pager.timefmt import duration, isoformat
-from pager.weekly import maintenance
+from pager.weekly import Maintenance
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
@@ -207,6 +207,8 @@ class Services:
             silence.id: state.name for state in states.values() for silence in state.silences
         }
         self._last_silence = max([last_silence, *self._silenced])
+        # Each service's maintenance windows, with where they stand kept (`_maintenance`).
+        self._windows: dict[str, Maintenance] = {}
         self._committer = committer
         self._scheduler = scheduler
         # The heartbeat deadlines: a second scheduler, whose misses come to `offer` too.
@@ -273,21 +275,33 @@ class Services:
         """What silences `service` besides its durable silences, for `decide` and `simulate`
         alike: its recurring maintenance windows (`[[services.X.maintenance]]`, written on the
         wall clock, asked about in pagerd's frame); None if it has none."""
-        return recurring(self.config.maintenance.get(service, ()), self._clock.offset())
+        kept = self._maintenance(service)
+        return None if kept is None else recurring(kept, self._clock.offset())
+
+    def _maintenance(self, service: str) -> Maintenance | None:
+        """`service`'s windows, with where they stand kept (the same for every status and
+        decision while the config runs: see `Maintenance`); None if it has none."""
+        windows = self.config.maintenance.get(service, ())
+        if not windows:
+            return None
+        kept = self._windows.get(service)
+        if kept is None or kept.windows is not windows:
+            kept = self._windows[service] = Maintenance(windows)
+        return kept
 
     def maintenance(self, service: str, now: float) -> tuple[float, list[str]] | None:
         """The service's maintenance window in force at `now` (pagerd's frame), for its status:
         when the quiet of its windows ends, and the windows in force; None if none is."""
-        windows = self.config.maintenance.get(service, ())
-        if not windows:
+        kept = self._maintenance(service)
+        if kept is None:
             return None
         wall = now + self._clock.offset()
-        status = maintenance(windows, wall)
+        status = kept.status(wall)
         if not status.in_force or status.ends_at is None:
             return None
         shown = [
             f"{window.describe()} {w.zone}"
-            for w in windows
+            for w in kept.windows
             if w.covers(wall)
             for window in w.windows
         ]
@@ -441,6 +455,7 @@ class Services:
         cut short pages now, not at the end it had."""
         old = self.config
         before, self.config = old.services, config
+        self._windows.clear()
         if self.rota is not None:
             self.rota.reconfigure(config)
         for state in self._states.values():
