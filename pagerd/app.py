@@ -326,7 +326,8 @@ async def serve(
     replaces some channels' transports (tests, dry runs). `delivery_workers`, if given, is used
     instead of the config's `[delivery] workers` (tests under a mock clock send in-process: 0).
     `compute` answers the questions about schedules that may take long (simulations, who is
-    on call next, overrides' checks, calendar feeds) instead of threads of their own (tests).
+    on call next, overrides' checks, calendar feeds, the gaps) instead of threads of their own
+    (tests).
     """
     # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
     problem = peers.namespace_problem(config.access, peers.read_uid_map())
@@ -343,8 +344,8 @@ async def serve(
     config_offload = offload or in_thread(trio.CapacityLimiter(1), abandon_on_cancel=True)
     # Questions that may take long, each in its own threads: a calendar client or a heavy
     # `oncall` holds up neither paging, nor the database, nor a reload; nor the gaps they.
+    gap_compute = compute or Compute(offload or in_threads(), seconds=GAP_SECONDS)
     compute = compute or Compute(offload or in_threads())
-    gap_compute = Compute(offload or in_threads(), seconds=GAP_SECONDS)
     # A name lookup a stop (or a gone client) no longer needs is left to its thread (hung LDAP).
     names_offload = (
         names_offload

@@ -80,6 +80,8 @@ class GapChecks:
 
     async def _check(self, wanted: _Look) -> None:
         config = wanted.config
+        if not config.gap_weeks or not config.schedules:
+            return  # nothing to look for
         schedules = len(config.schedules)
         what = f"the gaps of the next {config.gap_weeks} weeks (daemon.gap_weeks)"
         try:
