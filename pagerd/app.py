@@ -28,7 +28,7 @@ from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.compute import Compute, in_threads
-from pagerd.engine.gaps import GapChecks, gaps
+from pagerd.engine.lookahead import Lookahead, gaps
 from pagerd.engine.oncall import Rota
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
@@ -70,9 +70,9 @@ STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up t
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
 NAME_THREADS: Final = 8  # NSS lookups at once (each user looked up once at a time)
-GAP_SECONDS: Final = 120.0
-"""How long the look for the gaps after a start or reload may take (in the background, in a
-thread of its own): many heavy schedules over a year."""
+LOOKAHEAD_SECONDS: Final = 120.0
+"""How long the look at a config after a start or reload may take (in the background, in a
+thread of its own): the gaps of many heavy schedules over a year."""
 
 
 class StartupError(Exception):
@@ -98,8 +98,9 @@ class Daemon:
     compute: Compute
     """Where the questions about schedules that may take long are answered (simulations, who
     is on call next, an override's check, a calendar feed): off the loop, bounded."""
-    gap_checks: GapChecks
-    """The look for the gaps to come, after each start and reload, in the background."""
+    lookahead: Lookahead
+    """The look at the config after each start and reload, in the background: its maintenance
+    windows' days worked out, its gaps to come logged."""
     core: LocalCore
     """The core as the HTTP front door reaches it (`pagerd/front/core.py`), in this process."""
     keys: SigningKeys
@@ -218,8 +219,8 @@ class Daemon:
         added = new.services.keys() - old.services.keys()
         removed = old.services.keys() - new.services.keys()
         self.services.reconfigure(new)
-        if self.services.rota is not None:
-            self.gap_checks.look(new, self.services.rota.all_overrides(), self.clock.wall_now())
+        overrides = [] if self.services.rota is None else self.services.rota.all_overrides()
+        self.lookahead.look(new, overrides, self.clock.wall_now())
         self.server.access = new.access
         self.server.limits = new.limits
         if new.metrics_listen != old.metrics_listen:
@@ -344,7 +345,7 @@ async def serve(
     config_offload = offload or in_thread(trio.CapacityLimiter(1), abandon_on_cancel=True)
     # Questions that may take long, each in its own threads: a calendar client or a heavy
     # `oncall` holds up neither paging, nor the database, nor a reload; nor the gaps they.
-    gap_compute = compute or Compute(offload or in_threads(), seconds=GAP_SECONDS)
+    lookahead_compute = compute or Compute(offload or in_threads(), seconds=LOOKAHEAD_SECONDS)
     compute = compute or Compute(offload or in_threads())
     # A name lookup a stop (or a gone client) no longer needs is left to its thread (hung LDAP).
     names_offload = (
@@ -376,7 +377,7 @@ async def serve(
                     offload or in_thread(trio.CapacityLimiter(HASHES_AT_ONCE)),
                     delivery_workers,
                     compute,
-                    gap_compute,
+                    lookahead_compute,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -403,7 +404,7 @@ class _Parts:
     password_offload: Offload  # the console's password checks (scrypt: 32 MiB each)
     delivery_workers: int | None  # instead of the config's (tests)
     compute: Compute  # the questions that may take long, off the loop
-    gap_compute: Compute  # the look for gaps after a start or reload, in the background
+    lookahead_compute: Compute  # the look at a config after a start or reload, in the background
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -529,8 +530,8 @@ async def _run(
         config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota,
         last_silence=last_silence,
     )  # fmt: skip
-    gap_checks = GapChecks(parts.gap_compute)
-    gap_checks.look(config, rota.all_overrides(), clock.wall_now())  # once running
+    lookahead = Lookahead(parts.lookahead_compute)
+    lookahead.look(config, rota.all_overrides(), clock.wall_now())  # once running
     outbox.watch(services.state)  # acknowledged or closed: no more attempts
     server = Server(
         services,
@@ -569,7 +570,7 @@ async def _run(
         parts.store_offload,
         parts.config_offload,
         parts.compute,
-        gap_checks,
+        lookahead,
         LocalCore(services, server.read, ready, config.front()),
         keys,
         ConfigRecord(config.sha256, clock.now()),
@@ -598,7 +599,7 @@ async def _run(
     try:
         async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
-            core.start_soon(gap_checks.run, name="gap checks")
+            core.start_soon(lookahead.run, name="lookahead")
             core.start_soon(watch, clock, lambda r: committer.commit([ClockMark(r)]), name="clock")
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")

@@ -1,13 +1,18 @@
-"""The gaps to come, looked for at start and after each reload, and logged: a schedule with
-nobody on call, a policy level that would reach nobody, in the next `daemon.gap_weeks` weeks.
+"""What a config is looked at for once it runs, after a start and after each reload, in the
+background and off the decision loop (`pagerd.engine.compute`):
 
-A gap never refuses a start or a reload (an operator mid-incident must still be able to reload):
-each is logged as an error. Looking for them walks every schedule's changes over up to a year,
-which can take seconds (found by review: 44 s of a reload, on the loop), so it is done after
-the config is in force, in the background, off the loop (`pagerd.engine.compute`): a reload
-answers and pages with the new config at once, and its gaps are logged when found. A reload
-while the gaps of the one before are still being looked for drops that look: only the config
-that runs is reported on.
+- its maintenance windows' days around now are worked out (`pager.weekly.Weekly` keeps them),
+  so that the first `pager status` after a start or reload, which reads every service's
+  windows, does not work out thousands of them on the loop;
+- its gaps are looked for and logged: a schedule with nobody on call, a policy level that would
+  reach nobody, in the next `daemon.gap_weeks` weeks. A gap never refuses a start or a reload
+  (an operator mid-incident must still be able to reload): each is logged as an error. Looking
+  for them walks every schedule's changes over up to a year, which can take seconds (found by
+  review: 44 s of a reload, on the loop).
+
+A reload answers, and pages with the new config, at once; its gaps are logged when found. A
+reload while the config before is still being looked at drops that look: only the config that
+runs is reported on.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from collections.abc import Iterable
 import attrs
 import trio
 
-from pager.budget import Budget
+from pager.budget import Budget, spend
 from pager.coverage import holes
 from pager.schedules import Override
+from pager.weekly import maintenance
 from pagerd.config import Config
 from pagerd.engine.compute import CannotCompute, Compute
 
-log = logging.getLogger("pagerd.gaps")
+log = logging.getLogger("pagerd.lookahead")
 
 
 def gaps(
@@ -43,6 +49,14 @@ def gaps(
     return [h.describe() for h in found]
 
 
+def work_out_windows(config: Config, now: float, budget: Budget | None = None) -> None:
+    """Where every service's maintenance windows stand at `now` (wall clock), for the days it
+    works out and leaves kept in the config's windows."""
+    for windows in config.maintenance.values():
+        spend(budget, len(windows))
+        maintenance(windows, now)
+
+
 @attrs.define
 class _Look:
     config: Config
@@ -50,9 +64,9 @@ class _Look:
     now: float
 
 
-class GapChecks:
-    """Looks for the gaps of the config it is last given (`look`), one look at a time, in a
-    task of its own (`run`)."""
+class Lookahead:
+    """Looks at the config it is last given (`look`), one look at a time, in a task of its own
+    (`run`)."""
 
     def __init__(self, compute: Compute) -> None:
         self._compute = compute
@@ -61,8 +75,8 @@ class GapChecks:
         self._current = trio.CancelScope()
 
     def look(self, config: Config, overrides: Iterable[Override], now: float) -> None:
-        """Look for `config`'s gaps from `now` (wall clock), with `overrides`, soon; a look
-        still going on for an earlier config is dropped."""
+        """Look at `config` from `now` (wall clock), with `overrides`, soon; a look still going
+        on at an earlier config is dropped."""
         self._wanted = _Look(config, list(overrides), now)
         self._current.cancel()
         self._wake.set()
@@ -76,19 +90,33 @@ class GapChecks:
             if wanted is None:
                 continue
             with trio.CancelScope() as self._current:
-                await self._check(wanted)
+                await self._windows(wanted)
+                await self._gaps(wanted)
 
-    async def _check(self, wanted: _Look) -> None:
+    async def _windows(self, wanted: _Look) -> None:
+        config = wanted.config
+        if not config.maintenance:
+            return
+        try:
+            await self._compute(
+                "the maintenance windows' days",
+                lambda budget: work_out_windows(config, wanted.now, budget),
+            )
+        except CannotCompute as exc:  # the loop works them out as they are asked for
+            log.warning("cannot work out the maintenance windows ahead: %s", exc.message)
+        except Exception:  # a bug must not take paging down
+            log.exception("cannot work out the maintenance windows ahead")
+
+    async def _gaps(self, wanted: _Look) -> None:
         config = wanted.config
         if not config.gap_weeks or not config.schedules:
             return  # nothing to look for
-        schedules = len(config.schedules)
         what = f"the gaps of the next {config.gap_weeks} weeks (daemon.gap_weeks)"
         try:
             found = await self._compute(
                 what,
                 lambda budget: gaps(config, wanted.overrides, wanted.now, budget),
-                scale=schedules,
+                scale=len(config.schedules),
             )
         except CannotCompute as exc:
             log.error("cannot look for gaps in the schedules: %s", exc.message)
