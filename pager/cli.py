@@ -423,7 +423,14 @@ def render(
         return f"pagerd {reply.get('version', '?')} is up"
     if command == "reload":
         config = reply.get("config") or {}
-        return f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
+        done = f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
+        notes = [str(note) for note in reply.get("notes") or []]
+        if not notes:
+            return done
+        # Changes a reload cannot make: the file says one thing, pagerd runs another until then.
+        return "\n".join(
+            [f"{done}; not applied until pagerd restarts:", *(f"  {note}" for note in notes)]
+        )
     if command == "history":
         return _history(reply)
     if command in ("override", "oncall"):
@@ -499,6 +506,8 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"healthy{by}{who}"
     if event == "resolve":
         return f"resolved through {entry.get('detail') or 'an integration'}"
+    if event == "resolve_ignored":
+        return f"late resolve ignored through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
         return f"acknowledgement timeout: {entry.get('detail', '')}"
     if event == "ack_expired":

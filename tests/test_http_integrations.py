@@ -342,6 +342,8 @@ async def test_no_key_of_these_routes_is_in_logs_metrics_answers_or_history(
     caplog.set_level(logging.DEBUG)
     config = hooks_config(tmp_path)
     seen: list[str] = []
+    elsewhere = webhook(("a", "X", "firing"), ("n", "X", "firing"))
+    elsewhere["alerts"][1]["labels"]["service"] = "nope"
     with trio.fail_after(60):
         async with front(config) as (_, client):
             am = "/v1/integrations/alertmanager"
@@ -354,6 +356,7 @@ async def test_no_key_of_these_routes_is_in_logs_metrics_answers_or_history(
                 ("/heartbeat/cron", None, bearer("hb")),
                 ("/heartbeat/nope", None, bearer("hb")),
                 (f"{am}/{HOOK_KEYS['dog']}", webhook(("w", "Watchdog", "firing")), {}),
+                (f"{am}/{KEYS['am']}", elsewhere, {}),  # one alert refused, logged
             ):
                 response = await client.post(path, json=body, headers=headers)
                 seen.append(response.text)
@@ -365,5 +368,7 @@ async def test_no_key_of_these_routes_is_in_logs_metrics_answers_or_history(
     assert any(r.name.startswith("pagerd") for r in ours)
     seen += [r.getMessage() for r in ours]
     text = "\n".join(seen)
+    assert "alert refused integration=am alert=2 of 2 fingerprint='n'" in text
+    assert 'pagerd_http_events_refused_total{integration="am",reason="unknown_service"} 1' in text
     for key in (KEYS["am"], *HOOK_KEYS.values()):
         assert key not in text

@@ -74,7 +74,7 @@ from pager.silences import (
     spans,
 )
 from pager.simulate import Timeline, simulate
-from pager.timefmt import duration, isoformat
+from pager.timefmt import duration, isoformat, nanoformat
 from pager.weekly import maintenance
 from pagerd.access.peers import Peer
 from pagerd.config import Config
@@ -733,7 +733,7 @@ class Services:
             self._metrics.stale_firings.inc(source.integration)
         shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
         more = f" and {len(late) - 10} more" if len(late) > 10 else ""
-        log.info(
+        log.warning(
             "late firing ignored service=%s alerts=%s%s: each started (startsAt) before the"
             " firing it last resolved with; paged nobody",
             service,
@@ -885,9 +885,9 @@ def _report_stale_resolves(service: str, late: list[Source]) -> None:
     incident stays open that Alertmanager once showed resolved."""
     shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
     more = f" and {len(late) - 10} more" if len(late) > 10 else ""
-    log.info(
+    log.warning(
         "late resolve ignored service=%s alerts=%s%s: each started (startsAt) before the"
-        " firing it fires with; the incident stays open",
+        " firing it fires with; the incident stays open (see its history)",
         service,
         shown,
         more,
@@ -940,7 +940,7 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         if event.source not in before.firing:
             return None  # resolved already, or never seen: only its startsAt was kept
         if event.source in after.firing:
-            return None  # an earlier firing's resolve: nothing happened
+            return _ignored_resolve(event, peer, via, before)
         # The incident's history says which alert resolved, and how many are left.
         left = len(after.firing)
         detail = f"{event.source.integration}: {event.source.key} resolved"
@@ -949,6 +949,22 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         )
     by = event.by if isinstance(event, Healthy) else None
     return EventRecord("healthy", None, by, peer, via, answered)
+
+
+def _ignored_resolve(
+    event: Resolve, peer: Peer | None, via: str | None, before: ServiceState
+) -> EventRecord | None:
+    """A resolve of an earlier firing than the one that fires (`stale_resolve`): nothing
+    happened, but the history says why the incident the sender shows resolved stays open."""
+    source, starts_at = event.source, event.starts_at
+    seen = before.started.get(source)
+    if starts_at is None or seen is None or not stale_resolve(before, source, starts_at):
+        return None
+    detail = (
+        f"{source.integration}: {source.key} started {nanoformat(starts_at)}, before the firing"
+        f" that holds the incident (started {nanoformat(seen.starts_at)}): the incident stays open"
+    )
+    return EventRecord("resolve_ignored", detail, None, peer, via)
 
 
 def _heartbeat_record(

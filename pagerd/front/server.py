@@ -87,7 +87,9 @@ class Server:
         self._peers: dict[Connection, Peer] = {}  # the connections let in, with who they are
         self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
-        self.reload: Callable[[], Awaitable[list[str]]] | None = None  # the `reload` op
+        self.reload: Callable[[], Awaitable[tuple[list[str], list[str]]]] | None = None
+        """The `reload` op: why the file was rejected (nothing: it runs), and what of it takes
+        effect only on restart."""
         # At most this many clients, whatever `max_connections` says: what the open-file limit
         # leaves them (the composition root sets it), so that they cannot take the files that
         # deliveries and the database need.
@@ -462,7 +464,7 @@ class Server:
             return error_reply("forbidden", message), "forbidden"
         if self.reload is None:
             return error_reply("unavailable", "reload is not available"), "unavailable"
-        errors = await self.reload()
+        errors, notes = await self.reload()
         if errors:
             path = self._services.config.path
             message = f"{path} was not reloaded ({len(errors)} error(s)); the previous config runs"
@@ -473,7 +475,7 @@ class Server:
                 }
             )
             return line, "invalid_config"
-        return ok_reply(**self._config()), "ok"
+        return ok_reply(**self._config(), notes=notes), "ok"
 
     async def _history(self, request: Request) -> tuple[bytes, str]:
         store = self._store

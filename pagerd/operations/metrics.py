@@ -138,6 +138,13 @@ class Metrics:
             " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
         )
+        self.http_events_refused = Counter(
+            "pagerd_http_events_refused_total",
+            "Alerts of an integration's payload refused on their own (the others were processed),"
+            " by integration and reason: bad_fingerprint, no_service_label, not_in_services,"
+            " unknown_service.",
+            ("integration", "reason"),
+        )
         self.levels_unreached = Counter(
             "pagerd_levels_unreached_total",
             "Escalation levels that had nobody to notify when notified (a schedule with nobody on"
@@ -190,6 +197,7 @@ class Metrics:
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,
+            self.http_events_refused,
             self.levels_unreached,
             self.http_fronts_replaced,
             self.stale_firings,
