@@ -279,7 +279,9 @@ def restart_only(old: Config, new: Config, *, tls_on: bool) -> tuple[Config, lis
     ]
     if (new.http.tls is not None) != tls_on:
         turned = "on" if new.http.tls is not None else "off"
-        notes.append(f"TLS turned {turned} (http.tls_cert, http.tls_key); it takes effect on restart")
+        notes.append(
+            f"TLS turned {turned} (http.tls_cert, http.tls_key); it takes effect on restart"
+        )
     http = attrs.evolve(new.http, listen=old.http.listen, workers=old.http.workers)
     kept = attrs.evolve(
         new,
