@@ -32,6 +32,7 @@ from pagerd import app
 from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
 from pagerd.access.passwords import PasswordError, hash_password
 from pagerd.config import EX_CONFIG, Config, ConfigError, load, load_state_dir
+from pagerd.config.http import listen_note
 from pagerd.config.templates import link_note
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
@@ -275,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pagerd: {path}: ok ({counts})")
         if (note := link_note(config.channels, config.http.public_url)) is not None:
             print(f"pagerd: note: {note}")
+        unheard = listen_note(config.http, config.integrations, config.console is not None)
+        if unheard is not None:
+            print(f"pagerd: note: {unheard}")
         return 0
     progress = _Progress()
     try:
