@@ -104,7 +104,7 @@ async def test_grafanas_webhook_fires_pages_and_resolves_through_the_documented_
     config = _documented_config(tmp_path)
     (contact_points,) = [yaml.safe_load(b) for b in _blocks("yaml") if "type: webhook" in b]
     settings = contact_points["contactPoints"][0]["receivers"][0]["settings"]
-    path = settings["url"].removeprefix("https://pagerd.example.com")
+    path = settings["url"].removeprefix("https://pager.example.com")
     headers = {"authorization": f"{settings['authorization_scheme']} {KEY}"}
     with trio.fail_after(60):
         async with front(config) as (daemon, client):

@@ -73,6 +73,9 @@ services = ["api"]
 """
 
 
+DOC: Final = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
+
+
 def e2e_config(folder: Path, http: str = "") -> Config:
     return keyed_config(folder, KEYS, INTEGRATIONS.replace("[http]\n", "[http]\n" + http), CRON)
 
@@ -295,7 +298,53 @@ async def test_a_group_mixing_services_pages_the_allowed_one_through_the_fronts(
                 assert await answered(config, route, "200") == 0
             log = (tmp_path / "am" / "alertmanager.log").read_text()
     assert "unexpected status code 403" in log, log[-3000:]
-    assert "service 'web' is not among this integration's services" in log
+    # With pagerd's answer as docs/integrations.md shows it.
+    (shown,) = re.findall(r"^403 (\{.*\})$", DOC.read_text(), re.MULTILINE)
+    assert shown in log.replace('\\"', '"'), log[-3000:]
     assert "after 1 attempts" in log  # a 4xx: not retried
     assert KEYS["amapi"] not in log
     assert all(incident.startswith("api#") for incident, _, _, _ in steps(config))
+
+
+def _documented_pagerduty_config(folder: Path, pagerd: str) -> str:
+    """docs/integrations.md's `pagerduty_configs`, pointed at `pagerd`, its routing key in a
+    file, with the short timings of tests/alertmanager.py."""
+    (block,) = [
+        b
+        for b in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
+        if "pagerduty_configs" in b
+    ]
+    (folder / "pagerd-key").write_text(KEYS["pd"] + "\n")
+    timings = "  group_wait: 50ms\n  group_interval: 200ms\n"
+    return (
+        block.replace("https://pager.example.com", pagerd)
+        .replace("/etc/alertmanager/pagerd-key", str(folder / "pagerd-key"))
+        .replace("route:\n", "route:\n" + timings, 1)
+    )
+
+
+@real_alertmanager.needed
+async def test_the_documented_pagerduty_sender_says_the_alerts_summary(tmp_path: Path) -> None:
+    """Its `description`: the summary the group's alerts share; Alertmanager's subject line when
+    they share none, never empty (a trigger without a summary is refused)."""
+    config = e2e_config(tmp_path)
+    with trio.fail_after(120):
+        async with running(config, offload=None) as daemon:
+            am_config = _documented_pagerduty_config(tmp_path, base_url(daemon))
+            async with real_alertmanager.running(tmp_path / "am", "", config=am_config) as am:
+                services = daemon.services
+                disk = {"alertname": "DiskFull", "service": "api", "instance": "db-1"}
+                await am.post(disk, {"summary": "Disk /var is 95% full"})
+                queue = {"alertname": "QueueStuck", "service": "web"}
+                await am.post_many(
+                    [
+                        ({**queue, "queue": "mail"}, {"summary": "mail stuck"}, False),
+                        ({**queue, "queue": "jobs"}, {"summary": "jobs stuck"}, False),
+                    ]
+                )
+                await until(lambda: services.state("api").incident is not None, "api fired")
+                await until(lambda: services.state("web").incident is not None, "web fired")
+            api, web = services.state("api").incident, services.state("web").incident
+            assert api is not None and api.message == "Disk /var is 95% full"
+            assert web is not None and web.message.startswith("[FIRING:2] QueueStuck web")
+            assert await answered(config, "/v2/enqueue", "400") == 0

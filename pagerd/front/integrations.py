@@ -153,7 +153,7 @@ async def alertmanager_webhook(
                 outcome.status, _encode(answer), _retry(outcome.status), outcome.result, reasons
             )
     if batch.refused:
-        return _unroutable(batch.refused, len(routed), reasons)
+        return _unroutable(batch.refused, len(message.alerts), len(routed), reasons)
     answer = {"status": "success", "message": f"{len(routed)} alerts processed"}
     return Answer(200, _encode(answer))
 
@@ -186,17 +186,19 @@ def _log_refused(integration: str, refused: Sequence[Unroutable], alerts: int) -
         )
 
 
-def _unroutable(refused: Sequence[Unroutable], processed: int, reasons: tuple[str, ...]) -> Answer:
-    """The answer for a payload some of whose alerts cannot be routed, once the others are
-    committed: the status of the first refused, every reason in `errors`, and how many were
-    processed."""
+def _unroutable(
+    refused: Sequence[Unroutable], alerts: int, processed: int, reasons: tuple[str, ...]
+) -> Answer:
+    """The answer for a payload of `alerts` alerts some of which cannot be routed, once the
+    others are committed: the status of the first refused, every reason in `errors`, and how
+    many events were processed."""
     first = refused[0].refused
     errors = [unroutable.describe() for unroutable in refused[:MAX_NAMED]]
     if len(refused) > MAX_NAMED:
         errors.append(f"and {len(refused) - MAX_NAMED} more alerts refused")
     text = "; ".join(errors[:3]) + ("; ..." if len(errors) > 3 else "")
-    if processed:
-        text += f" ({len(refused)} alerts refused; the other {processed} processed)"
+    if len(refused) < alerts:
+        text += f" ({len(refused)} of {alerts} alerts refused, the others processed)"
     answer = {
         "status": "error",
         "code": first.code,
