@@ -309,11 +309,8 @@ async def test_a_group_mixing_services_pages_the_allowed_one_through_the_fronts(
 def _documented_pagerduty_config(folder: Path, pagerd: str) -> str:
     """docs/integrations.md's `pagerduty_configs`, pointed at `pagerd`, its routing key in a
     file, with the short timings of tests/alertmanager.py."""
-    (block,) = [
-        b
-        for b in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
-        if "pagerduty_configs" in b
-    ]
+    blocks: list[str] = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
+    (block,) = [b for b in blocks if "pagerduty_configs" in b]
     (folder / "pagerd-key").write_text(KEYS["pd"] + "\n")
     timings = "  group_wait: 50ms\n  group_interval: 200ms\n"
     return (
