@@ -84,7 +84,9 @@ class Wording:
             return page(n, reply_hint=reply_hint)
         # Who was paged: the person a `person:` or `schedule:` target was resolved to (the
         # ack is theirs, whichever of their addresses the link came to), else the address.
-        token = Link(n.service, n.incident, n.opened_at, n.person or str(n.target)).token(keys)
+        # The incident as stored (`Notify.opened`), not the time shown: what the link's
+        # answer compares with the incident pagerd holds, exactly.
+        token = Link(n.service, n.incident, n.opened, n.person or str(n.target)).token(keys)
         return page(
             n,
             ack_url=url(public_url, "ack", token),
