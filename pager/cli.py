@@ -423,7 +423,14 @@ def render(
         return f"pagerd {reply.get('version', '?')} is up"
     if command == "reload":
         config = reply.get("config") or {}
-        return f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
+        said = f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
+        keys = config.get("signing_keys") or {}
+        if keys.get("ok") is False:
+            said += (
+                f"\nwarning: cannot read the signing keys: {keys.get('error', '?')}; pagerd signs"
+                " with the keys it read before, and would not start again until this is fixed"
+            )
+        return said
     if command == "history":
         return _history(reply)
     if command in ("override", "oncall"):
