@@ -14,8 +14,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
 from pager.cli import render
+from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
 from pagerd.main import main
 from tests.harness import connect, metric_samples, metrics_text, running, write_config
 
