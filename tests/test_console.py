@@ -13,11 +13,17 @@ import pytest
 import trio
 import trio.testing
 
+from pager.protocol import Request
 from pagerd import app
 from pagerd.access.passwords import hash_password
+from pagerd.access.sessions import csrf_token, new_session, session_cookie
 from pagerd.config import load
+from pagerd.front.http.console.app import Console
+from pagerd.front.http.routes import Call
+from pagerd.front.local import answer
+from pagerd.storage.offload import inline
 from tests.console import LOG_N, PASSWORDS, console_config, csrf_of, sign_in, user_table
-from tests.harness import connect, settle, steps
+from tests.harness import connect, running, settle, steps
 from tests.http import base_url, front, http_config
 
 
@@ -416,3 +422,67 @@ async def test_a_silence_shows_on_the_overview_and_its_held_incident_says_so(
     assert "&lt;i&gt;db&lt;/i&gt;" in overview and "<i>db" not in overview
     assert "\u202e" not in overview
     assert "held by a silence" in page  # its next escalation, and the history's entry
+
+
+@pytest.mark.parametrize("action", ["ack", "resolve"])
+async def test_an_answer_names_the_incident_shown_whatever_opens_before_it_is_decided(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, action: str
+) -> None:
+    """The console reads the service's status, then sends the answer. If the incident it
+    showed closes and another opens in between (here: at the moment that read is answered),
+    the answer still names the one shown: the actor refuses it, the page says so (409), and
+    the new incident is neither acknowledged nor closed."""
+    config = console_config(tmp_path)
+    with trio.fail_after(60):
+        async with running(config) as daemon:
+            await alert(daemon)  # api#1
+            racing = True
+
+            async def read(request: Request) -> tuple[bytes, str]:
+                nonlocal racing
+                found = await daemon.server.read(request)
+                if racing and request.op == "status" and request.service == "api":
+                    racing = False  # api#1 closes and api#2 opens before the answer goes
+                    async with connect(config.socket) as conn:
+                        assert (await conn.request("healthy", service="api"))["ok"]
+                        assert (await conn.request("alert", service="api", message="again"))["ok"]
+                return found
+
+            console = Console(
+                lambda: daemon.config,
+                read,
+                lambda service, event, via: answer(daemon.services, service, event, via),
+                lambda: daemon.keys,
+                daemon.clock.now,
+                lambda: False,
+                inline,
+            )
+            assert daemon.config.console is not None
+            user = daemon.config.console.users["alice"]
+            assert user.password is not None
+            session = new_session("alice", daemon.clock.now(), 3600, user.password.encode())
+            path = f"/console/incidents/api/1/{action}"
+            [route] = [
+                r
+                for r in console.routes()
+                if (r.method, r.pattern) == ("POST", path.replace("api/1", "{service}/{number}"))
+            ]
+            call = Call(
+                "POST",
+                path,
+                {"service": "api", "number": "1"},
+                {
+                    "cookie": f"pagerd_session={session_cookie(daemon.keys, session)}",
+                    "content-type": "application/x-www-form-urlencoded",
+                },
+                f"csrf={csrf_token(daemon.keys, session.id)}".encode(),
+                address="127.0.0.1",
+            )
+            response = await route.handler(call)
+            assert not racing  # the race did happen between the read and the answer
+            assert response.status == 409, response.body.decode()
+            assert f"api#1 is closed: nothing to {action}." in response.body.decode()
+            now = await status(daemon)
+            assert now["state"] == "unhealthy"
+            assert now["incident"]["id"] == "api#2"  # type: ignore[index]
+            assert now["incident"]["acknowledged"] is False  # type: ignore[index]

@@ -5,7 +5,8 @@ Who is asking is told by a signed session cookie (`pagerd.access.sessions`), or 
 proxy's header (`[console] trusted_proxies`, `trusted_header`), which also gets a session so
 that its forms carry a CSRF token like any other. Every POST checks that token. An answer is
 the same `Ack(by=user)` (or `Healthy()`) any other way sends, routed through the service's
-actor with `via = "console"` and shown once committed.
+actor with `via = "console"` and shown once committed. It names the incident the page showed
+(`incident=N`): one that closed meanwhile is refused, never taken by the next (409).
 """
 
 from __future__ import annotations
@@ -277,9 +278,19 @@ class Console:
             return await self._incident_page(
                 call, "incident.html", f"{shown} is closed: nothing to {action}.", 409
             )
-        event: Event = Ack(by=viewer.name) if action == "ack" else Healthy(by=viewer.name)
+        # The incident the page showed, by number: the actor refuses it if another opened
+        # since the status read above (a close and a new alert in between), as for a link.
+        event: Event = (
+            Ack(by=viewer.name, incident=number)
+            if action == "ack"
+            else Healthy(by=viewer.name, incident=number)
+        )
         line, result = await self._answer(service, event, "console")
         log.info("console: %s asked to %s %s: %s", viewer.name, action, shown, result)
+        if result == "no_open_incident":
+            return await self._incident_page(
+                call, "incident.html", f"{shown} is closed: nothing to {action}.", 409
+            )
         if result != "ok":
             reply = _decode(line)
             message = str(reply.get("error", {}).get("message", result))
