@@ -198,7 +198,8 @@ class Policy:
     acknowledged no more, and escalation restarts from level 1 (`AckExpired`). None: for ever."""
     allow_resolve: bool = True
     """Whether a person paged may close the incident from the page itself (a Resolve link or
-    button), not only acknowledge it. `decide` does not read it: the fronts do."""
+    button, an SMS's "c" reply), not only acknowledge it. `decide` does not read it: the pages
+    leave the Resolve out, and the daemon's actor refuses a page's resolve (`not_allowed`)."""
 
 
 @attrs.frozen

@@ -23,7 +23,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pager.domain import Ack
+from pager.domain import Ack, Healthy
 from pagerd import app
 from pagerd.access.keys import SigningKeys
 from pagerd.access.links import Link
@@ -35,7 +35,17 @@ from pagerd.front.local import answer
 from pagerd.main import main
 from pagerd.timing.clock import Clock
 from tests.console import sign_in, user_table
-from tests.harness import T0, connect, metrics_text, running, settle, steps, until, write_config
+from tests.harness import (
+    ONCALL,
+    T0,
+    connect,
+    metrics_text,
+    running,
+    settle,
+    steps,
+    until,
+    write_config,
+)
 from tests.http import auth, base_url, front, http_config
 from tests.http_clients import senders
 from tests.servers import Answer, HttpServer
@@ -300,3 +310,30 @@ async def test_a_rotation_reaches_links_slack_buttons_and_console_sessions(
                 assert answered.status_code == 200, answered.text
     pages = calls(api, "/api/chat.postMessage")
     assert senders(pages) == {"httpx" if delivery_workers == 0 else "curl"}
+
+
+@pytest.mark.parametrize("via", ["link", "sms", "slack", "console"])
+async def test_a_page_s_resolve_is_refused_where_the_policy_keeps_it_off_pages(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, via: str
+) -> None:
+    """`allow_resolve = false` is checked where the answer is decided, with the policy in
+    force: a resolve from a page (a link, an SMS's "c", a Slack button) is refused with
+    `not_allowed` and closes nothing, however the page came to offer it; the console, an
+    operator's sign-in rather than a page, still closes it."""
+    config = write_config(
+        tmp_path, ONCALL.replace("repeat = 0\n", "repeat = 0\nallow_resolve = false\n")
+    )
+    with trio.fail_after(60):
+        async with running(config) as daemon:
+            async with connect(config.socket) as conn:
+                assert (await conn.request("alert", service="api"))["ok"]
+            line, result = await answer(
+                daemon.services, "api", Healthy(by="alice", incident=1), via
+            )
+            state = daemon.services.state("api")
+            if via == "console":
+                assert result == "ok" and state.incident is None
+            else:
+                assert result == "not_allowed", line
+                assert b"does not let a page close api#1" in line
+                assert state.incident is not None and state.incident.number == 1

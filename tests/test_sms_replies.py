@@ -123,7 +123,7 @@ def said(response: httpx.Response) -> str | None:
     return None if found is None else found.group(1)
 
 
-def write(folder: Path, api_base: str, public_url: str | None = PUBLIC) -> Config:
+def write(folder: Path, api_base: str, public_url: str | None = PUBLIC, policy: str = "") -> Config:
     (folder / "token").write_text(AUTH_TOKEN + "\n")
     public = f'public_url = "{public_url}"\n' if public_url else ""
     text = f"""
@@ -147,6 +147,7 @@ rate_limit = "100/s"
 burst = 100
 
 [policies.oncall]
+{policy}
 [[policies.oncall.levels]]
 targets = ["sms:{ALICE}", "sms:{BOB}"]
 ack_timeout = "1h"
@@ -165,12 +166,12 @@ policy = "oncall"
 
 @asynccontextmanager
 async def paging(
-    folder: Path, public_url: str | None = PUBLIC, workers: int | None = 0
+    folder: Path, public_url: str | None = PUBLIC, workers: int | None = 0, policy: str = ""
 ) -> AsyncIterator[tuple[app.Daemon, Config, HttpServer, Twilio]]:
     """The daemon paging by SMS to a Twilio stand-in, sending in its own process or (`workers`
-    other than 0) through delivery worker processes."""
+    other than 0) through delivery worker processes; `policy`, more of the policy's keys."""
     with HttpServer() as sms:
-        config = write(folder, sms.url, public_url)
+        config = write(folder, sms.url, public_url, policy)
         running_daemon = running(config, offload=None, delivery_workers=workers)
         async with running_daemon as daemon:  # noqa: SIM117  # the client needs its port
             async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
@@ -255,6 +256,31 @@ async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(
             assert texts(sms, ALICE)[2].endswith("Reply 2a to acknowledge, 2c to close")
             assert said(await twilio.reply(ALICE, "2a")) == "Acknowledged web#2"
             assert (await status(config, "api"))["incident"]["acknowledged"] is False
+
+
+async def test_where_the_policy_keeps_closing_off_pages_no_c_is_offered_or_taken(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
+    """`allow_resolve = false`: the page offers only "1a", and a "1c" (or a bare "c") sent
+    all the same is refused, saying why, and closes nothing; "1a" still acknowledges."""
+    with trio.fail_after(60):
+        async with paging(tmp_path, workers=delivery_workers, policy="allow_resolve = false") as (
+            _,
+            config,
+            sms,
+            twilio,
+        ):
+            await alert(config, "api")
+            await until(lambda: len(sms.requests) == 2, "both pages are sent")
+            [page] = texts(sms, ALICE)
+            assert page.endswith(" -- Reply 1a to acknowledge"), page
+            for reply in ("1c", "close"):
+                assert said(await twilio.reply(ALICE, reply)) == (
+                    "api#1 cannot be closed from a page (its policy): nothing changed"
+                )
+            assert (await status(config, "api"))["state"] == "unhealthy"
+            assert [e for e in await history(config, "api") if e["event"] == "healthy"] == []
+            assert said(await twilio.reply(ALICE, "1a")) == "Acknowledged api#1"
 
 
 async def test_a_badly_signed_reply_gets_403_and_no_text_and_changes_nothing(

@@ -68,10 +68,12 @@ class Wording:
         return self._words
 
     def allows_resolve(self, n: Notify) -> bool:
-        """Whether the policy of `n`'s service lets its pages be resolved by a link."""
+        """Whether the policy of `n`'s service lets its pages close the incident: a resolve
+        link, a Resolve button, "4c to close" in an SMS. Without a config (the default texts),
+        as a policy's default does: yes (there are no links then, only buttons and hints)."""
         config = self._config()
         if config is None:
-            return False
+            return True
         policy = config.policies.get(config.services.get(n.service, ""))
         return policy is not None and policy.allow_resolve
 

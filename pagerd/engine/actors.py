@@ -138,6 +138,11 @@ class Envelope:
     `sms` (a reply), `slack` (a button), `console` (the web console). Recorded in history."""
 
 
+PAGE_ANSWERS: Final = frozenset({"link", "sms", "slack"})
+"""The ways a person answers from a page itself (its `via`): their resolve is the policy's
+`allow_resolve` to give. The console's (an operator's sign-in) and the socket's are not."""
+
+
 @attrs.frozen
 class _Decided:
     """One service's decided events: what to write, how to answer each, the state after."""
@@ -769,6 +774,25 @@ class Services:
             event = envelope.event
             if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
+            if (
+                isinstance(event, Healthy)
+                and envelope.via in PAGE_ANSWERS
+                and not policy.allow_resolve
+            ):
+                # A page's own Resolve (a link, an SMS's "c", a Slack button) where the policy
+                # keeps closing off pages: refused here, where the policy in force is known,
+                # however the page came to offer it (made before the policy changed, forged).
+                number = event.incident
+                if number is None:
+                    number = state.incident.number if state.incident is not None else 0
+                iid = incident_id(service, number)
+                refused = Rejected(
+                    "not_allowed",
+                    f"the policy of {service} does not let a page close {iid}"
+                    " (allow_resolve = false): acknowledge it instead",
+                )
+                answers.append((envelope, refused, None))
+                continue
             if isinstance(event, Ack):
                 # The envelope says how it came (its `via`, integration or peer): the one
                 # source the acknowledgement keeps (`Incident.acknowledged_via`) and the

@@ -187,6 +187,8 @@ class Answers:
         line, result = await answer(self._services, link.service, event, "link")
         if result in ("no_open_incident", "unknown_service"):
             return _closed(iid)
+        if result == "not_allowed":  # a reload took resolving off pages since the check above
+            return _refused(link.service, incident)
         if result != "ok":
             return _page(
                 503 if result in ("unavailable", "busy") else 500,
