@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -15,10 +17,12 @@ import trio.testing
 
 from pager.protocol import Request
 from pagerd import app
+from pagerd.access.keys import SigningKeys
 from pagerd.access.passwords import hash_password
-from pagerd.access.sessions import csrf_token, new_session, session_cookie
+from pagerd.access.sessions import csrf_token, new_session, session_cookie, sign_in_nonce
 from pagerd.config import load
 from pagerd.front.http.console.app import Console
+from pagerd.front.http.console.forms import FORM
 from pagerd.front.http.routes import Call
 from pagerd.front.local import answer
 from pagerd.storage.offload import inline
@@ -486,3 +490,57 @@ async def test_an_answer_names_the_incident_shown_whatever_opens_before_it_is_de
             assert now["state"] == "unhealthy"
             assert now["incident"]["id"] == "api#2"  # type: ignore[index]
             assert now["incident"]["acknowledged"] is False  # type: ignore[index]
+
+
+async def test_concurrent_guesses_get_no_more_than_the_allowance(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Guesses sent at once all arrive before any password check ends (each takes a tenth of a
+    second, off the loop): each is counted as a failure when it is let through, not when its
+    check ends, so no more than `max_failed_sign_ins` are checked; the right password among
+    them, let through, is taken back and signs in."""
+    config = console_config(tmp_path, console='max_failed_sign_ins = 3\nlockout = "10m"\n')
+    keys = SigningKeys((b"k" * 32,))
+
+    async def nothing(request: Any) -> tuple[bytes, str]:
+        raise AssertionError("no page is read by a sign-in")
+
+    console = Console(
+        lambda: config, nothing, nothing, lambda: keys, trio.current_time, lambda: False, inline
+    )
+    [route] = [r for r in console.routes() if (r.method, r.pattern) == ("POST", "/console/sign-in")]
+
+    def guess(password: str) -> Call:
+        cookie, token = sign_in_nonce(keys)
+        body = urlencode({"username": "alice", "password": password, "csrf": token})
+        return Call(
+            "POST",
+            "/console/sign-in",
+            {},
+            {"cookie": f"pagerd_sign_in={cookie}", "content-type": FORM},
+            body.encode(),
+            address="192.0.2.7",
+        )
+
+    async def statuses(passwords: list[str]) -> list[int]:
+        found: list[int] = [0] * len(passwords)
+
+        async def one(i: int) -> None:
+            found[i] = (await route.handler(guess(passwords[i]))).status
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(passwords)):
+                nursery.start_soon(one, i)
+        return found
+
+    with trio.fail_after(7200):
+        wrong = await statuses(["guess"] * 10)
+        assert sorted(wrong) == [403] * 3 + [429] * 7
+        await trio.sleep(601)  # the lock-out is over
+        # Two wrong and the right one at once, the whole allowance: all three let through, the
+        # right one signs in and is taken back (whichever was counted last, and locked the
+        # name, the name is not locked out by an attempt that succeeded).
+        mixed = await statuses(["guess", PASSWORDS["alice"], "guess"])
+        assert sorted(mixed) == [303, 403, 403]
+        again = await statuses([PASSWORDS["alice"]])
+        assert again == [303]
