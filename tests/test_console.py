@@ -502,11 +502,14 @@ async def test_concurrent_guesses_get_no_more_than_the_allowance(
     config = console_config(tmp_path, console='max_failed_sign_ins = 3\nlockout = "10m"\n')
     keys = SigningKeys((b"k" * 32,))
 
-    async def nothing(request: Any) -> tuple[bytes, str]:
-        raise AssertionError("no page is read by a sign-in")
+    async def read(request: Request) -> tuple[bytes, str]:
+        raise AssertionError("a sign-in reads nothing")
+
+    async def answering(service: str, event: Any, via: str) -> tuple[bytes, str]:
+        raise AssertionError("a sign-in answers nothing")
 
     console = Console(
-        lambda: config, nothing, nothing, lambda: keys, trio.current_time, lambda: False, inline
+        lambda: config, read, answering, lambda: keys, trio.current_time, lambda: False, inline
     )
     [route] = [r for r in console.routes() if (r.method, r.pattern) == ("POST", "/console/sign-in")]
 
