@@ -1,9 +1,9 @@
 """Answering a page by SMS: the reply code a page ends with, and what a reply means.
 
 GoAlert's convention: each page to a phone carries a number, one per incident open with pages
-to that phone (small numbers, used again once their incident closes), and the reply is that
-number and a letter: `4a` acknowledges, `4c` closes. A bare `a` (or `ack`) or `c` (or `close`)
-answers the latest page sent to the phone. Everything else is not understood.
+to that phone (small numbers, used again an hour after their incident closed), and the reply
+is that number and a letter: `4a` acknowledges, `4c` closes. A bare `a` (or `ack`) or `c` (or
+`close`) answers the latest page sent to the phone. Everything else is not understood.
 
 Pure: the numbers are given out by the store (they are durable); here is only their text.
 """

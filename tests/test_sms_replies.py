@@ -230,7 +230,7 @@ async def test_a_page_ends_with_its_code_and_the_reply_acknowledges_it(
             assert (await status(config, "api"))["incident"]["acknowledged_by"] == f"sms:{ALICE}"
 
 
-async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(
+async def test_a_reply_closes_and_codes_are_per_incident_and_rest_once_closed(
     tmp_path: Path, delivery_workers: int | None
 ) -> None:
     with trio.fail_after(60):
@@ -250,11 +250,13 @@ async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(
             assert (await status(config, "api"))["state"] == "unhealthy"
             # A bare letter answers the latest page: web's, closed already.
             assert said(await twilio.reply(ALICE, "ack")) == "web#1 is already closed"
-            # web#1 closed: its number is free; api's is still held.
+            # web#1 closed: its number rests (an hour), api's is still held.
             await alert(config, "web")
             await until(lambda: len(texts(sms, ALICE)) == 3, "web#2's page is sent")
-            assert texts(sms, ALICE)[2].endswith("Reply 2a to acknowledge, 2c to close")
-            assert said(await twilio.reply(ALICE, "2a")) == "Acknowledged web#2"
+            assert texts(sms, ALICE)[2].endswith("Reply 3a to acknowledge, 3c to close")
+            # A late answer to web#1's page is told it is closed, and does not touch web#2.
+            assert said(await twilio.reply(ALICE, "2a")) == "web#1 is already closed"
+            assert said(await twilio.reply(ALICE, "3a")) == "Acknowledged web#2"
             assert (await status(config, "api"))["incident"]["acknowledged"] is False
 
 
@@ -323,11 +325,12 @@ async def test_a_replayed_reply_changes_nothing_twice(
             await until(lambda: len(texts(sms, ALICE)) == 1, "the page is sent")
             close = twilio.message(ALICE, "1c")
             assert said(await twilio.post(close)) == "Closed api#1"
-            # api#2 opens, and its page gets code 1 again (api#1 is closed).
+            # api#2 opens; its page gets code 2 (api#1's code rests for an hour after it closed).
             await alert(config, "api")
             await until(lambda: len(texts(sms, ALICE)) == 2, "api#2's page is sent")
-            assert texts(sms, ALICE)[1].endswith("Reply 1a to acknowledge, 1c to close")
-            # The captured, signed "1c" sent again would close api#2: it is a replay.
+            assert texts(sms, ALICE)[1].endswith("Reply 2a to acknowledge, 2c to close")
+            # The captured, signed "1c" sent again (were code 1 api#2's, by then, it would close
+            # it): a replay, not answered, and nothing changes.
             replayed = await twilio.post(close)
             assert said(replayed) is None
             assert (await status(config, "api"))["incident"]["id"] == "api#2"
