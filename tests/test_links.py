@@ -336,3 +336,29 @@ async def test_the_links_of_a_delivered_email_answer_it(
             [closed] = [e for e in await history(cfg.socket) if e["event"] == "healthy"]
             assert (closed["by"], closed["via"]) == (ALICE, "link")
             assert (await client.post("/ack", data=form(sent["ack"]))).status_code == 410
+
+
+async def test_what_a_client_sent_is_shown_escaped_as_the_console_shows_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """An alert's message and who acknowledged first come from clients: a bidi override or a
+    terminal control in them is shown escaped, not obeyed, on the link's pages too."""
+    cfg = config(tmp_path)
+    evil = "disk \u202efull\x1b[31m <b>x</b>"
+    with trio.fail_after(60):
+        async with front(cfg) as (daemon, client):
+            async with connect(cfg.socket) as conn:
+                assert (await conn.request("alert", service="api", message=evil))["ok"]
+            await settle()
+            link = token(daemon)
+            page = await client.get(f"/ack/{link}")
+            assert page.status_code == 200
+            assert "\u202e" not in page.text and "\x1b" not in page.text
+            assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "\\u202e" in page.text
+            async with connect(cfg.socket) as conn:
+                assert (await conn.request("ack", service="api", by="mallory\u202e"))["ok"]
+            told = await client.post("/ack", data=form(link))
+            assert told.status_code == 409
+            assert "\u202e" not in told.text and "mallory\\u202e" in told.text
+            shown = await client.get(f"/ack/{link}")
+            assert "\u202e" not in shown.text and "already acknowledged" in text(shown)
