@@ -190,6 +190,29 @@ async def test_ack_expiry_pages_level_1_again_on_time_across_a_restart(
             assert steps(config)[-1] == ("api#1", 2, 2, "email:lead@example.com")
 
 
+async def test_an_expiry_fired_late_after_downtime_says_how_long_the_ack_truly_held(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """pagerd was stopped when the acknowledgement expired: the start fires it at once, and
+    the history says how long ago the ack was (2h59m), not the policy's `ack_expiry` (1h)."""
+    config = write_config(tmp_path, POLICY_WITH_EXPIRY, {"api": "oncall"})
+    with trio.fail_after(4 * 3600):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api", message="down")
+            await trio.sleep(60)
+            assert (await conn.request("ack", service="api", by="alice"))["ok"]
+        # Back at 11:00, two hours after the ack expired at 09:01.
+        async with running(config, Clock(T0 + 3 * 3600)), connect(config.socket) as conn:
+            await settle()
+            assert steps(config) == [("api#1", 1, 1, ALICE), ("api#1", 2, 1, ALICE)]
+            history = await conn.request("history", service="api")
+            (expired,) = [e for e in history["timeline"] if e["event"] == "ack_expired"]
+            assert expired["detail"] == (
+                "acknowledged by alice via socket 2h59m ago and still open: escalation restarts"
+                " at level 1 (round 2)"
+            )
+
+
 async def test_no_token_or_key_reaches_a_log_a_metric_the_history_or_the_database(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -819,7 +819,7 @@ class Services:
                 and stale_resolve(state, event.source, event.starts_at)
             ):
                 late_resolves.append(event.source)
-            record = _record(envelope, state, after)
+            record = _record(envelope, state, after, now)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
                 if (held := _held(state, after, now)) is not None:
@@ -918,8 +918,11 @@ def _report_stale_resolves(service: str, late: list[Source]) -> None:
     )
 
 
-def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
-    """The event as the incident's history keeps it; None if it concerns no incident."""
+def _record(
+    envelope: Envelope, before: ServiceState, after: ServiceState, now: float
+) -> EventRecord | None:
+    """The event as the incident's history keeps it, decided at `now`; None if it concerns no
+    incident."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
     answered = envelope.via
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
@@ -939,10 +942,13 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         was, incident = before.incident, after.incident
         if was is None or incident is None or incident.acknowledged or after == before:
             return None  # stale, early, or an expiry the policy no longer has
-        assert was.acknowledged_at is not None and was.deadline is not None
+        assert was.acknowledged_at is not None
         who = f" by {was.acknowledged_by}" if was.acknowledged_by else ""
         how = f" via {was.acknowledged_via}" if was.acknowledged_via else ""
-        held = duration(was.deadline - was.acknowledged_at)
+        # How long it truly held: `ack_expiry` when on time, more when pagerd was down at the
+        # expiry and fires it at its start (whole seconds: the expiry wakes a hair after).
+        elapsed = now - was.acknowledged_at
+        held = duration(float(round(elapsed)) if elapsed >= 1 else elapsed)
         return EventRecord(
             "ack_expired",
             f"acknowledged{who}{how} {held} ago and still open: escalation restarts at level 1"
