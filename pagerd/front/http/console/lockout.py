@@ -79,8 +79,9 @@ class Attempt:
     user: str
     address: str
     allowed: int
-    user_lock: float | None
     address_lock: float | None
+    """The lock of the address this attempt set (it was the last allowed), if it did: taken
+    back with it. The user's count is forgotten whole on success."""
 
 
 class SignInGuard:
@@ -109,9 +110,9 @@ class SignInGuard:
         wait = self.retry_after(user, address, now)
         if wait is not None:
             return wait
-        user_lock = self._users.failed(user, now, allowed, lockout)
+        self._users.failed(user, now, allowed, lockout)
         address_lock = self._addresses.failed(address, now, allowed * ADDRESS_FACTOR, lockout)
-        return Attempt(user, address, allowed, user_lock, address_lock)
+        return Attempt(user, address, allowed, address_lock)
 
     def succeeded(self, attempt: Attempt) -> None:
         """The attempt's password was right: it was no failure, and its user's own count
