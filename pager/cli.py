@@ -423,14 +423,20 @@ def render(
         return f"pagerd {reply.get('version', '?')} is up"
     if command == "reload":
         config = reply.get("config") or {}
-        done = f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
+        said = f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
         notes = [str(note) for note in reply.get("notes") or []]
-        if not notes:
-            return done
-        # Changes a reload cannot make: the file says one thing, pagerd runs another until then.
-        return "\n".join(
-            [f"{done}; not applied until pagerd restarts:", *(f"  {note}" for note in notes)]
-        )
+        if notes:
+            # Changes a reload cannot make: the file says one thing, pagerd runs another until then.
+            said = "\n".join(
+                [f"{said}; not applied until pagerd restarts:", *(f"  {note}" for note in notes)]
+            )
+        keys = config.get("signing_keys") or {}
+        if keys.get("ok") is False:
+            said += (
+                f"\nwarning: cannot read the signing keys: {keys.get('error', '?')}; pagerd signs"
+                " with the keys it read before, and would not start again until this is fixed"
+            )
+        return said
     if command == "history":
         return _history(reply)
     if command in ("override", "oncall"):

@@ -1,9 +1,9 @@
 """Answering a page by SMS: the reply code a page ends with, and what a reply means.
 
 GoAlert's convention: each page to a phone carries a number, one per incident open with pages
-to that phone (small numbers, used again once their incident closes), and the reply is that
-number and a letter: `4a` acknowledges, `4c` closes. A bare `a` (or `ack`) or `c` (or `close`)
-answers the latest page sent to the phone. Everything else is not understood.
+to that phone (small numbers, used again an hour after their incident closed), and the reply
+is that number and a letter: `4a` acknowledges, `4c` closes. A bare `a` (or `ack`) or `c` (or
+`close`) answers the latest page sent to the phone. Everything else is not understood.
 
 Pure: the numbers are given out by the store (they are durable); here is only their text.
 """
@@ -60,16 +60,19 @@ def _action(word: str) -> Action:
     return "ack" if word.lower().startswith("a") else "close"
 
 
-def reply_hint(code: int) -> str:
-    """What the page ends with: `Reply 4a to acknowledge, 4c to close`."""
+def reply_hint(code: int, close: bool = True) -> str:
+    """What the page ends with: `Reply 4a to acknowledge, 4c to close`; without `close` (its
+    policy has `allow_resolve = false`), `Reply 4a to acknowledge`."""
+    if not close:
+        return f"Reply {code}a to acknowledge"
     return f"Reply {code}a to acknowledge, {code}c to close"
 
 
-def sms_text(n: Notify, code: int) -> str:
+def sms_text(n: Notify, code: int, close: bool = True) -> str:
     """The default SMS of page `n` ending with its reply hint, in one segment where it fits
     (see `pager.templates.Templates.sms`): what a page to a phone says where replies are taken
     and the config has no `[templates] sms` of its own."""
-    return DEFAULT_TEMPLATES.sms(page(n, reply_hint=reply_hint(code)))
+    return DEFAULT_TEMPLATES.sms(page(n, reply_hint=reply_hint(code, close)))
 
 
 def outcome(
@@ -97,6 +100,8 @@ def outcome(
         return f"Acknowledged {incident}{whom}"
     if result == "no_open_incident":
         return f"{incident} is already closed"
+    if result == "not_allowed":
+        return f"{incident} cannot be closed from a page (its policy): nothing changed"
     if result == "unknown_service":
         return f"{incident}: its service is no longer configured"
     if result in ("unavailable", "busy"):

@@ -159,7 +159,9 @@ class Daemon:
             keys = await self.file_offload(lambda: SigningKeys.load_or_create(state_dir))
         except KeyFileError as exc:
             log.error("reload: still signing with the keys read before: %s", exc)
+            self.record.keys_read(str(exc))
             return
+        self.record.keys_read(None)
         if keys.keys != self.keys.keys:
             log.info("reload: signing with the new key of %s", state_dir)
         self.keys = keys

@@ -7,17 +7,27 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 import trio
 import trio.testing
 
+from pager.protocol import Request
 from pagerd import app
+from pagerd.access.keys import SigningKeys
 from pagerd.access.passwords import hash_password
+from pagerd.access.sessions import csrf_token, new_session, session_cookie, sign_in_nonce
 from pagerd.config import load
+from pagerd.front.http.console.app import Console
+from pagerd.front.http.console.forms import FORM
+from pagerd.front.http.routes import Call
+from pagerd.front.local import answer
+from pagerd.storage.offload import inline
 from tests.console import LOG_N, PASSWORDS, console_config, csrf_of, sign_in, user_table
-from tests.harness import connect, settle, steps
+from tests.harness import connect, running, settle, steps
 from tests.http import base_url, front, http_config
 
 
@@ -416,3 +426,124 @@ async def test_a_silence_shows_on_the_overview_and_its_held_incident_says_so(
     assert "&lt;i&gt;db&lt;/i&gt;" in overview and "<i>db" not in overview
     assert "\u202e" not in overview
     assert "held by a silence" in page  # its next escalation, and the history's entry
+
+
+@pytest.mark.parametrize("action", ["ack", "resolve"])
+async def test_an_answer_names_the_incident_shown_whatever_opens_before_it_is_decided(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, action: str
+) -> None:
+    """The console reads the service's status, then sends the answer. If the incident it
+    showed closes and another opens in between (here: at the moment that read is answered),
+    the answer still names the one shown: the actor refuses it, the page says so (409), and
+    the new incident is neither acknowledged nor closed."""
+    config = console_config(tmp_path)
+    with trio.fail_after(60):
+        async with running(config) as daemon:
+            await alert(daemon)  # api#1
+            racing = True
+
+            async def read(request: Request) -> tuple[bytes, str]:
+                nonlocal racing
+                found = await daemon.server.read(request)
+                if racing and request.op == "status" and request.service == "api":
+                    racing = False  # api#1 closes and api#2 opens before the answer goes
+                    async with connect(config.socket) as conn:
+                        assert (await conn.request("healthy", service="api"))["ok"]
+                        assert (await conn.request("alert", service="api", message="again"))["ok"]
+                return found
+
+            console = Console(
+                lambda: daemon.config,
+                read,
+                lambda service, event, via: answer(daemon.services, service, event, via),
+                lambda: daemon.keys,
+                daemon.clock.now,
+                lambda: False,
+                inline,
+            )
+            assert daemon.config.console is not None
+            user = daemon.config.console.users["alice"]
+            assert user.password is not None
+            session = new_session("alice", daemon.clock.now(), 3600, user.password.encode())
+            path = f"/console/incidents/api/1/{action}"
+            [route] = [
+                r
+                for r in console.routes()
+                if (r.method, r.pattern) == ("POST", path.replace("api/1", "{service}/{number}"))
+            ]
+            call = Call(
+                "POST",
+                path,
+                {"service": "api", "number": "1"},
+                {
+                    "cookie": f"pagerd_session={session_cookie(daemon.keys, session)}",
+                    "content-type": "application/x-www-form-urlencoded",
+                },
+                f"csrf={csrf_token(daemon.keys, session.id)}".encode(),
+                address="127.0.0.1",
+            )
+            response = await route.handler(call)
+            assert not racing  # the race did happen between the read and the answer
+            assert response.status == 409, response.body.decode()
+            assert f"api#1 is closed: nothing to {action}." in response.body.decode()
+            now = await status(daemon)
+            assert now["state"] == "unhealthy"
+            assert now["incident"]["id"] == "api#2"  # type: ignore[index]
+            assert now["incident"]["acknowledged"] is False  # type: ignore[index]
+
+
+async def test_concurrent_guesses_get_no_more_than_the_allowance(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Guesses sent at once all arrive before any password check ends (each takes a tenth of a
+    second, off the loop): each is counted as a failure when it is let through, not when its
+    check ends, so no more than `max_failed_sign_ins` are checked; the right password among
+    them, let through, is taken back and signs in."""
+    config = console_config(tmp_path, console='max_failed_sign_ins = 3\nlockout = "10m"\n')
+    keys = SigningKeys((b"k" * 32,))
+
+    async def read(request: Request) -> tuple[bytes, str]:
+        raise AssertionError("a sign-in reads nothing")
+
+    async def answering(service: str, event: Any, via: str) -> tuple[bytes, str]:
+        raise AssertionError("a sign-in answers nothing")
+
+    console = Console(
+        lambda: config, read, answering, lambda: keys, trio.current_time, lambda: False, inline
+    )
+    [route] = [r for r in console.routes() if (r.method, r.pattern) == ("POST", "/console/sign-in")]
+
+    def guess(password: str) -> Call:
+        cookie, token = sign_in_nonce(keys)
+        body = urlencode({"username": "alice", "password": password, "csrf": token})
+        return Call(
+            "POST",
+            "/console/sign-in",
+            {},
+            {"cookie": f"pagerd_sign_in={cookie}", "content-type": FORM},
+            body.encode(),
+            address="192.0.2.7",
+        )
+
+    async def statuses(passwords: list[str]) -> list[int]:
+        found: list[int] = [0] * len(passwords)
+
+        async def one(i: int) -> None:
+            found[i] = (await route.handler(guess(passwords[i]))).status
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(passwords)):
+                nursery.start_soon(one, i)
+        return found
+
+    with trio.fail_after(7200):
+        wrong = await statuses(["guess"] * 10)
+        assert sorted(wrong) == [403] * 3 + [429] * 7
+        await trio.sleep(601)  # the lock-out is over
+        # Two wrong and the right one at once, the whole allowance: all three let through, the
+        # right one signs in and is taken back (whichever was counted last, and locked the
+        # name, the name is not locked out by an attempt that succeeded).
+        mixed = await statuses(["guess", PASSWORDS["alice"], "guess"])
+        assert sorted(mixed) == [303, 403, 403]
+        again = await statuses([PASSWORDS["alice"]])
+        assert again == [303]

@@ -32,7 +32,7 @@ from pagerd.access.sessions import (
 )
 from pagerd.config import ConfigError
 from pagerd.front.http.console.forms import FormError, read_form
-from pagerd.front.http.console.lockout import SignInGuard
+from pagerd.front.http.console.lockout import Attempt, SignInGuard
 from tests.console import LOG_N, console_config, user_table
 from tests.http import http_config
 
@@ -133,6 +133,23 @@ def test_an_address_is_locked_out_after_four_times_as_many() -> None:
     assert guard.retry_after("anyone", "10.0.0.1", 0.0) is None
     guard.failed("name11", "10.0.0.1", 0.0, 3, 60.0)
     assert guard.retry_after("anyone", "10.0.0.1", 0.0) == 60
+
+
+def test_an_attempt_counts_before_its_check_and_a_right_one_is_taken_back() -> None:
+    guard = SignInGuard()
+    attempts = [guard.attempt("alice", "10.0.0.1", 0.0, 3, 600.0) for _ in range(4)]
+    assert [isinstance(a, Attempt) for a in attempts] == [True, True, True, False]
+    assert attempts[3] == 600  # locked by the three let through, before any check ended
+    # Another address, other names, up to the address's last allowed attempt: the right one.
+    for i in range(11):
+        assert isinstance(guard.attempt(f"name{i}", "10.0.0.2", 0.0, 3, 60.0), Attempt)
+    last = guard.attempt("bob", "10.0.0.2", 0.0, 3, 60.0)
+    assert isinstance(last, Attempt) and guard.retry_after("carol", "10.0.0.2", 0.0) == 60
+    guard.succeeded(last)  # it was no failure: the lock it set is taken back, not the others
+    assert guard.retry_after("carol", "10.0.0.2", 0.0) is None
+    assert guard.retry_after("bob", "10.0.0.2", 0.0) is None
+    assert isinstance(guard.attempt("carol", "10.0.0.2", 0.0, 3, 60.0), Attempt)
+    assert guard.retry_after("dave", "10.0.0.2", 0.0) == 60  # one more failure locks again
 
 
 @settings(max_examples=20, deadline=None)

@@ -123,7 +123,7 @@ def said(response: httpx.Response) -> str | None:
     return None if found is None else found.group(1)
 
 
-def write(folder: Path, api_base: str, public_url: str | None = PUBLIC) -> Config:
+def write(folder: Path, api_base: str, public_url: str | None = PUBLIC, policy: str = "") -> Config:
     (folder / "token").write_text(AUTH_TOKEN + "\n")
     public = f'public_url = "{public_url}"\n' if public_url else ""
     text = f"""
@@ -147,6 +147,7 @@ rate_limit = "100/s"
 burst = 100
 
 [policies.oncall]
+{policy}
 [[policies.oncall.levels]]
 targets = ["sms:{ALICE}", "sms:{BOB}"]
 ack_timeout = "1h"
@@ -165,12 +166,12 @@ policy = "oncall"
 
 @asynccontextmanager
 async def paging(
-    folder: Path, public_url: str | None = PUBLIC, workers: int | None = 0
+    folder: Path, public_url: str | None = PUBLIC, workers: int | None = 0, policy: str = ""
 ) -> AsyncIterator[tuple[app.Daemon, Config, HttpServer, Twilio]]:
     """The daemon paging by SMS to a Twilio stand-in, sending in its own process or (`workers`
-    other than 0) through delivery worker processes."""
+    other than 0) through delivery worker processes; `policy`, more of the policy's keys."""
     with HttpServer() as sms:
-        config = write(folder, sms.url, public_url)
+        config = write(folder, sms.url, public_url, policy)
         running_daemon = running(config, offload=None, delivery_workers=workers)
         async with running_daemon as daemon:  # noqa: SIM117  # the client needs its port
             async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
@@ -229,7 +230,7 @@ async def test_a_page_ends_with_its_code_and_the_reply_acknowledges_it(
             assert (await status(config, "api"))["incident"]["acknowledged_by"] == f"sms:{ALICE}"
 
 
-async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(
+async def test_a_reply_closes_and_codes_are_per_incident_and_rest_once_closed(
     tmp_path: Path, delivery_workers: int | None
 ) -> None:
     with trio.fail_after(60):
@@ -249,12 +250,39 @@ async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(
             assert (await status(config, "api"))["state"] == "unhealthy"
             # A bare letter answers the latest page: web's, closed already.
             assert said(await twilio.reply(ALICE, "ack")) == "web#1 is already closed"
-            # web#1 closed: its number is free; api's is still held.
+            # web#1 closed: its number rests (an hour), api's is still held.
             await alert(config, "web")
             await until(lambda: len(texts(sms, ALICE)) == 3, "web#2's page is sent")
-            assert texts(sms, ALICE)[2].endswith("Reply 2a to acknowledge, 2c to close")
-            assert said(await twilio.reply(ALICE, "2a")) == "Acknowledged web#2"
+            assert texts(sms, ALICE)[2].endswith("Reply 3a to acknowledge, 3c to close")
+            # A late answer to web#1's page is told it is closed, and does not touch web#2.
+            assert said(await twilio.reply(ALICE, "2a")) == "web#1 is already closed"
+            assert said(await twilio.reply(ALICE, "3a")) == "Acknowledged web#2"
             assert (await status(config, "api"))["incident"]["acknowledged"] is False
+
+
+async def test_where_the_policy_keeps_closing_off_pages_no_c_is_offered_or_taken(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
+    """`allow_resolve = false`: the page offers only "1a", and a "1c" (or a bare "c") sent
+    all the same is refused, saying why, and closes nothing; "1a" still acknowledges."""
+    with trio.fail_after(60):
+        async with paging(tmp_path, workers=delivery_workers, policy="allow_resolve = false") as (
+            _,
+            config,
+            sms,
+            twilio,
+        ):
+            await alert(config, "api")
+            await until(lambda: len(sms.requests) == 2, "both pages are sent")
+            [page] = texts(sms, ALICE)
+            assert page.endswith(" -- Reply 1a to acknowledge"), page
+            for reply in ("1c", "close"):
+                assert said(await twilio.reply(ALICE, reply)) == (
+                    "api#1 cannot be closed from a page (its policy): nothing changed"
+                )
+            assert (await status(config, "api"))["state"] == "unhealthy"
+            assert [e for e in await history(config, "api") if e["event"] == "healthy"] == []
+            assert said(await twilio.reply(ALICE, "1a")) == "Acknowledged api#1"
 
 
 async def test_a_badly_signed_reply_gets_403_and_no_text_and_changes_nothing(
@@ -297,11 +325,12 @@ async def test_a_replayed_reply_changes_nothing_twice(
             await until(lambda: len(texts(sms, ALICE)) == 1, "the page is sent")
             close = twilio.message(ALICE, "1c")
             assert said(await twilio.post(close)) == "Closed api#1"
-            # api#2 opens, and its page gets code 1 again (api#1 is closed).
+            # api#2 opens; its page gets code 2 (api#1's code rests for an hour after it closed).
             await alert(config, "api")
             await until(lambda: len(texts(sms, ALICE)) == 2, "api#2's page is sent")
-            assert texts(sms, ALICE)[1].endswith("Reply 1a to acknowledge, 1c to close")
-            # The captured, signed "1c" sent again would close api#2: it is a replay.
+            assert texts(sms, ALICE)[1].endswith("Reply 2a to acknowledge, 2c to close")
+            # The captured, signed "1c" sent again (were code 1 api#2's, by then, it would close
+            # it): a replay, not answered, and nothing changes.
             replayed = await twilio.post(close)
             assert said(replayed) is None
             assert (await status(config, "api"))["incident"]["id"] == "api#2"

@@ -22,6 +22,8 @@ from pager.silences import Silence
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
     REPLAY_WINDOW,
+    REPLY_CODE_COOL_DOWN,
+    REPLY_CODES,
     Attempt,
     EventRecord,
     Fence,
@@ -671,7 +673,7 @@ def test_overrides_are_kept_removed_pruned_and_ids_never_given_twice(reopen: Ope
 PHONE, OTHER_PHONE = "+14155550100", "+14155550101"
 
 
-def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_when_it_closes(
+def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_after_it_closes(
     reopen: Opener,
 ) -> None:
     storage = reopen()
@@ -685,12 +687,50 @@ def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_when_it_closes(
     assert storage.reply_code(PHONE, "web", 1, T0 + 3) == 2
     _, t = api.close(T0 + 4)
     storage.write([t])
-    # api#1 closed: its number is free for the next incident, web's is still held.
+    # api#1 closed: its number rests, web's is still held.
     opened_again, t2 = Life(ServiceState("api", 1)).alert(T0 + 5, note("api", 2))
     storage.write([t2])
-    assert storage.reply_code(PHONE, "api", 2, T0 + 6) == 1
+    assert storage.reply_code(PHONE, "api", 2, T0 + 6) == 3
     assert storage.reply_code(PHONE, "web", 1, T0 + 7) == 2
     assert opened_again.state.incident is not None and web.state.incident is not None
+    # Rested: given again (api#2 holds 3, web#1 holds 2).
+    later, t3 = Life(ServiceState("db")).alert(T0 + 4 + REPLY_CODE_COOL_DOWN + 1, note("db", 1))
+    storage.write([t3])
+    assert storage.reply_code(PHONE, "db", 1, T0 + 4 + REPLY_CODE_COOL_DOWN + 2) == 1
+    assert later.state.incident is not None
+    storage.close()
+
+
+def test_a_closed_incident_s_code_rests_before_it_is_given_again(reopen: Opener) -> None:
+    """A late reply to a closed page must not act on another incident paged to the phone with
+    the same code: the code is given to no other for `REPLY_CODE_COOL_DOWN` after its incident
+    closed (durably: across a restart), unless every code up to `REPLY_CODES` is held or
+    resting; then the one resting longest."""
+    storage = reopen()
+    api = opened(storage, "api")
+    assert storage.reply_code(PHONE, "api", 1, T0) == 1
+    _, t = api.close(T0 + 10)
+    storage.write([t])
+    storage.close()
+    storage = reopen()
+    web = opened(storage, "web", T0 + 20)
+    assert storage.reply_code(PHONE, "web", 1, T0 + 20) == 2  # 1 rests
+    # A late "1a": still api#1's, which is closed (the actor says so); not web's.
+    assert storage.take_reply("SM1", PHONE, 1, T0 + 30) == ReplyCode("api", 1)
+    assert storage.reply_code(OTHER_PHONE, "db", 1, T0 + 30) == 1  # per phone
+    # Up to REPLY_CODES taken (web holds 2; 3..99 opened and closed, resting): the one that
+    # closed first is given again rather than a three-digit code.
+    at = T0 + 40
+    for number in range(3, REPLY_CODES + 1):
+        life = opened(storage, f"s{number}", at)
+        assert storage.reply_code(PHONE, f"s{number}", 1, at) == number
+        _, t = life.close(at + 1)
+        storage.write([t])
+    assert storage.reply_code(PHONE, "web", 1, at + 2) == 2  # still its own
+    late = opened(storage, "late", at + 3)
+    assert storage.reply_code(PHONE, "late", 1, at + 3) == 1  # api#1 closed first of all
+    assert storage.take_reply("SM2", PHONE, 1, at + 4) == ReplyCode("late", 1)
+    assert web.state.incident is not None and late.state.incident is not None
     storage.close()
 
 

@@ -138,6 +138,11 @@ class Envelope:
     `sms` (a reply), `slack` (a button), `console` (the web console). Recorded in history."""
 
 
+PAGE_ANSWERS: Final = frozenset({"link", "sms", "slack"})
+"""The ways a person answers from a page itself (its `via`): their resolve is the policy's
+`allow_resolve` to give. The console's (an operator's sign-in) and the socket's are not."""
+
+
 @attrs.frozen
 class _Decided:
     """One service's decided events: what to write, how to answer each, the state after."""
@@ -769,6 +774,25 @@ class Services:
             event = envelope.event
             if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
+            if (
+                isinstance(event, Healthy)
+                and envelope.via in PAGE_ANSWERS
+                and not policy.allow_resolve
+            ):
+                # A page's own Resolve (a link, an SMS's "c", a Slack button) where the policy
+                # keeps closing off pages: refused here, where the policy in force is known,
+                # however the page came to offer it (made before the policy changed, forged).
+                number = event.incident
+                if number is None:
+                    number = state.incident.number if state.incident is not None else 0
+                iid = incident_id(service, number)
+                refused = Rejected(
+                    "not_allowed",
+                    f"the policy of {service} does not let a page close {iid}"
+                    " (allow_resolve = false): acknowledge it instead",
+                )
+                answers.append((envelope, refused, None))
+                continue
             if isinstance(event, Ack):
                 # The envelope says how it came (its `via`, integration or peer): the one
                 # source the acknowledgement keeps (`Incident.acknowledged_via`) and the
@@ -795,7 +819,7 @@ class Services:
                 and stale_resolve(state, event.source, event.starts_at)
             ):
                 late_resolves.append(event.source)
-            record = _record(envelope, state, after)
+            record = _record(envelope, state, after, now)
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
                 if (held := _held(state, after, now)) is not None:
@@ -894,8 +918,11 @@ def _report_stale_resolves(service: str, late: list[Source]) -> None:
     )
 
 
-def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
-    """The event as the incident's history keeps it; None if it concerns no incident."""
+def _record(
+    envelope: Envelope, before: ServiceState, after: ServiceState, now: float
+) -> EventRecord | None:
+    """The event as the incident's history keeps it, decided at `now`; None if it concerns no
+    incident."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
     answered = envelope.via
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
@@ -915,10 +942,13 @@ def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> Ev
         was, incident = before.incident, after.incident
         if was is None or incident is None or incident.acknowledged or after == before:
             return None  # stale, early, or an expiry the policy no longer has
-        assert was.acknowledged_at is not None and was.deadline is not None
+        assert was.acknowledged_at is not None
         who = f" by {was.acknowledged_by}" if was.acknowledged_by else ""
         how = f" via {was.acknowledged_via}" if was.acknowledged_via else ""
-        held = duration(was.deadline - was.acknowledged_at)
+        # How long it truly held: `ack_expiry` when on time, more when pagerd was down at the
+        # expiry and fires it at its start (whole seconds: the expiry wakes a hair after).
+        elapsed = now - was.acknowledged_at
+        held = duration(float(round(elapsed)) if elapsed >= 1 else elapsed)
         return EventRecord(
             "ack_expired",
             f"acknowledged{who}{how} {held} ago and still open: escalation restarts at level 1"

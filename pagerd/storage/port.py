@@ -164,6 +164,15 @@ REPLAY_WINDOW: Final = 90 * 24 * 3600.0
 Twilio's signatures carry no time, so a captured reply could otherwise be sent again later,
 when its code names another incident."""
 
+REPLY_CODE_COOL_DOWN: Final = 3600.0
+"""How long an SMS reply code rests after its incident closed before it is given again
+(`reply_code`): a reply that comes late to a closed page is told it is closed, rather than
+acting on another service's new incident paged to the same phone with the same code."""
+REPLY_CODES: Final = 99
+"""The codes a phone is given while they last (two digits): past them, a code resting longest
+is given again rather than a longer one; past them with none resting (that many incidents
+open on one phone), the next number."""
+
 PRUNE_ROWS: Final = 500
 """Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
 
@@ -258,9 +267,12 @@ class Storage(Protocol):
 
     def reply_code(self, address: str, service: str, incident: int, at: float) -> int:
         """The SMS reply code of `service`'s `incident` on the phone `address`, durable on
-        return: the one it has if it has one, else the smallest number no incident still open
-        holds on that phone (a closed incident's number is given again). `at` is when the page
-        goes, which makes it the phone's latest (see `take_reply`). One transaction."""
+        return: the one it has if it has one, else the smallest number that no incident still
+        open holds on that phone and whose incident did not close within
+        `REPLY_CODE_COOL_DOWN` before `at` (a closed incident's number is given again once it
+        has rested), unless that number is over `REPLY_CODES`: then the resting one whose
+        incident closed first, if any. `at` is when the page goes, which makes it the phone's
+        latest (see `take_reply`). One transaction."""
         ...
 
     def take_reply(

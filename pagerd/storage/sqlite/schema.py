@@ -134,8 +134,8 @@ CREATE TABLE IF NOT EXISTS sms_replies (message_id TEXT PRIMARY KEY, at REAL NOT
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sms_replies_at ON sms_replies (at);
 """
-"""SMS reply codes (`Storage.reply_code`: a number per phone and incident, given again once the
-incident closes) and the replies taken (`Storage.take_reply`: a replayed message changes
+"""SMS reply codes (`Storage.reply_code`: a number per phone and incident, given again an hour after
+the incident closed) and the replies taken (`Storage.take_reply`: a replayed message changes
 nothing). One step of its own, so that renumbering it beside another branch's step is a change
 of its key below."""
 _ALERT_STARTS: Final = """

@@ -36,6 +36,8 @@ from pager.silences import Silence
 from pagerd.storage.port import (
     PRUNE_ROWS,
     REPLAY_WINDOW,
+    REPLY_CODE_COOL_DOWN,
+    REPLY_CODES,
     Delivery,
     Fence,
     History,
@@ -535,17 +537,23 @@ class Store:
                     (at, address, row[0]),
                 )
                 return int(row[0])
-            # Held: a number whose incident is still open (a pruned incident is closed).
-            held = {
-                code
-                for (code,) in conn.execute(
-                    "SELECT r.code FROM reply_codes r JOIN incidents i"
-                    " ON i.service = r.service AND i.number = r.incident"
-                    " WHERE r.address = ? AND i.closed_at IS NULL",
-                    (address,),
-                )
-            }
-            code = next(c for c in range(1, len(held) + 2) if c not in held)
+            # Held: a number whose incident is still open; resting: one whose incident closed
+            # within the cool-down (a pruned incident closed long ago: neither).
+            held: set[int] = set()
+            resting: dict[int, float] = {}
+            for found, closed_at in conn.execute(
+                "SELECT r.code, i.closed_at FROM reply_codes r JOIN incidents i"
+                " ON i.service = r.service AND i.number = r.incident WHERE r.address = ?",
+                (address,),
+            ):
+                if closed_at is None:
+                    held.add(found)
+                elif closed_at > at - REPLY_CODE_COOL_DOWN:
+                    resting[found] = closed_at
+            taken = len(held) + len(resting)
+            code = next(c for c in range(1, taken + 2) if c not in held and c not in resting)
+            if code > REPLY_CODES and resting:
+                code = min(resting, key=lambda c: (resting[c], c))  # closed first: rested most
             conn.execute(
                 "INSERT OR REPLACE INTO reply_codes (address, code, service, incident, sent_at)"
                 " VALUES (?, ?, ?, ?, ?)",

@@ -5,7 +5,8 @@ Who is asking is told by a signed session cookie (`pagerd.access.sessions`), or 
 proxy's header (`[console] trusted_proxies`, `trusted_header`), which also gets a session so
 that its forms carry a CSRF token like any other. Every POST checks that token. An answer is
 the same `Ack(by=user)` (or `Healthy()`) any other way sends, routed through the service's
-actor with `via = "console"` and shown once committed.
+actor with `via = "console"` and shown once committed. It names the incident the page showed
+(`incident=N`): one that closed meanwhile is refused, never taken by the next (409).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pagerd.config import Config
 from pagerd.config.console import ConsoleConfig, ConsoleUser, is_user_name
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.console.forms import MAX_FORM_BYTES, FormError, read_form
-from pagerd.front.http.console.lockout import SignInGuard
+from pagerd.front.http.console.lockout import Attempt, SignInGuard
 from pagerd.front.http.console.pages import Pages
 from pagerd.front.http.console.views import MAX_INCIDENTS, incident_view, overview, timeline
 from pagerd.front.http.routes import Call, Handler, Route
@@ -277,9 +278,19 @@ class Console:
             return await self._incident_page(
                 call, "incident.html", f"{shown} is closed: nothing to {action}.", 409
             )
-        event: Event = Ack(by=viewer.name) if action == "ack" else Healthy(by=viewer.name)
+        # The incident the page showed, by number: the actor refuses it if another opened
+        # since the status read above (a close and a new alert in between), as for a link.
+        event: Event = (
+            Ack(by=viewer.name, incident=number)
+            if action == "ack"
+            else Healthy(by=viewer.name, incident=number)
+        )
         line, result = await self._answer(service, event, "console")
         log.info("console: %s asked to %s %s: %s", viewer.name, action, shown, result)
+        if result == "no_open_incident":
+            return await self._incident_page(
+                call, "incident.html", f"{shown} is closed: nothing to {action}.", 409
+            )
         if result != "ok":
             reply = _decode(line)
             message = str(reply.get("error", {}).get("message", result))
@@ -330,21 +341,26 @@ class Console:
         name, password = form["username"].strip()[:MAX_NAME], form["password"]
         now = self._now()
         wait = self.guard.retry_after(name, call.address, now)
-        if wait is not None:
-            minutes = -(-wait // 60)
-            message = f"Too many failed sign-ins: try again in {minutes} minute(s)."
-            return self._sign_in_page(console, message, 429, ("retry-after", str(wait)))
-        if self._waiting >= MAX_WAITING:
+        if wait is None and self._waiting >= MAX_WAITING:
             return self._sign_in_page(console, "Busy: try again in a moment.", 503,
                                       ("retry-after", "1"))  # fmt: skip
+        # Counted as a failure now, before the check (a tenth of a second, during which more
+        # may come), in the same step as the look at the lock-out: taken back below if the
+        # password is right.
+        attempt = self.guard.attempt(
+            name, call.address, now, console.max_failed_sign_ins, console.lockout
+        )
+        if not isinstance(attempt, Attempt):
+            minutes = -(-attempt // 60)
+            message = f"Too many failed sign-ins: try again in {minutes} minute(s)."
+            return self._sign_in_page(console, message, 429, ("retry-after", str(attempt)))
         user = console.users.get(name)
         if not await self._password_matches(user, password):
-            self.guard.failed(name, call.address, now, console.max_failed_sign_ins, console.lockout)
             known = name if user is not None else "(not a user)"
             log.warning("console: failed sign-in as %s from %s", known, controls(call.address))
             return self._sign_in_page(console, "Wrong user name or password.", 403)
         assert user is not None and user.password is not None
-        self.guard.succeeded(name)
+        self.guard.succeeded(attempt)
         session = new_session(name, now, console.session_lifetime, user.password.encode())
         cookie = self._cookie(
             SESSION_COOKIE, session_cookie(self._keys(), session), int(console.session_lifetime)
