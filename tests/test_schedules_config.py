@@ -18,7 +18,7 @@ PEOPLE = """
 [people.alice]
 email = "alice@example.com"
 sms = "+14155550100"
-notify = ["sms", "email after 2m", "sms after 5m"]
+notify = ["sms", "email after 2m", "sms again after 5m"]
 
 [people.bob]
 email = "bob@example.com"
