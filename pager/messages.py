@@ -55,7 +55,9 @@ def body(n: Notify) -> str:
 
 
 def payload(n: Notify) -> dict[str, Any]:
-    """The JSON body of a generic webhook (documented in the README)."""
+    """The JSON body of a generic webhook (documented in docs/configuration.md): `person`, the
+    person a `person:` or `schedule:` target was resolved to, and `via`, how (null both for a
+    plain address)."""
     return {
         "id": n.id,
         "service": n.service,
@@ -65,4 +67,6 @@ def payload(n: Notify) -> dict[str, Any]:
         "message": n.message,
         "opened_at": isoformat(n.opened_at),
         "text": short(n),
+        "person": n.person or None,
+        "via": n.via or None,
     }

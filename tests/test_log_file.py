@@ -9,6 +9,7 @@ from pathlib import Path
 import trio
 
 from pager.domain import Notify, Target
+from pager.messages import payload
 from pagerd.delivery.transports.log import LogTransport
 from pagerd.storage.offload import inline
 from pagerd.timing.clock import Clock
@@ -40,3 +41,26 @@ async def test_every_unprintable_character_is_escaped_and_the_line_is_the_exact_
     written = json.loads(text)
     assert written["alert"] == message
     assert written["message"].startswith("[pager] api level 1: ")
+    assert written["person"] is None and written["via"] is None  # a plain address
+
+
+async def test_a_resolved_page_says_who_and_how_in_the_file_and_in_the_webhook_body(
+    tmp_path: Path,
+) -> None:
+    """`person` and `via`, as the templates have them: who a `schedule:` or `person:` target was
+    resolved to, and how; in each line of the file and in a webhook's documented body."""
+    path = tmp_path / "notifications.jsonl"
+    transport = LogTransport(path, inline, Clock(T0))
+    sms = Target("sms", "+14155550100")
+    via = "schedule:payments-primary → alice"
+    paged = Notify("api", 1, 1, 1, sms, "disk full", T0, via=via)
+    by_name = Notify("api", 1, 2, 1, sms, "disk full", T0, via="person:bob")
+    with trio.fail_after(10):
+        await transport.send(paged)
+        await transport.send(by_name)
+    first, second = map(json.loads, path.read_text().splitlines())
+    assert (first["person"], first["via"]) == ("alice", via)
+    assert (second["person"], second["via"]) == ("bob", "person:bob")
+    assert (payload(paged)["person"], payload(paged)["via"]) == ("alice", via)
+    plain = Notify("api", 1, 1, 1, sms, "disk full", T0)
+    assert (payload(plain)["person"], payload(plain)["via"]) == (None, None)

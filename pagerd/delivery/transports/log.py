@@ -42,6 +42,8 @@ def record(n: Notify, at: float) -> dict[str, object]:
         "message": short(n),
         "alert": n.message,
         "opened_at": isoformat(n.opened_at),
+        "person": n.person or None,
+        "via": n.via or None,
     }
 
 
