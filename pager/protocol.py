@@ -211,7 +211,8 @@ def _duration(data: dict[str, Any], key: str) -> float | None:
 
 def _schedule_request(op: str, data: dict[str, Any]) -> Request:
     """`override`, `overrides`, `override_remove`, `oncall`: names, instants and numbers."""
-    schedule = _name(data, "schedule", required=op in ("override", "overrides"))
+    # `overrides` without a schedule: every schedule's.
+    schedule = _name(data, "schedule", required=op == "override")
     by = _name(data, "by", required=op == "override")
     for_ = _name(data, "for")
     starts_at = _instant(data, "from", required=op == "override")

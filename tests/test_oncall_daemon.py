@@ -16,7 +16,9 @@ import trio
 import trio.testing
 
 from pager import cli
+from pager.simulate import Step, Timeline
 from pagerd.config import Config, load
+from pagerd.front.server import timeline_object
 from pagerd.timing.clock import Clock
 from tests.harness import CHANNELS, T0, Connection, connect, running, settle, steps
 
@@ -396,3 +398,35 @@ async def test_an_expired_ack_pages_whoever_is_on_call_at_the_expiry_across_a_re
             timeline = await history(conn, "pay")
     shown = [(e.get("via"), e["target"]) for e in timeline if e["event"] == "notification"]
     assert shown[-1] == ("schedule:primary → carol", "email:carol@example.com")
+
+
+async def test_every_schedule_s_overrides_the_search_s_end_and_simulate_s_whole_seconds(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """`overrides` without a schedule lists every schedule's; `oncall` before a rotation starts
+    says where its search stopped (`horizon`, equal to `until`: no hand-off there); `simulate`
+    from an instant with milliseconds gives its offsets to the second."""
+    config = oncall_config(tmp_path)
+    window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            one = await conn.request("override", schedule="primary", by="carol", **window)
+            two = await conn.request("override", schedule="business", by="alice", **window)
+            every = await conn.request("overrides")
+            assert every["ok"], every
+            assert every["overrides"] == [two["override"], one["override"]]  # by schedule
+            early = await conn.request("oncall", schedule="primary", at="2026-01-01T00:00:00Z")
+            simulated = await conn.request("simulate", service="api", at="2027-01-15T08:40:00.654Z")
+    (shown,) = early["schedules"]
+    assert (shown["on_call"], shown["next"]) == (None, [])
+    assert shown["until"] == shown["horizon"] == "2026-07-02T01:00:00+01:00"  # 26 weeks on
+    assert "nobody (no shift within 26 weeks)" in cli.render("oncall", early)
+    assert [step["after"] for step in simulated["timeline"][:2]] == ["0s", "1h"]
+    # A step at a whole time after an opening with milliseconds (a window's end, a hand-off).
+    opened = T0 + 0.654
+    steps = (
+        Step(opened, "held", until=T0 + 4 * DAY + 5 * HOUR),
+        Step(T0 + 4 * DAY + 5 * HOUR, "exhausted"),
+    )
+    timeline = timeline_object(Timeline("api", opened, steps, "exhausted"), 0.0)
+    assert [step["after"] for step in timeline["timeline"]] == ["0s", "4d4h59m59s"]

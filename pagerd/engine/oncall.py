@@ -86,6 +86,10 @@ class Rota:
 
         return resolve
 
+    def scheduled(self) -> list[str]:
+        """The schedules that have overrides stored (a schedule the config no longer has, too)."""
+        return list(self._overrides)
+
     def overrides(self, schedule: str) -> tuple[Override, ...]:
         """`schedule`'s overrides that have not ended, by id."""
         now = self._clock.wall_now()

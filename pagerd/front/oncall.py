@@ -15,6 +15,8 @@ from pager.schedules import Override, Schedule, upcoming
 from pagerd.engine.oncall import Refused, Rota
 
 DEFAULT_NEXT: Final = 3
+HORIZON: Final = 26 * 7 * 86400.0
+"""How far ahead `oncall` looks for hand-offs: past it, `until` is this `horizon`, no hand-off."""
 
 
 def local_iso(t: float, zone: dt.tzinfo) -> str:
@@ -59,7 +61,13 @@ async def _change(request: Request, rota: Rota) -> tuple[bytes, str]:
         return ok_reply(removed=override_fields(removed, schedules.get(removed.schedule))), "ok"
     assert request.op == "overrides", request.op
     name = request.schedule
-    assert name is not None
+    if name is None:  # every schedule's, by schedule then id (a removed schedule's too: unused)
+        every = [
+            override_fields(o, schedules.get(group))
+            for group in sorted(rota.scheduled())
+            for o in rota.overrides(group)
+        ]
+        return ok_reply(overrides=every), "ok"
     schedule = schedules.get(name)
     if schedule is None:
         raise Refused("unknown_schedule", f"no schedule named {name!r} is configured")
@@ -83,7 +91,7 @@ def _serve_now(request: Request, rota: Rota) -> tuple[bytes, str]:
     for name in names:
         schedule = directory.schedules[name]
         overrides = directory.overrides.get(name, ())
-        segments = upcoming(schedule, at, count, overrides)
+        segments = upcoming(schedule, at, count, overrides, HORIZON)
         now = segments[0] if segments else None
         found.append(
             {
@@ -92,6 +100,9 @@ def _serve_now(request: Request, rota: Rota) -> tuple[bytes, str]:
                 "at": local_iso(at, schedule.zone),
                 "on_call": None if now is None else now.person,
                 "until": None if now is None else local_iso(now.end, schedule.zone),
+                # Where the search stopped: an `until` (or a last `next`) ending there is no
+                # hand-off, only as far as pagerd looked.
+                "horizon": local_iso(at + HORIZON, schedule.zone),
                 "next": [
                     {
                         "from": local_iso(s.start, schedule.zone),

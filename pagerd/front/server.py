@@ -544,7 +544,7 @@ def timeline_object(
     (`local_at`, with `schedule` and `timezone`)."""
     steps: list[dict[str, Any]] = []
     for step in timeline.steps:
-        after = step.at - timeline.opened_at
+        after = round(step.at - timeline.opened_at)  # to the second: `+56d5h40m`, not `...654ms`
         shown: dict[str, Any] = {
             "at": isoformat(step.at + offset),
             "after": duration(after) if after > 0 else "0s",
