@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from pager import __version__, oncall_cli
 from pager.protocol import MAX_BY, MAX_ROUNDS, MAX_TEXT, request_line
-from pager.silences import MAX_REASON
+from pager.silences import MAX_REASON, long_silence
 from pager.text import clip, controls, from_argv, printable
 from pager.timefmt import duration, isoformat, parse_duration, parse_time
 
@@ -390,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         today = time.strftime("%Y-%m-%d", time.gmtime())
         text = render(op, reply, width, today)
     _print(text)
+    if op == "silence" and (warning := long_silence(_escaped(reply.get("silence") or {}))):
+        print(f"pager: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -731,6 +733,17 @@ def _short_time(text: str, today: str | None) -> str:
     return f"{year}-{day}"
 
 
+def _state(status: dict[str, Any]) -> str:
+    """The STATE cell: the state, marked when a silence or a maintenance window is in force
+    (`healthy, silenced`; the lines under the table say until when and why)."""
+    if not status.get("silenced_until"):
+        return str(status["state"])
+    window = status.get("maintenance")
+    if isinstance(window, dict) and window.get("until") == status["silenced_until"]:
+        return f"{status['state']}, maintenance"
+    return f"{status['state']}, silenced"
+
+
 def _table(
     statuses: list[dict[str, Any]], width: int | None = None, today: str | None = None
 ) -> str:
@@ -738,13 +751,13 @@ def _table(
     for status in sorted(statuses, key=_urgency):
         incident = status.get("incident")
         if incident is None:
-            rows.append((status["service"], status["state"], *["-"] * (len(_COLUMNS) - 2)))
+            rows.append((status["service"], _state(status), *["-"] * (len(_COLUMNS) - 2)))
             continue
         nxt = incident["next_escalation_at"] or ("exhausted" if incident["exhausted"] else "-")
         rows.append(
             (
                 status["service"],
-                status["state"],
+                _state(status),
                 incident["id"],
                 str(incident["level"]),
                 (incident["acknowledged_by"] or "yes") if incident["acknowledged"] else "no",

@@ -12,11 +12,12 @@ could be sent (an incident opens, a step is due); `pager.simulate` asks it the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeAlias
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeAlias
 
 import attrs
 
+from pager.timefmt import duration, timestamp
 from pager.weekly import Weekly, maintenance
 
 MAX_SILENCES: Final = 100
@@ -36,6 +37,11 @@ another: the first end beyond it is given. The quiet is looked at again when tha
 (and the step held on if it goes on), so nothing pages early; and maintenance windows in force
 every hour of the week cost two looks, not `MAX_CHAIN` (each look reads up to eight weeks of
 windows: `pager.weekly.LONGEST_RUN`)."""
+
+LONG_SILENCE: Final = 86400.0
+"""A silence longer than this is warned of by `pager silence` (`long_silence`): `--until` without
+`--from` starts now, so a date meant as the end of a night's window silences everything until
+then."""
 
 Quiet: TypeAlias = Callable[[float], float | None]
 """A source of silence: at time `t`, None if it silences nothing then, else until when (a
@@ -122,3 +128,20 @@ def silenced_until(at: float, sources: Iterable[Quiet | None]) -> float | None:
 def live(silences: Iterable[Silence], at: float) -> tuple[Silence, ...]:
     """The silences still in force or to come at `at` (neither ended nor past their end)."""
     return tuple(s for s in silences if not s.over(at))
+
+
+def long_silence(silence: Mapping[str, Any]) -> str | None:
+    """The warning `pager silence` prints for a silence (as the protocol shows one) longer than
+    `LONG_SILENCE`; None otherwise, or if its times cannot be read."""
+    try:
+        start, end = timestamp(str(silence["from"])), timestamp(str(silence["until"]))
+    except (KeyError, ValueError):
+        return None
+    if end - start <= LONG_SILENCE:
+        return None
+    return (
+        f"silence {silence.get('id')} pages nobody for {silence.get('service')} for"
+        f" {duration(round(end - start))}, from {silence['from']} until {silence['until']}"
+        f" (--until without --from starts now); if that is not what was meant, end it: pager"
+        f" silence end {silence.get('id')}"
+    )
