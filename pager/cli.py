@@ -601,7 +601,7 @@ def _timeline(reply: dict[str, Any]) -> str:
         elif event == "unreached":
             what = f"{where} reached nobody: {'; '.join(map(str, step.get('reasons') or []))}"
         elif event == "held":
-            what = f"held by a silence until {step.get('until')}"
+            what = f"held by a {step.get('held_by') or 'silence'} until {step.get('until')}"
         elif event == "acknowledged":
             what = "acknowledged: escalation stops"
         elif event == "expired":
@@ -668,7 +668,9 @@ def _summary(status: dict[str, Any]) -> str:
     ack = f" acknowledged{by}" if incident["acknowledged"] else ""
     if incident.get("silenced"):
         quiet = "a silence"
-        if status.get("maintenance") and not status.get("silences"):
+        if incident.get("held_by"):
+            quiet = f"a {incident['held_by']}"
+        elif status.get("maintenance") and not status.get("silences"):
             quiet = "a maintenance window"
         held = f"paging held by {quiet} until {incident.get('next_escalation_at')}"
         if incident["level"]:

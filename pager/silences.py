@@ -13,7 +13,7 @@ could be sent (an incident opens, a step is due); `pager.simulate` asks it the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
@@ -77,6 +77,25 @@ class Silence:
     def over(self, at: float) -> bool:
         """It silences nothing at `at` or after (ended, or past its end)."""
         return self.until <= at or self.until <= self.starts_at
+
+
+HeldBy: TypeAlias = Literal["silence", "maintenance window"]
+"""What holds paging, in the words people read: a durable silence, or a maintenance window (the
+only other source of quiet `decide` is given)."""
+
+
+def holder(silences: Iterable[Silence], at: float) -> HeldBy:
+    """What holds a step at `at`: a durable silence if one is in force then, else a maintenance
+    window (a hold with neither in force is none: `decide` holds only while quiet)."""
+    return "silence" if any(s.in_force(at) for s in silences) else "maintenance window"
+
+
+def released_by(silences: Iterable[Silence], until: float) -> HeldBy:
+    """What a hold that ended at `until` (the held step's deadline: the end of the quiet) ended
+    with: a durable silence that ended then, else the maintenance windows."""
+    return (
+        "silence" if any(abs(s.until - until) < 0.001 for s in silences) else "maintenance window"
+    )
 
 
 def spans(silences: Iterable[Silence]) -> Quiet:

@@ -68,8 +68,10 @@ from pager.silences import (
     MAX_SILENCE_SECONDS,
     Quiet,
     Silence,
+    holder,
     live,
     recurring,
+    released_by,
     silenced_until,
     spans,
 )
@@ -1021,8 +1023,12 @@ def _heartbeat_record(
 
 def _notified(before: ServiceState, incident: Incident) -> str:
     step = f"level {incident.level} round {incident.round}"
-    if before.incident is not None and before.incident.silenced:
-        return f"the silence is over: notified {step}"
+    was = before.incident
+    if was is not None and was.silenced:
+        # Which quiet ended the hold: a durable silence that ended at its deadline, else the
+        # service's maintenance windows ("the maintenance window is over").
+        ended = "silence" if was.deadline is None else released_by(before.silences, was.deadline)
+        return f"the {ended} is over: notified {step}"
     return f"escalated to {step}"
 
 
@@ -1056,9 +1062,7 @@ def _held(before: ServiceState, after: ServiceState, now: float) -> EventRecord 
     was = before.incident
     if was is not None and was.number == incident.number and was.silenced:
         return None
-    by = "a silence"
-    if not any(s.in_force(now) for s in after.silences):
-        by = "a maintenance window"
+    by = f"a {holder(after.silences, now)}"
     if incident.level == 0 and incident.round_base:
         # The restart of an expired acknowledgement, held before its first step.
         return EventRecord(

@@ -566,6 +566,8 @@ def timeline_object(
             shown["reasons"] = list(step.reasons)
         if step.until is not None:
             shown["until"] = isoformat(step.until + offset)
+        if step.held_by is not None:
+            shown["held_by"] = step.held_by
         steps.append(shown)
     return {
         "service": timeline.service,

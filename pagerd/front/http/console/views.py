@@ -45,6 +45,8 @@ class IncidentView:
     paged: tuple[Paged, ...] = ()
     silenced: bool = False
     """A silence holds its next step: `next_escalation_at` is the silence's end."""
+    held_by: str = "silence"
+    """What holds it: a silence, or a maintenance window."""
 
 
 @attrs.frozen
@@ -116,6 +118,7 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         failed_deliveries=int(incident.get("failed_deliveries", 0)),
         paged=paged,
         silenced=bool(incident.get("silenced")),
+        held_by=str(incident.get("held_by") or "silence"),
     )
 
 
@@ -195,7 +198,7 @@ def _entry(entry: Mapping[str, Any]) -> Entry:
         "heartbeat_missed": "heartbeat missed",
         "heartbeat": "heartbeat",
         "removed": "service removed",
-        "silenced": "held by a silence",
+        "silenced": "held",
         "silence": "silenced",
         "silence_end": "silence ended",
     }.get(event, event)
