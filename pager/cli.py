@@ -525,6 +525,8 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"notify {via}{entry['target']} (level {entry['level']}, round {entry['round']})"
     if event == "unreached":
         return f"NOBODY TO NOTIFY: {entry.get('detail') or ''}"
+    if event == "partly_unreached":  # others of the level were notified: a note, not an alarm
+        return f"note: {entry.get('detail') or ''}"
     if event == "delivery":
         outcome = entry.get("outcome")
         extra = entry.get("error") or entry.get("provider_id") or ""
@@ -598,6 +600,9 @@ def _timeline(reply: dict[str, Any]) -> str:
             what = f"notify {where}: {_planned(step.get('notify') or [])}"
             if step.get("cancelled"):
                 what += f" (not sent, acknowledged before: {_planned(step['cancelled'])})"
+        elif event == "unreached" and step.get("partial"):
+            reasons = "; ".join(map(str, step.get("reasons") or []))
+            what = f"{where}: {reasons} (its other targets are notified)"
         elif event == "unreached":
             what = f"{where} reached nobody: {'; '.join(map(str, step.get('reasons') or []))}"
         elif event == "held":

@@ -67,6 +67,8 @@ class Step:
     cancelled: tuple[Notify, ...] = ()
     held_by: HeldBy | None = None
     """What holds a `held` step: a silence, or a maintenance window."""
+    partial: bool = False
+    """An `unreached` step whose level's other targets were notified (not a level skipped)."""
 
 
 @attrs.frozen
@@ -152,7 +154,10 @@ def simulate(
 
 
 def _unreached(at: float, missed: Unreached) -> Step:
-    return Step(at, "unreached", missed.round, missed.level, reasons=missed.reasons)
+    return Step(
+        at, "unreached", missed.round, missed.level, reasons=missed.reasons,
+        partial=not missed.skipped,
+    )  # fmt: skip
 
 
 def _cancelled(step: Step, ack_at: float) -> Step:

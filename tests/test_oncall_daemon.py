@@ -8,6 +8,7 @@ T0 is Friday 15 January 2027, 08:00 UTC (and London time: winter).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +265,7 @@ async def test_oncall_lists_who_is_on_call_and_the_next_handoffs_in_the_schedule
         "at": "2027-01-15T08:00:00+00:00",
         "on_call": "alice",
         "until": "2027-01-15T09:00:00+00:00",
+        "horizon": "2027-07-16T09:00:00+01:00",
         "next": [
             {"from": "2027-01-15T09:00:00+00:00", "until": "2027-01-16T09:00:00+00:00",
              "person": "bob"},
@@ -430,3 +432,48 @@ async def test_every_schedule_s_overrides_the_search_s_end_and_simulate_s_whole_
     )
     timeline = timeline_object(Timeline("api", opened, steps, "exhausted"), 0.0)
     assert [step["after"] for step in timeline["timeline"]] == ["0s", "4d4h59m59s"]
+
+
+async def test_a_level_partly_reached_is_a_note_and_one_reached_by_nobody_is_loud(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Follow-the-sun as two schedules in one level: at 08:00 on Friday business hours have
+    nobody, primary has alice. alice is paged, and the empty schedule is a quiet note (INFO,
+    `partly_unreached`, not counted), not NOBODY TO NOTIFY in capitals and an error."""
+    text = CHANNELS + PEOPLE + """
+[policies.sun]
+[[policies.sun.levels]]
+targets = ["schedule:primary", "schedule:business"]
+
+[services.api]
+policy = "sun"
+"""  # fmt: skip
+    (tmp_path / "pager.toml").write_text(text)
+    config = load(tmp_path / "pager.toml")
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            caplog.clear()
+            caplog.set_level(logging.INFO, logger="pagerd")
+            assert (await conn.request("alert", service="api", message="down"))["ok"]
+            await settle()
+            timeline = await history(conn, "api")
+            metrics = (await conn.request("metrics"))["text"]
+            simulated = await conn.request("simulate", service="api")
+    assert targets(config) == [(1, 1, "email:alice@example.com")]
+    (note,) = [e for e in timeline if e["event"] == "partly_unreached"]
+    assert note["detail"] == (
+        "level 1 round 1: schedule:business has nobody on call; the level's other targets were"
+        " notified"
+    )
+    assert not [e for e in timeline if e["event"] == "unreached"]
+    shown = cli.render("history", {"incident": "api#1", "message": "down", "timeline": timeline})
+    assert "note: level 1 round 1: schedule:business has nobody on call" in shown
+    assert "NOBODY" not in shown
+    assert "pagerd_levels_unreached_total 0" in metrics.splitlines()
+    logged = [r for r in caplog.records if "schedule:business has nobody" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["INFO"]
+    partial = simulated["timeline"][0]
+    assert (partial["event"], partial["partial"]) == ("unreached", True)
+    said = cli.render("simulate", {k: v for k, v in simulated.items() if k != "ok"})
+    assert "level 1 round 1: schedule:business has nobody on call (its other targets are" in said
+    assert "reached nobody" not in said

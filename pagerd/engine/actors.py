@@ -835,17 +835,22 @@ class Services:
         return _Decided(mine, answers, state, late, late_resolves)
 
     def _unreached(self, state: ServiceState, missed: Unreached) -> EventRecord:
+        """A level that reached nobody at all is loud (an error, counted, `unreached`); one whose
+        other targets were notified is a note (`partly_unreached`, at INFO): follow-the-sun as
+        two schedules in one level has one of them empty on every page, by design."""
         iid = incident_id(state.name, state.incident.number if state.incident else 0)
         reasons = "; ".join(missed.reasons)
         if missed.skipped:
             self._metrics.levels_unreached.inc()
             detail = f"level {missed.level} round {missed.round} has nobody to notify: {reasons}"
             log.error("nobody to notify service=%s incident=%s: %s", state.name, iid, detail)
-        else:
-            detail = f"level {missed.level} round {missed.round}: {reasons}"
-            log.error("part of a level reached nobody service=%s incident=%s: %s",
-                      state.name, iid, detail)  # fmt: skip
-        return EventRecord("unreached", detail)
+            return EventRecord("unreached", detail)
+        detail = (
+            f"level {missed.level} round {missed.round}: {reasons}; the level's other targets"
+            " were notified"
+        )
+        log.info("target not notified service=%s incident=%s: %s", state.name, iid, detail)
+        return EventRecord("partly_unreached", detail)
 
     def _ack_answer(
         self, event: Event, before: ServiceState, after: ServiceState

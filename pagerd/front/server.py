@@ -564,6 +564,7 @@ def timeline_object(
                 shown["cancelled"] = [_planned(n, step.at, offset) for n in step.cancelled]
         if step.kind == "unreached":
             shown["reasons"] = list(step.reasons)
+            shown["partial"] = step.partial
         if step.until is not None:
             shown["until"] = isoformat(step.until + offset)
         if step.held_by is not None:
