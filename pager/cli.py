@@ -458,7 +458,7 @@ def render(
             _table([reply], width, today)
             + _heartbeat(reply)
             + _silenced([reply])
-            + _notifications(reply, width)
+            + _notifications(reply, width, today)
         )
     if command == "heartbeat":
         return _summary(reply) + _heartbeat(reply).replace("\n\n", "\n", 1)
@@ -522,7 +522,10 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"acknowledgement expired: {entry.get('detail', '')}"
     if event == "notification":
         via = f"{entry['via']}: " if entry.get("via") else ""
-        return f"notify {via}{entry['target']} (level {entry['level']}, round {entry['round']})"
+        line = f"notify {via}{entry['target']} (level {entry['level']}, round {entry['round']}"
+        if entry.get("due_at"):  # a person's delayed step: decided now, sent at its time
+            return f"{line}, due {entry['due_at']}, after {entry.get('delay')})"
+        return f"{line})"
     if event == "unreached":
         return f"NOBODY TO NOTIFY: {entry.get('detail') or ''}"
     if event == "partly_unreached":  # others of the level were notified: a note, not an alarm
@@ -870,18 +873,25 @@ def _columns_of(c: str) -> int:
     return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
 
 
-def _notifications(status: dict[str, Any], width: int | None = None) -> str:
+def _notifications(
+    status: dict[str, Any], width: int | None = None, today: str | None = None
+) -> str:
     notes = (status.get("incident") or {}).get("notifications")
     if not notes:
         return ""
     rows = [("  NOTIFIED", "ROUND", "LEVEL", "STATE", "ATTEMPTS", "LAST ERROR")]
     for n in notes:
+        state = n["state"]
+        if n.get("due_at") and state in ("pending", "retrying"):
+            # Waiting for its time: a person's delayed step ("after 2m"), or a retry.
+            after = f" (after {n['delay']})" if n.get("delay") and state == "pending" else ""
+            state = f"{state}, due {_short_time(n['due_at'], today)}{after}"
         rows.append(
             (
                 f"  {n['target']}",
                 str(n["round"]),
                 str(n["level"]),
-                n["state"],
+                state,
                 str(n["attempts"]),
                 n["last_error"] or "",
             )

@@ -100,6 +100,11 @@ def targets(config: Config) -> list[tuple[int, int, str]]:
     return [(r, lv, target) for _, r, lv, target in steps(config)]
 
 
+def history_reply(timeline: list[dict[str, Any]]) -> dict[str, Any]:
+    """A `history` reply around `timeline`, as `pager history` renders it."""
+    return {"incident": "db#2", "message": "again", "timeline": timeline}
+
+
 async def history(conn: Connection, service: str) -> list[dict[str, Any]]:
     reply = await conn.request("history", service=service)
     assert reply["ok"], reply
@@ -236,6 +241,7 @@ async def test_a_persons_delayed_step_is_sent_at_its_time_and_cancelled_by_an_ac
             await conn.request("alert", service="db", message="down")
             await settle()
             assert targets(config) == [(1, 1, "sms:+14155550199")]
+            waiting = await conn.request("status", service="db")
             await trio.sleep(2 * MINUTE + 1)
             await settle()
             assert targets(config)[1:] == [(1, 1, "email:dave@example.com")]
@@ -249,6 +255,29 @@ async def test_a_persons_delayed_step_is_sent_at_its_time_and_cancelled_by_an_ac
     assert [t for t in steps(config) if t[0] == "db#2"] == [("db#2", 1, 1, "sms:+14155550199")]
     cancelled = [e for e in timeline if e.get("outcome") == "cancelled"]
     assert [e["target"] for e in cancelled] == ["email:dave@example.com"]
+    # While it waits, the status says when it is due, not only "pending 0".
+    sms, email = waiting["incident"]["notifications"]
+    assert (sms["state"], sms["due_at"], sms["delay"]) == ("sent", None, None)
+    assert (email["state"], email["due_at"], email["delay"]) == (
+        "pending",
+        "2027-01-15T08:02:00.000Z",
+        "2m",
+    )
+    shown = {k: v for k, v in waiting.items() if k != "ok"}
+    table = cli.render("status", shown, None, "2027-01-15").splitlines()
+    (row,) = [line for line in table if "email:dave@example.com" in line]
+    assert "pending, due 08:02:00Z (after 2m)" in row
+    # The history says it was decided with the level and due 2 minutes on.
+    notified = [e for e in timeline if e["event"] == "notification"]
+    assert [(e["target"], e.get("due_at"), e.get("delay")) for e in notified] == [
+        ("sms:+14155550199", None, None),
+        ("email:dave@example.com", "2027-01-15T08:04:01.000Z", "2m"),
+    ]
+    text = cli.render("history", history_reply(timeline))
+    assert (
+        "notify person:dave: email:dave@example.com (level 1, round 1, due"
+        " 2027-01-15T08:04:01.000Z, after 2m)"
+    ) in text
 
 
 async def test_oncall_lists_who_is_on_call_and_the_next_handoffs_in_the_schedules_zone(

@@ -516,6 +516,10 @@ def _entry(at: float, entry: dict[str, object], offset: float) -> dict[str, obje
     until = entry.get("until")
     if isinstance(until, float):  # the elided entry's end
         shown["until"] = isoformat(until + offset)
+    due = entry.get("due_at")
+    if isinstance(due, float):  # a person's delayed step: decided at `at`, due then
+        shown["due_at"] = isoformat(due + offset)
+        shown["delay"] = duration(max(due - at, 0.0))
     return shown
 
 
@@ -531,6 +535,9 @@ def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
         "last_error": d.last_error,
         "provider_id": d.provider_id,
         "sent_at": None if d.sent_at is None else isoformat(d.sent_at + offset),
+        # Not sent before this time: a person's delayed step, or a retry (null: due now, or done).
+        "due_at": None if d.due_at is None else isoformat(d.due_at + offset),
+        "delay": None if not d.delay else duration(d.delay),  # a delayed step's, from its level
     }
 
 

@@ -105,6 +105,11 @@ class Delivery:
     last_error: str | None
     provider_id: str | None
     sent_at: float | None
+    due_at: float | None = None
+    """When its next attempt is due, if it waits for a time: a person's delayed step not yet
+    sent ("email after 2m"), or a retry. None when it is due now or done."""
+    delay: float | None = None
+    """A delayed step's delay from when its level was notified (120.0 for "after 2m")."""
 
 
 @attrs.frozen

@@ -76,8 +76,8 @@ _SELECT_EVENTS: Final = (
 )
 _COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
 _SELECT_DECIDED: Final = (
-    "SELECT created_at, seq, id, channel, address, round, level, via FROM notifications"
-    " WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order} LIMIT ?"
+    "SELECT created_at, seq, id, channel, address, round, level, via, not_before FROM"
+    " notifications WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order} LIMIT ?"
 )
 _COUNT_ATTEMPTS: Final = (
     "SELECT COUNT(*) FROM delivery_attempts WHERE notification >= ? AND notification < ?"
@@ -313,7 +313,8 @@ class Store:
         """Every notification of one incident with its delivery state, in the order decided."""
         rows = self._conn.execute(
             "SELECT id, channel, address, round, level, state, attempts, last_error, provider_id,"
-            " sent_at FROM notifications WHERE id >= ? AND id < ? ORDER BY seq",
+            " sent_at, next_attempt_at, not_before - created_at FROM notifications"
+            " WHERE id >= ? AND id < ? ORDER BY seq",
             _id_range(service, incident),
         )
         return [
@@ -328,6 +329,8 @@ class Store:
                 last_error=row[7],
                 provider_id=row[8],
                 sent_at=row[9],
+                due_at=row[10] if row[5] in ("pending", "retrying") else None,
+                delay=row[11],
             )
             for row in rows
         ]
@@ -728,8 +731,9 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
         if via is not None:
             entry["via"] = via
         return entry
+    due = None
     if kind == 1:
-        *fields, via = fields
+        *fields, via, due = fields
     nid, channel, address, round_, level, *attempt = fields
     entry = {
         "event": "notification" if kind == 1 else "delivery",
@@ -740,6 +744,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
     }
     if kind == 1 and via:
         entry["via"] = via
+    if due is not None:  # a delayed step: when it was due (its own entry is at its decision)
+        entry["due_at"] = due
     if attempt:
         outcome, provider, error = attempt
         entry["outcome"] = outcome
