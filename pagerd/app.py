@@ -16,7 +16,7 @@ from typing import Final
 import attrs
 import trio
 
-from pager.coverage import holes
+from pager.coverage import Coverage, coverage
 from pager.domain import Notify, ServiceState
 from pager.ports import Transport
 from pager.schedules import Override
@@ -296,30 +296,43 @@ def restart_only(old: Config, new: Config, *, tls_on: bool) -> tuple[Config, lis
     return kept, notes
 
 
-def gaps(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
-    """Every gap in the next `daemon.gap_weeks` weeks (none if 0): a schedule with nobody on
-    call, a policy level that would reach nobody, each in a line with its window in the
-    schedule's zone. For `pagerd --check`, and logged at every start and reload."""
+def gaps(config: Config, overrides: Iterable[Override], now: float) -> Coverage:
+    """The gaps of the next `daemon.gap_weeks` weeks (none if 0): whole policies, levels and
+    schedules with nobody, each place summarised in a line (`pager.coverage`). For `pagerd
+    --check`, and at every start and reload."""
     if not config.gap_weeks or not config.schedules:
-        return []
+        return Coverage(now, now)
     grouped: dict[str, list[Override]] = {}
     for o in overrides:
         grouped.setdefault(o.schedule, []).append(o)
     end = now + config.gap_weeks * 7 * 86400.0
-    return [h.describe() for h in holes(config.schedules, config.policies, now, end, grouped)]
+    return coverage(config.schedules, config.policies, now, end, grouped)
+
+
+MAX_GAP_LINES: Final = 10
+"""Places with gaps a start or a reload logs at most; `pagerd --check` lists every one."""
 
 
 def _log_gaps(config: Config, rota: Rota, now: float) -> None:
     """A gap never refuses a start or a reload (an operator mid-incident must still be able to
-    reload): it is logged, as an error, every one."""
+    reload): a few lines are logged, most severe first (a policy or a level with nobody at
+    ERROR, a schedule's own gaps at WARNING, those meant not at all), and the gauges follow."""
     overrides = [o for group in rota.directory.overrides.values() for o in group]
     try:
         found = gaps(config, overrides, now)
     except Exception:  # a bug in the check must not take a reload down
         log.exception("cannot look for gaps in the schedules")
         return
-    for line in found:
-        log.error("gap: %s", line)
+    rota.coverage = found
+    told = [f for f in found.findings if f.kind != "expected"]
+    for finding in told[:MAX_GAP_LINES]:
+        level = logging.WARNING if finding.kind == "schedule" else logging.ERROR
+        log.log(level, "gap: %s", finding.text)
+    if len(told) > MAX_GAP_LINES:
+        log.warning(
+            "gap: and %d more places with gaps (pagerd --check lists them all)",
+            len(told) - MAX_GAP_LINES,
+        )
 
 
 def _client_room(config: Config, http_here: bool) -> int:
@@ -864,6 +877,22 @@ def _gauges(
         lambda: len(heartbeats),
     )
     metrics.gauge("pagerd_silences", "Silences in force or to come.", services.live_silences)
+    rota = services.rota
+    if rota is not None:
+        metrics.gauges(
+            "pagerd_gaps",
+            "Moments with nobody to page in the next daemon.gap_weeks weeks, as the last start or"
+            " reload found them, by kind: policy (no level reaches anyone), level (one level"
+            ' reaches nobody), schedule (a schedule\'s own), expected (gaps = "expected").',
+            ("kind",),
+            rota.gap_counts,
+        )
+        metrics.gauge(
+            "pagerd_next_level_gap_seconds",
+            "Seconds until a policy's level (or a whole policy) next reaches nobody: 0 while one"
+            " does, +Inf if none in the weeks the last start or reload looked at.",
+            rota.next_level_gap,
+        )
     metrics.gauge(
         "pagerd_silenced_incidents",
         "Open incidents whose next step a silence holds.",

@@ -121,8 +121,10 @@ def test_the_end_of_the_search_is_no_hand_off(new_york: None) -> None:
     """Before a rotation starts (or with nobody to hand over to) `until` is where the search
     stopped, 26 weeks on: said so, not shown as a hand-off to nobody at that time."""
     at, horizon = "2024-05-01T14:00:00+01:00", "2024-10-30T13:00:00+00:00"
-    nobody = {"schedule": "new", "timezone": "Europe/London", "at": at, "on_call": None,
-              "until": horizon, "horizon": horizon, "next": []}  # fmt: skip
+    nobody: dict[str, object] = {
+        "schedule": "new", "timezone": "Europe/London", "at": at, "on_call": None,
+        "until": horizon, "horizon": horizon, "next": [],
+    }  # fmt: skip
     alone = dict(nobody, schedule="solo", on_call="alice")
     handing = dict(alone, schedule="rota", until="2024-05-02T09:00:00+01:00")
     text = cli.render("oncall", {"schedules": [nobody, alone, handing]})

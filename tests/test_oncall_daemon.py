@@ -21,7 +21,17 @@ from pager.simulate import Step, Timeline
 from pagerd.config import Config, load
 from pagerd.front.server import timeline_object
 from pagerd.timing.clock import Clock
-from tests.harness import CHANNELS, T0, Connection, connect, running, settle, steps
+from tests.harness import (
+    CHANNELS,
+    T0,
+    Connection,
+    connect,
+    metric_samples,
+    metrics_text,
+    running,
+    settle,
+    steps,
+)
 
 DAY = 86400
 HOUR = 3600
@@ -322,16 +332,30 @@ async def test_a_reload_with_a_gap_is_applied_and_logs_it_and_keeps_the_override
             caplog.clear()
             reloaded = await conn.request("reload")
             assert reloaded["ok"], reloaded
-            logged = [r.getMessage() for r in caplog.records]
-            gaps = [line for line in logged if line.startswith("gap: schedule:primary")]
-            # Until the override, and from its end to the rotation's new start.
-            assert gaps == [
-                "gap: schedule:primary: nobody on call from Fri 2027-01-15 08:00 until Sat"
-                " 2027-01-16 09:00 Europe/London",
-                "gap: schedule:primary: nobody on call from Sun 2027-01-17 09:00 until Thu"
-                " 2027-01-21 09:00 Europe/London",
+            logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+            gaps = [(level, line) for level, line in logged if line.startswith("gap: ")]
+            metrics = metric_samples(await metrics_text(config.socket))
+            # A line a place, most severe first: the two policies that page primary alone
+            # reach nobody at all; business hours' nights leave a level with nobody; then
+            # primary's own gaps, until the override and from its end to the new start.
+            assert [line.removeprefix("gap: ").split(": ")[0] for _, line in gaps] == [
+                "policies.expiring",
+                "policies.rota",
+                "policies.hours.levels[0]",
+                "schedule:business",
+                "schedule:primary",
             ]
-            assert all(r.levelname == "ERROR" for r in caplog.records if "gap: " in r.getMessage())
+            assert [level for level, _ in gaps] == ["ERROR"] * 3 + ["WARNING"] * 2
+            assert gaps[-1][1] == (
+                "gap: schedule:primary: nobody on call 2 times in the next 4 weeks: from Fri"
+                " 2027-01-15 08:00 until Sat 2027-01-16 09:00; from Sun 2027-01-17 09:00 until Thu"
+                " 2027-01-21 09:00, Europe/London (if its gaps are meant, say so: gaps ="
+                ' "expected")'
+            )
+            assert gaps[0][1].startswith("gap: policies.expiring: NO LEVEL REACHES ANYONE 2 times")
+            assert metrics["pagerd_next_level_gap_seconds"] == 0.0  # in one now
+            assert metrics['pagerd_gaps{kind="policy"}'] == 4.0  # 2 policies, 2 windows each
+            assert metrics['pagerd_gaps{kind="expected"}'] == 0.0
             listed = await conn.request("overrides", schedule="primary")
             assert listed["overrides"] == [made["override"]]
             now = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")

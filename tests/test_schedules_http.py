@@ -178,10 +178,7 @@ async def test_through_front_processes_the_feed_and_an_override_are_served_in_th
                 before = await client.get(f"/calendar/{CALENDAR_KEY}/primary.ics")
                 assert before.status_code == 200, before.text
                 now, listed = events(before.content)
-                assert listed == [
-                    (s.start, s.end, s.person)
-                    for s in feed_shifts(schedule, now)
-                ]
+                assert listed == [(s.start, s.end, s.person) for s in feed_shifts(schedule, now)]
                 assert any(a <= noon < b and who == "bob" for a, b, who in listed)
                 made = await client.post(
                     "/schedules/primary/overrides", json={"by": "alice", "for": "bob", **window},
