@@ -87,7 +87,9 @@ def outcome(
     `ok` or the refusal's code; `reply`: its decoded line): "Acknowledged api#3" (with
     `shown_by`, where others see it too: "Acknowledged api#3 by @alice"), "api#3 was already
     acknowledged by sms:+14155550101 via sms at 2027-01-15T08:00:00.000Z" (the reply's
-    `already_acknowledged`: whoever was first, whichever way), "api#3 is already closed".
+    `already_acknowledged`: whoever was first, whichever way), "api#3 was already acknowledged
+    by you (via sms) at 2027-..." (the same `by` again: `shown_by` for "you" where others see
+    it), "api#3 is already closed".
     Whatever a client wrote in it (who acknowledged first) is shown escaped; the medium escapes
     it further."""
     whom = f" by {shown_by}" if shown_by is not None else ""
@@ -97,6 +99,11 @@ def outcome(
         first = reply.get("already_acknowledged")
         if isinstance(first, Mapping) and first.get("by") != by:
             return f"{incident} was already acknowledged{_first(first)}"
+        if isinstance(first, Mapping):
+            # The same person again (a second reply, a second click): nothing more was done,
+            # and saying "Acknowledged" again would hide that the first one counted.
+            you = shown_by if shown_by is not None else "you"
+            return f"{incident} was already acknowledged by {you}{_how(first)}"
         return f"Acknowledged {incident}{whom}"
     if result == "no_open_incident":
         return f"{incident} is already closed"
@@ -107,6 +114,17 @@ def outcome(
     if result in ("unavailable", "busy"):
         return f"Could not record your answer to {incident} just now: send it again"
     return f"Could not record your answer to {incident} ({result})"
+
+
+def _how(first: Mapping[str, Any]) -> str:
+    """` (via sms) at 2027-...`: how and when an acknowledgement by the one asking again was
+    given, as far as known."""
+    words = ""
+    if (via := first.get("via")) is not None:
+        words += f" (via {printable(str(via))[:80]})"
+    if (at := first.get("at")) is not None:
+        words += f" at {printable(str(at))[:80]}"
+    return words
 
 
 def _first(first: Mapping[str, Any]) -> str:

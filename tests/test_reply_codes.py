@@ -111,7 +111,15 @@ def test_a_long_message_is_cut_visibly_to_one_segment() -> None:
             "ok",
             {"already_acknowledged": {"by": "sms:+1", "via": "sms", "at": "T"}},
             None,
-            "Acknowledged api#3",  # the same person again: as they were told the first time
+            # The same person again: told that the first one counted, not "Acknowledged" again.
+            "api#3 was already acknowledged by you (via sms) at T",
+        ),
+        (
+            "ack",
+            "ok",
+            {"already_acknowledged": {"by": "sms:+1", "via": "sms\u202e", "at": "T"}},
+            "@a",
+            "api#3 was already acknowledged by @a (via sms\\u202e) at T",  # seen by others
         ),
         (
             "ack",
