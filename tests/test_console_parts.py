@@ -4,6 +4,7 @@ lock-out, the strict form reader, `[console]` in the config, and `pagerd hash-pa
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from pagerd.front.http.console.forms import FormError, read_form
 from pagerd.front.http.console.lockout import Attempt, SignInGuard
 from tests.console import LOG_N, console_config, user_table
 from tests.http import http_config
+from tests.processes import PAGERD
 
 KEYS = SigningKeys((bytes(range(32)),))
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -263,6 +265,31 @@ def test_a_console_nobody_can_sign_in_to_is_refused(tmp_path: Path) -> None:
     proxied = http_config(tmp_path, extra='\n[console]\ntrusted_proxies = ["::1"]\n')
     assert proxied.console is not None and proxied.console.trusts("::1")
     assert http_config(tmp_path, extra="\n[console]\n" + user_table("alice")).console is not None
+
+
+def test_a_user_without_a_password_and_no_proxy_to_vouch_is_refused(tmp_path: Path) -> None:
+    """bob has no password_hash and nothing trusts a proxy: bob could never sign in, which is
+    a mistake to name at `pagerd --check`, not a page that refuses him at 3 a.m."""
+    errors = console_errors(
+        tmp_path, "[console]\n" + user_table("alice") + "[console.users.bob]\nread_only = true\n"
+    )
+    assert errors == [
+        "console.users.bob: no password_hash and no console.trusted_proxies: bob can never"
+        " sign in (add a password_hash from pagerd hash-password, or trusted_proxies)"
+    ]
+    proxied = http_config(
+        tmp_path,
+        extra='\n[console]\ntrusted_proxies = ["127.0.0.1"]\n[console.users.bob]\n',
+    )
+    assert proxied.console is not None and proxied.console.users["bob"].password is None
+    # As `pagerd --check` says it, naming the key, exit 78.
+    console_errors(tmp_path, "[console]\n[console.users.bob]\n")
+    checked = subprocess.run(
+        [*PAGERD, "--config", str(tmp_path / "pager.toml"), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 78
+    assert "console.users.bob: no password_hash and no console.trusted_proxies" in checked.stderr
 
 
 # pagerd hash-password -----------------------------------------------------------------------
