@@ -30,6 +30,7 @@ MAX_REPLY: Final = 64
 """A reply longer than this (after trimming) is not a reply code, whatever it says."""
 
 _CODED: Final = re.compile(r"'?\s*([0-9]{1,7})\s*(a|c)\s*'?", re.IGNORECASE)
+_ISO_MINUTE: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d", re.ASCII)
 _LATEST: Final = re.compile(r"'?\s*(a|ack|acknowledge|c|close)\s*'?", re.IGNORECASE)
 
 
@@ -134,3 +135,17 @@ def _first(first: Mapping[str, Any]) -> str:
         if (value := first.get(key)) is not None:
             words += word + printable(str(value))[:80]
     return words
+
+
+def escalation_stopped(incident: Mapping[str, Any]) -> str:
+    """What an acknowledgement did, from the incident's status (`pager status --json`):
+    `escalation stopped`, and where the policy's `ack_expiry` makes it expire, until when:
+    `escalation stopped until 09:01 UTC (the acknowledgement expires: policy ack_expiry)` (with
+    the date, `2027-01-16 09:01`, when that is not the day of the ack)."""
+    expires = incident.get("ack_expires_at")
+    if not isinstance(expires, str) or _ISO_MINUTE.match(expires) is None:
+        return "escalation stopped"
+    day, minute = expires[:10], expires[11:16]
+    acked = incident.get("acknowledged_at")
+    when = minute if isinstance(acked, str) and acked[:10] == day else f"{day} {minute}"
+    return f"escalation stopped until {when} UTC (the acknowledgement expires: policy ack_expiry)"

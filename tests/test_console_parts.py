@@ -25,7 +25,10 @@ from pagerd.access.passwords import (
 from pagerd.access.sessions import (
     csrf_token,
     csrf_valid,
+    NOTICE_LIFETIME,
     new_session,
+    notice_token,
+    open_notice,
     open_session,
     session_cookie,
     sign_in_nonce,
@@ -203,6 +206,20 @@ def test_any_body_is_a_form_or_a_clear_4xx(body: bytes, kind: str) -> None:
         assert 400 <= exc.status < 500 and exc.message
     else:
         assert set(form) == {"csrf"} and len(form["csrf"]) <= 1024
+
+
+def test_a_notice_is_shown_to_its_own_session_for_a_while_only() -> None:
+    token = notice_token(KEYS, "session-1", "Acknowledged api#1: escalation stopped.", 1000.0)
+    assert open_notice(KEYS, "session-1", token, 1000.0) == (
+        "Acknowledged api#1: escalation stopped."
+    )
+    assert open_notice(KEYS, "session-1", token, 1000.0 + NOTICE_LIFETIME) is not None
+    assert open_notice(KEYS, "session-1", token, 1001.0 + NOTICE_LIFETIME) is None  # old
+    assert open_notice(KEYS, "session-2", token, 1000.0) is None  # another session's
+    assert open_notice(SigningKeys((bytes(32),)), "session-1", token, 1000.0) is None
+    assert open_notice(KEYS, "session-1", token[:-2] + "AA", 1000.0) is None
+    csrf = csrf_token(KEYS, "session-1")
+    assert open_notice(KEYS, "session-1", csrf, 1000.0) is None  # a token of another kind
 
 
 # The config -------------------------------------------------------------------------------------

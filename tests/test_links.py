@@ -220,6 +220,27 @@ async def test_a_policy_may_keep_resolve_from_links(
             assert (await client.post("/ack", data=form(link))).status_code == 200
 
 
+async def test_an_ack_that_expires_says_until_when_escalation_stopped(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    cfg = config(tmp_path)
+    cfg.path.write_text(
+        cfg.path.read_text().replace(
+            "[policies.oncall]\n", '[policies.oncall]\nack_expiry = "4h"\n'
+        )
+    )
+    cfg = load(cfg.path)
+    with trio.fail_after(60):
+        async with front(cfg) as (daemon, client):
+            await alert(cfg.socket)
+            done = await client.post("/ack", data=form(token(daemon)))
+            assert done.status_code == 200
+            assert (
+                "api#1 is acknowledged, by email:alice@example.com: escalation stopped until"
+                " 12:00 UTC (the acknowledgement expires: policy ack_expiry)."
+            ) in text(done)
+
+
 async def test_an_address_that_keeps_presenting_bad_tokens_is_slowed_down(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import attrs
 
+from pager.replies import escalation_stopped
 from pager.timefmt import timestamp
 
 MAX_INCIDENTS: Final = 50
@@ -45,6 +46,12 @@ class IncidentView:
     paged: tuple[Paged, ...] = ()
     silenced: bool = False
     """A silence holds its next step: `next_escalation_at` is the silence's end."""
+    ack_expires_at: str | None = None
+    """Acknowledged under the policy's `ack_expiry`: when the acknowledgement expires (and
+    escalation restarts at level 1); `next_escalation_at` is the same time."""
+    ack_expires_in: str | None = None
+    stopped: str = "escalation stopped"
+    """What the acknowledgement did, in words: `escalation stopped until 09:01 UTC (...)`."""
 
 
 @attrs.frozen
@@ -95,6 +102,7 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         return None
     _, _, number = str(incident["id"]).rpartition("#")
     deadline = incident.get("next_escalation_at")
+    expires = incident.get("ack_expires_at") if incident.get("acknowledged") else None
     paged = tuple(
         Paged(n["channel"], n["target"], n["level"], n["round"], n["state"], n["attempts"])
         for n in incident.get("notifications", ())
@@ -116,6 +124,9 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         failed_deliveries=int(incident.get("failed_deliveries", 0)),
         paged=paged,
         silenced=bool(incident.get("silenced")),
+        ack_expires_at=_shown(expires),
+        ack_expires_in=None if expires is None else until(timestamp(expires) - now),
+        stopped=escalation_stopped(incident),
     )
 
 
