@@ -23,9 +23,9 @@ from pagerd.access.passwords import (
     hash_password,
 )
 from pagerd.access.sessions import (
+    NOTICE_LIFETIME,
     csrf_token,
     csrf_valid,
-    NOTICE_LIFETIME,
     new_session,
     notice_token,
     open_notice,
