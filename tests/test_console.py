@@ -205,6 +205,32 @@ async def test_an_ack_that_expires_says_until_when_and_each_round_s_pages_are_to
             assert "Ack expires" not in shown.text
 
 
+async def test_an_alert_s_link_is_shown_as_a_link_and_only_an_http_one(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The link an alert's message ends with (Alertmanager's generatorURL) is a link on the
+    card and the timeline, escaped; anything but http(s) stays text, escaped as text."""
+    with trio.fail_after(60):
+        async with front(console_config(tmp_path)) as (daemon, client):
+            await sign_in(client, "alice")
+            await alert(daemon, message="Disk full <http://prometheus:9090/graph?g0.expr=up&x=1>")
+            await alert(daemon, "web", message='down <javascript:alert(1)> <http://x/"a>')
+            page = await client.get("/console/incidents/api/1")
+            source = (
+                '<a class="source" href="http://prometheus:9090/graph?g0.expr=up&amp;x=1"'
+                ' rel="noopener noreferrer nofollow" target="_blank">source</a>'
+            )
+            assert f'<p class="message">Disk full {source}</p>' in page.text
+            live = (await client.get("/console/live")).text
+            assert source in live
+            assert "&lt;javascript:alert(1)&gt; &lt;http://x/&#34;a&gt;" in live
+            assert live.count('class="source"') == 1
+            async with connect(daemon.config.socket) as conn:
+                assert (await conn.request("healthy", service="api"))["ok"]
+            closed = await client.get("/console/incidents/api/1")
+            assert f'<p class="message">Disk full {source}</p>' in closed.text
+
+
 async def test_two_acks_at_once_acknowledge_once_and_the_second_is_told_who_was_first(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:

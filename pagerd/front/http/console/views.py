@@ -9,6 +9,7 @@ from typing import Any, Final
 import attrs
 
 from pager.replies import escalation_stopped
+from pager.text import split_link
 from pager.timefmt import timestamp
 
 MAX_INCIDENTS: Final = 50
@@ -33,6 +34,7 @@ class IncidentView:
     number: int
     id: str
     message: str
+    """The alert's message, without the link it ends with (`link`)."""
     level: int
     round: int
     opened_at: str
@@ -52,6 +54,8 @@ class IncidentView:
     ack_expires_in: str | None = None
     stopped: str = "escalation stopped"
     """What the acknowledgement did, in words: `escalation stopped until 09:01 UTC (...)`."""
+    link: str = ""
+    """Where the alert came from (Alertmanager's `generatorURL`): an http(s) URL, or empty."""
 
 
 @attrs.frozen
@@ -93,6 +97,7 @@ class Timeline:
     closed_at: str | None
     entries: tuple[Entry, ...]
     elided: int
+    link: str = ""
 
 
 def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
@@ -103,6 +108,7 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
     _, _, number = str(incident["id"]).rpartition("#")
     deadline = incident.get("next_escalation_at")
     expires = incident.get("ack_expires_at") if incident.get("acknowledged") else None
+    message, link = split_link(incident.get("message") or "")
     paged = tuple(
         Paged(n["channel"], n["target"], n["level"], n["round"], n["state"], n["attempts"])
         for n in incident.get("notifications", ())
@@ -111,7 +117,7 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         service=status["service"],
         number=int(number),
         id=incident["id"],
-        message=incident.get("message") or "",
+        message=message,
         level=incident["level"],
         round=incident["round"],
         opened_at=_shown(incident["opened_at"]) or "",
@@ -127,6 +133,7 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         ack_expires_at=_shown(expires),
         ack_expires_in=None if expires is None else until(timestamp(expires) - now),
         stopped=escalation_stopped(incident),
+        link=link,
     )
 
 
@@ -172,13 +179,15 @@ def _service(status: Mapping[str, Any]) -> ServiceView:
 
 def timeline(history: Mapping[str, Any]) -> Timeline:
     """`history`'s reply as the incident's timeline, oldest first."""
+    message, link = split_link(history.get("message") or "")
     return Timeline(
         id=history["incident"],
-        message=history.get("message") or "",
+        message=message,
         opened_at=_shown(history["opened_at"]) or "",
         closed_at=_shown(history.get("closed_at")),
         entries=tuple(_entry(e) for e in history.get("timeline", ())),
         elided=int(history.get("elided") or 0),
+        link=link,
     )
 
 
