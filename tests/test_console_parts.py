@@ -3,6 +3,7 @@ lock-out, the strict form reader, `[console]` in the config, and `pagerd hash-pa
 
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import sys
@@ -220,6 +221,8 @@ def test_a_notice_is_shown_to_its_own_session_for_a_while_only() -> None:
     assert open_notice(KEYS, "session-1", token[:-2] + "AA", 1000.0) is None
     csrf = csrf_token(KEYS, "session-1")
     assert open_notice(KEYS, "session-1", csrf, 1000.0) is None  # a token of another kind
+    payload = base64.urlsafe_b64decode(token.partition(".")[0] + "==")
+    assert b"session-1" not in payload  # the address may travel: it does not name the session
 
 
 # The config -------------------------------------------------------------------------------------

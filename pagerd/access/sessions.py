@@ -117,8 +117,14 @@ def notice_token(keys: SigningKeys, session_id: str, text: str, now: float) -> s
     """What the page after an answer shows (`text`), signed for this session and time: the
     redirect's `?notice=` (POST, then redirect, then GET: reloading the page sends nothing
     again). Signed, so no link made elsewhere can put words of its own on a console page."""
-    payload = msgspec.json.encode([session_id, int(now), text[:MAX_NOTICE]])
+    payload = msgspec.json.encode([_digest(session_id), int(now), text[:MAX_NOTICE]])
     return keys.token(NOTICE, payload)
+
+
+def _digest(session_id: str) -> str:
+    """What a notice names its session by: a token is signed, not hidden, and an address can
+    travel (a Referer), so it holds a digest of the session's id, never the id."""
+    return hashlib.sha256(b"notice:" + session_id.encode()).hexdigest()[:32]
 
 
 def open_notice(keys: SigningKeys, session_id: str, token: str, now: float) -> str | None:
@@ -132,6 +138,6 @@ def open_notice(keys: SigningKeys, session_id: str, token: str, now: float) -> s
     except msgspec.DecodeError:
         return None
     session, at, text = found
-    if session != session_id or not 0 <= now - at <= NOTICE_LIFETIME:
+    if session != _digest(session_id) or not 0 <= now - at <= NOTICE_LIFETIME:
         return None
     return text
