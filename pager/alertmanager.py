@@ -27,7 +27,7 @@ import msgspec
 from pager.domain import Alert, Heartbeat, Resolve, Source
 from pager.integrations import IntegrationRoute, Refused, Routed
 from pager.protocol import MAX_TEXT
-from pager.text import clip, repair
+from pager.text import clip, repair, with_link
 
 VERSION: Final = "4"
 GRAFANA_VERSION: Final = "1"
@@ -127,7 +127,7 @@ def message_of(alert: WebhookAlert) -> str:
         or f"alert {alert.fingerprint}"
     )
     if alert.generator_url:
-        text = f"{text} <{alert.generator_url}>"
+        text = with_link(text, alert.generator_url)  # a page's `link` (`split_link`)
     return clip(repair(text), MAX_TEXT)
 
 

@@ -687,10 +687,23 @@ def _summary(status: dict[str, Any]) -> str:
             f"{status['service']}: unhealthy, incident {incident['id']}{ack}, {held}, "
             f"{incident['alerts']} alert(s)"
         )
+    expires = _ack_expires(incident)
+    if expires is not None:
+        ack += f" (the acknowledgement expires at {expires}: policy ack_expiry)"
     return (
         f"{status['service']}: unhealthy, incident {incident['id']}{ack}, "
         f"level {incident['level']} notified, {incident['alerts']} alert(s)"
     )
+
+
+def _ack_expires(incident: dict[str, Any]) -> str | None:
+    """When the incident's acknowledgement expires (`ack_expiry`), if it does: the status's
+    `ack_expires_at`, or from a pagerd before that field, its `next_escalation_at` while
+    acknowledged (which is that expiry)."""
+    if not incident.get("acknowledged"):
+        return None
+    expires = incident.get("ack_expires_at", incident.get("next_escalation_at"))
+    return expires if isinstance(expires, str) else None
 
 
 _COLUMNS: Final = (
@@ -731,16 +744,18 @@ _ISO: Final = re.compile(r"(\d{4})-(\d\d-\d\d)T(\d\d:\d\d)(:\d\d)(?:\.\d+)?Z")
 
 def _short_time(text: str, today: str | None) -> str:
     """`2026-11-30T21:02:00.000Z` in at most 12 columns: `21:02:00Z` if it is `today`, else
-    `11-30 21:02Z` in the same year, else `2025-11-30`. Anything else (`exhausted`) as it is."""
-    found = _ISO.fullmatch(text)
+    `11-30 21:02Z` in the same year, else `2025-11-30`; after a label (`ack expires ...`), the
+    label and the short time. Anything else (`exhausted`) as it is."""
+    label, space, stamp = text.rpartition(" ")
+    found = _ISO.fullmatch(stamp)
     if found is None:
         return text
     year, day, minute, seconds = found.groups()
     if today is not None and today == f"{year}-{day}":
-        return f"{minute}{seconds}Z"
+        return f"{label}{space}{minute}{seconds}Z"
     if today is None or today[:4] == year:
-        return f"{day} {minute}Z"
-    return f"{year}-{day}"
+        return f"{label}{space}{day} {minute}Z"
+    return f"{label}{space}{year}-{day}"
 
 
 def _state(status: dict[str, Any]) -> str:
@@ -764,6 +779,8 @@ def _table(
             rows.append((status["service"], _state(status), *["-"] * (len(_COLUMNS) - 2)))
             continue
         nxt = incident["next_escalation_at"] or ("exhausted" if incident["exhausted"] else "-")
+        if (expires := _ack_expires(incident)) is not None:
+            nxt = f"ack expires {expires}"  # not a page: escalation restarts then
         rows.append(
             (
                 status["service"],

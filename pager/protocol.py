@@ -450,6 +450,9 @@ def service_status(
             "message": incident.message,
             "opened_at": isoformat(incident.opened_at + offset),
             "next_escalation_at": _iso(incident.deadline, offset),
+            # Acknowledged, the deadline is the acknowledgement's expiry (`ack_expiry`): said
+            # by its own name, so that nobody reads it as the next page of the escalation.
+            "ack_expires_at": _iso(incident.deadline, offset) if incident.acknowledged else None,
             "exhausted": incident.exhausted,
             "silenced": incident.silenced,
             "failed_deliveries": failed_deliveries,

@@ -20,7 +20,7 @@ from pagerd.app import Daemon
 from pagerd.config import Config
 from pagerd.front.integrations import alertmanager_webhook
 from tests import alertmanager as real_alertmanager
-from tests.harness import metrics_text, running, steps, until
+from tests.harness import metrics_text, notifications, running, steps, until
 from tests.servers import Answer, HttpServer, free_port
 
 ROUTE = IntegrationRoute("prometheus", "alertmanager", service_label="service")
@@ -65,6 +65,15 @@ async def test_alerts_posted_to_alertmanager_fire_page_resolve_and_close(
             await until(
                 lambda: len(steps(config)) == 2, "level 1 paged"
             )  # level 1: two targets, paged once
+            # Alertmanager's generatorURL is the page's `link`: in the email's body, never in
+            # the SMS or the subject, where it would eat the words (the log writes both).
+            link = incident.message.rpartition(" <")[2].removesuffix(">")
+            paged = {n["channel"]: n["message"] for n in notifications(config)}
+            assert "<http" not in paged["sms"] and "Disk /var is 95% full" in paged["sms"]
+            subject, _, body = paged["email"].partition("\n\n")
+            assert "<http" not in subject and subject.endswith("Disk /var is 95% full")
+            assert "Alert:     Disk /var is 95% full\n" in body
+            assert f"Source:    {link}\n" in body and link.startswith("http://")
 
             await am.post(db1, same, resolved=True)
             await until(lambda: len(services.state("api").firing) == 1, "one resolved")

@@ -166,6 +166,7 @@ async def test_ack_expiry_pages_level_1_again_on_time_across_a_restart(
             reply = await conn.request("ack", service="api", by="alice")
             assert reply["already_acknowledged"] is None
             assert reply["incident"]["next_escalation_at"] == "2027-01-15T09:01:00.000Z"
+            assert reply["incident"]["ack_expires_at"] == "2027-01-15T09:01:00.000Z"
             await trio.sleep(1800)  # half of it: then pagerd stops
         assert steps(config) == [("api#1", 1, 1, ALICE)]
         # Back at 09:00 (down for 28 minutes): the expiry is where it was, at 09:01, neither
@@ -179,6 +180,7 @@ async def test_ack_expiry_pages_level_1_again_on_time_across_a_restart(
             assert steps(config) == [("api#1", 1, 1, ALICE), ("api#1", 2, 1, ALICE)]
             status = (await conn.request("status", service="api"))["incident"]
             assert (status["acknowledged"], status["round"], status["level"]) == (False, 2, 1)
+            assert status["ack_expires_at"] is None  # not acknowledged any more
             history = await conn.request("history", service="api")
             (expired,) = [e for e in history["timeline"] if e["event"] == "ack_expired"]
             assert expired["detail"] == (

@@ -132,12 +132,30 @@ async def test_an_ack_goes_through_the_actor_and_stops_escalation(
             await alert(daemon, message="checkout down")
             page = await client.get("/console/incidents/api/1")
             assert page.status_code == 200 and "checkout down" in page.text
-            acked = await client.post(
+            posted = await client.post(
                 "/console/incidents/api/1/ack", data={"csrf": csrf_of(page.text)}
             )
+            # POST, redirect, GET: the page after the answer is the incident's own, with what
+            # was done; reloading it sends nothing again.
+            assert posted.status_code == 303, posted.text
+            location = posted.headers["location"]
+            assert location.startswith("/console/incidents/api/1?notice=")
+            acked = await client.get(location)
             assert acked.status_code == 200, acked.text
             assert "Acknowledged api#1: escalation stopped." in acked.text
             assert "by alice" in acked.text
+            assert "Acknowledged api#1" in (await client.get(location)).text  # a reload
+            # The notice is this session's: another's, or words made up elsewhere, show nothing.
+            async with client_for(daemon) as other:
+                await sign_in(other, "alice")
+                theirs = await other.get(location)
+                assert theirs.status_code == 200 and 'id="notice"' not in theirs.text
+                made_up = await client.get("/console/incidents/api/1?notice=Go%20to%20evil.test")
+                assert made_up.status_code == 200 and "evil.test" not in made_up.text
+            # A GET of the answer's own address (a reload of an old page) is its incident's page.
+            again = await client.get("/console/incidents/api/1/ack")
+            assert again.status_code == 303
+            assert again.headers["location"] == "/console/incidents/api/1"
             incident = (await status(daemon))["incident"]
             assert incident["acknowledged_by"] == "alice"  # type: ignore[index]
             async with connect(config.socket) as conn:
@@ -149,6 +167,68 @@ async def test_an_ack_goes_through_the_actor_and_stops_escalation(
             assert {level for _, _, level, _ in steps(config)} == {1}  # level 2 never paged
             shown = await client.get("/console/incidents/api/1")
             assert "alice via console" in shown.text
+
+
+async def test_an_ack_that_expires_says_until_when_and_each_round_s_pages_are_told_apart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Under `ack_expiry`, the notice and the card say when escalation starts again; once it
+    has, the pages of round 1 and round 2 to the same people are told apart by their round."""
+    console_config(tmp_path)
+    path = tmp_path / "pager.toml"
+    path.write_text(path.read_text().replace("repeat = 0\n", 'repeat = 0\nack_expiry = "1h"\n'))
+    config = load(path)
+    with trio.fail_after(7200):
+        async with front(config) as (daemon, client):
+            await sign_in(client, "alice")
+            await alert(daemon)
+            page = await client.get("/console/incidents/api/1")
+            acked = await client.post(
+                "/console/incidents/api/1/ack",
+                data={"csrf": csrf_of(page.text)},
+                follow_redirects=True,
+            )
+            incident: Any = (await status(daemon))["incident"]
+            expires = incident["ack_expires_at"]
+            assert expires == incident["next_escalation_at"] and expires is not None
+            assert (
+                f"Acknowledged api#1: escalation stopped until {expires[11:16]} UTC (the"
+                " acknowledgement expires: policy ack_expiry)."
+            ) in acked.text
+            assert "Ack expires" in acked.text and "escalation restarts at level 1" in acked.text
+            assert expires[:19].replace("T", " ") + " UTC" in acked.text
+            await trio.sleep(3601)  # the acknowledgement expires: round 2 pages level 1
+            await settle()
+            shown = await client.get("/console/incidents/api/1")
+            paged = re.findall(r'<span class="tag">(level \d, round \d)</span>', shown.text)
+            assert "level 1, round 1" in paged and "level 1, round 2" in paged, paged
+            assert "Ack expires" not in shown.text
+
+
+async def test_an_alert_s_link_is_shown_as_a_link_and_only_an_http_one(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The link an alert's message ends with (Alertmanager's generatorURL) is a link on the
+    card and the timeline, escaped; anything but http(s) stays text, escaped as text."""
+    with trio.fail_after(60):
+        async with front(console_config(tmp_path)) as (daemon, client):
+            await sign_in(client, "alice")
+            await alert(daemon, message="Disk full <http://prometheus:9090/graph?g0.expr=up&x=1>")
+            await alert(daemon, "web", message='down <javascript:alert(1)> <http://x/"a>')
+            page = await client.get("/console/incidents/api/1")
+            source = (
+                '<a class="source" href="http://prometheus:9090/graph?g0.expr=up&amp;x=1"'
+                ' rel="noopener noreferrer nofollow" target="_blank">source</a>'
+            )
+            assert f'<p class="message">Disk full {source}</p>' in page.text
+            live = (await client.get("/console/live")).text
+            assert source in live
+            assert "&lt;javascript:alert(1)&gt; &lt;http://x/&#34;a&gt;" in live
+            assert live.count('class="source"') == 1
+            async with connect(daemon.config.socket) as conn:
+                assert (await conn.request("healthy", service="api"))["ok"]
+            closed = await client.get("/console/incidents/api/1")
+            assert f'<p class="message">Disk full {source}</p>' in closed.text
 
 
 async def test_two_acks_at_once_acknowledge_once_and_the_second_is_told_who_was_first(
@@ -180,8 +260,8 @@ async def test_two_acks_at_once_acknowledge_once_and_the_second_is_told_who_was_
                     response = await client.post(
                         "/console/incidents/api/1/ack", data={"csrf": csrf_of(pages[name].text)}
                     )
-                    assert response.status_code == 200
-                    answers[name] = response.text
+                    assert response.status_code == 303
+                    answers[name] = (await client.get(response.headers["location"])).text
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(ack, "alice", alice)
@@ -252,8 +332,11 @@ async def test_resolve_closes_the_incident_and_a_stale_page_is_told_so(
             await alert(daemon)
             page = await client.get("/console/incidents/api/1")
             token = csrf_of(page.text)
-            done = await client.post("/console/incidents/api/1/resolve", data={"csrf": token})
+            done = await client.post(
+                "/console/incidents/api/1/resolve", data={"csrf": token}, follow_redirects=True
+            )
             assert done.status_code == 200 and "Resolved api#1." in done.text
+            assert done.history[0].status_code == 303
             assert (await status(daemon))["state"] == "healthy"
             async with connect(daemon.config.socket) as conn:
                 history = await conn.request("history", incident="api#1")
@@ -357,10 +440,14 @@ async def test_a_trusted_proxy_names_the_user_and_no_one_else_can(
                 "/console/incidents/api/1", headers={"x-forwarded-user": "alice"}
             )
             assert alice.status_code == 200 and "Acknowledge</button>" in alice.text
-            acked = await client.post(
+            posted = await client.post(
                 "/console/incidents/api/1/ack",
                 data={"csrf": csrf_of(alice.text)},
                 headers={"x-forwarded-user": "alice"},
+            )
+            assert posted.status_code == 303
+            acked = await client.get(
+                posted.headers["location"], headers={"x-forwarded-user": "alice"}
             )
             assert acked.status_code == 200 and "Acknowledged api#1" in acked.text
             # The proxy's session cookie alone, without the proxy's header, is nobody's.

@@ -220,6 +220,27 @@ async def test_a_policy_may_keep_resolve_from_links(
             assert (await client.post("/ack", data=form(link))).status_code == 200
 
 
+async def test_an_ack_that_expires_says_until_when_escalation_stopped(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    cfg = config(tmp_path)
+    cfg.path.write_text(
+        cfg.path.read_text().replace(
+            "[policies.oncall]\n", '[policies.oncall]\nack_expiry = "4h"\n'
+        )
+    )
+    cfg = load(cfg.path)
+    with trio.fail_after(60):
+        async with front(cfg) as (daemon, client):
+            await alert(cfg.socket)
+            done = await client.post("/ack", data=form(token(daemon)))
+            assert done.status_code == 200
+            assert (
+                "api#1 is acknowledged, by email:alice@example.com: escalation stopped until"
+                " 12:00 UTC (the acknowledgement expires: policy ack_expiry)."
+            ) in text(done)
+
+
 async def test_an_address_that_keeps_presenting_bad_tokens_is_slowed_down(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -295,14 +316,17 @@ async def test_a_rotated_key_signs_new_links_and_the_one_before_still_verifies(
 async def test_pages_carry_the_links_and_only_with_public_url(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    """The log channel writes what an SMS says (no links: SMS is answered by a reply); the
-    wording of an email and a Slack page is the daemon's, with its keys and public_url."""
+    """The wording of an email and a Slack page is the daemon's, with its keys and public_url;
+    the log channel, standing in for email, writes what the email would say, links and all,
+    and for SMS what the SMS would say (no links: SMS is answered by a reply)."""
     cfg = config(tmp_path)
     with trio.fail_after(60):
         async with front(cfg) as (daemon, _):
             await alert(cfg.socket)
             (sent,) = [n for n in notifications(cfg) if n["channel"] == "email"]
-            assert "/ack/" not in sent["message"]
+            assert f"https://pager.example/on-call/ack/{token(daemon)}" in sent["message"]
+            (texted,) = [n for n in notifications(cfg) if n["channel"] == "sms"]
+            assert "/ack/" not in texted["message"]
             incident = daemon.services.state("api").incident
             assert incident is not None
             n = Notify("api", 1, 1, 1, Target.parse(ALICE), "down", incident.opened_at)

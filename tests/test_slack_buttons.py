@@ -251,6 +251,16 @@ async def test_an_app_page_has_buttons_and_a_click_acknowledges_and_updates_it(
                 "\napi#1 was already acknowledged by slack:@alice via slack"
                 f" at {incident['acknowledged_at']}"
             )
+            # Alice clicks again (the page of a later round, say): told her first one counted.
+            assert (await slack.click(page, "ack", "alice")).status_code == 200
+            again = calls(api, "/actions/T0001/1/alice")[1].json()
+            assert again["text"].endswith(
+                "\napi#1 was already acknowledged by @alice (via slack)"
+                f" at {incident['acknowledged_at']}"
+            )
+            assert (await status(config))["incident"]["acknowledged_at"] == (
+                incident["acknowledged_at"]
+            )
 
 
 async def test_an_incoming_webhook_page_has_buttons_and_resolve_closes(

@@ -27,6 +27,7 @@ from pagerd.storage.port import (
     Attempt,
     EventRecord,
     Fence,
+    OpenCode,
     ReplyCode,
     Storage,
     StoreError,
@@ -746,6 +747,25 @@ def test_a_reply_names_its_code_s_incident_once(storage: Storage) -> None:
     assert storage.take_reply("SM3", PHONE, 7, T0 + 5) == "unknown_code"
     assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 6) == "unknown_number"
     assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 7) == "replayed"
+
+
+def test_a_phone_s_open_codes_are_listed_latest_first(storage: Storage) -> None:
+    """What a reply that is no code is told to send instead: the phone's codes whose incidents
+    are open, the latest paged first, at most `limit`; a closed one's is not among them."""
+    assert storage.open_codes(PHONE, 3) == []
+    opened(storage, "api")
+    opened(storage, "web")
+    db = opened(storage, "db")
+    storage.reply_code(PHONE, "api", 1, T0)
+    storage.reply_code(PHONE, "web", 1, T0 + 1)
+    storage.reply_code(PHONE, "db", 1, T0 + 2)
+    storage.reply_code(OTHER_PHONE, "api", 1, T0 + 3)
+    assert storage.open_codes(PHONE, 2) == [OpenCode(3, "db", 1), OpenCode(2, "web", 1)]
+    storage.reply_code(PHONE, "api", 1, T0 + 4)  # api paged again: now the latest
+    _, t = db.close(T0 + 5)
+    storage.write([t])
+    assert storage.open_codes(PHONE, 3) == [OpenCode(1, "api", 1), OpenCode(2, "web", 1)]
+    assert storage.open_codes(OTHER_PHONE, 3) == [OpenCode(1, "api", 1)]
 
 
 def test_a_reply_s_id_is_forgotten_only_after_the_replay_window(storage: Storage) -> None:

@@ -160,6 +160,15 @@ class ReplyCode:
     incident: int
 
 
+@attrs.frozen
+class OpenCode:
+    """An SMS reply code of a phone whose incident is open: what a reply of `code` answers."""
+
+    code: int
+    service: str
+    incident: int
+
+
 NoReply: TypeAlias = Literal["replayed", "unknown_number", "unknown_code"]
 """Why an SMS reply answers nothing: its message was taken before (the same provider id, a
 replay), no page was ever sent to its number, or its code is none the number was given."""
@@ -287,6 +296,12 @@ class Storage(Protocol):
         the incident its `code` answers (None: that of the latest page sent to `address`), or
         why none. The id is remembered, durably and before this returns, for `REPLAY_WINDOW`:
         the same id again is "replayed", whatever it says. One transaction."""
+        ...
+
+    def open_codes(self, address: str, limit: int) -> list[OpenCode]:
+        """The SMS reply codes of the phone `address` whose incidents are still open, the one
+        paged latest first, at most `limit` of them: what a reply it sent that is no code can
+        be told to send instead. Reads only."""
         ...
 
     def overrides(self) -> list[Override]:

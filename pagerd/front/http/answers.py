@@ -32,6 +32,7 @@ import jinja2
 import msgspec
 
 from pager.domain import Ack, Event, Healthy, Incident, incident_id, is_service_name
+from pager.replies import escalation_stopped
 from pager.timefmt import isoformat
 from pagerd.access.keys import SigningKeys
 from pagerd.access.links import ACTIONS, MAX_TOKEN, Link
@@ -207,11 +208,8 @@ class Answers:
         first = reply.get("already_acknowledged")
         if isinstance(first, dict):
             return _page(409, "Already acknowledged", [_first(iid, first)])
-        return _page(
-            200,
-            f"{done} {iid}",
-            [f"{iid} is acknowledged, by {link.by}: escalation stopped."],
-        )
+        stopped = escalation_stopped(reply.get("incident") or {})
+        return _page(200, f"{done} {iid}", [f"{iid} is acknowledged, by {link.by}: {stopped}."])
 
     def _limited(self, address: str) -> Response | None:
         """429 if `address` is over its rate of link requests, or presented too many tokens

@@ -42,6 +42,7 @@ from pagerd.storage.port import (
     Fence,
     History,
     NoReply,
+    OpenCode,
     Pruned,
     ReplyCode,
     StorageStatistics,
@@ -598,6 +599,17 @@ class Store:
                 "SELECT 1 FROM reply_codes WHERE address = ? LIMIT 1", (address,)
             ).fetchone()
             return "unknown_code" if known else "unknown_number"
+
+    @_port_errors
+    def open_codes(self, address: str, limit: int) -> list[OpenCode]:
+        found = self._conn.execute(
+            "SELECT r.code, r.service, r.incident FROM reply_codes r JOIN incidents i"
+            " ON i.service = r.service AND i.number = r.incident"
+            " WHERE r.address = ? AND i.closed_at IS NULL"
+            " ORDER BY r.sent_at DESC, r.code LIMIT ?",
+            (address, limit),
+        ).fetchall()
+        return [OpenCode(int(code), service, int(incident)) for code, service, incident in found]
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
         """At start: move the open incidents' deadlines, the retry times of undelivered

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
+from urllib.parse import parse_qsl, quote, urlencode
 
 import attrs
 import msgspec
 
 from pager.domain import Ack, Event, Healthy, incident_id, is_service_name
 from pager.protocol import Request
+from pager.replies import escalation_stopped
 from pager.text import controls
 from pagerd.access.keys import SigningKeys
 from pagerd.access.passwords import DUMMY
@@ -29,6 +31,8 @@ from pagerd.access.sessions import (
     csrf_valid,
     fingerprint,
     new_session,
+    notice_token,
+    open_notice,
     open_session,
     session_cookie,
     sign_in_nonce,
@@ -57,6 +61,8 @@ MAX_WAITING: Final = 16
 """Sign-ins waiting for a password check past which the next is told busy, at once."""
 MAX_NAME: Final = 65
 """What of a sign-in's user name is kept (a valid one is at most 64): the lock-out's memory."""
+MAX_QUERY: Final = 2048
+"""What of a page's query is read: a notice is a few hundred characters."""
 
 Read = Callable[[Request], Awaitable[tuple[bytes, str]]]
 Answer = Callable[[str, Event, str], Awaitable[tuple[bytes, str]]]
@@ -103,7 +109,7 @@ class Console:
     def routes(self) -> list[Route]:
         incident = ROOT + "/incidents/{service}/{number}"
         page = ("200", "303", "404")
-        answer = ("200", "400", "401", "403", "409", "413", "415")
+        answer = ("303", "400", "401", "403", "409", "413", "415")
         return [
             Route("GET", "/", self._home, doc=_doc("The web console (a redirect)", "303")),
             Route("GET", ROOT, self._home, doc=_doc("The web console (a redirect)", "303")),
@@ -116,6 +122,10 @@ class Console:
                   doc=_doc("The incident page's changing part (polled)", "200", "401", "404")),
             _form(incident + "/ack", self._ack, _doc("Acknowledge (a form)", *answer)),
             _form(incident + "/resolve", self._resolve, _doc("Resolve (a form)", *answer)),
+            Route("GET", incident + "/ack", self._to_incident,
+                  doc=_doc("The incident's page (a redirect: the answer is a POST)", "303")),
+            Route("GET", incident + "/resolve", self._to_incident,
+                  doc=_doc("The incident's page (a redirect: the answer is a POST)", "303")),
             Route("GET", ROOT + "/sign-in", self._sign_in_form,
                   doc=_doc("The sign-in form", "200")),
             _form(ROOT + "/sign-in", self._sign_in,
@@ -223,6 +233,8 @@ class Console:
         if named is None:
             return self._pages.error(404, "There is no such incident.")
         service, number = named
+        if notice is None and template == "incident.html":
+            notice = self._notice(call, viewer)
         history = await self._read_ok(Request("history", service, incident=(service, number)))
         if history is None:
             return self._pages.error(404, f"There is no incident {incident_id(service, number)}.")
@@ -298,12 +310,33 @@ class Console:
         if action == "resolve":
             notice = f"Resolved {shown}."
         else:
-            first = _decode(line).get("incident", {}).get("acknowledged_by")
+            incident = _decode(line).get("incident") or {}
+            first = incident.get("acknowledged_by")
             if first is None or first == viewer.name:
-                notice = f"Acknowledged {shown}: escalation stopped."
+                notice = f"Acknowledged {shown}: {escalation_stopped(incident)}."
             else:
                 notice = f"{shown} was acknowledged already, by {first}, first."
-        return await self._incident_page(call, "incident.html", notice)
+        # POST, then redirect, then GET: reloading the page shows it again, and sends nothing.
+        token = notice_token(self._keys(), viewer.session.id, notice, self._now())
+        return _redirect(f"{_incident_path(service, number)}?{urlencode({'notice': token})}")
+
+    async def _to_incident(self, call: Call) -> Response:
+        """A GET of an answer's address (a reload of its page, a copied address): nothing to
+        answer, the incident's page instead."""
+        if self._console() is None:
+            return self._off()
+        named = _incident_named(call.params)
+        if named is None:
+            return self._pages.error(404, "There is no such incident.")
+        return _redirect(_incident_path(*named))
+
+    def _notice(self, call: Call, viewer: Viewer) -> str | None:
+        """The notice the redirect after an answer carries (`?notice=`), if it is this
+        session's and recent; else None (a link made elsewhere shows no words of its own)."""
+        for name, value in parse_qsl(call.query[:MAX_QUERY]):
+            if name == "notice":
+                return open_notice(self._keys(), viewer.session.id, value, self._now())
+        return None
 
     # Signing in and out --------------------------------------------------------------------
 
@@ -443,6 +476,10 @@ def _incident_named(params: Mapping[str, str]) -> tuple[str, int] | None:
     if len(number) > 18 or int(number) < 1:
         return None
     return service, int(number)
+
+
+def _incident_path(service: str, number: int) -> str:
+    return f"{ROOT}/incidents/{quote(service, safe='')}/{number}"
 
 
 def _cookies(headers: Mapping[str, str]) -> dict[str, str]:
