@@ -219,6 +219,8 @@ def _entry(entry: Mapping[str, Any]) -> Entry:
         "heartbeat": "heartbeat",
         "removed": "service removed",
         "silenced": "held",
+        "unreached": "nobody to notify",
+        "partly_unreached": "note",
         "silence": "silenced",
         "silence_end": "silence ended",
     }.get(event, event)
