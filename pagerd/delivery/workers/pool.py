@@ -307,15 +307,17 @@ class WorkerPool:
         finally:
             worker.gone = True
             del self._workers[number]
+            # Counted now: once woken, each sender takes its call out of `calls`.
+            in_progress = len(worker.calls)
             for call in worker.calls.values():
                 call.lost = True
                 call.done.set()
             with trio.CancelScope(shield=True):
                 await _end(process, 0.0 if ended else CLOSE_TIMEOUT)
             if ended:
-                self._count_death(worker)
+                self._count_death(worker, in_progress)
 
-    def _count_death(self, worker: _Worker) -> None:
+    def _count_death(self, worker: _Worker, in_progress: int) -> None:
         reason = "hung" if worker.hung else "died"
         self._deaths += 1
         self._hung += worker.hung
@@ -324,7 +326,7 @@ class WorkerPool:
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"status {code}"
         log.error(
             "delivery worker %d (pid %d) %s (%s) with %d sends in progress; replacing it",
-            worker.number, worker.process.pid, reason, how, len(worker.calls),
+            worker.number, worker.process.pid, reason, how, in_progress,
         )  # fmt: skip
 
     async def _write(self, worker: _Worker) -> None:
