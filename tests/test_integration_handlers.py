@@ -305,6 +305,43 @@ async def test_an_overloaded_pagerd_answers_503_within_the_timeout(
         assert incident is not None and incident.alerts == 1
 
 
+async def test_a_trigger_without_dedup_key_answered_503_is_one_alert_with_its_retry(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trigger = json.dumps(
+        {
+            "routing_key": PD_KEY,
+            "event_action": "trigger",
+            "payload": {"summary": "disk full", "source": "api", "severity": "critical"},
+        }
+    ).encode()
+    async with running(config) as daemon:
+        committer = daemon.committer
+        commit = committer.commit
+        committed = trio.Event()
+
+        async def slow(batch: Any) -> None:
+            await trio.sleep(60)  # longer than the sender's patience
+            await commit(batch)
+            committed.set()
+
+        monkeypatch.setattr(committer, "commit", slow)
+        answer = await enqueue_events_v2(daemon.core, KEYS, trigger, patience=1.0)
+        assert answer.status == 503 and ("Retry-After", "5") in answer.headers
+        await committed.wait()  # committed all the same, under a key the sender never got
+        monkeypatch.undo()
+        retried = await enqueue_events_v2(daemon.core, KEYS, trigger)
+        assert retried.status == 202
+        key = json.loads(retried.body)["dedup_key"]
+        state = daemon.services.state("api")
+        assert [s.key for s in state.firing] == [key]  # the retry is the same alert
+        assert state.incident is not None and state.incident.alerts == 1
+        resolve = {"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": key}
+        answer = await enqueue_events_v2(daemon.core, KEYS, json.dumps(resolve).encode())
+        assert answer.status == 202
+        assert daemon.services.state("api").healthy  # the resolve the sender sends closes it
+
+
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 

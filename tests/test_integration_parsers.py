@@ -5,6 +5,7 @@ real Alertmanager and the real `pagerduty` client: see tests/test_real_senders.p
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Final
 
@@ -221,6 +222,29 @@ TRIGGER = {"summary": "disk full", "source": "api", "severity": "critical"}
 def test_a_trigger_without_dedup_key_gets_one() -> None:
     got = events_v2.parse(v2("trigger", payload=TRIGGER), PD, KNOWN, lambda: "made")
     assert got == events_v2.Enqueued("api", Alert("disk full", Source("pd", "made")), "made")
+
+
+@given(v2_bodies, st.sampled_from(["k", "rotated-key"]))
+def test_a_trigger_without_dedup_key_gets_the_same_key_each_time_it_is_sent(
+    data: Any, routing_key: str
+) -> None:
+    body = {**data, "event_action": "trigger", "payload": TRIGGER}
+    body.pop("dedup_key", None)
+    first = events_v2.parse(json.dumps(body).encode(), PD, KNOWN)
+    if isinstance(first, Refused):
+        return
+    # Its retry (the routing key rotated meanwhile, the fields in another order): the same key.
+    again = dict(reversed([*body.items(), ("routing_key", routing_key)]))
+    assert events_v2.parse(json.dumps(again).encode(), PD, KNOWN) == first
+    assert re.fullmatch(r"[0-9a-f]{32}", first.dedup_key)
+    # Another integration's, or another event: another key.
+    other = IntegrationRoute("pd2", "events-v2", service_label="source")
+    elsewhere = events_v2.parse(json.dumps(body).encode(), other, KNOWN)
+    assert isinstance(elsewhere, events_v2.Enqueued) and elsewhere.dedup_key != first.dedup_key
+    changed = {**body, "payload": {**TRIGGER, "summary": "disk full again"}}
+    different = events_v2.parse(json.dumps(changed).encode(), PD, KNOWN)
+    assert isinstance(different, events_v2.Enqueued)
+    assert different.dedup_key != first.dedup_key
 
 
 def test_resolve_and_acknowledge_need_a_dedup_key_not_a_payload() -> None:

@@ -18,7 +18,6 @@ actors as the socket's, and the answer is given only once all of them are commit
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -214,21 +213,18 @@ def _pagerduty(status: int, message: str, errors: Sequence[str], result: str) ->
     return Answer(status, _encode(answer), _retry(status), result)
 
 
-def new_dedup_key() -> str:
-    """A dedup_key for a trigger without one: random, 32 hex digits, as PagerDuty's are."""
-    return uuid.uuid4().hex
-
-
 async def enqueue_events_v2(
     core: Core,
     integrations: Sequence[KeyedRoute],
     body: bytes,
     *,
-    new_key: Callable[[], str] = new_dedup_key,
+    new_key: Callable[[], str] | None = None,
     patience: float = PATIENCE,
 ) -> Answer:
     """`POST /v2/enqueue`: an Events v2 event for the events-v2 integration whose key is its
-    `routing_key`, answered as PagerDuty answers."""
+    `routing_key`, answered as PagerDuty answers. A trigger without `dedup_key` gets
+    `events_v2.content_key`'s (`new_key()`'s, given one: tests), so that its retry is the
+    same alert."""
     data = events_v2.decode(body)
     if isinstance(data, Refused):
         return _pagerduty(400, data.message, data.errors, "bad_request")
