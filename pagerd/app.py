@@ -37,6 +37,7 @@ from pagerd.front.http.answers import Answers
 from pagerd.front.http.console import Console
 from pagerd.front.http.console.app import HASHES_AT_ONCE
 from pagerd.front.http.fronts import FrontFailed, Fronts
+from pagerd.front.http.limits import HereWrongKeys
 from pagerd.front.http.metrics import serve_metrics
 from pagerd.front.http.rest import RestSilences
 from pagerd.front.http.schedules import Schedules
@@ -823,8 +824,9 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     # REST, then the integrations' own: alertmanager (POST /v1/integrations/alertmanager and
     # .../{key}), events-v2 (POST /v2/enqueue), heartbeat (POST /heartbeat/{service}); then
     # those served in the core.
-    routes = [*http_routes_of(daemon.core, metrics), *in_core]
-    daemon.http_app = HttpApp(routes, daemon.core, metrics)
+    wrong_keys = HereWrongKeys()
+    routes = [*http_routes_of(daemon.core, metrics, wrong_keys), *in_core]
+    daemon.http_app = HttpApp(routes, daemon.core, metrics, wrong_keys)
     daemon.http = HttpServer(
         daemon.http_app,
         config.http.limits,

@@ -18,7 +18,7 @@ actors as the socket's, and the answer is given only once all of them are commit
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -30,7 +30,7 @@ from pager.alertmanager import Unroutable
 from pager.integrations import IntegrationRoute, KeyedRoute, Refused, find_by_key
 from pagerd.front.core import Core, Outcome, Submission
 
-__all__ = ["Answer", "alertmanager_webhook", "enqueue_events_v2"]
+__all__ = ["Answer", "KeyCheck", "alertmanager_webhook", "enqueue_events_v2", "pagerduty_error"]
 
 log = logging.getLogger("pagerd.integrations")
 
@@ -213,6 +213,21 @@ def _pagerduty(status: int, message: str, errors: Sequence[str], result: str) ->
     return Answer(status, _encode(answer), _retry(status), result)
 
 
+def pagerduty_error(
+    status: int, code: str, message: str, headers: Sequence[tuple[str, str]] = ()
+) -> Answer:
+    """A refusal that is not the event's own (a wrong key's wait, a body too large, the core
+    gone or busy), in PagerDuty's shape: `code` is its `status`, `message` its one error."""
+    answer = {"status": code, "message": message, "errors": [message]}
+    return Answer(status, _encode(answer), tuple(headers), code)
+
+
+KeyCheck = Callable[[Callable[[], bool]], Awaitable[int | None]]
+"""The client address's wrong keys (`WrongKeys.check` for its address): runs the comparison of
+its `routing_key` unless the address must wait (then the seconds to wait), and counts a wrong
+one."""
+
+
 async def enqueue_events_v2(
     core: Core,
     integrations: Sequence[KeyedRoute],
@@ -220,21 +235,40 @@ async def enqueue_events_v2(
     *,
     new_key: Callable[[], str] | None = None,
     patience: float = PATIENCE,
+    check: KeyCheck | None = None,
 ) -> Answer:
     """`POST /v2/enqueue`: an Events v2 event for the events-v2 integration whose key is its
     `routing_key`, answered as PagerDuty answers. A trigger without `dedup_key` gets
     `events_v2.content_key`'s (`new_key()`'s, given one: tests), so that its retry is the
-    same alert."""
+    same alert. `check`: the client's wrong keys (none: not counted), which may make it wait
+    (429, its connection closed, as a wrong key's 401)."""
     data = events_v2.decode(body)
     if isinstance(data, Refused):
         return _pagerduty(400, data.message, data.errors, "bad_request")
     key = events_v2.routing_key(data)
     if isinstance(key, Refused):
         return _pagerduty(400, key.message, key.errors, "bad_request")
-    route = find_by_key(integrations, key)
-    if route is None:
+    found: list[IntegrationRoute] = []
+
+    def right() -> bool:
+        route = find_by_key(integrations, key)
+        if route is not None:
+            found.append(route)
+        return route is not None
+
+    wait = None
+    if check is None:
+        right()
+    else:
+        wait = await check(right)
+    close = ("Connection", "close")  # one guess per connection
+    if wait is not None:
+        message = f"too many wrong keys from this address; retry in {wait}s"
+        return pagerduty_error(429, "busy", message, (("Retry-After", str(wait)), close))
+    if not found:
         answer = {"status": "unauthorized", "message": "Invalid routing key", "errors": []}
-        return Answer(401, _encode(answer), result="unauthorized")
+        return Answer(401, _encode(answer), (close,), result="unauthorized")
+    [route] = found
     enqueued = events_v2.events(data, route, core.config().services, new_key)
     if isinstance(enqueued, Refused):
         return _pagerduty(400, enqueued.message, enqueued.errors, "bad_request")

@@ -158,6 +158,11 @@ class Metrics:
             "pagerd_http_fronts_replaced_total",
             "HTTP front processes that exited unasked (a crash, a kill) and were replaced.",
         )
+        self.http_fronts_hung = Counter(
+            "pagerd_http_fronts_hung_total",
+            "HTTP front processes that answered no ping within its bound twice in a row: killed"
+            " and replaced (also counted in pagerd_http_fronts_replaced_total).",
+        )
         self.stale_firings = Counter(
             "pagerd_stale_firings_total",
             "Firing alerts taken as copies of an earlier firing of one already resolved (their"
@@ -217,6 +222,7 @@ class Metrics:
             self.http_events_refused,
             self.levels_unreached,
             self.http_fronts_replaced,
+            self.http_fronts_hung,
             self.stale_firings,
             self.worker_restarts,
             self.worker_deaths,
