@@ -2,11 +2,11 @@
 
 The core opens the HTTP listeners (or takes the one systemd passed) and starts `http.workers`
 front processes (`process.py`), handing each the listeners, one end of a socketpair (its private
-channel) and the shared memory (`shared.py`: the seats, the wrong keys). The kernel hands each new connection to whichever
-front accepts it first. Each channel is served here: a front's events go to the actors through
-`LocalCore.hand_over` (the same path as the socket's, answered after commit), its reads to the
-socket server's, its counts to the core's metrics; the core sends it the config at its start
-and at each reload.
+channel) and the shared memory (`shared.py`: the seats, the wrong keys). The kernel hands each
+new connection to whichever front accepts it first. Each channel is served here: a front's
+events go to the actors through `LocalCore.hand_over` (the same path as the socket's, answered
+after commit), its reads to the socket server's, its counts to the core's metrics; the core
+sends it the config at its start and at each reload, and pings it.
 
 Kept for every front at once: each integration's rate (here, in `LocalCore`), and, in the file
 of shared memory every front maps (`shared.py`), the cap on connections and the wrong keys of
