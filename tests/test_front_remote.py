@@ -64,7 +64,9 @@ async def remote(
 ) -> AsyncIterator[tuple[RemoteCore, trio.Nursery]]:
     """A `RemoteCore` on `ours`, configured (the core's end, `theirs`, is the test's)."""
     metrics = Metrics()
-    core = RemoteCore(ours, metrics.http_requests, metrics.http_auth_failures)
+    core = RemoteCore(
+        ours, metrics.http_requests, metrics.http_auth_failures, metrics.http_events_refused
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(theirs.send_all, encode(configure(front_config())))
         await nursery.start(core.run)
