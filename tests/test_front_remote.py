@@ -2,7 +2,9 @@
 the test: what waits to be written is bounded (503 busy at once past it, never the front's
 memory), a request given up on takes back its message if it is not written yet, `ready` is asked
 once for every request that asks meanwhile, and a front's application answers `/v2/enqueue` in
-PagerDuty's shape whatever goes wrong (the core gone, or not reading).
+PagerDuty's shape whatever goes wrong (the core gone, or not reading). And the core's end of a
+channel (`fronts._Channel`, the test the front): a front silent to its pings is hung, unless the
+core was not reading it.
 
 The channel is an in-memory stream (lockstep: a write waits until the other end reads, as a
 socket whose buffer is full does), under the mock clock; the HTTP test serves a front's real
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import httpx
 import pytest
@@ -20,13 +23,18 @@ import trio
 import trio.testing
 
 from pager.domain import Alert
+from pagerd.config import Config
 from pagerd.config.channels import Secret
 from pagerd.config.http import FrontConfig, HttpConfig, HttpLimits, Integration
 from pagerd.front.core import Busy
+from pagerd.front.http import fronts as fronts_module
 from pagerd.front.http.channel import (
+    Ping,
+    Pong,
     Reader,
     Ready,
     ReadyAnswer,
+    Serving,
     Status,
     Submit,
     ToCore,
@@ -34,11 +42,15 @@ from pagerd.front.http.channel import (
     encode,
     from_wire,
     to_core,
+    to_front,
+    to_wire,
 )
+from pagerd.front.http.fronts import PING_EVERY, PING_WITHIN, Fronts, _Channel
 from pagerd.front.http.process import Front
 from pagerd.front.http.remote import READY_FOR, RemoteCore
 from pagerd.front.http.shared import SharedSeats, SharedWrongKeys
 from pagerd.operations.metrics import Metrics
+from tests.harness import running
 
 PD_KEY = "pd-key-for-the-front-0123"
 REST_KEY = "rest-key-for-the-front-45"
@@ -201,3 +213,56 @@ async def test_a_fronts_events_v2_answers_are_pagerdutys_when_the_core_is_busy_o
                 wrong_keys.close()
     finally:
         seats.close()
+
+
+async def test_a_front_silent_to_two_pings_is_hung_unless_the_core_is_not_reading_it(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fronts_module, "MAX_IN_FLIGHT", 1)  # one submission, then back-pressure
+    async with running(config) as daemon:
+        committer = daemon.committer
+        commit = committer.commit
+        release = trio.Event()
+
+        async def slow(batch: Any) -> None:
+            await release.wait()
+            await commit(batch)
+
+        fronts = Fronts(1, [], daemon.core, Metrics(), daemon.core.front)
+        ours, theirs = trio.testing.memory_stream_pair()
+        hung = trio.Event()
+        channel = _Channel(ours, fronts, lambda: None, hung.set)
+        answering = True
+
+        async def front() -> None:
+            """The front's side: a pong for each ping, while `answering`."""
+            reader = Reader(theirs, to_front)
+            while got := await reader.receive():
+                for message in got:
+                    if isinstance(message, Ping) and answering:
+                        await theirs.send_all(encode(Pong(message.id)))
+
+        try:
+            with trio.fail_after(600):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(channel.serve)
+                    nursery.start_soon(front)
+                    await theirs.send_all(encode(Serving(12345)))
+                    await trio.sleep(20 * PING_EVERY)
+                    assert not hung.is_set()  # it answers
+                    # The core stops reading it: its one submission's commit is slow, and the
+                    # next waits for room. A silent front is not blamed meanwhile.
+                    monkeypatch.setattr(committer, "commit", slow)
+                    answering = False
+                    for i in range(2):
+                        alert = Submit(i, "am", [to_wire(("api", Alert(f"alert {i}")))])
+                        await theirs.send_all(encode(alert))
+                    await trio.sleep(20 * (PING_EVERY + PING_WITHIN))
+                    assert not hung.is_set()
+                    # Read again, and still silent: hung, two pings later.
+                    release.set()
+                    await hung.wait()
+                    nursery.cancel_scope.cancel()
+        finally:
+            fronts.wrong_keys.close()
+            fronts._seats.close()

@@ -98,10 +98,10 @@ class _Channel:
 
     def __init__(
         self,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         fronts: Fronts,
         serving: Callable[[], None],
-        hung: Callable[[], None] = lambda: None,
+        hung: Callable[[], None],
     ) -> None:
         """`hung` is told when the front has missed two pings in a row (it kills it)."""
         self._stream = stream
@@ -116,7 +116,8 @@ class _Channel:
         self._reads = trio.Semaphore(MAX_READS)
         self._ready_ids: list[int] = []  # `Ready`s waiting for the answer under way
         self._pings = 0
-        self._ponged = trio.Event()
+        self._heard = trio.Event()  # anything from the front since the last ping
+        self._receiving = False  # waiting for what the front sends (not held back by the core)
         self.pid: int | None = None
 
     def send(self, line: bytes) -> None:
@@ -155,7 +156,15 @@ class _Channel:
     async def _read(self, nursery: trio.Nursery) -> None:
         reader = Reader(self._stream, to_core)
         try:
-            while messages := await reader.receive():
+            while True:
+                self._receiving = True
+                try:
+                    messages = await reader.receive()
+                finally:
+                    self._receiving = False
+                if not messages:
+                    return
+                self._heard.set()
                 for message in messages:
                     await self._take(message, nursery)
         except BrokenChannel as exc:
@@ -177,8 +186,7 @@ class _Channel:
         elif isinstance(message, Counts):
             self._fronts.count(message)
         elif isinstance(message, Pong):
-            if message.id == self._pings:
-                self._ponged.set()
+            pass  # heard: that was all it was for
         else:
             assert isinstance(message, Serving)
             self.pid = message.pid
@@ -188,16 +196,20 @@ class _Channel:
 
     async def _keep_alive(self) -> None:
         """Ping the front every `ping_every` seconds; tell `hung` once it has missed two pings
-        in a row (each unanswered within `ping_within`)."""
+        in a row: sent nothing at all within `ping_within` of each while the core was waiting
+        to read it. A front the core does not read meanwhile (it holds back a front whose
+        submissions fill `MAX_IN_FLIGHT`, or whose events wait for their actors in a storm)
+        cannot answer, and is not blamed."""
         missed = 0
         while True:
             await trio.sleep(self._fronts.ping_every if missed == 0 else 0)
             self._pings += 1
-            self._ponged = trio.Event()
+            self._heard = trio.Event()
             self.send(encode(Ping(self._pings)))
             with trio.move_on_after(self._fronts.ping_within):
-                await self._ponged.wait()
-            missed = 0 if self._ponged.is_set() else missed + 1
+                await self._heard.wait()
+            silent = not self._heard.is_set() and self._receiving
+            missed = missed + 1 if silent else 0
             if missed == 2:
                 log.error(
                     "http front pid=%s answered no ping within %gs twice: hung; killed, replaced",
