@@ -206,6 +206,8 @@ async def test_limits_are_the_daemons_not_each_fronts(tmp_path: Path) -> None:
             answers = [await raw(port, get("/status", KEYS["ops"])) for _ in range(3)]
             assert [a[9:12] for a in answers] == [b"200", b"200", b"429"]
             assert b"retry-after: 1" in answers[2].lower()
+            # (A front gives a seat back just after it closes its connection.)
+            await until(lambda: fronts.open_connections == 0, "their seats given back")
             # One cap for the whole daemon: three held, the fourth refused at once.
             held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
             await until(lambda: fronts.open_connections == 3, "three connections counted")
