@@ -224,7 +224,7 @@ class _Channel:
         try:
             why = await self._fronts.core.ready()
         except Exception as exc:
-            log.exception("http front pid=%s: cannot serve a read", self.pid)
+            log.exception("http front pid=%s: cannot tell whether pagerd is ready", self.pid)
             why = f"the core cannot tell: {exc}"
         ids, self._ready_ids = self._ready_ids, []
         for id in ids:
