@@ -1,10 +1,11 @@
 """PagerDuty's Events API v2 (`POST /v2/enqueue`), read into events, with PagerDuty's rules.
 
 A `trigger` is an `Alert` whose source is its `dedup_key` (one is made for a trigger without
-one, and returned); a `resolve` is a `Resolve` of it, so the service is healthy again once every
-open `dedup_key` of it from this integration is resolved; an `acknowledge` acknowledges the
-incident, by the integration, while that `dedup_key` is open. As at PagerDuty, an acknowledge
-or resolve of a `dedup_key` that is not open is accepted and changes nothing.
+one, from the integration and the event itself, and returned: see `content_key`); a `resolve`
+is a `Resolve` of it, so the service is healthy again once every open `dedup_key` of it from
+this integration is resolved; an `acknowledge` acknowledges the incident, by the integration,
+while that `dedup_key` is open. As at PagerDuty, an acknowledge or resolve of a `dedup_key`
+that is not open is accepted and changes nothing.
 
 The body is checked field by field rather than decoded into a struct, so that a bad event gets
 every error at once, in PagerDuty's words (`errors` of its 400 answer).
@@ -13,6 +14,7 @@ every error at once, in PagerDuty's words (`errors` of its 400 answer).
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Callable, Container
 from typing import Any, Final
 
@@ -111,14 +113,31 @@ def _service_value(route: IntegrationRoute, payload: dict[str, Any] | None) -> s
     return value if isinstance(value, str) else None
 
 
+def content_key(integration: str, data: dict[str, Any]) -> str:
+    """The `dedup_key` of a trigger sent without one: 32 hex digits (as PagerDuty's are) of the
+    SHA-256 of the integration's name and the event's canonical JSON (keys sorted), without its
+    `routing_key` (a rotated key is the same integration).
+
+    The same event gets the same key: a sender that retries a trigger whose answer it never got
+    (its timeout, a 503 while the commit was slow, which commits all the same) sends the same
+    alert again, not a second one it can never resolve; and two identical triggers without a
+    `dedup_key` are one alert, as a retry would be. A random key made the retry a second
+    alert, which kept the incident open after the sender resolved the key it was given."""
+    fields = {
+        name: value for name, value in data.items() if name not in ("routing_key", "dedup_key")
+    }
+    canonical = msgspec.json.encode([integration, fields], order="sorted")
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
 def events(
     data: dict[str, Any],
     route: IntegrationRoute,
     known: Container[str],
-    new_key: Callable[[], str],
+    new_key: Callable[[], str] | None = None,
 ) -> Enqueued | Refused:
-    """The event of one Events v2 body whose `routing_key` is `route`'s; `new_key()` makes the
-    `dedup_key` of a trigger that has none."""
+    """The event of one Events v2 body whose `routing_key` is `route`'s; the `dedup_key` of a
+    trigger that has none is `content_key`'s (or `new_key()`'s, given one: tests)."""
     errors: list[str] = []
     action = _text(data, "event_action", errors, required=True)
     if action is not None and action not in ACTIONS:
@@ -166,7 +185,7 @@ def events(
         service = found
     if action == "trigger":
         assert summary is not None
-        key = dedup_key or new_key()
+        key = dedup_key or (content_key(route.name, data) if new_key is None else new_key())
         text = clip(repair(summary), min(MAX_SUMMARY, MAX_TEXT))
         return Enqueued(service, Alert(text, Source(route.name, key)), key)
     assert dedup_key is not None
@@ -179,7 +198,7 @@ def parse(
     body: bytes,
     route: IntegrationRoute,
     known: Container[str],
-    new_key: Callable[[], str],
+    new_key: Callable[[], str] | None = None,
 ) -> Enqueued | Refused:
     """`decode`, then `events` (for a body already known to be for `route`)."""
     data = decode(body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import threading
@@ -118,8 +119,9 @@ def worker_pids(daemon: Daemon) -> list[int]:
 
 
 async def test_a_worker_killed_mid_send_is_replaced_and_the_page_sent_again_with_the_same_key(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pagerd.workers")
     held = threading.Event()
     with HttpServer() as hook, trio.fail_after(60):
         hook.answers.append(Answer(200, hold=held))  # the first POST: held until the kill
@@ -145,6 +147,9 @@ async def test_a_worker_killed_mid_send_is_replaced_and_the_page_sent_again_with
     assert figures['pagerd_delivery_worker_deaths_total{reason="died"}'] == 1
     assert figures["pagerd_delivery_worker_restarts_total"] == 1
     assert figures["pagerd_delivery_workers"] == 1
+    # The death's line counts the send it had, not what was left once its sender took it back.
+    deaths = [r.getMessage() for r in caplog.records if "killed by signal" in r.getMessage()]
+    assert len(deaths) == 1 and "with 1 sends in progress" in deaths[0], deaths
 
 
 async def test_a_hung_worker_is_killed_after_the_timeout_and_its_send_retried(

@@ -44,7 +44,8 @@ from pagerd.front.http.channel import (
     to_front,
     to_wire,
 )
-from pagerd.front.http.remote import Blocked
+from pagerd.front.http.limits import FAILED_BURST
+from pagerd.front.http.shared import SharedSeats, SharedWrongKeys
 from tests.strategies import messages, service_names
 
 texts = st.text(max_size=64)
@@ -135,16 +136,37 @@ async def test_what_is_not_a_message_breaks_the_channel() -> None:
             await Reader(theirs, to_core).receive()
 
 
-async def test_a_block_lasts_its_seconds_and_the_table_is_bounded(
+async def test_a_wait_lasts_its_seconds_and_the_table_is_bounded(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    blocked = Blocked(size=3)
-    blocked.block("10.0.0.1", 2)
-    assert blocked.retry_after("10.0.0.1") == 2
-    await trio.sleep(1.5)
-    assert blocked.retry_after("10.0.0.1") == 1
-    await trio.sleep(1)
-    assert blocked.retry_after("10.0.0.1") is None
-    for i in range(10):
-        blocked.block(f"10.0.1.{i}", 60 - i)
-    assert sum(blocked.retry_after(f"10.0.1.{i}") is not None for i in range(10)) == 3
+    seats = SharedSeats.create(2, addresses=3)
+    # Two processes' views of one file (the core's and a front's), on the test's clock.
+    here = SharedWrongKeys(seats.fd, 2, clock=trio.current_time, addresses=3)
+    there = SharedWrongKeys(seats.fd, 2, clock=trio.current_time, addresses=3)
+
+    def wrong() -> bool:
+        return False
+
+    try:
+        for _ in range(FAILED_BURST):
+            assert await here.check("10.0.0.1", wrong) is None
+        assert await there.check("10.0.0.1", wrong) == 1  # spent, in every process
+        assert here.retry_after("10.0.0.1") == 1
+        await trio.sleep(1.5)
+        assert await there.check("10.0.0.1", lambda: True) is None
+        assert await there.check("10.0.0.1", wrong) is None
+        assert await here.check("10.0.0.1", wrong) == 1
+        await trio.sleep(1)
+        assert here.retry_after("10.0.0.1") is None
+        for i in range(10):
+            await trio.sleep(0.01)
+            assert await there.check(f"10.0.1.{i}", wrong) is None
+        assert len(here) == 3  # the least recently failing forgotten first
+        assert [here.retry_after(f"10.0.1.{i}") for i in (7, 8, 9)] == [None] * 3
+        for _ in range(FAILED_BURST - 1):
+            await here.check("10.0.1.9", wrong)
+        assert there.retry_after("10.0.1.9") == 1
+    finally:
+        here.close()
+        there.close()
+        seats.close()

@@ -15,6 +15,7 @@ import trio.testing
 import trustme
 
 from pagerd import app
+from pagerd.front.local import READY_FOR
 from pagerd.storage.offload import inline
 from pagerd.storage.port import StoreError
 from pagerd.storage.sqlite.store import Store
@@ -50,6 +51,36 @@ async def test_ready_is_503_while_the_database_does_not_answer(
             assert response.status_code == 503
             assert response.json()["error"]["code"] == "unavailable"
             assert (await client.get("/-/healthy")).status_code == 200
+
+
+async def test_ready_pings_the_database_once_for_every_request_that_asks_within_a_second(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = 0
+    ping = Store.ping
+
+    def counted(self: Store) -> None:
+        nonlocal pings
+        pings += 1
+        ping(self)
+
+    with trio.fail_after(60):
+        async with front(http_config(tmp_path)) as (daemon, client):
+            monkeypatch.setattr(Store, "ping", counted)
+            answers: list[str | None] = []
+
+            async def ask() -> None:
+                answers.append(await daemon.core.ready())
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(50):  # at once: one ping under way for all of them
+                    nursery.start_soon(ask)
+            assert answers == [None] * 50 and pings == 1
+            assert (await client.get("/-/ready")).status_code == 200
+            assert pings == 1  # within READY_FOR of the answer: the same answer
+            await trio.sleep(READY_FOR)
+            assert (await client.get("/-/ready")).status_code == 200
+            assert pings == 2
 
 
 async def test_a_rest_alert_pages_once_committed_and_names_its_integration(

@@ -88,6 +88,44 @@ async def test_wrong_keys_are_slowed_down_per_address(
             assert (await client.get("/status", headers=wrong)).status_code == 429
 
 
+PD_KEY = "pd-key-for-abuse-0123456789"
+PD = '\n[integrations.pd]\ntype = "events-v2"\nkey_file = "pd.key"\nservice_label = "source"\n'
+
+
+def trigger(routing_key: str) -> dict[str, object]:
+    payload = {"summary": "disk full", "source": "api", "severity": "critical"}
+    return {"routing_key": routing_key, "event_action": "trigger", "payload": payload}
+
+
+async def test_wrong_routing_keys_are_slowed_down_per_address_as_wrong_keys_are(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    (tmp_path / "pd.key").write_text(PD_KEY + "\n")
+    config = http_config(tmp_path, PD)
+    with trio.fail_after(600):
+        async with front(config) as (_, client):
+            for i in range(FAILED_BURST):
+                wrong = await client.post("/v2/enqueue", json=trigger(f"not-the-key-{i:016}"))
+                assert wrong.status_code == 401, wrong.text
+                assert wrong.headers["connection"] == "close"  # one guess per connection
+                assert wrong.json()["message"] == "Invalid routing key"
+            # Spent: every key from this address waits now, the right one too, Bearer too.
+            limited = await client.post("/v2/enqueue", json=trigger(PD_KEY))
+            assert limited.status_code == 429
+            assert limited.headers["retry-after"] == "1"
+            assert limited.headers["connection"] == "close"
+            body = limited.json()
+            assert body["status"] == "busy" and body["errors"] == [body["message"]]
+            assert "too many wrong keys" in body["message"]
+            assert (await client.get("/status", headers=auth())).status_code == 429
+            await trio.sleep(1)  # then one guess a second, whichever route takes it
+            assert (await client.post("/v2/enqueue", json=trigger(PD_KEY))).status_code == 202
+            wrong = await client.get("/status", headers={"authorization": "Bearer not-it-0123"})
+            assert wrong.status_code == 401
+            again = await client.post("/v2/enqueue", json=trigger("not-the-key-0123456789"))
+            assert again.status_code == 429
+
+
 async def test_a_wrong_key_closes_its_connection(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:

@@ -12,10 +12,13 @@ async test has a `trio.fail_after`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
 import ssl
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -32,9 +35,10 @@ from hypothesis import strategies as st
 from pagerd import app
 from pagerd.config import Config
 from pagerd.front.core import OverRate
+from pagerd.front.http import fronts as fronts_module
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.fronts import Fronts
-from pagerd.front.http.limits import FAILED_BURST
+from pagerd.front.http.limits import FAILED_BURST, FAILED_RATE
 from pagerd.front.http.routes import Call, Route
 from pagerd.timing.clock import Clock
 from tests import test_http_fuzz as fuzz
@@ -202,6 +206,8 @@ async def test_limits_are_the_daemons_not_each_fronts(tmp_path: Path) -> None:
             answers = [await raw(port, get("/status", KEYS["ops"])) for _ in range(3)]
             assert [a[9:12] for a in answers] == [b"200", b"200", b"429"]
             assert b"retry-after: 1" in answers[2].lower()
+            # (A front gives a seat back just after it closes its connection.)
+            await until(lambda: fronts.open_connections == 0, "their seats given back")
             # One cap for the whole daemon: three held, the fourth refused at once.
             held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
             await until(lambda: fronts.open_connections == 3, "three connections counted")
@@ -219,6 +225,97 @@ async def test_limits_are_the_daemons_not_each_fronts(tmp_path: Path) -> None:
                 blocked = await raw(port, get("/status/api", KEYS["ops"]))
                 assert blocked.startswith(b"HTTP/1.1 429 "), blocked[:40]
                 assert b"too many wrong keys from this address" in blocked
+
+
+async def test_wrong_keys_at_once_over_both_fronts_stay_within_the_allowance(
+    tmp_path: Path,
+) -> None:
+    limits = 'rate_limit = "100/s"\nburst = 100\nkeep_alive_timeout = "600s"\n'
+    config = fronts_config(tmp_path, limits)
+    count = 200
+    answers: list[bytes] = []
+
+    async def guess(stream: trio.SocketStream, i: int) -> None:
+        """One wrong key on a connection already accepted: a Bearer one, or a routing_key."""
+        if i % 2:
+            request = get("/status/api", f"wrong-key-{i:016}")
+        else:
+            body = json.dumps(
+                {"routing_key": f"wrong-key-{i:016}", "event_action": "trigger", "payload": {}}
+            ).encode()
+            request = (
+                f"POST /v2/enqueue HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n"
+                "connection: close\r\n\r\n"
+            ).encode() + body
+        async with stream:
+            await stream.send_all(request)
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+        answers.append(data)
+
+    with trio.fail_after(120):
+        async with running(config, offload=None) as daemon:
+            fronts = fronts_of(daemon)
+            port = fronts.ports[0]
+            streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(count)]
+            await until(lambda: fronts.open_connections == count, "every connection accepted")
+            begun = time.monotonic()
+            async with trio.open_nursery() as nursery:
+                for i, stream in enumerate(streams):
+                    nursery.start_soon(guess, stream, i)
+            took = time.monotonic() - begun
+            statuses = Counter(answer[9:12] for answer in answers)
+            # Every key checked was checked under the address's allowance, in whichever front:
+            # its burst, and one a second since.
+            checked = statuses[b"401"]
+            assert checked <= FAILED_BURST + math.floor(took * FAILED_RATE), (statuses, took)
+            assert statuses[b"429"] == count - checked, statuses
+            # And the right key waits too, in every front.
+            for _ in range(4):
+                blocked = await raw(port, get("/status/api", KEYS["ops"]))
+                assert blocked.startswith(b"HTTP/1.1 429 "), blocked[:40]
+
+
+async def test_a_hung_front_is_killed_and_replaced_and_its_seats_given_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fronts_module, "PING_EVERY", 0.2)
+    monkeypatch.setattr(fronts_module, "PING_WITHIN", 2.0)
+    limits = 'rate_limit = "100/s"\nburst = 100\nkeep_alive_timeout = "600s"\n'
+    config = fronts_config(tmp_path, limits)
+    with trio.fail_after(120):
+        async with running(config, offload=None) as daemon:
+            fronts = fronts_of(daemon)
+            port = fronts.ports[0]
+            held: list[trio.SocketStream] = []
+            for _ in range(8):  # kept-alive connections, each answered once
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                await stream.send_all(b"GET /-/healthy HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+                held.append(stream)
+            await until(lambda: fronts.open_connections == 8, "eight connections held")
+            slot = 0 if fronts.held(0) else 1
+            other = fronts.held(1 - slot)
+            pid = fronts.pid_of(slot)
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)  # hung: it answers nothing, holds its connections
+            await until(
+                lambda: pid not in fronts.pids() and len(fronts.pids()) == 2,
+                "the hung front replaced",
+                within=60,
+            )
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)  # killed, and reaped
+            # Its seats given back: only the other front's connections count.
+            await until(lambda: fronts.open_connections == other, "its seats given back")
+            samples = metric_samples(await metrics_text(config.socket))
+            assert samples["pagerd_http_fronts_hung_total"] == 1
+            assert samples["pagerd_http_fronts_replaced_total"] == 1
+            for stream in held:
+                await stream.aclose()
+            answer = await raw(port, get("/status/api", KEYS["ops"]))
+            assert answer.startswith(b"HTTP/1.1 200 ")
 
 
 async def _each(send: Callable[[int], Awaitable[None]], services: range) -> None:
@@ -304,6 +401,9 @@ async def test_a_reload_brings_new_keys_and_certificate_to_the_fronts(tmp_path: 
                 assert (await client.get("/status", headers=auth())).status_code == 200
             (tmp_path / "ops.key").write_text(new_key + "\n")
             issue(second)
+            text = config.path.read_text()
+            public = 'public_url = "https://pager.example.com"\n'
+            config.path.write_text(text.replace("[http]\n", "[http]\n" + public, 1))
             assert await daemon.reload()
             new = {"authorization": f"Bearer {new_key}"}
 
@@ -318,6 +418,10 @@ async def test_a_reload_brings_new_keys_and_certificate_to_the_fronts(tmp_path: 
             await until_async(new_config_served, "a front serving the new config")
             for _ in range(10):
                 assert await new_config_served()
+                # `/openapi.json` follows the reload too: its server is the new public_url.
+                async with httpx.AsyncClient(base_url=url, verify=trusting(second)) as client:
+                    document = (await client.get("/openapi.json")).json()
+                assert document["servers"] == [{"url": "https://pager.example.com"}]
             async with httpx.AsyncClient(base_url=url, verify=trusting(second)) as client:
                 assert (await client.get("/status", headers=auth())).status_code == 401
             async with httpx.AsyncClient(base_url=url, verify=trusting(first)) as client:

@@ -138,7 +138,7 @@ def test_a_version_7_database_keeps_what_fires_and_gains_heartbeats(tmp_path: Pa
     with closing(Store.open(old)) as store:
         state = store.load_states()["api"]
     assert layout(old) == layout(fresh)
-    assert layout(old)["user_version"] == SCHEMA_VERSION == 15
+    assert layout(old)["user_version"] == SCHEMA_VERSION == 16
     assert state.firing == {Source("am", "fp1")}
     assert state.heartbeat is None
     assert state.incident is not None and not state.incident.heartbeat_only

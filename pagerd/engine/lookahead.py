@@ -4,11 +4,11 @@ background and off the decision loop (`pagerd.engine.compute`):
 - its maintenance windows' days around now are worked out (`pager.weekly.Weekly` keeps them),
   so that the first `pager status` after a start or reload, which reads every service's
   windows, does not work out thousands of them on the loop;
-- its gaps are looked for and logged: a schedule with nobody on call, a policy level that would
-  reach nobody, in the next `daemon.gap_weeks` weeks. A gap never refuses a start or a reload
-  (an operator mid-incident must still be able to reload): each is logged as an error. Looking
-  for them walks every schedule's changes over up to a year, which can take seconds (found by
-  review: 44 s of a reload, on the loop).
+- its gaps are looked for, logged and counted (`Rota.coverage`, the `pagerd_gaps` gauges): whole
+  policies, levels and schedules with nobody, in the next `daemon.gap_weeks` weeks. A gap never
+  refuses a start or a reload (an operator mid-incident must still be able to reload): a few
+  lines are logged, most severe first. Looking for them walks every schedule's changes over up
+  to a year, which can take seconds (found by review: 44 s of a reload, on the loop).
 
 A reload answers, and pages with the new config, at once; its gaps are logged when found. A
 reload while the config before is still being looked at drops that look: only the config that
@@ -19,34 +19,54 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Final
 
 import attrs
 import trio
 
 from pager.budget import Budget, spend
-from pager.coverage import holes
+from pager.coverage import Coverage, coverage
 from pager.schedules import Override
 from pager.weekly import maintenance
 from pagerd.config import Config
 from pagerd.engine.compute import CannotCompute, Compute
+from pagerd.engine.oncall import Rota
 
 log = logging.getLogger("pagerd.lookahead")
 
 
 def gaps(
     config: Config, overrides: Iterable[Override], now: float, budget: Budget | None = None
-) -> list[str]:
-    """Every gap in the next `daemon.gap_weeks` weeks (none if 0): a schedule with nobody on
-    call, a policy level that would reach nobody, each in a line with its window in the
-    schedule's zone. For `pagerd --check`, and logged at every start and reload."""
+) -> Coverage:
+    """The gaps of the next `daemon.gap_weeks` weeks (none if 0): whole policies, levels and
+    schedules with nobody, each place summarised in a line (`pager.coverage`). For `pagerd
+    --check`, and at every start and reload. Each boundary of a schedule looked at is a step of
+    `budget`."""
     if not config.gap_weeks or not config.schedules:
-        return []
+        return Coverage(now, now)
     grouped: dict[str, list[Override]] = {}
     for o in overrides:
         grouped.setdefault(o.schedule, []).append(o)
     end = now + config.gap_weeks * 7 * 86400.0
-    found = holes(config.schedules, config.policies, now, end, grouped, budget)
-    return [h.describe() for h in found]
+    return coverage(config.schedules, config.policies, now, end, grouped, budget)
+
+
+MAX_GAP_LINES: Final = 10
+"""Places with gaps a start or a reload logs at most; `pagerd --check` lists every one."""
+
+
+def log_gaps(found: Coverage) -> None:
+    """A few lines, most severe first: a policy or a level with nobody at ERROR, a schedule's
+    own gaps at WARNING, those meant not at all."""
+    told = [f for f in found.findings if f.kind != "expected"]
+    for finding in told[:MAX_GAP_LINES]:
+        level = logging.WARNING if finding.kind == "schedule" else logging.ERROR
+        log.log(level, "gap: %s", finding.text)
+    if len(told) > MAX_GAP_LINES:
+        log.warning(
+            "gap: and %d more places with gaps (pagerd --check lists them all)",
+            len(told) - MAX_GAP_LINES,
+        )
 
 
 def work_out_windows(config: Config, now: float, budget: Budget | None = None) -> None:
@@ -66,10 +86,11 @@ class _Look:
 
 class Lookahead:
     """Looks at the config it is last given (`look`), one look at a time, in a task of its own
-    (`run`)."""
+    (`run`); the gaps found go to `rota` (its `coverage`, which the gauges read)."""
 
-    def __init__(self, compute: Compute) -> None:
+    def __init__(self, compute: Compute, rota: Rota | None = None) -> None:
         self._compute = compute
+        self._rota = rota
         self._wanted: _Look | None = None
         self._wake = trio.Event()
         self._current = trio.CancelScope()
@@ -110,6 +131,8 @@ class Lookahead:
     async def _gaps(self, wanted: _Look) -> None:
         config = wanted.config
         if not config.gap_weeks or not config.schedules:
+            if self._rota is not None:
+                self._rota.coverage = Coverage(wanted.now, wanted.now)
             return  # nothing to look for
         what = f"the gaps of the next {config.gap_weeks} weeks (daemon.gap_weeks)"
         try:
@@ -124,5 +147,6 @@ class Lookahead:
         except Exception:  # a bug in the check must not take paging down
             log.exception("cannot look for gaps in the schedules")
             return
-        for line in found:
-            log.error("gap: %s", line)
+        if self._rota is not None:
+            self._rota.coverage = found
+        log_gaps(found)

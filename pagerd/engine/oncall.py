@@ -16,6 +16,7 @@ from typing import Final
 import attrs
 import trio
 
+from pager.coverage import KINDS, Coverage
 from pager.domain import Resolution, Resolver, Target
 from pager.people import Directory
 from pager.schedules import Override, override_problem
@@ -57,6 +58,9 @@ class Rota:
         self._overrides: dict[str, tuple[Override, ...]] = {}
         self.directory = directory_of(config, self._overrides)
         self._lock = trio.Lock()  # one change at a time: the bound is checked, then written
+        now = clock.wall_now()
+        self.coverage = Coverage(now, now)
+        """The gaps found at the last start or reload (`pagerd.app`), for the metrics."""
 
     async def load(self) -> None:
         """At start: prune the overrides that ended, then read the rest (`StoreError` if the
@@ -87,6 +91,16 @@ class Rota:
     def wall_now(self) -> float:
         return self._clock.wall_now()
 
+    def gap_counts(self) -> dict[tuple[str, ...], float]:
+        """Gaps by kind, as the last start or reload found them (`pagerd_gaps`)."""
+        return {(kind,): float(self.coverage.count(kind)) for kind in KINDS}
+
+    def next_level_gap(self) -> float:
+        """Seconds until a level or a whole policy next reaches nobody (0: now; +inf: not in
+        the weeks looked at), as the last start or reload found the gaps
+        (`pagerd_next_level_gap_seconds`)."""
+        return self.coverage.next_level_gap(self._clock.wall_now())
+
     def resolver(self) -> Resolver:
         """Resolves a target at a time of pagerd's frame (decide's `now`), on the wall clock."""
         directory, offset = self.directory, self._clock.offset()
@@ -95,6 +109,10 @@ class Rota:
             return directory.resolve(target, at + offset)
 
         return resolve
+
+    def scheduled(self) -> list[str]:
+        """The schedules that have overrides stored (a schedule the config no longer has, too)."""
+        return list(self._overrides)
 
     def overrides(self, schedule: str) -> tuple[Override, ...]:
         """`schedule`'s overrides that have not ended, by id."""

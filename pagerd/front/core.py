@@ -20,7 +20,7 @@ from typing import Protocol, TypeAlias
 from pager.domain import Event
 from pagerd.config.http import FrontConfig
 
-__all__ = ["Core", "CoreUnavailable", "Outcome", "OverRate", "Submission"]
+__all__ = ["Busy", "Core", "CoreUnavailable", "Outcome", "OverRate", "Submission"]
 
 Submission: TypeAlias = tuple[str | None, Event]
 """An event for a service; None for an event whose `source` names it: it goes to the service
@@ -44,6 +44,16 @@ class OverRate(Exception):
 
 class CoreUnavailable(Exception):
     """The core cannot be reached (a front process whose core has gone): nothing was done."""
+
+
+class Busy(Exception):
+    """pagerd cannot take the request now (a front process's queue to a core that is not
+    reading is full; the table of wrong keys is held): nothing was done; it may try again in
+    `retry_after` whole seconds (503)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Core(Protocol):

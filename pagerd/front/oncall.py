@@ -18,6 +18,8 @@ from pagerd.engine.compute import CannotCompute
 from pagerd.engine.oncall import Refused, Rota
 
 DEFAULT_NEXT: Final = 3
+HORIZON: Final = 26 * 7 * 86400.0
+"""How far ahead `oncall` looks for hand-offs: past it, `until` is this `horizon`, no hand-off."""
 
 
 def local_iso(t: float, zone: dt.tzinfo) -> str:
@@ -62,7 +64,13 @@ async def _change(request: Request, rota: Rota) -> tuple[bytes, str]:
         return ok_reply(removed=override_fields(removed, schedules.get(removed.schedule))), "ok"
     assert request.op == "overrides", request.op
     name = request.schedule
-    assert name is not None
+    if name is None:  # every schedule's, by schedule then id (a removed schedule's too: unused)
+        every = [
+            override_fields(o, schedules.get(group))
+            for group in sorted(rota.scheduled())
+            for o in rota.overrides(group)
+        ]
+        return ok_reply(overrides=every), "ok"
     schedule = schedules.get(name)
     if schedule is None:
         raise Refused("unknown_schedule", f"no schedule named {name!r} is configured")
@@ -97,7 +105,7 @@ def _on_call(
 ) -> dict[str, Any]:
     schedule = directory.schedules[name]
     overrides = directory.overrides.get(name, ())
-    segments = upcoming(schedule, at, count, overrides, budget=budget)
+    segments = upcoming(schedule, at, count, overrides, HORIZON, budget)
     now = segments[0] if segments else None
     return {
         "schedule": name,
@@ -105,6 +113,9 @@ def _on_call(
         "at": local_iso(at, schedule.zone),
         "on_call": None if now is None else now.person,
         "until": None if now is None else local_iso(now.end, schedule.zone),
+        # Where the search stopped: an `until` (or a last `next`) ending there is no hand-off,
+        # only as far as pagerd looked.
+        "horizon": local_iso(at + HORIZON, schedule.zone),
         "next": [
             {
                 "from": local_iso(s.start, schedule.zone),

@@ -46,7 +46,7 @@ from pagerd.config.channels import Channel, TwilioSettings
 from pagerd.delivery.lanes import Answering
 from pagerd.delivery.outbox import LaneSpec
 from pagerd.delivery.transports.twilio import ReplyCodes, stored_code
-from pagerd.delivery.wording import LINKED, PLAIN, Wording, Words
+from pagerd.delivery.wording import PLAIN, Wording, Words
 from pagerd.delivery.workers.wire import (
     Close,
     Failed,
@@ -185,8 +185,9 @@ class WorkerPool:
         self, lane: int, channel: Channel, notification: Notify, reply_code: int | None = None
     ) -> str | None:
         worker = await self._pick(trio.current_time() + channel.timeout)
-        linked = notification.target.channel in LINKED
-        resolve = linked and self._wording.allows_resolve(notification)
+        # Whether its policy lets a page close the incident: a resolve link, a Resolve button,
+        # "4c to close" in an SMS's reply hint.
+        resolve = self._wording.allows_resolve(notification)
         self._word()  # no wait from here to the send: the worker words it with these
         call = _Call(next(self._call_numbers))
         worker.calls[call.id] = call
@@ -306,15 +307,17 @@ class WorkerPool:
         finally:
             worker.gone = True
             del self._workers[number]
+            # Counted now: once woken, each sender takes its call out of `calls`.
+            in_progress = len(worker.calls)
             for call in worker.calls.values():
                 call.lost = True
                 call.done.set()
             with trio.CancelScope(shield=True):
                 await _end(process, 0.0 if ended else CLOSE_TIMEOUT)
             if ended:
-                self._count_death(worker)
+                self._count_death(worker, in_progress)
 
-    def _count_death(self, worker: _Worker) -> None:
+    def _count_death(self, worker: _Worker, in_progress: int) -> None:
         reason = "hung" if worker.hung else "died"
         self._deaths += 1
         self._hung += worker.hung
@@ -323,7 +326,7 @@ class WorkerPool:
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"status {code}"
         log.error(
             "delivery worker %d (pid %d) %s (%s) with %d sends in progress; replacing it",
-            worker.number, worker.process.pid, reason, how, len(worker.calls),
+            worker.number, worker.process.pid, reason, how, in_progress,
         )  # fmt: skip
 
     async def _write(self, worker: _Worker) -> None:

@@ -24,7 +24,7 @@ never shows or logs a key.
   (Slack buttons); `console/`: the web console under `/console/`
 - `fronts.py`: the front processes, from the core (started, served, replaced, drained);
   `process.py`: one front process; `channel.py`: the private channel's messages; `remote.py`:
-  the core's port over it; `shared.py`: what the fronts share (the connection cap)
+  the core's port over it; `shared.py`: what the fronts share (the connection cap, the wrong keys)
 """
 
 from pagerd.front.http.app import HttpApp

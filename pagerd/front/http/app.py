@@ -14,13 +14,14 @@ commit of an event (which the daemon's own shutdown bounds).
 from __future__ import annotations
 
 import logging
-from typing import Final, Protocol
+from typing import Final
 
 import msgspec
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-from pagerd.front.core import Core, CoreUnavailable
+from pagerd.config.http import Integration
+from pagerd.front.core import Busy, Core, CoreUnavailable
 from pagerd.front.http.asgi import (
     Disconnected,
     Response,
@@ -31,41 +32,17 @@ from pagerd.front.http.asgi import (
     send_response,
 )
 from pagerd.front.http.auth import authenticate, bearer
-from pagerd.front.http.limits import FailedKeys
+from pagerd.front.http.limits import HereWrongKeys, WrongKeys
 from pagerd.front.http.openapi import document
 from pagerd.front.http.routes import Call, Route, allowed, find, handle
 from pagerd.operations.metrics import Metrics
+
+__all__ = ["HereWrongKeys", "HttpApp", "WrongKeys"]
 
 log = logging.getLogger("pagerd.http")
 
 READY_TIMEOUT: Final = 2.0
 UNMATCHED: Final = "(unmatched)"
-
-
-class WrongKeys(Protocol):
-    """Wrong keys, counted per client address (`FailedKeys`): an address past its allowance
-    waits, whatever key it presents."""
-
-    def retry_after(self, address: str) -> int | None:
-        """None if `address` may present a key now; else whole seconds to wait."""
-        ...
-
-    async def failed(self, address: str) -> None:
-        """`address` presented a wrong key (or none)."""
-        ...
-
-
-class HereWrongKeys:
-    """`WrongKeys` in this process: the HTTP front door's own table."""
-
-    def __init__(self) -> None:
-        self.table = FailedKeys()
-
-    def retry_after(self, address: str) -> int | None:
-        return self.table.retry_after(address)
-
-    async def failed(self, address: str) -> None:
-        self.table.failed(address)
 
 
 class HttpApp:
@@ -93,7 +70,9 @@ class HttpApp:
                   doc={"summary": "This document", "responses": ("200",)}),
             *routes,
         ]  # fmt: skip
-        self._document = msgspec.json.encode(document(self.routes, core.config().http.public_url))
+        self._document = b""
+        self._document_url: str | None = None
+        self._openapi_document()  # a route that cannot be documented fails the start
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -108,6 +87,10 @@ class HttpApp:
         except Disconnected:
             self._metrics.http_requests.inc(name, "499")
             return
+        except Busy as busy:  # the table of wrong keys, held too long by another process
+            assert route is not None
+            retry = ("retry-after", str(busy.retry_after))
+            response = route.refuse(503, "busy", str(busy), retry)
         self._metrics.http_requests.inc(name, str(response.status))
         await send_response(send, response, head_only=method == "HEAD")
 
@@ -132,32 +115,17 @@ class HttpApp:
         client = scope.get("client")
         address = client[0] if client else ""
         if route.auth is not None:
-            # An address that presented too many wrong keys waits, whatever it presents now:
-            # guessing a key takes forever (see `FailedKeys`).
-            wait = self.wrong_keys.retry_after(address)
-            if wait is not None:
-                message = f"too many wrong keys from this address; retry in {wait}s"
-                return error(
-                    429, "busy", message, ("retry-after", str(wait)), ("connection", "close")
-                )
             key = params.pop("key", None) if route.key_in_path else bearer(headers)
-            integration = authenticate(config.integrations.values(), route.auth, key)
-            if integration is None:
-                self._metrics.http_auth_failures.inc(route.auth)
-                await self.wrong_keys.failed(address)
-                close = ("connection", "close")  # one guess per connection
-                if route.key_in_path:
-                    return error(404, "not_found", "no such endpoint (see /openapi.json)", close)
-                message = f"this endpoint takes the key of a {route.auth!r} integration"
-                return error(
-                    401, "unauthorized", f"missing or wrong key: {message} (Authorization: Bearer)",
-                    ("www-authenticate", "Bearer"), close,
-                )  # fmt: skip
+            found = await self._authenticate(route, route.auth, key, address)
+            if isinstance(found, Response):
+                return found
+            integration = found
         if route.signed is not None:
+            # Before its body is read: `check`, below, decides.
             wait = self.wrong_keys.retry_after(address)
             if wait is not None:
                 message = f"too many badly signed requests from this address; retry in {wait}s"
-                return error(
+                return route.refuse(
                     429, "busy", message, ("retry-after", str(wait)), ("connection", "close")
                 )
         body = b""
@@ -169,22 +137,68 @@ class HttpApp:
             except TooLarge:
                 bound = "http.max_body_bytes" if most == limits.max_body_bytes else "this form"
                 message = f"the body is over {most} bytes ({bound})"
-                return error(413, "too_large", message, ("connection", "close"))
+                return route.refuse(413, "too_large", message, ("connection", "close"))
             except trio.TooSlowError:
                 message = f"the body took over {limits.read_timeout:g}s (http.read_timeout)"
-                return error(408, "timeout", message, ("connection", "close"))
+                return route.refuse(408, "timeout", message, ("connection", "close"))
         query = scope.get("query_string", b"").decode("latin-1")
         call = Call(
             scope["method"], path, params, headers, body, integration, address=address, query=query
         )
         if route.signed is not None:
-            refused = route.signed.check(call)
-            if refused is not None:
-                if refused.status == 403:
-                    self._metrics.http_auth_failures.inc(route.signed.provider)
-                    await self.wrong_keys.failed(address)
-                return refused
+            signed = route.signed
+            refused: list[Response] = []
+
+            def right() -> bool:
+                found = signed.check(call)
+                if found is not None:
+                    refused.append(found)
+                return found is None or found.status != 403  # a 404: not set up
+
+            wait = await self.wrong_keys.check(address, right)
+            if wait is not None:
+                message = f"too many badly signed requests from this address; retry in {wait}s"
+                return route.refuse(
+                    429, "busy", message, ("retry-after", str(wait)), ("connection", "close")
+                )
+            if refused:
+                if refused[0].status == 403:
+                    self._metrics.http_auth_failures.inc(signed.provider)
+                return refused[0]
         return await handle(route, call)
+
+    async def _authenticate(
+        self, route: Route, kind: str, key: str | None, address: str
+    ) -> Integration | Response:
+        """The integration of type `kind` whose key `key` is, or the refusal: an address that
+        presented too many wrong keys waits, whatever it presents now (guessing a key takes
+        forever: see `FailedKeys`), and a wrong key closes its connection (one guess each)."""
+        integrations = self._core.config().integrations.values()
+        found: list[Integration] = []
+
+        def right() -> bool:
+            integration = authenticate(integrations, kind, key)
+            if integration is not None:
+                found.append(integration)
+            return integration is not None
+
+        wait = await self.wrong_keys.check(address, right)
+        if wait is not None:
+            message = f"too many wrong keys from this address; retry in {wait}s"
+            return route.refuse(
+                429, "busy", message, ("retry-after", str(wait)), ("connection", "close")
+            )
+        if found:
+            return found[0]
+        self._metrics.http_auth_failures.inc(kind)
+        close = ("connection", "close")  # one guess per connection
+        if route.key_in_path:
+            return route.refuse(404, "not_found", "no such endpoint (see /openapi.json)", close)
+        message = f"this endpoint takes the key of a {kind!r} integration"
+        return route.refuse(
+            401, "unauthorized", f"missing or wrong key: {message} (Authorization: Bearer)",
+            ("www-authenticate", "Bearer"), close,
+        )  # fmt: skip
 
     async def _healthy(self, call: Call) -> Response:
         return Response.json(200, {"ok": True, "healthy": True})
@@ -201,4 +215,13 @@ class HttpApp:
         return error(503, "unavailable", f"the database did not answer within {READY_TIMEOUT:g}s")
 
     async def _openapi(self, call: Call) -> Response:
-        return Response(200, self._document)
+        return Response(200, self._openapi_document())
+
+    def _openapi_document(self) -> bytes:
+        """`/openapi.json`, made again when a reload changed `http.public_url` (its
+        `servers`): the routes are the same for the process's life."""
+        public_url = self._core.config().http.public_url
+        if not self._document or public_url != self._document_url:
+            self._document = msgspec.json.encode(document(self.routes, public_url))
+            self._document_url = public_url
+        return self._document

@@ -6,12 +6,13 @@ for that front and handed to it at its start: nothing else can connect to it, so
 in on it is from pagerd's own front, and an integration named in it is the one whose key the
 front checked.
 
-Front to core: `Serving` once it accepts; `Submit`, `Status`, `History`, `Ready`, `WrongKey`
-and `Forward` (a whole request for a route served in the core) (each with an id, answered by
-id, many in flight at once); `Counts` (its HTTP metrics since the last). Core to front:
-`Configure` (first, then on each reload), `Replied`, `Limited`, `ReadyAnswer`, `Noted`,
-`Answered`, `Failed` (the answers), `Block` (an address past its wrong keys, for every front) and
-`Drain` (a clean stop).
+Front to core: `Serving` once it accepts; `Submit`, `Status`, `History`, `Ready` and `Forward`
+(a whole request for a route served in the core) (each with an id, answered by id, many in
+flight at once); `Counts` (its HTTP metrics since the last); `Pong` (a `Ping`'s answer). Core to
+front: `Configure` (first, then on each reload), `Replied`, `Limited`, `ReadyAnswer`,
+`Answered`, `Failed` (the answers), `Ping` (is the front alive? answered at once, or it is
+replaced) and `Drain` (a clean stop). Wrong keys do not cross it: every front counts them in the
+file they share (`shared.py`).
 
 Keys cross it in `Configure`, and nowhere else; no message is ever logged.
 """
@@ -81,11 +82,6 @@ class Ready(msgspec.Struct, tag="ready", array_like=True):
     id: int
 
 
-class WrongKey(msgspec.Struct, tag="wrong_key", array_like=True):
-    id: int
-    address: str
-
-
 class Forward(msgspec.Struct, tag="forward", array_like=True):
     """A request for a route served in the core (`WireRoute`), authenticated and read whole by
     the front: the core's handler answers it."""
@@ -103,14 +99,21 @@ class Forward(msgspec.Struct, tag="forward", array_like=True):
 
 
 class Counts(msgspec.Struct, tag="counts", array_like=True):
-    """Increments since the last `Counts`: HTTP answers by (route, code), and wrong keys by the
-    integration type asked for."""
+    """Increments since the last `Counts`: HTTP answers by (route, code), wrong keys by the
+    integration type asked for, and events refused on their own by (integration, reason)."""
 
     requests: list[tuple[str, str, int]]
     auth_failures: list[tuple[str, int]]
+    refused: list[tuple[str, str, int]] = []
 
 
-ToCore: TypeAlias = Serving | Submit | Status | History | Ready | WrongKey | Forward | Counts
+class Pong(msgspec.Struct, tag="pong", array_like=True):
+    """The answer to `Ping` `id`."""
+
+    id: int
+
+
+ToCore: TypeAlias = Serving | Submit | Status | History | Ready | Forward | Counts | Pong
 
 
 class WireIntegration(msgspec.Struct, array_like=True):
@@ -185,24 +188,17 @@ class ReadyAnswer(msgspec.Struct, tag="ready_answer", array_like=True):
     why: str | None
 
 
-class Noted(msgspec.Struct, tag="noted", array_like=True):
+class Ping(msgspec.Struct, tag="ping", array_like=True):
+    """Answer `Pong(id)` now: a front that does not is hung, and is replaced."""
+
     id: int
-
-
-class Block(msgspec.Struct, tag="block", array_like=True):
-    """`address` presented too many wrong keys: it waits `seconds` whatever it presents."""
-
-    address: str
-    seconds: int
 
 
 class Drain(msgspec.Struct, tag="drain", array_like=True):
     """Stop accepting; answer what is in flight; then exit."""
 
 
-ToFront: TypeAlias = (
-    Configure | Replied | Limited | Failed | ReadyAnswer | Noted | Answered | Block | Drain
-)
+ToFront: TypeAlias = Configure | Replied | Limited | Failed | ReadyAnswer | Answered | Ping | Drain
 
 _encoder = msgspec.json.Encoder()
 

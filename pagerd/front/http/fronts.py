@@ -2,19 +2,21 @@
 
 The core opens the HTTP listeners (or takes the one systemd passed) and starts `http.workers`
 front processes (`process.py`), handing each the listeners, one end of a socketpair (its private
-channel) and the shared seats (`shared.py`). The kernel hands each new connection to whichever
-front accepts it first. Each channel is served here: a front's events go to the actors through
-`LocalCore.hand_over` (the same path as the socket's, answered after commit), its reads to the
-socket server's, its counts to the core's metrics; the core sends it the config at its start
-and at each reload.
+channel) and the shared memory (`shared.py`: the seats, the wrong keys). The kernel hands each
+new connection to whichever front accepts it first. Each channel is served here: a front's
+events go to the actors through `LocalCore.hand_over` (the same path as the socket's, answered
+after commit), its reads to the socket server's, its counts to the core's metrics; the core
+sends it the config at its start and at each reload, and pings it.
 
-Kept here for every front at once: each integration's rate (in `LocalCore`), the wrong keys of
-each client address (`FailedKeys`; an address past its allowance is told to every front), and
-the cap on connections (the shared seats). A front that exits unasked (a crash, `kill -9`) is
-replaced; what it had in flight failed at its clients, who retry, and what of it was committed
-stays committed. A clean stop asks each front to stop accepting and to answer what it has in
-flight (`drain`); the composition root bounds that wait, then stops this, which kills any front
-still running.
+Kept for every front at once: each integration's rate (here, in `LocalCore`), and, in the file
+of shared memory every front maps (`shared.py`), the cap on connections and the wrong keys of
+each client address (a bad signature of a route served here counts there too). A front that
+exits unasked (a crash, `kill -9`) is replaced; so is one that does not answer a `Ping` within
+`PING_WITHIN` twice in a row (hung: stopped, or its loop blocked): it is killed, and its seats
+given back. What it had in flight failed at its clients, who retry, and what of it was
+committed stays committed. A clean stop asks each front to stop accepting and to answer what it
+has in flight (`drain`); the composition root bounds that wait, then stops this, which kills any
+front still running.
 """
 
 from __future__ import annotations
@@ -29,11 +31,10 @@ from typing import Final
 import trio
 
 from pagerd.config.http import FrontConfig
-from pagerd.front.core import OverRate
+from pagerd.front.core import Busy, OverRate
 from pagerd.front.http.asgi import Response, error
 from pagerd.front.http.channel import (
     Answered,
-    Block,
     BrokenChannel,
     Counts,
     Drain,
@@ -41,7 +42,8 @@ from pagerd.front.http.channel import (
     Forward,
     History,
     Limited,
-    Noted,
+    Ping,
+    Pong,
     Reader,
     Ready,
     ReadyAnswer,
@@ -49,16 +51,14 @@ from pagerd.front.http.channel import (
     Status,
     Submit,
     ToCore,
-    WrongKey,
     configure,
     encode,
     from_wire,
     replied,
     to_core,
 )
-from pagerd.front.http.limits import FailedKeys
 from pagerd.front.http.routes import Call, Route, handle
-from pagerd.front.http.shared import SharedSeats
+from pagerd.front.http.shared import SharedSeats, SharedWrongKeys
 from pagerd.front.local import LocalCore
 from pagerd.operations.metrics import Metrics
 from pagerd.timing.timers import Backoff
@@ -79,8 +79,14 @@ a back-off (`RESTART_MIN` doubled up to `RESTART_MAX`): a front that cannot run 
 MAX_IN_FLIGHT: Final = 4096
 """Submissions of one front the core holds at once; past it, that channel is not read."""
 MAX_READS: Final = 64
-"""Reads (status, history, ready) and forwarded requests of one front served at once; past it,
-likewise."""
+"""Reads (status, history) and forwarded requests of one front served at once; past it,
+likewise. A `Ready` takes none: every `Ready` of a front waits for one answer (`LocalCore.ready`,
+itself one ping of the database a second)."""
+PING_EVERY: Final = 5.0
+"""Seconds between two pings of a front."""
+PING_WITHIN: Final = 5.0
+"""Seconds a front has to answer a ping. One that misses two in a row is hung, killed and
+replaced: two, so that the core's own pause (a stop, a slow moment) cannot condemn a front."""
 
 
 class FrontFailed(Exception):
@@ -91,17 +97,27 @@ class _Channel:
     """The core's end of one front's channel."""
 
     def __init__(
-        self, stream: trio.SocketStream, fronts: Fronts, serving: Callable[[], None]
+        self,
+        stream: trio.abc.Stream,
+        fronts: Fronts,
+        serving: Callable[[], None],
+        hung: Callable[[], None],
     ) -> None:
+        """`hung` is told when the front has missed two pings in a row (it kills it)."""
         self._stream = stream
         self._fronts = fronts
         self._serving = serving
+        self._hung = hung
         self._out: list[bytes] = []
         self._wake = trio.lowlevel.ParkingLot()
         self._closed = False
         self._in_flight = 0
         self._room = trio.lowlevel.ParkingLot()
         self._reads = trio.Semaphore(MAX_READS)
+        self._ready_ids: list[int] = []  # `Ready`s waiting for the answer under way
+        self._pings = 0
+        self._heard = trio.Event()  # anything from the front since the last ping
+        self._receiving = False  # waiting for what the front sends (not held back by the core)
         self.pid: int | None = None
 
     def send(self, line: bytes) -> None:
@@ -140,7 +156,15 @@ class _Channel:
     async def _read(self, nursery: trio.Nursery) -> None:
         reader = Reader(self._stream, to_core)
         try:
-            while messages := await reader.receive():
+            while True:
+                self._receiving = True
+                try:
+                    messages = await reader.receive()
+                finally:
+                    self._receiving = False
+                if not messages:
+                    return
+                self._heard.set()
                 for message in messages:
                     await self._take(message, nursery)
         except BrokenChannel as exc:
@@ -149,21 +173,62 @@ class _Channel:
     async def _take(self, message: ToCore, nursery: trio.Nursery) -> None:
         if isinstance(message, Submit):
             await self._submit(message)
-        elif isinstance(message, (Status, History, Ready)):
+        elif isinstance(message, (Status, History)):
             await self._reads.acquire()
             nursery.start_soon(self._read_one, message)
+        elif isinstance(message, Ready):
+            self._ready_ids.append(message.id)
+            if len(self._ready_ids) == 1:
+                nursery.start_soon(self._ready)
         elif isinstance(message, Forward):
             await self._reads.acquire()
             nursery.start_soon(self._forward, message)
-        elif isinstance(message, WrongKey):
-            self._fronts.wrong_key(message.address)
-            self.send(encode(Noted(message.id)))
         elif isinstance(message, Counts):
             self._fronts.count(message)
+        elif isinstance(message, Pong):
+            pass  # heard: that was all it was for
         else:
             assert isinstance(message, Serving)
             self.pid = message.pid
             self._serving()
+            if self._fronts.ping_every > 0:
+                nursery.start_soon(self._keep_alive)
+
+    async def _keep_alive(self) -> None:
+        """Ping the front every `ping_every` seconds; tell `hung` once it has missed two pings
+        in a row: sent nothing at all within `ping_within` of each while the core was waiting
+        to read it. A front the core does not read meanwhile (it holds back a front whose
+        submissions fill `MAX_IN_FLIGHT`, or whose events wait for their actors in a storm)
+        cannot answer, and is not blamed."""
+        missed = 0
+        while True:
+            await trio.sleep(self._fronts.ping_every if missed == 0 else 0)
+            self._pings += 1
+            self._heard = trio.Event()
+            self.send(encode(Ping(self._pings)))
+            with trio.move_on_after(self._fronts.ping_within):
+                await self._heard.wait()
+            silent = not self._heard.is_set() and self._receiving
+            missed = missed + 1 if silent else 0
+            if missed == 2:
+                log.error(
+                    "http front pid=%s answered no ping within %gs twice: hung; killed, replaced",
+                    self.pid, self._fronts.ping_within,
+                )  # fmt: skip
+                self._hung()
+                return
+
+    async def _ready(self) -> None:
+        """Answer every `Ready` of the front that came in while the core's answer was asked
+        for, with it (one task a front at most)."""
+        try:
+            why = await self._fronts.core.ready()
+        except Exception as exc:
+            log.exception("http front pid=%s: cannot tell whether pagerd is ready", self.pid)
+            why = f"the core cannot tell: {exc}"
+        ids, self._ready_ids = self._ready_ids, []
+        for id in ids:
+            self.send(encode(ReadyAnswer(id, why)))
 
     async def _submit(self, message: Submit) -> None:
         while self._in_flight >= MAX_IN_FLIGHT:
@@ -195,12 +260,10 @@ class _Channel:
             log.exception("http front pid=%s: cannot hand over a submission", self.pid)
             self.send(encode(Failed(id)))
 
-    async def _read_one(self, message: Status | History | Ready) -> None:
+    async def _read_one(self, message: Status | History) -> None:
         core = self._fronts.core
         try:
-            if isinstance(message, Ready):
-                self.send(encode(ReadyAnswer(message.id, await core.ready())))
-            elif isinstance(message, Status):
+            if isinstance(message, Status):
                 outcome = await core.status(message.integration, message.service)
                 self.send(replied(message.id, [outcome]))
             else:
@@ -267,8 +330,10 @@ class Fronts:
         self._listeners = listeners
         self._metrics = metrics
         self._log_level = log_level
-        self._wrong_keys = FailedKeys()
         self._seats = SharedSeats.create(count)
+        self.wrong_keys = SharedWrongKeys(self._seats.fd, count)
+        self.ping_every = PING_EVERY
+        self.ping_within = PING_WITHIN
         self._configure = encode(configure(front, self._in_core_routes))
         self._channels: dict[int, _Channel] = {}
         self._draining = False
@@ -308,20 +373,18 @@ class Fronts:
         for listener in self._listeners:
             listener.socket.close()
 
-    def wrong_key(self, address: str) -> None:
-        """`address` presented a wrong key to a front: past its allowance, every front makes it
-        wait."""
-        self._wrong_keys.failed(address)
-        wait = self._wrong_keys.retry_after(address)
-        if wait is not None:
-            block = encode(Block(address, wait))
-            for channel in self._channels.values():
-                channel.send(block)
+    def held(self, slot: int) -> int:
+        """The connections front `slot` holds now."""
+        return 0 if self.closed.is_set() else self._seats.held(slot)
+
+    def pid_of(self, slot: int) -> int | None:
+        channel = self._channels.get(slot)
+        return None if channel is None else channel.pid
 
     async def answer(self, message: Forward) -> Response:
         """The answer of the route served in the core that `message` is for: its provider's
         signature checked here first, where the secret is (a bad one counted as a wrong key of
-        its address, for every front), then its handler's."""
+        its address, in the table every front shares), then its handler's."""
         route = self.in_core.get((message.method, message.pattern))
         if route is None and message.method == "HEAD":  # a GET route's, as `find` gives it
             route = self.in_core.get(("GET", message.pattern))
@@ -337,12 +400,26 @@ class Fronts:
             integration, address=message.address, query=message.query,
         )  # fmt: skip
         if route.signed is not None:
-            refused = route.signed.check(call)
-            if refused is not None:
-                if refused.status == 403:
-                    self._metrics.http_auth_failures.inc(route.signed.provider)
-                    self.wrong_key(message.address)
-                return refused
+            signed = route.signed
+            refused: list[Response] = []
+
+            def right() -> bool:
+                found = signed.check(call)
+                if found is not None:
+                    refused.append(found)
+                return found is None or found.status != 403  # a 404: not set up
+
+            try:
+                wait = await self.wrong_keys.check(message.address, right)
+            except Busy as busy:
+                return error(503, "busy", str(busy), ("retry-after", str(busy.retry_after)))
+            if wait is not None:
+                text = f"too many badly signed requests from this address; retry in {wait}s"
+                return error(429, "busy", text, ("retry-after", str(wait)), ("connection", "close"))
+            if refused:
+                if refused[0].status == 403:
+                    self._metrics.http_auth_failures.inc(signed.provider)
+                return refused[0]
         return await handle(route, call)
 
     def count(self, counts: Counts) -> None:
@@ -350,6 +427,8 @@ class Fronts:
             self._metrics.http_requests.inc(route, code, by=n)
         for kind, n in counts.auth_failures:
             self._metrics.http_auth_failures.inc(kind, by=n)
+        for integration, reason, n in counts.refused:
+            self._metrics.http_events_refused.inc(integration, reason, by=n)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the fronts until drained (each has exited), replacing any that exits unasked;
@@ -376,6 +455,7 @@ class Fronts:
                 task_status.started()
         finally:
             self.closed.set()
+            self.wrong_keys.close()
             self._seats.close()
 
     async def _keep(self, slot: int, started: Callable[[], None]) -> None:
@@ -443,7 +523,14 @@ class Fronts:
             raise
         finally:
             theirs.close()
-        channel = _Channel(trio.SocketStream(trio.socket.from_stdlib_socket(mine)), self, serving)
+
+        def hung() -> None:
+            self._metrics.http_fronts_hung.inc()
+            if process.returncode is None:
+                process.kill()  # its end of the channel closes: `serve` returns
+
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(mine))
+        channel = _Channel(stream, self, serving, hung)
         self._channels[slot] = channel
         try:
             channel.send(self._configure)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Protocol
 
 import trio
 
@@ -96,3 +97,41 @@ class FailedKeys:
                 self._buckets.popitem(last=False)
         self._buckets[address] = bucket  # the most recent, last
         bucket.take()
+
+
+class WrongKeys(Protocol):
+    """Wrong keys, counted per client address (`FailedKeys`): an address past its allowance
+    waits, whatever key it presents. In the core's own process, `HereWrongKeys`; with front
+    processes, one table for all of them (`pagerd.front.http.shared.SharedWrongKeys`)."""
+
+    def retry_after(self, address: str) -> int | None:
+        """None if `address` may present a key now, else whole seconds to wait: a hint, to
+        refuse early (before a body is read); `check` decides."""
+        ...
+
+    async def check(self, address: str, right: Callable[[], bool]) -> int | None:
+        """Compare a key of `address`'s, unless the address must wait: None once `right()` (the
+        comparison: True if the key is right) has run, and counted a wrong key if it said so;
+        else whole seconds to wait, and `right` has not run. The wait and the comparison are
+        one step (nothing else checks a key of any address in between, in any process), so an
+        address's keys checked never exceed its allowance, however many it sends at once.
+        `pagerd.front.core.Busy` if the table cannot be had in time."""
+        ...
+
+
+class HereWrongKeys:
+    """`WrongKeys` in this process: the HTTP front door's own table."""
+
+    def __init__(self) -> None:
+        self.table = FailedKeys()
+
+    def retry_after(self, address: str) -> int | None:
+        return self.table.retry_after(address)
+
+    async def check(self, address: str, right: Callable[[], bool]) -> int | None:
+        wait = self.table.retry_after(address)
+        if wait is not None:
+            return wait
+        if not right():
+            self.table.failed(address)
+        return None

@@ -30,7 +30,7 @@ from pagerd.config.http import FrontConfig, tls_context
 from pagerd.front.http.app import HttpApp
 from pagerd.front.http.remote import RemoteCore
 from pagerd.front.http.serve import HttpServer
-from pagerd.front.http.shared import FrontWrongKeys, SharedSeats
+from pagerd.front.http.shared import SharedSeats, SharedWrongKeys
 from pagerd.front.http.table import routes
 from pagerd.operations import logs
 from pagerd.operations.failures import reason
@@ -45,15 +45,21 @@ GONE_GRACE: Final = 1.0
 class Front:
     """One front process's server, and what a new config changes in it."""
 
-    def __init__(self, core: RemoteCore, seats: SharedSeats, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        core: RemoteCore,
+        seats: SharedSeats,
+        wrong_keys: SharedWrongKeys,
+        metrics: Metrics,
+    ) -> None:
         config = core.config()
         self.tls_on = config.http.tls is not None
         self.tls: ssl.SSLContext | None = None
         if config.http.tls is not None:
             self.tls = tls_context(*config.http.tls)
         # The table's routes, handled here; then those served in the core, forwarded whole.
-        served = [*routes(core, metrics), *core.forwarded()]
-        app = HttpApp(served, core, metrics, FrontWrongKeys(core))
+        served = [*routes(core, metrics, wrong_keys), *core.forwarded()]
+        app = HttpApp(served, core, metrics, wrong_keys)
         self.server = HttpServer(
             app,
             config.http.limits,
@@ -76,7 +82,10 @@ class Front:
 
 
 async def serve(
-    channel: socket.socket, listening: Sequence[socket.socket], seats: SharedSeats
+    channel: socket.socket,
+    listening: Sequence[socket.socket],
+    seats: SharedSeats,
+    wrong_keys: SharedWrongKeys,
 ) -> None:
     """Serve HTTP until asked to stop, or until the core has gone."""
     metrics = Metrics()
@@ -84,14 +93,16 @@ async def serve(
         trio.SocketStream(trio.socket.from_stdlib_socket(channel)),
         metrics.http_requests,
         metrics.http_auth_failures,
+        metrics.http_events_refused,
     )
     metrics.http_requests.changed = core.counted
     metrics.http_auth_failures.changed = core.counted
+    metrics.http_events_refused.changed = core.counted
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in listening]
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(core.run)
-            front = Front(core, seats, metrics)
+            front = Front(core, seats, wrong_keys, metrics)
             core.configured = front.configured
             await nursery.start(front.server.serve, listeners)
             core.serving()
@@ -138,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--channel", type=int, required=True, help="the channel's fd")
     parser.add_argument("--listen", type=int, action="append", default=[], help="a listener's fd")
-    parser.add_argument("--seats", type=int, required=True, help="the shared seats' fd")
+    parser.add_argument(
+        "--seats", type=int, required=True, help="the shared file's fd (seats, wrong keys)"
+    )
     parser.add_argument("--slots", type=int, required=True, help="how many fronts share them")
     parser.add_argument("--slot", type=int, required=True, help="this front's slot")
     parser.add_argument("--log-level", default="info")
@@ -152,8 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     channel = socket.socket(fileno=args.channel)
     listening = [socket.socket(fileno=fd) for fd in args.listen]
     seats = SharedSeats(args.seats, args.slots, args.slot)
+    wrong_keys = SharedWrongKeys(args.seats, args.slots)
     try:
-        trio.run(serve, channel, listening, seats)
+        trio.run(serve, channel, listening, seats, wrong_keys)
     except Exception as exc:  # groups included: each cause in one line
         log.critical("http front stopped on an error: %s", reason(exc), exc_info=exc)
         return 1

@@ -2,13 +2,25 @@
 flight at once, each answered by its id (so a slow commit holds up only its own request).
 
 A writer task sends whatever is queued in one write (the front's HTTP counts since the last
-write with it); a reader task hands each answer to the request waiting for it. When the core
-has gone (the channel closed), every request waiting gets `CoreUnavailable`, and `gone` is set:
-the front stops.
+write with it); a reader task hands each answer to the request waiting for it, and answers the
+core's `Ping` at once. When the core has gone (the channel closed), every request waiting gets
+`CoreUnavailable`, and `gone` is set: the front stops.
+
+What waits to be written is bounded (`MAX_QUEUED` messages, `MAX_QUEUED_BYTES`): while the core
+does not read (stopped, overloaded), a request past the bound is answered 503 busy at once
+(`Busy`) rather than held in memory (found by review: a flood of large Alertmanager payloads
+grew each front to 390 MB while the core was stopped). A request given up on (its client went,
+its patience ran out) takes its message back if it has not been written yet, so the core never
+commits what nobody waits for; one being written is left whole.
+
+`ready()` asks the core once for every request that asks at the same time, and its answer
+serves for `READY_FOR` seconds: a flood of `GET /-/ready` costs the core one question a second
+from each front.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,11 +29,10 @@ from typing import Final
 import trio
 
 from pagerd.config.http import FrontConfig
-from pagerd.front.core import CoreUnavailable, Outcome, OverRate, Submission
+from pagerd.front.core import Busy, CoreUnavailable, Outcome, OverRate, Submission
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.channel import (
     Answered,
-    Block,
     BrokenChannel,
     Configure,
     Counts,
@@ -30,6 +41,8 @@ from pagerd.front.http.channel import (
     Forward,
     History,
     Limited,
+    Ping,
+    Pong,
     Reader,
     Ready,
     ReadyAnswer,
@@ -40,22 +53,28 @@ from pagerd.front.http.channel import (
     ToCore,
     ToFront,
     WireRoute,
-    WrongKey,
     encode,
     front_config,
     outcomes_of,
     to_front,
     to_wire,
 )
-from pagerd.front.http.limits import MAX_ADDRESSES
 from pagerd.front.http.routes import Call, Route, Signed
 from pagerd.operations.metrics import Counter
 
-__all__ = ["Blocked", "RemoteCore"]
+__all__ = ["RemoteCore"]
 
 log = logging.getLogger("pagerd.http.front")
 
 GONE: Final = "the core of pagerd is not running"
+MAX_QUEUED: Final = 1024
+"""Requests waiting to be written to the core at once; past it, 503 busy."""
+MAX_QUEUED_BYTES: Final = 16 * 1024 * 1024
+"""Their bytes (and those being written); past it, 503 busy (one request alone always goes:
+it is within `http.max_body_bytes`)."""
+BUSY: Final = "pagerd's core is not keeping up; try again"
+READY_FOR: Final = 1.0
+"""Seconds the core's answer to `ready` serves every request that asks."""
 
 
 class _Waiter:
@@ -64,30 +83,6 @@ class _Waiter:
     def __init__(self) -> None:
         self.event = trio.Event()
         self.answer: ToFront | None = None
-
-
-class Blocked:
-    """Addresses the core said wait, until when (this process's clock): at most
-    `MAX_ADDRESSES`, the one due first forgotten first."""
-
-    def __init__(self, size: int = MAX_ADDRESSES) -> None:
-        self._until: dict[str, float] = {}
-        self._size = size
-
-    def block(self, address: str, seconds: int) -> None:
-        if address not in self._until and len(self._until) >= self._size:
-            del self._until[min(self._until, key=self._until.__getitem__)]
-        self._until[address] = trio.current_time() + seconds
-
-    def retry_after(self, address: str) -> int | None:
-        until = self._until.get(address)
-        if until is None:
-            return None
-        left = until - trio.current_time()
-        if left <= 0:
-            del self._until[address]
-            return None
-        return max(1, round(left))
 
 
 class _Shipped:
@@ -110,16 +105,22 @@ class _Shipped:
 class RemoteCore:
     def __init__(
         self,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         requests: Counter,
         auth_failures: Counter,
+        refused: Counter,
         configured: Callable[[FrontConfig], None] | None = None,
     ) -> None:
-        """The core at the other end of `stream`. `requests` and `auth_failures` are this
-        front's HTTP counters, whose gains are sent to the core; `configured` is told of each
-        config after the first (a reload)."""
+        """The core at the other end of `stream`. `requests`, `auth_failures` and `refused` (the
+        events refused on their own) are this front's HTTP counters, whose gains are sent to the
+        core; `configured` is told of each config after the first (a reload)."""
         self._stream = stream
-        self._out: list[bytes] = []
+        self._out: dict[int, bytes] = {}  # by when it was queued: in order
+        self._queued = itertools.count()
+        self._queued_bytes = 0
+        self._writing = 0  # bytes being written
+        self.max_queued = MAX_QUEUED
+        self.max_queued_bytes = MAX_QUEUED_BYTES
         self._wake = trio.lowlevel.ParkingLot()
         self._sending = False
         self._sent = trio.lowlevel.ParkingLot()
@@ -131,9 +132,12 @@ class RemoteCore:
         self._first = trio.Event()
         self._requests = _Shipped(requests)
         self._auth_failures = _Shipped(auth_failures)
+        self._refused = _Shipped(refused)
         self._counted = False
         self.configured = configured
-        self.blocked = Blocked()
+        self._nursery: trio.Nursery | None = None
+        self._ready: tuple[float, str | None] | None = None  # when answered, and the answer
+        self._asking_ready: trio.Event | None = None
         self.drain = trio.Event()
         """Set when the core asks for a clean stop."""
         self.gone = trio.Event()
@@ -148,9 +152,11 @@ class RemoteCore:
         config has come."""
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._write)
                 await self._read(nursery.cancel_scope, task_status)
         finally:
+            self._nursery = None
             self.gone.set()
             self._sent.unpark_all()
             for waiter in self._waiting.values():
@@ -186,10 +192,33 @@ class RemoteCore:
         return self._one(await self._ask(lambda id: History(id, integration, service)))
 
     async def ready(self) -> str | None:
-        answer = await self._ask(Ready)
-        if isinstance(answer, ReadyAnswer):
-            return answer.why
-        raise self._unexpected(answer)
+        """The core's answer, asked once for every request that asks meanwhile (by a task of
+        its own: a request that gives up does not take the question with it), and served for
+        `READY_FOR` seconds."""
+        while True:
+            if self._ready is not None:
+                at, why = self._ready
+                if trio.current_time() - at < READY_FOR:
+                    return why
+            if self._asking_ready is None:
+                if self._nursery is None:
+                    raise CoreUnavailable(GONE)
+                self._asking_ready = trio.Event()
+                self._nursery.start_soon(self._ask_ready, self._asking_ready)
+            await self._asking_ready.wait()
+
+    async def _ask_ready(self, asked: trio.Event) -> None:
+        try:
+            answer = await self._ask(Ready)
+            why = answer.why if isinstance(answer, ReadyAnswer) else str(self._unexpected(answer))
+        except (CoreUnavailable, Busy) as exc:
+            why = str(exc)
+        except Exception as exc:  # a task of the channel's: it must not take the front down
+            log.exception("http front: cannot ask the core whether it is ready")
+            why = f"cannot ask the core: {exc}"
+        self._ready = (trio.current_time(), why)
+        self._asking_ready = None
+        asked.set()
 
     def forwarded(self) -> list[Route]:
         """The routes served in the core, each handled here by forwarding its request whole (a
@@ -217,11 +246,6 @@ class RemoteCore:
             return Response(answer.status, answer.body, answer.content_type, tuple(answer.headers))
         raise self._unexpected(answer)
 
-    async def wrong_key(self, address: str) -> None:
-        """Tell the core `address` presented a wrong key; back once the core has counted it (and
-        told every front to block the address, if that was one too many)."""
-        await self._ask(lambda id: WrongKey(id, address))
-
     def _one(self, answer: ToFront) -> Outcome:
         if isinstance(answer, Replied) and len(answer.outcomes) == 1:
             return outcomes_of(answer)[0]
@@ -239,38 +263,60 @@ class RemoteCore:
             raise CoreUnavailable(GONE)
         self._next_id += 1
         id = self._next_id
+        line = encode(message(id))
+        pending = self._queued_bytes + self._writing
+        if len(self._out) >= self.max_queued or (
+            pending and pending + len(line) > self.max_queued_bytes
+        ):
+            raise Busy(BUSY)
         waiter = self._waiting[id] = _Waiter()
-        self._send(encode(message(id)))
+        queued = self._send(line)
         try:
             await waiter.event.wait()
         finally:
             del self._waiting[id]  # answered, or given up on: a late answer is dropped
+            if not waiter.event.is_set():
+                self._take_back(queued)
         if waiter.answer is None:
             raise CoreUnavailable(GONE)
         return waiter.answer
 
-    def _send(self, line: bytes) -> None:
-        self._out.append(line)
+    def _send(self, line: bytes) -> int:
+        """Queue `line`; the number it is queued as."""
+        queued = next(self._queued)
+        self._out[queued] = line
+        self._queued_bytes += len(line)
         if len(self._out) == 1:
             self._wake.unpark()
+        return queued
+
+    def _take_back(self, queued: int) -> None:
+        """The message queued as `queued`, given up on: out of the queue if not yet written."""
+        line = self._out.pop(queued, None)
+        if line is not None:
+            self._queued_bytes -= len(line)
 
     async def _write(self) -> None:
         while True:
             while not (self._out or self._counted):
                 await self._wake.park()
+            out = list(self._out.values())
+            self._out.clear()
+            self._writing, self._queued_bytes = self._queued_bytes, 0
             if self._counted:
                 self._counted = False
                 requests = [(route, code, n) for (route, code), n in self._requests.gained()]
                 failures = [(kind, n) for (kind,), n in self._auth_failures.gained()]
-                if requests or failures:
-                    self._out.append(encode(Counts(requests, failures)))
-            out, self._out = self._out, []
+                refused = [(name, why, n) for (name, why), n in self._refused.gained()]
+                if requests or failures or refused:
+                    out.append(encode(Counts(requests, failures, refused)))
             self._sending = True
             try:
                 await self._stream.send_all(b"".join(out))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the reader sees the end, and stops the rest
             finally:
+                self._writing = 0
                 self._sending = False
                 self._sent.unpark_all()
 
@@ -293,8 +339,8 @@ class RemoteCore:
                 task_status.started()
             elif self.configured is not None:
                 self.configured(self._config)
-        elif isinstance(message, Block):
-            self.blocked.block(message.address, message.seconds)
+        elif isinstance(message, Ping):
+            self._send(encode(Pong(message.id)))
         elif isinstance(message, Drain):
             self.drain.set()
         else:

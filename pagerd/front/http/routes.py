@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import attrs
 
 from pagerd.config.http import Integration
-from pagerd.front.core import CoreUnavailable, OverRate
+from pagerd.front.core import Busy, CoreUnavailable, OverRate
 from pagerd.front.http.asgi import Response, error
 
 log = logging.getLogger("pagerd.http")
@@ -41,6 +41,17 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Response]]
+
+
+class Refusal(Protocol):
+    """How a route words an error it did not answer itself (a wrong key's wait, a body too
+    large or too slow, the integration past its rate, the core gone or busy, a bug): the
+    socket protocol's `{"ok": false, "error": {...}}` (`asgi.error`), or a sender's own shape
+    (PagerDuty's, for `/v2/enqueue`)."""
+
+    def __call__(
+        self, status: int, code: str, message: str, *headers: tuple[str, str]
+    ) -> Response: ...
 
 
 @attrs.frozen
@@ -77,6 +88,8 @@ class Route:
     doc: Mapping[str, Any] = attrs.field(factory=dict)
     """Its OpenAPI operation: `summary`, `responses` (codes as strings), and `op`, the socket
     event whose fields the body takes."""
+    refuse: Refusal = error
+    """How its errors are worded (see `Refusal`)."""
 
     @property
     def name(self) -> str:
@@ -127,9 +140,11 @@ async def handle(route: Route, call: Call) -> Response:
     except OverRate as over:
         # The core keeps every integration's rate, for all the fronts at once.
         retry = ("retry-after", str(over.retry_after))
-        return error(route.over_rate, "busy", str(over), retry)
+        return route.refuse(route.over_rate, "busy", str(over), retry)
+    except Busy as busy:
+        return route.refuse(503, "busy", str(busy), ("retry-after", str(busy.retry_after)))
     except CoreUnavailable as exc:
-        return error(503, "unavailable", str(exc), ("retry-after", "1"))
+        return route.refuse(503, "unavailable", str(exc), ("retry-after", "1"))
     except Exception:
         log.exception("http %s %s failed", call.method, route.name)
-        return error(500, "internal", "internal error")
+        return route.refuse(500, "internal", "internal error")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pagerd.front.core import Core
 from pagerd.front.http.hooks import Hooks
+from pagerd.front.http.limits import WrongKeys
 from pagerd.front.http.rest import Rest
 from pagerd.front.http.routes import Route
 from pagerd.operations.metrics import Metrics
 
 
-def routes(core: Core, metrics: Metrics) -> list[Route]:
+def routes(core: Core, metrics: Metrics, wrong_keys: WrongKeys) -> list[Route]:
     """REST, then the integrations' own: alertmanager (`POST /v1/integrations/alertmanager` and
-    `.../{key}`), events-v2 (`POST /v2/enqueue`), heartbeat (`POST /heartbeat/{service}`)."""
-    return [*Rest(core).routes(), *Hooks(core, metrics).routes()]
+    `.../{key}`), events-v2 (`POST /v2/enqueue`), heartbeat (`POST /heartbeat/{service}`).
+    `wrong_keys` is the HTTP application's (`HttpApp`'s): a wrong key in a body counts there."""
+    return [*Rest(core).routes(), *Hooks(core, metrics, wrong_keys).routes()]
