@@ -31,7 +31,7 @@ from pager import __version__, oncall_cli
 from pager.protocol import MAX_BY, MAX_ROUNDS, MAX_TEXT, request_line
 from pager.silences import MAX_REASON
 from pager.text import clip, controls, from_argv, printable
-from pager.timefmt import duration, isoformat, parse_duration, parse_time
+from pager.timefmt import duration, isoformat, parse_duration, read_time
 
 DEFAULT_SOCKET: Final = "/run/pager/pager.sock"
 EXIT_OK: Final = 0
@@ -142,9 +142,10 @@ def _duration(text: str) -> float:
 
 
 def _time(text: str) -> float:
-    """A time the reader types: ISO 8601, its zone given or else the reader's own."""
+    """A time the reader types: ISO 8601, its zone given or else the reader's own; `now`, `+2h`
+    (`pager.timefmt.read_time`, as `pager override` and `pager oncall` read theirs)."""
     try:
-        return parse_time(text, local=True)
+        return read_time(text, time.time())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -16,38 +16,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from pager.protocol import encode
-
-_RELATIVE: Final = re.compile(r"\+([0-9]{1,6})([smhdw])")
-_UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+from pager.timefmt import read_time
 
 
 def parse_time(text: str, now: Callable[[], float] = time.time) -> float:
-    """A time as the command line takes it (see the module's docstring) -> seconds since the
-    epoch; `argparse.ArgumentTypeError` saying what is accepted otherwise."""
-    text = text.strip()
-    if text == "now":
-        return now()
-    relative = _RELATIVE.fullmatch(text)
-    if relative is not None:
-        return now() + int(relative.group(1)) * _UNIT[relative.group(2)]
+    """A time as the command line takes it (`pager.timefmt.read_time`, which `pager silence` and
+    `pager simulate` use too) -> seconds since the epoch; `argparse.ArgumentTypeError` saying
+    what is accepted otherwise."""
     try:
-        parsed = dt.datetime.fromisoformat(text)
-        if parsed.tzinfo is None:
-            parsed = parsed.astimezone()  # the reader's local time
-        if not 1971 <= parsed.year <= 9000:
-            raise ValueError(text)
-        return parsed.timestamp()
-    except (ValueError, OverflowError, OSError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time: give ISO 8601 with an offset (2024-05-01T09:00+01:00), "
-            "a local time (2024-05-01T09:00 or '2024-05-01 09:00'), now, or +8h / +2d"
-        ) from None
+        return read_time(text, now())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def wire(t: float) -> str:
