@@ -501,7 +501,21 @@ def _entry(entry: dict[str, Any]) -> str:
     if event == "resolve":
         return f"resolved through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
-        return f"acknowledgement timeout: {entry.get('detail', '')}"
+        detail = str(entry.get("detail") or "")
+        if detail.startswith("the silence is over"):
+            return f"hold over: {detail}"  # a silence or a window ended: no ack timed out
+        return f"acknowledgement timeout: {detail}"
+    if event == "silence":
+        by = f" by {entry['by']}" if entry.get("by") else ""
+        return f"silenced{by}{who}: {entry.get('detail') or 'a silence started'}"
+    if event == "silence_end":
+        by = f" by {entry['by']}" if entry.get("by") else ""
+        head, ended, tail = str(entry.get("detail") or "").partition(" ended")
+        if not ended:
+            return f"silence ended{by}{who}: {head}"
+        return f"{head} ended{by}{who}{tail}"  # silence 3 ended by carol: notified level 1 ...
+    if event == "silenced":
+        return f"held: {entry.get('detail') or 'paging held by a silence'}"
     if event == "ack_expired":
         return f"acknowledgement expired: {entry.get('detail', '')}"
     if event == "notification":

@@ -795,7 +795,7 @@ class Services:
                 and stale_resolve(state, event.source, event.starts_at)
             ):
                 late_resolves.append(event.source)
-            record = _record(envelope, state, after)
+            record = _record(envelope, state, after, self._clock.offset())
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
                 if (held := _held(state, after, now)) is not None:
@@ -894,14 +894,17 @@ def _report_stale_resolves(service: str, late: list[Source]) -> None:
     )
 
 
-def _record(envelope: Envelope, before: ServiceState, after: ServiceState) -> EventRecord | None:
-    """The event as the incident's history keeps it; None if it concerns no incident."""
+def _record(
+    envelope: Envelope, before: ServiceState, after: ServiceState, offset: float = 0.0
+) -> EventRecord | None:
+    """The event as the incident's history keeps it; None if it concerns no incident. `offset`
+    takes pagerd's frame to the wall clock, for the times a record's words give."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
     answered = envelope.via
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
         return _heartbeat_record(event, peer, via, before, after)
     if isinstance(event, (StartSilence, EndSilence)):
-        return _silence_record(event, peer, via, before, after)
+        return _silence_record(event, peer, via, before, after, offset)
     if isinstance(event, Timeout):
         incident = after.incident
         if after == before or incident is None:
@@ -986,13 +989,19 @@ def _silence_record(
     via: str | None,
     before: ServiceState,
     after: ServiceState,
+    offset: float = 0.0,
 ) -> EventRecord | None:
-    """A silence started or ended, in the history of the incident open then (if any)."""
+    """A silence started or ended, in the history of the incident open then (if any): its id,
+    when it holds (`from` only when later than it was made), its reason; who, as `by`."""
     if after.incident is None or before == after:
         return None
     if isinstance(event, StartSilence):
         silence = event.silence
-        detail = f"silence {silence.id}: {silence.reason}"
+        start = ""
+        if silence.starts_at > silence.created_at:
+            start = f" from {isoformat(silence.starts_at + offset)}"
+        until = isoformat(silence.ends_at + offset)
+        detail = f"silence {silence.id}{start} until {until}: {silence.reason}"
         return EventRecord("silence", detail, silence.by, peer, via)
     incident = after.incident
     detail = f"silence {event.id} ended"
