@@ -596,6 +596,8 @@ def _timeline(reply: dict[str, Any]) -> str:
             what = f"notify {where}: {_planned(step.get('notify') or [])}"
             if step.get("cancelled"):
                 what += f" (not sent, acknowledged before: {_planned(step['cancelled'])})"
+            if step.get("silenced"):
+                what += f" (not sent, silenced then: {_planned(step['silenced'])})"
         elif event == "unreached":
             what = f"{where} reached nobody: {'; '.join(map(str, step.get('reasons') or []))}"
         elif event == "held":

@@ -536,7 +536,8 @@ async def _run(
         last_silence=last_silence,
     )  # fmt: skip
     _log_gaps(config, rota, clock.wall_now())
-    outbox.watch(services.state)  # acknowledged or closed: no more attempts
+    # Acknowledged or closed: no more attempts; silenced: no delayed step sent.
+    outbox.watch(services.state, services.silenced_until)
     server = Server(
         services,
         store,

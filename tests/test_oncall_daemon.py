@@ -18,7 +18,16 @@ import trio.testing
 from pager import cli
 from pagerd.config import Config, load
 from pagerd.timing.clock import Clock
-from tests.harness import CHANNELS, T0, Connection, connect, running, settle, steps
+from tests.harness import (
+    CHANNELS,
+    T0,
+    Connection,
+    connect,
+    notifications,
+    running,
+    settle,
+    steps,
+)
 
 DAY = 86400
 HOUR = 3600
@@ -246,6 +255,53 @@ async def test_a_persons_delayed_step_is_sent_at_its_time_and_cancelled_by_an_ac
     assert [t for t in steps(config) if t[0] == "db#2"] == [("db#2", 1, 1, "sms:+14155550199")]
     cancelled = [e for e in timeline if e.get("outcome") == "cancelled"]
     assert [e["target"] for e in cancelled] == ["email:dave@example.com"]
+
+
+@pytest.mark.parametrize("quiet", ["silence", "window"])
+async def test_a_delayed_step_due_during_a_silence_or_window_is_cancelled_as_simulate_says(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, quiet: str
+) -> None:
+    """dave's rule is "sms, email after 2m". A silence (or a maintenance window) from 08:01:
+    the email due at 08:02 is not sent but cancelled, its reason recorded, and `simulate`,
+    asked before the alert, said so; nothing more is paged until the quiet ends at 09:01."""
+    config = oncall_config(tmp_path)
+    if quiet == "window":
+        text = config.path.read_text() + (
+            '[[services.db.maintenance]]\ndays = ["fri"]\nfrom = "08:01"\nuntil = "09:01"\n'
+            'timezone = "UTC"\n'
+        )
+        config.path.write_text(text)
+        config = load(config.path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            if quiet == "silence":
+                silenced = await conn.request(
+                    "silence", service="db", reason="upgrade",
+                    **{"from": "2027-01-15T08:01:00Z", "for": "1h"},
+                )  # fmt: skip
+                assert silenced["ok"], silenced
+            simulated = await conn.request("simulate", service="db")
+            assert (await conn.request("alert", service="db", message="down"))["ok"]
+            await trio.sleep(2 * MINUTE + 1)
+            await settle()
+            assert targets(config) == [(1, 1, "sms:+14155550199")]
+            timeline = await history(conn, "db")
+            await trio.sleep(HOUR)
+            await settle()
+    cancelled = [e for e in timeline if e.get("outcome") == "cancelled"]
+    assert [e["target"] for e in cancelled] == ["email:dave@example.com"]
+    assert "silenced until 2027-01-15T09:01:00.000Z" in cancelled[0]["error"]
+    first = simulated["timeline"][0]
+    assert [n["target"] for n in first["notify"]] == ["sms:+14155550199"]
+    assert [(n["target"], n["at"]) for n in first["silenced"]] == [
+        ("email:dave@example.com", "2027-01-15T08:02:00.000Z")
+    ]
+    shown = cli.render("simulate", {k: v for k, v in simulated.items() if k != "ok"})
+    assert "(not sent, silenced then: person:dave (email:dave@example.com after 2m))" in shown
+    # The level's timeout (08:15) came during the quiet: held to its end, then the policy's
+    # only level is done; nobody was paged in the quiet.
+    sent = [n["time"] for n in notifications(config)]
+    assert all(not "2027-01-15T08:01" <= t < "2027-01-15T09:01" for t in sent), sent
 
 
 async def test_oncall_lists_who_is_on_call_and_the_next_handoffs_in_the_schedules_zone(

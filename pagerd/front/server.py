@@ -560,6 +560,8 @@ def timeline_object(
             shown["notify"] = [_planned(n, step.at, offset) for n in step.notifications]
             if step.cancelled:
                 shown["cancelled"] = [_planned(n, step.at, offset) for n in step.cancelled]
+            if step.silenced:
+                shown["silenced"] = [_planned(n, step.at, offset) for n in step.silenced]
         if step.kind == "unreached":
             shown["reasons"] = list(step.reasons)
         if step.until is not None:
