@@ -7,13 +7,12 @@ acknowledgement if one is to come (and its expiry, `AckExpired`, with the policy
 `ack_expiry`), and writes down what each decision notified, held, or found nobody to notify.
 `person:` and `schedule:` targets are resolved by the resolver the daemon gives `decide` (its
 schedules and overrides, `pagerd.engine.oncall.Rota.resolver`), at the time each level is
-notified; a person's delayed steps carry their time (`Notify.not_before`), and
-those the acknowledgement comes before are cancelled, as the outbox cancels them, as are those
-that come due while the service is silenced (a silence or maintenance window begun after their
-level was notified: the outbox cancels them too, `pagerd.delivery.outbox.silenced_step`). With the same
-state, policy, silences, windows and resolver it cannot disagree with the daemon: it is the
-same code, given the same events at the same times (tests/test_simulate_daemon.py holds the two
-equal on a real daemon).
+notified; a person's delayed steps carry their time (`Notify.not_before`), and those the
+acknowledgement comes before are cancelled, as the outbox cancels them, as are those that come
+due while the service is silenced (a silence or maintenance window begun after their level was
+notified: `pagerd.delivery.outbox.silenced_step`). With the same state, policy, silences,
+windows and resolver it cannot disagree with the daemon: it is the same code, given the same
+events at the same times (tests/test_simulate_daemon.py holds the two equal on a real daemon).
 
 What it cannot know: silences and overrides made after it is asked, alerts of other sources,
 reloads.
