@@ -677,9 +677,35 @@ def _summary(status: dict[str, Any]) -> str:
             f"{status['service']}: unhealthy, incident {incident['id']}{ack}, {held}, "
             f"{incident['alerts']} alert(s)"
         )
+    unreached = [u for u in status.get("unreached") or [] if isinstance(u, dict)]
+    if unreached:
+        return _unreached_summary(status, incident, ack, unreached)
     return (
         f"{status['service']}: unhealthy, incident {incident['id']}{ack}, "
         f"level {incident['level']} notified, {incident['alerts']} alert(s)"
+    )
+
+
+def _unreached_summary(
+    status: dict[str, Any], incident: dict[str, Any], ack: str, unreached: list[dict[str, Any]]
+) -> str:
+    """A reply whose decision found levels with nobody to notify (`unreached`): each said, and
+    whether anybody was notified at all."""
+    missed = "; ".join(
+        f"level {u.get('level')} round {u.get('round')} reached nobody"
+        f" ({'; '.join(map(str, u.get('reasons') or []))})"
+        if u.get("skipped")
+        else f"part of level {u.get('level')} round {u.get('round')} reached nobody"
+        f" ({'; '.join(map(str, u.get('reasons') or []))})"
+        for u in unreached
+    )
+    if incident.get("exhausted") and all(u.get("skipped") for u in unreached):
+        paged = "NOBODY NOTIFIED, the policy is exhausted"
+    else:
+        paged = f"level {incident['level']} notified"
+    return (
+        f"{status['service']}: unhealthy, incident {incident['id']}{ack}, {paged}, "
+        f"{incident['alerts']} alert(s)\n  {missed}"
     )
 
 

@@ -125,14 +125,21 @@ def render(command: str, reply: dict[str, Any]) -> str:
     """The readable output of `override` and `oncall` replies (already escaped)."""
     if "override" in reply:
         return "added " + _override(reply["override"])
-    if "removed" in reply:
-        return "removed " + _override(reply["removed"])
+    if "removed" in reply and "overrides" not in reply:
+        by = f" (removed by {reply['removed_by']})" if reply.get("removed_by") else ""
+        return "removed " + _override(reply["removed"]) + by
     if "overrides" in reply:
         found = reply["overrides"]
-        if not found:
-            return f"{reply.get('schedule')}: no overrides to come"
+        gone = reply.get("removed") or []
         lines = [f"{reply.get('schedule')} ({reply.get('timezone')}):"]
+        if not found:
+            lines = [f"{reply.get('schedule')}: no overrides to come"]
         lines += ["  " + _override(o) for o in found]
+        if gone:
+            lines.append("  removed, not yet ended:")
+            for o in gone:
+                who = f"by {o['removed_by']}" if o.get("removed_by") else "by ?"
+                lines.append(f"    {_override(o)}; removed {who} at {both(o.get('removed_at'))}")
         return "\n".join(lines)
     lines = []
     for s in reply.get("schedules", []):
@@ -148,7 +155,9 @@ def render(command: str, reply: dict[str, Any]) -> str:
 
 def _override(o: dict[str, Any]) -> str:
     instead = f" for {o['for']}" if o.get("for") else " for whoever is on call"
+    made = f", made by {o['made_by']}" if o.get("made_by") else ""
+    ignored = f" (IGNORED: {o['ignored']}; remove it)" if o.get("ignored") else ""
     return (
         f"override {o.get('id')} on {o.get('schedule')}: {o.get('by')}{instead}, "
-        f"from {both(o.get('from'))} until {both(o.get('until'))}"
+        f"from {both(o.get('from'))} until {both(o.get('until'))}{made}{ignored}"
     )

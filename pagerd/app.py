@@ -3,6 +3,7 @@ wires them together, runs them until asked to stop, and applies a new config on 
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import logging
 import os
@@ -29,7 +30,7 @@ from pagerd.delivery.outbox import Outbox
 from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
-from pagerd.engine.oncall import Rota
+from pagerd.engine.oncall import Rota, ignored_because, ignored_overrides
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
@@ -249,22 +250,37 @@ class Daemon:
 
 
 def gaps(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
-    """Every gap in the next `daemon.gap_weeks` weeks (none if 0): a schedule with nobody on
-    call, a policy level that would reach nobody, each in a line with its window in the
-    schedule's zone. For `pagerd --check`, and logged at every start and reload."""
+    """Every gap in the next `daemon.gap_weeks` weeks (none if 0): an override not used, its
+    person no longer in `[people]` (`ignored_overrides`: its id, and why); a schedule with
+    nobody on call, a policy level that would reach nobody, each in a line with its window in
+    the schedule's zone, as paging resolves them (the overrides not used left out). For
+    `pagerd --check`, and logged at every start and reload."""
     if not config.gap_weeks or not config.schedules:
         return []
+    given = list(overrides)
+    found = []
+    for o, why in ignored_overrides(given, config.people, config.schedules, now):
+        zone = config.schedules[o.schedule].zone
+        begins = dt.datetime.fromtimestamp(round(o.start), zone)
+        ends = dt.datetime.fromtimestamp(round(o.end), zone)
+        found.append(
+            f"override {o.id} of schedule:{o.schedule} ({o.by} from {begins:%a %Y-%m-%d %H:%M}"
+            f" until {ends:%a %Y-%m-%d %H:%M} {zone}) is ignored: {why}; the schedule pages as"
+            f" if it were not there (remove it: pager override remove {o.id})"
+        )
     grouped: dict[str, list[Override]] = {}
-    for o in overrides:
-        grouped.setdefault(o.schedule, []).append(o)
+    for o in given:
+        if ignored_because(o, config.people) is None:
+            grouped.setdefault(o.schedule, []).append(o)
     end = now + config.gap_weeks * 7 * 86400.0
-    return [h.describe() for h in holes(config.schedules, config.policies, now, end, grouped)]
+    holed = holes(config.schedules, config.policies, now, end, grouped)
+    return found + [h.describe() for h in holed]
 
 
 def _log_gaps(config: Config, rota: Rota, now: float) -> None:
     """A gap never refuses a start or a reload (an operator mid-incident must still be able to
     reload): it is logged, as an error, every one."""
-    overrides = [o for group in rota.directory.overrides.values() for o in group]
+    overrides = rota.all_overrides()
     try:
         found = gaps(config, overrides, now)
     except Exception:  # a bug in the check must not take a reload down
@@ -525,7 +541,7 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    rota = Rota(config, store, parts.store_offload, clock)
+    rota = Rota(config, store, parts.store_offload, clock, metrics)
     try:
         await rota.load()
         last_silence = await parts.store_offload(store.last_silence_id)
@@ -740,7 +756,7 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     in_core = [
         *RestSilences(services, daemon.core, daemon.server.read).routes(),
-        *Schedules(services, daemon.core, daemon.server.read, daemon.config_offload).routes(),
+        *Schedules(services, daemon.core, daemon.server.schedules, daemon.config_offload).routes(),
         *Answers(services, keys).routes(),
         *replies.routes(),
         *SlackButtons(services, keys, daemon.clock).routes(),

@@ -146,3 +146,43 @@ def test_replies_are_shown_in_the_schedules_zone_and_the_readers_and_escaped(
         "added override 3 on primary: bob for whoever is on call, from 2024-05-01 13:00 -0400"
         " until 2024-05-01 14:00 -0400"
     )
+
+
+def test_override_list_shows_who_made_each_who_removed_them_and_those_ignored(
+    new_york: None,
+) -> None:
+    def override(id: int, by: str, **more: object) -> dict[str, object]:
+        return {
+            "id": id, "schedule": "primary", "by": by, "for": "alice",
+            "from": "2024-05-01T13:00:00-04:00", "until": "2024-05-01T14:00:00-04:00",
+            "made_by": "ops\x1b[2J", "ignored": None, **more,
+        }  # fmt: skip
+
+    reply = {
+        "schedule": "primary",
+        "timezone": "America/New_York",
+        "overrides": [override(3, "bob"), override(4, "zed", ignored="zed is not in [people]")],
+        "removed": [
+            override(
+                2,
+                "carol",
+                made_by=None,
+                removed_by="integration shop",
+                removed_at="2024-04-30T10:00:00-04:00",
+            )
+        ],
+    }
+    lines = cli.render("override", reply).splitlines()
+    assert lines == [
+        "primary (America/New_York):",
+        "  override 3 on primary: bob for alice, from 2024-05-01 13:00 -0400 until"
+        " 2024-05-01 14:00 -0400, made by ops\\x1b[2J",
+        "  override 4 on primary: zed for alice, from 2024-05-01 13:00 -0400 until"
+        " 2024-05-01 14:00 -0400, made by ops\\x1b[2J (IGNORED: zed is not in [people];"
+        " remove it)",
+        "  removed, not yet ended:",
+        "    override 2 on primary: carol for alice, from 2024-05-01 13:00 -0400 until"
+        " 2024-05-01 14:00 -0400; removed by integration shop at 2024-04-30 10:00 -0400",
+    ]
+    removed = cli.render("override", {"removed": override(3, "bob"), "removed_by": "root"})
+    assert removed.endswith(", made by ops\\x1b[2J (removed by root)")

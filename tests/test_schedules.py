@@ -352,7 +352,8 @@ def overrides(draw: st.DrawFn, around: float) -> list[Override]:
         start = around + draw(st.integers(-3 * 86400, 3 * 86400))
         end = start + draw(st.integers(1, 3 * 86400))
         for_ = draw(st.none() | st.sampled_from(PEOPLE))
-        if found and draw(st.booleans()):
+        over_an_earlier: bool = draw(st.booleans())
+        if found and over_an_earlier:
             # Over an earlier one, often: for the same person, or for the one it put on call.
             earlier = draw(st.sampled_from(found))
             start = earlier.start + draw(st.integers(-3600, 3600))

@@ -758,7 +758,7 @@ class Services:
         """Decide `batch` in order from the service's committed state."""
         policy = self.config.policy_of(service)
         heartbeat = self.config.heartbeats.get(service)
-        resolve = None if self.rota is None else self.rota.resolver()
+        resolve = None if self.rota is None else self.rota.resolver(report=True)
         windows = self.windows(service)
         state = self.state(service)
         mine: list[Transition] = []
@@ -804,7 +804,12 @@ class Services:
                 # Into the incident's history (a transition that changes nothing else), the
                 # log and the metrics: a level that reached nobody is never a silent skip.
                 mine.append(Transition(after, after, (), now, self._unreached(after, missed)))
-            answers.append((envelope, after, self._ack_answer(event, state, after)))
+            extra = self._ack_answer(event, state, after)
+            if unreached:
+                # The reply says truthfully that a level reached nobody: "level 1 notified"
+                # of an incident exhausted for want of anybody on call would be a lie.
+                extra = {**(extra or {}), "unreached": [_unreached_object(u) for u in unreached]}
+            answers.append((envelope, after, extra))
             state = after
         return _Decided(mine, answers, state, late, late_resolves)
 
@@ -861,13 +866,25 @@ class Services:
                 )
                 silence = next(s for s in outcome.silences if s.id == number)
                 shown = silence_object(outcome.name, silence, self._clock.offset())
-                reply.set(ok_reply(silence=shown, **self.status(outcome)))
+                reply.set(ok_reply(silence=shown, **self.status(outcome), **(extra or {})))
             elif reply.terse:
                 reply.set(TERSE)
             elif extra is not None:
                 reply.set(ok_reply(**self.status(outcome), **extra))
             else:
                 reply.set(ok_reply(**self.status(outcome)))
+
+
+def _unreached_object(missed: Unreached) -> dict[str, Any]:
+    """A level that reached nobody, as a reply says it (`unreached`): its round and level, why
+    (each target's reason), and `skipped` when the whole level had nobody (escalation moved on
+    at once, or the incident was exhausted)."""
+    return {
+        "round": missed.round,
+        "level": missed.level,
+        "reasons": list(missed.reasons),
+        "skipped": missed.skipped,
+    }
 
 
 def _answered_via(envelope: Envelope) -> str | None:

@@ -13,7 +13,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 15
+SCHEMA_VERSION: Final = 16
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -202,6 +202,16 @@ wall clock (seconds since the epoch), not in pagerd's frame: a start does not mo
 `AUTOINCREMENT` so that an id is never given twice (a later override applies over an earlier,
 by id)."""
 
+_OVERRIDE_AUDIT: Final = """
+ALTER TABLE overrides ADD COLUMN made_by TEXT;
+ALTER TABLE overrides ADD COLUMN removed_by TEXT;
+ALTER TABLE overrides ADD COLUMN removed_at REAL;
+"""
+"""Who made each override and who removed it (the socket's user, `integration NAME` over HTTP),
+for the record: a removed override's row stays, `removed_at` set, used no more, until it ends
+(pruned with the rest) or until `MAX_REMOVED_KEPT` later removals push it out. An override made
+before the upgrade says nobody."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -231,6 +241,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     13: _ANSWERS,
     # People and schedules: notifications' `step` and `via`, and the `overrides`.
     14: _SCHEDULES,
+    # Who made and who removed each override.
+    15: _OVERRIDE_AUDIT,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
