@@ -62,6 +62,8 @@ class Schedules:
         self._core = core
         self._serve = serve
         self._offload = offload
+        self._reach_of: object = None  # the config `_reach` was worked out for
+        self._reach: dict[frozenset[str], Allowed] = {}
 
     def routes(self) -> list[Route]:
         reads = ("200", "400", "401", "403", "404", "429", "503")
@@ -151,11 +153,21 @@ class Schedules:
         return await self._socket(call, fields)
 
     def _allowed(self, call: Call) -> Allowed | None:
-        """The schedules `call`'s integration may see and change (None: any)."""
+        """The schedules `call`'s integration may see and change (None: any), worked out once
+        a config for each restricted integration (a walk over every service's policy)."""
         integration = call.integration
         assert integration is not None  # every route takes a key
+        if integration.services is None:
+            return None
         config = self._services.config
-        return reach(integration.services, config.services, config.policies)
+        if config is not self._reach_of:
+            self._reach_of, self._reach = config, {}
+        found = self._reach.get(integration.services)
+        if found is None:
+            found = reach(integration.services, config.services, config.policies)
+            assert found is not None  # restricted
+            self._reach[integration.services] = found
+        return found
 
     def _admit(self, call: Call) -> None:
         """Take a token of the integration's rate, or raise `OverRate` (answered 429 with

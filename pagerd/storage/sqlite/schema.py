@@ -7,6 +7,7 @@ shipped, from tests/schemas).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Final
@@ -268,8 +269,9 @@ def upgrade(conn: sqlite3.Connection, path: Path, version: int) -> None:
             _run_script(conn, _BASE)
         elif version < BASE_VERSION:
             _repair(conn)
+        repaired = 0 < version < BASE_VERSION
         for step in range(max(version, BASE_VERSION), SCHEMA_VERSION):
-            _run_script(conn, _MIGRATIONS[step])
+            _run_script(conn, _MIGRATIONS[step], repaired)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -277,16 +279,30 @@ def upgrade(conn: sqlite3.Connection, path: Path, version: int) -> None:
         raise
 
 
-def _run_script(conn: sqlite3.Connection, script: str) -> None:
+_ADD_COLUMN: Final = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+) ", re.IGNORECASE)
+
+
+def _run_script(conn: sqlite3.Connection, script: str, repaired: bool = False) -> None:
     """The statements of `script`, one by one inside the caller's transaction
-    (`executescript` would commit it first)."""
+    (`executescript` would commit it first).
+
+    `repaired`: the database was of version 1 or 2, made `_BASE` by `_repair`, which rebuilds
+    only `_BASE`'s tables: a table a later step made (`CREATE TABLE IF NOT EXISTS`) may be
+    there already, as a newer pagerd left it (its file given back to an old one, which set its
+    version back), with a column a later step adds; that column is kept, not added twice."""
     statement = ""
     for line in script.splitlines(keepends=True):
         statement += line
         if sqlite3.complete_statement(statement):
-            conn.execute(statement)
+            added = _ADD_COLUMN.match(statement) if repaired else None
+            if added is None or not _has_column(conn, added.group(1), added.group(2)):
+                conn.execute(statement)
             statement = ""
     assert not statement.strip(), f"incomplete SQL: {statement}"
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _objects(conn: sqlite3.Connection, kind: str) -> dict[str, str]:
