@@ -21,12 +21,13 @@ from collections.abc import Container
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
+import attrs
 import msgspec
 
 from pager.domain import Alert, Heartbeat, Resolve, Source
 from pager.integrations import IntegrationRoute, Refused, Routed
 from pager.protocol import MAX_TEXT
-from pager.text import clip, repair
+from pager.text import clip, repair, with_link
 
 VERSION: Final = "4"
 GRAFANA_VERSION: Final = "1"
@@ -126,16 +127,47 @@ def message_of(alert: WebhookAlert) -> str:
         or f"alert {alert.fingerprint}"
     )
     if alert.generator_url:
-        text = f"{text} <{alert.generator_url}>"
+        text = with_link(text, alert.generator_url)  # a page's `link` (`split_link`)
     return clip(repair(text), MAX_TEXT)
 
 
-def events(
-    message: WebhookMessage, route: IntegrationRoute, known: Container[str]
-) -> list[Routed] | Refused:
-    """One event per alert, the firing ones first; or the refusal of the whole payload, naming
-    the first alert that can never be accepted (an unknown service, no fingerprint), so that
-    nothing of it is recorded.
+@attrs.frozen
+class Unroutable:
+    """One alert of a payload that can never be accepted as it is: its place in the payload
+    (from 1), its fingerprint as sent, why (safe to show: it quotes only what the sender sent),
+    and the reason in a word, for the metrics (`REASONS`)."""
+
+    number: int
+    fingerprint: str
+    refused: Refused
+    reason: str
+
+    def describe(self) -> str:
+        """The refusal in a line: `alert 2: unknown service 'nope'`."""
+        return f"alert {self.number}: {self.refused.message}"
+
+
+REASONS: Final = ("bad_fingerprint", "no_service_label", "not_in_services", "unknown_service")
+"""Why an alert is unroutable, in a word: its fingerprint is empty or too long; it has no
+`service_label` label; its service is not in the integration's `services`; no such service."""
+
+_REASON_OF_CODE: Final = {"forbidden": "not_in_services", "unknown_service": "unknown_service"}
+
+
+@attrs.frozen
+class Batch:
+    """A payload read: an event for each alert that can be routed (the firing ones first), and
+    each alert that cannot, in the payload's order."""
+
+    routed: list[Routed]
+    refused: list[Unroutable] = attrs.Factory(list)
+
+
+def events(message: WebhookMessage, route: IntegrationRoute, known: Container[str]) -> Batch:
+    """One event per alert, the firing ones first; and every alert that can never be accepted
+    (an unknown service, one outside the integration's `services`, no service label, no
+    fingerprint), each with why. One such alert refuses itself, never its neighbours: a group
+    (`group_by: [alertname]`) may mix services, and the others must page.
 
     Firing first: a payload is the state of a whole group at once, in no order that means
     anything (the real Alertmanager lists a newly firing alert after one resolved in the same
@@ -143,16 +175,19 @@ def events(
     a new one, paging again for a service that never recovered."""
     routed: list[Routed] = []
     resolved: list[Routed] = []
+    refused: list[Unroutable] = []
     for number, alert in enumerate(message.alerts, 1):
         key = alert.fingerprint
         if not key or len(key) > MAX_FINGERPRINT:
-            return Refused(
-                400, f"alert {number}: fingerprint must be 1 to {MAX_FINGERPRINT} characters"
-            )
+            why = Refused(400, f"fingerprint must be 1 to {MAX_FINGERPRINT} characters")
+            refused.append(Unroutable(number, key, why, "bad_fingerprint"))
+            continue
         label = None if route.service_label is None else alert.labels.get(route.service_label)
         service = route.service_for(label, known)
         if isinstance(service, Refused):
-            return Refused(service.status, f"alert {number}: {service.message}", service.code)
+            reason = _REASON_OF_CODE.get(service.code, "no_service_label")
+            refused.append(Unroutable(number, key, service, reason))
+            continue
         source = Source(route.name, key)
         if route.heartbeat_alert is not None and alert.labels.get("alertname") == (
             route.heartbeat_alert
@@ -167,10 +202,10 @@ def events(
             routed.append(Routed(service, Alert(message_of(alert), source, starts_at)))
         else:
             resolved.append(Routed(service, Resolve(source, starts_at)))
-    return routed + resolved
+    return Batch(routed + resolved, refused)
 
 
-def parse(body: bytes, route: IntegrationRoute, known: Container[str]) -> list[Routed] | Refused:
+def parse(body: bytes, route: IntegrationRoute, known: Container[str]) -> Batch | Refused:
     """`decode`, then `events`."""
     message = decode(body)
     if isinstance(message, Refused):

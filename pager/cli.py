@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from pager import __version__, oncall_cli
 from pager.protocol import MAX_BY, MAX_ROUNDS, MAX_TEXT, request_line
-from pager.silences import MAX_REASON
+from pager.silences import MAX_REASON, long_silence
 from pager.text import clip, controls, from_argv, printable
 from pager.timefmt import duration, isoformat, parse_duration, read_time
 
@@ -391,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         today = time.strftime("%Y-%m-%d", time.gmtime())
         text = render(op, reply, width, today)
     _print(text)
+    if op == "silence" and (warning := long_silence(_escaped(reply.get("silence") or {}))):
+        print(f"pager: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -424,7 +426,20 @@ def render(
         return f"pagerd {reply.get('version', '?')} is up"
     if command == "reload":
         config = reply.get("config") or {}
-        return f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
+        said = f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
+        notes = [str(note) for note in reply.get("notes") or []]
+        if notes:
+            # Changes a reload cannot make: the file says one thing, pagerd runs another until then.
+            said = "\n".join(
+                [f"{said}; not applied until pagerd restarts:", *(f"  {note}" for note in notes)]
+            )
+        keys = config.get("signing_keys") or {}
+        if keys.get("ok") is False:
+            said += (
+                f"\nwarning: cannot read the signing keys: {keys.get('error', '?')}; pagerd signs"
+                " with the keys it read before, and would not start again until this is fixed"
+            )
+        return said
     if command == "history":
         return _history(reply)
     if command in ("override", "oncall"):
@@ -444,7 +459,7 @@ def render(
             _table([reply], width, today)
             + _heartbeat(reply)
             + _silenced([reply])
-            + _notifications(reply, width)
+            + _notifications(reply, width, today)
         )
     if command == "heartbeat":
         return _summary(reply) + _heartbeat(reply).replace("\n\n", "\n", 1)
@@ -500,9 +515,11 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"healthy{by}{who}"
     if event == "resolve":
         return f"resolved through {entry.get('detail') or 'an integration'}"
+    if event == "resolve_ignored":
+        return f"late resolve ignored through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
         detail = str(entry.get("detail") or "")
-        if detail.startswith("the silence is over"):
+        if detail.startswith(("the silence is over", "the maintenance window is over")):
             return f"hold over: {detail}"  # a silence or a window ended: no ack timed out
         return f"acknowledgement timeout: {detail}"
     if event == "silence":
@@ -520,9 +537,14 @@ def _entry(entry: dict[str, Any]) -> str:
         return f"acknowledgement expired: {entry.get('detail', '')}"
     if event == "notification":
         via = f"{entry['via']}: " if entry.get("via") else ""
-        return f"notify {via}{entry['target']} (level {entry['level']}, round {entry['round']})"
+        line = f"notify {via}{entry['target']} (level {entry['level']}, round {entry['round']}"
+        if entry.get("due_at"):  # a person's delayed step: decided now, sent at its time
+            return f"{line}, due {entry['due_at']}, after {entry.get('delay')})"
+        return f"{line})"
     if event == "unreached":
         return f"NOBODY TO NOTIFY: {entry.get('detail') or ''}"
+    if event == "partly_unreached":  # others of the level were notified: a note, not an alarm
+        return f"note: {entry.get('detail') or ''}"
     if event == "delivery":
         outcome = entry.get("outcome")
         extra = entry.get("error") or entry.get("provider_id") or ""
@@ -598,10 +620,13 @@ def _timeline(reply: dict[str, Any]) -> str:
                 what += f" (not sent, acknowledged before: {_planned(step['cancelled'])})"
             if step.get("silenced"):
                 what += f" (not sent, silenced then: {_planned(step['silenced'])})"
+        elif event == "unreached" and step.get("partial"):
+            reasons = "; ".join(map(str, step.get("reasons") or []))
+            what = f"{where}: {reasons} (its other targets are notified)"
         elif event == "unreached":
             what = f"{where} reached nobody: {'; '.join(map(str, step.get('reasons') or []))}"
         elif event == "held":
-            what = f"held by a silence until {step.get('until')}"
+            what = f"held by a {step.get('held_by') or 'silence'} until {step.get('until')}"
         elif event == "acknowledged":
             what = "acknowledged: escalation stops"
         elif event == "expired":
@@ -668,7 +693,9 @@ def _summary(status: dict[str, Any]) -> str:
     ack = f" acknowledged{by}" if incident["acknowledged"] else ""
     if incident.get("silenced"):
         quiet = "a silence"
-        if status.get("maintenance") and not status.get("silences"):
+        if incident.get("held_by"):
+            quiet = f"a {incident['held_by']}"
+        elif status.get("maintenance") and not status.get("silences"):
             quiet = "a maintenance window"
         held = f"paging held by {quiet} until {incident.get('next_escalation_at')}"
         if incident["level"]:
@@ -677,6 +704,9 @@ def _summary(status: dict[str, Any]) -> str:
             f"{status['service']}: unhealthy, incident {incident['id']}{ack}, {held}, "
             f"{incident['alerts']} alert(s)"
         )
+    expires = _ack_expires(incident)
+    if expires is not None:
+        ack += f" (the acknowledgement expires at {expires}: policy ack_expiry)"
     unreached = [u for u in status.get("unreached") or [] if isinstance(u, dict)]
     if unreached:
         return _unreached_summary(status, incident, ack, unreached)
@@ -707,6 +737,16 @@ def _unreached_summary(
         f"{status['service']}: unhealthy, incident {incident['id']}{ack}, {paged}, "
         f"{incident['alerts']} alert(s)\n  {missed}"
     )
+
+
+def _ack_expires(incident: dict[str, Any]) -> str | None:
+    """When the incident's acknowledgement expires (`ack_expiry`), if it does: the status's
+    `ack_expires_at`, or from a pagerd before that field, its `next_escalation_at` while
+    acknowledged (which is that expiry)."""
+    if not incident.get("acknowledged"):
+        return None
+    expires = incident.get("ack_expires_at", incident.get("next_escalation_at"))
+    return expires if isinstance(expires, str) else None
 
 
 _COLUMNS: Final = (
@@ -747,16 +787,29 @@ _ISO: Final = re.compile(r"(\d{4})-(\d\d-\d\d)T(\d\d:\d\d)(:\d\d)(?:\.\d+)?Z")
 
 def _short_time(text: str, today: str | None) -> str:
     """`2026-11-30T21:02:00.000Z` in at most 12 columns: `21:02:00Z` if it is `today`, else
-    `11-30 21:02Z` in the same year, else `2025-11-30`. Anything else (`exhausted`) as it is."""
-    found = _ISO.fullmatch(text)
+    `11-30 21:02Z` in the same year, else `2025-11-30`; after a label (`ack expires ...`), the
+    label and the short time. Anything else (`exhausted`) as it is."""
+    label, space, stamp = text.rpartition(" ")
+    found = _ISO.fullmatch(stamp)
     if found is None:
         return text
     year, day, minute, seconds = found.groups()
     if today is not None and today == f"{year}-{day}":
-        return f"{minute}{seconds}Z"
+        return f"{label}{space}{minute}{seconds}Z"
     if today is None or today[:4] == year:
-        return f"{day} {minute}Z"
-    return f"{year}-{day}"
+        return f"{label}{space}{day} {minute}Z"
+    return f"{label}{space}{year}-{day}"
+
+
+def _state(status: dict[str, Any]) -> str:
+    """The STATE cell: the state, marked when a silence or a maintenance window is in force
+    (`healthy, silenced`; the lines under the table say until when and why)."""
+    if not status.get("silenced_until"):
+        return str(status["state"])
+    window = status.get("maintenance")
+    if isinstance(window, dict) and window.get("until") == status["silenced_until"]:
+        return f"{status['state']}, maintenance"
+    return f"{status['state']}, silenced"
 
 
 def _table(
@@ -766,13 +819,15 @@ def _table(
     for status in sorted(statuses, key=_urgency):
         incident = status.get("incident")
         if incident is None:
-            rows.append((status["service"], status["state"], *["-"] * (len(_COLUMNS) - 2)))
+            rows.append((status["service"], _state(status), *["-"] * (len(_COLUMNS) - 2)))
             continue
         nxt = incident["next_escalation_at"] or ("exhausted" if incident["exhausted"] else "-")
+        if (expires := _ack_expires(incident)) is not None:
+            nxt = f"ack expires {expires}"  # not a page: escalation restarts then
         rows.append(
             (
                 status["service"],
-                status["state"],
+                _state(status),
                 incident["id"],
                 str(incident["level"]),
                 (incident["acknowledged_by"] or "yes") if incident["acknowledged"] else "no",
@@ -878,18 +933,25 @@ def _columns_of(c: str) -> int:
     return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
 
 
-def _notifications(status: dict[str, Any], width: int | None = None) -> str:
+def _notifications(
+    status: dict[str, Any], width: int | None = None, today: str | None = None
+) -> str:
     notes = (status.get("incident") or {}).get("notifications")
     if not notes:
         return ""
     rows = [("  NOTIFIED", "ROUND", "LEVEL", "STATE", "ATTEMPTS", "LAST ERROR")]
     for n in notes:
+        state = n["state"]
+        if n.get("due_at") and state in ("pending", "retrying"):
+            # Waiting for its time: a person's delayed step ("after 2m"), or a retry.
+            after = f" (after {n['delay']})" if n.get("delay") and state == "pending" else ""
+            state = f"{state}, due {_short_time(n['due_at'], today)}{after}"
         rows.append(
             (
                 f"  {n['target']}",
                 str(n["round"]),
                 str(n["level"]),
-                n["state"],
+                state,
                 str(n["attempts"]),
                 n["last_error"] or "",
             )

@@ -198,7 +198,8 @@ class Policy:
     acknowledged no more, and escalation restarts from level 1 (`AckExpired`). None: for ever."""
     allow_resolve: bool = True
     """Whether a person paged may close the incident from the page itself (a Resolve link or
-    button), not only acknowledge it. `decide` does not read it: the fronts do."""
+    button, an SMS's "c" reply), not only acknowledge it. `decide` does not read it: the pages
+    leave the Resolve out, and the daemon's actor refuses a page's resolve (`not_allowed`)."""
 
 
 @attrs.frozen
@@ -492,6 +493,10 @@ class Notify:
     """Not sent before this time (a delayed step of a person's rule): the outbox holds it, as
     it holds a retry, and cancels it as any unsent page if the incident is acknowledged or
     closed before then."""
+    incident_opened_at: float | None = attrs.field(default=None, kw_only=True)
+    """The incident's `opened_at` as stored, in pagerd's frame, when `opened_at` was moved to
+    the wall clock to be shown (the outbox does so as it hands a page to its transport); None:
+    `opened_at` is the stored one. What a page's links name the incident by (`opened`)."""
 
     @property
     def id(self) -> str:
@@ -509,6 +514,14 @@ class Notify:
     @property
     def incident_id(self) -> str:
         return incident_id(self.service, self.incident)
+
+    @property
+    def opened(self) -> float:
+        """When the incident opened as pagerd stores it (its frame): the same float whatever
+        the wall clock did since, and across restarts, so a link that names it by this time
+        names exactly the stored incident (and never another of the same number, as a
+        database restored from an old backup numbers them again)."""
+        return self.opened_at if self.incident_opened_at is None else self.incident_opened_at
 
     @property
     def person(self) -> str:

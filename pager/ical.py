@@ -2,30 +2,95 @@
 
 One `VEVENT` per shift: who is on call from when until when (in UTC, which every calendar
 client shows in its reader's zone), its `UID` stable for the same shift so a client that
-refreshes the feed updates rather than duplicates. Pure: the shifts and the time it was made
-(`DTSTAMP`) are passed in.
+refreshes the feed updates rather than duplicates. A shift an override made (in whole or in
+part) says so in its `SUMMARY` and `DESCRIPTION`. Pure: the shifts, the overrides and the time it
+was made (`DTSTAMP`) are passed in.
+
+The feed lists the shifts in force at some moment from `FEED_BEFORE` ago to `FEED_AFTER` ahead,
+each whole (`feed_shifts`): not cut where the span is, which moves with every refresh, so the
+last event does not end at "now + 8 weeks" to the second, nor the first one's `UID` change each
+time. A shift that reaches more than `REACH` past either end is cut at that day's midnight on the
+schedule's wall clock, which moves once a day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Sequence
+from typing import Final
 
 import icalendar
 
-from pager.schedules import Schedule, Segment
+from pager.schedules import Override, Schedule, Segment, base_on_call, boundaries, shifts
+from pager.weekly import instant, wall
 
 PRODID = "-//pagerd//schedules//EN"
+WEEK: Final = 7 * 86400.0
+FEED_BEFORE: Final = 8 * WEEK
+FEED_AFTER: Final = 8 * WEEK
+"""The span of the feed: the shifts of eight weeks back and eight weeks ahead."""
+REACH: Final = 2 * WEEK
+"""How far past the span a shift in force at its ends is shown whole."""
 
 
 def _utc(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(round(t), dt.UTC)
 
 
+def _midnight(t: float, zone: dt.tzinfo) -> float:
+    """The start of the day of instant `t` on `zone`'s wall clock."""
+    return instant(dt.datetime.combine(wall(t, zone).date(), dt.time()), zone)
+
+
+def feed_shifts(
+    schedule: Schedule,
+    now: float,
+    overrides: Sequence[Override] = (),
+    person: str | None = None,
+) -> list[Segment]:
+    """The shifts the feed lists at `now` (of `person` only, if given): every shift in force at
+    some moment from `FEED_BEFORE` ago to `FEED_AFTER` ahead, whole, but cut at midnight
+    `REACH` beyond those ends."""
+    start, end = now - FEED_BEFORE, now + FEED_AFTER
+    wide = shifts(
+        schedule,
+        _midnight(start - REACH, schedule.zone),
+        _midnight(end + REACH, schedule.zone),
+        overrides,
+        person,
+    )
+    return [s for s in wide if s.end > start and s.start < end]
+
+
+def _by_override(
+    schedule: Schedule, shift: Segment, overrides: Sequence[Override]
+) -> list[Segment]:
+    """The parts of `shift` where its person is on call by an override, not by the layers."""
+    if not any(o.by == shift.person and o.start < shift.end and o.end > shift.start
+               for o in overrides):  # fmt: skip
+        return []
+    found: list[Segment] = []
+    cuts = boundaries(schedule, shift.start, shift.end, overrides)
+    for a, b in itertools.pairwise(cuts):
+        if b <= a or base_on_call(schedule, a) == shift.person:
+            continue
+        if found and found[-1].end == a:
+            found[-1] = Segment(found[-1].start, b, shift.person)
+        else:
+            found.append(Segment(a, b, shift.person))
+    return found
+
+
 def feed(
-    schedule: Schedule, shifts: Sequence[Segment], made_at: float, person: str | None = None
+    schedule: Schedule,
+    shifts: Sequence[Segment],
+    made_at: float,
+    person: str | None = None,
+    overrides: Sequence[Override] = (),
 ) -> bytes:
-    """The calendar of `shifts` (of `schedule`, and of `person` only if given)."""
+    """The calendar of `shifts` (of `schedule`, and of `person` only if given); `overrides`, the
+    schedule's, mark the shifts (or parts of shifts) they made."""
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -39,8 +104,20 @@ def feed(
         event.add("dtstamp", _utc(made_at))
         event.add("dtstart", _utc(shift.start))
         event.add("dtend", _utc(shift.end))
-        event.add("summary", f"{shift.person} on call ({schedule.name})")
+        summary = f"{shift.person} on call ({schedule.name})"
+        made = _by_override(schedule, shift, overrides)
+        if made:
+            what = "override" if made == [shift] else "part override"
+            summary = f"{shift.person} on call ({schedule.name}, {what})"
+            parts = [f"{_shown(p.start, schedule.zone)} until {_shown(p.end, schedule.zone)}"
+                     for p in made]  # fmt: skip
+            event.add("description", "By override: " + ", ".join(parts))
+        event.add("summary", summary)
         event.add("transp", "TRANSPARENT")  # on call is not busy: it blocks no meeting
         calendar.add_component(event)
     text: bytes = calendar.to_ical()
     return text
+
+
+def _shown(t: float, zone: dt.tzinfo) -> str:
+    return f"{dt.datetime.fromtimestamp(round(t), zone):%a %Y-%m-%d %H:%M} {zone}"

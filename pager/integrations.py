@@ -2,7 +2,9 @@
 
 An integration (`[integrations.NAME]` in the config) is given to a parser as an
 `IntegrationRoute`; the parser turns one request body into events for services (`Routed`), or
-refuses it whole (`Refused`) when it can never be accepted. Nothing here reads the config or
+refuses it (`Refused`) when it can never be accepted: the whole body (not JSON, not the
+sender's format), or, for a body of many alerts (Alertmanager's), only the alerts that cannot
+be routed. Nothing here reads the config or
 the network: the front builds the route and sends the events.
 """
 
@@ -15,8 +17,12 @@ from typing import Final, Literal, TypeAlias
 import attrs
 
 from pager.domain import Event, is_service_name
+from pager.text import clip
 
 IntegrationType: TypeAlias = Literal["alertmanager", "events-v2"]
+
+SHOWN: Final = 100
+"""Characters of a name the sender gave that a refusal quotes."""
 
 EVENTS_V2_FIELDS: Final = ("source", "component", "group", "class")
 """The `payload` fields an events-v2 integration's `service_label` may name; any other value
@@ -57,11 +63,19 @@ class IntegrationRoute:
             )
         if self.services is not None and name not in self.services:
             return Refused(
-                403, f"service {name!r} is not among this integration's services", "forbidden"
+                403,
+                f"service {_shown(name)} is not among this integration's services",
+                "forbidden",
             )
         if not is_service_name(name) or name not in known:
-            return Refused(404, f"unknown service {name!r}", "unknown_service")
+            return Refused(404, f"unknown service {_shown(name)}", "unknown_service")
         return name
+
+
+def _shown(name: str) -> str:
+    """A name the sender gave, quoted for a refusal, cut to `SHOWN` characters: a label's value
+    is as long as the body allows, and the refusal goes to a log line and back to the sender."""
+    return repr(clip(name, SHOWN))
 
 
 @attrs.frozen

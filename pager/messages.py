@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from pager.domain import Notify
 from pager.templates import DEFAULT_TEMPLATES, MAX_SHORT, MAX_SUBJECT, Page
+from pager.text import split_link
 from pager.timefmt import isoformat
 
 __all__ = ["MAX_SHORT", "MAX_SUBJECT", "body", "page", "payload", "short", "subject"]
@@ -21,12 +22,15 @@ _TEMPLATES: Final = DEFAULT_TEMPLATES
 
 
 def page(n: Notify, ack_url: str = "", resolve_url: str = "", reply_hint: str = "") -> Page:
-    """The template variables of `n` (see `pager.templates.VARIABLES`)."""
+    """The template variables of `n` (see `pager.templates.VARIABLES`): the alert's message
+    without the link it ends with (Alertmanager's `generatorURL`), which is `link`, kept out
+    of an SMS and a subject, where it would take the room the words need."""
+    message, link = split_link(n.message)
     return Page(
         service=n.service,
         incident=n.incident_id,
         number=n.incident,
-        message=n.message,
+        message=message,
         level=n.level,
         round=n.round,
         opened_at=isoformat(n.opened_at),
@@ -37,6 +41,7 @@ def page(n: Notify, ack_url: str = "", resolve_url: str = "", reply_hint: str = 
         reply_hint=reply_hint,
         person=n.person,
         via=n.via,
+        link=link,
     )
 
 
@@ -55,7 +60,9 @@ def body(n: Notify) -> str:
 
 
 def payload(n: Notify) -> dict[str, Any]:
-    """The JSON body of a generic webhook (documented in the README)."""
+    """The JSON body of a generic webhook (documented in docs/configuration.md): `person`, the
+    person a `person:` or `schedule:` target was resolved to, and `via`, how (null both for a
+    plain address)."""
     return {
         "id": n.id,
         "service": n.service,
@@ -65,4 +72,6 @@ def payload(n: Notify) -> dict[str, Any]:
         "message": n.message,
         "opened_at": isoformat(n.opened_at),
         "text": short(n),
+        "person": n.person or None,
+        "via": n.via or None,
     }

@@ -43,11 +43,11 @@ def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
         "override",
         parents=[common],
         help="stand in on a schedule: SCHEDULE --by P [--for P] --from T --until T; "
-        "list SCHEDULE; remove ID",
+        "list [SCHEDULE]; remove ID",
         description="Add, list or remove a schedule's overrides.",
     )
     override.add_argument(
-        "words", nargs="+", metavar="SCHEDULE | list SCHEDULE | remove ID", help="what to do"
+        "words", nargs="+", metavar="SCHEDULE | list [SCHEDULE] | remove ID", help="what to do"
     )
     override.add_argument("--by", dest="override_by", help="who goes on call")
     override.add_argument(
@@ -81,13 +81,15 @@ def request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> bytes:
     words: list[str] = args.words
     options = (args.override_by, args.override_for, args.override_from, args.override_until)
     if words[0] in ("list", "remove"):
-        if len(words) != 2:
+        if len(words) != 2 and not (words[0] == "list" and len(words) == 1):
             parser.error(
-                f"usage: pager override {words[0]} {'SCHEDULE' if words[0] == 'list' else 'ID'}"
+                f"usage: pager override {words[0]} {'[SCHEDULE]' if words[0] == 'list' else 'ID'}"
             )
         if any(o is not None for o in options):
             parser.error(f"override {words[0]} takes no --by, --for, --from or --until")
         if words[0] == "list":
+            if len(words) == 1:  # every schedule's
+                return encode({"op": "overrides"})
             return encode({"op": "overrides", "schedule": words[1]})
         if not words[1].isascii() or not words[1].isdigit():
             parser.error(f"override remove: {words[1]!r} is not an override's id (a number)")
@@ -128,6 +130,10 @@ def render(command: str, reply: dict[str, Any]) -> str:
     if "removed" in reply and "overrides" not in reply:
         by = f" (removed by {reply['removed_by']})" if reply.get("removed_by") else ""
         return "removed " + _override(reply["removed"]) + by
+    if "overrides" in reply and reply.get("schedule") is None:  # every schedule's
+        if not reply["overrides"]:
+            return "no overrides to come"
+        return "\n".join(_override(o) for o in reply["overrides"])
     if "overrides" in reply:
         found = reply["overrides"]
         gone = reply.get("removed") or []
@@ -143,14 +149,30 @@ def render(command: str, reply: dict[str, Any]) -> str:
         return "\n".join(lines)
     lines = []
     for s in reply.get("schedules", []):
-        who = s.get("on_call") or "NOBODY"
-        lines.append(
-            f"{s.get('schedule')} ({s.get('timezone')}) at {both(s.get('at'))}: {who}"
-            f" until {both(s.get('until'))}"
-        )
+        head = f"{s.get('schedule')} ({s.get('timezone')}) at {both(s.get('at'))}: "
+        if s.get("horizon") is not None and s.get("until") == s.get("horizon"):
+            # Nothing changes as far as pagerd looked: the search's end is no hand-off.
+            within = _weeks(s.get("at"), s.get("horizon"))
+            who = s.get("on_call")
+            if who:
+                lines.append(f"{head}{who} (no hand-off within {within})")
+            else:
+                lines.append(f"{head}nobody (no shift within {within})")
+        else:
+            lines.append(f"{head}{s.get('on_call') or 'NOBODY'} until {both(s.get('until'))}")
         for nxt in s.get("next", []):
             lines.append(f"  {both(nxt.get('from'))}  {nxt.get('person') or 'NOBODY (a gap)'}")
     return "\n".join(lines) if lines else "no schedules configured"
+
+
+def _weeks(start: str | None, end: str | None) -> str:
+    """`26 weeks`: how far the search looked, from `start` to `end` (ISO times of the reply)."""
+    try:
+        span = dt.datetime.fromisoformat(str(end)) - dt.datetime.fromisoformat(str(start))
+    except ValueError:
+        return "the search's reach"
+    weeks = round(span.total_seconds() / (7 * 86400))
+    return f"{weeks} week{'s' if weeks != 1 else ''}"
 
 
 def _override(o: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from pager.domain import CHANNELS, Contact, Resolution, Target
 from pager.schedules import Override, Schedule, on_call
 
 MAX_RULE_STEPS: Final = 10
-_STEP_RE: Final = re.compile(r"\s*([a-z]+)(?:\s+after\s+(\S+))?\s*")
+_STEP_RE: Final = re.compile(r"\s*([a-z]+)(?:\s+again)?(?:\s+after\s+(\S+))?\s*")
 
 
 @attrs.frozen
@@ -69,13 +69,16 @@ class Person:
 
 
 def parse_step(text: str) -> tuple[str, str | None]:
-    """`"email after 2m"` -> ("email", "2m"); `"sms"` -> ("sms", None). A `ValueError` says
-    what is wrong (the delay itself is parsed by the caller)."""
+    """`"email after 2m"` -> ("email", "2m"); `"sms"` -> ("sms", None); `"sms again after 5m"`
+    -> ("sms", "5m"). The grammar: METHOD [again] [after DURATION], words separated by spaces;
+    `again` is for the reader only (a method may come back with or without it). A `ValueError`
+    says what is wrong (the delay itself is parsed by the caller)."""
     match = _STEP_RE.fullmatch(text)
     if match is None or match.group(1) not in CHANNELS:
         raise ValueError(
             f"expected a contact method ({', '.join(CHANNELS)}), optionally followed by "
-            f'"after" and a delay, like "email after 2m"; got {text!r}'
+            f'"again" and by "after" and a delay, like "email after 2m" or "sms again after '
+            f'5m"; got {text!r}'
         )
     return match.group(1), match.group(2)
 

@@ -25,7 +25,7 @@ from pager.domain import (
     incident_id,
     is_service_name,
 )
-from pager.silences import MAX_REASON, Silence, live
+from pager.silences import MAX_REASON, Silence, holder, live
 from pager.text import clip, repair
 from pager.timefmt import duration, isoformat, parse_duration, parse_time
 
@@ -211,7 +211,8 @@ def _duration(data: dict[str, Any], key: str) -> float | None:
 
 def _schedule_request(op: str, data: dict[str, Any]) -> Request:
     """`override`, `overrides`, `override_remove`, `oncall`: names, instants and numbers."""
-    schedule = _name(data, "schedule", required=op in ("override", "overrides"))
+    # `overrides` without a schedule: every schedule's.
+    schedule = _name(data, "schedule", required=op == "override")
     by = _name(data, "by", required=op == "override")
     for_ = _name(data, "for")
     starts_at = _instant(data, "from", required=op == "override")
@@ -423,7 +424,9 @@ def service_status(
     silences in force or to come then are listed (`silences`), and `silenced_until`, the end of
     the quiet in force, is given if there is one: neither field is there when it would be empty.
     `maintenance`, when a recurring maintenance window is in force, is when the quiet of the
-    service's windows ends and the windows in force (`{"until", "windows"}` in the status).
+    service's windows ends and the windows in force (`{"until", "windows"}` in the status). An
+    incident whose next step is held (`silenced`) says by what, with `now`: `held_by`,
+    `"silence"` or `"maintenance window"`.
     """
     incident = state.incident
     if incident is None:
@@ -447,11 +450,17 @@ def service_status(
             "message": incident.message,
             "opened_at": isoformat(incident.opened_at + offset),
             "next_escalation_at": _iso(incident.deadline, offset),
+            # Acknowledged, the deadline is the acknowledgement's expiry (`ack_expiry`): said
+            # by its own name, so that nobody reads it as the next page of the escalation.
+            "ack_expires_at": _iso(incident.deadline, offset) if incident.acknowledged else None,
             "exhausted": incident.exhausted,
             "silenced": incident.silenced,
             "failed_deliveries": failed_deliveries,
         },
     }
+    if incident.silenced and now is not None:
+        # What holds its next step, in words: a durable silence in force, else a window.
+        status["incident"]["held_by"] = holder(state.silences, now)
     if deliveries is not None:
         status["incident"]["notifications"] = deliveries
     if heartbeat is not None:

@@ -112,6 +112,9 @@ class Schedule:
     name: str
     zone: dt.tzinfo
     layers: tuple[Layer, ...]
+    expected_gaps: bool = False
+    """Its gaps are meant (business hours, one region of a follow-the-sun: `gaps = "expected"`):
+    not reported on their own (`pager.coverage`), only when they leave a level empty."""
 
     @property
     def people(self) -> frozenset[str]:

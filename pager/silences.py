@@ -12,11 +12,12 @@ could be sent (an incident opens, a step is due); `pager.simulate` asks it the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeAlias
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from pager.timefmt import duration, timestamp
 from pager.weekly import Weekly, maintenance
 
 MAX_SILENCES: Final = 100
@@ -36,6 +37,11 @@ another: the first end beyond it is given. The quiet is looked at again when tha
 (and the step held on if it goes on), so nothing pages early; and maintenance windows in force
 every hour of the week cost two looks, not `MAX_CHAIN` (each look reads up to eight weeks of
 windows: `pager.weekly.LONGEST_RUN`)."""
+
+LONG_SILENCE: Final = 86400.0
+"""A silence longer than this is warned of by `pager silence` (`long_silence`): `--until` without
+`--from` starts now, so a date meant as the end of a night's window silences everything until
+then."""
 
 Quiet: TypeAlias = Callable[[float], float | None]
 """A source of silence: at time `t`, None if it silences nothing then, else until when (a
@@ -71,6 +77,25 @@ class Silence:
     def over(self, at: float) -> bool:
         """It silences nothing at `at` or after (ended, or past its end)."""
         return self.until <= at or self.until <= self.starts_at
+
+
+HeldBy: TypeAlias = Literal["silence", "maintenance window"]
+"""What holds paging, in the words people read: a durable silence, or a maintenance window (the
+only other source of quiet `decide` is given)."""
+
+
+def holder(silences: Iterable[Silence], at: float) -> HeldBy:
+    """What holds a step at `at`: a durable silence if one is in force then, else a maintenance
+    window (a hold with neither in force is none: `decide` holds only while quiet)."""
+    return "silence" if any(s.in_force(at) for s in silences) else "maintenance window"
+
+
+def released_by(silences: Iterable[Silence], until: float) -> HeldBy:
+    """What a hold that ended at `until` (the held step's deadline: the end of the quiet) ended
+    with: a durable silence that ended then, else the maintenance windows."""
+    return (
+        "silence" if any(abs(s.until - until) < 0.001 for s in silences) else "maintenance window"
+    )
 
 
 def spans(silences: Iterable[Silence]) -> Quiet:
@@ -122,3 +147,20 @@ def silenced_until(at: float, sources: Iterable[Quiet | None]) -> float | None:
 def live(silences: Iterable[Silence], at: float) -> tuple[Silence, ...]:
     """The silences still in force or to come at `at` (neither ended nor past their end)."""
     return tuple(s for s in silences if not s.over(at))
+
+
+def long_silence(silence: Mapping[str, Any]) -> str | None:
+    """The warning `pager silence` prints for a silence (as the protocol shows one) longer than
+    `LONG_SILENCE`; None otherwise, or if its times cannot be read."""
+    try:
+        start, end = timestamp(str(silence["from"])), timestamp(str(silence["until"]))
+    except (KeyError, ValueError):
+        return None
+    if end - start <= LONG_SILENCE:
+        return None
+    return (
+        f"silence {silence.get('id')} pages nobody for {silence.get('service')} for"
+        f" {duration(round(end - start))}, from {silence['from']} until {silence['until']}"
+        f" (--until without --from starts now); if that is not what was meant, end it: pager"
+        f" silence end {silence.get('id')}"
+    )

@@ -37,7 +37,7 @@ from pager.domain import (
     decide,
     decide_with,
 )
-from pager.silences import Quiet, Silence, silenced_until, spans
+from pager.silences import HeldBy, Quiet, Silence, holder, silenced_until, spans
 
 MAX_STEPS: Final = 500
 """Decisions a simulation makes at most: a policy of many levels and many rounds (or windows
@@ -68,6 +68,10 @@ class Step:
     reasons: tuple[str, ...] = ()
     cancelled: tuple[Notify, ...] = ()
     silenced: tuple[Notify, ...] = ()
+    held_by: HeldBy | None = None
+    """What holds a `held` step: a silence, or a maintenance window."""
+    partial: bool = False
+    """An `unreached` step whose level's other targets were notified (not a level skipped)."""
 
 
 @attrs.frozen
@@ -123,7 +127,8 @@ def simulate(
             if ack_at is None or policy.ack_expiry is None:
                 return Timeline(state.name, at, tuple(steps), "exhausted")
         elif incident.silenced:
-            steps.append(Step(now, "held", incident.round, incident.level, until=incident.deadline))
+            held = Step(now, "held", incident.round, incident.level, until=incident.deadline)
+            steps.append(attrs.evolve(held, held_by=holder(state.silences, now)))
         deadline = incident.deadline
         if ack_at is not None and (deadline is None or ack_at <= deadline):
             state, _ = decide(
@@ -153,7 +158,10 @@ def simulate(
 
 
 def _unreached(at: float, missed: Unreached) -> Step:
-    return Step(at, "unreached", missed.round, missed.level, reasons=missed.reasons)
+    return Step(
+        at, "unreached", missed.round, missed.level, reasons=missed.reasons,
+        partial=not missed.skipped,
+    )  # fmt: skip
 
 
 def _quieted(step: Step, silences: tuple[Silence, ...], windows: Quiet | None) -> Step:

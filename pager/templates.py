@@ -33,7 +33,8 @@ VARIABLES: Final[Mapping[str, str]] = {
     "service": "the service's name",
     "incident": "the incident's id, `payments-api#3`",
     "number": "the incident's number, `3`",
-    "message": "the alert's message (one line in a subject, an SMS and Slack; cut to fit)",
+    "message": "the alert's message (one line in a subject, an SMS and Slack; cut to fit),"
+    " without the link it ends with (see `link`)",
     "level": "the escalation level notified, from 1",
     "round": "the escalation round, from 1",
     "opened_at": "when the incident opened, ISO 8601 UTC",
@@ -47,6 +48,8 @@ VARIABLES: Final[Mapping[str, str]] = {
     "ack_url": "the acknowledge link (empty without `http.public_url`)",
     "resolve_url": "the resolve link (empty without one, or where the policy does not allow it)",
     "reply_hint": "how to answer the SMS by replying (empty where SMS replies are not set up)",
+    "link": "the link an alert's message ends with, in angle brackets (Alertmanager's and"
+    " Grafana's `generatorURL`), http(s) only; empty if none",
 }
 """Every variable a template may use, with what it holds (documented in docs/answering.md)."""
 
@@ -77,6 +80,9 @@ DEFAULTS: Final[Mapping[str, str]] = {
         "Incident:  {{ incident }}\n"
         "Level:     {{ level }} (round {{ round }})\n"
         "Alert:     {{ message or '(no message)' }}\n"
+        "{% if link %}"
+        "Source:    {{ link }}\n"
+        "{% endif %}"
         "Opened at: {{ opened_at }}\n"
         "{% if via %}"
         "Paged via: {{ via }}\n"
@@ -106,6 +112,7 @@ DEFAULTS: Final[Mapping[str, str]] = {
         " -- ack: {{ ack_command }}\n"
         "incident {{ incident }}, round {{ round }}, opened {{ opened_at }}"
         " (notification {{ notification }})"
+        "{% if link %}\n<{{ link }}|Source>{% endif %}"
         "{% if ack_url %}\n<{{ ack_url }}|Acknowledge>"
         "{% if resolve_url %} · <{{ resolve_url }}|Resolve>{% endif %}{% endif %}"
     ),
@@ -141,6 +148,7 @@ class Page:
     reply_hint: str = ""
     person: str = ""
     via: str = ""
+    link: str = ""
 
     @property
     def ack_command(self) -> str:
@@ -168,6 +176,7 @@ SAMPLE: Final = Page(
     reply_hint="Reply 4a to acknowledge, 4c to close",
     person="alice",
     via="schedule:payments-primary → alice",
+    link="http://prometheus:9090/graph?g0.expr=up",
 )
 """A page with every variable given: what a template is tried on when the config loads."""
 

@@ -16,6 +16,9 @@ TRUNCATED: Final = "… [truncated]"
 REPLACEMENT: Final = "\ufffd"
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_URL: Final = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]{1,2048}")
+"""An http(s) URL of the characters RFC 3986 allows (but `'`): no space, quote, `<`, `>`, `|`,
+backslash or control character, whatever shows it (an HTML attribute, Slack's `<url|text>`)."""
 
 
 def clip(text: str, limit: int) -> str:
@@ -61,3 +64,21 @@ def controls(text: str, keep: str = "") -> str:
 
 def _escape(c: str) -> str:
     return "\\\\" if c == "\\" else repr(c)[1:-1]
+
+
+def with_link(text: str, url: str) -> str:
+    """An alert's message with the link to where it came from after it, as pagerd writes
+    Alertmanager's `generatorURL`: `Disk full <http://prometheus:9090/graph?...>`."""
+    return f"{text} <{url}>"
+
+
+def split_link(message: str) -> tuple[str, str]:
+    """`message` without the link it ends with (`with_link`), and that link; `(message, "")`
+    if it ends with none, or with one that is not an http(s) URL of plain characters. Linear
+    in the message's length, whatever it holds."""
+    if not message.endswith(">"):
+        return message, ""
+    at = message.rfind(" <")
+    if at < 0 or _URL.fullmatch(message, at + 2, len(message) - 1) is None:
+        return message, ""
+    return message[:at], message[at + 2 : -1]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from pager.weekly import instant
 
 MAX_DURATION: Final = 3650 * 86400.0
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 _DURATION_RE: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
 
@@ -34,6 +35,15 @@ def isoformat(ts: float) -> str:
 @functools.lru_cache(maxsize=4096)
 def _second(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def nanoformat(ns: int) -> str:
+    """Nanoseconds since the epoch as Go's RFC 3339 with nanoseconds writes a sender's time
+    (Alertmanager's `startsAt`): `2026-11-30T21:24:22.809107Z`, the fraction's trailing zeros
+    left out, none for a whole second."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    whole = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    return whole + (f".{fraction:09d}".rstrip("0") if fraction else "") + "Z"
 
 
 def timestamp(text: str) -> float:

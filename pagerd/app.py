@@ -17,7 +17,7 @@ from typing import Final
 import attrs
 import trio
 
-from pager.coverage import holes
+from pager.coverage import Coverage, coverage
 from pager.domain import Notify, ServiceState
 from pager.ports import Transport
 from pager.schedules import Override
@@ -132,16 +132,23 @@ class Daemon:
 
     async def try_reload(self) -> list[str]:
         """`reload`, giving back why it was rejected (nothing: it was applied)."""
+        errors, _ = await self.reload_noted()
+        return errors
+
+    async def reload_noted(self) -> tuple[list[str], list[str]]:
+        """`reload`, giving back why it was rejected (nothing: it was applied), and what of the
+        file takes effect only on restart (`RESTART_ONLY`: each a sentence; for `pager
+        reload`)."""
         async with self._reloading:  # SIGHUP and `pager reload`, one at a time
             self.notifier.reloading()
             try:
                 await self._reload_keys()
-                errors = await self._reload()
+                errors, notes = await self._reload()
                 if errors:
                     self.record.rejected(self.clock.now())
                 else:
                     self.record.loaded(self.config.sha256, self.clock.now())
-                return errors
+                return errors, notes
             finally:
                 self.notifier.ready(self.status_line())
 
@@ -153,30 +160,32 @@ class Daemon:
             keys = await self.file_offload(lambda: SigningKeys.load_or_create(state_dir))
         except KeyFileError as exc:
             log.error("reload: still signing with the keys read before: %s", exc)
+            self.record.keys_read(str(exc))
             return
+        self.record.keys_read(None)
         if keys.keys != self.keys.keys:
             log.info("reload: signing with the new key of %s", state_dir)
         self.keys = keys
 
-    async def _reload(self) -> list[str]:
+    async def _reload(self) -> tuple[list[str], list[str]]:
         path = self.config.path
         try:
             new = await self.config_offload(lambda: load(path))
         except ConfigError as exc:
             log.error("reload rejected, still running the previous config:\n%s", exc.report())
-            return exc.errors
+            return exc.errors, []
         except Exception as exc:  # a bug in the check: it must not take paging down either
             log.error(
                 "reload failed, still running the previous config: cannot load %s: %s",
                 path, reason(exc), exc_info=log.isEnabledFor(logging.DEBUG),
             )  # fmt: skip
-            return [f"cannot load {path}: {reason(exc)}"]
+            return [f"cannot load {path}: {reason(exc)}"], []
         problem = peers.namespace_problem(new.access, peers.read_uid_map())
         if problem is not None:
             log.error("reload rejected, still running the previous config: %s", problem)
-            return [problem]
+            return [problem], []
         try:
-            self.apply(new)
+            notes = self.apply(new)
         except Exception as exc:
             # What the check could not foresee must not take paging down: the old config goes
             # on (apply builds everything before it changes anything).
@@ -184,19 +193,21 @@ class Daemon:
                 "reload failed, still running the previous config: %s", reason(exc),
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )  # fmt: skip
-            return [f"cannot apply {path}: {reason(exc)}"]
+            return [f"cannot apply {path}: {reason(exc)}"], []
         try:
             await self.server.recheck_peers()
         except Exception as exc:  # the new config runs; only the recheck of old peers failed
             log.error("reload: cannot check the open connections' peers again: %s", reason(exc))
-        return []
+        return [], notes
 
-    def apply(self, new: Config) -> None:
+    def apply(self, new: Config) -> list[str]:
+        """Run `new` from now on; what of it takes effect only on restart keeps its running
+        value (so a later reload of the same file says so again), and is given back, a
+        sentence each, and logged."""
         old = self.config
-        for what in ("socket", "state_dir"):
-            if getattr(new, what) != getattr(old, what):
-                log.warning("reload: daemon.%s changed; it takes effect on restart", what)
-        new = attrs.evolve(new, socket=old.socket, state_dir=old.state_dir)
+        new, notes = restart_only(old, new, tls_on=self.tls is not None)
+        for note in notes:
+            log.warning("reload: %s", note)
         tls = None if new.http.tls is None else tls_context(*new.http.tls)
         lanes = build_lanes(
             new,
@@ -215,17 +226,7 @@ class Daemon:
             _log_gaps(new, self.services.rota, self.clock.wall_now())
         self.server.access = new.access
         self.server.limits = new.limits
-        if new.metrics_listen != old.metrics_listen:
-            log.warning("reload: metrics.listen changed; it takes effect on restart")
-        if new.http.listen != old.http.listen:
-            log.warning("reload: http.listen changed; it takes effect on restart")
-        if new.http.workers != old.http.workers:
-            log.warning("reload: http.workers changed; it takes effect on restart")
-        if new.delivery_workers != old.delivery_workers:
-            log.warning("reload: delivery.workers changed; it takes effect on restart")
-        if (tls is None) != (self.tls is None):
-            log.warning("reload: TLS turned on or off; it takes effect on restart")
-        else:
+        if (tls is None) == (self.tls is None):  # TLS turned on or off: on restart
             self.tls = tls  # new connections use the certificate as it is now
             self.tls_files = new.http.tls
         self.core.front = self.front_config(new)
@@ -238,6 +239,7 @@ class Daemon:
             "reloaded config=%s services=%d added=%d removed=%d",
             new.path, len(new.services), len(added), len(removed),
         )  # fmt: skip
+        return notes
 
     def front_config(self, config: Config) -> FrontConfig:
         """What the HTTP front door serves of `config`, with the TLS files in use."""
@@ -249,17 +251,60 @@ class Daemon:
         return f"{len(self.config.services)} services, {open_incidents} open incidents"
 
 
-def gaps(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
-    """Every gap in the next `daemon.gap_weeks` weeks (none if 0): an override not used, its
-    person no longer in `[people]` (`ignored_overrides`: its id, and why); a schedule with
-    nobody on call, a policy level that would reach nobody, each in a line with its window in
-    the schedule's zone, as paging resolves them (the overrides not used left out). For
-    `pagerd --check`, and logged at every start and reload."""
+RESTART_ONLY: Final = (
+    "daemon.socket",
+    "daemon.state_dir",
+    "metrics.listen",
+    "http.listen",
+    "http.workers",
+    "http.tls_cert",
+    "http.tls_key",
+    "delivery.workers",
+)
+"""The keys a reload cannot change: they take effect on the next restart (`http.tls_cert` and
+`http.tls_key` only in that TLS cannot be turned on or off: new files are used at once)."""
+
+
+def restart_only(old: Config, new: Config, *, tls_on: bool) -> tuple[Config, list[str]]:
+    """`new` with what takes effect only on restart kept as `old` runs it, and a sentence for
+    each of those that `new` changes. `tls_on`: whether the HTTP front door runs TLS now."""
+    notes = [
+        f"{key} changed; it takes effect on restart"
+        for key, before, after in (
+            ("daemon.socket", old.socket, new.socket),
+            ("daemon.state_dir", old.state_dir, new.state_dir),
+            ("metrics.listen", old.metrics_listen, new.metrics_listen),
+            ("http.listen", old.http.listen, new.http.listen),
+            ("http.workers", old.http.workers, new.http.workers),
+            ("delivery.workers", old.delivery_workers, new.delivery_workers),
+        )
+        if before != after
+    ]
+    if (new.http.tls is not None) != tls_on:
+        turned = "on" if new.http.tls is not None else "off"
+        notes.append(
+            f"TLS turned {turned} (http.tls_cert, http.tls_key); it takes effect on restart"
+        )
+    http = attrs.evolve(new.http, listen=old.http.listen, workers=old.http.workers)
+    kept = attrs.evolve(
+        new,
+        socket=old.socket,
+        state_dir=old.state_dir,
+        metrics_listen=old.metrics_listen,
+        http=http,
+        delivery_workers=old.delivery_workers,
+    )
+    return kept, notes
+
+
+def ignored_lines(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
+    """A line for each override not used (`ignored_overrides`: its person is no longer in
+    `[people]`), with its id and why: for `pagerd --check`, and at every start and reload (none
+    if `daemon.gap_weeks` is 0, which turns the check off)."""
     if not config.gap_weeks or not config.schedules:
         return []
-    given = list(overrides)
     found = []
-    for o, why in ignored_overrides(given, config.people, config.schedules, now):
+    for o, why in ignored_overrides(overrides, config.people, config.schedules, now):
         zone = config.schedules[o.schedule].zone
         begins = dt.datetime.fromtimestamp(round(o.start), zone)
         ends = dt.datetime.fromtimestamp(round(o.end), zone)
@@ -268,26 +313,51 @@ def gaps(config: Config, overrides: Iterable[Override], now: float) -> list[str]
             f" until {ends:%a %Y-%m-%d %H:%M} {zone}) is ignored: {why}; the schedule pages as"
             f" if it were not there (remove it: pager override remove {o.id})"
         )
+    return found
+
+
+def gaps(config: Config, overrides: Iterable[Override], now: float) -> Coverage:
+    """The gaps of the next `daemon.gap_weeks` weeks (none if 0): whole policies, levels and
+    schedules with nobody, each place summarised in a line (`pager.coverage`), as paging
+    resolves them: an override not used (`ignored_because`) left out. For `pagerd --check`,
+    and at every start and reload."""
+    if not config.gap_weeks or not config.schedules:
+        return Coverage(now, now)
     grouped: dict[str, list[Override]] = {}
-    for o in given:
+    for o in overrides:
         if ignored_because(o, config.people) is None:
             grouped.setdefault(o.schedule, []).append(o)
     end = now + config.gap_weeks * 7 * 86400.0
-    holed = holes(config.schedules, config.policies, now, end, grouped)
-    return found + [h.describe() for h in holed]
+    return coverage(config.schedules, config.policies, now, end, grouped)
+
+
+MAX_GAP_LINES: Final = 10
+"""Places with gaps a start or a reload logs at most; `pagerd --check` lists every one."""
 
 
 def _log_gaps(config: Config, rota: Rota, now: float) -> None:
     """A gap never refuses a start or a reload (an operator mid-incident must still be able to
-    reload): it is logged, as an error, every one."""
+    reload): a few lines are logged, most severe first (a policy or a level with nobody at
+    ERROR, a schedule's own gaps at WARNING, those meant not at all), and the gauges follow."""
     overrides = rota.all_overrides()
     try:
+        ignored = ignored_lines(config, overrides, now)
         found = gaps(config, overrides, now)
     except Exception:  # a bug in the check must not take a reload down
         log.exception("cannot look for gaps in the schedules")
         return
-    for line in found:
+    for line in ignored[:MAX_GAP_LINES]:  # an override not used: an error, whatever else
         log.error("gap: %s", line)
+    rota.coverage = found
+    told = [f for f in found.findings if f.kind != "expected"]
+    for finding in told[:MAX_GAP_LINES]:
+        level = logging.WARNING if finding.kind == "schedule" else logging.ERROR
+        log.log(level, "gap: %s", finding.text)
+    if len(told) > MAX_GAP_LINES:
+        log.warning(
+            "gap: and %d more places with gaps (pagerd --check lists them all)",
+            len(told) - MAX_GAP_LINES,
+        )
 
 
 def _client_room(config: Config, http_here: bool) -> int:
@@ -598,7 +668,7 @@ async def _run(
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
-    server.reload = daemon.try_reload
+    server.reload = daemon.reload_noted
     # Listen once everything that may fail to build is built: a failed start leaves no socket.
     bound = await _listen(config, parts.activated)
     if bound is not None:
@@ -833,6 +903,22 @@ def _gauges(
         lambda: len(heartbeats),
     )
     metrics.gauge("pagerd_silences", "Silences in force or to come.", services.live_silences)
+    rota = services.rota
+    if rota is not None:
+        metrics.gauges(
+            "pagerd_gaps",
+            "Moments with nobody to page in the next daemon.gap_weeks weeks, as the last start or"
+            " reload found them, by kind: policy (no level reaches anyone), level (one level"
+            ' reaches nobody), schedule (a schedule\'s own), expected (gaps = "expected").',
+            ("kind",),
+            rota.gap_counts,
+        )
+        metrics.gauge(
+            "pagerd_next_level_gap_seconds",
+            "Seconds until a policy's level (or a whole policy) next reaches nobody: 0 while one"
+            " does, +Inf if none in the weeks the last start or reload looked at.",
+            rota.next_level_gap,
+        )
     metrics.gauge(
         "pagerd_silenced_incidents",
         "Open incidents whose next step a silence holds.",

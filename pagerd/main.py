@@ -2,7 +2,8 @@
 
 Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not start,
 65 `--check` found gaps in the schedules (the config is valid; `--allow-gaps` exits 0 with
-them), 78 invalid config. `pagerd backup`, `pagerd restore` and `pagerd rotate-key`: 0 done, 1
+gaps of levels and schedules, never with a policy that reaches nobody at all), 78 invalid
+config. `pagerd backup`, `pagerd restore` and `pagerd rotate-key`: 0 done, 1
 not done (the message says why), 78 invalid config. `pagerd hash-password`: 0 printed, 1 no
 usable password given.
 """
@@ -32,6 +33,7 @@ from pagerd import app
 from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
 from pagerd.access.passwords import PasswordError, hash_password
 from pagerd.config import EX_CONFIG, Config, ConfigError, load, load_state_dir
+from pagerd.config.http import listen_note
 from pagerd.config.templates import link_note
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
@@ -64,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-gaps",
         action="store_true",
-        help="with --check: report the schedules' gaps but exit 0 (by default they fail it)",
+        help="with --check: report the gaps of levels and schedules but exit 0 (by default they"
+        " fail it; a policy that reaches nobody at all always does)",
     )
     parser.add_argument(
         "--credentials",
@@ -261,20 +264,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CONFIG
     if args.check:
         counts = f"{len(config.services)} services, {len(config.policies)} policies"
-        found = check_gaps(config)
-        for line in found:
+        report = check_gaps(config)
+        for line in report.lines:
             print(f"pagerd: {line}", file=sys.stderr)
-        if found and not args.allow_gaps:
-            print(
-                f"pagerd: {path}: valid, but {len(found)} gap(s) in the next {config.gap_weeks}"
-                " weeks: pages there would reach nobody (add people, a layer or an override;"
-                " --allow-gaps to accept them)",
-                file=sys.stderr,
-            )
+        if (refused := report.refusal(path, config.gap_weeks, args.allow_gaps)) is not None:
+            print(f"pagerd: {refused}", file=sys.stderr)
             return EX_GAPS
         print(f"pagerd: {path}: ok ({counts})")
+        if report.expected:
+            print(f"pagerd: note: {report.expected}")
         if (note := link_note(config.channels, config.http.public_url)) is not None:
             print(f"pagerd: note: {note}")
+        unheard = listen_note(config.http, config.integrations, config.console is not None)
+        if unheard is not None:
+            print(f"pagerd: note: {unheard}")
         return 0
     progress = _Progress()
     try:
@@ -285,8 +288,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def check_gaps(config: Config, now: float | None = None) -> list[str]:
-    """`--check`'s report of the gaps in the next `daemon.gap_weeks` weeks, one line each,
+@attrs.frozen
+class GapReport:
+    """What `pagerd --check` says of the gaps: a line a place (most severe first; schedules
+    whose gaps are meant left out), and how many places of each kind."""
+
+    lines: list[str]
+    policies: int = 0
+    levels: int = 0
+    schedules: int = 0
+    expected: str = ""
+    """A note of the schedules whose gaps are meant (`gaps = "expected"`), if any."""
+    overrides: int = 0
+    """Overrides not used: the person they put on call is no longer in `[people]`."""
+
+    def refusal(self, path: Path, weeks: int, allowed: bool) -> str | None:
+        """Why the check fails, None if it passes. A policy that reaches nobody at all fails it
+        even with `--allow-gaps`: an incident then pages nobody, whatever anyone meant."""
+        if self.policies:
+            return (
+                f"{path}: valid, but {_places(self.policies, 'policy reaches', 'policies reach')}"
+                f" nobody at all at times in the next {weeks} weeks: an incident then pages nobody"
+                " (add a level that always reaches somebody: an address, a person, or a schedule"
+                " with no gap; --allow-gaps does not accept this)"
+            )
+        if (self.levels or self.schedules or self.overrides) and not allowed:
+            found = [
+                _places(self.levels, "policy level", "policy levels") if self.levels else "",
+                _places(self.schedules, "schedule", "schedules") if self.schedules else "",
+            ]
+            unused = ""
+            if self.overrides:
+                unused = (
+                    f"{_places(self.overrides, 'override', 'overrides')} of a person no longer"
+                    " in [people], not used (remove them: pager override remove ID)"
+                )
+            if not any(found):
+                return f"{path}: valid, but {unused} (--allow-gaps to accept them)"
+            return (
+                f"{path}: valid, but {' and '.join(f for f in found if f)} with nobody at times"
+                f" in the next {weeks} weeks: pages there would miss them (add people, a layer"
+                ' or an override; gaps = "expected" for a schedule meant to have gaps;'
+                " --allow-gaps to accept them)" + (f"; and {unused}" if unused else "")
+            )
+        return None
+
+
+def _places(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def check_gaps(config: Config, now: float | None = None) -> GapReport:
+    """`--check`'s report of the gaps in the next `daemon.gap_weeks` weeks, a line a place,
     with the overrides stored in the state directory's database (when it can be read: the
     gaps are reported without them otherwise, and a line says so)."""
     notes: list[str] = []
@@ -295,8 +348,27 @@ def check_gaps(config: Config, now: float | None = None) -> list[str]:
     except StoreError as exc:
         overrides = []
         notes.append(f"overrides not read, gaps reported without them: {exc}")
-    found = app.gaps(config, overrides, time.time() if now is None else now)
-    return [*notes, *found] if found else []
+    at = time.time() if now is None else now
+    found = app.gaps(config, overrides, at)
+    # An override not used (its person left [people]): said first, with its id.
+    ignored = app.ignored_lines(config, overrides, at)
+    told = [*ignored, *(f.text for f in found.findings if f.kind != "expected")]
+    meant = found.places("expected")
+    expected = ""
+    if meant:
+        expected = (
+            f"{_places(meant, 'schedule has', 'schedules have')} gaps as meant"
+            f' (gaps = "expected"): {found.count("expected")} in the next {config.gap_weeks}'
+            " weeks, not reported on their own"
+        )
+    return GapReport(
+        [*notes, *told] if told else [],
+        policies=found.places("policy"),
+        levels=found.places("level"),
+        schedules=found.places("schedule"),
+        expected=expected,
+        overrides=len(ignored),
+    )
 
 
 @attrs.define

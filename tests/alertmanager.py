@@ -165,6 +165,7 @@ async def running(
     pagerduty_routing_key: str | None = None,
     bearer: str | None = None,
     cluster: tuple[int, Sequence[int]] | None = None,
+    config: str | None = None,
 ) -> AsyncIterator[Alertmanager]:
     """Alertmanager on a free loopback port, ready; stopped (and waited for) on exit.
 
@@ -173,7 +174,8 @@ async def running(
     enqueue URL, `.../v2/enqueue`). `bearer` is a key the webhook sends in `Authorization:
     Bearer` (its `http_config.authorization`). `cluster` is (its gossip port, its peers'
     ports): a member of a cluster on loopback, with short gossip and peer timeouts, instead of
-    a lone Alertmanager."""
+    a lone Alertmanager. `config`: a whole config file of the caller's instead (the docs'),
+    used as it is."""
     path = binary()
     if pagerduty_routing_key is None:
         receiver = WEBHOOK.format(url=webhook_url)
@@ -181,13 +183,14 @@ async def running(
             receiver += BEARER.format(key=bearer).rstrip("\n")
     else:
         receiver = PAGERDUTY.format(url=webhook_url, routing_key=pagerduty_routing_key)
-    config = CONFIG.format(
-        group_by=", ".join(f'"{label}"' for label in group_by),
-        group_wait=group_wait,
-        group_interval=group_interval,
-        repeat_interval=repeat_interval,
-        receiver=receiver,
-    )
+    if config is None:
+        config = CONFIG.format(
+            group_by=", ".join(f'"{label}"' for label in group_by),
+            group_wait=group_wait,
+            group_interval=group_interval,
+            repeat_interval=repeat_interval,
+            receiver=receiver,
+        )
     config_file, log = _prepare(folder, config)
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -20,19 +20,21 @@ from pagerd.app import Daemon
 from pagerd.config import Config
 from pagerd.front.integrations import alertmanager_webhook
 from tests import alertmanager as real_alertmanager
-from tests.harness import metrics_text, running, steps, until
+from tests.harness import metrics_text, notifications, running, steps, until
 from tests.servers import Answer, HttpServer, free_port
 
 ROUTE = IntegrationRoute("prometheus", "alertmanager", service_label="service")
 
 
-async def _forward(receiver: HttpServer, daemon: Daemon, answers: list[int]) -> None:
+async def _forward(
+    receiver: HttpServer, daemon: Daemon, answers: list[int], route: IntegrationRoute = ROUTE
+) -> None:
     """Hand every body Alertmanager posts to the handler, in order, as the HTTP front would."""
     done = 0
     while True:
         while done < len(receiver.requests):
             body = receiver.requests[done].body
-            answers.append((await alertmanager_webhook(daemon.core, ROUTE, body)).status)
+            answers.append((await alertmanager_webhook(daemon.core, route, body)).status)
             done += 1
         await trio.sleep(0.02)
 
@@ -63,6 +65,15 @@ async def test_alerts_posted_to_alertmanager_fire_page_resolve_and_close(
             await until(
                 lambda: len(steps(config)) == 2, "level 1 paged"
             )  # level 1: two targets, paged once
+            # Alertmanager's generatorURL is the page's `link`: in the email's body, never in
+            # the SMS or the subject, where it would eat the words (the log writes both).
+            link = incident.message.rpartition(" <")[2].removesuffix(">")
+            paged = {n["channel"]: n["message"] for n in notifications(config)}
+            assert "<http" not in paged["sms"] and "Disk /var is 95% full" in paged["sms"]
+            subject, _, body = paged["email"].partition("\n\n")
+            assert "<http" not in subject and subject.endswith("Disk /var is 95% full")
+            assert "Alert:     Disk /var is 95% full\n" in body
+            assert f"Source:    {link}\n" in body and link.startswith("http://")
 
             await am.post(db1, same, resolved=True)
             await until(lambda: len(services.state("api").firing) == 1, "one resolved")
@@ -246,3 +257,44 @@ async def test_a_cluster_whose_member_missed_the_resolve_pages_again_until_it_is
     assert set(answers) == {200}
     assert incidents == 1 + _reopenings(_statuses(receiver)) >= 2
     assert len(steps(config)) == 2 * incidents  # level 1's two targets, each incident
+
+
+@real_alertmanager.needed
+async def test_a_group_of_several_services_pages_the_one_this_integration_may_page(
+    tmp_path: Path, config: Config
+) -> None:
+    """`group_by: ["alertname"]`: the real Alertmanager sends api's alert and web's in one
+    payload. The integration may page api only (`services`): api's alert pages and resolves;
+    web's is refused on its own (403), never taking api's with it."""
+    route = IntegrationRoute(
+        "prometheus", "alertmanager", service_label="service", services=frozenset({"api"})
+    )
+    answers: list[int] = []
+    with HttpServer() as receiver:
+        receiver.default = Answer(200, {})
+        url = f"{receiver.url}/v1/integrations/alertmanager/KEY"
+        async with (
+            running(config, offload=None) as daemon,
+            real_alertmanager.running(tmp_path / "am", url, group_by=("alertname",)) as am,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(_forward, receiver, daemon, answers, route)
+            services = daemon.services
+            same = {"summary": "Disk /var is 95% full"}
+            api = {"alertname": "DiskFull", "service": "api", "instance": "db-1"}
+            web = {"alertname": "DiskFull", "service": "web", "instance": "web-1"}
+            await am.post_many([(api, same, False), (web, same, False)])
+            await until(lambda: services.state("api").incident is not None, "api fired")
+            await until(lambda: len(steps(config)) == 2, "level 1 paged for api")
+            await until(lambda: len(answers) == len(receiver.requests), "all handed over")
+            (first, *_) = [json.loads(r.body) for r in receiver.requests]
+            assert {a["labels"]["service"] for a in first["alerts"]} == {"api", "web"}
+            assert answers[0] == 403
+            assert services.state("web").healthy
+
+            await am.post_many([(api, same, True), (web, same, True)])
+            await until(lambda: services.state("api").healthy, "api resolved")
+            nursery.cancel_scope.cancel()
+    assert set(answers) == {403}
+    assert services.state("api").last_incident == 1 and services.state("web").last_incident == 0
+    assert all(n[0].startswith("api#") for n in steps(config))

@@ -23,7 +23,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pager.domain import Ack
+from pager.domain import Ack, Healthy
 from pagerd import app
 from pagerd.access.keys import SigningKeys
 from pagerd.access.links import Link
@@ -35,7 +35,17 @@ from pagerd.front.local import answer
 from pagerd.main import main
 from pagerd.timing.clock import Clock
 from tests.console import sign_in, user_table
-from tests.harness import T0, connect, metrics_text, running, settle, steps, until, write_config
+from tests.harness import (
+    ONCALL,
+    T0,
+    connect,
+    metrics_text,
+    running,
+    settle,
+    steps,
+    until,
+    write_config,
+)
 from tests.http import auth, base_url, front, http_config
 from tests.http_clients import senders
 from tests.servers import Answer, HttpServer
@@ -156,6 +166,7 @@ async def test_ack_expiry_pages_level_1_again_on_time_across_a_restart(
             reply = await conn.request("ack", service="api", by="alice")
             assert reply["already_acknowledged"] is None
             assert reply["incident"]["next_escalation_at"] == "2027-01-15T09:01:00.000Z"
+            assert reply["incident"]["ack_expires_at"] == "2027-01-15T09:01:00.000Z"
             await trio.sleep(1800)  # half of it: then pagerd stops
         assert steps(config) == [("api#1", 1, 1, ALICE)]
         # Back at 09:00 (down for 28 minutes): the expiry is where it was, at 09:01, neither
@@ -169,6 +180,7 @@ async def test_ack_expiry_pages_level_1_again_on_time_across_a_restart(
             assert steps(config) == [("api#1", 1, 1, ALICE), ("api#1", 2, 1, ALICE)]
             status = (await conn.request("status", service="api"))["incident"]
             assert (status["acknowledged"], status["round"], status["level"]) == (False, 2, 1)
+            assert status["ack_expires_at"] is None  # not acknowledged any more
             history = await conn.request("history", service="api")
             (expired,) = [e for e in history["timeline"] if e["event"] == "ack_expired"]
             assert expired["detail"] == (
@@ -178,6 +190,29 @@ async def test_ack_expiry_pages_level_1_again_on_time_across_a_restart(
             await trio.sleep(300)  # and it escalates again as a new incident would
             await settle()
             assert steps(config)[-1] == ("api#1", 2, 2, "email:lead@example.com")
+
+
+async def test_an_expiry_fired_late_after_downtime_says_how_long_the_ack_truly_held(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """pagerd was stopped when the acknowledgement expired: the start fires it at once, and
+    the history says how long ago the ack was (2h59m), not the policy's `ack_expiry` (1h)."""
+    config = write_config(tmp_path, POLICY_WITH_EXPIRY, {"api": "oncall"})
+    with trio.fail_after(4 * 3600):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api", message="down")
+            await trio.sleep(60)
+            assert (await conn.request("ack", service="api", by="alice"))["ok"]
+        # Back at 11:00, two hours after the ack expired at 09:01.
+        async with running(config, Clock(T0 + 3 * 3600)), connect(config.socket) as conn:
+            await settle()
+            assert steps(config) == [("api#1", 1, 1, ALICE), ("api#1", 2, 1, ALICE)]
+            history = await conn.request("history", service="api")
+            (expired,) = [e for e in history["timeline"] if e["event"] == "ack_expired"]
+            assert expired["detail"] == (
+                "acknowledged by alice via socket 2h59m ago and still open: escalation restarts"
+                " at level 1 (round 2)"
+            )
 
 
 async def test_no_token_or_key_reaches_a_log_a_metric_the_history_or_the_database(
@@ -300,3 +335,30 @@ async def test_a_rotation_reaches_links_slack_buttons_and_console_sessions(
                 assert answered.status_code == 200, answered.text
     pages = calls(api, "/api/chat.postMessage")
     assert senders(pages) == {"httpx" if delivery_workers == 0 else "curl"}
+
+
+@pytest.mark.parametrize("via", ["link", "sms", "slack", "console"])
+async def test_a_page_s_resolve_is_refused_where_the_policy_keeps_it_off_pages(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, via: str
+) -> None:
+    """`allow_resolve = false` is checked where the answer is decided, with the policy in
+    force: a resolve from a page (a link, an SMS's "c", a Slack button) is refused with
+    `not_allowed` and closes nothing, however the page came to offer it; the console, an
+    operator's sign-in rather than a page, still closes it."""
+    config = write_config(
+        tmp_path, ONCALL.replace("repeat = 0\n", "repeat = 0\nallow_resolve = false\n")
+    )
+    with trio.fail_after(60):
+        async with running(config) as daemon:
+            async with connect(config.socket) as conn:
+                assert (await conn.request("alert", service="api"))["ok"]
+            line, result = await answer(
+                daemon.services, "api", Healthy(by="alice", incident=1), via
+            )
+            state = daemon.services.state("api")
+            if via == "console":
+                assert result == "ok" and state.incident is None
+            else:
+                assert result == "not_allowed", line
+                assert b"does not let a page close api#1" in line
+                assert state.incident is not None and state.incident.number == 1

@@ -75,3 +75,41 @@ def test_table_of_statuses() -> None:
     assert web == [
         "web", "unhealthy", "web#2", "2", "bob", "3", "2027-01-15T08:00:00.000Z", "-", "1", "FAILED"
     ]  # fmt: skip
+
+
+def test_an_acknowledgement_that_expires_is_labelled_in_next() -> None:
+    """Under `ack_expiry`, an acknowledged incident's `next_escalation_at` is when the ack
+    expires, not a page: NEXT says so, wide or narrow, and so does the one-line summary."""
+    incident = {
+        "id": "web#2",
+        "level": 1,
+        "acknowledged": True,
+        "acknowledged_by": "bob",
+        "acknowledged_via": "sms",
+        "alerts": 1,
+        "opened_at": "2027-01-15T08:00:00.000Z",
+        "next_escalation_at": "2027-01-15T12:00:00.000Z",
+        "ack_expires_at": "2027-01-15T12:00:00.000Z",
+        "exhausted": False,
+        "failed_deliveries": 0,
+    }
+    reply = {"services": [{"service": "web", "state": "unhealthy", "incident": incident}]}
+    wide = cli.render("status", reply).splitlines()[1]
+    assert "ack expires 2027-01-15T12:00:00.000Z" in wide
+    narrow = cli.render("status", reply, width=70, today="2027-01-15").splitlines()[1]
+    assert "ack expires 12:00:00Z" in narrow and len(narrow) <= 70, narrow
+    # From a pagerd before `ack_expires_at`: the same, read from next_escalation_at.
+    older = {**incident}
+    del older["ack_expires_at"]
+    assert "ack expires 2027-01-15T12:00:00.000Z" in cli.render(
+        "status", {"services": [{"service": "web", "state": "unhealthy", "incident": older}]}
+    )
+    single = {"service": "web", "state": "unhealthy", "incident": incident}
+    assert cli.render("ack", single) == (
+        "web: unhealthy, incident web#2 acknowledged by bob via sms (the acknowledgement"
+        " expires at 2027-01-15T12:00:00.000Z: policy ack_expiry), level 1 notified, 1 alert(s)"
+    )
+    forever = {**incident, "next_escalation_at": None, "ack_expires_at": None}
+    assert "ack expires" not in cli.render(
+        "status", {"services": [{"service": "web", "state": "unhealthy", "incident": forever}]}
+    )

@@ -277,3 +277,48 @@ def test_an_alert_held_by_a_silence_says_so() -> None:
     )
     later = {**reply, "incident": {**incident, "level": 1}}
     assert "level 1 notified, paging held by a silence until" in cli.render("alert", later)
+
+
+def test_a_silence_longer_than_a_day_is_warned_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--until` without `--from` starts now: a date meant as the end of tonight's window, weeks
+    ahead, silences everything until then. The silence is made (a warning, not a refusal: what
+    worked before still does), and the warning says for how long and how to end it."""
+    eight_weeks = {**SILENCE, "until": "2027-03-12T08:00:00.000Z"}
+    with fake_pagerd(tmp_path) as fake:
+        socket = ["--socket", str(fake.path)]
+        fake.reply = {"ok": True, "silence": eight_weeks}
+        argv = [*socket, "silence", "api", "--until", "2027-03-12T08:00Z", "--reason", "drill"]
+        assert cli.main(argv) == 0
+        long = capsys.readouterr()
+        fake.reply = {"ok": True, "silence": SILENCE}  # two hours
+        assert cli.main([*socket, "silence", "api", "--for", "2h", "--reason", "r"]) == 0
+        short = capsys.readouterr()
+    assert long.out.startswith("silence 3 of api: from 2027-01-15T08:00:00.000Z until 2027-03-12")
+    assert long.err == (
+        "pager: warning: silence 3 pages nobody for api for 56d, from 2027-01-15T08:00:00.000Z"
+        " until 2027-03-12T08:00:00.000Z (--until without --from starts now); if that is not"
+        " what was meant, end it: pager silence end 3\n"
+    )
+    assert short.err == ""
+
+
+def test_a_silenced_service_is_marked_in_its_row() -> None:
+    """Not only a line under the table: the row says so, `silenced` or `maintenance` (a window
+    in force, and no silence holding longer)."""
+    quiet = {"service": "api", "state": "healthy", "incident": None, "silences": [SILENCE],
+             "silenced_until": SILENCE["until"]}  # fmt: skip
+    window = {"until": "2027-01-17T04:00:00.000Z", "windows": ["sun 02:00-04:00 Europe/London"]}
+    held = {"id": "db#1", "level": 0, "round": 1, "acknowledged": False,
+            "acknowledged_by": None, "alerts": 1, "opened_at": "2027-01-17T02:30:00.000Z",
+            "next_escalation_at": window["until"], "exhausted": False, "silenced": True,
+            "failed_deliveries": 0}  # fmt: skip
+    mended = {"service": "db", "state": "unhealthy", "incident": held, "maintenance": window,
+              "silenced_until": window["until"]}  # fmt: skip
+    plain = {"service": "web", "state": "healthy", "incident": None}
+    table = cli.render("status", {"services": [quiet, mended, plain]}).splitlines()
+    rows = {line.split()[0]: line for line in table[1:4]}
+    assert rows["api"].split()[1:3] == ["healthy,", "silenced"]
+    assert rows["db"].split()[1:3] == ["unhealthy,", "maintenance"]
+    assert rows["web"].split()[1:3] == ["healthy", "-"]

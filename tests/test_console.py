@@ -7,17 +7,27 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 import trio
 import trio.testing
 
+from pager.protocol import Request
 from pagerd import app
+from pagerd.access.keys import SigningKeys
 from pagerd.access.passwords import hash_password
+from pagerd.access.sessions import csrf_token, new_session, session_cookie, sign_in_nonce
 from pagerd.config import load
+from pagerd.front.http.console.app import Console
+from pagerd.front.http.console.forms import FORM
+from pagerd.front.http.routes import Call
+from pagerd.front.local import answer
+from pagerd.storage.offload import inline
 from tests.console import LOG_N, PASSWORDS, console_config, csrf_of, sign_in, user_table
-from tests.harness import connect, settle, steps
+from tests.harness import connect, running, settle, steps
 from tests.http import base_url, front, http_config
 
 
@@ -122,12 +132,30 @@ async def test_an_ack_goes_through_the_actor_and_stops_escalation(
             await alert(daemon, message="checkout down")
             page = await client.get("/console/incidents/api/1")
             assert page.status_code == 200 and "checkout down" in page.text
-            acked = await client.post(
+            posted = await client.post(
                 "/console/incidents/api/1/ack", data={"csrf": csrf_of(page.text)}
             )
+            # POST, redirect, GET: the page after the answer is the incident's own, with what
+            # was done; reloading it sends nothing again.
+            assert posted.status_code == 303, posted.text
+            location = posted.headers["location"]
+            assert location.startswith("/console/incidents/api/1?notice=")
+            acked = await client.get(location)
             assert acked.status_code == 200, acked.text
             assert "Acknowledged api#1: escalation stopped." in acked.text
             assert "by alice" in acked.text
+            assert "Acknowledged api#1" in (await client.get(location)).text  # a reload
+            # The notice is this session's: another's, or words made up elsewhere, show nothing.
+            async with client_for(daemon) as other:
+                await sign_in(other, "alice")
+                theirs = await other.get(location)
+                assert theirs.status_code == 200 and 'id="notice"' not in theirs.text
+                made_up = await client.get("/console/incidents/api/1?notice=Go%20to%20evil.test")
+                assert made_up.status_code == 200 and "evil.test" not in made_up.text
+            # A GET of the answer's own address (a reload of an old page) is its incident's page.
+            again = await client.get("/console/incidents/api/1/ack")
+            assert again.status_code == 303
+            assert again.headers["location"] == "/console/incidents/api/1"
             incident = (await status(daemon))["incident"]
             assert incident["acknowledged_by"] == "alice"  # type: ignore[index]
             async with connect(config.socket) as conn:
@@ -139,6 +167,68 @@ async def test_an_ack_goes_through_the_actor_and_stops_escalation(
             assert {level for _, _, level, _ in steps(config)} == {1}  # level 2 never paged
             shown = await client.get("/console/incidents/api/1")
             assert "alice via console" in shown.text
+
+
+async def test_an_ack_that_expires_says_until_when_and_each_round_s_pages_are_told_apart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Under `ack_expiry`, the notice and the card say when escalation starts again; once it
+    has, the pages of round 1 and round 2 to the same people are told apart by their round."""
+    console_config(tmp_path)
+    path = tmp_path / "pager.toml"
+    path.write_text(path.read_text().replace("repeat = 0\n", 'repeat = 0\nack_expiry = "1h"\n'))
+    config = load(path)
+    with trio.fail_after(7200):
+        async with front(config) as (daemon, client):
+            await sign_in(client, "alice")
+            await alert(daemon)
+            page = await client.get("/console/incidents/api/1")
+            acked = await client.post(
+                "/console/incidents/api/1/ack",
+                data={"csrf": csrf_of(page.text)},
+                follow_redirects=True,
+            )
+            incident: Any = (await status(daemon))["incident"]
+            expires = incident["ack_expires_at"]
+            assert expires == incident["next_escalation_at"] and expires is not None
+            assert (
+                f"Acknowledged api#1: escalation stopped until {expires[11:16]} UTC (the"
+                " acknowledgement expires: policy ack_expiry)."
+            ) in acked.text
+            assert "Ack expires" in acked.text and "escalation restarts at level 1" in acked.text
+            assert expires[:19].replace("T", " ") + " UTC" in acked.text
+            await trio.sleep(3601)  # the acknowledgement expires: round 2 pages level 1
+            await settle()
+            shown = await client.get("/console/incidents/api/1")
+            paged = re.findall(r'<span class="tag">(level \d, round \d)</span>', shown.text)
+            assert "level 1, round 1" in paged and "level 1, round 2" in paged, paged
+            assert "Ack expires" not in shown.text
+
+
+async def test_an_alert_s_link_is_shown_as_a_link_and_only_an_http_one(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The link an alert's message ends with (Alertmanager's generatorURL) is a link on the
+    card and the timeline, escaped; anything but http(s) stays text, escaped as text."""
+    with trio.fail_after(60):
+        async with front(console_config(tmp_path)) as (daemon, client):
+            await sign_in(client, "alice")
+            await alert(daemon, message="Disk full <http://prometheus:9090/graph?g0.expr=up&x=1>")
+            await alert(daemon, "web", message='down <javascript:alert(1)> <http://x/"a>')
+            page = await client.get("/console/incidents/api/1")
+            source = (
+                '<a class="source" href="http://prometheus:9090/graph?g0.expr=up&amp;x=1"'
+                ' rel="noopener noreferrer nofollow" target="_blank">source</a>'
+            )
+            assert f'<p class="message">Disk full {source}</p>' in page.text
+            live = (await client.get("/console/live")).text
+            assert source in live
+            assert "&lt;javascript:alert(1)&gt; &lt;http://x/&#34;a&gt;" in live
+            assert live.count('class="source"') == 1
+            async with connect(daemon.config.socket) as conn:
+                assert (await conn.request("healthy", service="api"))["ok"]
+            closed = await client.get("/console/incidents/api/1")
+            assert f'<p class="message">Disk full {source}</p>' in closed.text
 
 
 async def test_two_acks_at_once_acknowledge_once_and_the_second_is_told_who_was_first(
@@ -170,8 +260,8 @@ async def test_two_acks_at_once_acknowledge_once_and_the_second_is_told_who_was_
                     response = await client.post(
                         "/console/incidents/api/1/ack", data={"csrf": csrf_of(pages[name].text)}
                     )
-                    assert response.status_code == 200
-                    answers[name] = response.text
+                    assert response.status_code == 303
+                    answers[name] = (await client.get(response.headers["location"])).text
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(ack, "alice", alice)
@@ -242,8 +332,11 @@ async def test_resolve_closes_the_incident_and_a_stale_page_is_told_so(
             await alert(daemon)
             page = await client.get("/console/incidents/api/1")
             token = csrf_of(page.text)
-            done = await client.post("/console/incidents/api/1/resolve", data={"csrf": token})
+            done = await client.post(
+                "/console/incidents/api/1/resolve", data={"csrf": token}, follow_redirects=True
+            )
             assert done.status_code == 200 and "Resolved api#1." in done.text
+            assert done.history[0].status_code == 303
             assert (await status(daemon))["state"] == "healthy"
             async with connect(daemon.config.socket) as conn:
                 history = await conn.request("history", incident="api#1")
@@ -347,10 +440,14 @@ async def test_a_trusted_proxy_names_the_user_and_no_one_else_can(
                 "/console/incidents/api/1", headers={"x-forwarded-user": "alice"}
             )
             assert alice.status_code == 200 and "Acknowledge</button>" in alice.text
-            acked = await client.post(
+            posted = await client.post(
                 "/console/incidents/api/1/ack",
                 data={"csrf": csrf_of(alice.text)},
                 headers={"x-forwarded-user": "alice"},
+            )
+            assert posted.status_code == 303
+            acked = await client.get(
+                posted.headers["location"], headers={"x-forwarded-user": "alice"}
             )
             assert acked.status_code == 200 and "Acknowledged api#1" in acked.text
             # The proxy's session cookie alone, without the proxy's header, is nobody's.
@@ -416,3 +513,124 @@ async def test_a_silence_shows_on_the_overview_and_its_held_incident_says_so(
     assert "&lt;i&gt;db&lt;/i&gt;" in overview and "<i>db" not in overview
     assert "\u202e" not in overview
     assert "held by a silence" in page  # its next escalation, and the history's entry
+
+
+@pytest.mark.parametrize("action", ["ack", "resolve"])
+async def test_an_answer_names_the_incident_shown_whatever_opens_before_it_is_decided(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, action: str
+) -> None:
+    """The console reads the service's status, then sends the answer. If the incident it
+    showed closes and another opens in between (here: at the moment that read is answered),
+    the answer still names the one shown: the actor refuses it, the page says so (409), and
+    the new incident is neither acknowledged nor closed."""
+    config = console_config(tmp_path)
+    with trio.fail_after(60):
+        async with running(config) as daemon:
+            await alert(daemon)  # api#1
+            racing = True
+
+            async def read(request: Request) -> tuple[bytes, str]:
+                nonlocal racing
+                found = await daemon.server.read(request)
+                if racing and request.op == "status" and request.service == "api":
+                    racing = False  # api#1 closes and api#2 opens before the answer goes
+                    async with connect(config.socket) as conn:
+                        assert (await conn.request("healthy", service="api"))["ok"]
+                        assert (await conn.request("alert", service="api", message="again"))["ok"]
+                return found
+
+            console = Console(
+                lambda: daemon.config,
+                read,
+                lambda service, event, via: answer(daemon.services, service, event, via),
+                lambda: daemon.keys,
+                daemon.clock.now,
+                lambda: False,
+                inline,
+            )
+            assert daemon.config.console is not None
+            user = daemon.config.console.users["alice"]
+            assert user.password is not None
+            session = new_session("alice", daemon.clock.now(), 3600, user.password.encode())
+            path = f"/console/incidents/api/1/{action}"
+            [route] = [
+                r
+                for r in console.routes()
+                if (r.method, r.pattern) == ("POST", path.replace("api/1", "{service}/{number}"))
+            ]
+            call = Call(
+                "POST",
+                path,
+                {"service": "api", "number": "1"},
+                {
+                    "cookie": f"pagerd_session={session_cookie(daemon.keys, session)}",
+                    "content-type": "application/x-www-form-urlencoded",
+                },
+                f"csrf={csrf_token(daemon.keys, session.id)}".encode(),
+                address="127.0.0.1",
+            )
+            response = await route.handler(call)
+            assert not racing  # the race did happen between the read and the answer
+            assert response.status == 409, response.body.decode()
+            assert f"api#1 is closed: nothing to {action}." in response.body.decode()
+            now = await status(daemon)
+            assert now["state"] == "unhealthy"
+            assert now["incident"]["id"] == "api#2"  # type: ignore[index]
+            assert now["incident"]["acknowledged"] is False  # type: ignore[index]
+
+
+async def test_concurrent_guesses_get_no_more_than_the_allowance(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Guesses sent at once all arrive before any password check ends (each takes a tenth of a
+    second, off the loop): each is counted as a failure when it is let through, not when its
+    check ends, so no more than `max_failed_sign_ins` are checked; the right password among
+    them, let through, is taken back and signs in."""
+    config = console_config(tmp_path, console='max_failed_sign_ins = 3\nlockout = "10m"\n')
+    keys = SigningKeys((b"k" * 32,))
+
+    async def read(request: Request) -> tuple[bytes, str]:
+        raise AssertionError("a sign-in reads nothing")
+
+    async def answering(service: str, event: Any, via: str) -> tuple[bytes, str]:
+        raise AssertionError("a sign-in answers nothing")
+
+    console = Console(
+        lambda: config, read, answering, lambda: keys, trio.current_time, lambda: False, inline
+    )
+    [route] = [r for r in console.routes() if (r.method, r.pattern) == ("POST", "/console/sign-in")]
+
+    def guess(password: str) -> Call:
+        cookie, token = sign_in_nonce(keys)
+        body = urlencode({"username": "alice", "password": password, "csrf": token})
+        return Call(
+            "POST",
+            "/console/sign-in",
+            {},
+            {"cookie": f"pagerd_sign_in={cookie}", "content-type": FORM},
+            body.encode(),
+            address="192.0.2.7",
+        )
+
+    async def statuses(passwords: list[str]) -> list[int]:
+        found: list[int] = [0] * len(passwords)
+
+        async def one(i: int) -> None:
+            found[i] = (await route.handler(guess(passwords[i]))).status
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(passwords)):
+                nursery.start_soon(one, i)
+        return found
+
+    with trio.fail_after(7200):
+        wrong = await statuses(["guess"] * 10)
+        assert sorted(wrong) == [403] * 3 + [429] * 7
+        await trio.sleep(601)  # the lock-out is over
+        # Two wrong and the right one at once, the whole allowance: all three let through, the
+        # right one signs in and is taken back (whichever was counted last, and locked the
+        # name, the name is not locked out by an attempt that succeeded).
+        mixed = await statuses(["guess", PASSWORDS["alice"], "guess"])
+        assert sorted(mixed) == [303, 403, 403]
+        again = await statuses([PASSWORDS["alice"]])
+        assert again == [303]

@@ -3,7 +3,9 @@ lock-out, the strict form reader, `[console]` in the config, and `pagerd hash-pa
 
 from __future__ import annotations
 
+import base64
 import io
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,9 +24,12 @@ from pagerd.access.passwords import (
     hash_password,
 )
 from pagerd.access.sessions import (
+    NOTICE_LIFETIME,
     csrf_token,
     csrf_valid,
     new_session,
+    notice_token,
+    open_notice,
     open_session,
     session_cookie,
     sign_in_nonce,
@@ -32,9 +37,10 @@ from pagerd.access.sessions import (
 )
 from pagerd.config import ConfigError
 from pagerd.front.http.console.forms import FormError, read_form
-from pagerd.front.http.console.lockout import SignInGuard
+from pagerd.front.http.console.lockout import Attempt, SignInGuard
 from tests.console import LOG_N, console_config, user_table
 from tests.http import http_config
+from tests.processes import PAGERD
 
 KEYS = SigningKeys((bytes(range(32)),))
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -135,6 +141,23 @@ def test_an_address_is_locked_out_after_four_times_as_many() -> None:
     assert guard.retry_after("anyone", "10.0.0.1", 0.0) == 60
 
 
+def test_an_attempt_counts_before_its_check_and_a_right_one_is_taken_back() -> None:
+    guard = SignInGuard()
+    attempts = [guard.attempt("alice", "10.0.0.1", 0.0, 3, 600.0) for _ in range(4)]
+    assert [isinstance(a, Attempt) for a in attempts] == [True, True, True, False]
+    assert attempts[3] == 600  # locked by the three let through, before any check ended
+    # Another address, other names, up to the address's last allowed attempt: the right one.
+    for i in range(11):
+        assert isinstance(guard.attempt(f"name{i}", "10.0.0.2", 0.0, 3, 60.0), Attempt)
+    last = guard.attempt("bob", "10.0.0.2", 0.0, 3, 60.0)
+    assert isinstance(last, Attempt) and guard.retry_after("carol", "10.0.0.2", 0.0) == 60
+    guard.succeeded(last)  # it was no failure: the lock it set is taken back, not the others
+    assert guard.retry_after("carol", "10.0.0.2", 0.0) is None
+    assert guard.retry_after("bob", "10.0.0.2", 0.0) is None
+    assert isinstance(guard.attempt("carol", "10.0.0.2", 0.0, 3, 60.0), Attempt)
+    assert guard.retry_after("dave", "10.0.0.2", 0.0) == 60  # one more failure locks again
+
+
 @settings(max_examples=20, deadline=None)
 @given(names=st.lists(st.text(max_size=8), min_size=1, max_size=300))
 def test_the_lockout_remembers_a_bounded_number(names: list[str]) -> None:
@@ -184,6 +207,22 @@ def test_any_body_is_a_form_or_a_clear_4xx(body: bytes, kind: str) -> None:
         assert 400 <= exc.status < 500 and exc.message
     else:
         assert set(form) == {"csrf"} and len(form["csrf"]) <= 1024
+
+
+def test_a_notice_is_shown_to_its_own_session_for_a_while_only() -> None:
+    token = notice_token(KEYS, "session-1", "Acknowledged api#1: escalation stopped.", 1000.0)
+    assert open_notice(KEYS, "session-1", token, 1000.0) == (
+        "Acknowledged api#1: escalation stopped."
+    )
+    assert open_notice(KEYS, "session-1", token, 1000.0 + NOTICE_LIFETIME) is not None
+    assert open_notice(KEYS, "session-1", token, 1001.0 + NOTICE_LIFETIME) is None  # old
+    assert open_notice(KEYS, "session-2", token, 1000.0) is None  # another session's
+    assert open_notice(SigningKeys((bytes(32),)), "session-1", token, 1000.0) is None
+    assert open_notice(KEYS, "session-1", token[:-2] + "AA", 1000.0) is None
+    csrf = csrf_token(KEYS, "session-1")
+    assert open_notice(KEYS, "session-1", csrf, 1000.0) is None  # a token of another kind
+    payload = base64.urlsafe_b64decode(token.partition(".")[0] + "==")
+    assert b"session-1" not in payload  # the address may travel: it does not name the session
 
 
 # The config -------------------------------------------------------------------------------------
@@ -246,6 +285,31 @@ def test_a_console_nobody_can_sign_in_to_is_refused(tmp_path: Path) -> None:
     proxied = http_config(tmp_path, extra='\n[console]\ntrusted_proxies = ["::1"]\n')
     assert proxied.console is not None and proxied.console.trusts("::1")
     assert http_config(tmp_path, extra="\n[console]\n" + user_table("alice")).console is not None
+
+
+def test_a_user_without_a_password_and_no_proxy_to_vouch_is_refused(tmp_path: Path) -> None:
+    """bob has no password_hash and nothing trusts a proxy: bob could never sign in, which is
+    a mistake to name at `pagerd --check`, not a page that refuses him at 3 a.m."""
+    errors = console_errors(
+        tmp_path, "[console]\n" + user_table("alice") + "[console.users.bob]\nread_only = true\n"
+    )
+    assert errors == [
+        "console.users.bob: no password_hash and no console.trusted_proxies: bob can never"
+        " sign in (add a password_hash from pagerd hash-password, or trusted_proxies)"
+    ]
+    proxied = http_config(
+        tmp_path,
+        extra='\n[console]\ntrusted_proxies = ["127.0.0.1"]\n[console.users.bob]\n',
+    )
+    assert proxied.console is not None and proxied.console.users["bob"].password is None
+    # As `pagerd --check` says it, naming the key, exit 78.
+    console_errors(tmp_path, "[console]\n[console.users.bob]\n")
+    checked = subprocess.run(
+        [*PAGERD, "--config", str(tmp_path / "pager.toml"), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 78
+    assert "console.users.bob: no password_hash and no console.trusted_proxies" in checked.stderr
 
 
 # pagerd hash-password -----------------------------------------------------------------------

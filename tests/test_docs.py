@@ -58,6 +58,10 @@ OTHER_PROGRAMS: Final = frozenset(
         "mypy",
         "devcontainer",
         "curl",
+        "umask",
+        "openssl",
+        "sed",
+        "chown",
     }
 )
 

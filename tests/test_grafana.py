@@ -62,11 +62,15 @@ def test_grafanas_payload_is_read_as_alertmanagers() -> None:
     source = Source("grafana-alerts", "9a3f1c7be2d04e56")
     starts_at = alertmanager.instant("2026-11-30T21:20:10Z")
     firing = alertmanager.parse(fixture("firing"), route, {"api"})
-    assert isinstance(firing, list) and [r.service for r in firing] == ["api"]
+    assert isinstance(firing, alertmanager.Batch) and not firing.refused
+    assert [r.service for r in firing.routed] == ["api"]
     link = "https://grafana.example.com/alerting/grafana/cf4a8b1e2d/view?orgId=1"
-    assert firing[0].event == Alert(f"Disk /var is 95% full on db-1 <{link}>", source, starts_at)
+    assert firing.routed[0].event == Alert(
+        f"Disk /var is 95% full on db-1 <{link}>", source, starts_at
+    )
     resolved = alertmanager.parse(fixture("resolved"), route, {"api"})
-    assert isinstance(resolved, list) and resolved[0].event == Resolve(source, starts_at)
+    assert isinstance(resolved, alertmanager.Batch)
+    assert resolved.routed[0].event == Resolve(source, starts_at)
 
 
 def test_version_1_is_taken_only_as_grafana_sends_it() -> None:
@@ -100,7 +104,7 @@ async def test_grafanas_webhook_fires_pages_and_resolves_through_the_documented_
     config = _documented_config(tmp_path)
     (contact_points,) = [yaml.safe_load(b) for b in _blocks("yaml") if "type: webhook" in b]
     settings = contact_points["contactPoints"][0]["receivers"][0]["settings"]
-    path = settings["url"].removeprefix("https://pagerd.example.com")
+    path = settings["url"].removeprefix("https://pager.example.com")
     headers = {"authorization": f"{settings['authorization_scheme']} {KEY}"}
     with trio.fail_after(60):
         async with front(config) as (daemon, client):

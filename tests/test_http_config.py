@@ -9,6 +9,8 @@ import pytest
 import trustme
 
 from pagerd.config import ConfigError, load
+from pagerd.main import main
+from tests.console import user_table
 from tests.harness import CHANNELS, ONCALL
 
 SERVICES = '\n[services.api]\npolicy = "oncall"\n[services.web]\npolicy = "oncall"\n'
@@ -155,3 +157,69 @@ def test_a_short_or_non_ascii_key_is_refused_at_check(tmp_path: Path, key: str, 
     found = errors(tmp_path, '[integrations.a]\ntype = "rest"\nkey_file = "k"\n')
     assert found == [f"integrations.a.key_file: {why} (make one with: openssl rand -hex 32)"]
     assert len(key) < 2 or key not in found[0]  # the key is never shown
+
+
+QUERY_OR_FRAGMENT = (
+    "http.public_url: must have no query (?) or fragment (#): links add a path to it, like"
+    ' "https://pager.example.com" or "https://example.com/pager"'
+)
+NOT_HTTP = 'http.public_url: expected an http(s) URL, like "https://pager.example"'
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("https://pager.example.com/?team=ops", QUERY_OR_FRAGMENT),
+        ("https://pager.example.com/#ack", QUERY_OR_FRAGMENT),
+        ("https://pager.example.com?", QUERY_OR_FRAGMENT),
+        ("ftp://pager.example.com", NOT_HTTP),
+        ("mailto:ops@example.com", NOT_HTTP),
+        ("pager.example.com", NOT_HTTP),
+        ("https://", NOT_HTTP),
+    ],
+)
+def test_public_url_is_an_http_url_links_can_be_added_to(
+    tmp_path: Path, url: str, error: str
+) -> None:
+    assert errors(tmp_path, f'[http]\nlisten = "127.0.0.1:8080"\npublic_url = "{url}"\n') == [error]
+
+
+@pytest.mark.parametrize("url", ["https://pager.example.com", "http://10.0.0.5:8080/pager/"])
+def test_public_url_may_have_a_path(tmp_path: Path, url: str) -> None:
+    config = load(write(tmp_path, f'[http]\nlisten = "127.0.0.1:8080"\npublic_url = "{url}"\n'))
+    assert config.http.public_url == url
+
+
+LISTEN_NOTE = (
+    "pagerd: note: http.listen is not set: nothing listens for what {} set up (unless systemd"
+    " passes pagerd a socket named http; see docs/http.md)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[http]\npublic_url = "https://pager.example.com"\n', "http.public_url"),
+        ('[integrations.ops]\ntype = "rest"\nkey_file = "k"\n', "[integrations]"),
+        (
+            '[http]\npublic_url = "https://pager.example.com"\n'
+            '[integrations.ops]\ntype = "rest"\nkey_file = "k"\n',
+            "http.public_url, [integrations]",
+        ),
+        ("[console]\n" + user_table("alice"), "[console]"),
+        ('[http]\nlisten = "127.0.0.1:8080"\npublic_url = "https://pager.example.com"\n', None),
+        ("", None),
+    ],
+)
+def test_check_notes_what_is_set_up_for_http_when_nothing_listens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, named: str | None
+) -> None:
+    """Not an error (systemd may pass the socket), but a word: the operator set up what is
+    reached over HTTP and nothing would listen for it."""
+    (tmp_path / "k").write_text("key-0123456789abcdef\n")
+    path = write(tmp_path, text)
+    assert main(["--config", str(path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"pagerd: {path}: ok (")
+    notes = [line + "\n" for line in out.splitlines() if "http.listen is not set" in line]
+    assert notes == ([] if named is None else [LISTEN_NOTE.format(named)])

@@ -90,8 +90,18 @@ def test_the_docs_curl_examples_work_against_a_real_pagerd(tmp_path: Path) -> No
             "run (install it: apt-get install curl)"
         )
     port = free_port()
-    (tmp_path / "ops-scripts.key").write_text(KEY + "\n")
-    (tmp_path / "backups.key").write_text("backups-" + KEY + "\n")
+    # The keys and their header files, made as the docs make them (but the `chown`: pagerd runs
+    # as this test's user here).
+    (making,) = [block for block in _doc_blocks("sh") if "openssl rand" in block]
+    making = "\n".join(line for line in making.splitlines() if not line.startswith("chown "))
+    for name in ("ops-scripts", "backups"):
+        script = making.replace("/etc/pager/", f"{tmp_path}/").replace("ops-scripts", name)
+        subprocess.run(["sh", "-ec", script], check=True, timeout=30)
+        for made in (f"keys/{name}.key", f"keys/{name}.header"):
+            assert (tmp_path / made).stat().st_mode & 0o777 == 0o600, made
+        key = (tmp_path / "keys" / f"{name}.key").read_text().strip()
+        header = (tmp_path / "keys" / f"{name}.header").read_text()
+        assert header == f"Authorization: Bearer {key}\n" and len(key) == 64
     (config,) = _doc_blocks("toml")
     config = config.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     config = config.replace("/etc/pager/", f"{tmp_path}/")

@@ -304,6 +304,9 @@ async def test_a_reload_brings_new_keys_and_certificate_to_the_fronts(tmp_path: 
                 assert (await client.get("/status", headers=auth())).status_code == 200
             (tmp_path / "ops.key").write_text(new_key + "\n")
             issue(second)
+            text = config.path.read_text()
+            public = 'public_url = "https://pager.example.com"\n'
+            config.path.write_text(text.replace("[http]\n", "[http]\n" + public, 1))
             assert await daemon.reload()
             new = {"authorization": f"Bearer {new_key}"}
 
@@ -318,6 +321,10 @@ async def test_a_reload_brings_new_keys_and_certificate_to_the_fronts(tmp_path: 
             await until_async(new_config_served, "a front serving the new config")
             for _ in range(10):
                 assert await new_config_served()
+                # `/openapi.json` follows the reload too: its server is the new public_url.
+                async with httpx.AsyncClient(base_url=url, verify=trusting(second)) as client:
+                    document = (await client.get("/openapi.json")).json()
+                assert document["servers"] == [{"url": "https://pager.example.com"}]
             async with httpx.AsyncClient(base_url=url, verify=trusting(second)) as client:
                 assert (await client.get("/status", headers=auth())).status_code == 401
             async with httpx.AsyncClient(base_url=url, verify=trusting(first)) as client:

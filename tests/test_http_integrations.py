@@ -336,12 +336,53 @@ def test_the_documented_alertmanager_watchdog_route_is_one_alertmanager_takes(
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _amtool_version() -> tuple[int, ...]:
+    shown = subprocess.run(
+        ["amtool", "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    found = re.search(r"version (\d+)\.(\d+)", shown.stdout + shown.stderr)
+    assert found is not None, shown
+    return (int(found.group(1)), int(found.group(2)))
+
+
+def _alertmanager_configs() -> list[str]:
+    """The Alertmanager config files docs/integrations.md shows (Grafana's are not)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    return [str(b) for b in blocks if b.startswith("route:")]
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason=AMTOOL_MISSING)
+def test_every_documented_alertmanager_config_is_one_alertmanager_takes(tmp_path: Path) -> None:
+    """Every block as the version installed takes it; `url_file` (0.26 and later) is refused by
+    0.25's, as the docs say."""
+    blocks = _alertmanager_configs()
+    assert len(blocks) == 5 and sum("url_file" in b for b in blocks) == 1
+    version = _amtool_version()
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"alertmanager-{number}.yml"
+        path.write_text(block)
+        done = subprocess.run(
+            ["amtool", "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if "url_file" in block and version < (0, 26):
+            assert done.returncode != 0 and "field url_file not found" in done.stdout + done.stderr
+        else:
+            assert done.returncode == 0, block + done.stdout + done.stderr
+        assert "pager.example.com" in block
+
+
 async def test_no_key_of_these_routes_is_in_logs_metrics_answers_or_history(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = hooks_config(tmp_path)
     seen: list[str] = []
+    elsewhere = webhook(("a", "X", "firing"), ("n", "X", "firing"))
+    elsewhere["alerts"][1]["labels"]["service"] = "nope"
     with trio.fail_after(60):
         async with front(config) as (_, client):
             am = "/v1/integrations/alertmanager"
@@ -354,6 +395,7 @@ async def test_no_key_of_these_routes_is_in_logs_metrics_answers_or_history(
                 ("/heartbeat/cron", None, bearer("hb")),
                 ("/heartbeat/nope", None, bearer("hb")),
                 (f"{am}/{HOOK_KEYS['dog']}", webhook(("w", "Watchdog", "firing")), {}),
+                (f"{am}/{KEYS['am']}", elsewhere, {}),  # one alert refused, logged
             ):
                 response = await client.post(path, json=body, headers=headers)
                 seen.append(response.text)
@@ -365,5 +407,7 @@ async def test_no_key_of_these_routes_is_in_logs_metrics_answers_or_history(
     assert any(r.name.startswith("pagerd") for r in ours)
     seen += [r.getMessage() for r in ours]
     text = "\n".join(seen)
+    assert "alert refused integration=am alert=2 of 2 fingerprint='n'" in text
+    assert 'pagerd_http_events_refused_total{integration="am",reason="unknown_service"} 1' in text
     for key in (KEYS["am"], *HOOK_KEYS.values()):
         assert key not in text

@@ -86,3 +86,28 @@ async def test_the_document_is_what_the_server_does(
                     names = {p["name"] for p in op.get("parameters", [])}
                     assert names == {s[1:-1] for s in path.split("/") if s.startswith("{")}
                     assert op["summary"]
+
+
+async def test_the_documents_server_follows_a_reload_of_public_url(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    config = http_config(tmp_path)
+    text = config.path.read_text()
+    with trio.fail_after(60):
+        async with front(config) as (daemon, client):
+            assert "servers" not in (await client.get("/openapi.json")).json()
+            config.path.write_text(
+                text.replace("[http]\n", '[http]\npublic_url = "https://pager.example.com"\n', 1)
+            )
+            assert await daemon.reload()
+            document = (await client.get("/openapi.json")).json()
+            assert document["servers"] == [{"url": "https://pager.example.com"}]
+            config.path.write_text(
+                text.replace("[http]\n", '[http]\npublic_url = "https://pager2.example.com"\n', 1)
+            )
+            assert await daemon.reload()
+            document = (await client.get("/openapi.json")).json()
+            assert document["servers"] == [{"url": "https://pager2.example.com"}]
+            config.path.write_text(text)
+            assert await daemon.reload()
+            assert "servers" not in (await client.get("/openapi.json")).json()

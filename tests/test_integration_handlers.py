@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+import pager.cli
 from pager import domain
 from pager.domain import ServiceState, Source
 from pager.integrations import IntegrationRoute, KeyedRoute, find_by_key
@@ -130,18 +131,135 @@ async def test_resends_and_redeliveries_change_nothing_and_page_nobody(
         assert services.state("api").incident is not None
 
 
-async def test_an_unknown_service_refuses_the_whole_payload_and_records_nothing(
+ALLOWED = IntegrationRoute(
+    "prom", "alertmanager", service_label="service", services=frozenset({"api", "gone"})
+)
+
+
+def _grouped_by_alertname(*alerts: tuple[str, dict[str, str]], status: str = "firing") -> bytes:
+    """The payload the real Alertmanager (0.25) sends for a route with `group_by:
+    ["alertname"]`: one group whose alerts are of several services, as (fingerprint, labels)."""
+    return json.dumps(
+        {
+            "receiver": "pagerd",
+            "status": status,
+            "alerts": [
+                {
+                    "status": status,
+                    "labels": labels,
+                    "annotations": {"summary": f"Disk full on {labels.get('instance')}"},
+                    "startsAt": "2026-11-30T21:24:22.814243Z",
+                    "endsAt": "0001-01-01T00:00:00Z"
+                    if status == "firing"
+                    else "2026-11-30T21:29:21.815957Z",
+                    "generatorURL": "http://prometheus.example:9090/graph?g0.expr=up",
+                    "fingerprint": fingerprint,
+                }
+                for fingerprint, labels in alerts
+            ],
+            "groupLabels": {"alertname": "DiskFull"},
+            "commonLabels": {"alertname": "DiskFull"},
+            "commonAnnotations": {},
+            "externalURL": "http://vm:39937",
+            "version": "4",
+            "groupKey": '{}:{alertname="DiskFull"}',
+            "truncatedAlerts": 0,
+        }
+    ).encode()
+
+
+MIXED = (
+    ("c2ddb2a3b6628273", {"alertname": "DiskFull", "service": "api", "instance": "db-1"}),
+    ("5e0a11c9d0e1f2a3", {"alertname": "DiskFull", "service": "web", "instance": "web-1"}),
+    ("9d8c7b6a5f4e3d2c", {"alertname": "DiskFull", "service": "gone", "instance": "old-1"}),
+    ("0a1b2c3d4e5f6789", {"alertname": "DiskFull", "instance": "\x1b[31mbox"}),
+)
+
+
+async def test_alerts_that_cannot_be_routed_refuse_themselves_and_their_group_still_pages(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`group_by: [alertname]` puts alerts of several services in one payload: api's may page
+    through this integration, web's may not (its `services`), `gone` is no service, and one
+    has no `service` label. api's is committed and pages; the answer is the 4xx of the first
+    refused, naming every one (Alertmanager logs it and does not retry); each is logged. The
+    same group sent again (Alertmanager's next flush) doubles nothing."""
+    caplog.set_level(logging.WARNING, "pagerd.integrations")
+    body = _grouped_by_alertname(*MIXED)
+    async with running(config) as daemon:
+        services = daemon.services
+        answer = await alertmanager_webhook(daemon.core, ALLOWED, body)
+        # Answered after commit: the store has api's alert.
+        stored = daemon.store.load_states()["api"]
+        assert stored.incident is not None and len(stored.firing) == 1
+        assert answer.status == 403 and answer.result == "forbidden"
+        assert answer.refused == ("not_in_services", "unknown_service", "no_service_label")
+        reply = json.loads(answer.body)
+        assert reply["status"] == "error" and reply["code"] == "forbidden"
+        assert reply["processed"] == 1
+        assert reply["errors"] == [
+            "alert 2: service 'web' is not among this integration's services",
+            "alert 3: unknown service 'gone'",
+            "alert 4: the event has no label 'service' naming its service",
+        ]
+        assert "(3 of 4 alerts refused, the others processed)" in reply["message"]
+        assert services.state("web").healthy
+        await trio.sleep(5)  # delivered (the mock clock), and level 2 not due yet
+        assert pages(config) == 2, steps(config)  # level 1 of the harness policy: two targets
+        lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        refused = [line for line in lines if line.startswith("alert refused")]
+        assert refused == [
+            "alert refused integration=prom alert=2 of 4 fingerprint='5e0a11c9d0e1f2a3'"
+            " reason=not_in_services: service 'web' is not among this integration's services",
+            "alert refused integration=prom alert=3 of 4 fingerprint='9d8c7b6a5f4e3d2c'"
+            " reason=unknown_service: unknown service 'gone'",
+            "alert refused integration=prom alert=4 of 4 fingerprint='0a1b2c3d4e5f6789'"
+            " reason=no_service_label: the event has no label 'service' naming its service",
+        ]
+        again = await alertmanager_webhook(daemon.core, ALLOWED, body)
+        assert again.status == 403 and again.refused == answer.refused
+        await trio.sleep(5)
+        state = services.state("api")
+        assert state.incident is not None and state.incident.alerts == 1
+        assert state.last_incident == 1 and pages(config) == 2
+        resolved = await alertmanager_webhook(
+            daemon.core, ALLOWED, _grouped_by_alertname(*MIXED, status="resolved")
+        )
+        assert resolved.status == 403 and services.state("api").healthy
+
+
+async def test_a_label_value_is_logged_escaped(
+    autojump_clock: trio.testing.MockClock, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "pagerd.integrations")
+    body = _grouped_by_alertname(("f\x1b[2J", {"alertname": "X", "service": "\x1b[31mred\u202e"}))
+    async with running(config) as daemon:
+        answer = await alertmanager_webhook(daemon.core, AM, body)
+    assert answer.status == 404
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("alert")]
+    assert "\x1b" not in line and "\u202e" not in line
+    assert "fingerprint='f\\x1b[2J'" in line and "'\\x1b[31mred\\u202e'" in line
+
+
+async def test_a_payload_none_of_whose_alerts_can_be_routed_is_refused_and_records_nothing(
     autojump_clock: trio.testing.MockClock, config: Config
 ) -> None:
     payload = json.loads(webhook(("f1", "firing"), ("f2", "firing")))
-    payload["alerts"][1]["labels"]["service"] = "nope"
+    for alert in payload["alerts"]:
+        alert["labels"]["service"] = "nope"
     async with running(config) as daemon:
         answer = await alertmanager_webhook(daemon.core, AM, json.dumps(payload).encode())
-        assert answer.status == 404
-        assert "unknown service 'nope'" in json.loads(answer.body)["message"]
+        assert answer.status == 404 and answer.refused == ("unknown_service",) * 2
+        reply = json.loads(answer.body)
+        assert (
+            reply["message"] == "alert 1: unknown service 'nope'; alert 2: unknown service 'nope'"
+        )
+        assert reply["processed"] == 0 and len(reply["errors"]) == 2
         assert daemon.services.state("api").healthy
         bad = await alertmanager_webhook(daemon.core, AM, b"{not json")
         assert bad.status == 400
+        await settle()
+        assert daemon.store.load_states().get("api", ServiceState("api")).last_incident == 0
     assert pages(config) == 0
 
 
@@ -442,7 +560,11 @@ async def test_a_copy_of_an_earlier_firing_after_a_later_resolve_pages_nobody_af
         assert state.healthy and state.last_incident == 2 and pages(config) == 4
         text = await metrics_text(config.socket)
         assert 'pagerd_stale_firings_total{integration="prom"} 1' in text
-        assert "late firing ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in caplog.text
+        (line,) = [r for r in caplog.records if r.getMessage().startswith("late firing")]
+        assert line.levelno == logging.WARNING
+        assert "late firing ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in line.getMessage()
+        # Nothing happened to any incident: nothing in a history.
+        assert "resolve_ignored" not in [event for event, _ in await _timeline(config)]
 
 
 async def test_prometheus_back_after_alertmanager_resolved_its_alert_pages_again(
@@ -491,8 +613,27 @@ async def test_a_resolve_of_an_earlier_firing_leaves_the_incident_open(
         await settle()
         state = services.state("api")
         assert state.incident is not None and state.incident.number == 1 and pages(config) == 2
-        assert "late resolve ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in caplog.text
-        assert "resolve" not in [event for event, _ in await _timeline(config)]
+        (line,) = [r for r in caplog.records if r.getMessage().startswith("late resolve")]
+        assert line.levelno == logging.WARNING
+        assert (
+            "late resolve ignored service=api alerts=prom:'bca7f9ce4118dd5d'" in line.getMessage()
+        )
+        # The on-call sees an incident that does not close: its history says why.
+        timeline = await _timeline(config)
+        assert "resolve" not in [event for event, _ in timeline]
+        assert (
+            "resolve_ignored",
+            "prom: bca7f9ce4118dd5d started 2026-11-30T21:24:22.809107Z, before the firing that"
+            " holds the incident (started 2026-11-30T21:41:07.5Z): the incident stays open",
+        ) in timeline
+        async with connect(config.socket) as conn:
+            reply = await conn.request("history", service="api")
+        shown = pager.cli.render("history", reply)
+        assert (
+            "late resolve ignored through prom: bca7f9ce4118dd5d started"
+            " 2026-11-30T21:24:22.809107Z, before the firing that holds the incident (started"
+            " 2026-11-30T21:41:07.5Z)" in shown
+        )
         resolved = _as_alertmanager_sent("resolved", second, "2026-11-30T21:50:01Z")
         assert (await alertmanager_webhook(daemon.core, AM, resolved)).status == 200
         assert services.state("api").healthy

@@ -80,15 +80,27 @@ def test_any_json_is_refused_or_read_into_valid_events_alertmanager(data: Any) -
     result = alertmanager.parse(json.dumps(data).encode(), AM, KNOWN)
     if isinstance(result, Refused):
         assert 400 <= result.status < 500 and result.message
-    else:
-        valid_routed(result, AM)
+        return
+    valid_routed(result.routed, AM)
+    # Every alert is routed or refused, never lost, and each refused one is named with why.
+    assert len(result.routed) + len(result.refused) == len(data["alerts"])
+    numbers = [u.number for u in result.refused]
+    assert numbers == sorted(set(numbers)) and all(1 <= n <= len(data["alerts"]) for n in numbers)
+    for unroutable in result.refused:
+        assert unroutable.reason in alertmanager.REASONS
+        assert 400 <= unroutable.refused.status < 500
+        assert unroutable.describe().startswith(f"alert {unroutable.number}: ")
+    # What is routed is what the routable alerts alone give: a neighbour changes nothing.
+    kept = [a for n, a in enumerate(data["alerts"], 1) if n not in numbers]
+    alone = alertmanager.parse(json.dumps({**data, "alerts": kept}).encode(), AM, KNOWN)
+    assert alone == alertmanager.Batch(result.routed)
 
 
 @settings(max_examples=300)
 @given(st.binary(max_size=200))
 def test_any_bytes_are_refused_or_read_alertmanager(body: bytes) -> None:
     result = alertmanager.parse(body, AM, KNOWN)
-    assert isinstance(result, Refused | list)
+    assert isinstance(result, Refused | alertmanager.Batch)
 
 
 @settings(max_examples=300)
@@ -135,37 +147,62 @@ def test_the_message_is_summary_else_description_else_alertname_with_the_link() 
     ]
     for annotated, text in cases:
         routed = alertmanager.parse(webhook(am_alert("f", **annotated)), AM, KNOWN)
-        assert routed == [Routed("api", Alert(text + link, Source("prom", "f")))]
+        assert routed == alertmanager.Batch(
+            [Routed("api", Alert(text + link, Source("prom", "f")))]
+        )
 
 
 def test_resolved_alerts_resolve_their_fingerprint() -> None:
     routed = alertmanager.parse(webhook(am_alert("f1"), am_alert("f2", "resolved")), AM, KNOWN)
-    assert isinstance(routed, list)
-    assert [r.event for r in routed][1] == Resolve(Source("prom", "f2"))
+    assert isinstance(routed, alertmanager.Batch)
+    assert [r.event for r in routed.routed][1] == Resolve(Source("prom", "f2"))
+
+
+ALLOWED = IntegrationRoute(
+    "prom", "alertmanager", service_label="service", services=frozenset({"api"})
+)
 
 
 @pytest.mark.parametrize(
-    ("labels", "route", "status", "says"),
+    ("alert", "route", "status", "says", "reason"),
     [
-        ({"service": "nope"}, AM, 404, "unknown service 'nope'"),
-        ({}, AM, 400, "no label 'service'"),
-        ({"service": "web"}, IntegrationRoute("prom", "alertmanager", service_label="service",
-                                              services=frozenset({"api"})), 403, "not among"),
+        ({"labels": {"service": "nope"}}, AM, 404, "unknown service 'nope'", "unknown_service"),
+        ({"labels": {}}, AM, 400, "no label 'service'", "no_service_label"),
+        ({"labels": {"service": "web"}}, ALLOWED, 403, "not among", "not_in_services"),
+        ({"fingerprint": ""}, AM, 400, "fingerprint must be", "bad_fingerprint"),
+        ({"fingerprint": "f" * 257}, AM, 400, "fingerprint must be", "bad_fingerprint"),
     ],
 )  # fmt: skip
-def test_an_alert_for_no_known_service_refuses_the_whole_payload(
-    labels: dict[str, str], route: IntegrationRoute, status: int, says: str
+def test_an_alert_that_cannot_be_routed_refuses_itself_and_not_its_neighbours(
+    alert: dict[str, Any], route: IntegrationRoute, status: int, says: str, reason: str
 ) -> None:
-    bad = am_alert("f2") | {"labels": labels}
-    refused = alertmanager.parse(webhook(am_alert("f1"), bad), route, KNOWN)
-    assert isinstance(refused, Refused)
-    assert refused.status == status and says in refused.message and "alert 2" in refused.message
+    bad = am_alert("f2") | alert
+    read = alertmanager.parse(
+        webhook(am_alert("f1"), bad, am_alert("f3", "resolved")), route, KNOWN
+    )
+    assert isinstance(read, alertmanager.Batch)
+    assert [r.event for r in read.routed] == [
+        Alert("DiskFull <http://prometheus:9090/graph?g0.expr=up>", Source("prom", "f1")),
+        Resolve(Source("prom", "f3")),
+    ]
+    (refused,) = read.refused
+    assert refused.number == 2 and refused.reason == reason
+    assert refused.refused.status == status and says in refused.refused.message
+    assert refused.describe().startswith("alert 2: ")
+
+
+def test_a_long_label_value_is_quoted_cut_in_the_refusal() -> None:
+    long = "x" * 100_000
+    read = alertmanager.parse(webhook(am_alert("f1") | {"labels": {"service": long}}), AM, KNOWN)
+    assert isinstance(read, alertmanager.Batch)
+    (refused,) = read.refused
+    assert len(refused.refused.message) < 200 and "unknown service 'xxx" in refused.refused.message
 
 
 def test_a_fixed_service_takes_every_alert() -> None:
     route = IntegrationRoute("prom", "alertmanager", service="db")
     routed = alertmanager.parse(webhook(am_alert("f1") | {"labels": {}}), route, KNOWN)
-    assert isinstance(routed, list) and routed[0].service == "db"
+    assert isinstance(routed, alertmanager.Batch) and routed.routed[0].service == "db"
 
 
 def test_another_version_is_refused() -> None:
@@ -236,8 +273,8 @@ def fixture(name: str) -> bytes:
 def test_the_payload_real_alertmanager_sent_is_read() -> None:
     body = fixture("alertmanager-webhook-v4.json")
     routed = alertmanager.parse(body, AM, KNOWN)
-    assert isinstance(routed, list) and routed, routed
-    valid_routed(routed, AM)
+    assert isinstance(routed, alertmanager.Batch) and routed.routed and not routed.refused
+    valid_routed(routed.routed, AM)
 
 
 @pytest.mark.parametrize("action", ["trigger", "acknowledge", "resolve"])
@@ -251,8 +288,8 @@ def test_the_bodies_the_pagerduty_client_sent_are_read(action: str) -> None:
 def test_firing_alerts_come_before_resolved_ones_whatever_the_payload_order() -> None:
     # As the real Alertmanager sent it (tests/fixtures): one resolved, then one newly firing.
     routed = alertmanager.parse(webhook(am_alert("f1", "resolved"), am_alert("f2")), AM, KNOWN)
-    assert isinstance(routed, list)
-    assert [type(r.event) for r in routed] == [Alert, Resolve]
+    assert isinstance(routed, alertmanager.Batch)
+    assert [type(r.event) for r in routed.routed] == [Alert, Resolve]
 
 
 def test_an_acknowledge_or_resolve_goes_by_its_dedup_key_not_its_payload() -> None:
@@ -297,8 +334,8 @@ def test_the_watchdog_is_a_check_in_when_firing_nothing_when_resolved_and_no_ale
         result = alertmanager.parse(
             json.dumps({"version": "4", "alerts": chosen}).encode(), route, KNOWN
         )
-        assert not isinstance(result, Refused)
-        return result
+        assert isinstance(result, alertmanager.Batch) and not result.refused
+        return result.routed
 
     def watchdog(alert: dict[str, Any]) -> bool:
         return bool(alert["labels"]["alertname"] == "Watchdog")

@@ -37,6 +37,7 @@ KEYS: Final = {
     "pd": "pd-e2e-routing-key-0b7e3a",
     "ampd": "ampd-e2e-4f1c2d3e4f5a",
     "dog": "dog-e2e-key-93ac",
+    "amapi": "amapi-e2e-key-2f8d6b",
 }
 INTEGRATIONS: Final = """
 [http]
@@ -63,7 +64,16 @@ type = "alertmanager"
 key_file = "dog.key"
 service = "cron"
 heartbeat_alert = "Watchdog"
+
+[integrations.prometheus-api]
+type = "alertmanager"
+key_file = "amapi.key"
+service_label = "service"
+services = ["api"]
 """
+
+
+DOC: Final = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
 
 
 def e2e_config(folder: Path, http: str = "") -> Config:
@@ -246,3 +256,92 @@ async def test_alertmanagers_watchdog_checks_in_and_never_pages(tmp_path: Path) 
             cron = services.state("cron")
             assert cron.healthy and cron.last_incident == 0 and not cron.firing
             assert steps(config) == []
+
+
+@real_alertmanager.needed
+async def test_a_group_mixing_services_pages_the_allowed_one_through_the_fronts(
+    tmp_path: Path,
+) -> None:
+    """`group_by: ["alertname"]` puts api's and web's alert in one payload, to an integration
+    that may page api only: through the front processes, api's pages; web's is refused (403,
+    with why), which Alertmanager logs with pagerd's reason and does not retry; the core's
+    metrics count the refusal."""
+    config = e2e_config(tmp_path)
+    route = "/v1/integrations/alertmanager"
+    with trio.fail_after(120):
+        async with running(config, offload=None) as daemon:
+            url = f"{base_url(daemon)}{route}"
+            async with real_alertmanager.running(
+                tmp_path / "am", url, group_by=("alertname",), bearer=KEYS["amapi"]
+            ) as am:
+                services = daemon.services
+                same = {"summary": "Disk /var is 95% full"}
+                api = {"alertname": "DiskFull", "service": "api", "instance": "db-1"}
+                web = {"alertname": "DiskFull", "service": "web", "instance": "web-1"}
+                await am.post_many([(api, same, False), (web, same, False)])
+                await until(lambda: services.state("api").incident is not None, "api fired")
+                await until(lambda: len(steps(config)) == 2, "level 1 paged for api")
+                assert services.state("web").healthy
+                with trio.fail_after(20):
+                    while True:
+                        text = await metrics_text(config.socket)
+                        if "pagerd_http_events_refused_total{" in text:
+                            break
+                        await trio.sleep(0.05)
+                refused = re.search(
+                    r'pagerd_http_events_refused_total\{integration="prometheus-api",'
+                    r'reason="not_in_services"\} (\S+)',
+                    text,
+                )
+                assert refused is not None and float(refused.group(1)) >= 1
+                assert await answered(config, route, "403") >= 1
+                assert await answered(config, route, "200") == 0
+            log = (tmp_path / "am" / "alertmanager.log").read_text()
+    assert "unexpected status code 403" in log, log[-3000:]
+    # With pagerd's answer as docs/integrations.md shows it.
+    (shown,) = re.findall(r"^403 (\{.*\})$", DOC.read_text(), re.MULTILINE)
+    assert shown in log.replace('\\"', '"'), log[-3000:]
+    assert "after 1 attempts" in log  # a 4xx: not retried
+    assert KEYS["amapi"] not in log
+    assert all(incident.startswith("api#") for incident, _, _, _ in steps(config))
+
+
+def _documented_pagerduty_config(folder: Path, pagerd: str) -> str:
+    """docs/integrations.md's `pagerduty_configs`, pointed at `pagerd`, its routing key in a
+    file, with the short timings of tests/alertmanager.py."""
+    blocks: list[str] = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.DOTALL)
+    (block,) = [b for b in blocks if "pagerduty_configs" in b]
+    (folder / "pagerd-key").write_text(KEYS["pd"] + "\n")
+    timings = "  group_wait: 50ms\n  group_interval: 200ms\n"
+    return (
+        block.replace("https://pager.example.com", pagerd)
+        .replace("/etc/alertmanager/pagerd-key", str(folder / "pagerd-key"))
+        .replace("route:\n", "route:\n" + timings, 1)
+    )
+
+
+@real_alertmanager.needed
+async def test_the_documented_pagerduty_sender_says_the_alerts_summary(tmp_path: Path) -> None:
+    """Its `description`: the summary the group's alerts share; Alertmanager's subject line when
+    they share none, never empty (a trigger without a summary is refused)."""
+    config = e2e_config(tmp_path)
+    with trio.fail_after(120):
+        async with running(config, offload=None) as daemon:
+            am_config = _documented_pagerduty_config(tmp_path, base_url(daemon))
+            async with real_alertmanager.running(tmp_path / "am", "", config=am_config) as am:
+                services = daemon.services
+                disk = {"alertname": "DiskFull", "service": "api", "instance": "db-1"}
+                await am.post(disk, {"summary": "Disk /var is 95% full"})
+                queue = {"alertname": "QueueStuck", "service": "web"}
+                await am.post_many(
+                    [
+                        ({**queue, "queue": "mail"}, {"summary": "mail stuck"}, False),
+                        ({**queue, "queue": "jobs"}, {"summary": "jobs stuck"}, False),
+                    ]
+                )
+                await until(lambda: services.state("api").incident is not None, "api fired")
+                await until(lambda: services.state("web").incident is not None, "web fired")
+            api, web = services.state("api").incident, services.state("web").incident
+            assert api is not None and api.message == "Disk /var is 95% full"
+            assert web is not None and web.message.startswith("[FIRING:2] QueueStuck web")
+            assert await answered(config, "/v2/enqueue", "400") == 0

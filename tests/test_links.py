@@ -21,6 +21,7 @@ from pagerd.main import main
 from tests.harness import connect, notifications, settle, until
 from tests.http import front, http_config
 from tests.servers import HttpServer, SmtpServer
+from tests.test_clock import DAY, Machine
 from tests.test_templates import email_body, links, running_config
 
 ALICE = "email:alice@example.com"
@@ -219,6 +220,27 @@ async def test_a_policy_may_keep_resolve_from_links(
             assert (await client.post("/ack", data=form(link))).status_code == 200
 
 
+async def test_an_ack_that_expires_says_until_when_escalation_stopped(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    cfg = config(tmp_path)
+    cfg.path.write_text(
+        cfg.path.read_text().replace(
+            "[policies.oncall]\n", '[policies.oncall]\nack_expiry = "4h"\n'
+        )
+    )
+    cfg = load(cfg.path)
+    with trio.fail_after(60):
+        async with front(cfg) as (daemon, client):
+            await alert(cfg.socket)
+            done = await client.post("/ack", data=form(token(daemon)))
+            assert done.status_code == 200
+            assert (
+                "api#1 is acknowledged, by email:alice@example.com: escalation stopped until"
+                " 12:00 UTC (the acknowledgement expires: policy ack_expiry)."
+            ) in text(done)
+
+
 async def test_an_address_that_keeps_presenting_bad_tokens_is_slowed_down(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -294,14 +316,17 @@ async def test_a_rotated_key_signs_new_links_and_the_one_before_still_verifies(
 async def test_pages_carry_the_links_and_only_with_public_url(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    """The log channel writes what an SMS says (no links: SMS is answered by a reply); the
-    wording of an email and a Slack page is the daemon's, with its keys and public_url."""
+    """The wording of an email and a Slack page is the daemon's, with its keys and public_url;
+    the log channel, standing in for email, writes what the email would say, links and all,
+    and for SMS what the SMS would say (no links: SMS is answered by a reply)."""
     cfg = config(tmp_path)
     with trio.fail_after(60):
         async with front(cfg) as (daemon, _):
             await alert(cfg.socket)
             (sent,) = [n for n in notifications(cfg) if n["channel"] == "email"]
-            assert "/ack/" not in sent["message"]
+            assert f"https://pager.example/on-call/ack/{token(daemon)}" in sent["message"]
+            (texted,) = [n for n in notifications(cfg) if n["channel"] == "sms"]
+            assert "/ack/" not in texted["message"]
             incident = daemon.services.state("api").incident
             assert incident is not None
             n = Notify("api", 1, 1, 1, Target.parse(ALICE), "down", incident.opened_at)
@@ -336,3 +361,69 @@ async def test_the_links_of_a_delivered_email_answer_it(
             [closed] = [e for e in await history(cfg.socket) if e["event"] == "healthy"]
             assert (closed["by"], closed["via"]) == (ALICE, "link")
             assert (await client.post("/ack", data=form(sent["ack"]))).status_code == 410
+
+
+async def test_what_a_client_sent_is_shown_escaped_as_the_console_shows_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """An alert's message and who acknowledged first come from clients: a bidi override or a
+    terminal control in them is shown escaped, not obeyed, on the link's pages too."""
+    cfg = config(tmp_path)
+    evil = "disk \u202efull\x1b[31m <b>x</b>"
+    with trio.fail_after(60):
+        async with front(cfg) as (daemon, client):
+            async with connect(cfg.socket) as conn:
+                assert (await conn.request("alert", service="api", message=evil))["ok"]
+            await settle()
+            link = token(daemon)
+            page = await client.get(f"/ack/{link}")
+            assert page.status_code == 200
+            assert "\u202e" not in page.text and "\x1b" not in page.text
+            assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "\\u202e" in page.text
+            async with connect(cfg.socket) as conn:
+                assert (await conn.request("ack", service="api", by="mallory\u202e"))["ok"]
+            told = await client.post("/ack", data=form(link))
+            assert told.status_code == 409
+            assert "\u202e" not in told.text and "mallory\\u202e" in told.text
+            shown = await client.get(f"/ack/{link}")
+            assert "\u202e" not in shown.text and "already acknowledged" in text(shown)
+
+
+class Kept:
+    """A transport that keeps what it is handed (the page as the outbox words it: its times on
+    the wall clock) and sends nothing."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notify] = []
+
+    async def send(self, notification: Notify) -> str | None:
+        self.sent.append(notification)
+        return None
+
+
+async def test_a_page_sent_after_a_wall_clock_step_carries_links_that_answer(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The wall clock stepped back a day while pagerd ran: pages show their times on it, and
+    their links still name the incident as pagerd holds it (by the time it opened in pagerd's
+    own frame, which no step moves), so they answer."""
+    cfg = config(tmp_path)
+    machine = Machine()
+    email = Kept()
+    with trio.fail_after(60):
+        async with front(cfg, clock=machine.clock(), transports={"email": email}) as (
+            daemon,
+            client,
+        ):
+            machine.step = -DAY
+            await trio.sleep(1)
+            await alert(cfg.socket)
+            [page, *_] = [n for n in email.sent if str(n.target) == ALICE]
+            incident = daemon.services.state("api").incident
+            assert incident is not None and page.opened_at == incident.opened_at - DAY
+            sent = re.search(r"/on-call/ack/(\S+)", daemon.wording.body(page))
+            assert sent is not None
+            shown = await client.get(f"/ack/{sent.group(1)}")
+            assert shown.status_code == 200 and "Acknowledge api#1?" in text(shown)
+            done = await client.post("/ack", data=form(sent.group(1)))
+            assert done.status_code == 200, text(done)

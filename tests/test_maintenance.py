@@ -83,9 +83,14 @@ async def test_a_window_that_starts_and_ends_during_an_incident_holds_its_next_s
     assert held["pagerd_silenced_incidents"] == 1
     assert sorted(steps(config)) == sorted(LEVEL1 + LEVEL2)
     assert times(config) == ["08:00:00", "08:00:00", "09:00:00"]
+    assert during["incident"]["held_by"] == "maintenance window"
     entries = [(e["event"], e.get("detail")) for e in history["timeline"]]
     assert ("silenced", "paging held by a maintenance window after level 1") in entries
+    # The end of the hold names the window, not a silence (and no acknowledgement timed out).
+    assert ("timeout", "the maintenance window is over: notified level 2 round 1") in entries
+    assert not any("silence" in str(detail) for _, detail in entries)
     assert after["incident"]["level"] == 2 and after["incident"]["silenced"] is False
+    assert "held_by" not in after["incident"]
     assert "maintenance" not in after and "silenced_until" not in after
     shown = {k: v for k, v in during.items() if k != "ok"}
     assert (
@@ -157,7 +162,15 @@ async def test_a_window_and_a_durable_silence_hold_until_the_end_of_their_union(
             both = await conn.request("status", service="api")
             await trio.sleep(2 * 3600)
             await settle()
+            history = await conn.request("history", service="api")
     assert silence["ok"], silence
+    # At 08:10 the window holds it (the silence is to come): said so, silence listed or not.
+    assert alert["incident"]["held_by"] == "maintenance window"
+    assert "paging held by a maintenance window until" in cli.render("alert", alert)
+    assert both["incident"]["held_by"] == "silence"
+    entries = [(e["event"], e.get("detail")) for e in history["timeline"]]
+    assert ("silenced", "paging held by a maintenance window: nobody notified yet") in entries
+    assert ("timeout", "the silence is over: notified level 1 round 1") in entries  # 09:30
     assert alert["incident"]["next_escalation_at"] == "2027-01-15T09:30:00.000Z"
     assert both["silenced_until"] == "2027-01-15T09:30:00.000Z"
     assert both["maintenance"]["until"] == "2027-01-15T09:00:00.000Z"
@@ -231,5 +244,8 @@ async def test_simulate_applies_the_window(
         ("held", "2027-01-15T08:05:00.000Z", "2027-01-15T09:00:00.000Z"),
         ("notify", "2027-01-15T09:00:00.000Z", None),
     ]
+    assert asked["timeline"][0]["held_by"] == "maintenance window"
+    assert "held_by" not in asked["timeline"][1]
     text = cli.render("simulate", {k: v for k, v in asked.items() if k != "ok"})
-    assert "held by a silence until 2027-01-15T09:00:00.000Z" in text
+    assert "held by a maintenance window until 2027-01-15T09:00:00.000Z" in text
+    assert "silence" not in text

@@ -87,6 +87,7 @@ def test_requests_carry_times_with_their_offset(new_york: None) -> None:
         "from": "2024-05-01T13:00:00Z", "until": "2024-05-02T13:00:00Z",
     }  # fmt: skip
     assert line("override", "list", "primary") == {"op": "overrides", "schedule": "primary"}
+    assert line("override", "list") == {"op": "overrides"}  # every schedule's
     assert line("override", "remove", "12") == {"op": "override_remove", "id": 12}
     assert line("oncall") == {"op": "oncall"}
     assert line("oncall", "primary", "--at", "2024-05-01T13:00Z", "--next", "5") == {
@@ -99,7 +100,7 @@ def test_requests_carry_times_with_their_offset(new_york: None) -> None:
     [
         ["override", "primary", "--by", "bob"],
         ["override", "primary", "extra", "--by", "bob", "--from", "now", "--until", "+1h"],
-        ["override", "list"],
+        ["override", "list", "primary", "extra"],
         ["override", "list", "primary", "--by", "bob"],
         ["override", "remove", "twelve"],
         ["oncall", "--next", "99"],
@@ -186,3 +187,39 @@ def test_override_list_shows_who_made_each_who_removed_them_and_those_ignored(
     ]
     removed = cli.render("override", {"removed": override(3, "bob"), "removed_by": "root"})
     assert removed.endswith(", made by ops\\x1b[2J (removed by root)")
+
+
+def test_the_end_of_the_search_is_no_hand_off(new_york: None) -> None:
+    """Before a rotation starts (or with nobody to hand over to) `until` is where the search
+    stopped, 26 weeks on: said so, not shown as a hand-off to nobody at that time."""
+    at, horizon = "2024-05-01T14:00:00+01:00", "2024-10-30T13:00:00+00:00"
+    nobody: dict[str, object] = {
+        "schedule": "new", "timezone": "Europe/London", "at": at, "on_call": None,
+        "until": horizon, "horizon": horizon, "next": [],
+    }  # fmt: skip
+    alone = dict(nobody, schedule="solo", on_call="alice")
+    handing = dict(alone, schedule="rota", until="2024-05-02T09:00:00+01:00")
+    text = cli.render("oncall", {"schedules": [nobody, alone, handing]})
+    assert text.splitlines() == [
+        "new (Europe/London) at 2024-05-01 14:00 +0100 (2024-05-01 09:00 -0400 here):"
+        " nobody (no shift within 26 weeks)",
+        "solo (Europe/London) at 2024-05-01 14:00 +0100 (2024-05-01 09:00 -0400 here):"
+        " alice (no hand-off within 26 weeks)",
+        "rota (Europe/London) at 2024-05-01 14:00 +0100 (2024-05-01 09:00 -0400 here):"
+        " alice until 2024-05-02 09:00 +0100 (2024-05-02 04:00 -0400 here)",
+    ]
+
+
+def test_every_schedule_s_overrides_are_listed_each_with_its_schedule(new_york: None) -> None:
+    one = {"id": 3, "schedule": "primary", "by": "bob", "for": "alice",
+           "from": "2024-05-01T13:00:00+01:00", "until": "2024-05-01T14:00:00+01:00"}  # fmt: skip
+    two = dict(one, id=4, schedule="business", by="carol\x1b[2J", **{"for": None})
+    text = cli.render("override", {"overrides": [one, two]})
+    assert text.splitlines() == [
+        "override 3 on primary: bob for alice, from 2024-05-01 13:00 +0100 (2024-05-01 08:00"
+        " -0400 here) until 2024-05-01 14:00 +0100 (2024-05-01 09:00 -0400 here)",
+        "override 4 on business: carol\\x1b[2J for whoever is on call, from 2024-05-01 13:00"
+        " +0100 (2024-05-01 08:00 -0400 here) until 2024-05-01 14:00 +0100 (2024-05-01 09:00"
+        " -0400 here)",
+    ]
+    assert cli.render("override", {"overrides": []}) == "no overrides to come"

@@ -8,6 +8,7 @@ T0 is Friday 15 January 2027, 08:00 UTC (and London time: winter).
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 from pathlib import Path
@@ -18,14 +19,18 @@ import trio
 import trio.testing
 
 from pager import cli
+from pager.simulate import Step, Timeline
 from pagerd import main as pagerd_main
 from pagerd.config import Config, load
+from pagerd.front.server import timeline_object
 from pagerd.timing.clock import Clock
 from tests.harness import (
     CHANNELS,
     T0,
     Connection,
     connect,
+    metric_samples,
+    metrics_text,
     notifications,
     running,
     settle,
@@ -107,6 +112,11 @@ def oncall_config(folder: Path) -> Config:
 
 def targets(config: Config) -> list[tuple[int, int, str]]:
     return [(r, lv, target) for _, r, lv, target in steps(config)]
+
+
+def history_reply(timeline: list[dict[str, Any]]) -> dict[str, Any]:
+    """A `history` reply around `timeline`, as `pager history` renders it."""
+    return {"incident": "db#2", "message": "again", "timeline": timeline}
 
 
 async def history(conn: Connection, service: str) -> list[dict[str, Any]]:
@@ -255,6 +265,7 @@ async def test_a_persons_delayed_step_is_sent_at_its_time_and_cancelled_by_an_ac
             await conn.request("alert", service="db", message="down")
             await settle()
             assert targets(config) == [(1, 1, "sms:+14155550199")]
+            waiting = await conn.request("status", service="db")
             await trio.sleep(2 * MINUTE + 1)
             await settle()
             assert targets(config)[1:] == [(1, 1, "email:dave@example.com")]
@@ -268,6 +279,29 @@ async def test_a_persons_delayed_step_is_sent_at_its_time_and_cancelled_by_an_ac
     assert [t for t in steps(config) if t[0] == "db#2"] == [("db#2", 1, 1, "sms:+14155550199")]
     cancelled = [e for e in timeline if e.get("outcome") == "cancelled"]
     assert [e["target"] for e in cancelled] == ["email:dave@example.com"]
+    # While it waits, the status says when it is due, not only "pending 0".
+    sms, email = waiting["incident"]["notifications"]
+    assert (sms["state"], sms["due_at"], sms["delay"]) == ("sent", None, None)
+    assert (email["state"], email["due_at"], email["delay"]) == (
+        "pending",
+        "2027-01-15T08:02:00.000Z",
+        "2m",
+    )
+    shown = {k: v for k, v in waiting.items() if k != "ok"}
+    table = cli.render("status", shown, None, "2027-01-15").splitlines()
+    (row,) = [line for line in table if "email:dave@example.com" in line]
+    assert "pending, due 08:02:00Z (after 2m)" in row
+    # The history says it was decided with the level and due 2 minutes on.
+    notified = [e for e in timeline if e["event"] == "notification"]
+    assert [(e["target"], e.get("due_at"), e.get("delay")) for e in notified] == [
+        ("sms:+14155550199", None, None),
+        ("email:dave@example.com", "2027-01-15T08:04:01.000Z", "2m"),
+    ]
+    text = cli.render("history", history_reply(timeline))
+    assert (
+        "notify person:dave: email:dave@example.com (level 1, round 1, due"
+        " 2027-01-15T08:04:01.000Z, after 2m)"
+    ) in text
 
 
 @pytest.mark.parametrize("quiet", ["silence", "window"])
@@ -367,9 +401,13 @@ async def test_an_override_whose_person_left_people_is_ignored_reported_and_coun
     assert "pagerd_overrides_ignored_total 1" in text.splitlines()
     # `pagerd --check` reads the stored overrides, and says the same.
     reloaded_config = load(config.path)
-    found = pagerd_main.check_gaps(reloaded_config, T0 + MINUTE)
-    assert found[0].startswith("override 1 of schedule:primary (carol from")
-    assert "is ignored: carol is not in [people]" in found[0]
+    report = pagerd_main.check_gaps(reloaded_config, T0 + MINUTE)
+    assert report.lines[0].startswith("override 1 of schedule:primary (carol from")
+    assert "is ignored: carol is not in [people]" in report.lines[0]
+    assert report.overrides == 1
+    refused = report.refusal(config.path, 4, allowed=False)
+    assert refused is not None and "pager override remove" in refused  # --check exits 65
+    assert report.refusal(config.path, 4, allowed=True) is None  # unless --allow-gaps
 
 
 async def test_the_alert_reply_says_when_a_level_reached_nobody(
@@ -429,6 +467,7 @@ async def test_oncall_lists_who_is_on_call_and_the_next_handoffs_in_the_schedule
         "at": "2027-01-15T08:00:00+00:00",
         "on_call": "alice",
         "until": "2027-01-15T09:00:00+00:00",
+        "horizon": "2027-07-16T09:00:00+01:00",
         "next": [
             {"from": "2027-01-15T09:00:00+00:00", "until": "2027-01-16T09:00:00+00:00",
              "person": "bob"},
@@ -456,16 +495,30 @@ async def test_a_reload_with_a_gap_is_applied_and_logs_it_and_keeps_the_override
             caplog.clear()
             reloaded = await conn.request("reload")
             assert reloaded["ok"], reloaded
-            logged = [r.getMessage() for r in caplog.records]
-            gaps = [line for line in logged if line.startswith("gap: schedule:primary")]
-            # Until the override, and from its end to the rotation's new start.
-            assert gaps == [
-                "gap: schedule:primary: nobody on call from Fri 2027-01-15 08:00 until Sat"
-                " 2027-01-16 09:00 Europe/London",
-                "gap: schedule:primary: nobody on call from Sun 2027-01-17 09:00 until Thu"
-                " 2027-01-21 09:00 Europe/London",
+            logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+            gaps = [(level, line) for level, line in logged if line.startswith("gap: ")]
+            metrics = metric_samples(await metrics_text(config.socket))
+            # A line a place, most severe first: the two policies that page primary alone
+            # reach nobody at all; business hours' nights leave a level with nobody; then
+            # primary's own gaps, until the override and from its end to the new start.
+            assert [line.removeprefix("gap: ").split(": ")[0] for _, line in gaps] == [
+                "policies.expiring",
+                "policies.rota",
+                "policies.hours.levels[0]",
+                "schedule:business",
+                "schedule:primary",
             ]
-            assert all(r.levelname == "ERROR" for r in caplog.records if "gap: " in r.getMessage())
+            assert [level for level, _ in gaps] == ["ERROR"] * 3 + ["WARNING"] * 2
+            assert gaps[-1][1] == (
+                "gap: schedule:primary: nobody on call 2 times in the next 4 weeks: from Fri"
+                " 2027-01-15 08:00 until Sat 2027-01-16 09:00; from Sun 2027-01-17 09:00 until Thu"
+                " 2027-01-21 09:00, Europe/London (if its gaps are meant, say so: gaps ="
+                ' "expected")'
+            )
+            assert gaps[0][1].startswith("gap: policies.expiring: NO LEVEL REACHES ANYONE 2 times")
+            assert metrics["pagerd_next_level_gap_seconds"] == 0.0  # in one now
+            assert metrics['pagerd_gaps{kind="policy"}'] == 4.0  # 2 policies, 2 windows each
+            assert metrics['pagerd_gaps{kind="expected"}'] == 0.0
             listed = await conn.request("overrides", schedule="primary")
             assert listed["overrides"] == [made["override"]]
             now = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
@@ -563,3 +616,80 @@ async def test_an_expired_ack_pages_whoever_is_on_call_at_the_expiry_across_a_re
             timeline = await history(conn, "pay")
     shown = [(e.get("via"), e["target"]) for e in timeline if e["event"] == "notification"]
     assert shown[-1] == ("schedule:primary → carol", "email:carol@example.com")
+
+
+async def test_every_schedule_s_overrides_the_search_s_end_and_simulate_s_whole_seconds(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """`overrides` without a schedule lists every schedule's; `oncall` before a rotation starts
+    says where its search stopped (`horizon`, equal to `until`: no hand-off there); `simulate`
+    from an instant with milliseconds gives its offsets to the second."""
+    config = oncall_config(tmp_path)
+    window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            one = await conn.request("override", schedule="primary", by="carol", **window)
+            two = await conn.request("override", schedule="business", by="alice", **window)
+            every = await conn.request("overrides")
+            assert every["ok"], every
+            assert every["overrides"] == [two["override"], one["override"]]  # by schedule
+            early = await conn.request("oncall", schedule="primary", at="2026-01-01T00:00:00Z")
+            simulated = await conn.request("simulate", service="api", at="2027-01-15T08:40:00.654Z")
+    (shown,) = early["schedules"]
+    assert (shown["on_call"], shown["next"]) == (None, [])
+    assert shown["until"] == shown["horizon"] == "2026-07-02T01:00:00+01:00"  # 26 weeks on
+    assert "nobody (no shift within 26 weeks)" in cli.render("oncall", early)
+    assert [step["after"] for step in simulated["timeline"][:2]] == ["0s", "1h"]
+    # A step at a whole time after an opening with milliseconds (a window's end, a hand-off).
+    opened = T0 + 0.654
+    steps = (
+        Step(opened, "held", until=T0 + 4 * DAY + 5 * HOUR),
+        Step(T0 + 4 * DAY + 5 * HOUR, "exhausted"),
+    )
+    timeline = timeline_object(Timeline("api", opened, steps, "exhausted"), 0.0)
+    assert [step["after"] for step in timeline["timeline"]] == ["0s", "4d4h59m59s"]
+
+
+async def test_a_level_partly_reached_is_a_note_and_one_reached_by_nobody_is_loud(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Follow-the-sun as two schedules in one level: at 08:00 on Friday business hours have
+    nobody, primary has alice. alice is paged, and the empty schedule is a quiet note (INFO,
+    `partly_unreached`, not counted), not NOBODY TO NOTIFY in capitals and an error."""
+    text = CHANNELS + PEOPLE + """
+[policies.sun]
+[[policies.sun.levels]]
+targets = ["schedule:primary", "schedule:business"]
+
+[services.api]
+policy = "sun"
+"""  # fmt: skip
+    (tmp_path / "pager.toml").write_text(text)
+    config = load(tmp_path / "pager.toml")
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            caplog.clear()
+            caplog.set_level(logging.INFO, logger="pagerd")
+            assert (await conn.request("alert", service="api", message="down"))["ok"]
+            await settle()
+            timeline = await history(conn, "api")
+            metrics = (await conn.request("metrics"))["text"]
+            simulated = await conn.request("simulate", service="api")
+    assert targets(config) == [(1, 1, "email:alice@example.com")]
+    (note,) = [e for e in timeline if e["event"] == "partly_unreached"]
+    assert note["detail"] == (
+        "level 1 round 1: schedule:business has nobody on call; the level's other targets were"
+        " notified"
+    )
+    assert not [e for e in timeline if e["event"] == "unreached"]
+    shown = cli.render("history", {"incident": "api#1", "message": "down", "timeline": timeline})
+    assert "note: level 1 round 1: schedule:business has nobody on call" in shown
+    assert "NOBODY" not in shown
+    assert "pagerd_levels_unreached_total 0" in metrics.splitlines()
+    logged = [r for r in caplog.records if "schedule:business has nobody" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["INFO"]
+    partial = simulated["timeline"][0]
+    assert (partial["event"], partial["partial"]) == ("unreached", True)
+    said = cli.render("simulate", {k: v for k, v in simulated.items() if k != "ok"})
+    assert "level 1 round 1: schedule:business has nobody on call (its other targets are" in said
+    assert "reached nobody" not in said

@@ -129,7 +129,11 @@ def test_without_a_resolver_plain_targets_page_as_before_and_references_reach_no
 def test_notify_steps_parse() -> None:
     assert parse_step("sms") == ("sms", None)
     assert parse_step("email after 2m") == ("email", "2m")
-    for bad in ("pigeon", "sms later", "email after", ""):
+    # "again" is a word for the reader: the method comes back whether it is written or not.
+    assert parse_step("sms again after 5m") == ("sms", "5m")
+    assert parse_step("  sms   again  ") == ("sms", None)
+    for bad in ("pigeon", "sms later", "email after", "", "again", "sms after 5m again",
+                "again sms", "smsagain after 5m", "sms again again"):  # fmt: skip
         try:
             parse_step(bad)
         except ValueError:

@@ -51,9 +51,10 @@ async def test_real_alertmanager_delivers_webhook_v4_that_the_parser_reads(tmp_p
         assert request.headers["content-type"] == "application/json"
         body = request.json()
         assert body["version"] == "4" and body["receiver"] == "pagerd" and body["groupKey"]
-        routed = alertmanager.parse(request.body, ROUTE, {"api"})
-        assert isinstance(routed, list) and len(routed) == len(body["alerts"])
-        for r in routed:
+        read = alertmanager.parse(request.body, ROUTE, {"api"})
+        assert isinstance(read, alertmanager.Batch) and not read.refused
+        assert len(read.routed) == len(body["alerts"])
+        for r in read.routed:
             state, _ = decide(state, r.event, 0.0, POLICY)
     # db-1 resolved, db-2 still fires: the incident stays open, with db-2's fingerprint firing.
     assert state.incident is not None and state.incident.alerts == 2

@@ -4,12 +4,14 @@ applied, whatever the reason, leaves the old config running."""
 from __future__ import annotations
 
 import hashlib
+import json
 import ssl
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from pager.timefmt import isoformat
 from pagerd import app
@@ -223,3 +225,59 @@ def test_check_whose_check_itself_fails_says_so_in_one_line(
         err
         == f"pagerd: cannot load config {path}: RecursionError: maximum recursion depth exceeded\n"
     )
+
+
+async def test_what_a_reload_cannot_change_is_said_in_its_reply_until_a_restart(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The file asks for a listener, workers and TLS that only a start makes: the reload
+    applies the rest, and says, key by key, what waits for a restart; the running config keeps
+    what runs, so the same file reloaded again says so again, and the file as it was says
+    nothing."""
+    config = write_config(tmp_path)
+    good = config.path.read_text()
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    changed = (
+        good
+        + '\n[metrics]\nlisten = "127.0.0.1:9464"\n[delivery]\nworkers = 3\n'
+        + '[http]\nlisten = "127.0.0.1:0"\nworkers = 2\n'
+        + 'tls_cert = "cert.pem"\ntls_key = "key.pem"\n'
+    )
+    async with running(config) as daemon:
+        config.path.write_text(changed)
+        errors, notes = await daemon.reload_noted()
+        assert errors == []
+        assert notes == [
+            "metrics.listen changed; it takes effect on restart",
+            "http.listen changed; it takes effect on restart",
+            "http.workers changed; it takes effect on restart",
+            "delivery.workers changed; it takes effect on restart",
+            "TLS turned on (http.tls_cert, http.tls_key); it takes effect on restart",
+        ]
+        assert daemon.config.http.listen == () and daemon.config.metrics_listen is None
+        assert await daemon.reload_noted() == ([], notes)  # still not in effect
+        async with connect(config.socket) as conn:
+            reply = await conn.request("reload")
+        assert reply["ok"] and reply["notes"] == notes
+        config.path.write_text(good)
+        assert await daemon.reload_noted() == ([], [])
+    assert set(app.RESTART_ONLY) >= {note.split()[0] for note in notes[:-1]}
+
+
+def test_pager_reload_prints_what_takes_effect_on_restart(daemon: Pagerd) -> None:
+    daemon.start()
+    good = daemon.config.read_text()
+    daemon.config.write_text(good + "\n[delivery]\nworkers = 3\n")
+    applied = pager(daemon.socket, "reload")
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines()[1:] == [
+        "  delivery.workers changed; it takes effect on restart"
+    ]
+    assert "not applied until pagerd restarts" in applied.stdout.splitlines()[0]
+    shown = json.loads(pager(daemon.socket, "--json", "reload").stdout)
+    assert shown["notes"] == ["delivery.workers changed; it takes effect on restart"]
+    daemon.config.write_text(good)
+    assert json.loads(pager(daemon.socket, "--json", "reload").stdout)["notes"] == []
+    assert pager(daemon.socket, "reload").stdout.strip().endswith(")")

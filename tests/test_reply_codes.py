@@ -20,7 +20,7 @@ from pager.domain import (
     decide,
 )
 from pager.messages import MAX_SHORT
-from pager.replies import Reply, outcome, parse_reply, reply_hint, sms_text
+from pager.replies import Reply, escalation_stopped, outcome, parse_reply, reply_hint, sms_text
 from pager.templates import MIN_SMS_MESSAGE as MIN_MESSAGE
 from pager.templates import SMS_SEGMENT as SEGMENT_GSM
 from pager.templates import TWO_UCS2, gsm_length, ucs2_length
@@ -111,7 +111,15 @@ def test_a_long_message_is_cut_visibly_to_one_segment() -> None:
             "ok",
             {"already_acknowledged": {"by": "sms:+1", "via": "sms", "at": "T"}},
             None,
-            "Acknowledged api#3",  # the same person again: as they were told the first time
+            # The same person again: told that the first one counted, not "Acknowledged" again.
+            "api#3 was already acknowledged by you (via sms) at T",
+        ),
+        (
+            "ack",
+            "ok",
+            {"already_acknowledged": {"by": "sms:+1", "via": "sms\u202e", "at": "T"}},
+            "@a",
+            "api#3 was already acknowledged by @a (via sms\\u202e) at T",  # seen by others
         ),
         (
             "ack",
@@ -179,3 +187,25 @@ def test_a_named_answer_is_refused_unless_its_incident_is_the_open_one(
         except Rejected:
             assert isinstance(event, Healthy)
             assert state.incident is None or state.incident.number != event.incident
+
+
+@pytest.mark.parametrize(
+    ("incident", "words"),
+    [
+        ({"acknowledged_at": "2027-01-15T08:01:00.000Z", "ack_expires_at": None},
+         "escalation stopped"),
+        ({"acknowledged_at": "2027-01-15T08:01:00.000Z",
+          "ack_expires_at": "2027-01-15T12:01:30.000Z"},
+         "escalation stopped until 12:01 UTC (the acknowledgement expires: policy ack_expiry)"),
+        ({"acknowledged_at": "2027-01-15T22:00:00.000Z",
+          "ack_expires_at": "2027-01-16T02:00:00.000Z"},
+         "escalation stopped until 2027-01-16 02:00 UTC (the acknowledgement expires: policy"
+         " ack_expiry)"),
+        ({"ack_expires_at": "\x1b[2J"}, "escalation stopped"),
+        ({}, "escalation stopped"),
+    ],
+)  # fmt: skip
+def test_an_acknowledgement_says_until_when_escalation_stopped(
+    incident: dict[str, object], words: str
+) -> None:
+    assert escalation_stopped(incident) == words

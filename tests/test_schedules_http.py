@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from pager.schedules import shifts
+from pager.ical import feed_shifts
 from pagerd.config import Config, load
 from pagerd.front.http.fronts import Fronts
 from tests.harness import T0, connect, running
@@ -85,9 +85,10 @@ async def test_the_feed_lists_exactly_the_shifts_resolution_computes(
     assert whole.headers["content-type"].startswith("text/calendar")
     now, listed = events(whole.content)
     assert abs(now - T0) < 3600
-    week = 7 * 86400
-    expected = shifts(schedule, now - 8 * week, now + 8 * week)
+    # The shifts in force from 8 weeks ago to 8 weeks ahead, whole.
+    expected = feed_shifts(schedule, now)
     assert listed == [(s.start, s.end, s.person) for s in expected]
+    assert expected[-1].end > now + 8 * 7 * 86400  # the last one not cut at "now + 8 weeks"
     assert {p for _, _, p in listed} == {"alice", "bob"}
     _, alices = events(mine.content)
     assert alices == [(s.start, s.end, s.person) for s in expected if s.person == "alice"]
@@ -166,7 +167,6 @@ async def test_through_front_processes_the_feed_and_an_override_are_served_in_th
     and in who is on call."""
     config = schedules_config(tmp_path, workers=2)
     schedule = config.schedules["primary"]
-    week = 7 * 86400
     window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
     noon = dt.datetime(2027, 1, 16, 12, tzinfo=dt.UTC).timestamp()
     with trio.fail_after(60):
@@ -178,10 +178,7 @@ async def test_through_front_processes_the_feed_and_an_override_are_served_in_th
                 before = await client.get(f"/calendar/{CALENDAR_KEY}/primary.ics")
                 assert before.status_code == 200, before.text
                 now, listed = events(before.content)
-                assert listed == [
-                    (s.start, s.end, s.person)
-                    for s in shifts(schedule, now - 8 * week, now + 8 * week)
-                ]
+                assert listed == [(s.start, s.end, s.person) for s in feed_shifts(schedule, now)]
                 assert any(a <= noon < b and who == "bob" for a, b, who in listed)
                 made = await client.post(
                     "/schedules/primary/overrides", json={"by": "alice", "for": "bob", **window},
@@ -195,7 +192,7 @@ async def test_through_front_processes_the_feed_and_an_override_are_served_in_th
                 after = await client.get("/schedules/primary.ics", headers=auth())
                 assert after.status_code == 200, after.text
                 now, listed = events(after.content)
-                expected = shifts(schedule, now - 8 * week, now + 8 * week, stored)
+                expected = feed_shifts(schedule, now, stored)
                 assert listed == [(s.start, s.end, s.person) for s in expected]
                 assert any(a <= noon < b and who == "alice" for a, b, who in listed)
                 oncall = await client.get(

@@ -138,7 +138,7 @@ def test_a_version_7_database_keeps_what_fires_and_gains_heartbeats(tmp_path: Pa
     with closing(Store.open(old)) as store:
         state = store.load_states()["api"]
     assert layout(old) == layout(fresh)
-    assert layout(old)["user_version"] == SCHEMA_VERSION == 16
+    assert layout(old)["user_version"] == SCHEMA_VERSION == 17
     assert state.firing == {Source("am", "fp1")}
     assert state.heartbeat is None
     assert state.incident is not None and not state.incident.heartbeat_only
@@ -264,23 +264,23 @@ def test_a_version_14_database_keeps_its_notifications_and_gains_overrides(
     assert layout(old) == layout(fresh)
 
 
-def test_a_version_15_database_keeps_its_overrides_and_gains_who_made_and_removed_them(
+def test_a_version_16_database_keeps_its_overrides_and_gains_who_made_and_removed_them(
     tmp_path: Path,
 ) -> None:
-    """Step 15: an override of version 15 is kept, made by nobody known; `pagerd --check` reads
+    """Step 16: an override of version 16 is kept, made by nobody known; `pagerd --check` reads
     it from a database not yet upgraded (read only) as from one upgraded; it can be removed,
     its record kept with who removed it."""
     (tmp_path / "state").mkdir()
     old = database_file(tmp_path / "state")
     with closing(sqlite3.connect(old)) as conn:
         conn.executescript(schema._BASE)
-        for step in range(schema.BASE_VERSION, 15):
+        for step in range(schema.BASE_VERSION, 16):
             conn.executescript(schema._MIGRATIONS[step])
         conn.execute(
             "INSERT INTO overrides (schedule, by_person, for_person, starts_at, ends_at,"
             " created_at) VALUES ('primary', 'bob', 'alice', 10.0, 20.0, 5.0)"
         )
-        conn.execute("PRAGMA user_version = 15")
+        conn.execute("PRAGMA user_version = 16")
         conn.commit()
     kept = Override(1, "primary", "bob", "alice", 10.0, 20.0)
     assert stored_overrides(old.parent) == [kept]

@@ -3,14 +3,23 @@ and tokens that only these keys, for this purpose, open."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import stat
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pager.cli import render
 from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
+from pagerd.main import main
+from tests.harness import connect, metric_samples, metrics_text, running, write_config
+
+READABLE = "pagerd_signing_keys_readable"
 
 KEYS = SigningKeys((b"k" * 32,))
 
@@ -60,3 +69,65 @@ def test_a_bad_key_file_is_a_clear_error_that_never_quotes_it(tmp_path: Path) ->
 
 def test_repr_never_shows_a_key() -> None:
     assert "6b6b" not in repr(KEYS) and "kkkk" not in repr(KEYS)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user takes root")
+@pytest.mark.parametrize("there", [True, False], ids=["replaced", "made"])
+def test_rotate_key_run_as_root_keeps_the_file_pagerd_s_user_s(
+    tmp_path: Path, there: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pagerd runs as its own user, and the docs let root rotate its key: the file it writes
+    (0600) is still that user's, or the next reload (and start) could not read it. With no
+    file yet, the state folder's owner gets it."""
+    nobody = pwd.getpwnam("nobody")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
+    path = state / FILE_NAME
+    before = None
+    if there:
+        before = SigningKeys((b"b" * 32,))
+        path.write_text(before.keys[0].hex() + "\n")
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        path.chmod(0o600)
+    (tmp_path / "pager.toml").write_text('[daemon]\nstate_dir = "state"\n')
+    assert main(["rotate-key", "--config", str(tmp_path / "pager.toml")]) == 0
+    assert "reload pagerd" in capsys.readouterr().out
+    found = path.stat()
+    assert (found.st_uid, found.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert stat.S_IMODE(found.st_mode) == 0o600
+    keys = SigningKeys.load(path)
+    assert len(keys.keys) == 2  # a new key first, the one before kept (or made just now)
+    if before is not None:
+        assert keys.keys[1] == before.keys[0]
+    assert sorted(p.name for p in state.iterdir()) == [FILE_NAME]  # no temporary left
+
+
+async def test_a_reload_that_cannot_read_the_keys_says_so_until_one_can(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The running pagerd signs with the keys it read before, and says that a reload could
+    not read them: in the reload's reply (and `pager reload`'s words), in `ping`'s config and
+    in a metric, since the next start would fail."""
+    config = write_config(tmp_path)
+    path = config.state_dir / FILE_NAME
+    with trio.fail_after(60):
+        async with running(config) as daemon, connect(config.socket) as conn:
+            keys = daemon.keys
+            assert metric_samples(await metrics_text(config.socket))[READABLE] == 1
+            good = path.read_text()
+            path.write_text("not a key\n")  # a file pagerd cannot use
+            reply = await conn.request("reload")
+            assert reply["ok"], reply  # the config itself was reloaded
+            problem = reply["config"]["signing_keys"]
+            assert problem["ok"] is False and str(path) in problem["error"]
+            assert "warning: cannot read the signing keys" in render("reload", reply)
+            assert daemon.keys is keys  # still signing with the keys read before
+            assert metric_samples(await metrics_text(config.socket))[READABLE] == 0
+            ping = await conn.request("ping")
+            assert ping["config"]["signing_keys"]["ok"] is False
+            path.write_text(good)
+            fixed = await conn.request("reload")
+            assert "signing_keys" not in fixed["config"]
+            assert "warning" not in render("reload", fixed)
+            assert metric_samples(await metrics_text(config.socket))[READABLE] == 1

@@ -71,6 +71,7 @@ def test_a_silence_delays_steps_and_never_drops_or_sends_one_while_in_force(
     for step in timeline.steps:
         if step.kind == "held":
             assert step.until == silenced_until(step.at, [spans(silences)])
+            assert step.held_by == "silence"  # no window here: a durable silence holds it
 
 
 @given(policy=strategies.policies, silences=quiet, ack=st.integers(0, 20000))
@@ -167,7 +168,7 @@ def test_a_maintenance_window_holds_the_timeline_as_a_silence_does() -> None:
         ServiceState("api"), ROTA_POLICY, MONDAY + 60, windows=window, resolve=ROTA.resolve
     )
     held = timeline.steps[0]
-    assert (held.kind, held.until) == ("held", MONDAY + 5400)
+    assert (held.kind, held.until, held.held_by) == ("held", MONDAY + 5400, "maintenance window")
     notify = timeline.steps[1]
     assert (notify.kind, notify.at, notify.level) == ("notify", MONDAY + 5400, 1)
     assert notify.notifications[0].via == "schedule:primary → alice"

@@ -133,12 +133,14 @@ class Slack:
         return await self.post(self.payload(page, action, user))
 
 
-def write(folder: Path, api: str, target: str, app_keys: bool = True) -> Config:
-    (folder / "pager.toml").write_text(config_text(folder, api, target, app_keys))
+def write(folder: Path, api: str, target: str, app_keys: bool = True, policy: str = "") -> Config:
+    (folder / "pager.toml").write_text(config_text(folder, api, target, app_keys, policy))
     return load(folder / "pager.toml")
 
 
-def config_text(folder: Path, api: str, target: str, app_keys: bool = True) -> str:
+def config_text(
+    folder: Path, api: str, target: str, app_keys: bool = True, policy: str = ""
+) -> str:
     (folder / "bot").write_text(BOT_TOKEN + "\n")
     (folder / "signing").write_text(SIGNING_SECRET + "\n")
     keys = (
@@ -164,6 +166,7 @@ rate_limit = "100/s"
 burst = 100
 
 [policies.oncall]
+{policy}
 [[policies.oncall.levels]]
 targets = ["{target}"]
 ack_timeout = "1h"
@@ -179,13 +182,13 @@ policy = "oncall"
 
 @asynccontextmanager
 async def paging(
-    folder: Path, target: str = "slack:app", workers: int | None = 0
+    folder: Path, target: str = "slack:app", workers: int | None = 0, policy: str = ""
 ) -> AsyncIterator[tuple[app.Daemon, Config, HttpServer, Slack]]:
     """The daemon paging a Slack stand-in, sending in its own process or (`workers` other than
-    0) through delivery worker processes."""
+    0) through delivery worker processes; `policy`, more of the policy's keys."""
     with HttpServer() as api:
         api.default = Answer(200, {"ok": True, "channel": OPS, "ts": "1700000000.000100"})
-        config = write(folder, api.url, target.replace("API", api.url))
+        config = write(folder, api.url, target.replace("API", api.url), policy=policy)
         running_daemon = running(config, offload=None, delivery_workers=workers)
         async with running_daemon as daemon:  # noqa: SIM117  # the client needs its port
             async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
@@ -248,6 +251,16 @@ async def test_an_app_page_has_buttons_and_a_click_acknowledges_and_updates_it(
                 "\napi#1 was already acknowledged by slack:@alice via slack"
                 f" at {incident['acknowledged_at']}"
             )
+            # Alice clicks again (the page of a later round, say): told her first one counted.
+            assert (await slack.click(page, "ack", "alice")).status_code == 200
+            again = calls(api, "/actions/T0001/1/alice")[1].json()
+            assert again["text"].endswith(
+                "\napi#1 was already acknowledged by @alice (via slack)"
+                f" at {incident['acknowledged_at']}"
+            )
+            assert (await status(config))["incident"]["acknowledged_at"] == (
+                incident["acknowledged_at"]
+            )
 
 
 async def test_an_incoming_webhook_page_has_buttons_and_resolve_closes(
@@ -279,6 +292,39 @@ async def test_an_incoming_webhook_page_has_buttons_and_resolve_closes(
                 .endswith("\napi#1 is already closed")
             )
             assert (await status(config))["incident"]["acknowledged"] is False
+
+
+async def test_where_the_policy_keeps_closing_off_pages_there_is_no_resolve_button(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
+    """`allow_resolve = false`: the page has Acknowledge alone, and a Resolve click all the
+    same (a button pagerd signed, from a page sent before the policy changed) closes nothing:
+    the one who clicked is told why, and the page keeps its Acknowledge button."""
+    with trio.fail_after(60):
+        async with paging(tmp_path, workers=delivery_workers, policy="allow_resolve = false") as (
+            daemon,
+            config,
+            api,
+            slack,
+        ):
+            await alert(config)
+            await until(lambda: calls(api, "/api/chat.postMessage"), "the page is posted")
+            page = calls(api, "/api/chat.postMessage")[0].json()
+            [actions] = [b for b in page["blocks"] if b["type"] == "actions"]
+            assert [b["action_id"] for b in actions["elements"]] == ["ack"]
+            ack = slack.payload(page, "ack", "alice")
+            value = daemon.keys.token(BUTTON_PURPOSE, b"close\napi\n1")
+            close = dict(ack, actions=[dict(ack["actions"][0], action_id="close", value=value)])
+            assert (await slack.post(close)).status_code == 200
+            assert (await status(config))["state"] == "unhealthy"
+            [told] = calls(api, "/actions/T0001/1/alice")
+            assert told.json() == {
+                "replace_original": False,
+                "response_type": "ephemeral",
+                "text": "api#1 cannot be closed from a page (its policy): nothing changed",
+            }
+            assert (await slack.click(page, "ack", "alice")).status_code == 200
+            assert (await status(config))["incident"]["acknowledged_by"] == "slack:@alice"
 
 
 async def test_stale_badly_signed_and_forged_clicks_change_nothing(tmp_path: Path) -> None:

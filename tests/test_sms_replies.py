@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -123,7 +123,13 @@ def said(response: httpx.Response) -> str | None:
     return None if found is None else found.group(1)
 
 
-def write(folder: Path, api_base: str, public_url: str | None = PUBLIC) -> Config:
+def write(
+    folder: Path,
+    api_base: str,
+    public_url: str | None = PUBLIC,
+    policy: str = "",
+    more_services: Sequence[str] = (),
+) -> Config:
     (folder / "token").write_text(AUTH_TOKEN + "\n")
     public = f'public_url = "{public_url}"\n' if public_url else ""
     text = f"""
@@ -147,6 +153,7 @@ rate_limit = "100/s"
 burst = 100
 
 [policies.oncall]
+{policy}
 [[policies.oncall.levels]]
 targets = ["sms:{ALICE}", "sms:{BOB}"]
 ack_timeout = "1h"
@@ -159,18 +166,24 @@ policy = "oncall"
 [services.web]
 policy = "oncall"
 """
+    text += "".join(f'[services.{name}]\npolicy = "oncall"\n' for name in more_services)
     (folder / "pager.toml").write_text(text)
     return load(folder / "pager.toml")
 
 
 @asynccontextmanager
 async def paging(
-    folder: Path, public_url: str | None = PUBLIC, workers: int | None = 0
+    folder: Path,
+    public_url: str | None = PUBLIC,
+    workers: int | None = 0,
+    policy: str = "",
+    more_services: Sequence[str] = (),
 ) -> AsyncIterator[tuple[app.Daemon, Config, HttpServer, Twilio]]:
     """The daemon paging by SMS to a Twilio stand-in, sending in its own process or (`workers`
-    other than 0) through delivery worker processes."""
+    other than 0) through delivery worker processes; `policy`, more of the policy's keys;
+    `more_services`, services besides api and web, on the same policy."""
     with HttpServer() as sms:
-        config = write(folder, sms.url, public_url)
+        config = write(folder, sms.url, public_url, policy, more_services)
         running_daemon = running(config, offload=None, delivery_workers=workers)
         async with running_daemon as daemon:  # noqa: SIM117  # the client needs its port
             async with httpx.AsyncClient(base_url=base_url(daemon), timeout=30) as client:
@@ -227,9 +240,13 @@ async def test_a_page_ends_with_its_code_and_the_reply_acknowledges_it(
                 f" at {first['acknowledged_at']}"
             )
             assert (await status(config, "api"))["incident"]["acknowledged_by"] == f"sms:{ALICE}"
+            # Alice again: told her first reply counted, not "Acknowledged" once more.
+            assert said(await twilio.reply(ALICE, "1a")) == (
+                f"api#1 was already acknowledged by you (via sms) at {first['acknowledged_at']}"
+            )
 
 
-async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(
+async def test_a_reply_closes_and_codes_are_per_incident_and_rest_once_closed(
     tmp_path: Path, delivery_workers: int | None
 ) -> None:
     with trio.fail_after(60):
@@ -249,12 +266,39 @@ async def test_a_reply_closes_and_codes_are_per_incident_and_used_again(
             assert (await status(config, "api"))["state"] == "unhealthy"
             # A bare letter answers the latest page: web's, closed already.
             assert said(await twilio.reply(ALICE, "ack")) == "web#1 is already closed"
-            # web#1 closed: its number is free; api's is still held.
+            # web#1 closed: its number rests (an hour), api's is still held.
             await alert(config, "web")
             await until(lambda: len(texts(sms, ALICE)) == 3, "web#2's page is sent")
-            assert texts(sms, ALICE)[2].endswith("Reply 2a to acknowledge, 2c to close")
-            assert said(await twilio.reply(ALICE, "2a")) == "Acknowledged web#2"
+            assert texts(sms, ALICE)[2].endswith("Reply 3a to acknowledge, 3c to close")
+            # A late answer to web#1's page is told it is closed, and does not touch web#2.
+            assert said(await twilio.reply(ALICE, "2a")) == "web#1 is already closed"
+            assert said(await twilio.reply(ALICE, "3a")) == "Acknowledged web#2"
             assert (await status(config, "api"))["incident"]["acknowledged"] is False
+
+
+async def test_where_the_policy_keeps_closing_off_pages_no_c_is_offered_or_taken(
+    tmp_path: Path, delivery_workers: int | None
+) -> None:
+    """`allow_resolve = false`: the page offers only "1a", and a "1c" (or a bare "c") sent
+    all the same is refused, saying why, and closes nothing; "1a" still acknowledges."""
+    with trio.fail_after(60):
+        async with paging(tmp_path, workers=delivery_workers, policy="allow_resolve = false") as (
+            _,
+            config,
+            sms,
+            twilio,
+        ):
+            await alert(config, "api")
+            await until(lambda: len(sms.requests) == 2, "both pages are sent")
+            [page] = texts(sms, ALICE)
+            assert page.endswith(" -- Reply 1a to acknowledge"), page
+            for reply in ("1c", "close"):
+                assert said(await twilio.reply(ALICE, reply)) == (
+                    "api#1 cannot be closed from a page (its policy): nothing changed"
+                )
+            assert (await status(config, "api"))["state"] == "unhealthy"
+            assert [e for e in await history(config, "api") if e["event"] == "healthy"] == []
+            assert said(await twilio.reply(ALICE, "1a")) == "Acknowledged api#1"
 
 
 async def test_a_badly_signed_reply_gets_403_and_no_text_and_changes_nothing(
@@ -297,11 +341,12 @@ async def test_a_replayed_reply_changes_nothing_twice(
             await until(lambda: len(texts(sms, ALICE)) == 1, "the page is sent")
             close = twilio.message(ALICE, "1c")
             assert said(await twilio.post(close)) == "Closed api#1"
-            # api#2 opens, and its page gets code 1 again (api#1 is closed).
+            # api#2 opens; its page gets code 2 (api#1's code rests for an hour after it closed).
             await alert(config, "api")
             await until(lambda: len(texts(sms, ALICE)) == 2, "api#2's page is sent")
-            assert texts(sms, ALICE)[1].endswith("Reply 1a to acknowledge, 1c to close")
-            # The captured, signed "1c" sent again would close api#2: it is a replay.
+            assert texts(sms, ALICE)[1].endswith("Reply 2a to acknowledge, 2c to close")
+            # The captured, signed "1c" sent again (were code 1 api#2's, by then, it would close
+            # it): a replay, not answered, and nothing changes.
             replayed = await twilio.post(close)
             assert said(replayed) is None
             assert (await status(config, "api"))["incident"]["id"] == "api#2"
@@ -321,7 +366,16 @@ async def test_an_unknown_sender_a_stale_code_and_nonsense_change_nothing_and_sa
                 "No page to this number has code 7: nothing changed."
             )
             assert said(await twilio.reply(ALICE, "yes I'm on it")) == (
-                "Not understood: reply with the page's code, e.g. 4a to acknowledge, 4c to close."
+                "Not understood: reply 1a to acknowledge api#1 (1c to close)."
+            )
+            await alert(config, "web")
+            await until(lambda: len(sms.requests) == 4, "web's pages are sent")
+            # The phone's real codes, the latest page first.
+            assert said(await twilio.reply(BOB, "help")) == (
+                "Not understood: reply 2a to acknowledge web#1, 1a api#1 (2c, 1c to close)."
+            )
+            assert said(await twilio.reply(STRANGER, "help")) == (
+                "Not understood, and no page to this number is open: nothing to answer."
             )
             assert (await status(config, "api"))["incident"]["acknowledged"] is False
             missing = twilio.message(ALICE, "1a")
@@ -329,7 +383,9 @@ async def test_an_unknown_sender_a_stale_code_and_nonsense_change_nothing_and_sa
             assert (await twilio.post(missing)).status_code == 400
 
 
-async def test_a_sender_over_its_rate_is_not_answered(tmp_path: Path) -> None:
+async def test_a_sender_over_its_rate_is_not_answered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with trio.fail_after(60):
         async with paging(tmp_path) as (_, config, sms, twilio):
             await alert(config, "api")
@@ -339,6 +395,49 @@ async def test_a_sender_over_its_rate_is_not_answered(tmp_path: Path) -> None:
             assert answers[5:] == [None, None]
             # Another number is not held back by it.
             assert said(await twilio.reply(ALICE, "1a")) == "Acknowledged api#1"
+            # Past the rate, "not understood" is not answered either.
+            assert said(await twilio.reply(STRANGER, "help")) is None
+            # A number is named in the log escaped, whatever Twilio passed on.
+            for _ in range(6):
+                await twilio.reply("+1\x1b[31m", "1a")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    held = [w for w in warnings if "rate of answers" in w]
+    assert [w.rpartition("not texted back: ")[2] for w in held] == [
+        "pagerd has sent no page to this number: nothing to answer.",
+        "pagerd has sent no page to this number: nothing to answer.",
+        "(not understood)",
+        "pagerd has sent no page to this number: nothing to answer.",
+    ]
+    assert all(w.startswith(f"SMS reply from {STRANGER}, over") for w in held[:3]), held
+    assert held[3].startswith("SMS reply from +1\\x1b[31m, over"), held
+    assert "\x1b" not in caplog.text
+
+
+async def test_a_storm_s_every_reply_is_taken_and_only_its_answers_are_held_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One phone paged for six incidents answers all six: each reply is signed by Twilio, so
+    each is acted on; only the sixth answer is not texted back (over the number's rate), and
+    the log says so, naming the number."""
+    services = [f"s{i}" for i in range(1, 7)]
+    with trio.fail_after(60):
+        async with paging(tmp_path, more_services=services) as (_, config, sms, twilio):
+            for service in services:
+                await alert(config, service)
+            await until(lambda: len(texts(sms, ALICE)) == 6, "the six pages are sent")
+            answers = [said(await twilio.reply(ALICE, f"{code}a")) for code in range(1, 7)]
+            assert answers == [f"Acknowledged s{i}#1" for i in range(1, 6)] + [None]
+            for service in services:
+                incident = (await status(config, service))["incident"]
+                assert incident["acknowledged_by"] == f"sms:{ALICE}", service
+            # A close past the rate is done too.
+            assert said(await twilio.reply(ALICE, "6c")) is None
+            assert (await status(config, "s6"))["state"] == "healthy"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    held = [w for w in warnings if "rate of answers" in w]
+    assert len(held) == 2 and all(w.startswith(f"SMS reply from {ALICE} taken,") for w in held)
+    assert held[0].endswith("not texted back: Acknowledged s6#1")
+    assert held[1].endswith("not texted back: Closed s6#1")
 
 
 async def test_without_a_public_url_pages_carry_no_code_and_replies_are_off(

@@ -22,9 +22,12 @@ from pager.silences import Silence
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
     REPLAY_WINDOW,
+    REPLY_CODE_COOL_DOWN,
+    REPLY_CODES,
     Attempt,
     EventRecord,
     Fence,
+    OpenCode,
     Removal,
     ReplyCode,
     Storage,
@@ -713,7 +716,7 @@ def test_sqlite_keeps_the_records_of_the_latest_removals_only(
 PHONE, OTHER_PHONE = "+14155550100", "+14155550101"
 
 
-def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_when_it_closes(
+def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_after_it_closes(
     reopen: Opener,
 ) -> None:
     storage = reopen()
@@ -727,12 +730,50 @@ def test_a_reply_code_is_kept_per_incident_and_phone_and_freed_when_it_closes(
     assert storage.reply_code(PHONE, "web", 1, T0 + 3) == 2
     _, t = api.close(T0 + 4)
     storage.write([t])
-    # api#1 closed: its number is free for the next incident, web's is still held.
+    # api#1 closed: its number rests, web's is still held.
     opened_again, t2 = Life(ServiceState("api", 1)).alert(T0 + 5, note("api", 2))
     storage.write([t2])
-    assert storage.reply_code(PHONE, "api", 2, T0 + 6) == 1
+    assert storage.reply_code(PHONE, "api", 2, T0 + 6) == 3
     assert storage.reply_code(PHONE, "web", 1, T0 + 7) == 2
     assert opened_again.state.incident is not None and web.state.incident is not None
+    # Rested: given again (api#2 holds 3, web#1 holds 2).
+    later, t3 = Life(ServiceState("db")).alert(T0 + 4 + REPLY_CODE_COOL_DOWN + 1, note("db", 1))
+    storage.write([t3])
+    assert storage.reply_code(PHONE, "db", 1, T0 + 4 + REPLY_CODE_COOL_DOWN + 2) == 1
+    assert later.state.incident is not None
+    storage.close()
+
+
+def test_a_closed_incident_s_code_rests_before_it_is_given_again(reopen: Opener) -> None:
+    """A late reply to a closed page must not act on another incident paged to the phone with
+    the same code: the code is given to no other for `REPLY_CODE_COOL_DOWN` after its incident
+    closed (durably: across a restart), unless every code up to `REPLY_CODES` is held or
+    resting; then the one resting longest."""
+    storage = reopen()
+    api = opened(storage, "api")
+    assert storage.reply_code(PHONE, "api", 1, T0) == 1
+    _, t = api.close(T0 + 10)
+    storage.write([t])
+    storage.close()
+    storage = reopen()
+    web = opened(storage, "web", T0 + 20)
+    assert storage.reply_code(PHONE, "web", 1, T0 + 20) == 2  # 1 rests
+    # A late "1a": still api#1's, which is closed (the actor says so); not web's.
+    assert storage.take_reply("SM1", PHONE, 1, T0 + 30) == ReplyCode("api", 1)
+    assert storage.reply_code(OTHER_PHONE, "db", 1, T0 + 30) == 1  # per phone
+    # Up to REPLY_CODES taken (web holds 2; 3..99 opened and closed, resting): the one that
+    # closed first is given again rather than a three-digit code.
+    at = T0 + 40
+    for number in range(3, REPLY_CODES + 1):
+        life = opened(storage, f"s{number}", at)
+        assert storage.reply_code(PHONE, f"s{number}", 1, at) == number
+        _, t = life.close(at + 1)
+        storage.write([t])
+    assert storage.reply_code(PHONE, "web", 1, at + 2) == 2  # still its own
+    late = opened(storage, "late", at + 3)
+    assert storage.reply_code(PHONE, "late", 1, at + 3) == 1  # api#1 closed first of all
+    assert storage.take_reply("SM2", PHONE, 1, at + 4) == ReplyCode("late", 1)
+    assert web.state.incident is not None and late.state.incident is not None
     storage.close()
 
 
@@ -748,6 +789,25 @@ def test_a_reply_names_its_code_s_incident_once(storage: Storage) -> None:
     assert storage.take_reply("SM3", PHONE, 7, T0 + 5) == "unknown_code"
     assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 6) == "unknown_number"
     assert storage.take_reply("SM4", OTHER_PHONE, 1, T0 + 7) == "replayed"
+
+
+def test_a_phone_s_open_codes_are_listed_latest_first(storage: Storage) -> None:
+    """What a reply that is no code is told to send instead: the phone's codes whose incidents
+    are open, the latest paged first, at most `limit`; a closed one's is not among them."""
+    assert storage.open_codes(PHONE, 3) == []
+    opened(storage, "api")
+    opened(storage, "web")
+    db = opened(storage, "db")
+    storage.reply_code(PHONE, "api", 1, T0)
+    storage.reply_code(PHONE, "web", 1, T0 + 1)
+    storage.reply_code(PHONE, "db", 1, T0 + 2)
+    storage.reply_code(OTHER_PHONE, "api", 1, T0 + 3)
+    assert storage.open_codes(PHONE, 2) == [OpenCode(3, "db", 1), OpenCode(2, "web", 1)]
+    storage.reply_code(PHONE, "api", 1, T0 + 4)  # api paged again: now the latest
+    _, t = db.close(T0 + 5)
+    storage.write([t])
+    assert storage.open_codes(PHONE, 3) == [OpenCode(1, "api", 1), OpenCode(2, "web", 1)]
+    assert storage.open_codes(OTHER_PHONE, 3) == [OpenCode(1, "api", 1)]
 
 
 def test_a_reply_s_id_is_forgotten_only_after_the_replay_window(storage: Storage) -> None:

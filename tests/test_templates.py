@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pager.domain import Notify, Target
 from pager.messages import page
 from pager.templates import DEFAULT_TEMPLATES, SMS_SEGMENT, Templates, gsm_length, one_line
+from pager.text import split_link, with_link
 from pagerd.access.keys import SigningKeys
 from pagerd.access.links import Link
 from pagerd.config import Config, load
@@ -68,6 +69,56 @@ def test_slack_links_are_slack_links_and_values_are_escaped() -> None:
     assert "<!channel>" not in text
 
 
+GENERATOR: Final = (
+    "http://prometheus-k8s-0.monitoring:9090/graph?g0.expr=up%7Bjob%3D%22api%22%7D&g0.tab=1"
+)
+
+
+def test_an_alert_s_link_stays_out_of_the_sms_and_the_subject() -> None:
+    """Alertmanager's `generatorURL`, after the summary in the message, is the page's `link`:
+    in the email's body and in Slack, not where it would eat the SMS's segment or the subject."""
+    message = with_link("Disk /var is 95% full on db-1", GENERATOR)
+    sms = DEFAULT_TEMPLATES.sms(page(notify("sms:+14155550100", message)))
+    assert sms == (
+        "[pager] payments-api level 2: Disk /var is 95% full on db-1 -- ack: pager ack payments-api"
+    )
+    subject = DEFAULT_TEMPLATES.subject(page(notify(message=message)))
+    assert subject == "[pager] payments-api unhealthy (level 2): Disk /var is 95% full on db-1"
+    body = DEFAULT_TEMPLATES.body(page(notify(message=message)))
+    assert f"Alert:     Disk /var is 95% full on db-1\nSource:    {GENERATOR}\n" in body
+    slack = DEFAULT_TEMPLATES.slack(page(notify("slack:app", message)))
+    assert f"<{GENERATOR.replace('&', '&amp;')}|Source>" in slack
+    assert "level 2: Disk /var is 95% full on db-1 -- ack" in slack
+    # A template of the config's may place it where it likes.
+    custom = Templates({"sms": "{{ message }} {{ link }}"})
+    assert custom.sms(
+        page(notify("sms:+14155550100", with_link("down", "https://x.example/a")))
+    ) == ("down https://x.example/a")
+    # Only an http(s) URL of plain characters is a link; anything else stays in the message.
+    for kept in ("down <javascript:alert(1)>", 'down <http://x.example/"onclick>', "down"):
+        p = page(notify(message=kept))
+        assert (p.message, p.link) == (kept, "")
+
+
+urls = st.builds(
+    lambda scheme, rest: f"{scheme}://{rest}",
+    st.sampled_from(["http", "https", "HTTPS"]),
+    st.text(
+        alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~:/?#[]@!$&()*+,;=%",
+        min_size=1,
+        max_size=60,
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=100), url=urls, other=st.text(max_size=120))
+def test_a_link_is_split_off_exactly_and_nothing_else_is(text: str, url: str, other: str) -> None:
+    assert split_link(with_link(text, url)) == (text, url)
+    message, link = split_link(other)
+    assert (message, link) == (other, "") or (with_link(message, link) == other and link)
+
+
 @settings(max_examples=200, deadline=None)
 @given(message=st.text(max_size=300))
 def test_a_message_is_never_read_as_a_template(message: str) -> None:
@@ -97,7 +148,7 @@ def test_a_config_s_templates_are_checked_when_it_loads(tmp_path: Path) -> None:
     assert errors == [
         "templates.sms: unknown variable severity (known: service, incident, number, message,"
         " level, round, opened_at, target, person, via, notification, ack_command, ack_url,"
-        " resolve_url, reply_hint)",
+        " resolve_url, reply_hint, link)",
         "templates.email_subject: not a valid template: Expected an expression, got 'end of"
         " statement block' (line 1)",
         "templates.slack: not a valid template: No filter named 'nosuchfilter'. (line 1)",

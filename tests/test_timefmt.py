@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pager.timefmt import duration, isoformat, timestamp
+from pager.alertmanager import instant
+from pager.timefmt import duration, isoformat, nanoformat, timestamp
 from pagerd.config.durations import MAX_DURATION, parse_duration
 
 T0 = 1_800_000_000.0
@@ -59,3 +61,17 @@ def test_durations_read_as_written() -> None:
     assert [duration(s) for s in (300.0, 5400.0, 0.5, 86400.0, 90061.5)] == [
         "5m", "1h30m", "500ms", "1d", "1d1h1m1s500ms"
     ]  # fmt: skip
+
+
+@given(st.integers(min_value=-(2**62), max_value=2**63 - 1))
+def test_a_senders_time_is_shown_as_go_writes_it_and_reads_back_exactly(ns: int) -> None:
+    shown = nanoformat(ns)
+    assert instant(shown) == ns
+    fraction = re.search(r"\.(\d+)Z$", shown)
+    assert fraction is None or not fraction.group(1).endswith("0")
+
+
+def test_a_senders_time_keeps_its_digits_and_no_more() -> None:
+    for text in ("2026-11-30T21:24:22.809107Z", "2026-11-30T21:41:07.5Z", "2026-11-30T21:41:07Z"):
+        found = instant(text)
+        assert found is not None and nanoformat(found) == text

@@ -332,6 +332,8 @@ async def test_webhook_body_headers_and_signature(http: HttpServer) -> None:
         "message": "p99 > 2s",
         "opened_at": "2027-01-15T08:00:00.000Z",
         "text": "[pager] payments-api level 2: p99 > 2s -- ack: pager ack payments-api",
+        "person": None,
+        "via": None,
     }
     assert request.headers["x-team"] == "payments"
     assert request.headers["idempotency-key"] == request.json()["id"]

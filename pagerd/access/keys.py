@@ -138,13 +138,18 @@ def _write(path: Path, keys: SigningKeys, *, exclusive: bool) -> None:
     """Write `keys` to `path` with mode 0600 from the start (never readable by others, not
     even for an instant), through a temporary file renamed over it, so that a crash leaves the
     old file or the new one, never half of one. With `exclusive`, FileExistsError if the file
-    is there already."""
+    is there already.
+
+    The new file keeps the owner and group of the one it replaces (of the state folder, when
+    there is none yet): `pagerd rotate-key` run as root must not leave a file, 0600, that the
+    pagerd running as its own user can no longer read."""
     text = "".join(key.hex() + "\n" for key in keys.keys)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            _keep_owner(fd, path)
             os.write(fd, text.encode("ascii"))
             os.fsync(fd)
         finally:
@@ -167,3 +172,27 @@ def _write(path: Path, keys: SigningKeys, *, exclusive: bool) -> None:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+
+
+def _keep_owner(fd: int, path: Path) -> None:
+    """Give the file open as `fd` the owner and group of `path`, or of its folder if there is
+    no such file yet. Where this process may not (it is not root), a file that exists and is
+    someone else's is an error (the new one would be unreadable to its owner); a folder that is
+    someone else's is not (the file is then this user's, who runs pagerd or rotates its key)."""
+    try:
+        wanted = os.stat(path)
+        existing = True
+    except FileNotFoundError:
+        wanted = os.stat(path.parent)
+        existing = False
+    made = os.fstat(fd)
+    if (wanted.st_uid, wanted.st_gid) == (made.st_uid, made.st_gid):
+        return
+    try:
+        os.fchown(fd, wanted.st_uid, wanted.st_gid)
+    except PermissionError:
+        if existing:
+            raise KeyFileError(
+                f"{path}: belongs to uid {wanted.st_uid} gid {wanted.st_gid}, and this user may "
+                "not give a new file to them: run this as root or as that user"
+            ) from None

@@ -2,8 +2,10 @@
 
 A page by email or Slack carries `PUBLIC_URL/ack/TOKEN` (and `PUBLIC_URL/resolve/TOKEN` where
 the policy allows it). The token holds the service, the incident's number and the time it
-opened (so that a token of `api#3` never acts on `api#4`, nor on another `api#3` after a
-database restored from an old backup numbered incidents again), and who was paged: the person
+opened as stored (in pagerd's own frame, not the wall-clock time the page shows: the stored
+float is the same after a restart or a step of the wall clock, and is compared exactly), so
+that a token of `api#3` never acts on `api#4`, nor on another `api#3` after a database
+restored from an old backup numbered incidents again; and who was paged: the person
 a `person:` or `schedule:` target was resolved to (`alice`), else the target as `pager status`
 shows it (`email:alice@example.com`; a Slack webhook's URL, a secret, never whole). It is
 signed with `SigningKeys` for the purpose "link", so no other token of pagerd's (a session, a

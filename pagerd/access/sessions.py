@@ -26,7 +26,12 @@ from pagerd.access.keys import SigningKeys
 SESSION: Final = "session"
 CSRF: Final = "csrf"
 SIGN_IN: Final = "sign-in"
+NOTICE: Final = "console-notice"
 ID_BYTES: Final = 16
+NOTICE_LIFETIME: Final = 600.0
+"""How long the notice of an answer (the redirect's `?notice=`) is shown: reloading the page a
+moment later says again what was done; a bookmark of it days later does not."""
+MAX_NOTICE: Final = 500
 
 
 class _Payload(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -106,3 +111,33 @@ def sign_in_valid(keys: SigningKeys, cookie: str, token: str) -> bool:
     if payload is None:
         return False
     return csrf_valid(keys, "sign-in:" + payload.decode("ascii", "replace"), token)
+
+
+def notice_token(keys: SigningKeys, session_id: str, text: str, now: float) -> str:
+    """What the page after an answer shows (`text`), signed for this session and time: the
+    redirect's `?notice=` (POST, then redirect, then GET: reloading the page sends nothing
+    again). Signed, so no link made elsewhere can put words of its own on a console page."""
+    payload = msgspec.json.encode([_digest(session_id), int(now), text[:MAX_NOTICE]])
+    return keys.token(NOTICE, payload)
+
+
+def _digest(session_id: str) -> str:
+    """What a notice names its session by: a token is signed, not hidden, and an address can
+    travel (a Referer), so it holds a digest of the session's id, never the id."""
+    return hashlib.sha256(b"notice:" + session_id.encode()).hexdigest()[:32]
+
+
+def open_notice(keys: SigningKeys, session_id: str, token: str, now: float) -> str | None:
+    """The text of a notice `token` made for this session within `NOTICE_LIFETIME` of `now`,
+    or None."""
+    payload = keys.open(NOTICE, token)
+    if payload is None:
+        return None
+    try:
+        found = msgspec.json.decode(payload, type=tuple[str, int, str])
+    except msgspec.DecodeError:
+        return None
+    session, at, text = found
+    if session != _digest(session_id) or not 0 <= now - at <= NOTICE_LIFETIME:
+        return None
+    return text

@@ -141,6 +141,15 @@ def build_console(
             errors.append(f"console.{key}: must be more than zero")
     if float(section.refresh) < 1:
         errors.append('console.refresh: at least "1s" (every open page polls this often)')
+    if not section.trusted_proxies:
+        # Only a trusted proxy signs in a user without a password: with none, never.
+        for user in users.values():
+            if user.password is None:
+                errors.append(
+                    f"{join('console.users', user.name)}: no password_hash and no"
+                    f" console.trusted_proxies: {user.name} can never sign in (add a"
+                    " password_hash from pagerd hash-password, or trusted_proxies)"
+                )
     if not users and not networks:
         errors.append(
             "console: nobody can sign in: add [console.users.NAME] with a password_hash "

@@ -203,6 +203,12 @@ def build_http(
             ok = False
         if not ok:
             errors.append('http.public_url: expected an http(s) URL, like "https://pager.example"')
+        elif "?" in section.public_url or "#" in section.public_url:
+            # Links are made by adding a path to it: a query or fragment would swallow it.
+            errors.append(
+                "http.public_url: must have no query (?) or fragment (#): links add a path to it,"
+                ' like "https://pager.example.com" or "https://example.com/pager"'
+            )
     rate = 0.0
     try:
         rate = parse_rate(section.rate_limit)
@@ -225,6 +231,29 @@ def build_http(
         burst=section.burst,
     )
     return HttpConfig(tuple(listen), tls, section.public_url, limits, section.workers), errors
+
+
+def listen_note(http: HttpConfig, integrations: Collection[str], console: bool) -> str | None:
+    """A word for `pagerd --check` when the config sets up what is reached over HTTP
+    (`public_url`, integrations, the console) but `http.listen` is unset, so that nothing
+    listens. Not an error: systemd may pass the listening socket (`FileDescriptorName=http`)."""
+    if http.listen:
+        return None
+    named = [
+        name
+        for name, set_up in (
+            ("http.public_url", http.public_url is not None),
+            ("[integrations]", bool(integrations)),
+            ("[console]", console),
+        )
+        if set_up
+    ]
+    if not named:
+        return None
+    return (
+        f"http.listen is not set: nothing listens for what {', '.join(named)} set up (unless"
+        " systemd passes pagerd a socket named http; see docs/http.md)"
+    )
 
 
 def _listen(

@@ -10,6 +10,7 @@ notify = ["sms", "email after 2m", "sms after 5m"]
 
 [schedules.payments-primary]
 timezone = "Europe/London"
+gaps = "unexpected"   # the default; "expected": its gaps are meant (business hours)
 
 [[schedules.payments-primary.layers]]
 people = ["alice", "bob", "carol"]
@@ -199,7 +200,8 @@ def build_schedules(
         if not isinstance(table, dict):
             errors.append(f"{at}: expected a table, got {_kind(table)}")
             continue
-        found += _unknown(table, {"timezone", "layers"}, at, join)
+        found += _unknown(table, {"timezone", "layers", "gaps"}, at, join)
+        expected = _gaps(table.get("gaps", "unexpected"), join(at, "gaps"), found)
         tz = None
         if "timezone" not in table:
             found.append(f"{at}.timezone: required key missing")
@@ -218,8 +220,20 @@ def build_schedules(
                     built.append(one)
         errors += found
         if not found and tz is not None:
-            schedules[name] = Schedule(name, tz, tuple(built))
+            schedules[name] = Schedule(name, tz, tuple(built), expected)
     return schedules, set(value), errors
+
+
+def _gaps(value: Any, at: str, errors: list[str]) -> bool:
+    """`gaps = "expected"` (its gaps are meant: business hours, one region of a follow-the-sun)
+    or `"unexpected"` (the default: each gap is reported, and fails `pagerd --check`)."""
+    if value in ("expected", "unexpected"):
+        return bool(value == "expected")
+    errors.append(
+        f'{at}: expected "expected" (its gaps are meant, not reported on their own) or'
+        f' "unexpected" (the default), got {value!r}'
+    )
+    return False
 
 
 def _layer(

@@ -86,7 +86,9 @@ def build_lanes(
         if name in overrides:
             lanes[name] = LaneSpec(channel, overrides[name])
         elif channel.transport == "log":
-            log_transport = log_transport or LogTransport(config.log_path, file_offload, clock)
+            log_transport = log_transport or LogTransport(
+                config.log_path, file_offload, clock, wording
+            )
             lanes[name] = LaneSpec(channel, log_transport)
         elif channel.transport == "unconfigured":
             lanes[name] = LaneSpec(channel, UnconfiguredTransport(channel.name))

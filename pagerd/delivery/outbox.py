@@ -468,7 +468,10 @@ class Outbox:
         try:
             with trio.fail_after(channel.timeout + SEND_GRACE):
                 # Its times as the wall clock shows them: they are in the frame (`Clock.offset`).
-                shown = attrs.evolve(n, opened_at=self._clock.shown(n.opened_at))
+                # Its links name the incident by the stored time, which they are compared with.
+                shown = attrs.evolve(
+                    n, opened_at=self._clock.shown(n.opened), incident_opened_at=n.opened
+                )
                 provider_id = await lane.spec.transport.send(shown)
         except trio.TooSlowError:
             error: DeliveryError = TransientError(f"no answer within {channel.timeout:g}s")

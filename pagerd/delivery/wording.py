@@ -68,10 +68,12 @@ class Wording:
         return self._words
 
     def allows_resolve(self, n: Notify) -> bool:
-        """Whether the policy of `n`'s service lets its pages be resolved by a link."""
+        """Whether the policy of `n`'s service lets its pages close the incident: a resolve
+        link, a Resolve button, "4c to close" in an SMS. Without a config (the default texts),
+        as a policy's default does: yes (there are no links then, only buttons and hints)."""
         config = self._config()
         if config is None:
-            return False
+            return True
         policy = config.policies.get(config.services.get(n.service, ""))
         return policy is not None and policy.allow_resolve
 
@@ -84,7 +86,9 @@ class Wording:
             return page(n, reply_hint=reply_hint)
         # Who was paged: the person a `person:` or `schedule:` target was resolved to (the
         # ack is theirs, whichever of their addresses the link came to), else the address.
-        token = Link(n.service, n.incident, n.opened_at, n.person or str(n.target)).token(keys)
+        # The incident as stored (`Notify.opened`), not the time shown: what the link's
+        # answer compares with the incident pagerd holds, exactly.
+        token = Link(n.service, n.incident, n.opened, n.person or str(n.target)).token(keys)
         return page(
             n,
             ack_url=url(public_url, "ack", token),

@@ -68,13 +68,15 @@ from pager.silences import (
     MAX_SILENCE_SECONDS,
     Quiet,
     Silence,
+    holder,
     live,
     recurring,
+    released_by,
     silenced_until,
     spans,
 )
 from pager.simulate import Timeline, simulate
-from pager.timefmt import duration, isoformat
+from pager.timefmt import duration, isoformat, nanoformat
 from pager.weekly import maintenance
 from pagerd.access.peers import Peer
 from pagerd.config import Config
@@ -136,6 +138,11 @@ class Envelope:
     via: str | None = None
     """How a person answered, where not a peer or an integration: `link` (an acknowledge link),
     `sms` (a reply), `slack` (a button), `console` (the web console). Recorded in history."""
+
+
+PAGE_ANSWERS: Final = frozenset({"link", "sms", "slack"})
+"""The ways a person answers from a page itself (its `via`): their resolve is the policy's
+`allow_resolve` to give. The console's (an operator's sign-in) and the socket's are not."""
 
 
 @attrs.frozen
@@ -733,7 +740,7 @@ class Services:
             self._metrics.stale_firings.inc(source.integration)
         shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
         more = f" and {len(late) - 10} more" if len(late) > 10 else ""
-        log.info(
+        log.warning(
             "late firing ignored service=%s alerts=%s%s: each started (startsAt) before the"
             " firing it last resolved with; paged nobody",
             service,
@@ -769,6 +776,25 @@ class Services:
             event = envelope.event
             if isinstance(event, Removed):
                 continue  # added back before its incident was closed: it stays open
+            if (
+                isinstance(event, Healthy)
+                and envelope.via in PAGE_ANSWERS
+                and not policy.allow_resolve
+            ):
+                # A page's own Resolve (a link, an SMS's "c", a Slack button) where the policy
+                # keeps closing off pages: refused here, where the policy in force is known,
+                # however the page came to offer it (made before the policy changed, forged).
+                number = event.incident
+                if number is None:
+                    number = state.incident.number if state.incident is not None else 0
+                iid = incident_id(service, number)
+                refused = Rejected(
+                    "not_allowed",
+                    f"the policy of {service} does not let a page close {iid}"
+                    " (allow_resolve = false): acknowledge it instead",
+                )
+                answers.append((envelope, refused, None))
+                continue
             if isinstance(event, Ack):
                 # The envelope says how it came (its `via`, integration or peer): the one
                 # source the acknowledgement keeps (`Incident.acknowledged_via`) and the
@@ -795,7 +821,7 @@ class Services:
                 and stale_resolve(state, event.source, event.starts_at)
             ):
                 late_resolves.append(event.source)
-            record = _record(envelope, state, after, self._clock.offset())
+            record = _record(envelope, state, after, now, self._clock.offset())
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
                 if (held := _held(state, after, now)) is not None:
@@ -814,17 +840,22 @@ class Services:
         return _Decided(mine, answers, state, late, late_resolves)
 
     def _unreached(self, state: ServiceState, missed: Unreached) -> EventRecord:
+        """A level that reached nobody at all is loud (an error, counted, `unreached`); one whose
+        other targets were notified is a note (`partly_unreached`, at INFO): follow-the-sun as
+        two schedules in one level has one of them empty on every page, by design."""
         iid = incident_id(state.name, state.incident.number if state.incident else 0)
         reasons = "; ".join(missed.reasons)
         if missed.skipped:
             self._metrics.levels_unreached.inc()
             detail = f"level {missed.level} round {missed.round} has nobody to notify: {reasons}"
             log.error("nobody to notify service=%s incident=%s: %s", state.name, iid, detail)
-        else:
-            detail = f"level {missed.level} round {missed.round}: {reasons}"
-            log.error("part of a level reached nobody service=%s incident=%s: %s",
-                      state.name, iid, detail)  # fmt: skip
-        return EventRecord("unreached", detail)
+            return EventRecord("unreached", detail)
+        detail = (
+            f"level {missed.level} round {missed.round}: {reasons}; the level's other targets"
+            " were notified"
+        )
+        log.info("target not notified service=%s incident=%s: %s", state.name, iid, detail)
+        return EventRecord("partly_unreached", detail)
 
     def _ack_answer(
         self, event: Event, before: ServiceState, after: ServiceState
@@ -902,9 +933,9 @@ def _report_stale_resolves(service: str, late: list[Source]) -> None:
     incident stays open that Alertmanager once showed resolved."""
     shown = ", ".join(f"{source.integration}:{source.key!r}" for source in late[:10])
     more = f" and {len(late) - 10} more" if len(late) > 10 else ""
-    log.info(
+    log.warning(
         "late resolve ignored service=%s alerts=%s%s: each started (startsAt) before the"
-        " firing it fires with; the incident stays open",
+        " firing it fires with; the incident stays open (see its history)",
         service,
         shown,
         more,
@@ -912,10 +943,15 @@ def _report_stale_resolves(service: str, late: list[Source]) -> None:
 
 
 def _record(
-    envelope: Envelope, before: ServiceState, after: ServiceState, offset: float = 0.0
+    envelope: Envelope,
+    before: ServiceState,
+    after: ServiceState,
+    now: float,
+    offset: float = 0.0,
 ) -> EventRecord | None:
-    """The event as the incident's history keeps it; None if it concerns no incident. `offset`
-    takes pagerd's frame to the wall clock, for the times a record's words give."""
+    """The event as the incident's history keeps it, decided at `now`; None if it concerns no
+    incident. `offset` takes pagerd's frame to the wall clock, for the times a record's words
+    give."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
     answered = envelope.via
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
@@ -935,10 +971,13 @@ def _record(
         was, incident = before.incident, after.incident
         if was is None or incident is None or incident.acknowledged or after == before:
             return None  # stale, early, or an expiry the policy no longer has
-        assert was.acknowledged_at is not None and was.deadline is not None
+        assert was.acknowledged_at is not None
         who = f" by {was.acknowledged_by}" if was.acknowledged_by else ""
         how = f" via {was.acknowledged_via}" if was.acknowledged_via else ""
-        held = duration(was.deadline - was.acknowledged_at)
+        # How long it truly held: `ack_expiry` when on time, more when pagerd was down at the
+        # expiry and fires it at its start (whole seconds: the expiry wakes a hair after).
+        elapsed = now - was.acknowledged_at
+        held = duration(float(round(elapsed)) if elapsed >= 1 else elapsed)
         return EventRecord(
             "ack_expired",
             f"acknowledged{who}{how} {held} ago and still open: escalation restarts at level 1"
@@ -960,7 +999,7 @@ def _record(
         if event.source not in before.firing:
             return None  # resolved already, or never seen: only its startsAt was kept
         if event.source in after.firing:
-            return None  # an earlier firing's resolve: nothing happened
+            return _ignored_resolve(event, peer, via, before)
         # The incident's history says which alert resolved, and how many are left.
         left = len(after.firing)
         detail = f"{event.source.integration}: {event.source.key} resolved"
@@ -969,6 +1008,22 @@ def _record(
         )
     by = event.by if isinstance(event, Healthy) else None
     return EventRecord("healthy", None, by, peer, via, answered)
+
+
+def _ignored_resolve(
+    event: Resolve, peer: Peer | None, via: str | None, before: ServiceState
+) -> EventRecord | None:
+    """A resolve of an earlier firing than the one that fires (`stale_resolve`): nothing
+    happened, but the history says why the incident the sender shows resolved stays open."""
+    source, starts_at = event.source, event.starts_at
+    seen = before.started.get(source)
+    if starts_at is None or seen is None or not stale_resolve(before, source, starts_at):
+        return None
+    detail = (
+        f"{source.integration}: {source.key} started {nanoformat(starts_at)}, before the firing"
+        f" that holds the incident (started {nanoformat(seen.starts_at)}): the incident stays open"
+    )
+    return EventRecord("resolve_ignored", detail, None, peer, via)
 
 
 def _heartbeat_record(
@@ -995,8 +1050,12 @@ def _heartbeat_record(
 
 def _notified(before: ServiceState, incident: Incident) -> str:
     step = f"level {incident.level} round {incident.round}"
-    if before.incident is not None and before.incident.silenced:
-        return f"the silence is over: notified {step}"
+    was = before.incident
+    if was is not None and was.silenced:
+        # Which quiet ended the hold: a durable silence that ended at its deadline, else the
+        # service's maintenance windows ("the maintenance window is over").
+        ended = "silence" if was.deadline is None else released_by(before.silences, was.deadline)
+        return f"the {ended} is over: notified {step}"
     return f"escalated to {step}"
 
 
@@ -1036,9 +1095,7 @@ def _held(before: ServiceState, after: ServiceState, now: float) -> EventRecord 
     was = before.incident
     if was is not None and was.number == incident.number and was.silenced:
         return None
-    by = "a silence"
-    if not any(s.in_force(now) for s in after.silences):
-        by = "a maintenance window"
+    by = f"a {holder(after.silences, now)}"
     if incident.level == 0 and incident.round_base:
         # The restart of an expired acknowledgement, held before its first step.
         return EventRecord(

@@ -23,6 +23,7 @@ from typing import Final
 
 import trio
 
+from pager.coverage import KINDS, Coverage
 from pager.domain import Resolution, Resolver, Target
 from pager.people import Directory
 from pager.schedules import Override, override_problem
@@ -108,6 +109,9 @@ class Rota:
         self._config = config
         self.directory = directory_of(config, self._overrides)
         self._lock = trio.Lock()  # one change at a time: the bound is checked, then written
+        now = clock.wall_now()
+        self.coverage = Coverage(now, now)
+        """The gaps found at the last start or reload (`pagerd.app`), for the metrics."""
 
     async def load(self) -> None:
         """At start: prune the overrides that ended, then read the rest (`StoreError` if the
@@ -135,6 +139,16 @@ class Rota:
 
     def wall_now(self) -> float:
         return self._clock.wall_now()
+
+    def gap_counts(self) -> dict[tuple[str, ...], float]:
+        """Gaps by kind, as the last start or reload found them (`pagerd_gaps`)."""
+        return {(kind,): float(self.coverage.count(kind)) for kind in KINDS}
+
+    def next_level_gap(self) -> float:
+        """Seconds until a level or a whole policy next reaches nobody (0: now; +inf: not in
+        the weeks looked at), as the last start or reload found the gaps
+        (`pagerd_next_level_gap_seconds`)."""
+        return self.coverage.next_level_gap(self._clock.wall_now())
 
     def all_overrides(self) -> list[Override]:
         """Every override stored and not removed, those not used too, by schedule then id."""
@@ -169,6 +183,10 @@ class Rota:
                     " if it were not there (remove it: pager override remove %d)",
                     o.id, target, o.by, ignored_because(o, self.directory.people), o.id,
                 )  # fmt: skip
+
+    def scheduled(self) -> list[str]:
+        """The schedules that have overrides stored (a schedule the config no longer has, too)."""
+        return list(self._overrides)
 
     def overrides(self, schedule: str) -> tuple[Override, ...]:
         """`schedule`'s overrides that have not ended, by id (those not used too)."""

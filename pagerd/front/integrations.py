@@ -10,8 +10,9 @@ actors as the socket's, and the answer is given only once all of them are commit
 - 503 (with Retry-After): pagerd could not commit (the disk), or did not within `patience`
   (overloaded), or the service has too many alerts firing: a sender retries a 5xx, and
   retrying is safe, since what was committed is not counted twice.
-- 4xx: the input can never be accepted as it is (bad payload, unknown service), nothing of it
-  was recorded; Alertmanager drops a 4xx.
+- 4xx: the input can never be accepted as it is (bad payload, unknown service): nothing of it
+  was recorded; or, for Alertmanager's payload of many alerts, those alerts can never be
+  accepted, and every other one was committed. Alertmanager drops a 4xx.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import msgspec
 import trio
 
 from pager import alertmanager, events_v2
+from pager.alertmanager import Unroutable
 from pager.integrations import IntegrationRoute, KeyedRoute, Refused, find_by_key
 from pagerd.front.core import Core, Outcome, Submission
 
@@ -50,6 +52,9 @@ class Answer:
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     result: str = "ok"
+    refused: tuple[str, ...] = ()
+    """The reason of each event of the request refused on its own (`alertmanager.REASONS`),
+    for `pagerd_http_events_refused_total`; the others were processed."""
 
 
 def _message(outcome: Outcome) -> str:
@@ -112,13 +117,21 @@ async def alertmanager_webhook(
     core: Core, route: IntegrationRoute, body: bytes, *, patience: float = PATIENCE
 ) -> Answer:
     """`POST /v1/integrations/alertmanager[/KEY]`, for the integration `route` (the HTTP front
-    has checked the key): Alertmanager's webhook payload, version 4."""
+    has checked the key): Alertmanager's webhook payload, version 4.
+
+    Every alert that can be routed is committed (and pages) whatever its neighbours are: a
+    group may mix services (`group_by: [alertname]`), and one alert for a service this
+    integration may not page must not keep the others from paging. The alerts that cannot be
+    routed are each logged and counted (`Answer.refused`), and the answer is then the 4xx of
+    the first of them, naming every one: Alertmanager logs it (with our body) and counts a
+    failed notification, and does not retry a 4xx, so nothing is sent twice; it sends the group
+    again at its next `group_interval`, which changes nothing of what was committed."""
     message = alertmanager.decode(body)
     if isinstance(message, Refused):
         return _refused(message)
-    routed = alertmanager.events(message, route, core.config().services)
-    if isinstance(routed, Refused):
-        return _refused(routed)
+    batch = alertmanager.events(message, route, core.config().services)
+    _log_refused(route.name, batch.refused, len(message.alerts))
+    reasons = tuple(unroutable.reason for unroutable in batch.refused)
     if message.truncated_alerts:
         # Never seen, so never resolved here: the sender's `max_alerts` should be 0.
         log.warning(
@@ -127,16 +140,73 @@ async def alertmanager_webhook(
             route.name,
             message.truncated_alerts,
         )
-    outcome = await _route(core, [(r.service, r.event) for r in routed], patience, route.name)
-    if outcome is not None:
-        if outcome.status >= 500:
-            log.warning(
-                "integration=%s answered %d: %s", route.name, outcome.status, outcome.message
+    routed = batch.routed
+    if routed:
+        outcome = await _route(core, [(r.service, r.event) for r in routed], patience, route.name)
+        if outcome is not None:
+            if outcome.status >= 500:
+                log.warning(
+                    "integration=%s answered %d: %s", route.name, outcome.status, outcome.message
+                )
+            answer = {"status": "error", "code": outcome.result, "message": outcome.message}
+            return Answer(
+                outcome.status, _encode(answer), _retry(outcome.status), outcome.result, reasons
             )
-        answer = {"status": "error", "code": outcome.result, "message": outcome.message}
-        return Answer(outcome.status, _encode(answer), _retry(outcome.status), outcome.result)
+    if batch.refused:
+        return _unroutable(batch.refused, len(message.alerts), len(routed), reasons)
     answer = {"status": "success", "message": f"{len(routed)} alerts processed"}
     return Answer(200, _encode(answer))
+
+
+MAX_LOGGED: Final = 20
+"""Refused alerts of one payload logged a line each; past it, one line says how many more
+(each is counted in the metrics all the same): a payload holds thousands of alerts."""
+
+MAX_NAMED: Final = 100
+"""Refused alerts of one payload named in the answer; past it, the answer says how many more."""
+
+
+def _log_refused(integration: str, refused: Sequence[Unroutable], alerts: int) -> None:
+    for unroutable in refused[:MAX_LOGGED]:
+        log.warning(
+            "alert refused integration=%s alert=%d of %d fingerprint=%r reason=%s: %s",
+            integration,
+            unroutable.number,
+            alerts,
+            unroutable.fingerprint[: alertmanager.MAX_FINGERPRINT],
+            unroutable.reason,
+            unroutable.refused.message,
+        )
+    if len(refused) > MAX_LOGGED:
+        log.warning(
+            "alert refused integration=%s: %d more alerts of the same payload (see"
+            " pagerd_http_events_refused_total)",
+            integration,
+            len(refused) - MAX_LOGGED,
+        )
+
+
+def _unroutable(
+    refused: Sequence[Unroutable], alerts: int, processed: int, reasons: tuple[str, ...]
+) -> Answer:
+    """The answer for a payload of `alerts` alerts some of which cannot be routed, once the
+    others are committed: the status of the first refused, every reason in `errors`, and how
+    many events were processed."""
+    first = refused[0].refused
+    errors = [unroutable.describe() for unroutable in refused[:MAX_NAMED]]
+    if len(refused) > MAX_NAMED:
+        errors.append(f"and {len(refused) - MAX_NAMED} more alerts refused")
+    text = "; ".join(errors[:3]) + ("; ..." if len(errors) > 3 else "")
+    if len(refused) < alerts:
+        text += f" ({len(refused)} of {alerts} alerts refused, the others processed)"
+    answer = {
+        "status": "error",
+        "code": first.code,
+        "message": text,
+        "errors": errors,
+        "processed": processed,
+    }
+    return Answer(first.status, _encode(answer), result=first.code, refused=reasons)
 
 
 def _pagerduty(status: int, message: str, errors: Sequence[str], result: str) -> Answer:

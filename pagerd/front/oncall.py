@@ -22,6 +22,8 @@ from pagerd.engine.oncall import Allowed, Refused, Rota, ignored_because
 from pagerd.storage.port import Removal
 
 DEFAULT_NEXT: Final = 3
+HORIZON: Final = 26 * 7 * 86400.0
+"""How far ahead `oncall` looks for hand-offs: past it, `until` is this `horizon`, no hand-off."""
 
 
 def local_iso(t: float, zone: dt.tzinfo) -> str:
@@ -140,7 +142,14 @@ async def _change(
         return ok_reply(removed=shown, removed_by=who), "ok"
     assert request.op == "overrides", request.op
     name = request.schedule
-    assert name is not None
+    if name is None:  # every schedule's, by schedule then id (a removed schedule's too: unused)
+        every = [
+            override_fields(o, schedules.get(group), people)
+            for group in sorted(rota.scheduled())
+            if allowed is None or allowed(group) is None  # a restricted key: its reach's only
+            for o in rota.overrides(group)
+        ]
+        return ok_reply(overrides=every), "ok"
     schedule = _check(name, rota, allowed)
     listed = [override_fields(o, schedule, people) for o in rota.overrides(name)]
     gone = [_removal_fields(r, schedule) for r in await rota.removed(name)]
@@ -162,7 +171,7 @@ def _serve_now(request: Request, rota: Rota, allowed: Allowed | None) -> tuple[b
     for name in names:
         schedule = directory.schedules[name]
         overrides = directory.overrides.get(name, ())
-        segments = upcoming(schedule, at, count, overrides)
+        segments = upcoming(schedule, at, count, overrides, HORIZON)
         now = segments[0] if segments else None
         found.append(
             {
@@ -171,6 +180,9 @@ def _serve_now(request: Request, rota: Rota, allowed: Allowed | None) -> tuple[b
                 "at": local_iso(at, schedule.zone),
                 "on_call": None if now is None else now.person,
                 "until": None if now is None else local_iso(now.end, schedule.zone),
+                # Where the search stopped: an `until` (or a last `next`) ending there is no
+                # hand-off, only as far as pagerd looked.
+                "horizon": local_iso(at + HORIZON, schedule.zone),
                 "next": [
                     {
                         "from": local_iso(s.start, schedule.zone),

@@ -88,7 +88,9 @@ class Server:
         self._peers: dict[Connection, Peer] = {}  # the connections let in, with who they are
         self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
-        self.reload: Callable[[], Awaitable[list[str]]] | None = None  # the `reload` op
+        self.reload: Callable[[], Awaitable[tuple[list[str], list[str]]]] | None = None
+        """The `reload` op: why the file was rejected (nothing: it runs), and what of it takes
+        effect only on restart."""
         # At most this many clients, whatever `max_connections` says: what the open-file limit
         # leaves them (the composition root sets it), so that they cannot take the files that
         # deliveries and the database need.
@@ -480,7 +482,7 @@ class Server:
             return error_reply("forbidden", message), "forbidden"
         if self.reload is None:
             return error_reply("unavailable", "reload is not available"), "unavailable"
-        errors = await self.reload()
+        errors, notes = await self.reload()
         if errors:
             path = self._services.config.path
             message = f"{path} was not reloaded ({len(errors)} error(s)); the previous config runs"
@@ -491,7 +493,7 @@ class Server:
                 }
             )
             return line, "invalid_config"
-        return ok_reply(**self._config()), "ok"
+        return ok_reply(**self._config(), notes=notes), "ok"
 
     async def _history(self, request: Request) -> tuple[bytes, str]:
         store = self._store
@@ -532,6 +534,10 @@ def _entry(at: float, entry: dict[str, object], offset: float) -> dict[str, obje
     until = entry.get("until")
     if isinstance(until, float):  # the elided entry's end
         shown["until"] = isoformat(until + offset)
+    due = entry.get("due_at")
+    if isinstance(due, float):  # a person's delayed step: decided at `at`, due then
+        shown["due_at"] = isoformat(due + offset)
+        shown["delay"] = duration(max(due - at, 0.0))
     return shown
 
 
@@ -547,6 +553,9 @@ def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
         "last_error": d.last_error,
         "provider_id": d.provider_id,
         "sent_at": None if d.sent_at is None else isoformat(d.sent_at + offset),
+        # Not sent before this time: a person's delayed step, or a retry (null: due now, or done).
+        "due_at": None if d.due_at is None else isoformat(d.due_at + offset),
+        "delay": None if not d.delay else duration(d.delay),  # a delayed step's, from its level
     }
 
 
@@ -560,7 +569,7 @@ def timeline_object(
     (`local_at`, with `schedule` and `timezone`)."""
     steps: list[dict[str, Any]] = []
     for step in timeline.steps:
-        after = step.at - timeline.opened_at
+        after = round(step.at - timeline.opened_at)  # to the second: `+56d5h40m`, not `...654ms`
         shown: dict[str, Any] = {
             "at": isoformat(step.at + offset),
             "after": duration(after) if after > 0 else "0s",
@@ -582,8 +591,11 @@ def timeline_object(
                 shown["silenced"] = [_planned(n, step.at, offset) for n in step.silenced]
         if step.kind == "unreached":
             shown["reasons"] = list(step.reasons)
+            shown["partial"] = step.partial
         if step.until is not None:
             shown["until"] = isoformat(step.until + offset)
+        if step.held_by is not None:
+            shown["held_by"] = step.held_by
         steps.append(shown)
     return {
         "service": timeline.service,

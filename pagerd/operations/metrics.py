@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -30,6 +30,10 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+Reading = Mapping[tuple[str, ...], float]
+"""A labelled gauge's reading: each series' label values, and its value."""
 
 
 def _unwatched() -> None:
@@ -138,6 +142,13 @@ class Metrics:
             " (or a provider's bad signature: twilio, slack).",
             ("integration_type",),
         )
+        self.http_events_refused = Counter(
+            "pagerd_http_events_refused_total",
+            "Alerts of an integration's payload refused on their own (the others were processed),"
+            " by integration and reason: bad_fingerprint, no_service_label, not_in_services,"
+            " unknown_service.",
+            ("integration", "reason"),
+        )
         self.levels_unreached = Counter(
             "pagerd_levels_unreached_total",
             "Escalation levels that had nobody to notify when notified (a schedule with nobody on"
@@ -176,14 +187,27 @@ class Metrics:
             ("channel",),
         )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+        self._labelled: list[tuple[str, str, tuple[str, ...], Callable[[], Reading]]] = []
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
         self._gauges.append((name, help, read))
+
+    def gauges(
+        self, name: str, help: str, labels: tuple[str, ...], read: Callable[[], Reading]
+    ) -> None:
+        """A gauge with labels: `read` gives each series' label values and value."""
+        self._labelled.append((name, help, labels, read))
 
     def render(self) -> str:
         lines: list[str] = []
         for name, help, read in self._gauges:
             lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge", f"{name} {_number(read())}"]
+        for name, help, labels, many in self._labelled:
+            lines += [f"# HELP {name} {help}", f"# TYPE {name} gauge"]
+            lines += [
+                f"{name}{_labels(labels, values)} {_number(value)}"
+                for values, value in sorted(many().items())
+            ]
         for metric in (
             self.events,
             self.notifications,
@@ -196,6 +220,7 @@ class Metrics:
             self.outbox_errors,
             self.http_requests,
             self.http_auth_failures,
+            self.http_events_refused,
             self.levels_unreached,
             self.overrides_ignored,
             self.http_fronts_replaced,

@@ -105,6 +105,11 @@ class Delivery:
     last_error: str | None
     provider_id: str | None
     sent_at: float | None
+    due_at: float | None = None
+    """When its next attempt is due, if it waits for a time: a person's delayed step not yet
+    sent ("email after 2m"), or a retry. None when it is due now or done."""
+    delay: float | None = None
+    """A delayed step's delay from when its level was notified (120.0 for "after 2m")."""
 
 
 @attrs.frozen
@@ -155,6 +160,15 @@ class ReplyCode:
     incident: int
 
 
+@attrs.frozen
+class OpenCode:
+    """An SMS reply code of a phone whose incident is open: what a reply of `code` answers."""
+
+    code: int
+    service: str
+    incident: int
+
+
 NoReply: TypeAlias = Literal["replayed", "unknown_number", "unknown_code"]
 """Why an SMS reply answers nothing: its message was taken before (the same provider id, a
 replay), no page was ever sent to its number, or its code is none the number was given."""
@@ -163,6 +177,15 @@ REPLAY_WINDOW: Final = 90 * 24 * 3600.0
 """How long a reply's message id is remembered (`take_reply`): a replay within it is refused.
 Twilio's signatures carry no time, so a captured reply could otherwise be sent again later,
 when its code names another incident."""
+
+REPLY_CODE_COOL_DOWN: Final = 3600.0
+"""How long an SMS reply code rests after its incident closed before it is given again
+(`reply_code`): a reply that comes late to a closed page is told it is closed, rather than
+acting on another service's new incident paged to the same phone with the same code."""
+REPLY_CODES: Final = 99
+"""The codes a phone is given while they last (two digits): past them, a code resting longest
+is given again rather than a longer one; past them with none resting (that many incidents
+open on one phone), the next number."""
 
 
 @attrs.frozen
@@ -274,9 +297,12 @@ class Storage(Protocol):
 
     def reply_code(self, address: str, service: str, incident: int, at: float) -> int:
         """The SMS reply code of `service`'s `incident` on the phone `address`, durable on
-        return: the one it has if it has one, else the smallest number no incident still open
-        holds on that phone (a closed incident's number is given again). `at` is when the page
-        goes, which makes it the phone's latest (see `take_reply`). One transaction."""
+        return: the one it has if it has one, else the smallest number that no incident still
+        open holds on that phone and whose incident did not close within
+        `REPLY_CODE_COOL_DOWN` before `at` (a closed incident's number is given again once it
+        has rested), unless that number is over `REPLY_CODES`: then the resting one whose
+        incident closed first, if any. `at` is when the page goes, which makes it the phone's
+        latest (see `take_reply`). One transaction."""
         ...
 
     def take_reply(
@@ -286,6 +312,12 @@ class Storage(Protocol):
         the incident its `code` answers (None: that of the latest page sent to `address`), or
         why none. The id is remembered, durably and before this returns, for `REPLAY_WINDOW`:
         the same id again is "replayed", whatever it says. One transaction."""
+        ...
+
+    def open_codes(self, address: str, limit: int) -> list[OpenCode]:
+        """The SMS reply codes of the phone `address` whose incidents are still open, the one
+        paged latest first, at most `limit` of them: what a reply it sent that is no code can
+        be told to send instead. Reads only."""
         ...
 
     def overrides(self) -> list[Override]:

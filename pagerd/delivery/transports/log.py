@@ -4,6 +4,11 @@ It is the transport of the quick start and of dry runs, and what tests read to s
 Concurrent sends share one write and one fsync (the first sender writes for everyone waiting), so
 a storm costs one fsync per batch, not per notification.
 
+Each line's `message` is what the person paged would read through the channel the log stands in
+for (`words`): the config's `sms` template for an SMS target, an email's subject and body for an
+email one, the `slack` template for Slack, with the acknowledge links where that channel's pages
+carry them (`http.public_url`). So the quick start shows what a real page would say.
+
 The file is meant to be read with `cat` and `tail -f`, and it holds what any client sent (an
 alert's message): every character that is not printable (C1 controls, bidi overrides, line
 separators) is written as a JSON escape, so the line is the same JSON and nothing in it can act
@@ -24,11 +29,26 @@ from pager.messages import short
 from pager.ports import TransientError
 from pager.protocol import encode
 from pager.timefmt import isoformat
+from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.storage.offload import Offload
 from pagerd.timing.clock import Clock
 
 
-def record(n: Notify, at: float) -> dict[str, object]:
+def words(n: Notify, wording: Wording = PLAIN) -> str:
+    """What the person paged would read through the channel the log stands in for, worded by
+    that channel's templates with its links: an SMS's text, an email's subject, a blank line
+    and its body, a Slack page's text; a webhook's `text`."""
+    channel = n.target.channel
+    if channel == "sms":
+        return wording.sms(n)
+    if channel == "email":
+        return f"{wording.subject(n)}\n\n{wording.body(n)}"
+    if channel == "slack":
+        return wording.slack(n)
+    return short(n)
+
+
+def record(n: Notify, at: float, wording: Wording = PLAIN) -> dict[str, object]:
     return {
         "time": isoformat(at),
         "id": n.id,
@@ -39,15 +59,17 @@ def record(n: Notify, at: float) -> dict[str, object]:
         "level": n.level,
         "channel": n.target.channel,
         "target": str(n.target) if n.target.channel in ("slack", "webhook") else n.target.address,
-        "message": short(n),
+        "message": words(n, wording),
         "alert": n.message,
         "opened_at": isoformat(n.opened_at),
+        "person": n.person or None,
+        "via": n.via or None,
     }
 
 
-def line(n: Notify, at: float) -> bytes:
+def line(n: Notify, at: float, wording: Wording = PLAIN) -> bytes:
     """The JSON line of `n`, printable characters only (see the module's docstring)."""
-    data = encode(record(n, at))
+    data = encode(record(n, at, wording))
     if data.isascii():
         return data
     text = data.decode()
@@ -73,8 +95,12 @@ class _Flush:
 
 
 class LogTransport:
-    def __init__(self, path: Path, offload: Offload, clock: Clock) -> None:
+    def __init__(
+        self, path: Path, offload: Offload, clock: Clock, wording: Wording = PLAIN
+    ) -> None:
+        """`wording` says what each page says (the running config's templates and links)."""
         self.path = path
+        self._wording = wording
         self._offload = offload
         self._clock = clock
         self._open = _Flush()
@@ -82,7 +108,7 @@ class LogTransport:
 
     async def send(self, notification: Notify) -> str | None:
         flush = self._open
-        flush.lines.append(line(notification, self._clock.wall_now()))
+        flush.lines.append(line(notification, self._clock.wall_now(), self._wording))
         if not self._writing:
             self._writing = True
             try:

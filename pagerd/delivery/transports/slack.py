@@ -2,9 +2,10 @@
 app (the target `slack:app`: `chat.postMessage` to the configured channel with the bot token).
 
 Either way, when the app's signing secret is configured, a page carries Acknowledge and
-Resolve buttons (Block Kit). A button's value names its incident, signed with pagerd's own key
-(`SigningKeys`, purpose `slack-button`): a click can only answer the incident the page was
-about, whatever a forged payload says (`open_button`).
+Resolve buttons (Block Kit; Resolve only where its policy has `allow_resolve`). A button's
+value names its incident, signed with pagerd's own key (`SigningKeys`, purpose
+`slack-button`): a click can only answer the incident the page was about, whatever a forged
+payload says (`open_button`).
 """
 
 from __future__ import annotations
@@ -80,21 +81,18 @@ def slack_message(
     if keys is not None:
         message["blocks"] = [
             {"type": "section", "text": {"type": "mrkdwn", "text": _clipped(text)}},
-            buttons(keys, n),
+            buttons(keys, n, wording.allows_resolve(n)),
         ]
     return message
 
 
-def buttons(keys: SigningKeys, n: Notify) -> dict[str, Any]:
-    """The actions block of a page: Acknowledge and Resolve, each naming the page's incident."""
-    return {
-        "type": "actions",
-        "block_id": "pagerd",
-        "elements": [
-            _button("ack", "Acknowledge", "primary", button_value(keys, "ack", n)),
-            _button("close", "Resolve", "danger", button_value(keys, "close", n)),
-        ],
-    }
+def buttons(keys: SigningKeys, n: Notify, resolve: bool = True) -> dict[str, Any]:
+    """The actions block of a page: Acknowledge, and Resolve where its policy lets a page close
+    the incident (`resolve`), each naming the page's incident."""
+    elements = [_button("ack", "Acknowledge", "primary", button_value(keys, "ack", n))]
+    if resolve:
+        elements.append(_button("close", "Resolve", "danger", button_value(keys, "close", n)))
+    return {"type": "actions", "block_id": "pagerd", "elements": elements}
 
 
 def answered(original: str, words: str) -> dict[str, Any]:
@@ -108,6 +106,13 @@ def answered(original: str, words: str) -> dict[str, Any]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(words)}]},
         ],
     }
+
+
+def refused(words: str) -> dict[str, Any]:
+    """What only the person who clicked sees (`response_url`'s ephemeral message), the page
+    left as it is: a click that changed nothing and must keep the other button (a Resolve of a
+    page whose policy no longer lets a page close the incident)."""
+    return {"replace_original": False, "response_type": "ephemeral", "text": words}
 
 
 def _button(action: str, label: str, style: str, value: str) -> dict[str, Any]:

@@ -58,7 +58,9 @@ class TwilioTransport:
         if self._reply_codes is None:
             return self._wording.sms(notification)
         code = await stored_code(self._reply_codes, notification)
-        hint = "" if code is None else reply_hint(code)
+        # "4c to close" only where the policy lets a page close its incident.
+        close = self._wording.allows_resolve(notification)
+        hint = "" if code is None else reply_hint(code, close)
         return self._wording.sms(notification, reply_hint=hint)
 
     async def send(self, notification: Notify) -> str | None:

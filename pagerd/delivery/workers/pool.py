@@ -46,7 +46,7 @@ from pagerd.config.channels import Channel, TwilioSettings
 from pagerd.delivery.lanes import Answering
 from pagerd.delivery.outbox import LaneSpec
 from pagerd.delivery.transports.twilio import ReplyCodes, stored_code
-from pagerd.delivery.wording import LINKED, PLAIN, Wording, Words
+from pagerd.delivery.wording import PLAIN, Wording, Words
 from pagerd.delivery.workers.wire import (
     Close,
     Failed,
@@ -185,8 +185,9 @@ class WorkerPool:
         self, lane: int, channel: Channel, notification: Notify, reply_code: int | None = None
     ) -> str | None:
         worker = await self._pick(trio.current_time() + channel.timeout)
-        linked = notification.target.channel in LINKED
-        resolve = linked and self._wording.allows_resolve(notification)
+        # Whether its policy lets a page close the incident: a resolve link, a Resolve button,
+        # "4c to close" in an SMS's reply hint.
+        resolve = self._wording.allows_resolve(notification)
         self._word()  # no wait from here to the send: the worker words it with these
         call = _Call(next(self._call_numbers))
         worker.calls[call.id] = call

@@ -68,7 +68,7 @@ class Send(msgspec.Struct, tag="send"):
     lane: int
     notify: Notify
     reply_code: int | None = None  # an SMS's, stored by the daemon before it is sent
-    resolve: bool = False  # whether the page's policy lets its links resolve
+    resolve: bool = False  # whether its policy lets a page resolve: link, button, SMS hint
 
 
 ToWorker = Open | Close | Texts | Send

@@ -32,11 +32,13 @@ import jinja2
 import msgspec
 
 from pager.domain import Ack, Event, Healthy, Incident, incident_id, is_service_name
+from pager.replies import escalation_stopped
 from pager.timefmt import isoformat
 from pagerd.access.keys import SigningKeys
 from pagerd.access.links import ACTIONS, MAX_TOKEN, Link
 from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response
+from pagerd.front.http.console.pages import shown
 from pagerd.front.http.limits import FailedKeys
 from pagerd.front.http.routes import Call, Route
 from pagerd.front.local import answer
@@ -72,6 +74,9 @@ _pages = jinja2.Environment(
     autoescape=True,  # every value is text, whatever it holds (an alert's message)
     undefined=jinja2.StrictUndefined,
 )
+# What a client sent (an alert's message, who acknowledged first) shown as the console shows
+# it: controls and bidi overrides escaped, not obeyed, before autoescape's HTML escaping.
+_pages.filters["shown"] = shown
 
 
 class FormError(Exception):
@@ -187,6 +192,8 @@ class Answers:
         line, result = await answer(self._services, link.service, event, "link")
         if result in ("no_open_incident", "unknown_service"):
             return _closed(iid)
+        if result == "not_allowed":  # a reload took resolving off pages since the check above
+            return _refused(link.service, incident)
         if result != "ok":
             return _page(
                 503 if result in ("unavailable", "busy") else 500,
@@ -201,11 +208,8 @@ class Answers:
         first = reply.get("already_acknowledged")
         if isinstance(first, dict):
             return _page(409, "Already acknowledged", [_first(iid, first)])
-        return _page(
-            200,
-            f"{done} {iid}",
-            [f"{iid} is acknowledged, by {link.by}: escalation stopped."],
-        )
+        stopped = escalation_stopped(reply.get("incident") or {})
+        return _page(200, f"{done} {iid}", [f"{iid} is acknowledged, by {link.by}: {stopped}."])
 
     def _limited(self, address: str) -> Response | None:
         """429 if `address` is over its rate of link requests, or presented too many tokens

@@ -93,7 +93,9 @@ class HttpApp:
                   doc={"summary": "This document", "responses": ("200",)}),
             *routes,
         ]  # fmt: skip
-        self._document = msgspec.json.encode(document(self.routes, core.config().http.public_url))
+        self._document = b""
+        self._document_url: str | None = None
+        self._openapi_document()  # a route that cannot be documented fails the start
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -201,4 +203,13 @@ class HttpApp:
         return error(503, "unavailable", f"the database did not answer within {READY_TIMEOUT:g}s")
 
     async def _openapi(self, call: Call) -> Response:
-        return Response(200, self._document)
+        return Response(200, self._openapi_document())
+
+    def _openapi_document(self) -> bytes:
+        """`/openapi.json`, made again when a reload changed `http.public_url` (its
+        `servers`): the routes are the same for the process's life."""
+        public_url = self._core.config().http.public_url
+        if not self._document or public_url != self._document_url:
+            self._document = msgspec.json.encode(document(self.routes, public_url))
+            self._document_url = public_url
+        return self._document

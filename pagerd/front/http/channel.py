@@ -103,11 +103,12 @@ class Forward(msgspec.Struct, tag="forward", array_like=True):
 
 
 class Counts(msgspec.Struct, tag="counts", array_like=True):
-    """Increments since the last `Counts`: HTTP answers by (route, code), and wrong keys by the
-    integration type asked for."""
+    """Increments since the last `Counts`: HTTP answers by (route, code), wrong keys by the
+    integration type asked for, and events refused on their own by (integration, reason)."""
 
     requests: list[tuple[str, str, int]]
     auth_failures: list[tuple[str, int]]
+    refused: list[tuple[str, str, int]] = []
 
 
 ToCore: TypeAlias = Serving | Submit | Status | History | Ready | WrongKey | Forward | Counts

@@ -350,6 +350,8 @@ class Fronts:
             self._metrics.http_requests.inc(route, code, by=n)
         for kind, n in counts.auth_failures:
             self._metrics.http_auth_failures.inc(kind, by=n)
+        for integration, reason, n in counts.refused:
+            self._metrics.http_events_refused.inc(integration, reason, by=n)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the fronts until drained (each has exited), replacing any that exits unasked;

@@ -5,7 +5,9 @@ actors, answered after commit), and turns its `Answer` into the HTTP response:
 
 - `POST /v1/integrations/alertmanager` (Bearer) and `/v1/integrations/alertmanager/{key}` (the
   key in the path, for an Alertmanager that cannot send a header): over its rate, an integration
-  gets 503 with Retry-After, not 429: Alertmanager drops a 4xx and retries only a 5xx.
+  gets 503 with Retry-After, not 429: Alertmanager drops a 4xx and retries only a 5xx. Each
+  alert of a payload that cannot be routed is counted in `pagerd_http_events_refused_total`
+  (the others are committed).
 - `POST /v2/enqueue`: the key is the body's `routing_key` (PagerDuty's API has no header), so
   the route takes none and its handler reads the body once, finds the integration (comparing the
   key in constant time with each events-v2 key, built once a config) and counts a wrong one as
@@ -65,7 +67,10 @@ class Hooks:
     async def _alertmanager(self, call: Call) -> Response:
         integration = call.integration
         assert integration is not None  # the route takes a key
-        return _response(await alertmanager_webhook(self._core, integration.route(), call.body))
+        answered = await alertmanager_webhook(self._core, integration.route(), call.body)
+        for reason in answered.refused:
+            self._metrics.http_events_refused.inc(integration.name, reason)
+        return _response(answered)
 
     async def _enqueue(self, call: Call) -> Response:
         answered = await enqueue_events_v2(self._core, self._core.config().keyed, call.body)

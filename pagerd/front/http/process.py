@@ -84,9 +84,11 @@ async def serve(
         trio.SocketStream(trio.socket.from_stdlib_socket(channel)),
         metrics.http_requests,
         metrics.http_auth_failures,
+        metrics.http_events_refused,
     )
     metrics.http_requests.changed = core.counted
     metrics.http_auth_failures.changed = core.counted
+    metrics.http_events_refused.changed = core.counted
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in listening]
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:

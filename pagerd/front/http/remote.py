@@ -113,11 +113,12 @@ class RemoteCore:
         stream: trio.SocketStream,
         requests: Counter,
         auth_failures: Counter,
+        refused: Counter,
         configured: Callable[[FrontConfig], None] | None = None,
     ) -> None:
-        """The core at the other end of `stream`. `requests` and `auth_failures` are this
-        front's HTTP counters, whose gains are sent to the core; `configured` is told of each
-        config after the first (a reload)."""
+        """The core at the other end of `stream`. `requests`, `auth_failures` and `refused` (the
+        events refused on their own) are this front's HTTP counters, whose gains are sent to the
+        core; `configured` is told of each config after the first (a reload)."""
         self._stream = stream
         self._out: list[bytes] = []
         self._wake = trio.lowlevel.ParkingLot()
@@ -131,6 +132,7 @@ class RemoteCore:
         self._first = trio.Event()
         self._requests = _Shipped(requests)
         self._auth_failures = _Shipped(auth_failures)
+        self._refused = _Shipped(refused)
         self._counted = False
         self.configured = configured
         self.blocked = Blocked()
@@ -262,8 +264,9 @@ class RemoteCore:
                 self._counted = False
                 requests = [(route, code, n) for (route, code), n in self._requests.gained()]
                 failures = [(kind, n) for (kind,), n in self._auth_failures.gained()]
-                if requests or failures:
-                    self._out.append(encode(Counts(requests, failures)))
+                refused = [(name, why, n) for (name, why), n in self._refused.gained()]
+                if requests or failures or refused:
+                    self._out.append(encode(Counts(requests, failures, refused)))
             out, self._out = self._out, []
             self._sending = True
             try:

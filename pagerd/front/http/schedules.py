@@ -3,8 +3,8 @@
 - `GET /schedules/NAME.ics` (a `rest` integration's key, as Bearer) and
   `GET /calendar/KEY/NAME.ics` (a `calendar` integration's key in the path: a calendar client
   sends no header, so the URL carries a key of its own, which gives nothing but the feeds):
-  the shifts from `FEED_BEFORE` ago to `FEED_AFTER` ahead, overrides applied; `?person=alice`
-  for one person's.
+  the shifts in force from 8 weeks ago to 8 weeks ahead, whole, overrides applied
+  and marked (`pager.ical.feed_shifts`); `?person=alice` for one person's.
 - `GET /schedules/NAME/overrides`, `POST /schedules/NAME/overrides` (`by`, `for`, `from`,
   `until` as the socket's `override` takes them), `DELETE /overrides/ID`, `GET /oncall` and
   `GET /oncall/NAME` (`?at=`, `?next=`): the socket's ops, served by the socket's own code,
@@ -24,14 +24,13 @@ token of its integration's rate (`LocalCore.admit`), as every request of the `Co
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from pager.domain import is_service_name
-from pager.ical import feed
+from pager.ical import feed, feed_shifts
 from pager.protocol import ProtocolError, Request, encode, parse_request
-from pager.schedules import shifts
 from pagerd.engine.oncall import Allowed
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.rest import answer, refuse
@@ -42,10 +41,6 @@ from pagerd.storage.offload import Offload
 if TYPE_CHECKING:
     from pagerd.engine.actors import Services
     from pagerd.front.local import LocalCore
-
-FEED_BEFORE: Final = 8 * 7 * 86400.0
-FEED_AFTER: Final = 8 * 7 * 86400.0
-"""The span of the iCalendar feed: eight weeks back, eight weeks ahead."""
 
 _decode = msgspec.json.Decoder().decode
 
@@ -109,8 +104,8 @@ class Schedules:
         overrides = rota.directory.overrides.get(name, ())
 
         def make() -> bytes:
-            found = shifts(schedule, now - FEED_BEFORE, now + FEED_AFTER, overrides, person)
-            return feed(schedule, found, now, person)
+            found = feed_shifts(schedule, now, overrides, person)
+            return feed(schedule, found, now, person, overrides)
 
         # Sixteen weeks of hourly shifts take a while to compute: not on the event loop (in the
         # reload's worker thread, one at a time), so calendar clients never hold up paging.

@@ -29,7 +29,7 @@ from pagerd.access.keys import SigningKeys
 from pagerd.config.channels import SlackSettings, url_problem
 from pagerd.delivery.redact import Redactor, channel_secrets, url_secrets
 from pagerd.delivery.transports.http import check, open_client, post
-from pagerd.delivery.transports.slack import Button, answered, open_button
+from pagerd.delivery.transports.slack import Button, answered, open_button, refused
 from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response, error
 from pagerd.front.http.routes import Call, Route, Signed
@@ -162,12 +162,15 @@ class SlackButtons:
         name = incident_id(button.service, button.incident)
         words = outcome(button.action, name, by, result, decoded(line), f"@{click.user}")
         if click.response_url is not None:
-            await self._update(click, words)
+            # A Resolve its policy does not allow changed nothing: the page keeps its buttons,
+            # and only the person who clicked is told why.
+            await self._update(click, words, keep=result == "not_allowed")
         return Response(200, b"", "text/plain")
 
-    async def _update(self, click: Click, words: str) -> None:
-        """Replace the page's message by what happened; a failure is logged, never fatal (the
-        answer is committed already)."""
+    async def _update(self, click: Click, words: str, keep: bool = False) -> None:
+        """Replace the page's message by what happened (with `keep`, leave it, and tell the
+        person who clicked alone); a failure is logged, never fatal (the answer is committed
+        already)."""
         settings = self._settings()
         channel = self._services.config.channels.get("slack")
         if settings is None or channel is None or click.response_url is None:
@@ -175,7 +178,8 @@ class SlackButtons:
         timeout = min(channel.timeout, UPDATE_TIMEOUT)
         async with open_client(timeout, 1, settings.ca_file) as client:
             try:
-                response = await post(client, click.response_url, json=answered(click.text, words))
+                update = refused(words) if keep else answered(click.text, words)
+                response = await post(client, click.response_url, json=update)
                 check(response, "Slack")
             except DeliveryError as exc:
                 # The URL lets whoever has it post to the channel: out of the log line, with

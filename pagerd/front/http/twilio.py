@@ -8,6 +8,11 @@ key from its address. A signed one is taken once (its `MessageSid`, durably: a r
 nothing), its code looked up for the number it came `From` (the code names the incident the
 page was about), and the answer routed through the service's actor like any other, `by`
 `sms:+NUMBER`, `via` `sms`. The answer is TwiML, the words Twilio texts back.
+
+The signature is the authentication: a signed reply that names a page is always acted on. Only
+what is texted back is rate-limited per number (`Senders`), so that two auto-responders cannot
+text each other for ever, while a person answering six pages of a storm in a row has all six
+taken.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ SENDER_BURST: Final = 5
 """Replies a number may send, then one every 10 s: a phone stuck answering (or a loop between
 two auto-responders) costs a few SMS, not a bill."""
 MAX_SENDERS: Final = 4096
+HELP_CODES: Final = 3
+"""The open pages' codes a reply that is no code is told of, the latest first: an SMS's room."""
 _EXAMPLE: Final = "4a to acknowledge, 4c to close"
 
 
@@ -179,12 +186,14 @@ class TwilioReplies:
         sender, body, sid = fields.get("From"), fields.get("Body"), fields.get("MessageSid")
         if not sender or body is None or not sid or len(sid) > 64 or len(sender) > 32:
             return error(400, "bad_request", "an incoming message has From, Body and MessageSid")
-        if not self.senders.take(sender):
-            log.warning("SMS replies from one number over its rate: not answered")
-            return twiml(None)  # no reply: that would only feed the loop
+        # Signed by Twilio (checked before this runs): a person's answer is acted on whatever
+        # the number's rate, and only what is said back is held to it (`_said`). A sixth ack
+        # in a storm paging one phone for six incidents counts like the first.
         reply = parse_reply(body)
         if reply is None:
-            return twiml(f"Not understood: reply with the page's code, e.g. {_EXAMPLE}.")
+            if not self._may_answer(sender, "(not understood)"):
+                return twiml(None)
+            return twiml(await self._not_understood(sender))
         try:
             now = self._clock.now()
             found = await self._offload(
@@ -192,15 +201,62 @@ class TwilioReplies:
             )
         except StoreError as exc:
             log.error("cannot take an SMS reply: %s", exc)
-            return twiml("Could not take your reply just now: send it again.")
+            return self._said(sender, "Could not take your reply just now: send it again.")
         if found == "replayed":
             log.warning("an SMS reply was sent again (MessageSid %s): ignored", printable(sid))
             return twiml(None)
         if found == "unknown_number":
-            return twiml("pagerd has sent no page to this number: nothing to answer.")
+            return self._said(sender, "pagerd has sent no page to this number: nothing to answer.")
         if found == "unknown_code":
-            return twiml(f"No page to this number has code {reply.code}: nothing changed.")
-        return twiml(await self._apply(found, reply.action, sender))
+            return self._said(
+                sender, f"No page to this number has code {reply.code}: nothing changed."
+            )
+        return self._said(sender, await self._apply(found, reply.action, sender), acted=True)
+
+    def _may_answer(self, sender: str, words: str, acted: bool = False) -> bool:
+        """Whether `sender` may be texted back now (taking it if so); if not, a warning that
+        names the number (escaped) and what was not texted back (`words`), and whether the reply
+        was acted on all the same (`acted`)."""
+        if self.senders.take(sender):
+            return True
+        log.warning(
+            "SMS reply from %s%s, over the number's rate of answers (%d, then one every %gs):"
+            " not texted back: %s",
+            printable(sender), " taken" if acted else "", SENDER_BURST, 1 / SENDER_RATE, words,
+        )  # fmt: skip
+        return False
+
+    def _said(self, sender: str, words: str, acted: bool = False) -> Response:
+        """TwiML saying `words` back to `sender` if the number's rate lets it, else nothing
+        (what was asked is done all the same when `acted`)."""
+        return twiml(words) if self._may_answer(sender, words, acted) else twiml(None)
+
+    async def _not_understood(self, sender: str) -> str:
+        """What a reply that is no code is told: the codes of the pages open on this phone
+        (the latest first, at most `HELP_CODES`), or that there are none."""
+        try:
+            codes = await self._offload(lambda: self._store.open_codes(sender, HELP_CODES + 1))
+        except StoreError as exc:
+            log.error("cannot read an SMS sender's reply codes: %s", exc)
+            return f"Not understood: reply with the page's code, e.g. {_EXAMPLE}."
+        if not codes:
+            return "Not understood, and no page to this number is open: nothing to answer."
+        config = self._services.config
+        shown = codes[:HELP_CODES]
+        answers = [
+            f"{c.code}a to acknowledge {incident_id(c.service, c.incident)}"
+            if i == 0
+            else f"{c.code}a {incident_id(c.service, c.incident)}"
+            for i, c in enumerate(shown)
+        ]
+        more = ", ..." if len(codes) > HELP_CODES else ""
+        closing = [
+            f"{c.code}c"
+            for c in shown
+            if c.service in config.services and config.policy_of(c.service).allow_resolve
+        ]
+        close = f" ({', '.join(closing)} to close)" if closing else ""
+        return f"Not understood: reply {', '.join(answers)}{more}{close}."
 
     async def _apply(self, found: ReplyCode, action: Action, sender: str) -> str:
         by = f"sms:{sender}"

@@ -63,8 +63,8 @@ _INSERT_EVENTS: Final = (
 )
 _INSERT_NOTIFICATIONS: Final = (
     "INSERT INTO notifications (id, service, incident, round, level, channel, address, message,"
-    f" opened_at, created_at, origin, step, via, next_attempt_at) SELECT {_select(14)}"
-    " FROM json_each(?)"
+    f" opened_at, created_at, origin, step, via, next_attempt_at, not_before) SELECT {_select(14)},"
+    " json_extract(value, '$[13]') FROM json_each(?)"  # a delayed step: its time, kept too
 )
 _INSERT_FIRING: Final = (
     "INSERT INTO firing (service, integration, key)"

@@ -14,7 +14,7 @@ from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 16
+SCHEMA_VERSION: Final = 17
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -135,8 +135,8 @@ CREATE TABLE IF NOT EXISTS sms_replies (message_id TEXT PRIMARY KEY, at REAL NOT
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sms_replies_at ON sms_replies (at);
 """
-"""SMS reply codes (`Storage.reply_code`: a number per phone and incident, given again once the
-incident closes) and the replies taken (`Storage.take_reply`: a replayed message changes
+"""SMS reply codes (`Storage.reply_code`: a number per phone and incident, given again an hour after
+the incident closed) and the replies taken (`Storage.take_reply`: a replayed message changes
 nothing). One step of its own, so that renumbering it beside another branch's step is a change
 of its key below."""
 _ALERT_STARTS: Final = """
@@ -203,6 +203,12 @@ wall clock (seconds since the epoch), not in pagerd's frame: a start does not mo
 `AUTOINCREMENT` so that an id is never given twice (a later override applies over an earlier,
 by id)."""
 
+_DUE: Final = "ALTER TABLE notifications ADD COLUMN not_before REAL;"
+"""When a person's delayed step (`"email after 2m"`) was due (`Notify.not_before`), kept after
+it is sent (`next_attempt_at` is its retry time, then nothing): the history shows it ("due
+08:02:00, after 2m"). In pagerd's frame as `created_at`, not moved by a start; null for a page
+sent at once, and for every notification stored before."""
+
 _OVERRIDE_AUDIT: Final = """
 ALTER TABLE overrides ADD COLUMN made_by TEXT;
 ALTER TABLE overrides ADD COLUMN removed_by TEXT;
@@ -242,8 +248,10 @@ _MIGRATIONS: Final[dict[int, str]] = {
     13: _ANSWERS,
     # People and schedules: notifications' `step` and `via`, and the `overrides`.
     14: _SCHEDULES,
+    # When a delayed step was due.
+    15: _DUE,
     # Who made and who removed each override.
-    15: _OVERRIDE_AUDIT,
+    16: _OVERRIDE_AUDIT,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 

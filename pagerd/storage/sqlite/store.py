@@ -37,10 +37,13 @@ from pagerd.storage.port import (
     MAX_REMOVED_KEPT,
     PRUNE_ROWS,
     REPLAY_WINDOW,
+    REPLY_CODE_COOL_DOWN,
+    REPLY_CODES,
     Delivery,
     Fence,
     History,
     NoReply,
+    OpenCode,
     Pruned,
     Removal,
     ReplyCode,
@@ -76,8 +79,8 @@ _SELECT_EVENTS: Final = (
 )
 _COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
 _SELECT_DECIDED: Final = (
-    "SELECT created_at, seq, id, channel, address, round, level, via FROM notifications"
-    " WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order} LIMIT ?"
+    "SELECT created_at, seq, id, channel, address, round, level, via, not_before FROM"
+    " notifications WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order} LIMIT ?"
 )
 _COUNT_ATTEMPTS: Final = (
     "SELECT COUNT(*) FROM delivery_attempts WHERE notification >= ? AND notification < ?"
@@ -313,7 +316,8 @@ class Store:
         """Every notification of one incident with its delivery state, in the order decided."""
         rows = self._conn.execute(
             "SELECT id, channel, address, round, level, state, attempts, last_error, provider_id,"
-            " sent_at FROM notifications WHERE id >= ? AND id < ? ORDER BY seq",
+            " sent_at, next_attempt_at, not_before - created_at FROM notifications"
+            " WHERE id >= ? AND id < ? ORDER BY seq",
             _id_range(service, incident),
         )
         return [
@@ -328,6 +332,8 @@ class Store:
                 last_error=row[7],
                 provider_id=row[8],
                 sent_at=row[9],
+                due_at=row[10] if row[5] in ("pending", "retrying") else None,
+                delay=row[11],
             )
             for row in rows
         ]
@@ -553,17 +559,23 @@ class Store:
                     (at, address, row[0]),
                 )
                 return int(row[0])
-            # Held: a number whose incident is still open (a pruned incident is closed).
-            held = {
-                code
-                for (code,) in conn.execute(
-                    "SELECT r.code FROM reply_codes r JOIN incidents i"
-                    " ON i.service = r.service AND i.number = r.incident"
-                    " WHERE r.address = ? AND i.closed_at IS NULL",
-                    (address,),
-                )
-            }
-            code = next(c for c in range(1, len(held) + 2) if c not in held)
+            # Held: a number whose incident is still open; resting: one whose incident closed
+            # within the cool-down (a pruned incident closed long ago: neither).
+            held: set[int] = set()
+            resting: dict[int, float] = {}
+            for found, closed_at in conn.execute(
+                "SELECT r.code, i.closed_at FROM reply_codes r JOIN incidents i"
+                " ON i.service = r.service AND i.number = r.incident WHERE r.address = ?",
+                (address,),
+            ):
+                if closed_at is None:
+                    held.add(found)
+                elif closed_at > at - REPLY_CODE_COOL_DOWN:
+                    resting[found] = closed_at
+            taken = len(held) + len(resting)
+            code = next(c for c in range(1, taken + 2) if c not in held and c not in resting)
+            if code > REPLY_CODES and resting:
+                code = min(resting, key=lambda c: (resting[c], c))  # closed first: rested most
             conn.execute(
                 "INSERT OR REPLACE INTO reply_codes (address, code, service, incident, sent_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -605,6 +617,17 @@ class Store:
                 "SELECT 1 FROM reply_codes WHERE address = ? LIMIT 1", (address,)
             ).fetchone()
             return "unknown_code" if known else "unknown_number"
+
+    @_port_errors
+    def open_codes(self, address: str, limit: int) -> list[OpenCode]:
+        found = self._conn.execute(
+            "SELECT r.code, r.service, r.incident FROM reply_codes r JOIN incidents i"
+            " ON i.service = r.service AND i.number = r.incident"
+            " WHERE r.address = ? AND i.closed_at IS NULL"
+            " ORDER BY r.sent_at DESC, r.code LIMIT ?",
+            (address, limit),
+        ).fetchall()
+        return [OpenCode(int(code), service, int(incident)) for code, service, incident in found]
 
     def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
         """At start: move the open incidents' deadlines, the retry times of undelivered
@@ -744,8 +767,9 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
         if via is not None:
             entry["via"] = via
         return entry
+    due = None
     if kind == 1:
-        *fields, via = fields
+        *fields, via, due = fields
     nid, channel, address, round_, level, *attempt = fields
     entry = {
         "event": "notification" if kind == 1 else "delivery",
@@ -756,6 +780,8 @@ def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
     }
     if kind == 1 and via:
         entry["via"] = via
+    if due is not None:  # a delayed step: when it was due (its own entry is at its decision)
+        entry["due_at"] = due
     if attempt:
         outcome, provider, error = attempt
         entry["outcome"] = outcome

@@ -5,7 +5,8 @@ Who is asking is told by a signed session cookie (`pagerd.access.sessions`), or 
 proxy's header (`[console] trusted_proxies`, `trusted_header`), which also gets a session so
 that its forms carry a CSRF token like any other. Every POST checks that token. An answer is
 the same `Ack(by=user)` (or `Healthy()`) any other way sends, routed through the service's
-actor with `via = "console"` and shown once committed.
+actor with `via = "console"` and shown once committed. It names the incident the page showed
+(`incident=N`): one that closed meanwhile is refused, never taken by the next (409).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
+from urllib.parse import parse_qsl, quote, urlencode
 
 import attrs
 import msgspec
 
 from pager.domain import Ack, Event, Healthy, incident_id, is_service_name
 from pager.protocol import Request
+from pager.replies import escalation_stopped
 from pager.text import controls
 from pagerd.access.keys import SigningKeys
 from pagerd.access.passwords import DUMMY
@@ -28,6 +31,8 @@ from pagerd.access.sessions import (
     csrf_valid,
     fingerprint,
     new_session,
+    notice_token,
+    open_notice,
     open_session,
     session_cookie,
     sign_in_nonce,
@@ -37,7 +42,7 @@ from pagerd.config import Config
 from pagerd.config.console import ConsoleConfig, ConsoleUser, is_user_name
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.console.forms import MAX_FORM_BYTES, FormError, read_form
-from pagerd.front.http.console.lockout import SignInGuard
+from pagerd.front.http.console.lockout import Attempt, SignInGuard
 from pagerd.front.http.console.pages import Pages
 from pagerd.front.http.console.views import MAX_INCIDENTS, incident_view, overview, timeline
 from pagerd.front.http.routes import Call, Handler, Route
@@ -56,6 +61,8 @@ MAX_WAITING: Final = 16
 """Sign-ins waiting for a password check past which the next is told busy, at once."""
 MAX_NAME: Final = 65
 """What of a sign-in's user name is kept (a valid one is at most 64): the lock-out's memory."""
+MAX_QUERY: Final = 2048
+"""What of a page's query is read: a notice is a few hundred characters."""
 
 Read = Callable[[Request], Awaitable[tuple[bytes, str]]]
 Answer = Callable[[str, Event, str], Awaitable[tuple[bytes, str]]]
@@ -102,7 +109,7 @@ class Console:
     def routes(self) -> list[Route]:
         incident = ROOT + "/incidents/{service}/{number}"
         page = ("200", "303", "404")
-        answer = ("200", "400", "401", "403", "409", "413", "415")
+        answer = ("303", "400", "401", "403", "409", "413", "415")
         return [
             Route("GET", "/", self._home, doc=_doc("The web console (a redirect)", "303")),
             Route("GET", ROOT, self._home, doc=_doc("The web console (a redirect)", "303")),
@@ -115,6 +122,10 @@ class Console:
                   doc=_doc("The incident page's changing part (polled)", "200", "401", "404")),
             _form(incident + "/ack", self._ack, _doc("Acknowledge (a form)", *answer)),
             _form(incident + "/resolve", self._resolve, _doc("Resolve (a form)", *answer)),
+            Route("GET", incident + "/ack", self._to_incident,
+                  doc=_doc("The incident's page (a redirect: the answer is a POST)", "303")),
+            Route("GET", incident + "/resolve", self._to_incident,
+                  doc=_doc("The incident's page (a redirect: the answer is a POST)", "303")),
             Route("GET", ROOT + "/sign-in", self._sign_in_form,
                   doc=_doc("The sign-in form", "200")),
             _form(ROOT + "/sign-in", self._sign_in,
@@ -222,6 +233,8 @@ class Console:
         if named is None:
             return self._pages.error(404, "There is no such incident.")
         service, number = named
+        if notice is None and template == "incident.html":
+            notice = self._notice(call, viewer)
         history = await self._read_ok(Request("history", service, incident=(service, number)))
         if history is None:
             return self._pages.error(404, f"There is no incident {incident_id(service, number)}.")
@@ -277,9 +290,19 @@ class Console:
             return await self._incident_page(
                 call, "incident.html", f"{shown} is closed: nothing to {action}.", 409
             )
-        event: Event = Ack(by=viewer.name) if action == "ack" else Healthy(by=viewer.name)
+        # The incident the page showed, by number: the actor refuses it if another opened
+        # since the status read above (a close and a new alert in between), as for a link.
+        event: Event = (
+            Ack(by=viewer.name, incident=number)
+            if action == "ack"
+            else Healthy(by=viewer.name, incident=number)
+        )
         line, result = await self._answer(service, event, "console")
         log.info("console: %s asked to %s %s: %s", viewer.name, action, shown, result)
+        if result == "no_open_incident":
+            return await self._incident_page(
+                call, "incident.html", f"{shown} is closed: nothing to {action}.", 409
+            )
         if result != "ok":
             reply = _decode(line)
             message = str(reply.get("error", {}).get("message", result))
@@ -287,12 +310,33 @@ class Console:
         if action == "resolve":
             notice = f"Resolved {shown}."
         else:
-            first = _decode(line).get("incident", {}).get("acknowledged_by")
+            incident = _decode(line).get("incident") or {}
+            first = incident.get("acknowledged_by")
             if first is None or first == viewer.name:
-                notice = f"Acknowledged {shown}: escalation stopped."
+                notice = f"Acknowledged {shown}: {escalation_stopped(incident)}."
             else:
                 notice = f"{shown} was acknowledged already, by {first}, first."
-        return await self._incident_page(call, "incident.html", notice)
+        # POST, then redirect, then GET: reloading the page shows it again, and sends nothing.
+        token = notice_token(self._keys(), viewer.session.id, notice, self._now())
+        return _redirect(f"{_incident_path(service, number)}?{urlencode({'notice': token})}")
+
+    async def _to_incident(self, call: Call) -> Response:
+        """A GET of an answer's address (a reload of its page, a copied address): nothing to
+        answer, the incident's page instead."""
+        if self._console() is None:
+            return self._off()
+        named = _incident_named(call.params)
+        if named is None:
+            return self._pages.error(404, "There is no such incident.")
+        return _redirect(_incident_path(*named))
+
+    def _notice(self, call: Call, viewer: Viewer) -> str | None:
+        """The notice the redirect after an answer carries (`?notice=`), if it is this
+        session's and recent; else None (a link made elsewhere shows no words of its own)."""
+        for name, value in parse_qsl(call.query[:MAX_QUERY]):
+            if name == "notice":
+                return open_notice(self._keys(), viewer.session.id, value, self._now())
+        return None
 
     # Signing in and out --------------------------------------------------------------------
 
@@ -330,21 +374,26 @@ class Console:
         name, password = form["username"].strip()[:MAX_NAME], form["password"]
         now = self._now()
         wait = self.guard.retry_after(name, call.address, now)
-        if wait is not None:
-            minutes = -(-wait // 60)
-            message = f"Too many failed sign-ins: try again in {minutes} minute(s)."
-            return self._sign_in_page(console, message, 429, ("retry-after", str(wait)))
-        if self._waiting >= MAX_WAITING:
+        if wait is None and self._waiting >= MAX_WAITING:
             return self._sign_in_page(console, "Busy: try again in a moment.", 503,
                                       ("retry-after", "1"))  # fmt: skip
+        # Counted as a failure now, before the check (a tenth of a second, during which more
+        # may come), in the same step as the look at the lock-out: taken back below if the
+        # password is right.
+        attempt = self.guard.attempt(
+            name, call.address, now, console.max_failed_sign_ins, console.lockout
+        )
+        if not isinstance(attempt, Attempt):
+            minutes = -(-attempt // 60)
+            message = f"Too many failed sign-ins: try again in {minutes} minute(s)."
+            return self._sign_in_page(console, message, 429, ("retry-after", str(attempt)))
         user = console.users.get(name)
         if not await self._password_matches(user, password):
-            self.guard.failed(name, call.address, now, console.max_failed_sign_ins, console.lockout)
             known = name if user is not None else "(not a user)"
             log.warning("console: failed sign-in as %s from %s", known, controls(call.address))
             return self._sign_in_page(console, "Wrong user name or password.", 403)
         assert user is not None and user.password is not None
-        self.guard.succeeded(name)
+        self.guard.succeeded(attempt)
         session = new_session(name, now, console.session_lifetime, user.password.encode())
         cookie = self._cookie(
             SESSION_COOKIE, session_cookie(self._keys(), session), int(console.session_lifetime)
@@ -427,6 +476,10 @@ def _incident_named(params: Mapping[str, str]) -> tuple[str, int] | None:
     if len(number) > 18 or int(number) < 1:
         return None
     return service, int(number)
+
+
+def _incident_path(service: str, number: int) -> str:
+    return f"{ROOT}/incidents/{quote(service, safe='')}/{number}"
 
 
 def _cookies(headers: Mapping[str, str]) -> dict[str, str]:

@@ -8,6 +8,8 @@ from typing import Any, Final
 
 import attrs
 
+from pager.replies import escalation_stopped
+from pager.text import split_link
 from pager.timefmt import timestamp
 
 MAX_INCIDENTS: Final = 50
@@ -32,6 +34,7 @@ class IncidentView:
     number: int
     id: str
     message: str
+    """The alert's message, without the link it ends with (`link`)."""
     level: int
     round: int
     opened_at: str
@@ -45,6 +48,16 @@ class IncidentView:
     paged: tuple[Paged, ...] = ()
     silenced: bool = False
     """A silence holds its next step: `next_escalation_at` is the silence's end."""
+    held_by: str = "silence"
+    """What holds it: a silence, or a maintenance window."""
+    ack_expires_at: str | None = None
+    """Acknowledged under the policy's `ack_expiry`: when the acknowledgement expires (and
+    escalation restarts at level 1); `next_escalation_at` is the same time."""
+    ack_expires_in: str | None = None
+    stopped: str = "escalation stopped"
+    """What the acknowledgement did, in words: `escalation stopped until 09:01 UTC (...)`."""
+    link: str = ""
+    """Where the alert came from (Alertmanager's `generatorURL`): an http(s) URL, or empty."""
 
 
 @attrs.frozen
@@ -86,6 +99,7 @@ class Timeline:
     closed_at: str | None
     entries: tuple[Entry, ...]
     elided: int
+    link: str = ""
 
 
 def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
@@ -95,6 +109,8 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         return None
     _, _, number = str(incident["id"]).rpartition("#")
     deadline = incident.get("next_escalation_at")
+    expires = incident.get("ack_expires_at") if incident.get("acknowledged") else None
+    message, link = split_link(incident.get("message") or "")
     paged = tuple(
         Paged(n["channel"], n["target"], n["level"], n["round"], n["state"], n["attempts"])
         for n in incident.get("notifications", ())
@@ -103,7 +119,7 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         service=status["service"],
         number=int(number),
         id=incident["id"],
-        message=incident.get("message") or "",
+        message=message,
         level=incident["level"],
         round=incident["round"],
         opened_at=_shown(incident["opened_at"]) or "",
@@ -116,6 +132,11 @@ def incident_view(status: Mapping[str, Any], now: float) -> IncidentView | None:
         failed_deliveries=int(incident.get("failed_deliveries", 0)),
         paged=paged,
         silenced=bool(incident.get("silenced")),
+        held_by=str(incident.get("held_by") or "silence"),
+        ack_expires_at=_shown(expires),
+        ack_expires_in=None if expires is None else until(timestamp(expires) - now),
+        stopped=escalation_stopped(incident),
+        link=link,
     )
 
 
@@ -161,13 +182,15 @@ def _service(status: Mapping[str, Any]) -> ServiceView:
 
 def timeline(history: Mapping[str, Any]) -> Timeline:
     """`history`'s reply as the incident's timeline, oldest first."""
+    message, link = split_link(history.get("message") or "")
     return Timeline(
         id=history["incident"],
-        message=history.get("message") or "",
+        message=message,
         opened_at=_shown(history["opened_at"]) or "",
         closed_at=_shown(history.get("closed_at")),
         entries=tuple(_entry(e) for e in history.get("timeline", ())),
         elided=int(history.get("elided") or 0),
+        link=link,
     )
 
 
@@ -195,7 +218,9 @@ def _entry(entry: Mapping[str, Any]) -> Entry:
         "heartbeat_missed": "heartbeat missed",
         "heartbeat": "heartbeat",
         "removed": "service removed",
-        "silenced": "held by a silence",
+        "silenced": "held",
+        "unreached": "nobody to notify",
+        "partly_unreached": "note",
         "silence": "silenced",
         "silence_end": "silence ended",
     }.get(event, event)
