@@ -15,9 +15,12 @@ restricted to weekly windows (business hours; one layer per region for follow-th
   layer after it means the evening layer's person in the evening, the base's otherwise (as in
   PagerDuty). No layer covering means nobody: a gap.
 - **Overrides come last, in the order they were made.** An override from..until makes `by` on
-  call in place of `for` where `for` is on call, or in place of whoever is on call (nobody
-  included: an override without `for` fills a gap) where `for` is not given. A later override
-  applies on top of an earlier one.
+  call in place of `for` where `for` would be on call, or in place of whoever is on call
+  (nobody included: an override without `for` fills a gap) where `for` is not given. A later
+  override applies on top of an earlier one: `for` matches whoever the rotation or an earlier
+  override put on call there, so of two overrides for alice the later wins where they overlap
+  (bob for alice 09-17, then carol for alice 12-20: bob 09-12, carol 12-20), and an override
+  for bob takes the shift an earlier one gave him.
 
 Everything is pure: instants are seconds since the epoch, zones are `tzinfo` objects passed in.
 `on_call` answers for one instant; `segments` for a span, from which `shifts` and `gaps` come,
@@ -129,6 +132,8 @@ class Override:
     for_: str | None
     start: float
     end: float
+    made_by: str | None = None
+    """Who made it (the socket's user, an HTTP integration), for the record only."""
 
 
 @attrs.frozen
@@ -151,11 +156,19 @@ def base_on_call(schedule: Schedule, t: float) -> str | None:
     return None
 
 
-def apply_overrides(who: str | None, t: float, overrides: Iterable[Override]) -> str | None:
+def stand_ins(who: str | None, t: float, overrides: Iterable[Override]) -> list[str | None]:
+    """Who would be on call at `t`, in turn: `who` (the layers' person), then each override in
+    force that takes over (by id), the last one the person on call. An override `for` X takes
+    over wherever X is in that chain so far: X is on call there but for earlier overrides."""
+    chain = [who]
     for o in sorted(overrides, key=lambda o: o.id):
-        if o.start <= t < o.end and (o.for_ is None or o.for_ == who):
-            who = o.by
-    return who
+        if o.start <= t < o.end and (o.for_ is None or o.for_ in chain):
+            chain.append(o.by)
+    return chain
+
+
+def apply_overrides(who: str | None, t: float, overrides: Iterable[Override]) -> str | None:
+    return stand_ins(who, t, overrides)[-1]
 
 
 def on_call(schedule: Schedule, t: float, overrides: Iterable[Override] = ()) -> str | None:
@@ -273,12 +286,15 @@ def override_problem(
 def _ever_on_call(
     schedule: Schedule, person: str, start: float, end: float, overrides: Sequence[Override]
 ) -> bool:
-    """Whether `person` is on call at some moment of [start, end): a week at a time, so that
-    the usual answer (soon) does not cost a year of hourly shifts."""
+    """Whether `person` would be on call at some moment of [start, end), but for overrides (by
+    the layers, or by an earlier override: one more override for them then applies over it): a
+    week at a time, so that the usual answer (soon) does not cost a year of hourly shifts."""
     week = 7 * 86400.0
     while start < end:
         stop = min(start + week, end)
-        if any(s.person == person for s in segments(schedule, start, stop, overrides)):
-            return True
+        cuts = boundaries(schedule, start, stop, overrides)
+        for a, b in itertools.pairwise(cuts):
+            if b > a and person in stand_ins(base_on_call(schedule, a), a, overrides):
+                return True
         start = stop
     return False

@@ -3,6 +3,7 @@ wires them together, runs them until asked to stop, and applies a new config on 
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import logging
 import os
@@ -29,7 +30,7 @@ from pagerd.delivery.outbox import Outbox
 from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
-from pagerd.engine.oncall import Rota
+from pagerd.engine.oncall import Rota, ignored_because, ignored_overrides
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.front.http import HttpApp, HttpServer, Route
@@ -297,15 +298,36 @@ def restart_only(old: Config, new: Config, *, tls_on: bool) -> tuple[Config, lis
     return kept, notes
 
 
+def ignored_lines(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
+    """A line for each override not used (`ignored_overrides`: its person is no longer in
+    `[people]`), with its id and why: for `pagerd --check`, and at every start and reload (none
+    if `daemon.gap_weeks` is 0, which turns the check off)."""
+    if not config.gap_weeks or not config.schedules:
+        return []
+    found = []
+    for o, why in ignored_overrides(overrides, config.people, config.schedules, now):
+        zone = config.schedules[o.schedule].zone
+        begins = dt.datetime.fromtimestamp(round(o.start), zone)
+        ends = dt.datetime.fromtimestamp(round(o.end), zone)
+        found.append(
+            f"override {o.id} of schedule:{o.schedule} ({o.by} from {begins:%a %Y-%m-%d %H:%M}"
+            f" until {ends:%a %Y-%m-%d %H:%M} {zone}) is ignored: {why}; the schedule pages as"
+            f" if it were not there (remove it: pager override remove {o.id})"
+        )
+    return found
+
+
 def gaps(config: Config, overrides: Iterable[Override], now: float) -> Coverage:
     """The gaps of the next `daemon.gap_weeks` weeks (none if 0): whole policies, levels and
-    schedules with nobody, each place summarised in a line (`pager.coverage`). For `pagerd
-    --check`, and at every start and reload."""
+    schedules with nobody, each place summarised in a line (`pager.coverage`), as paging
+    resolves them: an override not used (`ignored_because`) left out. For `pagerd --check`,
+    and at every start and reload."""
     if not config.gap_weeks or not config.schedules:
         return Coverage(now, now)
     grouped: dict[str, list[Override]] = {}
     for o in overrides:
-        grouped.setdefault(o.schedule, []).append(o)
+        if ignored_because(o, config.people) is None:
+            grouped.setdefault(o.schedule, []).append(o)
     end = now + config.gap_weeks * 7 * 86400.0
     return coverage(config.schedules, config.policies, now, end, grouped)
 
@@ -318,12 +340,15 @@ def _log_gaps(config: Config, rota: Rota, now: float) -> None:
     """A gap never refuses a start or a reload (an operator mid-incident must still be able to
     reload): a few lines are logged, most severe first (a policy or a level with nobody at
     ERROR, a schedule's own gaps at WARNING, those meant not at all), and the gauges follow."""
-    overrides = [o for group in rota.directory.overrides.values() for o in group]
+    overrides = rota.all_overrides()
     try:
+        ignored = ignored_lines(config, overrides, now)
         found = gaps(config, overrides, now)
     except Exception:  # a bug in the check must not take a reload down
         log.exception("cannot look for gaps in the schedules")
         return
+    for line in ignored[:MAX_GAP_LINES]:  # an override not used: an error, whatever else
+        log.error("gap: %s", line)
     rota.coverage = found
     told = [f for f in found.findings if f.kind != "expected"]
     for finding in told[:MAX_GAP_LINES]:
@@ -587,7 +612,7 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    rota = Rota(config, store, parts.store_offload, clock)
+    rota = Rota(config, store, parts.store_offload, clock, metrics)
     try:
         await rota.load()
         last_silence = await parts.store_offload(store.last_silence_id)
@@ -598,7 +623,8 @@ async def _run(
         last_silence=last_silence,
     )  # fmt: skip
     _log_gaps(config, rota, clock.wall_now())
-    outbox.watch(services.state)  # acknowledged or closed: no more attempts
+    # Acknowledged or closed: no more attempts; silenced: no delayed step sent.
+    outbox.watch(services.state, services.silenced_until)
     server = Server(
         services,
         store,
@@ -801,7 +827,7 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     in_core = [
         *RestSilences(services, daemon.core, daemon.server.read).routes(),
-        *Schedules(services, daemon.core, daemon.server.read, daemon.config_offload).routes(),
+        *Schedules(services, daemon.core, daemon.server.schedules, daemon.config_offload).routes(),
         *Answers(services, keys).routes(),
         *replies.routes(),
         *SlackButtons(services, keys, daemon.clock).routes(),
