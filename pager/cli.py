@@ -31,7 +31,7 @@ from pager import __version__, oncall_cli
 from pager.protocol import MAX_BY, MAX_ROUNDS, MAX_TEXT, request_line
 from pager.silences import MAX_REASON, long_silence
 from pager.text import clip, controls, from_argv, printable
-from pager.timefmt import duration, isoformat, parse_duration, parse_time
+from pager.timefmt import duration, isoformat, parse_duration, read_time
 
 DEFAULT_SOCKET: Final = "/run/pager/pager.sock"
 EXIT_OK: Final = 0
@@ -142,9 +142,10 @@ def _duration(text: str) -> float:
 
 
 def _time(text: str) -> float:
-    """A time the reader types: ISO 8601, its zone given or else the reader's own."""
+    """A time the reader types: ISO 8601, its zone given or else the reader's own; `now`, `+2h`
+    (`pager.timefmt.read_time`, as `pager override` and `pager oncall` read theirs)."""
     try:
-        return parse_time(text, local=True)
+        return read_time(text, time.time())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -517,7 +518,21 @@ def _entry(entry: dict[str, Any]) -> str:
     if event == "resolve_ignored":
         return f"late resolve ignored through {entry.get('detail') or 'an integration'}"
     if event == "timeout":
-        return f"acknowledgement timeout: {entry.get('detail', '')}"
+        detail = str(entry.get("detail") or "")
+        if detail.startswith(("the silence is over", "the maintenance window is over")):
+            return f"hold over: {detail}"  # a silence or a window ended: no ack timed out
+        return f"acknowledgement timeout: {detail}"
+    if event == "silence":
+        by = f" by {entry['by']}" if entry.get("by") else ""
+        return f"silenced{by}{who}: {entry.get('detail') or 'a silence started'}"
+    if event == "silence_end":
+        by = f" by {entry['by']}" if entry.get("by") else ""
+        head, ended, tail = str(entry.get("detail") or "").partition(" ended")
+        if not ended:
+            return f"silence ended{by}{who}: {head}"
+        return f"{head} ended{by}{who}{tail}"  # silence 3 ended by carol: notified level 1 ...
+    if event == "silenced":
+        return f"held: {entry.get('detail') or 'paging held by a silence'}"
     if event == "ack_expired":
         return f"acknowledgement expired: {entry.get('detail', '')}"
     if event == "notification":
@@ -603,6 +618,8 @@ def _timeline(reply: dict[str, Any]) -> str:
             what = f"notify {where}: {_planned(step.get('notify') or [])}"
             if step.get("cancelled"):
                 what += f" (not sent, acknowledged before: {_planned(step['cancelled'])})"
+            if step.get("silenced"):
+                what += f" (not sent, silenced then: {_planned(step['silenced'])})"
         elif event == "unreached" and step.get("partial"):
             reasons = "; ".join(map(str, step.get("reasons") or []))
             what = f"{where}: {reasons} (its other targets are notified)"
@@ -690,9 +707,35 @@ def _summary(status: dict[str, Any]) -> str:
     expires = _ack_expires(incident)
     if expires is not None:
         ack += f" (the acknowledgement expires at {expires}: policy ack_expiry)"
+    unreached = [u for u in status.get("unreached") or [] if isinstance(u, dict)]
+    if unreached:
+        return _unreached_summary(status, incident, ack, unreached)
     return (
         f"{status['service']}: unhealthy, incident {incident['id']}{ack}, "
         f"level {incident['level']} notified, {incident['alerts']} alert(s)"
+    )
+
+
+def _unreached_summary(
+    status: dict[str, Any], incident: dict[str, Any], ack: str, unreached: list[dict[str, Any]]
+) -> str:
+    """A reply whose decision found levels with nobody to notify (`unreached`): each said, and
+    whether anybody was notified at all."""
+    missed = "; ".join(
+        f"level {u.get('level')} round {u.get('round')} reached nobody"
+        f" ({'; '.join(map(str, u.get('reasons') or []))})"
+        if u.get("skipped")
+        else f"part of level {u.get('level')} round {u.get('round')} reached nobody"
+        f" ({'; '.join(map(str, u.get('reasons') or []))})"
+        for u in unreached
+    )
+    if incident.get("exhausted") and all(u.get("skipped") for u in unreached):
+        paged = "NOBODY NOTIFIED, the policy is exhausted"
+    else:
+        paged = f"level {incident['level']} notified"
+    return (
+        f"{status['service']}: unhealthy, incident {incident['id']}{ack}, {paged}, "
+        f"{incident['alerts']} alert(s)\n  {missed}"
     )
 
 

@@ -16,38 +16,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from pager.protocol import encode
-
-_RELATIVE: Final = re.compile(r"\+([0-9]{1,6})([smhdw])")
-_UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+from pager.timefmt import read_time
 
 
 def parse_time(text: str, now: Callable[[], float] = time.time) -> float:
-    """A time as the command line takes it (see the module's docstring) -> seconds since the
-    epoch; `argparse.ArgumentTypeError` saying what is accepted otherwise."""
-    text = text.strip()
-    if text == "now":
-        return now()
-    relative = _RELATIVE.fullmatch(text)
-    if relative is not None:
-        return now() + int(relative.group(1)) * _UNIT[relative.group(2)]
+    """A time as the command line takes it (`pager.timefmt.read_time`, which `pager silence` and
+    `pager simulate` use too) -> seconds since the epoch; `argparse.ArgumentTypeError` saying
+    what is accepted otherwise."""
     try:
-        parsed = dt.datetime.fromisoformat(text)
-        if parsed.tzinfo is None:
-            parsed = parsed.astimezone()  # the reader's local time
-        if not 1971 <= parsed.year <= 9000:
-            raise ValueError(text)
-        return parsed.timestamp()
-    except (ValueError, OverflowError, OSError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time: give ISO 8601 with an offset (2024-05-01T09:00+01:00), "
-            "a local time (2024-05-01T09:00 or '2024-05-01 09:00'), now, or +8h / +2d"
-        ) from None
+        return read_time(text, now())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def wire(t: float) -> str:
@@ -143,18 +127,25 @@ def render(command: str, reply: dict[str, Any]) -> str:
     """The readable output of `override` and `oncall` replies (already escaped)."""
     if "override" in reply:
         return "added " + _override(reply["override"])
-    if "removed" in reply:
-        return "removed " + _override(reply["removed"])
+    if "removed" in reply and "overrides" not in reply:
+        by = f" (removed by {reply['removed_by']})" if reply.get("removed_by") else ""
+        return "removed " + _override(reply["removed"]) + by
     if "overrides" in reply and reply.get("schedule") is None:  # every schedule's
         if not reply["overrides"]:
             return "no overrides to come"
         return "\n".join(_override(o) for o in reply["overrides"])
     if "overrides" in reply:
         found = reply["overrides"]
-        if not found:
-            return f"{reply.get('schedule')}: no overrides to come"
+        gone = reply.get("removed") or []
         lines = [f"{reply.get('schedule')} ({reply.get('timezone')}):"]
+        if not found:
+            lines = [f"{reply.get('schedule')}: no overrides to come"]
         lines += ["  " + _override(o) for o in found]
+        if gone:
+            lines.append("  removed, not yet ended:")
+            for o in gone:
+                who = f"by {o['removed_by']}" if o.get("removed_by") else "by ?"
+                lines.append(f"    {_override(o)}; removed {who} at {both(o.get('removed_at'))}")
         return "\n".join(lines)
     lines = []
     for s in reply.get("schedules", []):
@@ -186,7 +177,9 @@ def _weeks(start: str | None, end: str | None) -> str:
 
 def _override(o: dict[str, Any]) -> str:
     instead = f" for {o['for']}" if o.get("for") else " for whoever is on call"
+    made = f", made by {o['made_by']}" if o.get("made_by") else ""
+    ignored = f" (IGNORED: {o['ignored']}; remove it)" if o.get("ignored") else ""
     return (
         f"override {o.get('id')} on {o.get('schedule')}: {o.get('by')}{instead}, "
-        f"from {both(o.get('from'))} until {both(o.get('until'))}"
+        f"from {both(o.get('from'))} until {both(o.get('until'))}{made}{ignored}"
     )

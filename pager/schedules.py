@@ -15,9 +15,12 @@ restricted to weekly windows (business hours; one layer per region for follow-th
   layer after it means the evening layer's person in the evening, the base's otherwise (as in
   PagerDuty). No layer covering means nobody: a gap.
 - **Overrides come last, in the order they were made.** An override from..until makes `by` on
-  call in place of `for` where `for` is on call, or in place of whoever is on call (nobody
-  included: an override without `for` fills a gap) where `for` is not given. A later override
-  applies on top of an earlier one.
+  call in place of `for` where `for` would be on call, or in place of whoever is on call
+  (nobody included: an override without `for` fills a gap) where `for` is not given. A later
+  override applies on top of an earlier one: `for` matches whoever the rotation or an earlier
+  override put on call there, so of two overrides for alice the later wins where they overlap
+  (bob for alice 09-17, then carol for alice 12-20: bob 09-12, carol 12-20), and an override
+  for bob takes the shift an earlier one gave him.
 
 Everything is pure: instants are seconds since the epoch, zones are `tzinfo` objects passed in.
 `on_call` answers for one instant; `segments` for a span, from which `shifts` and `gaps` come,
@@ -131,6 +134,8 @@ class Override:
     for_: str | None
     start: float
     end: float
+    made_by: str | None = None
+    """Who made it (the socket's user, an HTTP integration), for the record only."""
 
 
 @attrs.frozen
@@ -153,11 +158,19 @@ def base_on_call(schedule: Schedule, t: float) -> str | None:
     return None
 
 
-def apply_overrides(who: str | None, t: float, overrides: Iterable[Override]) -> str | None:
+def stand_ins(who: str | None, t: float, overrides: Iterable[Override]) -> list[str | None]:
+    """Who would be on call at `t`, in turn: `who` (the layers' person), then each override in
+    force that takes over (by id), the last one the person on call. An override `for` X takes
+    over wherever X is in that chain so far: X is on call there but for earlier overrides."""
+    chain = [who]
     for o in sorted(overrides, key=lambda o: o.id):
-        if o.start <= t < o.end and (o.for_ is None or o.for_ == who):
-            who = o.by
-    return who
+        if o.start <= t < o.end and (o.for_ is None or o.for_ in chain):
+            chain.append(o.by)
+    return chain
+
+
+def apply_overrides(who: str | None, t: float, overrides: Iterable[Override]) -> str | None:
+    return stand_ins(who, t, overrides)[-1]
 
 
 def on_call(schedule: Schedule, t: float, overrides: Iterable[Override] = ()) -> str | None:
@@ -270,16 +283,18 @@ def _runs(spans: Iterable[tuple[float, float]]) -> Iterator[tuple[float, float]]
         yield run
 
 
-def _pieces(
+def _steps(
     schedule: Schedule,
     start: float,
     end: float,
     overrides: Sequence[Override],
     budget: Budget | None,
-) -> Iterator[Segment]:
-    """`segments`, each given as soon as the next begins: who is on call is worked out once a
-    boundary, each layer's hand-offs and restriction followed along, so that the work grows
-    with the boundaries met, not with the layers' days worked out again at each."""
+) -> Iterator[tuple[float, float, list[str | None]]]:
+    """Each piece [a, b) of [start, end) between two boundaries, with who would be on call
+    there in turn (`stand_ins`: the layers' person, then each override that takes over): who
+    the layers put on call is worked out once a boundary, each layer's hand-offs and
+    restriction followed along, so that the work grows with the boundaries met, not with the
+    layers' days worked out again at each. Each piece is a step of `budget`."""
     layers = [
         (
             layer.rotation,
@@ -289,7 +304,6 @@ def _pieces(
         for layer in reversed(schedule.layers)
     ]
     meeting = [o for o in overrides if o.end > start and o.start < end]
-    run: Segment | None = None
     cuts = _cuts(schedule, start, end, meeting)
     a = next(cuts, None)
     if a is None:  # an empty span
@@ -304,14 +318,27 @@ def _pieces(
             if k is not None:
                 base = rotation.person(k)
                 break
-        who = apply_overrides(base, a, [o for o in meeting if o.start <= a < o.end])
+        yield a, b, stand_ins(base, a, [o for o in meeting if o.start <= a < o.end])
+        a = b
+
+
+def _pieces(
+    schedule: Schedule,
+    start: float,
+    end: float,
+    overrides: Sequence[Override],
+    budget: Budget | None,
+) -> Iterator[Segment]:
+    """`segments`, each given as soon as the next begins (see `_steps`)."""
+    run: Segment | None = None
+    for a, b, chain in _steps(schedule, start, end, overrides, budget):
+        who = chain[-1]
         if run is not None and run.person == who:
             run = Segment(run.start, b, who)
         else:
             if run is not None:
                 yield run
             run = Segment(a, b, who)
-        a = b
     if run is not None:
         yield run
 
@@ -411,9 +438,13 @@ def _ever_on_call(
     overrides: Sequence[Override],
     budget: Budget | None = None,
 ) -> bool:
-    """Whether `person` is on call at some moment of [start, end): walking on from `start`
-    until they are, so that the usual answer (soon) does not cost a year of hourly shifts;
-    and without a walk at all for somebody no layer has and no override puts on call."""
+    """Whether `person` would be on call at some moment of [start, end), but for overrides (by
+    the layers, or by an earlier override: one more override for them then applies over it):
+    walking on from `start` until they are, so that the usual answer (soon) does not cost a
+    year of hourly shifts; and without a walk at all for somebody no layer has and no
+    override puts on call."""
     if person not in schedule.people and all(o.by != person for o in overrides):
         return False
-    return any(s.person == person for s in _pieces(schedule, start, end, overrides, budget))
+    return any(
+        b > a and person in chain for a, b, chain in _steps(schedule, start, end, overrides, budget)
+    )

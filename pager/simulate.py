@@ -7,11 +7,12 @@ acknowledgement if one is to come (and its expiry, `AckExpired`, with the policy
 `ack_expiry`), and writes down what each decision notified, held, or found nobody to notify.
 `person:` and `schedule:` targets are resolved by the resolver the daemon gives `decide` (its
 schedules and overrides, `pagerd.engine.oncall.Rota.resolver`), at the time each level is
-notified; a person's delayed steps carry their time (`Notify.not_before`), and
-those the acknowledgement comes before are cancelled, as the outbox cancels them. With the same
-state, policy, silences, windows and resolver it cannot disagree with the daemon: it is the
-same code, given the same events at the same times (tests/test_simulate_daemon.py holds the two
-equal on a real daemon).
+notified; a person's delayed steps carry their time (`Notify.not_before`), and those the
+acknowledgement comes before are cancelled, as the outbox cancels them, as are those that come
+due while the service is silenced (a silence or maintenance window begun after their level was
+notified: `pagerd.delivery.outbox.silenced_step`). With the same state, policy, silences,
+windows and resolver it cannot disagree with the daemon: it is the same code, given the same
+events at the same times (tests/test_simulate_daemon.py holds the two equal on a real daemon).
 
 What it cannot know: silences and overrides made after it is asked, alerts of other sources,
 reloads.
@@ -37,7 +38,7 @@ from pager.domain import (
     decide,
     decide_with,
 )
-from pager.silences import HeldBy, Quiet, holder
+from pager.silences import HeldBy, Quiet, Silence, holder, silenced_until, spans
 
 MAX_STEPS: Final = 500
 """Decisions a simulation makes at most: a policy of many levels and many rounds (or windows
@@ -52,7 +53,8 @@ End = Literal["acknowledged", "exhausted", "rounds", "limit"]
 class Step:
     """One moment of the timeline: `notify` (a step's notifications, `round` and `level`; a
     delayed one's time is its `not_before`, and those an acknowledgement comes before are in
-    `cancelled` instead), `unreached` (targets of a level that reached nobody, `reasons`; the
+    `cancelled` instead, those due while the service is silenced in `silenced`),
+    `unreached` (targets of a level that reached nobody, `reasons`; the
     next level follows at once if none was reached), `held` (a silence or maintenance window
     holds the next step until `until`), `acknowledged`, `expired` (the acknowledgement
     outlived the policy's `ack_expiry`: escalation restarts at level 1 of the next round, its
@@ -66,6 +68,7 @@ class Step:
     until: float | None = None
     reasons: tuple[str, ...] = ()
     cancelled: tuple[Notify, ...] = ()
+    silenced: tuple[Notify, ...] = ()
     held_by: HeldBy | None = None
     """What holds a `held` step: a silence, or a maintenance window."""
     partial: bool = False
@@ -119,7 +122,8 @@ def simulate(
         if notes:
             if rounds is not None and incident.round > rounds:
                 return Timeline(state.name, at, tuple(steps), "rounds")
-            steps.append(Step(now, "notify", incident.round, incident.level, notes))
+            steps.append(_quieted(Step(now, "notify", incident.round, incident.level, notes),
+                                  state.silences, windows))  # fmt: skip
         elif incident.exhausted:
             if ack_at is not None:  # acknowledged later all the same: its delayed steps go
                 steps = [_cancelled(step, ack_at) for step in steps]
@@ -164,15 +168,34 @@ def _unreached(at: float, missed: Unreached) -> Step:
     )  # fmt: skip
 
 
+def _quieted(step: Step, silences: tuple[Silence, ...], windows: Quiet | None) -> Step:
+    """`step` with the delayed notifications that come due while the service is silenced
+    (`silences`, `windows`) moved to `silenced`: the outbox cancels them then."""
+    sources = (spans(silences), windows)
+    quiet = tuple(
+        n
+        for n in step.notifications
+        if n.not_before is not None and silenced_until(n.not_before, sources) is not None
+    )
+    if not quiet:
+        return step
+    kept = tuple(n for n in step.notifications if n not in quiet)
+    return attrs.evolve(step, notifications=kept, silenced=quiet)
+
+
 def _cancelled(step: Step, ack_at: float) -> Step:
     """`step` with the delayed notifications the acknowledgement at `ack_at` comes before (or
-    with) moved to `cancelled`: the outbox sends nothing for an acknowledged incident."""
+    with) moved to `cancelled`: the outbox sends nothing for an acknowledged incident (and says
+    so first, of a step that a silence would have held back too)."""
     if step.kind != "notify":
         return step
     late = tuple(
-        n for n in step.notifications if n.not_before is not None and n.not_before >= ack_at
+        n
+        for n in (*step.notifications, *step.silenced)
+        if n.not_before is not None and n.not_before >= ack_at
     )
     if not late:
         return step
     kept = tuple(n for n in step.notifications if n not in late)
-    return attrs.evolve(step, notifications=kept, cancelled=late)
+    quiet = tuple(n for n in step.silenced if n not in late)
+    return attrs.evolve(step, notifications=kept, cancelled=late, silenced=quiet)

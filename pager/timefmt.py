@@ -8,6 +8,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from pager.weekly import instant
+
 MAX_DURATION: Final = 3650 * 86400.0
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -87,18 +89,49 @@ _MAX_TIME: Final = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
 def parse_time(text: str, *, local: bool = False) -> float:
     """An ISO 8601 time with its zone (`2027-01-26T03:00:00Z`, `2027-01-26T04:00+01:00`) ->
     seconds since the epoch. Without a zone it is refused, unless `local`: then it is the
-    local time of this machine (the reader's, in the client). A `ValueError` says what is
-    wrong."""
+    local time of this machine (the reader's, in the client), read as the schedules read a
+    wall-clock time (`pager.weekly.instant`: a time the clocks skip is the moment they jump, a
+    time they show twice its first occurrence). A `ValueError` says what is wrong."""
     example = "like 2027-01-26T03:00:00Z or 2027-01-26T04:00+01:00"
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not a time: {text[:64]!r} (ISO 8601, {example})") from None
-    if when.tzinfo is None:
-        if not local:
-            raise ValueError(f"a time needs its zone: {text[:64]!r} ({example})")
-        when = when.astimezone()
-    seconds = when.timestamp()
+    if when.tzinfo is None and not local:
+        raise ValueError(f"a time needs its zone: {text[:64]!r} ({example})")
+    try:
+        seconds = when.timestamp() if when.tzinfo is not None else instant(when, None)
+    except (OverflowError, OSError, ValueError):
+        seconds = math.nan
     if not _MIN_TIME <= seconds < _MAX_TIME:
         raise ValueError(f"not a time pagerd can use: {text[:64]!r}")
     return seconds
+
+
+_RELATIVE: Final = re.compile(r"\+([0-9]{1,6})([smhdw])")
+_UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def read_time(text: str, now: float) -> float:
+    """A time as the reader types it on `pager`'s command line (`--at`, `--from`, `--until`, of
+    every command) -> seconds since the epoch; a `ValueError` says what is accepted:
+
+    - `2024-05-01T09:00+01:00`, `2024-05-01T08:00Z`: that instant (ISO 8601 with its offset);
+    - `2024-05-01T09:00`, `2024-05-01 09:00`, `2024-05-01`: that time on the reader's wall clock
+      (`TZ`, else the system's zone), as the schedules read one (`parse_time` with `local`);
+    - `now`, and `+30m`, `+8h`, `+2d`, `+1w`: now (`now`, passed in), and that long after it.
+    """
+    text = text.strip()
+    if text == "now":
+        return now
+    relative = _RELATIVE.fullmatch(text)
+    if relative is not None:
+        return now + int(relative.group(1)) * _UNIT[relative.group(2)]
+    try:
+        return parse_time(text, local=True)
+    except ValueError:
+        raise ValueError(
+            f"{text[:64]!r} is not a time: give ISO 8601 with an offset"
+            " (2024-05-01T09:00+01:00), a local time (2024-05-01T09:00 or '2024-05-01 09:00'),"
+            " now, or +8h / +2d"
+        ) from None

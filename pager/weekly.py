@@ -36,8 +36,9 @@ LONGEST_RUN: Final = 8 * 7 * 86400.0
 writes every day 00:00 to 24:00 gets an end this far away, not a search for ever)."""
 
 
-def wall(t: float, zone: dt.tzinfo) -> dt.datetime:
-    """The naive wall-clock time that `zone` shows at instant `t`."""
+def wall(t: float, zone: dt.tzinfo | None) -> dt.datetime:
+    """The naive wall-clock time that `zone` shows at instant `t` (None: the local time of
+    this machine, as the client reads what its reader types)."""
     return dt.datetime.fromtimestamp(t, zone).replace(tzinfo=None, fold=0)
 
 
@@ -46,9 +47,11 @@ def _date(t: float, zone: dt.tzinfo) -> dt.date:
     return dt.datetime.fromtimestamp(t, zone).date()
 
 
-def instant(local: dt.datetime, zone: dt.tzinfo) -> float:
+def instant(local: dt.datetime, zone: dt.tzinfo | None) -> float:
     """The instant at which `zone`'s wall clock shows the naive `local`: its first occurrence
-    in a fold, the moment the clocks jump past it in a gap (see the module's docstring)."""
+    in a fold, the moment the clocks jump past it in a gap (see the module's docstring).
+    `zone` None is this machine's local time (`TZ`, else the system's zone): `pager` reads a
+    time its reader types without an offset by the same rule as the schedules."""
     local = local.replace(tzinfo=None, fold=0)
     first = local.replace(tzinfo=zone).timestamp()
     if wall(first, zone) == local:

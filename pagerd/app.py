@@ -28,7 +28,7 @@ from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.compute import Compute, in_threads
-from pagerd.engine.lookahead import Lookahead, gaps
+from pagerd.engine.lookahead import Lookahead, gaps, ignored_lines
 from pagerd.engine.oncall import Rota
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
@@ -59,7 +59,7 @@ from pagerd.storage.retention import keep_history
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock, boot_warning, watch
 
-__all__ = ["Config", "Daemon", "StartupError", "gaps", "serve"]
+__all__ = ["Config", "Daemon", "StartupError", "gaps", "ignored_lines", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -569,7 +569,7 @@ async def _run(
     outbox = Outbox(
         store, committer, lanes, parts.store_offload, clock, outbox_capacity, metrics=metrics
     )
-    rota = Rota(config, store, parts.store_offload, clock, parts.compute)
+    rota = Rota(config, store, parts.store_offload, clock, parts.compute, metrics)
     try:
         await rota.load()
         last_silence = await parts.store_offload(store.last_silence_id)
@@ -581,7 +581,8 @@ async def _run(
     )  # fmt: skip
     lookahead = Lookahead(parts.lookahead_compute, rota)
     lookahead.look(config, rota.all_overrides(), clock.wall_now())  # once running
-    outbox.watch(services.state)  # acknowledged or closed: no more attempts
+    # Acknowledged or closed: no more attempts; silenced: no delayed step sent.
+    outbox.watch(services.state, services.silenced_until)
     server = Server(
         services,
         store,
@@ -788,7 +789,7 @@ async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.So
     replies = TwilioReplies(services, store, daemon.store_offload, daemon.clock)
     in_core = [
         *RestSilences(services, daemon.core, daemon.server.read).routes(),
-        *Schedules(services, daemon.core, daemon.server.read, daemon.compute).routes(),
+        *Schedules(services, daemon.core, daemon.server.schedules, daemon.compute).routes(),
         *Answers(services, keys).routes(),
         *replies.routes(),
         *SlackButtons(services, keys, daemon.clock).routes(),

@@ -299,6 +299,8 @@ class GapReport:
     schedules: int = 0
     expected: str = ""
     """A note of the schedules whose gaps are meant (`gaps = "expected"`), if any."""
+    overrides: int = 0
+    """Overrides not used: the person they put on call is no longer in `[people]`."""
 
     def refusal(self, path: Path, weeks: int, allowed: bool) -> str | None:
         """Why the check fails, None if it passes. A policy that reaches nobody at all fails it
@@ -310,16 +312,24 @@ class GapReport:
                 " (add a level that always reaches somebody: an address, a person, or a schedule"
                 " with no gap; --allow-gaps does not accept this)"
             )
-        if (self.levels or self.schedules) and not allowed:
+        if (self.levels or self.schedules or self.overrides) and not allowed:
             found = [
                 _places(self.levels, "policy level", "policy levels") if self.levels else "",
                 _places(self.schedules, "schedule", "schedules") if self.schedules else "",
             ]
+            unused = ""
+            if self.overrides:
+                unused = (
+                    f"{_places(self.overrides, 'override', 'overrides')} of a person no longer"
+                    " in [people], not used (remove them: pager override remove ID)"
+                )
+            if not any(found):
+                return f"{path}: valid, but {unused} (--allow-gaps to accept them)"
             return (
                 f"{path}: valid, but {' and '.join(f for f in found if f)} with nobody at times"
                 f" in the next {weeks} weeks: pages there would miss them (add people, a layer"
                 ' or an override; gaps = "expected" for a schedule meant to have gaps;'
-                " --allow-gaps to accept them)"
+                " --allow-gaps to accept them)" + (f"; and {unused}" if unused else "")
             )
         return None
 
@@ -338,8 +348,11 @@ def check_gaps(config: Config, now: float | None = None) -> GapReport:
     except StoreError as exc:
         overrides = []
         notes.append(f"overrides not read, gaps reported without them: {exc}")
-    found = app.gaps(config, overrides, time.time() if now is None else now)
-    told = [f.text for f in found.findings if f.kind != "expected"]
+    at = time.time() if now is None else now
+    found = app.gaps(config, overrides, at)
+    # An override not used (its person left [people]): said first, with its id.
+    ignored = app.ignored_lines(config, overrides, at)
+    told = [*ignored, *(f.text for f in found.findings if f.kind != "expected")]
     meant = found.places("expected")
     expected = ""
     if meant:
@@ -354,6 +367,7 @@ def check_gaps(config: Config, now: float | None = None) -> GapReport:
         levels=found.places("level"),
         schedules=found.places("schedule"),
         expected=expected,
+        overrides=len(ignored),
     )
 
 

@@ -10,10 +10,12 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from pager import cli, oncall_cli
+from pager.weekly import instant
 
 
 @pytest.fixture
@@ -44,6 +46,36 @@ def test_times_are_read_as_documented(new_york: None) -> None:
     for bad in ("tomorrow", "+8", "8h", "2024-13-01", "0001-01-01T00:00Z"):
         with pytest.raises(argparse.ArgumentTypeError):
             oncall_cli.parse_time(bad)
+
+
+def test_a_local_time_the_clocks_skip_is_the_moment_they_jump_as_in_schedules(
+    new_york: None,
+) -> None:
+    """New York's clocks go from 02:00 to 03:00 on 14 March 2027: 02:30 that night is read as
+    03:00 EDT (07:00Z), as a schedule's hand-off at 02:30 happens (`pager.weekly.instant`), not
+    an hour earlier; 01:30 on 7 November, shown twice, is its first occurrence (EDT). The same
+    for every command's times: `oncall --at`, `override --from/--until`, `silence
+    --from/--until`, `simulate --at`."""
+    jump = dt.datetime(2027, 3, 14, 7, 0, tzinfo=dt.UTC).timestamp()
+    assert oncall_cli.parse_time("2027-03-14 02:30") == jump
+    assert oncall_cli.parse_time("2027-03-14T02:00") == jump
+    assert oncall_cli.parse_time("2027-03-14 01:59") == jump - 60
+    assert oncall_cli.parse_time("2027-03-14 03:00") == jump
+    assert instant(dt.datetime(2027, 3, 14, 2, 30), ZoneInfo("America/New_York")) == jump
+    first = dt.datetime(2027, 11, 7, 5, 30, tzinfo=dt.UTC).timestamp()
+    assert oncall_cli.parse_time("2027-11-07 01:30") == first
+    assert line("oncall", "--at", "2027-03-14 02:30")["at"] == "2027-03-14T07:00:00Z"
+    made = line("override", "primary", "--by", "bob", "--from", "2027-03-14 02:30",
+                "--until", "2027-03-14 02:45")  # fmt: skip
+    assert (made["from"], made["until"]) == ("2027-03-14T07:00:00Z", "2027-03-14T07:00:00Z")
+    parser = cli.build_parser()
+    silence = parser.parse_args(
+        ["silence", "api", "--from", "2027-03-14 02:30", "--until", "2027-03-14 04:00",
+         "--reason", "r"]
+    )  # fmt: skip
+    assert (silence.from_, silence.until) == (jump, jump + 3600)
+    simulate = parser.parse_args(["simulate", "api", "--at", "2027-03-14 02:30"])
+    assert simulate.at == jump
 
 
 def test_requests_carry_times_with_their_offset(new_york: None) -> None:
@@ -115,6 +147,46 @@ def test_replies_are_shown_in_the_schedules_zone_and_the_readers_and_escaped(
         "added override 3 on primary: bob for whoever is on call, from 2024-05-01 13:00 -0400"
         " until 2024-05-01 14:00 -0400"
     )
+
+
+def test_override_list_shows_who_made_each_who_removed_them_and_those_ignored(
+    new_york: None,
+) -> None:
+    def override(id: int, by: str, **more: object) -> dict[str, object]:
+        return {
+            "id": id, "schedule": "primary", "by": by, "for": "alice",
+            "from": "2024-05-01T13:00:00-04:00", "until": "2024-05-01T14:00:00-04:00",
+            "made_by": "ops\x1b[2J", "ignored": None, **more,
+        }  # fmt: skip
+
+    reply = {
+        "schedule": "primary",
+        "timezone": "America/New_York",
+        "overrides": [override(3, "bob"), override(4, "zed", ignored="zed is not in [people]")],
+        "removed": [
+            override(
+                2,
+                "carol",
+                made_by=None,
+                removed_by="integration shop",
+                removed_at="2024-04-30T10:00:00-04:00",
+            )
+        ],
+    }
+    lines = cli.render("override", reply).splitlines()
+    assert lines == [
+        "primary (America/New_York):",
+        "  override 3 on primary: bob for alice, from 2024-05-01 13:00 -0400 until"
+        " 2024-05-01 14:00 -0400, made by ops\\x1b[2J",
+        "  override 4 on primary: zed for alice, from 2024-05-01 13:00 -0400 until"
+        " 2024-05-01 14:00 -0400, made by ops\\x1b[2J (IGNORED: zed is not in [people];"
+        " remove it)",
+        "  removed, not yet ended:",
+        "    override 2 on primary: carol for alice, from 2024-05-01 13:00 -0400 until"
+        " 2024-05-01 14:00 -0400; removed by integration shop at 2024-04-30 10:00 -0400",
+    ]
+    removed = cli.render("override", {"removed": override(3, "bob"), "removed_by": "root"})
+    assert removed.endswith(", made by ops\\x1b[2J (removed by root)")
 
 
 def test_the_end_of_the_search_is_no_hand_off(new_york: None) -> None:

@@ -9,6 +9,8 @@ T0 is Friday 15 January 2027, 08:00 UTC (and London time: winter).
 from __future__ import annotations
 
 import logging
+import os
+import pwd
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import trio.testing
 
 from pager import cli
 from pager.simulate import Step, Timeline
+from pagerd import main as pagerd_main
 from pagerd.config import Config, load
 from pagerd.front.server import timeline_object
 from pagerd.timing.clock import Clock
@@ -28,6 +31,7 @@ from tests.harness import (
     connect,
     metric_samples,
     metrics_text,
+    notifications,
     running,
     settle,
     steps,
@@ -158,6 +162,7 @@ async def test_an_override_made_over_the_socket_applies_to_the_next_level_at_onc
             assert reply["override"] == {
                 "id": 1, "schedule": "primary", "by": "carol", "for": "bob",
                 "from": "2027-01-15T08:30:00+00:00", "until": "2027-01-15T12:00:00+00:00",
+                "made_by": pwd.getpwuid(os.getuid()).pw_name, "ignored": None,
             }  # fmt: skip
             listed = await conn.request("overrides", schedule="primary")
             assert [o["id"] for o in listed["overrides"]] == [1]
@@ -219,6 +224,15 @@ async def test_overrides_are_refused_with_the_reason_and_survive_a_restart(
             assert removed["removed"] == made["override"]
             later = await conn.request("oncall", schedule="primary", at="2027-01-16T12:00:00Z")
             assert later["schedules"][0]["on_call"] == "alice"
+        async with running(config), connect(config.socket) as conn:
+            listed = await conn.request("overrides", schedule="primary")
+    # Who made it and who removed it (the socket's user, both times), kept across a restart.
+    user = pwd.getpwuid(os.getuid()).pw_name
+    assert made["override"]["made_by"] == user and removed["removed_by"] == user
+    assert listed["overrides"] == []
+    assert listed["removed"] == [
+        {**made["override"], "removed_by": user, "removed_at": "2027-01-15T08:00:00+00:00"}
+    ]
 
 
 async def test_a_level_with_nobody_on_call_is_recorded_counted_and_skipped_at_once(
@@ -288,6 +302,155 @@ async def test_a_persons_delayed_step_is_sent_at_its_time_and_cancelled_by_an_ac
         "notify person:dave: email:dave@example.com (level 1, round 1, due"
         " 2027-01-15T08:04:01.000Z, after 2m)"
     ) in text
+
+
+@pytest.mark.parametrize("quiet", ["silence", "window"])
+async def test_a_delayed_step_due_during_a_silence_or_window_is_cancelled_as_simulate_says(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, quiet: str
+) -> None:
+    """dave's rule is "sms, email after 2m". A silence (or a maintenance window) from 08:01:
+    the email due at 08:02 is not sent but cancelled, its reason recorded, and `simulate`,
+    asked before the alert, said so; nothing more is paged until the quiet ends at 09:01."""
+    config = oncall_config(tmp_path)
+    if quiet == "window":
+        text = config.path.read_text() + (
+            '[[services.db.maintenance]]\ndays = ["fri"]\nfrom = "08:01"\nuntil = "09:01"\n'
+            'timezone = "UTC"\n'
+        )
+        config.path.write_text(text)
+        config = load(config.path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            if quiet == "silence":
+                silenced = await conn.request(
+                    "silence", service="db", reason="upgrade",
+                    **{"from": "2027-01-15T08:01:00Z", "for": "1h"},
+                )  # fmt: skip
+                assert silenced["ok"], silenced
+            simulated = await conn.request("simulate", service="db")
+            assert (await conn.request("alert", service="db", message="down"))["ok"]
+            await trio.sleep(2 * MINUTE + 1)
+            await settle()
+            assert targets(config) == [(1, 1, "sms:+14155550199")]
+            timeline = await history(conn, "db")
+            await trio.sleep(HOUR)
+            await settle()
+    cancelled = [e for e in timeline if e.get("outcome") == "cancelled"]
+    assert [e["target"] for e in cancelled] == ["email:dave@example.com"]
+    assert "silenced until 2027-01-15T09:01:00.000Z" in cancelled[0]["error"]
+    first = simulated["timeline"][0]
+    assert [n["target"] for n in first["notify"]] == ["sms:+14155550199"]
+    assert [(n["target"], n["at"]) for n in first["silenced"]] == [
+        ("email:dave@example.com", "2027-01-15T08:02:00.000Z")
+    ]
+    shown = cli.render("simulate", {k: v for k, v in simulated.items() if k != "ok"})
+    assert "(not sent, silenced then: person:dave (email:dave@example.com after 2m))" in shown
+    # The level's timeout (08:15) came during the quiet: held to its end, then the policy's
+    # only level is done; nobody was paged in the quiet.
+    sent = [n["time"] for n in notifications(config)]
+    assert all(not "2027-01-15T08:01" <= t < "2027-01-15T09:01" for t in sent), sent
+
+
+async def test_an_override_whose_person_left_people_is_ignored_reported_and_counted(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """carol stands in for alice (08:30 to 12:00, alice's shift until 09:00), then carol is
+    removed from [people] and the config reloaded. The override is kept, but not used: the
+    reload reports it as a gap with its id, `pagerd --check` too (a gap: exit 65); alice, the
+    rotation's person, is on call (`oncall`) and paged, not nobody; the resolution logs the
+    override as an error and counts it; `override list` says it is ignored."""
+    config = oncall_config(tmp_path)
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            made = await conn.request(
+                "override", schedule="primary", by="carol", **{"for": "alice"},
+                **{"from": "2027-01-15T07:30:00Z", "until": "2027-01-15T12:00:00Z"},
+            )  # fmt: skip
+            assert made["ok"], made
+            before = await conn.request("oncall", schedule="primary")
+            assert before["schedules"][0]["on_call"] == "carol"
+            text = config.path.read_text()
+            text = text.replace('[people.carol]\nemail = "carol@example.com"\n', "")
+            config.path.write_text(text.replace('people = ["carol"]', 'people = ["dave"]'))
+            caplog.clear()
+            reloaded = await conn.request("reload")
+            assert reloaded["ok"], reloaded
+            gaps = [r for r in caplog.records if r.getMessage().startswith("gap: override")]
+            now = await conn.request("oncall", schedule="primary")
+            listed = await conn.request("overrides", schedule="primary")
+            alerted = await conn.request("alert", service="api", message="down")
+            await settle()
+            timeline = await history(conn, "api")
+            text = (await conn.request("metrics"))["text"]
+    assert [(r.levelname, r.getMessage()) for r in gaps] == [
+        ("ERROR", "gap: override 1 of schedule:primary (carol from Fri 2027-01-15 07:30 until"
+         " Fri 2027-01-15 12:00 Europe/London) is ignored: carol is not in [people]; the"
+         " schedule pages as if it were not there (remove it: pager override remove 1)")
+    ]  # fmt: skip
+    assert now["schedules"][0]["on_call"] == "alice"
+    assert now["schedules"][0]["until"] == "2027-01-15T09:00:00+00:00"
+    assert listed["overrides"][0]["ignored"] == "carol is not in [people]"
+    assert alerted["ok"] and "unreached" not in alerted
+    assert targets(config) == [(1, 1, "email:alice@example.com")]
+    assert not [e for e in timeline if e["event"] == "unreached"]
+    ignored = [r for r in caplog.records if r.getMessage().startswith("override ignored")]
+    assert [r.levelname for r in ignored] == ["ERROR"]
+    assert "override 1 of schedule:primary would put carol on call" in ignored[0].getMessage()
+    assert "pagerd_overrides_ignored_total 1" in text.splitlines()
+    # `pagerd --check` reads the stored overrides, and says the same.
+    reloaded_config = load(config.path)
+    report = pagerd_main.check_gaps(reloaded_config, T0 + MINUTE)
+    assert report.lines[0].startswith("override 1 of schedule:primary (carol from")
+    assert "is ignored: carol is not in [people]" in report.lines[0]
+    assert report.overrides == 1
+    refused = report.refusal(config.path, 4, allowed=False)
+    assert refused is not None and "pager override remove" in refused  # --check exits 65
+    assert report.refusal(config.path, 4, allowed=True) is None  # unless --allow-gaps
+
+
+async def test_the_alert_reply_says_when_a_level_reached_nobody(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A policy of one level, schedule:business, at 08:00 (before business hours): the level
+    reaches nobody and the incident is exhausted. The alert's reply says so (`unreached`), and
+    `pager alert` prints it: not "level 1 notified". With a second level that reaches somebody,
+    the reply says which level reached nobody and which was notified."""
+    text = (
+        CHANNELS
+        + PEOPLE
+        + POLICIES
+        + """
+[policies.lonely]
+[[policies.lonely.levels]]
+targets = ["schedule:business"]
+
+[services.lonely]
+policy = "lonely"
+[services.shop]
+policy = "hours"
+"""
+    )
+    (tmp_path / "pager.toml").write_text(text)
+    config = load(tmp_path / "pager.toml")
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            alone = await conn.request("alert", service="lonely", message="down")
+            helped = await conn.request("alert", service="shop", message="down")
+    assert alone["ok"], alone
+    assert alone["unreached"] == [
+        {"round": 1, "level": 1, "skipped": True,
+         "reasons": ["schedule:business has nobody on call"]},
+    ]  # fmt: skip
+    assert alone["incident"]["exhausted"]
+    shown = cli.render("alert", {k: v for k, v in alone.items() if k != "ok"})
+    assert "notified" not in shown.replace("NOBODY NOTIFIED", "")
+    assert "NOBODY NOTIFIED" in shown
+    assert "level 1 round 1 reached nobody (schedule:business has nobody on call)" in shown
+    shown = cli.render("alert", {k: v for k, v in helped.items() if k != "ok"})
+    assert "level 2 notified" in shown
+    assert "level 1 round 1 reached nobody (schedule:business has nobody on call)" in shown
 
 
 async def test_oncall_lists_who_is_on_call_and_the_next_handoffs_in_the_schedules_zone(

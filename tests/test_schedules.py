@@ -20,6 +20,7 @@ from pager.schedules import (
     Override,
     Rotation,
     Schedule,
+    boundaries,
     gaps,
     on_call,
     override_problem,
@@ -129,6 +130,46 @@ def test_an_override_replaces_for_where_for_is_on_call_and_fills_a_gap_without_f
     assert gaps(schedule, utc(2024, 1, 1, 9), utc(2024, 1, 2, 17), [cover]) == []
 
 
+def test_a_later_override_for_the_same_person_applies_over_an_earlier_where_they_overlap() -> None:
+    """bob for alice 09-17, then carol for alice 12-20: bob 09-12, carol 12-20 (the docs' rule),
+    and the second is no override "that would change nothing". An override for bob then takes
+    the shift the first gave him."""
+    rotation = Rotation(("alice",), dt.datetime(2024, 1, 1, 0, 0), 1, "weeks")
+    schedule = Schedule("s", UTC, (Layer(rotation),))
+    first = Override(1, "s", "bob", "alice", utc(2024, 1, 2, 9), utc(2024, 1, 2, 17))
+    now = utc(2024, 1, 2, 0)
+    assert override_problem(
+        schedule, "carol", "alice", utc(2024, 1, 2, 12), utc(2024, 1, 2, 20), now, [first]
+    ) is None  # fmt: skip
+    second = Override(2, "s", "carol", "alice", utc(2024, 1, 2, 12), utc(2024, 1, 2, 20))
+    assert [(s.start, s.end, s.person) for s in segments(
+        schedule, utc(2024, 1, 2, 8), utc(2024, 1, 2, 21), [first, second]
+    )] == [
+        (utc(2024, 1, 2, 8), utc(2024, 1, 2, 9), "alice"),
+        (utc(2024, 1, 2, 9), utc(2024, 1, 2, 12), "bob"),
+        (utc(2024, 1, 2, 12), utc(2024, 1, 2, 20), "carol"),
+        (utc(2024, 1, 2, 20), utc(2024, 1, 2, 21), "alice"),
+    ]  # fmt: skip
+    # A second override for alice over exactly the first's window: not refused, and it wins.
+    assert override_problem(
+        schedule, "dave", "alice", utc(2024, 1, 2, 9), utc(2024, 1, 2, 17), now, [first]
+    ) is None  # fmt: skip
+    again = Override(3, "s", "dave", "alice", utc(2024, 1, 2, 9), utc(2024, 1, 2, 17))
+    assert on_call(schedule, utc(2024, 1, 2, 10), [first, again]) == "dave"
+    # bob hands on the hours the first override gave him.
+    assert override_problem(
+        schedule, "erin", "bob", utc(2024, 1, 2, 9), utc(2024, 1, 2, 12), now, [first]
+    ) is None  # fmt: skip
+    handed = Override(4, "s", "erin", "bob", utc(2024, 1, 2, 9), utc(2024, 1, 2, 12))
+    assert on_call(schedule, utc(2024, 1, 2, 10), [first, handed]) == "erin"
+    assert on_call(schedule, utc(2024, 1, 2, 13), [first, handed]) == "bob"
+    # Still refused: an override for somebody never on call there, even through an override.
+    problem = override_problem(
+        schedule, "erin", "carol", utc(2024, 1, 2, 9), utc(2024, 1, 2, 12), now, [first]
+    )
+    assert problem is not None and "change nothing" in problem
+
+
 def test_override_problems_are_refused_with_the_reason() -> None:
     rotation = Rotation(("alice", "bob"), dt.datetime(2024, 1, 1, 9, 0), 1, "weeks")
     schedule = Schedule("s", UTC, (Layer(rotation),))
@@ -232,19 +273,30 @@ def model_covers(restrict: Weekly, t: float) -> bool:
     return False
 
 
-def model_on_call(schedule: Schedule, t: float, overrides: list[Override]) -> str | None:
-    who = None
+def model_base(schedule: Schedule, t: float) -> str | None:
     for layer in reversed(schedule.layers):
         if layer.restrict is not None and not model_covers(layer.restrict, t):
             continue
         k = model_turn(layer.rotation, t, schedule.zone)
         if k is not None:
-            who = layer.rotation.people[k % len(layer.rotation.people)]
-            break
+            return layer.rotation.people[k % len(layer.rotation.people)]
+    return None
+
+
+def model_on_call(schedule: Schedule, t: float, overrides: list[Override]) -> str | None:
+    """The docs' rule, read literally: an override `for` X applies where X would be on call
+    without it (by the layers, or by an earlier override); the latest that applies wins."""
+    return model_would_be(schedule, t, overrides)[-1]
+
+
+def model_would_be(schedule: Schedule, t: float, overrides: list[Override]) -> list[str | None]:
+    """Everyone who would be on call at `t` but for a later override, in the order made."""
+    found: list[str | None] = [model_base(schedule, t)]
     for o in sorted(overrides, key=lambda o: o.id):
-        if o.start <= t < o.end and (o.for_ is None or o.for_ == who):
-            who = o.by
-    return who
+        applies = o.start <= t < o.end and (o.for_ is None or o.for_ in found)
+        if applies:
+            found.append(o.by)
+    return found
 
 
 # Random schedules around the days the clocks change. ----------------------------------------
@@ -295,11 +347,18 @@ def schedules(draw: st.DrawFn) -> tuple[Schedule, dt.datetime]:
 
 @st.composite
 def overrides(draw: st.DrawFn, around: float) -> list[Override]:
-    found = []
+    found: list[Override] = []
     for i in range(draw(st.integers(0, 3))):
         start = around + draw(st.integers(-3 * 86400, 3 * 86400))
         end = start + draw(st.integers(1, 3 * 86400))
         for_ = draw(st.none() | st.sampled_from(PEOPLE))
+        over_an_earlier: bool = draw(st.booleans())
+        if found and over_an_earlier:
+            # Over an earlier one, often: for the same person, or for the one it put on call.
+            earlier = draw(st.sampled_from(found))
+            start = earlier.start + draw(st.integers(-3600, 3600))
+            end = max(start + 1, earlier.end + draw(st.integers(-3600, 3600)))
+            for_ = draw(st.sampled_from([earlier.for_, earlier.by]))
         found.append(Override(i + 1, "s", draw(st.sampled_from(PEOPLE)), for_, start, end))
     return found
 
@@ -331,6 +390,38 @@ def test_on_call_is_exactly_what_the_model_says(data: st.DataObject) -> None:
                 )
             t = model_instant(local, schedule.zone) + data.draw(near)
         assert on_call(schedule, t, given_overrides) == model_on_call(schedule, t, given_overrides)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_an_override_for_somebody_is_refused_exactly_when_they_would_never_be_on_call(
+    data: st.DataObject,
+) -> None:
+    """`override_problem` says "would change nothing" exactly when, at every moment of the window
+    (sampled on its cuts, where who is on call may change), the person is neither the layers'
+    nor any earlier override's: so a second override for the same person is never refused."""
+    schedule, change = data.draw(schedules())
+    around = instant(change, schedule.zone)
+    given_overrides = data.draw(overrides(around))
+    start = around + data.draw(st.integers(-2 * 86400, 2 * 86400))
+    end = start + data.draw(st.integers(60, 2 * 86400))
+    person = data.draw(st.sampled_from(PEOPLE))
+    by = data.draw(st.sampled_from([p for p in PEOPLE if p != person]))
+    problem = override_problem(schedule, by, person, start, end, start, given_overrides)
+    cuts = boundaries(schedule, start, end, given_overrides)
+    would = any(
+        person in model_would_be(schedule, a, given_overrides)
+        for a, b in itertools.pairwise(cuts)
+        if b > a
+    )
+    assert (problem is None) == would, problem
+    if would:
+        added = Override(99, "s", by, person, start, end)
+        assert any(
+            on_call(schedule, a, [*given_overrides, added]) == by
+            for a, b in itertools.pairwise(cuts)
+            if b > a
+        )
 
 
 @settings(max_examples=100, deadline=None)

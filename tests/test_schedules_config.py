@@ -12,6 +12,7 @@ from pager.domain import Target
 from pager.people import Step
 from pagerd import main as pagerd_main
 from pagerd.config import load
+from pagerd.config.people import civil_zone_problem
 from tests.harness import CHANNELS, errors_of
 
 PEOPLE = """
@@ -134,6 +135,29 @@ def test_mistakes_are_named_by_their_key_path(tmp_path: Path, extra: str, error:
         extra = ""
     errors = errors_of(tmp_path, text + PEOPLE + POLICY + extra)
     assert any(e.startswith(error) or error in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    "name", ["localtime", "posixrules", "Factory", "right/Europe/London", "posix/Europe/London"]
+)
+def test_a_zone_that_is_no_civil_iana_name_is_refused_for_schedules_and_windows(
+    tmp_path: Path, name: str
+) -> None:
+    """zoneinfo finds these, but none is a place's civil time: `right/Europe/London` put a 09:00
+    hand-off an hour off, `localtime` is whatever this machine says. Refused, in a schedule and
+    in a maintenance window, with the key path."""
+    extra = (
+        f'[schedules.s]\ntimezone = "{name}"\n[[schedules.s.layers]]\npeople = ["bob"]\n'
+        'shift = "1w"\nstart = 2024-01-01\n'
+        '[[services.web.maintenance]]\ndays = ["sun"]\nfrom = "02:00"\nuntil = "04:00"\n'
+        f'timezone = "{name}"\n[services.web]\npolicy = "rota"\n'
+    )
+    errors = errors_of(tmp_path, CHANNELS + PEOPLE + POLICY + extra)
+    for where in ("schedules.s.timezone", "services.web.maintenance[0].timezone"):
+        assert any(e.startswith(f"{where}: ") and repr(name) in e for e in errors), errors
+    assert civil_zone_problem("Europe/London") is None
+    assert civil_zone_problem("UTC") is None
+    assert civil_zone_problem("Australia/Lord_Howe") is None
 
 
 GAPPY = """

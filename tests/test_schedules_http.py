@@ -19,9 +19,9 @@ import trio
 import trio.testing
 
 from pager.ical import feed_shifts
-from pagerd.config import Config
+from pagerd.config import Config, load
 from pagerd.front.http.fronts import Fronts
-from tests.harness import T0, running
+from tests.harness import T0, connect, running
 from tests.http import INTEGRATIONS, KEYS, auth, base_url, front, keyed_config
 
 CALENDAR_KEY = "calendar-key-9d8c7b6a5f4e"
@@ -207,3 +207,159 @@ async def test_through_front_processes_the_feed_and_an_override_are_served_in_th
                 )
                 assert refused.status_code == 401
                 assert [o.id for o in rota.overrides("primary")] == [o.id for o in stored]
+
+
+RESTRICTED = """
+[integrations.shop]
+type = "rest"
+key_file = "shop.key"
+services = ["shop"]
+
+[people.alice]
+email = "alice@example.com"
+[people.bob]
+sms = "+14155550100"
+
+[schedules.shoprota]
+timezone = "Europe/London"
+[[schedules.shoprota.layers]]
+people = ["alice", "bob"]
+shift = "1w"
+start = 2027-01-04
+
+[schedules.primary]
+timezone = "Europe/London"
+[[schedules.primary.layers]]
+people = ["alice", "bob"]
+shift = "1w"
+start = 2027-01-04
+
+[schedules.spare]
+timezone = "Europe/London"
+[[schedules.spare.layers]]
+people = ["alice", "bob"]
+shift = "1w"
+start = 2027-01-04
+
+[policies.shopping]
+[[policies.shopping.levels]]
+targets = ["schedule:shoprota"]
+[[policies.shopping.levels]]
+targets = ["schedule:primary"]
+[policies.paying]
+[[policies.paying.levels]]
+targets = ["email:lead@example.com"]
+[[policies.paying.levels]]
+targets = ["schedule:primary"]
+"""
+
+SHOP_KEY = "rest-key-only-shop-3c1d"
+
+
+async def test_an_integration_restricted_to_some_services_changes_only_their_schedules(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`shop` may send to service shop only. shoprota pages shop alone (shop's policy): its
+    overrides are shop's to see, add and remove. primary is paged by shop and by pay too (each
+    policy's second level), spare by no service: 403 forbidden, with the reason, for each of
+    the routes, and nothing changed. Who made and who removed each override is recorded,
+    logged, and listed, across a restart."""
+    services = '[services.shop]\npolicy = "shopping"\n[services.pay]\npolicy = "paying"\n'
+    config = keyed_config(tmp_path, {**KEYS, "shop": SHOP_KEY}, INTEGRATIONS + RESTRICTED, services)
+    shop = {"authorization": f"Bearer {SHOP_KEY}"}
+    window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
+    caplog.set_level(logging.INFO)
+    with trio.fail_after(60):
+        async with front(config) as (_, client):
+            mine = await client.post(
+                "/schedules/shoprota/overrides", json={"by": "bob", **window}, headers=shop
+            )
+            assert mine.status_code == 200, mine.text
+            made = mine.json()["override"]
+            assert made["made_by"] == "integration shop"
+            theirs = await client.post(
+                "/schedules/primary/overrides", json={"by": "bob", **window}, headers=auth()
+            )
+            assert theirs.status_code == 200, theirs.text
+            other = theirs.json()["override"]
+            assert other["made_by"] == "integration ops"
+            refused = {
+                "add": await client.post(
+                    "/schedules/primary/overrides", json={"by": "alice", **window}, headers=shop
+                ),
+                "add unpaged": await client.post(
+                    "/schedules/spare/overrides", json={"by": "alice", **window}, headers=shop
+                ),
+                "remove": await client.delete(f"/overrides/{other['id']}", headers=shop),
+                "list": await client.get("/schedules/primary/overrides", headers=shop),
+                "oncall": await client.get("/oncall/primary", headers=shop),
+                "feed": await client.get("/schedules/primary.ics", headers=shop),
+            }
+            everyone = await client.get("/oncall", headers=shop)
+            listed = await client.get("/schedules/shoprota/overrides", headers=shop)
+            removed = await client.delete(f"/overrides/{made['id']}", headers=shop)
+            unknown = await client.delete("/overrides/999", headers=shop)
+            kept = await client.get("/schedules/primary/overrides", headers=auth())
+        async with front(config) as (_, client):
+            after = await client.get("/schedules/shoprota/overrides", headers=auth())
+    for what, response in refused.items():
+        assert response.status_code == 403, (what, response.text)
+        assert response.json()["error"]["code"] == "forbidden", what
+    assert "also pages 'pay'" in refused["add"].json()["error"]["message"]
+    assert "pages no service" in refused["add unpaged"].json()["error"]["message"]
+    assert [s["schedule"] for s in everyone.json()["schedules"]] == ["shoprota"]
+    assert listed.json()["overrides"] == [made]
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["removed"] == made
+    assert removed.json()["removed_by"] == "integration shop"
+    assert unknown.status_code == 404
+    assert kept.json()["overrides"] == [other]  # nothing a refusal touched
+    (gone,) = after.json()["removed"]
+    assert after.json()["overrides"] == []
+    assert gone["id"] == made["id"] and gone["made_by"] == "integration shop"
+    assert gone["removed_by"] == "integration shop"
+    assert gone["removed_at"] == "2027-01-15T08:00:00+00:00"
+    logged = [r.getMessage() for r in caplog.records if r.name == "pagerd.oncall"]
+    assert any(
+        line.startswith(f"override {made['id']} added schedule=shoprota")
+        and "made_by='integration shop'" in line
+        for line in logged
+    ), logged
+    assert any(
+        line.startswith(f"override {made['id']} removed schedule=shoprota")
+        and "removed_by='integration shop'" in line
+        for line in logged
+    ), logged
+
+
+async def test_the_feed_shows_no_override_whose_person_left_people(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """carol stands in for bob on Saturday; carol is then removed from [people] and the config
+    reloaded: the override is not used, so the feed shows bob's shift as the rotation has it,
+    never carol, and `GET /oncall` says bob."""
+    config = schedules_config(tmp_path)
+    config.path.write_text(
+        config.path.read_text() + '\n[people.carol]\nemail = "carol@example.com"\n'
+    )
+    config = load(config.path)
+    window = {"from": "2027-01-16T09:00:00Z", "until": "2027-01-17T09:00:00Z"}
+    with trio.fail_after(60):
+        async with front(config) as (_, client), connect(config.socket) as conn:
+            made = await client.post(
+                "/schedules/primary/overrides", json={"by": "carol", "for": "bob", **window},
+                headers=auth(),
+            )  # fmt: skip
+            assert made.status_code == 200, made.text
+            before = await client.get("/schedules/primary.ics", headers=auth())
+            config.path.write_text(
+                config.path.read_text().replace('[people.carol]\nemail = "carol@example.com"\n', "")
+            )
+            assert (await conn.request("reload"))["ok"]
+            after = await client.get("/schedules/primary.ics", headers=auth())
+            oncall = await client.get(
+                "/oncall/primary", params={"at": "2027-01-16T12:00:00Z"}, headers=auth()
+            )
+    assert {who for _, _, who in events(before.content)[1]} == {"alice", "bob", "carol"}
+    assert {who for _, _, who in events(after.content)[1]} == {"alice", "bob"}
+    assert oncall.json()["schedules"][0]["on_call"] == "bob"

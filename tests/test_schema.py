@@ -21,7 +21,7 @@ from pagerd.config import Config
 from pagerd.storage.port import StoreError
 from pagerd.storage.sqlite import schema
 from pagerd.storage.sqlite.schema import SCHEMA_VERSION
-from pagerd.storage.sqlite.store import Store, database_file
+from pagerd.storage.sqlite.store import Store, database_file, stored_overrides
 from tests.harness import T0, notifications, running, settle, steps
 
 SCRIPTS = sorted((Path(__file__).parent / "schemas").glob("*.sql"))
@@ -138,7 +138,7 @@ def test_a_version_7_database_keeps_what_fires_and_gains_heartbeats(tmp_path: Pa
     with closing(Store.open(old)) as store:
         state = store.load_states()["api"]
     assert layout(old) == layout(fresh)
-    assert layout(old)["user_version"] == SCHEMA_VERSION == 16
+    assert layout(old)["user_version"] == SCHEMA_VERSION == 17
     assert state.firing == {Source("am", "fp1")}
     assert state.heartbeat is None
     assert state.incident is not None and not state.incident.heartbeat_only
@@ -261,4 +261,34 @@ def test_a_version_14_database_keeps_its_notifications_and_gains_overrides(
         assert row.notify.id == "api#1/1/1/email:a@example.com" and row.notify.via == ""
         added = store.add_override(Override(0, "primary", "bob", None, 10.0, 20.0), 5.0)
         assert store.overrides() == [added] and added.id == 1
+    assert layout(old) == layout(fresh)
+
+
+def test_a_version_16_database_keeps_its_overrides_and_gains_who_made_and_removed_them(
+    tmp_path: Path,
+) -> None:
+    """Step 16: an override of version 16 is kept, made by nobody known; `pagerd --check` reads
+    it from a database not yet upgraded (read only) as from one upgraded; it can be removed,
+    its record kept with who removed it."""
+    (tmp_path / "state").mkdir()
+    old = database_file(tmp_path / "state")
+    with closing(sqlite3.connect(old)) as conn:
+        conn.executescript(schema._BASE)
+        for step in range(schema.BASE_VERSION, 16):
+            conn.executescript(schema._MIGRATIONS[step])
+        conn.execute(
+            "INSERT INTO overrides (schedule, by_person, for_person, starts_at, ends_at,"
+            " created_at) VALUES ('primary', 'bob', 'alice', 10.0, 20.0, 5.0)"
+        )
+        conn.execute("PRAGMA user_version = 16")
+        conn.commit()
+    kept = Override(1, "primary", "bob", "alice", 10.0, 20.0)
+    assert stored_overrides(old.parent) == [kept]
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    with closing(Store.open(old)) as store:
+        assert store.overrides() == [kept]
+        assert store.remove_override(1, "root", 12.0) == kept
+        assert store.removed_overrides("primary", 11.0, 5)[0].by == "root"
+    assert stored_overrides(old.parent) == []
     assert layout(old) == layout(fresh)

@@ -3,6 +3,7 @@ the silence's end, to the second; durable across restarts and reloads; refused w
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from pager import cli
 from pagerd.config import Config
 from pagerd.engine import actors
 from pagerd.timing.clock import Clock
@@ -183,8 +185,38 @@ async def test_an_incident_already_paging_escalates_no_further_until_the_silence
     assert times(config) == ["08:00:00", "08:00:00", "09:01:00"]
     assert started["incident"]["silenced"] is False  # not due yet: left alone until it is
     entries = [(e["event"], e.get("detail")) for e in history["timeline"]]
-    assert ("silence", "silence 1: db migration") in entries
+    assert ("silence", "silence 1 until 2027-01-15T09:01:00.000Z: db migration") in entries
     assert ("silenced", "paging held by a silence after level 1") in entries
+
+
+async def test_pager_history_says_which_silence_held_paging_until_when_who_and_why(
+    autojump_clock: trio.testing.MockClock, config: Config
+) -> None:
+    """`pager history` words each silence event: the silence (id, until, reason, who), the hold,
+    its end by a silence's natural end (not an "acknowledgement timeout") and an early end."""
+    with trio.fail_after(DAY):
+        async with running(config), connect(config.socket) as conn:
+            await conn.request("alert", service="api")  # level 1 at 08:00, level 2 due 08:05
+            await trio.sleep(60)
+            await silence(conn, by="alice", **{"for": "1h"})  # 08:01-09:01: holds level 2
+            await trio.sleep(3600 + 60)  # 09:02: level 2 was notified at 09:01
+            second = await silence(conn, by="bob", reason="failover", **{"for": "1h"})
+            await trio.sleep(60)
+            await conn.request("silence_end", id=second["silence"]["id"], by="carol")
+            await settle()
+            history = await conn.request("history", service="api")
+    assert history["ok"], history
+    shown = cli.render("history", {k: v for k, v in history.items() if k != "ok"})
+    # Without who asked over the socket (" from USER (pid N)"), which varies.
+    lines = [re.sub(r" from \S+ \(pid \d+\)", "", line.split("  ", 2)[-1])
+             for line in shown.splitlines()[1:]]  # fmt: skip
+    assert "silenced by alice: silence 1 until 2027-01-15T09:01:00.000Z: db migration" in lines
+    assert "held: paging held by a silence after level 1" in lines
+    assert "hold over: the silence is over: notified level 2 round 1" in lines
+    assert "silenced by bob: silence 2 until 2027-01-15T10:02:00.000Z: failover" in lines
+    assert "silence 2 ended by carol" in lines
+    assert not any(line.startswith("acknowledgement timeout") for line in lines), lines
+    assert not any(line in ("silence", "silenced", "silence_end") for line in lines), lines
 
 
 async def test_overlapping_silences_hold_until_the_end_of_their_union(

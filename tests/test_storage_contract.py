@@ -28,11 +28,13 @@ from pagerd.storage.port import (
     EventRecord,
     Fence,
     OpenCode,
+    Removal,
     ReplyCode,
     Storage,
     StoreError,
     Transition,
 )
+from pagerd.storage.sqlite import store as sqlite_store
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Reading
 
@@ -667,6 +669,46 @@ def test_overrides_are_kept_removed_pruned_and_ids_never_given_twice(reopen: Ope
     assert storage.prune_overrides(before=150.0) == 1  # three ended at 20
     assert storage.overrides() == [one]
     storage.close()
+
+
+def test_who_made_and_who_removed_an_override_is_kept(reopen: Opener) -> None:
+    """`made_by` is stored with the override; a removal keeps its record (who, when), listed by
+    `removed_overrides` (the latest `limit`) until the override ends, never used again."""
+    storage = reopen()
+    one = storage.add_override(
+        Override(0, "primary", "bob", "alice", 100.0, 200.0, "integration shop"), 50.0
+    )
+    two = storage.add_override(Override(0, "primary", "carol", None, 150.0, 900.0, "root"), 50.0)
+    assert storage.remove_override(two.id, "alice", 60.0) == two
+    assert storage.remove_override(two.id, "bob", 61.0) is None  # once
+    storage.close()
+    storage = reopen()  # durable
+    assert storage.overrides() == [one]
+    assert [o.made_by for o in storage.overrides()] == ["integration shop"]
+    assert storage.removed_overrides("primary", 70.0, 10) == [Removal(two, "alice", 60.0)]
+    assert storage.removed_overrides("other", 70.0, 10) == []
+    assert storage.removed_overrides("primary", 900.0, 10) == []  # ended: not listed
+    for at in (71.0, 72.0):
+        added = storage.add_override(Override(0, "primary", "dave", None, 10.0, 990.0), 50.0)
+        storage.remove_override(added.id, "erin", at)
+    kept = storage.removed_overrides("primary", 70.0, 2)
+    assert [(r.by, r.at) for r in kept] == [("erin", 71.0), ("erin", 72.0)]  # the latest two
+    assert storage.prune_overrides(before=1000.0) == 4  # removed or not, once ended
+    storage.close()
+
+
+def test_sqlite_keeps_the_records_of_the_latest_removals_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding and removing in a loop fills no disk: past `MAX_REMOVED_KEPT` (2 here), the
+    oldest removals' records are deleted, in the removal's own transaction."""
+    monkeypatch.setattr(sqlite_store, "MAX_REMOVED_KEPT", 2)
+    store = Store.open(tmp_path / "pagerd.db")
+    for at in (1.0, 2.0, 3.0):
+        added = store.add_override(Override(0, "primary", "dave", None, 10.0, 990.0), 0.5)
+        store.remove_override(added.id, "erin", at)
+    assert [r.at for r in store.removed_overrides("primary", 0.0, 10)] == [2.0, 3.0]
+    store.close()
 
 
 # SMS reply codes. ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ restrict = [{ days = ["mon", "tue", "wed", "thu", "fri"], from = "09:00", until 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Callable
 from typing import Any, Final
@@ -60,12 +61,43 @@ def _kind(value: Any) -> str:
             list: "an array", dict: "a table"}.get(type(value), type(value).__name__)  # fmt: skip
 
 
+NOT_CIVIL: Final = frozenset({"localtime", "posixrules", "Factory"})
+"""Names zoneinfo may find that are no place's civil time: this machine's zone, whatever it is
+(`localtime`), a file of rules for POSIX TZ strings (`posixrules`), and `Factory`, the zone
+of a machine not set up ("-00"). The `right/` and `posix/` trees are refused too: `right/`
+counts leap seconds, which zoneinfo does not (read as a plain zone, `right/Europe/London`
+puts a 09:00 hand-off an hour off); `posix/` copies the others under a second name."""
+
+
+@functools.cache
+def _civil_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) - NOT_CIVIL
+
+
+def civil_zone_problem(name: str) -> str | None:
+    """Why `name` is not the IANA name of a civil time zone, None if it is one: a name of the
+    IANA database (`zoneinfo.available_timezones()`, tzdata's list and the system's), never
+    one of `NOT_CIVIL` nor under `right/` or `posix/`."""
+    if name.startswith(("right/", "posix/")) or name in NOT_CIVIL:
+        return (
+            f"{name!r} is not a civil time zone (use a plain IANA name, like Europe/London:"
+            " not localtime, posixrules, Factory, right/... or posix/...)"
+        )
+    if name not in _civil_zones():
+        return f"no time zone named {name!r} (an IANA name, like Europe/London)"
+    return None
+
+
 def zone(name: Any, at: str, errors: list[str]) -> zoneinfo.ZoneInfo | None:
     """The IANA zone `name` (like "Europe/London"), or None and an error at `at`."""
     if type(name) is not str:
         errors.append(
             f'{at}: expected an IANA time zone name like "Europe/London", got {_kind(name)}'
         )
+        return None
+    problem = civil_zone_problem(name)
+    if problem is not None:
+        errors.append(f"{at}: {problem}")
         return None
     try:
         return zoneinfo.ZoneInfo(name)

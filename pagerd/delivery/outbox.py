@@ -34,6 +34,7 @@ import trio
 
 from pager.domain import Notify, ServiceState
 from pager.ports import DeliveryError, PermanentError, TransientError, Transport
+from pager.timefmt import isoformat
 from pagerd.config.channels import Channel
 from pagerd.delivery.ratelimit import TokenBucket
 from pagerd.delivery.redact import Redactor, channel_secrets, for_target
@@ -132,6 +133,7 @@ class Outbox:
         self._lanes = {name: _lane(spec) for name, spec in lanes.items()}
         self._nursery: trio.Nursery | None = None
         self._state_of: Callable[[str], ServiceState] | None = None
+        self._quiet_until: Callable[[ServiceState, float], float | None] | None = None
         self._stopping = False
         self._sending = 0  # attempts between taking a notification and recording its outcome
         self._idle = trio.Event()
@@ -161,18 +163,37 @@ class Outbox:
         for n in notifications:
             # A delayed step of a person's rule waits for its time as a retry does: in the
             # retry heap (or in the database past its bound), cancelled if the incident is
-            # acknowledged or closed first (`reconsider`).
+            # acknowledged or closed first (`reconsider`), or if the service is silenced when
+            # it comes due (`watch`).
             self._take(_Pending(attrs.evolve(n, origin=origin), now), n.not_before)
 
-    def watch(self, state_of: Callable[[str], ServiceState]) -> None:
-        """Look up each service's committed state before every attempt (see `cancelled_by`)."""
+    def watch(
+        self,
+        state_of: Callable[[str], ServiceState],
+        quiet_until: Callable[[ServiceState, float], float | None] | None = None,
+    ) -> None:
+        """Look up each service's committed state before every attempt (see `cancelled_by`),
+        and, with `quiet_until` (when the quiet in force on a service at a time of pagerd's
+        frame ends, None if none is: its silences and maintenance windows), whether a
+        delayed step comes due while the service is silenced (see `silenced_step`)."""
         self._state_of = state_of
+        self._quiet_until = quiet_until
 
     async def _cancel_if_unwanted(self, pending: _Pending) -> bool:
-        """Record `pending` as cancelled if its incident no longer wants it (see `cancelled_by`)."""
+        """Record `pending` as cancelled if its incident no longer wants it (see `cancelled_by`),
+        or if it is a delayed step that came due during a silence (see `silenced_step`)."""
         if self._state_of is None:
             return False
-        reason = cancelled_by(self._state_of(pending.notify.service), pending.notify)
+        n = pending.notify
+        state = self._state_of(n.service)
+        reason = cancelled_by(state, n)
+        if reason is None and self._quiet_until is not None:
+            until = silenced_step(state, n, self._clock.now(), self._quiet_until)
+            if until is not None:
+                reason = (
+                    f"service silenced until {isoformat(self._clock.shown(until))}: a delayed"
+                    " step is not sent during a silence or maintenance window"
+                )
         if reason is None:
             return False
         await self._finish(pending, "cancelled", None, reason)
@@ -702,6 +723,23 @@ def cancelled_by(state: ServiceState, n: Notify) -> str | None:
     if incident.acknowledged:
         return "incident acknowledged"
     return None
+
+
+def silenced_step(
+    state: ServiceState,
+    n: Notify,
+    now: float,
+    quiet_until: Callable[[ServiceState, float], float | None],
+) -> float | None:
+    """When the quiet ends that keeps delayed step `n` from being sent at `now`; None if it may
+    go. A person's delayed step ("email after 2m") that comes due while its service is silenced
+    (a silence, or a maintenance window, begun after its level was notified) is not sent but
+    cancelled: nothing is paged during a silence, and paging goes on when it ends (the step
+    it held, notified then). Pages sent at once, and their retries, are not held back: they
+    went out before the silence. `pager simulate` shows the same (`pager.simulate`)."""
+    if n.not_before is None:
+        return None
+    return quiet_until(state, now)
 
 
 def _redactor(lane: _Lane, n: Notify) -> Redactor:

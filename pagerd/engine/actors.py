@@ -795,7 +795,7 @@ class Services:
         """Decide `batch` in order from the service's committed state."""
         policy = self.config.policy_of(service)
         heartbeat = self.config.heartbeats.get(service)
-        resolve = None if self.rota is None else self.rota.resolver()
+        resolve = None if self.rota is None else self.rota.resolver(report=True)
         windows = self.windows(service)
         state = self.state(service)
         mine: list[Transition] = []
@@ -851,7 +851,7 @@ class Services:
                 and stale_resolve(state, event.source, event.starts_at)
             ):
                 late_resolves.append(event.source)
-            record = _record(envelope, state, after, now)
+            record = _record(envelope, state, after, now, self._clock.offset())
             if after != state or record is not None:
                 mine.append(Transition(state, after, notes, now, record))
                 if (held := _held(state, after, now)) is not None:
@@ -860,7 +860,12 @@ class Services:
                 # Into the incident's history (a transition that changes nothing else), the
                 # log and the metrics: a level that reached nobody is never a silent skip.
                 mine.append(Transition(after, after, (), now, self._unreached(after, missed)))
-            answers.append((envelope, after, self._ack_answer(event, state, after)))
+            extra = self._ack_answer(event, state, after)
+            if unreached:
+                # The reply says truthfully that a level reached nobody: "level 1 notified"
+                # of an incident exhausted for want of anybody on call would be a lie.
+                extra = {**(extra or {}), "unreached": [_unreached_object(u) for u in unreached]}
+            answers.append((envelope, after, extra))
             state = after
         return _Decided(mine, answers, state, late, late_resolves)
 
@@ -922,13 +927,25 @@ class Services:
                 )
                 silence = next(s for s in outcome.silences if s.id == number)
                 shown = silence_object(outcome.name, silence, self._clock.offset())
-                reply.set(ok_reply(silence=shown, **self.status(outcome)))
+                reply.set(ok_reply(silence=shown, **self.status(outcome), **(extra or {})))
             elif reply.terse:
                 reply.set(TERSE)
             elif extra is not None:
                 reply.set(ok_reply(**self.status(outcome), **extra))
             else:
                 reply.set(ok_reply(**self.status(outcome)))
+
+
+def _unreached_object(missed: Unreached) -> dict[str, Any]:
+    """A level that reached nobody, as a reply says it (`unreached`): its round and level, why
+    (each target's reason), and `skipped` when the whole level had nobody (escalation moved on
+    at once, or the incident was exhausted)."""
+    return {
+        "round": missed.round,
+        "level": missed.level,
+        "reasons": list(missed.reasons),
+        "skipped": missed.skipped,
+    }
 
 
 def _answered_via(envelope: Envelope) -> str | None:
@@ -956,16 +973,21 @@ def _report_stale_resolves(service: str, late: list[Source]) -> None:
 
 
 def _record(
-    envelope: Envelope, before: ServiceState, after: ServiceState, now: float
+    envelope: Envelope,
+    before: ServiceState,
+    after: ServiceState,
+    now: float,
+    offset: float = 0.0,
 ) -> EventRecord | None:
     """The event as the incident's history keeps it, decided at `now`; None if it concerns no
-    incident."""
+    incident. `offset` takes pagerd's frame to the wall clock, for the times a record's words
+    give."""
     event, peer, via = envelope.event, envelope.peer, envelope.integration
     answered = envelope.via
     if isinstance(event, (Heartbeat, HeartbeatMissed)):
         return _heartbeat_record(event, peer, via, before, after)
     if isinstance(event, (StartSilence, EndSilence)):
-        return _silence_record(event, peer, via, before, after)
+        return _silence_record(event, peer, via, before, after, offset)
     if isinstance(event, Timeout):
         incident = after.incident
         if after == before or incident is None:
@@ -1073,13 +1095,19 @@ def _silence_record(
     via: str | None,
     before: ServiceState,
     after: ServiceState,
+    offset: float = 0.0,
 ) -> EventRecord | None:
-    """A silence started or ended, in the history of the incident open then (if any)."""
+    """A silence started or ended, in the history of the incident open then (if any): its id,
+    when it holds (`from` only when later than it was made), its reason; who, as `by`."""
     if after.incident is None or before == after:
         return None
     if isinstance(event, StartSilence):
         silence = event.silence
-        detail = f"silence {silence.id}: {silence.reason}"
+        start = ""
+        if silence.starts_at > silence.created_at:
+            start = f" from {isoformat(silence.starts_at + offset)}"
+        until = isoformat(silence.ends_at + offset)
+        detail = f"silence {silence.id}{start} until {until}: {silence.reason}"
         return EventRecord("silence", detail, silence.by, peer, via)
     incident = after.incident
     detail = f"silence {event.id} ended"

@@ -17,6 +17,7 @@ runs is reported on.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable
 from typing import Final
@@ -30,23 +31,44 @@ from pager.schedules import Override
 from pager.weekly import maintenance
 from pagerd.config import Config
 from pagerd.engine.compute import CannotCompute, Compute
-from pagerd.engine.oncall import Rota
+from pagerd.engine.oncall import Rota, ignored_because, ignored_overrides
 
 log = logging.getLogger("pagerd.lookahead")
+
+
+def ignored_lines(config: Config, overrides: Iterable[Override], now: float) -> list[str]:
+    """A line for each override not used (`ignored_overrides`: its person is no longer in
+    `[people]`), with its id and why: for `pagerd --check`, and at every start and reload (none
+    if `daemon.gap_weeks` is 0, which turns the check off)."""
+    if not config.gap_weeks or not config.schedules:
+        return []
+    found = []
+    for o, why in ignored_overrides(overrides, config.people, config.schedules, now):
+        zone = config.schedules[o.schedule].zone
+        begins = dt.datetime.fromtimestamp(round(o.start), zone)
+        ends = dt.datetime.fromtimestamp(round(o.end), zone)
+        found.append(
+            f"override {o.id} of schedule:{o.schedule} ({o.by} from {begins:%a %Y-%m-%d %H:%M}"
+            f" until {ends:%a %Y-%m-%d %H:%M} {zone}) is ignored: {why}; the schedule pages as"
+            f" if it were not there (remove it: pager override remove {o.id})"
+        )
+    return found
 
 
 def gaps(
     config: Config, overrides: Iterable[Override], now: float, budget: Budget | None = None
 ) -> Coverage:
     """The gaps of the next `daemon.gap_weeks` weeks (none if 0): whole policies, levels and
-    schedules with nobody, each place summarised in a line (`pager.coverage`). For `pagerd
-    --check`, and at every start and reload. Each boundary of a schedule looked at is a step of
+    schedules with nobody, each place summarised in a line (`pager.coverage`), as paging
+    resolves them: an override not used (`ignored_because`) left out. For `pagerd --check`,
+    and at every start and reload. Each boundary of a schedule looked at is a step of
     `budget`."""
     if not config.gap_weeks or not config.schedules:
         return Coverage(now, now)
     grouped: dict[str, list[Override]] = {}
     for o in overrides:
-        grouped.setdefault(o.schedule, []).append(o)
+        if ignored_because(o, config.people) is None:
+            grouped.setdefault(o.schedule, []).append(o)
     end = now + config.gap_weeks * 7 * 86400.0
     return coverage(config.schedules, config.policies, now, end, grouped, budget)
 
@@ -134,6 +156,13 @@ class Lookahead:
             if self._rota is not None:
                 self._rota.coverage = Coverage(wanted.now, wanted.now)
             return  # nothing to look for
+        try:
+            ignored = ignored_lines(config, wanted.overrides, wanted.now)
+        except Exception:  # a bug in the check must not take paging down
+            log.exception("cannot look for overrides not used")
+            ignored = []
+        for line in ignored[:MAX_GAP_LINES]:  # an override not used: an error, whatever else
+            log.error("gap: %s", line)
         what = f"the gaps of the next {config.gap_weeks} weeks (daemon.gap_weeks)"
         try:
             found = await self._compute(

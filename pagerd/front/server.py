@@ -42,6 +42,7 @@ from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
 from pagerd.engine.compute import CannotCompute, Compute
+from pagerd.engine.oncall import Allowed
 from pagerd.front import oncall
 from pagerd.front.connections import Connection, Connections
 from pagerd.front.names import Names
@@ -390,10 +391,32 @@ class Server:
         reply = await self._request(request, None)
         return reply.line, reply.result
 
-    async def _request(self, request: Request, peer: Peer | None) -> Reply:
+    async def schedules(
+        self, request: Request, who: str, allowed: Allowed | None
+    ) -> tuple[bytes, str]:
+        """A schedule op (`SCHEDULE_OPS`) served as the socket serves it, for the HTTP front:
+        for `who` (`integration NAME`), within `allowed` (see `oncall.reach`)."""
+        reply = await self._request(request, None, who, allowed)
+        return reply.line, reply.result
+
+    async def _request(
+        self,
+        request: Request,
+        peer: Peer | None,
+        who: str | None = None,
+        allowed: Allowed | None = None,
+    ) -> Reply:
         try:
             if request.op == "reload":
                 return _done("reload", *await self._reload(peer))
+            if request.op in SCHEDULE_OPS:
+                rota = self._services.rota
+                if rota is None:
+                    message = "no schedules here"
+                    return _done(request.op, error_reply("unavailable", message), "unavailable")
+                if who is None and peer is not None:
+                    who = _who(peer)
+                return _done(request.op, *await oncall.serve(request, rota, who, allowed))
             return await self._serve(request)
         except StoreError as exc:
             # A read failed (an I/O error on a failing disk): this request, not the daemon.
@@ -412,11 +435,6 @@ class Server:
             return _done(op, ok_reply(text=self._render_metrics()))
         if op == "status":
             return _done(op, *await self._status(request.service))
-        if op in SCHEDULE_OPS:
-            rota = self._services.rota
-            if rota is None:
-                return _done(op, error_reply("unavailable", "no schedules here"), "unavailable")
-            return _done(op, *await oncall.serve(request, rota))
         if op == "silences":
             service = request.service
             if service is not None and service not in self._services.config.services:
@@ -577,6 +595,8 @@ def timeline_object(
             shown["notify"] = [_planned(n, step.at, offset) for n in step.notifications]
             if step.cancelled:
                 shown["cancelled"] = [_planned(n, step.at, offset) for n in step.cancelled]
+            if step.silenced:
+                shown["silenced"] = [_planned(n, step.at, offset) for n in step.silenced]
         if step.kind == "unreached":
             shown["reasons"] = list(step.reasons)
             shown["partial"] = step.partial

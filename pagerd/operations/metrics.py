@@ -154,6 +154,12 @@ class Metrics:
             "Escalation levels that had nobody to notify when notified (a schedule with nobody on"
             " call): each recorded in the incident's history and skipped at once.",
         )
+        self.overrides_ignored = Counter(
+            "pagerd_overrides_ignored_total",
+            "Overrides in force when a schedule was resolved to page it, but ignored: the person"
+            " they put on call is no longer in [people] (the rotation's person was paged)."
+            " Remove them: pager override remove ID.",
+        )
         self.http_fronts_replaced = Counter(
             "pagerd_http_fronts_replaced_total",
             "HTTP front processes that exited unasked (a crash, a kill) and were replaced.",
@@ -221,6 +227,7 @@ class Metrics:
             self.http_auth_failures,
             self.http_events_refused,
             self.levels_unreached,
+            self.overrides_ignored,
             self.http_fronts_replaced,
             self.http_fronts_hung,
             self.stale_firings,

@@ -187,6 +187,22 @@ REPLY_CODES: Final = 99
 is given again rather than a longer one; past them with none resting (that many incidents
 open on one phone), the next number."""
 
+
+@attrs.frozen
+class Removal:
+    """An override removed: who removed it (the socket's user, `integration NAME` over HTTP;
+    None if not known) and when (wall-clock seconds)."""
+
+    override: Override
+    by: str | None
+    at: float
+
+
+MAX_REMOVED_KEPT: Final = 1000
+"""Removed overrides whose record (who removed it, when) is kept at most, beside those in use:
+past that, the oldest removals are deleted, so that adding and removing in a loop fills no
+disk. Every removal is in the log too."""
+
 PRUNE_ROWS: Final = 500
 """Rows one `prune()` transaction deletes at most: a few milliseconds of the one writer."""
 
@@ -305,20 +321,31 @@ class Storage(Protocol):
         ...
 
     def overrides(self) -> list[Override]:
-        """Every stored override of a schedule, by id (the order they apply in)."""
+        """Every stored override of a schedule not removed, by id (the order they apply in),
+        with who made it (`Override.made_by`)."""
         ...
 
     def add_override(self, override: Override, at: float) -> Override:
-        """Store `override` (its `id` is ignored) in one transaction, made at `at`, and return
-        it with the id it was given: never one given before, so ids keep their order."""
+        """Store `override` (its `id` is ignored; its `made_by` kept, for the record) in one
+        transaction, made at `at`, and return it with the id it was given: never one given
+        before, so ids keep their order."""
         ...
 
-    def remove_override(self, id: int) -> Override | None:
-        """Delete override `id` in one transaction; the override deleted, None if none."""
+    def remove_override(self, id: int, by: str | None = None, at: float = 0.0) -> Override | None:
+        """Remove override `id` in one transaction: used no more, its record kept with who
+        removed it (`by`) and when (`at`, wall-clock seconds), until it ends or until
+        `MAX_REMOVED_KEPT` later removals; the override removed, None if none (or removed
+        already)."""
+        ...
+
+    def removed_overrides(self, schedule: str, after: float, limit: int) -> list[Removal]:
+        """`schedule`'s removed overrides whose record is kept and that end after `after`: the
+        `limit` removed last, in the order they were removed."""
         ...
 
     def prune_overrides(self, before: float) -> int:
-        """Delete the overrides that ended before `before` (wall-clock seconds); how many."""
+        """Delete the overrides that ended before `before` (wall-clock seconds), removed or not;
+        how many."""
         ...
 
     def verify(self) -> None:

@@ -7,7 +7,13 @@
   and marked (`pager.ical.feed_shifts`); `?person=alice` for one person's.
 - `GET /schedules/NAME/overrides`, `POST /schedules/NAME/overrides` (`by`, `for`, `from`,
   `until` as the socket's `override` takes them), `DELETE /overrides/ID`, `GET /oncall` and
-  `GET /oncall/NAME` (`?at=`, `?next=`): the socket's ops, served by the socket's own code.
+  `GET /oncall/NAME` (`?at=`, `?next=`): the socket's ops, served by the socket's own code,
+  for the integration (recorded as who made or removed an override: `integration NAME`).
+
+An integration restricted to some services (`services = [...]`) sees and changes only the
+overrides (and the feed, and who is on call) of schedules in its reach: schedules that page
+some service and only services it may send to (`pagerd.front.oncall.reach`); any other is
+`403 forbidden`, with the reason, as a silence of a service outside its list is.
 
 Served in the core (`in_core` in `pagerd/app.py`): the schedules, the people and the overrides
 are the core's (`Services.rota`), and an override changes them. With front processes
@@ -27,9 +33,11 @@ from pager.domain import is_service_name
 from pager.ical import feed, feed_shifts
 from pager.protocol import ProtocolError, Request, encode, parse_request
 from pagerd.engine.compute import CannotCompute, Compute
+from pagerd.engine.oncall import Allowed
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.rest import answer, refuse
 from pagerd.front.http.routes import Call, Route
+from pagerd.front.oncall import reach
 
 if TYPE_CHECKING:
     from pagerd.engine.actors import Services
@@ -43,17 +51,19 @@ class Schedules:
         self,
         services: Services,
         core: LocalCore,
-        read: Callable[[Request], Awaitable[tuple[bytes, str]]],
+        serve: Callable[[Request, str, Allowed | None], Awaitable[tuple[bytes, str]]],
         compute: Compute,
     ) -> None:
         self._services = services
         self._core = core
-        self._read = read
+        self._serve = serve
         self._compute = compute
+        self._reach_of: object = None  # the config `_reach` was worked out for
+        self._reach: dict[frozenset[str], Allowed] = {}
 
     def routes(self) -> list[Route]:
-        reads = ("200", "400", "401", "404", "422", "429", "503")
-        changes = ("200", "400", "401", "404", "409", "413", "422", "429", "503")
+        reads = ("200", "400", "401", "403", "404", "422", "429", "503")
+        changes = ("200", "400", "401", "403", "404", "409", "413", "422", "429", "503")
         return [
             Route("GET", "/schedules/{file}", self._feed, auth="rest",
                   doc={"summary": "A schedule's shifts as iCalendar: /schedules/NAME.ics"
@@ -86,6 +96,9 @@ class Schedules:
         schedule = None if rota is None else rota.directory.schedules.get(name)
         if rota is None or schedule is None:
             return refuse("unknown_schedule", f"no schedule named {name!r} is configured")
+        allowed = self._allowed(call)
+        if allowed is not None and (why := allowed(name)) is not None:
+            return refuse("forbidden", why)
         person = call.arguments.get("person")
         if person is not None and person not in rota.directory.people:
             return refuse("unknown_person", "no such person is configured")
@@ -140,6 +153,23 @@ class Schedules:
             fields["next"] = int(count)
         return await self._socket(call, fields)
 
+    def _allowed(self, call: Call) -> Allowed | None:
+        """The schedules `call`'s integration may see and change (None: any), worked out once
+        a config for each restricted integration (a walk over every service's policy)."""
+        integration = call.integration
+        assert integration is not None  # every route takes a key
+        if integration.services is None:
+            return None
+        config = self._services.config
+        if config is not self._reach_of:
+            self._reach_of, self._reach = config, {}
+        found = self._reach.get(integration.services)
+        if found is None:
+            found = reach(integration.services, config.services, config.policies)
+            assert found is not None  # restricted
+            self._reach[integration.services] = found
+        return found
+
     def _admit(self, call: Call) -> None:
         """Take a token of the integration's rate, or raise `OverRate` (answered 429 with
         `Retry-After`, nothing done)."""
@@ -155,4 +185,7 @@ class Schedules:
             request = parse_request(encode(fields).rstrip(b"\n"))
         except ProtocolError as exc:
             return refuse(exc.code, exc.message)
-        return answer(*await self._read(request))
+        integration = call.integration
+        assert integration is not None  # every route takes a key
+        who = f"integration {integration.name}"
+        return answer(*await self._serve(request, who, self._allowed(call)))

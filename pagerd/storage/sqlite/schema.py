@@ -7,13 +7,14 @@ shipped, from tests/schemas).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Final
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 16
+SCHEMA_VERSION: Final = 17
 """The layout of the database this pagerd makes and expects.
 
 Every change of the layout bumps it, with a step in `_MIGRATIONS` from the version before. Up
@@ -208,6 +209,16 @@ it is sent (`next_attempt_at` is its retry time, then nothing): the history show
 08:02:00, after 2m"). In pagerd's frame as `created_at`, not moved by a start; null for a page
 sent at once, and for every notification stored before."""
 
+_OVERRIDE_AUDIT: Final = """
+ALTER TABLE overrides ADD COLUMN made_by TEXT;
+ALTER TABLE overrides ADD COLUMN removed_by TEXT;
+ALTER TABLE overrides ADD COLUMN removed_at REAL;
+"""
+"""Who made each override and who removed it (the socket's user, `integration NAME` over HTTP),
+for the record: a removed override's row stays, `removed_at` set, used no more, until it ends
+(pruned with the rest) or until `MAX_REMOVED_KEPT` later removals push it out. An override made
+before the upgrade says nobody."""
+
 _MIGRATIONS: Final[dict[int, str]] = {
     # The run of pagerd that decided each notification, part of its idempotency key.
     3: "ALTER TABLE notifications ADD COLUMN origin TEXT NOT NULL DEFAULT '';",
@@ -239,6 +250,8 @@ _MIGRATIONS: Final[dict[int, str]] = {
     14: _SCHEDULES,
     # When a delayed step was due.
     15: _DUE,
+    # Who made and who removed each override.
+    16: _OVERRIDE_AUDIT,
 }
 """Version N -> the statements that make a database of version N one of version N + 1."""
 
@@ -264,8 +277,9 @@ def upgrade(conn: sqlite3.Connection, path: Path, version: int) -> None:
             _run_script(conn, _BASE)
         elif version < BASE_VERSION:
             _repair(conn)
+        repaired = 0 < version < BASE_VERSION
         for step in range(max(version, BASE_VERSION), SCHEMA_VERSION):
-            _run_script(conn, _MIGRATIONS[step])
+            _run_script(conn, _MIGRATIONS[step], repaired)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -273,16 +287,30 @@ def upgrade(conn: sqlite3.Connection, path: Path, version: int) -> None:
         raise
 
 
-def _run_script(conn: sqlite3.Connection, script: str) -> None:
+_ADD_COLUMN: Final = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+) ", re.IGNORECASE)
+
+
+def _run_script(conn: sqlite3.Connection, script: str, repaired: bool = False) -> None:
     """The statements of `script`, one by one inside the caller's transaction
-    (`executescript` would commit it first)."""
+    (`executescript` would commit it first).
+
+    `repaired`: the database was of version 1 or 2, made `_BASE` by `_repair`, which rebuilds
+    only `_BASE`'s tables: a table a later step made (`CREATE TABLE IF NOT EXISTS`) may be
+    there already, as a newer pagerd left it (its file given back to an old one, which set its
+    version back), with a column a later step adds; that column is kept, not added twice."""
     statement = ""
     for line in script.splitlines(keepends=True):
         statement += line
         if sqlite3.complete_statement(statement):
-            conn.execute(statement)
+            added = _ADD_COLUMN.match(statement) if repaired else None
+            if added is None or not _has_column(conn, added.group(1), added.group(2)):
+                conn.execute(statement)
             statement = ""
     assert not statement.strip(), f"incomplete SQL: {statement}"
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _objects(conn: sqlite3.Connection, kind: str) -> dict[str, str]:

@@ -34,6 +34,7 @@ from pager.domain import (
 from pager.schedules import Override
 from pager.silences import Silence
 from pagerd.storage.port import (
+    MAX_REMOVED_KEPT,
     PRUNE_ROWS,
     REPLAY_WINDOW,
     REPLY_CODE_COOL_DOWN,
@@ -44,6 +45,7 @@ from pagerd.storage.port import (
     NoReply,
     OpenCode,
     Pruned,
+    Removal,
     ReplyCode,
     StorageStatistics,
     StoreError,
@@ -403,31 +405,47 @@ class Store:
         return [
             Override(*row)
             for row in self._conn.execute(
-                "SELECT id, schedule, by_person, for_person, starts_at, ends_at FROM overrides"
-                " ORDER BY id"
+                f"SELECT {_OVERRIDE} FROM overrides WHERE removed_at IS NULL ORDER BY id"
             )
         ]
 
     @_port_errors
     def add_override(self, override: Override, at: float) -> Override:
+        o = override
         with self._transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO overrides (schedule, by_person, for_person, starts_at, ends_at,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (override.schedule, override.by, override.for_, override.start, override.end, at),
+                " created_at, made_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (o.schedule, o.by, o.for_, o.start, o.end, at, o.made_by),
             )
         assert cursor.lastrowid is not None
         return attrs.evolve(override, id=cursor.lastrowid)
 
     @_port_errors
-    def remove_override(self, id: int) -> Override | None:
+    def remove_override(self, id: int, by: str | None = None, at: float = 0.0) -> Override | None:
         with self._transaction() as conn:
             row = conn.execute(
-                "DELETE FROM overrides WHERE id = ? RETURNING id, schedule, by_person,"
-                " for_person, starts_at, ends_at",
-                (id,),
+                "UPDATE overrides SET removed_at = ?, removed_by = ? WHERE id = ? AND removed_at"
+                f" IS NULL RETURNING {_OVERRIDE}",
+                (at, by, id),
             ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "DELETE FROM overrides WHERE removed_at IS NOT NULL AND id NOT IN (SELECT id"
+                    " FROM overrides WHERE removed_at IS NOT NULL ORDER BY removed_at DESC, id"
+                    " DESC LIMIT ?)",
+                    (MAX_REMOVED_KEPT,),
+                )
         return None if row is None else Override(*row)
+
+    @_port_errors
+    def removed_overrides(self, schedule: str, after: float, limit: int) -> list[Removal]:
+        rows = self._conn.execute(
+            f"SELECT {_OVERRIDE}, removed_by, removed_at FROM overrides WHERE schedule = ? AND"
+            " removed_at IS NOT NULL AND ends_at > ? ORDER BY removed_at DESC, id DESC LIMIT ?",
+            (schedule, after, limit),
+        ).fetchall()
+        return [Removal(Override(*row[:-2]), row[-2], row[-1]) for row in reversed(rows)]
 
     @_port_errors
     def prune_overrides(self, before: float) -> int:
@@ -687,15 +705,21 @@ def stored_overrides(state_dir: Path) -> list[Override]:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
             if "overrides" not in tables:
                 return []
-            return [
-                Override(*row)
-                for row in conn.execute(
-                    "SELECT id, schedule, by_person, for_person, starts_at, ends_at FROM overrides"
-                    " ORDER BY id"
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(overrides)")}
+            if "removed_at" not in columns:  # of a pagerd before overrides were audited
+                query = (
+                    "SELECT id, schedule, by_person, for_person, starts_at, ends_at FROM"
+                    " overrides ORDER BY id"
                 )
-            ]
+            else:
+                query = f"SELECT {_OVERRIDE} FROM overrides WHERE removed_at IS NULL ORDER BY id"
+            return [Override(*row) for row in conn.execute(query)]
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read {path}: {exc}") from None
+
+
+_OVERRIDE: Final = "id, schedule, by_person, for_person, starts_at, ends_at, made_by"
+"""An override's columns, in `Override`'s order."""
 
 
 def _undelivered(row: Sequence[Any]) -> Undelivered:
