@@ -316,9 +316,10 @@ class Services:
 
     def silenced_until(self, state: ServiceState, now: float) -> float | None:
         """When the quiet in force on the service at `now` ends; None if it is not silenced."""
-        if not state.silences and self.windows(state.name) is None:
+        windows = self.windows(state.name)
+        if not state.silences and windows is None:
             return None
-        return silenced_until(now, (spans(state.silences), self.windows(state.name)))
+        return silenced_until(now, (spans(state.silences), windows))
 
     def silence_event(self, request: Request, by: str | None) -> tuple[str, Event]:
         """The service a `silence` or `silence_end` request is for, and its event: a new
