@@ -31,7 +31,7 @@ import attrs
 from pager.budget import Budget
 from pager.domain import Policy, Target
 from pager.schedules import Override, Schedule, gaps
-from pager.weekly import wall
+from pager.weekly import wall, when_text
 
 Kind = Literal["policy", "level", "schedule", "expected"]
 KINDS: Final[tuple[Kind, ...]] = ("policy", "level", "schedule", "expected")
@@ -327,7 +327,9 @@ def _shapes(group: list[Hole], start: float, end: float) -> str:
         )
         parts.append((first.start, text))
     for hole in alone:
-        parts.append((hole.start, f"from {_when(hole.start, zone)} until {_when(hole.end, zone)}"))
+        parts.append(
+            (hole.start, f"from {when_text(hole.start, zone)} until {when_text(hole.end, zone)}")
+        )
     parts.sort()
     shown = [text for _, text in parts[:MAX_GROUPS]]
     if len(parts) > MAX_GROUPS:
@@ -358,10 +360,6 @@ def _until(shape: _Shape) -> str:
         (day,) = shape.weekdays
         return f"{_DAYS[(day + shape.days) % 7]} {shape.ends:%H:%M}"
     return f"{shape.ends:%H:%M} {shape.days} days later"
-
-
-def _when(t: float, zone: dt.tzinfo) -> str:
-    return f"{dt.datetime.fromtimestamp(round(t), zone):%a %Y-%m-%d %H:%M}"
 
 
 def _day(t: float, zone: dt.tzinfo) -> str:

@@ -24,7 +24,7 @@ import icalendar
 
 from pager.budget import Budget, spend
 from pager.schedules import Override, Schedule, Segment, base_on_call, boundaries, shifts
-from pager.weekly import instant, wall
+from pager.weekly import instant, wall, when_text
 
 PRODID = "-//pagerd//schedules//EN"
 WEEK: Final = 7 * 86400.0
@@ -126,4 +126,4 @@ def feed(
 
 
 def _shown(t: float, zone: dt.tzinfo) -> str:
-    return f"{dt.datetime.fromtimestamp(round(t), zone):%a %Y-%m-%d %H:%M} {zone}"
+    return f"{when_text(t, zone)} {zone}"

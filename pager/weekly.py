@@ -93,6 +93,12 @@ def clock_text(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def when_text(t: float, zone: dt.tzinfo) -> str:
+    """Instant `t` on `zone`'s wall clock as people read a schedule's times, to the minute:
+    `Mon 2027-01-25 09:00` (the zone itself is not named)."""
+    return f"{dt.datetime.fromtimestamp(round(t), zone):%a %Y-%m-%d %H:%M}"
+
+
 @attrs.frozen
 class Window:
     """Every week on `days` (0 is Monday), from `start` for `length` minutes of wall clock

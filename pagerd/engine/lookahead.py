@@ -17,7 +17,6 @@ runs is reported on.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Iterable
 from typing import Final
@@ -28,7 +27,7 @@ import trio
 from pager.budget import Budget, spend
 from pager.coverage import Coverage, coverage
 from pager.schedules import Override
-from pager.weekly import maintenance
+from pager.weekly import maintenance, when_text
 from pagerd.config import Config
 from pagerd.engine.compute import CannotCompute, Compute
 from pagerd.engine.oncall import Rota, ignored_because, ignored_overrides
@@ -45,11 +44,10 @@ def ignored_lines(config: Config, overrides: Iterable[Override], now: float) -> 
     found = []
     for o, why in ignored_overrides(overrides, config.people, config.schedules, now):
         zone = config.schedules[o.schedule].zone
-        begins = dt.datetime.fromtimestamp(round(o.start), zone)
-        ends = dt.datetime.fromtimestamp(round(o.end), zone)
+        begins, ends = when_text(o.start, zone), when_text(o.end, zone)
         found.append(
-            f"override {o.id} of schedule:{o.schedule} ({o.by} from {begins:%a %Y-%m-%d %H:%M}"
-            f" until {ends:%a %Y-%m-%d %H:%M} {zone}) is ignored: {why}; the schedule pages as"
+            f"override {o.id} of schedule:{o.schedule} ({o.by} from {begins}"
+            f" until {ends} {zone}) is ignored: {why}; the schedule pages as"
             f" if it were not there (remove it: pager override remove {o.id})"
         )
     return found
