@@ -62,6 +62,7 @@ from pagerd.config.people import (
     build_maintenance,
     build_people,
     build_schedules,
+    toml_type,
 )
 from pagerd.config.templates import build_templates
 
@@ -234,7 +235,7 @@ def _strict(kind: type, noun: str) -> Any:
     def structure(value: Any, _: type) -> Any:
         # TOML has real types; a number where a string belongs is a mistake, not a conversion.
         if type(value) is not kind:
-            raise Invalid(f"expected {noun}, got {_toml_type(value)}")
+            raise Invalid(f"expected {noun}, got {toml_type(value)}")
         if isinstance(value, str) and "\x00" in value:
             # No file name, address or header holds one; as a path it fails only when used.
             raise Invalid("must not contain a NUL character")
@@ -243,20 +244,9 @@ def _strict(kind: type, noun: str) -> Any:
     return structure
 
 
-def _toml_type(value: Any) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "a boolean",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
 def _target(value: Any, _: type) -> Target:
     if not isinstance(value, str):
-        raise Invalid(f"expected a string like email:ADDRESS or sms:+E164, got {_toml_type(value)}")
+        raise Invalid(f"expected a string like email:ADDRESS or sms:+E164, got {toml_type(value)}")
     try:
         return Target.parse(value)
     except ValueError as exc:
@@ -265,7 +255,7 @@ def _target(value: Any, _: type) -> Target:
 
 def _duration(value: Any, _: type) -> Duration:
     if not isinstance(value, str):
-        raise Invalid(f'expected a duration string like "15m", got {_toml_type(value)}')
+        raise Invalid(f'expected a duration string like "15m", got {toml_type(value)}')
     return Duration(parse_duration(value))
 
 
@@ -275,7 +265,7 @@ def _strict_list(kind: type, converter: cattrs.BaseConverter) -> Any:
     def structure(value: Any, _: type) -> Any:
         # Without this, a string where an array belongs would be split into characters.
         if not isinstance(value, list):
-            raise Invalid(f"expected an array, got {_toml_type(value)}")
+            raise Invalid(f"expected an array, got {toml_type(value)}")
         return structure_items(value, kind)
 
     return structure
@@ -438,7 +428,7 @@ MAX_WORKERS: Final = 64
 def _section(value: Any, kind: type, at: str) -> tuple[Any, list[str]]:
     """One table structured as `kind`, or None and every error in it."""
     if not isinstance(value, dict):
-        return None, [f"{at}: expected a table, got {_toml_type(value)}"]
+        return None, [f"{at}: expected a table, got {toml_type(value)}"]
     try:
         return _converter.structure(value, kind), []
     except Exception as exc:  # cattrs reports every problem as one exception group
@@ -450,7 +440,7 @@ def _policies(value: Any) -> tuple[dict[str, PolicySection], dict[str, Any], lis
     service naming one is not also reported as naming a missing policy, and so that the rest
     of each is still checked."""
     if not isinstance(value, dict):
-        return {}, {}, [f"policies: expected a table, got {_toml_type(value)}"]
+        return {}, {}, [f"policies: expected a table, got {toml_type(value)}"]
     policies: dict[str, PolicySection] = {}
     broken: dict[str, Any] = {}
     errors: list[str] = []
@@ -468,7 +458,7 @@ def _channels(value: Any) -> tuple[ChannelsSection, set[str], list[str]]:
     """`[channels.*]`, each on its own; the names given are given back even when a section has
     errors, so that its targets are not also reported as naming an unconfigured channel."""
     if not isinstance(value, dict):
-        return ChannelsSection(), set(), [f"channels: expected a table, got {_toml_type(value)}"]
+        return ChannelsSection(), set(), [f"channels: expected a table, got {toml_type(value)}"]
     sections: dict[str, Any] = {}
     given: set[str] = set()
     errors: list[str] = []
@@ -493,7 +483,7 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
     """`[services.*]`, structured by hand: with 100,000 services this is a tenth of what cattrs
     takes for the same checks, and the errors read the same."""
     if not isinstance(value, dict):
-        return {}, [f"services: expected a table, got {_toml_type(value)}"]
+        return {}, [f"services: expected a table, got {toml_type(value)}"]
     services: dict[str, ServiceSection] = {}
     errors: list[str] = []
     for name, section in value.items():
@@ -502,7 +492,7 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
             continue
         at = _join("services", name)
         if not isinstance(section, dict):
-            errors.append(f"{at}: expected a table, got {_toml_type(section)}")
+            errors.append(f"{at}: expected a table, got {toml_type(section)}")
             continue
         keys = {"policy", "heartbeat", "maintenance"}
         errors += [f"{_join(at, key)}: unknown key" for key in sorted(section.keys() - keys)]
@@ -521,7 +511,7 @@ def _services(value: Any) -> tuple[dict[str, ServiceSection], list[str]]:
         if policy is None:
             errors.append(f"{at}.policy: required key missing")
         elif type(policy) is not str:
-            errors.append(f"{at}.policy: expected a string, got {_toml_type(policy)}")
+            errors.append(f"{at}.policy: expected a string, got {toml_type(policy)}")
         else:
             services[name] = ServiceSection(policy, heartbeat, maintenance)
     windows = sum(len(section.maintenance) for section in services.values())

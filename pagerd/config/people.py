@@ -56,7 +56,8 @@ what it costs."""
 MAX_GAP_WEEKS: Final = 52
 
 
-def _kind(value: Any) -> str:
+def toml_type(value: Any) -> str:
+    """What TOML calls the type of `value` ("a string", "a table"), for an error."""
     return {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
             list: "an array", dict: "a table"}.get(type(value), type(value).__name__)  # fmt: skip
 
@@ -92,7 +93,7 @@ def zone(name: Any, at: str, errors: list[str]) -> zoneinfo.ZoneInfo | None:
     """The IANA zone `name` (like "Europe/London"), or None and an error at `at`."""
     if type(name) is not str:
         errors.append(
-            f'{at}: expected an IANA time zone name like "Europe/London", got {_kind(name)}'
+            f'{at}: expected an IANA time zone name like "Europe/London", got {toml_type(name)}'
         )
         return None
     problem = civil_zone_problem(name)
@@ -116,7 +117,7 @@ def build_people(
     """`[people.*]`: the people, the names given (those with errors too: a reference to one is
     not also an error), and every problem."""
     if not isinstance(value, dict):
-        return {}, set(), [f"people: expected a table, got {_kind(value)}"]
+        return {}, set(), [f"people: expected a table, got {toml_type(value)}"]
     people: dict[str, Person] = {}
     errors: list[str] = []
     for name, table in value.items():
@@ -124,7 +125,7 @@ def build_people(
         if not is_service_name(name):
             errors.append(f"{at}: a person's name is 1 to 128 letters, digits, '.', '_' or '-'")
         if not isinstance(table, dict):
-            errors.append(f"{at}: expected a table, got {_kind(table)}")
+            errors.append(f"{at}: expected a table, got {toml_type(table)}")
             continue
         found: list[str] = _unknown(table, {*CHANNELS, "notify"}, at, join)
         contacts: list[Target] = []
@@ -134,7 +135,7 @@ def build_people(
             address = table[method]
             where = join(at, method)
             if type(address) is not str:
-                found.append(f"{where}: expected a string, got {_kind(address)}")
+                found.append(f"{where}: expected a string, got {toml_type(address)}")
                 continue
             try:
                 target = Target.parse(f"{method}:{address}")
@@ -165,7 +166,9 @@ def _rule(
     if value is None:
         return ()
     if not isinstance(value, list):
-        errors.append(f'{at}: expected an array like ["sms", "email after 2m"], got {_kind(value)}')
+        errors.append(
+            f'{at}: expected an array like ["sms", "email after 2m"], got {toml_type(value)}'
+        )
         return ()
     if not value:
         errors.append(f"{at}: an empty rule notifies nobody (leave it out to use every method)")
@@ -175,7 +178,7 @@ def _rule(
     for i, text in enumerate(value):
         where = f"{at}[{i}]"
         if type(text) is not str:
-            errors.append(f"{where}: expected a string, got {_kind(text)}")
+            errors.append(f"{where}: expected a string, got {toml_type(text)}")
             continue
         try:
             method, delay = parse_step(text)
@@ -196,7 +199,7 @@ def build_schedules(
     """`[schedules.*]`: the schedules, the names given, and every problem. `people` are the
     names `[people]` gives: a rotation of somebody not there pages nobody."""
     if not isinstance(value, dict):
-        return {}, set(), [f"schedules: expected a table, got {_kind(value)}"]
+        return {}, set(), [f"schedules: expected a table, got {toml_type(value)}"]
     schedules: dict[str, Schedule] = {}
     errors: list[str] = []
     for name, table in value.items():
@@ -208,7 +211,7 @@ def build_schedules(
                 f"{' or '.join(sorted(RESERVED_SCHEDULE_NAMES))})"
             )
         if not isinstance(table, dict):
-            errors.append(f"{at}: expected a table, got {_kind(table)}")
+            errors.append(f"{at}: expected a table, got {toml_type(table)}")
             continue
         found += _unknown(table, {"timezone", "layers", "gaps"}, at, join)
         expected = _gaps(table.get("gaps", "unexpected"), join(at, "gaps"), found)
@@ -263,13 +266,13 @@ def _layer(
     errors: list[str],
 ) -> Layer | None:
     if not isinstance(table, dict):
-        errors.append(f"{at}: expected a table, got {_kind(table)}")
+        errors.append(f"{at}: expected a table, got {toml_type(table)}")
         return None
     before = len(errors)
     errors += _unknown(table, {"name", "people", "shift", "start", "handoff", "restrict"}, at, join)
     label = table.get("name", "")
     if type(label) is not str:
-        errors.append(f"{at}.name: expected a string, got {_kind(label)}")
+        errors.append(f"{at}.name: expected a string, got {toml_type(label)}")
     rota = table.get("people")
     if not isinstance(rota, list) or not rota:
         errors.append(f'{at}.people: expected an array of names, like ["alice", "bob"]')
@@ -278,7 +281,7 @@ def _layer(
         errors.append(f"{at}.people: at most {MAX_PEOPLE_IN_ROTATION} people")
     for i, person in enumerate(rota):
         if type(person) is not str:
-            errors.append(f"{at}.people[{i}]: expected a string, got {_kind(person)}")
+            errors.append(f"{at}.people[{i}]: expected a string, got {toml_type(person)}")
         elif person not in people:
             errors.append(f"{at}.people[{i}]: no person named {person!r} (add [people.{person}])")
     shift = table.get("shift")
@@ -286,7 +289,7 @@ def _layer(
     if shift is None:
         errors.append(f'{at}.shift: required key missing (like "1w", "1d" or "12h")')
     elif type(shift) is not str:
-        errors.append(f"{at}.shift: expected a string, got {_kind(shift)}")
+        errors.append(f"{at}.shift: expected a string, got {toml_type(shift)}")
     else:
         try:
             every, unit = parse_shift(shift)
@@ -296,7 +299,7 @@ def _layer(
     handoff = table.get("handoff", "00:00")
     minutes = 0
     if type(handoff) is not str:
-        errors.append(f"{at}.handoff: expected a string, got {_kind(handoff)}")
+        errors.append(f"{at}.handoff: expected a string, got {toml_type(handoff)}")
     else:
         try:
             minutes = parse_clock(handoff)
@@ -348,7 +351,7 @@ def windows_of(
     for i, table in enumerate(value):
         where = f"{at}[{i}]"
         if not isinstance(table, dict):
-            errors.append(f"{where}: expected a table, got {_kind(table)}")
+            errors.append(f"{where}: expected a table, got {toml_type(table)}")
             continue
         keys = {"days", "from", "until"} | ({"timezone"} if zone_key else set())
         bad = _unknown(table, keys, where, join)

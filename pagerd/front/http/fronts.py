@@ -265,10 +265,9 @@ class _Channel:
         try:
             if isinstance(message, Status):
                 outcome = await core.status(message.integration, message.service)
-                self.send(replied(message.id, [outcome]))
             else:
                 outcome = await core.history(message.integration, message.service)
-                self.send(replied(message.id, [outcome]))
+            self.send(replied(message.id, [outcome]))
         except OverRate as over:
             self.send(encode(Limited(message.id, over.integration, over.retry_after)))
         except Exception:

@@ -31,10 +31,10 @@ class Bucket:
 
     def take(self) -> float:
         """Take one token: 0 if there was one, else the seconds until there is (none taken)."""
-        if self.wait() == 0:
+        wait = self.wait()
+        if wait == 0:
             self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self.rate
+        return wait
 
 
 class RateLimits:
