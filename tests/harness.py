@@ -215,3 +215,18 @@ async def connect(path: Path) -> AsyncIterator[Connection]:
         yield conn
     finally:
         await conn.aclose()
+
+
+async def status(config: Config, service: str) -> dict[str, Any]:
+    """The daemon's `status` reply for `service`, over a connection of its own."""
+    async with connect(config.socket) as conn:
+        return await conn.request("status", service=service)
+
+
+async def metric(conn: Connection, name: str) -> float:
+    """The value of the unlabelled metric `name`, from the daemon's `metrics` reply."""
+    text = (await conn.request("metrics"))["text"]
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in the metrics")

@@ -21,6 +21,7 @@ from tests.harness import (
     connect,
     failing_writes,
     json_line,
+    metric,
     notifications,
     running,
     settle,
@@ -67,7 +68,7 @@ async def test_while_the_disk_fails_escalations_back_off_then_go_out_when_it_wor
             await trio.sleep(600)  # ten minutes of a broken disk
             during = len(refused)
             counted = await conn.request("alert", service="api")  # refused too: told so
-            failures = await _metric(conn, "pagerd_store_commit_failures_total")
+            failures = await metric(conn, "pagerd_store_commit_failures_total")
             monkeypatch.undo()  # the disk works again
             await trio.sleep(120)
             status = await conn.request("status", service="api")
@@ -186,16 +187,8 @@ def _created(daemon: Daemon, service: str, level: int) -> float:
 # What the metric counts -----------------------------------------------------------------
 
 
-async def _metric(conn: Connection, name: str) -> float:
-    text = (await conn.request("metrics"))["text"]
-    for line in text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"no {name} in the metrics")
-
-
 async def _scheduled(conn: Connection) -> float:
-    return await _metric(conn, "pagerd_scheduled_timeouts")
+    return await metric(conn, "pagerd_scheduled_timeouts")
 
 
 async def test_scheduled_timeouts_count_only_what_is_still_waiting(

@@ -17,7 +17,7 @@ import trio.testing
 from pager.timefmt import isoformat
 from pagerd.config import Config, ConfigError, load
 from pagerd.timing.clock import Clock
-from tests.harness import CHANNELS, ONCALL, T0, Connection, connect, running, settle, steps
+from tests.harness import CHANNELS, ONCALL, T0, connect, metric, running, settle, steps
 
 DAY = 86400
 MINUTE = 60
@@ -44,14 +44,6 @@ def at(seconds: float) -> str:
 def paged(config: Config) -> list[tuple[str, int, int]]:
     """(incident, round, level) of each step notified, once a step."""
     return sorted({(incident, r, lv) for incident, r, lv, _ in steps(config)})
-
-
-async def metric(conn: Connection, name: str) -> float:
-    text = (await conn.request("metrics"))["text"]
-    for line in text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"no {name} in the metrics")
 
 
 async def test_check_ins_in_time_keep_the_service_healthy_and_status_shows_the_deadline(

@@ -22,6 +22,7 @@ from pagerd.storage.sqlite.store import Store, database_file
 from pagerd.timing.clock import Clock
 from pagerd.timing.timers import backoff_ceiling
 from tests.harness import T0, connect, running, settle
+from tests.harness import status as status_of
 from tests.test_outbox import CHANNELS_WITH_RETRIES, POLICY, Scripted, by_target, write_with
 
 DAY = 24 * 3600.0
@@ -51,11 +52,6 @@ def config_with(folder: Path, extra: str = "", services: tuple[str, ...] = ("api
     assert block in CHANNELS_WITH_RETRIES
     text = CHANNELS_WITH_RETRIES.replace(block, extra or block)
     return write_with(folder, text + POLICY, list(services))
-
-
-async def status_of(config: Config, service: str) -> dict[str, Any]:
-    async with connect(config.socket) as conn:
-        return await conn.request("status", service=service)
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 10, 1024, 1025, 1026, 5000, 10**6])

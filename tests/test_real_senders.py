@@ -16,6 +16,7 @@ from pager import alertmanager, events_v2
 from pager.domain import Ack, Alert, Level, Policy, Resolve, ServiceState, Source, Target, decide
 from pager.integrations import IntegrationRoute
 from tests import alertmanager as real_alertmanager
+from tests.harness import until
 from tests.real_senders import events_client
 from tests.servers import Answer, HttpServer, make_ca
 
@@ -38,13 +39,12 @@ async def test_real_alertmanager_delivers_webhook_v4_that_the_parser_reads(tmp_p
             await am.post(
                 {"alertname": "DiskFull", "service": "api", "instance": "db-1"}, same, resolved=True
             )
-            with trio.fail_after(20):
-                while True:
-                    bodies = [r.json() for r in receiver.requests]
-                    statuses = [a["status"] for b in bodies for a in b["alerts"]]
-                    if "resolved" in statuses:
-                        break
-                    await trio.sleep(0.05)
+            await until(
+                lambda: any(
+                    a["status"] == "resolved" for r in receiver.requests for a in r.json()["alerts"]
+                ),
+                "the resolve delivered",
+            )
     state = ServiceState("api")
     for request in receiver.requests:
         assert request.path == "/v1/integrations/alertmanager/KEY"

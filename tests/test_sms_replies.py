@@ -24,7 +24,7 @@ import trio
 
 from pagerd import app
 from pagerd.config import Config, load
-from tests.harness import connect, metric_samples, metrics_text, running, until
+from tests.harness import connect, metric_samples, metrics_text, running, status, until
 from tests.http import base_url
 from tests.http_clients import senders
 from tests.servers import HttpServer
@@ -201,11 +201,6 @@ async def alert(config: Config, service: str, message: str = "disk full") -> dic
         reply = await conn.request("alert", service=service, message=message)
     assert reply["ok"]
     return reply
-
-
-async def status(config: Config, service: str) -> dict[str, Any]:
-    async with connect(config.socket) as conn:
-        return await conn.request("status", service=service)
 
 
 async def history(config: Config, service: str) -> list[dict[str, Any]]:
