@@ -234,9 +234,18 @@ class System:
         return self.proc.pid
 
     def kill9(self) -> None:
+        """kill -9, and wait for the children it leaves (pagerd's fronts and delivery workers
+        see their channel close and exit): until then a front holds the listening port, and
+        the system started again could not bind it."""
         assert self.proc is not None
+        left = children(self.pid) + children(self.pid, WORKERS)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        deadline = time.monotonic() + 30
+        while any(_running(pid) for pid in left):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"children of the killed {self.kind} still running: {left}")
+            time.sleep(0.01)
 
     def endpoints(self) -> list[Endpoint]:
         if self.kind == "am":
@@ -346,6 +355,14 @@ def loop_cpu_s(pid: int) -> float:
 
 FRONTS: Final = "pagerd.front.http.process"
 WORKERS: Final = "pagerd.delivery.workers"
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs (a zombie, never reaped where PID 1 does not, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def children(pid: int, module: str = FRONTS) -> list[int]:

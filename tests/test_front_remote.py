@@ -47,7 +47,7 @@ from pagerd.front.http.channel import (
 )
 from pagerd.front.http.fronts import PING_EVERY, PING_WITHIN, Fronts, _Channel
 from pagerd.front.http.process import Front
-from pagerd.front.http.remote import READY_FOR, RemoteCore
+from pagerd.front.http.remote import GONE, READY_FOR, RemoteCore
 from pagerd.front.http.shared import SharedSeats, SharedWrongKeys
 from pagerd.operations.metrics import Metrics
 from tests.harness import running
@@ -168,6 +168,26 @@ async def test_ready_is_asked_once_for_every_request_that_asks_meanwhile(
             await theirs.send_all(encode(ReadyAnswer(again.id, None)))
             await trio.testing.wait_all_tasks_blocked()
             assert answers[-1] is None and await core.ready() is None
+
+
+async def test_once_the_core_has_gone_ready_says_so_at_once_not_its_cached_yes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A front outliving its core (killed -9) must not answer "ready" from its cache: a
+    restarted pagerd would be taken as serving while this front still holds the port."""
+    ours, theirs = trio.testing.memory_stream_pair()
+    reader = Reader(theirs, to_core)
+    with trio.fail_after(60):
+        async with remote(ours, theirs) as (core, nursery):
+            nursery.start_soon(core.ready)
+            [asked] = await reader.receive()
+            assert isinstance(asked, Ready)
+            await theirs.send_all(encode(ReadyAnswer(asked.id, None)))
+            await trio.testing.wait_all_tasks_blocked()
+            assert await core.ready() is None  # cached for READY_FOR seconds
+            await theirs.aclose()
+            await core.gone.wait()
+            assert await core.ready() == GONE
 
 
 async def test_a_fronts_events_v2_answers_are_pagerdutys_when_the_core_is_busy_or_gone() -> None:

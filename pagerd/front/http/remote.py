@@ -194,8 +194,12 @@ class RemoteCore:
     async def ready(self) -> str | None:
         """The core's answer, asked once for every request that asks meanwhile (by a task of
         its own: a request that gives up does not take the question with it), and served for
-        `READY_FOR` seconds."""
+        `READY_FOR` seconds; once the core has gone, that it has, whatever was cached (a front
+        outliving its core, killed, must not say a restarted pagerd is ready while its listener
+        still holds the port)."""
         while True:
+            if self.gone.is_set():
+                return GONE
             if self._ready is not None:
                 at, why = self._ready
                 if trio.current_time() - at < READY_FOR:
