@@ -149,7 +149,7 @@ def test_a_batch_is_written_whole_and_in_order(storage: Storage) -> None:
     life, first = Life(ServiceState("api")).alert(T0, note("api", 1))
     life, second = life.change(T0 + 1, "alert", alerts=2)
     other, third = Life(ServiceState("db")).alert(T0, note("db", 1))
-    storage.write([first, second, third], fence=Fence(epoch=1))  # SQLite ignores the fence
+    storage.write([first, second, third], fence=Fence("node-a", {0: 1}))  # SQLite ignores the fence
     assert storage.load_states() == {"api": life.state, "db": other.state}
 
 

@@ -12,7 +12,7 @@ Every call blocks: callers run it through an `Offload`, never on the event loop.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, Literal, Protocol, TypeAlias
 
 import attrs
@@ -69,7 +69,17 @@ class ClockMark:
     reading: Reading
 
 
-Write: TypeAlias = Transition | Attempt | ClockMark
+@attrs.frozen
+class Handled:
+    """Inbox event `id` (`cluster.Queued`) is handled, by the transition written in the same
+    batch, and `answer` is what its sender is told. Only a shared store has an inbox: SQLite
+    refuses it. Fenced by the shard of `id`'s service."""
+
+    id: int
+    answer: str
+
+
+Write: TypeAlias = Transition | Attempt | ClockMark | Handled
 
 
 class StoreError(Exception):
@@ -143,13 +153,15 @@ class StorageStatistics:
 
 @attrs.frozen
 class Fence:
-    """An ownership token a write carries: the epoch (or lease) under which the writer owns the
-    services it writes. A store shared by several nodes refuses, in the same transaction, a
-    write whose fence is older than the owner's now, so a node that lost ownership cannot write
-    after its successor has. A single-node store (SQLite, guarded by the state directory's
-    lock) ignores it."""
+    """An ownership token a write carries: the node writing, and the epoch of each shard it
+    holds (`pager.shards`, `pagerd.storage.cluster`). A store shared by several nodes refuses,
+    in the same transaction, a write that touches a shard not leased to `node` under that
+    epoch now (`cluster.Fenced`), so a node that lost ownership cannot write after its
+    successor has. A single-node store (SQLite, guarded by the state directory's lock) ignores
+    it."""
 
-    epoch: int
+    node: str
+    epochs: Mapping[int, int]
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ import msgspec
 
 from pager.domain import Incident, Source, Started
 from pager.silences import Silence
-from pagerd.storage.port import Attempt, ClockMark, Transition, Write
+from pagerd.storage.port import Attempt, ClockMark, Handled, StoreError, Transition, Write
 from pagerd.timing.clock import Reading
 
 _COLUMNS: Final = (
@@ -254,6 +254,8 @@ def fold(batch: Iterable[Write], origin: str = "") -> _Rows:
             rows.transition(item)
         elif isinstance(item, ClockMark):
             rows.clock = item.reading
+        elif isinstance(item, Handled):  # a single node has no inbox to hand events through
+            raise StoreError("SQLite has no inbox: a Handled write belongs to a shared store")
         else:
             rows.attempt(item)
     return rows
