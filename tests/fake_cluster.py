@@ -49,6 +49,7 @@ class FakeCluster:
         self._answers: dict[int, str] = {}
         self._next_id = 1
         self._notes: list[tuple[str, str]] = []
+        self._sequences: dict[str, int] = {}
         self.down = False
         """Set by a test: every call raises, as when the database cannot be reached."""
 
@@ -127,6 +128,13 @@ class FakeCluster:
         with self._lock:
             self._check_up()
             return {id: self._answers[id] for id in ids if id in self._answers}
+
+    def next_ids(self, name: str, count: int) -> range:
+        with self._lock:
+            self._check_up()
+            start = self._sequences.get(name, 1)
+            self._sequences[name] = start + count
+            return range(start, start + count)
 
     def wait(self, channels: Collection[str], timeout: float) -> list[tuple[str, str]]:
         """Wall-clock wait (a worker thread's): tests keep `timeout` small."""

@@ -127,6 +127,12 @@ class Cluster(Protocol):
         """The answer of each of `ids` that has been handled (those not yet are left out)."""
         ...
 
+    def next_ids(self, name: str, count: int) -> range:
+        """`count` ids never given before, of the sequence `name` (`"silence"`): ids that
+        several nodes hand out (silences are numbered where they start, on any node) without
+        ever giving one twice. Durable on return."""
+        ...
+
     def wait(self, channels: Collection[str], timeout: float) -> list[tuple[str, str]]:
         """Block until a notification on one of `channels` arrives (or `timeout` seconds pass):
         the (channel, payload) of every one that arrived, none on a timeout. It has a
