@@ -109,7 +109,7 @@ class TcpProxy:
                         sink.shutdown(socket.SHUT_WR)
                     return
                 sink.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # reset, or closed by `drop` (select of fd -1)
             for sock in (source, sink):
                 _reset(sock)
 

@@ -26,7 +26,8 @@ def echo() -> Iterator[tuple[str, int]]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield server.server_address[0], server.server_address[1]
+        host, port = server.server_address[:2]
+        yield str(host), int(port)
     finally:
         server.shutdown()
         server.server_close()
@@ -59,9 +60,9 @@ def test_forwards_drops_and_stalls(echo: tuple[str, int]) -> None:
             with pytest.raises(OSError):  # reset: the next read fails or sees the end
                 if sock.recv(10) == b"":
                     raise ConnectionResetError
-        with (
-            socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as refused,
+        with (  # refused: reset at once (as the connection is made, or at the first read)
             pytest.raises(OSError),
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as refused,
         ):
             if refused.recv(10) == b"":
                 raise ConnectionResetError
