@@ -310,7 +310,8 @@ async def test_an_owner_that_dies_before_its_commit_leaves_the_event_to_the_next
             await real(writes)
 
         first.services._committer.commit = dies  # type: ignore[method-assign]
-        reply = await sender.send(Alert("disk full", source("d1")))
+        # No source: a copy applied twice would be a second alert in the history.
+        reply = await sender.send(Alert("disk full"))
         await taken.wait()
         first.scope.cancel()  # kill: nothing committed, its lease left to run out
         await reply.answered.wait()
@@ -350,6 +351,19 @@ async def test_with_no_owner_the_client_hears_queued_within_the_bound(
         assert c.alerts() == ["one"]
         assert owner.services.state(SERVICE).heartbeat is None  # not configured: no monitor
         assert sorted(c.cluster.answers([1, 2])) == [1, 2]
+
+
+async def test_a_node_that_stops_tells_its_waiting_clients_their_events_are_stored(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        sender = await c.node("b")
+        reply = await sender.send(Alert("one", source("d1")))
+        assert not reply.done
+        sender.scope.cancel()
+        await reply.answered.wait()
+        assert reply.reply == {"ok": True, "service": SERVICE, "queued": True}
+        assert [id for id, _ in c.puts] == [1]
 
 
 async def test_one_service_is_handled_in_the_order_its_events_were_stored(
