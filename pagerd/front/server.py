@@ -42,6 +42,7 @@ from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
 from pagerd.engine.compute import CannotCompute, Compute
+from pagerd.engine.inbox import Inbox
 from pagerd.engine.oncall import Allowed
 from pagerd.front import oncall
 from pagerd.front.connections import Connection, Connections
@@ -92,6 +93,8 @@ class Server:
         self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
         self.reload: Callable[[], Awaitable[tuple[list[str], list[str]]]] | None = None
+        # On a node of a cluster: where the status of services held elsewhere is read.
+        self.cluster: Inbox | None = None
         """The `reload` op: why the file was rejected (nothing: it runs), and what of it takes
         effect only on restart."""
         # At most this many clients, whatever `max_connections` says: what the open-file limit
@@ -449,12 +452,24 @@ class Server:
         services = self._services
         if service is None:
             names = services.config.services
+            if self.cluster is not None:
+                # The whole cluster's, from the store: this node has only its shards in memory.
+                found = await self.cluster.states(list(names))
+                statuses = [
+                    {**services.status(state, failed), "owner": owner}
+                    for state, failed, owner in found
+                ]
+                return ok_reply(services=statuses, **self._config()), "ok"
             statuses = [services.status(services.state(name)) for name in names]
             return ok_reply(services=statuses, **self._config()), "ok"
         if service not in services.config.services:
             return unknown_service(service), "unknown_service"
-        state = services.state(service)
-        status = services.status(state)
+        failed: int | None = None
+        if self.cluster is not None:
+            state, failed = await self.cluster.state(service)
+        else:
+            state = services.state(service)
+        status = services.status(state, failed)
         if state.incident is not None:
             number = state.incident.number
             deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
