@@ -100,7 +100,7 @@ def opened(service: str, at: float = 1000.0) -> Transition:
 
 def services_of(shard: int, count: int = 1) -> list[str]:
     """`count` service names that fall in `shard`."""
-    found = []
+    found: list[str] = []
     i = 0
     while len(found) < count:
         name = f"svc-{i}"

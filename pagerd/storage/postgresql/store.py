@@ -75,7 +75,10 @@ from pagerd.storage.port import (
 from pagerd.storage.postgresql import rows
 from pagerd.storage.postgresql.schema import (
     LOCK_CLASS,
+    SCHEMA_VERSION,
+    SchemaMismatch,
     check_version,
+    migrate,
     missing_tables,
 )
 from pagerd.timing.clock import Reading
@@ -214,19 +217,7 @@ class Store:
                 self._listener = None
 
     def _error(self, exc: BaseException) -> StoreError:
-        """The port's error for psycopg's: what failed, in the server's own words (its primary
-        message: the detail that may quote a row's values is left out), never the DSN."""
-        diag = getattr(exc, "diag", None)
-        said = (
-            (diag.message_primary if diag is not None else None) or str(exc) or type(exc).__name__
-        )
-        said = redact(said.strip(), self._dsn)
-        if isinstance(exc, PoolTimeout):
-            return StoreUnavailable(
-                f"{self.where}: no connection within {self._connect_timeout:g}s ({said})"
-            )
-        kind = StoreUnavailable if isinstance(exc, _UNAVAILABLE) else StoreError
-        return kind(f"{self.where}: {said}")
+        return port_error(exc, self._dsn, self._connect_timeout)
 
     @contextmanager
     def _transaction(self) -> Iterator[Conn]:
@@ -896,6 +887,62 @@ class Store:
             self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             self._listening.add(channel)
         return self._listener
+
+
+def port_error(exc: BaseException, dsn: str, connect_timeout: float) -> StoreError:
+    """The port's error for psycopg's: what failed, in the server's own words (its primary
+    message: the detail that may quote a row's values is left out), never the DSN."""
+    diag = getattr(exc, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    said = redact((primary or str(exc) or type(exc).__name__).strip(), dsn)
+    where = describe(dsn)
+    if isinstance(exc, PoolTimeout):
+        return StoreUnavailable(f"{where}: no connection within {connect_timeout:g}s ({said})")
+    kind = StoreUnavailable if isinstance(exc, _UNAVAILABLE) else StoreError
+    return kind(f"{where}: {said}")
+
+
+# For `pagerd migrate` and `pagerd --check`: one connection, no pool. ------------------------
+
+
+@contextmanager
+def _connection(config: StorageConfig) -> Iterator[Conn]:
+    assert config.dsn is not None
+    dsn = config.dsn.value
+    try:
+        with psycopg.Connection.connect(
+            dsn,
+            autocommit=True,
+            connect_timeout=max(2, math.ceil(config.connect_timeout)),
+            options=f"-c statement_timeout={milliseconds(config.statement_timeout)}",
+            application_name="pagerd-migrate",
+        ) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise port_error(exc, dsn, config.connect_timeout) from None
+
+
+def migrate_schema(config: StorageConfig) -> tuple[int, int]:
+    """Bring `config`'s database to this pagerd's schema version: (from, to)."""
+    dsn = config.dsn.value if config.dsn is not None else ""
+    with _connection(config) as conn:
+        try:
+            return migrate(conn)
+        except SchemaMismatch as exc:
+            raise SchemaMismatch(f"{describe(dsn)}: {exc}") from None
+
+
+def check_schema(config: StorageConfig) -> str:
+    """What `pagerd --check` says of `config`'s database when it answers at this pagerd's
+    schema version; `StoreError` (naming `pagerd migrate` where that is the cure) if not."""
+    dsn = config.dsn.value if config.dsn is not None else ""
+    with _connection(config) as conn:
+        conn.execute("SELECT 1")
+        try:
+            check_version(conn)
+        except SchemaMismatch as exc:
+            raise SchemaMismatch(f"{describe(dsn)}: {exc}") from None
+    return f"PostgreSQL schema version {SCHEMA_VERSION}"
 
 
 # Helpers. ----------------------------------------------------------------------------------------
