@@ -18,7 +18,7 @@ import pytest
 from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Started, Target
 from pager.domain import closed as closed_state
 from pager.schedules import Override
-from pager.shards import SHARDS
+from pager.shards import SHARDS, shard_of
 from pager.silences import Silence
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
@@ -242,6 +242,28 @@ def test_a_retry_not_yet_due_is_left_out_when_asked_and_its_time_is_told(
     assert storage.next_retry_at("email", T0 + 4) == T0 + 5
     assert storage.next_retry_at("email", T0 + 5) is None
     assert storage.next_retry_at("sms", T0) is None
+
+
+def test_a_node_s_reads_of_its_shards_leave_the_other_services_out(storage: Storage) -> None:
+    """`shards=`: what a node of a cluster loads at start and reads back from the outbox is of
+    its own shards' services only (`pager.shards.shard_of`); None is every service."""
+    api, db = "api", "db"
+    assert shard_of(api) != shard_of(db)
+    opened(storage, api)
+    opened(storage, db)
+    beat(storage, ServiceState("cron"), T0, heartbeat=Monitor(60.0, T0 + 60, T0))
+    for service in (api, db):
+        storage.write([Attempt(note(service, 1).id, T0 + 1, "retrying", next_attempt_at=T0 + 9)])
+    mine = [shard_of(api), shard_of("cron")]
+    assert set(storage.load_states(shards=mine)) == {api, "cron"}
+    assert set(storage.load_states(shards=[shard_of(db)])) == {db}
+    assert set(storage.load_states()) == {api, db, "cron"}
+    assert storage.load_states(shards=[]) == {}
+    assert [u.notify.service for u in storage.undelivered(10, shards=[shard_of(db)])] == [db]
+    assert [u.notify.service for u in storage.undelivered(10, "email", shards=mine)] == [api]
+    assert storage.undelivered(10, shards=[]) == []
+    assert storage.next_retry_at("email", T0, shards=[shard_of(db)]) == T0 + 9
+    assert storage.next_retry_at("email", T0, shards=[shard_of("cron")]) is None
 
 
 def test_a_failed_notification_is_counted_while_its_incident_is_open(storage: Storage) -> None:
