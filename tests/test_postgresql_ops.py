@@ -17,6 +17,7 @@ from pager.domain import ServiceState
 from pager.shards import SHARDS, shard_of
 from pagerd.config import ConfigError, from_dict
 from pagerd.config.storage import redact
+from pagerd.storage.cluster import INBOX_CHANNEL
 from pagerd.storage.port import Fence, StoreError, StoreUnavailable, Transition
 from pagerd.storage.postgresql.schema import SCHEMA_VERSION, SchemaMismatch, migrate, migrations
 from pagerd.storage.postgresql.store import Store
@@ -245,3 +246,24 @@ def test_migrate_refuses_a_sqlite_config(tmp_path: Path) -> None:
     done = _pagerd("migrate", "--config", str(config))
     assert done.returncode == 78
     assert "SQLite upgrades its own schema" in done.stderr
+
+
+def test_wait_reconnects_after_its_connection_is_lost() -> None:
+    """The listening connection cut (as by a server restart): that wait fails as unavailable,
+    the next one listens again on a new connection and hears what is put from then on."""
+    with postgres.migrated() as dsn:
+        store = Store.open(dsn, node="n", pool_size=1)
+        try:
+            assert store.wait([INBOX_CHANNEL], 0.0) == []
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'pagerd-listen' AND datname = current_database()"
+                )
+            with pytest.raises(StoreUnavailable):
+                store.wait([INBOX_CHANNEL], 5.0)
+            assert store.wait([INBOX_CHANNEL], 0.0) == []  # listening again
+            store.put("n", "api", b"alert", 1000.0)
+            assert store.wait([INBOX_CHANNEL], 10.0) == [(INBOX_CHANNEL, str(shard_of("api")))]
+        finally:
+            store.close()
