@@ -2,6 +2,10 @@
 
 - `groupcommit SOCKET DB`: a bare Trio server that parses the same request lines and writes each
   to SQLite (WAL, synchronous=FULL) in group-committed transactions, replying after the commit.
+- `pggroupcommit SOCKET DSN`: the same, writing to the PostgreSQL database `DSN` names (a
+  database of its own on the server pagerd is measured on): each group one `INSERT` of all its
+  rows (one round trip, one transaction), through psycopg 3's synchronous API in one worker
+  thread, as pagerd's PostgreSQL store is used.
 - `echo SOCKET`: a bare Trio line echo server, for request/response.
 - `http200 -`: pagerd's HTTP server (`pagerd.front.http.serve.HttpServer`, hypercorn's Trio
   protocol inside pagerd's accept loop) with an ASGI application that reads the body and answers
@@ -23,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -64,18 +69,47 @@ async def echo(path: str) -> None:
     await _serve(path, handle)
 
 
+Rows = list[tuple[str, str, str]]
+
+
 async def groupcommit(path: str, db: str) -> None:
     conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("CREATE TABLE IF NOT EXISTS events (service TEXT, op TEXT, message TEXT)")
-    send, receive = trio.open_memory_channel[tuple[list[tuple[str, str, str]], trio.Event]](1024)
-    limiter = trio.CapacityLimiter(1)
 
-    def write(rows: list[tuple[str, str, str]]) -> None:
+    def write(rows: Rows) -> None:
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO events VALUES (?, ?, ?)", rows)
         conn.execute("COMMIT")
+
+    await _group_commit(path, write)
+
+
+async def pggroupcommit(path: str, dsn: str) -> None:
+    # One connection, used by one worker thread at a time (the limiter), as psycopg wants. In
+    # autocommit mode one statement is one transaction: the fewest round trips a group can take.
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("CREATE TABLE IF NOT EXISTS events (service text, op text, message text)")
+
+    def write(rows: Rows) -> None:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        conn.execute(
+            "INSERT INTO events SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])", columns
+        )
+
+    try:
+        await _group_commit(path, write)
+    finally:
+        conn.close()
+
+
+async def _group_commit(path: str, write: Callable[[Rows], None]) -> None:
+    """Serve request lines on `path`, each connection's read lines written together with every
+    other connection's waiting (`write`, one call a group, in one worker thread), each line
+    answered once its group is committed."""
+    send, receive = trio.open_memory_channel[tuple[Rows, trio.Event]](1024)
+    limiter = trio.CapacityLimiter(1)
 
     async def writer() -> None:
         while True:
@@ -138,6 +172,8 @@ def main() -> None:
         trio.run(echo, path)
     elif mode == "groupcommit":
         trio.run(groupcommit, path, str(Path(sys.argv[3])))
+    elif mode == "pggroupcommit":
+        trio.run(pggroupcommit, path, sys.argv[3])
     elif mode == "http200":
         trio.run(http200)
     else:
