@@ -5,6 +5,7 @@ to the ceilings of the same work on the same machine (`ceilings.py`), and prints
     .venv/bin/python bench/bench.py --quick         # small sizes: seconds (the test suite runs it)
     .venv/bin/python bench/bench.py --json out.json --only ingest latency
     .venv/bin/python bench/bench.py --only peer     # beside Alertmanager (`peer.py`)
+    .venv/bin/python bench/bench.py --only postgresql  # on PostgreSQL, one node and three
 
 A measurement, not a test: it never fails on a figure. Figures on shared machines drift from
 run to run; the ratios to the ceilings, measured in the same run, drift much less.
@@ -13,11 +14,14 @@ run to run; the ratios to the ceilings, measured in the same run, drift much les
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
 import random
+import secrets
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -27,10 +31,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
+import psycopg
 import trio
+from psycopg import conninfo, sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,6 +46,7 @@ import peer  # noqa: E402
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide  # noqa: E402
 from pager.protocol import parse_incident_id  # noqa: E402
+from pager.shards import SHARDS, preferred, shard_of  # noqa: E402
 from pager.timefmt import timestamp  # noqa: E402
 from pagerd.storage import retention  # noqa: E402
 from pagerd.storage.offload import in_thread  # noqa: E402
@@ -768,6 +775,569 @@ def section_peer(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
     return peer.section(sizes, folder, prepare_open_incidents, write_config)
 
 
+# PostgreSQL (issue 17) ------------------------------------------------------------------
+#
+# The `postgresql` section: pagerd on PostgreSQL, one node and three, beside the bare
+# group-commit writer on the same server (`ceilings.py pggroupcommit`), measured in the same run.
+#
+# Each part has a database of its own on the server, made fresh (`pagerd migrate` for
+# pagerd's) and dropped afterwards: other users of the server are never touched. The server is
+# `$PAGERD_BENCH_POSTGRES` (the DSN of a user that may create databases) if set, else the one on
+# 127.0.0.1:5432 as user postgres; if none answers, the section says so in capitals and is
+# skipped, as the peer section is without Alertmanager.
+#
+# - The ceiling: the same request lines, pipelined on one connection, and from 1 and 8 clients
+#   each waiting for its reply, and the latency run's lines at the same pace, each answered
+#   once committed.
+# - One node: alert -> transport latency at a steady rate (the `log` transport's stamps, as the
+#   `latency` section reads them), pipelined ingest, request/response from 1 and 8 clients.
+# - Three nodes on one database: the same pipelined load split across their three sockets (each
+#   node takes events for every service; those of services another node owns go through the
+#   inbox), then failover: the owner of an incident whose next level is due is killed (`kill
+#   -9`, `FAILOVER_LEAD` before the level is due), and the time until a surviving node pages
+#   that level is measured, over repeated runs, beside the target `lease_ttl + 2 s`. The killed
+#   node is started again and the shards settle back on their preferred owners before the next.
+
+
+PG_ENV: Final = "PAGERD_BENCH_POSTGRES"
+PG_LOCAL: Final = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+NODES: Final = ("bench-a", "bench-b", "bench-c")
+FAILOVER_LEAD: Final = 0.05
+"""Seconds before the incident's next level is due that its owner is killed: late enough that
+the level is due as good as at once, early enough that the owner cannot have paged it."""
+SETTLE_WITHIN: Final = 120.0
+
+
+def pg_server() -> str | None:
+    """The admin DSN of the server to measure on, or None if it does not answer."""
+    dsn = os.environ.get(PG_ENV) or PG_LOCAL
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return None
+    return dsn
+
+
+@contextlib.contextmanager
+def fresh_database(admin: str) -> Iterator[str]:
+    """A new, empty database on the server (`pagerd_bench_<random>`): its DSN. Dropped
+    afterwards, with any connection still open to it (a node killed mid-transaction)."""
+    name = f"pagerd_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield conninfo.make_conninfo(admin, dbname=name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def write_node_config(
+    folder: Path, dsn: str, node: str, services: int, failover: int, lease_ttl: float
+) -> Path:
+    """The benchmark's usual config (`write_config`: svc-N on two levels of 15 min, and
+    `failover` services quiet-N whose level 2 is due `QUIET_ACK_TIMEOUT` after their alert), on
+    the PostgreSQL database `dsn`, as cluster node `node`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = write_config(folder, services, quiet=failover)
+    dsn_toml = json.dumps(dsn)  # a TOML basic string: JSON's escapes are TOML's
+    with config.open("a") as out:
+        out.write(
+            "[storage]\n"
+            'backend = "postgresql"\n'
+            f"dsn = {dsn_toml}\n"
+            "[cluster]\n"
+            f'node_name = "{node}"\n'
+            f'lease_ttl = "{lease_ttl:g}s"\n'
+        )
+    return config
+
+
+def migrate(config: Path) -> None:
+    """`pagerd migrate`: the schema made in the node's (fresh) database."""
+    subprocess.run(
+        [PYTHON, "-m", "pagerd", "migrate", "--config", str(config)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+class Node:
+    """One `pagerd` process of the cluster, which the benchmark may kill and start again."""
+
+    def __init__(self, name: str, config: Path) -> None:
+        self.name = name
+        self.config = config
+        self.sock = config.parent / "pager.sock"
+        self.log = config.parent / "state" / "notifications.jsonl"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.config.parent / "pagerd.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", "pagerd", "--config", str(self.config), "--log-level",
+                 "error"],
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+            )  # fmt: skip
+
+    def ready(self) -> float:
+        assert self.proc is not None
+        return wait_ready(self.sock, self.proc, within=120)
+
+    def kill(self) -> float:
+        """`kill -9`: the wall-clock time it was sent."""
+        assert self.proc is not None
+        at = time.time()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+        return at
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@contextlib.contextmanager
+def running(nodes: Sequence[Node]) -> Iterator[None]:
+    """`nodes` started together (their start-ups overlap), each answering; stopped after."""
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.ready()
+        yield
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def pg_wait_delivered(dsn: str, within: float = 300.0) -> None:
+    """Until no notification in the database is left to deliver."""
+    deadline = time.monotonic() + within
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM notifications WHERE state <> 'sent'")
+            if row.fetchone() == (0,):
+                return
+            time.sleep(0.1)
+    raise RuntimeError(f"notifications still undelivered after {within}s")
+
+
+def wait_settled(dsn: str, nodes: Sequence[str], within: float = SETTLE_WITHIN) -> float:
+    """Seconds until every shard is leased, unexpired, to its preferred node among `nodes`: the
+    cluster at rest, no handover under way."""
+    want = {shard: preferred(shard, nodes) for shard in range(SHARDS)}
+    start = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() - start < within:
+            held: dict[int, str | None] = dict(
+                conn.execute(
+                    "SELECT shard, owner FROM leases WHERE expires_at > clock_timestamp()"
+                ).fetchall()
+            )
+            if held == want:
+                return time.monotonic() - start
+            time.sleep(0.05)
+    raise RuntimeError(f"the cluster's leases did not settle within {within}s")
+
+
+def owner(dsn: str, service: str) -> str | None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT owner FROM leases WHERE shard = %s AND expires_at > clock_timestamp()",
+            (shard_of(service),),
+        ).fetchone()
+    return None if row is None else row[0]
+
+
+def open_deadline(dsn: str, service: str) -> float | None:
+    """When the open incident of `service` is due to escalate (wall-clock seconds)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT deadline FROM incidents WHERE service = %s AND closed_at IS NULL",
+            (service,),
+        ).fetchone()
+    return None if row is None else row[0]
+
+
+def log_records(path: Path) -> list[dict[str, Any]]:
+    """The `log` transport's records (none if the node logged nothing yet); a line cut short by
+    a kill is left out."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
+
+
+def paged(nodes: Sequence[Node], service: str, level: int) -> list[tuple[str, float]]:
+    """Each node's `log` records of `service`'s pages at `level`: (node, stamp)."""
+    return [
+        (node.name, timestamp(record["time"]))
+        for node in nodes
+        for record in log_records(node.log)
+        if record["service"] == service and record["level"] == level
+    ]
+
+
+# The load ---------------------------------------------------------------------------------
+
+
+def paced_schedule(services: int, rate: int, seconds: float) -> list[tuple[float, bytes]]:
+    """As the `latency` section's: at `rate` events a second, a service's alert and, half a
+    second later, its healthy: every alert opens an incident and pages."""
+    schedule: list[tuple[float, bytes]] = []
+    for k in range(int(rate * seconds) // 2):
+        at = k * 2 / rate
+        name = f"svc-{k % services}".encode()
+        schedule.append((at, b'{"op":"alert","service":"%s"}\n' % name))
+        schedule.append((at + 0.5, b'{"op":"healthy","service":"%s"}\n' % name))
+    schedule.sort(key=lambda item: item[0])
+    return schedule
+
+
+def handed_ms(
+    schedule: Sequence[tuple[float, bytes]], sent: Sequence[float], logs: Sequence[Path]
+) -> list[float]:
+    """ms from sending each alert of `schedule` to its level-1 page's stamp in `logs`."""
+    sent_alerts: dict[tuple[str, int], float] = {}
+    per_service: dict[str, int] = {}
+    for i, (_, line) in enumerate(schedule):
+        if b'"alert"' in line and i < len(sent):
+            name = json.loads(line)["service"]
+            per_service[name] = per_service.get(name, 0) + 1
+            sent_alerts[(name, per_service[name])] = sent[i]
+    handed = []
+    for path in logs:
+        for record in log_records(path):
+            incident = parse_incident_id(record["incident"])
+            if record["level"] == 1 and incident in sent_alerts:
+                handed.append((timestamp(record["time"]) - sent_alerts[incident]) * 1000)
+    return handed
+
+
+async def pipelined_split(socks: Sequence[Path], lines: list[bytes]) -> tuple[float, int, int]:
+    """`lines` dealt round-robin to `socks`, each share pipelined on its own connection at the
+    same time: (seconds until the last reply, replies ok, replies busy)."""
+    results: list[tuple[float, int, int]] = []
+
+    async def one(sock: Path, share: list[bytes]) -> None:
+        results.append(await pipelined_counted(sock, share))
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for k, sock in enumerate(socks):
+            nursery.start_soon(one, sock, lines[k :: len(socks)])
+    return (
+        trio.current_time() - start,
+        sum(ok for _, ok, _ in results),
+        sum(busy for _, _, busy in results),
+    )
+
+
+async def pipelined_counted(sock: Path, lines: list[bytes]) -> tuple[float, int, int]:
+    """`pipelined`, counting the replies `busy` too (a node of a cluster answers so when
+    more events wait for their owners than it keeps)."""
+    stream = await trio.open_unix_socket(str(sock))
+    ok = busy = 0
+    start = trio.current_time()
+
+    async def write() -> None:
+        for i in range(0, len(lines), 512):
+            await stream.send_all(b"".join(lines[i : i + 512]))
+
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(write)
+        seen = 0
+        rest = b""
+        while seen < len(lines):
+            data = await stream.receive_some(1 << 20)
+            if not data:
+                raise RuntimeError("connection closed early")
+            chunks = (rest + data).split(b"\n")
+            rest = chunks.pop()
+            seen += len(chunks)
+            ok += sum(1 for c in chunks if c.startswith(b'{"ok":true'))
+            busy += sum(1 for c in chunks if b'"busy"' in c)
+    return trio.current_time() - start, ok, busy
+
+
+# The section ------------------------------------------------------------------------------
+
+
+def section_postgresql(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
+    admin = pg_server()
+    if admin is None:
+        where = f"${PG_ENV}" if os.environ.get(PG_ENV) else "127.0.0.1:5432"
+        print(
+            f"[postgresql] NO POSTGRESQL AT {where}: THE POSTGRESQL SECTION DID NOT RUN",
+            file=sys.stderr,
+        )
+        return {"skipped": f"no PostgreSQL at {where}"}
+    with psycopg.connect(admin, autocommit=True) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        commit = conn.execute("SHOW synchronous_commit").fetchone()
+    result: dict[str, Any] = {
+        "server_version": None if version is None else version[0],
+        "synchronous_commit": None if commit is None else commit[0],
+    }
+    services, events = sizes["ingest_services"], sizes["ingest_events"]
+    lines = [alert_line(i, services) for i in range(events)]
+    schedule = paced_schedule(services, sizes["pg_latency_rate"], sizes["pg_latency_s"])
+    result.update(services=services, events=events, rate=sizes["pg_latency_rate"])
+    with fresh_database(admin) as dsn:
+        result.update(_ceiling(sizes, folder, dsn, lines, schedule))
+    with fresh_database(admin) as dsn:
+        result.update(_one_node(sizes, folder / "one", dsn, lines, schedule))
+    with fresh_database(admin) as dsn:
+        result.update(_three_nodes(sizes, folder / "three", dsn, lines))
+    return result
+
+
+@contextlib.contextmanager
+def _pg_ceiling(folder: Path, dsn: str) -> Iterator[Path]:
+    sock = folder / "pggroupcommit.sock"
+    args = [PYTHON, str(ROOT / "bench" / "ceilings.py"), "pggroupcommit", str(sock)]
+    proc = subprocess.Popen([*args, dsn], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(sock, proc)
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _ceiling(
+    sizes: dict[str, Any],
+    folder: Path,
+    dsn: str,
+    lines: list[bytes],
+    schedule: list[tuple[float, bytes]],
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    services, seconds = sizes["ingest_services"], sizes["reqresp"]
+    with _pg_ceiling(folder, dsn) as sock:
+        rates = []
+        for _ in range(sizes["pg_ceiling_passes"]):
+            elapsed, ok = trio.run(pipelined, sock, lines)
+            rates.append(ok / elapsed)
+        result["ceiling_pipelined"] = statistics.median(rates)
+        result["ceiling_pipelined_runs"] = rates
+        for n in REQRESP_CLIENTS:
+            rate = trio.run(request_response, sock, n, seconds, lambda i: alert_line(i, services))
+            result[f"ceiling_reqresp_{n}"] = rate
+        result.update(reply_ms(*trio.run(paced, sock, schedule), "ceiling_reply_"))
+    return result
+
+
+REQRESP_CLIENTS: Final = (1, 8)
+
+
+def _one_node(
+    sizes: dict[str, Any],
+    folder: Path,
+    dsn: str,
+    lines: list[bytes],
+    schedule: list[tuple[float, bytes]],
+) -> dict[str, Any]:
+    services, seconds = sizes["ingest_services"], sizes["reqresp"]
+    node = Node(NODES[0], write_node_config(folder, dsn, NODES[0], services, 0, 10.0))
+    migrate(node.config)
+    result: dict[str, Any] = {}
+    with running([node]):
+        wait_settled(dsn, NODES[:1])
+        # Latency first, on services with no incident yet: every alert opens one and pages.
+        sent, replied = trio.run(paced, node.sock, schedule)
+        result.update(reply_ms(sent, replied, "reply_"))
+        pg_wait_delivered(dsn)
+        handed = handed_ms(schedule, sent, [node.log])
+        result.update(spread(handed, "handed_"), latency_notifications=len(handed))
+        elapsed, ok, busy = trio.run(pipelined_counted, node.sock, lines)
+        result.update(pipelined=ok / elapsed, pipelined_ok=ok, pipelined_busy=busy)
+        pg_wait_delivered(dsn)  # the storm's pages: measure the next on a quiet node
+        for n in REQRESP_CLIENTS:
+            result[f"reqresp_{n}"] = trio.run(
+                request_response,
+                node.sock,
+                n,
+                seconds,
+                lambda i: alert_line(i, services),
+            )
+    return result
+
+
+def _three_nodes(
+    sizes: dict[str, Any], folder: Path, dsn: str, lines: list[bytes]
+) -> dict[str, Any]:
+    services, runs, ttl = sizes["ingest_services"], sizes["pg_failover_runs"], sizes["pg_lease_ttl"]
+    # Services enough that each run finds one owned by the node it kills, never used before.
+    candidates = 12 * runs
+    nodes = [
+        Node(name, write_node_config(folder / name, dsn, name, services, candidates, ttl))
+        for name in NODES
+    ]
+    migrate(nodes[0].config)
+    result: dict[str, Any] = {"lease_ttl_s": ttl, "failover_target_s": ttl + 2.0}
+    with running(nodes):
+        result["settle_s"] = wait_settled(dsn, NODES)
+        elapsed, ok, busy = trio.run(pipelined_split, [n.sock for n in nodes], lines)
+        result.update(
+            three_pipelined=ok / elapsed, three_pipelined_ok=ok, three_pipelined_busy=busy
+        )
+        pg_wait_delivered(dsn)
+        result.update(_failovers(dsn, nodes, runs, candidates, ttl))
+    return result
+
+
+def _failovers(
+    dsn: str, nodes: list[Node], runs: int, candidates: int, ttl: float
+) -> dict[str, Any]:
+    """`runs` times: kill -9 the owner of an incident about to escalate, time the page of its
+    next level by a surviving node, start the killed node again, let the shards settle."""
+    times: list[float] = []
+    unused = [f"quiet-{i}" for i in range(candidates)]
+    missed = early = 0
+    for run in range(runs):
+        victim = nodes[run % len(nodes)]
+        service = next(s for s in unused if owner(dsn, s) == victim.name)
+        unused.remove(service)
+        reply = trio.run(
+            _request, victim.sock, b'{"op":"alert","service":"%s"}\n' % service.encode()
+        )
+        if not reply.startswith(b'{"ok":true'):
+            raise RuntimeError(f"alert of {service} answered {reply[:200]!r}")
+        due = open_deadline(dsn, service)
+        if due is None:
+            raise RuntimeError(f"no open incident of {service} after its alert was answered")
+        time.sleep(max(0.0, due - FAILOVER_LEAD - time.time()))
+        killed = victim.kill()
+        survivors = [n for n in nodes if n is not victim]
+        finish = time.monotonic() + ttl + 60
+        found: list[tuple[str, float]] = []
+        while not found and time.monotonic() < finish:
+            time.sleep(0.02)
+            found = paged(survivors, service, 2)
+        if paged([victim], service, 2):
+            early += 1  # the owner paged it before it died: not a failover, not counted
+        elif found:
+            times.append(min(at for _, at in found) - killed)
+        else:
+            missed += 1
+        victim.start()
+        victim.ready()
+        wait_settled(dsn, [n.name for n in nodes])
+    doubles = sum(
+        1 for i in range(candidates) if len({at for _, at in paged(nodes, f"quiet-{i}", 2)}) > 1
+    )
+    return {
+        "failover_runs": runs,
+        "failover_measured": len(times),
+        "failover_missed": missed,
+        "failover_owner_paged_first": early,
+        "failover_paged_twice": doubles,
+        "failover_runs_s": times,
+        "failover_p50_s": percentile(times, 50),
+        "failover_p99_s": percentile(times, 99),
+        "failover_max_s": max(times, default=math.nan),
+    }
+
+
+async def _request(sock: Path, line: bytes) -> bytes:
+    stream = await trio.open_unix_socket(str(sock))
+    async with stream:
+        await stream.send_all(line)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            reply += data
+    return reply
+
+
+# The table --------------------------------------------------------------------------------
+
+Row = tuple[str, str, str, str, str]
+
+
+def postgresql_rows(pg: dict[str, Any]) -> list[Row]:
+    """The section's rows of the table: each figure beside its ceiling and their ratio."""
+    if "skipped" in pg:
+        return [(f"PostgreSQL: {pg['skipped'].upper()}: NOT MEASURED", "", "", "", "")]
+    ceiling = pg["ceiling_pipelined"]
+    found: list[Row] = [
+        (
+            f"PostgreSQL {pg['server_version']}, one node: pipelined alerts/s "
+            f"({pg['services']} services)",
+            f"{pg['pipelined']:,.0f}",
+            f"{ceiling:,.0f}",
+            f"{pg['pipelined'] / ceiling:.0%}",
+            "",
+        ),
+        (
+            "PostgreSQL, three nodes: pipelined alerts/s split over their sockets"
+            + (f" ({pg['three_pipelined_busy']} busy)" if pg["three_pipelined_busy"] else ""),
+            f"{pg['three_pipelined']:,.0f}",
+            f"{ceiling:,.0f}",
+            f"{pg['three_pipelined'] / ceiling:.0%}",
+            "",
+        ),
+    ]
+    for n in REQRESP_CLIENTS:
+        found.append(
+            (
+                f"PostgreSQL, one node: request/response/s, {n} connections",
+                f"{pg[f'reqresp_{n}']:,.0f}",
+                f"{pg[f'ceiling_reqresp_{n}']:,.0f}",
+                f"{pg[f'reqresp_{n}'] / pg[f'ceiling_reqresp_{n}']:.0%}",
+                "",
+            )
+        )
+    bare = _ms(pg, "ceiling_reply_")
+    for label, prefix in (("alert->transport", "handed_"), ("event->reply", "reply_")):
+        found.append(
+            (
+                f"PostgreSQL, one node: {label} ms p50/p99/max @ {pg['rate']}/s",
+                _ms(pg, prefix),
+                bare,
+                f"{pg['ceiling_reply_p99_ms'] / pg[prefix + 'p99_ms']:.0%}",
+                "",
+            )
+        )
+    measured = pg["failover_measured"]
+    note = ""
+    if measured != pg["failover_runs"]:
+        note = f", {pg['failover_missed']} never paged, {pg['failover_owner_paged_first']} early"
+    found.append(
+        (
+            f"PostgreSQL, three nodes: failover s p50/p99/max ({measured} runs{note}, "
+            f"lease_ttl {pg['lease_ttl_s']:g}s)",
+            " / ".join(f"{pg[f'failover_{p}_s']:.2f}" for p in ("p50", "p99", "max")),
+            "",
+            "",
+            f"< {pg['failover_target_s']:g}",
+        )
+    )
+    return found
+
+
 SIZES = {
     "full": {
         "peer_rate_s": 5.0,
@@ -798,6 +1368,11 @@ SIZES = {
         "windows_services": 500,
         "windows_events": 20_000,
         "windows_statuses": 100,
+        "pg_ceiling_passes": 5,
+        "pg_latency_rate": 1000,
+        "pg_latency_s": 10.0,
+        "pg_lease_ttl": 10.0,
+        "pg_failover_runs": 20,
     },
     "quick": {
         "peer_rate_s": 0.3,
@@ -828,6 +1403,11 @@ SIZES = {
         "windows_services": 50,
         "windows_events": 1_000,
         "windows_statuses": 10,
+        "pg_ceiling_passes": 1,
+        "pg_latency_rate": 200,
+        "pg_latency_s": 1.0,
+        "pg_lease_ttl": 2.0,
+        "pg_failover_runs": 3,
     },
 }
 
@@ -841,6 +1421,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "retention": section_retention,
     "windows": section_windows,
     "peer": section_peer,
+    "postgresql": section_postgresql,
 }
 
 
@@ -1003,6 +1584,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 "",
             )
         )
+    pg = results.get("postgresql")
+    if pg:
+        rows += postgresql_rows(pg)
     return align(rows)
 
 
