@@ -176,7 +176,8 @@ class FakeCluster:
 class FencedStore:
     """`store` (SQLite, say) as a node of a cluster sees a shared store: its writes are fenced
     by `cluster`'s leases and take `Handled` events out of its inbox, all under one lock (one
-    "transaction"); `load_states` and `undelivered` take `shards` as the real adapter does.
+    "transaction"); `load_states`, `undelivered` and `next_retry_at` take `shards` as the real
+    adapter does.
     Every other call goes to `store` as it is."""
 
     def __init__(self, store: Storage, cluster: FakeCluster) -> None:
@@ -230,3 +231,18 @@ class FencedStore:
             return self._store.undelivered(limit, channel, due_by)
         every = self._store.undelivered(1 << 30, channel, due_by)
         return [u for u in every if shard_of(u.notify.service) in shards][:limit]
+
+    def next_retry_at(
+        self, channel: str, after: float, shards: Collection[int] | None = None
+    ) -> float | None:
+        if shards is None:
+            return self._store.next_retry_at(channel, after)
+        every = self._store.undelivered(1 << 30, channel)
+        times = [
+            u.next_attempt_at
+            for u in every
+            if shard_of(u.notify.service) in shards
+            and u.next_attempt_at is not None
+            and u.next_attempt_at > after
+        ]
+        return min(times, default=None)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from pager.shards import SHARDS, share
@@ -67,7 +68,7 @@ class Node:
     def __init__(self, name: str, cluster: FakeCluster) -> None:
         self.link = Link(cluster)
         self.metrics = Metrics()
-        self.ownership = Ownership(name, self.link, inline, TTL, self.metrics)  # type: ignore[arg-type]
+        self.ownership = Ownership(name, self.link, inline, TTL, self.metrics)
         self.recorder = Recorder()
         self.ownership.add(self.recorder)
         self.scope = trio.CancelScope()
@@ -124,7 +125,9 @@ async def test_a_node_cut_from_the_database_stops_before_its_lease_could_end(
         a.link.cut = True
         # Until the database's lease ends, the node must have stopped on its own.
         lease_ends = trio.current_time() + min(lease.remaining for lease in cluster.leases())
-        while a.ownership.held():
+        while True:
+            if not a.ownership.held():
+                break
             await trio.sleep(0.01)
         stopped = trio.current_time()
         assert stopped <= lease_ends - margin_of(TTL) + 0.02
@@ -150,7 +153,7 @@ async def test_after_a_pause_past_its_lease_a_node_holds_nothing_before_any_task
         # The very first look, before any checkpoint: nothing held, an empty fence.
         assert not a.ownership.holds("api")
         assert a.ownership.fence().epochs == {}
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         await trio.sleep(0.1)
         assert a.recorder.dropped and a.recorder.dropped[0] == frozenset(range(SHARDS))
         await trio.sleep(TTL)
@@ -175,7 +178,9 @@ async def test_a_node_that_joins_is_handed_its_share_and_no_shard_has_two_owners
             handed = share("b", ["a", "b"])
             assert frozenset().union(*a.recorder.dropped) == handed
             assert b.recorder.have == handed
-            assert a.metrics.render().count('pagerd_cluster_shards_dropped_total{reason="handover"}')
+            assert a.metrics.render().count(
+                'pagerd_cluster_shards_dropped_total{reason="handover"}'
+            )
             # A clean stop of b: a takes its share back at its next round, not after lease_ttl.
             b.scope.cancel()
             await trio.sleep(TTL / 4 + 0.2)
@@ -193,7 +198,9 @@ async def test_the_shards_of_a_node_killed_are_taken_within_the_lease(
         assert mine == share("b", ["a", "b", "c"])
         renewed = trio.current_time() - b.ownership.statistics().renewed_age  # type: ignore[operator]
         b.kill()
-        while not mine <= set(a.ownership.held()) | set(c.ownership.held()):
+        while True:
+            if mine <= set(a.ownership.held()) | set(c.ownership.held()):
+                break
             await trio.sleep(0.01)
         taken = trio.current_time()
         assert taken - renewed <= TTL + 0.5, taken - renewed
@@ -226,7 +233,7 @@ async def test_an_orphan_is_taken_by_a_node_that_does_not_prefer_it(
     async with nodes(cluster, "a") as (a,):
         b = Node("b", cluster)
         b.link = Refusing(cluster)
-        b.ownership._cluster = b.link  # type: ignore[assignment]
+        b.ownership._cluster = b.link
         await trio.sleep(1)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(b.run)

@@ -437,9 +437,7 @@ class Outbox:
                 f"{', '.join(known)}): written by a newer version? Not sent"
             )
         # By the id it was stored under: this pagerd does not make ids for such targets.
-        await self._record(
-            Attempt(stored_id, self._clock.now(), outcome, None, reason), n.service
-        )
+        await self._record(Attempt(stored_id, self._clock.now(), outcome, None, reason), n.service)
         self._metrics.notifications.inc(n.target.channel, outcome)
         log_at = logging.INFO if outcome == "cancelled" else logging.ERROR
         log.log(log_at, "delivery %s %s: %s", outcome, stored_id, reason)
@@ -631,9 +629,7 @@ class Outbox:
             delay, n.service, n.incident_id, n.level, n.target, said,
         )  # fmt: skip
         due = self._clock.now() + delay
-        await self._record(
-            Attempt(n.id, self._clock.now(), "retrying", None, said, due), n.service
-        )
+        await self._record(Attempt(n.id, self._clock.now(), "retrying", None, said, due), n.service)
         self._retried += 1
         self._metrics.notifications.inc(channel.name, "retrying")
         pending.attempts = attempts
@@ -798,9 +794,7 @@ class Outbox:
             if spilled is not None:
                 # When to look again: the earliest later retry in the database (it may be
                 # one in memory too; hence at most every `SPILL_POLL`).
-                later = await self._offload(
-                    lambda: self._store.next_retry_at(channel, now, **mine)
-                )
+                later = await self._offload(lambda: self._store.next_retry_at(channel, now, **mine))
                 if later is not None:
                     at = max(later, now + SPILL_POLL)
                     self._spilled[channel] = min(at, self._spilled.get(channel, math.inf))

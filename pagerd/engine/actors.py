@@ -71,6 +71,7 @@ from pager.protocol import (
     silence_object,
     unknown_service,
 )
+from pager.shards import shard_of
 from pager.silences import (
     MAX_SILENCE_SECONDS,
     Quiet,
@@ -82,7 +83,6 @@ from pager.silences import (
     silenced_until,
     spans,
 )
-from pager.shards import shard_of
 from pager.simulate import Timeline, simulate
 from pager.timefmt import duration, isoformat, nanoformat
 from pager.weekly import Maintenance
@@ -437,9 +437,7 @@ class Services:
         else:
             taken = self._silence_ids.take()
             if taken is None:
-                raise Rejected(
-                    "unavailable", "no silence id to hand: the database does not answer"
-                )
+                raise Rejected("unavailable", "no silence id to hand: the database does not answer")
             number = taken
         silence = Silence(number, starts, ends, request.reason.strip(), request.by or by, now)
         return service, StartSilence(silence)
@@ -651,7 +649,9 @@ class Services:
         are still answered while they are worked through; a storm's owners do not count, so
         they never hold up a quiet service's deadline."""
         if self._ownership is not None and not self._ownership.holds(service):
-            return True  # its shard was dropped: the new owner arms it again
+            # Its shard is being adopted (armed, not yet held) or has just passed its deadline
+            # (about to be dropped, which disarms it): offered again in a moment, never lost.
+            return False
         # A service no longer configured takes it too: its actor closes the incident.
         envelope = Envelope(event, None)
         owner = self._inboxes.get(service)

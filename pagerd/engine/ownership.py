@@ -421,4 +421,3 @@ def owner_of(service: str, leases: Sequence[Lease]) -> Lease | None:
     """The lease of `service`'s shard, if the database has one."""
     shard = shard_of(service)
     return next((lease for lease in leases if lease.shard == shard), None)
-

@@ -36,6 +36,7 @@ from pager.protocol import (
     parse_request,
     unknown_service,
 )
+from pager.shards import shard_of
 from pager.simulate import Timeline
 from pager.timefmt import duration, isoformat
 from pagerd.access.peers import Access, Peer, peer_credentials, resolve
@@ -43,6 +44,7 @@ from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
 from pagerd.engine.compute import CannotCompute, Compute
 from pagerd.engine.oncall import Allowed
+from pagerd.engine.ownership import Ownership, owner_of
 from pagerd.front import oncall
 from pagerd.front.connections import Connection, Connections
 from pagerd.front.names import Names
@@ -92,6 +94,8 @@ class Server:
         self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
         self.reload: Callable[[], Awaitable[tuple[list[str], list[str]]]] | None = None
+        self.ownership: Ownership | None = None
+        """This node's leases, when several nodes share the store: `status` shows them."""
         """The `reload` op: why the file was rejected (nothing: it runs), and what of it takes
         effect only on restart."""
         # At most this many clients, whatever `max_connections` says: what the open-file limit
@@ -447,14 +451,23 @@ class Server:
 
     async def _status(self, service: str | None) -> tuple[bytes, str]:
         services = self._services
+        ownership = self.ownership
         if service is None:
             names = services.config.services
+            if ownership is not None:
+                names = {name: policy for name, policy in names.items() if services.holds(name)}
             statuses = [services.status(services.state(name)) for name in names]
-            return ok_reply(services=statuses, **self._config()), "ok"
+            cluster = {} if ownership is None else {"cluster": _cluster(ownership)}
+            return ok_reply(services=statuses, **self._config(), **cluster), "ok"
         if service not in services.config.services:
             return unknown_service(service), "unknown_service"
         state = services.state(service)
         status = services.status(state)
+        if ownership is not None:
+            status["owner"] = await _owner(ownership, service)
+            if not ownership.holds(service):
+                # Its state is its owner's to show: this node has none of it in memory.
+                return ok_reply(**status), "ok"
         if state.incident is not None:
             number = state.incident.number
             deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
@@ -547,6 +560,33 @@ def _entry(at: float, entry: dict[str, object], offset: float) -> dict[str, obje
         shown["due_at"] = isoformat(due + offset)
         shown["delay"] = duration(max(due - at, 0.0))
     return shown
+
+
+def _cluster(ownership: Ownership) -> dict[str, Any]:
+    """This node's part of the cluster, as `status` shows it."""
+    stats = ownership.statistics()
+    age = stats.renewed_age
+    return {
+        "node": stats.node,
+        "shards_owned": len(stats.shards),
+        "lease_renewal_age": None if age is None else round(age, 3),
+        "epoch_max": max(stats.shards.values(), default=0),
+        "epochs": {str(shard): epoch for shard, epoch in sorted(stats.shards.items())},
+        "lease_ttl": ownership.ttl,
+        "adopted_undelivered": stats.adopted_undelivered,
+    }
+
+
+async def _owner(ownership: Ownership, service: str) -> dict[str, Any]:
+    """Which node owns `service` and under which epoch: this one's word if it holds it, else
+    the database's (its leases)."""
+    if ownership.holds(service):
+        shard = shard_of(service)
+        return {"node": ownership.node, "shard": shard, "epoch": ownership.held()[shard]}
+    lease = owner_of(service, await ownership.leases())
+    if lease is None or lease.remaining <= 0:
+        return {"node": None, "shard": None if lease is None else lease.shard, "epoch": None}
+    return {"node": lease.owner, "shard": lease.shard, "epoch": lease.epoch}
 
 
 def _delivery(d: Delivery, offset: float) -> dict[str, Any]:
