@@ -296,6 +296,8 @@ RESTART_ONLY: Final = (
     "http.tls_cert",
     "http.tls_key",
     "delivery.workers",
+    "cluster.node_name",
+    "cluster.lease_ttl",
 )
 """The keys a reload cannot change: they take effect on the next restart (`http.tls_cert` and
 `http.tls_key` only in that TLS cannot be turned on or off: new files are used at once)."""
@@ -313,6 +315,8 @@ def restart_only(old: Config, new: Config, *, tls_on: bool) -> tuple[Config, lis
             ("http.listen", old.http.listen, new.http.listen),
             ("http.workers", old.http.workers, new.http.workers),
             ("delivery.workers", old.delivery_workers, new.delivery_workers),
+            ("cluster.node_name", _node(old), _node(new)),
+            ("cluster.lease_ttl", _ttl(old), _ttl(new)),
         )
         if before != after
     ]
@@ -329,8 +333,17 @@ def restart_only(old: Config, new: Config, *, tls_on: bool) -> tuple[Config, lis
         metrics_listen=old.metrics_listen,
         http=http,
         delivery_workers=old.delivery_workers,
+        cluster=old.cluster,
     )
     return kept, notes
+
+
+def _node(config: Config) -> str | None:
+    return None if config.cluster is None else config.cluster.node_name
+
+
+def _ttl(config: Config) -> float | None:
+    return None if config.cluster is None else config.cluster.lease_ttl
 
 
 def _client_room(config: Config, http_here: bool) -> int:
