@@ -422,6 +422,13 @@ def render(
         lines = str(reply.get("text", "")).rstrip("\n").split("\n")
         return "\n".join(controls(line) for line in lines)
     reply = _escaped(reply)
+    if reply.get("queued") is True:
+        # A node of a cluster stored the event for the node that owns its service, which did
+        # not answer in time (a failover under way): it is handled once an owner takes it.
+        return (
+            f"{reply.get('service', '?')}: {command} accepted and stored; the node that owns"
+            " the service has not answered yet and will handle it"
+        )
     if command == "ping":
         return f"pagerd {reply.get('version', '?')} is up"
     if command == "reload":

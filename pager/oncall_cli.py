@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pager.protocol import encode
-from pager.timefmt import read_time
+from pager.timefmt import isoformat, read_time
 
 
 def parse_time(text: str, now: Callable[[], float] = time.time) -> float:
@@ -32,10 +32,6 @@ def parse_time(text: str, now: Callable[[], float] = time.time) -> float:
         return read_time(text, now())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def wire(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def add_parsers(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -72,7 +68,7 @@ def request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> bytes:
         if args.schedule is not None:
             fields["schedule"] = args.schedule
         if args.at is not None:
-            fields["at"] = wire(args.at)
+            fields["at"] = isoformat(args.at)
         if args.next is not None:
             if not 0 <= args.next <= 50:
                 parser.error("--next: from 0 to 50")
@@ -100,8 +96,13 @@ def request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> bytes:
         )
     if args.override_by is None or args.override_from is None or args.override_until is None:
         parser.error("override SCHEDULE needs --by, --from and --until")
-    fields = {"op": "override", "schedule": words[0], "by": args.override_by,
-              "from": wire(args.override_from), "until": wire(args.override_until)}  # fmt: skip
+    fields = {
+        "op": "override",
+        "schedule": words[0],
+        "by": args.override_by,
+        "from": isoformat(args.override_from),
+        "until": isoformat(args.override_until),
+    }
     if args.override_for is not None:
         fields["for"] = args.override_for
     return encode(fields)

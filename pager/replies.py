@@ -99,12 +99,12 @@ def outcome(
             return f"Closed {incident}{whom}"
         first = reply.get("already_acknowledged")
         if isinstance(first, Mapping) and first.get("by") != by:
-            return f"{incident} was already acknowledged{_first(first)}"
+            return f"{incident} was already acknowledged{_acknowledged(first)}"
         if isinstance(first, Mapping):
             # The same person again (a second reply, a second click): nothing more was done,
             # and saying "Acknowledged" again would hide that the first one counted.
             you = shown_by if shown_by is not None else "you"
-            return f"{incident} was already acknowledged by {you}{_how(first)}"
+            return f"{incident} was already acknowledged{_acknowledged(first, you)}"
         return f"Acknowledged {incident}{whom}"
     if result == "no_open_incident":
         return f"{incident} is already closed"
@@ -117,23 +117,19 @@ def outcome(
     return f"Could not record your answer to {incident} ({result})"
 
 
-def _how(first: Mapping[str, Any]) -> str:
-    """` (via sms) at 2027-...`: how and when an acknowledgement by the one asking again was
-    given, as far as known."""
-    words = ""
-    if (via := first.get("via")) is not None:
-        words += f" (via {printable(str(via))[:80]})"
-    if (at := first.get("at")) is not None:
-        words += f" at {printable(str(at))[:80]}"
-    return words
-
-
-def _first(first: Mapping[str, Any]) -> str:
-    """` by alice via sms at 2027-...`: who acknowledged first, how and when, as far as known."""
-    words = ""
-    for word, key in ((" by ", "by"), (" via ", "via"), (" at ", "at")):
-        if (value := first.get(key)) is not None:
-            words += word + printable(str(value))[:80]
+def _acknowledged(first: Mapping[str, Any], you: str | None = None) -> str:
+    """` by alice via sms at 2027-...`: who acknowledged first, how and when, as far as known;
+    told to the one who did, asking again (`you`, how they are named), ` by you (via sms) at
+    2027-...`. What the reply holds is shown escaped and cut short."""
+    by, via, at = (
+        None if (value := first.get(key)) is None else printable(str(value))[:80]
+        for key in ("by", "via", "at")
+    )
+    words = f" by {you}" if you is not None else f" by {by}" if by is not None else ""
+    if via is not None:
+        words += f" via {via}" if you is None else f" (via {via})"
+    if at is not None:
+        words += f" at {at}"
     return words
 
 

@@ -29,6 +29,7 @@ from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.compute import Compute, in_threads
+from pagerd.engine.inbox import Inbox, Listen
 from pagerd.engine.lookahead import Lookahead, gaps, ignored_lines
 from pagerd.engine.oncall import Rota
 from pagerd.engine.ownership import Ownership
@@ -75,6 +76,10 @@ STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up t
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
 NAME_THREADS: Final = 8  # NSS lookups at once (each user looked up once at a time)
+INBOX_THREADS: Final = 2
+"""The cluster inbox's calls at once (puts of events for other nodes, takes, answers, reads of
+services held elsewhere): each holds one of the pool's connections (`[storage] pool_size`, 4 by
+default, beside the commit's and the leases')."""
 LOOKAHEAD_SECONDS: Final = 120.0
 """How long the look at a config after a start or reload may take (in the background, in a
 thread of its own): the gaps of many heavy schedules over a year."""
@@ -91,6 +96,9 @@ class Shared:
     store: Storage
     cluster: Cluster
     node: ClusterConfig
+    listen: Listen | None = None
+    """How the inbox waits for notifications: `cluster.wait` in a thread of its own unless
+    given (tests under a mock clock, whose fake cluster waits in wall-clock time)."""
 
 
 OpenShared = Callable[[Config], Shared]
@@ -601,6 +609,7 @@ async def _run(
         )
         committer.fencing = ownership
         silence_ids = SharedSilenceIds(shared.cluster, parts.store_offload)
+    inbox: Inbox | None = None
     scheduler = Scheduler(clock)
     heartbeats = Scheduler(clock, heartbeat)
 
@@ -651,10 +660,17 @@ async def _run(
         config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota,
         last_silence=last_silence, ownership=ownership, silence_ids=silence_ids,
     )  # fmt: skip
-    if ownership is not None:
+    if shared is not None and ownership is not None:
+        # Threads of its own: a put or a read of the inbox never waits behind a commit.
+        inbox_offload = parts.lease_offload or in_thread(trio.CapacityLimiter(INBOX_THREADS))
+        inbox = Inbox(
+            services, shared.cluster, store, ownership, inbox_offload, clock, listen=shared.listen
+        )
+        services.cluster = inbox
         outbox.own(ownership)
         ownership.add(ServiceShards(services, store, parts.store_offload))
         ownership.add(outbox)
+        ownership.add(inbox)  # last: a shard's events are taken once its states are loaded
     lookahead = Lookahead(parts.lookahead_compute, rota)
     lookahead.look(config, rota.all_overrides(), clock.wall_now())  # once running
     # Acknowledged or closed: no more attempts; silenced: no delayed step sent.
@@ -675,6 +691,7 @@ async def _run(
     )
     server.client_room = _client_room(config, http_here)
     server.ownership = ownership
+    server.cluster = inbox
     _gauges(metrics, services, scheduler, heartbeats, outbox, store, pool)
 
     async def ready() -> str | None:
@@ -735,8 +752,9 @@ async def _run(
             core.start_soon(scheduler.run, services.offer, name="scheduler")
             core.start_soon(heartbeats.run, services.offer, name="heartbeats")
             core.start_soon(outbox.run, name="outbox")
-            if ownership is not None and silence_ids is not None:
+            if ownership is not None and silence_ids is not None and inbox is not None:
                 # After the actors and the outbox run: what it adopts goes straight to them.
+                await core.start(inbox.run)
                 await core.start(ownership.run)
                 core.start_soon(silence_ids.run, name="silence ids")
             if pool is not None:

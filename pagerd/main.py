@@ -5,7 +5,11 @@ Exit codes: 0 stopped cleanly (or `--check` found the config valid), 1 could not
 gaps of levels and schedules, never with a policy that reaches nobody at all), 78 invalid
 config. `pagerd backup`, `pagerd restore` and `pagerd rotate-key`: 0 done, 1
 not done (the message says why), 78 invalid config. `pagerd hash-password`: 0 printed, 1 no
-usable password given.
+usable password given. `pagerd migrate`: 0 the PostgreSQL schema is at this pagerd's version
+(made, upgraded, or already), 1 not done (the database cannot be reached, or is newer than this
+pagerd), 78 invalid config (or its `[storage]` is not PostgreSQL). With `[storage] backend =
+"postgresql"`, `pagerd --check` also connects: 1 if the database cannot be reached or its schema
+is not this pagerd's version (the line says to run `pagerd migrate`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
 from pagerd.access.passwords import PasswordError, hash_password
 from pagerd.config import EX_CONFIG, Config, ConfigError, load, load_state_dir
 from pagerd.config.http import listen_note
+from pagerd.config.storage import describe
 from pagerd.config.templates import link_note
 from pagerd.operations import logs
 from pagerd.operations.failures import leaves, reason
@@ -57,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="pagerd backup --help: copy the database, consistently, while pagerd runs; "
         "pagerd restore --help: put a backup back; "
         "pagerd rotate-key --help: a new signing key (links, Slack buttons, console sessions); "
-        "pagerd hash-password --help: a web console user's password_hash.",
+        "pagerd hash-password --help: a web console user's password_hash; "
+        "pagerd migrate --help: create or upgrade the PostgreSQL schema.",
     )
     parser.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
@@ -199,6 +205,59 @@ def backup_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def build_migrate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pagerd migrate",
+        description="Create or upgrade the PostgreSQL schema of [storage] to this pagerd's"
+        " version (one transaction; safe to run twice, or from two nodes at once). Stop the"
+        " nodes of the older pagerd first: a node runs only on its own schema version.",
+    )
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"the TOML config file (default {DEFAULT_CONFIG})"
+    )
+    parser.add_argument(
+        "--credentials",
+        metavar="DIR",
+        help="read storage.dsn_credential from DIR (default $CREDENTIALS_DIRECTORY)",
+    )
+    return parser
+
+
+def migrate_main(argv: Sequence[str]) -> int:
+    args = build_migrate_parser().parse_args(argv)
+    if args.credentials is not None:
+        os.environ["CREDENTIALS_DIRECTORY"] = str(Path(args.credentials).resolve())
+    try:
+        config = load(Path(args.config))
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EX_CONFIG
+    storage = config.storage
+    if storage.backend != "postgresql" or storage.dsn is None:
+        print(
+            f'pagerd migrate: {args.config}: [storage] backend is not "postgresql": SQLite'
+            " upgrades its own schema when pagerd starts",
+            file=sys.stderr,
+        )
+        return EX_CONFIG
+    # Here, not at the top: a SQLite pagerd never loads PostgreSQL's driver.
+    from pagerd.storage.postgresql.store import migrate_schema
+
+    try:
+        before, after = migrate_schema(storage)
+    except StoreError as exc:
+        print(f"pagerd migrate: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    where = describe(storage.dsn.value)
+    if before == after:
+        print(f"pagerd migrate: {where}: schema version {after}, already this pagerd's")
+    elif before == 0:
+        print(f"pagerd migrate: {where}: schema made, version {after}")
+    else:
+        print(f"pagerd migrate: {where}: schema version {before} -> {after}")
+    return 0
+
+
 def build_hash_password_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         prog="pagerd hash-password",
@@ -237,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rotate_key_main(argv[1:])
     if argv[:1] == ["hash-password"]:
         return hash_password_main(argv[1:])
+    if argv[:1] == ["migrate"]:
+        return migrate_main(argv[1:])
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     # Start-up builds 100,000s of objects that live for good: collecting while it does (the
@@ -270,6 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (refused := report.refusal(path, config.gap_weeks, args.allow_gaps)) is not None:
             print(f"pagerd: {refused}", file=sys.stderr)
             return EX_GAPS
+        if config.storage.backend == "postgresql":
+            from pagerd.storage.postgresql.store import check_schema
+
+            try:
+                checked = check_schema(config.storage)
+            except StoreError as exc:
+                print(f"pagerd: {path}: storage: {exc}", file=sys.stderr)
+                return EXIT_CANNOT_START
+            counts += f", {checked}"
         print(f"pagerd: {path}: ok ({counts})")
         if report.expected:
             print(f"pagerd: note: {report.expected}")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import attrs
+import trio
 
 from pager.domain import ServiceState
 from pager.shards import shard_of
@@ -246,3 +247,36 @@ class FencedStore:
             and u.next_attempt_at > after
         ]
         return min(times, default=None)
+
+
+class Hub:
+    """`LISTEN` under a mock clock (`Inbox(listen=...)`; `FakeCluster.wait` waits in wall-clock
+    time): every node hears every notification (the fake cluster has one queue for all),
+    looked at every `tick` seconds; `lost` drops them, as while a listening connection
+    reconnects."""
+
+    def __init__(self, cluster: FakeCluster, tick: float = 0.001) -> None:
+        self._cluster = cluster
+        self._tick = tick
+        self._queues: list[list[tuple[str, str]]] = []
+        self.lost = False
+
+    def listen(self) -> Callable[[Collection[str], float], Any]:
+        queue: list[tuple[str, str]] = []
+        self._queues.append(queue)
+
+        async def wait(channels: Collection[str], seconds: float) -> list[tuple[str, str]]:
+            with trio.move_on_after(seconds):
+                while True:
+                    notes = self._cluster.wait([INBOX_CHANNEL, ANSWER_CHANNEL], 0)
+                    if not self.lost:
+                        for each in self._queues:
+                            each.extend(notes)
+                    if queue:
+                        found = [n for n in queue if n[0] in channels]
+                        queue.clear()
+                        return found
+                    await trio.sleep(self._tick)
+            return []
+
+        return wait

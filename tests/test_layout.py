@@ -1,4 +1,5 @@
-"""The tree's architecture, checked: imports go down the layers, and SQLite stays in its adapter.
+"""The tree's architecture, checked: imports go down the layers, and SQL stays in the adapters
+(SQLite's and PostgreSQL's), each named only by the composition root.
 
 Each module's imports are read with `ast` (nothing is imported), including those under
 `TYPE_CHECKING`: a type is a dependency too.
@@ -32,9 +33,11 @@ LAYERS: Final[dict[str, int]] = {
 never sideways into another package of its own layer."""
 
 COMPOSITION_ROOT: Final = frozenset({"pagerd.app", "pagerd.main"})
-"""The only modules outside `pagerd.storage.sqlite` that may name the adapter."""
+"""The only modules outside an adapter that may name it."""
 
 SQLITE: Final = "pagerd.storage.sqlite"
+POSTGRESQL: Final = "pagerd.storage.postgresql"
+ADAPTERS: Final = (SQLITE, POSTGRESQL)
 
 _SQL: Final = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE)\s")
 
@@ -95,23 +98,24 @@ def layer_problems(module: Module) -> list[str]:
             problems.append(f"{where}: the core imports nothing of pagerd")
         elif target != own and LAYERS[target] <= LAYERS[own] and imported != "pagerd":
             problems.append(f"{where}: {target} is not below {own}")
-        elif (
-            _within(imported, SQLITE)
-            and not _within(module.name, SQLITE)
-            and module.name not in COMPOSITION_ROOT
+        elif module.name not in COMPOSITION_ROOT and any(
+            _within(imported, adapter) and not _within(module.name, adapter) for adapter in ADAPTERS
         ):
-            problems.append(f"{where}: only the composition root names the SQLite adapter")
+            problems.append(f"{where}: only the composition root names a storage adapter")
     return problems
 
 
 def sqlite_problems(module: Module) -> list[str]:
-    """SQLite outside its adapter: `import sqlite3`, SQL, or the database file's name."""
+    """SQLite outside its adapter: `import sqlite3`, SQL (but in PostgreSQL's adapter), or the
+    database file's name."""
     if _within(module.name, SQLITE):
         return []
     problems = []
     for line, imported in module.imports():
         if _within(imported, "sqlite3"):
             problems.append(f"{module.path.relative_to(ROOT)}:{line}: imports sqlite3")
+    if _within(module.name, POSTGRESQL):
+        return problems
     for node in ast.walk(module.tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             text = node.value

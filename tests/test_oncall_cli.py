@@ -64,10 +64,10 @@ def test_a_local_time_the_clocks_skip_is_the_moment_they_jump_as_in_schedules(
     assert instant(dt.datetime(2027, 3, 14, 2, 30), ZoneInfo("America/New_York")) == jump
     first = dt.datetime(2027, 11, 7, 5, 30, tzinfo=dt.UTC).timestamp()
     assert oncall_cli.parse_time("2027-11-07 01:30") == first
-    assert line("oncall", "--at", "2027-03-14 02:30")["at"] == "2027-03-14T07:00:00Z"
+    assert line("oncall", "--at", "2027-03-14 02:30")["at"] == "2027-03-14T07:00:00.000Z"
     made = line("override", "primary", "--by", "bob", "--from", "2027-03-14 02:30",
                 "--until", "2027-03-14 02:45")  # fmt: skip
-    assert (made["from"], made["until"]) == ("2027-03-14T07:00:00Z", "2027-03-14T07:00:00Z")
+    assert (made["from"], made["until"]) == ("2027-03-14T07:00:00.000Z", "2027-03-14T07:00:00.000Z")
     parser = cli.build_parser()
     silence = parser.parse_args(
         ["silence", "api", "--from", "2027-03-14 02:30", "--until", "2027-03-14 04:00",
@@ -84,15 +84,20 @@ def test_requests_carry_times_with_their_offset(new_york: None) -> None:
         "--from", "2024-05-01 09:00", "--until", "2024-05-02T09:00-04:00",
     ) == {
         "op": "override", "schedule": "primary", "by": "bob", "for": "alice",
-        "from": "2024-05-01T13:00:00Z", "until": "2024-05-02T13:00:00Z",
+        "from": "2024-05-01T13:00:00.000Z", "until": "2024-05-02T13:00:00.000Z",
     }  # fmt: skip
     assert line("override", "list", "primary") == {"op": "overrides", "schedule": "primary"}
     assert line("override", "list") == {"op": "overrides"}  # every schedule's
     assert line("override", "remove", "12") == {"op": "override_remove", "id": 12}
     assert line("oncall") == {"op": "oncall"}
     assert line("oncall", "primary", "--at", "2024-05-01T13:00Z", "--next", "5") == {
-        "op": "oncall", "schedule": "primary", "at": "2024-05-01T13:00:00Z", "next": 5,
+        "op": "oncall", "schedule": "primary", "at": "2024-05-01T13:00:00.000Z", "next": 5,
     }  # fmt: skip
+    # As every command writes a time on the wire (`pager.timefmt.isoformat`, `pager silence`'s
+    # too): UTC, to the millisecond.
+    assert line("oncall", "--at", "2024-05-01T14:00:00.25+01:00")["at"] == (
+        "2024-05-01T13:00:00.250Z"
+    )
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,28 @@ def test_a_long_message_is_cut_visibly_to_one_segment() -> None:
             None,
             "api#3 was already acknowledged by bob\\x1b[2J via link at T",
         ),
+        # What the reply does not say is left out, whoever asks; each part cut at 80.
+        (
+            "ack",
+            "ok",
+            {"already_acknowledged": {"by": "sms:+1", "at": "T"}},
+            None,
+            "api#3 was already acknowledged by you at T",
+        ),
+        (
+            "ack",
+            "ok",
+            {"already_acknowledged": {"via": "link", "at": None}},
+            None,
+            "api#3 was already acknowledged via link",
+        ),
+        (
+            "ack",
+            "ok",
+            {"already_acknowledged": {"by": "b" * 100, "via": "v" * 100}},
+            None,
+            f"api#3 was already acknowledged by {'b' * 80} via {'v' * 80}",
+        ),
         ("close", "ok", {}, None, "Closed api#3"),
         ("close", "no_open_incident", {}, None, "api#3 is already closed"),
         (

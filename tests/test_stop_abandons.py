@@ -7,14 +7,15 @@ import contextlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 import trio
 
 from pagerd.access.peers import Peer
-from pagerd.config import load
-from tests.harness import running
+from pagerd.config import load, model
+from tests.harness import running, until
 from tests.test_access import _config, needs_root
 
 HANG = 15.0  # the hung call ends by itself then (a stop that waits for it takes that long)
@@ -64,10 +65,21 @@ async def test_a_stop_does_not_wait_behind_a_hung_name_lookup(
     assert took < BOUND, f"the stop took {took:.1f}s, waiting for NSS (systemd kills at 20 s)"
 
 
-async def test_a_stop_does_not_wait_behind_a_reload_reading_a_hung_file(tmp_path: Path) -> None:
+async def test_a_stop_does_not_wait_behind_a_reload_reading_a_hung_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "pager.toml"
     path.write_text(_config(tmp_path, ""))
     config = load(path)
+    reading = threading.Event()  # the reload's thread has begun reading the file: it hangs now
+
+    def read(read_path: Path) -> tuple[bytes, dict[str, Any]]:
+        if read_path == path:
+            reading.set()
+        return real_read(read_path)  # the real read: its open() blocks on the FIFO
+
+    real_read = model._read
+    monkeypatch.setattr(model, "_read", read)
     # A writer comes after HANG: the read ends then (a stop that waited for it takes that long).
     writer = threading.Timer(HANG, lambda: os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK)))
     writer.start()
@@ -76,7 +88,9 @@ async def test_a_stop_does_not_wait_behind_a_reload_reading_a_hung_file(tmp_path
             path.unlink()
             os.mkfifo(path)  # opening it blocks until a writer comes: as a hung NFS mount
             nursery.start_soon(daemon.reload)
-            await trio.sleep(0.5)  # the reload's thread is blocked in open()
+            # Stopped once the read is under way in its thread, whatever this machine's speed:
+            # a stop before it would not show that the stop does not wait for it.
+            await until(reading.is_set, "the reload reads the config in its thread")
             stopped_at = trio.current_time()
             nursery.cancel_scope.cancel()  # what pagerd's SIGTERM does to a reload under way
         took = trio.current_time() - stopped_at

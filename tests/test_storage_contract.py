@@ -8,9 +8,9 @@ entry in `ADAPTERS`: a way to open its store, and to open the same one again (a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 import pytest
@@ -18,6 +18,7 @@ import pytest
 from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Started, Target
 from pager.domain import closed as closed_state
 from pager.schedules import Override
+from pager.shards import SHARDS, shard_of
 from pager.silences import Silence
 from pagerd.access.peers import Peer
 from pagerd.storage.port import (
@@ -33,26 +34,76 @@ from pagerd.storage.port import (
     Storage,
     StoreError,
     Transition,
+    Write,
 )
+from pagerd.storage.postgresql.store import Store as PostgresStore
 from pagerd.storage.sqlite import store as sqlite_store
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Reading
+from tests.postgres import clean_pg, pg_dsn
 
-Opener = Callable[[], Storage]
-"""Opens the adapter's store: the same database at every call (a second call is a restart)."""
-
-
-def _sqlite(tmp_path: Path) -> Opener:
-    return lambda: Store.open(tmp_path / "pager.db")
+__all__ = ["clean_pg", "pg_dsn"]  # fixtures
 
 
-ADAPTERS: Final[dict[str, Callable[[Path], Opener]]] = {"sqlite": _sqlite}
+@attrs.frozen
+class Opener:
+    """Opens the adapter's store: the same database at every call (a second call is a
+    restart)."""
+
+    open: Callable[[], Storage]
+    moves_deadlines: bool = True
+    """Whether a restart moves stored deadlines when the wall clock stepped (`restart_clock`):
+    a single node's store does; a shared one keeps wall-clock time for every node."""
+
+    def __call__(self) -> Storage:
+        return self.open()
+
+    def moved(self, step: float) -> float:
+        """How far a restart moves deadlines when the frame stepped by `step`."""
+        return step if self.moves_deadlines else 0.0
+
+
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    return Opener(lambda: Store.open(tmp_path / "pager.db"))
+
+
+OWNER: Final = "contract-node"
+
+
+class _Owner:
+    """A PostgreSQL store as the node that holds every shard sees it: each write carries that
+    node's fence (a fence a test gives, for SQLite to ignore, is replaced by it). This contract
+    is about what is stored; who may store it is tests/test_cluster_contract.py's."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._fence = Fence(OWNER, store.claim(OWNER, range(SHARDS), ttl=3600.0))
+
+    def write(self, batch: Sequence[Write], fence: Fence | None = None) -> None:
+        self._store.write(batch, self._fence)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _postgresql(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    dsn = request.getfixturevalue("clean_pg")
+
+    def open() -> Storage:
+        return cast(Storage, _Owner(PostgresStore.open(dsn, node=OWNER, pool_size=2)))
+
+    return Opener(open, moves_deadlines=False)
+
+
+ADAPTERS: Final[dict[str, Callable[[pytest.FixtureRequest, Path], Opener]]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+}
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
 def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    opener: Callable[[Path], Opener] = ADAPTERS[request.param]
-    return opener(tmp_path)
+    return ADAPTERS[request.param](request, tmp_path)
 
 
 @pytest.fixture
@@ -191,6 +242,28 @@ def test_a_retry_not_yet_due_is_left_out_when_asked_and_its_time_is_told(
     assert storage.next_retry_at("email", T0 + 4) == T0 + 5
     assert storage.next_retry_at("email", T0 + 5) is None
     assert storage.next_retry_at("sms", T0) is None
+
+
+def test_a_node_s_reads_of_its_shards_leave_the_other_services_out(storage: Storage) -> None:
+    """`shards=`: what a node of a cluster loads at start and reads back from the outbox is of
+    its own shards' services only (`pager.shards.shard_of`); None is every service."""
+    api, db = "api", "db"
+    assert shard_of(api) != shard_of(db)
+    opened(storage, api)
+    opened(storage, db)
+    beat(storage, ServiceState("cron"), T0, heartbeat=Monitor(60.0, T0 + 60, T0))
+    for service in (api, db):
+        storage.write([Attempt(note(service, 1).id, T0 + 1, "retrying", next_attempt_at=T0 + 9)])
+    mine = [shard_of(api), shard_of("cron")]
+    assert set(storage.load_states(shards=mine)) == {api, "cron"}
+    assert set(storage.load_states(shards=[shard_of(db)])) == {db}
+    assert set(storage.load_states()) == {api, db, "cron"}
+    assert storage.load_states(shards=[]) == {}
+    assert [u.notify.service for u in storage.undelivered(10, shards=[shard_of(db)])] == [db]
+    assert [u.notify.service for u in storage.undelivered(10, "email", shards=mine)] == [api]
+    assert storage.undelivered(10, shards=[]) == []
+    assert storage.next_retry_at("email", T0, shards=[shard_of(db)]) == T0 + 9
+    assert storage.next_retry_at("email", T0, shards=[shard_of("cron")]) is None
 
 
 def test_a_failed_notification_is_counted_while_its_incident_is_open(storage: Storage) -> None:
@@ -425,8 +498,11 @@ def test_a_restart_moves_when_resolves_were_taken_with_the_deadlines(reopen: Ope
     first.close()
     second = reopen()
     try:
-        second.restart_clock(Reading(frame=T0 - 100, wall=T0))
-        assert second.load_states()["quiet"].started == {Source("prom", "f"): Started(5, T0 - 110)}
+        _, moved = second.restart_clock(Reading(frame=T0 - 100, wall=T0))
+        assert moved == reopen.moved(-100)
+        assert second.load_states()["quiet"].started == {
+            Source("prom", "f"): Started(5, T0 - 10 + moved)
+        }
     finally:
         second.close()
 
@@ -453,9 +529,9 @@ def test_a_restart_moves_deadlines_when_the_wall_clock_stepped(reopen: Opener) -
     try:
         # This run's frame starts 100 s before the wall clock says, with no time passed.
         _, moved = second.restart_clock(Reading(frame=T0 - 100, wall=T0))
-        assert moved == -100
+        assert moved == reopen.moved(-100)
         incident = second.load_states()["api"].incident
-        assert incident is not None and incident.deadline == T0 + 60 - 100
+        assert incident is not None and incident.deadline == T0 + 60 + moved
     finally:
         second.close()
 
@@ -518,10 +594,10 @@ def test_a_restart_moves_heartbeat_deadlines_with_the_escalations(reopen: Opener
     second = reopen()
     try:
         _, moved = second.restart_clock(Reading(frame=T0 - 100, wall=T0))
-        assert moved == -100
+        assert moved == reopen.moved(-100)
         states = second.load_states()
         # The deadline keeps the time it had left; the check-in's time is a record, not moved.
-        assert states["cron"].heartbeat == Monitor(300.0, T0 + 200, T0)
+        assert states["cron"].heartbeat == Monitor(300.0, T0 + 300 + moved, T0)
         assert states["idle"].heartbeat == Monitor(300.0, None, T0)
     finally:
         second.close()
@@ -883,11 +959,11 @@ def test_a_restart_moves_silences_with_the_deadlines_they_hold(reopen: Opener) -
     second = reopen()
     try:
         _, moved = second.restart_clock(Reading(frame=T0 - 100, wall=T0))
-        assert moved == -100
+        assert moved == reopen.moved(-100)
         state = second.load_states()["api"]
         (silence,) = state.silences
-        assert state.incident is not None and state.incident.deadline == T0 + 3500
-        assert (silence.starts_at, silence.until) == (T0 - 100, T0 + 3500)
+        assert state.incident is not None and state.incident.deadline == T0 + 3600 + moved
+        assert (silence.starts_at, silence.until) == (T0 + moved, T0 + 3600 + moved)
         assert silence.created_at == T0  # a record, not moved
     finally:
         second.close()

@@ -65,6 +65,7 @@ from pagerd.config.people import (
     build_schedules,
     toml_type,
 )
+from pagerd.config.storage import StorageConfig, build_storage
 from pagerd.config.templates import build_templates
 
 __all__ = [
@@ -221,6 +222,8 @@ class Config:
     delivery_workers: int | None = None
     """`[delivery] workers`: processes that send (0: none, sent by the daemon's own process);
     None (not set) is one for each core."""
+    storage: StorageConfig = attrs.Factory(StorageConfig)
+    """`[storage]`: SQLite in the state directory (the default), or a shared PostgreSQL."""
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
     cluster: ClusterConfig | None = None
@@ -379,6 +382,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         data.pop("integrations", {}), base, os.environ, services, _section, _join
     )
     templates, template_errors = build_templates(data.pop("templates", {}))
+    storage, storage_errors = build_storage(data.pop("storage", {}), base, os.environ, _section)
     console: ConsoleConfig | None = None
     console_errors: list[str] = []
     if "console" in data:
@@ -396,7 +400,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
             sections[key] = section
     # In the order a file has them.
     errors += channel_errors + people_errors + schedule_errors + policy_errors + service_errors
-    errors += http_errors + integration_errors + template_errors + console_errors
+    errors += http_errors + integration_errors + template_errors + console_errors + storage_errors
     errors += cluster_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
@@ -415,6 +419,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         integrations=integrations,
         templates=templates,
         console=console,
+        storage=storage,
         people=people,
         schedules=schedules,
         maintenance={n: s.maintenance for n, s in raw.services.items() if s.maintenance},

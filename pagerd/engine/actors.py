@@ -21,10 +21,12 @@ service whose inbox has filled gets an actor of its own, and the others leave th
 checkpoint in between: still one owner a service, and never an event in an inbox nobody reads.
 
 With several nodes (`pagerd.engine.ownership`), a node decides only for the services of the
-shards it holds. A shard adopted brings its states and deadlines (`adopt`); a shard dropped
-takes them away (`drop`): its events still queued, and any routed to it after, are answered
-`MOVED` (the front hands them to the owner), and an actor that was committing for it is fenced
-out by the store. Alone (SQLite), there is no ownership and every service is held.
+shards it holds: `route` hands the others to the cluster's inbox (`cluster`, see
+`pagerd.engine.inbox`) before anything else. A shard adopted brings its states and deadlines
+(`adopt`); a shard dropped takes them away (`drop`): its events still queued, and any routed to
+it after, are answered `MOVED` (the inbox puts them in for the new owner), and an actor that
+was committing for it is fenced out by the store. Alone (SQLite), there is no ownership and
+every service is held.
 """
 
 from __future__ import annotations
@@ -69,7 +71,6 @@ from pager.protocol import (
     ok_reply,
     service_status,
     silence_object,
-    unknown_service,
 )
 from pager.shards import shard_of
 from pager.silences import (
@@ -95,7 +96,7 @@ from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Due, Scheduler
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.cluster import Fenced
 from pagerd.storage.commits import Committer, WriteRefused
-from pagerd.storage.port import EventRecord, StoreError, Transition
+from pagerd.storage.port import EventRecord, Handled, StoreError, Transition, Write
 from pagerd.timing.clock import Clock
 from pagerd.timing.timers import Backoff
 
@@ -154,6 +155,15 @@ class Reply(Protocol):
     def set(self, line: bytes, result: str = "ok") -> None: ...
 
 
+class Diverter(Protocol):
+    """What routes a cluster node's events (`pagerd.engine.inbox.Inbox`): those of services it
+    does not hold go through the shared inbox to their owner."""
+
+    async def divert(self, events: list[tuple[str, Envelope]]) -> list[tuple[str, Envelope]]:
+        """Send on each event this node does not decide; the others (to decide here), in order."""
+        ...
+
+
 @attrs.frozen
 class Envelope:
     event: Event | Removed
@@ -163,6 +173,9 @@ class Envelope:
     via: str | None = None
     """How a person answered, where not a peer or an integration: `link` (an acknowledge link),
     `sms` (a reply), `slack` (a button), `console` (the web console). Recorded in history."""
+    inbox_id: int | None = None
+    """The cluster inbox's id of an event another node put there (`pagerd.engine.inbox`): its
+    answer line is written as `Handled` in the same commit as what it decided."""
 
 
 PAGE_ANSWERS: Final = frozenset({"link", "sms", "slack"})
@@ -262,14 +275,13 @@ class Services:
         self._timeout_actors = 0  # actors started by `offer`, running now
         self._removals = trio.Event()  # set when services may have been removed
         self._nursery: trio.Nursery | None = None
+        self.cluster: Diverter | None = None
+        """On a node of a cluster: what routes the events of services this node does not hold
+        (`pagerd.engine.inbox.Inbox`), set by the composition root. None: a single node."""
 
     def state(self, name: str) -> ServiceState:
         """The last committed state of `name`."""
         return self._states.get(name) or ServiceState(name)
-
-    def holds(self, service: str) -> bool:
-        """Whether this node decides for `service` now (always, alone)."""
-        return self._ownership is None or self._ownership.holds(service)
 
     # Shards taken up and given up (several nodes) ---------------------------------------------
 
@@ -325,12 +337,16 @@ class Services:
         for silence in now.silences:
             self._silenced[silence.id] = service
 
-    def status(self, state: ServiceState) -> dict[str, Any]:
-        """`state` as a status object, with its open incident's failed deliveries counted."""
+    def status(self, state: ServiceState, failed: int | None = None) -> dict[str, Any]:
+        """`state` as a status object, with its open incident's failed deliveries counted (by
+        this node's outbox unless `failed` is given: a service another node owns)."""
         incident = state.incident
-        failed = (
-            0 if incident is None else self._outbox.failed_deliveries(state.name, incident.number)
-        )
+        if failed is None:
+            failed = (
+                0
+                if incident is None
+                else self._outbox.failed_deliveries(state.name, incident.number)
+            )
         now = self._clock.now()
         return service_status(
             state,
@@ -617,7 +633,10 @@ class Services:
     async def route(self, events: Iterable[tuple[str, Envelope]]) -> None:
         """Hand each (service, envelope) to its service's owner, in order, waiting while an
         actor's inbox is full (back-pressure). Idle services are claimed, and one task decides
-        all the claimed ones together (see the module's docstring)."""
+        all the claimed ones together (see the module's docstring). On a node of a cluster,
+        the events of services it does not hold go to their owner through the inbox."""
+        if self.cluster is not None:
+            events = await self.cluster.divert(list(events))
         for service, envelope in events:
             if self._ownership is not None and not self._ownership.holds(service):
                 _moved(service, [envelope])
@@ -762,11 +781,12 @@ class Services:
                 _moved(service, batch)
                 continue
             if service not in self.config.services:
-                # Removed by a reload while these events waited: answered as they would be now,
-                # and its open incident closed.
-                for envelope in batch:
-                    if envelope.reply is not None:
-                        envelope.reply.set(unknown_service(service), "unknown_service")
+                # Removed by a reload while these events waited: answered as they would be now
+                # (once committed: an inbox event's answer is written with it), and its open
+                # incident closed.
+                unknown = Rejected("unknown_service", f"no service named {service!r} is configured")
+                refused: list[_Outcome] = [(envelope, unknown, None) for envelope in batch]
+                decided[service] = _Decided([], refused, self.state(service))
                 state = self.state(service)
                 if (
                     state.incident is not None
@@ -777,7 +797,7 @@ class Services:
                     after = attrs.evolve(closed(state), heartbeat=None, started={}, silences=())
                     record = EventRecord("removed", REMOVED) if state.incident is not None else None
                     decided[service] = _Decided(
-                        [Transition(state, after, (), now, record)], [], after
+                        [Transition(state, after, (), now, record)], refused, after
                     )
                 continue
             try:
@@ -794,11 +814,27 @@ class Services:
     ) -> None:
         """Commit what was decided for these services together, then apply and answer it."""
         transitions = [t for d in decided.values() for t in d.transitions]
-        if not transitions:
+        # The answers of inbox events, in the same commit: applied once, whoever dies when.
+        handled = [
+            Handled(
+                envelope.inbox_id, self._line(envelope, outcome, extra)[0].decode().rstrip("\n")
+            )
+            for d in decided.values()
+            for envelope, outcome, extra in d.outcomes
+            if envelope.inbox_id is not None
+        ]
+        if not transitions and not handled:
             await trio.lowlevel.checkpoint()
         else:
+            writes: list[Write] = [*transitions, *handled]
             try:
-                await self._committer.commit(transitions)
+                if self._ownership is None:
+                    await self._committer.commit(writes)
+                else:
+                    # The shards of the services decided, not only of their transitions: an
+                    # inbox event's `Handled` is fenced by its service's shard too.
+                    shards = {shard_of(service) for service in decided}
+                    await self._committer.commit(writes, shards=shards)
             except WriteRefused as exc:
                 if sum(1 for d in decided.values() if d.transitions) > 1:
                     # What one service wrote was refused, not the disk (a claim decides many
@@ -834,6 +870,8 @@ class Services:
                 if len(applied) < len(decided):
                     transitions = [t for d in applied.values() for t in d.transitions]
             for service, d in applied.items():
+                if not d.transitions:
+                    continue  # unchanged (an inbox event's answer alone, a refusal)
                 before = self._states.get(service)
                 self._states[service] = d.state
                 was = frozenset() if before is None else before.firing
@@ -1017,28 +1055,36 @@ class Services:
         """Reply to each event: its refusal, or `unavailable` if the commit failed, or ok (a
         silence's with the silence, as it now stands; an ack's with `already_acknowledged`)."""
         for envelope, outcome, extra in outcomes:
-            reply = envelope.reply
-            if reply is None:
-                continue
-            if isinstance(outcome, Rejected):
-                reply.set(error_reply(outcome.code, outcome.message), outcome.code)
-            elif failure is not None:
-                reply.set(error_reply("unavailable", failure), "unavailable")
-            elif isinstance(envelope.event, (StartSilence, EndSilence)):
-                number = (
-                    envelope.event.silence.id
-                    if isinstance(envelope.event, StartSilence)
-                    else envelope.event.id
-                )
-                silence = next(s for s in outcome.silences if s.id == number)
-                shown = silence_object(outcome.name, silence, self._clock.offset())
-                reply.set(ok_reply(silence=shown, **self.status(outcome), **(extra or {})))
-            elif reply.terse:
-                reply.set(TERSE)
-            elif extra is not None:
-                reply.set(ok_reply(**self.status(outcome), **extra))
-            else:
-                reply.set(ok_reply(**self.status(outcome)))
+            if envelope.reply is not None:
+                envelope.reply.set(*self._line(envelope, outcome, extra, failure))
+
+    def _line(
+        self,
+        envelope: Envelope,
+        outcome: ServiceState | Rejected,
+        extra: dict[str, Any] | None,
+        failure: str | None = None,
+    ) -> tuple[bytes, str]:
+        """The reply line and result of one event (see `_answer`): rendered before the commit
+        too, for an inbox event, whose answer is written with it."""
+        if isinstance(outcome, Rejected):
+            return error_reply(outcome.code, outcome.message), outcome.code
+        if failure is not None:
+            return error_reply("unavailable", failure), "unavailable"
+        if isinstance(envelope.event, (StartSilence, EndSilence)):
+            number = (
+                envelope.event.silence.id
+                if isinstance(envelope.event, StartSilence)
+                else envelope.event.id
+            )
+            silence = next(s for s in outcome.silences if s.id == number)
+            shown = silence_object(outcome.name, silence, self._clock.offset())
+            return ok_reply(silence=shown, **self.status(outcome), **(extra or {})), "ok"
+        if envelope.reply is not None and envelope.reply.terse:
+            return TERSE, "ok"
+        if extra is not None:
+            return ok_reply(**self.status(outcome), **extra), "ok"
+        return ok_reply(**self.status(outcome)), "ok"
 
 
 def _unreached_object(missed: Unreached) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Sequence
-from typing import Final, Literal, Protocol
+from collections.abc import Collection, Mapping
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 import trio
@@ -417,7 +417,16 @@ def _shown(shards: Collection[int]) -> str:
     return text + (f",... ({len(listed)})" if len(listed) > 16 else "")
 
 
-def owner_of(service: str, leases: Sequence[Lease]) -> Lease | None:
-    """The lease of `service`'s shard, if the database has one."""
+def owner_object(
+    service: str, node: str, held: Mapping[int, int], leases: Mapping[int, Lease]
+) -> dict[str, Any]:
+    """Which node owns `service` and under which epoch, as `pager status` shows it: this
+    node's word for a shard it holds (`held`, by its own clock), else the database's `leases`
+    (by shard). `node` None: no live lease, no node owns it now (a failover under way)."""
     shard = shard_of(service)
-    return next((lease for lease in leases if lease.shard == shard), None)
+    if shard in held:
+        return {"node": node, "shard": shard, "epoch": held[shard]}
+    lease = leases.get(shard)
+    if lease is None or lease.owner is None or lease.remaining <= 0:
+        return {"node": None, "shard": shard, "epoch": None}
+    return {"node": lease.owner, "shard": shard, "epoch": lease.epoch}

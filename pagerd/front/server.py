@@ -43,8 +43,9 @@ from pagerd.access.peers import Access, Peer, peer_credentials, resolve
 from pagerd.config import Limits
 from pagerd.engine.actors import Envelope, Services
 from pagerd.engine.compute import CannotCompute, Compute
+from pagerd.engine.inbox import Inbox
 from pagerd.engine.oncall import Allowed
-from pagerd.engine.ownership import Ownership, owner_of
+from pagerd.engine.ownership import Ownership, owner_object
 from pagerd.front import oncall
 from pagerd.front.connections import Connection, Connections
 from pagerd.front.names import Names
@@ -94,8 +95,10 @@ class Server:
         self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
         self.reload: Callable[[], Awaitable[tuple[list[str], list[str]]]] | None = None
+        # On a node of a cluster: its leases (`status` shows them), and where the status of
+        # services held elsewhere is read.
         self.ownership: Ownership | None = None
-        """This node's leases, when several nodes share the store: `status` shows them."""
+        self.cluster: Inbox | None = None
         """The `reload` op: why the file was rejected (nothing: it runs), and what of it takes
         effect only on restart."""
         # At most this many clients, whatever `max_connections` says: what the open-file limit
@@ -454,20 +457,27 @@ class Server:
         ownership = self.ownership
         if service is None:
             names = services.config.services
-            if ownership is not None:
-                names = {name: policy for name, policy in names.items() if services.holds(name)}
-            statuses = [services.status(services.state(name)) for name in names]
             cluster = {} if ownership is None else {"cluster": _cluster(ownership)}
+            if self.cluster is not None:
+                # The whole cluster's, from the store: this node has only its shards in memory.
+                found = await self.cluster.states(list(names))
+                statuses = [
+                    {**services.status(state, failed), "owner": owner}
+                    for state, failed, owner in found
+                ]
+            else:
+                statuses = [services.status(services.state(name)) for name in names]
             return ok_reply(services=statuses, **self._config(), **cluster), "ok"
         if service not in services.config.services:
             return unknown_service(service), "unknown_service"
-        state = services.state(service)
-        status = services.status(state)
+        failed: int | None = None
+        if self.cluster is not None:
+            state, failed = await self.cluster.state(service)
+        else:
+            state = services.state(service)
+        status = services.status(state, failed)
         if ownership is not None:
             status["owner"] = await _owner(ownership, service)
-            if not ownership.holds(service):
-                # Its state is its owner's to show: this node has none of it in memory.
-                return ok_reply(**status), "ok"
         if state.incident is not None:
             number = state.incident.number
             deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
@@ -580,13 +590,9 @@ def _cluster(ownership: Ownership) -> dict[str, Any]:
 async def _owner(ownership: Ownership, service: str) -> dict[str, Any]:
     """Which node owns `service` and under which epoch: this one's word if it holds it, else
     the database's (its leases)."""
-    if ownership.holds(service):
-        shard = shard_of(service)
-        return {"node": ownership.node, "shard": shard, "epoch": ownership.held()[shard]}
-    lease = owner_of(service, await ownership.leases())
-    if lease is None or lease.remaining <= 0:
-        return {"node": None, "shard": None if lease is None else lease.shard, "epoch": None}
-    return {"node": lease.owner, "shard": lease.shard, "epoch": lease.epoch}
+    held = ownership.held()
+    leases = {} if shard_of(service) in held else await ownership.leases()
+    return owner_object(service, ownership.node, held, {lease.shard: lease for lease in leases})
 
 
 def _delivery(d: Delivery, offset: float) -> dict[str, Any]:

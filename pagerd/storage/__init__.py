@@ -1,7 +1,9 @@
-"""Storage: what the daemon keeps, behind one port (`port.Storage`), and the SQLite adapter.
+"""Storage: what the daemon keeps, behind one port (`port.Storage`, and `cluster.Cluster` for a
+store several nodes share), and its adapters: SQLite (`sqlite/`, one node) and PostgreSQL
+(`postgresql/`, several).
 
-In: batches of writes (transitions, delivery attempts, clock marks) from the group commit, and
-reads for start-up, status, history and the outbox. Out: rows durable on return, or
-`StoreError`. Everything here but `sqlite/` speaks only to the port; nothing outside `sqlite/`
-mentions SQL, `sqlite3` or the database file.
+In: batches of writes (transitions, delivery attempts, clock marks, handled inbox events) from
+the group commit, and reads for start-up, status, history and the outbox. Out: rows durable on
+return, or `StoreError`. Everything here but the adapters speaks only to the port; nothing
+outside them mentions SQL, a driver or the database file.
 """

@@ -12,7 +12,7 @@ Every call blocks: callers run it through an `Offload`, never on the event loop.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Final, Literal, Protocol, TypeAlias
 
 import attrs
@@ -239,8 +239,9 @@ class Storage(Protocol):
         """Apply `batch` (one group commit) in one transaction, durable on return."""
         ...
 
-    def load_states(self) -> dict[str, ServiceState]:
-        """Every service that has had an incident, has a heartbeat monitor or has silences,
+    def load_states(self, *, shards: Collection[int] | None = None) -> dict[str, ServiceState]:
+        """Every service (of `shards` only, by `pager.shards.shard_of`, if they are given: what
+        a node of a cluster owns) that has had an incident, has a heartbeat monitor or has silences,
         with its open incident (and why it is open: `Incident.heartbeat_only`,
         `Incident.held_by_alert`; whether a silence holds it: `Incident.silenced`), its monitor
         and its silences if any. A `Transition` whose `after.heartbeat` differs from its
@@ -262,16 +263,25 @@ class Storage(Protocol):
         ...
 
     def undelivered(
-        self, limit: int, channel: str | None = None, due_by: float | None = None
+        self,
+        limit: int,
+        channel: str | None = None,
+        due_by: float | None = None,
+        *,
+        shards: Collection[int] | None = None,
     ) -> list[Undelivered]:
         """Up to `limit` notifications pending or retrying, in the order they were decided; of
         one channel only if `channel` is given; only those whose next attempt is due by
-        `due_by` (no retry time, or not later) if it is given."""
+        `due_by` (no retry time, or not later) if it is given; only of services in `shards` if
+        they are given."""
         ...
 
-    def next_retry_at(self, channel: str, after: float) -> float | None:
-        """The earliest retry time later than `after` of the channel's undelivered rows, None
-        if none: when the outbox next reads back retries it did not keep in memory."""
+    def next_retry_at(
+        self, channel: str, after: float, *, shards: Collection[int] | None = None
+    ) -> float | None:
+        """The earliest retry time later than `after` of the channel's undelivered rows (of
+        services in `shards` only, if they are given), None if none: when the outbox next reads
+        back retries it did not keep in memory."""
         ...
 
     def undelivered_elsewhere(

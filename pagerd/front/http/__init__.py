@@ -14,7 +14,8 @@ never shows or logs a key.
 - `serve.py`: the server (hypercorn's protocol handling, our accept loop, cap, TLS, drain)
 - `app.py`: the ASGI application (routing, keys, bodies, metrics)
 - `table.py`: the routes every process serves; `routes.py`: a route; `openapi.py`: the document
-- `auth.py`: keys, compared in constant time; `limits.py`: rate limits and wrong keys
+- `auth.py`: keys, compared in constant time; `limits.py`: rate limits and wrong keys;
+  `forms.py`: HTML forms, read strictly (links, console, SMS replies, Slack clicks)
 - `submit.py`: one event to the core, awaited until committed (REST's, heartbeats')
 - `rest.py`: `POST /alert`, `/acknowledge`, `/healthy`; `GET /status`, `/history`; silences
 - `hooks.py`: `POST /v1/integrations/alertmanager[/{key}]`, `/v2/enqueue`, `/heartbeat/{service}`

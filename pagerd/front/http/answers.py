@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qs
 
 import jinja2
 import msgspec
@@ -37,16 +36,18 @@ from pager.timefmt import isoformat
 from pagerd.access.keys import SigningKeys
 from pagerd.access.links import ACTIONS, MAX_TOKEN, Link
 from pagerd.engine.actors import Services
+from pagerd.front.http import forms
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.console.pages import shown
+from pagerd.front.http.forms import FormError as FormError  # what `read_form` raises
 from pagerd.front.http.limits import FailedKeys
 from pagerd.front.http.routes import Call, Route
 from pagerd.front.local import answer
 
 HTML: Final = "text/html; charset=utf-8"
-FORM: Final = "application/x-www-form-urlencoded"
-MAX_FORM: Final = 4096
+MAX_FORM: Final = forms.MAX_FORM_BYTES
 """Bytes of a link's form at most: a token and its name."""
+_FIELDS: Final = frozenset({"token"})
 REQUEST_RATE: Final = 2.0
 REQUEST_BURST: Final = 30
 """Link requests an address may make: a burst, then this many a second (every request)."""
@@ -79,38 +80,15 @@ _pages = jinja2.Environment(
 _pages.filters["shown"] = shown
 
 
-class FormError(Exception):
-    """A link's form that cannot be read: the status and why, in words."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def read_form(content_type: str, body: bytes) -> str:
-    """The token of a link's form, or `FormError`: a body over `MAX_FORM` bytes (413), not
-    form-encoded (415), not UTF-8, not a form, or not exactly one field `token` (400)."""
-    if len(body) > MAX_FORM:
-        raise FormError(413, f"the form is over {MAX_FORM} bytes")
-    if content_type.split(";", 1)[0].strip().lower() != FORM:
-        raise FormError(415, f"the form must be sent as {FORM}")
-    try:
-        text = body.decode("ascii")  # a form's bytes are percent-encoded: ASCII
-    except UnicodeDecodeError:
-        raise FormError(400, "the form is not percent-encoded text") from None
-    try:
-        fields = parse_qs(
-            text, strict_parsing=True, max_num_fields=4, encoding="utf-8", errors="strict"
-        )
-    except (ValueError, UnicodeError):
-        raise FormError(400, "the form cannot be read") from None
-    tokens = fields.pop("token", [])
-    if fields or len(tokens) != 1:
-        raise FormError(400, "the form takes one field, token")
-    if len(tokens[0]) > MAX_TOKEN or not tokens[0].isascii():
+    """The token of a link's form (`pagerd.front.http.forms`: the one form reader), or
+    `FormError`: a body over `MAX_FORM` bytes (413), not form-encoded (415), not a form, not
+    exactly one field `token`, or a token that cannot be one of ours (400)."""
+    form = forms.read_form(content_type, body, _FIELDS, max_bytes=MAX_FORM, max_value=MAX_TOKEN)
+    token = form["token"]
+    if not token or not token.isascii():
         raise FormError(400, "the token is not one of pagerd's")
-    return tokens[0]
+    return token
 
 
 class Answers:
@@ -214,7 +192,7 @@ class Answers:
     def _limited(self, address: str) -> Response | None:
         """429 if `address` is over its rate of link requests, or presented too many tokens
         that are not ours; else None, and this request counted."""
-        wait = self.bad_tokens.retry_after(address) or self.requests.retry_after(address)
+        wait = self.bad_tokens.retry_after(address) or self.requests.take(address)
         if wait is not None:
             return _page(
                 429,
@@ -223,7 +201,6 @@ class Answers:
                 ("retry-after", str(wait)),
                 bad=True,
             )
-        self.requests.failed(address)  # a token of the bucket taken: every request counts
         return None
 
     def _open(self, token: str, address: str) -> tuple[Link, Incident] | Response:

@@ -26,10 +26,10 @@ from typing import Any, Final, Generic, TypeAlias, TypeVar
 import msgspec
 import trio
 
-from pager.domain import Ack, Alert, Event, Healthy, Heartbeat, Resolve, Source
+from pager.wire import WireEvent, from_wire, to_wire
 from pagerd.config.channels import Secret
 from pagerd.config.http import FrontConfig, HttpConfig, HttpLimits, Integration
-from pagerd.front.core import Outcome, Submission
+from pagerd.front.core import Outcome
 from pagerd.front.http.routes import Route
 
 MAX_MESSAGE: Final = 256 * 1024 * 1024
@@ -40,19 +40,7 @@ RECEIVE_SIZE: Final = 1 << 20
 
 T = TypeVar("T")
 
-
-class WireEvent(msgspec.Struct, array_like=True):
-    """One `Submission`: the service (None: the one with `source` firing), what the event is,
-    its text (an alert's message; who acks, closes or checks in), its source (integration,
-    key), its sender's `startsAt` (an alert's, a resolve's) and the incident it names (an ack's,
-    a healthy's)."""
-
-    service: str | None
-    kind: str
-    text: str | None = None
-    source: tuple[str, str] | None = None
-    starts_at: int | None = None
-    incident: int | None = None
+__all__ = ["WireEvent", "from_wire", "to_wire"]  # the events' codec, `pager.wire`, as it was here
 
 
 class Serving(msgspec.Struct, tag="serving", array_like=True):
@@ -214,48 +202,6 @@ def replied(id: int, outcomes: Sequence[Outcome]) -> bytes:
 
 def outcomes_of(message: Replied) -> list[Outcome]:
     return [(bytes(raw) + b"\n", result) for raw, result in message.outcomes]
-
-
-def to_wire(submission: Submission) -> WireEvent:
-    """A submission as it crosses; `ValueError` for an event no front sends (a deadline's, a
-    silence's)."""
-    service, event = submission
-    if isinstance(event, Alert):
-        return WireEvent(service, "alert", event.message, _source(event.source), event.starts_at)
-    if isinstance(event, Ack):
-        return WireEvent(service, "ack", event.by, _source(event.source), None, event.incident)
-    if isinstance(event, Resolve):
-        return WireEvent(service, "resolve", None, _source(event.source), event.starts_at)
-    if isinstance(event, Heartbeat):
-        return WireEvent(service, "heartbeat", event.by)
-    if isinstance(event, Healthy):
-        return WireEvent(service, "healthy", event.by, None, None, event.incident)
-    raise ValueError(f"{type(event).__name__} is not an event a front sends")
-
-
-def from_wire(wire: WireEvent) -> Submission:
-    """The submission a `WireEvent` is; `ValueError` if it is none."""
-    source = None if wire.source is None else Source(*wire.source)
-    event: Event
-    if wire.kind == "alert":
-        event = Alert(wire.text or "", source, wire.starts_at)
-    elif wire.kind == "ack":
-        event = Ack(wire.text, source, incident=wire.incident)
-    elif wire.kind == "resolve":
-        if source is None:
-            raise ValueError("a resolve without its source")
-        event = Resolve(source, wire.starts_at)
-    elif wire.kind == "heartbeat":
-        event = Heartbeat(wire.text)
-    elif wire.kind == "healthy":
-        event = Healthy(wire.text, incident=wire.incident)
-    else:
-        raise ValueError(f"unknown event kind {wire.kind[:32]!r}")
-    return wire.service, event
-
-
-def _source(source: Source | None) -> tuple[str, str] | None:
-    return None if source is None else (source.integration, source.key)
 
 
 def wire_route(route: Route) -> WireRoute:

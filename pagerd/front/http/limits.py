@@ -69,7 +69,8 @@ class FailedKeys:
     """Wrong keys, slowed down per client address: a token bucket each (`FAILED_BURST`, then
     `FAILED_RATE` a second), in a table of at most `MAX_ADDRESSES` (least recently used out), so
     guessing a key takes forever and a flood of addresses cannot grow memory (found by review:
-    1000 guesses a second went through on one connection)."""
+    1000 guesses a second went through on one connection). The same table, with other rates,
+    bounds anything else counted per sender (`take`): link requests, SMS texted back."""
 
     def __init__(
         self, rate: float = FAILED_RATE, burst: int = FAILED_BURST, size: int = MAX_ADDRESSES
@@ -87,6 +88,15 @@ class FailedKeys:
             return None
         wait = bucket.wait()
         return None if wait == 0 else max(1, math.ceil(wait))
+
+    def take(self, address: str) -> int | None:
+        """Count one of `address`'s allowance if it has one now: None, and counted (as
+        `failed`); else whole seconds to wait, and nothing counted. What a table that limits
+        every request, not only the failed ones, asks of it (link requests, SMS texted back)."""
+        wait = self.retry_after(address)
+        if wait is None:
+            self.failed(address)
+        return wait
 
     def failed(self, address: str) -> None:
         """`address` presented a wrong key (or none)."""

@@ -32,9 +32,9 @@ from pagerd.delivery.transports.http import check, open_client, post
 from pagerd.delivery.transports.slack import Button, answered, open_button, refused
 from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response, error
+from pagerd.front.http.forms import FormError, parse_form
 from pagerd.front.http.routes import Call, Route, Signed
 from pagerd.front.http.submit import decoded
-from pagerd.front.http.twilio import form
 from pagerd.front.local import answer
 from pagerd.timing.clock import Clock
 
@@ -68,8 +68,11 @@ class Click:
 def read_click(body: bytes, keys: SigningKeys) -> Click | str:
     """The click `body` (Slack's form with one `payload` field, a JSON `block_actions`) holds,
     or what is wrong with it, in words for the 400."""
-    fields = form(body)
-    if fields is None or [name for name, _ in fields] != ["payload"]:
+    try:
+        fields = parse_form(body, max_fields=1)
+    except FormError:
+        fields = []
+    if [name for name, _ in fields] != ["payload"]:
         return "expected a form with one field, payload"
     try:
         payload = msgspec.json.decode(fields[0][1])

@@ -10,9 +10,9 @@ page was about), and the answer routed through the service's actor like any othe
 `sms:+NUMBER`, `via` `sms`. The answer is TwiML, the words Twilio texts back.
 
 The signature is the authentication: a signed reply that names a page is always acted on. Only
-what is texted back is rate-limited per number (`Senders`), so that two auto-responders cannot
-text each other for ever, while a person answering six pages of a storm in a row has all six
-taken.
+what is texted back is rate-limited per number (`TwilioReplies.senders`), so that two
+auto-responders cannot text each other for ever, while a person answering six pages of a storm
+in a row has all six taken.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import base64
 import hashlib
 import hmac
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 from pager.domain import Ack, Healthy, incident_id
@@ -34,7 +33,8 @@ from pagerd.config import Config
 from pagerd.config.channels import TwilioSettings
 from pagerd.engine.actors import Services
 from pagerd.front.http.asgi import Response, error
-from pagerd.front.http.limits import Bucket
+from pagerd.front.http.forms import FORM, FormError, is_form, parse_form
+from pagerd.front.http.limits import FailedKeys
 from pagerd.front.http.routes import Call, Route, Signed
 from pagerd.front.http.submit import decoded
 from pagerd.front.local import answer
@@ -83,20 +83,11 @@ def called_urls(public_url: str, path: str, query: str) -> list[str]:
 
 
 def form(body: bytes) -> list[tuple[str, str]] | None:
-    """An `application/x-www-form-urlencoded` body's fields, or None if it is not one."""
+    """An incoming message's fields (`pagerd.front.http.forms`: the one form reader; a name
+    given twice is kept twice, as the signature covers each), or None if it is no form."""
     try:
-        text = body.decode("utf-8")
-        if not text:
-            return []
-        return parse_qsl(
-            text,
-            keep_blank_values=True,
-            strict_parsing=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_FIELDS,
-        )
-    except (UnicodeDecodeError, ValueError):
+        return parse_form(body, max_fields=MAX_FIELDS)
+    except FormError:
         return None
 
 
@@ -107,24 +98,6 @@ def twiml(message: str | None) -> Response:
         return Response(200, f"{head}<Response/>".encode(), TWIML)
     text = escape(message)
     return Response(200, f"{head}<Response><Message>{text}</Message></Response>".encode(), TWIML)
-
-
-class Senders:
-    """A token bucket per sending number (`SENDER_BURST`, then `SENDER_RATE` a second), at most
-    `MAX_SENDERS` of them (least recently used out)."""
-
-    def __init__(self) -> None:
-        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
-
-    def take(self, sender: str) -> bool:
-        """Whether `sender` may send a reply now (taking it if so)."""
-        bucket = self._buckets.pop(sender, None)
-        if bucket is None:
-            bucket = Bucket(SENDER_RATE, SENDER_BURST)
-            while len(self._buckets) >= MAX_SENDERS:
-                self._buckets.popitem(last=False)
-        self._buckets[sender] = bucket
-        return bucket.take() == 0
 
 
 class TwilioReplies:
@@ -139,7 +112,9 @@ class TwilioReplies:
         self._store = store
         self._offload = store_offload
         self._clock = clock
-        self.senders = Senders()
+        # A token bucket per sending number (`SENDER_BURST`, then `SENDER_RATE` a second), at
+        # most `MAX_SENDERS` of them (least recently used out): see `FailedKeys`.
+        self.senders = FailedKeys(SENDER_RATE, SENDER_BURST, MAX_SENDERS)
 
     def routes(self) -> list[Route]:
         return [
@@ -179,9 +154,8 @@ class TwilioReplies:
         return None
 
     async def _reply(self, call: Call) -> Response:
-        kind = call.headers.get("content-type", "application/x-www-form-urlencoded")
-        if kind.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-            return error(415, "bad_request", "expected a form (application/x-www-form-urlencoded)")
+        if not is_form(call.headers.get("content-type", FORM)):
+            return error(415, "bad_request", f"expected a form ({FORM})")
         fields = dict(form(call.body) or ())
         sender, body, sid = fields.get("From"), fields.get("Body"), fields.get("MessageSid")
         if not sender or body is None or not sid or len(sid) > 64 or len(sender) > 32:
@@ -217,7 +191,7 @@ class TwilioReplies:
         """Whether `sender` may be texted back now (taking it if so); if not, a warning that
         names the number (escaped) and what was not texted back (`words`), and whether the reply
         was acted on all the same (`acted`)."""
-        if self.senders.take(sender):
+        if self.senders.take(sender) is None:
             return True
         log.warning(
             "SMS reply from %s%s, over the number's rate of answers (%d, then one every %gs):"

@@ -14,12 +14,13 @@ import math
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
+import msgspec
 
 from pager.domain import (
     Incident,
@@ -32,6 +33,7 @@ from pager.domain import (
     incident_id,
 )
 from pager.schedules import Override
+from pager.shards import shard_of
 from pager.silences import Silence
 from pagerd.storage.port import (
     MAX_REMOVED_KEPT,
@@ -150,6 +152,9 @@ class Store:
             # a commit touches no longer fall out of it between commits.
             conn.execute("PRAGMA cache_size=-32768")
             conn.execute("PRAGMA foreign_keys=ON")
+            # A node's part of the services (`shards=` of the reads), by the same hash as
+            # `pager.shards`: computed, not stored, since a single node rarely asks.
+            conn.create_function("shard_of", 1, shard_of, deterministic=True)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -197,23 +202,26 @@ class Store:
         """A trivial query: the database answers (the watchdog's proof of progress)."""
         self._conn.execute("SELECT 1").fetchone()
 
-    def load_states(self) -> dict[str, ServiceState]:
+    def load_states(self, *, shards: Collection[int] | None = None) -> dict[str, ServiceState]:
         """Every service that has had an incident or has a heartbeat monitor, with its open
-        incident and its monitor if any."""
+        incident and its monitor if any; of `shards` only if they are given."""
         try:
-            return self._load_states()
+            return self._load_states(shards)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot use database {self.path}: {exc}") from exc
 
-    def _load_states(self) -> dict[str, ServiceState]:
+    def _load_states(self, shards: Collection[int] | None) -> dict[str, ServiceState]:
         # One pass, objects built once: a restart with 100,000 open incidents waits on this.
+        where, of = _of_shards(shards)
         states: dict[str, ServiceState] = {}
         for row in self._conn.execute(
             "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
             " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
             " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base, i.silenced"
-            " FROM (SELECT service, MAX(number) AS last FROM incidents GROUP BY service) AS m"
-            " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL"
+            f" FROM (SELECT service, MAX(number) AS last FROM incidents WHERE {where}"
+            " GROUP BY service) AS m"
+            " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL",
+            of,
         ):
             incident = None
             if row[2] is not None:
@@ -225,7 +233,7 @@ class Store:
             states[row[0]] = ServiceState(row[0], row[1], incident)
         firing: dict[str, set[Source]] = {}
         for service, integration, key in self._conn.execute(
-            "SELECT service, integration, key FROM firing"
+            f"SELECT service, integration, key FROM firing WHERE {where}", of
         ):
             firing.setdefault(service, set()).add(Source(integration, key))
         for service, sources in firing.items():
@@ -234,7 +242,9 @@ class Store:
                 states[service] = attrs.evolve(state, firing=frozenset(sources))
         started: dict[str, dict[Source, Started]] = {}
         for service, integration, key, starts_at, resolved_at in self._conn.execute(
-            "SELECT service, integration, key, starts_at, resolved_at FROM alert_starts"
+            f"SELECT service, integration, key, starts_at, resolved_at FROM alert_starts"
+            f" WHERE {where}",
+            of,
         ):
             started.setdefault(service, {})[Source(integration, key)] = Started(
                 starts_at, resolved_at
@@ -246,14 +256,15 @@ class Store:
             if kept:
                 states[service] = attrs.evolve(state, started=kept)
         for service, interval, due_at, last_at in self._conn.execute(
-            "SELECT service, interval, due_at, last_at FROM heartbeats"
+            f"SELECT service, interval, due_at, last_at FROM heartbeats WHERE {where}", of
         ):
             state = states.get(service) or ServiceState(service)
             states[service] = attrs.evolve(state, heartbeat=Monitor(interval, due_at, last_at))
         silences: dict[str, list[Silence]] = {}
         for service, *fields in self._conn.execute(
             "SELECT service, id, starts_at, ends_at, reason, by, created_at, ended_at, ended_by"
-            " FROM silences WHERE active = 1 ORDER BY id"
+            f" FROM silences WHERE active = 1 AND {where} ORDER BY id",
+            of,
         ):
             silences.setdefault(service, []).append(Silence(*fields))
         for service, found in silences.items():
@@ -269,29 +280,40 @@ class Store:
 
     @_port_errors
     def undelivered(
-        self, limit: int, channel: str | None = None, due_by: float | None = None
+        self,
+        limit: int,
+        channel: str | None = None,
+        due_by: float | None = None,
+        *,
+        shards: Collection[int] | None = None,
     ) -> list[Undelivered]:
         """Up to `limit` notifications not yet delivered (pending or retrying), oldest first;
         of one channel only if `channel` is given (the outbox reads each channel's backlog on
         its own, so that one channel's backlog never waits behind another's); only those due
-        by `due_by` if it is given (retries waiting for their time do not crowd out new rows)."""
+        by `due_by` if it is given (retries waiting for their time do not crowd out new rows); of
+        `shards` only if they are given."""
+        where, of = _of_shards(shards)
         rows = self._conn.execute(
             "SELECT service, incident, round, level, channel, address, message, opened_at,"
             " created_at, attempts, next_attempt_at, origin, step, via FROM notifications"
-            " WHERE state IN ('pending', 'retrying') AND (?1 IS NULL OR channel = ?1)"
-            " AND (?3 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?3)"
-            " ORDER BY seq LIMIT ?2",
-            (channel, limit, due_by),
+            " WHERE state IN ('pending', 'retrying') AND (? IS NULL OR channel = ?)"
+            " AND (? IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            f" AND {where} ORDER BY seq LIMIT ?",
+            (channel, channel, due_by, due_by, *of, limit),
         )
         return [_undelivered(row) for row in rows]
 
     @_port_errors
-    def next_retry_at(self, channel: str, after: float) -> float | None:
-        """The earliest retry time after `after` of the channel's undelivered rows."""
+    def next_retry_at(
+        self, channel: str, after: float, *, shards: Collection[int] | None = None
+    ) -> float | None:
+        """The earliest retry time after `after` of the channel's undelivered rows (of
+        `shards` only if they are given)."""
+        where, of = _of_shards(shards)
         row = self._conn.execute(
             "SELECT MIN(next_attempt_at) FROM notifications WHERE state IN ('pending', 'retrying')"
-            " AND channel = ? AND next_attempt_at > ?",
-            (channel, after),
+            f" AND channel = ? AND next_attempt_at > ? AND {where}",
+            (channel, after, *of),
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
@@ -807,6 +829,15 @@ def _read_through(path: Path) -> None:
 def _files(path: Path) -> tuple[Path, Path]:
     """The database's files: itself, and its write-ahead log."""
     return path, path.with_name(path.name + "-wal")
+
+
+def _of_shards(shards: Collection[int] | None) -> tuple[str, tuple[str, ...]]:
+    """(condition, parameters) of a query's rows being of `shards`' services (any, if None)."""
+    if shards is None:
+        return "true", ()
+    return "shard_of(service) IN (SELECT value FROM json_each(?))", (
+        msgspec.json.encode(sorted(shards)).decode(),
+    )
 
 
 def _id_range(service: str, incident: int) -> tuple[str, str]:

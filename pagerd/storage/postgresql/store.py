@@ -1,0 +1,1132 @@
+"""Durable state in PostgreSQL, shared by several pagerd nodes: the `Storage` port and the
+`Cluster` port in one adapter, so that a fenced write and the leases it is fenced by are one
+transaction.
+
+Blocking by design: every method runs in a worker thread, on a connection of a psycopg pool
+(one connection per thread at a time, as psycopg wants); `wait` has a connection of its own.
+A returned `write` is committed (`synchronous_commit` as the server has it: on, by default).
+Errors leave as the port's: `StoreUnavailable` for the database itself (connection lost, server
+shutting down, a statement or a lock past its timeout, no connection within `connect_timeout`,
+a deadlock or serialization failure), `StoreError` for the rest; their messages never hold the
+DSN nor its password (`pagerd.config.storage.redact`).
+
+Time: leases and nodes expire by the database's clock (`clock_timestamp()`), the only clock all
+nodes share. Deadlines stored in rows are wall-clock seconds, as every node reads them: see
+`restart_clock`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+
+import attrs
+import msgspec
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from pager.domain import (
+    Incident,
+    Monitor,
+    Notify,
+    ServiceState,
+    Source,
+    Started,
+    Target,
+    incident_id,
+)
+from pager.schedules import Override
+from pager.shards import SHARDS, shard_of
+from pager.silences import Silence
+from pagerd.config.storage import StorageConfig, describe, milliseconds, redact
+from pagerd.storage.cluster import INBOX_CHANNEL, Fenced, Lease, Node, Queued
+from pagerd.storage.folding import fold
+from pagerd.storage.port import (
+    MAX_REMOVED_KEPT,
+    PRUNE_ROWS,
+    REPLAY_WINDOW,
+    REPLY_CODE_COOL_DOWN,
+    REPLY_CODES,
+    Attempt,
+    Delivery,
+    Fence,
+    Handled,
+    History,
+    NoReply,
+    OpenCode,
+    Pruned,
+    Removal,
+    ReplyCode,
+    StorageStatistics,
+    StoreError,
+    StoreUnavailable,
+    Transition,
+    Undelivered,
+    Write,
+)
+from pagerd.storage.postgresql import rows
+from pagerd.storage.postgresql.schema import (
+    LOCK_CLASS,
+    SCHEMA_VERSION,
+    SchemaMismatch,
+    check_version,
+    migrate,
+    missing_tables,
+)
+from pagerd.timing.clock import Reading
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Conn = psycopg.Connection[TupleRow]
+
+HISTORY_HEAD: Final = 50
+HISTORY_TAIL: Final = 200
+"""As the SQLite adapter's (`pagerd.storage.sqlite.store`): entries of an incident's timeline
+kept from its start and up to now."""
+
+ANSWERS_KEPT: Final = 600.0
+"""Seconds an inbox event's answer is kept after it was handled (by the database's clock): its
+sender reads it at once (`answers`), woken by `ANSWER_CHANNEL`; `prune` deletes older ones."""
+
+LOCK_PRUNE: Final = 2
+LOCK_REPLY_CODE: Final = 3
+LOCK_INBOX: Final = 4
+"""Second keys of the advisory locks (first key `schema.LOCK_CLASS`): one `prune` at a time
+over all nodes; one `reply_code` per phone (the key: a hash of its address, `hashtext`); one
+`put` per shard at a time (the key: the shard)."""
+
+_UNAVAILABLE: Final = (
+    psycopg.OperationalError,  # connection lost, server shutting down, the pool's timeout
+    psycopg.errors.QueryCanceled,  # statement_timeout
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.InsufficientResources,  # a full disk on the server
+    psycopg.errors.ConnectionException,
+)
+
+_OVERRIDE: Final = "id, schedule, by_person, for_person, starts_at, ends_at, made_by"
+
+
+def _port_errors(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
+    """The method raising the port's errors for psycopg's, in words that never hold the DSN."""
+
+    @functools.wraps(method)
+    def call(store: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(store, *args, **kwargs)
+        except psycopg.Error as exc:
+            raise store._error(exc) from None
+
+    return call
+
+
+class Store:
+    """The PostgreSQL adapter of `Storage` and `Cluster`: a pool of connections to one database
+    that every node of the cluster shares.
+
+    Open it with `Store.open(dsn, node=...)` or `Store.from_config(config.storage, node=...)`;
+    the database must be at this pagerd's schema version (`pagerd migrate` makes it so).
+    """
+
+    def __init__(self, pool: ConnectionPool[Conn], dsn: str, node: str, connect_timeout: float):
+        self._pool = pool
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self.node = node
+        """This node's name: whose clock reading `restart_clock` records."""
+        self.origin = secrets.token_hex(8)
+        """This run's identity, stored with every notification it writes (`Notify.origin`)."""
+        self._listener: Conn | None = None
+        self._listening: set[str] = set()
+        self._listener_lock = threading.Lock()
+        self.where = describe(dsn)
+        """The database, as messages name it (no user, no password)."""
+
+    @classmethod
+    def open(
+        cls,
+        dsn: str,
+        *,
+        node: str | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+    ) -> Store:
+        """Connect to the database `dsn` names (`pool_size` connections, each opened within
+        `connect_timeout` seconds, each statement cancelled after `statement_timeout`), and
+        check that its schema is this pagerd's (else `SchemaMismatch`, naming `pagerd
+        migrate`). `node`: this node's name (default: the host's). `StoreUnavailable` if the
+        database cannot be reached."""
+        options = f"-c statement_timeout={milliseconds(statement_timeout)}"
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            dsn,
+            min_size=pool_size,
+            max_size=pool_size,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(2, math.ceil(connect_timeout)),
+                "options": options,
+                "application_name": "pagerd",
+            },
+            timeout=connect_timeout,
+            # A connection a server restart broke is found out before it is lent, not by the
+            # call it is lent to: one round trip, much cheaper than a failed commit.
+            check=ConnectionPool.check_connection,
+            open=False,
+            name="pagerd",
+        )
+        store = cls(pool, dsn, node or socket.gethostname(), connect_timeout)
+        try:
+            pool.open(wait=True, timeout=connect_timeout)
+            with pool.connection() as conn:
+                check_version(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            pool.close()
+            raise store._error(exc) from None
+        except StoreError:
+            pool.close()
+            raise
+        return store
+
+    @classmethod
+    def from_config(cls, config: StorageConfig, *, node: str | None = None) -> Store:
+        """`open` with `[storage]`'s settings (its backend must be "postgresql")."""
+        assert config.backend == "postgresql" and config.dsn is not None, config.backend
+        return cls.open(
+            config.dsn.value,
+            node=node,
+            pool_size=config.pool_size,
+            connect_timeout=config.connect_timeout,
+            statement_timeout=config.statement_timeout,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+
+    def _error(self, exc: BaseException) -> StoreError:
+        return port_error(exc, self._dsn, self._connect_timeout)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Conn]:
+        """One transaction on a connection of the pool: committed if the block returns, else
+        rolled back."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except PoolTimeout as exc:
+            raise self._error(exc) from None
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Conn]:
+        """A read-only transaction whose queries all see one moment (several reads that belong
+        together: a service's incidents, its firing set, its monitor)."""
+        with self._transaction() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    # The store as a whole. ---------------------------------------------------------------------
+
+    @_port_errors
+    def ping(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    @_port_errors
+    def verify(self) -> None:
+        """The schema is this pagerd's version and every table of it is there (the server
+        checks its own pages; a corrupt one is its error, reported as any other)."""
+        with self._transaction() as conn:
+            check_version(conn)
+            missing = missing_tables(conn)
+        if missing:
+            raise StoreError(f"{self.where}: tables missing: {', '.join(missing)}")
+
+    def statistics(self) -> StorageStatistics:
+        """No size: the database is on another host, shared by every node (its size is the
+        server's figure to watch, not this machine's disk), and this is read at each metrics
+        scrape on the event loop, where a query must not run."""
+        return StorageStatistics(bytes_on_disk=None)
+
+    # Writes. ---------------------------------------------------------------------------------
+
+    @_port_errors
+    def write(self, batch: Sequence[Write], fence: Fence | None = None) -> None:
+        """Apply `batch` in one transaction, fenced: every shard it touches (a transition's
+        service's; an attempt's notification's, as stored; a handled event's, as queued) must
+        be leased to `fence.node` under `fence.epochs[shard]` and not expired, checked under a
+        share lock of those leases that a `claim` by another node waits for. Else nothing is
+        written and `Fenced` names the shards lost. A write touching no shard (a clock mark)
+        needs no fence; one that touches any without a fence is refused (`Fenced`)."""
+        folded = fold(batch, self.origin)
+        statements = rows.statements(folded)
+        touched = {shard_of(t.after.name) for t in batch if isinstance(t, Transition)}
+        attempts = [a.id for a in batch if isinstance(a, Attempt)]
+        handled = [h.id for h in batch if isinstance(h, Handled)]
+        with self._transaction() as conn:
+            if attempts or handled:
+                touched.update(
+                    int(str(shard))
+                    for (shard,) in conn.execute(
+                        "SELECT shard FROM notifications WHERE id = ANY(%s)"
+                        " UNION SELECT shard FROM inbox WHERE id = ANY(%s)",
+                        (attempts, handled),
+                    )
+                )
+            if touched:
+                _check_fence(conn, fence, touched)
+            if statements:
+                with conn.pipeline():
+                    for statement, values in statements:
+                        conn.execute(statement, (values,))
+            if folded.clock is not None:
+                _record_clock(conn, self.node, folded.clock)
+
+    # Start-up and the outbox's reads. --------------------------------------------------------
+
+    @_port_errors
+    def load_states(self, *, shards: Collection[int] | None = None) -> dict[str, ServiceState]:
+        where, of = _of_shards(shards)
+        states: dict[str, ServiceState] = {}
+        with self._snapshot() as conn:
+            for row in conn.execute(
+                "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
+                " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
+                " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base,"
+                " i.silenced FROM (SELECT service, max(number) AS last FROM incidents"
+                f" WHERE {where} GROUP BY service) AS m LEFT JOIN incidents AS i"
+                " ON i.service = m.service AND i.closed_at IS NULL",
+                of,
+            ):
+                incident = None
+                if row[2] is not None:
+                    incident = Incident(*row[2:])
+                states[row[0]] = ServiceState(row[0], row[1], incident)
+            firing: dict[str, set[Source]] = {}
+            for service, integration, key in conn.execute(
+                f"SELECT service, integration, key FROM firing WHERE {where}", of
+            ):
+                firing.setdefault(service, set()).add(Source(integration, key))
+            for service, sources in firing.items():
+                state = states.get(service)
+                if state is not None and state.incident is not None:  # only an open one fires
+                    states[service] = attrs.evolve(state, firing=frozenset(sources))
+            started: dict[str, dict[Source, Started]] = {}
+            for service, integration, key, starts_at, resolved_at in conn.execute(
+                "SELECT service, integration, key, starts_at, resolved_at FROM alert_starts"
+                f" WHERE {where}",
+                of,
+            ):
+                started.setdefault(service, {})[Source(integration, key)] = Started(
+                    starts_at, resolved_at
+                )
+            for service, seen in started.items():
+                state = states.get(service) or ServiceState(service)
+                kept = {
+                    s: v for s, v in seen.items() if v.resolved_at is not None or s in state.firing
+                }
+                if kept:
+                    states[service] = attrs.evolve(state, started=kept)
+            for service, interval, due_at, last_at in conn.execute(
+                f"SELECT service, interval, due_at, last_at FROM heartbeats WHERE {where}", of
+            ):
+                state = states.get(service) or ServiceState(service)
+                states[service] = attrs.evolve(state, heartbeat=Monitor(interval, due_at, last_at))
+            silences: dict[str, list[Silence]] = {}
+            for service, *fields in conn.execute(
+                "SELECT service, id, starts_at, ends_at, reason, by, created_at, ended_at,"
+                f" ended_by FROM silences WHERE active AND {where} ORDER BY id",
+                of,
+            ):
+                silences.setdefault(service, []).append(Silence(*fields))
+            for service, found in silences.items():
+                state = states.get(service) or ServiceState(service)
+                states[service] = attrs.evolve(state, silences=tuple(found))
+        return states
+
+    @_port_errors
+    def last_silence_id(self) -> int:
+        with self._transaction() as conn:
+            row = conn.execute("SELECT max(id) FROM silences").fetchone()
+        return 0 if row is None or row[0] is None else int(str(row[0]))
+
+    @_port_errors
+    def undelivered(
+        self,
+        limit: int,
+        channel: str | None = None,
+        due_by: float | None = None,
+        *,
+        shards: Collection[int] | None = None,
+    ) -> list[Undelivered]:
+        where, of = _of_shards(shards)
+        with self._transaction() as conn:
+            found = conn.execute(
+                f"SELECT {_UNDELIVERED} FROM notifications"
+                " WHERE state IN ('pending', 'retrying')"
+                " AND (%s::text IS NULL OR channel = %s::text)"
+                " AND (%s::float8 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= %s)"
+                f" AND {where} ORDER BY seq LIMIT %s",
+                (channel, channel, due_by, due_by, *of, limit),
+            ).fetchall()
+        return [_undelivered(row) for row in found]
+
+    @_port_errors
+    def next_retry_at(
+        self, channel: str, after: float, *, shards: Collection[int] | None = None
+    ) -> float | None:
+        where, of = _of_shards(shards)
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT min(next_attempt_at) FROM notifications"
+                " WHERE state IN ('pending', 'retrying') AND channel = %s"
+                f" AND next_attempt_at > %s AND {where}",
+                (channel, after, *of),
+            ).fetchone()
+        return None if row is None or row[0] is None else float(str(row[0]))
+
+    @_port_errors
+    def undelivered_elsewhere(
+        self, channels: Sequence[str], limit: int
+    ) -> list[tuple[str, Undelivered]]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                f"SELECT {_UNDELIVERED}, id FROM notifications"
+                " WHERE state IN ('pending', 'retrying') AND NOT channel = ANY(%s)"
+                " ORDER BY seq LIMIT %s",
+                (list(channels), limit),
+            ).fetchall()
+        return [(row[14], _undelivered(row)) for row in found]
+
+    @_port_errors
+    def failed_counts(self) -> dict[tuple[str, int], int]:
+        with self._transaction() as conn:
+            return {
+                (service, incident): count
+                for service, incident, count in conn.execute(
+                    "SELECT n.service, n.incident, count(*) FROM notifications n JOIN incidents i"
+                    " ON i.service = n.service AND i.number = n.incident"
+                    " WHERE n.state = 'failed' AND i.closed_at IS NULL GROUP BY 1, 2"
+                )
+            }
+
+    # Status and history. ---------------------------------------------------------------------
+
+    @_port_errors
+    def deliveries(self, service: str, incident: int) -> list[Delivery]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT id, channel, address, round, level, state, attempts, last_error,"
+                " provider_id, sent_at, next_attempt_at, not_before - created_at"
+                " FROM notifications WHERE id >= %s AND id < %s ORDER BY seq",
+                _id_range(service, incident),
+            ).fetchall()
+        return [
+            Delivery(
+                id=row[0],
+                channel=row[1],
+                target=str(Target(row[1], row[2])),
+                round=row[3],
+                level=row[4],
+                state=row[5],
+                attempts=row[6],
+                last_error=row[7],
+                provider_id=row[8],
+                sent_at=row[9],
+                due_at=row[10] if row[5] in ("pending", "retrying") else None,
+                delay=row[11],
+            )
+            for row in found
+        ]
+
+    @_port_errors
+    def latest_incident(self, service: str) -> int | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT max(number) FROM incidents WHERE service = %s", (service,)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(str(row[0]))
+
+    @_port_errors
+    def history(self, service: str, incident: int) -> History | None:
+        """As the SQLite adapter's `history`: at most `HISTORY_HEAD` entries from the start
+        and `HISTORY_TAIL` up to now, each source read from both ends only."""
+        with self._snapshot() as conn:
+            row = conn.execute(
+                "SELECT opened_at, closed_at, message FROM incidents"
+                " WHERE service = %s AND number = %s",
+                (service, incident),
+            ).fetchone()
+            if row is None:
+                return None
+            ids = _id_range(service, incident)
+            total = 0
+            entries: list[tuple[float, int, int, dict[str, object]]] = []
+            for kind, count_sql, select_sql, key in (
+                (0, _COUNT_EVENTS, _SELECT_EVENTS, (service, incident)),
+                (1, _COUNT_DECIDED, _SELECT_DECIDED, ids),
+                (2, _COUNT_ATTEMPTS, _SELECT_ATTEMPTS, ids),
+            ):
+                counted = conn.execute(count_sql, key).fetchone()
+                count = 0 if counted is None else int(str(counted[0]))
+                total += count
+                for order, limit in _ends(count):
+                    for at, seq, *fields in conn.execute(
+                        select_sql.format(order=order), (*key, limit)
+                    ):
+                        entries.append((at, kind, seq, _timeline_entry(kind, fields)))
+        if row[1] is not None:
+            total += 1
+            entries.append((row[1], 3, 0, {"event": "closed"}))
+        entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        elided = total - HISTORY_HEAD - HISTORY_TAIL
+        timeline = [(at, entry) for at, _, _, entry in entries]
+        if elided > 0:
+            marker: dict[str, object] = {
+                "event": "elided",
+                "count": elided,
+                "until": timeline[-HISTORY_TAIL - 1][0],
+            }
+            first = timeline[HISTORY_HEAD][0]
+            timeline = [*timeline[:HISTORY_HEAD], (first, marker), *timeline[-HISTORY_TAIL:]]
+        return History(
+            opened_at=row[0],
+            closed_at=row[1],
+            message=row[2],
+            timeline=timeline,
+            elided=max(elided, 0),
+        )
+
+    # Retention. ------------------------------------------------------------------------------
+
+    @_port_errors
+    def prune(
+        self, before: float, after: tuple[float, int] = (-math.inf, 0), budget: int = PRUNE_ROWS
+    ) -> Pruned:
+        """As the SQLite adapter's `prune` (oldest closed incidents first, in transactions of
+        at most `budget` rows, a service's latest incident and one with a notification still
+        to deliver kept), and answers of the inbox older than `ANSWERS_KEPT`. Several nodes
+        may prune at once: each transaction takes a lock all prunes share, so they take turns
+        rather than delete the same rows in different orders (a deadlock)."""
+        count = incidents = 0
+        resume: tuple[float, int] | None = after
+        with self._transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, LOCK_PRUNE))
+            count += _rowcount(
+                conn.execute(
+                    "DELETE FROM answers WHERE id IN (SELECT id FROM answers WHERE answered_at"
+                    " < clock_timestamp() - make_interval(secs => %s) ORDER BY answered_at"
+                    " LIMIT %s)",
+                    (ANSWERS_KEPT, budget),
+                )
+            )
+            count += _rowcount(
+                conn.execute(
+                    "DELETE FROM silences WHERE id IN (SELECT id FROM silences WHERE NOT active"
+                    " AND least(ends_at, coalesce(ended_at, ends_at)) < %s"
+                    " AND id < (SELECT max(id) FROM silences) LIMIT %s)",
+                    (before, max(budget - count, 0)),
+                )
+            )
+            candidates = conn.execute(
+                "SELECT closed_at, seq, service, number FROM incidents"
+                " WHERE closed_at IS NOT NULL AND closed_at < %s AND (closed_at, seq) > (%s, %s)"
+                " ORDER BY closed_at, seq LIMIT %s",
+                (before, *after, budget),
+            ).fetchall()
+            for closed_at, seq, service, number in candidates:
+                if count >= budget:
+                    break
+                deleted = _prune_incident(conn, service, number, budget - count)
+                if deleted is None:
+                    count = budget
+                    break  # the budget ran out inside this incident: it is taken up next time
+                count += deleted
+                incidents += deleted > 0
+                resume = (closed_at, seq)
+            else:
+                if len(candidates) < budget:
+                    resume = None  # every candidate is dealt with
+        return Pruned(count, incidents, resume)
+
+    # SMS replies. ----------------------------------------------------------------------------
+
+    @_port_errors
+    def reply_code(self, address: str, service: str, incident: int, at: float) -> int:
+        """As the SQLite adapter's, under a lock of the phone's that every node takes: two
+        nodes paging one phone at once never give it one code twice."""
+        with self._transaction() as conn:
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                (LOCK_CLASS + LOCK_REPLY_CODE, address),
+            )
+            row = conn.execute(
+                "SELECT code FROM reply_codes WHERE address = %s AND service = %s"
+                " AND incident = %s",
+                (address, service, incident),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE reply_codes SET sent_at = %s WHERE address = %s AND code = %s",
+                    (at, address, row[0]),
+                )
+                return int(str(row[0]))
+            held: set[int] = set()
+            resting: dict[int, float] = {}
+            for found, closed_at in conn.execute(
+                "SELECT r.code, i.closed_at FROM reply_codes r JOIN incidents i"
+                " ON i.service = r.service AND i.number = r.incident WHERE r.address = %s",
+                (address,),
+            ):
+                if closed_at is None:
+                    held.add(found)
+                elif closed_at > at - REPLY_CODE_COOL_DOWN:
+                    resting[found] = closed_at
+            taken = len(held) + len(resting)
+            code = next(c for c in range(1, taken + 2) if c not in held and c not in resting)
+            if code > REPLY_CODES and resting:
+                code = min(resting, key=lambda c: (resting[c], c))  # closed first: rested most
+            conn.execute(
+                "INSERT INTO reply_codes (address, code, service, incident, sent_at)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (address, code) DO UPDATE SET"
+                " service = excluded.service, incident = excluded.incident,"
+                " sent_at = excluded.sent_at",
+                (address, code, service, incident, at),
+            )
+            return code
+
+    @_port_errors
+    def take_reply(
+        self, message_id: str, address: str, code: int | None, at: float
+    ) -> ReplyCode | NoReply:
+        with self._transaction() as conn:
+            conn.execute(
+                "DELETE FROM sms_replies WHERE message_id IN"
+                " (SELECT message_id FROM sms_replies WHERE at < %s LIMIT 10)",
+                (at - REPLAY_WINDOW,),
+            )
+            # Two nodes taking one message at once: the second waits on the first's key, then
+            # inserts nothing: "replayed".
+            taken = conn.execute(
+                "INSERT INTO sms_replies (message_id, at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (message_id, at),
+            )
+            if taken.rowcount == 0:
+                return "replayed"
+            if code is None:
+                row = conn.execute(
+                    "SELECT service, incident FROM reply_codes WHERE address = %s"
+                    " ORDER BY sent_at DESC LIMIT 1",
+                    (address,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT service, incident FROM reply_codes WHERE address = %s AND code = %s",
+                    (address, code),
+                ).fetchone()
+            if row is not None:
+                return ReplyCode(str(row[0]), int(str(row[1])))
+            known = conn.execute(
+                "SELECT 1 FROM reply_codes WHERE address = %s LIMIT 1", (address,)
+            ).fetchone()
+            return "unknown_code" if known else "unknown_number"
+
+    @_port_errors
+    def open_codes(self, address: str, limit: int) -> list[OpenCode]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT r.code, r.service, r.incident FROM reply_codes r JOIN incidents i"
+                " ON i.service = r.service AND i.number = r.incident"
+                " WHERE r.address = %s AND i.closed_at IS NULL"
+                " ORDER BY r.sent_at DESC, r.code LIMIT %s",
+                (address, limit),
+            ).fetchall()
+        return [OpenCode(int(code), service, int(incident)) for code, service, incident in found]
+
+    # Overrides. ------------------------------------------------------------------------------
+
+    @_port_errors
+    def overrides(self) -> list[Override]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                f"SELECT {_OVERRIDE} FROM overrides WHERE removed_at IS NULL ORDER BY id"
+            ).fetchall()
+        return [Override(*row) for row in found]
+
+    @_port_errors
+    def add_override(self, override: Override, at: float) -> Override:
+        o = override
+        with self._transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO overrides (schedule, by_person, for_person, starts_at, ends_at,"
+                " created_at, made_by) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (o.schedule, o.by, o.for_, o.start, o.end, at, o.made_by),
+            ).fetchone()
+        assert row is not None
+        return attrs.evolve(override, id=int(str(row[0])))
+
+    @_port_errors
+    def remove_override(self, id: int, by: str | None = None, at: float = 0.0) -> Override | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE overrides SET removed_at = %s, removed_by = %s WHERE id = %s AND"
+                f" removed_at IS NULL RETURNING {_OVERRIDE}",
+                (at, by, id),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "DELETE FROM overrides WHERE removed_at IS NOT NULL AND id NOT IN (SELECT id"
+                    " FROM overrides WHERE removed_at IS NOT NULL ORDER BY removed_at DESC, id"
+                    " DESC LIMIT %s)",
+                    (MAX_REMOVED_KEPT,),
+                )
+        return None if row is None else Override(*row)
+
+    @_port_errors
+    def removed_overrides(self, schedule: str, after: float, limit: int) -> list[Removal]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                f"SELECT {_OVERRIDE}, removed_by, removed_at FROM overrides WHERE schedule = %s"
+                " AND removed_at IS NOT NULL AND ends_at > %s"
+                " ORDER BY removed_at DESC, id DESC LIMIT %s",
+                (schedule, after, limit),
+            ).fetchall()
+        return [Removal(Override(*row[:-2]), row[-2], row[-1]) for row in reversed(found)]
+
+    @_port_errors
+    def prune_overrides(self, before: float) -> int:
+        with self._transaction() as conn:
+            return _rowcount(conn.execute("DELETE FROM overrides WHERE ends_at < %s", (before,)))
+
+    # The clock. ------------------------------------------------------------------------------
+
+    @_port_errors
+    def restart_clock(self, reading: Reading) -> tuple[Reading | None, float]:
+        """Record this node's `reading` (and give back the one it recorded last); move nothing.
+
+        On SQLite one pagerd owns every stored deadline, and they are in its frame: a start
+        moves them by how far its frame stepped against the time that truly passed. Here every
+        node reads and writes the same deadlines while the others run, each in its own frame,
+        anchored to its own wall clock: what they share is wall-clock time, so the nodes'
+        clocks must agree (NTP), and a step seen by one node is that node's to log, not a
+        reason to move deadlines every other node is keeping. So nothing moves: 0.0."""
+        with self._transaction() as conn:
+            last = _last_clock(conn, self.node)
+            _record_clock(conn, self.node, reading)
+        return last, 0.0
+
+    # The cluster (`pagerd.storage.cluster.Cluster`). --------------------------------------------
+
+    @_port_errors
+    def join(self, node: str, ttl: float) -> list[Node]:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO nodes (name, expires_at) VALUES"
+                " (%s, clock_timestamp() + make_interval(secs => %s))"
+                " ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at",
+                (node, ttl),
+            )
+            # Nodes gone for a day are forgotten: a renamed or retired node leaves no row.
+            conn.execute(
+                "DELETE FROM nodes WHERE expires_at < clock_timestamp() - interval '1 day'"
+            )
+            found = conn.execute(
+                "SELECT name, extract(epoch FROM expires_at - clock_timestamp())::float8"
+                " FROM nodes WHERE expires_at > clock_timestamp() ORDER BY name"
+            ).fetchall()
+        return [Node(name, remaining) for name, remaining in found]
+
+    @_port_errors
+    def leave(self, node: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM nodes WHERE name = %s", (node,))
+            conn.execute("UPDATE leases SET expires_at = '-infinity' WHERE owner = %s", (node,))
+
+    @_port_errors
+    def claim(self, node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
+        """Each of `shards` free, expired, released or `node`'s taken (or renewed) for `ttl`
+        seconds of the database's clock. The leases are locked for update, in shard order (as
+        fenced writes lock them for share), so a claim waits for every write fenced by a shard
+        it takes, and that write, committed first, is seen by the new owner."""
+        wanted = sorted({int(s) for s in shards if 0 <= s < SHARDS})
+        with self._transaction() as conn:
+            found = conn.execute(
+                "WITH locked AS (SELECT shard FROM leases WHERE shard = ANY(%(shards)s)"
+                " ORDER BY shard FOR UPDATE) UPDATE leases AS l SET"
+                " epoch = CASE WHEN l.owner = %(node)s AND l.expires_at > clock_timestamp()"
+                " THEN l.epoch ELSE l.epoch + 1 END, owner = %(node)s,"
+                " expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)"
+                " FROM locked WHERE l.shard = locked.shard AND (l.owner = %(node)s"
+                " OR l.owner IS NULL OR l.expires_at <= clock_timestamp())"
+                " RETURNING l.shard, l.epoch",
+                {"shards": wanted, "node": node, "ttl": ttl},
+            ).fetchall()
+        return {int(str(shard)): int(str(epoch)) for shard, epoch in found}
+
+    @_port_errors
+    def release(self, node: str, shards: Collection[int]) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND shard = ANY(%s)",
+                (node, sorted(shards)),
+            )
+
+    @_port_errors
+    def leases(self) -> list[Lease]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT shard, owner, epoch, CASE WHEN expires_at = '-infinity' THEN -1e9"
+                " ELSE greatest(extract(epoch FROM expires_at - clock_timestamp()), -1e9)"
+                " END::float8 FROM leases ORDER BY shard"
+            ).fetchall()
+        return [Lease(int(str(s)), owner, int(str(e)), float(str(r))) for s, owner, e, r in found]
+
+    @_port_errors
+    def put(self, node: str, service: str, event: bytes, at: float) -> int:
+        """Queue `event` and notify `INBOX_CHANNEL` with its shard, at commit. Puts of one shard
+        take turns (a lock per shard, to commit): ids are given and committed in the same order
+        within a shard, so that an owner that took up to id N of a shard never sees a smaller
+        one of that shard appear later."""
+        shard = shard_of(service)
+        with self._transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS + LOCK_INBOX, shard))
+            row = conn.execute(
+                "INSERT INTO inbox (shard, service, event, at, node) VALUES (%s, %s, %s, %s, %s)"
+                " RETURNING id",
+                (shard, service, event, at, node),
+            ).fetchone()
+            conn.execute("SELECT pg_notify(%s, %s)", (INBOX_CHANNEL, str(shard)))
+        assert row is not None
+        return int(str(row[0]))
+
+    @_port_errors
+    def take(self, shards: Collection[int], after: int, limit: int) -> list[Queued]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT id, shard, service, event, at, node FROM inbox"
+                " WHERE shard = ANY(%s) AND id > %s ORDER BY id LIMIT %s",
+                (sorted(shards), after, limit),
+            ).fetchall()
+        return [
+            Queued(int(str(id)), int(str(shard)), service, bytes(event), at, node)
+            for id, shard, service, event, at, node in found
+        ]
+
+    @_port_errors
+    def answers(self, ids: Sequence[int]) -> dict[int, str]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT id, answer FROM answers WHERE id = ANY(%s)", (list(ids),)
+            ).fetchall()
+        return {int(str(id)): str(answer) for id, answer in found}
+
+    @_port_errors
+    def next_ids(self, name: str, count: int) -> range:
+        """`count` ids of the counter `name`, given in one update of its row (a block of ids is
+        contiguous, which a PostgreSQL sequence does not promise under concurrency). The
+        counter of "silence" never starts below the silences stored."""
+        if count < 0:
+            raise StoreError(f"next_ids: count must not be negative, not {count}")
+        floor = "(SELECT coalesce(max(id), 0) + 1 FROM silences)" if name == "silence" else "1"
+        with self._transaction() as conn:
+            row = conn.execute(
+                f"INSERT INTO counters (name, next) VALUES (%(name)s, {floor} + %(count)s)"
+                f" ON CONFLICT (name) DO UPDATE SET next = greatest(counters.next, {floor})"
+                " + %(count)s RETURNING next - %(count)s",
+                {"name": name, "count": count},
+            ).fetchone()
+        assert row is not None
+        start = int(str(row[0]))
+        return range(start, start + count)
+
+    def wait(self, channels: Collection[str], timeout: float) -> list[tuple[str, str]]:
+        """Block until a notification on one of `channels` arrives or `timeout` passes, on a
+        connection of its own (not the pool's: it must stay listening between calls).
+
+        A lost connection (the server restarted) raises `StoreUnavailable`, and the next call
+        connects and listens again: what was notified meanwhile is lost, so a caller that sees
+        the error must look again (`take`, `answers`) rather than wait for a notification."""
+        with self._listener_lock:
+            try:
+                conn = self._listen(channels)
+                found: list[tuple[str, str]] = []
+                for note in conn.notifies(timeout=timeout, stop_after=1):
+                    found.append((note.channel, note.payload))
+                # And whatever came with it, without waiting.
+                for note in conn.notifies(timeout=0.0):
+                    found.append((note.channel, note.payload))
+                return [(c, p) for c, p in found if c in channels]
+            except psycopg.Error as exc:
+                if self._listener is not None:
+                    self._listener.close()
+                self._listener = None
+                raise self._error(exc) from None
+
+    def _listen(self, channels: Collection[str]) -> Conn:
+        if self._listener is None or self._listener.closed:
+            self._listener = psycopg.Connection.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=max(2, math.ceil(self._connect_timeout)),
+                application_name="pagerd-listen",
+            )
+            self._listening = set()
+        for channel in sorted(set(channels) - self._listening):
+            self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            self._listening.add(channel)
+        return self._listener
+
+
+def port_error(exc: BaseException, dsn: str, connect_timeout: float) -> StoreError:
+    """The port's error for psycopg's: what failed, in the server's own words (its primary
+    message: the detail that may quote a row's values is left out), never the DSN."""
+    diag = getattr(exc, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    said = redact((primary or str(exc) or type(exc).__name__).strip(), dsn)
+    where = describe(dsn)
+    if isinstance(exc, PoolTimeout):
+        return StoreUnavailable(f"{where}: no connection within {connect_timeout:g}s ({said})")
+    kind = StoreUnavailable if isinstance(exc, _UNAVAILABLE) else StoreError
+    return kind(f"{where}: {said}")
+
+
+# For `pagerd migrate` and `pagerd --check`: one connection, no pool. ------------------------
+
+
+@contextmanager
+def _connection(config: StorageConfig) -> Iterator[Conn]:
+    assert config.dsn is not None
+    dsn = config.dsn.value
+    try:
+        with psycopg.Connection.connect(
+            dsn,
+            autocommit=True,
+            connect_timeout=max(2, math.ceil(config.connect_timeout)),
+            options=f"-c statement_timeout={milliseconds(config.statement_timeout)}",
+            application_name="pagerd-migrate",
+        ) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise port_error(exc, dsn, config.connect_timeout) from None
+
+
+def migrate_schema(config: StorageConfig) -> tuple[int, int]:
+    """Bring `config`'s database to this pagerd's schema version: (from, to)."""
+    dsn = config.dsn.value if config.dsn is not None else ""
+    with _connection(config) as conn:
+        try:
+            return migrate(conn)
+        except SchemaMismatch as exc:
+            raise SchemaMismatch(f"{describe(dsn)}: {exc}") from None
+
+
+def check_schema(config: StorageConfig) -> str:
+    """What `pagerd --check` says of `config`'s database when it answers at this pagerd's
+    schema version; `StoreError` (naming `pagerd migrate` where that is the cure) if not."""
+    dsn = config.dsn.value if config.dsn is not None else ""
+    with _connection(config) as conn:
+        conn.execute("SELECT 1")
+        try:
+            check_version(conn)
+        except SchemaMismatch as exc:
+            raise SchemaMismatch(f"{describe(dsn)}: {exc}") from None
+    return f"PostgreSQL schema version {SCHEMA_VERSION}"
+
+
+# Helpers. ----------------------------------------------------------------------------------------
+
+
+def _check_fence(conn: Conn, fence: Fence | None, shards: Collection[int]) -> None:
+    """`Fenced` unless each of `shards` is leased to the fence's node under its epoch, unexpired
+    (by the clock now, not the transaction's start: the lock may have been waited for)."""
+    if fence is None:
+        raise Fenced(shards)
+    lost = set(shards)
+    for shard, owner, epoch, live in conn.execute(
+        "SELECT shard, owner, epoch, expires_at > clock_timestamp() FROM leases"
+        " WHERE shard = ANY(%s) ORDER BY shard FOR SHARE",
+        (sorted(shards),),
+    ):
+        if owner == fence.node and live and fence.epochs.get(int(str(shard))) == epoch:
+            lost.discard(int(str(shard)))
+    if lost:
+        raise Fenced(lost)
+
+
+def _of_shards(shards: Collection[int] | None) -> tuple[str, tuple[list[int], ...]]:
+    """(condition, parameters) of a query's rows being of `shards`' services (any, if None)."""
+    if shards is None:
+        return "true", ()
+    return "shard = ANY(%s)", (sorted(shards),)
+
+
+def _rowcount(cursor: psycopg.Cursor[Any]) -> int:
+    return max(cursor.rowcount, 0)
+
+
+def _record_clock(conn: Conn, node: str, reading: Reading) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (%s, %s)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (f"clock/{node}", msgspec.json.encode(attrs.asdict(reading)).decode()),
+    )
+
+
+def _last_clock(conn: Conn, node: str) -> Reading | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = %s", (f"clock/{node}",)).fetchone()
+    if row is None:
+        return None
+    try:
+        return msgspec.json.decode(str(row[0]), type=Reading)
+    except (msgspec.DecodeError, TypeError):
+        return None
+
+
+def _prune_incident(conn: Conn, service: str, number: int, budget: int) -> int | None:
+    """Delete one incident's history, its own row last: the rows deleted (0 if it is kept), or
+    None if `budget` ran out first."""
+    latest = conn.execute("SELECT max(number) FROM incidents WHERE service = %s", (service,))
+    found = latest.fetchone()
+    if found is not None and found[0] == number:
+        return 0
+    first, end = _id_range(service, number)
+    if conn.execute(
+        "SELECT 1 FROM notifications WHERE id >= %s AND id < %s"
+        " AND state IN ('pending', 'retrying') LIMIT 1",
+        (first, end),
+    ).fetchone():
+        return 0
+    count = 0
+    for statement, key in (
+        (
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+            " WHERE service = %s AND incident = %s LIMIT %s)",
+            (service, number),
+        ),
+        (
+            "DELETE FROM delivery_attempts WHERE seq IN (SELECT seq FROM delivery_attempts"
+            " WHERE notification >= %s AND notification < %s LIMIT %s)",
+            (first, end),
+        ),
+        (
+            "DELETE FROM notifications WHERE seq IN (SELECT seq FROM notifications"
+            " WHERE id >= %s AND id < %s LIMIT %s)",
+            (first, end),
+        ),
+    ):
+        count += _rowcount(conn.execute(statement, (*key, budget - count)))
+        if count >= budget:
+            return None
+    conn.execute("DELETE FROM incidents WHERE service = %s AND number = %s", (service, number))
+    return count + 1
+
+
+_UNDELIVERED: Final = (
+    "service, incident, round, level, channel, address, message, opened_at, created_at,"
+    " attempts, next_attempt_at, origin, step, via"
+)
+
+
+def _undelivered(row: Sequence[Any]) -> Undelivered:
+    return Undelivered(
+        Notify(
+            service=row[0],
+            incident=row[1],
+            round=row[2],
+            level=row[3],
+            target=Target(row[4], row[5]),
+            message=row[6],
+            opened_at=row[7],
+            origin=row[11],
+            step=row[12],
+            via=row[13] or "",
+        ),
+        created_at=row[8],
+        attempts=row[9],
+        next_attempt_at=row[10],
+    )
+
+
+_COUNT_EVENTS: Final = "SELECT count(*) FROM events WHERE service = %s AND incident = %s"
+_SELECT_EVENTS: Final = (
+    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration, via FROM events"
+    " WHERE service = %s AND incident = %s ORDER BY seq {order} LIMIT %s"
+)
+_COUNT_DECIDED: Final = "SELECT count(*) FROM notifications WHERE id >= %s AND id < %s"
+_SELECT_DECIDED: Final = (
+    "SELECT created_at, seq, id, channel, address, round, level, via, not_before FROM"
+    " notifications WHERE id >= %s AND id < %s ORDER BY created_at {order}, seq {order} LIMIT %s"
+)
+_COUNT_ATTEMPTS: Final = (
+    "SELECT count(*) FROM delivery_attempts WHERE notification >= %s AND notification < %s"
+)
+_SELECT_ATTEMPTS: Final = (
+    "SELECT a.at, a.seq, n.id, n.channel, n.address, n.round, n.level, a.outcome,"
+    " a.provider_id, a.error FROM delivery_attempts a JOIN notifications n"
+    " ON n.id = a.notification WHERE a.notification >= %s AND a.notification < %s"
+    " ORDER BY a.at {order}, a.seq {order} LIMIT %s"
+)
+
+
+def _ends(count: int) -> list[tuple[str, int]]:
+    if count <= HISTORY_HEAD + HISTORY_TAIL + 2:
+        return [("ASC", count)] if count else []
+    return [("ASC", HISTORY_HEAD + 1), ("DESC", HISTORY_TAIL + 1)]
+
+
+def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
+    """One history entry as the `history` reply has it (but `at`), from a source's row."""
+    if kind == 0:
+        op, detail, by, uid, user, pid, integration, via = fields
+        entry: dict[str, object] = {"event": op}
+        if detail is not None:
+            entry["detail"] = detail
+        if by is not None:
+            entry["by"] = by
+        if uid is not None:
+            entry["peer"] = {"uid": uid, "user": user, "pid": pid}
+        if integration is not None:
+            entry["integration"] = integration
+        if via is not None:
+            entry["via"] = via
+        return entry
+    due = None
+    if kind == 1:
+        *fields, via, due = fields
+    nid, channel, address, round_, level, *attempt = fields
+    entry = {
+        "event": "notification" if kind == 1 else "delivery",
+        "notification": nid,
+        "target": str(Target(channel, address)),
+        "round": round_,
+        "level": level,
+    }
+    if kind == 1 and via:
+        entry["via"] = via
+    if due is not None:
+        entry["due_at"] = due
+    if attempt:
+        outcome, provider, error = attempt
+        entry["outcome"] = outcome
+        entry["provider_id"] = provider
+        entry["error"] = error
+    return entry
+
+
+def _id_range(service: str, incident: int) -> tuple[str, str]:
+    """The ids of one incident's notifications: from "service#N/" up to "service#N0" in byte
+    order (the column's collation is "C")."""
+    prefix = f"{incident_id(service, incident)}/"
+    return prefix, prefix[:-1] + "0"

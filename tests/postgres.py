@@ -1,0 +1,189 @@
+"""A real PostgreSQL for the tests: a fresh database of their own, dropped afterwards.
+
+Which server: `$PAGERD_TEST_POSTGRES` (a DSN of a user that may create databases) if set; else
+the one on 127.0.0.1:5432 as user postgres, if it answers (this project's machines run one);
+else a throwaway cluster made with `initdb` and started with `pg_ctl` in a temporary folder (the
+binaries found on PATH or in /usr/lib/postgresql/*/bin), stopped at the end of the session;
+else every test that needs one is skipped, saying so in capitals.
+
+Each user (a test module, say) takes a database of its own (`pagerd_test_<random>`), at this
+pagerd's schema (`migrated`) or empty (`empty`), and drops it when done; tests that share one
+empty it between them (`truncate`), which is much faster than a database each. Other tests (the
+cluster's, the three-node ones) use the same: `with postgres.migrated() as dsn: ...`, or the
+`pg_dsn` fixture (module-scoped) with `clean_pg` (per test).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from pagerd.storage.postgresql.schema import SCHEMA_VERSION, migrate
+
+ENV: Final = "PAGERD_TEST_POSTGRES"
+LOCAL: Final = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+MISSING: Final = (
+    "NO POSTGRESQL FOR THE TESTS: NONE AT $PAGERD_TEST_POSTGRES OR 127.0.0.1:5432, AND NO"
+    " initdb/pg_ctl TO START ONE (apt-get install postgresql): THE POSTGRESQL TESTS DID NOT RUN"
+)
+
+
+def _answers(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _binaries() -> Path | None:
+    """The folder of initdb and pg_ctl, newest PostgreSQL first."""
+    found = shutil.which("initdb")
+    if found is not None and shutil.which("pg_ctl") is not None:
+        return Path(found).parent
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if (Path(folder) / "initdb").exists() and (Path(folder) / "pg_ctl").exists():
+            return Path(folder)
+    return None
+
+
+def _throwaway(bin: Path) -> str | None:
+    """Start a cluster in a temporary folder, on a free port, for this session: its admin DSN.
+    initdb refuses root: as root, the cluster is made and run as user nobody."""
+    folder = Path(tempfile.mkdtemp(prefix="pagerd-pg-"))
+    data = folder / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        as_user = ["runuser", "-u", "nobody", "--"]
+    run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=120)
+    try:
+        run([*as_user, str(bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"])
+        run(
+            [
+                *as_user, str(bin / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"),
+                "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-w", "start",
+            ]
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+    def stop() -> None:
+        subprocess.run(
+            [*as_user, str(bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(stop)
+    return f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=3"
+
+
+@functools.cache
+def server() -> str | None:
+    """The admin DSN of the tests' server (found or started once a session), None if none."""
+    given = os.environ.get(ENV)
+    if given:
+        return given
+    if _answers(LOCAL):
+        return LOCAL
+    bin = _binaries()
+    return None if bin is None else _throwaway(bin)
+
+
+def admin() -> str:
+    """The admin DSN; skips the test, loudly, if there is no PostgreSQL at all."""
+    dsn = server()
+    if dsn is None:
+        pytest.skip(MISSING)
+    return dsn
+
+
+def _with_database(dsn: str, name: str) -> str:
+    return conninfo.make_conninfo(dsn, dbname=name)
+
+
+@contextlib.contextmanager
+def empty() -> Iterator[str]:
+    """A new, empty database of the tests' server: its DSN. Dropped afterwards, with whatever
+    connections are still open to it."""
+    dsn = admin()
+    name = f"pagerd_test_{secrets.token_hex(6)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _with_database(dsn, name)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@contextlib.contextmanager
+def migrated(version: int = SCHEMA_VERSION) -> Iterator[str]:
+    """A new database at schema `version`: its DSN."""
+    with empty() as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            migrate(conn, version)
+        yield dsn
+
+
+def truncate(dsn: str) -> None:
+    """Empty every table of pagerd's (ids start again from 1), and free every lease: a database
+    as `migrated` made it. `DELETE`, not `TRUNCATE`: on tables of a few rows it takes a few
+    milliseconds where `TRUNCATE` (new files for each table) takes half a second."""
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                " AND tablename NOT IN ('pagerd_schema', 'leases')"
+            )
+        ]
+        for table in tables:
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+        conn.execute(
+            "SELECT setval(format('%I.%I', schemaname, sequencename), 1, false)"
+            " FROM pg_sequences WHERE schemaname = current_schema()"
+        )
+        conn.execute("UPDATE leases SET owner = NULL, epoch = 0, expires_at = '-infinity'")
+
+
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    """A database at this pagerd's schema, for the tests of one module."""
+    with migrated() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def clean_pg(pg_dsn: str) -> str:
+    """The module's database, emptied for this test."""
+    truncate(pg_dsn)
+    return pg_dsn
