@@ -835,24 +835,39 @@ def fresh_database(admin: str) -> Iterator[str]:
             )
 
 
+FAILOVER_ACK_TIMEOUT: Final = 0.5
+"""Seconds from a failover service's alert to its level 2: time enough to read the incident's
+deadline from the database before its owner is killed, and no more (the runs wait for it)."""
+
+
 def write_node_config(
     folder: Path, dsn: str, node: str, services: int, failover: int, lease_ttl: float
 ) -> Path:
-    """The benchmark's usual config (`write_config`: svc-N on two levels of 15 min, and
-    `failover` services quiet-N whose level 2 is due `QUIET_ACK_TIMEOUT` after their alert), on
-    the PostgreSQL database `dsn`, as cluster node `node`."""
+    """The benchmark's usual config (`write_config`: svc-N on two levels of 15 min), and
+    `failover` services failover-N whose level 2 is due `FAILOVER_ACK_TIMEOUT` after their alert,
+    on the PostgreSQL database `dsn`, as cluster node `node`."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = write_config(folder, services, quiet=failover)
-    dsn_toml = json.dumps(dsn)  # a TOML basic string: JSON's escapes are TOML's
+    config = write_config(folder, services)
+    lines = [
+        "[policies.failover]",
+        "[[policies.failover.levels]]",
+        'targets = ["email:first@example.com"]',
+        f'ack_timeout = "{FAILOVER_ACK_TIMEOUT * 1000:.0f}ms"',
+        "[[policies.failover.levels]]",
+        'targets = ["email:second@example.com"]',
+    ]
+    for i in range(failover):
+        lines += [f"[services.failover-{i}]", 'policy = "failover"']
+    lines += [
+        "[storage]",
+        'backend = "postgresql"',
+        f"dsn = {json.dumps(dsn)}",  # a TOML basic string: JSON's escapes are TOML's
+        "[cluster]",
+        f'node_name = "{node}"',
+        f'lease_ttl = "{lease_ttl:g}s"',
+    ]
     with config.open("a") as out:
-        out.write(
-            "[storage]\n"
-            'backend = "postgresql"\n'
-            f"dsn = {dsn_toml}\n"
-            "[cluster]\n"
-            f'node_name = "{node}"\n'
-            f'lease_ttl = "{lease_ttl:g}s"\n'
-        )
+        out.write("\n".join(lines) + "\n")
     return config
 
 
@@ -1116,20 +1131,41 @@ def section_postgresql(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
         version = conn.execute("SHOW server_version").fetchone()
         commit = conn.execute("SHOW synchronous_commit").fetchone()
     result: dict[str, Any] = {
-        "server_version": None if version is None else version[0],
+        "server_version": "?" if version is None else str(version[0]).split()[0],
         "synchronous_commit": None if commit is None else commit[0],
     }
     services, events = sizes["ingest_services"], sizes["ingest_events"]
     lines = [alert_line(i, services) for i in range(events)]
     schedule = paced_schedule(services, sizes["pg_latency_rate"], sizes["pg_latency_s"])
     result.update(services=services, events=events, rate=sizes["pg_latency_rate"])
-    with fresh_database(admin) as dsn:
+    with _phase("ceiling"), fresh_database(admin) as dsn:
         result.update(_ceiling(sizes, folder, dsn, lines, schedule))
+    runs, ttl = sizes["pg_failover_runs"], sizes["pg_lease_ttl"]
+    result.update(lease_ttl_s=ttl, failover_target_s=ttl + 2.0)
     with fresh_database(admin) as dsn:
-        result.update(_one_node(sizes, folder / "one", dsn, lines, schedule))
-    with fresh_database(admin) as dsn:
-        result.update(_three_nodes(sizes, folder / "three", dsn, lines))
+        # Services enough that each failover run finds one owned by the node it kills.
+        nodes = [
+            Node(name, write_node_config(folder / name, dsn, name, services, 12 * runs, ttl))
+            for name in NODES
+        ]
+        migrate(nodes[0].config)
+        with running(nodes[:1]):
+            with _phase("one node"):
+                result.update(_one_node(sizes, dsn, nodes[0], lines, schedule))
+            # The others join it: the same database, its incidents still open.
+            with _phase("three nodes: start"), running(nodes[1:]):
+                result.update(_three_nodes(sizes, dsn, nodes, lines[: sizes["pg_three_events"]]))
     return result
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """How long a part of the section took, on stderr beside the sections' own times."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        print(f"[postgresql] {name}: {time.monotonic() - started:.1f}s", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -1173,59 +1209,48 @@ REQRESP_CLIENTS: Final = (1, 8)
 
 def _one_node(
     sizes: dict[str, Any],
-    folder: Path,
     dsn: str,
+    node: Node,
     lines: list[bytes],
     schedule: list[tuple[float, bytes]],
 ) -> dict[str, Any]:
     services, seconds = sizes["ingest_services"], sizes["reqresp"]
-    node = Node(NODES[0], write_node_config(folder, dsn, NODES[0], services, 0, 10.0))
-    migrate(node.config)
     result: dict[str, Any] = {}
-    with running([node]):
-        wait_settled(dsn, NODES[:1])
-        # Latency first, on services with no incident yet: every alert opens one and pages.
-        sent, replied = trio.run(paced, node.sock, schedule)
-        result.update(reply_ms(sent, replied, "reply_"))
-        pg_wait_delivered(dsn)
-        handed = handed_ms(schedule, sent, [node.log])
-        result.update(spread(handed, "handed_"), latency_notifications=len(handed))
-        elapsed, ok, busy = trio.run(pipelined_counted, node.sock, lines)
-        result.update(pipelined=ok / elapsed, pipelined_ok=ok, pipelined_busy=busy)
-        pg_wait_delivered(dsn)  # the storm's pages: measure the next on a quiet node
-        for n in REQRESP_CLIENTS:
-            result[f"reqresp_{n}"] = trio.run(
-                request_response,
-                node.sock,
-                n,
-                seconds,
-                lambda i: alert_line(i, services),
-            )
+    wait_settled(dsn, [node.name])
+    # Latency first, on services with no incident yet: every alert opens one and pages.
+    sent, replied = trio.run(paced, node.sock, schedule)
+    result.update(reply_ms(sent, replied, "reply_"))
+    pg_wait_delivered(dsn)
+    handed = handed_ms(schedule, sent, [node.log])
+    result.update(spread(handed, "handed_"), latency_notifications=len(handed))
+    elapsed, ok, busy = trio.run(pipelined_counted, node.sock, lines)
+    result.update(pipelined=ok / elapsed, pipelined_ok=ok, pipelined_busy=busy)
+    pg_wait_delivered(dsn)  # the storm's pages: measure the next on a quiet node
+    for n in REQRESP_CLIENTS:
+        result[f"reqresp_{n}"] = trio.run(
+            request_response, node.sock, n, seconds, lambda i: alert_line(i, services)
+        )
     return result
 
 
 def _three_nodes(
-    sizes: dict[str, Any], folder: Path, dsn: str, lines: list[bytes]
+    sizes: dict[str, Any], dsn: str, nodes: list[Node], lines: list[bytes]
 ) -> dict[str, Any]:
-    services, runs, ttl = sizes["ingest_services"], sizes["pg_failover_runs"], sizes["pg_lease_ttl"]
-    # Services enough that each run finds one owned by the node it kills, never used before.
-    candidates = 12 * runs
-    nodes = [
-        Node(name, write_node_config(folder / name, dsn, name, services, candidates, ttl))
-        for name in NODES
-    ]
-    migrate(nodes[0].config)
-    result: dict[str, Any] = {"lease_ttl_s": ttl, "failover_target_s": ttl + 2.0}
-    with running(nodes):
-        result["settle_s"] = wait_settled(dsn, NODES)
+    result: dict[str, Any] = {"settle_s": wait_settled(dsn, NODES)}
+    with _phase("three nodes: ingest"):
         elapsed, ok, busy = trio.run(
             pipelined_split, [n.sock for n in nodes], lines, CLUSTER_WINDOW
         )
-        result.update(
-            three_pipelined=ok / elapsed, three_pipelined_ok=ok, three_pipelined_busy=busy
-        )
         pg_wait_delivered(dsn)
-        result.update(_failovers(dsn, nodes, runs, candidates, ttl))
+    result.update(
+        three_events=len(lines),
+        three_pipelined=ok / elapsed,
+        three_pipelined_ok=ok,
+        three_pipelined_busy=busy,
+    )
+    with _phase("three nodes: failover"):
+        runs = sizes["pg_failover_runs"]
+        result.update(_failovers(dsn, nodes, runs, 12 * runs, sizes["pg_lease_ttl"]))
     return result
 
 
@@ -1235,7 +1260,7 @@ def _failovers(
     """`runs` times: kill -9 the owner of an incident about to escalate, time the page of its
     next level by a surviving node, start the killed node again, let the shards settle."""
     times: list[float] = []
-    unused = [f"quiet-{i}" for i in range(candidates)]
+    unused = [f"failover-{i}" for i in range(candidates)]
     missed = early = 0
     for run in range(runs):
         victim = nodes[run % len(nodes)]
@@ -1267,7 +1292,7 @@ def _failovers(
         victim.ready()
         wait_settled(dsn, [n.name for n in nodes])
     doubles = sum(
-        1 for i in range(candidates) if len({at for _, at in paged(nodes, f"quiet-{i}", 2)}) > 1
+        1 for i in range(candidates) if len({at for _, at in paged(nodes, f"failover-{i}", 2)}) > 1
     )
     return {
         "failover_runs": runs,
@@ -1315,8 +1340,9 @@ def postgresql_rows(pg: dict[str, Any]) -> list[Row]:
             "",
         ),
         (
-            "PostgreSQL, three nodes: pipelined alerts/s split over their sockets"
-            + (f" ({pg['three_pipelined_busy']} busy)" if pg["three_pipelined_busy"] else ""),
+            f"PostgreSQL, three nodes: pipelined alerts/s, {pg['three_events']} split over their"
+            f" sockets ({CLUSTER_WINDOW} in flight each"
+            + (f", {pg['three_pipelined_busy']} busy)" if pg["three_pipelined_busy"] else ")"),
             f"{pg['three_pipelined']:,.0f}",
             f"{ceiling:,.0f}",
             f"{pg['three_pipelined'] / ceiling:.0%}",
@@ -1394,6 +1420,7 @@ SIZES = {
         "pg_ceiling_passes": 5,
         "pg_latency_rate": 1000,
         "pg_latency_s": 10.0,
+        "pg_three_events": 20_000,
         "pg_lease_ttl": 10.0,
         "pg_failover_runs": 20,
     },
@@ -1429,6 +1456,7 @@ SIZES = {
         "pg_ceiling_passes": 1,
         "pg_latency_rate": 200,
         "pg_latency_s": 1.0,
+        "pg_three_events": 300,
         "pg_lease_ttl": 2.0,
         "pg_failover_runs": 3,
     },

@@ -132,7 +132,7 @@ def test_the_postgresql_section_measures_pagerd_beside_its_ceiling(
     assert pg["pipelined_ok"] == pg["events"]  # one node: every alert answered ok
     # Three nodes: every alert answered, ok or busy (a node bounds what waits for owners).
     assert pg["three_pipelined_ok"] > 0
-    assert pg["three_pipelined_ok"] + pg["three_pipelined_busy"] == pg["events"]
+    assert pg["three_pipelined_ok"] + pg["three_pipelined_busy"] == pg["three_events"]
     assert pg["ceiling_pipelined"] > 0
     for n in (1, 8):
         assert pg[f"reqresp_{n}"] > 0 and pg[f"ceiling_reqresp_{n}"] > 0
