@@ -1153,7 +1153,7 @@ def section_postgresql(sizes: dict[str, Any], folder: Path) -> dict[str, Any]:
             with _phase("one node"):
                 result.update(_one_node(sizes, dsn, nodes[0], lines, schedule))
             # The others join it: the same database, its incidents still open.
-            with _phase("three nodes: start"), running(nodes[1:]):
+            with _phase("three nodes"), running(nodes[1:]):
                 result.update(_three_nodes(sizes, dsn, nodes, lines[: sizes["pg_three_events"]]))
     return result
 
