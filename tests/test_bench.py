@@ -34,7 +34,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
         [sys.executable, str(ROOT / "bench" / "bench.py"), "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # a hang guard: a loaded machine takes minutes
         check=False,
         env=env,
     )
