@@ -240,3 +240,19 @@ def test_the_status_fields_shown_are_the_server_s() -> None:
     assert set(json.loads(owner_shown.group(1))) == set(owner)
     for field in re.findall(r"`cluster\.(\w+)`", text):
         assert field in cluster, field
+
+
+def test_the_cluster_s_guarantees_name_tests_that_exist() -> None:
+    """Each test docs/guarantees.md names for the cluster is defined in a file that bullet
+    names."""
+    text = (ROOT / "docs" / "guarantees.md").read_text()
+    section = text.split("\n## Several nodes\n", 1)[1].split("\n## ", 1)[0]
+    listed = next(block for block in section.split("\n\n") if block.startswith("- "))
+    bullets = [b for b in listed.split("\n- ") if "`test_" in b]
+    assert len(bullets) >= 3
+    for bullet in bullets:
+        files = re.findall(r"`(tests/\w+\.py)`", bullet)
+        assert files, bullet
+        defined = "".join((ROOT / f).read_text() for f in files)
+        for name in re.findall(r"`(test_\w+)`", bullet):
+            assert re.search(rf"^(async )?def {name}\(", defined, re.MULTILINE), name
