@@ -106,11 +106,17 @@ OpenShared = Callable[[Config], Shared]
 
 
 def open_shared(config: Config) -> Shared | None:
-    """The shared store `config` names, None for SQLite (alone). The PostgreSQL adapter
-    (`pagerd.storage.postgresql`) is wired here; until it is, no config names one."""
-    if config.cluster is None:
+    """The shared store `config` names (`[storage] backend = "postgresql"`), opened and its
+    schema checked (`SchemaMismatch` names `pagerd migrate`); None for SQLite (alone)."""
+    if config.storage.backend != "postgresql":
         return None
-    raise StoreError("this pagerd has no PostgreSQL adapter built in")
+    # Imported here: a node on SQLite never loads the PostgreSQL driver.
+    from pagerd.storage.postgresql.store import Store as SharedStore
+
+    # A shared backend always has a [cluster] (its defaults if the file has none).
+    assert config.cluster is not None
+    store = SharedStore.from_config(config.storage, node=config.cluster.node_name)
+    return Shared(store, store, config.cluster)
 
 
 @attrs.define
