@@ -230,6 +230,16 @@ class Store:
             raise self._error(exc) from None
 
     @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        """A connection of the pool, in autocommit: each statement its own transaction (one
+        round trip for a read of one statement, where `_transaction` takes three)."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise self._error(exc) from None
+
+    @contextmanager
     def _snapshot(self) -> Iterator[Conn]:
         """A read-only transaction whose queries all see one moment (several reads that belong
         together: a service's incidents, its firing set, its monitor)."""
@@ -269,30 +279,33 @@ class Store:
         be leased to `fence.node` under `fence.epochs[shard]` and not expired, checked under a
         share lock of those leases that a `claim` by another node waits for. Else nothing is
         written and `Fenced` names the shards lost. A write touching no shard (a clock mark)
-        needs no fence; one that touches any without a fence is refused (`Fenced`)."""
+        needs no fence; one that touches any without a fence is refused (`Fenced`).
+
+        One round trip, whatever the batch: the transaction (its `BEGIN`, the fence's check,
+        every table's statement, `COMMIT`) goes as one pipeline, and the check runs in the
+        server (`_FENCE`), where a lost shard raises an error that aborts the rest of the
+        pipeline and rolls the transaction back before anything of it is committed."""
         folded = fold(batch, self.origin)
         statements = rows.statements(folded)
         touched = {shard_of(t.after.name) for t in batch if isinstance(t, Transition)}
         attempts = [a.id for a in batch if isinstance(a, Attempt)]
         handled = [h.id for h in batch if isinstance(h, Handled)]
-        with self._transaction() as conn:
-            if attempts or handled:
-                touched.update(
-                    int(str(shard))
-                    for (shard,) in conn.execute(
-                        "SELECT shard FROM notifications WHERE id = ANY(%s)"
-                        " UNION SELECT shard FROM inbox WHERE id = ANY(%s)",
-                        (attempts, handled),
+        try:
+            with self._connection() as conn, conn.pipeline(), conn.transaction():
+                if touched or attempts or handled:
+                    conn.execute(
+                        "SELECT set_config('pagerd.fence', %s, true)",
+                        (_fence_setting(fence, touched, attempts, handled),),
                     )
-                )
-            if touched:
-                _check_fence(conn, fence, touched)
-            if statements:
-                with conn.pipeline():
-                    for statement, values in statements:
-                        conn.execute(statement, (values,))
-            if folded.clock is not None:
-                _record_clock(conn, self.node, folded.clock)
+                    conn.execute(_FENCE)
+                for statement, values in statements:
+                    conn.execute(statement, (values,))
+                if folded.clock is not None:
+                    _record_clock(conn, self.node, folded.clock)
+        except psycopg.Error as exc:
+            if exc.sqlstate == FENCED_STATE:
+                raise _fenced(exc) from None
+            raise
 
     # Start-up and the outbox's reads. --------------------------------------------------------
 
@@ -948,21 +961,68 @@ def check_schema(config: StorageConfig) -> str:
 # Helpers. ----------------------------------------------------------------------------------------
 
 
-def _check_fence(conn: Conn, fence: Fence | None, shards: Collection[int]) -> None:
-    """`Fenced` unless each of `shards` is leased to the fence's node under its epoch, unexpired
-    (by the clock now, not the transaction's start: the lock may have been waited for)."""
-    if fence is None:
-        raise Fenced(shards)
-    lost = set(shards)
-    for shard, owner, epoch, live in conn.execute(
-        "SELECT shard, owner, epoch, expires_at > clock_timestamp() FROM leases"
-        " WHERE shard = ANY(%s) ORDER BY shard FOR SHARE",
-        (sorted(shards),),
-    ):
-        if owner == fence.node and live and fence.epochs.get(int(str(shard))) == epoch:
-            lost.discard(int(str(shard)))
-    if lost:
-        raise Fenced(lost)
+FENCED_STATE: Final = "PGRF1"
+"""The SQLSTATE `_FENCE` raises (a code of pagerd's own, in no standard class)."""
+
+_FENCE: Final = f"""DO $fence$
+DECLARE
+    f json := current_setting('pagerd.fence')::json;
+    touched integer[];
+    lost integer[];
+    r record;
+BEGIN
+    SELECT coalesce(array_agg(DISTINCT s), '{{}}') INTO touched FROM (
+        SELECT value::integer AS s FROM json_array_elements_text(f->'shards')
+        UNION ALL SELECT shard FROM notifications
+            WHERE id = ANY(ARRAY(SELECT json_array_elements_text(f->'attempts')))
+        UNION ALL SELECT shard FROM inbox
+            WHERE id = ANY(ARRAY(SELECT value::bigint FROM json_array_elements_text(f->'handled')))
+    ) AS t;
+    lost := touched;
+    FOR r IN SELECT shard, owner, epoch, expires_at > clock_timestamp() AS live FROM leases
+        WHERE shard = ANY(touched) ORDER BY shard FOR SHARE
+    LOOP
+        IF r.owner = f->>'node' AND r.live AND r.epoch = (f->'epochs'->>r.shard::text)::bigint
+        THEN
+            lost := array_remove(lost, r.shard::integer);
+        END IF;
+    END LOOP;
+    IF cardinality(lost) > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '{FENCED_STATE}', MESSAGE = 'fenced',
+            DETAIL = array_to_string(lost, ',');
+    END IF;
+END
+$fence$"""
+"""The fence of a write, checked in the server (a `DO` block: nothing to migrate), in the
+write's transaction, before its statements: the shards it touches (its transitions' services',
+given; its attempts' notifications' and its handled events', as stored) must each be leased to
+the fence's node under the fence's epoch, unexpired by the clock now (not the transaction's
+start: the lock may have been waited for). Their leases are locked for share in shard order, as
+a `claim` locks them for update: a claim waits for the write, and the write for a claim. A lost
+shard raises `FENCED_STATE`, its detail the shards lost. Its input, `pagerd.fence` (set for the
+transaction alone, as a bound parameter: nothing of it is spliced into SQL), is
+`_fence_setting`'s JSON."""
+
+
+def _fence_setting(
+    fence: Fence | None, shards: Collection[int], attempts: Sequence[str], handled: Sequence[int]
+) -> str:
+    """`_FENCE`'s input: no node (so every shard touched is lost) if there is no fence."""
+    return msgspec.json.encode(
+        {
+            "node": None if fence is None else fence.node,
+            "epochs": {} if fence is None else {str(s): e for s, e in fence.epochs.items()},
+            "shards": sorted(shards),
+            "attempts": list(attempts),
+            "handled": list(handled),
+        }
+    ).decode()
+
+
+def _fenced(exc: psycopg.Error) -> Fenced:
+    """The `Fenced` of `_FENCE`'s error."""
+    detail = exc.diag.message_detail or ""
+    return Fenced({int(s) for s in detail.split(",") if s.strip().isdigit()})
 
 
 def _of_shards(shards: Collection[int] | None) -> tuple[str, tuple[list[int], ...]]:
