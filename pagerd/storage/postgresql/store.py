@@ -24,13 +24,14 @@ import select
 import socket
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
 import msgspec
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -241,6 +242,26 @@ class Store:
             raise self._error(exc) from None
 
     @contextmanager
+    def _pipelined(self) -> Iterator[Conn]:
+        """One transaction in one round trip: `BEGIN`, the block's statements and `COMMIT` sent
+        as one pipeline, with one Sync, their results read after the block (a cursor keeps its
+        rows; a fetch inside the block would cost a round trip of its own). An error of any
+        statement aborts the rest of it, `COMMIT` included, and raises once the block is left;
+        the transaction is rolled back then, before the connection goes back to the pool.
+        (Not psycopg's `transaction()`, which in a pipeline syncs at its start and its end.)"""
+        with self._connection() as conn:
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    yield conn
+                    conn.execute("COMMIT")
+            except BaseException:
+                if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
     def _snapshot(self) -> Iterator[Conn]:
         """A read-only transaction whose queries all see one moment (several reads that belong
         together: a service's incidents, its firing set, its monitor)."""
@@ -292,7 +313,7 @@ class Store:
         attempts = [a.id for a in batch if isinstance(a, Attempt)]
         handled = [h.id for h in batch if isinstance(h, Handled)]
         try:
-            with self._connection() as conn, conn.pipeline(), conn.transaction():
+            with self._pipelined() as conn:
                 if touched or attempts or handled:
                     conn.execute(
                         "SELECT set_config('pagerd.fence', %s, true)",
@@ -745,7 +766,7 @@ class Store:
 
     @_port_errors
     def join(self, node: str, ttl: float) -> list[Node]:
-        with self._connection() as conn, conn.pipeline(), conn.transaction():
+        with self._pipelined() as conn:
             conn.execute(
                 "INSERT INTO nodes (name, expires_at) VALUES"
                 " (%s, clock_timestamp() + make_interval(secs => %s))"
@@ -764,7 +785,7 @@ class Store:
 
     @_port_errors
     def leave(self, node: str) -> None:
-        with self._connection() as conn, conn.pipeline(), conn.transaction():
+        with self._pipelined() as conn:
             conn.execute("DELETE FROM nodes WHERE name = %s", (node,))
             conn.execute("UPDATE leases SET expires_at = '-infinity' WHERE owner = %s", (node,))
 
@@ -815,7 +836,7 @@ class Store:
         one of that shard appear later."""
         shard = shard_of(service)
         # One round trip: the transaction goes as one pipeline, its id read once committed.
-        with self._connection() as conn, conn.pipeline(), conn.transaction():
+        with self._pipelined() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS + LOCK_INBOX, shard))
             cursor = conn.execute(
                 "INSERT INTO inbox (shard, service, event, at, node) VALUES (%s, %s, %s, %s, %s)"
