@@ -323,7 +323,7 @@ async def test_a_batch_decided_before_its_shard_was_lost_and_taken_again_is_not_
             a = nodes["a"]
             ownership = a.daemon.ownership
             assert ownership is not None and ownership.holds(service)
-            cluster: FakeCluster = a.link._cluster  # type: ignore[attr-defined]
+            cluster: FakeCluster = a.link._cluster
             committer = a.daemon.committer
             offload = committer._offload
             gate, held = trio.Event(), trio.Event()
