@@ -22,7 +22,9 @@ With several nodes (`own`), a node sends only for the shards it holds: before ea
 (a check in memory, by its own clock), each send runs under the shard's deadline, reads back
 only its shards' rows, and a shard adopted brings its undelivered notifications (`adopt`: those
 its previous owner may have been sending when it stopped are the ambiguous window, counted);
-a shard dropped takes its queued and waiting notifications away and cancels its sends (`drop`).
+a shard dropped takes its queued and waiting notifications away and cancels its sends (`drop`),
+but for a shard dropped only to be reloaded, its lease kept: its sends go on. An attempt's
+record is written under the lease its send started under, or not at all.
 """
 
 from __future__ import annotations

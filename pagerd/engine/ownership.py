@@ -17,6 +17,8 @@ the database's lease cannot end before that (its clock starts when the claim arr
 committed or sent for the shard, whichever task runs first after a stall or a SIGSTOP; the
 `_expire` task then drops the shard properly. The store's fencing (`Fence`, checked in the same
 transaction as each write) is the second guard: a write after the lease was taken fails.
+Before it, the committer refuses a write decided under a term (`terms`: the epoch and the
+adoption) that is over: the shard was dropped, and maybe taken again, while the write waited.
 
 A round that fails (the database cannot be reached) is logged, counted and tried again; it
 never takes paging down. A clean stop drops everything and `leave`s, releasing every lease.
@@ -291,7 +293,9 @@ class Ownership:
         their leases, and adopt them again, from the store, after a claim sent from now on:
         a claim waits for every write still in flight on its shards (the store locks a lease
         for a write against the claims), so what the adoption reads includes that write's
-        outcome, whichever it was."""
+        outcome, whichever it was. Their sends in progress go on (`reloading`); a decision
+        queued from the states dropped is refused by its term (`terms`: no adoption now, a
+        new one after)."""
         gone = frozenset(s for s in shards if s in self._epochs)
         if not gone:
             return
