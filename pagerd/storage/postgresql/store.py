@@ -30,6 +30,7 @@ import attrs
 import msgspec
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -73,6 +74,13 @@ from pagerd.storage.port import (
     Write,
 )
 from pagerd.storage.postgresql import rows
+from pagerd.storage.postgresql.links import (
+    LOCK_TIMEOUT,
+    STALL_GRACE,
+    Watchdog,
+    client_settings,
+    session_options,
+)
 from pagerd.storage.postgresql.schema import (
     LOCK_CLASS,
     SCHEMA_VERSION,
@@ -113,6 +121,12 @@ _UNAVAILABLE: Final = (
     psycopg.errors.ConnectionException,
 )
 
+LEASE_BOUND: Final = LOCK_TIMEOUT + STALL_GRACE
+"""Seconds a lease call (`join`, `claim`, `release`, `leases`, `leave`) may take before its
+connection is cut: its statements are quick but for a wait on lease locks (`lock_timeout`),
+and a claim answered later than the lease's margin is of no use (7 s against a default
+`lease_ttl` of 10 s, held 8 s by the node's clock). The round after it is tried at once."""
+
 _OVERRIDE: Final = "id, schedule, by_person, for_person, starts_at, ends_at, made_by"
 
 
@@ -137,10 +151,23 @@ class Store:
     the database must be at this pagerd's schema version (`pagerd migrate` makes it so).
     """
 
-    def __init__(self, pool: ConnectionPool[Conn], dsn: str, node: str, connect_timeout: float):
+    def __init__(
+        self,
+        pool: ConnectionPool[Conn],
+        dsn: str,
+        node: str,
+        connect_timeout: float,
+        statement_timeout: float = 30.0,
+        watchdog: Watchdog | None = None,
+    ):
         self._pool = pool
         self._dsn = dsn
         self._connect_timeout = connect_timeout
+        self._watchdog = watchdog or Watchdog()
+        self._bound = statement_timeout + STALL_GRACE
+        """How long one transaction may take before its connection is cut (`Watchdog`): the
+        server cancels a statement at `statement_timeout`, and says so within the grace
+        unless the link forwards nothing."""
         self.node = node
         """This node's name: whose clock reading `restart_clock` records."""
         self.origin = secrets.token_hex(8)
@@ -166,7 +193,14 @@ class Store:
         check that its schema is this pagerd's (else `SchemaMismatch`, naming `pagerd
         migrate`). `node`: this node's name (default: the host's). `StoreUnavailable` if the
         database cannot be reached."""
-        options = f"-c statement_timeout={milliseconds(statement_timeout)}"
+        watchdog = Watchdog()
+
+        def check(conn: Conn) -> None:
+            # The round trip that finds a broken connection before it is lent: bounded too,
+            # or a stalled link would hang the call that asked for a connection.
+            with watchdog.watching(conn, LOCK_TIMEOUT + STALL_GRACE):
+                ConnectionPool.check_connection(conn)
+
         pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
             min_size=pool_size,
@@ -174,17 +208,20 @@ class Store:
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(2, math.ceil(connect_timeout)),
-                "options": options,
+                "options": session_options(dsn, statement_timeout),
                 "application_name": "pagerd",
+                **client_settings(dsn),
             },
             timeout=connect_timeout,
             # A connection a server restart broke is found out before it is lent, not by the
             # call it is lent to: one round trip, much cheaper than a failed commit.
-            check=ConnectionPool.check_connection,
+            check=check,
             open=False,
             name="pagerd",
         )
-        store = cls(pool, dsn, node or socket.gethostname(), connect_timeout)
+        store = cls(
+            pool, dsn, node or socket.gethostname(), connect_timeout, statement_timeout, watchdog
+        )
         try:
             pool.open(wait=True, timeout=connect_timeout)
             with pool.connection() as conn:
@@ -215,16 +252,23 @@ class Store:
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
+        self._watchdog.close()
 
     def _error(self, exc: BaseException) -> StoreError:
         return port_error(exc, self._dsn, self._connect_timeout)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Conn]:
+    def _transaction(self, bound: float | None = None) -> Iterator[Conn]:
         """One transaction on a connection of the pool: committed if the block returns, else
-        rolled back."""
+        rolled back. Its connection is cut if it takes longer than `bound` seconds (default:
+        the statement timeout and a grace): a stalled link fails it (`StoreUnavailable`)
+        rather than block its thread, and whoever waits on it, until the link heals."""
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with (
+                self._pool.connection() as conn,
+                self._watchdog.watching(conn, self._bound if bound is None else bound),
+                conn.transaction(),
+            ):
                 yield conn
         except PoolTimeout as exc:
             raise self._error(exc) from None
@@ -731,7 +775,7 @@ class Store:
 
     @_port_errors
     def join(self, node: str, ttl: float) -> list[Node]:
-        with self._transaction() as conn:
+        with self._transaction(LEASE_BOUND) as conn:
             conn.execute(
                 "INSERT INTO nodes (name, expires_at) VALUES"
                 " (%s, clock_timestamp() + make_interval(secs => %s))"
@@ -750,7 +794,7 @@ class Store:
 
     @_port_errors
     def leave(self, node: str) -> None:
-        with self._transaction() as conn:
+        with self._transaction(LEASE_BOUND) as conn:
             conn.execute("DELETE FROM nodes WHERE name = %s", (node,))
             conn.execute("UPDATE leases SET expires_at = '-infinity' WHERE owner = %s", (node,))
 
@@ -761,7 +805,7 @@ class Store:
         fenced writes lock them for share), so a claim waits for every write fenced by a shard
         it takes, and that write, committed first, is seen by the new owner."""
         wanted = sorted({int(s) for s in shards if 0 <= s < SHARDS})
-        with self._transaction() as conn:
+        with self._transaction(LEASE_BOUND) as conn:
             found = conn.execute(
                 "WITH locked AS (SELECT shard FROM leases WHERE shard = ANY(%(shards)s)"
                 " ORDER BY shard FOR UPDATE) UPDATE leases AS l SET"
@@ -777,7 +821,7 @@ class Store:
 
     @_port_errors
     def release(self, node: str, shards: Collection[int]) -> None:
-        with self._transaction() as conn:
+        with self._transaction(LEASE_BOUND) as conn:
             conn.execute(
                 "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND shard = ANY(%s)",
                 (node, sorted(shards)),
@@ -785,7 +829,7 @@ class Store:
 
     @_port_errors
     def leases(self) -> list[Lease]:
-        with self._transaction() as conn:
+        with self._transaction(LEASE_BOUND) as conn:
             found = conn.execute(
                 "SELECT shard, owner, epoch, CASE WHEN expires_at = '-infinity' THEN -1e9"
                 " ELSE greatest(extract(epoch FROM expires_at - clock_timestamp()), -1e9)"
@@ -877,16 +921,19 @@ class Store:
     def _listen(self, channels: Collection[str]) -> Conn:
         if self._listener is None or self._listener.closed:
             self._listener = psycopg.Connection.connect(
-                self._dsn,
+                # Idle between notifications: keepalives are what notice a dead server.
+                make_conninfo(self._dsn, **client_settings(self._dsn)),
                 autocommit=True,
                 connect_timeout=max(2, math.ceil(self._connect_timeout)),
                 application_name="pagerd-listen",
             )
             self._listening = set()
-        for channel in sorted(set(channels) - self._listening):
-            self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            self._listening.add(channel)
-        return self._listener
+        listener = self._listener
+        with self._watchdog.watching(listener, LEASE_BOUND):
+            for channel in sorted(set(channels) - self._listening):
+                listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                self._listening.add(channel)
+        return listener
 
 
 def port_error(exc: BaseException, dsn: str, connect_timeout: float) -> StoreError:
