@@ -34,9 +34,11 @@ from tests.tcpproxy import TcpProxy
 
 LEASE_TTL = 2.0
 
-# Two levels; the first pages at once, the second after `ack_timeout` unacknowledged.
+# Two levels; the first pages at once, the second after `ack_timeout` unacknowledged. Each
+# level's target is its own path of the receiver.
 POLICY = """
 [policies.fast]
+{repeat}
 [[policies.fast.levels]]
 targets = ["webhook:{url}/first"]
 ack_timeout = "{ack_timeout}"
@@ -205,6 +207,8 @@ class Cluster:
         nodes: int = 3,
         lease_ttl: float = LEASE_TTL,
         ack_timeout: str = "2s",
+        repeat: int = 0,
+        policy: str = POLICY,
         extra: str = "",
     ) -> None:
         self.folder = folder
@@ -213,9 +217,11 @@ class Cluster:
         self.services = services
         self.lease_ttl = lease_ttl
         self.ack_timeout = ack_timeout
+        self.repeat = repeat
+        self.policy = policy
         self.extra = extra
         params = conninfo.conninfo_to_dict(dsn)
-        self.upstream = (str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)))
+        self.upstream = (str(params.get("host", "127.0.0.1")), int(str(params.get("port", 5432))))
         self.nodes: list[Node] = []
         for k in range(nodes):
             self.add(f"node-{k + 1}")
@@ -226,7 +232,9 @@ class Cluster:
         dsn = conninfo.make_conninfo(
             self.dsn, host="127.0.0.1", port=str(proxy.port), connect_timeout="2"
         )
-        policy = POLICY.format(url=self.receiver.url, ack_timeout=self.ack_timeout)
+        policy = self.policy.format(
+            url=self.receiver.url, ack_timeout=self.ack_timeout, repeat=f"repeat = {self.repeat}"
+        )
         config = NODE.format(dsn=dsn, name=name, lease_ttl=self.lease_ttl) + policy + self.extra
         config += "".join(f'[services.{s}]\npolicy = "fast"\n' for s in self.services)
         node = Node(name, self.folder / name, proxy, config)
@@ -251,7 +259,7 @@ class Cluster:
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql, params).fetchall()
 
     def owner(self, service: str) -> str | None:
         """The node whose lease on `service`'s shard is live now (by the database's clock)."""
