@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -21,6 +21,7 @@ from pager.ports import Transport
 from pagerd.access import peers
 from pagerd.access.keys import KeyFileError, SigningKeys
 from pagerd.config import Config, ConfigError, load
+from pagerd.config.cluster import ClusterConfig
 from pagerd.config.http import FrontConfig, tls_context
 from pagerd.delivery.lanes import Answering, build_lanes
 from pagerd.delivery.outbox import Outbox
@@ -28,10 +29,13 @@ from pagerd.delivery.wording import PLAIN, Wording
 from pagerd.delivery.workers import WorkerPool, default_workers
 from pagerd.engine.actors import REMOVED, Services
 from pagerd.engine.compute import Compute, in_threads
+from pagerd.engine.inbox import Inbox, Listen
 from pagerd.engine.lookahead import Lookahead, gaps, ignored_lines
 from pagerd.engine.oncall import Rota
+from pagerd.engine.ownership import Ownership
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
+from pagerd.engine.shards import ServiceShards, SharedSilenceIds
 from pagerd.front.http import HttpApp, HttpServer, Route
 from pagerd.front.http.answers import Answers
 from pagerd.front.http.console import Console
@@ -52,12 +56,13 @@ from pagerd.operations.metrics import Metrics
 from pagerd.operations.open_files import client_room, raise_limit
 from pagerd.operations.reloads import ConfigRecord
 from pagerd.operations.systemd import Notifier
+from pagerd.storage.cluster import Cluster
 from pagerd.storage.commits import Committer
 from pagerd.storage.offload import Offload, in_thread
 from pagerd.storage.port import ClockMark, Storage, StoreError
 from pagerd.storage.retention import keep_history
 from pagerd.storage.sqlite.store import Store
-from pagerd.timing.clock import Clock, boot_warning, watch
+from pagerd.timing.clock import Clock, Reading, boot_warning, watch
 
 __all__ = ["Config", "Daemon", "StartupError", "gaps", "ignored_lines", "serve"]
 
@@ -71,6 +76,10 @@ STATUS_INTERVAL: Final = 5.0  # how often systemd's STATUS= line is brought up t
 CLOSE_TIMEOUT: Final = 5.0
 OUTBOX_CAPACITY: Final = 10_000
 NAME_THREADS: Final = 8  # NSS lookups at once (each user looked up once at a time)
+INBOX_THREADS: Final = 2
+"""The cluster inbox's calls at once (puts of events for other nodes, takes, answers, reads of
+services held elsewhere): each holds one of the pool's connections (`[storage] pool_size`, 4 by
+default, beside the commit's and the leases')."""
 LOOKAHEAD_SECONDS: Final = 120.0
 """How long the look at a config after a start or reload may take (in the background, in a
 thread of its own): the gaps of many heavy schedules over a year."""
@@ -78,6 +87,36 @@ thread of its own): the gaps of many heavy schedules over a year."""
 
 class StartupError(Exception):
     """pagerd cannot start; the message says why, for the operator."""
+
+
+@attrs.frozen
+class Shared:
+    """A store several nodes share (PostgreSQL), its cluster calls, and this node among them."""
+
+    store: Storage
+    cluster: Cluster
+    node: ClusterConfig
+    listen: Listen | None = None
+    """How the inbox waits for notifications: `cluster.wait` in a thread of its own unless
+    given (tests under a mock clock, whose fake cluster waits in wall-clock time)."""
+
+
+OpenShared = Callable[[Config], Shared]
+"""Opens the shared store of a config (blocking: run off the loop); `StoreError` if it cannot."""
+
+
+def open_shared(config: Config) -> Shared | None:
+    """The shared store `config` names (`[storage] backend = "postgresql"`), opened and its
+    schema checked (`SchemaMismatch` names `pagerd migrate`); None for SQLite (alone)."""
+    if config.storage.backend != "postgresql":
+        return None
+    # Imported here: a node on SQLite never loads the PostgreSQL driver.
+    from pagerd.storage.postgresql.store import Store as SharedStore
+
+    # A shared backend always has a [cluster] (its defaults if the file has none).
+    assert config.cluster is not None
+    store = SharedStore.from_config(config.storage, node=config.cluster.node_name)
+    return Shared(store, store, config.cluster)
 
 
 @attrs.define
@@ -126,6 +165,8 @@ class Daemon:
     answering: Answering | None = None
     """What makes pages answerable (SMS reply codes, the keys of Slack buttons): kept for
     reloads."""
+    ownership: Ownership | None = None
+    """This node's leases, when several nodes share the store (even one alone on it)."""
     _reloading: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     @property
@@ -269,6 +310,8 @@ RESTART_ONLY: Final = (
     "http.tls_cert",
     "http.tls_key",
     "delivery.workers",
+    "cluster.node_name",
+    "cluster.lease_ttl",
 )
 """The keys a reload cannot change: they take effect on the next restart (`http.tls_cert` and
 `http.tls_key` only in that TLS cannot be turned on or off: new files are used at once)."""
@@ -286,6 +329,8 @@ def restart_only(old: Config, new: Config, *, tls_on: bool) -> tuple[Config, lis
             ("http.listen", old.http.listen, new.http.listen),
             ("http.workers", old.http.workers, new.http.workers),
             ("delivery.workers", old.delivery_workers, new.delivery_workers),
+            ("cluster.node_name", _node(old), _node(new)),
+            ("cluster.lease_ttl", _ttl(old), _ttl(new)),
         )
         if before != after
     ]
@@ -302,8 +347,17 @@ def restart_only(old: Config, new: Config, *, tls_on: bool) -> tuple[Config, lis
         metrics_listen=old.metrics_listen,
         http=http,
         delivery_workers=old.delivery_workers,
+        cluster=old.cluster,
     )
     return kept, notes
+
+
+def _node(config: Config) -> str | None:
+    return None if config.cluster is None else config.cluster.node_name
+
+
+def _ttl(config: Config) -> float | None:
+    return None if config.cluster is None else config.cluster.lease_ttl
 
 
 def _client_room(config: Config, http_here: bool) -> int:
@@ -362,6 +416,7 @@ async def serve(
     http_routes: list[Route] | None = None,
     delivery_workers: int | None = None,
     compute: Compute | None = None,
+    shared: OpenShared | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run pagerd until `stop` is set, then shut down in order: stop accepting, let requests
@@ -377,7 +432,9 @@ async def serve(
     instead of the config's `[delivery] workers` (tests under a mock clock send in-process: 0).
     `compute` answers the questions about schedules that may take long (simulations, who is
     on call next, overrides' checks, calendar feeds, the gaps) instead of threads of their own
-    (tests).
+    (tests). `shared` opens a store several nodes share instead of the config's (tests: an
+    in-memory cluster over SQLite); a shared store makes this pagerd a node of a cluster, even
+    alone.
     """
     # Access lists that would turn every client away (all "nobody"): refused, not obeyed.
     problem = peers.namespace_problem(config.access, peers.read_uid_map())
@@ -403,8 +460,14 @@ async def serve(
         or in_thread(trio.CapacityLimiter(NAME_THREADS), abandon_on_cancel=True)
     )
     with _exclusive(config.state_dir):
+        node: Shared | None = None
+        store: Storage
         try:
-            store = await store_offload(lambda: Store.open_in(config.state_dir, check=False))
+            node = await store_offload(lambda: (shared or open_shared)(config))
+            if node is not None:
+                store = node.store
+            else:
+                store = await store_offload(lambda: Store.open_in(config.state_dir, check=False))
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         try:
@@ -427,6 +490,8 @@ async def serve(
                     delivery_workers,
                     compute,
                     lookahead_compute,
+                    node,
+                    None if offload is None else offload,
                 ),
                 transports or {},
                 outbox_capacity,
@@ -454,6 +519,8 @@ class _Parts:
     delivery_workers: int | None  # instead of the config's (tests)
     compute: Compute  # the questions that may take long, off the loop
     lookahead_compute: Compute  # the look at a config after a start or reload, in the background
+    shared: Shared | None = None  # a store several nodes share: this pagerd is one of them
+    lease_offload: Offload | None = None  # the lease rounds' (tests); else a thread of their own
 
 
 async def _listen(config: Config, activated: socket.socket | None) -> UnixListener | None:
@@ -510,12 +577,18 @@ async def _run(
     outbox_capacity: int,
     task_status: trio.TaskStatus[Daemon],
 ) -> None:
-    store, clock = parts.store, parts.clock
-    states = await _load_checked(store, parts)
-    try:  # before anything reads a deadline: they move if the wall clock stepped
-        states = await clock_restart(clock, store, parts.store_offload, states)
-    except StoreError as exc:
-        raise StartupError(str(exc)) from None
+    store, clock, shared = parts.store, parts.clock, parts.shared
+    if shared is None:
+        states = await _load_checked(store, parts)
+        try:  # before anything reads a deadline: they move if the wall clock stepped
+            states = await clock_restart(clock, store, parts.store_offload, states)
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
+    else:
+        # Each shard's states are loaded when its lease is taken (`ServiceShards`); stored
+        # deadlines are on the wall clock every node shares (kept by NTP), so no node moves
+        # them at its start, as one alone does after a step of its own clock.
+        states = {}
     for name, state in states.items():
         if state.incident is not None and name not in config.services:
             log.warning(
@@ -529,6 +602,20 @@ async def _run(
         raise StartupError(str(exc)) from None
     metrics = Metrics()
     committer = Committer(store, parts.store_offload, metrics)
+    ownership: Ownership | None = None
+    silence_ids: SharedSilenceIds | None = None
+    if shared is not None:
+        # Its own thread: a lease round must never wait behind a slow commit.
+        ownership = Ownership(
+            shared.node.node_name,
+            shared.cluster,
+            parts.lease_offload or in_thread(trio.CapacityLimiter(1)),
+            shared.node.lease_ttl,
+            metrics,
+        )
+        committer.fencing = ownership
+        silence_ids = SharedSilenceIds(shared.cluster, parts.store_offload)
+    inbox: Inbox | None = None
     scheduler = Scheduler(clock)
     heartbeats = Scheduler(clock, heartbeat)
 
@@ -572,13 +659,24 @@ async def _run(
     rota = Rota(config, store, parts.store_offload, clock, parts.compute, metrics)
     try:
         await rota.load()
-        last_silence = await parts.store_offload(store.last_silence_id)
+        last_silence = 0 if shared else await parts.store_offload(store.last_silence_id)
     except StoreError as exc:
         raise StartupError(str(exc)) from None
     services = Services(
         config, states, committer, scheduler, outbox, clock, heartbeats, metrics, rota,
-        last_silence=last_silence,
+        last_silence=last_silence, ownership=ownership, silence_ids=silence_ids,
     )  # fmt: skip
+    if shared is not None and ownership is not None:
+        # Threads of its own: a put or a read of the inbox never waits behind a commit.
+        inbox_offload = parts.lease_offload or in_thread(trio.CapacityLimiter(INBOX_THREADS))
+        inbox = Inbox(
+            services, shared.cluster, store, ownership, inbox_offload, clock, listen=shared.listen
+        )
+        services.cluster = inbox
+        outbox.own(ownership)
+        ownership.add(ServiceShards(services, store, parts.store_offload))
+        ownership.add(outbox)
+        ownership.add(inbox)  # last: a shard's events are taken once its states are loaded
     lookahead = Lookahead(parts.lookahead_compute, rota)
     lookahead.look(config, rota.all_overrides(), clock.wall_now())  # once running
     # Acknowledged or closed: no more attempts; silenced: no delayed step sent.
@@ -598,6 +696,8 @@ async def _run(
         config.http.front_processes == 0
     )
     server.client_room = _client_room(config, http_here)
+    server.ownership = ownership
+    server.cluster = inbox
     _gauges(metrics, services, scheduler, heartbeats, outbox, store, pool)
 
     async def ready() -> str | None:
@@ -627,6 +727,7 @@ async def _run(
         workers=pool,
         wording=wording,
         answering=answering,
+        ownership=ownership,
     )
     daemon.record.export(metrics)
     server.config_record = daemon.record
@@ -650,11 +751,18 @@ async def _run(
         async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
             core.start_soon(lookahead.run, name="lookahead")
-            core.start_soon(watch, clock, lambda r: committer.commit([ClockMark(r)]), name="clock")
+            # Each node's clock is its own: nothing of it is shared to record.
+            record = _record_clock(committer) if shared is None else _unrecorded
+            core.start_soon(watch, clock, record, name="clock")
             await core.start(services.run)
             core.start_soon(scheduler.run, services.offer, name="scheduler")
             core.start_soon(heartbeats.run, services.offer, name="heartbeats")
             core.start_soon(outbox.run, name="outbox")
+            if ownership is not None and silence_ids is not None and inbox is not None:
+                # After the actors and the outbox run: what it adopts goes straight to them.
+                await core.start(inbox.run)
+                await core.start(ownership.run)
+                core.start_soon(silence_ids.run, name="silence ids")
             if pool is not None:
                 core.start_soon(pool.run, name="delivery workers")
             core.start_soon(
@@ -734,6 +842,17 @@ async def _run(
             for spec in outbox.lanes().values():
                 if spec.close is not None:
                     await spec.close()
+
+
+def _record_clock(committer: Committer) -> Callable[[Reading], Awaitable[None]]:
+    async def record(reading: Reading) -> None:
+        await committer.commit([ClockMark(reading)])
+
+    return record
+
+
+async def _unrecorded(reading: Reading) -> None:
+    await trio.lowlevel.checkpoint()
 
 
 async def _http(daemon: Daemon, metrics: Metrics, parts: _Parts) -> list[trio.SocketListener]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import attrs
+import trio
 
 from pager.domain import ServiceState
 from pager.shards import shard_of
@@ -176,7 +177,8 @@ class FakeCluster:
 class FencedStore:
     """`store` (SQLite, say) as a node of a cluster sees a shared store: its writes are fenced
     by `cluster`'s leases and take `Handled` events out of its inbox, all under one lock (one
-    "transaction"); `load_states` and `undelivered` take `shards` as the real adapter does.
+    "transaction"); `load_states`, `undelivered` and `next_retry_at` take `shards` as the real
+    adapter does.
     Every other call goes to `store` as it is."""
 
     def __init__(self, store: Storage, cluster: FakeCluster) -> None:
@@ -230,3 +232,51 @@ class FencedStore:
             return self._store.undelivered(limit, channel, due_by)
         every = self._store.undelivered(1 << 30, channel, due_by)
         return [u for u in every if shard_of(u.notify.service) in shards][:limit]
+
+    def next_retry_at(
+        self, channel: str, after: float, shards: Collection[int] | None = None
+    ) -> float | None:
+        if shards is None:
+            return self._store.next_retry_at(channel, after)
+        every = self._store.undelivered(1 << 30, channel)
+        times = [
+            u.next_attempt_at
+            for u in every
+            if shard_of(u.notify.service) in shards
+            and u.next_attempt_at is not None
+            and u.next_attempt_at > after
+        ]
+        return min(times, default=None)
+
+
+class Hub:
+    """`LISTEN` under a mock clock (`Inbox(listen=...)`; `FakeCluster.wait` waits in wall-clock
+    time): every node hears every notification (the fake cluster has one queue for all),
+    looked at every `tick` seconds; `lost` drops them, as while a listening connection
+    reconnects."""
+
+    def __init__(self, cluster: FakeCluster, tick: float = 0.001) -> None:
+        self._cluster = cluster
+        self._tick = tick
+        self._queues: list[list[tuple[str, str]]] = []
+        self.lost = False
+
+    def listen(self) -> Callable[[Collection[str], float], Any]:
+        queue: list[tuple[str, str]] = []
+        self._queues.append(queue)
+
+        async def wait(channels: Collection[str], seconds: float) -> list[tuple[str, str]]:
+            with trio.move_on_after(seconds):
+                while True:
+                    notes = self._cluster.wait([INBOX_CHANNEL, ANSWER_CHANNEL], 0)
+                    if not self.lost:
+                        for each in self._queues:
+                            each.extend(notes)
+                    if queue:
+                        found = [n for n in queue if n[0] in channels]
+                        queue.clear()
+                        return found
+                    await trio.sleep(self._tick)
+            return []
+
+        return wait

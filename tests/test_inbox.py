@@ -37,16 +37,16 @@ from pagerd.config import Config
 from pagerd.config.channels import Channel
 from pagerd.delivery.outbox import LaneSpec, Outbox
 from pagerd.engine.actors import Envelope, Services
-from pagerd.engine.inbox import MOVED, Inbox, _Relay, decode, encode, result_of
+from pagerd.engine.inbox import Inbox, _Relay, decode, encode, result_of
+from pagerd.engine.ownership import MOVED
 from pagerd.engine.scheduler import Scheduler
 from pagerd.operations.metrics import Metrics
-from pagerd.storage.cluster import ANSWER_CHANNEL, INBOX_CHANNEL
 from pagerd.storage.commits import Committer
 from pagerd.storage.offload import inline
 from pagerd.storage.port import Fence, Handled, Write
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock
-from tests.fake_cluster import FakeCluster, FencedStore
+from tests.fake_cluster import FakeCluster, FencedStore, Hub
 from tests.harness import T0, until, write_config
 from tests.test_outbox import Scripted
 
@@ -69,8 +69,8 @@ class FakeOwner:
     def holds(self, service: str) -> bool:
         return shard_of(service) in self.epochs
 
-    def held(self) -> Collection[int]:
-        return self.epochs.keys()
+    def held(self) -> dict[int, int]:
+        return dict(self.epochs)
 
     def fence(self) -> Fence:
         return Fence(self.node, dict(self.epochs))
@@ -92,36 +92,6 @@ class Fencing:
 
     def write(self, batch: Sequence[Write], fence: Fence | None = None) -> None:
         self._store.write(batch, self._owner.fence())
-
-
-class Hub:
-    """`LISTEN`: every node hears every notification (the fake cluster has one queue for all);
-    `lost` drops them, as while a listening connection reconnects."""
-
-    def __init__(self, cluster: FakeCluster) -> None:
-        self._cluster = cluster
-        self._queues: list[list[tuple[str, str]]] = []
-        self.lost = False
-
-    def listen(self) -> Callable[[Collection[str], float], Any]:
-        queue: list[tuple[str, str]] = []
-        self._queues.append(queue)
-
-        async def wait(channels: Collection[str], seconds: float) -> list[tuple[str, str]]:
-            with trio.move_on_after(seconds):
-                while True:
-                    notes = self._cluster.wait([INBOX_CHANNEL, ANSWER_CHANNEL], 0)
-                    if not self.lost:
-                        for each in self._queues:
-                            each.extend(notes)
-                    if queue:
-                        found = [n for n in queue if n[0] in channels]
-                        queue.clear()
-                        return found
-                    await trio.sleep(0.001)
-            return []
-
-        return wait
 
 
 class Slot:
@@ -303,11 +273,11 @@ async def test_an_owner_that_dies_before_its_commit_leaves_the_event_to_the_next
         never = trio.Event()
         real = first.services._committer.commit
 
-        async def dies(writes: Sequence[Write]) -> None:
+        async def dies(writes: Sequence[Write], *, shards: Collection[int] = ()) -> None:
             if any(isinstance(w, Handled) for w in writes):
                 taken.set()
                 await never.wait()  # the node stops here, before its commit
-            await real(writes)
+            await real(writes, shards=shards)
 
         first.services._committer.commit = dies  # type: ignore[method-assign]
         # No source: a copy applied twice would be a second alert in the history.
@@ -325,7 +295,7 @@ async def test_an_owner_that_dies_before_its_commit_leaves_the_event_to_the_next
         await trio.sleep(TTL)
         second = await c.node("b", [SHARD])
         assert second.owner.holds(SERVICE)
-        second.inbox.adopted()
+        await second.inbox.adopt(frozenset([SHARD]))
         await until(lambda: not c.cluster.take([SHARD], 0, 10), "the inbox handled")
         assert c.alerts() == ["disk full"]  # once
         await trio.sleep(30)
@@ -346,7 +316,7 @@ async def test_with_no_owner_the_client_hears_queued_within_the_bound(
         assert terse.line == ok_reply(queued=True)
         assert full.reply == {"ok": True, "service": SERVICE, "queued": True}
         owner = await c.node("a", [SHARD])
-        owner.inbox.adopted()
+        await owner.inbox.adopt(frozenset([SHARD]))
         await until(lambda: not c.cluster.take([SHARD], 0, 10), "the inbox handled")
         assert c.alerts() == ["one"]
         assert owner.services.state(SERVICE).heartbeat is None  # not configured: no monitor
@@ -454,8 +424,9 @@ async def test_a_node_reads_the_status_of_services_it_does_not_hold_from_the_sto
         state, failed = await other.inbox.state(SERVICE)
         assert state.incident is not None and failed == 0
         found = {s.name: (s, owner) for s, _, owner in await other.inbox.states([SERVICE, "web"])}
-        assert found[SERVICE][0].incident is not None and found[SERVICE][1] == "a"
-        assert found["web"][0].incident is None and found["web"][1] == "b"
+        assert found[SERVICE][0].incident is not None
+        assert found[SERVICE][1] == {"node": "a", "shard": SHARD, "epoch": 1}
+        assert found["web"][0].incident is None and found["web"][1]["node"] == "b"
 
 
 # The codec ---------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from pagerd.config.channels import (
     build_channel,
     target_problem,
 )
+from pagerd.config.cluster import ClusterConfig, backend_of, build_cluster
 from pagerd.config.console import ConsoleConfig, build_console
 from pagerd.config.durations import Duration, Invalid, parse_duration
 from pagerd.config.http import (
@@ -225,6 +226,8 @@ class Config:
     """`[storage]`: SQLite in the state directory (the default), or a shared PostgreSQL."""
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
+    cluster: ClusterConfig | None = None
+    """`[cluster]`: this node among several sharing the store; None (SQLite): alone."""
 
     def policy_of(self, service: str) -> Policy:
         return self.policies[self.services[service]]
@@ -363,6 +366,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     sections run on whatever could be structured: one mistake does not hide another (a bad
     phone number in a policy still lets a service's reference to a missing policy be seen)."""
     data = dict(data)
+    cluster, cluster_errors = build_cluster(data.pop("cluster", None), backend_of(data), _section)
     services, service_errors = _services(data.pop("services", {}))
     policies, broken_policies, policy_errors = _policies(data.pop("policies", {}))
     channels, given_channels, channel_errors = _channels(data.pop("channels", {}))
@@ -397,6 +401,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     # In the order a file has them.
     errors += channel_errors + people_errors + schedule_errors + policy_errors + service_errors
     errors += http_errors + integration_errors + template_errors + console_errors + storage_errors
+    errors += cluster_errors
     raw = ConfigFile(channels=channels, policies=policies, services=services, **sections)
     # Whether the file means to have no services cannot be told if [services] or [daemon] has
     # errors: theirs are reported, not one more about it.
@@ -419,6 +424,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         schedules=schedules,
         maintenance={n: s.maintenance for n, s in raw.services.items() if s.maintenance},
         gap_weeks=raw.daemon.gap_weeks,
+        cluster=cluster,
     )
 
 

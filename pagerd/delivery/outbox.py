@@ -17,6 +17,12 @@ Retries waiting for their time are bounded apart (`capacity` per channel, beyond
 in the database and are read back at their time, at most `SPILL_POLL` late): they never take the
 room of ready work, so a dead target's retries never hold up a new page on the same channel.
 A waiting retry whose incident is acknowledged or closed leaves at once (see `reconsider`).
+
+With several nodes (`own`), a node sends only for the shards it holds: before each send it asks
+(a check in memory, by its own clock), each send runs under the shard's deadline, reads back
+only its shards' rows, and a shard adopted brings its undelivered notifications (`adopt`: those
+its previous owner may have been sending when it stopped are the ambiguous window, counted);
+a shard dropped takes its queued and waiting notifications away and cancels its sends (`drop`).
 """
 
 from __future__ import annotations
@@ -26,19 +32,21 @@ import math
 import random
 import traceback
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Final, Literal
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from typing import Final, Literal, Protocol
 
 import attrs
 import trio
 
 from pager.domain import Notify, ServiceState
 from pager.ports import DeliveryError, PermanentError, TransientError, Transport
+from pager.shards import shard_of
 from pager.timefmt import isoformat
 from pagerd.config.channels import Channel
 from pagerd.delivery.ratelimit import TokenBucket
 from pagerd.delivery.redact import Redactor, channel_secrets, for_target
 from pagerd.operations.metrics import Metrics
+from pagerd.storage.cluster import Fenced
 from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Attempt, Storage, StoreError, Undelivered
@@ -55,6 +63,20 @@ MAX_TRACEBACK: Final = 8000
 SEND_GRACE: Final = 5.0
 # Retries kept only in the database (past the bound) are looked for at most this often.
 SPILL_POLL: Final = 1.0
+
+
+class Sender(Protocol):
+    """Which services this node sends for (`pagerd.engine.ownership.Ownership`)."""
+
+    def holds(self, service: str) -> bool: ...
+
+    def deadline(self, service: str) -> float:
+        """The trio time this node stops sending for `service` at."""
+        ...
+
+    def held(self) -> dict[int, int]: ...
+
+    def count_adopted(self, count: int) -> None: ...
 
 
 @attrs.define
@@ -153,6 +175,61 @@ class Outbox:
         self._read_back_wanted = trio.Event()
         self._failed: Counter[tuple[str, int]] = Counter()
         self._sent = self._retried = self._failed_total = self._errors = 0
+        self._ownership: Sender | None = None
+        self._sends: dict[str, trio.CancelScope] = {}  # by id, with several nodes
+
+    # Several nodes. ---------------------------------------------------------------------
+
+    def own(self, ownership: Sender) -> None:
+        """Send only for the services `ownership` holds (several nodes share the store)."""
+        self._ownership = ownership
+
+    def _shards(self) -> dict[str, Collection[int]]:
+        """What a read of undelivered rows passes: only this node's shards, if it has some."""
+        return {} if self._ownership is None else {"shards": frozenset(self._ownership.held())}
+
+    async def adopt(self, shards: frozenset[int]) -> None:
+        """Take up the undelivered notifications of `shards`, just leased. Those the previous
+        owner was sending when it stopped may be sent twice (each keeps its idempotency key):
+        the documented ambiguous window, counted (`count_adopted`)."""
+        limit = self._capacity
+        only: dict[str, Collection[int]] = {"shards": shards}  # the shared store's reads take it
+        rows = await self._offload(
+            lambda: self._store.undelivered(limit, None, due_by=None, **only)
+        )
+        fresh = [row for row in rows if row.notify.id not in self._known]
+        for row in fresh:
+            self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
+        if fresh and self._ownership is not None:
+            self._ownership.count_adopted(len(fresh))
+        if len(rows) >= limit:  # the rest is read back as the database's backlog is
+            self._in_database_only |= set(self._lanes)
+            self._read_back_wanted.set()
+
+    def drop(self, shards: Collection[int]) -> None:
+        """Forget at once the notifications of `shards` (dropped: another node sends them now),
+        ready or waiting, and cancel their sends in progress."""
+
+        def dropped(n: Notify) -> bool:
+            return shard_of(n.service) in shards
+
+        for lane in self._lanes.values():
+            gone = [p for p in lane.ready if dropped(p.notify)]
+            if gone:
+                lane.ready = deque(p for p in lane.ready if not dropped(p.notify))
+                for pending in gone:
+                    self._forget(pending.notify)
+        for service in [s for s in self._waiting_of if shard_of(s) in shards]:
+            for pending in list(self._waiting_of[service].values()):
+                self._unwait(pending)
+                self._known.discard(pending.notify.id)
+        for scope_id, scope in list(self._sends.items()):
+            if int(scope_id.partition("#")[0]) in shards:
+                scope.cancel()
+
+    def _sends_for(self, n: Notify) -> bool:
+        """Whether this node may send `n` now: it holds its service (always, alone)."""
+        return self._ownership is None or self._ownership.holds(n.service)
 
     # What the rest of the daemon calls. -------------------------------------------------
 
@@ -360,7 +437,7 @@ class Outbox:
                 f"{', '.join(known)}): written by a newer version? Not sent"
             )
         # By the id it was stored under: this pagerd does not make ids for such targets.
-        await self._record(Attempt(stored_id, self._clock.now(), outcome, None, reason))
+        await self._record(Attempt(stored_id, self._clock.now(), outcome, None, reason), n.service)
         self._metrics.notifications.inc(n.target.channel, outcome)
         log_at = logging.INFO if outcome == "cancelled" else logging.ERROR
         log.log(log_at, "delivery %s %s: %s", outcome, stored_id, reason)
@@ -434,15 +511,24 @@ class Outbox:
                 pending = lane.ready.popleft()
                 self._sending += 1
                 try:
+                    if not self._sends_for(pending.notify):
+                        self._forget(pending.notify)  # its shard went: its new owner sends it
+                        continue
                     if await self._cancel_if_unwanted(pending):
                         continue
                     await lane.bucket.acquire()
                     if self._stopping:
                         continue  # not started: it stays in the database for the next start
                     # Again after the rate limit's wait, which can be long (`1/h`).
+                    if not self._sends_for(pending.notify):
+                        self._forget(pending.notify)
+                        continue
                     if await self._cancel_if_unwanted(pending):
                         continue
-                    await self._attempt(lane, pending)
+                    if self._ownership is None:
+                        await self._attempt(lane, pending)
+                    else:
+                        await self._owned_attempt(lane, pending, self._ownership)
                 except Exception:
                     # Not the transport's failure (that is an outcome, see `_attempt`) but a bug
                     # of ours: the notification stays in hand and is tried again later, unless
@@ -461,6 +547,30 @@ class Outbox:
             lane.workers -= 1
         if lane.workers == 0:
             self._close(lane)
+
+    async def _owned_attempt(self, lane: _Lane, pending: _Pending, ownership: Sender) -> None:
+        """`_attempt`, with several nodes: no longer than this node holds the service's shard
+        (its deadline by this node's clock), and cancelled if the shard is dropped first. A
+        send cut short is forgotten here: the new owner sends it (the ambiguous window)."""
+        n = pending.notify
+        key = f"{shard_of(n.service)}#{n.id}"
+        with trio.CancelScope(deadline=ownership.deadline(n.service)) as scope:
+            self._sends[key] = scope
+            try:
+                await self._attempt(lane, pending)
+            finally:
+                del self._sends[key]
+        if scope.cancelled_caught:
+            log.warning(
+                "delivery cut short service=%s incident=%s level=%d target=%s: this node no"
+                " longer owns the service; its new owner sends it",
+                n.service, n.incident_id, n.level, n.target,
+            )  # fmt: skip
+            if pending.waiting is not None:
+                self._unwait(pending)
+                self._known.discard(n.id)
+            else:
+                self._forget(n)
 
     async def _attempt(self, lane: _Lane, pending: _Pending) -> None:
         n = pending.notify
@@ -519,7 +629,7 @@ class Outbox:
             delay, n.service, n.incident_id, n.level, n.target, said,
         )  # fmt: skip
         due = self._clock.now() + delay
-        await self._record(Attempt(n.id, self._clock.now(), "retrying", None, said, due))
+        await self._record(Attempt(n.id, self._clock.now(), "retrying", None, said, due), n.service)
         self._retried += 1
         self._metrics.notifications.inc(channel.name, "retrying")
         pending.attempts = attempts
@@ -546,7 +656,7 @@ class Outbox:
         n = pending.notify
         now = self._clock.now()
         pending.settled = True
-        await self._record(Attempt(n.id, now, outcome, provider_id, error))
+        await self._record(Attempt(n.id, now, outcome, provider_id, error), n.service)
         self._metrics.notifications.inc(n.target.channel, outcome)
         if outcome == "sent":
             self._sent += 1
@@ -578,12 +688,20 @@ class Outbox:
         wanted = self._in_database_only | {c for c, t in self._spilled.items() if t <= now}
         return [c for c in wanted if self._in_hand[c] <= self._capacity // 2]
 
-    async def _record(self, attempt: Attempt) -> None:
+    async def _record(self, attempt: Attempt, service: str) -> None:
         # The send already happened: retry only the record, or a failing disk would send twice.
         backoff = Backoff(RECORD_RETRY_MIN, RECORD_RETRY_MAX)
         while True:
             try:
-                await self._committer.commit([attempt])
+                if self._ownership is None:
+                    await self._committer.commit([attempt])
+                else:
+                    await self._committer.commit([attempt], shards=(shard_of(service),))
+                return
+            except Fenced as exc:
+                # The service's shard is another node's now: its record is that node's to
+                # make (it sends the notification again if this one's outcome is not there).
+                log.warning("delivery of %s not recorded here: %s", attempt.id, exc)
                 return
             except WriteRefused as exc:
                 # Not the disk: the same row would be refused for ever, and this worker with
@@ -669,13 +787,14 @@ class Outbox:
         limit = self._capacity
         now = self._clock.now()
         try:
+            mine = self._shards()  # with several nodes: only the shards held now
             rows: list[Undelivered] = await self._offload(
-                lambda: self._store.undelivered(limit, channel, due_by=now)
+                lambda: self._store.undelivered(limit, channel, due_by=now, **mine)
             )
             if spilled is not None:
                 # When to look again: the earliest later retry in the database (it may be
                 # one in memory too; hence at most every `SPILL_POLL`).
-                later = await self._offload(lambda: self._store.next_retry_at(channel, now))
+                later = await self._offload(lambda: self._store.next_retry_at(channel, now, **mine))
                 if later is not None:
                     at = max(later, now + SPILL_POLL)
                     self._spilled[channel] = min(at, self._spilled.get(channel, math.inf))
@@ -689,7 +808,7 @@ class Outbox:
         if len(rows) >= limit:
             self._in_database_only.add(channel)
         for row in rows:
-            if row.notify.id in self._finished_while_reading:
+            if row.notify.id in self._finished_while_reading or not self._sends_for(row.notify):
                 continue
             self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
         self._finished_while_reading.clear()

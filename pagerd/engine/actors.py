@@ -19,13 +19,21 @@ runs, the claim takes the idle services of every connection that routes events. 
 inbox is opened only if another connection routes to it meanwhile. When the claim is done, each
 service whose inbox has filled gets an actor of its own, and the others leave the registry with no
 checkpoint in between: still one owner a service, and never an event in an inbox nobody reads.
+
+With several nodes (`pagerd.engine.ownership`), a node decides only for the services of the
+shards it holds: `route` hands the others to the cluster's inbox (`cluster`, see
+`pagerd.engine.inbox`) before anything else. A shard adopted brings its states and deadlines
+(`adopt`); a shard dropped takes them away (`drop`): its events still queued, and any routed to
+it after, are answered `MOVED` (the inbox puts them in for the new owner), and an actor that
+was committing for it is fenced out by the store. Alone (SQLite), there is no ownership and
+every service is held.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Final, Protocol
 
 import attrs
@@ -64,6 +72,7 @@ from pager.protocol import (
     service_status,
     silence_object,
 )
+from pager.shards import shard_of
 from pager.silences import (
     MAX_SILENCE_SECONDS,
     Quiet,
@@ -82,8 +91,10 @@ from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.delivery.outbox import Outbox
 from pagerd.engine.oncall import Rota
+from pagerd.engine.ownership import MOVED, moved_reply
 from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Due, Scheduler
 from pagerd.operations.metrics import Metrics
+from pagerd.storage.cluster import Fenced
 from pagerd.storage.commits import Committer, WriteRefused
 from pagerd.storage.port import EventRecord, Handled, StoreError, Transition, Write
 from pagerd.timing.clock import Clock
@@ -110,6 +121,21 @@ _ESCALATION: Final = (Timeout, AckExpired)  # those of the escalation scheduler
 class Removed:
     """Close the service's open incident if the service is no longer configured; nothing if it
     is (it was added back meanwhile). Sent by `Services` itself, never by a client."""
+
+
+class Holder(Protocol):
+    """Which services this node decides for (`pagerd.engine.ownership.Ownership`)."""
+
+    def holds(self, service: str) -> bool: ...
+
+
+class SilenceIds(Protocol):
+    """Silence ids handed out by a store several nodes share (`cluster.next_ids`), taken
+    ahead in blocks so that numbering a silence waits for no round trip."""
+
+    def take(self) -> int | None:
+        """The next id, or None if none is to hand (the database did not answer)."""
+        ...
 
 
 class Reply(Protocol):
@@ -207,8 +233,14 @@ class Services:
         rota: Rota | None = None,
         *,
         last_silence: int = 0,
+        ownership: Holder | None = None,
+        silence_ids: SilenceIds | None = None,
     ) -> None:
-        """`last_silence` is the highest silence id ever stored: new ones number on from it."""
+        """`last_silence` is the highest silence id ever stored: new ones number on from it
+        (unless `silence_ids` hands them out: several nodes start silences). `ownership`:
+        which services this node decides for; None (a single node): all of them."""
+        self._ownership = ownership
+        self._silence_ids = silence_ids
         self.config = config
         # Who is on call: person: and schedule: targets resolve through it when a level is
         # notified. Without one (tests of other things), they reach nobody.
@@ -250,6 +282,38 @@ class Services:
     def state(self, name: str) -> ServiceState:
         """The last committed state of `name`."""
         return self._states.get(name) or ServiceState(name)
+
+    # Shards taken up and given up (several nodes) ---------------------------------------------
+
+    def adopt(self, states: dict[str, ServiceState]) -> None:
+        """Take up the services of shards just leased: their committed `states` (loaded for
+        those shards), indexed, their deadlines armed (overdue ones fire at once)."""
+        for name, state in states.items():
+            before = self._states.get(name)
+            self._states[name] = state
+            was = frozenset() if before is None else before.firing
+            self._index_firing(name, was, state.firing)
+            self._index_silences(name, before, state)
+        self._scheduler.schedule_all(states.values())
+        self._heartbeats.schedule_all(states.values())
+        self._disarm_unconfigured()
+        self._removals.set()  # their removed services' incidents closed, as at a start
+
+    def drop(self, shards: Collection[int]) -> None:
+        """Give up the services of `shards` at once: their states, indexes and deadlines are
+        forgotten. Their actors answer what they still hold `MOVED` (see `_actor`)."""
+        names = [name for name in self._states if shard_of(name) in shards]
+        for name in names:
+            state = self._states.pop(name)
+            self._index_firing(name, state.firing, frozenset())
+            for silence in state.silences:
+                if self._silenced.get(silence.id) == name:
+                    del self._silenced[silence.id]
+        self._scheduler.forget(names)
+        self._heartbeats.forget(names)
+        for name in [name for name in self._due if shard_of(name) in shards]:
+            for envelope in self._due.pop(name):
+                _moved(name, [envelope])
 
     def firing_service(self, source: Source) -> str | None:
         """The service that has `source` firing (committed), if any: where an Events v2
@@ -383,10 +447,15 @@ class Services:
                 f"{MAX_ALL_SILENCES} silences are in force or to come, the most pagerd keeps:"
                 " end some first",
             )
-        self._last_silence += 1
-        silence = Silence(
-            self._last_silence, starts, ends, request.reason.strip(), request.by or by, now
-        )
+        if self._silence_ids is None:
+            self._last_silence += 1
+            number = self._last_silence
+        else:
+            taken = self._silence_ids.take()
+            if taken is None:
+                raise Rejected("unavailable", "no silence id to hand: the database does not answer")
+            number = taken
+        silence = Silence(number, starts, ends, request.reason.strip(), request.by or by, now)
         return service, StartSilence(silence)
 
     def live_silences(self) -> int:
@@ -569,6 +638,9 @@ class Services:
         if self.cluster is not None:
             events = await self.cluster.divert(list(events))
         for service, envelope in events:
+            if self._ownership is not None and not self._ownership.holds(service):
+                _moved(service, [envelope])
+                continue
             held = self._claim.get(service)
             if held is not None:
                 held.batch.append(envelope)
@@ -595,6 +667,10 @@ class Services:
         escalations overdue starts them `MAX_ACTORS_FOR_TIMEOUTS` at a time, so that clients
         are still answered while they are worked through; a storm's owners do not count, so
         they never hold up a quiet service's deadline."""
+        if self._ownership is not None and not self._ownership.holds(service):
+            # Its shard is being adopted (armed, not yet held) or has just passed its deadline
+            # (about to be dropped, which disarms it): offered again in a moment, never lost.
+            return False
         # A service no longer configured takes it too: its actor closes the incident.
         envelope = Envelope(event, None)
         owner = self._inboxes.get(service)
@@ -680,6 +756,9 @@ class Services:
                     del self._inboxes[service]
                     self._timeout_actors -= for_timeout
                     return
+                if self._ownership is not None and not self._ownership.holds(service):
+                    _moved(service, batch)  # its shard was dropped: answered until empty
+                    continue
                 await self._contained({service: batch})
 
     async def _contained(self, batches: dict[str, list[Envelope]]) -> None:
@@ -698,6 +777,9 @@ class Services:
         now = self._clock.now()
         decided: dict[str, _Decided] = {}
         for service, batch in batches.items():
+            if self._ownership is not None and not self._ownership.holds(service):
+                _moved(service, batch)
+                continue
             if service not in self.config.services:
                 # Removed by a reload while these events waited: answered as they would be now
                 # (once committed: an inbox event's answer is written with it), and its open
@@ -746,7 +828,13 @@ class Services:
         else:
             writes: list[Write] = [*transitions, *handled]
             try:
-                await self._committer.commit(writes)
+                if self._ownership is None:
+                    await self._committer.commit(writes)
+                else:
+                    # The shards of the services decided, not only of their transitions: an
+                    # inbox event's `Handled` is fenced by its service's shard too.
+                    shards = {shard_of(service) for service in decided}
+                    await self._committer.commit(writes, shards=shards)
             except WriteRefused as exc:
                 if sum(1 for d in decided.values() if d.transitions) > 1:
                     # What one service wrote was refused, not the disk (a claim decides many
@@ -758,10 +846,30 @@ class Services:
                     return
                 self._refused(decided, exc)
                 return
+            except Fenced as exc:
+                # Their shards were taken by another node (this one was paused, cut off, or
+                # slow): nothing was written, and those events go to the new owner.
+                lost = {s for s in decided if shard_of(s) in exc.shards}
+                if not lost:
+                    self._refused(decided, exc)
+                    return
+                for service in lost:
+                    _moved(service, batches[service])
+                rest = {s: d for s, d in decided.items() if s not in lost}
+                if rest:
+                    await self._commit(batches, rest)
+                return
             except StoreError as exc:
                 self._refused(decided, exc)
                 return
-            for service, d in decided.items():
+            applied = decided
+            if self._ownership is not None:
+                # Committed under a valid fence (so answered ok), but dropped since: the new
+                # owner loads it from the store; nothing of it is kept, armed or sent here.
+                applied = {s: d for s, d in decided.items() if self._ownership.holds(s)}
+                if len(applied) < len(decided):
+                    transitions = [t for d in applied.values() for t in d.transitions]
+            for service, d in applied.items():
                 if not d.transitions:
                     continue  # unchanged (an inbox event's answer alone, a refusal)
                 before = self._states.get(service)
@@ -782,7 +890,7 @@ class Services:
                         self._metrics.heartbeats_missed.inc()
             self._outbox.add(_notifications(transitions))
             # An acknowledgement or a close: that incident's waiting retries leave now.
-            self._outbox.reconsider(decided)
+            self._outbox.reconsider(applied)
         for service in decided:
             batch = batches[service]
             if any(isinstance(envelope.event, _DUE) for envelope in batch):  # rarely
@@ -1177,6 +1285,13 @@ def _held(before: ServiceState, after: ServiceState, now: float) -> EventRecord 
     if incident.level == 0:
         return EventRecord("silenced", f"paging held by {by}: nobody notified yet")
     return EventRecord("silenced", f"paging held by {by} after level {incident.level}")
+
+
+def _moved(service: str, batch: list[Envelope]) -> None:
+    """Answer `batch` `MOVED`: `service` is not this node's (any more), nothing was written."""
+    for envelope in batch:
+        if envelope.reply is not None and not envelope.reply.done:
+            envelope.reply.set(moved_reply(service), MOVED)
 
 
 def _fail(batch: list[Envelope]) -> None:

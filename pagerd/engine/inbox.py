@@ -12,7 +12,7 @@ Three parts, one `Inbox` per node:
   the next owner handles it. At most `MAX_WAITING` events wait for answers on a node; past that
   an event is refused `busy` at once, before it is stored.
 - The owner (`_own`): takes the inbox of the shards it holds — woken by an `INBOX_CHANNEL`
-  notification for one of them, by `adopted()` when it takes a shard, and by a poll every `POLL`
+  notification for one of them, by `adopt` when it takes a shard, and by a poll every `POLL`
   seconds (a notification is lost while the listening connection reconnects) — and routes each
   event to the local actor with its inbox id, in id order per service: a service's next events
   are routed only once its last ones are answered, so two copies of one id are never in flight
@@ -30,8 +30,8 @@ What this module needs of ownership (the leases, in `pagerd.engine.ownership`) i
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Final, Protocol
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 import attrs
 import msgspec
@@ -43,7 +43,8 @@ from pager.shards import shard_of
 from pager.wire import WireEvent, from_wire, to_wire
 from pagerd.access.peers import Peer
 from pagerd.engine.actors import Envelope, Removed, Reply, Services
-from pagerd.storage.cluster import ANSWER_CHANNEL, INBOX_CHANNEL, Cluster, Lease
+from pagerd.engine.ownership import MOVED, owner_object
+from pagerd.storage.cluster import ANSWER_CHANNEL, INBOX_CHANNEL, Cluster
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import StoreError
 from pagerd.timing.clock import Clock
@@ -68,9 +69,6 @@ POLL: Final = 2.0
 came: the backstop for notifications lost while the listening connection was down."""
 LISTEN: Final = 1.0
 """Seconds one `Cluster.wait` blocks its worker thread at most."""
-MOVED: Final = "moved"
-"""The result an actor answers an event of a shard this node dropped while it waited (B's
-`Moved`): such an event is put in the inbox instead, for its new owner."""
 _NOT_HANDLED: Final = frozenset({"unavailable", "internal", MOVED})
 """Results of an inbox event that was not committed: it stays in the inbox, taken again."""
 
@@ -87,15 +85,15 @@ class Owner(Protocol):
         """Whether this node decides for `service` now (it holds its shard)."""
         ...
 
-    def held(self) -> Collection[int]:
-        """The shards this node holds now."""
+    def held(self) -> Mapping[int, int]:
+        """The shards this node holds now, with their epochs."""
         ...
 
 
 class SharedStore(Protocol):
     """The reads of a store every node shares, for services this node does not hold."""
 
-    def load_states(self, shards: Collection[int] | None = None) -> dict[str, ServiceState]: ...
+    def load_states(self, *, shards: Collection[int] | None = None) -> dict[str, ServiceState]: ...
 
     def failed_counts(self) -> dict[tuple[str, int], int]: ...
 
@@ -251,9 +249,18 @@ class Inbox:
             self._handled,
         )
 
-    def adopted(self) -> None:
-        """This node took shards (ownership calls it): read their inbox now, not at the poll."""
+    # An `ownership.Adopter`: the inbox of a shard moves with its lease.
+
+    async def adopt(self, shards: frozenset[int]) -> None:
+        """This node takes `shards`: read their inbox at once, not at the next poll. (Added last
+        to the ownership, so the shards count as held by the time the owner task reads.)"""
+        await trio.lowlevel.checkpoint()
         self._taking.set()
+
+    def drop(self, shards: frozenset[int]) -> None:
+        """`shards` are given up: nothing to stop here. The owner task takes only the shards
+        held at each read, and the events of `shards` it routed are answered `MOVED` by their
+        actors (or committed), which settles them, their rows left for the next owner."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The listener, the owner and the senders' deadlines, until cancelled."""
@@ -469,9 +476,9 @@ class Inbox:
 
     async def states(
         self, names: Collection[str]
-    ) -> list[tuple[ServiceState, int | None, str | None]]:
+    ) -> list[tuple[ServiceState, int | None, dict[str, Any]]]:
         """Each of `names` (the configured services), its failed deliveries (as `state`) and
-        the node that owns it (None: no node now), read from the store for the whole cluster."""
+        who owns it (`ownership.owner_object`), read from the store for the whole cluster."""
         stored, counts, leases = await self._offload(
             lambda: (
                 self._store.load_states(),
@@ -479,24 +486,18 @@ class Inbox:
                 self._cluster.leases(),
             )
         )
-        owners = _owners(leases)
-        found: list[tuple[ServiceState, int | None, str | None]] = []
+        by_shard = {lease.shard: lease for lease in leases}
+        held, node = self._owner.held(), self._owner.node
+        found: list[tuple[ServiceState, int | None, dict[str, Any]]] = []
         for name in names:
+            owner = owner_object(name, node, held, by_shard)
             if self._owner.holds(name):
-                found.append((self._services.state(name), None, self._owner.node))
+                found.append((self._services.state(name), None, owner))
                 continue
             state = stored.get(name) or ServiceState(name)
             number = state.incident.number if state.incident is not None else 0
-            found.append((state, counts.get((name, number), 0), owners.get(shard_of(name))))
+            found.append((state, counts.get((name, number), 0), owner))
         return found
-
-
-def _owners(leases: list[Lease]) -> dict[int, str]:
-    return {
-        lease.shard: lease.owner
-        for lease in leases
-        if lease.owner is not None and lease.remaining > 0
-    }
 
 
 class _Relay:

@@ -116,6 +116,13 @@ class Scheduler:
                 entries.append((_at(step, state), (state.name, armed)))
         self._timers.push_many(entries)
 
+    def forget(self, names: Iterable[str]) -> None:
+        """Disarm the deadlines of `names` (their shard was dropped: another node fires them
+        now). Their heap entries are skipped when they come up, as any replaced."""
+        for name in names:
+            self._armed.pop(name, None)
+            self._failures.pop(name, None)
+
     def hurry(self, state: ServiceState) -> None:
         """Hand `state`'s deadline over now rather than when it is due: what the actor decides
         of it no longer waits for that time (a heartbeat a reload removed, disarmed at once)."""

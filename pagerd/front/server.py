@@ -36,6 +36,7 @@ from pager.protocol import (
     parse_request,
     unknown_service,
 )
+from pager.shards import shard_of
 from pager.simulate import Timeline
 from pager.timefmt import duration, isoformat
 from pagerd.access.peers import Access, Peer, peer_credentials, resolve
@@ -44,6 +45,7 @@ from pagerd.engine.actors import Envelope, Services
 from pagerd.engine.compute import CannotCompute, Compute
 from pagerd.engine.inbox import Inbox
 from pagerd.engine.oncall import Allowed
+from pagerd.engine.ownership import Ownership, owner_object
 from pagerd.front import oncall
 from pagerd.front.connections import Connection, Connections
 from pagerd.front.names import Names
@@ -93,7 +95,9 @@ class Server:
         self._revoked: set[Connection] = set()
         self.config_record: ConfigRecord | None = None  # which config runs, for ping and status
         self.reload: Callable[[], Awaitable[tuple[list[str], list[str]]]] | None = None
-        # On a node of a cluster: where the status of services held elsewhere is read.
+        # On a node of a cluster: its leases (`status` shows them), and where the status of
+        # services held elsewhere is read.
+        self.ownership: Ownership | None = None
         self.cluster: Inbox | None = None
         """The `reload` op: why the file was rejected (nothing: it runs), and what of it takes
         effect only on restart."""
@@ -450,8 +454,10 @@ class Server:
 
     async def _status(self, service: str | None) -> tuple[bytes, str]:
         services = self._services
+        ownership = self.ownership
         if service is None:
             names = services.config.services
+            cluster = {} if ownership is None else {"cluster": _cluster(ownership)}
             if self.cluster is not None:
                 # The whole cluster's, from the store: this node has only its shards in memory.
                 found = await self.cluster.states(list(names))
@@ -459,9 +465,9 @@ class Server:
                     {**services.status(state, failed), "owner": owner}
                     for state, failed, owner in found
                 ]
-                return ok_reply(services=statuses, **self._config()), "ok"
-            statuses = [services.status(services.state(name)) for name in names]
-            return ok_reply(services=statuses, **self._config()), "ok"
+            else:
+                statuses = [services.status(services.state(name)) for name in names]
+            return ok_reply(services=statuses, **self._config(), **cluster), "ok"
         if service not in services.config.services:
             return unknown_service(service), "unknown_service"
         failed: int | None = None
@@ -470,6 +476,8 @@ class Server:
         else:
             state = services.state(service)
         status = services.status(state, failed)
+        if ownership is not None:
+            status["owner"] = await _owner(ownership, service)
         if state.incident is not None:
             number = state.incident.number
             deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
@@ -562,6 +570,29 @@ def _entry(at: float, entry: dict[str, object], offset: float) -> dict[str, obje
         shown["due_at"] = isoformat(due + offset)
         shown["delay"] = duration(max(due - at, 0.0))
     return shown
+
+
+def _cluster(ownership: Ownership) -> dict[str, Any]:
+    """This node's part of the cluster, as `status` shows it."""
+    stats = ownership.statistics()
+    age = stats.renewed_age
+    return {
+        "node": stats.node,
+        "shards_owned": len(stats.shards),
+        "lease_renewal_age": None if age is None else round(age, 3),
+        "epoch_max": max(stats.shards.values(), default=0),
+        "epochs": {str(shard): epoch for shard, epoch in sorted(stats.shards.items())},
+        "lease_ttl": ownership.ttl,
+        "adopted_undelivered": stats.adopted_undelivered,
+    }
+
+
+async def _owner(ownership: Ownership, service: str) -> dict[str, Any]:
+    """Which node owns `service` and under which epoch: this one's word if it holds it, else
+    the database's (its leases)."""
+    held = ownership.held()
+    leases = {} if shard_of(service) in held else await ownership.leases()
+    return owner_object(service, ownership.node, held, {lease.shard: lease for lease in leases})
 
 
 def _delivery(d: Delivery, offset: float) -> dict[str, Any]:

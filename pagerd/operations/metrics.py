@@ -192,7 +192,15 @@ class Metrics:
             ("channel",),
         )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+        self._counters: list[Counter] = []
         self._labelled: list[tuple[str, str, tuple[str, ...], Callable[[], Reading]]] = []
+
+    def counter(self, name: str, help: str, labels: tuple[str, ...] = ()) -> Counter:
+        """A counter of a part that exists only in some daemons (the cluster's): rendered
+        with the others once made."""
+        counter = Counter(name, help, labels)
+        self._counters.append(counter)
+        return counter
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
         self._gauges.append((name, help, read))
@@ -213,7 +221,7 @@ class Metrics:
                 f"{name}{_labels(labels, values)} {_number(value)}"
                 for values, value in sorted(many().items())
             ]
-        for metric in (
+        rendered: tuple[Counter | Histogram, ...] = (
             self.events,
             self.notifications,
             self.commit_seconds,
@@ -234,6 +242,8 @@ class Metrics:
             self.worker_restarts,
             self.worker_deaths,
             self.worker_ambiguous_sends,
-        ):
+            *self._counters,
+        )
+        for metric in rendered:
             lines += metric.render()
         return "\n".join(lines) + "\n"

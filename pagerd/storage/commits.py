@@ -8,15 +8,17 @@ load the batches grow by themselves, so durability does not cap throughput.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Collection, Sequence
+from typing import Final, Protocol
 
 import attrs
 import trio
 
+from pager.shards import shard_of
 from pagerd.operations.metrics import Metrics
+from pagerd.storage.cluster import Fenced
 from pagerd.storage.offload import Offload
-from pagerd.storage.port import Storage, StoreError, StoreUnavailable, Write
+from pagerd.storage.port import Fence, Storage, StoreError, StoreUnavailable, Transition, Write
 
 log = logging.getLogger("pagerd.commits")
 
@@ -28,9 +30,23 @@ class WriteRefused(StoreError):
     want of a disk: the same writes fail again, others may well succeed."""
 
 
+class Fencing(Protocol):
+    """Who says which shards this node writes for (`pagerd.engine.ownership.Ownership`)."""
+
+    def fence(self) -> Fence:
+        """The fence of the shards held now, for a write about to be sent."""
+        ...
+
+    def lose(self, shards: Collection[int]) -> None:
+        """A write found `shards` no longer this node's: stop everything of them now."""
+        ...
+
+
 @attrs.define
 class _Waiter:
     writes: Sequence[Write]
+    shards: frozenset[int] = frozenset()
+    """The shards its writes touch (with a `Fencing` only)."""
     done: trio.Event = attrs.Factory(trio.Event)
     error: StoreError | None = None
 
@@ -59,10 +75,19 @@ class Committer:
         self._writes = 0
         self._failures = 0
         self._last_batch = 0
+        self.fencing: Fencing | None = None
+        """Set on a store shared by several nodes: every write is fenced by it."""
 
-    async def commit(self, writes: Sequence[Write]) -> None:
-        """Return once `writes` are durable; raise `StoreError` if they were not written."""
-        waiter = _Waiter(writes)
+    async def commit(self, writes: Sequence[Write], *, shards: Collection[int] = ()) -> None:
+        """Return once `writes` are durable; raise `StoreError` if they were not written
+        (`Fenced` if they touch shards this node no longer holds). `shards`: those the writes
+        touch besides their transitions' services' (an `Attempt`'s service, say)."""
+        touched: frozenset[int] = frozenset()
+        if self.fencing is not None:
+            touched = frozenset(shards) | {
+                shard_of(w.after.name) for w in writes if isinstance(w, Transition)
+            }
+        waiter = _Waiter(writes, touched)
         await self._send.send(waiter)  # a full queue is back-pressure on the actors
         await waiter.done.wait()
         if waiter.error is not None:
@@ -83,8 +108,23 @@ class Committer:
     async def _write(self, batch: list[_Waiter]) -> None:
         writes = [w for waiter in batch for w in waiter.writes]
         started = trio.current_time()
+        fencing = self.fencing
         try:
-            await self._offload(lambda: self._store.write(writes))
+            # Taken now, at write time: a shard dropped while the batch waited is not in it.
+            if fencing is None:
+                await self._offload(lambda: self._store.write(writes))
+            else:
+                fence = fencing.fence()
+                await self._offload(lambda: self._store.write(writes, fence))
+        except Fenced as exc:
+            if fencing is not None and await self._fenced(batch, exc, fencing):
+                return
+            # No waiter says it touches those shards: none can be split off.
+            self._failures += 1
+            self._metrics.commit_failures.inc()
+            log.error("commit of %d write(s) fenced: %s", len(writes), exc)
+            for waiter in batch:
+                waiter.error = exc
         except Exception as exc:
             if len(batch) > 1 and not isinstance(exc, StoreUnavailable):
                 # Not the disk (full, I/O error, locked) but what was written: one waiter's
@@ -95,23 +135,7 @@ class Committer:
                 for waiter in batch:
                     await self._write([waiter])
                 return
-            # Disk full, I/O error, a lock held too long (or a bug): nothing of the batch was
-            # written, and every waiter is told so rather than "ok". The next batch tries again.
-            self._failures += 1
-            self._metrics.commit_failures.inc()
-            if isinstance(exc, StoreError):
-                log.error("commit of %d write(s) failed: %s", len(writes), exc)
-            else:
-                log.exception("commit of %d write(s) failed", len(writes))
-            disk = isinstance(exc, StoreUnavailable)
-            # The database's own words name no value; another exception's text (a bug's) may
-            # quote what was written, a webhook URL say, and this goes to clients: its kind only.
-            said = exc if isinstance(exc, StoreError) else type(exc).__name__
-            error = (StoreError if disk else WriteRefused)(
-                f"the database could not record this: {said}"
-            )
-            for waiter in batch:
-                waiter.error = error
+            self._fail(batch, writes, exc)
         else:
             self._commits += 1
             self._writes += len(writes)
@@ -120,6 +144,46 @@ class Committer:
             self._metrics.commit_batch.observe(len(writes))
         for waiter in batch:
             waiter.done.set()
+
+    async def _fenced(self, batch: list[_Waiter], exc: Fenced, fencing: Fencing) -> bool:
+        """`batch` was refused for touching shards lost: drop them, fail the waiters that touch
+        them, write the others again. False if no waiter says it touches them (nothing to
+        split off: the batch fails as a whole)."""
+        fencing.lose(exc.shards)
+        out = [w for w in batch if w.shards & exc.shards]
+        if not out:
+            return False
+        log.warning(
+            "commit fenced: shard(s) %s are no longer this node's; %d of %d waiter(s) refused",
+            sorted(exc.shards), len(out), len(batch),
+        )  # fmt: skip
+        for waiter in out:
+            waiter.error = Fenced(waiter.shards & exc.shards)
+            waiter.done.set()
+        rest = [w for w in batch if not w.shards & exc.shards]
+        if rest:
+            await self._write(rest)
+        return True
+
+    def _fail(self, batch: list[_Waiter], writes: list[Write], exc: Exception) -> None:
+        """Called in the `except` of a failed write."""
+        # Disk full, I/O error, a lock held too long (or a bug): nothing of the batch was
+        # written, and every waiter is told so rather than "ok". The next batch tries again.
+        self._failures += 1
+        self._metrics.commit_failures.inc()
+        if isinstance(exc, StoreError):
+            log.error("commit of %d write(s) failed: %s", len(writes), exc)
+        else:
+            log.exception("commit of %d write(s) failed", len(writes))
+        disk = isinstance(exc, StoreUnavailable)
+        # The database's own words name no value; another exception's text (a bug's) may
+        # quote what was written, a webhook URL say, and this goes to clients: its kind only.
+        said = exc if isinstance(exc, StoreError) else type(exc).__name__
+        error = (StoreError if disk else WriteRefused)(
+            f"the database could not record this: {said}"
+        )
+        for waiter in batch:
+            waiter.error = error
 
     def statistics(self) -> CommitStatistics:
         return CommitStatistics(self._commits, self._writes, self._failures, self._last_batch)

@@ -1,0 +1,432 @@
+"""This node's share of the services when several nodes share one store: the leases it keeps on
+shards of services (`pager.shards`), and what it does when it gains or loses one.
+
+Every `lease_ttl / 4` (sooner when a lease it could take is about to expire) a round says this
+node is alive (`join`), works out the shards it should own among the nodes alive (`share`), and
+claims them with those it holds, in one `claim`. A shard newly held is *adopted*: its services'
+states are loaded, their deadlines armed, their undelivered notifications taken by the outbox
+(`Adopter.adopt`), and only then does `holds` say yes for it. A shard no longer returned by the
+claim, or preferred by a node that joined (a handover), is *dropped*: its actors stop, its
+timers and sends are forgotten (`Adopter.drop`), then, for a handover, the lease is released
+so the preferred node takes it at once.
+
+Safety does not wait for a round. Each shard is held until `t + lease_ttl - margin` on this
+process's monotonic clock, `t` being the time just before the claim that renewed it was sent:
+the database's lease cannot end before that (its clock starts when the claim arrives, after
+`t`). `holds` and `fence` read that clock themselves, so past the deadline nothing is decided,
+committed or sent for the shard, whichever task runs first after a stall or a SIGSTOP; the
+`_expire` task then drops the shard properly. The store's fencing (`Fence`, checked in the same
+transaction as each write) is the second guard: a write after the lease was taken fails.
+
+A round that fails (the database cannot be reached) is logged, counted and tried again; it
+never takes paging down. A clean stop drops everything and `leave`s, releasing every lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Mapping
+from typing import Any, Final, Literal, Protocol
+
+import attrs
+import trio
+
+from pager.protocol import error_reply
+from pager.shards import SHARDS, preferred, shard_of, share
+from pagerd.operations.metrics import Counter, Metrics
+from pagerd.storage.cluster import Cluster, Lease
+from pagerd.storage.offload import Offload
+from pagerd.storage.port import Fence
+
+log = logging.getLogger("pagerd.ownership")
+
+MOVED: Final = "moved"
+"""The result (and error code) of an event whose service this node no longer owns: its shard
+was dropped while the event waited. Nothing of it was written; the front hands it to the owner
+(through the inbox) instead."""
+
+MIN_MARGIN: Final = 1.0
+"""Seconds a shard is given up before its lease could end, at least: a thread's wake-up, a
+scheduling delay and the clocks' drift over one lease all fit in it."""
+MARGIN_SHARE: Final = 0.2
+"""...or this share of the lease, if more (2 s of the default 10 s): a long lease loses more to
+drift and to a slow answer, and the margin is what keeps two owners apart."""
+RETRY_AFTER_FAILURE: Final = 0.5
+"""Seconds before a failed round is tried again (then at each tick): a database that is back
+must be used again well within the margin."""
+WAKE_SLACK: Final = 0.05
+"""Seconds past a lease's expiry (by `remaining`) that a round wakes to take it: the database's
+clock and ours do not tick together to the millisecond."""
+
+MIN_WAKE: Final = 0.1
+"""Seconds between two rounds at least."""
+
+DropReason = Literal["expired", "fenced", "handover", "stop"]
+
+
+class Moved(Exception):
+    """An event for `service` came to a node that does not own it (any more): nothing of it
+    was written here. Answered with the result `MOVED` (`moved_reply`)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        super().__init__(f"service {service!r} is owned by another node now")
+
+
+def moved_reply(service: str) -> bytes:
+    """The reply line of an event answered `MOVED`."""
+    return error_reply(MOVED, str(Moved(service)))
+
+
+def margin_of(ttl: float) -> float:
+    """How long before its lease could end a shard is given up (see `MIN_MARGIN`)."""
+    return max(MIN_MARGIN, MARGIN_SHARE * ttl)
+
+
+class Adopter(Protocol):
+    """Something that keeps per-shard work: the services' states and timers, the outbox."""
+
+    async def adopt(self, shards: frozenset[int]) -> None:
+        """Take up `shards` (their leases are this node's now): load what they need. Raises
+        (`StoreError`) if it cannot; adopted again at the next round."""
+        ...
+
+    def drop(self, shards: frozenset[int]) -> None:
+        """Stop every piece of work of `shards` at once: no decision, commit or send for them
+        from now on. Never blocks, never raises."""
+        ...
+
+
+@attrs.frozen
+class OwnershipStatistics:
+    """What `pager status` and the metrics show of this node's part of the cluster."""
+
+    node: str
+    shards: dict[int, int]
+    """Each shard held now, with its epoch."""
+    renewed_age: float | None
+    """Seconds since the claim that renewed the oldest held lease was sent; None if none."""
+    rounds: int
+    failures: int
+    adopted_undelivered: int
+
+
+class Ownership:
+    def __init__(
+        self,
+        node: str,
+        cluster: Cluster,
+        offload: Offload,
+        lease_ttl: float,
+        metrics: Metrics | None = None,
+        *,
+        shards: int = SHARDS,
+    ) -> None:
+        self.node = node
+        self.ttl = lease_ttl
+        self.margin = margin_of(lease_ttl)
+        self._cluster = cluster
+        self._offload = offload
+        self._shards = shards
+        self._adopters: list[Adopter] = []
+        self._epochs: dict[int, int] = {}  # adopted and leased: this node decides for them
+        self._until: dict[int, float] = {}  # trio time each held shard is given up at
+        self._sent_at: dict[int, float] = {}  # trio time its last renewal was sent
+        self._leased: dict[int, int] = {}  # leased but not adopted yet (adoption failed)
+        self._free_since: dict[int, float] = {}  # shards seen free (no live lease), since when
+        self._changed = trio.Event()
+        self._woken = trio.Event()
+        self._stopped = False
+        self.rounds = 0
+        self.failures = 0
+        self.adopted_undelivered = 0
+        metrics = metrics or Metrics()
+        self._dropped: Counter = metrics.counter(
+            "pagerd_cluster_shards_dropped_total",
+            "Shards this node stopped owning, by reason: expired (its lease ran out by its own"
+            " clock, or another node took it), fenced (a write found it taken), handover (a node"
+            " that joined prefers it), stop (a clean stop).",
+            ("reason",),
+        )
+        self._failed_rounds: Counter = metrics.counter(
+            "pagerd_cluster_round_failures_total",
+            "Lease rounds that failed (the database could not be reached), tried again.",
+        )
+        self._adopted: Counter = metrics.counter(
+            "pagerd_cluster_adopted_undelivered_total",
+            "Undelivered notifications taken over with a shard from its previous owner: those"
+            " it was sending when it stopped may be sent twice (each with its idempotency key).",
+        )
+        metrics.gauge(
+            "pagerd_cluster_shards_owned", "Shards this node owns now.", lambda: len(self.held())
+        )
+        metrics.gauge(
+            "pagerd_cluster_lease_renewal_age_seconds",
+            "Seconds since this node's oldest lease was last renewed (0 if it holds none).",
+            lambda: self.statistics().renewed_age or 0.0,
+        )
+        metrics.gauge(
+            "pagerd_cluster_epoch_max",
+            "The highest fencing epoch of the shards this node owns (0 if none).",
+            lambda: max(self.held().values(), default=0),
+        )
+
+    def add(self, adopter: Adopter) -> None:
+        """Adopt and drop `adopter`'s work with the shards, after those added before it."""
+        self._adopters.append(adopter)
+
+    # What the engine asks, on the loop, as often as it likes. ------------------------------
+
+    def holds_shard(self, shard: int) -> bool:
+        """Whether this node decides and sends for `shard` now: adopted, and its deadline by
+        this process's own clock not passed (whether or not `_expire` has run yet)."""
+        return shard in self._epochs and trio.current_time() < self._until[shard]
+
+    def holds(self, service: str) -> bool:
+        return self.holds_shard(shard_of(service, self._shards))
+
+    def deadline(self, service: str) -> float:
+        """The trio time this node stops sending for `service` at (-inf if not held)."""
+        shard = shard_of(service, self._shards)
+        return self._until.get(shard, -math.inf) if shard in self._epochs else -math.inf
+
+    def held(self) -> dict[int, int]:
+        """Each shard held now, with its epoch."""
+        now = trio.current_time()
+        return {s: e for s, e in self._epochs.items() if now < self._until[s]}
+
+    def fence(self) -> Fence:
+        """The token every write carries: this node and the epochs of the shards it holds now.
+        Taken at write time: a shard past its deadline is left out, so the store refuses a
+        write for it."""
+        return Fence(self.node, self.held())
+
+    def statistics(self) -> OwnershipStatistics:
+        held = self.held()
+        now = trio.current_time()
+        oldest = min((self._sent_at[s] for s in held), default=None)
+        return OwnershipStatistics(
+            self.node,
+            held,
+            None if oldest is None else now - oldest,
+            self.rounds,
+            self.failures,
+            self.adopted_undelivered,
+        )
+
+    def count_adopted(self, count: int) -> None:
+        """`count` undelivered notifications were taken over with a shard (the outbox's)."""
+        self.adopted_undelivered += count
+        self._adopted.inc(by=count)
+
+    async def leases(self) -> list[Lease]:
+        """Every shard's lease as the database has it (for `pager status`)."""
+        return await self._offload(self._cluster.leases)
+
+    # Losing shards. ------------------------------------------------------------------------
+
+    def lose(self, shards: Collection[int], reason: DropReason = "fenced") -> None:
+        """Stop owning `shards` now (a write found them taken, or their time is up)."""
+        gone = frozenset(s for s in shards if s in self._epochs or s in self._leased)
+        if not gone:
+            return
+        for shard in gone:
+            self._epochs.pop(shard, None)
+            self._until.pop(shard, None)
+            self._sent_at.pop(shard, None)
+            self._leased.pop(shard, None)
+        self._dropped.inc(reason, by=len(gone))
+        log.warning(
+            "dropped %d shard(s) reason=%s node=%s: %s",
+            len(gone), reason, self.node, _shown(gone),
+        )  # fmt: skip
+        for adopter in self._adopters:
+            try:
+                adopter.drop(gone)
+            except Exception:  # a bug must not keep the rest of the shard's work going
+                log.exception("cannot drop shards %s from %r", _shown(gone), adopter)
+        self._changed.set()
+
+    def _expire_due(self) -> None:
+        now = trio.current_time()
+        late = [s for s, until in self._until.items() if until <= now]
+        if late:
+            self.lose(late, "expired")
+
+    async def _expire(self) -> None:
+        """Drop each shard at its deadline, whatever the rounds are doing (a claim that hangs
+        on an unreachable database must not keep the node deciding past its lease)."""
+        while True:
+            self._expire_due()
+            self._changed = trio.Event()
+            earliest = min(self._until.values(), default=math.inf)
+            with trio.move_on_at(earliest):
+                await self._changed.wait()
+
+    # The rounds. ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep this node's leases until cancelled; on cancellation (a clean stop) drop every
+        shard and leave. `task_status.started()` after the first round, tried or not: a node
+        that cannot reach the database at start still serves (and owns nothing)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._expire, name="ownership deadlines")
+            try:
+                wake = await self._round_contained()
+                task_status.started()
+                while True:
+                    self._woken = trio.Event()
+                    with trio.move_on_at(wake):
+                        await self._woken.wait()
+                    wake = await self._round_contained()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._leave()
+                nursery.cancel_scope.cancel()
+
+    def wake(self) -> None:
+        """Run a round now (tests; a node that saw the inbox of a shard nobody holds)."""
+        self._woken.set()
+
+    async def _leave(self) -> None:
+        self._stopped = True
+        self.lose(list(self._epochs) + list(self._leased), "stop")
+        with trio.move_on_after(self.margin):
+            try:
+                await self._offload(lambda: self._cluster.leave(self.node))
+            except Exception as exc:  # the leases end on their own within lease_ttl
+                log.error("cannot leave the cluster (its leases will expire): %s", exc)
+
+    async def _round_contained(self) -> float:
+        tick = trio.current_time() + self.ttl / 4
+        try:
+            return min(tick, await self.round())
+        except Exception as exc:
+            self.failures += 1
+            self._failed_rounds.inc()
+            log.error("lease round failed node=%s, retrying: %s", self.node, exc)
+            return trio.current_time() + min(RETRY_AFTER_FAILURE, self.ttl / 4)
+
+    async def round(self) -> float:
+        """One round: say alive, claim, adopt, drop, hand over. The trio time a lease this node
+        could take expires at (inf if none), for the next round to wake at."""
+        self._expire_due()
+        cluster, node, ttl = self._cluster, self.node, self.ttl
+        nodes = await self._offload(lambda: cluster.join(node, ttl))
+        alive = {n.name for n in nodes} | {node}
+        leases = {lease.shard: lease for lease in await self._offload(cluster.leases)}
+        now = trio.current_time()
+        want = share(node, alive, self._shards)
+        mine = set(self._epochs) | set(self._leased)
+        handover = frozenset(s for s in mine - want if preferred(s, alive) != node)
+        orphans = self._orphans(leases, now)
+        claimed = (want | orphans | mine) - handover
+        if handover:
+            # Stop every piece of work of them before the lease goes: after `release`, the
+            # preferred node may take them at once.
+            self.lose(handover, "handover")
+            await self._offload(lambda: cluster.release(node, handover))
+        sent = trio.current_time()  # just before the claim: the lease runs from later than this
+        got = await self._offload(lambda: cluster.claim(node, claimed, ttl))
+        self.rounds += 1
+        until = sent + ttl - self.margin
+        answered = trio.current_time()
+        if answered >= until:
+            # The answer came too late to be trusted for any time at all.
+            log.warning("lease claim answered after %.1fs: too late to use", answered - sent)
+            got = {}
+        lost = [s for s in mine - handover if s not in got]
+        changed = [s for s in got if s in self._epochs and self._epochs[s] != got[s]]
+        self.lose(lost, "expired")
+        self.lose(changed, "expired")  # lost and taken again meanwhile: adopted afresh
+        for shard, epoch in got.items():
+            self._until[shard] = until
+            self._sent_at[shard] = sent
+            if shard in self._epochs:
+                self._epochs[shard] = epoch
+            else:
+                self._leased[shard] = epoch
+        self._changed.set()
+        if self._leased and not self._stopped:
+            await self._adopt()
+        return self._next_expiry(leases, got, now)
+
+    async def _adopt(self) -> None:
+        fresh = frozenset(self._leased)
+        try:
+            for adopter in self._adopters:
+                await adopter.adopt(fresh)
+        except BaseException:
+            # Half adopted is not adopted: what was taken up is dropped again, and the next
+            # round tries the whole again.
+            for adopter in self._adopters:
+                try:
+                    adopter.drop(fresh)
+                except Exception:
+                    log.exception("cannot drop shards %s from %r", _shown(fresh), adopter)
+            raise
+        now = trio.current_time()
+        for shard in fresh:
+            epoch = self._leased.pop(shard, None)
+            if epoch is not None and self._until.get(shard, -math.inf) > now:
+                self._epochs[shard] = epoch
+        taken = [s for s in fresh if s in self._epochs]
+        if taken:
+            log.info("adopted %d shard(s) node=%s: %s", len(taken), self.node, _shown(taken))
+        late = fresh - set(taken)
+        if late:  # expired while being adopted: given up again
+            for adopter in self._adopters:
+                adopter.drop(late)
+
+    def _orphans(self, leases: dict[int, Lease], now: float) -> frozenset[int]:
+        """Shards whose lease has been over for longer than lease_ttl/2, whoever should take
+        them: their preferred node has not, so it is dead to us or sees other nodes alive."""
+        found = set()
+        for shard in range(self._shards):
+            lease = leases.get(shard)
+            if lease is not None and lease.remaining > 0 and lease.owner is not None:
+                self._free_since.pop(shard, None)
+                continue
+            over = -lease.remaining if lease is not None else math.inf
+            seen = now - self._free_since.setdefault(shard, now)
+            if min(over, seen) >= self.ttl / 2:
+                found.add(shard)
+        return frozenset(found)
+
+    def _next_expiry(self, leases: dict[int, Lease], got: dict[int, int], now: float) -> float:
+        """When the first lease held by another node expires: a node that died is taken over
+        then, not at the next tick. Free shards nobody took are looked at when they become
+        orphans."""
+        wake = math.inf
+        for shard, lease in leases.items():
+            if shard in got:
+                continue
+            if lease.remaining > 0:
+                wake = min(wake, now + lease.remaining + WAKE_SLACK)
+            elif shard in self._free_since:
+                wake = min(wake, self._free_since[shard] + self.ttl / 2 + WAKE_SLACK)
+        # Never a round straight after a round: a shard that stays out of reach (another node
+        # took it meanwhile) must not spin.
+        return max(wake, trio.current_time() + MIN_WAKE)
+
+
+def _shown(shards: Collection[int]) -> str:
+    listed = sorted(shards)
+    text = ",".join(str(s) for s in listed[:16])
+    return text + (f",... ({len(listed)})" if len(listed) > 16 else "")
+
+
+def owner_object(
+    service: str, node: str, held: Mapping[int, int], leases: Mapping[int, Lease]
+) -> dict[str, Any]:
+    """Which node owns `service` and under which epoch, as `pager status` shows it: this
+    node's word for a shard it holds (`held`, by its own clock), else the database's `leases`
+    (by shard). `node` None: no live lease, no node owns it now (a failover under way)."""
+    shard = shard_of(service)
+    if shard in held:
+        return {"node": node, "shard": shard, "epoch": held[shard]}
+    lease = leases.get(shard)
+    if lease is None or lease.owner is None or lease.remaining <= 0:
+        return {"node": None, "shard": shard, "epoch": None}
+    return {"node": lease.owner, "shard": shard, "epoch": lease.epoch}

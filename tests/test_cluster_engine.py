@@ -1,0 +1,246 @@
+"""Several nodes in one Trio run, each the real daemon (`app.serve`) with its own socket, sharing
+one in-memory cluster and one SQLite store fenced by it (`tests/fake_cluster.py`), under
+MockClock: a node killed while an escalation is due is paged for by a survivor, once, within
+lease_ttl + 2 s; a node that lost its lease without noticing is fenced by the store, and nothing
+it decided after is written or sent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from pager.domain import Notify
+from pager.shards import preferred, shard_of
+from pagerd import app
+from pagerd.config import Config, load
+from pagerd.config.cluster import ClusterConfig
+from pagerd.storage.offload import inline
+from pagerd.storage.port import StoreUnavailable
+from pagerd.storage.sqlite.store import Store
+from pagerd.timing.clock import Clock
+from tests.fake_cluster import FakeCluster, FencedStore, Hub
+from tests.harness import CHANNELS, T0, connect
+
+TTL = 10.0
+NAMES = ("a", "b", "c")
+SERVICES = [f"svc-{i}" for i in range(12)]
+POLICY = """
+[policies.oncall]
+[[policies.oncall.levels]]
+targets = ["email:first@example.com"]
+ack_timeout = "1m"
+[[policies.oncall.levels]]
+targets = ["email:second@example.com"]
+ack_timeout = "1h"
+"""
+
+
+class Pages:
+    """Every node's transport: each send, by notification id, with the node and the time."""
+
+    def __init__(self) -> None:
+        self.sent: Counter[str] = Counter()
+        self.log: list[tuple[float, str, str]] = []  # (trio time, node, id)
+
+    def of(self, node: str) -> Any:
+        pages = self
+
+        class Transport:
+            async def send(self, n: Notify) -> str | None:
+                await trio.lowlevel.checkpoint()
+                pages.sent[n.id] += 1
+                pages.log.append((trio.current_time(), node, n.id))
+                return None
+
+        return Transport()
+
+
+class Kept:
+    """The shared SQLite store, which no node closes (each closes its store as it stops)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def close(self) -> None:
+        pass
+
+
+class Link:
+    """A node's way to the cluster's calls: cut, each fails (a kill, a partition)."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self._cluster = cluster
+        self.cut = False
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._cluster, name)
+
+        def checked(*args: Any) -> Any:
+            if self.cut:
+                raise StoreUnavailable("cut from the database (the test)")
+            return call(*args)
+
+        return checked
+
+    def listen(self, hub: Hub) -> Any:
+        """The node's `LISTEN`, through the hub (mock clock); failing while cut."""
+        wait = hub.listen()
+
+        async def listen(channels: Collection[str], seconds: float) -> list[tuple[str, str]]:
+            if self.cut:
+                await trio.lowlevel.checkpoint()
+                raise StoreUnavailable("cut from the database (the test)")
+            return await wait(channels, seconds)  # type: ignore[no-any-return]
+
+        return listen
+
+
+class Node:
+    def __init__(self, name: str, config: Config, daemon: app.Daemon, link: Link) -> None:
+        self.name, self.config, self.daemon, self.link = name, config, daemon, link
+        self.scope = trio.CancelScope()
+
+    def kill(self) -> None:
+        """As `kill -9`: nothing more reaches the cluster, not even a `leave`."""
+        self.link.cut = True
+        self.scope.cancel()
+
+
+@asynccontextmanager
+async def cluster_of(tmp_path: Path, pages: Pages) -> AsyncIterator[dict[str, Node]]:
+    cluster = FakeCluster(trio.current_time)
+    hub = Hub(cluster, tick=0.02)
+    shared_store = Kept(Store.open_in(tmp_path / "shared"))
+    nodes: dict[str, Node] = {}
+    async with trio.open_nursery() as nursery:
+        for name in NAMES:
+            folder = tmp_path / name
+            folder.mkdir()
+            text = CHANNELS + POLICY
+            text += "".join(f'\n[services."{s}"]\npolicy = "oncall"\n' for s in SERVICES)
+            (folder / "pager.toml").write_text(text)
+            config = load(folder / "pager.toml")
+            link = Link(cluster)
+            store = FencedStore(shared_store, cluster)
+
+            def shared(_: Config, link: Link = link, store: Any = store, name: str = name) -> Any:
+                return app.Shared(store, link, ClusterConfig(name, TTL), link.listen(hub))
+
+            scope = trio.CancelScope()
+
+            async def run(
+                config: Config, shared: Any, name: str, scope: trio.CancelScope,
+                task_status: trio.TaskStatus[app.Daemon] = trio.TASK_STATUS_IGNORED,
+            ) -> None:  # fmt: skip
+                with scope:
+                    await app.serve(
+                        config, trio.Event(), clock=Clock(T0), offload=inline,
+                        delivery_workers=0, shared=shared,
+                        transports={"email": pages.of(name), "sms": pages.of(name)},
+                        task_status=task_status,
+                    )  # fmt: skip
+
+            daemon = await nursery.start(partial(run, config, shared, name, scope))
+            node = Node(name, config, daemon, link)
+            node.scope = scope
+            nodes[name] = node
+        await trio.sleep(2 * TTL)  # every node joined, the shards shared out
+        try:
+            yield nodes
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def owner(service: str, alive: list[str]) -> str:
+    found = preferred(shard_of(service), alive)
+    assert found is not None
+    return found
+
+
+async def test_a_survivor_pages_the_due_escalation_of_a_killed_owner_once_within_the_lease(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    pages = Pages()
+    with trio.fail_after(3600):
+        async with cluster_of(tmp_path, pages) as nodes:
+            service = next(s for s in SERVICES if owner(s, list(NAMES)) == "b")
+            b = nodes["b"]
+            assert b.daemon.ownership is not None and b.daemon.ownership.holds(service)
+            # Sent to a, which does not own it: through the inbox to b, and b's answer back.
+            async with connect(nodes["a"].config.socket) as conn:
+                opened = await conn.request("alert", service=service, message="disk full")
+            assert opened["ok"] and opened["incident"]["id"] == f"{service}#1", opened
+            assert "queued" not in opened
+            status = await status_of(nodes["c"].config, service)  # read from the store
+            assert status["incident"]["id"] == f"{service}#1"
+            assert status["owner"]["node"] == "b"
+            await trio.sleep(59.5)  # level 2 is due in half a second
+            b.kill()
+            killed = trio.current_time()
+            second = f"{service}#1/1/2/email:second@example.com"
+            while True:
+                if pages.sent[second] != 0:
+                    break
+                await trio.sleep(0.05)
+            paged = trio.current_time()
+            assert paged - killed <= TTL + 2, paged - killed
+            await trio.sleep(5 * TTL)  # nothing more comes of it
+            survivor = next(node for t, node, id in pages.log if id == second)
+            assert survivor in ("a", "c")
+            for name in ("a", "c"):
+                ownership = nodes[name].daemon.ownership
+                assert ownership is not None
+                if ownership.holds(service):
+                    status = await status_of(nodes[name].config, service)
+                    assert status["incident"]["level"] == 2
+                    assert status["owner"]["node"] == name
+    first = f"{service}#1/1/1/email:first@example.com"
+    assert pages.sent[first] == 1
+    assert pages.sent[second] == 1
+
+
+async def status_of(config: Config, service: str) -> dict[str, Any]:
+    async with connect(config.socket) as conn:
+        return await conn.request("status", service=service)
+
+
+async def test_a_node_that_lost_its_lease_unawares_is_fenced_and_writes_and_sends_nothing(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    pages = Pages()
+    with trio.fail_after(3600):
+        async with cluster_of(tmp_path, pages) as nodes:
+            service = next(s for s in SERVICES if owner(s, list(NAMES)) == "a")
+            a = nodes["a"]
+            ownership = a.daemon.ownership
+            assert ownership is not None and ownership.holds(service)
+            # a is cut from the leases and (as a node paused at the wrong instant, or with a
+            # clock that lies) never notices its deadline pass: only the store can stop it.
+            a.link.cut = True
+            ownership._until = dict.fromkeys(ownership._until, float("inf"))
+            ownership._changed.set()
+            await trio.sleep(3 * TTL)  # b or c took a's shards meanwhile
+            others = [nodes[n].daemon.ownership for n in ("b", "c")]
+            assert any(o is not None and o.holds(service) for o in others)
+            assert ownership.holds(service)  # a still believes it owns it
+            async with connect(a.config.socket) as conn:
+                refused = await conn.request("alert", service=service, message="from a")
+            # Decided by a, fenced by the store: moved, then to be put in the inbox for the
+            # owner, which a cannot reach either. Never ok.
+            assert refused["error"]["code"] == "unavailable", refused
+            assert not ownership.holds(service)  # the fence told it: dropped
+            await trio.sleep(TTL)
+            new_owner = next(n for n in ("b", "c") if nodes[n].daemon.ownership.holds(service))  # type: ignore[union-attr]
+            status = await status_of(nodes[new_owner].config, service)
+            assert status.get("incident") is None  # nothing of a's decision was written
+    assert not any(id.startswith(f"{service}#") for id in pages.sent)

@@ -1,0 +1,267 @@
+"""The leases a node keeps (`pagerd.engine.ownership`), against the in-memory cluster under
+MockClock: renewal, expiry by the node's own clock before the database's, a pause past the
+lease, handover to a node that joins, orphans of a node that died, the database down and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+
+from pager.shards import SHARDS, share
+from pagerd.engine.ownership import Ownership, margin_of
+from pagerd.operations.metrics import Metrics
+from pagerd.storage.offload import inline
+from pagerd.storage.port import StoreUnavailable
+from tests.fake_cluster import FakeCluster
+
+TTL = 10.0
+
+
+class Link:
+    """One node's connection to the shared fake database: cut, every call fails (a partition,
+    or a node killed with `kill -9`, which says nothing more to anybody)."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self._cluster = cluster
+        self.cut = False
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._cluster, name)
+
+        def checked(*args: Any) -> Any:
+            if self.cut:
+                raise StoreUnavailable("cut from the database (the test)")
+            return call(*args)
+
+        return checked
+
+
+class Recorder:
+    """An adopter that records what it is told, and checks it is never told twice."""
+
+    def __init__(self) -> None:
+        self.have: set[int] = set()
+        self.adopted: list[frozenset[int]] = []
+        self.dropped: list[frozenset[int]] = []
+        self.fail = False
+
+    async def adopt(self, shards: frozenset[int]) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.fail:
+            raise StoreUnavailable("cannot load (the test)")
+        self.have |= shards
+        self.adopted.append(shards)
+
+    def drop(self, shards: frozenset[int]) -> None:
+        self.have -= shards
+        self.dropped.append(shards)
+
+
+class Node:
+    def __init__(self, name: str, cluster: FakeCluster) -> None:
+        self.link = Link(cluster)
+        self.metrics = Metrics()
+        self.ownership = Ownership(name, self.link, inline, TTL, self.metrics)
+        self.recorder = Recorder()
+        self.ownership.add(self.recorder)
+        self.scope = trio.CancelScope()
+
+    async def run(self) -> None:
+        with self.scope:
+            await self.ownership.run()
+
+    def kill(self) -> None:
+        """As `kill -9`: nothing more reaches the database, not even a `leave`."""
+        self.link.cut = True
+        self.scope.cancel()
+
+
+@asynccontextmanager
+async def nodes(cluster: FakeCluster, *names: str) -> AsyncIterator[list[Node]]:
+    started = [Node(name, cluster) for name in names]
+    async with trio.open_nursery() as nursery:
+        for node in started:
+            nursery.start_soon(node.run)
+        yield started
+        nursery.cancel_scope.cancel()
+
+
+def overlap(a: Node, b: Node) -> set[int]:
+    return set(a.ownership.held()) & set(b.ownership.held())
+
+
+async def test_one_node_owns_every_shard_and_renews_without_a_new_epoch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster(trio.current_time)
+    async with nodes(cluster, "a") as (a,):
+        await trio.sleep(1)
+        held = a.ownership.held()
+        assert len(held) == SHARDS and set(held.values()) == {1}
+        assert a.recorder.have == set(range(SHARDS))
+        assert a.ownership.holds("api")
+        assert a.ownership.fence().node == "a" and a.ownership.fence().epochs == held
+        await trio.sleep(10 * TTL)
+        assert a.ownership.held() == held  # renewed all along, the same epochs
+        assert a.recorder.dropped == []
+        assert a.ownership.rounds >= 10 * 4
+        assert a.ownership.statistics().renewed_age is not None
+        assert a.ownership.statistics().renewed_age <= TTL / 4 + 0.1  # type: ignore[operator]
+
+
+async def test_a_node_cut_from_the_database_stops_before_its_lease_could_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster(trio.current_time)
+    async with nodes(cluster, "a") as (a,):
+        await trio.sleep(1)
+        a.link.cut = True
+        # Until the database's lease ends, the node must have stopped on its own.
+        lease_ends = trio.current_time() + min(lease.remaining for lease in cluster.leases())
+        while True:
+            if not a.ownership.held():
+                break
+            await trio.sleep(0.01)
+        stopped = trio.current_time()
+        assert stopped <= lease_ends - margin_of(TTL) + 0.02
+        assert a.recorder.have == set()
+        assert a.ownership.failures > 0
+        assert a.metrics.render().count('pagerd_cluster_shards_dropped_total{reason="expired"}')
+        # Back: it takes every shard again, adopted afresh (what it had was forgotten).
+        a.link.cut = False
+        await trio.sleep(TTL)
+        assert len(a.ownership.held()) == SHARDS
+        assert a.recorder.have == set(range(SHARDS))
+        assert len(a.recorder.adopted) == 2
+
+
+async def test_after_a_pause_past_its_lease_a_node_holds_nothing_before_any_task_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster(trio.current_time)
+    async with nodes(cluster, "a") as (a,):
+        await trio.sleep(1)
+        assert a.ownership.holds("api")
+        autojump_clock.jump(2 * TTL)  # SIGSTOP ... SIGCONT: no task ran meanwhile
+        # The very first look, before any checkpoint: nothing held, an empty fence.
+        assert not a.ownership.holds("api")
+        assert a.ownership.fence().epochs == {}
+        await trio.lowlevel.checkpoint()
+        await trio.sleep(0.1)
+        assert a.recorder.dropped and a.recorder.dropped[0] == frozenset(range(SHARDS))
+        await trio.sleep(TTL)
+        assert len(a.ownership.held()) == SHARDS  # nobody else: taken again
+
+
+async def test_a_node_that_joins_is_handed_its_share_and_no_shard_has_two_owners(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster(trio.current_time)
+    async with nodes(cluster, "a") as (a,):
+        await trio.sleep(1)
+        assert len(a.ownership.held()) == SHARDS
+        b = Node("b", cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(b.run)
+            for _ in range(int(2 * TTL / 0.05)):
+                assert overlap(a, b) == set()
+                await trio.sleep(0.05)
+            assert set(a.ownership.held()) == share("a", ["a", "b"])
+            assert set(b.ownership.held()) == share("b", ["a", "b"])
+            handed = share("b", ["a", "b"])
+            assert frozenset().union(*a.recorder.dropped) == handed
+            assert b.recorder.have == handed
+            assert a.metrics.render().count(
+                'pagerd_cluster_shards_dropped_total{reason="handover"}'
+            )
+            # A clean stop of b: a takes its share back at its next round, not after lease_ttl.
+            b.scope.cancel()
+            await trio.sleep(TTL / 4 + 0.2)
+            assert len(a.ownership.held()) == SHARDS
+            nursery.cancel_scope.cancel()
+
+
+async def test_the_shards_of_a_node_killed_are_taken_within_the_lease(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster(trio.current_time)
+    async with nodes(cluster, "a", "b", "c") as (a, b, c):
+        await trio.sleep(2 * TTL)
+        mine = set(b.ownership.held())
+        assert mine == share("b", ["a", "b", "c"])
+        renewed = trio.current_time() - b.ownership.statistics().renewed_age  # type: ignore[operator]
+        b.kill()
+        while True:
+            if mine <= set(a.ownership.held()) | set(c.ownership.held()):
+                break
+            await trio.sleep(0.01)
+        taken = trio.current_time()
+        assert taken - renewed <= TTL + 0.5, taken - renewed
+        assert overlap(a, c) == set()
+        assert len(a.ownership.held()) + len(c.ownership.held()) == SHARDS
+
+
+async def test_an_orphan_is_taken_by_a_node_that_does_not_prefer_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A shard free for longer than lease_ttl/2 is claimed by whoever sees it so (their views
+    of who is alive may differ): here a shard whose preferred node, alive, never claims it."""
+    cluster = FakeCluster(trio.current_time)
+    stuck = min(share("b", ["a", "b"]))
+
+    class Refusing(Link):
+        """b's link, which never claims `stuck` (as if b saw another node alive)."""
+
+        def __getattr__(self, name: str) -> Any:
+            call = super().__getattr__(name)
+            if name != "claim":
+                return call
+
+            def claim(node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
+                result: dict[int, int] = call(node, set(shards) - {stuck}, ttl)
+                return result
+
+            return claim
+
+    async with nodes(cluster, "a") as (a,):
+        b = Node("b", cluster)
+        b.link = Refusing(cluster)
+        b.ownership._cluster = b.link
+        await trio.sleep(1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(b.run)
+            await trio.sleep(3 * TTL)
+            assert stuck in a.ownership.held()  # handed over, left free, taken back
+            assert overlap(a, b) == set()
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_adoption_that_fails_is_tried_again_and_holds_nothing_meanwhile(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cluster = FakeCluster(trio.current_time)
+    a = Node("a", cluster)
+    a.recorder.fail = True
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.run)
+        await trio.sleep(TTL)
+        assert a.ownership.held() == {}
+        assert not a.ownership.holds("api")
+        a.recorder.fail = False
+        await trio.sleep(TTL / 2)
+        assert len(a.ownership.held()) == SHARDS
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("ttl", [2.0, 10.0, 300.0])
+def test_the_margin_is_at_least_a_second_and_a_fifth_of_the_lease(ttl: float) -> None:
+    assert margin_of(ttl) >= 1.0
+    assert margin_of(ttl) >= ttl / 5
+    assert margin_of(ttl) <= ttl / 2
