@@ -61,7 +61,7 @@ statement_timeout = "3s"
 
 [cluster]
 node_name = "{name}"
-lease_ttl = "{lease_ttl}s"
+lease_ttl = "{lease_ttl_ms}ms"
 
 [delivery]
 workers = 0
@@ -235,7 +235,8 @@ class Cluster:
         policy = self.policy.format(
             url=self.receiver.url, ack_timeout=self.ack_timeout, repeat=f"repeat = {self.repeat}"
         )
-        config = NODE.format(dsn=dsn, name=name, lease_ttl=self.lease_ttl) + policy + self.extra
+        config = NODE.format(dsn=dsn, name=name, lease_ttl_ms=round(self.lease_ttl * 1000))
+        config += policy + self.extra
         config += "".join(f'[services.{s}]\npolicy = "fast"\n' for s in self.services)
         node = Node(name, self.folder / name, proxy, config)
         self.nodes.append(node)
