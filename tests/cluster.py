@@ -154,6 +154,8 @@ class Node:
         self.socket = folder / "pager.sock"
         self.daemon = Pagerd(folder / "pager.toml", self.socket, folder / "pagerd.log")
         self.paused = False
+        self.ready = False
+        """Started and answering (set by `start`), not killed or stopped since."""
 
     @property
     def running(self) -> bool:
@@ -163,11 +165,13 @@ class Node:
     def start(self) -> None:
         self.daemon.start(ready_within=30.0)
         self.paused = False
+        self.ready = True
 
     def kill(self) -> None:
         """`kill -9`."""
         if self.paused:
             self.resume()  # SIGKILL works on a stopped process, but a clean record is simpler
+        self.ready = False
         self.daemon.kill()
 
     def pause(self) -> None:
@@ -183,6 +187,7 @@ class Node:
 
     def terminate(self) -> int:
         """A clean stop (SIGTERM): the node releases its leases."""
+        self.ready = False
         return self.daemon.terminate(within=30.0)
 
     def ask(self, request: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
