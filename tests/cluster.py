@@ -18,6 +18,7 @@ import contextlib
 import json
 import signal
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -228,6 +229,7 @@ class Cluster:
         params = conninfo.conninfo_to_dict(dsn)
         self.upstream = (str(params.get("host", "127.0.0.1")), int(str(params.get("port", 5432))))
         self.nodes: list[Node] = []
+        self.used: set[str] = set()
         for k in range(nodes):
             self.add(f"node-{k + 1}")
 
@@ -251,6 +253,8 @@ class Cluster:
         return next(n for n in self.nodes if n.name == name)
 
     def start(self) -> None:
+        """Start every node, one after the other: at once, on two cores, their starts (and
+        `pager ping`'s) slow each other past the readiness checks' patience."""
         for node in self.nodes:
             node.start()
 
@@ -303,22 +307,41 @@ class Cluster:
                 return service
         raise AssertionError(f"no service of {node} among {self.services}")
 
+    def fresh(self, node: str) -> str:
+        """A service `node` holds now that no earlier call returned: a test's own, in a
+        cluster that several tests share."""
+        service = self.service_owned_by(node, besides=self.used)
+        self.used.add(service)
+        return service
+
     def settle(self, within: float = 30.0, escalations: bool = False) -> None:
         """Until nothing is due: no open incident waits on a deadline already past (with
         `escalations`, on any deadline: every escalation ran its course), no notification waits
-        to be sent, the inbox is empty."""
+        to be sent, the inbox is empty. Fails naming what is still pending."""
+        deadline = time.monotonic() + within
+        while pending := self.pending(escalations):
+            if time.monotonic() > deadline:
+                more = f" (and {len(pending) - 10} more)" if len(pending) > 10 else ""
+                raise AssertionError(f"still pending after {within}s: {pending[:10]}{more}")
+            time.sleep(0.1)
+
+    def pending(self, escalations: bool = False) -> list[str]:
+        """What is still due: incidents waiting on a deadline (past, unless `escalations`),
+        notifications waiting to be sent, events in the inbox."""
         due = "" if escalations else " AND deadline <= extract(epoch FROM clock_timestamp())"
-
-        def settled() -> bool:
-            rows = self.query(
-                "SELECT (SELECT count(*) FROM incidents WHERE closed_at IS NULL"
-                f"        AND deadline IS NOT NULL{due}),"
-                " (SELECT count(*) FROM notifications WHERE state IN ('pending', 'retrying')),"
-                " (SELECT count(*) FROM inbox)"
-            )
-            return rows[0] == (0, 0, 0)
-
-        wait_for(settled, within, "no deadline, delivery or inbox event pending")
+        incidents = self.query(
+            "SELECT service || '#' || number, deadline - extract(epoch FROM clock_timestamp())"
+            f" FROM incidents WHERE closed_at IS NULL AND deadline IS NOT NULL{due}"
+        )
+        notifications = self.query(
+            "SELECT id, state, attempts FROM notifications WHERE state IN ('pending', 'retrying')"
+        )
+        inbox = self.query("SELECT id, service, node FROM inbox")
+        return [
+            *(f"incident {i} due in {d:.1f}s" for i, d in incidents),
+            *(f"notification {n} {s} after {a} attempts" for n, s, a in notifications),
+            *(f"inbox event {i} of {s} from {n}" for i, s, n in inbox),
+        ]
 
     def logs(self) -> str:
         return "\n".join(f"===== {n.name}\n{n.log()[-20000:]}" for n in self.nodes)

@@ -28,15 +28,28 @@ from tests.processes import wait_for
 SERVICES = [f"svc-{i}" for i in range(24)]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, clean_pg: str) -> Iterator[Cluster]:
-    with running(tmp_path, clean_pg, SERVICES) as cluster:
-        cluster.wait_owned()
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Cluster]:
+    """One cluster for the tests that leave it whole: starting three nodes takes seconds."""
+    with running(tmp_path_factory.mktemp("cluster"), pg_dsn, SERVICES) as cluster:
         yield cluster
 
 
+@pytest.fixture
+def cluster(shared: Cluster) -> Cluster:
+    """The shared cluster, every node up and holding its share; each test takes services of
+    its own (`Cluster.fresh`). Pages are checked once each across all of its tests."""
+    for node in shared.nodes:
+        if node.paused:
+            node.resume()
+        node.proxy.heal()
+        if not node.ready:
+            node.start()
+    shared.wait_owned(within=30)
+    return shared
+
+
 pg_dsn = postgres.pg_dsn
-clean_pg = postgres.clean_pg
 
 
 def owner_name(status: dict[str, Any]) -> str | None:
@@ -88,7 +101,7 @@ def test_an_event_sent_to_any_node_pages_once_and_an_ack_through_a_third_stops_i
     cluster: Cluster,
 ) -> None:
     owner = cluster.nodes[0].name
-    service = cluster.service_owned_by(owner)
+    service = cluster.fresh(owner)
     sender, acker = (cluster.node(n) for n in others(cluster, owner))
 
     reply = sender.ask({"op": "alert", "service": service, "message": "disk full"})
@@ -114,7 +127,7 @@ def test_an_event_sent_to_any_node_pages_once_and_an_ack_through_a_third_stops_i
 
 def test_kill_9_of_the_owner_a_survivor_pages_the_due_level_once(cluster: Cluster) -> None:
     owner = cluster.node(cluster.nodes[0].name)
-    service = cluster.service_owned_by(owner.name)
+    service = cluster.fresh(owner.name)
     assert owner.ask({"op": "alert", "service": service})["ok"]
     first, second = step(service, 1), step(service, 2)
     wait_for(lambda: sent(cluster, first), 10, "level 1 sent and recorded")
@@ -141,7 +154,7 @@ def test_a_node_paused_past_its_lease_sends_nothing_for_the_shards_it_lost_and_r
     cluster: Cluster,
 ) -> None:
     paused = cluster.node(cluster.nodes[1].name)
-    service = cluster.service_owned_by(paused.name)
+    service = cluster.fresh(paused.name)
     assert paused.ask({"op": "alert", "service": service})["ok"]
     first, second = step(service, 1), step(service, 2)
     wait_for(lambda: sent(cluster, first), 10, "level 1 sent and recorded")
@@ -159,7 +172,7 @@ def test_a_node_paused_past_its_lease_sends_nothing_for_the_shards_it_lost_and_r
     late = [p for p in cluster.receiver.pages() if p.node == paused.name and p.at >= resumed]
     assert late == []
     # And it works again: an alert for a service it holds now pages.
-    again = cluster.service_owned_by(paused.name, besides=[service])
+    again = cluster.fresh(paused.name)
     assert cluster.nodes[0].ask({"op": "alert", "service": again})["ok"]
     cluster.receiver.wait(partial(paged, step(again, 1)), 10, "paged after")
     assert cluster.receiver.of(again)[-1].node == paused.name
@@ -170,7 +183,7 @@ def test_a_node_cut_from_postgresql_stops_within_its_lease_others_take_over_it_r
     cluster: Cluster, cut: str
 ) -> None:
     node = cluster.node(cluster.nodes[2].name)
-    service = cluster.service_owned_by(node.name)
+    service = cluster.fresh(node.name)
     assert node.ask({"op": "alert", "service": service})["ok"]
     first, second = step(service, 1), step(service, 2)
     wait_for(lambda: sent(cluster, first), 10, "level 1 sent and recorded")
@@ -181,7 +194,7 @@ def test_a_node_cut_from_postgresql_stops_within_its_lease_others_take_over_it_r
     cluster.receiver.wait(partial(paged, second), 15, "level 2 paged")
     # While cut, an alert to another of its services (sent to a node that reaches the
     # database) is handled by the new owner.
-    other = cluster.service_owned_by(cluster.owner(service) or "", besides=[service])
+    other = cluster.fresh(cluster.owner(service) or "")
     assert cluster.node(others(cluster, node.name)[0]).ask({"op": "alert", "service": other})["ok"]
     cluster.receiver.wait(partial(paged, step(other, 1)), 10, "paged while cut")
     healed = time.time()
@@ -231,9 +244,12 @@ def test_postgresql_restart_and_failover_pause_paging_and_lose_or_double_nothing
 
 
 def test_nodes_joining_and_leaving_rebalance_shards_while_paging_goes_on(
-    tmp_path: Path, clean_pg: str
+    tmp_path: Path,
 ) -> None:
-    with running(tmp_path, clean_pg, SERVICES, nodes=2, start=False) as cluster:
+    with (
+        postgres.migrated() as dsn,
+        running(tmp_path, dsn, SERVICES, nodes=2, start=False) as cluster,
+    ):
         cluster.start()
         cluster.wait_owned()
         rng = random.Random(17)
