@@ -7,7 +7,7 @@ it decided after is written or sent."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -22,7 +22,7 @@ from pagerd import app
 from pagerd.config import Config, load
 from pagerd.config.cluster import ClusterConfig
 from pagerd.storage.offload import inline
-from pagerd.storage.port import StoreUnavailable
+from pagerd.storage.port import Fence, StoreUnavailable, Transition, Write
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock
 from tests.fake_cluster import FakeCluster, FencedStore, Hub
@@ -116,14 +116,38 @@ class Node:
         self.scope.cancel()
 
 
+class Ambiguous:
+    """A node's store whose next write with a transition is written, then fails as if the
+    connection had dropped during COMMIT: the node cannot know it was written (`arm`)."""
+
+    def __init__(self, store: FencedStore) -> None:
+        self._store = store
+        self.armed = False
+        self.written: list[Write] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write(self, batch: Sequence[Write], fence: Fence | None = None) -> None:
+        self._store.write(batch, fence)
+        if self.armed and any(isinstance(w, Transition) for w in batch):
+            self.armed = False
+            self.written.extend(batch)
+            raise StoreUnavailable("server closed the connection unexpectedly (the test)")
+
+
 @asynccontextmanager
-async def cluster_of(tmp_path: Path, pages: Pages) -> AsyncIterator[dict[str, Node]]:
+async def cluster_of(
+    tmp_path: Path, pages: Pages, names: Sequence[str] = NAMES, stores: dict[str, Any] | None = None
+) -> AsyncIterator[dict[str, Node]]:
+    """Nodes `names` on one cluster; `stores`, if given, gets each node's store, as it uses
+    it (an `Ambiguous` over the fenced store)."""
     cluster = FakeCluster(trio.current_time)
     hub = Hub(cluster, tick=0.02)
     shared_store = Kept(Store.open_in(tmp_path / "shared"))
     nodes: dict[str, Node] = {}
     async with trio.open_nursery() as nursery:
-        for name in NAMES:
+        for name in names:
             folder = tmp_path / name
             folder.mkdir()
             text = CHANNELS + POLICY
@@ -131,7 +155,9 @@ async def cluster_of(tmp_path: Path, pages: Pages) -> AsyncIterator[dict[str, No
             (folder / "pager.toml").write_text(text)
             config = load(folder / "pager.toml")
             link = Link(cluster)
-            store = FencedStore(shared_store, cluster)
+            store: Any = Ambiguous(FencedStore(shared_store, cluster))
+            if stores is not None:
+                stores[name] = store
 
             def shared(_: Config, link: Link = link, store: Any = store, name: str = name) -> Any:
                 return app.Shared(store, link, ClusterConfig(name, TTL), link.listen(hub))
@@ -244,3 +270,34 @@ async def test_a_node_that_lost_its_lease_unawares_is_fenced_and_writes_and_send
             status = await status_of(nodes[new_owner].config, service)
             assert status.get("incident") is None  # nothing of a's decision was written
     assert not any(id.startswith(f"{service}#") for id in pages.sent)
+
+
+async def test_a_commit_of_unknown_outcome_reloads_its_shards_before_deciding_again(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The connection drops during COMMIT: the alert that opened incident #1 was written, but
+    the node was told it failed. Deciding on from its state before would open #1 again (a
+    unique violation every time: the service stuck). The shard is reloaded from the store
+    first: the client's retry finds #1 open, and its page goes out once."""
+    pages = Pages()
+    stores: dict[str, Any] = {}
+    service = SERVICES[0]
+    with trio.fail_after(3600):
+        async with cluster_of(tmp_path, pages, ["a"], stores) as nodes:
+            a = nodes["a"]
+            ownership = a.daemon.ownership
+            assert ownership is not None and ownership.holds(service)
+            stores["a"].armed = True
+            async with connect(a.config.socket) as conn:
+                failed = await conn.request("alert", service=service, message="disk full")
+                assert failed["error"]["code"] == "unavailable", failed
+                assert any(isinstance(w, Transition) for w in stores["a"].written)
+                # Sent again at once, as a client told "unavailable" does: the node holds the
+                # shard again only once it is loaded from the store, where #1 is open.
+                retried = await conn.request("alert", service=service, message="disk full")
+            assert retried["ok"] and retried["incident"]["id"] == f"{service}#1", retried
+            assert retried["incident"]["alerts"] == 2
+            assert ownership.holds(service)
+            await trio.sleep(30)  # level 1 is paged (the reload found its row undelivered)
+    first = f"{service}#1/1/1/email:first@example.com"
+    assert pages.sent[first] == 1

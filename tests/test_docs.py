@@ -62,6 +62,9 @@ OTHER_PROGRAMS: Final = frozenset(
         "openssl",
         "sed",
         "chown",
+        "psql",
+        "pg_dump",
+        "scp",
     }
 )
 

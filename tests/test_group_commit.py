@@ -3,7 +3,7 @@ other actor that shared its transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,8 +12,9 @@ import trio
 import trio.testing
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide
+from pager.shards import SHARDS, shard_of
 from pagerd.storage.commits import Committer
-from pagerd.storage.port import StoreError, StoreUnavailable, Transition, Write
+from pagerd.storage.port import Fence, StoreError, StoreUnavailable, Transition, Write
 from pagerd.storage.sqlite.store import Store
 from tests.harness import T0
 
@@ -110,3 +111,70 @@ async def test_a_refused_write_tells_its_waiter_the_kind_of_error_not_its_text(
         store.close()
     assert "SECRET" not in str(refused.value)
     assert "ValueError" in str(refused.value)
+
+
+class Fencing:
+    """A node's leases as the committer sees them: every shard held; what it was told."""
+
+    def __init__(self) -> None:
+        self.reloaded: list[frozenset[int]] = []
+        self.lost: list[frozenset[int]] = []
+
+    def fence(self) -> Fence:
+        return Fence("a", dict.fromkeys(range(SHARDS), 1))
+
+    def lose(self, shards: Collection[int]) -> None:
+        self.lost.append(frozenset(shards))
+
+    def reload(self, shards: Collection[int]) -> None:
+        self.reloaded.append(frozenset(shards))
+
+
+@pytest.mark.parametrize(
+    ("error", "reloads"),
+    [
+        (StoreUnavailable("server closed the connection unexpectedly"), True),
+        (StoreError("bad"), False),
+    ],
+)
+async def test_a_write_of_unknown_outcome_has_its_shards_reloaded_before_anyone_hears(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    reloads: bool,
+) -> None:
+    """On a shared store a lost connection during COMMIT leaves the batch written or not:
+    the shards it touched (its transitions' services', and those a waiter names) are
+    reloaded, before any waiter is told and decides again. A write refused for what it holds
+    was rolled back: nothing to reload."""
+    store = Store.open(tmp_path / "pager.db")
+    committer = Committer(store, _slow)
+    fencing = Fencing()
+    committer.fencing = fencing
+
+    def failing(batch: Sequence[Write], fence: Fence | None = None) -> None:
+        raise error
+
+    monkeypatch.setattr(store, "write", failing)
+    told: list[list[frozenset[int]]] = []
+
+    async def commit(name: str, shards: Collection[int] = ()) -> None:
+        with pytest.raises(StoreError):
+            await committer.commit([_opened(name)], shards=shards)
+        told.append(list(fencing.reloaded))  # what had been reloaded when it heard
+
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as writer:
+                writer.start_soon(committer.run)
+                async with trio.open_nursery() as actors:
+                    actors.start_soon(commit, "api")
+                    actors.start_soon(commit, "web", [200])
+                writer.cancel_scope.cancel()
+    finally:
+        store.close()
+    touched = frozenset({shard_of("api"), shard_of("web"), 200})
+    assert fencing.reloaded == ([touched] if reloads else [])
+    assert told == ([[touched], [touched]] if reloads else [[], []])
+    assert fencing.lost == []

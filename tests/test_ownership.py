@@ -48,8 +48,9 @@ class Recorder:
 
     def __init__(self) -> None:
         self.have: set[int] = set()
-        self.adopted: list[frozenset[int]] = []
+        self.loaded: list[frozenset[int]] = []
         self.dropped: list[frozenset[int]] = []
+        self.started: list[frozenset[int]] = []
         self.fail = False
 
     async def adopt(self, shards: frozenset[int]) -> None:
@@ -57,7 +58,11 @@ class Recorder:
         if self.fail:
             raise StoreUnavailable("cannot load (the test)")
         self.have |= shards
-        self.adopted.append(shards)
+        self.loaded.append(shards)
+
+    def adopted(self, shards: frozenset[int]) -> None:
+        assert shards <= self.have, "started before it was loaded"
+        self.started.append(shards)
 
     def drop(self, shards: frozenset[int]) -> None:
         self.have -= shards
@@ -139,7 +144,7 @@ async def test_a_node_cut_from_the_database_stops_before_its_lease_could_end(
         await trio.sleep(TTL)
         assert len(a.ownership.held()) == SHARDS
         assert a.recorder.have == set(range(SHARDS))
-        assert len(a.recorder.adopted) == 2
+        assert len(a.recorder.loaded) == 2
 
 
 async def test_after_a_pause_past_its_lease_a_node_holds_nothing_before_any_task_runs(
@@ -265,3 +270,49 @@ def test_the_margin_is_at_least_a_second_and_a_fifth_of_the_lease(ttl: float) ->
     assert margin_of(ttl) >= 1.0
     assert margin_of(ttl) >= ttl / 5
     assert margin_of(ttl) <= ttl / 2
+
+
+async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later_claim(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A write of unknown outcome (`Ownership.reload`): its shards stop counting as held at
+    once (no decision, no fence), keep their lease and epoch, and are adopted again from the
+    store, never on the strength of a claim sent before the reload (the store's claim waits
+    for a write in flight on its shards: only a later one vouches for what adoption reads)."""
+    cluster = FakeCluster(trio.current_time)
+    async with nodes(cluster, "a") as (a,):
+        await trio.sleep(1)
+        ownership, recorder = a.ownership, a.recorder
+        epoch = ownership.held()[7]
+        ownership.reload([7])
+        assert 7 not in ownership.held() and 7 not in ownership.fence().epochs
+        assert recorder.dropped == [frozenset({7})] and 7 not in recorder.have
+        assert a.metrics.render().count('pagerd_cluster_shards_dropped_total{reason="reload"} 1')
+        await trio.sleep(0.5)  # the round it woke adopts it again: same lease, same epoch
+        assert ownership.held()[7] == epoch and 7 in recorder.have
+        assert recorder.loaded[-1] == frozenset({7}) and recorder.started[-1] == frozenset({7})
+
+        # Now the reload comes while a claim is in flight (sent before it).
+        claims: list[int] = []
+        claim = cluster.claim
+
+        def claiming(node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
+            got = claim(node, shards, ttl)
+            claims.append(ownership.rounds)
+            if len(claims) == 1:
+                ownership.reload([9])
+            return got
+
+        cluster.claim = claiming  # type: ignore[method-assign]
+        adopted_in: list[int] = []
+        real_adopt = recorder.adopt
+
+        async def adopt(shards: frozenset[int]) -> None:
+            adopted_in.append(ownership.rounds)
+            await real_adopt(shards)
+
+        recorder.adopt = adopt  # type: ignore[method-assign]
+        await trio.sleep(TTL / 2)
+        assert ownership.held()[9] == ownership.held()[7]
+        # Adopted in a round after the one whose claim was in flight, not in it.
+        assert adopted_in and adopted_in[0] > claims[0] + 1, (adopted_in, claims)

@@ -177,6 +177,7 @@ class Outbox:
         self._sent = self._retried = self._failed_total = self._errors = 0
         self._ownership: Sender | None = None
         self._sends: dict[str, trio.CancelScope] = {}  # by id, with several nodes
+        self._adopting: list[Undelivered] = []  # read by `adopt`, taken by `adopted`
 
     # Several nodes. ---------------------------------------------------------------------
 
@@ -197,13 +198,24 @@ class Outbox:
         rows = await self._offload(
             lambda: self._store.undelivered(limit, None, due_by=None, **only)
         )
+        self._adopting.extend(rows)
+        if len(rows) >= limit:  # the rest is read back as the database's backlog is
+            self._in_database_only |= set(self._lanes)
+
+    def adopted(self, shards: frozenset[int]) -> None:
+        """`shards` are held now: send what `adopt` read of them (not before: a send checks
+        that the shard is held, and would forget it)."""
+        rows: list[Undelivered] = []
+        kept: list[Undelivered] = []
+        for row in self._adopting:
+            (rows if shard_of(row.notify.service) in shards else kept).append(row)
+        self._adopting = kept
         fresh = [row for row in rows if row.notify.id not in self._known]
         for row in fresh:
             self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
         if fresh and self._ownership is not None:
             self._ownership.count_adopted(len(fresh))
-        if len(rows) >= limit:  # the rest is read back as the database's backlog is
-            self._in_database_only |= set(self._lanes)
+        if self._in_database_only:
             self._read_back_wanted.set()
 
     def drop(self, shards: Collection[int]) -> None:
@@ -213,6 +225,7 @@ class Outbox:
         def dropped(n: Notify) -> bool:
             return shard_of(n.service) in shards
 
+        self._adopting = [row for row in self._adopting if not dropped(row.notify)]
         for lane in self._lanes.values():
             gone = [p for p in lane.ready if dropped(p.notify)]
             if gone:

@@ -252,9 +252,11 @@ class Inbox:
     # An `ownership.Adopter`: the inbox of a shard moves with its lease.
 
     async def adopt(self, shards: frozenset[int]) -> None:
-        """This node takes `shards`: read their inbox at once, not at the next poll. (Added last
-        to the ownership, so the shards count as held by the time the owner task reads.)"""
+        """Nothing to load: the inbox is read once `shards` count as held (`adopted`)."""
         await trio.lowlevel.checkpoint()
+
+    def adopted(self, shards: frozenset[int]) -> None:
+        """This node holds `shards` now: read their inbox at once, not at the next poll."""
         self._taking.set()
 
     def drop(self, shards: frozenset[int]) -> None:

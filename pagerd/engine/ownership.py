@@ -62,7 +62,7 @@ clock and ours do not tick together to the millisecond."""
 MIN_WAKE: Final = 0.1
 """Seconds between two rounds at least."""
 
-DropReason = Literal["expired", "fenced", "handover", "stop"]
+DropReason = Literal["expired", "fenced", "handover", "stop", "reload"]
 
 
 class Moved(Exception):
@@ -85,11 +85,18 @@ def margin_of(ttl: float) -> float:
 
 
 class Adopter(Protocol):
-    """Something that keeps per-shard work: the services' states and timers, the outbox."""
+    """Something that keeps per-shard work: the services' states and timers, the outbox, the
+    inbox."""
 
     async def adopt(self, shards: frozenset[int]) -> None:
         """Take up `shards` (their leases are this node's now): load what they need. Raises
-        (`StoreError`) if it cannot; adopted again at the next round."""
+        (`StoreError`) if it cannot; adopted again at the next round. They do not count as
+        held yet: whatever checks `holds` (a send, a take of the inbox) waits for `adopted`."""
+        ...
+
+    def adopted(self, shards: frozenset[int]) -> None:
+        """`shards` count as held now (every adopter loaded them): start what `adopt` loaded
+        (the outbox's sends, the inbox's takes). Never blocks, never raises."""
         ...
 
     def drop(self, shards: frozenset[int]) -> None:
@@ -134,6 +141,8 @@ class Ownership:
         self._until: dict[int, float] = {}  # trio time each held shard is given up at
         self._sent_at: dict[int, float] = {}  # trio time its last renewal was sent
         self._leased: dict[int, int] = {}  # leased but not adopted yet (adoption failed)
+        self._reload_after: dict[int, int] = {}  # adopted again after a claim numbered past this
+        self._claims = 0  # claims sent, numbered
         self._free_since: dict[int, float] = {}  # shards seen free (no live lease), since when
         self._changed = trio.Event()
         self._woken = trio.Event()
@@ -146,7 +155,8 @@ class Ownership:
             "pagerd_cluster_shards_dropped_total",
             "Shards this node stopped owning, by reason: expired (its lease ran out by its own"
             " clock, or another node took it), fenced (a write found it taken), handover (a node"
-            " that joined prefers it), stop (a clean stop).",
+            " that joined prefers it), stop (a clean stop), reload (a write whose outcome is"
+            " unknown: dropped and adopted again from the store).",
             ("reason",),
         )
         self._failed_rounds: Counter = metrics.counter(
@@ -236,6 +246,7 @@ class Ownership:
             self._until.pop(shard, None)
             self._sent_at.pop(shard, None)
             self._leased.pop(shard, None)
+            self._reload_after.pop(shard, None)
         self._dropped.inc(reason, by=len(gone))
         log.warning(
             "dropped %d shard(s) reason=%s node=%s: %s",
@@ -247,6 +258,32 @@ class Ownership:
             except Exception:  # a bug must not keep the rest of the shard's work going
                 log.exception("cannot drop shards %s from %r", _shown(gone), adopter)
         self._changed.set()
+
+    def reload(self, shards: Collection[int]) -> None:
+        """A write touching `shards` may or may not have been written (the connection was lost
+        during its commit): what this node keeps of them may be stale. Drop them now, keeping
+        their leases, and adopt them again, from the store, after a claim sent from now on:
+        a claim waits for every write still in flight on its shards (the store locks a lease
+        for a write against the claims), so what the adoption reads includes that write's
+        outcome, whichever it was."""
+        gone = frozenset(s for s in shards if s in self._epochs)
+        if not gone:
+            return
+        for shard in gone:
+            self._leased[shard] = self._epochs.pop(shard)
+            self._reload_after[shard] = self._claims
+        self._dropped.inc("reload", by=len(gone))
+        log.warning(
+            "reloading %d shard(s) node=%s after a write of unknown outcome: %s",
+            len(gone), self.node, _shown(gone),
+        )  # fmt: skip
+        for adopter in self._adopters:
+            try:
+                adopter.drop(gone)
+            except Exception:
+                log.exception("cannot drop shards %s from %r", _shown(gone), adopter)
+        self._changed.set()
+        self._woken.set()
 
     def _expire_due(self) -> None:
         now = trio.current_time()
@@ -328,6 +365,8 @@ class Ownership:
             self.lose(handover, "handover")
             await self._offload(lambda: cluster.release(node, handover))
         sent = trio.current_time()  # just before the claim: the lease runs from later than this
+        self._claims += 1
+        claim = self._claims
         got = await self._offload(lambda: cluster.claim(node, claimed, ttl))
         self.rounds += 1
         until = sent + ttl - self.margin
@@ -349,11 +388,18 @@ class Ownership:
                 self._leased[shard] = epoch
         self._changed.set()
         if self._leased and not self._stopped:
-            await self._adopt()
-        return self._next_expiry(leases, got, now)
+            await self._adopt(claim)
+        wake = self._next_expiry(leases, got, now)
+        if self._reload_after:  # reloaded after this claim was sent: the next claim is due
+            wake = min(wake, trio.current_time() + MIN_WAKE)
+        return wake
 
-    async def _adopt(self) -> None:
-        fresh = frozenset(self._leased)
+    async def _adopt(self, claim: int) -> None:
+        """Adopt the shards leased and not adopted yet, but those to reload after a write of
+        unknown outcome that came after the claim numbered `claim` was sent (see `reload`)."""
+        fresh = frozenset(s for s in self._leased if self._reload_after.get(s, -1) < claim)
+        if not fresh:
+            return
         try:
             for adopter in self._adopters:
                 await adopter.adopt(fresh)
@@ -368,13 +414,19 @@ class Ownership:
             raise
         now = trio.current_time()
         for shard in fresh:
+            self._reload_after.pop(shard, None)
             epoch = self._leased.pop(shard, None)
             if epoch is not None and self._until.get(shard, -math.inf) > now:
                 self._epochs[shard] = epoch
-        taken = [s for s in fresh if s in self._epochs]
+        taken = frozenset(s for s in fresh if s in self._epochs)
         if taken:
             log.info("adopted %d shard(s) node=%s: %s", len(taken), self.node, _shown(taken))
-        late = fresh - set(taken)
+            for adopter in self._adopters:
+                try:
+                    adopter.adopted(taken)
+                except Exception:
+                    log.exception("cannot start shards %s in %r", _shown(taken), adopter)
+        late = fresh - taken
         if late:  # expired while being adopted: given up again
             for adopter in self._adopters:
                 adopter.drop(late)

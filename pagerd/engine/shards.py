@@ -37,6 +37,9 @@ class ServiceShards:
         states = await self._offload(lambda: self._store.load_states(**only))
         self._services.adopt(states)
 
+    def adopted(self, shards: frozenset[int]) -> None:
+        """Nothing to start: the deadlines armed by `adopt` are offered again until held."""
+
     def drop(self, shards: frozenset[int]) -> None:
         self._services.drop(shards)
 

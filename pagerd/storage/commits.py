@@ -41,6 +41,12 @@ class Fencing(Protocol):
         """A write found `shards` no longer this node's: stop everything of them now."""
         ...
 
+    def reload(self, shards: Collection[int]) -> None:
+        """A write touching `shards` may or may not have been written (`StoreUnavailable`:
+        the connection was lost during its commit): what this node keeps of them may be
+        stale. Stop deciding and sending for them now, and load them again from the store."""
+        ...
+
 
 @attrs.define
 class _Waiter:
@@ -135,6 +141,12 @@ class Committer:
                 for waiter in batch:
                     await self._write([waiter])
                 return
+            if fencing is not None and isinstance(exc, StoreUnavailable):
+                # On a store across a network the batch may have been written all the same
+                # (the connection dropped during COMMIT): deciding on from the state before it
+                # could repeat what it did (an incident number that exists, refused forever).
+                # Its shards are reloaded, before any waiter hears of it and decides again.
+                fencing.reload(frozenset().union(*(waiter.shards for waiter in batch)))
             self._fail(batch, writes, exc)
         else:
             self._commits += 1

@@ -221,7 +221,10 @@ PRUNE_ROWS: Final = 500
 
 class Storage(Protocol):
     """Everything the daemon asks of its store. Every call blocks, and raises `StoreError` (or
-    `StoreUnavailable`) when the database cannot do it; nothing of a failed `write` is kept.
+    `StoreUnavailable`) when the database cannot do it; nothing of a failed `write` is kept,
+    but for a `StoreUnavailable` from a store across a network (PostgreSQL): a connection lost
+    during COMMIT leaves the outcome unknown (the committer then has the batch's shards
+    reloaded). SQLite's is known: a local file's transaction that failed was rolled back.
 
     Transactions: `write` is one transaction (all of the batch or none of it), durable on
     return. `fence` is where an ownership check goes: a store shared between nodes checks it
