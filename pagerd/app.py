@@ -675,10 +675,8 @@ async def _run(
         services.cluster = inbox
         outbox.own(ownership)
         ownership.add(ServiceShards(services, store, parts.store_offload))
-        ownership.add(inbox)  # after the states: a shard's events are taken once they are loaded
-        # Last: between its adoption and the shard counting as held nothing may await, or a lane
-        # worker finds a page just taken not held (yet) and forgets it (issue 17, torture).
         ownership.add(outbox)
+        ownership.add(inbox)  # last: a shard's events are taken once its states are loaded
     lookahead = Lookahead(parts.lookahead_compute, rota)
     lookahead.look(config, rota.all_overrides(), clock.wall_now())  # once running
     # Acknowledged or closed: no more attempts; silenced: no delayed step sent.
