@@ -64,44 +64,91 @@ def _binaries() -> Path | None:
     return None
 
 
-def _throwaway(bin: Path) -> str | None:
-    """Start a cluster in a temporary folder, on a free port, for this session: its admin DSN.
+class Throwaway:
+    """A PostgreSQL cluster of its own, made with `initdb` in a temporary folder and run with
+    `pg_ctl` on a free port: the session's server when none answers, and the server of the tests
+    that stop and start it (a restart, a failover), which must never touch a shared one.
     initdb refuses root: as root, the cluster is made and run as user nobody."""
-    folder = Path(tempfile.mkdtemp(prefix="pagerd-pg-"))
-    data = folder / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        nobody = pwd.getpwnam("nobody")
-        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
-        as_user = ["runuser", "-u", "nobody", "--"]
-    run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=120)
-    try:
-        run([*as_user, str(bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"])
-        run(
+
+    def __init__(self, bin: Path) -> None:
+        self.bin = bin
+        self.folder = Path(tempfile.mkdtemp(prefix="pagerd-pg-"))
+        self.data = self.folder / "data"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port: int = s.getsockname()[1]
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            os.chown(self.folder, nobody.pw_uid, nobody.pw_gid)
+            self.as_user = ["runuser", "-u", "nobody", "--"]
+        try:
+            self._run([str(bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"])
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+
+    @property
+    def dsn(self) -> str:
+        """Its admin DSN."""
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres connect_timeout=3"
+
+    def _run(self, args: list[str]) -> None:
+        subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        """Start it, and return once it accepts connections."""
+        self._run(
             [
-                *as_user, str(bin / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"),
-                "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
-                "-w", "start",
+                str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"),
+                "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+                " -c fsync=off", "-w", "start",
             ]
         )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        shutil.rmtree(folder, ignore_errors=True)
-        return None
 
-    def stop() -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop it: `fast` (sessions ended, a clean shutdown, as an operator's restart) or
+        `immediate` (no shutdown at all: as a crash, or a failover's old primary)."""
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def close(self) -> None:
+        """Stop it if it runs, and remove it."""
         subprocess.run(
-            [*as_user, str(bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+             "stop"],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        shutil.rmtree(self.folder, ignore_errors=True)
 
-    atexit.register(stop)
-    return f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=3"
+
+def _throwaway(bin: Path) -> str | None:
+    """Start a cluster for this session, stopped at exit: its admin DSN."""
+    try:
+        server = Throwaway(bin)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:
+        server.start()
+    except (OSError, subprocess.SubprocessError):
+        server.close()
+        return None
+    atexit.register(server.close)
+    return server.dsn
+
+
+@contextlib.contextmanager
+def own_server() -> Iterator[Throwaway]:
+    """A throwaway server of the caller's own, started, that it may stop and start; removed
+    afterwards. Skips the test, loudly, where PostgreSQL is not installed."""
+    bin = _binaries()
+    if bin is None:
+        pytest.skip(MISSING)
+    server = Throwaway(bin)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from pager.domain import Notify
+from pager.domain import Alert, Level, Notify, Policy, ServiceState, Target, decide
 from pager.shards import preferred, shard_of
 from pagerd import app
 from pagerd.config import Config, load
@@ -29,6 +29,7 @@ from tests.fake_cluster import FakeCluster, FencedStore, Hub
 from tests.harness import CHANNELS, T0, connect
 
 TTL = 10.0
+POLICY_OF_TEST = Policy((Level((Target("email", "first@example.com"),), 60.0),))
 NAMES = ("a", "b", "c")
 SERVICES = [f"svc-{i}" for i in range(12)]
 POLICY = """
@@ -301,3 +302,126 @@ async def test_a_commit_of_unknown_outcome_reloads_its_shards_before_deciding_ag
             await trio.sleep(30)  # level 1 is paged (the reload found its row undelivered)
     first = f"{service}#1/1/1/email:first@example.com"
     assert pages.sent[first] == 1
+
+
+async def test_a_batch_decided_before_its_shard_was_lost_and_taken_again_is_not_written(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """An alert is decided from a's state (no incident) and waits in a's committer queue.
+    Meanwhile a loses the shard, b opens incident #1 under the next epoch, and a takes the
+    shard back under the one after (loading #1 from the store). a's queued batch was decided
+    from a state that is gone: written under the new epoch, it would open #1 a second time.
+    It is refused unwritten instead, comes back `moved`, and a decides it afresh from the
+    store: the client's alert joins #1."""
+    pages = Pages()
+    stores: dict[str, Any] = {}
+    service, other = SERVICES[0], SERVICES[1]
+    assert shard_of(service) != shard_of(other)
+    shard = shard_of(service)
+    with trio.fail_after(3600):
+        async with cluster_of(tmp_path, pages, ["a"], stores) as nodes:
+            a = nodes["a"]
+            ownership = a.daemon.ownership
+            assert ownership is not None and ownership.holds(service)
+            cluster: FakeCluster = a.link._cluster
+            committer = a.daemon.committer
+            offload = committer._offload
+            gate, held = trio.Event(), trio.Event()
+
+            async def gated(fn: Any) -> Any:
+                held.set()
+                await gate.wait()  # the writer is busy: what comes next waits in its queue
+                return await offload(fn)
+
+            committer._offload = gated
+            replies: dict[str, dict[str, Any]] = {}
+
+            async def alert(name: str) -> None:
+                async with connect(a.config.socket) as conn:
+                    replies[name] = await conn.request("alert", service=name, message="down")
+
+            async with trio.open_nursery() as clients:
+                clients.start_soon(alert, other)
+                await held.wait()  # other's batch is being written
+                clients.start_soon(alert, service)
+                await trio.sleep(0.1)  # service's batch decided, queued behind it
+                assert service not in replies
+                epoch = ownership.held()[shard]
+                # a loses the shard; b takes it and opens #1 there.
+                ownership.lose([shard], "expired")
+                cluster.release("a", [shard])
+                taken = cluster.claim("b", [shard], TTL)
+                assert taken == {shard: epoch + 1}
+                before = ServiceState(service)
+                after, notes = decide(before, Alert("from b"), T0, POLICY_OF_TEST)
+                stores["a"]._store.write([Transition(before, after, notes, T0)], Fence("b", taken))
+                cluster.release("b", [shard])
+                ownership.wake()
+                await trio.sleep(3)  # a round (woken) claims and adopts it again
+                assert ownership.held()[shard] == epoch + 2
+                committer._offload = offload
+                gate.set()
+            assert replies[other]["ok"], replies[other]
+            reply = replies[service]
+            assert reply["ok"], reply
+            assert reply["incident"]["id"] == f"{service}#1"
+            assert reply["incident"]["alerts"] == 2, reply  # b's and the client's
+            assert committer.statistics().stale == 1
+
+
+class Slow(Pages):
+    """Pages whose sends, once `armed`, are taken by the provider at once and answered only
+    when `answer` is set: a send in progress for as long as a test wants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.answer = trio.Event()
+        self.sending = trio.Event()
+
+    def of(self, node: str) -> Any:
+        pages = self
+
+        class Transport:
+            async def send(self, n: Notify) -> str | None:
+                await trio.lowlevel.checkpoint()
+                pages.sent[n.id] += 1  # the provider has it (and pages) from here on
+                pages.log.append((trio.current_time(), node, n.id))
+                if pages.armed:
+                    pages.sending.set()
+                    await pages.answer.wait()
+                return None
+
+        return Transport()
+
+
+async def test_a_reload_lets_a_send_in_progress_finish_and_pages_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """A write of unknown outcome has a's shard reloaded while a page of it is being sent.
+    The lease is kept, so nobody else sends it: the send goes on, its record is written under
+    that lease, and the adoption that reloads the shard does not take it again. Cut short, it
+    would be sent a second time once adopted."""
+    pages = Slow()
+    service = SERVICES[0]
+    shard = shard_of(service)
+    first = f"{service}#1/1/1/email:first@example.com"
+    with trio.fail_after(3600):
+        async with cluster_of(tmp_path, pages, ["a"]) as nodes:
+            a = nodes["a"]
+            ownership = a.daemon.ownership
+            assert ownership is not None
+            pages.armed = True
+            async with connect(a.config.socket) as conn:
+                opened = await conn.request("alert", service=service, message="disk full")
+            assert opened["ok"], opened
+            await pages.sending.wait()
+            ownership.reload([shard])  # as the committer does after a lost COMMIT
+            assert not ownership.holds(service)
+            await trio.sleep(3)  # a round (woken) adopts it again from the store
+            assert ownership.holds(service)
+            pages.answer.set()
+            await trio.sleep(5 * TTL)
+            status = await status_of(a.config, service)
+            assert status["incident"]["id"] == f"{service}#1"
+    assert pages.sent[first] == 1, pages.log

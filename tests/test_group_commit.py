@@ -13,8 +13,8 @@ import trio.testing
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide
 from pager.shards import SHARDS, shard_of
-from pagerd.storage.commits import Committer
-from pagerd.storage.port import Fence, StoreError, StoreUnavailable, Transition, Write
+from pagerd.storage.commits import Committer, Term
+from pagerd.storage.port import Attempt, Fence, StoreError, StoreUnavailable, Transition, Write
 from pagerd.storage.sqlite.store import Store
 from tests.harness import T0
 
@@ -123,6 +123,9 @@ class Fencing:
     def fence(self) -> Fence:
         return Fence("a", dict.fromkeys(range(SHARDS), 1))
 
+    def terms(self, shards: Collection[int]) -> dict[int, Term]:
+        return {s: Term(1, 1) for s in shards}
+
     def lose(self, shards: Collection[int]) -> None:
         self.lost.append(frozenset(shards))
 
@@ -178,3 +181,39 @@ async def test_a_write_of_unknown_outcome_has_its_shards_reloaded_before_anyone_
     assert fencing.reloaded == ([touched] if reloads else [])
     assert told == ([[touched], [touched]] if reloads else [[], []])
     assert fencing.lost == []
+
+
+async def test_a_write_of_unknown_outcome_that_only_records_deliveries_reloads_nothing(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of delivery records alone leaves no state in memory at stake (the outbox
+    retries the record): its shards are not reloaded, and a decision's in the same batch
+    still are."""
+    store = Store.open(tmp_path / "pager.db")
+    committer = Committer(store, _slow)
+    fencing = Fencing()
+    committer.fencing = fencing
+
+    def failing(batch: Sequence[Write], fence: Fence | None = None) -> None:
+        raise StoreUnavailable("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(store, "write", failing)
+    record = Attempt("api#1/1/1/email:alice@example.com", T0, "sent", None, None)
+
+    async def commit(writes: Sequence[Write], shards: Collection[int]) -> None:
+        with pytest.raises(StoreError):
+            await committer.commit(writes, shards=shards)
+
+    try:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as writer:
+                writer.start_soon(committer.run)
+                await commit([record], [shard_of("api")])
+                assert fencing.reloaded == []
+                async with trio.open_nursery() as actors:
+                    actors.start_soon(commit, [record], [shard_of("api")])
+                    actors.start_soon(commit, [_opened("web")], ())
+                writer.cancel_scope.cancel()
+    finally:
+        store.close()
+    assert fencing.reloaded == [frozenset({shard_of("web")})]

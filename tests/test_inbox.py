@@ -273,11 +273,13 @@ async def test_an_owner_that_dies_before_its_commit_leaves_the_event_to_the_next
         never = trio.Event()
         real = first.services._committer.commit
 
-        async def dies(writes: Sequence[Write], *, shards: Collection[int] = ()) -> None:
+        async def dies(
+            writes: Sequence[Write], *, shards: Collection[int] = (), terms: Any = None
+        ) -> None:
             if any(isinstance(w, Handled) for w in writes):
                 taken.set()
                 await never.wait()  # the node stops here, before its commit
-            await real(writes, shards=shards)
+            await real(writes, shards=shards, terms=terms)
 
         first.services._committer.commit = dies  # type: ignore[method-assign]
         # No source: a copy applied twice would be a second alert in the history.

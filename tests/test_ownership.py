@@ -17,6 +17,7 @@ import trio.testing
 from pager.shards import SHARDS, share
 from pagerd.engine.ownership import Ownership, margin_of
 from pagerd.operations.metrics import Metrics
+from pagerd.storage.commits import Term
 from pagerd.storage.offload import inline
 from pagerd.storage.port import StoreUnavailable
 from tests.fake_cluster import FakeCluster
@@ -276,7 +277,8 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A write of unknown outcome (`Ownership.reload`): its shards stop counting as held at
-    once (no decision, no fence), keep their lease and epoch, and are adopted again from the
+    once (no decision: their term has no adoption; the fence keeps their epoch, for the
+    records of the sends that go on), keep their lease and epoch, and are adopted again from the
     store, never on the strength of a claim sent before the reload (the store's claim waits
     for a write in flight on its shards: only a later one vouches for what adoption reads)."""
     cluster = FakeCluster(trio.current_time)
@@ -285,11 +287,15 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
         ownership, recorder = a.ownership, a.recorder
         epoch = ownership.held()[7]
         ownership.reload([7])
-        assert 7 not in ownership.held() and 7 not in ownership.fence().epochs
+        assert 7 not in ownership.held() and ownership.fence().epochs[7] == epoch
+        assert ownership.terms([7]) == {7: Term(epoch)} and ownership.reloading(7)
         assert recorder.dropped == [frozenset({7})] and 7 not in recorder.have
         assert a.metrics.render().count('pagerd_cluster_shards_dropped_total{reason="reload"} 1')
         await trio.sleep(0.5)  # the round it woke adopts it again: same lease, same epoch
         assert ownership.held()[7] == epoch and 7 in recorder.have
+        adopted = ownership.terms([7])[7]
+        assert adopted.epoch == epoch and adopted.adoption is not None
+        assert not ownership.reloading(7)
         assert recorder.loaded[-1] == frozenset({7}) and recorder.started[-1] == frozenset({7})
 
         # Now the reload comes while a claim is in flight (sent before it).

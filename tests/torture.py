@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -254,8 +254,33 @@ def _check(
 ) -> None:
     """`pages`: (notification id, when it was written or received) of every page, in order;
     `after_kill`: how long after a kill a page on its way may still arrive."""
-    problems = report.problems
     conn = sqlite3.connect(folder / "state" / "pager.db")
+    check_against(conn, histories, kills, pages, report, after_kill)
+    # 4. The database is sound.
+    check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    if check != "ok":
+        report.problems.append(f"integrity_check: {check}")
+    conn.close()
+
+
+class Connection(Protocol):
+    """What the checks read the state through: sqlite3's or psycopg's connection (the queries
+    are in the SQL both speak), so a cluster's torture checks its PostgreSQL with them."""
+
+    def execute(self, query: str) -> Any: ...
+
+
+def check_against(
+    conn: Connection,
+    histories: list[list[Exchange]],
+    kills: list[float],
+    pages: list[tuple[str, float]],
+    report: Report,
+    after_kill: float = 0.0,
+) -> None:
+    """The checks of the model against a store: `kills`, the moments a page on its way may
+    have been cut short and sent again (in a cluster, any change of a shard's owner)."""
+    problems = report.problems
     incidents = {
         (s, n): (alerts, acked, closed)
         for s, n, alerts, acked, closed in conn.execute(
@@ -332,16 +357,11 @@ def _check(
     ):
         steps[(service, number)].add((round_, level))
     every_step = {(1, 1), (1, 2), (2, 1), (2, 2)}
-    exhausted = conn.execute("SELECT service, number FROM incidents WHERE exhausted = 1")
+    exhausted = conn.execute("SELECT service, number FROM incidents WHERE exhausted")
     for service, number in exhausted.fetchall():
         if steps[(service, number)] != every_step:
             done = sorted(steps[(service, number)])
             problems.append(f"{service}#{number} exhausted after only {done}")
-    # 4. The database is sound.
-    check = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    if check != "ok":
-        problems.append(f"integrity_check: {check}")
-    conn.close()
 
 
 def main() -> int:

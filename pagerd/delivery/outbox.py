@@ -22,7 +22,9 @@ With several nodes (`own`), a node sends only for the shards it holds: before ea
 (a check in memory, by its own clock), each send runs under the shard's deadline, reads back
 only its shards' rows, and a shard adopted brings its undelivered notifications (`adopt`: those
 its previous owner may have been sending when it stopped are the ambiguous window, counted);
-a shard dropped takes its queued and waiting notifications away and cancels its sends (`drop`).
+a shard dropped takes its queued and waiting notifications away and cancels its sends (`drop`),
+but for a shard dropped only to be reloaded, its lease kept: its sends go on. An attempt's
+record is written under the lease its send started under, or not at all.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from pagerd.delivery.ratelimit import TokenBucket
 from pagerd.delivery.redact import Redactor, channel_secrets, for_target
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.cluster import Fenced
-from pagerd.storage.commits import Committer, WriteRefused
+from pagerd.storage.commits import Committer, Term, WriteRefused
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Attempt, Storage, StoreError, Undelivered
 from pagerd.timing.clock import Clock
@@ -76,6 +78,13 @@ class Sender(Protocol):
 
     def held(self) -> dict[int, int]: ...
 
+    def terms(self, shards: Collection[int]) -> dict[int, Term]: ...
+
+    def reloading(self, shard: int) -> bool:
+        """Whether `shard` is dropped only to be loaded again, its lease kept (a write of
+        unknown outcome): its sends in progress go on."""
+        ...
+
     def count_adopted(self, count: int) -> None: ...
 
 
@@ -86,6 +95,7 @@ class _Pending:
     attempts: int = 0
     settled: bool = False  # sent or failed for good: never to be tried again
     waiting: _Waiting | None = None  # its entry in the retry heap while it waits there
+    term: Term | None = None  # with several nodes: the lease its send in progress started under
 
 
 @attrs.define(eq=False)
@@ -178,6 +188,9 @@ class Outbox:
         self._ownership: Sender | None = None
         self._sends: dict[str, trio.CancelScope] = {}  # by id, with several nodes
         self._adopting: list[Undelivered] = []  # read by `adopt`, taken by `adopted`
+        # Ids of the sends that went on through a reload of their shard: its adoption may read
+        # them as undelivered (their record not yet written), and must not take them again.
+        self._carried: dict[str, int] = {}  # id -> shard
 
     # Several nodes. ---------------------------------------------------------------------
 
@@ -210,7 +223,9 @@ class Outbox:
         for row in self._adopting:
             (rows if shard_of(row.notify.service) in shards else kept).append(row)
         self._adopting = kept
-        fresh = [row for row in rows if row.notify.id not in self._known]
+        carried = self._carried
+        self._carried = {id: s for id, s in carried.items() if s not in shards}
+        fresh = [r for r in rows if r.notify.id not in self._known and r.notify.id not in carried]
         for row in fresh:
             self._take(_Pending(row.notify, row.created_at, row.attempts), row.next_attempt_at)
         if fresh and self._ownership is not None:
@@ -220,10 +235,18 @@ class Outbox:
 
     def drop(self, shards: Collection[int]) -> None:
         """Forget at once the notifications of `shards` (dropped: another node sends them now),
-        ready or waiting, and cancel their sends in progress."""
+        ready or waiting, and cancel their sends in progress, but those of a shard dropped only
+        to be reloaded (`Sender.reloading`): its lease is kept, and they go on."""
 
         def dropped(n: Notify) -> bool:
             return shard_of(n.service) in shards
+
+        reloaded = {
+            s for s in shards if self._ownership is not None and self._ownership.reloading(s)
+        }
+        self._carried = {
+            id: s for id, s in self._carried.items() if s not in shards or s in reloaded
+        }
 
         self._adopting = [row for row in self._adopting if not dropped(row.notify)]
         for lane in self._lanes.values():
@@ -237,7 +260,17 @@ class Outbox:
                 self._unwait(pending)
                 self._known.discard(pending.notify.id)
         for scope_id, scope in list(self._sends.items()):
-            if int(scope_id.partition("#")[0]) in shards:
+            shard_text, _, id = scope_id.partition("#")
+            shard = int(shard_text)
+            if shard not in shards:
+                continue
+            if shard in reloaded:
+                # Only the states in memory are reloaded; the lease stays, so nobody else
+                # sends it, and its record is fenced by that lease. Cut short, it would be
+                # sent again once adopted (a second page). It goes on, and the adoption
+                # leaves its row alone (`_carried`), finished by then or not.
+                self._carried[id] = shard
+            else:
                 scope.cancel()
 
     def _sends_for(self, n: Notify) -> bool:
@@ -566,14 +599,21 @@ class Outbox:
         (its deadline by this node's clock), and cancelled if the shard is dropped first. A
         send cut short is forgotten here: the new owner sends it (the ambiguous window)."""
         n = pending.notify
-        key = f"{shard_of(n.service)}#{n.id}"
+        shard = shard_of(n.service)
+        key = f"{shard}#{n.id}"
+        held = ownership.terms((shard,)).get(shard)
+        # Its record is written under the lease the send started under, or not at all: the
+        # lease alone (not the adoption), since a reload keeps the lease and this send.
+        pending.term = None if held is None else Term(held.epoch)
         with trio.CancelScope(deadline=ownership.deadline(n.service)) as scope:
             self._sends[key] = scope
             try:
                 await self._attempt(lane, pending)
             finally:
                 del self._sends[key]
+                pending.term = None
         if scope.cancelled_caught:
+            self._carried.pop(n.id, None)  # not sent, not recorded: the adoption takes it
             log.warning(
                 "delivery cut short service=%s incident=%s level=%d target=%s: this node no"
                 " longer owns the service; its new owner sends it",
@@ -637,12 +677,16 @@ class Outbox:
             await self._finish(pending, "failed", None, reason)
             return
         delay = self._backoff(channel, attempts, error)
+        # Undelivered still: if it went on through a reload, the adoption may take it (a
+        # copy in hand is skipped by `_known`).
+        self._carried.pop(n.id, None)
         log.warning(
             "delivery will be retried in %.1fs service=%s incident=%s level=%d target=%s: %s",
             delay, n.service, n.incident_id, n.level, n.target, said,
         )  # fmt: skip
         due = self._clock.now() + delay
-        await self._record(Attempt(n.id, self._clock.now(), "retrying", None, said, due), n.service)
+        attempt = Attempt(n.id, self._clock.now(), "retrying", None, said, due)
+        await self._record(attempt, n.service, pending.term)
         self._retried += 1
         self._metrics.notifications.inc(channel.name, "retrying")
         pending.attempts = attempts
@@ -669,7 +713,7 @@ class Outbox:
         n = pending.notify
         now = self._clock.now()
         pending.settled = True
-        await self._record(Attempt(n.id, now, outcome, provider_id, error), n.service)
+        await self._record(Attempt(n.id, now, outcome, provider_id, error), n.service, pending.term)
         self._metrics.notifications.inc(n.target.channel, outcome)
         if outcome == "sent":
             self._sent += 1
@@ -701,15 +745,25 @@ class Outbox:
         wanted = self._in_database_only | {c for c, t in self._spilled.items() if t <= now}
         return [c for c in wanted if self._in_hand[c] <= self._capacity // 2]
 
-    async def _record(self, attempt: Attempt, service: str) -> None:
+    async def _record(self, attempt: Attempt, service: str, term: Term | None = None) -> None:
+        """`term`: the lease of `service`'s shard its send started under (several nodes); None:
+        the lease held now (nothing was sent since it was checked)."""
         # The send already happened: retry only the record, or a failing disk would send twice.
         backoff = Backoff(RECORD_RETRY_MIN, RECORD_RETRY_MAX)
+        shard = shard_of(service)
+        terms: dict[int, Term] = {}
+        if self._ownership is not None:
+            if term is None:
+                now = self._ownership.terms((shard,)).get(shard)
+                term = None if now is None else Term(now.epoch)
+            if term is not None:
+                terms[shard] = term
         while True:
             try:
                 if self._ownership is None:
                     await self._committer.commit([attempt])
                 else:
-                    await self._committer.commit([attempt], shards=(shard_of(service),))
+                    await self._committer.commit([attempt], shards=(shard,), terms=terms)
                 return
             except Fenced as exc:
                 # The service's shard is another node's now: its record is that node's to

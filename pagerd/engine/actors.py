@@ -95,7 +95,7 @@ from pagerd.engine.ownership import MOVED, moved_reply
 from pagerd.engine.scheduler import RETRY_MAX, RETRY_MIN, Due, Scheduler
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.cluster import Fenced
-from pagerd.storage.commits import Committer, WriteRefused
+from pagerd.storage.commits import Committer, Term, WriteRefused
 from pagerd.storage.port import EventRecord, Handled, StoreError, Transition, Write
 from pagerd.timing.clock import Clock
 from pagerd.timing.timers import Backoff
@@ -127,6 +127,10 @@ class Holder(Protocol):
     """Which services this node decides for (`pagerd.engine.ownership.Ownership`)."""
 
     def holds(self, service: str) -> bool: ...
+
+    def terms(self, shards: Collection[int]) -> dict[int, Term]:
+        """The shards' terms now: what a decision made now is committed under."""
+        ...
 
 
 class SilenceIds(Protocol):
@@ -810,9 +814,14 @@ class Services:
         await self._commit(batches, decided)
 
     async def _commit(
-        self, batches: dict[str, list[Envelope]], decided: dict[str, _Decided]
+        self,
+        batches: dict[str, list[Envelope]],
+        decided: dict[str, _Decided],
+        terms: dict[int, Term] | None = None,
     ) -> None:
-        """Commit what was decided for these services together, then apply and answer it."""
+        """Commit what was decided for these services together, then apply and answer it.
+        `terms`: the shards' terms when it was decided (None: now, which is when, since no
+        checkpoint separates the decisions from here)."""
         transitions = [t for d in decided.values() for t in d.transitions]
         # The answers of inbox events, in the same commit: applied once, whoever dies when.
         handled = [
@@ -834,7 +843,12 @@ class Services:
                     # The shards of the services decided, not only of their transitions: an
                     # inbox event's `Handled` is fenced by its service's shard too.
                     shards = {shard_of(service) for service in decided}
-                    await self._committer.commit(writes, shards=shards)
+                    if terms is None:
+                        # Under which lease and adoption the states were current: a write that
+                        # waits in the committer while its shard is dropped and taken again
+                        # (loaded afresh) is refused, not written under the new term.
+                        terms = self._ownership.terms(shards)
+                    await self._committer.commit(writes, shards=shards, terms=terms)
             except WriteRefused as exc:
                 if sum(1 for d in decided.values() if d.transitions) > 1:
                     # What one service wrote was refused, not the disk (a claim decides many
@@ -842,7 +856,7 @@ class Services:
                     # refuses its own service's events and no other's.
                     log.error("commit of %d services failed, each alone now: %s", len(decided), exc)
                     for service, one in decided.items():
-                        await self._commit(batches, {service: one})
+                        await self._commit(batches, {service: one}, terms)
                     return
                 self._refused(decided, exc)
                 return
@@ -857,7 +871,7 @@ class Services:
                     _moved(service, batches[service])
                 rest = {s: d for s, d in decided.items() if s not in lost}
                 if rest:
-                    await self._commit(batches, rest)
+                    await self._commit(batches, rest, terms)
                 return
             except StoreError as exc:
                 self._refused(decided, exc)

@@ -17,6 +17,8 @@ the database's lease cannot end before that (its clock starts when the claim arr
 committed or sent for the shard, whichever task runs first after a stall or a SIGSTOP; the
 `_expire` task then drops the shard properly. The store's fencing (`Fence`, checked in the same
 transaction as each write) is the second guard: a write after the lease was taken fails.
+Before it, the committer refuses a write decided under a term (`terms`: the epoch and the
+adoption) that is over: the shard was dropped, and maybe taken again, while the write waited.
 
 A round that fails (the database cannot be reached) is logged, counted and tried again; it
 never takes paging down. A clean stop drops everything and `leave`s, releasing every lease.
@@ -36,6 +38,7 @@ from pager.protocol import error_reply
 from pager.shards import SHARDS, preferred, shard_of, share
 from pagerd.operations.metrics import Counter, Metrics
 from pagerd.storage.cluster import Cluster, Lease
+from pagerd.storage.commits import Term
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Fence
 
@@ -141,6 +144,8 @@ class Ownership:
         self._until: dict[int, float] = {}  # trio time each held shard is given up at
         self._sent_at: dict[int, float] = {}  # trio time its last renewal was sent
         self._leased: dict[int, int] = {}  # leased but not adopted yet (adoption failed)
+        self._adoption: dict[int, int] = {}  # each adopted shard's adoption number (`Term`)
+        self._adoptions = 0  # adoptions made, numbered
         self._reload_after: dict[int, int] = {}  # adopted again after a claim numbered past this
         self._claims = 0  # claims sent, numbered
         self._free_since: dict[int, float] = {}  # shards seen free (no live lease), since when
@@ -207,10 +212,32 @@ class Ownership:
         return {s: e for s, e in self._epochs.items() if now < self._until[s]}
 
     def fence(self) -> Fence:
-        """The token every write carries: this node and the epochs of the shards it holds now.
-        Taken at write time: a shard past its deadline is left out, so the store refuses a
-        write for it."""
-        return Fence(self.node, self.held())
+        """The token every write carries: this node and the epochs of the shards whose lease
+        it holds now (adopted, or leased and being adopted or reloaded). Taken at write time:
+        a shard past its deadline is left out, so the store refuses a write for it. Which
+        writes may go out under it is the committer's check of their `terms`: one decided from
+        the states in memory needs the shard adopted still, by the same adoption."""
+        return Fence(self.node, {s: t.epoch for s, t in self.terms(self._until).items()})
+
+    def terms(self, shards: Collection[int]) -> dict[int, Term]:
+        """The current term of each of `shards` whose lease this node holds now, by its own
+        clock: its epoch, and its adoption if adopted (None while it is being adopted or
+        reloaded). Captured when a decision is made, compared when it is written."""
+        now = trio.current_time()
+        found: dict[int, Term] = {}
+        for shard in shards:
+            if self._until.get(shard, -math.inf) <= now:
+                continue
+            if shard in self._epochs:
+                found[shard] = Term(self._epochs[shard], self._adoption[shard])
+            elif shard in self._leased:
+                found[shard] = Term(self._leased[shard])
+        return found
+
+    def reloading(self, shard: int) -> bool:
+        """Whether `shard` is dropped only to be loaded again from the store, its lease kept
+        (`reload`): no other node can send for it, so the sends in progress go on."""
+        return shard in self._reload_after
 
     def statistics(self) -> OwnershipStatistics:
         held = self.held()
@@ -247,6 +274,7 @@ class Ownership:
             self._sent_at.pop(shard, None)
             self._leased.pop(shard, None)
             self._reload_after.pop(shard, None)
+            self._adoption.pop(shard, None)
         self._dropped.inc(reason, by=len(gone))
         log.warning(
             "dropped %d shard(s) reason=%s node=%s: %s",
@@ -265,12 +293,15 @@ class Ownership:
         their leases, and adopt them again, from the store, after a claim sent from now on:
         a claim waits for every write still in flight on its shards (the store locks a lease
         for a write against the claims), so what the adoption reads includes that write's
-        outcome, whichever it was."""
+        outcome, whichever it was. Their sends in progress go on (`reloading`); a decision
+        queued from the states dropped is refused by its term (`terms`: no adoption now, a
+        new one after)."""
         gone = frozenset(s for s in shards if s in self._epochs)
         if not gone:
             return
         for shard in gone:
             self._leased[shard] = self._epochs.pop(shard)
+            self._adoption.pop(shard, None)
             self._reload_after[shard] = self._claims
         self._dropped.inc("reload", by=len(gone))
         log.warning(
@@ -418,6 +449,8 @@ class Ownership:
             epoch = self._leased.pop(shard, None)
             if epoch is not None and self._until.get(shard, -math.inf) > now:
                 self._epochs[shard] = epoch
+                self._adoptions += 1
+                self._adoption[shard] = self._adoptions
         taken = frozenset(s for s in fresh if s in self._epochs)
         if taken:
             log.info("adopted %d shard(s) node=%s: %s", len(taken), self.node, _shown(taken))

@@ -31,6 +31,7 @@ import attrs
 import msgspec
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -75,6 +76,13 @@ from pagerd.storage.port import (
     Write,
 )
 from pagerd.storage.postgresql import rows
+from pagerd.storage.postgresql.links import (
+    LOCK_TIMEOUT,
+    STALL_GRACE,
+    Watchdog,
+    client_settings,
+    session_options,
+)
 from pagerd.storage.postgresql.schema import (
     LOCK_CLASS,
     SCHEMA_VERSION,
@@ -115,6 +123,12 @@ _UNAVAILABLE: Final = (
     psycopg.errors.ConnectionException,
 )
 
+LEASE_BOUND: Final = LOCK_TIMEOUT + STALL_GRACE
+"""Seconds a lease call (`join`, `claim`, `release`, `leases`, `leave`) may take before its
+connection is cut: its statements are quick but for a wait on lease locks (`lock_timeout`),
+and a claim answered later than the lease's margin is of no use (7 s against a default
+`lease_ttl` of 10 s, held 8 s by the node's clock). The round after it is tried at once."""
+
 _OVERRIDE: Final = "id, schedule, by_person, for_person, starts_at, ends_at, made_by"
 
 
@@ -139,10 +153,23 @@ class Store:
     the database must be at this pagerd's schema version (`pagerd migrate` makes it so).
     """
 
-    def __init__(self, pool: ConnectionPool[Conn], dsn: str, node: str, connect_timeout: float):
+    def __init__(
+        self,
+        pool: ConnectionPool[Conn],
+        dsn: str,
+        node: str,
+        connect_timeout: float,
+        statement_timeout: float = 30.0,
+        watchdog: Watchdog | None = None,
+    ):
         self._pool = pool
         self._dsn = dsn
         self._connect_timeout = connect_timeout
+        self._watchdog = watchdog or Watchdog()
+        self._bound = statement_timeout + STALL_GRACE
+        """How long one transaction may take before its connection is cut (`Watchdog`): the
+        server cancels a statement at `statement_timeout`, and says so within the grace
+        unless the link forwards nothing."""
         self.node = node
         """This node's name: whose clock reading `restart_clock` records."""
         self.origin = secrets.token_hex(8)
@@ -168,7 +195,16 @@ class Store:
         check that its schema is this pagerd's (else `SchemaMismatch`, naming `pagerd
         migrate`). `node`: this node's name (default: the host's). `StoreUnavailable` if the
         database cannot be reached."""
-        options = f"-c statement_timeout={milliseconds(statement_timeout)}"
+        watchdog = Watchdog()
+
+        def check(conn: Conn) -> None:
+            if _said_nothing(conn):
+                return
+            # The round trip that finds a broken connection before it is lent: bounded too,
+            # or a stalled link would hang the call that asked for a connection.
+            with watchdog.watching(conn, LOCK_TIMEOUT + STALL_GRACE):
+                ConnectionPool.check_connection(conn)
+
         pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
             min_size=pool_size,
@@ -176,17 +212,20 @@ class Store:
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(2, math.ceil(connect_timeout)),
-                "options": options,
+                "options": session_options(dsn, statement_timeout),
                 "application_name": "pagerd",
+                **client_settings(dsn),
             },
             timeout=connect_timeout,
             # A connection a server restart broke is found out before it is lent, not by the
-            # call it is lent to (much cheaper than a failed commit): `_check`.
-            check=_check,
+            # call it is lent to (much cheaper than a failed commit).
+            check=check,
             open=False,
             name="pagerd",
         )
-        store = cls(pool, dsn, node or socket.gethostname(), connect_timeout)
+        store = cls(
+            pool, dsn, node or socket.gethostname(), connect_timeout, statement_timeout, watchdog
+        )
         try:
             pool.open(wait=True, timeout=connect_timeout)
             with pool.connection() as conn:
@@ -217,39 +256,51 @@ class Store:
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
+        self._watchdog.close()
 
     def _error(self, exc: BaseException) -> StoreError:
         return port_error(exc, self._dsn, self._connect_timeout)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Conn]:
+    def _transaction(self, bound: float | None = None) -> Iterator[Conn]:
         """One transaction on a connection of the pool: committed if the block returns, else
-        rolled back."""
+        rolled back. Its connection is cut if it takes longer than `bound` seconds (default:
+        the statement timeout and a grace): a stalled link fails it (`StoreUnavailable`)
+        rather than block its thread, and whoever waits on it, until the link heals."""
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with (
+                self._pool.connection() as conn,
+                self._watchdog.watching(conn, self._bound if bound is None else bound),
+                conn.transaction(),
+            ):
                 yield conn
         except PoolTimeout as exc:
             raise self._error(exc) from None
 
     @contextmanager
-    def _connection(self) -> Iterator[Conn]:
+    def _connection(self, bound: float | None = None) -> Iterator[Conn]:
         """A connection of the pool, in autocommit: each statement its own transaction (one
-        round trip for a read of one statement, where `_transaction` takes three)."""
+        round trip for a read of one statement, where `_transaction` takes three). Cut, as
+        `_transaction`'s, if the block takes longer than `bound` seconds."""
         try:
-            with self._pool.connection() as conn:
+            with (
+                self._pool.connection() as conn,
+                self._watchdog.watching(conn, self._bound if bound is None else bound),
+            ):
                 yield conn
         except PoolTimeout as exc:
             raise self._error(exc) from None
 
     @contextmanager
-    def _pipelined(self) -> Iterator[Conn]:
+    def _pipelined(self, bound: float | None = None) -> Iterator[Conn]:
         """One transaction in one round trip: `BEGIN`, the block's statements and `COMMIT` sent
         as one pipeline, with one Sync, their results read after the block (a cursor keeps its
         rows; a fetch inside the block would cost a round trip of its own). An error of any
         statement aborts the rest of it, `COMMIT` included, and raises once the block is left;
         the transaction is rolled back then, before the connection goes back to the pool.
-        (Not psycopg's `transaction()`, which in a pipeline syncs at its start and its end.)"""
-        with self._connection() as conn:
+        (Not psycopg's `transaction()`, which in a pipeline syncs at its start and its end.)
+        Cut, as `_transaction`'s, if the block takes longer than `bound` seconds."""
+        with self._connection(bound) as conn:
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
@@ -766,7 +817,7 @@ class Store:
 
     @_port_errors
     def join(self, node: str, ttl: float) -> list[Node]:
-        with self._pipelined() as conn:
+        with self._pipelined(LEASE_BOUND) as conn:
             conn.execute(
                 "INSERT INTO nodes (name, expires_at) VALUES"
                 " (%s, clock_timestamp() + make_interval(secs => %s))"
@@ -785,7 +836,7 @@ class Store:
 
     @_port_errors
     def leave(self, node: str) -> None:
-        with self._pipelined() as conn:
+        with self._pipelined(LEASE_BOUND) as conn:
             conn.execute("DELETE FROM nodes WHERE name = %s", (node,))
             conn.execute("UPDATE leases SET expires_at = '-infinity' WHERE owner = %s", (node,))
 
@@ -796,7 +847,7 @@ class Store:
         fenced writes lock them for share), so a claim waits for every write fenced by a shard
         it takes, and that write, committed first, is seen by the new owner."""
         wanted = sorted({int(s) for s in shards if 0 <= s < SHARDS})
-        with self._connection() as conn:
+        with self._connection(LEASE_BOUND) as conn:
             found = conn.execute(
                 "WITH locked AS (SELECT shard FROM leases WHERE shard = ANY(%(shards)s)"
                 " ORDER BY shard FOR UPDATE) UPDATE leases AS l SET"
@@ -812,7 +863,7 @@ class Store:
 
     @_port_errors
     def release(self, node: str, shards: Collection[int]) -> None:
-        with self._connection() as conn:
+        with self._connection(LEASE_BOUND) as conn:
             conn.execute(
                 "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND shard = ANY(%s)",
                 (node, sorted(shards)),
@@ -820,7 +871,7 @@ class Store:
 
     @_port_errors
     def leases(self) -> list[Lease]:
-        with self._connection() as conn:
+        with self._connection(LEASE_BOUND) as conn:
             found = conn.execute(
                 "SELECT shard, owner, epoch, CASE WHEN expires_at = '-infinity' THEN -1e9"
                 " ELSE greatest(extract(epoch FROM expires_at - clock_timestamp()), -1e9)"
@@ -914,30 +965,32 @@ class Store:
     def _listen(self, channels: Collection[str]) -> Conn:
         if self._listener is None or self._listener.closed:
             self._listener = psycopg.Connection.connect(
-                self._dsn,
+                # Idle between notifications: keepalives are what notice a dead server.
+                make_conninfo(self._dsn, **client_settings(self._dsn)),
                 autocommit=True,
                 connect_timeout=max(2, math.ceil(self._connect_timeout)),
                 application_name="pagerd-listen",
             )
             self._listening = set()
-        for channel in sorted(set(channels) - self._listening):
-            self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            self._listening.add(channel)
-        return self._listener
+        listener = self._listener
+        with self._watchdog.watching(listener, LEASE_BOUND):
+            for channel in sorted(set(channels) - self._listening):
+                listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                self._listening.add(channel)
+        return listener
 
 
-def _check(conn: Conn) -> None:
-    """The pool's check of a connection before it is lent: raises if it is broken. Without a
-    round trip unless the server said something: an idle connection of the pool is sent nothing
-    by a live server (it listens to no channel), and a server that restarts or ends the session
-    says so (its farewell, then the socket's end), which is then waiting to be read. So only a
-    connection with something to read gets the round trip that finds out (a lent connection's
-    check is one round trip on every call otherwise: a third of a read's time)."""
+def _said_nothing(conn: Conn) -> bool:
+    """Whether an idle connection of the pool can be lent without the round trip that checks
+    it (raises if it is known broken). A live server sends an idle connection of the pool
+    nothing (it listens to no channel); one that restarts or ends the session says so (its
+    farewell, then the socket's end), which is then waiting to be read. So only a connection
+    with something to read needs the round trip that finds out: otherwise it is one round trip
+    more on every call, a third of a read's time and half of a write's."""
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")
     readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
-        ConnectionPool.check_connection(conn)
+    return not readable
 
 
 def port_error(exc: BaseException, dsn: str, connect_timeout: float) -> StoreError:
