@@ -134,7 +134,8 @@ class Watchdog:
             yield
         finally:
             with self._lock:
-                del self._watched[token]
+                # Gone already if it was cut: the error the call gets then is the one to raise.
+                self._watched.pop(token, None)
 
     def close(self) -> None:
         with self._lock:
