@@ -363,6 +363,27 @@ class Store:
         return 0 if row is None or row[0] is None else int(str(row[0]))
 
     @_port_errors
+    def firing_service(self, source: Source) -> str | None:
+        """By the index `firing_source` (migration 3): a resolve naming only its dedup_key, on
+        a node that does not hold its service, asks this once per event."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT f.service FROM firing AS f JOIN incidents AS i ON i.service = f.service"
+                " AND i.closed_at IS NULL WHERE f.integration = %s AND f.key = %s"
+                " ORDER BY f.service LIMIT 1",
+                (source.integration, source.key),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    @_port_errors
+    def silence_service(self, id: int) -> str | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT service FROM silences WHERE id = %s AND active", (id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    @_port_errors
     def undelivered(
         self,
         limit: int,

@@ -279,6 +279,24 @@ class Store:
         return 0 if row is None or row[0] is None else int(row[0])
 
     @_port_errors
+    def firing_service(self, source: Source) -> str | None:
+        """(A single node never asks: its memory has every service. For the port's contract.)"""
+        row = self._conn.execute(
+            "SELECT f.service FROM firing AS f JOIN incidents AS i ON i.service = f.service"
+            " AND i.closed_at IS NULL WHERE f.integration = ? AND f.key = ?"
+            " ORDER BY f.service LIMIT 1",
+            (source.integration, source.key),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    @_port_errors
+    def silence_service(self, id: int) -> str | None:
+        row = self._conn.execute(
+            "SELECT service FROM silences WHERE id = ? AND active = 1", (id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    @_port_errors
     def undelivered(
         self,
         limit: int,
