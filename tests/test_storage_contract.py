@@ -438,13 +438,14 @@ def test_what_fires_through_integrations_is_kept_until_it_resolves(reopen: Opene
         assert second.load_states() == {"api": life.state}
         assert life.state.firing == {Source("prom", "f2"), Source("prom", "f3")}
         # Where a resolve naming only its source goes (on a node not holding the service).
-        assert second.firing_service(Source("prom", "f2")) == "api"
-        assert second.firing_service(Source("prom", "f1")) is None  # resolved
-        assert second.firing_service(Source("other", "f2")) is None  # another integration's
+        asked = [Source("prom", "f2"), Source("prom", "f1"), Source("other", "f2")]
+        # f1 resolved; ("other", "f2") another integration's.
+        assert second.firing_services(asked) == {Source("prom", "f2"): "api"}
+        assert second.firing_services([]) == {}
         life, t = life.close(T0 + 4)
         second.write([t])
         assert second.load_states()["api"].firing == frozenset()
-        assert second.firing_service(Source("prom", "f2")) is None  # closed: fires no more
+        assert second.firing_services(asked) == {}  # closed: fires no more
         # A new incident starts with nothing firing from before.
         life, t = life.alert(T0 + 5)
         life, f = firing(life, T0 + 5, "f3")

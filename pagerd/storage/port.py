@@ -253,10 +253,12 @@ class Storage(Protocol):
         longer has as over (not loaded again, kept for the record until `prune`)."""
         ...
 
-    def firing_service(self, source: Source) -> str | None:
-        """The service whose open incident has `source` firing, as committed (None: none has).
-        For a node of a cluster, where an acknowledge or resolve naming only its source goes
-        when the service is held by another node (its memory has only its own shards')."""
+    def firing_services(self, sources: Collection[Source]) -> dict[Source, str]:
+        """The service whose open incident has each of `sources` firing, as committed (those
+        none has are left out; one that two services have gives the first by name). For a node
+        of a cluster: where an acknowledge or resolve naming only its source goes when its
+        service is held by another node (its memory has only its own shards'); an
+        Alertmanager payload's resolves are looked up in one call."""
         ...
 
     def silence_service(self, id: int) -> str | None:

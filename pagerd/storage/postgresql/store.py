@@ -363,17 +363,21 @@ class Store:
         return 0 if row is None or row[0] is None else int(str(row[0]))
 
     @_port_errors
-    def firing_service(self, source: Source) -> str | None:
-        """By the index `firing_source` (migration 3): a resolve naming only its dedup_key, on
-        a node that does not hold its service, asks this once per event."""
+    def firing_services(self, sources: Collection[Source]) -> dict[Source, str]:
+        """One query for all of `sources`, by the index `firing_source` (migration 3)."""
+        wanted = sorted({(s.integration, s.key) for s in sources})
+        if not wanted:
+            return {}
         with self._transaction() as conn:
-            row = conn.execute(
-                "SELECT f.service FROM firing AS f JOIN incidents AS i ON i.service = f.service"
-                " AND i.closed_at IS NULL WHERE f.integration = %s AND f.key = %s"
-                " ORDER BY f.service LIMIT 1",
-                (source.integration, source.key),
-            ).fetchone()
-        return None if row is None else str(row[0])
+            rows = conn.execute(
+                "SELECT DISTINCT ON (f.integration, f.key) f.integration, f.key, f.service"
+                " FROM firing AS f JOIN unnest(%s::text[], %s::text[]) AS w (integration, key)"
+                " ON f.integration = w.integration AND f.key = w.key"
+                " JOIN incidents AS i ON i.service = f.service AND i.closed_at IS NULL"
+                " ORDER BY f.integration, f.key, f.service",
+                ([i for i, _ in wanted], [k for _, k in wanted]),
+            ).fetchall()
+        return {Source(str(i), str(k)): str(service) for i, k, service in rows}
 
     @_port_errors
     def silence_service(self, id: int) -> str | None:
