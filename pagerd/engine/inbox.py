@@ -37,7 +37,7 @@ import attrs
 import msgspec
 import trio
 
-from pager.domain import ServiceState
+from pager.domain import ServiceState, Source
 from pager.protocol import error_reply, ok_reply
 from pager.shards import shard_of
 from pager.wire import WireEvent, from_wire, to_wire
@@ -96,6 +96,10 @@ class SharedStore(Protocol):
     def load_states(self, *, shards: Collection[int] | None = None) -> dict[str, ServiceState]: ...
 
     def failed_counts(self) -> dict[tuple[str, int], int]: ...
+
+    def firing_services(self, sources: Collection[Source]) -> dict[Source, str]: ...
+
+    def silence_service(self, id: int) -> str | None: ...
 
 
 Listen = Callable[[Collection[str], float], Awaitable[list[tuple[str, str]]]]
@@ -469,6 +473,25 @@ class Inbox:
         states = await self._offload(lambda: self._store.load_states(shards={shard}))
         state = states.get(service) or ServiceState(service)
         return state, await self._failed(state)
+
+    async def stored_states(self, names: Collection[str]) -> dict[str, ServiceState]:
+        """The committed states of those of `names` this node does not hold (one read of
+        their shards): for the silences of the whole cluster."""
+        elsewhere = [name for name in names if not self._owner.holds(name)]
+        if not elsewhere:
+            return {}
+        shards = {shard_of(name) for name in elsewhere}
+        states = await self._offload(lambda: self._store.load_states(shards=shards))
+        return {name: states[name] for name in elsewhere if name in states}
+
+    async def firing_services(self, sources: Collection[Source]) -> dict[Source, str]:
+        """Where each of `sources` fires, as the store has it (every node's services)."""
+        asked = list(sources)
+        return await self._offload(lambda: self._store.firing_services(asked))
+
+    async def silence_service(self, id: int) -> str | None:
+        """The service of silence `id`, as the store has it (every node's services)."""
+        return await self._offload(lambda: self._store.silence_service(id))
 
     async def _failed(self, state: ServiceState) -> int:
         if state.incident is None:
