@@ -28,13 +28,15 @@ from pager.domain import (
     Source,
     StartSilence,
 )
-from pager.protocol import ok_reply
+from pager.domain import Rejected
+from pager.protocol import Request, ok_reply
 from pager.shards import SHARDS, shard_of
 from pager.silences import Silence
 from pager.wire import from_wire, to_wire
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.config.channels import Channel
+from pagerd.config.http import FrontConfig
 from pagerd.delivery.outbox import LaneSpec, Outbox
 from pagerd.engine.actors import Envelope, Services
 from pagerd.engine.inbox import Inbox, _Relay, decode, encode, result_of
@@ -43,7 +45,8 @@ from pagerd.engine.scheduler import Scheduler
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer
 from pagerd.storage.offload import inline
-from pagerd.storage.port import Fence, Handled, Write
+from pagerd.front.local import LocalCore
+from pagerd.storage.port import Fence, Handled, StoreUnavailable, Write
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock
 from tests.fake_cluster import FakeCluster, FencedStore, Hub
@@ -501,3 +504,118 @@ def test_what_is_no_inbox_event_is_refused() -> None:
         decode(b'[["api","nonsense"]]', 0.0)
     with pytest.raises(ValueError):
         decode(b"{", 0.0)
+
+
+# Every way in answers on a non-owner as the owner would ------------------------------------------
+
+
+async def test_a_resolve_naming_only_its_source_on_a_non_owner_reaches_the_owner(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD])
+        other = await c.node("b")
+        opened = await owner.send(Alert("disk full", source("d1")))
+        await opened.answered.wait()
+        assert other.services.firing_service(source("d1")) is None  # not in its memory
+        core = LocalCore(other.services, _no_read, _ready, _front(c.config))
+        # An Events v2 resolve naming only its dedup_key, and one nobody has firing.
+        outcomes = await core.submit(
+            "am", [(None, Resolve(source("d1"))), (None, Resolve(source("nobody")))]
+        )
+        assert [result for _, result in outcomes] == ["ok", "ok"]
+        assert "queued" not in json.loads(outcomes[0][0])  # answered by the owner
+        assert len(c.puts) == 1  # the one firing: through the inbox
+        assert owner.services.state(SERVICE).incident is None  # closed by its owner
+        history = c.sqlite.history(SERVICE, 1)
+        assert history is not None
+        assert [e.get("event") for _, e in history.timeline][-2:] == ["resolve", "closed"]
+        assert outcomes[1][0] == ok_reply()  # nobody has it firing: nothing to do, as anywhere
+
+
+async def test_a_lookup_the_store_cannot_answer_is_unavailable_and_changes_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD])
+        other = await c.node("b")
+        opened = await owner.send(Alert("disk full", source("d1")))
+        await opened.answered.wait()
+        other.inbox._store = Down(other.inbox._store)
+        core = LocalCore(other.services, _no_read, _ready, _front(c.config))
+        [(line, result)] = await core.submit("am", [(None, Resolve(source("d1")))])
+        assert result == "unavailable", line
+        assert owner.services.state(SERVICE).incident is not None
+
+
+async def test_a_silence_of_a_service_held_elsewhere_is_listed_and_ended_through_any_node(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD])
+        other = await c.node("b", [s for s in range(SHARDS) if s != SHARD])
+        request = Request("silence", SERVICE, reason="db migration", duration=3600.0)
+        service, event = owner.services.silence_event(request, "bob")
+        started = await owner.send(event, service)
+        await started.answered.wait()
+        assert started.result == "ok"
+        [number] = [s.id for s in owner.services.state(SERVICE).silences]
+        assert other.services.silences() == []  # its memory has only its own shards'
+        listed = await other.services.all_silences()
+        assert listed == owner.services.silences() and listed[0]["id"] == number
+        assert await other.services.all_silences("web") == []
+        # Ended through the node that does not hold it: found in the store, sent to the owner.
+        end = Request("silence_end", id=number)
+        with pytest.raises(Rejected):
+            other.services.silence_event(end, "carol")
+        service, event = await other.services.find_silence_event(end, "carol")
+        assert (service, event) == (SERVICE, EndSilence(number, "carol"))
+        ended = await other.send(event, service)
+        await ended.answered.wait()
+        assert ended.result == "ok", ended.line
+        assert owner.services.silences() == [] and await other.services.all_silences() == []
+        # Over now: refused as the owner refuses it, nothing sent.
+        with pytest.raises(Rejected) as refused:
+            await other.services.find_silence_event(end, "carol")
+        assert refused.value.code == "not_found"
+        with pytest.raises(Rejected):
+            await other.services.find_silence_event(Request("silence_end", id=999), None)
+
+
+async def test_a_non_owner_reads_the_incident_of_an_acknowledge_link_from_the_store(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD])
+        other = await c.node("b")
+        opened = await owner.send(Alert("disk full", source("d1")))
+        await opened.answered.wait()
+        assert other.services.state(SERVICE).incident is None
+        read = await other.services.read_state(SERVICE)
+        assert read.incident == owner.services.state(SERVICE).incident
+        assert read.incident is not None
+
+
+class Down:
+    """A shared store whose lookups fail, as when PostgreSQL does not answer."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def firing_services(self, sources: object) -> dict[Source, str]:
+        raise StoreUnavailable("the database cannot be reached (the test cut it)")
+
+
+async def _no_read(request: Request) -> tuple[bytes, str]:
+    raise AssertionError("no read here")
+
+
+async def _ready() -> str | None:
+    return None
+
+
+def _front(config: Config) -> FrontConfig:
+    return FrontConfig.of(config.http, config.integrations, config.services)

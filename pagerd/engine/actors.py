@@ -163,6 +163,10 @@ class Diverter(Protocol):
         """Send on each event this node does not decide; the others (to decide here), in order."""
         ...
 
+    def holds(self, service: str) -> bool:
+        """Whether this node decides for `service` now (it holds its shard)."""
+        ...
+
     async def state(self, service: str) -> tuple[ServiceState, int | None]:
         """`service`'s last committed state, from the store if another node holds it, and its
         open incident's failed deliveries then (None: this node's outbox counts them)."""
@@ -352,7 +356,8 @@ class Services:
         return found
 
     def _holds(self, service: str) -> bool:
-        return self._ownership is None or self._ownership.holds(service)
+        """Whether this node decides for `service` now (all of them on a single node)."""
+        return self.cluster is None or self.cluster.holds(service)
 
     async def read_state(self, name: str) -> ServiceState:
         """The last committed state of `name`, wherever it is held: from memory on a single

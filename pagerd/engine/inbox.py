@@ -474,6 +474,10 @@ class Inbox:
         state = states.get(service) or ServiceState(service)
         return state, await self._failed(state)
 
+    def holds(self, service: str) -> bool:
+        """Whether this node decides for `service` now (it holds its shard)."""
+        return self._owner.holds(service)
+
     async def stored_states(self, names: Collection[str]) -> dict[str, ServiceState]:
         """The committed states of those of `names` this node does not hold (one read of
         their shards): for the silences of the whole cluster."""
