@@ -24,11 +24,11 @@ from pager.domain import (
     Event,
     Healthy,
     Heartbeat,
+    Rejected,
     Resolve,
     Source,
     StartSilence,
 )
-from pager.domain import Rejected
 from pager.protocol import Request, ok_reply
 from pager.shards import SHARDS, shard_of
 from pager.silences import Silence
@@ -42,10 +42,10 @@ from pagerd.engine.actors import Envelope, Services
 from pagerd.engine.inbox import Inbox, _Relay, decode, encode, result_of
 from pagerd.engine.ownership import MOVED
 from pagerd.engine.scheduler import Scheduler
+from pagerd.front.local import LocalCore
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer
 from pagerd.storage.offload import inline
-from pagerd.front.local import LocalCore
 from pagerd.storage.port import Fence, Handled, StoreUnavailable, Write
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock
