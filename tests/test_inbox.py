@@ -39,7 +39,7 @@ from pagerd.config.channels import Channel
 from pagerd.config.http import FrontConfig
 from pagerd.delivery.outbox import LaneSpec, Outbox
 from pagerd.engine.actors import Envelope, Services
-from pagerd.engine.inbox import Inbox, _Relay, decode, encode, result_of
+from pagerd.engine.inbox import MAX_ATTEMPTS, Inbox, _Relay, decode, encode, result_of
 from pagerd.engine.ownership import MOVED
 from pagerd.engine.scheduler import Scheduler
 from pagerd.front.local import LocalCore
@@ -619,3 +619,56 @@ async def _ready() -> str | None:
 
 def _front(config: Config) -> FrontConfig:
     return FrontConfig.of(config.http, config.integrations, config.services)
+
+
+async def test_an_inbox_event_that_always_fails_is_answered_with_its_error_and_the_rest_flow(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        metrics = Metrics()
+        owner = await c.node("a", [SHARD], metrics=metrics)
+        sender = await c.node("b")
+        real = owner.services._decide
+        tries: list[float] = []
+
+        def buggy(service: str, batch: list[Envelope], now: float) -> Any:
+            if any(isinstance(e.event, Alert) and e.event.message == "bad" for e in batch):
+                tries.append(trio.current_time())
+                raise RuntimeError("a bug in deciding it")
+            return real(service, batch, now)
+
+        owner.services._decide = buggy  # type: ignore[method-assign]
+        bad = await sender.send(Alert("bad", source("b1")))
+        good = await sender.send(Alert("good", source("g1")))
+        await good.answered.wait()
+        await bad.answered.wait()
+        assert bad.reply == {"ok": True, "service": SERVICE, "queued": True}  # stored, in 5 s
+        await until(lambda: not c.cluster.take([SHARD], 0, 10), "the inbox handled")
+        assert (
+            len(tries) == MAX_ATTEMPTS and tries[-1] - tries[0] >= (MAX_ATTEMPTS - 1) * 2.0 - 0.01
+        )
+        [answer] = c.cluster.answers([1]).values()
+        assert result_of(answer) == "internal" and "5 attempts" in answer
+        assert c.alerts() == ["good"]  # after it, in order, and only once it was settled
+        assert owner.inbox.statistics().poisoned == 1
+        text = metrics.render()
+        assert "pagerd_cluster_inbox_poisoned_total 1" in text
+        assert "pagerd_cluster_inbox_waiting 0" in text
+
+
+async def test_an_inbox_event_that_cannot_be_read_is_answered_and_the_rest_flow(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        metrics = Metrics()
+        sender = await c.node("b", metrics=metrics)
+        c.cluster.put("b", SERVICE, b"not an event", 0.0)
+        good = await sender.send(Alert("good", source("g1")))
+        owner = await c.node("a", [SHARD])
+        owner.inbox.adopted(frozenset([SHARD]))
+        await good.answered.wait()
+        await until(lambda: not c.cluster.take([SHARD], 0, 10), "the inbox handled")
+        assert result_of(c.cluster.answers([1])[1]) == "internal"
+        assert c.alerts() == ["good"]
+        assert owner.inbox.statistics().poisoned == 1
+        assert "pagerd_cluster_inbox_put_total 1" in metrics.render()

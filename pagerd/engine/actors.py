@@ -355,6 +355,12 @@ class Services:
             found.update((s, name) for s, name in stored.items() if not self._holds(name))
         return found
 
+    async def answer_inbox(self, service: str, id: int, line: str) -> None:
+        """Write inbox event `id`'s answer alone (`Handled`, fenced by `service`'s shard): for
+        an event the inbox gives up on (`pagerd.engine.inbox.MAX_ATTEMPTS`). `StoreError` if
+        it was not written."""
+        await self._committer.commit([Handled(id, line)], shards={shard_of(service)})
+
     def _holds(self, service: str) -> bool:
         """Whether this node decides for `service` now (all of them on a single node)."""
         return self.cluster is None or self.cluster.holds(service)
