@@ -672,3 +672,33 @@ async def test_an_inbox_event_that_cannot_be_read_is_answered_and_the_rest_flow(
         assert c.alerts() == ["good"]
         assert owner.inbox.statistics().poisoned == 1
         assert "pagerd_cluster_inbox_put_total 1" in metrics.render()
+
+
+async def test_events_routed_together_are_put_in_one_transaction(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        await c.node("a", [SHARD, shard_of("web")])
+        sender = await c.node("b")
+        batches: list[int] = []
+        put_many = c.cluster.put_many
+
+        def counted(node: str, items: Sequence[tuple[str, bytes, float]]) -> list[int]:
+            batches.append(len(items))
+            return put_many(node, items)
+
+        c.cluster.put_many = counted  # type: ignore[method-assign]
+        slots = [Slot() for _ in range(3)]
+        events = [Alert("one", source("o")), Alert("two", source("t")), Alert("web down")]
+        await sender.services.route(
+            [
+                (service, Envelope(event, slot, None, "am"))
+                for service, event, slot in zip([SERVICE, SERVICE, "web"], events, slots)
+            ]
+        )
+        for slot in slots:
+            await slot.answered.wait()
+        assert batches == [3]  # one transaction for the three
+        assert [slot.result for slot in slots] == ["ok"] * 3
+        assert all("queued" not in slot.reply for slot in slots)
+        assert c.alerts() == ["one", "two"]

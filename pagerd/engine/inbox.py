@@ -330,6 +330,7 @@ class Inbox:
         others, to route to the local actors, each with its reply watched for `MOVED`. An
         event taken from the inbox is always decided here (its commit is fenced)."""
         local: list[tuple[str, Envelope]] = []
+        elsewhere: list[tuple[str, Envelope]] = []
         for service, envelope in events:
             if envelope.inbox_id is not None:
                 local.append((service, envelope))
@@ -339,43 +340,64 @@ class Inbox:
                     envelope = attrs.evolve(envelope, reply=relay)
                 local.append((service, envelope))
             elif not isinstance(envelope.event, Removed):  # its owner closes it
-                await self.put(service, envelope)
+                elsewhere.append((service, envelope))
+        if elsewhere:
+            await self.put_all(elsewhere)
         return local
 
     async def put(self, service: str, envelope: Envelope) -> None:
-        """Store `envelope` in the inbox, then wait (without blocking the caller) for its
-        owner's answer: see the module's docstring."""
-        reply = envelope.reply
-        if len(self._waiting) + self._putting >= self._max_waiting:
-            self._busy += 1
-            if reply is not None:
-                message = f"{self._max_waiting} events wait for their owners' answers: try again"
-                reply.set(error_reply("busy", message), "busy")
+        """`put_all` of one event."""
+        await self.put_all([(service, envelope)])
+
+    async def put_all(self, events: Sequence[tuple[str, Envelope]]) -> None:
+        """Store `events` in the inbox, in one transaction (`Cluster.put_many`: what is routed
+        together, an Alertmanager payload or a connection's burst, costs one commit), then wait
+        (without blocking the caller) for their owners' answers: see the module's docstring."""
+        room = self._max_waiting - len(self._waiting) - self._putting
+        accepted: list[tuple[str, Envelope, bytes]] = []
+        offset = self._clock.offset()
+        for service, envelope in events:
+            reply = envelope.reply
+            if len(accepted) >= room:
+                self._busy += 1
+                if reply is not None:
+                    message = (
+                        f"{self._max_waiting} events wait for their owners' answers: try again"
+                    )
+                    reply.set(error_reply("busy", message), "busy")
+                continue
+            try:
+                data = encode(service, envelope, offset)
+            except ValueError:
+                log.exception("inbox: cannot encode an event of service=%s", service)
+                if reply is not None:
+                    reply.set(error_reply("internal", "internal error"), "internal")
+                continue
+            accepted.append((service, envelope, data))
+        if not accepted:
+            await trio.lowlevel.checkpoint()
             return
-        try:
-            data = encode(service, envelope, self._clock.offset())
-        except ValueError:
-            log.exception("inbox: cannot encode an event of service=%s", service)
-            if reply is not None:
-                reply.set(error_reply("internal", "internal error"), "internal")
-            return
-        at = self._clock.now() + self._clock.offset()
+        at = self._clock.now() + offset
         node = self._owner.node
-        self._putting += 1
+        items = [(service, data, at) for service, _, data in accepted]
+        self._putting += len(accepted)
         try:
-            id = await self._offload(lambda: self._cluster.put(node, service, data, at))
+            ids = await self._offload(lambda: self._cluster.put_many(node, items))
         except StoreError as exc:
-            log.error("inbox: cannot store an event of service=%s: %s", service, exc)
-            if reply is not None:
-                message = f"the database could not record this: {exc}"
-                reply.set(error_reply("unavailable", message), "unavailable")
+            log.error("inbox: cannot store %d event(s): %s", len(accepted), exc)
+            message = f"the database could not record this: {exc}"
+            for _, envelope, _ in accepted:
+                if envelope.reply is not None:
+                    envelope.reply.set(error_reply("unavailable", message), "unavailable")
             return
         finally:
-            self._putting -= 1
-        self._put_counter.inc()
-        if reply is not None:
-            self._waiting[id] = _Waiting(service, reply, trio.current_time() + self._wait)
-            self._something_waits.set()
+            self._putting -= len(accepted)
+        self._put_counter.inc(by=len(accepted))
+        deadline = trio.current_time() + self._wait
+        for (service, envelope, _), id in zip(accepted, ids, strict=True):
+            if envelope.reply is not None:
+                self._waiting[id] = _Waiting(service, envelope.reply, deadline)
+        self._something_waits.set()
 
     async def _answered(self, ids: Sequence[int]) -> None:
         """Hand each of `ids` that has an answer now to its client."""
