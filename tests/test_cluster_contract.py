@@ -65,8 +65,8 @@ class _Both:
         self._cluster = cluster
 
     def __getattr__(self, name: str) -> Any:
-        if name in {"join", "leave", "claim", "release", "leases", "put", "put_many", "take", "answers",
-                    "next_ids", "wait"}:  # fmt: skip
+        if name in {"join", "leave", "claim", "release", "leases", "put", "put_many", "take",
+                    "answers", "next_ids", "wait"}:  # fmt: skip
             return getattr(self._cluster, name)
         return getattr(self._store, name)
 

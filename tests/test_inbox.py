@@ -693,7 +693,9 @@ async def test_events_routed_together_are_put_in_one_transaction(
         await sender.services.route(
             [
                 (service, Envelope(event, slot, None, "am"))
-                for service, event, slot in zip([SERVICE, SERVICE, "web"], events, slots)
+                for service, event, slot in zip(
+                    [SERVICE, SERVICE, "web"], events, slots, strict=True
+                )
             ]
         )
         for slot in slots:
