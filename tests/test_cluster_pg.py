@@ -59,6 +59,7 @@ PD_KEY = "pd-key-for-the-cluster-0123456789"
 HTTP = """
 [http]
 listen = "127.0.0.1:{port}"
+workers = 0  # HTTP in each node's own process: three nodes start on two cores
 
 [integrations.pd]
 type = "events-v2"
