@@ -65,8 +65,8 @@ class _Both:
         self._cluster = cluster
 
     def __getattr__(self, name: str) -> Any:
-        if name in {"join", "leave", "claim", "release", "leases", "put", "take", "answers",
-                    "next_ids", "wait"}:  # fmt: skip
+        if name in {"join", "leave", "claim", "release", "leases", "put", "put_many", "take",
+                    "answers", "next_ids", "wait"}:  # fmt: skip
             return getattr(self._cluster, name)
         return getattr(self._store, name)
 
@@ -123,7 +123,8 @@ def test_nodes_join_and_leave(world: World) -> None:
     assert [n.name for n in world.a.join(A, HOUR)] == [A]
     alive = world.b.join(B, HOUR)
     assert [n.name for n in alive] == [A, B]
-    assert all(0 < n.remaining <= HOUR for n in alive)
+    # (to a microsecond: `(now + HOUR) - now` can round a float ulp above HOUR)
+    assert all(0 < n.remaining <= HOUR + 1e-6 for n in alive)
     world.a.leave(A)
     assert [n.name for n in world.b.join(B, HOUR)] == [B]
 
@@ -137,7 +138,7 @@ def test_a_free_shard_is_claimed_with_a_new_epoch_and_renewed_with_the_same(worl
     assert world.a.claim(A, [S1, S2], HOUR) == {S1: 1, S2: 1}
     assert world.a.claim(A, [S1], HOUR) == {S1: 1}  # a renewal keeps the epoch
     lease = {lease.shard: lease for lease in world.b.leases()}[S1]
-    assert (lease.owner, lease.epoch) == (A, 1) and 0 < lease.remaining <= HOUR
+    assert (lease.owner, lease.epoch) == (A, 1) and 0 < lease.remaining <= HOUR + 1e-6
 
 
 def test_a_live_lease_is_left_to_its_owner(world: World) -> None:
@@ -283,6 +284,26 @@ def test_events_are_put_taken_by_shard_and_in_order_and_handled_with_an_answer(
     world.a.write([opened(API), Handled(first, "ok 1")], Fence(A, epochs))
     assert world.b.answers([first, second]) == {first: "ok 1"}
     assert [q.id for q in world.a.take([S1], 0, 10)] == [second]  # handled: gone
+
+
+def test_a_batch_of_puts_is_one_transaction_in_order_and_notifies_each_shard(
+    world: World,
+) -> None:
+    assert world.b.put_many(B, []) == []
+    world.a.wait([INBOX_CHANNEL], 0.0)  # listening from here on
+    before = world.b.put(B, API, b"alert 0", 999.0)
+    ids = world.b.put_many(
+        B, [(API, b"alert 1", 1000.0), (DB, b"alert db", 1000.5), (API, b"alert 2", 1001.0)]
+    )
+    assert len(ids) == 3 and before < ids[0] and ids[0] < ids[2]
+    assert [(q.id, q.event) for q in world.a.take([S1], before, 10)] == [
+        (ids[0], b"alert 1"),
+        (ids[2], b"alert 2"),
+    ]
+    assert [(q.id, q.service, q.event) for q in world.a.take([shard_of(DB)], 0, 10)] == [
+        (ids[1], DB, b"alert db")
+    ]
+    assert _wait_for(world.a, [INBOX_CHANNEL], (INBOX_CHANNEL, str(shard_of(DB))))
 
 
 def test_handling_an_event_is_fenced_by_its_shard(world: World) -> None:

@@ -158,7 +158,9 @@ async def test_a_hung_worker_is_killed_after_the_timeout_and_its_send_retried(
     held = threading.Event()
     with HttpServer() as hook, trio.fail_after(60):
         hook.answers.append(Answer(200, hold=held))
-        config = write(tmp_path, hook, timeout="1s")
+        # 3 s, not 1: the replacement worker (a new process) must send within the timeout, or
+        # it too is taken as hung: on a loaded machine its start alone took over 1 s.
+        config = write(tmp_path, hook, timeout="3s")
         try:
             async with running(config, offload=None, delivery_workers=1) as daemon:
                 await until(lambda: worker_pids(daemon), "a worker is ready")
