@@ -100,6 +100,18 @@ def test_a_read_and_a_put_are_one_round_trip_each(store: Store) -> None:
         assert count() == 3
 
 
+def test_a_batch_of_puts_is_one_round_trip_its_ids_in_its_order(store: Store) -> None:
+    items = [(f"svc-{i % 7}", b"event %d" % i, 1000.0 + i) for i in range(40)]
+    with syncs(store) as count:
+        ids = store.put_many(NODE, items)
+        assert count() == 1
+    assert ids == sorted(ids) and len(set(ids)) == 40
+    taken = store.take(range(256), 0, 100)
+    assert [(q.id, q.service, q.event, q.at) for q in taken] == [
+        (id, service, event, at) for id, (service, event, at) in zip(ids, items, strict=True)
+    ]
+
+
 def test_a_fenced_write_refused_leaves_its_connection_ready_for_the_next(store: Store) -> None:
     epochs = store.claim(NODE, [shard_of("api")], HOUR)
     with pytest.raises(Fenced) as lost:

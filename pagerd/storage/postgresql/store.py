@@ -454,7 +454,7 @@ class Store:
         wanted = sorted({(s.integration, s.key) for s in sources})
         if not wanted:
             return {}
-        with self._transaction() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT ON (f.integration, f.key) f.integration, f.key, f.service"
                 " FROM firing AS f JOIN unnest(%s::text[], %s::text[]) AS w (integration, key)"
@@ -467,7 +467,7 @@ class Store:
 
     @_port_errors
     def silence_service(self, id: int) -> str | None:
-        with self._transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 "SELECT service FROM silences WHERE id = %s AND active", (id,)
             ).fetchone()
@@ -927,34 +927,36 @@ class Store:
     @_port_errors
     def put_many(self, node: str, items: Sequence[tuple[str, bytes, float]]) -> list[int]:
         """As `put`, in one transaction: the shards' locks taken in shard order (two batches
-        never wait for each other in a cycle), the rows inserted in the order of `items`
-        (pipelined: one round trip), each shard notified once."""
+        never wait for each other in a cycle), the rows inserted in the order of `items` (one
+        statement: ids are drawn from the sequence as the rows go in, so sorted they are the
+        items' in order), each shard notified once. One round trip (`_pipelined`)."""
         if not items:
             return []
         shards = sorted({shard_of(service) for service, _, _ in items})
-        with self._transaction() as conn:
+        with self._pipelined() as conn:
             conn.execute(
                 "SELECT pg_advisory_xact_lock(%s, s) FROM unnest(%s::int[]) AS s ORDER BY s",
                 (LOCK_CLASS + LOCK_INBOX, shards),
             )
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO inbox (shard, service, event, at, node)"
-                    " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                    [(shard_of(service), service, event, at, node) for service, event, at in items],
-                    returning=True,
-                )
-                ids: list[int] = []
-                while True:
-                    row = cur.fetchone()
-                    assert row is not None
-                    ids.append(int(str(row[0])))
-                    if not cur.nextset():
-                        break
+            cursor = conn.execute(
+                "INSERT INTO inbox (shard, service, event, at, node)"
+                " SELECT shard, service, event, at, %s FROM unnest(%s::smallint[], %s::text[],"
+                " %s::bytea[], %s::float8[]) WITH ORDINALITY AS i (shard, service, event, at, n)"
+                " ORDER BY n RETURNING id",
+                (
+                    node,
+                    [shard_of(service) for service, _, _ in items],
+                    [service for service, _, _ in items],
+                    [event for _, event, _ in items],
+                    [at for _, _, at in items],
+                ),
+            )
             conn.execute(
                 "SELECT pg_notify(%s, s::text) FROM unnest(%s::int[]) AS s",
                 (INBOX_CHANNEL, shards),
             )
+        ids = sorted(int(str(id)) for (id,) in cursor.fetchall())
+        assert len(ids) == len(items)
         return ids
 
     @_port_errors
