@@ -1223,8 +1223,17 @@ def _one_node(
     pg_wait_delivered(dsn)
     handed = handed_ms(schedule, sent, [node.log])
     result.update(spread(handed, "handed_"), latency_notifications=len(handed))
+    before = commit_figures(node.sock)
     elapsed, ok, busy = trio.run(pipelined_counted, node.sock, lines)
+    after = commit_figures(node.sock)
     result.update(pipelined=ok / elapsed, pipelined_ok=ok, pipelined_busy=busy)
+    # Whether group commit groups: the commits the pipelined alerts took, their writes each.
+    commits = after["commits"] - before["commits"]
+    result.update(
+        pipelined_commits=int(commits),
+        pipelined_writes_a_commit=(after["writes"] - before["writes"]) / max(commits, 1),
+        pipelined_commit_ms=1000 * (after["seconds"] - before["seconds"]) / max(commits, 1),
+    )
     pg_wait_delivered(dsn)  # the storm's pages: measure the next on a quiet node
     for n in REQRESP_CLIENTS:
         result[f"reqresp_{n}"] = trio.run(
@@ -1307,6 +1316,21 @@ def _failovers(
     }
 
 
+def commit_figures(sock: Path) -> dict[str, float]:
+    """The node's group commits so far, from its metrics (`{"op":"metrics"}`): how many, the
+    writes they carried, and the seconds they took, in all."""
+    reply = json.loads(trio.run(_request, sock, b'{"op":"metrics"}\n'))
+    found = {}
+    for line in reply["text"].splitlines():
+        name, _, value = line.partition(" ")
+        found[name] = value
+    return {
+        "commits": float(found["pagerd_store_commit_batch_size_count"]),
+        "writes": float(found["pagerd_store_commit_batch_size_sum"]),
+        "seconds": float(found["pagerd_store_commit_seconds_sum"]),
+    }
+
+
 async def _request(sock: Path, line: bytes) -> bytes:
     stream = await trio.open_unix_socket(str(sock))
     async with stream:
@@ -1337,6 +1361,14 @@ def postgresql_rows(pg: dict[str, Any]) -> list[Row]:
             f"{pg['pipelined']:,.0f}",
             f"{ceiling:,.0f}",
             f"{pg['pipelined'] / ceiling:.0%}",
+            "",
+        ),
+        (
+            "PostgreSQL, one node: pipelined, commits / writes a commit / ms a commit",
+            f"{pg['pipelined_commits']:,} / {pg['pipelined_writes_a_commit']:.0f}"
+            f" / {pg['pipelined_commit_ms']:.1f}",
+            "",
+            "",
             "",
         ),
         (
