@@ -768,8 +768,8 @@ async def _run(
                 await core.start(inbox.run)
                 try:
                     await core.start(ownership.run)
-                except DuplicateNode as exc:
-                    raise StartupError(str(exc)) from None
+                except* DuplicateNode as group:
+                    raise StartupError(str(group.exceptions[0])) from None
                 core.start_soon(silence_ids.run, name="silence ids")
             if pool is not None:
                 core.start_soon(pool.run, name="delivery workers")

@@ -173,6 +173,34 @@ def test_leaving_releases_every_lease(world: World) -> None:
     assert all(lease.remaining <= 0 for lease in world.a.leases() if lease.owner == A)
 
 
+def test_another_run_of_a_name_is_another_owner_never_a_renewal(world: World) -> None:
+    """Two processes given one node_name (review finding 1): the lease is the run's."""
+    assert world.a.claim(A, [S1], HOUR, run="first") == {S1: 1}
+    assert world.b.claim(A, [S1], HOUR, run="second") == {}  # live: left to its run
+    with pytest.raises(Fenced):
+        world.b.write([opened(API)], Fence(A, {S1: 1}, "second"))
+    world.a.claim(A, [S1], 0.0, run="first")  # over
+    assert world.b.claim(A, [S1], HOUR, run="second") == {S1: 2}  # a change of owner
+    with pytest.raises(Fenced):
+        world.a.write([opened(API)], Fence(A, {S1: 1}, "first"))
+    world.a.release(A, [S1], run="first")
+    world.a.leave(A, run="first")  # the old run's stop releases nothing of the new one's
+    assert world.b.claim(B, [S1], HOUR, run=RUN[B]) == {}
+    world.b.write([opened(API)], Fence(A, {S1: 2}, "second"))
+    assert list(world.a.load_states()) == [API]
+
+
+def test_a_name_s_row_is_its_run_s_until_it_expires(world: World) -> None:
+    world.a.join(A, HOUR, run="first", config="c1")
+    found = world.b.join(A, HOUR, run="second", config="c2")
+    assert [(n.name, n.run, n.config) for n in found] == [(A, "first", "c1")]
+    world.b.leave(A, run="second")  # not its row: left as it is
+    assert [n.run for n in world.b.join(B, HOUR, run=RUN[B])] == ["first", RUN[B]]
+    world.a.join(A, 0.0, run="first")  # its word expires (a kill: it says nothing more)
+    found = world.b.join(A, HOUR, run="second", config="c2")
+    assert [(n.name, n.run, n.config) for n in found] == [(A, "second", "c2"), (B, RUN[B], "")]
+
+
 # Fencing. --------------------------------------------------------------------------------------
 
 

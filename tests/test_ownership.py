@@ -71,10 +71,16 @@ class Recorder:
 
 
 class Node:
-    def __init__(self, name: str, cluster: FakeCluster) -> None:
+    def __init__(
+        self, name: str, cluster: FakeCluster, run: str | None = None, config: str = ""
+    ) -> None:
         self.link = Link(cluster)
         self.metrics = Metrics()
-        self.ownership = Ownership(name, self.link, inline, TTL, self.metrics, run=f"run-{name}")
+        self.config = config
+        self.ownership = Ownership(
+            name, self.link, inline, TTL, self.metrics,
+            run=run or f"run-{name}", config=lambda: self.config,
+        )  # fmt: skip
         self.recorder = Recorder()
         self.ownership.add(self.recorder)
         self.scope = trio.CancelScope()

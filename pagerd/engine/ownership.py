@@ -406,7 +406,9 @@ class Ownership:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep this node's leases until cancelled; on cancellation (a clean stop) drop every
         shard and leave. `task_status.started()` after the first round, tried or not: a node
-        that cannot reach the database at start still serves (and owns nothing)."""
+        that cannot reach the database at start still serves (and owns nothing). Not before
+        this run has this node's name, though: `DuplicateNode` if another run keeps it."""
+        await self._wait_for_name()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire, name="ownership deadlines")
             try:
@@ -426,6 +428,25 @@ class Ownership:
                 with trio.CancelScope(shield=True):
                     await self._leave()
                 nursery.cancel_scope.cancel()
+
+    async def _wait_for_name(self) -> None:
+        """At start: wait while another run's row of this name is alive in the database (a
+        restart after a kill: that row ends within `lease_ttl`); `DuplicateNode` if that run
+        goes on renewing it (see `_blocked`). A database that does not answer is the rounds'
+        to retry: the node starts, owning nothing."""
+        run, config = self.run_id, self._config()
+        while True:
+            try:
+                nodes = await self._offload(
+                    lambda: self._cluster.join(self.node, self.ttl, run=run, config=config)
+                )
+            except Exception as exc:
+                log.error("cannot join the cluster node=%s, the rounds retry: %s", self.node, exc)
+                return
+            other = next((n for n in nodes if n.name == self.node and n.run != run), None)
+            if other is None:
+                return
+            await trio.sleep_until(self._blocked(other))
 
     def wake(self) -> None:
         """Run a round now (tests; a node that saw the inbox of a shard nobody holds)."""
