@@ -95,7 +95,8 @@ def test_a_restart_after_kill_9_under_the_same_name_comes_up_within_the_lease(
         killed = time.monotonic()
         a.start()  # a new run of the same node: it waits for the old run's row to expire
         assert time.monotonic() - killed < c.lease_ttl + 20
-        assert "another run of this node" in a.log()
+        # (Whether it had to wait depends on how long its start took: about lease_ttl either
+        # way. The wait itself: tests/test_node_runs.py.)
         c.wait_owned(by={a.name})
         assert c.epoch(service) == epoch + 1  # a change of owner: the old run's fence is dead
         c.receiver.wait(lambda p: any(x.path == "/second" for x in p), 20, "level 2 paged")
