@@ -819,14 +819,26 @@ def _state(status: dict[str, Any]) -> str:
     return f"{status['state']}, silenced"
 
 
+def _owner(status: dict[str, Any]) -> str:
+    """The OWNER cell (a node of a cluster): the node that owns the service now, or `none`
+    while no node does (a failover under way)."""
+    owner = status.get("owner")
+    node = owner.get("node") if isinstance(owner, dict) else None
+    return str(node) if node else "none"
+
+
 def _table(
     statuses: list[dict[str, Any]], width: int | None = None, today: str | None = None
 ) -> str:
-    rows: list[tuple[str, ...]] = [_COLUMNS]
+    # On a node of a cluster every status says which node owns its service: shown last.
+    owned = any("owner" in status for status in statuses)
+    rows: list[tuple[str, ...]] = [(*_COLUMNS, "OWNER") if owned else _COLUMNS]
     for status in sorted(statuses, key=_urgency):
+        owner = (_owner(status),) if owned else ()
         incident = status.get("incident")
         if incident is None:
-            rows.append((status["service"], _state(status), *["-"] * (len(_COLUMNS) - 2)))
+            cells = ["-"] * (len(_COLUMNS) - 2)
+            rows.append((status["service"], _state(status), *cells, *owner))
             continue
         nxt = incident["next_escalation_at"] or ("exhausted" if incident["exhausted"] else "-")
         if (expires := _ack_expires(incident)) is not None:
@@ -842,18 +854,20 @@ def _table(
                 incident["opened_at"],
                 nxt,
                 f"{failed} FAILED" if (failed := incident.get("failed_deliveries")) else "ok",
+                *owner,
             )
         )
     if width is None or _natural(rows) <= width:
         return _columns(rows)
     # Too wide: short times first, then ACK cut, then columns dropped one by one; a row that
     # still does not fit is shown whole (the terminal wraps it) rather than with a cut name.
-    times = [i for i, h in enumerate(_COLUMNS) if h in _TIMES]
+    times = [i for i, h in enumerate(rows[0]) if h in _TIMES]
     rows = [rows[0]] + [
         tuple(_short_time(c, today) if i in times else c for i, c in enumerate(row))
         for row in rows[1:]
     ]
-    return _fitted(rows, width, _DROPPED)
+    # OWNER goes once the least useful are gone: who acts on an incident asks its node next.
+    return _fitted(rows, width, (*_DROPPED[:3], "OWNER", *_DROPPED[3:]) if owned else _DROPPED)
 
 
 def _fitted(

@@ -672,7 +672,14 @@ async def _run(
         # Threads of its own: a put or a read of the inbox never waits behind a commit.
         inbox_offload = parts.lease_offload or in_thread(trio.CapacityLimiter(INBOX_THREADS))
         inbox = Inbox(
-            services, shared.cluster, store, ownership, inbox_offload, clock, listen=shared.listen
+            services,
+            shared.cluster,
+            store,
+            ownership,
+            inbox_offload,
+            clock,
+            listen=shared.listen,
+            metrics=metrics,
         )
         services.cluster = inbox
         # A service missing from this config is removed only if every node's lacks it too.

@@ -53,7 +53,7 @@ class FakeCluster:
 
     def __init__(self, now: Callable[[], float]) -> None:
         self.now = now
-        self._lock = threading.Condition()
+        self._lock = threading.Condition(threading.RLock())
         self._nodes: dict[str, _Row] = {}
         self._leases: dict[int, _Lease] = {}
         self._inbox: dict[int, Queued] = {}
@@ -137,6 +137,11 @@ class FakeCluster:
             self._notes.append((INBOX_CHANNEL, str(shard_of(service))))
             self._lock.notify_all()
             return id
+
+    def put_many(self, node: str, items: Sequence[tuple[str, bytes, float]]) -> list[int]:
+        with self._lock:
+            self._check_up()
+            return [self.put(node, service, event, at) for service, event, at in items]
 
     def take(self, shards: Collection[int], after: int, limit: int) -> list[Queued]:
         with self._lock:

@@ -383,3 +383,29 @@ def test_one_services_notifications_fit_and_keep_whom_they_notified_whole(width:
     lines = cli.render("status", reply, width=width, today="2027-01-15").splitlines()
     assert all(len(line) <= width for line in lines), lines
     assert lines[-1].split()[0] == "email:a@example.com" and lines[-1].endswith("…")
+
+
+def test_on_a_node_of_a_cluster_the_table_says_which_node_owns_each_service() -> None:
+    owned = {"node": "n2", "shard": 7, "epoch": 3}
+    unowned = {"node": None, "shard": 9, "epoch": None}
+    reply = {
+        "services": [
+            {**_status("api", acknowledged=False, acknowledged_by=None), "owner": owned},
+            {**_status("web", healthy=True), "owner": unowned},
+        ]
+    }
+    header, api, web = cli.render("status", reply).splitlines()
+    assert header.split()[-1] == "OWNER"
+    assert api.split()[0] == "api" and api.split()[-1] == "n2"
+    assert web.split()[0] == "web" and web.split()[-1] == "none"  # a failover under way
+    one = cli.render("status", {**_status("api", healthy=True), "owner": owned})
+    assert one.splitlines()[0].split()[-1] == "OWNER" and one.splitlines()[1].endswith("n2")
+    # A single node's statuses have no owner: the table is as it always was.
+    assert "OWNER" not in cli.render("status", _many())
+    # Narrow: it goes after the alerts, level and opening time, before what is acted on.
+    headers = [cli.render("status", reply, width=w).splitlines()[0].split() for w in range(30, 130)]
+    assert any("OWNER" not in h for h in headers) and any("OWNER" in h for h in headers)
+    for shown in headers:
+        assert "SERVICE" in shown and "INCIDENT" in shown
+        if "OWNER" not in shown:
+            assert not {"ALERTS", "LEVEL", "OPENED"} & set(shown), shown

@@ -67,8 +67,8 @@ class _Both:
         self._cluster = cluster
 
     def __getattr__(self, name: str) -> Any:
-        if name in {"join", "leave", "claim", "release", "leases", "put", "take", "answers",
-                    "next_ids", "wait"}:  # fmt: skip
+        if name in {"join", "leave", "claim", "release", "leases", "put", "put_many", "take",
+                    "answers", "next_ids", "wait"}:  # fmt: skip
             return getattr(self._cluster, name)
         return getattr(self._store, name)
 
@@ -316,6 +316,26 @@ def test_events_are_put_taken_by_shard_and_in_order_and_handled_with_an_answer(
     world.a.write([opened(API), Handled(first, "ok 1")], Fence(A, epochs, RUN[A]))
     assert world.b.answers([first, second]) == {first: "ok 1"}
     assert [q.id for q in world.a.take([S1], 0, 10)] == [second]  # handled: gone
+
+
+def test_a_batch_of_puts_is_one_transaction_in_order_and_notifies_each_shard(
+    world: World,
+) -> None:
+    assert world.b.put_many(B, []) == []
+    world.a.wait([INBOX_CHANNEL], 0.0)  # listening from here on
+    before = world.b.put(B, API, b"alert 0", 999.0)
+    ids = world.b.put_many(
+        B, [(API, b"alert 1", 1000.0), (DB, b"alert db", 1000.5), (API, b"alert 2", 1001.0)]
+    )
+    assert len(ids) == 3 and before < ids[0] and ids[0] < ids[2]
+    assert [(q.id, q.event) for q in world.a.take([S1], before, 10)] == [
+        (ids[0], b"alert 1"),
+        (ids[2], b"alert 2"),
+    ]
+    assert [(q.id, q.service, q.event) for q in world.a.take([shard_of(DB)], 0, 10)] == [
+        (ids[1], DB, b"alert db")
+    ]
+    assert _wait_for(world.a, [INBOX_CHANNEL], (INBOX_CHANNEL, str(shard_of(DB))))
 
 
 def test_handling_an_event_is_fenced_by_its_shard(world: World) -> None:

@@ -104,11 +104,19 @@ def test_an_event_sent_to_any_node_pages_once_and_an_ack_through_a_third_stops_i
     service = cluster.fresh(owner)
     sender, acker = (cluster.node(n) for n in others(cluster, owner))
 
+    epoch = cluster.epoch(service)
     reply = sender.ask({"op": "alert", "service": service, "message": "disk full"})
     assert reply["ok"] and not reply.get("queued"), reply
     first = step(service, 1)
     cluster.receiver.wait(partial(paged, first), 10, "level 1 paged")
-    assert cluster.receiver.of(service)[0].node == owner
+    owners = {owner}
+    if cluster.epoch(service) != epoch:
+        # A loaded machine starved a lease renewal (2 s leases) and the shard moved: the page
+        # may then be the new owner's; the promise (once, by an owner) is the same.
+        cluster.wait_owned()
+        owner = cluster.owner(service) or owner
+        owners.add(owner)
+    assert cluster.receiver.of(service)[0].node in owners
 
     reply = acker.ask({"op": "ack", "service": service, "by": "alice"})
     assert reply["ok"] and reply["incident"]["acknowledged"], reply

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from pager.shards import preferred, shard_of
 from tests import postgres
 from tests.processes import PAGERD, Pagerd, pager, wait_for
-from tests.servers import HttpServer
+from tests.servers import HttpServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -54,10 +55,29 @@ policy = "hook"
 """
 
 
-def configure(folder: Path, node: str, dsn: str, url: str) -> Path:
+PD_KEY = "pd-key-for-the-cluster-0123456789"
+HTTP = """
+[http]
+listen = "127.0.0.1:{port}"
+workers = 0  # HTTP in each node's own process: three nodes start on two cores
+
+[integrations.pd]
+type = "events-v2"
+key_file = "pd.key"
+service_label = "source"
+"""
+
+
+def configure(folder: Path, node: str, dsn: str, url: str, port: int | None = None) -> Path:
     folder.mkdir()
     config = folder / "pager.toml"
-    config.write_text(CONFIG.format(dsn=dsn, node=node, url=url))
+    text = CONFIG.format(dsn=dsn, node=node, url=url)
+    if port is not None:
+        text += HTTP.format(port=port)
+        key = folder / "pd.key"
+        key.write_text(PD_KEY + "\n")
+        key.chmod(0o600)
+    config.write_text(text)
     return config
 
 
@@ -72,13 +92,30 @@ def paths(receiver: HttpServer) -> list[str]:
         return [request.path for request in receiver.requests]
 
 
+PORTS: dict[str, int] = {}
+"""Each node's HTTP port, in a test that asked for them (`http_nodes`)."""
+
+
+@pytest.fixture
+def http_nodes(tmp_path: Path) -> Iterator[tuple[dict[str, Pagerd], HttpServer, str]]:
+    PORTS.clear()
+    PORTS.update({name: free_port() for name in NODES})
+    yield from _nodes(tmp_path, PORTS)
+
+
 @pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[tuple[dict[str, Pagerd], HttpServer, str]]:
+    yield from _nodes(tmp_path, {})
+
+
+def _nodes(
+    tmp_path: Path, ports: dict[str, int]
+) -> Iterator[tuple[dict[str, Pagerd], HttpServer, str]]:
     with postgres.migrated() as dsn, HttpServer() as receiver:
         started: dict[str, Pagerd] = {}
         try:
             for name in NODES:
-                config = configure(tmp_path / name, name, dsn, receiver.url)
+                config = configure(tmp_path / name, name, dsn, receiver.url, ports.get(name))
                 socket = config.parent / "run" / "pager.sock"
                 node = Pagerd(config, socket, tmp_path / f"{name}.log")
                 node.start()
@@ -139,3 +176,72 @@ def test_a_node_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
         )
     assert run.returncode != 0
     assert "pagerd migrate" in run.stderr, run.stderr
+
+
+def enqueue(port: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v2/enqueue",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_a_non_owner_answers_as_the_owner_would(
+    http_nodes: tuple[dict[str, Pagerd], HttpServer, str],
+) -> None:
+    """Silences listed and ended, the status table, and an Events v2 resolve naming only its
+    dedup_key: each through a node that does not hold the service (issue 17: any node)."""
+    started, receiver, _ = http_nodes
+    owner = preferred(shard_of("api"), list(NODES))
+    assert owner is not None
+    wait_for(
+        lambda: all(status(n, "api")["owner"]["node"] == owner for n in started.values()),
+        30,
+        f"api owned by {owner}, as every node sees it",
+    )
+    one, other = [started[name] for name in NODES if name != owner]
+    # Triggered through one non-owner over Events v2, with its dedup_key.
+    trigger = {
+        "routing_key": PD_KEY,
+        "event_action": "trigger",
+        "dedup_key": "disk-1",
+        "payload": {"summary": "disk full", "source": "api", "severity": "critical"},
+    }
+    code, body = enqueue(PORTS[one_name(started, one)], trigger)
+    assert code == 202, body
+    wait_for(lambda: paths(receiver) == ["/first"], 15, "the first level paged")
+    # The whole cluster's open incidents on a node that holds none of them, its owner shown.
+    table = pager(other.socket, "status")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[0] == "SERVICE" and header.split()[-1] == "OWNER", table.stdout
+    [api] = [row.split() for row in rows if row.split()[0] == "api"]
+    assert api[1] == "unhealthy" and api[2] == "api#1" and api[-1] == owner, table.stdout
+    # A silence started on the owner: listed and ended through a non-owner.
+    silenced = pager(started[owner].socket, "--json", "silence", "api", "--for", "1h",
+                     "--reason", "disk swap")  # fmt: skip
+    assert silenced.returncode == 0, silenced.stderr
+    number = json.loads(silenced.stdout)["silence"]["id"]
+    listed = pager(other.socket, "--json", "silence", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["id"] for s in json.loads(listed.stdout)["silences"]] == [number]
+    ended = pager(one.socket, "--json", "silence", "end", str(number))
+    assert ended.returncode == 0, ended.stderr
+    assert json.loads(ended.stdout)["silence"]["ended_by"], ended.stdout
+    again = pager(started[owner].socket, "--json", "silence", "list")
+    assert json.loads(again.stdout)["silences"] == [], again.stdout
+    unknown = pager(other.socket, "silence", "end", "999999")
+    assert unknown.returncode != 0 and "999999" in unknown.stderr
+    # Resolved through the other non-owner by its dedup_key alone: the owner closes it.
+    resolve = {"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": "disk-1"}
+    code, body = enqueue(PORTS[one_name(started, other)], resolve)
+    assert code == 202, body
+    wait_for(lambda: status(started[owner], "api")["incident"] is None, 15, "api closed")
+    assert status(other, "api")["state"] == "healthy"
+
+
+def one_name(started: dict[str, Pagerd], node: Pagerd) -> str:
+    return next(name for name, each in started.items() if each is node)

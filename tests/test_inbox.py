@@ -24,26 +24,29 @@ from pager.domain import (
     Event,
     Healthy,
     Heartbeat,
+    Rejected,
     Resolve,
     Source,
     StartSilence,
 )
-from pager.protocol import ok_reply
+from pager.protocol import Request, ok_reply
 from pager.shards import SHARDS, shard_of
 from pager.silences import Silence
 from pager.wire import from_wire, to_wire
 from pagerd.access.peers import Peer
 from pagerd.config import Config
 from pagerd.config.channels import Channel
+from pagerd.config.http import FrontConfig
 from pagerd.delivery.outbox import LaneSpec, Outbox
 from pagerd.engine.actors import Envelope, Services
-from pagerd.engine.inbox import Inbox, _Relay, decode, encode, result_of
+from pagerd.engine.inbox import MAX_ATTEMPTS, Inbox, _Relay, decode, encode, result_of
 from pagerd.engine.ownership import MOVED
 from pagerd.engine.scheduler import Scheduler
+from pagerd.front.local import LocalCore
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Committer
 from pagerd.storage.offload import inline
-from pagerd.storage.port import Fence, Handled, Write
+from pagerd.storage.port import Fence, Handled, StoreUnavailable, Write
 from pagerd.storage.sqlite.store import Store
 from pagerd.timing.clock import Clock
 from tests.fake_cluster import FakeCluster, FencedStore, Hub
@@ -503,3 +506,203 @@ def test_what_is_no_inbox_event_is_refused() -> None:
         decode(b'[["api","nonsense"]]', 0.0)
     with pytest.raises(ValueError):
         decode(b"{", 0.0)
+
+
+# Every way in answers on a non-owner as the owner would ------------------------------------------
+
+
+async def test_a_resolve_naming_only_its_source_on_a_non_owner_reaches_the_owner(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD])
+        other = await c.node("b")
+        opened = await owner.send(Alert("disk full", source("d1")))
+        await opened.answered.wait()
+        assert other.services.firing_service(source("d1")) is None  # not in its memory
+        core = LocalCore(other.services, _no_read, _ready, _front(c.config))
+        # An Events v2 resolve naming only its dedup_key, and one nobody has firing.
+        outcomes = await core.submit(
+            "am", [(None, Resolve(source("d1"))), (None, Resolve(source("nobody")))]
+        )
+        assert [result for _, result in outcomes] == ["ok", "ok"]
+        assert "queued" not in json.loads(outcomes[0][0])  # answered by the owner
+        assert len(c.puts) == 1  # the one firing: through the inbox
+        assert owner.services.state(SERVICE).incident is None  # closed by its owner
+        history = c.sqlite.history(SERVICE, 1)
+        assert history is not None
+        assert [e.get("event") for _, e in history.timeline][-2:] == ["resolve", "closed"]
+        assert outcomes[1][0] == ok_reply()  # nobody has it firing: nothing to do, as anywhere
+
+
+async def test_a_lookup_the_store_cannot_answer_is_unavailable_and_changes_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD])
+        other = await c.node("b")
+        opened = await owner.send(Alert("disk full", source("d1")))
+        await opened.answered.wait()
+        other.inbox._store = Down(other.inbox._store)
+        core = LocalCore(other.services, _no_read, _ready, _front(c.config))
+        [(line, result)] = await core.submit("am", [(None, Resolve(source("d1")))])
+        assert result == "unavailable", line
+        assert owner.services.state(SERVICE).incident is not None
+
+
+async def test_a_silence_of_a_service_held_elsewhere_is_listed_and_ended_through_any_node(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD])
+        other = await c.node("b", [s for s in range(SHARDS) if s != SHARD])
+        request = Request("silence", SERVICE, reason="db migration", duration=3600.0)
+        service, event = owner.services.silence_event(request, "bob")
+        started = await owner.send(event, service)
+        await started.answered.wait()
+        assert started.result == "ok"
+        [number] = [s.id for s in owner.services.state(SERVICE).silences]
+        assert other.services.silences() == []  # its memory has only its own shards'
+        listed = await other.services.all_silences()
+        assert listed == owner.services.silences() and listed[0]["id"] == number
+        assert await other.services.all_silences("web") == []
+        # Ended through the node that does not hold it: found in the store, sent to the owner.
+        end = Request("silence_end", id=number)
+        with pytest.raises(Rejected):
+            other.services.silence_event(end, "carol")
+        service, event = await other.services.find_silence_event(end, "carol")
+        assert (service, event) == (SERVICE, EndSilence(number, "carol"))
+        ended = await other.send(event, service)
+        await ended.answered.wait()
+        assert ended.result == "ok", ended.line
+        assert owner.services.silences() == [] and await other.services.all_silences() == []
+        # Over now: refused as the owner refuses it, nothing sent.
+        with pytest.raises(Rejected) as refused:
+            await other.services.find_silence_event(end, "carol")
+        assert refused.value.code == "not_found"
+        with pytest.raises(Rejected):
+            await other.services.find_silence_event(Request("silence_end", id=999), None)
+
+
+async def test_a_non_owner_reads_the_incident_of_an_acknowledge_link_from_the_store(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD])
+        other = await c.node("b")
+        opened = await owner.send(Alert("disk full", source("d1")))
+        await opened.answered.wait()
+        assert other.services.state(SERVICE).incident is None
+        read = await other.services.read_state(SERVICE)
+        assert read.incident == owner.services.state(SERVICE).incident
+        assert read.incident is not None
+
+
+class Down:
+    """A shared store whose lookups fail, as when PostgreSQL does not answer."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def firing_services(self, sources: object) -> dict[Source, str]:
+        raise StoreUnavailable("the database cannot be reached (the test cut it)")
+
+
+async def _no_read(request: Request) -> tuple[bytes, str]:
+    raise AssertionError("no read here")
+
+
+async def _ready() -> str | None:
+    return None
+
+
+def _front(config: Config) -> FrontConfig:
+    return FrontConfig.of(config.http, config.integrations, config.services)
+
+
+async def test_an_inbox_event_that_always_fails_is_answered_with_its_error_and_the_rest_flow(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        metrics = Metrics()
+        owner = await c.node("a", [SHARD], metrics=metrics)
+        sender = await c.node("b")
+        real = owner.services._decide
+        tries: list[float] = []
+
+        def buggy(service: str, batch: list[Envelope], now: float) -> Any:
+            if any(isinstance(e.event, Alert) and e.event.message == "bad" for e in batch):
+                tries.append(trio.current_time())
+                raise RuntimeError("a bug in deciding it")
+            return real(service, batch, now)
+
+        owner.services._decide = buggy  # type: ignore[method-assign]
+        bad = await sender.send(Alert("bad", source("b1")))
+        good = await sender.send(Alert("good", source("g1")))
+        await good.answered.wait()
+        await bad.answered.wait()
+        assert bad.reply == {"ok": True, "service": SERVICE, "queued": True}  # stored, in 5 s
+        await until(lambda: not c.cluster.take([SHARD], 0, 10), "the inbox handled")
+        assert (
+            len(tries) == MAX_ATTEMPTS and tries[-1] - tries[0] >= (MAX_ATTEMPTS - 1) * 2.0 - 0.01
+        )
+        [answer] = c.cluster.answers([1]).values()
+        assert result_of(answer) == "internal" and "5 attempts" in answer
+        assert c.alerts() == ["good"]  # after it, in order, and only once it was settled
+        assert owner.inbox.statistics().poisoned == 1
+        text = metrics.render()
+        assert "pagerd_cluster_inbox_poisoned_total 1" in text
+        assert "pagerd_cluster_inbox_waiting 0" in text
+
+
+async def test_an_inbox_event_that_cannot_be_read_is_answered_and_the_rest_flow(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        metrics = Metrics()
+        sender = await c.node("b", metrics=metrics)
+        c.cluster.put("b", SERVICE, b"not an event", 0.0)
+        good = await sender.send(Alert("good", source("g1")))
+        owner = await c.node("a", [SHARD])
+        owner.inbox.adopted(frozenset([SHARD]))
+        await good.answered.wait()
+        await until(lambda: not c.cluster.take([SHARD], 0, 10), "the inbox handled")
+        assert result_of(c.cluster.answers([1])[1]) == "internal"
+        assert c.alerts() == ["good"]
+        assert owner.inbox.statistics().poisoned == 1
+        assert "pagerd_cluster_inbox_put_total 1" in metrics.render()
+
+
+async def test_events_routed_together_are_put_in_one_transaction(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with cluster_in(tmp_path) as c:
+        await c.node("a", [SHARD, shard_of("web")])
+        sender = await c.node("b")
+        batches: list[int] = []
+        put_many = c.cluster.put_many
+
+        def counted(node: str, items: Sequence[tuple[str, bytes, float]]) -> list[int]:
+            batches.append(len(items))
+            return put_many(node, items)
+
+        c.cluster.put_many = counted  # type: ignore[method-assign]
+        slots = [Slot() for _ in range(3)]
+        events = [Alert("one", source("o")), Alert("two", source("t")), Alert("web down")]
+        await sender.services.route(
+            [
+                (service, Envelope(event, slot, None, "am"))
+                for service, event, slot in zip(
+                    [SERVICE, SERVICE, "web"], events, slots, strict=True
+                )
+            ]
+        )
+        for slot in slots:
+            await slot.answered.wait()
+        assert batches == [3]  # one transaction for the three
+        assert [slot.result for slot in slots] == ["ok"] * 3
+        assert all("queued" not in slot.reply for slot in slots)
+        assert c.alerts() == ["one", "two"]

@@ -121,4 +121,4 @@ def _never_started() -> trio.TaskStatus[None]:
         def started(self, value: None = None) -> None:
             raise AssertionError("started, though another run of its name is alive")
 
-    return Status()  # type: ignore[return-value]
+    return Status()

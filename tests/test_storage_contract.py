@@ -442,9 +442,15 @@ def test_what_fires_through_integrations_is_kept_until_it_resolves(reopen: Opene
     try:
         assert second.load_states() == {"api": life.state}
         assert life.state.firing == {Source("prom", "f2"), Source("prom", "f3")}
+        # Where a resolve naming only its source goes (on a node not holding the service).
+        asked = [Source("prom", "f2"), Source("prom", "f1"), Source("other", "f2")]
+        # f1 resolved; ("other", "f2") another integration's.
+        assert second.firing_services(asked) == {Source("prom", "f2"): "api"}
+        assert second.firing_services([]) == {}
         life, t = life.close(T0 + 4)
         second.write([t])
         assert second.load_states()["api"].firing == frozenset()
+        assert second.firing_services(asked) == {}  # closed: fires no more
         # A new incident starts with nothing firing from before.
         life, t = life.alert(T0 + 5)
         life, f = firing(life, T0 + 5, "f3")
@@ -920,8 +926,11 @@ def test_silences_are_kept_ended_and_dropped_across_restarts(reopen: Opener) -> 
         ended = attrs.evolve(two.silences[1], ended_at=T0 + 30, ended_by="carol")
         two = beat(store, two, T0 + 30, silences=(two.silences[0], ended))
         assert store.load_states() == {"api": two}
+        # Where `silence end ID` goes on a node not holding the service: kept, even ended.
+        assert [store.silence_service(n) for n in (1, 2, 3)] == ["api", "api", None]
         third = hush(3, T0 + 100, T0 + 200)
         kept = beat(store, two, T0 + 100, silences=(third,))  # 1 and 2 over: dropped
+        assert [store.silence_service(n) for n in (1, 2, 3)] == [None, None, "api"]
     finally:
         store.close()
     store = reopen()

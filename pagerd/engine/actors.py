@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 import attrs
@@ -165,6 +165,27 @@ class Diverter(Protocol):
 
     async def divert(self, events: list[tuple[str, Envelope]]) -> list[tuple[str, Envelope]]:
         """Send on each event this node does not decide; the others (to decide here), in order."""
+        ...
+
+    def holds(self, service: str) -> bool:
+        """Whether this node decides for `service` now (it holds its shard)."""
+        ...
+
+    async def state(self, service: str) -> tuple[ServiceState, int | None]:
+        """`service`'s last committed state, from the store if another node holds it, and its
+        open incident's failed deliveries then (None: this node's outbox counts them)."""
+        ...
+
+    async def stored_states(self, names: Collection[str]) -> dict[str, ServiceState]:
+        """The committed states of those of `names` this node does not hold, from the store."""
+        ...
+
+    async def firing_services(self, sources: Collection[Source]) -> dict[Source, str]:
+        """The service each of `sources` fires for, from the store (`Storage.firing_services`)."""
+        ...
+
+    async def silence_service(self, id: int) -> str | None:
+        """The service of silence `id`, from the store (`Storage.silence_service`)."""
         ...
 
 
@@ -326,9 +347,42 @@ class Services:
                 _moved(name, [envelope])
 
     def firing_service(self, source: Source) -> str | None:
-        """The service that has `source` firing (committed), if any: where an Events v2
-        acknowledge or resolve goes when it names no service, only its dedup_key."""
+        """The service that has `source` firing (committed), if any, of those in memory: where
+        an Events v2 acknowledge or resolve goes when it names no service, only its dedup_key.
+        On a node of a cluster, `firing_services` also asks the store."""
         return self._firing.get(source)
+
+    async def firing_services(self, sources: Collection[Source]) -> dict[Source, str]:
+        """The service each of `sources` fires for (those none does left out): from memory,
+        and on a node of a cluster from the store for the rest (services held elsewhere are
+        not in memory), in one read. `StoreError` if the store does not answer."""
+        found = {s: name for s in sources if (name := self._firing.get(s)) is not None}
+        rest = [s for s in sources if s not in found]
+        if rest and self.cluster is not None:
+            stored = await self.cluster.firing_services(rest)
+            # A service held here is known from memory alone: what the store says of it is
+            # what memory said (committed), or older.
+            found.update((s, name) for s, name in stored.items() if not self._holds(name))
+        return found
+
+    async def answer_inbox(self, service: str, id: int, line: str) -> None:
+        """Write inbox event `id`'s answer alone (`Handled`, fenced by `service`'s shard): for
+        an event the inbox gives up on (`pagerd.engine.inbox.MAX_ATTEMPTS`). `StoreError` if
+        it was not written."""
+        await self._committer.commit([Handled(id, line)], shards={shard_of(service)})
+
+    def _holds(self, service: str) -> bool:
+        """Whether this node decides for `service` now (all of them on a single node)."""
+        return self.cluster is None or self.cluster.holds(service)
+
+    async def read_state(self, name: str) -> ServiceState:
+        """The last committed state of `name`, wherever it is held: from memory on a single
+        node or if this node holds it, else from the store (`StoreError` if it does not
+        answer)."""
+        if self.cluster is None or self._holds(name):
+            return self.state(name)
+        state, _ = await self.cluster.state(name)
+        return state
 
     def _index_firing(self, service: str, was: frozenset[Source], now: frozenset[Source]) -> None:
         for source in was - now:
@@ -413,6 +467,35 @@ class Services:
             return None
         return silenced_until(now, (spans(state.silences), windows))
 
+    async def find_silence_event(self, request: Request, by: str | None) -> tuple[str, Event]:
+        """`silence_event`, and on a node of a cluster, a `silence_end` of a silence this node
+        does not have in memory (its service is held elsewhere) looked up in the store, checked
+        against its service's stored state as a silence in memory is, and sent to that service
+        (its owner decides it). `StoreError` if the store does not answer."""
+        try:
+            return self.silence_event(request, by)
+        except Rejected as exc:
+            if request.op != "silence_end" or exc.code != "not_found" or self.cluster is None:
+                raise
+            assert request.id is not None  # the protocol requires it
+            number = request.id
+            service = await self.cluster.silence_service(number)
+            if service is None or self._holds(service):
+                raise
+            state, _ = await self.cluster.state(service)
+            if number not in {s.id for s in live(state.silences, self._clock.now())}:
+                raise
+            return service, EndSilence(number, request.by or by)
+
+    async def all_silences(self, service: str | None = None) -> list[dict[str, Any]]:
+        """`silences`, of the whole cluster on a node of one: the silences of services held
+        elsewhere read from the store (`StoreError` if it does not answer)."""
+        if self.cluster is None:
+            return self.silences(service)
+        names = [service] if service is not None else list(self.config.services)
+        stored = await self.cluster.stored_states(names)
+        return self.silences(service, stored)
+
     def silence_event(self, request: Request, by: str | None) -> tuple[str, Event]:
         """The service a `silence` or `silence_end` request is for, and its event: a new
         silence numbered here, its wall-clock times taken into pagerd's frame; `by` is who
@@ -485,15 +568,19 @@ class Services:
             if state.incident is not None and state.incident.silenced
         )
 
-    def silences(self, service: str | None = None) -> list[dict[str, Any]]:
+    def silences(
+        self, service: str | None = None, stored: Mapping[str, ServiceState] | None = None
+    ) -> list[dict[str, Any]]:
         """Every silence in force or to come (of `service` only, if given), as shown, in the
-        order they were started."""
+        order they were started; `stored`: states read from the store, for services held
+        elsewhere (see `all_silences`)."""
         now, offset = self._clock.now(), self._clock.offset()
         names = [service] if service is not None else list(self.config.services)
+        kept = stored or {}
         shown = [
             (silence.id, silence_object(name, silence, offset))
             for name in names
-            for silence in live(self.state(name).silences, now)
+            for silence in live((kept.get(name) or self.state(name)).silences, now)
         ]
         return [object for _, object in sorted(shown, key=lambda each: each[0])]
 

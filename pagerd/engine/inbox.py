@@ -37,13 +37,14 @@ import attrs
 import msgspec
 import trio
 
-from pager.domain import ServiceState
+from pager.domain import ServiceState, Source
 from pager.protocol import error_reply, ok_reply
 from pager.shards import shard_of
 from pager.wire import WireEvent, from_wire, to_wire
 from pagerd.access.peers import Peer
 from pagerd.engine.actors import Envelope, Removed, Reply, Services
 from pagerd.engine.ownership import MOVED, owner_object
+from pagerd.operations.metrics import Counter, Metrics
 from pagerd.storage.cluster import ANSWER_CHANNEL, INBOX_CHANNEL, Cluster
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import StoreError
@@ -71,6 +72,15 @@ LISTEN: Final = 1.0
 """Seconds one `Cluster.wait` blocks its worker thread at most."""
 _NOT_HANDLED: Final = frozenset({"unavailable", "internal", MOVED})
 """Results of an inbox event that was not committed: it stays in the inbox, taken again."""
+MAX_ATTEMPTS: Final = 5
+"""Times an inbox event may fail as no outage makes it fail (its actor answered `internal`: a
+bug in deciding it; or it cannot be read: a bad row) before it is answered with that error
+(`Handled`), logged and counted as poisoned, so that its service's later events flow: until
+then they wait behind it, in order. Each try after a failure waits for a poll (`POLL`), so
+five take at least 8 s: a one-off (an exception racing a shard's drop) passes on the next try,
+while a bug fails the same way every time, and the service waits at most about 10 s for it.
+`unavailable` (the database) and `moved` are never counted: an event its client was told is
+stored must not be thrown away because the database was down."""
 
 
 class Owner(Protocol):
@@ -96,6 +106,10 @@ class SharedStore(Protocol):
     def load_states(self, *, shards: Collection[int] | None = None) -> dict[str, ServiceState]: ...
 
     def failed_counts(self) -> dict[tuple[str, int], int]: ...
+
+    def firing_services(self, sources: Collection[Source]) -> dict[Source, str]: ...
+
+    def silence_service(self, id: int) -> str | None: ...
 
 
 Listen = Callable[[Collection[str], float], Awaitable[list[tuple[str, str]]]]
@@ -200,6 +214,8 @@ class InboxStatistics:
     """Events refused `busy` (too many waiting), since the start."""
     handled: int
     """Inbox events this node decided and committed, since the start."""
+    poisoned: int
+    """Inbox events this node answered with their error after `MAX_ATTEMPTS`, since the start."""
 
 
 class Inbox:
@@ -215,6 +231,7 @@ class Inbox:
         clock: Clock,
         *,
         listen: Listen | None = None,
+        metrics: Metrics | None = None,
         wait: float = SENDER_WAIT,
         poll: float = POLL,
         max_waiting: int = MAX_WAITING,
@@ -238,7 +255,28 @@ class Inbox:
         self._taking = trio.Event()  # set: the owner reads the inbox now
         self._in_flight: dict[str, set[int]] = {}  # service -> inbox ids routed, not answered
         self._nursery: trio.Nursery | None = None
-        self._queued = self._busy = self._handled = 0
+        self._queued = self._busy = self._handled = self._poisoned = 0
+        self._failures: dict[int, int] = {}  # inbox id -> its failures that count (see above)
+        self._not_before: dict[str, float] = {}  # service -> when its failed event is tried
+        metrics = metrics or Metrics()
+        metrics.gauge(
+            "pagerd_cluster_inbox_waiting",
+            "Events this node put in the inbox whose clients wait for their owner's answer.",
+            lambda: len(self._waiting) + self._putting,
+        )
+        self._put_counter: Counter = metrics.counter(
+            "pagerd_cluster_inbox_put_total",
+            "Events this node put in the inbox for the owner of their service.",
+        )
+        self._queued_counter: Counter = metrics.counter(
+            "pagerd_cluster_inbox_queued_total",
+            "Events answered ok with queued: true (stored, no owner answered within 5 s).",
+        )
+        self._poisoned_counter: Counter = metrics.counter(
+            "pagerd_cluster_inbox_poisoned_total",
+            "Inbox events this node answered with their error after they failed"
+            f" {MAX_ATTEMPTS} times (a bug, a bad row): see the log for their service and id.",
+        )
 
     def statistics(self) -> InboxStatistics:
         return InboxStatistics(
@@ -247,6 +285,7 @@ class Inbox:
             self._queued,
             self._busy,
             self._handled,
+            self._poisoned,
         )
 
     # An `ownership.Adopter`: the inbox of a shard moves with its lease.
@@ -262,7 +301,10 @@ class Inbox:
     def drop(self, shards: frozenset[int]) -> None:
         """`shards` are given up: nothing to stop here. The owner task takes only the shards
         held at each read, and the events of `shards` it routed are answered `MOVED` by their
-        actors (or committed), which settles them, their rows left for the next owner."""
+        actors (or committed), which settles them, their rows left for the next owner. The
+        failures counted are forgotten (kept bounded; an event failing still fails again)."""
+        self._failures.clear()
+        self._not_before.clear()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The listener, the owner and the senders' deadlines, until cancelled."""
@@ -288,6 +330,7 @@ class Inbox:
         others, to route to the local actors, each with its reply watched for `MOVED`. An
         event taken from the inbox is always decided here (its commit is fenced)."""
         local: list[tuple[str, Envelope]] = []
+        elsewhere: list[tuple[str, Envelope]] = []
         for service, envelope in events:
             if envelope.inbox_id is not None:
                 local.append((service, envelope))
@@ -297,42 +340,64 @@ class Inbox:
                     envelope = attrs.evolve(envelope, reply=relay)
                 local.append((service, envelope))
             elif not isinstance(envelope.event, Removed):  # its owner closes it
-                await self.put(service, envelope)
+                elsewhere.append((service, envelope))
+        if elsewhere:
+            await self.put_all(elsewhere)
         return local
 
     async def put(self, service: str, envelope: Envelope) -> None:
-        """Store `envelope` in the inbox, then wait (without blocking the caller) for its
-        owner's answer: see the module's docstring."""
-        reply = envelope.reply
-        if len(self._waiting) + self._putting >= self._max_waiting:
-            self._busy += 1
-            if reply is not None:
-                message = f"{self._max_waiting} events wait for their owners' answers: try again"
-                reply.set(error_reply("busy", message), "busy")
+        """`put_all` of one event."""
+        await self.put_all([(service, envelope)])
+
+    async def put_all(self, events: Sequence[tuple[str, Envelope]]) -> None:
+        """Store `events` in the inbox, in one transaction (`Cluster.put_many`: what is routed
+        together, an Alertmanager payload or a connection's burst, costs one commit), then wait
+        (without blocking the caller) for their owners' answers: see the module's docstring."""
+        room = self._max_waiting - len(self._waiting) - self._putting
+        accepted: list[tuple[str, Envelope, bytes]] = []
+        offset = self._clock.offset()
+        for service, envelope in events:
+            reply = envelope.reply
+            if len(accepted) >= room:
+                self._busy += 1
+                if reply is not None:
+                    message = (
+                        f"{self._max_waiting} events wait for their owners' answers: try again"
+                    )
+                    reply.set(error_reply("busy", message), "busy")
+                continue
+            try:
+                data = encode(service, envelope, offset)
+            except ValueError:
+                log.exception("inbox: cannot encode an event of service=%s", service)
+                if reply is not None:
+                    reply.set(error_reply("internal", "internal error"), "internal")
+                continue
+            accepted.append((service, envelope, data))
+        if not accepted:
+            await trio.lowlevel.checkpoint()
             return
-        try:
-            data = encode(service, envelope, self._clock.offset())
-        except ValueError:
-            log.exception("inbox: cannot encode an event of service=%s", service)
-            if reply is not None:
-                reply.set(error_reply("internal", "internal error"), "internal")
-            return
-        at = self._clock.now() + self._clock.offset()
+        at = self._clock.now() + offset
         node = self._owner.node
-        self._putting += 1
+        items = [(service, data, at) for service, _, data in accepted]
+        self._putting += len(accepted)
         try:
-            id = await self._offload(lambda: self._cluster.put(node, service, data, at))
+            ids = await self._offload(lambda: self._cluster.put_many(node, items))
         except StoreError as exc:
-            log.error("inbox: cannot store an event of service=%s: %s", service, exc)
-            if reply is not None:
-                message = f"the database could not record this: {exc}"
-                reply.set(error_reply("unavailable", message), "unavailable")
+            log.error("inbox: cannot store %d event(s): %s", len(accepted), exc)
+            message = f"the database could not record this: {exc}"
+            for _, envelope, _ in accepted:
+                if envelope.reply is not None:
+                    envelope.reply.set(error_reply("unavailable", message), "unavailable")
             return
         finally:
-            self._putting -= 1
-        if reply is not None:
-            self._waiting[id] = _Waiting(service, reply, trio.current_time() + self._wait)
-            self._something_waits.set()
+            self._putting -= len(accepted)
+        self._put_counter.inc(by=len(accepted))
+        deadline = trio.current_time() + self._wait
+        for (service, envelope, _), id in zip(accepted, ids, strict=True):
+            if envelope.reply is not None:
+                self._waiting[id] = _Waiting(service, envelope.reply, deadline)
+        self._something_waits.set()
 
     async def _answered(self, ids: Sequence[int]) -> None:
         """Hand each of `ids` that has an answer now to its client."""
@@ -362,6 +427,7 @@ class Inbox:
                 waiting = self._waiting.pop(id, None)
                 if waiting is not None:
                     self._queued += 1
+                    self._queued_counter.inc()
                     terse = waiting.reply.terse
                     waiting.reply.set(queued_line(waiting.service, terse), "ok")
 
@@ -419,20 +485,38 @@ class Inbox:
         offset = self._clock.offset()
         routed: list[tuple[str, Envelope]] = []
         ids: dict[str, set[int]] = {}
+        now = trio.current_time()
+        poison: list[tuple[str, int, str]] = []
+        alone: set[str] = set()  # services whose first event failed before: tried alone
         for queued in taken:
-            service = queued.service
+            service, id = queued.service, queued.id
             if service in self._in_flight or not self._owner.holds(service):
                 continue  # after what is in flight (its order); or moved on meanwhile
+            if service in alone:
+                continue  # after its event that failed, alone (another's failure is not its)
+            if id in self._failures:
+                if self._not_before.get(service, now) > now:
+                    alone.add(service)  # its next try waits for a poll
+                    continue
+                alone.add(service)
             try:
                 _, envelope, terse = decode(queued.event, offset)
             except ValueError as exc:
-                # Nothing a node of this version wrote: left for a node that reads it.
-                log.error("inbox: cannot read event %d of service=%s: %s", queued.id, service, exc)
+                # Nothing this version can read (a bad row; a newer node's, in an upgrade
+                # left half done): tried again, then answered, so its service's events flow.
+                log.error("inbox: cannot read event %d of service=%s: %s", id, service, exc)
+                alone.add(service)  # its later events wait behind it
+                if self._count_failure(service, id):
+                    ids.setdefault(service, set()).add(id)  # in flight until answered
+                    poison.append((service, id, f"an event this pagerd cannot read: {exc}"))
                 continue
-            reply = _Taken(self, service, queued.id, terse)
-            routed.append((service, attrs.evolve(envelope, reply=reply, inbox_id=queued.id)))
-            ids.setdefault(service, set()).add(queued.id)
+            reply = _Taken(self, service, id, terse)
+            routed.append((service, attrs.evolve(envelope, reply=reply, inbox_id=id)))
+            ids.setdefault(service, set()).add(id)
         self._in_flight.update(ids)
+        assert self._nursery is not None, "Inbox.run() has not started"
+        for service, id, why in poison:
+            self._nursery.start_soon(self._poison, service, id, why)
         if routed:
             # Should this fail (a bug), what was handed over stays in flight: a copy taken again
             # while the first is still with its actor could be applied twice.
@@ -440,17 +524,63 @@ class Inbox:
 
     def _settled(self, service: str, id: int, result: str) -> None:
         """Inbox event `id` of `service` was answered by its actor: committed (its row gone,
-        handled), or not (it is taken again, after a pause if the store failed)."""
+        handled), or not (it is taken again, after a pause if the store failed; answered with
+        its error once it failed `MAX_ATTEMPTS` times in a way that counts)."""
+        if (
+            result == "internal"
+            and id in self._in_flight.get(service, ())
+            and self._count_failure(service, id)
+        ):
+            assert self._nursery is not None, "Inbox.run() has not started"
+            self._nursery.start_soon(self._poison, service, id, "its decision failed")
+            return  # in flight until answered: the service's next events wait for it
+        self._release(service, id)
+        if result in _NOT_HANDLED:
+            return  # the poll takes it again: no loop against a store that fails
+        self._failures.pop(id, None)
+        self._not_before.pop(service, None)
+        self._handled += 1
+        self._taking.set()  # the service's next events, if any
+
+    def _release(self, service: str, id: int) -> None:
         ids = self._in_flight.get(service)
         if ids is None:
             return
         ids.discard(id)
         if not ids:
             del self._in_flight[service]
-        if result in _NOT_HANDLED:
-            return  # the poll takes it again: no loop against a store that fails
-        self._handled += 1
-        self._taking.set()  # the service's next events, if any
+
+    def _count_failure(self, service: str, id: int) -> bool:
+        """Count a failure of `id` that no outage explains: whether it is its last."""
+        count = self._failures[id] = self._failures.get(id, 0) + 1
+        self._not_before[service] = trio.current_time() + self._poll
+        return count >= MAX_ATTEMPTS
+
+    async def _poison(self, service: str, id: int, why: str) -> None:
+        """Answer inbox event `id` with its error (fenced by its shard, as any answer), so
+        that the events of `service` after it flow; it stays in flight until then."""
+        attempts = self._failures.get(id, MAX_ATTEMPTS)
+        line = error_reply("internal", f"not handled after {attempts} attempts: {why}")
+        try:
+            await self._services.answer_inbox(service, id, line.decode().rstrip("\n"))
+        except Exception as exc:  # not written (fenced, the database): taken again later
+            log.error("inbox: cannot answer poisoned event %d of service=%s: %s", id, service, exc)
+        else:
+            self._poisoned += 1
+            self._poisoned_counter.inc()
+            self._failures.pop(id, None)
+            self._not_before.pop(service, None)
+            log.error(
+                "inbox: event %d of service=%s answered with its error after %d attempts (%s);"
+                " the service's later events go on",
+                id,
+                service,
+                attempts,
+                why,
+            )
+        finally:
+            self._release(service, id)
+            self._taking.set()
 
     def _moved(self, service: str, envelope: Envelope) -> None:
         """An event routed here came back `MOVED`: its shard's new owner gets it."""
@@ -469,6 +599,29 @@ class Inbox:
         states = await self._offload(lambda: self._store.load_states(shards={shard}))
         state = states.get(service) or ServiceState(service)
         return state, await self._failed(state)
+
+    def holds(self, service: str) -> bool:
+        """Whether this node decides for `service` now (it holds its shard)."""
+        return self._owner.holds(service)
+
+    async def stored_states(self, names: Collection[str]) -> dict[str, ServiceState]:
+        """The committed states of those of `names` this node does not hold (one read of
+        their shards): for the silences of the whole cluster."""
+        elsewhere = [name for name in names if not self._owner.holds(name)]
+        if not elsewhere:
+            return {}
+        shards = {shard_of(name) for name in elsewhere}
+        states = await self._offload(lambda: self._store.load_states(shards=shards))
+        return {name: states[name] for name in elsewhere if name in states}
+
+    async def firing_services(self, sources: Collection[Source]) -> dict[Source, str]:
+        """Where each of `sources` fires, as the store has it (every node's services)."""
+        asked = list(sources)
+        return await self._offload(lambda: self._store.firing_services(asked))
+
+    async def silence_service(self, id: int) -> str | None:
+        """The service of silence `id`, as the store has it (every node's services)."""
+        return await self._offload(lambda: self._store.silence_service(id))
 
     async def _failed(self, state: ServiceState) -> int:
         if state.incident is None:

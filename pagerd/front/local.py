@@ -19,12 +19,13 @@ from typing import Final
 
 import trio
 
-from pager.domain import Ack, Alert, Event, Resolve
-from pager.protocol import Request, ok_reply, unknown_service
+from pager.domain import Ack, Alert, Event, Resolve, Source
+from pager.protocol import Request, error_reply, ok_reply, unknown_service
 from pagerd.config.http import FrontConfig
 from pagerd.engine.actors import Envelope, Services
 from pagerd.front.core import Outcome, OverRate, Submission
 from pagerd.front.http.limits import RateLimits
+from pagerd.storage.port import StoreError
 
 __all__ = ["LocalCore", "answer"]
 
@@ -118,11 +119,29 @@ class LocalCore:
         gather = _Gather(len(events), done)
         services = self._services
         known = services.config.services
+        # Those naming no service go where their source fires: one lookup for them all (on a
+        # node of a cluster, in the store, for the services held elsewhere).
+        sources = {
+            event.source
+            for service, event in events
+            if service is None and isinstance(event, (Alert, Ack, Resolve)) and event.source
+        }
+        firing: dict[Source, str] = {}
+        failure: bytes | None = None
+        if sources:
+            try:
+                firing = await services.firing_services(sources)
+            except StoreError as exc:
+                log.error("cannot look up where %d source(s) fire: %s", len(sources), exc)
+                failure = error_reply("unavailable", f"the database could not be read: {exc}")
         routed: list[tuple[str, Envelope]] = []
         for index, (service, event) in enumerate(events):
             if service is None:
                 source = event.source if isinstance(event, (Alert, Ack, Resolve)) else None
-                service = None if source is None else services.firing_service(source)
+                if source is not None and failure is not None:
+                    gather.set(index, failure, "unavailable")  # nothing done: send it again
+                    continue
+                service = None if source is None else firing.get(source)
                 if service is None:
                     gather.set(index, ok_reply(), "ok")  # nobody has it open: nothing to do
                     continue

@@ -296,7 +296,10 @@ class Server:
                     await self._queue(events, answers, replies, connection)
                     events, answers = [], []
                     await replies.wait_settled()
-                    taken = await self._request(taken, peer)
+                    if taken.op == "silence_end":
+                        taken = await self._end_silence_elsewhere(taken, peer, events)
+                    else:
+                        taken = await self._request(taken, peer)
                 answers.append(taken)
                 if len(answers) == MAX_PENDING:
                     await self._queue(events, answers, replies, connection)
@@ -378,6 +381,8 @@ class Server:
             try:
                 service, event = self._services.silence_event(request, _who(peer))
             except Rejected as exc:
+                if op == "silence_end" and exc.code == "not_found" and self.cluster is not None:
+                    return request  # perhaps of a service held elsewhere: the store says
                 return _done(op, error_reply(exc.code, exc.message), exc.code)
             reply = Reply(op)
             events.append((service, Envelope(event, reply, peer)))
@@ -389,6 +394,25 @@ class Server:
             return _done(op, unknown_service(service), "unknown_service")
         reply = Reply(op)
         events.append((service, Envelope(event_of(request), reply, peer)))
+        return reply
+
+    async def _end_silence_elsewhere(
+        self, request: Request, peer: Peer, events: list[tuple[str, Envelope]]
+    ) -> Reply:
+        """A `silence_end` of a silence not in this node's memory: looked up in the store (its
+        service may be held by another node) and queued on `events` for its owner, or refused
+        as a single node refuses it."""
+        op = request.op
+        try:
+            service, event = await self._services.find_silence_event(request, _who(peer))
+        except Rejected as exc:
+            return _done(op, error_reply(exc.code, exc.message), exc.code)
+        except StoreError as exc:
+            log.error("%s failed: %s", op, exc)
+            message = f"the database could not be read: {exc}"
+            return _done(op, error_reply("unavailable", message), "unavailable")
+        reply = Reply(op)
+        events.append((service, Envelope(event, reply, peer)))
         return reply
 
     async def read(self, request: Request) -> tuple[bytes, str]:
@@ -446,7 +470,7 @@ class Server:
             service = request.service
             if service is not None and service not in self._services.config.services:
                 return _done(op, unknown_service(service), "unknown_service")
-            return _done(op, ok_reply(silences=self._services.silences(service)))
+            return _done(op, ok_reply(silences=await self._services.all_silences(service)))
         if op == "simulate":
             return _done(op, *await self._simulate(request))
         assert op == "history", op

@@ -132,6 +132,14 @@ class Cluster(Protocol):
         `INBOX_CHANNEL` (at commit) with the shard: its id."""
         ...
 
+    def put_many(self, node: str, items: Sequence[tuple[str, bytes, float]]) -> list[int]:
+        """`put` each (service, event, at) of `items`, all in one transaction (durable on
+        return, all or none), notifying each shard once: their ids, in the order of `items`
+        (increasing within a service, as `put` one after the other). For what is routed
+        together (an Alertmanager payload's events, a connection's burst): one commit, not
+        one each."""
+        ...
+
     def take(self, shards: Collection[int], after: int, limit: int) -> list[Queued]:
         """Up to `limit` events of `shards` not yet handled whose id is greater than `after`,
         by id. Reads only: an event is handled by the `Handled` write of the batch that

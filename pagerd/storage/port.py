@@ -17,7 +17,7 @@ from typing import Final, Literal, Protocol, TypeAlias
 
 import attrs
 
-from pager.domain import Notify, ServiceState
+from pager.domain import Notify, ServiceState, Source
 from pager.schedules import Override
 from pagerd.access.peers import Peer
 from pagerd.timing.clock import Reading
@@ -254,6 +254,20 @@ class Storage(Protocol):
         `before.heartbeat` writes the monitor (or deletes it, if None); one whose
         `after.silences` differ writes each silence new or changed, and keeps each one it no
         longer has as over (not loaded again, kept for the record until `prune`)."""
+        ...
+
+    def firing_services(self, sources: Collection[Source]) -> dict[Source, str]:
+        """The service whose open incident has each of `sources` firing, as committed (those
+        none has are left out; one that two services have gives the first by name). For a node
+        of a cluster: where an acknowledge or resolve naming only its source goes when its
+        service is held by another node (its memory has only its own shards'); an
+        Alertmanager payload's resolves are looked up in one call."""
+        ...
+
+    def silence_service(self, id: int) -> str | None:
+        """The service of silence `id` if its service's state still has it (not dropped; it may
+        be over: the caller checks that against the state, as for a silence in memory): where a
+        node of a cluster sends `silence end ID` for a service held elsewhere."""
         ...
 
     def last_silence_id(self) -> int:

@@ -43,6 +43,7 @@ from pagerd.front.http.forms import FormError as FormError  # what `read_form` r
 from pagerd.front.http.limits import FailedKeys
 from pagerd.front.http.routes import Call, Route
 from pagerd.front.local import answer
+from pagerd.storage.port import StoreError
 
 HTML: Final = "text/html; charset=utf-8"
 MAX_FORM: Final = forms.MAX_FORM_BYTES
@@ -124,7 +125,7 @@ class Answers:
         busy = self._limited(call.address)
         if busy is not None:
             return busy
-        found = self._open(call.params["token"], call.address)
+        found = await self._open(call.params["token"], call.address)
         if isinstance(found, Response):
             return found
         link, incident = found
@@ -155,7 +156,7 @@ class Answers:
             token = read_form(call.headers.get("content-type", ""), call.body)
         except FormError as exc:
             return _page(exc.status, "Not done", [f"{exc.message}. Nothing was done."], bad=True)
-        found = self._open(token, call.address)
+        found = await self._open(token, call.address)
         if isinstance(found, Response):
             return found
         link, incident = found
@@ -203,9 +204,10 @@ class Answers:
             )
         return None
 
-    def _open(self, token: str, address: str) -> tuple[Link, Incident] | Response:
+    async def _open(self, token: str, address: str) -> tuple[Link, Incident] | Response:
         """The link of `token` and its incident, open and the same; or the page saying why
-        not."""
+        not. On a node of a cluster, the incident of a service held elsewhere is read from the
+        store (this node's memory has only its own shards')."""
         link = Link.open(self._keys(), token)
         if link is None or not is_service_name(link.service):
             self.bad_tokens.failed(address)
@@ -221,7 +223,15 @@ class Answers:
         iid = incident_id(link.service, link.incident)
         if link.service not in self._services.config.services:
             return _closed(iid)
-        incident = self._services.state(link.service).incident
+        try:
+            incident = (await self._services.read_state(link.service)).incident
+        except StoreError:
+            return _page(
+                503,
+                "Not available",
+                ["pagerd could not read this incident (its database does not answer): try again."],
+                bad=True,
+            )
         if (
             incident is None
             or incident.number != link.incident

@@ -20,6 +20,7 @@ from pagerd.front.core import Core
 from pagerd.front.http.asgi import Response
 from pagerd.front.http.routes import Call, Route
 from pagerd.front.http.submit import status_of, submit
+from pagerd.storage.port import StoreError
 
 if TYPE_CHECKING:
     from pagerd.engine.actors import Services
@@ -148,9 +149,12 @@ class RestSilences:
         integration = call.integration
         assert integration is not None  # the route takes a key
         try:
-            service, event = self._services.silence_event(request, integration.name)
+            # On a node of a cluster, a silence of a service held elsewhere is in the store.
+            service, event = await self._services.find_silence_event(request, integration.name)
         except Rejected as exc:
             return refuse(exc.code, exc.message)
+        except StoreError as exc:
+            return refuse("unavailable", f"the database could not be read: {exc}")
         return answer(*await submit(self._core, service, event, integration))
 
     async def _silences(self, call: Call) -> Response:

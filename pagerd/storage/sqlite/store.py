@@ -279,6 +279,28 @@ class Store:
         return 0 if row is None or row[0] is None else int(row[0])
 
     @_port_errors
+    def firing_services(self, sources: Collection[Source]) -> dict[Source, str]:
+        """(A single node never asks: its memory has every service. For the port's contract.)"""
+        found: dict[Source, str] = {}
+        for source in sources:
+            row = self._conn.execute(
+                "SELECT f.service FROM firing AS f JOIN incidents AS i ON i.service = f.service"
+                " AND i.closed_at IS NULL WHERE f.integration = ? AND f.key = ?"
+                " ORDER BY f.service LIMIT 1",
+                (source.integration, source.key),
+            ).fetchone()
+            if row is not None:
+                found[source] = str(row[0])
+        return found
+
+    @_port_errors
+    def silence_service(self, id: int) -> str | None:
+        row = self._conn.execute(
+            "SELECT service FROM silences WHERE id = ? AND active = 1", (id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    @_port_errors
     def undelivered(
         self,
         limit: int,
