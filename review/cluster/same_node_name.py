@@ -53,7 +53,16 @@ def main() -> int:
         service = SERVICES[0]
         print("alert via A:", a.ask({"op": "alert", "service": service, "message": "down"}))
         c.receiver.wait(lambda p: any(x.path == "/first" for x in p), 10, "level 1 paged")
-        b.start()  # same node_name, its own process and state dir
+        try:
+            b.start()  # same node_name, its own process and state dir
+        except RuntimeError as exc:  # fixed: B waits for A's row, then exits 1, saying why
+            print("B refused to start:", str(exc).strip().splitlines()[-1])
+            ack = a.ask({"op": "ack", "service": service, "by": "alice"})
+            print("ack via A:", ack["ok"])
+            time.sleep(25)  # past the level-2 deadline (20 s after the alert)
+            late = [p for p in c.receiver.of(service) if p.path == "/second"]
+            print("PAGED AFTER AN OK ACK:" if late else "nothing after the ack", len(late))
+            return 1 if late else 0
         for n in (a, b):
             st = n.ask({"op": "status"})["cluster"]
             print(n.folder.name, "holds", st["shards_owned"], "epoch_max", st["epoch_max"])
