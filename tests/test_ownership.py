@@ -36,10 +36,10 @@ class Link:
     def __getattr__(self, name: str) -> Any:
         call = getattr(self._cluster, name)
 
-        def checked(*args: Any) -> Any:
+        def checked(*args: Any, **kwargs: Any) -> Any:
             if self.cut:
                 raise StoreUnavailable("cut from the database (the test)")
-            return call(*args)
+            return call(*args, **kwargs)
 
         return checked
 
@@ -71,10 +71,16 @@ class Recorder:
 
 
 class Node:
-    def __init__(self, name: str, cluster: FakeCluster) -> None:
+    def __init__(
+        self, name: str, cluster: FakeCluster, run: str | None = None, config: str = ""
+    ) -> None:
         self.link = Link(cluster)
         self.metrics = Metrics()
-        self.ownership = Ownership(name, self.link, inline, TTL, self.metrics)
+        self.config = config
+        self.ownership = Ownership(
+            name, self.link, inline, TTL, self.metrics,
+            run=run or f"run-{name}", config=lambda: self.config,
+        )  # fmt: skip
         self.recorder = Recorder()
         self.ownership.add(self.recorder)
         self.scope = trio.CancelScope()
@@ -302,8 +308,8 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
         claims: list[int] = []
         claim = cluster.claim
 
-        def claiming(node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
-            got = claim(node, shards, ttl)
+        def claiming(node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
+            got = claim(node, shards, ttl, run=run)
             claims.append(ownership.rounds)
             if len(claims) == 1:
                 ownership.reload([9])

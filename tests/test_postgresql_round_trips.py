@@ -32,6 +32,7 @@ __all__ = ["clean_pg", "pg_dsn"]  # fixtures
 
 HOUR: Final = 3600.0
 NODE: Final = "node-a"
+RUN: Final = "run-a"
 
 
 def opened(service: str, at: float = 1000.0) -> Transition:
@@ -70,9 +71,9 @@ def syncs(store: Store) -> Iterator[Callable[[], int]]:
 
 def test_a_fenced_write_is_one_round_trip_whatever_its_batch(store: Store) -> None:
     services = [f"svc-{i}" for i in range(50)]
-    epochs = store.claim(NODE, {shard_of(s) for s in services}, HOUR)
+    epochs = store.claim(NODE, {shard_of(s) for s in services}, HOUR, run=RUN)
     with syncs(store) as count:
-        store.write([opened(s) for s in services], Fence(NODE, epochs))
+        store.write([opened(s) for s in services], Fence(NODE, epochs, RUN))
         assert count() == 1
     pending = store.undelivered(100)
     assert len(pending) == 50
@@ -82,7 +83,7 @@ def test_a_fenced_write_is_one_round_trip_whatever_its_batch(store: Store) -> No
     with syncs(store) as count:
         store.write(
             [*(Attempt(p.notify.id, 1001.0, "sent") for p in pending), Handled(queued.id, "{}")],
-            Fence(NODE, epochs),
+            Fence(NODE, epochs, RUN),
         )
         assert count() == 1
     assert store.undelivered(100) == []
@@ -90,7 +91,7 @@ def test_a_fenced_write_is_one_round_trip_whatever_its_batch(store: Store) -> No
 
 
 def test_a_read_and_a_put_are_one_round_trip_each(store: Store) -> None:
-    epochs = store.claim(NODE, [shard_of("api")], HOUR)
+    epochs = store.claim(NODE, [shard_of("api")], HOUR, run=RUN)
     with syncs(store) as count:
         store.put(NODE, "api", b"event", 1000.0)
         assert count() == 1
@@ -113,14 +114,14 @@ def test_a_batch_of_puts_is_one_round_trip_its_ids_in_its_order(store: Store) ->
 
 
 def test_a_fenced_write_refused_leaves_its_connection_ready_for_the_next(store: Store) -> None:
-    epochs = store.claim(NODE, [shard_of("api")], HOUR)
+    epochs = store.claim(NODE, [shard_of("api")], HOUR, run=RUN)
     with pytest.raises(Fenced) as lost:
-        store.write([opened("api")], Fence(NODE, {}))
+        store.write([opened("api")], Fence(NODE, {}, RUN))
     assert lost.value.shards == {shard_of("api")}
     with pytest.raises(Fenced):
         store.write([opened("api")])  # no fence at all
     assert store.load_states() == {}
-    store.write([opened("api")], Fence(NODE, epochs))  # the pool's one connection, sound
+    store.write([opened("api")], Fence(NODE, epochs, RUN))  # the pool's one connection, sound
     assert list(store.load_states()) == ["api"]
 
 
@@ -129,7 +130,7 @@ def test_a_connection_the_server_dropped_is_replaced_before_it_is_lent(clean_pg:
     call gets a new one rather than failing on the old."""
     store = Store.open(clean_pg, node=NODE, pool_size=2)
     try:
-        epochs = store.claim(NODE, [shard_of("api")], HOUR)
+        epochs = store.claim(NODE, [shard_of("api")], HOUR, run=RUN)
         with psycopg.connect(clean_pg, autocommit=True) as admin:
             ended = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -143,7 +144,7 @@ def test_a_connection_the_server_dropped_is_replaced_before_it_is_lent(clean_pg:
             ).fetchone() != (0,):
                 assert time.monotonic() < deadline, "the backends did not end"
                 time.sleep(0.01)
-        store.write([opened("api")], Fence(NODE, epochs))
+        store.write([opened("api")], Fence(NODE, epochs, RUN))
         assert list(store.load_states()) == ["api"]
     finally:
         store.close()

@@ -838,57 +838,68 @@ class Store:
     # The cluster (`pagerd.storage.cluster.Cluster`). --------------------------------------------
 
     @_port_errors
-    def join(self, node: str, ttl: float) -> list[Node]:
+    def join(self, node: str, ttl: float, *, run: str, config: str = "") -> list[Node]:
+        """The name's row is taken by `run` only if it is its own already or has expired: a
+        second process of a name that a live run holds leaves that run's row as it is, and
+        sees it (another run) in what is given back."""
         with self._pipelined(LEASE_BOUND) as conn:
             conn.execute(
-                "INSERT INTO nodes (name, expires_at) VALUES"
-                " (%s, clock_timestamp() + make_interval(secs => %s))"
-                " ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at",
-                (node, ttl),
+                "INSERT INTO nodes (name, expires_at, run, config) VALUES"
+                " (%s, clock_timestamp() + make_interval(secs => %s), %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at,"
+                " run = excluded.run, config = excluded.config"
+                " WHERE nodes.run = excluded.run OR nodes.expires_at <= clock_timestamp()",
+                (node, ttl, run, config),
             )
             # Nodes gone for a day are forgotten: a renamed or retired node leaves no row.
             conn.execute(
                 "DELETE FROM nodes WHERE expires_at < clock_timestamp() - interval '1 day'"
             )
             cursor = conn.execute(
-                "SELECT name, extract(epoch FROM expires_at - clock_timestamp())::float8"
-                " FROM nodes WHERE expires_at > clock_timestamp() ORDER BY name"
+                "SELECT name, extract(epoch FROM expires_at - clock_timestamp())::float8, run,"
+                " config FROM nodes WHERE expires_at > clock_timestamp() ORDER BY name"
             )
-        return [Node(name, remaining) for name, remaining in cursor.fetchall()]
+        return [Node(name, remaining, r, c) for name, remaining, r, c in cursor.fetchall()]
 
     @_port_errors
-    def leave(self, node: str) -> None:
+    def leave(self, node: str, *, run: str) -> None:
         with self._pipelined(LEASE_BOUND) as conn:
-            conn.execute("DELETE FROM nodes WHERE name = %s", (node,))
-            conn.execute("UPDATE leases SET expires_at = '-infinity' WHERE owner = %s", (node,))
+            conn.execute("DELETE FROM nodes WHERE name = %s AND run = %s", (node, run))
+            conn.execute(
+                "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND run = %s",
+                (node, run),
+            )
 
     @_port_errors
-    def claim(self, node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
-        """Each of `shards` free, expired, released or `node`'s taken (or renewed) for `ttl`
+    def claim(self, node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
+        """Each of `shards` free, expired, released or this run's taken (or renewed) for `ttl`
         seconds of the database's clock. The leases are locked for update, in shard order (as
         fenced writes lock them for share), so a claim waits for every write fenced by a shard
-        it takes, and that write, committed first, is seen by the new owner."""
+        it takes, and that write, committed first, is seen by the new owner. The owner is the
+        run: another run of the same name is a change of owner, never a renewal."""
         wanted = sorted({int(s) for s in shards if 0 <= s < SHARDS})
         with self._connection(LEASE_BOUND) as conn:
             found = conn.execute(
                 "WITH locked AS (SELECT shard FROM leases WHERE shard = ANY(%(shards)s)"
                 " ORDER BY shard FOR UPDATE) UPDATE leases AS l SET"
-                " epoch = CASE WHEN l.owner = %(node)s AND l.expires_at > clock_timestamp()"
-                " THEN l.epoch ELSE l.epoch + 1 END, owner = %(node)s,"
+                " epoch = CASE WHEN l.owner = %(node)s AND l.run = %(run)s"
+                " AND l.expires_at > clock_timestamp() THEN l.epoch ELSE l.epoch + 1 END,"
+                " owner = %(node)s, run = %(run)s,"
                 " expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)"
-                " FROM locked WHERE l.shard = locked.shard AND (l.owner = %(node)s"
-                " OR l.owner IS NULL OR l.expires_at <= clock_timestamp())"
+                " FROM locked WHERE l.shard = locked.shard AND ((l.owner = %(node)s"
+                " AND l.run = %(run)s) OR l.owner IS NULL OR l.expires_at <= clock_timestamp())"
                 " RETURNING l.shard, l.epoch",
-                {"shards": wanted, "node": node, "ttl": ttl},
+                {"shards": wanted, "node": node, "ttl": ttl, "run": run},
             ).fetchall()
         return {int(str(shard)): int(str(epoch)) for shard, epoch in found}
 
     @_port_errors
-    def release(self, node: str, shards: Collection[int]) -> None:
+    def release(self, node: str, shards: Collection[int], *, run: str) -> None:
         with self._connection(LEASE_BOUND) as conn:
             conn.execute(
-                "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND shard = ANY(%s)",
-                (node, sorted(shards)),
+                "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND run = %s"
+                " AND shard = ANY(%s)",
+                (node, run, sorted(shards)),
             )
 
     @_port_errors
@@ -1117,7 +1128,7 @@ def check_schema(config: StorageConfig) -> str:
 FENCED_STATE: Final = "PGRF1"
 """The SQLSTATE `_FENCE` raises (a code of pagerd's own, in no standard class)."""
 
-_FENCE_FUNCTION: Final = f"""CREATE FUNCTION pg_temp.pagerd_fence(f_node text,
+_FENCE_FUNCTION: Final = f"""CREATE FUNCTION pg_temp.pagerd_fence(f_node text, f_run text,
     f_epochs bigint[], f_touched integer[], f_attempts text[], f_handled bigint[])
 RETURNS void LANGUAGE plpgsql AS $fence$
 DECLARE
@@ -1133,9 +1144,9 @@ BEGIN
         ) AS t;
     END IF;
     SELECT coalesce(array_agg(l.shard), '{{}}') INTO f_held FROM (
-        SELECT shard, owner, epoch, expires_at FROM leases WHERE shard = ANY(f_touched)
+        SELECT shard, owner, run, epoch, expires_at FROM leases WHERE shard = ANY(f_touched)
         ORDER BY shard FOR SHARE
-    ) AS l WHERE l.owner = f_node AND l.expires_at > clock_timestamp()
+    ) AS l WHERE l.owner = f_node AND l.run = f_run AND l.expires_at > clock_timestamp()
         AND l.epoch = f_epochs[l.shard + 1];
     FOREACH s IN ARRAY coalesce(f_touched, '{{}}') LOOP
         IF NOT s = ANY(f_held) THEN
@@ -1150,8 +1161,8 @@ END
 $fence$"""
 """The fence of a write, checked in the server, in the write's transaction, before its
 statements (`_FENCE`): the shards it touches (its transitions' services', given; its attempts'
-notifications' and its handled events', as stored) must each be leased to the fence's node
-under the fence's epoch (`f_epochs[shard + 1]`), unexpired by the clock now (not the
+notifications' and its handled events', as stored) must each be leased to the fence's run of
+its node under the fence's epoch (`f_epochs[shard + 1]`), unexpired by the clock now (not the
 transaction's start: the lock may have been waited for). Their leases are locked for share in
 shard order, as a `claim` locks them for update: a claim waits for the write, and the write for
 a claim; each is checked once locked, by the clock then. A lost shard raises `FENCED_STATE`,
@@ -1163,13 +1174,14 @@ migrate, and its plans are kept for the connection's life (a `DO` block, planned
 cost a millisecond of the server's time a commit)."""
 
 _FENCE: Final = (
-    "SELECT pg_temp.pagerd_fence(%s::text, %s::bigint[], %s::integer[], %s::text[], %s::bigint[])"
+    "SELECT pg_temp.pagerd_fence(%s::text, %s::text, %s::bigint[], %s::integer[], %s::text[],"
+    " %s::bigint[])"
 )
 
 
 def _fence_arguments(
     fence: Fence | None, shards: Collection[int], attempts: Sequence[str], handled: Sequence[int]
-) -> tuple[str | None, list[int | None], list[int], list[str], list[int]]:
+) -> tuple[str | None, str | None, list[int | None], list[int], list[str], list[int]]:
     """`_FENCE`'s parameters: no node (so every shard touched is lost) if there is no fence;
     the epochs by shard (element shard + 1, NULL where not held)."""
     epochs: list[int | None] = [None] * SHARDS
@@ -1177,8 +1189,8 @@ def _fence_arguments(
         for shard, epoch in fence.epochs.items():
             if 0 <= shard < SHARDS:
                 epochs[shard] = epoch
-    node = None if fence is None else fence.node
-    return node, epochs, sorted(shards), list(attempts), list(handled)
+    node, run = (None, None) if fence is None else (fence.node, fence.run)
+    return node, run, epochs, sorted(shards), list(attempts), list(handled)
 
 
 def _fenced(exc: psycopg.Error) -> Fenced:
