@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Collection, Mapping
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, get_args
 
 import attrs
 import trio
@@ -66,6 +66,12 @@ MIN_WAKE: Final = 0.1
 """Seconds between two rounds at least."""
 
 DropReason = Literal["expired", "fenced", "handover", "stop", "reload"]
+ROUTINE: Final[frozenset[DropReason]] = frozenset({"handover", "stop"})
+"""Drops that are the routine of nodes joining and stopping cleanly: logged at INFO. The others
+(a lease lost, not given away) at WARNING."""
+RELEASED_BELOW: Final = -1e8
+"""A lease's `remaining` below this was released (the store reads a released lease's end as
+-1e9 s): given away by its owner (a handover, a stop), not run out."""
 
 
 class Moved(Exception):
@@ -152,6 +158,8 @@ class Ownership:
         self._changed = trio.Event()
         self._woken = trio.Event()
         self._stopped = False
+        self.alive: tuple[str, ...] = ()
+        """The other nodes alive at the last round that reached the database (`pager status`)."""
         self.rounds = 0
         self.failures = 0
         self.adopted_undelivered = 0
@@ -164,6 +172,8 @@ class Ownership:
             " unknown: dropped and adopted again from the store).",
             ("reason",),
         )
+        # Every reason from the start, at 0: `increase()` misses a series' first increment.
+        self._dropped.zero(*((reason,) for reason in get_args(DropReason)))
         self._failed_rounds: Counter = metrics.counter(
             "pagerd_cluster_round_failures_total",
             "Lease rounds that failed (the database could not be reached), tried again.",
@@ -172,6 +182,12 @@ class Ownership:
             "pagerd_cluster_adopted_undelivered_total",
             "Undelivered notifications taken over with a shard from its previous owner: those"
             " it was sending when it stopped may be sent twice (each with its idempotency key).",
+        )
+        metrics.gauges(
+            "pagerd_cluster_node_info",
+            "This node's name in the cluster ([cluster] node_name), always 1.",
+            ("node",),
+            lambda: {(self.node,): 1.0},
         )
         metrics.gauge(
             "pagerd_cluster_shards_owned", "Shards this node owns now.", lambda: len(self.held())
@@ -276,7 +292,8 @@ class Ownership:
             self._reload_after.pop(shard, None)
             self._adoption.pop(shard, None)
         self._dropped.inc(reason, by=len(gone))
-        log.warning(
+        log.log(
+            logging.INFO if reason in ROUTINE else logging.WARNING,
             "dropped %d shard(s) reason=%s node=%s: %s",
             len(gone), reason, self.node, _shown(gone),
         )  # fmt: skip
@@ -383,6 +400,7 @@ class Ownership:
         cluster, node, ttl = self._cluster, self.node, self.ttl
         nodes = await self._offload(lambda: cluster.join(node, ttl))
         alive = {n.name for n in nodes} | {node}
+        self.alive = tuple(sorted(alive - {node}))
         leases = {lease.shard: lease for lease in await self._offload(cluster.leases)}
         now = trio.current_time()
         want = share(node, alive, self._shards)
@@ -419,15 +437,16 @@ class Ownership:
                 self._leased[shard] = epoch
         self._changed.set()
         if self._leased and not self._stopped:
-            await self._adopt(claim)
+            await self._adopt(claim, leases)
         wake = self._next_expiry(leases, got, now)
         if self._reload_after:  # reloaded after this claim was sent: the next claim is due
             wake = min(wake, trio.current_time() + MIN_WAKE)
         return wake
 
-    async def _adopt(self, claim: int) -> None:
+    async def _adopt(self, claim: int, leases: Mapping[int, Lease]) -> None:
         """Adopt the shards leased and not adopted yet, but those to reload after a write of
-        unknown outcome that came after the claim numbered `claim` was sent (see `reload`)."""
+        unknown outcome that came after the claim numbered `claim` was sent (see `reload`).
+        `leases`: as the round read them before its claim, to say whom each came from."""
         fresh = frozenset(s for s in self._leased if self._reload_after.get(s, -1) < claim)
         if not fresh:
             return
@@ -453,7 +472,12 @@ class Ownership:
                 self._adoption[shard] = self._adoptions
         taken = frozenset(s for s in fresh if s in self._epochs)
         if taken:
-            log.info("adopted %d shard(s) node=%s: %s", len(taken), self.node, _shown(taken))
+            log.info(
+                "adopted %d shard(s) node=%s: %s",
+                len(taken),
+                self.node,
+                _origins(taken, leases, self.node),
+            )
             for adopter in self._adopters:
                 try:
                     adopter.adopted(taken)
@@ -494,6 +518,25 @@ class Ownership:
         # Never a round straight after a round: a shard that stays out of reach (another node
         # took it meanwhile) must not spin.
         return max(wake, trio.current_time() + MIN_WAKE)
+
+
+def _origins(shards: Collection[int], leases: Mapping[int, Lease], node: str) -> str:
+    """Whom `shards` were adopted from, grouped: another node's lease that ran out (a takeover:
+    that node died, or was cut off or paused), one it released (a rebalance: it stopped, or
+    handed them over), this node's own (reloaded, or taken back), or none ever."""
+    groups: dict[str, list[int]] = {}
+    for shard in shards:
+        lease = leases.get(shard)
+        if lease is None or lease.owner is None:
+            origin = "never owned"
+        elif lease.owner == node:
+            origin = "from this node's own lease"
+        elif lease.remaining < RELEASED_BELOW:
+            origin = f"from {lease.owner}, released (rebalance)"
+        else:
+            origin = f"from {lease.owner}, its lease expired (takeover)"
+        groups.setdefault(origin, []).append(shard)
+    return "; ".join(f"{origin}: {_shown(found)}" for origin, found in sorted(groups.items()))
 
 
 def _shown(shards: Collection[int]) -> str:
