@@ -354,7 +354,7 @@ async def test_routine_drops_are_info_and_adoptions_say_whom_they_came_from(
     cluster = FakeCluster(trio.current_time)
     async with nodes(cluster, "a") as (a,):
         await trio.sleep(1)
-        assert a.ownership.alive == ()
+        assert not a.ownership.alive
         b = Node("b", cluster)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(b.run)
@@ -376,16 +376,18 @@ async def test_routine_drops_are_info_and_adoptions_say_whom_they_came_from(
                 f"adopted {len(handed)} shard(s) node=a: from b, its lease expired (takeover):"
                 f" {_listed(handed)}"
             ]
-            assert a.ownership.alive == ()
+            assert not a.ownership.alive
             # A lease lost unawares: a WARNING.
             a.link.cut = True
             await trio.sleep(TTL)
             assert a.ownership.held() == {}
+            assert a.ownership.round_error == "cut from the database (the test)"
             assert _messages(caplog, logging.WARNING, "dropped") == [
                 f"dropped {SHARDS} shard(s) reason=expired node=a: {_listed(range(SHARDS))}"
             ]
             a.link.cut = False
             await trio.sleep(TTL)
+            assert a.ownership.round_error is None
             caplog.clear()
             nursery.cancel_scope.cancel()
     assert _messages(caplog, logging.INFO, "dropped") == [

@@ -162,6 +162,8 @@ class Ownership:
         """The other nodes alive at the last round that reached the database (`pager status`)."""
         self.rounds = 0
         self.failures = 0
+        self.round_error: str | None = None
+        """Why the last round failed (None: it succeeded, or none ran yet): `/-/ready` says it."""
         self.adopted_undelivered = 0
         metrics = metrics or Metrics()
         self._dropped: Counter = metrics.counter(
@@ -386,12 +388,15 @@ class Ownership:
     async def _round_contained(self) -> float:
         tick = trio.current_time() + self.ttl / 4
         try:
-            return min(tick, await self.round())
+            wake = min(tick, await self.round())
         except Exception as exc:
+            self.round_error = str(exc) or type(exc).__name__
             self.failures += 1
             self._failed_rounds.inc()
             log.error("lease round failed node=%s, retrying: %s", self.node, exc)
             return trio.current_time() + min(RETRY_AFTER_FAILURE, self.ttl / 4)
+        self.round_error = None
+        return wake
 
     async def round(self) -> float:
         """One round: say alive, claim, adopt, drop, hand over. The trio time a lease this node
