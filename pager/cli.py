@@ -839,6 +839,10 @@ def _cluster_header(reply: dict[str, Any]) -> str:
     others = [str(n) for n in cluster.get("nodes") or []]
     alive = f"other nodes alive: {', '.join(others)}" if others else "no other node alive"
     lines = [f"node {cluster.get('node')}: {part.rstrip(', ')}; {alive}"]
+    if cluster.get("config_agreed") is False:
+        hashes = cluster.get("configs") or {}
+        shown = ", ".join(f"{name}={h}" for name, h in sorted(hashes.items()))
+        lines.append(f"the nodes run different configs: {shown}")
     if cluster.get("round_error"):
         lines.append(f"its lease rounds fail: {cluster['round_error']}")
     if reply.get("database_error"):

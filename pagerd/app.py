@@ -32,7 +32,7 @@ from pagerd.engine.compute import Compute, in_threads
 from pagerd.engine.inbox import Inbox, Listen
 from pagerd.engine.lookahead import Lookahead, gaps, ignored_lines
 from pagerd.engine.oncall import Rota
-from pagerd.engine.ownership import Ownership
+from pagerd.engine.ownership import DuplicateNode, Ownership
 from pagerd.engine.readiness import Readiness
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
@@ -613,6 +613,8 @@ async def _run(
             parts.lease_offload or in_thread(trio.CapacityLimiter(1)),
             shared.node.lease_ttl,
             metrics,
+            run=store.origin,
+            config=lambda: services.config.cluster_sha256,
         )
         committer.fencing = ownership
         silence_ids = SharedSilenceIds(shared.cluster, parts.store_offload)
@@ -681,6 +683,9 @@ async def _run(
             metrics=metrics,
         )
         services.cluster = inbox
+        # A service missing from this config is removed only if every node's lacks it too.
+        services.agreement = ownership.agreed
+        ownership.on_agreement = services.recheck_removed
         outbox.own(ownership)
         ownership.add(ServiceShards(services, store, parts.store_offload))
         ownership.add(outbox)
@@ -773,7 +778,10 @@ async def _run(
             if ownership is not None and silence_ids is not None and inbox is not None:
                 # After the actors and the outbox run: what it adopts goes straight to them.
                 await core.start(inbox.run)
-                await core.start(ownership.run)
+                try:
+                    await core.start(ownership.run)
+                except* DuplicateNode as group:
+                    raise StartupError(str(group.exceptions[0])) from None
                 core.start_soon(silence_ids.run, name="silence ids")
             if pool is not None:
                 core.start_soon(pool.run, name="delivery workers")

@@ -35,6 +35,16 @@ class _Lease:
     owner: str | None = None
     epoch: int = 0
     expires: float = float("-inf")
+    run: str = ""
+
+
+@attrs.define
+class _Row:
+    """A node's row: which run of the name said it is alive, until when, with which config."""
+
+    expires: float
+    run: str
+    config: str
 
 
 class FakeCluster:
@@ -44,7 +54,7 @@ class FakeCluster:
     def __init__(self, now: Callable[[], float]) -> None:
         self.now = now
         self._lock = threading.Condition(threading.RLock())
-        self._nodes: dict[str, float] = {}
+        self._nodes: dict[str, _Row] = {}
         self._leases: dict[int, _Lease] = {}
         self._inbox: dict[int, Queued] = {}
         self._answers: dict[int, str] = {}
@@ -60,22 +70,30 @@ class FakeCluster:
 
             raise StoreUnavailable("the database cannot be reached (the test cut it)")
 
-    def join(self, node: str, ttl: float) -> list[Node]:
+    def join(self, node: str, ttl: float, *, run: str, config: str = "") -> list[Node]:
         with self._lock:
             self._check_up()
             now = self.now()
-            self._nodes[node] = now + ttl
-            return [Node(n, at - now) for n, at in sorted(self._nodes.items()) if at > now]
+            row = self._nodes.get(node)
+            if row is None or row.run == run or row.expires <= now:
+                self._nodes[node] = _Row(now + ttl, run, config)
+            return [
+                Node(n, r.expires - now, r.run, r.config)
+                for n, r in sorted(self._nodes.items())
+                if r.expires > now
+            ]
 
-    def leave(self, node: str) -> None:
+    def leave(self, node: str, *, run: str) -> None:
         with self._lock:
             self._check_up()
-            self._nodes.pop(node, None)
+            row = self._nodes.get(node)
+            if row is not None and row.run == run:
+                del self._nodes[node]
             for lease in self._leases.values():
-                if lease.owner == node:
+                if lease.owner == node and lease.run == run:
                     lease.expires = float("-inf")
 
-    def claim(self, node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
+    def claim(self, node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
         with self._lock:
             self._check_up()
             now = self.now()
@@ -83,21 +101,22 @@ class FakeCluster:
             for shard in shards:
                 lease = self._leases.setdefault(shard, _Lease())
                 live = lease.expires > now
-                if live and lease.owner != node:
+                mine = lease.owner == node and lease.run == run
+                if live and not mine:
                     continue
-                if not (live and lease.owner == node):
+                if not (live and mine):
                     lease.epoch += 1
-                lease.owner = node
+                lease.owner, lease.run = node, run
                 lease.expires = now + ttl
                 held[shard] = lease.epoch
             return held
 
-    def release(self, node: str, shards: Collection[int]) -> None:
+    def release(self, node: str, shards: Collection[int], *, run: str) -> None:
         with self._lock:
             self._check_up()
             for shard in shards:
                 lease = self._leases.get(shard)
-                if lease is not None and lease.owner == node:
+                if lease is not None and lease.owner == node and lease.run == run:
                     lease.expires = float("-inf")
 
     def leases(self) -> list[Lease]:
@@ -153,8 +172,8 @@ class FakeCluster:
     # The store's side: the fence check and the inbox's handled events, in one "transaction".
 
     def check(self, fence: Fence | None, shards: Collection[int]) -> None:
-        """Raise `Fenced` unless every one of `shards` is leased to the fence's node, under the
-        fence's epoch, and not expired. Called with the lock held."""
+        """Raise `Fenced` unless every one of `shards` is leased to the fence's run of its node,
+        under the fence's epoch, and not expired. Called with the lock held."""
         now = self.now()
         lost = set()
         for shard in shards:
@@ -163,6 +182,7 @@ class FakeCluster:
                 fence is None
                 or lease is None
                 or lease.owner != fence.node
+                or lease.run != fence.run
                 or lease.epoch != fence.epochs.get(shard)
                 or lease.expires <= now
             ):

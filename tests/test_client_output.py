@@ -428,6 +428,13 @@ def test_on_a_node_of_a_cluster_status_heads_the_table_with_the_node_and_names_a
     alone = {**cluster, "shards_owned": 0, "lease_renewal_age": None, "nodes": []}
     shown = cli.render("status", {**reply, "cluster": alone}).splitlines()[0]
     assert shown == "node pagerd-1: owns no shard; no other node alive"
+    differ = {
+        **cluster,
+        "config_agreed": False,
+        "configs": {"pagerd-1": "3f2a", "pagerd-2": "9c41"},
+    }
+    lines = cli.render("status", {**reply, "cluster": differ}).splitlines()
+    assert lines[1] == "the nodes run different configs: pagerd-1=3f2a, pagerd-2=9c41"
     # One service: its owner in words, under the table (the OWNER column may not fit).
     one = cli.render("status", {**_status("api", healthy=True), "owner": owned}, width=30)
     assert one.splitlines()[-1] == "owner: pagerd-2 (shard 17, epoch 1)"

@@ -32,6 +32,8 @@ __all__ = ["clean_pg", "pg_dsn"]  # fixtures
 
 HOUR: Final = 3600.0
 A, B = "node-a", "node-b"
+RUN = {A: "run-a", B: "run-b"}
+"""Each node's run (`Storage.origin`): the owner of the leases it takes."""
 
 
 class Shared(Storage, Cluster, Protocol):
@@ -120,112 +122,140 @@ DB: Final = services_of(S2)[0]
 
 
 def test_nodes_join_and_leave(world: World) -> None:
-    assert [n.name for n in world.a.join(A, HOUR)] == [A]
-    alive = world.b.join(B, HOUR)
+    assert [n.name for n in world.a.join(A, HOUR, run=RUN[A])] == [A]
+    alive = world.b.join(B, HOUR, run=RUN[B])
     assert [n.name for n in alive] == [A, B]
     # (to a microsecond: `(now + HOUR) - now` can round a float ulp above HOUR)
     assert all(0 < n.remaining <= HOUR + 1e-6 for n in alive)
-    world.a.leave(A)
-    assert [n.name for n in world.b.join(B, HOUR)] == [B]
+    world.a.leave(A, run=RUN[A])
+    assert [n.name for n in world.b.join(B, HOUR, run=RUN[B])] == [B]
 
 
 def test_a_node_whose_word_expired_is_not_alive(world: World) -> None:
-    world.a.join(A, 0.0)
-    assert [n.name for n in world.b.join(B, HOUR)] == [B]
+    world.a.join(A, 0.0, run=RUN[A])
+    assert [n.name for n in world.b.join(B, HOUR, run=RUN[B])] == [B]
 
 
 def test_a_free_shard_is_claimed_with_a_new_epoch_and_renewed_with_the_same(world: World) -> None:
-    assert world.a.claim(A, [S1, S2], HOUR) == {S1: 1, S2: 1}
-    assert world.a.claim(A, [S1], HOUR) == {S1: 1}  # a renewal keeps the epoch
+    assert world.a.claim(A, [S1, S2], HOUR, run=RUN[A]) == {S1: 1, S2: 1}
+    assert world.a.claim(A, [S1], HOUR, run=RUN[A]) == {S1: 1}  # a renewal keeps the epoch
     lease = {lease.shard: lease for lease in world.b.leases()}[S1]
     assert (lease.owner, lease.epoch) == (A, 1) and 0 < lease.remaining <= HOUR + 1e-6
 
 
 def test_a_live_lease_is_left_to_its_owner(world: World) -> None:
-    world.a.claim(A, [S1], HOUR)
-    assert world.b.claim(B, [S1, S2], HOUR) == {S2: 1}
+    world.a.claim(A, [S1], HOUR, run=RUN[A])
+    assert world.b.claim(B, [S1, S2], HOUR, run=RUN[B]) == {S2: 1}
 
 
 def test_an_expired_lease_is_taken_by_another_node_under_a_new_epoch(world: World) -> None:
-    world.a.claim(A, [S1], 0.0)  # expires at once
-    assert world.b.claim(B, [S1], HOUR) == {S1: 2}
-    assert world.a.claim(A, [S1], HOUR) == {}
+    world.a.claim(A, [S1], 0.0, run=RUN[A])  # expires at once
+    assert world.b.claim(B, [S1], HOUR, run=RUN[B]) == {S1: 2}
+    assert world.a.claim(A, [S1], HOUR, run=RUN[A]) == {}
 
 
 def test_a_released_lease_is_free_at_once_and_its_epoch_goes_up_even_for_its_owner(
     world: World,
 ) -> None:
-    world.a.claim(A, [S1, S2], HOUR)
-    world.a.release(A, [S1])
-    assert world.a.claim(A, [S1], HOUR) == {S1: 2}
-    world.a.release(A, [S1])
-    assert world.b.claim(B, [S1], HOUR) == {S1: 3}
-    assert world.b.claim(B, [S2], HOUR) == {}  # still A's
+    world.a.claim(A, [S1, S2], HOUR, run=RUN[A])
+    world.a.release(A, [S1], run=RUN[A])
+    assert world.a.claim(A, [S1], HOUR, run=RUN[A]) == {S1: 2}
+    world.a.release(A, [S1], run=RUN[A])
+    assert world.b.claim(B, [S1], HOUR, run=RUN[B]) == {S1: 3}
+    assert world.b.claim(B, [S2], HOUR, run=RUN[B]) == {}  # still A's
 
 
 def test_leaving_releases_every_lease(world: World) -> None:
-    world.a.join(A, HOUR)
-    world.a.claim(A, [S1, S2], HOUR)
-    world.a.leave(A)
-    assert world.b.claim(B, [S1, S2], HOUR) == {S1: 2, S2: 2}
+    world.a.join(A, HOUR, run=RUN[A])
+    world.a.claim(A, [S1, S2], HOUR, run=RUN[A])
+    world.a.leave(A, run=RUN[A])
+    assert world.b.claim(B, [S1, S2], HOUR, run=RUN[B]) == {S1: 2, S2: 2}
     assert all(lease.remaining <= 0 for lease in world.a.leases() if lease.owner == A)
+
+
+def test_another_run_of_a_name_is_another_owner_never_a_renewal(world: World) -> None:
+    """Two processes given one node_name (review finding 1): the lease is the run's."""
+    assert world.a.claim(A, [S1], HOUR, run="first") == {S1: 1}
+    assert world.b.claim(A, [S1], HOUR, run="second") == {}  # live: left to its run
+    with pytest.raises(Fenced):
+        world.b.write([opened(API)], Fence(A, {S1: 1}, "second"))
+    world.a.claim(A, [S1], 0.0, run="first")  # over
+    assert world.b.claim(A, [S1], HOUR, run="second") == {S1: 2}  # a change of owner
+    with pytest.raises(Fenced):
+        world.a.write([opened(API)], Fence(A, {S1: 1}, "first"))
+    world.a.release(A, [S1], run="first")
+    world.a.leave(A, run="first")  # the old run's stop releases nothing of the new one's
+    assert world.b.claim(B, [S1], HOUR, run=RUN[B]) == {}
+    world.b.write([opened(API)], Fence(A, {S1: 2}, "second"))
+    assert list(world.a.load_states()) == [API]
+
+
+def test_a_name_s_row_is_its_run_s_until_it_expires(world: World) -> None:
+    world.a.join(A, HOUR, run="first", config="c1")
+    found = world.b.join(A, HOUR, run="second", config="c2")
+    assert [(n.name, n.run, n.config) for n in found] == [(A, "first", "c1")]
+    world.b.leave(A, run="second")  # not its row: left as it is
+    assert [n.run for n in world.b.join(B, HOUR, run=RUN[B])] == ["first", RUN[B]]
+    world.a.join(A, 0.0, run="first")  # its word expires (a kill: it says nothing more)
+    found = world.b.join(A, HOUR, run="second", config="c2")
+    assert [(n.name, n.run, n.config) for n in found] == [(A, "second", "c2"), (B, RUN[B], "")]
 
 
 # Fencing. --------------------------------------------------------------------------------------
 
 
 def test_a_fenced_write_of_the_owner_is_written(world: World) -> None:
-    epochs = world.a.claim(A, [S1], HOUR)
-    world.a.write([opened(API)], Fence(A, epochs))
+    epochs = world.a.claim(A, [S1], HOUR, run=RUN[A])
+    world.a.write([opened(API)], Fence(A, epochs, RUN[A]))
     assert list(world.b.load_states()) == [API]
 
 
 def test_a_write_after_losing_the_lease_fails_and_writes_nothing(world: World) -> None:
-    epochs = world.a.claim(A, [S1, S2], HOUR)
-    world.a.release(A, [S1])
-    world.b.claim(B, [S1], HOUR)
+    epochs = world.a.claim(A, [S1, S2], HOUR, run=RUN[A])
+    world.a.release(A, [S1], run=RUN[A])
+    world.b.claim(B, [S1], HOUR, run=RUN[B])
     with pytest.raises(Fenced) as lost:
-        world.a.write([opened(DB), opened(API)], Fence(A, epochs))
+        world.a.write([opened(DB), opened(API)], Fence(A, epochs, RUN[A]))
     assert lost.value.shards == {S1}
     assert world.b.load_states() == {}  # not even DB's, whose shard A still holds
 
 
 def test_a_write_under_an_old_epoch_fails_even_on_the_same_node(world: World) -> None:
-    old = world.a.claim(A, [S1], HOUR)
-    world.a.release(A, [S1])
-    world.a.claim(A, [S1], HOUR)
+    old = world.a.claim(A, [S1], HOUR, run=RUN[A])
+    world.a.release(A, [S1], run=RUN[A])
+    world.a.claim(A, [S1], HOUR, run=RUN[A])
     with pytest.raises(Fenced):
-        world.a.write([opened(API)], Fence(A, old))
+        world.a.write([opened(API)], Fence(A, old, RUN[A]))
 
 
 def test_a_write_under_an_expired_lease_fails(world: World) -> None:
-    epochs = world.a.claim(A, [S1], 0.0)
+    epochs = world.a.claim(A, [S1], 0.0, run=RUN[A])
     with pytest.raises(Fenced):
-        world.a.write([opened(API)], Fence(A, epochs))
+        world.a.write([opened(API)], Fence(A, epochs, RUN[A]))
 
 
 def test_an_unfenced_write_to_a_shard_fails_but_a_clock_mark_needs_no_fence(world: World) -> None:
-    world.a.claim(A, [S1], HOUR)
+    world.a.claim(A, [S1], HOUR, run=RUN[A])
     with pytest.raises(Fenced):
         world.a.write([opened(API)])
     world.a.write([ClockMark(Reading(1.0, 1.0))])
 
 
 def test_an_attempt_is_fenced_by_its_notification_s_shard(world: World) -> None:
-    epochs = world.a.claim(A, [S1], HOUR)
-    world.a.write([opened(API)], Fence(A, epochs))
+    epochs = world.a.claim(A, [S1], HOUR, run=RUN[A])
+    world.a.write([opened(API)], Fence(A, epochs, RUN[A]))
     (pending,) = world.a.undelivered(10)
-    world.a.release(A, [S1])
-    world.b.claim(B, [S1], HOUR)
+    world.a.release(A, [S1], run=RUN[A])
+    world.b.claim(B, [S1], HOUR, run=RUN[B])
     sent = Attempt(pending.notify.id, 1001.0, "sent")
     with pytest.raises(Fenced):
-        world.a.write([sent], Fence(A, epochs))
+        world.a.write([sent], Fence(A, epochs, RUN[A]))
     assert [u.notify.id for u in world.b.undelivered(10)] == [pending.notify.id]
 
 
 def test_reads_take_a_node_s_shards(world: World) -> None:
-    epochs = world.a.claim(A, [S1, S2], HOUR)
-    world.a.write([opened(API), opened(DB)], Fence(A, epochs))
+    epochs = world.a.claim(A, [S1, S2], HOUR, run=RUN[A])
+    world.a.write([opened(API), opened(DB)], Fence(A, epochs, RUN[A]))
     assert list(world.a.load_states(shards=[S1])) == [API]
     assert [u.notify.service for u in world.a.undelivered(10, shards=[S2])] == [DB]
     assert world.a.undelivered(10, shards=[]) == []
@@ -238,12 +268,14 @@ def test_a_claim_waits_for_an_in_flight_fenced_write(world: World) -> None:
     if not world.blocking_claims:
         pytest.skip("the fake takes one lock for everything: nothing is ever in flight")
     store = cast(PostgresStore, world.a)
-    epochs = world.a.claim(A, [S1], 0.0)  # expired at once: B may take it
+    epochs = world.a.claim(A, [S1], 0.0, run=RUN[A])  # expired at once: B may take it
     claimed: dict[int, int] = {}
     with store._transaction() as conn:
         # What `write` does first: lock the leases of the shards it touches.
         conn.execute("SELECT 1 FROM leases WHERE shard = %s FOR SHARE", (S1,))
-        thread = threading.Thread(target=lambda: claimed.update(world.b.claim(B, [S1], HOUR)))
+        thread = threading.Thread(
+            target=lambda: claimed.update(world.b.claim(B, [S1], HOUR, run=RUN[B]))
+        )
         thread.start()
         # The claim's session is seen waiting for the lock (not timed: asked of the server).
         deadline = time.monotonic() + 10
@@ -280,8 +312,8 @@ def test_events_are_put_taken_by_shard_and_in_order_and_handled_with_an_answer(
     assert [q.id for q in world.a.take([S1], first, 10)] == [second]
     assert world.a.take([S1], 0, 1) == taken[:1]
     assert world.b.answers([first, second]) == {}
-    epochs = world.a.claim(A, [S1], HOUR)
-    world.a.write([opened(API), Handled(first, "ok 1")], Fence(A, epochs))
+    epochs = world.a.claim(A, [S1], HOUR, run=RUN[A])
+    world.a.write([opened(API), Handled(first, "ok 1")], Fence(A, epochs, RUN[A]))
     assert world.b.answers([first, second]) == {first: "ok 1"}
     assert [q.id for q in world.a.take([S1], 0, 10)] == [second]  # handled: gone
 
@@ -308,9 +340,9 @@ def test_a_batch_of_puts_is_one_transaction_in_order_and_notifies_each_shard(
 
 def test_handling_an_event_is_fenced_by_its_shard(world: World) -> None:
     queued = world.b.put(B, API, b"alert", 1000.0)
-    epochs = world.a.claim(A, [S2], HOUR)  # not API's shard
+    epochs = world.a.claim(A, [S2], HOUR, run=RUN[A])  # not API's shard
     with pytest.raises(Fenced):
-        world.a.write([Handled(queued, "ok")], Fence(A, epochs))
+        world.a.write([Handled(queued, "ok")], Fence(A, epochs, RUN[A]))
     assert world.b.answers([queued]) == {}
     assert [q.id for q in world.a.take([S1], 0, 10)] == [queued]
 
@@ -319,8 +351,8 @@ def test_a_put_and_an_answer_are_notified(world: World) -> None:
     world.a.wait([INBOX_CHANNEL, ANSWER_CHANNEL], 0.0)  # listening from here on
     queued = world.b.put(B, API, b"alert", 1000.0)
     assert _wait_for(world.a, [INBOX_CHANNEL], (INBOX_CHANNEL, str(S1)))
-    epochs = world.b.claim(B, [S1], HOUR)
-    world.b.write([Handled(queued, "ok")], Fence(B, epochs))
+    epochs = world.b.claim(B, [S1], HOUR, run=RUN[B])
+    world.b.write([Handled(queued, "ok")], Fence(B, epochs, RUN[B]))
     assert _wait_for(world.a, [ANSWER_CHANNEL], (ANSWER_CHANNEL, str(queued)))
 
 

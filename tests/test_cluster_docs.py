@@ -217,7 +217,7 @@ def test_the_timings_table_is_the_code_s() -> None:
 
 
 def _node(metrics: Metrics) -> Ownership:
-    return Ownership("pagerd-1", FakeCluster(trio.current_time), inline, 10.0, metrics)
+    return Ownership("pagerd-1", FakeCluster(trio.current_time), inline, 10.0, metrics, run="r1")
 
 
 def test_every_cluster_metric_is_in_the_guide_and_every_one_it_names_exists() -> None:

@@ -87,10 +87,10 @@ class Link:
     def __getattr__(self, name: str) -> Any:
         call = getattr(self._cluster, name)
 
-        def checked(*args: Any) -> Any:
+        def checked(*args: Any, **kwargs: Any) -> Any:
             if self.cut:
                 raise StoreUnavailable("cut from the database (the test)")
-            return call(*args)
+            return call(*args, **kwargs)
 
         return checked
 
@@ -350,13 +350,15 @@ async def test_a_batch_decided_before_its_shard_was_lost_and_taken_again_is_not_
                 epoch = ownership.held()[shard]
                 # a loses the shard; b takes it and opens #1 there.
                 ownership.lose([shard], "expired")
-                cluster.release("a", [shard])
-                taken = cluster.claim("b", [shard], TTL)
+                cluster.release("a", [shard], run=stores["a"].origin)
+                taken = cluster.claim("b", [shard], TTL, run="run-b")
                 assert taken == {shard: epoch + 1}
                 before = ServiceState(service)
                 after, notes = decide(before, Alert("from b"), T0, POLICY_OF_TEST)
-                stores["a"]._store.write([Transition(before, after, notes, T0)], Fence("b", taken))
-                cluster.release("b", [shard])
+                stores["a"]._store.write(
+                    [Transition(before, after, notes, T0)], Fence("b", taken, "run-b")
+                )
+                cluster.release("b", [shard], run="run-b")
                 ownership.wake()
                 await trio.sleep(3)  # a round (woken) claims and adopts it again
                 assert ownership.held()[shard] == epoch + 2

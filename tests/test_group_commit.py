@@ -121,7 +121,7 @@ class Fencing:
         self.lost: list[frozenset[int]] = []
 
     def fence(self) -> Fence:
-        return Fence("a", dict.fromkeys(range(SHARDS), 1))
+        return Fence("a", dict.fromkeys(range(SHARDS), 1), "run-a")
 
     def terms(self, shards: Collection[int]) -> dict[int, Term]:
         return {s: Term(1, 1) for s in shards}

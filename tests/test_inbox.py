@@ -67,7 +67,7 @@ class FakeOwner:
         self.epochs: dict[int, int] = {}
 
     def claim(self, shards: Collection[int]) -> None:
-        self.epochs.update(self._cluster.claim(self.node, shards, TTL))
+        self.epochs.update(self._cluster.claim(self.node, shards, TTL, run=self.node))
 
     def holds(self, service: str) -> bool:
         return shard_of(service) in self.epochs
@@ -76,7 +76,7 @@ class FakeOwner:
         return dict(self.epochs)
 
     def fence(self) -> Fence:
-        return Fence(self.node, dict(self.epochs))
+        return Fence(self.node, dict(self.epochs), self.node)
 
 
 class Fencing:
@@ -406,7 +406,7 @@ async def test_an_event_that_comes_back_moved_goes_to_the_new_owner(
         [(_, local)] = await old.inbox.divert([(SERVICE, envelope)])
         assert isinstance(local.reply, _Relay)
         # Its shard dropped while it waited (ownership's `Moved`), then another node took it.
-        c.cluster.release("a", [SHARD])
+        c.cluster.release("a", [SHARD], run="a")
         old.owner.epochs.clear()
         new = await c.node("b", [SHARD])
         local.reply.set(b"", MOVED)

@@ -37,10 +37,10 @@ class Link:
     def __getattr__(self, name: str) -> Any:
         call = getattr(self._cluster, name)
 
-        def checked(*args: Any) -> Any:
+        def checked(*args: Any, **kwargs: Any) -> Any:
             if self.cut:
                 raise StoreUnavailable("cut from the database (the test)")
-            return call(*args)
+            return call(*args, **kwargs)
 
         return checked
 
@@ -72,10 +72,16 @@ class Recorder:
 
 
 class Node:
-    def __init__(self, name: str, cluster: FakeCluster) -> None:
+    def __init__(
+        self, name: str, cluster: FakeCluster, run: str | None = None, config: str = ""
+    ) -> None:
         self.link = Link(cluster)
         self.metrics = Metrics()
-        self.ownership = Ownership(name, self.link, inline, TTL, self.metrics)
+        self.config = config
+        self.ownership = Ownership(
+            name, self.link, inline, TTL, self.metrics,
+            run=run or f"run-{name}", config=lambda: self.config,
+        )  # fmt: skip
         self.recorder = Recorder()
         self.ownership.add(self.recorder)
         self.scope = trio.CancelScope()
@@ -303,8 +309,8 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
         claims: list[int] = []
         claim = cluster.claim
 
-        def claiming(node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
-            got = claim(node, shards, ttl)
+        def claiming(node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
+            got = claim(node, shards, ttl, run=run)
             claims.append(ownership.rounds)
             if len(claims) == 1:
                 ownership.reload([9])
@@ -329,7 +335,7 @@ async def test_every_drop_reason_is_exported_at_zero_before_any_drop() -> None:
     """Prometheus' `increase()` misses the first increment of a series that appears with it:
     an alert on `reason="expired"` must see the first expiry."""
     metrics = Metrics()
-    Ownership("a", FakeCluster(lambda: 0.0), inline, TTL, metrics)
+    Ownership("a", FakeCluster(lambda: 0.0), inline, TTL, metrics, run="r-a")
     rendered = metrics.render()
     for reason in get_args(DropReason):
         assert f'pagerd_cluster_shards_dropped_total{{reason="{reason}"}} 0\n' in rendered

@@ -112,7 +112,7 @@ def test_a_client_gone_mid_transaction_holds_the_lease_locks_a_few_seconds_only(
         while not got and time.monotonic() - started < 60:
             # It waits for the lock (`lock_timeout`: then retried, as the next round does).
             with contextlib.suppress(StoreUnavailable):
-                got = other.claim("b", [7], 10.0)
+                got = other.claim("b", [7], 10.0, run=other.origin)
         assert got.keys() == {7}
         # Freed by the server's timeout, not by the stall ending (it never did meanwhile).
         assert time.monotonic() - started < 3 * (IDLE_IN_TRANSACTION + LOCK_TIMEOUT)
@@ -133,7 +133,7 @@ async def test_a_stalled_link_fails_calls_in_bounded_time_and_the_node_resumes_a
 ) -> None:
     stall, dsn = proxy
     store = Store.open(dsn, node="a", pool_size=2, statement_timeout=STATEMENT_TIMEOUT)
-    ownership = Ownership("a", store, in_thread(trio.CapacityLimiter(1)), TTL)
+    ownership = Ownership("a", store, in_thread(trio.CapacityLimiter(1)), TTL, run=store.origin)
     committer = Committer(store, in_thread(trio.CapacityLimiter(1)))
     committer.fencing = ownership
     before = ServiceState("api")
@@ -190,7 +190,9 @@ async def test_a_stalled_call_is_cut_and_the_next_one_reconnects(
     store = Store.open(dsn, node="a", pool_size=1, statement_timeout=STATEMENT_TIMEOUT)
 
     async def join() -> list[str]:
-        found = await trio.to_thread.run_sync(store.join, "a", 10.0, abandon_on_cancel=True)
+        found = await trio.to_thread.run_sync(
+            lambda: store.join("a", 10.0, run=store.origin), abandon_on_cancel=True
+        )
         return [node.name for node in found]
 
     try:

@@ -193,9 +193,9 @@ def test_each_migration_upgrades_the_version_before_it_with_its_data() -> None:
             store.verify()
             state = store.load_states()["api"]
             assert state.incident is not None and state.incident.deadline == 1060
-            epochs = store.claim("n", range(SHARDS), 60.0)
+            epochs = store.claim("n", range(SHARDS), 60.0, run=store.origin)
             after = ServiceState("api", 1, None)
-            store.write([Transition(state, after, (), 1100.0)], Fence("n", epochs))
+            store.write([Transition(state, after, (), 1100.0)], Fence("n", epochs, store.origin))
             assert store.load_states()["api"] == after
         finally:
             store.close()

@@ -77,7 +77,10 @@ class _Owner:
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
-        self._fence = Fence(OWNER, store.claim(OWNER, range(SHARDS), ttl=3600.0))
+        # One run across reopenings: each reopened store renews the leases of the one before
+        # (a new run would wait for them to expire, as a restarted node does).
+        run = "contract-run"
+        self._fence = Fence(OWNER, store.claim(OWNER, range(SHARDS), 3600.0, run=run), run)
 
     def write(self, batch: Sequence[Write], fence: Fence | None = None) -> None:
         self._store.write(batch, self._fence)
@@ -200,7 +203,9 @@ def test_a_batch_is_written_whole_and_in_order(storage: Storage) -> None:
     life, first = Life(ServiceState("api")).alert(T0, note("api", 1))
     life, second = life.change(T0 + 1, "alert", alerts=2)
     other, third = Life(ServiceState("db")).alert(T0, note("db", 1))
-    storage.write([first, second, third], fence=Fence("node-a", {0: 1}))  # SQLite ignores the fence
+    storage.write(
+        [first, second, third], fence=Fence("node-a", {0: 1}, "run-a")
+    )  # SQLite ignores the fence
     assert storage.load_states() == {"api": life.state, "db": other.state}
 
 

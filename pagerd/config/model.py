@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import attrs
 import cattrs
+import msgspec
 import rtoml
 from cattrs.cols import is_mutable_sequence, list_structure_factory
 from cattrs.errors import (
@@ -226,6 +227,10 @@ class Config:
     """`[storage]`: SQLite in the state directory (the default), or a shared PostgreSQL."""
     sha256: str = ""
     """Of the file's bytes, to tell which version of it is running."""
+    cluster_sha256: str = ""
+    """Of what every node of a cluster must agree on (`CLUSTER_SECTIONS`, as parsed): each
+    node publishes it, and a node applies "a service removed from the config has its open
+    incident closed" only while every live node's is the same."""
     cluster: ClusterConfig | None = None
     """`[cluster]`: this node among several sharing the store; None (SQLite): alone."""
 
@@ -324,10 +329,29 @@ def _join(path: str, step: object) -> str:
     return f"{path}.{key}" if path else key
 
 
+CLUSTER_SECTIONS: Final = ("services", "policies", "schedules", "people", "templates")
+"""The sections that say who is paged, for which service, when and in which words: the nodes of
+a cluster must agree on them (`Config.cluster_sha256`). The rest may differ by node and say
+nothing of what is paged: `[cluster] node_name`, where a node keeps its files, listens and
+reaches the database, and how its channels reach their providers (addresses, credentials'
+files, headers)."""
+
+
+def cluster_sha256(data: dict[str, Any]) -> str:
+    """The hash of `CLUSTER_SECTIONS` of a parsed file: the same for two files that say the
+    same of them, however written (order of keys, quoting, comments, whitespace)."""
+    shared = {key: data[key] for key in CLUSTER_SECTIONS if key in data}
+    return hashlib.sha256(msgspec.json.encode(shared, order="sorted")).hexdigest()
+
+
 def load(path: Path) -> Config:
     """Read and validate the config file at `path`; raise `ConfigError` listing every problem."""
     content, data = _read(path)
-    return attrs.evolve(from_dict(data, path), sha256=hashlib.sha256(content).hexdigest())
+    return attrs.evolve(
+        from_dict(data, path),
+        sha256=hashlib.sha256(content).hexdigest(),
+        cluster_sha256=cluster_sha256(data),
+    )
 
 
 def load_state_dir(path: Path) -> Path:

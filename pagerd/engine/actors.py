@@ -303,6 +303,12 @@ class Services:
         self.cluster: Diverter | None = None
         """On a node of a cluster: what routes the events of services this node does not hold
         (`pagerd.engine.inbox.Inbox`), set by the composition root. None: a single node."""
+        self.agreement: Callable[[], bool] | None = None
+        """On a node of a cluster: whether every live node runs this node's config
+        (`Ownership.agreed`), set by the composition root. Only then is a service missing from
+        the config one *removed* (its open incident closed, its silences ended): otherwise
+        another node may page it, and this one, owning its shard for now, leaves it as it is.
+        None: a single node, whose config is the only one."""
 
     def state(self, name: str) -> ServiceState:
         """The last committed state of `name`."""
@@ -659,9 +665,21 @@ class Services:
         if before.keys() - config.services.keys():
             self._removals.set()
 
+    def removable(self) -> bool:
+        """Whether a service missing from the config counts as removed (see `agreement`)."""
+        return self.agreement is None or self.agreement()
+
+    def recheck_removed(self) -> None:
+        """The nodes came to agree on their config: close what it removed (`_close_removed`),
+        disarm the heartbeats it no longer has."""
+        self._disarm_unconfigured()
+        self._removals.set()
+
     def _disarm_unconfigured(self) -> None:
         """Hand over at once the heartbeat deadline of each service the config no longer gives
         a `heartbeat` (or no longer has): its actor disarms the monitor, paging nobody."""
+        if not self.removable():
+            return  # another node's config may have it (see `agreement`)
         heartbeats = self.config.heartbeats
         for state in self._states.values():
             monitor = state.heartbeat
@@ -715,6 +733,15 @@ class Services:
                 if (state.incident is not None or state.silences)
                 and name not in self.config.services
             ]:
+                if not self.removable():
+                    # Another node may page them: left as they are until the configs agree
+                    # (`recheck_removed`), said in the log with the nodes' hashes.
+                    log.warning(
+                        "%d service(s) not in this node's config keep their open incidents,"
+                        " since the nodes' configs differ: %s",
+                        len(removed), ",".join(sorted(removed)[:10]),
+                    )  # fmt: skip
+                    break
                 try:
                     await self.route((name, Envelope(Removed(), None)) for name in removed)
                 except Exception:
@@ -879,6 +906,8 @@ class Services:
                 refused: list[_Outcome] = [(envelope, unknown, None) for envelope in batch]
                 decided[service] = _Decided([], refused, self.state(service))
                 state = self.state(service)
+                if not self.removable():
+                    continue  # another node may page it: its state is left as it is
                 if (
                     state.incident is not None
                     or state.heartbeat is not None

@@ -22,13 +22,29 @@ adoption) that is over: the shard was dropped, and maybe taken again, while the 
 
 A round that fails (the database cannot be reached) is logged, counted and tried again; it
 never takes paging down. A clean stop drops everything and `leave`s, releasing every lease.
+
+The owner of a lease is this *run* (`run`, the store's per-run origin), not the name: a second
+process given the same `node_name` is another owner. While another run's row of this name is
+alive in the database (a restart after a `kill -9` looks the same until the old row expires,
+within `lease_ttl`), a round claims nothing and the node does not start; if that run goes on
+renewing its row past `DUPLICATE_AFTER` lease_ttls, it is another live process of the same
+name, and this one stops (`DuplicateNode`): two processes of one name would both be taken for
+the owner of the same shards.
+
+Each join publishes the hash of this node's config (`Config.cluster_sha256`) and reads the
+others': `agreed` says whether every live node runs the config this one runs now. Where they
+differ, it is said loudly (a warning naming the nodes and their hashes, at most every
+`MISMATCH_LOG_EVERY` seconds unless the set changes; `pagerd_cluster_config_mismatch`; `pager
+status`), and the engine suspends the rule that closes the open incident of a service removed
+from the config (`Services.agreement`): a node whose config lacks a service another node pages
+must not end that service's escalation for the whole cluster.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, Literal, Protocol, get_args
 
 import attrs
@@ -37,7 +53,7 @@ import trio
 from pager.protocol import error_reply
 from pager.shards import SHARDS, preferred, shard_of, share
 from pagerd.operations.metrics import Counter, Metrics
-from pagerd.storage.cluster import Cluster, Lease
+from pagerd.storage.cluster import Cluster, Lease, Node
 from pagerd.storage.commits import Term
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Fence
@@ -64,6 +80,12 @@ clock and ours do not tick together to the millisecond."""
 
 MIN_WAKE: Final = 0.1
 """Seconds between two rounds at least."""
+DUPLICATE_AFTER: Final = 2.0
+"""Lease_ttls another run of this node's name may go on renewing its row, once seen, before this
+run gives up and stops (`DuplicateNode`): a run that died (killed, its host lost) stops renewing,
+and its row expires within one."""
+MISMATCH_LOG_EVERY: Final = 60.0
+"""Seconds between two warnings that the nodes' configs differ, unless what differs changes."""
 
 DropReason = Literal["expired", "fenced", "handover", "stop", "reload"]
 ROUTINE: Final[frozenset[DropReason]] = frozenset({"handover", "stop"})
@@ -72,6 +94,11 @@ ROUTINE: Final[frozenset[DropReason]] = frozenset({"handover", "stop"})
 RELEASED_BELOW: Final = -1e8
 """A lease's `remaining` below this was released (the store reads a released lease's end as
 -1e9 s): given away by its owner (a handover, a stop), not run out."""
+
+
+class DuplicateNode(Exception):
+    """Another run of pagerd, alive, holds this node's name in the database: `node_name` must
+    differ on every node. This run stops (at start: it does not start)."""
 
 
 class Moved(Exception):
@@ -126,6 +153,11 @@ class OwnershipStatistics:
     rounds: int
     failures: int
     adopted_undelivered: int
+    configs: dict[str, str] = attrs.Factory(dict)
+    """Each live node's config hash as it said at its last join (this node's: the one it runs
+    now); empty until this node joined."""
+    config_agreed: bool = False
+    """Whether every live node runs this node's config (`Ownership.agreed`)."""
 
 
 class Ownership:
@@ -137,9 +169,21 @@ class Ownership:
         lease_ttl: float,
         metrics: Metrics | None = None,
         *,
+        run: str,
+        config: Callable[[], str] = lambda: "",
         shards: int = SHARDS,
     ) -> None:
         self.node = node
+        self.run_id = run
+        """This run's identity (the store's `origin`): the owner of the leases it takes."""
+        self._config = config
+        self.on_agreement: Callable[[], None] | None = None
+        """Called when the nodes come to agree on their config (`agreed` turns true)."""
+        self._configs: dict[str, str] = {}  # each live node's config hash, at the last join
+        self._agreed = False
+        self._mismatch_logged: tuple[float, frozenset[tuple[str, str]]] | None = None
+        self._blocked_since: float | None = None  # another run of this name seen alive since
+        self._give_up_at = math.inf
         self.ttl = lease_ttl
         self.margin = margin_of(lease_ttl)
         self._cluster = cluster
@@ -204,6 +248,12 @@ class Ownership:
             "The highest fencing epoch of the shards this node owns (0 if none).",
             lambda: max(self.held().values(), default=0),
         )
+        metrics.gauge(
+            "pagerd_cluster_config_mismatch",
+            "1 while the live nodes do not all run the same config (as each said at its last"
+            " join): a service removed from one node's config keeps its open incident.",
+            lambda: 0 if self.agreed() or not self._configs else 1,
+        )
 
     def add(self, adopter: Adopter) -> None:
         """Adopt and drop `adopter`'s work with the shards, after those added before it."""
@@ -235,7 +285,9 @@ class Ownership:
         a shard past its deadline is left out, so the store refuses a write for it. Which
         writes may go out under it is the committer's check of their `terms`: one decided from
         the states in memory needs the shard adopted still, by the same adoption."""
-        return Fence(self.node, {s: t.epoch for s, t in self.terms(self._until).items()})
+        return Fence(
+            self.node, {s: t.epoch for s, t in self.terms(self._until).items()}, self.run_id
+        )
 
     def terms(self, shards: Collection[int]) -> dict[int, Term]:
         """The current term of each of `shards` whose lease this node holds now, by its own
@@ -268,7 +320,24 @@ class Ownership:
             self.rounds,
             self.failures,
             self.adopted_undelivered,
+            self.configs(),
+            self.agreed(),
         )
+
+    def configs(self) -> dict[str, str]:
+        """Each live node's config hash, as it said at its last join; this node's own is the
+        one it runs now (a reload counts at once). Empty until this node has joined."""
+        if not self._configs:
+            return {}
+        return {**self._configs, self.node: self._config()}
+
+    def agreed(self) -> bool:
+        """Whether every live node runs the config this node runs now: the cluster agrees on
+        which services exist, and a service missing from it was removed by all. False until
+        this node has joined (nothing is known of the others) and while another run holds its
+        name."""
+        configs = self.configs()
+        return bool(configs) and len(set(configs.values())) == 1
 
     def count_adopted(self, count: int) -> None:
         """`count` undelivered notifications were taken over with a shard (the outbox's)."""
@@ -356,11 +425,18 @@ class Ownership:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep this node's leases until cancelled; on cancellation (a clean stop) drop every
         shard and leave. `task_status.started()` after the first round, tried or not: a node
-        that cannot reach the database at start still serves (and owns nothing)."""
+        that cannot reach the database at start still serves (and owns nothing). Not before
+        this run has this node's name, though: `DuplicateNode` if another run keeps it."""
+        await self._wait_for_name()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire, name="ownership deadlines")
             try:
                 wake = await self._round_contained()
+                while self._blocked_since is not None:
+                    # Another run of this name is alive: not started until its row ends (a
+                    # restart after a kill), or stopped (`DuplicateNode`) if it goes on.
+                    await trio.sleep_until(wake)
+                    wake = await self._round_contained()
                 task_status.started()
                 while True:
                     self._woken = trio.Event()
@@ -372,6 +448,25 @@ class Ownership:
                     await self._leave()
                 nursery.cancel_scope.cancel()
 
+    async def _wait_for_name(self) -> None:
+        """At start: wait while another run's row of this name is alive in the database (a
+        restart after a kill: that row ends within `lease_ttl`); `DuplicateNode` if that run
+        goes on renewing it (see `_blocked`). A database that does not answer is the rounds'
+        to retry: the node starts, owning nothing."""
+        run, config = self.run_id, self._config()
+        while True:
+            try:
+                nodes = await self._offload(
+                    lambda: self._cluster.join(self.node, self.ttl, run=run, config=config)
+                )
+            except Exception as exc:
+                log.error("cannot join the cluster node=%s, the rounds retry: %s", self.node, exc)
+                return
+            other = next((n for n in nodes if n.name == self.node and n.run != run), None)
+            if other is None:
+                return
+            await trio.sleep_until(self._blocked(other))
+
     def wake(self) -> None:
         """Run a round now (tests; a node that saw the inbox of a shard nobody holds)."""
         self._woken.set()
@@ -381,7 +476,7 @@ class Ownership:
         self.lose(list(self._epochs) + list(self._leased), "stop")
         with trio.move_on_after(self.margin):
             try:
-                await self._offload(lambda: self._cluster.leave(self.node))
+                await self._offload(lambda: self._cluster.leave(self.node, run=self.run_id))
             except Exception as exc:  # the leases end on their own within lease_ttl
                 log.error("cannot leave the cluster (its leases will expire): %s", exc)
 
@@ -389,6 +484,8 @@ class Ownership:
         tick = trio.current_time() + self.ttl / 4
         try:
             wake = min(tick, await self.round())
+        except DuplicateNode:
+            raise
         except Exception as exc:
             self.round_error = str(exc) or type(exc).__name__
             self.failures += 1
@@ -403,7 +500,18 @@ class Ownership:
         could take expires at (inf if none), for the next round to wake at."""
         self._expire_due()
         cluster, node, ttl = self._cluster, self.node, self.ttl
-        nodes = await self._offload(lambda: cluster.join(node, ttl))
+        run, config = self.run_id, self._config()
+        nodes = await self._offload(lambda: cluster.join(node, ttl, run=run, config=config))
+        other = next((n for n in nodes if n.name == node and n.run != run), None)
+        if other is not None:
+            return self._blocked(other)
+        if self._blocked_since is not None:
+            log.info(
+                "node=%s run=%s: the other run of this name is gone after %.1fs: joining",
+                node, run, trio.current_time() - self._blocked_since,
+            )  # fmt: skip
+            self._blocked_since, self._give_up_at = None, math.inf
+        self._compare_configs(nodes)
         alive = {n.name for n in nodes} | {node}
         self.alive = tuple(sorted(alive - {node}))
         leases = {lease.shard: lease for lease in await self._offload(cluster.leases)}
@@ -417,11 +525,11 @@ class Ownership:
             # Stop every piece of work of them before the lease goes: after `release`, the
             # preferred node may take them at once.
             self.lose(handover, "handover")
-            await self._offload(lambda: cluster.release(node, handover))
+            await self._offload(lambda: cluster.release(node, handover, run=run))
         sent = trio.current_time()  # just before the claim: the lease runs from later than this
         self._claims += 1
         claim = self._claims
-        got = await self._offload(lambda: cluster.claim(node, claimed, ttl))
+        got = await self._offload(lambda: cluster.claim(node, claimed, ttl, run=run))
         self.rounds += 1
         until = sent + ttl - self.margin
         answered = trio.current_time()
@@ -447,6 +555,62 @@ class Ownership:
         if self._reload_after:  # reloaded after this claim was sent: the next claim is due
             wake = min(wake, trio.current_time() + MIN_WAKE)
         return wake
+
+    def _blocked(self, other: Node) -> float:
+        """A round that found another run's live row of this name: nothing is claimed (and
+        whatever this run still had is dropped: its own row had expired, so its leases have
+        too). The trio time to look again: when that row would end unless renewed."""
+        now = trio.current_time()
+        self._configs, self._agreed = {}, False
+        self.lose(list(self._epochs) + list(self._leased), "expired")
+        if self._blocked_since is None:
+            self._blocked_since = now
+            self._give_up_at = now + max(DUPLICATE_AFTER * self.ttl, other.remaining + self.ttl)
+            log.warning(
+                "node=%s run=%s: another run of this node (run=%s) is alive in the database for"
+                " %.1fs more: waiting for it to end before owning anything (a restart after this"
+                " node was killed looks the same; if it goes on past %.1fs, it is another pagerd"
+                " with the same node_name, and this one stops)",
+                self.node, self.run_id, other.run, other.remaining, self._give_up_at - now,
+            )  # fmt: skip
+        elif now >= self._give_up_at:
+            raise DuplicateNode(
+                f"another pagerd runs as node {self.node!r} (run {other.run}, still renewing"
+                f" after {now - self._blocked_since:.1f}s): node_name must differ on every node"
+                " (set [cluster] node_name, or give the hosts different host names)"
+            )
+        return min(self._give_up_at, now + max(other.remaining, 0.0) + WAKE_SLACK)
+
+    def _compare_configs(self, nodes: Collection[Node]) -> None:
+        """Keep the live nodes' config hashes; say loudly when they differ, and tell
+        `on_agreement` when they come to agree."""
+        self._configs = {n.name: n.config for n in nodes}
+        agreed = self.agreed()
+        if agreed and not self._agreed:
+            self._agreed = True
+            self._mismatch_logged = None
+            if self.on_agreement is not None:
+                try:
+                    self.on_agreement()
+                except Exception:
+                    log.exception("cannot act on the nodes' agreement on their config")
+            return
+        self._agreed = agreed
+        if agreed:
+            return
+        now = trio.current_time()
+        seen = frozenset(self.configs().items())
+        last = self._mismatch_logged
+        if last is not None and last[1] == seen and now - last[0] < MISMATCH_LOG_EVERY:
+            return
+        self._mismatch_logged = (now, seen)
+        shown = " ".join(f"{name}={h[:12] or '?'}" for name, h in sorted(seen))
+        log.warning(
+            "the nodes run different configs (%s): node_name aside, the config must be the same"
+            " on every node; until it is, a service missing from a node's config keeps its open"
+            " incident (not closed as removed), and the node owning it pages nothing for it",
+            shown,
+        )
 
     async def _adopt(self, claim: int, leases: Mapping[int, Lease]) -> None:
         """Adopt the shards leased and not adopted yet, but those to reload after a write of

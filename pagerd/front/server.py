@@ -52,7 +52,7 @@ from pagerd.front.names import Names
 from pagerd.front.replies import Reply, ReplyQueue
 from pagerd.operations.accepting import serve_listeners
 from pagerd.operations.metrics import Metrics
-from pagerd.operations.reloads import ConfigRecord
+from pagerd.operations.reloads import SHORT_HASH, ConfigRecord
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import Delivery, Storage, StoreError
 
@@ -635,6 +635,8 @@ def _cluster(ownership: Ownership) -> dict[str, Any]:
         "adopted_undelivered": stats.adopted_undelivered,
         "nodes": list(ownership.alive),
         "round_error": ownership.round_error,
+        "config_agreed": stats.config_agreed,
+        "configs": {name: h[:SHORT_HASH] for name, h in sorted(stats.configs.items())},
     }
 
 

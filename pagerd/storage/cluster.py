@@ -7,12 +7,17 @@ no node's clock decides for another. A node keeps its own, safer bound by its mo
 (see `pagerd.engine.ownership`): it stops deciding and sending for a shard before the database
 could give that shard to another node.
 
-Fencing: a node's writes carry a `Fence` (`port.Fence`): its name and the epoch of each shard
-it holds. The store checks, in the same transaction as the write and under a lock that a
+A lease is held by a *run* of a node (its name and the store's per-run `origin`), not by the
+name alone: two processes given one name (a copied config, hosts cloned from one image) are two
+owners, and a claim by a run of a name whose lease another run of that name holds is refused
+while that lease lasts, and raises the epoch when it is over, as any change of owner does.
+
+Fencing: a node's writes carry a `Fence` (`port.Fence`): its name, its run and the epoch of each
+shard it holds. The store checks, in the same transaction as the write and under a lock that a
 `claim` by another node waits for, that every shard the batch touches is still leased to that
-node, under that epoch, and not expired; else nothing is written and `Fenced` names the shards
-lost. So a node that was paused, partitioned or slow past its lease cannot commit for a shard
-after its successor has taken it.
+run of that node, under that epoch, and not expired; else nothing is written and `Fenced` names
+the shards lost. So a node that was paused, partitioned or slow past its lease cannot commit for
+a shard after its successor has taken it.
 
 Every call blocks: callers run it through an `Offload`, never on the event loop.
 """
@@ -63,6 +68,12 @@ class Node:
     name: str
     remaining: float
     """Seconds until its word expires by the database's clock."""
+    run: str = ""
+    """The run that said it (`Storage.origin`): the name's row is that run's until it expires,
+    so a second process of the same name sees a run that is not its own."""
+    config: str = ""
+    """The hash of the config that run runs (`Config.cluster_sha256`), as it said at its last
+    join: the nodes agree on their config when every live node's is the same."""
 
 
 @attrs.frozen
@@ -85,27 +96,31 @@ class Queued:
 class Cluster(Protocol):
     """The cluster's calls on a shared store. Each is one transaction."""
 
-    def join(self, node: str, ttl: float) -> list[Node]:
-        """Say `node` is alive for `ttl` seconds from the database's now; every node alive now
-        (`node` among them), by name."""
+    def join(self, node: str, ttl: float, *, run: str, config: str = "") -> list[Node]:
+        """Say `node` (its run `run`, running the config whose hash is `config`) is alive for
+        `ttl` seconds from the database's now; every node alive now (`node` among them), by
+        name. If another run's row of `node` has not expired, it is left as it is (and given
+        back, its run not `run`): this run is not alive as `node` until that one's ends."""
         ...
 
-    def leave(self, node: str) -> None:
-        """`node` stops (a clean stop): it is alive no more, and every lease it holds is
-        released, so that the others take its shards at once instead of after `lease_ttl`."""
+    def leave(self, node: str, *, run: str) -> None:
+        """`node`'s run `run` stops (a clean stop): it is alive no more, and every lease it
+        holds is released (another run's of the same name are left alone), so that the others
+        take its shards at once instead of after `lease_ttl`."""
         ...
 
-    def claim(self, node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
-        """Take or renew each of `shards` for `node` until the database's now + `ttl`: each one
-        that is free, expired, released, or `node`'s already. The epoch goes up by one where the
-        owner changes (or the shard was released, even by `node` itself); a renewal keeps it.
-        Shards held by another node's live lease are left alone. What `node` holds of `shards`
+    def claim(self, node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
+        """Take or renew each of `shards` for `node`'s run `run` until the database's now +
+        `ttl`: each one that is free, expired, released, or this run's already. The epoch goes
+        up by one where the owner changes (another node, or another run of `node`; or the shard
+        was released, even by this run itself); a renewal keeps it. Shards held by another
+        run's live lease (of any name, `node` too) are left alone. What `node` holds of `shards`
         now, shard -> epoch. Waits for any write fenced by a shard it takes."""
         ...
 
-    def release(self, node: str, shards: Collection[int]) -> None:
-        """Expire at once the leases `node` holds on `shards` (a handover, or a stop): from
-        now on a write fenced by them fails, and another node may claim them."""
+    def release(self, node: str, shards: Collection[int], *, run: str) -> None:
+        """Expire at once the leases `node`'s run `run` holds on `shards` (a handover, or a
+        stop): from now on a write fenced by them fails, and another node may claim them."""
         ...
 
     def leases(self) -> list[Lease]:

@@ -155,13 +155,16 @@ class StorageStatistics:
 class Fence:
     """An ownership token a write carries: the node writing, and the epoch of each shard it
     holds (`pager.shards`, `pagerd.storage.cluster`). A store shared by several nodes refuses,
-    in the same transaction, a write that touches a shard not leased to `node` under that
-    epoch now (`cluster.Fenced`), so a node that lost ownership cannot write after its
+    in the same transaction, a write that touches a shard not leased to `node`'s `run` under
+    that epoch now (`cluster.Fenced`), so a node that lost ownership cannot write after its
     successor has. A single-node store (SQLite, guarded by the state directory's lock) ignores
     it."""
 
     node: str
     epochs: Mapping[int, int]
+    run: str
+    """The run of `node` holding those leases (`Storage.origin`): another process given the
+    same name holds no lease of this run's, and its writes are refused."""
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from pagerd.storage.port import StoreError
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The layout this pagerd makes and expects; one migration file per version."""
 
 VERSION_TABLE: Final = "pagerd_schema"

@@ -809,57 +809,68 @@ class Store:
     # The cluster (`pagerd.storage.cluster.Cluster`). --------------------------------------------
 
     @_port_errors
-    def join(self, node: str, ttl: float) -> list[Node]:
+    def join(self, node: str, ttl: float, *, run: str, config: str = "") -> list[Node]:
+        """The name's row is taken by `run` only if it is its own already or has expired: a
+        second process of a name that a live run holds leaves that run's row as it is, and
+        sees it (another run) in what is given back."""
         with self._transaction(LEASE_BOUND) as conn:
             conn.execute(
-                "INSERT INTO nodes (name, expires_at) VALUES"
-                " (%s, clock_timestamp() + make_interval(secs => %s))"
-                " ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at",
-                (node, ttl),
+                "INSERT INTO nodes (name, expires_at, run, config) VALUES"
+                " (%s, clock_timestamp() + make_interval(secs => %s), %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at,"
+                " run = excluded.run, config = excluded.config"
+                " WHERE nodes.run = excluded.run OR nodes.expires_at <= clock_timestamp()",
+                (node, ttl, run, config),
             )
             # Nodes gone for a day are forgotten: a renamed or retired node leaves no row.
             conn.execute(
                 "DELETE FROM nodes WHERE expires_at < clock_timestamp() - interval '1 day'"
             )
             found = conn.execute(
-                "SELECT name, extract(epoch FROM expires_at - clock_timestamp())::float8"
-                " FROM nodes WHERE expires_at > clock_timestamp() ORDER BY name"
+                "SELECT name, extract(epoch FROM expires_at - clock_timestamp())::float8, run,"
+                " config FROM nodes WHERE expires_at > clock_timestamp() ORDER BY name"
             ).fetchall()
-        return [Node(name, remaining) for name, remaining in found]
+        return [Node(name, remaining, r, c) for name, remaining, r, c in found]
 
     @_port_errors
-    def leave(self, node: str) -> None:
+    def leave(self, node: str, *, run: str) -> None:
         with self._transaction(LEASE_BOUND) as conn:
-            conn.execute("DELETE FROM nodes WHERE name = %s", (node,))
-            conn.execute("UPDATE leases SET expires_at = '-infinity' WHERE owner = %s", (node,))
+            conn.execute("DELETE FROM nodes WHERE name = %s AND run = %s", (node, run))
+            conn.execute(
+                "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND run = %s",
+                (node, run),
+            )
 
     @_port_errors
-    def claim(self, node: str, shards: Collection[int], ttl: float) -> dict[int, int]:
-        """Each of `shards` free, expired, released or `node`'s taken (or renewed) for `ttl`
+    def claim(self, node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
+        """Each of `shards` free, expired, released or this run's taken (or renewed) for `ttl`
         seconds of the database's clock. The leases are locked for update, in shard order (as
         fenced writes lock them for share), so a claim waits for every write fenced by a shard
-        it takes, and that write, committed first, is seen by the new owner."""
+        it takes, and that write, committed first, is seen by the new owner. The owner is the
+        run: another run of the same name is a change of owner, never a renewal."""
         wanted = sorted({int(s) for s in shards if 0 <= s < SHARDS})
         with self._transaction(LEASE_BOUND) as conn:
             found = conn.execute(
                 "WITH locked AS (SELECT shard FROM leases WHERE shard = ANY(%(shards)s)"
                 " ORDER BY shard FOR UPDATE) UPDATE leases AS l SET"
-                " epoch = CASE WHEN l.owner = %(node)s AND l.expires_at > clock_timestamp()"
-                " THEN l.epoch ELSE l.epoch + 1 END, owner = %(node)s,"
+                " epoch = CASE WHEN l.owner = %(node)s AND l.run = %(run)s"
+                " AND l.expires_at > clock_timestamp() THEN l.epoch ELSE l.epoch + 1 END,"
+                " owner = %(node)s, run = %(run)s,"
                 " expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)"
-                " FROM locked WHERE l.shard = locked.shard AND (l.owner = %(node)s"
-                " OR l.owner IS NULL OR l.expires_at <= clock_timestamp())"
+                " FROM locked WHERE l.shard = locked.shard AND ((l.owner = %(node)s"
+                " AND l.run = %(run)s) OR l.owner IS NULL OR l.expires_at <= clock_timestamp())"
                 " RETURNING l.shard, l.epoch",
-                {"shards": wanted, "node": node, "ttl": ttl},
+                {"shards": wanted, "node": node, "ttl": ttl, "run": run},
             ).fetchall()
         return {int(str(shard)): int(str(epoch)) for shard, epoch in found}
 
     @_port_errors
-    def release(self, node: str, shards: Collection[int]) -> None:
+    def release(self, node: str, shards: Collection[int], *, run: str) -> None:
         with self._transaction(LEASE_BOUND) as conn:
             conn.execute(
-                "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND shard = ANY(%s)",
-                (node, sorted(shards)),
+                "UPDATE leases SET expires_at = '-infinity' WHERE owner = %s AND run = %s"
+                " AND shard = ANY(%s)",
+                (node, run, sorted(shards)),
             )
 
     @_port_errors
@@ -1082,15 +1093,16 @@ def check_schema(config: StorageConfig) -> str:
 
 
 def _check_fence(conn: Conn, fence: Fence | None, shards: Collection[int]) -> None:
-    """`Fenced` unless each of `shards` is leased to the fence's node under its epoch, unexpired
-    (by the clock now, not the transaction's start: the lock may have been waited for)."""
+    """`Fenced` unless each of `shards` is leased to the fence's run of its node under its
+    epoch, unexpired (by the clock now, not the transaction's start: the lock may have been
+    waited for)."""
     if fence is None:
         raise Fenced(shards)
     lost = set(shards)
     for shard, owner, epoch, live in conn.execute(
-        "SELECT shard, owner, epoch, expires_at > clock_timestamp() FROM leases"
+        "SELECT shard, owner, epoch, expires_at > clock_timestamp() AND run = %s FROM leases"
         " WHERE shard = ANY(%s) ORDER BY shard FOR SHARE",
-        (sorted(shards),),
+        (fence.run, sorted(shards)),
     ):
         if owner == fence.node and live and fence.epochs.get(int(str(shard))) == epoch:
             lost.discard(int(str(shard)))
