@@ -430,7 +430,8 @@ def render(
             " the service has not answered yet and will handle it"
         )
     if command == "ping":
-        return f"pagerd {reply.get('version', '?')} is up"
+        node = f" (node {reply['node']})" if reply.get("node") else ""
+        return f"pagerd {reply.get('version', '?')} is up{node}"
     if command == "reload":
         config = reply.get("config") or {}
         said = f"pagerd reloaded its config (sha256 {config.get('sha256', '?')})"
@@ -458,12 +459,14 @@ def render(
     if command == "simulate":
         return _timeline(reply)
     if "services" in reply:
+        header = _cluster_header(reply)
         if not reply["services"]:
-            return "no service to show"
-        return _table(reply["services"], width, today) + _silenced(reply["services"])
+            return header + "no service to show"
+        return header + _table(reply["services"], width, today) + _silenced(reply["services"])
     if command == "status":
         return (
             _table([reply], width, today)
+            + _owned_by(reply)
             + _heartbeat(reply)
             + _silenced([reply])
             + _notifications(reply, width, today)
@@ -817,6 +820,56 @@ def _state(status: dict[str, Any]) -> str:
     if isinstance(window, dict) and window.get("until") == status["silenced_until"]:
         return f"{status['state']}, maintenance"
     return f"{status['state']}, silenced"
+
+
+def _cluster_header(reply: dict[str, Any]) -> str:
+    """On a node of a cluster, the lines above the table: this node's part (its shards, their
+    highest epoch, how long ago its leases were renewed), the other nodes alive, and, when the
+    database could not be read, that the table holds only what this node knows from memory."""
+    cluster = reply.get("cluster")
+    if not isinstance(cluster, dict):
+        return ""
+    owned = cluster.get("shards_owned") or 0
+    if owned:
+        age = cluster.get("lease_renewal_age")
+        renewed = f"leases renewed {age:.1f}s ago" if isinstance(age, float | int) else ""
+        part = f"owns {owned} shard(s), epoch up to {cluster.get('epoch_max')}, {renewed}"
+    else:
+        part = "owns no shard"
+    others = [str(n) for n in cluster.get("nodes") or []]
+    alive = f"other nodes alive: {', '.join(others)}" if others else "no other node alive"
+    lines = [f"node {cluster.get('node')}: {part.rstrip(', ')}; {alive}"]
+    if cluster.get("config_agreed") is False:
+        hashes = cluster.get("configs") or {}
+        shown = ", ".join(f"{name}={h}" for name, h in sorted(hashes.items()))
+        lines.append(f"the nodes run different configs: {shown}")
+    if cluster.get("round_error"):
+        lines.append(f"its lease rounds fail: {cluster['round_error']}")
+    if reply.get("database_error"):
+        lines.append(
+            f"the database is unreachable ({reply['database_error']}): only the services this"
+            " node owns are shown, from its memory"
+        )
+    return "\n".join(lines) + "\n\n"
+
+
+def _owned_by(status: dict[str, Any]) -> str:
+    """Under one service's table on a node of a cluster: which node owns it, by which lease."""
+    owner = status.get("owner")
+    if not isinstance(owner, dict):
+        return ""
+    if not owner.get("node"):
+        said = f"\n\nowner: none (no node holds shard {owner.get('shard')}: a failover under way)"
+    else:
+        said = (
+            f"\n\nowner: {owner['node']} (shard {owner.get('shard')}, epoch {owner.get('epoch')})"
+        )
+    if status.get("database_error"):
+        said += (
+            f"\nthe database is unreachable ({status['database_error']}): its notifications"
+            " are not shown"
+        )
+    return said
 
 
 def _owner(status: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from pagerd.engine.inbox import Inbox, Listen
 from pagerd.engine.lookahead import Lookahead, gaps, ignored_lines
 from pagerd.engine.oncall import Rota
 from pagerd.engine.ownership import DuplicateNode, Ownership
+from pagerd.engine.readiness import Readiness
 from pagerd.engine.restart import restart as clock_restart
 from pagerd.engine.scheduler import Scheduler, heartbeat
 from pagerd.engine.shards import ServiceShards, SharedSilenceIds
@@ -712,12 +713,15 @@ async def _run(
     server.cluster = inbox
     _gauges(metrics, services, scheduler, heartbeats, outbox, store, pool)
 
-    async def ready() -> str | None:
-        try:
-            await parts.store_offload(store.ping)
-        except StoreError as exc:
-            return f"the database does not answer: {exc}"
-        return None
+    # PostgreSQL's ping in a thread of its own: it measures the database, not the commits
+    # queued before it, and a ping a stop no longer needs is left to its thread (a hung link).
+    # SQLite's on the store's one thread, the only one its connection is used from.
+    ping_offload = parts.store_offload
+    if shared is not None:
+        ping_offload = parts.lease_offload or in_thread(
+            trio.CapacityLimiter(1), abandon_on_cancel=True
+        )
+    readiness = Readiness(lambda: ping_offload(store.ping), ownership)
 
     daemon = Daemon(
         services,
@@ -733,7 +737,7 @@ async def _run(
         parts.config_offload,
         parts.compute,
         lookahead,
-        LocalCore(services, server.read, ready, config.front()),
+        LocalCore(services, server.read, readiness.ready, config.front()),
         keys,
         ConfigRecord(config.sha256, clock.now()),
         workers=pool,
@@ -762,6 +766,7 @@ async def _run(
     try:
         async with trio.open_nursery() as core:
             core.start_soon(committer.run, name="committer")
+            core.start_soon(readiness.run, name="readiness")
             core.start_soon(lookahead.run, name="lookahead")
             # Each node's clock is its own: nothing of it is shared to record.
             record = _record_clock(committer) if shared is None else _unrecorded

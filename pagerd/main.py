@@ -38,6 +38,7 @@ from pagerd.access.keys import FILE_NAME, KeyFileError, SigningKeys
 from pagerd.access.passwords import PasswordError, hash_password
 from pagerd.config import EX_CONFIG, Config, ConfigError, load, load_state_dir
 from pagerd.config.http import listen_note
+from pagerd.config.model import names_shared_storage
 from pagerd.config.storage import describe
 from pagerd.config.templates import link_note
 from pagerd.operations import logs
@@ -142,6 +143,15 @@ def rotate_key_main(argv: Sequence[str]) -> int:
     except KeyFileError as exc:
         print(f"pagerd rotate-key: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
+    if names_shared_storage(Path(args.config)):
+        # A cluster: each node verifies with its own copy, so a link signed by a node with the
+        # new key fails on a node that has not got it (docs/cluster.md, What to alert on).
+        print(
+            f"pagerd rotate-key: a new key is first in {state_dir / FILE_NAME}; this node is"
+            f" one of a cluster: copy {FILE_NAME} to every other node first, then reload each"
+            " (systemctl reload pagerd), one right after the other, to sign with it"
+        )
+        return 0
     print(
         f"pagerd rotate-key: a new key is first in {state_dir / FILE_NAME}; reload pagerd "
         "(systemctl reload pagerd, or SIGHUP) to sign with it"

@@ -409,3 +409,36 @@ def test_on_a_node_of_a_cluster_the_table_says_which_node_owns_each_service() ->
         assert "SERVICE" in shown and "INCIDENT" in shown
         if "OWNER" not in shown:
             assert not {"ALERTS", "LEVEL", "OPENED"} & set(shown), shown
+
+
+def test_on_a_node_of_a_cluster_status_heads_the_table_with_the_node_and_names_an_owner() -> None:
+    cluster = {
+        "node": "pagerd-1", "shards_owned": 86, "lease_renewal_age": 1.204, "epoch_max": 3,
+        "epochs": {}, "lease_ttl": 10.0, "adopted_undelivered": 0,
+        "nodes": ["pagerd-2", "pagerd-3"], "round_error": None,
+    }  # fmt: skip
+    owned = {"node": "pagerd-2", "shard": 17, "epoch": 1}
+    reply = {"services": [{**_status("api", healthy=True), "owner": owned}], "cluster": cluster}
+    first, blank, header, row = cli.render("status", reply).splitlines()
+    assert first == (
+        "node pagerd-1: owns 86 shard(s), epoch up to 3, leases renewed 1.2s ago;"
+        " other nodes alive: pagerd-2, pagerd-3"
+    )
+    assert blank == "" and header.split()[0] == "SERVICE" and row.split()[-1] == "pagerd-2"
+    alone = {**cluster, "shards_owned": 0, "lease_renewal_age": None, "nodes": []}
+    shown = cli.render("status", {**reply, "cluster": alone}).splitlines()[0]
+    assert shown == "node pagerd-1: owns no shard; no other node alive"
+    differ = {
+        **cluster,
+        "config_agreed": False,
+        "configs": {"pagerd-1": "3f2a", "pagerd-2": "9c41"},
+    }
+    lines = cli.render("status", {**reply, "cluster": differ}).splitlines()
+    assert lines[1] == "the nodes run different configs: pagerd-1=3f2a, pagerd-2=9c41"
+    # One service: its owner in words, under the table (the OWNER column may not fit).
+    one = cli.render("status", {**_status("api", healthy=True), "owner": owned}, width=30)
+    assert one.splitlines()[-1] == "owner: pagerd-2 (shard 17, epoch 1)"
+    none = {"node": None, "shard": 9, "epoch": None}
+    one = cli.render("status", {**_status("api", healthy=True), "owner": none})
+    assert one.splitlines()[-1] == "owner: none (no node holds shard 9: a failover under way)"
+    assert "owner:" not in cli.render("status", _status("api", healthy=True))

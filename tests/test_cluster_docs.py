@@ -18,6 +18,7 @@ import attrs
 import pytest
 import trio
 
+from pager import cli
 from pager.shards import SHARDS
 from pagerd.config import load
 from pagerd.config.cluster import DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MIN_LEASE_TTL, host_name
@@ -187,7 +188,9 @@ def test_the_timings_table_is_the_code_s() -> None:
         "a node stops deciding and sending for a shard, after the claim that last renewed it"
         " was sent": ("T - margin", ttl - margin),
         "the database gives the shard to another node, after that claim arrived": ("T", ttl),
-        "a node that cannot reach the database tries again every": (
+        "a node whose lease round failed tries again, after the failure, every (an attempt on a"
+        " database that hangs first waits up to `connect_timeout`, 5 s by default, for a"
+        " connection)": (
             f"min({RETRY_AFTER_FAILURE:g} s, T/4)",
             min(RETRY_AFTER_FAILURE, ttl / 4),
         ),
@@ -239,8 +242,12 @@ def test_the_status_fields_shown_are_the_server_s() -> None:
 
     cluster, owner = trio.run(fields)
     text = GUIDE.read_text()
-    shown = json.loads(_block_after(text, "this node's part of the cluster:"))
+    shown = json.loads(_block_after(text, "has the same as a `cluster` object:"))
     assert set(shown) == set(cluster)
+    # The header line shown is what `pager status` makes of that object.
+    header = _block_after(text, "as of its last lease round:")
+    rendered = cli.render("status", {"services": [], "cluster": shown})
+    assert rendered.startswith(header + "\n"), rendered
     owner_shown = re.search(r"has the service's\s+`owner`: `(\{.*?\})`", text)
     assert owner_shown is not None
     assert set(json.loads(owner_shown.group(1))) == set(owner)

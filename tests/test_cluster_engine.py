@@ -16,6 +16,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from pager import cli
 from pager.domain import Alert, Level, Notify, Policy, ServiceState, Target, decide
 from pager.shards import preferred, shard_of
 from pagerd import app
@@ -427,3 +428,48 @@ async def test_a_reload_lets_a_send_in_progress_finish_and_pages_once(
             status = await status_of(a.config, service)
             assert status["incident"]["id"] == f"{service}#1"
     assert pages.sent[first] == 1, pages.log
+
+
+async def test_status_on_a_node_cut_from_the_database_shows_what_it_knows_and_says_so(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """`pager status` used to fail whole ("unavailable: the database could not be read") on a
+    node cut from the database: it shows the services this node holds, from memory, and says
+    the database is unreachable; its header names the node and the other nodes alive; `ping`
+    names the node."""
+    pages = Pages()
+    with trio.fail_after(3600):
+        async with cluster_of(tmp_path, pages, names=("a", "b")) as nodes:
+            a = nodes["a"]
+            ownership = a.daemon.ownership
+            assert ownership is not None
+            async with connect(a.config.socket) as conn:
+                whole = await conn.request("status")
+                pong = await conn.request("ping")
+            assert pong["node"] == "a"
+            assert whole["cluster"]["node"] == "a" and whole["cluster"]["nodes"] == ["b"]
+            assert whole["cluster"]["round_error"] is None and "database_error" not in whole
+            assert len(whole["services"]) == len(SERVICES)
+            mine = sorted(s for s in SERVICES if ownership.holds(s))
+            assert mine and len(mine) < len(SERVICES)
+            a.link.cut = True
+            await trio.sleep(TTL / 4 + 0.1)  # a round has failed; the shards are still held
+            async with connect(a.config.socket) as conn:
+                known = await conn.request("status")
+            assert known["ok"], known
+            assert known["database_error"] == "cut from the database (the test)"
+            assert known["cluster"]["round_error"] == "cut from the database (the test)"
+            assert sorted(s["service"] for s in known["services"]) == mine
+            assert {s["owner"]["node"] for s in known["services"]} == {"a"}
+            text = cli.render("status", {k: v for k, v in known.items() if k != "ok"})
+            first, second, third, blank, header, *_ = text.splitlines()
+            assert first.startswith(f"node a: owns {len(ownership.held())} shard(s), epoch up to ")
+            assert first.endswith("; other nodes alive: b")
+            assert second == "its lease rounds fail: cut from the database (the test)"
+            assert third == (
+                "the database is unreachable (cut from the database (the test)): only the"
+                " services this node owns are shown, from its memory"
+            )
+            assert blank == "" and header.split()[0] == "SERVICE"
+            assert cli.render("ping", pong).endswith(" is up (node a)")
+            a.link.cut = False

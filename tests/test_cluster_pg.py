@@ -216,7 +216,12 @@ def test_a_non_owner_answers_as_the_owner_would(
     # The whole cluster's open incidents on a node that holds none of them, its owner shown.
     table = pager(other.socket, "status")
     assert table.returncode == 0, table.stderr
-    header, *rows = table.stdout.splitlines()
+    heading, shown = table.stdout.split("\n\n", 1)
+    assert heading.startswith(f"node {one_name(started, other)}: owns "), table.stdout
+    assert heading.endswith(
+        f"; other nodes alive: {', '.join(sorted(set(NODES) - {one_name(started, other)}))}"
+    ), table.stdout
+    header, *rows = shown.splitlines()
     assert header.split()[0] == "SERVICE" and header.split()[-1] == "OWNER", table.stdout
     [api] = [row.split() for row in rows if row.split()[0] == "api"]
     assert api[1] == "unhealthy" and api[2] == "api#1" and api[-1] == owner, table.stdout

@@ -5,9 +5,10 @@ lease, handover to a node that joins, orphans of a node that died, the database 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import trio
@@ -15,7 +16,7 @@ import trio.lowlevel
 import trio.testing
 
 from pager.shards import SHARDS, share
-from pagerd.engine.ownership import Ownership, margin_of
+from pagerd.engine.ownership import DropReason, Ownership, margin_of
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Term
 from pagerd.storage.offload import inline
@@ -191,7 +192,7 @@ async def test_a_node_that_joins_is_handed_its_share_and_no_shard_has_two_owners
             assert frozenset().union(*a.recorder.dropped) == handed
             assert b.recorder.have == handed
             assert a.metrics.render().count(
-                'pagerd_cluster_shards_dropped_total{reason="handover"}'
+                f'pagerd_cluster_shards_dropped_total{{reason="handover"}} {len(handed)}'
             )
             # A clean stop of b: a takes its share back at its next round, not after lease_ttl.
             b.scope.cancel()
@@ -328,3 +329,79 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
         assert ownership.held()[9] == ownership.held()[7]
         # Adopted in a round after the one whose claim was in flight, not in it.
         assert adopted_in and adopted_in[0] > claims[0] + 1, (adopted_in, claims)
+
+
+async def test_every_drop_reason_is_exported_at_zero_before_any_drop() -> None:
+    """Prometheus' `increase()` misses the first increment of a series that appears with it:
+    an alert on `reason="expired"` must see the first expiry."""
+    metrics = Metrics()
+    Ownership("a", FakeCluster(lambda: 0.0), inline, TTL, metrics, run="r-a")
+    rendered = metrics.render()
+    for reason in get_args(DropReason):
+        assert f'pagerd_cluster_shards_dropped_total{{reason="{reason}"}} 0\n' in rendered
+    assert 'pagerd_cluster_node_info{node="a"} 1\n' in rendered
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int, start: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "pagerd.ownership" and r.levelno == level and r.getMessage().startswith(start)
+    ]
+
+
+async def test_routine_drops_are_info_and_adoptions_say_whom_they_came_from(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handover and a clean stop are the routine of nodes joining and leaving (INFO); a
+    lease lost is a WARNING. An adoption names the node it came from and whether it released
+    its lease (a rebalance) or its lease ran out (a takeover)."""
+    caplog.set_level(logging.INFO, logger="pagerd.ownership")
+    cluster = FakeCluster(trio.current_time)
+    async with nodes(cluster, "a") as (a,):
+        await trio.sleep(1)
+        assert not a.ownership.alive
+        b = Node("b", cluster)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(b.run)
+            await trio.sleep(2 * TTL)
+            assert a.ownership.alive == ("b",) and b.ownership.alive == ("a",)
+            handed = share("b", ["a", "b"])
+            assert _messages(caplog, logging.INFO, "dropped") == [
+                f"dropped {len(handed)} shard(s) reason=handover node=a: {_listed(handed)}"
+            ]
+            assert _messages(caplog, logging.INFO, "adopted")[-1] == (
+                f"adopted {len(handed)} shard(s) node=b: from a, released (rebalance):"
+                f" {_listed(handed)}"
+            )
+            caplog.clear()
+            b.kill()
+            await trio.sleep(2 * TTL)
+            assert len(a.ownership.held()) == SHARDS
+            assert _messages(caplog, logging.INFO, "adopted") == [
+                f"adopted {len(handed)} shard(s) node=a: from b, its lease expired (takeover):"
+                f" {_listed(handed)}"
+            ]
+            assert not a.ownership.alive
+            # A lease lost unawares: a WARNING.
+            a.link.cut = True
+            await trio.sleep(TTL)
+            assert a.ownership.held() == {}
+            assert a.ownership.round_error == "cut from the database (the test)"
+            assert _messages(caplog, logging.WARNING, "dropped") == [
+                f"dropped {SHARDS} shard(s) reason=expired node=a: {_listed(range(SHARDS))}"
+            ]
+            a.link.cut = False
+            await trio.sleep(TTL)
+            assert a.ownership.round_error is None
+            caplog.clear()
+            nursery.cancel_scope.cancel()
+    assert _messages(caplog, logging.INFO, "dropped") == [
+        f"dropped {SHARDS} shard(s) reason=stop node=a: {_listed(range(SHARDS))}"
+    ]
+    assert not _messages(caplog, logging.WARNING, "dropped")
+
+
+def _listed(shards: Collection[int]) -> str:
+    shown = sorted(shards)
+    return ",".join(map(str, shown[:16])) + (f",... ({len(shown)})" if len(shown) > 16 else "")

@@ -5,6 +5,7 @@ kept out of every message. Against a real server (tests/postgres.py)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from psycopg import conninfo
 from pager.domain import ServiceState
 from pager.shards import SHARDS, shard_of
 from pagerd.config import ConfigError, from_dict
-from pagerd.config.storage import redact
+from pagerd.config.storage import describe, redact
 from pagerd.storage.cluster import INBOX_CHANNEL
 from pagerd.storage.port import Fence, StoreError, StoreUnavailable, Transition
 from pagerd.storage.postgresql.schema import SCHEMA_VERSION, SchemaMismatch, migrate, migrations
@@ -155,7 +156,10 @@ def test_a_node_refuses_a_database_not_at_its_schema_version() -> None:
             Store.open(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             migrate(conn, SCHEMA_VERSION - 1)
-        with pytest.raises(SchemaMismatch, match=r"older than this pagerd's.*pagerd migrate"):
+        with pytest.raises(
+            SchemaMismatch,
+            match=rf"^{re.escape(describe(dsn))}: .*older than this pagerd.s.*pagerd migrate",
+        ):
             Store.open(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             migrate(conn)
@@ -267,3 +271,61 @@ def test_wait_reconnects_after_its_connection_is_lost() -> None:
             assert store.wait([INBOX_CHANNEL], 10.0) == [(INBOX_CHANNEL, str(shard_of("api")))]
         finally:
             store.close()
+
+
+# What a node says when it cannot start. -----------------------------------------------------------
+
+
+def test_a_node_that_cannot_reach_the_database_at_start_says_why_in_its_last_line(
+    tmp_path: Path,
+) -> None:
+    """Not a dozen two-line warnings of psycopg's pool, and a last line that keeps the reason
+    (an operator's start printed 12 and ended on "no connection within 5s" alone)."""
+    (tmp_path / "db").write_text(f"host=127.0.0.1 port=1 user=x password={PASSWORD}")
+    config = _config(
+        tmp_path, 'backend = "postgresql"\ndsn_credential = "db"\nconnect_timeout = "2s"\n'
+    )
+    done = _pagerd("--config", str(config), "--credentials", str(tmp_path))
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert not [line for line in lines if "psycopg" in line], done.stderr
+    assert lines[-1].endswith(
+        'cannot start: PostgreSQL database "(default)" on 127.0.0.1:1: no connection within 2s'
+        ' (connection failed: connection to server at "127.0.0.1", port 1 failed:'
+        " Connection refused)"
+    ), done.stderr
+    assert PASSWORD not in done.stderr
+
+
+def test_a_node_refusing_the_schema_at_start_names_the_database_and_its_host(
+    tmp_path: Path,
+) -> None:
+    with postgres.migrated(SCHEMA_VERSION - 1) as dsn:
+        (tmp_path / "db").write_text(dsn)
+        config = _config(tmp_path, 'backend = "postgresql"\ndsn_credential = "db"\n')
+        done = _pagerd("--config", str(config), "--credentials", str(tmp_path))
+        where = describe(dsn)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"cannot start: {where}: " in last and "run `pagerd migrate`" in last, last
+
+
+def test_migrate_without_the_right_to_create_tables_says_what_the_role_needs(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL 15 lets only the database's owner create tables in `public`: a role that
+    merely logs in is told to own the database, or to be granted CREATE on the schema."""
+    user = f"pagerd_nocreate_{os.getpid()}"
+    with postgres.empty() as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {user}")
+        conn.execute(f"CREATE ROLE {user} LOGIN")
+        try:
+            (tmp_path / "db").write_text(conninfo.make_conninfo(dsn, user=user))
+            config = _config(tmp_path, 'backend = "postgresql"\ndsn_credential = "db"\n')
+            done = _pagerd("migrate", "--config", str(config), "--credentials", str(tmp_path))
+        finally:
+            conn.execute(f"DROP ROLE IF EXISTS {user}")
+    assert done.returncode == 1, done.stderr
+    assert "permission denied for schema public" in done.stderr
+    assert "must own the database" in done.stderr
+    assert "GRANT CREATE ON SCHEMA public" in done.stderr

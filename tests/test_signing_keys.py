@@ -71,6 +71,24 @@ def test_repr_never_shows_a_key() -> None:
     assert "6b6b" not in repr(KEYS) and "kkkk" not in repr(KEYS)
 
 
+def test_rotate_key_on_a_node_of_a_cluster_says_to_copy_the_key_to_every_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each node verifies with its own copy: the command says so where it knows it runs on a
+    shared store, without reading the DSN (a credential only systemd can read)."""
+    config = tmp_path / "pager.toml"
+    config.write_text(
+        '[daemon]\nstate_dir = "state"\n[storage]\nbackend = "postgresql"\n'
+        'dsn_credential = "not-readable-here"\n'
+    )
+    assert main(["rotate-key", "--config", str(config)]) == 0
+    said = capsys.readouterr().out
+    assert f"copy {FILE_NAME} to every other node first" in said
+    config.write_text('[daemon]\nstate_dir = "state"\n')
+    assert main(["rotate-key", "--config", str(config)]) == 0
+    assert "every other node" not in capsys.readouterr().out
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user takes root")
 @pytest.mark.parametrize("there", [True, False], ids=["replaced", "made"])
 def test_rotate_key_run_as_root_keeps_the_file_pagerd_s_user_s(

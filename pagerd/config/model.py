@@ -372,6 +372,16 @@ def load_state_dir(path: Path) -> Path:
     return Path(os.path.normpath(state_dir))
 
 
+def names_shared_storage(path: Path) -> bool:
+    """Whether the config file at `path` (already read by `load_state_dir`) keeps its state in a
+    store several nodes share (`[storage] backend = "postgresql"`): `pagerd rotate-key` then
+    says to copy the key to every node. Nothing else of `[storage]` is read (its DSN may be a
+    credential only systemd can read)."""
+    _, data = _read(path)
+    storage = data.get("storage")
+    return isinstance(storage, dict) and storage.get("backend") == "postgresql"
+
+
 def _read(path: Path) -> tuple[bytes, dict[str, Any]]:
     try:
         content = path.read_bytes()

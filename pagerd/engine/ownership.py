@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, get_args
 
 import attrs
 import trio
@@ -88,6 +88,12 @@ MISMATCH_LOG_EVERY: Final = 60.0
 """Seconds between two warnings that the nodes' configs differ, unless what differs changes."""
 
 DropReason = Literal["expired", "fenced", "handover", "stop", "reload"]
+ROUTINE: Final[frozenset[DropReason]] = frozenset({"handover", "stop"})
+"""Drops that are the routine of nodes joining and stopping cleanly: logged at INFO. The others
+(a lease lost, not given away) at WARNING."""
+RELEASED_BELOW: Final = -1e8
+"""A lease's `remaining` below this was released (the store reads a released lease's end as
+-1e9 s): given away by its owner (a handover, a stop), not run out."""
 
 
 class DuplicateNode(Exception):
@@ -196,8 +202,12 @@ class Ownership:
         self._changed = trio.Event()
         self._woken = trio.Event()
         self._stopped = False
+        self.alive: tuple[str, ...] = ()
+        """The other nodes alive at the last round that reached the database (`pager status`)."""
         self.rounds = 0
         self.failures = 0
+        self.round_error: str | None = None
+        """Why the last round failed (None: it succeeded, or none ran yet): `/-/ready` says it."""
         self.adopted_undelivered = 0
         metrics = metrics or Metrics()
         self._dropped: Counter = metrics.counter(
@@ -208,6 +218,8 @@ class Ownership:
             " unknown: dropped and adopted again from the store).",
             ("reason",),
         )
+        # Every reason from the start, at 0: `increase()` misses a series' first increment.
+        self._dropped.zero(*((reason,) for reason in get_args(DropReason)))
         self._failed_rounds: Counter = metrics.counter(
             "pagerd_cluster_round_failures_total",
             "Lease rounds that failed (the database could not be reached), tried again.",
@@ -216,6 +228,12 @@ class Ownership:
             "pagerd_cluster_adopted_undelivered_total",
             "Undelivered notifications taken over with a shard from its previous owner: those"
             " it was sending when it stopped may be sent twice (each with its idempotency key).",
+        )
+        metrics.gauges(
+            "pagerd_cluster_node_info",
+            "This node's name in the cluster ([cluster] node_name), always 1.",
+            ("node",),
+            lambda: {(self.node,): 1.0},
         )
         metrics.gauge(
             "pagerd_cluster_shards_owned", "Shards this node owns now.", lambda: len(self.held())
@@ -345,7 +363,8 @@ class Ownership:
             self._reload_after.pop(shard, None)
             self._adoption.pop(shard, None)
         self._dropped.inc(reason, by=len(gone))
-        log.warning(
+        log.log(
+            logging.INFO if reason in ROUTINE else logging.WARNING,
             "dropped %d shard(s) reason=%s node=%s: %s",
             len(gone), reason, self.node, _shown(gone),
         )  # fmt: skip
@@ -464,14 +483,17 @@ class Ownership:
     async def _round_contained(self) -> float:
         tick = trio.current_time() + self.ttl / 4
         try:
-            return min(tick, await self.round())
+            wake = min(tick, await self.round())
         except DuplicateNode:
             raise
         except Exception as exc:
+            self.round_error = str(exc) or type(exc).__name__
             self.failures += 1
             self._failed_rounds.inc()
             log.error("lease round failed node=%s, retrying: %s", self.node, exc)
             return trio.current_time() + min(RETRY_AFTER_FAILURE, self.ttl / 4)
+        self.round_error = None
+        return wake
 
     async def round(self) -> float:
         """One round: say alive, claim, adopt, drop, hand over. The trio time a lease this node
@@ -491,6 +513,7 @@ class Ownership:
             self._blocked_since, self._give_up_at = None, math.inf
         self._compare_configs(nodes)
         alive = {n.name for n in nodes} | {node}
+        self.alive = tuple(sorted(alive - {node}))
         leases = {lease.shard: lease for lease in await self._offload(cluster.leases)}
         now = trio.current_time()
         want = share(node, alive, self._shards)
@@ -527,7 +550,7 @@ class Ownership:
                 self._leased[shard] = epoch
         self._changed.set()
         if self._leased and not self._stopped:
-            await self._adopt(claim)
+            await self._adopt(claim, leases)
         wake = self._next_expiry(leases, got, now)
         if self._reload_after:  # reloaded after this claim was sent: the next claim is due
             wake = min(wake, trio.current_time() + MIN_WAKE)
@@ -589,9 +612,10 @@ class Ownership:
             shown,
         )
 
-    async def _adopt(self, claim: int) -> None:
+    async def _adopt(self, claim: int, leases: Mapping[int, Lease]) -> None:
         """Adopt the shards leased and not adopted yet, but those to reload after a write of
-        unknown outcome that came after the claim numbered `claim` was sent (see `reload`)."""
+        unknown outcome that came after the claim numbered `claim` was sent (see `reload`).
+        `leases`: as the round read them before its claim, to say whom each came from."""
         fresh = frozenset(s for s in self._leased if self._reload_after.get(s, -1) < claim)
         if not fresh:
             return
@@ -617,7 +641,12 @@ class Ownership:
                 self._adoption[shard] = self._adoptions
         taken = frozenset(s for s in fresh if s in self._epochs)
         if taken:
-            log.info("adopted %d shard(s) node=%s: %s", len(taken), self.node, _shown(taken))
+            log.info(
+                "adopted %d shard(s) node=%s: %s",
+                len(taken),
+                self.node,
+                _origins(taken, leases, self.node),
+            )
             for adopter in self._adopters:
                 try:
                     adopter.adopted(taken)
@@ -658,6 +687,25 @@ class Ownership:
         # Never a round straight after a round: a shard that stays out of reach (another node
         # took it meanwhile) must not spin.
         return max(wake, trio.current_time() + MIN_WAKE)
+
+
+def _origins(shards: Collection[int], leases: Mapping[int, Lease], node: str) -> str:
+    """Whom `shards` were adopted from, grouped: another node's lease that ran out (a takeover:
+    that node died, or was cut off or paused), one it released (a rebalance: it stopped, or
+    handed them over), this node's own (reloaded, or taken back), or none ever."""
+    groups: dict[str, list[int]] = {}
+    for shard in shards:
+        lease = leases.get(shard)
+        if lease is None or lease.owner is None:
+            origin = "never owned"
+        elif lease.owner == node:
+            origin = "from this node's own lease"
+        elif lease.remaining < RELEASED_BELOW:
+            origin = f"from {lease.owner}, released (rebalance)"
+        else:
+            origin = f"from {lease.owner}, its lease expired (takeover)"
+        groups.setdefault(origin, []).append(shard)
+    return "; ".join(f"{origin}: {_shown(found)}" for origin, found in sorted(groups.items()))
 
 
 def _shown(shards: Collection[int]) -> str:

@@ -6,9 +6,10 @@ front processes' channels (`pagerd/front/http/fronts.py`) call `hand_over`, whic
 a callback the actor that commits the last event runs, so a request from a front costs the
 decision loop no task of its own.
 
-`ready` pings the database once for every request that asks at the same time, and its answer
-serves for `READY_FOR` seconds: an unauthenticated flood of `GET /-/ready` costs the database
-thread (the one commits use) one ping a second (found by review: 30 % of the decision loop).
+`ready` asks the daemon's readiness (`pagerd.engine.readiness`: what the node knows, never a
+wait on the database) once for every request that asks at the same time, and its answer serves
+for `READY_FOR` seconds: an unauthenticated flood of `GET /-/ready` costs the decision loop one
+question a second (found by review: answering each took 30 % of it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = ["LocalCore", "answer"]
 log = logging.getLogger("pagerd.http")
 
 READY_FOR: Final = 1.0
-"""Seconds one answer to `ready` (one ping of the database) serves every request that asks."""
+"""Seconds one answer to `ready` serves every request that asks."""
 
 Done = Callable[[list[Outcome]], None]
 
@@ -176,9 +177,9 @@ class LocalCore:
         return await self._read(Request("history", service))
 
     async def ready(self) -> str | None:
-        """The last answer if it is under `READY_FOR` seconds old; else the answer of the ping
-        under way, or of a new one. Whoever pings may be cancelled (its client went): then one
-        of those that waited for it pings."""
+        """The last answer if it is under `READY_FOR` seconds old; else the answer of the
+        question under way, or of a new one. Whoever asks may be cancelled (its client went):
+        then one of those that waited for it asks."""
         while True:
             if self._ready_answer is not None:
                 at, why = self._ready_answer

@@ -461,7 +461,8 @@ class Server:
     async def _serve(self, request: Request) -> Reply:
         op = request.op
         if op == "ping":
-            return _done(op, ok_reply(pong=True, version=__version__, **self._config()))
+            node = {} if self.ownership is None else {"node": self.ownership.node}
+            return _done(op, ok_reply(pong=True, version=__version__, **node, **self._config()))
         if op == "metrics":
             return _done(op, ok_reply(text=self._render_metrics()))
         if op == "status":
@@ -482,9 +483,22 @@ class Server:
         if service is None:
             names = services.config.services
             cluster = {} if ownership is None else {"cluster": _cluster(ownership)}
-            if self.cluster is not None:
+            if self.cluster is not None and ownership is not None:
                 # The whole cluster's, from the store: this node has only its shards in memory.
-                found = await self.cluster.states(list(names))
+                try:
+                    found = await self.cluster.states(list(names))
+                except StoreError as exc:
+                    # Cut from the database: what this node knows, said to be no more than
+                    # that (its own shards' services, as long as it still holds them).
+                    log.warning("status from memory only: the database cannot be read: %s", exc)
+                    held = ownership.held()
+                    statuses = [
+                        {**services.status(services.state(name)), "owner": _held(ownership, name)}
+                        for name in names
+                        if shard_of(name) in held
+                    ]
+                    memory = {"database_error": str(exc)}
+                    return ok_reply(services=statuses, **memory, **self._config(), **cluster), "ok"
                 statuses = [
                     {**services.status(state, failed), "owner": owner}
                     for state, failed, owner in found
@@ -504,9 +518,20 @@ class Server:
             status["owner"] = await _owner(ownership, service)
         if state.incident is not None:
             number = state.incident.number
-            deliveries = await self._store_offload(lambda: self._store.deliveries(service, number))
-            offset = services.offset()
-            status["incident"]["notifications"] = [_delivery(d, offset) for d in deliveries]
+            try:
+                deliveries = await self._store_offload(
+                    lambda: self._store.deliveries(service, number)
+                )
+            except StoreError as exc:
+                if self.cluster is None:
+                    raise
+                # Its state is this node's own (it holds the service): shown, its
+                # notifications said to be unknown rather than the whole answer refused.
+                log.warning("status of %s without its notifications: %s", service, exc)
+                status["database_error"] = str(exc)
+            else:
+                offset = services.offset()
+                status["incident"]["notifications"] = [_delivery(d, offset) for d in deliveries]
         return ok_reply(**status), "ok"  # one service's status object, as alert's reply has it
 
     async def _simulate(self, request: Request) -> tuple[bytes, str]:
@@ -608,9 +633,16 @@ def _cluster(ownership: Ownership) -> dict[str, Any]:
         "epochs": {str(shard): epoch for shard, epoch in sorted(stats.shards.items())},
         "lease_ttl": ownership.ttl,
         "adopted_undelivered": stats.adopted_undelivered,
+        "nodes": list(ownership.alive),
+        "round_error": ownership.round_error,
         "config_agreed": stats.config_agreed,
         "configs": {name: h[:SHORT_HASH] for name, h in sorted(stats.configs.items())},
     }
+
+
+def _held(ownership: Ownership, service: str) -> dict[str, Any]:
+    """The owner object of a service this node holds, from its memory alone."""
+    return owner_object(service, ownership.node, ownership.held(), {})
 
 
 async def _owner(ownership: Ownership, service: str) -> dict[str, Any]:

@@ -51,6 +51,12 @@ class Counter:
         self._values[values] = self._values.get(values, 0.0) + by
         self.changed()
 
+    def zero(self, *series: tuple[str, ...]) -> None:
+        """Export each of `series` (its label values) at 0 before anything is counted: a
+        series that appears with its first increment is missed by Prometheus' `increase()`."""
+        for values in series:
+            self._values.setdefault(values, 0.0)
+
     def value(self, *values: str) -> float:
         return self._values.get(values, 0.0)
 
@@ -107,8 +113,9 @@ class Metrics:
         )
         self.commit_failures = Counter(
             "pagerd_store_commit_failures_total",
-            "Group commits that failed (disk full, I/O error): their events were refused, "
-            "their escalations retried.",
+            "Group commits that failed (SQLite: disk full, an I/O error; PostgreSQL: the database"
+            " unreachable, too slow or failing over): their events were refused,"
+            " their escalations retried.",
         )
         self.commit_batch = Histogram(
             "pagerd_store_commit_batch_size", "Writes committed together.", SIZE_BUCKETS

@@ -42,6 +42,8 @@ __all__ = ["HereWrongKeys", "HttpApp", "WrongKeys"]
 log = logging.getLogger("pagerd.http")
 
 READY_TIMEOUT: Final = 2.0
+"""Seconds `/-/ready` waits for the core's answer, which it has at once (it never waits on the
+database): past it, the core itself is stuck or gone, and the node is not ready."""
 UNMATCHED: Final = "(unmatched)"
 
 
@@ -212,7 +214,7 @@ class HttpApp:
             if why is None:
                 return Response.json(200, {"ok": True, "ready": True})
             return error(503, "unavailable", why)
-        return error(503, "unavailable", f"the database did not answer within {READY_TIMEOUT:g}s")
+        return error(503, "unavailable", f"pagerd did not answer within {READY_TIMEOUT:g}s")
 
     async def _openapi(self, call: Call) -> Response:
         return Response(200, self._openapi_document())

@@ -103,6 +103,48 @@ def session_options(dsn: str, statement_timeout: float) -> str:
     return " ".join([given, *added]).strip()
 
 
+class PoolLog(logging.Filter):
+    """psycopg_pool's own log, made pagerd's: each of its records, warnings ("error connecting in
+    'pagerd-…': connection failed: … Connection refused", two lines each, a dozen at a start with
+    the database down, found by an operator) included, goes to pagerd's log at DEBUG, and the
+    reason of the last failed connection of each pool is kept, for the error that says the pool
+    has no connection (psycopg's own says only that it timed out). One for the process: the
+    pools are told apart by their names."""
+
+    _installed: PoolLog | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, str] = {}
+
+    @classmethod
+    def installed(cls) -> PoolLog:
+        """The filter, on the `psycopg.pool` logger once."""
+        with cls._lock:
+            if cls._installed is None:
+                cls._installed = PoolLog()
+                logging.getLogger("psycopg.pool").addFilter(cls._installed)
+            return cls._installed
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.msg == "error connecting in %r: %s" and len(args) == 2:
+            # libpq's message: its first line says why, the rest is advice ("Is the server
+            # running...?"). It names the host and port, never the password.
+            self._last[str(args[0])] = str(args[1]).strip().splitlines()[0].strip()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("psycopg.pool: %s", " ".join(record.getMessage().split()))
+        return False
+
+    def last_error(self, pool: str) -> str | None:
+        """Why `pool`'s last connection attempt failed (None if none has)."""
+        return self._last.get(pool)
+
+    def forget(self, pool: str) -> None:
+        self._last.pop(pool, None)
+
+
 class Watchdog:
     """Bounds each call on a connection: one past its time has its socket shut down, so that
     the thread blocked on it gets an error instead of waiting for a link that forwards

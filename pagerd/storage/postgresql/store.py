@@ -79,6 +79,7 @@ from pagerd.storage.postgresql import rows
 from pagerd.storage.postgresql.links import (
     LOCK_TIMEOUT,
     STALL_GRACE,
+    PoolLog,
     Watchdog,
     client_settings,
     session_options,
@@ -222,8 +223,10 @@ class Store:
             check=check,
             configure=_configure,
             open=False,
-            name="pagerd",
+            # Its own name: the log of a pool's failed connections is told apart by it.
+            name=f"pagerd-{secrets.token_hex(4)}",
         )
+        PoolLog.installed()
         store = cls(
             pool, dsn, node or socket.gethostname(), connect_timeout, statement_timeout, watchdog
         )
@@ -234,6 +237,10 @@ class Store:
         except (psycopg.Error, PoolTimeout) as exc:
             pool.close()
             raise store._error(exc) from None
+        except SchemaMismatch as exc:
+            pool.close()
+            # As `pagerd --check` says it: which database, on which host.
+            raise SchemaMismatch(f"{store.where}: {exc}") from None
         except StoreError:
             pool.close()
             raise
@@ -253,6 +260,7 @@ class Store:
 
     def close(self) -> None:
         self._pool.close()
+        PoolLog.installed().forget(self._pool.name)
         with self._listener_lock:
             if self._listener is not None:
                 self._listener.close()
@@ -260,7 +268,9 @@ class Store:
         self._watchdog.close()
 
     def _error(self, exc: BaseException) -> StoreError:
-        return port_error(exc, self._dsn, self._connect_timeout)
+        # No connection in time: the last connection attempt's failure says why.
+        last = PoolLog.installed().last_error(self._pool.name)
+        return port_error(exc, self._dsn, self._connect_timeout, last)
 
     @contextmanager
     def _transaction(self, bound: float | None = None) -> Iterator[Conn]:
@@ -1066,14 +1076,20 @@ def _said_nothing(conn: Conn) -> bool:
     return not readable
 
 
-def port_error(exc: BaseException, dsn: str, connect_timeout: float) -> StoreError:
+def port_error(
+    exc: BaseException, dsn: str, connect_timeout: float, last_connect_error: str | None = None
+) -> StoreError:
     """The port's error for psycopg's: what failed, in the server's own words (its primary
-    message: the detail that may quote a row's values is left out), never the DSN."""
+    message: the detail that may quote a row's values is left out), never the DSN. A pool that
+    found no connection in time says why its last attempt to make one failed
+    (`last_connect_error`), not only that it timed out."""
     diag = getattr(exc, "diag", None)
     primary = diag.message_primary if diag is not None else None
     said = redact((primary or str(exc) or type(exc).__name__).strip(), dsn)
     where = describe(dsn)
     if isinstance(exc, PoolTimeout):
+        if last_connect_error is not None:
+            said = redact(last_connect_error, dsn)
         return StoreUnavailable(f"{where}: no connection within {connect_timeout:g}s ({said})")
     kind = StoreUnavailable if isinstance(exc, _UNAVAILABLE) else StoreError
     return kind(f"{where}: {said}")
@@ -1099,6 +1115,14 @@ def _connection(config: StorageConfig) -> Iterator[Conn]:
         raise port_error(exc, dsn, config.connect_timeout) from None
 
 
+MIGRATE_PRIVILEGES: Final = (
+    "the role pagerd connects as must own the database (CREATE DATABASE ... OWNER that role), or"
+    " at least have CREATE on its schema public (GRANT CREATE ON SCHEMA public TO that role)"
+)
+"""What `pagerd migrate` adds to a permission denied: on PostgreSQL 15 only the database's owner
+may create tables in `public` by default."""
+
+
 def migrate_schema(config: StorageConfig) -> tuple[int, int]:
     """Bring `config`'s database to this pagerd's schema version: (from, to)."""
     dsn = config.dsn.value if config.dsn is not None else ""
@@ -1107,6 +1131,10 @@ def migrate_schema(config: StorageConfig) -> tuple[int, int]:
             return migrate(conn)
         except SchemaMismatch as exc:
             raise SchemaMismatch(f"{describe(dsn)}: {exc}") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # `permission denied for schema public` alone does not say what to grant.
+            said = port_error(exc, dsn, config.connect_timeout)
+            raise StoreError(f"{said}: {MIGRATE_PRIVILEGES}") from None
 
 
 def check_schema(config: StorageConfig) -> str:
