@@ -13,7 +13,7 @@ import trio.testing
 from pager.cli import render
 from pager.protocol import MAX_TEXT
 from pagerd.config import Config
-from pagerd.storage.sqlite.store import HISTORY_HEAD, HISTORY_TAIL
+from pagerd.storage.history import HISTORY_HEAD, HISTORY_TAIL
 from tests.harness import connect, json_line, running, settle
 
 ALERTS = 600

@@ -44,14 +44,15 @@ from pager.domain import (
     Source,
     Started,
     Target,
-    incident_id,
 )
 from pager.schedules import Override
 from pager.shards import SHARDS, shard_of
 from pager.silences import Silence
 from pagerd.config.storage import StorageConfig, describe, milliseconds, redact
+from pagerd.storage import history
 from pagerd.storage.cluster import INBOX_CHANNEL, Fenced, Lease, Node, Queued
 from pagerd.storage.folding import fold
+from pagerd.storage.history import notification_ids
 from pagerd.storage.port import (
     MAX_REMOVED_KEPT,
     PRUNE_ROWS,
@@ -97,11 +98,6 @@ from pagerd.timing.clock import Reading
 P = ParamSpec("P")
 R = TypeVar("R")
 Conn = psycopg.Connection[TupleRow]
-
-HISTORY_HEAD: Final = 50
-HISTORY_TAIL: Final = 200
-"""As the SQLite adapter's (`pagerd.storage.sqlite.store`): entries of an incident's timeline
-kept from its start and up to now."""
 
 ANSWERS_KEPT: Final = 600.0
 """Seconds an inbox event's answer is kept after it was handled (by the database's clock): its
@@ -549,7 +545,7 @@ class Store:
                 "SELECT id, channel, address, round, level, state, attempts, last_error,"
                 " provider_id, sent_at, next_attempt_at, not_before - created_at"
                 " FROM notifications WHERE id >= %s AND id < %s ORDER BY seq",
-                _id_range(service, incident),
+                notification_ids(service, incident),
             ).fetchall()
         return [
             Delivery(
@@ -579,53 +575,9 @@ class Store:
 
     @_port_errors
     def history(self, service: str, incident: int) -> History | None:
-        """As the SQLite adapter's `history`: at most `HISTORY_HEAD` entries from the start
-        and `HISTORY_TAIL` up to now, each source read from both ends only."""
+        """`pagerd.storage.history.read`, its sources read in one snapshot."""
         with self._snapshot() as conn:
-            row = conn.execute(
-                "SELECT opened_at, closed_at, message FROM incidents"
-                " WHERE service = %s AND number = %s",
-                (service, incident),
-            ).fetchone()
-            if row is None:
-                return None
-            ids = _id_range(service, incident)
-            total = 0
-            entries: list[tuple[float, int, int, dict[str, object]]] = []
-            for kind, count_sql, select_sql, key in (
-                (0, _COUNT_EVENTS, _SELECT_EVENTS, (service, incident)),
-                (1, _COUNT_DECIDED, _SELECT_DECIDED, ids),
-                (2, _COUNT_ATTEMPTS, _SELECT_ATTEMPTS, ids),
-            ):
-                counted = conn.execute(count_sql, key).fetchone()
-                count = 0 if counted is None else int(str(counted[0]))
-                total += count
-                for order, limit in _ends(count):
-                    for at, seq, *fields in conn.execute(
-                        select_sql.format(order=order), (*key, limit)
-                    ):
-                        entries.append((at, kind, seq, _timeline_entry(kind, fields)))
-        if row[1] is not None:
-            total += 1
-            entries.append((row[1], 3, 0, {"event": "closed"}))
-        entries.sort(key=lambda e: (e[0], e[1], e[2]))
-        elided = total - HISTORY_HEAD - HISTORY_TAIL
-        timeline = [(at, entry) for at, _, _, entry in entries]
-        if elided > 0:
-            marker: dict[str, object] = {
-                "event": "elided",
-                "count": elided,
-                "until": timeline[-HISTORY_TAIL - 1][0],
-            }
-            first = timeline[HISTORY_HEAD][0]
-            timeline = [*timeline[:HISTORY_HEAD], (first, marker), *timeline[-HISTORY_TAIL:]]
-        return History(
-            opened_at=row[0],
-            closed_at=row[1],
-            message=row[2],
-            timeline=timeline,
-            elided=max(elided, 0),
-        )
+            return history.read(conn.execute, _HISTORY, service, incident)
 
     # Retention. ------------------------------------------------------------------------------
 
@@ -1263,7 +1215,7 @@ def _prune_incident(conn: Conn, service: str, number: int, budget: int) -> int |
     found = latest.fetchone()
     if found is not None and found[0] == number:
         return 0
-    first, end = _id_range(service, number)
+    first, end = notification_ids(service, number)
     if conn.execute(
         "SELECT 1 FROM notifications WHERE id >= %s AND id < %s"
         " AND state IN ('pending', 'retrying') LIMIT 1",
@@ -1321,74 +1273,29 @@ def _undelivered(row: Sequence[Any]) -> Undelivered:
     )
 
 
-_COUNT_EVENTS: Final = "SELECT count(*) FROM events WHERE service = %s AND incident = %s"
-_SELECT_EVENTS: Final = (
-    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration, via FROM events"
-    " WHERE service = %s AND incident = %s ORDER BY seq {order} LIMIT %s"
+_HISTORY: Final = history.Queries(
+    incident=(
+        "SELECT opened_at, closed_at, message FROM incidents WHERE service = %s AND number = %s"
+    ),
+    count_events="SELECT count(*) FROM events WHERE service = %s AND incident = %s",
+    select_events=(
+        "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration, via"
+        " FROM events WHERE service = %s AND incident = %s ORDER BY seq {order} LIMIT %s"
+    ),
+    count_decided="SELECT count(*) FROM notifications WHERE id >= %s AND id < %s",
+    select_decided=(
+        "SELECT created_at, seq, id, channel, address, round, level, via, not_before FROM"
+        " notifications WHERE id >= %s AND id < %s ORDER BY created_at {order}, seq {order}"
+        " LIMIT %s"
+    ),
+    count_attempts=(
+        "SELECT count(*) FROM delivery_attempts WHERE notification >= %s AND notification < %s"
+    ),
+    select_attempts=(
+        "SELECT a.at, a.seq, n.id, n.channel, n.address, n.round, n.level, a.outcome,"
+        " a.provider_id, a.error FROM delivery_attempts a JOIN notifications n"
+        " ON n.id = a.notification WHERE a.notification >= %s AND a.notification < %s"
+        " ORDER BY a.at {order}, a.seq {order} LIMIT %s"
+    ),
 )
-_COUNT_DECIDED: Final = "SELECT count(*) FROM notifications WHERE id >= %s AND id < %s"
-_SELECT_DECIDED: Final = (
-    "SELECT created_at, seq, id, channel, address, round, level, via, not_before FROM"
-    " notifications WHERE id >= %s AND id < %s ORDER BY created_at {order}, seq {order} LIMIT %s"
-)
-_COUNT_ATTEMPTS: Final = (
-    "SELECT count(*) FROM delivery_attempts WHERE notification >= %s AND notification < %s"
-)
-_SELECT_ATTEMPTS: Final = (
-    "SELECT a.at, a.seq, n.id, n.channel, n.address, n.round, n.level, a.outcome,"
-    " a.provider_id, a.error FROM delivery_attempts a JOIN notifications n"
-    " ON n.id = a.notification WHERE a.notification >= %s AND a.notification < %s"
-    " ORDER BY a.at {order}, a.seq {order} LIMIT %s"
-)
-
-
-def _ends(count: int) -> list[tuple[str, int]]:
-    if count <= HISTORY_HEAD + HISTORY_TAIL + 2:
-        return [("ASC", count)] if count else []
-    return [("ASC", HISTORY_HEAD + 1), ("DESC", HISTORY_TAIL + 1)]
-
-
-def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
-    """One history entry as the `history` reply has it (but `at`), from a source's row."""
-    if kind == 0:
-        op, detail, by, uid, user, pid, integration, via = fields
-        entry: dict[str, object] = {"event": op}
-        if detail is not None:
-            entry["detail"] = detail
-        if by is not None:
-            entry["by"] = by
-        if uid is not None:
-            entry["peer"] = {"uid": uid, "user": user, "pid": pid}
-        if integration is not None:
-            entry["integration"] = integration
-        if via is not None:
-            entry["via"] = via
-        return entry
-    due = None
-    if kind == 1:
-        *fields, via, due = fields
-    nid, channel, address, round_, level, *attempt = fields
-    entry = {
-        "event": "notification" if kind == 1 else "delivery",
-        "notification": nid,
-        "target": str(Target(channel, address)),
-        "round": round_,
-        "level": level,
-    }
-    if kind == 1 and via:
-        entry["via"] = via
-    if due is not None:
-        entry["due_at"] = due
-    if attempt:
-        outcome, provider, error = attempt
-        entry["outcome"] = outcome
-        entry["provider_id"] = provider
-        entry["error"] = error
-    return entry
-
-
-def _id_range(service: str, incident: int) -> tuple[str, str]:
-    """The ids of one incident's notifications: from "service#N/" up to "service#N0" in byte
-    order (the column's collation is "C")."""
-    prefix = f"{incident_id(service, incident)}/"
-    return prefix, prefix[:-1] + "0"
+"""An incident's history, from its three sources (see `pagerd.storage.history`)."""

@@ -30,11 +30,12 @@ from pager.domain import (
     Source,
     Started,
     Target,
-    incident_id,
 )
 from pager.schedules import Override
 from pager.shards import shard_of
 from pager.silences import Silence
+from pagerd.storage import history
+from pagerd.storage.history import notification_ids
 from pagerd.storage.port import (
     MAX_REMOVED_KEPT,
     PRUNE_ROWS,
@@ -65,33 +66,29 @@ DATABASE_NAME: Final = "pager.db"
 P = ParamSpec("P")
 R = TypeVar("R")
 
-HISTORY_HEAD: Final = 50
-HISTORY_TAIL: Final = 200
-"""Entries of an incident's timeline kept from its start and up to now; those between are
-counted, not listed. With every entry at its largest (an alert of 4096 characters, each escaped
-in 6 bytes of JSON), a `history` reply stays under 7 MB; a usual one is a few kB."""
-
-# An incident's history, from three sources: the events clients and timeouts made (by `seq`,
-# the events_incident index's own order, whose `at` only grows within an incident), the
-# notifications decided, and their delivery attempts (a few per target).
-_COUNT_EVENTS: Final = "SELECT COUNT(*) FROM events WHERE service = ? AND incident = ?"
-_SELECT_EVENTS: Final = (
-    "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration, via FROM events"
-    " WHERE service = ? AND incident = ? ORDER BY seq {order} LIMIT ?"
-)
-_COUNT_DECIDED: Final = "SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?"
-_SELECT_DECIDED: Final = (
-    "SELECT created_at, seq, id, channel, address, round, level, via, not_before FROM"
-    " notifications WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order} LIMIT ?"
-)
-_COUNT_ATTEMPTS: Final = (
-    "SELECT COUNT(*) FROM delivery_attempts WHERE notification >= ? AND notification < ?"
-)
-_SELECT_ATTEMPTS: Final = (
-    "SELECT a.at, a.rowid, n.id, n.channel, n.address, n.round, n.level, a.outcome,"
-    " a.provider_id, a.error FROM delivery_attempts a JOIN notifications n"
-    " ON n.id = a.notification WHERE a.notification >= ? AND a.notification < ?"
-    " ORDER BY a.at {order}, a.rowid {order} LIMIT ?"
+# An incident's history, from its three sources (see `pagerd.storage.history`).
+_HISTORY: Final = history.Queries(
+    incident="SELECT opened_at, closed_at, message FROM incidents WHERE service = ? AND number = ?",
+    count_events="SELECT COUNT(*) FROM events WHERE service = ? AND incident = ?",
+    select_events=(
+        "SELECT at, seq, op, detail, by, peer_uid, peer_user, peer_pid, integration, via"
+        " FROM events WHERE service = ? AND incident = ? ORDER BY seq {order} LIMIT ?"
+    ),
+    count_decided="SELECT COUNT(*) FROM notifications WHERE id >= ? AND id < ?",
+    select_decided=(
+        "SELECT created_at, seq, id, channel, address, round, level, via, not_before FROM"
+        " notifications WHERE id >= ? AND id < ? ORDER BY created_at {order}, seq {order}"
+        " LIMIT ?"
+    ),
+    count_attempts=(
+        "SELECT COUNT(*) FROM delivery_attempts WHERE notification >= ? AND notification < ?"
+    ),
+    select_attempts=(
+        "SELECT a.at, a.rowid, n.id, n.channel, n.address, n.round, n.level, a.outcome,"
+        " a.provider_id, a.error FROM delivery_attempts a JOIN notifications n"
+        " ON n.id = a.notification WHERE a.notification >= ? AND a.notification < ?"
+        " ORDER BY a.at {order}, a.rowid {order} LIMIT ?"
+    ),
 )
 
 
@@ -362,7 +359,7 @@ class Store:
             "SELECT id, channel, address, round, level, state, attempts, last_error, provider_id,"
             " sent_at, next_attempt_at, not_before - created_at FROM notifications"
             " WHERE id >= ? AND id < ? ORDER BY seq",
-            _id_range(service, incident),
+            notification_ids(service, incident),
         )
         return [
             Delivery(
@@ -391,58 +388,8 @@ class Store:
 
     @_port_errors
     def history(self, service: str, incident: int) -> History | None:
-        """What happened to one incident, in order; None if there is no such one.
-
-        At most `HISTORY_HEAD` entries from its start and `HISTORY_TAIL` up to now: a storm of
-        alerts on one open incident is an event each (with a message of up to 4096 characters),
-        and all of them made replies of hundreds of megabytes, read whole into memory by pagerd
-        and by the client. What lies between is one `elided` entry: how many, from when to when.
-        Each source is read from both ends only (its index's order, a `LIMIT` each), never
-        whole: the first `HISTORY_HEAD` entries of the merged timeline are among the first
-        `HISTORY_HEAD` of their own source, and likewise at the end.
-        """
-        row = self._conn.execute(
-            "SELECT opened_at, closed_at, message FROM incidents WHERE service = ? AND number = ?",
-            (service, incident),
-        ).fetchone()
-        if row is None:
-            return None
-        ids = _id_range(service, incident)
-        total = 0
-        entries: list[tuple[float, int, int, dict[str, object]]] = []
-        for kind, count_sql, select_sql, key in (
-            (0, _COUNT_EVENTS, _SELECT_EVENTS, (service, incident)),
-            (1, _COUNT_DECIDED, _SELECT_DECIDED, ids),
-            (2, _COUNT_ATTEMPTS, _SELECT_ATTEMPTS, ids),
-        ):
-            count = self._conn.execute(count_sql, key).fetchone()[0]
-            total += count
-            ends = _ends(count)
-            for order, limit in ends:
-                rows = self._conn.execute(select_sql.format(order=order), (*key, limit))
-                for at, seq, *fields in rows:
-                    entries.append((at, kind, seq, _timeline_entry(kind, fields)))
-        if row[1] is not None:
-            total += 1
-            entries.append((row[1], 3, 0, {"event": "closed"}))
-        entries.sort(key=lambda e: (e[0], e[1], e[2]))
-        elided = total - HISTORY_HEAD - HISTORY_TAIL
-        timeline = [(at, entry) for at, _, _, entry in entries]
-        if elided > 0:
-            marker: dict[str, object] = {
-                "event": "elided",
-                "count": elided,
-                "until": timeline[-HISTORY_TAIL - 1][0],
-            }
-            first = timeline[HISTORY_HEAD][0]
-            timeline = [*timeline[:HISTORY_HEAD], (first, marker), *timeline[-HISTORY_TAIL:]]
-        return History(
-            opened_at=row[0],
-            closed_at=row[1],
-            message=row[2],
-            timeline=timeline,
-            elided=max(elided, 0),
-        )
+        """`pagerd.storage.history.read`, bounded as it says."""
+        return history.read(self._conn.execute, _HISTORY, service, incident)
 
     @_port_errors
     def overrides(self) -> list[Override]:
@@ -559,7 +506,7 @@ class Store:
         latest = conn.execute("SELECT MAX(number) FROM incidents WHERE service = ?", (service,))
         if latest.fetchone()[0] == number:
             return 0
-        first, end = _id_range(service, number)
+        first, end = notification_ids(service, number)
         if conn.execute(
             "SELECT 1 FROM notifications WHERE id >= ? AND id < ?"
             " AND state IN ('pending', 'retrying') LIMIT 1",
@@ -786,54 +733,6 @@ def _undelivered(row: Sequence[Any]) -> Undelivered:
     )
 
 
-def _ends(count: int) -> list[tuple[str, int]]:
-    """(order, limit) of the queries that read a source of `count` history entries: all of it,
-    or one more than the timeline can keep from each end (the first and last left out say
-    when the elided span starts and ends)."""
-    if count <= HISTORY_HEAD + HISTORY_TAIL + 2:
-        return [("ASC", count)] if count else []
-    return [("ASC", HISTORY_HEAD + 1), ("DESC", HISTORY_TAIL + 1)]
-
-
-def _timeline_entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
-    """One history entry as the `history` reply has it (but `at`), from a source's row."""
-    if kind == 0:
-        op, detail, by, uid, user, pid, integration, via = fields
-        entry: dict[str, object] = {"event": op}
-        if detail is not None:
-            entry["detail"] = detail
-        if by is not None:
-            entry["by"] = by
-        if uid is not None:
-            entry["peer"] = {"uid": uid, "user": user, "pid": pid}
-        if integration is not None:
-            entry["integration"] = integration
-        if via is not None:
-            entry["via"] = via
-        return entry
-    due = None
-    if kind == 1:
-        *fields, via, due = fields
-    nid, channel, address, round_, level, *attempt = fields
-    entry = {
-        "event": "notification" if kind == 1 else "delivery",
-        "notification": nid,
-        "target": str(Target(channel, address)),
-        "round": round_,
-        "level": level,
-    }
-    if kind == 1 and via:
-        entry["via"] = via
-    if due is not None:  # a delayed step: when it was due (its own entry is at its decision)
-        entry["due_at"] = due
-    if attempt:
-        outcome, provider, error = attempt
-        entry["outcome"] = outcome
-        entry["provider_id"] = provider
-        entry["error"] = error
-    return entry
-
-
 def _read_through(path: Path) -> None:
     """Read the database (and its WAL) once from start to end, into the page cache.
 
@@ -860,10 +759,3 @@ def _of_shards(shards: Collection[int] | None) -> tuple[str, tuple[str, ...]]:
     return "shard_of(service) IN (SELECT value FROM json_each(?))", (
         msgspec.json.encode(sorted(shards)).decode(),
     )
-
-
-def _id_range(service: str, incident: int) -> tuple[str, str]:
-    """The ids of one incident's notifications: those starting "service#N/". "/" is followed
-    by "0" in ASCII, so they are exactly the ids from "service#N/" up to "service#N0"."""
-    prefix = f"{incident_id(service, incident)}/"
-    return prefix, prefix[:-1] + "0"
