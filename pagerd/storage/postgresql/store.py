@@ -37,19 +37,13 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pager.domain import (
-    Incident,
-    Monitor,
-    Notify,
     ServiceState,
     Source,
-    Started,
-    Target,
 )
 from pager.schedules import Override
 from pager.shards import SHARDS, shard_of
-from pager.silences import Silence
 from pagerd.config.storage import StorageConfig, describe, milliseconds, redact
-from pagerd.storage import history
+from pagerd.storage import history, reads
 from pagerd.storage.cluster import INBOX_CHANNEL, Fenced, Lease, Node, Queued
 from pagerd.storage.folding import fold
 from pagerd.storage.history import notification_ids
@@ -57,8 +51,6 @@ from pagerd.storage.port import (
     MAX_REMOVED_KEPT,
     PRUNE_ROWS,
     REPLAY_WINDOW,
-    REPLY_CODE_COOL_DOWN,
-    REPLY_CODES,
     Attempt,
     Delivery,
     Fence,
@@ -388,62 +380,8 @@ class Store:
     @_port_errors
     def load_states(self, *, shards: Collection[int] | None = None) -> dict[str, ServiceState]:
         where, of = _of_shards(shards)
-        states: dict[str, ServiceState] = {}
         with self._snapshot() as conn:
-            for row in conn.execute(
-                "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
-                " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
-                " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base,"
-                " i.silenced FROM (SELECT service, max(number) AS last FROM incidents"
-                f" WHERE {where} GROUP BY service) AS m LEFT JOIN incidents AS i"
-                " ON i.service = m.service AND i.closed_at IS NULL",
-                of,
-            ):
-                incident = None
-                if row[2] is not None:
-                    incident = Incident(*row[2:])
-                states[row[0]] = ServiceState(row[0], row[1], incident)
-            firing: dict[str, set[Source]] = {}
-            for service, integration, key in conn.execute(
-                f"SELECT service, integration, key FROM firing WHERE {where}", of
-            ):
-                firing.setdefault(service, set()).add(Source(integration, key))
-            for service, sources in firing.items():
-                state = states.get(service)
-                if state is not None and state.incident is not None:  # only an open one fires
-                    states[service] = attrs.evolve(state, firing=frozenset(sources))
-            started: dict[str, dict[Source, Started]] = {}
-            for service, integration, key, starts_at, resolved_at in conn.execute(
-                "SELECT service, integration, key, starts_at, resolved_at FROM alert_starts"
-                f" WHERE {where}",
-                of,
-            ):
-                started.setdefault(service, {})[Source(integration, key)] = Started(
-                    starts_at, resolved_at
-                )
-            for service, seen in started.items():
-                state = states.get(service) or ServiceState(service)
-                kept = {
-                    s: v for s, v in seen.items() if v.resolved_at is not None or s in state.firing
-                }
-                if kept:
-                    states[service] = attrs.evolve(state, started=kept)
-            for service, interval, due_at, last_at in conn.execute(
-                f"SELECT service, interval, due_at, last_at FROM heartbeats WHERE {where}", of
-            ):
-                state = states.get(service) or ServiceState(service)
-                states[service] = attrs.evolve(state, heartbeat=Monitor(interval, due_at, last_at))
-            silences: dict[str, list[Silence]] = {}
-            for service, *fields in conn.execute(
-                "SELECT service, id, starts_at, ends_at, reason, by, created_at, ended_at,"
-                f" ended_by FROM silences WHERE active AND {where} ORDER BY id",
-                of,
-            ):
-                silences.setdefault(service, []).append(Silence(*fields))
-            for service, found in silences.items():
-                state = states.get(service) or ServiceState(service)
-                states[service] = attrs.evolve(state, silences=tuple(found))
-        return states
+            return reads.load_states(conn.execute, _STATES, where, of)
 
     @_port_errors
     def last_silence_id(self) -> int:
@@ -488,14 +426,14 @@ class Store:
         where, of = _of_shards(shards)
         with self._connection() as conn:
             found = conn.execute(
-                f"SELECT {_UNDELIVERED} FROM notifications"
+                f"SELECT {reads.UNDELIVERED_COLUMNS} FROM notifications"
                 " WHERE state IN ('pending', 'retrying')"
                 " AND (%s::text IS NULL OR channel = %s::text)"
                 " AND (%s::float8 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= %s)"
                 f" AND {where} ORDER BY seq LIMIT %s",
                 (channel, channel, due_by, due_by, *of, limit),
             ).fetchall()
-        return [_undelivered(row) for row in found]
+        return [reads.undelivered(row) for row in found]
 
     @_port_errors
     def next_retry_at(
@@ -517,12 +455,12 @@ class Store:
     ) -> list[tuple[str, Undelivered]]:
         with self._connection() as conn:
             found = conn.execute(
-                f"SELECT {_UNDELIVERED}, id FROM notifications"
+                f"SELECT {reads.UNDELIVERED_COLUMNS}, id FROM notifications"
                 " WHERE state IN ('pending', 'retrying') AND NOT channel = ANY(%s)"
                 " ORDER BY seq LIMIT %s",
                 (list(channels), limit),
             ).fetchall()
-        return [(row[14], _undelivered(row)) for row in found]
+        return [(row[14], reads.undelivered(row)) for row in found]
 
     @_port_errors
     def failed_counts(self) -> dict[tuple[str, int], int]:
@@ -542,28 +480,11 @@ class Store:
     def deliveries(self, service: str, incident: int) -> list[Delivery]:
         with self._connection() as conn:
             found = conn.execute(
-                "SELECT id, channel, address, round, level, state, attempts, last_error,"
-                " provider_id, sent_at, next_attempt_at, not_before - created_at"
-                " FROM notifications WHERE id >= %s AND id < %s ORDER BY seq",
+                f"SELECT {reads.DELIVERY_COLUMNS} FROM notifications"
+                " WHERE id >= %s AND id < %s ORDER BY seq",
                 notification_ids(service, incident),
             ).fetchall()
-        return [
-            Delivery(
-                id=row[0],
-                channel=row[1],
-                target=str(Target(row[1], row[2])),
-                round=row[3],
-                level=row[4],
-                state=row[5],
-                attempts=row[6],
-                last_error=row[7],
-                provider_id=row[8],
-                sent_at=row[9],
-                due_at=row[10] if row[5] in ("pending", "retrying") else None,
-                delay=row[11],
-            )
-            for row in found
-        ]
+        return [reads.delivery(row) for row in found]
 
     @_port_errors
     def latest_incident(self, service: str) -> int | None:
@@ -653,21 +574,14 @@ class Store:
                     (at, address, row[0]),
                 )
                 return int(str(row[0]))
-            held: set[int] = set()
-            resting: dict[int, float] = {}
-            for found, closed_at in conn.execute(
-                "SELECT r.code, i.closed_at FROM reply_codes r JOIN incidents i"
-                " ON i.service = r.service AND i.number = r.incident WHERE r.address = %s",
-                (address,),
-            ):
-                if closed_at is None:
-                    held.add(found)
-                elif closed_at > at - REPLY_CODE_COOL_DOWN:
-                    resting[found] = closed_at
-            taken = len(held) + len(resting)
-            code = next(c for c in range(1, taken + 2) if c not in held and c not in resting)
-            if code > REPLY_CODES and resting:
-                code = min(resting, key=lambda c: (resting[c], c))  # closed first: rested most
+            code = reads.next_reply_code(
+                conn.execute(
+                    "SELECT r.code, i.closed_at FROM reply_codes r JOIN incidents i"
+                    " ON i.service = r.service AND i.number = r.incident WHERE r.address = %s",
+                    (address,),
+                ),
+                at,
+            )
             conn.execute(
                 "INSERT INTO reply_codes (address, code, service, incident, sent_at)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (address, code) DO UPDATE SET"
@@ -1247,31 +1161,26 @@ def _prune_incident(conn: Conn, service: str, number: int, budget: int) -> int |
     return count + 1
 
 
-_UNDELIVERED: Final = (
-    "service, incident, round, level, channel, address, message, opened_at, created_at,"
-    " attempts, next_attempt_at, origin, step, via"
+_STATES: Final = reads.StateQueries(
+    incidents=(
+        "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
+        " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
+        " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base,"
+        " i.silenced FROM (SELECT service, max(number) AS last FROM incidents"
+        " WHERE {where} GROUP BY service) AS m LEFT JOIN incidents AS i"
+        " ON i.service = m.service AND i.closed_at IS NULL"
+    ),
+    firing="SELECT service, integration, key FROM firing WHERE {where}",
+    started=(
+        "SELECT service, integration, key, starts_at, resolved_at FROM alert_starts WHERE {where}"
+    ),
+    heartbeats="SELECT service, interval, due_at, last_at FROM heartbeats WHERE {where}",
+    silences=(
+        "SELECT service, id, starts_at, ends_at, reason, by, created_at, ended_at,"
+        " ended_by FROM silences WHERE active AND {where} ORDER BY id"
+    ),
 )
-
-
-def _undelivered(row: Sequence[Any]) -> Undelivered:
-    return Undelivered(
-        Notify(
-            service=row[0],
-            incident=row[1],
-            round=row[2],
-            level=row[3],
-            target=Target(row[4], row[5]),
-            message=row[6],
-            opened_at=row[7],
-            origin=row[11],
-            step=row[12],
-            via=row[13] or "",
-        ),
-        created_at=row[8],
-        attempts=row[9],
-        next_attempt_at=row[10],
-    )
-
+"""The services' states at start-up, in one snapshot (see `pagerd.storage.reads`)."""
 
 _HISTORY: Final = history.Queries(
     incident=(

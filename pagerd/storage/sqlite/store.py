@@ -17,31 +17,23 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 import attrs
 import msgspec
 
 from pager.domain import (
-    Incident,
-    Monitor,
-    Notify,
     ServiceState,
     Source,
-    Started,
-    Target,
 )
 from pager.schedules import Override
 from pager.shards import shard_of
-from pager.silences import Silence
-from pagerd.storage import history
+from pagerd.storage import history, reads
 from pagerd.storage.history import notification_ids
 from pagerd.storage.port import (
     MAX_REMOVED_KEPT,
     PRUNE_ROWS,
     REPLAY_WINDOW,
-    REPLY_CODE_COOL_DOWN,
-    REPLY_CODES,
     Delivery,
     Fence,
     History,
@@ -65,6 +57,27 @@ DATABASE_NAME: Final = "pager.db"
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_STATES: Final = reads.StateQueries(
+    incidents=(
+        "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
+        " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
+        " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base, i.silenced"
+        " FROM (SELECT service, MAX(number) AS last FROM incidents WHERE {where}"
+        " GROUP BY service) AS m"
+        " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL"
+    ),
+    firing="SELECT service, integration, key FROM firing WHERE {where}",
+    started=(
+        "SELECT service, integration, key, starts_at, resolved_at FROM alert_starts WHERE {where}"
+    ),
+    heartbeats="SELECT service, interval, due_at, last_at FROM heartbeats WHERE {where}",
+    silences=(
+        "SELECT service, id, starts_at, ends_at, reason, by, created_at, ended_at, ended_by"
+        " FROM silences WHERE active = 1 AND {where} ORDER BY id"
+    ),
+)
+"""The services' states at start-up (see `pagerd.storage.reads.load_states`)."""
 
 # An incident's history, from its three sources (see `pagerd.storage.history`).
 _HISTORY: Final = history.Queries(
@@ -208,66 +221,8 @@ class Store:
             raise StoreError(f"cannot use database {self.path}: {exc}") from exc
 
     def _load_states(self, shards: Collection[int] | None) -> dict[str, ServiceState]:
-        # One pass, objects built once: a restart with 100,000 open incidents waits on this.
         where, of = _of_shards(shards)
-        states: dict[str, ServiceState] = {}
-        for row in self._conn.execute(
-            "SELECT m.service, m.last, i.number, i.opened_at, i.message, i.alerts, i.round,"
-            " i.level, i.deadline, i.acknowledged_at, i.acknowledged_by, i.exhausted,"
-            " i.heartbeat_only, i.held_by_alert, i.acknowledged_via, i.round_base, i.silenced"
-            f" FROM (SELECT service, MAX(number) AS last FROM incidents WHERE {where}"
-            " GROUP BY service) AS m"
-            " LEFT JOIN incidents AS i ON i.service = m.service AND i.closed_at IS NULL",
-            of,
-        ):
-            incident = None
-            if row[2] is not None:
-                incident = Incident(
-                    row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-                    bool(row[11]), bool(row[12]), bool(row[13]), row[14], row[15],
-                    bool(row[16]),
-                )  # fmt: skip
-            states[row[0]] = ServiceState(row[0], row[1], incident)
-        firing: dict[str, set[Source]] = {}
-        for service, integration, key in self._conn.execute(
-            f"SELECT service, integration, key FROM firing WHERE {where}", of
-        ):
-            firing.setdefault(service, set()).add(Source(integration, key))
-        for service, sources in firing.items():
-            state = states.get(service)
-            if state is not None and state.incident is not None:  # only an open one fires
-                states[service] = attrs.evolve(state, firing=frozenset(sources))
-        started: dict[str, dict[Source, Started]] = {}
-        for service, integration, key, starts_at, resolved_at in self._conn.execute(
-            f"SELECT service, integration, key, starts_at, resolved_at FROM alert_starts"
-            f" WHERE {where}",
-            of,
-        ):
-            started.setdefault(service, {})[Source(integration, key)] = Started(
-                starts_at, resolved_at
-            )
-        for service, seen in started.items():
-            state = states.get(service) or ServiceState(service)
-            # What fires is kept only with the open incident it fires for, as `firing` is.
-            kept = {s: v for s, v in seen.items() if v.resolved_at is not None or s in state.firing}
-            if kept:
-                states[service] = attrs.evolve(state, started=kept)
-        for service, interval, due_at, last_at in self._conn.execute(
-            f"SELECT service, interval, due_at, last_at FROM heartbeats WHERE {where}", of
-        ):
-            state = states.get(service) or ServiceState(service)
-            states[service] = attrs.evolve(state, heartbeat=Monitor(interval, due_at, last_at))
-        silences: dict[str, list[Silence]] = {}
-        for service, *fields in self._conn.execute(
-            "SELECT service, id, starts_at, ends_at, reason, by, created_at, ended_at, ended_by"
-            f" FROM silences WHERE active = 1 AND {where} ORDER BY id",
-            of,
-        ):
-            silences.setdefault(service, []).append(Silence(*fields))
-        for service, found in silences.items():
-            state = states.get(service) or ServiceState(service)
-            states[service] = attrs.evolve(state, silences=tuple(found))
-        return states
+        return reads.load_states(self._conn.execute, _STATES, where, of)
 
     @_port_errors
     def last_silence_id(self) -> int:
@@ -313,14 +268,13 @@ class Store:
         `shards` only if they are given."""
         where, of = _of_shards(shards)
         rows = self._conn.execute(
-            "SELECT service, incident, round, level, channel, address, message, opened_at,"
-            " created_at, attempts, next_attempt_at, origin, step, via FROM notifications"
+            f"SELECT {reads.UNDELIVERED_COLUMNS} FROM notifications"
             " WHERE state IN ('pending', 'retrying') AND (? IS NULL OR channel = ?)"
             " AND (? IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?)"
             f" AND {where} ORDER BY seq LIMIT ?",
             (channel, channel, due_by, due_by, *of, limit),
         )
-        return [_undelivered(row) for row in rows]
+        return [reads.undelivered(row) for row in rows]
 
     @_port_errors
     def next_retry_at(
@@ -344,40 +298,22 @@ class Store:
         with its id as stored: rows no lane will ever read back (written by a newer pagerd, or
         by hand), whose ids this pagerd would not make the same way."""
         rows = self._conn.execute(
-            "SELECT service, incident, round, level, channel, address, message, opened_at,"
-            " created_at, attempts, next_attempt_at, origin, step, via, id FROM notifications"
+            f"SELECT {reads.UNDELIVERED_COLUMNS}, id FROM notifications"
             " WHERE state IN ('pending', 'retrying')"
             f" AND channel NOT IN ({', '.join('?' * len(channels))}) ORDER BY seq LIMIT ?",
             (*channels, limit),
         )
-        return [(row[14], _undelivered(row)) for row in rows]
+        return [(row[14], reads.undelivered(row)) for row in rows]
 
     @_port_errors
     def deliveries(self, service: str, incident: int) -> list[Delivery]:
         """Every notification of one incident with its delivery state, in the order decided."""
         rows = self._conn.execute(
-            "SELECT id, channel, address, round, level, state, attempts, last_error, provider_id,"
-            " sent_at, next_attempt_at, not_before - created_at FROM notifications"
-            " WHERE id >= ? AND id < ? ORDER BY seq",
+            f"SELECT {reads.DELIVERY_COLUMNS} FROM notifications WHERE id >= ? AND id < ?"
+            " ORDER BY seq",
             notification_ids(service, incident),
         )
-        return [
-            Delivery(
-                id=row[0],
-                channel=row[1],
-                target=str(Target(row[1], row[2])),
-                round=row[3],
-                level=row[4],
-                state=row[5],
-                attempts=row[6],
-                last_error=row[7],
-                provider_id=row[8],
-                sent_at=row[9],
-                due_at=row[10] if row[5] in ("pending", "retrying") else None,
-                delay=row[11],
-            )
-            for row in rows
-        ]
+        return [reads.delivery(row) for row in rows]
 
     @_port_errors
     def latest_incident(self, service: str) -> int | None:
@@ -550,23 +486,14 @@ class Store:
                     (at, address, row[0]),
                 )
                 return int(row[0])
-            # Held: a number whose incident is still open; resting: one whose incident closed
-            # within the cool-down (a pruned incident closed long ago: neither).
-            held: set[int] = set()
-            resting: dict[int, float] = {}
-            for found, closed_at in conn.execute(
-                "SELECT r.code, i.closed_at FROM reply_codes r JOIN incidents i"
-                " ON i.service = r.service AND i.number = r.incident WHERE r.address = ?",
-                (address,),
-            ):
-                if closed_at is None:
-                    held.add(found)
-                elif closed_at > at - REPLY_CODE_COOL_DOWN:
-                    resting[found] = closed_at
-            taken = len(held) + len(resting)
-            code = next(c for c in range(1, taken + 2) if c not in held and c not in resting)
-            if code > REPLY_CODES and resting:
-                code = min(resting, key=lambda c: (resting[c], c))  # closed first: rested most
+            code = reads.next_reply_code(
+                conn.execute(
+                    "SELECT r.code, i.closed_at FROM reply_codes r JOIN incidents i"
+                    " ON i.service = r.service AND i.number = r.incident WHERE r.address = ?",
+                    (address,),
+                ),
+                at,
+            )
             conn.execute(
                 "INSERT OR REPLACE INTO reply_codes (address, code, service, incident, sent_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -711,26 +638,6 @@ def stored_overrides(state_dir: Path) -> list[Override]:
 
 _OVERRIDE: Final = "id, schedule, by_person, for_person, starts_at, ends_at, made_by"
 """An override's columns, in `Override`'s order."""
-
-
-def _undelivered(row: Sequence[Any]) -> Undelivered:
-    return Undelivered(
-        Notify(
-            service=row[0],
-            incident=row[1],
-            round=row[2],
-            level=row[3],
-            target=Target(row[4], row[5]),
-            message=row[6],
-            opened_at=row[7],
-            origin=row[11],
-            step=row[12],
-            via=row[13] or "",
-        ),
-        created_at=row[8],
-        attempts=row[9],
-        next_attempt_at=row[10],
-    )
 
 
 def _read_through(path: Path) -> None:
