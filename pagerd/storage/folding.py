@@ -9,12 +9,23 @@ here is SQL.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from pager.domain import Incident, Source, Started
 from pager.silences import Silence
 from pagerd.storage.port import Attempt, ClockMark, Handled, Transition, Write
 from pagerd.timing.clock import Reading
+
+INCIDENT_COLUMNS: Final = (
+    "service", "number", "opened_at", "message", "alerts", "round", "level", "deadline",
+    "acknowledged_at", "acknowledged_by", "exhausted", "closed_at", "heartbeat_only",
+    "held_by_alert", "acknowledged_via", "round_base", "silenced",
+)  # fmt: skip
+"""The incidents table's columns, in the order of an incident's row here (`_incident_row`)."""
+
+INCIDENT_CHANGES: Final = INCIDENT_COLUMNS[4:]
+"""The columns a later row of the same incident (service, number) overwrites: all but its key,
+when it opened and its first message."""
 
 
 def _incident_row(service: str, i: Incident, closed_at: float | None) -> list[Any]:

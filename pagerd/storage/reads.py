@@ -15,7 +15,14 @@ import attrs
 from pager.domain import Incident, Monitor, Notify, ServiceState, Source, Started, Target
 from pager.silences import Silence
 from pagerd.storage.history import Execute
-from pagerd.storage.port import REPLY_CODE_COOL_DOWN, REPLY_CODES, Delivery, Undelivered
+from pagerd.storage.port import (
+    REPLY_CODE_COOL_DOWN,
+    REPLY_CODES,
+    Delivery,
+    NoReply,
+    ReplyCode,
+    Undelivered,
+)
 
 UNDELIVERED_COLUMNS: Final = (
     "service, incident, round, level, channel, address, message, opened_at, created_at,"
@@ -152,3 +159,30 @@ def next_reply_code(codes: Iterable[tuple[int, float | None]], at: float) -> int
     if chosen > REPLY_CODES and resting:
         chosen = min(resting, key=lambda c: (resting[c], c))
     return chosen
+
+
+@attrs.frozen
+class ReplyQueries:
+    """One adapter's statements for `reply_to`, in its own dialect."""
+
+    latest: str
+    """(service, incident) of the code last sent to the phone (its address)."""
+    of_code: str
+    """(service, incident) of the phone's code (its address, the code)."""
+    known: str
+    """A row if the phone (its address) has had any code."""
+
+
+def reply_to(
+    execute: Execute, queries: ReplyQueries, address: str, code: int | None
+) -> ReplyCode | NoReply:
+    """The incident an SMS reply from `address` answers (`Storage.take_reply`, once the message
+    is taken): the one of its `code`, or the phone's latest without one; else whether the phone
+    has a code at all ("unknown_code") or never had one ("unknown_number")."""
+    if code is None:
+        found = list(execute(queries.latest, (address,)))
+    else:
+        found = list(execute(queries.of_code, (address, code)))
+    if found:
+        return ReplyCode(str(found[0][0]), int(found[0][1]))
+    return "unknown_code" if list(execute(queries.known, (address,))) else "unknown_number"

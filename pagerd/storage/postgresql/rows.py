@@ -16,7 +16,7 @@ import msgspec
 
 from pager.shards import shard_of
 from pagerd.storage.cluster import ANSWER_CHANNEL
-from pagerd.storage.folding import Rows
+from pagerd.storage.folding import INCIDENT_CHANGES, INCIDENT_COLUMNS, Rows
 
 
 def _select(types: str, first: int = 0) -> str:
@@ -32,16 +32,9 @@ _INCIDENT_TYPES: Final = (
     " boolean text integer boolean smallint"
 )
 UPSERT_INCIDENTS: Final = (
-    "INSERT INTO incidents (service, number, opened_at, message, alerts, round, level, deadline,"
-    " acknowledged_at, acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert,"
-    f" acknowledged_via, round_base, silenced, shard) SELECT {_select(_INCIDENT_TYPES)}"
-    f" {_ELEMENTS} ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
-    " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
-    " acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,"
-    " exhausted = excluded.exhausted, closed_at = excluded.closed_at,"
-    " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert,"
-    " acknowledged_via = excluded.acknowledged_via, round_base = excluded.round_base,"
-    " silenced = excluded.silenced"
+    f"INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)}, shard)"
+    f" SELECT {_select(_INCIDENT_TYPES)} {_ELEMENTS} ON CONFLICT (service, number) DO UPDATE"
+    f" SET {', '.join(f'{c} = excluded.{c}' for c in INCIDENT_CHANGES)}"
 )
 UPSERT_SILENCES: Final = (
     "INSERT INTO silences (id, service, starts_at, ends_at, reason, by, created_at, ended_at,"

@@ -609,23 +609,7 @@ class Store:
             )
             if taken.rowcount == 0:
                 return "replayed"
-            if code is None:
-                row = conn.execute(
-                    "SELECT service, incident FROM reply_codes WHERE address = %s"
-                    " ORDER BY sent_at DESC LIMIT 1",
-                    (address,),
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    "SELECT service, incident FROM reply_codes WHERE address = %s AND code = %s",
-                    (address, code),
-                ).fetchone()
-            if row is not None:
-                return ReplyCode(str(row[0]), int(str(row[1])))
-            known = conn.execute(
-                "SELECT 1 FROM reply_codes WHERE address = %s LIMIT 1", (address,)
-            ).fetchone()
-            return "unknown_code" if known else "unknown_number"
+            return reads.reply_to(conn.execute, _REPLIES, address, code)
 
     @_port_errors
     def open_codes(self, address: str, limit: int) -> list[OpenCode]:
@@ -1181,6 +1165,15 @@ _STATES: Final = reads.StateQueries(
     ),
 )
 """The services' states at start-up, in one snapshot (see `pagerd.storage.reads`)."""
+
+_REPLIES: Final = reads.ReplyQueries(
+    latest=(
+        "SELECT service, incident FROM reply_codes WHERE address = %s ORDER BY sent_at DESC LIMIT 1"
+    ),
+    of_code="SELECT service, incident FROM reply_codes WHERE address = %s AND code = %s",
+    known="SELECT 1 FROM reply_codes WHERE address = %s LIMIT 1",
+)
+"""Which incident an SMS reply answers (see `pagerd.storage.reads.reply_to`)."""
 
 _HISTORY: Final = history.Queries(
     incident=(

@@ -17,30 +17,25 @@ from typing import Final
 import attrs
 import msgspec
 
-from pagerd.storage.folding import fold
+from pagerd.storage.folding import INCIDENT_CHANGES, INCIDENT_COLUMNS, fold
 from pagerd.storage.port import StoreError, Write
 from pagerd.timing.clock import Reading
 
-_COLUMNS: Final = (
-    "service, number, opened_at, message, alerts, round, level, deadline, acknowledged_at,"
-    " acknowledged_by, exhausted, closed_at, heartbeat_only, held_by_alert, acknowledged_via,"
-    " round_base, silenced"
-)
+_COLUMNS: Final = ", ".join(INCIDENT_COLUMNS)
 
 
 def _select(count: int) -> str:
     return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(count))
 
 
+def _changes(columns: Sequence[str]) -> str:
+    return ", ".join(f"{c} = excluded.{c}" for c in columns)
+
+
 _UPSERT_INCIDENTS: Final = (
-    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(17)} FROM json_each(?) WHERE true"
-    " ON CONFLICT (service, number) DO UPDATE SET alerts = excluded.alerts,"
-    " round = excluded.round, level = excluded.level, deadline = excluded.deadline,"
-    " acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by,"
-    " exhausted = excluded.exhausted, closed_at = excluded.closed_at,"
-    " heartbeat_only = excluded.heartbeat_only, held_by_alert = excluded.held_by_alert,"
-    " acknowledged_via = excluded.acknowledged_via, round_base = excluded.round_base,"
-    " silenced = excluded.silenced"
+    f"INSERT INTO incidents ({_COLUMNS}) SELECT {_select(len(INCIDENT_COLUMNS))}"
+    " FROM json_each(?) WHERE true"
+    f" ON CONFLICT (service, number) DO UPDATE SET {_changes(INCIDENT_CHANGES)}"
 )
 _UPSERT_SILENCES: Final = (
     "INSERT INTO silences (id, service, starts_at, ends_at, reason, by, created_at, ended_at,"

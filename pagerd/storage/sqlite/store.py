@@ -80,6 +80,15 @@ _STATES: Final = reads.StateQueries(
 """The services' states at start-up (see `pagerd.storage.reads.load_states`)."""
 
 # An incident's history, from its three sources (see `pagerd.storage.history`).
+_REPLIES: Final = reads.ReplyQueries(
+    latest=(
+        "SELECT service, incident FROM reply_codes WHERE address = ? ORDER BY sent_at DESC LIMIT 1"
+    ),
+    of_code="SELECT service, incident FROM reply_codes WHERE address = ? AND code = ?",
+    known="SELECT 1 FROM reply_codes WHERE address = ? LIMIT 1",
+)
+"""Which incident an SMS reply answers (see `pagerd.storage.reads.reply_to`)."""
+
 _HISTORY: Final = history.Queries(
     incident="SELECT opened_at, closed_at, message FROM incidents WHERE service = ? AND number = ?",
     count_events="SELECT COUNT(*) FROM events WHERE service = ? AND incident = ?",
@@ -518,23 +527,7 @@ class Store:
             )
             if taken.rowcount == 0:
                 return "replayed"
-            if code is None:
-                row = conn.execute(
-                    "SELECT service, incident FROM reply_codes WHERE address = ?"
-                    " ORDER BY sent_at DESC LIMIT 1",
-                    (address,),
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    "SELECT service, incident FROM reply_codes WHERE address = ? AND code = ?",
-                    (address, code),
-                ).fetchone()
-            if row is not None:
-                return ReplyCode(row[0], int(row[1]))
-            known = conn.execute(
-                "SELECT 1 FROM reply_codes WHERE address = ? LIMIT 1", (address,)
-            ).fetchone()
-            return "unknown_code" if known else "unknown_number"
+            return reads.reply_to(conn.execute, _REPLIES, address, code)
 
     @_port_errors
     def open_codes(self, address: str, limit: int) -> list[OpenCode]:
