@@ -21,6 +21,7 @@ from pager.schedules import Override
 from pager.shards import SHARDS, shard_of
 from pager.silences import Silence
 from pagerd.access.peers import Peer
+from pagerd.storage.history import HISTORY_HEAD, HISTORY_TAIL
 from pagerd.storage.port import (
     REPLAY_WINDOW,
     REPLY_CODE_COOL_DOWN,
@@ -352,6 +353,36 @@ def test_history_says_how_a_person_answered(storage: Storage) -> None:
         "by": "sms:+14155550100",
         "via": "sms",
     }
+
+
+def test_a_long_history_keeps_its_ends_and_says_what_lies_between(storage: Storage) -> None:
+    """A storm on one incident: the first `HISTORY_HEAD` and the last `HISTORY_TAIL` entries of
+    the merged timeline, and one `elided` entry between, the same on every adapter."""
+    extra = 30
+    life = opened(storage, "api")  # the alert, its notification
+    batch: list[Write] = []
+    for i in range(HISTORY_HEAD + HISTORY_TAIL + extra):
+        life, t = life.change(T0 + 1 + i, "alert", alerts=2 + i)
+        batch.append(t)
+    storage.write(batch)
+    life, t = life.close(T0 + 10_000)
+    storage.write([t])
+    history = storage.history("api", 1)
+    assert history is not None
+    total = 2 + HISTORY_HEAD + HISTORY_TAIL + extra + 2  # and the close's event and "closed"
+    assert history.elided == total - HISTORY_HEAD - HISTORY_TAIL
+    assert len(history.timeline) == HISTORY_HEAD + 1 + HISTORY_TAIL
+    times = [at for at, _ in history.timeline]
+    assert times[:3] == [T0, T0, T0 + 1]
+    assert times[-3:] == [T0 + HISTORY_HEAD + HISTORY_TAIL + extra, T0 + 10_000, T0 + 10_000]
+    # Left out: from the 51st entry (T0 + 49) to the last before the tail (T0 + 82).
+    first_out, last_out = T0 + HISTORY_HEAD - 1, T0 + HISTORY_HEAD + extra + 2
+    assert history.timeline[HISTORY_HEAD] == (
+        first_out,
+        {"event": "elided", "count": history.elided, "until": last_out},
+    )
+    assert times[HISTORY_HEAD - 1] == first_out - 1 and times[HISTORY_HEAD + 1] == last_out + 1
+    assert [e["event"] for _, e in history.timeline[-2:]] == ["healthy", "closed"]
 
 
 # The outbox's read-back. ----------------------------------------------------------------------
