@@ -56,7 +56,8 @@ async def test_ready_answers_at_once_while_the_database_hangs_and_says_for_how_l
     async with trio.open_nursery() as nursery:
         nursery.start_soon(readiness.run)
         await trio.sleep(PING_EVERY / 2)
-        assert await answered_at_once(readiness) is None
+        assert await answered_at_once(readiness) is None  # and a ping asked for
+        await trio.sleep(0.01)  # (answered)
         database.hung = True
         await trio.sleep(PING_EVERY + STALE_AFTER / 2)
         assert await answered_at_once(readiness) is None  # a ping may take a moment
@@ -82,13 +83,19 @@ async def test_ready_says_why_the_last_ping_failed_until_one_succeeds(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(readiness.run)
         database.error = "pg1.example.com:5432: connection refused"
-        await trio.sleep(PING_EVERY + 0.01)
+        assert await answered_at_once(readiness) is None  # nothing known yet; a ping asked for
+        await trio.sleep(0.01)
         assert await answered_at_once(readiness) == (
             "the database does not answer: pg1.example.com:5432: connection refused"
         )
         database.heal()
         await trio.sleep(PING_EVERY + 0.01)
+        assert (await answered_at_once(readiness)) is not None  # the last ping's; another asked
+        await trio.sleep(0.01)
         assert await answered_at_once(readiness) is None
+        pings = database.pings
+        await trio.sleep(3600)
+        assert database.pings == pings  # no check, no ping
         nursery.cancel_scope.cancel()
 
 
