@@ -286,10 +286,18 @@ async def test_a_group_of_several_services_pages_the_one_this_integration_may_pa
             await am.post_many([(api, same, False), (web, same, False)])
             await until(lambda: services.state("api").incident is not None, "api fired")
             await until(lambda: len(steps(config)) == 2, "level 1 paged for api")
+            await until(
+                lambda: any(b'"web"' in r.body for r in receiver.requests), "web's alert sent"
+            )
             await until(lambda: len(answers) == len(receiver.requests), "all handed over")
-            (first, *_) = [json.loads(r.body) for r in receiver.requests]
-            assert {a["labels"]["service"] for a in first["alerts"]} == {"api", "web"}
-            assert answers[0] == 403
+            sent = [
+                {a["labels"]["service"] for a in json.loads(r.body)["alerts"]}
+                for r in receiver.requests
+            ]
+            # Mostly one payload with both (group_wait); a loaded machine may see Alertmanager
+            # send them apart: either way, the payload with web's alert is refused.
+            assert set().union(*sent) == {"api", "web"}
+            assert answers[next(i for i, found in enumerate(sent) if "web" in found)] == 403
             assert services.state("web").healthy
 
             await am.post_many([(api, same, True), (web, same, True)])
