@@ -19,6 +19,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide
 from pager.shards import shard_of
+from pagerd.config.channels import Secret
+from pagerd.config.storage import StorageConfig
 from pagerd.engine.ownership import Ownership
 from pagerd.storage.commits import Committer
 from pagerd.storage.offload import in_thread
@@ -30,7 +32,7 @@ from pagerd.storage.postgresql.links import (
     client_settings,
     session_options,
 )
-from pagerd.storage.postgresql.store import LEASE_BOUND, Store
+from pagerd.storage.postgresql.store import LEASE_BOUND, Store, _connection
 from tests import postgres
 from tests.harness import T0
 from tests.tcpproxy import TcpProxy, proxied
@@ -91,6 +93,27 @@ def test_a_connection_gets_the_settings_in_the_server(proxy: tuple[TcpProxy, str
         "lock_timeout": f"{LOCK_TIMEOUT:g}s",
         "statement_timeout": f"{STATEMENT_TIMEOUT:g}s",
         "tcp_user_timeout": f"{USER_TIMEOUT * 1000:g}",  # shown in ms
+    }
+    assert client["keepalives"] == "1" and client["tcp_user_timeout"] == "5000"
+
+
+def test_migrate_and_check_connect_with_the_node_s_link_settings_and_the_dsn_s_options() -> None:
+    """`pagerd migrate` and `--check` open their own connection: it gets the keepalives and
+    timeouts a node's do (a database cut mid-migration fails the command in seconds), and the
+    DSN's own `options` are kept, not replaced."""
+    with postgres.empty() as dsn:
+        mine = make_conninfo(dsn, options="-c search_path=public,pg_catalog")
+        config = StorageConfig(backend="postgresql", dsn=Secret(mine), statement_timeout=7.0)
+        with _connection(config) as conn:
+            shown = {
+                name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+                for name in ("search_path", "statement_timeout", "tcp_user_timeout")
+            }
+            client = conn.info.get_parameters()
+    assert shown == {
+        "search_path": "public,pg_catalog",
+        "statement_timeout": "7s",
+        "tcp_user_timeout": f"{USER_TIMEOUT * 1000:g}",
     }
     assert client["keepalives"] == "1" and client["tcp_user_timeout"] == "5000"
 

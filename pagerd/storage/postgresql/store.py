@@ -42,7 +42,7 @@ from pager.domain import (
 )
 from pager.schedules import Override
 from pager.shards import SHARDS, shard_of
-from pagerd.config.storage import StorageConfig, describe, milliseconds, redact
+from pagerd.config.storage import StorageConfig, describe, redact
 from pagerd.storage import history, reads
 from pagerd.storage.cluster import INBOX_CHANNEL, Fenced, Lease, Node, Queued
 from pagerd.storage.folding import fold
@@ -957,8 +957,11 @@ def _connection(config: StorageConfig) -> Iterator[Conn]:
             dsn,
             autocommit=True,
             connect_timeout=max(2, math.ceil(config.connect_timeout)),
-            options=f"-c statement_timeout={milliseconds(config.statement_timeout)}",
+            # The node's own link settings: a database cut mid-migration fails the command in
+            # seconds instead of hanging it, and the DSN's own `options` are kept.
+            options=session_options(dsn, config.statement_timeout),
             application_name="pagerd-migrate",
+            **client_settings(dsn),
         ) as conn:
             yield conn
     except psycopg.Error as exc:
