@@ -34,6 +34,8 @@ from pager.text import clip, controls, from_argv, printable
 from pager.timefmt import duration, isoformat, parse_duration, read_time
 
 DEFAULT_SOCKET: Final = "/run/pager/pager.sock"
+DEFAULT_TIMEOUT: Final = 30.0
+"""Seconds `pager` waits for a reply unless `--timeout` says otherwise."""
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
 EXIT_USAGE: Final = 2  # bad arguments: argparse exits with it itself
@@ -213,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print the reply as JSON")
     parser.add_argument(
-        "--timeout", type=_seconds, default=30.0, help="seconds to wait for a reply (default 30)"
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for a reply (default {DEFAULT_TIMEOUT:g})",
     )
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser

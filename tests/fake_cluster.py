@@ -93,7 +93,15 @@ class FakeCluster:
                 if lease.owner == node and lease.run == run:
                     lease.expires = float("-inf")
 
-    def claim(self, node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
+    def claim(
+        self,
+        node: str,
+        shards: Collection[int],
+        ttl: float,
+        *,
+        run: str,
+        anew: Collection[int] = (),
+    ) -> dict[int, int]:
         with self._lock:
             self._check_up()
             now = self.now()
@@ -104,7 +112,7 @@ class FakeCluster:
                 mine = lease.owner == node and lease.run == run
                 if live and not mine:
                     continue
-                if not (live and mine):
+                if not (live and mine) or shard in anew:
                     lease.epoch += 1
                 lease.owner, lease.run = node, run
                 lease.expires = now + ttl

@@ -26,6 +26,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -199,6 +200,25 @@ def migrated(version: int = SCHEMA_VERSION) -> Iterator[str]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             migrate(conn, version)
         yield dsn
+
+
+def drop_role(role: str, within: float = 30.0) -> None:
+    """Drop a role a test made, once its sessions have ended: a session (a pool's, closing)
+    still owns its temporary objects (pagerd's fence function), and the role cannot be dropped
+    before they are gone."""
+    with psycopg.connect(admin(), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,)
+        )
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+                return
+            except psycopg.errors.DependentObjectsStillInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 def truncate(dsn: str) -> None:

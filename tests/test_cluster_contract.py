@@ -228,6 +228,22 @@ def test_a_write_under_an_old_epoch_fails_even_on_the_same_node(world: World) ->
         world.a.write([opened(API)], Fence(A, old, RUN[A]))
 
 
+def test_a_claim_anew_raises_its_own_live_lease_s_epoch_and_fences_the_old_term(
+    world: World,
+) -> None:
+    """A reload after a write of unknown outcome (review: a write stuck in the network arrived
+    after the reload and undid a committed ack): the claim that follows raises the epoch of the
+    owner's own live lease, so the old write, arriving later, is refused."""
+    old = world.a.claim(A, [S1, S2], HOUR, run=RUN[A])
+    assert world.a.claim(A, [S1, S2], HOUR, run=RUN[A], anew=[S1]) == {S1: 2, S2: 1}
+    with pytest.raises(Fenced) as late:
+        world.a.write([opened(API)], Fence(A, old, RUN[A]))
+    assert late.value.shards == {S1}
+    world.a.write([opened(API)], Fence(A, {S1: 2, S2: 1}, RUN[A]))
+    assert world.b.claim(B, [S1], HOUR, run=RUN[B], anew=[S1]) == {}  # A's still: left alone
+    assert list(world.b.load_states()) == [API]
+
+
 def test_a_write_under_an_expired_lease_fails(world: World) -> None:
     epochs = world.a.claim(A, [S1], 0.0, run=RUN[A])
     with pytest.raises(Fenced):

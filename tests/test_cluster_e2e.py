@@ -123,10 +123,17 @@ def test_an_event_sent_to_any_node_pages_once_and_an_ack_through_a_third_stops_i
     for node in cluster.nodes:
         status = node.ask({"op": "status", "service": service})
         assert status["ok"] and status["incident"]["acknowledged"], (node.name, status)
-        assert owner_name(status) == owner, (node.name, status)
         listed = node.ask({"op": "status"})
         (mine,) = [s for s in listed["services"] if s["service"] == service]
-        assert owner_name(mine) == owner and mine["incident"]["acknowledged"], (node.name, mine)
+        assert mine["incident"]["acknowledged"], (node.name, mine)
+        # Each names the owner: the one the database says (read around the statuses, so a
+        # starved renewal moving the shard meanwhile is seen, not taken for a wrong answer).
+        for shown in (status, mine):
+            named = owner_name(shown)
+            if named != owner:
+                cluster.wait_owned()
+                owner = cluster.owner(service) or owner
+                assert named in (None, owner) and cluster.epoch(service) != epoch, (node.name, shown)
 
     # Level 2 would have been due 2 s after the alert: past that (and a lease), nothing more.
     time.sleep(2.0 + LEASE_TTL)

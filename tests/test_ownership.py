@@ -20,7 +20,8 @@ from pagerd.engine.ownership import DropReason, Ownership, margin_of
 from pagerd.operations.metrics import Metrics
 from pagerd.storage.commits import Term
 from pagerd.storage.offload import inline
-from pagerd.storage.port import StoreUnavailable
+from pagerd.storage.cluster import Fenced
+from pagerd.storage.port import Fence, StoreUnavailable
 from tests.fake_cluster import FakeCluster
 
 TTL = 10.0
@@ -285,8 +286,9 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
 ) -> None:
     """A write of unknown outcome (`Ownership.reload`): its shards stop counting as held at
     once (no decision: their term has no adoption; the fence keeps their epoch, for the
-    records of the sends that go on), keep their lease and epoch, and are adopted again from the
-    store, never on the strength of a claim sent before the reload (the store's claim waits
+    records of the sends that go on), keep their lease, and are adopted again from the store
+    under the next epoch (the write of unknown outcome, were it still on its way, is fenced
+    out), never on the strength of a claim sent before the reload (the store's claim waits
     for a write in flight on its shards: only a later one vouches for what adoption reads)."""
     cluster = FakeCluster(trio.current_time)
     async with nodes(cluster, "a") as (a,):
@@ -298,10 +300,13 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
         assert ownership.terms([7]) == {7: Term(epoch)} and ownership.reloading(7)
         assert recorder.dropped == [frozenset({7})] and 7 not in recorder.have
         assert a.metrics.render().count('pagerd_cluster_shards_dropped_total{reason="reload"} 1')
-        await trio.sleep(0.5)  # the round it woke adopts it again: same lease, same epoch
-        assert ownership.held()[7] == epoch and 7 in recorder.have
+        await trio.sleep(0.5)  # the round it woke adopts it again: same lease, a new epoch
+        assert ownership.held()[7] == epoch + 1 and 7 in recorder.have
+        assert ownership.held()[8] == epoch  # the others' renewed, as they were
         adopted = ownership.terms([7])[7]
-        assert adopted.epoch == epoch and adopted.adoption is not None
+        assert adopted.epoch == epoch + 1 and adopted.adoption is not None
+        with pytest.raises(Fenced):  # a write of the old term, arriving now: refused
+            cluster.check(Fence("a", {7: epoch}, ownership.run_id), [7])
         assert not ownership.reloading(7)
         assert recorder.loaded[-1] == frozenset({7}) and recorder.started[-1] == frozenset({7})
 
@@ -309,8 +314,10 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
         claims: list[int] = []
         claim = cluster.claim
 
-        def claiming(node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
-            got = claim(node, shards, ttl, run=run)
+        def claiming(
+            node: str, shards: Collection[int], ttl: float, *, run: str, anew: Collection[int] = ()
+        ) -> dict[int, int]:
+            got = claim(node, shards, ttl, run=run, anew=anew)
             claims.append(ownership.rounds)
             if len(claims) == 1:
                 ownership.reload([9])
@@ -326,7 +333,7 @@ async def test_a_reload_drops_shards_at_once_and_adopts_them_again_after_a_later
 
         recorder.adopt = adopt  # type: ignore[method-assign]
         await trio.sleep(TTL / 2)
-        assert ownership.held()[9] == ownership.held()[7]
+        assert ownership.held()[9] == ownership.held()[8] + 1
         # Adopted in a round after the one whose claim was in flight, not in it.
         assert adopted_in and adopted_in[0] > claims[0] + 1, (adopted_in, claims)
 

@@ -17,6 +17,7 @@ import pytest
 import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pager import cli as pager_cli
 from pager.domain import Alert, Level, Policy, ServiceState, Target, decide
 from pager.shards import shard_of
 from pagerd.config.channels import Secret
@@ -28,6 +29,7 @@ from pagerd.storage.port import StoreError, StoreUnavailable, Transition
 from pagerd.storage.postgresql.links import (
     IDLE_IN_TRANSACTION,
     LOCK_TIMEOUT,
+    STALL_GRACE,
     USER_TIMEOUT,
     client_settings,
     session_options,
@@ -55,6 +57,8 @@ def test_pagerd_sets_keepalives_and_timeouts_unless_the_dsn_does() -> None:
     assert client_settings("postgresql://db/pager?keepalives=0") == {"tcp_user_timeout": "5000"}
     options = session_options("host=db", 30.0)
     assert "-c statement_timeout=30000" in options
+    # The defaults: a call cut on a stalled link is answered `unavailable` within `pager`'s wait.
+    assert StorageConfig().statement_timeout + STALL_GRACE < pager_cli.DEFAULT_TIMEOUT / 2
     assert "-c idle_in_transaction_session_timeout=5000" in options
     assert "-c lock_timeout=5000" in options
     mine = session_options("host=db options='-c lock_timeout=100'", 30.0)

@@ -148,8 +148,7 @@ def test_a_wrong_password_is_refused_without_being_shown() -> None:
             Store.open(dsn, connect_timeout=2.0)
         assert PASSWORD not in str(raised.value)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP ROLE IF EXISTS {user}")
+        postgres.drop_role(user)
 
 
 def test_a_node_refuses_a_database_not_at_its_schema_version() -> None:
@@ -331,3 +330,36 @@ def test_migrate_without_the_right_to_create_tables_says_what_the_role_needs(
     assert "permission denied for schema public" in done.stderr
     assert "must own the database" in done.stderr
     assert "GRANT CREATE ON SCHEMA public" in done.stderr
+
+
+def test_check_says_a_role_without_temporary_cannot_run_a_node(tmp_path: Path) -> None:
+    """A database hardened with `REVOKE ALL ... FROM PUBLIC` takes TEMPORARY away, and a node
+    makes its fence a function of each session's: `--check` says so, rather than ok (review:
+    it said ok, and the node then could not start)."""
+    role = f"pagerd_test_notemp_{secrets.token_hex(4)}"
+    with postgres.migrated() as dsn:
+        name = str(conninfo.conninfo_to_dict(dsn)["dbname"])
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {role} LOGIN")
+            conn.execute(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC")
+            conn.execute(f"GRANT CONNECT ON DATABASE {name} TO {role}")
+            conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+            conn.execute(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+            )
+            conn.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        try:
+            (tmp_path / "db").write_text(conninfo.make_conninfo(dsn, user=role))
+            config = _config(tmp_path, 'backend = "postgresql"\ndsn_credential = "db"\n')
+            creds = ["--credentials", str(tmp_path)]
+            refused = _pagerd("--config", str(config), "--check", *creds)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"GRANT TEMPORARY ON DATABASE {name} TO {role}")
+            granted = _pagerd("--config", str(config), "--check", *creds)
+        finally:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP OWNED BY {role}")
+            postgres.drop_role(role)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "GRANT TEMPORARY ON DATABASE" in refused.stderr
+    assert granted.returncode == 0, granted.stderr

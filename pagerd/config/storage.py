@@ -25,7 +25,11 @@ Backend = Literal["sqlite", "postgresql"]
 BACKENDS: Final = ("sqlite", "postgresql")
 MAX_POOL: Final = 100
 _CONNECT_TIMEOUT: Final = Duration(5.0)
-_STATEMENT_TIMEOUT: Final = Duration(30.0)
+_STATEMENT_TIMEOUT: Final = Duration(10.0)
+"""pagerd's statements take milliseconds: one running 10 s is a database in trouble. And a call
+on a link that forwards nothing is cut after it + 2 s: well inside a client's wait (`pager`'s
+30 s), so the client hears `unavailable`, and `pager status` answers from memory, instead of
+timing out (review: at 30 s, `pager status` on a stalled node never answered in time)."""
 
 
 @attrs.frozen
@@ -51,7 +55,7 @@ class StorageConfig:
     """Connections each node keeps open (the commit's, the outbox's, status and history reads)."""
     connect_timeout: float = 5.0
     """How long opening a connection (or waiting for one of the pool's) may take."""
-    statement_timeout: float = 30.0
+    statement_timeout: float = _STATEMENT_TIMEOUT
     """How long one statement may run before the server cancels it (then `StoreUnavailable`)."""
 
 

@@ -378,10 +378,11 @@ class Ownership:
     def reload(self, shards: Collection[int]) -> None:
         """A write touching `shards` may or may not have been written (the connection was lost
         during its commit): what this node keeps of them may be stale. Drop them now, keeping
-        their leases, and adopt them again, from the store, after a claim sent from now on:
-        a claim waits for every write still in flight on its shards (the store locks a lease
-        for a write against the claims), so what the adoption reads includes that write's
-        outcome, whichever it was. Their sends in progress go on (`reloading`); a decision
+        their leases, and adopt them again, from the store, after a claim sent from now on,
+        under a new epoch: a claim waits for every write in flight at the server on its shards
+        (the store locks a lease for a write against the claims), so what the adoption reads
+        includes that write's outcome, whichever it was; and a write still on its way to the
+        server (a connection stuck in the network) arrives fenced by the old epoch, refused. Their sends in progress go on (`reloading`); a decision
         queued from the states dropped is refused by its term (`terms`: no adoption now, a
         new one after)."""
         gone = frozenset(s for s in shards if s in self._epochs)
@@ -529,7 +530,13 @@ class Ownership:
         sent = trio.current_time()  # just before the claim: the lease runs from later than this
         self._claims += 1
         claim = self._claims
-        got = await self._offload(lambda: cluster.claim(node, claimed, ttl, run=run))
+        # A reloaded shard is claimed under a new epoch: the write of unknown outcome may
+        # still be on its way (a connection stuck in the network, not yet at the server), and
+        # must be refused when it arrives, not commit over what the adoption read.
+        anew = frozenset(self._reload_after)
+        got = await self._offload(
+            lambda: cluster.claim(node, claimed, ttl, run=run, anew=anew)
+        )
         self.rounds += 1
         until = sent + ttl - self.margin
         answered = trio.current_time()

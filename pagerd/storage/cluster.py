@@ -109,13 +109,23 @@ class Cluster(Protocol):
         take its shards at once instead of after `lease_ttl`."""
         ...
 
-    def claim(self, node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
+    def claim(
+        self,
+        node: str,
+        shards: Collection[int],
+        ttl: float,
+        *,
+        run: str,
+        anew: Collection[int] = (),
+    ) -> dict[int, int]:
         """Take or renew each of `shards` for `node`'s run `run` until the database's now +
         `ttl`: each one that is free, expired, released, or this run's already. The epoch goes
         up by one where the owner changes (another node, or another run of `node`; or the shard
-        was released, even by this run itself); a renewal keeps it. Shards held by another
-        run's live lease (of any name, `node` too) are left alone. What `node` holds of `shards`
-        now, shard -> epoch. Waits for any write fenced by a shard it takes."""
+        was released, even by this run itself), and on the shards of `anew` (a new term of the
+        same owner: every write fenced by the epoch before, still on its way to the database,
+        is refused from now on); a renewal keeps it. Shards held by another run's live lease
+        (of any name, `node` too) are left alone. What `node` holds of `shards` now, shard ->
+        epoch. Waits for any write fenced by a shard it takes."""
         ...
 
     def release(self, node: str, shards: Collection[int], *, run: str) -> None:

@@ -148,7 +148,7 @@ class Store:
         dsn: str,
         node: str,
         connect_timeout: float,
-        statement_timeout: float = 30.0,
+        statement_timeout: float = 10.0,
         watchdog: Watchdog | None = None,
     ):
         self._pool = pool
@@ -177,7 +177,7 @@ class Store:
         node: str | None = None,
         pool_size: int = 4,
         connect_timeout: float = 5.0,
-        statement_timeout: float = 30.0,
+        statement_timeout: float = 10.0,
     ) -> Store:
         """Connect to the database `dsn` names (`pool_size` connections, each opened within
         `connect_timeout` seconds, each statement cancelled after `statement_timeout`), and
@@ -731,7 +731,15 @@ class Store:
             )
 
     @_port_errors
-    def claim(self, node: str, shards: Collection[int], ttl: float, *, run: str) -> dict[int, int]:
+    def claim(
+        self,
+        node: str,
+        shards: Collection[int],
+        ttl: float,
+        *,
+        run: str,
+        anew: Collection[int] = (),
+    ) -> dict[int, int]:
         """Each of `shards` free, expired, released or this run's taken (or renewed) for `ttl`
         seconds of the database's clock. The leases are locked for update, in shard order (as
         fenced writes lock them for share), so a claim waits for every write fenced by a shard
@@ -743,13 +751,14 @@ class Store:
                 "WITH locked AS (SELECT shard FROM leases WHERE shard = ANY(%(shards)s)"
                 " ORDER BY shard FOR UPDATE) UPDATE leases AS l SET"
                 " epoch = CASE WHEN l.owner = %(node)s AND l.run = %(run)s"
-                " AND l.expires_at > clock_timestamp() THEN l.epoch ELSE l.epoch + 1 END,"
+                " AND l.expires_at > clock_timestamp() AND NOT l.shard = ANY(%(anew)s)"
+                " THEN l.epoch ELSE l.epoch + 1 END,"
                 " owner = %(node)s, run = %(run)s,"
                 " expires_at = clock_timestamp() + make_interval(secs => %(ttl)s)"
                 " FROM locked WHERE l.shard = locked.shard AND ((l.owner = %(node)s"
                 " AND l.run = %(run)s) OR l.owner IS NULL OR l.expires_at <= clock_timestamp())"
                 " RETURNING l.shard, l.epoch",
-                {"shards": wanted, "node": node, "ttl": ttl, "run": run},
+                {"shards": wanted, "node": node, "ttl": ttl, "run": run, "anew": sorted(anew)},
             ).fetchall()
         return {int(str(shard)): int(str(epoch)) for shard, epoch in found}
 
@@ -976,6 +985,16 @@ MIGRATE_PRIVILEGES: Final = (
 may create tables in `public` by default."""
 
 
+TEMPORARY_PRIVILEGE: Final = (
+    "the role pagerd connects as may not create temporary objects in this database, and a node"
+    " makes its fence check a function of each session's (GRANT TEMPORARY ON DATABASE ... TO"
+    " that role)"
+)
+"""What `pagerd --check` says where a node could not start: a database hardened with `REVOKE
+ALL ON DATABASE ... FROM PUBLIC` takes TEMPORARY away too (found in review: `--check` said ok,
+the node then failed to open a connection)."""
+
+
 def migrate_schema(config: StorageConfig) -> tuple[int, int]:
     """Bring `config`'s database to this pagerd's schema version: (from, to)."""
     dsn = config.dsn.value if config.dsn is not None else ""
@@ -1000,6 +1019,11 @@ def check_schema(config: StorageConfig) -> str:
             check_version(conn)
         except SchemaMismatch as exc:
             raise SchemaMismatch(f"{describe(dsn)}: {exc}") from None
+        row = conn.execute(
+            "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+        ).fetchone()
+        if row is None or not row[0]:
+            raise StoreError(f"{describe(dsn)}: {TEMPORARY_PRIVILEGE}")
     return f"PostgreSQL schema version {SCHEMA_VERSION}"
 
 
