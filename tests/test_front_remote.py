@@ -286,3 +286,53 @@ async def test_a_front_silent_to_two_pings_is_hung_unless_the_core_is_not_readin
         finally:
             fronts.wrong_keys.close()
             fronts._seats.close()
+
+
+async def test_a_ready_and_a_status_are_answered_while_a_submission_waits_to_be_handed_over(
+    autojump_clock: trio.testing.MockClock, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-over may wait (an event for a service another node owns goes to the inbox: a
+    commit, seconds on a hung database): the front's `Ready` and reads are not read behind it
+    (found by an operator: `/-/ready` took 2 s, a health check's whole timeout)."""
+    async with running(config) as daemon:
+        core = daemon.core
+        release = trio.Event()
+        hand_over = core.hand_over
+
+        async def waiting(*args: Any, **kwargs: Any) -> None:
+            await release.wait()
+            await hand_over(*args, **kwargs)
+
+        monkeypatch.setattr(core, "hand_over", waiting)
+        fronts = Fronts(1, [], core, Metrics(), core.front)
+        ours, theirs = trio.testing.memory_stream_pair()
+        channel = _Channel(ours, fronts, lambda: None, lambda: None)
+        got: list[Any] = []
+        heard = trio.Event()
+
+        async def front() -> None:
+            reader = Reader(theirs, to_front)
+            while messages := await reader.receive():
+                got.extend(messages)
+                heard.set()
+
+        try:
+            with trio.fail_after(60):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(channel.serve)
+                    nursery.start_soon(front)
+                    await theirs.send_all(encode(Submit(1, "am", [to_wire(("api", Alert("a")))])))
+                    await theirs.send_all(encode(Ready(2)) + encode(Status(3, "am", "api")))
+                    while not {2, 3} <= {getattr(m, "id", None) for m in got}:
+                        heard = trio.Event()
+                        await heard.wait()
+                    assert not release.is_set()  # the submission still waits
+                    assert isinstance(next(m for m in got if getattr(m, "id", 0) == 2), ReadyAnswer)
+                    release.set()
+                    while 1 not in {getattr(m, "id", None) for m in got}:
+                        heard = trio.Event()
+                        await heard.wait()
+                    nursery.cancel_scope.cancel()
+        finally:
+            fronts.wrong_keys.close()
+            fronts._seats.close()

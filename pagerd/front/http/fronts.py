@@ -114,6 +114,10 @@ class _Channel:
         self._in_flight = 0
         self._room = trio.lowlevel.ParkingLot()
         self._reads = trio.Semaphore(MAX_READS)
+        # Submissions, in the order read, to the task that hands them over one by one (in
+        # order: a connection's events keep theirs). Bounded by `MAX_IN_FLIGHT`: each is
+        # counted in flight before it is queued.
+        self._submits, self._to_submit = trio.open_memory_channel[Submit](MAX_IN_FLIGHT)
         self._ready_ids: list[int] = []  # `Ready`s waiting for the answer under way
         self._pings = 0
         self._heard = trio.Event()  # anything from the front since the last ping
@@ -138,6 +142,7 @@ class _Channel:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write)
+                nursery.start_soon(self._submitter)
                 await self._read(nursery)
                 nursery.cancel_scope.cancel()
         finally:
@@ -172,7 +177,14 @@ class _Channel:
 
     async def _take(self, message: ToCore, nursery: trio.Nursery) -> None:
         if isinstance(message, Submit):
-            await self._submit(message)
+            # Queued, not handed over here: a hand-over may wait (events for services other
+            # nodes own go to the inbox, a commit; a hung database holds it for seconds), and
+            # the front's `Ready`, pings and reads must not wait behind it (found by an
+            # operator: `/-/ready` took 2 s while an event waited on a cut node).
+            while self._in_flight >= MAX_IN_FLIGHT:
+                await self._room.park()
+            self._in_flight += 1
+            self._submits.send_nowait(message)
         elif isinstance(message, (Status, History)):
             await self._reads.acquire()
             nursery.start_soon(self._read_one, message)
@@ -230,9 +242,12 @@ class _Channel:
         for id in ids:
             self.send(encode(ReadyAnswer(id, why)))
 
+    async def _submitter(self) -> None:
+        async for message in self._to_submit:
+            await self._submit(message)
+
     async def _submit(self, message: Submit) -> None:
-        while self._in_flight >= MAX_IN_FLIGHT:
-            await self._room.park()
+        """Hand `message` over; it was counted in flight when it was queued."""
         id = message.id
         held = True  # this submission's place among those in flight, given back once
 
@@ -247,7 +262,6 @@ class _Channel:
             give_back()
             self.send(replied(id, outcomes))
 
-        self._in_flight += 1
         try:
             events = [from_wire(event) for event in message.events]
             core = self._fronts.core
