@@ -617,6 +617,7 @@ async def _run(
             config=lambda: services.config.cluster_sha256,
         )
         committer.fencing = ownership
+        ownership.on_waiting = parts.notifier.extend
         silence_ids = SharedSilenceIds(shared.cluster, parts.store_offload)
     inbox: Inbox | None = None
     scheduler = Scheduler(clock)
@@ -722,6 +723,8 @@ async def _run(
             trio.CapacityLimiter(1), abandon_on_cancel=True
         )
     readiness = Readiness(lambda: ping_offload(store.ping), ownership)
+    if shared is not None:
+        server.unready = readiness.ready
 
     daemon = Daemon(
         services,
@@ -822,10 +825,19 @@ async def _run(
                 core.start_soon(_watchdog, daemon, parts.notifier.watchdog_interval)
             if parts.notifier.enabled:
                 core.start_soon(_keep_status, daemon, name="systemd status")
-            log.info(
-                "ready socket=%s services=%d open_incidents=%d",
-                config.socket, len(config.services), services.open_incidents(),
-            )  # fmt: skip
+            if ownership is None:
+                log.info(
+                    "ready socket=%s services=%d open_incidents=%d",
+                    config.socket, len(config.services), services.open_incidents(),
+                )  # fmt: skip
+            else:
+                # Its shards come with the lease rounds, from now on: what it holds yet, not
+                # the cluster's open incidents (an operator read open_incidents=0 as those).
+                log.info(
+                    "ready socket=%s services=%d node=%s shards_held=%d (adopted by the lease"
+                    " rounds, with their open incidents)",
+                    config.socket, len(config.services), ownership.node, len(ownership.held()),
+                )  # fmt: skip
             parts.notifier.ready(daemon.status_line())
             task_status.started(daemon)
             await stop.wait()

@@ -215,7 +215,7 @@ def drop_role(role: str, within: float = 30.0) -> None:
             try:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
                 return
-            except psycopg.errors.DependentObjectsStillInUse:
+            except psycopg.errors.DependentObjectsStillExist:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)

@@ -57,9 +57,15 @@ async def test_a_restart_after_a_kill_waits_for_the_old_run_s_row_then_takes_ove
         old.kill()  # kill -9: its row and leases stay until they expire
         killed = trio.current_time()
         new = Node("pagerd-1", cluster, run="new")
+        extended: list[tuple[float, float, str]] = []
+        new.ownership.on_waiting = lambda s, why: extended.append((trio.current_time(), s, why))
         await nursery.start(new.ownership.run)  # started once the old row ended
         came_up = trio.current_time() - killed
         assert came_up <= TTL + 0.5
+        # systemd's start timeout was extended past each wait, saying why (an operator: a
+        # lease_ttl of 30 s would have had the start killed by the unit's 60 s).
+        assert extended and all(why.startswith("waiting for another run") for *_, why in extended)
+        assert all(at + seconds >= trio.current_time() for at, seconds, _ in extended[-1:])
         await trio.sleep(TTL / 4 + 0.5)  # the leases end with the row, give or take a round
         held = new.ownership.held()
         assert len(held) == SHARDS

@@ -263,7 +263,7 @@ def test_wait_reconnects_after_its_connection_is_lost() -> None:
             with psycopg.connect(dsn, autocommit=True) as admin:
                 admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name = 'pagerd-listen' AND datname = current_database()"
+                    " WHERE application_name = 'pagerd-listen n' AND datname = current_database()"
                 )
             with pytest.raises(StoreUnavailable):
                 store.wait([INBOX_CHANNEL], 5.0)

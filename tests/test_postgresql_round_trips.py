@@ -134,13 +134,15 @@ def test_a_connection_the_server_dropped_is_replaced_before_it_is_lent(clean_pg:
         with psycopg.connect(clean_pg, autocommit=True) as admin:
             ended = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = 'pagerd' AND datname = current_database()"
+                " WHERE application_name = 'pagerd ' || %s AND datname = current_database()",
+                (NODE,),
             ).fetchone()
             assert ended == (2,)
             deadline = time.monotonic() + 10  # the backends' exit, asked of the server
             while admin.execute(
                 "SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name = 'pagerd' AND datname = current_database()"
+                " WHERE application_name = 'pagerd ' || %s AND datname = current_database()",
+                (NODE,),
             ).fetchone() != (0,):
                 assert time.monotonic() < deadline, "the backends did not end"
                 time.sleep(0.01)

@@ -69,10 +69,12 @@ def test_notifier_sends_each_state(listener: NotifyListener) -> None:
     notifier.ready("3 services")
     notifier.reloading()
     notifier.watchdog()
+    notifier.extend(12.5, "waiting")
     notifier.stopping()
     notifier.close()
     listener.wait_for("STOPPING")
-    ready, reloading, watchdog, stopping = listener.messages
+    ready, reloading, watchdog, extend, stopping = listener.messages
+    assert extend == {"EXTEND_TIMEOUT_USEC": "12500000", "STATUS": "waiting"}
     assert ready == {"READY": "1", "STATUS": "3 services"}
     assert reloading["RELOADING"] == "1" and int(reloading["MONOTONIC_USEC"]) > 0
     assert watchdog == {"WATCHDOG": "1"}

@@ -179,6 +179,10 @@ class Ownership:
         self._config = config
         self.on_agreement: Callable[[], None] | None = None
         """Called when the nodes come to agree on their config (`agreed` turns true)."""
+        self.on_waiting: Callable[[float, str], None] | None = None
+        """Told, at start, each time this run waits for another run of its name to end: how
+        many seconds more it may wait before it knows, and why (systemd's start timeout is
+        extended by as much: a wait of 2 lease_ttl must not be taken for a hung start)."""
         self._configs: dict[str, str] = {}  # each live node's config hash, at the last join
         self._agreed = False
         self._mismatch_logged: tuple[float, frozenset[tuple[str, str]]] | None = None
@@ -436,7 +440,7 @@ class Ownership:
                 while self._blocked_since is not None:
                     # Another run of this name is alive: not started until its row ends (a
                     # restart after a kill), or stopped (`DuplicateNode`) if it goes on.
-                    await trio.sleep_until(wake)
+                    await self._wait_until(wake)
                     wake = await self._round_contained()
                 task_status.started()
                 while True:
@@ -466,7 +470,19 @@ class Ownership:
             other = next((n for n in nodes if n.name == self.node and n.run != run), None)
             if other is None:
                 return
-            await trio.sleep_until(self._blocked(other))
+            await self._wait_until(self._blocked(other))
+
+    async def _wait_until(self, wake: float) -> None:
+        """Sleep until `wake`, while another run of this name is alive, saying so first."""
+        if self.on_waiting is not None:
+            try:
+                self.on_waiting(
+                    max(wake - trio.current_time(), 0.0) + self.ttl,
+                    f"waiting for another run of node {self.node} to end",
+                )
+            except Exception:
+                log.exception("cannot say that node=%s waits", self.node)
+        await trio.sleep_until(wake)
 
     def wake(self) -> None:
         """Run a round now (tests; a node that saw the inbox of a shard nobody holds)."""
@@ -534,9 +550,7 @@ class Ownership:
         # still be on its way (a connection stuck in the network, not yet at the server), and
         # must be refused when it arrives, not commit over what the adoption read.
         anew = frozenset(self._reload_after)
-        got = await self._offload(
-            lambda: cluster.claim(node, claimed, ttl, run=run, anew=anew)
-        )
+        got = await self._offload(lambda: cluster.claim(node, claimed, ttl, run=run, anew=anew))
         self.rounds += 1
         until = sent + ttl - self.margin
         answered = trio.current_time()

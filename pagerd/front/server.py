@@ -99,6 +99,10 @@ class Server:
         # services held elsewhere is read.
         self.ownership: Ownership | None = None
         self.cluster: Inbox | None = None
+        self.unready: Callable[[], Awaitable[str | None]] | None = None
+        """Why this node is not ready, from what it knows (`Readiness.ready`): on a node of a
+        cluster, `status` answers from memory at once while the database is known not to
+        answer, rather than wait for it to fail (the client's own wait may end first)."""
         """The `reload` op: why the file was rejected (nothing: it runs), and what of it takes
         effect only on restart."""
         # At most this many clients, whatever `max_connections` says: what the open-file limit
@@ -477,34 +481,49 @@ class Server:
         assert op == "history", op
         return _done(op, *await self._history(request))
 
+    def _status_from_memory(self, ownership: Ownership, why: str) -> bytes:
+        """`status` of a node cut from the database: what it knows, said to be no more than
+        that (its own shards' services, as long as it still holds them)."""
+        log.warning("status from memory only: the database cannot be read: %s", why)
+        services = self._services
+        held = ownership.held()
+        statuses = [
+            {**services.status(services.state(name)), "owner": _held(ownership, name)}
+            for name in services.config.services
+            if shard_of(name) in held
+        ]
+        # The header as of now, as the services listed: a read that failed may have taken
+        # long enough for shards to be dropped meanwhile (an operator saw "owns 85 shard(s)"
+        # over an empty list).
+        return ok_reply(
+            services=statuses,
+            database_error=why,
+            **self._config(),
+            cluster=_cluster(ownership),
+        )
+
     async def _status(self, service: str | None) -> tuple[bytes, str]:
         services = self._services
         ownership = self.ownership
         if service is None:
             names = services.config.services
-            cluster = {} if ownership is None else {"cluster": _cluster(ownership)}
             if self.cluster is not None and ownership is not None:
                 # The whole cluster's, from the store: this node has only its shards in memory.
-                try:
-                    found = await self.cluster.states(list(names))
-                except StoreError as exc:
-                    # Cut from the database: what this node knows, said to be no more than
-                    # that (its own shards' services, as long as it still holds them).
-                    log.warning("status from memory only: the database cannot be read: %s", exc)
-                    held = ownership.held()
-                    statuses = [
-                        {**services.status(services.state(name)), "owner": _held(ownership, name)}
-                        for name in names
-                        if shard_of(name) in held
-                    ]
-                    memory = {"database_error": str(exc)}
-                    return ok_reply(services=statuses, **memory, **self._config(), **cluster), "ok"
+                down = None if self.unready is None else await self.unready()
+                if down is None:
+                    try:
+                        found = await self.cluster.states(list(names))
+                    except StoreError as exc:
+                        down = str(exc)
+                if down is not None:
+                    return self._status_from_memory(ownership, down), "ok"
                 statuses = [
                     {**services.status(state, failed), "owner": owner}
                     for state, failed, owner in found
                 ]
             else:
                 statuses = [services.status(services.state(name)) for name in names]
+            cluster = {} if ownership is None else {"cluster": _cluster(ownership)}
             return ok_reply(services=statuses, **self._config(), **cluster), "ok"
         if service not in services.config.services:
             return unknown_service(service), "unknown_service"

@@ -65,6 +65,11 @@ class Notifier:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
 
+    def extend(self, seconds: float, status: str = "") -> None:
+        """Ask for `seconds` more to start (or stop) than the unit's timeout allows, from now."""
+        usec = max(int(seconds * 1e6), 1)
+        self.send(f"EXTEND_TIMEOUT_USEC={usec}", *([f"STATUS={status}"] if status else []))
+
     def stopping(self) -> None:
         self.send("STOPPING=1")
 

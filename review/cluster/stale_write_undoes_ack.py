@@ -46,9 +46,7 @@ def main() -> int:
     with (
         database() as dsn,
         tempfile.TemporaryDirectory() as tmp,
-        harness.running(
-            Path(tmp), dsn, services, nodes=2, lease_ttl=16.0, ack_timeout="25s"
-        ) as c,
+        harness.running(Path(tmp), dsn, services, nodes=2, lease_ttl=16.0, ack_timeout="25s") as c,
     ):
         c.wait_owned(within=60)
         owner, other = c.nodes

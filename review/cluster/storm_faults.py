@@ -56,9 +56,7 @@ def main() -> int:
                 node = srng.choice(live or c.nodes)
                 try:
                     r = node.ask({"op": "alert", "service": svc, "message": "storm"}, timeout=20)
-                    outcome = (
-                        "ok" if r.get("ok") else f"error:{r.get('error', {}).get('code')}"
-                    )
+                    outcome = "ok" if r.get("ok") else f"error:{r.get('error', {}).get('code')}"
                 except Exception as exc:  # noqa: BLE001
                     outcome = f"exc:{type(exc).__name__}"
                 with lock:
@@ -100,9 +98,7 @@ def main() -> int:
         by_service: dict[str, list[harness.Page]] = defaultdict(list)
         for p in pages:
             by_service[p.id.split("#")[0]].append(p)
-        incidents = Counter(
-            s for (s,) in c.query("SELECT service FROM incidents")
-        )
+        incidents = Counter(s for (s,) in c.query("SELECT service FROM incidents"))
         outcomes = Counter(v.split("@")[0] for v in replies.values())
         print(f"replies: {dict(outcomes)}; pages received: {len(pages)}")
         bad = []

@@ -185,6 +185,7 @@ class Store:
         migrate`). `node`: this node's name (default: the host's). `StoreUnavailable` if the
         database cannot be reached."""
         watchdog = Watchdog()
+        node = node or socket.gethostname()
 
         def check(conn: Conn) -> None:
             if _said_nothing(conn):
@@ -202,7 +203,8 @@ class Store:
                 "autocommit": True,
                 "connect_timeout": max(2, math.ceil(connect_timeout)),
                 "options": session_options(dsn, statement_timeout),
-                "application_name": "pagerd",
+                # Which node each session is, in pg_stat_activity (an operator could not tell).
+                "application_name": _application("pagerd", node),
                 **client_settings(dsn),
             },
             timeout=connect_timeout,
@@ -215,9 +217,7 @@ class Store:
             name=f"pagerd-{secrets.token_hex(4)}",
         )
         PoolLog.installed()
-        store = cls(
-            pool, dsn, node or socket.gethostname(), connect_timeout, statement_timeout, watchdog
-        )
+        store = cls(pool, dsn, node, connect_timeout, statement_timeout, watchdog)
         try:
             pool.open(wait=True, timeout=connect_timeout)
             with pool.connection() as conn:
@@ -906,7 +906,7 @@ class Store:
                 make_conninfo(self._dsn, **client_settings(self._dsn)),
                 autocommit=True,
                 connect_timeout=max(2, math.ceil(self._connect_timeout)),
-                application_name="pagerd-listen",
+                application_name=_application("pagerd-listen", self.node),
             )
             self._listening = set()
         listener = self._listener
@@ -963,14 +963,13 @@ def _connection(config: StorageConfig) -> Iterator[Conn]:
     dsn = config.dsn.value
     try:
         with psycopg.Connection.connect(
-            dsn,
+            make_conninfo(dsn, **client_settings(dsn)),
             autocommit=True,
             connect_timeout=max(2, math.ceil(config.connect_timeout)),
             # The node's own link settings: a database cut mid-migration fails the command in
             # seconds instead of hanging it, and the DSN's own `options` are kept.
             options=session_options(dsn, config.statement_timeout),
             application_name="pagerd-migrate",
-            **client_settings(dsn),
         ) as conn:
             yield conn
     except psycopg.Error as exc:
@@ -1082,6 +1081,12 @@ _FENCE: Final = (
     "SELECT pg_temp.pagerd_fence(%s::text, %s::text, %s::bigint[], %s::integer[], %s::text[],"
     " %s::bigint[])"
 )
+
+
+def _application(what: str, node: str) -> str:
+    """A session's `application_name`: what it is and the node's name, within the 63 bytes
+    PostgreSQL keeps (it would cut the name and say so in a NOTICE)."""
+    return f"{what} {node}".encode()[:63].decode(errors="ignore")
 
 
 def _fence_arguments(
