@@ -133,10 +133,8 @@ def test_an_event_sent_to_any_node_pages_once_and_an_ack_through_a_third_stops_i
             if named != owner:
                 cluster.wait_owned()
                 owner = cluster.owner(service) or owner
-                assert named in (None, owner) and cluster.epoch(service) != epoch, (
-                    node.name,
-                    shown,
-                )
+                moved = cluster.epoch(service) != epoch
+                assert named in (None, owner) and moved, (node.name, shown)
 
     # Level 2 would have been due 2 s after the alert: past that (and a lease), nothing more.
     time.sleep(2.0 + LEASE_TTL)

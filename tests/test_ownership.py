@@ -18,9 +18,9 @@ import trio.testing
 from pager.shards import SHARDS, share
 from pagerd.engine.ownership import DropReason, Ownership, margin_of
 from pagerd.operations.metrics import Metrics
+from pagerd.storage.cluster import Fenced
 from pagerd.storage.commits import Term
 from pagerd.storage.offload import inline
-from pagerd.storage.cluster import Fenced
 from pagerd.storage.port import Fence, StoreUnavailable
 from tests.fake_cluster import FakeCluster
 

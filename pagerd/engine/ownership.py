@@ -386,9 +386,9 @@ class Ownership:
         under a new epoch: a claim waits for every write in flight at the server on its shards
         (the store locks a lease for a write against the claims), so what the adoption reads
         includes that write's outcome, whichever it was; and a write still on its way to the
-        server (a connection stuck in the network) arrives fenced by the old epoch, refused. Their sends in progress go on (`reloading`); a decision
-        queued from the states dropped is refused by its term (`terms`: no adoption now, a
-        new one after)."""
+        server (a connection stuck in the network) arrives fenced by the old epoch, refused.
+        Their sends in progress go on (`reloading`); a decision queued from the states dropped
+        is refused by its term (`terms`: no adoption now, a new one after)."""
         gone = frozenset(s for s in shards if s in self._epochs)
         if not gone:
             return

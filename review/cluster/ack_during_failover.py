@@ -51,9 +51,8 @@ def main() -> int:
         time.sleep(4)
         pages = c.receiver.of(svc)
         for p in pages:
-            print(
-                f"  page {p.id} {p.path} from {p.node} at +{p.at - (time.time() - (time.monotonic() - t0)):.1f}s"
-            )
+            since = p.at - (time.time() - (time.monotonic() - t0))
+            print(f"  page {p.id} {p.path} from {p.node} at +{since:.1f}s")
         acked = c.query(
             "SELECT acknowledged_at IS NOT NULL, acknowledged_by FROM incidents WHERE service = %s",
             svc,

@@ -5,6 +5,7 @@ a frozen flow forwards what it holds, as a middlebox does when it recovers."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -44,10 +45,8 @@ class FreezeProxy(TcpProxy):
                     continue
                 data = source.recv(65536)
                 if not data:
-                    try:
+                    with contextlib.suppress(OSError):
                         sink.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
                     return
                 sink.sendall(data)
         except (OSError, ValueError):

@@ -67,9 +67,8 @@ policy = "p"
                 [*PAGERD, "--config", str(folder / "pager.toml"), "--check"],
                 capture_output=True, text=True, timeout=60,
             )  # fmt: skip
-            print(
-                f"pagerd --check: exit {check.returncode}: {(check.stdout + check.stderr).strip()[-400:]}"
-            )
+            said = (check.stdout + check.stderr).strip()[-400:]
+            print(f"pagerd --check: exit {check.returncode}: {said}")
             t0 = time.monotonic()
             run = subprocess.run(
                 [*PAGERD, "--config", str(folder / "pager.toml")],

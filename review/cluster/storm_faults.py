@@ -57,7 +57,7 @@ def main() -> int:
                 try:
                     r = node.ask({"op": "alert", "service": svc, "message": "storm"}, timeout=20)
                     outcome = "ok" if r.get("ok") else f"error:{r.get('error', {}).get('code')}"
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     outcome = f"exc:{type(exc).__name__}"
                 with lock:
                     replies[svc] = f"{outcome}@{node.name}"
