@@ -6,6 +6,7 @@ commit path adds each node's fence, as ownership's commit path does. (MockClock.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -706,3 +707,19 @@ async def test_events_routed_together_are_put_in_one_transaction(
         assert [slot.result for slot in slots] == ["ok"] * 3
         assert all("queued" not in slot.reply for slot in slots)
         assert c.alerts() == ["one", "two"]
+
+
+async def test_a_database_down_is_logged_in_a_line_a_poll_not_a_traceback(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage repeats the inbox's failures at every poll: each is one line naming the
+    cause (an operator found the log full of tracebacks); a bug keeps its traceback."""
+    async with cluster_in(tmp_path) as c:
+        await c.node("a", [SHARD], poll=1.0)
+        c.cluster.down = True
+        with caplog.at_level(logging.ERROR, "pagerd.inbox"):
+            await trio.sleep(3.5)
+        c.cluster.down = False
+    failures = [r for r in caplog.records if r.name == "pagerd.inbox"]
+    assert failures and all(r.exc_info is None for r in failures)
+    assert all("the test cut it" in r.getMessage() for r in failures)

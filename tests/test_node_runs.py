@@ -110,8 +110,10 @@ async def test_the_nodes_configs_are_compared_at_each_join_and_a_mismatch_is_lou
         assert len(a.ownership.held()) + len(b.ownership.held()) == SHARDS
         assert a.ownership.held() and b.ownership.held()
         b.config = "c1"
-        await trio.sleep(TTL / 2 + 0.5)  # b's next round says it, a's next one reads it
+        with caplog.at_level(logging.INFO, "pagerd.ownership"):
+            await trio.sleep(TTL / 2 + 0.5)  # b's next round says it, a's next one reads it
         assert a.ownership.agreed() and len(agreements) == 2
+        assert "the nodes run the same config again (c1)" in caplog.text  # said, once over
         nursery.cancel_scope.cancel()
 
 

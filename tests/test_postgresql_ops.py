@@ -83,6 +83,8 @@ def test_a_postgresql_storage_is_read_with_its_durations(tmp_path: Path) -> None
         ({"backend": "postgresql", "dsn": "host=x", "connect_timeout": "0s"}, "connect_timeout"),
         ({"backend": "postgresql", "dsn": "host=x", "statement_timeout": 5}, "duration string"),
         ({"backend": "postgresql", "dsn": "no equals"}, "not a PostgreSQL connection string"),
+        ({"backend": "postgresql", "dsn": "host=x bogus_opt=1"}, "unknown parameter 'bogus_opt'"),
+        ({"backend": "postgresql", "dsn": "postgresql://x/p?nope=1"}, "unknown parameter 'nope'"),
         ({"backend": "postgresql", "dsn": "host=x", "dsn_credential": "db"}, "not dsn and"),
         ({"backend": "postgresql", "dsn": "host=x", "replicas": 2}, "storage.replicas: unknown"),
     ],

@@ -118,6 +118,11 @@ def build_storage(
     )
 
 
+_UNKNOWN_KEY: Final = re.compile(
+    r'(?:invalid connection option|invalid URI query parameter:) "([A-Za-z_][A-Za-z0-9_]{0,63})"'
+)
+
+
 def parse_dsn(dsn: str, error: Callable[[str], None]) -> dict[str, str]:
     """The DSN's parameters (libpq's own parser), or {} and `error` told why (in words that
     quote none of it: the driver's message would)."""
@@ -125,7 +130,13 @@ def parse_dsn(dsn: str, error: Callable[[str], None]) -> dict[str, str]:
 
     try:
         return {k: str(v) for k, v in conninfo.conninfo_to_dict(dsn).items() if v is not None}
-    except Exception:
+    except Exception as exc:
+        # libpq names an unknown parameter by its key alone, never a value: said as it is
+        # (an operator's typo was otherwise told "expected key=value pairs").
+        unknown = _UNKNOWN_KEY.search(str(exc))
+        if unknown is not None:
+            error(f"not a PostgreSQL connection string: unknown parameter {unknown.group(1)!r}")
+            return {}
         error(
             "not a PostgreSQL connection string: expected key=value pairs"
             " (host=db.example.com dbname=pagerd user=pagerd) or a postgresql:// URI"

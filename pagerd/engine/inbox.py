@@ -202,6 +202,15 @@ class _Waiting:
     deadline: float
 
 
+def _could_not(what: str, exc: Exception) -> None:
+    """A database that cannot be reached, said in one line (an outage repeats it every poll:
+    an operator found the log full of tracebacks); anything else with its traceback (a bug)."""
+    if isinstance(exc, StoreError):
+        log.error("inbox: %s: %s", what, exc)
+    else:
+        log.error("inbox: %s", what, exc_info=exc)
+
+
 @attrs.frozen
 class InboxStatistics:
     waiting: int
@@ -421,8 +430,8 @@ class Inbox:
             due = [id for id, waiting in self._waiting.items() if waiting.deadline <= now]
             try:
                 await self._answered(due)
-            except Exception:
-                log.exception("inbox: cannot read the answers at their deadline")
+            except Exception as exc:
+                _could_not("cannot read the answers at their deadline", exc)
             for id in due:
                 waiting = self._waiting.pop(id, None)
                 if waiting is not None:
@@ -438,8 +447,8 @@ class Inbox:
             if self._waiting:
                 try:
                     await self._answered(list(self._waiting))
-                except Exception:
-                    log.exception("inbox: cannot read the answers")
+                except Exception as exc:
+                    _could_not("cannot read the answers", exc)
 
     async def _listen(self) -> None:
         """The one caller of `Cluster.wait`: inbox notifications of held shards wake the
@@ -458,10 +467,10 @@ class Inbox:
                         answered.append(int(payload))
                 if answered:
                     await self._answered(answered)
-            except Exception:
+            except Exception as exc:
                 # The database is down, or the listening connection broke: the polls carry on
                 # meanwhile; try again after a pause rather than spin.
-                log.exception("inbox: cannot listen for notifications")
+                _could_not("cannot listen for notifications", exc)
                 await trio.sleep(self._poll)
 
     # The owner ----------------------------------------------------------------------------------
@@ -474,8 +483,8 @@ class Inbox:
             self._taking = trio.Event()
             try:
                 await self._take()
-            except Exception:
-                log.exception("inbox: cannot take the inbox")
+            except Exception as exc:
+                _could_not("cannot take the inbox", exc)
 
     async def _take(self) -> None:
         held = frozenset(self._owner.held())

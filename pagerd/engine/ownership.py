@@ -609,6 +609,8 @@ class Ownership:
         agreed = self.agreed()
         if agreed and not self._agreed:
             self._agreed = True
+            if self._mismatch_logged is not None:
+                log.info("the nodes run the same config again (%s)", self._config()[:12])
             self._mismatch_logged = None
             if self.on_agreement is not None:
                 try:
@@ -627,9 +629,10 @@ class Ownership:
         self._mismatch_logged = (now, seen)
         shown = " ".join(f"{name}={h[:12] or '?'}" for name, h in sorted(seen))
         log.warning(
-            "the nodes run different configs (%s): node_name aside, the config must be the same"
-            " on every node; until it is, a service missing from a node's config keeps its open"
-            " incident (not closed as removed), and the node owning it pages nothing for it",
+            "the nodes run different configs (%s): their paging sections ([services],"
+            " [policies], [schedules], [people], [templates]) must be the same on every node;"
+            " until they are, a service missing from a node's config keeps its open incident"
+            " (not closed as removed), and the node owning it pages nothing for it",
             shown,
         )
 
