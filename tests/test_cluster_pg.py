@@ -6,19 +6,21 @@ refuses a database whose schema `pagerd migrate` has not made. Waits are on obse
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from pager.shards import preferred, shard_of
 from tests import postgres
 from tests.processes import PAGERD, Pagerd, pager, wait_for
-from tests.servers import HttpServer, free_port
+from tests.servers import HttpServer, SmtpServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -250,3 +252,96 @@ def test_a_non_owner_answers_as_the_owner_would(
 
 def one_name(started: dict[str, Pagerd], node: Pagerd) -> str:
     return next(name for name, each in started.items() if each is node)
+
+
+LINKS = """
+[daemon]
+socket = "run/pager.sock"
+state_dir = "state"
+
+[storage]
+backend = "postgresql"
+dsn = "{dsn}"
+
+[cluster]
+node_name = "{node}"
+lease_ttl = "3s"
+
+[delivery]
+workers = 0
+
+[http]
+listen = "127.0.0.1:{port}"
+public_url = "http://pager.example.com/"
+workers = 0
+
+[channels.email]
+transport = "smtp"
+host = "127.0.0.1"
+port = {smtp}
+sender = "pager@example.com"
+security = "none"
+timeout = "5s"
+
+[policies.oncall]
+[[policies.oncall.levels]]
+targets = ["email:alice@example.com"]
+ack_timeout = "1h"
+
+[services.api]
+policy = "oncall"
+"""
+
+
+def test_an_acknowledge_link_signed_by_the_owner_answers_on_a_node_that_is_not(
+    tmp_path: Path,
+) -> None:
+    """The balancer may send the person paged to any node: a link in a page the owner sent
+    shows its incident (read from the store) and acknowledges it (through the inbox) on a node
+    that does not hold the service, its signing key copied as docs/cluster.md says."""
+    names = ("n1", "n2")
+    ports = {name: free_port() for name in names}
+    with postgres.migrated() as dsn, SmtpServer() as smtp:
+        started: dict[str, Pagerd] = {}
+        try:
+            for name in names:
+                folder = tmp_path / name
+                (folder / "state").mkdir(parents=True, mode=0o700)
+                if started:  # the first node's key, before the next one first starts
+                    key = folder / "state" / "signing.key"
+                    key.write_bytes((tmp_path / names[0] / "state" / "signing.key").read_bytes())
+                    key.chmod(0o600)
+                config = folder / "pager.toml"
+                text = LINKS.format(dsn=dsn, node=name, port=ports[name], smtp=smtp.port)
+                config.write_text(text)
+                node = Pagerd(config, folder / "run" / "pager.sock", tmp_path / f"{name}.log")
+                node.start()
+                started[name] = node
+            owner = preferred(shard_of("api"), list(names))
+            assert owner is not None
+            other = next(name for name in names if name != owner)
+            wait_for(
+                lambda: all(status(n, "api")["owner"]["node"] == owner for n in started.values()),
+                30,
+                f"api owned by {owner}, as every node sees it",
+            )
+            assert pager(started[owner].socket, "alert", "api", "disk full").returncode == 0
+            smtp.wait_for(1, within=20)
+            payload = smtp.received[0].message.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            token = re.search(r"http://pager\.example\.com/ack/(\S+)", payload.decode())
+            assert token is not None, payload
+            with httpx.Client(base_url=f"http://127.0.0.1:{ports[other]}", timeout=30) as client:
+                shown = client.get(f"/ack/{token.group(1)}")
+                assert shown.status_code == 200, shown.text
+                assert "Acknowledge api#1?" in shown.text
+                done = client.post("/ack", data={"token": token.group(1)})
+                assert done.status_code == 200, done.text
+                assert "api#1 is acknowledged" in done.text
+            incident = status(started[owner], "api")["incident"]
+            assert incident["acknowledged"] is True, incident
+            history = pager(started[owner].socket, "history", "api").stdout
+            assert "acknowledged by email:alice@example.com via link" in history, history
+        finally:
+            for node in started.values():
+                node.stop()
