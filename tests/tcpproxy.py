@@ -1,7 +1,8 @@
 """A TCP proxy for tests that cut a pagerd node from PostgreSQL: it forwards connections to
 `upstream`, and a test can `drop` them (every connection reset, new ones refused until `heal`)
 or `stall` them (connections stay open, but nothing crosses either way until `heal`: a
-partition as the node sees it, where only timeouts tell).
+partition as the node sees it, where only timeouts tell), or `freeze` the connections open now
+while new ones pass (a flow stuck in a middlebox), forwarding what they hold once thawed.
 
 Threads, not Trio: it serves processes the test started (pagerd nodes), whatever the test's own
 event loop is doing. Each connection has two pump threads; `close` ends them all.
@@ -28,6 +29,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._frozen: set[int] = set()  # the sockets `freeze` holds (by id)
         self._closed = False
         self.connections = 0
         """Connections accepted and forwarded, in all."""
@@ -52,6 +54,20 @@ class TcpProxy:
         """Forward nothing either way, on open connections and new ones, until `heal`."""
         with self._lock:
             self._mode = "stall"
+            self._changed.notify_all()
+
+    def freeze(self) -> int:
+        """Forward nothing either way on the connections open now, until `thaw`; new ones
+        pass. How many were frozen."""
+        with self._lock:
+            self._frozen = {id(s) for pair in self._pairs for s in pair}
+            self._changed.notify_all()
+            return len(self._pairs)
+
+    def thaw(self) -> None:
+        """Let the frozen connections forward again, what they held first."""
+        with self._lock:
+            self._frozen = set()
             self._changed.notify_all()
 
     def heal(self) -> None:
@@ -97,7 +113,9 @@ class TcpProxy:
             while True:
                 readable, _, _ = select.select([source], [], [], 0.2)
                 with self._lock:
-                    while self._mode == "stall" and not self._closed:
+                    while (
+                        self._mode == "stall" or id(source) in self._frozen
+                    ) and not self._closed:
                         self._changed.wait()
                     if self._closed:
                         return

@@ -18,14 +18,14 @@ import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pager import cli as pager_cli
-from pager.domain import Alert, Level, Policy, ServiceState, Target, decide
+from pager.domain import Ack, Alert, Level, Policy, ServiceState, Target, decide
 from pager.shards import shard_of
 from pagerd.config.channels import Secret
 from pagerd.config.storage import StorageConfig
 from pagerd.engine.ownership import Ownership
 from pagerd.storage.commits import Committer
 from pagerd.storage.offload import in_thread
-from pagerd.storage.port import StoreError, StoreUnavailable, Transition
+from pagerd.storage.port import Fence, StoreError, StoreUnavailable, Transition
 from pagerd.storage.postgresql.links import (
     IDLE_IN_TRANSACTION,
     LOCK_TIMEOUT,
@@ -233,4 +233,38 @@ async def test_a_stalled_call_is_cut_and_the_next_one_reconnects(
             assert await join() == ["a"]
     finally:
         stall.heal()
+        store.close()
+
+
+def test_a_write_stuck_in_the_network_past_a_reload_is_fenced_out_when_it_arrives(
+    proxy: tuple[TcpProxy, str],
+) -> None:
+    """Review: a write cut as stalled (its outcome unknown) was still held by a middlebox,
+    which delivered it whole once it recovered, after the node had reloaded the shard and
+    committed an ack: the old write committed over the ack. The claim after a reload raises
+    the epoch (`anew`), so the late write's fence refuses it."""
+    link, dsn = proxy
+    store = Store.open(dsn, node="a", pool_size=1, statement_timeout=STATEMENT_TIMEOUT)
+    shard = shard_of("api")
+    try:
+        epochs = store.claim("a", [shard], 60.0, run=store.origin)
+        before = ServiceState("api")
+        opened, notes = decide(before, Alert("down"), T0, POLICY)
+        store.write([Transition(before, opened, notes, T0)], Fence("a", epochs, store.origin))
+        again, _ = decide(opened, Alert("still down"), T0 + 1, POLICY)
+        assert link.freeze() == 1  # the pool's one connection
+        with pytest.raises(StoreUnavailable):  # cut after the statement timeout and a grace
+            store.write([Transition(opened, again, (), T0 + 1)], Fence("a", epochs, store.origin))
+        # Reloaded, on new connections (they pass): a new epoch, and an ack written under it.
+        renewed = store.claim("a", [shard], 60.0, run=store.origin, anew=[shard])
+        assert renewed[shard] == epochs[shard] + 1
+        state = store.load_states(shards={shard})["api"]
+        acked, notes = decide(state, Ack(by="alice"), T0 + 2, POLICY)
+        store.write([Transition(state, acked, notes, T0 + 2)], Fence("a", renewed, store.origin))
+        link.thaw()  # the stuck write arrives now, whole: BEGIN, the fence, the upsert, COMMIT
+        time.sleep(1.0)
+        incident = store.load_states(shards={shard})["api"].incident
+        assert incident is not None and incident.acknowledged_by == "alice"
+    finally:
+        link.heal()
         store.close()

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 from review.cluster.common import database
-from review.cluster.freezeproxy import FreezeProxy
 from tests import cluster as harness
 
 
@@ -41,7 +40,6 @@ def incident(c: harness.Cluster, svc: str) -> list[tuple[object, ...]]:
 
 
 def main() -> int:
-    harness.TcpProxy = FreezeProxy  # type: ignore[misc]
     services = [f"svc-{i}" for i in range(16)]
     with (
         database() as dsn,
@@ -61,7 +59,6 @@ def main() -> int:
         c.receiver.wait(lambda ps: any(p.id.startswith(f"{svc}#") for p in ps), 10, "level 1")
         time.sleep(1.0)
         proxy = owner.proxy
-        assert isinstance(proxy, FreezeProxy)
         print(at(), f"freeze {owner.name}'s {proxy.freeze()} open connections (new ones pass)")
         r = owner.ask({"op": "alert", "service": svc, "message": "still failing"}, timeout=40)
         print(at(), f"second alert (W1) via {owner.name}: {r}")
