@@ -15,7 +15,7 @@ from typing import Any, Final
 import attrs
 
 from pager.domain import Target, incident_id
-from pagerd.storage.port import History
+from pagerd.storage.port import History, Pruned
 
 HISTORY_HEAD: Final = 50
 HISTORY_TAIL: Final = 200
@@ -157,3 +157,34 @@ def entry(kind: int, fields: Sequence[Any]) -> dict[str, object]:
         notification["provider_id"] = provider
         notification["error"] = error
     return notification
+
+
+def prune_oldest(
+    candidates: Sequence[Sequence[Any]],
+    prune_incident: Callable[[str, int, int], int | None],
+    count: int,
+    budget: int,
+    after: tuple[float, int],
+) -> Pruned:
+    """One `Storage.prune` transaction's walk through its `candidates` (closed incidents,
+    oldest first: closed_at, the row's order, service, number), `count` rows deleted already
+    and `budget` the most: each incident's history deleted by `prune_incident(service, number,
+    rows left)` (the rows deleted, 0 if kept, None if the budget ran out inside it, which is
+    taken up again next time). Where the next transaction goes on from: the last incident dealt
+    with, or None once fewer candidates than the budget were all dealt with."""
+    incidents = 0
+    resume: tuple[float, int] | None = after
+    for closed_at, order, service, number in candidates:
+        if count >= budget:
+            break
+        deleted = prune_incident(str(service), int(number), budget - count)
+        if deleted is None:
+            count = budget
+            break
+        count += deleted
+        incidents += deleted > 0
+        resume = (float(closed_at), int(order))
+    else:
+        if len(candidates) < budget:
+            resume = None  # every candidate is dealt with
+    return Pruned(count, incidents, resume)

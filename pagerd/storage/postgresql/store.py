@@ -511,8 +511,7 @@ class Store:
         to deliver kept), and answers of the inbox older than `ANSWERS_KEPT`. Several nodes
         may prune at once: each transaction takes a lock all prunes share, so they take turns
         rather than delete the same rows in different orders (a deadlock)."""
-        count = incidents = 0
-        resume: tuple[float, int] | None = after
+        count = 0
         with self._transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_CLASS, LOCK_PRUNE))
             count += _rowcount(
@@ -537,20 +536,9 @@ class Store:
                 " ORDER BY closed_at, seq LIMIT %s",
                 (before, *after, budget),
             ).fetchall()
-            for closed_at, seq, service, number in candidates:
-                if count >= budget:
-                    break
-                deleted = _prune_incident(conn, service, number, budget - count)
-                if deleted is None:
-                    count = budget
-                    break  # the budget ran out inside this incident: it is taken up next time
-                count += deleted
-                incidents += deleted > 0
-                resume = (closed_at, seq)
-            else:
-                if len(candidates) < budget:
-                    resume = None  # every candidate is dealt with
-        return Pruned(count, incidents, resume)
+            return history.prune_oldest(
+                candidates, functools.partial(_prune_incident, conn), count, budget, after
+            )
 
     # SMS replies. ----------------------------------------------------------------------------
 

@@ -414,8 +414,7 @@ class Store:
         could have a page dropped as a duplicate); and an incident with a notification still
         to deliver, which the outbox may hold.
         """
-        rows = incidents = 0
-        resume: tuple[float, int] | None = after
+        rows = 0
         with self._transaction() as conn:
             # Silences over and dropped from their service's state, the last one aside (new
             # ones number on from it): a few rows a day at most, so no resume of their own.
@@ -431,18 +430,7 @@ class Store:
                 " ORDER BY closed_at, rowid LIMIT ?",
                 (before, *after, budget),
             ).fetchall()
-            for closed_at, rowid, service, number in candidates:
-                deleted = self._prune_incident(service, number, budget - rows)
-                if deleted is None:
-                    rows = budget
-                    break  # the budget ran out inside this incident: it is taken up next time
-                rows += deleted
-                incidents += deleted > 0
-                resume = (closed_at, rowid)
-            else:
-                if len(candidates) < budget:
-                    resume = None  # every candidate is dealt with
-        return Pruned(rows, incidents, resume)
+            return history.prune_oldest(candidates, self._prune_incident, rows, budget, after)
 
     def _prune_incident(self, service: str, number: int, budget: int) -> int | None:
         """Delete one incident's history, its own row last: the rows deleted (0 if it is kept),
