@@ -347,7 +347,7 @@ async def test_a_batch_decided_before_its_shard_was_lost_and_taken_again_is_not_
                 clients.start_soon(alert, service)
                 await trio.sleep(0.1)  # service's batch decided, queued behind it
                 assert service not in replies
-                epoch = ownership.held()[shard]
+                epoch = ownership.fence().epochs[shard]
                 # a loses the shard; b takes it and opens #1 there.
                 ownership.lose([shard], "expired")
                 cluster.release("a", [shard], run=stores["a"].origin)
@@ -403,8 +403,9 @@ async def test_a_reload_lets_a_send_in_progress_finish_and_pages_once(
 ) -> None:
     """A write of unknown outcome has a's shard reloaded while a page of it is being sent.
     The lease is kept, so nobody else sends it: the send goes on, its record is written under
-    that lease, and the adoption that reloads the shard does not take it again. Cut short, it
-    would be sent a second time once adopted."""
+    that lease (raised by the reload's claim: review round 3 found the record refused as stale,
+    the page left pending for the next owner to send again), and the adoption that reloads the
+    shard does not take it again. Cut short, it would be sent a second time once adopted."""
     pages = Slow()
     service = SERVICES[0]
     shard = shard_of(service)
@@ -421,12 +422,16 @@ async def test_a_reload_lets_a_send_in_progress_finish_and_pages_once(
             await pages.sending.wait()
             ownership.reload([shard])  # as the committer does after a lost COMMIT
             assert not ownership.holds(service)
+            epoch = ownership.fence().epochs[shard]
             await trio.sleep(3)  # a round (woken) adopts it again from the store
-            assert ownership.holds(service)
+            assert ownership.holds(service) and ownership.held()[shard] == epoch + 1
             pages.answer.set()
             await trio.sleep(5 * TTL)
             status = await status_of(a.config, service)
             assert status["incident"]["id"] == f"{service}#1"
+            # Recorded as sent: nothing of it is left for an owner to send again.
+            left = [u.notify.id for u in a.daemon.store.undelivered(100, shards={shard})]
+            assert first not in left, left
     assert pages.sent[first] == 1, pages.log
 
 

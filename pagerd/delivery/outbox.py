@@ -85,6 +85,10 @@ class Sender(Protocol):
         unknown outcome): its sends in progress go on."""
         ...
 
+    def carried(self, shard: int, term: Term) -> Term:
+        """A send's `term` carried through this node's own reloads of `shard` since."""
+        ...
+
     def count_adopted(self, count: int) -> None: ...
 
 
@@ -763,9 +767,17 @@ class Outbox:
                 if self._ownership is None:
                     await self._committer.commit([attempt])
                 else:
+                    if term is not None:  # a reload of this node's may have raised its epoch
+                        terms[shard] = term = self._ownership.carried(shard, term)
                     await self._committer.commit([attempt], shards=(shard,), terms=terms)
                 return
             except Fenced as exc:
+                if (
+                    term is not None
+                    and self._ownership is not None
+                    and self._ownership.carried(shard, term) != term
+                ):
+                    continue  # raised by a reload of this node's meanwhile: under the new one
                 # The service's shard is another node's now: its record is that node's to
                 # make (it sends the notification again if this one's outcome is not there).
                 log.warning("delivery of %s not recorded here: %s", attempt.id, exc)

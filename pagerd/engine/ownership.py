@@ -199,6 +199,8 @@ class Ownership:
         self._sent_at: dict[int, float] = {}  # trio time its last renewal was sent
         self._leased: dict[int, int] = {}  # leased but not adopted yet (adoption failed)
         self._adoption: dict[int, int] = {}  # each adopted shard's adoption number (`Term`)
+        # Epochs of a shard this run's own reloads raised, the lease held all along (`carried`).
+        self._superseded: dict[int, set[int]] = {}
         self._adoptions = 0  # adoptions made, numbered
         self._reload_after: dict[int, int] = {}  # adopted again after a claim numbered past this
         self._claims = 0  # claims sent, numbered
@@ -308,6 +310,18 @@ class Ownership:
                 found[shard] = Term(self._leased[shard])
         return found
 
+    def carried(self, shard: int, term: Term) -> Term:
+        """`term`, a send's (taken as it started, `Term(epoch)`), as it stands now: where this
+        run's own reload raised `shard`'s epoch since (the lease held all along: a lapse or a
+        change of owner drops the shard, and its sends with it), the lease's term now, under
+        which the send's record is written (found in review: a page delivered through a reload
+        was refused its record as stale, left pending, and paged again by the next owner)."""
+        if term.epoch in self._superseded.get(shard, ()):
+            now = self.terms((shard,)).get(shard)
+            if now is not None:
+                return Term(now.epoch)
+        return term
+
     def reloading(self, shard: int) -> bool:
         """Whether `shard` is dropped only to be loaded again from the store, its lease kept
         (`reload`): no other node can send for it, so the sends in progress go on."""
@@ -366,6 +380,7 @@ class Ownership:
             self._leased.pop(shard, None)
             self._reload_after.pop(shard, None)
             self._adoption.pop(shard, None)
+            self._superseded.pop(shard, None)
         self._dropped.inc(reason, by=len(gone))
         log.log(
             logging.INFO if reason in ROUTINE else logging.WARNING,
@@ -563,6 +578,11 @@ class Ownership:
         self.lose(lost, "expired")
         self.lose(changed, "expired")  # lost and taken again meanwhile: adopted afresh
         for shard, epoch in got.items():
+            before = self._leased.get(shard)
+            if shard in anew and before is not None and before != epoch:
+                # Raised by this run's reload, the lease never lapsed: the sends that went on
+                # through it are recorded under the new epoch (`carried`).
+                self._superseded.setdefault(shard, set()).add(before)
             self._until[shard] = until
             self._sent_at[shard] = sent
             if shard in self._epochs:
