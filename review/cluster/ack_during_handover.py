@@ -62,7 +62,9 @@ def main() -> int:
         starter.join()
         bad: list[str] = []
         first, last = min(a[0] for a in acks.values()), max(a[1] for a in acks.values())
-        print(f"acks sent from {first - t_start:+.1f}s to {last - t_start:+.1f}s after node-3's start")
+        print(
+            f"acks sent from {first - t_start:+.1f}s to {last - t_start:+.1f}s after node-3's start"
+        )
         for node in c.nodes:
             for line in node.log().splitlines():
                 if "reason=handover" in line or ("adopted" in line and "released" in line):
@@ -86,7 +88,9 @@ def main() -> int:
             queued = bool(r.get("queued"))
             if r.get("ok") and second:
                 if not queued and any(p.at > answered for p in second):
-                    bad.append(f"{svc}: ack handled ok at {answered - t_start:+.1f}s, level 2 after")
+                    bad.append(
+                        f"{svc}: ack handled ok at {answered - t_start:+.1f}s, level 2 after"
+                    )
                 elif sent < deadline - 1.0:
                     bad.append(
                         f"{svc}: ack sent {deadline - sent:.1f}s before the deadline"

@@ -82,8 +82,10 @@ def main() -> int:
             if s in again and not answers[s][2].get("ok"):
                 want = -1  # not stored: either is fine
             if want >= 0 and len(mine) != want:
-                bad.append(f"{s}: paged {len(mine)} time(s), want {want}:"
-                           f" {[(p.id, p.node, round(p.at - t0, 1)) for p in mine]}")
+                bad.append(
+                    f"{s}: paged {len(mine)} time(s), want {want}:"
+                    f" {[(p.id, p.node, round(p.at - t0, 1)) for p in mine]}"
+                )
             if s in silent and any(p.node == sleeper.name and p.at > t0 + 1.0 for p in mine):
                 bad.append(f"{s}: paged by the node that slept")
         print(f"{len(pages)} pages in all")
