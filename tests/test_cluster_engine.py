@@ -22,6 +22,7 @@ from pager.shards import preferred, shard_of
 from pagerd import app
 from pagerd.config import Config, load
 from pagerd.config.cluster import ClusterConfig
+from pagerd.engine.inbox import Inbox
 from pagerd.storage.offload import inline
 from pagerd.storage.port import Fence, StoreUnavailable, Transition, Write
 from pagerd.storage.sqlite.store import Store
@@ -235,6 +236,44 @@ async def test_a_survivor_pages_the_due_escalation_of_a_killed_owner_once_within
     first = f"{service}#1/1/1/email:first@example.com"
     assert pages.sent[first] == 1
     assert pages.sent[second] == 1
+
+
+async def test_an_ack_stored_before_the_deadline_while_no_node_held_it_wins_over_the_deadline(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The owner is killed with level 2 half a second away; an ack sent through another node
+    before that deadline is stored in the inbox (no node holds the service meanwhile). The node
+    that takes the shard over decides the ack before the deadline, overdue by then: level 2 is
+    never paged (review round 3 saw a check-in stored on time lose to its deadline so)."""
+    pages = Pages()
+    with trio.fail_after(3600):
+        async with cluster_of(tmp_path, pages) as nodes:
+            service = next(s for s in SERVICES if owner(s, list(NAMES)) == "b")
+            async with connect(nodes["a"].config.socket) as conn:
+                opened = await conn.request("alert", service=service, message="disk full")
+            assert opened["ok"], opened
+            for name in ("a", "c"):  # a read of the inbox takes a round trip (20 ms)
+                inbox = nodes[name].daemon.services.cluster
+                assert isinstance(inbox, Inbox)
+                inbox._offload = _slower(inbox._offload, 0.02)
+            await trio.sleep(59.5)  # level 2 is due in half a second
+            nodes["b"].kill()
+            async with connect(nodes["a"].config.socket) as conn:
+                acked = await conn.request("ack", service=service, by="alice")
+            assert acked["ok"] and acked.get("queued"), acked  # stored; nobody holds it yet
+            await trio.sleep(5 * TTL)  # taken over, the ack decided
+            taker = next(n for n in ("a", "c") if nodes[n].daemon.ownership.holds(service))  # type: ignore[union-attr]
+            status = await status_of(nodes[taker].config, service)
+            assert status["incident"]["acknowledged"] is True, status
+    assert pages.sent[f"{service}#1/1/2/email:second@example.com"] == 0, pages.log
+
+
+def _slower(offload: Any, seconds: float) -> Any:
+    async def slower(call: Any) -> Any:
+        await trio.sleep(seconds)
+        return await offload(call)
+
+    return slower
 
 
 async def status_of(config: Config, service: str) -> dict[str, Any]:

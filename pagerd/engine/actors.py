@@ -171,6 +171,11 @@ class Diverter(Protocol):
         """Whether this node decides for `service` now (it holds its shard)."""
         ...
 
+    def events_first(self, service: str) -> bool:
+        """Whether `service`'s shard was just adopted and the events stored for it meanwhile
+        are still to be read: its due timeouts wait for them (a bounded while)."""
+        ...
+
     async def state(self, service: str) -> tuple[ServiceState, int | None]:
         """`service`'s last committed state, from the store if another node holds it, and its
         open incident's failed deliveries then (None: this node's outbox counts them)."""
@@ -788,6 +793,11 @@ class Services:
         if self._ownership is not None and not self._ownership.holds(service):
             # Its shard is being adopted (armed, not yet held) or has just passed its deadline
             # (about to be dropped, which disarms it): offered again in a moment, never lost.
+            return False
+        if self.cluster is not None and self.cluster.events_first(service):
+            # Adopted a moment ago: an ack or a check-in stored for it while no node held it
+            # (before this deadline) is decided first (found in review: a heartbeat checked in
+            # on time through another node was paged as missed, its check-in read after).
             return False
         # A service no longer configured takes it too: its actor closes the incident.
         envelope = Envelope(event, None)

@@ -64,6 +64,11 @@ MAX_WAITING: Final = 4096
 """Events that wait for their owner's answer on one node (being stored, or stored and not yet
 answered): past it, an event is refused `busy` at once. Each costs a few hundred bytes."""
 TAKE: Final = 256
+FIRST_READ: Final = 2.0
+"""Seconds at most that an adopted shard's due timeouts wait for its first read of the inbox:
+what was stored for it while no node held it (an ack, a check-in, sent before the deadline
+that fell due meanwhile) is decided first; a database that does not answer delays them no
+longer than this."""
 """Inbox events the owner takes in one read."""
 POLL: Final = 2.0
 """Seconds between two reads of the inbox (and of the answers waited for) when no notification
@@ -267,6 +272,7 @@ class Inbox:
         self._queued = self._busy = self._handled = self._poisoned = 0
         self._failures: dict[int, int] = {}  # inbox id -> its failures that count (see above)
         self._not_before: dict[str, float] = {}  # service -> when its failed event is tried
+        self._unread: dict[int, float] = {}  # adopted shards not read yet -> until when
         metrics = metrics or Metrics()
         metrics.gauge(
             "pagerd_cluster_inbox_waiting",
@@ -304,14 +310,31 @@ class Inbox:
         await trio.lowlevel.checkpoint()
 
     def adopted(self, shards: frozenset[int]) -> None:
-        """This node holds `shards` now: read their inbox at once, not at the next poll."""
+        """This node holds `shards` now: read their inbox at once, not at the next poll, and
+        hold their due timeouts back until it is read (`events_first`), for `FIRST_READ` at
+        most."""
+        until = trio.current_time() + FIRST_READ
+        for shard in shards:
+            self._unread[shard] = until
         self._taking.set()
+
+    def events_first(self, service: str) -> bool:
+        shard = shard_of(service)
+        until = self._unread.get(shard)
+        if until is None:
+            return False
+        if trio.current_time() < until:
+            return True
+        del self._unread[shard]  # the database did not answer in time: the timeouts go on
+        return False
 
     def drop(self, shards: frozenset[int]) -> None:
         """`shards` are given up: nothing to stop here. The owner task takes only the shards
         held at each read, and the events of `shards` it routed are answered `MOVED` by their
         actors (or committed), which settles them, their rows left for the next owner. The
         failures counted are forgotten (kept bounded; an event failing still fails again)."""
+        for shard in shards:
+            self._unread.pop(shard, None)
         self._failures.clear()
         self._not_before.clear()
 
@@ -491,6 +514,7 @@ class Inbox:
         if not held:
             return
         taken = await self._offload(lambda: self._cluster.take(held, 0, TAKE))
+        read = [s for s in held if s in self._unread]
         offset = self._clock.offset()
         routed: list[tuple[str, Envelope]] = []
         ids: dict[str, set[int]] = {}
@@ -530,6 +554,9 @@ class Inbox:
             # Should this fail (a bug), what was handed over stays in flight: a copy taken again
             # while the first is still with its actor could be applied twice.
             await self._services.route(routed)
+        # Their events stored before are with their actors now, ahead of any due timeout.
+        for shard in read:
+            self._unread.pop(shard, None)
 
     def _settled(self, service: str, id: int, result: str) -> None:
         """Inbox event `id` of `service` was answered by its actor: committed (its row gone,
