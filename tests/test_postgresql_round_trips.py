@@ -24,7 +24,7 @@ from psycopg import pq
 from pager.domain import Incident, Notify, ServiceState, Target
 from pager.shards import shard_of
 from pagerd.storage.cluster import Fenced
-from pagerd.storage.port import Attempt, Fence, Handled, Transition
+from pagerd.storage.port import Attempt, Fence, Handled, StoreUnavailable, Transition
 from pagerd.storage.postgresql.store import Store
 from tests.postgres import clean_pg, pg_dsn
 
@@ -122,6 +122,21 @@ def test_a_fenced_write_refused_leaves_its_connection_ready_for_the_next(store: 
         store.write([opened("api")])  # no fence at all
     assert store.load_states() == {}
     store.write([opened("api")], Fence(NODE, epochs, RUN))  # the pool's one connection, sound
+    assert list(store.load_states()) == ["api"]
+
+
+def test_a_session_that_lost_the_fence_function_is_replaced_and_the_write_retried(
+    store: Store,
+) -> None:
+    """Something between pagerd and the server reset the session (a transaction-pooling
+    proxy's `DISCARD ALL`): the write fails as unavailable, which is retried, not as an error
+    for ever, and its connection is replaced by one with the function."""
+    epochs = store.claim(NODE, [shard_of("api")], HOUR, run=RUN)
+    with store._pool.connection() as conn:
+        conn.execute("DISCARD TEMP")
+    with pytest.raises(StoreUnavailable, match="lost pagerd's fence function"):
+        store.write([opened("api")], Fence(NODE, epochs, RUN))
+    store.write([opened("api")], Fence(NODE, epochs, RUN))
     assert list(store.load_states()) == ["api"]
 
 

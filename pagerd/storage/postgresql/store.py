@@ -362,8 +362,10 @@ class Store:
         touched = {shard_of(t.after.name) for t in batch if isinstance(t, Transition)}
         attempts = [a.id for a in batch if isinstance(a, Attempt)]
         handled = [h.id for h in batch if isinstance(h, Handled)]
+        lent: Conn | None = None
         try:
             with self._pipelined() as conn:
+                lent = conn
                 if touched or attempts or handled:
                     conn.execute(_FENCE, _fence_arguments(fence, touched, attempts, handled))
                 for statement, values in statements:
@@ -373,6 +375,13 @@ class Store:
         except psycopg.Error as exc:
             if exc.sqlstate == FENCED_STATE:
                 raise _fenced(exc) from None
+            if isinstance(exc, psycopg.errors.UndefinedFunction) and lent is not None:
+                # The session lost the fence's function: something between pagerd and the
+                # server reset it (a transaction-pooling proxy). This connection goes (the pool
+                # makes a new one, with the function), and the write is retried as any other
+                # that met an unavailable database, rather than fail the same way for ever.
+                lent.close()
+                raise StoreUnavailable(f"{self.where}: {SESSION_RESET}") from None
             raise
 
     # Start-up and the outbox's reads. --------------------------------------------------------
@@ -1016,6 +1025,11 @@ def check_schema(config: StorageConfig) -> str:
 
 # Helpers. ----------------------------------------------------------------------------------------
 
+
+SESSION_RESET: Final = (
+    "the connection's session lost pagerd's fence function (reset by something between pagerd"
+    " and PostgreSQL? pagerd needs a session per connection: no transaction pooling)"
+)
 
 FENCED_STATE: Final = "PGRF1"
 """The SQLSTATE `_FENCE` raises (a code of pagerd's own, in no standard class)."""
