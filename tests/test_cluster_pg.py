@@ -25,7 +25,7 @@ from tests.servers import HttpServer, SmtpServer, free_port
 pytestmark = pytest.mark.e2e
 
 NODES = ("n1", "n2", "n3")
-CONFIG = """
+NODE = """
 [daemon]
 socket = "run/pager.sock"
 state_dir = "state"
@@ -37,7 +37,12 @@ dsn = "{dsn}"
 [cluster]
 node_name = "{node}"
 lease_ttl = "3s"
+"""
+"""What every node of these tests runs: its own socket and state, the shared database."""
 
+CONFIG = (
+    NODE
+    + """
 [channels.webhook]
 transport = "webhook"
 timeout = "10s"
@@ -55,6 +60,7 @@ policy = "hook"
 [services.web]
 policy = "hook"
 """
+)
 
 
 PD_KEY = "pd-key-for-the-cluster-0123456789"
@@ -254,19 +260,9 @@ def one_name(started: dict[str, Pagerd], node: Pagerd) -> str:
     return next(name for name, each in started.items() if each is node)
 
 
-LINKS = """
-[daemon]
-socket = "run/pager.sock"
-state_dir = "state"
-
-[storage]
-backend = "postgresql"
-dsn = "{dsn}"
-
-[cluster]
-node_name = "{node}"
-lease_ttl = "3s"
-
+LINKS = (
+    NODE
+    + """
 [delivery]
 workers = 0
 
@@ -291,6 +287,7 @@ ack_timeout = "1h"
 [services.api]
 policy = "oncall"
 """
+)
 
 
 def test_an_acknowledge_link_signed_by_the_owner_answers_on_a_node_that_is_not(
