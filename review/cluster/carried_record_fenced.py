@@ -107,10 +107,7 @@ def main() -> int:
         for row in rows:
             print("   db:", row)
         for line in owner.log().splitlines():
-            if any(
-                w in line
-                for w in (" WARNING ", " ERROR ", "adopted 1", "notified", "fenced")
-            ):
+            if any(w in line for w in (" WARNING ", " ERROR ", "adopted 1", "notified", "fenced")):
                 print("   ", owner.name, "|", line[:230])
         pages = c.receiver.of(svc)
         for p in pages:

@@ -35,8 +35,10 @@ from tests import cluster as harness
 def burst(node: harness.Node, services: list[str], n: int, answers: dict) -> None:
     """`n` alerts on one connection (a client's burst: stored in one commit), replies read."""
     lines = b"".join(
-        json.dumps({"op": "alert", "service": services[i % len(services)],
-                    "message": f"storm {i}"}).encode() + b"\n"
+        json.dumps(
+            {"op": "alert", "service": services[i % len(services)], "message": f"storm {i}"}
+        ).encode()
+        + b"\n"
         for i in range(n)
     )
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -64,8 +66,13 @@ def main() -> int:
         database() as dsn,
         tempfile.TemporaryDirectory() as tmp,
         harness.running(
-            Path(tmp), dsn, ["x-0", "x-1", "x-2", "x-3", *noise], nodes=2, lease_ttl=6.0,
-            ack_timeout="6s", extra=extra,
+            Path(tmp),
+            dsn,
+            ["x-0", "x-1", "x-2", "x-3", *noise],
+            nodes=2,
+            lease_ttl=6.0,
+            ack_timeout="6s",
+            extra=extra,
         ) as c,
     ):
         c.wait_owned(within=60)
@@ -88,8 +95,11 @@ def main() -> int:
         for s in hbs:
             assert victim.ask({"op": "heartbeat", "service": s})["ok"]
         c.receiver.wait(lambda ps: any(p.id.startswith(f"{x}#") for p in ps), 10, "level 1")
-        print(at(), f"{x}: level 1 paged (level 2 due at +6.0s); {len(hbs)} heartbeats of"
-              f" {victim.name} checked in (due at +5.0s)")
+        print(
+            at(),
+            f"{x}: level 1 paged (level 2 due at +6.0s); {len(hbs)} heartbeats of"
+            f" {victim.name} checked in (due at +5.0s)",
+        )
         time.sleep(max(0.0, t0 + 0.5 - time.monotonic()))
         victim.kill()
         print(at(), f"{victim.name} killed (-9)")
@@ -98,7 +108,7 @@ def main() -> int:
         def ask(key: str, request: dict) -> None:
             try:
                 answers[key] = other.ask(request, timeout=60)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 answers[key] = {"ok": False, "error": repr(exc)}
 
         storm = [threading.Thread(target=burst, args=(other, theirs, args.backlog, answers))]
@@ -106,27 +116,40 @@ def main() -> int:
             t.start()
         harness.wait_for(
             lambda: c.query("SELECT coalesce(max(id), 0) FROM inbox")[0][0] >= args.backlog,
-            20, "the storm",
+            20,
+            "the storm",
         )
-        print(at(), f"{args.backlog} alerts for {len(theirs)} services of {victim.name} stored"
-              f" in the inbox through {other.name}")
+        print(
+            at(),
+            f"{args.backlog} alerts for {len(theirs)} services of {victim.name} stored"
+            f" in the inbox through {other.name}",
+        )
         late = [
             threading.Thread(target=ask, args=(x, {"op": "ack", "service": x, "by": "alice"})),
-            *(threading.Thread(target=ask, args=(s, {"op": "heartbeat", "service": s}))
-              for s in hbs),
+            *(
+                threading.Thread(target=ask, args=(s, {"op": "heartbeat", "service": s}))
+                for s in hbs
+            ),
         ]
         for t in late:
             t.start()
         want = 1 + len(hbs)
         harness.wait_for(
-            lambda: c.query(
-                "SELECT count(*) FROM inbox WHERE service = %s OR service = ANY(%s)", x, hbs
-            )[0][0] >= want,
-            10, "the ack and check-ins stored",
+            lambda: (
+                c.query(
+                    "SELECT count(*) FROM inbox WHERE service = %s OR service = ANY(%s)", x, hbs
+                )[0][0]
+                >= want
+            ),
+            10,
+            "the ack and check-ins stored",
         )
         stored_at = time.monotonic() - t0
-        print(at(), f"ack of {x} and {len(hbs)} check-ins stored in the inbox (before +5.0s:"
-              f" {stored_at < 5.0})")
+        print(
+            at(),
+            f"ack of {x} and {len(hbs)} check-ins stored in the inbox (before +5.0s:"
+            f" {stored_at < 5.0})",
+        )
         for t in late + storm:
             t.join()
         print(at(), f"ack answered: {answers[x]}")
@@ -140,7 +163,8 @@ def main() -> int:
             print(f"  page {p.id} {p.path} by {p.node} at +{p.at - wall0:.1f}s")
         acked = c.query(
             "SELECT number, acknowledged_by, acknowledged_at IS NOT NULL FROM incidents"
-            " WHERE service = %s", x,
+            " WHERE service = %s",
+            x,
         )
         print(f"  {x} incidents: {acked}")
         missed = {}
