@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -22,6 +23,7 @@ from pager.shards import preferred, shard_of
 from pagerd import app
 from pagerd.config import Config, load
 from pagerd.config.cluster import ClusterConfig
+from pagerd.engine.actors import Envelope
 from pagerd.engine.inbox import Inbox
 from pagerd.storage.offload import inline
 from pagerd.storage.port import Fence, StoreUnavailable, Transition, Write
@@ -238,13 +240,16 @@ async def test_a_survivor_pages_the_due_escalation_of_a_killed_owner_once_within
     assert pages.sent[second] == 1
 
 
+@pytest.mark.parametrize("backlog", [0, 300])
 async def test_an_ack_stored_before_the_deadline_while_no_node_held_it_wins_over_the_deadline(
-    autojump_clock: trio.testing.MockClock, tmp_path: Path
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, backlog: int
 ) -> None:
     """The owner is killed with level 2 half a second away; an ack sent through another node
     before that deadline is stored in the inbox (no node holds the service meanwhile). The node
     that takes the shard over decides the ack before the deadline, overdue by then: level 2 is
-    never paged (review round 3 saw a check-in stored on time lose to its deadline so)."""
+    never paged (review round 3 saw a check-in stored on time lose to its deadline so). Behind
+    `backlog` alerts stored before it too, more than one read takes (review round 4: the ack
+    was left to a later read, and the deadline went first)."""
     pages = Pages()
     with trio.fail_after(3600):
         async with cluster_of(tmp_path, pages) as nodes:
@@ -258,6 +263,9 @@ async def test_an_ack_stored_before_the_deadline_while_no_node_held_it_wins_over
                 inbox._offload = _slower(inbox._offload, 0.02)
             await trio.sleep(59.5)  # level 2 is due in half a second
             nodes["b"].kill()
+            inbox = nodes["a"].daemon.services.cluster
+            assert isinstance(inbox, Inbox)
+            await inbox.put_all([(service, Envelope(Alert("again"), None))] * backlog)
             async with connect(nodes["a"].config.socket) as conn:
                 acked = await conn.request("ack", service=service, by="alice")
             assert acked["ok"] and acked.get("queued"), acked  # stored; nobody holds it yet
@@ -471,6 +479,41 @@ async def test_a_reload_lets_a_send_in_progress_finish_and_pages_once(
             # Recorded as sent: nothing of it is left for an owner to send again.
             left = [u.notify.id for u in a.daemon.store.undelivered(100, shards={shard})]
             assert first not in left, left
+    assert pages.sent[first] == 1, pages.log
+
+
+async def test_a_carried_send_whose_record_meets_its_reload_s_new_epoch_first_is_recorded(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review round 4: the reload's claim (raising the epoch) reached the database before the
+    record of a send that went on through the reload, and before the node had its answer: the
+    record, fenced by the old epoch, was refused; the shard was dropped as lost, the send cut,
+    and the page sent again at the next adoption. Now the refusal is the node's own doing: the
+    record waits for the new epoch and is written under it; nothing is dropped or sent again."""
+    pages = Slow()
+    service = SERVICES[0]
+    shard = shard_of(service)
+    first = f"{service}#1/1/1/email:first@example.com"
+    with trio.fail_after(3600):
+        async with cluster_of(tmp_path, pages, ["a"]) as nodes:
+            a = nodes["a"]
+            ownership = a.daemon.ownership
+            assert ownership is not None
+            pages.armed = True
+            async with connect(a.config.socket) as conn:
+                opened = await conn.request("alert", service=service, message="disk full")
+            assert opened["ok"], opened
+            await pages.sending.wait()
+            epoch = ownership.fence().epochs[shard]
+            ownership.reload([shard])
+            # Its claim committed, its answer not yet read: the database's epoch is ahead.
+            a.link.claim("a", [shard], TTL, run=ownership.run_id, anew=[shard])
+            pages.answer.set()
+            await trio.sleep(5 * TTL)
+            assert ownership.holds(service) and ownership.held()[shard] > epoch + 1
+            left = [u.notify.id for u in a.daemon.store.undelivered(100, shards={shard})]
+            assert first not in left, left
+            assert "reason=fenced" not in caplog.text and "cut short" not in caplog.text
     assert pages.sent[first] == 1, pages.log
 
 

@@ -132,6 +132,9 @@ class Fencing:
     def reload(self, shards: Collection[int]) -> None:
         self.reloaded.append(frozenset(shards))
 
+    def raised(self, shards: Collection[int], fence: Fence) -> frozenset[int]:
+        return frozenset()
+
 
 @pytest.mark.parametrize(
     ("error", "reloads"),

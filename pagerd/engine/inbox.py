@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from functools import partial
 from typing import Any, Final, Protocol
 
 import attrs
@@ -45,6 +46,7 @@ from pagerd.access.peers import Peer
 from pagerd.engine.actors import Envelope, Removed, Reply, Services
 from pagerd.engine.ownership import MOVED, owner_object
 from pagerd.operations.metrics import Counter, Metrics
+from pagerd.storage import cluster as stored
 from pagerd.storage.cluster import ANSWER_CHANNEL, INBOX_CHANNEL, Cluster
 from pagerd.storage.offload import Offload
 from pagerd.storage.port import StoreError
@@ -513,23 +515,49 @@ class Inbox:
         held = frozenset(self._owner.held())
         if not held:
             return
-        taken = await self._offload(lambda: self._cluster.take(held, 0, TAKE))
-        read = [s for s in held if s in self._unread]
+        first = frozenset(s for s in held if s in self._unread)
+        if first:
+            # Adopted: every event stored for them while no node held them, page by page,
+            # before their due timeouts (`events_first`), whatever the other shards' backlog
+            # (found in review: a take of the oldest 256 of every shard held left an ack out).
+            after = 0
+            behind: set[int] = set()
+            while True:
+                page = await self._offload(partial(self._cluster.take, first, after, TAKE))
+                behind |= await self._route(page)
+                if len(page) < TAKE:
+                    break
+                after = page[-1].id
+            # A shard with an event left behind its service's earlier ones (in flight) is read
+            # again once they are answered (`_settled` wakes this), still ahead of its timeouts.
+            for shard in first - behind:
+                self._unread.pop(shard, None)
+        await self._route(await self._offload(lambda: self._cluster.take(held, 0, TAKE)))
+
+    async def _route(self, taken: Sequence[stored.Queued]) -> set[int]:
+        """Hand the events `taken` to their actors: those not in flight already, of services
+        held, each after its service's earlier events; one that cannot be read is answered.
+        The shards of those left behind their service's earlier events, to be taken again."""
         offset = self._clock.offset()
         routed: list[tuple[str, Envelope]] = []
         ids: dict[str, set[int]] = {}
         now = trio.current_time()
         poison: list[tuple[str, int, str]] = []
         alone: set[str] = set()  # services whose first event failed before: tried alone
+        behind: set[int] = set()
         for queued in taken:
             service, id = queued.service, queued.id
-            if service in self._in_flight or not self._owner.holds(service):
-                continue  # after what is in flight (its order); or moved on meanwhile
-            if service in alone:
-                continue  # after its event that failed, alone (another's failure is not its)
+            if not self._owner.holds(service):
+                continue  # moved on meanwhile
+            if service in self._in_flight or service in alone:
+                # After what is in flight (its order), or after its event that failed, alone
+                # (another's failure is not its).
+                behind.add(queued.shard)
+                continue
             if id in self._failures:
                 if self._not_before.get(service, now) > now:
                     alone.add(service)  # its next try waits for a poll
+                    behind.add(queued.shard)
                     continue
                 alone.add(service)
             try:
@@ -542,6 +570,7 @@ class Inbox:
                 if self._count_failure(service, id):
                     ids.setdefault(service, set()).add(id)  # in flight until answered
                     poison.append((service, id, f"an event this pagerd cannot read: {exc}"))
+                behind.add(queued.shard)
                 continue
             reply = _Taken(self, service, id, terse)
             routed.append((service, attrs.evolve(envelope, reply=reply, inbox_id=id)))
@@ -554,9 +583,7 @@ class Inbox:
             # Should this fail (a bug), what was handed over stays in flight: a copy taken again
             # while the first is still with its actor could be applied twice.
             await self._services.route(routed)
-        # Their events stored before are with their actors now, ahead of any due timeout.
-        for shard in read:
-            self._unread.pop(shard, None)
+        return behind
 
     def _settled(self, service: str, id: int, result: str) -> None:
         """Inbox event `id` of `service` was answered by its actor: committed (its row gone,

@@ -310,6 +310,21 @@ class Ownership:
                 found[shard] = Term(self._leased[shard])
         return found
 
+    def raised(self, shards: Collection[int], fence: Fence) -> frozenset[int]:
+        """Those of `shards` held now whose epoch in `fence` this run's own reload raised
+        (`carried`), or is raising: a reload pending, its claim (with `anew`) maybe committed
+        already. While this node holds a lease by its own clock, the database's has not ended
+        (the margin), so no other node can have changed its epoch: only this run's claim."""
+        now = trio.current_time()
+        found = set()
+        for shard in shards:
+            epoch = fence.epochs.get(shard)
+            if epoch is None or self._until.get(shard, -math.inf) <= now:
+                continue
+            if shard in self._reload_after or epoch in self._superseded.get(shard, ()):
+                found.add(shard)
+        return frozenset(found)
+
     def carried(self, shard: int, term: Term) -> Term:
         """`term`, a send's (taken as it started, `Term(epoch)`), as it stands now: where this
         run's own reload raised `shard`'s epoch since (the lease held all along: a lapse or a

@@ -90,6 +90,12 @@ class Fencing(Protocol):
         """A write found `shards` no longer this node's: stop everything of them now."""
         ...
 
+    def raised(self, shards: Collection[int], fence: Fence) -> frozenset[int]:
+        """Those of `shards` whose epoch in `fence` this node's own reload has raised since, or
+        is raising (its claim in flight), the lease held all along: a write fenced by them was
+        refused for that, not because another node has them."""
+        ...
+
     def reload(self, shards: Collection[int]) -> None:
         """A write touching `shards` may or may not have been written (`StoreUnavailable`:
         the connection was lost during its commit): what this node keeps of them may be
@@ -208,7 +214,7 @@ class Committer:
                 fence = fencing.fence()
                 await self._offload(lambda: self._store.write(writes, fence))
         except Fenced as exc:
-            if fencing is not None and await self._fenced(batch, exc, fencing):
+            if fencing is not None and await self._fenced(batch, exc, fencing, fence):
                 return
             # No waiter says it touches those shards: none can be split off.
             self._failures += 1
@@ -274,20 +280,30 @@ class Committer:
             waiter.done.set()
         return current
 
-    async def _fenced(self, batch: list[_Waiter], exc: Fenced, fencing: Fencing) -> bool:
+    async def _fenced(
+        self, batch: list[_Waiter], exc: Fenced, fencing: Fencing, fence: Fence
+    ) -> bool:
         """`batch` was refused for touching shards lost: drop them, fail the waiters that touch
-        them, write the others again. False if no waiter says it touches them (nothing to
+        them, write the others again. A shard whose epoch this node's own reload raised meanwhile
+        is not lost: its waiters are refused as `Stale` (decided again, or recorded under the
+        new epoch: found in review, a delivery's record refused so had its shard dropped, its
+        send cut, and the page sent again). False if no waiter says it touches them (nothing to
         split off: the batch fails as a whole)."""
-        fencing.lose(exc.shards)
+        raised = fencing.raised(exc.shards, fence)
+        lost = exc.shards - raised
+        if lost:
+            fencing.lose(lost)
         out = [w for w in batch if w.shards & exc.shards]
         if not out:
             return False
         log.warning(
-            "commit fenced: shard(s) %s are no longer this node's; %d of %d waiter(s) refused",
-            sorted(exc.shards), len(out), len(batch),
+            "commit fenced: shard(s) %s are no longer this node's, %s under a new epoch of its"
+            " own; %d of %d waiter(s) refused",
+            sorted(lost), sorted(raised), len(out), len(batch),
         )  # fmt: skip
         for waiter in out:
-            waiter.error = Fenced(waiter.shards & exc.shards)
+            gone = waiter.shards & lost
+            waiter.error = Fenced(gone) if gone else Stale(waiter.shards & raised)
             waiter.done.set()
         rest = [w for w in batch if not w.shards & exc.shards]
         if rest:
