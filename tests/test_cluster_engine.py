@@ -25,6 +25,7 @@ from pagerd.config import Config, load
 from pagerd.config.cluster import ClusterConfig
 from pagerd.engine.actors import Envelope
 from pagerd.engine.inbox import Inbox
+from pagerd.engine.ownership import Ownership
 from pagerd.storage.offload import inline
 from pagerd.storage.port import Fence, StoreUnavailable, Transition, Write
 from pagerd.storage.sqlite.store import Store
@@ -445,6 +446,30 @@ class Slow(Pages):
         return Transport()
 
 
+PAGED = SERVICES[0]
+FIRST = f"{PAGED}#1/1/1/email:first@example.com"
+
+
+@asynccontextmanager
+async def one_page_sending(tmp_path: Path) -> AsyncIterator[tuple[Node, Ownership, Slow]]:
+    """One node, sending the first page of `PAGED`'s incident, held until `pages.answer`."""
+    pages = Slow()
+    async with cluster_of(tmp_path, pages, ["a"]) as nodes:
+        a = nodes["a"]
+        assert a.daemon.ownership is not None
+        pages.armed = True
+        async with connect(a.config.socket) as conn:
+            opened = await conn.request("alert", service=PAGED, message="disk full")
+        assert opened["ok"], opened
+        await pages.sending.wait()
+        yield a, a.daemon.ownership, pages
+
+
+def unrecorded(node: Node) -> list[str]:
+    """The notifications of `PAGED`'s shard left to send: none once its page is recorded."""
+    return [u.notify.id for u in node.daemon.store.undelivered(100, shards={shard_of(PAGED)})]
+
+
 async def test_a_reload_lets_a_send_in_progress_finish_and_pages_once(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
@@ -453,33 +478,20 @@ async def test_a_reload_lets_a_send_in_progress_finish_and_pages_once(
     that lease (raised by the reload's claim: review round 3 found the record refused as stale,
     the page left pending for the next owner to send again), and the adoption that reloads the
     shard does not take it again. Cut short, it would be sent a second time once adopted."""
-    pages = Slow()
-    service = SERVICES[0]
-    shard = shard_of(service)
-    first = f"{service}#1/1/1/email:first@example.com"
+    shard = shard_of(PAGED)
     with trio.fail_after(3600):
-        async with cluster_of(tmp_path, pages, ["a"]) as nodes:
-            a = nodes["a"]
-            ownership = a.daemon.ownership
-            assert ownership is not None
-            pages.armed = True
-            async with connect(a.config.socket) as conn:
-                opened = await conn.request("alert", service=service, message="disk full")
-            assert opened["ok"], opened
-            await pages.sending.wait()
+        async with one_page_sending(tmp_path) as (a, ownership, pages):
             ownership.reload([shard])  # as the committer does after a lost COMMIT
-            assert not ownership.holds(service)
+            assert not ownership.holds(PAGED)
             epoch = ownership.fence().epochs[shard]
             await trio.sleep(3)  # a round (woken) adopts it again from the store
-            assert ownership.holds(service) and ownership.held()[shard] == epoch + 1
+            assert ownership.holds(PAGED) and ownership.held()[shard] == epoch + 1
             pages.answer.set()
             await trio.sleep(5 * TTL)
-            status = await status_of(a.config, service)
-            assert status["incident"]["id"] == f"{service}#1"
-            # Recorded as sent: nothing of it is left for an owner to send again.
-            left = [u.notify.id for u in a.daemon.store.undelivered(100, shards={shard})]
-            assert first not in left, left
-    assert pages.sent[first] == 1, pages.log
+            status = await status_of(a.config, PAGED)
+            assert status["incident"]["id"] == f"{PAGED}#1"
+            assert FIRST not in unrecorded(a)  # recorded: nothing left to send again
+    assert pages.sent[FIRST] == 1, pages.log
 
 
 async def test_a_carried_send_whose_record_meets_its_reload_s_new_epoch_first_is_recorded(
@@ -490,31 +502,19 @@ async def test_a_carried_send_whose_record_meets_its_reload_s_new_epoch_first_is
     record, fenced by the old epoch, was refused; the shard was dropped as lost, the send cut,
     and the page sent again at the next adoption. Now the refusal is the node's own doing: the
     record waits for the new epoch and is written under it; nothing is dropped or sent again."""
-    pages = Slow()
-    service = SERVICES[0]
-    shard = shard_of(service)
-    first = f"{service}#1/1/1/email:first@example.com"
+    shard = shard_of(PAGED)
     with trio.fail_after(3600):
-        async with cluster_of(tmp_path, pages, ["a"]) as nodes:
-            a = nodes["a"]
-            ownership = a.daemon.ownership
-            assert ownership is not None
-            pages.armed = True
-            async with connect(a.config.socket) as conn:
-                opened = await conn.request("alert", service=service, message="disk full")
-            assert opened["ok"], opened
-            await pages.sending.wait()
+        async with one_page_sending(tmp_path) as (a, ownership, pages):
             epoch = ownership.fence().epochs[shard]
             ownership.reload([shard])
             # Its claim committed, its answer not yet read: the database's epoch is ahead.
             a.link.claim("a", [shard], TTL, run=ownership.run_id, anew=[shard])
             pages.answer.set()
             await trio.sleep(5 * TTL)
-            assert ownership.holds(service) and ownership.held()[shard] > epoch + 1
-            left = [u.notify.id for u in a.daemon.store.undelivered(100, shards={shard})]
-            assert first not in left, left
+            assert ownership.holds(PAGED) and ownership.held()[shard] > epoch + 1
+            assert FIRST not in unrecorded(a)
             assert "reason=fenced" not in caplog.text and "cut short" not in caplog.text
-    assert pages.sent[first] == 1, pages.log
+    assert pages.sent[FIRST] == 1, pages.log
 
 
 async def test_status_on_a_node_cut_from_the_database_shows_what_it_knows_and_says_so(
