@@ -40,7 +40,17 @@ from pagerd.config.channels import Channel
 from pagerd.config.http import FrontConfig
 from pagerd.delivery.outbox import LaneSpec, Outbox
 from pagerd.engine.actors import Envelope, Services
-from pagerd.engine.inbox import MAX_ATTEMPTS, Inbox, _Relay, decode, encode, result_of
+from pagerd.engine.inbox import (
+    FIRST_READ,
+    FIRST_READ_MAX,
+    MAX_ATTEMPTS,
+    Inbox,
+    _Hold,
+    _Relay,
+    decode,
+    encode,
+    result_of,
+)
 from pagerd.engine.ownership import MOVED
 from pagerd.engine.scheduler import Scheduler
 from pagerd.front.local import LocalCore
@@ -723,3 +733,44 @@ async def test_a_database_down_is_logged_in_a_line_a_poll_not_a_traceback(
     failures = [r for r in caplog.records if r.name == "pagerd.inbox"]
     assert failures and all(r.exc_info is None for r in failures)
     assert all("the test cut it" in r.getMessage() for r in failures)
+
+
+async def test_an_adopted_service_s_timeouts_wait_for_its_stored_events_while_they_go_on(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Review round 5: a storm stored on one service while no node held it outlasted a fixed
+    wait, and its ack (stored before the deadline, behind the storm) lost to its due timeout.
+    The service whose stored events wait behind its earlier ones (in flight) holds its timeouts
+    until the last of them is handed over, as long as they go on (each within `FIRST_READ`),
+    `FIRST_READ_MAX` at most; the shard's other services do not wait once it has been read."""
+    other = next(f"svc-{i}" for i in range(10_000) if shard_of(f"svc-{i}") == SHARD)
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD], poll=3600.0)  # reads only when woken
+        inbox = owner.inbox
+        stored = encode(SERVICE, Envelope(Alert("stored meanwhile"), None), 0.0)
+        c.cluster.put_many("b", [(SERVICE, stored, T0)] * 3)
+        inbox._in_flight[SERVICE] = {0}  # an earlier event of it is with its actor still
+        inbox.adopted(frozenset({SHARD}))
+        assert inbox.events_first(SERVICE) and inbox.events_first(other)  # nothing read yet
+        await trio.sleep(0.1)  # the first read: its events wait behind the one in flight
+        assert inbox.events_first(SERVICE) and not inbox.events_first(other)
+        inbox._in_flight.clear()  # answered: the next take hands the three over, the last too
+        inbox._taking.set()
+        await trio.sleep(0.1)
+        assert not inbox.events_first(SERVICE)
+        # Its events wait behind one that stays in flight: held FIRST_READ, no longer.
+        c.cluster.put_many("b", [(SERVICE, stored, T0)])
+        inbox._in_flight[SERVICE] = {0}
+        inbox.adopted(frozenset({SHARD}))
+        await trio.sleep(0.1)
+        assert inbox.events_first(SERVICE)
+        await trio.sleep(FIRST_READ)
+        assert not inbox.events_first(SERVICE)
+
+
+def test_a_hold_goes_on_with_each_read_never_past_its_latest() -> None:
+    hold = _Hold(FIRST_READ, FIRST_READ_MAX)
+    hold.go_on(10.0)
+    assert hold.until == 10.0 + FIRST_READ
+    hold.go_on(FIRST_READ_MAX)
+    assert hold.until == FIRST_READ_MAX

@@ -66,12 +66,16 @@ MAX_WAITING: Final = 4096
 """Events that wait for their owner's answer on one node (being stored, or stored and not yet
 answered): past it, an event is refused `busy` at once. Each costs a few hundred bytes."""
 TAKE: Final = 256
-FIRST_READ: Final = 2.0
-"""Seconds at most that an adopted shard's due timeouts wait for its first read of the inbox:
-what was stored for it while no node held it (an ack, a check-in, sent before the deadline
-that fell due meanwhile) is decided first; a database that does not answer delays them no
-longer than this."""
 """Inbox events the owner takes in one read."""
+FIRST_READ: Final = 2.0
+"""Seconds an adopted shard's due timeouts wait for the first read of its inbox: what was
+stored for it while no node held it (an ack, a check-in, sent before the deadline that fell
+due meanwhile) is decided first. A service whose events wait behind its earlier ones (a storm
+of its own) holds its timeouts as long as each read of them comes within this, up to
+`FIRST_READ_MAX`; a database that does not answer delays them no longer than this."""
+FIRST_READ_MAX: Final = 30.0
+"""Seconds at most a service's due timeouts wait for its events stored before its shard was
+adopted (a storm of tens of thousands on one service, found in review, takes seconds)."""
 POLL: Final = 2.0
 """Seconds between two reads of the inbox (and of the answers waited for) when no notification
 came: the backstop for notifications lost while the listening connection was down."""
@@ -209,6 +213,20 @@ class _Waiting:
     deadline: float
 
 
+@attrs.define
+class _Hold:
+    """Due timeouts held back for events stored before a shard was adopted: until `until`,
+    which each read or hand-over moves on (`FIRST_READ` ahead), never past `latest`."""
+
+    until: float
+    latest: float
+    last: int = 0
+    """The last inbox id of the service's events stored before (`_behind` only)."""
+
+    def go_on(self, now: float) -> None:
+        self.until = min(now + FIRST_READ, self.latest)
+
+
 def _could_not(what: str, exc: Exception) -> None:
     """A database that cannot be reached, said in one line (an outage repeats it every poll:
     an operator found the log full of tracebacks); anything else with its traceback (a bug)."""
@@ -274,7 +292,12 @@ class Inbox:
         self._queued = self._busy = self._handled = self._poisoned = 0
         self._failures: dict[int, int] = {}  # inbox id -> its failures that count (see above)
         self._not_before: dict[str, float] = {}  # service -> when its failed event is tried
-        self._unread: dict[int, float] = {}  # adopted shards not read yet -> until when
+        # Adopted shards not read through yet -> (until when, at the latest): their due
+        # timeouts wait (`events_first`).
+        self._unread: dict[int, _Hold] = {}
+        # Services of adopted shards whose events stored before wait behind their earlier
+        # ones: their due timeouts wait too, until the last of those is handed over.
+        self._behind: dict[str, _Hold] = {}
         metrics = metrics or Metrics()
         metrics.gauge(
             "pagerd_cluster_inbox_waiting",
@@ -315,19 +338,25 @@ class Inbox:
         """This node holds `shards` now: read their inbox at once, not at the next poll, and
         hold their due timeouts back until it is read (`events_first`), for `FIRST_READ` at
         most."""
-        until = trio.current_time() + FIRST_READ
+        now = trio.current_time()
         for shard in shards:
-            self._unread[shard] = until
+            self._unread[shard] = _Hold(now + FIRST_READ, now + FIRST_READ_MAX)
         self._taking.set()
 
     def events_first(self, service: str) -> bool:
+        now = trio.current_time()
         shard = shard_of(service)
-        until = self._unread.get(shard)
-        if until is None:
+        unread = self._unread.get(shard)
+        if unread is not None:
+            if now < unread.until:
+                return True
+            del self._unread[shard]  # no read came in time: the timeouts go on
+        behind = self._behind.get(service)
+        if behind is None:
             return False
-        if trio.current_time() < until:
+        if now < behind.until:
             return True
-        del self._unread[shard]  # the database did not answer in time: the timeouts go on
+        del self._behind[service]  # no progress in time, or `FIRST_READ_MAX` is over
         return False
 
     def drop(self, shards: frozenset[int]) -> None:
@@ -337,6 +366,8 @@ class Inbox:
         failures counted are forgotten (kept bounded; an event failing still fails again)."""
         for shard in shards:
             self._unread.pop(shard, None)
+        for service in [s for s in self._behind if shard_of(s) in shards]:
+            del self._behind[service]
         self._failures.clear()
         self._not_before.clear()
 
@@ -520,31 +551,43 @@ class Inbox:
             # Adopted: every event stored for them while no node held them, page by page,
             # before their due timeouts (`events_first`), whatever the other shards' backlog
             # (found in review: a take of the oldest 256 of every shard held left an ack out).
+            # Each page read holds them a little longer (a storm stored meanwhile takes many).
+            # An event left behind its service's earlier ones (in flight) holds that service's
+            # timeouts until it is handed over by a later take (found in review: a storm on one
+            # service outlasted a fixed wait, and its ack, behind it, lost to its deadline).
             after = 0
-            behind: set[int] = set()
+            last: dict[str, int] = {}  # service -> its last event left behind
             while True:
                 page = await self._offload(partial(self._cluster.take, first, after, TAKE))
-                behind |= await self._route(page)
+                for queued in await self._route(page):
+                    last[queued.service] = queued.id
+                now = trio.current_time()
+                for shard in first:
+                    if (unread := self._unread.get(shard)) is not None:
+                        unread.go_on(now)
                 if len(page) < TAKE:
                     break
                 after = page[-1].id
-            # A shard with an event left behind its service's earlier ones (in flight) is read
-            # again once they are answered (`_settled` wakes this), still ahead of its timeouts.
-            for shard in first - behind:
-                self._unread.pop(shard, None)
+            now = trio.current_time()
+            for shard in first:
+                unread = self._unread.pop(shard, None)
+                latest = now + FIRST_READ_MAX if unread is None else unread.latest
+                for service, id in last.items():
+                    if shard_of(service) == shard:
+                        self._behind[service] = _Hold(min(now + FIRST_READ, latest), latest, id)
         await self._route(await self._offload(lambda: self._cluster.take(held, 0, TAKE)))
 
-    async def _route(self, taken: Sequence[stored.Queued]) -> set[int]:
+    async def _route(self, taken: Sequence[stored.Queued]) -> list[stored.Queued]:
         """Hand the events `taken` to their actors: those not in flight already, of services
         held, each after its service's earlier events; one that cannot be read is answered.
-        The shards of those left behind their service's earlier events, to be taken again."""
+        Those left behind their service's earlier events, to be taken again."""
         offset = self._clock.offset()
         routed: list[tuple[str, Envelope]] = []
         ids: dict[str, set[int]] = {}
         now = trio.current_time()
         poison: list[tuple[str, int, str]] = []
         alone: set[str] = set()  # services whose first event failed before: tried alone
-        behind: set[int] = set()
+        behind: list[stored.Queued] = []
         for queued in taken:
             service, id = queued.service, queued.id
             if not self._owner.holds(service):
@@ -552,12 +595,12 @@ class Inbox:
             if service in self._in_flight or service in alone:
                 # After what is in flight (its order), or after its event that failed, alone
                 # (another's failure is not its).
-                behind.add(queued.shard)
+                behind.append(queued)
                 continue
             if id in self._failures:
                 if self._not_before.get(service, now) > now:
                     alone.add(service)  # its next try waits for a poll
-                    behind.add(queued.shard)
+                    behind.append(queued)
                     continue
                 alone.add(service)
             try:
@@ -570,7 +613,7 @@ class Inbox:
                 if self._count_failure(service, id):
                     ids.setdefault(service, set()).add(id)  # in flight until answered
                     poison.append((service, id, f"an event this pagerd cannot read: {exc}"))
-                behind.add(queued.shard)
+                behind.append(queued)
                 continue
             reply = _Taken(self, service, id, terse)
             routed.append((service, attrs.evolve(envelope, reply=reply, inbox_id=id)))
@@ -583,6 +626,16 @@ class Inbox:
             # Should this fail (a bug), what was handed over stays in flight: a copy taken again
             # while the first is still with its actor could be applied twice.
             await self._services.route(routed)
+        if self._behind:
+            now = trio.current_time()
+            for service, envelope in routed:
+                hold = self._behind.get(service)
+                if hold is None or envelope.inbox_id is None:
+                    continue
+                if envelope.inbox_id >= hold.last:
+                    del self._behind[service]  # the last it had stored before: handed over
+                else:
+                    hold.go_on(now)
         return behind
 
     def _settled(self, service: str, id: int, result: str) -> None:
