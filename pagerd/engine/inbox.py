@@ -555,19 +555,26 @@ class Inbox:
             # An event left behind its service's earlier ones (in flight) holds that service's
             # timeouts until it is handed over by a later take (found in review: a storm on one
             # service outlasted a fixed wait, and its ack, behind it, lost to its deadline).
-            after = 0
+            # One read, usually; past a page, a shard at a time: ids are given in the order
+            # they commit within a shard only (`Cluster.put`), so a page after the last id read
+            # skips none of that shard's, where one across shards could.
             last: dict[str, int] = {}  # service -> its last event left behind
-            while True:
-                page = await self._offload(partial(self._cluster.take, first, after, TAKE))
-                for queued in await self._route(page):
-                    last[queued.service] = queued.id
-                now = trio.current_time()
-                for shard in first:
-                    if (unread := self._unread.get(shard)) is not None:
-                        unread.go_on(now)
-                if len(page) < TAKE:
-                    break
-                after = page[-1].id
+            page = await self._offload(partial(self._cluster.take, first, 0, TAKE))
+            for queued in await self._route(page):
+                last[queued.service] = queued.id
+            for shard in sorted(first) if len(page) == TAKE else ():
+                after = 0
+                while True:
+                    page = await self._offload(partial(self._cluster.take, {shard}, after, TAKE))
+                    for queued in await self._route(page):
+                        last[queued.service] = queued.id
+                    now = trio.current_time()
+                    for each in first:
+                        if (unread := self._unread.get(each)) is not None:
+                            unread.go_on(now)
+                    if len(page) < TAKE:
+                        break
+                    after = page[-1].id
             now = trio.current_time()
             for shard in first:
                 unread = self._unread.pop(shard, None)
@@ -594,8 +601,9 @@ class Inbox:
                 continue  # moved on meanwhile
             if service in self._in_flight or service in alone:
                 # After what is in flight (its order), or after its event that failed, alone
-                # (another's failure is not its).
-                behind.append(queued)
+                # (another's failure is not its); in flight itself, it was handed over.
+                if id not in self._in_flight.get(service, ()):
+                    behind.append(queued)
                 continue
             if id in self._failures:
                 if self._not_before.get(service, now) > now:
