@@ -55,6 +55,8 @@ node leaves it unanswered."""
 @attrs.define
 class ClusterReport(Report):
     faults: dict[str, int] = attrs.Factory(dict)
+    details: list[str] = attrs.Factory(list)
+    """How each page sent twice came about (printed with the report)."""
     queued: int = 0
     late_after_ack: int = 0
 
@@ -115,7 +117,9 @@ class Faults:
     """What the chaos did, and when (wall clock): for the checks."""
 
     moments: list[float] = attrs.Factory(list)
-    """When a shard may have changed owner with a send in flight: each fault, each start."""
+    """When a shard may have changed owner with a send in flight: each fault, each start, and
+    each end of a pause or a cut (the node takes its share back from the others: a handover,
+    which cuts their sends of it short)."""
     quiet: list[tuple[str, float, float]] = attrs.Factory(list)
     """(node, from, until): a node that must send nothing then (cut or paused past its
     lease)."""
@@ -145,11 +149,13 @@ async def _chaos(
             await trio.sleep(rng.uniform(LEASE_TTL, LEASE_TTL + 2))
             faults.quiet.append((node.name, began + LEASE_TTL, time.time()))
             await run(node.resume)
+            faults.moments.append(time.time())
         else:
             await run(getattr(node.proxy, kind))
             await trio.sleep(rng.uniform(LEASE_TTL, LEASE_TTL + 2))
             faults.quiet.append((node.name, began + LEASE_TTL, time.time()))
             await run(node.proxy.heal)
+            faults.moments.append(time.time())
         if not node.running:
             await run(node.start)
             faults.moments.append(time.time())
@@ -211,6 +217,16 @@ def _check_cluster(
     for nid, found in keys.items():
         if len(found) > 1:
             problems.append(f"{nid} sent with {len(found)} idempotency keys: {sorted(found)}")
+    # What a page sent twice looks like, for the report: each send's node and time, and the
+    # faults around them (a re-send far from any is a problem `check_against` names).
+    for nid in sorted(nid for nid in keys if sum(1 for p in pages if p.id == nid) > 1):
+        sends = [p for p in pages if p.id == nid]
+        first = sends[0].at
+        around = [round(m - first, 2) for m in faults.moments if -30 < m - first < 30]
+        report.details.append(
+            f"{nid}: sent by {[(p.node, round(p.at - first, 2)) for p in sends]};"
+            f" faults and starts at {around} s from the first"
+        )
     # Nothing paged after an ack or a close, but one send in flight.
     ends = {
         f"{service}#{number}": min(t for t in (acked, closed) if t is not None)
@@ -240,12 +256,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--services", type=int, default=60)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--keep", type=Path, help="keep the nodes' folders and logs here")
     args = parser.parse_args()
     with (
-        tempfile.TemporaryDirectory(prefix="pagerd-torture-cluster-") as folder,
+        tempfile.TemporaryDirectory(prefix="pagerd-torture-cluster-") as temporary,
         postgres.migrated() as dsn,
     ):
-        report = run(Path(folder), args.rounds, args.services, args.seed, dsn)
+        folder = Path(temporary) if args.keep is None else args.keep
+        folder.mkdir(parents=True, exist_ok=True)
+        report = run(folder, args.rounds, args.services, args.seed, dsn)
+    for detail in report.details:
+        print("  re-sent: " + detail)
     return verdict(args.seed, report.summary(), report.problems)
 
 
