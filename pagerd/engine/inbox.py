@@ -347,10 +347,8 @@ class Inbox:
         now = trio.current_time()
         shard = shard_of(service)
         unread = self._unread.get(shard)
-        if unread is not None:
-            if now < unread.until:
-                return True
-            del self._unread[shard]  # no read came in time: the timeouts go on
+        if unread is not None and now < unread.until:
+            return True  # (kept past its time until the read ends: its services' latest)
         behind = self._behind.get(service)
         if behind is None:
             return False
@@ -560,13 +558,13 @@ class Inbox:
             # skips none of that shard's, where one across shards could.
             last: dict[str, int] = {}  # service -> its last event left behind
             page = await self._offload(partial(self._cluster.take, first, 0, TAKE))
-            for queued in await self._route(page):
+            for queued in await self._route(page, last):
                 last[queued.service] = queued.id
             for shard in sorted(first) if len(page) == TAKE else ():
                 after = 0
                 while True:
                     page = await self._offload(partial(self._cluster.take, {shard}, after, TAKE))
-                    for queued in await self._route(page):
+                    for queued in await self._route(page, last):
                         last[queued.service] = queued.id
                     now = trio.current_time()
                     for each in first:
@@ -584,10 +582,15 @@ class Inbox:
                         self._behind[service] = _Hold(min(now + FIRST_READ, latest), latest, id)
         await self._route(await self._offload(lambda: self._cluster.take(held, 0, TAKE)))
 
-    async def _route(self, taken: Sequence[stored.Queued]) -> list[stored.Queued]:
+    async def _route(
+        self, taken: Sequence[stored.Queued], left: Collection[str] = ()
+    ) -> list[stored.Queued]:
         """Hand the events `taken` to their actors: those not in flight already, of services
         held, each after its service's earlier events; one that cannot be read is answered.
-        Those left behind their service's earlier events, to be taken again."""
+        Those left behind their service's earlier events, to be taken again. `left`: services
+        with an event left behind by an earlier page of the same read: their later events stay
+        behind too, in order (found in review: a service's first events answered meanwhile let
+        a later page's resolve through before the alerts between)."""
         offset = self._clock.offset()
         routed: list[tuple[str, Envelope]] = []
         ids: dict[str, set[int]] = {}
@@ -599,7 +602,7 @@ class Inbox:
             service, id = queued.service, queued.id
             if not self._owner.holds(service):
                 continue  # moved on meanwhile
-            if service in self._in_flight or service in alone:
+            if service in self._in_flight or service in alone or service in left:
                 # After what is in flight (its order), or after its event that failed, alone
                 # (another's failure is not its); in flight itself, it was handed over.
                 if id not in self._in_flight.get(service, ()):
@@ -634,16 +637,17 @@ class Inbox:
             # Should this fail (a bug), what was handed over stays in flight: a copy taken again
             # while the first is still with its actor could be applied twice.
             await self._services.route(routed)
-        if self._behind:
-            now = trio.current_time()
+        if self._behind and routed:
             for service, envelope in routed:
                 hold = self._behind.get(service)
-                if hold is None or envelope.inbox_id is None:
-                    continue
-                if envelope.inbox_id >= hold.last:
+                if hold is not None and (envelope.inbox_id or 0) >= hold.last:
                     del self._behind[service]  # the last it had stored before: handed over
-                else:
-                    hold.go_on(now)
+            # The backlog goes on, in the order it was stored: every service still waiting for
+            # its turn holds on (found in review: one waiting behind another service's older
+            # events, handed over the while, saw its hold run out).
+            now = trio.current_time()
+            for hold in self._behind.values():
+                hold.go_on(now)
         return behind
 
     def _settled(self, service: str, id: int, result: str) -> None:

@@ -110,7 +110,8 @@ def main() -> int:
                 print("   ", other.name, "|", ln[:200])
         if gaps or len(incidents) != 1 or not incidents[0][1]:
             print(
-                f"OUT OF ORDER: {stored[0]} alerts, {ys} of another service, then a resolve, stored in that order, left"
+                f"OUT OF ORDER: {stored[0]} alerts, {ys} of another service, then a resolve,"
+                " stored in that order, left"
                 f" {x} with incidents {incidents}: the resolve was applied before alerts stored"
                 " ahead of it (the first read hands a later page over once the service's first"
                 " batch is answered, the pages in between left behind)"

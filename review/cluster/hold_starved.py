@@ -105,16 +105,18 @@ def main() -> int:
             if ack_gone is None and not c.query("SELECT 1 FROM inbox WHERE id = %s", ack_id):
                 ack_gone = at()
                 print(ack_gone, f"ack of {b} decided")
-            if ack_gone is not None and (level2_at is not None or time.monotonic() - t0 > args.ttl + 20):
+            waited = time.monotonic() - t0 > args.ttl + 20
+            if ack_gone is not None and (level2_at is not None or waited):
                 break
             time.sleep(0.05)
         print(f"  adopted by {other.name} at {adopted}")
         pages = [p for p in c.receiver.pages() if p.at > wall0 and p.id.startswith(f"{b}#")]
         for p in pages:
             print(f"  page {p.id} {p.path} by {p.node} at +{p.at - wall0:.1f}s")
-        print(f"  {b} incidents:", c.query(
-            "SELECT number, acknowledged_by, level FROM incidents WHERE service = %s", b
-        ))
+        print(
+            f"  {b} incidents:",
+            c.query("SELECT number, acknowledged_by, level FROM incidents WHERE service = %s", b),
+        )
         for ln in other.log().splitlines():
             if re.search(r"adopted|escalat|acknowledged", ln):
                 print("   ", other.name, "|", ln[:200])
