@@ -774,3 +774,35 @@ def test_a_hold_goes_on_with_each_read_never_past_its_latest() -> None:
     assert hold.until == 10.0 + FIRST_READ
     hold.go_on(FIRST_READ_MAX)
     assert hold.until == FIRST_READ_MAX
+
+
+async def test_an_event_answered_while_a_read_is_under_way_is_not_handed_over_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A read of the inbox returns rows as they were when it began; an event answered (its
+    row deleted) while the read was under way must not be handed over again from it (found
+    in review: an alert applied again after a resolve opened a second incident)."""
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD], poll=0.01)  # reads all the time
+        inbox = owner.inbox
+        read = inbox._offload
+
+        async def stale(call: Any) -> Any:  # the rows as they were; the answer 50 ms later
+            rows = await read(call)
+            await trio.sleep(0.05)
+            return rows
+
+        inbox._offload = stale  # type: ignore[method-assign]
+        commit = owner.services._committer._offload
+
+        async def slow(call: Any) -> Any:  # a commit takes 30 ms
+            await trio.sleep(0.03)
+            return await commit(call)
+
+        owner.services._committer._offload = slow  # type: ignore[method-assign]
+        sender = await c.node("b")
+        for message in ("disk full", "still full"):
+            reply = await sender.send(Alert(message))
+            await reply.answered.wait()
+        await trio.sleep(2)
+        assert c.alerts() == ["disk full", "still full"]

@@ -298,6 +298,9 @@ class Inbox:
         # Services of adopted shards whose events stored before wait behind their earlier
         # ones: their due timeouts wait too, until the last of those is handed over.
         self._behind: dict[str, _Hold] = {}
+        # Events released from flight since the read under way began: a page it returns may
+        # have been read before their commit, and holds them still (`_read`).
+        self._released: set[int] = set()
         metrics = metrics or Metrics()
         metrics.gauge(
             "pagerd_cluster_inbox_waiting",
@@ -557,22 +560,21 @@ class Inbox:
             # they commit within a shard only (`Cluster.put`), so a page after the last id read
             # skips none of that shard's, where one across shards could.
             last: dict[str, int] = {}  # service -> its last event left behind
-            page = await self._offload(partial(self._cluster.take, first, 0, TAKE))
+            page, full, _ = await self._read(first, 0)
             for queued in await self._route(page, last):
                 last[queued.service] = queued.id
-            for shard in sorted(first) if len(page) == TAKE else ():
+            for shard in sorted(first) if full else ():
                 after = 0
                 while True:
-                    page = await self._offload(partial(self._cluster.take, {shard}, after, TAKE))
+                    page, full, after = await self._read({shard}, after)
                     for queued in await self._route(page, last):
                         last[queued.service] = queued.id
                     now = trio.current_time()
                     for each in first:
                         if (unread := self._unread.get(each)) is not None:
                             unread.go_on(now)
-                    if len(page) < TAKE:
+                    if not full:
                         break
-                    after = page[-1].id
             now = trio.current_time()
             for shard in first:
                 unread = self._unread.pop(shard, None)
@@ -580,7 +582,20 @@ class Inbox:
                 for service, id in last.items():
                     if shard_of(service) == shard:
                         self._behind[service] = _Hold(min(now + FIRST_READ, latest), latest, id)
-        await self._route(await self._offload(lambda: self._cluster.take(held, 0, TAKE)))
+        await self._route((await self._read(held, 0))[0])
+
+    async def _read(
+        self, shards: Collection[int], after: int
+    ) -> tuple[list[stored.Queued], bool, int]:
+        """Up to `TAKE` events of `shards` after id `after`, but those answered while the read
+        was under way: its rows may predate their commit, and an event handed over again would
+        be applied twice (found in review: an alert applied again after a resolve opened a
+        second incident). With whether the read was full, and its last id (the next page's
+        `after`)."""
+        self._released = set()
+        page = await self._offload(partial(self._cluster.take, shards, after, TAKE))
+        rows = [queued for queued in page if queued.id not in self._released]
+        return rows, len(page) == TAKE, page[-1].id if page else after
 
     async def _route(
         self, taken: Sequence[stored.Queued], left: Collection[str] = ()
@@ -671,6 +686,7 @@ class Inbox:
         self._taking.set()  # the service's next events, if any
 
     def _release(self, service: str, id: int) -> None:
+        self._released.add(id)
         ids = self._in_flight.get(service)
         if ids is None:
             return

@@ -106,7 +106,7 @@ def main() -> int:
         for p in pages:
             print(f"  page {p.id} {p.path} by {p.node} at +{p.at - wall0:.1f}s")
         for ln in other.log().splitlines():
-            if "adopted" in ln or "inbox" in ln:
+            if "adopted" in ln or "inbox" in ln or f"service={x} " in ln:
                 print("   ", other.name, "|", ln[:200])
         if gaps or len(incidents) != 1 or not incidents[0][1]:
             print(
