@@ -792,14 +792,14 @@ async def test_an_event_answered_while_a_read_is_under_way_is_not_handed_over_ag
             await trio.sleep(0.05)
             return rows
 
-        inbox._offload = stale  # type: ignore[method-assign]
+        inbox._offload = stale
         commit = owner.services._committer._offload
 
         async def slow(call: Any) -> Any:  # a commit takes 30 ms
             await trio.sleep(0.03)
             return await commit(call)
 
-        owner.services._committer._offload = slow  # type: ignore[method-assign]
+        owner.services._committer._offload = slow
         sender = await c.node("b")
         for message in ("disk full", "still full"):
             reply = await sender.send(Alert(message))
