@@ -102,8 +102,11 @@ def main() -> int:
             lambda ps: any(p.id.startswith(f"{cserv}#") and p.at > wall0 for p in ps), 10, "lvl 1"
         )
         t_alert = time.monotonic()
-        print(at(), f"{cserv}: alert through its owner {x.name}: level 1 paged (level 2 due"
-              f" {args.ack:g}s later)")
+        print(
+            at(),
+            f"{cserv}: alert through its owner {x.name}: level 1 paged (level 2 due"
+            f" {args.ack:g}s later)",
+        )
         time.sleep(0.5)
         holder: dict[str, dict] = {}
         asker = threading.Thread(
@@ -122,8 +125,11 @@ def main() -> int:
         time.sleep(0.3)
         ack_id = c.query("SELECT max(id) FROM inbox WHERE service = %s", cserv)[0][0]
         stored_after = time.monotonic() - t_alert
-        print(at(), f"ack of {cserv} stored through {y.name} (id {ack_id}),"
-              f" {stored_after:.1f}s after level 1")
+        print(
+            at(),
+            f"ack of {cserv} stored through {y.name} (id {ack_id}),"
+            f" {stored_after:.1f}s after level 1",
+        )
         level2_at = ack_gone = None
         deadline = time.monotonic() + args.ack + 60
         while time.monotonic() < deadline:
@@ -134,8 +140,10 @@ def main() -> int:
                 level2_at = time.monotonic() - t_alert
                 rows = c.query("SELECT count(*) FROM inbox WHERE service = %s", a)[0][0]
                 print(at(), f"LEVEL 2 of {cserv} paged; {a}'s rows left: {rows}")
-            if ack_gone is None and ack_id is not None and not c.query(
-                "SELECT 1 FROM inbox WHERE id = %s", ack_id
+            if (
+                ack_gone is None
+                and ack_id is not None
+                and not c.query("SELECT 1 FROM inbox WHERE id = %s", ack_id)
             ):
                 ack_gone = time.monotonic() - t_alert
                 print(at(), f"ack of {cserv} decided")
