@@ -151,10 +151,16 @@ class FakeCluster:
             self._check_up()
             return [self.put(node, service, event, at) for service, event, at in items]
 
-    def take(self, shards: Collection[int], after: int, limit: int) -> list[Queued]:
+    def take(
+        self, shards: Collection[int], after: int, limit: int, *, skip: Collection[str] = ()
+    ) -> list[Queued]:
         with self._lock:
             self._check_up()
-            found = [q for id, q in sorted(self._inbox.items()) if id > after and q.shard in shards]
+            found = [
+                q
+                for id, q in sorted(self._inbox.items())
+                if id > after and q.shard in shards and q.service not in skip
+            ]
             return found[:limit]
 
     def answers(self, ids: Sequence[int]) -> dict[int, str]:

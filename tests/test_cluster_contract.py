@@ -332,6 +332,7 @@ def test_events_are_put_taken_by_shard_and_in_order_and_handled_with_an_answer(
     world.a.write([opened(API), Handled(first, "ok 1")], Fence(A, epochs, RUN[A]))
     assert world.b.answers([first, second]) == {first: "ok 1"}
     assert [q.id for q in world.a.take([S1], 0, 10)] == [second]  # handled: gone
+    assert [q.id for q in world.a.take([S1, S2], 0, 10, skip=[API])] == [other]
 
 
 def test_a_batch_of_puts_is_one_transaction_in_order_and_notifies_each_shard(

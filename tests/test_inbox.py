@@ -44,6 +44,7 @@ from pagerd.engine.inbox import (
     FIRST_READ,
     FIRST_READ_MAX,
     MAX_ATTEMPTS,
+    TAKE,
     Inbox,
     _Hold,
     _Relay,
@@ -806,3 +807,23 @@ async def test_an_event_answered_while_a_read_is_under_way_is_not_handed_over_ag
             await reply.answered.wait()
         await trio.sleep(2)
         assert c.alerts() == ["disk full", "still full"]
+
+
+async def test_a_service_whose_events_are_being_decided_hides_no_other_s_behind_its_backlog(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Review round 7: a read takes the oldest events of every shard held; a storm of one
+    service, its first events being decided, filled every read, and another service's ack
+    waited behind the whole backlog while its deadline went first. A read skips the services
+    whose events are being decided (their next ones wait for them anyway)."""
+    async with cluster_in(tmp_path) as c:
+        owner = await c.node("a", [SHARD, shard_of("web")], poll=3600.0)  # reads when woken
+        inbox = owner.inbox
+        storm = encode(SERVICE, Envelope(Alert("storm"), None), 0.0)
+        c.cluster.put_many("b", [(SERVICE, storm, T0)] * (2 * TAKE))
+        inbox._in_flight[SERVICE] = {0}  # its first event is being decided
+        sender = await c.node("b")
+        reply = await sender.send(Alert("web down"), "web")
+        await reply.answered.wait()
+        assert "queued" not in reply.reply and reply.reply["incident"]["id"] == "web#1"
+        assert c.cluster.take({SHARD}, 0, 1)  # the storm waits, untouched

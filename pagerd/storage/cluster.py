@@ -150,10 +150,14 @@ class Cluster(Protocol):
         one each."""
         ...
 
-    def take(self, shards: Collection[int], after: int, limit: int) -> list[Queued]:
+    def take(
+        self, shards: Collection[int], after: int, limit: int, *, skip: Collection[str] = ()
+    ) -> list[Queued]:
         """Up to `limit` events of `shards` not yet handled whose id is greater than `after`,
-        by id. Reads only: an event is handled by the `Handled` write of the batch that
-        decided it, never by being taken."""
+        by id, but those of the services `skip` (their earlier events are being decided: a
+        storm of one must not hide every other service's events behind it). Reads only: an
+        event is handled by the `Handled` write of the batch that decided it, never by being
+        taken."""
         ...
 
     def answers(self, ids: Sequence[int]) -> dict[int, str]:

@@ -834,12 +834,15 @@ class Store:
         return ids
 
     @_port_errors
-    def take(self, shards: Collection[int], after: int, limit: int) -> list[Queued]:
+    def take(
+        self, shards: Collection[int], after: int, limit: int, *, skip: Collection[str] = ()
+    ) -> list[Queued]:
         with self._connection() as conn:
             found = conn.execute(
                 "SELECT id, shard, service, event, at, node FROM inbox"
-                " WHERE shard = ANY(%s) AND id > %s ORDER BY id LIMIT %s",
-                (sorted(shards), after, limit),
+                " WHERE shard = ANY(%s) AND id > %s AND NOT service = ANY(%s::text[])"
+                " ORDER BY id LIMIT %s",
+                (sorted(shards), after, sorted(skip), limit),
             ).fetchall()
         return [
             Queued(int(str(id)), int(str(shard)), service, bytes(event), at, node)
