@@ -773,14 +773,15 @@ class Outbox:
                 return
             except Fenced as exc:
                 ownership = self._ownership
-                if term is not None and ownership is not None:
-                    if ownership.carried(shard, term) != term:
-                        continue  # raised by a reload of this node's meanwhile: under the new one
-                    if ownership.reloading(shard):
-                        # Its reload's claim, raising the epoch, is under way: the record is
-                        # written under the new epoch once it is known, not given up.
-                        await backoff.wait()
-                        continue
+                if (
+                    term is not None
+                    and ownership is not None
+                    and (ownership.reloading(shard) or ownership.carried(shard, term) != term)
+                ):
+                    # Refused for this node's own reload, which raises (or raised) the epoch:
+                    # written under the new one once known (the loop's `carried`), not given up.
+                    await backoff.wait()
+                    continue
                 # The service's shard is another node's now: its record is that node's to
                 # make (it sends the notification again if this one's outcome is not there).
                 log.warning("delivery of %s not recorded here: %s", attempt.id, exc)

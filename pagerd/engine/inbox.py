@@ -223,6 +223,10 @@ class _Hold:
     last: int = 0
     """The last inbox id of the service's events stored before (`_behind` only)."""
 
+    @classmethod
+    def starting(cls, now: float, latest: float, last: int = 0) -> _Hold:
+        return cls(min(now + FIRST_READ, latest), latest, last)
+
     def go_on(self, now: float) -> None:
         self.until = min(now + FIRST_READ, self.latest)
 
@@ -343,7 +347,7 @@ class Inbox:
         most."""
         now = trio.current_time()
         for shard in shards:
-            self._unread[shard] = _Hold(now + FIRST_READ, now + FIRST_READ_MAX)
+            self._unread[shard] = _Hold.starting(now, now + FIRST_READ_MAX)
         self._taking.set()
 
     def events_first(self, service: str) -> bool:
@@ -575,13 +579,13 @@ class Inbox:
                             unread.go_on(now)
                     if not full:
                         break
+            # Read: the shards are free, but the services left behind (not a shard dropped
+            # meanwhile: `drop` took its hold away).
             now = trio.current_time()
-            for shard in first:
-                unread = self._unread.pop(shard, None)
-                latest = now + FIRST_READ_MAX if unread is None else unread.latest
-                for service, id in last.items():
-                    if shard_of(service) == shard:
-                        self._behind[service] = _Hold(min(now + FIRST_READ, latest), latest, id)
+            read = {shard: self._unread.pop(shard) for shard in first if shard in self._unread}
+            for service, id in last.items():
+                if (hold := read.get(shard_of(service))) is not None:
+                    self._behind[service] = _Hold.starting(now, hold.latest, id)
         # The services whose events are being decided are skipped: their next events wait for
         # them anyway, and a storm of one must not fill every read and hide the others' (found
         # in review: an adopted storm of 40,000 on one service held back an ack of another
