@@ -262,7 +262,14 @@ def test_a_write_stuck_in_the_network_past_a_reload_is_fenced_out_when_it_arrive
         acked, notes = decide(state, Ack(by="alice"), T0 + 2, POLICY)
         store.write([Transition(state, acked, notes, T0 + 2)], Fence("a", renewed, store.origin))
         link.thaw()  # the stuck write arrives now, whole: BEGIN, the fence, the upsert, COMMIT
-        time.sleep(1.0)
+        with psycopg.connect(postgres_direct(dsn, link), autocommit=True) as admin:
+            deadline = time.monotonic() + 30
+            while admin.execute(  # its session ends once it has run all of it: one is left
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'pagerd a' AND datname = current_database()"
+            ).fetchone() != (1,):
+                assert time.monotonic() < deadline, "the stuck session did not end"
+                time.sleep(0.01)
         incident = store.load_states(shards={shard})["api"].incident
         assert incident is not None and incident.acknowledged_by == "alice"
     finally:
