@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from review.cluster.common import database
-from review.cluster.first_read_backlog import burst
+from review.cluster.first_read_backlog import storm
 from tests import cluster as harness
 
 
@@ -73,18 +73,7 @@ def main() -> int:
         print(at(), f"{victim.name} killed (-9)")
         answers: dict[str, dict] = {}
         # Several clients at once (each a burst on its own connection).
-        share = -(-args.backlog // args.clients)
-
-        def client() -> None:
-            # In bursts of at most 500 (a node keeps at most MAX_WAITING events waiting).
-            left = share
-            while left > 0:
-                burst(other, [x], min(500, left), answers)
-                left -= 500
-
-        storm = [threading.Thread(target=client) for _ in range(args.clients)]
-        for each in storm:
-            each.start()
+        storm([other], x, args.backlog, args.clients, answers)
 
         def stored() -> int:
             return c.query("SELECT count(*) FROM inbox WHERE service = %s", x)[0][0]

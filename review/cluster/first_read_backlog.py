@@ -55,6 +55,26 @@ def burst(node: harness.Node, services: list[str], n: int, answers: dict) -> Non
     answers["storm"] = {"ok": all(r.get("ok") for r in replies), "replies": len(replies)}
 
 
+def storm(
+    fronts: list[harness.Node], service: str, total: int, clients: int, answers: dict
+) -> list[threading.Thread]:
+    """`total` alerts of `service` from `clients` clients at once, client k through
+    `fronts[k % len(fronts)]`, each in bursts of at most 500 (a node keeps at most
+    MAX_WAITING events waiting): their threads, started."""
+    share = -(-total // clients)
+
+    def client(k: int) -> None:
+        left = share
+        while left > 0:
+            burst(fronts[k % len(fronts)], [service], min(500, left), answers)
+            left -= 500
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for each in threads:
+        each.start()
+    return threads
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backlog", type=int, default=400)

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from review.cluster.common import database
-from review.cluster.first_read_backlog import burst
+from review.cluster.first_read_backlog import burst, storm
 from tests import cluster as harness
 
 
@@ -62,18 +61,7 @@ def main() -> int:
         # X: one page of alerts and one more (TAKE is 256), in one commit, in this order.
         burst(other, [x], 257, answers)
         # Y, another service of the dead node: a storm that the first read pages through.
-        share = -(-args.backlog // args.clients)
-
-        def client() -> None:
-            left = share
-            while left > 0:
-                burst(other, [y], min(500, left), answers)
-                left -= 500
-
-        storm = [threading.Thread(target=client) for _ in range(args.clients)]
-        for each in storm:
-            each.start()
-        for each in storm:
+        for each in storm([other], y, args.backlog, args.clients, answers):
             each.join()
         stored = c.query("SELECT count(*), max(id) FROM inbox WHERE service = %s", x)[0]
         ys = c.query("SELECT count(*) FROM inbox WHERE service = %s", y)[0][0]

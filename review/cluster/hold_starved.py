@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import re
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from review.cluster.common import database
-from review.cluster.first_read_backlog import burst
+from review.cluster.first_read_backlog import burst, storm
 from tests import cluster as harness
 
 
@@ -66,18 +65,7 @@ def main() -> int:
         victim.kill()
         print(at(), f"{victim.name} killed (-9)")
         answers: dict[str, dict] = {}
-        share = -(-args.backlog // args.clients)
-
-        def client() -> None:
-            left = share
-            while left > 0:
-                burst(other, [a], min(500, left), answers)
-                left -= 500
-
-        storm = [threading.Thread(target=client) for _ in range(args.clients)]
-        for each in storm:
-            each.start()
-        for each in storm:
+        for each in storm([other], a, args.backlog, args.clients, answers):
             each.join()
         print(at(), f"{args.backlog} alerts of {a} stored through {other.name}")
         burst(other, [b], 300, answers)

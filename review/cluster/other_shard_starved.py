@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pager.shards import preferred, shard_of
 from review.cluster.common import database
-from review.cluster.first_read_backlog import burst
+from review.cluster.first_read_backlog import storm
 from tests import cluster as harness
 
 
@@ -72,19 +72,7 @@ def main() -> int:
         victim.kill()
         print(at(), f"{victim.name} killed (-9)")
         answers: dict[str, dict] = {}
-        share = -(-args.backlog // args.clients)
-
-        def client(k: int) -> None:
-            left = share
-            front = (x, y)[k % 2]
-            while left > 0:
-                burst(front, [a], min(500, left), answers)
-                left -= 500
-
-        storm = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
-        for each in storm:
-            each.start()
-        for each in storm:
+        for each in storm([x, y], a, args.backlog, args.clients, answers):
             each.join()
         stored = c.query("SELECT count(*) FROM inbox WHERE service = %s", a)[0][0]
         print(at(), f"{stored} alerts of {a} in the inbox (owner now: {c.owner(a)})")
