@@ -121,6 +121,16 @@ def test_an_event_sent_to_any_node_pages_once_and_an_ack_through_a_third_stops_i
     reply = acker.ask({"op": "ack", "service": service, "by": "alice"})
     assert reply["ok"] and reply["incident"]["acknowledged"], reply
     for node in cluster.nodes:
+        # The answer is the database's (written in the owner's commit, read by the acker at
+        # once); the owner's memory takes the commit's state a moment later, when its actor
+        # resumes: a status read in between may be that moment behind, never more.
+        wait_for(
+            lambda node=node: node.ask({"op": "status", "service": service})["incident"][
+                "acknowledged"
+            ],
+            10,
+            f"{node.name} shows the ack",
+        )
         status = node.ask({"op": "status", "service": service})
         assert status["ok"] and status["incident"]["acknowledged"], (node.name, status)
         listed = node.ask({"op": "status"})
